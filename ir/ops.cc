@@ -1,0 +1,578 @@
+// Op definitions: each op's summary, IR example, shape rule, traits and
+// reference semantics, in one place. Shapes use T rows (tokens), B sequences,
+// H hidden, E experts, k top_k, P = T*k (token, expert) pairs.
+#include <algorithm>
+#include <memory>
+
+#include "ir/op_registry.h"
+#include "kernels/cpu/reference_kernels.h"
+
+namespace moegraph {
+namespace {
+
+// ---- shape-rule helpers ---------------------------------------------------
+
+Status ShapeError(const InferContext& ctx, const std::string& what) {
+  return InvalidArgument("'" + ctx.op.name() + "': " + what);
+}
+
+std::string Describe(const Type& t) { return t.ToString(); }
+
+Status RequireTensor(const InferContext& ctx, int i, int rank, const char* role) {
+  const Type& t = *ctx.operands[i];
+  if (!t.is_tensor()) return ShapeError(ctx, std::string(role) + " must be a tensor");
+  if (rank >= 0 && t.rank() != rank) {
+    return ShapeError(ctx, std::string(role) + " must have rank " + std::to_string(rank) +
+                               ", got " + Describe(t));
+  }
+  return Status::Ok();
+}
+
+Status RequireDType(const InferContext& ctx, int i, DType dtype, const char* role) {
+  if (ctx.operands[i]->dtype != dtype) {
+    return ShapeError(ctx, std::string(role) + " must be " + DTypeName(dtype) + ", got " +
+                               Describe(*ctx.operands[i]));
+  }
+  return Status::Ok();
+}
+
+Status RequireFloat(const InferContext& ctx, int i, const char* role) {
+  if (!IsFloat(ctx.operands[i]->dtype) || ctx.operands[i]->dtype == DType::kFp8E4M3) {
+    return ShapeError(ctx, std::string(role) + " must be f32, f16 or bf16, got " +
+                               Describe(*ctx.operands[i]));
+  }
+  return Status::Ok();
+}
+
+Status RequireSameDim(const InferContext& ctx, const Dim& a, const Dim& b, const std::string& what) {
+  if (!(a == b)) {
+    return ShapeError(ctx, what + " mismatch: " + a.ToString() + " vs " + b.ToString());
+  }
+  return Status::Ok();
+}
+
+Status RequireStatic(const InferContext& ctx, const Dim& d, const char* role) {
+  if (!d.is_static()) {
+    return ShapeError(ctx, std::string(role) + " must be static (run specialize first), got " +
+                               d.ToString());
+  }
+  return Status::Ok();
+}
+
+Status RequirePositiveFloat(const InferContext& ctx, const char* attr) {
+  const double v = ctx.op.FloatAttr(attr, -1.0);
+  if (!(v > 0.0)) {
+    return ShapeError(ctx, std::string("attribute '") + attr + "' must be > 0, got " +
+                               std::to_string(v));
+  }
+  return Status::Ok();
+}
+
+const Type& In(const InferContext& ctx, int i) { return *ctx.operands[i]; }
+Type F32(std::vector<Dim> dims) { return Type::Tensor(DType::kF32, std::move(dims)); }
+Type I32(std::vector<Dim> dims) { return Type::Tensor(DType::kI32, std::move(dims)); }
+Dim S(int64_t v) { return Dim::Static(v); }
+
+// ---- shape rules -----------------------------------------------------------
+
+StatusOr<std::vector<Type>> InferWeight(const InferContext& ctx) {
+  if (ctx.declared_results.size() != 1) return ShapeError(ctx, "a weight needs a declared type");
+  const Type& t = *ctx.declared_results[0];
+  if (!t.is_tensor() || !t.is_static() || t.rank() == 0) {
+    return ShapeError(ctx, "a weight's type must be a static tensor, got " + Describe(t));
+  }
+  if (ctx.op.HasAttr("experts")) {
+    if (t.rank() < 3 || t.dims[0].size != ctx.op.IntAttr("experts")) {
+      return ShapeError(ctx, "a stacked weight must be [experts, N, K], got " + Describe(t));
+    }
+  }
+  return std::vector<Type>{t};
+}
+
+StatusOr<std::vector<Type>> InferEmbedding(const InferContext& ctx) {
+  MG_RETURN_IF_ERROR(RequireTensor(ctx, 0, 1, "tokens"));
+  MG_RETURN_IF_ERROR(RequireDType(ctx, 0, DType::kI32, "tokens"));
+  MG_RETURN_IF_ERROR(RequireTensor(ctx, 1, 2, "table"));
+  MG_RETURN_IF_ERROR(RequireFloat(ctx, 1, "table"));
+  return std::vector<Type>{F32({In(ctx, 0).dims[0], In(ctx, 1).dims[1]})};
+}
+
+Status CheckNormWeight(const InferContext& ctx, int x, int w) {
+  MG_RETURN_IF_ERROR(RequireTensor(ctx, x, 2, "x"));
+  MG_RETURN_IF_ERROR(RequireDType(ctx, x, DType::kF32, "x"));
+  MG_RETURN_IF_ERROR(RequireTensor(ctx, w, 1, "weight"));
+  MG_RETURN_IF_ERROR(RequireFloat(ctx, w, "weight"));
+  MG_RETURN_IF_ERROR(RequirePositiveFloat(ctx, "eps"));
+  const Dim& cols = In(ctx, x).dims[1];
+  const Dim& group = In(ctx, w).dims[0];
+  if (!cols.is_static() || !group.is_static() || group.size <= 0 || cols.size % group.size != 0) {
+    return ShapeError(ctx, "x's last dim (" + cols.ToString() +
+                               ") must be a multiple of the weight size (" + group.ToString() + ")");
+  }
+  return Status::Ok();
+}
+
+StatusOr<std::vector<Type>> InferRmsNorm(const InferContext& ctx) {
+  MG_RETURN_IF_ERROR(CheckNormWeight(ctx, 0, 1));
+  return std::vector<Type>{In(ctx, 0)};
+}
+
+StatusOr<std::vector<Type>> InferAddRmsNorm(const InferContext& ctx) {
+  MG_RETURN_IF_ERROR(CheckNormWeight(ctx, 0, 2));
+  if (!(In(ctx, 0) == In(ctx, 1))) {
+    return ShapeError(ctx, "x and residual differ: " + Describe(In(ctx, 0)) + " vs " +
+                               Describe(In(ctx, 1)));
+  }
+  return std::vector<Type>{In(ctx, 0), In(ctx, 0)};
+}
+
+StatusOr<std::vector<Type>> InferElementwise(const InferContext& ctx) {
+  MG_RETURN_IF_ERROR(RequireTensor(ctx, 0, -1, "lhs"));
+  MG_RETURN_IF_ERROR(RequireDType(ctx, 0, DType::kF32, "lhs"));
+  if (!(In(ctx, 0) == In(ctx, 1))) {
+    return ShapeError(ctx, "operands differ: " + Describe(In(ctx, 0)) + " vs " +
+                               Describe(In(ctx, 1)));
+  }
+  return std::vector<Type>{In(ctx, 0)};
+}
+
+// x [R,K] against weights [N,K] starting at operand `first_weight`.
+StatusOr<std::vector<Type>> InferLinearLike(const InferContext& ctx, int num_weights) {
+  MG_RETURN_IF_ERROR(RequireTensor(ctx, 0, 2, "x"));
+  MG_RETURN_IF_ERROR(RequireDType(ctx, 0, DType::kF32, "x"));
+  for (int i = 1; i <= num_weights; ++i) {
+    MG_RETURN_IF_ERROR(RequireTensor(ctx, i, 2, "weight"));
+    MG_RETURN_IF_ERROR(RequireFloat(ctx, i, "weight"));
+    MG_RETURN_IF_ERROR(RequireSameDim(ctx, In(ctx, 0).dims[1], In(ctx, i).dims[1], "K"));
+    MG_RETURN_IF_ERROR(RequireSameDim(ctx, In(ctx, 1).dims[0], In(ctx, i).dims[0], "N"));
+  }
+  return std::vector<Type>{F32({In(ctx, 0).dims[0], In(ctx, 1).dims[0]})};
+}
+StatusOr<std::vector<Type>> InferLinear(const InferContext& ctx) { return InferLinearLike(ctx, 1); }
+StatusOr<std::vector<Type>> InferLinearSiluMul(const InferContext& ctx) {
+  return InferLinearLike(ctx, 2);
+}
+
+StatusOr<std::vector<Type>> InferRope(const InferContext& ctx) {
+  MG_RETURN_IF_ERROR(RequireTensor(ctx, 0, 2, "x"));
+  MG_RETURN_IF_ERROR(RequireDType(ctx, 0, DType::kF32, "x"));
+  MG_RETURN_IF_ERROR(RequirePositiveFloat(ctx, "theta"));
+  const int64_t head_dim = ctx.op.IntAttr("head_dim");
+  const Dim& cols = In(ctx, 0).dims[1];
+  if (head_dim % 2 != 0 || !cols.is_static() || cols.size % head_dim != 0) {
+    return ShapeError(ctx, "columns (" + cols.ToString() + ") must be a multiple of an even head_dim (" +
+                               std::to_string(head_dim) + ")");
+  }
+  return std::vector<Type>{In(ctx, 0)};
+}
+
+StatusOr<std::vector<Type>> InferAttention(const InferContext& ctx) {
+  for (int i = 0; i < 3; ++i) {
+    MG_RETURN_IF_ERROR(RequireTensor(ctx, i, 2, i == 0 ? "q" : i == 1 ? "k" : "v"));
+    MG_RETURN_IF_ERROR(RequireDType(ctx, i, DType::kF32, "q/k/v"));
+    MG_RETURN_IF_ERROR(RequireSameDim(ctx, In(ctx, 0).dims[0], In(ctx, i).dims[0], "rows"));
+  }
+  MG_RETURN_IF_ERROR(RequirePositiveFloat(ctx, "scale"));
+  const int64_t heads = ctx.op.IntAttr("num_heads"), kv_heads = ctx.op.IntAttr("num_kv_heads");
+  const int64_t head_dim = ctx.op.IntAttr("head_dim");
+  if (heads % kv_heads != 0) {
+    return ShapeError(ctx, "num_heads (" + std::to_string(heads) +
+                               ") must be a multiple of num_kv_heads (" + std::to_string(kv_heads) +
+                               ")");
+  }
+  MG_RETURN_IF_ERROR(RequireSameDim(ctx, In(ctx, 0).dims[1], S(heads * head_dim), "q columns"));
+  MG_RETURN_IF_ERROR(RequireSameDim(ctx, In(ctx, 1).dims[1], S(kv_heads * head_dim), "k columns"));
+  MG_RETURN_IF_ERROR(RequireSameDim(ctx, In(ctx, 2).dims[1], S(kv_heads * head_dim), "v columns"));
+  return std::vector<Type>{In(ctx, 0)};
+}
+
+StatusOr<std::vector<Type>> InferGatherLast(const InferContext& ctx) {
+  MG_RETURN_IF_ERROR(RequireTensor(ctx, 0, 2, "x"));
+  MG_RETURN_IF_ERROR(RequireDType(ctx, 0, DType::kF32, "x"));
+  // The sequence count is the bucket's B: symbolic until specialize binds it.
+  Dim seqs = Dim::Symbol("B");
+  if (!ctx.declared_results.empty() && ctx.declared_results[0]->rank() == 2) {
+    seqs = ctx.declared_results[0]->dims[0];
+  }
+  return std::vector<Type>{F32({seqs, In(ctx, 0).dims[1]})};
+}
+
+StatusOr<std::vector<Type>> InferMlp(const InferContext& ctx) {
+  MG_RETURN_IF_ERROR(RequireTensor(ctx, 0, 2, "x"));
+  MG_RETURN_IF_ERROR(RequireDType(ctx, 0, DType::kF32, "x"));
+  for (int i = 1; i <= 3; ++i) {
+    MG_RETURN_IF_ERROR(RequireTensor(ctx, i, 2, "weight"));
+    MG_RETURN_IF_ERROR(RequireFloat(ctx, i, "weight"));
+  }
+  const Dim& hidden = In(ctx, 0).dims[1];
+  const Dim& inter = In(ctx, 1).dims[0];
+  MG_RETURN_IF_ERROR(RequireSameDim(ctx, In(ctx, 1).dims[1], hidden, "gate [I,H]"));
+  MG_RETURN_IF_ERROR(RequireSameDim(ctx, In(ctx, 2).dims[0], inter, "up [I,H]"));
+  MG_RETURN_IF_ERROR(RequireSameDim(ctx, In(ctx, 2).dims[1], hidden, "up [I,H]"));
+  MG_RETURN_IF_ERROR(RequireSameDim(ctx, In(ctx, 3).dims[0], hidden, "down [H,I]"));
+  MG_RETURN_IF_ERROR(RequireSameDim(ctx, In(ctx, 3).dims[1], inter, "down [H,I]"));
+  return std::vector<Type>{In(ctx, 0)};
+}
+
+// Checks stacked expert weights [E, N, K] at operands first..first+count.
+Status CheckStacked(const InferContext& ctx, int index, const Dim& experts, const Dim& n,
+                    const Dim& k, const char* role) {
+  MG_RETURN_IF_ERROR(RequireTensor(ctx, index, 3, role));
+  MG_RETURN_IF_ERROR(RequireFloat(ctx, index, role));
+  const Type& t = In(ctx, index);
+  MG_RETURN_IF_ERROR(RequireSameDim(ctx, t.dims[0], experts, std::string(role) + " experts"));
+  MG_RETURN_IF_ERROR(RequireSameDim(ctx, t.dims[1], n, std::string(role) + " rows"));
+  MG_RETURN_IF_ERROR(RequireSameDim(ctx, t.dims[2], k, std::string(role) + " columns"));
+  return Status::Ok();
+}
+
+Status CheckTopK(const InferContext& ctx, int64_t num_experts) {
+  const int64_t top_k = ctx.op.IntAttr("top_k");
+  if (top_k > num_experts) {
+    return ShapeError(ctx, "top_k (" + std::to_string(top_k) + ") exceeds the expert count (" +
+                               std::to_string(num_experts) + ")");
+  }
+  return Status::Ok();
+}
+
+StatusOr<std::vector<Type>> InferMoe(const InferContext& ctx) {
+  MG_RETURN_IF_ERROR(RequireTensor(ctx, 0, 2, "x"));
+  MG_RETURN_IF_ERROR(RequireDType(ctx, 0, DType::kF32, "x"));
+  MG_RETURN_IF_ERROR(RequireTensor(ctx, 1, 2, "router"));
+  MG_RETURN_IF_ERROR(RequireFloat(ctx, 1, "router"));
+  const Dim& hidden = In(ctx, 0).dims[1];
+  const Dim& experts = In(ctx, 1).dims[0];
+  MG_RETURN_IF_ERROR(RequireSameDim(ctx, In(ctx, 1).dims[1], hidden, "router [E,H]"));
+  MG_RETURN_IF_ERROR(RequireStatic(ctx, experts, "expert count"));
+  MG_RETURN_IF_ERROR(CheckTopK(ctx, experts.size));
+  MG_RETURN_IF_ERROR(RequireTensor(ctx, 2, 3, "gate"));
+  const Dim& inter = In(ctx, 2).dims[1];
+  MG_RETURN_IF_ERROR(CheckStacked(ctx, 2, experts, inter, hidden, "gate"));
+  MG_RETURN_IF_ERROR(CheckStacked(ctx, 3, experts, inter, hidden, "up"));
+  MG_RETURN_IF_ERROR(CheckStacked(ctx, 4, experts, hidden, inter, "down"));
+  return std::vector<Type>{In(ctx, 0)};
+}
+
+StatusOr<std::vector<Type>> InferTopkRoute(const InferContext& ctx) {
+  MG_RETURN_IF_ERROR(RequireTensor(ctx, 0, 2, "logits"));
+  MG_RETURN_IF_ERROR(RequireDType(ctx, 0, DType::kF32, "logits"));
+  MG_RETURN_IF_ERROR(RequireStatic(ctx, In(ctx, 0).dims[1], "expert count"));
+  MG_RETURN_IF_ERROR(CheckTopK(ctx, In(ctx, 0).dims[1].size));
+  const Dim rows = In(ctx, 0).dims[0];
+  const Dim k = S(ctx.op.IntAttr("top_k"));
+  return std::vector<Type>{I32({rows, k}), F32({rows, k})};
+}
+
+// ids [T,k] with static dims; returns T*k.
+StatusOr<int64_t> StaticPairs(const InferContext& ctx, int index) {
+  MG_RETURN_IF_ERROR(RequireTensor(ctx, index, 2, "expert ids"));
+  MG_RETURN_IF_ERROR(RequireDType(ctx, index, DType::kI32, "expert ids"));
+  const Type& ids = In(ctx, index);
+  MG_RETURN_IF_ERROR(RequireStatic(ctx, ids.dims[0], "rows"));
+  return ids.dims[0].size * ids.dims[1].size;
+}
+
+StatusOr<std::vector<Type>> InferMoeAlign(const InferContext& ctx) {
+  MG_ASSIGN_OR_RETURN(int64_t pairs, StaticPairs(ctx, 0));
+  return std::vector<Type>{I32({S(pairs)}), I32({S(ctx.op.IntAttr("num_experts") + 1)})};
+}
+
+StatusOr<std::vector<Type>> InferMoePermute(const InferContext& ctx) {
+  MG_RETURN_IF_ERROR(RequireTensor(ctx, 0, 2, "x"));
+  MG_RETURN_IF_ERROR(RequireTensor(ctx, 1, 1, "sorted_pairs"));
+  MG_RETURN_IF_ERROR(RequireDType(ctx, 1, DType::kI32, "sorted_pairs"));
+  return std::vector<Type>{F32({In(ctx, 1).dims[0], In(ctx, 0).dims[1]})};
+}
+
+StatusOr<std::vector<Type>> InferGroupedMatmul(const InferContext& ctx, int num_weights) {
+  MG_RETURN_IF_ERROR(RequireTensor(ctx, 0, 2, "x"));
+  MG_RETURN_IF_ERROR(RequireTensor(ctx, 1, 1, "expert_offsets"));
+  MG_RETURN_IF_ERROR(RequireDType(ctx, 1, DType::kI32, "expert_offsets"));
+  MG_RETURN_IF_ERROR(RequireStatic(ctx, In(ctx, 1).dims[0], "expert_offsets"));
+  const Dim experts = S(In(ctx, 1).dims[0].size - 1);
+  MG_RETURN_IF_ERROR(RequireTensor(ctx, 2, 3, "weight"));
+  const Dim& n = In(ctx, 2).dims[1];
+  for (int i = 2; i < 2 + num_weights; ++i) {
+    MG_RETURN_IF_ERROR(CheckStacked(ctx, i, experts, n, In(ctx, 0).dims[1], "weight"));
+  }
+  return std::vector<Type>{F32({In(ctx, 0).dims[0], n})};
+}
+StatusOr<std::vector<Type>> InferGroupedMatmul1(const InferContext& ctx) {
+  return InferGroupedMatmul(ctx, 1);
+}
+StatusOr<std::vector<Type>> InferGroupedMatmul2(const InferContext& ctx) {
+  return InferGroupedMatmul(ctx, 2);
+}
+
+StatusOr<std::vector<Type>> InferUnpermuteReduce(const InferContext& ctx) {
+  MG_RETURN_IF_ERROR(RequireTensor(ctx, 0, 2, "y"));
+  MG_RETURN_IF_ERROR(RequireTensor(ctx, 1, 1, "sorted_pairs"));
+  MG_RETURN_IF_ERROR(RequireTensor(ctx, 2, 2, "route_weights"));
+  MG_RETURN_IF_ERROR(RequireDType(ctx, 2, DType::kF32, "route_weights"));
+  MG_RETURN_IF_ERROR(RequireSameDim(ctx, In(ctx, 0).dims[0], In(ctx, 1).dims[0], "pair count"));
+  return std::vector<Type>{F32({In(ctx, 2).dims[0], In(ctx, 0).dims[1]})};
+}
+
+StatusOr<std::vector<Type>> InferMoeExpertBatch(const InferContext& ctx) {
+  MG_ASSIGN_OR_RETURN(int64_t pairs, StaticPairs(ctx, 0));
+  const int64_t slots = std::min(ctx.op.IntAttr("num_experts"), pairs);
+  const Dim rows = In(ctx, 0).dims[0];
+  return std::vector<Type>{I32({S(slots)}), I32({S(slots), rows})};
+}
+
+Status CheckBatchLayout(const InferContext& ctx, int experts_index) {
+  MG_RETURN_IF_ERROR(RequireTensor(ctx, experts_index, 1, "batch_experts"));
+  MG_RETURN_IF_ERROR(RequireTensor(ctx, experts_index + 1, 2, "batch_pairs"));
+  MG_RETURN_IF_ERROR(RequireSameDim(ctx, In(ctx, experts_index).dims[0],
+                                    In(ctx, experts_index + 1).dims[0], "slot count"));
+  return Status::Ok();
+}
+
+StatusOr<std::vector<Type>> InferExpertBatchedGateUp(const InferContext& ctx) {
+  MG_RETURN_IF_ERROR(RequireTensor(ctx, 0, 2, "x"));
+  MG_RETURN_IF_ERROR(RequireStatic(ctx, In(ctx, 0).dims[0], "rows"));
+  MG_RETURN_IF_ERROR(CheckBatchLayout(ctx, 1));
+  MG_RETURN_IF_ERROR(RequireTensor(ctx, 3, 3, "gate"));
+  const Dim experts = In(ctx, 3).dims[0];
+  const Dim inter = In(ctx, 3).dims[1];
+  const Dim hidden = In(ctx, 0).dims[1];
+  MG_RETURN_IF_ERROR(CheckStacked(ctx, 3, experts, inter, hidden, "gate"));
+  MG_RETURN_IF_ERROR(CheckStacked(ctx, 4, experts, inter, hidden, "up"));
+  return std::vector<Type>{F32({S(In(ctx, 0).dims[0].size * ctx.op.IntAttr("top_k")), inter})};
+}
+
+StatusOr<std::vector<Type>> InferExpertBatchedDown(const InferContext& ctx) {
+  MG_RETURN_IF_ERROR(RequireTensor(ctx, 0, 2, "h"));
+  MG_RETURN_IF_ERROR(CheckBatchLayout(ctx, 1));
+  MG_RETURN_IF_ERROR(RequireTensor(ctx, 3, 3, "down"));
+  const Type& w = In(ctx, 3);
+  MG_RETURN_IF_ERROR(CheckStacked(ctx, 3, w.dims[0], w.dims[1], In(ctx, 0).dims[1], "down"));
+  return std::vector<Type>{F32({In(ctx, 0).dims[0], w.dims[1]})};
+}
+
+StatusOr<std::vector<Type>> InferMoeCombine(const InferContext& ctx) {
+  MG_RETURN_IF_ERROR(RequireTensor(ctx, 0, 2, "y"));
+  MG_RETURN_IF_ERROR(RequireTensor(ctx, 1, 2, "route_weights"));
+  const Type& w = In(ctx, 1);
+  MG_RETURN_IF_ERROR(RequireStatic(ctx, w.dims[0], "rows"));
+  MG_RETURN_IF_ERROR(
+      RequireSameDim(ctx, In(ctx, 0).dims[0], S(w.dims[0].size * w.dims[1].size), "pair count"));
+  return std::vector<Type>{F32({w.dims[0], In(ctx, 0).dims[1]})};
+}
+
+StatusOr<std::vector<Type>> InferSliceRows(const InferContext& ctx) {
+  MG_RETURN_IF_ERROR(RequireTensor(ctx, 0, -1, "x"));
+  const Type& x = In(ctx, 0);
+  if (x.rank() < 1) return ShapeError(ctx, "x must have rank >= 1");
+  MG_RETURN_IF_ERROR(RequireStatic(ctx, x.dims[0], "rows"));
+  const int64_t begin = ctx.op.IntAttr("begin"), rows = ctx.op.IntAttr("rows");
+  if (begin + rows > x.dims[0].size) {
+    return ShapeError(ctx, "rows [" + std::to_string(begin) + ", " + std::to_string(begin + rows) +
+                               ") exceed the operand's " + x.dims[0].ToString() + " rows");
+  }
+  Type out = x;
+  out.dims[0] = S(rows);
+  return std::vector<Type>{out};
+}
+
+StatusOr<std::vector<Type>> InferConcatRows(const InferContext& ctx) {
+  MG_RETURN_IF_ERROR(RequireTensor(ctx, 0, -1, "operand 0"));
+  Type out = In(ctx, 0);
+  if (out.rank() < 1) return ShapeError(ctx, "operands must have rank >= 1");
+  MG_RETURN_IF_ERROR(RequireStatic(ctx, out.dims[0], "rows"));
+  for (size_t i = 1; i < ctx.operands.size(); ++i) {
+    const Type& t = *ctx.operands[i];
+    if (!t.is_tensor() || t.rank() != out.rank() || t.dtype != out.dtype ||
+        !std::equal(t.dims.begin() + 1, t.dims.end(), out.dims.begin() + 1)) {
+      return ShapeError(ctx, "operand " + std::to_string(i) + " (" + Describe(t) +
+                                 ") does not match " + Describe(out) + " past dim 0");
+    }
+    MG_RETURN_IF_ERROR(RequireStatic(ctx, t.dims[0], "rows"));
+    out.dims[0].size += t.dims[0].size;
+  }
+  return std::vector<Type>{out};
+}
+
+StatusOr<std::vector<Type>> InferAllGather(const InferContext& ctx) {
+  MG_RETURN_IF_ERROR(RequireTensor(ctx, 0, -1, "x"));
+  Type out = In(ctx, 0);
+  const int64_t world = ctx.op.IntAttr("world_size", 1);
+  if (world != 1) {
+    MG_RETURN_IF_ERROR(RequireStatic(ctx, out.dims[0], "rows"));
+    out.dims[0].size *= world;
+  }
+  return std::vector<Type>{out};
+}
+
+// ---- the table -------------------------------------------------------------
+
+AttrSpec IntAttr(std::string name, int64_t min = INT64_MIN, int64_t max = INT64_MAX,
+                 bool required = true) {
+  return AttrSpec{std::move(name), AttrKind::kInt, required, min, max};
+}
+AttrSpec FloatAttr(std::string name) { return AttrSpec{std::move(name), AttrKind::kFloat}; }
+AttrSpec StringAttr(std::string name, bool required = true) {
+  return AttrSpec{std::move(name), AttrKind::kString, required};
+}
+
+constexpr uint32_t kMetaPure = kNeedsForwardMeta | kPure;
+
+std::vector<OpDef> BuildDefs() {
+  const AttrSpec top_k = IntAttr("top_k", 1, 1024);
+  const AttrSpec norm = IntAttr("norm_topk_prob", 0, 1);
+  const AttrSpec row_offset = IntAttr("row_offset", 0, INT64_MAX, /*required=*/false);
+  const AttrSpec experts = IntAttr("num_experts", 1, 65536);
+  return {
+      {"weight", "a checkpoint tensor, by name; {e} in the name stacks experts",
+       "%w = weight() {name = \"model.norm.weight\"} : tensor<2048 x bf16>", 0, 0,
+       kWeight | kPure,
+       {StringAttr("name"), IntAttr("experts", 1, 65536, false),
+        IntAttr("row_offset", 0, INT64_MAX, false)},
+       {}, {}, InferWeight, nullptr},
+      {"embedding", "gathers table rows by token id",
+       "%h = embedding(%tokens, %table) : tensor<T x 2048 x f32>", 2, 2, kPure, {}, {}, {},
+       InferEmbedding, RefEmbedding},
+      {"rms_norm", "RMSNorm over groups of the weight's size",
+       "%y = rms_norm(%x, %w) {eps = 1e-06} : tensor<T x 2048 x f32>", 2, 2, kPure,
+       {FloatAttr("eps")}, {}, {"eps"}, InferRmsNorm, RefRmsNorm},
+      {"add_rms_norm", "residual add then RMSNorm; returns (sum, normed)",
+       "%s, %y = add_rms_norm(%x, %r, %w) {eps = 1e-06} : tensor<T x 64 x f32>, tensor<T x 64 x f32>",
+       3, 3, kPure, {FloatAttr("eps")}, {}, {"eps"}, InferAddRmsNorm, RefAddRmsNorm},
+      {"add", "elementwise sum", "%y = add(%a, %b) : tensor<T x 64 x f32>", 2, 2, kPure, {}, {},
+       {}, InferElementwise, RefAdd},
+      {"linear", "x @ w^T with w [N, K] as checkpoints store it",
+       "%y = linear(%x, %w) : tensor<T x 4096 x f32>", 2, 2, kPure, {}, {}, {}, InferLinear,
+       RefLinear},
+      {"silu_mul", "silu(a) * b", "%y = silu_mul(%a, %b) : tensor<T x 768 x f32>", 2, 2, kPure, {},
+       {}, {}, InferElementwise, RefSiluMul},
+      {"linear_silu_mul", "silu(x @ wg^T) * (x @ wu^T): gate/up GEMMs with the activation fused",
+       "%h = linear_silu_mul(%x, %wg, %wu) : tensor<T x 768 x f32>", 3, 3, kPure, {}, {}, {},
+       InferLinearSiluMul, RefLinearSiluMul},
+      {"rope", "rotary embedding (rotate-half) at ForwardMeta positions",
+       "%q2 = rope(%meta, %q) {head_dim = 128, theta = 1000000.0} : tensor<T x 4096 x f32>", 1, 1,
+       kMetaPure, {IntAttr("head_dim", 2, 4096), FloatAttr("theta")}, {"head_dim"}, {"theta"},
+       InferRope, RefRope},
+      {"attention",
+       "writes k/v into the paged cache, then causal GQA attention over each sequence",
+       "%o = attention(%meta, %q, %k, %v) {head_dim = 128, layer = 0, num_heads = 32, "
+       "num_kv_heads = 4, scale = 0.088} : tensor<T x 4096 x f32>",
+       3, 3, kNeedsForwardMeta,
+       {IntAttr("layer", 0, 100000), IntAttr("num_heads", 1, 4096),
+        IntAttr("num_kv_heads", 1, 4096), IntAttr("head_dim", 1, 4096), FloatAttr("scale")},
+       {"layer", "num_heads", "num_kv_heads", "head_dim"}, {"scale"}, InferAttention,
+       RefAttention},
+      {"gather_last", "the last token's row of each sequence",
+       "%last = gather_last(%meta, %x) : tensor<B x 2048 x f32>", 1, 1, kMetaPure, {}, {}, {},
+       InferGatherLast, RefGatherLast},
+      {"mlp", "dense SwiGLU MLP (dense layer or shared expert): down(silu(gate x) * up x)",
+       "%y = mlp(%meta, %x, %wg, %wu, %wd) : tensor<T x 2048 x f32>", 4, 4, kMetaPure, {}, {}, {},
+       InferMlp, RefMlp},
+      {"moe", "sparse MoE block: softmax router, top-k, SwiGLU experts, weighted sum",
+       "%y = moe(%meta, %x, %router, %wg, %wu, %wd) {norm_topk_prob = 1, top_k = 8} : "
+       "tensor<T x 2048 x f32>",
+       5, 5, kMetaPure, {top_k, norm, row_offset}, {"top_k", "norm_topk_prob", "row_offset"}, {},
+       InferMoe, RefMoe},
+      {"topk_route", "softmax top-k routing; rows past num_tokens get expert -1",
+       "%ids, %w = topk_route(%meta, %logits) {norm_topk_prob = 1, top_k = 8} : "
+       "tensor<64 x 8 x i32>, tensor<64 x 8 x f32>",
+       1, 1, kMetaPure, {top_k, norm, row_offset}, {"top_k", "norm_topk_prob", "row_offset"}, {},
+       InferTopkRoute, RefTopkRoute},
+      {"moe_align", "sorts (token, expert) pairs by expert; offsets per expert",
+       "%sorted, %offsets = moe_align(%ids) {num_experts = 128} : tensor<512 x i32>, "
+       "tensor<129 x i32>",
+       1, 1, kPure, {experts}, {"num_experts"}, {}, InferMoeAlign, RefMoeAlign},
+      {"moe_permute", "gathers token rows into expert-sorted pair order",
+       "%xp = moe_permute(%x, %sorted) {top_k = 8} : tensor<512 x 2048 x f32>", 2, 2, kPure,
+       {top_k}, {"top_k"}, {}, InferMoePermute, RefMoePermute},
+      {"grouped_matmul", "per-expert row groups times that expert's weight",
+       "%y = grouped_matmul(%xp, %offsets, %wd) : tensor<512 x 2048 x f32>", 3, 3, kPure, {}, {},
+       {}, InferGroupedMatmul1, RefGroupedMatmul},
+      {"grouped_matmul_silu_mul", "grouped gate/up GEMMs with SiLU-and-mul fused",
+       "%h = grouped_matmul_silu_mul(%xp, %offsets, %wg, %wu) : tensor<512 x 768 x f32>", 4, 4,
+       kPure, {}, {}, {}, InferGroupedMatmul2, RefGroupedMatmulSiluMul},
+      {"moe_unpermute_reduce", "scatters pair rows back to tokens, weighted by the route",
+       "%y = moe_unpermute_reduce(%yp, %sorted, %w) {top_k = 8} : tensor<64 x 2048 x f32>", 3, 3,
+       kPure, {top_k}, {"top_k"}, {}, InferUnpermuteReduce, RefMoeUnpermuteReduce},
+      {"moe_expert_batch", "decode layout: active experts and their pairs, fixed shape",
+       "%be, %bp = moe_expert_batch(%ids) {num_experts = 128} : tensor<64 x i32>, "
+       "tensor<64 x 8 x i32>",
+       1, 1, kPure, {experts}, {"num_experts"}, {}, InferMoeExpertBatch, RefMoeExpertBatch},
+      {"expert_batched_gate_up_silu", "decode: per active expert, gate/up GEMV + SiLU-and-mul",
+       "%h = expert_batched_gate_up_silu(%x, %be, %bp, %wg, %wu) {top_k = 8} : "
+       "tensor<64 x 768 x f32>",
+       5, 5, kPure, {top_k}, {"top_k"}, {}, InferExpertBatchedGateUp, RefExpertBatchedGateUpSilu},
+      {"expert_batched_down", "decode: per active expert, down GEMV",
+       "%y = expert_batched_down(%h, %be, %bp, %wd) : tensor<64 x 2048 x f32>", 4, 4, kPure, {},
+       {}, {}, InferExpertBatchedDown, RefExpertBatchedDown},
+      {"moe_combine", "weighted sum of each token's k expert rows",
+       "%y = moe_combine(%meta, %yp, %w) : tensor<8 x 2048 x f32>", 2, 2, kMetaPure, {}, {}, {},
+       InferMoeCombine, RefMoeCombine},
+      {"slice_rows", "rows [begin, begin + rows) of x",
+       "%c = slice_rows(%x) {begin = 256, rows = 256} : tensor<256 x 2048 x f32>", 1, 1, kPure,
+       {IntAttr("begin", 0), IntAttr("rows", 0)}, {"begin"}, {}, InferSliceRows, RefSliceRows},
+      {"concat_rows", "concatenates operands along dim 0",
+       "%y = concat_rows(%a, %b) : tensor<512 x 2048 x f32>", 1, -1, kPure, {}, {}, {},
+       InferConcatRows, RefConcatRows},
+      {"all_gather", "gathers row shards from every rank (split/all-gather MoE path)",
+       "%y = all_gather(%meta, %x) {world_size = 1} : tensor<T x 2048 x f32>", 1, 1,
+       kNeedsForwardMeta | kCollective, {IntAttr("world_size", 1, 1 << 20)}, {"world_size"}, {},
+       InferAllGather, RefAllGather},
+  };
+}
+
+struct Registry {
+  std::vector<OpDef> defs = BuildDefs();
+  std::vector<const OpDef*> pointers;
+  Registry() {
+    for (const OpDef& def : defs) pointers.push_back(&def);
+  }
+};
+
+const Registry& GetRegistry() {
+  static const Registry* registry = new Registry();
+  return *registry;
+}
+
+}  // namespace
+
+const OpDef* LookupOp(std::string_view name) {
+  for (const OpDef* def : GetRegistry().pointers) {
+    if (def->name == name) return def;
+  }
+  return nullptr;
+}
+
+const std::vector<const OpDef*>& AllOps() { return GetRegistry().pointers; }
+
+StatusOr<std::vector<Type>> InferResultTypes(const Graph& graph, const Op& op) {
+  if (!op.def) return InvalidArgument("unknown op");
+  std::vector<const Type*> operands;
+  for (size_t i = op.def->num_meta_operands(); i < op.operands.size(); ++i) {
+    if (!graph.IsValid(op.operands[i])) {
+      return InvalidArgument("'" + op.name() + "': operand " + std::to_string(i) + " is invalid");
+    }
+    operands.push_back(&graph.type(op.operands[i]));
+  }
+  std::vector<const Type*> declared;
+  for (ValueId r : op.results) {
+    if (graph.IsValid(r)) declared.push_back(&graph.type(r));
+  }
+  InferContext ctx{operands, op, declared};
+  return op.def->infer(ctx);
+}
+
+Status PackKernelParams(const Op& op, KernelArgs& args) {
+  const OpDef& def = *op.def;
+  if (def.kernel_ints.size() > kMaxKernelInts || def.kernel_floats.size() > kMaxKernelFloats) {
+    return Internal("'" + def.name + "' has too many kernel parameters");
+  }
+  for (size_t i = 0; i < def.kernel_ints.size(); ++i) {
+    args.ints[i] = op.IntAttr(def.kernel_ints[i], 0);
+  }
+  for (size_t i = 0; i < def.kernel_floats.size(); ++i) {
+    args.floats[i] = static_cast<float>(op.FloatAttr(def.kernel_floats[i], 0.0));
+  }
+  return Status::Ok();
+}
+
+}  // namespace moegraph

@@ -1,0 +1,96 @@
+// The contract between lowered programs and kernels: every kernel is a plain
+// function `void(const KernelArgs&)` over raw tensors, the step's ForwardMeta
+// (dynamic half) and the KV cache. The runtime binds KernelArgs once at
+// capture; replay only calls the function pointers.
+#pragma once
+
+#include <cstdint>
+
+#include "ir/dtype.h"
+
+namespace moegraph {
+
+constexpr int kMaxRank = 4;
+
+// One tensor operand or result. Activations live in the arena; weights are
+// memory-mapped from the checkpoint. A stacked expert weight [E, N, K] has
+// `expert_data[e]` pointing at expert e's contiguous [N, K] slice (experts
+// need not be adjacent in memory: per-expert checkpoint tensors).
+struct TensorArg {
+  void* data = nullptr;
+  const void* const* expert_data = nullptr;
+  DType dtype = DType::kF32;
+  int rank = 0;
+  int64_t shape[kMaxRank] = {0, 0, 0, 0};
+
+  int64_t dim(int i) const { return shape[i < 0 ? rank + i : i]; }
+  int64_t numel() const {
+    int64_t n = 1;
+    for (int i = 0; i < rank; ++i) n *= shape[i];
+    return n;
+  }
+  template <typename T>
+  T* as() const {
+    return static_cast<T*>(data);
+  }
+  // Pointer to expert e's slice of a stacked weight.
+  const void* expert(int64_t e) const { return expert_data[e]; }
+};
+
+// The dynamic half of ForwardMeta as kernels see it. The arrays have the
+// key's static capacity (token_capacity rows, seq_capacity sequences); only
+// the first num_tokens / num_seqs entries are real. Padding entries hold -1
+// in batch_id_per_token and slot_mapping, 0 elsewhere.
+struct ForwardMetaView {
+  int32_t num_tokens = 0;  // real, unpadded tokens in this step
+  int32_t num_seqs = 0;    // real sequences in this step
+  int32_t token_capacity = 0;
+  int32_t seq_capacity = 0;
+  int32_t max_blocks_per_seq = 0;
+  const int32_t* seq_lens_this_time = nullptr;  // [seq_capacity] tokens of s in this step
+  const int32_t* seq_lens_encoder = nullptr;    // [seq_capacity] prompt tokens of s in this step
+  const int32_t* seq_lens_decoder = nullptr;    // [seq_capacity] tokens of s cached before it
+  const int32_t* cu_seqlens_q = nullptr;        // [seq_capacity + 1] prefix sums of this_time
+  const int32_t* batch_id_per_token = nullptr;  // [token_capacity] sequence of each token
+  const int32_t* positions = nullptr;           // [token_capacity] position in its sequence
+  const int32_t* block_tables = nullptr;        // [seq_capacity, max_blocks_per_seq]
+  const int32_t* slot_mapping = nullptr;        // [token_capacity] block * block_size + offset
+};
+
+// Paged KV cache, fp32. Layer l's keys are at
+// k + l * layer_stride, laid out [num_blocks, block_size, num_kv_heads, head_dim];
+// values likewise.
+struct KvCacheView {
+  float* k = nullptr;
+  float* v = nullptr;
+  int32_t num_layers = 0;
+  int32_t num_blocks = 0;
+  int32_t block_size = 0;
+  int32_t num_kv_heads = 0;
+  int32_t head_dim = 0;
+
+  int64_t layer_stride() const {
+    return static_cast<int64_t>(num_blocks) * block_size * num_kv_heads * head_dim;
+  }
+};
+
+constexpr int kMaxKernelInts = 8;
+constexpr int kMaxKernelFloats = 4;
+
+// Everything one kernel call needs. `ints`/`floats` hold the op's kernel
+// parameters in the order its registry entry lists them.
+struct KernelArgs {
+  const ForwardMetaView* meta = nullptr;
+  const KvCacheView* kv = nullptr;
+  const TensorArg* in = nullptr;
+  int num_in = 0;
+  const TensorArg* out = nullptr;
+  int num_out = 0;
+  int64_t ints[kMaxKernelInts] = {};
+  float floats[kMaxKernelFloats] = {};
+  int num_threads = 1;
+};
+
+using KernelFn = void (*)(const KernelArgs&);
+
+}  // namespace moegraph

@@ -1,0 +1,108 @@
+// ForwardMeta construction from a batch.
+#include "runtime/forward_meta.h"
+
+#include <algorithm>
+
+namespace moegraph {
+
+const char* MoePhaseName(MoePhase phase) {
+  return phase == MoePhase::kDecode ? "decode" : "prefill";
+}
+
+MoePhase PhaseOf(const std::vector<SequenceStep>& batch) {
+  if (batch.empty()) return MoePhase::kPrefill;
+  for (const SequenceStep& s : batch) {
+    if (s.tokens.size() != 1 || s.num_cached == 0) return MoePhase::kPrefill;
+  }
+  return MoePhase::kDecode;
+}
+
+int64_t MoeNumChunks(int64_t num_tokens, int64_t chunk_size) {
+  if (chunk_size <= 0 || num_tokens <= chunk_size) return 1;
+  return (num_tokens + chunk_size - 1) / chunk_size;
+}
+
+ForwardMetaBuffers::ForwardMetaBuffers(int32_t max_tokens, int32_t max_seqs,
+                                       int32_t max_blocks_per_seq)
+    : max_tokens_(max_tokens), max_seqs_(max_seqs), max_blocks_per_seq_(max_blocks_per_seq) {
+  tokens_.assign(max_tokens, 0);
+  batch_id_per_token_.assign(max_tokens, -1);
+  positions_.assign(max_tokens, 0);
+  slot_mapping_.assign(max_tokens, -1);
+  seq_lens_this_time_.assign(max_seqs, 0);
+  seq_lens_encoder_.assign(max_seqs, 0);
+  seq_lens_decoder_.assign(max_seqs, 0);
+  cu_seqlens_q_.assign(max_seqs + 1, 0);
+  block_tables_.assign(static_cast<size_t>(max_seqs) * max_blocks_per_seq, -1);
+  view_.max_blocks_per_seq = max_blocks_per_seq;
+  view_.seq_lens_this_time = seq_lens_this_time_.data();
+  view_.seq_lens_encoder = seq_lens_encoder_.data();
+  view_.seq_lens_decoder = seq_lens_decoder_.data();
+  view_.cu_seqlens_q = cu_seqlens_q_.data();
+  view_.batch_id_per_token = batch_id_per_token_.data();
+  view_.positions = positions_.data();
+  view_.block_tables = block_tables_.data();
+  view_.slot_mapping = slot_mapping_.data();
+}
+
+Status ForwardMetaBuffers::Fill(const std::vector<SequenceStep>& batch, int32_t token_capacity,
+                                int32_t seq_capacity, const KvCache& kv) {
+  int64_t num_tokens = 0;
+  for (const SequenceStep& s : batch) num_tokens += static_cast<int64_t>(s.tokens.size());
+  if (token_capacity > max_tokens_ || seq_capacity > max_seqs_) {
+    return Internal("ForwardMeta capacities exceed the static buffers");
+  }
+  if (num_tokens > token_capacity || static_cast<int64_t>(batch.size()) > seq_capacity) {
+    return InvalidArgument("batch of " + std::to_string(num_tokens) + " tokens in " +
+                           std::to_string(batch.size()) + " sequences does not fit a bucket of " +
+                           std::to_string(token_capacity) + " tokens / " +
+                           std::to_string(seq_capacity) + " sequences");
+  }
+  std::fill(tokens_.begin(), tokens_.end(), 0);
+  std::fill(batch_id_per_token_.begin(), batch_id_per_token_.end(), -1);
+  std::fill(positions_.begin(), positions_.end(), 0);
+  std::fill(slot_mapping_.begin(), slot_mapping_.end(), -1);
+  std::fill(seq_lens_this_time_.begin(), seq_lens_this_time_.end(), 0);
+  std::fill(seq_lens_encoder_.begin(), seq_lens_encoder_.end(), 0);
+  std::fill(seq_lens_decoder_.begin(), seq_lens_decoder_.end(), 0);
+  std::fill(cu_seqlens_q_.begin(), cu_seqlens_q_.end(), 0);
+  std::fill(block_tables_.begin(), block_tables_.end(), -1);
+
+  const int32_t block_size = kv.config().block_size;
+  int32_t t = 0;
+  for (size_t s = 0; s < batch.size(); ++s) {
+    const SequenceStep& step = batch[s];
+    const std::vector<int32_t>& table = kv.BlockTable(step.seq_id);
+    const int64_t total = step.num_cached + static_cast<int64_t>(step.tokens.size());
+    if (kv.BlocksFor(total) > static_cast<int64_t>(table.size())) {
+      return FailedPrecondition("sequence " + std::to_string(step.seq_id) +
+                                " has no KV blocks reserved for " + std::to_string(total) +
+                                " tokens");
+    }
+    if (static_cast<int64_t>(table.size()) > max_blocks_per_seq_) {
+      return InvalidArgument("sequence " + std::to_string(step.seq_id) + " needs " +
+                             std::to_string(table.size()) + " KV blocks; at most " +
+                             std::to_string(max_blocks_per_seq_) + " per sequence");
+    }
+    std::copy(table.begin(), table.end(), block_tables_.begin() + s * max_blocks_per_seq_);
+    seq_lens_this_time_[s] = static_cast<int32_t>(step.tokens.size());
+    seq_lens_encoder_[s] = step.num_cached == 0 ? static_cast<int32_t>(step.tokens.size()) : 0;
+    seq_lens_decoder_[s] = step.num_cached;
+    for (size_t i = 0; i < step.tokens.size(); ++i, ++t) {
+      const int32_t pos = step.num_cached + static_cast<int32_t>(i);
+      tokens_[t] = step.tokens[i];
+      batch_id_per_token_[t] = static_cast<int32_t>(s);
+      positions_[t] = pos;
+      slot_mapping_[t] = table[pos / block_size] * block_size + pos % block_size;
+    }
+    cu_seqlens_q_[s + 1] = t;
+  }
+  for (size_t s = batch.size(); s < static_cast<size_t>(seq_capacity); ++s) cu_seqlens_q_[s + 1] = t;
+  view_.num_tokens = t;
+  view_.num_seqs = static_cast<int32_t>(batch.size());
+  view_.token_capacity = token_capacity;
+  view_.seq_capacity = seq_capacity;
+  return Status::Ok();
+}
+
+}  // namespace moegraph

@@ -1,0 +1,54 @@
+// ForwardMeta on the host: the phase and chunk rules, and the static buffers
+// that hold a step's dynamic fields (one allocation, reused every step, so a
+// captured program can keep pointers to them).
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "kernels/kernel_abi.h"
+#include "runtime/kv_cache.h"
+#include "support/status.h"
+
+namespace moegraph {
+
+enum class MoePhase : uint8_t { kPrefill, kDecode };
+const char* MoePhaseName(MoePhase phase);
+
+// One sequence's share of a step.
+struct SequenceStep {
+  int64_t seq_id = 0;
+  std::vector<int32_t> tokens;  // the tokens this step feeds
+  int32_t num_cached = 0;       // tokens of this sequence already in the KV cache
+};
+
+// DESIGN §3: decode only if every sequence feeds exactly one token after a
+// prompt; otherwise prefill.
+MoePhase PhaseOf(const std::vector<SequenceStep>& batch);
+// DESIGN §3: ceil(num_tokens / chunk_size) when num_tokens > chunk_size, else 1.
+int64_t MoeNumChunks(int64_t num_tokens, int64_t chunk_size);
+
+class ForwardMetaBuffers {
+ public:
+  ForwardMetaBuffers(int32_t max_tokens, int32_t max_seqs, int32_t max_blocks_per_seq);
+
+  // Writes the batch's fields, padded to the given capacities (which must fit
+  // the buffers). The KV blocks of every sequence must already be reserved.
+  Status Fill(const std::vector<SequenceStep>& batch, int32_t token_capacity,
+              int32_t seq_capacity, const KvCache& kv);
+
+  const ForwardMetaView& view() const { return view_; }
+  // Token ids, [max_tokens], padded with 0.
+  const int32_t* tokens() const { return tokens_.data(); }
+  int32_t max_tokens() const { return max_tokens_; }
+  int32_t max_seqs() const { return max_seqs_; }
+
+ private:
+  int32_t max_tokens_, max_seqs_, max_blocks_per_seq_;
+  std::vector<int32_t> tokens_, seq_lens_this_time_, seq_lens_encoder_, seq_lens_decoder_,
+      cu_seqlens_q_, batch_id_per_token_, positions_, block_tables_, slot_mapping_;
+  ForwardMetaView view_;
+};
+
+}  // namespace moegraph

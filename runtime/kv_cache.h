@@ -1,0 +1,52 @@
+// Paged KV cache: fixed-size blocks shared by all sequences, a block table
+// per sequence. Running out of blocks is an error; nothing is overwritten.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <vector>
+
+#include "kernels/kernel_abi.h"
+#include "support/status.h"
+
+namespace moegraph {
+
+struct KvCacheConfig {
+  int32_t num_layers = 0;
+  int32_t num_kv_heads = 0;
+  int32_t head_dim = 0;
+  int32_t block_size = 16;
+  int32_t num_blocks = 0;
+};
+
+class KvCache {
+ public:
+  static StatusOr<KvCache> Create(const KvCacheConfig& config);
+
+  // Makes room for `seq_id` to hold `total_tokens` tokens, taking blocks as
+  // needed. On ResourceExhausted nothing changed.
+  Status Reserve(int64_t seq_id, int64_t total_tokens);
+  // Returns the sequence's blocks to the free list.
+  void Release(int64_t seq_id);
+  bool Has(int64_t seq_id) const { return tables_.count(seq_id) != 0; }
+  // Block ids of a sequence, in position order (empty if unknown).
+  const std::vector<int32_t>& BlockTable(int64_t seq_id) const;
+  // The number of blocks a sequence of `tokens` tokens needs.
+  int64_t BlocksFor(int64_t tokens) const {
+    return (tokens + config_.block_size - 1) / config_.block_size;
+  }
+
+  int32_t num_free_blocks() const { return static_cast<int32_t>(free_blocks_.size()); }
+  const KvCacheConfig& config() const { return config_; }
+  const KvCacheView& view() const { return view_; }
+  uint64_t bytes() const { return 2 * storage_k_.size() * sizeof(float); }
+
+ private:
+  KvCacheConfig config_;
+  std::vector<float> storage_k_, storage_v_;
+  KvCacheView view_;
+  std::vector<int32_t> free_blocks_;  // a stack; lowest ids handed out first
+  std::map<int64_t, std::vector<int32_t>> tables_;
+};
+
+}  // namespace moegraph

@@ -1,0 +1,53 @@
+// Resolving a graph's weight values to checkpoint bytes, and binding them as
+// kernel arguments.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "frontends/safetensors.h"
+#include "ir/graph.h"
+#include "kernels/kernel_abi.h"
+#include "support/status.h"
+
+namespace moegraph {
+
+// Where one weight (or one expert's slice of a stacked weight) lives.
+struct WeightSlice {
+  std::string file;      // checkpoint file path
+  uint64_t offset = 0;   // absolute byte offset in the file
+  uint64_t bytes = 0;
+  const std::byte* data = nullptr;  // into the checkpoint's mapping, when resolved from one
+};
+
+// One weight value: the whole tensor, or one slice per expert.
+struct ResolvedWeight {
+  std::string name;  // the weight op's `name` attribute
+  DType dtype = DType::kF32;
+  std::vector<int64_t> shape;  // the IR type's dims
+  bool stacked = false;
+  std::vector<WeightSlice> slices;
+};
+
+// Finds the bytes of weight op `op` (typed `type`) in `checkpoint`; the dtype
+// and shape must match the IR type exactly.
+StatusOr<ResolvedWeight> ResolveWeight(const Op& op, const Type& type, const Checkpoint& checkpoint);
+
+// Kernel arguments for every weight value of a graph.
+class WeightArgs {
+ public:
+  // Adds `weight` (whose slices carry data pointers) as the argument of `id`.
+  void Bind(ValueId id, const ResolvedWeight& weight);
+  const TensorArg* Find(ValueId id) const;
+
+  static StatusOr<WeightArgs> FromCheckpoint(const Graph& graph, const Checkpoint& checkpoint);
+
+ private:
+  std::unordered_map<ValueId, TensorArg> args_;
+  std::vector<std::unique_ptr<std::vector<const void*>>> expert_pointers_;
+};
+
+}  // namespace moegraph

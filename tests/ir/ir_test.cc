@@ -1,0 +1,225 @@
+// IR: text round trip, parser errors, printer robustness, verifier rules.
+#include <gtest/gtest.h>
+
+#include "frontends/builder.h"
+#include "ir/op_registry.h"
+#include "ir/parser.h"
+#include "ir/printer.h"
+#include "ir/verifier.h"
+
+namespace moegraph {
+namespace {
+
+// A small MoE block with a shared expert, written as the text form.
+constexpr const char* kSharedExpertBlock = R"(graph @block(%meta: !forward_meta, %x: tensor<T x 16 x f32>) {
+  %router = weight() {name = "mlp.gate.weight"} : tensor<4 x 16 x bf16>
+  %wg = weight() {experts = 4, name = "mlp.experts.{e}.gate_proj.weight"} : tensor<4 x 8 x 16 x bf16>
+  %wu = weight() {experts = 4, name = "mlp.experts.{e}.up_proj.weight"} : tensor<4 x 8 x 16 x bf16>
+  %wd = weight() {experts = 4, name = "mlp.experts.{e}.down_proj.weight"} : tensor<4 x 16 x 8 x bf16>
+  %sg = weight() {name = "mlp.shared_expert.gate_proj.weight"} : tensor<24 x 16 x f32>
+  %su = weight() {name = "mlp.shared_expert.up_proj.weight"} : tensor<24 x 16 x f32>
+  %sd = weight() {name = "mlp.shared_expert.down_proj.weight"} : tensor<16 x 24 x f32>
+  %routed = moe(%meta, %x, %router, %wg, %wu, %wd) {norm_topk_prob = 1, top_k = 2} : tensor<T x 16 x f32>
+  %shared = mlp(%meta, %x, %sg, %su, %sd) : tensor<T x 16 x f32>
+  %y = add(%routed, %shared) : tensor<T x 16 x f32>
+  return %y
+}
+)";
+
+Graph ParseOrDie(const std::string& text) {
+  StatusOr<Graph> g = ParseGraph(text, "test.mgir");
+  EXPECT_TRUE(g.ok()) << g.status().ToString();
+  return g.ok() ? std::move(g).value() : Graph();
+}
+
+std::string Replace(std::string text, const std::string& from, const std::string& to) {
+  size_t at = text.find(from);
+  EXPECT_NE(at, std::string::npos) << from;
+  if (at != std::string::npos) text.replace(at, from.size(), to);
+  return text;
+}
+
+TEST(IrText, RoundTripIsExact) {
+  Graph g = ParseOrDie(kSharedExpertBlock);
+  ASSERT_TRUE(Verify(g).ok()) << Verify(g).ToString();
+  EXPECT_EQ(PrintGraph(g), kSharedExpertBlock);
+  Graph again = ParseOrDie(PrintGraph(g));
+  std::string why;
+  EXPECT_TRUE(StructurallyEqual(g, again, &why)) << why;
+}
+
+TEST(IrText, RoundTripsAttributesOfEveryKind) {
+  const std::string text = R"(graph @attrs(%meta: !forward_meta, %x: tensor<5 x 6 x f32>) attributes {phase = "decode", tokens = 8} {
+  %w = weight() {name = "w \"quoted\" \\ name"} : tensor<6 x f32>
+  %y = rms_norm(%x, %w) {eps = 1.0000000000000001e-05} : tensor<5 x 6 x f32>
+  %s = slice_rows(%y) {begin = 1, rows = 3} : tensor<3 x 6 x f32>
+  return %s
+}
+)";
+  Graph g = ParseOrDie(text);
+  EXPECT_EQ(PrintGraph(g), text);
+  EXPECT_EQ(g.attrs().at("phase"), Attribute(std::string("decode")));
+  EXPECT_EQ(g.ops()[0].StringAttr("name"), "w \"quoted\" \\ name");
+  EXPECT_DOUBLE_EQ(g.ops()[1].FloatAttr("eps"), 1e-5);
+}
+
+TEST(IrText, ParserErrorsNameLineAndColumn) {
+  struct Case {
+    std::string text;
+    std::string expected;
+  } cases[] = {
+      {"graph @g(%meta: !forward_meta) {\n  %y = nosuchop(%meta) : tensor<f32>\n  return %y\n}",
+       "test.mgir:2:8: unknown op 'nosuchop'"},
+      {"graph @g(%meta: !forward_meta) {\n  %y = add(%a, %b) : tensor<f32>\n  return %y\n}",
+       "test.mgir:2:12: use of undefined value %a"},
+      {"graph @g(%meta: !forward_meta, %meta: tensor<f32>) {\n  return %meta\n}",
+       "test.mgir:1:32: value %meta is defined twice, found '%meta'"},
+      {"graph @g(%meta: !forward_meta) {\n  %y = add(%meta, %meta) : tensor<3 4 f32>\n",
+       "test.mgir:2:37: expected 'x' between the dims"},
+      {"graph @g(%meta: !forward_meta) {", "test.mgir:1:33: expected an op name, found end of input"},
+      {"graph @g(%meta: !bogus) {}", "test.mgir:1:17: unknown type '!bogus'"},
+  };
+  for (const Case& c : cases) {
+    StatusOr<Graph> g = ParseGraph(c.text, "test.mgir");
+    ASSERT_FALSE(g.ok()) << c.text;
+    EXPECT_NE(g.status().message().find(c.expected), std::string::npos)
+        << g.status().message() << "\nexpected: " << c.expected;
+  }
+}
+
+TEST(IrPrinter, NeverThrowsOnIllFormedGraphs) {
+  Graph g("broken");
+  ValueId meta = g.AddInput("meta", Type::ForwardMeta());
+  g.AddOp(nullptr, {meta, 42}, {}, {Type::Tensor(DType::kF32, {Dim::Static(3)})});
+  g.AddOp(LookupOp("add"), {-7}, {}, {});
+  g.AddOutput(99);
+  std::vector<Diagnostic> faults = VerifyGraph(g);
+  PrintOptions options;
+  for (const Diagnostic& d : faults) {
+    if (d.op_index >= 0) options.op_faults[d.op_index] += d.message + "; ";
+  }
+  std::string text;
+  EXPECT_NO_THROW(text = PrintGraph(g, options));
+  EXPECT_NE(text.find("<null-op>(%meta, %<invalid:42>)"), std::string::npos) << text;
+  EXPECT_NE(text.find("add(%<invalid:-7>)  // FAULT:"), std::string::npos) << text;
+  EXPECT_NE(text.find("return %<invalid:99>"), std::string::npos) << text;
+  EXPECT_GE(faults.size(), 4u);
+}
+
+// ---- verifier ---------------------------------------------------------------
+
+std::vector<Diagnostic> VerifyText(const std::string& text) {
+  return VerifyGraph(ParseOrDie(text));
+}
+
+bool HasFault(const std::vector<Diagnostic>& faults, int op, const std::string& rule,
+              const std::string& fragment) {
+  for (const Diagnostic& d : faults) {
+    if (d.op_index == op && d.rule == rule && d.message.find(fragment) != std::string::npos) {
+      return true;
+    }
+  }
+  return false;
+}
+
+TEST(Verifier, AcceptsWellFormedBlock) { EXPECT_TRUE(VerifyText(kSharedExpertBlock).empty()); }
+
+// The bug class moegraph exists to rule out (FastDeploy PR 5138): a shared
+// expert called without forward_meta.
+TEST(Verifier, RejectsSharedExpertWithoutMeta) {
+  Graph g = ParseOrDie(Replace(kSharedExpertBlock, "mlp(%meta, %x,", "mlp(%x,"));
+  std::vector<Diagnostic> faults = VerifyGraph(g);
+  ASSERT_TRUE(HasFault(faults, 8, "forward-meta", "'mlp' needs ForwardMeta")) << Verify(g).ToString();
+  Status status = Verify(g);
+  EXPECT_NE(status.message().find("op #8 'mlp' (line 10)"), std::string::npos) << status.message();
+  EXPECT_NE(status.message().find("[rule: forward-meta]"), std::string::npos);
+  EXPECT_NE(status.message().find("built without it"), std::string::npos);
+}
+
+// The other half of that bug class: a split/all-gather MoE helper whose
+// signature lacks forward_meta.
+TEST(Verifier, RejectsSplitAllGatherHelperWithoutMeta) {
+  const std::string text = Replace(
+      kSharedExpertBlock, "  %y = add(%routed, %shared) : tensor<T x 16 x f32>\n  return %y",
+      "  %y = add(%routed, %shared) : tensor<T x 16 x f32>\n"
+      "  %g = all_gather(%y) {world_size = 1} : tensor<T x 16 x f32>\n  return %g");
+  std::vector<Diagnostic> faults = VerifyText(text);
+  EXPECT_TRUE(HasFault(faults, 10, "forward-meta", "'all_gather' needs ForwardMeta"));
+  const std::string fixed = Replace(text, "all_gather(%y)", "all_gather(%meta, %y)");
+  EXPECT_TRUE(VerifyText(fixed).empty());
+}
+
+TEST(Verifier, RejectsMoeWithoutMetaAndMetaNotFirst) {
+  EXPECT_TRUE(HasFault(VerifyText(Replace(kSharedExpertBlock, "moe(%meta, %x,", "moe(%x,")), 7,
+                       "forward-meta", "built without it"));
+  EXPECT_TRUE(HasFault(
+      VerifyText(Replace(kSharedExpertBlock, "mlp(%meta, %x,", "mlp(%x, %meta,")), 8,
+      "forward-meta", "passed, but not first"));
+}
+
+TEST(Verifier, BuilderRejectsMissingMetaToo) {
+  GraphBuilder b("g");
+  ValueId x = b.Input("x", Type::Tensor(DType::kF32, {Dim::Symbol("T"), Dim::Static(4)}));
+  ValueId wg = b.Weight("g", Type::Tensor(DType::kF32, {Dim::Static(6), Dim::Static(4)}));
+  ValueId wu = b.Weight("u", Type::Tensor(DType::kF32, {Dim::Static(6), Dim::Static(4)}));
+  ValueId wd = b.Weight("d", Type::Tensor(DType::kF32, {Dim::Static(4), Dim::Static(6)}));
+  b.Output(b.Add1("mlp", {x, wg, wu, wd}));
+  StatusOr<Graph> g = std::move(b).Finish();
+  ASSERT_FALSE(g.ok());
+  EXPECT_NE(g.status().message().find("'mlp' needs ForwardMeta"), std::string::npos)
+      << g.status().message();
+}
+
+TEST(Verifier, RejectsGraphWithoutMetaInput) {
+  std::vector<Diagnostic> faults = VerifyText(
+      "graph @g(%x: tensor<4 x f32>) {\n  %y = add(%x, %x) : tensor<4 x f32>\n  return %y\n}");
+  EXPECT_TRUE(HasFault(faults, -1, "forward-meta", "first graph input must be %meta"));
+}
+
+TEST(Verifier, TypesShapesAndAttributes) {
+  // Declared result type disagrees with the rule.
+  EXPECT_TRUE(HasFault(
+      VerifyText(Replace(kSharedExpertBlock, "%y = add(%routed, %shared) : tensor<T x 16 x f32>",
+                         "%y = add(%routed, %shared) : tensor<T x 17 x f32>")),
+      9, "types", "declared tensor<T x 17 x f32> but the operands give tensor<T x 16 x f32>"));
+  // Expert weight with the wrong hidden size.
+  EXPECT_TRUE(HasFault(
+      VerifyText(Replace(kSharedExpertBlock, "tensor<4 x 16 x 8 x bf16>", "tensor<4 x 15 x 8 x bf16>")),
+      7, "types", "down rows mismatch"));
+  // top_k out of range / above the expert count, unknown and missing attributes.
+  EXPECT_TRUE(HasFault(VerifyText(Replace(kSharedExpertBlock, "top_k = 2", "top_k = 0")), 7,
+                       "attributes", "'top_k' = 0 is outside [1, 1024]"));
+  EXPECT_TRUE(HasFault(VerifyText(Replace(kSharedExpertBlock, "top_k = 2", "top_k = 5")), 7,
+                       "types", "top_k (5) exceeds the expert count (4)"));
+  EXPECT_TRUE(HasFault(VerifyText(Replace(kSharedExpertBlock, "top_k = 2", "top_k = 2, bogus = 1")),
+                       7, "attributes", "has no attribute 'bogus'"));
+  EXPECT_TRUE(HasFault(VerifyText(Replace(kSharedExpertBlock, "norm_topk_prob = 1, ", "")), 7,
+                       "attributes", "missing attribute 'norm_topk_prob'"));
+  EXPECT_TRUE(HasFault(VerifyText(Replace(kSharedExpertBlock, "norm_topk_prob = 1", "norm_topk_prob = \"yes\"")),
+                       7, "attributes", "must be an integer"));
+}
+
+TEST(Verifier, OperandCountsAndSsa) {
+  EXPECT_TRUE(HasFault(VerifyText(Replace(kSharedExpertBlock, "add(%routed, %shared)", "add(%routed)")),
+                       9, "operands", "takes 2 data operands, got 1"));
+  // Use before definition (reordered ops).
+  Graph g = ParseOrDie(kSharedExpertBlock);
+  std::vector<Op> ops = g.ops();
+  std::swap(ops[8], ops[9]);
+  g.ReplaceOps(ops);
+  EXPECT_TRUE(HasFault(VerifyGraph(g), 8, "ssa", "%shared is used before it is defined"));
+}
+
+TEST(Registry, EveryOpIsDocumentedAndItsExampleParses) {
+  for (const OpDef* def : AllOps()) {
+    EXPECT_FALSE(def->summary.empty()) << def->name;
+    EXPECT_NE(def->example.find(def->name + "("), std::string::npos) << def->name;
+    EXPECT_NE(def->infer, nullptr) << def->name;
+    if (!def->Has(kWeight)) {
+      EXPECT_NE(def->reference, nullptr) << def->name;
+    }
+  }
+}
+
+}  // namespace
+}  // namespace moegraph
