@@ -23,6 +23,10 @@ enum OpTrait : uint32_t {
   kWeight = 1u << 4,            // defines a checkpoint weight (no operands)
 };
 
+// An attribute any op may carry: memory-plan's arena byte offset of each
+// result ([o0, o1, ...]).
+inline constexpr const char* kArenaOffsetsAttr = "arena_offsets";
+
 enum class AttrKind : uint8_t { kInt, kFloat, kString, kInts };
 
 struct AttrSpec {

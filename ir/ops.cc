@@ -5,6 +5,7 @@
 #include <memory>
 
 #include "ir/op_registry.h"
+#include "kernels/cpu/fill_kernels.h"
 #include "kernels/cpu/reference_kernels.h"
 
 namespace moegraph {
@@ -87,6 +88,14 @@ StatusOr<std::vector<Type>> InferWeight(const InferContext& ctx) {
     }
   }
   return std::vector<Type>{t};
+}
+
+StatusOr<std::vector<Type>> InferZeros(const InferContext& ctx) {
+  if (ctx.declared_results.size() != 1 || !ctx.declared_results[0]->is_tensor() ||
+      !ctx.declared_results[0]->is_static()) {
+    return ShapeError(ctx, "zeros needs one declared static tensor type");
+  }
+  return std::vector<Type>{*ctx.declared_results[0]};
 }
 
 StatusOr<std::vector<Type>> InferEmbedding(const InferContext& ctx) {
@@ -429,6 +438,8 @@ std::vector<OpDef> BuildDefs() {
        {StringAttr("name"), IntAttr("experts", 1, 65536, false),
         IntAttr("row_offset", 0, INT64_MAX, false)},
        {}, {}, InferWeight, nullptr},
+      {"zeros", "a tensor of zeros (padding rows no chunk covers)",
+       "%pad = zeros() : tensor<64 x 2048 x f32>", 0, 0, kPure, {}, {}, {}, InferZeros, RefZeros},
       {"embedding", "gathers table rows by token id",
        "%h = embedding(%tokens, %table) : tensor<T x 2048 x f32>", 2, 2, kPure, {}, {}, {},
        InferEmbedding, RefEmbedding},

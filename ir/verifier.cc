@@ -179,6 +179,10 @@ class Verifier {
       }
     }
     for (const auto& [key, value] : op.attrs) {
+      if (key == kArenaOffsetsAttr) {
+        ok &= CheckArenaOffsets(index, op, value);
+        continue;
+      }
       bool known = false;
       for (const AttrSpec& spec : op.def->attrs) known |= spec.name == key;
       if (!known) {
@@ -187,6 +191,23 @@ class Verifier {
       }
     }
     return ok;
+  }
+
+  // memory-plan's annotation: one non-negative byte offset per result.
+  bool CheckArenaOffsets(int index, const Op& op, const Attribute& value) {
+    const auto* offsets = std::get_if<std::vector<int64_t>>(&value);
+    if (!offsets || offsets->size() != op.results.size()) {
+      Add(index, "attributes",
+          std::string("'") + kArenaOffsetsAttr + "' must list one offset per result");
+      return false;
+    }
+    for (int64_t offset : *offsets) {
+      if (offset < 0) {
+        Add(index, "attributes", std::string("'") + kArenaOffsetsAttr + "' has a negative offset");
+        return false;
+      }
+    }
+    return true;
   }
 
   void CheckTypes(int index, const Op& op) {

@@ -5,10 +5,6 @@
 
 namespace moegraph {
 
-const char* MoePhaseName(MoePhase phase) {
-  return phase == MoePhase::kDecode ? "decode" : "prefill";
-}
-
 MoePhase PhaseOf(const std::vector<SequenceStep>& batch) {
   if (batch.empty()) return MoePhase::kPrefill;
   for (const SequenceStep& s : batch) {

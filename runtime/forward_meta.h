@@ -7,14 +7,13 @@
 #include <string>
 #include <vector>
 
+#include "ir/spec_key.h"
 #include "kernels/kernel_abi.h"
 #include "runtime/kv_cache.h"
 #include "support/status.h"
 
 namespace moegraph {
 
-enum class MoePhase : uint8_t { kPrefill, kDecode };
-const char* MoePhaseName(MoePhase phase);
 
 // One sequence's share of a step.
 struct SequenceStep {

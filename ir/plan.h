@@ -1,0 +1,70 @@
+// A compiled plan in memory: everything compile-model decides and the runtime
+// needs — the model, the weight manifest (where each weight's bytes are, never
+// the bytes), the key set, and one lowered program per key. runtime/plan_file
+// reads and writes it as a FlatBuffers file (runtime/plan.fbs).
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "ir/dtype.h"
+#include "ir/program.h"
+#include "ir/spec_key.h"
+
+namespace moegraph {
+
+// Where one weight (or one expert slice of a stacked weight) lies.
+struct PlanWeightSlice {
+  std::string file;  // relative to Plan::model_dir
+  uint64_t offset = 0;
+  uint64_t bytes = 0;
+  bool operator==(const PlanWeightSlice& other) const = default;
+};
+
+struct PlanWeight {
+  std::string name;        // checkpoint name; "{e}" stands for the expert index
+  int64_t experts = 0;     // > 0: stacked [experts, ...], one slice per expert
+  int64_t row_offset = 0;  // rows taken from a fused expert tensor
+  DType dtype = DType::kF32;
+  std::vector<int64_t> shape;
+  std::vector<PlanWeightSlice> slices;
+  bool operator==(const PlanWeight& other) const = default;
+};
+
+// What the runtime needs to know of the model beyond the programs.
+struct PlanModelInfo {
+  std::string family;       // "qwen3_moe"
+  std::string config_json;  // the checkpoint's config.json, verbatim
+  int32_t vocab_size = 0;
+  int32_t num_layers = 0;
+  int32_t num_kv_heads = 0;
+  int32_t head_dim = 0;
+  int32_t max_position_embeddings = 0;
+  bool operator==(const PlanModelInfo& other) const = default;
+};
+
+struct Plan {
+  static constexpr uint32_t kFormatVersion = 1;
+
+  uint32_t format_version = kFormatVersion;
+  PlanModelInfo model;
+  std::string model_dir;  // the checkpoint directory the weights are read from
+  std::vector<PlanWeight> weights;
+  KeySetOptions key_options;
+  std::vector<KeyProgram> programs;  // largest token bucket first
+  std::string source_ir;             // the generic graph's text
+  std::string compile_options;       // the compile-model command line
+  // Keys never run concurrently on one stream, so one arena of the largest
+  // key's size serves them all (written into the plan as an assumption).
+  bool keys_share_one_arena = true;
+
+  int64_t max_arena_bytes() const {
+    int64_t m = 0;
+    for (const KeyProgram& p : programs) m = p.arena_bytes > m ? p.arena_bytes : m;
+    return m;
+  }
+  bool operator==(const Plan& other) const = default;
+};
+
+}  // namespace moegraph

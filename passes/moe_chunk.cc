@@ -1,0 +1,66 @@
+// The moe-chunk pass.
+#include "passes/moe_chunk.h"
+
+#include <algorithm>
+
+#include "ir/op_registry.h"
+#include "passes/rewrite.h"
+#include "passes/specialize.h"
+
+namespace moegraph {
+
+StatusOr<bool> MoeChunkPass::Run(Graph& graph) {
+  MG_ASSIGN_OR_RETURN(SpecKey key, GraphSpecKey(graph));
+  const int64_t chunk = GraphChunkSize(graph);
+  const int64_t rows = key.token_bucket;
+  if (chunk <= 0) return FailedPrecondition("graph records no moe_chunk_size");
+  if (key.max_moe_num_chunk == 1 && rows <= chunk) return false;
+
+  bool changed = false;
+  std::vector<Op> ops;
+  OpEmitter emit(graph, ops);
+  for (size_t op_index = 0; op_index < graph.ops().size(); ++op_index) {
+    // A copy taken now sees the uses rewritten by earlier chunkings.
+    const Op op = graph.ops()[op_index];
+    if (op.name() != "moe" || op.HasAttr("row_offset")) {
+      ops.push_back(op);
+      continue;
+    }
+    changed = true;
+    const ValueId x = op.operands[1];
+    const std::string hint = graph.value(op.results[0]).name;
+    std::vector<ValueId> pieces;
+    int64_t covered = 0;
+    for (int32_t i = 0; i < key.max_moe_num_chunk; ++i) {
+      const int64_t begin = std::min<int64_t>(int64_t{i} * chunk, rows);
+      const int64_t count = i < key.moe_num_chunk ? std::min<int64_t>(chunk, rows - begin) : 0;
+      MG_ASSIGN_OR_RETURN(ValueId slice,
+                          emit.Emit1("slice_rows", {x}, {{"begin", begin}, {"rows", count}},
+                                     hint + ".in" + std::to_string(i)));
+      std::vector<ValueId> operands = op.operands;
+      operands[1] = slice;
+      AttrMap attrs = op.attrs;
+      attrs["row_offset"] = begin;
+      MG_ASSIGN_OR_RETURN(ValueId part, emit.Emit1("moe", operands, attrs,
+                                                   hint + ".chunk" + std::to_string(i)));
+      if (count > 0) pieces.push_back(part);
+      covered += count;
+    }
+    if (covered < rows) {
+      Type pad = graph.type(op.results[0]);
+      pad.dims[0] = Dim::Static(rows - covered);
+      ValueId zeros = graph.NewValue(hint + ".pad", pad);
+      Op fill;
+      fill.def = LookupOp("zeros");
+      fill.results = {zeros};
+      ops.push_back(std::move(fill));
+      pieces.push_back(zeros);
+    }
+    MG_ASSIGN_OR_RETURN(ValueId joined, emit.Emit1("concat_rows", pieces, {}, hint + ".joined"));
+    graph.ReplaceAllUses(op.results[0], joined);
+  }
+  if (changed) graph.ReplaceOps(std::move(ops));
+  return changed;
+}
+
+}  // namespace moegraph

@@ -1,0 +1,88 @@
+// The moe-lower pass.
+#include "passes/moe_lower.h"
+
+#include "passes/rewrite.h"
+#include "passes/specialize.h"
+
+namespace moegraph {
+namespace {
+
+// %meta, x, router, gate, up, down.
+StatusOr<ValueId> LowerMoe(const Graph& graph, const Op& op, MoePhase phase, OpEmitter& emit,
+                           const std::string& hint) {
+  const ValueId meta = op.operands[0], x = op.operands[1], router = op.operands[2];
+  const ValueId gate = op.operands[3], up = op.operands[4], down = op.operands[5];
+  const int64_t top_k = op.IntAttr("top_k");
+  const int64_t num_experts = graph.type(router).dims[0].size;
+  MG_ASSIGN_OR_RETURN(ValueId logits, emit.Emit1("linear", {x, router}, {}, hint + ".router"));
+  MG_ASSIGN_OR_RETURN(std::vector<ValueId> route,
+                      emit.Emit("topk_route", {meta, logits},
+                                {{"top_k", top_k},
+                                 {"norm_topk_prob", op.IntAttr("norm_topk_prob")},
+                                 {"row_offset", op.IntAttr("row_offset", 0)}},
+                                hint + ".route"));
+  const ValueId ids = route[0], weights = route[1];
+  if (phase == MoePhase::kPrefill) {
+    MG_ASSIGN_OR_RETURN(std::vector<ValueId> align,
+                        emit.Emit("moe_align", {ids}, {{"num_experts", num_experts}},
+                                  hint + ".align"));
+    const ValueId sorted = align[0], offsets = align[1];
+    MG_ASSIGN_OR_RETURN(ValueId xp, emit.Emit1("moe_permute", {x, sorted}, {{"top_k", top_k}},
+                                               hint + ".permuted"));
+    MG_ASSIGN_OR_RETURN(ValueId g, emit.Emit1("grouped_matmul", {xp, offsets, gate}, {},
+                                              hint + ".gate"));
+    MG_ASSIGN_OR_RETURN(ValueId u, emit.Emit1("grouped_matmul", {xp, offsets, up}, {},
+                                              hint + ".up"));
+    MG_ASSIGN_OR_RETURN(ValueId h, emit.Emit1("silu_mul", {g, u}, {}, hint + ".act"));
+    MG_ASSIGN_OR_RETURN(ValueId y, emit.Emit1("grouped_matmul", {h, offsets, down}, {},
+                                              hint + ".down"));
+    return emit.Emit1("moe_unpermute_reduce", {y, sorted, weights}, {{"top_k", top_k}},
+                      hint + ".out");
+  }
+  MG_ASSIGN_OR_RETURN(std::vector<ValueId> batch,
+                      emit.Emit("moe_expert_batch", {ids}, {{"num_experts", num_experts}},
+                                hint + ".batch"));
+  MG_ASSIGN_OR_RETURN(ValueId h, emit.Emit1("expert_batched_gate_up_silu",
+                                            {x, batch[0], batch[1], gate, up},
+                                            {{"top_k", top_k}}, hint + ".act"));
+  MG_ASSIGN_OR_RETURN(ValueId y, emit.Emit1("expert_batched_down", {h, batch[0], batch[1], down},
+                                            {}, hint + ".down"));
+  return emit.Emit1("moe_combine", {meta, y, weights}, {}, hint + ".out");
+}
+
+// %meta, x, gate, up, down.
+StatusOr<ValueId> LowerMlp(const Op& op, OpEmitter& emit, const std::string& hint) {
+  const ValueId x = op.operands[1];
+  MG_ASSIGN_OR_RETURN(ValueId g, emit.Emit1("linear", {x, op.operands[2]}, {}, hint + ".gate"));
+  MG_ASSIGN_OR_RETURN(ValueId u, emit.Emit1("linear", {x, op.operands[3]}, {}, hint + ".up"));
+  MG_ASSIGN_OR_RETURN(ValueId h, emit.Emit1("silu_mul", {g, u}, {}, hint + ".act"));
+  return emit.Emit1("linear", {h, op.operands[4]}, {}, hint + ".down");
+}
+
+}  // namespace
+
+StatusOr<bool> MoeLowerPass::Run(Graph& graph) {
+  MG_ASSIGN_OR_RETURN(SpecKey key, GraphSpecKey(graph));
+  bool changed = false;
+  std::vector<Op> ops;
+  OpEmitter emit(graph, ops);
+  for (size_t i = 0; i < graph.ops().size(); ++i) {
+    // A copy taken now sees the uses rewritten by earlier expansions.
+    const Op op = graph.ops()[i];
+    const bool is_moe = op.name() == "moe", is_mlp = op.name() == "mlp";
+    if (!is_moe && !is_mlp) {
+      ops.push_back(op);
+      continue;
+    }
+    const std::string hint = graph.value(op.results[0]).name;
+    StatusOr<ValueId> lowered =
+        is_moe ? LowerMoe(graph, op, key.phase, emit, hint) : LowerMlp(op, emit, hint);
+    if (!lowered.ok()) return lowered.status().WithContext("lowering %" + hint);
+    graph.ReplaceAllUses(op.results[0], *lowered);
+    changed = true;
+  }
+  if (changed) graph.ReplaceOps(std::move(ops));
+  return changed;
+}
+
+}  // namespace moegraph
