@@ -1,0 +1,176 @@
+// Reference attention kernels: rotary embedding, paged causal attention with
+// its KV-cache write, and the last-token gather before the LM head.
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <limits>
+
+#include "kernels/cpu/reference_kernels.h"
+
+namespace moegraph {
+namespace {
+
+using ref_detail::DotF32;
+using ref_detail::NumRealRows;
+using ref_detail::NumRows;
+using ref_detail::RowSize;
+
+// True when every cache block holding positions 0..position of sequence `seq`
+// is addressable.
+bool SeqBlocksValid(const ForwardMetaView& meta, const KvCacheView& kv, int32_t seq,
+                    int32_t position) {
+  if (seq < 0 || seq >= meta.num_seqs || position < 0) return false;
+  const int64_t last_block = position / kv.block_size;
+  if (last_block >= meta.max_blocks_per_seq) return false;
+  const int32_t* table = meta.block_tables + static_cast<int64_t>(seq) * meta.max_blocks_per_seq;
+  for (int64_t b = 0; b <= last_block; ++b) {
+    if (table[b] < 0 || table[b] >= kv.num_blocks) return false;
+  }
+  return true;
+}
+
+}  // namespace
+
+void RefRope(const KernelArgs& args) {
+  const float* x = args.in[0].as<const float>();
+  float* y = args.out[0].as<float>();
+  const int64_t num_rows = NumRows(args.out[0]);
+  const int64_t row_size = RowSize(args.out[0]);
+  const int64_t head_dim = args.ints[0];
+  const double theta = args.floats[0];
+  const bool ok = args.meta != nullptr && head_dim > 0 && head_dim % 2 == 0 &&
+                  row_size % head_dim == 0 && RowSize(args.in[0]) == row_size;
+  const int64_t num_real = ok ? NumRealRows(args, std::min(num_rows, NumRows(args.in[0]))) : 0;
+  const int64_t half = head_dim / 2;
+#pragma omp parallel for num_threads(args.num_threads)
+  for (int64_t t = 0; t < num_rows; ++t) {
+    float* y_row = y + t * row_size;
+    if (t >= num_real) {
+      std::fill(y_row, y_row + row_size, 0.0f);
+      continue;
+    }
+    const float* x_row = x + t * row_size;
+    const float position = static_cast<float>(args.meta->positions[t]);
+    for (int64_t i = 0; i < half; ++i) {
+      const float inv_freq =
+          static_cast<float>(1.0 / std::pow(theta, static_cast<double>(2 * i) / head_dim));
+      const float angle = position * inv_freq;
+      const float cos = std::cos(angle);
+      const float sin = std::sin(angle);
+      for (int64_t h = 0; h < row_size; h += head_dim) {
+        // Read both halves before writing: y may alias x.
+        const float x1 = x_row[h + i];
+        const float x2 = x_row[h + i + half];
+        y_row[h + i] = x1 * cos - x2 * sin;
+        y_row[h + i + half] = x2 * cos + x1 * sin;
+      }
+    }
+  }
+}
+
+void RefAttention(const KernelArgs& args) {
+  const float* q = args.in[0].as<const float>();
+  const float* k = args.in[1].as<const float>();
+  const float* v = args.in[2].as<const float>();
+  float* out = args.out[0].as<float>();
+  const int64_t layer = args.ints[0];
+  const int64_t num_heads = args.ints[1];
+  const int64_t num_kv_heads = args.ints[2];
+  const int64_t head_dim = args.ints[3];
+  const float scale = args.floats[0];
+  const int64_t num_rows = NumRows(args.out[0]);
+  const int64_t q_row = num_heads * head_dim;
+  const int64_t kv_row = num_kv_heads * head_dim;
+
+  const ForwardMetaView* meta = args.meta;
+  const KvCacheView* kv = args.kv;
+  const bool ok =
+      meta != nullptr && kv != nullptr && kv->k != nullptr && kv->v != nullptr && num_heads > 0 &&
+      num_kv_heads > 0 && head_dim > 0 && num_heads % num_kv_heads == 0 && layer >= 0 &&
+      layer < kv->num_layers && kv->num_kv_heads == num_kv_heads && kv->head_dim == head_dim &&
+      kv->block_size > 0 && RowSize(args.out[0]) == q_row && RowSize(args.in[0]) == q_row &&
+      RowSize(args.in[1]) == kv_row && RowSize(args.in[2]) == kv_row;
+  const int64_t num_input_rows =
+      std::min({NumRows(args.in[0]), NumRows(args.in[1]), NumRows(args.in[2]), num_rows});
+  const int64_t num_real = ok ? NumRealRows(args, num_input_rows) : 0;
+  const int64_t layer_offset = ok ? layer * kv->layer_stride() : 0;
+  const int64_t num_slots = ok ? static_cast<int64_t>(kv->num_blocks) * kv->block_size : 0;
+
+  // Step 1: write this step's keys and values. slot = block * block_size + offset
+  // is also the slot's row index in the layer's [num_blocks * block_size, nkv, hd].
+#pragma omp parallel for num_threads(args.num_threads)
+  for (int64_t t = 0; t < num_real; ++t) {
+    const int64_t slot = meta->slot_mapping[t];
+    if (slot < 0 || slot >= num_slots) continue;
+    std::copy(k + t * kv_row, k + (t + 1) * kv_row, kv->k + layer_offset + slot * kv_row);
+    std::copy(v + t * kv_row, v + (t + 1) * kv_row, kv->v + layer_offset + slot * kv_row);
+  }
+
+  // Step 2: causal attention over the cache, one (token, head) per iteration.
+  // Two passes over the keys (max, then exp-sum) so no score buffer is needed;
+  // the output head accumulates the unnormalised weighted sum of values.
+  const int64_t group = ok ? num_heads / num_kv_heads : 1;
+#pragma omp parallel for collapse(2) num_threads(args.num_threads)
+  for (int64_t t = 0; t < num_rows; ++t) {
+    for (int64_t h = 0; h < num_heads; ++h) {
+      float* o = out + t * q_row + h * head_dim;
+      std::fill(o, o + head_dim, 0.0f);
+      if (t >= num_real) continue;
+      const int32_t seq = meta->batch_id_per_token[t];
+      const int32_t position = meta->positions[t];
+      if (!SeqBlocksValid(*meta, *kv, seq, position)) continue;
+      const int32_t* table =
+          meta->block_tables + static_cast<int64_t>(seq) * meta->max_blocks_per_seq;
+      const int64_t kv_head = h / group;
+      auto cache_offset = [&](int64_t j) {
+        const int64_t slot =
+            static_cast<int64_t>(table[j / kv->block_size]) * kv->block_size + j % kv->block_size;
+        return layer_offset + slot * kv_row + kv_head * head_dim;
+      };
+      const float* q_head = q + t * q_row + h * head_dim;
+
+      float max_score = -std::numeric_limits<float>::infinity();
+      for (int64_t j = 0; j <= position; ++j) {
+        max_score = std::max(max_score, scale * DotF32(q_head, kv->k + cache_offset(j), head_dim));
+      }
+      float sum = 0.0f;
+      for (int64_t j = 0; j <= position; ++j) {
+        const int64_t offset = cache_offset(j);
+        const float e = std::exp(scale * DotF32(q_head, kv->k + offset, head_dim) - max_score);
+        sum += e;
+        const float* v_row = kv->v + offset;
+        for (int64_t d = 0; d < head_dim; ++d)
+          o[d] += e * v_row[d];
+      }
+      const float inv_sum = 1.0f / sum;
+      for (int64_t d = 0; d < head_dim; ++d)
+        o[d] *= inv_sum;
+    }
+  }
+}
+
+void RefGatherLast(const KernelArgs& args) {
+  const float* x = args.in[0].as<const float>();
+  float* out = args.out[0].as<float>();
+  const int64_t num_out = NumRows(args.out[0]);
+  const int64_t hidden = RowSize(args.out[0]);
+  const bool ok = args.meta != nullptr && RowSize(args.in[0]) == hidden;
+  const int64_t num_seqs = ok ? std::min<int64_t>(args.meta->num_seqs, num_out) : 0;
+  const int64_t num_real = ok ? NumRealRows(args, NumRows(args.in[0])) : 0;
+  for (int64_t s = 0; s < num_out; ++s) {
+    float* row = out + s * hidden;
+    int64_t last = -1;
+    if (s < num_seqs) {
+      const int64_t begin = args.meta->cu_seqlens_q[s];
+      const int64_t end = args.meta->cu_seqlens_q[s + 1];
+      if (end > begin && end - 1 >= 0 && end - 1 < num_real) last = end - 1;
+    }
+    if (last < 0) {
+      std::fill(row, row + hidden, 0.0f);
+    } else {
+      std::copy(x + last * hidden, x + (last + 1) * hidden, row);
+    }
+  }
+}
+
+}  // namespace moegraph

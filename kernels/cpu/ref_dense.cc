@@ -1,0 +1,155 @@
+// Reference dense kernels: embedding lookup, elementwise ops and matmuls.
+#include <algorithm>
+#include <cstdint>
+
+#include "kernels/cpu/reference_kernels.h"
+
+namespace moegraph {
+namespace {
+
+using ref_detail::DotWeight;
+using ref_detail::IsWeightDType;
+using ref_detail::NumRealRows;
+using ref_detail::NumRows;
+using ref_detail::RowSize;
+using ref_detail::Silu;
+
+// RefMlp computes its [I] hidden row in chunks of this many values on the stack.
+constexpr int64_t kMlpChunk = 4096;
+
+// True when w is a weight [N, K] usable against rows of K values.
+bool WeightShapeOk(const TensorArg& w, int64_t n, int64_t k) {
+  return IsWeightDType(w.dtype) && w.rank == 2 && w.shape[0] == n && w.shape[1] == k;
+}
+
+}  // namespace
+
+void RefEmbedding(const KernelArgs& args) {
+  const int32_t* tokens = args.in[0].as<const int32_t>();
+  const TensorArg& table = args.in[1];
+  float* out = args.out[0].as<float>();
+  const int64_t num_rows = NumRows(args.out[0]);
+  const int64_t hidden = RowSize(args.out[0]);
+  const int64_t vocab = table.dim(0);
+  const bool table_ok = IsWeightDType(table.dtype) && table.rank == 2 && table.dim(1) == hidden;
+  const int64_t num_real = table_ok ? NumRealRows(args, std::min(num_rows, args.in[0].numel())) : 0;
+#pragma omp parallel for num_threads(args.num_threads)
+  for (int64_t t = 0; t < num_rows; ++t) {
+    float* row = out + t * hidden;
+    const int64_t id = t < num_real ? tokens[t] : -1;
+    if (id < 0 || id >= vocab) {
+      std::fill(row, row + hidden, 0.0f);
+      continue;
+    }
+    for (int64_t c = 0; c < hidden; ++c) {
+      row[c] = ref_detail::LoadWeight(table.data, table.dtype, id * hidden + c);
+    }
+  }
+}
+
+void RefAdd(const KernelArgs& args) {
+  const float* a = args.in[0].as<const float>();
+  const float* b = args.in[1].as<const float>();
+  float* out = args.out[0].as<float>();
+  const int64_t num_rows = NumRows(args.out[0]);
+  const int64_t row_size = RowSize(args.out[0]);
+  const int64_t num_real = NumRealRows(args, num_rows);
+#pragma omp parallel for num_threads(args.num_threads)
+  for (int64_t r = 0; r < num_rows; ++r) {
+    for (int64_t c = r * row_size; c < (r + 1) * row_size; ++c) {
+      out[c] = r < num_real ? a[c] + b[c] : 0.0f;
+    }
+  }
+}
+
+void RefSiluMul(const KernelArgs& args) {
+  const float* a = args.in[0].as<const float>();
+  const float* b = args.in[1].as<const float>();
+  float* out = args.out[0].as<float>();
+  const int64_t num_rows = NumRows(args.out[0]);
+  const int64_t row_size = RowSize(args.out[0]);
+  const int64_t num_real = NumRealRows(args, num_rows);
+#pragma omp parallel for num_threads(args.num_threads)
+  for (int64_t r = 0; r < num_rows; ++r) {
+    for (int64_t c = r * row_size; c < (r + 1) * row_size; ++c) {
+      out[c] = r < num_real ? Silu(a[c]) * b[c] : 0.0f;
+    }
+  }
+}
+
+void RefLinear(const KernelArgs& args) {
+  const float* x = args.in[0].as<const float>();
+  const TensorArg& w = args.in[1];
+  float* out = args.out[0].as<float>();
+  const int64_t num_rows = NumRows(args.out[0]);
+  const int64_t n = RowSize(args.out[0]);
+  const int64_t k = RowSize(args.in[0]);
+  const int64_t num_real = WeightShapeOk(w, n, k) ? NumRealRows(args, num_rows) : 0;
+  // (row, output column) pairs so that a single decode row still uses every thread.
+#pragma omp parallel for collapse(2) num_threads(args.num_threads)
+  for (int64_t r = 0; r < num_rows; ++r) {
+    for (int64_t j = 0; j < n; ++j) {
+      out[r * n + j] = r < num_real ? DotWeight(x + r * k, w.data, w.dtype, j * k, k) : 0.0f;
+    }
+  }
+}
+
+void RefLinearSiluMul(const KernelArgs& args) {
+  const float* x = args.in[0].as<const float>();
+  const TensorArg& wg = args.in[1];
+  const TensorArg& wu = args.in[2];
+  float* out = args.out[0].as<float>();
+  const int64_t num_rows = NumRows(args.out[0]);
+  const int64_t n = RowSize(args.out[0]);
+  const int64_t k = RowSize(args.in[0]);
+  const bool shapes_ok = WeightShapeOk(wg, n, k) && WeightShapeOk(wu, n, k);
+  const int64_t num_real = shapes_ok ? NumRealRows(args, num_rows) : 0;
+#pragma omp parallel for collapse(2) num_threads(args.num_threads)
+  for (int64_t r = 0; r < num_rows; ++r) {
+    for (int64_t j = 0; j < n; ++j) {
+      float value = 0.0f;
+      if (r < num_real) {
+        const float gate = DotWeight(x + r * k, wg.data, wg.dtype, j * k, k);
+        const float up = DotWeight(x + r * k, wu.data, wu.dtype, j * k, k);
+        value = Silu(gate) * up;
+      }
+      out[r * n + j] = value;
+    }
+  }
+}
+
+void RefMlp(const KernelArgs& args) {
+  const float* x = args.in[0].as<const float>();
+  const TensorArg& gate = args.in[1];
+  const TensorArg& up = args.in[2];
+  const TensorArg& down = args.in[3];
+  float* out = args.out[0].as<float>();
+  const int64_t num_rows = NumRows(args.out[0]);
+  const int64_t hidden = RowSize(args.out[0]);
+  const int64_t inter = gate.dim(0);
+  const bool shapes_ok = RowSize(args.in[0]) == hidden && WeightShapeOk(gate, inter, hidden) &&
+                         WeightShapeOk(up, inter, hidden) && WeightShapeOk(down, hidden, inter);
+  const int64_t num_real = shapes_ok ? NumRealRows(args, num_rows) : 0;
+#pragma omp parallel for num_threads(args.num_threads)
+  for (int64_t r = 0; r < num_rows; ++r) {
+    float* out_row = out + r * hidden;
+    std::fill(out_row, out_row + hidden, 0.0f);
+    if (r >= num_real) continue;
+    const float* x_row = x + r * hidden;
+    // down(h) accumulated over chunks of h so the hidden row needs no heap.
+    float h[kMlpChunk];
+    for (int64_t i0 = 0; i0 < inter; i0 += kMlpChunk) {
+      const int64_t len = std::min(kMlpChunk, inter - i0);
+      for (int64_t i = 0; i < len; ++i) {
+        const float g = DotWeight(x_row, gate.data, gate.dtype, (i0 + i) * hidden, hidden);
+        const float u = DotWeight(x_row, up.data, up.dtype, (i0 + i) * hidden, hidden);
+        h[i] = Silu(g) * u;
+      }
+      for (int64_t c = 0; c < hidden; ++c) {
+        out_row[c] += DotWeight(h, down.data, down.dtype, c * inter + i0, len);
+      }
+    }
+  }
+}
+
+}  // namespace moegraph

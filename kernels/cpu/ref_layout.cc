@@ -1,0 +1,63 @@
+// Reference layout kernels: row slices, row concatenation and the
+// single-rank all-gather. Rows are copied as bytes, so any dtype works.
+#include <algorithm>
+#include <cstdint>
+#include <cstring>
+
+#include "kernels/cpu/reference_kernels.h"
+
+namespace moegraph {
+namespace {
+
+int64_t NumBytes(const TensorArg& t) {
+  return t.numel() * static_cast<int64_t>(DTypeBytes(t.dtype));
+}
+
+int64_t RowBytes(const TensorArg& t) {
+  return ref_detail::RowSize(t) * static_cast<int64_t>(DTypeBytes(t.dtype));
+}
+
+}  // namespace
+
+void RefSliceRows(const KernelArgs& args) {
+  const TensorArg& x = args.in[0];
+  const TensorArg& out = args.out[0];
+  const int64_t begin = args.ints[0];
+  const int64_t num_rows = ref_detail::NumRows(out);
+  const int64_t num_x_rows = RowBytes(x) == RowBytes(out) ? ref_detail::NumRows(x) : 0;
+  const int64_t row_bytes = RowBytes(out);
+  const auto* src = static_cast<const unsigned char*>(x.data);
+  auto* dst = static_cast<unsigned char*>(out.data);
+  for (int64_t r = 0; r < num_rows; ++r) {
+    const int64_t src_row = begin + r;
+    if (src_row >= 0 && src_row < num_x_rows) {
+      std::memcpy(dst + r * row_bytes, src + src_row * row_bytes, row_bytes);
+    } else {
+      std::memset(dst + r * row_bytes, 0, row_bytes);
+    }
+  }
+}
+
+void RefConcatRows(const KernelArgs& args) {
+  const TensorArg& out = args.out[0];
+  const int64_t out_bytes = NumBytes(out);
+  auto* dst = static_cast<unsigned char*>(out.data);
+  int64_t written = 0;
+  for (int i = 0; i < args.num_in; ++i) {
+    const int64_t bytes = std::min(NumBytes(args.in[i]), out_bytes - written);
+    if (bytes > 0) std::memcpy(dst + written, args.in[i].data, bytes);
+    written += std::max<int64_t>(bytes, 0);
+  }
+  if (written < out_bytes) std::memset(dst + written, 0, out_bytes - written);
+}
+
+void RefAllGather(const KernelArgs& args) {
+  const TensorArg& out = args.out[0];
+  const int64_t out_bytes = NumBytes(out);
+  const int64_t copied = args.ints[0] == 1 ? std::min(NumBytes(args.in[0]), out_bytes) : 0;
+  if (copied > 0) std::memcpy(out.data, args.in[0].data, copied);
+  if (copied < out_bytes)
+    std::memset(static_cast<unsigned char*>(out.data) + copied, 0, out_bytes - copied);
+}
+
+}  // namespace moegraph

@@ -1,0 +1,435 @@
+// Reference mixture-of-experts kernels: the fused block (RefMoe) and the two
+// decomposed pipelines it must agree with (grouped: align/permute/grouped
+// matmul/unpermute; decode: expert batch/batched matmuls/combine).
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <limits>
+
+#include "kernels/cpu/reference_kernels.h"
+
+namespace moegraph {
+namespace {
+
+using ref_detail::DotWeight;
+using ref_detail::IsWeightDType;
+using ref_detail::NumRows;
+using ref_detail::RowSize;
+using ref_detail::Silu;
+
+// RefMoe computes each expert's [I] hidden row in chunks of this many values.
+constexpr int64_t kMoeChunk = 4096;
+// RefMoeUnpermuteReduce gives each thread this many output columns.
+constexpr int64_t kColumnBlock = 64;
+
+// Rows [0, result) are real when row t stands for token row_offset + t.
+int64_t NumRealRowsAt(const KernelArgs& args, int64_t num_rows, int64_t row_offset) {
+  if (args.meta == nullptr) return num_rows;
+  const int64_t real = static_cast<int64_t>(args.meta->num_tokens) - row_offset;
+  return std::clamp<int64_t>(real, 0, num_rows);
+}
+
+bool PlainWeightOk(const TensorArg& w, int64_t n, int64_t k) {
+  return IsWeightDType(w.dtype) && w.data != nullptr && w.rank == 2 && w.shape[0] == n &&
+         w.shape[1] == k;
+}
+
+bool StackedWeightOk(const TensorArg& w, int64_t e, int64_t n, int64_t k) {
+  return IsWeightDType(w.dtype) && w.expert_data != nullptr && w.rank == 3 && w.shape[0] == e &&
+         w.shape[1] == n && w.shape[2] == k;
+}
+
+// Picks the top_k experts of one row of router logits by descending softmax
+// probability (ties: lower expert id) into ids/weights; routes past the
+// number of experts get id -1, weight 0. No scratch: probabilities are
+// recomputed from the logits, and "already chosen" is a scan of ids.
+void RouteRow(const float* logits, int64_t num_experts, int64_t top_k, bool norm_topk_prob,
+              int32_t* ids, float* weights) {
+  float max_logit = -std::numeric_limits<float>::infinity();
+  for (int64_t e = 0; e < num_experts; ++e)
+    max_logit = std::max(max_logit, logits[e]);
+  float sum = 0.0f;
+  for (int64_t e = 0; e < num_experts; ++e)
+    sum += std::exp(logits[e] - max_logit);
+  float chosen_sum = 0.0f;
+  for (int64_t j = 0; j < top_k; ++j) {
+    int32_t best = -1;
+    float best_prob = 0.0f;
+    for (int64_t e = 0; e < num_experts; ++e) {
+      if (std::find(ids, ids + j, static_cast<int32_t>(e)) != ids + j) continue;
+      const float prob = std::exp(logits[e] - max_logit) / sum;
+      if (best < 0 || prob > best_prob) {
+        best = static_cast<int32_t>(e);
+        best_prob = prob;
+      }
+    }
+    ids[j] = best;
+    weights[j] = best < 0 ? 0.0f : best_prob;
+    chosen_sum += weights[j];
+  }
+  if (norm_topk_prob && chosen_sum > 0.0f) {
+    for (int64_t j = 0; j < top_k; ++j)
+      weights[j] /= chosen_sum;
+  }
+}
+
+// Expert whose offsets range holds row r, or -1. Ranges are accepted in
+// expert order when they start at or after the end of the last accepted one,
+// are not reversed and end by num_rows; other ranges are skipped.
+int64_t ExpertOfRow(const int32_t* offsets, int64_t num_experts, int64_t num_rows, int64_t r) {
+  int64_t covered = 0;
+  for (int64_t e = 0; e < num_experts; ++e) {
+    const int64_t begin = offsets[e];
+    const int64_t end = offsets[e + 1];
+    if (begin < covered || end < begin || end > num_rows) continue;
+    if (r < begin) return -1;
+    if (r < end) return e;
+    covered = end;
+  }
+  return -1;
+}
+
+// out[r] = x[r] wg_e^T, or silu(x[r] wg_e^T) * (x[r] wu_e^T) when wu is given.
+void GroupedMatmul(const KernelArgs& args, const TensorArg& wg, const TensorArg* wu) {
+  const float* x = args.in[0].as<const float>();
+  const TensorArg& offsets_arg = args.in[1];
+  const int32_t* offsets = offsets_arg.as<const int32_t>();
+  float* out = args.out[0].as<float>();
+  const int64_t num_rows = NumRows(args.out[0]);
+  const int64_t n = RowSize(args.out[0]);
+  const int64_t k = RowSize(args.in[0]);
+  const int64_t num_experts = wg.dim(0);
+  const bool ok = offsets_arg.numel() >= num_experts + 1 &&
+                  StackedWeightOk(wg, num_experts, n, k) &&
+                  (wu == nullptr || StackedWeightOk(*wu, num_experts, n, k));
+  const int64_t num_valid_rows = ok ? std::min(num_rows, NumRows(args.in[0])) : 0;
+#pragma omp parallel num_threads(args.num_threads)
+  {
+    int64_t cached_row = -1;
+    int64_t expert = -1;
+#pragma omp for collapse(2)
+    for (int64_t r = 0; r < num_rows; ++r) {
+      for (int64_t j = 0; j < n; ++j) {
+        if (r != cached_row) {
+          cached_row = r;
+          expert = r < num_valid_rows ? ExpertOfRow(offsets, num_experts, num_valid_rows, r) : -1;
+        }
+        float value = 0.0f;
+        if (expert >= 0) {
+          const float* x_row = x + r * k;
+          const float g = DotWeight(x_row, wg.expert(expert), wg.dtype, j * k, k);
+          value = wu == nullptr
+                      ? g
+                      : Silu(g) * DotWeight(x_row, wu->expert(expert), wu->dtype, j * k, k);
+        }
+        out[r * n + j] = value;
+      }
+    }
+  }
+}
+
+}  // namespace
+
+void RefMoe(const KernelArgs& args) {
+  const float* x = args.in[0].as<const float>();
+  const TensorArg& router = args.in[1];
+  const TensorArg& gate = args.in[2];
+  const TensorArg& up = args.in[3];
+  const TensorArg& down = args.in[4];
+  float* out = args.out[0].as<float>();
+  const int64_t top_k = args.ints[0];
+  const bool norm_topk_prob = args.ints[1] != 0;
+  const int64_t num_rows = NumRows(args.out[0]);
+  const int64_t hidden = RowSize(args.out[0]);
+  const int64_t num_experts = router.dim(0);
+  const int64_t inter = gate.dim(1);
+  const bool ok = top_k > 0 && top_k <= kRefMaxTopK && num_experts > 0 &&
+                  num_experts <= kRefMaxExperts && RowSize(args.in[0]) == hidden &&
+                  PlainWeightOk(router, num_experts, hidden) &&
+                  StackedWeightOk(gate, num_experts, inter, hidden) &&
+                  StackedWeightOk(up, num_experts, inter, hidden) &&
+                  StackedWeightOk(down, num_experts, hidden, inter);
+  const int64_t num_real =
+      ok ? NumRealRowsAt(args, std::min(num_rows, NumRows(args.in[0])), args.ints[2]) : 0;
+#pragma omp parallel for num_threads(args.num_threads)
+  for (int64_t t = 0; t < num_rows; ++t) {
+    float* out_row = out + t * hidden;
+    std::fill(out_row, out_row + hidden, 0.0f);
+    if (t >= num_real) continue;
+    const float* x_row = x + t * hidden;
+    float logits[kRefMaxExperts];
+    for (int64_t e = 0; e < num_experts; ++e) {
+      logits[e] = DotWeight(x_row, router.data, router.dtype, e * hidden, hidden);
+    }
+    int32_t ids[kRefMaxTopK];
+    float weights[kRefMaxTopK];
+    RouteRow(logits, num_experts, top_k, norm_topk_prob, ids, weights);
+    float h[kMoeChunk];
+    for (int64_t j = 0; j < top_k; ++j) {
+      const int32_t e = ids[j];
+      if (e < 0) continue;
+      // weight * down_e(h), with h built kMoeChunk values at a time.
+      for (int64_t i0 = 0; i0 < inter; i0 += kMoeChunk) {
+        const int64_t len = std::min(kMoeChunk, inter - i0);
+        for (int64_t i = 0; i < len; ++i) {
+          const float g = DotWeight(x_row, gate.expert(e), gate.dtype, (i0 + i) * hidden, hidden);
+          const float u = DotWeight(x_row, up.expert(e), up.dtype, (i0 + i) * hidden, hidden);
+          h[i] = Silu(g) * u;
+        }
+        for (int64_t c = 0; c < hidden; ++c) {
+          out_row[c] += weights[j] * DotWeight(h, down.expert(e), down.dtype, c * inter + i0, len);
+        }
+      }
+    }
+  }
+}
+
+void RefTopkRoute(const KernelArgs& args) {
+  const float* logits = args.in[0].as<const float>();
+  int32_t* ids = args.out[0].as<int32_t>();
+  float* weights = args.out[1].as<float>();
+  const int64_t top_k = args.ints[0];
+  const bool norm_topk_prob = args.ints[1] != 0;
+  const int64_t num_rows = std::min(NumRows(args.out[0]), NumRows(args.out[1]));
+  const int64_t num_experts = RowSize(args.in[0]);
+  const bool ok = top_k > 0 && RowSize(args.out[0]) == top_k && RowSize(args.out[1]) == top_k;
+  if (!ok) {
+    std::fill(ids, ids + args.out[0].numel(), -1);
+    std::fill(weights, weights + args.out[1].numel(), 0.0f);
+    return;
+  }
+  const int64_t num_real =
+      NumRealRowsAt(args, std::min(num_rows, NumRows(args.in[0])), args.ints[2]);
+#pragma omp parallel for num_threads(args.num_threads)
+  for (int64_t t = 0; t < num_rows; ++t) {
+    int32_t* ids_row = ids + t * top_k;
+    float* weights_row = weights + t * top_k;
+    if (t < num_real) {
+      RouteRow(logits + t * num_experts, num_experts, top_k, norm_topk_prob, ids_row, weights_row);
+    } else {
+      std::fill(ids_row, ids_row + top_k, -1);
+      std::fill(weights_row, weights_row + top_k, 0.0f);
+    }
+  }
+}
+
+void RefMoeAlign(const KernelArgs& args) {
+  const int32_t* ids = args.in[0].as<const int32_t>();
+  const int64_t num_pairs = args.in[0].numel();
+  int32_t* sorted_pairs = args.out[0].as<int32_t>();
+  const int64_t num_sorted = args.out[0].numel();
+  int32_t* offsets = args.out[1].as<int32_t>();
+  const int64_t num_offsets = args.out[1].numel();
+  const int64_t num_experts = args.ints[0];
+  std::fill(sorted_pairs, sorted_pairs + num_sorted, -1);
+  std::fill(offsets, offsets + num_offsets, 0);
+  if (num_experts < 0 || num_offsets < num_experts + 1) return;
+  auto valid = [&](int32_t id) { return id >= 0 && id < num_experts; };
+
+  // Counting sort, using offsets itself as the scratch: counts, then starts,
+  // then (while placing) ends, shifted back to starts at the end.
+  for (int64_t p = 0; p < num_pairs; ++p) {
+    if (valid(ids[p])) ++offsets[ids[p]];
+  }
+  int32_t running = 0;
+  for (int64_t e = 0; e < num_experts; ++e) {
+    const int32_t count = offsets[e];
+    offsets[e] = running;
+    running += count;
+  }
+  offsets[num_experts] = running;
+  for (int64_t p = 0; p < num_pairs; ++p) {
+    if (!valid(ids[p])) continue;
+    const int32_t position = offsets[ids[p]]++;
+    if (position < num_sorted) sorted_pairs[position] = static_cast<int32_t>(p);
+  }
+  for (int64_t e = num_experts - 1; e > 0; --e)
+    offsets[e] = offsets[e - 1];
+  offsets[0] = 0;
+}
+
+void RefMoePermute(const KernelArgs& args) {
+  const float* x = args.in[0].as<const float>();
+  const int32_t* sorted_pairs = args.in[1].as<const int32_t>();
+  float* out = args.out[0].as<float>();
+  const int64_t top_k = args.ints[0];
+  const int64_t num_rows = NumRows(args.out[0]);
+  const int64_t hidden = RowSize(args.out[0]);
+  const int64_t num_tokens = RowSize(args.in[0]) == hidden ? NumRows(args.in[0]) : 0;
+  const int64_t num_pairs = args.in[1].numel();
+#pragma omp parallel for num_threads(args.num_threads)
+  for (int64_t i = 0; i < num_rows; ++i) {
+    float* row = out + i * hidden;
+    const int64_t p = i < num_pairs ? sorted_pairs[i] : -1;
+    const int64_t t = p >= 0 && top_k > 0 ? p / top_k : -1;
+    if (t < 0 || t >= num_tokens) {
+      std::fill(row, row + hidden, 0.0f);
+    } else {
+      std::copy(x + t * hidden, x + (t + 1) * hidden, row);
+    }
+  }
+}
+
+void RefGroupedMatmul(const KernelArgs& args) {
+  GroupedMatmul(args, args.in[2], nullptr);
+}
+
+void RefGroupedMatmulSiluMul(const KernelArgs& args) {
+  GroupedMatmul(args, args.in[2], &args.in[3]);
+}
+
+void RefMoeUnpermuteReduce(const KernelArgs& args) {
+  const float* y = args.in[0].as<const float>();
+  const int32_t* sorted_pairs = args.in[1].as<const int32_t>();
+  const float* route_weights = args.in[2].as<const float>();
+  float* out = args.out[0].as<float>();
+  const int64_t top_k = args.ints[0];
+  const int64_t num_tokens = NumRows(args.out[0]);
+  const int64_t hidden = RowSize(args.out[0]);
+  const bool ok = top_k > 0 && RowSize(args.in[0]) == hidden;
+  const int64_t num_pairs = ok ? std::min(NumRows(args.in[0]), args.in[1].numel()) : 0;
+  const int64_t num_weights = args.in[2].numel();
+  // Threads own column blocks, so each element sums its terms in ascending i.
+  const int64_t num_blocks = (hidden + kColumnBlock - 1) / kColumnBlock;
+#pragma omp parallel for num_threads(args.num_threads)
+  for (int64_t b = 0; b < num_blocks; ++b) {
+    const int64_t c0 = b * kColumnBlock;
+    const int64_t c1 = std::min(hidden, c0 + kColumnBlock);
+    for (int64_t t = 0; t < num_tokens; ++t) {
+      std::fill(out + t * hidden + c0, out + t * hidden + c1, 0.0f);
+    }
+    for (int64_t i = 0; i < num_pairs; ++i) {
+      const int64_t p = sorted_pairs[i];
+      if (p < 0 || p >= num_weights || p / top_k >= num_tokens) continue;
+      const float w = route_weights[p];
+      float* out_row = out + (p / top_k) * hidden;
+      const float* y_row = y + i * hidden;
+      for (int64_t c = c0; c < c1; ++c)
+        out_row[c] += w * y_row[c];
+    }
+  }
+}
+
+void RefMoeExpertBatch(const KernelArgs& args) {
+  const int32_t* ids = args.in[0].as<const int32_t>();
+  const int64_t num_pairs = args.in[0].numel();
+  int32_t* batch_experts = args.out[0].as<int32_t>();
+  int32_t* batch_pairs = args.out[1].as<int32_t>();
+  const int64_t num_slots = NumRows(args.out[0]);
+  const int64_t pairs_per_slot = RowSize(args.out[1]);
+  const int64_t num_experts = args.ints[0];
+  std::fill(batch_pairs, batch_pairs + args.out[1].numel(), -1);
+
+  // Slot s gets the smallest routed expert above slot s-1's: no "used" bitmap
+  // is needed, at O(slots * pairs), which is small in the decode layout.
+  int64_t previous = -1;
+  for (int64_t s = 0; s < num_slots; ++s) {
+    int64_t next = num_experts;
+    for (int64_t p = 0; p < num_pairs; ++p) {
+      if (ids[p] > previous && ids[p] < next) next = ids[p];
+    }
+    batch_experts[s] = next < num_experts ? static_cast<int32_t>(next) : -1;
+    previous = next;
+  }
+  const int64_t num_filled = std::min(num_slots, NumRows(args.out[1]));
+#pragma omp parallel for num_threads(args.num_threads)
+  for (int64_t s = 0; s < num_filled; ++s) {
+    const int32_t expert = batch_experts[s];
+    if (expert < 0) continue;
+    int32_t* row = batch_pairs + s * pairs_per_slot;
+    int64_t count = 0;
+    for (int64_t p = 0; p < num_pairs && count < pairs_per_slot; ++p) {
+      if (ids[p] == expert) row[count++] = static_cast<int32_t>(p);
+    }
+  }
+}
+
+void RefExpertBatchedGateUpSilu(const KernelArgs& args) {
+  const float* x = args.in[0].as<const float>();
+  const int32_t* batch_experts = args.in[1].as<const int32_t>();
+  const int32_t* batch_pairs = args.in[2].as<const int32_t>();
+  const TensorArg& gate = args.in[3];
+  const TensorArg& up = args.in[4];
+  float* h = args.out[0].as<float>();
+  const int64_t top_k = args.ints[0];
+  const int64_t num_pairs = NumRows(args.out[0]);
+  const int64_t inter = RowSize(args.out[0]);
+  const int64_t num_tokens = NumRows(args.in[0]);
+  const int64_t hidden = RowSize(args.in[0]);
+  const int64_t num_experts = gate.dim(0);
+  const int64_t pairs_per_slot = RowSize(args.in[2]);
+  const bool ok = top_k > 0 && StackedWeightOk(gate, num_experts, inter, hidden) &&
+                  StackedWeightOk(up, num_experts, inter, hidden);
+  const int64_t num_slots = ok ? std::min(args.in[1].numel(), NumRows(args.in[2])) : 0;
+  std::fill(h, h + args.out[0].numel(), 0.0f);
+  // Expert rows outer, the expert's tokens inner: each weight row is read once.
+#pragma omp parallel for collapse(2) num_threads(args.num_threads)
+  for (int64_t s = 0; s < num_slots; ++s) {
+    for (int64_t i = 0; i < inter; ++i) {
+      const int64_t e = batch_experts[s];
+      if (e < 0 || e >= num_experts) continue;
+      for (int64_t c = 0; c < pairs_per_slot; ++c) {
+        const int64_t p = batch_pairs[s * pairs_per_slot + c];
+        if (p < 0 || p >= num_pairs || p / top_k >= num_tokens) continue;
+        const float* x_row = x + (p / top_k) * hidden;
+        const float g = DotWeight(x_row, gate.expert(e), gate.dtype, i * hidden, hidden);
+        const float u = DotWeight(x_row, up.expert(e), up.dtype, i * hidden, hidden);
+        h[p * inter + i] = Silu(g) * u;
+      }
+    }
+  }
+}
+
+void RefExpertBatchedDown(const KernelArgs& args) {
+  const float* h = args.in[0].as<const float>();
+  const int32_t* batch_experts = args.in[1].as<const int32_t>();
+  const int32_t* batch_pairs = args.in[2].as<const int32_t>();
+  const TensorArg& down = args.in[3];
+  float* y = args.out[0].as<float>();
+  const int64_t num_pairs = std::min(NumRows(args.out[0]), NumRows(args.in[0]));
+  const int64_t hidden = RowSize(args.out[0]);
+  const int64_t inter = RowSize(args.in[0]);
+  const int64_t num_experts = down.dim(0);
+  const int64_t pairs_per_slot = RowSize(args.in[2]);
+  const bool ok = StackedWeightOk(down, num_experts, hidden, inter);
+  const int64_t num_slots = ok ? std::min(args.in[1].numel(), NumRows(args.in[2])) : 0;
+  std::fill(y, y + args.out[0].numel(), 0.0f);
+#pragma omp parallel for collapse(2) num_threads(args.num_threads)
+  for (int64_t s = 0; s < num_slots; ++s) {
+    for (int64_t c = 0; c < hidden; ++c) {
+      const int64_t e = batch_experts[s];
+      if (e < 0 || e >= num_experts) continue;
+      for (int64_t j = 0; j < pairs_per_slot; ++j) {
+        const int64_t p = batch_pairs[s * pairs_per_slot + j];
+        if (p < 0 || p >= num_pairs) continue;
+        y[p * hidden + c] = DotWeight(h + p * inter, down.expert(e), down.dtype, c * inter, inter);
+      }
+    }
+  }
+}
+
+void RefMoeCombine(const KernelArgs& args) {
+  const float* y = args.in[0].as<const float>();
+  const float* route_weights = args.in[1].as<const float>();
+  float* out = args.out[0].as<float>();
+  const int64_t num_rows = NumRows(args.out[0]);
+  const int64_t hidden = RowSize(args.out[0]);
+  const int64_t top_k = RowSize(args.in[1]);
+  const int64_t num_y_rows = RowSize(args.in[0]) == hidden ? NumRows(args.in[0]) : 0;
+  const int64_t num_real = ref_detail::NumRealRows(args, std::min(num_rows, NumRows(args.in[1])));
+#pragma omp parallel for num_threads(args.num_threads)
+  for (int64_t t = 0; t < num_rows; ++t) {
+    float* out_row = out + t * hidden;
+    std::fill(out_row, out_row + hidden, 0.0f);
+    if (t >= num_real) continue;
+    for (int64_t j = 0; j < top_k; ++j) {
+      const int64_t p = t * top_k + j;
+      if (p >= num_y_rows) continue;
+      const float w = route_weights[p];
+      for (int64_t c = 0; c < hidden; ++c)
+        out_row[c] += w * y[p * hidden + c];
+    }
+  }
+}
+
+}  // namespace moegraph

@@ -1,0 +1,79 @@
+// Reference RMS norms: RefRmsNorm and RefAddRmsNorm.
+#include <cmath>
+
+#include "kernels/cpu/reference_kernels.h"
+
+namespace moegraph {
+namespace {
+
+using ref_detail::LoadWeight;
+
+// Normalises `row_size` values of x into y in groups of `w_size`; y may alias x.
+void RmsNormRow(const float* x, const TensorArg& w, int64_t row_size, float eps, float* y) {
+  const int64_t w_size = w.numel();
+  for (int64_t g = 0; g < row_size; g += w_size) {
+    float sum_sq = 0.0f;
+    for (int64_t i = 0; i < w_size; ++i)
+      sum_sq += x[g + i] * x[g + i];
+    const float inv_rms = 1.0f / std::sqrt(sum_sq / static_cast<float>(w_size) + eps);
+    for (int64_t i = 0; i < w_size; ++i) {
+      y[g + i] = (x[g + i] * inv_rms) * LoadWeight(w.data, w.dtype, i);
+    }
+  }
+}
+
+bool NormShapeOk(const TensorArg& x, const TensorArg& w) {
+  const int64_t w_size = w.numel();
+  return ref_detail::IsWeightDType(w.dtype) && w_size > 0 && ref_detail::RowSize(x) % w_size == 0;
+}
+
+}  // namespace
+
+void RefRmsNorm(const KernelArgs& args) {
+  const TensorArg& x = args.in[0];
+  const TensorArg& w = args.in[1];
+  float* y = args.out[0].as<float>();
+  const int64_t num_rows = ref_detail::NumRows(x);
+  const int64_t row_size = ref_detail::RowSize(x);
+  const int64_t num_real = NormShapeOk(x, w) ? ref_detail::NumRealRows(args, num_rows) : 0;
+  const float eps = args.floats[0];
+#pragma omp parallel for num_threads(args.num_threads)
+  for (int64_t r = 0; r < num_rows; ++r) {
+    float* y_row = y + r * row_size;
+    if (r >= num_real) {
+      for (int64_t c = 0; c < row_size; ++c)
+        y_row[c] = 0.0f;
+      continue;
+    }
+    RmsNormRow(x.as<const float>() + r * row_size, w, row_size, eps, y_row);
+  }
+}
+
+void RefAddRmsNorm(const KernelArgs& args) {
+  const TensorArg& x = args.in[0];
+  const float* residual = args.in[1].as<const float>();
+  const TensorArg& w = args.in[2];
+  float* sum = args.out[0].as<float>();
+  float* y = args.out[1].as<float>();
+  const int64_t num_rows = ref_detail::NumRows(x);
+  const int64_t row_size = ref_detail::RowSize(x);
+  const int64_t num_real = NormShapeOk(x, w) ? ref_detail::NumRealRows(args, num_rows) : 0;
+  const float eps = args.floats[0];
+#pragma omp parallel for num_threads(args.num_threads)
+  for (int64_t r = 0; r < num_rows; ++r) {
+    float* sum_row = sum + r * row_size;
+    float* y_row = y + r * row_size;
+    if (r >= num_real) {
+      for (int64_t c = 0; c < row_size; ++c)
+        sum_row[c] = y_row[c] = 0.0f;
+      continue;
+    }
+    const float* x_row = x.as<const float>() + r * row_size;
+    const float* residual_row = residual + r * row_size;
+    for (int64_t c = 0; c < row_size; ++c)
+      sum_row[c] = x_row[c] + residual_row[c];
+    RmsNormRow(sum_row, w, row_size, eps, y_row);
+  }
+}
+
+}  // namespace moegraph

@@ -1,0 +1,263 @@
+// Reference CPU kernels: the semantics every optimised kernel and the IR's eager
+// interpreter are checked against. Correct and clear first; fp32 accumulation.
+//
+// Conventions shared by every kernel below:
+//  - Activations are f32. Weights are f32, bf16 or f16 and widened to f32.
+//  - A "stacked" weight [E, N, K] is a TensorArg whose expert_data[e] points at
+//    expert e's row-major [N, K] slice; plain weights use `data`.
+//  - Token rows are dim 0. When args.meta is non-null, rows at or past
+//    meta->num_tokens are padding and their outputs are written as zeros
+//    unless a kernel says otherwise. A null meta means every row is real.
+//    Kernels whose rows are routes or expert slots (the MoE layout kernels)
+//    and the layout kernels do not read meta: padding reaches them as -1 ids.
+//  - Kernels never allocate, never read past real lengths and never crash on
+//    padding or on out-of-range ids: an invalid index zeroes what it would
+//    have produced.
+//  - OpenMP loops run with args.num_threads threads.
+#pragma once
+
+#include <cmath>
+#include <cstdint>
+
+#include "ir/dtype.h"
+#include "kernels/kernel_abi.h"
+#include "support/half.h"
+
+namespace moegraph {
+
+// ---- Embedding, norms, elementwise (ref_dense.cc, ref_norm.cc) ----------------
+
+// in[0] tokens [T] i32, in[1] table [V, H] weight -> out[0] [T, H].
+// Row t = table[tokens[t]]; an id outside [0, V) gives zeros.
+void RefEmbedding(const KernelArgs& args);
+
+// in[0] x [R, C], in[1] w [D] weight with C % D == 0 -> out[0] [R, C].
+// Each group of D consecutive values: y = x / sqrt(mean(x^2) + eps) * w.
+// floats[0] = eps.
+void RefRmsNorm(const KernelArgs& args);
+
+// in[0] x [R, C], in[1] residual [R, C], in[2] w [D] -> out[0] sum = x + residual
+// [R, C], out[1] RmsNorm(sum) [R, C]. floats[0] = eps.
+void RefAddRmsNorm(const KernelArgs& args);
+
+// in[0] a, in[1] b (same shape) -> out[0] a + b.
+void RefAdd(const KernelArgs& args);
+
+// in[0] a [R, N], in[1] b [R, N] -> out[0] [R, N] = silu(a) * b,
+// silu(a) = a / (1 + exp(-a)).
+void RefSiluMul(const KernelArgs& args);
+
+// ---- Dense matmuls (ref_dense.cc) ---------------------------------------------
+
+// in[0] x [R, K], in[1] w [N, K] weight -> out[0] [R, N] = x @ w^T.
+void RefLinear(const KernelArgs& args);
+
+// in[0] x [R, K], in[1] wg [N, K], in[2] wu [N, K] -> out[0] [R, N]
+// = silu(x @ wg^T) * (x @ wu^T).
+void RefLinearSiluMul(const KernelArgs& args);
+
+// in[0] x [T, H], in[1] gate [I, H], in[2] up [I, H], in[3] down [H, I]
+// -> out[0] [T, H] = down(silu(gate x) * up x). The [I] hidden row is built on
+// the stack 4096 values at a time, so I is unbounded.
+void RefMlp(const KernelArgs& args);
+
+// ---- Attention (ref_attention.cc) ---------------------------------------------
+
+// in[0] x [T, num_heads * head_dim] -> out[0] same shape. ints[0] = head_dim,
+// floats[0] = theta. NeoX rotate_half over the full head_dim at position
+// meta->positions[t]: for i < hd/2, inv_freq = 1/theta^(2i/hd),
+// y[i] = x[i] cos - x[i+hd/2] sin, y[i+hd/2] = x[i+hd/2] cos + x[i] sin.
+// Requires meta (null meta: zeros).
+void RefRope(const KernelArgs& args);
+
+// in[0] q [T, nh * hd], in[1] k [T, nkv * hd], in[2] v [T, nkv * hd]
+// -> out[0] [T, nh * hd]. ints[0] = layer, ints[1] = num_heads (nh),
+// ints[2] = num_kv_heads (nkv), ints[3] = head_dim (hd); floats[0] = scale.
+// 1. Writes k[t], v[t] of every real token with slot_mapping[t] >= 0 into the
+//    paged cache of `layer`.
+// 2. Each real token t of sequence batch_id_per_token[t] at position
+//    positions[t] = p attends causally over cache positions 0..p of its
+//    sequence (via block_tables); head h reads kv head h / (nh / nkv);
+//    softmax(scale * q.k) in f32. Any invalid index zeroes that token's output.
+void RefAttention(const KernelArgs& args);
+
+// in[0] x [T, H] -> out[0] [B, H]: out[s] = x[cu_seqlens_q[s + 1] - 1] for
+// s < num_seqs (a sequence with no tokens this step, or a bad index, gives
+// zeros); rows s >= num_seqs are zeros. Requires meta.
+void RefGatherLast(const KernelArgs& args);
+
+// ---- Mixture of experts (ref_moe.cc) ------------------------------------------
+//
+// Routing (RefMoe, RefTopkRoute): p = softmax(logits) in f32; the top_k experts
+// by descending p (ties: lower expert id first); weights = their p, divided by
+// their sum when norm_topk_prob. Row t is padding if row_offset + t >= num_tokens.
+// A "pair" p = t * top_k + j names token t's j-th route.
+
+// Largest top_k the fused RefMoe supports (its routes live on the stack).
+constexpr int kRefMaxTopK = 64;
+// Largest expert count RefMoe supports (its router logits live on the stack).
+constexpr int kRefMaxExperts = 4096;
+
+// Whole sparse MoE block (HF Qwen3MoeSparseMoeBlock).
+// in[0] x [T, H], in[1] router [E, H] weight, in[2] gate stacked [E, I, H],
+// in[3] up stacked [E, I, H], in[4] down stacked [E, H, I] -> out[0] [T, H]
+// = sum_j weight_j * down_e(silu(gate_e x) * up_e x).
+// ints[0] = top_k (<= kRefMaxTopK), ints[1] = norm_topk_prob, ints[2] = row_offset.
+// E > kRefMaxExperts or top_k > kRefMaxTopK: zeros. Hidden rows are chunked as
+// in RefMlp.
+void RefMoe(const KernelArgs& args);
+
+// in[0] logits [T, E] -> out[0] ids [T, k] i32, out[1] weights [T, k] f32.
+// ints[0] = top_k, ints[1] = norm_topk_prob, ints[2] = row_offset.
+// Padding rows (and routes j >= E): id -1, weight 0.
+void RefTopkRoute(const KernelArgs& args);
+
+// in[0] ids [T, k] i32 -> out[0] sorted_pairs [T * k] i32, out[1]
+// expert_offsets [E + 1] i32. ints[0] = num_experts (E).
+// sorted_pairs lists the pairs with a valid id grouped by expert ascending,
+// ascending p within an expert, then -1. expert_offsets[e] = start of expert
+// e's group, expert_offsets[E] = number of valid pairs. Ids outside [0, E) are
+// treated as -1.
+void RefMoeAlign(const KernelArgs& args);
+
+// in[0] x [T, H], in[1] sorted_pairs [P] i32 -> out[0] [P, H]; ints[0] = top_k.
+// Row i = x[sorted_pairs[i] / top_k]; zeros for -1 (or out-of-range) pairs.
+void RefMoePermute(const KernelArgs& args);
+
+// in[0] xp [P, K], in[1] expert_offsets [E + 1] i32, in[2] w stacked [E, N, K]
+// -> out[0] [P, N]. Rows in [off[e], off[e + 1]) use expert e. A range that is
+// not monotone with the ones before it or runs past P is skipped; rows in no
+// accepted range (including rows >= off[E]) are zeros.
+void RefGroupedMatmul(const KernelArgs& args);
+
+// in[0] xp [P, K], in[1] expert_offsets [E + 1] i32, in[2] wg stacked [E, N, K],
+// in[3] wu stacked [E, N, K] -> out[0] [P, N] = silu(x wg_e^T) * (x wu_e^T).
+// Offsets are validated as in RefGroupedMatmul.
+void RefGroupedMatmulSiluMul(const KernelArgs& args);
+
+// in[0] y [P, H], in[1] sorted_pairs [P] i32, in[2] route_weights [T, k] f32
+// -> out[0] [T, H]; ints[0] = top_k. out = 0, then for i ascending with
+// p = sorted_pairs[i] >= 0: out[p / k] += route_weights[p] * y[i].
+void RefMoeUnpermuteReduce(const KernelArgs& args);
+
+// Decode layout: experts outer, their tokens inner.
+// in[0] ids [T, k] i32 -> out[0] batch_experts [S] i32, out[1] batch_pairs
+// [S, T] i32, with S = out[0] dim 0 = min(E, T * k). ints[0] = num_experts.
+// The distinct experts used, ascending, one per slot, then -1. batch_pairs[s]
+// lists the pairs routed to slot s's expert ascending, then -1. Ids outside
+// [0, E) are treated as -1.
+void RefMoeExpertBatch(const KernelArgs& args);
+
+// in[0] x [T, H], in[1] batch_experts [S] i32, in[2] batch_pairs [S, T] i32,
+// in[3] wg stacked [E, I, H], in[4] wu stacked [E, I, H] -> out[0] h [T * k, I];
+// ints[0] = top_k. h[p] = silu(wg_e x[p / k]) * (wu_e x[p / k]) for every pair
+// p of every slot with expert e >= 0; rows not written are zeros.
+void RefExpertBatchedGateUpSilu(const KernelArgs& args);
+
+// in[0] h [T * k, I], in[1] batch_experts [S] i32, in[2] batch_pairs [S, T] i32,
+// in[3] wd stacked [E, H, I] -> out[0] y [T * k, H]: y[p] = wd_e h[p];
+// rows not written are zeros.
+void RefExpertBatchedDown(const KernelArgs& args);
+
+// in[0] y [T * k, H], in[1] route_weights [T, k] f32 -> out[0] [T, H]:
+// out[t] = sum_j route_weights[t, j] * y[t * k + j].
+void RefMoeCombine(const KernelArgs& args);
+
+// ---- Layout (ref_layout.cc): any dtype, copied as bytes; no padding rule -------
+
+// in[0] x [R, ...] -> out[0] [rows, ...] (rows = out dim 0): rows
+// [begin, begin + rows) of x, ints[0] = begin; rows outside [0, R) are zeros.
+void RefSliceRows(const KernelArgs& args);
+
+// in[0..num_in) each [R_i, ...] -> out[0] [sum R_i, ...].
+void RefConcatRows(const KernelArgs& args);
+
+// Single-rank all-gather: in[0] -> out[0] copy. ints[0] = world_size; any value
+// but 1 leaves out[0] zeroed (the compiler rejects it before this).
+void RefAllGather(const KernelArgs& args);
+
+// ---- Helpers shared by the reference kernels ----------------------------------
+namespace ref_detail {
+
+inline bool IsWeightDType(DType dtype) {
+  return dtype == DType::kF32 || dtype == DType::kBF16 || dtype == DType::kF16;
+}
+
+// Element i of a weight buffer of `dtype` widened to f32 (0 for other dtypes).
+inline float LoadWeight(const void* w, DType dtype, int64_t i) {
+  switch (dtype) {
+    case DType::kF32:
+      return static_cast<const float*>(w)[i];
+    case DType::kBF16:
+      return Bf16ToF32(static_cast<const uint16_t*>(w)[i]);
+    case DType::kF16:
+      return F16ToF32(static_cast<const uint16_t*>(w)[i]);
+    default:
+      return 0.0f;
+  }
+}
+
+// sum_{i < n} x[i] * w[offset + i] with w of `dtype`, accumulated in f32.
+inline float DotWeight(const float* x, const void* w, DType dtype, int64_t offset, int64_t n) {
+  float acc = 0.0f;
+  switch (dtype) {
+    case DType::kF32: {
+      const float* row = static_cast<const float*>(w) + offset;
+#pragma omp simd reduction(+ : acc)
+      for (int64_t i = 0; i < n; ++i)
+        acc += x[i] * row[i];
+      break;
+    }
+    case DType::kBF16: {
+      const uint16_t* row = static_cast<const uint16_t*>(w) + offset;
+#pragma omp simd reduction(+ : acc)
+      for (int64_t i = 0; i < n; ++i)
+        acc += x[i] * Bf16ToF32(row[i]);
+      break;
+    }
+    case DType::kF16: {
+      const uint16_t* row = static_cast<const uint16_t*>(w) + offset;
+      for (int64_t i = 0; i < n; ++i)
+        acc += x[i] * F16ToF32(row[i]);
+      break;
+    }
+    default:
+      break;
+  }
+  return acc;
+}
+
+// sum_{i < n} a[i] * b[i], accumulated in f32.
+inline float DotF32(const float* a, const float* b, int64_t n) {
+  float acc = 0.0f;
+#pragma omp simd reduction(+ : acc)
+  for (int64_t i = 0; i < n; ++i)
+    acc += a[i] * b[i];
+  return acc;
+}
+
+inline float Silu(float a) {
+  return a / (1.0f + std::exp(-a));
+}
+
+// Rows [0, result) of a tensor with `num_rows` token rows are real.
+inline int64_t NumRealRows(const KernelArgs& args, int64_t num_rows) {
+  if (args.meta == nullptr) return num_rows;
+  const int64_t num_tokens = args.meta->num_tokens < 0 ? 0 : args.meta->num_tokens;
+  return num_tokens < num_rows ? num_tokens : num_rows;
+}
+
+// Elements per dim-0 row (1 for rank <= 1).
+inline int64_t RowSize(const TensorArg& t) {
+  int64_t n = 1;
+  for (int i = 1; i < t.rank; ++i)
+    n *= t.shape[i];
+  return n;
+}
+
+inline int64_t NumRows(const TensorArg& t) {
+  return t.rank == 0 ? 1 : t.shape[0];
+}
+
+}  // namespace ref_detail
+}  // namespace moegraph

@@ -1,0 +1,1116 @@
+// Checks every reference CPU kernel against a few-line naive implementation
+// (double accumulation) at odd sizes, including padding rows, invalid ids and
+// the agreement of the fused MoE/MLP kernels with their decompositions.
+#include "kernels/cpu/reference_kernels.h"
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <limits>
+#include <numeric>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "support/half.h"
+
+namespace moegraph {
+namespace {
+
+// Odd sizes so that no loop hides behind a power of two.
+constexpr int64_t kT = 7;     // token rows (capacity)
+constexpr int64_t kReal = 5;  // real tokens among them
+constexpr int64_t kH = 19;
+constexpr int64_t kK = 37;
+constexpr int64_t kN = 23;
+constexpr int64_t kI = 11;
+constexpr int64_t kE = 5;
+constexpr int64_t kTopK = 3;
+constexpr int kThreads = 3;
+constexpr double kTol = 1e-4;
+
+const float kNaN = std::numeric_limits<float>::quiet_NaN();
+constexpr int32_t kUnwritten = 12345;
+
+// ---- Tensors, weights, metadata ----------------------------------------------
+
+std::vector<float> Random(int64_t n, uint32_t seed, float scale = 1.0f) {
+  std::mt19937 rng(seed);
+  std::uniform_real_distribution<float> dist(-scale, scale);
+  std::vector<float> v(n);
+  for (float& x : v)
+    x = dist(rng);
+  return v;
+}
+
+// Output buffers start poisoned so a kernel must write every element.
+std::vector<float> Poisoned(int64_t n) {
+  return std::vector<float>(n, kNaN);
+}
+std::vector<int32_t> PoisonedI32(int64_t n) {
+  return std::vector<int32_t>(n, kUnwritten);
+}
+
+TensorArg Arg(const void* data, DType dtype, std::initializer_list<int64_t> shape) {
+  TensorArg arg;
+  arg.data = const_cast<void*>(data);
+  arg.dtype = dtype;
+  arg.rank = static_cast<int>(shape.size());
+  std::copy(shape.begin(), shape.end(), arg.shape);
+  return arg;
+}
+TensorArg F32(const std::vector<float>& v, std::initializer_list<int64_t> shape) {
+  return Arg(v.data(), DType::kF32, shape);
+}
+TensorArg I32(const std::vector<int32_t>& v, std::initializer_list<int64_t> shape) {
+  return Arg(v.data(), DType::kI32, shape);
+}
+
+// A weight stored as f32, bf16 or f16; `values` holds what the kernel reads
+// after widening, for the naive references.
+struct Weight {
+  DType dtype = DType::kF32;
+  std::vector<float> values;
+  std::vector<uint16_t> bits;
+
+  const void* data() const {
+    return dtype == DType::kF32 ? static_cast<const void*>(values.data()) : bits.data();
+  }
+  TensorArg arg(std::initializer_list<int64_t> shape) const { return Arg(data(), dtype, shape); }
+};
+
+Weight MakeWeight(int64_t n, DType dtype, uint32_t seed, float scale = 0.5f) {
+  Weight w{dtype, Random(n, seed, scale), {}};
+  if (dtype == DType::kF32) return w;
+  w.bits.resize(n);
+  for (int64_t i = 0; i < n; ++i) {
+    if (dtype == DType::kBF16) {
+      w.bits[i] = F32ToBf16(w.values[i]);
+      w.values[i] = Bf16ToF32(w.bits[i]);
+    } else {
+      w.bits[i] = F32ToF16(w.values[i]);
+      w.values[i] = F16ToF32(w.bits[i]);
+    }
+  }
+  return w;
+}
+
+// A stacked [E, N, K] weight with each expert in its own allocation.
+struct StackedWeight {
+  int64_t num_experts = 0, rows = 0, cols = 0;
+  std::vector<Weight> experts;
+  mutable std::vector<const void*> pointers;
+
+  TensorArg arg() const {
+    pointers.clear();
+    for (const Weight& w : experts)
+      pointers.push_back(w.data());
+    TensorArg a = Arg(nullptr, experts[0].dtype, {num_experts, rows, cols});
+    a.expert_data = pointers.data();
+    return a;
+  }
+  float at(int64_t e, int64_t r, int64_t c) const { return experts[e].values[r * cols + c]; }
+};
+
+StackedWeight MakeStacked(int64_t e, int64_t n, int64_t k, DType dtype, uint32_t seed) {
+  StackedWeight w{e, n, k, {}, {}};
+  for (int64_t i = 0; i < e; ++i)
+    w.experts.push_back(MakeWeight(n * k, dtype, seed + 97 * i));
+  return w;
+}
+
+// One sequence of a step: tokens already cached, tokens new this step and the
+// cache blocks it owns (in block-table order).
+struct SeqSpec {
+  int32_t num_cached = 0;
+  int32_t num_new = 0;
+  std::vector<int32_t> blocks;
+};
+
+// Owns the arrays behind a ForwardMetaView.
+class Meta {
+ public:
+  Meta(int32_t token_capacity, int32_t seq_capacity, int32_t max_blocks_per_seq, int32_t block_size,
+       const std::vector<SeqSpec>& seqs)
+      : token_capacity_(token_capacity),
+        seq_capacity_(seq_capacity),
+        max_blocks_per_seq_(max_blocks_per_seq),
+        num_seqs_(static_cast<int32_t>(seqs.size())),
+        seq_lens_this_time(seq_capacity, 0),
+        seq_lens_encoder(seq_capacity, 0),
+        seq_lens_decoder(seq_capacity, 0),
+        cu_seqlens_q(seq_capacity + 1, 0),
+        batch_id_per_token(token_capacity, -1),
+        positions(token_capacity, 0),
+        block_tables(static_cast<size_t>(seq_capacity) * max_blocks_per_seq, 0),
+        slot_mapping(token_capacity, -1) {
+    int32_t t = 0;
+    for (int32_t s = 0; s < num_seqs_; ++s) {
+      const SeqSpec& seq = seqs[s];
+      seq_lens_this_time[s] = seq.num_new;
+      seq_lens_encoder[s] = seq.num_cached == 0 ? seq.num_new : 0;
+      seq_lens_decoder[s] = seq.num_cached;
+      cu_seqlens_q[s + 1] = cu_seqlens_q[s] + seq.num_new;
+      for (size_t b = 0; b < seq.blocks.size() && b < size_t(max_blocks_per_seq); ++b) {
+        block_tables[s * max_blocks_per_seq + b] = seq.blocks[b];
+      }
+      for (int32_t i = 0; i < seq.num_new; ++i, ++t) {
+        const int32_t position = seq.num_cached + i;
+        batch_id_per_token[t] = s;
+        positions[t] = position;
+        if (block_size > 0 && size_t(position / block_size) < seq.blocks.size()) {
+          slot_mapping[t] = seq.blocks[position / block_size] * block_size + position % block_size;
+        }
+      }
+    }
+    for (int32_t s = num_seqs_; s < seq_capacity; ++s)
+      cu_seqlens_q[s + 1] = cu_seqlens_q[s];
+    num_tokens_ = t;
+  }
+
+  // A single sequence of `num_tokens` prompt tokens, no cache.
+  static Meta Tokens(int32_t num_tokens, int32_t token_capacity) {
+    return Meta(token_capacity, 1, 0, 0, {{0, num_tokens, {}}});
+  }
+
+  const ForwardMetaView* view() {
+    view_ = ForwardMetaView{num_tokens_,
+                            num_seqs_,
+                            token_capacity_,
+                            seq_capacity_,
+                            max_blocks_per_seq_,
+                            seq_lens_this_time.data(),
+                            seq_lens_encoder.data(),
+                            seq_lens_decoder.data(),
+                            cu_seqlens_q.data(),
+                            batch_id_per_token.data(),
+                            positions.data(),
+                            block_tables.data(),
+                            slot_mapping.data()};
+    return &view_;
+  }
+
+ private:
+  int32_t token_capacity_, seq_capacity_, max_blocks_per_seq_, num_seqs_, num_tokens_ = 0;
+  ForwardMetaView view_;
+
+ public:
+  std::vector<int32_t> seq_lens_this_time, seq_lens_encoder, seq_lens_decoder, cu_seqlens_q,
+      batch_id_per_token, positions, block_tables, slot_mapping;
+};
+
+struct Params {
+  std::vector<int64_t> ints = {};
+  std::vector<float> floats = {};
+  const ForwardMetaView* meta = nullptr;
+  const KvCacheView* kv = nullptr;
+};
+
+void RunKernel(KernelFn kernel, const std::vector<TensorArg>& in, const std::vector<TensorArg>& out,
+               const Params& params = {}) {
+  KernelArgs args;
+  args.meta = params.meta;
+  args.kv = params.kv;
+  args.in = in.data();
+  args.num_in = static_cast<int>(in.size());
+  args.out = out.data();
+  args.num_out = static_cast<int>(out.size());
+  std::copy(params.ints.begin(), params.ints.end(), args.ints);
+  std::copy(params.floats.begin(), params.floats.end(), args.floats);
+  args.num_threads = kThreads;
+  kernel(args);
+}
+
+// ---- Comparisons -------------------------------------------------------------
+
+// Reports the first element outside tolerance (relative, absolute near zero).
+template <typename Want>
+void ExpectClose(const std::vector<float>& got, const std::vector<Want>& want, double tol,
+                 const std::string& what) {
+  ASSERT_EQ(got.size(), want.size()) << what;
+  for (size_t i = 0; i < got.size(); ++i) {
+    const double w = static_cast<double>(want[i]);
+    if (!(std::abs(got[i] - w) <= tol * (1.0 + std::abs(w)))) {
+      ADD_FAILURE() << what << ": element " << i << " is " << got[i] << ", want " << w;
+      return;
+    }
+  }
+}
+
+void ExpectZeroRows(const std::vector<float>& v, int64_t row_begin, int64_t row_end,
+                    int64_t row_size, const std::string& what) {
+  for (int64_t i = row_begin * row_size; i < row_end * row_size; ++i) {
+    if (v[i] != 0.0f) {
+      ADD_FAILURE() << what << ": padding element " << i << " is " << v[i] << ", want 0";
+      return;
+    }
+  }
+}
+
+// ---- Naive references (double) ------------------------------------------------
+
+double NaiveSilu(double a) {
+  return a / (1.0 + std::exp(-a));
+}
+
+// y[r, n] = sum_k x[r, k] w[n, k] for the first `rows` rows; other rows 0.
+std::vector<double> NaiveLinear(const std::vector<float>& x, const std::vector<float>& w,
+                                int64_t total_rows, int64_t rows, int64_t k, int64_t n) {
+  std::vector<double> y(total_rows * n, 0.0);
+  for (int64_t r = 0; r < rows; ++r) {
+    for (int64_t j = 0; j < n; ++j) {
+      for (int64_t c = 0; c < k; ++c)
+        y[r * n + j] += double(x[r * k + c]) * w[j * k + c];
+    }
+  }
+  return y;
+}
+
+std::vector<double> NaiveRmsNorm(const std::vector<float>& x, const std::vector<float>& w,
+                                 int64_t total_rows, int64_t rows, int64_t row_size, float eps) {
+  const int64_t d = static_cast<int64_t>(w.size());
+  std::vector<double> y(total_rows * row_size, 0.0);
+  for (int64_t r = 0; r < rows; ++r) {
+    for (int64_t g = r * row_size; g < (r + 1) * row_size; g += d) {
+      double sum_sq = 0.0;
+      for (int64_t i = 0; i < d; ++i)
+        sum_sq += double(x[g + i]) * x[g + i];
+      const double inv_rms = 1.0 / std::sqrt(sum_sq / d + eps);
+      for (int64_t i = 0; i < d; ++i)
+        y[g + i] = x[g + i] * inv_rms * w[i];
+    }
+  }
+  return y;
+}
+
+// HF routing: softmax, top-k by descending probability (ties: lower id).
+struct Routes {
+  std::vector<int32_t> ids;
+  std::vector<double> weights;
+};
+
+Routes NaiveRoute(const std::vector<double>& logits, int64_t top_k, bool norm) {
+  const int64_t e = static_cast<int64_t>(logits.size());
+  const double max_logit = *std::max_element(logits.begin(), logits.end());
+  std::vector<double> p(e);
+  double sum = 0.0;
+  for (int64_t i = 0; i < e; ++i)
+    sum += p[i] = std::exp(logits[i] - max_logit);
+  for (double& v : p)
+    v /= sum;
+  std::vector<int32_t> order(e);
+  std::iota(order.begin(), order.end(), 0);
+  std::stable_sort(order.begin(), order.end(), [&](int32_t a, int32_t b) { return p[a] > p[b]; });
+  Routes routes{std::vector<int32_t>(top_k, -1), std::vector<double>(top_k, 0.0)};
+  double chosen = 0.0;
+  for (int64_t j = 0; j < std::min(top_k, e); ++j) {
+    routes.ids[j] = order[j];
+    chosen += routes.weights[j] = p[order[j]];
+  }
+  if (norm) {
+    for (double& w : routes.weights)
+      w /= chosen;
+  }
+  return routes;
+}
+
+// h = silu(gate_e x) * (up_e x), y = down_e h for one row of x.
+std::vector<double> NaiveExpert(const float* x, const StackedWeight& gate, const StackedWeight& up,
+                                const StackedWeight& down, int64_t e) {
+  const int64_t hidden = gate.cols, inter = gate.rows;
+  std::vector<double> h(inter, 0.0), y(hidden, 0.0);
+  for (int64_t i = 0; i < inter; ++i) {
+    double g = 0.0, u = 0.0;
+    for (int64_t c = 0; c < hidden; ++c) {
+      g += double(x[c]) * gate.at(e, i, c);
+      u += double(x[c]) * up.at(e, i, c);
+    }
+    h[i] = NaiveSilu(g) * u;
+  }
+  for (int64_t c = 0; c < hidden; ++c) {
+    for (int64_t i = 0; i < inter; ++i)
+      y[c] += down.at(e, c, i) * h[i];
+  }
+  return y;
+}
+
+class RefDTypeTest : public ::testing::TestWithParam<DType> {};
+
+INSTANTIATE_TEST_SUITE_P(Weights, RefDTypeTest,
+                         ::testing::Values(DType::kF32, DType::kBF16, DType::kF16),
+                         [](const ::testing::TestParamInfo<DType>& info) {
+                           return std::string(DTypeName(info.param));
+                         });
+
+// ---- Embedding, norms, elementwise --------------------------------------------
+
+TEST_P(RefDTypeTest, EmbeddingLooksUpRowsAndZeroesInvalidIds) {
+  constexpr int64_t kVocab = 11;
+  const Weight table = MakeWeight(kVocab * kH, GetParam(), 1);
+  const std::vector<int32_t> tokens = {3, 10, -1, 0, kVocab, 7, 2};  // rows 5, 6 padding
+  std::vector<float> out = Poisoned(kT * kH);
+  Meta meta = Meta::Tokens(kReal, kT);
+  RunKernel(RefEmbedding, {I32(tokens, {kT}), table.arg({kVocab, kH})}, {F32(out, {kT, kH})},
+            {.meta = meta.view()});
+  std::vector<double> want(kT * kH, 0.0);
+  for (int64_t t = 0; t < kReal; ++t) {
+    if (tokens[t] < 0 || tokens[t] >= kVocab) continue;
+    for (int64_t c = 0; c < kH; ++c)
+      want[t * kH + c] = table.values[tokens[t] * kH + c];
+  }
+  ExpectClose(out, want, 0.0, "embedding");
+}
+
+TEST_P(RefDTypeTest, RmsNormNormalisesEachGroup) {
+  constexpr int64_t kRow = 2 * kH;  // two groups of kH, as a per-head q/k norm
+  constexpr float kEps = 1e-6f;
+  const std::vector<float> x = Random(kT * kRow, 2, 3.0f);
+  const Weight w = MakeWeight(kH, GetParam(), 3);
+  std::vector<float> out = Poisoned(kT * kRow);
+  Meta meta = Meta::Tokens(kReal, kT);
+  RunKernel(RefRmsNorm, {F32(x, {kT, kRow}), w.arg({kH})}, {F32(out, {kT, kRow})},
+            {.floats = {kEps}, .meta = meta.view()});
+  ExpectClose(out, NaiveRmsNorm(x, w.values, kT, kReal, kRow, kEps), kTol, "rms_norm");
+
+  // Without metadata every row is real, and rank 3 rows work the same way.
+  std::vector<float> all = Poisoned(kT * kRow);
+  RunKernel(RefRmsNorm, {F32(x, {kT, 2, kH}), w.arg({kH})}, {F32(all, {kT, 2, kH})},
+            {.floats = {kEps}});
+  ExpectClose(all, NaiveRmsNorm(x, w.values, kT, kT, kRow, kEps), kTol, "rms_norm, no meta");
+}
+
+TEST_P(RefDTypeTest, AddRmsNormWritesSumAndNorm) {
+  constexpr float kEps = 1e-5f;
+  const std::vector<float> x = Random(kT * kK, 4);
+  const std::vector<float> residual = Random(kT * kK, 5);
+  const Weight w = MakeWeight(kK, GetParam(), 6);
+  std::vector<float> sum = Poisoned(kT * kK), y = Poisoned(kT * kK);
+  Meta meta = Meta::Tokens(kReal, kT);
+  RunKernel(RefAddRmsNorm, {F32(x, {kT, kK}), F32(residual, {kT, kK}), w.arg({kK})},
+            {F32(sum, {kT, kK}), F32(y, {kT, kK})}, {.floats = {kEps}, .meta = meta.view()});
+  std::vector<float> want_sum(kT * kK, 0.0f);
+  for (int64_t i = 0; i < kReal * kK; ++i)
+    want_sum[i] = x[i] + residual[i];
+  ExpectClose(sum, want_sum, 0.0, "sum");
+  ExpectClose(y, NaiveRmsNorm(want_sum, w.values, kT, kReal, kK, kEps), kTol, "norm");
+}
+
+TEST(RefKernelsTest, AddAndSiluMulAreElementwiseWithZeroPadding) {
+  std::vector<float> a = Random(kT * kN, 7, 30.0f), b = Random(kT * kN, 8);
+  a[0] = -200.0f;  // exp overflow must still give silu = -0
+  std::vector<float> sum = Poisoned(kT * kN), prod = Poisoned(kT * kN);
+  Meta meta = Meta::Tokens(kReal, kT);
+  RunKernel(RefAdd, {F32(a, {kT, kN}), F32(b, {kT, kN})}, {F32(sum, {kT, kN})},
+            {.meta = meta.view()});
+  RunKernel(RefSiluMul, {F32(a, {kT, kN}), F32(b, {kT, kN})}, {F32(prod, {kT, kN})},
+            {.meta = meta.view()});
+  std::vector<double> want_sum(kT * kN, 0.0), want_prod(kT * kN, 0.0);
+  for (int64_t i = 0; i < kReal * kN; ++i) {
+    want_sum[i] = double(a[i]) + b[i];
+    want_prod[i] = NaiveSilu(a[i]) * b[i];
+  }
+  ExpectClose(sum, want_sum, kTol, "add");
+  ExpectClose(prod, want_prod, kTol, "silu_mul");
+}
+
+// ---- Dense matmuls ------------------------------------------------------------
+
+TEST_P(RefDTypeTest, LinearMatchesNaive) {
+  const std::vector<float> x = Random(kT * kK, 9);
+  const Weight w = MakeWeight(kN * kK, GetParam(), 10);
+  std::vector<float> out = Poisoned(kT * kN);
+  Meta meta = Meta::Tokens(kReal, kT);
+  RunKernel(RefLinear, {F32(x, {kT, kK}), w.arg({kN, kK})}, {F32(out, {kT, kN})},
+            {.meta = meta.view()});
+  ExpectClose(out, NaiveLinear(x, w.values, kT, kReal, kK, kN), kTol, "linear");
+
+  std::vector<float> all = Poisoned(kT * kN);
+  RunKernel(RefLinear, {F32(x, {kT, kK}), w.arg({kN, kK})}, {F32(all, {kT, kN})});
+  ExpectClose(all, NaiveLinear(x, w.values, kT, kT, kK, kN), kTol, "linear, no meta");
+}
+
+TEST_P(RefDTypeTest, LinearSiluMulMatchesNaiveAndDecomposition) {
+  const std::vector<float> x = Random(kT * kK, 11);
+  const Weight wg = MakeWeight(kN * kK, GetParam(), 12);
+  const Weight wu = MakeWeight(kN * kK, GetParam(), 13);
+  Meta meta = Meta::Tokens(kReal, kT);
+  std::vector<float> fused = Poisoned(kT * kN);
+  RunKernel(RefLinearSiluMul, {F32(x, {kT, kK}), wg.arg({kN, kK}), wu.arg({kN, kK})},
+            {F32(fused, {kT, kN})}, {.meta = meta.view()});
+
+  const std::vector<double> g = NaiveLinear(x, wg.values, kT, kReal, kK, kN);
+  const std::vector<double> u = NaiveLinear(x, wu.values, kT, kReal, kK, kN);
+  std::vector<double> want(kT * kN);
+  for (size_t i = 0; i < want.size(); ++i)
+    want[i] = NaiveSilu(g[i]) * u[i];
+  ExpectClose(fused, want, kTol, "linear_silu_mul");
+
+  std::vector<float> gate = Poisoned(kT * kN), up = Poisoned(kT * kN), h = Poisoned(kT * kN);
+  RunKernel(RefLinear, {F32(x, {kT, kK}), wg.arg({kN, kK})}, {F32(gate, {kT, kN})},
+            {.meta = meta.view()});
+  RunKernel(RefLinear, {F32(x, {kT, kK}), wu.arg({kN, kK})}, {F32(up, {kT, kN})},
+            {.meta = meta.view()});
+  RunKernel(RefSiluMul, {F32(gate, {kT, kN}), F32(up, {kT, kN})}, {F32(h, {kT, kN})},
+            {.meta = meta.view()});
+  ExpectClose(fused, h, 1e-6, "linear_silu_mul vs decomposition");
+}
+
+// I = 4099 crosses RefMlp's 4096-value hidden chunk.
+class RefMlpTest : public ::testing::TestWithParam<std::tuple<DType, int64_t>> {};
+
+TEST_P(RefMlpTest, MatchesNaiveAndLinearChain) {
+  const auto [dtype, inter] = GetParam();
+  const std::vector<float> x = Random(kT * kH, 14);
+  const Weight gate = MakeWeight(inter * kH, dtype, 15);
+  const Weight up = MakeWeight(inter * kH, dtype, 16);
+  const Weight down = MakeWeight(kH * inter, dtype, 17);
+  Meta meta = Meta::Tokens(kReal, kT);
+  std::vector<float> out = Poisoned(kT * kH);
+  RunKernel(RefMlp,
+            {F32(x, {kT, kH}), gate.arg({inter, kH}), up.arg({inter, kH}), down.arg({kH, inter})},
+            {F32(out, {kT, kH})}, {.meta = meta.view()});
+
+  const std::vector<double> g = NaiveLinear(x, gate.values, kT, kReal, kH, inter);
+  const std::vector<double> u = NaiveLinear(x, up.values, kT, kReal, kH, inter);
+  std::vector<double> want(kT * kH, 0.0);
+  for (int64_t t = 0; t < kReal; ++t) {
+    for (int64_t c = 0; c < kH; ++c) {
+      for (int64_t i = 0; i < inter; ++i) {
+        want[t * kH + c] +=
+            down.values[c * inter + i] * NaiveSilu(g[t * inter + i]) * u[t * inter + i];
+      }
+    }
+  }
+  ExpectClose(out, want, kTol, "mlp");
+
+  std::vector<float> gl = Poisoned(kT * inter), ul = Poisoned(kT * inter);
+  std::vector<float> h = Poisoned(kT * inter), chain = Poisoned(kT * kH);
+  RunKernel(RefLinear, {F32(x, {kT, kH}), gate.arg({inter, kH})}, {F32(gl, {kT, inter})},
+            {.meta = meta.view()});
+  RunKernel(RefLinear, {F32(x, {kT, kH}), up.arg({inter, kH})}, {F32(ul, {kT, inter})},
+            {.meta = meta.view()});
+  RunKernel(RefSiluMul, {F32(gl, {kT, inter}), F32(ul, {kT, inter})}, {F32(h, {kT, inter})},
+            {.meta = meta.view()});
+  RunKernel(RefLinear, {F32(h, {kT, inter}), down.arg({kH, inter})}, {F32(chain, {kT, kH})},
+            {.meta = meta.view()});
+  ExpectClose(out, chain, 1e-5, "mlp vs linear chain");
+}
+
+INSTANTIATE_TEST_SUITE_P(Weights, RefMlpTest,
+                         ::testing::Combine(::testing::Values(DType::kF32, DType::kBF16,
+                                                              DType::kF16),
+                                            ::testing::Values<int64_t>(kI, 4099)),
+                         [](const auto& info) {
+                           return std::string(DTypeName(std::get<0>(info.param))) + "_I" +
+                                  std::to_string(std::get<1>(info.param));
+                         });
+
+// ---- Rope, attention, gather-last --------------------------------------------
+
+TEST(RefKernelsTest, RopeRotatesHalvesAtEachPosition) {
+  constexpr int64_t kHeadDim = 12, kHeads = 3, kRow = kHeads * kHeadDim;
+  constexpr float kTheta = 10000.0f;
+  const std::vector<float> x = Random(kT * kRow, 18);
+  Meta meta = Meta::Tokens(kReal, kT);
+  meta.positions = {0, 1, 17, 42, 5, 0, 0};
+  std::vector<float> out = Poisoned(kT * kRow);
+  RunKernel(RefRope, {F32(x, {kT, kRow})}, {F32(out, {kT, kRow})},
+            {.ints = {kHeadDim}, .floats = {kTheta}, .meta = meta.view()});
+
+  std::vector<double> want(kT * kRow, 0.0);
+  for (int64_t t = 0; t < kReal; ++t) {
+    for (int64_t h = 0; h < kHeads; ++h) {
+      for (int64_t i = 0; i < kHeadDim / 2; ++i) {
+        const float inv_freq = float(1.0 / std::pow(double(kTheta), 2.0 * i / kHeadDim));
+        const double angle = double(meta.positions[t]) * inv_freq;
+        const int64_t a = t * kRow + h * kHeadDim + i, b = a + kHeadDim / 2;
+        want[a] = x[a] * std::cos(angle) - x[b] * std::sin(angle);
+        want[b] = x[b] * std::cos(angle) + x[a] * std::sin(angle);
+      }
+    }
+  }
+  ExpectClose(out, want, kTol, "rope");
+
+  std::vector<float> in_place = x;  // y may alias x
+  RunKernel(RefRope, {F32(in_place, {kT, kRow})}, {F32(in_place, {kT, kRow})},
+            {.ints = {kHeadDim}, .floats = {kTheta}, .meta = meta.view()});
+  ExpectClose(in_place, out, 0.0, "rope in place");
+}
+
+// Two sequences in a paged cache; every q/k/v row of a sequence is fixed up
+// front so a naive full causal attention over the whole sequence is the oracle.
+class AttentionFixture : public ::testing::Test {
+ protected:
+  static constexpr int64_t kHeads = 4, kKvHeads = 2, kHeadDim = 12, kBlockSize = 4;
+  static constexpr int64_t kBlocks = 8, kLayers = 2, kLayer = 1, kMaxBlocks = 3;
+  static constexpr int64_t kQRow = kHeads * kHeadDim, kKvRow = kKvHeads * kHeadDim;
+
+  void SetUp() override {
+    for (int s = 0; s < 2; ++s) {
+      q_[s] = Random(kLens[s] * kQRow, 30 + s);
+      k_[s] = Random(kLens[s] * kKvRow, 40 + s);
+      v_[s] = Random(kLens[s] * kKvRow, 50 + s);
+    }
+    const size_t cache_size = kLayers * kBlocks * kBlockSize * kKvRow;
+    k_cache_.assign(cache_size, kNaN);  // a read of an unwritten slot poisons the output
+    v_cache_.assign(cache_size, kNaN);
+    kv_ = KvCacheView{k_cache_.data(), v_cache_.data(), kLayers, kBlocks,
+                      kBlockSize,      kKvHeads,        kHeadDim};
+  }
+
+  // Runs one step of `meta`, feeding each real token of sequences 0 and 1 its
+  // fixed q/k/v row (others get random rows); returns the output.
+  std::vector<float> RunStep(Meta& meta) {
+    const int64_t capacity = meta.view()->token_capacity;
+    std::vector<float> q = Random(capacity * kQRow, 60), k = Random(capacity * kKvRow, 61),
+                       v = Random(capacity * kKvRow, 62);
+    for (int64_t t = 0; t < meta.view()->num_tokens; ++t) {
+      const int s = meta.batch_id_per_token[t], p = meta.positions[t];
+      if (s > 1) continue;
+      std::copy_n(q_[s].begin() + p * kQRow, kQRow, q.begin() + t * kQRow);
+      std::copy_n(k_[s].begin() + p * kKvRow, kKvRow, k.begin() + t * kKvRow);
+      std::copy_n(v_[s].begin() + p * kKvRow, kKvRow, v.begin() + t * kKvRow);
+    }
+    std::vector<float> out = Poisoned(capacity * kQRow);
+    RunKernel(RefAttention,
+              {F32(q, {capacity, kQRow}), F32(k, {capacity, kKvRow}), F32(v, {capacity, kKvRow})},
+              {F32(out, {capacity, kQRow})},
+              {.ints = {kLayer, kHeads, kKvHeads, kHeadDim},
+               .floats = {kScale},
+               .meta = meta.view(),
+               .kv = &kv_});
+    return out;
+  }
+
+  // Naive causal attention of sequence s's position p, all heads.
+  std::vector<double> Naive(int s, int64_t p) const {
+    std::vector<double> o(kQRow, 0.0);
+    for (int64_t h = 0; h < kHeads; ++h) {
+      const int64_t kv_head = h / (kHeads / kKvHeads);
+      std::vector<double> scores(p + 1);
+      for (int64_t j = 0; j <= p; ++j) {
+        double dot = 0.0;
+        for (int64_t d = 0; d < kHeadDim; ++d) {
+          dot += double(q_[s][p * kQRow + h * kHeadDim + d]) *
+                 k_[s][j * kKvRow + kv_head * kHeadDim + d];
+        }
+        scores[j] = kScale * dot;
+      }
+      const double max_score = *std::max_element(scores.begin(), scores.end());
+      double sum = 0.0;
+      for (double& sc : scores)
+        sum += sc = std::exp(sc - max_score);
+      for (int64_t j = 0; j <= p; ++j) {
+        for (int64_t d = 0; d < kHeadDim; ++d) {
+          o[h * kHeadDim + d] += scores[j] / sum * v_[s][j * kKvRow + kv_head * kHeadDim + d];
+        }
+      }
+    }
+    return o;
+  }
+
+  // Expected output rows for a step: oracle for real tokens of sequences in
+  // `valid_seqs`, zeros elsewhere.
+  std::vector<double> Want(Meta& meta, int64_t capacity, std::vector<int> valid_seqs) {
+    std::vector<double> want(capacity * kQRow, 0.0);
+    for (int64_t t = 0; t < meta.view()->num_tokens; ++t) {
+      const int s = meta.batch_id_per_token[t];
+      if (std::find(valid_seqs.begin(), valid_seqs.end(), s) == valid_seqs.end()) continue;
+      const std::vector<double> o = Naive(s, meta.positions[t]);
+      std::copy(o.begin(), o.end(), want.begin() + t * kQRow);
+    }
+    return want;
+  }
+
+  const float kScale = 1.0f / std::sqrt(float(kHeadDim));
+  const int64_t kLens[2] = {8, 4};  // positions each sequence reaches after decode
+  const std::vector<int32_t> kBlocksA = {5, 2, 7}, kBlocksB = {0, 6};
+  std::vector<float> q_[2], k_[2], v_[2];
+  std::vector<float> k_cache_, v_cache_;
+  KvCacheView kv_;
+};
+
+TEST_F(AttentionFixture, PrefillThenDecodeMatchesFullAttention) {
+  // Prefill: A's 7 prompt tokens and B's 3, with 2 padding rows.
+  Meta prefill(12, 3, kMaxBlocks, kBlockSize, {{0, 7, kBlocksA}, {0, 3, kBlocksB}});
+  std::vector<float> out = RunStep(prefill);
+  ExpectClose(out, Want(prefill, 12, {0, 1}), kTol, "prefill");
+  ExpectZeroRows(out, 10, 12, kQRow, "prefill");
+
+  // The step's keys landed in layer 1 at their slots; layer 0 is untouched.
+  const int64_t layer_stride = kv_.layer_stride();
+  for (int64_t t = 0; t < 10; ++t) {
+    const int s = prefill.batch_id_per_token[t];
+    const float* cached = k_cache_.data() + layer_stride + prefill.slot_mapping[t] * kKvRow;
+    EXPECT_EQ(std::vector<float>(cached, cached + kKvRow),
+              std::vector<float>(k_[s].begin() + prefill.positions[t] * kKvRow,
+                                 k_[s].begin() + (prefill.positions[t] + 1) * kKvRow))
+        << "token " << t;
+  }
+  EXPECT_TRUE(std::all_of(k_cache_.begin(), k_cache_.begin() + layer_stride,
+                          [](float x) { return std::isnan(x); }));
+
+  // Decode: one token each, at positions 7 (crossing into A's second block) and 3.
+  Meta decode(4, 3, kMaxBlocks, kBlockSize, {{7, 1, kBlocksA}, {3, 1, kBlocksB}});
+  out = RunStep(decode);
+  ExpectClose(out, Want(decode, 4, {0, 1}), kTol, "decode");
+  ExpectZeroRows(out, 2, 4, kQRow, "decode");
+}
+
+TEST_F(AttentionFixture, InvalidBlocksZeroOnlyTheirTokens) {
+  // B's first block id is out of range; C's position 12 needs a 4th block
+  // (max_blocks_per_seq = 3). A is unaffected.
+  Meta meta(12, 3, kMaxBlocks, kBlockSize, {{0, 7, kBlocksA}, {0, 3, {99, 6}}, {12, 1, {1, 3, 4}}});
+  std::vector<float> out = RunStep(meta);
+  ExpectClose(out, Want(meta, 12, {0}), kTol, "invalid blocks");
+  ExpectZeroRows(out, 7, 12, kQRow, "invalid blocks");
+}
+
+TEST(RefKernelsTest, GatherLastTakesEachSequencesLastToken) {
+  const std::vector<float> x = Random(kT * kH, 19);
+  Meta meta(static_cast<int32_t>(kT), 3, 0, 0, {{0, 4, {}}, {2, 0, {}}, {0, 2, {}}});
+  std::vector<float> out = Poisoned(4 * kH);  // one row past seq_capacity too
+  RunKernel(RefGatherLast, {F32(x, {kT, kH})}, {F32(out, {4, kH})}, {.meta = meta.view()});
+  std::vector<float> want(4 * kH, 0.0f);
+  std::copy_n(x.begin() + 3 * kH, kH, want.begin());           // seq 0: tokens 0..3
+  std::copy_n(x.begin() + 5 * kH, kH, want.begin() + 2 * kH);  // seq 2: tokens 4..5
+  ExpectClose(out, want, 0.0, "gather_last");  // seq 1 has no token this step: zeros
+}
+
+// ---- Routing ------------------------------------------------------------------
+
+TEST(RefKernelsTest, TopkRouteMatchesNaiveAndMasksByRowOffset) {
+  const std::vector<float> logits = Random(kT * kE, 20, 2.0f);
+  for (int norm = 0; norm <= 1; ++norm) {
+    // Chunk rows 0..6 are tokens 4..10 of 9: rows 5 and 6 are padding.
+    Meta meta = Meta::Tokens(9, 16);
+    std::vector<int32_t> ids = PoisonedI32(kT * kTopK);
+    std::vector<float> weights = Poisoned(kT * kTopK);
+    RunKernel(RefTopkRoute, {F32(logits, {kT, kE})},
+              {I32(ids, {kT, kTopK}), F32(weights, {kT, kTopK})},
+              {.ints = {kTopK, norm, 4}, .meta = meta.view()});
+    for (int64_t t = 0; t < kT; ++t) {
+      Routes want{std::vector<int32_t>(kTopK, -1), std::vector<double>(kTopK, 0.0)};
+      if (t < 5) {
+        want = NaiveRoute({logits.begin() + t * kE, logits.begin() + (t + 1) * kE}, kTopK, norm);
+      }
+      for (int64_t j = 0; j < kTopK; ++j) {
+        EXPECT_EQ(ids[t * kTopK + j], want.ids[j]) << "row " << t << " route " << j;
+        EXPECT_NEAR(weights[t * kTopK + j], want.weights[j], kTol) << "row " << t;
+      }
+    }
+  }
+}
+
+TEST(RefKernelsTest, TopkRouteBreaksTiesByLowerIdAndPadsPastExperts) {
+  const std::vector<float> logits = {0.5f, 0.5f, 0.5f, 0.5f, 0.5f,   // all tied
+                                     1.0f, 3.0f, 3.0f, 0.0f, 3.0f};  // three tied at the top
+  std::vector<int32_t> ids = PoisonedI32(2 * 3);
+  std::vector<float> weights = Poisoned(2 * 3);
+  RunKernel(RefTopkRoute, {F32(logits, {2, kE})}, {I32(ids, {2, 3}), F32(weights, {2, 3})},
+            {.ints = {3, 1, 0}});
+  EXPECT_EQ(ids, (std::vector<int32_t>{0, 1, 2, 1, 2, 4}));
+  for (float w : weights)
+    EXPECT_NEAR(w, 1.0 / 3.0, 1e-6);
+
+  // top_k 6 > 5 experts: the last route is -1 with weight 0.
+  std::vector<int32_t> ids6 = PoisonedI32(6);
+  std::vector<float> weights6 = Poisoned(6);
+  RunKernel(RefTopkRoute, {F32(logits, {1, kE})}, {I32(ids6, {1, 6}), F32(weights6, {1, 6})},
+            {.ints = {6, 0, 0}});
+  EXPECT_EQ(ids6, (std::vector<int32_t>{0, 1, 2, 3, 4, -1}));
+  EXPECT_EQ(weights6[5], 0.0f);
+  EXPECT_NEAR(weights6[0], 0.2, 1e-6);
+}
+
+// ---- Grouped (prefill) MoE layout -------------------------------------------
+
+TEST(RefKernelsTest, MoeAlignGroupsPairsByExpert) {
+  // E = 4; pair 2 is a -1 route, pair 4 an out-of-range id; expert 1 is empty.
+  const std::vector<int32_t> ids = {2, 0, -1, 2, 7, 3};
+  std::vector<int32_t> sorted = PoisonedI32(6), offsets = PoisonedI32(5);
+  RunKernel(RefMoeAlign, {I32(ids, {3, 2})}, {I32(sorted, {6}), I32(offsets, {5})}, {.ints = {4}});
+  EXPECT_EQ(sorted, (std::vector<int32_t>{1, 0, 3, 5, -1, -1}));
+  EXPECT_EQ(offsets, (std::vector<int32_t>{0, 1, 1, 3, 4}));
+}
+
+// Random routes of kT tokens (rows >= kReal all -1) and the naive alignment.
+struct RandomRoutes {
+  std::vector<int32_t> ids;  // [kT, kTopK]
+  std::vector<int32_t> sorted;
+  std::vector<int32_t> offsets;
+};
+
+RandomRoutes MakeRandomRoutes(uint32_t seed) {
+  std::mt19937 rng(seed);
+  RandomRoutes r;
+  r.ids.assign(kT * kTopK, -1);
+  for (int64_t t = 0; t < kReal; ++t) {
+    std::vector<int32_t> experts(kE);
+    std::iota(experts.begin(), experts.end(), 0);
+    std::shuffle(experts.begin(), experts.end(), rng);
+    std::copy_n(experts.begin(), kTopK, r.ids.begin() + t * kTopK);
+  }
+  r.offsets.assign(kE + 1, 0);
+  for (int32_t e = 0; e < kE; ++e) {
+    for (int32_t p = 0; p < kT * kTopK; ++p) {
+      if (r.ids[p] == e) r.sorted.push_back(p);
+    }
+    r.offsets[e + 1] = static_cast<int32_t>(r.sorted.size());
+  }
+  r.sorted.resize(kT * kTopK, -1);
+  return r;
+}
+
+TEST(RefKernelsTest, MoeAlignMatchesNaiveOnRandomRoutes) {
+  const RandomRoutes routes = MakeRandomRoutes(21);
+  std::vector<int32_t> sorted = PoisonedI32(kT * kTopK), offsets = PoisonedI32(kE + 1);
+  RunKernel(RefMoeAlign, {I32(routes.ids, {kT, kTopK})},
+            {I32(sorted, {kT * kTopK}), I32(offsets, {kE + 1})}, {.ints = {kE}});
+  EXPECT_EQ(sorted, routes.sorted);
+  EXPECT_EQ(offsets, routes.offsets);
+}
+
+TEST(RefKernelsTest, MoePermuteGathersTokenRows) {
+  const std::vector<float> x = Random(kT * kH, 22);
+  const std::vector<int32_t> sorted = {4, 0, 20, -1, 3, 1000};  // 1000: token out of range
+  std::vector<float> out = Poisoned(6 * kH);
+  RunKernel(RefMoePermute, {F32(x, {kT, kH}), I32(sorted, {6})}, {F32(out, {6, kH})},
+            {.ints = {kTopK}});
+  std::vector<float> want(6 * kH, 0.0f);
+  for (int64_t i = 0; i < 6; ++i) {
+    if (sorted[i] < 0 || sorted[i] / kTopK >= kT) continue;
+    std::copy_n(x.begin() + (sorted[i] / kTopK) * kH, kH, want.begin() + i * kH);
+  }
+  ExpectClose(out, want, 0.0, "moe_permute");
+}
+
+TEST_P(RefDTypeTest, GroupedMatmulsMatchNaive) {
+  const RandomRoutes routes = MakeRandomRoutes(23);
+  constexpr int64_t kP = kT * kTopK;
+  const std::vector<float> xp = Random(kP * kK, 24);
+  const StackedWeight wg = MakeStacked(kE, kN, kK, GetParam(), 25);
+  const StackedWeight wu = MakeStacked(kE, kN, kK, GetParam(), 26);
+  std::vector<float> plain = Poisoned(kP * kN), fused = Poisoned(kP * kN);
+  RunKernel(RefGroupedMatmul, {F32(xp, {kP, kK}), I32(routes.offsets, {kE + 1}), wg.arg()},
+            {F32(plain, {kP, kN})});
+  RunKernel(RefGroupedMatmulSiluMul,
+            {F32(xp, {kP, kK}), I32(routes.offsets, {kE + 1}), wg.arg(), wu.arg()},
+            {F32(fused, {kP, kN})});
+  std::vector<double> want_plain(kP * kN, 0.0), want_fused(kP * kN, 0.0);
+  for (int64_t e = 0; e < kE; ++e) {
+    for (int64_t r = routes.offsets[e]; r < routes.offsets[e + 1]; ++r) {
+      for (int64_t j = 0; j < kN; ++j) {
+        double g = 0.0, u = 0.0;
+        for (int64_t c = 0; c < kK; ++c) {
+          g += double(xp[r * kK + c]) * wg.at(e, j, c);
+          u += double(xp[r * kK + c]) * wu.at(e, j, c);
+        }
+        want_plain[r * kN + j] = g;
+        want_fused[r * kN + j] = NaiveSilu(g) * u;
+      }
+    }
+  }
+  ExpectClose(plain, want_plain, kTol, "grouped_matmul");
+  ExpectClose(fused, want_fused, kTol, "grouped_matmul_silu_mul");
+  ExpectZeroRows(plain, routes.offsets[kE], kP, kN, "grouped_matmul tail");
+}
+
+TEST(RefKernelsTest, GroupedMatmulZeroesRowsOfBadOffsetRanges) {
+  constexpr int64_t kP = 9, kExperts = 3;
+  const std::vector<float> xp = Random(kP * kK, 27);
+  const StackedWeight w = MakeStacked(kExperts, kN, kK, DType::kF32, 28);
+  auto run = [&](const std::vector<int32_t>& offsets) {
+    std::vector<float> out = Poisoned(kP * kN);
+    RunKernel(RefGroupedMatmul, {F32(xp, {kP, kK}), I32(offsets, {kExperts + 1}), w.arg()},
+              {F32(out, {kP, kN})});
+    return out;
+  };
+  auto row_of = [&](int64_t e, int64_t r) {
+    std::vector<double> y(kN, 0.0);
+    for (int64_t j = 0; j < kN; ++j) {
+      for (int64_t c = 0; c < kK; ++c)
+        y[j] += double(xp[r * kK + c]) * w.at(e, j, c);
+    }
+    return y;
+  };
+  // Expert 1's range is reversed and expert 2's overlaps expert 0's.
+  std::vector<float> out = run({0, 4, 2, 9});
+  std::vector<double> want(kP * kN, 0.0);
+  for (int64_t r = 0; r < 4; ++r) {
+    const std::vector<double> y = row_of(0, r);
+    std::copy(y.begin(), y.end(), want.begin() + r * kN);
+  }
+  ExpectClose(out, want, kTol, "reversed/overlapping ranges");
+
+  // Row 0 before expert 0, expert 1 empty, expert 2 runs past P.
+  out = run({1, 3, 3, 12});
+  std::fill(want.begin(), want.end(), 0.0);
+  for (int64_t r = 1; r < 3; ++r) {
+    const std::vector<double> y = row_of(0, r);
+    std::copy(y.begin(), y.end(), want.begin() + r * kN);
+  }
+  ExpectClose(out, want, kTol, "range past P");
+}
+
+TEST(RefKernelsTest, MoeUnpermuteReduceScatterAddsWeightedRows) {
+  const RandomRoutes routes = MakeRandomRoutes(29);
+  constexpr int64_t kP = kT * kTopK;
+  const std::vector<float> y = Random(kP * kH, 30);
+  const std::vector<float> route_weights = Random(kT * kTopK, 31);
+  std::vector<float> out = Poisoned(kT * kH);
+  RunKernel(RefMoeUnpermuteReduce,
+            {F32(y, {kP, kH}), I32(routes.sorted, {kP}), F32(route_weights, {kT, kTopK})},
+            {F32(out, {kT, kH})}, {.ints = {kTopK}});
+  std::vector<double> want(kT * kH, 0.0);
+  for (int64_t i = 0; i < kP; ++i) {
+    const int32_t p = routes.sorted[i];
+    if (p < 0) continue;
+    for (int64_t c = 0; c < kH; ++c) {
+      want[(p / kTopK) * kH + c] += double(route_weights[p]) * y[i * kH + c];
+    }
+  }
+  ExpectClose(out, want, kTol, "moe_unpermute_reduce");
+  ExpectZeroRows(out, kReal, kT, kH, "moe_unpermute_reduce");
+}
+
+// ---- Expert-batched (decode) MoE layout ---------------------------------------
+
+TEST(RefKernelsTest, MoeExpertBatchListsExpertsAndTheirPairs) {
+  const std::vector<int32_t> ids = {2, 0, -1, 2, 7, 3};  // E = 4, T = 3, k = 2
+  std::vector<int32_t> experts = PoisonedI32(4), pairs = PoisonedI32(4 * 3);
+  RunKernel(RefMoeExpertBatch, {I32(ids, {3, 2})}, {I32(experts, {4}), I32(pairs, {4, 3})},
+            {.ints = {4}});
+  EXPECT_EQ(experts, (std::vector<int32_t>{0, 2, 3, -1}));
+  EXPECT_EQ(pairs, (std::vector<int32_t>{1, -1, -1, 0, 3, -1, 5, -1, -1, -1, -1, -1}));
+}
+
+TEST(RefKernelsTest, MoeExpertBatchMatchesNaiveOnRandomRoutes) {
+  const RandomRoutes routes = MakeRandomRoutes(32);
+  constexpr int64_t kSlots = std::min(kE, kT * kTopK);
+  std::vector<int32_t> experts = PoisonedI32(kSlots), pairs = PoisonedI32(kSlots * kT);
+  RunKernel(RefMoeExpertBatch, {I32(routes.ids, {kT, kTopK})},
+            {I32(experts, {kSlots}), I32(pairs, {kSlots, kT})}, {.ints = {kE}});
+  std::vector<int32_t> want_experts(kSlots, -1), want_pairs(kSlots * kT, -1);
+  int64_t slot = 0;
+  for (int32_t e = 0; e < kE; ++e) {
+    int64_t count = 0;
+    for (int32_t p = 0; p < kT * kTopK; ++p) {
+      if (routes.ids[p] == e) want_pairs[slot * kT + count++] = p;
+    }
+    if (count > 0) want_experts[slot++] = e;
+  }
+  EXPECT_EQ(experts, want_experts);
+  EXPECT_EQ(pairs, want_pairs);
+}
+
+TEST_P(RefDTypeTest, ExpertBatchedMatmulsMatchNaive) {
+  // Experts 1 and 3 routed; slot 1's pair list has a -1 hole; slot 2 unused.
+  constexpr int64_t kP = kT * kTopK, kSlots = 3;
+  const std::vector<int32_t> experts = {1, 3, -1};
+  const std::vector<int32_t> pairs = {0,  4,  14, -1, -1, -1, -1,  //
+                                      5,  -1, 7,  -1, -1, -1, -1,  //
+                                      -1, -1, -1, -1, -1, -1, -1};
+  const std::vector<float> x = Random(kT * kH, 33);
+  const StackedWeight gate = MakeStacked(kE, kI, kH, GetParam(), 34);
+  const StackedWeight up = MakeStacked(kE, kI, kH, GetParam(), 35);
+  const StackedWeight down = MakeStacked(kE, kH, kI, GetParam(), 36);
+  std::vector<float> h = Poisoned(kP * kI), y = Poisoned(kP * kH);
+  RunKernel(
+      RefExpertBatchedGateUpSilu,
+      {F32(x, {kT, kH}), I32(experts, {kSlots}), I32(pairs, {kSlots, kT}), gate.arg(), up.arg()},
+      {F32(h, {kP, kI})}, {.ints = {kTopK}});
+  RunKernel(RefExpertBatchedDown,
+            {F32(h, {kP, kI}), I32(experts, {kSlots}), I32(pairs, {kSlots, kT}), down.arg()},
+            {F32(y, {kP, kH})});
+
+  std::vector<double> want_h(kP * kI, 0.0), want_y(kP * kH, 0.0);
+  for (int64_t s = 0; s < kSlots; ++s) {
+    for (int64_t c = 0; c < kT; ++c) {
+      const int32_t p = pairs[s * kT + c];
+      if (experts[s] < 0 || p < 0) continue;
+      const float* x_row = x.data() + (p / kTopK) * kH;
+      for (int64_t i = 0; i < kI; ++i) {
+        double g = 0.0, u = 0.0;
+        for (int64_t d = 0; d < kH; ++d) {
+          g += double(x_row[d]) * gate.at(experts[s], i, d);
+          u += double(x_row[d]) * up.at(experts[s], i, d);
+        }
+        want_h[p * kI + i] = NaiveSilu(g) * u;
+      }
+      for (int64_t d = 0; d < kH; ++d) {
+        for (int64_t i = 0; i < kI; ++i) {
+          want_y[p * kH + d] += down.at(experts[s], d, i) * double(h[p * kI + i]);
+        }
+      }
+    }
+  }
+  ExpectClose(h, want_h, kTol, "expert_batched_gate_up_silu");
+  ExpectClose(y, want_y, kTol, "expert_batched_down");
+}
+
+TEST(RefKernelsTest, MoeCombineSumsWeightedRoutes) {
+  constexpr int64_t kP = kT * kTopK;
+  const std::vector<float> y = Random(kP * kH, 37);
+  const std::vector<float> route_weights = Random(kT * kTopK, 38);
+  Meta meta = Meta::Tokens(kReal, kT);
+  std::vector<float> out = Poisoned(kT * kH);
+  RunKernel(RefMoeCombine, {F32(y, {kP, kH}), F32(route_weights, {kT, kTopK})},
+            {F32(out, {kT, kH})}, {.meta = meta.view()});
+  std::vector<double> want(kT * kH, 0.0);
+  for (int64_t t = 0; t < kReal; ++t) {
+    for (int64_t j = 0; j < kTopK; ++j) {
+      for (int64_t c = 0; c < kH; ++c) {
+        want[t * kH + c] += double(route_weights[t * kTopK + j]) * y[(t * kTopK + j) * kH + c];
+      }
+    }
+  }
+  ExpectClose(out, want, kTol, "moe_combine");
+}
+
+// ---- Whole MoE block -----------------------------------------------------------
+
+struct MoeWeights {
+  Weight router;
+  StackedWeight gate, up, down;
+};
+
+MoeWeights MakeMoeWeights(DType dtype, uint32_t seed) {
+  return {MakeWeight(kE * kH, dtype, seed), MakeStacked(kE, kI, kH, dtype, seed + 1),
+          MakeStacked(kE, kI, kH, dtype, seed + 2), MakeStacked(kE, kH, kI, dtype, seed + 3)};
+}
+
+std::vector<float> RunMoe(const std::vector<float>& x, const MoeWeights& w, int64_t norm,
+                          int64_t row_offset, Meta& meta) {
+  std::vector<float> out = Poisoned(kT * kH);
+  RunKernel(RefMoe,
+            {F32(x, {kT, kH}), w.router.arg({kE, kH}), w.gate.arg(), w.up.arg(), w.down.arg()},
+            {F32(out, {kT, kH})}, {.ints = {kTopK, norm, row_offset}, .meta = meta.view()});
+  return out;
+}
+
+class RefMoeTest : public ::testing::TestWithParam<std::tuple<DType, int>> {};
+
+TEST_P(RefMoeTest, MatchesNaiveSparseMoeBlock) {
+  const auto [dtype, norm] = GetParam();
+  const std::vector<float> x = Random(kT * kH, 40);
+  const MoeWeights w = MakeMoeWeights(dtype, 41);
+  // Rows are tokens 3..9 of 8 real tokens: rows 5 and 6 are padding.
+  Meta meta = Meta::Tokens(8, 16);
+  const std::vector<float> out = RunMoe(x, w, norm, /*row_offset=*/3, meta);
+  std::vector<double> want(kT * kH, 0.0);
+  for (int64_t t = 0; t < kReal; ++t) {
+    const std::vector<double> logits =
+        NaiveLinear({x.begin() + t * kH, x.begin() + (t + 1) * kH}, w.router.values, 1, 1, kH, kE);
+    const Routes routes = NaiveRoute(logits, kTopK, norm);
+    for (int64_t j = 0; j < kTopK; ++j) {
+      const std::vector<double> y =
+          NaiveExpert(x.data() + t * kH, w.gate, w.up, w.down, routes.ids[j]);
+      for (int64_t c = 0; c < kH; ++c)
+        want[t * kH + c] += routes.weights[j] * y[c];
+    }
+  }
+  ExpectClose(out, want, kTol, "moe");
+}
+
+// RefMoe == the grouped pipeline == the expert-batched pipeline.
+TEST_P(RefMoeTest, AgreesWithBothDecomposedPipelines) {
+  const auto [dtype, norm] = GetParam();
+  constexpr int64_t kP = kT * kTopK, kSlots = std::min(kE, kP);
+  const std::vector<float> x = Random(kT * kH, 42);
+  const MoeWeights w = MakeMoeWeights(dtype, 43);
+  Meta meta = Meta::Tokens(kReal, kT);
+  const ForwardMetaView* view = meta.view();
+  const std::vector<float> fused = RunMoe(x, w, norm, 0, meta);
+
+  std::vector<float> logits = Poisoned(kT * kE), route_weights = Poisoned(kT * kTopK);
+  std::vector<int32_t> ids = PoisonedI32(kT * kTopK);
+  RunKernel(RefLinear, {F32(x, {kT, kH}), w.router.arg({kE, kH})}, {F32(logits, {kT, kE})},
+            {.meta = view});
+  RunKernel(RefTopkRoute, {F32(logits, {kT, kE})},
+            {I32(ids, {kT, kTopK}), F32(route_weights, {kT, kTopK})},
+            {.ints = {kTopK, norm, 0}, .meta = view});
+
+  // Grouped: align -> permute -> gate/up -> down -> unpermute.
+  std::vector<int32_t> sorted = PoisonedI32(kP), offsets = PoisonedI32(kE + 1);
+  std::vector<float> xp = Poisoned(kP * kH), hp = Poisoned(kP * kI), yp = Poisoned(kP * kH);
+  std::vector<float> grouped = Poisoned(kT * kH);
+  RunKernel(RefMoeAlign, {I32(ids, {kT, kTopK})}, {I32(sorted, {kP}), I32(offsets, {kE + 1})},
+            {.ints = {kE}});
+  RunKernel(RefMoePermute, {F32(x, {kT, kH}), I32(sorted, {kP})}, {F32(xp, {kP, kH})},
+            {.ints = {kTopK}});
+  RunKernel(RefGroupedMatmulSiluMul,
+            {F32(xp, {kP, kH}), I32(offsets, {kE + 1}), w.gate.arg(), w.up.arg()},
+            {F32(hp, {kP, kI})});
+  RunKernel(RefGroupedMatmul, {F32(hp, {kP, kI}), I32(offsets, {kE + 1}), w.down.arg()},
+            {F32(yp, {kP, kH})});
+  RunKernel(RefMoeUnpermuteReduce,
+            {F32(yp, {kP, kH}), I32(sorted, {kP}), F32(route_weights, {kT, kTopK})},
+            {F32(grouped, {kT, kH})}, {.ints = {kTopK}});
+  ExpectClose(grouped, fused, 1e-5, "grouped pipeline vs RefMoe");
+
+  // Expert-batched: batch -> gate/up -> down -> combine.
+  std::vector<int32_t> experts = PoisonedI32(kSlots), pairs = PoisonedI32(kSlots * kT);
+  std::vector<float> h = Poisoned(kP * kI), y = Poisoned(kP * kH), batched = Poisoned(kT * kH);
+  RunKernel(RefMoeExpertBatch, {I32(ids, {kT, kTopK})},
+            {I32(experts, {kSlots}), I32(pairs, {kSlots, kT})}, {.ints = {kE}});
+  RunKernel(RefExpertBatchedGateUpSilu,
+            {F32(x, {kT, kH}), I32(experts, {kSlots}), I32(pairs, {kSlots, kT}), w.gate.arg(),
+             w.up.arg()},
+            {F32(h, {kP, kI})}, {.ints = {kTopK}});
+  RunKernel(RefExpertBatchedDown,
+            {F32(h, {kP, kI}), I32(experts, {kSlots}), I32(pairs, {kSlots, kT}), w.down.arg()},
+            {F32(y, {kP, kH})});
+  RunKernel(RefMoeCombine, {F32(y, {kP, kH}), F32(route_weights, {kT, kTopK})},
+            {F32(batched, {kT, kH})}, {.meta = view});
+  ExpectClose(batched, fused, 1e-5, "expert-batched pipeline vs RefMoe");
+  ExpectZeroRows(fused, kReal, kT, kH, "moe");
+}
+
+INSTANTIATE_TEST_SUITE_P(Weights, RefMoeTest,
+                         ::testing::Combine(::testing::Values(DType::kF32, DType::kBF16,
+                                                              DType::kF16),
+                                            ::testing::Values(0, 1)),
+                         [](const auto& info) {
+                           return std::string(DTypeName(std::get<0>(info.param))) +
+                                  (std::get<1>(info.param) ? "_norm" : "_nonorm");
+                         });
+
+// ---- Layout -------------------------------------------------------------------
+
+TEST(RefKernelsTest, SliceRowsCopiesRowsAndZeroesPastTheEnd) {
+  std::vector<int32_t> x(kT * 3);
+  std::iota(x.begin(), x.end(), 1);
+  std::vector<int32_t> out = PoisonedI32(4 * 3);
+  RunKernel(RefSliceRows, {I32(x, {kT, 3})}, {I32(out, {4, 3})}, {.ints = {5}});
+  EXPECT_EQ(out, (std::vector<int32_t>{16, 17, 18, 19, 20, 21, 0, 0, 0, 0, 0, 0}));
+
+  const std::vector<float> xf = Random(kT * kH, 44);
+  std::vector<float> outf = Poisoned(3 * kH);
+  RunKernel(RefSliceRows, {F32(xf, {kT, kH})}, {F32(outf, {3, kH})}, {.ints = {2}});
+  ExpectClose(outf, std::vector<float>(xf.begin() + 2 * kH, xf.begin() + 5 * kH), 0.0, "slice");
+}
+
+TEST(RefKernelsTest, ConcatRowsCopiesBytesOfAnyDType) {
+  const std::vector<uint16_t> a = {1, 2, 3, 4, 5, 6}, b = {7, 8}, c = {9, 10, 11, 12};
+  std::vector<uint16_t> out(12, 0xffff);
+  RunKernel(RefConcatRows,
+            {Arg(a.data(), DType::kF16, {3, 2}), Arg(b.data(), DType::kF16, {1, 2}),
+             Arg(c.data(), DType::kF16, {2, 2})},
+            {Arg(out.data(), DType::kF16, {6, 2})});
+  EXPECT_EQ(out, (std::vector<uint16_t>{1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12}));
+}
+
+TEST(RefKernelsTest, AllGatherCopiesOnOneRankAndZeroesOtherwise) {
+  const std::vector<float> x = Random(kT * kH, 45);
+  std::vector<float> out = Poisoned(kT * kH);
+  RunKernel(RefAllGather, {F32(x, {kT, kH})}, {F32(out, {kT, kH})}, {.ints = {1}});
+  EXPECT_EQ(out, x);
+  RunKernel(RefAllGather, {F32(x, {kT, kH})}, {F32(out, {kT, kH})}, {.ints = {2}});
+  EXPECT_EQ(out, std::vector<float>(kT * kH, 0.0f));
+}
+
+}  // namespace
+}  // namespace moegraph

@@ -1,0 +1,414 @@
+#!/usr/bin/env python3
+"""Generate independent golden references for the Qwen3-MoE model family.
+
+The reference is Hugging Face `transformers` (Qwen3MoeForCausalLM) running on
+CPU in float32 with eager attention and the eager (per-expert loop) experts
+implementation.  For every case this script
+
+  1. builds a small random Qwen3MoeConfig / Qwen3MoeForCausalLM (seeded),
+  2. re-initialises all weights so logits and routing are non-trivial,
+  3. writes the model with `save_pretrained` (config.json, model.safetensors,
+     generation_config.json) in the case's dtype, optionally rewriting the
+     weights (fused expert layout) or config.json (published key style),
+  4. reloads the model *from those files* as float32 and records prefill
+     logits and 32 greedy decode steps for four prompts in golden.safetensors.
+
+Install the pinned dependencies with tools/requirements-goldens.txt, then:
+
+    python3 tools/make_goldens.py --out tests/data/golden
+
+See tests/data/golden/README.md for the file format.
+"""
+
+import argparse
+import inspect
+import json
+import math
+import os
+import shutil
+import struct
+import sys
+
+import torch
+import transformers
+from safetensors import safe_open
+from safetensors.torch import load_file, save_file
+from transformers import Qwen3MoeConfig, Qwen3MoeForCausalLM
+
+NUM_DECODE_STEPS = 32
+PROMPT_LENGTHS = (5, 17, 1, 40)
+TIE_EPS = 1e-4          # greedy top-1/top-2 logit gap must exceed this
+ROUTER_EPS = 1e-4       # k-th/(k+1)-th router logit gap must exceed this
+MAX_PROMPT_ATTEMPTS = 50
+
+COMMON = dict(
+    hidden_act="silu",
+    attention_bias=False,
+    rope_scaling=None,
+    use_sliding_window=False,
+    rms_norm_eps=1e-6,
+    max_position_embeddings=256,
+    output_router_logits=False,
+)
+
+CASES = {
+    "odd_norm_topk": dict(
+        seed=1001,
+        dtype="float32",
+        layout="per_expert",
+        config_style="transformers",
+        config=dict(
+            vocab_size=211, hidden_size=72, intermediate_size=96, moe_intermediate_size=40,
+            num_hidden_layers=3, num_attention_heads=3, num_key_value_heads=1, head_dim=24,
+            num_experts=6, num_experts_per_tok=3, norm_topk_prob=True, mlp_only_layers=[1],
+            decoder_sparse_step=1, tie_word_embeddings=False, rope_theta=10000.0,
+        ),
+    ),
+    "odd_no_norm_tied": dict(
+        # Small random tied 2-layer models tend to fall into 1-2 token greedy
+        # cycles; this seed was picked for a less repetitive greedy continuation.
+        seed=2011,
+        dtype="float32",
+        layout="per_expert",
+        # config.json rewritten with the key names of published Qwen3-MoE
+        # checkpoints (num_experts, rope_theta, rope_scaling, torch_dtype).
+        config_style="published",
+        config=dict(
+            vocab_size=197, hidden_size=72, intermediate_size=80, moe_intermediate_size=40,
+            num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2, head_dim=18,
+            num_experts=6, num_experts_per_tok=3, norm_topk_prob=False, mlp_only_layers=[],
+            decoder_sparse_step=1, tie_word_embeddings=True, rope_theta=1000000.0,
+        ),
+    ),
+    "sparse_step_bf16": dict(
+        seed=1003,
+        dtype="bfloat16",
+        layout="per_expert",
+        config_style="transformers",
+        config=dict(
+            vocab_size=256, hidden_size=64, intermediate_size=128, moe_intermediate_size=32,
+            num_hidden_layers=4, num_attention_heads=4, num_key_value_heads=2, head_dim=16,
+            num_experts=8, num_experts_per_tok=2, norm_topk_prob=True, mlp_only_layers=[],
+            decoder_sparse_step=2, tie_word_embeddings=False, rope_theta=10000.0,
+        ),
+    ),
+    # Same architecture as odd_norm_topk (other seed), model.safetensors
+    # rewritten in transformers' fused in-memory expert layout:
+    #   model.layers.N.mlp.experts.gate_up_proj [E, 2*I, H] (rows [0, I) = gate, [I, 2I) = up)
+    #   model.layers.N.mlp.experts.down_proj    [E, H, I]
+    "odd_norm_topk_fused": dict(
+        seed=1004,
+        dtype="float32",
+        layout="fused",
+        config_style="transformers",
+        config=dict(
+            vocab_size=211, hidden_size=72, intermediate_size=96, moe_intermediate_size=40,
+            num_hidden_layers=3, num_attention_heads=3, num_key_value_heads=1, head_dim=24,
+            num_experts=6, num_experts_per_tok=3, norm_topk_prob=True, mlp_only_layers=[1],
+            decoder_sparse_step=1, tie_word_embeddings=False, rope_theta=10000.0,
+        ),
+    ),
+}
+
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
+
+
+def log(msg):
+    print(msg, flush=True)
+
+
+def save_safetensors(tensors, path, metadata):
+    """safetensors.torch.save_file with a canonical header.
+
+    The safetensors library stores __metadata__ in a hash map, so key order (and
+    thus the file bytes) varies between runs; rewrite the JSON header with sorted
+    keys so that reruns are byte-identical.
+    """
+    save_file(tensors, path, metadata=metadata)
+    with open(path, "rb") as f:
+        raw = f.read()
+    n = struct.unpack("<Q", raw[:8])[0]
+    header = json.loads(raw[8:8 + n])
+    data = raw[8 + n:]
+    text = json.dumps(header, sort_keys=True, separators=(",", ":")).encode()
+    text += b" " * (-len(text) % 8)
+    with open(path, "wb") as f:
+        f.write(struct.pack("<Q", len(text)) + text + data)
+    check = load_file(path)
+    assert set(check) == set(tensors)
+    for k, v in tensors.items():
+        assert check[k].dtype == v.dtype and torch.equal(check[k], v), k
+    with safe_open(path, "pt") as f:
+        assert f.metadata() == metadata
+
+
+def make_config(case):
+    kw = dict(COMMON)
+    kw.update(case["config"])
+    return Qwen3MoeConfig(**kw, attn_implementation="eager", experts_implementation="eager")
+
+
+@torch.no_grad()
+def perturb(model, seed):
+    """Re-initialise every parameter so the model is far from HF's std-0.02 init.
+
+    linear / expert / router weights: N(0, 1/fan_in) (fan_in = last dim),
+    lm_head (untied): N(0, 4/fan_in), embeddings: N(0, 1), norm weights: 1 + 0.1*N(0, 1).
+    Tied embeddings use N(0, 1/hidden) instead: with a larger std the token's own
+    embedding (carried by the residual stream) dominates the tied logits and greedy
+    decoding just repeats the last prompt token.
+    """
+    gen = torch.Generator().manual_seed(seed)
+    tied = model.config.tie_word_embeddings
+    for name, p in sorted(model.named_parameters(), key=lambda kv: kv[0]):
+        if tied and name == "lm_head.weight":
+            continue  # shares storage with the embedding
+        if p.dim() == 1:
+            new = 1.0 + 0.1 * torch.randn(p.shape, generator=gen)
+        elif name == "model.embed_tokens.weight" and not tied:
+            new = torch.randn(p.shape, generator=gen)
+        else:
+            std = 1.0 / math.sqrt(p.shape[-1])
+            if name == "lm_head.weight":
+                std *= 2.0
+            new = std * torch.randn(p.shape, generator=gen)
+        p.copy_(new.to(p.dtype))
+
+
+def fused_state_dict(model):
+    sd = {}
+    for k, v in model.state_dict().items():
+        if model.config.tie_word_embeddings and k == "lm_head.weight":
+            continue
+        sd[k] = v.detach().clone().contiguous()
+    return sd
+
+
+def write_published_config(case_dir, cfg):
+    """Rewrite config.json with the key names used by published Qwen3-MoE checkpoints."""
+    path = os.path.join(case_dir, "config.json")
+    with open(path) as f:
+        d = json.load(f)
+    rope = d.pop("rope_parameters")
+    assert rope.get("rope_type", "default") == "default", rope
+    d["num_experts"] = d.pop("num_local_experts")
+    d["rope_theta"] = float(rope["rope_theta"])
+    d["rope_scaling"] = None
+    d["torch_dtype"] = d.pop("dtype")
+    d["sliding_window"] = None
+    d = dict(sorted(d.items()))
+    with open(path, "w") as f:
+        json.dump(d, f, indent=2, sort_keys=True)
+        f.write("\n")
+
+
+def load_reference(case_dir):
+    model = Qwen3MoeForCausalLM.from_pretrained(
+        case_dir, dtype=torch.float32, attn_implementation="eager", experts_implementation="eager")
+    model.eval()
+    assert model.config._attn_implementation == "eager"
+    assert model.config._experts_implementation == "eager"
+    return model
+
+
+class RouterMargins:
+    """Forward hooks on the routers: smallest gap between k-th and (k+1)-th router logit."""
+
+    def __init__(self, model):
+        self.top_k = model.config.num_experts_per_tok
+        self.min_gap = math.inf
+        self.handles = []
+        for mod in model.modules():
+            if type(mod).__name__ == "Qwen3MoeTopKRouter":
+                self.handles.append(mod.register_forward_hook(self.hook))
+        assert self.handles, "no routers found"
+
+    def hook(self, _mod, _inp, out):
+        logits = out[0].float()
+        top = torch.topk(logits, self.top_k + 1, dim=-1).values
+        gap = (top[:, self.top_k - 1] - top[:, self.top_k]).min().item()
+        self.min_gap = min(self.min_gap, gap)
+
+    def reset(self):
+        self.min_gap = math.inf
+
+
+def top2_margin(row):
+    t = torch.topk(row, 2).values
+    return (t[0] - t[1]).item()
+
+
+@torch.no_grad()
+def run_sequence(model, prompt):
+    """Full-recompute greedy decoding (no KV cache) in float32."""
+    ids = prompt.to(torch.long).unsqueeze(0)
+    prefill = model(input_ids=ids, use_cache=False).logits[0].float().clone()
+    rows = [prefill[-1]]
+    generated, decode = [], []
+    seq = ids
+    for _ in range(NUM_DECODE_STEPS):
+        tok = int(torch.argmax(rows[-1]))
+        generated.append(tok)
+        seq = torch.cat([seq, torch.tensor([[tok]])], dim=1)
+        last = model(input_ids=seq, use_cache=False).logits[0, -1].float().clone()
+        decode.append(last)
+        rows.append(last)
+    margin = min(top2_margin(r) for r in rows)
+    return prefill, torch.tensor(generated, dtype=torch.int32), torch.stack(decode), margin
+
+
+@torch.no_grad()
+def check_with_kv_cache(model, prompt, generated, decode_logits):
+    """Cross-check: incremental decoding with transformers' DynamicCache."""
+    from transformers import DynamicCache
+    params = inspect.signature(model.forward).parameters
+    cache_kw = "cache" if "cache" in params else "past_key_values"
+    cache = DynamicCache(config=model.config)
+    out = model(input_ids=prompt.to(torch.long).unsqueeze(0), use_cache=True, **{cache_kw: cache})
+    max_diff = 0.0
+    for j in range(NUM_DECODE_STEPS):
+        tok = torch.tensor([[int(generated[j])]])
+        out = model(input_ids=tok, use_cache=True, **{cache_kw: cache})
+        row = out.logits[0, -1].float()
+        max_diff = max(max_diff, (row - decode_logits[j]).abs().max().item())
+        if j + 1 < NUM_DECODE_STEPS:
+            assert int(torch.argmax(row)) == int(generated[j + 1]), "KV-cache greedy mismatch"
+    return max_diff
+
+
+def make_case(name, case, out_dir, kv_check):
+    torch.manual_seed(case["seed"])
+    case_dir = os.path.join(out_dir, name)
+    if os.path.isdir(case_dir):
+        shutil.rmtree(case_dir)
+    os.makedirs(case_dir)
+
+    cfg = make_config(case)
+    model = Qwen3MoeForCausalLM(cfg).eval()
+    perturb(model, case["seed"])
+    model = model.to(DTYPES[case["dtype"]])
+    model.save_pretrained(case_dir, safe_serialization=True)
+    expected = {k: v.float() for k, v in fused_state_dict(model).items()}
+    del model
+
+    weights_path = os.path.join(case_dir, "model.safetensors")
+    if case["layout"] == "fused":
+        with safe_open(weights_path, "pt") as f:
+            meta = f.metadata()
+        sd = {k: v.to(DTYPES[case["dtype"]]).contiguous() for k, v in expected.items()}
+        os.remove(weights_path)
+        save_safetensors(sd, weights_path, meta)
+    if case["config_style"] == "published":
+        write_published_config(case_dir, cfg)
+
+    # Describe what landed on disk.
+    with safe_open(weights_path, "pt") as f:
+        keys = list(f.keys())
+        dtypes = {f.get_slice(k).get_dtype() for k in keys}
+    assert dtypes == {"F32" if case["dtype"] == "float32" else "BF16"}, dtypes
+    fused_keys = [k for k in keys if k.endswith("experts.gate_up_proj")]
+    per_expert_keys = [k for k in keys if ".experts.0.gate_proj.weight" in k]
+    if case["layout"] == "fused":
+        assert fused_keys and not per_expert_keys, keys
+    else:
+        assert per_expert_keys and not fused_keys, keys
+    assert ("lm_head.weight" in keys) == (not cfg.tie_word_embeddings)
+
+    # Reference: reload from the files as float32.
+    model = load_reference(case_dir)
+    got = fused_state_dict(model)
+    assert set(got) == set(expected), set(got) ^ set(expected)
+    for k in expected:
+        assert torch.equal(got[k], expected[k]), f"reloaded weight differs: {k}"
+    for key in ("vocab_size", "hidden_size", "num_experts", "num_experts_per_tok", "norm_topk_prob",
+                "decoder_sparse_step", "mlp_only_layers", "tie_word_embeddings", "head_dim"):
+        want = cfg.num_experts if key == "num_experts" else getattr(cfg, key)
+        assert getattr(model.config, key) == want, key
+    assert model.config.rope_parameters["rope_theta"] == case["config"]["rope_theta"]
+    moe_layers = [i for i, layer in enumerate(model.model.layers)
+                  if type(layer.mlp).__name__ == "Qwen3MoeSparseMoeBlock"]
+
+    vocab = cfg.vocab_size
+    routers = RouterMargins(model)
+    tensors, prompt_seeds = {}, []
+    min_margin, min_router, max_kv_diff = math.inf, math.inf, 0.0
+    for i, length in enumerate(PROMPT_LENGTHS):
+        for attempt in range(MAX_PROMPT_ATTEMPTS):
+            pseed = case["seed"] * 1000 + i * 100 + attempt
+            gen = torch.Generator().manual_seed(pseed)
+            prompt = torch.randint(0, vocab, (length,), generator=gen, dtype=torch.int64)
+            routers.reset()
+            prefill, generated, decode, margin = run_sequence(model, prompt)
+            if margin > TIE_EPS and routers.min_gap > ROUTER_EPS:
+                break
+            log(f"  {name} seq{i}: prompt seed {pseed} rejected "
+                f"(top2 margin {margin:.2e}, router gap {routers.min_gap:.2e})")
+        else:
+            raise RuntimeError(f"{name} seq{i}: no prompt without near-ties")
+        if kv_check:
+            max_kv_diff = max(max_kv_diff, check_with_kv_cache(model, prompt, generated, decode))
+        prompt_seeds.append(pseed)
+        min_margin = min(min_margin, margin)
+        min_router = min(min_router, routers.min_gap)
+        assert prefill.shape == (length, vocab) and decode.shape == (NUM_DECODE_STEPS, vocab)
+        tensors[f"seq{i}.prompt"] = prompt.to(torch.int32).contiguous()
+        tensors[f"seq{i}.prefill_logits"] = prefill.contiguous()
+        tensors[f"seq{i}.generated"] = generated.contiguous()
+        tensors[f"seq{i}.decode_logits"] = decode.contiguous()
+
+    all_logits = torch.cat([tensors[f"seq{i}.prefill_logits"] for i in range(len(PROMPT_LENGTHS))])
+    metadata = {
+        "case": name,
+        "num_sequences": str(len(PROMPT_LENGTHS)),
+        "num_decode_steps": str(NUM_DECODE_STEPS),
+        "transformers_version": transformers.__version__,
+        "torch_version": torch.__version__,
+        "min_top2_margin": f"{min_margin:.6g}",
+        "min_router_topk_gap": f"{min_router:.6g}",
+        "weights_dtype": case["dtype"],
+        "expert_layout": case["layout"],
+        "config_style": case["config_style"],
+        "moe_layers": json.dumps(moe_layers),
+        "seed": str(case["seed"]),
+        "prompt_seeds": json.dumps(prompt_seeds),
+        "prefill_logits_std": f"{all_logits.std().item():.4g}",
+        "attn_implementation": "eager",
+        "experts_implementation": "eager",
+        "decode_mode": "full_recompute",
+    }
+    golden_path = os.path.join(case_dir, "golden.safetensors")
+    save_safetensors(tensors, golden_path, metadata)
+    kv = f", kv-cache max |diff| {max_kv_diff:.2e}" if kv_check else ""
+    log(f"{name}: moe layers {moe_layers}, min top2 margin {min_margin:.4g}, "
+        f"min router gap {min_router:.4g}, logits std {metadata['prefill_logits_std']}{kv}")
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                 formatter_class=argparse.RawDescriptionHelpFormatter,
+                                 epilog="Cases: " + ", ".join(CASES))
+    ap.add_argument("--out", default="tests/data/golden", help="output directory (default: %(default)s)")
+    ap.add_argument("--case", action="append", choices=sorted(CASES),
+                    help="generate only this case (repeatable; default: all)")
+    ap.add_argument("--no-kv-check", action="store_true",
+                    help="skip the cross-check against KV-cache incremental decoding")
+    ap.add_argument("--threads", type=int, default=1,
+                    help="torch intra-op threads (default 1, for reproducible bytes)")
+    args = ap.parse_args(argv)
+
+    torch.set_num_threads(args.threads)
+    torch.use_deterministic_algorithms(True)
+    transformers.logging.set_verbosity_error()
+    try:
+        transformers.utils.logging.disable_progress_bar()
+    except AttributeError:
+        pass
+    os.makedirs(args.out, exist_ok=True)
+    log(f"torch {torch.__version__}, transformers {transformers.__version__}")
+    for name in args.case or list(CASES):
+        make_case(name, CASES[name], args.out, kv_check=not args.no_kv_check)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
