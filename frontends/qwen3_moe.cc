@@ -88,13 +88,38 @@ class Qwen3MoeDefinition {
   StatusOr<ValueId> SparseMoe(const std::string& p, const std::string& l, ValueId y) {
     const int64_t hidden = c_.hidden_size, inter = c_.moe_intermediate_size, e = c_.num_experts;
     MG_ASSIGN_OR_RETURN(ValueId router, Weight(p + "gate.weight", {e, hidden}));
-    MG_ASSIGN_OR_RETURN(ValueId wg, Experts(p + "experts.{e}.gate_proj.weight", {inter, hidden}));
-    MG_ASSIGN_OR_RETURN(ValueId wu, Experts(p + "experts.{e}.up_proj.weight", {inter, hidden}));
-    MG_ASSIGN_OR_RETURN(ValueId wd, Experts(p + "experts.{e}.down_proj.weight", {hidden, inter}));
+    ValueId wg, wu, wd;
+    if (!ckpt_.Get(p + "experts.0.gate_proj.weight").ok() &&
+        ckpt_.Get(p + "experts.gate_up_proj").ok()) {
+      // transformers' fused layout: gate_up_proj [E, 2I, H] (gate rows first), down_proj [E, H, I].
+      MG_ASSIGN_OR_RETURN(wg, FusedExperts(p + "experts.gate_up_proj", {e, 2 * inter, hidden}, 0,
+                                           inter));
+      MG_ASSIGN_OR_RETURN(wu, FusedExperts(p + "experts.gate_up_proj", {e, 2 * inter, hidden},
+                                           inter, inter));
+      MG_ASSIGN_OR_RETURN(wd, FusedExperts(p + "experts.down_proj", {e, hidden, inter}, 0, hidden));
+    } else {
+      // The published layout: one tensor per expert and projection.
+      MG_ASSIGN_OR_RETURN(wg, Experts(p + "experts.{e}.gate_proj.weight", {inter, hidden}));
+      MG_ASSIGN_OR_RETURN(wu, Experts(p + "experts.{e}.up_proj.weight", {inter, hidden}));
+      MG_ASSIGN_OR_RETURN(wd, Experts(p + "experts.{e}.down_proj.weight", {hidden, inter}));
+    }
     return b_.Add1("moe", {b_.meta(), y, router, wg, wu, wd},
                    {{"top_k", c_.num_experts_per_tok},
                     {"norm_topk_prob", static_cast<int64_t>(c_.norm_topk_prob ? 1 : 0)}},
                    l + "moe");
+  }
+
+  // Rows [row_offset, row_offset + rows) of every expert of a fused tensor
+  // `stored` = [E, R, K], as a stacked [E, rows, K] weight.
+  StatusOr<ValueId> FusedExperts(const std::string& name, const std::vector<int64_t>& stored,
+                                 int64_t row_offset, int64_t rows) {
+    MG_ASSIGN_OR_RETURN(const SafetensorsTensor* t, Lookup(name, stored));
+    AttrMap attrs = {{"experts", stored[0]}};
+    if (row_offset != 0) attrs["row_offset"] = row_offset;
+    return b_.Weight(name,
+                     Type::Tensor(t->dtype, {Dim::Static(stored[0]), Dim::Static(rows),
+                                             Dim::Static(stored[2])}),
+                     std::move(attrs));
   }
 
   // Looks `name` up and checks it against the config's shape.

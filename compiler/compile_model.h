@@ -1,0 +1,24 @@
+// The compile driver: a Hugging Face model directory in, a Plan out
+// (frontend -> generic graph -> per-key pipeline -> weight manifest).
+#pragma once
+
+#include <functional>
+#include <string>
+
+#include "frontends/hf_model.h"
+#include "ir/plan.h"
+#include "passes/pipeline.h"
+
+namespace moegraph {
+
+struct CompileModelOptions {
+  KeySetOptions keys;
+  PipelineOptions pipeline;
+  std::string command_line;  // recorded in the plan
+};
+
+// Compiles `model` into a plan. `progress` is called after each key.
+StatusOr<Plan> CompileModel(const HfModel& model, const CompileModelOptions& options,
+                            const std::function<void(const CompileProgress&)>& progress = {});
+
+}  // namespace moegraph

@@ -1,0 +1,48 @@
+// HF model directory loading.
+#include "frontends/hf_model.h"
+
+#include <filesystem>
+
+#include "frontends/demo_model.h"
+#include "frontends/qwen3_moe.h"
+#include "support/json.h"
+#include "support/mapped_file.h"
+
+namespace moegraph {
+
+PlanModelInfo HfModel::Info() const {
+  PlanModelInfo info;
+  info.family = "qwen3_moe";
+  info.config_json = config_text;
+  info.vocab_size = static_cast<int32_t>(config.vocab_size);
+  info.num_layers = static_cast<int32_t>(config.num_hidden_layers);
+  info.num_kv_heads = static_cast<int32_t>(config.num_key_value_heads);
+  info.head_dim = static_cast<int32_t>(config.head_dim);
+  info.max_position_embeddings = static_cast<int32_t>(config.max_position_embeddings);
+  return info;
+}
+
+StatusOr<HfModel> LoadHfModel(const std::string& dir) {
+  const std::string config_path = dir + "/config.json";
+  if (!std::filesystem::is_directory(dir)) {
+    return NotFound(dir + ": not a directory (expected a Hugging Face model directory with "
+                          "config.json and model.safetensors)");
+  }
+  MG_ASSIGN_OR_RETURN(std::string text, ReadFileToString(config_path));
+  MG_ASSIGN_OR_RETURN(JsonValue json, ParseJson(text, config_path));
+  MG_ASSIGN_OR_RETURN(Qwen3MoeConfig config, ParseQwen3MoeConfig(json, config_path));
+  MG_ASSIGN_OR_RETURN(Checkpoint checkpoint, Checkpoint::Open(dir));
+  MG_ASSIGN_OR_RETURN(Graph graph, BuildQwen3MoeGraph(config, checkpoint));
+  return HfModel{dir, std::move(text), std::move(config), std::move(checkpoint), std::move(graph)};
+}
+
+StatusOr<std::string> ResolveModelArgument(const std::string& model, const std::string& demo_dir) {
+  if (model != "demo") return model;
+  if (!std::filesystem::exists(demo_dir + "/config.json") ||
+      !std::filesystem::exists(demo_dir + "/model.safetensors")) {
+    MG_RETURN_IF_ERROR(WriteDemoModel(demo_dir));
+  }
+  return demo_dir;
+}
+
+}  // namespace moegraph

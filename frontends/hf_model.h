@@ -1,0 +1,35 @@
+// Loading a Hugging Face model directory: config.json + safetensors, the
+// architecture's definition, and the generic graph.
+#pragma once
+
+#include <string>
+
+#include "frontends/qwen3_moe_config.h"
+#include "frontends/safetensors.h"
+#include "ir/graph.h"
+#include "ir/plan.h"
+#include "support/status.h"
+
+namespace moegraph {
+
+struct HfModel {
+  std::string dir;
+  std::string config_text;  // config.json verbatim
+  Qwen3MoeConfig config;
+  Checkpoint checkpoint;
+  Graph graph;  // the generic graph, verified
+
+  // The plan's view of the model (family, sizes the runtime needs).
+  PlanModelInfo Info() const;
+};
+
+// Reads `dir`/config.json, dispatches on `architectures` (supported:
+// Qwen3MoeForCausalLM), opens the checkpoint and builds the generic graph.
+StatusOr<HfModel> LoadHfModel(const std::string& dir);
+
+// Resolves a MODEL argument of the tools: a directory, or the word "demo",
+// which writes the built-in demo model into `demo_dir` (if not already there)
+// and returns that directory.
+StatusOr<std::string> ResolveModelArgument(const std::string& model, const std::string& demo_dir);
+
+}  // namespace moegraph

@@ -1,0 +1,269 @@
+// Engine: load, bind, capture, step.
+#include "runtime/engine.h"
+
+#include <omp.h>
+
+#include <algorithm>
+#include <filesystem>
+#include <cstring>
+#include <set>
+
+#include "ir/op_registry.h"
+#include "runtime/plan_file.h"
+#include "support/log.h"
+#include "support/strings.h"
+
+namespace moegraph {
+
+StatusOr<std::unique_ptr<Engine>> Engine::Open(const std::string& plan_path,
+                                               const EngineOptions& options) {
+  MG_ASSIGN_OR_RETURN(Plan plan, ReadPlanFile(plan_path));
+  return Load(std::move(plan), options);
+}
+
+StatusOr<std::unique_ptr<Engine>> Engine::Load(Plan plan, const EngineOptions& options) {
+  if (plan.programs.empty()) return InvalidArgument("the plan holds no keys");
+  if (options.kv_block_size <= 0) return InvalidArgument("KV block size must be > 0");
+  int32_t max_tokens = 0, max_seqs = 0;
+  for (const KeyProgram& p : plan.programs) {
+    max_tokens = std::max(max_tokens, p.key.token_bucket);
+    max_seqs = std::max(max_seqs, p.key.seq_bucket);
+  }
+  const PlanModelInfo& m = plan.model;
+  const int32_t max_positions = std::max(m.max_position_embeddings, 1);
+  const int32_t max_blocks_per_seq = (max_positions + options.kv_block_size - 1) /
+                                     options.kv_block_size;
+  KvCacheConfig kv_config;
+  kv_config.num_layers = m.num_layers;
+  kv_config.num_kv_heads = m.num_kv_heads;
+  kv_config.head_dim = m.head_dim;
+  kv_config.block_size = options.kv_block_size;
+  const uint64_t block_bytes = 2ull * m.num_layers * options.kv_block_size * m.num_kv_heads *
+                               m.head_dim * sizeof(float);
+  if (block_bytes == 0) return InvalidArgument("the plan's model info has zero-sized KV heads");
+  kv_config.num_blocks = static_cast<int32_t>(
+      std::min<uint64_t>(options.kv_cache_bytes / block_bytes, uint64_t{1} << 30));
+  if (kv_config.num_blocks < 1) {
+    return InvalidArgument("KV cache budget of " + FormatBytes(options.kv_cache_bytes) +
+                           " holds no block of " + FormatBytes(block_bytes));
+  }
+  MG_ASSIGN_OR_RETURN(KvCache kv, KvCache::Create(kv_config));
+  std::unique_ptr<Engine> engine(
+      new Engine(std::move(plan), options, std::move(kv), max_tokens, max_seqs, max_blocks_per_seq));
+  MG_RETURN_IF_ERROR(engine->BindWeights());
+  MG_ASSIGN_OR_RETURN(engine->arena_, engine->backend_->Allocate(engine->plan_.max_arena_bytes()));
+  engine->arena_bytes_ = static_cast<uint64_t>(engine->plan_.max_arena_bytes());
+  engine->bindings_.arena = engine->arena_;
+  engine->bindings_.arena_bytes = engine->arena_bytes_;
+  MG_RETURN_IF_ERROR(engine->CaptureAll());
+  return engine;
+}
+
+Engine::Engine(Plan plan, const EngineOptions& options, KvCache kv, int32_t max_tokens,
+               int32_t max_seqs, int32_t max_blocks_per_seq)
+    : plan_(std::move(plan)),
+      options_(options),
+      backend_(CreateCpuBackend()),
+      kv_(std::move(kv)),
+      meta_(max_tokens, max_seqs, max_blocks_per_seq) {
+  bindings_.weights = &weights_;
+  bindings_.inputs = {const_cast<int32_t*>(meta_.tokens())};
+  bindings_.meta = &meta_.view();
+  bindings_.kv = &kv_.view();
+  bindings_.num_threads = options.num_threads > 0 ? options.num_threads : omp_get_max_threads();
+}
+
+Engine::~Engine() {
+  if (arena_) backend_->Free(arena_);
+}
+
+Status Engine::BindWeights() {
+  const std::string dir = options_.model_dir.empty() ? plan_.model_dir : options_.model_dir;
+  MG_ASSIGN_OR_RETURN(Checkpoint checkpoint, Checkpoint::Open(dir));
+  checkpoint_.emplace(std::move(checkpoint));
+  weights_.clear();
+  for (size_t i = 0; i < plan_.weights.size(); ++i) {
+    const PlanWeight& pw = plan_.weights[i];
+    Op op;
+    op.def = LookupOp("weight");
+    op.attrs["name"] = pw.name;
+    if (pw.experts > 0) op.attrs["experts"] = pw.experts;
+    if (pw.row_offset > 0) op.attrs["row_offset"] = pw.row_offset;
+    std::vector<Dim> dims;
+    for (int64_t d : pw.shape) dims.push_back(Dim::Static(d));
+    StatusOr<ResolvedWeight> resolved =
+        ResolveWeight(op, Type::Tensor(pw.dtype, dims), *checkpoint_);
+    if (!resolved.ok()) {
+      return resolved.status().WithContext("binding weight '" + pw.name + "' of the plan to " + dir);
+    }
+    if (resolved->slices.size() != pw.slices.size()) {
+      return DataLoss("weight '" + pw.name + "': the plan lists " +
+                      std::to_string(pw.slices.size()) + " slices, the checkpoint gives " +
+                      std::to_string(resolved->slices.size()));
+    }
+    for (size_t s = 0; s < pw.slices.size(); ++s) {
+      const WeightSlice& got = resolved->slices[s];
+      const PlanWeightSlice& want = pw.slices[s];
+      const std::string got_file = std::filesystem::path(got.file).filename().string();
+      if (got_file != want.file || got.offset != want.offset || got.bytes != want.bytes) {
+        return DataLoss("weight '" + pw.name + "' slice " + std::to_string(s) + ": the plan " +
+                        "expects " + want.file + " @" + std::to_string(want.offset) + " (" +
+                        std::to_string(want.bytes) + " bytes) but " + dir + " has it in " +
+                        got_file + " @" + std::to_string(got.offset) + " (" +
+                        std::to_string(got.bytes) + " bytes); the checkpoint changed since the "
+                        "plan was compiled: recompile it");
+      }
+      weight_bytes_ += got.bytes;
+    }
+    weight_args_.Bind(static_cast<ValueId>(i), *resolved);
+    weights_.push_back(*weight_args_.Find(static_cast<ValueId>(i)));
+  }
+  return Status::Ok();
+}
+
+Status Engine::CaptureAll() {
+  captured_.clear();
+  captured_.resize(plan_.programs.size());
+  if (options_.eager) return Status::Ok();
+  for (size_t i = 0; i < plan_.programs.size(); ++i) {
+    const KeyProgram& program = plan_.programs[i];
+    if (options_.on_capture) options_.on_capture(i, plan_.programs.size(), program.key);
+    MG_ASSIGN_OR_RETURN(captured_[i], backend_->Capture(program, bindings_));
+    if (LogEnabled("capture")) {
+      LogLine("capture", program.key.ToString() + ": " + std::to_string(captured_[i]->num_steps()) +
+                             " steps, arena " + FormatBytes(program.arena_bytes));
+    }
+  }
+  return Status::Ok();
+}
+
+int Engine::ProgramIndex(const SpecKey& key) const {
+  for (size_t i = 0; i < plan_.programs.size(); ++i) {
+    if (plan_.programs[i].key == key) return static_cast<int>(i);
+  }
+  return -1;
+}
+
+int32_t Engine::CachedTokens(int64_t seq_id) const {
+  auto it = cached_tokens_.find(seq_id);
+  return it == cached_tokens_.end() ? 0 : it->second;
+}
+
+void Engine::Release(int64_t seq_id) {
+  kv_.Release(seq_id);
+  cached_tokens_.erase(seq_id);
+}
+
+Status Engine::CheckBatch(const std::vector<SequenceStep>& batch) const {
+  if (batch.empty()) return InvalidArgument("empty batch");
+  std::set<int64_t> seen;
+  const int32_t vocab = plan_.model.vocab_size;
+  int64_t blocks_needed = 0;
+  for (const SequenceStep& s : batch) {
+    const std::string seq = "sequence " + std::to_string(s.seq_id);
+    if (!seen.insert(s.seq_id).second) return InvalidArgument(seq + " appears twice in the batch");
+    if (s.tokens.empty()) return InvalidArgument(seq + " feeds no tokens");
+    if (s.num_cached != CachedTokens(s.seq_id)) {
+      return InvalidArgument(seq + " says " + std::to_string(s.num_cached) +
+                             " tokens are cached, the engine holds " +
+                             std::to_string(CachedTokens(s.seq_id)));
+    }
+    for (size_t i = 0; i < s.tokens.size(); ++i) {
+      if (s.tokens[i] < 0 || s.tokens[i] >= vocab) {
+        return InvalidArgument(seq + ": token id " + std::to_string(s.tokens[i]) + " at " +
+                               std::to_string(i) + " is outside the vocabulary [0, " +
+                               std::to_string(vocab) + ")");
+      }
+    }
+    const int64_t total = s.num_cached + static_cast<int64_t>(s.tokens.size());
+    if (total > plan_.model.max_position_embeddings) {
+      return InvalidArgument(seq + " would reach " + std::to_string(total) +
+                             " tokens, past max_position_embeddings " +
+                             std::to_string(plan_.model.max_position_embeddings));
+    }
+    blocks_needed += kv_.BlocksFor(total) - static_cast<int64_t>(kv_.BlockTable(s.seq_id).size());
+  }
+  if (blocks_needed > kv_.num_free_blocks()) {
+    return ResourceExhausted("KV cache exhausted: the batch needs " +
+                             std::to_string(blocks_needed) + " more blocks, " +
+                             std::to_string(kv_.num_free_blocks()) + " of " +
+                             std::to_string(kv_.config().num_blocks) +
+                             " are free; finish or release sequences, or give a larger "
+                             "KV cache budget");
+  }
+  return Status::Ok();
+}
+
+StatusOr<const KeyProgram*> Engine::ProgramFor(const std::vector<SequenceStep>& batch,
+                                               SpecKey* key_out) const {
+  int32_t num_tokens = 0;
+  for (const SequenceStep& s : batch) num_tokens += static_cast<int32_t>(s.tokens.size());
+  const MoePhase phase = PhaseOf(batch);
+  const SpecKey key =
+      KeyForStep(phase, num_tokens, static_cast<int32_t>(batch.size()), plan_.key_options);
+  if (key_out) *key_out = key;
+  const int index = ProgramIndex(key);
+  if (index < 0) {
+    std::string have;
+    for (const KeyProgram& p : plan_.programs) {
+      if (p.key.phase == phase) have += "\n  " + p.key.ToString();
+    }
+    return NotFound("no compiled key for this step: " + std::to_string(num_tokens) + " tokens in " +
+                    std::to_string(batch.size()) + " sequences (" + MoePhaseName(phase) +
+                    ") needs " + key.ToString() + "; the plan has:" + have);
+  }
+  return &plan_.programs[index];
+}
+
+StatusOr<StepLogits> Engine::Step(const std::vector<SequenceStep>& batch) {
+  MG_RETURN_IF_ERROR(CheckBatch(batch));
+  SpecKey key;
+  MG_ASSIGN_OR_RETURN(const KeyProgram* program, ProgramFor(batch, &key));
+  if (LogEnabled("dispatch")) {
+    int32_t num_tokens = 0;
+    for (const SequenceStep& s : batch) num_tokens += static_cast<int32_t>(s.tokens.size());
+    LogLine("dispatch", key.ToString() + " for " + std::to_string(num_tokens) + " tokens in " +
+                            std::to_string(batch.size()) + " sequences (" +
+                            (key.phase == MoePhase::kDecode ? "all decoding one token"
+                                                            : "a prompt is in the batch") +
+                            "; chunk size " + std::to_string(plan_.key_options.chunk_size) + ")" +
+                            (options_.eager ? " [eager]" : " [replay]"));
+  }
+  for (const SequenceStep& s : batch) {
+    MG_RETURN_IF_ERROR(kv_.Reserve(s.seq_id, s.num_cached + static_cast<int64_t>(s.tokens.size())));
+  }
+  MG_RETURN_IF_ERROR(meta_.Fill(batch, key.token_bucket, key.seq_bucket, kv_));
+  const int index = ProgramIndex(key);
+  if (options_.eager || !captured_[index]) {
+    MG_RETURN_IF_ERROR(backend_->RunEager(*program, bindings_));
+  } else {
+    captured_[index]->Replay();
+  }
+  MG_RETURN_IF_ERROR(backend_->Synchronize());
+  for (const SequenceStep& s : batch) {
+    cached_tokens_[s.seq_id] = s.num_cached + static_cast<int32_t>(s.tokens.size());
+  }
+  last_key_ = key;
+  StepLogits logits;
+  logits.num_seqs = static_cast<int32_t>(batch.size());
+  logits.vocab = plan_.model.vocab_size;
+  logits.data.resize(static_cast<size_t>(logits.num_seqs) * logits.vocab);
+  std::memcpy(logits.data.data(), arena_ + program->logits.arena_offset,
+              logits.data.size() * sizeof(float));
+  return logits;
+}
+
+Status Engine::RunEagerObserved(const SpecKey& key, StepObserver* observer) {
+  const int index = ProgramIndex(key);
+  if (index < 0) return NotFound("no key " + key.ToString());
+  return backend_->RunEager(plan_.programs[index], bindings_, observer);
+}
+
+Status Engine::ReplayKey(const SpecKey& key) {
+  const int index = ProgramIndex(key);
+  if (index < 0 || !captured_[index]) return NotFound("no captured key " + key.ToString());
+  captured_[index]->Replay();
+  return Status::Ok();
+}
+
+}  // namespace moegraph

@@ -1,0 +1,100 @@
+// Engine: owns a loaded plan, its weights, a backend, the arena, the paged KV
+// cache and one captured program per key (captured at load, largest first).
+// step() builds ForwardMeta from the batch, picks the key, copies the dynamic
+// inputs into the static buffers, replays, and returns the logits of the last
+// token of each sequence.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "frontends/safetensors.h"
+#include "ir/plan.h"
+#include "runtime/backend.h"
+#include "runtime/forward_meta.h"
+#include "runtime/kv_cache.h"
+#include "runtime/weights.h"
+#include "support/status.h"
+
+namespace moegraph {
+
+struct EngineOptions {
+  int num_threads = 0;           // 0: OpenMP's default
+  bool eager = false;            // run steps one by one instead of replaying captures
+  int32_t kv_block_size = 16;
+  uint64_t kv_cache_bytes = 256ull << 20;  // KV cache budget; sets the block count
+  std::string model_dir;         // overrides the plan's checkpoint directory
+  // Called while capturing at load: (index, total, key).
+  std::function<void(size_t, size_t, const SpecKey&)> on_capture;
+};
+
+// [num_seqs, vocab] fp32 logits of the last token of each sequence.
+struct StepLogits {
+  int32_t num_seqs = 0;
+  int32_t vocab = 0;
+  std::vector<float> data;
+  const float* row(int32_t s) const { return data.data() + static_cast<size_t>(s) * vocab; }
+};
+
+class Engine {
+ public:
+  static StatusOr<std::unique_ptr<Engine>> Load(Plan plan, const EngineOptions& options);
+  static StatusOr<std::unique_ptr<Engine>> Open(const std::string& plan_path,
+                                                const EngineOptions& options);
+  ~Engine();
+
+  // Runs one step. Each SequenceStep's num_cached must equal the tokens the
+  // engine holds for that sequence (0 for a new one).
+  StatusOr<StepLogits> Step(const std::vector<SequenceStep>& batch);
+  // Forgets a sequence and frees its KV blocks.
+  void Release(int64_t seq_id);
+  // Tokens cached for a sequence (0 if unknown).
+  int32_t CachedTokens(int64_t seq_id) const;
+
+  const Plan& plan() const { return plan_; }
+  const KvCache& kv_cache() const { return kv_; }
+  const SpecKey& last_key() const { return last_key_; }
+  bool eager() const { return options_.eager; }
+  void set_eager(bool eager) { options_.eager = eager; }
+  // Runs the key's program step by step with an observer (traces, benchmarks).
+  Status RunEagerObserved(const SpecKey& key, StepObserver* observer);
+  // Replays a captured key (benchmarks): inputs are whatever the buffers hold.
+  Status ReplayKey(const SpecKey& key);
+  // The key a batch would use, and its program (or an error naming the keys).
+  StatusOr<const KeyProgram*> ProgramFor(const std::vector<SequenceStep>& batch,
+                                         SpecKey* key) const;
+  uint64_t weight_bytes() const { return weight_bytes_; }
+  uint64_t arena_bytes() const { return arena_bytes_; }
+  int num_threads() const { return bindings_.num_threads; }
+
+ private:
+  Engine(Plan plan, const EngineOptions& options, KvCache kv, int32_t max_tokens,
+         int32_t max_seqs, int32_t max_blocks_per_seq);
+  Status BindWeights();
+  Status CaptureAll();
+  Status CheckBatch(const std::vector<SequenceStep>& batch) const;
+  int ProgramIndex(const SpecKey& key) const;
+
+  Plan plan_;
+  EngineOptions options_;
+  std::unique_ptr<Backend> backend_;
+  std::optional<Checkpoint> checkpoint_;
+  WeightArgs weight_args_;
+  std::vector<TensorArg> weights_;  // by weight-table index
+  uint64_t weight_bytes_ = 0;
+  std::byte* arena_ = nullptr;
+  uint64_t arena_bytes_ = 0;
+  KvCache kv_;
+  ForwardMetaBuffers meta_;
+  ExecBindings bindings_;
+  std::vector<std::unique_ptr<Replayable>> captured_;  // by program index
+  std::map<int64_t, int32_t> cached_tokens_;
+  SpecKey last_key_;
+};
+
+}  // namespace moegraph

@@ -1,0 +1,73 @@
+// Reading the transformers goldens (tests/data/golden/<case>/golden.safetensors).
+#pragma once
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "frontends/safetensors.h"
+
+namespace moegraph::testing {
+
+struct GoldenSequence {
+  std::vector<int32_t> prompt;
+  std::vector<float> prefill_logits;  // [L, V]
+  std::vector<int32_t> generated;     // [32]
+  std::vector<float> decode_logits;   // [32, V]
+};
+
+struct Golden {
+  std::string dir;
+  int64_t vocab = 0;
+  std::vector<GoldenSequence> sequences;
+};
+
+inline std::vector<std::string> GoldenCases() {
+  return {"odd_norm_topk", "odd_no_norm_tied", "sparse_step_bf16", "odd_norm_topk_fused"};
+}
+
+inline std::string GoldenDir(const std::string& name) {
+  return std::string(MOEGRAPH_TEST_DATA_DIR) + "/golden/" + name;
+}
+
+template <typename T>
+std::vector<T> TensorData(const SafetensorsFile& file, const std::string& name) {
+  const SafetensorsTensor* t = file.Find(name);
+  if (!t) return {};
+  std::vector<T> out(t->bytes / sizeof(T));
+  std::memcpy(out.data(), t->data, t->bytes);
+  return out;
+}
+
+inline Golden LoadGolden(const std::string& name) {
+  Golden g;
+  g.dir = GoldenDir(name);
+  StatusOr<SafetensorsFile> file = SafetensorsFile::Open(g.dir + "/golden.safetensors");
+  if (!file.ok()) return g;
+  for (int i = 0;; ++i) {
+    const std::string p = "seq" + std::to_string(i) + ".";
+    if (!file->Find(p + "prompt")) break;
+    GoldenSequence s;
+    s.prompt = TensorData<int32_t>(*file, p + "prompt");
+    s.prefill_logits = TensorData<float>(*file, p + "prefill_logits");
+    s.generated = TensorData<int32_t>(*file, p + "generated");
+    s.decode_logits = TensorData<float>(*file, p + "decode_logits");
+    g.vocab = file->Find(p + "decode_logits")->shape[1];
+    g.sequences.push_back(std::move(s));
+  }
+  return g;
+}
+
+inline float MaxAbsDiff(const float* a, const float* b, int64_t n) {
+  float m = 0;
+  for (int64_t i = 0; i < n; ++i) m = std::max(m, std::fabs(a[i] - b[i]));
+  return m;
+}
+
+inline int32_t Argmax(const float* x, int64_t n) {
+  return static_cast<int32_t>(std::max_element(x, x + n) - x);
+}
+
+}  // namespace moegraph::testing
