@@ -1,0 +1,191 @@
+// Demo model config, deterministic random weights and the checkpoint writer.
+#include "frontends/demo_model.h"
+
+#include <bit>
+#include <cmath>
+#include <cstring>
+#include <filesystem>
+#include <system_error>
+
+#include "support/half.h"
+#include "support/mapped_file.h"
+
+namespace moegraph {
+namespace {
+
+static_assert(std::endian::native == std::endian::little,
+              "safetensors data is little-endian; the writer copies host floats as they are");
+
+uint64_t SplitMix64(uint64_t& state) {
+  uint64_t z = (state += 0x9E3779B97F4A7C15ull);
+  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+  return z ^ (z >> 31);
+}
+
+// FNV-1a, to give each tensor name its own stream.
+uint64_t HashName(const std::string& name) {
+  uint64_t hash = 0xCBF29CE484222325ull;
+  for (char c : name) {
+    hash ^= static_cast<unsigned char>(c);
+    hash *= 0x100000001B3ull;
+  }
+  return hash;
+}
+
+// Approximately standard normal samples: the sum of four uniform 32-bit integers (Irwin-Hall,
+// bounded to +-3.46 standard deviations), centered and scaled. Only integer arithmetic and one
+// correctly rounded multiply, so the output is identical on every platform and compiler, which
+// std::normal_distribution and libm-based Box-Muller do not promise.
+class NormalStream {
+ public:
+  NormalStream(uint64_t seed, const std::string& name) : state_(seed ^ HashName(name)) {
+    SplitMix64(state_);
+  }
+
+  double Next() {
+    int64_t sum = 0;
+    for (int i = 0; i < 2; ++i) {
+      uint64_t bits = SplitMix64(state_);
+      sum += static_cast<int64_t>(bits & 0xFFFFFFFFu) + static_cast<int64_t>(bits >> 32);
+    }
+    // Four uniforms on [0, 2^32 - 1] have mean 2 (2^32 - 1) and standard deviation
+    // 2^32 / sqrt(3) (to within 2^-32 relative).
+    int64_t centered = 2 * sum - 4 * static_cast<int64_t>(0xFFFFFFFFu);  // exact, odd-symmetric
+    return static_cast<double>(centered) * kScale;
+  }
+
+ private:
+  static constexpr double kScale = 1.7320508075688772 / 8589934592.0;  // sqrt(3) / 2^33
+  uint64_t state_;
+};
+
+enum class Init { kEmbedding, kLinear, kNorm };
+
+TensorToWrite MakeTensor(const std::string& name, std::vector<int64_t> shape, Init init,
+                         uint64_t seed, DType dtype) {
+  if (dtype != DType::kF32 && dtype != DType::kF16 && dtype != DType::kBF16) dtype = DType::kF32;
+  int64_t numel = 1;
+  for (int64_t dim : shape)
+    numel *= dim;
+  // Linear weights are [out_features, in_features]; fan_in is the last dimension.
+  const double stddev = init == Init::kLinear ? 1.0 / std::sqrt(static_cast<double>(shape.back()))
+                        : init == Init::kNorm ? 0.1
+                                              : 1.0;
+  const double mean = init == Init::kNorm ? 1.0 : 0.0;
+
+  TensorToWrite tensor{name, dtype, std::move(shape), {}};
+  tensor.bytes.resize(static_cast<size_t>(numel) * DTypeBytes(dtype));
+  char* out = tensor.bytes.data();
+  NormalStream stream(seed, name);
+  for (int64_t i = 0; i < numel; ++i) {
+    double scaled = stream.Next() * stddev;
+    float value = static_cast<float>(mean + scaled);
+    if (dtype == DType::kF32) {
+      std::memcpy(out + 4 * i, &value, 4);
+    } else {
+      uint16_t half = dtype == DType::kBF16 ? F32ToBf16(value) : F32ToF16(value);
+      std::memcpy(out + 2 * i, &half, 2);
+    }
+  }
+  return tensor;
+}
+
+const char* TorchDTypeName(DType dtype) {
+  switch (dtype) {
+    case DType::kBF16:
+      return "bfloat16";
+    case DType::kF16:
+      return "float16";
+    default:
+      return "float32";
+  }
+}
+
+}  // namespace
+
+Qwen3MoeConfig DemoModelConfig() {
+  Qwen3MoeConfig config;
+  config.vocab_size = 512;
+  config.hidden_size = 128;
+  config.intermediate_size = 256;
+  config.moe_intermediate_size = 64;
+  config.num_hidden_layers = 4;
+  config.num_attention_heads = 4;
+  config.num_key_value_heads = 2;
+  config.head_dim = 32;
+  config.num_experts = 8;
+  config.num_experts_per_tok = 2;
+  config.norm_topk_prob = true;
+  config.mlp_only_layers = {2};
+  config.decoder_sparse_step = 1;
+  config.rope_theta = 10000.0;
+  config.rms_norm_eps = 1e-6;
+  config.tie_word_embeddings = false;
+  config.max_position_embeddings = 2048;
+  return config;
+}
+
+std::vector<TensorToWrite> MakeRandomQwen3MoeWeights(const Qwen3MoeConfig& config, uint64_t seed,
+                                                     DType dtype) {
+  const int64_t hidden = config.hidden_size;
+  const int64_t q_dim = config.num_attention_heads * config.head_dim;
+  const int64_t kv_dim = config.num_key_value_heads * config.head_dim;
+  std::vector<TensorToWrite> weights;
+  auto add = [&](const std::string& name, std::vector<int64_t> shape, Init init) {
+    weights.push_back(MakeTensor(name, std::move(shape), init, seed, dtype));
+  };
+
+  add("model.embed_tokens.weight", {config.vocab_size, hidden}, Init::kEmbedding);
+  for (int64_t layer = 0; layer < config.num_hidden_layers; ++layer) {
+    const std::string prefix = "model.layers." + std::to_string(layer) + ".";
+    add(prefix + "input_layernorm.weight", {hidden}, Init::kNorm);
+    add(prefix + "post_attention_layernorm.weight", {hidden}, Init::kNorm);
+    add(prefix + "self_attn.q_proj.weight", {q_dim, hidden}, Init::kLinear);
+    add(prefix + "self_attn.k_proj.weight", {kv_dim, hidden}, Init::kLinear);
+    add(prefix + "self_attn.v_proj.weight", {kv_dim, hidden}, Init::kLinear);
+    add(prefix + "self_attn.o_proj.weight", {hidden, q_dim}, Init::kLinear);
+    add(prefix + "self_attn.q_norm.weight", {config.head_dim}, Init::kNorm);
+    add(prefix + "self_attn.k_norm.weight", {config.head_dim}, Init::kNorm);
+    if (config.IsMoeLayer(layer)) {
+      const int64_t moe = config.moe_intermediate_size;
+      add(prefix + "mlp.gate.weight", {config.num_experts, hidden}, Init::kLinear);
+      for (int64_t expert = 0; expert < config.num_experts; ++expert) {
+        const std::string expert_prefix = prefix + "mlp.experts." + std::to_string(expert) + ".";
+        add(expert_prefix + "gate_proj.weight", {moe, hidden}, Init::kLinear);
+        add(expert_prefix + "up_proj.weight", {moe, hidden}, Init::kLinear);
+        add(expert_prefix + "down_proj.weight", {hidden, moe}, Init::kLinear);
+      }
+    } else {
+      const int64_t dense = config.intermediate_size;
+      add(prefix + "mlp.gate_proj.weight", {dense, hidden}, Init::kLinear);
+      add(prefix + "mlp.up_proj.weight", {dense, hidden}, Init::kLinear);
+      add(prefix + "mlp.down_proj.weight", {hidden, dense}, Init::kLinear);
+    }
+  }
+  add("model.norm.weight", {hidden}, Init::kNorm);
+  if (!config.tie_word_embeddings) {
+    add("lm_head.weight", {config.vocab_size, hidden}, Init::kLinear);
+  }
+  return weights;
+}
+
+Status WriteDemoModel(const std::string& dir, const DemoModelOptions& options) {
+  if (options.dtype != DType::kF32 && options.dtype != DType::kF16 &&
+      options.dtype != DType::kBF16) {
+    return InvalidArgument(std::string("demo model dtype must be f32, f16 or bf16, got ") +
+                           DTypeName(options.dtype));
+  }
+  std::error_code error;
+  std::filesystem::create_directories(dir, error);
+  if (error) return FailedPrecondition(dir + ": cannot create directory: " + error.message());
+
+  Qwen3MoeConfig config = DemoModelConfig();
+  config.torch_dtype = TorchDTypeName(options.dtype);
+  MG_RETURN_IF_ERROR(WriteFileAtomically(dir + "/config.json", config.ToJson()));
+  return WriteSafetensors(dir + "/" + kSafetensorsSingleFile,
+                          MakeRandomQwen3MoeWeights(config, options.seed, options.dtype),
+                          {{"format", "pt"}});
+}
+
+}  // namespace moegraph

@@ -1,0 +1,40 @@
+// The built-in demo model: a small, seeded random-weight Qwen3-MoE checkpoint in a real
+// Hugging Face directory layout, so the whole pipeline runs without downloading weights.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "frontends/qwen3_moe_config.h"
+#include "frontends/safetensors.h"
+#include "ir/dtype.h"
+#include "support/status.h"
+
+namespace moegraph {
+
+struct DemoModelOptions {
+  uint64_t seed = 20261129;
+  DType dtype = DType::kBF16;  // kF32, kF16 or kBF16
+};
+
+// vocab 512, hidden 128, 4 layers (layer 2 dense, the rest 8 experts with top-2), 4 query heads
+// and 2 KV heads of dim 32.
+Qwen3MoeConfig DemoModelConfig();
+
+// Creates `dir` (and missing parents) and writes config.json and model.safetensors into it.
+// Byte-identical output for the same options. InvalidArgument for a non-float dtype.
+Status WriteDemoModel(const std::string& dir, const DemoModelOptions& options = {});
+
+// Every weight of a Qwen3MoeForCausalLM with `config`, under Hugging Face's names and per-expert
+// layout, in `dtype` (kF32, kF16 or kBF16; anything else is written as kF32). Each tensor draws
+// from its own stream seeded by (seed, name), so the values of one tensor do not depend on
+// which others exist. Values: embeddings ~N(0, 1); linear weights ~N(0, 1) / sqrt(fan_in),
+// which keeps RMS-normed activations O(1) through every projection and gives logits of unit
+// scale; norm weights ~1 + 0.1 N(0, 1). "N" is an Irwin-Hall approximation computed with
+// integer sums and correctly rounded IEEE operations (no libm), so every platform produces the
+// same bits.
+std::vector<TensorToWrite> MakeRandomQwen3MoeWeights(const Qwen3MoeConfig& config, uint64_t seed,
+                                                     DType dtype);
+
+}  // namespace moegraph

@@ -1,0 +1,316 @@
+// Qwen3-MoE config.json parsing, validation and writing.
+#include "frontends/qwen3_moe_config.h"
+
+#include <algorithm>
+#include <utility>
+
+#include "support/mapped_file.h"
+
+namespace moegraph {
+namespace {
+
+constexpr const char* kArchitecture = "Qwen3MoeForCausalLM";
+
+// Typed field access with messages naming the file and the field. Optional fields keep their
+// default when absent or null (Hugging Face writes null for "use the default").
+class FieldReader {
+ public:
+  FieldReader(const JsonValue& json, std::string_view source) : json_(json), source_(source) {}
+
+  Status Error(std::string_view field, const std::string& what) const {
+    return InvalidArgument(std::string(source_) + ": field \"" + std::string(field) + "\" " + what);
+  }
+  Status Unsupported(std::string_view field, const std::string& what) const {
+    return Unimplemented(std::string(source_) + ": field \"" + std::string(field) + "\" " + what);
+  }
+
+  const JsonValue* Get(std::string_view field) const {
+    const JsonValue* value = json_.Find(field);
+    return value == nullptr || value->is_null() ? nullptr : value;
+  }
+
+  Status RequiredInt(std::string_view field, int64_t& out) const {
+    if (Get(field) == nullptr) return Error(field, "is required (an integer)");
+    return OptionalInt(field, out);
+  }
+  Status OptionalInt(std::string_view field, int64_t& out) const {
+    const JsonValue* value = Get(field);
+    if (value == nullptr) return Status::Ok();
+    if (!value->is_int())
+      return Error(field, std::string("must be an integer, found ") + value->DescribeKind());
+    out = value->as_int();
+    return Status::Ok();
+  }
+  Status OptionalDouble(std::string_view field, double& out) const {
+    const JsonValue* value = Get(field);
+    if (value == nullptr) return Status::Ok();
+    if (!value->is_number())
+      return Error(field, std::string("must be a number, found ") + value->DescribeKind());
+    out = value->as_double();
+    return Status::Ok();
+  }
+  Status OptionalBool(std::string_view field, bool& out) const {
+    const JsonValue* value = Get(field);
+    if (value == nullptr) return Status::Ok();
+    if (!value->is_bool())
+      return Error(field, std::string("must be true or false, found ") + value->DescribeKind());
+    out = value->as_bool();
+    return Status::Ok();
+  }
+  Status OptionalString(std::string_view field, std::string& out) const {
+    const JsonValue* value = Get(field);
+    if (value == nullptr) return Status::Ok();
+    if (!value->is_string())
+      return Error(field, std::string("must be a string, found ") + value->DescribeKind());
+    out = value->as_string();
+    return Status::Ok();
+  }
+
+ private:
+  const JsonValue& json_;
+  std::string_view source_;
+};
+
+// RoPE parameters, either as `rope_scaling` (transformers 4.x) or `rope_parameters` (5.x): only
+// the unscaled "default" type is supported. Takes rope_theta from `rope_parameters` if there.
+Status ParseRope(const FieldReader& reader, std::string_view field, double& rope_theta) {
+  const JsonValue* rope = reader.Get(field);
+  if (rope == nullptr) return Status::Ok();
+  if (!rope->is_object()) {
+    return reader.Error(field,
+                        std::string("must be null or an object, found ") + rope->DescribeKind());
+  }
+  const JsonValue* type = rope->Find("rope_type");
+  if (type == nullptr) type = rope->Find("type");
+  if (type == nullptr || !type->is_string() || type->as_string() != "default") {
+    return reader.Unsupported(field, "has RoPE scaling " + rope->Dump() +
+                                         "; only unscaled RoPE (null or rope_type \"default\") "
+                                         "is supported");
+  }
+  const JsonValue* theta = rope->Find("rope_theta");
+  if (theta != nullptr) {
+    if (!theta->is_number()) {
+      return reader.Error(
+          field, std::string("rope_theta must be a number, found ") + theta->DescribeKind());
+    }
+    rope_theta = theta->as_double();
+  }
+  return Status::Ok();
+}
+
+}  // namespace
+
+bool Qwen3MoeConfig::IsMoeLayer(int64_t layer) const {
+  bool dense_only =
+      std::find(mlp_only_layers.begin(), mlp_only_layers.end(), layer) != mlp_only_layers.end();
+  return !dense_only && num_experts > 0 && decoder_sparse_step > 0 &&
+         (layer + 1) % decoder_sparse_step == 0;
+}
+
+StatusOr<Qwen3MoeConfig> ParseQwen3MoeConfig(const JsonValue& json, std::string_view source_name) {
+  const std::string source(source_name);
+  if (!json.is_object()) {
+    return InvalidArgument(source + ": expected a JSON object, found " + json.DescribeKind());
+  }
+  FieldReader reader(json, source);
+  Qwen3MoeConfig config;
+
+  // Architecture first: a config of another model fails here rather than on its fields.
+  const JsonValue* architectures = reader.Get("architectures");
+  bool supported = false;
+  if (architectures != nullptr) {
+    if (!architectures->is_array()) {
+      return reader.Error("architectures", std::string("must be an array of strings, found ") +
+                                               architectures->DescribeKind());
+    }
+    for (const JsonValue& name : architectures->as_array()) {
+      if (!name.is_string()) {
+        return reader.Error("architectures",
+                            "must be an array of strings, found " + architectures->Dump());
+      }
+      supported = supported || name.as_string() == kArchitecture;
+    }
+  }
+  if (!supported) {
+    return reader.Unsupported(
+        "architectures",
+        (architectures == nullptr ? std::string("is missing") : "is " + architectures->Dump()) +
+            "; supported architectures: \"" + kArchitecture + "\"");
+  }
+
+  MG_RETURN_IF_ERROR(reader.RequiredInt("vocab_size", config.vocab_size));
+  MG_RETURN_IF_ERROR(reader.RequiredInt("hidden_size", config.hidden_size));
+  MG_RETURN_IF_ERROR(reader.RequiredInt("intermediate_size", config.intermediate_size));
+  MG_RETURN_IF_ERROR(reader.RequiredInt("moe_intermediate_size", config.moe_intermediate_size));
+  MG_RETURN_IF_ERROR(reader.RequiredInt("num_hidden_layers", config.num_hidden_layers));
+  MG_RETURN_IF_ERROR(reader.RequiredInt("num_attention_heads", config.num_attention_heads));
+  MG_RETURN_IF_ERROR(reader.RequiredInt("num_key_value_heads", config.num_key_value_heads));
+  // transformers 5 writes the expert count as num_local_experts.
+  MG_RETURN_IF_ERROR(reader.RequiredInt(
+      reader.Get("num_experts") == nullptr && reader.Get("num_local_experts") != nullptr
+          ? "num_local_experts"
+          : "num_experts",
+      config.num_experts));
+  MG_RETURN_IF_ERROR(reader.RequiredInt("num_experts_per_tok", config.num_experts_per_tok));
+  MG_RETURN_IF_ERROR(reader.OptionalInt("decoder_sparse_step", config.decoder_sparse_step));
+  MG_RETURN_IF_ERROR(reader.OptionalInt("max_position_embeddings", config.max_position_embeddings));
+  MG_RETURN_IF_ERROR(reader.OptionalBool("norm_topk_prob", config.norm_topk_prob));
+  MG_RETURN_IF_ERROR(reader.OptionalBool("tie_word_embeddings", config.tie_word_embeddings));
+  MG_RETURN_IF_ERROR(reader.OptionalDouble("rms_norm_eps", config.rms_norm_eps));
+  MG_RETURN_IF_ERROR(reader.OptionalDouble("rope_theta", config.rope_theta));
+  MG_RETURN_IF_ERROR(reader.OptionalString("torch_dtype", config.torch_dtype));
+  if (config.torch_dtype.empty()) {
+    MG_RETURN_IF_ERROR(reader.OptionalString("dtype", config.torch_dtype));  // transformers 5
+  }
+
+  const std::pair<const char*, int64_t> sizes[] = {
+      {"vocab_size", config.vocab_size},
+      {"hidden_size", config.hidden_size},
+      {"intermediate_size", config.intermediate_size},
+      {"moe_intermediate_size", config.moe_intermediate_size},
+      {"num_hidden_layers", config.num_hidden_layers},
+      {"num_attention_heads", config.num_attention_heads},
+      {"num_key_value_heads", config.num_key_value_heads},
+      {"max_position_embeddings", config.max_position_embeddings},
+  };
+  for (const auto& [field, value] : sizes) {
+    if (value <= 0) return reader.Error(field, "must be positive, got " + std::to_string(value));
+  }
+  if (config.num_attention_heads % config.num_key_value_heads != 0) {
+    return reader.Error("num_key_value_heads", "must divide num_attention_heads (" +
+                                                   std::to_string(config.num_attention_heads) +
+                                                   "), got " +
+                                                   std::to_string(config.num_key_value_heads));
+  }
+
+  if (reader.Get("head_dim") != nullptr) {
+    MG_RETURN_IF_ERROR(reader.OptionalInt("head_dim", config.head_dim));
+    if (config.head_dim <= 0) {
+      return reader.Error("head_dim", "must be positive, got " + std::to_string(config.head_dim));
+    }
+  } else {
+    if (config.hidden_size % config.num_attention_heads != 0) {
+      return reader.Error("head_dim", "is absent and hidden_size (" +
+                                          std::to_string(config.hidden_size) +
+                                          ") is not a multiple of num_attention_heads (" +
+                                          std::to_string(config.num_attention_heads) +
+                                          "); give head_dim explicitly");
+    }
+    config.head_dim = config.hidden_size / config.num_attention_heads;
+  }
+  if (config.head_dim % 2 != 0) {
+    return reader.Error(
+        "head_dim", "must be even (RoPE rotates pairs), got " + std::to_string(config.head_dim));
+  }
+
+  if (config.num_experts < 0) {
+    return reader.Error("num_experts", "must be >= 0, got " + std::to_string(config.num_experts));
+  }
+  if (config.num_experts > 0 &&
+      (config.num_experts_per_tok < 1 || config.num_experts_per_tok > config.num_experts)) {
+    return reader.Error("num_experts_per_tok",
+                        "must be in [1, num_experts = " + std::to_string(config.num_experts) +
+                            "], got " + std::to_string(config.num_experts_per_tok));
+  }
+  if (config.decoder_sparse_step < 1) {
+    return reader.Error("decoder_sparse_step",
+                        "must be >= 1, got " + std::to_string(config.decoder_sparse_step));
+  }
+
+  if (const JsonValue* layers = reader.Get("mlp_only_layers")) {
+    if (!layers->is_array()) {
+      return reader.Error(
+          "mlp_only_layers",
+          std::string("must be an array of layer indices, found ") + layers->DescribeKind());
+    }
+    for (const JsonValue& layer : layers->as_array()) {
+      if (!layer.is_int() || layer.as_int() < 0 || layer.as_int() >= config.num_hidden_layers) {
+        return reader.Error("mlp_only_layers",
+                            "entries must be integers in [0, num_hidden_layers = " +
+                                std::to_string(config.num_hidden_layers) + "), found " +
+                                layer.Dump());
+      }
+      config.mlp_only_layers.push_back(layer.as_int());
+    }
+  }
+
+  if (!(config.rms_norm_eps > 0)) {
+    return reader.Error("rms_norm_eps",
+                        "must be positive, got " + JsonValue::Double(config.rms_norm_eps).Dump());
+  }
+  MG_RETURN_IF_ERROR(ParseRope(reader, "rope_scaling", config.rope_theta));
+  MG_RETURN_IF_ERROR(ParseRope(reader, "rope_parameters", config.rope_theta));
+  if (!(config.rope_theta > 0)) {
+    return reader.Error("rope_theta",
+                        "must be positive, got " + JsonValue::Double(config.rope_theta).Dump());
+  }
+
+  // Features the engine does not implement.
+  std::string hidden_act = "silu";
+  MG_RETURN_IF_ERROR(reader.OptionalString("hidden_act", hidden_act));
+  if (hidden_act != "silu") {
+    return reader.Unsupported("hidden_act",
+                              "is \"" + hidden_act + "\"; only \"silu\" is supported");
+  }
+  bool attention_bias = false;
+  MG_RETURN_IF_ERROR(reader.OptionalBool("attention_bias", attention_bias));
+  if (attention_bias) {
+    return reader.Unsupported("attention_bias", "is true; attention projections without bias only");
+  }
+  bool use_sliding_window = false;
+  MG_RETURN_IF_ERROR(reader.OptionalBool("use_sliding_window", use_sliding_window));
+  if (use_sliding_window) {
+    return reader.Unsupported("use_sliding_window",
+                              "is true; sliding-window attention is not supported");
+  }
+  return config;
+}
+
+StatusOr<Qwen3MoeConfig> LoadQwen3MoeConfig(const std::string& config_json_path) {
+  MG_ASSIGN_OR_RETURN(std::string text, ReadFileToString(config_json_path));
+  MG_ASSIGN_OR_RETURN(JsonValue json, ParseJson(text, config_json_path));
+  return ParseQwen3MoeConfig(json, config_json_path);
+}
+
+std::string Qwen3MoeConfig::ToJson() const {
+  JsonValue layers = JsonValue::MakeArray();
+  for (int64_t layer : mlp_only_layers)
+    layers.Append(JsonValue::Int(layer));
+  // Keys sorted, as transformers writes them.
+  JsonValue::Object members = {
+      {"architectures", JsonValue::MakeArray({JsonValue::String(architecture)})},
+      {"attention_bias", JsonValue::Bool(false)},
+      {"attention_dropout", JsonValue::Double(0.0)},
+      {"decoder_sparse_step", JsonValue::Int(decoder_sparse_step)},
+      {"head_dim", JsonValue::Int(head_dim)},
+      {"hidden_act", JsonValue::String("silu")},
+      {"hidden_size", JsonValue::Int(hidden_size)},
+      {"initializer_range", JsonValue::Double(0.02)},
+      {"intermediate_size", JsonValue::Int(intermediate_size)},
+      {"max_position_embeddings", JsonValue::Int(max_position_embeddings)},
+      {"max_window_layers", JsonValue::Int(num_hidden_layers)},
+      {"mlp_only_layers", std::move(layers)},
+      {"model_type", JsonValue::String("qwen3_moe")},
+      {"moe_intermediate_size", JsonValue::Int(moe_intermediate_size)},
+      {"norm_topk_prob", JsonValue::Bool(norm_topk_prob)},
+      {"num_attention_heads", JsonValue::Int(num_attention_heads)},
+      {"num_experts", JsonValue::Int(num_experts)},
+      {"num_experts_per_tok", JsonValue::Int(num_experts_per_tok)},
+      {"num_hidden_layers", JsonValue::Int(num_hidden_layers)},
+      {"num_key_value_heads", JsonValue::Int(num_key_value_heads)},
+      {"output_router_logits", JsonValue::Bool(false)},
+      {"rms_norm_eps", JsonValue::Double(rms_norm_eps)},
+      {"rope_scaling", JsonValue::Null()},
+      {"rope_theta", JsonValue::Double(rope_theta)},
+      {"router_aux_loss_coef", JsonValue::Double(0.001)},
+      {"sliding_window", JsonValue::Null()},
+      {"tie_word_embeddings", JsonValue::Bool(tie_word_embeddings)},
+  };
+  if (!torch_dtype.empty()) members.emplace_back("torch_dtype", JsonValue::String(torch_dtype));
+  members.emplace_back("use_cache", JsonValue::Bool(true));
+  members.emplace_back("use_sliding_window", JsonValue::Bool(false));
+  members.emplace_back("vocab_size", JsonValue::Int(vocab_size));
+  return JsonValue::MakeObject(std::move(members)).Dump(/*indent=*/2) + "\n";
+}
+
+}  // namespace moegraph

@@ -1,0 +1,49 @@
+// Read-only memory-mapped files, and whole-file read and atomic write helpers.
+#pragma once
+
+#include <cstddef>
+#include <string>
+#include <string_view>
+#include <utility>
+
+#include "support/status.h"
+
+namespace moegraph {
+
+// A file mapped read-only into memory for the lifetime of the object. Move-only; moving keeps
+// the mapping (and so every pointer into it) where it is. An empty file is not mapped: data()
+// is nullptr and size() is 0.
+class MappedFile {
+ public:
+  // NotFound if `path` does not exist; InvalidArgument if it is not a regular file.
+  static StatusOr<MappedFile> Open(const std::string& path);
+
+  MappedFile(MappedFile&& other) noexcept;
+  MappedFile& operator=(MappedFile&& other) noexcept;
+  MappedFile(const MappedFile&) = delete;
+  MappedFile& operator=(const MappedFile&) = delete;
+  ~MappedFile();
+
+  const std::byte* data() const { return data_; }
+  size_t size() const { return size_; }
+  const std::string& path() const { return path_; }
+
+ private:
+  MappedFile(std::string path, const std::byte* data, size_t size)
+      : path_(std::move(path)), data_(data), size_(size) {}
+  void Unmap();
+
+  std::string path_;
+  const std::byte* data_ = nullptr;
+  size_t size_ = 0;
+};
+
+// The whole contents of `path`.
+StatusOr<std::string> ReadFileToString(const std::string& path);
+
+// Writes `bytes` to `path + ".tmp"`, flushes it to disk, then renames it over `path`, so a
+// reader sees either the old file or the complete new one, never a torn write. On failure the
+// temporary file is removed and `path` is untouched.
+Status WriteFileAtomically(const std::string& path, std::string_view bytes);
+
+}  // namespace moegraph
