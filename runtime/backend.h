@@ -27,19 +27,23 @@ struct ExecBindings {
   int num_threads = 1;
 };
 
-// A captured program: replay runs exactly the captured steps.
-class Replayable {
- public:
-  virtual ~Replayable() = default;
-  virtual void Replay() = 0;
-  virtual size_t num_steps() const = 0;
-};
-
 // Per-step timing hook for traces and benchmarks (optional).
 struct StepObserver {
   virtual ~StepObserver() = default;
   virtual void OnStep(const KernelStep& step, double start_us, double end_us) = 0;
 };
+
+// A captured program: replay runs exactly the captured steps. With an
+// observer each step is timed (traces); without, nothing but the calls.
+class Replayable {
+ public:
+  virtual ~Replayable() = default;
+  virtual void Replay(StepObserver* observer = nullptr) = 0;
+  virtual size_t num_steps() const = 0;
+};
+
+// Microseconds on a monotonic clock.
+double NowMicros();
 
 class Backend {
  public:

@@ -100,25 +100,29 @@ void Link(ResolvedStep& step, std::vector<TensorArg>& args) {
 
 class CpuReplayable : public Replayable {
  public:
-  CpuReplayable(std::vector<ResolvedStep> steps, std::vector<TensorArg> args)
-      : steps_(std::move(steps)), args_(std::move(args)) {
+  CpuReplayable(const KeyProgram& program, std::vector<ResolvedStep> steps,
+                std::vector<TensorArg> args)
+      : program_(program), steps_(std::move(steps)), args_(std::move(args)) {
     for (ResolvedStep& s : steps_) Link(s, args_);
   }
-  void Replay() override {
-    for (const ResolvedStep& s : steps_) s.fn(s.args);
+  void Replay(StepObserver* observer) override {
+    if (!observer) {
+      for (const ResolvedStep& s : steps_) s.fn(s.args);
+      return;
+    }
+    for (size_t i = 0; i < steps_.size(); ++i) {
+      const double start = NowMicros();
+      steps_[i].fn(steps_[i].args);
+      observer->OnStep(program_.steps[i], start, NowMicros());
+    }
   }
   size_t num_steps() const override { return steps_.size(); }
 
  private:
+  const KeyProgram& program_;
   std::vector<ResolvedStep> steps_;
   std::vector<TensorArg> args_;
 };
-
-double NowUs() {
-  return std::chrono::duration<double, std::micro>(
-             std::chrono::steady_clock::now().time_since_epoch())
-      .count();
-}
 
 class CpuBackend : public Backend {
  public:
@@ -146,7 +150,7 @@ class CpuBackend : public Backend {
       MG_RETURN_IF_ERROR(ResolveStep(program.steps[i], bindings, args, steps[i])
                              .WithContext("capturing " + program.key.ToString()));
     }
-    return std::unique_ptr<Replayable>(new CpuReplayable(std::move(steps), std::move(args)));
+    return std::unique_ptr<Replayable>(new CpuReplayable(program, std::move(steps), std::move(args)));
   }
 
   Status RunEager(const KeyProgram& program, const ExecBindings& bindings,
@@ -158,9 +162,9 @@ class CpuBackend : public Backend {
       MG_RETURN_IF_ERROR(ResolveStep(step, bindings, args, resolved)
                              .WithContext("running " + program.key.ToString()));
       Link(resolved, args);
-      const double start = observer ? NowUs() : 0;
+      const double start = observer ? NowMicros() : 0;
       resolved.fn(resolved.args);
-      if (observer) observer->OnStep(step, start, NowUs());
+      if (observer) observer->OnStep(step, start, NowMicros());
     }
     return Status::Ok();
   }
@@ -169,6 +173,12 @@ class CpuBackend : public Backend {
 };
 
 }  // namespace
+
+double NowMicros() {
+  return std::chrono::duration<double, std::micro>(
+             std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
 
 std::unique_ptr<Backend> CreateCpuBackend() { return std::make_unique<CpuBackend>(); }
 

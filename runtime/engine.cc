@@ -235,9 +235,9 @@ StatusOr<StepLogits> Engine::Step(const std::vector<SequenceStep>& batch) {
   MG_RETURN_IF_ERROR(meta_.Fill(batch, key.token_bucket, key.seq_bucket, kv_));
   const int index = ProgramIndex(key);
   if (options_.eager || !captured_[index]) {
-    MG_RETURN_IF_ERROR(backend_->RunEager(*program, bindings_));
+    MG_RETURN_IF_ERROR(backend_->RunEager(*program, bindings_, observer_));
   } else {
-    captured_[index]->Replay();
+    captured_[index]->Replay(observer_);
   }
   MG_RETURN_IF_ERROR(backend_->Synchronize());
   for (const SequenceStep& s : batch) {
@@ -259,10 +259,10 @@ Status Engine::RunEagerObserved(const SpecKey& key, StepObserver* observer) {
   return backend_->RunEager(plan_.programs[index], bindings_, observer);
 }
 
-Status Engine::ReplayKey(const SpecKey& key) {
+Status Engine::ReplayKey(const SpecKey& key, StepObserver* observer) {
   const int index = ProgramIndex(key);
   if (index < 0 || !captured_[index]) return NotFound("no captured key " + key.ToString());
-  captured_[index]->Replay();
+  captured_[index]->Replay(observer);
   return Status::Ok();
 }
 

@@ -61,10 +61,12 @@ class Engine {
   const SpecKey& last_key() const { return last_key_; }
   bool eager() const { return options_.eager; }
   void set_eager(bool eager) { options_.eager = eager; }
+  // Times every kernel of the following steps (traces); nullptr turns it off.
+  void set_observer(StepObserver* observer) { observer_ = observer; }
   // Runs the key's program step by step with an observer (traces, benchmarks).
   Status RunEagerObserved(const SpecKey& key, StepObserver* observer);
   // Replays a captured key (benchmarks): inputs are whatever the buffers hold.
-  Status ReplayKey(const SpecKey& key);
+  Status ReplayKey(const SpecKey& key, StepObserver* observer = nullptr);
   // The key a batch would use, and its program (or an error naming the keys).
   StatusOr<const KeyProgram*> ProgramFor(const std::vector<SequenceStep>& batch,
                                          SpecKey* key) const;
@@ -95,6 +97,7 @@ class Engine {
   std::vector<std::unique_ptr<Replayable>> captured_;  // by program index
   std::map<int64_t, int32_t> cached_tokens_;
   SpecKey last_key_;
+  StepObserver* observer_ = nullptr;
 };
 
 }  // namespace moegraph

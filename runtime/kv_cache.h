@@ -22,6 +22,11 @@ struct KvCacheConfig {
 class KvCache {
  public:
   static StatusOr<KvCache> Create(const KvCacheConfig& config);
+  // Move-only: view() points into the storage, which moves with the object.
+  KvCache(KvCache&&) noexcept = default;
+  KvCache& operator=(KvCache&&) noexcept = default;
+  KvCache(const KvCache&) = delete;
+  KvCache& operator=(const KvCache&) = delete;
 
   // Makes room for `seq_id` to hold `total_tokens` tokens, taking blocks as
   // needed. On ResourceExhausted nothing changed.
@@ -42,6 +47,7 @@ class KvCache {
   uint64_t bytes() const { return 2 * storage_k_.size() * sizeof(float); }
 
  private:
+  KvCache() = default;
   KvCacheConfig config_;
   std::vector<float> storage_k_, storage_v_;
   KvCacheView view_;

@@ -1,0 +1,172 @@
+// Scheduling and sampling.
+#include "runtime/generator.h"
+
+#include <algorithm>
+#include <cmath>
+#include <numeric>
+
+namespace moegraph {
+
+int32_t SampleToken(const float* logits, int32_t vocab, const SamplingParams& params,
+                    std::mt19937_64& rng) {
+  if (params.temperature <= 0.0f) {
+    return static_cast<int32_t>(std::max_element(logits, logits + vocab) - logits);
+  }
+  std::vector<int32_t> ids(vocab);
+  std::iota(ids.begin(), ids.end(), 0);
+  std::stable_sort(ids.begin(), ids.end(),
+                   [&](int32_t a, int32_t b) { return logits[a] > logits[b]; });
+  size_t keep = params.top_k > 0 ? std::min<size_t>(params.top_k, vocab) : vocab;
+  std::vector<double> probs(keep);
+  const double max_logit = logits[ids[0]];
+  double sum = 0;
+  for (size_t i = 0; i < keep; ++i) {
+    probs[i] = std::exp((logits[ids[i]] - max_logit) / params.temperature);
+    sum += probs[i];
+  }
+  if (params.top_p < 1.0f) {
+    double mass = 0;
+    size_t cut = 0;
+    while (cut < keep) {
+      mass += probs[cut] / sum;
+      ++cut;
+      if (mass >= params.top_p) break;
+    }
+    keep = std::max<size_t>(cut, 1);
+    probs.resize(keep);
+    sum = std::accumulate(probs.begin(), probs.end(), 0.0);
+  }
+  const double u = std::uniform_real_distribution<double>(0.0, sum)(rng);
+  double acc = 0;
+  for (size_t i = 0; i < keep; ++i) {
+    acc += probs[i];
+    if (u < acc) return ids[i];
+  }
+  return ids[keep - 1];
+}
+
+Generator::Generator(Engine& engine) : engine_(engine) {
+  for (const KeyProgram& p : engine.plan().programs) {
+    if (p.key.phase == MoePhase::kPrefill) {
+      max_prefill_tokens_ = std::max(max_prefill_tokens_, p.key.token_bucket);
+      max_prefill_seqs_ = std::max(max_prefill_seqs_, p.key.seq_bucket);
+    } else {
+      max_decode_seqs_ = std::max(max_decode_seqs_, p.key.seq_bucket);
+    }
+  }
+}
+
+Status Generator::Add(GenerationRequest request) {
+  if (request.prompt.empty()) {
+    return InvalidArgument("request " + std::to_string(request.id) + " has an empty prompt");
+  }
+  for (const Running& r : running_) {
+    if (r.request.id == request.id) {
+      return InvalidArgument("request id " + std::to_string(request.id) + " is already running");
+    }
+  }
+  const int32_t vocab = engine_.plan().model.vocab_size;
+  for (int32_t t : request.prompt) {
+    if (t < 0 || t >= vocab) {
+      return InvalidArgument("request " + std::to_string(request.id) + ": token id " +
+                             std::to_string(t) + " is outside the vocabulary [0, " +
+                             std::to_string(vocab) + ")");
+    }
+  }
+  if (request.sampling.max_new_tokens < 1) {
+    return InvalidArgument("request " + std::to_string(request.id) + ": max_new_tokens must be >= 1");
+  }
+  if (max_prefill_tokens_ == 0) return FailedPrecondition("the plan has no prefill keys");
+  Running r;
+  r.rng.seed(request.sampling.seed);
+  r.request = std::move(request);
+  order_.push_back(r.request.id);
+  running_.push_back(std::move(r));
+  return Status::Ok();
+}
+
+void Generator::Finish(Running& r, bool by_token, std::vector<GenerationResult>& done) {
+  done.push_back(GenerationResult{r.request.id, r.generated, by_token});
+  engine_.Release(r.request.id);
+}
+
+StatusOr<std::vector<GenerationResult>> Generator::Step() {
+  std::vector<GenerationResult> done;
+  if (running_.empty()) return done;
+  // Prefill first: pack pending prompt pieces up to the largest prefill bucket.
+  std::vector<SequenceStep> batch;
+  std::vector<Running*> members;
+  int32_t tokens = 0;
+  for (Running& r : running_) {
+    if (r.prompt_done >= r.request.prompt.size()) continue;
+    if (static_cast<int32_t>(batch.size()) >= max_prefill_seqs_ || tokens >= max_prefill_tokens_) {
+      break;
+    }
+    const size_t take = std::min<size_t>(r.request.prompt.size() - r.prompt_done,
+                                         static_cast<size_t>(max_prefill_tokens_ - tokens));
+    SequenceStep s;
+    s.seq_id = r.request.id;
+    s.num_cached = engine_.CachedTokens(r.request.id);
+    s.tokens.assign(r.request.prompt.begin() + r.prompt_done,
+                    r.request.prompt.begin() + r.prompt_done + take);
+    tokens += static_cast<int32_t>(take);
+    batch.push_back(std::move(s));
+    members.push_back(&r);
+  }
+  const bool prefill = !batch.empty();
+  if (!prefill) {
+    if (max_decode_seqs_ == 0) return FailedPrecondition("the plan has no decode keys");
+    for (Running& r : running_) {
+      if (static_cast<int32_t>(batch.size()) >= max_decode_seqs_) break;
+      SequenceStep s;
+      s.seq_id = r.request.id;
+      s.num_cached = engine_.CachedTokens(r.request.id);
+      s.tokens = {r.generated.back()};
+      batch.push_back(std::move(s));
+      members.push_back(&r);
+    }
+  }
+  MG_ASSIGN_OR_RETURN(StepLogits logits, engine_.Step(batch));
+  ++num_steps_;
+  std::vector<int64_t> finished;
+  for (size_t i = 0; i < members.size(); ++i) {
+    Running& r = *members[i];
+    if (prefill) {
+      r.prompt_done += batch[i].tokens.size();
+      if (r.prompt_done < r.request.prompt.size()) continue;  // more prompt to feed
+    }
+    const int32_t token = SampleToken(logits.row(static_cast<int32_t>(i)), logits.vocab,
+                                      r.request.sampling, r.rng);
+    r.generated.push_back(token);
+    const auto& stops = r.request.sampling.stop_tokens;
+    const bool by_token = std::find(stops.begin(), stops.end(), token) != stops.end();
+    const int32_t cached = engine_.CachedTokens(r.request.id);
+    const bool at_limit = static_cast<int32_t>(r.generated.size()) >= r.request.sampling.max_new_tokens ||
+                          cached + 1 >= engine_.plan().model.max_position_embeddings;
+    if (by_token || at_limit) {
+      Finish(r, by_token, done);
+      finished.push_back(r.request.id);
+    }
+  }
+  std::erase_if(running_, [&](const Running& r) {
+    return std::find(finished.begin(), finished.end(), r.request.id) != finished.end();
+  });
+  return done;
+}
+
+StatusOr<std::vector<GenerationResult>> Generator::RunToCompletion() {
+  std::map<int64_t, GenerationResult> results;
+  while (!running_.empty()) {
+    MG_ASSIGN_OR_RETURN(std::vector<GenerationResult> done, Step());
+    for (GenerationResult& r : done) results[r.id] = std::move(r);
+  }
+  std::vector<GenerationResult> ordered;
+  for (int64_t id : order_) {
+    auto it = results.find(id);
+    if (it != results.end()) ordered.push_back(std::move(it->second));
+  }
+  order_.clear();
+  return ordered;
+}
+
+}  // namespace moegraph

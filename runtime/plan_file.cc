@@ -1,0 +1,701 @@
+// Plan files: Plan <-> the FlatBuffer of runtime/plan.fbs, and the loader's
+// checks, which treat every byte of the file as untrusted.
+#include "runtime/plan_file.h"
+
+#include <flatbuffers/flatbuffers.h>
+
+#include <algorithm>
+#include <cstring>
+#include <map>
+#include <optional>
+#include <tuple>
+#include <utility>
+#include <vector>
+
+#include "kernels/kernel_abi.h"
+#include "runtime/plan_generated.h"
+#include "support/mapped_file.h"
+#include "support/strings.h"
+
+namespace moegraph {
+namespace {
+
+// The schema's enums mirror the in-memory ones value for value, so converting
+// is a cast and an out-of-range value survives to ValidatePlan, which reports
+// it with its location.
+static_assert(static_cast<int>(fb::DType::F32) == static_cast<int>(DType::kF32));
+static_assert(static_cast<int>(fb::DType::F16) == static_cast<int>(DType::kF16));
+static_assert(static_cast<int>(fb::DType::BF16) == static_cast<int>(DType::kBF16));
+static_assert(static_cast<int>(fb::DType::I32) == static_cast<int>(DType::kI32));
+static_assert(static_cast<int>(fb::DType::I64) == static_cast<int>(DType::kI64));
+static_assert(static_cast<int>(fb::DType::U8) == static_cast<int>(DType::kU8));
+static_assert(static_cast<int>(fb::DType::FP8E4M3) == static_cast<int>(DType::kFp8E4M3));
+static_assert(static_cast<int>(fb::MoePhase::Prefill) == static_cast<int>(MoePhase::kPrefill));
+static_assert(static_cast<int>(fb::MoePhase::Decode) == static_cast<int>(MoePhase::kDecode));
+static_assert(static_cast<int>(fb::ArgKind::Arena) == static_cast<int>(ArgKind::kArena));
+static_assert(static_cast<int>(fb::ArgKind::Weight) == static_cast<int>(ArgKind::kWeight));
+static_assert(static_cast<int>(fb::ArgKind::Input) == static_cast<int>(ArgKind::kInput));
+
+// The last value of each enum; a value added to ir/ without plan.fbs (or the
+// reverse) must update both, or these fail.
+constexpr DType kLastDType = DType::kFp8E4M3;
+constexpr MoePhase kLastPhase = MoePhase::kDecode;
+constexpr ArgKind kLastArgKind = ArgKind::kInput;
+static_assert(static_cast<int>(fb::DType::MAX) == static_cast<int>(kLastDType));
+static_assert(static_cast<int>(fb::MoePhase::MAX) == static_cast<int>(kLastPhase));
+static_assert(static_cast<int>(fb::ArgKind::MAX) == static_cast<int>(kLastArgKind));
+
+// Writers align the whole buffer to this, so a valid file's size is a multiple
+// of it and a file cut short inside the trailing padding is still caught.
+constexpr size_t kPlanAlignment = 8;
+
+// Bounds for the verifier: a plan nests about six deep; a large model's plan
+// holds well under a million tables.
+constexpr flatbuffers::uoffset_t kMaxDepth = 64;
+constexpr flatbuffers::uoffset_t kMaxTables = 10'000'000;
+
+// ---- Writing ----------------------------------------------------------------
+
+using Builder = flatbuffers::FlatBufferBuilder;
+
+fb::DType ToFb(DType dtype) {
+  return static_cast<fb::DType>(dtype);
+}
+
+flatbuffers::Offset<fb::ArgRef> WriteArgRef(Builder& b, const ArgRef& ref) {
+  const auto shape = b.CreateVector(ref.shape);
+  return fb::CreateArgRef(b, static_cast<fb::ArgKind>(ref.kind), ref.arena_offset, ref.index,
+                          ToFb(ref.dtype), shape);
+}
+
+flatbuffers::Offset<flatbuffers::Vector<flatbuffers::Offset<fb::ArgRef>>> WriteArgRefs(
+    Builder& b, const std::vector<ArgRef>& refs) {
+  std::vector<flatbuffers::Offset<fb::ArgRef>> offsets;
+  offsets.reserve(refs.size());
+  for (const ArgRef& ref : refs)
+    offsets.push_back(WriteArgRef(b, ref));
+  return b.CreateVector(offsets);
+}
+
+flatbuffers::Offset<fb::KernelStep> WriteStep(Builder& b, const KernelStep& step) {
+  const auto kernel = b.CreateString(step.kernel);
+  const auto inputs = WriteArgRefs(b, step.inputs);
+  const auto outputs = WriteArgRefs(b, step.outputs);
+  const auto ints = b.CreateVector(step.ints);
+  const auto floats = b.CreateVector(step.floats);
+  return fb::CreateKernelStep(b, kernel, inputs, outputs, ints, floats, step.op_index);
+}
+
+flatbuffers::Offset<fb::KeyProgram> WriteProgram(Builder& b, const KeyProgram& program) {
+  const SpecKey& k = program.key;
+  const auto key = fb::CreateSpecKey(b, static_cast<fb::MoePhase>(k.phase), k.moe_num_chunk,
+                                     k.max_moe_num_chunk, k.token_bucket, k.seq_bucket);
+  std::vector<flatbuffers::Offset<fb::KernelStep>> step_offsets;
+  step_offsets.reserve(program.steps.size());
+  for (const KernelStep& step : program.steps)
+    step_offsets.push_back(WriteStep(b, step));
+  const auto steps = b.CreateVector(step_offsets);
+  const auto logits = WriteArgRef(b, program.logits);
+  const auto ir = b.CreateString(program.ir);
+  return fb::CreateKeyProgram(b, key, program.arena_bytes, steps, logits, ir);
+}
+
+flatbuffers::Offset<fb::PlanWeight> WriteWeight(Builder& b, const PlanWeight& weight) {
+  const auto name = b.CreateString(weight.name);
+  const auto shape = b.CreateVector(weight.shape);
+  std::vector<flatbuffers::Offset<fb::PlanWeightSlice>> slice_offsets;
+  slice_offsets.reserve(weight.slices.size());
+  for (const PlanWeightSlice& slice : weight.slices) {
+    const auto file = b.CreateString(slice.file);
+    slice_offsets.push_back(fb::CreatePlanWeightSlice(b, file, slice.offset, slice.bytes));
+  }
+  const auto slices = b.CreateVector(slice_offsets);
+  return fb::CreatePlanWeight(b, name, weight.experts, weight.row_offset, ToFb(weight.dtype), shape,
+                              slices);
+}
+
+// ---- Reading ----------------------------------------------------------------
+// Each Read* copies one table into its struct. A required field that is absent
+// makes it return false with `missing` set to the field's path below that
+// table; callers prepend their own part of the path.
+
+bool Missing(std::string* missing, std::string field) {
+  *missing = std::move(field);
+  return false;
+}
+
+bool Nested(std::string* missing, const std::string& parent) {
+  *missing = parent + "." + *missing;
+  return false;
+}
+
+std::string Indexed(const char* field, size_t index) {
+  return std::string(field) + "[" + std::to_string(index) + "]";
+}
+
+template <typename T>
+bool ReadScalars(const flatbuffers::Vector<T>* in, const char* field, std::vector<T>* out,
+                 std::string* missing) {
+  if (in == nullptr) return Missing(missing, field);
+  // The verifier checks a vector's length word is 4-aligned, not that 8-byte
+  // elements are 8-aligned (a corrupt offset can break that), so copy bytes
+  // rather than load elements in place.
+  static_assert(FLATBUFFERS_LITTLEENDIAN, "the file's little-endian scalars are copied as is");
+  out->resize(in->size());
+  if (!out->empty()) std::memcpy(out->data(), in->Data(), out->size() * sizeof(T));
+  return true;
+}
+
+bool ReadString(const flatbuffers::String* in, const char* field, std::string* out,
+                std::string* missing) {
+  if (in == nullptr) return Missing(missing, field);
+  out->assign(in->data(), in->size());
+  return true;
+}
+
+bool ReadArgRef(const fb::ArgRef& in, ArgRef* out, std::string* missing) {
+  out->kind = static_cast<ArgKind>(in.kind());
+  out->arena_offset = in.arena_offset();
+  out->index = in.index();
+  out->dtype = static_cast<DType>(in.dtype());
+  return ReadScalars(in.shape(), "shape", &out->shape, missing);
+}
+
+bool ReadArgRefs(const flatbuffers::Vector<flatbuffers::Offset<fb::ArgRef>>* in, const char* field,
+                 std::vector<ArgRef>* out, std::string* missing) {
+  if (in == nullptr) return Missing(missing, field);
+  out->resize(in->size());
+  for (flatbuffers::uoffset_t i = 0; i < in->size(); ++i) {
+    if (!ReadArgRef(*in->Get(i), &(*out)[i], missing)) return Nested(missing, Indexed(field, i));
+  }
+  return true;
+}
+
+bool ReadStep(const fb::KernelStep& in, KernelStep* out, std::string* missing) {
+  out->op_index = in.op_index();
+  return ReadString(in.kernel(), "kernel", &out->kernel, missing) &&
+         ReadArgRefs(in.inputs(), "inputs", &out->inputs, missing) &&
+         ReadArgRefs(in.outputs(), "outputs", &out->outputs, missing) &&
+         ReadScalars(in.ints(), "ints", &out->ints, missing) &&
+         ReadScalars(in.floats(), "floats", &out->floats, missing);
+}
+
+bool ReadProgram(const fb::KeyProgram& in, KeyProgram* out, std::string* missing) {
+  const fb::SpecKey* key = in.key();
+  if (key == nullptr) return Missing(missing, "key");
+  out->key.phase = static_cast<MoePhase>(key->phase());
+  out->key.moe_num_chunk = key->moe_num_chunk();
+  out->key.max_moe_num_chunk = key->max_moe_num_chunk();
+  out->key.token_bucket = key->token_bucket();
+  out->key.seq_bucket = key->seq_bucket();
+  out->arena_bytes = in.arena_bytes();
+  const auto* steps = in.steps();
+  if (steps == nullptr) return Missing(missing, "steps");
+  out->steps.resize(steps->size());
+  for (flatbuffers::uoffset_t i = 0; i < steps->size(); ++i) {
+    if (!ReadStep(*steps->Get(i), &out->steps[i], missing)) {
+      return Nested(missing, Indexed("steps", i));
+    }
+  }
+  if (in.logits() == nullptr) return Missing(missing, "logits");
+  if (!ReadArgRef(*in.logits(), &out->logits, missing)) return Nested(missing, "logits");
+  return ReadString(in.ir(), "ir", &out->ir, missing);
+}
+
+bool ReadWeight(const fb::PlanWeight& in, PlanWeight* out, std::string* missing) {
+  out->experts = in.experts();
+  out->row_offset = in.row_offset();
+  out->dtype = static_cast<DType>(in.dtype());
+  if (!ReadString(in.name(), "name", &out->name, missing) ||
+      !ReadScalars(in.shape(), "shape", &out->shape, missing)) {
+    return false;
+  }
+  const auto* slices = in.slices();
+  if (slices == nullptr) return Missing(missing, "slices");
+  out->slices.resize(slices->size());
+  for (flatbuffers::uoffset_t i = 0; i < slices->size(); ++i) {
+    const fb::PlanWeightSlice& slice = *slices->Get(i);
+    out->slices[i].offset = slice.offset();
+    out->slices[i].bytes = slice.bytes();
+    if (!ReadString(slice.file(), "file", &out->slices[i].file, missing)) {
+      return Nested(missing, Indexed("slices", i));
+    }
+  }
+  return true;
+}
+
+bool ReadModel(const fb::PlanModelInfo& in, PlanModelInfo* out, std::string* missing) {
+  out->vocab_size = in.vocab_size();
+  out->num_layers = in.num_layers();
+  out->num_kv_heads = in.num_kv_heads();
+  out->head_dim = in.head_dim();
+  out->max_position_embeddings = in.max_position_embeddings();
+  return ReadString(in.family(), "family", &out->family, missing) &&
+         ReadString(in.config_json(), "config_json", &out->config_json, missing);
+}
+
+bool ReadKeyOptions(const fb::KeySetOptions& in, KeySetOptions* out, std::string* missing) {
+  out->prefill = in.prefill();
+  out->decode = in.decode();
+  out->chunk_size = in.chunk_size();
+  out->max_chunks = in.max_chunks();
+  out->expert_parallel = in.expert_parallel();
+  out->max_prefill_seqs = in.max_prefill_seqs();
+  return ReadScalars(in.decode_buckets(), "decode_buckets", &out->decode_buckets, missing) &&
+         ReadScalars(in.prefill_buckets(), "prefill_buckets", &out->prefill_buckets, missing);
+}
+
+bool ReadPlan(const fb::Plan& in, Plan* out, std::string* missing) {
+  out->format_version = in.format_version();
+  out->keys_share_one_arena = in.keys_share_one_arena();
+  if (in.model() == nullptr) return Missing(missing, "model");
+  if (!ReadModel(*in.model(), &out->model, missing)) return Nested(missing, "model");
+  if (!ReadString(in.model_dir(), "model_dir", &out->model_dir, missing)) return false;
+  const auto* weights = in.weights();
+  if (weights == nullptr) return Missing(missing, "weights");
+  out->weights.resize(weights->size());
+  for (flatbuffers::uoffset_t i = 0; i < weights->size(); ++i) {
+    if (!ReadWeight(*weights->Get(i), &out->weights[i], missing)) {
+      return Nested(missing, Indexed("weights", i));
+    }
+  }
+  if (in.key_options() == nullptr) return Missing(missing, "key_options");
+  if (!ReadKeyOptions(*in.key_options(), &out->key_options, missing)) {
+    return Nested(missing, "key_options");
+  }
+  const auto* programs = in.programs();
+  if (programs == nullptr) return Missing(missing, "programs");
+  out->programs.resize(programs->size());
+  for (flatbuffers::uoffset_t i = 0; i < programs->size(); ++i) {
+    if (!ReadProgram(*programs->Get(i), &out->programs[i], missing)) {
+      return Nested(missing, Indexed("programs", i));
+    }
+  }
+  return ReadString(in.source_ir(), "source_ir", &out->source_ir, missing) &&
+         ReadString(in.compile_options(), "compile_options", &out->compile_options, missing);
+}
+
+// ---- Checks -------------------------------------------------------------------
+
+bool IsKnown(DType dtype) {
+  return static_cast<int>(dtype) <= static_cast<int>(kLastDType);
+}
+bool IsKnown(MoePhase phase) {
+  return static_cast<int>(phase) <= static_cast<int>(kLastPhase);
+}
+bool IsKnown(ArgKind kind) {
+  return static_cast<int>(kind) <= static_cast<int>(kLastArgKind);
+}
+
+std::string EnumValue(auto value) {
+  return std::to_string(static_cast<int>(value));
+}
+
+std::string SupportedVersionsString() {
+  std::string out;
+  for (uint32_t v : kSupportedPlanVersions) {
+    if (!out.empty()) out += ", ";
+    out += std::to_string(v);
+  }
+  return out;
+}
+
+Status CheckVersion(uint32_t version, std::string_view source_name) {
+  const bool supported =
+      std::find(std::begin(kSupportedPlanVersions), std::end(kSupportedPlanVersions), version) !=
+      std::end(kSupportedPlanVersions);
+  if (supported) return Status::Ok();
+  return FailedPrecondition(
+      std::string(source_name) + ": plan format version " + std::to_string(version) +
+      " is not supported by this build (supports: " + SupportedVersionsString() +
+      "); recompile the plan");
+}
+
+// Walks a plan and reports the first thing that would make running it unsafe
+// or wrong. Arithmetic on sizes is overflow-checked: every number is untrusted.
+class PlanValidator {
+ public:
+  PlanValidator(const Plan& plan, std::string_view source_name)
+      : plan_(plan), source_name_(source_name) {}
+
+  Status Run() {
+    MG_RETURN_IF_ERROR(CheckVersion(plan_.format_version, source_name_));
+    MG_RETURN_IF_ERROR(CheckModel());
+    MG_RETURN_IF_ERROR(CheckKeyOptions());
+    for (size_t i = 0; i < plan_.weights.size(); ++i) {
+      MG_RETURN_IF_ERROR(CheckWeight(i));
+    }
+    std::map<std::tuple<int, int32_t, int32_t, int32_t, int32_t>, size_t> seen_keys;
+    for (size_t i = 0; i < plan_.programs.size(); ++i) {
+      MG_RETURN_IF_ERROR(CheckProgram(i));
+      const SpecKey& k = plan_.programs[i].key;
+      const auto [it, inserted] =
+          seen_keys.emplace(std::make_tuple(static_cast<int>(k.phase), k.moe_num_chunk,
+                                            k.max_moe_num_chunk, k.token_bucket, k.seq_bucket),
+                            i);
+      if (!inserted) {
+        return Error("program '" + k.ToString() + "' is a duplicate key (programs #" +
+                     std::to_string(it->second) + " and #" + std::to_string(i) +
+                     "); expected one program per key");
+      }
+    }
+    return Status::Ok();
+  }
+
+ private:
+  Status Error(const std::string& what) const {
+    return DataLoss(std::string(source_name_) + ": " + what);
+  }
+
+  // numel × dtype size of `shape`, which must be known-dtype with dims >= 0.
+  // nullopt on int64 overflow.
+  static std::optional<int64_t> CheckedBytes(const std::vector<int64_t>& shape, DType dtype) {
+    int64_t bytes = static_cast<int64_t>(DTypeBytes(dtype));
+    for (int64_t d : shape) {
+      if (__builtin_mul_overflow(bytes, d, &bytes)) return std::nullopt;
+    }
+    return bytes;
+  }
+
+  // Dtype known, rank <= kMaxRank, dims >= 0 and a size that fits int64.
+  // `what()` names the tensor; it is called only on error.
+  template <typename What>
+  Status CheckTensor(const What& what, DType dtype, const std::vector<int64_t>& shape,
+                     int64_t* bytes) const {
+    if (!IsKnown(dtype)) {
+      return Error(what() + " has dtype value " + EnumValue(dtype) + ", expected 0.." +
+                   EnumValue(kLastDType) + " (f32 .. fp8e4m3)");
+    }
+    if (shape.size() > static_cast<size_t>(kMaxRank)) {
+      return Error(what() + " has rank " + std::to_string(shape.size()) + ", expected at most " +
+                   std::to_string(kMaxRank));
+    }
+    for (int64_t d : shape) {
+      if (d < 0) return Error(what() + " has a negative dim: " + ShapeString(shape));
+    }
+    const std::optional<int64_t> b = CheckedBytes(shape, dtype);
+    if (!b) {
+      return Error(what() + " " + DTypeName(dtype) + " " + ShapeString(shape) +
+                   " is too large: its byte size overflows int64");
+    }
+    *bytes = *b;
+    return Status::Ok();
+  }
+
+  Status CheckModel() const {
+    const PlanModelInfo& m = plan_.model;
+    for (const auto& [name, value] : {std::pair<const char*, int32_t>{"vocab_size", m.vocab_size},
+                                      {"num_layers", m.num_layers},
+                                      {"num_kv_heads", m.num_kv_heads},
+                                      {"head_dim", m.head_dim},
+                                      {"max_position_embeddings", m.max_position_embeddings}}) {
+      if (value < 0) {
+        return Error(std::string("model.") + name + " is " + std::to_string(value) +
+                     ", expected >= 0");
+      }
+    }
+    return Status::Ok();
+  }
+
+  // The runtime picks keys with these (KeyForStep divides by chunk_size).
+  Status CheckKeyOptions() const {
+    const KeySetOptions& o = plan_.key_options;
+    for (const auto& [name, value] : {std::pair<const char*, int32_t>{"chunk_size", o.chunk_size},
+                                      {"max_chunks", o.max_chunks},
+                                      {"expert_parallel", o.expert_parallel},
+                                      {"max_prefill_seqs", o.max_prefill_seqs}}) {
+      if (value <= 0) {
+        return Error(std::string("key_options.") + name + " is " + std::to_string(value) +
+                     ", expected > 0");
+      }
+    }
+    for (const auto& [name, buckets] :
+         {std::pair<const char*, const std::vector<int32_t>*>{"decode_buckets", &o.decode_buckets},
+          {"prefill_buckets", &o.prefill_buckets}}) {
+      for (int32_t b : *buckets) {
+        if (b <= 0) {
+          return Error(std::string("key_options.") + name + " holds " + std::to_string(b) +
+                       ", expected buckets > 0");
+        }
+      }
+    }
+    return Status::Ok();
+  }
+
+  Status CheckWeight(size_t index) const {
+    const PlanWeight& w = plan_.weights[index];
+    if (w.name.empty()) return Error("weight #" + std::to_string(index) + " has an empty name");
+    const std::string what = "weight '" + w.name + "'";
+    int64_t bytes = 0;
+    MG_RETURN_IF_ERROR(CheckTensor([&] { return what; }, w.dtype, w.shape, &bytes));
+    if (w.experts < 0) {
+      return Error(what + " has experts " + std::to_string(w.experts) + ", expected >= 0");
+    }
+    if (w.row_offset < 0) {
+      return Error(what + " has row_offset " + std::to_string(w.row_offset) + ", expected >= 0");
+    }
+    const int64_t expected_slices = w.experts > 0 ? w.experts : 1;
+    if (w.experts > 0 && (w.shape.empty() || w.shape[0] != w.experts)) {
+      return Error(what + " is stacked over " + std::to_string(w.experts) +
+                   " experts but has shape " + ShapeString(w.shape) + ", expected [" +
+                   std::to_string(w.experts) + ", ...]");
+    }
+    if (static_cast<int64_t>(w.slices.size()) != expected_slices) {
+      return Error(what + " has " + std::to_string(w.slices.size()) + " slices, expected " +
+                   std::to_string(expected_slices) +
+                   (w.experts > 0 ? " (one per expert)" : " (it is not stacked)"));
+    }
+    uint64_t total = 0;
+    for (size_t s = 0; s < w.slices.size(); ++s) {
+      const PlanWeightSlice& slice = w.slices[s];
+      const std::string where = what + " slice " + std::to_string(s);
+      if (slice.file.empty()) return Error(where + " names no file");
+      uint64_t end = 0;
+      if (__builtin_add_overflow(slice.offset, slice.bytes, &end) ||
+          __builtin_add_overflow(total, slice.bytes, &total)) {
+        return Error(where + ": offset " + std::to_string(slice.offset) + " + " +
+                     std::to_string(slice.bytes) + " bytes overflows");
+      }
+    }
+    if (total != static_cast<uint64_t>(bytes)) {
+      return Error(what + ": its slices hold " + std::to_string(total) + " bytes, but " +
+                   DTypeName(w.dtype) + " " + ShapeString(w.shape) + " is " +
+                   std::to_string(bytes) + " bytes");
+    }
+    // Every expert slice is one [shape[1:]] tensor.
+    for (size_t s = 0; s < w.slices.size(); ++s) {
+      if (w.slices[s].bytes != w.slices[0].bytes) {
+        return Error(what + " slice " + std::to_string(s) + " holds " +
+                     std::to_string(w.slices[s].bytes) + " bytes, expected " +
+                     std::to_string(w.slices[0].bytes) + " like slice 0");
+      }
+    }
+    return Status::Ok();
+  }
+
+  // `where` builds the argument's name; called only on error.
+  template <typename Where>
+  Status CheckArgRef(const ArgRef& ref, const KeyProgram& program, const Where& where) const {
+    if (!IsKnown(ref.kind)) {
+      return Error(where() + " has arg kind value " + EnumValue(ref.kind) +
+                   ", expected 0 (arena), 1 (weight) or 2 (input)");
+    }
+    int64_t bytes = 0;
+    MG_RETURN_IF_ERROR(CheckTensor(where, ref.dtype, ref.shape, &bytes));
+    switch (ref.kind) {
+      case ArgKind::kWeight: {
+        if (ref.index < 0 || static_cast<size_t>(ref.index) >= plan_.weights.size()) {
+          return Error(where() + " refers to weight index " + std::to_string(ref.index) +
+                       ", expected 0 <= index < " + std::to_string(plan_.weights.size()) +
+                       " (the plan's weight count)");
+        }
+        const PlanWeight& w = plan_.weights[ref.index];
+        if (ref.dtype != w.dtype || ref.shape != w.shape) {
+          return Error(where() + " reads weight '" + w.name + "' as " + DTypeName(ref.dtype) + " " +
+                       ShapeString(ref.shape) + ", but the weight is " + DTypeName(w.dtype) + " " +
+                       ShapeString(w.shape));
+        }
+        break;
+      }
+      case ArgKind::kArena: {
+        int64_t end = 0;
+        if (ref.arena_offset < 0 || __builtin_add_overflow(ref.arena_offset, bytes, &end) ||
+            end > program.arena_bytes) {
+          return Error(where() + " at arena offset " + std::to_string(ref.arena_offset) + " (" +
+                       std::to_string(bytes) + " bytes) lies outside the arena of " +
+                       std::to_string(program.arena_bytes) + " bytes");
+        }
+        break;
+      }
+      case ArgKind::kInput:
+        if (ref.index < 0) {
+          return Error(where() + " refers to input index " + std::to_string(ref.index) +
+                       ", expected >= 0");
+        }
+        break;
+    }
+    return Status::Ok();
+  }
+
+  Status CheckProgram(size_t index) const {
+    const KeyProgram& p = plan_.programs[index];
+    const SpecKey& k = p.key;
+    if (!IsKnown(k.phase)) {
+      return Error("program #" + std::to_string(index) + " has phase value " + EnumValue(k.phase) +
+                   ", expected 0 (prefill) or 1 (decode)");
+    }
+    const std::string name = "program '" + k.ToString() + "'";
+    if (k.token_bucket <= 0 || k.seq_bucket <= 0) {
+      return Error(name + " has an empty bucket; expected tokens > 0 and seqs > 0");
+    }
+    if (k.moe_num_chunk < 1 || k.moe_num_chunk > k.max_moe_num_chunk) {
+      return Error(name + " has a bad chunk count; expected 1 <= chunks <= max_chunks");
+    }
+    if (p.arena_bytes < 0) {
+      return Error(name + " has arena_bytes " + std::to_string(p.arena_bytes) + ", expected >= 0");
+    }
+    for (size_t s = 0; s < p.steps.size(); ++s) {
+      const KernelStep& step = p.steps[s];
+      const auto step_name = [&] {
+        return name + " step " + std::to_string(s) + " (" + step.kernel + ")";
+      };
+      if (step.kernel.empty()) return Error(step_name() + " has no kernel name");
+      if (step.ints.size() > static_cast<size_t>(kMaxKernelInts) ||
+          step.floats.size() > static_cast<size_t>(kMaxKernelFloats)) {
+        return Error(step_name() + " has " + std::to_string(step.ints.size()) + " ints and " +
+                     std::to_string(step.floats.size()) + " floats; the kernel ABI takes at most " +
+                     std::to_string(kMaxKernelInts) + " and " + std::to_string(kMaxKernelFloats));
+      }
+      if (step.op_index < -1) {
+        return Error(step_name() + " has op_index " + std::to_string(step.op_index) +
+                     ", expected >= -1");
+      }
+      for (size_t a = 0; a < step.inputs.size(); ++a) {
+        MG_RETURN_IF_ERROR(CheckArgRef(
+            step.inputs[a], p, [&] { return step_name() + " input " + std::to_string(a); }));
+      }
+      for (size_t a = 0; a < step.outputs.size(); ++a) {
+        const auto out_name = [&] { return step_name() + " output " + std::to_string(a); };
+        MG_RETURN_IF_ERROR(CheckArgRef(step.outputs[a], p, out_name));
+        // Weights are mapped read-only and inputs are the runtime's.
+        if (step.outputs[a].kind != ArgKind::kArena) {
+          return Error(out_name() + " is not in the arena; kernels write only to the arena");
+        }
+      }
+    }
+    const auto logits_name = [&] { return name + " logits"; };
+    MG_RETURN_IF_ERROR(CheckArgRef(p.logits, p, logits_name));
+    const std::vector<int64_t> logits_shape = {k.seq_bucket, plan_.model.vocab_size};
+    if (p.logits.kind != ArgKind::kArena || p.logits.shape != logits_shape) {
+      return Error(logits_name() + " is " + ShapeString(p.logits.shape) +
+                   (p.logits.kind == ArgKind::kArena ? " in" : " not in") +
+                   " the arena, expected an arena tensor " + ShapeString(logits_shape) +
+                   " ([seq_bucket, vocab_size])");
+    }
+    return Status::Ok();
+  }
+
+  const Plan& plan_;
+  std::string_view source_name_;
+};
+
+}  // namespace
+
+std::string SerializePlan(const Plan& plan) {
+  Builder b;
+  // Makes the finished size a multiple of kPlanAlignment whatever the plan holds.
+  b.TrackMinAlign(kPlanAlignment);
+
+  const PlanModelInfo& m = plan.model;
+  const auto family = b.CreateString(m.family);
+  const auto config_json = b.CreateString(m.config_json);
+  const auto model = fb::CreatePlanModelInfo(b, family, config_json, m.vocab_size, m.num_layers,
+                                             m.num_kv_heads, m.head_dim, m.max_position_embeddings);
+  const auto model_dir = b.CreateString(plan.model_dir);
+
+  std::vector<flatbuffers::Offset<fb::PlanWeight>> weight_offsets;
+  weight_offsets.reserve(plan.weights.size());
+  for (const PlanWeight& w : plan.weights)
+    weight_offsets.push_back(WriteWeight(b, w));
+  const auto weights = b.CreateVector(weight_offsets);
+
+  const KeySetOptions& o = plan.key_options;
+  const auto decode_buckets = b.CreateVector(o.decode_buckets);
+  const auto prefill_buckets = b.CreateVector(o.prefill_buckets);
+  const auto key_options =
+      fb::CreateKeySetOptions(b, o.prefill, o.decode, o.chunk_size, o.max_chunks, o.expert_parallel,
+                              decode_buckets, prefill_buckets, o.max_prefill_seqs);
+
+  std::vector<flatbuffers::Offset<fb::KeyProgram>> program_offsets;
+  program_offsets.reserve(plan.programs.size());
+  for (const KeyProgram& p : plan.programs)
+    program_offsets.push_back(WriteProgram(b, p));
+  const auto programs = b.CreateVector(program_offsets);
+
+  const auto source_ir = b.CreateString(plan.source_ir);
+  const auto compile_options = b.CreateString(plan.compile_options);
+  const auto root = fb::CreatePlan(b, plan.format_version, model, model_dir, weights, key_options,
+                                   programs, source_ir, compile_options, plan.keys_share_one_arena);
+  fb::FinishPlanBuffer(b, root);
+  return std::string(reinterpret_cast<const char*>(b.GetBufferPointer()), b.GetSize());
+}
+
+StatusOr<Plan> DeserializePlan(std::string_view bytes, std::string_view source_name) {
+  const std::string source(source_name);
+  const std::string expected_id = fb::PlanIdentifier();
+  constexpr size_t kHeaderBytes =
+      sizeof(flatbuffers::uoffset_t) + flatbuffers::kFileIdentifierLength;
+  if (bytes.size() < kHeaderBytes) {
+    return DataLoss(source + ": not a moegraph plan: " + std::to_string(bytes.size()) +
+                    " bytes is too short for the " + std::to_string(kHeaderBytes) +
+                    "-byte header with file identifier '" + expected_id + "'");
+  }
+  const std::string_view id =
+      bytes.substr(sizeof(flatbuffers::uoffset_t), flatbuffers::kFileIdentifierLength);
+  if (id != expected_id) {
+    std::string printable;
+    for (char c : id) {
+      if (c >= 0x20 && c < 0x7f) {
+        printable += c;
+      } else {
+        static constexpr char kHex[] = "0123456789abcdef";
+        const auto u = static_cast<unsigned char>(c);
+        printable += std::string("\\x") + kHex[u >> 4] + kHex[u & 15];
+      }
+    }
+    return DataLoss(source + ": not a moegraph plan: file identifier is '" + printable +
+                    "', expected '" + expected_id + "'");
+  }
+  if (bytes.size() >= FLATBUFFERS_MAX_BUFFER_SIZE) {
+    return DataLoss(source + ": the flatbuffer is corrupt: " + std::to_string(bytes.size()) +
+                    " bytes is over the 2 GiB FlatBuffers limit");
+  }
+  if (bytes.size() % kPlanAlignment != 0) {
+    return DataLoss(source + ": the flatbuffer is corrupt or truncated: its size " +
+                    std::to_string(bytes.size()) + " is not a multiple of " +
+                    std::to_string(kPlanAlignment) + " bytes as every plan's is");
+  }
+  // FlatBuffers reads scalars in place: give it an aligned copy if need be.
+  std::vector<uint64_t> aligned;
+  const auto* data = reinterpret_cast<const uint8_t*>(bytes.data());
+  if (reinterpret_cast<uintptr_t>(data) % kPlanAlignment != 0) {
+    aligned.resize(bytes.size() / sizeof(uint64_t));
+    std::memcpy(aligned.data(), bytes.data(), bytes.size());
+    data = reinterpret_cast<const uint8_t*>(aligned.data());
+  }
+  flatbuffers::Verifier::Options options;
+  options.max_depth = kMaxDepth;
+  options.max_tables = kMaxTables;
+  flatbuffers::Verifier verifier(data, bytes.size(), options);
+  if (!fb::VerifyPlanBuffer(verifier)) {
+    return DataLoss(source +
+                    ": the flatbuffer is corrupt or truncated (the FlatBuffers verifier rejected "
+                    "it); expected a complete plan file as compile-model writes it");
+  }
+  const fb::Plan& root = *fb::GetPlan(data);
+  MG_RETURN_IF_ERROR(CheckVersion(root.format_version(), source_name));
+  Plan plan;
+  std::string missing;
+  if (!ReadPlan(root, &plan, &missing)) {
+    return DataLoss(source + ": required field '" + missing + "' is missing; every version-" +
+                    std::to_string(root.format_version()) + " plan has it (the file is corrupt)");
+  }
+  MG_RETURN_IF_ERROR(ValidatePlan(plan, source_name));
+  return plan;
+}
+
+Status ValidatePlan(const Plan& plan, std::string_view source_name) {
+  return PlanValidator(plan, source_name).Run();
+}
+
+Status WritePlanFile(const Plan& plan, const std::string& path) {
+  MG_RETURN_IF_ERROR(ValidatePlan(plan, path));
+  return WriteFileAtomically(path, SerializePlan(plan));
+}
+
+StatusOr<Plan> ReadPlanFile(const std::string& path) {
+  MG_ASSIGN_OR_RETURN(std::string bytes, ReadFileToString(path));
+  return DeserializePlan(bytes, path);
+}
+
+}  // namespace moegraph

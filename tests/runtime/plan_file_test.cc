@@ -1,0 +1,528 @@
+// Tests for plan files: exact round trips, determinism, and that corrupt or
+// inconsistent files are clear errors, never crashes.
+#include "runtime/plan_file.h"
+
+#include <flatbuffers/flatbuffers.h>
+#include <gtest/gtest.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cstdint>
+#include <functional>
+#include <limits>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "runtime/plan_generated.h"
+#include "support/mapped_file.h"
+
+namespace moegraph {
+namespace {
+
+constexpr char kSource[] = "tiny.mgplan";
+constexpr int32_t kVocab = 19;
+constexpr int64_t kHidden = 8;
+
+// A fresh directory per test under the gtest temp dir.
+std::string TestDir() {
+  const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
+  std::string dir =
+      ::testing::TempDir() + "plan_file_test_" + std::to_string(::getpid()) + "_" + info->name();
+  ::mkdir(dir.c_str(), 0755);
+  return dir;
+}
+
+ArgRef Arena(int64_t offset, DType dtype, std::vector<int64_t> shape) {
+  return ArgRef{ArgKind::kArena, offset, 0, dtype, std::move(shape)};
+}
+ArgRef Weight(int32_t index, DType dtype, std::vector<int64_t> shape) {
+  return ArgRef{ArgKind::kWeight, 0, index, dtype, std::move(shape)};
+}
+ArgRef Input(int32_t index, DType dtype, std::vector<int64_t> shape) {
+  return ArgRef{ArgKind::kInput, 0, index, dtype, std::move(shape)};
+}
+
+// One key's program: embedding -> one MoE FFN -> lm head on the last tokens.
+// Arena: hidden [T, 8] f32 at 0, moe_out [T, 8] f32 at 32T, logits [B, 19] f32
+// at 64T, rounded up to 64 bytes.
+KeyProgram TinyProgram(MoePhase phase, int32_t tokens, int32_t seqs) {
+  KeyProgram p;
+  p.key = SpecKey{phase, 1, 1, tokens, seqs};
+  const int64_t hidden_bytes = tokens * kHidden * 4;
+  const int64_t logits_offset = 2 * hidden_bytes;
+  p.arena_bytes = (logits_offset + seqs * kVocab * 4 + 63) / 64 * 64;
+  p.steps.push_back(
+      KernelStep{"embedding",
+                 {Input(0, DType::kI32, {tokens}), Weight(0, DType::kF32, {kVocab, kHidden})},
+                 {Arena(0, DType::kF32, {tokens, kHidden})},
+                 {},
+                 {},
+                 /*op_index=*/3});
+  p.steps.push_back(
+      KernelStep{"moe_expert_ffn",
+                 {Arena(0, DType::kF32, {tokens, kHidden}),
+                  Weight(1, DType::kBF16, {3, kHidden, 6}), Input(1, DType::kI32, {tokens, 2})},
+                 {Arena(hidden_bytes, DType::kF32, {tokens, kHidden})},
+                 {3, 2, 256, -1},
+                 {1e-6f, 0.5f, -3.25f},
+                 /*op_index=*/7});
+  p.steps.push_back(
+      KernelStep{"lm_head_last",
+                 {Arena(hidden_bytes, DType::kF32, {tokens, kHidden}),
+                  Weight(0, DType::kF32, {kVocab, kHidden}), Input(2, DType::kI32, {seqs})},
+                 {Arena(logits_offset, DType::kF32, {seqs, kVocab})},
+                 {-1},
+                 {},
+                 /*op_index=*/-1});
+  p.logits = Arena(logits_offset, DType::kF32, {seqs, kVocab});
+  p.ir = "graph @" + p.key.ToString() + " {\n  %0 = embedding(...)\n}\n";
+  return p;
+}
+
+// Small but complete: two weights (one stacked over 3 experts), two keys,
+// every ArgKind, non-default values everywhere.
+Plan TinyPlan() {
+  Plan plan;
+  plan.model = PlanModelInfo{
+      "qwen3_moe", "{\"vocab_size\": 19, \"note\": \"caf\xc3\xa9\"}", kVocab, 1, 2, 4, 128};
+  plan.model_dir = "/models/tiny";
+  plan.weights.push_back(PlanWeight{"model.embed_tokens.weight",
+                                    /*experts=*/0,
+                                    /*row_offset=*/0,
+                                    DType::kF32,
+                                    {kVocab, kHidden},
+                                    {{"model.safetensors", 128, kVocab * kHidden * 4}}});
+  plan.weights.push_back(PlanWeight{"model.layers.0.mlp.experts.{e}.down_proj.weight",
+                                    /*experts=*/3,
+                                    /*row_offset=*/2,
+                                    DType::kBF16,
+                                    {3, kHidden, 6},
+                                    {{"model-00001-of-00002.safetensors", 4096, 96},
+                                     {"model-00001-of-00002.safetensors", 8192, 96},
+                                     {"model-00002-of-00002.safetensors", 64, 96}}});
+  plan.key_options.chunk_size = 128;
+  plan.key_options.max_chunks = 4;
+  plan.key_options.decode_buckets = {4};
+  plan.key_options.prefill_buckets = {16};
+  plan.key_options.max_prefill_seqs = 2;
+  plan.programs.push_back(TinyProgram(MoePhase::kPrefill, 16, 2));
+  plan.programs.push_back(TinyProgram(MoePhase::kDecode, 4, 4));
+  plan.source_ir = std::string("graph @main {\n  %tokens = input\n}\n") + '\0' + "after a NUL";
+  plan.compile_options = "compile-model --model /models/tiny --out tiny.mgplan";
+  plan.keys_share_one_arena = false;
+  return plan;
+}
+
+bool StartsWith(const std::string& text, const std::string& prefix) {
+  return text.compare(0, prefix.size(), prefix) == 0;
+}
+
+TEST(PlanFileTest, TheHandBuiltPlanIsValid) {
+  const Status status = ValidatePlan(TinyPlan(), kSource);
+  EXPECT_TRUE(status.ok()) << status.ToString();
+}
+
+TEST(PlanFileTest, RoundTripsThroughBytes) {
+  const Plan plan = TinyPlan();
+  const std::string bytes = SerializePlan(plan);
+  EXPECT_EQ(bytes.substr(4, 4), "MGPL");
+  EXPECT_EQ(bytes.size() % 8, 0u);
+  StatusOr<Plan> loaded = DeserializePlan(bytes, kSource);
+  ASSERT_TRUE(loaded.ok()) << loaded.status().ToString();
+  EXPECT_EQ(*loaded, plan);
+  EXPECT_EQ(loaded->programs[0].steps[1].floats, (std::vector<float>{1e-6f, 0.5f, -3.25f}));
+  EXPECT_EQ(loaded->source_ir, plan.source_ir);  // the embedded NUL survives
+  EXPECT_FALSE(loaded->keys_share_one_arena);
+}
+
+TEST(PlanFileTest, RoundTripsAnEmptyPlanAndDefaults) {
+  Plan plan;  // no weights, no programs, default options, empty strings
+  const std::string bytes = SerializePlan(plan);
+  EXPECT_EQ(bytes.size() % 8, 0u);
+  StatusOr<Plan> loaded = DeserializePlan(bytes, kSource);
+  ASSERT_TRUE(loaded.ok()) << loaded.status().ToString();
+  EXPECT_EQ(*loaded, plan);
+  EXPECT_TRUE(loaded->keys_share_one_arena);
+}
+
+TEST(PlanFileTest, RoundTripsThroughAFile) {
+  const std::string path = TestDir() + "/tiny.mgplan";
+  const Plan plan = TinyPlan();
+  ASSERT_TRUE(WritePlanFile(plan, path).ok());
+  StatusOr<Plan> loaded = ReadPlanFile(path);
+  ASSERT_TRUE(loaded.ok()) << loaded.status().ToString();
+  EXPECT_EQ(*loaded, plan);
+  StatusOr<std::string> on_disk = ReadFileToString(path);
+  ASSERT_TRUE(on_disk.ok());
+  EXPECT_EQ(*on_disk, SerializePlan(plan));
+}
+
+TEST(PlanFileTest, SerializationIsDeterministic) {
+  const Plan plan = TinyPlan();
+  const std::string bytes = SerializePlan(plan);
+  EXPECT_EQ(SerializePlan(TinyPlan()), bytes);
+  StatusOr<Plan> loaded = DeserializePlan(bytes, kSource);
+  ASSERT_TRUE(loaded.ok());
+  EXPECT_EQ(SerializePlan(*loaded), bytes);
+  Plan changed = plan;
+  changed.programs[1].steps[2].ints[0] = 5;
+  EXPECT_NE(SerializePlan(changed), bytes);
+}
+
+TEST(PlanFileTest, ReadsAMisalignedBuffer) {
+  const std::string bytes = SerializePlan(TinyPlan());
+  const std::string shifted = "x" + bytes;
+  StatusOr<Plan> loaded = DeserializePlan(std::string_view(shifted).substr(1), kSource);
+  ASSERT_TRUE(loaded.ok()) << loaded.status().ToString();
+  EXPECT_EQ(*loaded, TinyPlan());
+}
+
+TEST(PlanFileCorruptionTest, EveryTruncationIsAnError) {
+  const std::string bytes = SerializePlan(TinyPlan());
+  ASSERT_GT(bytes.size(), 1000u);
+  for (size_t length = 0; length < bytes.size(); ++length) {
+    StatusOr<Plan> loaded = DeserializePlan(std::string_view(bytes).substr(0, length), kSource);
+    ASSERT_FALSE(loaded.ok()) << "truncated to " << length << " of " << bytes.size();
+    EXPECT_EQ(loaded.status().code(), StatusCode::kDataLoss) << length;
+    EXPECT_TRUE(StartsWith(loaded.status().message(), std::string(kSource) + ": "))
+        << loaded.status().message();
+  }
+}
+
+TEST(PlanFileCorruptionTest, BitFlipsAreErrorsOrValidPlans) {
+  const std::string bytes = SerializePlan(TinyPlan());
+  std::mt19937 rng(20240611);
+  std::uniform_int_distribution<size_t> position(0, bytes.size() * 8 - 1);
+  int rejected = 0;
+  int loaded_changed = 0;
+  constexpr int kFlips = 2000;
+  for (int i = 0; i < kFlips; ++i) {
+    const size_t bit = position(rng);
+    std::string flipped = bytes;
+    flipped[bit / 8] = static_cast<char>(flipped[bit / 8] ^ (1 << (bit % 8)));
+    StatusOr<Plan> loaded = DeserializePlan(flipped, kSource);
+    if (!loaded.ok()) {
+      ++rejected;
+      EXPECT_TRUE(loaded.status().code() == StatusCode::kDataLoss ||
+                  loaded.status().code() == StatusCode::kFailedPrecondition)
+          << loaded.status().ToString();
+      EXPECT_TRUE(StartsWith(loaded.status().message(), std::string(kSource) + ": "))
+          << loaded.status().message();
+      continue;
+    }
+    const Status valid = ValidatePlan(*loaded, kSource);
+    EXPECT_TRUE(valid.ok()) << "bit " << bit << ": " << valid.ToString();
+    if (!(*loaded == TinyPlan())) ++loaded_changed;
+  }
+  // Most flips land in offsets, vtables, sizes and enums; some are benign
+  // (string and float payloads, padding).
+  EXPECT_GT(rejected, kFlips / 4);
+  EXPECT_LT(rejected, kFlips);
+  std::printf("bit flips: %d rejected, %d loaded a changed valid plan, %d loaded unchanged\n",
+              rejected, loaded_changed, kFlips - rejected - loaded_changed);
+}
+
+TEST(PlanFileCorruptionTest, RejectsOtherFiles) {
+  std::string bytes = SerializePlan(TinyPlan());
+  bytes.replace(4, 4, "XXXX");
+  StatusOr<Plan> loaded = DeserializePlan(bytes, kSource);
+  ASSERT_FALSE(loaded.ok());
+  EXPECT_EQ(loaded.status().code(), StatusCode::kDataLoss);
+  EXPECT_EQ(loaded.status().message(),
+            "tiny.mgplan: not a moegraph plan: file identifier is 'XXXX', expected 'MGPL'");
+
+  bytes.replace(4, 4, std::string("\x00\x01GP", 4));
+  loaded = DeserializePlan(bytes, kSource);
+  ASSERT_FALSE(loaded.ok());
+  EXPECT_NE(loaded.status().message().find("file identifier is '\\x00\\x01GP'"), std::string::npos)
+      << loaded.status().message();
+
+  loaded = DeserializePlan("", kSource);
+  ASSERT_FALSE(loaded.ok());
+  EXPECT_EQ(loaded.status().message(),
+            "tiny.mgplan: not a moegraph plan: 0 bytes is too short for the 8-byte header with "
+            "file identifier 'MGPL'");
+
+  // The right identifier on garbage: the verifier's turn.
+  std::string garbage(64, '\xff');
+  garbage.replace(4, 4, "MGPL");
+  loaded = DeserializePlan(garbage, kSource);
+  ASSERT_FALSE(loaded.ok());
+  EXPECT_NE(loaded.status().message().find("the flatbuffer is corrupt or truncated"),
+            std::string::npos)
+      << loaded.status().message();
+}
+
+TEST(PlanFileCorruptionTest, RejectsUnsupportedVersions) {
+  for (uint32_t version : {0u, 2u, 7u}) {
+    Plan plan = TinyPlan();
+    plan.format_version = version;
+    StatusOr<Plan> loaded = DeserializePlan(SerializePlan(plan), kSource);
+    ASSERT_FALSE(loaded.ok());
+    EXPECT_EQ(loaded.status().code(), StatusCode::kFailedPrecondition);
+    EXPECT_EQ(loaded.status().message(),
+              "tiny.mgplan: plan format version " + std::to_string(version) +
+                  " is not supported by this build (supports: 1); recompile the plan");
+  }
+}
+
+// Version-1 buffers built with the generated API, lacking fields that
+// SerializePlan always writes.
+std::string Finished(flatbuffers::FlatBufferBuilder& b, flatbuffers::Offset<fb::Plan> root) {
+  fb::FinishPlanBuffer(b, root);
+  return std::string(reinterpret_cast<const char*>(b.GetBufferPointer()), b.GetSize());
+}
+
+std::string BufferWithoutModel() {
+  flatbuffers::FlatBufferBuilder b;
+  b.TrackMinAlign(8);
+  return Finished(b, fb::CreatePlan(b, /*format_version=*/1));
+}
+
+TEST(PlanFileCorruptionTest, RejectsMissingRequiredFields) {
+  StatusOr<Plan> loaded = DeserializePlan(BufferWithoutModel(), kSource);
+  ASSERT_FALSE(loaded.ok());
+  EXPECT_EQ(loaded.status().code(), StatusCode::kDataLoss);
+  EXPECT_EQ(loaded.status().message(),
+            "tiny.mgplan: required field 'model' is missing; every version-1 plan has it (the "
+            "file is corrupt)");
+}
+
+// Complete except that its one step has no kernel name (nor anything else).
+std::string BufferWithNamelessStep() {
+  flatbuffers::FlatBufferBuilder b;
+  b.TrackMinAlign(8);
+  const auto model = fb::CreatePlanModelInfoDirect(b, "qwen3_moe", "{}", /*vocab_size=*/kVocab);
+  const std::vector<int64_t> logits_shape = {1, kVocab};
+  const auto logits =
+      fb::CreateArgRefDirect(b, fb::ArgKind::Arena, 0, 0, fb::DType::F32, &logits_shape);
+  const auto key = fb::CreateSpecKey(b, fb::MoePhase::Decode, 1, 1, 1, 1);
+  const std::vector<flatbuffers::Offset<fb::KernelStep>> steps = {fb::CreateKernelStep(b)};
+  const std::vector<flatbuffers::Offset<fb::KeyProgram>> programs = {
+      fb::CreateKeyProgramDirect(b, key, 4 * kVocab, &steps, logits, "")};
+  const std::vector<int32_t> buckets = {1};
+  const auto options =
+      fb::CreateKeySetOptionsDirect(b, true, true, 256, 8, 1, &buckets, &buckets, 16);
+  const std::vector<flatbuffers::Offset<fb::PlanWeight>> weights;
+  const auto root = fb::CreatePlanDirect(b, /*format_version=*/1, model, "/m", &weights, options,
+                                         &programs, "", "", true);
+  return Finished(b, root);
+}
+
+TEST(PlanFileCorruptionTest, NamesTheMissingFieldByItsPath) {
+  StatusOr<Plan> loaded = DeserializePlan(BufferWithNamelessStep(), kSource);
+  ASSERT_FALSE(loaded.ok());
+  EXPECT_EQ(loaded.status().code(), StatusCode::kDataLoss);
+  EXPECT_NE(loaded.status().message().find("required field 'programs[0].steps[0].kernel' is "
+                                           "missing"),
+            std::string::npos)
+      << loaded.status().message();
+}
+
+// One inconsistency each; the loader must name it.
+struct SemanticCase {
+  const char* name;
+  std::function<void(Plan&)> corrupt;
+  std::string expected;  // a fragment of the message
+};
+
+constexpr char kDecode[] = "program 'phase=decode,chunks=1,max_chunks=1,tokens=4,seqs=4'";
+constexpr char kPrefill[] = "program 'phase=prefill,chunks=1,max_chunks=1,tokens=16,seqs=2'";
+constexpr char kExperts[] = "weight 'model.layers.0.mlp.experts.{e}.down_proj.weight'";
+
+std::vector<SemanticCase> SemanticCases() {
+  // Decode arena: hidden at 0 (128 B), moe_out at 128, logits at 256 (304 B) -> 576 B.
+  return {
+      {"arena offset out of range",
+       [](Plan& p) { p.programs[1].steps[0].outputs[0].arena_offset = 512; },
+       std::string(kDecode) +
+           " step 0 (embedding) output 0 at arena offset 512 (128 bytes) lies outside the arena "
+           "of 576 bytes"},
+      {"negative arena offset", [](Plan& p) { p.programs[1].steps[1].inputs[0].arena_offset = -8; },
+       std::string(kDecode) + " step 1 (moe_expert_ffn) input 0 at arena offset -8"},
+      {"arena end overflows",
+       [](Plan& p) {
+         p.programs[1].steps[1].inputs[0].arena_offset = std::numeric_limits<int64_t>::max() - 4;
+       },
+       "lies outside the arena of 576 bytes"},
+      {"weight index out of range", [](Plan& p) { p.programs[0].steps[0].inputs[1].index = 2; },
+       std::string(kPrefill) +
+           " step 0 (embedding) input 1 refers to weight index 2, expected 0 <= index < 2"},
+      {"negative weight index", [](Plan& p) { p.programs[0].steps[0].inputs[1].index = -1; },
+       "refers to weight index -1"},
+      {"weight dtype mismatch",
+       [](Plan& p) { p.programs[1].steps[2].inputs[1].dtype = DType::kBF16; },
+       std::string(kDecode) +
+           " step 2 (lm_head_last) input 1 reads weight 'model.embed_tokens.weight' as bf16 [19, "
+           "8], but the weight is f32 [19, 8]"},
+      {"weight shape mismatch",
+       [](Plan& p) {
+         p.programs[1].steps[1].inputs[1].shape = {3, 6, 8};
+       },
+       "reads weight 'model.layers.0.mlp.experts.{e}.down_proj.weight' as bf16 [3, 6, 8], but "
+       "the weight is bf16 [3, 8, 6]"},
+      {"bad arg dtype enum",
+       [](Plan& p) { p.programs[0].steps[1].outputs[0].dtype = static_cast<DType>(9); },
+       std::string(kPrefill) +
+           " step 1 (moe_expert_ffn) output 0 has dtype value 9, expected 0..6"},
+      {"bad arg kind enum",
+       [](Plan& p) { p.programs[0].steps[1].inputs[2].kind = static_cast<ArgKind>(7); },
+       "input 2 has arg kind value 7, expected 0 (arena), 1 (weight) or 2 (input)"},
+      {"bad phase enum", [](Plan& p) { p.programs[1].key.phase = static_cast<MoePhase>(3); },
+       "program #1 has phase value 3, expected 0 (prefill) or 1 (decode)"},
+      {"bad weight dtype enum", [](Plan& p) { p.weights[0].dtype = static_cast<DType>(200); },
+       "weight 'model.embed_tokens.weight' has dtype value 200"},
+      {"slice bytes mismatch", [](Plan& p) { p.weights[1].slices[2].bytes = 95; },
+       std::string(kExperts) + ": its slices hold 287 bytes, but bf16 [3, 8, 6] is 288 bytes"},
+      {"unequal expert slices",
+       [](Plan& p) {
+         p.weights[1].slices[0].bytes = 90;
+         p.weights[1].slices[1].bytes = 102;
+       },
+       std::string(kExperts) + " slice 1 holds 102 bytes, expected 90 like slice 0"},
+      {"slice count", [](Plan& p) { p.weights[1].slices.pop_back(); },
+       std::string(kExperts) + " has 2 slices, expected 3 (one per expert)"},
+      {"unstacked weight with two slices",
+       [](Plan& p) { p.weights[0].slices.push_back(p.weights[0].slices[0]); },
+       "has 2 slices, expected 1 (it is not stacked)"},
+      {"stacked shape", [](Plan& p) { p.weights[1].shape[0] = 4; },
+       std::string(kExperts) + " is stacked over 3 experts but has shape [4, 8, 6]"},
+      {"weight size overflow",
+       [](Plan& p) {
+         p.weights[0].shape = {int64_t{1} << 40, int64_t{1} << 40};
+       },
+       "weight 'model.embed_tokens.weight' f32 [1099511627776, 1099511627776] is too large: its "
+       "byte size overflows int64"},
+      {"negative weight dim", [](Plan& p) { p.weights[0].shape[1] = -8; },
+       "weight 'model.embed_tokens.weight' has a negative dim: [19, -8]"},
+      {"slice end overflows",
+       [](Plan& p) { p.weights[0].slices[0].offset = std::numeric_limits<uint64_t>::max() - 10; },
+       "weight 'model.embed_tokens.weight' slice 0: offset 18446744073709551605 + 608 bytes "
+       "overflows"},
+      {"slice without a file", [](Plan& p) { p.weights[1].slices[1].file.clear(); },
+       std::string(kExperts) + " slice 1 names no file"},
+      {"empty weight name", [](Plan& p) { p.weights[1].name.clear(); },
+       "weight #1 has an empty name"},
+      {"duplicate key", [](Plan& p) { p.programs[1] = p.programs[0]; },
+       std::string(kPrefill) + " is a duplicate key (programs #0 and #1)"},
+      {"empty token bucket", [](Plan& p) { p.programs[1].key.token_bucket = 0; },
+       "has an empty bucket; expected tokens > 0 and seqs > 0"},
+      {"chunks over max", [](Plan& p) { p.programs[1].key.moe_num_chunk = 2; },
+       "program 'phase=decode,chunks=2,max_chunks=1,tokens=4,seqs=4' has a bad chunk count"},
+      {"negative arena bytes", [](Plan& p) { p.programs[0].arena_bytes = -1; },
+       std::string(kPrefill) + " has arena_bytes -1, expected >= 0"},
+      {"too many ints", [](Plan& p) { p.programs[0].steps[1].ints.resize(9); },
+       std::string(kPrefill) +
+           " step 1 (moe_expert_ffn) has 9 ints and 3 floats; the kernel ABI takes at most 8 "
+           "and 4"},
+      {"too many floats", [](Plan& p) { p.programs[0].steps[1].floats.resize(5); },
+       "has 4 ints and 5 floats; the kernel ABI takes at most 8 and 4"},
+      {"empty kernel name", [](Plan& p) { p.programs[1].steps[2].kernel.clear(); },
+       std::string(kDecode) + " step 2 () has no kernel name"},
+      {"rank over the ABI limit",
+       [](Plan& p) {
+         p.programs[1].steps[0].inputs[0].shape = {1, 1, 1, 4, 1};
+       },
+       "step 0 (embedding) input 0 has rank 5, expected at most 4"},
+      {"negative input index", [](Plan& p) { p.programs[1].steps[0].inputs[0].index = -2; },
+       "step 0 (embedding) input 0 refers to input index -2, expected >= 0"},
+      {"output into a weight",
+       [](Plan& p) {
+         p.programs[1].steps[0].outputs[0] = Weight(0, DType::kF32, {kVocab, kHidden});
+       },
+       "step 0 (embedding) output 0 is not in the arena; kernels write only to the arena"},
+      {"logits shape",
+       [](Plan& p) {
+         p.programs[1].logits.shape = {4, 18};
+       },
+       std::string(kDecode) +
+           " logits is [4, 18] in the arena, expected an arena tensor [4, 19] ([seq_bucket, "
+           "vocab_size])"},
+      {"logits not in the arena",
+       [](Plan& p) {
+         p.programs[1].logits = Input(0, DType::kF32, {4, kVocab});
+       },
+       "logits is [4, 19] not in the arena"},
+      {"logits outside the arena", [](Plan& p) { p.programs[1].logits.arena_offset = 300; },
+       std::string(kDecode) +
+           " logits at arena offset 300 (304 bytes) lies outside the arena of 576 bytes"},
+      {"zero chunk size", [](Plan& p) { p.key_options.chunk_size = 0; },
+       "key_options.chunk_size is 0, expected > 0"},
+      {"bad bucket",
+       [](Plan& p) {
+         p.key_options.decode_buckets = {4, -1};
+       },
+       "key_options.decode_buckets holds -1, expected buckets > 0"},
+      {"negative model field", [](Plan& p) { p.model.num_layers = -1; },
+       "model.num_layers is -1, expected >= 0"},
+  };
+}
+
+TEST(PlanFileSemanticTest, EachInconsistencyIsNamed) {
+  for (const SemanticCase& c : SemanticCases()) {
+    SCOPED_TRACE(c.name);
+    Plan plan = TinyPlan();
+    c.corrupt(plan);
+    // In memory, and through bytes as a loader sees it.
+    const Status direct = ValidatePlan(plan, kSource);
+    StatusOr<Plan> loaded = DeserializePlan(SerializePlan(plan), kSource);
+    for (const Status& status : {direct, loaded.status()}) {
+      ASSERT_FALSE(status.ok());
+      EXPECT_EQ(status.code(), StatusCode::kDataLoss);
+      EXPECT_TRUE(StartsWith(status.message(), std::string(kSource) + ": ")) << status.message();
+      EXPECT_NE(status.message().find(c.expected), std::string::npos)
+          << "message: " << status.message() << "\nexpected fragment: " << c.expected;
+    }
+    EXPECT_EQ(direct.message(), loaded.status().message());
+  }
+}
+
+TEST(PlanFileSemanticTest, ArgumentsAtTheArenaEdgeAreValid) {
+  Plan plan = TinyPlan();
+  // Logits end exactly at the arena's end: the bound is inclusive.
+  plan.programs[1].arena_bytes = 256 + 4 * kVocab * 4;
+  EXPECT_TRUE(ValidatePlan(plan, kSource).ok());
+  plan.programs[1].arena_bytes -= 1;
+  EXPECT_FALSE(ValidatePlan(plan, kSource).ok());
+}
+
+TEST(PlanFileIoTest, ErrorsNameTheFile) {
+  const std::string dir = TestDir();
+  const std::string path = dir + "/bad.mgplan";
+  std::string bytes = SerializePlan(TinyPlan());
+
+  ASSERT_TRUE(WriteFileAtomically(path, bytes.substr(0, bytes.size() / 2)).ok());
+  StatusOr<Plan> loaded = ReadPlanFile(path);
+  ASSERT_FALSE(loaded.ok());
+  EXPECT_EQ(loaded.status().code(), StatusCode::kDataLoss);
+  EXPECT_TRUE(StartsWith(loaded.status().message(), path + ": ")) << loaded.status().message();
+
+  Plan plan = TinyPlan();
+  plan.programs[1].steps[0].outputs[0].arena_offset = 512;
+  ASSERT_TRUE(WriteFileAtomically(path, SerializePlan(plan)).ok());
+  loaded = ReadPlanFile(path);
+  ASSERT_FALSE(loaded.ok());
+  EXPECT_TRUE(StartsWith(loaded.status().message(), path + ": " + kDecode + " step 0"))
+      << loaded.status().message();
+
+  loaded = ReadPlanFile(dir + "/missing.mgplan");
+  ASSERT_FALSE(loaded.ok());
+  EXPECT_EQ(loaded.status().code(), StatusCode::kNotFound);
+  EXPECT_NE(loaded.status().message().find(dir + "/missing.mgplan"), std::string::npos)
+      << loaded.status().message();
+}
+
+TEST(PlanFileIoTest, WriteRefusesAnInvalidPlan) {
+  const std::string path = TestDir() + "/invalid.mgplan";
+  Plan plan = TinyPlan();
+  plan.weights[1].slices[2].bytes = 95;
+  const Status status = WritePlanFile(plan, path);
+  ASSERT_FALSE(status.ok());
+  EXPECT_TRUE(StartsWith(status.message(), path + ": " + kExperts)) << status.message();
+  struct stat st;
+  EXPECT_NE(::stat(path.c_str(), &st), 0);  // nothing written
+}
+
+}  // namespace
+}  // namespace moegraph
