@@ -1,0 +1,350 @@
+// run-model: loads a plan, captures every key, and generates or benchmarks.
+#include <sys/resource.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <fstream>
+
+#include "runtime/engine.h"
+#include "runtime/generator.h"
+#include "support/cli.h"
+#include "support/strings.h"
+
+namespace moegraph {
+namespace {
+
+int Fail(const Status& status) {
+  std::fprintf(stderr, "run-model: %s\n", status.ToString().c_str());
+  return 1;
+}
+
+double Seconds(std::chrono::steady_clock::time_point since) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - since).count();
+}
+
+uint64_t PeakRssBytes() {
+  rusage usage{};
+  getrusage(RUSAGE_SELF, &usage);
+  return static_cast<uint64_t>(usage.ru_maxrss) * 1024;
+}
+
+// Chrome trace ("Trace Event Format") of engine steps and their kernels.
+class TraceWriter : public StepObserver {
+ public:
+  void OnStep(const KernelStep& step, double start_us, double end_us) override {
+    Event(step.kernel, "kernel", start_us, end_us, 2);
+  }
+  void Event(const std::string& name, const char* category, double start_us, double end_us,
+             int tid) {
+    char buf[512];
+    std::snprintf(buf, sizeof(buf),
+                  "%s{\"name\":\"%s\",\"cat\":\"%s\",\"ph\":\"X\",\"ts\":%.3f,\"dur\":%.3f,"
+                  "\"pid\":1,\"tid\":%d}",
+                  events_.empty() ? "" : ",\n", name.c_str(), category, start_us,
+                  end_us - start_us, tid);
+    events_ += buf;
+  }
+  Status Write(const std::string& path) const {
+    std::ofstream out(path);
+    out << "{\"traceEvents\":[\n" << events_ << "\n],\"displayTimeUnit\":\"ms\"}\n";
+    if (!out) return InvalidArgument("cannot write trace file " + path);
+    return Status::Ok();
+  }
+
+ private:
+  std::string events_;
+};
+
+// Sums kernel time over replays.
+struct KernelTimer : StepObserver {
+  double total_us = 0;
+  void OnStep(const KernelStep&, double start_us, double end_us) override {
+    total_us += end_us - start_us;
+  }
+};
+
+struct BenchRow {
+  SpecKey key;
+  int32_t tokens = 0;
+  double replay_us = 0, eager_us = 0, kernel_us = 0;
+};
+
+// Mean microseconds of fn over enough runs to fill ~0.25 s (at least 3).
+template <typename Fn>
+double TimeIt(Fn fn) {
+  fn();  // warm
+  int runs = 0;
+  const auto start = std::chrono::steady_clock::now();
+  do {
+    fn();
+    ++runs;
+  } while (runs < 3 || Seconds(start) < 0.25);
+  return Seconds(start) * 1e6 / runs;
+}
+
+// Fills the engine's buffers with a batch that selects `key`, leaving it
+// ready for repeated replays. Returns the real token count, or 0 to skip.
+StatusOr<int32_t> PrepareKey(Engine& engine, const SpecKey& key, std::vector<int64_t>& seqs) {
+  const KeySetOptions& ko = engine.plan().key_options;
+  std::vector<SequenceStep> batch;
+  int64_t next_id = 1 << 30;
+  if (key.phase == MoePhase::kDecode) {
+    // Give each sequence a one-token prompt, in prefill steps that fit the plan.
+    const int32_t group = std::max(1, ko.max_prefill_seqs);
+    for (int32_t s = 0; s < key.token_bucket; s += group) {
+      std::vector<SequenceStep> prompts;
+      for (int32_t i = s; i < std::min(key.token_bucket, s + group); ++i) {
+        seqs.push_back(next_id + i);
+        prompts.push_back(SequenceStep{next_id + i, {i % engine.plan().model.vocab_size}, 0});
+      }
+      MG_RETURN_IF_ERROR(engine.Step(prompts).status());
+    }
+    for (int32_t i = 0; i < key.token_bucket; ++i) {
+      batch.push_back(SequenceStep{next_id + i, {(7 * i + 3) % engine.plan().model.vocab_size}, 1});
+    }
+  } else {
+    const int32_t tokens = std::min(key.token_bucket, key.moe_num_chunk * ko.chunk_size);
+    std::vector<int32_t> prompt(tokens);
+    for (int32_t i = 0; i < tokens; ++i) prompt[i] = (i * 31 + 5) % engine.plan().model.vocab_size;
+    seqs.push_back(next_id);
+    batch.push_back(SequenceStep{next_id, prompt, 0});
+  }
+  SpecKey chosen;
+  if (!engine.ProgramFor(batch, &chosen).ok() || !(chosen == key)) return 0;
+  MG_RETURN_IF_ERROR(engine.Step(batch).status());
+  int32_t tokens = 0;
+  for (const SequenceStep& s : batch) tokens += static_cast<int32_t>(s.tokens.size());
+  return tokens;
+}
+
+Status RunBench(Engine& engine) {
+  std::vector<BenchRow> rows;
+  for (const KeyProgram& program : engine.plan().programs) {
+    std::vector<int64_t> seqs;
+    StatusOr<int32_t> tokens = PrepareKey(engine, program.key, seqs);
+    if (tokens.ok() && *tokens > 0) {
+      BenchRow row;
+      row.key = program.key;
+      row.tokens = *tokens;
+      row.replay_us = TimeIt([&] { (void)engine.ReplayKey(program.key); });
+      row.eager_us = TimeIt([&] { (void)engine.RunEagerObserved(program.key, nullptr); });
+      KernelTimer timer;
+      const int kTimed = 5;
+      for (int i = 0; i < kTimed; ++i) (void)engine.ReplayKey(program.key, &timer);
+      row.kernel_us = timer.total_us / kTimed;
+      rows.push_back(row);
+    }
+    for (int64_t id : seqs) engine.Release(id);
+    if (!tokens.ok()) return tokens.status().WithContext("benchmarking " + program.key.ToString());
+  }
+  std::printf("\n%-48s %6s %11s %11s %11s %9s %8s %12s\n", "key", "tokens", "replay us",
+              "eager us", "kernels us", "dispatch", "eager/", "tokens/s");
+  std::printf("%-48s %6s %11s %11s %11s %9s %8s %12s\n", "", "", "", "", "", "overhead", "replay",
+              "(replay)");
+  for (const BenchRow& r : rows) {
+    const double overhead = 100.0 * std::max(0.0, r.replay_us - r.kernel_us) / r.replay_us;
+    std::printf("%-48s %6d %11.1f %11.1f %11.1f %8.2f%% %8.3f %12.1f\n", r.key.ToString().c_str(),
+                r.tokens, r.replay_us, r.eager_us, r.kernel_us, overhead, r.eager_us / r.replay_us,
+                r.tokens / (r.replay_us * 1e-6));
+  }
+  auto find = [&](MoePhase phase, int32_t bucket) -> const BenchRow* {
+    for (const BenchRow& r : rows) {
+      if (r.key.phase == phase && r.key.token_bucket == bucket) return &r;
+    }
+    return nullptr;
+  };
+  std::printf("\nsummary (%d threads):\n", engine.num_threads());
+  for (int32_t b : {1, 8, 32}) {
+    if (const BenchRow* r = find(MoePhase::kDecode, b)) {
+      std::printf("  decode batch %-3d  %10.1f tokens/s  (%.1f us/step)\n", b,
+                  r->tokens / (r->replay_us * 1e-6), r->replay_us);
+    }
+  }
+  for (int32_t t : {128, 512}) {
+    if (const BenchRow* r = find(MoePhase::kPrefill, t)) {
+      std::printf("  prefill %-4d      %10.1f tokens/s  (%.1f us/step)\n", t,
+                  r->tokens / (r->replay_us * 1e-6), r->replay_us);
+    }
+  }
+  double eager_sum = 0, replay_sum = 0;
+  for (const BenchRow& r : rows) {
+    eager_sum += r.eager_us;
+    replay_sum += r.replay_us;
+  }
+  if (!rows.empty()) {
+    std::printf("  replay vs eager: eager steps take %.3fx the replayed time over all keys\n",
+                eager_sum / replay_sum);
+  }
+  return Status::Ok();
+}
+
+int Main(int argc, char** argv) {
+  EngineOptions options;
+  std::vector<std::vector<int32_t>> prompts;
+  SamplingParams sampling;
+  bool bench = false;
+  std::string trace_path;
+  FlagParser flags(
+      "run-model PLAN [--prompt-ids 1,2,3] [--max-new-tokens N] [--eager] [--bench] [--trace FILE]",
+      "Loads a plan written by compile-model, binds the checkpoint's weights, captures one\n"
+      "replayable program per key, and generates (printing the token ids) or benchmarks.\n"
+      "Examples:\n"
+      "  run-model demo.plan --prompt-ids 1,2,3 --max-new-tokens 8\n"
+      "  run-model demo.plan --prompt-ids '1,2,3;4,5' --temperature 0.8 --top-p 0.9 --seed 7\n"
+      "  run-model demo.plan --bench\n"
+      "Set MOEGRAPH_LOG=capture,dispatch to see each capture and each step's key choice.");
+  flags.Value("--prompt-ids", "LISTS",
+              "prompt token ids; several prompts separated by ';' run as one batch",
+              [&](const std::string& v) -> Status {
+                for (const std::string& p : SplitString(v, ';')) {
+                  MG_ASSIGN_OR_RETURN(std::vector<int32_t> ids, ParseIntList(p, "--prompt-ids"));
+                  prompts.push_back(std::move(ids));
+                }
+                return Status::Ok();
+              });
+  flags.Value("--max-new-tokens", "N", "tokens to generate per prompt (default 16)",
+              [&](const std::string& v) -> Status {
+                MG_ASSIGN_OR_RETURN(int64_t n, ParseInt(v, "--max-new-tokens"));
+                sampling.max_new_tokens = static_cast<int32_t>(n);
+                return Status::Ok();
+              });
+  flags.Value("--temperature", "T", "sampling temperature; 0 is greedy (default 0)",
+              [&](const std::string& v) -> Status {
+                MG_ASSIGN_OR_RETURN(double t, ParseDouble(v, "--temperature"));
+                sampling.temperature = static_cast<float>(t);
+                return Status::Ok();
+              });
+  flags.Value("--top-k", "K", "sample among the K most likely tokens (default: all)",
+              [&](const std::string& v) -> Status {
+                MG_ASSIGN_OR_RETURN(int64_t k, ParseInt(v, "--top-k"));
+                sampling.top_k = static_cast<int32_t>(k);
+                return Status::Ok();
+              });
+  flags.Value("--top-p", "P", "nucleus sampling mass (default 1)",
+              [&](const std::string& v) -> Status {
+                MG_ASSIGN_OR_RETURN(double p, ParseDouble(v, "--top-p"));
+                sampling.top_p = static_cast<float>(p);
+                return Status::Ok();
+              });
+  flags.Value("--seed", "S", "sampling seed (default 0)", [&](const std::string& v) -> Status {
+    MG_ASSIGN_OR_RETURN(int64_t s, ParseInt(v, "--seed"));
+    sampling.seed = static_cast<uint64_t>(s);
+    return Status::Ok();
+  });
+  flags.Value("--stop-ids", "LIST", "token ids that end a sequence",
+              [&](const std::string& v) -> Status {
+                MG_ASSIGN_OR_RETURN(sampling.stop_tokens, ParseIntList(v, "--stop-ids"));
+                return Status::Ok();
+              });
+  flags.Switch("--eager", "run every step op by op instead of replaying the captured programs",
+               [&] { options.eager = true; });
+  flags.Switch("--bench", "benchmark every key: replay and eager step latency, kernel time, "
+               "dispatch overhead, tokens/s",
+               [&] { bench = true; });
+  flags.Value("--trace", "FILE", "write a Chrome trace (JSON) of the generation's steps and kernels",
+              [&](const std::string& v) {
+                trace_path = v;
+                return Status::Ok();
+              });
+  flags.Value("--threads", "N", "CPU threads (default: OpenMP's default)",
+              [&](const std::string& v) -> Status {
+                MG_ASSIGN_OR_RETURN(int64_t n, ParseInt(v, "--threads"));
+                options.num_threads = static_cast<int>(n);
+                return Status::Ok();
+              });
+  flags.Value("--kv-cache-mb", "MB", "KV cache budget in MiB (default 256)",
+              [&](const std::string& v) -> Status {
+                MG_ASSIGN_OR_RETURN(int64_t n, ParseInt(v, "--kv-cache-mb"));
+                if (n <= 0) return InvalidArgument("must be > 0");
+                options.kv_cache_bytes = static_cast<uint64_t>(n) << 20;
+                return Status::Ok();
+              });
+  flags.Value("--model-dir", "DIR", "read weights from DIR instead of the plan's checkpoint path",
+              [&](const std::string& v) {
+                options.model_dir = v;
+                return Status::Ok();
+              });
+  StatusOr<std::vector<std::string>> args = flags.Parse(argc, argv);
+  if (!args.ok()) return Fail(args.status());
+  if (flags.help()) {
+    std::printf("%s", flags.Help().c_str());
+    return 0;
+  }
+  if (args->size() != 1) return Fail(InvalidArgument("expected one PLAN argument (see --help)"));
+
+  const auto load_start = std::chrono::steady_clock::now();
+  options.on_capture = [](size_t i, size_t total, const SpecKey& key) {
+    std::fprintf(stderr, "\rcapturing %zu/%zu %-52s", i + 1, total, key.ToString().c_str());
+    if (i + 1 == total) std::fprintf(stderr, "\n");
+  };
+  StatusOr<std::unique_ptr<Engine>> engine = Engine::Open((*args)[0], options);
+  if (!engine.ok()) return Fail(engine.status());
+  const double load_s = Seconds(load_start);
+  Engine& e = **engine;
+  std::printf("loaded %s: %zu keys, weights %s, KV cache %s (%d blocks of %d tokens), arena %s, "
+              "load + capture %.3f s%s\n",
+              (*args)[0].c_str(), e.plan().programs.size(), FormatBytes(e.weight_bytes()).c_str(),
+              FormatBytes(e.kv_cache().bytes()).c_str(), e.kv_cache().config().num_blocks,
+              e.kv_cache().config().block_size, FormatBytes(e.arena_bytes()).c_str(), load_s,
+              options.eager ? " (eager: nothing captured)" : "");
+
+  if (!bench || !prompts.empty()) {
+    if (prompts.empty()) prompts.push_back({1, 2, 3, 4, 5, 6, 7, 8});
+    Generator generator(e);
+    for (size_t i = 0; i < prompts.size(); ++i) {
+      Status added = generator.Add(GenerationRequest{static_cast<int64_t>(i), prompts[i], sampling});
+      if (!added.ok()) return Fail(added);
+    }
+    TraceWriter trace;
+    if (!trace_path.empty()) e.set_observer(&trace);
+    const auto start = std::chrono::steady_clock::now();
+    std::vector<GenerationResult> results;
+    while (!generator.Idle()) {
+      const double step_start = NowMicros();
+      StatusOr<std::vector<GenerationResult>> done = generator.Step();
+      if (!done.ok()) return Fail(done.status());
+      if (!trace_path.empty()) {
+        trace.Event(e.last_key().ToString(), "step", step_start, NowMicros(), 1);
+      }
+      for (GenerationResult& r : *done) results.push_back(std::move(r));
+    }
+    e.set_observer(nullptr);
+    const double gen_s = Seconds(start);
+    std::sort(results.begin(), results.end(),
+              [](const GenerationResult& a, const GenerationResult& b) { return a.id < b.id; });
+    size_t generated = 0;
+    for (const GenerationResult& r : results) {
+      std::string ids;
+      for (int32_t t : r.tokens) ids += (ids.empty() ? "" : ",") + std::to_string(t);
+      std::printf("sequence %lld: prompt %zu tokens -> generated %s%s\n",
+                  static_cast<long long>(r.id), prompts[r.id].size(), ids.c_str(),
+                  r.stopped_by_token ? " (stop token)" : "");
+      generated += r.tokens.size();
+    }
+    std::printf("%zu tokens in %lld steps, %.3f s (%s)\n", generated,
+                static_cast<long long>(generator.num_steps()), gen_s,
+                options.eager ? "eager" : "replay");
+    if (!trace_path.empty()) {
+      Status written = trace.Write(trace_path);
+      if (!written.ok()) return Fail(written);
+      std::printf("wrote trace %s\n", trace_path.c_str());
+    }
+  }
+  if (bench) {
+    if (options.eager) return Fail(InvalidArgument("--bench compares replay with eager; drop --eager"));
+    Status status = RunBench(e);
+    if (!status.ok()) return Fail(status);
+    const uint64_t expected = e.weight_bytes() + e.kv_cache().bytes() + e.arena_bytes();
+    std::printf("  peak RSS %s; weights + KV cache + arena = %s (ratio %.3f)\n",
+                FormatBytes(PeakRssBytes()).c_str(), FormatBytes(expected).c_str(),
+                static_cast<double>(PeakRssBytes()) / expected);
+    std::printf("  load + capture %.3f s\n", load_s);
+  }
+  return 0;
+}
+
+}  // namespace
+}  // namespace moegraph
+
+int main(int argc, char** argv) { return moegraph::Main(argc, argv); }
