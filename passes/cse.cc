@@ -11,7 +11,9 @@ namespace {
 // "kind(%3,%7){attrs}->types": equal keys mean equal values.
 std::string CanonicalKey(const Graph& graph, const Op& op) {
   std::string key = op.def->name + "(";
-  for (ValueId v : op.operands) key += std::to_string(v) + ",";
+  for (ValueId v : op.operands) {
+    key += std::to_string(v) + ",";
+  }
   key += "){";
   for (const auto& [name, value] : op.attrs) {
     if (name == kArenaOffsetsAttr) continue;
@@ -29,7 +31,9 @@ std::string CanonicalKey(const Graph& graph, const Op& op) {
 
 StatusOr<bool> CsePass::Run(Graph& graph) {
   std::vector<ValueId> replacement(graph.values().size());
-  for (size_t v = 0; v < replacement.size(); ++v) replacement[v] = static_cast<ValueId>(v);
+  for (size_t v = 0; v < replacement.size(); ++v) {
+    replacement[v] = static_cast<ValueId>(v);
+  }
   auto resolve = [&](ValueId v) { return graph.IsValid(v) ? replacement[v] : v; };
 
   std::unordered_map<std::string, size_t> first_with_key;  // key -> index in `kept`
@@ -38,7 +42,9 @@ StatusOr<bool> CsePass::Run(Graph& graph) {
   bool changed = false;
   for (const Op& original : graph.ops()) {
     Op op = original;
-    for (ValueId& v : op.operands) v = resolve(v);
+    for (ValueId& v : op.operands) {
+      v = resolve(v);
+    }
     if (!op.def || !op.def->Has(kPure)) {
       kept.push_back(std::move(op));
       continue;
@@ -56,7 +62,9 @@ StatusOr<bool> CsePass::Run(Graph& graph) {
   }
   if (!changed) return false;
   std::vector<ValueId> outputs = graph.outputs();
-  for (ValueId& v : outputs) v = resolve(v);
+  for (ValueId& v : outputs) {
+    v = resolve(v);
+  }
   graph.SetOutputs(std::move(outputs));
   graph.ReplaceOps(std::move(kept));
   return true;

@@ -15,7 +15,9 @@ StatusOr<bool> DcePass::Run(Graph& graph) {
     const Op& op = ops[i];
     if (!op.def || !op.def->Has(kPure)) continue;
     bool used = false;
-    for (ValueId r : op.results) used |= graph.IsValid(r) && uses[r] > 0;
+    for (ValueId r : op.results) {
+      used |= graph.IsValid(r) && uses[r] > 0;
+    }
     if (used) continue;
     dead[i] = true;
     changed = true;
