@@ -145,7 +145,7 @@ StatusOr<std::vector<Type>> InferElementwise(const InferContext& ctx) {
   return std::vector<Type>{In(ctx, 0)};
 }
 
-// x [R,K] against weights [N,K] starting at operand `first_weight`.
+// x [R,K] against `num_weights` weights [N,K] at operands 1..num_weights.
 StatusOr<std::vector<Type>> InferLinearLike(const InferContext& ctx, int num_weights) {
   MG_RETURN_IF_ERROR(RequireTensor(ctx, 0, 2, "x"));
   MG_RETURN_IF_ERROR(RequireDType(ctx, 0, DType::kF32, "x"));
@@ -298,6 +298,9 @@ StatusOr<std::vector<Type>> InferGroupedMatmul(const InferContext& ctx, int num_
   MG_RETURN_IF_ERROR(RequireTensor(ctx, 1, 1, "expert_offsets"));
   MG_RETURN_IF_ERROR(RequireDType(ctx, 1, DType::kI32, "expert_offsets"));
   MG_RETURN_IF_ERROR(RequireStatic(ctx, In(ctx, 1).dims[0], "expert_offsets"));
+  if (In(ctx, 1).dims[0].size < 2) {
+    return ShapeError(ctx, "expert_offsets must hold num_experts + 1 >= 2 entries");
+  }
   const Dim experts = S(In(ctx, 1).dims[0].size - 1);
   MG_RETURN_IF_ERROR(RequireTensor(ctx, 2, 3, "weight"));
   const Dim& n = In(ctx, 2).dims[1];

@@ -3,6 +3,7 @@
 
 #include "ir/op_registry.h"
 #include "ir/printer.h"
+#include "passes/memory_plan.h"
 #include "passes/specialize.h"
 
 namespace moegraph {
@@ -37,7 +38,7 @@ StatusOr<std::vector<int64_t>> StaticShape(const Graph& graph, ValueId id) {
 StatusOr<KeyProgram> LowerToKernels(const Graph& graph, WeightTable& weights) {
   KeyProgram program;
   MG_ASSIGN_OR_RETURN(program.key, GraphSpecKey(graph));
-  auto arena = graph.attrs().find("arena_bytes");
+  auto arena = graph.attrs().find(kArenaBytesAttr);
   if (arena == graph.attrs().end() || !std::holds_alternative<int64_t>(arena->second)) {
     return FailedPrecondition("graph has no arena_bytes: run memory-plan first");
   }

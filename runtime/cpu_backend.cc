@@ -102,7 +102,7 @@ class CpuReplayable : public Replayable {
  public:
   CpuReplayable(const KeyProgram& program, std::vector<ResolvedStep> steps,
                 std::vector<TensorArg> args)
-      : program_(program), steps_(std::move(steps)), args_(std::move(args)) {
+      : program_steps_(program.steps), steps_(std::move(steps)), args_(std::move(args)) {
     for (ResolvedStep& s : steps_) Link(s, args_);
   }
   void Replay(StepObserver* observer) override {
@@ -113,13 +113,13 @@ class CpuReplayable : public Replayable {
     for (size_t i = 0; i < steps_.size(); ++i) {
       const double start = NowMicros();
       steps_[i].fn(steps_[i].args);
-      observer->OnStep(program_.steps[i], start, NowMicros());
+      observer->OnStep(program_steps_[i], start, NowMicros());
     }
   }
   size_t num_steps() const override { return steps_.size(); }
 
  private:
-  const KeyProgram& program_;
+  std::vector<KernelStep> program_steps_;  // for observers only
   std::vector<ResolvedStep> steps_;
   std::vector<TensorArg> args_;
 };

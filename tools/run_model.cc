@@ -70,7 +70,8 @@ struct BenchRow {
   double replay_us = 0, eager_us = 0, kernel_us = 0;
 };
 
-// Mean microseconds of fn over enough runs to fill ~0.25 s (at least 3).
+// Mean microseconds of fn over enough runs to fill ~0.25 s (at least 2;
+// at least 3 when a run is shorter than 50 ms).
 template <typename Fn>
 double TimeIt(Fn fn) {
   fn();  // warm
@@ -79,7 +80,7 @@ double TimeIt(Fn fn) {
   do {
     fn();
     ++runs;
-  } while (runs < 3 || Seconds(start) < 0.25);
+  } while (runs < 2 || (runs < 3 && Seconds(start) < 0.1) || Seconds(start) < 0.25);
   return Seconds(start) * 1e6 / runs;
 }
 
@@ -130,7 +131,7 @@ Status RunBench(Engine& engine) {
       row.replay_us = TimeIt([&] { (void)engine.ReplayKey(program.key); });
       row.eager_us = TimeIt([&] { (void)engine.RunEagerObserved(program.key, nullptr); });
       KernelTimer timer;
-      const int kTimed = 5;
+      const int kTimed = row.replay_us > 50000 ? 2 : 5;
       for (int i = 0; i < kTimed; ++i) (void)engine.ReplayKey(program.key, &timer);
       row.kernel_us = timer.total_us / kTimed;
       rows.push_back(row);
