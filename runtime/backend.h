@@ -64,7 +64,11 @@ class Backend {
   virtual Status Synchronize() = 0;
 };
 
-// The CPU backend (reference or optimized kernels, OpenMP threads).
-std::unique_ptr<Backend> CreateCpuBackend();
+struct CpuBackendOptions {
+  bool reference_kernels_only = false;  // the baseline the optimised kernels are checked against
+};
+
+// The CPU backend (optimised kernels where they apply, OpenMP threads).
+std::unique_ptr<Backend> CreateCpuBackend(const CpuBackendOptions& options = {});
 
 }  // namespace moegraph

@@ -5,7 +5,7 @@
 #include <cstdlib>
 #include <cstring>
 
-#include "ir/op_registry.h"
+#include "kernels/cpu/dispatch.h"
 #include "runtime/backend.h"
 
 namespace moegraph {
@@ -51,19 +51,15 @@ Status ResolveArg(const ArgRef& ref, const ExecBindings& b, TensorArg& out) {
   }
   out.dtype = ref.dtype;
   out.rank = static_cast<int>(ref.shape.size());
-  for (int i = 0; i < out.rank; ++i) out.shape[i] = ref.shape[i];
+  for (int i = 0; i < out.rank; ++i)
+    out.shape[i] = ref.shape[i];
   return Status::Ok();
 }
 
-KernelFn KernelFor(const std::string& kernel) {
-  const OpDef* def = LookupOp(kernel);
-  return def ? def->reference : nullptr;
-}
-
 // Resolves one step; `args` receives its TensorArgs.
-Status ResolveStep(const KernelStep& step, const ExecBindings& b, std::vector<TensorArg>& args,
-                   ResolvedStep& out) {
-  out.fn = KernelFor(step.kernel);
+Status ResolveStep(const KernelStep& step, const ExecBindings& b, bool reference_only,
+                   std::vector<TensorArg>& args, ResolvedStep& out) {
+  out.fn = SelectCpuKernel(step, reference_only).fn;
   if (!out.fn) return Unimplemented("the CPU backend has no kernel '" + step.kernel + "'");
   if (step.ints.size() > kMaxKernelInts || step.floats.size() > kMaxKernelFloats) {
     return InvalidArgument("step '" + step.kernel + "' has too many parameters");
@@ -103,11 +99,13 @@ class CpuReplayable : public Replayable {
   CpuReplayable(const KeyProgram& program, std::vector<ResolvedStep> steps,
                 std::vector<TensorArg> args)
       : program_steps_(program.steps), steps_(std::move(steps)), args_(std::move(args)) {
-    for (ResolvedStep& s : steps_) Link(s, args_);
+    for (ResolvedStep& s : steps_)
+      Link(s, args_);
   }
   void Replay(StepObserver* observer) override {
     if (!observer) {
-      for (const ResolvedStep& s : steps_) s.fn(s.args);
+      for (const ResolvedStep& s : steps_)
+        s.fn(s.args);
       return;
     }
     for (size_t i = 0; i < steps_.size(); ++i) {
@@ -126,8 +124,13 @@ class CpuReplayable : public Replayable {
 
 class CpuBackend : public Backend {
  public:
-  std::string_view name() const override { return "cpu"; }
-  bool Supports(const KernelStep& step) const override { return KernelFor(step.kernel) != nullptr; }
+  explicit CpuBackend(const CpuBackendOptions& options) : options_(options) {}
+  std::string_view name() const override {
+    return options_.reference_kernels_only ? "cpu-reference" : "cpu";
+  }
+  bool Supports(const KernelStep& step) const override {
+    return SelectCpuKernel(step, options_.reference_kernels_only).fn != nullptr;
+  }
 
   StatusOr<std::byte*> Allocate(size_t bytes) override {
     const size_t rounded = (bytes + 63) / 64 * 64;
@@ -147,10 +150,12 @@ class CpuBackend : public Backend {
     std::vector<ResolvedStep> steps(program.steps.size());
     std::vector<TensorArg> args;
     for (size_t i = 0; i < program.steps.size(); ++i) {
-      MG_RETURN_IF_ERROR(ResolveStep(program.steps[i], bindings, args, steps[i])
-                             .WithContext("capturing " + program.key.ToString()));
+      MG_RETURN_IF_ERROR(
+          ResolveStep(program.steps[i], bindings, options_.reference_kernels_only, args, steps[i])
+              .WithContext("capturing " + program.key.ToString()));
     }
-    return std::unique_ptr<Replayable>(new CpuReplayable(program, std::move(steps), std::move(args)));
+    return std::unique_ptr<Replayable>(
+        new CpuReplayable(program, std::move(steps), std::move(args)));
   }
 
   Status RunEager(const KeyProgram& program, const ExecBindings& bindings,
@@ -159,8 +164,9 @@ class CpuBackend : public Backend {
     for (const KernelStep& step : program.steps) {
       args.clear();
       ResolvedStep resolved;
-      MG_RETURN_IF_ERROR(ResolveStep(step, bindings, args, resolved)
-                             .WithContext("running " + program.key.ToString()));
+      MG_RETURN_IF_ERROR(
+          ResolveStep(step, bindings, options_.reference_kernels_only, args, resolved)
+              .WithContext("running " + program.key.ToString()));
       Link(resolved, args);
       const double start = observer ? NowMicros() : 0;
       resolved.fn(resolved.args);
@@ -170,6 +176,9 @@ class CpuBackend : public Backend {
   }
 
   Status Synchronize() override { return Status::Ok(); }
+
+ private:
+  CpuBackendOptions options_;
 };
 
 }  // namespace
@@ -180,6 +189,8 @@ double NowMicros() {
       .count();
 }
 
-std::unique_ptr<Backend> CreateCpuBackend() { return std::make_unique<CpuBackend>(); }
+std::unique_ptr<Backend> CreateCpuBackend(const CpuBackendOptions& options) {
+  return std::make_unique<CpuBackend>(options);
+}
 
 }  // namespace moegraph
