@@ -26,8 +26,8 @@ struct SpecKey {
   std::string ToString() const;
 };
 
-// Parses the ToString form. Fields may be omitted when `partial` (graph-dump's
-// --key), in which case they keep `defaults`' values.
+// Parses the ToString form. Omitted fields keep `defaults`' values (graph-dump's
+// --key); max_chunks defaults to at least chunks.
 StatusOr<SpecKey> ParseSpecKey(std::string_view text, const SpecKey& defaults = {});
 
 // The rules that decide which keys a plan holds.

@@ -13,6 +13,15 @@
 namespace moegraph {
 namespace {
 
+Status SetRegex(const std::string& text, std::optional<std::regex>& out) {
+  try {
+    out = std::regex(text);
+  } catch (const std::regex_error& e) {
+    return InvalidArgument("'" + text + "' is not a valid regular expression: " + e.what());
+  }
+  return Status::Ok();
+}
+
 int Fail(const Status& status) {
   std::fprintf(stderr, "compile-model: %s\n", status.ToString().c_str());
   return 1;
@@ -89,15 +98,9 @@ int Main(int argc, char** argv) {
   flags.Switch("--no-verify", "do not verify the graph after every pass",
                [&] { options.pipeline.pass_manager.verify_each = false; });
   flags.Value("--print-ir-before", "REGEX", "print the IR before passes whose name matches",
-              [&](const std::string& v) {
-                options.pipeline.pass_manager.print_ir_before = std::regex(v);
-                return Status::Ok();
-              });
+              [&](const std::string& v) { return SetRegex(v, options.pipeline.pass_manager.print_ir_before); });
   flags.Value("--print-ir-after", "REGEX", "print the IR after passes whose name matches",
-              [&](const std::string& v) {
-                options.pipeline.pass_manager.print_ir_after = std::regex(v);
-                return Status::Ok();
-              });
+              [&](const std::string& v) { return SetRegex(v, options.pipeline.pass_manager.print_ir_after); });
   flags.Switch("--print-ir-after-change", "print the IR after every pass that changed it",
                [&] { options.pipeline.pass_manager.print_ir_after_change = true; });
   flags.Value("--dump-dir", "DIR", "write the IR after every pass, one file per pass per key",
