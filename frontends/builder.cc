@@ -19,6 +19,27 @@ void GraphBuilder::Fail(Status status) {
   if (first_error_.ok()) first_error_ = std::move(status);
 }
 
+namespace {
+
+// A readable value name for a checkpoint tensor:
+// "model.layers.3.mlp.experts.{e}.up_proj.weight" -> "l3.mlp.experts.up_proj".
+std::string WeightValueName(std::string name) {
+  auto strip = [&](const std::string& piece) {
+    size_t at = name.find(piece);
+    if (at != std::string::npos) name.erase(at, piece.size());
+  };
+  strip(".{e}");
+  strip(".weight");
+  if (name.rfind("model.layers.", 0) == 0) {
+    name = "l" + name.substr(13);
+  } else if (name.rfind("model.", 0) == 0) {
+    name = name.substr(6);
+  }
+  return name;
+}
+
+}  // namespace
+
 ValueId GraphBuilder::Weight(const std::string& name, Type type, AttrMap attrs) {
   attrs["name"] = name;
   std::string key = name;
@@ -26,7 +47,12 @@ ValueId GraphBuilder::Weight(const std::string& name, Type type, AttrMap attrs) 
     key += "|" + k + "=" + AttributeToString(v);
   auto it = weights_.find(key);
   if (it != weights_.end()) return it->second;
-  int32_t index = graph_.AddOp(LookupOp("weight"), {}, std::move(attrs), {std::move(type)}, "w");
+  std::string hint = WeightValueName(name);
+  if (auto row = attrs.find("row_offset"); row != attrs.end()) {
+    hint += ".rows" + AttributeToString(row->second);
+  }
+  int32_t index =
+      graph_.AddOp(LookupOp("weight"), {}, std::move(attrs), {std::move(type)}, hint);
   ValueId id = graph_.ops()[index].results[0];
   weights_[key] = id;
   return id;

@@ -3,6 +3,7 @@
 
 #include <cinttypes>
 #include <cstdio>
+#include <cstdlib>
 #include <limits>
 
 namespace moegraph {
@@ -56,9 +57,13 @@ std::string QuoteString(const std::string& s) {
   return out + "\"";
 }
 
+// The shortest %g form that reads back to the same double.
 std::string FormatDouble(double v) {
   char buf[64];
-  std::snprintf(buf, sizeof(buf), "%.17g", v);
+  for (int precision = 6; precision <= 17; ++precision) {
+    std::snprintf(buf, sizeof(buf), "%.*g", precision, v);
+    if (std::strtod(buf, nullptr) == v) break;
+  }
   std::string s = buf;
   // Keep floats distinguishable from integers in the text form.
   if (s.find_first_of(".eEn") == std::string::npos) s += ".0";

@@ -18,7 +18,7 @@ namespace {
 // Valid: a weight whose checkpoint name needs escaping, two ops, one output.
 constexpr const char* kTiny = R"(graph @tiny(%meta: !forward_meta, %x: tensor<T x 4 x f32>) {
   %w = weight() {name = "norm \"w\" \\ 1"} : tensor<4 x f32>
-  %y = rms_norm(%x, %w) {eps = 1.0000000000000001e-05} : tensor<T x 4 x f32>
+  %y = rms_norm(%x, %w) {eps = 1e-05} : tensor<T x 4 x f32>
   %z = add(%y, %x) : tensor<T x 4 x f32>
   return %z
 }
@@ -27,7 +27,7 @@ constexpr const char* kTiny = R"(graph @tiny(%meta: !forward_meta, %x: tensor<T 
 // Ill-formed: op #2 declares a result type its operands do not give.
 constexpr const char* kFaulty = R"(graph @faulty(%meta: !forward_meta, %x: tensor<T x 4 x f32>) {
   %w = weight() {name = "w"} : tensor<4 x f32>
-  %y = rms_norm(%x, %w) {eps = 1.0000000000000001e-05} : tensor<T x 4 x f32>
+  %y = rms_norm(%x, %w) {eps = 1e-05} : tensor<T x 4 x f32>
   %z = add(%y, %x) : tensor<T x 5 x f32>
   return %z
 }

@@ -51,7 +51,7 @@ TEST(IrText, RoundTripIsExact) {
 TEST(IrText, RoundTripsAttributesOfEveryKind) {
   const std::string text = R"(graph @attrs(%meta: !forward_meta, %x: tensor<5 x 6 x f32>) attributes {phase = "decode", tokens = 8} {
   %w = weight() {name = "w \"quoted\" \\ name"} : tensor<6 x f32>
-  %y = rms_norm(%x, %w) {eps = 1.0000000000000001e-05} : tensor<5 x 6 x f32>
+  %y = rms_norm(%x, %w) {eps = 1e-05} : tensor<5 x 6 x f32>
   %s = slice_rows(%y) {begin = 1, rows = 3} : tensor<3 x 6 x f32>
   return %s
 }

@@ -62,10 +62,10 @@ TEST(Cse, NoChangeWhenNothingIsEqual) {
   %w1 = weight() {name = "a.weight"} : tensor<8 x f32>
   %w2 = weight() {name = "b.weight"} : tensor<8 x f32>
   %w3 = weight() {name = "b.weight"} : tensor<8 x bf16>
-  %n1 = rms_norm(%x, %w1) {eps = 1.0000000000000001e-05} : tensor<4 x 8 x f32>
-  %n2 = rms_norm(%x, %w1) {eps = 9.9999999999999995e-07} : tensor<4 x 8 x f32>
-  %n3 = rms_norm(%x, %w2) {eps = 1.0000000000000001e-05} : tensor<4 x 8 x f32>
-  %n4 = rms_norm(%x, %w3) {eps = 1.0000000000000001e-05} : tensor<4 x 8 x f32>
+  %n1 = rms_norm(%x, %w1) {eps = 1e-05} : tensor<4 x 8 x f32>
+  %n2 = rms_norm(%x, %w1) {eps = 1e-06} : tensor<4 x 8 x f32>
+  %n3 = rms_norm(%x, %w2) {eps = 1e-05} : tensor<4 x 8 x f32>
+  %n4 = rms_norm(%x, %w3) {eps = 1e-05} : tensor<4 x 8 x f32>
   %s1 = add(%x, %y) : tensor<4 x 8 x f32>
   %s2 = add(%y, %x) : tensor<4 x 8 x f32>
   %k = slice_rows(%x) {begin = 0, rows = 4} : tensor<4 x 8 x f32>

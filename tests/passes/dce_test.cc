@@ -12,7 +12,7 @@ TEST(Dce, RemovesDeadChainAndItsWeights) {
   const std::string input = R"(graph @g(%meta: !forward_meta, %x: tensor<4 x 8 x f32>) {
   %norm_w = weight() {name = "norm.weight"} : tensor<8 x bf16>
   %proj_w = weight() {name = "proj.weight"} : tensor<6 x 8 x bf16>
-  %n = rms_norm(%x, %norm_w) {eps = 1.0000000000000001e-05} : tensor<4 x 8 x f32>
+  %n = rms_norm(%x, %norm_w) {eps = 1e-05} : tensor<4 x 8 x f32>
   %p = linear(%n, %proj_w) : tensor<4 x 6 x f32>
   %q = add(%p, %p) : tensor<4 x 6 x f32>
   %y = add(%x, %x) : tensor<4 x 8 x f32>
@@ -75,7 +75,7 @@ TEST(Dce, KeepsOpsWithEffectsAndTheirInputs) {
 TEST(Dce, NoChangeWhenEverythingIsUsed) {
   const std::string input = R"(graph @g(%meta: !forward_meta, %x: tensor<4 x 8 x f32>) {
   %w = weight() {name = "norm.weight"} : tensor<8 x f32>
-  %n = rms_norm(%x, %w) {eps = 1.0000000000000001e-05} : tensor<4 x 8 x f32>
+  %n = rms_norm(%x, %w) {eps = 1e-05} : tensor<4 x 8 x f32>
   %y = add(%n, %x) : tensor<4 x 8 x f32>
   return %n, %y
 }

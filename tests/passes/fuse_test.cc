@@ -157,7 +157,7 @@ TEST(FuseAddNorm, AtTheNormsPlace) {
       R"(graph @g(%meta: !forward_meta, %a: tensor<3 x 8 x f32>, %b: tensor<3 x 8 x f32>) {
   %s = add(%a, %b) : tensor<3 x 8 x f32>
   %w = weight() {name = "post_attention_layernorm.weight"} : tensor<8 x bf16>
-  %n = rms_norm(%s, %w) {eps = 1.0000000000000001e-05} : tensor<3 x 8 x f32>
+  %n = rms_norm(%s, %w) {eps = 1e-05} : tensor<3 x 8 x f32>
   %y = add(%n, %s) : tensor<3 x 8 x f32>
   return %y, %s
 }
@@ -165,7 +165,7 @@ TEST(FuseAddNorm, AtTheNormsPlace) {
   const std::string expected =
       R"(graph @g(%meta: !forward_meta, %a: tensor<3 x 8 x f32>, %b: tensor<3 x 8 x f32>) {
   %w = weight() {name = "post_attention_layernorm.weight"} : tensor<8 x bf16>
-  %s, %n = add_rms_norm(%a, %b, %w) {eps = 1.0000000000000001e-05} : tensor<3 x 8 x f32>, tensor<3 x 8 x f32>
+  %s, %n = add_rms_norm(%a, %b, %w) {eps = 1e-05} : tensor<3 x 8 x f32>, tensor<3 x 8 x f32>
   %y = add(%n, %s) : tensor<3 x 8 x f32>
   return %y, %s
 }
@@ -266,13 +266,13 @@ TEST(Fuse, LayerTailFusesEveryPattern) {
   %wd = weight() {name = "layers.0.mlp.down_proj.weight"} : tensor<8 x 12 x bf16>
   %next_ln = weight() {name = "layers.1.input_layernorm.weight"} : tensor<8 x bf16>
   %resid = add(%h, %attn) : tensor<4 x 8 x f32>
-  %x = rms_norm(%resid, %ln) {eps = 1.0000000000000001e-05} : tensor<4 x 8 x f32>
+  %x = rms_norm(%resid, %ln) {eps = 1e-05} : tensor<4 x 8 x f32>
   %mlp.gate = linear(%x, %wg) : tensor<4 x 12 x f32>
   %mlp.up = linear(%x, %wu) : tensor<4 x 12 x f32>
   %mlp.act = silu_mul(%mlp.gate, %mlp.up) : tensor<4 x 12 x f32>
   %mlp.down = linear(%mlp.act, %wd) : tensor<4 x 8 x f32>
   %resid2 = add(%resid, %mlp.down) : tensor<4 x 8 x f32>
-  %x2 = rms_norm(%resid2, %next_ln) {eps = 1.0000000000000001e-05} : tensor<4 x 8 x f32>
+  %x2 = rms_norm(%resid2, %next_ln) {eps = 1e-05} : tensor<4 x 8 x f32>
   return %x2, %resid2
 }
 )";
@@ -283,10 +283,10 @@ TEST(Fuse, LayerTailFusesEveryPattern) {
   %wu = weight() {name = "layers.0.mlp.up_proj.weight"} : tensor<12 x 8 x bf16>
   %wd = weight() {name = "layers.0.mlp.down_proj.weight"} : tensor<8 x 12 x bf16>
   %next_ln = weight() {name = "layers.1.input_layernorm.weight"} : tensor<8 x bf16>
-  %resid, %x = add_rms_norm(%h, %attn, %ln) {eps = 1.0000000000000001e-05} : tensor<4 x 8 x f32>, tensor<4 x 8 x f32>
+  %resid, %x = add_rms_norm(%h, %attn, %ln) {eps = 1e-05} : tensor<4 x 8 x f32>, tensor<4 x 8 x f32>
   %mlp.act = linear_silu_mul(%x, %wg, %wu) : tensor<4 x 12 x f32>
   %mlp.down = linear(%mlp.act, %wd) : tensor<4 x 8 x f32>
-  %resid2, %x2 = add_rms_norm(%resid, %mlp.down, %next_ln) {eps = 1.0000000000000001e-05} : tensor<4 x 8 x f32>, tensor<4 x 8 x f32>
+  %resid2, %x2 = add_rms_norm(%resid, %mlp.down, %next_ln) {eps = 1e-05} : tensor<4 x 8 x f32>, tensor<4 x 8 x f32>
   return %x2, %resid2
 }
 )";
