@@ -1,0 +1,61 @@
+// Compile -> write -> read gives back the same plan; a corrupted real plan is
+// an error, never a crash.
+#include <gtest/gtest.h>
+
+#include "compiler/compile_model.h"
+#include "runtime/plan_file.h"
+#include "support/mapped_file.h"
+#include "tests/golden/golden_util.h"
+
+namespace moegraph {
+namespace {
+
+StatusOr<Plan> CompileGolden(const std::string& name) {
+  MG_ASSIGN_OR_RETURN(HfModel model, LoadHfModel(testing::GoldenDir(name)));
+  CompileModelOptions options;
+  options.keys.prefill_buckets = {8, 64};
+  options.keys.decode_buckets = {1, 4};
+  options.keys.chunk_size = 16;
+  return CompileModel(model, options);
+}
+
+TEST(PlanRoundTrip, CompiledPlanSurvivesTheFile) {
+  StatusOr<Plan> plan = CompileGolden("odd_norm_topk_fused");
+  ASSERT_TRUE(plan.ok()) << plan.status().ToString();
+  const std::string path = ::testing::TempDir() + "/roundtrip.plan";
+  ASSERT_TRUE(WritePlanFile(*plan, path).ok());
+  StatusOr<Plan> read = ReadPlanFile(path);
+  ASSERT_TRUE(read.ok()) << read.status().ToString();
+  EXPECT_TRUE(*read == *plan);
+  EXPECT_EQ(read->programs.size(), plan->programs.size());
+  EXPECT_GT(read->weights.size(), 0u);
+}
+
+TEST(PlanRoundTrip, CorruptedRealPlansAreErrors) {
+  StatusOr<Plan> plan = CompileGolden("odd_no_norm_tied");
+  ASSERT_TRUE(plan.ok());
+  const std::string bytes = SerializePlan(*plan);
+  int rejected = 0;
+  for (size_t cut = 0; cut < bytes.size(); cut += 97) {
+    rejected += !DeserializePlan(std::string_view(bytes).substr(0, cut), "cut.plan").ok();
+  }
+  EXPECT_EQ(rejected, static_cast<int>((bytes.size() + 96) / 97));
+  uint64_t state = 12345;
+  for (int i = 0; i < 300; ++i) {
+    state = state * 6364136223846793005ull + 1442695040888963407ull;
+    std::string flipped = bytes;
+    flipped[(state >> 33) % flipped.size()] ^= static_cast<char>(1u << ((state >> 20) % 8));
+    StatusOr<Plan> p = DeserializePlan(flipped, "flipped.plan");
+    if (p.ok()) {
+      EXPECT_TRUE(ValidatePlan(*p, "flipped.plan").ok());
+    }
+  }
+  std::string wrong_id = bytes;
+  wrong_id[4] = 'X';
+  StatusOr<Plan> p = DeserializePlan(wrong_id, "wrong.plan");
+  ASSERT_FALSE(p.ok());
+  EXPECT_NE(p.status().message().find("wrong.plan"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace moegraph

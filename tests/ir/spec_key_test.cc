@@ -1,0 +1,72 @@
+// Specialization keys: the phase/chunk/bucket rules and the key set.
+#include "ir/spec_key.h"
+
+#include <gtest/gtest.h>
+
+namespace moegraph {
+namespace {
+
+TEST(SpecKey, PrintsAndParses) {
+  const SpecKey key{MoePhase::kDecode, 2, 3, 64, 64};
+  EXPECT_EQ(key.ToString(), "phase=decode,chunks=2,max_chunks=3,tokens=64,seqs=64");
+  StatusOr<SpecKey> parsed = ParseSpecKey(key.ToString());
+  ASSERT_TRUE(parsed.ok());
+  EXPECT_EQ(*parsed, key);
+  StatusOr<SpecKey> partial = ParseSpecKey("phase=prefill,chunks=4,tokens=512");
+  ASSERT_TRUE(partial.ok());
+  EXPECT_EQ(partial->max_moe_num_chunk, 4);
+  EXPECT_FALSE(ParseSpecKey("phase=sideways").ok());
+  EXPECT_FALSE(ParseSpecKey("tokens=-1").ok());
+  EXPECT_FALSE(ParseSpecKey("tokens").ok());
+  EXPECT_FALSE(ParseSpecKey("colour=blue").ok());
+}
+
+TEST(SpecKey, ChunkRuleAndBuckets) {
+  KeySetOptions o;  // chunk 256, decode 1..64, prefill 16..2048
+  SpecKey k = KeyForStep(MoePhase::kPrefill, 300, 2, o);
+  EXPECT_EQ(k, (SpecKey{MoePhase::kPrefill, 2, 2, 512, 16}));
+  k = KeyForStep(MoePhase::kPrefill, 256, 1, o);
+  EXPECT_EQ(k, (SpecKey{MoePhase::kPrefill, 1, 1, 256, 16}));
+  k = KeyForStep(MoePhase::kPrefill, 257, 1, o);
+  EXPECT_EQ(k.moe_num_chunk, 2);
+  k = KeyForStep(MoePhase::kDecode, 5, 5, o);
+  EXPECT_EQ(k, (SpecKey{MoePhase::kDecode, 1, 1, 8, 8}));
+  k = KeyForStep(MoePhase::kDecode, 65, 65, o);
+  EXPECT_EQ(k.token_bucket, 65) << "no bucket fits: the key names what was needed";
+  o.expert_parallel = 4;
+  k = KeyForStep(MoePhase::kPrefill, 300, 1, o);
+  EXPECT_EQ(k.max_moe_num_chunk, 8) << "expert-parallel ranks all run max_chunks";
+}
+
+TEST(SpecKey, EnumerationCoversEveryReachableKeyLargestFirst) {
+  KeySetOptions o;
+  o.chunk_size = 8;
+  o.max_chunks = 3;
+  o.prefill_buckets = {8, 32};
+  o.decode_buckets = {1, 4};
+  o.max_prefill_seqs = 4;
+  StatusOr<std::vector<SpecKey>> keys = EnumerateKeys(o);
+  ASSERT_TRUE(keys.ok());
+  std::vector<std::string> names;
+  for (const SpecKey& k : *keys)
+    names.push_back(k.ToString());
+  // Bucket 32 serves 9..32 tokens: 2, 3 or 4 chunks, capped at 3.
+  EXPECT_EQ(names, (std::vector<std::string>{
+                       "phase=prefill,chunks=2,max_chunks=2,tokens=32,seqs=4",
+                       "phase=prefill,chunks=3,max_chunks=3,tokens=32,seqs=4",
+                       "phase=prefill,chunks=1,max_chunks=1,tokens=8,seqs=4",
+                       "phase=decode,chunks=1,max_chunks=1,tokens=4,seqs=4",
+                       "phase=decode,chunks=1,max_chunks=1,tokens=1,seqs=1",
+                   }));
+  o.decode_buckets = {4, 4};
+  EXPECT_FALSE(EnumerateKeys(o).ok());
+  o.decode_buckets = {};
+  EXPECT_FALSE(EnumerateKeys(o).ok());
+  o.decode = false;
+  EXPECT_TRUE(EnumerateKeys(o).ok());
+  o.chunk_size = 0;
+  EXPECT_FALSE(EnumerateKeys(o).ok());
+}
+
+}  // namespace
+}  // namespace moegraph

@@ -1,0 +1,134 @@
+// moe-chunk: IR text in, IR text out.
+#include "passes/moe_chunk.h"
+
+#include "tests/passes/test_util.h"
+
+namespace moegraph {
+namespace {
+
+constexpr const char* kMoe20 =
+    R"(graph @moe(%meta: !forward_meta, %x: tensor<20 x 6 x f32>) attributes {max_moe_num_chunk = 3, moe_chunk_size = 8, moe_num_chunk = 3, moe_phase = "prefill", seq_bucket = 4, token_bucket = 20} {
+  %router = weight() {name = "gate"} : tensor<4 x 6 x bf16>
+  %wg = weight() {experts = 4, name = "e.{e}.gate"} : tensor<4 x 5 x 6 x bf16>
+  %wu = weight() {experts = 4, name = "e.{e}.up"} : tensor<4 x 5 x 6 x bf16>
+  %wd = weight() {experts = 4, name = "e.{e}.down"} : tensor<4 x 6 x 5 x bf16>
+  %y = moe(%meta, %x, %router, %wg, %wu, %wd) {norm_topk_prob = 1, top_k = 2} : tensor<20 x 6 x f32>
+  return %y
+}
+)";
+
+// A MoE block over a bucket of `rows` rows with the key's chunk counts.
+std::string MoeBlock(int rows, int chunks, int max_chunks) {
+  std::string text = kMoe20;
+  auto sub = [&](const std::string& from, const std::string& to) {
+    for (size_t at = text.find(from); at != std::string::npos;
+         at = text.find(from, at + to.size())) {
+      text.replace(at, from.size(), to);
+    }
+  };
+  sub("tensor<20 x 6 x f32>", "tensor<" + std::to_string(rows) + " x 6 x f32>");
+  sub("token_bucket = 20", "token_bucket = " + std::to_string(rows));
+  sub("max_moe_num_chunk = 3", "max_moe_num_chunk = " + std::to_string(max_chunks));
+  sub(", moe_num_chunk = 3", ", moe_num_chunk = " + std::to_string(chunks));
+  return text;
+}
+
+TEST(MoeChunk, ThreeChunksSliceTheBucketWithRowOffsets) {
+  MoeChunkPass pass;
+  bool changed = false;
+  EXPECT_EQ(
+      RunPass(kMoe20, pass, &changed),
+      R"(graph @moe(%meta: !forward_meta, %x: tensor<20 x 6 x f32>) attributes {max_moe_num_chunk = 3, moe_chunk_size = 8, moe_num_chunk = 3, moe_phase = "prefill", seq_bucket = 4, token_bucket = 20} {
+  %router = weight() {name = "gate"} : tensor<4 x 6 x bf16>
+  %wg = weight() {experts = 4, name = "e.{e}.gate"} : tensor<4 x 5 x 6 x bf16>
+  %wu = weight() {experts = 4, name = "e.{e}.up"} : tensor<4 x 5 x 6 x bf16>
+  %wd = weight() {experts = 4, name = "e.{e}.down"} : tensor<4 x 6 x 5 x bf16>
+  %y.in0 = slice_rows(%x) {begin = 0, rows = 8} : tensor<8 x 6 x f32>
+  %y.chunk0 = moe(%meta, %y.in0, %router, %wg, %wu, %wd) {norm_topk_prob = 1, row_offset = 0, top_k = 2} : tensor<8 x 6 x f32>
+  %y.in1 = slice_rows(%x) {begin = 8, rows = 8} : tensor<8 x 6 x f32>
+  %y.chunk1 = moe(%meta, %y.in1, %router, %wg, %wu, %wd) {norm_topk_prob = 1, row_offset = 8, top_k = 2} : tensor<8 x 6 x f32>
+  %y.in2 = slice_rows(%x) {begin = 16, rows = 4} : tensor<4 x 6 x f32>
+  %y.chunk2 = moe(%meta, %y.in2, %router, %wg, %wu, %wd) {norm_topk_prob = 1, row_offset = 16, top_k = 2} : tensor<4 x 6 x f32>
+  %y.joined = concat_rows(%y.chunk0, %y.chunk1, %y.chunk2) : tensor<20 x 6 x f32>
+  return %y.joined
+}
+)");
+  EXPECT_TRUE(changed);
+}
+
+TEST(MoeChunk, RowsPastTheChunksArePaddingZeros) {
+  MoeChunkPass pass;
+  const std::string out = RunPass(MoeBlock(32, 2, 2), pass);
+  EXPECT_NE(out.find("%y.in1 = slice_rows(%x) {begin = 8, rows = 8} : tensor<8 x 6 x f32>"),
+            std::string::npos)
+      << out;
+  EXPECT_NE(out.find("%y.pad = zeros() : tensor<16 x 6 x f32>"), std::string::npos) << out;
+  EXPECT_NE(
+      out.find("%y.joined = concat_rows(%y.chunk0, %y.chunk1, %y.pad) : tensor<32 x 6 x f32>"),
+      std::string::npos)
+      << out;
+  EXPECT_EQ(out.find("chunk2"), std::string::npos) << out;
+}
+
+// Expert parallelism: every rank runs max_moe_num_chunk chunks; the ones past
+// moe_num_chunk take zero rows but still exist.
+TEST(MoeChunk, ChunksPastTheCountRunOnEmptyInput) {
+  MoeChunkPass pass;
+  const std::string out = RunPass(MoeBlock(16, 1, 3), pass);
+  EXPECT_NE(out.find("%y.in1 = slice_rows(%x) {begin = 8, rows = 0} : tensor<0 x 6 x f32>"),
+            std::string::npos)
+      << out;
+  EXPECT_NE(out.find("%y.chunk2 = moe(%meta, %y.in2, %router, %wg, %wu, %wd) {norm_topk_prob = 1, "
+                     "row_offset = 16, top_k = 2} : tensor<0 x 6 x f32>"),
+            std::string::npos)
+      << out;
+  EXPECT_NE(out.find("%y.joined = concat_rows(%y.chunk0, %y.pad) : tensor<16 x 6 x f32>"),
+            std::string::npos)
+      << out;
+}
+
+TEST(MoeChunk, OneChunkThatFitsIsNoChange) {
+  MoeChunkPass pass;
+  const std::string in = MoeBlock(8, 1, 1);
+  bool changed = true;
+  EXPECT_EQ(RunPass(in, pass, &changed), in);
+  EXPECT_FALSE(changed);
+}
+
+TEST(MoeChunk, AlreadyChunkedIsNoChange) {
+  MoeChunkPass pass;
+  const std::string once =
+      R"(graph @moe(%meta: !forward_meta, %x: tensor<20 x 6 x f32>) attributes {max_moe_num_chunk = 3, moe_chunk_size = 8, moe_num_chunk = 3, moe_phase = "prefill", seq_bucket = 4, token_bucket = 20} {
+  %router = weight() {name = "gate"} : tensor<4 x 6 x bf16>
+  %wg = weight() {experts = 4, name = "e.{e}.gate"} : tensor<4 x 5 x 6 x bf16>
+  %wu = weight() {experts = 4, name = "e.{e}.up"} : tensor<4 x 5 x 6 x bf16>
+  %wd = weight() {experts = 4, name = "e.{e}.down"} : tensor<4 x 6 x 5 x bf16>
+  %y.in0 = slice_rows(%x) {begin = 0, rows = 8} : tensor<8 x 6 x f32>
+  %y.chunk0 = moe(%meta, %y.in0, %router, %wg, %wu, %wd) {norm_topk_prob = 1, row_offset = 0, top_k = 2} : tensor<8 x 6 x f32>
+  %y.in1 = slice_rows(%x) {begin = 8, rows = 8} : tensor<8 x 6 x f32>
+  %y.chunk1 = moe(%meta, %y.in1, %router, %wg, %wu, %wd) {norm_topk_prob = 1, row_offset = 8, top_k = 2} : tensor<8 x 6 x f32>
+  %y.in2 = slice_rows(%x) {begin = 16, rows = 4} : tensor<4 x 6 x f32>
+  %y.chunk2 = moe(%meta, %y.in2, %router, %wg, %wu, %wd) {norm_topk_prob = 1, row_offset = 16, top_k = 2} : tensor<4 x 6 x f32>
+  %y.joined = concat_rows(%y.chunk0, %y.chunk1, %y.chunk2) : tensor<20 x 6 x f32>
+  return %y.joined
+}
+)";
+  bool changed = true;
+  EXPECT_EQ(RunPass(once, pass, &changed), once);
+  EXPECT_FALSE(changed);
+}
+
+TEST(MoeChunk, NeedsASpecializedGraph) {
+  Graph graph = ParseOrDie(R"(graph @g(%meta: !forward_meta, %x: tensor<4 x f32>) {
+  %y = add(%x, %x) : tensor<4 x f32>
+  return %y
+}
+)");
+  MoeChunkPass pass;
+  StatusOr<bool> result = pass.Run(graph);
+  ASSERT_FALSE(result.ok());
+  EXPECT_NE(result.status().message().find("run specialize first"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace moegraph

@@ -1,0 +1,118 @@
+// moe-lower: IR text in, IR text out.
+#include "passes/moe_lower.h"
+
+#include "tests/passes/test_util.h"
+
+namespace moegraph {
+namespace {
+
+constexpr const char* kPrefill =
+    R"(graph @moe(%meta: !forward_meta, %x: tensor<20 x 6 x f32>) attributes {max_moe_num_chunk = 3, moe_chunk_size = 8, moe_num_chunk = 3, moe_phase = "prefill", seq_bucket = 4, token_bucket = 20} {
+  %router = weight() {name = "gate"} : tensor<4 x 6 x bf16>
+  %wg = weight() {experts = 4, name = "e.{e}.gate"} : tensor<4 x 5 x 6 x bf16>
+  %wu = weight() {experts = 4, name = "e.{e}.up"} : tensor<4 x 5 x 6 x bf16>
+  %wd = weight() {experts = 4, name = "e.{e}.down"} : tensor<4 x 6 x 5 x bf16>
+  %y = moe(%meta, %x, %router, %wg, %wu, %wd) {norm_topk_prob = 1, top_k = 2} : tensor<20 x 6 x f32>
+  return %y
+}
+)";
+
+std::string Decode() {
+  std::string text = kPrefill;
+  text.replace(text.find("\"prefill\""), 9, "\"decode\"");
+  return text;
+}
+
+TEST(MoeLower, PrefillPermutesAndRunsGroupedGemms) {
+  MoeLowerPass pass;
+  bool changed = false;
+  EXPECT_EQ(
+      RunPass(kPrefill, pass, &changed),
+      R"(graph @moe(%meta: !forward_meta, %x: tensor<20 x 6 x f32>) attributes {max_moe_num_chunk = 3, moe_chunk_size = 8, moe_num_chunk = 3, moe_phase = "prefill", seq_bucket = 4, token_bucket = 20} {
+  %router = weight() {name = "gate"} : tensor<4 x 6 x bf16>
+  %wg = weight() {experts = 4, name = "e.{e}.gate"} : tensor<4 x 5 x 6 x bf16>
+  %wu = weight() {experts = 4, name = "e.{e}.up"} : tensor<4 x 5 x 6 x bf16>
+  %wd = weight() {experts = 4, name = "e.{e}.down"} : tensor<4 x 6 x 5 x bf16>
+  %y.router = linear(%x, %router) : tensor<20 x 4 x f32>
+  %y.route, %y.route.1 = topk_route(%meta, %y.router) {norm_topk_prob = 1, row_offset = 0, top_k = 2} : tensor<20 x 2 x i32>, tensor<20 x 2 x f32>
+  %y.align, %y.align.1 = moe_align(%y.route) {num_experts = 4} : tensor<40 x i32>, tensor<5 x i32>
+  %y.permuted = moe_permute(%x, %y.align) {top_k = 2} : tensor<40 x 6 x f32>
+  %y.gate = grouped_matmul(%y.permuted, %y.align.1, %wg) : tensor<40 x 5 x f32>
+  %y.up = grouped_matmul(%y.permuted, %y.align.1, %wu) : tensor<40 x 5 x f32>
+  %y.act = silu_mul(%y.gate, %y.up) : tensor<40 x 5 x f32>
+  %y.down = grouped_matmul(%y.act, %y.align.1, %wd) : tensor<40 x 6 x f32>
+  %y.out = moe_unpermute_reduce(%y.down, %y.align, %y.route.1) {top_k = 2} : tensor<20 x 6 x f32>
+  return %y.out
+}
+)");
+  EXPECT_TRUE(changed);
+}
+
+TEST(MoeLower, DecodeUsesTheFixedShapeExpertBatchedLayout) {
+  MoeLowerPass pass;
+  EXPECT_EQ(
+      RunPass(Decode(), pass),
+      R"(graph @moe(%meta: !forward_meta, %x: tensor<20 x 6 x f32>) attributes {max_moe_num_chunk = 3, moe_chunk_size = 8, moe_num_chunk = 3, moe_phase = "decode", seq_bucket = 4, token_bucket = 20} {
+  %router = weight() {name = "gate"} : tensor<4 x 6 x bf16>
+  %wg = weight() {experts = 4, name = "e.{e}.gate"} : tensor<4 x 5 x 6 x bf16>
+  %wu = weight() {experts = 4, name = "e.{e}.up"} : tensor<4 x 5 x 6 x bf16>
+  %wd = weight() {experts = 4, name = "e.{e}.down"} : tensor<4 x 6 x 5 x bf16>
+  %y.router = linear(%x, %router) : tensor<20 x 4 x f32>
+  %y.route, %y.route.1 = topk_route(%meta, %y.router) {norm_topk_prob = 1, row_offset = 0, top_k = 2} : tensor<20 x 2 x i32>, tensor<20 x 2 x f32>
+  %y.batch, %y.batch.1 = moe_expert_batch(%y.route) {num_experts = 4} : tensor<4 x i32>, tensor<4 x 20 x i32>
+  %y.act = expert_batched_gate_up_silu(%x, %y.batch, %y.batch.1, %wg, %wu) {top_k = 2} : tensor<40 x 5 x f32>
+  %y.down = expert_batched_down(%y.act, %y.batch, %y.batch.1, %wd) : tensor<40 x 6 x f32>
+  %y.out = moe_combine(%meta, %y.down, %y.route.1) : tensor<20 x 6 x f32>
+  return %y.out
+}
+)");
+}
+
+TEST(MoeLower, MlpBecomesTwoLinearsSiluMulAndALinear) {
+  MoeLowerPass pass;
+  const std::string out = RunPass(
+      R"(graph @g(%meta: !forward_meta, %x: tensor<3 x 4 x f32>) attributes {max_moe_num_chunk = 1, moe_chunk_size = 8, moe_num_chunk = 1, moe_phase = "decode", seq_bucket = 3, token_bucket = 3} {
+  %g = weight() {name = "g"} : tensor<6 x 4 x f32>
+  %u = weight() {name = "u"} : tensor<6 x 4 x f32>
+  %d = weight() {name = "d"} : tensor<4 x 6 x f32>
+  %y = mlp(%meta, %x, %g, %u, %d) : tensor<3 x 4 x f32>
+  return %y
+}
+)",
+      pass);
+  EXPECT_NE(out.find(R"(  %y.gate = linear(%x, %g) : tensor<3 x 6 x f32>
+  %y.up = linear(%x, %u) : tensor<3 x 6 x f32>
+  %y.act = silu_mul(%y.gate, %y.up) : tensor<3 x 6 x f32>
+  %y.down = linear(%y.act, %d) : tensor<3 x 4 x f32>
+  return %y.down)"),
+            std::string::npos)
+      << out;
+}
+
+TEST(MoeLower, NothingToLowerIsNoChange) {
+  MoeLowerPass pass;
+  const std::string once =
+      R"(graph @moe(%meta: !forward_meta, %x: tensor<20 x 6 x f32>) attributes {max_moe_num_chunk = 3, moe_chunk_size = 8, moe_num_chunk = 3, moe_phase = "prefill", seq_bucket = 4, token_bucket = 20} {
+  %router = weight() {name = "gate"} : tensor<4 x 6 x bf16>
+  %wg = weight() {experts = 4, name = "e.{e}.gate"} : tensor<4 x 5 x 6 x bf16>
+  %wu = weight() {experts = 4, name = "e.{e}.up"} : tensor<4 x 5 x 6 x bf16>
+  %wd = weight() {experts = 4, name = "e.{e}.down"} : tensor<4 x 6 x 5 x bf16>
+  %y.router = linear(%x, %router) : tensor<20 x 4 x f32>
+  %y.route, %y.route.1 = topk_route(%meta, %y.router) {norm_topk_prob = 1, row_offset = 0, top_k = 2} : tensor<20 x 2 x i32>, tensor<20 x 2 x f32>
+  %y.align, %y.align.1 = moe_align(%y.route) {num_experts = 4} : tensor<40 x i32>, tensor<5 x i32>
+  %y.permuted = moe_permute(%x, %y.align) {top_k = 2} : tensor<40 x 6 x f32>
+  %y.gate = grouped_matmul(%y.permuted, %y.align.1, %wg) : tensor<40 x 5 x f32>
+  %y.up = grouped_matmul(%y.permuted, %y.align.1, %wu) : tensor<40 x 5 x f32>
+  %y.act = silu_mul(%y.gate, %y.up) : tensor<40 x 5 x f32>
+  %y.down = grouped_matmul(%y.act, %y.align.1, %wd) : tensor<40 x 6 x f32>
+  %y.out = moe_unpermute_reduce(%y.down, %y.align, %y.route.1) {top_k = 2} : tensor<20 x 6 x f32>
+  return %y.out
+}
+)";
+  bool changed = true;
+  EXPECT_EQ(RunPass(once, pass, &changed), once);
+  EXPECT_FALSE(changed);
+}
+
+}  // namespace
+}  // namespace moegraph
