@@ -1,6 +1,7 @@
 // Compile -> write -> read gives back the same plan; a corrupted real plan is
 // an error, never a crash.
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include "compiler/compile_model.h"
 #include "runtime/plan_file.h"
@@ -22,7 +23,8 @@ StatusOr<Plan> CompileGolden(const std::string& name) {
 TEST(PlanRoundTrip, CompiledPlanSurvivesTheFile) {
   StatusOr<Plan> plan = CompileGolden("odd_norm_topk_fused");
   ASSERT_TRUE(plan.ok()) << plan.status().ToString();
-  const std::string path = ::testing::TempDir() + "/roundtrip.plan";
+  const std::string path =
+      ::testing::TempDir() + "/roundtrip-" + std::to_string(::getpid()) + ".plan";
   ASSERT_TRUE(WritePlanFile(*plan, path).ok());
   StatusOr<Plan> read = ReadPlanFile(path);
   ASSERT_TRUE(read.ok()) << read.status().ToString();

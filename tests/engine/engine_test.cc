@@ -2,6 +2,8 @@
 // eager bit for bit, and the errors a serving loop must get right.
 #include <gtest/gtest.h>
 
+#include <unistd.h>
+
 #include <cstring>
 #include <filesystem>
 
@@ -72,7 +74,7 @@ INSTANTIATE_TEST_SUITE_P(Qwen3Moe, GeneratorGoldenTest, ::testing::ValuesIn(test
 class DemoEngineTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
-    dir_ = new std::string(::testing::TempDir() + "/moegraph-engine-demo");
+    dir_ = new std::string(::testing::TempDir() + "/moegraph-engine-demo-" + std::to_string(::getpid()));
     ASSERT_TRUE(WriteDemoModel(*dir_).ok());
   }
   static void TearDownTestSuite() {
@@ -195,7 +197,8 @@ TEST_F(DemoEngineTest, KvExhaustionIsAnErrorAndOverwritesNothing) {
 }
 
 TEST_F(DemoEngineTest, ChangedCheckpointIsRefusedAtLoad) {
-  const std::string copy = ::testing::TempDir() + "/moegraph-engine-changed";
+  const std::string copy =
+      ::testing::TempDir() + "/moegraph-engine-changed-" + std::to_string(::getpid());
   fs::remove_all(copy);
   fs::copy(*dir_, copy, fs::copy_options::recursive);
   StatusOr<Plan> plan = Compile(copy, SmallBuckets());

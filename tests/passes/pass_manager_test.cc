@@ -2,6 +2,7 @@
 #include "passes/pass.h"
 
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include <filesystem>
 #include <set>
@@ -130,7 +131,7 @@ TEST(PassManager, PrintIrAfterChangeSkipsPassesThatChangedNothing) {
 TEST(PassManager, DumpDirWritesOneParseableFilePerPass) {
   const std::filesystem::path dir =
       std::filesystem::path(::testing::TempDir()) /
-      ("pass_manager_dump_" + std::to_string(::testing::UnitTest::GetInstance()->random_seed()));
+      ("pass_manager_dump_" + std::to_string(::getpid()));
   std::filesystem::remove_all(dir);
   PassManagerOptions options;
   options.dump_dir = dir.string();
