@@ -7,6 +7,7 @@
 
 #include "ir/printer.h"
 #include "ir/verifier.h"
+#include "support/log.h"
 #include "support/mapped_file.h"
 
 namespace moegraph {
@@ -44,10 +45,16 @@ Status PassManager::Run(Graph& graph) {
     StatusOr<bool> changed = pass->Run(graph);
     if (!changed.ok()) return changed.status().WithContext("pass '" + name + "'");
     if (*changed) changed_.push_back(name);
+    if (LogEnabled("passes")) {
+      LogLine("passes", options_.dump_tag + ": " + name +
+                            (*changed ? " changed the graph (" : " no change (") +
+                            std::to_string(graph.ops().size()) + " ops)");
+    }
     if (options_.verify_each) {
       MG_RETURN_IF_ERROR(Verify(graph).WithContext("after pass '" + name + "'"));
     }
-    const bool print_after = options_.print_ir_after && std::regex_search(name, *options_.print_ir_after);
+    const bool print_after =
+        options_.print_ir_after && std::regex_search(name, *options_.print_ir_after);
     if (print_after || (options_.print_ir_after_change && *changed)) {
       Print("IR after " + name + (*changed ? "" : " (no change)") + " (" + options_.dump_tag + ")",
             graph);

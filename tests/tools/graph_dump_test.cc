@@ -18,6 +18,7 @@
 #include "ir/verifier.h"
 #include "runtime/plan_file.h"
 #include "support/json.h"
+#include "tests/tools/tool_util.h"
 
 namespace moegraph {
 namespace {
@@ -25,24 +26,9 @@ namespace {
 constexpr const char* kDecode4 = "phase=decode,chunks=1,tokens=4";
 constexpr const char* kPrefill16 = "phase=prefill,chunks=1,tokens=16";
 
-struct ToolRun {
-  int exit_code = -1;  // 128 + signal when killed by one
-  std::string out, err;
-};
-
-std::string ReadFile(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::stringstream buffer;
-  buffer << in.rdbuf();
-  return buffer.str();
-}
-
-std::string ShellQuote(const std::string& word) {
-  std::string out = "'";
-  for (char c : word)
-    out += c == '\'' ? std::string("'\\''") : std::string(1, c);
-  return out + "'";
-}
+using testing::ReadFile;
+using testing::ShellQuote;
+using testing::ToolRun;
 
 size_t CountLines(const std::string& text) {
   return static_cast<size_t>(std::count(text.begin(), text.end(), '\n'));
@@ -97,19 +83,7 @@ class GraphDumpTest : public ::testing::Test {
 
   // Runs graph-dump with `args` in the test directory.
   static ToolRun GraphDump(const std::vector<std::string>& args) {
-    const std::string out = *root_ + "/stdout", err = *root_ + "/stderr";
-    std::string command = "cd " + ShellQuote(*root_) + " && " +
-                          ShellQuote(std::string(MOEGRAPH_BIN_DIR) + "/graph-dump");
-    for (const std::string& arg : args)
-      command += " " + ShellQuote(arg);
-    command += " >" + ShellQuote(out) + " 2>" + ShellQuote(err);
-    const int status = std::system(command.c_str());
-    ToolRun run;
-    if (WIFEXITED(status)) run.exit_code = WEXITSTATUS(status);
-    if (WIFSIGNALED(status)) run.exit_code = 128 + WTERMSIG(status);
-    run.out = ReadFile(out);
-    run.err = ReadFile(err);
-    return run;
+    return testing::RunTool("graph-dump", args, *root_);
   }
 
   // The demo model, through --demo-dir.
