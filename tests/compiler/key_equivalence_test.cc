@@ -35,7 +35,8 @@ std::unique_ptr<Reference> MakeReference(const std::string& dir) {
   EXPECT_TRUE(model.ok()) << model.status().ToString();
   if (!model.ok()) return nullptr;
   auto ref = std::make_unique<Reference>(Reference{std::move(*model), WeightArgs(), nullptr});
-  StatusOr<WeightArgs> weights = WeightArgs::FromCheckpoint(ref->model.graph, ref->model.checkpoint);
+  StatusOr<WeightArgs> weights =
+      WeightArgs::FromCheckpoint(ref->model.graph, ref->model.checkpoint);
   EXPECT_TRUE(weights.ok()) << weights.status().ToString();
   ref->weights = std::move(*weights);
   KvCacheConfig kv;
@@ -51,7 +52,8 @@ std::unique_ptr<Reference> MakeReference(const std::string& dir) {
 
 std::vector<int32_t> Tokens(int n, int vocab, int salt) {
   std::vector<int32_t> t(n);
-  for (int i = 0; i < n; ++i) t[i] = (i * 37 + salt * 11 + 3) % vocab;
+  for (int i = 0; i < n; ++i)
+    t[i] = (i * 37 + salt * 11 + 3) % vocab;
   return t;
 }
 
@@ -74,8 +76,8 @@ std::vector<SpecKey> CompareSteps(Engine& engine, Reference& ref, std::vector<in
     if (!got.ok() || !want.ok()) return used;
     used.push_back(engine.last_key());
     for (size_t s = 0; s < batch.size(); ++s) {
-      const float err = testing::MaxAbsDiff(got->row(static_cast<int32_t>(s)),
-                                            want->f32() + s * vocab, vocab);
+      const float err =
+          testing::MaxAbsDiff(got->row(static_cast<int32_t>(s)), want->f32() + s * vocab, vocab);
       EXPECT_LE(err, kTolerance) << engine.last_key().ToString() << " sequence " << s;
     }
     for (size_t s = 0; s < batch.size(); ++s) {
@@ -105,11 +107,13 @@ TEST_P(KeyEquivalenceTest, LoweredProgramsMatchGenericGraph) {
   ASSERT_TRUE(engine.ok()) << engine.status().ToString();
 
   std::vector<SpecKey> used;
-  auto add = [&](const std::vector<SpecKey>& keys) { used.insert(used.end(), keys.begin(), keys.end()); };
-  add(CompareSteps(**engine, *ref, {5}, 2, 100));          // 1 chunk, bucket 8 half full
-  add(CompareSteps(**engine, *ref, {9, 4, 1}, 3, 200));    // 14 tokens: 2 chunks of bucket 16
-  add(CompareSteps(**engine, *ref, {13, 7}, 1, 300));      // 20 tokens: 3 chunks of bucket 32
-  add(CompareSteps(**engine, *ref, {40}, 1, 400));         // 40 tokens: 5 chunks of bucket 64
+  auto add = [&](const std::vector<SpecKey>& keys) {
+    used.insert(used.end(), keys.begin(), keys.end());
+  };
+  add(CompareSteps(**engine, *ref, {5}, 2, 100));        // 1 chunk, bucket 8 half full
+  add(CompareSteps(**engine, *ref, {9, 4, 1}, 3, 200));  // 14 tokens: 2 chunks of bucket 16
+  add(CompareSteps(**engine, *ref, {13, 7}, 1, 300));    // 20 tokens: 3 chunks of bucket 32
+  add(CompareSteps(**engine, *ref, {40}, 1, 400));       // 40 tokens: 5 chunks of bucket 64
   bool saw_decode = false, saw[4] = {false, false, false, false};
   for (const SpecKey& k : used) {
     saw_decode |= k.phase == MoePhase::kDecode;
@@ -121,12 +125,13 @@ TEST_P(KeyEquivalenceTest, LoweredProgramsMatchGenericGraph) {
   EXPECT_TRUE(saw_decode && saw[1] && saw[2] && saw[3]);
 }
 
-INSTANTIATE_TEST_SUITE_P(
-    Goldens, KeyEquivalenceTest,
-    ::testing::Combine(::testing::ValuesIn(testing::GoldenCases()), ::testing::Values(1, 2)),
-    [](const auto& info) {
-      return std::get<0>(info.param) + (std::get<1>(info.param) > 1 ? "_ep2" : "");
-    });
+INSTANTIATE_TEST_SUITE_P(Goldens, KeyEquivalenceTest,
+                         ::testing::Combine(::testing::ValuesIn(testing::GoldenCases()),
+                                            ::testing::Values(1, 2)),
+                         [](const auto& info) {
+                           return std::get<0>(info.param) +
+                                  (std::get<1>(info.param) > 1 ? "_ep2" : "");
+                         });
 
 }  // namespace
 }  // namespace moegraph
