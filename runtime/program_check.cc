@@ -1,0 +1,68 @@
+// Step-by-step re-verification of loaded programs.
+#include "runtime/program_check.h"
+
+#include "ir/op_registry.h"
+#include "ir/verifier.h"
+
+namespace moegraph {
+namespace {
+
+Type TypeOf(const ArgRef& ref) {
+  std::vector<Dim> dims;
+  for (int64_t d : ref.shape) dims.push_back(Dim::Static(d));
+  return Type::Tensor(ref.dtype, std::move(dims));
+}
+
+// The step as `graph @step(%meta, %in0, ...) { %out... = kernel(...) }`.
+StatusOr<Graph> StepAsGraph(const KernelStep& step) {
+  const OpDef* def = LookupOp(step.kernel);
+  if (!def || !def->reference || def->Has(kWeight)) {
+    return DataLoss("unknown kernel '" + step.kernel + "'");
+  }
+  if (step.ints.size() != def->kernel_ints.size() ||
+      step.floats.size() != def->kernel_floats.size()) {
+    return DataLoss("'" + step.kernel + "' takes " + std::to_string(def->kernel_ints.size()) +
+                    " integer and " + std::to_string(def->kernel_floats.size()) +
+                    " float parameters, the step has " + std::to_string(step.ints.size()) +
+                    " and " + std::to_string(step.floats.size()));
+  }
+  Graph graph("step");
+  std::vector<ValueId> operands;
+  const ValueId meta = graph.AddInput("meta", Type::ForwardMeta());
+  if (def->Has(kNeedsForwardMeta)) operands.push_back(meta);
+  for (size_t i = 0; i < step.inputs.size(); ++i) {
+    operands.push_back(graph.AddInput("in" + std::to_string(i), TypeOf(step.inputs[i])));
+  }
+  AttrMap attrs;
+  for (size_t i = 0; i < def->kernel_ints.size(); ++i) attrs[def->kernel_ints[i]] = step.ints[i];
+  for (size_t i = 0; i < def->kernel_floats.size(); ++i) {
+    attrs[def->kernel_floats[i]] = static_cast<double>(step.floats[i]);
+  }
+  std::vector<Type> results;
+  for (const ArgRef& out : step.outputs) results.push_back(TypeOf(out));
+  const int32_t index = graph.AddOp(def, operands, std::move(attrs), results, "out");
+  for (ValueId r : graph.ops()[index].results) graph.AddOutput(r);
+  return graph;
+}
+
+}  // namespace
+
+Status CheckPlanPrograms(const Plan& plan) {
+  for (const KeyProgram& program : plan.programs) {
+    for (size_t i = 0; i < program.steps.size(); ++i) {
+      const KernelStep& step = program.steps[i];
+      const std::string where =
+          "plan program " + program.key.ToString() + ", step " + std::to_string(i) + " ('" +
+          step.kernel + "')";
+      StatusOr<Graph> graph = StepAsGraph(step);
+      if (!graph.ok()) return graph.status().WithContext(where);
+      std::vector<Diagnostic> faults = VerifyGraph(*graph);
+      if (!faults.empty()) {
+        return DataLoss(where + ": its arguments break the op's rules: " + faults[0].message);
+      }
+    }
+  }
+  return Status::Ok();
+}
+
+}  // namespace moegraph
