@@ -5,6 +5,7 @@
 
 #include "compiler/compile_model.h"
 #include "runtime/plan_file.h"
+#include "runtime/program_check.h"
 #include "support/mapped_file.h"
 #include "tests/golden/golden_util.h"
 
@@ -57,6 +58,42 @@ TEST(PlanRoundTrip, CorruptedRealPlansAreErrors) {
   StatusOr<Plan> p = DeserializePlan(wrong_id, "wrong.plan");
   ASSERT_FALSE(p.ok());
   EXPECT_NE(p.status().message().find("wrong.plan"), std::string::npos);
+}
+
+// A plan whose steps break their ops' shape rules must never reach a kernel.
+TEST(PlanRoundTrip, StepsAreReverifiedAgainstTheRegistry) {
+  StatusOr<Plan> plan = CompileGolden("odd_norm_topk");
+  ASSERT_TRUE(plan.ok());
+  EXPECT_TRUE(CheckPlanPrograms(*plan).ok());
+  auto find = [](Plan& p, const std::string& kernel) -> KernelStep& {
+    for (KernelStep& s : p.programs[0].steps) {
+      if (s.kernel == kernel) return s;
+    }
+    return p.programs[0].steps[0];
+  };
+  Plan bad_shape = *plan;
+  find(bad_shape, "linear").inputs[0].shape[1] += 1;  // x's K no longer matches the weight
+  Status status = CheckPlanPrograms(bad_shape);
+  ASSERT_FALSE(status.ok());
+  EXPECT_EQ(status.code(), StatusCode::kDataLoss);
+  EXPECT_NE(status.message().find("('linear'): its arguments break the op's rules: 'linear': K "
+                                  "mismatch"),
+            std::string::npos)
+      << status.message();
+  Plan bad_param = *plan;
+  find(bad_param, "attention").ints[1] = 0;  // num_heads
+  status = CheckPlanPrograms(bad_param);
+  ASSERT_FALSE(status.ok());
+  EXPECT_NE(status.message().find("'num_heads' = 0 is outside"), std::string::npos)
+      << status.message();
+  Plan unknown = *plan;
+  unknown.programs[0].steps[0].kernel = "launch_missiles";
+  status = CheckPlanPrograms(unknown);
+  ASSERT_FALSE(status.ok());
+  EXPECT_NE(status.message().find("unknown kernel 'launch_missiles'"), std::string::npos);
+  Plan missing = *plan;
+  find(missing, "rms_norm").floats.clear();
+  EXPECT_FALSE(CheckPlanPrograms(missing).ok());
 }
 
 }  // namespace
