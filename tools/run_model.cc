@@ -1,5 +1,6 @@
 // run-model: loads a plan, captures every key, and generates or benchmarks.
 #include <sys/resource.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <chrono>
@@ -275,9 +276,12 @@ int Main(int argc, char** argv) {
   if (args->size() != 1) return Fail(InvalidArgument("expected one PLAN argument (see --help)"));
 
   const auto load_start = std::chrono::steady_clock::now();
-  options.on_capture = [](size_t i, size_t total, const SpecKey& key) {
-    std::fprintf(stderr, "\rcapturing %zu/%zu %-52s", i + 1, total, key.ToString().c_str());
-    if (i + 1 == total) std::fprintf(stderr, "\n");
+  const bool tty = isatty(STDERR_FILENO);
+  options.on_capture = [tty](size_t i, size_t total, const SpecKey& key) {
+    // One updating line on a terminal, one line per key in a log.
+    std::fprintf(stderr, tty ? "\rcapturing %zu/%zu %-56s" : "capturing %zu/%zu %s\n", i + 1, total,
+                 key.ToString().c_str());
+    if (tty && i + 1 == total) std::fprintf(stderr, "\n");
   };
   StatusOr<std::unique_ptr<Engine>> engine = Engine::Open((*args)[0], options);
   if (!engine.ok()) return Fail(engine.status());
