@@ -1,5 +1,6 @@
 // Tests for the built-in demo model checkpoint.
 #include "frontends/demo_model.h"
+#include "tests/temp_dir_test.h"
 
 #include <gtest/gtest.h>
 #include <unistd.h>
@@ -17,29 +18,7 @@
 namespace moegraph {
 namespace {
 
-// Each test works in its own directory under the gtest temp dir, removed when the test ends.
-class DemoModelTest : public ::testing::Test {
- protected:
-  void SetUp() override {
-    root_ = ::testing::TempDir() + "moegraph_demo_model_test_" + std::to_string(::getpid()) + "_" +
-            ::testing::UnitTest::GetInstance()->current_test_info()->name();
-    std::filesystem::remove_all(root_);
-    std::filesystem::create_directories(root_);
-  }
-  void TearDown() override {
-    std::error_code error;
-    std::filesystem::remove_all(root_, error);
-  }
-
-  // A fresh subdirectory of this test's directory.
-  std::string TestDir(const std::string& name = "d") {
-    const std::string dir = root_ + "/" + name;
-    std::filesystem::create_directories(dir);
-    return dir;
-  }
-
-  std::string root_;
-};
+class DemoModelTest : public testing::TempDirTest {};
 
 // Every tensor name the demo model must have, with its shape.
 std::map<std::string, std::vector<int64_t>> ExpectedShapes() {

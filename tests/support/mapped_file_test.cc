@@ -1,5 +1,6 @@
 // Tests for MappedFile, ReadFileToString and WriteFileAtomically.
 #include "support/mapped_file.h"
+#include "tests/temp_dir_test.h"
 
 #include <gtest/gtest.h>
 #include <sys/stat.h>
@@ -12,29 +13,7 @@
 namespace moegraph {
 namespace {
 
-// Each test works in its own directory under the gtest temp dir, removed when the test ends.
-class MappedFileTest : public ::testing::Test {
- protected:
-  void SetUp() override {
-    root_ = ::testing::TempDir() + "moegraph_mapped_file_test_" + std::to_string(::getpid()) + "_" +
-            ::testing::UnitTest::GetInstance()->current_test_info()->name();
-    std::filesystem::remove_all(root_);
-    std::filesystem::create_directories(root_);
-  }
-  void TearDown() override {
-    std::error_code error;
-    std::filesystem::remove_all(root_, error);
-  }
-
-  // A fresh subdirectory of this test's directory.
-  std::string TestDir(const std::string& name = "d") {
-    const std::string dir = root_ + "/" + name;
-    std::filesystem::create_directories(dir);
-    return dir;
-  }
-
-  std::string root_;
-};
+class MappedFileTest : public testing::TempDirTest {};
 
 TEST_F(MappedFileTest, MapsContentsAndSurvivesMoves) {
   const std::string path = TestDir() + "/data.bin";
