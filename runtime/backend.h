@@ -5,7 +5,9 @@
 #pragma once
 
 #include <cstddef>
+#include <cstring>
 #include <memory>
+#include <string>
 #include <string_view>
 #include <vector>
 
@@ -16,12 +18,17 @@
 namespace moegraph {
 
 // Everything a program's arguments point at. All of it stays at fixed
-// addresses for the life of the captured programs.
+// addresses for the life of the captured programs. Pointers into tensors are
+// the backend's memory (Allocate); for a device backend (host_memory() false)
+// that is device memory, and so are `meta` and its arrays: kernels read the
+// step's ForwardMeta (num_tokens included) on the device, so one captured
+// graph serves every batch of its bucket. `kv` is always readable on the host
+// (its k/v point at backend memory).
 struct ExecBindings {
   std::byte* arena = nullptr;
   uint64_t arena_bytes = 0;
   const std::vector<TensorArg>* weights = nullptr;  // by weight-table index
-  std::vector<void*> inputs;                         // graph data inputs (0: token ids)
+  std::vector<void*> inputs;                        // graph data inputs (0: token ids)
   const ForwardMetaView* meta = nullptr;
   const KvCacheView* kv = nullptr;
   int num_threads = 1;
@@ -50,10 +57,27 @@ class Backend {
   virtual ~Backend() = default;
   virtual std::string_view name() const = 0;
   virtual bool Supports(const KernelStep& step) const = 0;
+  // Why Supports(step) is false ("" when it is true).
+  virtual std::string WhyUnsupported(const KernelStep& step) const {
+    if (Supports(step)) return "";
+    return "the " + std::string(name()) + " backend has no kernel '" + step.kernel + "'";
+  }
   // Memory the backend's kernels can read and write (host memory on the CPU).
+  // Allocate returns zeroed memory.
   virtual StatusOr<std::byte*> Allocate(size_t bytes) = 0;
   virtual void Free(std::byte* data) = 0;
+  // Copies host bytes into backend memory, ordered before any later replay or
+  // eager run; `src` may be reused as soon as it returns.
   virtual Status Upload(std::byte* dst, const void* src, size_t bytes) = 0;
+  // Copies backend memory to the host after the work queued before it; the
+  // bytes are in `dst` when it returns. Host-memory backends copy directly.
+  virtual Status Download(void* dst, const std::byte* src, size_t bytes) {
+    std::memcpy(dst, src, bytes);
+    return Status::Ok();
+  }
+  // Whether Allocate returns host memory that the caller may read and write
+  // directly (the CPU). When false, bindings must point at backend memory.
+  virtual bool host_memory() const { return true; }
   // Resolves every step once: kernel choice, bound arguments, thread split.
   virtual StatusOr<std::unique_ptr<Replayable>> Capture(const KeyProgram& program,
                                                         const ExecBindings& bindings) = 0;
@@ -61,6 +85,8 @@ class Backend {
   // debugging baseline). Must produce bit-identical results to Replay.
   virtual Status RunEager(const KeyProgram& program, const ExecBindings& bindings,
                           StepObserver* observer = nullptr) = 0;
+  // Waits for queued work. Replay returns nothing, so a device backend
+  // reports a failed replay (or kernel) here.
   virtual Status Synchronize() = 0;
 };
 
@@ -70,5 +96,9 @@ struct CpuBackendOptions {
 
 // The CPU backend (optimised kernels where they apply, OpenMP threads).
 std::unique_ptr<Backend> CreateCpuBackend(const CpuBackendOptions& options = {});
+
+// The CUDA backend on `device` (runtime/cuda_backend.h has its options); an
+// error when the build has no CUDA or the machine has no such device.
+StatusOr<std::unique_ptr<Backend>> CreateCudaBackend(int device = 0);
 
 }  // namespace moegraph

@@ -4,8 +4,8 @@
 #include <omp.h>
 
 #include <algorithm>
-#include <filesystem>
 #include <cstring>
+#include <filesystem>
 #include <set>
 
 #include "ir/op_registry.h"
@@ -14,6 +14,30 @@
 #include "support/strings.h"
 
 namespace moegraph {
+
+// ---- Device backends ---------------------------------------------------------
+//
+// The host side stays as on the CPU (mmapped weights, KvCache bookkeeping,
+// ForwardMetaBuffers filled by Step); DeviceState holds the device copies the
+// kernels read. Per step, the host ForwardMeta arrays and tokens are packed
+// into one staging block and uploaded with one copy on the backend's stream,
+// outside any capture, before the replay.
+
+struct Engine::DeviceState {
+  std::vector<std::byte*> allocations;  // backend memory, freed by ~Engine
+  std::vector<TensorArg> weights;       // device TensorArgs, by weight-table index
+  KvCacheView kv;                       // the host view's dims, device k / v
+  std::byte* meta = nullptr;            // device: ForwardMetaView, then its arrays
+  std::vector<std::byte> staging;       // host image of `meta`
+  // Byte offsets of the arrays in `meta` / `staging`, in ForwardMetaView order,
+  // with their element counts.
+  struct Array {
+    size_t offset = 0;
+    size_t count = 0;
+  };
+  Array tokens, seq_lens_this_time, seq_lens_encoder, seq_lens_decoder, cu_seqlens_q,
+      batch_id_per_token, positions, block_tables, slot_mapping;
+};
 
 StatusOr<std::unique_ptr<Engine>> Engine::Open(const std::string& plan_path,
                                                const EngineOptions& options) {
@@ -31,15 +55,15 @@ StatusOr<std::unique_ptr<Engine>> Engine::Load(Plan plan, const EngineOptions& o
   }
   const PlanModelInfo& m = plan.model;
   const int32_t max_positions = std::max(m.max_position_embeddings, 1);
-  const int32_t max_blocks_per_seq = (max_positions + options.kv_block_size - 1) /
-                                     options.kv_block_size;
+  const int32_t max_blocks_per_seq =
+      (max_positions + options.kv_block_size - 1) / options.kv_block_size;
   KvCacheConfig kv_config;
   kv_config.num_layers = m.num_layers;
   kv_config.num_kv_heads = m.num_kv_heads;
   kv_config.head_dim = m.head_dim;
   kv_config.block_size = options.kv_block_size;
-  const uint64_t block_bytes = 2ull * m.num_layers * options.kv_block_size * m.num_kv_heads *
-                               m.head_dim * sizeof(float);
+  const uint64_t block_bytes =
+      2ull * m.num_layers * options.kv_block_size * m.num_kv_heads * m.head_dim * sizeof(float);
   if (block_bytes == 0) return InvalidArgument("the plan's model info has zero-sized KV heads");
   kv_config.num_blocks = static_cast<int32_t>(
       std::min<uint64_t>(options.kv_cache_bytes / block_bytes, uint64_t{1} << 30));
@@ -48,22 +72,25 @@ StatusOr<std::unique_ptr<Engine>> Engine::Load(Plan plan, const EngineOptions& o
                            " holds no block of " + FormatBytes(block_bytes));
   }
   MG_ASSIGN_OR_RETURN(KvCache kv, KvCache::Create(kv_config));
-  std::unique_ptr<Engine> engine(
-      new Engine(std::move(plan), options, std::move(kv), max_tokens, max_seqs, max_blocks_per_seq));
+  MG_ASSIGN_OR_RETURN(std::unique_ptr<Backend> backend, CreateBackendByName(options));
+  std::unique_ptr<Engine> engine(new Engine(std::move(plan), options, std::move(backend),
+                                            std::move(kv), max_tokens, max_seqs,
+                                            max_blocks_per_seq));
   MG_RETURN_IF_ERROR(engine->BindWeights());
   MG_ASSIGN_OR_RETURN(engine->arena_, engine->backend_->Allocate(engine->plan_.max_arena_bytes()));
   engine->arena_bytes_ = static_cast<uint64_t>(engine->plan_.max_arena_bytes());
   engine->bindings_.arena = engine->arena_;
   engine->bindings_.arena_bytes = engine->arena_bytes_;
+  if (!engine->backend_->host_memory()) MG_RETURN_IF_ERROR(engine->InitDevice());
   MG_RETURN_IF_ERROR(engine->CaptureAll());
   return engine;
 }
 
-Engine::Engine(Plan plan, const EngineOptions& options, KvCache kv, int32_t max_tokens,
-               int32_t max_seqs, int32_t max_blocks_per_seq)
+Engine::Engine(Plan plan, const EngineOptions& options, std::unique_ptr<Backend> backend,
+               KvCache kv, int32_t max_tokens, int32_t max_seqs, int32_t max_blocks_per_seq)
     : plan_(std::move(plan)),
       options_(options),
-      backend_(CreateCpuBackend()),
+      backend_(std::move(backend)),
       kv_(std::move(kv)),
       meta_(max_tokens, max_seqs, max_blocks_per_seq) {
   bindings_.weights = &weights_;
@@ -74,7 +101,144 @@ Engine::Engine(Plan plan, const EngineOptions& options, KvCache kv, int32_t max_
 }
 
 Engine::~Engine() {
+  captured_.clear();  // graphs first: they point into everything below
+  if (device_) {
+    for (std::byte* p : device_->allocations)
+      backend_->Free(p);
+  }
   if (arena_) backend_->Free(arena_);
+}
+
+namespace {
+
+size_t AlignUp(size_t bytes, size_t alignment) {
+  return (bytes + alignment - 1) / alignment * alignment;
+}
+
+}  // namespace
+
+StatusOr<std::unique_ptr<Backend>> CreateBackendByName(const EngineOptions& options) {
+  if (options.backend == "cpu") return CreateCpuBackend();
+  if (options.backend == "cpu-reference") {
+    CpuBackendOptions cpu;
+    cpu.reference_kernels_only = true;
+    return CreateCpuBackend(cpu);
+  }
+  if (options.backend == "cuda") return CreateCudaBackend(options.device);
+  return InvalidArgument("unknown backend '" + options.backend +
+                         "' (expected cpu, cpu-reference or cuda)");
+}
+
+Status Engine::InitDevice() {
+  device_ = std::make_unique<DeviceState>();
+  DeviceState& d = *device_;
+  auto allocate = [&](size_t bytes) -> StatusOr<std::byte*> {
+    MG_ASSIGN_OR_RETURN(std::byte * p, backend_->Allocate(bytes));
+    d.allocations.push_back(p);
+    return p;
+  };
+
+  // Weights: every slice 256-byte aligned in one allocation, then the device
+  // arrays of expert slice pointers for the stacked ones.
+  size_t slice_bytes = 0, num_pointers = 0;
+  for (const PlanWeight& pw : plan_.weights) {
+    for (const PlanWeightSlice& slice : pw.slices)
+      slice_bytes += AlignUp(slice.bytes, 256);
+  }
+  for (const TensorArg& w : weights_) {
+    if (w.expert_data != nullptr) num_pointers += static_cast<size_t>(w.shape[0]);
+  }
+  MG_ASSIGN_OR_RETURN(std::byte * block, allocate(slice_bytes + num_pointers * sizeof(void*)));
+  std::vector<const void*> pointers;
+  pointers.reserve(num_pointers);
+  size_t at = 0;
+  for (size_t i = 0; i < weights_.size(); ++i) {
+    const TensorArg& host = weights_[i];
+    const PlanWeight& pw = plan_.weights[i];
+    TensorArg device = host;
+    const bool stacked = host.expert_data != nullptr;
+    if (stacked && static_cast<int64_t>(pw.slices.size()) != host.shape[0]) {
+      return Internal("weight '" + pw.name + "' has " + std::to_string(pw.slices.size()) +
+                      " slices for " + std::to_string(host.shape[0]) + " experts");
+    }
+    if (!stacked && pw.slices.size() != 1) {
+      return Internal("weight '" + pw.name + "' has " + std::to_string(pw.slices.size()) +
+                      " slices but is not stacked");
+    }
+    const size_t first_pointer = pointers.size();
+    for (size_t s = 0; s < pw.slices.size(); ++s) {
+      const void* src = stacked ? host.expert_data[s] : host.data;
+      MG_RETURN_IF_ERROR(backend_->Upload(block + at, src, pw.slices[s].bytes)
+                             .WithContext("uploading weight '" + pw.name + "'"));
+      if (s == 0) device.data = block + at;
+      if (stacked) pointers.push_back(block + at);
+      at += AlignUp(pw.slices[s].bytes, 256);
+    }
+    if (stacked) {
+      device.expert_data =
+          reinterpret_cast<const void* const*>(block + slice_bytes) + first_pointer;
+    }
+    d.weights.push_back(device);
+  }
+  MG_RETURN_IF_ERROR(
+      backend_->Upload(block + slice_bytes, pointers.data(), pointers.size() * sizeof(void*)));
+
+  // KV cache: the host KvCache keeps the block tables; the data lives here.
+  d.kv = kv_.view();
+  const size_t kv_bytes =
+      static_cast<size_t>(d.kv.layer_stride()) * d.kv.num_layers * sizeof(float);
+  MG_ASSIGN_OR_RETURN(std::byte * k, allocate(kv_bytes));
+  MG_ASSIGN_OR_RETURN(std::byte * v, allocate(kv_bytes));
+  d.kv.k = reinterpret_cast<float*>(k);
+  d.kv.v = reinterpret_cast<float*>(v);
+
+  // ForwardMeta: the view struct first, then every array, 256-byte aligned.
+  const size_t tokens = meta_.max_tokens(), seqs = meta_.max_seqs();
+  const size_t table = seqs * static_cast<size_t>(meta_.view().max_blocks_per_seq);
+  size_t bytes = AlignUp(sizeof(ForwardMetaView), 256);
+  auto place = [&](DeviceState::Array& array, size_t count) {
+    array.offset = bytes;
+    array.count = count;
+    bytes += AlignUp(count * sizeof(int32_t), 256);
+  };
+  place(d.tokens, tokens);
+  place(d.seq_lens_this_time, seqs);
+  place(d.seq_lens_encoder, seqs);
+  place(d.seq_lens_decoder, seqs);
+  place(d.cu_seqlens_q, seqs + 1);
+  place(d.batch_id_per_token, tokens);
+  place(d.positions, tokens);
+  place(d.block_tables, table);
+  place(d.slot_mapping, tokens);
+  MG_ASSIGN_OR_RETURN(d.meta, allocate(bytes));
+  d.staging.assign(bytes, std::byte{0});
+
+  bindings_.weights = &d.weights;
+  bindings_.inputs = {d.meta + d.tokens.offset};
+  bindings_.meta = reinterpret_cast<const ForwardMetaView*>(d.meta);
+  bindings_.kv = &d.kv;
+  // The capture's warm-up reads the (empty) ForwardMeta: upload it now.
+  return UploadStepInputs();
+}
+
+Status Engine::UploadStepInputs() {
+  DeviceState& d = *device_;
+  ForwardMetaView view = meta_.view();  // scalars; the pointers are replaced below
+  auto pack = [&](const DeviceState::Array& array, const int32_t* host) {
+    std::memcpy(d.staging.data() + array.offset, host, array.count * sizeof(int32_t));
+    return reinterpret_cast<const int32_t*>(d.meta + array.offset);
+  };
+  pack(d.tokens, meta_.tokens());
+  view.seq_lens_this_time = pack(d.seq_lens_this_time, view.seq_lens_this_time);
+  view.seq_lens_encoder = pack(d.seq_lens_encoder, view.seq_lens_encoder);
+  view.seq_lens_decoder = pack(d.seq_lens_decoder, view.seq_lens_decoder);
+  view.cu_seqlens_q = pack(d.cu_seqlens_q, view.cu_seqlens_q);
+  view.batch_id_per_token = pack(d.batch_id_per_token, view.batch_id_per_token);
+  view.positions = pack(d.positions, view.positions);
+  view.block_tables = pack(d.block_tables, view.block_tables);
+  view.slot_mapping = pack(d.slot_mapping, view.slot_mapping);
+  std::memcpy(d.staging.data(), &view, sizeof(view));
+  return backend_->Upload(d.meta, d.staging.data(), d.staging.size());
 }
 
 Status Engine::BindWeights() {
@@ -90,11 +254,13 @@ Status Engine::BindWeights() {
     if (pw.experts > 0) op.attrs["experts"] = pw.experts;
     if (pw.row_offset > 0) op.attrs["row_offset"] = pw.row_offset;
     std::vector<Dim> dims;
-    for (int64_t d : pw.shape) dims.push_back(Dim::Static(d));
+    for (int64_t d : pw.shape)
+      dims.push_back(Dim::Static(d));
     StatusOr<ResolvedWeight> resolved =
         ResolveWeight(op, Type::Tensor(pw.dtype, dims), *checkpoint_);
     if (!resolved.ok()) {
-      return resolved.status().WithContext("binding weight '" + pw.name + "' of the plan to " + dir);
+      return resolved.status().WithContext("binding weight '" + pw.name + "' of the plan to " +
+                                           dir);
     }
     if (resolved->slices.size() != pw.slices.size()) {
       return DataLoss("weight '" + pw.name + "': the plan lists " +
@@ -110,7 +276,8 @@ Status Engine::BindWeights() {
                         "expects " + want.file + " @" + std::to_string(want.offset) + " (" +
                         std::to_string(want.bytes) + " bytes) but " + dir + " has it in " +
                         got_file + " @" + std::to_string(got.offset) + " (" +
-                        std::to_string(got.bytes) + " bytes); the checkpoint changed since the "
+                        std::to_string(got.bytes) +
+                        " bytes); the checkpoint changed since the "
                         "plan was compiled: recompile it");
       }
       weight_bytes_ += got.bytes;
@@ -184,12 +351,11 @@ Status Engine::CheckBatch(const std::vector<SequenceStep>& batch) const {
     blocks_needed += kv_.BlocksFor(total) - static_cast<int64_t>(kv_.BlockTable(s.seq_id).size());
   }
   if (blocks_needed > kv_.num_free_blocks()) {
-    return ResourceExhausted("KV cache exhausted: the batch needs " +
-                             std::to_string(blocks_needed) + " more blocks, " +
-                             std::to_string(kv_.num_free_blocks()) + " of " +
-                             std::to_string(kv_.config().num_blocks) +
-                             " are free; finish or release sequences, or give a larger "
-                             "KV cache budget");
+    return ResourceExhausted(
+        "KV cache exhausted: the batch needs " + std::to_string(blocks_needed) + " more blocks, " +
+        std::to_string(kv_.num_free_blocks()) + " of " + std::to_string(kv_.config().num_blocks) +
+        " are free; finish or release sequences, or give a larger "
+        "KV cache budget");
   }
   return Status::Ok();
 }
@@ -197,7 +363,8 @@ Status Engine::CheckBatch(const std::vector<SequenceStep>& batch) const {
 StatusOr<const KeyProgram*> Engine::ProgramFor(const std::vector<SequenceStep>& batch,
                                                SpecKey* key_out) const {
   int32_t num_tokens = 0;
-  for (const SequenceStep& s : batch) num_tokens += static_cast<int32_t>(s.tokens.size());
+  for (const SequenceStep& s : batch)
+    num_tokens += static_cast<int32_t>(s.tokens.size());
   const MoePhase phase = PhaseOf(batch);
   const SpecKey key =
       KeyForStep(phase, num_tokens, static_cast<int32_t>(batch.size()), plan_.key_options);
@@ -221,7 +388,8 @@ StatusOr<StepLogits> Engine::Step(const std::vector<SequenceStep>& batch) {
   MG_ASSIGN_OR_RETURN(const KeyProgram* program, ProgramFor(batch, &key));
   if (LogEnabled("dispatch")) {
     int32_t num_tokens = 0;
-    for (const SequenceStep& s : batch) num_tokens += static_cast<int32_t>(s.tokens.size());
+    for (const SequenceStep& s : batch)
+      num_tokens += static_cast<int32_t>(s.tokens.size());
     LogLine("dispatch", key.ToString() + " for " + std::to_string(num_tokens) + " tokens in " +
                             std::to_string(batch.size()) + " sequences (" +
                             (key.phase == MoePhase::kDecode ? "all decoding one token"
@@ -233,6 +401,7 @@ StatusOr<StepLogits> Engine::Step(const std::vector<SequenceStep>& batch) {
     MG_RETURN_IF_ERROR(kv_.Reserve(s.seq_id, s.num_cached + static_cast<int64_t>(s.tokens.size())));
   }
   MG_RETURN_IF_ERROR(meta_.Fill(batch, key.token_bucket, key.seq_bucket, kv_));
+  if (device_) MG_RETURN_IF_ERROR(UploadStepInputs());
   const int index = ProgramIndex(key);
   if (options_.eager || !captured_[index]) {
     MG_RETURN_IF_ERROR(backend_->RunEager(*program, bindings_, observer_));
@@ -248,8 +417,13 @@ StatusOr<StepLogits> Engine::Step(const std::vector<SequenceStep>& batch) {
   logits.num_seqs = static_cast<int32_t>(batch.size());
   logits.vocab = plan_.model.vocab_size;
   logits.data.resize(static_cast<size_t>(logits.num_seqs) * logits.vocab);
-  std::memcpy(logits.data.data(), arena_ + program->logits.arena_offset,
-              logits.data.size() * sizeof(float));
+  if (device_) {
+    MG_RETURN_IF_ERROR(backend_->Download(logits.data.data(), arena_ + program->logits.arena_offset,
+                                          logits.data.size() * sizeof(float)));
+  } else {
+    std::memcpy(logits.data.data(), arena_ + program->logits.arena_offset,
+                logits.data.size() * sizeof(float));
+  }
   return logits;
 }
 

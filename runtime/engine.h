@@ -24,11 +24,16 @@
 namespace moegraph {
 
 struct EngineOptions {
-  int num_threads = 0;           // 0: OpenMP's default
-  bool eager = false;            // run steps one by one instead of replaying captures
+  int num_threads = 0;  // 0: OpenMP's default
+  bool eager = false;   // run steps one by one instead of replaying captures
   int32_t kv_block_size = 16;
   uint64_t kv_cache_bytes = 256ull << 20;  // KV cache budget; sets the block count
-  std::string model_dir;         // overrides the plan's checkpoint directory
+  std::string model_dir;                   // overrides the plan's checkpoint directory
+  // Where kernels run: "cpu" (default), "cpu-reference" (reference kernels
+  // only) or "cuda". A device backend gets device copies of the weights, the
+  // KV cache and the ForwardMeta buffers (see Engine::DeviceState).
+  std::string backend = "cpu";
+  int device = 0;  // the CUDA device of backend "cuda"
   // Called while capturing at load: (index, total, key).
   std::function<void(size_t, size_t, const SpecKey&)> on_capture;
 };
@@ -40,6 +45,9 @@ struct StepLogits {
   std::vector<float> data;
   const float* row(int32_t s) const { return data.data() + static_cast<size_t>(s) * vocab; }
 };
+
+// The backend EngineOptions::backend names.
+StatusOr<std::unique_ptr<Backend>> CreateBackendByName(const EngineOptions& options);
 
 class Engine {
  public:
@@ -73,11 +81,19 @@ class Engine {
   uint64_t weight_bytes() const { return weight_bytes_; }
   uint64_t arena_bytes() const { return arena_bytes_; }
   int num_threads() const { return bindings_.num_threads; }
+  const Backend& backend() const { return *backend_; }
 
  private:
-  Engine(Plan plan, const EngineOptions& options, KvCache kv, int32_t max_tokens,
-         int32_t max_seqs, int32_t max_blocks_per_seq);
+  struct DeviceState;
+
+  Engine(Plan plan, const EngineOptions& options, std::unique_ptr<Backend> backend, KvCache kv,
+         int32_t max_tokens, int32_t max_seqs, int32_t max_blocks_per_seq);
   Status BindWeights();
+  // Device backends: uploads the weights, allocates the KV cache and the
+  // ForwardMeta buffers on the device, and points the bindings at them.
+  Status InitDevice();
+  // Device backends: copies this step's ForwardMeta and tokens to the device.
+  Status UploadStepInputs();
   Status CaptureAll();
   Status CheckBatch(const std::vector<SequenceStep>& batch) const;
   int ProgramIndex(const SpecKey& key) const;
@@ -94,6 +110,7 @@ class Engine {
   KvCache kv_;
   ForwardMetaBuffers meta_;
   ExecBindings bindings_;
+  std::unique_ptr<DeviceState> device_;                // null for host-memory backends (the CPU)
   std::vector<std::unique_ptr<Replayable>> captured_;  // by program index
   std::map<int64_t, int32_t> cached_tokens_;
   SpecKey last_key_;

@@ -1,0 +1,186 @@
+// CUDA attention kernels (see attention.cuh), mirroring ref_attention.cc.
+#include <cmath>
+
+#include "kernels/cuda/attention.cuh"
+#include "kernels/cuda/device_util.cuh"
+
+namespace moegraph::cuda {
+namespace {
+
+constexpr int kRopeThreads = 128;
+constexpr int kCopyThreads = 128;
+constexpr int kAttnThreads = 128;
+
+// One block per row; thread i owns the (i, i + half) pairs of every head.
+__global__ void RopeKernel(const float* x, float* y, int64_t row_size, int64_t head_dim,
+                           double theta, int64_t row_limit, const ForwardMetaView* meta) {
+  const int64_t t = blockIdx.x;
+  float* y_row = y + t * row_size;
+  if (meta == nullptr || t >= NumRealRows(meta, row_limit)) {
+    for (int64_t c = threadIdx.x; c < row_size; c += blockDim.x)
+      y_row[c] = 0.0f;
+    return;
+  }
+  const float* x_row = x + t * row_size;
+  const float position = static_cast<float>(meta->positions[t]);
+  const int64_t half = head_dim / 2;
+  for (int64_t i = threadIdx.x; i < half; i += blockDim.x) {
+    // As the reference: the frequency in double, rounded to float once.
+    const float inv_freq = static_cast<float>(
+        1.0 / pow(theta, static_cast<double>(2 * i) / static_cast<double>(head_dim)));
+    const float angle = position * inv_freq;
+    const float cos_a = cosf(angle);
+    const float sin_a = sinf(angle);
+    for (int64_t h = 0; h < row_size; h += head_dim) {
+      const float x1 = x_row[h + i];
+      const float x2 = x_row[h + i + half];
+      y_row[h + i] = x1 * cos_a - x2 * sin_a;
+      y_row[h + i + half] = x2 * cos_a + x1 * sin_a;
+    }
+  }
+}
+
+__global__ void KvCacheWriteKernel(const float* k, const float* v, int64_t kv_row, KvLayer layer,
+                                   int64_t row_limit, const ForwardMetaView* meta) {
+  const int64_t t = blockIdx.x;
+  if (t >= NumRealRows(meta, row_limit)) return;
+  const int64_t slot = meta->slot_mapping[t];
+  const int64_t num_slots = static_cast<int64_t>(layer.num_blocks) * layer.block_size;
+  if (slot < 0 || slot >= num_slots) return;
+  for (int64_t c = threadIdx.x; c < kv_row; c += blockDim.x) {
+    layer.k[slot * kv_row + c] = k[t * kv_row + c];
+    layer.v[slot * kv_row + c] = v[t * kv_row + c];
+  }
+}
+
+// One block per (token, head). Pass 1: the max score, each thread over keys
+// j = tid, tid + blockDim, ...; pass 2: chunks of blockDim keys whose
+// exp(score - max) go to shared memory, then each thread accumulates its
+// own output dims over the chunk (no atomics, so the result is deterministic).
+__global__ void __launch_bounds__(kAttnThreads)
+    PagedAttentionKernel(const float* q, KvLayer layer, float* out, int num_heads, int num_kv_heads,
+                         int head_dim, float scale, int64_t row_limit,
+                         const ForwardMetaView* meta) {
+  extern __shared__ float smem[];
+  float* q_s = smem;             // [head_dim]
+  float* o_s = smem + head_dim;  // [head_dim]
+  float* e_s = o_s + head_dim;   // [blockDim.x]
+  __shared__ int64_t offset_s[kAttnThreads];
+  __shared__ float reduce_s[32];
+
+  const int64_t t = blockIdx.x;
+  const int h = blockIdx.y;
+  const int64_t q_row = static_cast<int64_t>(num_heads) * head_dim;
+  const int64_t kv_row = static_cast<int64_t>(num_kv_heads) * head_dim;
+  float* o = out + t * q_row + static_cast<int64_t>(h) * head_dim;
+  auto zero_output = [&] {
+    for (int d = threadIdx.x; d < head_dim; d += blockDim.x)
+      o[d] = 0.0f;
+  };
+  if (t >= NumRealRows(meta, row_limit)) return zero_output();
+
+  // The reference's SeqBlocksValid; every branch below is uniform over the block.
+  const int32_t seq = meta->batch_id_per_token[t];
+  const int32_t position = meta->positions[t];
+  if (seq < 0 || seq >= meta->num_seqs || position < 0) return zero_output();
+  const int64_t block_size = layer.block_size;
+  const int64_t last_block = position / block_size;
+  if (last_block >= meta->max_blocks_per_seq) return zero_output();
+  const int32_t* table = meta->block_tables + static_cast<int64_t>(seq) * meta->max_blocks_per_seq;
+  bool bad = false;
+  for (int64_t b = threadIdx.x; b <= last_block; b += blockDim.x) {
+    bad |= table[b] < 0 || table[b] >= layer.num_blocks;
+  }
+  if (__syncthreads_or(bad)) return zero_output();
+
+  const int64_t kv_head = h / (num_heads / num_kv_heads);
+  auto cache_offset = [&](int64_t j) {
+    const int64_t slot = static_cast<int64_t>(table[j / block_size]) * block_size + j % block_size;
+    return slot * kv_row + kv_head * head_dim;
+  };
+  auto score = [&](int64_t offset) {
+    const float* k_row = layer.k + offset;
+    float dot = 0.0f;
+    for (int d = 0; d < head_dim; ++d)
+      dot += q_s[d] * k_row[d];
+    return scale * dot;
+  };
+  const float* q_head = q + t * q_row + static_cast<int64_t>(h) * head_dim;
+  for (int d = threadIdx.x; d < head_dim; d += blockDim.x) {
+    q_s[d] = q_head[d];
+    o_s[d] = 0.0f;
+  }
+  __syncthreads();
+
+  float local_max = -INFINITY;
+  for (int64_t j = threadIdx.x; j <= position; j += blockDim.x) {
+    local_max = fmaxf(local_max, score(cache_offset(j)));
+  }
+  const float max_score = BlockMax(local_max, reduce_s);
+
+  float local_sum = 0.0f;
+  for (int64_t j0 = 0; j0 <= position; j0 += blockDim.x) {
+    const int64_t j = j0 + threadIdx.x;
+    float e = 0.0f;
+    if (j <= position) {
+      const int64_t offset = cache_offset(j);
+      e = expf(score(offset) - max_score);
+      offset_s[threadIdx.x] = offset;
+      local_sum += e;
+    }
+    e_s[threadIdx.x] = e;
+    __syncthreads();
+    const int64_t count = min(static_cast<int64_t>(blockDim.x), position - j0 + 1);
+    for (int d = threadIdx.x; d < head_dim; d += blockDim.x) {
+      float acc = o_s[d];
+      for (int64_t jj = 0; jj < count; ++jj)
+        acc += e_s[jj] * layer.v[offset_s[jj] + d];
+      o_s[d] = acc;
+    }
+    __syncthreads();
+  }
+  const float inv_sum = 1.0f / BlockSum(local_sum, reduce_s);
+  for (int d = threadIdx.x; d < head_dim; d += blockDim.x)
+    o[d] = o_s[d] * inv_sum;
+}
+
+}  // namespace
+
+cudaError_t LaunchRope(const float* x, float* y, int64_t num_rows, int64_t row_size,
+                       int64_t head_dim, float theta, int64_t row_limit,
+                       const ForwardMetaView* meta, cudaStream_t stream) {
+  if (num_rows <= 0 || row_size <= 0) return cudaSuccess;
+  const bool ok = head_dim > 0 && head_dim % 2 == 0 && row_size % head_dim == 0;
+  RopeKernel<<<static_cast<unsigned int>(num_rows), kRopeThreads, 0, stream>>>(
+      x, y, row_size, ok ? head_dim : 2, static_cast<double>(theta), ok ? row_limit : 0, meta);
+  return cudaGetLastError();
+}
+
+cudaError_t LaunchKvCacheWrite(const float* k, const float* v, int64_t num_rows, int64_t kv_row,
+                               KvLayer layer, int64_t row_limit, const ForwardMetaView* meta,
+                               cudaStream_t stream) {
+  if (num_rows <= 0 || kv_row <= 0 || meta == nullptr) return cudaSuccess;
+  KvCacheWriteKernel<<<static_cast<unsigned int>(num_rows), kCopyThreads, 0, stream>>>(
+      k, v, kv_row, layer, row_limit, meta);
+  return cudaGetLastError();
+}
+
+cudaError_t LaunchPagedAttention(const float* q, KvLayer layer, float* out, int64_t num_rows,
+                                 int num_heads, int num_kv_heads, int head_dim, float scale,
+                                 int64_t row_limit, const ForwardMetaView* meta,
+                                 cudaStream_t stream) {
+  if (num_rows <= 0) return cudaSuccess;
+  if (meta == nullptr || num_heads <= 0 || num_kv_heads <= 0 || head_dim <= 0 ||
+      num_heads % num_kv_heads != 0 || layer.block_size <= 0) {
+    return cudaMemsetAsync(
+        out, 0, static_cast<size_t>(num_rows) * num_heads * head_dim * sizeof(float), stream);
+  }
+  const size_t shared_bytes = (2 * static_cast<size_t>(head_dim) + kAttnThreads) * sizeof(float);
+  if (shared_bytes > 48 * 1024 || num_heads > kMaxGridY) return cudaErrorInvalidConfiguration;
+  const dim3 grid(static_cast<unsigned int>(num_rows), static_cast<unsigned int>(num_heads));
+  PagedAttentionKernel<<<grid, kAttnThreads, shared_bytes, stream>>>(
+      q, layer, out, num_heads, num_kv_heads, head_dim, scale, row_limit, meta);
+  return cudaGetLastError();
+}
+
+}  // namespace moegraph::cuda

@@ -1,0 +1,46 @@
+// CUDA attention kernels: rotary embedding, the paged KV-cache write and
+// causal paged attention (prefill and decode alike: every token attends to
+// cache positions 0..positions[t] of its sequence). Sequence lengths,
+// positions, block tables and slot mapping are read from the device
+// ForwardMeta, so one captured graph serves any batch of its bucket.
+// Semantics: RefRope / RefAttention in kernels/cpu/reference_kernels.h.
+#pragma once
+
+#include <cuda_runtime.h>
+
+#include <cstdint>
+
+#include "kernels/kernel_abi.h"
+
+namespace moegraph::cuda {
+
+// y [num_rows, row_size] = NeoX rotate-half RoPE of x at meta->positions.
+// `row_limit` is 0 when the host-side shape check failed; a null meta zeroes y.
+cudaError_t LaunchRope(const float* x, float* y, int64_t num_rows, int64_t row_size,
+                       int64_t head_dim, float theta, int64_t row_limit,
+                       const ForwardMetaView* meta, cudaStream_t stream);
+
+// One layer's slice of the paged cache: [num_blocks * block_size, num_kv_heads,
+// head_dim] keys and values.
+struct KvLayer {
+  float* k = nullptr;
+  float* v = nullptr;
+  int32_t num_blocks = 0;
+  int32_t block_size = 0;
+};
+
+// Writes k/v [num_rows, num_kv_heads * head_dim] of every real token with a
+// valid slot_mapping into the layer's cache.
+cudaError_t LaunchKvCacheWrite(const float* k, const float* v, int64_t num_rows, int64_t kv_row,
+                               KvLayer layer, int64_t row_limit, const ForwardMetaView* meta,
+                               cudaStream_t stream);
+
+// out [num_rows, num_heads * head_dim]: softmax(scale * q.k) v over the cache,
+// causal per sequence, GQA (head h reads kv head h / (num_heads / num_kv_heads)).
+// Tokens past the real count or with an invalid sequence/block get zeros.
+cudaError_t LaunchPagedAttention(const float* q, KvLayer layer, float* out, int64_t num_rows,
+                                 int num_heads, int num_kv_heads, int head_dim, float scale,
+                                 int64_t row_limit, const ForwardMetaView* meta,
+                                 cudaStream_t stream);
+
+}  // namespace moegraph::cuda

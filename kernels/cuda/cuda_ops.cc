@@ -1,0 +1,697 @@
+// The CUDA op table (see cuda_ops.h). Each entry checks shapes on the host the
+// way its reference kernel does (a failed check gives the reference's zeros),
+// then calls the family launchers. Nothing here allocates, synchronizes or
+// reads device memory on the host, so every entry is capturable.
+#include "kernels/cuda/cuda_ops.h"
+
+#include <algorithm>
+#include <cstring>
+
+#include "ir/op_registry.h"
+#include "kernels/cpu/reference_kernels.h"
+#include "kernels/cuda/attention.cuh"
+#include "kernels/cuda/dense.cuh"
+#include "kernels/cuda/gemm.cuh"
+#include "kernels/cuda/moe.cuh"
+
+namespace moegraph::cuda {
+namespace {
+
+using ref_detail::IsWeightDType;
+using ref_detail::NumRows;
+using ref_detail::RowSize;
+
+// A GEMM chunk's activation copy and partial products stay under this size.
+constexpr size_t kLinearScratchTarget = size_t{64} << 20;
+
+size_t Align256(size_t bytes) {
+  return (bytes + 255) / 256 * 256;
+}
+
+Status Check(cudaError_t e, const char* what) {
+  if (e == cudaSuccess) return Status::Ok();
+  return Internal(std::string(what) + ": " + cudaGetErrorString(e));
+}
+
+int64_t NumBytes(const TensorArg& t) {
+  return t.numel() * static_cast<int64_t>(DTypeBytes(t.dtype));
+}
+int64_t RowBytes(const TensorArg& t) {
+  return RowSize(t) * static_cast<int64_t>(DTypeBytes(t.dtype));
+}
+
+Status Zero(const TensorArg& t, cudaStream_t stream) {
+  return Check(cudaMemsetAsync(t.data, 0, NumBytes(t), stream), "zero fill");
+}
+
+bool WeightShapeOk(const TensorArg& w, int64_t n, int64_t k) {
+  return IsWeightDType(w.dtype) && w.data != nullptr && w.rank == 2 && w.shape[0] == n &&
+         w.shape[1] == k;
+}
+
+bool StackedWeightOk(const TensorArg& w, int64_t e, int64_t n, int64_t k) {
+  return IsWeightDType(w.dtype) && w.expert_data != nullptr && w.rank == 3 && w.shape[0] == e &&
+         w.shape[1] == n && w.shape[2] == k;
+}
+
+const float* F32In(const TensorArg& t) {
+  return static_cast<const float*>(t.data);
+}
+float* F32Out(const TensorArg& t) {
+  return static_cast<float*>(t.data);
+}
+const int32_t* I32In(const TensorArg& t) {
+  return static_cast<const int32_t*>(t.data);
+}
+int32_t* I32Out(const TensorArg& t) {
+  return static_cast<int32_t*>(t.data);
+}
+
+// ---- Linear through cuBLASLt ------------------------------------------------------
+//
+// Rows are processed in chunks that bound the scratch: a half-precision copy
+// of the chunk's activations ([parts * rows, k], bf16/f16 weights only), then
+// one GEMM per weight into f32 partial products ([parts * rows, n]), then the
+// epilogue (sum of parts, SiLU-and-mul, zero padding rows) into y.
+
+struct LinearPlan {
+  int parts = 1;
+  int num_weights = 1;
+  int64_t chunk_rows = 1;
+  size_t activation_bytes = 0;
+  size_t product_bytes = 0;  // per weight
+  size_t total() const { return activation_bytes + num_weights * product_bytes; }
+};
+
+LinearPlan PlanLinear(int64_t rows, int64_t n, int64_t k, DType dtype, bool with_up,
+                      int activation_parts) {
+  LinearPlan plan;
+  const bool half = dtype != DType::kF32;
+  plan.parts = half ? std::clamp(activation_parts, 1, 2) : 1;
+  plan.num_weights = with_up ? 2 : 1;
+  const size_t per_row = plan.parts * (static_cast<size_t>(half ? 2 * k : 0) +
+                                       plan.num_weights * static_cast<size_t>(n) * sizeof(float));
+  const int64_t fit = per_row == 0 ? rows : static_cast<int64_t>(kLinearScratchTarget / per_row);
+  plan.chunk_rows = std::clamp<int64_t>(fit, 1, std::max<int64_t>(rows, 1));
+  plan.activation_bytes = half ? Align256(plan.parts * plan.chunk_rows * k * 2) : 0;
+  plan.product_bytes = Align256(plan.parts * plan.chunk_rows * n * sizeof(float));
+  return plan;
+}
+
+size_t LinearScratch(int64_t rows, int64_t n, int64_t k, DType dtype, bool with_up, int parts) {
+  return PlanLinear(rows, n, k, dtype, with_up, parts).total();
+}
+
+// y [rows, n] = x [rows, k] w^T (or silu(x wg^T) * (x wu^T)) with the tiled
+// CUDA kernel: exact f32 activations, as the reference.
+Status DenseFallback(const float* x, int64_t rows, int64_t k, const TensorArg& wg,
+                     const TensorArg* wu, int64_t n, float* y, int64_t row_limit,
+                     const ForwardMetaView* meta, cudaStream_t stream) {
+  GroupedGemmArgs g;
+  g.mode = GroupMode::kDense;
+  g.x = x;
+  g.x_rows = rows;
+  g.k = k;
+  g.dense_gate = wg.data;
+  g.dense_up = wu ? wu->data : nullptr;
+  g.w_dtype = wg.dtype;
+  g.w_up_dtype = wu ? wu->dtype : wg.dtype;
+  g.num_experts = 1;
+  g.out = y;
+  g.out_rows = rows;
+  g.n = n;
+  g.valid_rows = row_limit;
+  g.meta = meta;
+  return Check(LaunchGroupedGemm(g, stream), "dense GEMM");
+}
+
+Status RunLinear(const CudaStepContext& ctx, std::byte* scratch, size_t scratch_bytes,
+                 const float* x, int64_t rows, int64_t k, const TensorArg& wg, const TensorArg* wu,
+                 int64_t n, float* y, int64_t row_limit, const ForwardMetaView* meta) {
+  if (rows <= 0 || n <= 0) return Status::Ok();
+  if (ctx.gemm == nullptr || k <= 0 || (wu != nullptr && wu->dtype != wg.dtype)) {
+    return DenseFallback(x, rows, k, wg, wu, n, y, row_limit, meta, ctx.stream);
+  }
+  const LinearPlan plan = PlanLinear(rows, n, k, wg.dtype, wu != nullptr, ctx.activation_parts);
+  if (scratch_bytes < plan.total()) {
+    return Internal("linear needs " + std::to_string(plan.total()) + " scratch bytes, has " +
+                    std::to_string(scratch_bytes));
+  }
+  std::byte* activations = scratch;
+  float* products_gate = reinterpret_cast<float*>(scratch + plan.activation_bytes);
+  float* products_up =
+      reinterpret_cast<float*>(scratch + plan.activation_bytes + plan.product_bytes);
+  for (int64_t r0 = 0; r0 < rows; r0 += plan.chunk_rows) {
+    const int64_t m = std::min(plan.chunk_rows, rows - r0);
+    const void* b = x + r0 * k;
+    if (wg.dtype != DType::kF32) {
+      MG_RETURN_IF_ERROR(
+          Check(LaunchSplitToHalf(x + r0 * k, m, k, wg.dtype, plan.parts, activations, ctx.stream),
+                "activation split"));
+      b = activations;
+    }
+    Status s =
+        ctx.gemm->Matmul(wg.data, b, products_gate, plan.parts * m, n, k, wg.dtype, ctx.stream);
+    if (s.ok() && wu != nullptr) {
+      s = ctx.gemm->Matmul(wu->data, b, products_up, plan.parts * m, n, k, wu->dtype, ctx.stream);
+    }
+    // No cuBLASLt algorithm (the answer is cached, so eager and capture agree):
+    // the tiled kernel recomputes every row.
+    if (s.code() == StatusCode::kUnimplemented) {
+      return DenseFallback(x, rows, k, wg, wu, n, y, row_limit, meta, ctx.stream);
+    }
+    MG_RETURN_IF_ERROR(s);
+    MG_RETURN_IF_ERROR(
+        Check(LaunchGemmEpilogue(products_gate, wu ? products_up : nullptr, plan.parts, m, n,
+                                 y + r0 * n, r0, row_limit, meta, ctx.stream),
+              "GEMM epilogue"));
+  }
+  return Status::Ok();
+}
+
+// ---- Entries -----------------------------------------------------------------------
+
+Status RunZeros(const KernelArgs& a, const CudaStepContext& ctx) {
+  return Zero(a.out[0], ctx.stream);
+}
+
+Status RunEmbedding(const KernelArgs& a, const CudaStepContext& ctx) {
+  const TensorArg& table = a.in[1];
+  const int64_t num_rows = NumRows(a.out[0]);
+  const int64_t hidden = RowSize(a.out[0]);
+  const bool table_ok = IsWeightDType(table.dtype) && table.rank == 2 && table.dim(1) == hidden;
+  const int64_t row_limit = table_ok ? std::min(num_rows, a.in[0].numel()) : 0;
+  return Check(LaunchEmbedding(I32In(a.in[0]), table.data, table.dtype, table.dim(0),
+                               F32Out(a.out[0]), num_rows, hidden, row_limit, a.meta, ctx.stream),
+               "embedding");
+}
+
+bool NormShapeOk(const TensorArg& x, const TensorArg& w) {
+  const int64_t w_size = w.numel();
+  return IsWeightDType(w.dtype) && w_size > 0 && RowSize(x) % w_size == 0;
+}
+
+Status RunRmsNorm(const KernelArgs& a, const CudaStepContext& ctx) {
+  const TensorArg& x = a.in[0];
+  const TensorArg& w = a.in[1];
+  const int64_t row_limit = NormShapeOk(x, w) ? NumRows(x) : 0;
+  return Check(
+      LaunchRmsNorm(F32In(x), nullptr, w.data, w.dtype, w.numel(), a.floats[0], nullptr,
+                    F32Out(a.out[0]), NumRows(x), RowSize(x), row_limit, a.meta, ctx.stream),
+      "rms_norm");
+}
+
+Status RunAddRmsNorm(const KernelArgs& a, const CudaStepContext& ctx) {
+  const TensorArg& x = a.in[0];
+  const TensorArg& w = a.in[2];
+  const int64_t row_limit = NormShapeOk(x, w) ? NumRows(x) : 0;
+  return Check(LaunchRmsNorm(F32In(x), F32In(a.in[1]), w.data, w.dtype, w.numel(), a.floats[0],
+                             F32Out(a.out[0]), F32Out(a.out[1]), NumRows(x), RowSize(x), row_limit,
+                             a.meta, ctx.stream),
+               "add_rms_norm");
+}
+
+Status RunElementwise(const KernelArgs& a, const CudaStepContext& ctx, Elementwise op) {
+  return Check(LaunchElementwise(op, F32In(a.in[0]), F32In(a.in[1]), F32Out(a.out[0]),
+                                 NumRows(a.out[0]), RowSize(a.out[0]), a.meta, ctx.stream),
+               "elementwise");
+}
+Status RunAdd(const KernelArgs& a, const CudaStepContext& ctx) {
+  return RunElementwise(a, ctx, Elementwise::kAdd);
+}
+Status RunSiluMul(const KernelArgs& a, const CudaStepContext& ctx) {
+  return RunElementwise(a, ctx, Elementwise::kSiluMul);
+}
+
+Status RunLinearStep(const KernelArgs& a, const CudaStepContext& ctx) {
+  const TensorArg& w = a.in[1];
+  const int64_t num_rows = NumRows(a.out[0]);
+  const int64_t n = RowSize(a.out[0]), k = RowSize(a.in[0]);
+  if (!WeightShapeOk(w, n, k)) return Zero(a.out[0], ctx.stream);
+  return RunLinear(ctx, ctx.scratch, ctx.scratch_bytes, F32In(a.in[0]), num_rows, k, w, nullptr, n,
+                   F32Out(a.out[0]), num_rows, a.meta);
+}
+size_t LinearStepScratch(const KernelArgs& a, int parts) {
+  return LinearScratch(NumRows(a.out[0]), RowSize(a.out[0]), RowSize(a.in[0]), a.in[1].dtype, false,
+                       parts);
+}
+
+Status RunLinearSiluMul(const KernelArgs& a, const CudaStepContext& ctx) {
+  const TensorArg& wg = a.in[1];
+  const TensorArg& wu = a.in[2];
+  const int64_t num_rows = NumRows(a.out[0]);
+  const int64_t n = RowSize(a.out[0]), k = RowSize(a.in[0]);
+  if (!WeightShapeOk(wg, n, k) || !WeightShapeOk(wu, n, k)) return Zero(a.out[0], ctx.stream);
+  return RunLinear(ctx, ctx.scratch, ctx.scratch_bytes, F32In(a.in[0]), num_rows, k, wg, &wu, n,
+                   F32Out(a.out[0]), num_rows, a.meta);
+}
+size_t LinearSiluMulScratch(const KernelArgs& a, int parts) {
+  return LinearScratch(NumRows(a.out[0]), RowSize(a.out[0]), RowSize(a.in[0]), a.in[1].dtype, true,
+                       parts);
+}
+
+// mlp = linear(linear_silu_mul(x, gate, up), down), the hidden rows in scratch.
+Status RunMlp(const KernelArgs& a, const CudaStepContext& ctx) {
+  const TensorArg &gate = a.in[1], &up = a.in[2], &down = a.in[3];
+  const int64_t num_rows = NumRows(a.out[0]);
+  const int64_t hidden = RowSize(a.out[0]);
+  const int64_t inter = gate.dim(0);
+  const bool ok = RowSize(a.in[0]) == hidden && WeightShapeOk(gate, inter, hidden) &&
+                  WeightShapeOk(up, inter, hidden) && WeightShapeOk(down, hidden, inter);
+  if (!ok) return Zero(a.out[0], ctx.stream);
+  const size_t h_bytes = Align256(num_rows * inter * sizeof(float));
+  if (ctx.scratch_bytes < h_bytes) return Internal("mlp: scratch too small");
+  float* h = reinterpret_cast<float*>(ctx.scratch);
+  std::byte* rest = ctx.scratch + h_bytes;
+  const size_t rest_bytes = ctx.scratch_bytes - h_bytes;
+  MG_RETURN_IF_ERROR(RunLinear(ctx, rest, rest_bytes, F32In(a.in[0]), num_rows, hidden, gate, &up,
+                               inter, h, num_rows, a.meta));
+  return RunLinear(ctx, rest, rest_bytes, h, num_rows, inter, down, nullptr, hidden,
+                   F32Out(a.out[0]), num_rows, a.meta);
+}
+size_t MlpScratch(const KernelArgs& a, int parts) {
+  const int64_t num_rows = NumRows(a.out[0]);
+  const int64_t hidden = RowSize(a.out[0]);
+  const int64_t inter = a.in[1].dim(0);
+  return Align256(num_rows * inter * sizeof(float)) +
+         std::max(LinearScratch(num_rows, inter, hidden, a.in[1].dtype, true, parts),
+                  LinearScratch(num_rows, hidden, inter, a.in[3].dtype, false, parts));
+}
+
+Status RunRope(const KernelArgs& a, const CudaStepContext& ctx) {
+  const int64_t num_rows = NumRows(a.out[0]);
+  const int64_t row_size = RowSize(a.out[0]);
+  const int64_t head_dim = a.ints[0];
+  const bool ok = a.meta != nullptr && head_dim > 0 && head_dim % 2 == 0 &&
+                  row_size % head_dim == 0 && RowSize(a.in[0]) == row_size;
+  const int64_t row_limit = ok ? std::min(num_rows, NumRows(a.in[0])) : 0;
+  return Check(LaunchRope(F32In(a.in[0]), F32Out(a.out[0]), num_rows, row_size, head_dim,
+                          a.floats[0], row_limit, a.meta, ctx.stream),
+               "rope");
+}
+
+Status RunAttention(const KernelArgs& a, const CudaStepContext& ctx) {
+  const int64_t layer = a.ints[0], num_heads = a.ints[1], num_kv_heads = a.ints[2];
+  const int64_t head_dim = a.ints[3];
+  const int64_t num_rows = NumRows(a.out[0]);
+  const int64_t q_row = num_heads * head_dim, kv_row = num_kv_heads * head_dim;
+  const KvCacheView* kv = a.kv;
+  const bool ok = a.meta != nullptr && kv != nullptr && kv->k != nullptr && kv->v != nullptr &&
+                  num_heads > 0 && num_kv_heads > 0 && head_dim > 0 &&
+                  num_heads % num_kv_heads == 0 && layer >= 0 && layer < kv->num_layers &&
+                  kv->num_kv_heads == num_kv_heads && kv->head_dim == head_dim &&
+                  kv->block_size > 0 && RowSize(a.out[0]) == q_row && RowSize(a.in[0]) == q_row &&
+                  RowSize(a.in[1]) == kv_row && RowSize(a.in[2]) == kv_row;
+  if (!ok) return Zero(a.out[0], ctx.stream);
+  const int64_t row_limit =
+      std::min({NumRows(a.in[0]), NumRows(a.in[1]), NumRows(a.in[2]), num_rows});
+  KvLayer cache;
+  cache.k = kv->k + layer * kv->layer_stride();
+  cache.v = kv->v + layer * kv->layer_stride();
+  cache.num_blocks = kv->num_blocks;
+  cache.block_size = kv->block_size;
+  // The cache write must land before any token of the step reads it.
+  MG_RETURN_IF_ERROR(Check(LaunchKvCacheWrite(F32In(a.in[1]), F32In(a.in[2]), row_limit, kv_row,
+                                              cache, row_limit, a.meta, ctx.stream),
+                           "KV cache write"));
+  return Check(
+      LaunchPagedAttention(F32In(a.in[0]), cache, F32Out(a.out[0]), num_rows,
+                           static_cast<int>(num_heads), static_cast<int>(num_kv_heads),
+                           static_cast<int>(head_dim), a.floats[0], row_limit, a.meta, ctx.stream),
+      "paged attention");
+}
+
+Status RunGatherLast(const KernelArgs& a, const CudaStepContext& ctx) {
+  const int64_t hidden = RowSize(a.out[0]);
+  const bool ok = a.meta != nullptr && RowSize(a.in[0]) == hidden;
+  return Check(LaunchGatherLast(F32In(a.in[0]), ok ? NumRows(a.in[0]) : 0, F32Out(a.out[0]),
+                                NumRows(a.out[0]), hidden, a.meta, ctx.stream),
+               "gather_last");
+}
+
+Status RunTopkRoute(const KernelArgs& a, const CudaStepContext& ctx) {
+  const int64_t top_k = a.ints[0];
+  const bool ok = top_k > 0 && RowSize(a.out[0]) == top_k && RowSize(a.out[1]) == top_k;
+  if (!ok) {
+    MG_RETURN_IF_ERROR(Check(cudaMemsetAsync(a.out[0].data, 0xff, NumBytes(a.out[0]), ctx.stream),
+                             "topk_route fill"));
+    return Zero(a.out[1], ctx.stream);
+  }
+  const int64_t num_rows = std::min(NumRows(a.out[0]), NumRows(a.out[1]));
+  return Check(LaunchTopkRoute(F32In(a.in[0]), RowSize(a.in[0]), I32Out(a.out[0]), F32Out(a.out[1]),
+                               num_rows, static_cast<int>(top_k), a.ints[1] != 0, a.ints[2],
+                               std::min(num_rows, NumRows(a.in[0])), a.meta, ctx.stream),
+               "topk_route");
+}
+
+Status RunMoeAlign(const KernelArgs& a, const CudaStepContext& ctx) {
+  return Check(LaunchMoeAlign(I32In(a.in[0]), a.in[0].numel(), I32Out(a.out[0]), a.out[0].numel(),
+                              I32Out(a.out[1]), a.out[1].numel(), a.ints[0], ctx.stream),
+               "moe_align");
+}
+
+Status RunMoePermute(const KernelArgs& a, const CudaStepContext& ctx) {
+  const int64_t hidden = RowSize(a.out[0]);
+  const int64_t num_tokens = RowSize(a.in[0]) == hidden ? NumRows(a.in[0]) : 0;
+  return Check(LaunchMoePermute(F32In(a.in[0]), num_tokens, I32In(a.in[1]), a.in[1].numel(),
+                                static_cast<int>(a.ints[0]), F32Out(a.out[0]), NumRows(a.out[0]),
+                                hidden, ctx.stream),
+               "moe_permute");
+}
+
+GroupedGemmArgs OffsetsGemm(const KernelArgs& a, const TensorArg& wg, const TensorArg* wu) {
+  GroupedGemmArgs g;
+  g.mode = GroupMode::kOffsets;
+  const int64_t num_rows = NumRows(a.out[0]);
+  const int64_t n = RowSize(a.out[0]), k = RowSize(a.in[0]);
+  const int64_t num_experts = wg.dim(0);
+  const bool ok = a.in[1].numel() >= num_experts + 1 && StackedWeightOk(wg, num_experts, n, k) &&
+                  (wu == nullptr || StackedWeightOk(*wu, num_experts, n, k));
+  g.x = F32In(a.in[0]);
+  g.x_rows = NumRows(a.in[0]);
+  g.k = k;
+  g.w_gate = wg.expert_data;
+  g.w_up = wu ? wu->expert_data : nullptr;
+  g.w_dtype = wg.dtype;
+  g.w_up_dtype = wu ? wu->dtype : wg.dtype;
+  g.num_experts = ok ? num_experts : 0;
+  g.out = F32Out(a.out[0]);
+  g.out_rows = num_rows;
+  g.n = n;
+  g.expert_offsets = I32In(a.in[1]);
+  g.valid_rows = ok ? std::min(num_rows, NumRows(a.in[0])) : 0;
+  return g;
+}
+
+Status RunGroupedMatmul(const KernelArgs& a, const CudaStepContext& ctx) {
+  return Check(LaunchGroupedGemm(OffsetsGemm(a, a.in[2], nullptr), ctx.stream), "grouped_matmul");
+}
+Status RunGroupedMatmulSiluMul(const KernelArgs& a, const CudaStepContext& ctx) {
+  return Check(LaunchGroupedGemm(OffsetsGemm(a, a.in[2], &a.in[3]), ctx.stream),
+               "grouped_matmul_silu_mul");
+}
+
+Status RunMoeUnpermuteReduce(const KernelArgs& a, const CudaStepContext& ctx) {
+  const int64_t top_k = a.ints[0];
+  const int64_t hidden = RowSize(a.out[0]);
+  const bool ok = top_k > 0 && RowSize(a.in[0]) == hidden;
+  const int64_t num_pairs = ok ? std::min(NumRows(a.in[0]), a.in[1].numel()) : 0;
+  return Check(LaunchMoeUnpermuteReduce(F32In(a.in[0]), I32In(a.in[1]), num_pairs, F32In(a.in[2]),
+                                        a.in[2].numel(), static_cast<int>(top_k), F32Out(a.out[0]),
+                                        NumRows(a.out[0]), hidden, ctx.stream),
+               "moe_unpermute_reduce");
+}
+
+Status RunMoeExpertBatch(const KernelArgs& a, const CudaStepContext& ctx) {
+  return Check(LaunchMoeExpertBatch(I32In(a.in[0]), a.in[0].numel(), I32Out(a.out[0]),
+                                    NumRows(a.out[0]), I32Out(a.out[1]), NumRows(a.out[1]),
+                                    RowSize(a.out[1]), a.ints[0], ctx.stream),
+               "moe_expert_batch");
+}
+
+Status RunExpertBatchedGateUpSilu(const KernelArgs& a, const CudaStepContext& ctx) {
+  const TensorArg &gate = a.in[3], &up = a.in[4];
+  const int64_t top_k = a.ints[0];
+  const int64_t num_pairs = NumRows(a.out[0]);
+  const int64_t inter = RowSize(a.out[0]);
+  const int64_t hidden = RowSize(a.in[0]);
+  const int64_t num_experts = gate.dim(0);
+  const bool ok = top_k > 0 && StackedWeightOk(gate, num_experts, inter, hidden) &&
+                  StackedWeightOk(up, num_experts, inter, hidden);
+  GroupedGemmArgs g;
+  g.mode = GroupMode::kSlots;
+  g.x = F32In(a.in[0]);
+  g.x_rows = NumRows(a.in[0]);
+  g.k = hidden;
+  g.w_gate = gate.expert_data;
+  g.w_up = up.expert_data;
+  g.w_dtype = gate.dtype;
+  g.w_up_dtype = up.dtype;
+  g.num_experts = num_experts;
+  g.out = F32Out(a.out[0]);
+  g.out_rows = num_pairs;
+  g.n = inter;
+  g.batch_experts = I32In(a.in[1]);
+  g.batch_pairs = I32In(a.in[2]);
+  g.num_slots = ok ? std::min(a.in[1].numel(), NumRows(a.in[2])) : 0;
+  g.pairs_per_slot = RowSize(a.in[2]);
+  g.in_div = std::max<int64_t>(top_k, 1);
+  g.out_limit = num_pairs;
+  return Check(LaunchGroupedGemm(g, ctx.stream), "expert_batched_gate_up_silu");
+}
+
+Status RunExpertBatchedDown(const KernelArgs& a, const CudaStepContext& ctx) {
+  const TensorArg& down = a.in[3];
+  const int64_t hidden = RowSize(a.out[0]);
+  const int64_t inter = RowSize(a.in[0]);
+  const int64_t num_experts = down.dim(0);
+  const bool ok = StackedWeightOk(down, num_experts, hidden, inter);
+  GroupedGemmArgs g;
+  g.mode = GroupMode::kSlots;
+  g.x = F32In(a.in[0]);
+  g.x_rows = NumRows(a.in[0]);
+  g.k = inter;
+  g.w_gate = down.expert_data;
+  g.w_dtype = down.dtype;
+  g.num_experts = num_experts;
+  g.out = F32Out(a.out[0]);
+  g.out_rows = NumRows(a.out[0]);
+  g.n = hidden;
+  g.batch_experts = I32In(a.in[1]);
+  g.batch_pairs = I32In(a.in[2]);
+  g.num_slots = ok ? std::min(a.in[1].numel(), NumRows(a.in[2])) : 0;
+  g.pairs_per_slot = RowSize(a.in[2]);
+  g.in_div = 1;
+  g.out_limit = std::min(NumRows(a.out[0]), NumRows(a.in[0]));
+  return Check(LaunchGroupedGemm(g, ctx.stream), "expert_batched_down");
+}
+
+Status RunMoeCombine(const KernelArgs& a, const CudaStepContext& ctx) {
+  const int64_t num_rows = NumRows(a.out[0]);
+  const int64_t hidden = RowSize(a.out[0]);
+  const int64_t num_y_rows = RowSize(a.in[0]) == hidden ? NumRows(a.in[0]) : 0;
+  return Check(LaunchMoeCombine(F32In(a.in[0]), num_y_rows, F32In(a.in[1]), RowSize(a.in[1]),
+                                F32Out(a.out[0]), num_rows, hidden,
+                                std::min(num_rows, NumRows(a.in[1])), a.meta, ctx.stream),
+               "moe_combine");
+}
+
+// The fused MoE block, run as the prefill pipeline over scratch buffers:
+// router linear → top-k → align → permute → grouped gate/up → grouped down →
+// unpermute-reduce.
+struct MoeLayout {
+  size_t logits = 0, ids = 0, weights = 0, sorted = 0, offsets = 0, permuted = 0, hidden = 0,
+         expert_out = 0, linear = 0, total = 0;
+};
+
+MoeLayout PlanMoe(const KernelArgs& a, int parts) {
+  const int64_t num_rows = NumRows(a.out[0]);
+  const int64_t hidden = RowSize(a.out[0]);
+  const int64_t num_experts = a.in[1].dim(0);
+  const int64_t inter = a.in[2].dim(1);
+  const int64_t num_pairs = num_rows * std::max<int64_t>(a.ints[0], 0);
+  MoeLayout l;
+  auto take = [&](size_t bytes) {
+    const size_t at = l.total;
+    l.total += Align256(bytes);
+    return at;
+  };
+  l.logits = take(num_rows * num_experts * sizeof(float));
+  l.ids = take(num_pairs * sizeof(int32_t));
+  l.weights = take(num_pairs * sizeof(float));
+  l.sorted = take(num_pairs * sizeof(int32_t));
+  l.offsets = take((num_experts + 1) * sizeof(int32_t));
+  l.permuted = take(num_pairs * hidden * sizeof(float));
+  l.hidden = take(num_pairs * inter * sizeof(float));
+  l.expert_out = take(num_pairs * hidden * sizeof(float));
+  l.linear = take(LinearScratch(num_rows, num_experts, hidden, a.in[1].dtype, false, parts));
+  return l;
+}
+
+size_t MoeScratch(const KernelArgs& a, int parts) {
+  return PlanMoe(a, parts).total;
+}
+
+Status RunMoe(const KernelArgs& a, const CudaStepContext& ctx) {
+  const TensorArg &router = a.in[1], &gate = a.in[2], &up = a.in[3], &down = a.in[4];
+  const int64_t top_k = a.ints[0];
+  const int64_t num_rows = NumRows(a.out[0]);
+  const int64_t hidden = RowSize(a.out[0]);
+  const int64_t num_experts = router.dim(0);
+  const int64_t inter = gate.dim(1);
+  const bool ok = top_k > 0 && top_k <= kRefMaxTopK && num_experts > 0 &&
+                  num_experts <= kRefMaxExperts && RowSize(a.in[0]) == hidden &&
+                  WeightShapeOk(router, num_experts, hidden) &&
+                  StackedWeightOk(gate, num_experts, inter, hidden) &&
+                  StackedWeightOk(up, num_experts, inter, hidden) &&
+                  StackedWeightOk(down, num_experts, hidden, inter);
+  if (!ok) return Zero(a.out[0], ctx.stream);
+  const MoeLayout l = PlanMoe(a, ctx.activation_parts);
+  if (ctx.scratch_bytes < l.total) return Internal("moe: scratch too small");
+  std::byte* s = ctx.scratch;
+  float* logits = reinterpret_cast<float*>(s + l.logits);
+  int32_t* ids = reinterpret_cast<int32_t*>(s + l.ids);
+  float* weights = reinterpret_cast<float*>(s + l.weights);
+  int32_t* sorted = reinterpret_cast<int32_t*>(s + l.sorted);
+  int32_t* offsets = reinterpret_cast<int32_t*>(s + l.offsets);
+  float* permuted = reinterpret_cast<float*>(s + l.permuted);
+  float* hidden_rows = reinterpret_cast<float*>(s + l.hidden);
+  float* expert_out = reinterpret_cast<float*>(s + l.expert_out);
+  const float* x = F32In(a.in[0]);
+  const int64_t x_rows = std::min(num_rows, NumRows(a.in[0]));
+  const int64_t num_pairs = num_rows * top_k;
+
+  // Logits of rows past x_rows are never read: top-k masks them.
+  MG_RETURN_IF_ERROR(RunLinear(ctx, s + l.linear, l.total - l.linear, x, x_rows, hidden, router,
+                               nullptr, num_experts, logits, x_rows, nullptr));
+  MG_RETURN_IF_ERROR(
+      Check(LaunchTopkRoute(logits, num_experts, ids, weights, num_rows, static_cast<int>(top_k),
+                            a.ints[1] != 0, a.ints[2], x_rows, a.meta, ctx.stream),
+            "moe routing"));
+  MG_RETURN_IF_ERROR(Check(LaunchMoeAlign(ids, num_pairs, sorted, num_pairs, offsets,
+                                          num_experts + 1, num_experts, ctx.stream),
+                           "moe align"));
+  MG_RETURN_IF_ERROR(Check(LaunchMoePermute(x, x_rows, sorted, num_pairs, static_cast<int>(top_k),
+                                            permuted, num_pairs, hidden, ctx.stream),
+                           "moe permute"));
+  GroupedGemmArgs g;
+  g.mode = GroupMode::kOffsets;
+  g.x = permuted;
+  g.x_rows = num_pairs;
+  g.k = hidden;
+  g.w_gate = gate.expert_data;
+  g.w_up = up.expert_data;
+  g.w_dtype = gate.dtype;
+  g.w_up_dtype = up.dtype;
+  g.num_experts = num_experts;
+  g.out = hidden_rows;
+  g.out_rows = num_pairs;
+  g.n = inter;
+  g.expert_offsets = offsets;
+  g.valid_rows = num_pairs;
+  MG_RETURN_IF_ERROR(Check(LaunchGroupedGemm(g, ctx.stream), "moe gate/up"));
+  g.x = hidden_rows;
+  g.k = inter;
+  g.w_gate = down.expert_data;
+  g.w_up = nullptr;
+  g.w_dtype = down.dtype;
+  g.out = expert_out;
+  g.n = hidden;
+  MG_RETURN_IF_ERROR(Check(LaunchGroupedGemm(g, ctx.stream), "moe down"));
+  return Check(LaunchMoeUnpermuteReduce(expert_out, sorted, num_pairs, weights, num_pairs,
+                                        static_cast<int>(top_k), F32Out(a.out[0]), num_rows, hidden,
+                                        ctx.stream),
+               "moe unpermute");
+}
+
+// ---- Layout: device-to-device copies ---------------------------------------------
+
+Status Copy(void* dst, const void* src, int64_t bytes, cudaStream_t stream) {
+  if (bytes <= 0) return Status::Ok();
+  return Check(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, stream), "copy");
+}
+Status Fill0(void* dst, int64_t bytes, cudaStream_t stream) {
+  if (bytes <= 0) return Status::Ok();
+  return Check(cudaMemsetAsync(dst, 0, bytes, stream), "zero fill");
+}
+
+Status RunSliceRows(const KernelArgs& a, const CudaStepContext& ctx) {
+  const TensorArg &x = a.in[0], &out = a.out[0];
+  const int64_t begin = a.ints[0];
+  const int64_t num_rows = NumRows(out);
+  const int64_t num_x_rows = RowBytes(x) == RowBytes(out) ? NumRows(x) : 0;
+  const int64_t row_bytes = RowBytes(out);
+  // Output rows [first, last) have a source row; the rest are zeros.
+  const int64_t first = std::clamp<int64_t>(-begin, 0, num_rows);
+  const int64_t last = std::clamp<int64_t>(num_x_rows - begin, first, num_rows);
+  auto* dst = static_cast<unsigned char*>(out.data);
+  const auto* src = static_cast<const unsigned char*>(x.data);
+  MG_RETURN_IF_ERROR(Fill0(dst, first * row_bytes, ctx.stream));
+  if (last > first) {
+    MG_RETURN_IF_ERROR(Copy(dst + first * row_bytes, src + (begin + first) * row_bytes,
+                            (last - first) * row_bytes, ctx.stream));
+  }
+  return Fill0(dst + last * row_bytes, (num_rows - last) * row_bytes, ctx.stream);
+}
+
+Status RunConcatRows(const KernelArgs& a, const CudaStepContext& ctx) {
+  const int64_t out_bytes = NumBytes(a.out[0]);
+  auto* dst = static_cast<unsigned char*>(a.out[0].data);
+  int64_t written = 0;
+  for (int i = 0; i < a.num_in; ++i) {
+    const int64_t bytes = std::max<int64_t>(std::min(NumBytes(a.in[i]), out_bytes - written), 0);
+    MG_RETURN_IF_ERROR(Copy(dst + written, a.in[i].data, bytes, ctx.stream));
+    written += bytes;
+  }
+  return Fill0(dst + written, out_bytes - written, ctx.stream);
+}
+
+// Single rank: a copy (world_size 1) or zeros, as RefAllGather. Multi-rank
+// all-gather goes through runtime/communicator.h, not this table.
+Status RunAllGather(const KernelArgs& a, const CudaStepContext& ctx) {
+  const int64_t out_bytes = NumBytes(a.out[0]);
+  const int64_t copied = a.ints[0] == 1 ? std::min(NumBytes(a.in[0]), out_bytes) : 0;
+  MG_RETURN_IF_ERROR(Copy(a.out[0].data, a.in[0].data, copied, ctx.stream));
+  return Fill0(static_cast<unsigned char*>(a.out[0].data) + copied, out_bytes - copied, ctx.stream);
+}
+
+struct Entry {
+  const char* name;
+  CudaKernel kernel;
+};
+
+constexpr Entry kTable[] = {
+    {"zeros", {RunZeros, nullptr}},
+    {"embedding", {RunEmbedding, nullptr}},
+    {"rms_norm", {RunRmsNorm, nullptr}},
+    {"add_rms_norm", {RunAddRmsNorm, nullptr}},
+    {"add", {RunAdd, nullptr}},
+    {"linear", {RunLinearStep, LinearStepScratch}},
+    {"silu_mul", {RunSiluMul, nullptr}},
+    {"linear_silu_mul", {RunLinearSiluMul, LinearSiluMulScratch}},
+    {"rope", {RunRope, nullptr}},
+    {"attention", {RunAttention, nullptr}},
+    {"gather_last", {RunGatherLast, nullptr}},
+    {"mlp", {RunMlp, MlpScratch}},
+    {"moe", {RunMoe, MoeScratch}},
+    {"topk_route", {RunTopkRoute, nullptr}},
+    {"moe_align", {RunMoeAlign, nullptr}},
+    {"moe_permute", {RunMoePermute, nullptr}},
+    {"grouped_matmul", {RunGroupedMatmul, nullptr}},
+    {"grouped_matmul_silu_mul", {RunGroupedMatmulSiluMul, nullptr}},
+    {"moe_unpermute_reduce", {RunMoeUnpermuteReduce, nullptr}},
+    {"moe_expert_batch", {RunMoeExpertBatch, nullptr}},
+    {"expert_batched_gate_up_silu", {RunExpertBatchedGateUpSilu, nullptr}},
+    {"expert_batched_down", {RunExpertBatchedDown, nullptr}},
+    {"moe_combine", {RunMoeCombine, nullptr}},
+    {"slice_rows", {RunSliceRows, nullptr}},
+    {"concat_rows", {RunConcatRows, nullptr}},
+    {"all_gather", {RunAllGather, nullptr}},
+};
+
+}  // namespace
+
+CudaKernel LookupCudaKernel(std::string_view op, std::string* why_not) {
+  for (const Entry& e : kTable) {
+    if (op == e.name) return e.kernel;
+  }
+  if (why_not) *why_not = "the CUDA backend has no kernel for op '" + std::string(op) + "'";
+  return {};
+}
+
+std::string CudaUnsupportedReason(const KernelStep& step) {
+  const OpDef* def = LookupOp(step.kernel);
+  if (def == nullptr) return "unknown op '" + step.kernel + "'";
+  if (def->Has(kHostSync)) {
+    return "op '" + step.kernel +
+           "' has the HostSync trait: it waits for the host, which a captured CUDA graph cannot";
+  }
+  std::string why;
+  if (LookupCudaKernel(step.kernel, &why).run == nullptr) return why;
+  if (step.ints.size() > kMaxKernelInts || step.floats.size() > kMaxKernelFloats) {
+    return "step '" + step.kernel + "' has too many parameters";
+  }
+  return "";
+}
+
+}  // namespace moegraph::cuda

@@ -1,0 +1,940 @@
+// One harness for every backend (ggml's test-backend-ops): each op of the
+// registry that has a reference kernel runs as a one-step program, at odd
+// sizes (7 token rows of which 5 are real, 19/37 columns, 5 experts, top-3),
+// on "cpu-reference", "cpu" (optimised kernels) and "cuda" (when a device
+// exists), eagerly and captured; every output must match the reference
+// kernels' within the op's tolerance, and replay must equal eager bit for bit.
+// Then every key of the golden models runs through Engine on each backend and
+// its logits are compared with the reference engine's.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cctype>
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <functional>
+#include <map>
+#include <ostream>
+#include <random>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "compiler/compile_model.h"
+#include "ir/op_registry.h"
+#include "kernels/cpu/reference_kernels.h"
+#include "runtime/backend.h"
+#include "runtime/cuda_backend.h"
+#include "runtime/engine.h"
+#include "support/half.h"
+#include "tests/golden/golden_util.h"
+
+namespace moegraph {
+namespace {
+
+// ---- Backends and skip accounting ----------------------------------------------
+
+std::atomic<int> g_cuda_skips{0};
+std::string* g_cuda_skip_reason = new std::string();
+
+class CrossBackendEnvironment : public ::testing::Environment {
+ public:
+  void TearDown() override {
+    if (g_cuda_skips > 0) {
+      std::printf("cross-backend: %d cases skipped: %s\n", g_cuda_skips.load(),
+                  g_cuda_skip_reason->c_str());
+    }
+  }
+};
+[[maybe_unused]] const auto* const g_environment =
+    ::testing::AddGlobalTestEnvironment(new CrossBackendEnvironment);
+
+const std::vector<std::string>& BackendNames() {
+  static const std::vector<std::string> names = {"cpu-reference", "cpu", "cuda"};
+  return names;
+}
+
+// The backend, or null with `skip` set (CUDA without a device).
+std::unique_ptr<Backend> MakeBackend(const std::string& name, std::string* skip) {
+  if (name == "cpu-reference") {
+    CpuBackendOptions options;
+    options.reference_kernels_only = true;
+    return CreateCpuBackend(options);
+  }
+  if (name == "cpu") return CreateCpuBackend();
+  std::string reason;
+  if (!CudaDeviceAvailable(&reason)) {
+    *skip = reason;
+    return nullptr;
+  }
+  StatusOr<std::unique_ptr<Backend>> cuda = CreateCudaBackend(0);
+  if (!cuda.ok()) {
+    *skip = cuda.status().ToString();
+    return nullptr;
+  }
+  return std::move(*cuda);
+}
+
+#define MAYBE_SKIP_BACKEND(backend, name)                             \
+  std::string skip_reason;                                            \
+  std::unique_ptr<Backend> backend = MakeBackend(name, &skip_reason); \
+  if (!backend) {                                                     \
+    ++g_cuda_skips;                                                   \
+    *g_cuda_skip_reason = skip_reason;                                \
+    GTEST_SKIP() << skip_reason;                                      \
+  }
+
+// ---- Op cases ----------------------------------------------------------------------
+
+constexpr int64_t kT = 7;     // token rows (capacity)
+constexpr int64_t kReal = 5;  // real tokens
+constexpr int64_t kB = 3;     // sequence capacity
+constexpr int64_t kH = 19;
+constexpr int64_t kK = 37;
+constexpr int64_t kI = 11;
+constexpr int64_t kE = 5;
+constexpr int64_t kTopK = 3;
+constexpr int64_t kP = kT * kTopK;
+constexpr int64_t kVocab = 23;
+// Attention: 2 layers of paged cache, 8 blocks of 4 slots, 4 query heads on
+// 2 KV heads of dim 6.
+constexpr int32_t kLayers = 2, kBlocks = 8, kBlockSize = 4, kMaxBlocksPerSeq = 4;
+constexpr int32_t kHeads = 4, kKvHeads = 2, kHeadDim = 6;
+
+struct Tolerance {
+  double rtol = 1e-4, atol = 1e-5;
+};
+
+// A weight as the checkpoint would hold it: one buffer per expert slice.
+struct WeightData {
+  DType dtype = DType::kF32;
+  std::vector<int64_t> shape;
+  bool stacked = false;
+  std::vector<std::vector<std::byte>> slices;
+};
+
+struct OpCase {
+  std::string name;
+  KernelStep step;
+  std::vector<std::pair<ArgRef, std::vector<std::byte>>> uploads;  // arena inputs
+  std::vector<WeightData> weights;
+  int64_t arena_bytes = 0;
+  bool with_meta = true;
+  bool with_kv = false;
+  Tolerance cpu;   // vs cpu-reference, for the "cpu" backend
+  Tolerance cuda;  // vs cpu-reference, for "cuda"
+};
+
+std::vector<float> RandomFloats(int64_t n, uint32_t seed, float scale = 1.0f) {
+  std::mt19937 rng(seed);
+  std::uniform_real_distribution<float> dist(-scale, scale);
+  std::vector<float> v(n);
+  for (float& x : v)
+    x = dist(rng);
+  return v;
+}
+
+template <typename T>
+std::vector<std::byte> Bytes(const std::vector<T>& v) {
+  std::vector<std::byte> out(v.size() * sizeof(T));
+  std::memcpy(out.data(), v.data(), out.size());
+  return out;
+}
+
+// Floats stored as `dtype` (f32, bf16 or f16).
+std::vector<std::byte> StoreAs(const std::vector<float>& values, DType dtype) {
+  if (dtype == DType::kF32) return Bytes(values);
+  std::vector<uint16_t> bits(values.size());
+  for (size_t i = 0; i < values.size(); ++i) {
+    bits[i] = dtype == DType::kBF16 ? F32ToBf16(values[i]) : F32ToF16(values[i]);
+  }
+  return Bytes(bits);
+}
+
+class CaseBuilder {
+ public:
+  CaseBuilder(std::string name, std::string kernel) {
+    c_.name = std::move(name);
+    c_.step.kernel = std::move(kernel);
+  }
+  CaseBuilder& F32(std::vector<int64_t> shape, uint32_t seed, float scale = 1.0f) {
+    return Input(DType::kF32, shape, Bytes(RandomFloats(Numel(shape), seed, scale)));
+  }
+  CaseBuilder& I32(std::vector<int64_t> shape, const std::vector<int32_t>& values) {
+    EXPECT_EQ(static_cast<int64_t>(values.size()), Numel(shape)) << c_.name;
+    return Input(DType::kI32, shape, Bytes(values));
+  }
+  CaseBuilder& Input(DType dtype, std::vector<int64_t> shape, std::vector<std::byte> bytes) {
+    ArgRef ref = Slot(dtype, std::move(shape));
+    c_.step.inputs.push_back(ref);
+    c_.uploads.emplace_back(ref, std::move(bytes));
+    return *this;
+  }
+  CaseBuilder& Weight(DType dtype, std::vector<int64_t> shape, uint32_t seed, float scale = 0.5f) {
+    WeightData w{dtype, shape, false, {StoreAs(RandomFloats(Numel(shape), seed, scale), dtype)}};
+    return AddWeight(std::move(w));
+  }
+  CaseBuilder& Stacked(DType dtype, int64_t experts, int64_t n, int64_t k, uint32_t seed) {
+    WeightData w{dtype, {experts, n, k}, true, {}};
+    for (int64_t e = 0; e < experts; ++e) {
+      w.slices.push_back(
+          StoreAs(RandomFloats(n * k, seed + 97 * static_cast<uint32_t>(e), 0.5f), dtype));
+    }
+    return AddWeight(std::move(w));
+  }
+  CaseBuilder& Output(DType dtype, std::vector<int64_t> shape) {
+    c_.step.outputs.push_back(Slot(dtype, std::move(shape)));
+    return *this;
+  }
+  CaseBuilder& Ints(std::vector<int64_t> ints) {
+    c_.step.ints = std::move(ints);
+    return *this;
+  }
+  CaseBuilder& Floats(std::vector<float> floats) {
+    c_.step.floats = std::move(floats);
+    return *this;
+  }
+  CaseBuilder& Kv() {
+    c_.with_kv = true;
+    return *this;
+  }
+  // Looser bounds where a backend may legitimately round differently.
+  CaseBuilder& CudaTolerance(double rtol, double atol) {
+    c_.cuda = {rtol, atol};
+    return *this;
+  }
+  OpCase Build() {
+    c_.arena_bytes = std::max<int64_t>(next_offset_, 256);
+    return c_;
+  }
+
+ private:
+  static int64_t Numel(const std::vector<int64_t>& shape) {
+    int64_t n = 1;
+    for (int64_t d : shape)
+      n *= d;
+    return n;
+  }
+  ArgRef Slot(DType dtype, std::vector<int64_t> shape) {
+    ArgRef ref;
+    ref.kind = ArgKind::kArena;
+    ref.arena_offset = next_offset_;
+    ref.dtype = dtype;
+    ref.shape = std::move(shape);
+    next_offset_ += (ref.bytes() + 255) / 256 * 256;
+    return ref;
+  }
+  CaseBuilder& AddWeight(WeightData w) {
+    ArgRef ref;
+    ref.kind = ArgKind::kWeight;
+    ref.index = static_cast<int32_t>(c_.weights.size());
+    ref.dtype = w.dtype;
+    ref.shape = w.shape;
+    c_.step.inputs.push_back(ref);
+    c_.weights.push_back(std::move(w));
+    return *this;
+  }
+
+  OpCase c_;
+  int64_t next_offset_ = 0;
+};
+
+// Routes [kT, kTopK] with some -1 and out-of-range ids, as padding and bad
+// input would give.
+std::vector<int32_t> RandomIds(uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::vector<int32_t> ids(kP);
+  for (int64_t t = 0; t < kT; ++t) {
+    for (int64_t j = 0; j < kTopK; ++j) {
+      ids[t * kTopK + j] = t >= kReal ? -1 : static_cast<int32_t>(rng() % (kE + 1)) - (j == 2);
+    }
+  }
+  ids[4] = static_cast<int32_t>(kE);  // out of range: treated as -1
+  return ids;
+}
+
+// moe_align of `ids` by the reference: sorted pairs [kP], offsets [kE + 1].
+void ReferenceAlign(const std::vector<int32_t>& ids, std::vector<int32_t>* sorted,
+                    std::vector<int32_t>* offsets) {
+  sorted->assign(kP, 0);
+  offsets->assign(kE + 1, 0);
+  TensorArg in{const_cast<int32_t*>(ids.data()), nullptr, DType::kI32, 2, {kT, kTopK, 0, 0}};
+  TensorArg out[2] = {{sorted->data(), nullptr, DType::kI32, 1, {kP, 0, 0, 0}},
+                      {offsets->data(), nullptr, DType::kI32, 1, {kE + 1, 0, 0, 0}}};
+  KernelArgs args;
+  args.in = &in;
+  args.num_in = 1;
+  args.out = out;
+  args.num_out = 2;
+  args.ints[0] = kE;
+  RefMoeAlign(args);
+}
+
+// moe_expert_batch of `ids` by the reference: experts [S], pairs [S, kT].
+constexpr int64_t kSlots = std::min(kE, kP);
+void ReferenceExpertBatch(const std::vector<int32_t>& ids, std::vector<int32_t>* experts,
+                          std::vector<int32_t>* pairs) {
+  experts->assign(kSlots, 0);
+  pairs->assign(kSlots * kT, 0);
+  TensorArg in{const_cast<int32_t*>(ids.data()), nullptr, DType::kI32, 2, {kT, kTopK, 0, 0}};
+  TensorArg out[2] = {{experts->data(), nullptr, DType::kI32, 1, {kSlots, 0, 0, 0}},
+                      {pairs->data(), nullptr, DType::kI32, 2, {kSlots, kT, 0, 0}}};
+  KernelArgs args;
+  args.in = &in;
+  args.num_in = 1;
+  args.out = out;
+  args.num_out = 2;
+  args.ints[0] = kE;
+  RefMoeExpertBatch(args);
+}
+
+std::string DTypeTag(DType dtype) {
+  return DTypeName(dtype);
+}
+
+std::vector<OpCase> BuildCases() {
+  std::vector<OpCase> cases;
+  const std::vector<int32_t> ids = RandomIds(7);
+  std::vector<int32_t> sorted, offsets, batch_experts, batch_pairs;
+  ReferenceAlign(ids, &sorted, &offsets);
+  ReferenceExpertBatch(ids, &batch_experts, &batch_pairs);
+  // A pair list that is no align output: a shuffled mix of pairs, -1 and a
+  // repeated pair, so unpermute-reduce's ordering rule is exercised.
+  std::vector<int32_t> shuffled(kP);
+  for (int64_t i = 0; i < kP; ++i)
+    shuffled[i] = i % 5 == 3 ? -1 : static_cast<int32_t>(i);
+  std::shuffle(shuffled.begin(), shuffled.end(), std::mt19937(11));
+  shuffled[2] = shuffled[9] >= 0 ? shuffled[9] : 4;
+  const std::vector<int32_t> tokens = {3, 0, 22, -1, 7, 5, 5};  // -1: invalid; rows 5, 6 padding
+
+  cases.push_back(CaseBuilder("zeros", "zeros").Output(DType::kF32, {kT, kH}).Build());
+  cases.push_back(CaseBuilder("add", "add")
+                      .F32({kT, kH}, 1)
+                      .F32({kT, kH}, 2)
+                      .Output(DType::kF32, {kT, kH})
+                      .Build());
+  cases.push_back(CaseBuilder("silu_mul", "silu_mul")
+                      .F32({kT, kH}, 3, 4.0f)
+                      .F32({kT, kH}, 4)
+                      .Output(DType::kF32, {kT, kH})
+                      .Build());
+  cases.push_back(CaseBuilder("gather_last", "gather_last")
+                      .F32({kT, kH}, 5)
+                      .Output(DType::kF32, {kB, kH})
+                      .Build());
+  cases.push_back(CaseBuilder("rope", "rope")
+                      .F32({kT, kHeads * kHeadDim}, 6)
+                      .Output(DType::kF32, {kT, kHeads * kHeadDim})
+                      .Ints({kHeadDim})
+                      .Floats({10000.0f})
+                      .Build());
+  cases.push_back(CaseBuilder("attention", "attention")
+                      .F32({kT, kHeads * kHeadDim}, 8)
+                      .F32({kT, kKvHeads * kHeadDim}, 9)
+                      .F32({kT, kKvHeads * kHeadDim}, 10)
+                      .Output(DType::kF32, {kT, kHeads * kHeadDim})
+                      .Ints({1, kHeads, kKvHeads, kHeadDim})
+                      .Floats({1.0f / std::sqrt(static_cast<float>(kHeadDim))})
+                      .Kv()
+                      .Build());
+  cases.push_back(CaseBuilder("topk_route", "topk_route")
+                      .F32({kT, kE}, 12, 3.0f)
+                      .Output(DType::kI32, {kT, kTopK})
+                      .Output(DType::kF32, {kT, kTopK})
+                      .Ints({kTopK, 1, 1})
+                      .Build());
+  cases.push_back(CaseBuilder("topk_route/no_norm", "topk_route")
+                      .F32({kT, kE}, 13, 3.0f)
+                      .Output(DType::kI32, {kT, kTopK})
+                      .Output(DType::kF32, {kT, kTopK})
+                      .Ints({kTopK, 0, 0})
+                      .Build());
+  cases.push_back(CaseBuilder("moe_align", "moe_align")
+                      .I32({kT, kTopK}, ids)
+                      .Output(DType::kI32, {kP})
+                      .Output(DType::kI32, {kE + 1})
+                      .Ints({kE})
+                      .Build());
+  cases.push_back(CaseBuilder("moe_permute", "moe_permute")
+                      .F32({kT, kH}, 14)
+                      .I32({kP}, sorted)
+                      .Output(DType::kF32, {kP, kH})
+                      .Ints({kTopK})
+                      .Build());
+  cases.push_back(CaseBuilder("moe_unpermute_reduce", "moe_unpermute_reduce")
+                      .F32({kP, kH}, 15)
+                      .I32({kP}, sorted)
+                      .F32({kT, kTopK}, 16)
+                      .Output(DType::kF32, {kT, kH})
+                      .Ints({kTopK})
+                      .Build());
+  cases.push_back(CaseBuilder("moe_unpermute_reduce/shuffled", "moe_unpermute_reduce")
+                      .F32({kP, kH}, 17)
+                      .I32({kP}, shuffled)
+                      .F32({kT, kTopK}, 18)
+                      .Output(DType::kF32, {kT, kH})
+                      .Ints({kTopK})
+                      .Build());
+  cases.push_back(CaseBuilder("moe_expert_batch", "moe_expert_batch")
+                      .I32({kT, kTopK}, ids)
+                      .Output(DType::kI32, {kSlots})
+                      .Output(DType::kI32, {kSlots, kT})
+                      .Ints({kE})
+                      .Build());
+  cases.push_back(CaseBuilder("moe_combine", "moe_combine")
+                      .F32({kP, kH}, 19)
+                      .F32({kT, kTopK}, 20)
+                      .Output(DType::kF32, {kT, kH})
+                      .Build());
+  cases.push_back(CaseBuilder("slice_rows", "slice_rows")
+                      .F32({kT, kH}, 21)
+                      .Output(DType::kF32, {4, kH})
+                      .Ints({2})
+                      .Build());
+  cases.push_back(CaseBuilder("slice_rows/past_end", "slice_rows")
+                      .F32({kT, kH}, 22)
+                      .Output(DType::kF32, {4, kH})
+                      .Ints({5})
+                      .Build());
+  cases.push_back(CaseBuilder("concat_rows", "concat_rows")
+                      .F32({3, kH}, 23)
+                      .F32({4, kH}, 24)
+                      .Output(DType::kF32, {kT, kH})
+                      .Build());
+  cases.push_back(CaseBuilder("all_gather", "all_gather")
+                      .F32({kT, kH}, 25)
+                      .Output(DType::kF32, {kT, kH})
+                      .Ints({1})
+                      .Build());
+
+  // Offsets with a reversed and an overlapping range (both skipped: their rows
+  // are zeros), and rows past the last range.
+  const std::vector<int32_t> bad_offsets = {0, 4, 2, 9, 15, 18};
+  for (DType dtype : {DType::kBF16, DType::kF32, DType::kF16}) {
+    const std::string tag = "/" + DTypeTag(dtype);
+    // bf16/f16 weights go through cuBLASLt with split activations on CUDA.
+    const double gemm_rtol = dtype == DType::kF32 ? 1e-4 : 2e-3;
+    const double gemm_atol = dtype == DType::kF32 ? 1e-5 : 2e-4;
+    cases.push_back(CaseBuilder("embedding" + tag, "embedding")
+                        .I32({kT}, tokens)
+                        .Weight(dtype, {kVocab, kH}, 30)
+                        .Output(DType::kF32, {kT, kH})
+                        .Build());
+    cases.push_back(CaseBuilder("rms_norm" + tag, "rms_norm")
+                        .F32({kT, 2 * kH}, 31, 3.0f)
+                        .Weight(dtype, {kH}, 32)
+                        .Output(DType::kF32, {kT, 2 * kH})
+                        .Floats({1e-6f})
+                        .Build());
+    cases.push_back(CaseBuilder("add_rms_norm" + tag, "add_rms_norm")
+                        .F32({kT, 2 * kH}, 33)
+                        .F32({kT, 2 * kH}, 34)
+                        .Weight(dtype, {kH}, 35)
+                        .Output(DType::kF32, {kT, 2 * kH})
+                        .Output(DType::kF32, {kT, 2 * kH})
+                        .Floats({1e-6f})
+                        .Build());
+    cases.push_back(CaseBuilder("linear" + tag, "linear")
+                        .F32({kT, kK}, 36)
+                        .Weight(dtype, {kH, kK}, 37)
+                        .Output(DType::kF32, {kT, kH})
+                        .CudaTolerance(gemm_rtol, gemm_atol)
+                        .Build());
+    cases.push_back(CaseBuilder("linear/wide" + tag, "linear")
+                        .F32({kT, 256}, 38)
+                        .Weight(dtype, {72, 256}, 39)
+                        .Output(DType::kF32, {kT, 72})
+                        .CudaTolerance(gemm_rtol, gemm_atol)
+                        .Build());
+    cases.push_back(CaseBuilder("linear_silu_mul" + tag, "linear_silu_mul")
+                        .F32({kT, kK}, 40)
+                        .Weight(dtype, {kH, kK}, 41)
+                        .Weight(dtype, {kH, kK}, 42)
+                        .Output(DType::kF32, {kT, kH})
+                        .CudaTolerance(gemm_rtol, gemm_atol)
+                        .Build());
+    cases.push_back(CaseBuilder("mlp" + tag, "mlp")
+                        .F32({kT, kH}, 43)
+                        .Weight(dtype, {kI, kH}, 44)
+                        .Weight(dtype, {kI, kH}, 45)
+                        .Weight(dtype, {kH, kI}, 46)
+                        .Output(DType::kF32, {kT, kH})
+                        .CudaTolerance(gemm_rtol, gemm_atol)
+                        .Build());
+    for (int64_t row_offset : {0, 2}) {
+      cases.push_back(CaseBuilder("moe" + tag + "/row_offset" + std::to_string(row_offset), "moe")
+                          .F32({kT, kH}, 47)
+                          .Weight(dtype, {kE, kH}, 48, 2.0f)
+                          .Stacked(dtype, kE, kI, kH, 49)
+                          .Stacked(dtype, kE, kI, kH, 50)
+                          .Stacked(dtype, kE, kH, kI, 51)
+                          .Output(DType::kF32, {kT, kH})
+                          .Ints({kTopK, 1, row_offset})
+                          .CudaTolerance(gemm_rtol, gemm_atol)
+                          .Build());
+    }
+    cases.push_back(CaseBuilder("grouped_matmul" + tag, "grouped_matmul")
+                        .F32({kP, kK}, 52)
+                        .I32({kE + 1}, offsets)
+                        .Stacked(dtype, kE, kH, kK, 53)
+                        .Output(DType::kF32, {kP, kH})
+                        .Build());
+    cases.push_back(CaseBuilder("grouped_matmul/bad_offsets" + tag, "grouped_matmul")
+                        .F32({kP, kK}, 54)
+                        .I32({kE + 1}, bad_offsets)
+                        .Stacked(dtype, kE, kH, kK, 55)
+                        .Output(DType::kF32, {kP, kH})
+                        .Build());
+    cases.push_back(CaseBuilder("grouped_matmul_silu_mul" + tag, "grouped_matmul_silu_mul")
+                        .F32({kP, kK}, 56)
+                        .I32({kE + 1}, offsets)
+                        .Stacked(dtype, kE, kI, kK, 57)
+                        .Stacked(dtype, kE, kI, kK, 58)
+                        .Output(DType::kF32, {kP, kI})
+                        .Build());
+    cases.push_back(CaseBuilder("expert_batched_gate_up_silu" + tag, "expert_batched_gate_up_silu")
+                        .F32({kT, kH}, 59)
+                        .I32({kSlots}, batch_experts)
+                        .I32({kSlots, kT}, batch_pairs)
+                        .Stacked(dtype, kE, kI, kH, 60)
+                        .Stacked(dtype, kE, kI, kH, 61)
+                        .Output(DType::kF32, {kP, kI})
+                        .Ints({kTopK})
+                        .Build());
+    cases.push_back(CaseBuilder("expert_batched_down" + tag, "expert_batched_down")
+                        .F32({kP, kI}, 62)
+                        .I32({kSlots}, batch_experts)
+                        .I32({kSlots, kT}, batch_pairs)
+                        .Stacked(dtype, kE, kH, kI, 63)
+                        .Output(DType::kF32, {kP, kH})
+                        .Build());
+  }
+  return cases;
+}
+
+const std::vector<OpCase>& Cases() {
+  static const std::vector<OpCase>* cases = new std::vector<OpCase>(BuildCases());
+  return *cases;
+}
+
+// ---- Running a case on a backend ----------------------------------------------------
+
+// The step's ForwardMeta: two sequences in a bucket of 3 (7 token rows, 5
+// real). Sequence 0 has 4 tokens cached (blocks 5, 1) and feeds 3; sequence 1
+// is a new prompt of 2 (block 3).
+struct MetaArrays {
+  std::vector<int32_t> seq_lens_this_time = {3, 2, 0};
+  std::vector<int32_t> seq_lens_encoder = {0, 2, 0};
+  std::vector<int32_t> seq_lens_decoder = {4, 0, 0};
+  std::vector<int32_t> cu_seqlens_q = {0, 3, 5, 5};
+  std::vector<int32_t> batch_id_per_token = {0, 0, 0, 1, 1, -1, -1};
+  std::vector<int32_t> positions = {4, 5, 6, 0, 1, 0, 0};
+  std::vector<int32_t> block_tables = {5, 1, -1, -1, 3, -1, -1, -1, -1, -1, -1, -1};
+  std::vector<int32_t> slot_mapping = {4, 5, 6, 12, 13, -1, -1};
+};
+
+// Backend memory for one run, freed at the end.
+class BackendMemory {
+ public:
+  explicit BackendMemory(Backend& backend) : backend_(backend) {}
+  ~BackendMemory() {
+    for (std::byte* p : allocations_)
+      backend_.Free(p);
+  }
+  StatusOr<std::byte*> Upload(const void* data, size_t bytes) {
+    MG_ASSIGN_OR_RETURN(std::byte * p, backend_.Allocate(bytes));
+    allocations_.push_back(p);
+    MG_RETURN_IF_ERROR(backend_.Upload(p, data, bytes));
+    return p;
+  }
+
+ private:
+  Backend& backend_;
+  std::vector<std::byte*> allocations_;
+};
+
+struct RunResult {
+  std::vector<std::vector<std::byte>> outputs;
+  std::vector<float> k_cache, v_cache;
+};
+
+std::vector<float> InitialCache(uint32_t seed) {
+  return RandomFloats(static_cast<int64_t>(kLayers) * kBlocks * kBlockSize * kKvHeads * kHeadDim,
+                      seed);
+}
+
+// Runs the case eagerly or (capture, then a replay on re-poisoned outputs and
+// a fresh cache) and reads back every output and the KV cache.
+StatusOr<RunResult> RunCase(Backend& backend, const OpCase& c, bool replay) {
+  BackendMemory memory(backend);
+  std::vector<std::byte> poison(c.arena_bytes, std::byte{0x7f});
+  MG_ASSIGN_OR_RETURN(std::byte * arena, memory.Upload(poison.data(), poison.size()));
+  auto upload_inputs = [&]() -> Status {
+    for (const auto& [ref, bytes] : c.uploads) {
+      MG_RETURN_IF_ERROR(backend.Upload(arena + ref.arena_offset, bytes.data(), bytes.size()));
+    }
+    return Status::Ok();
+  };
+  MG_RETURN_IF_ERROR(upload_inputs());
+
+  std::vector<TensorArg> weights;
+  for (const WeightData& w : c.weights) {
+    TensorArg arg;
+    arg.dtype = w.dtype;
+    arg.rank = static_cast<int>(w.shape.size());
+    std::copy(w.shape.begin(), w.shape.end(), arg.shape);
+    std::vector<const void*> slices;
+    for (const std::vector<std::byte>& slice : w.slices) {
+      MG_ASSIGN_OR_RETURN(std::byte * p, memory.Upload(slice.data(), slice.size()));
+      slices.push_back(p);
+    }
+    arg.data = const_cast<void*>(slices[0]);
+    if (w.stacked) {
+      MG_ASSIGN_OR_RETURN(std::byte * table,
+                          memory.Upload(slices.data(), slices.size() * sizeof(void*)));
+      arg.expert_data = reinterpret_cast<const void* const*>(table);
+    }
+    weights.push_back(arg);
+  }
+
+  // ForwardMeta in backend memory: the view struct, then its arrays.
+  const MetaArrays arrays;
+  std::vector<std::byte> meta_block(sizeof(ForwardMetaView));
+  std::vector<size_t> offsets;
+  for (const std::vector<int32_t>* a :
+       {&arrays.seq_lens_this_time, &arrays.seq_lens_encoder, &arrays.seq_lens_decoder,
+        &arrays.cu_seqlens_q, &arrays.batch_id_per_token, &arrays.positions, &arrays.block_tables,
+        &arrays.slot_mapping}) {
+    offsets.push_back(meta_block.size());
+    const std::vector<std::byte> bytes = Bytes(*a);
+    meta_block.insert(meta_block.end(), bytes.begin(), bytes.end());
+  }
+  MG_ASSIGN_OR_RETURN(std::byte * meta, backend.Allocate(meta_block.size()));
+  auto at = [&](size_t i) { return reinterpret_cast<const int32_t*>(meta + offsets[i]); };
+  ForwardMetaView view;
+  view.num_tokens = kReal;
+  view.num_seqs = 2;
+  view.token_capacity = kT;
+  view.seq_capacity = kB;
+  view.max_blocks_per_seq = kMaxBlocksPerSeq;
+  view.seq_lens_this_time = at(0);
+  view.seq_lens_encoder = at(1);
+  view.seq_lens_decoder = at(2);
+  view.cu_seqlens_q = at(3);
+  view.batch_id_per_token = at(4);
+  view.positions = at(5);
+  view.block_tables = at(6);
+  view.slot_mapping = at(7);
+  std::memcpy(meta_block.data(), &view, sizeof(view));
+  Status meta_status = backend.Upload(meta, meta_block.data(), meta_block.size());
+
+  const std::vector<float> k_init = InitialCache(70), v_init = InitialCache(71);
+  const size_t cache_bytes = k_init.size() * sizeof(float);
+  MG_ASSIGN_OR_RETURN(std::byte * k_cache, memory.Upload(k_init.data(), cache_bytes));
+  MG_ASSIGN_OR_RETURN(std::byte * v_cache, memory.Upload(v_init.data(), cache_bytes));
+  const KvCacheView kv{reinterpret_cast<float*>(k_cache),
+                       reinterpret_cast<float*>(v_cache),
+                       kLayers,
+                       kBlocks,
+                       kBlockSize,
+                       kKvHeads,
+                       kHeadDim};
+
+  ExecBindings bindings;
+  bindings.arena = arena;
+  bindings.arena_bytes = static_cast<uint64_t>(c.arena_bytes);
+  bindings.weights = &weights;
+  bindings.meta = c.with_meta ? reinterpret_cast<const ForwardMetaView*>(meta) : nullptr;
+  bindings.kv = c.with_kv ? &kv : nullptr;
+  bindings.num_threads = 2;
+  KeyProgram program;
+  program.arena_bytes = c.arena_bytes;
+  program.steps = {c.step};
+
+  Status run = meta_status;
+  if (run.ok() && replay) {
+    StatusOr<std::unique_ptr<Replayable>> captured = backend.Capture(program, bindings);
+    run = captured.status();
+    if (run.ok()) {
+      // Whatever the capture wrote is overwritten: the replay must write it all again.
+      run = backend.Upload(arena, poison.data(), poison.size());
+      if (run.ok()) run = upload_inputs();
+      if (run.ok()) run = backend.Upload(k_cache, k_init.data(), cache_bytes);
+      if (run.ok()) run = backend.Upload(v_cache, v_init.data(), cache_bytes);
+      if (run.ok()) (*captured)->Replay();
+    }
+  } else if (run.ok()) {
+    run = backend.RunEager(program, bindings);
+  }
+  if (run.ok()) run = backend.Synchronize();
+  RunResult result;
+  if (run.ok()) {
+    for (const ArgRef& ref : c.step.outputs) {
+      std::vector<std::byte> bytes(ref.bytes());
+      run = backend.Download(bytes.data(), arena + ref.arena_offset, bytes.size());
+      if (!run.ok()) break;
+      result.outputs.push_back(std::move(bytes));
+    }
+  }
+  if (run.ok() && c.with_kv) {
+    result.k_cache.resize(k_init.size());
+    result.v_cache.resize(v_init.size());
+    run = backend.Download(result.k_cache.data(), k_cache, cache_bytes);
+    if (run.ok()) run = backend.Download(result.v_cache.data(), v_cache, cache_bytes);
+  }
+  backend.Free(meta);
+  if (!run.ok()) return run;
+  return result;
+}
+
+// Every element of `got` within tolerance of `want` (exact for integers).
+void ExpectClose(const std::string& what, DType dtype, const std::vector<std::byte>& want,
+                 const std::vector<std::byte>& got, const Tolerance& tol) {
+  ASSERT_EQ(want.size(), got.size()) << what;
+  if (dtype != DType::kF32) {
+    EXPECT_TRUE(want == got) << what << ": integer outputs differ";
+    if (dtype == DType::kI32 && want != got) {
+      std::vector<int32_t> w(want.size() / 4), g(got.size() / 4);
+      std::memcpy(w.data(), want.data(), want.size());
+      std::memcpy(g.data(), got.data(), got.size());
+      for (size_t i = 0; i < w.size(); ++i) {
+        if (w[i] != g[i]) {
+          ADD_FAILURE() << what << ": first difference at " << i << ": want " << w[i] << ", got "
+                        << g[i];
+          break;
+        }
+      }
+    }
+    return;
+  }
+  std::vector<float> w(want.size() / 4), g(got.size() / 4);
+  std::memcpy(w.data(), want.data(), want.size());
+  std::memcpy(g.data(), got.data(), got.size());
+  int failures = 0;
+  for (size_t i = 0; i < w.size() && failures < 5; ++i) {
+    const double bound = tol.atol + tol.rtol * std::fabs(w[i]);
+    if (!(std::fabs(static_cast<double>(w[i]) - g[i]) <= bound) &&
+        !(std::isnan(w[i]) && std::isnan(g[i]))) {
+      ADD_FAILURE() << what << "[" << i << "]: want " << w[i] << ", got " << g[i] << " (bound "
+                    << bound << ")";
+      ++failures;
+    }
+  }
+}
+
+void ExpectCloseFloats(const std::string& what, const std::vector<float>& want,
+                       const std::vector<float>& got, const Tolerance& tol) {
+  ExpectClose(what, DType::kF32, Bytes(want), Bytes(got), tol);
+}
+
+// ---- The op tests --------------------------------------------------------------------
+
+struct OpParam {
+  size_t case_index;
+  std::string backend;
+};
+
+void PrintTo(const OpParam& p, std::ostream* os) {
+  *os << Cases()[p.case_index].name << " on " << p.backend;
+}
+
+class CrossBackendOpTest : public ::testing::TestWithParam<OpParam> {};
+
+TEST_P(CrossBackendOpTest, MatchesReferenceAndReplayEqualsEager) {
+  const OpCase& c = Cases()[GetParam().case_index];
+  MAYBE_SKIP_BACKEND(backend, GetParam().backend);
+  ASSERT_TRUE(backend->Supports(c.step)) << backend->WhyUnsupported(c.step);
+
+  std::unique_ptr<Backend> reference = MakeBackend("cpu-reference", &skip_reason);
+  StatusOr<RunResult> want = RunCase(*reference, c, /*replay=*/false);
+  ASSERT_TRUE(want.ok()) << want.status().ToString();
+  StatusOr<RunResult> eager = RunCase(*backend, c, /*replay=*/false);
+  ASSERT_TRUE(eager.ok()) << eager.status().ToString();
+  StatusOr<RunResult> replayed = RunCase(*backend, c, /*replay=*/true);
+  ASSERT_TRUE(replayed.ok()) << replayed.status().ToString();
+
+  const Tolerance tol = GetParam().backend == "cuda" ? c.cuda : c.cpu;
+  for (size_t i = 0; i < c.step.outputs.size(); ++i) {
+    const std::string what = c.name + " output " + std::to_string(i);
+    ExpectClose(what, c.step.outputs[i].dtype, want->outputs[i], eager->outputs[i], tol);
+    EXPECT_TRUE(eager->outputs[i] == replayed->outputs[i]) << what << ": replay differs from eager";
+  }
+  if (c.with_kv) {
+    ExpectCloseFloats(c.name + " K cache", want->k_cache, eager->k_cache, tol);
+    ExpectCloseFloats(c.name + " V cache", want->v_cache, eager->v_cache, tol);
+    EXPECT_TRUE(eager->k_cache == replayed->k_cache && eager->v_cache == replayed->v_cache)
+        << c.name << ": replay's KV cache differs from eager's";
+  }
+}
+
+std::vector<OpParam> OpParams() {
+  std::vector<OpParam> params;
+  for (size_t i = 0; i < Cases().size(); ++i) {
+    for (const std::string& backend : BackendNames())
+      params.push_back({i, backend});
+  }
+  return params;
+}
+
+std::string ParamName(const ::testing::TestParamInfo<OpParam>& info) {
+  std::string name = Cases()[info.param.case_index].name + "_" + info.param.backend;
+  for (char& ch : name) {
+    if (!std::isalnum(static_cast<unsigned char>(ch))) ch = '_';
+  }
+  return name;
+}
+
+INSTANTIATE_TEST_SUITE_P(Ops, CrossBackendOpTest, ::testing::ValuesIn(OpParams()), ParamName);
+
+// Adding an op to the registry means adding its case here.
+TEST(CrossBackendCoverageTest, EveryOpWithAReferenceKernelHasACase) {
+  std::set<std::string> covered;
+  for (const OpCase& c : Cases())
+    covered.insert(c.step.kernel);
+  for (const OpDef* def : AllOps()) {
+    if (def->reference == nullptr) continue;
+    EXPECT_TRUE(covered.count(def->name)) << "op '" << def->name << "' has no cross-backend case";
+  }
+}
+
+// ---- Golden models: every key on every backend ------------------------------------------
+
+KeySetOptions GoldenKeys() {
+  KeySetOptions keys;
+  keys.chunk_size = 4;  // 1 to 4 MoE chunks across the prefill buckets
+  keys.max_chunks = 4;
+  keys.prefill_buckets = {4, 8, 16};
+  keys.decode_buckets = {1, 2, 4};
+  keys.max_prefill_seqs = 4;
+  return keys;
+}
+
+// A batch that needs exactly `key` (fresh sequences from `next_id`; a decode
+// batch first needs its sequences prefilled), or empty when none exists.
+struct KeyBatch {
+  std::vector<SequenceStep> prefill;  // decode keys: the prompts before the decode step
+  std::vector<SequenceStep> step;
+};
+
+KeyBatch BatchFor(const SpecKey& key, const KeySetOptions& options, int32_t vocab,
+                  int64_t next_id) {
+  KeyBatch batch;
+  std::mt19937 rng(static_cast<uint32_t>(next_id));
+  auto token = [&] { return static_cast<int32_t>(rng() % static_cast<uint32_t>(vocab)); };
+  if (key.phase == MoePhase::kDecode) {
+    for (int32_t n = 1; n <= key.seq_bucket; ++n) {
+      if (!(KeyForStep(MoePhase::kDecode, n, n, options) == key)) continue;
+      for (int32_t s = 0; s < n; ++s) {
+        SequenceStep prompt{next_id + s, {token(), token()}, 0};
+        batch.prefill.push_back(prompt);
+        batch.step.push_back({next_id + s, {token()}, 2});
+      }
+      return batch;
+    }
+    return batch;
+  }
+  for (int32_t n = key.token_bucket; n >= 1; --n) {
+    for (int32_t seqs = 1; seqs <= std::min(n, key.seq_bucket); ++seqs) {
+      if (!(KeyForStep(MoePhase::kPrefill, n, seqs, options) == key)) continue;
+      for (int32_t s = 0; s < seqs; ++s) {
+        // Tokens split as evenly as possible, every sequence at least one.
+        const int32_t count = n / seqs + (s < n % seqs ? 1 : 0);
+        SequenceStep prompt{next_id + s, {}, 0};
+        for (int32_t i = 0; i < count; ++i)
+          prompt.tokens.push_back(token());
+        batch.step.push_back(prompt);
+      }
+      return batch;
+    }
+  }
+  return batch;
+}
+
+struct GoldenParam {
+  std::string model;
+  std::string backend;
+};
+
+void PrintTo(const GoldenParam& p, std::ostream* os) {
+  *os << p.model << " on " << p.backend;
+}
+
+class CrossBackendGoldenTest : public ::testing::TestWithParam<GoldenParam> {};
+
+TEST_P(CrossBackendGoldenTest, EveryKeyMatchesTheReferenceEngine) {
+  MAYBE_SKIP_BACKEND(probe, GetParam().backend);
+  probe.reset();  // the engine makes its own
+  const std::string dir = testing::GoldenDir(GetParam().model);
+  StatusOr<HfModel> model = LoadHfModel(dir);
+  ASSERT_TRUE(model.ok()) << model.status().ToString();
+  CompileModelOptions compile;
+  compile.keys = GoldenKeys();
+  StatusOr<Plan> plan = CompileModel(*model, compile);
+  ASSERT_TRUE(plan.ok()) << plan.status().ToString();
+
+  EngineOptions options;
+  options.num_threads = 2;
+  options.kv_cache_bytes = 8ull << 20;
+  options.backend = "cpu-reference";
+  StatusOr<std::unique_ptr<Engine>> reference = Engine::Load(*plan, options);
+  ASSERT_TRUE(reference.ok()) << reference.status().ToString();
+  options.backend = GetParam().backend;
+  StatusOr<std::unique_ptr<Engine>> engine = Engine::Load(*plan, options);
+  ASSERT_TRUE(engine.ok()) << engine.status().ToString();
+
+  // cuBLASLt's split activations and the GPU's expf/sum order versus the
+  // reference's: small per-op differences that compound over the layers.
+  const Tolerance tol = GetParam().backend == "cuda"  ? Tolerance{5e-3, 5e-3}
+                        : GetParam().backend == "cpu" ? Tolerance{1e-3, 1e-3}
+                                                      : Tolerance{0, 0};
+  const int32_t vocab = plan->model.vocab_size;
+  int64_t next_id = 1;
+  int keys_run = 0;
+  for (const KeyProgram& program : plan->programs) {
+    const KeyBatch batch = BatchFor(program.key, compile.keys, vocab, next_id);
+    ASSERT_FALSE(batch.step.empty()) << "no batch reaches " << program.key.ToString();
+    auto step_both = [&](const std::vector<SequenceStep>& step, bool check_key) {
+      StatusOr<StepLogits> want = (*reference)->Step(step);
+      ASSERT_TRUE(want.ok()) << want.status().ToString();
+      StatusOr<StepLogits> got = (*engine)->Step(step);
+      ASSERT_TRUE(got.ok()) << got.status().ToString();
+      if (check_key) {
+        ASSERT_EQ((*engine)->last_key(), program.key) << (*engine)->last_key().ToString();
+      }
+      ExpectCloseFloats(GetParam().model + " " + program.key.ToString(), want->data, got->data,
+                        tol);
+    };
+    if (!batch.prefill.empty()) step_both(batch.prefill, false);
+    step_both(batch.step, true);
+    for (const SequenceStep& s : batch.step) {
+      (*reference)->Release(s.seq_id);
+      (*engine)->Release(s.seq_id);
+    }
+    next_id += 100;
+    ++keys_run;
+  }
+  EXPECT_EQ(keys_run, static_cast<int>(plan->programs.size()));
+}
+
+std::vector<GoldenParam> GoldenParams() {
+  std::vector<GoldenParam> params;
+  for (const std::string& model : testing::GoldenCases()) {
+    for (const std::string& backend : BackendNames())
+      params.push_back({model, backend});
+  }
+  return params;
+}
+
+INSTANTIATE_TEST_SUITE_P(Golden, CrossBackendGoldenTest, ::testing::ValuesIn(GoldenParams()),
+                         [](const ::testing::TestParamInfo<GoldenParam>& info) {
+                           std::string name = info.param.model + "_" + info.param.backend;
+                           for (char& ch : name) {
+                             if (!std::isalnum(static_cast<unsigned char>(ch))) ch = '_';
+                           }
+                           return name;
+                         });
+
+}  // namespace
+}  // namespace moegraph
