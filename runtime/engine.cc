@@ -10,6 +10,7 @@
 
 #include "ir/op_registry.h"
 #include "runtime/plan_file.h"
+#include "runtime/program_check.h"
 #include "support/log.h"
 #include "support/strings.h"
 
@@ -47,6 +48,7 @@ StatusOr<std::unique_ptr<Engine>> Engine::Open(const std::string& plan_path,
 
 StatusOr<std::unique_ptr<Engine>> Engine::Load(Plan plan, const EngineOptions& options) {
   if (plan.programs.empty()) return InvalidArgument("the plan holds no keys");
+  MG_RETURN_IF_ERROR(CheckPlanPrograms(plan));
   if (options.kv_block_size <= 0) return InvalidArgument("KV block size must be > 0");
   int32_t max_tokens = 0, max_seqs = 0;
   for (const KeyProgram& p : plan.programs) {

@@ -9,7 +9,8 @@ namespace {
 
 Type TypeOf(const ArgRef& ref) {
   std::vector<Dim> dims;
-  for (int64_t d : ref.shape) dims.push_back(Dim::Static(d));
+  for (int64_t d : ref.shape)
+    dims.push_back(Dim::Static(d));
   return Type::Tensor(ref.dtype, std::move(dims));
 }
 
@@ -34,14 +35,17 @@ StatusOr<Graph> StepAsGraph(const KernelStep& step) {
     operands.push_back(graph.AddInput("in" + std::to_string(i), TypeOf(step.inputs[i])));
   }
   AttrMap attrs;
-  for (size_t i = 0; i < def->kernel_ints.size(); ++i) attrs[def->kernel_ints[i]] = step.ints[i];
+  for (size_t i = 0; i < def->kernel_ints.size(); ++i)
+    attrs[def->kernel_ints[i]] = step.ints[i];
   for (size_t i = 0; i < def->kernel_floats.size(); ++i) {
     attrs[def->kernel_floats[i]] = static_cast<double>(step.floats[i]);
   }
   std::vector<Type> results;
-  for (const ArgRef& out : step.outputs) results.push_back(TypeOf(out));
+  for (const ArgRef& out : step.outputs)
+    results.push_back(TypeOf(out));
   const int32_t index = graph.AddOp(def, operands, std::move(attrs), results, "out");
-  for (ValueId r : graph.ops()[index].results) graph.AddOutput(r);
+  for (ValueId r : graph.ops()[index].results)
+    graph.AddOutput(r);
   return graph;
 }
 
@@ -49,11 +53,28 @@ StatusOr<Graph> StepAsGraph(const KernelStep& step) {
 
 Status CheckPlanPrograms(const Plan& plan) {
   for (const KeyProgram& program : plan.programs) {
+    const std::string key = "plan program " + program.key.ToString();
+    // The runtime copies [seqs, vocab] floats out of the logits slot.
+    const ArgRef& logits = program.logits;
+    if (logits.kind != ArgKind::kArena || logits.dtype != DType::kF32 ||
+        logits.shape != std::vector<int64_t>{program.key.seq_bucket, plan.model.vocab_size}) {
+      return DataLoss(key + ": logits must be an f32 arena slot of [" +
+                      std::to_string(program.key.seq_bucket) + ", " +
+                      std::to_string(plan.model.vocab_size) + "]");
+    }
     for (size_t i = 0; i < program.steps.size(); ++i) {
       const KernelStep& step = program.steps[i];
-      const std::string where =
-          "plan program " + program.key.ToString() + ", step " + std::to_string(i) + " ('" +
-          step.kernel + "')";
+      const std::string where = key + ", step " + std::to_string(i) + " ('" + step.kernel + "')";
+      for (const ArgRef& in : step.inputs) {
+        // The one graph input is the token ids, a runtime buffer of the bucket's size.
+        if (in.kind == ArgKind::kInput &&
+            (in.index != 0 || in.dtype != DType::kI32 ||
+             in.shape != std::vector<int64_t>{program.key.token_bucket})) {
+          return DataLoss(where + ": input slot " + std::to_string(in.index) +
+                          " must be the i32 token ids [" +
+                          std::to_string(program.key.token_bucket) + "]");
+        }
+      }
       StatusOr<Graph> graph = StepAsGraph(step);
       if (!graph.ok()) return graph.status().WithContext(where);
       std::vector<Diagnostic> faults = VerifyGraph(*graph);

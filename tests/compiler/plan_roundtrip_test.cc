@@ -94,6 +94,14 @@ TEST(PlanRoundTrip, StepsAreReverifiedAgainstTheRegistry) {
   Plan missing = *plan;
   find(missing, "rms_norm").floats.clear();
   EXPECT_FALSE(CheckPlanPrograms(missing).ok());
+  Plan big_input = *plan;
+  find(big_input, "embedding").inputs[0].shape[0] *= 1000;
+  status = CheckPlanPrograms(big_input);
+  ASSERT_FALSE(status.ok());
+  EXPECT_NE(status.message().find("must be the i32 token ids"), std::string::npos);
+  Plan half_logits = *plan;
+  half_logits.programs[0].logits.dtype = DType::kF16;
+  EXPECT_FALSE(CheckPlanPrograms(half_logits).ok());
 }
 
 }  // namespace
