@@ -1,0 +1,601 @@
+// moegraph-kernel-bench: Google Benchmark suite of the CPU kernels at the
+// bench-a3b-4l shapes (optimised and reference), next to the yardsticks
+// measured in the same run (read/triad bandwidth, peak FMA, OpenBLAS sgemm).
+// Every benchmark reports flop/s and bytes/s counters plus per-iteration
+// flops and bytes, which bench/plot_roofline.py turns into a roofline.
+// --smoke: tiny shapes and short timings (CI); timings never fail a run.
+#include <benchmark/benchmark.h>
+#include <omp.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <functional>
+#include <memory>
+#include <random>
+#include <string>
+#include <tuple>
+#include <vector>
+
+#include "bench/yardsticks.h"
+#include "kernels/cpu/opt_kernels.h"
+#include "kernels/cpu/reference_kernels.h"
+#include "support/half.h"
+
+namespace moegraph::bench {
+namespace {
+
+bool g_smoke = false;
+
+int Threads() {
+  return omp_get_max_threads();
+}
+
+// The bench-a3b-4l shapes (smoke: a toy model).
+struct Shapes {
+  int64_t hidden = 2048, inter = 768, experts = 128, top_k = 8, vocab = 32000;
+  int64_t heads = 16, kv_heads = 4, head_dim = 128;
+  int64_t prefill_tokens = 512, decode_context = 1024, decode_seqs = 8;
+};
+
+const Shapes& S() {
+  static const Shapes shapes = [] {
+    Shapes s;
+    if (g_smoke) {
+      s = Shapes{64, 32, 8, 2, 512, 4, 2, 16, 32, 64, 2};
+    }
+    return s;
+  }();
+  return shapes;
+}
+
+std::vector<float> RandomF32(int64_t n, uint32_t seed, float scale) {
+  std::mt19937 rng(seed);
+  std::uniform_real_distribution<float> dist(-scale, scale);
+  std::vector<float> v(n);
+  for (float& x : v)
+    x = dist(rng);
+  return v;
+}
+
+// Uniform [-scale, scale) bf16 values from a xorshift stream (fast: the
+// expert weights of one a3b layer are 600M values).
+std::vector<uint16_t> RandomBf16(int64_t n, uint32_t seed, float scale) {
+  std::vector<uint16_t> v(n);
+  uint64_t state = 0x9E3779B97F4A7C15ull * (seed + 1);
+  const float unit = scale / 32768.0f;
+  for (uint16_t& x : v) {
+    state ^= state << 13;
+    state ^= state >> 7;
+    state ^= state << 17;
+    x = F32ToBf16(static_cast<float>(static_cast<int16_t>(state >> 16)) * unit);
+  }
+  return v;
+}
+
+TensorArg Tensor(const void* data, DType dtype, std::vector<int64_t> shape) {
+  TensorArg t;
+  t.data = const_cast<void*>(data);
+  t.dtype = dtype;
+  t.rank = static_cast<int>(shape.size());
+  std::copy(shape.begin(), shape.end(), t.shape);
+  return t;
+}
+
+// bf16 expert weights of one MoE layer, shared by the MoE benchmarks.
+struct ExpertWeights {
+  std::vector<std::vector<uint16_t>> gate, up, down;
+  std::vector<const void*> gate_ptr, up_ptr, down_ptr;
+};
+
+const ExpertWeights& Experts() {
+  static const ExpertWeights* w = [] {
+    auto* ew = new ExpertWeights;
+    const Shapes& s = S();
+    const float scale = 1.0f / std::sqrt(static_cast<float>(s.hidden));
+    for (int64_t e = 0; e < s.experts; ++e) {
+      ew->gate.push_back(RandomBf16(s.inter * s.hidden, 100 + e, scale));
+      ew->up.push_back(RandomBf16(s.inter * s.hidden, 300 + e, scale));
+      ew->down.push_back(RandomBf16(s.hidden * s.inter, 500 + e, scale));
+      ew->gate_ptr.push_back(ew->gate.back().data());
+      ew->up_ptr.push_back(ew->up.back().data());
+      ew->down_ptr.push_back(ew->down.back().data());
+    }
+    return ew;
+  }();
+  return *w;
+}
+
+TensorArg Stacked(const std::vector<const void*>& pointers, int64_t n, int64_t k) {
+  TensorArg t = Tensor(nullptr, DType::kBF16, {static_cast<int64_t>(pointers.size()), n, k});
+  t.expert_data = pointers.data();
+  return t;
+}
+
+// Calls `fn` once per iteration with args rebuilt by `setup(iteration)`.
+void RunKernel(benchmark::State& state, KernelFn fn, double flops, double bytes,
+               const std::function<void(KernelArgs&, int64_t)>& setup) {
+  KernelArgs args;
+  args.num_threads = Threads();
+  int64_t iteration = 0;
+  setup(args, iteration);
+  fn(args);  // warm
+  for (auto _ : state) {
+    setup(args, ++iteration);
+    fn(args);
+    benchmark::ClobberMemory();
+  }
+  state.counters["flop/s"] =
+      benchmark::Counter(flops, benchmark::Counter::kIsIterationInvariantRate);
+  state.counters["bytes/s"] =
+      benchmark::Counter(bytes, benchmark::Counter::kIsIterationInvariantRate);
+  state.counters["flop_per_iter"] = flops;
+  state.counters["bytes_per_iter"] = bytes;
+}
+
+// ---- Yardsticks -----------------------------------------------------------------------
+
+// Read bandwidth with `streams` sequential streams per thread.
+void BM_YardstickReadBandwidth(benchmark::State& state, int streams) {
+  const uint64_t bytes = g_smoke ? (16ull << 20) : (1ull << 30);
+  double gbs = 0;
+  for (auto _ : state)
+    gbs = MeasureReadBandwidth(Threads(), bytes, 3, streams);
+  state.counters["GB/s"] = gbs;
+}
+
+void BM_YardstickTriadBandwidth(benchmark::State& state) {
+  const uint64_t bytes = g_smoke ? (8ull << 20) : (512ull << 20);
+  double gbs = 0;
+  for (auto _ : state)
+    gbs = MeasureTriadBandwidth(Threads(), bytes, 3);
+  state.counters["GB/s"] = gbs;
+}
+
+void BM_YardstickPeakFma(benchmark::State& state) {
+  double gflops = 0;
+  for (auto _ : state)
+    gflops = MeasurePeakFma(Threads(), 2);
+  state.counters["GFLOP/s"] = gflops;
+}
+
+// OpenBLAS sgemm C[m, n] = A[m, k] B[n, k]^T, fp32.
+void BM_YardstickOpenBlasSgemm(benchmark::State& state, int64_t m, int64_t n, int64_t k) {
+  if (!HaveOpenBlas()) {
+    state.SkipWithError("built without OpenBLAS");
+    return;
+  }
+  double seconds = 0;
+  for (auto _ : state) {
+    seconds = OpenBlasSgemmSeconds(m, n, k, Threads(), 3);
+    state.SetIterationTime(seconds);
+  }
+  const double flops = 2.0 * m * n * k;
+  state.counters["GFLOP/s"] = flops / seconds / 1e9;
+  state.counters["flop_per_iter"] = flops;
+  state.counters["bytes_per_iter"] = 4.0 * (m * k + n * k + m * n);
+}
+
+// ---- Decode: expert-batched GEMV at batch 1 --------------------------------------------
+
+// One token routed to top_k experts, different experts every iteration so
+// the weights come from memory, not cache.
+void BM_ExpertBatchedGateUpSilu(benchmark::State& state, KernelFn fn) {
+  const Shapes& s = S();
+  const ExpertWeights& w = Experts();
+  const std::vector<float> x = RandomF32(s.hidden, 1, 1.0f);
+  std::vector<int32_t> batch_experts(s.top_k), batch_pairs(s.top_k);
+  std::vector<float> h(s.top_k * s.inter);
+  std::vector<TensorArg> in, out;
+  const TensorArg gate = Stacked(w.gate_ptr, s.inter, s.hidden);
+  const TensorArg up = Stacked(w.up_ptr, s.inter, s.hidden);
+  const double bytes = 2.0 * s.top_k * 2 * s.inter * s.hidden;
+  const double flops = 2.0 * s.top_k * 2 * s.inter * s.hidden;
+  RunKernel(state, fn, flops, bytes, [&](KernelArgs& args, int64_t it) {
+    for (int64_t j = 0; j < s.top_k; ++j) {
+      batch_experts[j] = static_cast<int32_t>((it * s.top_k + j) % s.experts);
+      batch_pairs[j] = static_cast<int32_t>(j);
+    }
+    std::sort(batch_experts.begin(), batch_experts.end());
+    in = {Tensor(x.data(), DType::kF32, {1, s.hidden}),
+          Tensor(batch_experts.data(), DType::kI32, {s.top_k}),
+          Tensor(batch_pairs.data(), DType::kI32, {s.top_k, 1}), gate, up};
+    out = {Tensor(h.data(), DType::kF32, {s.top_k, s.inter})};
+    args.in = in.data();
+    args.num_in = 5;
+    args.out = out.data();
+    args.num_out = 1;
+    args.ints[0] = s.top_k;
+  });
+}
+
+void BM_ExpertBatchedDown(benchmark::State& state, KernelFn fn) {
+  const Shapes& s = S();
+  const ExpertWeights& w = Experts();
+  const std::vector<float> h = RandomF32(s.top_k * s.inter, 2, 1.0f);
+  std::vector<int32_t> batch_experts(s.top_k), batch_pairs(s.top_k);
+  std::vector<float> y(s.top_k * s.hidden);
+  std::vector<TensorArg> in, out;
+  const TensorArg down = Stacked(w.down_ptr, s.hidden, s.inter);
+  const double bytes = 2.0 * s.top_k * s.inter * s.hidden;
+  const double flops = 2.0 * s.top_k * s.inter * s.hidden;
+  RunKernel(state, fn, flops, bytes, [&](KernelArgs& args, int64_t it) {
+    for (int64_t j = 0; j < s.top_k; ++j) {
+      batch_experts[j] = static_cast<int32_t>((it * s.top_k + j) % s.experts);
+      batch_pairs[j] = static_cast<int32_t>(j);
+    }
+    std::sort(batch_experts.begin(), batch_experts.end());
+    in = {Tensor(h.data(), DType::kF32, {s.top_k, s.inter}),
+          Tensor(batch_experts.data(), DType::kI32, {s.top_k}),
+          Tensor(batch_pairs.data(), DType::kI32, {s.top_k, 1}), down};
+    out = {Tensor(y.data(), DType::kF32, {s.top_k, s.hidden})};
+    args.in = in.data();
+    args.num_in = 4;
+    args.out = out.data();
+    args.num_out = 1;
+  });
+}
+
+// Decode at `tokens` > 1: each token routed to top_k distinct random experts
+// (a new routing every iteration, from 16 precomputed), laid out by
+// moe_expert_batch; gate/up then down. Bytes: the distinct experts' weights.
+void BM_ExpertBatchedDecode(benchmark::State& state, KernelFn gate_up_fn, int64_t tokens) {
+  const Shapes& s = S();
+  const ExpertWeights& w = Experts();
+  const int64_t pairs = tokens * s.top_k;
+  const int64_t slots = std::min(s.experts, pairs);
+  constexpr int kRoutings = 16;
+  std::vector<std::vector<int32_t>> batch_experts(kRoutings), batch_pairs(kRoutings);
+  double distinct = 0;
+  std::mt19937 rng(11);
+  for (int r = 0; r < kRoutings; ++r) {
+    std::vector<int32_t> ids(pairs), order(s.experts);
+    for (int64_t t = 0; t < tokens; ++t) {
+      for (int64_t e = 0; e < s.experts; ++e)
+        order[e] = static_cast<int32_t>(e);
+      std::shuffle(order.begin(), order.end(), rng);
+      std::copy(order.begin(), order.begin() + s.top_k, ids.begin() + t * s.top_k);
+    }
+    batch_experts[r].resize(slots);
+    batch_pairs[r].resize(slots * tokens);
+    const TensorArg id_arg = Tensor(ids.data(), DType::kI32, {tokens, s.top_k});
+    const std::vector<TensorArg> out = {
+        Tensor(batch_experts[r].data(), DType::kI32, {slots}),
+        Tensor(batch_pairs[r].data(), DType::kI32, {slots, tokens})};
+    KernelArgs args;
+    args.in = &id_arg;
+    args.num_in = 1;
+    args.out = out.data();
+    args.num_out = 2;
+    args.ints[0] = s.experts;
+    RefMoeExpertBatch(args);
+    for (int32_t e : batch_experts[r])
+      distinct += e >= 0 ? 1.0 / kRoutings : 0.0;
+  }
+  const std::vector<float> x = RandomF32(tokens * s.hidden, 1, 1.0f);
+  std::vector<float> h(pairs * s.inter);
+  std::vector<TensorArg> in, out;
+  const TensorArg gate = Stacked(w.gate_ptr, s.inter, s.hidden);
+  const TensorArg up = Stacked(w.up_ptr, s.inter, s.hidden);
+  RunKernel(state, gate_up_fn, 2.0 * pairs * 2 * s.inter * s.hidden,
+            2.0 * distinct * 2 * s.inter * s.hidden, [&](KernelArgs& args, int64_t it) {
+              const int r = static_cast<int>(it % kRoutings);
+              in = {Tensor(x.data(), DType::kF32, {tokens, s.hidden}),
+                    Tensor(batch_experts[r].data(), DType::kI32, {slots}),
+                    Tensor(batch_pairs[r].data(), DType::kI32, {slots, tokens}), gate, up};
+              out = {Tensor(h.data(), DType::kF32, {pairs, s.inter})};
+              args.in = in.data();
+              args.num_in = 5;
+              args.out = out.data();
+              args.num_out = 1;
+              args.ints[0] = s.top_k;
+            });
+}
+
+// ---- Dense: LM head GEMV and prefill GEMM ---------------------------------------------------
+
+// x [rows, k] times a bf16 weight [n, k].
+void BM_Linear(benchmark::State& state, KernelFn fn, int64_t rows, int64_t n, int64_t k) {
+  const std::vector<float> x = RandomF32(rows * k, 3, 1.0f);
+  const std::vector<uint16_t> weight = RandomBf16(n * k, 4, 0.02f);
+  std::vector<float> y(rows * n);
+  const std::vector<TensorArg> in = {Tensor(x.data(), DType::kF32, {rows, k}),
+                                     Tensor(weight.data(), DType::kBF16, {n, k})};
+  const std::vector<TensorArg> out = {Tensor(y.data(), DType::kF32, {rows, n})};
+  RunKernel(state, fn, 2.0 * rows * n * k, 2.0 * n * k + 4.0 * rows * (k + n),
+            [&](KernelArgs& args, int64_t) {
+              args.in = in.data();
+              args.num_in = 2;
+              args.out = out.data();
+              args.num_out = 1;
+            });
+}
+
+// ---- Prefill: grouped matmuls over routed tokens ------------------------------------------
+
+// Offsets of prefill_tokens tokens routed uniformly at random to top_k distinct experts.
+std::vector<int32_t> PrefillOffsets(int64_t* pairs) {
+  const Shapes& s = S();
+  std::vector<int32_t> counts(s.experts + 1, 0);
+  std::mt19937 rng(9);
+  std::vector<int32_t> order(s.experts);
+  for (int64_t t = 0; t < s.prefill_tokens; ++t) {
+    for (int64_t e = 0; e < s.experts; ++e)
+      order[e] = static_cast<int32_t>(e);
+    std::shuffle(order.begin(), order.end(), rng);
+    for (int64_t j = 0; j < s.top_k; ++j)
+      ++counts[order[j] + 1];
+  }
+  for (int64_t e = 0; e < s.experts; ++e)
+    counts[e + 1] += counts[e];
+  *pairs = counts[s.experts];
+  return counts;
+}
+
+void BM_GroupedMatmul(benchmark::State& state, KernelFn fn, bool fused) {
+  const Shapes& s = S();
+  const ExpertWeights& w = Experts();
+  int64_t pairs = 0;
+  const std::vector<int32_t> offsets = PrefillOffsets(&pairs);
+  const int64_t k = fused ? s.hidden : s.inter;
+  const int64_t n = fused ? s.inter : s.hidden;
+  const std::vector<float> x = RandomF32(pairs * k, 5, 1.0f);
+  std::vector<float> y(pairs * n);
+  std::vector<TensorArg> in = {Tensor(x.data(), DType::kF32, {pairs, k}),
+                               Tensor(offsets.data(), DType::kI32, {s.experts + 1})};
+  if (fused) {
+    in.push_back(Stacked(w.gate_ptr, n, k));
+    in.push_back(Stacked(w.up_ptr, n, k));
+  } else {
+    in.push_back(Stacked(w.down_ptr, n, k));
+  }
+  const std::vector<TensorArg> out = {Tensor(y.data(), DType::kF32, {pairs, n})};
+  const double num_weights = fused ? 2 : 1;
+  RunKernel(state, fn, 2.0 * pairs * n * k * num_weights,
+            2.0 * s.experts * n * k * num_weights + 4.0 * pairs * (k + n),
+            [&](KernelArgs& args, int64_t) {
+              args.in = in.data();
+              args.num_in = static_cast<int>(in.size());
+              args.out = out.data();
+              args.num_out = 1;
+            });
+}
+
+// ---- Routing, norms, rope ----------------------------------------------------------------
+
+void BM_TopkRoute(benchmark::State& state, KernelFn fn) {
+  const Shapes& s = S();
+  const std::vector<float> logits = RandomF32(s.prefill_tokens * s.experts, 6, 3.0f);
+  std::vector<int32_t> ids(s.prefill_tokens * s.top_k);
+  std::vector<float> weights(s.prefill_tokens * s.top_k);
+  const std::vector<TensorArg> in = {
+      Tensor(logits.data(), DType::kF32, {s.prefill_tokens, s.experts})};
+  const std::vector<TensorArg> out = {
+      Tensor(ids.data(), DType::kI32, {s.prefill_tokens, s.top_k}),
+      Tensor(weights.data(), DType::kF32, {s.prefill_tokens, s.top_k})};
+  RunKernel(state, fn, 0, 4.0 * s.prefill_tokens * (s.experts + 2 * s.top_k),
+            [&](KernelArgs& args, int64_t) {
+              args.in = in.data();
+              args.num_in = 1;
+              args.out = out.data();
+              args.num_out = 2;
+              args.ints[0] = s.top_k;
+              args.ints[1] = 1;
+            });
+}
+
+void BM_AddRmsNorm(benchmark::State& state, KernelFn fn) {
+  const Shapes& s = S();
+  const int64_t rows = s.prefill_tokens;
+  const std::vector<float> x = RandomF32(rows * s.hidden, 7, 1.0f);
+  const std::vector<float> r = RandomF32(rows * s.hidden, 8, 1.0f);
+  const std::vector<uint16_t> w = RandomBf16(s.hidden, 9, 1.0f);
+  std::vector<float> sum(rows * s.hidden), y(rows * s.hidden);
+  const std::vector<TensorArg> in = {Tensor(x.data(), DType::kF32, {rows, s.hidden}),
+                                     Tensor(r.data(), DType::kF32, {rows, s.hidden}),
+                                     Tensor(w.data(), DType::kBF16, {s.hidden})};
+  const std::vector<TensorArg> out = {Tensor(sum.data(), DType::kF32, {rows, s.hidden}),
+                                      Tensor(y.data(), DType::kF32, {rows, s.hidden})};
+  RunKernel(state, fn, 5.0 * rows * s.hidden, 16.0 * rows * s.hidden,
+            [&](KernelArgs& args, int64_t) {
+              args.in = in.data();
+              args.num_in = 3;
+              args.out = out.data();
+              args.num_out = 2;
+              args.floats[0] = 1e-6f;
+            });
+}
+
+// Owns a ForwardMetaView of `seqs` sequences with `context` cached tokens
+// and `new_tokens` new tokens each, and a paged KV cache holding them.
+struct AttentionSetup {
+  std::vector<int32_t> this_time, encoder, decoder, cu, batch_id, positions, tables, slots;
+  std::vector<float> cache_k, cache_v;
+  ForwardMetaView meta;
+  KvCacheView kv;
+
+  AttentionSetup(int64_t seqs, int64_t context, int64_t new_tokens) {
+    const Shapes& s = S();
+    const int32_t block = 16;
+    const int64_t blocks_per_seq = (context + new_tokens + block - 1) / block;
+    const int64_t tokens = seqs * new_tokens;
+    this_time.assign(seqs, static_cast<int32_t>(new_tokens));
+    encoder.assign(seqs, context == 0 ? static_cast<int32_t>(new_tokens) : 0);
+    decoder.assign(seqs, static_cast<int32_t>(context));
+    cu.assign(seqs + 1, 0);
+    for (int64_t i = 0; i < seqs; ++i)
+      cu[i + 1] = static_cast<int32_t>(cu[i] + new_tokens);
+    tables.resize(seqs * blocks_per_seq);
+    for (int64_t i = 0; i < seqs * blocks_per_seq; ++i)
+      tables[i] = static_cast<int32_t>(i);
+    for (int64_t i = 0; i < seqs; ++i) {
+      for (int64_t j = 0; j < new_tokens; ++j) {
+        const int64_t pos = context + j;
+        batch_id.push_back(static_cast<int32_t>(i));
+        positions.push_back(static_cast<int32_t>(pos));
+        slots.push_back(
+            static_cast<int32_t>(tables[i * blocks_per_seq + pos / block] * block + pos % block));
+      }
+    }
+    kv.num_layers = 1;
+    kv.num_blocks = static_cast<int32_t>(seqs * blocks_per_seq);
+    kv.block_size = block;
+    kv.num_kv_heads = static_cast<int32_t>(s.kv_heads);
+    kv.head_dim = static_cast<int32_t>(s.head_dim);
+    cache_k = RandomF32(kv.layer_stride(), 10, 1.0f);
+    cache_v = RandomF32(kv.layer_stride(), 11, 1.0f);
+    kv.k = cache_k.data();
+    kv.v = cache_v.data();
+    meta = ForwardMetaView{static_cast<int32_t>(tokens),
+                           static_cast<int32_t>(seqs),
+                           static_cast<int32_t>(tokens),
+                           static_cast<int32_t>(seqs),
+                           static_cast<int32_t>(blocks_per_seq),
+                           this_time.data(),
+                           encoder.data(),
+                           decoder.data(),
+                           cu.data(),
+                           batch_id.data(),
+                           positions.data(),
+                           tables.data(),
+                           slots.data()};
+  }
+};
+
+void BM_Attention(benchmark::State& state, KernelFn fn, bool prefill) {
+  const Shapes& s = S();
+  const int64_t seqs = prefill ? 1 : s.decode_seqs;
+  const int64_t context = prefill ? 0 : s.decode_context;
+  const int64_t new_tokens = prefill ? s.prefill_tokens : 1;
+  AttentionSetup setup(seqs, context, new_tokens);
+  const int64_t tokens = seqs * new_tokens;
+  const int64_t q_cols = s.heads * s.head_dim, kv_cols = s.kv_heads * s.head_dim;
+  const std::vector<float> q = RandomF32(tokens * q_cols, 12, 1.0f);
+  const std::vector<float> k = RandomF32(tokens * kv_cols, 13, 1.0f);
+  const std::vector<float> v = RandomF32(tokens * kv_cols, 14, 1.0f);
+  std::vector<float> o(tokens * q_cols);
+  const std::vector<TensorArg> in = {Tensor(q.data(), DType::kF32, {tokens, q_cols}),
+                                     Tensor(k.data(), DType::kF32, {tokens, kv_cols}),
+                                     Tensor(v.data(), DType::kF32, {tokens, kv_cols})};
+  const std::vector<TensorArg> out = {Tensor(o.data(), DType::kF32, {tokens, q_cols})};
+  // Scores and weighted values: 4 flops per (query head, key, dim).
+  double keys = 0;
+  for (int64_t t = 0; t < new_tokens; ++t)
+    keys += static_cast<double>(context + t + 1);
+  const double flops = 4.0 * seqs * keys * s.heads * s.head_dim;
+  const double bytes = prefill ? 4.0 * tokens * (2 * q_cols + 2 * kv_cols)
+                               : 4.0 * seqs * (context + 1) * 2 * kv_cols + 8.0 * tokens * q_cols;
+  RunKernel(state, fn, flops, bytes, [&](KernelArgs& args, int64_t) {
+    args.meta = &setup.meta;
+    args.kv = &setup.kv;
+    args.in = in.data();
+    args.num_in = 3;
+    args.out = out.data();
+    args.num_out = 1;
+    args.ints[0] = 0;
+    args.ints[1] = s.heads;
+    args.ints[2] = s.kv_heads;
+    args.ints[3] = s.head_dim;
+    args.floats[0] = 1.0f / std::sqrt(static_cast<float>(s.head_dim));
+  });
+}
+
+void BM_Rope(benchmark::State& state, KernelFn fn) {
+  const Shapes& s = S();
+  AttentionSetup setup(1, 0, s.prefill_tokens);
+  const int64_t rows = s.prefill_tokens, cols = s.heads * s.head_dim;
+  const std::vector<float> x = RandomF32(rows * cols, 15, 1.0f);
+  std::vector<float> y(rows * cols);
+  const std::vector<TensorArg> in = {Tensor(x.data(), DType::kF32, {rows, cols})};
+  const std::vector<TensorArg> out = {Tensor(y.data(), DType::kF32, {rows, cols})};
+  RunKernel(state, fn, 3.0 * rows * cols, 8.0 * rows * cols, [&](KernelArgs& args, int64_t) {
+    args.meta = &setup.meta;
+    args.in = in.data();
+    args.num_in = 1;
+    args.out = out.data();
+    args.num_out = 1;
+    args.ints[0] = s.head_dim;
+    args.floats[0] = 1e6f;
+  });
+}
+
+// Registers `name`/opt and `name`/ref.
+template <typename Fn, typename... Args>
+void Register(const std::string& name, Fn fn, KernelFn opt, KernelFn ref, Args... args) {
+  for (int variant = 0; variant < 2; ++variant) {
+    KernelFn kernel = variant == 0 ? opt : ref;
+    if (variant == 0 && !OptKernelsSupported()) continue;
+    auto* b =
+        benchmark::RegisterBenchmark((name + (variant == 0 ? "/opt" : "/ref")).c_str(),
+                                     [=](benchmark::State& state) { fn(state, kernel, args...); });
+    b->UseRealTime()->Unit(benchmark::kMillisecond);
+    if (g_smoke) b->Iterations(2);
+  }
+}
+
+void RegisterAll() {
+  const Shapes& s = S();
+  auto yardstick = [](benchmark::internal::Benchmark* b) {
+    b->Iterations(1)->UseRealTime()->Unit(benchmark::kMillisecond);
+  };
+  for (int streams : {1, 4, 8}) {
+    yardstick(benchmark::RegisterBenchmark(
+        ("yardstick/read_bandwidth/streams:" + std::to_string(streams)).c_str(),
+        [streams](benchmark::State& st) { BM_YardstickReadBandwidth(st, streams); }));
+  }
+  yardstick(benchmark::RegisterBenchmark("yardstick/triad_bandwidth", BM_YardstickTriadBandwidth));
+  yardstick(benchmark::RegisterBenchmark("yardstick/peak_fma", BM_YardstickPeakFma));
+  const int64_t expert_rows = s.prefill_tokens * s.top_k / s.experts;
+  for (auto [m, n, k, label] : {std::tuple{expert_rows, s.inter, s.hidden, "expert_gate"},
+                                std::tuple{expert_rows, s.hidden, s.inter, "expert_down"},
+                                std::tuple{s.prefill_tokens, s.hidden, s.hidden, "q_proj"}}) {
+    auto* b = benchmark::RegisterBenchmark(
+        ("yardstick/openblas_sgemm/" + std::string(label)).c_str(),
+        [m = m, n = n, k = k](benchmark::State& st) { BM_YardstickOpenBlasSgemm(st, m, n, k); });
+    b->Iterations(1)->UseManualTime()->Unit(benchmark::kMillisecond);
+  }
+  Register("expert_batched_gate_up_silu/decode_b1", BM_ExpertBatchedGateUpSilu,
+           OptExpertBatchedGateUpSilu, RefExpertBatchedGateUpSilu);
+  Register("expert_batched_down/decode_b1", BM_ExpertBatchedDown, OptExpertBatchedDown,
+           RefExpertBatchedDown);
+  Register("expert_batched_gate_up_silu/decode_b8", BM_ExpertBatchedDecode,
+           OptExpertBatchedGateUpSilu, RefExpertBatchedGateUpSilu, int64_t{8});
+  Register("expert_batched_gate_up_silu/decode_b32", BM_ExpertBatchedDecode,
+           OptExpertBatchedGateUpSilu, RefExpertBatchedGateUpSilu, int64_t{32});
+  Register("linear/lm_head_b1", BM_Linear, OptLinear, RefLinear, int64_t{1}, s.vocab, s.hidden);
+  Register("linear/lm_head_b32", BM_Linear, OptLinear, RefLinear, int64_t{32}, s.vocab, s.hidden);
+  Register("linear/q_proj_prefill", BM_Linear, OptLinear, RefLinear, s.prefill_tokens,
+           s.heads * s.head_dim, s.hidden);
+  Register("grouped_matmul_silu_mul/prefill", BM_GroupedMatmul, OptGroupedMatmulSiluMul,
+           RefGroupedMatmulSiluMul, true);
+  Register("grouped_matmul/prefill_down", BM_GroupedMatmul, OptGroupedMatmul, RefGroupedMatmul,
+           false);
+  Register("topk_route/prefill", BM_TopkRoute, OptTopkRoute, RefTopkRoute);
+  Register("add_rms_norm/prefill", BM_AddRmsNorm, OptAddRmsNorm, RefAddRmsNorm);
+  Register("rope/prefill", BM_Rope, OptRope, RefRope);
+  Register("attention/decode", BM_Attention, OptAttention, RefAttention, false);
+  Register("attention/prefill", BM_Attention, OptAttention, RefAttention, true);
+}
+
+}  // namespace
+}  // namespace moegraph::bench
+
+int main(int argc, char** argv) {
+  // --smoke is ours; everything else goes to Google Benchmark.
+  std::vector<char*> rest;
+  for (int i = 0; i < argc; ++i) {
+    if (std::strcmp(argv[i], "--smoke") == 0) {
+      moegraph::bench::g_smoke = true;
+    } else {
+      rest.push_back(argv[i]);
+    }
+  }
+  int rest_argc = static_cast<int>(rest.size());
+  moegraph::bench::RegisterAll();
+  benchmark::Initialize(&rest_argc, rest.data());
+  if (benchmark::ReportUnrecognizedArguments(rest_argc, rest.data())) return 1;
+  benchmark::RunSpecifiedBenchmarks();
+  benchmark::Shutdown();
+  return 0;
+}

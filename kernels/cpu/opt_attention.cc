@@ -1,0 +1,346 @@
+// Optimised attention kernels: rotary embedding and paged causal attention
+// (decode and prefill) with an online softmax over blocks of keys.
+#include <omp.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <limits>
+
+#include "kernels/cpu/opt_kernels.h"
+#include "kernels/cpu/reference_kernels.h"
+#include "kernels/cpu/simd_avx2.h"
+
+namespace moegraph {
+namespace {
+
+using ref_detail::NumRealRows;
+using ref_detail::NumRows;
+using ref_detail::RowSize;
+
+constexpr int64_t kMaxRopeHalf = 2048;  // head_dim <= 4096 (the op's limit)
+constexpr int64_t kMaxHeadDim = 256;    // larger heads: reference attention
+constexpr int64_t kKeyBlock = 64;       // keys per online-softmax block
+constexpr int kHeadChunk = 4;           // query heads of one KV head processed together
+
+// ---- rope ---------------------------------------------------------------------------
+
+// One row of heads rotated with per-row cos/sin tables; y may alias x. The
+// angles and tables are the reference's; the compiler may fuse the rotation's
+// multiply-adds, so results agree to an ulp or so.
+MG_AVX2 void RopeRow(const float* x, float* y, int64_t row_size, int64_t head_dim, const float* cos,
+                     const float* sin) {
+  const int64_t half = head_dim / 2;
+  const int64_t half8 = half & ~int64_t{7};
+  for (int64_t h = 0; h < row_size; h += head_dim) {
+    for (int64_t i = 0; i < half8; i += 8) {
+      const __m256 x1 = _mm256_loadu_ps(x + h + i);
+      const __m256 x2 = _mm256_loadu_ps(x + h + i + half);
+      const __m256 c = _mm256_loadu_ps(cos + i);
+      const __m256 s = _mm256_loadu_ps(sin + i);
+      _mm256_storeu_ps(y + h + i, _mm256_sub_ps(_mm256_mul_ps(x1, c), _mm256_mul_ps(x2, s)));
+      _mm256_storeu_ps(y + h + i + half, _mm256_add_ps(_mm256_mul_ps(x2, c), _mm256_mul_ps(x1, s)));
+    }
+    for (int64_t i = half8; i < half; ++i) {
+      const float x1 = x[h + i];
+      const float x2 = x[h + i + half];
+      y[h + i] = x1 * cos[i] - x2 * sin[i];
+      y[h + i + half] = x2 * cos[i] + x1 * sin[i];
+    }
+  }
+}
+
+// ---- attention ------------------------------------------------------------------------
+
+struct AttentionProblem {
+  const float* q = nullptr;  // [T, nh * hd]
+  float* out = nullptr;      // [T, nh * hd]
+  const ForwardMetaView* meta = nullptr;
+  const KvCacheView* kv = nullptr;
+  int64_t num_heads = 0, num_kv_heads = 0, head_dim = 0, group = 1;
+  int64_t q_row = 0, kv_row = 0, layer_offset = 0;
+  float scale = 1.0f;
+};
+
+// The reference's check: every cache block of positions 0..position exists.
+bool SeqBlocksValid(const ForwardMetaView& meta, const KvCacheView& kv, int32_t seq,
+                    int32_t position) {
+  if (seq < 0 || seq >= meta.num_seqs || position < 0) return false;
+  const int64_t last_block = position / kv.block_size;
+  if (last_block >= meta.max_blocks_per_seq) return false;
+  const int32_t* table = meta.block_tables + static_cast<int64_t>(seq) * meta.max_blocks_per_seq;
+  for (int64_t b = 0; b <= last_block; ++b) {
+    if (table[b] < 0 || table[b] >= kv.num_blocks) return false;
+  }
+  return true;
+}
+
+MG_AVX2_INLINE void PrefetchL2(const float* row, int64_t bytes) {
+  const char* p = reinterpret_cast<const char*>(row);
+  for (int64_t b = 0; b < bytes; b += 64)
+    _mm_prefetch(p + b, _MM_HINT_T1);
+}
+
+// Four dot products of q (hd floats, hd % 8 == 0) with rows k0..k3.
+MG_AVX2_INLINE __m128 Dot4(const float* q, const float* k0, const float* k1, const float* k2,
+                           const float* k3, int64_t hd) {
+  __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
+  __m256 a2 = _mm256_setzero_ps(), a3 = _mm256_setzero_ps();
+  for (int64_t d = 0; d < hd; d += 8) {
+    const __m256 qv = _mm256_loadu_ps(q + d);
+    a0 = _mm256_fmadd_ps(qv, _mm256_loadu_ps(k0 + d), a0);
+    a1 = _mm256_fmadd_ps(qv, _mm256_loadu_ps(k1 + d), a1);
+    a2 = _mm256_fmadd_ps(qv, _mm256_loadu_ps(k2 + d), a2);
+    a3 = _mm256_fmadd_ps(qv, _mm256_loadu_ps(k3 + d), a3);
+  }
+  return simd::Hsum4(a0, a1, a2, a3);
+}
+
+// o[g][0, hd) += sum_j p[g][j] * v[j][0, hd) for g < num_heads (1 or 2), j < nb.
+MG_AVX2_INLINE void AccumulateValues(const float* const* v, int64_t nb, const float* p0,
+                                     const float* p1, float* o0, float* o1, int64_t hd) {
+  int64_t d = 0;
+  for (; d + 32 <= hd; d += 32) {
+    __m256 c0[4], c1[4];
+    for (int i = 0; i < 4; ++i) {
+      c0[i] = _mm256_loadu_ps(o0 + d + 8 * i);
+      c1[i] = o1 ? _mm256_loadu_ps(o1 + d + 8 * i) : _mm256_setzero_ps();
+    }
+    for (int64_t j = 0; j < nb; ++j) {
+      const __m256 w0 = _mm256_broadcast_ss(p0 + j);
+      const __m256 w1 = _mm256_broadcast_ss(p1 + j);
+      for (int i = 0; i < 4; ++i) {
+        const __m256 vv = _mm256_loadu_ps(v[j] + d + 8 * i);
+        c0[i] = _mm256_fmadd_ps(w0, vv, c0[i]);
+        c1[i] = _mm256_fmadd_ps(w1, vv, c1[i]);
+      }
+    }
+    for (int i = 0; i < 4; ++i) {
+      _mm256_storeu_ps(o0 + d + 8 * i, c0[i]);
+      if (o1) _mm256_storeu_ps(o1 + d + 8 * i, c1[i]);
+    }
+  }
+  for (; d < hd; d += 8) {
+    __m256 c0 = _mm256_loadu_ps(o0 + d);
+    __m256 c1 = o1 ? _mm256_loadu_ps(o1 + d) : _mm256_setzero_ps();
+    for (int64_t j = 0; j < nb; ++j) {
+      const __m256 vv = _mm256_loadu_ps(v[j] + d);
+      c0 = _mm256_fmadd_ps(_mm256_broadcast_ss(p0 + j), vv, c0);
+      c1 = _mm256_fmadd_ps(_mm256_broadcast_ss(p1 + j), vv, c1);
+    }
+    _mm256_storeu_ps(o0 + d, c0);
+    if (o1) _mm256_storeu_ps(o1 + d, c1);
+  }
+}
+
+// Heads [h0, h0 + num_heads) of token t (all of KV head h0 / group) attend
+// over cache positions 0..position with an online softmax; output normalised.
+MG_AVX2 void AttendHeads(const AttentionProblem& p, const int32_t* table, int32_t position,
+                         int64_t t, int64_t h0, int num_heads) {
+  const int64_t hd = p.head_dim;
+  const int64_t block_size = p.kv->block_size;
+  const int64_t kv_head = h0 / p.group;
+  alignas(32) float o[kHeadChunk][kMaxHeadDim];
+  alignas(32) float probs[kHeadChunk][kKeyBlock];
+  const float* keys[kKeyBlock];
+  const float* values[kKeyBlock];
+  float running_max[kHeadChunk], running_sum[kHeadChunk];
+  const float* q[kHeadChunk];
+  for (int g = 0; g < num_heads; ++g) {
+    q[g] = p.q + t * p.q_row + (h0 + g) * hd;
+    std::fill(o[g], o[g] + hd, 0.0f);
+    running_max[g] = -std::numeric_limits<float>::infinity();
+    running_sum[g] = 0.0f;
+  }
+  const float neg_inf = -std::numeric_limits<float>::infinity();
+  for (int64_t j0 = 0; j0 <= position; j0 += kKeyBlock) {
+    const int64_t nb = std::min<int64_t>(kKeyBlock, position + 1 - j0);
+    for (int64_t j = 0; j < nb; ++j) {
+      const int64_t pos = j0 + j;
+      const int64_t slot =
+          static_cast<int64_t>(table[pos / block_size]) * block_size + pos % block_size;
+      const int64_t offset = p.layer_offset + slot * p.kv_row + kv_head * hd;
+      keys[j] = p.kv->k + offset;
+      values[j] = p.kv->v + offset;
+    }
+    // A head's rows are kv_row apart in the cache: stream this block's values
+    // and the next block's keys into L2 while the scores are computed.
+    const int64_t row_bytes = hd * static_cast<int64_t>(sizeof(float));
+    const int64_t next_nb = std::min<int64_t>(kKeyBlock, position + 1 - (j0 + kKeyBlock));
+    for (int64_t j = 0; j < nb; ++j) {
+      PrefetchL2(values[j], row_bytes);
+      if (j < next_nb) {
+        const int64_t pos = j0 + kKeyBlock + j;
+        const int64_t slot =
+            static_cast<int64_t>(table[pos / block_size]) * block_size + pos % block_size;
+        PrefetchL2(p.kv->k + p.layer_offset + slot * p.kv_row + kv_head * hd, row_bytes);
+      }
+    }
+    for (int g = 0; g < num_heads; ++g) {
+      float* s = probs[g];
+      int64_t j = 0;
+      for (; j + 4 <= nb; j += 4) {
+        const __m128 d = Dot4(q[g], keys[j], keys[j + 1], keys[j + 2], keys[j + 3], hd);
+        _mm_storeu_ps(s + j, _mm_mul_ps(d, _mm_set1_ps(p.scale)));
+      }
+      for (; j < nb; ++j) {
+        const __m128 d = Dot4(q[g], keys[j], keys[j], keys[j], keys[j], hd);
+        s[j] = _mm_cvtss_f32(d) * p.scale;
+      }
+      float block_max = neg_inf;
+      for (j = 0; j < nb; ++j)
+        block_max = std::max(block_max, s[j]);
+      for (j = nb; j < kKeyBlock; ++j)
+        s[j] = neg_inf;
+      const float new_max = std::max(running_max[g], block_max);
+      // All scores -inf (or NaN): keep the reference's NaN behaviour via exp.
+      const float alpha = running_max[g] == neg_inf ? 0.0f : std::exp(running_max[g] - new_max);
+      const __m256 m = _mm256_set1_ps(new_max);
+      __m256 sum = _mm256_setzero_ps();
+      for (j = 0; j < kKeyBlock; j += 8) {
+        const __m256 e = simd::Exp8(_mm256_sub_ps(_mm256_loadu_ps(s + j), m));
+        _mm256_storeu_ps(s + j, e);
+        sum = _mm256_add_ps(sum, e);
+      }
+      running_sum[g] = running_sum[g] * alpha + simd::Hsum(sum);
+      running_max[g] = new_max;
+      if (alpha != 1.0f) {
+        const __m256 a = _mm256_set1_ps(alpha);
+        for (int64_t d = 0; d < hd; d += 8)
+          _mm256_store_ps(o[g] + d, _mm256_mul_ps(_mm256_load_ps(o[g] + d), a));
+      }
+    }
+    for (int g = 0; g < num_heads; g += 2) {
+      const bool pair = g + 1 < num_heads;
+      AccumulateValues(values, nb, probs[g], pair ? probs[g + 1] : probs[g], o[g],
+                       pair ? o[g + 1] : nullptr, hd);
+    }
+  }
+  for (int g = 0; g < num_heads; ++g) {
+    const __m256 inv = _mm256_set1_ps(1.0f / running_sum[g]);
+    float* dst = p.out + t * p.q_row + (h0 + g) * hd;
+    for (int64_t d = 0; d < hd; d += 8)
+      _mm256_storeu_ps(dst + d, _mm256_mul_ps(_mm256_load_ps(o[g] + d), inv));
+  }
+}
+
+// Token t, all heads of KV head kv_head: zeros unless its sequence's blocks are valid.
+void AttendItem(const AttentionProblem& p, int64_t t, int64_t kv_head, bool real) {
+  const int64_t h_begin = kv_head * p.group;
+  float* out_heads = p.out + t * p.q_row + h_begin * p.head_dim;
+  const ForwardMetaView& meta = *p.meta;
+  const int32_t seq = real ? meta.batch_id_per_token[t] : -1;
+  const int32_t position = real ? meta.positions[t] : -1;
+  if (!real || !SeqBlocksValid(meta, *p.kv, seq, position)) {
+    std::fill(out_heads, out_heads + p.group * p.head_dim, 0.0f);
+    return;
+  }
+  const int32_t* table = meta.block_tables + static_cast<int64_t>(seq) * meta.max_blocks_per_seq;
+  for (int64_t g = 0; g < p.group; g += kHeadChunk) {
+    AttendHeads(p, table, position, t, h_begin + g,
+                static_cast<int>(std::min<int64_t>(kHeadChunk, p.group - g)));
+  }
+}
+
+}  // namespace
+
+void OptRope(const KernelArgs& args) {
+  const float* x = args.in[0].as<const float>();
+  float* y = args.out[0].as<float>();
+  const int64_t num_rows = NumRows(args.out[0]);
+  const int64_t row_size = RowSize(args.out[0]);
+  const int64_t head_dim = args.ints[0];
+  const double theta = args.floats[0];
+  const bool ok = args.meta != nullptr && head_dim > 0 && head_dim % 2 == 0 &&
+                  head_dim / 2 <= kMaxRopeHalf && row_size % head_dim == 0 &&
+                  RowSize(args.in[0]) == row_size;
+  if (!ok) return RefRope(args);
+  const int64_t num_real = NumRealRows(args, std::min(num_rows, NumRows(args.in[0])));
+  const int64_t half = head_dim / 2;
+  // The reference's inverse frequencies, computed once instead of per row.
+  float inv_freq[kMaxRopeHalf];
+  for (int64_t i = 0; i < half; ++i) {
+    inv_freq[i] = static_cast<float>(1.0 / std::pow(theta, static_cast<double>(2 * i) / head_dim));
+  }
+#pragma omp parallel for schedule(static) num_threads(args.num_threads) if (num_rows > 1)
+  for (int64_t t = 0; t < num_rows; ++t) {
+    float* y_row = y + t * row_size;
+    if (t >= num_real) {
+      std::fill(y_row, y_row + row_size, 0.0f);
+      continue;
+    }
+    const float position = static_cast<float>(args.meta->positions[t]);
+    float cos[kMaxRopeHalf], sin[kMaxRopeHalf];
+    for (int64_t i = 0; i < half; ++i) {
+      const float angle = position * inv_freq[i];
+      cos[i] = std::cos(angle);
+      sin[i] = std::sin(angle);
+    }
+    RopeRow(x + t * row_size, y_row, row_size, head_dim, cos, sin);
+  }
+}
+
+void OptAttention(const KernelArgs& args) {
+  AttentionProblem p;
+  const int64_t layer = args.ints[0];
+  p.num_heads = args.ints[1];
+  p.num_kv_heads = args.ints[2];
+  p.head_dim = args.ints[3];
+  p.scale = args.floats[0];
+  p.q_row = p.num_heads * p.head_dim;
+  p.kv_row = p.num_kv_heads * p.head_dim;
+  p.meta = args.meta;
+  p.kv = args.kv;
+  const KvCacheView* kv = args.kv;
+  const bool ok = p.meta != nullptr && kv != nullptr && kv->k != nullptr && kv->v != nullptr &&
+                  p.num_heads > 0 && p.num_kv_heads > 0 && p.head_dim > 0 && p.head_dim % 8 == 0 &&
+                  p.head_dim <= kMaxHeadDim && p.num_heads % p.num_kv_heads == 0 && layer >= 0 &&
+                  layer < kv->num_layers && kv->num_kv_heads == p.num_kv_heads &&
+                  kv->head_dim == p.head_dim && kv->block_size > 0 &&
+                  RowSize(args.out[0]) == p.q_row && RowSize(args.in[0]) == p.q_row &&
+                  RowSize(args.in[1]) == p.kv_row && RowSize(args.in[2]) == p.kv_row;
+  if (!ok) return RefAttention(args);
+  p.q = args.in[0].as<const float>();
+  p.out = args.out[0].as<float>();
+  p.group = p.num_heads / p.num_kv_heads;
+  p.layer_offset = layer * kv->layer_stride();
+  const float* k = args.in[1].as<const float>();
+  const float* v = args.in[2].as<const float>();
+  const int64_t num_rows = NumRows(args.out[0]);
+  const int64_t num_input_rows =
+      std::min({NumRows(args.in[0]), NumRows(args.in[1]), NumRows(args.in[2]), num_rows});
+  const int64_t num_real = NumRealRows(args, num_input_rows);
+  const int64_t num_slots = static_cast<int64_t>(kv->num_blocks) * kv->block_size;
+  const int64_t num_items = num_rows * p.num_kv_heads;
+  // An item's cost grows with the keys it reads: split items by cost, so the
+  // long rows at the end of a prefill do not all land on one thread.
+  auto item_cost = [&](int64_t t) -> int64_t {
+    return t < num_real ? std::max<int64_t>(0, p.meta->positions[t]) + 8 : 1;
+  };
+#pragma omp parallel num_threads(args.num_threads)
+  {
+    // Step 1: this step's keys and values into the cache, before anyone reads.
+#pragma omp for schedule(static)
+    for (int64_t t = 0; t < num_real; ++t) {
+      const int64_t slot = p.meta->slot_mapping[t];
+      if (slot < 0 || slot >= num_slots) continue;
+      std::copy(k + t * p.kv_row, k + (t + 1) * p.kv_row, kv->k + p.layer_offset + slot * p.kv_row);
+      std::copy(v + t * p.kv_row, v + (t + 1) * p.kv_row, kv->v + p.layer_offset + slot * p.kv_row);
+    }
+    // Step 2: attention, items (token, KV head) in order, split by cost.
+    int64_t total = 0;
+    for (int64_t t = 0; t < num_rows; ++t)
+      total += item_cost(t) * p.num_kv_heads;
+    int64_t lo, hi;
+    simd::SplitRange(total, omp_get_thread_num(), omp_get_num_threads(), &lo, &hi);
+    int64_t pos = 0;
+    for (int64_t item = 0; item < num_items && pos < hi; ++item) {
+      const int64_t t = item / p.num_kv_heads;
+      const int64_t cost = item_cost(t);
+      if (pos >= lo) AttendItem(p, t, item % p.num_kv_heads, t < num_real);
+      pos += cost;
+    }
+  }
+}
+
+}  // namespace moegraph

@@ -1,0 +1,51 @@
+// Optimised CPU kernels (AVX2/FMA/F16C, OpenMP): same contract and semantics as
+// the reference kernel of the same op (reference_kernels.h), results equal to
+// within f32 accumulation order. Dispatch (SelectCpuKernel) calls them only
+// on processors where OptKernelsSupported() holds; each one falls back to its
+// reference kernel for inputs outside its fast path (bad shapes, other dtypes).
+//
+// Threads: every kernel splits its outputs statically over args.num_threads
+// from the shapes (and, for MoE kernels, the routing in its inputs), and each
+// output element is computed by one thread in a fixed order, so results are
+// bit-identical from call to call whatever the timing.
+#pragma once
+
+#include "kernels/kernel_abi.h"
+
+namespace moegraph {
+
+// True when this processor runs the optimised kernels (AVX2, FMA and F16C).
+bool OptKernelsSupported();
+
+// ---- Dense (opt_dense.cc) --------------------------------------------------------
+// linear / linear_silu_mul: register-tiled GEMV while at most 4 rows are real
+// (decode, the LM head), else a packed 4x24 GEMM (prefill).
+void OptLinear(const KernelArgs& args);
+void OptLinearSiluMul(const KernelArgs& args);
+
+// ---- Norms (opt_norm.cc) ---------------------------------------------------------
+void OptRmsNorm(const KernelArgs& args);
+void OptAddRmsNorm(const KernelArgs& args);
+
+// ---- Attention (opt_attention.cc) ------------------------------------------------
+// rope: the same f32 angles as the reference, inverse frequencies computed once
+// per call. attention: paged, GQA heads of one KV head together, keys in blocks
+// with an online softmax; head_dim must be a multiple of 8 (else reference).
+void OptRope(const KernelArgs& args);
+void OptAttention(const KernelArgs& args);
+
+// ---- Mixture of experts (opt_moe.cc) ---------------------------------------------
+// topk_route: probabilities computed once per row (bit-identical to the reference).
+void OptTopkRoute(const KernelArgs& args);
+// grouped matmuls: per expert, packed GEMM over its row group (GEMV tiles when
+// the group has at most 4 rows); gate/up share one panel and fuse SiLU-and-mul.
+void OptGroupedMatmul(const KernelArgs& args);
+void OptGroupedMatmulSiluMul(const KernelArgs& args);
+// decode: only the routed experts' rows are read, each once per token group;
+// gate and up rows are read in one pass with SiLU-and-mul fused.
+void OptExpertBatchedGateUpSilu(const KernelArgs& args);
+void OptExpertBatchedDown(const KernelArgs& args);
+void OptMoeCombine(const KernelArgs& args);
+void OptMoeUnpermuteReduce(const KernelArgs& args);
+
+}  // namespace moegraph

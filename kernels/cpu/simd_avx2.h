@@ -1,0 +1,152 @@
+// AVX2/FMA/F16C building blocks of the optimised CPU kernels (private to
+// kernels/cpu). Every function carries its own target attribute, so the
+// library builds without -mavx2 and dispatch only calls these after checking
+// the processor (CpuHasAvx2Fma).
+#pragma once
+
+#include <immintrin.h>
+
+#include <cstdint>
+
+#include "ir/dtype.h"
+#include "support/half.h"
+
+#define MG_AVX2 __attribute__((target("avx2,fma,f16c")))
+#define MG_AVX2_INLINE __attribute__((target("avx2,fma,f16c"), always_inline)) inline
+
+namespace moegraph::simd {
+
+// True when this processor (and OS) runs AVX2, FMA and F16C code.
+inline bool CpuHasAvx2Fma() {
+  return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
+         __builtin_cpu_supports("f16c");
+}
+
+// Weight element types as template parameters, so each kernel is
+// instantiated once per dtype with the widening inlined.
+enum class WType { kF32, kBF16, kF16 };
+
+inline bool ToWType(DType dtype, WType* out) {
+  switch (dtype) {
+    case DType::kF32:
+      *out = WType::kF32;
+      return true;
+    case DType::kBF16:
+      *out = WType::kBF16;
+      return true;
+    case DType::kF16:
+      *out = WType::kF16;
+      return true;
+    default:
+      return false;
+  }
+}
+
+template <WType W>
+struct WTraits;
+template <>
+struct WTraits<WType::kF32> {
+  using T = float;
+};
+template <>
+struct WTraits<WType::kBF16> {
+  using T = uint16_t;
+};
+template <>
+struct WTraits<WType::kF16> {
+  using T = uint16_t;
+};
+template <WType W>
+using WElem = typename WTraits<W>::T;
+
+// 8 consecutive weights widened to f32.
+template <WType W>
+MG_AVX2_INLINE __m256 Load8(const WElem<W>* p) {
+  if constexpr (W == WType::kF32) {
+    return _mm256_loadu_ps(p);
+  } else if constexpr (W == WType::kBF16) {
+    const __m128i h = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
+    return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
+  } else {
+    return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+  }
+}
+
+// One weight widened to f32.
+template <WType W>
+MG_AVX2_INLINE float Load1(const WElem<W>* p) {
+  if constexpr (W == WType::kF32) {
+    return *p;
+  } else if constexpr (W == WType::kBF16) {
+    return Bf16ToF32(*p);
+  } else {
+    return _cvtsh_ss(*p);
+  }
+}
+
+// Sum of the 8 lanes in a fixed order: ((v0+v1)+(v2+v3)) + ((v4+v5)+(v6+v7)).
+// Hsum4 reduces four vectors with exactly the same order per vector, so the
+// result of a dot product never depends on how many were reduced together.
+MG_AVX2_INLINE float Hsum(__m256 v) {
+  const __m256 h = _mm256_hadd_ps(v, v);
+  const __m256 hh = _mm256_hadd_ps(h, h);
+  return _mm_cvtss_f32(_mm_add_ss(_mm256_castps256_ps128(hh), _mm256_extractf128_ps(hh, 1)));
+}
+
+MG_AVX2_INLINE __m128 Hsum4(__m256 a, __m256 b, __m256 c, __m256 d) {
+  const __m256 ab = _mm256_hadd_ps(a, b);
+  const __m256 cd = _mm256_hadd_ps(c, d);
+  const __m256 abcd = _mm256_hadd_ps(ab, cd);
+  return _mm_add_ps(_mm256_castps256_ps128(abcd), _mm256_extractf128_ps(abcd, 1));
+}
+
+// exp(x) for 8 lanes, relative error ~2e-7 (Cephes expf polynomial); inputs
+// below -87.3 give 0, above 88.7 give +inf, NaN stays NaN.
+MG_AVX2_INLINE __m256 Exp8(__m256 x) {
+  const __m256 kHi = _mm256_set1_ps(88.7228391f);
+  const __m256 kLo = _mm256_set1_ps(-87.3365448f);
+  const __m256 too_small = _mm256_cmp_ps(x, kLo, _CMP_LT_OQ);
+  const __m256 too_big = _mm256_cmp_ps(x, kHi, _CMP_GT_OQ);
+  const __m256 xc = _mm256_min_ps(_mm256_max_ps(x, kLo), kHi);
+  // exp(x) = 2^n exp(r), n = round(x / ln 2), r = x - n ln 2 in [-ln2/2, ln2/2].
+  const __m256 n = _mm256_round_ps(_mm256_mul_ps(xc, _mm256_set1_ps(1.44269504088896341f)),
+                                   _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), xc);
+  r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), r);
+  __m256 p = _mm256_set1_ps(1.9875691500e-4f);
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.3981999507e-3f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(8.3334519073e-3f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(4.1665795894e-2f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.6666665459e-1f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(5.0000001201e-1f));
+  const __m256 r2 = _mm256_mul_ps(r, r);
+  p = _mm256_fmadd_ps(p, r2, _mm256_add_ps(r, _mm256_set1_ps(1.0f)));
+  // n is in [-126, 128]: build 2^n in two halves so n = 128 does not overflow the exponent.
+  const __m256i ni = _mm256_cvtps_epi32(n);
+  const __m256i half1 = _mm256_srai_epi32(ni, 1);
+  const __m256i half2 = _mm256_sub_epi32(ni, half1);
+  const __m256i bias = _mm256_set1_epi32(127);
+  const __m256 s1 = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(half1, bias), 23));
+  const __m256 s2 = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(half2, bias), 23));
+  __m256 y = _mm256_mul_ps(_mm256_mul_ps(p, s1), s2);
+  y = _mm256_andnot_ps(too_small, y);
+  y = _mm256_blendv_ps(y, _mm256_set1_ps(__builtin_inff()), too_big);
+  // NaN inputs: min/max above returned a number; put the NaN back.
+  return _mm256_blendv_ps(y, x, _mm256_cmp_ps(x, x, _CMP_UNORD_Q));
+}
+
+// silu(a) * b = a / (1 + exp(-a)) * b for 8 lanes.
+MG_AVX2_INLINE __m256 SiluMul8(__m256 a, __m256 b) {
+  const __m256 e = Exp8(_mm256_sub_ps(_mm256_setzero_ps(), a));
+  return _mm256_mul_ps(_mm256_div_ps(a, _mm256_add_ps(_mm256_set1_ps(1.0f), e)), b);
+}
+
+// ---- Static thread split ----------------------------------------------------------
+
+// [begin, end) of `units` for thread `t` of `num_threads` (contiguous, in order).
+inline void SplitRange(int64_t units, int t, int num_threads, int64_t* begin, int64_t* end) {
+  *begin = units * t / num_threads;
+  *end = units * (t + 1) / num_threads;
+}
+
+}  // namespace moegraph::simd

@@ -1,0 +1,635 @@
+// Checks every optimised CPU kernel against its reference kernel at odd sizes
+// (rows 1..131, K 37/129/300, N 23/50, experts 5 with top-3, head_dim
+// 24/64/128), for f32, bf16 and f16 weights, with padding rows, bad routing
+// entries and several thread counts; results must agree to 1e-4 relative and
+// must not depend on the thread count.
+#include "kernels/cpu/opt_kernels.h"
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <limits>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "ir/program.h"
+#include "kernels/cpu/dispatch.h"
+#include "kernels/cpu/reference_kernels.h"
+#include "support/half.h"
+
+namespace moegraph {
+namespace {
+
+constexpr double kTol = 1e-4;
+constexpr int kThreadCounts[] = {1, 2, 3};
+const DType kWeightDTypes[] = {DType::kF32, DType::kBF16, DType::kF16};
+
+#define SKIP_WITHOUT_AVX2() \
+  if (!OptKernelsSupported()) GTEST_SKIP() << "no AVX2/FMA/F16C on this CPU"
+
+// ---- Tensors ------------------------------------------------------------------------
+
+std::vector<float> Random(int64_t n, uint32_t seed, float scale = 1.0f) {
+  std::mt19937 rng(seed);
+  std::uniform_real_distribution<float> dist(-scale, scale);
+  std::vector<float> v(n);
+  for (float& x : v)
+    x = dist(rng);
+  return v;
+}
+
+TensorArg Arg(const void* data, DType dtype, std::vector<int64_t> shape) {
+  TensorArg arg;
+  arg.data = const_cast<void*>(data);
+  arg.dtype = dtype;
+  arg.rank = static_cast<int>(shape.size());
+  std::copy(shape.begin(), shape.end(), arg.shape);
+  return arg;
+}
+
+// A weight in f32, bf16 or f16 bits.
+struct Weight {
+  DType dtype = DType::kF32;
+  std::vector<float> f32;
+  std::vector<uint16_t> bits;
+  const void* data() const {
+    return dtype == DType::kF32 ? static_cast<const void*>(f32.data()) : bits.data();
+  }
+};
+
+Weight MakeWeight(int64_t n, DType dtype, uint32_t seed, float scale = 0.5f) {
+  Weight w{dtype, Random(n, seed, scale), {}};
+  if (dtype == DType::kF32) return w;
+  for (float v : w.f32)
+    w.bits.push_back(dtype == DType::kBF16 ? F32ToBf16(v) : F32ToF16(v));
+  return w;
+}
+
+// Stacked [E, N, K] weight, one allocation per expert.
+struct Stacked {
+  std::vector<Weight> experts;
+  std::vector<const void*> pointers;
+  TensorArg arg(int64_t n, int64_t k) {
+    pointers.clear();
+    for (const Weight& w : experts)
+      pointers.push_back(w.data());
+    TensorArg a = Arg(nullptr, experts[0].dtype, {static_cast<int64_t>(experts.size()), n, k});
+    a.expert_data = pointers.data();
+    return a;
+  }
+};
+
+Stacked MakeStacked(int64_t e, int64_t n, int64_t k, DType dtype, uint32_t seed) {
+  Stacked s;
+  for (int64_t i = 0; i < e; ++i)
+    s.experts.push_back(MakeWeight(n * k, dtype, seed + 101 * i));
+  return s;
+}
+
+// ---- Metadata ------------------------------------------------------------------------
+
+// One sequence of a step: tokens cached before it, new tokens, its blocks.
+struct SeqSpec {
+  int32_t num_cached = 0;
+  int32_t num_new = 0;
+  std::vector<int32_t> blocks;
+};
+
+class Meta {
+ public:
+  Meta(int32_t token_capacity, int32_t max_blocks, int32_t block_size,
+       const std::vector<SeqSpec>& seqs)
+      : seq_capacity_(static_cast<int32_t>(seqs.size()) + 1),
+        this_time_(seq_capacity_, 0),
+        encoder_(seq_capacity_, 0),
+        decoder_(seq_capacity_, 0),
+        cu_seqlens_(seq_capacity_ + 1, 0),
+        batch_id_(token_capacity, -1),
+        positions_(token_capacity, 0),
+        block_tables_(static_cast<size_t>(seq_capacity_) * std::max(1, max_blocks), 0),
+        slot_mapping_(token_capacity, -1) {
+    int32_t t = 0;
+    for (size_t s = 0; s < seqs.size(); ++s) {
+      this_time_[s] = seqs[s].num_new;
+      decoder_[s] = seqs[s].num_cached;
+      encoder_[s] = seqs[s].num_cached == 0 ? seqs[s].num_new : 0;
+      cu_seqlens_[s + 1] = cu_seqlens_[s] + seqs[s].num_new;
+      for (size_t b = 0; b < seqs[s].blocks.size() && b < size_t(max_blocks); ++b)
+        block_tables_[s * max_blocks + b] = seqs[s].blocks[b];
+      for (int32_t i = 0; i < seqs[s].num_new; ++i, ++t) {
+        const int32_t position = seqs[s].num_cached + i;
+        batch_id_[t] = static_cast<int32_t>(s);
+        positions_[t] = position;
+        slot_mapping_[t] =
+            seqs[s].blocks[position / block_size] * block_size + position % block_size;
+      }
+    }
+    cu_seqlens_[seq_capacity_] = cu_seqlens_[seq_capacity_ - 1];
+    view_ = ForwardMetaView{t,
+                            static_cast<int32_t>(seqs.size()),
+                            token_capacity,
+                            seq_capacity_,
+                            max_blocks,
+                            this_time_.data(),
+                            encoder_.data(),
+                            decoder_.data(),
+                            cu_seqlens_.data(),
+                            batch_id_.data(),
+                            positions_.data(),
+                            block_tables_.data(),
+                            slot_mapping_.data()};
+  }
+  // `num_tokens` real tokens of one prompt among `capacity` rows (no cache).
+  static Meta Tokens(int32_t num_tokens, int32_t capacity) {
+    return Meta(capacity, 0, 1, {{0, num_tokens, std::vector<int32_t>(num_tokens, 0)}});
+  }
+  const ForwardMetaView* view() const { return &view_; }
+
+ private:
+  int32_t seq_capacity_;
+  std::vector<int32_t> this_time_, encoder_, decoder_, cu_seqlens_, batch_id_, positions_,
+      block_tables_, slot_mapping_;
+  ForwardMetaView view_;
+};
+
+// ---- Running and comparing ------------------------------------------------------------
+
+struct OutSpec {
+  DType dtype = DType::kF32;  // kF32 or kI32
+  std::vector<int64_t> shape;
+  int64_t numel() const {
+    int64_t n = 1;
+    for (int64_t d : shape)
+      n *= d;
+    return n;
+  }
+};
+
+struct Call {
+  std::vector<TensorArg> in;
+  std::vector<OutSpec> out;
+  std::vector<int64_t> ints;
+  std::vector<float> floats;
+  const ForwardMetaView* meta = nullptr;
+};
+
+// Runs `kernel` with poisoned outputs (NaN / 12345) and returns them as raw words.
+std::vector<std::vector<uint32_t>> Run(KernelFn kernel, const Call& call, int threads) {
+  std::vector<std::vector<uint32_t>> buffers;
+  std::vector<TensorArg> out;
+  for (const OutSpec& spec : call.out) {
+    const float nan = std::numeric_limits<float>::quiet_NaN();
+    uint32_t poison;
+    std::memcpy(&poison, &nan, 4);
+    buffers.emplace_back(spec.numel(), spec.dtype == DType::kI32 ? 12345u : poison);
+  }
+  for (size_t i = 0; i < call.out.size(); ++i)
+    out.push_back(Arg(buffers[i].data(), call.out[i].dtype, call.out[i].shape));
+  KernelArgs args;
+  args.meta = call.meta;
+  args.in = call.in.data();
+  args.num_in = static_cast<int>(call.in.size());
+  args.out = out.data();
+  args.num_out = static_cast<int>(out.size());
+  std::copy(call.ints.begin(), call.ints.end(), args.ints);
+  std::copy(call.floats.begin(), call.floats.end(), args.floats);
+  args.num_threads = threads;
+  kernel(args);
+  return buffers;
+}
+
+float AsFloat(uint32_t bits) {
+  float f;
+  std::memcpy(&f, &bits, 4);
+  return f;
+}
+
+// Outputs of `opt` equal `ref`'s: f32 within kTol relative (absolute near
+// zero; exact zeros stay zeros), i32 exactly; and the same bits for every
+// thread count.
+void ExpectMatches(KernelFn ref, KernelFn opt, const Call& call, const std::string& what,
+                   double tol = kTol) {
+  SCOPED_TRACE(what);
+  const auto want = Run(ref, call, 3);
+  std::vector<std::vector<uint32_t>> first;
+  for (int threads : kThreadCounts) {
+    const auto got = Run(opt, call, threads);
+    if (first.empty()) {
+      first = got;
+    } else {
+      ASSERT_EQ(got, first) << "results depend on the thread count (" << threads << ")";
+    }
+  }
+  for (size_t o = 0; o < call.out.size(); ++o) {
+    for (size_t i = 0; i < want[o].size(); ++i) {
+      if (call.out[o].dtype == DType::kI32) {
+        ASSERT_EQ(first[o][i], want[o][i]) << "output " << o << " element " << i;
+        continue;
+      }
+      const double w = AsFloat(want[o][i]);
+      const double g = AsFloat(first[o][i]);
+      if (w == 0.0) {
+        ASSERT_LE(std::abs(g), tol) << "output " << o << " element " << i;
+      }
+      ASSERT_TRUE(std::abs(g - w) <= tol * (1.0 + std::abs(w)))
+          << "output " << o << " element " << i << " is " << g << ", want " << w;
+    }
+  }
+}
+
+std::string Name(DType dtype) {
+  return DTypeName(dtype);
+}
+
+// ---- Dispatch ---------------------------------------------------------------------------
+
+KernelStep Step(const std::string& kernel, std::vector<DType> input_dtypes,
+                std::vector<int64_t> ints = {}) {
+  KernelStep step;
+  step.kernel = kernel;
+  for (DType d : input_dtypes) {
+    ArgRef ref;
+    ref.dtype = d;
+    step.inputs.push_back(ref);
+  }
+  step.ints = std::move(ints);
+  return step;
+}
+
+TEST(OptDispatchTest, PicksOptimisedKernelsOnlyWhereTheyApply) {
+  SKIP_WITHOUT_AVX2();
+  const KernelStep linear = Step("linear", {DType::kF32, DType::kBF16});
+  EXPECT_EQ(SelectCpuKernel(linear, false).fn, &OptLinear);
+  EXPECT_STREQ(SelectCpuKernel(linear, false).variant, "avx2");
+  EXPECT_EQ(SelectCpuKernel(linear, true).fn, &RefLinear);
+  EXPECT_STREQ(SelectCpuKernel(linear, true).variant, "reference");
+  // fp8 weights and mixed gate/up dtypes have no optimised kernel.
+  EXPECT_EQ(SelectCpuKernel(Step("linear", {DType::kF32, DType::kFp8E4M3}), false).fn, &RefLinear);
+  EXPECT_EQ(
+      SelectCpuKernel(Step("linear_silu_mul", {DType::kF32, DType::kBF16, DType::kF16}), false).fn,
+      &RefLinearSiluMul);
+  // Attention needs head_dim % 8 == 0.
+  EXPECT_EQ(SelectCpuKernel(Step("attention", {}, {0, 4, 2, 24}), false).fn, &OptAttention);
+  EXPECT_EQ(SelectCpuKernel(Step("attention", {}, {0, 4, 2, 18}), false).fn, &RefAttention);
+  // Ops with no optimised kernel keep the reference.
+  EXPECT_EQ(SelectCpuKernel(Step("moe_align", {DType::kI32}, {5}), false).fn, &RefMoeAlign);
+}
+
+// ---- Dense ------------------------------------------------------------------------------
+
+TEST(OptKernelsTest, LinearMatchesReferenceForGemvAndGemmRows) {
+  SKIP_WITHOUT_AVX2();
+  struct Shape {
+    int32_t rows, real;
+    int64_t k, n;
+  };
+  // real <= 4 takes the dot-tile path, more the packed GEMM (131 rows: two row
+  // blocks; k 300: two k blocks; n 50: a partial panel).
+  const Shape shapes[] = {{1, 1, 37, 23},   {3, 3, 129, 23},   {7, 4, 37, 50},      {7, 5, 129, 23},
+                          {19, 19, 37, 50}, {19, 17, 300, 23}, {131, 131, 300, 50}, {8, 0, 37, 23}};
+  for (DType dtype : kWeightDTypes) {
+    for (const Shape& s : shapes) {
+      const std::vector<float> x = Random(s.rows * s.k, 1);
+      const Weight wg = MakeWeight(s.n * s.k, dtype, 2);
+      const Weight wu = MakeWeight(s.n * s.k, dtype, 3);
+      const Meta meta = Meta::Tokens(s.real, s.rows);
+      const std::string what = Name(dtype) + " rows " + std::to_string(s.rows) + " real " +
+                               std::to_string(s.real) + " k " + std::to_string(s.k) + " n " +
+                               std::to_string(s.n);
+      Call linear;
+      linear.in = {Arg(x.data(), DType::kF32, {s.rows, s.k}), Arg(wg.data(), dtype, {s.n, s.k})};
+      linear.out = {{DType::kF32, {s.rows, s.n}}};
+      linear.meta = meta.view();
+      ExpectMatches(RefLinear, OptLinear, linear, "linear " + what);
+      Call fused = linear;
+      fused.in.push_back(Arg(wu.data(), dtype, {s.n, s.k}));
+      ExpectMatches(RefLinearSiluMul, OptLinearSiluMul, fused, "linear_silu_mul " + what);
+      linear.meta = nullptr;  // every row real
+      ExpectMatches(RefLinear, OptLinear, linear, "linear, no meta, " + what);
+    }
+  }
+}
+
+TEST(OptKernelsTest, LinearFallsBackToReferenceOnMismatchedWeights) {
+  SKIP_WITHOUT_AVX2();
+  const std::vector<float> x = Random(3 * 37, 1);
+  const Weight w = MakeWeight(23 * 36, DType::kF32, 2);
+  Call call;
+  call.in = {Arg(x.data(), DType::kF32, {3, 37}), Arg(w.data(), DType::kF32, {23, 36})};
+  call.out = {{DType::kF32, {3, 23}}};
+  ExpectMatches(RefLinear, OptLinear, call, "bad weight shape gives zeros");
+}
+
+// ---- Norms -------------------------------------------------------------------------------
+
+TEST(OptKernelsTest, RmsNormsMatchReference) {
+  SKIP_WITHOUT_AVX2();
+  struct Shape {
+    int64_t cols, group;
+  };
+  for (DType dtype : kWeightDTypes) {
+    for (Shape s : {Shape{37, 37}, Shape{48, 24}, Shape{129, 129}, Shape{512, 64}}) {
+      const int32_t rows = 7;
+      const std::vector<float> x = Random(rows * s.cols, 4, 3.0f);
+      const std::vector<float> residual = Random(rows * s.cols, 5);
+      const Weight w = MakeWeight(s.group, dtype, 6);
+      const Meta meta = Meta::Tokens(5, rows);
+      const std::string what = Name(dtype) + " cols " + std::to_string(s.cols);
+      Call norm;
+      norm.in = {Arg(x.data(), DType::kF32, {rows, s.cols}), Arg(w.data(), dtype, {s.group})};
+      norm.out = {{DType::kF32, {rows, s.cols}}};
+      norm.floats = {1e-6f};
+      norm.meta = meta.view();
+      ExpectMatches(RefRmsNorm, OptRmsNorm, norm, "rms_norm " + what);
+      Call add_norm = norm;
+      add_norm.in = {norm.in[0], Arg(residual.data(), DType::kF32, {rows, s.cols}), norm.in[1]};
+      add_norm.out = {{DType::kF32, {rows, s.cols}}, {DType::kF32, {rows, s.cols}}};
+      ExpectMatches(RefAddRmsNorm, OptAddRmsNorm, add_norm, "add_rms_norm " + what);
+    }
+  }
+}
+
+// ---- Attention ------------------------------------------------------------------------------
+
+TEST(OptKernelsTest, RopeMatchesReference) {
+  SKIP_WITHOUT_AVX2();
+  for (int64_t head_dim : {24, 64, 128, 6}) {
+    const int32_t rows = 7;
+    const int64_t cols = 3 * head_dim;
+    // Positions 100..104: large angles, where a different formula would show.
+    const Meta meta(rows, 8, 16, {{100, 5, std::vector<int32_t>(8, 0)}});
+    const std::vector<float> x = Random(rows * cols, 7);
+    Call call;
+    call.in = {Arg(x.data(), DType::kF32, {rows, cols})};
+    call.out = {{DType::kF32, {rows, cols}}};
+    call.ints = {head_dim};
+    call.floats = {1e6f};
+    call.meta = meta.view();
+    ExpectMatches(RefRope, OptRope, call, "head_dim " + std::to_string(head_dim));
+  }
+}
+
+// Runs attention on its own copy of the cache; returns (output, cache k, cache v).
+std::vector<std::vector<float>> RunAttention(KernelFn kernel, const Call& call, KvCacheView kv,
+                                             std::vector<float> cache_k, std::vector<float> cache_v,
+                                             int threads) {
+  kv.k = cache_k.data();
+  kv.v = cache_v.data();
+  std::vector<float> out(call.out[0].numel(), std::numeric_limits<float>::quiet_NaN());
+  std::vector<TensorArg> out_args = {Arg(out.data(), DType::kF32, call.out[0].shape)};
+  KernelArgs args;
+  args.meta = call.meta;
+  args.kv = &kv;
+  args.in = call.in.data();
+  args.num_in = static_cast<int>(call.in.size());
+  args.out = out_args.data();
+  args.num_out = 1;
+  std::copy(call.ints.begin(), call.ints.end(), args.ints);
+  std::copy(call.floats.begin(), call.floats.end(), args.floats);
+  args.num_threads = threads;
+  kernel(args);
+  return {out, cache_k, cache_v};
+}
+
+TEST(OptKernelsTest, AttentionMatchesReferenceForPrefillAndDecode) {
+  SKIP_WITHOUT_AVX2();
+  struct Heads {
+    int64_t num_heads, num_kv_heads, head_dim;
+  };
+  for (Heads h : {Heads{6, 2, 64}, Heads{4, 4, 128}, Heads{10, 2, 24}, Heads{2, 1, 8}}) {
+    const int32_t block_size = 4, num_blocks = 48, num_layers = 2, layer = 1;
+    // A 70-token prompt (more than one 64-key block), a decode step at
+    // position 9, a 3-token chunk after 5 cached, a sequence whose block table
+    // is bad (zeros), then 3 padding rows.
+    std::vector<int32_t> long_blocks(18), short_blocks{40, 41, 42}, chunk_blocks{43, 44};
+    for (int32_t b = 0; b < 18; ++b)
+      long_blocks[b] = (b * 7) % 18;  // scattered, not in order
+    std::vector<SeqSpec> seqs = {
+        {0, 70, long_blocks}, {9, 1, short_blocks}, {5, 3, chunk_blocks}, {0, 2, {45}}};
+    const int32_t rows = 79;
+    Meta meta(rows, 18, block_size, seqs);
+    // Corrupt the last sequence's table after the slots were computed: its
+    // tokens must give zeros.
+    const_cast<int32_t*>(meta.view()->block_tables)[3 * 18] = -1;
+    const int64_t q_cols = h.num_heads * h.head_dim, kv_cols = h.num_kv_heads * h.head_dim;
+    const std::vector<float> q = Random(rows * q_cols, 8);
+    const std::vector<float> k = Random(rows * kv_cols, 9);
+    const std::vector<float> v = Random(rows * kv_cols, 10);
+    KvCacheView kv;
+    kv.num_layers = num_layers;
+    kv.num_blocks = num_blocks;
+    kv.block_size = block_size;
+    kv.num_kv_heads = static_cast<int32_t>(h.num_kv_heads);
+    kv.head_dim = static_cast<int32_t>(h.head_dim);
+    // The cache holds earlier tokens of the decode and chunk sequences.
+    const std::vector<float> cache_k = Random(num_layers * kv.layer_stride(), 11);
+    const std::vector<float> cache_v = Random(num_layers * kv.layer_stride(), 12);
+    Call call;
+    call.in = {Arg(q.data(), DType::kF32, {rows, q_cols}),
+               Arg(k.data(), DType::kF32, {rows, kv_cols}),
+               Arg(v.data(), DType::kF32, {rows, kv_cols})};
+    call.out = {{DType::kF32, {rows, q_cols}}};
+    call.ints = {layer, h.num_heads, h.num_kv_heads, h.head_dim};
+    call.floats = {1.0f / std::sqrt(static_cast<float>(h.head_dim))};
+    call.meta = meta.view();
+    const std::string what = "heads " + std::to_string(h.num_heads) + "/" +
+                             std::to_string(h.num_kv_heads) + " head_dim " +
+                             std::to_string(h.head_dim);
+    SCOPED_TRACE(what);
+    const auto want = RunAttention(RefAttention, call, kv, cache_k, cache_v, 3);
+    std::vector<std::vector<float>> first;
+    for (int threads : kThreadCounts) {
+      const auto got = RunAttention(OptAttention, call, kv, cache_k, cache_v, threads);
+      if (first.empty()) {
+        first = got;
+      } else {
+        ASSERT_EQ(0, std::memcmp(got[0].data(), first[0].data(), got[0].size() * 4))
+            << "depends on the thread count";
+      }
+    }
+    EXPECT_EQ(first[1], want[1]) << "cache k";
+    EXPECT_EQ(first[2], want[2]) << "cache v";
+    for (size_t i = 0; i < want[0].size(); ++i) {
+      ASSERT_TRUE(std::abs(first[0][i] - want[0][i]) <= kTol * (1.0 + std::abs(want[0][i])))
+          << "element " << i << " (row " << i / q_cols << ") is " << first[0][i] << ", want "
+          << want[0][i];
+    }
+  }
+}
+
+// ---- Routing -----------------------------------------------------------------------------------
+
+TEST(OptKernelsTest, TopkRouteIsBitIdenticalIncludingTies) {
+  SKIP_WITHOUT_AVX2();
+  struct Shape {
+    int64_t experts, top_k;
+  };
+  for (Shape s : {Shape{5, 3}, Shape{37, 8}, Shape{128, 8}, Shape{3, 5}}) {
+    for (int64_t norm : {0, 1}) {
+      const int32_t rows = 7;
+      std::vector<float> logits = Random(rows * s.experts, 13, 4.0f);
+      // Exact ties: the lower id must come first.
+      for (int64_t e = 1; e < s.experts; e += 2)
+        logits[e] = logits[0];
+      const Meta meta = Meta::Tokens(9, 11);  // row_offset 4: rows 0..4 real
+      Call call;
+      call.in = {Arg(logits.data(), DType::kF32, {rows, s.experts})};
+      call.out = {{DType::kI32, {rows, s.top_k}}, {DType::kF32, {rows, s.top_k}}};
+      call.ints = {s.top_k, norm, 4};
+      call.meta = meta.view();
+      ExpectMatches(RefTopkRoute, OptTopkRoute, call,
+                    "experts " + std::to_string(s.experts) + " top_k " + std::to_string(s.top_k),
+                    /*tol=*/0.0);
+    }
+  }
+}
+
+// ---- Grouped matmuls (prefill) -----------------------------------------------------------------
+
+TEST(OptKernelsTest, GroupedMatmulsMatchReference) {
+  SKIP_WITHOUT_AVX2();
+  const int64_t num_experts = 5;
+  struct Case {
+    std::vector<int32_t> offsets;
+    int64_t rows;
+    const char* what;
+  };
+  const Case cases[] = {
+      // Groups of 0, 1, 6, 3 and 9 rows (dot tiles and GEMM), then 2 rows no range covers.
+      {{0, 0, 1, 7, 10, 19}, 21, "mixed groups"},
+      // Expert 2's range runs backwards and expert 4's past the rows: both skipped.
+      {{0, 5, 9, 6, 12, 40}, 19, "bad ranges"},
+      // One expert takes 131 rows (two row blocks).
+      {{0, 0, 131, 131, 131, 131}, 131, "one big group"}};
+  for (DType dtype : kWeightDTypes) {
+    for (int64_t k : {37, 129, 300}) {
+      for (int64_t n : {23, 50}) {
+        for (const Case& c : cases) {
+          const std::vector<float> x = Random(c.rows * k, 14);
+          Stacked wg = MakeStacked(num_experts, n, k, dtype, 15);
+          Stacked wu = MakeStacked(num_experts, n, k, dtype, 16);
+          Call call;
+          call.in = {Arg(x.data(), DType::kF32, {c.rows, k}),
+                     Arg(c.offsets.data(), DType::kI32, {num_experts + 1}), wg.arg(n, k)};
+          call.out = {{DType::kF32, {c.rows, n}}};
+          const std::string what = std::string(c.what) + " " + Name(dtype) + " k " +
+                                   std::to_string(k) + " n " + std::to_string(n);
+          ExpectMatches(RefGroupedMatmul, OptGroupedMatmul, call, "grouped_matmul " + what);
+          call.in.push_back(wu.arg(n, k));
+          ExpectMatches(RefGroupedMatmulSiluMul, OptGroupedMatmulSiluMul, call,
+                        "grouped_matmul_silu_mul " + what);
+        }
+      }
+    }
+  }
+}
+
+// ---- Expert-batched matmuls (decode)
+// -------------------------------------------------------------
+
+TEST(OptKernelsTest, ExpertBatchedMatmulsMatchReference) {
+  SKIP_WITHOUT_AVX2();
+  const int64_t num_experts = 5, top_k = 3;
+  for (DType dtype : kWeightDTypes) {
+    for (int32_t tokens : {1, 3, 7, 19}) {
+      for (int64_t hidden : {37, 129}) {
+        const int64_t inter = 23;
+        const int64_t pairs = tokens * top_k;
+        // Distinct experts per token; the last token is padding (-1 ids) when
+        // there are several, and one id is out of range.
+        std::mt19937 rng(17 + tokens);
+        std::vector<int32_t> ids(pairs);
+        for (int32_t t = 0; t < tokens; ++t) {
+          std::vector<int32_t> order = {0, 1, 2, 3, 4};
+          std::shuffle(order.begin(), order.end(), rng);
+          for (int64_t j = 0; j < top_k; ++j)
+            ids[t * top_k + j] = order[j];
+        }
+        if (tokens > 1) {
+          std::fill(ids.end() - top_k, ids.end(), -1);
+          ids[1] = 7;
+        }
+        const int64_t slots = std::min<int64_t>(num_experts, pairs);
+        std::vector<int32_t> batch_experts(slots), batch_pairs(slots * tokens);
+        {
+          std::vector<TensorArg> in = {Arg(ids.data(), DType::kI32, {tokens, top_k})};
+          std::vector<TensorArg> out = {Arg(batch_experts.data(), DType::kI32, {slots}),
+                                        Arg(batch_pairs.data(), DType::kI32, {slots, tokens})};
+          KernelArgs args;
+          args.in = in.data();
+          args.num_in = 1;
+          args.out = out.data();
+          args.num_out = 2;
+          args.ints[0] = num_experts;
+          args.num_threads = 1;
+          RefMoeExpertBatch(args);
+        }
+        const std::vector<float> x = Random(tokens * hidden, 18);
+        const std::vector<float> h = Random(pairs * inter, 19);
+        Stacked gate = MakeStacked(num_experts, inter, hidden, dtype, 20);
+        Stacked up = MakeStacked(num_experts, inter, hidden, dtype, 21);
+        Stacked down = MakeStacked(num_experts, hidden, inter, dtype, 22);
+        const std::string what =
+            Name(dtype) + " tokens " + std::to_string(tokens) + " hidden " + std::to_string(hidden);
+        Call gate_up;
+        gate_up.in = {Arg(x.data(), DType::kF32, {tokens, hidden}),
+                      Arg(batch_experts.data(), DType::kI32, {slots}),
+                      Arg(batch_pairs.data(), DType::kI32, {slots, tokens}),
+                      gate.arg(inter, hidden), up.arg(inter, hidden)};
+        gate_up.out = {{DType::kF32, {pairs, inter}}};
+        gate_up.ints = {top_k};
+        ExpectMatches(RefExpertBatchedGateUpSilu, OptExpertBatchedGateUpSilu, gate_up,
+                      "gate_up " + what);
+        Call down_call;
+        down_call.in = {Arg(h.data(), DType::kF32, {pairs, inter}), gate_up.in[1], gate_up.in[2],
+                        down.arg(hidden, inter)};
+        down_call.out = {{DType::kF32, {pairs, hidden}}};
+        ExpectMatches(RefExpertBatchedDown, OptExpertBatchedDown, down_call, "down " + what);
+      }
+    }
+  }
+}
+
+// ---- Reductions
+// -----------------------------------------------------------------------------------
+
+TEST(OptKernelsTest, MoeCombineAndUnpermuteReduceMatchReference) {
+  SKIP_WITHOUT_AVX2();
+  const int64_t top_k = 3;
+  for (int64_t hidden : {19, 37, 129}) {
+    const int32_t tokens = 7;
+    const int64_t pairs = tokens * top_k;
+    const std::vector<float> y = Random(pairs * hidden, 23);
+    const std::vector<float> weights = Random(pairs, 24);
+    const Meta meta = Meta::Tokens(5, tokens);
+    Call combine;
+    combine.in = {Arg(y.data(), DType::kF32, {pairs, hidden}),
+                  Arg(weights.data(), DType::kF32, {tokens, top_k})};
+    combine.out = {{DType::kF32, {tokens, hidden}}};
+    combine.meta = meta.view();
+    ExpectMatches(RefMoeCombine, OptMoeCombine, combine,
+                  "combine hidden " + std::to_string(hidden));
+
+    // A permutation of the pairs with padding (-1) and an out-of-range entry.
+    std::vector<int32_t> sorted(pairs);
+    for (int64_t i = 0; i < pairs; ++i)
+      sorted[i] = static_cast<int32_t>((i * 5) % pairs);
+    sorted[pairs - 1] = -1;
+    sorted[2] = static_cast<int32_t>(pairs + 4);
+    Call unpermute;
+    unpermute.in = {Arg(y.data(), DType::kF32, {pairs, hidden}),
+                    Arg(sorted.data(), DType::kI32, {pairs}),
+                    Arg(weights.data(), DType::kF32, {tokens, top_k})};
+    unpermute.out = {{DType::kF32, {tokens, hidden}}};
+    unpermute.ints = {top_k};
+    ExpectMatches(RefMoeUnpermuteReduce, OptMoeUnpermuteReduce, unpermute,
+                  "unpermute hidden " + std::to_string(hidden));
+  }
+}
+
+}  // namespace
+}  // namespace moegraph
