@@ -24,8 +24,7 @@ StatusOr<Plan> CompileModel(const HfModel& model, const CompileModelOptions& opt
     Op op;
     op.def = LookupOp("weight");
     op.attrs = entry.attrs;
-    MG_ASSIGN_OR_RETURN(ResolvedWeight resolved,
-                        ResolveWeight(op, entry.type, model.checkpoint));
+    MG_ASSIGN_OR_RETURN(ResolvedWeight resolved, ResolveWeight(op, entry.type, model.checkpoint));
     PlanWeight w;
     w.name = entry.name;
     w.experts = op.IntAttr("experts", 0);
@@ -33,8 +32,8 @@ StatusOr<Plan> CompileModel(const HfModel& model, const CompileModelOptions& opt
     w.dtype = resolved.dtype;
     w.shape = resolved.shape;
     for (const WeightSlice& s : resolved.slices) {
-      w.slices.push_back(PlanWeightSlice{std::filesystem::path(s.file).filename().string(),
-                                         s.offset, s.bytes});
+      w.slices.push_back(
+          PlanWeightSlice{std::filesystem::path(s.file).filename().string(), s.offset, s.bytes});
     }
     plan.weights.push_back(std::move(w));
   }

@@ -29,7 +29,8 @@ int main(int argc, char** argv) {
     return 1;
   }
   printf("generated:");
-  for (size_t i = 0; i < n; ++i) printf(" %d", tokens[i]);
+  for (size_t i = 0; i < n; ++i)
+    printf(" %d", tokens[i]);
   printf("\n");
 
   const int32_t bad[] = {999999};

@@ -51,8 +51,7 @@ ValueId GraphBuilder::Weight(const std::string& name, Type type, AttrMap attrs) 
   if (auto row = attrs.find("row_offset"); row != attrs.end()) {
     hint += ".rows" + AttributeToString(row->second);
   }
-  int32_t index =
-      graph_.AddOp(LookupOp("weight"), {}, std::move(attrs), {std::move(type)}, hint);
+  int32_t index = graph_.AddOp(LookupOp("weight"), {}, std::move(attrs), {std::move(type)}, hint);
   ValueId id = graph_.ops()[index].results[0];
   weights_[key] = id;
   return id;

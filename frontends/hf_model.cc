@@ -25,8 +25,9 @@ PlanModelInfo HfModel::Info() const {
 StatusOr<HfModel> LoadHfModel(const std::string& dir) {
   const std::string config_path = dir + "/config.json";
   if (!std::filesystem::is_directory(dir)) {
-    return NotFound(dir + ": not a directory (expected a Hugging Face model directory with "
-                          "config.json and model.safetensors)");
+    return NotFound(dir +
+                    ": not a directory (expected a Hugging Face model directory with "
+                    "config.json and model.safetensors)");
   }
   MG_ASSIGN_OR_RETURN(std::string text, ReadFileToString(config_path));
   MG_ASSIGN_OR_RETURN(JsonValue json, ParseJson(text, config_path));

@@ -92,10 +92,10 @@ class Qwen3MoeDefinition {
     if (!ckpt_.Get(p + "experts.0.gate_proj.weight").ok() &&
         ckpt_.Get(p + "experts.gate_up_proj").ok()) {
       // transformers' fused layout: gate_up_proj [E, 2I, H] (gate rows first), down_proj [E, H, I].
-      MG_ASSIGN_OR_RETURN(wg, FusedExperts(p + "experts.gate_up_proj", {e, 2 * inter, hidden}, 0,
-                                           inter));
-      MG_ASSIGN_OR_RETURN(wu, FusedExperts(p + "experts.gate_up_proj", {e, 2 * inter, hidden},
-                                           inter, inter));
+      MG_ASSIGN_OR_RETURN(
+          wg, FusedExperts(p + "experts.gate_up_proj", {e, 2 * inter, hidden}, 0, inter));
+      MG_ASSIGN_OR_RETURN(
+          wu, FusedExperts(p + "experts.gate_up_proj", {e, 2 * inter, hidden}, inter, inter));
       MG_ASSIGN_OR_RETURN(wd, FusedExperts(p + "experts.down_proj", {e, hidden, inter}, 0, hidden));
     } else {
       // The published layout: one tensor per expert and projection.
@@ -116,10 +116,10 @@ class Qwen3MoeDefinition {
     MG_ASSIGN_OR_RETURN(const SafetensorsTensor* t, Lookup(name, stored));
     AttrMap attrs = {{"experts", stored[0]}};
     if (row_offset != 0) attrs["row_offset"] = row_offset;
-    return b_.Weight(name,
-                     Type::Tensor(t->dtype, {Dim::Static(stored[0]), Dim::Static(rows),
-                                             Dim::Static(stored[2])}),
-                     std::move(attrs));
+    return b_.Weight(
+        name,
+        Type::Tensor(t->dtype, {Dim::Static(stored[0]), Dim::Static(rows), Dim::Static(stored[2])}),
+        std::move(attrs));
   }
 
   // Looks `name` up and checks it against the config's shape.
@@ -149,7 +149,8 @@ class Qwen3MoeDefinition {
   // Per-expert tensors named by `pattern` with {e} = 0..E-1, stacked [E, ...].
   StatusOr<ValueId> Experts(const std::string& pattern, const std::vector<int64_t>& shape) {
     const int64_t e = c_.num_experts;
-    MG_ASSIGN_OR_RETURN(const SafetensorsTensor* first, Lookup(ExpandExpertName(pattern, 0), shape));
+    MG_ASSIGN_OR_RETURN(const SafetensorsTensor* first,
+                        Lookup(ExpandExpertName(pattern, 0), shape));
     for (int64_t i = 1; i < e; ++i) {
       const std::string name = ExpandExpertName(pattern, i);
       MG_ASSIGN_OR_RETURN(const SafetensorsTensor* t, Lookup(name, shape));

@@ -24,14 +24,24 @@ constexpr std::array<DTypeInfo, 7> kDTypes = {{
     {DType::kFp8E4M3, "fp8e4m3", "F8_E4M3", 1, true},
 }};
 
-const DTypeInfo& Info(DType dtype) { return kDTypes[static_cast<size_t>(dtype)]; }
+const DTypeInfo& Info(DType dtype) {
+  return kDTypes[static_cast<size_t>(dtype)];
+}
 
 }  // namespace
 
-const char* DTypeName(DType dtype) { return Info(dtype).ir_name; }
-const char* DTypeSafetensorsName(DType dtype) { return Info(dtype).safetensors_name; }
-size_t DTypeBytes(DType dtype) { return Info(dtype).bytes; }
-bool IsFloat(DType dtype) { return Info(dtype).is_float; }
+const char* DTypeName(DType dtype) {
+  return Info(dtype).ir_name;
+}
+const char* DTypeSafetensorsName(DType dtype) {
+  return Info(dtype).safetensors_name;
+}
+size_t DTypeBytes(DType dtype) {
+  return Info(dtype).bytes;
+}
+bool IsFloat(DType dtype) {
+  return Info(dtype).is_float;
+}
 
 std::optional<DType> ParseDType(std::string_view name) {
   for (const DTypeInfo& info : kDTypes) {

@@ -81,7 +81,8 @@ ValueId Graph::meta() const {
 
 void Graph::ReplaceOps(std::vector<Op> ops) {
   ops_ = std::move(ops);
-  for (Value& v : values_) v.def_op = -1;
+  for (Value& v : values_)
+    v.def_op = -1;
   for (size_t i = 0; i < ops_.size(); ++i) {
     for (ValueId r : ops_[i].results) {
       if (IsValid(r)) values_[r].def_op = static_cast<int32_t>(i);

@@ -17,7 +17,9 @@ Status ShapeError(const InferContext& ctx, const std::string& what) {
   return InvalidArgument("'" + ctx.op.name() + "': " + what);
 }
 
-std::string Describe(const Type& t) { return t.ToString(); }
+std::string Describe(const Type& t) {
+  return t.ToString();
+}
 
 Status RequireTensor(const InferContext& ctx, int i, int rank, const char* role) {
   const Type& t = *ctx.operands[i];
@@ -39,13 +41,14 @@ Status RequireDType(const InferContext& ctx, int i, DType dtype, const char* rol
 
 Status RequireFloat(const InferContext& ctx, int i, const char* role) {
   if (!IsFloat(ctx.operands[i]->dtype) || ctx.operands[i]->dtype == DType::kFp8E4M3) {
-    return ShapeError(ctx, std::string(role) + " must be f32, f16 or bf16, got " +
-                               Describe(*ctx.operands[i]));
+    return ShapeError(
+        ctx, std::string(role) + " must be f32, f16 or bf16, got " + Describe(*ctx.operands[i]));
   }
   return Status::Ok();
 }
 
-Status RequireSameDim(const InferContext& ctx, const Dim& a, const Dim& b, const std::string& what) {
+Status RequireSameDim(const InferContext& ctx, const Dim& a, const Dim& b,
+                      const std::string& what) {
   if (!(a == b)) {
     return ShapeError(ctx, what + " mismatch: " + a.ToString() + " vs " + b.ToString());
   }
@@ -54,8 +57,8 @@ Status RequireSameDim(const InferContext& ctx, const Dim& a, const Dim& b, const
 
 Status RequireStatic(const InferContext& ctx, const Dim& d, const char* role) {
   if (!d.is_static()) {
-    return ShapeError(ctx, std::string(role) + " must be static (run specialize first), got " +
-                               d.ToString());
+    return ShapeError(
+        ctx, std::string(role) + " must be static (run specialize first), got " + d.ToString());
   }
   return Status::Ok();
 }
@@ -63,16 +66,24 @@ Status RequireStatic(const InferContext& ctx, const Dim& d, const char* role) {
 Status RequirePositiveFloat(const InferContext& ctx, const char* attr) {
   const double v = ctx.op.FloatAttr(attr, -1.0);
   if (!(v > 0.0)) {
-    return ShapeError(ctx, std::string("attribute '") + attr + "' must be > 0, got " +
-                               std::to_string(v));
+    return ShapeError(
+        ctx, std::string("attribute '") + attr + "' must be > 0, got " + std::to_string(v));
   }
   return Status::Ok();
 }
 
-const Type& In(const InferContext& ctx, int i) { return *ctx.operands[i]; }
-Type F32(std::vector<Dim> dims) { return Type::Tensor(DType::kF32, std::move(dims)); }
-Type I32(std::vector<Dim> dims) { return Type::Tensor(DType::kI32, std::move(dims)); }
-Dim S(int64_t v) { return Dim::Static(v); }
+const Type& In(const InferContext& ctx, int i) {
+  return *ctx.operands[i];
+}
+Type F32(std::vector<Dim> dims) {
+  return Type::Tensor(DType::kF32, std::move(dims));
+}
+Type I32(std::vector<Dim> dims) {
+  return Type::Tensor(DType::kI32, std::move(dims));
+}
+Dim S(int64_t v) {
+  return Dim::Static(v);
+}
 
 // ---- shape rules -----------------------------------------------------------
 
@@ -116,7 +127,8 @@ Status CheckNormWeight(const InferContext& ctx, int x, int w) {
   const Dim& group = In(ctx, w).dims[0];
   if (!cols.is_static() || !group.is_static() || group.size <= 0 || cols.size % group.size != 0) {
     return ShapeError(ctx, "x's last dim (" + cols.ToString() +
-                               ") must be a multiple of the weight size (" + group.ToString() + ")");
+                               ") must be a multiple of the weight size (" + group.ToString() +
+                               ")");
   }
   return Status::Ok();
 }
@@ -129,8 +141,8 @@ StatusOr<std::vector<Type>> InferRmsNorm(const InferContext& ctx) {
 StatusOr<std::vector<Type>> InferAddRmsNorm(const InferContext& ctx) {
   MG_RETURN_IF_ERROR(CheckNormWeight(ctx, 0, 2));
   if (!(In(ctx, 0) == In(ctx, 1))) {
-    return ShapeError(ctx, "x and residual differ: " + Describe(In(ctx, 0)) + " vs " +
-                               Describe(In(ctx, 1)));
+    return ShapeError(
+        ctx, "x and residual differ: " + Describe(In(ctx, 0)) + " vs " + Describe(In(ctx, 1)));
   }
   return std::vector<Type>{In(ctx, 0), In(ctx, 0)};
 }
@@ -139,8 +151,8 @@ StatusOr<std::vector<Type>> InferElementwise(const InferContext& ctx) {
   MG_RETURN_IF_ERROR(RequireTensor(ctx, 0, -1, "lhs"));
   MG_RETURN_IF_ERROR(RequireDType(ctx, 0, DType::kF32, "lhs"));
   if (!(In(ctx, 0) == In(ctx, 1))) {
-    return ShapeError(ctx, "operands differ: " + Describe(In(ctx, 0)) + " vs " +
-                               Describe(In(ctx, 1)));
+    return ShapeError(ctx,
+                      "operands differ: " + Describe(In(ctx, 0)) + " vs " + Describe(In(ctx, 1)));
   }
   return std::vector<Type>{In(ctx, 0)};
 }
@@ -157,7 +169,9 @@ StatusOr<std::vector<Type>> InferLinearLike(const InferContext& ctx, int num_wei
   }
   return std::vector<Type>{F32({In(ctx, 0).dims[0], In(ctx, 1).dims[0]})};
 }
-StatusOr<std::vector<Type>> InferLinear(const InferContext& ctx) { return InferLinearLike(ctx, 1); }
+StatusOr<std::vector<Type>> InferLinear(const InferContext& ctx) {
+  return InferLinearLike(ctx, 1);
+}
 StatusOr<std::vector<Type>> InferLinearSiluMul(const InferContext& ctx) {
   return InferLinearLike(ctx, 2);
 }
@@ -169,7 +183,8 @@ StatusOr<std::vector<Type>> InferRope(const InferContext& ctx) {
   const int64_t head_dim = ctx.op.IntAttr("head_dim");
   const Dim& cols = In(ctx, 0).dims[1];
   if (head_dim % 2 != 0 || !cols.is_static() || cols.size % head_dim != 0) {
-    return ShapeError(ctx, "columns (" + cols.ToString() + ") must be a multiple of an even head_dim (" +
+    return ShapeError(ctx, "columns (" + cols.ToString() +
+                               ") must be a multiple of an even head_dim (" +
                                std::to_string(head_dim) + ")");
   }
   return std::vector<Type>{In(ctx, 0)};
@@ -422,7 +437,9 @@ AttrSpec IntAttr(std::string name, int64_t min = INT64_MIN, int64_t max = INT64_
                  bool required = true) {
   return AttrSpec{std::move(name), AttrKind::kInt, required, min, max};
 }
-AttrSpec FloatAttr(std::string name) { return AttrSpec{std::move(name), AttrKind::kFloat}; }
+AttrSpec FloatAttr(std::string name) {
+  return AttrSpec{std::move(name), AttrKind::kFloat};
+}
 AttrSpec StringAttr(std::string name, bool required = true) {
   return AttrSpec{std::move(name), AttrKind::kString, required};
 }
@@ -435,103 +452,312 @@ std::vector<OpDef> BuildDefs() {
   const AttrSpec row_offset = IntAttr("row_offset", 0, INT64_MAX, /*required=*/false);
   const AttrSpec experts = IntAttr("num_experts", 1, 65536);
   return {
-      {"weight", "a checkpoint tensor, by name; {e} in the name stacks experts",
-       "%w = weight() {name = \"model.norm.weight\"} : tensor<2048 x bf16>", 0, 0,
+      {"weight",
+       "a checkpoint tensor, by name; {e} in the name stacks experts",
+       "%w = weight() {name = \"model.norm.weight\"} : tensor<2048 x bf16>",
+       0,
+       0,
        kWeight | kPure,
        {StringAttr("name"), IntAttr("experts", 1, 65536, false),
         IntAttr("row_offset", 0, INT64_MAX, false)},
-       {}, {}, InferWeight, nullptr},
-      {"zeros", "a tensor of zeros (padding rows no chunk covers)",
-       "%pad = zeros() : tensor<64 x 2048 x f32>", 0, 0, kPure, {}, {}, {}, InferZeros, RefZeros},
-      {"embedding", "gathers table rows by token id",
-       "%h = embedding(%tokens, %table) : tensor<T x 2048 x f32>", 2, 2, kPure, {}, {}, {},
-       InferEmbedding, RefEmbedding},
-      {"rms_norm", "RMSNorm over groups of the weight's size",
-       "%y = rms_norm(%x, %w) {eps = 1e-06} : tensor<T x 2048 x f32>", 2, 2, kPure,
-       {FloatAttr("eps")}, {}, {"eps"}, InferRmsNorm, RefRmsNorm},
-      {"add_rms_norm", "residual add then RMSNorm; returns (sum, normed)",
-       "%s, %y = add_rms_norm(%x, %r, %w) {eps = 1e-06} : tensor<T x 64 x f32>, tensor<T x 64 x f32>",
-       3, 3, kPure, {FloatAttr("eps")}, {}, {"eps"}, InferAddRmsNorm, RefAddRmsNorm},
-      {"add", "elementwise sum", "%y = add(%a, %b) : tensor<T x 64 x f32>", 2, 2, kPure, {}, {},
-       {}, InferElementwise, RefAdd},
-      {"linear", "x @ w^T with w [N, K] as checkpoints store it",
-       "%y = linear(%x, %w) : tensor<T x 4096 x f32>", 2, 2, kPure, {}, {}, {}, InferLinear,
+       {},
+       {},
+       InferWeight,
+       nullptr},
+      {"zeros",
+       "a tensor of zeros (padding rows no chunk covers)",
+       "%pad = zeros() : tensor<64 x 2048 x f32>",
+       0,
+       0,
+       kPure,
+       {},
+       {},
+       {},
+       InferZeros,
+       RefZeros},
+      {"embedding",
+       "gathers table rows by token id",
+       "%h = embedding(%tokens, %table) : tensor<T x 2048 x f32>",
+       2,
+       2,
+       kPure,
+       {},
+       {},
+       {},
+       InferEmbedding,
+       RefEmbedding},
+      {"rms_norm",
+       "RMSNorm over groups of the weight's size",
+       "%y = rms_norm(%x, %w) {eps = 1e-06} : tensor<T x 2048 x f32>",
+       2,
+       2,
+       kPure,
+       {FloatAttr("eps")},
+       {},
+       {"eps"},
+       InferRmsNorm,
+       RefRmsNorm},
+      {"add_rms_norm",
+       "residual add then RMSNorm; returns (sum, normed)",
+       "%s, %y = add_rms_norm(%x, %r, %w) {eps = 1e-06} : tensor<T x 64 x f32>, tensor<T x 64 x "
+       "f32>",
+       3,
+       3,
+       kPure,
+       {FloatAttr("eps")},
+       {},
+       {"eps"},
+       InferAddRmsNorm,
+       RefAddRmsNorm},
+      {"add",
+       "elementwise sum",
+       "%y = add(%a, %b) : tensor<T x 64 x f32>",
+       2,
+       2,
+       kPure,
+       {},
+       {},
+       {},
+       InferElementwise,
+       RefAdd},
+      {"linear",
+       "x @ w^T with w [N, K] as checkpoints store it",
+       "%y = linear(%x, %w) : tensor<T x 4096 x f32>",
+       2,
+       2,
+       kPure,
+       {},
+       {},
+       {},
+       InferLinear,
        RefLinear},
-      {"silu_mul", "silu(a) * b", "%y = silu_mul(%a, %b) : tensor<T x 768 x f32>", 2, 2, kPure, {},
-       {}, {}, InferElementwise, RefSiluMul},
-      {"linear_silu_mul", "silu(x @ wg^T) * (x @ wu^T): gate/up GEMMs with the activation fused",
-       "%h = linear_silu_mul(%x, %wg, %wu) : tensor<T x 768 x f32>", 3, 3, kPure, {}, {}, {},
-       InferLinearSiluMul, RefLinearSiluMul},
-      {"rope", "rotary embedding (rotate-half) at ForwardMeta positions",
-       "%q2 = rope(%meta, %q) {head_dim = 128, theta = 1000000.0} : tensor<T x 4096 x f32>", 1, 1,
-       kMetaPure, {IntAttr("head_dim", 2, 4096), FloatAttr("theta")}, {"head_dim"}, {"theta"},
-       InferRope, RefRope},
+      {"silu_mul",
+       "silu(a) * b",
+       "%y = silu_mul(%a, %b) : tensor<T x 768 x f32>",
+       2,
+       2,
+       kPure,
+       {},
+       {},
+       {},
+       InferElementwise,
+       RefSiluMul},
+      {"linear_silu_mul",
+       "silu(x @ wg^T) * (x @ wu^T): gate/up GEMMs with the activation fused",
+       "%h = linear_silu_mul(%x, %wg, %wu) : tensor<T x 768 x f32>",
+       3,
+       3,
+       kPure,
+       {},
+       {},
+       {},
+       InferLinearSiluMul,
+       RefLinearSiluMul},
+      {"rope",
+       "rotary embedding (rotate-half) at ForwardMeta positions",
+       "%q2 = rope(%meta, %q) {head_dim = 128, theta = 1000000.0} : tensor<T x 4096 x f32>",
+       1,
+       1,
+       kMetaPure,
+       {IntAttr("head_dim", 2, 4096), FloatAttr("theta")},
+       {"head_dim"},
+       {"theta"},
+       InferRope,
+       RefRope},
       {"attention",
        "writes k/v into the paged cache, then causal GQA attention over each sequence",
        "%o = attention(%meta, %q, %k, %v) {head_dim = 128, layer = 0, num_heads = 32, "
        "num_kv_heads = 4, scale = 0.088} : tensor<T x 4096 x f32>",
-       3, 3, kNeedsForwardMeta,
+       3,
+       3,
+       kNeedsForwardMeta,
        {IntAttr("layer", 0, 100000), IntAttr("num_heads", 1, 4096),
         IntAttr("num_kv_heads", 1, 4096), IntAttr("head_dim", 1, 4096), FloatAttr("scale")},
-       {"layer", "num_heads", "num_kv_heads", "head_dim"}, {"scale"}, InferAttention,
+       {"layer", "num_heads", "num_kv_heads", "head_dim"},
+       {"scale"},
+       InferAttention,
        RefAttention},
-      {"gather_last", "the last token's row of each sequence",
-       "%last = gather_last(%meta, %x) : tensor<B x 2048 x f32>", 1, 1, kMetaPure, {}, {}, {},
-       InferGatherLast, RefGatherLast},
-      {"mlp", "dense SwiGLU MLP (dense layer or shared expert): down(silu(gate x) * up x)",
-       "%y = mlp(%meta, %x, %wg, %wu, %wd) : tensor<T x 2048 x f32>", 4, 4, kMetaPure, {}, {}, {},
-       InferMlp, RefMlp},
-      {"moe", "sparse MoE block: softmax router, top-k, SwiGLU experts, weighted sum",
+      {"gather_last",
+       "the last token's row of each sequence",
+       "%last = gather_last(%meta, %x) : tensor<B x 2048 x f32>",
+       1,
+       1,
+       kMetaPure,
+       {},
+       {},
+       {},
+       InferGatherLast,
+       RefGatherLast},
+      {"mlp",
+       "dense SwiGLU MLP (dense layer or shared expert): down(silu(gate x) * up x)",
+       "%y = mlp(%meta, %x, %wg, %wu, %wd) : tensor<T x 2048 x f32>",
+       4,
+       4,
+       kMetaPure,
+       {},
+       {},
+       {},
+       InferMlp,
+       RefMlp},
+      {"moe",
+       "sparse MoE block: softmax router, top-k, SwiGLU experts, weighted sum",
        "%y = moe(%meta, %x, %router, %wg, %wu, %wd) {norm_topk_prob = 1, top_k = 8} : "
        "tensor<T x 2048 x f32>",
-       5, 5, kMetaPure, {top_k, norm, row_offset}, {"top_k", "norm_topk_prob", "row_offset"}, {},
-       InferMoe, RefMoe},
-      {"topk_route", "softmax top-k routing; rows past num_tokens get expert -1",
+       5,
+       5,
+       kMetaPure,
+       {top_k, norm, row_offset},
+       {"top_k", "norm_topk_prob", "row_offset"},
+       {},
+       InferMoe,
+       RefMoe},
+      {"topk_route",
+       "softmax top-k routing; rows past num_tokens get expert -1",
        "%ids, %w = topk_route(%meta, %logits) {norm_topk_prob = 1, top_k = 8} : "
        "tensor<64 x 8 x i32>, tensor<64 x 8 x f32>",
-       1, 1, kMetaPure, {top_k, norm, row_offset}, {"top_k", "norm_topk_prob", "row_offset"}, {},
-       InferTopkRoute, RefTopkRoute},
-      {"moe_align", "sorts (token, expert) pairs by expert; offsets per expert",
+       1,
+       1,
+       kMetaPure,
+       {top_k, norm, row_offset},
+       {"top_k", "norm_topk_prob", "row_offset"},
+       {},
+       InferTopkRoute,
+       RefTopkRoute},
+      {"moe_align",
+       "sorts (token, expert) pairs by expert; offsets per expert",
        "%sorted, %offsets = moe_align(%ids) {num_experts = 128} : tensor<512 x i32>, "
        "tensor<129 x i32>",
-       1, 1, kPure, {experts}, {"num_experts"}, {}, InferMoeAlign, RefMoeAlign},
-      {"moe_permute", "gathers token rows into expert-sorted pair order",
-       "%xp = moe_permute(%x, %sorted) {top_k = 8} : tensor<512 x 2048 x f32>", 2, 2, kPure,
-       {top_k}, {"top_k"}, {}, InferMoePermute, RefMoePermute},
-      {"grouped_matmul", "per-expert row groups times that expert's weight",
-       "%y = grouped_matmul(%xp, %offsets, %wd) : tensor<512 x 2048 x f32>", 3, 3, kPure, {}, {},
-       {}, InferGroupedMatmul1, RefGroupedMatmul},
-      {"grouped_matmul_silu_mul", "grouped gate/up GEMMs with SiLU-and-mul fused",
-       "%h = grouped_matmul_silu_mul(%xp, %offsets, %wg, %wu) : tensor<512 x 768 x f32>", 4, 4,
-       kPure, {}, {}, {}, InferGroupedMatmul2, RefGroupedMatmulSiluMul},
-      {"moe_unpermute_reduce", "scatters pair rows back to tokens, weighted by the route",
-       "%y = moe_unpermute_reduce(%yp, %sorted, %w) {top_k = 8} : tensor<64 x 2048 x f32>", 3, 3,
-       kPure, {top_k}, {"top_k"}, {}, InferUnpermuteReduce, RefMoeUnpermuteReduce},
-      {"moe_expert_batch", "decode layout: active experts and their pairs, fixed shape",
+       1,
+       1,
+       kPure,
+       {experts},
+       {"num_experts"},
+       {},
+       InferMoeAlign,
+       RefMoeAlign},
+      {"moe_permute",
+       "gathers token rows into expert-sorted pair order",
+       "%xp = moe_permute(%x, %sorted) {top_k = 8} : tensor<512 x 2048 x f32>",
+       2,
+       2,
+       kPure,
+       {top_k},
+       {"top_k"},
+       {},
+       InferMoePermute,
+       RefMoePermute},
+      {"grouped_matmul",
+       "per-expert row groups times that expert's weight",
+       "%y = grouped_matmul(%xp, %offsets, %wd) : tensor<512 x 2048 x f32>",
+       3,
+       3,
+       kPure,
+       {},
+       {},
+       {},
+       InferGroupedMatmul1,
+       RefGroupedMatmul},
+      {"grouped_matmul_silu_mul",
+       "grouped gate/up GEMMs with SiLU-and-mul fused",
+       "%h = grouped_matmul_silu_mul(%xp, %offsets, %wg, %wu) : tensor<512 x 768 x f32>",
+       4,
+       4,
+       kPure,
+       {},
+       {},
+       {},
+       InferGroupedMatmul2,
+       RefGroupedMatmulSiluMul},
+      {"moe_unpermute_reduce",
+       "scatters pair rows back to tokens, weighted by the route",
+       "%y = moe_unpermute_reduce(%yp, %sorted, %w) {top_k = 8} : tensor<64 x 2048 x f32>",
+       3,
+       3,
+       kPure,
+       {top_k},
+       {"top_k"},
+       {},
+       InferUnpermuteReduce,
+       RefMoeUnpermuteReduce},
+      {"moe_expert_batch",
+       "decode layout: active experts and their pairs, fixed shape",
        "%be, %bp = moe_expert_batch(%ids) {num_experts = 128} : tensor<64 x i32>, "
        "tensor<64 x 8 x i32>",
-       1, 1, kPure, {experts}, {"num_experts"}, {}, InferMoeExpertBatch, RefMoeExpertBatch},
-      {"expert_batched_gate_up_silu", "decode: per active expert, gate/up GEMV + SiLU-and-mul",
+       1,
+       1,
+       kPure,
+       {experts},
+       {"num_experts"},
+       {},
+       InferMoeExpertBatch,
+       RefMoeExpertBatch},
+      {"expert_batched_gate_up_silu",
+       "decode: per active expert, gate/up GEMV + SiLU-and-mul",
        "%h = expert_batched_gate_up_silu(%x, %be, %bp, %wg, %wu) {top_k = 8} : "
        "tensor<64 x 768 x f32>",
-       5, 5, kPure, {top_k}, {"top_k"}, {}, InferExpertBatchedGateUp, RefExpertBatchedGateUpSilu},
-      {"expert_batched_down", "decode: per active expert, down GEMV",
-       "%y = expert_batched_down(%h, %be, %bp, %wd) : tensor<64 x 2048 x f32>", 4, 4, kPure, {},
-       {}, {}, InferExpertBatchedDown, RefExpertBatchedDown},
-      {"moe_combine", "weighted sum of each token's k expert rows",
-       "%y = moe_combine(%meta, %yp, %w) : tensor<8 x 2048 x f32>", 2, 2, kMetaPure, {}, {}, {},
-       InferMoeCombine, RefMoeCombine},
-      {"slice_rows", "rows [begin, begin + rows) of x",
-       "%c = slice_rows(%x) {begin = 256, rows = 256} : tensor<256 x 2048 x f32>", 1, 1, kPure,
-       {IntAttr("begin", 0), IntAttr("rows", 0)}, {"begin", "rows"}, {}, InferSliceRows,
+       5,
+       5,
+       kPure,
+       {top_k},
+       {"top_k"},
+       {},
+       InferExpertBatchedGateUp,
+       RefExpertBatchedGateUpSilu},
+      {"expert_batched_down",
+       "decode: per active expert, down GEMV",
+       "%y = expert_batched_down(%h, %be, %bp, %wd) : tensor<64 x 2048 x f32>",
+       4,
+       4,
+       kPure,
+       {},
+       {},
+       {},
+       InferExpertBatchedDown,
+       RefExpertBatchedDown},
+      {"moe_combine",
+       "weighted sum of each token's k expert rows",
+       "%y = moe_combine(%meta, %yp, %w) : tensor<8 x 2048 x f32>",
+       2,
+       2,
+       kMetaPure,
+       {},
+       {},
+       {},
+       InferMoeCombine,
+       RefMoeCombine},
+      {"slice_rows",
+       "rows [begin, begin + rows) of x",
+       "%c = slice_rows(%x) {begin = 256, rows = 256} : tensor<256 x 2048 x f32>",
+       1,
+       1,
+       kPure,
+       {IntAttr("begin", 0), IntAttr("rows", 0)},
+       {"begin", "rows"},
+       {},
+       InferSliceRows,
        RefSliceRows},
-      {"concat_rows", "concatenates operands along dim 0",
-       "%y = concat_rows(%a, %b) : tensor<512 x 2048 x f32>", 1, -1, kPure, {}, {}, {},
-       InferConcatRows, RefConcatRows},
-      {"all_gather", "gathers row shards from every rank (split/all-gather MoE path)",
-       "%y = all_gather(%meta, %x) {world_size = 1} : tensor<T x 2048 x f32>", 1, 1,
-       kNeedsForwardMeta | kCollective, {IntAttr("world_size", 1, 1 << 20)}, {"world_size"}, {},
-       InferAllGather, RefAllGather},
+      {"concat_rows",
+       "concatenates operands along dim 0",
+       "%y = concat_rows(%a, %b) : tensor<512 x 2048 x f32>",
+       1,
+       -1,
+       kPure,
+       {},
+       {},
+       {},
+       InferConcatRows,
+       RefConcatRows},
+      {"all_gather",
+       "gathers row shards from every rank (split/all-gather MoE path)",
+       "%y = all_gather(%meta, %x) {world_size = 1} : tensor<T x 2048 x f32>",
+       1,
+       1,
+       kNeedsForwardMeta | kCollective,
+       {IntAttr("world_size", 1, 1 << 20)},
+       {"world_size"},
+       {},
+       InferAllGather,
+       RefAllGather},
   };
 }
 
@@ -539,7 +765,8 @@ struct Registry {
   std::vector<OpDef> defs = BuildDefs();
   std::vector<const OpDef*> pointers;
   Registry() {
-    for (const OpDef& def : defs) pointers.push_back(&def);
+    for (const OpDef& def : defs)
+      pointers.push_back(&def);
   }
 };
 
@@ -557,7 +784,9 @@ const OpDef* LookupOp(std::string_view name) {
   return nullptr;
 }
 
-const std::vector<const OpDef*>& AllOps() { return GetRegistry().pointers; }
+const std::vector<const OpDef*>& AllOps() {
+  return GetRegistry().pointers;
+}
 
 StatusOr<std::vector<Type>> InferResultTypes(const Graph& graph, const Op& op) {
   if (!op.def) return InvalidArgument("unknown op");

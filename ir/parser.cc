@@ -250,7 +250,8 @@ class Parser {
   }
 
   Status Error(const std::string& what) const {
-    const char* sigil = tok_.kind == Tok::kPercent ? "%" : tok_.kind == Tok::kAt ? "@"
+    const char* sigil = tok_.kind == Tok::kPercent ? "%"
+                        : tok_.kind == Tok::kAt    ? "@"
                         : tok_.kind == Tok::kBang  ? "!"
                                                    : "";
     std::string found = tok_.kind == Tok::kEnd ? "end of input" : "'" + (sigil + tok_.text) + "'";
@@ -278,7 +279,8 @@ class Parser {
       if (c == ' ' || c == '\t' || c == '\n' || c == '\r') {
         Bump();
       } else if (c == '/' && Peek(1) == '/') {
-        while (pos_ < text_.size() && Peek() != '\n') Bump();
+        while (pos_ < text_.size() && Peek() != '\n')
+          Bump();
       } else {
         break;
       }

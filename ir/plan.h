@@ -61,7 +61,8 @@ struct Plan {
 
   int64_t max_arena_bytes() const {
     int64_t m = 0;
-    for (const KeyProgram& p : programs) m = p.arena_bytes > m ? p.arena_bytes : m;
+    for (const KeyProgram& p : programs)
+      m = p.arena_bytes > m ? p.arena_bytes : m;
     return m;
   }
   bool operator==(const Plan& other) const = default;

@@ -18,7 +18,9 @@ struct PrintOptions {
 std::string PrintGraph(const Graph& graph, const PrintOptions& options = {});
 
 // The 1-based line of op `op_index` in PrintGraph's output.
-inline int OpLine(int op_index) { return op_index + 2; }
+inline int OpLine(int op_index) {
+  return op_index + 2;
+}
 
 // "%name", or "%<invalid:N>" for an id that does not name a value.
 std::string ValueRef(const Graph& graph, ValueId id);

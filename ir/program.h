@@ -28,7 +28,8 @@ struct ArgRef {
 
   int64_t numel() const {
     int64_t n = 1;
-    for (int64_t d : shape) n *= d;
+    for (int64_t d : shape)
+      n *= d;
     return n;
   }
   int64_t bytes() const { return numel() * static_cast<int64_t>(DTypeBytes(dtype)); }
@@ -49,8 +50,8 @@ struct KeyProgram {
   SpecKey key;
   int64_t arena_bytes = 0;
   std::vector<KernelStep> steps;
-  ArgRef logits;     // [seq_bucket, vocab] f32 in the arena
-  std::string ir;    // the key's final IR text (graph-dump reads it)
+  ArgRef logits;   // [seq_bucket, vocab] f32 in the arena
+  std::string ir;  // the key's final IR text (graph-dump reads it)
   bool operator==(const KeyProgram& other) const = default;
 };
 

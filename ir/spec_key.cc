@@ -125,8 +125,7 @@ SpecKey KeyForStep(MoePhase phase, int32_t num_tokens, int32_t num_seqs,
   SpecKey key;
   key.phase = phase;
   key.moe_num_chunk = ChunksFor(num_tokens, options.chunk_size);
-  key.max_moe_num_chunk =
-      options.expert_parallel > 1 ? options.max_chunks : key.moe_num_chunk;
+  key.max_moe_num_chunk = options.expert_parallel > 1 ? options.max_chunks : key.moe_num_chunk;
   std::vector<int32_t> buckets =
       phase == MoePhase::kDecode ? options.decode_buckets : options.prefill_buckets;
   std::sort(buckets.begin(), buckets.end());

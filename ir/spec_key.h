@@ -34,9 +34,9 @@ StatusOr<SpecKey> ParseSpecKey(std::string_view text, const SpecKey& defaults = 
 struct KeySetOptions {
   bool prefill = true;
   bool decode = true;
-  int32_t chunk_size = 256;    // MoE chunk capacity in rows
-  int32_t max_chunks = 8;      // the largest moe_num_chunk compiled
-  int32_t expert_parallel = 1; // ranks; above 1 every key runs max_chunks chunks
+  int32_t chunk_size = 256;     // MoE chunk capacity in rows
+  int32_t max_chunks = 8;       // the largest moe_num_chunk compiled
+  int32_t expert_parallel = 1;  // ranks; above 1 every key runs max_chunks chunks
   std::vector<int32_t> decode_buckets = {1, 2, 4, 8, 16, 32, 64};
   std::vector<int32_t> prefill_buckets = {16, 32, 64, 128, 256, 512, 1024, 2048};
   int32_t max_prefill_seqs = 16;  // B of prefill keys: min(T, this)

@@ -8,7 +8,9 @@
 
 namespace moegraph {
 
-std::string Dim::ToString() const { return is_static() ? std::to_string(size) : symbol; }
+std::string Dim::ToString() const {
+  return is_static() ? std::to_string(size) : symbol;
+}
 
 bool Type::is_static() const {
   for (const Dim& dim : dims) {
@@ -30,7 +32,8 @@ int64_t Type::StaticNumel() const {
 std::string Type::ToString() const {
   if (is_meta()) return "!forward_meta";
   std::string out = "tensor<";
-  for (const Dim& dim : dims) out += dim.ToString() + " x ";
+  for (const Dim& dim : dims)
+    out += dim.ToString() + " x ";
   out += DTypeName(dtype);
   out += ">";
   return out;

@@ -44,7 +44,8 @@ class Verifier {
 
   std::vector<Diagnostic> Run() {
     CheckInputs();
-    for (size_t i = 0; i < graph_.ops().size(); ++i) CheckOp(static_cast<int>(i));
+    for (size_t i = 0; i < graph_.ops().size(); ++i)
+      CheckOp(static_cast<int>(i));
     for (ValueId out : graph_.outputs()) {
       if (!graph_.IsValid(out) || !defined_.count(out)) {
         Add(-1, "ssa", "graph output " + ValueRef(graph_, out) + " is not defined");
@@ -111,7 +112,8 @@ class Verifier {
             "'" + def.name + "' needs ForwardMeta: its first operand must be the graph's %meta" +
                 (has_meta_elsewhere ? " (it is passed, but not first)"
                                     : ", but the op was built without it") +
-                "; every MoE op, attention, MLP in an MoE block, shared expert and split/all-gather "
+                "; every MoE op, attention, MLP in an MoE block, shared expert and "
+                "split/all-gather "
                 "helper reads the step's phase, token count and lengths from it");
         meta_ok = false;
       }
@@ -124,13 +126,14 @@ class Verifier {
         meta_ok = false;
       }
     }
-    const int num_data = static_cast<int>(op.operands.size()) - (meta_ok ? def.num_meta_operands() : 0);
+    const int num_data =
+        static_cast<int>(op.operands.size()) - (meta_ok ? def.num_meta_operands() : 0);
     if (meta_ok && (num_data < def.min_data_operands ||
                     (def.max_data_operands >= 0 && num_data > def.max_data_operands))) {
       std::string expected = std::to_string(def.min_data_operands);
       if (def.max_data_operands != def.min_data_operands) {
-        expected += def.max_data_operands < 0 ? " or more"
-                                              : " to " + std::to_string(def.max_data_operands);
+        expected +=
+            def.max_data_operands < 0 ? " or more" : " to " + std::to_string(def.max_data_operands);
       }
       Add(index, "operands",
           "'" + def.name + "' takes " + expected + " data operands" +
@@ -184,7 +187,8 @@ class Verifier {
         continue;
       }
       bool known = false;
-      for (const AttrSpec& spec : op.def->attrs) known |= spec.name == key;
+      for (const AttrSpec& spec : op.def->attrs)
+        known |= spec.name == key;
       if (!known) {
         Add(index, "attributes", "'" + op.def->name + "' has no attribute '" + key + "'");
         ok = false;
@@ -240,7 +244,9 @@ class Verifier {
 
 }  // namespace
 
-std::vector<Diagnostic> VerifyGraph(const Graph& graph) { return Verifier(graph).Run(); }
+std::vector<Diagnostic> VerifyGraph(const Graph& graph) {
+  return Verifier(graph).Run();
+}
 
 std::string FormatDiagnostic(const Graph& graph, const Diagnostic& d) {
   std::string where = "graph @" + graph.name();

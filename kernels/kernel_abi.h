@@ -26,7 +26,8 @@ struct TensorArg {
   int64_t dim(int i) const { return shape[i < 0 ? rank + i : i]; }
   int64_t numel() const {
     int64_t n = 1;
-    for (int i = 0; i < rank; ++i) n *= shape[i];
+    for (int i = 0; i < rank; ++i)
+      n *= shape[i];
     return n;
   }
   template <typename T>

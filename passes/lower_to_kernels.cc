@@ -10,7 +10,8 @@ namespace moegraph {
 
 int32_t WeightTable::Intern(const Op& weight_op, const Type& type) {
   std::string key = type.ToString();
-  for (const auto& [name, value] : weight_op.attrs) key += "|" + name + "=" + AttributeToString(value);
+  for (const auto& [name, value] : weight_op.attrs)
+    key += "|" + name + "=" + AttributeToString(value);
   auto it = index_.find(key);
   if (it != index_.end()) return it->second;
   const int32_t index = static_cast<int32_t>(entries_.size());

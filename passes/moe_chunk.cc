@@ -41,8 +41,8 @@ StatusOr<bool> MoeChunkPass::Run(Graph& graph) {
       operands[1] = slice;
       AttrMap attrs = op.attrs;
       attrs["row_offset"] = begin;
-      MG_ASSIGN_OR_RETURN(ValueId part, emit.Emit1("moe", operands, attrs,
-                                                   hint + ".chunk" + std::to_string(i)));
+      MG_ASSIGN_OR_RETURN(ValueId part,
+                          emit.Emit1("moe", operands, attrs, hint + ".chunk" + std::to_string(i)));
       if (count > 0) pieces.push_back(part);
       covered += count;
     }

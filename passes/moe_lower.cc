@@ -23,28 +23,28 @@ StatusOr<ValueId> LowerMoe(const Graph& graph, const Op& op, MoePhase phase, OpE
                                 hint + ".route"));
   const ValueId ids = route[0], weights = route[1];
   if (phase == MoePhase::kPrefill) {
-    MG_ASSIGN_OR_RETURN(std::vector<ValueId> align,
-                        emit.Emit("moe_align", {ids}, {{"num_experts", num_experts}},
-                                  hint + ".align"));
+    MG_ASSIGN_OR_RETURN(
+        std::vector<ValueId> align,
+        emit.Emit("moe_align", {ids}, {{"num_experts", num_experts}}, hint + ".align"));
     const ValueId sorted = align[0], offsets = align[1];
-    MG_ASSIGN_OR_RETURN(ValueId xp, emit.Emit1("moe_permute", {x, sorted}, {{"top_k", top_k}},
-                                               hint + ".permuted"));
-    MG_ASSIGN_OR_RETURN(ValueId g, emit.Emit1("grouped_matmul", {xp, offsets, gate}, {},
-                                              hint + ".gate"));
-    MG_ASSIGN_OR_RETURN(ValueId u, emit.Emit1("grouped_matmul", {xp, offsets, up}, {},
-                                              hint + ".up"));
+    MG_ASSIGN_OR_RETURN(
+        ValueId xp, emit.Emit1("moe_permute", {x, sorted}, {{"top_k", top_k}}, hint + ".permuted"));
+    MG_ASSIGN_OR_RETURN(ValueId g,
+                        emit.Emit1("grouped_matmul", {xp, offsets, gate}, {}, hint + ".gate"));
+    MG_ASSIGN_OR_RETURN(ValueId u,
+                        emit.Emit1("grouped_matmul", {xp, offsets, up}, {}, hint + ".up"));
     MG_ASSIGN_OR_RETURN(ValueId h, emit.Emit1("silu_mul", {g, u}, {}, hint + ".act"));
-    MG_ASSIGN_OR_RETURN(ValueId y, emit.Emit1("grouped_matmul", {h, offsets, down}, {},
-                                              hint + ".down"));
+    MG_ASSIGN_OR_RETURN(ValueId y,
+                        emit.Emit1("grouped_matmul", {h, offsets, down}, {}, hint + ".down"));
     return emit.Emit1("moe_unpermute_reduce", {y, sorted, weights}, {{"top_k", top_k}},
                       hint + ".out");
   }
-  MG_ASSIGN_OR_RETURN(std::vector<ValueId> batch,
-                      emit.Emit("moe_expert_batch", {ids}, {{"num_experts", num_experts}},
-                                hint + ".batch"));
-  MG_ASSIGN_OR_RETURN(ValueId h, emit.Emit1("expert_batched_gate_up_silu",
-                                            {x, batch[0], batch[1], gate, up},
-                                            {{"top_k", top_k}}, hint + ".act"));
+  MG_ASSIGN_OR_RETURN(
+      std::vector<ValueId> batch,
+      emit.Emit("moe_expert_batch", {ids}, {{"num_experts", num_experts}}, hint + ".batch"));
+  MG_ASSIGN_OR_RETURN(ValueId h,
+                      emit.Emit1("expert_batched_gate_up_silu", {x, batch[0], batch[1], gate, up},
+                                 {{"top_k", top_k}}, hint + ".act"));
   MG_ASSIGN_OR_RETURN(ValueId y, emit.Emit1("expert_batched_down", {h, batch[0], batch[1], down},
                                             {}, hint + ".down"));
   return emit.Emit1("moe_combine", {meta, y, weights}, {}, hint + ".out");

@@ -27,9 +27,9 @@ struct PassManagerOptions {
   bool verify_each = true;
   std::optional<std::regex> print_ir_before;  // pass names matching it
   std::optional<std::regex> print_ir_after;
-  bool print_ir_after_change = false;  // after every pass that changed the graph
-  std::string dump_dir;                // one file per pass: <dir>/<tag>.<NN>.<pass>.mgir
-  std::string dump_tag = "graph";      // e.g. the specialization key
+  bool print_ir_after_change = false;    // after every pass that changed the graph
+  std::string dump_dir;                  // one file per pass: <dir>/<tag>.<NN>.<pass>.mgir
+  std::string dump_tag = "graph";        // e.g. the specialization key
   std::ostream* print_stream = nullptr;  // where print-ir output goes (default std::cerr)
 };
 

@@ -59,8 +59,10 @@ StatusOr<Graph> RunPipeline(const Graph& generic, const SpecKey& key,
   }
   if (!found) {
     std::string known;
-    for (const std::string& name : PipelinePassNames(options.fuse)) known += " " + name;
-    return InvalidArgument("no pass named '" + options.stop_after + "'; the pipeline runs:" + known);
+    for (const std::string& name : PipelinePassNames(options.fuse))
+      known += " " + name;
+    return InvalidArgument("no pass named '" + options.stop_after +
+                           "'; the pipeline runs:" + known);
   }
   Graph graph = generic;
   MG_RETURN_IF_ERROR(manager.Run(graph).WithContext("compiling key " + key.ToString()));

@@ -5,9 +5,8 @@
 
 namespace moegraph {
 
-StatusOr<std::vector<ValueId>> OpEmitter::Emit(std::string_view kind,
-                                               std::vector<ValueId> operands, AttrMap attrs,
-                                               std::string_view name_hint) {
+StatusOr<std::vector<ValueId>> OpEmitter::Emit(std::string_view kind, std::vector<ValueId> operands,
+                                               AttrMap attrs, std::string_view name_hint) {
   const OpDef* def = LookupOp(kind);
   if (!def) return Internal("no op '" + std::string(kind) + "' in the registry");
   Op op;

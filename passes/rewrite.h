@@ -17,8 +17,8 @@ class OpEmitter {
 
   StatusOr<std::vector<ValueId>> Emit(std::string_view kind, std::vector<ValueId> operands,
                                       AttrMap attrs = {}, std::string_view name_hint = "");
-  StatusOr<ValueId> Emit1(std::string_view kind, std::vector<ValueId> operands,
-                          AttrMap attrs = {}, std::string_view name_hint = "");
+  StatusOr<ValueId> Emit1(std::string_view kind, std::vector<ValueId> operands, AttrMap attrs = {},
+                          std::string_view name_hint = "");
 
  private:
   Graph& graph_;

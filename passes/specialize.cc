@@ -31,8 +31,8 @@ StatusOr<SpecKey> GraphSpecKey(const Graph& graph) {
                               " is not specialized (no moe_phase attribute): run specialize first");
   }
   SpecKey key;
-  key.phase = std::get<std::string>(phase->second) == "decode" ? MoePhase::kDecode
-                                                               : MoePhase::kPrefill;
+  key.phase =
+      std::get<std::string>(phase->second) == "decode" ? MoePhase::kDecode : MoePhase::kPrefill;
   key.moe_num_chunk = static_cast<int32_t>(GetInt(attrs, "moe_num_chunk", 1));
   key.max_moe_num_chunk = static_cast<int32_t>(GetInt(attrs, "max_moe_num_chunk", 1));
   key.token_bucket = static_cast<int32_t>(GetInt(attrs, "token_bucket", 0));
@@ -59,8 +59,8 @@ StatusOr<bool> SpecializePass::Run(Graph& graph) {
   if (graph.attrs().count("moe_phase")) {
     if (graph.attrs() != wanted) {
       MG_ASSIGN_OR_RETURN(SpecKey bound, GraphSpecKey(graph));
-      return FailedPrecondition("graph is already specialized for " + bound.ToString() +
-                                ", not " + key_.ToString());
+      return FailedPrecondition("graph is already specialized for " + bound.ToString() + ", not " +
+                                key_.ToString());
     }
   } else {
     graph.mutable_attrs().insert(wanted.begin(), wanted.end());

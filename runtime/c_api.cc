@@ -13,7 +13,8 @@ struct mg_engine {
 static_assert(static_cast<int>(moegraph::StatusCode::kInvalidArgument) == MG_INVALID_ARGUMENT);
 static_assert(static_cast<int>(moegraph::StatusCode::kNotFound) == MG_NOT_FOUND);
 static_assert(static_cast<int>(moegraph::StatusCode::kDataLoss) == MG_DATA_LOSS);
-static_assert(static_cast<int>(moegraph::StatusCode::kFailedPrecondition) == MG_FAILED_PRECONDITION);
+static_assert(static_cast<int>(moegraph::StatusCode::kFailedPrecondition) ==
+              MG_FAILED_PRECONDITION);
 static_assert(static_cast<int>(moegraph::StatusCode::kResourceExhausted) == MG_RESOURCE_EXHAUSTED);
 static_assert(static_cast<int>(moegraph::StatusCode::kUnimplemented) == MG_UNIMPLEMENTED);
 static_assert(static_cast<int>(moegraph::StatusCode::kInternal) == MG_INTERNAL);
@@ -44,7 +45,9 @@ mg_sampling mg_sampling_default(void) {
   return s;
 }
 
-const char* mg_last_error(void) { return last_error.c_str(); }
+const char* mg_last_error(void) {
+  return last_error.c_str();
+}
 
 mg_status mg_compile_model(const char* model, const char* plan_path, const char* demo_dir) {
   using namespace moegraph;
@@ -65,7 +68,8 @@ mg_status mg_compile_model(const char* model, const char* plan_path, const char*
 
 mg_status mg_engine_open(const char* plan_path, int num_threads, mg_engine** engine) {
   using namespace moegraph;
-  if (!plan_path || !engine) return Report(InvalidArgument("plan_path and engine must not be NULL"));
+  if (!plan_path || !engine)
+    return Report(InvalidArgument("plan_path and engine must not be NULL"));
   *engine = nullptr;
   EngineOptions options;
   options.num_threads = num_threads;
@@ -75,7 +79,9 @@ mg_status mg_engine_open(const char* plan_path, int num_threads, mg_engine** eng
   return Report(Status::Ok());
 }
 
-void mg_engine_close(mg_engine* engine) { delete engine; }
+void mg_engine_close(mg_engine* engine) {
+  delete engine;
+}
 
 int32_t mg_engine_vocab_size(const mg_engine* engine) {
   return engine ? engine->engine->plan().model.vocab_size : 0;
@@ -104,7 +110,8 @@ mg_status mg_generate(mg_engine* engine, const int32_t* prompt, size_t prompt_le
                       size_t* out_len) {
   using namespace moegraph;
   if (!engine || !prompt || !sampling || !out_tokens || !out_len) {
-    return Report(InvalidArgument("engine, prompt, sampling, out_tokens and out_len must not be NULL"));
+    return Report(
+        InvalidArgument("engine, prompt, sampling, out_tokens and out_len must not be NULL"));
   }
   if (sampling->max_new_tokens < 0 ||
       static_cast<size_t>(sampling->max_new_tokens) > out_capacity) {

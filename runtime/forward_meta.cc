@@ -44,7 +44,8 @@ ForwardMetaBuffers::ForwardMetaBuffers(int32_t max_tokens, int32_t max_seqs,
 Status ForwardMetaBuffers::Fill(const std::vector<SequenceStep>& batch, int32_t token_capacity,
                                 int32_t seq_capacity, const KvCache& kv) {
   int64_t num_tokens = 0;
-  for (const SequenceStep& s : batch) num_tokens += static_cast<int64_t>(s.tokens.size());
+  for (const SequenceStep& s : batch)
+    num_tokens += static_cast<int64_t>(s.tokens.size());
   if (token_capacity > max_tokens_ || seq_capacity > max_seqs_) {
     return Internal("ForwardMeta capacities exceed the static buffers");
   }
@@ -93,7 +94,8 @@ Status ForwardMetaBuffers::Fill(const std::vector<SequenceStep>& batch, int32_t 
     }
     cu_seqlens_q_[s + 1] = t;
   }
-  for (size_t s = batch.size(); s < static_cast<size_t>(seq_capacity); ++s) cu_seqlens_q_[s + 1] = t;
+  for (size_t s = batch.size(); s < static_cast<size_t>(seq_capacity); ++s)
+    cu_seqlens_q_[s + 1] = t;
   view_.num_tokens = t;
   view_.num_seqs = static_cast<int32_t>(batch.size());
   view_.token_capacity = token_capacity;

@@ -14,7 +14,6 @@
 
 namespace moegraph {
 
-
 // One sequence's share of a step.
 struct SequenceStep {
   int64_t seq_id = 0;
@@ -34,8 +33,8 @@ class ForwardMetaBuffers {
 
   // Writes the batch's fields, padded to the given capacities (which must fit
   // the buffers). The KV blocks of every sequence must already be reserved.
-  Status Fill(const std::vector<SequenceStep>& batch, int32_t token_capacity,
-              int32_t seq_capacity, const KvCache& kv);
+  Status Fill(const std::vector<SequenceStep>& batch, int32_t token_capacity, int32_t seq_capacity,
+              const KvCache& kv);
 
   const ForwardMetaView& view() const { return view_; }
   // Token ids, [max_tokens], padded with 0.

@@ -74,7 +74,8 @@ Status Generator::Add(GenerationRequest request) {
     }
   }
   if (request.sampling.max_new_tokens < 1) {
-    return InvalidArgument("request " + std::to_string(request.id) + ": max_new_tokens must be >= 1");
+    return InvalidArgument("request " + std::to_string(request.id) +
+                           ": max_new_tokens must be >= 1");
   }
   if (max_prefill_tokens_ == 0) return FailedPrecondition("the plan has no prefill keys");
   Running r;
@@ -135,14 +136,15 @@ StatusOr<std::vector<GenerationResult>> Generator::Step() {
       r.prompt_done += batch[i].tokens.size();
       if (r.prompt_done < r.request.prompt.size()) continue;  // more prompt to feed
     }
-    const int32_t token = SampleToken(logits.row(static_cast<int32_t>(i)), logits.vocab,
-                                      r.request.sampling, r.rng);
+    const int32_t token =
+        SampleToken(logits.row(static_cast<int32_t>(i)), logits.vocab, r.request.sampling, r.rng);
     r.generated.push_back(token);
     const auto& stops = r.request.sampling.stop_tokens;
     const bool by_token = std::find(stops.begin(), stops.end(), token) != stops.end();
     const int32_t cached = engine_.CachedTokens(r.request.id);
-    const bool at_limit = static_cast<int32_t>(r.generated.size()) >= r.request.sampling.max_new_tokens ||
-                          cached + 1 >= engine_.plan().model.max_position_embeddings;
+    const bool at_limit =
+        static_cast<int32_t>(r.generated.size()) >= r.request.sampling.max_new_tokens ||
+        cached + 1 >= engine_.plan().model.max_position_embeddings;
     if (by_token || at_limit) {
       Finish(r, by_token, done);
       finished.push_back(r.request.id);
@@ -158,7 +160,8 @@ StatusOr<std::vector<GenerationResult>> Generator::RunToCompletion() {
   std::map<int64_t, GenerationResult> results;
   while (!running_.empty()) {
     MG_ASSIGN_OR_RETURN(std::vector<GenerationResult> done, Step());
-    for (GenerationResult& r : done) results[r.id] = std::move(r);
+    for (GenerationResult& r : done)
+      results[r.id] = std::move(r);
   }
   std::vector<GenerationResult> ordered;
   for (int64_t id : order_) {

@@ -10,7 +10,8 @@ namespace moegraph {
 
 int64_t HostTensor::numel() const {
   int64_t n = 1;
-  for (int64_t d : shape) n *= d;
+  for (int64_t d : shape)
+    n *= d;
   return n;
 }
 
@@ -38,7 +39,8 @@ TensorArg ArgOf(HostTensor& t) {
   arg.data = t.bytes.data();
   arg.dtype = t.dtype;
   arg.rank = static_cast<int>(t.shape.size());
-  for (int i = 0; i < arg.rank; ++i) arg.shape[i] = t.shape[i];
+  for (int i = 0; i < arg.rank; ++i)
+    arg.shape[i] = t.shape[i];
   return arg;
 }
 
@@ -48,8 +50,8 @@ StatusOr<std::vector<HostTensor>> InterpretGraph(const Graph& graph,
                                                  const std::map<std::string, int64_t>& symbols,
                                                  const WeightArgs& weights,
                                                  const std::vector<TensorArg>& inputs,
-                                                 const ForwardMetaView& meta,
-                                                 const KvCacheView& kv, int num_threads) {
+                                                 const ForwardMetaView& meta, const KvCacheView& kv,
+                                                 int num_threads) {
   std::vector<TensorArg> args(graph.values().size());
   std::vector<HostTensor> storage(graph.values().size());
   if (inputs.size() + 1 != graph.inputs().size()) {
@@ -104,7 +106,8 @@ StatusOr<std::vector<HostTensor>> InterpretGraph(const Graph& graph,
     op.def->reference(call);
   }
   std::vector<HostTensor> results;
-  for (ValueId out : graph.outputs()) results.push_back(std::move(storage[out]));
+  for (ValueId out : graph.outputs())
+    results.push_back(std::move(storage[out]));
   return results;
 }
 
@@ -113,8 +116,7 @@ EagerRunner::EagerRunner(const Graph& graph, const WeightArgs& weights, KvCache 
     : graph_(graph),
       weights_(weights),
       kv_(std::move(kv_cache)),
-      meta_(max_tokens, max_seqs,
-            static_cast<int32_t>(kv_.config().num_blocks)),
+      meta_(max_tokens, max_seqs, static_cast<int32_t>(kv_.config().num_blocks)),
       num_threads_(num_threads) {}
 
 StatusOr<HostTensor> EagerRunner::Step(const std::vector<SequenceStep>& batch) {

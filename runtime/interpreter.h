@@ -36,15 +36,15 @@ StatusOr<std::vector<HostTensor>> InterpretGraph(const Graph& graph,
                                                  const std::map<std::string, int64_t>& symbols,
                                                  const WeightArgs& weights,
                                                  const std::vector<TensorArg>& inputs,
-                                                 const ForwardMetaView& meta,
-                                                 const KvCacheView& kv, int num_threads);
+                                                 const ForwardMetaView& meta, const KvCacheView& kv,
+                                                 int num_threads);
 
 // A model graph run eagerly step after step, with its own paged KV cache:
 // the generic graph with T = the step's tokens and B = its sequences.
 class EagerRunner {
  public:
-  EagerRunner(const Graph& graph, const WeightArgs& weights, KvCache kv_cache,
-              int32_t max_tokens, int32_t max_seqs, int num_threads);
+  EagerRunner(const Graph& graph, const WeightArgs& weights, KvCache kv_cache, int32_t max_tokens,
+              int32_t max_seqs, int num_threads);
 
   // Runs one step; returns the last-token logits of each sequence [B, vocab].
   // Reserves KV blocks for each sequence as needed.

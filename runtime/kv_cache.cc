@@ -8,8 +8,9 @@ namespace moegraph {
 StatusOr<KvCache> KvCache::Create(const KvCacheConfig& config) {
   if (config.num_layers <= 0 || config.num_kv_heads <= 0 || config.head_dim <= 0 ||
       config.block_size <= 0 || config.num_blocks <= 0) {
-    return InvalidArgument("KV cache: layers, kv heads, head_dim, block_size and num_blocks "
-                           "must all be > 0");
+    return InvalidArgument(
+        "KV cache: layers, kv heads, head_dim, block_size and num_blocks "
+        "must all be > 0");
   }
   const int64_t per_layer = static_cast<int64_t>(config.num_blocks) * config.block_size *
                             config.num_kv_heads * config.head_dim;
@@ -21,9 +22,10 @@ StatusOr<KvCache> KvCache::Create(const KvCacheConfig& config) {
   cache.storage_k_.assign(per_layer * config.num_layers, 0.0f);
   cache.storage_v_.assign(per_layer * config.num_layers, 0.0f);
   cache.view_ = KvCacheView{cache.storage_k_.data(), cache.storage_v_.data(), config.num_layers,
-                            config.num_blocks,        config.block_size,     config.num_kv_heads,
+                            config.num_blocks,       config.block_size,       config.num_kv_heads,
                             config.head_dim};
-  for (int32_t b = config.num_blocks - 1; b >= 0; --b) cache.free_blocks_.push_back(b);
+  for (int32_t b = config.num_blocks - 1; b >= 0; --b)
+    cache.free_blocks_.push_back(b);
   return cache;
 }
 
@@ -32,12 +34,11 @@ Status KvCache::Reserve(int64_t seq_id, int64_t total_tokens) {
   const int64_t needed = BlocksFor(total_tokens) - static_cast<int64_t>(table.size());
   if (needed > static_cast<int64_t>(free_blocks_.size())) {
     if (table.empty()) tables_.erase(seq_id);
-    return ResourceExhausted("KV cache: sequence " + std::to_string(seq_id) + " needs " +
-                             std::to_string(needed) + " more blocks of " +
-                             std::to_string(config_.block_size) + " tokens for " +
-                             std::to_string(total_tokens) + " tokens, but only " +
-                             std::to_string(free_blocks_.size()) + " of " +
-                             std::to_string(config_.num_blocks) + " blocks are free");
+    return ResourceExhausted(
+        "KV cache: sequence " + std::to_string(seq_id) + " needs " + std::to_string(needed) +
+        " more blocks of " + std::to_string(config_.block_size) + " tokens for " +
+        std::to_string(total_tokens) + " tokens, but only " + std::to_string(free_blocks_.size()) +
+        " of " + std::to_string(config_.num_blocks) + " blocks are free");
   }
   for (int64_t i = 0; i < needed; ++i) {
     table.push_back(free_blocks_.back());
@@ -49,7 +50,8 @@ Status KvCache::Reserve(int64_t seq_id, int64_t total_tokens) {
 void KvCache::Release(int64_t seq_id) {
   auto it = tables_.find(seq_id);
   if (it == tables_.end()) return;
-  for (auto b = it->second.rbegin(); b != it->second.rend(); ++b) free_blocks_.push_back(*b);
+  for (auto b = it->second.rbegin(); b != it->second.rend(); ++b)
+    free_blocks_.push_back(*b);
   tables_.erase(it);
 }
 

@@ -19,7 +19,8 @@ StatusOr<ResolvedWeight> ResolveWeight(const Op& op, const Type& type,
   // One slice's logical shape: the type minus the expert dim.
   std::vector<int64_t> slice_shape(w.shape.begin() + (w.stacked ? 1 : 0), w.shape.end());
   int64_t slice_numel = 1;
-  for (int64_t d : slice_shape) slice_numel *= d;
+  for (int64_t d : slice_shape)
+    slice_numel *= d;
   const uint64_t slice_bytes = static_cast<uint64_t>(slice_numel) * DTypeBytes(w.dtype);
   const int64_t row_offset = op.IntAttr("row_offset", 0);
   const bool per_expert_names = w.name.find("{e}") != std::string::npos;
@@ -66,10 +67,12 @@ void WeightArgs::Bind(ValueId id, const ResolvedWeight& weight) {
   TensorArg arg;
   arg.dtype = weight.dtype;
   arg.rank = static_cast<int>(weight.shape.size());
-  for (int i = 0; i < arg.rank && i < kMaxRank; ++i) arg.shape[i] = weight.shape[i];
+  for (int i = 0; i < arg.rank && i < kMaxRank; ++i)
+    arg.shape[i] = weight.shape[i];
   if (weight.stacked) {
     auto pointers = std::make_unique<std::vector<const void*>>();
-    for (const WeightSlice& s : weight.slices) pointers->push_back(s.data);
+    for (const WeightSlice& s : weight.slices)
+      pointers->push_back(s.data);
     arg.expert_data = pointers->data();
     arg.data = const_cast<std::byte*>(weight.slices[0].data);
     expert_pointers_.push_back(std::move(pointers));
@@ -88,8 +91,7 @@ StatusOr<WeightArgs> WeightArgs::FromCheckpoint(const Graph& graph, const Checkp
   WeightArgs args;
   for (const Op& op : graph.ops()) {
     if (!op.def || !op.def->Has(kWeight)) continue;
-    MG_ASSIGN_OR_RETURN(ResolvedWeight w,
-                        ResolveWeight(op, graph.type(op.results[0]), checkpoint));
+    MG_ASSIGN_OR_RETURN(ResolvedWeight w, ResolveWeight(op, graph.type(op.results[0]), checkpoint));
     if (w.shape.size() > static_cast<size_t>(kMaxRank)) {
       return InvalidArgument("weight '" + w.name + "' has rank above " + std::to_string(kMaxRank));
     }

@@ -17,8 +17,8 @@ namespace moegraph {
 
 // Where one weight (or one expert's slice of a stacked weight) lives.
 struct WeightSlice {
-  std::string file;      // checkpoint file path
-  uint64_t offset = 0;   // absolute byte offset in the file
+  std::string file;     // checkpoint file path
+  uint64_t offset = 0;  // absolute byte offset in the file
   uint64_t bytes = 0;
   const std::byte* data = nullptr;  // into the checkpoint's mapping, when resolved from one
 };
@@ -34,7 +34,8 @@ struct ResolvedWeight {
 
 // Finds the bytes of weight op `op` (typed `type`) in `checkpoint`; the dtype
 // and shape must match the IR type exactly.
-StatusOr<ResolvedWeight> ResolveWeight(const Op& op, const Type& type, const Checkpoint& checkpoint);
+StatusOr<ResolvedWeight> ResolveWeight(const Op& op, const Type& type,
+                                       const Checkpoint& checkpoint);
 
 // Kernel arguments for every weight value of a graph.
 class WeightArgs {

@@ -109,10 +109,12 @@ StatusOr<std::vector<int32_t>> ParseIntList(const std::string& text, const std::
   std::vector<int32_t> values;
   for (const std::string& piece : SplitString(text, ',')) {
     MG_ASSIGN_OR_RETURN(int64_t v, ParseInt(piece, what));
-    if (v < INT32_MIN || v > INT32_MAX) return InvalidArgument(what + ": " + piece + " is out of range");
+    if (v < INT32_MIN || v > INT32_MAX)
+      return InvalidArgument(what + ": " + piece + " is out of range");
     values.push_back(static_cast<int32_t>(v));
   }
-  if (values.empty()) return InvalidArgument(what + ": expected a comma-separated list of integers");
+  if (values.empty())
+    return InvalidArgument(what + ": expected a comma-separated list of integers");
   return values;
 }
 

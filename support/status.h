@@ -48,8 +48,12 @@ class [[nodiscard]] Status {
 inline Status InvalidArgument(std::string m) {
   return Status(StatusCode::kInvalidArgument, std::move(m));
 }
-inline Status NotFound(std::string m) { return Status(StatusCode::kNotFound, std::move(m)); }
-inline Status DataLoss(std::string m) { return Status(StatusCode::kDataLoss, std::move(m)); }
+inline Status NotFound(std::string m) {
+  return Status(StatusCode::kNotFound, std::move(m));
+}
+inline Status DataLoss(std::string m) {
+  return Status(StatusCode::kDataLoss, std::move(m));
+}
 inline Status FailedPrecondition(std::string m) {
   return Status(StatusCode::kFailedPrecondition, std::move(m));
 }
@@ -59,7 +63,9 @@ inline Status ResourceExhausted(std::string m) {
 inline Status Unimplemented(std::string m) {
   return Status(StatusCode::kUnimplemented, std::move(m));
 }
-inline Status Internal(std::string m) { return Status(StatusCode::kInternal, std::move(m)); }
+inline Status Internal(std::string m) {
+  return Status(StatusCode::kInternal, std::move(m));
+}
 
 template <typename T>
 class [[nodiscard]] StatusOr {
@@ -91,10 +97,10 @@ class [[nodiscard]] StatusOr {
 #define MG_CONCAT(a, b) MG_CONCAT_INNER(a, b)
 
 // Returns the status from the enclosing function if `expr` is not OK.
-#define MG_RETURN_IF_ERROR(expr)                 \
-  do {                                           \
-    ::moegraph::Status mg_status_ = (expr);      \
-    if (!mg_status_.ok()) return mg_status_;     \
+#define MG_RETURN_IF_ERROR(expr)             \
+  do {                                       \
+    ::moegraph::Status mg_status_ = (expr);  \
+    if (!mg_status_.ok()) return mg_status_; \
   } while (0)
 
 // `MG_ASSIGN_OR_RETURN(auto x, FnReturningStatusOr())`.

@@ -40,7 +40,8 @@ int Main(int argc, char** argv) {
       "token bucket). Weights stay in the checkpoint; the plan references them by file and\n"
       "offset. Example:\n"
       "  compile-model demo -o demo.plan\n"
-      "  compile-model /models/Qwen3-30B-A3B -o a3b.plan --decode-buckets 1,8,32 --prefill-buckets 512");
+      "  compile-model /models/Qwen3-30B-A3B -o a3b.plan --decode-buckets 1,8,32 --prefill-buckets "
+      "512");
   flags.Value("--output", "PLAN", "plan file to write (required)", [&](const std::string& v) {
     output = v;
     return Status::Ok();
@@ -78,16 +79,16 @@ int Main(int argc, char** argv) {
               });
   flags.Value("--decode-buckets", "LIST", "decode token buckets (default 1,2,4,8,16,32,64)",
               [&](const std::string& v) -> Status {
-                MG_ASSIGN_OR_RETURN(options.keys.decode_buckets, ParseIntList(v, "--decode-buckets"));
+                MG_ASSIGN_OR_RETURN(options.keys.decode_buckets,
+                                    ParseIntList(v, "--decode-buckets"));
                 return Status::Ok();
               });
-  flags.Value("--prefill-buckets", "LIST",
-              "prefill token buckets (default 16,32,64,128,256,512,1024,2048)",
-              [&](const std::string& v) -> Status {
-                MG_ASSIGN_OR_RETURN(options.keys.prefill_buckets,
-                                    ParseIntList(v, "--prefill-buckets"));
-                return Status::Ok();
-              });
+  flags.Value(
+      "--prefill-buckets", "LIST", "prefill token buckets (default 16,32,64,128,256,512,1024,2048)",
+      [&](const std::string& v) -> Status {
+        MG_ASSIGN_OR_RETURN(options.keys.prefill_buckets, ParseIntList(v, "--prefill-buckets"));
+        return Status::Ok();
+      });
   flags.Value("--max-prefill-seqs", "N", "sequence capacity of prefill keys (default 16)",
               [&](const std::string& v) -> Status {
                 MG_ASSIGN_OR_RETURN(int64_t n, ParseInt(v, "--max-prefill-seqs"));
@@ -98,9 +99,13 @@ int Main(int argc, char** argv) {
   flags.Switch("--no-verify", "do not verify the graph after every pass",
                [&] { options.pipeline.pass_manager.verify_each = false; });
   flags.Value("--print-ir-before", "REGEX", "print the IR before passes whose name matches",
-              [&](const std::string& v) { return SetRegex(v, options.pipeline.pass_manager.print_ir_before); });
+              [&](const std::string& v) {
+                return SetRegex(v, options.pipeline.pass_manager.print_ir_before);
+              });
   flags.Value("--print-ir-after", "REGEX", "print the IR after passes whose name matches",
-              [&](const std::string& v) { return SetRegex(v, options.pipeline.pass_manager.print_ir_after); });
+              [&](const std::string& v) {
+                return SetRegex(v, options.pipeline.pass_manager.print_ir_after);
+              });
   flags.Switch("--print-ir-after-change", "print the IR after every pass that changed it",
                [&] { options.pipeline.pass_manager.print_ir_after_change = true; });
   flags.Value("--dump-dir", "DIR", "write the IR after every pass, one file per pass per key",
@@ -126,7 +131,8 @@ int Main(int argc, char** argv) {
       return Fail(InvalidArgument("--phases: unknown phase '" + p + "' (prefill, decode)"));
     }
   }
-  for (int i = 0; i < argc; ++i) options.command_line += (i ? " " : "") + std::string(argv[i]);
+  for (int i = 0; i < argc; ++i)
+    options.command_line += (i ? " " : "") + std::string(argv[i]);
 
   const auto start = std::chrono::steady_clock::now();
   if (demo_dir.empty()) {
@@ -157,7 +163,8 @@ int Main(int argc, char** argv) {
   if (!plan.ok()) return Fail(plan.status());
   Status written = WritePlanFile(*plan, output);
   if (!written.ok()) return Fail(written);
-  const double total = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  const double total =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   if (!quiet) {
     std::printf("%-52s %12s %7s %10s\n", "key", "arena", "steps", "compile");
     for (size_t i = 0; i < plan->programs.size(); ++i) {
@@ -167,14 +174,15 @@ int Main(int argc, char** argv) {
     }
     uint64_t weight_bytes = 0;
     for (const PlanWeight& w : plan->weights) {
-      for (const PlanWeightSlice& s : w.slices) weight_bytes += s.bytes;
+      for (const PlanWeightSlice& s : w.slices)
+        weight_bytes += s.bytes;
     }
-    std::printf("wrote %s: %zu keys, runtime arena %s (largest key), %zu weights (%s, referenced "
-                "in %s), %s plan file, %.2f s\n",
-                output.c_str(), plan->programs.size(),
-                FormatBytes(plan->max_arena_bytes()).c_str(), plan->weights.size(),
-                FormatBytes(weight_bytes).c_str(), plan->model_dir.c_str(),
-                FormatBytes(std::filesystem::file_size(output)).c_str(), total);
+    std::printf(
+        "wrote %s: %zu keys, runtime arena %s (largest key), %zu weights (%s, referenced "
+        "in %s), %s plan file, %.2f s\n",
+        output.c_str(), plan->programs.size(), FormatBytes(plan->max_arena_bytes()).c_str(),
+        plan->weights.size(), FormatBytes(weight_bytes).c_str(), plan->model_dir.c_str(),
+        FormatBytes(std::filesystem::file_size(output)).c_str(), total);
   }
   return 0;
 }
@@ -182,4 +190,6 @@ int Main(int argc, char** argv) {
 }  // namespace
 }  // namespace moegraph
 
-int main(int argc, char** argv) { return moegraph::Main(argc, argv); }
+int main(int argc, char** argv) {
+  return moegraph::Main(argc, argv);
+}

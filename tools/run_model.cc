@@ -53,8 +53,8 @@ class TraceWriter : public StepObserver {
     std::snprintf(buf, sizeof(buf),
                   "%s{\"name\":\"%s\",\"cat\":\"%s\",\"ph\":\"X\",\"ts\":%.3f,\"dur\":%.3f,"
                   "\"pid\":1,\"tid\":%d}",
-                  events_.empty() ? "" : ",\n", name.c_str(), category, start_us,
-                  end_us - start_us, tid);
+                  events_.empty() ? "" : ",\n", name.c_str(), category, start_us, end_us - start_us,
+                  tid);
     events_ += buf;
   }
   Status Write(const std::string& path) const {
@@ -86,7 +86,8 @@ struct BenchRow {
 template <typename Fn>
 double TimeRuns(Fn fn, int runs) {
   const auto start = std::chrono::steady_clock::now();
-  for (int i = 0; i < runs; ++i) fn();
+  for (int i = 0; i < runs; ++i)
+    fn();
   return Seconds(start) * 1e6 / runs;
 }
 
@@ -118,7 +119,8 @@ StatusOr<int32_t> PrepareKey(Engine& engine, const SpecKey& key, std::vector<int
   } else {
     const int32_t tokens = std::min(key.token_bucket, key.moe_num_chunk * ko.chunk_size);
     std::vector<int32_t> prompt(tokens);
-    for (int32_t i = 0; i < tokens; ++i) prompt[i] = (i * 31 + 5) % engine.plan().model.vocab_size;
+    for (int32_t i = 0; i < tokens; ++i)
+      prompt[i] = (i * 31 + 5) % engine.plan().model.vocab_size;
     seqs.push_back(next_id);
     batch.push_back(SequenceStep{next_id, prompt, 0});
   }
@@ -126,7 +128,8 @@ StatusOr<int32_t> PrepareKey(Engine& engine, const SpecKey& key, std::vector<int
   if (!engine.ProgramFor(batch, &chosen).ok() || !(chosen == key)) return 0;
   MG_RETURN_IF_ERROR(engine.Step(batch).status());
   int32_t tokens = 0;
-  for (const SequenceStep& s : batch) tokens += static_cast<int32_t>(s.tokens.size());
+  for (const SequenceStep& s : batch)
+    tokens += static_cast<int32_t>(s.tokens.size());
   return tokens;
 }
 
@@ -152,7 +155,8 @@ Status RunBench(Engine& engine) {
         replay_us.push_back(TimeRuns(replay, runs));
         eager_us.push_back(TimeRuns(eager, runs));
         KernelTimer timer;
-        for (int i = 0; i < runs; ++i) (void)engine.ReplayKey(program.key, &timer);
+        for (int i = 0; i < runs; ++i)
+          (void)engine.ReplayKey(program.key, &timer);
         kernel_us.push_back(timer.total_us / runs);
       }
       row.replay_us = Median(replay_us);
@@ -160,11 +164,12 @@ Status RunBench(Engine& engine) {
       row.kernel_us = Median(kernel_us);
       rows.push_back(row);
     }
-    for (int64_t id : seqs) engine.Release(id);
+    for (int64_t id : seqs)
+      engine.Release(id);
     if (!tokens.ok()) return tokens.status().WithContext("benchmarking " + program.key.ToString());
   }
-  std::printf("\n%-48s %6s %11s %11s %11s %9s %8s %12s\n", "key", "tokens", "replay us",
-              "eager us", "kernels us", "dispatch", "eager/", "tokens/s");
+  std::printf("\n%-48s %6s %11s %11s %11s %9s %8s %12s\n", "key", "tokens", "replay us", "eager us",
+              "kernels us", "dispatch", "eager/", "tokens/s");
   std::printf("%-48s %6s %11s %11s %11s %9s %8s %12s\n", "", "", "", "", "", "overhead", "replay",
               "(replay)");
   for (const BenchRow& r : rows) {
@@ -264,10 +269,12 @@ int Main(int argc, char** argv) {
               });
   flags.Switch("--eager", "run every step op by op instead of replaying the captured programs",
                [&] { options.eager = true; });
-  flags.Switch("--bench", "benchmark every key: replay and eager step latency, kernel time, "
+  flags.Switch("--bench",
+               "benchmark every key: replay and eager step latency, kernel time, "
                "dispatch overhead, tokens/s",
                [&] { bench = true; });
-  flags.Value("--trace", "FILE", "write a Chrome trace (JSON) of the generation's steps and kernels",
+  flags.Value("--trace", "FILE",
+              "write a Chrome trace (JSON) of the generation's steps and kernels",
               [&](const std::string& v) {
                 trace_path = v;
                 return Status::Ok();
@@ -311,18 +318,20 @@ int Main(int argc, char** argv) {
   if (!engine.ok()) return Fail(engine.status());
   const double load_s = Seconds(load_start);
   Engine& e = **engine;
-  std::printf("loaded %s: %zu keys, weights %s, KV cache %s (%d blocks of %d tokens), arena %s, "
-              "load + capture %.3f s%s\n",
-              (*args)[0].c_str(), e.plan().programs.size(), FormatBytes(e.weight_bytes()).c_str(),
-              FormatBytes(e.kv_cache().bytes()).c_str(), e.kv_cache().config().num_blocks,
-              e.kv_cache().config().block_size, FormatBytes(e.arena_bytes()).c_str(), load_s,
-              options.eager ? " (eager: nothing captured)" : "");
+  std::printf(
+      "loaded %s: %zu keys, weights %s, KV cache %s (%d blocks of %d tokens), arena %s, "
+      "load + capture %.3f s%s\n",
+      (*args)[0].c_str(), e.plan().programs.size(), FormatBytes(e.weight_bytes()).c_str(),
+      FormatBytes(e.kv_cache().bytes()).c_str(), e.kv_cache().config().num_blocks,
+      e.kv_cache().config().block_size, FormatBytes(e.arena_bytes()).c_str(), load_s,
+      options.eager ? " (eager: nothing captured)" : "");
 
   if (!bench || !prompts.empty()) {
     if (prompts.empty()) prompts.push_back({1, 2, 3, 4, 5, 6, 7, 8});
     Generator generator(e);
     for (size_t i = 0; i < prompts.size(); ++i) {
-      Status added = generator.Add(GenerationRequest{static_cast<int64_t>(i), prompts[i], sampling});
+      Status added =
+          generator.Add(GenerationRequest{static_cast<int64_t>(i), prompts[i], sampling});
       if (!added.ok()) return Fail(added);
     }
     TraceWriter trace;
@@ -336,7 +345,8 @@ int Main(int argc, char** argv) {
       if (!trace_path.empty()) {
         trace.Event(e.last_key().ToString(), "step", step_start, NowMicros(), 1);
       }
-      for (GenerationResult& r : *done) results.push_back(std::move(r));
+      for (GenerationResult& r : *done)
+        results.push_back(std::move(r));
     }
     e.set_observer(nullptr);
     const double gen_s = Seconds(start);
@@ -345,7 +355,8 @@ int Main(int argc, char** argv) {
     size_t generated = 0;
     for (const GenerationResult& r : results) {
       std::string ids;
-      for (int32_t t : r.tokens) ids += (ids.empty() ? "" : ",") + std::to_string(t);
+      for (int32_t t : r.tokens)
+        ids += (ids.empty() ? "" : ",") + std::to_string(t);
       std::printf("sequence %lld: prompt %zu tokens -> generated %s%s\n",
                   static_cast<long long>(r.id), prompts[r.id].size(), ids.c_str(),
                   r.stopped_by_token ? " (stop token)" : "");
@@ -361,7 +372,8 @@ int Main(int argc, char** argv) {
     }
   }
   if (bench) {
-    if (options.eager) return Fail(InvalidArgument("--bench compares replay with eager; drop --eager"));
+    if (options.eager)
+      return Fail(InvalidArgument("--bench compares replay with eager; drop --eager"));
     Status status = RunBench(e);
     if (!status.ok()) return Fail(status);
     const uint64_t expected = e.weight_bytes() + e.kv_cache().bytes() + e.arena_bytes();
@@ -370,11 +382,12 @@ int Main(int argc, char** argv) {
     // reported apart from what the engine adds.
     const uint64_t peak = PeakRssBytes();
     const uint64_t engine_rss = peak > baseline_rss ? peak - baseline_rss : 0;
-    std::printf("  peak RSS %s = %s at start (libraries, runtime) + %s for the engine; weights + "
-                "KV cache + arena = %s; engine / that = %.3f\n",
-                FormatBytes(peak).c_str(), FormatBytes(baseline_rss).c_str(),
-                FormatBytes(engine_rss).c_str(), FormatBytes(expected).c_str(),
-                static_cast<double>(engine_rss) / expected);
+    std::printf(
+        "  peak RSS %s = %s at start (libraries, runtime) + %s for the engine; weights + "
+        "KV cache + arena = %s; engine / that = %.3f\n",
+        FormatBytes(peak).c_str(), FormatBytes(baseline_rss).c_str(),
+        FormatBytes(engine_rss).c_str(), FormatBytes(expected).c_str(),
+        static_cast<double>(engine_rss) / expected);
     std::printf("  load + capture %.3f s\n", load_s);
   }
   return 0;
@@ -383,4 +396,6 @@ int Main(int argc, char** argv) {
 }  // namespace
 }  // namespace moegraph
 
-int main(int argc, char** argv) { return moegraph::Main(argc, argv); }
+int main(int argc, char** argv) {
+  return moegraph::Main(argc, argv);
+}

@@ -24,9 +24,9 @@ typedef enum mg_status {
 typedef struct mg_engine mg_engine;
 
 typedef struct mg_sampling {
-  float temperature;   /* 0: greedy */
-  int32_t top_k;       /* 0: all tokens */
-  float top_p;         /* 1: no nucleus cut */
+  float temperature; /* 0: greedy */
+  int32_t top_k;     /* 0: all tokens */
+  float top_p;       /* 1: no nucleus cut */
   uint64_t seed;
   int32_t max_new_tokens;
   const int32_t* stop_tokens; /* may be NULL */

@@ -70,8 +70,8 @@ TEST_P(GoldenEagerTest, PrefillAndGreedyDecodeMatchTransformers) {
     }
   }
   RecordProperty("max_abs_logit_error", std::to_string(worst));
-  std::printf("[ golden ] %s: max abs logit error %.3g over %zu steps\n", GetParam().c_str(),
-              worst, steps);
+  std::printf("[ golden ] %s: max abs logit error %.3g over %zu steps\n", GetParam().c_str(), worst,
+              steps);
 }
 
 INSTANTIATE_TEST_SUITE_P(Qwen3Moe, GoldenEagerTest, ::testing::ValuesIn(testing::GoldenCases()));

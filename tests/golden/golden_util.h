@@ -62,7 +62,8 @@ inline Golden LoadGolden(const std::string& name) {
 
 inline float MaxAbsDiff(const float* a, const float* b, int64_t n) {
   float m = 0;
-  for (int64_t i = 0; i < n; ++i) m = std::max(m, std::fabs(a[i] - b[i]));
+  for (int64_t i = 0; i < n; ++i)
+    m = std::max(m, std::fabs(a[i] - b[i]));
   return m;
 }
 

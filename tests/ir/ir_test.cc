@@ -11,7 +11,8 @@ namespace moegraph {
 namespace {
 
 // A small MoE block with a shared expert, written as the text form.
-constexpr const char* kSharedExpertBlock = R"(graph @block(%meta: !forward_meta, %x: tensor<T x 16 x f32>) {
+constexpr const char* kSharedExpertBlock =
+    R"(graph @block(%meta: !forward_meta, %x: tensor<T x 16 x f32>) {
   %router = weight() {name = "mlp.gate.weight"} : tensor<4 x 16 x bf16>
   %wg = weight() {experts = 4, name = "mlp.experts.{e}.gate_proj.weight"} : tensor<4 x 8 x 16 x bf16>
   %wu = weight() {experts = 4, name = "mlp.experts.{e}.up_proj.weight"} : tensor<4 x 8 x 16 x bf16>
@@ -49,7 +50,8 @@ TEST(IrText, RoundTripIsExact) {
 }
 
 TEST(IrText, RoundTripsAttributesOfEveryKind) {
-  const std::string text = R"(graph @attrs(%meta: !forward_meta, %x: tensor<5 x 6 x f32>) attributes {phase = "decode", tokens = 8} {
+  const std::string text =
+      R"(graph @attrs(%meta: !forward_meta, %x: tensor<5 x 6 x f32>) attributes {phase = "decode", tokens = 8} {
   %w = weight() {name = "w \"quoted\" \\ name"} : tensor<6 x f32>
   %y = rms_norm(%x, %w) {eps = 1e-05} : tensor<5 x 6 x f32>
   %s = slice_rows(%y) {begin = 1, rows = 3} : tensor<3 x 6 x f32>
@@ -76,7 +78,8 @@ TEST(IrText, ParserErrorsNameLineAndColumn) {
        "test.mgir:1:32: value %meta is defined twice, found '%meta'"},
       {"graph @g(%meta: !forward_meta) {\n  %y = add(%meta, %meta) : tensor<3 4 f32>\n",
        "test.mgir:2:37: expected 'x' between the dims"},
-      {"graph @g(%meta: !forward_meta) {", "test.mgir:1:33: expected an op name, found end of input"},
+      {"graph @g(%meta: !forward_meta) {",
+       "test.mgir:1:33: expected an op name, found end of input"},
       {"graph @g(%meta: !bogus) {}", "test.mgir:1:17: unknown type '!bogus'"},
   };
   for (const Case& c : cases) {
@@ -122,14 +125,17 @@ bool HasFault(const std::vector<Diagnostic>& faults, int op, const std::string& 
   return false;
 }
 
-TEST(Verifier, AcceptsWellFormedBlock) { EXPECT_TRUE(VerifyText(kSharedExpertBlock).empty()); }
+TEST(Verifier, AcceptsWellFormedBlock) {
+  EXPECT_TRUE(VerifyText(kSharedExpertBlock).empty());
+}
 
 // The bug class moegraph exists to rule out (FastDeploy PR 5138): a shared
 // expert called without forward_meta.
 TEST(Verifier, RejectsSharedExpertWithoutMeta) {
   Graph g = ParseOrDie(Replace(kSharedExpertBlock, "mlp(%meta, %x,", "mlp(%x,"));
   std::vector<Diagnostic> faults = VerifyGraph(g);
-  ASSERT_TRUE(HasFault(faults, 8, "forward-meta", "'mlp' needs ForwardMeta")) << Verify(g).ToString();
+  ASSERT_TRUE(HasFault(faults, 8, "forward-meta", "'mlp' needs ForwardMeta"))
+      << Verify(g).ToString();
   Status status = Verify(g);
   EXPECT_NE(status.message().find("op #8 'mlp' (line 10)"), std::string::npos) << status.message();
   EXPECT_NE(status.message().find("[rule: forward-meta]"), std::string::npos);
@@ -152,9 +158,8 @@ TEST(Verifier, RejectsSplitAllGatherHelperWithoutMeta) {
 TEST(Verifier, RejectsMoeWithoutMetaAndMetaNotFirst) {
   EXPECT_TRUE(HasFault(VerifyText(Replace(kSharedExpertBlock, "moe(%meta, %x,", "moe(%x,")), 7,
                        "forward-meta", "built without it"));
-  EXPECT_TRUE(HasFault(
-      VerifyText(Replace(kSharedExpertBlock, "mlp(%meta, %x,", "mlp(%x, %meta,")), 8,
-      "forward-meta", "passed, but not first"));
+  EXPECT_TRUE(HasFault(VerifyText(Replace(kSharedExpertBlock, "mlp(%meta, %x,", "mlp(%x, %meta,")),
+                       8, "forward-meta", "passed, but not first"));
 }
 
 TEST(Verifier, BuilderRejectsMissingMetaToo) {
@@ -183,9 +188,9 @@ TEST(Verifier, TypesShapesAndAttributes) {
                          "%y = add(%routed, %shared) : tensor<T x 17 x f32>")),
       9, "types", "declared tensor<T x 17 x f32> but the operands give tensor<T x 16 x f32>"));
   // Expert weight with the wrong hidden size.
-  EXPECT_TRUE(HasFault(
-      VerifyText(Replace(kSharedExpertBlock, "tensor<4 x 16 x 8 x bf16>", "tensor<4 x 15 x 8 x bf16>")),
-      7, "types", "down rows mismatch"));
+  EXPECT_TRUE(HasFault(VerifyText(Replace(kSharedExpertBlock, "tensor<4 x 16 x 8 x bf16>",
+                                          "tensor<4 x 15 x 8 x bf16>")),
+                       7, "types", "down rows mismatch"));
   // top_k out of range / above the expert count, unknown and missing attributes.
   EXPECT_TRUE(HasFault(VerifyText(Replace(kSharedExpertBlock, "top_k = 2", "top_k = 0")), 7,
                        "attributes", "'top_k' = 0 is outside [1, 1024]"));
@@ -195,13 +200,15 @@ TEST(Verifier, TypesShapesAndAttributes) {
                        7, "attributes", "has no attribute 'bogus'"));
   EXPECT_TRUE(HasFault(VerifyText(Replace(kSharedExpertBlock, "norm_topk_prob = 1, ", "")), 7,
                        "attributes", "missing attribute 'norm_topk_prob'"));
-  EXPECT_TRUE(HasFault(VerifyText(Replace(kSharedExpertBlock, "norm_topk_prob = 1", "norm_topk_prob = \"yes\"")),
-                       7, "attributes", "must be an integer"));
+  EXPECT_TRUE(HasFault(
+      VerifyText(Replace(kSharedExpertBlock, "norm_topk_prob = 1", "norm_topk_prob = \"yes\"")), 7,
+      "attributes", "must be an integer"));
 }
 
 TEST(Verifier, OperandCountsAndSsa) {
-  EXPECT_TRUE(HasFault(VerifyText(Replace(kSharedExpertBlock, "add(%routed, %shared)", "add(%routed)")),
-                       9, "operands", "takes 2 data operands, got 1"));
+  EXPECT_TRUE(
+      HasFault(VerifyText(Replace(kSharedExpertBlock, "add(%routed, %shared)", "add(%routed)")), 9,
+               "operands", "takes 2 data operands, got 1"));
   // Use before definition (reordered ops).
   Graph g = ParseOrDie(kSharedExpertBlock);
   std::vector<Op> ops = g.ops();

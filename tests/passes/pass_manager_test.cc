@@ -129,9 +129,8 @@ TEST(PassManager, PrintIrAfterChangeSkipsPassesThatChangedNothing) {
 }
 
 TEST(PassManager, DumpDirWritesOneParseableFilePerPass) {
-  const std::filesystem::path dir =
-      std::filesystem::path(::testing::TempDir()) /
-      ("pass_manager_dump_" + std::to_string(::getpid()));
+  const std::filesystem::path dir = std::filesystem::path(::testing::TempDir()) /
+                                    ("pass_manager_dump_" + std::to_string(::getpid()));
   std::filesystem::remove_all(dir);
   PassManagerOptions options;
   options.dump_dir = dir.string();
