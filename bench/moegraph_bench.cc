@@ -29,6 +29,7 @@
 #include "kernels/cpu/opt_kernels.h"
 #include "runtime/engine.h"
 #include "runtime/plan_file.h"
+#include "runtime/synthetic_step.h"
 #include "support/cli.h"
 #include "support/half.h"
 #include "support/strings.h"
@@ -88,49 +89,6 @@ double TimeIt(Fn fn, double min_seconds, int min_runs) {
   return Seconds(start) * 1e6 / runs;
 }
 
-double Median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  return v[v.size() / 2];
-}
-
-// Fills the engine with a batch that selects `key` (as run-model --bench
-// does): decode keys get one-token prompts first. Returns the real token
-// count, or 0 when no batch selects the key.
-StatusOr<int32_t> PrepareKey(Engine& engine, const SpecKey& key, std::vector<int64_t>& seqs) {
-  const KeySetOptions& ko = engine.plan().key_options;
-  const int32_t vocab = static_cast<int32_t>(engine.plan().model.vocab_size);
-  std::vector<SequenceStep> batch;
-  const int64_t first_id = 1 << 30;
-  if (key.phase == MoePhase::kDecode) {
-    const int32_t group = std::max(1, ko.max_prefill_seqs);
-    for (int32_t s = 0; s < key.token_bucket; s += group) {
-      std::vector<SequenceStep> prompts;
-      for (int32_t i = s; i < std::min(key.token_bucket, s + group); ++i) {
-        seqs.push_back(first_id + i);
-        prompts.push_back(SequenceStep{first_id + i, {i % vocab}, 0});
-      }
-      MG_RETURN_IF_ERROR(engine.Step(prompts).status());
-    }
-    for (int32_t i = 0; i < key.token_bucket; ++i) {
-      batch.push_back(SequenceStep{first_id + i, {(7 * i + 3) % vocab}, 1});
-    }
-  } else {
-    const int32_t tokens = std::min(key.token_bucket, key.moe_num_chunk * ko.chunk_size);
-    std::vector<int32_t> prompt(tokens);
-    for (int32_t i = 0; i < tokens; ++i)
-      prompt[i] = (i * 31 + 5) % vocab;
-    seqs.push_back(first_id);
-    batch.push_back(SequenceStep{first_id, prompt, 0});
-  }
-  SpecKey chosen;
-  if (!engine.ProgramFor(batch, &chosen).ok() || !(chosen == key)) return 0;
-  MG_RETURN_IF_ERROR(engine.Step(batch).status());
-  int32_t tokens = 0;
-  for (const SequenceStep& s : batch)
-    tokens += static_cast<int32_t>(s.tokens.size());
-  return tokens;
-}
-
 uint64_t PeakRssBytes() {
   rusage usage{};
   getrusage(RUSAGE_SELF, &usage);
@@ -149,7 +107,7 @@ Status RunEngineChild(const DriverOptions& options) {
   const double round_seconds = options.smoke ? 0.005 : 0.1;
   for (const KeyProgram& program : engine->plan().programs) {
     std::vector<int64_t> seqs;
-    StatusOr<int32_t> tokens = PrepareKey(*engine, program.key, seqs);
+    StatusOr<int32_t> tokens = PrepareSyntheticStep(*engine, program.key, seqs);
     if (tokens.ok() && *tokens > 0) {
       KeyResult r;
       r.key = program.key.ToString();

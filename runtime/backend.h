@@ -52,6 +52,10 @@ class Replayable {
 // Microseconds on a monotonic clock.
 double NowMicros();
 
+// Turns a step argument into a TensorArg: an arena offset, a weight-table
+// index or an input slot, each checked against what `bindings` holds.
+Status ResolveArgument(const ArgRef& ref, const ExecBindings& bindings, TensorArg& out);
+
 class Backend {
  public:
   virtual ~Backend() = default;
