@@ -17,6 +17,7 @@ namespace {
 using ref_detail::NumRealRows;
 using ref_detail::NumRows;
 using ref_detail::RowSize;
+using ref_detail::SeqBlocksValid;
 
 constexpr int64_t kMaxRopeHalf = 2048;  // head_dim <= 4096 (the op's limit)
 constexpr int64_t kMaxHeadDim = 256;    // larger heads: reference attention
@@ -61,19 +62,6 @@ struct AttentionProblem {
   int64_t q_row = 0, kv_row = 0, layer_offset = 0;
   float scale = 1.0f;
 };
-
-// The reference's check: every cache block of positions 0..position exists.
-bool SeqBlocksValid(const ForwardMetaView& meta, const KvCacheView& kv, int32_t seq,
-                    int32_t position) {
-  if (seq < 0 || seq >= meta.num_seqs || position < 0) return false;
-  const int64_t last_block = position / kv.block_size;
-  if (last_block >= meta.max_blocks_per_seq) return false;
-  const int32_t* table = meta.block_tables + static_cast<int64_t>(seq) * meta.max_blocks_per_seq;
-  for (int64_t b = 0; b <= last_block; ++b) {
-    if (table[b] < 0 || table[b] >= kv.num_blocks) return false;
-  }
-  return true;
-}
 
 MG_AVX2_INLINE void PrefetchL2(const float* row, int64_t bytes) {
   const char* p = reinterpret_cast<const char*>(row);

@@ -14,20 +14,7 @@ using ref_detail::DotF32;
 using ref_detail::NumRealRows;
 using ref_detail::NumRows;
 using ref_detail::RowSize;
-
-// True when every cache block holding positions 0..position of sequence `seq`
-// is addressable.
-bool SeqBlocksValid(const ForwardMetaView& meta, const KvCacheView& kv, int32_t seq,
-                    int32_t position) {
-  if (seq < 0 || seq >= meta.num_seqs || position < 0) return false;
-  const int64_t last_block = position / kv.block_size;
-  if (last_block >= meta.max_blocks_per_seq) return false;
-  const int32_t* table = meta.block_tables + static_cast<int64_t>(seq) * meta.max_blocks_per_seq;
-  for (int64_t b = 0; b <= last_block; ++b) {
-    if (table[b] < 0 || table[b] >= kv.num_blocks) return false;
-  }
-  return true;
-}
+using ref_detail::SeqBlocksValid;
 
 }  // namespace
 

@@ -259,5 +259,19 @@ inline int64_t NumRows(const TensorArg& t) {
   return t.rank == 0 ? 1 : t.shape[0];
 }
 
+// True when every cache block holding positions 0..position of sequence `seq`
+// is addressable.
+inline bool SeqBlocksValid(const ForwardMetaView& meta, const KvCacheView& kv, int32_t seq,
+                           int32_t position) {
+  if (seq < 0 || seq >= meta.num_seqs || position < 0) return false;
+  const int64_t last_block = position / kv.block_size;
+  if (last_block >= meta.max_blocks_per_seq) return false;
+  const int32_t* table = meta.block_tables + static_cast<int64_t>(seq) * meta.max_blocks_per_seq;
+  for (int64_t b = 0; b <= last_block; ++b) {
+    if (table[b] < 0 || table[b] >= kv.num_blocks) return false;
+  }
+  return true;
+}
+
 }  // namespace ref_detail
 }  // namespace moegraph
