@@ -117,8 +117,11 @@ StatusOr<std::vector<GenerationResult>> Generator::Step() {
   const bool prefill = !batch.empty();
   if (!prefill) {
     if (max_decode_seqs_ == 0) return FailedPrecondition("the plan has no decode keys");
-    for (Running& r : running_) {
-      if (static_cast<int32_t>(batch.size()) >= max_decode_seqs_) break;
+    // More running sequences than the largest decode bucket: take turns,
+    // starting where the previous decode step stopped.
+    const size_t count = std::min(running_.size(), static_cast<size_t>(max_decode_seqs_));
+    for (size_t i = 0; i < count; ++i) {
+      Running& r = running_[(decode_cursor_ + i) % running_.size()];
       SequenceStep s;
       s.seq_id = r.request.id;
       s.num_cached = engine_.CachedTokens(r.request.id);
@@ -126,6 +129,7 @@ StatusOr<std::vector<GenerationResult>> Generator::Step() {
       batch.push_back(std::move(s));
       members.push_back(&r);
     }
+    decode_cursor_ = (decode_cursor_ + count) % running_.size();
   }
   MG_ASSIGN_OR_RETURN(StepLogits logits, engine_.Step(batch));
   ++num_steps_;

@@ -66,6 +66,7 @@ class Generator {
   std::vector<Running> running_;  // in arrival order
   std::vector<int64_t> order_;
   int64_t num_steps_ = 0;
+  size_t decode_cursor_ = 0;  // where the next decode step starts taking sequences
   int32_t max_prefill_tokens_ = 0, max_prefill_seqs_ = 0, max_decode_seqs_ = 0;
 };
 

@@ -300,6 +300,39 @@ TEST_F(DemoEngineTest, RequestsJoinAndFinishMidStream) {
   EXPECT_EQ(engine->kv_cache().num_free_blocks(), engine->kv_cache().config().num_blocks);
 }
 
+// Three running sequences and a largest decode bucket of 2: decode steps take
+// turns, and every sequence still gets exactly its own greedy tokens.
+TEST_F(DemoEngineTest, MoreSequencesThanTheDecodeBucketTakeTurns) {
+  KeySetOptions keys = SmallBuckets();
+  keys.decode_buckets = {1, 2};
+  StatusOr<Plan> plan = Compile(*dir_, keys);
+  ASSERT_TRUE(plan.ok());
+  std::unique_ptr<Engine> engine = LoadOrDie(std::move(*plan));
+  ASSERT_NE(engine, nullptr);
+  SamplingParams params;
+  params.max_new_tokens = 5;
+  const std::vector<GenerationRequest> requests = {
+      {1, {4, 5, 6}, params}, {2, {7, 8}, params}, {3, {9, 10, 11, 12}, params}};
+  std::map<int64_t, std::vector<int32_t>> alone;
+  for (const GenerationRequest& r : requests) {
+    Generator g(*engine);
+    ASSERT_TRUE(g.Add(r).ok());
+    StatusOr<std::vector<GenerationResult>> out = g.RunToCompletion();
+    ASSERT_TRUE(out.ok());
+    alone[r.id] = (*out)[0].tokens;
+  }
+  Generator g(*engine);
+  for (const GenerationRequest& r : requests)
+    ASSERT_TRUE(g.Add(r).ok());
+  StatusOr<std::vector<GenerationResult>> together = g.RunToCompletion();
+  ASSERT_TRUE(together.ok()) << together.status().ToString();
+  ASSERT_EQ(together->size(), 3u);
+  for (const GenerationResult& r : *together)
+    EXPECT_EQ(r.tokens, alone[r.id]) << r.id;
+  // One prefill step, then 4 more tokens for each of 3 sequences, 2 per step.
+  EXPECT_EQ(g.num_steps(), 1 + 6);
+}
+
 TEST(SampleToken, GreedyTopKTopP) {
   std::mt19937_64 rng(1);
   const float logits[5] = {0.1f, 3.0f, 2.9f, -1.0f, 0.0f};
