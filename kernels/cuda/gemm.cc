@@ -2,8 +2,10 @@
 #include "kernels/cuda/gemm.cuh"
 
 #include <cublasLt.h>
+#include <dlfcn.h>
 
 #include <string>
+#include <type_traits>
 
 namespace moegraph::cuda {
 namespace {
@@ -33,6 +35,73 @@ cudaDataType_t CudaType(DType dtype) {
   }
 }
 
+// cuBLASLt is loaded with dlopen when the first GEMM context is created, not
+// linked: merely linking libcublasLt costs every process ~200 MiB of resident
+// memory at start-up, CPU-only runs included.
+struct LtApi {
+#define MOEGRAPH_LT_FN(name) decltype(&cublasLt##name) name = nullptr;
+  MOEGRAPH_LT_FN(Create)
+  MOEGRAPH_LT_FN(Destroy)
+  MOEGRAPH_LT_FN(Matmul)
+  MOEGRAPH_LT_FN(MatmulAlgoGetHeuristic)
+  MOEGRAPH_LT_FN(MatmulDescCreate)
+  MOEGRAPH_LT_FN(MatmulDescDestroy)
+  MOEGRAPH_LT_FN(MatmulDescSetAttribute)
+  MOEGRAPH_LT_FN(MatmulPreferenceCreate)
+  MOEGRAPH_LT_FN(MatmulPreferenceDestroy)
+  MOEGRAPH_LT_FN(MatmulPreferenceSetAttribute)
+  MOEGRAPH_LT_FN(MatrixLayoutCreate)
+  MOEGRAPH_LT_FN(MatrixLayoutDestroy)
+#undef MOEGRAPH_LT_FN
+};
+
+StatusOr<LtApi> LoadLt() {
+  const std::string versioned = "libcublasLt.so." + std::to_string(CUBLAS_VER_MAJOR);
+  void* lib = dlopen(versioned.c_str(), RTLD_NOW | RTLD_LOCAL);
+  if (!lib) lib = dlopen("libcublasLt.so", RTLD_NOW | RTLD_LOCAL);
+  if (!lib) {
+    return FailedPrecondition("cannot load " + versioned +
+                              " (the CUDA backend's GEMMs): " + dlerror());
+  }
+  LtApi api;
+  bool missing = false;
+  std::string missing_name;
+  auto bind = [&](auto& fn, const char* name) {
+    fn = reinterpret_cast<std::remove_reference_t<decltype(fn)>>(dlsym(lib, name));
+    if (!fn && !missing) {
+      missing = true;
+      missing_name = name;
+    }
+  };
+#define MOEGRAPH_LT_BIND(name) bind(api.name, "cublasLt" #name);
+  MOEGRAPH_LT_BIND(Create)
+  MOEGRAPH_LT_BIND(Destroy)
+  MOEGRAPH_LT_BIND(Matmul)
+  MOEGRAPH_LT_BIND(MatmulAlgoGetHeuristic)
+  MOEGRAPH_LT_BIND(MatmulDescCreate)
+  MOEGRAPH_LT_BIND(MatmulDescDestroy)
+  MOEGRAPH_LT_BIND(MatmulDescSetAttribute)
+  MOEGRAPH_LT_BIND(MatmulPreferenceCreate)
+  MOEGRAPH_LT_BIND(MatmulPreferenceDestroy)
+  MOEGRAPH_LT_BIND(MatmulPreferenceSetAttribute)
+  MOEGRAPH_LT_BIND(MatrixLayoutCreate)
+  MOEGRAPH_LT_BIND(MatrixLayoutDestroy)
+#undef MOEGRAPH_LT_BIND
+  if (missing) return FailedPrecondition(versioned + " has no symbol " + missing_name);
+  return api;
+}
+
+// The loaded API (loaded once, thread-safely; never unloaded).
+const StatusOr<LtApi>& LtOrError() {
+  static const StatusOr<LtApi> api = LoadLt();
+  return api;
+}
+
+// Only called once a CublasLtGemm exists, which requires a loaded API.
+const LtApi& Lt() {
+  return LtOrError().value();
+}
+
 }  // namespace
 
 struct CublasLtGemm::Plan {
@@ -42,17 +111,18 @@ struct CublasLtGemm::Plan {
   bool found = false;
 
   ~Plan() {
-    if (a) cublasLtMatrixLayoutDestroy(a);
-    if (b) cublasLtMatrixLayoutDestroy(b);
-    if (d) cublasLtMatrixLayoutDestroy(d);
-    if (desc) cublasLtMatmulDescDestroy(desc);
+    if (a) Lt().MatrixLayoutDestroy(a);
+    if (b) Lt().MatrixLayoutDestroy(b);
+    if (d) Lt().MatrixLayoutDestroy(d);
+    if (desc) Lt().MatmulDescDestroy(desc);
   }
 };
 
 StatusOr<std::unique_ptr<CublasLtGemm>> CublasLtGemm::Create(void* workspace,
                                                              size_t workspace_bytes) {
+  if (!LtOrError().ok()) return LtOrError().status();
   cublasLtHandle_t handle = nullptr;
-  const cublasStatus_t status = cublasLtCreate(&handle);
+  const cublasStatus_t status = Lt().Create(&handle);
   if (status != CUBLAS_STATUS_SUCCESS) return Internal("cublasLtCreate: " + LtError(status));
   return std::unique_ptr<CublasLtGemm>(new CublasLtGemm(handle, workspace, workspace_bytes));
 }
@@ -62,7 +132,7 @@ CublasLtGemm::CublasLtGemm(void* handle, void* workspace, size_t workspace_bytes
 
 CublasLtGemm::~CublasLtGemm() {
   plans_.clear();
-  if (handle_) cublasLtDestroy(static_cast<cublasLtHandle_t>(handle_));
+  if (handle_) Lt().Destroy(static_cast<cublasLtHandle_t>(handle_));
 }
 
 // Row-major d[m, n] = x[m, k] w[n, k]^T is, column-major, d^T[n, m] =
@@ -79,41 +149,41 @@ StatusOr<CublasLtGemm::Plan*> CublasLtGemm::GetPlan(const Key& key) {
     return Internal(std::string(what) + ": " + LtError(s));
   };
   MG_RETURN_IF_ERROR(
-      check(cublasLtMatmulDescCreate(&plan->desc, CUBLAS_COMPUTE_32F, CUDA_R_32F), "matmul desc"));
+      check(Lt().MatmulDescCreate(&plan->desc, CUBLAS_COMPUTE_32F, CUDA_R_32F), "matmul desc"));
   const cublasOperation_t trans_a = CUBLAS_OP_T, trans_b = CUBLAS_OP_N;
-  MG_RETURN_IF_ERROR(check(cublasLtMatmulDescSetAttribute(plan->desc, CUBLASLT_MATMUL_DESC_TRANSA,
-                                                          &trans_a, sizeof(trans_a)),
+  MG_RETURN_IF_ERROR(check(Lt().MatmulDescSetAttribute(plan->desc, CUBLASLT_MATMUL_DESC_TRANSA,
+                                                       &trans_a, sizeof(trans_a)),
                            "transa"));
-  MG_RETURN_IF_ERROR(check(cublasLtMatmulDescSetAttribute(plan->desc, CUBLASLT_MATMUL_DESC_TRANSB,
-                                                          &trans_b, sizeof(trans_b)),
+  MG_RETURN_IF_ERROR(check(Lt().MatmulDescSetAttribute(plan->desc, CUBLASLT_MATMUL_DESC_TRANSB,
+                                                       &trans_b, sizeof(trans_b)),
                            "transb"));
-  MG_RETURN_IF_ERROR(check(cublasLtMatrixLayoutCreate(&plan->a, in_type, k, n, k), "layout w"));
-  MG_RETURN_IF_ERROR(check(cublasLtMatrixLayoutCreate(&plan->b, in_type, k, m, k), "layout x"));
-  MG_RETURN_IF_ERROR(check(cublasLtMatrixLayoutCreate(&plan->d, CUDA_R_32F, n, m, n), "layout d"));
+  MG_RETURN_IF_ERROR(check(Lt().MatrixLayoutCreate(&plan->a, in_type, k, n, k), "layout w"));
+  MG_RETURN_IF_ERROR(check(Lt().MatrixLayoutCreate(&plan->b, in_type, k, m, k), "layout x"));
+  MG_RETURN_IF_ERROR(check(Lt().MatrixLayoutCreate(&plan->d, CUDA_R_32F, n, m, n), "layout d"));
 
   cublasLtMatmulPreference_t preference = nullptr;
-  MG_RETURN_IF_ERROR(check(cublasLtMatmulPreferenceCreate(&preference), "preference"));
+  MG_RETURN_IF_ERROR(check(Lt().MatmulPreferenceCreate(&preference), "preference"));
   const uint64_t workspace_bytes = workspace_bytes_;
   const uint32_t aligns[4] = {static_cast<uint32_t>(align_w), static_cast<uint32_t>(align_x),
                               static_cast<uint32_t>(align_d), static_cast<uint32_t>(align_d)};
   cublasStatus_t s =
-      cublasLtMatmulPreferenceSetAttribute(preference, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES,
-                                           &workspace_bytes, sizeof(workspace_bytes));
+      Lt().MatmulPreferenceSetAttribute(preference, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES,
+                                        &workspace_bytes, sizeof(workspace_bytes));
   const cublasLtMatmulPreferenceAttributes_t align_attrs[4] = {
       CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES,
       CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES};
   for (int i = 0; i < 4 && s == CUBLAS_STATUS_SUCCESS; ++i) {
-    s = cublasLtMatmulPreferenceSetAttribute(preference, align_attrs[i], &aligns[i],
-                                             sizeof(aligns[i]));
+    s = Lt().MatmulPreferenceSetAttribute(preference, align_attrs[i], &aligns[i],
+                                          sizeof(aligns[i]));
   }
   cublasLtMatmulHeuristicResult_t result{};
   int num_results = 0;
   if (s == CUBLAS_STATUS_SUCCESS) {
-    s = cublasLtMatmulAlgoGetHeuristic(static_cast<cublasLtHandle_t>(handle_), plan->desc, plan->a,
-                                       plan->b, plan->d, plan->d, preference, 1, &result,
-                                       &num_results);
+    s = Lt().MatmulAlgoGetHeuristic(static_cast<cublasLtHandle_t>(handle_), plan->desc, plan->a,
+                                    plan->b, plan->d, plan->d, preference, 1, &result,
+                                    &num_results);
   }
-  cublasLtMatmulPreferenceDestroy(preference);
+  Lt().MatmulPreferenceDestroy(preference);
   // No algorithm is a cached answer, not an error: the caller falls back.
   plan->found =
       s == CUBLAS_STATUS_SUCCESS && num_results > 0 && result.state == CUBLAS_STATUS_SUCCESS;
@@ -137,9 +207,9 @@ Status CublasLtGemm::Matmul(const void* w, const void* x, float* d, int64_t m, i
                          std::to_string(n) + "x" + std::to_string(k) + " " + DTypeName(dtype));
   }
   const float alpha = 1.0f, beta = 0.0f;
-  const cublasStatus_t s = cublasLtMatmul(
-      static_cast<cublasLtHandle_t>(handle_), plan->desc, &alpha, w, plan->a, x, plan->b, &beta, d,
-      plan->d, d, plan->d, &plan->algo, workspace_, workspace_bytes_, stream);
+  const cublasStatus_t s = Lt().Matmul(static_cast<cublasLtHandle_t>(handle_), plan->desc, &alpha,
+                                       w, plan->a, x, plan->b, &beta, d, plan->d, d, plan->d,
+                                       &plan->algo, workspace_, workspace_bytes_, stream);
   if (s != CUBLAS_STATUS_SUCCESS) return Internal("cublasLtMatmul: " + LtError(s));
   return Status::Ok();
 }
