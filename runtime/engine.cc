@@ -73,8 +73,11 @@ StatusOr<std::unique_ptr<Engine>> Engine::Load(Plan plan, const EngineOptions& o
     return InvalidArgument("KV cache budget of " + FormatBytes(options.kv_cache_bytes) +
                            " holds no block of " + FormatBytes(block_bytes));
   }
-  MG_ASSIGN_OR_RETURN(KvCache kv, KvCache::Create(kv_config));
   MG_ASSIGN_OR_RETURN(std::unique_ptr<Backend> backend, CreateBackendByName(options));
+  // A device backend keeps the cache data on the device (InitDevice); the
+  // host keeps only the block bookkeeping.
+  kv_config.allocate_storage = backend->host_memory();
+  MG_ASSIGN_OR_RETURN(KvCache kv, KvCache::Create(kv_config));
   std::unique_ptr<Engine> engine(new Engine(std::move(plan), options, std::move(backend),
                                             std::move(kv), max_tokens, max_seqs,
                                             max_blocks_per_seq));

@@ -19,10 +19,16 @@ StatusOr<KvCache> KvCache::Create(const KvCacheConfig& config) {
   }
   KvCache cache;
   cache.config_ = config;
-  cache.storage_k_.assign(per_layer * config.num_layers, 0.0f);
-  cache.storage_v_.assign(per_layer * config.num_layers, 0.0f);
-  cache.view_ = KvCacheView{cache.storage_k_.data(), cache.storage_v_.data(), config.num_layers,
-                            config.num_blocks,       config.block_size,       config.num_kv_heads,
+  if (config.allocate_storage) {
+    cache.storage_k_.assign(per_layer * config.num_layers, 0.0f);
+    cache.storage_v_.assign(per_layer * config.num_layers, 0.0f);
+  }
+  cache.view_ = KvCacheView{config.allocate_storage ? cache.storage_k_.data() : nullptr,
+                            config.allocate_storage ? cache.storage_v_.data() : nullptr,
+                            config.num_layers,
+                            config.num_blocks,
+                            config.block_size,
+                            config.num_kv_heads,
                             config.head_dim};
   for (int32_t b = config.num_blocks - 1; b >= 0; --b)
     cache.free_blocks_.push_back(b);

@@ -17,6 +17,9 @@ struct KvCacheConfig {
   int32_t head_dim = 0;
   int32_t block_size = 16;
   int32_t num_blocks = 0;
+  // False when the data lives elsewhere (a device backend keeps its own copy):
+  // only the block bookkeeping is kept and view() has null k / v.
+  bool allocate_storage = true;
 };
 
 class KvCache {
@@ -44,7 +47,10 @@ class KvCache {
   int32_t num_free_blocks() const { return static_cast<int32_t>(free_blocks_.size()); }
   const KvCacheConfig& config() const { return config_; }
   const KvCacheView& view() const { return view_; }
-  uint64_t bytes() const { return 2 * storage_k_.size() * sizeof(float); }
+  // The cache's data size, wherever the data lives.
+  uint64_t bytes() const {
+    return 2ull * static_cast<uint64_t>(view_.layer_stride()) * config_.num_layers * sizeof(float);
+  }
 
  private:
   KvCache() = default;
