@@ -23,6 +23,7 @@ constexpr int64_t kMaxRopeHalf = 2048;  // head_dim <= 4096 (the op's limit)
 constexpr int64_t kMaxHeadDim = 256;    // larger heads: reference attention
 constexpr int64_t kKeyBlock = 64;       // keys per online-softmax block
 constexpr int kHeadChunk = 4;           // query heads of one KV head processed together
+constexpr int kMaxChunks = 4;           // head chunks of one token run in lockstep
 
 // ---- rope ---------------------------------------------------------------------------
 
@@ -121,28 +122,169 @@ MG_AVX2_INLINE void AccumulateValues(const float* const* v, int64_t nb, const fl
   }
 }
 
-// Heads [h0, h0 + num_heads) of token t (all of KV head h0 / group) attend
-// over cache positions 0..position with an online softmax; output normalised.
+// Chunks c < num_chunks of token t: heads [h0[c], h0[c] + count[c]) (all of
+// one KV head) attend over cache positions 0..position with an online softmax;
+// output normalised. The chunks run in lockstep over the key blocks, so the
+// cache rows of several KV heads (adjacent in a row) are read together; each
+// head's arithmetic is the same whichever chunks run with it.
 MG_AVX2 void AttendHeads(const AttentionProblem& p, const int32_t* table, int32_t position,
-                         int64_t t, int64_t h0, int num_heads) {
+                         int64_t t, const int64_t* h0, const int* count, int num_chunks) {
   const int64_t hd = p.head_dim;
   const int64_t block_size = p.kv->block_size;
-  const int64_t kv_head = h0 / p.group;
-  alignas(32) float o[kHeadChunk][kMaxHeadDim];
+  alignas(32) float o_all[kMaxChunks][kHeadChunk][kMaxHeadDim];
   alignas(32) float probs[kHeadChunk][kKeyBlock];
+  int64_t row_offset[kKeyBlock];
   const float* keys[kKeyBlock];
   const float* values[kKeyBlock];
-  float running_max[kHeadChunk], running_sum[kHeadChunk];
-  const float* q[kHeadChunk];
-  for (int g = 0; g < num_heads; ++g) {
-    q[g] = p.q + t * p.q_row + (h0 + g) * hd;
-    std::fill(o[g], o[g] + hd, 0.0f);
-    running_max[g] = -std::numeric_limits<float>::infinity();
-    running_sum[g] = 0.0f;
+  float max_all[kMaxChunks][kHeadChunk], sum_all[kMaxChunks][kHeadChunk];
+  const float* q_all[kMaxChunks][kHeadChunk];
+  for (int c = 0; c < num_chunks; ++c) {
+    for (int g = 0; g < count[c]; ++g) {
+      q_all[c][g] = p.q + t * p.q_row + (h0[c] + g) * hd;
+      std::fill(o_all[c][g], o_all[c][g] + hd, 0.0f);
+      max_all[c][g] = -std::numeric_limits<float>::infinity();
+      sum_all[c][g] = 0.0f;
+    }
   }
+  // The KV heads [kv_lo, kv_hi] of the chunks are adjacent in a cache row.
+  const int64_t kv_lo = h0[0] / p.group;
+  const int64_t kv_hi = h0[num_chunks - 1] / p.group;
+  const int64_t span_bytes = (kv_hi - kv_lo + 1) * hd * static_cast<int64_t>(sizeof(float));
   const float neg_inf = -std::numeric_limits<float>::infinity();
   for (int64_t j0 = 0; j0 <= position; j0 += kKeyBlock) {
     const int64_t nb = std::min<int64_t>(kKeyBlock, position + 1 - j0);
+    for (int64_t j = 0; j < nb; ++j) {
+      const int64_t pos = j0 + j;
+      const int64_t slot =
+          static_cast<int64_t>(table[pos / block_size]) * block_size + pos % block_size;
+      row_offset[j] = p.layer_offset + slot * p.kv_row;
+    }
+    // A KV head's rows are kv_row apart in the cache: stream this block's
+    // values and the next block's keys into L2 while the scores are computed.
+    const int64_t next_nb = std::min<int64_t>(kKeyBlock, position + 1 - (j0 + kKeyBlock));
+    for (int64_t j = 0; j < nb; ++j) {
+      PrefetchL2(p.kv->v + row_offset[j] + kv_lo * hd, span_bytes);
+      if (j < next_nb) {
+        const int64_t pos = j0 + kKeyBlock + j;
+        const int64_t slot =
+            static_cast<int64_t>(table[pos / block_size]) * block_size + pos % block_size;
+        PrefetchL2(p.kv->k + p.layer_offset + slot * p.kv_row + kv_lo * hd, span_bytes);
+      }
+    }
+    for (int c = 0; c < num_chunks; ++c) {
+      const int num_heads = count[c];
+      const int64_t kv_head = h0[c] / p.group;
+      float(*o)[kMaxHeadDim] = o_all[c];
+      float* running_max = max_all[c];
+      float* running_sum = sum_all[c];
+      const float* const* q = q_all[c];
+      for (int64_t j = 0; j < nb; ++j) {
+        keys[j] = p.kv->k + row_offset[j] + kv_head * hd;
+        values[j] = p.kv->v + row_offset[j] + kv_head * hd;
+      }
+      for (int g = 0; g < num_heads; ++g) {
+        float* s = probs[g];
+        int64_t j = 0;
+        for (; j + 4 <= nb; j += 4) {
+          const __m128 d = Dot4(q[g], keys[j], keys[j + 1], keys[j + 2], keys[j + 3], hd);
+          _mm_storeu_ps(s + j, _mm_mul_ps(d, _mm_set1_ps(p.scale)));
+        }
+        for (; j < nb; ++j) {
+          const __m128 d = Dot4(q[g], keys[j], keys[j], keys[j], keys[j], hd);
+          s[j] = _mm_cvtss_f32(d) * p.scale;
+        }
+        float block_max = neg_inf;
+        for (j = 0; j < nb; ++j)
+          block_max = std::max(block_max, s[j]);
+        for (j = nb; j < kKeyBlock; ++j)
+          s[j] = neg_inf;
+        const float new_max = std::max(running_max[g], block_max);
+        // All scores -inf (or NaN): keep the reference's NaN behaviour via exp.
+        const float alpha = running_max[g] == neg_inf ? 0.0f : std::exp(running_max[g] - new_max);
+        const __m256 m = _mm256_set1_ps(new_max);
+        __m256 sum = _mm256_setzero_ps();
+        for (j = 0; j < kKeyBlock; j += 8) {
+          const __m256 e = simd::Exp8(_mm256_sub_ps(_mm256_loadu_ps(s + j), m));
+          _mm256_storeu_ps(s + j, e);
+          sum = _mm256_add_ps(sum, e);
+        }
+        running_sum[g] = running_sum[g] * alpha + simd::Hsum(sum);
+        running_max[g] = new_max;
+        if (alpha != 1.0f) {
+          const __m256 a = _mm256_set1_ps(alpha);
+          for (int64_t d = 0; d < hd; d += 8)
+            _mm256_store_ps(o[g] + d, _mm256_mul_ps(_mm256_load_ps(o[g] + d), a));
+        }
+      }
+      for (int g = 0; g < num_heads; g += 2) {
+        const bool pair = g + 1 < num_heads;
+        AccumulateValues(values, nb, probs[g], pair ? probs[g + 1] : probs[g], o[g],
+                         pair ? o[g + 1] : nullptr, hd);
+      }
+    }
+  }
+  for (int c = 0; c < num_chunks; ++c) {
+    for (int g = 0; g < count[c]; ++g) {
+      const __m256 inv = _mm256_set1_ps(1.0f / sum_all[c][g]);
+      float* dst = p.out + t * p.q_row + (h0[c] + g) * hd;
+      for (int64_t d = 0; d < hd; d += 8)
+        _mm256_storeu_ps(dst + d, _mm256_mul_ps(_mm256_load_ps(o_all[c][g] + d), inv));
+    }
+  }
+}
+
+// ---- query-blocked attention (several tokens of one sequence) -------------------------
+
+constexpr int kBlockRows = 24;  // query rows (token x head) per query block: three vectors
+constexpr int kKeyStep = 4;     // keys per score tile (4 keys x 3 row vectors)
+
+// Tokens [t0, t0 + nq) of one sequence (all valid), all heads of KV head
+// kv_head, attend causally over their cache positions with an online softmax.
+// Rows r = token * group + head live in the lanes of kBlockRows / 8 vectors, so the
+// softmax of a key block is vectorised over rows; scores are computed as
+// key-broadcast x transposed-query tiles and values accumulated as
+// probability-broadcast x value-row tiles. A row's arithmetic does not depend
+// on the other rows of its block (fully masked key blocks add exact zeros).
+MG_AVX2 void AttendQueryBlock(const AttentionProblem& p, const int32_t* table, int64_t t0,
+                              int64_t nq, int64_t kv_head) {
+  constexpr int kNv = kBlockRows / 8;  // row vectors
+  const int64_t hd = p.head_dim;
+  const int64_t block_size = p.kv->block_size;
+  const int64_t group = p.group;
+  const int64_t rows = nq * group;
+  const int64_t rows4 = (rows + 3) & ~int64_t{3};
+  const int64_t h_begin = kv_head * group;
+  alignas(32) float qt[kMaxHeadDim][kBlockRows];
+  alignas(32) float o[kBlockRows][kMaxHeadDim];
+  alignas(32) float st[kKeyBlock + kKeyStep][kBlockRows];
+  alignas(32) int32_t limit[kBlockRows];
+  alignas(32) float alpha_row[kBlockRows];
+  const float* keys[kKeyBlock + kKeyStep];
+  const float* values[kKeyBlock];
+  int32_t max_limit = 0, min_limit = std::numeric_limits<int32_t>::max();
+  for (int64_t r = 0; r < kBlockRows; ++r) {
+    const int64_t rr = r < rows ? r : 0;  // padding rows repeat row 0
+    const int64_t t = t0 + rr / group;
+    const float* q = p.q + t * p.q_row + (h_begin + rr % group) * hd;
+    for (int64_t d = 0; d < hd; ++d)
+      qt[d][r] = q[d];
+    limit[r] = p.meta->positions[t];
+    max_limit = std::max(max_limit, limit[r]);
+    min_limit = std::min(min_limit, limit[r]);
+    std::fill(o[r], o[r] + hd, 0.0f);
+  }
+  __m256i lim[kNv];
+  const float neg_inf = -std::numeric_limits<float>::infinity();
+  const __m256 vneg_inf = _mm256_set1_ps(neg_inf);
+  const __m256 vscale = _mm256_set1_ps(p.scale);
+  __m256 run_m[kNv], run_l[kNv];
+  for (int v = 0; v < kNv; ++v) {
+    lim[v] = _mm256_load_si256(reinterpret_cast<const __m256i*>(limit + 8 * v));
+    run_m[v] = vneg_inf;
+    run_l[v] = _mm256_setzero_ps();
+  }
+  for (int64_t j0 = 0; j0 <= max_limit; j0 += kKeyBlock) {
+    const int64_t nb = std::min<int64_t>(kKeyBlock, max_limit + 1 - j0);
     for (int64_t j = 0; j < nb; ++j) {
       const int64_t pos = j0 + j;
       const int64_t slot =
@@ -151,83 +293,144 @@ MG_AVX2 void AttendHeads(const AttentionProblem& p, const int32_t* table, int32_
       keys[j] = p.kv->k + offset;
       values[j] = p.kv->v + offset;
     }
-    // A head's rows are kv_row apart in the cache: stream this block's values
-    // and the next block's keys into L2 while the scores are computed.
-    const int64_t row_bytes = hd * static_cast<int64_t>(sizeof(float));
-    const int64_t next_nb = std::min<int64_t>(kKeyBlock, position + 1 - (j0 + kKeyBlock));
-    for (int64_t j = 0; j < nb; ++j) {
-      PrefetchL2(values[j], row_bytes);
-      if (j < next_nb) {
-        const int64_t pos = j0 + kKeyBlock + j;
-        const int64_t slot =
-            static_cast<int64_t>(table[pos / block_size]) * block_size + pos % block_size;
-        PrefetchL2(p.kv->k + p.layer_offset + slot * p.kv_row + kv_head * hd, row_bytes);
+    const int64_t nbs = (nb + kKeyStep - 1) / kKeyStep * kKeyStep;
+    for (int64_t j = nb; j < nbs; ++j)
+      keys[j] = keys[nb - 1];
+    // Scores: st[j][r] = scale * q_r . k_j, kKeyStep keys x all rows at a time.
+    for (int64_t j = 0; j < nbs; j += kKeyStep) {
+      __m256 acc[kKeyStep][kNv];
+      for (int i = 0; i < kKeyStep; ++i)
+        for (int v = 0; v < kNv; ++v)
+          acc[i][v] = _mm256_setzero_ps();
+      for (int64_t d = 0; d < hd; ++d) {
+        __m256 qv[kNv];
+        for (int v = 0; v < kNv; ++v)
+          qv[v] = _mm256_load_ps(qt[d] + 8 * v);
+        for (int i = 0; i < kKeyStep; ++i) {
+          const __m256 kb = _mm256_broadcast_ss(keys[j + i] + d);
+          for (int v = 0; v < kNv; ++v)
+            acc[i][v] = _mm256_fmadd_ps(kb, qv[v], acc[i][v]);
+        }
+      }
+      for (int i = 0; i < kKeyStep; ++i)
+        for (int v = 0; v < kNv; ++v)
+          _mm256_store_ps(st[j + i] + 8 * v, _mm256_mul_ps(acc[i][v], vscale));
+    }
+    // Causal mask: keys past a row's position score -inf.
+    if (j0 + nb - 1 > min_limit) {
+      for (int64_t j = std::max<int64_t>(0, min_limit + 1 - j0); j < nb; ++j) {
+        const __m256i pos = _mm256_set1_epi32(static_cast<int32_t>(j0 + j));
+        for (int v = 0; v < kNv; ++v) {
+          const __m256 m = _mm256_castsi256_ps(_mm256_cmpgt_epi32(pos, lim[v]));
+          _mm256_store_ps(st[j] + 8 * v,
+                          _mm256_blendv_ps(_mm256_load_ps(st[j] + 8 * v), vneg_inf, m));
+        }
       }
     }
-    for (int g = 0; g < num_heads; ++g) {
-      float* s = probs[g];
-      int64_t j = 0;
-      for (; j + 4 <= nb; j += 4) {
-        const __m128 d = Dot4(q[g], keys[j], keys[j + 1], keys[j + 2], keys[j + 3], hd);
-        _mm_storeu_ps(s + j, _mm_mul_ps(d, _mm_set1_ps(p.scale)));
-      }
-      for (; j < nb; ++j) {
-        const __m128 d = Dot4(q[g], keys[j], keys[j], keys[j], keys[j], hd);
-        s[j] = _mm_cvtss_f32(d) * p.scale;
-      }
-      float block_max = neg_inf;
-      for (j = 0; j < nb; ++j)
-        block_max = std::max(block_max, s[j]);
-      for (j = nb; j < kKeyBlock; ++j)
-        s[j] = neg_inf;
-      const float new_max = std::max(running_max[g], block_max);
-      // All scores -inf (or NaN): keep the reference's NaN behaviour via exp.
-      const float alpha = running_max[g] == neg_inf ? 0.0f : std::exp(running_max[g] - new_max);
-      const __m256 m = _mm256_set1_ps(new_max);
+    // Online softmax, vectorised over the rows.
+    for (int v = 0; v < kNv; ++v) {
+      __m256 bm = vneg_inf;
+      for (int64_t j = 0; j < nb; ++j)
+        bm = _mm256_max_ps(bm, _mm256_load_ps(st[j] + 8 * v));
+      const __m256 nm = _mm256_max_ps(run_m[v], bm);
+      // alpha = exp(old - new), 0 while nothing was seen yet.
+      const __m256 al = _mm256_andnot_ps(_mm256_cmp_ps(run_m[v], vneg_inf, _CMP_EQ_OQ),
+                                         simd::Exp8(_mm256_sub_ps(run_m[v], nm)));
       __m256 sum = _mm256_setzero_ps();
-      for (j = 0; j < kKeyBlock; j += 8) {
-        const __m256 e = simd::Exp8(_mm256_sub_ps(_mm256_loadu_ps(s + j), m));
-        _mm256_storeu_ps(s + j, e);
+      for (int64_t j = 0; j < nb; ++j) {
+        const __m256 e = simd::Exp8(_mm256_sub_ps(_mm256_load_ps(st[j] + 8 * v), nm));
+        _mm256_store_ps(st[j] + 8 * v, e);
         sum = _mm256_add_ps(sum, e);
       }
-      running_sum[g] = running_sum[g] * alpha + simd::Hsum(sum);
-      running_max[g] = new_max;
-      if (alpha != 1.0f) {
-        const __m256 a = _mm256_set1_ps(alpha);
-        for (int64_t d = 0; d < hd; d += 8)
-          _mm256_store_ps(o[g] + d, _mm256_mul_ps(_mm256_load_ps(o[g] + d), a));
+      run_l[v] = _mm256_add_ps(_mm256_mul_ps(run_l[v], al), sum);
+      run_m[v] = nm;
+      _mm256_store_ps(alpha_row + 8 * v, al);
+    }
+    for (int64_t r = 0; r < rows4; ++r) {
+      if (alpha_row[r] == 1.0f) continue;
+      const __m256 a = _mm256_set1_ps(alpha_row[r]);
+      for (int64_t d = 0; d < hd; d += 8)
+        _mm256_store_ps(o[r] + d, _mm256_mul_ps(_mm256_load_ps(o[r] + d), a));
+    }
+    // o[r] += sum_j st[j][r] * v_j: four rows x 16 dims at a time. Dims
+    // outer, rows inner: a dim slice of the block's values stays in L1.
+    int64_t d = 0;
+    for (; d + 16 <= hd; d += 16) {
+      for (int64_t r0 = 0; r0 < rows4; r0 += 4) {
+        __m256 c[4][2];
+        for (int i = 0; i < 4; ++i) {
+          c[i][0] = _mm256_load_ps(o[r0 + i] + d);
+          c[i][1] = _mm256_load_ps(o[r0 + i] + d + 8);
+        }
+        for (int64_t j = 0; j < nb; ++j) {
+          const __m256 v0 = _mm256_loadu_ps(values[j] + d);
+          const __m256 v1 = _mm256_loadu_ps(values[j] + d + 8);
+          for (int i = 0; i < 4; ++i) {
+            const __m256 w = _mm256_broadcast_ss(st[j] + r0 + i);
+            c[i][0] = _mm256_fmadd_ps(w, v0, c[i][0]);
+            c[i][1] = _mm256_fmadd_ps(w, v1, c[i][1]);
+          }
+        }
+        for (int i = 0; i < 4; ++i) {
+          _mm256_store_ps(o[r0 + i] + d, c[i][0]);
+          _mm256_store_ps(o[r0 + i] + d + 8, c[i][1]);
+        }
       }
     }
-    for (int g = 0; g < num_heads; g += 2) {
-      const bool pair = g + 1 < num_heads;
-      AccumulateValues(values, nb, probs[g], pair ? probs[g + 1] : probs[g], o[g],
-                       pair ? o[g + 1] : nullptr, hd);
+    if (d < hd) {
+      for (int64_t r0 = 0; r0 < rows4; r0 += 4) {
+        __m256 c[4];
+        for (int i = 0; i < 4; ++i)
+          c[i] = _mm256_load_ps(o[r0 + i] + d);
+        for (int64_t j = 0; j < nb; ++j) {
+          const __m256 v0 = _mm256_loadu_ps(values[j] + d);
+          for (int i = 0; i < 4; ++i)
+            c[i] = _mm256_fmadd_ps(_mm256_broadcast_ss(st[j] + r0 + i), v0, c[i]);
+        }
+        for (int i = 0; i < 4; ++i)
+          _mm256_store_ps(o[r0 + i] + d, c[i]);
+      }
     }
   }
-  for (int g = 0; g < num_heads; ++g) {
-    const __m256 inv = _mm256_set1_ps(1.0f / running_sum[g]);
-    float* dst = p.out + t * p.q_row + (h0 + g) * hd;
+  alignas(32) float sum_row[kBlockRows];
+  for (int v = 0; v < kNv; ++v)
+    _mm256_store_ps(sum_row + 8 * v, run_l[v]);
+  for (int64_t r = 0; r < rows; ++r) {
+    const __m256 inv = _mm256_set1_ps(1.0f / sum_row[r]);
+    float* dst = p.out + (t0 + r / group) * p.q_row + (h_begin + r % group) * hd;
     for (int64_t d = 0; d < hd; d += 8)
-      _mm256_storeu_ps(dst + d, _mm256_mul_ps(_mm256_load_ps(o[g] + d), inv));
+      _mm256_storeu_ps(dst + d, _mm256_mul_ps(_mm256_load_ps(o[r] + d), inv));
   }
 }
 
-// Token t, all heads of KV head kv_head: zeros unless its sequence's blocks are valid.
-void AttendItem(const AttentionProblem& p, int64_t t, int64_t kv_head, bool real) {
-  const int64_t h_begin = kv_head * p.group;
+// Token t, all heads of KV heads [kv_begin, kv_begin + kv_count): zeros
+// unless its sequence's blocks are valid.
+void AttendItem(const AttentionProblem& p, int64_t t, int64_t kv_begin, int64_t kv_count,
+                bool real) {
+  const int64_t h_begin = kv_begin * p.group;
   float* out_heads = p.out + t * p.q_row + h_begin * p.head_dim;
   const ForwardMetaView& meta = *p.meta;
   const int32_t seq = real ? meta.batch_id_per_token[t] : -1;
   const int32_t position = real ? meta.positions[t] : -1;
   if (!real || !SeqBlocksValid(meta, *p.kv, seq, position)) {
-    std::fill(out_heads, out_heads + p.group * p.head_dim, 0.0f);
+    std::fill(out_heads, out_heads + kv_count * p.group * p.head_dim, 0.0f);
     return;
   }
   const int32_t* table = meta.block_tables + static_cast<int64_t>(seq) * meta.max_blocks_per_seq;
-  for (int64_t g = 0; g < p.group; g += kHeadChunk) {
-    AttendHeads(p, table, position, t, h_begin + g,
-                static_cast<int>(std::min<int64_t>(kHeadChunk, p.group - g)));
+  int64_t h0[kMaxChunks];
+  int count[kMaxChunks];
+  int num_chunks = 0;
+  for (int64_t kvh = kv_begin; kvh < kv_begin + kv_count; ++kvh) {
+    for (int64_t g = 0; g < p.group; g += kHeadChunk) {
+      h0[num_chunks] = kvh * p.group + g;
+      count[num_chunks] = static_cast<int>(std::min<int64_t>(kHeadChunk, p.group - g));
+      if (++num_chunks == kMaxChunks) {
+        AttendHeads(p, table, position, t, h0, count, num_chunks);
+        num_chunks = 0;
+      }
+    }
   }
+  if (num_chunks > 0) AttendHeads(p, table, position, t, h0, count, num_chunks);
 }
 
 }  // namespace
@@ -299,12 +502,42 @@ void OptAttention(const KernelArgs& args) {
       std::min({NumRows(args.in[0]), NumRows(args.in[1]), NumRows(args.in[2]), num_rows});
   const int64_t num_real = NumRealRows(args, num_input_rows);
   const int64_t num_slots = static_cast<int64_t>(kv->num_blocks) * kv->block_size;
-  const int64_t num_items = num_rows * p.num_kv_heads;
-  // An item's cost grows with the keys it reads: split items by cost, so the
-  // long rows at the end of a prefill do not all land on one thread.
-  auto item_cost = [&](int64_t t) -> int64_t {
-    return t < num_real ? std::max<int64_t>(0, p.meta->positions[t]) + 8 : 1;
+  // Query blocks: runs of up to q_tokens consecutive valid tokens of one
+  // sequence (fixed by the tokens alone, not the thread count); a block of one
+  // token, or an invalid or padding row, goes through AttendItem.
+  const int64_t q_tokens = std::max<int64_t>(1, kBlockRows / p.group);
+  const ForwardMetaView& meta = *p.meta;
+  auto token_valid = [&](int64_t t) {
+    return t < num_real && SeqBlocksValid(meta, *kv, meta.batch_id_per_token[t], meta.positions[t]);
   };
+  // Calls fn(t0, nq, valid, cost) for each query block in token order. An
+  // item's cost grows with the keys it reads: split items by cost, so the
+  // long rows at the end of a prefill do not all land on one thread.
+  auto for_each_block = [&](auto&& fn) {
+    for (int64_t t = 0; t < num_rows;) {
+      const bool valid = token_valid(t);
+      int64_t nq = 1;
+      int64_t cost = valid ? std::max<int64_t>(0, meta.positions[t]) + 8 : 1;
+      if (valid) {
+        const int32_t seq = meta.batch_id_per_token[t];
+        while (nq < q_tokens && t + nq < num_real && meta.batch_id_per_token[t + nq] == seq &&
+               token_valid(t + nq)) {
+          cost += std::max<int64_t>(0, meta.positions[t + nq]) + 8;
+          ++nq;
+        }
+      }
+      fn(t, nq, valid, cost);
+      t += nq;
+    }
+  };
+  // Single tokens run up to kMaxChunks head chunks (several KV heads) in
+  // lockstep, fewer when that would leave threads idle. Only which heads run
+  // together depends on the thread count, never a head's arithmetic.
+  const int64_t chunks_per_kv = (p.group + kHeadChunk - 1) / kHeadChunk;
+  int64_t kv_span =
+      std::max<int64_t>(1, std::min<int64_t>(kMaxChunks / chunks_per_kv, p.num_kv_heads));
+  while (kv_span > 1 && num_rows * ((p.num_kv_heads + kv_span - 1) / kv_span) < args.num_threads)
+    kv_span = (kv_span + 1) / 2;
 #pragma omp parallel num_threads(args.num_threads)
   {
     // Step 1: this step's keys and values into the cache, before anyone reads.
@@ -315,19 +548,29 @@ void OptAttention(const KernelArgs& args) {
       std::copy(k + t * p.kv_row, k + (t + 1) * p.kv_row, kv->k + p.layer_offset + slot * p.kv_row);
       std::copy(v + t * p.kv_row, v + (t + 1) * p.kv_row, kv->v + p.layer_offset + slot * p.kv_row);
     }
-    // Step 2: attention, items (token, KV head) in order, split by cost.
+    // Step 2: attention, items (query block, KV head) in order, split by cost.
     int64_t total = 0;
-    for (int64_t t = 0; t < num_rows; ++t)
-      total += item_cost(t) * p.num_kv_heads;
+    for_each_block([&](int64_t, int64_t, bool, int64_t cost) { total += cost * p.num_kv_heads; });
     int64_t lo, hi;
     simd::SplitRange(total, omp_get_thread_num(), omp_get_num_threads(), &lo, &hi);
     int64_t pos = 0;
-    for (int64_t item = 0; item < num_items && pos < hi; ++item) {
-      const int64_t t = item / p.num_kv_heads;
-      const int64_t cost = item_cost(t);
-      if (pos >= lo) AttendItem(p, t, item % p.num_kv_heads, t < num_real);
-      pos += cost;
-    }
+    for_each_block([&](int64_t t0, int64_t nq, bool valid, int64_t cost) {
+      const int64_t step = nq > 1 ? 1 : kv_span;
+      for (int64_t h = 0; h < p.num_kv_heads; h += step) {
+        const int64_t n = std::min(step, p.num_kv_heads - h);
+        if (pos >= lo && pos < hi) {
+          if (nq > 1) {
+            const int32_t* table =
+                meta.block_tables +
+                static_cast<int64_t>(meta.batch_id_per_token[t0]) * meta.max_blocks_per_seq;
+            AttendQueryBlock(p, table, t0, nq, h);
+          } else {
+            AttendItem(p, t0, h, n, valid);
+          }
+        }
+        pos += cost * n;
+      }
+    });
   }
 }
 

@@ -400,7 +400,9 @@ TEST(OptKernelsTest, AttentionMatchesReferenceForPrefillAndDecode) {
   struct Heads {
     int64_t num_heads, num_kv_heads, head_dim;
   };
-  for (Heads h : {Heads{6, 2, 64}, Heads{4, 4, 128}, Heads{10, 2, 24}, Heads{2, 1, 8}}) {
+  // GQA groups 1..16: query blocks of 16 / group tokens (group 16: one token each).
+  for (Heads h : {Heads{6, 2, 64}, Heads{4, 4, 128}, Heads{10, 2, 24}, Heads{2, 1, 8},
+                  Heads{16, 4, 128}, Heads{8, 1, 64}, Heads{16, 1, 24}, Heads{14, 2, 16}}) {
     const int32_t block_size = 4, num_blocks = 48, num_layers = 2, layer = 1;
     // A 70-token prompt (more than one 64-key block), a decode step at
     // position 9, a 3-token chunk after 5 cached, a sequence whose block table
@@ -458,6 +460,50 @@ TEST(OptKernelsTest, AttentionMatchesReferenceForPrefillAndDecode) {
           << "element " << i << " (row " << i / q_cols << ") is " << first[0][i] << ", want "
           << want[0][i];
     }
+  }
+}
+
+// One decode token: the optimised kernel runs fewer KV heads together when
+// threads would idle (4, 2 or 1 here); a head's result must not change.
+TEST(OptKernelsTest, AttentionSingleDecodeTokenIsThreadCountIndependent) {
+  SKIP_WITHOUT_AVX2();
+  const int64_t num_heads = 16, num_kv_heads = 4, head_dim = 128;
+  const int32_t block_size = 16, num_blocks = 12;
+  std::vector<int32_t> blocks = {7, 2, 9, 0, 11, 4, 1, 8, 3};  // not in order
+  const int32_t rows = 2;                                      // one padding row
+  Meta meta(rows, 9, block_size, {{130, 1, blocks}});
+  const int64_t q_cols = num_heads * head_dim, kv_cols = num_kv_heads * head_dim;
+  const std::vector<float> q = Random(rows * q_cols, 21);
+  const std::vector<float> k = Random(rows * kv_cols, 22);
+  const std::vector<float> v = Random(rows * kv_cols, 23);
+  KvCacheView kv;
+  kv.num_layers = 1;
+  kv.num_blocks = num_blocks;
+  kv.block_size = block_size;
+  kv.num_kv_heads = static_cast<int32_t>(num_kv_heads);
+  kv.head_dim = static_cast<int32_t>(head_dim);
+  const std::vector<float> cache_k = Random(kv.layer_stride(), 24);
+  const std::vector<float> cache_v = Random(kv.layer_stride(), 25);
+  Call call;
+  call.in = {Arg(q.data(), DType::kF32, {rows, q_cols}),
+             Arg(k.data(), DType::kF32, {rows, kv_cols}),
+             Arg(v.data(), DType::kF32, {rows, kv_cols})};
+  call.out = {{DType::kF32, {rows, q_cols}}};
+  call.ints = {0, num_heads, num_kv_heads, head_dim};
+  call.floats = {1.0f / std::sqrt(static_cast<float>(head_dim))};
+  call.meta = meta.view();
+  const auto want = RunAttention(RefAttention, call, kv, cache_k, cache_v, 1);
+  std::vector<float> first;
+  for (int threads : {1, 2, 3, 4}) {
+    const auto got = RunAttention(OptAttention, call, kv, cache_k, cache_v, threads);
+    if (first.empty()) first = got[0];
+    ASSERT_EQ(0, std::memcmp(got[0].data(), first.data(), first.size() * 4)) << threads;
+    EXPECT_EQ(got[1], want[1]);
+    EXPECT_EQ(got[2], want[2]);
+  }
+  for (size_t i = 0; i < want[0].size(); ++i) {
+    ASSERT_TRUE(std::abs(first[i] - want[0][i]) <= kTol * (1.0 + std::abs(want[0][i])))
+        << "element " << i << " is " << first[i] << ", want " << want[0][i];
   }
 }
 
