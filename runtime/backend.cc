@@ -1,6 +1,7 @@
 // Helpers shared by every backend.
 #include "runtime/backend.h"
 
+#include <algorithm>
 #include <chrono>
 
 namespace moegraph {
@@ -40,6 +41,40 @@ Status ResolveArgument(const ArgRef& ref, const ExecBindings& b, TensorArg& out)
   for (int i = 0; i < out.rank; ++i)
     out.shape[i] = ref.shape[i];
   return Status::Ok();
+}
+
+Status BindStep(const KernelStep& step, const ExecBindings& bindings, int num_threads,
+                std::vector<TensorArg>& args, BoundStep& out) {
+  const std::string where = "step '" + step.kernel + "'";
+  if (step.ints.size() > kMaxKernelInts || step.floats.size() > kMaxKernelFloats) {
+    return InvalidArgument(where + " has too many parameters");
+  }
+  out.first_arg = args.size();
+  out.num_in = step.inputs.size();
+  out.num_out = step.outputs.size();
+  for (const ArgRef& ref : step.inputs) {
+    args.emplace_back();
+    MG_RETURN_IF_ERROR(ResolveArgument(ref, bindings, args.back()).WithContext(where));
+  }
+  for (const ArgRef& ref : step.outputs) {
+    if (ref.kind != ArgKind::kArena) return InvalidArgument(where + " writes outside the arena");
+    args.emplace_back();
+    MG_RETURN_IF_ERROR(ResolveArgument(ref, bindings, args.back()).WithContext(where));
+  }
+  out.args = KernelArgs{};
+  out.args.meta = bindings.meta;
+  out.args.kv = bindings.kv;
+  out.args.num_in = static_cast<int>(out.num_in);
+  out.args.num_out = static_cast<int>(out.num_out);
+  out.args.num_threads = num_threads;
+  std::copy(step.ints.begin(), step.ints.end(), out.args.ints);
+  std::copy(step.floats.begin(), step.floats.end(), out.args.floats);
+  return Status::Ok();
+}
+
+void LinkStep(BoundStep& step, std::vector<TensorArg>& args) {
+  step.args.in = args.data() + step.first_arg;
+  step.args.out = args.data() + step.first_arg + step.num_in;
 }
 
 double NowMicros() {

@@ -56,6 +56,21 @@ double NowMicros();
 // index or an input slot, each checked against what `bindings` holds.
 Status ResolveArgument(const ArgRef& ref, const ExecBindings& bindings, TensorArg& out);
 
+// A step's kernel arguments, bound: its TensorArgs sit in a flat array shared
+// by the whole program (`first_arg` onwards: inputs, then outputs).
+struct BoundStep {
+  size_t first_arg = 0;
+  size_t num_in = 0, num_out = 0;
+  KernelArgs args;
+};
+
+// Resolves the step's arguments (appended to `args`) and parameters. Outputs
+// must be arena slots. `args.in` / `args.out` are set by LinkStep, once the
+// array stops growing.
+Status BindStep(const KernelStep& step, const ExecBindings& bindings, int num_threads,
+                std::vector<TensorArg>& args, BoundStep& out);
+void LinkStep(BoundStep& step, std::vector<TensorArg>& args);
+
 class Backend {
  public:
   virtual ~Backend() = default;

@@ -11,12 +11,9 @@
 namespace moegraph {
 namespace {
 
-// Every TensorArg and KernelArgs of one step, resolved.
-struct ResolvedStep {
+// One step, resolved: its kernel and its bound arguments.
+struct ResolvedStep : BoundStep {
   KernelFn fn = nullptr;
-  size_t first_arg = 0;  // into the flat TensorArg array
-  size_t num_in = 0, num_out = 0;
-  KernelArgs args;
 };
 
 // Resolves one step; `args` receives its TensorArgs.
@@ -24,39 +21,7 @@ Status ResolveStep(const KernelStep& step, const ExecBindings& b, bool reference
                    std::vector<TensorArg>& args, ResolvedStep& out) {
   out.fn = SelectCpuKernel(step, reference_only).fn;
   if (!out.fn) return Unimplemented("the CPU backend has no kernel '" + step.kernel + "'");
-  if (step.ints.size() > kMaxKernelInts || step.floats.size() > kMaxKernelFloats) {
-    return InvalidArgument("step '" + step.kernel + "' has too many parameters");
-  }
-  out.first_arg = args.size();
-  out.num_in = step.inputs.size();
-  out.num_out = step.outputs.size();
-  for (const ArgRef& ref : step.inputs) {
-    args.emplace_back();
-    MG_RETURN_IF_ERROR(
-        ResolveArgument(ref, b, args.back()).WithContext("step '" + step.kernel + "'"));
-  }
-  for (const ArgRef& ref : step.outputs) {
-    if (ref.kind != ArgKind::kArena) {
-      return InvalidArgument("step '" + step.kernel + "' writes outside the arena");
-    }
-    args.emplace_back();
-    MG_RETURN_IF_ERROR(
-        ResolveArgument(ref, b, args.back()).WithContext("step '" + step.kernel + "'"));
-  }
-  out.args = KernelArgs{};
-  out.args.meta = b.meta;
-  out.args.kv = b.kv;
-  out.args.num_in = static_cast<int>(out.num_in);
-  out.args.num_out = static_cast<int>(out.num_out);
-  out.args.num_threads = b.num_threads;
-  std::copy(step.ints.begin(), step.ints.end(), out.args.ints);
-  std::copy(step.floats.begin(), step.floats.end(), out.args.floats);
-  return Status::Ok();
-}
-
-void Link(ResolvedStep& step, std::vector<TensorArg>& args) {
-  step.args.in = args.data() + step.first_arg;
-  step.args.out = args.data() + step.first_arg + step.num_in;
+  return BindStep(step, b, b.num_threads, args, out);
 }
 
 class CpuReplayable : public Replayable {
@@ -65,7 +30,7 @@ class CpuReplayable : public Replayable {
                 std::vector<TensorArg> args)
       : program_steps_(program.steps), steps_(std::move(steps)), args_(std::move(args)) {
     for (ResolvedStep& s : steps_)
-      Link(s, args_);
+      LinkStep(s, args_);
   }
   void Replay(StepObserver* observer) override {
     if (!observer) {
@@ -132,7 +97,7 @@ class CpuBackend : public Backend {
       MG_RETURN_IF_ERROR(
           ResolveStep(step, bindings, options_.reference_kernels_only, args, resolved)
               .WithContext("running " + program.key.ToString()));
-      Link(resolved, args);
+      LinkStep(resolved, args);
       const double start = observer ? NowMicros() : 0;
       resolved.fn(resolved.args);
       if (observer) observer->OnStep(step, start, NowMicros());

@@ -24,11 +24,9 @@ Status CudaCheck(cudaError_t e, const std::string& what) {
   return Internal(what + ": " + cudaGetErrorName(e) + " (" + cudaGetErrorString(e) + ")");
 }
 
-struct ResolvedStep {
+// One step, resolved: its CUDA kernel and its bound arguments.
+struct ResolvedStep : BoundStep {
   cuda::CudaKernel kernel;
-  size_t first_arg = 0;  // into the flat TensorArg array
-  size_t num_in = 0, num_out = 0;
-  KernelArgs args;
 };
 
 Status ResolveStep(const KernelStep& step, const ExecBindings& b, std::vector<TensorArg>& args,
@@ -36,33 +34,7 @@ Status ResolveStep(const KernelStep& step, const ExecBindings& b, std::vector<Te
   const std::string why_not = cuda::CudaUnsupportedReason(step);
   if (!why_not.empty()) return Unimplemented(why_not);
   out.kernel = cuda::LookupCudaKernel(step.kernel);
-  out.first_arg = args.size();
-  out.num_in = step.inputs.size();
-  out.num_out = step.outputs.size();
-  const std::string where = "step '" + step.kernel + "'";
-  for (const ArgRef& ref : step.inputs) {
-    args.emplace_back();
-    MG_RETURN_IF_ERROR(ResolveArgument(ref, b, args.back()).WithContext(where));
-  }
-  for (const ArgRef& ref : step.outputs) {
-    if (ref.kind != ArgKind::kArena) return InvalidArgument(where + " writes outside the arena");
-    args.emplace_back();
-    MG_RETURN_IF_ERROR(ResolveArgument(ref, b, args.back()).WithContext(where));
-  }
-  out.args = KernelArgs{};
-  out.args.meta = b.meta;
-  out.args.kv = b.kv;
-  out.args.num_in = static_cast<int>(out.num_in);
-  out.args.num_out = static_cast<int>(out.num_out);
-  out.args.num_threads = 1;
-  std::copy(step.ints.begin(), step.ints.end(), out.args.ints);
-  std::copy(step.floats.begin(), step.floats.end(), out.args.floats);
-  return Status::Ok();
-}
-
-void Link(ResolvedStep& step, std::vector<TensorArg>& args) {
-  step.args.in = args.data() + step.first_arg;
-  step.args.out = args.data() + step.first_arg + step.num_in;
+  return BindStep(step, b, /*num_threads=*/1, args, out);
 }
 
 size_t ScratchBytes(const ResolvedStep& step, int activation_parts) {
@@ -186,7 +158,7 @@ class CudaBackend : public Backend {
     }
     size_t scratch_needed = 0;
     for (ResolvedStep& s : steps) {
-      Link(s, args);
+      LinkStep(s, args);
       scratch_needed = std::max(scratch_needed, ScratchBytes(s, options_.activation_parts));
     }
     // Everything that allocates or asks cuBLASLt for heuristics happens here,
@@ -245,7 +217,7 @@ class CudaBackend : public Backend {
       args.clear();
       ResolvedStep resolved;
       MG_RETURN_IF_ERROR(ResolveStep(step, bindings, args, resolved).WithContext(where));
-      Link(resolved, args);
+      LinkStep(resolved, args);
       // Outside any capture, so the scratch may grow here (captured graphs
       // keep the buffers they were recorded with).
       MG_RETURN_IF_ERROR(EnsureScratch(ScratchBytes(resolved, options_.activation_parts)));

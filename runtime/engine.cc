@@ -407,7 +407,7 @@ StatusOr<StepLogits> Engine::Step(const std::vector<SequenceStep>& batch) {
   }
   MG_RETURN_IF_ERROR(meta_.Fill(batch, key.token_bucket, key.seq_bucket, kv_));
   if (device_) MG_RETURN_IF_ERROR(UploadStepInputs());
-  const int index = ProgramIndex(key);
+  const int index = static_cast<int>(program - plan_.programs.data());
   if (options_.eager || !captured_[index]) {
     MG_RETURN_IF_ERROR(backend_->RunEager(*program, bindings_, observer_));
   } else {
