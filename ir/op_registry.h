@@ -21,6 +21,13 @@ enum OpTrait : uint32_t {
   kCollective = 1u << 2,        // communicates across ranks
   kHostSync = 1u << 3,          // waits for the host: never inside a captured region
   kWeight = 1u << 4,            // defines a checkpoint weight (no operands)
+  // Dim 0 of result 0 is tokens (from `row_offset` on, when the op has that
+  // attribute): rows at or past num_tokens are padding, which the kernel may
+  // skip and writes as zeros. Only NeedsForwardMeta ops
+  // can know num_tokens, so the registry requires it with this trait. Ops
+  // without it (linear, add, silu_mul, the pair- and slot-row MoE kernels)
+  // treat every row as real: their rows may be (token, expert) pairs.
+  kTokenRows = 1u << 5,
 };
 
 // An attribute any op may carry: memory-plan's arena byte offset of each

@@ -269,6 +269,11 @@ StatusOr<std::vector<Type>> InferMoe(const InferContext& ctx) {
   MG_RETURN_IF_ERROR(RequireSameDim(ctx, In(ctx, 1).dims[1], hidden, "router [E,H]"));
   MG_RETURN_IF_ERROR(RequireStatic(ctx, experts, "expert count"));
   MG_RETURN_IF_ERROR(CheckTopK(ctx, experts.size));
+  // The fused op's reference kernel keeps a row's logits and routes on the stack.
+  if (experts.size > kRefMaxExperts || ctx.op.IntAttr("top_k") > kRefMaxTopK) {
+    return ShapeError(ctx, "the fused moe op supports at most " + std::to_string(kRefMaxExperts) +
+                               " experts and top_k " + std::to_string(kRefMaxTopK));
+  }
   MG_RETURN_IF_ERROR(RequireTensor(ctx, 2, 3, "gate"));
   const Dim& inter = In(ctx, 2).dims[1];
   MG_RETURN_IF_ERROR(CheckStacked(ctx, 2, experts, inter, hidden, "gate"));
@@ -445,6 +450,8 @@ AttrSpec StringAttr(std::string name, bool required = true) {
 }
 
 constexpr uint32_t kMetaPure = kNeedsForwardMeta | kPure;
+// ForwardMeta ops whose dim 0 is tokens (see kTokenRows).
+constexpr uint32_t kTokenRowsPure = kNeedsForwardMeta | kTokenRows | kPure;
 
 std::vector<OpDef> BuildDefs() {
   const AttrSpec top_k = IntAttr("top_k", 1, 1024);
@@ -558,7 +565,7 @@ std::vector<OpDef> BuildDefs() {
        "%q2 = rope(%meta, %q) {head_dim = 128, theta = 1000000.0} : tensor<T x 4096 x f32>",
        1,
        1,
-       kMetaPure,
+       kTokenRowsPure,
        {IntAttr("head_dim", 2, 4096), FloatAttr("theta")},
        {"head_dim"},
        {"theta"},
@@ -570,7 +577,7 @@ std::vector<OpDef> BuildDefs() {
        "num_kv_heads = 4, scale = 0.088} : tensor<T x 4096 x f32>",
        3,
        3,
-       kNeedsForwardMeta,
+       kNeedsForwardMeta | kTokenRows,
        {IntAttr("layer", 0, 100000), IntAttr("num_heads", 1, 4096),
         IntAttr("num_kv_heads", 1, 4096), IntAttr("head_dim", 1, 4096), FloatAttr("scale")},
        {"layer", "num_heads", "num_kv_heads", "head_dim"},
@@ -593,7 +600,7 @@ std::vector<OpDef> BuildDefs() {
        "%y = mlp(%meta, %x, %wg, %wu, %wd) : tensor<T x 2048 x f32>",
        4,
        4,
-       kMetaPure,
+       kTokenRowsPure,
        {},
        {},
        {},
@@ -605,7 +612,7 @@ std::vector<OpDef> BuildDefs() {
        "tensor<T x 2048 x f32>",
        5,
        5,
-       kMetaPure,
+       kTokenRowsPure,
        {top_k, norm, row_offset},
        {"top_k", "norm_topk_prob", "row_offset"},
        {},
@@ -617,7 +624,7 @@ std::vector<OpDef> BuildDefs() {
        "tensor<64 x 8 x i32>, tensor<64 x 8 x f32>",
        1,
        1,
-       kMetaPure,
+       kTokenRowsPure,
        {top_k, norm, row_offset},
        {"top_k", "norm_topk_prob", "row_offset"},
        {},
@@ -719,7 +726,7 @@ std::vector<OpDef> BuildDefs() {
        "%y = moe_combine(%meta, %yp, %w) : tensor<8 x 2048 x f32>",
        2,
        2,
-       kMetaPure,
+       kTokenRowsPure,
        {},
        {},
        {},

@@ -81,6 +81,9 @@ constexpr int kMaxKernelFloats = 4;
 // Everything one kernel call needs. `ints`/`floats` hold the op's kernel
 // parameters in the order its registry entry lists them.
 struct KernelArgs {
+  // The step's ForwardMeta, for ops that declare NeedsForwardMeta; null for
+  // every other op, whose kernels therefore treat all rows as real (their rows
+  // need not be tokens: unfused MoE runs silu_mul over (token, expert) pairs).
   const ForwardMetaView* meta = nullptr;
   const KvCacheView* kv = nullptr;
   const TensorArg* in = nullptr;
@@ -93,5 +96,16 @@ struct KernelArgs {
 };
 
 using KernelFn = void (*)(const KernelArgs&);
+
+// Reports a kernel called against its shape or dtype contract and aborts.
+// Load-time re-verification of every step (runtime/program_check) rejects
+// such a step in a plan, so reaching this is a bug in moegraph, not bad input:
+// it is never answered with a quiet zero tensor.
+[[noreturn]] void KernelContractViolation(const char* kernel, const char* what);
+
+#define MG_KERNEL_CONTRACT(cond, kernel, what)                      \
+  do {                                                              \
+    if (!(cond)) ::moegraph::KernelContractViolation(kernel, what); \
+  } while (0)
 
 }  // namespace moegraph

@@ -4,6 +4,8 @@
 #include <algorithm>
 #include <chrono>
 
+#include "ir/op_registry.h"
+
 namespace moegraph {
 
 Status ResolveArgument(const ArgRef& ref, const ExecBindings& b, TensorArg& out) {
@@ -61,8 +63,11 @@ Status BindStep(const KernelStep& step, const ExecBindings& bindings, int num_th
     args.emplace_back();
     MG_RETURN_IF_ERROR(ResolveArgument(ref, bindings, args.back()).WithContext(where));
   }
+  const OpDef* def = LookupOp(step.kernel);
+  if (def == nullptr) return InvalidArgument(where + " names no op in the registry");
   out.args = KernelArgs{};
-  out.args.meta = bindings.meta;
+  // Only ops that declare NeedsForwardMeta see the step's metadata.
+  out.args.meta = def->Has(kNeedsForwardMeta) ? bindings.meta : nullptr;
   out.args.kv = bindings.kv;
   out.args.num_in = static_cast<int>(out.num_in);
   out.args.num_out = static_cast<int>(out.num_out);

@@ -95,7 +95,7 @@ StatusOr<std::vector<HostTensor>> InterpretGraph(const Graph& graph,
       out.push_back(args[r]);
     }
     KernelArgs call;
-    call.meta = &meta;
+    call.meta = op.def->Has(kNeedsForwardMeta) ? &meta : nullptr;
     call.kv = &kv;
     call.in = in.data();
     call.num_in = static_cast<int>(in.size());

@@ -70,7 +70,7 @@ bool RunLinear(const KernelArgs& args, int num_weights) {
   b.wg = wg.data;
   b.out = args.out[0].as<float>();
   const int64_t num_rows = ref_detail::NumRows(args.out[0]);
-  b.num_rows = ref_detail::NumRealRows(args, num_rows);
+  b.num_rows = num_rows;  // linear has no ForwardMeta: every row is real
   RunDense(b, num_rows, wtype, args.num_threads);
   return true;
 }

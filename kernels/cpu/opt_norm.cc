@@ -69,7 +69,6 @@ bool RunNorm(const KernelArgs& args, bool with_residual) {
   const int64_t w_size = w.numel();
   WType wtype;
   if (!simd::ToWType(w.dtype, &wtype) || w_size <= 0 || row_size % w_size != 0) return false;
-  const int64_t num_real = ref_detail::NumRealRows(args, num_rows);
   const float eps = args.floats[0];
   const float* residual = with_residual ? args.in[1].as<const float>() : nullptr;
   float* sum = with_residual ? args.out[0].as<float>() : nullptr;
@@ -78,11 +77,6 @@ bool RunNorm(const KernelArgs& args, bool with_residual) {
 #pragma omp parallel for schedule(static) num_threads(args.num_threads) if (parallel)
   for (int64_t r = 0; r < num_rows; ++r) {
     const int64_t offset = r * row_size;
-    if (r >= num_real) {
-      std::fill(y + offset, y + offset + row_size, 0.0f);
-      if (sum) std::fill(sum + offset, sum + offset + row_size, 0.0f);
-      continue;
-    }
     const float* x_row = x.as<const float>() + offset;
     const float* res_row = residual ? residual + offset : nullptr;
     float* sum_row = sum ? sum + offset : nullptr;

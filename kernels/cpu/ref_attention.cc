@@ -25,9 +25,11 @@ void RefRope(const KernelArgs& args) {
   const int64_t row_size = RowSize(args.out[0]);
   const int64_t head_dim = args.ints[0];
   const double theta = args.floats[0];
-  const bool ok = args.meta != nullptr && head_dim > 0 && head_dim % 2 == 0 &&
-                  row_size % head_dim == 0 && RowSize(args.in[0]) == row_size;
-  const int64_t num_real = ok ? NumRealRows(args, std::min(num_rows, NumRows(args.in[0]))) : 0;
+  MG_KERNEL_CONTRACT(args.meta != nullptr && head_dim > 0 && head_dim % 2 == 0 &&
+                         row_size % head_dim == 0 && RowSize(args.in[0]) == row_size &&
+                         NumRows(args.in[0]) == num_rows,
+                     "rope", "needs meta, an even head_dim dividing the row, x shaped like out");
+  const int64_t num_real = NumRealRows(args, num_rows);
   const int64_t half = head_dim / 2;
 #pragma omp parallel for num_threads(args.num_threads)
   for (int64_t t = 0; t < num_rows; ++t) {
@@ -71,17 +73,18 @@ void RefAttention(const KernelArgs& args) {
 
   const ForwardMetaView* meta = args.meta;
   const KvCacheView* kv = args.kv;
-  const bool ok =
+  MG_KERNEL_CONTRACT(
       meta != nullptr && kv != nullptr && kv->k != nullptr && kv->v != nullptr && num_heads > 0 &&
-      num_kv_heads > 0 && head_dim > 0 && num_heads % num_kv_heads == 0 && layer >= 0 &&
-      layer < kv->num_layers && kv->num_kv_heads == num_kv_heads && kv->head_dim == head_dim &&
-      kv->block_size > 0 && RowSize(args.out[0]) == q_row && RowSize(args.in[0]) == q_row &&
-      RowSize(args.in[1]) == kv_row && RowSize(args.in[2]) == kv_row;
-  const int64_t num_input_rows =
-      std::min({NumRows(args.in[0]), NumRows(args.in[1]), NumRows(args.in[2]), num_rows});
-  const int64_t num_real = ok ? NumRealRows(args, num_input_rows) : 0;
-  const int64_t layer_offset = ok ? layer * kv->layer_stride() : 0;
-  const int64_t num_slots = ok ? static_cast<int64_t>(kv->num_blocks) * kv->block_size : 0;
+          num_kv_heads > 0 && head_dim > 0 && num_heads % num_kv_heads == 0 && layer >= 0 &&
+          layer < kv->num_layers && kv->num_kv_heads == num_kv_heads && kv->head_dim == head_dim &&
+          kv->block_size > 0 && RowSize(args.out[0]) == q_row && RowSize(args.in[0]) == q_row &&
+          RowSize(args.in[1]) == kv_row && RowSize(args.in[2]) == kv_row &&
+          NumRows(args.in[0]) == num_rows && NumRows(args.in[1]) == num_rows &&
+          NumRows(args.in[2]) == num_rows,
+      "attention", "q/k/v/out rows and heads must match the op and the KV cache geometry");
+  const int64_t num_real = NumRealRows(args, num_rows);
+  const int64_t layer_offset = layer * kv->layer_stride();
+  const int64_t num_slots = static_cast<int64_t>(kv->num_blocks) * kv->block_size;
 
   // Step 1: write this step's keys and values. slot = block * block_size + offset
   // is also the slot's row index in the layer's [num_blocks * block_size, nkv, hd].
@@ -96,7 +99,7 @@ void RefAttention(const KernelArgs& args) {
   // Step 2: causal attention over the cache, one (token, head) per iteration.
   // Two passes over the keys (max, then exp-sum) so no score buffer is needed;
   // the output head accumulates the unnormalised weighted sum of values.
-  const int64_t group = ok ? num_heads / num_kv_heads : 1;
+  const int64_t group = num_heads / num_kv_heads;
 #pragma omp parallel for collapse(2) num_threads(args.num_threads)
   for (int64_t t = 0; t < num_rows; ++t) {
     for (int64_t h = 0; h < num_heads; ++h) {
@@ -141,9 +144,10 @@ void RefGatherLast(const KernelArgs& args) {
   float* out = args.out[0].as<float>();
   const int64_t num_out = NumRows(args.out[0]);
   const int64_t hidden = RowSize(args.out[0]);
-  const bool ok = args.meta != nullptr && RowSize(args.in[0]) == hidden;
-  const int64_t num_seqs = ok ? std::min<int64_t>(args.meta->num_seqs, num_out) : 0;
-  const int64_t num_real = ok ? NumRealRows(args, NumRows(args.in[0])) : 0;
+  MG_KERNEL_CONTRACT(args.meta != nullptr && RowSize(args.in[0]) == hidden, "gather_last",
+                     "needs meta and x [T, H] for out [B, H]");
+  const int64_t num_seqs = std::min<int64_t>(args.meta->num_seqs, num_out);
+  const int64_t num_real = NumRealRows(args, NumRows(args.in[0]));
   for (int64_t s = 0; s < num_out; ++s) {
     float* row = out + s * hidden;
     int64_t last = -1;

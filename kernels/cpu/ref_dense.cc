@@ -9,7 +9,6 @@ namespace {
 
 using ref_detail::DotWeight;
 using ref_detail::IsWeightDType;
-using ref_detail::NumRealRows;
 using ref_detail::NumRows;
 using ref_detail::RowSize;
 using ref_detail::Silu;
@@ -17,9 +16,10 @@ using ref_detail::Silu;
 // RefMlp computes its [I] hidden row in chunks of this many values on the stack.
 constexpr int64_t kMlpChunk = 4096;
 
-// True when w is a weight [N, K] usable against rows of K values.
-bool WeightShapeOk(const TensorArg& w, int64_t n, int64_t k) {
-  return IsWeightDType(w.dtype) && w.rank == 2 && w.shape[0] == n && w.shape[1] == k;
+// Checks that w is a weight [N, K] usable against rows of K values.
+void CheckWeight(const char* kernel, const TensorArg& w, int64_t n, int64_t k) {
+  MG_KERNEL_CONTRACT(IsWeightDType(w.dtype) && w.rank == 2 && w.shape[0] == n && w.shape[1] == k,
+                     kernel, "weight must be f32/bf16/f16 [N, K] matching x and out");
 }
 
 }  // namespace
@@ -31,12 +31,13 @@ void RefEmbedding(const KernelArgs& args) {
   const int64_t num_rows = NumRows(args.out[0]);
   const int64_t hidden = RowSize(args.out[0]);
   const int64_t vocab = table.dim(0);
-  const bool table_ok = IsWeightDType(table.dtype) && table.rank == 2 && table.dim(1) == hidden;
-  const int64_t num_real = table_ok ? NumRealRows(args, std::min(num_rows, args.in[0].numel())) : 0;
+  MG_KERNEL_CONTRACT(IsWeightDType(table.dtype) && table.rank == 2 && table.dim(1) == hidden &&
+                         args.in[0].numel() == num_rows,
+                     "embedding", "table must be [V, H] and tokens [T] for out [T, H]");
 #pragma omp parallel for num_threads(args.num_threads)
   for (int64_t t = 0; t < num_rows; ++t) {
     float* row = out + t * hidden;
-    const int64_t id = t < num_real ? tokens[t] : -1;
+    const int64_t id = tokens[t];
     if (id < 0 || id >= vocab) {
       std::fill(row, row + hidden, 0.0f);
       continue;
@@ -51,30 +52,20 @@ void RefAdd(const KernelArgs& args) {
   const float* a = args.in[0].as<const float>();
   const float* b = args.in[1].as<const float>();
   float* out = args.out[0].as<float>();
-  const int64_t num_rows = NumRows(args.out[0]);
-  const int64_t row_size = RowSize(args.out[0]);
-  const int64_t num_real = NumRealRows(args, num_rows);
+  const int64_t n = args.out[0].numel();
 #pragma omp parallel for num_threads(args.num_threads)
-  for (int64_t r = 0; r < num_rows; ++r) {
-    for (int64_t c = r * row_size; c < (r + 1) * row_size; ++c) {
-      out[c] = r < num_real ? a[c] + b[c] : 0.0f;
-    }
-  }
+  for (int64_t i = 0; i < n; ++i)
+    out[i] = a[i] + b[i];
 }
 
 void RefSiluMul(const KernelArgs& args) {
   const float* a = args.in[0].as<const float>();
   const float* b = args.in[1].as<const float>();
   float* out = args.out[0].as<float>();
-  const int64_t num_rows = NumRows(args.out[0]);
-  const int64_t row_size = RowSize(args.out[0]);
-  const int64_t num_real = NumRealRows(args, num_rows);
+  const int64_t n = args.out[0].numel();
 #pragma omp parallel for num_threads(args.num_threads)
-  for (int64_t r = 0; r < num_rows; ++r) {
-    for (int64_t c = r * row_size; c < (r + 1) * row_size; ++c) {
-      out[c] = r < num_real ? Silu(a[c]) * b[c] : 0.0f;
-    }
-  }
+  for (int64_t i = 0; i < n; ++i)
+    out[i] = Silu(a[i]) * b[i];
 }
 
 void RefLinear(const KernelArgs& args) {
@@ -84,12 +75,12 @@ void RefLinear(const KernelArgs& args) {
   const int64_t num_rows = NumRows(args.out[0]);
   const int64_t n = RowSize(args.out[0]);
   const int64_t k = RowSize(args.in[0]);
-  const int64_t num_real = WeightShapeOk(w, n, k) ? NumRealRows(args, num_rows) : 0;
+  CheckWeight("linear", w, n, k);
   // (row, output column) pairs so that a single decode row still uses every thread.
 #pragma omp parallel for collapse(2) num_threads(args.num_threads)
   for (int64_t r = 0; r < num_rows; ++r) {
     for (int64_t j = 0; j < n; ++j) {
-      out[r * n + j] = r < num_real ? DotWeight(x + r * k, w.data, w.dtype, j * k, k) : 0.0f;
+      out[r * n + j] = DotWeight(x + r * k, w.data, w.dtype, j * k, k);
     }
   }
 }
@@ -102,18 +93,14 @@ void RefLinearSiluMul(const KernelArgs& args) {
   const int64_t num_rows = NumRows(args.out[0]);
   const int64_t n = RowSize(args.out[0]);
   const int64_t k = RowSize(args.in[0]);
-  const bool shapes_ok = WeightShapeOk(wg, n, k) && WeightShapeOk(wu, n, k);
-  const int64_t num_real = shapes_ok ? NumRealRows(args, num_rows) : 0;
+  CheckWeight("linear_silu_mul", wg, n, k);
+  CheckWeight("linear_silu_mul", wu, n, k);
 #pragma omp parallel for collapse(2) num_threads(args.num_threads)
   for (int64_t r = 0; r < num_rows; ++r) {
     for (int64_t j = 0; j < n; ++j) {
-      float value = 0.0f;
-      if (r < num_real) {
-        const float gate = DotWeight(x + r * k, wg.data, wg.dtype, j * k, k);
-        const float up = DotWeight(x + r * k, wu.data, wu.dtype, j * k, k);
-        value = Silu(gate) * up;
-      }
-      out[r * n + j] = value;
+      const float gate = DotWeight(x + r * k, wg.data, wg.dtype, j * k, k);
+      const float up = DotWeight(x + r * k, wu.data, wu.dtype, j * k, k);
+      out[r * n + j] = Silu(gate) * up;
     }
   }
 }
@@ -127,9 +114,12 @@ void RefMlp(const KernelArgs& args) {
   const int64_t num_rows = NumRows(args.out[0]);
   const int64_t hidden = RowSize(args.out[0]);
   const int64_t inter = gate.dim(0);
-  const bool shapes_ok = RowSize(args.in[0]) == hidden && WeightShapeOk(gate, inter, hidden) &&
-                         WeightShapeOk(up, inter, hidden) && WeightShapeOk(down, hidden, inter);
-  const int64_t num_real = shapes_ok ? NumRealRows(args, num_rows) : 0;
+  MG_KERNEL_CONTRACT(RowSize(args.in[0]) == hidden, "mlp", "x and out must have H columns");
+  CheckWeight("mlp", gate, inter, hidden);
+  CheckWeight("mlp", up, inter, hidden);
+  CheckWeight("mlp", down, hidden, inter);
+  // mlp needs ForwardMeta: its rows are tokens and padding rows stay zero.
+  const int64_t num_real = ref_detail::NumRealRows(args, num_rows);
 #pragma omp parallel for num_threads(args.num_threads)
   for (int64_t r = 0; r < num_rows; ++r) {
     float* out_row = out + r * hidden;

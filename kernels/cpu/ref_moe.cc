@@ -29,14 +29,16 @@ int64_t NumRealRowsAt(const KernelArgs& args, int64_t num_rows, int64_t row_offs
   return std::clamp<int64_t>(real, 0, num_rows);
 }
 
-bool PlainWeightOk(const TensorArg& w, int64_t n, int64_t k) {
-  return IsWeightDType(w.dtype) && w.data != nullptr && w.rank == 2 && w.shape[0] == n &&
-         w.shape[1] == k;
+void CheckPlainWeight(const char* kernel, const TensorArg& w, int64_t n, int64_t k) {
+  MG_KERNEL_CONTRACT(IsWeightDType(w.dtype) && w.data != nullptr && w.rank == 2 &&
+                         w.shape[0] == n && w.shape[1] == k,
+                     kernel, "weight must be f32/bf16/f16 [N, K]");
 }
 
-bool StackedWeightOk(const TensorArg& w, int64_t e, int64_t n, int64_t k) {
-  return IsWeightDType(w.dtype) && w.expert_data != nullptr && w.rank == 3 && w.shape[0] == e &&
-         w.shape[1] == n && w.shape[2] == k;
+void CheckStackedWeight(const char* kernel, const TensorArg& w, int64_t e, int64_t n, int64_t k) {
+  MG_KERNEL_CONTRACT(IsWeightDType(w.dtype) && w.expert_data != nullptr && w.rank == 3 &&
+                         w.shape[0] == e && w.shape[1] == n && w.shape[2] == k,
+                     kernel, "stacked weight must be f32/bf16/f16 [E, N, K]");
 }
 
 // Picks the top_k experts of one row of router logits by descending softmax
@@ -99,10 +101,12 @@ void GroupedMatmul(const KernelArgs& args, const TensorArg& wg, const TensorArg*
   const int64_t n = RowSize(args.out[0]);
   const int64_t k = RowSize(args.in[0]);
   const int64_t num_experts = wg.dim(0);
-  const bool ok = offsets_arg.numel() >= num_experts + 1 &&
-                  StackedWeightOk(wg, num_experts, n, k) &&
-                  (wu == nullptr || StackedWeightOk(*wu, num_experts, n, k));
-  const int64_t num_valid_rows = ok ? std::min(num_rows, NumRows(args.in[0])) : 0;
+  const char* kernel = wu == nullptr ? "grouped_matmul" : "grouped_matmul_silu_mul";
+  MG_KERNEL_CONTRACT(offsets_arg.numel() >= num_experts + 1 && NumRows(args.in[0]) == num_rows,
+                     kernel, "offsets must be [E + 1] and x [P, K] for out [P, N]");
+  CheckStackedWeight(kernel, wg, num_experts, n, k);
+  if (wu != nullptr) CheckStackedWeight(kernel, *wu, num_experts, n, k);
+  const int64_t num_valid_rows = num_rows;
 #pragma omp parallel num_threads(args.num_threads)
   {
     int64_t cached_row = -1;
@@ -143,14 +147,15 @@ void RefMoe(const KernelArgs& args) {
   const int64_t hidden = RowSize(args.out[0]);
   const int64_t num_experts = router.dim(0);
   const int64_t inter = gate.dim(1);
-  const bool ok = top_k > 0 && top_k <= kRefMaxTopK && num_experts > 0 &&
-                  num_experts <= kRefMaxExperts && RowSize(args.in[0]) == hidden &&
-                  PlainWeightOk(router, num_experts, hidden) &&
-                  StackedWeightOk(gate, num_experts, inter, hidden) &&
-                  StackedWeightOk(up, num_experts, inter, hidden) &&
-                  StackedWeightOk(down, num_experts, hidden, inter);
-  const int64_t num_real =
-      ok ? NumRealRowsAt(args, std::min(num_rows, NumRows(args.in[0])), args.ints[2]) : 0;
+  MG_KERNEL_CONTRACT(top_k > 0 && top_k <= kRefMaxTopK && num_experts > 0 &&
+                         num_experts <= kRefMaxExperts && RowSize(args.in[0]) == hidden &&
+                         NumRows(args.in[0]) == num_rows,
+                     "moe", "x must be [T, H] with 0 < top_k <= 64 and 0 < E <= 4096");
+  CheckPlainWeight("moe", router, num_experts, hidden);
+  CheckStackedWeight("moe", gate, num_experts, inter, hidden);
+  CheckStackedWeight("moe", up, num_experts, inter, hidden);
+  CheckStackedWeight("moe", down, num_experts, hidden, inter);
+  const int64_t num_real = NumRealRowsAt(args, num_rows, args.ints[2]);
 #pragma omp parallel for num_threads(args.num_threads)
   for (int64_t t = 0; t < num_rows; ++t) {
     float* out_row = out + t * hidden;
@@ -190,16 +195,12 @@ void RefTopkRoute(const KernelArgs& args) {
   float* weights = args.out[1].as<float>();
   const int64_t top_k = args.ints[0];
   const bool norm_topk_prob = args.ints[1] != 0;
-  const int64_t num_rows = std::min(NumRows(args.out[0]), NumRows(args.out[1]));
+  const int64_t num_rows = NumRows(args.in[0]);
   const int64_t num_experts = RowSize(args.in[0]);
-  const bool ok = top_k > 0 && RowSize(args.out[0]) == top_k && RowSize(args.out[1]) == top_k;
-  if (!ok) {
-    std::fill(ids, ids + args.out[0].numel(), -1);
-    std::fill(weights, weights + args.out[1].numel(), 0.0f);
-    return;
-  }
-  const int64_t num_real =
-      NumRealRowsAt(args, std::min(num_rows, NumRows(args.in[0])), args.ints[2]);
+  MG_KERNEL_CONTRACT(top_k > 0 && RowSize(args.out[0]) == top_k && RowSize(args.out[1]) == top_k &&
+                         NumRows(args.out[0]) == num_rows && NumRows(args.out[1]) == num_rows,
+                     "topk_route", "ids and weights must be [T, top_k] for logits [T, E]");
+  const int64_t num_real = NumRealRowsAt(args, num_rows, args.ints[2]);
 #pragma omp parallel for num_threads(args.num_threads)
   for (int64_t t = 0; t < num_rows; ++t) {
     int32_t* ids_row = ids + t * top_k;
@@ -358,9 +359,11 @@ void RefExpertBatchedGateUpSilu(const KernelArgs& args) {
   const int64_t hidden = RowSize(args.in[0]);
   const int64_t num_experts = gate.dim(0);
   const int64_t pairs_per_slot = RowSize(args.in[2]);
-  const bool ok = top_k > 0 && StackedWeightOk(gate, num_experts, inter, hidden) &&
-                  StackedWeightOk(up, num_experts, inter, hidden);
-  const int64_t num_slots = ok ? std::min(args.in[1].numel(), NumRows(args.in[2])) : 0;
+  MG_KERNEL_CONTRACT(top_k > 0 && args.in[1].numel() == NumRows(args.in[2]),
+                     "expert_batched_gate_up_silu", "batch_experts [S] and batch_pairs [S, T]");
+  CheckStackedWeight("expert_batched_gate_up_silu", gate, num_experts, inter, hidden);
+  CheckStackedWeight("expert_batched_gate_up_silu", up, num_experts, inter, hidden);
+  const int64_t num_slots = args.in[1].numel();
   std::fill(h, h + args.out[0].numel(), 0.0f);
   // Expert rows outer, the expert's tokens inner: each weight row is read once.
 #pragma omp parallel for collapse(2) num_threads(args.num_threads)
@@ -391,8 +394,10 @@ void RefExpertBatchedDown(const KernelArgs& args) {
   const int64_t inter = RowSize(args.in[0]);
   const int64_t num_experts = down.dim(0);
   const int64_t pairs_per_slot = RowSize(args.in[2]);
-  const bool ok = StackedWeightOk(down, num_experts, hidden, inter);
-  const int64_t num_slots = ok ? std::min(args.in[1].numel(), NumRows(args.in[2])) : 0;
+  MG_KERNEL_CONTRACT(args.in[1].numel() == NumRows(args.in[2]), "expert_batched_down",
+                     "batch_experts [S] and batch_pairs [S, T]");
+  CheckStackedWeight("expert_batched_down", down, num_experts, hidden, inter);
+  const int64_t num_slots = args.in[1].numel();
   std::fill(y, y + args.out[0].numel(), 0.0f);
 #pragma omp parallel for collapse(2) num_threads(args.num_threads)
   for (int64_t s = 0; s < num_slots; ++s) {

@@ -22,9 +22,11 @@ void RmsNormRow(const float* x, const TensorArg& w, int64_t row_size, float eps,
   }
 }
 
-bool NormShapeOk(const TensorArg& x, const TensorArg& w) {
+void CheckNormWeight(const char* kernel, const TensorArg& x, const TensorArg& w) {
   const int64_t w_size = w.numel();
-  return ref_detail::IsWeightDType(w.dtype) && w_size > 0 && ref_detail::RowSize(x) % w_size == 0;
+  MG_KERNEL_CONTRACT(
+      ref_detail::IsWeightDType(w.dtype) && w_size > 0 && ref_detail::RowSize(x) % w_size == 0,
+      kernel, "weight must be f32/bf16/f16 with a size dividing x's row");
 }
 
 }  // namespace
@@ -35,16 +37,11 @@ void RefRmsNorm(const KernelArgs& args) {
   float* y = args.out[0].as<float>();
   const int64_t num_rows = ref_detail::NumRows(x);
   const int64_t row_size = ref_detail::RowSize(x);
-  const int64_t num_real = NormShapeOk(x, w) ? ref_detail::NumRealRows(args, num_rows) : 0;
+  CheckNormWeight("rms_norm", x, w);
   const float eps = args.floats[0];
 #pragma omp parallel for num_threads(args.num_threads)
   for (int64_t r = 0; r < num_rows; ++r) {
     float* y_row = y + r * row_size;
-    if (r >= num_real) {
-      for (int64_t c = 0; c < row_size; ++c)
-        y_row[c] = 0.0f;
-      continue;
-    }
     RmsNormRow(x.as<const float>() + r * row_size, w, row_size, eps, y_row);
   }
 }
@@ -57,17 +54,12 @@ void RefAddRmsNorm(const KernelArgs& args) {
   float* y = args.out[1].as<float>();
   const int64_t num_rows = ref_detail::NumRows(x);
   const int64_t row_size = ref_detail::RowSize(x);
-  const int64_t num_real = NormShapeOk(x, w) ? ref_detail::NumRealRows(args, num_rows) : 0;
+  CheckNormWeight("add_rms_norm", x, w);
   const float eps = args.floats[0];
 #pragma omp parallel for num_threads(args.num_threads)
   for (int64_t r = 0; r < num_rows; ++r) {
     float* sum_row = sum + r * row_size;
     float* y_row = y + r * row_size;
-    if (r >= num_real) {
-      for (int64_t c = 0; c < row_size; ++c)
-        sum_row[c] = y_row[c] = 0.0f;
-      continue;
-    }
     const float* x_row = x.as<const float>() + r * row_size;
     const float* residual_row = residual + r * row_size;
     for (int64_t c = 0; c < row_size; ++c)

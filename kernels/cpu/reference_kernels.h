@@ -5,14 +5,18 @@
 //  - Activations are f32. Weights are f32, bf16 or f16 and widened to f32.
 //  - A "stacked" weight [E, N, K] is a TensorArg whose expert_data[e] points at
 //    expert e's row-major [N, K] slice; plain weights use `data`.
-//  - Token rows are dim 0. When args.meta is non-null, rows at or past
-//    meta->num_tokens are padding and their outputs are written as zeros
-//    unless a kernel says otherwise. A null meta means every row is real.
-//    Kernels whose rows are routes or expert slots (the MoE layout kernels)
-//    and the layout kernels do not read meta: padding reaches them as -1 ids.
+//  - args.meta is set only for ops that declare NeedsForwardMeta. Those whose
+//    registry entry has TokenRows treat rows at or past meta->num_tokens (from
+//    row_offset on) as padding and write them as zeros. Every other kernel
+//    (linear, add, silu_mul, norms, the pair- and slot-row MoE kernels, the
+//    layout kernels) never sees num_tokens and computes every row: its rows
+//    may be (token, expert) pairs. Padding reaches the MoE kernels as -1 ids.
+//  - Shapes and dtypes are guaranteed by load-time step verification; a kernel
+//    called against them is an internal error (MG_KERNEL_CONTRACT), never a
+//    quiet zero tensor.
 //  - Kernels never allocate, never read past real lengths and never crash on
-//    padding or on out-of-range ids: an invalid index zeroes what it would
-//    have produced.
+//    padding or on out-of-range ids (data, not shape): an invalid index
+//    zeroes what it would have produced.
 //  - OpenMP loops run with args.num_threads threads.
 #pragma once
 

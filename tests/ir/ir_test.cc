@@ -228,5 +228,27 @@ TEST(Registry, EveryOpIsDocumentedAndItsExampleParses) {
   }
 }
 
+// Kernels learn num_tokens only through ForwardMeta, so an op that masks
+// padding token rows must take %meta; and the ops whose rows can be
+// (token, expert) pairs must not mask by the token count.
+TEST(Registry, OnlyForwardMetaOpsHaveTokenRows) {
+  for (const OpDef* def : AllOps()) {
+    if (def->Has(kTokenRows)) {
+      EXPECT_TRUE(def->Has(kNeedsForwardMeta)) << def->name;
+    }
+  }
+  for (const char* name :
+       {"linear", "silu_mul", "add", "rms_norm", "add_rms_norm", "linear_silu_mul", "moe_permute",
+        "grouped_matmul", "grouped_matmul_silu_mul", "expert_batched_gate_up_silu",
+        "expert_batched_down", "embedding"}) {
+    const OpDef* def = LookupOp(name);
+    ASSERT_NE(def, nullptr) << name;
+    EXPECT_FALSE(def->Has(kNeedsForwardMeta) || def->Has(kTokenRows)) << name;
+  }
+  for (const char* name : {"rope", "attention", "mlp", "moe", "topk_route", "moe_combine"}) {
+    EXPECT_TRUE(LookupOp(name)->Has(kTokenRows)) << name;
+  }
+}
+
 }  // namespace
 }  // namespace moegraph

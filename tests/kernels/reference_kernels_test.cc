@@ -346,16 +346,14 @@ INSTANTIATE_TEST_SUITE_P(Weights, RefDTypeTest,
 
 // ---- Embedding, norms, elementwise --------------------------------------------
 
-TEST_P(RefDTypeTest, EmbeddingLooksUpRowsAndZeroesInvalidIds) {
+TEST_P(RefDTypeTest, EmbeddingLooksUpEveryRowAndZeroesInvalidIds) {
   constexpr int64_t kVocab = 11;
   const Weight table = MakeWeight(kVocab * kH, GetParam(), 1);
-  const std::vector<int32_t> tokens = {3, 10, -1, 0, kVocab, 7, 2};  // rows 5, 6 padding
+  const std::vector<int32_t> tokens = {3, 10, -1, 0, kVocab, 7, 2};  // -1, kVocab invalid
   std::vector<float> out = Poisoned(kT * kH);
-  Meta meta = Meta::Tokens(kReal, kT);
-  RunKernel(RefEmbedding, {I32(tokens, {kT}), table.arg({kVocab, kH})}, {F32(out, {kT, kH})},
-            {.meta = meta.view()});
+  RunKernel(RefEmbedding, {I32(tokens, {kT}), table.arg({kVocab, kH})}, {F32(out, {kT, kH})});
   std::vector<double> want(kT * kH, 0.0);
-  for (int64_t t = 0; t < kReal; ++t) {
+  for (int64_t t = 0; t < kT; ++t) {
     if (tokens[t] < 0 || tokens[t] >= kVocab) continue;
     for (int64_t c = 0; c < kH; ++c)
       want[t * kH + c] = table.values[tokens[t] * kH + c];
@@ -369,10 +367,9 @@ TEST_P(RefDTypeTest, RmsNormNormalisesEachGroup) {
   const std::vector<float> x = Random(kT * kRow, 2, 3.0f);
   const Weight w = MakeWeight(kH, GetParam(), 3);
   std::vector<float> out = Poisoned(kT * kRow);
-  Meta meta = Meta::Tokens(kReal, kT);
   RunKernel(RefRmsNorm, {F32(x, {kT, kRow}), w.arg({kH})}, {F32(out, {kT, kRow})},
-            {.floats = {kEps}, .meta = meta.view()});
-  ExpectClose(out, NaiveRmsNorm(x, w.values, kT, kReal, kRow, kEps), kTol, "rms_norm");
+            {.floats = {kEps}});
+  ExpectClose(out, NaiveRmsNorm(x, w.values, kT, kT, kRow, kEps), kTol, "rms_norm");
 
   // Without metadata every row is real, and rank 3 rows work the same way.
   std::vector<float> all = Poisoned(kT * kRow);
@@ -387,27 +384,23 @@ TEST_P(RefDTypeTest, AddRmsNormWritesSumAndNorm) {
   const std::vector<float> residual = Random(kT * kK, 5);
   const Weight w = MakeWeight(kK, GetParam(), 6);
   std::vector<float> sum = Poisoned(kT * kK), y = Poisoned(kT * kK);
-  Meta meta = Meta::Tokens(kReal, kT);
   RunKernel(RefAddRmsNorm, {F32(x, {kT, kK}), F32(residual, {kT, kK}), w.arg({kK})},
-            {F32(sum, {kT, kK}), F32(y, {kT, kK})}, {.floats = {kEps}, .meta = meta.view()});
+            {F32(sum, {kT, kK}), F32(y, {kT, kK})}, {.floats = {kEps}});
   std::vector<float> want_sum(kT * kK, 0.0f);
-  for (int64_t i = 0; i < kReal * kK; ++i)
+  for (int64_t i = 0; i < kT * kK; ++i)
     want_sum[i] = x[i] + residual[i];
   ExpectClose(sum, want_sum, 0.0, "sum");
-  ExpectClose(y, NaiveRmsNorm(want_sum, w.values, kT, kReal, kK, kEps), kTol, "norm");
+  ExpectClose(y, NaiveRmsNorm(want_sum, w.values, kT, kT, kK, kEps), kTol, "norm");
 }
 
-TEST(RefKernelsTest, AddAndSiluMulAreElementwiseWithZeroPadding) {
+TEST(RefKernelsTest, AddAndSiluMulAreElementwiseOverEveryRow) {
   std::vector<float> a = Random(kT * kN, 7, 30.0f), b = Random(kT * kN, 8);
   a[0] = -200.0f;  // exp overflow must still give silu = -0
   std::vector<float> sum = Poisoned(kT * kN), prod = Poisoned(kT * kN);
-  Meta meta = Meta::Tokens(kReal, kT);
-  RunKernel(RefAdd, {F32(a, {kT, kN}), F32(b, {kT, kN})}, {F32(sum, {kT, kN})},
-            {.meta = meta.view()});
-  RunKernel(RefSiluMul, {F32(a, {kT, kN}), F32(b, {kT, kN})}, {F32(prod, {kT, kN})},
-            {.meta = meta.view()});
+  RunKernel(RefAdd, {F32(a, {kT, kN}), F32(b, {kT, kN})}, {F32(sum, {kT, kN})});
+  RunKernel(RefSiluMul, {F32(a, {kT, kN}), F32(b, {kT, kN})}, {F32(prod, {kT, kN})});
   std::vector<double> want_sum(kT * kN, 0.0), want_prod(kT * kN, 0.0);
-  for (int64_t i = 0; i < kReal * kN; ++i) {
+  for (int64_t i = 0; i < kT * kN; ++i) {
     want_sum[i] = double(a[i]) + b[i];
     want_prod[i] = NaiveSilu(a[i]) * b[i];
   }
@@ -421,10 +414,8 @@ TEST_P(RefDTypeTest, LinearMatchesNaive) {
   const std::vector<float> x = Random(kT * kK, 9);
   const Weight w = MakeWeight(kN * kK, GetParam(), 10);
   std::vector<float> out = Poisoned(kT * kN);
-  Meta meta = Meta::Tokens(kReal, kT);
-  RunKernel(RefLinear, {F32(x, {kT, kK}), w.arg({kN, kK})}, {F32(out, {kT, kN})},
-            {.meta = meta.view()});
-  ExpectClose(out, NaiveLinear(x, w.values, kT, kReal, kK, kN), kTol, "linear");
+  RunKernel(RefLinear, {F32(x, {kT, kK}), w.arg({kN, kK})}, {F32(out, {kT, kN})});
+  ExpectClose(out, NaiveLinear(x, w.values, kT, kT, kK, kN), kTol, "linear");
 
   std::vector<float> all = Poisoned(kT * kN);
   RunKernel(RefLinear, {F32(x, {kT, kK}), w.arg({kN, kK})}, {F32(all, {kT, kN})});
@@ -435,25 +426,21 @@ TEST_P(RefDTypeTest, LinearSiluMulMatchesNaiveAndDecomposition) {
   const std::vector<float> x = Random(kT * kK, 11);
   const Weight wg = MakeWeight(kN * kK, GetParam(), 12);
   const Weight wu = MakeWeight(kN * kK, GetParam(), 13);
-  Meta meta = Meta::Tokens(kReal, kT);
   std::vector<float> fused = Poisoned(kT * kN);
   RunKernel(RefLinearSiluMul, {F32(x, {kT, kK}), wg.arg({kN, kK}), wu.arg({kN, kK})},
-            {F32(fused, {kT, kN})}, {.meta = meta.view()});
+            {F32(fused, {kT, kN})});
 
-  const std::vector<double> g = NaiveLinear(x, wg.values, kT, kReal, kK, kN);
-  const std::vector<double> u = NaiveLinear(x, wu.values, kT, kReal, kK, kN);
+  const std::vector<double> g = NaiveLinear(x, wg.values, kT, kT, kK, kN);
+  const std::vector<double> u = NaiveLinear(x, wu.values, kT, kT, kK, kN);
   std::vector<double> want(kT * kN);
   for (size_t i = 0; i < want.size(); ++i)
     want[i] = NaiveSilu(g[i]) * u[i];
   ExpectClose(fused, want, kTol, "linear_silu_mul");
 
   std::vector<float> gate = Poisoned(kT * kN), up = Poisoned(kT * kN), h = Poisoned(kT * kN);
-  RunKernel(RefLinear, {F32(x, {kT, kK}), wg.arg({kN, kK})}, {F32(gate, {kT, kN})},
-            {.meta = meta.view()});
-  RunKernel(RefLinear, {F32(x, {kT, kK}), wu.arg({kN, kK})}, {F32(up, {kT, kN})},
-            {.meta = meta.view()});
-  RunKernel(RefSiluMul, {F32(gate, {kT, kN}), F32(up, {kT, kN})}, {F32(h, {kT, kN})},
-            {.meta = meta.view()});
+  RunKernel(RefLinear, {F32(x, {kT, kK}), wg.arg({kN, kK})}, {F32(gate, {kT, kN})});
+  RunKernel(RefLinear, {F32(x, {kT, kK}), wu.arg({kN, kK})}, {F32(up, {kT, kN})});
+  RunKernel(RefSiluMul, {F32(gate, {kT, kN}), F32(up, {kT, kN})}, {F32(h, {kT, kN})});
   ExpectClose(fused, h, 1e-6, "linear_silu_mul vs decomposition");
 }
 
@@ -487,14 +474,13 @@ TEST_P(RefMlpTest, MatchesNaiveAndLinearChain) {
 
   std::vector<float> gl = Poisoned(kT * inter), ul = Poisoned(kT * inter);
   std::vector<float> h = Poisoned(kT * inter), chain = Poisoned(kT * kH);
-  RunKernel(RefLinear, {F32(x, {kT, kH}), gate.arg({inter, kH})}, {F32(gl, {kT, inter})},
-            {.meta = meta.view()});
-  RunKernel(RefLinear, {F32(x, {kT, kH}), up.arg({inter, kH})}, {F32(ul, {kT, inter})},
-            {.meta = meta.view()});
-  RunKernel(RefSiluMul, {F32(gl, {kT, inter}), F32(ul, {kT, inter})}, {F32(h, {kT, inter})},
-            {.meta = meta.view()});
-  RunKernel(RefLinear, {F32(h, {kT, inter}), down.arg({kH, inter})}, {F32(chain, {kT, kH})},
-            {.meta = meta.view()});
+  RunKernel(RefLinear, {F32(x, {kT, kH}), gate.arg({inter, kH})}, {F32(gl, {kT, inter})});
+  RunKernel(RefLinear, {F32(x, {kT, kH}), up.arg({inter, kH})}, {F32(ul, {kT, inter})});
+  RunKernel(RefSiluMul, {F32(gl, {kT, inter}), F32(ul, {kT, inter})}, {F32(h, {kT, inter})});
+  RunKernel(RefLinear, {F32(h, {kT, inter}), down.arg({kH, inter})}, {F32(chain, {kT, kH})});
+  // mlp takes ForwardMeta and zeroes padding token rows; the chain's ops have
+  // no ForwardMeta and compute every row.
+  std::fill(chain.begin() + kReal * kH, chain.end(), 0.0f);
   ExpectClose(out, chain, 1e-5, "mlp vs linear chain");
 }
 
@@ -1027,8 +1013,7 @@ TEST_P(RefMoeTest, AgreesWithBothDecomposedPipelines) {
 
   std::vector<float> logits = Poisoned(kT * kE), route_weights = Poisoned(kT * kTopK);
   std::vector<int32_t> ids = PoisonedI32(kT * kTopK);
-  RunKernel(RefLinear, {F32(x, {kT, kH}), w.router.arg({kE, kH})}, {F32(logits, {kT, kE})},
-            {.meta = view});
+  RunKernel(RefLinear, {F32(x, {kT, kH}), w.router.arg({kE, kH})}, {F32(logits, {kT, kE})});
   RunKernel(RefTopkRoute, {F32(logits, {kT, kE})},
             {I32(ids, {kT, kTopK}), F32(route_weights, {kT, kTopK})},
             {.ints = {kTopK, norm, 0}, .meta = view});
@@ -1050,6 +1035,18 @@ TEST_P(RefMoeTest, AgreesWithBothDecomposedPipelines) {
             {F32(yp, {kP, kH}), I32(sorted, {kP}), F32(route_weights, {kT, kTopK})},
             {F32(grouped, {kT, kH})}, {.ints = {kTopK}});
   ExpectClose(grouped, fused, 1e-5, "grouped pipeline vs RefMoe");
+
+  // Unfused (compile-model --no-fuse): gate and up GEMMs, then silu_mul over
+  // all P = T * k pair rows. silu_mul has no ForwardMeta, so pair rows at or
+  // past T are computed like the rest (masking them by the token count once
+  // made unfused prefill wrong).
+  std::vector<float> gp = Poisoned(kP * kI), up = Poisoned(kP * kI), hu = Poisoned(kP * kI);
+  RunKernel(RefGroupedMatmul, {F32(xp, {kP, kH}), I32(offsets, {kE + 1}), w.gate.arg()},
+            {F32(gp, {kP, kI})});
+  RunKernel(RefGroupedMatmul, {F32(xp, {kP, kH}), I32(offsets, {kE + 1}), w.up.arg()},
+            {F32(up, {kP, kI})});
+  RunKernel(RefSiluMul, {F32(gp, {kP, kI}), F32(up, {kP, kI})}, {F32(hu, {kP, kI})});
+  ExpectClose(hu, hp, 1e-6, "unfused gate/up + silu_mul vs grouped_matmul_silu_mul");
 
   // Expert-batched: batch -> gate/up -> down -> combine.
   std::vector<int32_t> experts = PoisonedI32(kSlots), pairs = PoisonedI32(kSlots * kT);
