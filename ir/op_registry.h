@@ -1,7 +1,8 @@
 // The one op registry: every op kind's name, operands, attributes, result
-// type rule, traits and reference (CPU) semantics. Passes, the verifier, the
-// parser and the interpreters all read op knowledge from here; none switches
-// over op kinds.
+// type rule and traits. Passes, the verifier, the parser and the runtime read
+// op knowledge from here; none switches over op kinds. Kernels are not here:
+// each backend registers its own by op name (kernels/cpu/kernel_table.h,
+// kernels/cuda/cuda_ops.h), and the IR layer links no kernel code.
 #pragma once
 
 #include <cstdint>
@@ -10,7 +11,6 @@
 #include <vector>
 
 #include "ir/graph.h"
-#include "kernels/kernel_abi.h"
 #include "support/status.h"
 
 namespace moegraph {
@@ -28,11 +28,20 @@ enum OpTrait : uint32_t {
   // without it (linear, add, silu_mul, the pair- and slot-row MoE kernels)
   // treat every row as real: their rows may be (token, expert) pairs.
   kTokenRows = 1u << 5,
+  // Legal after lowering: lower-to-kernels turns it into a kernel step, and
+  // every backend implements it. Ops without it (weight; moe and mlp, which
+  // moe-lower decomposes) are rejected in a lowered program.
+  kKernel = 1u << 6,
 };
 
 // An attribute any op may carry: memory-plan's arena byte offset of each
 // result ([o0, o1, ...]).
 inline constexpr const char* kArenaOffsetsAttr = "arena_offsets";
+
+// The fused moe op's limits (its reference kernel keeps one row's router
+// logits and routes on the stack); the shape rule enforces them.
+inline constexpr int64_t kMoeOpMaxExperts = 4096;
+inline constexpr int64_t kMoeOpMaxTopK = 64;
 
 enum class AttrKind : uint8_t { kInt, kFloat, kString, kInts };
 
@@ -62,12 +71,11 @@ struct OpDef {
   int min_data_operands = 0;
   int max_data_operands = 0;  // -1: variadic
   uint32_t traits = 0;
-  std::vector<AttrSpec> attrs;
+  std::vector<AttrSpec> attrs = {};
   // Attributes packed, in order, into KernelArgs::ints / ::floats.
-  std::vector<std::string> kernel_ints;
-  std::vector<std::string> kernel_floats;
+  std::vector<std::string> kernel_ints = {};
+  std::vector<std::string> kernel_floats = {};
   InferFn infer = nullptr;
-  KernelFn reference = nullptr;  // eager CPU semantics; null for ops with no kernel (weight)
 
   bool Has(OpTrait trait) const { return (traits & trait) != 0; }
   // Number of leading operands that are not data (1 for %meta, else 0).
@@ -80,7 +88,17 @@ const std::vector<const OpDef*>& AllOps();
 // Runs the op's result-type rule on its operands in `graph`.
 StatusOr<std::vector<Type>> InferResultTypes(const Graph& graph, const Op& op);
 
-// Packs the op's kernel parameters (kernel_ints / kernel_floats attributes).
-Status PackKernelParams(const Op& op, KernelArgs& args);
+// The op's kernel parameters: its kernel_ints / kernel_floats attributes, in order.
+struct KernelParams {
+  std::vector<int64_t> ints;
+  std::vector<float> floats;
+};
+KernelParams PackKernelParams(const Op& op);
+
+// A 64-bit hash of everything a lowered program's meaning depends on in the
+// registry (each op's name, operand counts, traits, attributes and kernel
+// parameter order). Plans record it; a plan from a build whose op set differs
+// is refused instead of misread.
+uint64_t OpSetHash();
 
 }  // namespace moegraph

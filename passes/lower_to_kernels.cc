@@ -71,7 +71,9 @@ StatusOr<KeyProgram> LowerToKernels(const Graph& graph, WeightTable& weights) {
       MG_RETURN_IF_ERROR(bind(op.results[0], ref));
       continue;
     }
-    if (!op.def->reference) return Unimplemented(where + ": no kernel implements this op");
+    if (!op.def->Has(kKernel)) {
+      return FailedPrecondition(where + ": op is not legal after lowering (no kernel step)");
+    }
     auto offsets_it = op.attrs.find(kArenaOffsetsAttr);
     if (offsets_it == op.attrs.end()) {
       return FailedPrecondition(where + ": no arena_offsets; run memory-plan first");
@@ -94,10 +96,9 @@ StatusOr<KeyProgram> LowerToKernels(const Graph& graph, WeightTable& weights) {
       }
       step.outputs.push_back(refs[op.results[r]]);
     }
-    KernelArgs packed;
-    MG_RETURN_IF_ERROR(PackKernelParams(op, packed));
-    step.ints.assign(packed.ints, packed.ints + op.def->kernel_ints.size());
-    step.floats.assign(packed.floats, packed.floats + op.def->kernel_floats.size());
+    KernelParams params = PackKernelParams(op);
+    step.ints = std::move(params.ints);
+    step.floats = std::move(params.floats);
     program.steps.push_back(std::move(step));
   }
   if (graph.outputs().size() != 1 || !bound[graph.outputs()[0]] ||

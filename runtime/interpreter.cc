@@ -4,6 +4,7 @@
 #include <algorithm>
 
 #include "ir/op_registry.h"
+#include "kernels/cpu/dispatch.h"
 #include "support/strings.h"
 
 namespace moegraph {
@@ -77,7 +78,8 @@ StatusOr<std::vector<HostTensor>> InterpretGraph(const Graph& graph,
       args[op.results[0]] = *w;
       continue;
     }
-    if (!op.def->reference) return Unimplemented("op '" + op.name() + "' has no CPU kernel");
+    const KernelFn kernel = CpuReferenceKernel(op.name());
+    if (!kernel) return Unimplemented("op '" + op.name() + "' has no CPU kernel");
     std::vector<TensorArg> in, out;
     for (size_t i = op.def->num_meta_operands(); i < op.operands.size(); ++i) {
       in.push_back(args[op.operands[i]]);
@@ -102,8 +104,13 @@ StatusOr<std::vector<HostTensor>> InterpretGraph(const Graph& graph,
     call.out = out.data();
     call.num_out = static_cast<int>(out.size());
     call.num_threads = num_threads;
-    MG_RETURN_IF_ERROR(PackKernelParams(op, call));
-    op.def->reference(call);
+    const KernelParams params = PackKernelParams(op);
+    if (params.ints.size() > kMaxKernelInts || params.floats.size() > kMaxKernelFloats) {
+      return Internal("'" + op.name() + "' has too many kernel parameters");
+    }
+    std::copy(params.ints.begin(), params.ints.end(), call.ints);
+    std::copy(params.floats.begin(), params.floats.end(), call.floats);
+    kernel(call);
   }
   std::vector<HostTensor> results;
   for (ValueId out : graph.outputs())

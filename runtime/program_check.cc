@@ -17,7 +17,7 @@ Type TypeOf(const ArgRef& ref) {
 // The step as `graph @step(%meta, %in0, ...) { %out... = kernel(...) }`.
 StatusOr<Graph> StepAsGraph(const KernelStep& step) {
   const OpDef* def = LookupOp(step.kernel);
-  if (!def || !def->reference || def->Has(kWeight)) {
+  if (!def || !def->Has(kKernel)) {
     return DataLoss("unknown kernel '" + step.kernel + "'");
   }
   if (step.ints.size() != def->kernel_ints.size() ||

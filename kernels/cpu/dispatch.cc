@@ -1,12 +1,13 @@
-// CPU kernel selection: the optimised (AVX2/FMA/F16C) kernel of an op when
-// this processor runs it and it covers the step's dtypes and shapes, else the
-// op's reference kernel.
+// The CPU kernel table: reference kernels, and the optimised (AVX2/FMA/F16C)
+// kernel of an op when this processor runs it and it supports the step.
 #include "kernels/cpu/dispatch.h"
 
 #include <string_view>
 
 #include "ir/op_registry.h"
+#include "kernels/cpu/fill_kernels.h"
 #include "kernels/cpu/opt_kernels.h"
+#include "kernels/cpu/reference_kernels.h"
 #include "kernels/cpu/simd_avx2.h"
 
 namespace moegraph {
@@ -31,31 +32,74 @@ int64_t IntParam(const KernelStep& step, size_t i) {
   return i < step.ints.size() ? step.ints[i] : 0;
 }
 
-// The optimised kernel for `step`, or null when it has none for these operands.
-KernelFn SelectOptKernel(const KernelStep& step) {
-  const std::string_view kernel = step.kernel;
-  if (kernel == "linear") return WeightInputs(step, 1, 1) ? OptLinear : nullptr;
-  if (kernel == "linear_silu_mul") return WeightInputs(step, 1, 2) ? OptLinearSiluMul : nullptr;
-  if (kernel == "rms_norm") return WeightInputs(step, 1, 1) ? OptRmsNorm : nullptr;
-  if (kernel == "add_rms_norm") return WeightInputs(step, 2, 1) ? OptAddRmsNorm : nullptr;
-  if (kernel == "rope") return IntParam(step, 0) % 2 == 0 ? OptRope : nullptr;
-  if (kernel == "attention") {
-    const int64_t head_dim = IntParam(step, 3);
-    return head_dim > 0 && head_dim % 8 == 0 && head_dim <= 256 ? OptAttention : nullptr;
+// An optimised kernel and the steps it supports.
+struct OptKernel {
+  KernelFn fn = nullptr;
+  bool (*supports)(const KernelStep& step) = nullptr;
+};
+
+struct Entry {
+  std::string_view op;
+  KernelFn reference;
+  OptKernel opt;
+};
+
+template <size_t first, size_t count>
+bool WeightsAt(const KernelStep& step) {
+  return WeightInputs(step, first, count);
+}
+bool Always(const KernelStep&) {
+  return true;
+}
+bool RopeSupported(const KernelStep& step) {
+  return IntParam(step, 0) % 2 == 0;
+}
+bool AttentionSupported(const KernelStep& step) {
+  const int64_t head_dim = IntParam(step, 3);
+  return head_dim > 0 && head_dim % 8 == 0 && head_dim <= 256;
+}
+
+// Every op the CPU runs. Adding an op adds one line here.
+constexpr Entry kTable[] = {
+    {"zeros", RefZeros, {}},
+    {"embedding", RefEmbedding, {}},
+    {"rms_norm", RefRmsNorm, {OptRmsNorm, WeightsAt<1, 1>}},
+    {"add_rms_norm", RefAddRmsNorm, {OptAddRmsNorm, WeightsAt<2, 1>}},
+    {"add", RefAdd, {}},
+    {"linear", RefLinear, {OptLinear, WeightsAt<1, 1>}},
+    {"silu_mul", RefSiluMul, {}},
+    {"linear_silu_mul", RefLinearSiluMul, {OptLinearSiluMul, WeightsAt<1, 2>}},
+    {"rope", RefRope, {OptRope, RopeSupported}},
+    {"attention", RefAttention, {OptAttention, AttentionSupported}},
+    {"gather_last", RefGatherLast, {}},
+    {"mlp", RefMlp, {}},
+    {"moe", RefMoe, {}},
+    {"topk_route", RefTopkRoute, {OptTopkRoute, Always}},
+    {"moe_align", RefMoeAlign, {}},
+    {"moe_permute", RefMoePermute, {}},
+    {"grouped_matmul", RefGroupedMatmul, {OptGroupedMatmul, WeightsAt<2, 1>}},
+    {"grouped_matmul_silu_mul",
+     RefGroupedMatmulSiluMul,
+     {OptGroupedMatmulSiluMul, WeightsAt<2, 2>}},
+    {"moe_unpermute_reduce", RefMoeUnpermuteReduce, {OptMoeUnpermuteReduce, Always}},
+    {"moe_expert_batch", RefMoeExpertBatch, {}},
+    {"expert_batched_gate_up_silu",
+     RefExpertBatchedGateUpSilu,
+     {OptExpertBatchedGateUpSilu, WeightsAt<3, 2>}},
+    {"expert_batched_down", RefExpertBatchedDown, {OptExpertBatchedDown, WeightsAt<3, 1>}},
+    {"moe_combine", RefMoeCombine, {OptMoeCombine, Always}},
+    {"slice_rows", RefSliceRows, {}},
+    {"concat_rows", RefConcatRows, {}},
+    {"all_gather", RefAllGather, {}},
+};
+
+static_assert(kRefMaxExperts >= kMoeOpMaxExperts && kRefMaxTopK >= kMoeOpMaxTopK,
+              "RefMoe must cover every moe op the shape rule accepts");
+
+const Entry* Find(std::string_view op) {
+  for (const Entry& e : kTable) {
+    if (e.op == op) return &e;
   }
-  if (kernel == "topk_route") return OptTopkRoute;
-  if (kernel == "grouped_matmul") return WeightInputs(step, 2, 1) ? OptGroupedMatmul : nullptr;
-  if (kernel == "grouped_matmul_silu_mul") {
-    return WeightInputs(step, 2, 2) ? OptGroupedMatmulSiluMul : nullptr;
-  }
-  if (kernel == "expert_batched_gate_up_silu") {
-    return WeightInputs(step, 3, 2) ? OptExpertBatchedGateUpSilu : nullptr;
-  }
-  if (kernel == "expert_batched_down") {
-    return WeightInputs(step, 3, 1) ? OptExpertBatchedDown : nullptr;
-  }
-  if (kernel == "moe_combine") return OptMoeCombine;
-  if (kernel == "moe_unpermute_reduce") return OptMoeUnpermuteReduce;
   return nullptr;
 }
 
@@ -66,13 +110,19 @@ bool OptKernelsSupported() {
   return supported;
 }
 
+KernelFn CpuReferenceKernel(std::string_view name) {
+  const Entry* e = Find(name);
+  return e ? e->reference : nullptr;
+}
+
 CpuKernelChoice SelectCpuKernel(const KernelStep& step, bool reference_only) {
   CpuKernelChoice choice;
-  const OpDef* def = LookupOp(step.kernel);
-  if (def) choice.fn = def->reference;
-  if (reference_only || !OptKernelsSupported()) return choice;
-  if (KernelFn fn = SelectOptKernel(step)) {
-    choice.fn = fn;
+  const Entry* e = Find(step.kernel);
+  if (e == nullptr) return choice;
+  choice.fn = e->reference;
+  if (reference_only || !OptKernelsSupported() || e->opt.fn == nullptr) return choice;
+  if (e->opt.supports(step)) {
+    choice.fn = e->opt.fn;
     choice.variant = "avx2";
   }
   return choice;

@@ -24,6 +24,7 @@
 
 #include "compiler/compile_model.h"
 #include "ir/op_registry.h"
+#include "kernels/cpu/dispatch.h"
 #include "kernels/cpu/reference_kernels.h"
 #include "runtime/backend.h"
 #include "runtime/cuda_backend.h"
@@ -789,12 +790,14 @@ std::string ParamName(const ::testing::TestParamInfo<OpParam>& info) {
 INSTANTIATE_TEST_SUITE_P(Ops, CrossBackendOpTest, ::testing::ValuesIn(OpParams()), ParamName);
 
 // Adding an op to the registry means adding its case here.
-TEST(CrossBackendCoverageTest, EveryOpWithAReferenceKernelHasACase) {
+TEST(CrossBackendCoverageTest, EveryKernelOpHasACaseAndACpuKernel) {
   std::set<std::string> covered;
   for (const OpCase& c : Cases())
     covered.insert(c.step.kernel);
   for (const OpDef* def : AllOps()) {
-    if (def->reference == nullptr) continue;
+    if (!def->Has(kKernel)) continue;
+    EXPECT_NE(CpuReferenceKernel(def->name), nullptr)
+        << "op '" << def->name << "' has no CPU kernel";
     EXPECT_TRUE(covered.count(def->name)) << "op '" << def->name << "' has no cross-backend case";
   }
 }
