@@ -38,6 +38,14 @@ int main(int argc, char** argv) {
   mg_status status = mg_engine_step(engine, 42, bad, 1, logits);
   printf("bad token id -> status %d: %s\n", (int)status, mg_last_error());
   free(logits);
+
+  /* mg_generate released its sequence; the failed step reserved nothing. */
+  int32_t free_blocks = 0, total_blocks = 0;
+  if (mg_engine_kv_blocks(engine, &free_blocks, &total_blocks) != MG_OK) {
+    fprintf(stderr, "kv blocks failed: %s\n", mg_last_error());
+    return 1;
+  }
+  printf("KV cache: %d of %d blocks free\n", free_blocks, total_blocks);
   mg_engine_close(engine);
-  return (n == 8 && status == MG_INVALID_ARGUMENT) ? 0 : 1;
+  return (n == 8 && status == MG_INVALID_ARGUMENT && free_blocks == total_blocks) ? 0 : 1;
 }

@@ -1,13 +1,23 @@
-// The C API over Engine and Generator.
+// The C API over Engine and Generator: argument checks, the handle's lock,
+// the sequence ids of mg_generate, and Status -> mg_status + message.
+#include <cmath>
 #include <cstring>
+#include <exception>
 #include <filesystem>
+#include <mutex>
+#include <new>
 #include <string>
 
 #include "moegraph/moegraph.h"
 #include "moegraph/moegraph_c.h"
 
+// Engine and Generator are single-threaded; `mu` makes the handle safe to
+// share by running its calls one at a time.
 struct mg_engine {
   std::unique_ptr<moegraph::Engine> engine;
+  std::mutex mu;
+  // mg_generate's ids: above MG_MAX_SEQ_ID, so mg_engine_step cannot reach them.
+  int64_t next_generation_id = MG_MAX_SEQ_ID + 1;
 };
 
 static_assert(static_cast<int>(moegraph::StatusCode::kInvalidArgument) == MG_INVALID_ARGUMENT);
@@ -21,12 +31,57 @@ static_assert(static_cast<int>(moegraph::StatusCode::kInternal) == MG_INTERNAL);
 
 namespace {
 
+using moegraph::InvalidArgument;
+using moegraph::Status;
+
 // The C API's error channel: one message per thread, like errno.
 thread_local std::string last_error;
 
-mg_status Report(const moegraph::Status& status) {
+mg_status Report(const Status& status) {
   last_error = status.ok() ? "" : status.ToString();
   return static_cast<mg_status>(status.code());
+}
+
+// Runs `body` (which reports its own status) so that no C++ exception
+// crosses into C.
+template <typename Body>
+mg_status Guarded(Body&& body) {
+  try {
+    return body();
+  } catch (const std::bad_alloc&) {
+    return Report(moegraph::ResourceExhausted("out of host memory"));
+  } catch (const std::exception& e) {
+    return Report(moegraph::Internal(std::string("unexpected exception: ") + e.what()));
+  }
+}
+
+// The same rules as the Generator's SamplingParams checks, named after the C
+// fields. Duplicated here until those checks land in runtime/generator.cc.
+Status CheckSampling(const mg_sampling& s, size_t out_capacity) {
+  if (s.max_new_tokens < 1) {
+    return InvalidArgument("sampling->max_new_tokens must be >= 1, got " +
+                           std::to_string(s.max_new_tokens));
+  }
+  if (static_cast<size_t>(s.max_new_tokens) > out_capacity) {
+    return InvalidArgument("out_capacity (" + std::to_string(out_capacity) +
+                           ") is smaller than sampling->max_new_tokens (" +
+                           std::to_string(s.max_new_tokens) + ")");
+  }
+  if (!std::isfinite(s.temperature) || s.temperature < 0.0f) {
+    return InvalidArgument("sampling->temperature must be finite and >= 0, got " +
+                           std::to_string(s.temperature));
+  }
+  if (!(s.top_p > 0.0f && s.top_p <= 1.0f)) {  // NaN fails too
+    return InvalidArgument("sampling->top_p must be in (0, 1], got " + std::to_string(s.top_p));
+  }
+  if (s.top_k < 0) {
+    return InvalidArgument("sampling->top_k must be >= 0, got " + std::to_string(s.top_k));
+  }
+  if (!s.stop_tokens && s.num_stop_tokens > 0) {
+    return InvalidArgument("sampling->stop_tokens is NULL but num_stop_tokens is " +
+                           std::to_string(s.num_stop_tokens));
+  }
+  return Status::Ok();
 }
 
 }  // namespace
@@ -51,32 +106,45 @@ const char* mg_last_error(void) {
 
 mg_status mg_compile_model(const char* model, const char* plan_path, const char* demo_dir) {
   using namespace moegraph;
-  if (!model || !plan_path) return Report(InvalidArgument("model and plan_path must not be NULL"));
-  const std::string demo =
-      demo_dir ? demo_dir
-               : (std::filesystem::path(plan_path).parent_path() / "demo-model").string();
-  StatusOr<std::string> dir = ResolveModelArgument(model, demo);
-  if (!dir.ok()) return Report(dir.status());
-  StatusOr<HfModel> loaded = LoadHfModel(*dir);
-  if (!loaded.ok()) return Report(loaded.status());
-  CompileModelOptions options;
-  options.command_line = std::string("mg_compile_model ") + model;
-  StatusOr<Plan> plan = CompileModel(*loaded, options);
-  if (!plan.ok()) return Report(plan.status());
-  return Report(WritePlanFile(*plan, plan_path));
+  return Guarded([&] {
+    if (!model || !plan_path) {
+      return Report(InvalidArgument("model and plan_path must not be NULL"));
+    }
+    const std::string demo =
+        demo_dir ? demo_dir
+                 : (std::filesystem::path(plan_path).parent_path() / "demo-model").string();
+    StatusOr<std::string> dir = ResolveModelArgument(model, demo);
+    if (!dir.ok()) return Report(dir.status());
+    StatusOr<HfModel> loaded = LoadHfModel(*dir);
+    if (!loaded.ok()) return Report(loaded.status());
+    CompileModelOptions options;
+    options.command_line = std::string("mg_compile_model ") + model;
+    StatusOr<Plan> plan = CompileModel(*loaded, options);
+    if (!plan.ok()) return Report(plan.status());
+    return Report(WritePlanFile(*plan, plan_path));
+  });
 }
 
 mg_status mg_engine_open(const char* plan_path, int num_threads, mg_engine** engine) {
   using namespace moegraph;
-  if (!plan_path || !engine)
-    return Report(InvalidArgument("plan_path and engine must not be NULL"));
-  *engine = nullptr;
-  EngineOptions options;
-  options.num_threads = num_threads;
-  StatusOr<std::unique_ptr<Engine>> opened = Engine::Open(plan_path, options);
-  if (!opened.ok()) return Report(opened.status());
-  *engine = new mg_engine{std::move(*opened)};
-  return Report(Status::Ok());
+  if (engine) *engine = nullptr;
+  return Guarded([&] {
+    if (!plan_path || !engine) {
+      return Report(InvalidArgument("plan_path and engine must not be NULL"));
+    }
+    if (num_threads < 0) {
+      return Report(
+          InvalidArgument("num_threads must be >= 0, got " + std::to_string(num_threads)));
+    }
+    EngineOptions options;
+    options.num_threads = num_threads;
+    StatusOr<std::unique_ptr<Engine>> opened = Engine::Open(plan_path, options);
+    if (!opened.ok()) return Report(opened.status());
+    auto handle = std::make_unique<mg_engine>();
+    handle->engine = std::move(*opened);
+    *engine = handle.release();
+    return Report(Status::Ok());
+  });
 }
 
 void mg_engine_close(mg_engine* engine) {
@@ -84,60 +152,105 @@ void mg_engine_close(mg_engine* engine) {
 }
 
 int32_t mg_engine_vocab_size(const mg_engine* engine) {
+  // The plan does not change after open: no lock needed.
   return engine ? engine->engine->plan().model.vocab_size : 0;
 }
 
 mg_status mg_engine_step(mg_engine* engine, int64_t seq_id, const int32_t* tokens,
                          size_t num_tokens, float* logits) {
   using namespace moegraph;
-  if (!engine || !tokens || !logits) {
-    return Report(InvalidArgument("engine, tokens and logits must not be NULL"));
-  }
-  SequenceStep step{seq_id, std::vector<int32_t>(tokens, tokens + num_tokens),
-                    engine->engine->CachedTokens(seq_id)};
-  StatusOr<StepLogits> out = engine->engine->Step({step});
-  if (!out.ok()) return Report(out.status());
-  std::memcpy(logits, out->row(0), sizeof(float) * static_cast<size_t>(out->vocab));
-  return Report(Status::Ok());
+  return Guarded([&] {
+    if (!engine || !tokens || !logits) {
+      return Report(InvalidArgument("engine, tokens and logits must not be NULL"));
+    }
+    if (seq_id < 0 || seq_id > MG_MAX_SEQ_ID) {
+      return Report(InvalidArgument("seq_id " + std::to_string(seq_id) +
+                                    " is outside [0, MG_MAX_SEQ_ID]; larger ids are "
+                                    "reserved for mg_generate"));
+    }
+    std::lock_guard<std::mutex> lock(engine->mu);
+    SequenceStep step{seq_id, std::vector<int32_t>(tokens, tokens + num_tokens),
+                      engine->engine->CachedTokens(seq_id)};
+    StatusOr<StepLogits> out = engine->engine->Step({step});
+    if (!out.ok()) return Report(out.status());
+    std::memcpy(logits, out->row(0), sizeof(float) * static_cast<size_t>(out->vocab));
+    return Report(Status::Ok());
+  });
 }
 
 void mg_engine_release(mg_engine* engine, int64_t seq_id) {
-  if (engine) engine->engine->Release(seq_id);
+  // A reserved id names no sequence between calls: mg_generate releases its own.
+  if (!engine || seq_id < 0 || seq_id > MG_MAX_SEQ_ID) return;
+  try {
+    std::lock_guard<std::mutex> lock(engine->mu);
+    engine->engine->Release(seq_id);
+  } catch (const std::exception&) {
+    // std::mutex::lock fails only on a broken handle; nothing to release then.
+  }
+}
+
+mg_status mg_engine_kv_blocks(mg_engine* engine, int32_t* num_free, int32_t* num_total) {
+  using namespace moegraph;
+  return Guarded([&] {
+    if (!engine || !num_free || !num_total) {
+      return Report(InvalidArgument("engine, num_free and num_total must not be NULL"));
+    }
+    std::lock_guard<std::mutex> lock(engine->mu);
+    *num_free = engine->engine->kv_cache().num_free_blocks();
+    *num_total = engine->engine->kv_cache().config().num_blocks;
+    return Report(Status::Ok());
+  });
 }
 
 mg_status mg_generate(mg_engine* engine, const int32_t* prompt, size_t prompt_len,
                       const mg_sampling* sampling, int32_t* out_tokens, size_t out_capacity,
                       size_t* out_len) {
   using namespace moegraph;
-  if (!engine || !prompt || !sampling || !out_tokens || !out_len) {
-    return Report(
-        InvalidArgument("engine, prompt, sampling, out_tokens and out_len must not be NULL"));
-  }
-  if (sampling->max_new_tokens < 0 ||
-      static_cast<size_t>(sampling->max_new_tokens) > out_capacity) {
-    return Report(InvalidArgument("out_capacity (" + std::to_string(out_capacity) +
-                                  ") is smaller than max_new_tokens (" +
-                                  std::to_string(sampling->max_new_tokens) + ")"));
-  }
-  SamplingParams params;
-  params.temperature = sampling->temperature;
-  params.top_k = sampling->top_k;
-  params.top_p = sampling->top_p;
-  params.seed = sampling->seed;
-  params.max_new_tokens = sampling->max_new_tokens;
-  if (sampling->stop_tokens) {
-    params.stop_tokens.assign(sampling->stop_tokens,
-                              sampling->stop_tokens + sampling->num_stop_tokens);
-  }
-  Generator generator(*engine->engine);
-  Status added = generator.Add({0, std::vector<int32_t>(prompt, prompt + prompt_len), params});
-  if (!added.ok()) return Report(added);
-  StatusOr<std::vector<GenerationResult>> results = generator.RunToCompletion();
-  if (!results.ok()) return Report(results.status());
-  const std::vector<int32_t>& tokens = (*results)[0].tokens;
-  std::copy(tokens.begin(), tokens.end(), out_tokens);
-  *out_len = tokens.size();
-  return Report(Status::Ok());
+  if (out_len) *out_len = 0;
+  return Guarded([&] {
+    if (!engine || !prompt || !sampling || !out_tokens || !out_len) {
+      return Report(
+          InvalidArgument("engine, prompt, sampling, out_tokens and out_len must not be NULL"));
+    }
+    if (prompt_len == 0) return Report(InvalidArgument("prompt_len must be >= 1"));
+    if (Status checked = CheckSampling(*sampling, out_capacity); !checked.ok()) {
+      return Report(checked);
+    }
+    SamplingParams params;
+    params.temperature = sampling->temperature;
+    params.top_k = sampling->top_k;
+    params.top_p = sampling->top_p;
+    params.seed = sampling->seed;
+    params.max_new_tokens = sampling->max_new_tokens;
+    if (sampling->stop_tokens) {
+      params.stop_tokens.assign(sampling->stop_tokens,
+                                sampling->stop_tokens + sampling->num_stop_tokens);
+    }
+    std::lock_guard<std::mutex> lock(engine->mu);
+    Engine& e = *engine->engine;
+    const int64_t id = engine->next_generation_id++;
+    // Whatever happens, the call leaves nothing cached: a prompt split over
+    // several prefill steps holds KV blocks when a later step fails, and the
+    // next call must start from a clean cache. (After a success the Generator
+    // has released the sequence already; releasing it again does nothing.)
+    struct ReleaseOnExit {
+      Engine& engine;
+      int64_t id;
+      ~ReleaseOnExit() { engine.Release(id); }
+    } release{e, id};
+    Generator generator(e);
+    if (Status added =
+            generator.Add({id, std::vector<int32_t>(prompt, prompt + prompt_len), params});
+        !added.ok()) {
+      return Report(added.WithContext("mg_generate"));
+    }
+    StatusOr<std::vector<GenerationResult>> results = generator.RunToCompletion();
+    if (!results.ok()) return Report(results.status().WithContext("mg_generate"));
+    const std::vector<int32_t>& tokens = (*results)[0].tokens;
+    std::copy(tokens.begin(), tokens.end(), out_tokens);
+    *out_len = tokens.size();
+    return Report(Status::Ok());
+  });
 }
 
 }  // extern "C"

@@ -2,6 +2,12 @@
 // engine. Compile a model (CompileModel + WritePlanFile, or the compile-model
 // tool), open a plan with Engine::Open, and step it directly or through a
 // Generator. Errors are Status / StatusOr values.
+//
+// Threading: an Engine, and every Generator over it, must be used by one
+// thread at a time (each step writes the KV cache tables, the ForwardMeta
+// buffers and the arena); the engine's kernels run on its own OpenMP threads.
+// Share one between threads behind a lock, as the C API's handle does
+// (moegraph_c.h).
 #pragma once
 
 #include "compiler/compile_model.h"  // IWYU pragma: export

@@ -1,5 +1,20 @@
 /* moegraph C API: compile a model into a plan, open the plan, generate.
- * Opaque handles, status codes, and a per-thread message for the last error. */
+ * Opaque handles, status codes, and a per-thread message for the last error.
+ *
+ * Ownership: mg_engine_open creates a handle, mg_engine_close destroys it;
+ * every other pointer argument is borrowed for the duration of the call only.
+ * A closed handle must not be used again (not even closed twice); closing is
+ * the one call that must not overlap any other call on the same handle.
+ *
+ * Threading: a handle may be shared by several threads. Each call on a handle
+ * holds the handle's lock for its whole duration, so calls on one handle run
+ * one at a time (a long mg_generate delays the others); for parallel work
+ * open one handle per thread. Errors are reported per thread (mg_last_error).
+ *
+ * Sequence ids: mg_engine_step takes ids in [0, MG_MAX_SEQ_ID]. Larger ids
+ * are reserved for mg_generate, which runs each call under a fresh id of its
+ * own and releases it before returning, so it never touches a sequence that
+ * mg_engine_step started. */
 #ifndef MOEGRAPH_MOEGRAPH_C_H_
 #define MOEGRAPH_MOEGRAPH_C_H_
 
@@ -21,22 +36,26 @@ typedef enum mg_status {
   MG_INTERNAL = 7
 } mg_status;
 
+/* The largest sequence id mg_engine_step accepts (2^62 - 1). */
+#define MG_MAX_SEQ_ID INT64_C(0x3FFFFFFFFFFFFFFF)
+
 typedef struct mg_engine mg_engine;
 
 typedef struct mg_sampling {
-  float temperature; /* 0: greedy */
-  int32_t top_k;     /* 0: all tokens */
-  float top_p;       /* 1: no nucleus cut */
+  float temperature; /* 0: greedy; finite and >= 0 */
+  int32_t top_k;     /* 0: all tokens; >= 0 */
+  float top_p;       /* 1: no nucleus cut; in (0, 1] */
   uint64_t seed;
-  int32_t max_new_tokens;
-  const int32_t* stop_tokens; /* may be NULL */
+  int32_t max_new_tokens;     /* >= 1 */
+  const int32_t* stop_tokens; /* may be NULL when num_stop_tokens is 0 */
   size_t num_stop_tokens;
 } mg_sampling;
 
 /* Greedy, 16 new tokens, no stop tokens. */
 mg_sampling mg_sampling_default(void);
 
-/* The message of the last failed call on this thread ("" if none). */
+/* The message of the last failed call on this thread ("" if it succeeded).
+ * Valid until the next moegraph call on this thread. */
 const char* mg_last_error(void);
 
 /* Compiles `model` (a Hugging Face model directory, or "demo" for the built-in
@@ -44,20 +63,29 @@ const char* mg_last_error(void);
  * file at `plan_path`. */
 mg_status mg_compile_model(const char* model, const char* plan_path, const char* demo_dir);
 
-/* Opens a plan: binds weights and captures every key. num_threads 0: default. */
+/* Opens a plan: binds weights and captures every key. num_threads 0: default.
+ * On success `*engine` is a new handle for mg_engine_close; on failure NULL. */
 mg_status mg_engine_open(const char* plan_path, int num_threads, mg_engine** engine);
+/* Destroys a handle and everything it holds (NULL: nothing). */
 void mg_engine_close(mg_engine* engine);
 int32_t mg_engine_vocab_size(const mg_engine* engine);
 
 /* One engine step for one sequence: feeds `tokens` and writes the logits of
- * the last one (vocab floats) to `logits`. A new seq_id starts a sequence. */
+ * the last one (vocab floats) to `logits`. A new seq_id starts a sequence;
+ * seq_id must be in [0, MG_MAX_SEQ_ID]. */
 mg_status mg_engine_step(mg_engine* engine, int64_t seq_id, const int32_t* tokens,
                          size_t num_tokens, float* logits);
-/* Forgets a sequence and frees its KV cache blocks. */
+/* Forgets a sequence and frees its KV cache blocks (unknown ids: nothing). */
 void mg_engine_release(mg_engine* engine, int64_t seq_id);
 
+/* The KV cache's free and total blocks: how much room the open sequences
+ * leave (after every sequence is released, free == total). */
+mg_status mg_engine_kv_blocks(mg_engine* engine, int32_t* num_free, int32_t* num_total);
+
 /* Generates up to sampling->max_new_tokens tokens after `prompt` into
- * `out_tokens` (capacity `out_capacity`); `*out_len` receives the count. */
+ * `out_tokens` (capacity `out_capacity` >= max_new_tokens); `*out_len`
+ * receives the count (0 on failure). Runs as a sequence of its own and frees
+ * its KV cache blocks before returning, whether it succeeds or fails. */
 mg_status mg_generate(mg_engine* engine, const int32_t* prompt, size_t prompt_len,
                       const mg_sampling* sampling, int32_t* out_tokens, size_t out_capacity,
                       size_t* out_len);
