@@ -5,6 +5,7 @@
 #include <utility>
 
 #include "support/mapped_file.h"
+#include "support/strings.h"
 
 namespace moegraph {
 namespace {
@@ -125,17 +126,17 @@ StatusOr<Qwen3MoeConfig> ParseQwen3MoeConfig(const JsonValue& json, std::string_
     }
     for (const JsonValue& name : architectures->as_array()) {
       if (!name.is_string()) {
-        return reader.Error("architectures",
-                            "must be an array of strings, found " + architectures->Dump());
+        return reader.Error("architectures", "must be an array of strings, found " +
+                                                 EscapeBytes(architectures->Dump()));
       }
       supported = supported || name.as_string() == kArchitecture;
     }
   }
   if (!supported) {
     return reader.Unsupported(
-        "architectures",
-        (architectures == nullptr ? std::string("is missing") : "is " + architectures->Dump()) +
-            "; supported architectures: \"" + kArchitecture + "\"");
+        "architectures", (architectures == nullptr ? std::string("is missing")
+                                                   : "is " + EscapeBytes(architectures->Dump())) +
+                             "; supported architectures: \"" + kArchitecture + "\"");
   }
 
   MG_RETURN_IF_ERROR(reader.RequiredInt("vocab_size", config.vocab_size));
@@ -250,7 +251,7 @@ StatusOr<Qwen3MoeConfig> ParseQwen3MoeConfig(const JsonValue& json, std::string_
   MG_RETURN_IF_ERROR(reader.OptionalString("hidden_act", hidden_act));
   if (hidden_act != "silu") {
     return reader.Unsupported("hidden_act",
-                              "is \"" + hidden_act + "\"; only \"silu\" is supported");
+                              "is \"" + EscapeBytes(hidden_act) + "\"; only \"silu\" is supported");
   }
   bool attention_bias = false;
   MG_RETURN_IF_ERROR(reader.OptionalBool("attention_bias", attention_bias));

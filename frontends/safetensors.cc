@@ -7,23 +7,14 @@
 #include <set>
 
 #include "support/json.h"
+#include "support/strings.h"
 
 namespace moegraph {
 namespace {
 
+// A name read from the file, quoted for a message: its bytes may be anything.
 std::string Quote(std::string_view s) {
-  std::string out;
-  AppendJsonString(out, s);
-  return out;
-}
-
-std::string ShapeString(const std::vector<int64_t>& shape) {
-  std::string out = "[";
-  for (size_t i = 0; i < shape.size(); ++i) {
-    if (i > 0) out += ", ";
-    out += std::to_string(shape[i]);
-  }
-  return out + "]";
+  return "\"" + EscapeBytes(s) + "\"";
 }
 
 std::string SupportedDTypes() {
@@ -262,7 +253,7 @@ StatusOr<Checkpoint> Checkpoint::Open(const std::string& dir) {
       if (!shard_value.is_string() || shard.empty() || shard.find('/') != std::string::npos ||
           shard.find("..") != std::string::npos || shard.find('\0') != std::string::npos) {
         return DataLoss(index_path + ": weight_map maps tensor " + Quote(name) + " to " +
-                        shard_value.Dump() +
+                        EscapeBytes(shard_value.Dump()) +
                         ", expected the plain name of a file in the directory (no '/' or '..')");
       }
       auto it = shard_ids.find(shard);

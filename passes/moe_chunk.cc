@@ -2,6 +2,7 @@
 #include "passes/moe_chunk.h"
 
 #include <algorithm>
+#include <unordered_map>
 
 #include "ir/op_registry.h"
 #include "passes/rewrite.h"
@@ -19,9 +20,15 @@ StatusOr<bool> MoeChunkPass::Run(Graph& graph) {
   bool changed = false;
   std::vector<Op> ops;
   OpEmitter emit(graph, ops);
+  std::unordered_map<ValueId, ValueId> joined_values;  // a chunked moe's result -> its concat
   for (size_t op_index = 0; op_index < graph.ops().size(); ++op_index) {
-    // A copy taken now sees the uses rewritten by earlier chunkings.
-    const Op op = graph.ops()[op_index];
+    // Every use follows its def: rewriting each op's operands as it is copied
+    // sees every earlier chunking (one scan of the graph, not one per moe op).
+    Op op = graph.ops()[op_index];
+    for (ValueId& operand : op.operands) {
+      const auto it = joined_values.find(operand);
+      if (it != joined_values.end()) operand = it->second;
+    }
     if (op.name() != "moe" || op.HasAttr("row_offset")) {
       ops.push_back(op);
       continue;
@@ -57,9 +64,17 @@ StatusOr<bool> MoeChunkPass::Run(Graph& graph) {
       pieces.push_back(zeros);
     }
     MG_ASSIGN_OR_RETURN(ValueId joined, emit.Emit1("concat_rows", pieces, {}, hint + ".joined"));
-    graph.ReplaceAllUses(op.results[0], joined);
+    joined_values.emplace(op.results[0], joined);
   }
-  if (changed) graph.ReplaceOps(std::move(ops));
+  if (changed) {
+    graph.ReplaceOps(std::move(ops));
+    std::vector<ValueId> outputs = graph.outputs();
+    for (ValueId& out : outputs) {
+      const auto it = joined_values.find(out);
+      if (it != joined_values.end()) out = it->second;
+    }
+    graph.SetOutputs(std::move(outputs));
+  }
   return changed;
 }
 

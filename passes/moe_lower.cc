@@ -1,6 +1,8 @@
 // The moe-lower pass.
 #include "passes/moe_lower.h"
 
+#include <unordered_map>
+
 #include "passes/rewrite.h"
 #include "passes/specialize.h"
 
@@ -66,9 +68,15 @@ StatusOr<bool> MoeLowerPass::Run(Graph& graph) {
   bool changed = false;
   std::vector<Op> ops;
   OpEmitter emit(graph, ops);
+  std::unordered_map<ValueId, ValueId> lowered_values;  // an expanded op's result -> its lowering
   for (size_t i = 0; i < graph.ops().size(); ++i) {
-    // A copy taken now sees the uses rewritten by earlier expansions.
-    const Op op = graph.ops()[i];
+    // Every use follows its def: rewriting each op's operands as it is copied
+    // sees every earlier expansion, and keeps the pass linear in the op count.
+    Op op = graph.ops()[i];
+    for (ValueId& operand : op.operands) {
+      const auto it = lowered_values.find(operand);
+      if (it != lowered_values.end()) operand = it->second;
+    }
     const bool is_moe = op.name() == "moe", is_mlp = op.name() == "mlp";
     if (!is_moe && !is_mlp) {
       ops.push_back(op);
@@ -78,10 +86,18 @@ StatusOr<bool> MoeLowerPass::Run(Graph& graph) {
     StatusOr<ValueId> lowered =
         is_moe ? LowerMoe(graph, op, key.phase, emit, hint) : LowerMlp(op, emit, hint);
     if (!lowered.ok()) return lowered.status().WithContext("lowering %" + hint);
-    graph.ReplaceAllUses(op.results[0], *lowered);
+    lowered_values.emplace(op.results[0], *lowered);
     changed = true;
   }
-  if (changed) graph.ReplaceOps(std::move(ops));
+  if (changed) {
+    graph.ReplaceOps(std::move(ops));
+    std::vector<ValueId> outputs = graph.outputs();
+    for (ValueId& out : outputs) {
+      const auto it = lowered_values.find(out);
+      if (it != lowered_values.end()) out = it->second;
+    }
+    graph.SetOutputs(std::move(outputs));
+  }
   return changed;
 }
 

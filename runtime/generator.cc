@@ -45,6 +45,25 @@ int32_t SampleToken(const float* logits, int32_t vocab, const SamplingParams& pa
   return ids[keep - 1];
 }
 
+Status ValidateSamplingParams(const SamplingParams& params) {
+  if (!std::isfinite(params.temperature) || params.temperature < 0.0f) {
+    return InvalidArgument("temperature must be a finite number >= 0 (0 is greedy), got " +
+                           std::to_string(params.temperature));
+  }
+  if (!(params.top_p > 0.0f && params.top_p <= 1.0f)) {  // NaN fails too
+    return InvalidArgument("top_p must be in (0, 1], got " + std::to_string(params.top_p));
+  }
+  if (params.top_k < 0) {
+    return InvalidArgument("top_k must be >= 0 (0 is no limit), got " +
+                           std::to_string(params.top_k));
+  }
+  if (params.max_new_tokens < 1) {
+    return InvalidArgument("max_new_tokens must be >= 1, got " +
+                           std::to_string(params.max_new_tokens));
+  }
+  return Status::Ok();
+}
+
 Generator::Generator(Engine& engine) : engine_(engine) {
   for (const KeyProgram& p : engine.plan().programs) {
     if (p.key.phase == MoePhase::kPrefill) {
@@ -57,42 +76,92 @@ Generator::Generator(Engine& engine) : engine_(engine) {
 }
 
 Status Generator::Add(GenerationRequest request) {
-  if (request.prompt.empty()) {
-    return InvalidArgument("request " + std::to_string(request.id) + " has an empty prompt");
-  }
-  for (const Running& r : running_) {
-    if (r.request.id == request.id) {
-      return InvalidArgument("request id " + std::to_string(request.id) + " is already running");
-    }
+  const std::string what = "request " + std::to_string(request.id);
+  if (request.prompt.empty()) return InvalidArgument(what + " has an empty prompt");
+  const auto same_id = [&](int64_t id) { return id == request.id; };
+  if (std::any_of(running_.begin(), running_.end(),
+                  [&](const Running& r) { return same_id(r.request.id); }) ||
+      std::any_of(waiting_.begin(), waiting_.end(),
+                  [&](const GenerationRequest& w) { return same_id(w.id); })) {
+    return InvalidArgument("request id " + std::to_string(request.id) + " is already running");
   }
   const int32_t vocab = engine_.plan().model.vocab_size;
   for (int32_t t : request.prompt) {
     if (t < 0 || t >= vocab) {
-      return InvalidArgument("request " + std::to_string(request.id) + ": token id " +
-                             std::to_string(t) + " is outside the vocabulary [0, " +
-                             std::to_string(vocab) + ")");
+      return InvalidArgument(what + ": token id " + std::to_string(t) +
+                             " is outside the vocabulary [0, " + std::to_string(vocab) + ")");
     }
   }
-  if (request.sampling.max_new_tokens < 1) {
-    return InvalidArgument("request " + std::to_string(request.id) +
-                           ": max_new_tokens must be >= 1");
-  }
+  MG_RETURN_IF_ERROR(ValidateSamplingParams(request.sampling).WithContext(what));
   if (max_prefill_tokens_ == 0) return FailedPrecondition("the plan has no prefill keys");
-  Running r;
-  r.rng.seed(request.sampling.seed);
-  r.request = std::move(request);
-  order_.push_back(r.request.id);
-  running_.push_back(std::move(r));
+  const int64_t max_positions = engine_.plan().model.max_position_embeddings;
+  if (static_cast<int64_t>(request.prompt.size()) > max_positions) {
+    return InvalidArgument(what + ": its prompt of " + std::to_string(request.prompt.size()) +
+                           " tokens does not fit the model's context of " +
+                           std::to_string(max_positions) + " positions (max_position_embeddings)");
+  }
+  const KvCache& kv = engine_.kv_cache();
+  const int64_t blocks = MaxBlocks(request);
+  if (blocks > kv.config().num_blocks) {
+    return InvalidArgument(what + " needs up to " + std::to_string(blocks) +
+                           " KV cache blocks of " + std::to_string(kv.config().block_size) +
+                           " tokens (a prompt of " + std::to_string(request.prompt.size()) +
+                           " tokens and up to " + std::to_string(request.sampling.max_new_tokens) +
+                           " new ones), but the whole cache has " +
+                           std::to_string(kv.config().num_blocks) +
+                           "; give a larger KV cache budget or ask for fewer new tokens");
+  }
+  order_.push_back(request.id);
+  waiting_.push_back(std::move(request));
   return Status::Ok();
 }
 
-void Generator::Finish(Running& r, bool by_token, std::vector<GenerationResult>& done) {
-  done.push_back(GenerationResult{r.request.id, r.generated, by_token});
+int64_t Generator::MaxBlocks(const GenerationRequest& request) const {
+  const int64_t prompt = static_cast<int64_t>(request.prompt.size());
+  const int64_t fed = std::min<int64_t>(prompt + request.sampling.max_new_tokens - 1,
+                                        engine_.plan().model.max_position_embeddings);
+  return engine_.kv_cache().BlocksFor(std::max(fed, prompt));
+}
+
+Status Generator::Admit() {
+  const KvCache& kv = engine_.kv_cache();
+  // Blocks the running sequences may still take.
+  int64_t promised = 0;
+  for (const Running& r : running_) {
+    const int64_t held = static_cast<int64_t>(kv.BlockTable(r.request.id).size());
+    promised += std::max<int64_t>(r.max_blocks - held, 0);
+  }
+  while (!waiting_.empty()) {
+    const int64_t needed = MaxBlocks(waiting_.front());
+    if (needed > kv.num_free_blocks() - promised) break;
+    Running r;
+    r.rng.seed(waiting_.front().sampling.seed);
+    r.request = std::move(waiting_.front());
+    r.max_blocks = needed;
+    waiting_.pop_front();
+    promised += needed;
+    running_.push_back(std::move(r));
+  }
+  if (running_.empty() && !waiting_.empty()) {
+    // Only blocks held outside this generator can be in the way.
+    return ResourceExhausted("request " + std::to_string(waiting_.front().id) + " needs " +
+                             std::to_string(MaxBlocks(waiting_.front())) +
+                             " KV cache blocks; only " + std::to_string(kv.num_free_blocks()) +
+                             " of " + std::to_string(kv.config().num_blocks) +
+                             " are free and no sequence of this generator holds any");
+  }
+  return Status::Ok();
+}
+
+void Generator::Finish(Running& r, bool by_token, bool by_context,
+                       std::vector<GenerationResult>& done) {
+  done.push_back(GenerationResult{r.request.id, r.generated, by_token, by_context});
   engine_.Release(r.request.id);
 }
 
 StatusOr<std::vector<GenerationResult>> Generator::Step() {
   std::vector<GenerationResult> done;
+  MG_RETURN_IF_ERROR(Admit());
   if (running_.empty()) return done;
   // Prefill first: pack pending prompt pieces up to the largest prefill bucket.
   std::vector<SequenceStep> batch;
@@ -145,12 +214,13 @@ StatusOr<std::vector<GenerationResult>> Generator::Step() {
     r.generated.push_back(token);
     const auto& stops = r.request.sampling.stop_tokens;
     const bool by_token = std::find(stops.begin(), stops.end(), token) != stops.end();
+    // Feeding the new token takes position `cached`: past the context, stop.
     const int32_t cached = engine_.CachedTokens(r.request.id);
-    const bool at_limit =
-        static_cast<int32_t>(r.generated.size()) >= r.request.sampling.max_new_tokens ||
-        cached + 1 >= engine_.plan().model.max_position_embeddings;
-    if (by_token || at_limit) {
-      Finish(r, by_token, done);
+    const bool at_max_new =
+        static_cast<int32_t>(r.generated.size()) >= r.request.sampling.max_new_tokens;
+    const bool at_context = cached >= engine_.plan().model.max_position_embeddings;
+    if (by_token || at_max_new || at_context) {
+      Finish(r, by_token, !by_token && !at_max_new && at_context, done);
       finished.push_back(r.request.id);
     }
   }
@@ -162,7 +232,7 @@ StatusOr<std::vector<GenerationResult>> Generator::Step() {
 
 StatusOr<std::vector<GenerationResult>> Generator::RunToCompletion() {
   std::map<int64_t, GenerationResult> results;
-  while (!running_.empty()) {
+  while (!Idle()) {
     MG_ASSIGN_OR_RETURN(std::vector<GenerationResult> done, Step());
     for (GenerationResult& r : done)
       results[r.id] = std::move(r);

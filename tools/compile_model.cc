@@ -1,23 +1,30 @@
 // compile-model: a Hugging Face model directory (or the built-in demo model)
 // and a key set in, a plan file out.
+#include <CLI/CLI.hpp>
 #include <chrono>
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
+#include <fstream>
 #include <iostream>
 
 #include "compiler/compile_model.h"
 #include "runtime/plan_file.h"
+#include "runtime/plan_generated.h"
 #include "support/cli.h"
 #include "support/strings.h"
 
 namespace moegraph {
 namespace {
 
-Status SetRegex(const std::string& text, std::optional<std::regex>& out) {
+// Compiles the option's REGEX when it was given.
+Status SetRegex(const CLI::Option& flag, const std::string& text, std::optional<std::regex>& out) {
+  if (flag.count() == 0) return Status::Ok();
   try {
     out = std::regex(text);
   } catch (const std::regex_error& e) {
-    return InvalidArgument("'" + text + "' is not a valid regular expression: " + e.what());
+    return InvalidArgument(flag.get_name() + ": '" + text +
+                           "' is not a valid regular expression: " + e.what());
   }
   return Status::Ok();
 }
@@ -27,102 +34,108 @@ int Fail(const Status& status) {
   return 1;
 }
 
+// compile-model writes only over an earlier plan: never over a file of the
+// model it reads (`-o DIR/model.safetensors`), nor over anything else that
+// is not a plan (its FlatBuffers file identifier at byte 4).
+Status CheckOutputPath(const std::string& output, const std::string& model_dir) {
+  namespace fs = std::filesystem;
+  std::error_code error;
+  const fs::file_status status = fs::status(output, error);
+  if (!fs::exists(status)) return Status::Ok();
+  if (fs::is_directory(status)) {
+    return InvalidArgument("-o " + output + " is a directory; expected a plan file path");
+  }
+  for (const fs::directory_entry& entry : fs::directory_iterator(model_dir, error)) {
+    std::error_code same_error;
+    if (fs::equivalent(entry.path(), output, same_error)) {
+      const std::string which =
+          entry.path() == fs::path(output) ? "" : " (" + entry.path().string() + ")";
+      return InvalidArgument("refusing to write the plan to " + output + ": it is a file" + which +
+                             " of the input model directory " + model_dir + "; choose another -o");
+    }
+  }
+  char head[8] = {};
+  std::ifstream in(output, std::ios::binary);
+  in.read(head, sizeof(head));
+  const char* identifier = fb::PlanIdentifier();
+  if (!in || std::memcmp(head + 4, identifier, 4) != 0) {
+    return InvalidArgument("refusing to overwrite " + output +
+                           ": it exists and is not a moegraph plan (no \"" + identifier +
+                           "\" file identifier at byte 4); remove it or choose another -o");
+  }
+  return Status::Ok();
+}
+
 int Main(int argc, char** argv) {
   CompileModelOptions options;
-  std::string output, demo_dir;
+  std::vector<std::string> args;
+  std::string output, demo_dir, print_before, print_after;
   bool quiet = false;
   std::string phases = "prefill,decode";
-  FlagParser flags(
-      "compile-model MODEL -o PLAN [options]",
+  CLI::App app(
       "Compiles MODEL (a Hugging Face model directory with config.json and safetensors, or the\n"
       "word 'demo' for the built-in random-weight Qwen3-MoE model) into a plan file: one\n"
       "lowered, memory-planned kernel program per specialization key (MoE phase, chunk count,\n"
       "token bucket). Weights stay in the checkpoint; the plan references them by file and\n"
-      "offset. Example:\n"
+      "offset. An existing PLAN is overwritten only if it is a plan, never a model file.\n"
+      "Example:\n"
       "  compile-model demo -o demo.plan\n"
       "  compile-model /models/Qwen3-30B-A3B -o a3b.plan --decode-buckets 1,8,32 --prefill-buckets "
-      "512");
-  flags.Value("--output", "PLAN", "plan file to write (required)", [&](const std::string& v) {
-    output = v;
-    return Status::Ok();
-  });
-  flags.Alias("-o", "--output");
-  flags.Value("--demo-dir", "DIR",
-              "where MODEL=demo writes the demo checkpoint (default: <plan dir>/demo-model)",
-              [&](const std::string& v) {
-                demo_dir = v;
-                return Status::Ok();
-              });
-  flags.Value("--phases", "LIST", "phases to compile: prefill,decode (default both)",
-              [&](const std::string& v) {
-                phases = v;
-                return Status::Ok();
-              });
-  flags.Value("--chunk-size", "N", "MoE chunk capacity in rows (default 256)",
-              [&](const std::string& v) -> Status {
-                MG_ASSIGN_OR_RETURN(int64_t n, ParseInt(v, "--chunk-size"));
-                options.keys.chunk_size = static_cast<int32_t>(n);
-                return Status::Ok();
-              });
-  flags.Value("--max-chunks", "N", "largest MoE chunk count compiled (default 8)",
-              [&](const std::string& v) -> Status {
-                MG_ASSIGN_OR_RETURN(int64_t n, ParseInt(v, "--max-chunks"));
-                options.keys.max_chunks = static_cast<int32_t>(n);
-                return Status::Ok();
-              });
-  flags.Value("--expert-parallel", "N",
-              "expert-parallel ranks; above 1 every key runs max-chunks chunks (default 1)",
-              [&](const std::string& v) -> Status {
-                MG_ASSIGN_OR_RETURN(int64_t n, ParseInt(v, "--expert-parallel"));
-                options.keys.expert_parallel = static_cast<int32_t>(n);
-                return Status::Ok();
-              });
-  flags.Value("--decode-buckets", "LIST", "decode token buckets (default 1,2,4,8,16,32,64)",
-              [&](const std::string& v) -> Status {
-                MG_ASSIGN_OR_RETURN(options.keys.decode_buckets,
-                                    ParseIntList(v, "--decode-buckets"));
-                return Status::Ok();
-              });
-  flags.Value(
-      "--prefill-buckets", "LIST", "prefill token buckets (default 16,32,64,128,256,512,1024,2048)",
-      [&](const std::string& v) -> Status {
-        MG_ASSIGN_OR_RETURN(options.keys.prefill_buckets, ParseIntList(v, "--prefill-buckets"));
-        return Status::Ok();
-      });
-  flags.Value("--max-prefill-seqs", "N", "sequence capacity of prefill keys (default 16)",
-              [&](const std::string& v) -> Status {
-                MG_ASSIGN_OR_RETURN(int64_t n, ParseInt(v, "--max-prefill-seqs"));
-                options.keys.max_prefill_seqs = static_cast<int32_t>(n);
-                return Status::Ok();
-              });
-  flags.Switch("--no-fuse", "skip the fuse pass", [&] { options.pipeline.fuse = false; });
-  flags.Switch("--no-verify", "do not verify the graph after every pass",
-               [&] { options.pipeline.pass_manager.verify_each = false; });
-  flags.Value("--print-ir-before", "REGEX", "print the IR before passes whose name matches",
-              [&](const std::string& v) {
-                return SetRegex(v, options.pipeline.pass_manager.print_ir_before);
-              });
-  flags.Value("--print-ir-after", "REGEX", "print the IR after passes whose name matches",
-              [&](const std::string& v) {
-                return SetRegex(v, options.pipeline.pass_manager.print_ir_after);
-              });
-  flags.Switch("--print-ir-after-change", "print the IR after every pass that changed it",
-               [&] { options.pipeline.pass_manager.print_ir_after_change = true; });
-  flags.Value("--dump-dir", "DIR", "write the IR after every pass, one file per pass per key",
-              [&](const std::string& v) {
-                options.pipeline.pass_manager.dump_dir = v;
-                return Status::Ok();
-              });
-  flags.Switch("--quiet", "no progress or summary", [&] { quiet = true; });
-  flags.Alias("-q", "--quiet");
-
-  StatusOr<std::vector<std::string>> args = flags.Parse(argc, argv);
-  if (!args.ok()) return Fail(args.status());
-  if (flags.help()) {
-    std::printf("%s", flags.Help().c_str());
-    return 0;
+      "512",
+      "compile-model");
+  app.allow_extras();
+  app.add_option("MODEL", args, "a model directory, or 'demo'")->type_name("");
+  app.add_option("-o,--output", output, "plan file to write (required)")->type_name("PLAN");
+  app.add_option("--demo-dir", demo_dir,
+                 "where MODEL=demo writes the demo checkpoint (default: <plan dir>/demo-model)")
+      ->type_name("DIR");
+  app.add_option("--phases", phases, "phases to compile: prefill,decode (default both)")
+      ->type_name("LIST");
+  AddIntOption(app, "--chunk-size", options.keys.chunk_size, {1, kMaxChunkSize},
+               "MoE chunk capacity in rows (default 256)");
+  AddIntOption(app, "--max-chunks", options.keys.max_chunks, {1, kMaxMoeChunks},
+               "largest MoE chunk count compiled (default 8)");
+  AddIntOption(app, "--expert-parallel", options.keys.expert_parallel, {1, kMaxMoeChunks},
+               "expert-parallel ranks; above 1 every key runs max-chunks chunks (default 1)");
+  AddIntListOption(app, "--decode-buckets", options.keys.decode_buckets, {1, kMaxTokenBucket},
+                   "decode token buckets (default 1,2,4,8,16,32,64)");
+  AddIntListOption(app, "--prefill-buckets", options.keys.prefill_buckets, {1, kMaxTokenBucket},
+                   "prefill token buckets (default 16,32,64,128,256,512,1024,2048)");
+  AddIntOption(app, "--max-prefill-seqs", options.keys.max_prefill_seqs, {1, kMaxTokenBucket},
+               "sequence capacity of prefill keys (default 16)");
+  bool no_fuse = false, no_verify = false;
+  app.add_flag("--no-fuse", no_fuse, "skip the fuse pass");
+  app.add_flag("--no-verify", no_verify, "do not verify the graph after every pass");
+  const CLI::Option* print_before_flag =
+      app.add_option("--print-ir-before", print_before,
+                     "print the IR before passes whose name matches")
+          ->type_name("REGEX");
+  const CLI::Option* print_after_flag =
+      app.add_option("--print-ir-after", print_after,
+                     "print the IR after passes whose name matches")
+          ->type_name("REGEX");
+  app.add_flag("--print-ir-after-change", options.pipeline.pass_manager.print_ir_after_change,
+               "print the IR after every pass that changed it");
+  app.add_option("--dump-dir", options.pipeline.pass_manager.dump_dir,
+                 "write the IR after every pass, one file per pass per key")
+      ->type_name("DIR");
+  app.add_flag("-q,--quiet", quiet, "no progress or summary");
+  if (std::optional<int> exit_code = ParseCommandLine(app, "compile-model", argc, argv)) {
+    return *exit_code;
   }
-  if (args->size() != 1) return Fail(InvalidArgument("expected one MODEL argument (see --help)"));
+  if (no_fuse) options.pipeline.fuse = false;
+  if (no_verify) options.pipeline.pass_manager.verify_each = false;
+  if (Status s =
+          SetRegex(*print_before_flag, print_before, options.pipeline.pass_manager.print_ir_before);
+      !s.ok()) {
+    return Fail(s);
+  }
+  if (Status s =
+          SetRegex(*print_after_flag, print_after, options.pipeline.pass_manager.print_ir_after);
+      !s.ok()) {
+    return Fail(s);
+  }
+  if (args.size() != 1) return Fail(InvalidArgument("expected one MODEL argument (see --help)"));
   if (output.empty()) return Fail(InvalidArgument("missing -o PLAN (see --help)"));
   options.keys.prefill = phases.find("prefill") != std::string::npos;
   options.keys.decode = phases.find("decode") != std::string::npos;
@@ -138,9 +151,10 @@ int Main(int argc, char** argv) {
   if (demo_dir.empty()) {
     demo_dir = (std::filesystem::path(output).parent_path() / "demo-model").string();
   }
-  StatusOr<std::string> dir = ResolveModelArgument((*args)[0], demo_dir);
+  StatusOr<std::string> dir = ResolveModelArgument(args[0], demo_dir);
   if (!dir.ok()) return Fail(dir.status());
-  if (!quiet && (*args)[0] == "demo") std::fprintf(stderr, "demo model: %s\n", dir->c_str());
+  if (Status checked = CheckOutputPath(output, *dir); !checked.ok()) return Fail(checked);
+  if (!quiet && args[0] == "demo") std::fprintf(stderr, "demo model: %s\n", dir->c_str());
   StatusOr<HfModel> model = LoadHfModel(*dir);
   if (!model.ok()) return Fail(model.status());
   StatusOr<std::vector<SpecKey>> keys = EnumerateKeys(options.keys);

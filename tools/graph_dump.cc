@@ -1,13 +1,13 @@
 // graph-dump: prints a plan's or a model's IR — the generic graph, or one
 // specialization key after any pass — as text, Graphviz DOT or JSON, or a
 // line diff of two keys.
+#include <CLI/CLI.hpp>
 #include <algorithm>
 #include <cstdio>
 #include <filesystem>
 #include <iostream>
 #include <optional>
 #include <regex>
-#include <set>
 #include <string>
 #include <vector>
 
@@ -27,9 +27,6 @@ namespace {
 constexpr int kExitError = 1;   // bad flags, missing or unreadable input, a failed compile
 constexpr int kExitFaults = 2;  // the graph shown is ill-formed, or its IR text does not parse
 constexpr int kDiffContext = 2;
-// FlagParser takes one word per value; `--diff K1 K2` travels as one word
-// "K1<sep>K2" (a control character no key contains).
-constexpr char kDiffSeparator = '\x1f';
 
 enum class Format { kText, kDot, kJson };
 
@@ -61,41 +58,6 @@ int Fail(const Status& status) {
   return kExitError;
 }
 
-// Joins `--diff K1 K2` (or `--diff=K1 K2`) into one `--diff=K1<sep>K2` word,
-// skipping over the values of `value_flags` so that e.g. `--grep --diff`
-// stays a pattern.
-StatusOr<std::vector<std::string>> JoinDiffOperands(int argc, char** argv,
-                                                    const std::set<std::string>& value_flags) {
-  std::vector<std::string> args(argv, argv + argc);
-  std::vector<std::string> out;
-  for (size_t i = 0; i < args.size(); ++i) {
-    const std::string& arg = args[i];
-    if (i > 0 && value_flags.count(arg) && i + 1 < args.size()) {
-      out.push_back(arg);
-      out.push_back(args[++i]);
-      continue;
-    }
-    const bool inline_first = arg.rfind("--diff=", 0) == 0;
-    if (i == 0 || (arg != "--diff" && !inline_first)) {
-      out.push_back(arg);
-      continue;
-    }
-    const size_t needed = inline_first ? 1 : 2;
-    std::vector<std::string> keys;
-    if (inline_first) keys.push_back(arg.substr(7));
-    while (keys.size() < 2 && i + 1 < args.size() && args[i + 1].rfind("--", 0) != 0) {
-      keys.push_back(args[++i]);
-    }
-    if (keys.size() != 2) {
-      return InvalidArgument("--diff needs two keys (--diff K1 K2), got " +
-                             std::to_string(keys.size() - (inline_first ? 1 : 0)) + " of " +
-                             std::to_string(needed) + " after it");
-    }
-    out.push_back("--diff=" + keys[0] + kDiffSeparator + keys[1]);
-  }
-  return out;
-}
-
 // A key from graph-dump's partial form. Missing fields: phase prefill,
 // chunks 1, max_chunks = chunks, tokens the phase's smallest bucket, seqs as
 // the key set would give the bucket (tokens for decode, else
@@ -124,6 +86,17 @@ StatusOr<SpecKey> ResolveKey(const std::string& text, const KeySetOptions& key_o
   }
   if (key.max_moe_num_chunk < key.moe_num_chunk) {
     return InvalidArgument("key '" + text + "': max_chunks must be >= chunks");
+  }
+  // A key's graph holds one MoE op per chunk and layer, and a token bucket
+  // sizes every activation: bound both as compile-model does.
+  if (key.max_moe_num_chunk > kMaxMoeChunks) {
+    return InvalidArgument("key '" + text + "': " + std::to_string(key.max_moe_num_chunk) +
+                           " chunks is more than the " + std::to_string(kMaxMoeChunks) +
+                           " compile-model allows (--max-chunks)");
+  }
+  if (key.token_bucket > kMaxTokenBucket || key.seq_bucket > kMaxTokenBucket) {
+    return InvalidArgument("key '" + text + "': tokens and seqs must be at most " +
+                           std::to_string(kMaxTokenBucket));
   }
   return key;
 }
@@ -291,8 +264,7 @@ int ListKeys(const std::string& input, const Plan& plan) {
 
 int Main(int argc, char** argv) {
   Options options;
-  FlagParser flags(
-      "graph-dump INPUT [options]",
+  CLI::App app(
       "Prints the IR of INPUT: a plan file (compile-model's output), a Hugging Face model\n"
       "directory, or the word 'demo' (the built-in demo model, written to --demo-dir).\n"
       "Without --key it prints the generic graph (a plan's source IR, or the graph built from\n"
@@ -302,7 +274,8 @@ int Main(int argc, char** argv) {
       "\n"
       "Keys are name=value lists; missing fields default: phase=prefill, chunks=1,\n"
       "max_chunks=chunks, tokens=the phase's smallest bucket, seqs=tokens (decode) or\n"
-      "min(tokens, the plan's max prefill seqs) (prefill).\n"
+      "min(tokens, the plan's max prefill seqs) (prefill). chunks and max_chunks are at most\n"
+      "256 (as compile-model --max-chunks), tokens and seqs at most 1048576.\n"
       "\n"
       "An ill-formed graph is still printed (text: `// FAULT:` after the bad op; dot: red\n"
       "nodes; json: \"faults\"), its faults go to stderr, and the exit status is 2. IR text\n"
@@ -318,90 +291,72 @@ int Main(int argc, char** argv) {
       "  graph-dump demo.plan --format dot | dot -Tsvg > graph.svg\n"
       "  graph-dump demo.plan --format json --key phase=prefill,tokens=16\n"
       "  graph-dump demo --diff phase=prefill,tokens=16 phase=decode,tokens=16 \\\n"
-      "      --after moe-lower --grep 'l0\\.'");
-  flags.Value("--key", "K", "the specialization key to show, e.g. phase=decode,chunks=1,tokens=8",
-              [&](const std::string& v) {
-                options.key = v;
-                return Status::Ok();
-              });
-  flags.Value("--format", "FORMAT", "text (default; parseable IR), dot (Graphviz digraph) or json",
-              [&](const std::string& v) -> Status {
-                if (v == "text") {
-                  options.format = Format::kText;
-                } else if (v == "dot") {
-                  options.format = Format::kDot;
-                } else if (v == "json") {
-                  options.format = Format::kJson;
-                } else {
-                  return InvalidArgument("'" + v + "' is not a format: text, dot or json");
-                }
-                return Status::Ok();
-              });
-  flags.Value("--after", "PASS",
-              "compile the key only up to and including PASS (needs --key or --diff); passes: " +
-                  Join(PipelinePassNames(), ", "),
-              [&](const std::string& v) {
-                options.after = v;
-                return Status::Ok();
-              });
-  flags.Value("--diff", "K1 K2",
-              "print a line diff (unified style, 2 lines of context) of keys K1 and K2; with "
-              "--after both stop after PASS",
-              [&](const std::string& v) {
-                const size_t sep = v.find(kDiffSeparator);
-                options.diff = sep == std::string::npos
-                                   ? std::make_pair(v, std::string())
-                                   : std::make_pair(v.substr(0, sep), v.substr(sep + 1));
-                return Status::Ok();
-              });
-  flags.Value("--grep", "REGEX",
-              "keep only output lines matching REGEX (ECMAScript; with --diff, applied to both "
-              "texts before diffing), e.g. 'l0\\.' for the first layer",
-              [&](const std::string& v) -> Status {
-                try {
-                  options.grep = std::regex(v);
-                } catch (const std::regex_error& e) {
-                  return InvalidArgument("'" + v + "' is not a regular expression: " + e.what());
-                }
-                return Status::Ok();
-              });
-  flags.Switch("--list-keys", "list a plan's keys with their arena bytes and step counts",
-               [&] { options.list_keys = true; });
-  flags.Value("--chunk-size", "N",
-              "MoE chunk capacity in rows when compiling keys of a model (default 256; a plan "
-              "uses its own)",
-              [&](const std::string& v) -> Status {
-                MG_ASSIGN_OR_RETURN(int64_t n, ParseInt(v, "--chunk-size"));
-                if (n <= 0 || n > INT32_MAX) return InvalidArgument("must be > 0");
-                options.chunk_size = static_cast<int32_t>(n);
-                return Status::Ok();
-              });
-  flags.Value("--demo-dir", "DIR",
-              "where INPUT=demo writes the demo checkpoint (default ./demo-model)",
-              [&](const std::string& v) {
-                options.demo_dir = v;
-                return Status::Ok();
-              });
-
-  StatusOr<std::vector<std::string>> words = JoinDiffOperands(
-      argc, argv, {"--key", "--format", "--after", "--grep", "--chunk-size", "--demo-dir"});
-  if (!words.ok()) return Fail(words.status());
-  std::vector<char*> word_ptrs;
-  for (std::string& word : *words)
-    word_ptrs.push_back(word.data());
-  StatusOr<std::vector<std::string>> args =
-      flags.Parse(static_cast<int>(word_ptrs.size()), word_ptrs.data());
-  if (!args.ok()) return Fail(args.status());
-  if (flags.help()) {
-    std::printf("%s", flags.Help().c_str());
-    return 0;
+      "      --after moe-lower --grep 'l0\\.'",
+      "graph-dump");
+  app.allow_extras();
+  std::vector<std::string> args, diff;
+  std::string format = "text", grep, key;
+  int32_t chunk_size = 0;
+  app.add_option("INPUT", args, "a plan file, a model directory or 'demo'")->type_name("");
+  const CLI::Option* key_flag =
+      app.add_option("--key", key,
+                     "the specialization key to show, e.g. phase=decode,chunks=1,tokens=8")
+          ->type_name("K");
+  app.add_option("--format", format, "text (default; parseable IR), dot (Graphviz digraph) or json")
+      ->type_name("FORMAT");
+  app.add_option("--after", options.after,
+                 "compile the key only up to and including PASS (needs --key or --diff); passes: " +
+                     Join(PipelinePassNames(), ", "))
+      ->type_name("PASS");
+  const CLI::Option* diff_flag =
+      app.add_option("--diff", diff,
+                     "print a line diff (unified style, 2 lines of context) of keys K1 and K2; "
+                     "with --after both stop after PASS")
+          ->expected(2)
+          ->type_name("KEY");
+  const CLI::Option* grep_flag =
+      app.add_option("--grep", grep,
+                     "keep only output lines matching REGEX (ECMAScript; with --diff, applied to "
+                     "both texts before diffing), e.g. 'l0\\.' for the first layer")
+          ->type_name("REGEX");
+  app.add_flag("--list-keys", options.list_keys,
+               "list a plan's keys with their arena bytes and step counts");
+  const CLI::Option* chunk_flag = AddIntOption(
+      app, "--chunk-size", chunk_size, {1, kMaxChunkSize},
+      "MoE chunk capacity in rows when compiling keys of a model (default 256; a plan uses its "
+      "own)");
+  app.add_option("--demo-dir", options.demo_dir,
+                 "where INPUT=demo writes the demo checkpoint (default ./demo-model)")
+      ->type_name("DIR");
+  if (std::optional<int> exit_code = ParseCommandLine(app, "graph-dump", argc, argv)) {
+    return *exit_code;
   }
-  if (args->size() != 1) {
+  if (format == "text") {
+    options.format = Format::kText;
+  } else if (format == "dot") {
+    options.format = Format::kDot;
+  } else if (format == "json") {
+    options.format = Format::kJson;
+  } else {
+    return Fail(InvalidArgument("--format: '" + format + "' is not a format: text, dot or json"));
+  }
+  if (key_flag->count() > 0) options.key = key;
+  if (diff_flag->count() > 0) options.diff = std::make_pair(diff[0], diff[1]);
+  if (grep_flag->count() > 0) {
+    try {
+      options.grep = std::regex(grep);
+    } catch (const std::regex_error& e) {
+      return Fail(
+          InvalidArgument("--grep: '" + grep + "' is not a regular expression: " + e.what()));
+    }
+  }
+  if (chunk_flag->count() > 0) options.chunk_size = chunk_size;
+  if (args.size() != 1) {
     return Fail(
         InvalidArgument("expected one INPUT (a plan file, a model directory or 'demo'), got " +
-                        std::to_string(args->size()) + " (see --help)"));
+                        std::to_string(args.size()) + " (see --help)"));
   }
-  options.input = (*args)[0];
+  options.input = args[0];
   if (options.key && options.diff)
     return Fail(InvalidArgument("--key and --diff exclude each other"));
   if (!options.after.empty() && !options.key && !options.diff) {

@@ -2,6 +2,7 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
+#include <CLI/CLI.hpp>
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -174,95 +175,67 @@ int Main(int argc, char** argv) {
   SamplingParams sampling;
   bool bench = false;
   std::string trace_path;
-  FlagParser flags(
-      "run-model PLAN [--prompt-ids 1,2,3] [--max-new-tokens N] [--eager] [--bench] [--trace FILE]",
+  std::vector<std::string> args;
+  std::string prompt_ids;
+  int64_t kv_cache_mb = static_cast<int64_t>(options.kv_cache_bytes >> 20);
+  CLI::App app(
       "Loads a plan written by compile-model, binds the checkpoint's weights, captures one\n"
       "replayable program per key, and generates (printing the token ids) or benchmarks.\n"
+      "Prompts that do not fit in the KV cache together wait until running ones finish.\n"
       "Examples:\n"
       "  run-model demo.plan --prompt-ids 1,2,3 --max-new-tokens 8\n"
       "  run-model demo.plan --prompt-ids '1,2,3;4,5' --temperature 0.8 --top-p 0.9 --seed 7\n"
       "  run-model demo.plan --bench\n"
-      "Set MOEGRAPH_LOG=capture,dispatch to see each capture and each step's key choice.");
-  flags.Value("--prompt-ids", "LISTS",
-              "prompt token ids; several prompts separated by ';' run as one batch",
-              [&](const std::string& v) -> Status {
-                for (const std::string& p : SplitString(v, ';')) {
-                  MG_ASSIGN_OR_RETURN(std::vector<int32_t> ids, ParseIntList(p, "--prompt-ids"));
-                  prompts.push_back(std::move(ids));
-                }
-                return Status::Ok();
-              });
-  flags.Value("--max-new-tokens", "N", "tokens to generate per prompt (default 16)",
-              [&](const std::string& v) -> Status {
-                MG_ASSIGN_OR_RETURN(int64_t n, ParseInt(v, "--max-new-tokens"));
-                sampling.max_new_tokens = static_cast<int32_t>(n);
-                return Status::Ok();
-              });
-  flags.Value("--temperature", "T", "sampling temperature; 0 is greedy (default 0)",
-              [&](const std::string& v) -> Status {
-                MG_ASSIGN_OR_RETURN(double t, ParseDouble(v, "--temperature"));
-                sampling.temperature = static_cast<float>(t);
-                return Status::Ok();
-              });
-  flags.Value("--top-k", "K", "sample among the K most likely tokens (default: all)",
-              [&](const std::string& v) -> Status {
-                MG_ASSIGN_OR_RETURN(int64_t k, ParseInt(v, "--top-k"));
-                sampling.top_k = static_cast<int32_t>(k);
-                return Status::Ok();
-              });
-  flags.Value("--top-p", "P", "nucleus sampling mass (default 1)",
-              [&](const std::string& v) -> Status {
-                MG_ASSIGN_OR_RETURN(double p, ParseDouble(v, "--top-p"));
-                sampling.top_p = static_cast<float>(p);
-                return Status::Ok();
-              });
-  flags.Value("--seed", "S", "sampling seed (default 0)", [&](const std::string& v) -> Status {
-    MG_ASSIGN_OR_RETURN(int64_t s, ParseInt(v, "--seed"));
-    sampling.seed = static_cast<uint64_t>(s);
-    return Status::Ok();
-  });
-  flags.Value("--stop-ids", "LIST", "token ids that end a sequence",
-              [&](const std::string& v) -> Status {
-                MG_ASSIGN_OR_RETURN(sampling.stop_tokens, ParseIntList(v, "--stop-ids"));
-                return Status::Ok();
-              });
-  flags.Switch("--eager", "run every step op by op instead of replaying the captured programs",
-               [&] { options.eager = true; });
-  flags.Switch("--bench",
-               "benchmark every key: replay and eager step latency, kernel time, "
-               "dispatch overhead, tokens/s",
-               [&] { bench = true; });
-  flags.Value("--trace", "FILE",
-              "write a Chrome trace (JSON) of the generation's steps and kernels",
-              [&](const std::string& v) {
-                trace_path = v;
-                return Status::Ok();
-              });
-  flags.Value("--threads", "N", "CPU threads (default: OpenMP's default)",
-              [&](const std::string& v) -> Status {
-                MG_ASSIGN_OR_RETURN(int64_t n, ParseInt(v, "--threads"));
-                options.num_threads = static_cast<int>(n);
-                return Status::Ok();
-              });
-  flags.Value("--kv-cache-mb", "MB", "KV cache budget in MiB (default 256)",
-              [&](const std::string& v) -> Status {
-                MG_ASSIGN_OR_RETURN(int64_t n, ParseInt(v, "--kv-cache-mb"));
-                if (n <= 0) return InvalidArgument("must be > 0");
-                options.kv_cache_bytes = static_cast<uint64_t>(n) << 20;
-                return Status::Ok();
-              });
-  flags.Value("--model-dir", "DIR", "read weights from DIR instead of the plan's checkpoint path",
-              [&](const std::string& v) {
-                options.model_dir = v;
-                return Status::Ok();
-              });
-  StatusOr<std::vector<std::string>> args = flags.Parse(argc, argv);
-  if (!args.ok()) return Fail(args.status());
-  if (flags.help()) {
-    std::printf("%s", flags.Help().c_str());
-    return 0;
+      "Set MOEGRAPH_LOG=capture,dispatch to see each capture and each step's key choice.",
+      "run-model");
+  app.allow_extras();
+  app.add_option("PLAN", args, "a plan file written by compile-model")->type_name("");
+  const CLI::Option* prompt_flag =
+      app.add_option("--prompt-ids", prompt_ids,
+                     "prompt token ids; several prompts separated by ';' run as one batch "
+                     "(default without --bench: 1,2,3,4,5,6,7,8)")
+          ->type_name("LISTS");
+  AddIntOption(app, "--max-new-tokens", sampling.max_new_tokens, {1, kMaxTokenBucket},
+               "tokens to generate per prompt (default 16; fewer when the model's context "
+               "ends first)");
+  AddRealOption(app, "--temperature", sampling.temperature, 0, 100, /*min_exclusive=*/false,
+                "sampling temperature; 0 is greedy (default 0)");
+  AddIntOption(app, "--top-k", sampling.top_k, {0, INT32_MAX},
+               "sample among the K most likely tokens; 0 is all (default 0)");
+  AddRealOption(app, "--top-p", sampling.top_p, 0, 1, /*min_exclusive=*/true,
+                "nucleus sampling mass (default 1)");
+  AddUint64Option(app, "--seed", sampling.seed, "sampling seed (default 0)");
+  AddIntListOption(app, "--stop-ids", sampling.stop_tokens, {0, INT32_MAX},
+                   "token ids that end a sequence");
+  app.add_flag("--eager", options.eager,
+               "run every step op by op instead of replaying the captured programs");
+  app.add_flag("--bench", bench,
+               "benchmark every key: replay and eager step latency, kernel time, dispatch "
+               "overhead, tokens/s");
+  app.add_option("--trace", trace_path,
+                 "write a Chrome trace (JSON) of the generation's steps and kernels")
+      ->type_name("FILE");
+  const int cores = AvailableCores();
+  AddIntOption(app, "--threads", options.num_threads, {1, cores},
+               "CPU threads, at most the " + std::to_string(cores) +
+                   " cores this process may use (default: OpenMP's default)");
+  const int64_t memory_mib = PhysicalMemoryMib();
+  AddIntOption(app, "--kv-cache-mb", kv_cache_mb, {1, memory_mib > 0 ? memory_mib : 1 << 20},
+               "KV cache budget in MiB, at most the machine's memory (default 256)");
+  app.add_option("--model-dir", options.model_dir,
+                 "read weights from DIR instead of the plan's checkpoint path")
+      ->type_name("DIR");
+  if (std::optional<int> exit_code = ParseCommandLine(app, "run-model", argc, argv)) {
+    return *exit_code;
   }
-  if (args->size() != 1) return Fail(InvalidArgument("expected one PLAN argument (see --help)"));
+  if (args.size() != 1) return Fail(InvalidArgument("expected one PLAN argument (see --help)"));
+  if (prompt_flag->count() > 0) {
+    StatusOr<std::vector<std::vector<int32_t>>> parsed = ParsePromptIds(prompt_ids, "--prompt-ids");
+    if (!parsed.ok()) return Fail(parsed.status());
+    prompts = std::move(*parsed);
+  }
+  if (Status valid = ValidateSamplingParams(sampling); !valid.ok()) return Fail(valid);
+  options.kv_cache_bytes = static_cast<uint64_t>(kv_cache_mb) << 20;
 
   const uint64_t baseline_rss = CurrentRssBytes();
   const auto load_start = std::chrono::steady_clock::now();
@@ -273,14 +246,14 @@ int Main(int argc, char** argv) {
                  key.ToString().c_str());
     if (tty && i + 1 == total) std::fprintf(stderr, "\n");
   };
-  StatusOr<std::unique_ptr<Engine>> engine = Engine::Open((*args)[0], options);
+  StatusOr<std::unique_ptr<Engine>> engine = Engine::Open(args[0], options);
   if (!engine.ok()) return Fail(engine.status());
   const double load_s = Seconds(load_start);
   Engine& e = **engine;
   std::printf(
       "loaded %s: %zu keys, weights %s, KV cache %s (%d blocks of %d tokens), arena %s, "
       "load + capture %.3f s%s\n",
-      (*args)[0].c_str(), e.plan().programs.size(), FormatBytes(e.weight_bytes()).c_str(),
+      args[0].c_str(), e.plan().programs.size(), FormatBytes(e.weight_bytes()).c_str(),
       FormatBytes(e.kv_cache().bytes()).c_str(), e.kv_cache().config().num_blocks,
       e.kv_cache().config().block_size, FormatBytes(e.arena_bytes()).c_str(), load_s,
       options.eager ? " (eager: nothing captured)" : "");
@@ -316,9 +289,13 @@ int Main(int argc, char** argv) {
       std::string ids;
       for (int32_t t : r.tokens)
         ids += (ids.empty() ? "" : ",") + std::to_string(t);
+      const std::string why = r.stopped_by_token ? " (stop token)"
+                              : r.stopped_by_context
+                                  ? " (the model's context ended: max_position_embeddings " +
+                                        std::to_string(e.plan().model.max_position_embeddings) + ")"
+                                  : "";
       std::printf("sequence %lld: prompt %zu tokens -> generated %s%s\n",
-                  static_cast<long long>(r.id), prompts[r.id].size(), ids.c_str(),
-                  r.stopped_by_token ? " (stop token)" : "");
+                  static_cast<long long>(r.id), prompts[r.id].size(), ids.c_str(), why.c_str());
       generated += r.tokens.size();
     }
     std::printf("%zu tokens in %lld steps, %.3f s (%s)\n", generated,

@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -16,6 +17,7 @@
 #include "frontends/hf_model.h"
 #include "ir/parser.h"
 #include "ir/verifier.h"
+#include "passes/pipeline.h"
 #include "runtime/plan_file.h"
 #include "support/json.h"
 #include "tests/tools/tool_util.h"
@@ -256,7 +258,13 @@ TEST_F(GraphDumpTest, BadArgumentsAreOneLineErrors) {
        "no pass named 'no-such-pass'; the pipeline runs: specialize, "},
       {{"demo", "--format", "svg"}, "'svg' is not a format"},
       {{"demo", "--key", "phase=sideways"}, "expected prefill or decode"},
-      {{"demo", "--diff", kDecode4}, "--diff needs two keys"},
+      {{"demo", "--diff", kDecode4}, "--diff: At least 2 required but received 1"},
+      {{"demo", "--key", "chunks=257"}, "257 chunks is more than the 256 compile-model allows"},
+      {{"demo", "--key", "chunks=1,max_chunks=100000"}, "100000 chunks is more than the 256"},
+      {{"demo", "--key", "tokens=2000000000"}, "tokens and seqs must be at most 1048576"},
+      {{"demo", "--chunk-size", "4294967297"},
+       "--chunk-size: 4294967297 is outside the range [1, 65536]"},
+      {{"demo", "--chunk-size", "0"}, "--chunk-size: 0 is outside the range [1, 65536]"},
       {{"demo", "--grep", "("}, "is not a regular expression"},
       {{"demo", "--list-keys"}, "--list-keys needs a plan file"},
       {{PlanPath(), "--chunk-size", "64"}, "--chunk-size applies to a model"},
@@ -271,6 +279,92 @@ TEST_F(GraphDumpTest, BadArgumentsAreOneLineErrors) {
     EXPECT_EQ(CountLines(run.err), 1u) << run.err;
     EXPECT_EQ(run.out, "") << c.expected;
   }
+}
+
+TEST_F(GraphDumpTest, DiffTakesItsTwoKeysInEitherForm) {
+  const ToolRun spaced = Demo({"--diff", kDecode4, kPrefill16, "--grep", R"(l0\.)"});
+  ASSERT_EQ(spaced.exit_code, 0) << spaced.err;
+  const ToolRun inline_first =
+      Demo({std::string("--diff=") + kDecode4, kPrefill16, "--grep", R"(l0\.)"});
+  ASSERT_EQ(inline_first.exit_code, 0) << inline_first.err;
+  EXPECT_EQ(spaced.out, inline_first.out);
+  EXPECT_EQ(spaced.out.rfind("--- phase=decode,chunks=1,max_chunks=1,tokens=4,seqs=4\n", 0), 0u)
+      << spaced.out;
+}
+
+// Seconds for the pipeline up to moe-lower on a prefill key of `chunks`
+// chunks over 16 rows (what graph-dump --key chunks=N compiles).
+double MoeLowerSeconds(const Graph& generic, int32_t chunks) {
+  SpecKey key;
+  key.phase = MoePhase::kPrefill;
+  key.moe_num_chunk = chunks;
+  key.max_moe_num_chunk = chunks;
+  key.token_bucket = 16;
+  key.seq_bucket = 16;
+  PipelineOptions options;
+  options.stop_after = "moe-lower";
+  WeightTable weights;
+  KeyProgram program;
+  const auto start = std::chrono::steady_clock::now();
+  StatusOr<Graph> graph = RunPipeline(generic, key, options, weights, &program);
+  const double seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  EXPECT_TRUE(graph.ok()) << graph.status().ToString();
+  return seconds;
+}
+
+TEST_F(GraphDumpTest, ChunkedKeysCompileInTimeLinearInTheChunkCount) {
+  StatusOr<HfModel> model = LoadHfModel(DemoDir());
+  ASSERT_TRUE(model.ok()) << model.status().ToString();
+  // moe-chunk and moe-lower used to rewrite the uses of every expanded op by
+  // scanning the whole graph: 4x the chunks took ~23x the time (0.26 s ->
+  // 5.9 s). Linear is 4x; the bound leaves room for a loaded machine. Best of
+  // two, interleaved; sizes past the caches, so both run at memory speed.
+  double small = 1e9, large = 1e9;
+  for (int run = 0; run < 2; ++run) {
+    small = std::min(small, MoeLowerSeconds(model->graph, 1024));
+    large = std::min(large, MoeLowerSeconds(model->graph, 4096));
+  }
+  EXPECT_LT(large / small, 8.0) << "1024 chunks: " << small << " s, 4096 chunks: " << large << " s";
+}
+
+TEST_F(GraphDumpTest, NamesReadFromFilesAreEscapedInErrors) {
+  // A checkpoint whose tensor name holds an escape sequence, a bell and
+  // valid UTF-8 (kept), with an unknown dtype. (The JSON reader refuses
+  // invalid UTF-8 itself, naming the byte in hex.)
+  const std::string dir = *root_ + "/evil-model";
+  std::filesystem::create_directories(dir);
+  std::filesystem::copy_file(DemoDir() + "/config.json", dir + "/config.json",
+                             std::filesystem::copy_options::overwrite_existing);
+  const std::string header =
+      "{\"evil\\u001b[2J\\u0007\xc3\xa9\":{\"dtype\":\"XX\",\"shape\":[1],"
+      "\"data_offsets\":[0,4]}}";
+  std::string file;
+  for (int i = 0; i < 8; ++i)
+    file += static_cast<char>((header.size() >> (8 * i)) & 0xff);
+  file += header + std::string(4, '\0');
+  std::ofstream(dir + "/model.safetensors", std::ios::binary) << file;
+  const ToolRun run = GraphDump({dir});
+  EXPECT_EQ(run.exit_code, 1) << run.err;
+  EXPECT_NE(run.err.find("tensor \"evil\\x1b[2J\\x07\xc3\xa9\": unsupported dtype \"XX\""),
+            std::string::npos)
+      << run.err;
+  for (char c : run.err.substr(0, run.err.size() - 1)) {
+    EXPECT_GE(static_cast<unsigned char>(c), 0x20) << "raw control byte in: " << run.err;
+  }
+
+  // A config.json string (hidden_act) with a control byte.
+  std::string config = ReadFile(DemoDir() + "/config.json");
+  const size_t at = config.find("\"hidden_act\"");
+  ASSERT_NE(at, std::string::npos) << config;
+  const size_t value = config.find("\"silu\"", at);
+  ASSERT_NE(value, std::string::npos);
+  config.replace(value, 6, "\"si\\u0007lu\\u007f\"");
+  std::ofstream(dir + "/config.json") << config;
+  const ToolRun act = GraphDump({dir});
+  EXPECT_EQ(act.exit_code, 1) << act.err;
+  EXPECT_NE(act.err.find("is \"si\\x07lu\\x7f\"; only \"silu\" is supported"), std::string::npos)
+      << act.err;
 }
 
 TEST_F(GraphDumpTest, PlanKeysAndStoredPrograms) {
