@@ -55,34 +55,58 @@ StatusOr<std::unique_ptr<Engine>> Engine::Load(Plan plan, const EngineOptions& o
     max_tokens = std::max(max_tokens, p.key.token_bucket);
     max_seqs = std::max(max_seqs, p.key.seq_bucket);
   }
+  // Every size below comes from the plan: overflow-checked, in 64 bits.
   const PlanModelInfo& m = plan.model;
-  const int32_t max_positions = std::max(m.max_position_embeddings, 1);
-  const int32_t max_blocks_per_seq =
-      (max_positions + options.kv_block_size - 1) / options.kv_block_size;
+  if (m.num_layers <= 0 || m.num_kv_heads <= 0 || m.head_dim <= 0) {
+    return InvalidArgument("the plan's model info has zero-sized KV heads (" +
+                           std::to_string(m.num_layers) + " layers, " +
+                           std::to_string(m.num_kv_heads) + " KV heads of " +
+                           std::to_string(m.head_dim) + ")");
+  }
   KvCacheConfig kv_config;
   kv_config.num_layers = m.num_layers;
   kv_config.num_kv_heads = m.num_kv_heads;
   kv_config.head_dim = m.head_dim;
   kv_config.block_size = options.kv_block_size;
-  const uint64_t block_bytes =
-      2ull * m.num_layers * options.kv_block_size * m.num_kv_heads * m.head_dim * sizeof(float);
-  if (block_bytes == 0) return InvalidArgument("the plan's model info has zero-sized KV heads");
+  uint64_t block_bytes = 0;
+  if (__builtin_mul_overflow(uint64_t{2 * sizeof(float)} * static_cast<uint64_t>(m.num_layers),
+                             static_cast<uint64_t>(options.kv_block_size) * m.num_kv_heads,
+                             &block_bytes) ||
+      __builtin_mul_overflow(block_bytes, static_cast<uint64_t>(m.head_dim), &block_bytes)) {
+    return ResourceExhausted("a KV cache block of " + std::to_string(options.kv_block_size) +
+                             " tokens over " + std::to_string(m.num_layers) + " layers, " +
+                             std::to_string(m.num_kv_heads) + " KV heads of " +
+                             std::to_string(m.head_dim) + " overflows 64 bits");
+  }
   kv_config.num_blocks = static_cast<int32_t>(
       std::min<uint64_t>(options.kv_cache_bytes / block_bytes, uint64_t{1} << 30));
   if (kv_config.num_blocks < 1) {
     return InvalidArgument("KV cache budget of " + FormatBytes(options.kv_cache_bytes) +
                            " holds no block of " + FormatBytes(block_bytes));
   }
+  // A sequence can hold no more blocks than its positions need, nor than the
+  // cache has: the block tables are sized by the smaller, not by
+  // max_position_embeddings alone (which a plan may set to 2^31 - 1).
+  const int64_t max_positions = std::max<int64_t>(m.max_position_embeddings, 1);
+  const auto max_blocks_per_seq = static_cast<int32_t>(std::min<int64_t>(
+      (max_positions + options.kv_block_size - 1) / options.kv_block_size, kv_config.num_blocks));
   MG_ASSIGN_OR_RETURN(std::unique_ptr<Backend> backend, CreateBackendByName(options));
   // A device backend keeps the cache data on the device (InitDevice); the
   // host keeps only the block bookkeeping.
   kv_config.allocate_storage = backend->host_memory();
   MG_ASSIGN_OR_RETURN(KvCache kv, KvCache::Create(kv_config));
-  std::unique_ptr<Engine> engine(new Engine(std::move(plan), options, std::move(backend),
-                                            std::move(kv), max_tokens, max_seqs,
-                                            max_blocks_per_seq));
+  MG_ASSIGN_OR_RETURN(ForwardMetaBuffers meta,
+                      ForwardMetaBuffers::Create(max_tokens, max_seqs, max_blocks_per_seq));
+  std::unique_ptr<Engine> engine(
+      new Engine(std::move(plan), options, std::move(backend), std::move(kv), std::move(meta)));
   MG_RETURN_IF_ERROR(engine->BindWeights());
-  MG_ASSIGN_OR_RETURN(engine->arena_, engine->backend_->Allocate(engine->plan_.max_arena_bytes()));
+  const int64_t arena_bytes = engine->plan_.max_arena_bytes();
+  StatusOr<std::byte*> arena = engine->backend_->Allocate(static_cast<size_t>(arena_bytes));
+  if (!arena.ok()) {
+    return ResourceExhausted("cannot allocate the step arena of " + std::to_string(arena_bytes) +
+                             " bytes (the largest key's arena_bytes): " + arena.status().message());
+  }
+  engine->arena_ = *arena;
   engine->arena_bytes_ = static_cast<uint64_t>(engine->plan_.max_arena_bytes());
   engine->bindings_.arena = engine->arena_;
   engine->bindings_.arena_bytes = engine->arena_bytes_;
@@ -92,12 +116,12 @@ StatusOr<std::unique_ptr<Engine>> Engine::Load(Plan plan, const EngineOptions& o
 }
 
 Engine::Engine(Plan plan, const EngineOptions& options, std::unique_ptr<Backend> backend,
-               KvCache kv, int32_t max_tokens, int32_t max_seqs, int32_t max_blocks_per_seq)
+               KvCache kv, ForwardMetaBuffers meta)
     : plan_(std::move(plan)),
       options_(options),
       backend_(std::move(backend)),
       kv_(std::move(kv)),
-      meta_(max_tokens, max_seqs, max_blocks_per_seq) {
+      meta_(std::move(meta)) {
   bindings_.weights = &weights_;
   bindings_.inputs = {const_cast<int32_t*>(meta_.tokens())};
   bindings_.meta = &meta_.view();
@@ -290,7 +314,8 @@ Status Engine::BindWeights() {
     weight_args_.Bind(static_cast<ValueId>(i), *resolved);
     weights_.push_back(*weight_args_.Find(static_cast<ValueId>(i)));
   }
-  return Status::Ok();
+  // Same names, shapes and offsets, but other values?
+  return CheckCheckpointFiles(plan_.checkpoint_files, dir, options_.checkpoint_check);
 }
 
 Status Engine::CaptureAll() {
