@@ -161,10 +161,14 @@ StatusOr<std::unique_ptr<Backend>> CreateBackendByName(const EngineOptions& opti
 Status Engine::InitDevice() {
   device_ = std::make_unique<DeviceState>();
   DeviceState& d = *device_;
-  auto allocate = [&](size_t bytes) -> StatusOr<std::byte*> {
-    MG_ASSIGN_OR_RETURN(std::byte * p, backend_->Allocate(bytes));
-    d.allocations.push_back(p);
-    return p;
+  auto allocate = [&](size_t bytes, const char* what) -> StatusOr<std::byte*> {
+    StatusOr<std::byte*> p = backend_->Allocate(bytes);
+    if (!p.ok()) {
+      return ResourceExhausted("cannot allocate " + std::string(what) + " on the device (" +
+                               std::to_string(bytes) + " bytes): " + p.status().message());
+    }
+    d.allocations.push_back(*p);
+    return *p;
   };
 
   // Weights: every slice 256-byte aligned in one allocation, then the device
@@ -177,7 +181,8 @@ Status Engine::InitDevice() {
   for (const TensorArg& w : weights_) {
     if (w.expert_data != nullptr) num_pointers += static_cast<size_t>(w.shape[0]);
   }
-  MG_ASSIGN_OR_RETURN(std::byte * block, allocate(slice_bytes + num_pointers * sizeof(void*)));
+  MG_ASSIGN_OR_RETURN(std::byte * block,
+                      allocate(slice_bytes + num_pointers * sizeof(void*), "the weights"));
   std::vector<const void*> pointers;
   pointers.reserve(num_pointers);
   size_t at = 0;
@@ -216,8 +221,8 @@ Status Engine::InitDevice() {
   d.kv = kv_.view();
   const size_t kv_bytes =
       static_cast<size_t>(d.kv.layer_stride()) * d.kv.num_layers * sizeof(float);
-  MG_ASSIGN_OR_RETURN(std::byte * k, allocate(kv_bytes));
-  MG_ASSIGN_OR_RETURN(std::byte * v, allocate(kv_bytes));
+  MG_ASSIGN_OR_RETURN(std::byte * k, allocate(kv_bytes, "the KV cache's keys"));
+  MG_ASSIGN_OR_RETURN(std::byte * v, allocate(kv_bytes, "the KV cache's values"));
   d.kv.k = reinterpret_cast<float*>(k);
   d.kv.v = reinterpret_cast<float*>(v);
 
@@ -239,7 +244,7 @@ Status Engine::InitDevice() {
   place(d.positions, tokens);
   place(d.block_tables, table);
   place(d.slot_mapping, tokens);
-  MG_ASSIGN_OR_RETURN(d.meta, allocate(bytes));
+  MG_ASSIGN_OR_RETURN(d.meta, allocate(bytes, "the ForwardMeta buffers"));
   d.staging.assign(bytes, std::byte{0});
 
   bindings_.weights = &d.weights;

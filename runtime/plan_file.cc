@@ -426,6 +426,11 @@ class PlanValidator {
     for (size_t i = 0; i < plan_.checkpoint_files.size(); ++i) {
       const std::string& file = plan_.checkpoint_files[i].file;
       if (file.empty()) return Error("checkpoint_files[" + std::to_string(i) + "] names no file");
+      // A file name in model_dir, as compile-model records it: nothing outside.
+      if (file.find('/') != std::string::npos || file == "." || file == "..") {
+        return Error("checkpoint_files[" + std::to_string(i) + "] is '" + file +
+                     "', expected a file name inside model_dir");
+      }
       if (!files.emplace(file, i).second) {
         return Error("checkpoint_files lists '" + file + "' twice");
       }

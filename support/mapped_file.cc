@@ -14,6 +14,7 @@
 #include <cstdio>
 #include <cstring>
 #include <mutex>
+#include <new>
 
 namespace moegraph {
 namespace {
@@ -225,16 +226,21 @@ StatusOr<std::string> ReadFileToString(const std::string& path) {
   if (fd.get() < 0) return ErrnoStatus(errno, path, "cannot open");
   MG_ASSIGN_OR_RETURN(size_t size_hint, RegularFileSize(fd.get(), path));
   std::string contents;
-  contents.reserve(size_hint);
-  char buffer[1 << 16];
-  while (true) {
-    ssize_t n = ::read(fd.get(), buffer, sizeof(buffer));
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      return ErrnoStatus(errno, path, "cannot read");
+  try {
+    contents.reserve(size_hint);
+    char buffer[1 << 16];
+    while (true) {
+      ssize_t n = ::read(fd.get(), buffer, sizeof(buffer));
+      if (n < 0) {
+        if (errno == EINTR) continue;
+        return ErrnoStatus(errno, path, "cannot read");
+      }
+      if (n == 0) break;
+      contents.append(buffer, static_cast<size_t>(n));
     }
-    if (n == 0) break;
-    contents.append(buffer, static_cast<size_t>(n));
+  } catch (const std::bad_alloc&) {
+    return ResourceExhausted(path + ": cannot allocate " + std::to_string(size_hint) +
+                             " bytes to read the file into memory");
   }
   return contents;
 }

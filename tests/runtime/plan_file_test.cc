@@ -515,6 +515,18 @@ std::vector<SemanticCase> SemanticCases() {
            "f32 [4, 8] ending at 128"},
       {"logits slot never written", [](Plan& p) { p.programs[1].steps.pop_back(); },
        std::string(kDecode) + " logits [256, 560) reads arena bytes that no earlier step wrote"},
+      {"checkpoint file outside model_dir",
+       [](Plan& p) {
+         p.checkpoint_files = {{"../../etc/passwd", 1, 0, 0, 0}};
+       },
+       "checkpoint_files[0] is '../../etc/passwd', expected a file name inside model_dir"},
+      {"weight file without a fingerprint",
+       [](Plan& p) {
+         p.checkpoint_files = {{"model.safetensors", 1, 0, 0, 0}};
+       },
+       std::string(kExperts) +
+           " is read from 'model-00001-of-00002.safetensors', which checkpoint_files does not "
+           "list"},
       {"program without steps", [](Plan& p) { p.programs[1].steps.clear(); },
        std::string(kDecode) + " has no steps; expected a program that computes the logits"},
   };

@@ -17,12 +17,14 @@
 #include "compiler/compile_model.h"
 #include "frontends/demo_model.h"
 #include "frontends/hf_model.h"
+#include "frontends/qwen3_moe_config.h"
 #include "ir/op_registry.h"
 #include "runtime/engine.h"
 #include "runtime/forward_meta.h"
 #include "runtime/kv_cache.h"
 #include "runtime/plan_file.h"
 #include "runtime/program_check.h"
+#include "support/json.h"
 #include "support/mapped_file.h"
 #include "tests/temp_dir_test.h"
 
@@ -316,6 +318,38 @@ TEST(UntrustedSizesTest, ForwardMetaFillAfterALargerBatchEqualsAFreshFill) {
   EXPECT_TRUE(same(a.seq_lens_decoder, b.seq_lens_decoder, 4));
   EXPECT_TRUE(same(a.cu_seqlens_q, b.cu_seqlens_q, 5));
   EXPECT_TRUE(same(a.block_tables, b.block_tables, 4 * 8));
+}
+
+// A config's sizes become the plan's int32 model info and weight byte sizes.
+TEST(UntrustedSizesTest, ConfigSizesThatOverflowAreRefused) {
+  const std::string text = DemoModelConfig().ToJson();
+  auto parse = [&](const std::string& field, const std::string& value,
+                   const std::string& field2 = "", const std::string& value2 = "") {
+    std::string edited = text;
+    for (const auto& [f, v] : {std::pair{field, value}, std::pair{field2, value2}}) {
+      if (f.empty()) continue;
+      const std::string key = "\"" + f + "\": ";
+      const size_t at = edited.find(key);
+      EXPECT_NE(at, std::string::npos) << f;
+      const size_t end = edited.find_first_of(",\n", at + key.size());
+      edited.replace(at + key.size(), end - at - key.size(), v);
+    }
+    StatusOr<JsonValue> json = ParseJson(edited, "config.json");
+    EXPECT_TRUE(json.ok());
+    return ParseQwen3MoeConfig(*json, "config.json").status();
+  };
+  EXPECT_TRUE(parse("max_position_embeddings", "2147483647").ok()) << "INT32_MAX is allowed";
+  Status status = parse("max_position_embeddings", "2147483648");
+  EXPECT_EQ(status.message(),
+            "config.json: field \"max_position_embeddings\" is 2147483648, expected at most "
+            "2147483647");
+  status = parse("head_dim", "4294967296");
+  EXPECT_EQ(status.message(),
+            "config.json: field \"head_dim\" is 4294967296, expected at most 2147483647");
+  status = parse("hidden_size", "2000000000", "moe_intermediate_size", "2000000000");
+  EXPECT_EQ(status.message(),
+            "config.json: field \"moe_intermediate_size\" makes a weight whose byte size "
+            "overflows int64 (with hidden_size = 2000000000)");
 }
 
 // ---- Checkpoints ---------------------------------------------------------------
