@@ -135,6 +135,49 @@ TEST_F(UntrustedPlanTest, AnEditedPlanFileIsRefusedAsEdited) {
   EXPECT_TRUE(Contains(loaded.status().message(), "the plan was changed after it was written"));
 }
 
+// Two same-shape weights swapped: a plan no semantic check can fault, so the
+// checksum must. The edited flatbuffer keeps the original footer, as a hand
+// edit of the file would.
+TEST_F(UntrustedPlanTest, ASwappedSameShapeWeightIsRefusedAsAnEdit) {
+  Plan swapped = plan_;
+  int32_t a = -1, b = -1;
+  for (size_t i = 1; i < swapped.weights.size() && b < 0; ++i) {
+    for (size_t j = i + 1; j < swapped.weights.size(); ++j) {
+      if (swapped.weights[i].shape == swapped.weights[j].shape &&
+          swapped.weights[i].dtype == swapped.weights[j].dtype) {
+        a = static_cast<int32_t>(i);
+        b = static_cast<int32_t>(j);
+        break;
+      }
+    }
+  }
+  ASSERT_GE(b, 0);
+  for (KeyProgram& p : swapped.programs) {
+    for (KernelStep& s : p.steps) {
+      for (ArgRef& in : s.inputs) {
+        if (in.kind != ArgKind::kWeight) continue;
+        if (in.index == a) {
+          in.index = b;
+        } else if (in.index == b) {
+          in.index = a;
+        }
+      }
+    }
+  }
+  ASSERT_TRUE(ValidatePlan(swapped, "swapped").ok());
+  ASSERT_TRUE(CheckPlanPrograms(swapped).ok());
+  const std::string original = SerializePlan(plan_);
+  std::string edited = SerializePlan(swapped);
+  ASSERT_EQ(edited.size(), original.size());
+  edited.replace(edited.size() - kPlanFooterBytes, kPlanFooterBytes, original,
+                 original.size() - kPlanFooterBytes, kPlanFooterBytes);
+  ASSERT_TRUE(WriteFileAtomically(plan_path_, edited).ok());
+  StatusOr<Plan> loaded = ReadPlanFile(plan_path_);
+  ASSERT_FALSE(loaded.ok());
+  EXPECT_TRUE(Contains(loaded.status().message(), plan_path_ + ": checksum mismatch"))
+      << loaded.status().message();
+}
+
 TEST_F(UntrustedPlanTest, AnArenaOffsetMovedByOneByteIsRefused) {
   Plan plan = plan_;
   KernelStep& step = FindStep(plan, "attention");
