@@ -2,6 +2,7 @@
 #include "compiler/compile_model.h"
 
 #include <filesystem>
+#include <set>
 
 #include "ir/op_registry.h"
 #include "ir/printer.h"
@@ -36,6 +37,18 @@ StatusOr<Plan> CompileModel(const HfModel& model, const CompileModelOptions& opt
           PlanWeightSlice{std::filesystem::path(s.file).filename().string(), s.offset, s.bytes});
     }
     plan.weights.push_back(std::move(w));
+  }
+  // Fingerprints of the files the weights come from, to detect a checkpoint
+  // changed after this compile.
+  std::set<std::string> files;
+  for (const PlanWeight& w : plan.weights) {
+    for (const PlanWeightSlice& s : w.slices)
+      files.insert(s.file);
+  }
+  for (const std::string& file : files) {
+    MG_ASSIGN_OR_RETURN(PlanCheckpointFile fingerprint,
+                        FingerprintCheckpointFile(model.dir, file, options.hash_checkpoint));
+    plan.checkpoint_files.push_back(std::move(fingerprint));
   }
   return plan;
 }

@@ -15,6 +15,9 @@ struct CompileModelOptions {
   KeySetOptions keys;
   PipelineOptions pipeline;
   std::string command_line;  // recorded in the plan
+  // Record each checkpoint file's full content hash (one read of the
+  // checkpoint at compile time) so a load can detect changed values.
+  bool hash_checkpoint = true;
 };
 
 // Compiles `model` into a plan. `progress` is called after each key.

@@ -2,7 +2,9 @@
 #include "frontends/qwen3_moe_config.h"
 
 #include <algorithm>
+#include <cstdint>
 #include <utility>
+#include <vector>
 
 #include "support/mapped_file.h"
 #include "support/strings.h"
@@ -174,8 +176,14 @@ StatusOr<Qwen3MoeConfig> ParseQwen3MoeConfig(const JsonValue& json, std::string_
       {"num_key_value_heads", config.num_key_value_heads},
       {"max_position_embeddings", config.max_position_embeddings},
   };
+  // Plans store these as int32 (PlanModelInfo), and the runtime does arithmetic on them.
+  constexpr int64_t kMaxSize = INT32_MAX;
   for (const auto& [field, value] : sizes) {
     if (value <= 0) return reader.Error(field, "must be positive, got " + std::to_string(value));
+    if (value > kMaxSize) {
+      return reader.Error(
+          field, "is " + std::to_string(value) + ", expected at most " + std::to_string(kMaxSize));
+    }
   }
   if (config.num_attention_heads % config.num_key_value_heads != 0) {
     return reader.Error("num_key_value_heads", "must divide num_attention_heads (" +
@@ -198,6 +206,33 @@ StatusOr<Qwen3MoeConfig> ParseQwen3MoeConfig(const JsonValue& json, std::string_
                                           "); give head_dim explicitly");
     }
     config.head_dim = config.hidden_size / config.num_attention_heads;
+  }
+  if (config.head_dim > kMaxSize) {
+    return reader.Error("head_dim", "is " + std::to_string(config.head_dim) +
+                                        ", expected at most " + std::to_string(kMaxSize));
+  }
+  if (config.num_experts > kMaxSize) {
+    return reader.Error("num_experts", "is " + std::to_string(config.num_experts) +
+                                           ", expected at most " + std::to_string(kMaxSize));
+  }
+  // The largest weights' byte sizes (f32 at most) must fit in int64.
+  const std::pair<const char*, std::vector<int64_t>> weights[] = {
+      {"vocab_size", {config.vocab_size, config.hidden_size}},
+      {"num_attention_heads", {config.num_attention_heads, config.head_dim, config.hidden_size}},
+      {"intermediate_size", {config.intermediate_size, config.hidden_size}},
+      {"moe_intermediate_size",
+       {std::max<int64_t>(config.num_experts, 1), config.moe_intermediate_size,
+        config.hidden_size}},
+  };
+  for (const auto& [field, dims] : weights) {
+    int64_t bytes = 4;
+    for (int64_t d : dims) {
+      if (__builtin_mul_overflow(bytes, d, &bytes)) {
+        return reader.Error(field, "makes a weight whose byte size overflows int64 (with " +
+                                       std::string("hidden_size = ") +
+                                       std::to_string(config.hidden_size) + ")");
+      }
+    }
   }
   if (config.head_dim % 2 != 0) {
     return reader.Error(

@@ -32,6 +32,17 @@ struct PlanWeight {
   bool operator==(const PlanWeight& other) const = default;
 };
 
+// What compile-model saw of one checkpoint file, to detect a file changed
+// since (runtime/weights.h CheckCheckpointFiles).
+struct PlanCheckpointFile {
+  std::string file;           // relative to Plan::model_dir
+  uint64_t bytes = 0;         // the file's size
+  int64_t mtime_ns = 0;       // its modification time
+  uint64_t sampled_hash = 0;  // SampledFileHash: its size and sampled pages
+  uint64_t full_hash = 0;     // XXH64 of the whole file; 0: not recorded
+  bool operator==(const PlanCheckpointFile& other) const = default;
+};
+
 // What the runtime needs to know of the model beyond the programs.
 struct PlanModelInfo {
   std::string family;       // "qwen3_moe"
@@ -45,7 +56,7 @@ struct PlanModelInfo {
 };
 
 struct Plan {
-  static constexpr uint32_t kFormatVersion = 1;
+  static constexpr uint32_t kFormatVersion = 2;
 
   uint32_t format_version = kFormatVersion;
   PlanModelInfo model;
@@ -58,6 +69,7 @@ struct Plan {
   // Keys never run concurrently on one stream, so one arena of the largest
   // key's size serves them all (written into the plan as an assumption).
   bool keys_share_one_arena = true;
+  std::vector<PlanCheckpointFile> checkpoint_files;  // every file the weights are read from
 
   int64_t max_arena_bytes() const {
     int64_t m = 0;

@@ -55,34 +55,58 @@ StatusOr<std::unique_ptr<Engine>> Engine::Load(Plan plan, const EngineOptions& o
     max_tokens = std::max(max_tokens, p.key.token_bucket);
     max_seqs = std::max(max_seqs, p.key.seq_bucket);
   }
+  // Every size below comes from the plan: overflow-checked, in 64 bits.
   const PlanModelInfo& m = plan.model;
-  const int32_t max_positions = std::max(m.max_position_embeddings, 1);
-  const int32_t max_blocks_per_seq =
-      (max_positions + options.kv_block_size - 1) / options.kv_block_size;
+  if (m.num_layers <= 0 || m.num_kv_heads <= 0 || m.head_dim <= 0) {
+    return InvalidArgument("the plan's model info has zero-sized KV heads (" +
+                           std::to_string(m.num_layers) + " layers, " +
+                           std::to_string(m.num_kv_heads) + " KV heads of " +
+                           std::to_string(m.head_dim) + ")");
+  }
   KvCacheConfig kv_config;
   kv_config.num_layers = m.num_layers;
   kv_config.num_kv_heads = m.num_kv_heads;
   kv_config.head_dim = m.head_dim;
   kv_config.block_size = options.kv_block_size;
-  const uint64_t block_bytes =
-      2ull * m.num_layers * options.kv_block_size * m.num_kv_heads * m.head_dim * sizeof(float);
-  if (block_bytes == 0) return InvalidArgument("the plan's model info has zero-sized KV heads");
+  uint64_t block_bytes = 0;
+  if (__builtin_mul_overflow(uint64_t{2 * sizeof(float)} * static_cast<uint64_t>(m.num_layers),
+                             static_cast<uint64_t>(options.kv_block_size) * m.num_kv_heads,
+                             &block_bytes) ||
+      __builtin_mul_overflow(block_bytes, static_cast<uint64_t>(m.head_dim), &block_bytes)) {
+    return ResourceExhausted("a KV cache block of " + std::to_string(options.kv_block_size) +
+                             " tokens over " + std::to_string(m.num_layers) + " layers, " +
+                             std::to_string(m.num_kv_heads) + " KV heads of " +
+                             std::to_string(m.head_dim) + " overflows 64 bits");
+  }
   kv_config.num_blocks = static_cast<int32_t>(
       std::min<uint64_t>(options.kv_cache_bytes / block_bytes, uint64_t{1} << 30));
   if (kv_config.num_blocks < 1) {
     return InvalidArgument("KV cache budget of " + FormatBytes(options.kv_cache_bytes) +
                            " holds no block of " + FormatBytes(block_bytes));
   }
+  // A sequence can hold no more blocks than its positions need, nor than the
+  // cache has: the block tables are sized by the smaller, not by
+  // max_position_embeddings alone (which a plan may set to 2^31 - 1).
+  const int64_t max_positions = std::max<int64_t>(m.max_position_embeddings, 1);
+  const auto max_blocks_per_seq = static_cast<int32_t>(std::min<int64_t>(
+      (max_positions + options.kv_block_size - 1) / options.kv_block_size, kv_config.num_blocks));
   MG_ASSIGN_OR_RETURN(std::unique_ptr<Backend> backend, CreateBackendByName(options));
   // A device backend keeps the cache data on the device (InitDevice); the
   // host keeps only the block bookkeeping.
   kv_config.allocate_storage = backend->host_memory();
   MG_ASSIGN_OR_RETURN(KvCache kv, KvCache::Create(kv_config));
-  std::unique_ptr<Engine> engine(new Engine(std::move(plan), options, std::move(backend),
-                                            std::move(kv), max_tokens, max_seqs,
-                                            max_blocks_per_seq));
+  MG_ASSIGN_OR_RETURN(ForwardMetaBuffers meta,
+                      ForwardMetaBuffers::Create(max_tokens, max_seqs, max_blocks_per_seq));
+  std::unique_ptr<Engine> engine(
+      new Engine(std::move(plan), options, std::move(backend), std::move(kv), std::move(meta)));
   MG_RETURN_IF_ERROR(engine->BindWeights());
-  MG_ASSIGN_OR_RETURN(engine->arena_, engine->backend_->Allocate(engine->plan_.max_arena_bytes()));
+  const int64_t arena_bytes = engine->plan_.max_arena_bytes();
+  StatusOr<std::byte*> arena = engine->backend_->Allocate(static_cast<size_t>(arena_bytes));
+  if (!arena.ok()) {
+    return ResourceExhausted("cannot allocate the step arena of " + std::to_string(arena_bytes) +
+                             " bytes (the largest key's arena_bytes): " + arena.status().message());
+  }
+  engine->arena_ = *arena;
   engine->arena_bytes_ = static_cast<uint64_t>(engine->plan_.max_arena_bytes());
   engine->bindings_.arena = engine->arena_;
   engine->bindings_.arena_bytes = engine->arena_bytes_;
@@ -92,12 +116,12 @@ StatusOr<std::unique_ptr<Engine>> Engine::Load(Plan plan, const EngineOptions& o
 }
 
 Engine::Engine(Plan plan, const EngineOptions& options, std::unique_ptr<Backend> backend,
-               KvCache kv, int32_t max_tokens, int32_t max_seqs, int32_t max_blocks_per_seq)
+               KvCache kv, ForwardMetaBuffers meta)
     : plan_(std::move(plan)),
       options_(options),
       backend_(std::move(backend)),
       kv_(std::move(kv)),
-      meta_(max_tokens, max_seqs, max_blocks_per_seq) {
+      meta_(std::move(meta)) {
   bindings_.weights = &weights_;
   bindings_.inputs = {const_cast<int32_t*>(meta_.tokens())};
   bindings_.meta = &meta_.view();
@@ -137,10 +161,14 @@ StatusOr<std::unique_ptr<Backend>> CreateBackendByName(const EngineOptions& opti
 Status Engine::InitDevice() {
   device_ = std::make_unique<DeviceState>();
   DeviceState& d = *device_;
-  auto allocate = [&](size_t bytes) -> StatusOr<std::byte*> {
-    MG_ASSIGN_OR_RETURN(std::byte * p, backend_->Allocate(bytes));
-    d.allocations.push_back(p);
-    return p;
+  auto allocate = [&](size_t bytes, const char* what) -> StatusOr<std::byte*> {
+    StatusOr<std::byte*> p = backend_->Allocate(bytes);
+    if (!p.ok()) {
+      return ResourceExhausted("cannot allocate " + std::string(what) + " on the device (" +
+                               std::to_string(bytes) + " bytes): " + p.status().message());
+    }
+    d.allocations.push_back(*p);
+    return *p;
   };
 
   // Weights: every slice 256-byte aligned in one allocation, then the device
@@ -153,7 +181,8 @@ Status Engine::InitDevice() {
   for (const TensorArg& w : weights_) {
     if (w.expert_data != nullptr) num_pointers += static_cast<size_t>(w.shape[0]);
   }
-  MG_ASSIGN_OR_RETURN(std::byte * block, allocate(slice_bytes + num_pointers * sizeof(void*)));
+  MG_ASSIGN_OR_RETURN(std::byte * block,
+                      allocate(slice_bytes + num_pointers * sizeof(void*), "the weights"));
   std::vector<const void*> pointers;
   pointers.reserve(num_pointers);
   size_t at = 0;
@@ -192,8 +221,8 @@ Status Engine::InitDevice() {
   d.kv = kv_.view();
   const size_t kv_bytes =
       static_cast<size_t>(d.kv.layer_stride()) * d.kv.num_layers * sizeof(float);
-  MG_ASSIGN_OR_RETURN(std::byte * k, allocate(kv_bytes));
-  MG_ASSIGN_OR_RETURN(std::byte * v, allocate(kv_bytes));
+  MG_ASSIGN_OR_RETURN(std::byte * k, allocate(kv_bytes, "the KV cache's keys"));
+  MG_ASSIGN_OR_RETURN(std::byte * v, allocate(kv_bytes, "the KV cache's values"));
   d.kv.k = reinterpret_cast<float*>(k);
   d.kv.v = reinterpret_cast<float*>(v);
 
@@ -215,7 +244,7 @@ Status Engine::InitDevice() {
   place(d.positions, tokens);
   place(d.block_tables, table);
   place(d.slot_mapping, tokens);
-  MG_ASSIGN_OR_RETURN(d.meta, allocate(bytes));
+  MG_ASSIGN_OR_RETURN(d.meta, allocate(bytes, "the ForwardMeta buffers"));
   d.staging.assign(bytes, std::byte{0});
 
   bindings_.weights = &d.weights;
@@ -290,7 +319,8 @@ Status Engine::BindWeights() {
     weight_args_.Bind(static_cast<ValueId>(i), *resolved);
     weights_.push_back(*weight_args_.Find(static_cast<ValueId>(i)));
   }
-  return Status::Ok();
+  // Same names, shapes and offsets, but other values?
+  return CheckCheckpointFiles(plan_.checkpoint_files, dir, options_.checkpoint_check);
 }
 
 Status Engine::CaptureAll() {

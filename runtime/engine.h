@@ -29,6 +29,9 @@ struct EngineOptions {
   int32_t kv_block_size = 16;
   uint64_t kv_cache_bytes = 256ull << 20;  // KV cache budget; sets the block count
   std::string model_dir;                   // overrides the plan's checkpoint directory
+  // How much of the checkpoint to read to detect one changed since compile
+  // (runtime/weights.h): kAuto hashes a file in full only when its mtime moved.
+  CheckpointCheck checkpoint_check = CheckpointCheck::kAuto;
   // Where kernels run: "cpu" (default), "cpu-reference" (reference kernels
   // only) or "cuda". A device backend gets device copies of the weights, the
   // KV cache and the ForwardMeta buffers (see Engine::DeviceState).
@@ -87,7 +90,7 @@ class Engine {
   struct DeviceState;
 
   Engine(Plan plan, const EngineOptions& options, std::unique_ptr<Backend> backend, KvCache kv,
-         int32_t max_tokens, int32_t max_seqs, int32_t max_blocks_per_seq);
+         ForwardMetaBuffers meta);
   Status BindWeights();
   // Device backends: uploads the weights, allocates the KV cache and the
   // ForwardMeta buffers on the device, and points the bindings at them.

@@ -2,6 +2,7 @@
 #include "runtime/forward_meta.h"
 
 #include <algorithm>
+#include <new>
 
 namespace moegraph {
 
@@ -18,6 +19,35 @@ int64_t MoeNumChunks(int64_t num_tokens, int64_t chunk_size) {
   return (num_tokens + chunk_size - 1) / chunk_size;
 }
 
+StatusOr<ForwardMetaBuffers> ForwardMetaBuffers::Create(int32_t max_tokens, int32_t max_seqs,
+                                                        int32_t max_blocks_per_seq) {
+  if (max_tokens < 0 || max_seqs < 0 || max_blocks_per_seq < 0) {
+    return InvalidArgument("ForwardMeta capacities must be >= 0, got " +
+                           std::to_string(max_tokens) + " tokens, " + std::to_string(max_seqs) +
+                           " sequences, " + std::to_string(max_blocks_per_seq) +
+                           " blocks per sequence");
+  }
+  // Five [max_tokens] and five [max_seqs]-ish arrays, and the block tables.
+  uint64_t table_entries = 0, bytes = 0;
+  if (__builtin_mul_overflow(static_cast<uint64_t>(max_seqs),
+                             static_cast<uint64_t>(max_blocks_per_seq), &table_entries) ||
+      __builtin_mul_overflow(table_entries + 5ull * max_tokens + 5ull * max_seqs + 1,
+                             sizeof(int32_t), &bytes)) {
+    return ResourceExhausted("ForwardMeta buffers for " + std::to_string(max_tokens) +
+                             " tokens and " + std::to_string(max_seqs) + " sequences of " +
+                             std::to_string(max_blocks_per_seq) +
+                             " KV blocks each: the size overflows");
+  }
+  try {
+    return ForwardMetaBuffers(max_tokens, max_seqs, max_blocks_per_seq);
+  } catch (const std::bad_alloc&) {
+    return ResourceExhausted("cannot allocate the ForwardMeta buffers (" + std::to_string(bytes) +
+                             " bytes: " + std::to_string(max_tokens) + " tokens, " +
+                             std::to_string(max_seqs) + " sequences, block tables of " +
+                             std::to_string(table_entries) + " entries)");
+  }
+}
+
 ForwardMetaBuffers::ForwardMetaBuffers(int32_t max_tokens, int32_t max_seqs,
                                        int32_t max_blocks_per_seq)
     : max_tokens_(max_tokens), max_seqs_(max_seqs), max_blocks_per_seq_(max_blocks_per_seq) {
@@ -30,6 +60,7 @@ ForwardMetaBuffers::ForwardMetaBuffers(int32_t max_tokens, int32_t max_seqs,
   seq_lens_decoder_.assign(max_seqs, 0);
   cu_seqlens_q_.assign(max_seqs + 1, 0);
   block_tables_.assign(static_cast<size_t>(max_seqs) * max_blocks_per_seq, -1);
+  written_table_entries_.assign(max_seqs, 0);
   view_.max_blocks_per_seq = max_blocks_per_seq;
   view_.seq_lens_this_time = seq_lens_this_time_.data();
   view_.seq_lens_encoder = seq_lens_encoder_.data();
@@ -55,20 +86,8 @@ Status ForwardMetaBuffers::Fill(const std::vector<SequenceStep>& batch, int32_t 
                            std::to_string(token_capacity) + " tokens / " +
                            std::to_string(seq_capacity) + " sequences");
   }
-  std::fill(tokens_.begin(), tokens_.end(), 0);
-  std::fill(batch_id_per_token_.begin(), batch_id_per_token_.end(), -1);
-  std::fill(positions_.begin(), positions_.end(), 0);
-  std::fill(slot_mapping_.begin(), slot_mapping_.end(), -1);
-  std::fill(seq_lens_this_time_.begin(), seq_lens_this_time_.end(), 0);
-  std::fill(seq_lens_encoder_.begin(), seq_lens_encoder_.end(), 0);
-  std::fill(seq_lens_decoder_.begin(), seq_lens_decoder_.end(), 0);
-  std::fill(cu_seqlens_q_.begin(), cu_seqlens_q_.end(), 0);
-  std::fill(block_tables_.begin(), block_tables_.end(), -1);
-
-  const int32_t block_size = kv.config().block_size;
-  int32_t t = 0;
-  for (size_t s = 0; s < batch.size(); ++s) {
-    const SequenceStep& step = batch[s];
+  // Check every sequence before writing anything.
+  for (const SequenceStep& step : batch) {
     const std::vector<int32_t>& table = kv.BlockTable(step.seq_id);
     const int64_t total = step.num_cached + static_cast<int64_t>(step.tokens.size());
     if (kv.BlocksFor(total) > static_cast<int64_t>(table.size())) {
@@ -81,21 +100,57 @@ Status ForwardMetaBuffers::Fill(const std::vector<SequenceStep>& batch, int32_t 
                              std::to_string(table.size()) + " KV blocks; at most " +
                              std::to_string(max_blocks_per_seq_) + " per sequence");
     }
-    std::copy(table.begin(), table.end(), block_tables_.begin() + s * max_blocks_per_seq_);
+  }
+
+  const int32_t block_size = kv.config().block_size;
+  const auto num_seqs = static_cast<int32_t>(batch.size());
+  int32_t t = 0;
+  for (int32_t s = 0; s < num_seqs; ++s) {
+    const SequenceStep& step = batch[s];
+    const std::vector<int32_t>& table = kv.BlockTable(step.seq_id);
+    int32_t* row = block_tables_.data() + static_cast<size_t>(s) * max_blocks_per_seq_;
+    std::copy(table.begin(), table.end(), row);
+    const auto table_size = static_cast<int32_t>(table.size());
+    if (written_table_entries_[s] > table_size) {
+      std::fill(row + table_size, row + written_table_entries_[s], -1);
+    }
+    written_table_entries_[s] = table_size;
     seq_lens_this_time_[s] = static_cast<int32_t>(step.tokens.size());
     seq_lens_encoder_[s] = step.num_cached == 0 ? static_cast<int32_t>(step.tokens.size()) : 0;
     seq_lens_decoder_[s] = step.num_cached;
     for (size_t i = 0; i < step.tokens.size(); ++i, ++t) {
       const int32_t pos = step.num_cached + static_cast<int32_t>(i);
       tokens_[t] = step.tokens[i];
-      batch_id_per_token_[t] = static_cast<int32_t>(s);
+      batch_id_per_token_[t] = s;
       positions_[t] = pos;
       slot_mapping_[t] = table[pos / block_size] * block_size + pos % block_size;
     }
     cu_seqlens_q_[s + 1] = t;
   }
-  for (size_t s = batch.size(); s < static_cast<size_t>(seq_capacity); ++s)
-    cu_seqlens_q_[s + 1] = t;
+  cu_seqlens_q_[0] = 0;
+  // Padding: reset what the previous fill wrote past this batch.
+  for (int32_t s = num_seqs; s < written_seqs_; ++s) {
+    int32_t* row = block_tables_.data() + static_cast<size_t>(s) * max_blocks_per_seq_;
+    std::fill(row, row + written_table_entries_[s], -1);
+    written_table_entries_[s] = 0;
+    seq_lens_this_time_[s] = 0;
+    seq_lens_encoder_[s] = 0;
+    seq_lens_decoder_[s] = 0;
+  }
+  for (int32_t i = t; i < written_tokens_; ++i) {
+    tokens_[i] = 0;
+    batch_id_per_token_[i] = -1;
+    positions_[i] = 0;
+    slot_mapping_[i] = -1;
+  }
+  // Padded sequences end where the last real one does, up to the capacity.
+  for (int32_t s = num_seqs + 1; s <= seq_capacity; ++s)
+    cu_seqlens_q_[s] = t;
+  for (int32_t s = seq_capacity + 1; s < written_cu_seqlens_; ++s)
+    cu_seqlens_q_[s] = 0;
+  written_tokens_ = t;
+  written_seqs_ = num_seqs;
+  written_cu_seqlens_ = std::max(num_seqs, seq_capacity) + 1;
   view_.num_tokens = t;
   view_.num_seqs = static_cast<int32_t>(batch.size());
   view_.token_capacity = token_capacity;

@@ -29,10 +29,21 @@ int64_t MoeNumChunks(int64_t num_tokens, int64_t chunk_size);
 
 class ForwardMetaBuffers {
  public:
+  // Capacities from an untrusted plan: InvalidArgument for a negative one,
+  // ResourceExhausted (naming the array) when the buffers cannot be allocated.
+  static StatusOr<ForwardMetaBuffers> Create(int32_t max_tokens, int32_t max_seqs,
+                                             int32_t max_blocks_per_seq);
+  // Small trusted capacities; throws std::bad_alloc like any container.
   ForwardMetaBuffers(int32_t max_tokens, int32_t max_seqs, int32_t max_blocks_per_seq);
+  // Moves keep the arrays (and so view()'s pointers) where they are.
+  ForwardMetaBuffers(ForwardMetaBuffers&&) noexcept = default;
+  ForwardMetaBuffers& operator=(ForwardMetaBuffers&&) noexcept = default;
 
   // Writes the batch's fields, padded to the given capacities (which must fit
   // the buffers). The KV blocks of every sequence must already be reserved.
+  // The work is proportional to this batch and the previous one, not to the
+  // buffers' capacities: only what the previous fill wrote is reset to the
+  // padding values, so the buffers always read as a fresh fill of this batch.
   Status Fill(const std::vector<SequenceStep>& batch, int32_t token_capacity, int32_t seq_capacity,
               const KvCache& kv);
 
@@ -44,6 +55,10 @@ class ForwardMetaBuffers {
 
  private:
   int32_t max_tokens_, max_seqs_, max_blocks_per_seq_;
+  // What the last fill wrote beyond the padding values: leading token entries,
+  // leading sequence entries, cu_seqlens_q entries, and per block-table row.
+  int32_t written_tokens_ = 0, written_seqs_ = 0, written_cu_seqlens_ = 0;
+  std::vector<int32_t> written_table_entries_;  // [max_seqs]
   std::vector<int32_t> tokens_, seq_lens_this_time_, seq_lens_encoder_, seq_lens_decoder_,
       cu_seqlens_q_, batch_id_per_token_, positions_, block_tables_, slot_mapping_;
   ForwardMetaView view_;

@@ -1,7 +1,8 @@
 // Paged KV cache bookkeeping.
 #include "runtime/kv_cache.h"
 
-#include <limits>
+#include <new>
+#include <string>
 
 namespace moegraph {
 
@@ -12,16 +13,29 @@ StatusOr<KvCache> KvCache::Create(const KvCacheConfig& config) {
         "KV cache: layers, kv heads, head_dim, block_size and num_blocks "
         "must all be > 0");
   }
-  const int64_t per_layer = static_cast<int64_t>(config.num_blocks) * config.block_size *
-                            config.num_kv_heads * config.head_dim;
-  if (per_layer > std::numeric_limits<int64_t>::max() / 4 / config.num_layers) {
-    return InvalidArgument("KV cache: size overflows");
+  int64_t per_layer = 0, total = 0, bytes = 0;
+  if (__builtin_mul_overflow(static_cast<int64_t>(config.num_blocks) * config.block_size,
+                             static_cast<int64_t>(config.num_kv_heads) * config.head_dim,
+                             &per_layer) ||
+      __builtin_mul_overflow(per_layer, static_cast<int64_t>(config.num_layers), &total) ||
+      __builtin_mul_overflow(total, int64_t{2 * sizeof(float)}, &bytes)) {
+    return ResourceExhausted("KV cache of " + std::to_string(config.num_blocks) + " blocks of " +
+                             std::to_string(config.block_size) + " tokens, " +
+                             std::to_string(config.num_layers) + " layers, " +
+                             std::to_string(config.num_kv_heads) + " KV heads of " +
+                             std::to_string(config.head_dim) + ": the size overflows");
   }
   KvCache cache;
   cache.config_ = config;
-  if (config.allocate_storage) {
-    cache.storage_k_.assign(per_layer * config.num_layers, 0.0f);
-    cache.storage_v_.assign(per_layer * config.num_layers, 0.0f);
+  try {
+    if (config.allocate_storage) {
+      cache.storage_k_.assign(total, 0.0f);
+      cache.storage_v_.assign(total, 0.0f);
+    }
+    cache.free_blocks_.reserve(config.num_blocks);
+  } catch (const std::bad_alloc&) {
+    return ResourceExhausted("cannot allocate the KV cache (" + std::to_string(bytes) +
+                             " bytes for " + std::to_string(config.num_blocks) + " blocks)");
   }
   cache.view_ = KvCacheView{config.allocate_storage ? cache.storage_k_.data() : nullptr,
                             config.allocate_storage ? cache.storage_v_.data() : nullptr,

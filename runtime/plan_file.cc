@@ -5,6 +5,7 @@
 #include <flatbuffers/flatbuffers.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstring>
 #include <map>
 #include <optional>
@@ -14,6 +15,7 @@
 
 #include "kernels/kernel_abi.h"
 #include "runtime/plan_generated.h"
+#include "support/hash.h"
 #include "support/mapped_file.h"
 #include "support/strings.h"
 
@@ -48,6 +50,23 @@ static_assert(static_cast<int>(fb::ArgKind::MAX) == static_cast<int>(kLastArgKin
 // Writers align the whole buffer to this, so a valid file's size is a multiple
 // of it and a file cut short inside the trailing padding is still caught.
 constexpr size_t kPlanAlignment = 8;
+
+// The checksum footer after the flatbuffer (PLAN_FORMAT.md, "Checksum"):
+// "MGCS", the flatbuffer's byte length (u32), then XXH64 (seed 0) of every
+// byte before the hash (u64), all little-endian.
+constexpr char kFooterMagic[4] = {'M', 'G', 'C', 'S'};
+constexpr size_t kFooterHashOffset = 8;  // within the footer
+
+uint32_t LoadU32(const char* p) {
+  uint32_t v;
+  std::memcpy(&v, p, sizeof(v));
+  return v;
+}
+uint64_t LoadU64(const char* p) {
+  uint64_t v;
+  std::memcpy(&v, p, sizeof(v));
+  return v;
+}
 
 // Bounds for the verifier: a plan nests about six deep; a large model's plan
 // holds well under a million tables.
@@ -271,8 +290,25 @@ bool ReadPlan(const fb::Plan& in, Plan* out, std::string* missing) {
       return Nested(missing, Indexed("programs", i));
     }
   }
-  return ReadString(in.source_ir(), "source_ir", &out->source_ir, missing) &&
-         ReadString(in.compile_options(), "compile_options", &out->compile_options, missing);
+  if (!ReadString(in.source_ir(), "source_ir", &out->source_ir, missing) ||
+      !ReadString(in.compile_options(), "compile_options", &out->compile_options, missing)) {
+    return false;
+  }
+  const auto* files = in.checkpoint_files();
+  if (files == nullptr) return Missing(missing, "checkpoint_files");
+  out->checkpoint_files.resize(files->size());
+  for (flatbuffers::uoffset_t i = 0; i < files->size(); ++i) {
+    const fb::PlanCheckpointFile& f = *files->Get(i);
+    PlanCheckpointFile& o = out->checkpoint_files[i];
+    o.bytes = f.bytes();
+    o.mtime_ns = f.mtime_ns();
+    o.sampled_hash = f.sampled_hash();
+    o.full_hash = f.full_hash();
+    if (!ReadString(f.file(), "file", &o.file, missing)) {
+      return Nested(missing, Indexed("checkpoint_files", i));
+    }
+  }
+  return true;
 }
 
 // ---- Checks -------------------------------------------------------------------
@@ -325,6 +361,7 @@ class PlanValidator {
     for (size_t i = 0; i < plan_.weights.size(); ++i) {
       MG_RETURN_IF_ERROR(CheckWeight(i));
     }
+    MG_RETURN_IF_ERROR(CheckCheckpointFiles());
     std::map<std::tuple<int, int32_t, int32_t, int32_t, int32_t>, size_t> seen_keys;
     for (size_t i = 0; i < plan_.programs.size(); ++i) {
       MG_RETURN_IF_ERROR(CheckProgram(i));
@@ -379,6 +416,34 @@ class PlanValidator {
                    " is too large: its byte size overflows int64");
     }
     *bytes = *b;
+    return Status::Ok();
+  }
+
+  // Fingerprints name distinct files; when a plan has any, every weight slice's
+  // file has one (a plan without weights, or from a test, may have none).
+  Status CheckCheckpointFiles() const {
+    std::map<std::string, size_t> files;
+    for (size_t i = 0; i < plan_.checkpoint_files.size(); ++i) {
+      const std::string& file = plan_.checkpoint_files[i].file;
+      if (file.empty()) return Error("checkpoint_files[" + std::to_string(i) + "] names no file");
+      // A file name in model_dir, as compile-model records it: nothing outside.
+      if (file.find('/') != std::string::npos || file == "." || file == "..") {
+        return Error("checkpoint_files[" + std::to_string(i) + "] is '" + file +
+                     "', expected a file name inside model_dir");
+      }
+      if (!files.emplace(file, i).second) {
+        return Error("checkpoint_files lists '" + file + "' twice");
+      }
+    }
+    if (files.empty()) return Status::Ok();
+    for (const PlanWeight& w : plan_.weights) {
+      for (const PlanWeightSlice& slice : w.slices) {
+        if (!slice.file.empty() && files.count(slice.file) == 0) {
+          return Error("weight '" + w.name + "' is read from '" + slice.file +
+                       "', which checkpoint_files does not list");
+        }
+      }
+    }
     return Status::Ok();
   }
 
@@ -505,6 +570,13 @@ class PlanValidator {
                        std::to_string(bytes) + " bytes) lies outside the arena of " +
                        std::to_string(program.arena_bytes) + " bytes");
         }
+        // Kernels load and store whole elements.
+        const int64_t element = static_cast<int64_t>(DTypeBytes(ref.dtype));
+        if (ref.arena_offset % element != 0) {
+          return Error(where() + " at arena offset " + std::to_string(ref.arena_offset) +
+                       " is misaligned for " + DTypeName(ref.dtype) + ": expected a multiple of " +
+                       std::to_string(element) + " bytes");
+        }
         break;
       }
       case ArgKind::kInput:
@@ -534,6 +606,7 @@ class PlanValidator {
     if (p.arena_bytes < 0) {
       return Error(name + " has arena_bytes " + std::to_string(p.arena_bytes) + ", expected >= 0");
     }
+    ArenaDataflow dataflow(*this);
     for (size_t s = 0; s < p.steps.size(); ++s) {
       const KernelStep& step = p.steps[s];
       const auto step_name = [&] {
@@ -550,6 +623,12 @@ class PlanValidator {
         return Error(step_name() + " has op_index " + std::to_string(step.op_index) +
                      ", expected >= -1");
       }
+      for (size_t f = 0; f < step.floats.size(); ++f) {
+        if (!std::isfinite(step.floats[f])) {
+          return Error(step_name() + " float parameter " + std::to_string(f) + " is " +
+                       std::to_string(step.floats[f]) + ", expected a finite number");
+        }
+      }
       for (size_t a = 0; a < step.inputs.size(); ++a) {
         MG_RETURN_IF_ERROR(CheckArgRef(
             step.inputs[a], p, [&] { return step_name() + " input " + std::to_string(a); }));
@@ -562,6 +641,10 @@ class PlanValidator {
           return Error(out_name() + " is not in the arena; kernels write only to the arena");
         }
       }
+      MG_RETURN_IF_ERROR(dataflow.Step(s, step, step_name));
+    }
+    if (p.steps.empty()) {
+      return Error(name + " has no steps; expected a program that computes the logits");
     }
     const auto logits_name = [&] { return name + " logits"; };
     MG_RETURN_IF_ERROR(CheckArgRef(p.logits, p, logits_name));
@@ -572,12 +655,165 @@ class PlanValidator {
                    " the arena, expected an arena tensor " + ShapeString(logits_shape) +
                    " ([seq_bucket, vocab_size])");
     }
-    return Status::Ok();
+    return dataflow.Logits(p.logits, logits_name);
   }
+
+  // Replays a program's arena writes (DESIGN §6: every value has its own
+  // arena range while it is live, memory-plan's invariant). Each arena input
+  // must be exactly the output of the last step that wrote any of its bytes,
+  // with that output's dtype and shape: this rejects reading bytes no step
+  // wrote, a value overwritten (in part) while still live, and a step whose
+  // outputs overlap its own inputs or each other. Zero-byte arguments take no
+  // space and are skipped.
+  class ArenaDataflow {
+   public:
+    explicit ArenaDataflow(const PlanValidator& validator) : v_(validator) {}
+
+    template <typename StepName>
+    Status Step(size_t index, const KernelStep& step, const StepName& step_name) {
+      for (size_t a = 0; a < step.inputs.size(); ++a) {
+        const ArgRef& in = step.inputs[a];
+        if (in.kind != ArgKind::kArena || in.bytes() == 0) continue;
+        MG_RETURN_IF_ERROR(
+            CheckRead(in, [&] { return step_name() + " input " + std::to_string(a); }));
+      }
+      for (size_t a = 0; a < step.outputs.size(); ++a) {
+        const ArgRef& out = step.outputs[a];
+        if (out.bytes() == 0) continue;
+        const auto out_name = [&] { return step_name() + " output " + std::to_string(a); };
+        for (size_t i = 0; i < step.inputs.size(); ++i) {
+          const ArgRef& in = step.inputs[i];
+          if (in.kind == ArgKind::kArena && in.bytes() > 0 && Overlap(in, out)) {
+            return v_.Error(out_name() + " " + Range(out) + " overlaps input " + std::to_string(i) +
+                            " " + Range(in) +
+                            "; expected outputs that do not alias the step's inputs");
+          }
+        }
+        for (size_t o = 0; o < a; ++o) {
+          if (step.outputs[o].bytes() > 0 && Overlap(step.outputs[o], out)) {
+            return v_.Error(out_name() + " " + Range(out) + " overlaps output " +
+                            std::to_string(o) + " " + Range(step.outputs[o]));
+          }
+        }
+      }
+      for (size_t a = 0; a < step.outputs.size(); ++a) {
+        if (step.outputs[a].bytes() > 0) Write(step.outputs[a], index, a, step.kernel);
+      }
+      return Status::Ok();
+    }
+
+    template <typename What>
+    Status Logits(const ArgRef& logits, const What& what) const {
+      return CheckRead(logits, what);
+    }
+
+   private:
+    struct Written {
+      int64_t end = 0;
+      size_t step = 0;
+      size_t output = 0;
+      std::string kernel;
+      DType dtype = DType::kF32;
+      std::vector<int64_t> shape;
+    };
+
+    static bool Overlap(const ArgRef& a, const ArgRef& b) {
+      return a.arena_offset < b.arena_offset + b.bytes() &&
+             b.arena_offset < a.arena_offset + a.bytes();
+    }
+    static std::string Range(const ArgRef& ref) {
+      return "[" + std::to_string(ref.arena_offset) + ", " +
+             std::to_string(ref.arena_offset + ref.bytes()) + ")";
+    }
+    static std::string Writer(const Written& w) {
+      return "step " + std::to_string(w.step) + " (" + w.kernel + ") output " +
+             std::to_string(w.output);
+    }
+
+    template <typename What>
+    Status CheckRead(const ArgRef& ref, const What& what) const {
+      const int64_t begin = ref.arena_offset, end = begin + ref.bytes();
+      const auto it = live_.find(begin);
+      if (it != live_.end() && it->second.end == end && it->second.dtype == ref.dtype &&
+          it->second.shape == ref.shape) {
+        return Status::Ok();
+      }
+      // Say what holds those bytes instead.
+      auto overlapping = live_.end();
+      for (auto w = live_.begin(); w != live_.end() && w->first < end; ++w) {
+        if (w->second.end > begin) {
+          overlapping = w;
+          break;
+        }
+      }
+      if (it != live_.end()) {
+        return v_.Error(what() + " " + Range(ref) + " reads " + Writer(it->second) + " as " +
+                        DTypeName(ref.dtype) + " " + ShapeString(ref.shape) + ", but it wrote " +
+                        DTypeName(it->second.dtype) + " " + ShapeString(it->second.shape) +
+                        " ending at " + std::to_string(it->second.end));
+      }
+      if (overlapping != live_.end()) {
+        return v_.Error(what() + " " + Range(ref) +
+                        " is not the output of one earlier step: " + Writer(overlapping->second) +
+                        " wrote [" + std::to_string(overlapping->first) + ", " +
+                        std::to_string(overlapping->second.end) +
+                        ") over it; expected a live value that no later output overwrote");
+      }
+      return v_.Error(what() + " " + Range(ref) +
+                      " reads arena bytes that no earlier step wrote (or that a later output "
+                      "overwrote); expected the output of an earlier step");
+    }
+
+    void Write(const ArgRef& ref, size_t step, size_t output, const std::string& kernel) {
+      const int64_t begin = ref.arena_offset, end = begin + ref.bytes();
+      // Values this write overlaps are dead from here on, whole.
+      auto it = live_.lower_bound(begin);
+      if (it != live_.begin() && std::prev(it)->second.end > begin) --it;
+      while (it != live_.end() && it->first < end)
+        it = live_.erase(it);
+      live_[begin] = Written{end, step, output, kernel, ref.dtype, ref.shape};
+    }
+
+    const PlanValidator& v_;
+    std::map<int64_t, Written> live_;  // by arena offset; disjoint
+  };
 
   const Plan& plan_;
   std::string_view source_name_;
 };
+
+// The root of `bytes` (a flatbuffer without footer) once the FlatBuffers
+// verifier accepts it; `aligned` keeps an aligned copy alive if one is needed.
+// DataLoss without the source name (callers add it).
+Status VerifiedRoot(std::string_view bytes, std::vector<uint64_t>* aligned, const fb::Plan** root) {
+  if (bytes.size() >= FLATBUFFERS_MAX_BUFFER_SIZE) {
+    return DataLoss("the flatbuffer is corrupt: " + std::to_string(bytes.size()) +
+                    " bytes is over the 2 GiB FlatBuffers limit");
+  }
+  if (bytes.size() % kPlanAlignment != 0) {
+    return DataLoss("the flatbuffer is corrupt or truncated: its size " +
+                    std::to_string(bytes.size()) + " is not a multiple of " +
+                    std::to_string(kPlanAlignment) + " bytes as every plan's is");
+  }
+  // FlatBuffers reads scalars in place: give it an aligned copy if need be.
+  const auto* data = reinterpret_cast<const uint8_t*>(bytes.data());
+  if (reinterpret_cast<uintptr_t>(data) % kPlanAlignment != 0) {
+    aligned->resize(bytes.size() / sizeof(uint64_t));
+    std::memcpy(aligned->data(), bytes.data(), bytes.size());
+    data = reinterpret_cast<const uint8_t*>(aligned->data());
+  }
+  flatbuffers::Verifier::Options options;
+  options.max_depth = kMaxDepth;
+  options.max_tables = kMaxTables;
+  flatbuffers::Verifier verifier(data, bytes.size(), options);
+  if (!fb::VerifyPlanBuffer(verifier)) {
+    return DataLoss(
+        "the flatbuffer is corrupt or truncated (the FlatBuffers verifier rejected it); "
+        "expected a complete plan file as compile-model writes it");
+  }
+  *root = fb::GetPlan(data);
+  return Status::Ok();
+}
 
 }  // namespace
 
@@ -614,10 +850,29 @@ std::string SerializePlan(const Plan& plan) {
 
   const auto source_ir = b.CreateString(plan.source_ir);
   const auto compile_options = b.CreateString(plan.compile_options);
-  const auto root = fb::CreatePlan(b, plan.format_version, model, model_dir, weights, key_options,
-                                   programs, source_ir, compile_options, plan.keys_share_one_arena);
+  std::vector<flatbuffers::Offset<fb::PlanCheckpointFile>> file_offsets;
+  file_offsets.reserve(plan.checkpoint_files.size());
+  for (const PlanCheckpointFile& f : plan.checkpoint_files) {
+    const auto name = b.CreateString(f.file);
+    file_offsets.push_back(
+        fb::CreatePlanCheckpointFile(b, name, f.bytes, f.mtime_ns, f.sampled_hash, f.full_hash));
+  }
+  const auto checkpoint_files = b.CreateVector(file_offsets);
+  const auto root =
+      fb::CreatePlan(b, plan.format_version, model, model_dir, weights, key_options, programs,
+                     source_ir, compile_options, plan.keys_share_one_arena, checkpoint_files);
   fb::FinishPlanBuffer(b, root);
-  return std::string(reinterpret_cast<const char*>(b.GetBufferPointer()), b.GetSize());
+  return AppendPlanChecksum(
+      std::string(reinterpret_cast<const char*>(b.GetBufferPointer()), b.GetSize()));
+}
+
+std::string AppendPlanChecksum(std::string flatbuffer) {
+  const auto length = static_cast<uint32_t>(flatbuffer.size());
+  flatbuffer.append(kFooterMagic, sizeof(kFooterMagic));
+  flatbuffer.append(reinterpret_cast<const char*>(&length), sizeof(length));
+  const uint64_t hash = HashBytes(flatbuffer);
+  flatbuffer.append(reinterpret_cast<const char*>(&hash), sizeof(hash));
+  return flatbuffer;
 }
 
 StatusOr<Plan> DeserializePlan(std::string_view bytes, std::string_view source_name) {
@@ -646,33 +901,40 @@ StatusOr<Plan> DeserializePlan(std::string_view bytes, std::string_view source_n
     return DataLoss(source + ": not a moegraph plan: file identifier is '" + printable +
                     "', expected '" + expected_id + "'");
   }
-  if (bytes.size() >= FLATBUFFERS_MAX_BUFFER_SIZE) {
-    return DataLoss(source + ": the flatbuffer is corrupt: " + std::to_string(bytes.size()) +
-                    " bytes is over the 2 GiB FlatBuffers limit");
-  }
-  if (bytes.size() % kPlanAlignment != 0) {
-    return DataLoss(source + ": the flatbuffer is corrupt or truncated: its size " +
-                    std::to_string(bytes.size()) + " is not a multiple of " +
-                    std::to_string(kPlanAlignment) + " bytes as every plan's is");
-  }
-  // FlatBuffers reads scalars in place: give it an aligned copy if need be.
+  // The checksum first: an edited file is named as such, whatever the edit broke.
   std::vector<uint64_t> aligned;
-  const auto* data = reinterpret_cast<const uint8_t*>(bytes.data());
-  if (reinterpret_cast<uintptr_t>(data) % kPlanAlignment != 0) {
-    aligned.resize(bytes.size() / sizeof(uint64_t));
-    std::memcpy(aligned.data(), bytes.data(), bytes.size());
-    data = reinterpret_cast<const uint8_t*>(aligned.data());
+  const fb::Plan* old_root = nullptr;
+  if (bytes.size() < kHeaderBytes + kPlanFooterBytes ||
+      std::memcmp(bytes.data() + bytes.size() - kPlanFooterBytes, kFooterMagic,
+                  sizeof(kFooterMagic)) != 0) {
+    // A plan of a format before checksums is refused by its version.
+    if (VerifiedRoot(bytes, &aligned, &old_root).ok()) {
+      MG_RETURN_IF_ERROR(CheckVersion(old_root->format_version(), source_name));
+    }
+    return DataLoss(source + ": the plan has no checksum footer ('MGCS' in its last " +
+                    std::to_string(kPlanFooterBytes) +
+                    " bytes): the file is truncated or was not written by a plan writer; "
+                    "expected a complete plan file as compile-model writes it");
   }
-  flatbuffers::Verifier::Options options;
-  options.max_depth = kMaxDepth;
-  options.max_tables = kMaxTables;
-  flatbuffers::Verifier verifier(data, bytes.size(), options);
-  if (!fb::VerifyPlanBuffer(verifier)) {
-    return DataLoss(source +
-                    ": the flatbuffer is corrupt or truncated (the FlatBuffers verifier rejected "
-                    "it); expected a complete plan file as compile-model writes it");
+  const char* footer = bytes.data() + bytes.size() - kPlanFooterBytes;
+  const size_t flatbuffer_bytes = bytes.size() - kPlanFooterBytes;
+  if (LoadU32(footer + sizeof(kFooterMagic)) != flatbuffer_bytes) {
+    return DataLoss(source + ": the checksum footer records a " +
+                    std::to_string(LoadU32(footer + sizeof(kFooterMagic))) +
+                    "-byte flatbuffer, but " + std::to_string(flatbuffer_bytes) +
+                    " bytes precede it: the file was truncated or edited after it was written");
   }
-  const fb::Plan& root = *fb::GetPlan(data);
+  const uint64_t stored = LoadU64(footer + kFooterHashOffset);
+  const uint64_t computed = HashBytes(bytes.data(), bytes.size() - sizeof(uint64_t));
+  if (stored != computed) {
+    return DataLoss(source + ": checksum mismatch (XXH64 of the file is " + FormatHash(computed) +
+                    ", its footer records " + FormatHash(stored) +
+                    "): the plan was changed after it was written; recompile it");
+  }
+  const fb::Plan* root_ptr = nullptr;
+  MG_RETURN_IF_ERROR(
+      VerifiedRoot(bytes.substr(0, flatbuffer_bytes), &aligned, &root_ptr).WithContext(source));
+  const fb::Plan& root = *root_ptr;
   MG_RETURN_IF_ERROR(CheckVersion(root.format_version(), source_name));
   Plan plan;
   std::string missing;

@@ -1,6 +1,9 @@
 // Step-by-step re-verification of loaded programs.
 #include "runtime/program_check.h"
 
+#include <optional>
+#include <utility>
+
 #include "ir/op_registry.h"
 #include "ir/verifier.h"
 
@@ -49,11 +52,61 @@ StatusOr<Graph> StepAsGraph(const KernelStep& step) {
   return graph;
 }
 
+// The value of kernel parameter `name` of `step` (a param of `def`), if it has one.
+std::optional<int64_t> IntParam(const OpDef& def, const KernelStep& step, const char* name) {
+  for (size_t i = 0; i < def.kernel_ints.size() && i < step.ints.size(); ++i) {
+    if (def.kernel_ints[i] == name) return step.ints[i];
+  }
+  return std::nullopt;
+}
+
+// Parameters whose range depends on the plan, not only on the op: the op
+// registry bounds `layer` by a constant, and `row_offset` (a MoE chunk's first
+// token row) not at all.
+Status CheckPlanDependentParams(const Plan& plan, const KeyProgram& program,
+                                const KernelStep& step) {
+  const OpDef* def = LookupOp(step.kernel);
+  if (def == nullptr) return Status::Ok();  // StepAsGraph names it
+  const PlanModelInfo& m = plan.model;
+  if (const std::optional<int64_t> layer = IntParam(*def, step, "layer")) {
+    if (*layer < 0 || *layer >= m.num_layers) {
+      return DataLoss("layer " + std::to_string(*layer) + " is out of range: the model has " +
+                      std::to_string(m.num_layers) + " layers (expected 0 <= layer < " +
+                      std::to_string(m.num_layers) + ")");
+    }
+    // A layer's op reads the KV cache, whose geometry is the model's.
+    for (const auto& [name, expected] :
+         {std::pair<const char*, int32_t>{"num_kv_heads", m.num_kv_heads},
+          {"head_dim", m.head_dim}}) {
+      const std::optional<int64_t> value = IntParam(*def, step, name);
+      if (value && *value != expected) {
+        return DataLoss(std::string(name) + " is " + std::to_string(*value) +
+                        ", but the KV cache has " + std::to_string(expected) + " (the model's " +
+                        name + ")");
+      }
+    }
+  }
+  if (const std::optional<int64_t> row_offset = IntParam(*def, step, "row_offset")) {
+    const int64_t rows =
+        !step.inputs.empty() && !step.inputs[0].shape.empty() ? step.inputs[0].shape[0] : 0;
+    const int64_t tokens = program.key.token_bucket;
+    if (*row_offset < 0 || *row_offset > tokens || rows > tokens - *row_offset) {
+      return DataLoss("row_offset " + std::to_string(*row_offset) + " with " +
+                      std::to_string(rows) +
+                      " rows is out of range: expected row_offset + rows "
+                      "<= the key's token bucket " +
+                      std::to_string(tokens));
+    }
+  }
+  return Status::Ok();
+}
+
 }  // namespace
 
 Status CheckPlanPrograms(const Plan& plan) {
   for (const KeyProgram& program : plan.programs) {
     const std::string key = "plan program " + program.key.ToString();
+    if (program.steps.empty()) return DataLoss(key + ": the program has no steps");
     // The runtime copies [seqs, vocab] floats out of the logits slot.
     const ArgRef& logits = program.logits;
     if (logits.kind != ArgKind::kArena || logits.dtype != DType::kF32 ||
@@ -75,6 +128,7 @@ Status CheckPlanPrograms(const Plan& plan) {
                           std::to_string(program.key.token_bucket) + "]");
         }
       }
+      MG_RETURN_IF_ERROR(CheckPlanDependentParams(plan, program, step).WithContext(where));
       StatusOr<Graph> graph = StepAsGraph(step);
       if (!graph.ok()) return graph.status().WithContext(where);
       std::vector<Diagnostic> faults = VerifyGraph(*graph);

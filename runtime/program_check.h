@@ -9,8 +9,11 @@
 
 namespace moegraph {
 
-// Checks every step of every program of `plan`: the kernel exists, and the
-// step, rebuilt as a one-op graph from its arguments and parameters, verifies.
+// Checks every step of every program of `plan`: the kernel exists; the
+// parameters whose range depends on the plan are in it (`layer` below the
+// model's layer count with the KV cache's head geometry, `row_offset` + rows
+// inside the key's token bucket); and the step, rebuilt as a one-op graph from
+// its arguments and parameters, verifies. Programs must not be empty.
 Status CheckPlanPrograms(const Plan& plan);
 
 }  // namespace moegraph

@@ -1,7 +1,16 @@
 // Weight resolution and binding.
 #include "runtime/weights.h"
 
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <vector>
+
 #include "ir/op_registry.h"
+#include "support/hash.h"
 #include "support/strings.h"
 
 namespace moegraph {
@@ -85,6 +94,135 @@ void WeightArgs::Bind(ValueId id, const ResolvedWeight& weight) {
 const TensorArg* WeightArgs::Find(ValueId id) const {
   auto it = args_.find(id);
   return it == args_.end() ? nullptr : &it->second;
+}
+
+namespace {
+
+// Sampled pages: the first and last 64 KiB (the safetensors header, the last
+// tensors) and 62 pages of 4 KiB spread evenly between.
+constexpr uint64_t kEdgeBytes = 64 << 10;
+constexpr uint64_t kPageBytes = 4 << 10;
+constexpr int kSpreadPages = 62;
+constexpr size_t kFullReadBytes = 4 << 20;
+
+class ReadOnlyFile {
+ public:
+  ~ReadOnlyFile() {
+    if (fd_ >= 0) ::close(fd_);
+  }
+  Status Open(const std::string& path) {
+    path_ = path;
+    // O_NONBLOCK: a FIFO must not hang the open; fstat refuses it next.
+    fd_ = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+    if (fd_ < 0) return Errno("cannot open");
+    struct stat st;
+    if (::fstat(fd_, &st) != 0) return Errno("cannot stat");
+    if (!S_ISREG(st.st_mode)) return InvalidArgument(path + ": not a regular file");
+    ::fcntl(fd_, F_SETFL, ::fcntl(fd_, F_GETFL) & ~O_NONBLOCK);
+    size_ = static_cast<uint64_t>(st.st_size);
+    mtime_ns_ = static_cast<int64_t>(st.st_mtim.tv_sec) * 1'000'000'000 + st.st_mtim.tv_nsec;
+    return Status::Ok();
+  }
+  // Hashes [offset, offset + bytes) into `hash`.
+  Status HashRange(uint64_t offset, uint64_t bytes, Xxh64& hash, std::vector<char>& buffer) {
+    while (bytes > 0) {
+      const size_t want = static_cast<size_t>(std::min<uint64_t>(bytes, buffer.size()));
+      const ssize_t n = ::pread(fd_, buffer.data(), want, static_cast<off_t>(offset));
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0) return Errno("cannot read");
+      if (n == 0) return DataLoss(path_ + ": shorter than its size while being read");
+      hash.Update(buffer.data(), static_cast<size_t>(n));
+      offset += static_cast<uint64_t>(n);
+      bytes -= static_cast<uint64_t>(n);
+    }
+    return Status::Ok();
+  }
+  uint64_t size() const { return size_; }
+  int64_t mtime_ns() const { return mtime_ns_; }
+
+ private:
+  Status Errno(const char* what) const {
+    return FailedPrecondition(path_ + ": " + what + ": " + std::strerror(errno));
+  }
+  std::string path_;
+  int fd_ = -1;
+  uint64_t size_ = 0;
+  int64_t mtime_ns_ = 0;
+};
+
+StatusOr<uint64_t> SampledHash(ReadOnlyFile& file) {
+  std::vector<char> buffer(kEdgeBytes);
+  Xxh64 hash;
+  const uint64_t size = file.size();
+  hash.Update(&size, sizeof(size));
+  MG_RETURN_IF_ERROR(file.HashRange(0, std::min(size, kEdgeBytes), hash, buffer));
+  if (size > 2 * kEdgeBytes) {
+    for (int i = 1; i <= kSpreadPages; ++i) {
+      const uint64_t at = size / (kSpreadPages + 1) * i;
+      MG_RETURN_IF_ERROR(file.HashRange(at, std::min(kPageBytes, size - at), hash, buffer));
+    }
+  }
+  if (size > kEdgeBytes) {
+    const uint64_t tail = std::max(size - kEdgeBytes, kEdgeBytes);
+    MG_RETURN_IF_ERROR(file.HashRange(tail, size - tail, hash, buffer));
+  }
+  return hash.Digest();
+}
+
+StatusOr<uint64_t> FullHash(ReadOnlyFile& file) {
+  std::vector<char> buffer(kFullReadBytes);
+  Xxh64 hash;
+  MG_RETURN_IF_ERROR(file.HashRange(0, file.size(), hash, buffer));
+  const uint64_t digest = hash.Digest();
+  return digest == 0 ? 1 : digest;  // 0 means "not recorded"
+}
+
+}  // namespace
+
+StatusOr<PlanCheckpointFile> FingerprintCheckpointFile(const std::string& dir,
+                                                       const std::string& file, bool full_hash) {
+  ReadOnlyFile f;
+  MG_RETURN_IF_ERROR(f.Open(dir + "/" + file));
+  PlanCheckpointFile out;
+  out.file = file;
+  out.bytes = f.size();
+  out.mtime_ns = f.mtime_ns();
+  MG_ASSIGN_OR_RETURN(out.sampled_hash, SampledHash(f));
+  if (full_hash) {
+    MG_ASSIGN_OR_RETURN(out.full_hash, FullHash(f));
+  }
+  return out;
+}
+
+Status CheckCheckpointFiles(const std::vector<PlanCheckpointFile>& recorded, const std::string& dir,
+                            CheckpointCheck check) {
+  for (const PlanCheckpointFile& want : recorded) {
+    const std::string path = dir + "/" + want.file;
+    const std::string changed = path + " changed since the plan was compiled: ";
+    const std::string fix = "; recompile the plan against this checkpoint";
+    ReadOnlyFile f;
+    MG_RETURN_IF_ERROR(f.Open(path));
+    if (f.size() != want.bytes) {
+      return DataLoss(changed + "it is " + std::to_string(f.size()) + " bytes, the plan expects " +
+                      std::to_string(want.bytes) + fix);
+    }
+    MG_ASSIGN_OR_RETURN(const uint64_t sampled, SampledHash(f));
+    if (sampled != want.sampled_hash) {
+      return DataLoss(changed + "the hash of its sampled pages is " + FormatHash(sampled) +
+                      ", the plan recorded " + FormatHash(want.sampled_hash) + fix);
+    }
+    const bool full = check == CheckpointCheck::kFull ||
+                      (check == CheckpointCheck::kAuto && f.mtime_ns() != want.mtime_ns);
+    if (full && want.full_hash != 0) {
+      MG_ASSIGN_OR_RETURN(const uint64_t hash, FullHash(f));
+      if (hash != want.full_hash) {
+        return DataLoss(changed + "the same size, but its content hash (XXH64) is " +
+                        FormatHash(hash) + ", the plan recorded " + FormatHash(want.full_hash) +
+                        fix);
+      }
+    }
+  }
+  return Status::Ok();
 }
 
 StatusOr<WeightArgs> WeightArgs::FromCheckpoint(const Graph& graph, const Checkpoint& checkpoint) {

@@ -10,6 +10,7 @@
 
 #include "frontends/safetensors.h"
 #include "ir/graph.h"
+#include "ir/plan.h"
 #include "kernels/kernel_abi.h"
 #include "support/status.h"
 
@@ -36,6 +37,27 @@ struct ResolvedWeight {
 // and shape must match the IR type exactly.
 StatusOr<ResolvedWeight> ResolveWeight(const Op& op, const Type& type,
                                        const Checkpoint& checkpoint);
+
+// How much of a checkpoint Engine::Load reads to detect one changed since
+// compile (same names, shapes and sizes, other values). Measured on the
+// bench-a3b-4l model (PLAN_FORMAT.md): sampled pages take milliseconds, a
+// full hash runs at disk or page-cache speed.
+enum class CheckpointCheck {
+  kSampled,  // each file's size and an XXH64 of its header, tail and 62 spread pages
+  kAuto,     // kSampled, plus a full hash of every file whose mtime changed since compile
+  kFull,     // kSampled, plus a full hash of every file
+};
+
+// compile-model's fingerprint of `dir`/`file`: size, mtime, the sampled hash
+// and, if `full_hash`, the XXH64 of the whole file (a full read).
+StatusOr<PlanCheckpointFile> FingerprintCheckpointFile(const std::string& dir,
+                                                       const std::string& file, bool full_hash);
+
+// Compares the files of `dir` with what the plan recorded at compile time;
+// DataLoss naming the file and what differs ("recompile the plan"). A full
+// hash is compared only where one was recorded.
+Status CheckCheckpointFiles(const std::vector<PlanCheckpointFile>& recorded, const std::string& dir,
+                            CheckpointCheck check);
 
 // Kernel arguments for every weight value of a graph.
 class WeightArgs {

@@ -10,12 +10,24 @@
 
 namespace moegraph {
 
+// The exit status of a process that faulted (SIGBUS) reading a MappedFile
+// whose file was truncated while mapped: 128 + SIGBUS, as a shell reports a
+// SIGBUS death, but after a message naming the file.
+inline constexpr int kMappedFileFaultExitCode = 135;
+
 // A file mapped read-only into memory for the lifetime of the object. Move-only; moving keeps
 // the mapping (and so every pointer into it) where it is. An empty file is not mapped: data()
 // is nullptr and size() is 0.
 class MappedFile {
  public:
-  // NotFound if `path` does not exist; InvalidArgument if it is not a regular file.
+  // NotFound if `path` does not exist; InvalidArgument if it is not a regular file (checked
+  // before anything could block: a FIFO is refused, not waited on).
+  //
+  // A mapped file that shrinks on disk makes reads of the lost pages raise SIGBUS. Every
+  // mapping is registered with a process-wide SIGBUS handler (installed on the first Open;
+  // a fault outside every mapping goes to the handler that was there before): it writes
+  // "<path> ... was truncated or replaced while mapped" to stderr and exits with
+  // kMappedFileFaultExitCode, instead of a bare "Bus error".
   static StatusOr<MappedFile> Open(const std::string& path);
 
   MappedFile(MappedFile&& other) noexcept;
@@ -38,7 +50,8 @@ class MappedFile {
   size_t size_ = 0;
 };
 
-// The whole contents of `path`.
+// The whole contents of `path`, which must be a regular file (InvalidArgument otherwise,
+// checked before anything could block).
 StatusOr<std::string> ReadFileToString(const std::string& path);
 
 // Writes `bytes` to `path + ".tmp"`, flushes it to disk, then renames it over `path`, so a

@@ -215,10 +215,8 @@ TEST(PlanFileCorruptionTest, BitFlipsAreErrorsOrValidPlans) {
     EXPECT_TRUE(valid.ok()) << "bit " << bit << ": " << valid.ToString();
     if (!(*loaded == TinyPlan())) ++loaded_changed;
   }
-  // Most flips land in offsets, vtables, sizes and enums; some are benign
-  // (string and float payloads, padding).
-  EXPECT_GT(rejected, kFlips / 4);
-  EXPECT_LT(rejected, kFlips);
+  // The checksum covers every byte: no flip loads.
+  EXPECT_EQ(rejected, kFlips);
   std::printf("bit flips: %d rejected, %d loaded a changed valid plan, %d loaded unchanged\n",
               rejected, loaded_changed, kFlips - rejected - loaded_changed);
 }
@@ -244,18 +242,24 @@ TEST(PlanFileCorruptionTest, RejectsOtherFiles) {
             "tiny.mgplan: not a moegraph plan: 0 bytes is too short for the 8-byte header with "
             "file identifier 'MGPL'");
 
-  // The right identifier on garbage: the verifier's turn.
+  // The right identifier on garbage: no checksum footer.
   std::string garbage(64, '\xff');
   garbage.replace(4, 4, "MGPL");
   loaded = DeserializePlan(garbage, kSource);
   ASSERT_FALSE(loaded.ok());
-  EXPECT_NE(loaded.status().message().find("the flatbuffer is corrupt or truncated"),
+  EXPECT_NE(loaded.status().message().find("tiny.mgplan: the plan has no checksum footer"),
+            std::string::npos)
+      << loaded.status().message();
+  // Sealed garbage: the verifier's turn.
+  loaded = DeserializePlan(AppendPlanChecksum(garbage), kSource);
+  ASSERT_FALSE(loaded.ok());
+  EXPECT_NE(loaded.status().message().find("tiny.mgplan: the flatbuffer is corrupt or truncated"),
             std::string::npos)
       << loaded.status().message();
 }
 
 TEST(PlanFileCorruptionTest, RejectsUnsupportedVersions) {
-  for (uint32_t version : {0u, 2u, 7u}) {
+  for (uint32_t version : {0u, 1u, 3u, 7u}) {
     Plan plan = TinyPlan();
     plan.format_version = version;
     StatusOr<Plan> loaded = DeserializePlan(SerializePlan(plan), kSource);
@@ -263,7 +267,7 @@ TEST(PlanFileCorruptionTest, RejectsUnsupportedVersions) {
     EXPECT_EQ(loaded.status().code(), StatusCode::kFailedPrecondition);
     EXPECT_EQ(loaded.status().message(),
               "tiny.mgplan: plan format version " + std::to_string(version) +
-                  " is not supported by this build (supports: 1); recompile the plan");
+                  " is not supported by this build (supports: 2); recompile the plan");
   }
 }
 
@@ -271,13 +275,14 @@ TEST(PlanFileCorruptionTest, RejectsUnsupportedVersions) {
 // SerializePlan always writes.
 std::string Finished(flatbuffers::FlatBufferBuilder& b, flatbuffers::Offset<fb::Plan> root) {
   fb::FinishPlanBuffer(b, root);
-  return std::string(reinterpret_cast<const char*>(b.GetBufferPointer()), b.GetSize());
+  return AppendPlanChecksum(
+      std::string(reinterpret_cast<const char*>(b.GetBufferPointer()), b.GetSize()));
 }
 
 std::string BufferWithoutModel() {
   flatbuffers::FlatBufferBuilder b;
   b.TrackMinAlign(8);
-  return Finished(b, fb::CreatePlan(b, /*format_version=*/1));
+  return Finished(b, fb::CreatePlan(b, /*format_version=*/2));
 }
 
 TEST(PlanFileCorruptionTest, RejectsMissingRequiredFields) {
@@ -285,7 +290,7 @@ TEST(PlanFileCorruptionTest, RejectsMissingRequiredFields) {
   ASSERT_FALSE(loaded.ok());
   EXPECT_EQ(loaded.status().code(), StatusCode::kDataLoss);
   EXPECT_EQ(loaded.status().message(),
-            "tiny.mgplan: required field 'model' is missing; every version-1 plan has it (the "
+            "tiny.mgplan: required field 'model' is missing; every version-2 plan has it (the "
             "file is corrupt)");
 }
 
@@ -305,7 +310,7 @@ std::string BufferWithNamelessStep() {
   const auto options =
       fb::CreateKeySetOptionsDirect(b, true, true, 256, 8, 1, &buckets, &buckets, 16);
   const std::vector<flatbuffers::Offset<fb::PlanWeight>> weights;
-  const auto root = fb::CreatePlanDirect(b, /*format_version=*/1, model, "/m", &weights, options,
+  const auto root = fb::CreatePlanDirect(b, /*format_version=*/2, model, "/m", &weights, options,
                                          &programs, "", "", true);
   return Finished(b, root);
 }
@@ -456,6 +461,74 @@ std::vector<SemanticCase> SemanticCases() {
        "key_options.decode_buckets holds -1, expected buckets > 0"},
       {"negative model field", [](Plan& p) { p.model.num_layers = -1; },
        "model.num_layers is -1, expected >= 0"},
+      // Issue 10: plans are untrusted.
+      {"arena offset misaligned for its dtype",
+       [](Plan& p) { p.programs[1].steps[1].inputs[0].arena_offset = 1; },
+       std::string(kDecode) +
+           " step 1 (moe_expert_ffn) input 0 at arena offset 1 is misaligned for f32: expected "
+           "a multiple of 4 bytes"},
+      {"infinite float parameter",
+       [](Plan& p) { p.programs[0].steps[1].floats[1] = std::numeric_limits<float>::infinity(); },
+       std::string(kPrefill) +
+           " step 1 (moe_expert_ffn) float parameter 1 is inf, expected a finite number"},
+      {"NaN float parameter",
+       [](Plan& p) { p.programs[1].steps[1].floats[0] = std::numeric_limits<float>::quiet_NaN(); },
+       " step 1 (moe_expert_ffn) float parameter 0 is nan, expected a finite number"},
+      {"output aliases an input",
+       [](Plan& p) { p.programs[1].steps[1].outputs[0].arena_offset = 64; },
+       std::string(kDecode) +
+           " step 1 (moe_expert_ffn) output 0 [64, 192) overlaps input 0 [0, 128); expected "
+           "outputs that do not alias the step's inputs"},
+      {"two outputs overlap",
+       [](Plan& p) {
+         p.programs[1].steps[0].outputs.push_back(Arena(64, DType::kF32, {4, kHidden}));
+       },
+       std::string(kDecode) + " step 0 (embedding) output 1 [64, 192) overlaps output 0 [0, 128)"},
+      {"input no step wrote", [](Plan& p) { p.programs[1].steps[2].inputs[0].arena_offset = 384; },
+       std::string(kDecode) +
+           " step 2 (lm_head_last) input 0 [384, 512) reads arena bytes that no earlier step "
+           "wrote"},
+      {"live value overwritten before its read",
+       [](Plan& p) {
+         p.programs[1].steps.insert(
+             p.programs[1].steps.begin() + 2,
+             KernelStep{"embedding",
+                        {Input(0, DType::kI32, {4}), Weight(0, DType::kF32, {kVocab, kHidden})},
+                        {Arena(64, DType::kF32, {4, kHidden})},
+                        {},
+                        {},
+                        -1});
+       },
+       std::string(kDecode) +
+           " step 3 (lm_head_last) input 0 [128, 256) is not the output of one earlier step: "
+           "step 2 (embedding) output 0 wrote [64, 192) over it"},
+      {"input read with another shape",
+       [](Plan& p) {
+         p.programs[1].steps[2].inputs[0].shape = {2, kHidden};
+       },
+       std::string(kDecode) +
+           " step 2 (lm_head_last) input 0 [128, 192) reads step 1 (moe_expert_ffn) output 0 as "
+           "f32 [2, 8], but it wrote f32 [4, 8] ending at 256"},
+      {"logits slot moved", [](Plan& p) { p.programs[1].logits.arena_offset = 0; },
+       std::string(kDecode) +
+           " logits [0, 304) reads step 0 (embedding) output 0 as f32 [4, 19], but it wrote "
+           "f32 [4, 8] ending at 128"},
+      {"logits slot never written", [](Plan& p) { p.programs[1].steps.pop_back(); },
+       std::string(kDecode) + " logits [256, 560) reads arena bytes that no earlier step wrote"},
+      {"checkpoint file outside model_dir",
+       [](Plan& p) {
+         p.checkpoint_files = {{"../../etc/passwd", 1, 0, 0, 0}};
+       },
+       "checkpoint_files[0] is '../../etc/passwd', expected a file name inside model_dir"},
+      {"weight file without a fingerprint",
+       [](Plan& p) {
+         p.checkpoint_files = {{"model.safetensors", 1, 0, 0, 0}};
+       },
+       std::string(kExperts) +
+           " is read from 'model-00001-of-00002.safetensors', which checkpoint_files does not "
+           "list"},
+      {"program without steps", [](Plan& p) { p.programs[1].steps.clear(); },
+       std::string(kDecode) + " has no steps; expected a program that computes the logits"},
   };
 }
 
@@ -522,6 +595,94 @@ TEST(PlanFileIoTest, WriteRefusesAnInvalidPlan) {
   EXPECT_TRUE(StartsWith(status.message(), path + ": " + kExperts)) << status.message();
   struct stat st;
   EXPECT_NE(::stat(path.c_str(), &st), 0);  // nothing written
+}
+
+// Issue 10: a plan carries a checksum of its bytes, and any edit after it was
+// written is refused as an edit, before anything reads the edited bytes.
+TEST(PlanFileChecksumTest, AnEditedByteIsRefusedAsAnEdit) {
+  const std::string bytes = SerializePlan(TinyPlan());
+  for (size_t at :
+       {size_t{9}, bytes.size() / 2, bytes.size() - kPlanFooterBytes - 1, bytes.size() - 1}) {
+    std::string changed = bytes;
+    changed[at] = static_cast<char>(changed[at] ^ 0x01);
+    StatusOr<Plan> loaded = DeserializePlan(changed, kSource);
+    ASSERT_FALSE(loaded.ok()) << at;
+    EXPECT_EQ(loaded.status().code(), StatusCode::kDataLoss);
+    EXPECT_TRUE(StartsWith(loaded.status().message(),
+                           "tiny.mgplan: checksum mismatch (XXH64 of "
+                           "the file is 0x"))
+        << loaded.status().message();
+    EXPECT_NE(loaded.status().message().find("the plan was changed after it was written"),
+              std::string::npos)
+        << loaded.status().message();
+  }
+}
+
+TEST(PlanFileChecksumTest, AMissingOrWrongFooterIsNamed) {
+  const std::string bytes = SerializePlan(TinyPlan());
+  StatusOr<Plan> loaded =
+      DeserializePlan(bytes.substr(0, bytes.size() - kPlanFooterBytes), kSource);
+  ASSERT_FALSE(loaded.ok());
+  EXPECT_EQ(loaded.status().code(), StatusCode::kDataLoss);
+  EXPECT_NE(loaded.status().message().find("tiny.mgplan: the plan has no checksum footer"),
+            std::string::npos)
+      << loaded.status().message();
+  // A footer moved: bytes appended after it.
+  std::string longer = bytes + std::string(8, '\0') + bytes.substr(bytes.size() - kPlanFooterBytes);
+  loaded = DeserializePlan(longer, kSource);
+  ASSERT_FALSE(loaded.ok());
+  EXPECT_NE(loaded.status().message().find("bytes precede it: the file was truncated or edited"),
+            std::string::npos)
+      << loaded.status().message();
+}
+
+TEST(PlanFileChecksumTest, AnEditedFileOnDiskIsRefused) {
+  const std::string path = TestDir() + "/edited.mgplan";
+  ASSERT_TRUE(WritePlanFile(TinyPlan(), path).ok());
+  StatusOr<std::string> bytes = ReadFileToString(path);
+  ASSERT_TRUE(bytes.ok());
+  // The decode program's step 2 input 0 offset (128) moved by one byte, as in the issue.
+  Plan moved = TinyPlan();
+  moved.programs[1].steps[2].inputs[0].arena_offset = 129;
+  std::string edited = *bytes;
+  const std::string other = SerializePlan(moved);
+  ASSERT_EQ(other.size(), edited.size());
+  // Take the edited flatbuffer but keep the original footer: what a hand edit does.
+  edited.replace(0, edited.size() - kPlanFooterBytes, other, 0, other.size() - kPlanFooterBytes);
+  ASSERT_TRUE(WriteFileAtomically(path, edited).ok());
+  StatusOr<Plan> loaded = ReadPlanFile(path);
+  ASSERT_FALSE(loaded.ok());
+  EXPECT_TRUE(StartsWith(loaded.status().message(), path + ": checksum mismatch"))
+      << loaded.status().message();
+}
+
+TEST(PlanFileIoTest, TheWriterReplacesTheFileAtomically) {
+  const std::string dir = TestDir();
+  const std::string path = dir + "/atomic.mgplan";
+  ASSERT_TRUE(WritePlanFile(TinyPlan(), path).ok());
+  Plan other = TinyPlan();
+  other.compile_options = "compile-model --other";
+  ASSERT_TRUE(WritePlanFile(other, path).ok());
+  StatusOr<Plan> loaded = ReadPlanFile(path);
+  ASSERT_TRUE(loaded.ok()) << loaded.status().ToString();
+  EXPECT_EQ(loaded->compile_options, "compile-model --other");
+  EXPECT_NE(::access((path + ".tmp").c_str(), F_OK), 0) << "no temporary file is left";
+  // A failed write leaves the old file as it was.
+  Plan invalid = TinyPlan();
+  invalid.programs[1].steps.clear();
+  EXPECT_FALSE(WritePlanFile(invalid, path).ok());
+  loaded = ReadPlanFile(path);
+  ASSERT_TRUE(loaded.ok());
+  EXPECT_EQ(loaded->compile_options, "compile-model --other");
+}
+
+TEST(PlanFileIoTest, AFifoIsRefusedNotWaitedOn) {
+  const std::string path = TestDir() + "/fifo.mgplan";
+  ASSERT_EQ(::mkfifo(path.c_str(), 0644), 0);
+  StatusOr<Plan> loaded = ReadPlanFile(path);  // would block forever without a writer
+  ASSERT_FALSE(loaded.ok());
+  EXPECT_EQ(loaded.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(loaded.status().message(), path + ": not a regular file");
 }
 
 }  // namespace
