@@ -50,6 +50,7 @@ StatusOr<Plan> CompileModel(const HfModel& model, const CompileModelOptions& opt
                         FingerprintCheckpointFile(model.dir, file, options.hash_checkpoint));
     plan.checkpoint_files.push_back(std::move(fingerprint));
   }
+  plan.op_set_hash = OpSetHash();
   return plan;
 }
 

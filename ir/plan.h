@@ -70,6 +70,9 @@ struct Plan {
   // key's size serves them all (written into the plan as an assumption).
   bool keys_share_one_arena = true;
   std::vector<PlanCheckpointFile> checkpoint_files;  // every file the weights are read from
+  // OpSetHash() of the build that compiled the plan: what its steps' kernel
+  // names and parameter lists mean. A build with another op set refuses it.
+  uint64_t op_set_hash = 0;
 
   int64_t max_arena_bytes() const {
     int64_t m = 0;

@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
 #include <cstring>
 #include <map>
 #include <optional>
@@ -13,6 +14,7 @@
 #include <utility>
 #include <vector>
 
+#include "ir/op_registry.h"
 #include "kernels/kernel_abi.h"
 #include "runtime/plan_generated.h"
 #include "support/hash.h"
@@ -294,6 +296,7 @@ bool ReadPlan(const fb::Plan& in, Plan* out, std::string* missing) {
       !ReadString(in.compile_options(), "compile_options", &out->compile_options, missing)) {
     return false;
   }
+  out->op_set_hash = in.op_set_hash();
   const auto* files = in.checkpoint_files();
   if (files == nullptr) return Missing(missing, "checkpoint_files");
   out->checkpoint_files.resize(files->size());
@@ -354,8 +357,25 @@ class PlanValidator {
   PlanValidator(const Plan& plan, std::string_view source_name)
       : plan_(plan), source_name_(source_name) {}
 
+  // The steps name ops and pack their parameters in the registry's order: a
+  // plan from a build with another op set would be misread, so it is refused.
+  Status CheckOpSet() const {
+    if (plan_.op_set_hash == OpSetHash()) return Status::Ok();
+    return FailedPrecondition(std::string(source_name_) + ": the plan was compiled by a build " +
+                              "with another op set (op-set hash " + Hex(plan_.op_set_hash) +
+                              ", this build " + Hex(OpSetHash()) +
+                              "); recompile it with this build's compile-model");
+  }
+
+  static std::string Hex(uint64_t v) {
+    char buf[19];
+    std::snprintf(buf, sizeof(buf), "0x%016llx", static_cast<unsigned long long>(v));
+    return buf;
+  }
+
   Status Run() {
     MG_RETURN_IF_ERROR(CheckVersion(plan_.format_version, source_name_));
+    MG_RETURN_IF_ERROR(CheckOpSet());
     MG_RETURN_IF_ERROR(CheckModel());
     MG_RETURN_IF_ERROR(CheckKeyOptions());
     for (size_t i = 0; i < plan_.weights.size(); ++i) {
@@ -858,9 +878,9 @@ std::string SerializePlan(const Plan& plan) {
         fb::CreatePlanCheckpointFile(b, name, f.bytes, f.mtime_ns, f.sampled_hash, f.full_hash));
   }
   const auto checkpoint_files = b.CreateVector(file_offsets);
-  const auto root =
-      fb::CreatePlan(b, plan.format_version, model, model_dir, weights, key_options, programs,
-                     source_ir, compile_options, plan.keys_share_one_arena, checkpoint_files);
+  const auto root = fb::CreatePlan(b, plan.format_version, model, model_dir, weights, key_options,
+                                   programs, source_ir, compile_options, plan.keys_share_one_arena,
+                                   checkpoint_files, plan.op_set_hash);
   fb::FinishPlanBuffer(b, root);
   return AppendPlanChecksum(
       std::string(reinterpret_cast<const char*>(b.GetBufferPointer()), b.GetSize()));

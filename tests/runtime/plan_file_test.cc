@@ -14,6 +14,7 @@
 #include <string>
 #include <vector>
 
+#include "ir/op_registry.h"
 #include "runtime/plan_generated.h"
 #include "support/mapped_file.h"
 
@@ -84,6 +85,7 @@ KeyProgram TinyProgram(MoePhase phase, int32_t tokens, int32_t seqs) {
 // every ArgKind, non-default values everywhere.
 Plan TinyPlan() {
   Plan plan;
+  plan.op_set_hash = OpSetHash();
   plan.model = PlanModelInfo{
       "qwen3_moe", "{\"vocab_size\": 19, \"note\": \"caf\xc3\xa9\"}", kVocab, 1, 2, 4, 128};
   plan.model_dir = "/models/tiny";
@@ -123,6 +125,18 @@ TEST(PlanFileTest, TheHandBuiltPlanIsValid) {
   EXPECT_TRUE(status.ok()) << status.ToString();
 }
 
+// A plan's steps are read through the registry (kernel names, parameter
+// order): one compiled by a build with another op set is refused, not misread.
+TEST(PlanFileTest, APlanFromAnotherOpSetIsRefused) {
+  Plan plan = TinyPlan();
+  plan.op_set_hash ^= 1;
+  const Status status = ValidatePlan(plan, kSource);
+  EXPECT_EQ(status.code(), StatusCode::kFailedPrecondition) << status.ToString();
+  EXPECT_NE(status.ToString().find("compiled by a build with another op set"), std::string::npos)
+      << status.ToString();
+  EXPECT_NE(status.ToString().find("recompile it"), std::string::npos) << status.ToString();
+}
+
 TEST(PlanFileTest, RoundTripsThroughBytes) {
   const Plan plan = TinyPlan();
   const std::string bytes = SerializePlan(plan);
@@ -138,6 +152,7 @@ TEST(PlanFileTest, RoundTripsThroughBytes) {
 
 TEST(PlanFileTest, RoundTripsAnEmptyPlanAndDefaults) {
   Plan plan;  // no weights, no programs, default options, empty strings
+  plan.op_set_hash = OpSetHash();
   const std::string bytes = SerializePlan(plan);
   EXPECT_EQ(bytes.size() % 8, 0u);
   StatusOr<Plan> loaded = DeserializePlan(bytes, kSource);
