@@ -32,7 +32,10 @@ static_assert(static_cast<int>(moegraph::StatusCode::kInternal) == MG_INTERNAL);
 namespace {
 
 using moegraph::InvalidArgument;
+using moegraph::SamplingParams;
 using moegraph::Status;
+using moegraph::StatusOr;
+using moegraph::ValidateSamplingParams;
 
 // The C API's error channel: one message per thread, like errno.
 thread_local std::string last_error;
@@ -55,33 +58,29 @@ mg_status Guarded(Body&& body) {
   }
 }
 
-// The same rules as the Generator's SamplingParams checks, named after the C
-// fields. Duplicated here until those checks land in runtime/generator.cc.
-Status CheckSampling(const mg_sampling& s, size_t out_capacity) {
-  if (s.max_new_tokens < 1) {
-    return InvalidArgument("sampling->max_new_tokens must be >= 1, got " +
-                           std::to_string(s.max_new_tokens));
+// The C caller's sampling as SamplingParams, checked by the Generator's own
+// rules (ValidateSamplingParams), with errors naming the C fields.
+StatusOr<SamplingParams> ToSamplingParams(const mg_sampling& s, size_t out_capacity) {
+  if (!s.stop_tokens && s.num_stop_tokens > 0) {
+    return InvalidArgument("sampling->stop_tokens is NULL but num_stop_tokens is " +
+                           std::to_string(s.num_stop_tokens));
+  }
+  SamplingParams params;
+  params.temperature = s.temperature;
+  params.top_k = s.top_k;
+  params.top_p = s.top_p;
+  params.seed = s.seed;
+  params.max_new_tokens = s.max_new_tokens;
+  if (s.stop_tokens) params.stop_tokens.assign(s.stop_tokens, s.stop_tokens + s.num_stop_tokens);
+  if (Status valid = ValidateSamplingParams(params); !valid.ok()) {
+    return Status(valid.code(), "sampling->" + valid.message());
   }
   if (static_cast<size_t>(s.max_new_tokens) > out_capacity) {
     return InvalidArgument("out_capacity (" + std::to_string(out_capacity) +
                            ") is smaller than sampling->max_new_tokens (" +
                            std::to_string(s.max_new_tokens) + ")");
   }
-  if (!std::isfinite(s.temperature) || s.temperature < 0.0f) {
-    return InvalidArgument("sampling->temperature must be finite and >= 0, got " +
-                           std::to_string(s.temperature));
-  }
-  if (!(s.top_p > 0.0f && s.top_p <= 1.0f)) {  // NaN fails too
-    return InvalidArgument("sampling->top_p must be in (0, 1], got " + std::to_string(s.top_p));
-  }
-  if (s.top_k < 0) {
-    return InvalidArgument("sampling->top_k must be >= 0, got " + std::to_string(s.top_k));
-  }
-  if (!s.stop_tokens && s.num_stop_tokens > 0) {
-    return InvalidArgument("sampling->stop_tokens is NULL but num_stop_tokens is " +
-                           std::to_string(s.num_stop_tokens));
-  }
-  return Status::Ok();
+  return params;
 }
 
 }  // namespace
@@ -213,19 +212,8 @@ mg_status mg_generate(mg_engine* engine, const int32_t* prompt, size_t prompt_le
           InvalidArgument("engine, prompt, sampling, out_tokens and out_len must not be NULL"));
     }
     if (prompt_len == 0) return Report(InvalidArgument("prompt_len must be >= 1"));
-    if (Status checked = CheckSampling(*sampling, out_capacity); !checked.ok()) {
-      return Report(checked);
-    }
-    SamplingParams params;
-    params.temperature = sampling->temperature;
-    params.top_k = sampling->top_k;
-    params.top_p = sampling->top_p;
-    params.seed = sampling->seed;
-    params.max_new_tokens = sampling->max_new_tokens;
-    if (sampling->stop_tokens) {
-      params.stop_tokens.assign(sampling->stop_tokens,
-                                sampling->stop_tokens + sampling->num_stop_tokens);
-    }
+    StatusOr<SamplingParams> params = ToSamplingParams(*sampling, out_capacity);
+    if (!params.ok()) return Report(params.status());
     std::lock_guard<std::mutex> lock(engine->mu);
     Engine& e = *engine->engine;
     const int64_t id = engine->next_generation_id++;
@@ -240,7 +228,7 @@ mg_status mg_generate(mg_engine* engine, const int32_t* prompt, size_t prompt_le
     } release{e, id};
     Generator generator(e);
     if (Status added =
-            generator.Add({id, std::vector<int32_t>(prompt, prompt + prompt_len), params});
+            generator.Add({id, std::vector<int32_t>(prompt, prompt + prompt_len), *params});
         !added.ok()) {
       return Report(added.WithContext("mg_generate"));
     }
