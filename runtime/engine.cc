@@ -432,18 +432,14 @@ StatusOr<StepLogits> Engine::Step(const std::vector<SequenceStep>& batch) {
                             "; chunk size " + std::to_string(plan_.key_options.chunk_size) + ")" +
                             (options_.eager ? " [eager]" : " [replay]"));
   }
-  for (const SequenceStep& s : batch) {
-    MG_RETURN_IF_ERROR(kv_.Reserve(s.seq_id, s.num_cached + static_cast<int64_t>(s.tokens.size())));
+  // A step that fails leaves the cache as it found it: the blocks reserved
+  // for this step's tokens go back (no sequence holds blocks it never cached).
+  const Status ran = RunStep(batch, key, *program);
+  if (!ran.ok()) {
+    for (const SequenceStep& s : batch)
+      kv_.ShrinkTo(s.seq_id, s.num_cached);
+    return ran;
   }
-  MG_RETURN_IF_ERROR(meta_.Fill(batch, key.token_bucket, key.seq_bucket, kv_));
-  if (device_) MG_RETURN_IF_ERROR(UploadStepInputs());
-  const int index = static_cast<int>(program - plan_.programs.data());
-  if (options_.eager || !captured_[index]) {
-    MG_RETURN_IF_ERROR(backend_->RunEager(*program, bindings_, observer_));
-  } else {
-    captured_[index]->Replay(observer_);
-  }
-  MG_RETURN_IF_ERROR(backend_->Synchronize());
   for (const SequenceStep& s : batch) {
     cached_tokens_[s.seq_id] = s.num_cached + static_cast<int32_t>(s.tokens.size());
   }
@@ -460,6 +456,22 @@ StatusOr<StepLogits> Engine::Step(const std::vector<SequenceStep>& batch) {
                 logits.data.size() * sizeof(float));
   }
   return logits;
+}
+
+Status Engine::RunStep(const std::vector<SequenceStep>& batch, const SpecKey& key,
+                       const KeyProgram& program) {
+  for (const SequenceStep& s : batch) {
+    MG_RETURN_IF_ERROR(kv_.Reserve(s.seq_id, s.num_cached + static_cast<int64_t>(s.tokens.size())));
+  }
+  MG_RETURN_IF_ERROR(meta_.Fill(batch, key.token_bucket, key.seq_bucket, kv_));
+  if (device_) MG_RETURN_IF_ERROR(UploadStepInputs());
+  const int index = static_cast<int>(&program - plan_.programs.data());
+  if (options_.eager || !captured_[index]) {
+    MG_RETURN_IF_ERROR(backend_->RunEager(program, bindings_, observer_));
+  } else {
+    captured_[index]->Replay(observer_);
+  }
+  return backend_->Synchronize();
 }
 
 Status Engine::RunEagerObserved(const SpecKey& key, StepObserver* observer) {

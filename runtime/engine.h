@@ -99,6 +99,9 @@ class Engine {
   Status UploadStepInputs();
   Status CaptureAll();
   Status CheckBatch(const std::vector<SequenceStep>& batch) const;
+  // Reserves the step's KV blocks, fills ForwardMeta and runs `program`.
+  Status RunStep(const std::vector<SequenceStep>& batch, const SpecKey& key,
+                 const KeyProgram& program);
   int ProgramIndex(const SpecKey& key) const;
 
   Plan plan_;

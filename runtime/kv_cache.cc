@@ -67,6 +67,18 @@ Status KvCache::Reserve(int64_t seq_id, int64_t total_tokens) {
   return Status::Ok();
 }
 
+void KvCache::ShrinkTo(int64_t seq_id, int64_t total_tokens) {
+  auto it = tables_.find(seq_id);
+  if (it == tables_.end()) return;
+  std::vector<int32_t>& table = it->second;
+  const size_t keep = static_cast<size_t>(std::max<int64_t>(0, BlocksFor(total_tokens)));
+  while (table.size() > keep) {
+    free_blocks_.push_back(table.back());
+    table.pop_back();
+  }
+  if (table.empty()) tables_.erase(it);
+}
+
 void KvCache::Release(int64_t seq_id) {
   auto it = tables_.find(seq_id);
   if (it == tables_.end()) return;

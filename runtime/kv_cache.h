@@ -36,6 +36,9 @@ class KvCache {
   Status Reserve(int64_t seq_id, int64_t total_tokens);
   // Returns the sequence's blocks to the free list.
   void Release(int64_t seq_id);
+  // Gives back the blocks past those `total_tokens` tokens need (undoing a
+  // Reserve); a sequence left with none is forgotten.
+  void ShrinkTo(int64_t seq_id, int64_t total_tokens);
   bool Has(int64_t seq_id) const { return tables_.count(seq_id) != 0; }
   // Block ids of a sequence, in position order (empty if unknown).
   const std::vector<int32_t>& BlockTable(int64_t seq_id) const;

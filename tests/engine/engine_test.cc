@@ -197,6 +197,13 @@ TEST_F(DemoEngineTest, KvExhaustionIsAnErrorAndOverwritesNothing) {
   EXPECT_EQ(engine->kv_cache().num_free_blocks(), 1);
   EXPECT_EQ(engine->CachedTokens(1), 8);
   EXPECT_EQ(engine->CachedTokens(2), 0);
+  // A batch whose first sequence fits and whose second does not gives the
+  // first one's new block back too: a failed step leaves the cache as it was.
+  out = engine->Step({SequenceStep{3, {1, 2, 3}, 0}, SequenceStep{2, {1, 2, 3, 4, 5, 6}, 0}});
+  ASSERT_FALSE(out.ok());
+  EXPECT_EQ(out.status().code(), StatusCode::kResourceExhausted);
+  EXPECT_EQ(engine->kv_cache().num_free_blocks(), 1);
+  EXPECT_FALSE(engine->kv_cache().Has(3));
   // Sequence 1 still decodes correctly after the refusal.
   EXPECT_TRUE(engine->Step({SequenceStep{1, {9}, 8}}).ok());
 }
