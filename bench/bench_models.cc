@@ -12,6 +12,7 @@
 #include <sstream>
 #include <vector>
 
+#include "frontends/family.h"
 #include "ir/dtype.h"
 #include "support/half.h"
 
@@ -22,58 +23,11 @@
 namespace moegraph::bench {
 namespace {
 
-enum class Init { kEmbedding, kLinear, kNorm };
-
-struct TensorSpec {
-  std::string name;
-  std::vector<int64_t> shape;
-  Init init;
-  int64_t numel() const {
-    int64_t n = 1;
-    for (int64_t d : shape)
-      n *= d;
-    return n;
-  }
-};
-
-// Every tensor of the checkpoint, in Hugging Face names and file order.
-std::vector<TensorSpec> ListTensors(const Qwen3MoeConfig& c) {
-  const int64_t hidden = c.hidden_size;
-  const int64_t q_dim = c.num_attention_heads * c.head_dim;
-  const int64_t kv_dim = c.num_key_value_heads * c.head_dim;
-  std::vector<TensorSpec> t;
-  t.push_back({"model.embed_tokens.weight", {c.vocab_size, hidden}, Init::kEmbedding});
-  for (int64_t layer = 0; layer < c.num_hidden_layers; ++layer) {
-    const std::string p = "model.layers." + std::to_string(layer) + ".";
-    t.push_back({p + "input_layernorm.weight", {hidden}, Init::kNorm});
-    t.push_back({p + "post_attention_layernorm.weight", {hidden}, Init::kNorm});
-    t.push_back({p + "self_attn.q_proj.weight", {q_dim, hidden}, Init::kLinear});
-    t.push_back({p + "self_attn.k_proj.weight", {kv_dim, hidden}, Init::kLinear});
-    t.push_back({p + "self_attn.v_proj.weight", {kv_dim, hidden}, Init::kLinear});
-    t.push_back({p + "self_attn.o_proj.weight", {hidden, q_dim}, Init::kLinear});
-    t.push_back({p + "self_attn.q_norm.weight", {c.head_dim}, Init::kNorm});
-    t.push_back({p + "self_attn.k_norm.weight", {c.head_dim}, Init::kNorm});
-    if (c.IsMoeLayer(layer)) {
-      const int64_t inter = c.moe_intermediate_size;
-      t.push_back({p + "mlp.gate.weight", {c.num_experts, hidden}, Init::kLinear});
-      for (int64_t e = 0; e < c.num_experts; ++e) {
-        const std::string ep = p + "mlp.experts." + std::to_string(e) + ".";
-        t.push_back({ep + "gate_proj.weight", {inter, hidden}, Init::kLinear});
-        t.push_back({ep + "up_proj.weight", {inter, hidden}, Init::kLinear});
-        t.push_back({ep + "down_proj.weight", {hidden, inter}, Init::kLinear});
-      }
-    } else {
-      const int64_t inter = c.intermediate_size;
-      t.push_back({p + "mlp.gate_proj.weight", {inter, hidden}, Init::kLinear});
-      t.push_back({p + "mlp.up_proj.weight", {inter, hidden}, Init::kLinear});
-      t.push_back({p + "mlp.down_proj.weight", {hidden, inter}, Init::kLinear});
-    }
-  }
-  t.push_back({"model.norm.weight", {hidden}, Init::kNorm});
-  if (!c.tie_word_embeddings) {
-    t.push_back({"lm_head.weight", {c.vocab_size, hidden}, Init::kLinear});
-  }
-  return t;
+// Every tensor of the checkpoint, in Hugging Face names and file order: the family's weight
+// list (frontends/family.h), the same one the demo model is written from.
+std::vector<WeightSpec> ListTensors(const Qwen3MoeConfig& c) {
+  StatusOr<const ModelFamily*> family = FindModelFamily(c.architecture);
+  return family.ok() ? (*family)->weight_list(c) : std::vector<WeightSpec>{};
 }
 
 DType CheckpointDType(const Qwen3MoeConfig& c) {
@@ -128,10 +82,11 @@ std::string ReadText(const std::string& path) {
 Status WriteCheckpoint(const Qwen3MoeConfig& config, const std::string& path, uint64_t seed) {
   const DType dtype = CheckpointDType(config);
   const size_t elem_bytes = DTypeBytes(dtype);
-  const std::vector<TensorSpec> tensors = ListTensors(config);
+  MG_ASSIGN_OR_RETURN(const ModelFamily* family, FindModelFamily(config.architecture));
+  const std::vector<WeightSpec> tensors = family->weight_list(config);
   std::string header = "{\"__metadata__\":{\"format\":\"pt\"}";
   uint64_t offset = 0;
-  for (const TensorSpec& t : tensors) {
+  for (const WeightSpec& t : tensors) {
     std::string shape;
     for (int64_t d : t.shape)
       shape += (shape.empty() ? "" : ",") + std::to_string(d);
@@ -154,14 +109,15 @@ Status WriteCheckpoint(const Qwen3MoeConfig& config, const std::string& path, ui
   constexpr int64_t kBlockChunks = 512;
   std::vector<float> values(kBlockChunks * kChunk);
   std::vector<uint16_t> halves(kBlockChunks * kChunk);
-  for (const TensorSpec& t : tensors) {
+  for (const WeightSpec& t : tensors) {
     if (!ok) break;
     const int64_t fan_in = t.shape.back();
-    const float offset_value = t.init == Init::kNorm ? 1.0f : 0.0f;
+    const float offset_value = t.init == WeightInit::kNorm ? 1.0f : 0.0f;
     // Uniform[-a, a) has standard deviation a / sqrt(3).
-    const float scale = t.init == Init::kNorm     ? 0.1f * std::sqrt(3.0f)
-                        : t.init == Init::kLinear ? std::sqrt(3.0f / static_cast<float>(fan_in))
-                                                  : std::sqrt(3.0f);
+    const float scale = t.init == WeightInit::kNorm ? 0.1f * std::sqrt(3.0f)
+                        : t.init == WeightInit::kLinear
+                            ? std::sqrt(3.0f / static_cast<float>(fan_in))
+                            : std::sqrt(3.0f);
     const uint64_t tensor_seed = HashName(t.name, seed);
     const int64_t numel = t.numel();
     for (int64_t block = 0; block < numel && ok; block += kBlockChunks * kChunk) {
@@ -203,7 +159,7 @@ StatusOr<Qwen3MoeConfig> LoadBenchConfig(const std::string& name) {
 
 uint64_t CheckpointBytes(const Qwen3MoeConfig& config) {
   uint64_t elems = 0;
-  for (const TensorSpec& t : ListTensors(config))
+  for (const WeightSpec& t : ListTensors(config))
     elems += t.numel();
   return elems * DTypeBytes(CheckpointDType(config));
 }

@@ -7,6 +7,7 @@
 #include <filesystem>
 #include <system_error>
 
+#include "frontends/family.h"
 #include "support/half.h"
 #include "support/mapped_file.h"
 
@@ -60,19 +61,18 @@ class NormalStream {
   uint64_t state_;
 };
 
-enum class Init { kEmbedding, kLinear, kNorm };
-
-TensorToWrite MakeTensor(const std::string& name, std::vector<int64_t> shape, Init init,
+TensorToWrite MakeTensor(const std::string& name, std::vector<int64_t> shape, WeightInit init,
                          uint64_t seed, DType dtype) {
   if (dtype != DType::kF32 && dtype != DType::kF16 && dtype != DType::kBF16) dtype = DType::kF32;
   int64_t numel = 1;
   for (int64_t dim : shape)
     numel *= dim;
   // Linear weights are [out_features, in_features]; fan_in is the last dimension.
-  const double stddev = init == Init::kLinear ? 1.0 / std::sqrt(static_cast<double>(shape.back()))
-                        : init == Init::kNorm ? 0.1
-                                              : 1.0;
-  const double mean = init == Init::kNorm ? 1.0 : 0.0;
+  const double stddev = init == WeightInit::kLinear
+                            ? 1.0 / std::sqrt(static_cast<double>(shape.back()))
+                        : init == WeightInit::kNorm ? 0.1
+                                                    : 1.0;
+  const double mean = init == WeightInit::kNorm ? 1.0 : 0.0;
 
   TensorToWrite tensor{name, dtype, std::move(shape), {}};
   tensor.bytes.resize(static_cast<size_t>(numel) * DTypeBytes(dtype));
@@ -126,48 +126,20 @@ Qwen3MoeConfig DemoModelConfig() {
   return config;
 }
 
+std::vector<TensorToWrite> MakeRandomWeights(const std::vector<WeightSpec>& weights, uint64_t seed,
+                                             DType dtype) {
+  std::vector<TensorToWrite> tensors;
+  tensors.reserve(weights.size());
+  for (const WeightSpec& w : weights)
+    tensors.push_back(MakeTensor(w.name, w.shape, w.init, seed, dtype));
+  return tensors;
+}
+
 std::vector<TensorToWrite> MakeRandomQwen3MoeWeights(const Qwen3MoeConfig& config, uint64_t seed,
                                                      DType dtype) {
-  const int64_t hidden = config.hidden_size;
-  const int64_t q_dim = config.num_attention_heads * config.head_dim;
-  const int64_t kv_dim = config.num_key_value_heads * config.head_dim;
-  std::vector<TensorToWrite> weights;
-  auto add = [&](const std::string& name, std::vector<int64_t> shape, Init init) {
-    weights.push_back(MakeTensor(name, std::move(shape), init, seed, dtype));
-  };
-
-  add("model.embed_tokens.weight", {config.vocab_size, hidden}, Init::kEmbedding);
-  for (int64_t layer = 0; layer < config.num_hidden_layers; ++layer) {
-    const std::string prefix = "model.layers." + std::to_string(layer) + ".";
-    add(prefix + "input_layernorm.weight", {hidden}, Init::kNorm);
-    add(prefix + "post_attention_layernorm.weight", {hidden}, Init::kNorm);
-    add(prefix + "self_attn.q_proj.weight", {q_dim, hidden}, Init::kLinear);
-    add(prefix + "self_attn.k_proj.weight", {kv_dim, hidden}, Init::kLinear);
-    add(prefix + "self_attn.v_proj.weight", {kv_dim, hidden}, Init::kLinear);
-    add(prefix + "self_attn.o_proj.weight", {hidden, q_dim}, Init::kLinear);
-    add(prefix + "self_attn.q_norm.weight", {config.head_dim}, Init::kNorm);
-    add(prefix + "self_attn.k_norm.weight", {config.head_dim}, Init::kNorm);
-    if (config.IsMoeLayer(layer)) {
-      const int64_t moe = config.moe_intermediate_size;
-      add(prefix + "mlp.gate.weight", {config.num_experts, hidden}, Init::kLinear);
-      for (int64_t expert = 0; expert < config.num_experts; ++expert) {
-        const std::string expert_prefix = prefix + "mlp.experts." + std::to_string(expert) + ".";
-        add(expert_prefix + "gate_proj.weight", {moe, hidden}, Init::kLinear);
-        add(expert_prefix + "up_proj.weight", {moe, hidden}, Init::kLinear);
-        add(expert_prefix + "down_proj.weight", {hidden, moe}, Init::kLinear);
-      }
-    } else {
-      const int64_t dense = config.intermediate_size;
-      add(prefix + "mlp.gate_proj.weight", {dense, hidden}, Init::kLinear);
-      add(prefix + "mlp.up_proj.weight", {dense, hidden}, Init::kLinear);
-      add(prefix + "mlp.down_proj.weight", {hidden, dense}, Init::kLinear);
-    }
-  }
-  add("model.norm.weight", {hidden}, Init::kNorm);
-  if (!config.tie_word_embeddings) {
-    add("lm_head.weight", {config.vocab_size, hidden}, Init::kLinear);
-  }
-  return weights;
+  StatusOr<const ModelFamily*> family = FindModelFamily(config.architecture);
+  if (!family.ok()) return {};
+  return MakeRandomWeights((*family)->weight_list(config), seed, dtype);
 }
 
 Status WriteDemoModel(const std::string& dir, const DemoModelOptions& options) {

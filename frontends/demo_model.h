@@ -8,6 +8,7 @@
 
 #include "frontends/qwen3_moe_config.h"
 #include "frontends/safetensors.h"
+#include "frontends/weights.h"
 #include "ir/dtype.h"
 #include "support/status.h"
 
@@ -26,14 +27,20 @@ Qwen3MoeConfig DemoModelConfig();
 // Byte-identical output for the same options. InvalidArgument for a non-float dtype.
 Status WriteDemoModel(const std::string& dir, const DemoModelOptions& options = {});
 
-// Every weight of a Qwen3MoeForCausalLM with `config`, under Hugging Face's names and per-expert
-// layout, in `dtype` (kF32, kF16 or kBF16; anything else is written as kF32). Each tensor draws
-// from its own stream seeded by (seed, name), so the values of one tensor do not depend on
+// The tensors of `weights` (a family's weight list) in that order, in `dtype` (kF32, kF16 or
+// kBF16; anything else is written as kF32), filled as each spec's WeightInit says. Each tensor
+// draws from its own stream seeded by (seed, name), so the values of one tensor do not depend on
 // which others exist. Values: embeddings ~N(0, 1); linear weights ~N(0, 1) / sqrt(fan_in),
 // which keeps RMS-normed activations O(1) through every projection and gives logits of unit
 // scale; norm weights ~1 + 0.1 N(0, 1). "N" is an Irwin-Hall approximation computed with
 // integer sums and correctly rounded IEEE operations (no libm), so every platform produces the
 // same bits.
+std::vector<TensorToWrite> MakeRandomWeights(const std::vector<WeightSpec>& weights, uint64_t seed,
+                                             DType dtype);
+
+// MakeRandomWeights over the weight list of `config.architecture`'s family (empty for an
+// architecture without one): every weight of a Qwen3MoeForCausalLM under Hugging Face's names
+// and per-expert layout.
 std::vector<TensorToWrite> MakeRandomQwen3MoeWeights(const Qwen3MoeConfig& config, uint64_t seed,
                                                      DType dtype);
 

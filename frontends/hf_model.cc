@@ -4,7 +4,7 @@
 #include <filesystem>
 
 #include "frontends/demo_model.h"
-#include "frontends/qwen3_moe.h"
+#include "frontends/family.h"
 #include "support/json.h"
 #include "support/mapped_file.h"
 
@@ -12,7 +12,7 @@ namespace moegraph {
 
 PlanModelInfo HfModel::Info() const {
   PlanModelInfo info;
-  info.family = "qwen3_moe";
+  info.family = family;
   info.config_json = config_text;
   info.vocab_size = static_cast<int32_t>(config.vocab_size);
   info.num_layers = static_cast<int32_t>(config.num_hidden_layers);
@@ -31,10 +31,16 @@ StatusOr<HfModel> LoadHfModel(const std::string& dir) {
   }
   MG_ASSIGN_OR_RETURN(std::string text, ReadFileToString(config_path));
   MG_ASSIGN_OR_RETURN(JsonValue json, ParseJson(text, config_path));
-  MG_ASSIGN_OR_RETURN(Qwen3MoeConfig config, ParseQwen3MoeConfig(json, config_path));
+  MG_ASSIGN_OR_RETURN(const ModelFamily* family, FamilyForConfig(json, config_path));
+  MG_ASSIGN_OR_RETURN(Qwen3MoeConfig config, family->parse_config(json, config_path));
   MG_ASSIGN_OR_RETURN(Checkpoint checkpoint, Checkpoint::Open(dir));
-  MG_ASSIGN_OR_RETURN(Graph graph, BuildQwen3MoeGraph(config, checkpoint));
-  return HfModel{dir, std::move(text), std::move(config), std::move(checkpoint), std::move(graph)};
+  MG_ASSIGN_OR_RETURN(Graph graph, family->build_graph(config, checkpoint));
+  return HfModel{dir,
+                 std::string(family->name),
+                 std::move(text),
+                 std::move(config),
+                 std::move(checkpoint),
+                 std::move(graph)};
 }
 
 StatusOr<std::string> ResolveModelArgument(const std::string& model, const std::string& demo_dir) {

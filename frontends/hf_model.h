@@ -14,6 +14,7 @@ namespace moegraph {
 
 struct HfModel {
   std::string dir;
+  std::string family;       // ModelFamily::name ("qwen3_moe")
   std::string config_text;  // config.json verbatim
   Qwen3MoeConfig config;
   Checkpoint checkpoint;
@@ -23,8 +24,9 @@ struct HfModel {
   PlanModelInfo Info() const;
 };
 
-// Reads `dir`/config.json, dispatches on `architectures` (supported:
-// Qwen3MoeForCausalLM), opens the checkpoint and builds the generic graph.
+// Reads `dir`/config.json, dispatches on `architectures` through the family registry
+// (frontends/family.h; an unknown architecture is Unimplemented listing the supported ones),
+// opens the checkpoint and builds the generic graph.
 StatusOr<HfModel> LoadHfModel(const std::string& dir);
 
 // Resolves a MODEL argument of the tools: a directory, or the word "demo",

@@ -1,8 +1,12 @@
-// The Qwen3-MoE model definition (Qwen3MoeForCausalLM) as a generic graph.
+// The Qwen3-MoE family (Qwen3MoeForCausalLM): its graph, composed of the block library, and its
+// checkpoint's weight list.
 #pragma once
+
+#include <vector>
 
 #include "frontends/qwen3_moe_config.h"
 #include "frontends/safetensors.h"
+#include "frontends/weights.h"
 #include "ir/graph.h"
 #include "support/status.h"
 
@@ -13,5 +17,9 @@ namespace moegraph {
 // are typed from `checkpoint`; a missing tensor or a shape that disagrees with
 // the config is an error naming the tensor, the file and the expected shape.
 StatusOr<Graph> BuildQwen3MoeGraph(const Qwen3MoeConfig& config, const Checkpoint& checkpoint);
+
+// Every tensor of a Qwen3MoeForCausalLM checkpoint with `config`, in the published per-expert
+// layout and the order the demo and bench writers store them.
+std::vector<WeightSpec> Qwen3MoeWeightList(const Qwen3MoeConfig& config);
 
 }  // namespace moegraph

@@ -6,6 +6,8 @@
 #include <utility>
 #include <vector>
 
+#include "frontends/config_reader.h"
+#include "frontends/rope.h"
 #include "support/mapped_file.h"
 #include "support/strings.h"
 
@@ -13,93 +15,6 @@ namespace moegraph {
 namespace {
 
 constexpr const char* kArchitecture = "Qwen3MoeForCausalLM";
-
-// Typed field access with messages naming the file and the field. Optional fields keep their
-// default when absent or null (Hugging Face writes null for "use the default").
-class FieldReader {
- public:
-  FieldReader(const JsonValue& json, std::string_view source) : json_(json), source_(source) {}
-
-  Status Error(std::string_view field, const std::string& what) const {
-    return InvalidArgument(std::string(source_) + ": field \"" + std::string(field) + "\" " + what);
-  }
-  Status Unsupported(std::string_view field, const std::string& what) const {
-    return Unimplemented(std::string(source_) + ": field \"" + std::string(field) + "\" " + what);
-  }
-
-  const JsonValue* Get(std::string_view field) const {
-    const JsonValue* value = json_.Find(field);
-    return value == nullptr || value->is_null() ? nullptr : value;
-  }
-
-  Status RequiredInt(std::string_view field, int64_t& out) const {
-    if (Get(field) == nullptr) return Error(field, "is required (an integer)");
-    return OptionalInt(field, out);
-  }
-  Status OptionalInt(std::string_view field, int64_t& out) const {
-    const JsonValue* value = Get(field);
-    if (value == nullptr) return Status::Ok();
-    if (!value->is_int())
-      return Error(field, std::string("must be an integer, found ") + value->DescribeKind());
-    out = value->as_int();
-    return Status::Ok();
-  }
-  Status OptionalDouble(std::string_view field, double& out) const {
-    const JsonValue* value = Get(field);
-    if (value == nullptr) return Status::Ok();
-    if (!value->is_number())
-      return Error(field, std::string("must be a number, found ") + value->DescribeKind());
-    out = value->as_double();
-    return Status::Ok();
-  }
-  Status OptionalBool(std::string_view field, bool& out) const {
-    const JsonValue* value = Get(field);
-    if (value == nullptr) return Status::Ok();
-    if (!value->is_bool())
-      return Error(field, std::string("must be true or false, found ") + value->DescribeKind());
-    out = value->as_bool();
-    return Status::Ok();
-  }
-  Status OptionalString(std::string_view field, std::string& out) const {
-    const JsonValue* value = Get(field);
-    if (value == nullptr) return Status::Ok();
-    if (!value->is_string())
-      return Error(field, std::string("must be a string, found ") + value->DescribeKind());
-    out = value->as_string();
-    return Status::Ok();
-  }
-
- private:
-  const JsonValue& json_;
-  std::string_view source_;
-};
-
-// RoPE parameters, either as `rope_scaling` (transformers 4.x) or `rope_parameters` (5.x): only
-// the unscaled "default" type is supported. Takes rope_theta from `rope_parameters` if there.
-Status ParseRope(const FieldReader& reader, std::string_view field, double& rope_theta) {
-  const JsonValue* rope = reader.Get(field);
-  if (rope == nullptr) return Status::Ok();
-  if (!rope->is_object()) {
-    return reader.Error(field,
-                        std::string("must be null or an object, found ") + rope->DescribeKind());
-  }
-  const JsonValue* type = rope->Find("rope_type");
-  if (type == nullptr) type = rope->Find("type");
-  if (type == nullptr || !type->is_string() || type->as_string() != "default") {
-    return reader.Unsupported(field, "has RoPE scaling " + rope->Dump() +
-                                         "; only unscaled RoPE (null or rope_type \"default\") "
-                                         "is supported");
-  }
-  const JsonValue* theta = rope->Find("rope_theta");
-  if (theta != nullptr) {
-    if (!theta->is_number()) {
-      return reader.Error(
-          field, std::string("rope_theta must be a number, found ") + theta->DescribeKind());
-    }
-    rope_theta = theta->as_double();
-  }
-  return Status::Ok();
-}
 
 }  // namespace
 
@@ -274,8 +189,26 @@ StatusOr<Qwen3MoeConfig> ParseQwen3MoeConfig(const JsonValue& json, std::string_
     return reader.Error("rms_norm_eps",
                         "must be positive, got " + JsonValue::Double(config.rms_norm_eps).Dump());
   }
-  MG_RETURN_IF_ERROR(ParseRope(reader, "rope_scaling", config.rope_theta));
-  MG_RETURN_IF_ERROR(ParseRope(reader, "rope_parameters", config.rope_theta));
+  // The rope op takes only theta: a scaled or partial RoPE is parsed (so its fields are
+  // checked) and refused rather than run unscaled.
+  std::string rope_field;
+  MG_ASSIGN_OR_RETURN(
+      RopeParameters rope,
+      ParseRopeParameters(reader, config.rope_theta, config.max_position_embeddings, &rope_field));
+  if (rope.type != RopeType::kDefault) {
+    return reader.Unsupported(rope_field, std::string("has rope_type \"") +
+                                              RopeTypeName(rope.type) + "\" (" +
+                                              reader.Get(rope_field)->Dump() +
+                                              "); the rope op takes only theta, so only unscaled "
+                                              "RoPE (null or rope_type \"default\") runs today");
+  }
+  if (rope.partial_rotary_factor != 1.0) {
+    return reader.Unsupported("partial_rotary_factor",
+                              "is " + JsonValue::Double(rope.partial_rotary_factor).Dump() +
+                                  "; the rope op rotates the whole head (partial rotary is not "
+                                  "supported yet)");
+  }
+  config.rope_theta = rope.theta;
   if (!(config.rope_theta > 0)) {
     return reader.Error("rope_theta",
                         "must be positive, got " + JsonValue::Double(config.rope_theta).Dump());

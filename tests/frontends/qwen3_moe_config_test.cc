@@ -218,10 +218,41 @@ TEST(Qwen3MoeConfigTest, RejectsBadValuesNamingFileAndField) {
        "supported"},
       {"rope_scaling", JsonValue::MakeObject({{"rope_type", s("yarn")}, {"factor", d(4.0)}}),
        kUnimplemented,
-       "config.json: field \"rope_scaling\" has RoPE scaling {\"rope_type\":\"yarn\",\"factor\":"
-       "4.0}; only unscaled RoPE (null or rope_type \"default\") is supported"},
+       "config.json: field \"rope_scaling\" has rope_type \"yarn\" ({\"rope_type\":\"yarn\","
+       "\"factor\":4.0}); the rope op takes only theta, so only unscaled RoPE (null or rope_type "
+       "\"default\") runs today"},
       {"rope_scaling", s("linear"), kInvalid,
        "config.json: field \"rope_scaling\" must be null or an object, found a string"},
+      // Every scaling type is parsed, then refused: the rope op cannot run it yet.
+      {"rope_parameters", JsonValue::MakeObject({{"rope_type", s("linear")}, {"factor", d(2.0)}}),
+       kUnimplemented,
+       "config.json: field \"rope_parameters\" has rope_type \"linear\" ({\"rope_type\":"
+       "\"linear\",\"factor\":2.0}); the rope op takes only theta, so only unscaled RoPE (null "
+       "or rope_type \"default\") runs today"},
+      {"rope_scaling", JsonValue::MakeObject({{"type", s("dynamic")}, {"factor", d(2.0)}}),
+       kUnimplemented,
+       "config.json: field \"rope_scaling\" has rope_type \"dynamic\" ({\"type\":\"dynamic\","
+       "\"factor\":2.0}); the rope op takes only theta, so only unscaled RoPE (null or rope_type "
+       "\"default\") runs today"},
+      {"rope_scaling",
+       JsonValue::MakeObject({{"rope_type", s("llama3")},
+                              {"factor", d(8.0)},
+                              {"low_freq_factor", d(1.0)},
+                              {"high_freq_factor", d(4.0)}}),
+       kUnimplemented,
+       "config.json: field \"rope_scaling\" has rope_type \"llama3\" ({\"rope_type\":\"llama3\","
+       "\"factor\":8.0,\"low_freq_factor\":1.0,\"high_freq_factor\":4.0}); the rope op takes "
+       "only theta, so only unscaled RoPE (null or rope_type \"default\") runs today"},
+      {"rope_scaling", JsonValue::MakeObject({{"rope_type", s("longrope")}}), kUnimplemented,
+       "config.json: field \"rope_scaling\" has rope_type \"longrope\"; supported: default, "
+       "linear, dynamic, yarn, llama3"},
+      {"rope_scaling", JsonValue::MakeObject({{"rope_type", s("linear")}}), kInvalid,
+       "config.json: field \"rope_scaling\" rope_type \"linear\" needs a factor"},
+      {"rope_scaling", JsonValue::MakeObject({{"rope_type", s("linear")}, {"factor", d(0.5)}}),
+       kInvalid, "config.json: field \"rope_scaling\" factor must be >= 1, got 0.5"},
+      {"partial_rotary_factor", d(0.5), kUnimplemented,
+       "config.json: field \"partial_rotary_factor\" is 0.5; the rope op rotates the whole head "
+       "(partial rotary is not supported yet)"},
   };
   for (const BadCase& c : cases) {
     StatusOr<Qwen3MoeConfig> config =

@@ -1,0 +1,198 @@
+// Attention, MLP and MoE blocks.
+#include "frontends/blocks.h"
+
+#include <cmath>
+
+namespace moegraph {
+namespace {
+
+// An option whose op does not exist yet: the message names the option and what it waits for.
+Status NeedsOp(const std::string& block, const std::string& option, const std::string& needs) {
+  return Unimplemented(block + ": option " + option + " is not supported yet: " + needs);
+}
+
+constexpr const char* kBiasOp = "needs a bias-add op (issue 11)";
+
+}  // namespace
+
+const char* ActivationName(Activation activation) {
+  switch (activation) {
+    case Activation::kSilu:
+      return "silu";
+    case Activation::kGeluTanh:
+      return "gelu_pytorch_tanh";
+    case Activation::kClampedSwiglu:
+      return "clamped_swiglu";
+  }
+  return "?";
+}
+
+const char* RouterKindName(RouterKind kind) {
+  switch (kind) {
+    case RouterKind::kSoftmaxTopK:
+      return "softmax_topk";
+    case RouterKind::kSigmoidTopK:
+      return "sigmoid_topk";
+    case RouterKind::kGroupedTopK:
+      return "grouped_topk";
+  }
+  return "?";
+}
+
+// ---- Attention ---------------------------------------------------------------
+
+Status CheckAttentionOptions(const AttentionOptions& o) {
+  const std::string block = "attention (layer " + std::to_string(o.layer) + ")";
+  if (o.num_heads <= 0 || o.num_kv_heads <= 0 || o.head_dim <= 0 ||
+      o.num_heads % o.num_kv_heads != 0) {
+    return InvalidArgument(block + ": num_heads (" + std::to_string(o.num_heads) +
+                           ") must be a positive multiple of num_kv_heads (" +
+                           std::to_string(o.num_kv_heads) + ") and head_dim (" +
+                           std::to_string(o.head_dim) + ") positive");
+  }
+  if (o.mla) {
+    return NeedsOp(block, "mla",
+                   "multi-head latent attention needs compressed-KV projection and latent "
+                   "attention ops and an MLA KV-cache layout (the DeepSeek family issue)");
+  }
+  if (o.qkv_bias) return NeedsOp(block, "qkv_bias", std::string("attention bias ") + kBiasOp);
+  if (o.o_bias) return NeedsOp(block, "o_bias", std::string("attention bias ") + kBiasOp);
+  if (o.sinks) {
+    return NeedsOp(block, "sinks",
+                   "attention sinks need a sinks operand on the attention op (the GPT-OSS "
+                   "family issue)");
+  }
+  if (o.sliding_window > 0) {
+    return NeedsOp(block, "sliding_window = " + std::to_string(o.sliding_window),
+                   "sliding-window attention needs a window attribute on the attention op and "
+                   "a windowed KV cache (the GPT-OSS / Gemma family issue)");
+  }
+  if (o.rope.partial_rotary_factor != 1.0) {
+    return NeedsOp(block,
+                   "rope.partial_rotary_factor = " + std::to_string(o.rope.partial_rotary_factor),
+                   "partial rotary needs a rotary_dim attribute on the rope op");
+  }
+  if (o.rope.type != RopeType::kDefault) {
+    return NeedsOp(block, std::string("rope.type = ") + RopeTypeName(o.rope.type),
+                   "the rope op takes only theta; scaled RoPE needs it to take inv_freq and an "
+                   "attention factor (ComputeRopeFrequencies has the math)");
+  }
+  return Status::Ok();
+}
+
+StatusOr<ValueId> BuildAttention(GraphBuilder& b, const AttentionOptions& o,
+                                 const AttentionWeights& w, ValueId x, const std::string& l) {
+  MG_RETURN_IF_ERROR(CheckAttentionOptions(o));
+  if (o.qk_norm != (w.q_norm != kNoValue && w.k_norm != kNoValue)) {
+    return InvalidArgument("attention (layer " + std::to_string(o.layer) +
+                           "): qk_norm and the q/k norm weights disagree");
+  }
+  const ValueId meta = b.meta();
+  const AttrMap eps = {{"eps", o.norm_eps}};
+  ValueId q = b.Add1("linear", {x, w.q}, {}, l + "q");
+  ValueId k = b.Add1("linear", {x, w.k}, {}, l + "k");
+  ValueId v = b.Add1("linear", {x, w.v}, {}, l + "v");
+  if (o.qk_norm) {
+    q = b.Add1("rms_norm", {q, w.q_norm}, eps, l + "q_norm");
+    k = b.Add1("rms_norm", {k, w.k_norm}, eps, l + "k_norm");
+  }
+  const AttrMap rope = {{"head_dim", o.head_dim}, {"theta", o.rope.theta}};
+  q = b.Add1("rope", {meta, q}, rope, l + "q_rope");
+  k = b.Add1("rope", {meta, k}, rope, l + "k_rope");
+  const double scale = o.scale != 0 ? o.scale : 1.0 / std::sqrt(static_cast<double>(o.head_dim));
+  ValueId attn = b.Add1("attention", {meta, q, k, v},
+                        {{"layer", o.layer},
+                         {"num_heads", o.num_heads},
+                         {"num_kv_heads", o.num_kv_heads},
+                         {"head_dim", o.head_dim},
+                         {"scale", scale}},
+                        l + "attn");
+  return b.Add1("linear", {attn, w.o}, {}, l + "o");
+}
+
+// ---- MLP ---------------------------------------------------------------------
+
+Status CheckMlpOptions(const MlpOptions& o, const std::string& what) {
+  if (o.activation == Activation::kGeluTanh) {
+    return NeedsOp(what, "activation = gelu_pytorch_tanh",
+                   "GeGLU needs a gelu_tanh_mul op (the Gemma family issue)");
+  }
+  if (o.activation == Activation::kClampedSwiglu) {
+    return NeedsOp(what, "activation = clamped_swiglu",
+                   "clamped SwiGLU needs a clamped_swiglu op with alpha and limit (the GPT-OSS "
+                   "family issue)");
+  }
+  if (!o.gated) {
+    return NeedsOp(what, "gated = false", "an ungated MLP needs an elementwise activation op");
+  }
+  if (o.bias) return NeedsOp(what, "bias", std::string("MLP bias ") + kBiasOp);
+  return Status::Ok();
+}
+
+StatusOr<ValueId> BuildMlp(GraphBuilder& b, const MlpOptions& o, const MlpWeights& w, ValueId x,
+                           const std::string& name) {
+  MG_RETURN_IF_ERROR(CheckMlpOptions(o, "MLP '" + name + "'"));
+  return b.Add1("mlp", {b.meta(), x, w.gate, w.up, w.down}, {}, name);
+}
+
+// ---- MoE ---------------------------------------------------------------------
+
+Status CheckMoeOptions(const MoeOptions& o) {
+  const std::string block = "MoE";
+  if (o.num_experts <= 0 || o.top_k < 1 || o.top_k > o.num_experts) {
+    return InvalidArgument(block + ": top_k (" + std::to_string(o.top_k) + ") must be in [1, " +
+                           "num_experts = " + std::to_string(o.num_experts) + "]");
+  }
+  if (o.router == RouterKind::kSigmoidTopK) {
+    return NeedsOp(block, "router = sigmoid_topk",
+                   "sigmoid routing needs a sigmoid mode on topk_route (the Llama 4 family "
+                   "issue)");
+  }
+  if (o.router == RouterKind::kGroupedTopK) {
+    return NeedsOp(block,
+                   "router = grouped_topk (num_groups = " + std::to_string(o.num_groups) +
+                       ", top_k_groups = " + std::to_string(o.top_k_groups) + ")",
+                   "grouped top-k needs a grouped mode on topk_route (the DeepSeek V3 family "
+                   "issue)");
+  }
+  if (o.score_correction_bias) {
+    return NeedsOp(block, "score_correction_bias",
+                   "the score-correction bias needs a bias operand on topk_route (the DeepSeek "
+                   "V3 family issue)");
+  }
+  if (o.routed_scaling_factor != 1.0) {
+    return NeedsOp(block, "routed_scaling_factor = " + std::to_string(o.routed_scaling_factor),
+                   "a routed scaling factor needs a scale attribute on moe/topk_route (the "
+                   "DeepSeek V3 family issue)");
+  }
+  if (o.router_bias) return NeedsOp(block, "router_bias", std::string("router bias ") + kBiasOp);
+  if (o.expert_bias) {
+    return NeedsOp(block, "expert_bias",
+                   "expert biases need bias operands on the grouped GEMMs (the GPT-OSS family "
+                   "issue)");
+  }
+  MG_RETURN_IF_ERROR(CheckMlpOptions(o.expert_mlp, "MoE experts"));
+  if (o.shared_expert) MG_RETURN_IF_ERROR(CheckMlpOptions(o.shared_mlp, "MoE shared expert"));
+  if (o.shared_expert_gate) {
+    if (!o.shared_expert) return InvalidArgument("MoE: shared_expert_gate without shared_expert");
+    return NeedsOp(block, "shared_expert_gate",
+                   "the sigmoid shared-expert gate needs a sigmoid_mul op (the Qwen2-MoE family "
+                   "issue)");
+  }
+  return Status::Ok();
+}
+
+StatusOr<ValueId> BuildMoe(GraphBuilder& b, const MoeOptions& o, const MoeWeights& w, ValueId x,
+                           const std::string& name) {
+  MG_RETURN_IF_ERROR(CheckMoeOptions(o));
+  ValueId routed = b.Add1(
+      "moe", {b.meta(), x, w.router, w.gate, w.up, w.down},
+      {{"top_k", o.top_k}, {"norm_topk_prob", static_cast<int64_t>(o.norm_topk_prob ? 1 : 0)}},
+      name);
+  if (!o.shared_expert) return routed;
+  // The shared expert is an ordinary MLP and takes %meta like every other one.
+  MG_ASSIGN_OR_RETURN(ValueId shared, BuildMlp(b, o.shared_mlp, w.shared, x, name + ".shared"));
+  return b.Add1("add", {routed, shared}, {}, name + ".sum");
+}
+
+}  // namespace moegraph

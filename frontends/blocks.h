@@ -1,0 +1,125 @@
+// The frontend block library: builders a family file composes (in the spirit of llama.cpp's
+// build_attn / build_ffn / build_moe_ffn). A variant is an option of one block, not a copy of
+// it. Each options struct names every variant real checkpoints use; an option that needs an op
+// the registry does not have yet is rejected with Unimplemented naming the option and the op it
+// waits for, never ignored. Blocks take resolved weights (see WeightLoader), so a family file
+// decides the checkpoint names and the order weights appear in the graph.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include "frontends/builder.h"
+#include "frontends/rope.h"
+#include "support/status.h"
+
+namespace moegraph {
+
+// ---- Attention ---------------------------------------------------------------
+
+// GQA (1 < num_heads / num_kv_heads < num_heads), MQA (num_kv_heads = 1) or MHA
+// (num_kv_heads = num_heads), over the paged KV cache of `layer`.
+struct AttentionOptions {
+  int64_t layer = 0;
+  int64_t num_heads = 0;
+  int64_t num_kv_heads = 0;
+  int64_t head_dim = 0;
+  double scale = 0;            // softmax scale; 0 means 1 / sqrt(head_dim)
+  bool qk_norm = false;        // RMSNorm over each head of q and k before RoPE (Qwen3)
+  double norm_eps = 1e-6;      // of the q/k norms
+  RopeParameters rope;         // type "default" only, until the rope op takes inv_freq
+  bool qkv_bias = false;       // Unimplemented: needs a bias-add op
+  bool o_bias = false;         // Unimplemented: needs a bias-add op
+  bool sinks = false;          // Unimplemented: per-head attention sinks (GPT-OSS)
+  int64_t sliding_window = 0;  // Unimplemented when > 0: windowed attention
+  bool mla = false;            // Unimplemented: multi-head latent attention (DeepSeek V2/V3)
+};
+
+// Weights of one attention block; the optional ones are kNoValue when absent.
+struct AttentionWeights {
+  ValueId q = kNoValue;       // [num_heads * head_dim, hidden]
+  ValueId k = kNoValue;       // [num_kv_heads * head_dim, hidden]
+  ValueId v = kNoValue;       // [num_kv_heads * head_dim, hidden]
+  ValueId o = kNoValue;       // [hidden, num_heads * head_dim]
+  ValueId q_norm = kNoValue;  // [head_dim], with qk_norm
+  ValueId k_norm = kNoValue;  // [head_dim], with qk_norm
+};
+
+// Ok, or Unimplemented / InvalidArgument naming the first option the engine cannot build.
+Status CheckAttentionOptions(const AttentionOptions& options);
+
+// x [T, hidden] -> [T, hidden]: q/k/v projections, optional q/k norm, RoPE, attention, o
+// projection. Value names are `name` + ".q", ".k", ... (`name` like "l3.").
+StatusOr<ValueId> BuildAttention(GraphBuilder& b, const AttentionOptions& options,
+                                 const AttentionWeights& weights, ValueId x,
+                                 const std::string& name);
+
+// ---- MLP ---------------------------------------------------------------------
+
+enum class Activation {
+  kSilu,           // SwiGLU: silu(gate x) * up x
+  kGeluTanh,       // Unimplemented: GeGLU with tanh-approximated GELU (Gemma)
+  kClampedSwiglu,  // Unimplemented: clamped SwiGLU with alpha and limit (GPT-OSS)
+};
+const char* ActivationName(Activation activation);
+
+struct MlpOptions {
+  Activation activation = Activation::kSilu;
+  bool gated = true;  // false (up, activation, down): Unimplemented, needs an activation op
+  bool bias = false;  // Unimplemented: needs a bias-add op
+};
+
+struct MlpWeights {
+  ValueId gate = kNoValue;  // [I, H]
+  ValueId up = kNoValue;    // [I, H]
+  ValueId down = kNoValue;  // [H, I]
+};
+
+Status CheckMlpOptions(const MlpOptions& options, const std::string& what = "MLP");
+
+// x [T, H] -> [T, H]: a dense MLP (a dense layer or a shared expert). It always takes %meta.
+StatusOr<ValueId> BuildMlp(GraphBuilder& b, const MlpOptions& options, const MlpWeights& weights,
+                           ValueId x, const std::string& name);
+
+// ---- MoE ---------------------------------------------------------------------
+
+enum class RouterKind {
+  kSoftmaxTopK,  // softmax over all experts, then top-k (Qwen-MoE, Mixtral)
+  kSigmoidTopK,  // Unimplemented: sigmoid scores, top-k (Llama 4)
+  kGroupedTopK,  // Unimplemented: sigmoid + score-correction bias, top groups then top-k (DSV3)
+};
+const char* RouterKindName(RouterKind kind);
+
+struct MoeOptions {
+  int64_t num_experts = 0;
+  int64_t top_k = 0;
+  bool norm_topk_prob = false;  // renormalize the top-k weights to sum to 1
+  RouterKind router = RouterKind::kSoftmaxTopK;
+  int64_t num_groups = 1;              // grouped top-k: expert groups (n_group)
+  int64_t top_k_groups = 1;            // grouped top-k: groups kept (topk_group)
+  bool score_correction_bias = false;  // Unimplemented: e_score_correction_bias (DSV3)
+  double routed_scaling_factor = 1.0;  // Unimplemented when != 1
+  bool router_bias = false;            // Unimplemented: bias on the router GEMM (GPT-OSS)
+  bool expert_bias = false;            // Unimplemented: biases on the expert GEMMs (GPT-OSS)
+  MlpOptions expert_mlp;               // the experts' activation (SiLU only today)
+  bool shared_expert = false;          // an always-on dense MLP added to the routed output
+  MlpOptions shared_mlp;               // the shared expert's MLP
+  bool shared_expert_gate = false;     // Unimplemented: sigmoid(x @ gate^T) * shared (Qwen2-MoE)
+};
+
+struct MoeWeights {
+  ValueId router = kNoValue;  // [E, H]
+  ValueId gate = kNoValue;    // [E, I, H] stacked
+  ValueId up = kNoValue;      // [E, I, H] stacked
+  ValueId down = kNoValue;    // [E, H, I] stacked
+  MlpWeights shared;          // with shared_expert
+};
+
+Status CheckMoeOptions(const MoeOptions& options);
+
+// x [T, H] -> [T, H]: routed experts (one `moe` op, lowered per key by moe-lower), plus the
+// shared expert's MLP when there is one; both take %meta.
+StatusOr<ValueId> BuildMoe(GraphBuilder& b, const MoeOptions& options, const MoeWeights& weights,
+                           ValueId x, const std::string& name);
+
+}  // namespace moegraph

@@ -1,0 +1,60 @@
+// FieldReader implementation.
+#include "frontends/config_reader.h"
+
+namespace moegraph {
+
+Status FieldReader::Error(std::string_view field, const std::string& what) const {
+  return InvalidArgument(std::string(source_) + ": field \"" + std::string(field) + "\" " + what);
+}
+
+Status FieldReader::Unsupported(std::string_view field, const std::string& what) const {
+  return Unimplemented(std::string(source_) + ": field \"" + std::string(field) + "\" " + what);
+}
+
+const JsonValue* FieldReader::Get(std::string_view field) const {
+  const JsonValue* value = json_.Find(field);
+  return value == nullptr || value->is_null() ? nullptr : value;
+}
+
+Status FieldReader::RequiredInt(std::string_view field, int64_t& out) const {
+  if (Get(field) == nullptr) return Error(field, "is required (an integer)");
+  return OptionalInt(field, out);
+}
+
+Status FieldReader::OptionalInt(std::string_view field, int64_t& out) const {
+  const JsonValue* value = Get(field);
+  if (value == nullptr) return Status::Ok();
+  if (!value->is_int())
+    return Error(field, std::string("must be an integer, found ") + value->DescribeKind());
+  out = value->as_int();
+  return Status::Ok();
+}
+
+Status FieldReader::OptionalDouble(std::string_view field, double& out) const {
+  const JsonValue* value = Get(field);
+  if (value == nullptr) return Status::Ok();
+  if (!value->is_number())
+    return Error(field, std::string("must be a number, found ") + value->DescribeKind());
+  out = value->as_double();
+  return Status::Ok();
+}
+
+Status FieldReader::OptionalBool(std::string_view field, bool& out) const {
+  const JsonValue* value = Get(field);
+  if (value == nullptr) return Status::Ok();
+  if (!value->is_bool())
+    return Error(field, std::string("must be true or false, found ") + value->DescribeKind());
+  out = value->as_bool();
+  return Status::Ok();
+}
+
+Status FieldReader::OptionalString(std::string_view field, std::string& out) const {
+  const JsonValue* value = Get(field);
+  if (value == nullptr) return Status::Ok();
+  if (!value->is_string())
+    return Error(field, std::string("must be a string, found ") + value->DescribeKind());
+  out = value->as_string();
+  return Status::Ok();
+}
+
+}  // namespace moegraph

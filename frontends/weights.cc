@@ -1,0 +1,91 @@
+// WeightLoader: checkpoint lookups with shape and dtype checks.
+#include "frontends/weights.h"
+
+#include "support/strings.h"
+
+namespace moegraph {
+namespace {
+
+Type StaticTensor(DType dtype, const std::vector<int64_t>& shape) {
+  std::vector<Dim> dims;
+  for (int64_t d : shape)
+    dims.push_back(Dim::Static(d));
+  return Type::Tensor(dtype, std::move(dims));
+}
+
+}  // namespace
+
+StatusOr<const SafetensorsTensor*> WeightLoader::Lookup(const std::string& name,
+                                                        const std::vector<int64_t>& shape) const {
+  MG_ASSIGN_OR_RETURN(const SafetensorsTensor* t, ckpt_.Get(name));
+  if (t->shape != shape) {
+    return InvalidArgument(ckpt_.FileOf(name) + ": tensor '" + name + "' has shape " +
+                           ShapeString(t->shape) + " but config.json implies " +
+                           ShapeString(shape));
+  }
+  if (t->dtype != DType::kF32 && t->dtype != DType::kBF16 && t->dtype != DType::kF16) {
+    return Unimplemented(ckpt_.FileOf(name) + ": tensor '" + name + "' has dtype " +
+                         DTypeSafetensorsName(t->dtype) + "; supported: F32, BF16, F16");
+  }
+  return t;
+}
+
+StatusOr<ValueId> WeightLoader::Plain(const std::string& name, const std::vector<int64_t>& shape) {
+  MG_ASSIGN_OR_RETURN(const SafetensorsTensor* t, Lookup(name, shape));
+  return b_.Weight(name, StaticTensor(t->dtype, shape));
+}
+
+StatusOr<ValueId> WeightLoader::Stacked(const std::string& pattern, int64_t num_experts,
+                                        const std::vector<int64_t>& shape) {
+  MG_ASSIGN_OR_RETURN(const SafetensorsTensor* first, Lookup(ExpandExpertName(pattern, 0), shape));
+  for (int64_t i = 1; i < num_experts; ++i) {
+    const std::string name = ExpandExpertName(pattern, i);
+    MG_ASSIGN_OR_RETURN(const SafetensorsTensor* t, Lookup(name, shape));
+    if (t->dtype != first->dtype) {
+      return InvalidArgument(ckpt_.FileOf(name) + ": tensor '" + name + "' is " +
+                             DTypeSafetensorsName(t->dtype) + " but expert 0 is " +
+                             DTypeSafetensorsName(first->dtype) +
+                             "; all experts of a layer must share a dtype");
+    }
+  }
+  std::vector<int64_t> stacked = {num_experts};
+  stacked.insert(stacked.end(), shape.begin(), shape.end());
+  return b_.Weight(pattern, StaticTensor(first->dtype, stacked), {{"experts", num_experts}});
+}
+
+StatusOr<ValueId> WeightLoader::FusedRows(const std::string& name,
+                                          const std::vector<int64_t>& stored, int64_t row_offset,
+                                          int64_t rows) {
+  MG_ASSIGN_OR_RETURN(const SafetensorsTensor* t, Lookup(name, stored));
+  if (stored.size() != 3 || row_offset < 0 || rows <= 0 || row_offset + rows > stored[1]) {
+    return InvalidArgument(ckpt_.FileOf(name) + ": tensor '" + name + "' " + ShapeString(stored) +
+                           ": rows [" + std::to_string(row_offset) + ", " +
+                           std::to_string(row_offset + rows) +
+                           ") are not inside its second dimension");
+  }
+  AttrMap attrs = {{"experts", stored[0]}};
+  if (row_offset != 0) attrs["row_offset"] = row_offset;
+  return b_.Weight(name, StaticTensor(t->dtype, {stored[0], rows, stored[2]}), std::move(attrs));
+}
+
+StatusOr<ExpertWeights> WeightLoader::Experts(const std::string& prefix, int64_t num_experts,
+                                              int64_t intermediate, int64_t hidden) {
+  const int64_t e = num_experts, inter = intermediate;
+  ExpertWeights w;
+  if (!Has(prefix + "experts.0.gate_proj.weight") && Has(prefix + "experts.gate_up_proj")) {
+    const std::vector<int64_t> gate_up = {e, 2 * inter, hidden};
+    MG_ASSIGN_OR_RETURN(w.gate, FusedRows(prefix + "experts.gate_up_proj", gate_up, 0, inter));
+    MG_ASSIGN_OR_RETURN(w.up, FusedRows(prefix + "experts.gate_up_proj", gate_up, inter, inter));
+    MG_ASSIGN_OR_RETURN(w.down,
+                        FusedRows(prefix + "experts.down_proj", {e, hidden, inter}, 0, hidden));
+  } else {
+    MG_ASSIGN_OR_RETURN(w.gate,
+                        Stacked(prefix + "experts.{e}.gate_proj.weight", e, {inter, hidden}));
+    MG_ASSIGN_OR_RETURN(w.up, Stacked(prefix + "experts.{e}.up_proj.weight", e, {inter, hidden}));
+    MG_ASSIGN_OR_RETURN(w.down,
+                        Stacked(prefix + "experts.{e}.down_proj.weight", e, {hidden, inter}));
+  }
+  return w;
+}
+
+}  // namespace moegraph

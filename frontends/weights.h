@@ -1,0 +1,84 @@
+// Checkpoint weights for model definitions: the loader that resolves a logical weight (plain,
+// per-expert stacked, or a row range of a fused expert tensor) against the checkpoint with
+// shape and dtype checks, and the weight list a family publishes for the checkpoint writers.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "frontends/builder.h"
+#include "frontends/safetensors.h"
+#include "support/status.h"
+
+namespace moegraph {
+
+// How the demo, golden and bench writers fill a tensor with random values.
+enum class WeightInit {
+  kEmbedding,  // ~N(0, 1)
+  kLinear,     // [out_features, in_features]: ~N(0, 1) / sqrt(in_features)
+  kNorm,       // ~1 + 0.1 N(0, 1)
+};
+
+// One tensor of a family's checkpoint, under its Hugging Face name.
+struct WeightSpec {
+  std::string name;
+  std::vector<int64_t> shape;
+  WeightInit init = WeightInit::kLinear;
+
+  int64_t numel() const {
+    int64_t n = 1;
+    for (int64_t d : shape)
+      n *= d;
+    return n;
+  }
+};
+
+// The three projections of a stack of SwiGLU experts, each [E, rows, K].
+struct ExpertWeights {
+  ValueId gate = kNoValue;  // [E, I, H]
+  ValueId up = kNoValue;    // [E, I, H]
+  ValueId down = kNoValue;  // [E, H, I]
+};
+
+// Resolves logical weights against a checkpoint and records them in a GraphBuilder as typed
+// `weight` values. Every error names the file and the tensor and says what was expected:
+// NotFound for a missing tensor, InvalidArgument for a shape that disagrees with the config or
+// experts of one stack in different dtypes, Unimplemented for a dtype no kernel reads.
+class WeightLoader {
+ public:
+  WeightLoader(const Checkpoint& checkpoint, GraphBuilder& builder)
+      : ckpt_(checkpoint), b_(builder) {}
+
+  // Whether the checkpoint has `name` (to pick between layouts).
+  bool Has(const std::string& name) const { return ckpt_.Get(name).ok(); }
+
+  // The tensor `name`, which must have `shape`.
+  StatusOr<ValueId> Plain(const std::string& name, const std::vector<int64_t>& shape);
+
+  // Tensors `pattern` with {e} = 0..num_experts-1, each `shape`, stacked as one
+  // [num_experts, ...shape] weight named by the pattern.
+  StatusOr<ValueId> Stacked(const std::string& pattern, int64_t num_experts,
+                            const std::vector<int64_t>& shape);
+
+  // Rows [row_offset, row_offset + rows) of every expert of the fused tensor `name`, stored as
+  // `stored` = [E, R, K], as a stacked [E, rows, K] weight (no copy: `row_offset` attribute).
+  StatusOr<ValueId> FusedRows(const std::string& name, const std::vector<int64_t>& stored,
+                              int64_t row_offset, int64_t rows);
+
+  // The experts of an MoE block under `prefix` ("model.layers.3.mlp."), in whichever layout the
+  // checkpoint has: published per-expert tensors `experts.{e}.{gate,up,down}_proj.weight`, or
+  // transformers' fused `experts.gate_up_proj` [E, 2I, H] (gate rows first) and
+  // `experts.down_proj` [E, H, I].
+  StatusOr<ExpertWeights> Experts(const std::string& prefix, int64_t num_experts,
+                                  int64_t intermediate, int64_t hidden);
+
+ private:
+  StatusOr<const SafetensorsTensor*> Lookup(const std::string& name,
+                                            const std::vector<int64_t>& shape) const;
+
+  const Checkpoint& ckpt_;
+  GraphBuilder& b_;
+};
+
+}  // namespace moegraph

@@ -1,0 +1,262 @@
+// The block library: what each block emits, and every option that waits for an op refused with
+// Unimplemented naming the option (never ignored).
+#include "frontends/blocks.h"
+
+#include <gtest/gtest.h>
+
+#include <string>
+
+#include "ir/printer.h"
+
+namespace moegraph {
+namespace {
+
+Type F32(std::vector<int64_t> shape) {
+  std::vector<Dim> dims;
+  for (int64_t d : shape)
+    dims.push_back(Dim::Static(d));
+  return Type::Tensor(DType::kF32, dims);
+}
+
+Type Tokens(int64_t hidden) {
+  return Type::Tensor(DType::kF32, {Dim::Symbol("T"), Dim::Static(hidden)});
+}
+
+AttentionOptions Gqa() {
+  AttentionOptions o;
+  o.layer = 0;
+  o.num_heads = 4;
+  o.num_kv_heads = 2;
+  o.head_dim = 8;
+  return o;
+}
+
+AttentionWeights AttentionWeightsFor(GraphBuilder& b, bool qk_norm) {
+  AttentionWeights w;
+  w.q = b.Weight("q", F32({32, 16}));
+  w.k = b.Weight("k", F32({16, 16}));
+  w.v = b.Weight("v", F32({16, 16}));
+  w.o = b.Weight("o", F32({16, 32}));
+  if (qk_norm) {
+    w.q_norm = b.Weight("qn", F32({8}));
+    w.k_norm = b.Weight("kn", F32({8}));
+  }
+  return w;
+}
+
+MoeOptions Moe() {
+  MoeOptions o;
+  o.num_experts = 4;
+  o.top_k = 2;
+  return o;
+}
+
+MoeWeights MoeWeightsFor(GraphBuilder& b) {
+  MoeWeights w;
+  w.router = b.Weight("router", F32({4, 16}));
+  w.gate = b.Weight("g.{e}", F32({4, 8, 16}), {{"experts", int64_t{4}}});
+  w.up = b.Weight("u.{e}", F32({4, 8, 16}), {{"experts", int64_t{4}}});
+  w.down = b.Weight("d.{e}", F32({4, 16, 8}), {{"experts", int64_t{4}}});
+  w.shared.gate = b.Weight("sg", F32({12, 16}));
+  w.shared.up = b.Weight("su", F32({12, 16}));
+  w.shared.down = b.Weight("sd", F32({16, 12}));
+  return w;
+}
+
+// Counts the lines of `text` that contain `piece`.
+int Count(const std::string& text, const std::string& piece) {
+  int n = 0;
+  for (size_t at = text.find(piece); at != std::string::npos; at = text.find(piece, at + 1))
+    ++n;
+  return n;
+}
+
+TEST(BlocksTest, AttentionWithAndWithoutQkNorm) {
+  for (bool qk_norm : {true, false}) {
+    GraphBuilder b("t");
+    ValueId x = b.Input("x", Tokens(16));
+    AttentionOptions o = Gqa();
+    o.qk_norm = qk_norm;
+    o.rope.theta = 5e5;
+    StatusOr<ValueId> y = BuildAttention(b, o, AttentionWeightsFor(b, qk_norm), x, "l0.");
+    ASSERT_TRUE(y.ok()) << y.status().ToString();
+    b.Output(*y);
+    StatusOr<Graph> g = std::move(b).Finish();
+    ASSERT_TRUE(g.ok()) << g.status().ToString();
+    const std::string text = PrintGraph(*g);
+    EXPECT_EQ(Count(text, "= rms_norm("), qk_norm ? 2 : 0) << text;
+    EXPECT_EQ(Count(text, "= rope(%meta"), 2) << text;
+    EXPECT_EQ(Count(text, "theta = 500000.0"), 2) << text;
+    EXPECT_EQ(Count(text, "= attention(%meta"), 1) << text;
+    EXPECT_EQ(Count(text, "scale = 0.35355339059327373"), 1) << text;  // 1 / sqrt(8)
+  }
+}
+
+TEST(BlocksTest, MqaAndMhaAreKvHeadCounts) {
+  for (int64_t kv_heads : {int64_t{1}, int64_t{4}}) {
+    GraphBuilder b("t");
+    ValueId x = b.Input("x", Tokens(16));
+    AttentionOptions o = Gqa();
+    o.num_kv_heads = kv_heads;
+    AttentionWeights w = AttentionWeightsFor(b, false);
+    w.k = b.Weight("k" + std::to_string(kv_heads), F32({kv_heads * 8, 16}));
+    w.v = b.Weight("v" + std::to_string(kv_heads), F32({kv_heads * 8, 16}));
+    StatusOr<ValueId> y = BuildAttention(b, o, w, x, "l0.");
+    ASSERT_TRUE(y.ok()) << y.status().ToString();
+    b.Output(*y);
+    EXPECT_TRUE(std::move(b).Finish().ok());
+  }
+}
+
+TEST(BlocksTest, MoeWithSharedExpertPassesMetaToBoth) {
+  GraphBuilder b("t");
+  ValueId x = b.Input("x", Tokens(16));
+  MoeOptions o = Moe();
+  o.shared_expert = true;
+  o.norm_topk_prob = true;
+  StatusOr<ValueId> y = BuildMoe(b, o, MoeWeightsFor(b), x, "l0.moe");
+  ASSERT_TRUE(y.ok()) << y.status().ToString();
+  b.Output(*y);
+  StatusOr<Graph> g = std::move(b).Finish();
+  ASSERT_TRUE(g.ok()) << g.status().ToString();
+  const std::string text = PrintGraph(*g);
+  EXPECT_NE(text.find("%l0.moe = moe(%meta, %x, %router"), std::string::npos) << text;
+  EXPECT_NE(text.find("{norm_topk_prob = 1, top_k = 2}"), std::string::npos) << text;
+  EXPECT_NE(text.find("%l0.moe.shared = mlp(%meta, %x, %sg, %su, %sd)"), std::string::npos) << text;
+  EXPECT_NE(text.find("%l0.moe.sum = add(%l0.moe, %l0.moe.shared)"), std::string::npos) << text;
+}
+
+TEST(BlocksTest, MoeWithoutSharedExpertIsOneOp) {
+  GraphBuilder b("t");
+  ValueId x = b.Input("x", Tokens(16));
+  StatusOr<ValueId> y = BuildMoe(b, Moe(), MoeWeightsFor(b), x, "m");
+  ASSERT_TRUE(y.ok());
+  b.Output(*y);
+  StatusOr<Graph> g = std::move(b).Finish();
+  ASSERT_TRUE(g.ok());
+  const std::string text = PrintGraph(*g);
+  EXPECT_EQ(Count(text, "= moe("), 1);
+  EXPECT_EQ(Count(text, "= mlp("), 0);
+  EXPECT_EQ(Count(text, "= add("), 0);
+}
+
+// Each option that needs an op the registry lacks: Unimplemented naming the option.
+TEST(BlocksTest, AttentionOptionsWithoutAnOpAreUnimplemented) {
+  struct Case {
+    void (*set)(AttentionOptions&);
+    std::string names;
+  };
+  const Case cases[] = {
+      {[](AttentionOptions& o) { o.qkv_bias = true; }, "option qkv_bias"},
+      {[](AttentionOptions& o) { o.o_bias = true; }, "option o_bias"},
+      {[](AttentionOptions& o) { o.sinks = true; }, "option sinks"},
+      {[](AttentionOptions& o) { o.sliding_window = 4096; }, "option sliding_window = 4096"},
+      {[](AttentionOptions& o) { o.mla = true; }, "option mla"},
+      {[](AttentionOptions& o) { o.rope.partial_rotary_factor = 0.5; },
+       "option rope.partial_rotary_factor"},
+      {[](AttentionOptions& o) { o.rope.type = RopeType::kLinear; }, "option rope.type = linear"},
+      {[](AttentionOptions& o) { o.rope.type = RopeType::kDynamic; }, "option rope.type = dynamic"},
+      {[](AttentionOptions& o) { o.rope.type = RopeType::kYarn; }, "option rope.type = yarn"},
+      {[](AttentionOptions& o) { o.rope.type = RopeType::kLlama3; }, "option rope.type = llama3"},
+  };
+  for (const Case& c : cases) {
+    GraphBuilder b("t");
+    ValueId x = b.Input("x", Tokens(16));
+    AttentionOptions o = Gqa();
+    c.set(o);
+    StatusOr<ValueId> y = BuildAttention(b, o, AttentionWeightsFor(b, false), x, "l0.");
+    ASSERT_FALSE(y.ok()) << c.names;
+    EXPECT_EQ(y.status().code(), StatusCode::kUnimplemented) << y.status().ToString();
+    EXPECT_NE(y.status().message().find(c.names), std::string::npos) << y.status().ToString();
+  }
+  const Status bias = CheckAttentionOptions([] {
+    AttentionOptions o = Gqa();
+    o.qkv_bias = true;
+    return o;
+  }());
+  EXPECT_EQ(bias.message(),
+            "attention (layer 0): option qkv_bias is not supported yet: attention bias needs a "
+            "bias-add op (issue 11)");
+}
+
+TEST(BlocksTest, MlpOptionsWithoutAnOpAreUnimplemented) {
+  struct Case {
+    MlpOptions options;
+    std::string names;
+  };
+  MlpOptions gelu, clamped, ungated, bias;
+  gelu.activation = Activation::kGeluTanh;
+  clamped.activation = Activation::kClampedSwiglu;
+  ungated.gated = false;
+  bias.bias = true;
+  const Case cases[] = {{gelu, "option activation = gelu_pytorch_tanh"},
+                        {clamped, "option activation = clamped_swiglu"},
+                        {ungated, "option gated = false"},
+                        {bias, "option bias"}};
+  for (const Case& c : cases) {
+    GraphBuilder b("t");
+    ValueId x = b.Input("x", Tokens(16));
+    MlpWeights w = MoeWeightsFor(b).shared;
+    StatusOr<ValueId> y = BuildMlp(b, c.options, w, x, "mlp");
+    ASSERT_FALSE(y.ok()) << c.names;
+    EXPECT_EQ(y.status().code(), StatusCode::kUnimplemented) << y.status().ToString();
+    EXPECT_NE(y.status().message().find(c.names), std::string::npos) << y.status().ToString();
+  }
+}
+
+TEST(BlocksTest, MoeOptionsWithoutAnOpAreUnimplemented) {
+  struct Case {
+    void (*set)(MoeOptions&);
+    std::string names;
+  };
+  const Case cases[] = {
+      {[](MoeOptions& o) { o.router = RouterKind::kSigmoidTopK; }, "option router = sigmoid_topk"},
+      {[](MoeOptions& o) {
+         o.router = RouterKind::kGroupedTopK;
+         o.num_groups = 8;
+         o.top_k_groups = 4;
+       },
+       "option router = grouped_topk (num_groups = 8, top_k_groups = 4)"},
+      {[](MoeOptions& o) { o.score_correction_bias = true; }, "option score_correction_bias"},
+      {[](MoeOptions& o) { o.routed_scaling_factor = 2.5; }, "option routed_scaling_factor"},
+      {[](MoeOptions& o) { o.router_bias = true; }, "option router_bias"},
+      {[](MoeOptions& o) { o.expert_bias = true; }, "option expert_bias"},
+      {[](MoeOptions& o) { o.expert_mlp.activation = Activation::kClampedSwiglu; },
+       "MoE experts: option activation = clamped_swiglu"},
+      {[](MoeOptions& o) {
+         o.shared_expert = true;
+         o.shared_mlp.activation = Activation::kGeluTanh;
+       },
+       "MoE shared expert: option activation = gelu_pytorch_tanh"},
+      {[](MoeOptions& o) {
+         o.shared_expert = true;
+         o.shared_expert_gate = true;
+       },
+       "option shared_expert_gate"},
+  };
+  for (const Case& c : cases) {
+    GraphBuilder b("t");
+    ValueId x = b.Input("x", Tokens(16));
+    MoeOptions o = Moe();
+    c.set(o);
+    StatusOr<ValueId> y = BuildMoe(b, o, MoeWeightsFor(b), x, "m");
+    ASSERT_FALSE(y.ok()) << c.names;
+    EXPECT_EQ(y.status().code(), StatusCode::kUnimplemented) << y.status().ToString();
+    EXPECT_NE(y.status().message().find(c.names), std::string::npos) << y.status().ToString();
+  }
+}
+
+TEST(BlocksTest, BadSizesAreInvalidArgument) {
+  AttentionOptions a = Gqa();
+  a.num_kv_heads = 3;
+  EXPECT_EQ(CheckAttentionOptions(a).code(), StatusCode::kInvalidArgument);
+  MoeOptions m = Moe();
+  m.top_k = 5;
+  EXPECT_EQ(CheckMoeOptions(m).code(), StatusCode::kInvalidArgument);
+  m = Moe();
+  m.shared_expert_gate = true;  // without a shared expert
+  EXPECT_EQ(CheckMoeOptions(m).code(), StatusCode::kInvalidArgument);
+}
+
+}  // namespace
+}  // namespace moegraph

@@ -1,0 +1,208 @@
+// The family registry, the weight list the checkpoint writers share, and the weight loader's
+// layouts and errors.
+#include "frontends/family.h"
+
+#include <gtest/gtest.h>
+
+#include <fstream>
+#include <set>
+#include <string>
+
+#include "frontends/demo_model.h"
+#include "frontends/hf_model.h"
+#include "frontends/weights.h"
+#include "ir/op_registry.h"
+#include "ir/printer.h"
+#include "support/strings.h"
+#include "tests/temp_dir_test.h"
+
+namespace moegraph {
+namespace {
+
+class FamilyTest : public testing::TempDirTest {};
+
+TEST_F(FamilyTest, RegistryFindsQwen3MoeAndListsItForOthers) {
+  StatusOr<const ModelFamily*> family = FindModelFamily("Qwen3MoeForCausalLM");
+  ASSERT_TRUE(family.ok());
+  EXPECT_EQ((*family)->name, "qwen3_moe");
+  StatusOr<const ModelFamily*> other = FindModelFamily("LlamaForCausalLM");
+  EXPECT_EQ(other.status().code(), StatusCode::kNotFound);
+  EXPECT_EQ(other.status().message(),
+            "no model family for architecture \"LlamaForCausalLM\"; supported architectures: "
+            "\"Qwen3MoeForCausalLM\"");
+}
+
+TEST_F(FamilyTest, ConfigPicksTheFirstRegisteredArchitecture) {
+  StatusOr<JsonValue> json =
+      ParseJson(R"({"architectures": ["Foo", "Qwen3MoeForCausalLM"]})", "config.json");
+  ASSERT_TRUE(json.ok());
+  StatusOr<const ModelFamily*> family = FamilyForConfig(*json, "config.json");
+  ASSERT_TRUE(family.ok()) << family.status().ToString();
+  EXPECT_EQ((*family)->architecture, "Qwen3MoeForCausalLM");
+
+  json = ParseJson(R"({"architectures": ["MixtralForCausalLM"]})", "config.json");
+  family = FamilyForConfig(*json, "config.json");
+  EXPECT_EQ(family.status().code(), StatusCode::kUnimplemented);
+  EXPECT_EQ(family.status().message(),
+            "config.json: field \"architectures\" is [\"MixtralForCausalLM\"]; supported "
+            "architectures: \"Qwen3MoeForCausalLM\"");
+  json = ParseJson(R"({"architectures": "Qwen3MoeForCausalLM"})", "config.json");
+  EXPECT_EQ(FamilyForConfig(*json, "config.json").status().code(), StatusCode::kInvalidArgument);
+  json = ParseJson(R"({})", "config.json");
+  EXPECT_EQ(FamilyForConfig(*json, "config.json").status().message(),
+            "config.json: field \"architectures\" is missing; supported architectures: "
+            "\"Qwen3MoeForCausalLM\"");
+}
+
+TEST_F(FamilyTest, LoadHfModelDispatchesThroughTheRegistry) {
+  const std::string dir = TestDir("model");
+  ASSERT_TRUE(WriteDemoModel(dir).ok());
+  StatusOr<HfModel> model = LoadHfModel(dir);
+  ASSERT_TRUE(model.ok()) << model.status().ToString();
+  EXPECT_EQ(model->family, "qwen3_moe");
+  EXPECT_EQ(model->Info().family, "qwen3_moe");
+
+  std::ofstream(dir + "/config.json") << R"({"architectures": ["DeepseekV3ForCausalLM"]})";
+  model = LoadHfModel(dir);
+  EXPECT_EQ(model.status().code(), StatusCode::kUnimplemented);
+  EXPECT_NE(model.status().message().find(
+                "is [\"DeepseekV3ForCausalLM\"]; supported architectures: \"Qwen3MoeForCausalLM\""),
+            std::string::npos)
+      << model.status().ToString();
+}
+
+// The demo checkpoint is written from the family's weight list, and the graph the family builds
+// reads exactly the tensors of that list (nothing more, nothing missing).
+TEST_F(FamilyTest, WeightListIsTheCheckpointTheGraphReads) {
+  const Qwen3MoeConfig config = DemoModelConfig();
+  StatusOr<const ModelFamily*> family = FindModelFamily(config.architecture);
+  ASSERT_TRUE(family.ok());
+  const std::vector<WeightSpec> list = (*family)->weight_list(config);
+  const std::string dir = TestDir("model");
+  ASSERT_TRUE(WriteDemoModel(dir).ok());
+  StatusOr<Checkpoint> checkpoint = Checkpoint::Open(dir);
+  ASSERT_TRUE(checkpoint.ok());
+  std::set<std::string> listed;
+  for (const WeightSpec& w : list) {
+    listed.insert(w.name);
+    StatusOr<const SafetensorsTensor*> t = checkpoint->Get(w.name);
+    ASSERT_TRUE(t.ok()) << w.name;
+    EXPECT_EQ((*t)->shape, w.shape) << w.name;
+  }
+  EXPECT_EQ(listed.size(), list.size());
+  EXPECT_EQ(checkpoint->TensorNames().size(), list.size());
+
+  StatusOr<HfModel> model = LoadHfModel(dir);
+  ASSERT_TRUE(model.ok());
+  std::set<std::string> read;
+  for (const Op& op : model->graph.ops()) {
+    if (op.def->name != "weight") continue;
+    const std::string name = op.StringAttr("name");
+    const int64_t experts = op.IntAttr("experts", 0);
+    if (experts == 0) {
+      read.insert(name);
+    } else {
+      for (int64_t e = 0; e < experts; ++e)
+        read.insert(ExpandExpertName(name, e));
+    }
+  }
+  EXPECT_EQ(read, listed);
+}
+
+// ---- WeightLoader ----------------------------------------------------------------
+
+TensorToWrite Tensor(const std::string& name, std::vector<int64_t> shape,
+                     DType dtype = DType::kF32) {
+  int64_t n = 1;
+  for (int64_t d : shape)
+    n *= d;
+  return {name, dtype, std::move(shape),
+          std::string(static_cast<size_t>(n) * DTypeBytes(dtype), '\0')};
+}
+
+class WeightLoaderTest : public testing::TempDirTest {
+ protected:
+  Checkpoint Write(std::vector<TensorToWrite> tensors) {
+    const std::string dir = TestDir("ckpt");
+    EXPECT_TRUE(WriteSafetensors(dir + "/model.safetensors", tensors, {}).ok());
+    StatusOr<Checkpoint> checkpoint = Checkpoint::Open(dir);
+    EXPECT_TRUE(checkpoint.ok()) << checkpoint.status().ToString();
+    file_ = dir + "/model.safetensors";
+    return std::move(*checkpoint);
+  }
+  std::string file_;
+};
+
+TEST_F(WeightLoaderTest, ResolvesPlainStackedAndFusedLayouts) {
+  Checkpoint ckpt = Write(
+      {Tensor("w", {3, 5}), Tensor("a.experts.0.gate_proj.weight", {2, 5}),
+       Tensor("a.experts.0.up_proj.weight", {2, 5}), Tensor("a.experts.0.down_proj.weight", {5, 2}),
+       Tensor("a.experts.1.gate_proj.weight", {2, 5}), Tensor("a.experts.1.up_proj.weight", {2, 5}),
+       Tensor("a.experts.1.down_proj.weight", {5, 2}),
+       Tensor("b.experts.gate_up_proj", {2, 4, 5}, DType::kBF16),
+       Tensor("b.experts.down_proj", {2, 5, 2}, DType::kBF16)});
+  GraphBuilder b("t");
+  WeightLoader loader(ckpt, b);
+  ASSERT_TRUE(loader.Plain("w", {3, 5}).ok());
+  StatusOr<ExpertWeights> stacked = loader.Experts("a.", 2, 2, 5);
+  ASSERT_TRUE(stacked.ok()) << stacked.status().ToString();
+  StatusOr<ExpertWeights> fused = loader.Experts("b.", 2, 2, 5);
+  ASSERT_TRUE(fused.ok()) << fused.status().ToString();
+  for (ValueId v : {stacked->gate, stacked->up, stacked->down, fused->gate, fused->up, fused->down})
+    b.Output(v);
+  StatusOr<Graph> g = std::move(b).Finish();
+  ASSERT_TRUE(g.ok()) << g.status().ToString();
+  const std::string text = PrintGraph(*g);
+  EXPECT_NE(text.find("weight() {experts = 2, name = \"a.experts.{e}.gate_proj.weight\"} : "
+                      "tensor<2 x 2 x 5 x f32>"),
+            std::string::npos)
+      << text;
+  EXPECT_NE(text.find("weight() {experts = 2, name = \"b.experts.gate_up_proj\"} : "
+                      "tensor<2 x 2 x 5 x bf16>"),
+            std::string::npos)
+      << text;
+  EXPECT_NE(text.find("weight() {experts = 2, name = \"b.experts.gate_up_proj\", row_offset = 2} "
+                      ": tensor<2 x 2 x 5 x bf16>"),
+            std::string::npos)
+      << text;
+  EXPECT_NE(text.find("weight() {experts = 2, name = \"b.experts.down_proj\"} : "
+                      "tensor<2 x 5 x 2 x bf16>"),
+            std::string::npos)
+      << text;
+}
+
+TEST_F(WeightLoaderTest, ErrorsNameTheTensorAndWhatWasExpected) {
+  Checkpoint ckpt =
+      Write({Tensor("w", {3, 5}), Tensor("ids", {4}, DType::kI32), Tensor("e.0", {2, 2}),
+             Tensor("e.1", {2, 2}, DType::kF16), Tensor("fused", {2, 4, 5})});
+  GraphBuilder b("t");
+  WeightLoader loader(ckpt, b);
+  StatusOr<ValueId> missing = loader.Plain("nope", {1});
+  EXPECT_EQ(missing.status().code(), StatusCode::kNotFound);
+  EXPECT_NE(missing.status().message().find("nope"), std::string::npos);
+
+  StatusOr<ValueId> shape = loader.Plain("w", {5, 3});
+  EXPECT_EQ(shape.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(shape.status().message(),
+            file_ + ": tensor 'w' has shape [3, 5] but config.json implies [5, 3]");
+
+  StatusOr<ValueId> dtype = loader.Plain("ids", {4});
+  EXPECT_EQ(dtype.status().code(), StatusCode::kUnimplemented);
+  EXPECT_EQ(dtype.status().message(),
+            file_ + ": tensor 'ids' has dtype I32; supported: F32, BF16, F16");
+
+  StatusOr<ValueId> mixed = loader.Stacked("e.{e}", 2, {2, 2});
+  EXPECT_EQ(mixed.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(mixed.status().message(),
+            file_ +
+                ": tensor 'e.1' is F16 but expert 0 is F32; all experts of a layer must "
+                "share a dtype");
+
+  StatusOr<ValueId> rows = loader.FusedRows("fused", {2, 4, 5}, 2, 4);
+  EXPECT_EQ(rows.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(rows.status().message(),
+            file_ + ": tensor 'fused' [2, 4, 5]: rows [2, 6) are not inside its second dimension");
+}
+
+}  // namespace
+}  // namespace moegraph
