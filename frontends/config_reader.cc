@@ -1,6 +1,8 @@
 // FieldReader implementation.
 #include "frontends/config_reader.h"
 
+#include "support/strings.h"
+
 namespace moegraph {
 
 Status FieldReader::Error(std::string_view field, const std::string& what) const {
@@ -9,6 +11,32 @@ Status FieldReader::Error(std::string_view field, const std::string& what) const
 
 Status FieldReader::Unsupported(std::string_view field, const std::string& what) const {
   return Unimplemented(std::string(source_) + ": field \"" + std::string(field) + "\" " + what);
+}
+
+StatusOr<std::vector<std::string>> FieldReader::Architectures() const {
+  std::vector<std::string> names;
+  const JsonValue* architectures = Get("architectures");
+  if (architectures == nullptr) return names;
+  if (!architectures->is_array()) {
+    return Error("architectures", std::string("must be an array of strings, found ") +
+                                      architectures->DescribeKind());
+  }
+  for (const JsonValue& name : architectures->as_array()) {
+    if (!name.is_string()) {
+      return Error("architectures",
+                   "must be an array of strings, found " + EscapeBytes(architectures->Dump()));
+    }
+    names.push_back(name.as_string());
+  }
+  return names;
+}
+
+Status FieldReader::UnsupportedArchitecture(const std::string& supported) const {
+  const JsonValue* architectures = Get("architectures");
+  return Unsupported("architectures",
+                     (architectures == nullptr ? std::string("is missing")
+                                               : "is " + EscapeBytes(architectures->Dump())) +
+                         "; supported architectures: " + supported);
 }
 
 const JsonValue* FieldReader::Get(std::string_view field) const {

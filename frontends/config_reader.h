@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "support/json.h"
 #include "support/status.h"
@@ -29,6 +30,13 @@ class FieldReader {
   Status OptionalDouble(std::string_view field, double& out) const;
   Status OptionalBool(std::string_view field, bool& out) const;
   Status OptionalString(std::string_view field, std::string& out) const;
+
+  // "architectures": the model class names (empty when absent); an error
+  // unless it is an array of strings.
+  StatusOr<std::vector<std::string>> Architectures() const;
+  // Unimplemented: "architectures" names none of `supported` (a description
+  // such as "\"Qwen3MoeForCausalLM\"").
+  Status UnsupportedArchitecture(const std::string& supported) const;
 
   std::string_view source() const { return source_; }
 

@@ -3,6 +3,7 @@
 
 #include "frontends/config_reader.h"
 #include "frontends/qwen3_moe.h"
+#include "support/strings.h"
 
 namespace moegraph {
 
@@ -27,7 +28,7 @@ StatusOr<const ModelFamily*> FindModelFamily(std::string_view architecture) {
   for (const ModelFamily& family : ModelFamilies()) {
     if (family.architecture == architecture) return &family;
   }
-  return NotFound("no model family for architecture \"" + std::string(architecture) +
+  return NotFound("no model family for architecture \"" + EscapeBytes(architecture) +
                   "\"; supported architectures: " + SupportedArchitectures());
 }
 
@@ -37,27 +38,12 @@ StatusOr<const ModelFamily*> FamilyForConfig(const JsonValue& json, std::string_
                            json.DescribeKind());
   }
   FieldReader reader(json, source);
-  const JsonValue* architectures = reader.Get("architectures");
-  if (architectures != nullptr) {
-    if (!architectures->is_array()) {
-      return reader.Error("architectures", std::string("must be an array of strings, found ") +
-                                               architectures->DescribeKind());
-    }
-    for (const JsonValue& name : architectures->as_array()) {
-      if (!name.is_string()) {
-        return reader.Error("architectures",
-                            "must be an array of strings, found " + architectures->Dump());
-      }
-    }
-    for (const JsonValue& name : architectures->as_array()) {
-      StatusOr<const ModelFamily*> family = FindModelFamily(name.as_string());
-      if (family.ok()) return family;
-    }
+  MG_ASSIGN_OR_RETURN(const std::vector<std::string> architectures, reader.Architectures());
+  for (const std::string& name : architectures) {
+    StatusOr<const ModelFamily*> family = FindModelFamily(name);
+    if (family.ok()) return family;
   }
-  return reader.Unsupported(
-      "architectures",
-      (architectures == nullptr ? std::string("is missing") : "is " + architectures->Dump()) +
-          "; supported architectures: " + SupportedArchitectures());
+  return reader.UnsupportedArchitecture(SupportedArchitectures());
 }
 
 }  // namespace moegraph

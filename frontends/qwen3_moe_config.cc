@@ -34,26 +34,9 @@ StatusOr<Qwen3MoeConfig> ParseQwen3MoeConfig(const JsonValue& json, std::string_
   Qwen3MoeConfig config;
 
   // Architecture first: a config of another model fails here rather than on its fields.
-  const JsonValue* architectures = reader.Get("architectures");
-  bool supported = false;
-  if (architectures != nullptr) {
-    if (!architectures->is_array()) {
-      return reader.Error("architectures", std::string("must be an array of strings, found ") +
-                                               architectures->DescribeKind());
-    }
-    for (const JsonValue& name : architectures->as_array()) {
-      if (!name.is_string()) {
-        return reader.Error("architectures", "must be an array of strings, found " +
-                                                 EscapeBytes(architectures->Dump()));
-      }
-      supported = supported || name.as_string() == kArchitecture;
-    }
-  }
-  if (!supported) {
-    return reader.Unsupported(
-        "architectures", (architectures == nullptr ? std::string("is missing")
-                                                   : "is " + EscapeBytes(architectures->Dump())) +
-                             "; supported architectures: \"" + kArchitecture + "\"");
+  MG_ASSIGN_OR_RETURN(const std::vector<std::string> architectures, reader.Architectures());
+  if (std::find(architectures.begin(), architectures.end(), kArchitecture) == architectures.end()) {
+    return reader.UnsupportedArchitecture(std::string("\"") + kArchitecture + "\"");
   }
 
   MG_RETURN_IF_ERROR(reader.RequiredInt("vocab_size", config.vocab_size));
