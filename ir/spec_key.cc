@@ -101,7 +101,19 @@ StatusOr<std::vector<SpecKey>> EnumerateKeys(const KeySetOptions& options) {
     int32_t previous = 0;
     for (int32_t bucket : buckets) {
       const int32_t lo = ChunksFor(previous + 1, options.chunk_size);
-      const int32_t hi = std::min(ChunksFor(bucket, options.chunk_size), options.max_chunks);
+      const int32_t hi = ChunksFor(bucket, options.chunk_size);
+      // A bucket whose steps would need more chunks than the key set has
+      // would leave those token counts without a key: refuse it up front.
+      if (hi > options.max_chunks) {
+        return InvalidArgument(
+            std::string(MoePhaseName(phase)) + " token bucket " + std::to_string(bucket) +
+            " needs up to " + std::to_string(hi) + " MoE chunks of " +
+            std::to_string(options.chunk_size) + " rows, but max chunks is " +
+            std::to_string(options.max_chunks) + ": raise max chunks to " + std::to_string(hi) +
+            ", raise the chunk size, or use buckets of at most " +
+            std::to_string(static_cast<int64_t>(options.max_chunks) * options.chunk_size) +
+            " tokens");
+      }
       for (int32_t n = lo; n <= hi; ++n) {
         SpecKey key;
         key.phase = phase;

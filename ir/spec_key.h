@@ -46,7 +46,8 @@ struct KeySetOptions {
 
 // Every key a step can need under `options`, largest token bucket first.
 // For each phase and bucket T (the previous bucket below it P), the chunk
-// counts ceil(n / chunk_size) for n in (P, T], capped at max_chunks.
+// counts ceil(n / chunk_size) for n in (P, T]. A bucket needing more than
+// max_chunks chunks is an error (its largest steps would have no key).
 StatusOr<std::vector<SpecKey>> EnumerateKeys(const KeySetOptions& options);
 
 // The key a step of `num_tokens` tokens in `num_seqs` sequences needs: the

@@ -36,9 +36,11 @@ StatusOr<std::vector<int64_t>> StaticShape(const Graph& graph, ValueId id) {
 
 }  // namespace
 
-StatusOr<KeyProgram> LowerToKernels(const Graph& graph, WeightTable& weights) {
+StatusOr<KeyProgram> LowerToKernels(const Graph& graph, const SpecKey& key, int32_t chunk_size,
+                                    WeightTable& weights) {
+  MG_RETURN_IF_ERROR(CheckSpecializedFor(graph, key, chunk_size));
   KeyProgram program;
-  MG_ASSIGN_OR_RETURN(program.key, GraphSpecKey(graph));
+  program.key = key;
   auto arena = graph.attrs().find(kArenaBytesAttr);
   if (arena == graph.attrs().end() || !std::holds_alternative<int64_t>(arena->second)) {
     return FailedPrecondition("graph has no arena_bytes: run memory-plan first");
@@ -111,7 +113,7 @@ StatusOr<KeyProgram> LowerToKernels(const Graph& graph, WeightTable& weights) {
 }
 
 StatusOr<bool> LowerToKernelsPass::Run(Graph& graph) {
-  MG_ASSIGN_OR_RETURN(*out_, LowerToKernels(graph, *weights_));
+  MG_ASSIGN_OR_RETURN(*out_, LowerToKernels(graph, key_, chunk_size_, *weights_));
   return false;
 }
 

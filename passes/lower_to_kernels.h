@@ -37,16 +37,21 @@ class WeightTable {
   std::map<std::string, int32_t> index_;
 };
 
-StatusOr<KeyProgram> LowerToKernels(const Graph& graph, WeightTable& weights);
+// `graph` must be specialized for `key` (see CheckSpecializedFor).
+StatusOr<KeyProgram> LowerToKernels(const Graph& graph, const SpecKey& key, int32_t chunk_size,
+                                    WeightTable& weights);
 
 // Pass form for pipelines: stores the program in `*out`; never changes the graph.
 class LowerToKernelsPass : public Pass {
  public:
-  LowerToKernelsPass(WeightTable* weights, KeyProgram* out) : weights_(weights), out_(out) {}
+  LowerToKernelsPass(SpecKey key, int32_t chunk_size, WeightTable* weights, KeyProgram* out)
+      : key_(key), chunk_size_(chunk_size), weights_(weights), out_(out) {}
   std::string_view name() const override { return "lower-to-kernels"; }
   StatusOr<bool> Run(Graph& graph) override;
 
  private:
+  SpecKey key_;
+  int32_t chunk_size_;
   WeightTable* weights_;
   KeyProgram* out_;
 };

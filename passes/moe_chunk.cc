@@ -11,10 +11,10 @@
 namespace moegraph {
 
 StatusOr<bool> MoeChunkPass::Run(Graph& graph) {
-  MG_ASSIGN_OR_RETURN(SpecKey key, GraphSpecKey(graph));
-  const int64_t chunk = GraphChunkSize(graph);
+  MG_RETURN_IF_ERROR(CheckSpecializedFor(graph, key_, chunk_size_));
+  const SpecKey& key = key_;
+  const int64_t chunk = chunk_size_;
   const int64_t rows = key.token_bucket;
-  if (chunk <= 0) return FailedPrecondition("graph records no moe_chunk_size");
   if (key.max_moe_num_chunk == 1 && rows <= chunk) return false;
 
   bool changed = false;

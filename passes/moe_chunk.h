@@ -15,14 +15,20 @@
 // unchanged.
 #pragma once
 
+#include "ir/spec_key.h"
 #include "passes/pass.h"
 
 namespace moegraph {
 
 class MoeChunkPass : public Pass {
  public:
+  MoeChunkPass(SpecKey key, int32_t chunk_size) : key_(key), chunk_size_(chunk_size) {}
   std::string_view name() const override { return "moe-chunk"; }
   StatusOr<bool> Run(Graph& graph) override;
+
+ private:
+  SpecKey key_;
+  int32_t chunk_size_;
 };
 
 }  // namespace moegraph

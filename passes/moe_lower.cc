@@ -64,7 +64,8 @@ StatusOr<ValueId> LowerMlp(const Op& op, OpEmitter& emit, const std::string& hin
 }  // namespace
 
 StatusOr<bool> MoeLowerPass::Run(Graph& graph) {
-  MG_ASSIGN_OR_RETURN(SpecKey key, GraphSpecKey(graph));
+  MG_RETURN_IF_ERROR(CheckSpecializedFor(graph, key_, chunk_size_));
+  const SpecKey& key = key_;
   bool changed = false;
   std::vector<Op> ops;
   OpEmitter emit(graph, ops);

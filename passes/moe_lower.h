@@ -15,14 +15,20 @@
 // op and forwarding its uses to the expansion's result.
 #pragma once
 
+#include "ir/spec_key.h"
 #include "passes/pass.h"
 
 namespace moegraph {
 
 class MoeLowerPass : public Pass {
  public:
+  MoeLowerPass(SpecKey key, int32_t chunk_size) : key_(key), chunk_size_(chunk_size) {}
   std::string_view name() const override { return "moe-lower"; }
   StatusOr<bool> Run(Graph& graph) override;
+
+ private:
+  SpecKey key_;
+  int32_t chunk_size_;
 };
 
 }  // namespace moegraph

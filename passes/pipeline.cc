@@ -18,13 +18,15 @@ std::vector<std::unique_ptr<Pass>> MakePasses(const SpecKey& key, const Pipeline
                                               WeightTable& weights, KeyProgram* program) {
   std::vector<std::unique_ptr<Pass>> passes;
   passes.push_back(std::make_unique<SpecializePass>(key, options.chunk_size));
-  passes.push_back(std::make_unique<MoeChunkPass>());
-  passes.push_back(std::make_unique<MoeLowerPass>());
+  passes.push_back(std::make_unique<MoeChunkPass>(key, options.chunk_size));
+  passes.push_back(std::make_unique<MoeLowerPass>(key, options.chunk_size));
   if (options.fuse) passes.push_back(std::make_unique<FusePass>());
   passes.push_back(std::make_unique<DcePass>());
   passes.push_back(std::make_unique<CsePass>());
   passes.push_back(std::make_unique<MemoryPlanPass>());
-  if (program) passes.push_back(std::make_unique<LowerToKernelsPass>(&weights, program));
+  if (program)
+    passes.push_back(
+        std::make_unique<LowerToKernelsPass>(key, options.chunk_size, &weights, program));
   return passes;
 }
 

@@ -15,33 +15,39 @@ AttrMap KeyAttrs(const SpecKey& key, int32_t chunk_size) {
           {"moe_chunk_size", int64_t{chunk_size}}};
 }
 
-int64_t GetInt(const AttrMap& attrs, const char* name, int64_t fallback) {
-  auto it = attrs.find(name);
-  if (it == attrs.end() || !std::holds_alternative<int64_t>(it->second)) return fallback;
-  return std::get<int64_t>(it->second);
+std::string DescribeAttrs(const AttrMap& attrs, const AttrMap& wanted) {
+  std::string text;
+  for (const auto& [name, value] : wanted) {
+    auto it = attrs.find(name);
+    if (!text.empty()) text += ", ";
+    text += name + " = ";
+    if (it == attrs.end()) {
+      text += "(none)";
+    } else if (const auto* s = std::get_if<std::string>(&it->second)) {
+      text += "\"" + *s + "\"";
+    } else if (const auto* i = std::get_if<int64_t>(&it->second)) {
+      text += std::to_string(*i);
+    } else {
+      text += "(not an integer)";
+    }
+  }
+  return text;
 }
 
 }  // namespace
 
-StatusOr<SpecKey> GraphSpecKey(const Graph& graph) {
-  const AttrMap& attrs = graph.attrs();
-  auto phase = attrs.find("moe_phase");
-  if (phase == attrs.end() || !std::holds_alternative<std::string>(phase->second)) {
-    return FailedPrecondition("graph @" + graph.name() +
-                              " is not specialized (no moe_phase attribute): run specialize first");
+Status CheckSpecializedFor(const Graph& graph, const SpecKey& key, int32_t chunk_size) {
+  const AttrMap wanted = KeyAttrs(key, chunk_size);
+  for (const auto& [name, value] : wanted) {
+    auto it = graph.attrs().find(name);
+    if (it == graph.attrs().end() || it->second != value) {
+      return FailedPrecondition("graph @" + graph.name() + " records " +
+                                DescribeAttrs(graph.attrs(), wanted) + ", but the pass runs key " +
+                                key.ToString() + " with chunk size " + std::to_string(chunk_size) +
+                                (it == graph.attrs().end() ? " (run specialize first)" : ""));
+    }
   }
-  SpecKey key;
-  key.phase =
-      std::get<std::string>(phase->second) == "decode" ? MoePhase::kDecode : MoePhase::kPrefill;
-  key.moe_num_chunk = static_cast<int32_t>(GetInt(attrs, "moe_num_chunk", 1));
-  key.max_moe_num_chunk = static_cast<int32_t>(GetInt(attrs, "max_moe_num_chunk", 1));
-  key.token_bucket = static_cast<int32_t>(GetInt(attrs, "token_bucket", 0));
-  key.seq_bucket = static_cast<int32_t>(GetInt(attrs, "seq_bucket", 0));
-  return key;
-}
-
-int64_t GraphChunkSize(const Graph& graph) {
-  return GetInt(graph.attrs(), "moe_chunk_size", 0);
+  return Status::Ok();
 }
 
 StatusOr<bool> SpecializePass::Run(Graph& graph) {
@@ -57,11 +63,7 @@ StatusOr<bool> SpecializePass::Run(Graph& graph) {
   bool changed = false;
   const AttrMap wanted = KeyAttrs(key_, chunk_size_);
   if (graph.attrs().count("moe_phase")) {
-    if (graph.attrs() != wanted) {
-      MG_ASSIGN_OR_RETURN(SpecKey bound, GraphSpecKey(graph));
-      return FailedPrecondition("graph is already specialized for " + bound.ToString() + ", not " +
-                                key_.ToString());
-    }
+    MG_RETURN_IF_ERROR(CheckSpecializedFor(graph, key_, chunk_size_));
   } else {
     graph.mutable_attrs().insert(wanted.begin(), wanted.end());
     changed = true;

@@ -26,9 +26,10 @@ class SpecializePass : public Pass {
   int32_t chunk_size_;
 };
 
-// The key a specialized graph records, or an error when it records none.
-StatusOr<SpecKey> GraphSpecKey(const Graph& graph);
-// The MoE chunk capacity a specialized graph records.
-int64_t GraphChunkSize(const Graph& graph);
+// Passes after specialize receive the key (and the MoE chunk size) from the
+// pipeline; the attributes a graph records are for readers of the IR text.
+// OK when `graph` records exactly this key; FailedPrecondition when it is not
+// specialized or records another one (an IR file fed to the wrong pass).
+Status CheckSpecializedFor(const Graph& graph, const SpecKey& key, int32_t chunk_size);
 
 }  // namespace moegraph

@@ -41,7 +41,7 @@ TEST(SpecKey, ChunkRuleAndBuckets) {
 TEST(SpecKey, EnumerationCoversEveryReachableKeyLargestFirst) {
   KeySetOptions o;
   o.chunk_size = 8;
-  o.max_chunks = 3;
+  o.max_chunks = 4;
   o.prefill_buckets = {8, 32};
   o.decode_buckets = {1, 4};
   o.max_prefill_seqs = 4;
@@ -50,14 +50,25 @@ TEST(SpecKey, EnumerationCoversEveryReachableKeyLargestFirst) {
   std::vector<std::string> names;
   for (const SpecKey& k : *keys)
     names.push_back(k.ToString());
-  // Bucket 32 serves 9..32 tokens: 2, 3 or 4 chunks, capped at 3.
+  // Bucket 32 serves 9..32 tokens: 2, 3 or 4 chunks.
   EXPECT_EQ(names, (std::vector<std::string>{
                        "phase=prefill,chunks=2,max_chunks=2,tokens=32,seqs=4",
                        "phase=prefill,chunks=3,max_chunks=3,tokens=32,seqs=4",
+                       "phase=prefill,chunks=4,max_chunks=4,tokens=32,seqs=4",
                        "phase=prefill,chunks=1,max_chunks=1,tokens=8,seqs=4",
                        "phase=decode,chunks=1,max_chunks=1,tokens=4,seqs=4",
                        "phase=decode,chunks=1,max_chunks=1,tokens=1,seqs=1",
                    }));
+  // With 3 chunks at most, steps of 25..32 tokens would have no key: the
+  // bucket is refused instead of dropped.
+  o.max_chunks = 3;
+  StatusOr<std::vector<SpecKey>> holes = EnumerateKeys(o);
+  ASSERT_FALSE(holes.ok());
+  EXPECT_NE(holes.status().message().find("prefill token bucket 32 needs up to 4 MoE chunks of 8 "
+                                          "rows, but max chunks is 3"),
+            std::string::npos)
+      << holes.status().message();
+  o.max_chunks = 4;
   o.decode_buckets = {4, 4};
   EXPECT_FALSE(EnumerateKeys(o).ok());
   o.decode_buckets = {};

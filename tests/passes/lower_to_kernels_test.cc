@@ -9,6 +9,8 @@
 namespace moegraph {
 namespace {
 
+const SpecKey kDecodeKey{MoePhase::kDecode, 1, 1, 4, 4};
+
 constexpr const char* kDecode =
     R"(graph @tiny(%meta: !forward_meta, %tokens: tensor<4 x i32>) attributes {max_moe_num_chunk = 1, moe_chunk_size = 8, moe_num_chunk = 1, moe_phase = "decode", seq_bucket = 4, token_bucket = 4} {
   %embed = weight() {name = "embed"} : tensor<11 x 6 x f32>
@@ -42,7 +44,7 @@ TEST(LowerToKernels, EveryOpBecomesOneStepWithFixedArguments) {
 
   WeightTable weights;
   KeyProgram program;
-  LowerToKernelsPass pass(&weights, &program);
+  LowerToKernelsPass pass(kDecodeKey, 8, &weights, &program);
   StatusOr<bool> changed = pass.Run(graph);
   ASSERT_TRUE(changed.ok()) << changed.status().ToString();
   EXPECT_FALSE(*changed);
@@ -82,7 +84,7 @@ TEST(LowerToKernels, EveryOpBecomesOneStepWithFixedArguments) {
 TEST(LowerToKernels, NeedsAMemoryPlan) {
   Graph graph = ParseOrDie(kDecode);
   WeightTable weights;
-  StatusOr<KeyProgram> program = LowerToKernels(graph, weights);
+  StatusOr<KeyProgram> program = LowerToKernels(graph, kDecodeKey, 8, weights);
   ASSERT_FALSE(program.ok());
   EXPECT_NE(program.status().message().find("run memory-plan first"), std::string::npos);
 }

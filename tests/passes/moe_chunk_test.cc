@@ -17,6 +17,11 @@ constexpr const char* kMoe20 =
 }
 )";
 
+// The key kMoe20 records (chunk size 8).
+SpecKey Key(int rows, int chunks, int max_chunks) {
+  return SpecKey{MoePhase::kPrefill, chunks, max_chunks, rows, 4};
+}
+
 // A MoE block over a bucket of `rows` rows with the key's chunk counts.
 std::string MoeBlock(int rows, int chunks, int max_chunks) {
   std::string text = kMoe20;
@@ -34,7 +39,7 @@ std::string MoeBlock(int rows, int chunks, int max_chunks) {
 }
 
 TEST(MoeChunk, ThreeChunksSliceTheBucketWithRowOffsets) {
-  MoeChunkPass pass;
+  MoeChunkPass pass(Key(20, 3, 3), 8);
   bool changed = false;
   EXPECT_EQ(
       RunPass(kMoe20, pass, &changed),
@@ -57,7 +62,7 @@ TEST(MoeChunk, ThreeChunksSliceTheBucketWithRowOffsets) {
 }
 
 TEST(MoeChunk, RowsPastTheChunksArePaddingZeros) {
-  MoeChunkPass pass;
+  MoeChunkPass pass(Key(32, 2, 2), 8);
   const std::string out = RunPass(MoeBlock(32, 2, 2), pass);
   EXPECT_NE(out.find("%y.in1 = slice_rows(%x) {begin = 8, rows = 8} : tensor<8 x 6 x f32>"),
             std::string::npos)
@@ -73,7 +78,7 @@ TEST(MoeChunk, RowsPastTheChunksArePaddingZeros) {
 // Expert parallelism: every rank runs max_moe_num_chunk chunks; the ones past
 // moe_num_chunk take zero rows but still exist.
 TEST(MoeChunk, ChunksPastTheCountRunOnEmptyInput) {
-  MoeChunkPass pass;
+  MoeChunkPass pass(Key(16, 1, 3), 8);
   const std::string out = RunPass(MoeBlock(16, 1, 3), pass);
   EXPECT_NE(out.find("%y.in1 = slice_rows(%x) {begin = 8, rows = 0} : tensor<0 x 6 x f32>"),
             std::string::npos)
@@ -88,7 +93,7 @@ TEST(MoeChunk, ChunksPastTheCountRunOnEmptyInput) {
 }
 
 TEST(MoeChunk, OneChunkThatFitsIsNoChange) {
-  MoeChunkPass pass;
+  MoeChunkPass pass(Key(8, 1, 1), 8);
   const std::string in = MoeBlock(8, 1, 1);
   bool changed = true;
   EXPECT_EQ(RunPass(in, pass, &changed), in);
@@ -96,7 +101,7 @@ TEST(MoeChunk, OneChunkThatFitsIsNoChange) {
 }
 
 TEST(MoeChunk, AlreadyChunkedIsNoChange) {
-  MoeChunkPass pass;
+  MoeChunkPass pass(Key(20, 3, 3), 8);
   const std::string once =
       R"(graph @moe(%meta: !forward_meta, %x: tensor<20 x 6 x f32>) attributes {max_moe_num_chunk = 3, moe_chunk_size = 8, moe_num_chunk = 3, moe_phase = "prefill", seq_bucket = 4, token_bucket = 20} {
   %router = weight() {name = "gate"} : tensor<4 x 6 x bf16>
@@ -118,13 +123,29 @@ TEST(MoeChunk, AlreadyChunkedIsNoChange) {
   EXPECT_FALSE(changed);
 }
 
+// The pass takes its key from the pipeline; an IR file recording another key
+// is refused rather than chunked for the wrong bucket.
+TEST(MoeChunk, AGraphRecordingAnotherKeyIsRefused) {
+  Graph graph = ParseOrDie(kMoe20);
+  MoeChunkPass pass(Key(20, 2, 3), 8);
+  StatusOr<bool> result = pass.Run(graph);
+  ASSERT_FALSE(result.ok());
+  EXPECT_NE(result.status().message().find("moe_num_chunk = 3"), std::string::npos)
+      << result.status().message();
+  EXPECT_NE(result.status().message().find("but the pass runs key phase=prefill,chunks=2"),
+            std::string::npos)
+      << result.status().message();
+  MoeChunkPass other_chunk(Key(20, 3, 3), 16);
+  EXPECT_FALSE(other_chunk.Run(graph).ok());
+}
+
 TEST(MoeChunk, NeedsASpecializedGraph) {
   Graph graph = ParseOrDie(R"(graph @g(%meta: !forward_meta, %x: tensor<4 x f32>) {
   %y = add(%x, %x) : tensor<4 x f32>
   return %y
 }
 )");
-  MoeChunkPass pass;
+  MoeChunkPass pass(Key(20, 3, 3), 8);
   StatusOr<bool> result = pass.Run(graph);
   ASSERT_FALSE(result.ok());
   EXPECT_NE(result.status().message().find("run specialize first"), std::string::npos);

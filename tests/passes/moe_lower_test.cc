@@ -24,7 +24,7 @@ std::string Decode() {
 }
 
 TEST(MoeLower, PrefillPermutesAndRunsGroupedGemms) {
-  MoeLowerPass pass;
+  MoeLowerPass pass(SpecKey{MoePhase::kPrefill, 3, 3, 20, 4}, 8);
   bool changed = false;
   EXPECT_EQ(
       RunPass(kPrefill, pass, &changed),
@@ -49,7 +49,7 @@ TEST(MoeLower, PrefillPermutesAndRunsGroupedGemms) {
 }
 
 TEST(MoeLower, DecodeUsesTheFixedShapeExpertBatchedLayout) {
-  MoeLowerPass pass;
+  MoeLowerPass pass(SpecKey{MoePhase::kDecode, 3, 3, 20, 4}, 8);
   EXPECT_EQ(
       RunPass(Decode(), pass),
       R"(graph @moe(%meta: !forward_meta, %x: tensor<20 x 6 x f32>) attributes {max_moe_num_chunk = 3, moe_chunk_size = 8, moe_num_chunk = 3, moe_phase = "decode", seq_bucket = 4, token_bucket = 20} {
@@ -69,7 +69,7 @@ TEST(MoeLower, DecodeUsesTheFixedShapeExpertBatchedLayout) {
 }
 
 TEST(MoeLower, MlpBecomesTwoLinearsSiluMulAndALinear) {
-  MoeLowerPass pass;
+  MoeLowerPass pass(SpecKey{MoePhase::kDecode, 1, 1, 3, 3}, 8);
   const std::string out = RunPass(
       R"(graph @g(%meta: !forward_meta, %x: tensor<3 x 4 x f32>) attributes {max_moe_num_chunk = 1, moe_chunk_size = 8, moe_num_chunk = 1, moe_phase = "decode", seq_bucket = 3, token_bucket = 3} {
   %g = weight() {name = "g"} : tensor<6 x 4 x f32>
@@ -90,7 +90,7 @@ TEST(MoeLower, MlpBecomesTwoLinearsSiluMulAndALinear) {
 }
 
 TEST(MoeLower, NothingToLowerIsNoChange) {
-  MoeLowerPass pass;
+  MoeLowerPass pass(SpecKey{MoePhase::kPrefill, 3, 3, 20, 4}, 8);
   const std::string once =
       R"(graph @moe(%meta: !forward_meta, %x: tensor<20 x 6 x f32>) attributes {max_moe_num_chunk = 3, moe_chunk_size = 8, moe_num_chunk = 3, moe_phase = "prefill", seq_bucket = 4, token_bucket = 20} {
   %router = weight() {name = "gate"} : tensor<4 x 6 x bf16>
