@@ -4,7 +4,9 @@
 // capture; replay only calls the function pointers.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
+#include <iterator>
 
 #include "ir/dtype.h"
 
@@ -57,6 +59,58 @@ struct ForwardMetaView {
   const int32_t* block_tables = nullptr;        // [seq_capacity, max_blocks_per_seq]
   const int32_t* slot_mapping = nullptr;        // [token_capacity] block * block_size + offset
 };
+
+// ForwardMeta's dynamic arrays, listed once: the view member, the capacity
+// its length follows and the value padding entries hold. The host buffers,
+// their padding resets and the device staging all walk this table.
+enum class MetaArrayExtent : uint8_t {
+  kTokens,       // [token_capacity]
+  kSeqs,         // [seq_capacity]
+  kSeqsPlusOne,  // [seq_capacity + 1]
+  kBlockTable,   // [seq_capacity, max_blocks_per_seq]
+};
+
+using MetaArrayMember = const int32_t* ForwardMetaView::*;
+
+struct MetaArray {
+  const char* name;
+  MetaArrayMember member;
+  MetaArrayExtent extent;
+  int32_t padding;
+};
+
+inline constexpr MetaArray kMetaArrays[] = {
+    {"seq_lens_this_time", &ForwardMetaView::seq_lens_this_time, MetaArrayExtent::kSeqs, 0},
+    {"seq_lens_encoder", &ForwardMetaView::seq_lens_encoder, MetaArrayExtent::kSeqs, 0},
+    {"seq_lens_decoder", &ForwardMetaView::seq_lens_decoder, MetaArrayExtent::kSeqs, 0},
+    {"cu_seqlens_q", &ForwardMetaView::cu_seqlens_q, MetaArrayExtent::kSeqsPlusOne, 0},
+    {"batch_id_per_token", &ForwardMetaView::batch_id_per_token, MetaArrayExtent::kTokens, -1},
+    {"positions", &ForwardMetaView::positions, MetaArrayExtent::kTokens, 0},
+    {"block_tables", &ForwardMetaView::block_tables, MetaArrayExtent::kBlockTable, -1},
+    {"slot_mapping", &ForwardMetaView::slot_mapping, MetaArrayExtent::kTokens, -1},
+};
+
+// The arrays are ForwardMetaView's trailing members: one added there without
+// a line above fails to build.
+static_assert(sizeof(ForwardMetaView) == offsetof(ForwardMetaView, seq_lens_this_time) +
+                                             std::size(kMetaArrays) * sizeof(const int32_t*),
+              "every ForwardMetaView array must be listed in kMetaArrays");
+
+// Entries of an array of `extent` for the given capacities.
+inline uint64_t MetaArrayLength(MetaArrayExtent extent, uint64_t tokens, uint64_t seqs,
+                                uint64_t blocks_per_seq) {
+  switch (extent) {
+    case MetaArrayExtent::kTokens:
+      return tokens;
+    case MetaArrayExtent::kSeqs:
+      return seqs;
+    case MetaArrayExtent::kSeqsPlusOne:
+      return seqs + 1;
+    case MetaArrayExtent::kBlockTable:
+      return seqs * blocks_per_seq;
+  }
+  return 0;
+}
 
 // Paged KV cache, fp32. Layer l's keys are at
 // k + l * layer_stride, laid out [num_blocks, block_size, num_kv_heads, head_dim];

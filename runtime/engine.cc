@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cstring>
 #include <filesystem>
+#include <iterator>
 #include <set>
 
 #include "ir/op_registry.h"
@@ -30,14 +31,14 @@ struct Engine::DeviceState {
   KvCacheView kv;                       // the host view's dims, device k / v
   std::byte* meta = nullptr;            // device: ForwardMetaView, then its arrays
   std::vector<std::byte> staging;       // host image of `meta`
-  // Byte offsets of the arrays in `meta` / `staging`, in ForwardMetaView order,
-  // with their element counts.
+  // Byte offsets of the token ids and of each kMetaArrays entry in `meta` /
+  // `staging`, with their element counts.
   struct Array {
     size_t offset = 0;
     size_t count = 0;
   };
-  Array tokens, seq_lens_this_time, seq_lens_encoder, seq_lens_decoder, cu_seqlens_q,
-      batch_id_per_token, positions, block_tables, slot_mapping;
+  Array tokens;
+  Array arrays[std::size(kMetaArrays)];
 };
 
 StatusOr<std::unique_ptr<Engine>> Engine::Open(const std::string& plan_path,
@@ -228,7 +229,7 @@ Status Engine::InitDevice() {
 
   // ForwardMeta: the view struct first, then every array, 256-byte aligned.
   const size_t tokens = meta_.max_tokens(), seqs = meta_.max_seqs();
-  const size_t table = seqs * static_cast<size_t>(meta_.view().max_blocks_per_seq);
+  const size_t blocks_per_seq = static_cast<size_t>(meta_.view().max_blocks_per_seq);
   size_t bytes = AlignUp(sizeof(ForwardMetaView), 256);
   auto place = [&](DeviceState::Array& array, size_t count) {
     array.offset = bytes;
@@ -236,14 +237,9 @@ Status Engine::InitDevice() {
     bytes += AlignUp(count * sizeof(int32_t), 256);
   };
   place(d.tokens, tokens);
-  place(d.seq_lens_this_time, seqs);
-  place(d.seq_lens_encoder, seqs);
-  place(d.seq_lens_decoder, seqs);
-  place(d.cu_seqlens_q, seqs + 1);
-  place(d.batch_id_per_token, tokens);
-  place(d.positions, tokens);
-  place(d.block_tables, table);
-  place(d.slot_mapping, tokens);
+  for (size_t i = 0; i < std::size(kMetaArrays); ++i) {
+    place(d.arrays[i], MetaArrayLength(kMetaArrays[i].extent, tokens, seqs, blocks_per_seq));
+  }
   MG_ASSIGN_OR_RETURN(d.meta, allocate(bytes, "the ForwardMeta buffers"));
   d.staging.assign(bytes, std::byte{0});
 
@@ -263,14 +259,10 @@ Status Engine::UploadStepInputs() {
     return reinterpret_cast<const int32_t*>(d.meta + array.offset);
   };
   pack(d.tokens, meta_.tokens());
-  view.seq_lens_this_time = pack(d.seq_lens_this_time, view.seq_lens_this_time);
-  view.seq_lens_encoder = pack(d.seq_lens_encoder, view.seq_lens_encoder);
-  view.seq_lens_decoder = pack(d.seq_lens_decoder, view.seq_lens_decoder);
-  view.cu_seqlens_q = pack(d.cu_seqlens_q, view.cu_seqlens_q);
-  view.batch_id_per_token = pack(d.batch_id_per_token, view.batch_id_per_token);
-  view.positions = pack(d.positions, view.positions);
-  view.block_tables = pack(d.block_tables, view.block_tables);
-  view.slot_mapping = pack(d.slot_mapping, view.slot_mapping);
+  for (size_t i = 0; i < std::size(kMetaArrays); ++i) {
+    const auto member = kMetaArrays[i].member;
+    view.*member = pack(d.arrays[i], view.*member);
+  }
   std::memcpy(d.staging.data(), &view, sizeof(view));
   return backend_->Upload(d.meta, d.staging.data(), d.staging.size());
 }

@@ -27,12 +27,19 @@ StatusOr<ForwardMetaBuffers> ForwardMetaBuffers::Create(int32_t max_tokens, int3
                            " sequences, " + std::to_string(max_blocks_per_seq) +
                            " blocks per sequence");
   }
-  // Five [max_tokens] and five [max_seqs]-ish arrays, and the block tables.
-  uint64_t table_entries = 0, bytes = 0;
-  if (__builtin_mul_overflow(static_cast<uint64_t>(max_seqs),
-                             static_cast<uint64_t>(max_blocks_per_seq), &table_entries) ||
-      __builtin_mul_overflow(table_entries + 5ull * max_tokens + 5ull * max_seqs + 1,
-                             sizeof(int32_t), &bytes)) {
+  // The token ids and every ForwardMeta array (the block tables dominate).
+  uint64_t table_entries = 0, entries = static_cast<uint64_t>(max_tokens), bytes = 0;
+  bool overflow = __builtin_mul_overflow(static_cast<uint64_t>(max_seqs),
+                                         static_cast<uint64_t>(max_blocks_per_seq), &table_entries);
+  for (const MetaArray& a : kMetaArrays) {
+    overflow = overflow ||
+               __builtin_add_overflow(entries,
+                                      MetaArrayLength(a.extent, static_cast<uint64_t>(max_tokens),
+                                                      static_cast<uint64_t>(max_seqs),
+                                                      static_cast<uint64_t>(max_blocks_per_seq)),
+                                      &entries);
+  }
+  if (overflow || __builtin_mul_overflow(entries, sizeof(int32_t), &bytes)) {
     return ResourceExhausted("ForwardMeta buffers for " + std::to_string(max_tokens) +
                              " tokens and " + std::to_string(max_seqs) + " sequences of " +
                              std::to_string(max_blocks_per_seq) +
@@ -52,24 +59,14 @@ ForwardMetaBuffers::ForwardMetaBuffers(int32_t max_tokens, int32_t max_seqs,
                                        int32_t max_blocks_per_seq)
     : max_tokens_(max_tokens), max_seqs_(max_seqs), max_blocks_per_seq_(max_blocks_per_seq) {
   tokens_.assign(max_tokens, 0);
-  batch_id_per_token_.assign(max_tokens, -1);
-  positions_.assign(max_tokens, 0);
-  slot_mapping_.assign(max_tokens, -1);
-  seq_lens_this_time_.assign(max_seqs, 0);
-  seq_lens_encoder_.assign(max_seqs, 0);
-  seq_lens_decoder_.assign(max_seqs, 0);
-  cu_seqlens_q_.assign(max_seqs + 1, 0);
-  block_tables_.assign(static_cast<size_t>(max_seqs) * max_blocks_per_seq, -1);
+  for (size_t i = 0; i < std::size(kMetaArrays); ++i) {
+    const MetaArray& a = kMetaArrays[i];
+    arrays_[i].assign(MetaArrayLength(a.extent, max_tokens, max_seqs, max_blocks_per_seq),
+                      a.padding);
+    view_.*a.member = arrays_[i].data();
+  }
   written_table_entries_.assign(max_seqs, 0);
   view_.max_blocks_per_seq = max_blocks_per_seq;
-  view_.seq_lens_this_time = seq_lens_this_time_.data();
-  view_.seq_lens_encoder = seq_lens_encoder_.data();
-  view_.seq_lens_decoder = seq_lens_decoder_.data();
-  view_.cu_seqlens_q = cu_seqlens_q_.data();
-  view_.batch_id_per_token = batch_id_per_token_.data();
-  view_.positions = positions_.data();
-  view_.block_tables = block_tables_.data();
-  view_.slot_mapping = slot_mapping_.data();
 }
 
 Status ForwardMetaBuffers::Fill(const std::vector<SequenceStep>& batch, int32_t token_capacity,
@@ -102,52 +99,63 @@ Status ForwardMetaBuffers::Fill(const std::vector<SequenceStep>& batch, int32_t 
     }
   }
 
+  // The arrays are this object's own buffers, named through the view.
+  auto mut = [](const int32_t* p) { return const_cast<int32_t*>(p); };
+  int32_t* const seq_lens_this_time = mut(view_.seq_lens_this_time);
+  int32_t* const seq_lens_encoder = mut(view_.seq_lens_encoder);
+  int32_t* const seq_lens_decoder = mut(view_.seq_lens_decoder);
+  int32_t* const cu_seqlens_q = mut(view_.cu_seqlens_q);
+  int32_t* const batch_id_per_token = mut(view_.batch_id_per_token);
+  int32_t* const positions = mut(view_.positions);
+  int32_t* const block_tables = mut(view_.block_tables);
+  int32_t* const slot_mapping = mut(view_.slot_mapping);
+
   const int32_t block_size = kv.config().block_size;
   const auto num_seqs = static_cast<int32_t>(batch.size());
   int32_t t = 0;
   for (int32_t s = 0; s < num_seqs; ++s) {
     const SequenceStep& step = batch[s];
     const std::vector<int32_t>& table = kv.BlockTable(step.seq_id);
-    int32_t* row = block_tables_.data() + static_cast<size_t>(s) * max_blocks_per_seq_;
+    int32_t* row = block_tables + static_cast<size_t>(s) * max_blocks_per_seq_;
     std::copy(table.begin(), table.end(), row);
     const auto table_size = static_cast<int32_t>(table.size());
     if (written_table_entries_[s] > table_size) {
       std::fill(row + table_size, row + written_table_entries_[s], -1);
     }
     written_table_entries_[s] = table_size;
-    seq_lens_this_time_[s] = static_cast<int32_t>(step.tokens.size());
-    seq_lens_encoder_[s] = step.num_cached == 0 ? static_cast<int32_t>(step.tokens.size()) : 0;
-    seq_lens_decoder_[s] = step.num_cached;
+    seq_lens_this_time[s] = static_cast<int32_t>(step.tokens.size());
+    seq_lens_encoder[s] = step.num_cached == 0 ? static_cast<int32_t>(step.tokens.size()) : 0;
+    seq_lens_decoder[s] = step.num_cached;
     for (size_t i = 0; i < step.tokens.size(); ++i, ++t) {
       const int32_t pos = step.num_cached + static_cast<int32_t>(i);
       tokens_[t] = step.tokens[i];
-      batch_id_per_token_[t] = s;
-      positions_[t] = pos;
-      slot_mapping_[t] = table[pos / block_size] * block_size + pos % block_size;
+      batch_id_per_token[t] = s;
+      positions[t] = pos;
+      slot_mapping[t] = table[pos / block_size] * block_size + pos % block_size;
     }
-    cu_seqlens_q_[s + 1] = t;
+    cu_seqlens_q[s + 1] = t;
   }
-  cu_seqlens_q_[0] = 0;
+  cu_seqlens_q[0] = 0;
   // Padding: reset what the previous fill wrote past this batch.
   for (int32_t s = num_seqs; s < written_seqs_; ++s) {
-    int32_t* row = block_tables_.data() + static_cast<size_t>(s) * max_blocks_per_seq_;
+    int32_t* row = block_tables + static_cast<size_t>(s) * max_blocks_per_seq_;
     std::fill(row, row + written_table_entries_[s], -1);
     written_table_entries_[s] = 0;
-    seq_lens_this_time_[s] = 0;
-    seq_lens_encoder_[s] = 0;
-    seq_lens_decoder_[s] = 0;
   }
-  for (int32_t i = t; i < written_tokens_; ++i) {
-    tokens_[i] = 0;
-    batch_id_per_token_[i] = -1;
-    positions_[i] = 0;
-    slot_mapping_[i] = -1;
+  for (const MetaArray& a : kMetaArrays) {
+    int32_t* const array = mut(view_.*a.member);
+    if (a.extent == MetaArrayExtent::kSeqs) {
+      std::fill(array + num_seqs, array + std::max(num_seqs, written_seqs_), a.padding);
+    } else if (a.extent == MetaArrayExtent::kTokens) {
+      std::fill(array + t, array + std::max(t, written_tokens_), a.padding);
+    }
   }
+  std::fill(tokens_.begin() + t, tokens_.begin() + std::max(t, written_tokens_), 0);
   // Padded sequences end where the last real one does, up to the capacity.
   for (int32_t s = num_seqs + 1; s <= seq_capacity; ++s)
-    cu_seqlens_q_[s] = t;
+    cu_seqlens_q[s] = t;
   for (int32_t s = seq_capacity + 1; s < written_cu_seqlens_; ++s)
-    cu_seqlens_q_[s] = 0;
+    cu_seqlens_q[s] = 0;
   written_tokens_ = t;
   written_seqs_ = num_seqs;
   written_cu_seqlens_ = std::max(num_seqs, seq_capacity) + 1;

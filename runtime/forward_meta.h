@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <iterator>
 #include <string>
 #include <vector>
 
@@ -59,8 +60,9 @@ class ForwardMetaBuffers {
   // leading sequence entries, cu_seqlens_q entries, and per block-table row.
   int32_t written_tokens_ = 0, written_seqs_ = 0, written_cu_seqlens_ = 0;
   std::vector<int32_t> written_table_entries_;  // [max_seqs]
-  std::vector<int32_t> tokens_, seq_lens_this_time_, seq_lens_encoder_, seq_lens_decoder_,
-      cu_seqlens_q_, batch_id_per_token_, positions_, block_tables_, slot_mapping_;
+  std::vector<int32_t> tokens_;
+  // One buffer per kMetaArrays entry; view_'s pointers point into them.
+  std::vector<int32_t> arrays_[std::size(kMetaArrays)];
   ForwardMetaView view_;
 };
 

@@ -87,6 +87,7 @@ struct MappingSlot {
 
 MappingSlot g_mappings[kMaxRegisteredMappings];
 struct sigaction g_previous_sigbus;
+std::atomic<bool> g_sigbus_reporting{false};  // a thread is reporting a fault
 std::once_flag g_sigbus_installed;
 
 void WriteAll(const char* text, size_t length) {
@@ -116,6 +117,12 @@ void OnSigbus(int signal, siginfo_t* info, void* context) {
   for (const MappingSlot& slot : g_mappings) {
     if (slot.state.load(std::memory_order_acquire) != 2) continue;
     if (address < slot.begin || address - slot.begin >= slot.size) continue;
+    // Kernel threads fault on the same truncated file together: the first one
+    // reports and exits, the others wait for that (one message, not a mix).
+    if (g_sigbus_reporting.exchange(true)) {
+      for (;;)
+        ::pause();
+    }
     WriteText("moegraph: fatal: reading ");
     WriteText(slot.path);
     WriteText(" at byte ");
