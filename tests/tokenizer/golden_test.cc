@@ -1,0 +1,114 @@
+// Compares the tokenizer with goldens made by Hugging Face `tokenizers`
+// (tools/make_tokenizer_goldens.py): ids with and without special tokens, decoded text, and the
+// streaming decoder, on every line of the hard corpus for every tokenizer.
+#include <gtest/gtest.h>
+
+#include <string>
+#include <vector>
+
+#include "support/json.h"
+#include "support/mapped_file.h"
+#include "tokenizer/tokenizer.h"
+#include "tokenizer/unicode.h"
+
+namespace moegraph::tokenizer {
+namespace {
+
+const std::string kDataDir = std::string(MOEGRAPH_TEST_DATA_DIR) + "/tokenizer";
+
+JsonValue ReadJson(const std::string& path) {
+  StatusOr<std::string> text = ReadFileToString(path);
+  EXPECT_TRUE(text.ok()) << text.status().ToString();
+  if (!text.ok()) return JsonValue();
+  StatusOr<JsonValue> json = ParseJson(*text, path);
+  EXPECT_TRUE(json.ok()) << json.status().ToString();
+  return json.ok() ? *json : JsonValue();
+}
+
+std::vector<int32_t> Ids(const JsonValue& array) {
+  std::vector<int32_t> ids;
+  for (const JsonValue& v : array.as_array())
+    ids.push_back(static_cast<int32_t>(v.as_int()));
+  return ids;
+}
+
+std::string Show(const std::vector<int32_t>& ids) {
+  std::string s = "[";
+  for (size_t i = 0; i < ids.size(); ++i)
+    s += (i ? "," : "") + std::to_string(ids[i]);
+  return s + "]";
+}
+
+class GoldenTest : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(GoldenTest, MatchesHuggingFaceTokenizersOnEveryCorpusLine) {
+  const std::string dir = kDataDir + "/" + GetParam();
+  StatusOr<Tokenizer> tokenizer = Tokenizer::FromFile(dir + "/tokenizer.json");
+  ASSERT_TRUE(tokenizer.ok()) << tokenizer.status().ToString();
+  const JsonValue corpus = ReadJson(kDataDir + "/corpus.json");
+  const JsonValue golden = ReadJson(dir + "/golden.json");
+  const auto& lines = corpus.Find("lines")->as_array();
+  const auto& cases = golden.Find("cases")->as_array();
+  const bool lossless = golden.Find("lossless")->as_bool();
+  ASSERT_EQ(lines.size(), cases.size());
+  ASSERT_GE(lines.size(), 50u);
+  int mismatches = 0;
+  for (size_t i = 0; i < lines.size(); ++i) {
+    const std::string& text = lines[i].as_string();
+    const JsonValue& c = cases[i];
+    SCOPED_TRACE("corpus line " + std::to_string(i) + ": '" + text.substr(0, 80) + "'");
+    StatusOr<std::vector<int32_t>> plain = tokenizer->Encode(text, /*add_special_tokens=*/false);
+    StatusOr<std::vector<int32_t>> special = tokenizer->Encode(text, /*add_special_tokens=*/true);
+    ASSERT_TRUE(plain.ok()) << plain.status().ToString();
+    ASSERT_TRUE(special.ok()) << special.status().ToString();
+    const std::vector<int32_t> want_plain = Ids(*c.Find("ids"));
+    const std::vector<int32_t> want_special = Ids(*c.Find("ids_special"));
+    EXPECT_EQ(*plain, want_plain) << "got " << Show(*plain) << "\nwant " << Show(want_plain);
+    EXPECT_EQ(*special, want_special);
+    mismatches += (*plain != want_plain) + (*special != want_special);
+
+    StatusOr<std::string> decoded = tokenizer->Decode(want_special, /*skip_special_tokens=*/false);
+    StatusOr<std::string> decoded_skip =
+        tokenizer->Decode(want_special, /*skip_special_tokens=*/true);
+    StatusOr<std::string> decoded_plain =
+        tokenizer->Decode(want_plain, /*skip_special_tokens=*/false);
+    ASSERT_TRUE(decoded.ok()) << decoded.status().ToString();
+    ASSERT_TRUE(decoded_skip.ok() && decoded_plain.ok());
+    EXPECT_EQ(*decoded, c.Find("decoded")->as_string());
+    EXPECT_EQ(*decoded_skip, c.Find("decoded_skip")->as_string());
+    EXPECT_EQ(*decoded_plain, c.Find("decoded_plain")->as_string());
+    if (lossless) {
+      EXPECT_EQ(*decoded_plain, text) << "decode(encode(x)) != x";
+    }
+
+    // Streaming: never invalid UTF-8 mid-stream, and the pieces add up to the full decode.
+    for (const bool skip : {false, true}) {
+      IncrementalDecoder stream(*tokenizer, skip);
+      std::string streamed;
+      for (const int32_t id : want_special) {
+        StatusOr<std::string> piece = stream.Push(id);
+        ASSERT_TRUE(piece.ok()) << piece.status().ToString();
+        EXPECT_TRUE(ValidateUtf8(*piece, "stream").ok());
+        streamed += *piece;
+      }
+      StatusOr<std::string> rest = stream.Flush();
+      ASSERT_TRUE(rest.ok());
+      streamed += *rest;
+      EXPECT_EQ(streamed, c.Find(skip ? "decoded_skip" : "decoded")->as_string())
+          << "skip=" << skip;
+    }
+  }
+  EXPECT_EQ(mismatches, 0) << GetParam() << ": " << mismatches << " encodings differ from "
+                           << "tokenizers over " << lines.size() << " lines";
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Tokenizers, GoldenTest,
+    ::testing::Values("qwen2", "gpt2", "llama", "metaspace", "o200k", "split_removed",
+                      "split_removed_invert", "split_isolated", "split_isolated_invert",
+                      "split_merged_with_previous", "split_merged_with_previous_invert",
+                      "split_merged_with_next", "split_merged_with_next_invert", "split_contiguous",
+                      "split_contiguous_invert", "split_string"));
+
+}  // namespace
+}  // namespace moegraph::tokenizer
