@@ -429,7 +429,18 @@ StatusOr<std::string> IncrementalDecoder::Push(int32_t id) {
   MG_ASSIGN_OR_RETURN(std::string text, tokenizer_->Decode(ids_, skip_special_tokens_));
   if (text.size() <= prefix_.size() || EndsWithReplacement(text)) return std::string();
   if (text.compare(0, prefix_.size(), prefix_) != 0) {
-    return Internal("IncrementalDecoder: the decoded window no longer starts with its prefix");
+    // The new id changed text already emitted (ByteFallback turns a whole run of byte tokens
+    // into one U+FFFD per byte once the run is invalid UTF-8). `tokenizers` fails here
+    // (InvalidPrefix); a stream cannot take text back, so restart the window at this id.
+    ++num_restarts_;
+    ids_.assign(1, id);
+    prefix_.clear();
+    prefix_index_ = 0;
+    MG_ASSIGN_OR_RETURN(std::string fresh, tokenizer_->Decode(ids_, skip_special_tokens_));
+    if (fresh.empty() || EndsWithReplacement(fresh)) return std::string();
+    prefix_ = fresh;
+    prefix_index_ = 1;
+    return fresh;
   }
   std::string new_text = text.substr(prefix_.size());
   const size_t new_prefix_index = ids_.size() - prefix_index_;
@@ -448,6 +459,7 @@ StatusOr<std::string> IncrementalDecoder::Flush() {
   ids_.clear();
   prefix_.clear();
   prefix_index_ = 0;
+  num_restarts_ = 0;
   return rest;
 }
 

@@ -70,7 +70,9 @@ class Tokenizer {
 // Streaming decode (as `tokenizers`' DecodeStream): Push returns only the text that became
 // complete with this id. Text whose decode would end in U+FFFD (an incomplete UTF-8 sequence,
 // unfinished byte-fallback bytes) is held back until a later id completes it.
-// The concatenation of every Push and a final Flush equals Decode of all ids.
+// The concatenation of every Push and a final Flush equals Decode of all ids, unless a later id
+// changed text already emitted: then (where `tokenizers` fails with InvalidPrefix) the decoder
+// restarts at that id and counts it in num_restarts(). Only invalid byte-fallback runs do that.
 class IncrementalDecoder {
  public:
   // `tokenizer` must outlive the decoder.
@@ -80,12 +82,16 @@ class IncrementalDecoder {
   // The text still held back (possibly ending in U+FFFD); the decoder is then empty.
   StatusOr<std::string> Flush();
 
+  // Times the window restarted since construction or the last Flush.
+  int num_restarts() const { return num_restarts_; }
+
  private:
   const Tokenizer* tokenizer_;
   bool skip_special_tokens_;
   std::vector<int32_t> ids_;
   std::string prefix_;
   size_t prefix_index_ = 0;
+  int num_restarts_ = 0;
 };
 
 }  // namespace moegraph::tokenizer

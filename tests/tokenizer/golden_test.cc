@@ -91,6 +91,7 @@ TEST_P(GoldenTest, MatchesHuggingFaceTokenizersOnEveryCorpusLine) {
         EXPECT_TRUE(ValidateUtf8(*piece, "stream").ok());
         streamed += *piece;
       }
+      EXPECT_EQ(stream.num_restarts(), 0);
       StatusOr<std::string> rest = stream.Flush();
       ASSERT_TRUE(rest.ok());
       streamed += *rest;

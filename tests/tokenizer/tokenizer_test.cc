@@ -383,6 +383,25 @@ TEST(IncrementalDecoderTest, HoldsBackIncompleteUtf8AndByteFallbackPieces) {
   EXPECT_EQ(*rest, "\xEF\xBF\xBD");
 }
 
+TEST(IncrementalDecoderTest, RestartsInsteadOfFailingWhenAByteRunTurnsInvalid) {
+  // "A" is emitted; then <0x80> makes the run "A\x80" invalid, so the full decode becomes
+  // U+FFFD U+FFFD and no longer starts with the "A" already sent (HF's DecodeStream fails).
+  const Tokenizer t = MustLoad(LoadJson("llama"));
+  const std::vector<int32_t> ids = {*t.TokenToId("<0x41>"), *t.TokenToId("<0x80>"),
+                                    MustEncode(t, "Hello")[0]};
+  IncrementalDecoder stream(t, false);
+  std::string streamed;
+  for (const int32_t id : ids) {
+    StatusOr<std::string> piece = stream.Push(id);
+    ASSERT_TRUE(piece.ok()) << piece.status().ToString();
+    EXPECT_TRUE(ValidateUtf8(*piece, "piece").ok());
+    streamed += *piece;
+  }
+  EXPECT_EQ(stream.num_restarts(), 1);
+  EXPECT_EQ(streamed.substr(0, 1), "A");
+  EXPECT_EQ(MustDecode(t, ids).substr(0, 6), "\xEF\xBF\xBD\xEF\xBF\xBD");
+}
+
 // ---- Regex translation ----------------------------------------------------------------------
 
 TEST(RegexTest, WhitespaceClassIsOnigurumaWhiteSpace) {
