@@ -73,11 +73,11 @@ void DecodeAll(const Tokenizer& t, const std::vector<int32_t>& ids) {
     }
     Check(full.ok());
     Check(moegraph::tokenizer::ValidateUtf8(*full, "decode").ok());
-    const bool restarted = stream.num_restarts() > 0;
     auto rest = stream.Flush();
     Check(rest.ok());
+    Check(moegraph::tokenizer::ValidateUtf8(*rest, "flush").ok());
     streamed += *rest;
-    Check(restarted || streamed == *full);
+    Check(stream.num_restarts() > 0 || streamed == *full);
   }
 }
 

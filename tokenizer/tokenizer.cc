@@ -453,13 +453,18 @@ StatusOr<std::string> IncrementalDecoder::Push(int32_t id) {
 StatusOr<std::string> IncrementalDecoder::Flush() {
   MG_ASSIGN_OR_RETURN(std::string text, tokenizer_->Decode(ids_, skip_special_tokens_));
   std::string rest;
-  if (text.size() > prefix_.size() && text.compare(0, prefix_.size(), prefix_) == 0) {
+  if (text.compare(0, prefix_.size(), prefix_) == 0) {
     rest = text.substr(prefix_.size());
+  } else {
+    // As in Push: the held-back ids changed emitted text; send them on their own.
+    ++num_restarts_;
+    const std::vector<int32_t> unsent(ids_.begin() + static_cast<std::ptrdiff_t>(prefix_index_),
+                                      ids_.end());
+    MG_ASSIGN_OR_RETURN(rest, tokenizer_->Decode(unsent, skip_special_tokens_));
   }
   ids_.clear();
   prefix_.clear();
   prefix_index_ = 0;
-  num_restarts_ = 0;
   return rest;
 }
 

@@ -82,7 +82,7 @@ class IncrementalDecoder {
   // The text still held back (possibly ending in U+FFFD); the decoder is then empty.
   StatusOr<std::string> Flush();
 
-  // Times the window restarted since construction or the last Flush.
+  // Times the window restarted (in Push or Flush) since construction.
   int num_restarts() const { return num_restarts_; }
 
  private:
