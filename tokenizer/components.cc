@@ -2,6 +2,7 @@
 #include "tokenizer/components.h"
 
 #include <algorithm>
+#include <array>
 #include <map>
 #include <utility>
 
@@ -372,11 +373,32 @@ constexpr const char* kSupportedNormalizers =
 constexpr std::string_view kGpt2Pattern =
     R"('s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+)";
 
+// The UTF-8 of each byte's character in the byte-level alphabet (1 or 2 bytes).
+struct ByteLevelTable {
+  std::array<std::array<char, 2>, 256> utf8{};
+  std::array<uint8_t, 256> length{};
+  ByteLevelTable() {
+    for (int b = 0; b < 256; ++b) {
+      std::string s;
+      AppendUtf8(s, ByteToChar(static_cast<uint8_t>(b)));
+      length[b] = static_cast<uint8_t>(s.size());
+      for (size_t i = 0; i < s.size(); ++i)
+        utf8[b][i] = s[i];
+    }
+  }
+};
+
 std::string ByteLevelEncode(std::string_view text) {
-  std::string out;
-  out.reserve(text.size() * 2);
-  for (const char c : text)
-    AppendUtf8(out, ByteToChar(static_cast<uint8_t>(c)));
+  static const ByteLevelTable table;
+  std::string out(text.size() * 2, '\0');
+  size_t n = 0;
+  for (const char c : text) {
+    const auto b = static_cast<uint8_t>(c);
+    out[n] = table.utf8[b][0];
+    out[n + 1] = table.utf8[b][1];
+    n += table.length[b];
+  }
+  out.resize(n);
   return out;
 }
 
