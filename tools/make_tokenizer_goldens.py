@@ -276,6 +276,21 @@ def variants(qwen2):
     return out
 
 
+def metaspace_variants(base):
+    """Metaspace's other prepend schemes, without split; NFD + Strip so byte fallback is busy."""
+    always = with_pre_tokenizer(base, pre_tokenizers.Metaspace(
+        replacement="\u2581", prepend_scheme="always", split=False),
+        normalizers.Sequence([normalizers.Strip(left=True, right=True), normalizers.NFD()]))
+    always.decoder = decoders.Sequence([
+        decoders.ByteFallback(), decoders.Metaspace(replacement="\u2581", prepend_scheme="always")])
+    never = with_pre_tokenizer(base, pre_tokenizers.Metaspace(
+        replacement="\u2581", prepend_scheme="never", split=True), normalizers.NFKD())
+    never.decoder = decoders.Sequence([
+        decoders.ByteFallback(), decoders.Metaspace(replacement="\u2581", prepend_scheme="never"),
+        decoders.Fuse()])
+    return {"metaspace_always": always, "metaspace_never": never}
+
+
 def golden(tok, lossless):
     cases = []
     for text in CORPUS:
@@ -317,6 +332,8 @@ def main():
         "o200k": (make_o200k(corpus), True),
     }
     for name, tok in variants(qwen2).items():
+        toks[name] = (tok, False)
+    for name, tok in metaspace_variants(toks["metaspace"][0]).items():
         toks[name] = (tok, False)
     with open(os.path.join(args.out, "corpus.json"), "w", encoding="utf-8") as f:
         json.dump({"lines": CORPUS}, f, ensure_ascii=True, indent=0)
