@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "support/json.h"
@@ -155,6 +156,37 @@ TEST(TokenizerTest, AddedAndSpecialTokenLookups) {
   EXPECT_EQ(t.vocab_size(), 1204);
   EXPECT_FALSE(t.IdToToken(1204).has_value());
   EXPECT_EQ(MustDecode(t, {im_start, *t.TokenToId("<think>")}, /*skip=*/true), "<think>");
+}
+
+TEST(TokenizerTest, ConcurrentEncodesAgreeWithOneThread) {
+  // Encode is const and shares the word cache; 4 threads over the same lines must agree.
+  const Tokenizer t = MustLoad(LoadJson("o200k"));
+  StatusOr<std::string> corpus_text = ReadFileToString(kDataDir + "/corpus.json");
+  ASSERT_TRUE(corpus_text.ok());
+  const JsonValue corpus = Parse(*corpus_text);
+  std::vector<std::string> lines;
+  for (const JsonValue& line : corpus.Find("lines")->as_array())
+    lines.push_back(line.as_string());
+  std::vector<std::vector<int32_t>> want;
+  for (const std::string& line : lines)
+    want.push_back(MustEncode(t, line));
+  const Tokenizer fresh = MustLoad(LoadJson("o200k"));  // cold cache
+  std::vector<int> failures(4, 0);
+  std::vector<std::thread> threads;
+  for (int w = 0; w < 4; ++w) {
+    threads.emplace_back([&, w] {
+      for (int round = 0; round < 5; ++round) {
+        for (size_t i = 0; i < lines.size(); ++i) {
+          const size_t k = (i * 7 + static_cast<size_t>(w) * 13) % lines.size();
+          StatusOr<std::vector<int32_t>> ids = fresh.Encode(lines[k], false);
+          failures[w] += !ids.ok() || *ids != want[k];
+        }
+      }
+    });
+  }
+  for (std::thread& thread : threads)
+    thread.join();
+  EXPECT_EQ(failures, (std::vector<int>{0, 0, 0, 0}));
 }
 
 // ---- Malformed files -----------------------------------------------------------------------
