@@ -53,8 +53,9 @@ TEST_P(GoldenTest, MatchesHuggingFaceTokenizersOnEveryCorpusLine) {
   const auto& cases = golden.Find("cases")->as_array();
   const bool lossless = golden.Find("lossless")->as_bool();
   ASSERT_EQ(lines.size(), cases.size());
-  ASSERT_GE(lines.size(), 50u);
+  ASSERT_GE(lines.size(), 120u);
   int mismatches = 0;
+  size_t num_roundtrips = 0;
   for (size_t i = 0; i < lines.size(); ++i) {
     const std::string& text = lines[i].as_string();
     const JsonValue& c = cases[i];
@@ -64,7 +65,15 @@ TEST_P(GoldenTest, MatchesHuggingFaceTokenizersOnEveryCorpusLine) {
     ASSERT_TRUE(plain.ok()) << plain.status().ToString();
     ASSERT_TRUE(special.ok()) << special.status().ToString();
     const std::vector<int32_t> want_plain = Ids(*c.Find("ids"));
-    const std::vector<int32_t> want_special = Ids(*c.Find("ids_special"));
+    // Fields equal to their fallback are left out of the file: ids_special -> ids,
+    // decoded_skip / decoded_plain -> decoded.
+    const std::vector<int32_t> want_special =
+        Ids(c.Find("ids_special") != nullptr ? *c.Find("ids_special") : *c.Find("ids"));
+    const std::string& want_decoded = c.Find("decoded")->as_string();
+    const std::string& want_skip =
+        c.Find("decoded_skip") != nullptr ? c.Find("decoded_skip")->as_string() : want_decoded;
+    const std::string& want_decoded_plain =
+        c.Find("decoded_plain") != nullptr ? c.Find("decoded_plain")->as_string() : want_decoded;
     EXPECT_EQ(*plain, want_plain) << "got " << Show(*plain) << "\nwant " << Show(want_plain);
     EXPECT_EQ(*special, want_special);
     mismatches += (*plain != want_plain) + (*special != want_special);
@@ -76,11 +85,16 @@ TEST_P(GoldenTest, MatchesHuggingFaceTokenizersOnEveryCorpusLine) {
         tokenizer->Decode(want_plain, /*skip_special_tokens=*/false);
     ASSERT_TRUE(decoded.ok()) << decoded.status().ToString();
     ASSERT_TRUE(decoded_skip.ok() && decoded_plain.ok());
-    EXPECT_EQ(*decoded, c.Find("decoded")->as_string());
-    EXPECT_EQ(*decoded_skip, c.Find("decoded_skip")->as_string());
-    EXPECT_EQ(*decoded_plain, c.Find("decoded_plain")->as_string());
-    if (lossless) {
-      EXPECT_EQ(*decoded_plain, text) << "decode(encode(x)) != x";
+    EXPECT_EQ(*decoded, want_decoded);
+    EXPECT_EQ(*decoded_skip, want_skip);
+    EXPECT_EQ(*decoded_plain, want_decoded_plain);
+    // A lossless tokenizer round-trips every line but those whose lstrip/rstrip tokens ate
+    // spaces (the script checked which with `tokenizers`).
+    if (lossless && c.Find("roundtrip")->as_bool()) {
+      ++num_roundtrips;
+      StatusOr<std::string> roundtrip = tokenizer->Decode(*plain, false);
+      ASSERT_TRUE(roundtrip.ok());
+      EXPECT_EQ(*roundtrip, text) << "decode(encode(x)) != x";
     }
 
     // Streaming: never invalid UTF-8 mid-stream, and the pieces add up to the full decode.
@@ -97,9 +111,11 @@ TEST_P(GoldenTest, MatchesHuggingFaceTokenizersOnEveryCorpusLine) {
       EXPECT_EQ(stream.num_restarts(), 0);
       ASSERT_TRUE(rest.ok());
       streamed += *rest;
-      EXPECT_EQ(streamed, c.Find(skip ? "decoded_skip" : "decoded")->as_string())
-          << "skip=" << skip;
+      EXPECT_EQ(streamed, (skip ? want_skip : want_decoded)) << "skip=" << skip;
     }
+  }
+  if (lossless) {
+    EXPECT_GE(num_roundtrips * 10, lines.size() * 8) << "too few lines round-trip";
   }
   EXPECT_EQ(mismatches, 0) << GetParam() << ": " << mismatches << " encodings differ from "
                            << "tokenizers over " << lines.size() << " lines";
