@@ -1,7 +1,8 @@
 // libFuzzer target for the tokenizer. The first byte chooses what the rest is:
 //   0 mod 4: a tokenizer.json to load (and, when it loads, to encode and decode a probe with);
 //   1 mod 4: text to encode with one of the test tokenizers (second byte picks which), then
-//            decode, stream-decode and, for the lossless o200k one, check decode(encode(x)) == x;
+//            decode, stream-decode and, for the lossless o200k one, check decode(encode(x)) == x
+//            (unless its lstrip/rstrip tokens occur);
 //   2 mod 4: token ids (little-endian uint16) to decode and stream-decode;
 //   3 mod 4: a generation_config.json / tokenizer_config.json to parse.
 // The test tokenizers come from MOEGRAPH_FUZZ_TOKENIZER_DIR (default: the source tree's
@@ -107,7 +108,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       for (const int32_t id : *ids)
         Check(id >= 0 && id < t.vocab_size());
       DecodeAll(t, *ids);
-      if (which == kLossless && !special) {
+      // o200k round-trips, except where its lstrip/rstrip tokens swallowed spaces.
+      if (which == kLossless && !special && rest.find("<|message|>") == std::string_view::npos &&
+          rest.find("<|end|>") == std::string_view::npos) {
         auto text = t.Decode(*ids, false);
         Check(text.ok() && *text == rest);
       }
