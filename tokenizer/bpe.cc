@@ -173,7 +173,7 @@ const std::string* Bpe::IdToToken(int32_t id) const {
   return &id_to_token_[id];
 }
 
-Status Bpe::Tokenize(std::string_view word, std::vector<int32_t>& ids) const {
+Status Bpe::Tokenize(std::string_view word, std::vector<int32_t>& ids, Scratch& scratch) const {
   if (word.empty()) return Status::Ok();
   if (ignore_merges_) {
     if (auto it = vocab_.find(word); it != vocab_.end()) {
@@ -189,17 +189,9 @@ Status Bpe::Tokenize(std::string_view word, std::vector<int32_t>& ids) const {
       return Status::Ok();
     }
   }
-  std::vector<int32_t> word_ids;
   // Symbols from characters.
-  struct Symbol {
-    int32_t id;
-    int32_t prev;
-    int32_t next;
-    bool alive;
-  };
-  std::vector<Symbol> symbols;
-  symbols.reserve(word.size());
-  std::string scratch;
+  std::vector<Symbol>& symbols = scratch.symbols;
+  symbols.clear();
   int32_t pending_unk = -1;  // fused unknown run waiting to be added
   bool missing_unk = false;
   auto add = [&](int32_t id) {
@@ -213,11 +205,12 @@ Status Bpe::Tokenize(std::string_view word, std::vector<int32_t>& ids) const {
     pos += Utf8Length(static_cast<unsigned char>(word[pos]));
     std::string_view ch = word.substr(begin, pos - begin);
     if (affixes) {
-      scratch.clear();
-      if (begin != 0) scratch += continuing_subword_prefix_;
-      scratch.append(ch);
-      if (pos >= word.size()) scratch += end_of_word_suffix_;
-      ch = scratch;
+      std::string& affixed = scratch.affixed;
+      affixed.clear();
+      if (begin != 0) affixed += continuing_subword_prefix_;
+      affixed.append(ch);
+      if (pos >= word.size()) affixed += end_of_word_suffix_;
+      ch = affixed;
     }
     if (auto it = vocab_.find(ch); it != vocab_.end()) {
       if (pending_unk >= 0) {
@@ -254,17 +247,12 @@ Status Bpe::Tokenize(std::string_view word, std::vector<int32_t>& ids) const {
   if (!symbols.empty()) symbols.back().next = -1;
 
   // The merge loop.
-  struct Candidate {
-    uint32_t rank;
-    int32_t pos;
-    int32_t new_id;
-  };
   // std heap is a max-heap: "less" means lower priority (higher rank, then later position).
   auto lower_priority = [](const Candidate& a, const Candidate& b) {
     return a.rank != b.rank ? a.rank > b.rank : a.pos > b.pos;
   };
-  std::vector<Candidate> heap;
-  heap.reserve(symbols.size());
+  std::vector<Candidate>& heap = scratch.heap;
+  heap.clear();
   for (size_t i = 0; i + 1 < symbols.size(); ++i) {
     if (const MergeEntry* m = FindMerge(symbols[i].id, symbols[i + 1].id)) {
       heap.push_back({m->rank, static_cast<int32_t>(i), m->new_id});
@@ -297,14 +285,17 @@ Status Bpe::Tokenize(std::string_view word, std::vector<int32_t>& ids) const {
       }
     }
   }
-  word_ids.reserve(symbols.size());
+  const size_t first = ids.size();
   for (const Symbol& s : symbols) {
-    if (s.alive) word_ids.push_back(s.id);
+    if (s.alive) ids.push_back(s.id);
   }
-  ids.insert(ids.end(), word_ids.begin(), word_ids.end());
   if (cacheable) {
     std::lock_guard<std::mutex> lock(cache_mutex_);
-    if (cache_.size() < kMaxCacheEntries) cache_.emplace(std::string(word), std::move(word_ids));
+    if (cache_.size() < kMaxCacheEntries) {
+      cache_.emplace(
+          std::string(word),
+          std::vector<int32_t>(ids.begin() + static_cast<std::ptrdiff_t>(first), ids.end()));
+    }
   }
   return Status::Ok();
 }

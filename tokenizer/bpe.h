@@ -36,8 +36,26 @@ class Bpe {
   // `json` is the "model" object; `field` names it in errors.
   static StatusOr<std::unique_ptr<Bpe>> FromJson(const JsonValue& json, const std::string& field);
 
+  // Buffers the merge loop reuses across the words of one Encode call.
+  struct Symbol {
+    int32_t id;
+    int32_t prev;
+    int32_t next;
+    bool alive;
+  };
+  struct Candidate {
+    uint32_t rank;
+    int32_t pos;
+    int32_t new_id;
+  };
+  struct Scratch {
+    std::vector<Symbol> symbols;
+    std::vector<Candidate> heap;
+    std::string affixed;
+  };
+
   // Appends the ids of `word` (a pre-tokenized piece) to `ids`.
-  Status Tokenize(std::string_view word, std::vector<int32_t>& ids) const;
+  Status Tokenize(std::string_view word, std::vector<int32_t>& ids, Scratch& scratch) const;
 
   std::optional<int32_t> TokenToId(std::string_view token) const;
   // nullptr when the model has no token with this id.
@@ -55,7 +73,6 @@ class Bpe {
   };
 
   Bpe() = default;
-  void MergeWord(std::string_view word, std::vector<int32_t>& ids) const;
   const MergeEntry* FindMerge(int32_t left, int32_t right) const;
   void InsertMerge(int32_t left, int32_t right, uint32_t rank, int32_t new_id);
 

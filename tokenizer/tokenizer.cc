@@ -323,6 +323,7 @@ StatusOr<std::vector<int32_t>> Tokenizer::Encode(std::string_view text,
   }
   std::vector<Segment> segments;
   std::vector<Piece> pieces;
+  Bpe::Scratch scratch;  // the merge loop's buffers, reused for every word
   for (Segment& raw : raw_segments) {
     if (raw.id >= 0) {
       ids.push_back(raw.id);
@@ -343,8 +344,9 @@ StatusOr<std::vector<int32_t>> Tokenizer::Encode(std::string_view text,
       pieces.clear();
       pieces.push_back({std::move(segment.text), segment.at_start});
       if (impl.pre_tokenizer != nullptr) impl.pre_tokenizer->PreTokenize(pieces);
-      for (const Piece& piece : pieces)
-        MG_RETURN_IF_ERROR(impl.model->Tokenize(piece.text, ids));
+      for (const Piece& piece : pieces) {
+        MG_RETURN_IF_ERROR(impl.model->Tokenize(piece.text, ids, scratch));
+      }
     }
   }
   if (impl.post_processor != nullptr) impl.post_processor->Process(ids, add_special_tokens);
