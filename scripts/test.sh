@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what is missing, builds everything, and runs the whole test suite:
 # first the untrusted-input tests (safetensors, config, JSON, plan files)
-# under AddressSanitizer + UBSan, then every test with ctest.
+# under AddressSanitizer + UBSan, then each libFuzzer target for a short fixed
+# time (Clang), then every test with ctest.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 bash scripts/setup.sh
@@ -16,6 +17,29 @@ export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=halt_on_error=
 for t in support_tests frontends_tests runtime_tests; do
   echo "--> $t (ASan)"
   build-asan/bin/$t --gtest_brief=1
+done
+
+echo "==> libFuzzer targets, Clang + ASan + UBSan, ${MOEGRAPH_FUZZ_SECONDS:-30} s each (build-fuzz/)"
+mkdir -p build-fuzz
+CC=clang CXX=clang++ cmake -S . -B build-fuzz -G Ninja -DCMAKE_BUILD_TYPE=Debug -DMOEGRAPH_FUZZ=ON \
+  -DMOEGRAPH_CUDA=OFF -DMOEGRAPH_BUILD_BENCH=OFF -DMOEGRAPH_BUILD_TESTS=OFF -DMOEGRAPH_WERROR=ON \
+  >build-fuzz/cmake.log 2>&1 || { cat build-fuzz/cmake.log; exit 1; }
+ninja -C build-fuzz -j"$(nproc)" fuzz
+fuzz/make_corpus.sh build-fuzz build-fuzz/corpus
+for target in plan plan_engine safetensors config ir; do
+  echo "--> fuzz-${target//_/-}"
+  mkdir -p "build-fuzz/artifacts/$target"
+  # Each run mutates a scratch copy, so the generated seeds stay as they are.
+  rm -rf "build-fuzz/work/$target" && mkdir -p "build-fuzz/work/$target"
+  if ! "build-fuzz/bin/fuzz-${target//_/-}" "build-fuzz/work/$target" "build-fuzz/corpus/$target" \
+      -max_total_time="${MOEGRAPH_FUZZ_SECONDS:-30}" -timeout=10 -rss_limit_mb=2048 \
+      -artifact_prefix="build-fuzz/artifacts/$target/" -print_final_stats=1 \
+      >"build-fuzz/$target.log" 2>&1; then
+    tail -n 60 "build-fuzz/$target.log"
+    echo "fuzz-${target//_/-} failed; reproducer: $(ls "build-fuzz/artifacts/$target"/* 2>/dev/null)"
+    exit 1
+  fi
+  grep -E "^(#[0-9]+ +DONE|stat::number_of_executed_units)" "build-fuzz/$target.log" || true
 done
 
 echo "==> ctest"
