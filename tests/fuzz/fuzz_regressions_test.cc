@@ -6,6 +6,7 @@
 
 #include <cstring>
 #include <filesystem>
+#include <limits>
 #include <string>
 #include <vector>
 
@@ -79,6 +80,21 @@ TEST(FuzzRegressions, Plan) {
   for (size_t at : {size_t{0}, size_t{4}, size_t{9}, plan.size() / 3, plan.size() - 1})
     RunTarget(FuzzPlan, Flipped(plan, at));  // must not crash
   EXPECT_EQ(RunTarget(FuzzPlan, std::string(kMaxPlanBytes + 1, 'x')), kSkipped);
+}
+
+// Found by fuzz-plan: a NaN among a step's floats loads, and once made the
+// round-trip check fail (NaN != NaN); the target compares bytes now.
+TEST(FuzzRegressions, PlanWithNanFloatRoundTrips) {
+  Plan plan = SmallDemoPlan();
+  bool changed = false;
+  for (KernelStep& step : plan.programs[0].steps) {
+    if (!step.floats.empty() && !changed) {
+      step.floats[0] = std::numeric_limits<float>::quiet_NaN();
+      changed = true;
+    }
+  }
+  ASSERT_TRUE(changed);
+  EXPECT_EQ(RunTarget(FuzzPlan, SerializePlan(plan)), kAccepted);
 }
 
 TEST(FuzzRegressions, PlanEngine) {
