@@ -2,7 +2,8 @@
 # Installs what is missing, builds everything, and runs the whole test suite:
 # first the untrusted-input tests (safetensors, config, JSON, plan files)
 # under AddressSanitizer + UBSan, then the runtime, engine and kernel tests
-# under ThreadSanitizer, then every test with ctest.
+# under ThreadSanitizer, then each libFuzzer target for a short fixed time
+# (Clang), then every test with ctest.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 bash scripts/setup.sh
@@ -39,6 +40,29 @@ for t in runtime_tests engine_tests kernels_tests; do
   echo "--> $t (TSan)"
   OMP_NUM_THREADS=1 OMP_THREAD_LIMIT=1 TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 \
     build-tsan/bin/$t --gtest_brief=1
+done
+
+echo "==> libFuzzer targets, Clang + ASan + UBSan, ${MOEGRAPH_FUZZ_SECONDS:-30} s each (build-fuzz/)"
+mkdir -p build-fuzz
+CC=clang CXX=clang++ cmake -S . -B build-fuzz -G Ninja -DCMAKE_BUILD_TYPE=Debug -DMOEGRAPH_FUZZ=ON \
+  -DMOEGRAPH_CUDA=OFF -DMOEGRAPH_BUILD_BENCH=OFF -DMOEGRAPH_BUILD_TESTS=OFF -DMOEGRAPH_WERROR=ON \
+  >build-fuzz/cmake.log 2>&1 || { cat build-fuzz/cmake.log; exit 1; }
+ninja -C build-fuzz -j"$(nproc)" fuzz
+fuzz/make_corpus.sh build-fuzz build-fuzz/corpus
+for target in plan plan_engine safetensors config ir tokenizer; do
+  echo "--> fuzz-${target//_/-}"
+  mkdir -p "build-fuzz/artifacts/$target" "build-fuzz/corpus/$target"
+  # Each run mutates a scratch copy, so the generated seeds stay as they are.
+  rm -rf "build-fuzz/work/$target" && mkdir -p "build-fuzz/work/$target"
+  if ! "build-fuzz/bin/fuzz-${target//_/-}" "build-fuzz/work/$target" "build-fuzz/corpus/$target" \
+      -max_total_time="${MOEGRAPH_FUZZ_SECONDS:-30}" -timeout=10 -rss_limit_mb=2048 \
+      -artifact_prefix="build-fuzz/artifacts/$target/" -print_final_stats=1 \
+      >"build-fuzz/$target.log" 2>&1; then
+    tail -n 60 "build-fuzz/$target.log"
+    echo "fuzz-${target//_/-} failed; reproducer: $(ls "build-fuzz/artifacts/$target"/* 2>/dev/null)"
+    exit 1
+  fi
+  grep -E "^#[0-9]+[[:space:]]+DONE" "build-fuzz/$target.log" || true
 done
 
 echo "==> ctest"

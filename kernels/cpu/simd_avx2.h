@@ -9,6 +9,7 @@
 #include <cstdint>
 
 #include "ir/dtype.h"
+#include "kernels/cpu/cpu_features.h"
 #include "support/half.h"
 
 #define MG_AVX2 __attribute__((target("avx2,fma,f16c")))
@@ -18,8 +19,7 @@ namespace moegraph::simd {
 
 // True when this processor (and OS) runs AVX2, FMA and F16C code.
 inline bool CpuHasAvx2Fma() {
-  return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
-         __builtin_cpu_supports("f16c");
+  return cpu::HasAvx2FmaF16c();
 }
 
 // Weight element types as template parameters, so each kernel is
