@@ -139,6 +139,72 @@ TEST_P(OptionEquivalenceTest, EveryOptionThatMustNotChangeResultsDoesNot) {
   }
 }
 
+// Steps `batch` on both engines and compares every sequence's logits.
+void StepBoth(Engine& fused, Engine& unfused, const std::vector<SequenceStep>& batch,
+              const std::string& what) {
+  StatusOr<StepLogits> want = fused.Step(batch);
+  StatusOr<StepLogits> got = unfused.Step(batch);
+  ASSERT_TRUE(want.ok()) << what << ": " << want.status().ToString();
+  ASSERT_TRUE(got.ok()) << what << ": " << got.status().ToString();
+  ASSERT_EQ(fused.last_key(), unfused.last_key()) << what;
+  const int vocab = fused.plan().model.vocab_size;
+  for (size_t s = 0; s < batch.size(); ++s) {
+    const int32_t row = static_cast<int32_t>(s);
+    EXPECT_LE(testing::MaxAbsDiff(got->row(row), want->row(row), vocab), 1e-5f)
+        << what << " at " << fused.last_key().ToString() << ", sequence " << s;
+    EXPECT_EQ(testing::Argmax(got->row(row), vocab), testing::Argmax(want->row(row), vocab))
+        << what << " at " << fused.last_key().ToString() << ", sequence " << s;
+  }
+}
+
+// Fused and unfused plans agree on every key of the plan: each key gets the
+// step that fills it most (the most tokens and sequences it serves).
+TEST_P(OptionEquivalenceTest, FusedAndUnfusedAgreeOnEveryKey) {
+  StatusOr<HfModel> model = LoadHfModel(testing::GoldenDir(GetParam()));
+  ASSERT_TRUE(model.ok()) << model.status().ToString();
+  std::unique_ptr<Engine> fused = Load(*model, Variant{.name = "fused"});
+  std::unique_ptr<Engine> unfused = Load(*model, Variant{.name = "unfused", .fuse = false});
+  ASSERT_NE(fused, nullptr);
+  ASSERT_NE(unfused, nullptr);
+  const KeySetOptions& options = fused->plan().key_options;
+  const int vocab = fused->plan().model.vocab_size;
+  int64_t next_id = 1000;
+  int keys_run = 0;
+  for (const KeyProgram& program : fused->plan().programs) {
+    const SpecKey& key = program.key;
+    const bool decode = key.phase == MoePhase::kDecode;
+    // The largest step (tokens, sequences) this key serves.
+    int32_t num_tokens = 0, num_seqs = 0;
+    for (int32_t n = key.token_bucket; n >= 1 && num_tokens == 0; --n) {
+      const int32_t s = decode ? n : std::min({3, key.seq_bucket, n});
+      if (KeyForStep(key.phase, n, s, options) == key) num_tokens = n, num_seqs = s;
+    }
+    ASSERT_GT(num_tokens, 0) << "no step reaches " << key.ToString();
+    std::vector<SequenceStep> batch;
+    for (int32_t s = 0; s < num_seqs; ++s) {
+      const int32_t len = decode ? 1 : num_tokens / num_seqs + (s < num_tokens % num_seqs ? 1 : 0);
+      batch.push_back(SequenceStep{next_id++, Tokens(len, vocab, s), decode ? 2 : 0});
+    }
+    if (decode) {
+      // Cache two prompt tokens per sequence first, a few sequences per step.
+      for (size_t first = 0; first < batch.size(); first += 2) {
+        std::vector<SequenceStep> prompts;
+        for (size_t s = first; s < std::min(batch.size(), first + 2); ++s)
+          prompts.push_back(SequenceStep{batch[s].seq_id, Tokens(2, vocab, 7), 0});
+        StepBoth(*fused, *unfused, prompts, "prompts before " + key.ToString());
+      }
+    }
+    StepBoth(*fused, *unfused, batch, key.ToString());
+    EXPECT_EQ(fused->last_key(), key);
+    ++keys_run;
+    for (const SequenceStep& s : batch) {
+      fused->Release(s.seq_id);
+      unfused->Release(s.seq_id);
+    }
+  }
+  EXPECT_EQ(keys_run, static_cast<int>(fused->plan().programs.size()));
+}
+
 INSTANTIATE_TEST_SUITE_P(Goldens, OptionEquivalenceTest,
                          ::testing::ValuesIn(testing::GoldenCases()),
                          [](const auto& info) { return info.param; });
