@@ -7,6 +7,7 @@
 
 #include "kernels/cpu/dispatch.h"
 #include "runtime/backend.h"
+#include "support/memory.h"
 
 namespace moegraph {
 namespace {
@@ -64,6 +65,10 @@ class CpuBackend : public Backend {
 
   StatusOr<std::byte*> Allocate(size_t bytes) override {
     const size_t rounded = (bytes + 63) / 64 * 64;
+    if (rounded < bytes || ExceedsPhysicalMemory(rounded)) {
+      return ResourceExhausted("cannot allocate " + std::to_string(bytes) +
+                               " bytes: more than this machine's memory");
+    }
     void* p = std::aligned_alloc(64, rounded == 0 ? 64 : rounded);
     if (!p) return ResourceExhausted("cannot allocate " + std::to_string(bytes) + " bytes");
     std::memset(p, 0, rounded == 0 ? 64 : rounded);

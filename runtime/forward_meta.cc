@@ -4,6 +4,8 @@
 #include <algorithm>
 #include <new>
 
+#include "support/memory.h"
+
 namespace moegraph {
 
 MoePhase PhaseOf(const std::vector<SequenceStep>& batch) {
@@ -44,6 +46,11 @@ StatusOr<ForwardMetaBuffers> ForwardMetaBuffers::Create(int32_t max_tokens, int3
                              " tokens and " + std::to_string(max_seqs) + " sequences of " +
                              std::to_string(max_blocks_per_seq) +
                              " KV blocks each: the size overflows");
+  }
+  if (ExceedsPhysicalMemory(bytes)) {
+    return ResourceExhausted("cannot allocate the ForwardMeta buffers (" + std::to_string(bytes) +
+                             " bytes): more than this machine's " +
+                             std::to_string(PhysicalMemoryBytes()) + " bytes of memory");
   }
   try {
     return ForwardMetaBuffers(max_tokens, max_seqs, max_blocks_per_seq);

@@ -4,6 +4,8 @@
 #include <new>
 #include <string>
 
+#include "support/memory.h"
+
 namespace moegraph {
 
 StatusOr<KvCache> KvCache::Create(const KvCacheConfig& config) {
@@ -24,6 +26,12 @@ StatusOr<KvCache> KvCache::Create(const KvCacheConfig& config) {
                              std::to_string(config.num_layers) + " layers, " +
                              std::to_string(config.num_kv_heads) + " KV heads of " +
                              std::to_string(config.head_dim) + ": the size overflows");
+  }
+  if (config.allocate_storage && ExceedsPhysicalMemory(static_cast<uint64_t>(bytes))) {
+    return ResourceExhausted("cannot allocate the KV cache (" + std::to_string(bytes) +
+                             " bytes for " + std::to_string(config.num_blocks) +
+                             " blocks): more than this machine's " +
+                             std::to_string(PhysicalMemoryBytes()) + " bytes of memory");
   }
   KvCache cache;
   cache.config_ = config;

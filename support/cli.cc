@@ -12,6 +12,7 @@
 #include <cstdio>
 #include <cstdlib>
 
+#include "support/memory.h"
 #include "support/strings.h"
 
 namespace moegraph {
@@ -311,9 +312,7 @@ int AvailableCores() {
 }
 
 int64_t PhysicalMemoryMib() {
-  const long pages = sysconf(_SC_PHYS_PAGES), page_bytes = sysconf(_SC_PAGE_SIZE);
-  if (pages <= 0 || page_bytes <= 0) return 0;
-  return static_cast<int64_t>(pages) * page_bytes >> 20;
+  return static_cast<int64_t>(PhysicalMemoryBytes() >> 20);
 }
 
 }  // namespace moegraph

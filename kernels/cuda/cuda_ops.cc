@@ -1,6 +1,7 @@
-// The CUDA op table (see cuda_ops.h). Each entry checks shapes on the host the
-// way its reference kernel does (a failed check gives the reference's zeros),
-// then calls the family launchers. Nothing here allocates, synchronizes or
+// The CUDA op table (see cuda_ops.h). Each entry checks its shape contract on
+// the host as its reference kernel does (a step against it is an internal
+// error: load-time verification rejects such steps), then calls the family
+// launchers. Nothing here allocates, synchronizes or
 // reads device memory on the host, so every entry is capturable.
 #include "kernels/cuda/cuda_ops.h"
 
@@ -38,6 +39,11 @@ int64_t NumBytes(const TensorArg& t) {
 }
 int64_t RowBytes(const TensorArg& t) {
   return RowSize(t) * static_cast<int64_t>(DTypeBytes(t.dtype));
+}
+
+Status ContractViolation(const char* kernel, const char* what) {
+  return Internal(std::string("kernel '") + kernel + "' called against its contract: " + what +
+                  " (load-time step verification should have rejected this)");
 }
 
 Status Zero(const TensorArg& t, cudaStream_t stream) {
@@ -179,8 +185,11 @@ Status RunEmbedding(const KernelArgs& a, const CudaStepContext& ctx) {
   const TensorArg& table = a.in[1];
   const int64_t num_rows = NumRows(a.out[0]);
   const int64_t hidden = RowSize(a.out[0]);
-  const bool table_ok = IsWeightDType(table.dtype) && table.rank == 2 && table.dim(1) == hidden;
-  const int64_t row_limit = table_ok ? std::min(num_rows, a.in[0].numel()) : 0;
+  if (!(IsWeightDType(table.dtype) && table.rank == 2 && table.dim(1) == hidden &&
+        a.in[0].numel() == num_rows)) {
+    return ContractViolation("embedding", "table must be [V, H] and tokens [T] for out [T, H]");
+  }
+  const int64_t row_limit = num_rows;
   return Check(LaunchEmbedding(I32In(a.in[0]), table.data, table.dtype, table.dim(0),
                                F32Out(a.out[0]), num_rows, hidden, row_limit, a.meta, ctx.stream),
                "embedding");
@@ -194,7 +203,8 @@ bool NormShapeOk(const TensorArg& x, const TensorArg& w) {
 Status RunRmsNorm(const KernelArgs& a, const CudaStepContext& ctx) {
   const TensorArg& x = a.in[0];
   const TensorArg& w = a.in[1];
-  const int64_t row_limit = NormShapeOk(x, w) ? NumRows(x) : 0;
+  if (!NormShapeOk(x, w)) return ContractViolation("rms_norm", "weight size must divide the row");
+  const int64_t row_limit = NumRows(x);
   return Check(
       LaunchRmsNorm(F32In(x), nullptr, w.data, w.dtype, w.numel(), a.floats[0], nullptr,
                     F32Out(a.out[0]), NumRows(x), RowSize(x), row_limit, a.meta, ctx.stream),
@@ -204,7 +214,10 @@ Status RunRmsNorm(const KernelArgs& a, const CudaStepContext& ctx) {
 Status RunAddRmsNorm(const KernelArgs& a, const CudaStepContext& ctx) {
   const TensorArg& x = a.in[0];
   const TensorArg& w = a.in[2];
-  const int64_t row_limit = NormShapeOk(x, w) ? NumRows(x) : 0;
+  if (!NormShapeOk(x, w)) {
+    return ContractViolation("add_rms_norm", "weight size must divide the row");
+  }
+  const int64_t row_limit = NumRows(x);
   return Check(LaunchRmsNorm(F32In(x), F32In(a.in[1]), w.data, w.dtype, w.numel(), a.floats[0],
                              F32Out(a.out[0]), F32Out(a.out[1]), NumRows(x), RowSize(x), row_limit,
                              a.meta, ctx.stream),
@@ -227,7 +240,7 @@ Status RunLinearStep(const KernelArgs& a, const CudaStepContext& ctx) {
   const TensorArg& w = a.in[1];
   const int64_t num_rows = NumRows(a.out[0]);
   const int64_t n = RowSize(a.out[0]), k = RowSize(a.in[0]);
-  if (!WeightShapeOk(w, n, k)) return Zero(a.out[0], ctx.stream);
+  if (!WeightShapeOk(w, n, k)) return ContractViolation("linear", "weight must be [N, K]");
   return RunLinear(ctx, ctx.scratch, ctx.scratch_bytes, F32In(a.in[0]), num_rows, k, w, nullptr, n,
                    F32Out(a.out[0]), num_rows, a.meta);
 }
@@ -241,7 +254,9 @@ Status RunLinearSiluMul(const KernelArgs& a, const CudaStepContext& ctx) {
   const TensorArg& wu = a.in[2];
   const int64_t num_rows = NumRows(a.out[0]);
   const int64_t n = RowSize(a.out[0]), k = RowSize(a.in[0]);
-  if (!WeightShapeOk(wg, n, k) || !WeightShapeOk(wu, n, k)) return Zero(a.out[0], ctx.stream);
+  if (!WeightShapeOk(wg, n, k) || !WeightShapeOk(wu, n, k)) {
+    return ContractViolation("linear_silu_mul", "weights must be [N, K]");
+  }
   return RunLinear(ctx, ctx.scratch, ctx.scratch_bytes, F32In(a.in[0]), num_rows, k, wg, &wu, n,
                    F32Out(a.out[0]), num_rows, a.meta);
 }
@@ -258,7 +273,7 @@ Status RunMlp(const KernelArgs& a, const CudaStepContext& ctx) {
   const int64_t inter = gate.dim(0);
   const bool ok = RowSize(a.in[0]) == hidden && WeightShapeOk(gate, inter, hidden) &&
                   WeightShapeOk(up, inter, hidden) && WeightShapeOk(down, hidden, inter);
-  if (!ok) return Zero(a.out[0], ctx.stream);
+  if (!ok) return ContractViolation("mlp", "x [T, H], gate/up [I, H] and down [H, I]");
   const size_t h_bytes = Align256(num_rows * inter * sizeof(float));
   if (ctx.scratch_bytes < h_bytes) return Internal("mlp: scratch too small");
   float* h = reinterpret_cast<float*>(ctx.scratch);
@@ -283,8 +298,10 @@ Status RunRope(const KernelArgs& a, const CudaStepContext& ctx) {
   const int64_t row_size = RowSize(a.out[0]);
   const int64_t head_dim = a.ints[0];
   const bool ok = a.meta != nullptr && head_dim > 0 && head_dim % 2 == 0 &&
-                  row_size % head_dim == 0 && RowSize(a.in[0]) == row_size;
-  const int64_t row_limit = ok ? std::min(num_rows, NumRows(a.in[0])) : 0;
+                  row_size % head_dim == 0 && RowSize(a.in[0]) == row_size &&
+                  NumRows(a.in[0]) == num_rows;
+  if (!ok) return ContractViolation("rope", "needs meta, an even head_dim dividing the row");
+  const int64_t row_limit = num_rows;
   return Check(LaunchRope(F32In(a.in[0]), F32Out(a.out[0]), num_rows, row_size, head_dim,
                           a.floats[0], row_limit, a.meta, ctx.stream),
                "rope");
@@ -302,7 +319,9 @@ Status RunAttention(const KernelArgs& a, const CudaStepContext& ctx) {
                   kv->num_kv_heads == num_kv_heads && kv->head_dim == head_dim &&
                   kv->block_size > 0 && RowSize(a.out[0]) == q_row && RowSize(a.in[0]) == q_row &&
                   RowSize(a.in[1]) == kv_row && RowSize(a.in[2]) == kv_row;
-  if (!ok) return Zero(a.out[0], ctx.stream);
+  if (!ok) {
+    return ContractViolation("attention", "heads and rows must match the op and the KV cache");
+  }
   const int64_t row_limit =
       std::min({NumRows(a.in[0]), NumRows(a.in[1]), NumRows(a.in[2]), num_rows});
   KvLayer cache;
@@ -323,8 +342,10 @@ Status RunAttention(const KernelArgs& a, const CudaStepContext& ctx) {
 
 Status RunGatherLast(const KernelArgs& a, const CudaStepContext& ctx) {
   const int64_t hidden = RowSize(a.out[0]);
-  const bool ok = a.meta != nullptr && RowSize(a.in[0]) == hidden;
-  return Check(LaunchGatherLast(F32In(a.in[0]), ok ? NumRows(a.in[0]) : 0, F32Out(a.out[0]),
+  if (a.meta == nullptr || RowSize(a.in[0]) != hidden) {
+    return ContractViolation("gather_last", "needs meta and x [T, H] for out [B, H]");
+  }
+  return Check(LaunchGatherLast(F32In(a.in[0]), NumRows(a.in[0]), F32Out(a.out[0]),
                                 NumRows(a.out[0]), hidden, a.meta, ctx.stream),
                "gather_last");
 }
@@ -332,11 +353,7 @@ Status RunGatherLast(const KernelArgs& a, const CudaStepContext& ctx) {
 Status RunTopkRoute(const KernelArgs& a, const CudaStepContext& ctx) {
   const int64_t top_k = a.ints[0];
   const bool ok = top_k > 0 && RowSize(a.out[0]) == top_k && RowSize(a.out[1]) == top_k;
-  if (!ok) {
-    MG_RETURN_IF_ERROR(Check(cudaMemsetAsync(a.out[0].data, 0xff, NumBytes(a.out[0]), ctx.stream),
-                             "topk_route fill"));
-    return Zero(a.out[1], ctx.stream);
-  }
+  if (!ok) return ContractViolation("topk_route", "ids and weights must be [T, top_k]");
   const int64_t num_rows = std::min(NumRows(a.out[0]), NumRows(a.out[1]));
   return Check(LaunchTopkRoute(F32In(a.in[0]), RowSize(a.in[0]), I32Out(a.out[0]), F32Out(a.out[1]),
                                num_rows, static_cast<int>(top_k), a.ints[1] != 0, a.ints[2],
@@ -383,10 +400,22 @@ GroupedGemmArgs OffsetsGemm(const KernelArgs& a, const TensorArg& wg, const Tens
   return g;
 }
 
+Status CheckOffsetsGemm(const KernelArgs& a, const TensorArg& wg, const TensorArg* wu,
+                        const char* kernel) {
+  const int64_t n = RowSize(a.out[0]), k = RowSize(a.in[0]);
+  const int64_t num_experts = wg.dim(0);
+  const bool ok = a.in[1].numel() >= num_experts + 1 && StackedWeightOk(wg, num_experts, n, k) &&
+                  (wu == nullptr || StackedWeightOk(*wu, num_experts, n, k)) &&
+                  NumRows(a.in[0]) == NumRows(a.out[0]);
+  return ok ? Status::Ok() : ContractViolation(kernel, "offsets [E + 1], weights [E, N, K]");
+}
+
 Status RunGroupedMatmul(const KernelArgs& a, const CudaStepContext& ctx) {
+  MG_RETURN_IF_ERROR(CheckOffsetsGemm(a, a.in[2], nullptr, "grouped_matmul"));
   return Check(LaunchGroupedGemm(OffsetsGemm(a, a.in[2], nullptr), ctx.stream), "grouped_matmul");
 }
 Status RunGroupedMatmulSiluMul(const KernelArgs& a, const CudaStepContext& ctx) {
+  MG_RETURN_IF_ERROR(CheckOffsetsGemm(a, a.in[2], &a.in[3], "grouped_matmul_silu_mul"));
   return Check(LaunchGroupedGemm(OffsetsGemm(a, a.in[2], &a.in[3]), ctx.stream),
                "grouped_matmul_silu_mul");
 }
@@ -394,8 +423,10 @@ Status RunGroupedMatmulSiluMul(const KernelArgs& a, const CudaStepContext& ctx) 
 Status RunMoeUnpermuteReduce(const KernelArgs& a, const CudaStepContext& ctx) {
   const int64_t top_k = a.ints[0];
   const int64_t hidden = RowSize(a.out[0]);
-  const bool ok = top_k > 0 && RowSize(a.in[0]) == hidden;
-  const int64_t num_pairs = ok ? std::min(NumRows(a.in[0]), a.in[1].numel()) : 0;
+  if (top_k <= 0 || RowSize(a.in[0]) != hidden) {
+    return ContractViolation("moe_unpermute_reduce", "y [P, H] for out [T, H], top_k > 0");
+  }
+  const int64_t num_pairs = std::min(NumRows(a.in[0]), a.in[1].numel());
   return Check(LaunchMoeUnpermuteReduce(F32In(a.in[0]), I32In(a.in[1]), num_pairs, F32In(a.in[2]),
                                         a.in[2].numel(), static_cast<int>(top_k), F32Out(a.out[0]),
                                         NumRows(a.out[0]), hidden, ctx.stream),
@@ -417,7 +448,9 @@ Status RunExpertBatchedGateUpSilu(const KernelArgs& a, const CudaStepContext& ct
   const int64_t hidden = RowSize(a.in[0]);
   const int64_t num_experts = gate.dim(0);
   const bool ok = top_k > 0 && StackedWeightOk(gate, num_experts, inter, hidden) &&
-                  StackedWeightOk(up, num_experts, inter, hidden);
+                  StackedWeightOk(up, num_experts, inter, hidden) &&
+                  a.in[1].numel() == NumRows(a.in[2]);
+  if (!ok) return ContractViolation("expert_batched_gate_up_silu", "stacked weights [E, I, H]");
   GroupedGemmArgs g;
   g.mode = GroupMode::kSlots;
   g.x = F32In(a.in[0]);
@@ -433,7 +466,7 @@ Status RunExpertBatchedGateUpSilu(const KernelArgs& a, const CudaStepContext& ct
   g.n = inter;
   g.batch_experts = I32In(a.in[1]);
   g.batch_pairs = I32In(a.in[2]);
-  g.num_slots = ok ? std::min(a.in[1].numel(), NumRows(a.in[2])) : 0;
+  g.num_slots = a.in[1].numel();
   g.pairs_per_slot = RowSize(a.in[2]);
   g.in_div = std::max<int64_t>(top_k, 1);
   g.out_limit = num_pairs;
@@ -445,7 +478,9 @@ Status RunExpertBatchedDown(const KernelArgs& a, const CudaStepContext& ctx) {
   const int64_t hidden = RowSize(a.out[0]);
   const int64_t inter = RowSize(a.in[0]);
   const int64_t num_experts = down.dim(0);
-  const bool ok = StackedWeightOk(down, num_experts, hidden, inter);
+  const bool ok =
+      StackedWeightOk(down, num_experts, hidden, inter) && a.in[1].numel() == NumRows(a.in[2]);
+  if (!ok) return ContractViolation("expert_batched_down", "stacked weight [E, H, I]");
   GroupedGemmArgs g;
   g.mode = GroupMode::kSlots;
   g.x = F32In(a.in[0]);
@@ -459,7 +494,7 @@ Status RunExpertBatchedDown(const KernelArgs& a, const CudaStepContext& ctx) {
   g.n = hidden;
   g.batch_experts = I32In(a.in[1]);
   g.batch_pairs = I32In(a.in[2]);
-  g.num_slots = ok ? std::min(a.in[1].numel(), NumRows(a.in[2])) : 0;
+  g.num_slots = a.in[1].numel();
   g.pairs_per_slot = RowSize(a.in[2]);
   g.in_div = 1;
   g.out_limit = std::min(NumRows(a.out[0]), NumRows(a.in[0]));
@@ -525,7 +560,7 @@ Status RunMoe(const KernelArgs& a, const CudaStepContext& ctx) {
                   StackedWeightOk(gate, num_experts, inter, hidden) &&
                   StackedWeightOk(up, num_experts, inter, hidden) &&
                   StackedWeightOk(down, num_experts, hidden, inter);
-  if (!ok) return Zero(a.out[0], ctx.stream);
+  if (!ok) return ContractViolation("moe", "x [T, H], router [E, H], experts [E, ...]");
   const MoeLayout l = PlanMoe(a, ctx.activation_parts);
   if (ctx.scratch_bytes < l.total) return Internal("moe: scratch too small");
   std::byte* s = ctx.scratch;

@@ -6,8 +6,10 @@
 // baseline's on every key it reaches.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <memory>
 #include <set>
+#include <tuple>
 
 #include "compiler/compile_model.h"
 #include "frontends/hf_model.h"
@@ -157,13 +159,18 @@ void StepBoth(Engine& fused, Engine& unfused, const std::vector<SequenceStep>& b
   }
 }
 
-// Fused and unfused plans agree on every key of the plan: each key gets the
-// step that fills it most (the most tokens and sequences it serves).
-TEST_P(OptionEquivalenceTest, FusedAndUnfusedAgreeOnEveryKey) {
-  StatusOr<HfModel> model = LoadHfModel(testing::GoldenDir(GetParam()));
+// Fused and unfused plans agree on every key of the plan, with the optimised
+// and the reference CPU kernels: each key gets the step that fills it most
+// (the most tokens and sequences it serves).
+class FusedUnfusedTest : public ::testing::TestWithParam<std::tuple<std::string, std::string>> {};
+
+TEST_P(FusedUnfusedTest, AgreeOnEveryKey) {
+  const auto& [golden, backend] = GetParam();
+  StatusOr<HfModel> model = LoadHfModel(testing::GoldenDir(golden));
   ASSERT_TRUE(model.ok()) << model.status().ToString();
-  std::unique_ptr<Engine> fused = Load(*model, Variant{.name = "fused"});
-  std::unique_ptr<Engine> unfused = Load(*model, Variant{.name = "unfused", .fuse = false});
+  std::unique_ptr<Engine> fused = Load(*model, Variant{.name = "fused", .backend = backend});
+  std::unique_ptr<Engine> unfused =
+      Load(*model, Variant{.name = "unfused", .fuse = false, .backend = backend});
   ASSERT_NE(fused, nullptr);
   ASSERT_NE(unfused, nullptr);
   const KeySetOptions& options = fused->plan().key_options;
@@ -204,6 +211,16 @@ TEST_P(OptionEquivalenceTest, FusedAndUnfusedAgreeOnEveryKey) {
   }
   EXPECT_EQ(keys_run, static_cast<int>(fused->plan().programs.size()));
 }
+
+INSTANTIATE_TEST_SUITE_P(Goldens, FusedUnfusedTest,
+                         ::testing::Combine(::testing::ValuesIn(testing::GoldenCases()),
+                                            ::testing::Values("cpu", "cpu-reference")),
+                         [](const auto& info) {
+                           std::string name =
+                               std::get<0>(info.param) + "_" + std::get<1>(info.param);
+                           std::replace(name.begin(), name.end(), '-', '_');
+                           return name;
+                         });
 
 INSTANTIATE_TEST_SUITE_P(Goldens, OptionEquivalenceTest,
                          ::testing::ValuesIn(testing::GoldenCases()),
