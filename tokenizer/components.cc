@@ -839,6 +839,29 @@ StatusOr<std::vector<TemplateProcessor::Item>> ParseTemplate(
 
 // ---- Builders -------------------------------------------------------------------------------
 
+// The stages of a `Sequence` component: `json[list_name]`, each built by
+// `make` (a null stage is a no-op and is dropped).
+template <typename T>
+using ComponentMaker = StatusOr<std::unique_ptr<T>> (*)(const JsonValue&, const std::string&);
+
+template <typename T>
+StatusOr<std::vector<std::unique_ptr<T>>> MakeStages(const JsonValue& json,
+                                                     const std::string& field,
+                                                     std::string_view list_name,
+                                                     ComponentMaker<T> make) {
+  MG_RETURN_IF_ERROR(CheckKnownFields(json, field, {"type", list_name}));
+  MG_ASSIGN_OR_RETURN(const JsonValue* list, RequireField(json, list_name, field));
+  const std::string list_field = field + "." + std::string(list_name);
+  MG_RETURN_IF_ERROR(CheckType(*list, list_field, "an array"));
+  std::vector<std::unique_ptr<T>> stages;
+  for (size_t i = 0; i < list->size(); ++i) {
+    MG_ASSIGN_OR_RETURN(std::unique_ptr<T> stage,
+                        make(list->as_array()[i], list_field + "[" + std::to_string(i) + "]"));
+    if (stage != nullptr) stages.push_back(std::move(stage));
+  }
+  return stages;
+}
+
 StatusOr<std::unique_ptr<Normalizer>> MakeNormalizer(const JsonValue& json,
                                                      const std::string& field) {
   if (json.is_null()) return std::unique_ptr<Normalizer>();
@@ -876,16 +899,8 @@ StatusOr<std::unique_ptr<Normalizer>> MakeNormalizer(const JsonValue& json,
     return std::unique_ptr<Normalizer>(std::make_unique<StripNormalizer>(left, right));
   }
   if (type == "Sequence") {
-    MG_RETURN_IF_ERROR(CheckKnownFields(json, field, {"type", "normalizers"}));
-    MG_ASSIGN_OR_RETURN(const JsonValue* list, RequireField(json, "normalizers", field));
-    MG_RETURN_IF_ERROR(CheckType(*list, field + ".normalizers", "an array"));
-    std::vector<std::unique_ptr<Normalizer>> stages;
-    for (size_t i = 0; i < list->size(); ++i) {
-      MG_ASSIGN_OR_RETURN(
-          auto stage,
-          MakeNormalizer(list->as_array()[i], field + ".normalizers[" + std::to_string(i) + "]"));
-      if (stage != nullptr) stages.push_back(std::move(stage));
-    }
+    MG_ASSIGN_OR_RETURN(auto stages,
+                        MakeStages<Normalizer>(json, field, "normalizers", MakeNormalizer));
     return std::unique_ptr<Normalizer>(std::make_unique<SequenceNormalizer>(std::move(stages)));
   }
   return Unsupported(field, type, kSupportedNormalizers);
@@ -934,16 +949,8 @@ StatusOr<std::unique_ptr<PreTokenizer>> MakePreTokenizer(const JsonValue& json,
     return std::unique_ptr<PreTokenizer>(std::make_unique<DigitsPreTokenizer>(individual));
   }
   if (type == "Sequence") {
-    MG_RETURN_IF_ERROR(CheckKnownFields(json, field, {"type", "pretokenizers"}));
-    MG_ASSIGN_OR_RETURN(const JsonValue* list, RequireField(json, "pretokenizers", field));
-    MG_RETURN_IF_ERROR(CheckType(*list, field + ".pretokenizers", "an array"));
-    std::vector<std::unique_ptr<PreTokenizer>> stages;
-    for (size_t i = 0; i < list->size(); ++i) {
-      MG_ASSIGN_OR_RETURN(auto stage,
-                          MakePreTokenizer(list->as_array()[i],
-                                           field + ".pretokenizers[" + std::to_string(i) + "]"));
-      if (stage != nullptr) stages.push_back(std::move(stage));
-    }
+    MG_ASSIGN_OR_RETURN(auto stages,
+                        MakeStages<PreTokenizer>(json, field, "pretokenizers", MakePreTokenizer));
     return std::unique_ptr<PreTokenizer>(std::make_unique<SequencePreTokenizer>(std::move(stages)));
   }
   return Unsupported(field, type, kSupportedPreTokenizers);
@@ -991,15 +998,7 @@ StatusOr<std::unique_ptr<Decoder>> MakeDecoder(const JsonValue& json, const std:
         std::make_unique<ReplaceDecoder>(std::move(pattern), std::move(content)));
   }
   if (type == "Sequence") {
-    MG_RETURN_IF_ERROR(CheckKnownFields(json, field, {"type", "decoders"}));
-    MG_ASSIGN_OR_RETURN(const JsonValue* list, RequireField(json, "decoders", field));
-    MG_RETURN_IF_ERROR(CheckType(*list, field + ".decoders", "an array"));
-    std::vector<std::unique_ptr<Decoder>> stages;
-    for (size_t i = 0; i < list->size(); ++i) {
-      MG_ASSIGN_OR_RETURN(auto stage, MakeDecoder(list->as_array()[i],
-                                                  field + ".decoders[" + std::to_string(i) + "]"));
-      if (stage != nullptr) stages.push_back(std::move(stage));
-    }
+    MG_ASSIGN_OR_RETURN(auto stages, MakeStages<Decoder>(json, field, "decoders", MakeDecoder));
     return std::unique_ptr<Decoder>(std::make_unique<SequenceDecoder>(std::move(stages)));
   }
   return Unsupported(field, type, kSupportedDecoders);
@@ -1044,16 +1043,8 @@ StatusOr<std::unique_ptr<PostProcessor>> MakePostProcessor(const JsonValue& json
     return std::unique_ptr<PostProcessor>(std::make_unique<TemplateProcessor>(std::move(items)));
   }
   if (type == "Sequence") {
-    MG_RETURN_IF_ERROR(CheckKnownFields(json, field, {"type", "processors"}));
-    MG_ASSIGN_OR_RETURN(const JsonValue* list, RequireField(json, "processors", field));
-    MG_RETURN_IF_ERROR(CheckType(*list, field + ".processors", "an array"));
-    std::vector<std::unique_ptr<PostProcessor>> stages;
-    for (size_t i = 0; i < list->size(); ++i) {
-      MG_ASSIGN_OR_RETURN(
-          auto stage,
-          MakePostProcessor(list->as_array()[i], field + ".processors[" + std::to_string(i) + "]"));
-      if (stage != nullptr) stages.push_back(std::move(stage));
-    }
+    MG_ASSIGN_OR_RETURN(auto stages,
+                        MakeStages<PostProcessor>(json, field, "processors", MakePostProcessor));
     return std::unique_ptr<PostProcessor>(std::make_unique<SequenceProcessor>(std::move(stages)));
   }
   return Unsupported(field, type, kSupportedPostProcessors);
