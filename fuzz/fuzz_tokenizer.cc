@@ -78,7 +78,11 @@ void DecodeAll(const Tokenizer& t, const std::vector<int32_t>& ids) {
     Check(rest.ok());
     Check(moegraph::tokenizer::ValidateUtf8(*rest, "flush").ok());
     streamed += *rest;
-    Check(stream.num_restarts() > 0 || streamed == *full);
+    // Streaming equals decoding unless a byte-fallback run is invalid (U+FFFD in the
+    // decode): then the stream may differ, as HF's DecodeStream does (see the
+    // IncrementalDecoderTest cases).
+    Check(stream.num_restarts() > 0 || full->find("\xEF\xBF\xBD") != std::string::npos ||
+          streamed == *full);
   }
 }
 

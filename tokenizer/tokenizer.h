@@ -70,9 +70,11 @@ class Tokenizer {
 // Streaming decode (as `tokenizers`' DecodeStream): Push returns only the text that became
 // complete with this id. Text whose decode would end in U+FFFD (an incomplete UTF-8 sequence,
 // unfinished byte-fallback bytes) is held back until a later id completes it.
-// The concatenation of every Push and a final Flush equals Decode of all ids, unless a later id
-// changed text already emitted: then (where `tokenizers` fails with InvalidPrefix) the decoder
-// restarts at that id and counts it in num_restarts(). Only invalid byte-fallback runs do that.
+// The concatenation of every Push and a final Flush equals Decode of all ids unless a
+// byte-fallback run is invalid UTF-8. Then, where a later id visibly changed text already
+// emitted (`tokenizers` fails with InvalidPrefix), the decoder restarts at that id and counts
+// it in num_restarts(); where the change is not visible in the window (a stripped leading
+// space), the stream keeps what it sent, exactly as `tokenizers`' DecodeStream does.
 class IncrementalDecoder {
  public:
   // `tokenizer` must outlive the decoder.
