@@ -82,9 +82,10 @@ TEST(FuzzRegressions, Plan) {
   EXPECT_EQ(RunTarget(FuzzPlan, std::string(kMaxPlanBytes + 1, 'x')), kSkipped);
 }
 
-// Found by fuzz-plan: a NaN among a step's floats loads, and once made the
-// round-trip check fail (NaN != NaN); the target compares bytes now.
-TEST(FuzzRegressions, PlanWithNanFloatRoundTrips) {
+// Found by fuzz-plan: a NaN among a step's floats loaded, and made the
+// round-trip check fail (NaN != NaN). Load-time validation now refuses
+// non-finite kernel floats, so the plan is rejected with an error.
+TEST(FuzzRegressions, PlanWithNanFloatIsRefused) {
   Plan plan = SmallDemoPlan();
   bool changed = false;
   for (KernelStep& step : plan.programs[0].steps) {
@@ -94,7 +95,7 @@ TEST(FuzzRegressions, PlanWithNanFloatRoundTrips) {
     }
   }
   ASSERT_TRUE(changed);
-  EXPECT_EQ(RunTarget(FuzzPlan, SerializePlan(plan)), kAccepted);
+  EXPECT_EQ(RunTarget(FuzzPlan, SerializePlan(plan)), kRejected);
 }
 
 TEST(FuzzRegressions, PlanEngine) {
