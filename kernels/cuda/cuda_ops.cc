@@ -376,14 +376,13 @@ Status RunMoePermute(const KernelArgs& a, const CudaStepContext& ctx) {
                "moe_permute");
 }
 
+// The launch arguments of a step CheckOffsetsGemm accepted.
 GroupedGemmArgs OffsetsGemm(const KernelArgs& a, const TensorArg& wg, const TensorArg* wu) {
   GroupedGemmArgs g;
   g.mode = GroupMode::kOffsets;
   const int64_t num_rows = NumRows(a.out[0]);
   const int64_t n = RowSize(a.out[0]), k = RowSize(a.in[0]);
   const int64_t num_experts = wg.dim(0);
-  const bool ok = a.in[1].numel() >= num_experts + 1 && StackedWeightOk(wg, num_experts, n, k) &&
-                  (wu == nullptr || StackedWeightOk(*wu, num_experts, n, k));
   g.x = F32In(a.in[0]);
   g.x_rows = NumRows(a.in[0]);
   g.k = k;
@@ -391,12 +390,12 @@ GroupedGemmArgs OffsetsGemm(const KernelArgs& a, const TensorArg& wg, const Tens
   g.w_up = wu ? wu->expert_data : nullptr;
   g.w_dtype = wg.dtype;
   g.w_up_dtype = wu ? wu->dtype : wg.dtype;
-  g.num_experts = ok ? num_experts : 0;
+  g.num_experts = num_experts;
   g.out = F32Out(a.out[0]);
   g.out_rows = num_rows;
   g.n = n;
   g.expert_offsets = I32In(a.in[1]);
-  g.valid_rows = ok ? std::min(num_rows, NumRows(a.in[0])) : 0;
+  g.valid_rows = num_rows;
   return g;
 }
 
