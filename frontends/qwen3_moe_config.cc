@@ -8,6 +8,7 @@
 
 #include "frontends/config_reader.h"
 #include "frontends/rope.h"
+#include "support/format.h"
 #include "support/mapped_file.h"
 #include "support/strings.h"
 
@@ -28,7 +29,8 @@ bool Qwen3MoeConfig::IsMoeLayer(int64_t layer) const {
 StatusOr<Qwen3MoeConfig> ParseQwen3MoeConfig(const JsonValue& json, std::string_view source_name) {
   const std::string source(source_name);
   if (!json.is_object()) {
-    return InvalidArgument(source + ": expected a JSON object, found " + json.DescribeKind());
+    return InvalidArgument(
+        Format("{}: expected a JSON object, found {}", source, json.DescribeKind()));
   }
   FieldReader reader(json, source);
   Qwen3MoeConfig config;
@@ -36,7 +38,7 @@ StatusOr<Qwen3MoeConfig> ParseQwen3MoeConfig(const JsonValue& json, std::string_
   // Architecture first: a config of another model fails here rather than on its fields.
   MG_ASSIGN_OR_RETURN(const std::vector<std::string> architectures, reader.Architectures());
   if (std::find(architectures.begin(), architectures.end(), kArchitecture) == architectures.end()) {
-    return reader.UnsupportedArchitecture(std::string("\"") + kArchitecture + "\"");
+    return reader.UnsupportedArchitecture(Format("\"{}\"", kArchitecture));
   }
 
   MG_RETURN_IF_ERROR(reader.RequiredInt("vocab_size", config.vocab_size));
@@ -77,41 +79,37 @@ StatusOr<Qwen3MoeConfig> ParseQwen3MoeConfig(const JsonValue& json, std::string_
   // Plans store these as int32 (PlanModelInfo), and the runtime does arithmetic on them.
   constexpr int64_t kMaxSize = INT32_MAX;
   for (const auto& [field, value] : sizes) {
-    if (value <= 0) return reader.Error(field, "must be positive, got " + std::to_string(value));
+    if (value <= 0) return reader.Error(field, Format("must be positive, got {}", value));
     if (value > kMaxSize) {
-      return reader.Error(
-          field, "is " + std::to_string(value) + ", expected at most " + std::to_string(kMaxSize));
+      return reader.Error(field, Format("is {}, expected at most {}", value, kMaxSize));
     }
   }
   if (config.num_attention_heads % config.num_key_value_heads != 0) {
-    return reader.Error("num_key_value_heads", "must divide num_attention_heads (" +
-                                                   std::to_string(config.num_attention_heads) +
-                                                   "), got " +
-                                                   std::to_string(config.num_key_value_heads));
+    return reader.Error("num_key_value_heads",
+                        Format("must divide num_attention_heads ({}), got {}",
+                               config.num_attention_heads, config.num_key_value_heads));
   }
 
   if (reader.Get("head_dim") != nullptr) {
     MG_RETURN_IF_ERROR(reader.OptionalInt("head_dim", config.head_dim));
     if (config.head_dim <= 0) {
-      return reader.Error("head_dim", "must be positive, got " + std::to_string(config.head_dim));
+      return reader.Error("head_dim", Format("must be positive, got {}", config.head_dim));
     }
   } else {
     if (config.hidden_size % config.num_attention_heads != 0) {
-      return reader.Error("head_dim", "is absent and hidden_size (" +
-                                          std::to_string(config.hidden_size) +
-                                          ") is not a multiple of num_attention_heads (" +
-                                          std::to_string(config.num_attention_heads) +
-                                          "); give head_dim explicitly");
+      return reader.Error("head_dim", Format("is absent and hidden_size ({}) is not a multiple of "
+                                             "num_attention_heads ({}); give head_dim explicitly",
+                                             config.hidden_size, config.num_attention_heads));
     }
     config.head_dim = config.hidden_size / config.num_attention_heads;
   }
   if (config.head_dim > kMaxSize) {
-    return reader.Error("head_dim", "is " + std::to_string(config.head_dim) +
-                                        ", expected at most " + std::to_string(kMaxSize));
+    return reader.Error("head_dim",
+                        Format("is {}, expected at most {}", config.head_dim, kMaxSize));
   }
   if (config.num_experts > kMaxSize) {
-    return reader.Error("num_experts", "is " + std::to_string(config.num_experts) +
-                                           ", expected at most " + std::to_string(kMaxSize));
+    return reader.Error("num_experts",
+                        Format("is {}, expected at most {}", config.num_experts, kMaxSize));
   }
   // The largest weights' byte sizes (f32 at most) must fit in int64.
   const std::pair<const char*, std::vector<int64_t>> weights[] = {
@@ -126,51 +124,50 @@ StatusOr<Qwen3MoeConfig> ParseQwen3MoeConfig(const JsonValue& json, std::string_
     int64_t bytes = 4;
     for (int64_t d : dims) {
       if (__builtin_mul_overflow(bytes, d, &bytes)) {
-        return reader.Error(field, "makes a weight whose byte size overflows int64 (with " +
-                                       std::string("hidden_size = ") +
-                                       std::to_string(config.hidden_size) + ")");
+        return reader.Error(field, Format("makes a weight whose byte size overflows int64 (with "
+                                          "hidden_size = {})",
+                                          config.hidden_size));
       }
     }
   }
   if (config.head_dim % 2 != 0) {
-    return reader.Error(
-        "head_dim", "must be even (RoPE rotates pairs), got " + std::to_string(config.head_dim));
+    return reader.Error("head_dim",
+                        Format("must be even (RoPE rotates pairs), got {}", config.head_dim));
   }
 
   if (config.num_experts < 0) {
-    return reader.Error("num_experts", "must be >= 0, got " + std::to_string(config.num_experts));
+    return reader.Error("num_experts", Format("must be >= 0, got {}", config.num_experts));
   }
   if (config.num_experts > 0 &&
       (config.num_experts_per_tok < 1 || config.num_experts_per_tok > config.num_experts)) {
     return reader.Error("num_experts_per_tok",
-                        "must be in [1, num_experts = " + std::to_string(config.num_experts) +
-                            "], got " + std::to_string(config.num_experts_per_tok));
+                        Format("must be in [1, num_experts = {}], got {}", config.num_experts,
+                               config.num_experts_per_tok));
   }
   if (config.decoder_sparse_step < 1) {
     return reader.Error("decoder_sparse_step",
-                        "must be >= 1, got " + std::to_string(config.decoder_sparse_step));
+                        Format("must be >= 1, got {}", config.decoder_sparse_step));
   }
 
   if (const JsonValue* layers = reader.Get("mlp_only_layers")) {
     if (!layers->is_array()) {
-      return reader.Error(
-          "mlp_only_layers",
-          std::string("must be an array of layer indices, found ") + layers->DescribeKind());
+      return reader.Error("mlp_only_layers", Format("must be an array of layer indices, found {}",
+                                                    layers->DescribeKind()));
     }
     for (const JsonValue& layer : layers->as_array()) {
       if (!layer.is_int() || layer.as_int() < 0 || layer.as_int() >= config.num_hidden_layers) {
         return reader.Error("mlp_only_layers",
-                            "entries must be integers in [0, num_hidden_layers = " +
-                                std::to_string(config.num_hidden_layers) + "), found " +
-                                layer.Dump());
+                            Format("entries must be integers in [0, num_hidden_layers = {}), "
+                                   "found {}",
+                                   config.num_hidden_layers, layer.Dump()));
       }
       config.mlp_only_layers.push_back(layer.as_int());
     }
   }
 
   if (!(config.rms_norm_eps > 0)) {
-    return reader.Error("rms_norm_eps",
-                        "must be positive, got " + JsonValue::Double(config.rms_norm_eps).Dump());
+    return reader.Error("rms_norm_eps", Format("must be positive, got {}",
+                                               JsonValue::Double(config.rms_norm_eps).Dump()));
   }
   // The rope op takes only theta: a scaled or partial RoPE is parsed (so its fields are
   // checked) and refused rather than run unscaled.
@@ -179,30 +176,29 @@ StatusOr<Qwen3MoeConfig> ParseQwen3MoeConfig(const JsonValue& json, std::string_
       RopeParameters rope,
       ParseRopeParameters(reader, config.rope_theta, config.max_position_embeddings, &rope_field));
   if (rope.type != RopeType::kDefault) {
-    return reader.Unsupported(rope_field, std::string("has rope_type \"") +
-                                              RopeTypeName(rope.type) + "\" (" +
-                                              reader.Get(rope_field)->Dump() +
-                                              "); the rope op takes only theta, so only unscaled "
-                                              "RoPE (null or rope_type \"default\") runs today");
+    return reader.Unsupported(
+        rope_field, Format("has rope_type \"{}\" ({}); the rope op takes only theta, so "
+                           "only unscaled RoPE (null or rope_type \"default\") runs today",
+                           RopeTypeName(rope.type), reader.Get(rope_field)->Dump()));
   }
   if (rope.partial_rotary_factor != 1.0) {
     return reader.Unsupported("partial_rotary_factor",
-                              "is " + JsonValue::Double(rope.partial_rotary_factor).Dump() +
-                                  "; the rope op rotates the whole head (partial rotary is not "
-                                  "supported yet)");
+                              Format("is {}; the rope op rotates the whole head (partial "
+                                     "rotary is not supported yet)",
+                                     JsonValue::Double(rope.partial_rotary_factor).Dump()));
   }
   config.rope_theta = rope.theta;
   if (!(config.rope_theta > 0)) {
-    return reader.Error("rope_theta",
-                        "must be positive, got " + JsonValue::Double(config.rope_theta).Dump());
+    return reader.Error("rope_theta", Format("must be positive, got {}",
+                                             JsonValue::Double(config.rope_theta).Dump()));
   }
 
   // Features the engine does not implement.
   std::string hidden_act = "silu";
   MG_RETURN_IF_ERROR(reader.OptionalString("hidden_act", hidden_act));
   if (hidden_act != "silu") {
-    return reader.Unsupported("hidden_act",
-                              "is \"" + EscapeBytes(hidden_act) + "\"; only \"silu\" is supported");
+    return reader.Unsupported(
+        "hidden_act", Format("is \"{}\"; only \"silu\" is supported", EscapeBytes(hidden_act)));
   }
   bool attention_bias = false;
   MG_RETURN_IF_ERROR(reader.OptionalBool("attention_bias", attention_bias));
