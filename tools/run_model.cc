@@ -188,14 +188,20 @@ class TextPrinter {
   }
   Status Push(int64_t id, int32_t token) {
     MG_ASSIGN_OR_RETURN(std::string piece, decoders_[id].Push(token));
-    if (stream_) return Write(piece), Status::Ok();
-    texts_[id] += piece;
+    if (stream_) {
+      Write(piece);
+    } else {
+      texts_[id] += piece;
+    }
     return Status::Ok();
   }
   Status Finish(int64_t id) {
     MG_ASSIGN_OR_RETURN(std::string rest, decoders_[id].Flush());
-    if (stream_) return Write(rest + "\n"), Status::Ok();
-    Write("sequence " + std::to_string(id) + " text: " + texts_[id] + rest + "\n");
+    if (stream_) {
+      Write(rest + "\n");
+    } else {
+      Write("sequence " + std::to_string(id) + " text: " + texts_[id] + rest + "\n");
+    }
     return Status::Ok();
   }
 
