@@ -13,9 +13,9 @@
  * open one handle per thread. Errors are reported per thread (mg_last_error).
  *
  * Sequence ids: mg_engine_step takes ids in [0, MG_MAX_SEQ_ID]. Larger ids
- * are reserved for mg_generate, which runs each call under a fresh id of its
- * own and releases it before returning, so it never touches a sequence that
- * mg_engine_step started. */
+ * are reserved for mg_generate and mg_generate_text, which run each call
+ * under a fresh id of their own and release it before returning, so they
+ * never touch a sequence that mg_engine_step started. */
 #ifndef MOEGRAPH_MOEGRAPH_C_H_
 #define MOEGRAPH_MOEGRAPH_C_H_
 
@@ -85,8 +85,10 @@ mg_status mg_engine_kv_blocks(mg_engine* engine, int32_t* num_free, int32_t* num
 
 /* Generates up to sampling->max_new_tokens tokens after `prompt` into
  * `out_tokens` (capacity `out_capacity` >= max_new_tokens); `*out_len`
- * receives the count (0 on failure). Runs as a sequence of its own and frees
- * its KV cache blocks before returning, whether it succeeds or fails. */
+ * receives the count (0 on failure). Stops at sampling->stop_tokens only (not
+ * at generation_config.json's eos ids; mg_generate_text adds those). Runs as
+ * a sequence of its own and frees its KV cache blocks before returning,
+ * whether it succeeds or fails. */
 mg_status mg_generate(mg_engine* engine, const int32_t* prompt, size_t prompt_len,
                       const mg_sampling* sampling, int32_t* out_tokens, size_t out_capacity,
                       size_t* out_len);
