@@ -7,8 +7,51 @@
 #include "ir/op_registry.h"
 #include "ir/printer.h"
 #include "runtime/weights.h"
+#include "support/hash.h"
+#include "support/mapped_file.h"
+#include "tokenizer/generation_config.h"
+#include "tokenizer/tokenizer.h"
 
 namespace moegraph {
+namespace {
+
+// Records the tokenizer files of `dir` that exist (kPlanTokenizerFileNames), after checking that
+// they load and fit the model: the tokenizer's ids and the eos ids are below `vocab_size`.
+StatusOr<std::vector<PlanTokenizerFile>> FindTokenizerFiles(const std::string& dir,
+                                                            int32_t vocab_size) {
+  std::vector<PlanTokenizerFile> files;
+  for (const char* name : kPlanTokenizerFileNames) {
+    const std::string path = (std::filesystem::path(dir) / name).string();
+    if (!std::filesystem::exists(path)) continue;
+    MG_ASSIGN_OR_RETURN(std::string text, ReadFileToString(path));
+    const std::string_view file = name;
+    if (file == "tokenizer.json") {
+      StatusOr<tokenizer::Tokenizer> tok = tokenizer::Tokenizer::FromJson(text, path);
+      if (!tok.ok()) return tok.status().WithContext(path);
+      if (tok->vocab_size() > vocab_size) {
+        return InvalidArgument(
+            path + ": the tokenizer has ids up to " + std::to_string(tok->vocab_size() - 1) +
+            ", expected below config.json's vocab_size " + std::to_string(vocab_size));
+      }
+    } else if (file == "tokenizer_config.json") {
+      MG_RETURN_IF_ERROR(tokenizer::ParseTokenizerConfig(text, path).status());
+    } else {
+      MG_ASSIGN_OR_RETURN(tokenizer::GenerationConfig config,
+                          tokenizer::ParseGenerationConfig(text, path));
+      for (int32_t id : config.eos_token_ids) {
+        if (id < 0 || id >= vocab_size) {
+          return InvalidArgument(path + ": eos_token_id " + std::to_string(id) +
+                                 " is outside config.json's vocab [0, " +
+                                 std::to_string(vocab_size) + ")");
+        }
+      }
+    }
+    files.push_back(PlanTokenizerFile{name, HashBytes(text)});
+  }
+  return files;
+}
+
+}  // namespace
 
 StatusOr<Plan> CompileModel(const HfModel& model, const CompileModelOptions& options,
                             const std::function<void(const CompileProgress&)>& progress) {
@@ -50,6 +93,7 @@ StatusOr<Plan> CompileModel(const HfModel& model, const CompileModelOptions& opt
                         FingerprintCheckpointFile(model.dir, file, options.hash_checkpoint));
     plan.checkpoint_files.push_back(std::move(fingerprint));
   }
+  MG_ASSIGN_OR_RETURN(plan.tokenizer_files, FindTokenizerFiles(model.dir, plan.model.vocab_size));
   plan.op_set_hash = OpSetHash();
   return plan;
 }

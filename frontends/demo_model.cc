@@ -12,6 +12,11 @@
 #include "support/mapped_file.h"
 
 namespace moegraph {
+
+// cmake/embed_file.cmake's output for frontends/data/demo_tokenizer.json.
+extern const char kDemoTokenizerJson[];
+extern const size_t kDemoTokenizerJson_size;
+
 namespace {
 
 static_assert(std::endian::native == std::endian::little,
@@ -104,6 +109,10 @@ const char* TorchDTypeName(DType dtype) {
 
 }  // namespace
 
+std::string_view DemoTokenizerJson() {
+  return std::string_view(kDemoTokenizerJson, kDemoTokenizerJson_size);
+}
+
 Qwen3MoeConfig DemoModelConfig() {
   Qwen3MoeConfig config;
   config.vocab_size = 512;
@@ -155,6 +164,14 @@ Status WriteDemoModel(const std::string& dir, const DemoModelOptions& options) {
   Qwen3MoeConfig config = DemoModelConfig();
   config.torch_dtype = TorchDTypeName(options.dtype);
   MG_RETURN_IF_ERROR(WriteFileAtomically(dir + "/config.json", config.ToJson()));
+  MG_RETURN_IF_ERROR(WriteFileAtomically(dir + "/tokenizer.json", DemoTokenizerJson()));
+  // Qwen-style: no BOS token; <|endoftext|> ends generation.
+  MG_RETURN_IF_ERROR(WriteFileAtomically(dir + "/tokenizer_config.json",
+                                         "{\n  \"add_bos_token\": false,\n  \"bos_token\": null,\n "
+                                         " \"eos_token\": \"<|endoftext|>\"\n}\n"));
+  MG_RETURN_IF_ERROR(
+      WriteFileAtomically(dir + "/generation_config.json",
+                          "{\n  \"eos_token_id\": " + std::to_string(kDemoEosTokenId) + "\n}\n"));
   return WriteSafetensors(dir + "/" + kSafetensorsSingleFile,
                           MakeRandomQwen3MoeWeights(config, options.seed, options.dtype),
                           {{"format", "pt"}});

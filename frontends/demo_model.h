@@ -4,6 +4,7 @@
 
 #include <cstdint>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "frontends/qwen3_moe_config.h"
@@ -19,12 +20,21 @@ struct DemoModelOptions {
   DType dtype = DType::kBF16;  // kF32, kF16 or kBF16
 };
 
+// The demo tokenizer: a Qwen2-style byte-level BPE of exactly the demo vocab (512 tokens: 256
+// bytes, 255 merges and <|endoftext|>), trained with Hugging Face `tokenizers` by
+// tools/make_demo_tokenizer.py (frontends/data/demo_tokenizer.json, compiled into the library).
+std::string_view DemoTokenizerJson();
+// <|endoftext|>: the demo's eos_token_id.
+inline constexpr int32_t kDemoEosTokenId = 0;
+
 // vocab 512, hidden 128, 4 layers (layer 2 dense, the rest 8 experts with top-2), 4 query heads
 // and 2 KV heads of dim 32.
 Qwen3MoeConfig DemoModelConfig();
 
-// Creates `dir` (and missing parents) and writes config.json and model.safetensors into it.
-// Byte-identical output for the same options. InvalidArgument for a non-float dtype.
+// Creates `dir` (and missing parents) and writes config.json, model.safetensors and the
+// tokenizer files (tokenizer.json, tokenizer_config.json, generation_config.json with
+// eos_token_id kDemoEosTokenId) into it. Byte-identical output for the same options.
+// InvalidArgument for a non-float dtype.
 Status WriteDemoModel(const std::string& dir, const DemoModelOptions& options = {});
 
 // The tensors of `weights` (a family's weight list) in that order, in `dtype` (kF32, kF16 or

@@ -46,7 +46,8 @@ StatusOr<HfModel> LoadHfModel(const std::string& dir) {
 StatusOr<std::string> ResolveModelArgument(const std::string& model, const std::string& demo_dir) {
   if (model != "demo") return model;
   if (!std::filesystem::exists(demo_dir + "/config.json") ||
-      !std::filesystem::exists(demo_dir + "/model.safetensors")) {
+      !std::filesystem::exists(demo_dir + "/model.safetensors") ||
+      !std::filesystem::exists(demo_dir + "/tokenizer.json")) {
     MG_RETURN_IF_ERROR(WriteDemoModel(demo_dir));
   }
   return demo_dir;

@@ -43,6 +43,16 @@ struct PlanCheckpointFile {
   bool operator==(const PlanCheckpointFile& other) const = default;
 };
 
+// A tokenizer file compile-model found in the model directory; the runtime reads it again and
+// refuses it when its hash changed (runtime/plan_tokenizer.h).
+struct PlanTokenizerFile {
+  std::string file;        // relative to Plan::model_dir: one of kPlanTokenizerFileNames
+  uint64_t full_hash = 0;  // XXH64 of the whole file
+  bool operator==(const PlanTokenizerFile& other) const = default;
+};
+inline constexpr const char* kPlanTokenizerFileNames[] = {"tokenizer.json", "tokenizer_config.json",
+                                                          "generation_config.json"};
+
 // What the runtime needs to know of the model beyond the programs.
 struct PlanModelInfo {
   std::string family;       // "qwen3_moe"
@@ -73,6 +83,8 @@ struct Plan {
   // OpSetHash() of the build that compiled the plan: what its steps' kernel
   // names and parameter lists mean. A build with another op set refuses it.
   uint64_t op_set_hash = 0;
+  // The model directory's tokenizer files (kPlanTokenizerFileNames) that exist; empty: none.
+  std::vector<PlanTokenizerFile> tokenizer_files;
 
   int64_t max_arena_bytes() const {
     int64_t m = 0;

@@ -6,10 +6,12 @@
 #include <filesystem>
 #include <mutex>
 #include <new>
+#include <optional>
 #include <string>
 
 #include "moegraph/moegraph.h"
 #include "moegraph/moegraph_c.h"
+#include "runtime/plan_tokenizer.h"
 
 // Engine and Generator are single-threaded; `mu` makes the handle safe to
 // share by running its calls one at a time.
@@ -18,6 +20,8 @@ struct mg_engine {
   std::mutex mu;
   // mg_generate's ids: above MG_MAX_SEQ_ID, so mg_engine_step cannot reach them.
   int64_t next_generation_id = MG_MAX_SEQ_ID + 1;
+  // The plan's tokenizer, loaded by the first text call that succeeds in loading it.
+  std::optional<moegraph::PlanTokenizer> text;
 };
 
 static_assert(static_cast<int>(moegraph::StatusCode::kInvalidArgument) == MG_INVALID_ARGUMENT);
@@ -81,6 +85,22 @@ StatusOr<SamplingParams> ToSamplingParams(const mg_sampling& s, size_t out_capac
                            std::to_string(s.max_new_tokens) + ")");
   }
   return params;
+}
+
+// The handle's tokenizer, loaded on first use; `engine->mu` must be held.
+StatusOr<const moegraph::PlanTokenizer*> HandleTokenizer(mg_engine* engine) {
+  if (!engine->text) {
+    StatusOr<moegraph::PlanTokenizer> loaded =
+        moegraph::LoadPlanTokenizer(engine->engine->plan(), "", /*load_tokenizer=*/true);
+    if (!loaded.ok()) return loaded.status();
+    if (!loaded->tokenizer) {
+      return moegraph::FailedPrecondition(
+          "the plan has no tokenizer (its model directory " + engine->engine->plan().model_dir +
+          " had no tokenizer.json when it was compiled); use the token id calls");
+    }
+    engine->text = std::move(*loaded);
+  }
+  return &*engine->text;
 }
 
 }  // namespace
@@ -237,6 +257,115 @@ mg_status mg_generate(mg_engine* engine, const int32_t* prompt, size_t prompt_le
     const std::vector<int32_t>& tokens = (*results)[0].tokens;
     std::copy(tokens.begin(), tokens.end(), out_tokens);
     *out_len = tokens.size();
+    return Report(Status::Ok());
+  });
+}
+
+mg_status mg_tokenize(mg_engine* engine, const char* text, size_t text_len, int32_t* out_ids,
+                      size_t out_capacity, size_t* out_len) {
+  using namespace moegraph;
+  if (out_len) *out_len = 0;
+  return Guarded([&] {
+    if (!engine || (!text && text_len > 0) || (!out_ids && out_capacity > 0) || !out_len) {
+      return Report(InvalidArgument(
+          "engine and out_len must not be NULL, nor text when text_len > 0, nor out_ids when "
+          "out_capacity > 0"));
+    }
+    std::lock_guard<std::mutex> lock(engine->mu);
+    StatusOr<const PlanTokenizer*> tok = HandleTokenizer(engine);
+    if (!tok.ok()) return Report(tok.status().WithContext("mg_tokenize"));
+    StatusOr<std::vector<int32_t>> ids =
+        EncodePrompt(**tok, std::string_view(text ? text : "", text_len), "mg_tokenize: text");
+    if (!ids.ok()) return Report(ids.status());
+    *out_len = ids->size();
+    if (ids->size() > out_capacity) {
+      return Report(InvalidArgument("mg_tokenize: out_capacity (" + std::to_string(out_capacity) +
+                                    ") is smaller than the " + std::to_string(ids->size()) +
+                                    " ids of the text (*out_len)"));
+    }
+    std::copy(ids->begin(), ids->end(), out_ids);
+    return Report(Status::Ok());
+  });
+}
+
+mg_status mg_detokenize(mg_engine* engine, const int32_t* ids, size_t num_ids,
+                        int skip_special_tokens, char* out_text, size_t out_capacity,
+                        size_t* out_len) {
+  using namespace moegraph;
+  if (out_len) *out_len = 0;
+  return Guarded([&] {
+    if (!engine || (!ids && num_ids > 0) || (!out_text && out_capacity > 0) || !out_len) {
+      return Report(InvalidArgument(
+          "engine and out_len must not be NULL, nor ids when num_ids > 0, nor out_text when "
+          "out_capacity > 0"));
+    }
+    std::lock_guard<std::mutex> lock(engine->mu);
+    StatusOr<const PlanTokenizer*> tok = HandleTokenizer(engine);
+    if (!tok.ok()) return Report(tok.status().WithContext("mg_detokenize"));
+    StatusOr<std::string> text =
+        (*tok)->tokenizer->Decode(std::span<const int32_t>(ids, num_ids), skip_special_tokens != 0);
+    if (!text.ok()) return Report(text.status().WithContext("mg_detokenize"));
+    *out_len = text->size();
+    if (text->size() >= out_capacity) {
+      return Report(InvalidArgument("mg_detokenize: out_capacity (" + std::to_string(out_capacity) +
+                                    ") is smaller than the " + std::to_string(text->size()) +
+                                    " bytes of the text (*out_len) and its NUL"));
+    }
+    std::memcpy(out_text, text->data(), text->size());
+    out_text[text->size()] = '\0';
+    return Report(Status::Ok());
+  });
+}
+
+mg_status mg_generate_text(mg_engine* engine, const char* prompt, const mg_sampling* sampling,
+                           mg_text_callback on_text, void* user_data, size_t* out_num_tokens) {
+  using namespace moegraph;
+  if (out_num_tokens) *out_num_tokens = 0;
+  return Guarded([&] {
+    if (!engine || !prompt || !sampling || !on_text) {
+      return Report(InvalidArgument("engine, prompt, sampling and on_text must not be NULL"));
+    }
+    StatusOr<SamplingParams> params =
+        ToSamplingParams(*sampling, static_cast<size_t>(sampling->max_new_tokens));
+    if (!params.ok()) return Report(params.status());
+    std::lock_guard<std::mutex> lock(engine->mu);
+    StatusOr<const PlanTokenizer*> tok = HandleTokenizer(engine);
+    if (!tok.ok()) return Report(tok.status().WithContext("mg_generate_text"));
+    StatusOr<std::vector<int32_t>> ids = EncodePrompt(**tok, prompt, "mg_generate_text: prompt");
+    if (!ids.ok()) return Report(ids.status());
+    for (int32_t eos : (*tok)->eos_token_ids)
+      params->stop_tokens.push_back(eos);
+    Engine& e = *engine->engine;
+    const int64_t id = engine->next_generation_id++;
+    // As in mg_generate: nothing stays cached, whether the call succeeds, fails or is stopped.
+    struct ReleaseOnExit {
+      Engine& engine;
+      int64_t id;
+      ~ReleaseOnExit() { engine.Release(id); }
+    } release{e, id};
+    Generator generator(e);
+    if (Status added = generator.Add({id, std::move(*ids), *params}); !added.ok()) {
+      return Report(added.WithContext("mg_generate_text"));
+    }
+    tokenizer::IncrementalDecoder decoder(*(*tok)->tokenizer, /*skip_special_tokens=*/true);
+    auto emit = [&](const std::string& piece) {
+      return piece.empty() || on_text(piece.c_str(), piece.size(), user_data) == 0;
+    };
+    size_t generated = 0;
+    while (!generator.Idle()) {
+      StatusOr<std::vector<GenerationResult>> done = generator.Step();
+      if (!done.ok()) return Report(done.status().WithContext("mg_generate_text"));
+      for (const auto& [seq, token] : generator.last_step_tokens()) {
+        ++generated;
+        if (out_num_tokens) *out_num_tokens = generated;
+        StatusOr<std::string> piece = decoder.Push(token);
+        if (!piece.ok()) return Report(piece.status().WithContext("mg_generate_text"));
+        if (!emit(*piece)) return Report(Status::Ok());
+      }
+    }
+    StatusOr<std::string> rest = decoder.Flush();
+    if (!rest.ok()) return Report(rest.status().WithContext("mg_generate_text"));
+    emit(*rest);
     return Report(Status::Ok());
   });
 }

@@ -161,6 +161,7 @@ void Generator::Finish(Running& r, bool by_token, bool by_context,
 
 StatusOr<std::vector<GenerationResult>> Generator::Step() {
   std::vector<GenerationResult> done;
+  last_step_tokens_.clear();
   MG_RETURN_IF_ERROR(Admit());
   if (running_.empty()) return done;
   // Prefill first: pack pending prompt pieces up to the largest prefill bucket.
@@ -212,6 +213,7 @@ StatusOr<std::vector<GenerationResult>> Generator::Step() {
     const int32_t token =
         SampleToken(logits.row(static_cast<int32_t>(i)), logits.vocab, r.request.sampling, r.rng);
     r.generated.push_back(token);
+    last_step_tokens_.emplace_back(r.request.id, token);
     const auto& stops = r.request.sampling.stop_tokens;
     const bool by_token = std::find(stops.begin(), stops.end(), token) != stops.end();
     // Feeding the new token takes position `cached`: past the context, stop.

@@ -11,6 +11,7 @@
 #include <deque>
 #include <map>
 #include <random>
+#include <utility>
 #include <vector>
 
 #include "runtime/engine.h"
@@ -68,6 +69,11 @@ class Generator {
   // Steps until every queued request finished; results in request order.
   StatusOr<std::vector<GenerationResult>> RunToCompletion();
   int64_t num_steps() const { return num_steps_; }
+  // The tokens the last Step sampled, as (request id, token) in batch order, finishing ones
+  // included: what a caller streams.
+  const std::vector<std::pair<int64_t, int32_t>>& last_step_tokens() const {
+    return last_step_tokens_;
+  }
 
  private:
   struct Running {
@@ -90,6 +96,7 @@ class Generator {
   std::vector<Running> running_;           // in arrival order
   std::vector<int64_t> order_;
   int64_t num_steps_ = 0;
+  std::vector<std::pair<int64_t, int32_t>> last_step_tokens_;
   size_t decode_cursor_ = 0;  // where the next decode step starts taking sequences
   int32_t max_prefill_tokens_ = 0, max_prefill_seqs_ = 0, max_decode_seqs_ = 0;
 };

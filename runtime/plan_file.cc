@@ -10,6 +10,7 @@
 #include <cstring>
 #include <map>
 #include <optional>
+#include <set>
 #include <tuple>
 #include <utility>
 #include <vector>
@@ -311,6 +312,17 @@ bool ReadPlan(const fb::Plan& in, Plan* out, std::string* missing) {
       return Nested(missing, Indexed("checkpoint_files", i));
     }
   }
+  // Optional: plans written before tokenizers were recorded have none.
+  if (const auto* tokenizer_files = in.tokenizer_files()) {
+    out->tokenizer_files.resize(tokenizer_files->size());
+    for (flatbuffers::uoffset_t i = 0; i < tokenizer_files->size(); ++i) {
+      const fb::PlanTokenizerFile& f = *tokenizer_files->Get(i);
+      out->tokenizer_files[i].full_hash = f.full_hash();
+      if (!ReadString(f.file(), "file", &out->tokenizer_files[i].file, missing)) {
+        return Nested(missing, Indexed("tokenizer_files", i));
+      }
+    }
+  }
   return true;
 }
 
@@ -382,6 +394,7 @@ class PlanValidator {
       MG_RETURN_IF_ERROR(CheckWeight(i));
     }
     MG_RETURN_IF_ERROR(CheckCheckpointFiles());
+    MG_RETURN_IF_ERROR(CheckTokenizerFiles());
     std::map<std::tuple<int, int32_t, int32_t, int32_t, int32_t>, size_t> seen_keys;
     for (size_t i = 0; i < plan_.programs.size(); ++i) {
       MG_RETURN_IF_ERROR(CheckProgram(i));
@@ -463,6 +476,24 @@ class PlanValidator {
                        "', which checkpoint_files does not list");
         }
       }
+    }
+    return Status::Ok();
+  }
+
+  // Each recorded tokenizer file is one of the names compile-model looks for, at most once.
+  Status CheckTokenizerFiles() const {
+    std::set<std::string> seen;
+    for (size_t i = 0; i < plan_.tokenizer_files.size(); ++i) {
+      const std::string& file = plan_.tokenizer_files[i].file;
+      const bool known =
+          std::any_of(std::begin(kPlanTokenizerFileNames), std::end(kPlanTokenizerFileNames),
+                      [&](const char* name) { return file == name; });
+      if (!known) {
+        return Error("tokenizer_files[" + std::to_string(i) + "] is '" + file +
+                     "', expected tokenizer.json, tokenizer_config.json or "
+                     "generation_config.json");
+      }
+      if (!seen.insert(file).second) return Error("tokenizer_files lists '" + file + "' twice");
     }
     return Status::Ok();
   }
@@ -878,9 +909,15 @@ std::string SerializePlan(const Plan& plan) {
         fb::CreatePlanCheckpointFile(b, name, f.bytes, f.mtime_ns, f.sampled_hash, f.full_hash));
   }
   const auto checkpoint_files = b.CreateVector(file_offsets);
+  std::vector<flatbuffers::Offset<fb::PlanTokenizerFile>> tokenizer_file_offsets;
+  for (const PlanTokenizerFile& f : plan.tokenizer_files) {
+    tokenizer_file_offsets.push_back(
+        fb::CreatePlanTokenizerFile(b, b.CreateString(f.file), f.full_hash));
+  }
+  const auto tokenizer_files = b.CreateVector(tokenizer_file_offsets);
   const auto root = fb::CreatePlan(b, plan.format_version, model, model_dir, weights, key_options,
                                    programs, source_ir, compile_options, plan.keys_share_one_arena,
-                                   checkpoint_files, plan.op_set_hash);
+                                   checkpoint_files, plan.op_set_hash, tokenizer_files);
   fb::FinishPlanBuffer(b, root);
   return AppendPlanChecksum(
       std::string(reinterpret_cast<const char*>(b.GetBufferPointer()), b.GetSize()));

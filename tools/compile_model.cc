@@ -1,6 +1,7 @@
 // compile-model: a Hugging Face model directory (or the built-in demo model)
 // and a key set in, a plan file out.
 #include <CLI/CLI.hpp>
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstring>
@@ -78,6 +79,10 @@ int Main(int argc, char** argv) {
       "lowered, memory-planned kernel program per specialization key (MoE phase, chunk count,\n"
       "token bucket). Weights stay in the checkpoint; the plan references them by file and\n"
       "offset. An existing PLAN is overwritten only if it is a plan, never a model file.\n"
+      "The directory's tokenizer.json, tokenizer_config.json and generation_config.json, where\n"
+      "present, are checked (they load; their ids are below vocab_size) and recorded in the\n"
+      "plan by name and XXH64: run-model reads them back for text prompts and the eos ids,\n"
+      "and refuses one that changed. Without tokenizer.json the plan takes token ids only.\n"
       "Example:\n"
       "  compile-model demo -o demo.plan\n"
       "  compile-model /models/Qwen3-30B-A3B -o a3b.plan --decode-buckets 1,8,32 --prefill-buckets "
@@ -197,6 +202,15 @@ int Main(int argc, char** argv) {
         output.c_str(), plan->programs.size(), FormatBytes(plan->max_arena_bytes()).c_str(),
         plan->weights.size(), FormatBytes(weight_bytes).c_str(), plan->model_dir.c_str(),
         FormatBytes(std::filesystem::file_size(output)).c_str(), total);
+    std::string tokenizer_files;
+    for (const PlanTokenizerFile& f : plan->tokenizer_files)
+      tokenizer_files += (tokenizer_files.empty() ? "" : ", ") + f.file;
+    const bool has_tokenizer =
+        std::any_of(plan->tokenizer_files.begin(), plan->tokenizer_files.end(),
+                    [](const PlanTokenizerFile& f) { return f.file == "tokenizer.json"; });
+    std::printf("tokenizer files recorded: %s%s\n",
+                tokenizer_files.empty() ? "none" : tokenizer_files.c_str(),
+                has_tokenizer ? "" : " (no tokenizer.json: run-model takes --prompt-ids only)");
   }
   return 0;
 }

@@ -8,12 +8,16 @@
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
+#include <optional>
 
 #include "runtime/engine.h"
 #include "runtime/generator.h"
+#include "runtime/plan_tokenizer.h"
 #include "runtime/synthetic_step.h"
 #include "support/cli.h"
+#include "support/mapped_file.h"
 #include "support/strings.h"
+#include "tokenizer/tokenizer.h"
 
 namespace moegraph {
 namespace {
@@ -169,6 +173,48 @@ Status RunBench(Engine& engine) {
   return Status::Ok();
 }
 
+// Where generated text goes: with one text prompt it streams to stdout as it is decoded; with
+// several, each sequence's text is printed whole when it finishes, so texts never interleave.
+class TextPrinter {
+ public:
+  TextPrinter(const tokenizer::Tokenizer& tok, size_t num_prompts)
+      : stream_(num_prompts == 1), texts_(num_prompts) {
+    for (size_t i = 0; i < num_prompts; ++i)
+      decoders_.emplace_back(tok, /*skip_special_tokens=*/true);
+  }
+
+  void Start() {
+    if (stream_) Write("sequence 0 text: ");
+  }
+  Status Push(int64_t id, int32_t token) {
+    MG_ASSIGN_OR_RETURN(std::string piece, decoders_[id].Push(token));
+    if (stream_) {
+      Write(piece);
+    } else {
+      texts_[id] += piece;
+    }
+    return Status::Ok();
+  }
+  Status Finish(int64_t id) {
+    MG_ASSIGN_OR_RETURN(std::string rest, decoders_[id].Flush());
+    if (stream_) {
+      Write(rest + "\n");
+    } else {
+      Write("sequence " + std::to_string(id) + " text: " + texts_[id] + rest + "\n");
+    }
+    return Status::Ok();
+  }
+
+ private:
+  static void Write(const std::string& text) {
+    std::fwrite(text.data(), 1, text.size(), stdout);
+    std::fflush(stdout);
+  }
+  bool stream_;
+  std::vector<tokenizer::IncrementalDecoder> decoders_;
+  std::vector<std::string> texts_;
+};
+
 int Main(int argc, char** argv) {
   EngineOptions options;
   std::vector<std::vector<int32_t>> prompts;
@@ -177,12 +223,27 @@ int Main(int argc, char** argv) {
   std::string trace_path;
   std::vector<std::string> args;
   std::string prompt_ids;
+  std::vector<std::string> text_prompts, prompt_files;
+  bool print_ids = false, ignore_eos = false;
   int64_t kv_cache_mb = static_cast<int64_t>(options.kv_cache_bytes >> 20);
   CLI::App app(
       "Loads a plan written by compile-model, binds the checkpoint's weights, captures one\n"
-      "replayable program per key, and generates (printing the token ids) or benchmarks.\n"
+      "replayable program per key, and generates or benchmarks.\n"
+      "Prompts: --prompt / --prompt-file (text, tokenized with the model directory's\n"
+      "tokenizer.json that compile-model recorded) or --prompt-ids (token ids); not both.\n"
+      "Chat templates (the Jinja chat_template of tokenizer_config.json) are out of scope:\n"
+      "the raw prompt text is tokenized as it is, with the tokenizer's own special tokens and\n"
+      "tokenizer_config.json's add_bos_token. With one text prompt the generated text streams\n"
+      "to stdout as it is decoded ('sequence 0 text: ...'); with several, each sequence's text\n"
+      "is printed whole when it finishes ('sequence N text: ...'), in finishing order. Then one\n"
+      "line per sequence gives its counts (and, with --ids or --prompt-ids, its token ids).\n"
+      "Generation stops at generation_config.json's eos_token_id (one or a list) unless\n"
+      "--ignore-eos, at --stop-ids, at --max-new-tokens or at the model's context.\n"
       "Prompts that do not fit in the KV cache together wait until running ones finish.\n"
       "Examples:\n"
+      "  run-model demo.plan --prompt 'Hello' --max-new-tokens 16\n"
+      "  run-model demo.plan --prompt 'Hello' --prompt 'The quick brown fox' --ids\n"
+      "  run-model demo.plan --prompt-file question.txt\n"
       "  run-model demo.plan --prompt-ids 1,2,3 --max-new-tokens 8\n"
       "  run-model demo.plan --prompt-ids '1,2,3;4,5' --temperature 0.8 --top-p 0.9 --seed 7\n"
       "  run-model demo.plan --bench\n"
@@ -195,6 +256,17 @@ int Main(int argc, char** argv) {
                      "prompt token ids; several prompts separated by ';' run as one batch "
                      "(default without --bench: 1,2,3,4,5,6,7,8)")
           ->type_name("LISTS");
+  app.add_option("--prompt", text_prompts,
+                 "a text prompt; repeat for several, which run as one batch (sequences 0, 1, ... "
+                 "in the order given, before any --prompt-file)")
+      ->type_name("TEXT");
+  app.add_option("--prompt-file", prompt_files,
+                 "a file whose whole content, byte for byte (newlines included), is one text "
+                 "prompt; repeatable")
+      ->type_name("FILE");
+  app.add_flag("--ids", print_ids, "with text prompts, print the generated token ids as well");
+  app.add_flag("--ignore-eos", ignore_eos,
+               "do not stop at generation_config.json's eos_token_id (--stop-ids still apply)");
   AddIntOption(app, "--max-new-tokens", sampling.max_new_tokens, {1, kMaxTokenBucket},
                "tokens to generate per prompt (default 16; fewer when the model's context "
                "ends first)");
@@ -229,6 +301,16 @@ int Main(int argc, char** argv) {
     return *exit_code;
   }
   if (args.size() != 1) return Fail(InvalidArgument("expected one PLAN argument (see --help)"));
+  const bool text_mode = !text_prompts.empty() || !prompt_files.empty();
+  if (text_mode && prompt_flag->count() > 0) {
+    return Fail(InvalidArgument(
+        "--prompt-ids cannot be combined with --prompt or --prompt-file: give ids or text"));
+  }
+  for (const std::string& file : prompt_files) {
+    StatusOr<std::string> text = ReadFileToString(file);
+    if (!text.ok()) return Fail(text.status().WithContext("--prompt-file " + file));
+    text_prompts.push_back(std::move(*text));
+  }
   if (prompt_flag->count() > 0) {
     StatusOr<std::vector<std::vector<int32_t>>> parsed = ParsePromptIds(prompt_ids, "--prompt-ids");
     if (!parsed.ok()) return Fail(parsed.status());
@@ -258,6 +340,23 @@ int Main(int argc, char** argv) {
       e.kv_cache().config().block_size, FormatBytes(e.arena_bytes()).c_str(), load_s,
       options.eager ? " (eager: nothing captured)" : "");
 
+  StatusOr<PlanTokenizer> text_config =
+      LoadPlanTokenizer(e.plan(), options.model_dir, /*load_tokenizer=*/text_mode);
+  if (!text_config.ok()) return Fail(text_config.status());
+  for (size_t i = 0; i < text_prompts.size(); ++i) {
+    const size_t num_flags = text_prompts.size() - prompt_files.size();
+    const std::string what = i < num_flags ? "--prompt #" + std::to_string(i + 1)
+                                           : "--prompt-file " + prompt_files[i - num_flags];
+    StatusOr<std::vector<int32_t>> ids = EncodePrompt(*text_config, text_prompts[i], what);
+    if (!ids.ok()) return Fail(ids.status());
+    prompts.push_back(std::move(*ids));
+  }
+  const std::vector<int32_t> user_stop_tokens = sampling.stop_tokens;
+  if (!ignore_eos) {
+    for (int32_t eos : text_config->eos_token_ids)
+      sampling.stop_tokens.push_back(eos);
+  }
+
   if (!bench || !prompts.empty()) {
     if (prompts.empty()) prompts.push_back({1, 2, 3, 4, 5, 6, 7, 8});
     Generator generator(e);
@@ -268,6 +367,11 @@ int Main(int argc, char** argv) {
     }
     TraceWriter trace;
     if (!trace_path.empty()) e.set_observer(&trace);
+    std::optional<TextPrinter> text;
+    if (text_mode) {
+      text.emplace(*text_config->tokenizer, prompts.size());
+      text->Start();
+    }
     const auto start = std::chrono::steady_clock::now();
     std::vector<GenerationResult> results;
     while (!generator.Idle()) {
@@ -276,6 +380,14 @@ int Main(int argc, char** argv) {
       if (!done.ok()) return Fail(done.status());
       if (!trace_path.empty()) {
         trace.Event(e.last_key().ToString(), "step", step_start, NowMicros(), 1);
+      }
+      if (text) {
+        for (const auto& [id, token] : generator.last_step_tokens()) {
+          if (Status pushed = text->Push(id, token); !pushed.ok()) return Fail(pushed);
+        }
+        for (const GenerationResult& r : *done) {
+          if (Status finished = text->Finish(r.id); !finished.ok()) return Fail(finished);
+        }
       }
       for (GenerationResult& r : *done)
         results.push_back(std::move(r));
@@ -289,7 +401,12 @@ int Main(int argc, char** argv) {
       std::string ids;
       for (int32_t t : r.tokens)
         ids += (ids.empty() ? "" : ",") + std::to_string(t);
-      const std::string why = r.stopped_by_token ? " (stop token)"
+      if (text_mode && !print_ids) ids = std::to_string(r.tokens.size()) + " tokens";
+      const bool by_eos =
+          r.stopped_by_token && std::find(user_stop_tokens.begin(), user_stop_tokens.end(),
+                                          r.tokens.back()) == user_stop_tokens.end();
+      const std::string why = by_eos               ? " (eos)"
+                              : r.stopped_by_token ? " (stop token)"
                               : r.stopped_by_context
                                   ? " (the model's context ended: max_position_embeddings " +
                                         std::to_string(e.plan().model.max_position_embeddings) + ")"

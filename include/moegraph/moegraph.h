@@ -1,7 +1,9 @@
 // moegraph C++ API: the public entry points for programs that embed the
 // engine. Compile a model (CompileModel + WritePlanFile, or the compile-model
 // tool), open a plan with Engine::Open, and step it directly or through a
-// Generator. Errors are Status / StatusOr values.
+// Generator. Text: LoadPlanTokenizer (the plan's tokenizer.json, eos and bos
+// settings), EncodePrompt, and tokenizer::Tokenizer / IncrementalDecoder for
+// decoding and streaming. Errors are Status / StatusOr values.
 //
 // Threading: an Engine, and every Generator over it, must be used by one
 // thread at a time (each step writes the KV cache tables, the ForwardMeta
@@ -15,3 +17,5 @@
 #include "runtime/engine.h"          // IWYU pragma: export
 #include "runtime/generator.h"       // IWYU pragma: export
 #include "runtime/plan_file.h"       // IWYU pragma: export
+#include "runtime/plan_tokenizer.h"  // IWYU pragma: export
+#include "tokenizer/tokenizer.h"     // IWYU pragma: export

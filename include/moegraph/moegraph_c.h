@@ -1,4 +1,5 @@
-/* moegraph C API: compile a model into a plan, open the plan, generate.
+/* moegraph C API: compile a model into a plan, open the plan, generate (token
+ * ids, or text through the plan's tokenizer).
  * Opaque handles, status codes, and a per-thread message for the last error.
  *
  * Ownership: mg_engine_open creates a handle, mg_engine_close destroys it;
@@ -12,9 +13,9 @@
  * open one handle per thread. Errors are reported per thread (mg_last_error).
  *
  * Sequence ids: mg_engine_step takes ids in [0, MG_MAX_SEQ_ID]. Larger ids
- * are reserved for mg_generate, which runs each call under a fresh id of its
- * own and releases it before returning, so it never touches a sequence that
- * mg_engine_step started. */
+ * are reserved for mg_generate and mg_generate_text, which run each call
+ * under a fresh id of their own and release it before returning, so they
+ * never touch a sequence that mg_engine_step started. */
 #ifndef MOEGRAPH_MOEGRAPH_C_H_
 #define MOEGRAPH_MOEGRAPH_C_H_
 
@@ -84,11 +85,55 @@ mg_status mg_engine_kv_blocks(mg_engine* engine, int32_t* num_free, int32_t* num
 
 /* Generates up to sampling->max_new_tokens tokens after `prompt` into
  * `out_tokens` (capacity `out_capacity` >= max_new_tokens); `*out_len`
- * receives the count (0 on failure). Runs as a sequence of its own and frees
- * its KV cache blocks before returning, whether it succeeds or fails. */
+ * receives the count (0 on failure). Stops at sampling->stop_tokens only (not
+ * at generation_config.json's eos ids; mg_generate_text adds those). Runs as
+ * a sequence of its own and frees its KV cache blocks before returning,
+ * whether it succeeds or fails. */
 mg_status mg_generate(mg_engine* engine, const int32_t* prompt, size_t prompt_len,
                       const mg_sampling* sampling, int32_t* out_tokens, size_t out_capacity,
                       size_t* out_len);
+
+/* ---- Text ------------------------------------------------------------------
+ * The plan's tokenizer: the model directory's tokenizer.json (with
+ * tokenizer_config.json and generation_config.json) that compile-model
+ * recorded, read on the first text call on a handle and refused
+ * (MG_FAILED_PRECONDITION) when a file changed since the compile. A plan
+ * compiled without tokenizer.json gives MG_FAILED_PRECONDITION. Chat templates
+ * are not applied: the raw text is tokenized. */
+
+/* Encodes `text_len` bytes of UTF-8 at `text` as prompt ids (the tokenizer's
+ * post-processor and tokenizer_config.json's add_bos_token apply). `*out_len`
+ * receives the id count, also when it exceeds `out_capacity`: then nothing is
+ * written and the call is MG_INVALID_ARGUMENT, so a caller can retry with room
+ * for *out_len ids. `out_ids` may be NULL when out_capacity is 0. Invalid UTF-8
+ * is MG_INVALID_ARGUMENT naming the byte offset. */
+mg_status mg_tokenize(mg_engine* engine, const char* text, size_t text_len, int32_t* out_ids,
+                      size_t out_capacity, size_t* out_len);
+
+/* Decodes `num_ids` ids into `out_text` as UTF-8 and a terminating NUL
+ * (special tokens left out when skip_special_tokens is nonzero). `*out_len`
+ * receives the text's length in bytes without the NUL, also when
+ * out_capacity < *out_len + 1: then nothing is written and the call is
+ * MG_INVALID_ARGUMENT. An id no token has is MG_INVALID_ARGUMENT. */
+mg_status mg_detokenize(mg_engine* engine, const int32_t* ids, size_t num_ids,
+                        int skip_special_tokens, char* out_text, size_t out_capacity,
+                        size_t* out_len);
+
+/* Receives each piece of generated text once it is complete UTF-8: `piece` is
+ * NUL-terminated, `piece_len` bytes long and valid during the call only.
+ * Return 0 to go on, nonzero to stop the generation. */
+typedef int (*mg_text_callback)(const char* piece, size_t piece_len, void* user_data);
+
+/* Tokenizes the NUL-terminated `prompt` as mg_tokenize does and generates up
+ * to sampling->max_new_tokens tokens, streaming their text to `on_text`
+ * (special tokens such as the EOS token are not shown). Stops at
+ * generation_config.json's eos_token_id, at sampling->stop_tokens, at the
+ * model's context, or when on_text returns nonzero (still MG_OK).
+ * `*out_num_tokens` (may be NULL) receives the number of tokens generated.
+ * Like mg_generate it runs as a sequence of its own and frees its KV cache
+ * blocks before returning. */
+mg_status mg_generate_text(mg_engine* engine, const char* prompt, const mg_sampling* sampling,
+                           mg_text_callback on_text, void* user_data, size_t* out_num_tokens);
 
 #ifdef __cplusplus
 }

@@ -14,6 +14,8 @@
 
 #include "support/half.h"
 #include "support/mapped_file.h"
+#include "tokenizer/generation_config.h"
+#include "tokenizer/tokenizer.h"
 
 namespace moegraph {
 namespace {
@@ -233,6 +235,37 @@ TEST_F(DemoModelTest, Float32AndTiedEmbeddings) {
   Status bad = WriteDemoModel(TestDir("i32"), {.dtype = DType::kI32});
   EXPECT_EQ(bad.code(), StatusCode::kInvalidArgument);
   EXPECT_EQ(bad.message(), "demo model dtype must be f32, f16 or bf16, got i32");
+}
+
+// The demo directory carries a real tokenizer of exactly the model's vocab, whose
+// <|endoftext|> is the eos of generation_config.json.
+TEST_F(DemoModelTest, WritesATokenizerOfTheModelsVocab) {
+  const std::string dir = root_ + "/with-tokenizer";
+  ASSERT_TRUE(WriteDemoModel(dir).ok());
+  EXPECT_EQ(*ReadFileToString(dir + "/tokenizer.json"), std::string(DemoTokenizerJson()));
+  StatusOr<tokenizer::Tokenizer> tok = tokenizer::Tokenizer::FromFile(dir + "/tokenizer.json");
+  ASSERT_TRUE(tok.ok()) << tok.status().ToString();
+  EXPECT_EQ(tok->vocab_size(), DemoModelConfig().vocab_size);
+  for (int32_t id = 0; id < tok->vocab_size(); ++id)
+    EXPECT_TRUE(tok->IdToToken(id).has_value()) << "no token has id " << id;
+  EXPECT_EQ(tok->TokenToId("<|endoftext|>"), kDemoEosTokenId);
+  EXPECT_TRUE(tok->IsSpecial(kDemoEosTokenId));
+  // Byte-level: every string round-trips, and "Hello" has merges.
+  const std::string text = "Hello world! \xe6\x88\x91\xe4\xbb\xac 123\n";
+  StatusOr<std::vector<int32_t>> ids = tok->Encode(text, /*add_special_tokens=*/true);
+  ASSERT_TRUE(ids.ok());
+  EXPECT_LT(ids->size(), text.size());
+  EXPECT_EQ(*tok->Decode(*ids, /*skip_special_tokens=*/false), text);
+
+  StatusOr<tokenizer::GenerationConfig> generation =
+      tokenizer::ReadGenerationConfig(dir + "/generation_config.json");
+  ASSERT_TRUE(generation.ok()) << generation.status().ToString();
+  EXPECT_EQ(generation->eos_token_ids, std::vector<int32_t>{kDemoEosTokenId});
+  StatusOr<tokenizer::TokenizerConfig> config =
+      tokenizer::ReadTokenizerConfig(dir + "/tokenizer_config.json");
+  ASSERT_TRUE(config.ok()) << config.status().ToString();
+  EXPECT_EQ(config->add_bos_token, false);
+  EXPECT_EQ(config->eos_token, "<|endoftext|>");
 }
 
 }  // namespace

@@ -6,9 +6,11 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <filesystem>
+#include <fstream>
 #include <limits>
 #include <string>
 #include <thread>
@@ -18,6 +20,7 @@
 #include "frontends/demo_model.h"
 #include "frontends/hf_model.h"
 #include "runtime/plan_file.h"
+#include "tokenizer/tokenizer.h"
 
 namespace moegraph {
 namespace {
@@ -334,6 +337,206 @@ TEST_F(CApiTest, TwoThreadsShareOneHandle) {
   EXPECT_EQ(generate_mismatches, 0);
   EXPECT_EQ(step_mismatches, 0);
   ExpectCacheEmpty();
+}
+
+// ---- Text -----------------------------------------------------------------
+
+tokenizer::Tokenizer DemoTokenizer(const std::string& model_dir) {
+  StatusOr<tokenizer::Tokenizer> tok =
+      tokenizer::Tokenizer::FromFile(model_dir + "/tokenizer.json");
+  EXPECT_TRUE(tok.ok()) << tok.status().ToString();
+  return std::move(*tok);
+}
+
+TEST_F(CApiTest, TokenizeAndDetokenizeMatchTheTokenizer) {
+  const tokenizer::Tokenizer tok = DemoTokenizer(*dir_ + "/model");
+  const std::string text = "Hello world, 我们 \xf0\x9f\x98\x80 <|endoftext|> x";
+  StatusOr<std::vector<int32_t>> expected = tok.Encode(text, /*add_special_tokens=*/true);
+  ASSERT_TRUE(expected.ok());
+  std::vector<int32_t> ids(64, -7);
+  size_t n = 0;
+  ASSERT_EQ(mg_tokenize(engine_, text.data(), text.size(), ids.data(), ids.size(), &n), MG_OK)
+      << mg_last_error();
+  ids.resize(n);
+  EXPECT_EQ(ids, *expected);
+  EXPECT_NE(std::find(ids.begin(), ids.end(), 0), ids.end()) << "<|endoftext|> is id 0";
+
+  // Too small: nothing written, *out_len says how much room it needs.
+  std::vector<int32_t> small(2, -7);
+  EXPECT_EQ(mg_tokenize(engine_, text.data(), text.size(), small.data(), small.size(), &n),
+            MG_INVALID_ARGUMENT);
+  EXPECT_EQ(n, expected->size());
+  EXPECT_EQ(small, std::vector<int32_t>(2, -7));
+  EXPECT_NE(std::string(mg_last_error())
+                .find("out_capacity (2) is smaller than the " + std::to_string(n) + " ids"),
+            std::string::npos)
+      << mg_last_error();
+  EXPECT_EQ(mg_tokenize(engine_, text.data(), text.size(), nullptr, 0, &n), MG_INVALID_ARGUMENT);
+  EXPECT_EQ(n, expected->size());
+
+  // Back to text, with and without the special token.
+  std::vector<char> out(256, 'x');
+  size_t len = 0;
+  ASSERT_EQ(mg_detokenize(engine_, ids.data(), ids.size(), /*skip_special_tokens=*/0, out.data(),
+                          out.size(), &len),
+            MG_OK)
+      << mg_last_error();
+  EXPECT_EQ(std::string(out.data(), len), text);
+  EXPECT_EQ(out[len], '\0');
+  ASSERT_EQ(mg_detokenize(engine_, ids.data(), ids.size(), /*skip_special_tokens=*/1, out.data(),
+                          out.size(), &len),
+            MG_OK);
+  EXPECT_EQ(std::string(out.data()), *tok.Decode(ids, /*skip_special_tokens=*/true));
+  EXPECT_EQ(std::string(out.data()).find("<|endoftext|>"), std::string::npos);
+  // The NUL needs room too.
+  std::vector<char> exact(len, 'x');
+  const size_t needed = len;
+  EXPECT_EQ(mg_detokenize(engine_, ids.data(), ids.size(), 1, exact.data(), exact.size(), &len),
+            MG_INVALID_ARGUMENT);
+  EXPECT_EQ(len, needed);
+  EXPECT_EQ(exact, std::vector<char>(needed, 'x'));
+
+  // Bad input is an error naming what is wrong.
+  const char invalid[] = "ok\xff";
+  EXPECT_EQ(mg_tokenize(engine_, invalid, 3, ids.data(), ids.size(), &n), MG_INVALID_ARGUMENT);
+  EXPECT_NE(std::string(mg_last_error()).find("mg_tokenize: text"), std::string::npos)
+      << mg_last_error();
+  EXPECT_EQ(n, 0u);
+  const int32_t bad_id[] = {1, 99999};
+  EXPECT_EQ(mg_detokenize(engine_, bad_id, 2, 1, out.data(), out.size(), &len),
+            MG_INVALID_ARGUMENT);
+  EXPECT_NE(std::string(mg_last_error()).find("99999"), std::string::npos) << mg_last_error();
+  EXPECT_EQ(mg_tokenize(nullptr, "a", 1, ids.data(), ids.size(), &n), MG_INVALID_ARGUMENT);
+  EXPECT_EQ(mg_tokenize(engine_, nullptr, 1, ids.data(), ids.size(), &n), MG_INVALID_ARGUMENT);
+  EXPECT_EQ(mg_detokenize(engine_, nullptr, 1, 1, out.data(), out.size(), &len),
+            MG_INVALID_ARGUMENT);
+}
+
+struct Pieces {
+  std::vector<std::string> pieces;
+  size_t stop_after = 0;  // 0: never stop
+  bool nul_terminated = true;
+};
+
+int CollectPiece(const char* piece, size_t piece_len, void* user_data) {
+  auto* out = static_cast<Pieces*>(user_data);
+  out->pieces.emplace_back(piece, piece_len);
+  out->nul_terminated = out->nul_terminated && piece[piece_len] == '\0';
+  return out->stop_after != 0 && out->pieces.size() >= out->stop_after ? 1 : 0;
+}
+
+std::string Join(const std::vector<std::string>& pieces) {
+  std::string out;
+  for (const std::string& p : pieces)
+    out += p;
+  return out;
+}
+
+TEST_F(CApiTest, GenerateTextStreamsTheDecodeOfTheGeneratedIds) {
+  const tokenizer::Tokenizer tok = DemoTokenizer(*dir_ + "/model");
+  for (const std::string prompt : {"Hello", "The quick brown fox", "\xe6\x88\x91"}) {
+    SCOPED_TRACE(prompt);
+    StatusOr<std::vector<int32_t>> prompt_ids = tok.Encode(prompt, true);
+    ASSERT_TRUE(prompt_ids.ok());
+    std::vector<int32_t> ids = Generate(*prompt_ids, /*max_new_tokens=*/10);
+    ASSERT_EQ(ids.size(), 10u);
+    // mg_generate_text stops at the demo's eos (<|endoftext|>, id 0); mg_generate does not.
+    const auto eos = std::find(ids.begin(), ids.end(), 0);
+    if (eos != ids.end()) ids.erase(eos + 1, ids.end());
+
+    mg_sampling sampling = mg_sampling_default();
+    sampling.max_new_tokens = 10;
+    Pieces got;
+    size_t num_tokens = 0;
+    ASSERT_EQ(mg_generate_text(engine_, prompt.c_str(), &sampling, CollectPiece, &got, &num_tokens),
+              MG_OK)
+        << mg_last_error();
+    EXPECT_EQ(num_tokens, ids.size());
+    EXPECT_EQ(Join(got.pieces), *tok.Decode(ids, /*skip_special_tokens=*/true));
+    EXPECT_TRUE(got.nul_terminated);
+    for (const std::string& piece : got.pieces)
+      EXPECT_FALSE(piece.empty());
+    ExpectCacheEmpty();
+  }
+}
+
+TEST_F(CApiTest, GenerateTextStopsWhenTheCallbackSaysSo) {
+  mg_sampling sampling = mg_sampling_default();
+  sampling.max_new_tokens = 12;
+  Pieces all;
+  size_t all_tokens = 0;
+  ASSERT_EQ(mg_generate_text(engine_, "Hello", &sampling, CollectPiece, &all, &all_tokens), MG_OK);
+  ASSERT_GE(all.pieces.size(), 2u) << "the test needs a text of several pieces";
+  Pieces first;
+  first.stop_after = 1;
+  size_t first_tokens = 0;
+  ASSERT_EQ(mg_generate_text(engine_, "Hello", &sampling, CollectPiece, &first, &first_tokens),
+            MG_OK)
+      << mg_last_error();
+  EXPECT_EQ(first.pieces, std::vector<std::string>{all.pieces[0]});
+  EXPECT_LT(first_tokens, all_tokens);
+  EXPECT_GE(first_tokens, 1u);
+  ExpectCacheEmpty();
+
+  EXPECT_EQ(mg_generate_text(engine_, "Hello", &sampling, nullptr, nullptr, nullptr),
+            MG_INVALID_ARGUMENT);
+  EXPECT_NE(std::string(mg_last_error()).find("on_text must not be NULL"), std::string::npos);
+  sampling.max_new_tokens = 0;
+  EXPECT_EQ(mg_generate_text(engine_, "Hello", &sampling, CollectPiece, &all, nullptr),
+            MG_INVALID_ARGUMENT);
+  EXPECT_NE(std::string(mg_last_error()).find("sampling->max_new_tokens"), std::string::npos);
+}
+
+// Compiles `model_dir` with small keys into `plan_path` and opens it.
+mg_engine* OpenSmallPlan(const std::string& model_dir, const std::string& plan_path) {
+  StatusOr<HfModel> model = LoadHfModel(model_dir);
+  EXPECT_TRUE(model.ok()) << model.status().ToString();
+  if (!model.ok()) return nullptr;
+  CompileModelOptions options;
+  options.keys.chunk_size = 16;
+  options.keys.max_chunks = 1;
+  options.keys.prefill_buckets = {16};
+  options.keys.decode_buckets = {1};
+  options.keys.max_prefill_seqs = 1;
+  StatusOr<Plan> plan = CompileModel(*model, options);
+  EXPECT_TRUE(plan.ok()) << plan.status().ToString();
+  if (!plan.ok() || !WritePlanFile(*plan, plan_path).ok()) return nullptr;
+  mg_engine* engine = nullptr;
+  EXPECT_EQ(mg_engine_open(plan_path.c_str(), 1, &engine), MG_OK) << mg_last_error();
+  return engine;
+}
+
+TEST_F(CApiTest, TextCallsNeedTheTokenizerThePlanRecorded) {
+  const std::string model = *dir_ + "/text-model";
+  ASSERT_TRUE(WriteDemoModel(model).ok());
+  fs::remove(model + "/tokenizer.json");
+  mg_engine* without = OpenSmallPlan(model, *dir_ + "/no-tokenizer.plan");
+  ASSERT_NE(without, nullptr);
+  int32_t ids[8];
+  size_t n = 0;
+  EXPECT_EQ(mg_tokenize(without, "Hi", 2, ids, 8, &n), MG_FAILED_PRECONDITION);
+  EXPECT_NE(std::string(mg_last_error()).find("the plan has no tokenizer"), std::string::npos)
+      << mg_last_error();
+  mg_sampling sampling = mg_sampling_default();
+  Pieces pieces;
+  EXPECT_EQ(mg_generate_text(without, "Hi", &sampling, CollectPiece, &pieces, nullptr),
+            MG_FAILED_PRECONDITION);
+  // Ids still work.
+  const int32_t prompt[] = {1, 2, 3};
+  int32_t out[16];
+  EXPECT_EQ(mg_generate(without, prompt, 3, &sampling, out, 16, &n), MG_OK) << mg_last_error();
+  mg_engine_close(without);
+
+  ASSERT_TRUE(WriteDemoModel(model).ok());
+  mg_engine* with = OpenSmallPlan(model, *dir_ + "/tokenizer.plan");
+  ASSERT_NE(with, nullptr);
+  std::ofstream(model + "/tokenizer.json", std::ios::app) << "\n";
+  EXPECT_EQ(mg_tokenize(with, "Hi", 2, ids, 8, &n), MG_FAILED_PRECONDITION);
+  EXPECT_NE(std::string(mg_last_error())
+                .find(model + "/tokenizer.json changed since the plan was compiled"),
+            std::string::npos)
+      << mg_last_error();
+  mg_engine_close(with);
 }
 
 }  // namespace

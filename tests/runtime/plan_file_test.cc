@@ -113,6 +113,7 @@ Plan TinyPlan() {
   plan.source_ir = std::string("graph @main {\n  %tokens = input\n}\n") + '\0' + "after a NUL";
   plan.compile_options = "compile-model --model /models/tiny --out tiny.mgplan";
   plan.keys_share_one_arena = false;
+  plan.tokenizer_files = {{"tokenizer.json", 0x0123456789abcdefull}, {"generation_config.json", 7}};
   return plan;
 }
 
@@ -330,6 +331,26 @@ std::string BufferWithNamelessStep() {
   return Finished(b, root);
 }
 
+// Plans written before tokenizer_files existed (the field absent) read as plans without a
+// tokenizer.
+TEST(PlanFileTest, APlanWithoutTokenizerFilesHasNone) {
+  flatbuffers::FlatBufferBuilder b;
+  b.TrackMinAlign(8);
+  const auto model = fb::CreatePlanModelInfoDirect(b, "qwen3_moe", "{}", /*vocab_size=*/kVocab);
+  const std::vector<int32_t> buckets = {1};
+  const auto options =
+      fb::CreateKeySetOptionsDirect(b, true, true, 256, 8, 1, &buckets, &buckets, 16);
+  const std::vector<flatbuffers::Offset<fb::PlanWeight>> weights;
+  const std::vector<flatbuffers::Offset<fb::KeyProgram>> programs;
+  const std::vector<flatbuffers::Offset<fb::PlanCheckpointFile>> files;
+  const auto root =
+      fb::CreatePlanDirect(b, /*format_version=*/2, model, "/m", &weights, options, &programs, "",
+                           "", true, &files, OpSetHash(), /*tokenizer_files=*/nullptr);
+  StatusOr<Plan> loaded = DeserializePlan(Finished(b, root), kSource);
+  ASSERT_TRUE(loaded.ok()) << loaded.status().ToString();
+  EXPECT_TRUE(loaded->tokenizer_files.empty());
+}
+
 TEST(PlanFileCorruptionTest, NamesTheMissingFieldByItsPath) {
   StatusOr<Plan> loaded = DeserializePlan(BufferWithNamelessStep(), kSource);
   ASSERT_FALSE(loaded.ok());
@@ -542,6 +563,12 @@ std::vector<SemanticCase> SemanticCases() {
        std::string(kExperts) +
            " is read from 'model-00001-of-00002.safetensors', which checkpoint_files does not "
            "list"},
+      {"tokenizer file of another name",
+       [](Plan& p) { p.tokenizer_files[1].file = "../vocab.json"; },
+       "tokenizer_files[1] is '../vocab.json', expected tokenizer.json, tokenizer_config.json or "
+       "generation_config.json"},
+      {"tokenizer file twice", [](Plan& p) { p.tokenizer_files[1].file = "tokenizer.json"; },
+       "tokenizer_files lists 'tokenizer.json' twice"},
       {"program without steps", [](Plan& p) { p.programs[1].steps.clear(); },
        std::string(kDecode) + " has no steps; expected a program that computes the logits"},
   };
