@@ -1,16 +1,17 @@
 // FieldReader implementation.
 #include "frontends/config_reader.h"
 
+#include "support/format.h"
 #include "support/strings.h"
 
 namespace moegraph {
 
 Status FieldReader::Error(std::string_view field, const std::string& what) const {
-  return InvalidArgument(std::string(source_) + ": field \"" + std::string(field) + "\" " + what);
+  return InvalidArgument(Format("{}: field \"{}\" {}", source_, field, what));
 }
 
 Status FieldReader::Unsupported(std::string_view field, const std::string& what) const {
-  return Unimplemented(std::string(source_) + ": field \"" + std::string(field) + "\" " + what);
+  return Unimplemented(Format("{}: field \"{}\" {}", source_, field, what));
 }
 
 StatusOr<std::vector<std::string>> FieldReader::Architectures() const {
@@ -18,13 +19,13 @@ StatusOr<std::vector<std::string>> FieldReader::Architectures() const {
   const JsonValue* architectures = Get("architectures");
   if (architectures == nullptr) return names;
   if (!architectures->is_array()) {
-    return Error("architectures", std::string("must be an array of strings, found ") +
-                                      architectures->DescribeKind());
+    return Error("architectures",
+                 Format("must be an array of strings, found {}", architectures->DescribeKind()));
   }
   for (const JsonValue& name : architectures->as_array()) {
     if (!name.is_string()) {
-      return Error("architectures",
-                   "must be an array of strings, found " + EscapeBytes(architectures->Dump()));
+      return Error("architectures", Format("must be an array of strings, found {}",
+                                           EscapeBytes(architectures->Dump())));
     }
     names.push_back(name.as_string());
   }
@@ -33,10 +34,11 @@ StatusOr<std::vector<std::string>> FieldReader::Architectures() const {
 
 Status FieldReader::UnsupportedArchitecture(const std::string& supported) const {
   const JsonValue* architectures = Get("architectures");
-  return Unsupported("architectures",
-                     (architectures == nullptr ? std::string("is missing")
-                                               : "is " + EscapeBytes(architectures->Dump())) +
-                         "; supported architectures: " + supported);
+  return Unsupported(
+      "architectures",
+      Format("{}; supported architectures: {}",
+             architectures == nullptr ? "is missing" : "is " + EscapeBytes(architectures->Dump()),
+             supported));
 }
 
 const JsonValue* FieldReader::Get(std::string_view field) const {
@@ -53,7 +55,7 @@ Status FieldReader::OptionalInt(std::string_view field, int64_t& out) const {
   const JsonValue* value = Get(field);
   if (value == nullptr) return Status::Ok();
   if (!value->is_int())
-    return Error(field, std::string("must be an integer, found ") + value->DescribeKind());
+    return Error(field, Format("must be an integer, found {}", value->DescribeKind()));
   out = value->as_int();
   return Status::Ok();
 }
@@ -62,7 +64,7 @@ Status FieldReader::OptionalDouble(std::string_view field, double& out) const {
   const JsonValue* value = Get(field);
   if (value == nullptr) return Status::Ok();
   if (!value->is_number())
-    return Error(field, std::string("must be a number, found ") + value->DescribeKind());
+    return Error(field, Format("must be a number, found {}", value->DescribeKind()));
   out = value->as_double();
   return Status::Ok();
 }
@@ -71,7 +73,7 @@ Status FieldReader::OptionalBool(std::string_view field, bool& out) const {
   const JsonValue* value = Get(field);
   if (value == nullptr) return Status::Ok();
   if (!value->is_bool())
-    return Error(field, std::string("must be true or false, found ") + value->DescribeKind());
+    return Error(field, Format("must be true or false, found {}", value->DescribeKind()));
   out = value->as_bool();
   return Status::Ok();
 }
@@ -80,7 +82,7 @@ Status FieldReader::OptionalString(std::string_view field, std::string& out) con
   const JsonValue* value = Get(field);
   if (value == nullptr) return Status::Ok();
   if (!value->is_string())
-    return Error(field, std::string("must be a string, found ") + value->DescribeKind());
+    return Error(field, Format("must be a string, found {}", value->DescribeKind()));
   out = value->as_string();
   return Status::Ok();
 }

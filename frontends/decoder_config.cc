@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "frontends/rope.h"
+#include "support/format.h"
 #include "support/strings.h"
 
 namespace moegraph {
@@ -16,10 +17,9 @@ constexpr int64_t kMaxSize = INT32_MAX;
 }  // namespace
 
 Status CheckSize(const FieldReader& reader, const char* field, int64_t value) {
-  if (value <= 0) return reader.Error(field, "must be positive, got " + std::to_string(value));
+  if (value <= 0) return reader.Error(field, Format("must be positive, got {}", value));
   if (value > kMaxSize) {
-    return reader.Error(
-        field, "is " + std::to_string(value) + ", expected at most " + std::to_string(kMaxSize));
+    return reader.Error(field, Format("is {}, expected at most {}", value, kMaxSize));
   }
   return Status::Ok();
 }
@@ -29,9 +29,9 @@ Status CheckWeightBytes(const FieldReader& reader, const char* field,
   int64_t bytes = 4;
   for (int64_t d : dims) {
     if (__builtin_mul_overflow(bytes, d, &bytes)) {
-      return reader.Error(field, "makes a weight whose byte size overflows int64 (with " +
-                                     std::string("hidden_size = ") +
-                                     std::to_string(config.hidden_size) + ")");
+      return reader.Error(field, Format("makes a weight whose byte size overflows int64 (with "
+                                        "hidden_size = {})",
+                                        config.hidden_size));
     }
   }
   return Status::Ok();
@@ -42,7 +42,7 @@ Status ParseDecoderConfig(const FieldReader& reader, const std::string& architec
   // Architecture first: a config of another model fails here rather than on its fields.
   MG_ASSIGN_OR_RETURN(const std::vector<std::string> architectures, reader.Architectures());
   if (std::find(architectures.begin(), architectures.end(), architecture) == architectures.end()) {
-    return reader.UnsupportedArchitecture("\"" + architecture + "\"");
+    return reader.UnsupportedArchitecture(Format("\"{}\"", architecture));
   }
   config.architecture = architecture;
 
@@ -72,30 +72,27 @@ Status ParseDecoderConfig(const FieldReader& reader, const std::string& architec
     MG_RETURN_IF_ERROR(CheckSize(reader, field, value));
   }
   if (config.num_attention_heads % config.num_key_value_heads != 0) {
-    return reader.Error("num_key_value_heads", "must divide num_attention_heads (" +
-                                                   std::to_string(config.num_attention_heads) +
-                                                   "), got " +
-                                                   std::to_string(config.num_key_value_heads));
+    return reader.Error("num_key_value_heads",
+                        Format("must divide num_attention_heads ({}), got {}",
+                               config.num_attention_heads, config.num_key_value_heads));
   }
 
   if (reader.Get("head_dim") != nullptr) {
     MG_RETURN_IF_ERROR(reader.OptionalInt("head_dim", config.head_dim));
     if (config.head_dim <= 0) {
-      return reader.Error("head_dim", "must be positive, got " + std::to_string(config.head_dim));
+      return reader.Error("head_dim", Format("must be positive, got {}", config.head_dim));
     }
   } else {
     if (config.hidden_size % config.num_attention_heads != 0) {
-      return reader.Error("head_dim", "is absent and hidden_size (" +
-                                          std::to_string(config.hidden_size) +
-                                          ") is not a multiple of num_attention_heads (" +
-                                          std::to_string(config.num_attention_heads) +
-                                          "); give head_dim explicitly");
+      return reader.Error("head_dim", Format("is absent and hidden_size ({}) is not a multiple of "
+                                             "num_attention_heads ({}); give head_dim explicitly",
+                                             config.hidden_size, config.num_attention_heads));
     }
     config.head_dim = config.hidden_size / config.num_attention_heads;
   }
   if (config.head_dim > kMaxSize) {
-    return reader.Error("head_dim", "is " + std::to_string(config.head_dim) +
-                                        ", expected at most " + std::to_string(kMaxSize));
+    return reader.Error("head_dim",
+                        Format("is {}, expected at most {}", config.head_dim, kMaxSize));
   }
   // The largest weights' byte sizes (f32 at most) must fit in int64.
   MG_RETURN_IF_ERROR(
@@ -104,13 +101,13 @@ Status ParseDecoderConfig(const FieldReader& reader, const std::string& architec
       CheckWeightBytes(reader, "num_attention_heads",
                        {config.num_attention_heads, config.head_dim, config.hidden_size}, config));
   if (config.head_dim % 2 != 0) {
-    return reader.Error(
-        "head_dim", "must be even (RoPE rotates pairs), got " + std::to_string(config.head_dim));
+    return reader.Error("head_dim",
+                        Format("must be even (RoPE rotates pairs), got {}", config.head_dim));
   }
 
   if (!(config.rms_norm_eps > 0)) {
-    return reader.Error("rms_norm_eps",
-                        "must be positive, got " + JsonValue::Double(config.rms_norm_eps).Dump());
+    return reader.Error("rms_norm_eps", Format("must be positive, got {}",
+                                               JsonValue::Double(config.rms_norm_eps).Dump()));
   }
   // The rope op takes only theta: a scaled or partial RoPE is parsed (so its fields are
   // checked) and refused rather than run unscaled.
@@ -119,30 +116,29 @@ Status ParseDecoderConfig(const FieldReader& reader, const std::string& architec
       RopeParameters rope,
       ParseRopeParameters(reader, config.rope_theta, config.max_position_embeddings, &rope_field));
   if (rope.type != RopeType::kDefault) {
-    return reader.Unsupported(rope_field, std::string("has rope_type \"") +
-                                              RopeTypeName(rope.type) + "\" (" +
-                                              reader.Get(rope_field)->Dump() +
-                                              "); the rope op takes only theta, so only unscaled "
-                                              "RoPE (null or rope_type \"default\") runs today");
+    return reader.Unsupported(
+        rope_field, Format("has rope_type \"{}\" ({}); the rope op takes only theta, so "
+                           "only unscaled RoPE (null or rope_type \"default\") runs today",
+                           RopeTypeName(rope.type), reader.Get(rope_field)->Dump()));
   }
   if (rope.partial_rotary_factor != 1.0) {
     return reader.Unsupported("partial_rotary_factor",
-                              "is " + JsonValue::Double(rope.partial_rotary_factor).Dump() +
-                                  "; the rope op rotates the whole head (partial rotary is not "
-                                  "supported yet)");
+                              Format("is {}; the rope op rotates the whole head (partial "
+                                     "rotary is not supported yet)",
+                                     JsonValue::Double(rope.partial_rotary_factor).Dump()));
   }
   config.rope_theta = rope.theta;
   if (!(config.rope_theta > 0)) {
-    return reader.Error("rope_theta",
-                        "must be positive, got " + JsonValue::Double(config.rope_theta).Dump());
+    return reader.Error("rope_theta", Format("must be positive, got {}",
+                                             JsonValue::Double(config.rope_theta).Dump()));
   }
 
   // Features the engine does not implement.
   std::string hidden_act = "silu";
   MG_RETURN_IF_ERROR(reader.OptionalString("hidden_act", hidden_act));
   if (hidden_act != "silu") {
-    return reader.Unsupported("hidden_act",
-                              "is \"" + EscapeBytes(hidden_act) + "\"; only \"silu\" is supported");
+    return reader.Unsupported(
+        "hidden_act", Format("is \"{}\"; only \"silu\" is supported", EscapeBytes(hidden_act)));
   }
   bool attention_bias = false;
   MG_RETURN_IF_ERROR(reader.OptionalBool("attention_bias", attention_bias));
@@ -159,8 +155,8 @@ Status ParseDecoderConfig(const FieldReader& reader, const std::string& architec
   // use_sliding_window switch.
   if (sliding_window_field && reader.Get("sliding_window") != nullptr) {
     return reader.Unsupported("sliding_window",
-                              "is " + reader.Get("sliding_window")->Dump() +
-                                  "; sliding-window attention is not supported (null only)");
+                              Format("is {}; sliding-window attention is not supported (null only)",
+                                     reader.Get("sliding_window")->Dump()));
   }
   return Status::Ok();
 }

@@ -3,18 +3,20 @@
 
 #include <string>
 
+#include "support/format.h"
+
 namespace moegraph {
 
 std::string MixtralConfig::Describe() const {
-  return std::to_string(num_hidden_layers) + " layers (" + std::to_string(num_hidden_layers) +
-         " MoE): " + std::to_string(num_local_experts) + " experts, top-" +
-         std::to_string(num_experts_per_tok) + ", softmax router, renormalised";
+  return Format("{} layers ({} MoE): {} experts, top-{}, softmax router, renormalised",
+                num_hidden_layers, num_hidden_layers, num_local_experts, num_experts_per_tok);
 }
 
 StatusOr<MixtralConfig> ParseMixtralConfig(const JsonValue& json, std::string_view source_name) {
   const std::string source(source_name);
   if (!json.is_object()) {
-    return InvalidArgument(source + ": expected a JSON object, found " + json.DescribeKind());
+    return InvalidArgument(
+        Format("{}: expected a JSON object, found {}", source, json.DescribeKind()));
   }
   FieldReader reader(json, source);
   MixtralConfig config;
@@ -29,10 +31,9 @@ StatusOr<MixtralConfig> ParseMixtralConfig(const JsonValue& json, std::string_vi
       reader, "intermediate_size",
       {config.num_local_experts, config.intermediate_size, config.hidden_size}, config));
   if (config.num_experts_per_tok < 1 || config.num_experts_per_tok > config.num_local_experts) {
-    return reader.Error(
-        "num_experts_per_tok",
-        "must be in [1, num_local_experts = " + std::to_string(config.num_local_experts) +
-            "], got " + std::to_string(config.num_experts_per_tok));
+    return reader.Error("num_experts_per_tok",
+                        Format("must be in [1, num_local_experts = {}], got {}",
+                               config.num_local_experts, config.num_experts_per_tok));
   }
   return config;
 }

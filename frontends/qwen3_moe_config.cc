@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "frontends/config_reader.h"
+#include "support/format.h"
 #include "support/mapped_file.h"
 #include "support/strings.h"
 
@@ -31,7 +32,8 @@ StatusOr<Qwen3MoeConfig> ParseQwen3Fields(const JsonValue& json, std::string_vie
                                           const char* architecture, bool moe) {
   const std::string source(source_name);
   if (!json.is_object()) {
-    return InvalidArgument(source + ": expected a JSON object, found " + json.DescribeKind());
+    return InvalidArgument(
+        Format("{}: expected a JSON object, found {}", source, json.DescribeKind()));
   }
   FieldReader reader(json, source);
   Qwen3MoeConfig config;
@@ -54,11 +56,11 @@ StatusOr<Qwen3MoeConfig> ParseQwen3Fields(const JsonValue& json, std::string_vie
   MG_RETURN_IF_ERROR(reader.OptionalBool("norm_topk_prob", config.norm_topk_prob));
   MG_RETURN_IF_ERROR(CheckSize(reader, "moe_intermediate_size", config.moe_intermediate_size));
   if (config.num_experts < 0) {
-    return reader.Error("num_experts", "must be >= 0, got " + std::to_string(config.num_experts));
+    return reader.Error("num_experts", Format("must be >= 0, got {}", config.num_experts));
   }
   if (config.num_experts > INT32_MAX) {
-    return reader.Error("num_experts", "is " + std::to_string(config.num_experts) +
-                                           ", expected at most " + std::to_string(INT32_MAX));
+    return reader.Error("num_experts",
+                        Format("is {}, expected at most {}", config.num_experts, INT32_MAX));
   }
   MG_RETURN_IF_ERROR(CheckWeightBytes(
       reader, "moe_intermediate_size",
@@ -67,26 +69,25 @@ StatusOr<Qwen3MoeConfig> ParseQwen3Fields(const JsonValue& json, std::string_vie
   if (config.num_experts > 0 &&
       (config.num_experts_per_tok < 1 || config.num_experts_per_tok > config.num_experts)) {
     return reader.Error("num_experts_per_tok",
-                        "must be in [1, num_experts = " + std::to_string(config.num_experts) +
-                            "], got " + std::to_string(config.num_experts_per_tok));
+                        Format("must be in [1, num_experts = {}], got {}", config.num_experts,
+                               config.num_experts_per_tok));
   }
   if (config.decoder_sparse_step < 1) {
     return reader.Error("decoder_sparse_step",
-                        "must be >= 1, got " + std::to_string(config.decoder_sparse_step));
+                        Format("must be >= 1, got {}", config.decoder_sparse_step));
   }
 
   if (const JsonValue* layers = reader.Get("mlp_only_layers")) {
     if (!layers->is_array()) {
-      return reader.Error(
-          "mlp_only_layers",
-          std::string("must be an array of layer indices, found ") + layers->DescribeKind());
+      return reader.Error("mlp_only_layers", Format("must be an array of layer indices, found {}",
+                                                    layers->DescribeKind()));
     }
     for (const JsonValue& layer : layers->as_array()) {
       if (!layer.is_int() || layer.as_int() < 0 || layer.as_int() >= config.num_hidden_layers) {
         return reader.Error("mlp_only_layers",
-                            "entries must be integers in [0, num_hidden_layers = " +
-                                std::to_string(config.num_hidden_layers) + "), found " +
-                                layer.Dump());
+                            Format("entries must be integers in [0, num_hidden_layers = {}), "
+                                   "found {}",
+                                   config.num_hidden_layers, layer.Dump()));
       }
       config.mlp_only_layers.push_back(layer.as_int());
     }
@@ -114,11 +115,10 @@ std::string Qwen3MoeConfig::Describe() const {
   int64_t moe_layers = 0;
   for (int64_t layer = 0; layer < num_hidden_layers; ++layer)
     moe_layers += IsMoeLayer(layer) ? 1 : 0;
-  std::string text = std::to_string(num_hidden_layers) + " layers";
-  if (moe_layers == 0) return text + ", dense";
-  return text + " (" + std::to_string(moe_layers) + " MoE): " + std::to_string(num_experts) +
-         " experts, top-" + std::to_string(num_experts_per_tok) + ", softmax router" +
-         (norm_topk_prob ? ", renormalised" : "");
+  if (moe_layers == 0) return Format("{} layers, dense", num_hidden_layers);
+  return Format("{} layers ({} MoE): {} experts, top-{}, softmax router{}", num_hidden_layers,
+                moe_layers, num_experts, num_experts_per_tok,
+                norm_topk_prob ? ", renormalised" : "");
 }
 
 std::string Qwen3MoeConfig::ToJson() const {

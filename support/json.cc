@@ -1,11 +1,17 @@
-// Strict JSON parser (recursive descent with a depth limit) and writer.
+// JSON parsing on nlohmann-json's SAX parser, adapted to JsonValue and to our messages; the
+// writer (Python-compatible number output).
 #include "support/json.h"
 
+#include <nlohmann/json.hpp>
+
+#include <algorithm>
 #include <charconv>
 #include <cmath>
 #include <cstdio>
-#include <system_error>
+#include <iterator>
 #include <unordered_set>
+
+#include "support/format.h"
 
 namespace moegraph {
 namespace {
@@ -18,74 +24,218 @@ bool IsDigit(char c) {
   return c >= '0' && c <= '9';
 }
 
-int HexValue(char c) {
-  if (c >= '0' && c <= '9') return c - '0';
-  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-  return -1;
-}
-
-void AppendUtf8(std::string& out, uint32_t code_point) {
-  if (code_point < 0x80) {
-    out.push_back(static_cast<char>(code_point));
-  } else if (code_point < 0x800) {
-    out.push_back(static_cast<char>(0xC0 | (code_point >> 6)));
-    out.push_back(static_cast<char>(0x80 | (code_point & 0x3F)));
-  } else if (code_point < 0x10000) {
-    out.push_back(static_cast<char>(0xE0 | (code_point >> 12)));
-    out.push_back(static_cast<char>(0x80 | ((code_point >> 6) & 0x3F)));
-    out.push_back(static_cast<char>(0x80 | (code_point & 0x3F)));
-  } else {
-    out.push_back(static_cast<char>(0xF0 | (code_point >> 18)));
-    out.push_back(static_cast<char>(0x80 | ((code_point >> 12) & 0x3F)));
-    out.push_back(static_cast<char>(0x80 | ((code_point >> 6) & 0x3F)));
-    out.push_back(static_cast<char>(0x80 | (code_point & 0x3F)));
-  }
-}
-
-// Length of the well-formed UTF-8 sequence at the start of `s` (which starts with a byte
-// >= 0x80), or 0 if it is malformed: overlong, a surrogate, above U+10FFFF, or truncated.
-size_t Utf8SequenceLength(std::string_view s) {
-  auto byte = [&](size_t i) { return static_cast<unsigned char>(s[i]); };
-  auto cont = [&](size_t i, unsigned char lo = 0x80, unsigned char hi = 0xBF) {
-    return i < s.size() && byte(i) >= lo && byte(i) <= hi;
-  };
-  unsigned char b0 = byte(0);
-  if (b0 >= 0xC2 && b0 <= 0xDF) return cont(1) ? 2 : 0;
-  if (b0 == 0xE0) return cont(1, 0xA0) && cont(2) ? 3 : 0;
-  if ((b0 >= 0xE1 && b0 <= 0xEC) || b0 == 0xEE || b0 == 0xEF) return cont(1) && cont(2) ? 3 : 0;
-  if (b0 == 0xED) return cont(1, 0x80, 0x9F) && cont(2) ? 3 : 0;
-  if (b0 == 0xF0) return cont(1, 0x90) && cont(2) && cont(3) ? 4 : 0;
-  if (b0 >= 0xF1 && b0 <= 0xF3) return cont(1) && cont(2) && cont(3) ? 4 : 0;
-  if (b0 == 0xF4) return cont(1, 0x80, 0x8F) && cont(2) && cont(3) ? 4 : 0;
-  return 0;
-}
-
-std::string HexByte(unsigned char c) {
-  char buf[8];
-  std::snprintf(buf, sizeof(buf), "0x%02X", c);
-  return buf;
-}
-
-class Parser {
+// A `const char*` for nlohmann's input adapter that also publishes how far the lexer has read:
+// nlohmann's SAX callbacks carry no position, and duplicate keys and the depth limit (which
+// nlohmann does not check) are reported at a byte offset.
+class TrackedIterator {
  public:
-  Parser(std::string_view text, std::string_view source_name)
-      : text_(text), source_name_(source_name) {}
+  using iterator_category = std::input_iterator_tag;
+  using value_type = char;
+  using difference_type = std::ptrdiff_t;
+  using pointer = const char*;
+  using reference = const char&;
 
-  StatusOr<JsonValue> ParseDocument() {
-    JsonValue value;
-    SkipWhitespace();
-    MG_RETURN_IF_ERROR(ParseValue(value, /*depth=*/0));
-    SkipWhitespace();
-    if (pos_ != text_.size()) {
-      return Error(pos_, "expected end of input after the JSON value, found " + Describe(pos_));
+  TrackedIterator(const char* p, const char** cursor) : p_(p), cursor_(cursor) {}
+  const char& operator*() const { return *p_; }
+  TrackedIterator& operator++() {
+    *cursor_ = ++p_;
+    return *this;
+  }
+  bool operator==(const TrackedIterator& other) const { return p_ == other.p_; }
+
+ private:
+  const char* p_;
+  const char** cursor_;
+};
+
+// Builds a JsonValue from nlohmann's SAX events, rejects what nlohmann accepts and we do not
+// (duplicate keys, nesting deeper than kMaxJsonDepth), and rewords nlohmann's errors as
+// "source:line:col: expected X, found Y" at the byte they are about.
+//
+// nlohmann reports an error with the count of bytes its lexer read; which token failed and what
+// the grammar wanted there follow from where the last event left off (`resume_`) and from the
+// innermost open container's phase: between two events the lexer only passes whitespace and at
+// most one ',' or ':'.
+class JsonBuilder {
+ public:
+  using Json = nlohmann::json;
+
+  JsonBuilder(std::string_view text, std::string_view source_name)
+      : text_(text), source_name_(source_name), cursor_(text.data()) {}
+
+  StatusOr<JsonValue> Parse() {
+    // nlohmann skips a UTF-8 byte order mark; RFC 8259 parsers may refuse it, and we do.
+    if (!text_.empty() && static_cast<unsigned char>(text_[0]) == 0xEF) {
+      return Error(0, "expected a JSON value, found byte 0xEF");
     }
-    return value;
+    TrackedIterator first(text_.data(), &cursor_);
+    TrackedIterator last(text_.data() + text_.size(), &cursor_);
+    if (!Json::sax_parse(first, last, this)) return status_;
+    return std::move(root_);
+  }
+
+  // nlohmann's SAX interface. Returning false stops the parse (status_ says why).
+  bool null() { return AddValue(JsonValue::Null()); }
+  bool boolean(bool value) { return AddValue(JsonValue::Bool(value)); }
+  bool number_integer(Json::number_integer_t value) { return AddNumber(JsonValue::Int(value)); }
+  bool number_unsigned(Json::number_unsigned_t value) {
+    // Beyond int64 a literal integer is only a double, as JsonValue documents.
+    return AddNumber(value <= static_cast<uint64_t>(INT64_MAX)
+                         ? JsonValue::Int(static_cast<int64_t>(value))
+                         : JsonValue::Double(static_cast<double>(value)));
+  }
+  bool number_float(Json::number_float_t value, const std::string& /*literal*/) {
+    return AddNumber(JsonValue::Double(value));
+  }
+  bool string(std::string& value) { return AddValue(JsonValue::String(std::move(value))); }
+  bool binary(Json::binary_t& /*value*/) { return false; }  // only the binary formats have it
+  bool start_object(size_t /*elements*/) { return Open(/*is_array=*/false); }
+  bool start_array(size_t /*elements*/) { return Open(/*is_array=*/true); }
+  bool end_object() { return Close(); }
+  bool end_array() { return Close(); }
+  bool key(std::string& key) {
+    resume_ = Offset();
+    last_was_number_ = false;
+    Frame& frame = frames_.back();
+    bool duplicate = false;
+    if (frame.members.size() < kDuplicateSetThreshold) {
+      for (const auto& [existing, unused] : frame.members)
+        duplicate = duplicate || existing == key;
+    } else {
+      if (frame.keys.empty()) {
+        for (const auto& member : frame.members)
+          frame.keys.insert(member.first);
+      }
+      duplicate = !frame.keys.insert(key).second;
+    }
+    if (duplicate) {
+      const size_t open = OpeningQuoteBefore(resume_);
+      status_ =
+          Error(open, "duplicate object key " + std::string(text_.substr(open, resume_ - open)));
+      return false;
+    }
+    frame.key = std::move(key);
+    frame.phase = Phase::kAfterKey;
+    return true;
+  }
+  bool parse_error(size_t bytes_read, const std::string& /*last_token*/,
+                   const Json::exception& error) {
+    status_ = Reword(std::min(bytes_read, text_.size() + 1), error);
+    return false;
   }
 
  private:
+  enum class Phase : uint8_t { kStart, kAfterKey, kAfterValue };
+  struct Frame {
+    bool is_array = false;
+    Phase phase = Phase::kStart;
+    JsonValue::Array elements;
+    JsonValue::Object members;
+    std::string key;                       // of the member whose value comes next
+    std::unordered_set<std::string> keys;  // filled once members reach the threshold
+  };
+
+  size_t Offset() const { return static_cast<size_t>(cursor_ - text_.data()); }
+
+  size_t SkipWhitespace(size_t at) const {
+    while (at < text_.size() &&
+           (text_[at] == ' ' || text_[at] == '\t' || text_[at] == '\n' || text_[at] == '\r'))
+      ++at;
+    return at;
+  }
+
+  // The '"' that opens the string literal ending just before `end`.
+  size_t OpeningQuoteBefore(size_t end) const {
+    size_t at = end - 1;
+    while (at-- > 0) {
+      if (text_[at] != '"') continue;
+      size_t backslashes = 0;
+      while (backslashes < at && text_[at - 1 - backslashes] == '\\')
+        ++backslashes;
+      if (backslashes % 2 == 0) return at;
+    }
+    return 0;
+  }
+
+  bool Open(bool is_array) {
+    resume_ = Offset();
+    last_was_number_ = false;
+    if (frames_.size() >= static_cast<size_t>(kMaxJsonDepth)) {
+      status_ =
+          Error(resume_ - 1, Format("arrays and objects nested deeper than {}", kMaxJsonDepth));
+      return false;
+    }
+    frames_.emplace_back().is_array = is_array;
+    return true;
+  }
+
+  bool Close() {
+    resume_ = Offset();
+    last_was_number_ = false;
+    Frame frame = std::move(frames_.back());
+    frames_.pop_back();
+    return Add(frame.is_array ? JsonValue::MakeArray(std::move(frame.elements))
+                              : JsonValue::MakeObject(std::move(frame.members)));
+  }
+
+  bool AddValue(JsonValue&& value) {
+    resume_ = Offset();
+    last_was_number_ = false;
+    return Add(std::move(value));
+  }
+
+  // The lexer has read one byte past a number, unless the number ended the input: find where
+  // it ends from where it starts (after whitespace and a ',' or ':').
+  bool AddNumber(JsonValue&& value) {
+    size_t at = SkipWhitespace(resume_);
+    if (at < text_.size() && (text_[at] == ',' || text_[at] == ':')) at = SkipWhitespace(at + 1);
+    resume_ = NumberEnd(at);
+    last_was_number_ = true;
+    return Add(std::move(value));
+  }
+
+  // The end of the (well-formed) number literal at `at`.
+  size_t NumberEnd(size_t at) const {
+    auto digits = [&] {
+      while (at < text_.size() && IsDigit(text_[at]))
+        ++at;
+    };
+    if (at < text_.size() && text_[at] == '-') ++at;
+    if (at < text_.size() && text_[at] == '0') {
+      ++at;
+    } else {
+      digits();
+    }
+    if (at < text_.size() && text_[at] == '.') {
+      ++at;
+      digits();
+    }
+    if (at < text_.size() && (text_[at] == 'e' || text_[at] == 'E')) {
+      ++at;
+      if (at < text_.size() && (text_[at] == '+' || text_[at] == '-')) ++at;
+      digits();
+    }
+    return at;
+  }
+
+  bool Add(JsonValue&& value) {
+    if (frames_.empty()) {
+      root_ = std::move(value);
+      has_root_ = true;
+      return true;
+    }
+    Frame& frame = frames_.back();
+    if (frame.is_array) {
+      frame.elements.push_back(std::move(value));
+    } else {
+      frame.members.emplace_back(std::move(frame.key), std::move(value));
+    }
+    frame.phase = Phase::kAfterValue;
+    return true;
+  }
+
   // "source:line:col: what", with the 1-based line and byte column of text_[at].
-  Status Error(size_t at, const std::string& what) const {
+  Status Error(size_t at, std::string_view what) const {
     size_t line = 1;
     size_t line_start = 0;
     for (size_t i = 0; i < at && i < text_.size(); ++i) {
@@ -94,331 +244,142 @@ class Parser {
         line_start = i + 1;
       }
     }
-    return DataLoss(std::string(source_name_) + ":" + std::to_string(line) + ":" +
-                    std::to_string(at - line_start + 1) + ": " + what);
+    return DataLoss(Format("{}:{}:{}: {}", source_name_, line, at - line_start + 1, what));
   }
 
   // How the byte at `at` reads in an error message.
   std::string Describe(size_t at) const {
     if (at >= text_.size()) return "end of input";
-    unsigned char c = static_cast<unsigned char>(text_[at]);
-    if (c >= 0x21 && c < 0x7F) return std::string("'") + static_cast<char>(c) + "'";
-    return "byte " + HexByte(c);
+    const unsigned char c = static_cast<unsigned char>(text_[at]);
+    if (c >= 0x21 && c < 0x7F) return Format("'{}'", static_cast<char>(c));
+    return Format("byte 0x{:02X}", c);
   }
 
-  void SkipWhitespace() {
-    while (pos_ < text_.size()) {
-      char c = text_[pos_];
-      if (c != ' ' && c != '\t' && c != '\n' && c != '\r') break;
-      ++pos_;
+  // The first byte of the UTF-8 sequence that the byte at `bad` broke (`bad` itself when it
+  // cannot continue one): where the message points, and the byte it names.
+  size_t Utf8Lead(size_t bad, size_t string_start) const {
+    for (size_t back = 1; back <= 3 && bad - back > string_start; ++back) {
+      const unsigned char c = static_cast<unsigned char>(text_[bad - back]);
+      if (c >= 0x80 && c < 0xC0) continue;  // a continuation byte: look further back
+      const size_t length = c >= 0xF0 ? 4 : c >= 0xE0 ? 3 : c >= 0xC2 ? 2 : 1;
+      return back < length ? bad - back : bad;
     }
+    return bad;
   }
 
-  bool Consume(char c) {
-    if (pos_ < text_.size() && text_[pos_] == c) {
-      ++pos_;
-      return true;
+  Status Reword(size_t bytes_read, const Json::exception& error) {
+    // The token nlohmann failed on starts after where the last event left off, and after the
+    // ',' or ':' between them when the lexer read past it.
+    size_t at = SkipWhitespace(resume_);
+    bool separator = false;
+    if (at < text_.size() && (text_[at] == ',' || text_[at] == ':') && bytes_read > at + 1) {
+      separator = true;
+      at = SkipWhitespace(at + 1);
     }
-    return false;
-  }
+    // The byte the lexer stopped at (text_.size(): the end of the input).
+    const size_t bad = bytes_read > 0 ? bytes_read - 1 : 0;
 
-  Status ParseValue(JsonValue& out, int depth) {
-    if (pos_ >= text_.size()) return Error(pos_, "expected a JSON value, found end of input");
-    switch (text_[pos_]) {
-      case '{':
-        return ParseObject(out, depth + 1);
-      case '[':
-        return ParseArray(out, depth + 1);
-      case '"': {
-        std::string s;
-        MG_RETURN_IF_ERROR(ParseString(s));
-        out = JsonValue::String(std::move(s));
-        return Status::Ok();
-      }
-      case 't':
-        return ParseLiteral("true", JsonValue::Bool(true), out);
-      case 'f':
-        return ParseLiteral("false", JsonValue::Bool(false), out);
-      case 'n':
-        return ParseLiteral("null", JsonValue::Null(), out);
-      default:
-        if (text_[pos_] == '-' || IsDigit(text_[pos_])) return ParseNumber(out);
-        return Error(pos_, "expected a JSON value, found " + Describe(pos_));
-    }
-  }
-
-  Status ParseLiteral(std::string_view word, JsonValue value, JsonValue& out) {
-    if (text_.substr(pos_, word.size()) != word) {
-      return Error(pos_, "expected '" + std::string(word) + "'");
-    }
-    pos_ += word.size();
-    out = std::move(value);
-    return Status::Ok();
-  }
-
-  Status CheckDepth(int depth) const {
-    if (depth > kMaxJsonDepth) {
-      return Error(pos_, "arrays and objects nested deeper than " + std::to_string(kMaxJsonDepth));
-    }
-    return Status::Ok();
-  }
-
-  Status ParseObject(JsonValue& out, int depth) {
-    MG_RETURN_IF_ERROR(CheckDepth(depth));
-    ++pos_;  // '{'
-    JsonValue::Object members;
-    std::unordered_set<std::string> keys;  // filled once members reach the threshold
-    SkipWhitespace();
-    if (Consume('}')) {
-      out = JsonValue::MakeObject();
-      return Status::Ok();
-    }
-    while (true) {
-      if (pos_ >= text_.size() || text_[pos_] != '"') {
-        return Error(pos_, std::string(members.empty() ? "expected '\"' to start an object key or "
-                                                         "'}', found "
-                                                       : "expected '\"' to start an object key, "
-                                                         "found ") +
-                               Describe(pos_));
-      }
-      size_t key_pos = pos_;
-      std::string key;
-      MG_RETURN_IF_ERROR(ParseString(key));
-      bool duplicate = false;
-      if (members.size() < kDuplicateSetThreshold) {
-        for (const auto& [existing, unused] : members)
-          duplicate = duplicate || existing == key;
+    // What the grammar wanted at `at`.
+    enum class Want { kValue, kEnd, kKeyOrClose, kKey, kColon, kCommaOrBracket, kCommaOrBrace };
+    Want want = has_root_ ? Want::kEnd : Want::kValue;
+    if (!frames_.empty()) {
+      const Frame& frame = frames_.back();
+      if (frame.is_array) {
+        want = frame.phase == Phase::kStart || separator ? Want::kValue : Want::kCommaOrBracket;
+      } else if (frame.phase == Phase::kStart) {
+        want = Want::kKeyOrClose;
+      } else if (frame.phase == Phase::kAfterKey) {
+        want = separator ? Want::kValue : Want::kColon;
       } else {
-        if (keys.empty()) {
-          for (const auto& member : members)
-            keys.insert(member.first);
+        want = separator ? Want::kKey : Want::kCommaOrBrace;
+      }
+    }
+
+    // nlohmann reads "01" as 0 then 1.
+    if (last_was_number_ && !separator && at == resume_ && at < text_.size() &&
+        IsDigit(text_[at])) {
+      return Error(at >= 2 && text_[at - 2] == '-' ? at - 2 : at - 1,
+                   "leading zeros are not allowed in numbers");
+    }
+    if (error.id == 406) {  // out_of_range: "number overflow parsing '1e999'"
+      return Error(
+          at, Format("number {} is out of double range", text_.substr(at, NumberEnd(at) - at)));
+    }
+
+    // A lexer error: "syntax error while parsing value - invalid literal; last read: 'tru'".
+    const std::string_view what = error.what();
+    const size_t dash = what.find(" - ");
+    const size_t last_read = what.find("; last read: '", dash);
+    const bool key_here =
+        (want == Want::kKey || want == Want::kKeyOrClose) && at < text_.size() && text_[at] == '"';
+    if (dash != std::string_view::npos && last_read != std::string_view::npos &&
+        at < text_.size() && (want == Want::kValue || key_here)) {
+      const std::string_view lexer = what.substr(dash + 3, last_read - dash - 3);
+      auto is = [&](std::string_view prefix) { return lexer.substr(0, prefix.size()) == prefix; };
+      auto hex4 = [&](size_t escape) { return std::string(text_.substr(escape + 2, 4)); };
+      if (is("invalid literal")) {
+        for (std::string_view word : {"true", "false", "null"}) {
+          if (text_[at] == word[0]) return Error(at, Format("expected '{}'", word));
         }
-        duplicate = !keys.insert(key).second;
-      }
-      if (duplicate) return Error(key_pos, "duplicate object key " + QuoteAt(key_pos));
-      SkipWhitespace();
-      if (!Consume(':')) {
-        return Error(pos_, "expected ':' after object key, found " + Describe(pos_));
-      }
-      SkipWhitespace();
-      JsonValue value;
-      MG_RETURN_IF_ERROR(ParseValue(value, depth));
-      members.emplace_back(std::move(key), std::move(value));
-      SkipWhitespace();
-      if (Consume('}')) break;
-      if (!Consume(',')) {
-        return Error(pos_, "expected ',' or '}' after object member, found " + Describe(pos_));
-      }
-      SkipWhitespace();
-    }
-    out = JsonValue::MakeObject(std::move(members));
-    return Status::Ok();
-  }
-
-  // The string literal starting at `at`, re-read for an error message (already validated).
-  std::string QuoteAt(size_t at) const {
-    size_t end = at + 1;
-    while (end < text_.size() && text_[end] != '"')
-      end += text_[end] == '\\' ? 2 : 1;
-    return std::string(text_.substr(at, end + 1 - at));
-  }
-
-  Status ParseArray(JsonValue& out, int depth) {
-    MG_RETURN_IF_ERROR(CheckDepth(depth));
-    ++pos_;  // '['
-    JsonValue::Array elements;
-    SkipWhitespace();
-    if (Consume(']')) {
-      out = JsonValue::MakeArray();
-      return Status::Ok();
-    }
-    while (true) {
-      JsonValue element;
-      MG_RETURN_IF_ERROR(ParseValue(element, depth));
-      elements.push_back(std::move(element));
-      SkipWhitespace();
-      if (Consume(']')) break;
-      if (!Consume(',')) {
-        return Error(pos_, "expected ',' or ']' after array element, found " + Describe(pos_));
-      }
-      SkipWhitespace();
-    }
-    out = JsonValue::MakeArray(std::move(elements));
-    return Status::Ok();
-  }
-
-  // Reads 4 hex digits at pos_ (just after "\u").
-  Status ParseHex4(uint32_t& out) {
-    out = 0;
-    for (int i = 0; i < 4; ++i) {
-      int digit = pos_ < text_.size() ? HexValue(text_[pos_]) : -1;
-      if (digit < 0) {
-        return Error(pos_, "expected 4 hex digits after \\u, found " + Describe(pos_));
-      }
-      out = out * 16 + static_cast<uint32_t>(digit);
-      ++pos_;
-    }
-    return Status::Ok();
-  }
-
-  Status ParseString(std::string& out) {
-    size_t open = pos_;
-    ++pos_;  // '"'
-    while (true) {
-      size_t run = pos_;
-      while (pos_ < text_.size()) {
-        unsigned char c = static_cast<unsigned char>(text_[pos_]);
-        if (c == '"' || c == '\\' || c < 0x20 || c >= 0x80) break;
-        ++pos_;
-      }
-      out.append(text_.substr(run, pos_ - run));
-      if (pos_ >= text_.size()) return Error(open, "unterminated string");
-      unsigned char c = static_cast<unsigned char>(text_[pos_]);
-      if (c == '"') {
-        ++pos_;
-        return Status::Ok();
-      }
-      if (c < 0x20) {
-        return Error(pos_, "control character " + HexByte(c) + " in string (must be escaped)");
-      }
-      if (c >= 0x80) {
-        size_t length = Utf8SequenceLength(text_.substr(pos_));
-        if (length == 0) return Error(pos_, "invalid UTF-8 byte " + HexByte(c) + " in string");
-        out.append(text_.substr(pos_, length));
-        pos_ += length;
-        continue;
-      }
-      // Backslash escape.
-      size_t escape = pos_;
-      ++pos_;
-      if (pos_ >= text_.size()) return Error(open, "unterminated string");
-      char e = text_[pos_++];
-      switch (e) {
-        case '"':
-          out.push_back('"');
-          break;
-        case '\\':
-          out.push_back('\\');
-          break;
-        case '/':
-          out.push_back('/');
-          break;
-        case 'b':
-          out.push_back('\b');
-          break;
-        case 'f':
-          out.push_back('\f');
-          break;
-        case 'n':
-          out.push_back('\n');
-          break;
-        case 'r':
-          out.push_back('\r');
-          break;
-        case 't':
-          out.push_back('\t');
-          break;
-        case 'u': {
-          uint32_t unit;
-          MG_RETURN_IF_ERROR(ParseHex4(unit));
-          if (unit >= 0xDC00 && unit <= 0xDFFF) {
-            return Error(escape,
-                         "unpaired low surrogate \\u" + std::string(text_.substr(escape + 2, 4)));
+      } else if (is("invalid number; expected digit after '-'")) {
+        return Error(bad, "expected a digit after '-', found " + Describe(bad));
+      } else if (is("invalid number; expected digit after '.'")) {
+        return Error(bad, "expected a digit after '.', found " + Describe(bad));
+      } else if (is("invalid number")) {  // after the exponent or its sign
+        return Error(bad, "expected a digit in the exponent, found " + Describe(bad));
+      } else if (is("invalid string: missing closing quote") ||
+                 (is("invalid string: forbidden character after backslash") &&
+                  bad >= text_.size())) {
+        return Error(at, "unterminated string");
+      } else if (is("invalid string: forbidden character after backslash")) {
+        return Error(bad - 1, Format("invalid escape '\\{}' in string (expected one of \\\" \\\\ "
+                                     "\\/ \\b \\f \\n \\r \\t \\uXXXX)",
+                                     text_[bad]));
+      } else if (is("invalid string: '\\u' must be followed by 4 hex digits")) {
+        return Error(bad, "expected 4 hex digits after \\u, found " + Describe(bad));
+      } else if (is("invalid string: surrogate U+D800..U+DBFF must be followed")) {
+        // `bad` is just after the high surrogate's escape, or in what follows it.
+        for (size_t escape = bad - 6; escape + 11 >= bad && escape > at; --escape) {
+          if (text_.substr(escape, 2) == "\\u" && (text_[escape + 2] | 0x20) == 'd' &&
+              std::string_view("89abAB").find(text_[escape + 3]) != std::string_view::npos) {
+            return Error(escape + 6, Format("high surrogate \\u{} must be followed by a "
+                                            "\\uDC00-\\uDFFF low surrogate",
+                                            hex4(escape)));
           }
-          if (unit >= 0xD800 && unit <= 0xDBFF) {
-            if (text_.substr(pos_, 2) != "\\u") {
-              return Error(pos_, "high surrogate \\u" + std::string(text_.substr(escape + 2, 4)) +
-                                     " must be followed by a \\uDC00-\\uDFFF low surrogate");
-            }
-            size_t low_escape = pos_;
-            pos_ += 2;
-            uint32_t low;
-            MG_RETURN_IF_ERROR(ParseHex4(low));
-            if (low < 0xDC00 || low > 0xDFFF) {
-              return Error(low_escape, "high surrogate \\u" +
-                                           std::string(text_.substr(escape + 2, 4)) +
-                                           " must be followed by a \\uDC00-\\uDFFF low surrogate");
-            }
-            unit = 0x10000 + ((unit - 0xD800) << 10) + (low - 0xDC00);
-          }
-          AppendUtf8(out, unit);
-          break;
         }
-        default:
-          return Error(escape, "invalid escape '\\" + std::string(1, e) +
-                                   "' in string (expected one of \\\" \\\\ \\/ \\b \\f \\n "
-                                   "\\r \\t \\uXXXX)");
+      } else if (is("invalid string: surrogate U+DC00..U+DFFF must follow")) {
+        return Error(bad - 5, "unpaired low surrogate \\u" + hex4(bad - 5));
+      } else if (is("invalid string: control character")) {
+        return Error(bad, Format("control character 0x{:02X} in string (must be escaped)",
+                                 static_cast<unsigned char>(text_[bad])));
+      } else if (is("invalid string: ill-formed UTF-8 byte")) {
+        const size_t lead = std::min(Utf8Lead(bad, at), text_.size() - 1);
+        return Error(lead, Format("invalid UTF-8 byte 0x{:02X} in string",
+                                  static_cast<unsigned char>(text_[lead])));
       }
     }
-  }
 
-  Status ParseNumber(JsonValue& out) {
-    size_t start = pos_;
-    Consume('-');
-    if (pos_ >= text_.size() || !IsDigit(text_[pos_])) {
-      return Error(pos_, "expected a digit after '-', found " + Describe(pos_));
-    }
-    if (text_[pos_] == '0') {
-      ++pos_;
-      if (pos_ < text_.size() && IsDigit(text_[pos_])) {
-        return Error(start, "leading zeros are not allowed in numbers");
-      }
-    } else {
-      while (pos_ < text_.size() && IsDigit(text_[pos_]))
-        ++pos_;
-    }
-    bool integer = true;
-    if (Consume('.')) {
-      integer = false;
-      if (pos_ >= text_.size() || !IsDigit(text_[pos_])) {
-        return Error(pos_, "expected a digit after '.', found " + Describe(pos_));
-      }
-      while (pos_ < text_.size() && IsDigit(text_[pos_]))
-        ++pos_;
-    }
-    if (pos_ < text_.size() && (text_[pos_] == 'e' || text_[pos_] == 'E')) {
-      integer = false;
-      ++pos_;
-      if (!Consume('+')) Consume('-');
-      if (pos_ >= text_.size() || !IsDigit(text_[pos_])) {
-        return Error(pos_, "expected a digit in the exponent, found " + Describe(pos_));
-      }
-      while (pos_ < text_.size() && IsDigit(text_[pos_]))
-        ++pos_;
-    }
-    const char* first = text_.data() + start;
-    const char* last = text_.data() + pos_;
-    if (integer) {
-      int64_t value = 0;
-      auto [ptr, ec] = std::from_chars(first, last, value);
-      if (ec == std::errc() && ptr == last) {
-        out = JsonValue::Int(value);
-        return Status::Ok();
-      }
-      // Out of int64 range: keep it as a double only.
-    }
-    double value = 0.0;
-    auto [ptr, ec] = std::from_chars(first, last, value);
-    if (ec == std::errc::result_out_of_range) {
-      // Underflow to zero is harmless; overflow to infinity is not representable in JSON.
-      bool overflow = false;
-      for (const char* p = first; p < last; ++p) {
-        if (*p == 'e' || *p == 'E') overflow = p[1] != '-';
-      }
-      if (overflow || integer) {
-        return Error(start, "number " + std::string(first, last) + " is out of double range");
-      }
-      value = 0.0;
-    } else if (ec != std::errc() || ptr != last) {
-      return Error(start, "malformed number " + std::string(first, last));
-    }
-    out = JsonValue::Double(value);
-    return Status::Ok();
+    static constexpr std::string_view kExpected[] = {
+        "expected a JSON value",
+        "expected end of input after the JSON value",
+        "expected '\"' to start an object key or '}'",
+        "expected '\"' to start an object key",
+        "expected ':' after object key",
+        "expected ',' or ']' after array element",
+        "expected ',' or '}' after object member",
+    };
+    return Error(at, Format("{}, found {}", kExpected[static_cast<int>(want)], Describe(at)));
   }
 
   std::string_view text_;
   std::string_view source_name_;
-  size_t pos_ = 0;
+  const char* cursor_;  // one past the last byte the lexer has read (TrackedIterator)
+  size_t resume_ = 0;   // where the bytes after the last event start
+  bool last_was_number_ = false;
+  std::vector<Frame> frames_;  // the open arrays and objects, innermost last
+  JsonValue root_;
+  bool has_root_ = false;
+  Status status_;
 };
 
 void AppendNewline(std::string& out, int indent, int depth) {
@@ -687,7 +648,7 @@ std::string JsonValue::Dump(int indent) const {
 }
 
 StatusOr<JsonValue> ParseJson(std::string_view text, std::string_view source_name) {
-  return Parser(text, source_name).ParseDocument();
+  return JsonBuilder(text, source_name).Parse();
 }
 
 }  // namespace moegraph

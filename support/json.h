@@ -1,4 +1,5 @@
-// A small, strict JSON (RFC 8259) value, parser and writer for configs and file headers.
+// A small, strict JSON (RFC 8259) value, parser (nlohmann-json underneath) and writer for
+// configs and file headers.
 #pragma once
 
 #include <cstdint>

@@ -1,15 +1,12 @@
 // String helpers.
 #include "support/strings.h"
 
-#include <cstdio>
+#include "support/format.h"
 
 namespace moegraph {
 
 std::string ShapeString(const std::vector<int64_t>& shape) {
-  std::string s = "[";
-  for (size_t i = 0; i < shape.size(); ++i)
-    s += (i ? ", " : "") + std::to_string(shape[i]);
-  return s + "]";
+  return Format("[{}]", fmt::join(shape, ", "));
 }
 
 std::vector<std::string> SplitString(std::string_view text, char sep) {
@@ -32,17 +29,10 @@ std::string ExpandExpertName(const std::string& pattern, int64_t index) {
 }
 
 std::string FormatBytes(uint64_t bytes) {
-  char buf[32];
-  if (bytes >= (1ull << 30)) {
-    std::snprintf(buf, sizeof(buf), "%.2f GiB", bytes / double(1ull << 30));
-  } else if (bytes >= (1ull << 20)) {
-    std::snprintf(buf, sizeof(buf), "%.2f MiB", bytes / double(1ull << 20));
-  } else if (bytes >= 1024) {
-    std::snprintf(buf, sizeof(buf), "%.1f KiB", bytes / 1024.0);
-  } else {
-    std::snprintf(buf, sizeof(buf), "%llu B", static_cast<unsigned long long>(bytes));
-  }
-  return buf;
+  if (bytes >= (1ull << 30)) return Format("{:.2f} GiB", bytes / double(1ull << 30));
+  if (bytes >= (1ull << 20)) return Format("{:.2f} MiB", bytes / double(1ull << 20));
+  if (bytes >= 1024) return Format("{:.1f} KiB", bytes / 1024.0);
+  return Format("{} B", bytes);
 }
 
 namespace {
@@ -93,9 +83,7 @@ std::string EscapeBytes(std::string_view text) {
       i += length;
       continue;
     }
-    char buf[5];
-    std::snprintf(buf, sizeof(buf), "\\x%02x", c);
-    out += buf;
+    out += Format("\\x{:02x}", c);
     ++i;
   }
   return out;

@@ -116,6 +116,74 @@ TEST(JsonTest, EachErrorNamesItsLineColumnAndWhatWasExpected) {
   }
 }
 
+// The parser underneath (nlohmann-json) reports only how far its lexer read; these pin that the
+// adapter still names the token it failed on after numbers (read one byte ahead), after ',' and
+// ':', inside keys, and the grammar's expectation in every container phase.
+TEST(JsonTest, ErrorsInsideContainersNameTheTokenAndTheExpectation) {
+  const ErrorCase cases[] = {
+      {"[1,x]", "test.json:1:4: expected a JSON value, found 'x'"},
+      {"{\"a\":1 x}", "test.json:1:8: expected ',' or '}' after object member, found 'x'"},
+      {"[0 1]", "test.json:1:4: expected ',' or ']' after array element, found '1'"},
+      {"{\"a\":01}", "test.json:1:6: leading zeros are not allowed in numbers"},
+      {"[-01]", "test.json:1:2: leading zeros are not allowed in numbers"},
+      {"[01.5]", "test.json:1:2: leading zeros are not allowed in numbers"},
+      {"{\"a\":0,\"b\"1}", "test.json:1:11: expected ':' after object key, found '1'"},
+      {"[1.5e3 2]", "test.json:1:8: expected ',' or ']' after array element, found '2'"},
+      {"[1,\n 2,\n 3e]", "test.json:3:4: expected a digit in the exponent, found ']'"},
+      {"{\"a\":-}", "test.json:1:7: expected a digit after '-', found '}'"},
+      {"0.5.1", "test.json:1:4: expected end of input after the JSON value, found '.'"},
+      {"{\"k\": [true, fals]}", "test.json:1:14: expected 'false'"},
+      {"{\"a\":1,,\"b\":2}", "test.json:1:8: expected '\"' to start an object key, found ','"},
+      {"[1}", "test.json:1:3: expected ',' or ']' after array element, found '}'"},
+      {"{\"a\":1]", "test.json:1:7: expected ',' or '}' after object member, found ']'"},
+      // A bad token where no string or value may start is named, not lexed.
+      {"[1 \"a\nb\"]", "test.json:1:4: expected ',' or ']' after array element, found '\"'"},
+      {"[1 tru]", "test.json:1:4: expected ',' or ']' after array element, found 't'"},
+      {"{\"a\" tru}", "test.json:1:6: expected ':' after object key, found 't'"},
+      {"{\"a\" \"b\x01\"}", "test.json:1:6: expected ':' after object key, found '\"'"},
+      // Strings: in keys as in values, at the byte at fault.
+      {"{\"a\nb\":1}", "test.json:1:4: control character 0x0A in string (must be escaped)"},
+      {"{\"a\":\"x\ty\"}", "test.json:1:8: control character 0x09 in string (must be escaped)"},
+      {"\"ab\\", "test.json:1:1: unterminated string"},
+      {"\"\\u00e9", "test.json:1:1: unterminated string"},
+      {"\"\\ud800\\n\"",
+       "test.json:1:8: high surrogate \\ud800 must be followed by a \\uDC00-\\uDFFF low "
+       "surrogate"},
+      {"\"\\ud800",
+       "test.json:1:8: high surrogate \\ud800 must be followed by a \\uDC00-\\uDFFF low "
+       "surrogate"},
+      {"\"\\ud800\\ud800\"",
+       "test.json:1:8: high surrogate \\ud800 must be followed by a \\uDC00-\\uDFFF low "
+       "surrogate"},
+      {"\"\xC3\xA9\x80\"", "test.json:1:4: invalid UTF-8 byte 0x80 in string"},  // stray
+      {"\"\xE2\x41\"", "test.json:1:2: invalid UTF-8 byte 0xE2 in string"},      // cut short
+      // Duplicate keys: the raw literal, on its line.
+      {"{\"a\\\"b\":1,\"a\\\"b\":2}", "test.json:1:11: duplicate object key \"a\\\"b\""},
+      {"{\n \"x\": 1,\n \"x\": 2}", "test.json:3:2: duplicate object key \"x\""},
+      {"{\"\\ud83d\\ude00\": 1, \"\\ud83d\\ude00\": 2}",
+       "test.json:1:21: duplicate object key \"\\ud83d\\ude00\""},
+  };
+  for (const ErrorCase& c : cases) {
+    StatusOr<JsonValue> value = ParseJson(c.text, "test.json");
+    ASSERT_FALSE(value.ok()) << "accepted: " << c.text;
+    EXPECT_EQ(value.status().code(), StatusCode::kDataLoss) << c.text;
+    EXPECT_EQ(value.status().message(), c.expected) << c.text;
+  }
+}
+
+TEST(JsonTest, UnsignedIntegersBeyondInt64AreDoubles) {
+  // nlohmann reads these as uint64; JsonValue keeps integers to int64 (safetensors offsets are
+  // file positions, far below 2^63).
+  JsonValue max_u64 = ParseOrDie("18446744073709551615");
+  EXPECT_FALSE(max_u64.is_int());
+  EXPECT_EQ(max_u64.as_double(), 18446744073709551615.0);
+  JsonValue below_min = ParseOrDie("-9223372036854775809");
+  EXPECT_FALSE(below_min.is_int());
+  EXPECT_EQ(below_min.as_double(), -9223372036854775808.0);
+  EXPECT_EQ(ParseOrDie("[0, -0]").Dump(), "[0,0]");
+  EXPECT_TRUE(ParseOrDie("-0").is_int());
+}
+
 TEST(JsonTest, DuplicateKeysAreFoundInLargeObjects) {
   std::string text = "{";
   for (int i = 0; i < 40; ++i)
@@ -146,7 +214,10 @@ TEST(JsonTest, NestingIsLimited) {
   std::string objects;
   for (int i = 0; i < 100000; ++i)
     objects += "{\"a\":";
-  EXPECT_FALSE(ParseJson(objects, "hostile.json").ok());
+  StatusOr<JsonValue> hostile = ParseJson(objects, "hostile.json");
+  ASSERT_FALSE(hostile.ok());
+  EXPECT_EQ(hostile.status().message(),
+            "hostile.json:1:1281: arrays and objects nested deeper than 256");  // 5 * 256 + 1
 }
 
 TEST(JsonTest, EveryTruncationIsAnErrorNotACrash) {
