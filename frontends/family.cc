@@ -2,15 +2,39 @@
 #include "frontends/family.h"
 
 #include "frontends/config_reader.h"
+#include "frontends/mixtral.h"
 #include "frontends/qwen3_moe.h"
 #include "support/strings.h"
 
 namespace moegraph {
+namespace {
+
+// A registry entry from a family's typed functions.
+template <typename Config, StatusOr<Config> (*Parse)(const JsonValue&, std::string_view),
+          StatusOr<Graph> (*Build)(const Config&, const Checkpoint&),
+          std::vector<WeightSpec> (*List)(const Config&)>
+ModelFamily Family(std::string_view architecture, std::string_view name) {
+  return {architecture, name,
+          [](const JsonValue& json, std::string_view source) -> StatusOr<ModelConfig> {
+            MG_ASSIGN_OR_RETURN(Config config, Parse(json, source));
+            return ModelConfig(std::move(config));
+          },
+          [](const ModelConfig& config, const Checkpoint& checkpoint) {
+            return Build(std::get<Config>(config), checkpoint);
+          },
+          [](const ModelConfig& config) { return List(std::get<Config>(config)); }};
+}
+
+}  // namespace
 
 const std::vector<ModelFamily>& ModelFamilies() {
   static const std::vector<ModelFamily>* families = new std::vector<ModelFamily>{
-      {"Qwen3MoeForCausalLM", "qwen3_moe", ParseQwen3MoeConfig, BuildQwen3MoeGraph,
-       Qwen3MoeWeightList},
+      Family<Qwen3MoeConfig, ParseQwen3MoeConfig, BuildQwen3MoeGraph, Qwen3MoeWeightList>(
+          "Qwen3MoeForCausalLM", "qwen3_moe"),
+      Family<Qwen3MoeConfig, ParseQwen3Config, BuildQwen3MoeGraph, Qwen3MoeWeightList>(
+          "Qwen3ForCausalLM", "qwen3"),
+      Family<MixtralConfig, ParseMixtralConfig, BuildMixtralGraph, MixtralWeightList>(
+          "MixtralForCausalLM", "mixtral"),
   };
   return *families;
 }

@@ -7,7 +7,7 @@
 #include <string_view>
 #include <vector>
 
-#include "frontends/qwen3_moe_config.h"
+#include "frontends/model_config.h"
 #include "frontends/safetensors.h"
 #include "frontends/weights.h"
 #include "ir/graph.h"
@@ -16,14 +16,14 @@
 
 namespace moegraph {
 
-// Every family parses into Qwen3MoeConfig today (the only family); a family with fields of its
-// own gives HfModel its config type when it lands.
+// A family's functions take its own config type (an alternative of ModelConfig); family.cc
+// adapts them, so build_graph and weight_list only ever see configs their parse_config made.
 struct ModelFamily {
   std::string_view architecture;  // as in config.json "architectures"
-  std::string_view name;          // PlanModelInfo::family, the graph's name
-  StatusOr<Qwen3MoeConfig> (*parse_config)(const JsonValue& json, std::string_view source);
-  StatusOr<Graph> (*build_graph)(const Qwen3MoeConfig& config, const Checkpoint& checkpoint);
-  std::vector<WeightSpec> (*weight_list)(const Qwen3MoeConfig& config);
+  std::string_view name;          // PlanModelInfo::family
+  StatusOr<ModelConfig> (*parse_config)(const JsonValue& json, std::string_view source);
+  StatusOr<Graph> (*build_graph)(const ModelConfig& config, const Checkpoint& checkpoint);
+  std::vector<WeightSpec> (*weight_list)(const ModelConfig& config);
 };
 
 // All registered families, in registration order.

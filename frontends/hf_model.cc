@@ -14,11 +14,12 @@ PlanModelInfo HfModel::Info() const {
   PlanModelInfo info;
   info.family = family;
   info.config_json = config_text;
-  info.vocab_size = static_cast<int32_t>(config.vocab_size);
-  info.num_layers = static_cast<int32_t>(config.num_hidden_layers);
-  info.num_kv_heads = static_cast<int32_t>(config.num_key_value_heads);
-  info.head_dim = static_cast<int32_t>(config.head_dim);
-  info.max_position_embeddings = static_cast<int32_t>(config.max_position_embeddings);
+  const DecoderConfig& d = decoder();
+  info.vocab_size = static_cast<int32_t>(d.vocab_size);
+  info.num_layers = static_cast<int32_t>(d.num_hidden_layers);
+  info.num_kv_heads = static_cast<int32_t>(d.num_key_value_heads);
+  info.head_dim = static_cast<int32_t>(d.head_dim);
+  info.max_position_embeddings = static_cast<int32_t>(d.max_position_embeddings);
   return info;
 }
 
@@ -32,7 +33,7 @@ StatusOr<HfModel> LoadHfModel(const std::string& dir) {
   MG_ASSIGN_OR_RETURN(std::string text, ReadFileToString(config_path));
   MG_ASSIGN_OR_RETURN(JsonValue json, ParseJson(text, config_path));
   MG_ASSIGN_OR_RETURN(const ModelFamily* family, FamilyForConfig(json, config_path));
-  MG_ASSIGN_OR_RETURN(Qwen3MoeConfig config, family->parse_config(json, config_path));
+  MG_ASSIGN_OR_RETURN(ModelConfig config, family->parse_config(json, config_path));
   MG_ASSIGN_OR_RETURN(Checkpoint checkpoint, Checkpoint::Open(dir));
   MG_ASSIGN_OR_RETURN(Graph graph, family->build_graph(config, checkpoint));
   return HfModel{dir,

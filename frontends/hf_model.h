@@ -4,7 +4,7 @@
 
 #include <string>
 
-#include "frontends/qwen3_moe_config.h"
+#include "frontends/model_config.h"
 #include "frontends/safetensors.h"
 #include "ir/graph.h"
 #include "ir/plan.h"
@@ -16,9 +16,12 @@ struct HfModel {
   std::string dir;
   std::string family;       // ModelFamily::name ("qwen3_moe")
   std::string config_text;  // config.json verbatim
-  Qwen3MoeConfig config;
+  ModelConfig config;       // the family's own config type
   Checkpoint checkpoint;
   Graph graph;  // the generic graph, verified
+
+  // The fields every family's config has.
+  const DecoderConfig& decoder() const { return Decoder(config); }
 
   // The plan's view of the model (family, sizes the runtime needs).
   PlanModelInfo Info() const;

@@ -1,4 +1,6 @@
-// The Qwen3-MoE model configuration (a Hugging Face config.json), parsed and validated.
+// The Qwen3 and Qwen3-MoE model configurations (a Hugging Face config.json), parsed and
+// validated. A dense Qwen3 (Qwen3ForCausalLM) is a Qwen3-MoE without experts: every layer is
+// Qwen3MoeDecoderLayer's dense branch, so both parse into Qwen3MoeConfig and share one builder.
 #pragma once
 
 #include <cstdint>
@@ -6,34 +8,27 @@
 #include <string_view>
 #include <vector>
 
+#include "frontends/decoder_config.h"
 #include "support/json.h"
 #include "support/status.h"
 
 namespace moegraph {
 
-struct Qwen3MoeConfig {
-  std::string architecture = "Qwen3MoeForCausalLM";
-  int64_t vocab_size = 0;
-  int64_t hidden_size = 0;
+struct Qwen3MoeConfig : DecoderConfig {
+  Qwen3MoeConfig() { architecture = "Qwen3MoeForCausalLM"; }
+
   int64_t intermediate_size = 0;      // dense MLP layers
-  int64_t moe_intermediate_size = 0;  // each expert
-  int64_t num_hidden_layers = 0;
-  int64_t num_attention_heads = 0;
-  int64_t num_key_value_heads = 0;
-  int64_t head_dim = 0;
-  int64_t num_experts = 0;
+  int64_t moe_intermediate_size = 0;  // each expert; 0 in a dense Qwen3
+  int64_t num_experts = 0;            // 0: a dense Qwen3
   int64_t num_experts_per_tok = 0;
   int64_t decoder_sparse_step = 1;
-  int64_t max_position_embeddings = 32768;
   std::vector<int64_t> mlp_only_layers;  // layers with a dense MLP instead of experts
   bool norm_topk_prob = false;           // renormalize the top-k router weights to sum to 1
-  bool tie_word_embeddings = false;      // lm_head shares model.embed_tokens.weight
-  double rms_norm_eps = 1e-6;
-  double rope_theta = 10000.0;
-  std::string torch_dtype;  // informational ("float32", "bfloat16"); may be empty
 
   // Whether `layer` has a sparse MoE block; exactly Hugging Face Qwen3MoeDecoderLayer's rule.
   bool IsMoeLayer(int64_t layer) const;
+  // For tools: "4 layers (2 MoE): 8 experts, top-2, softmax router, renormalised".
+  std::string Describe() const;
   // A config.json that transformers' Qwen3MoeConfig accepts and that parses back to *this.
   std::string ToJson() const;
 
@@ -45,6 +40,9 @@ struct Qwen3MoeConfig {
 // feature the engine lacks (another architecture or activation, attention bias, RoPE scaling,
 // sliding-window attention).
 StatusOr<Qwen3MoeConfig> ParseQwen3MoeConfig(const JsonValue& json, std::string_view source_name);
+
+// A dense Qwen3ForCausalLM config.json (no expert fields), as a Qwen3MoeConfig with no experts.
+StatusOr<Qwen3MoeConfig> ParseQwen3Config(const JsonValue& json, std::string_view source_name);
 
 // Reads, parses and validates a config.json.
 StatusOr<Qwen3MoeConfig> LoadQwen3MoeConfig(const std::string& config_json_path);

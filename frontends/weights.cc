@@ -69,21 +69,22 @@ StatusOr<ValueId> WeightLoader::FusedRows(const std::string& name,
 }
 
 StatusOr<ExpertWeights> WeightLoader::Experts(const std::string& prefix, int64_t num_experts,
-                                              int64_t intermediate, int64_t hidden) {
+                                              int64_t intermediate, int64_t hidden,
+                                              const ExpertNames& names) {
   const int64_t e = num_experts, inter = intermediate;
+  const std::string per_expert = prefix + "experts.{e}.";
   ExpertWeights w;
-  if (!Has(prefix + "experts.0.gate_proj.weight") && Has(prefix + "experts.gate_up_proj")) {
+  if (!Has(prefix + "experts.0." + names.gate + ".weight") &&
+      Has(prefix + "experts.gate_up_proj")) {
     const std::vector<int64_t> gate_up = {e, 2 * inter, hidden};
     MG_ASSIGN_OR_RETURN(w.gate, FusedRows(prefix + "experts.gate_up_proj", gate_up, 0, inter));
     MG_ASSIGN_OR_RETURN(w.up, FusedRows(prefix + "experts.gate_up_proj", gate_up, inter, inter));
     MG_ASSIGN_OR_RETURN(w.down,
                         FusedRows(prefix + "experts.down_proj", {e, hidden, inter}, 0, hidden));
   } else {
-    MG_ASSIGN_OR_RETURN(w.gate,
-                        Stacked(prefix + "experts.{e}.gate_proj.weight", e, {inter, hidden}));
-    MG_ASSIGN_OR_RETURN(w.up, Stacked(prefix + "experts.{e}.up_proj.weight", e, {inter, hidden}));
-    MG_ASSIGN_OR_RETURN(w.down,
-                        Stacked(prefix + "experts.{e}.down_proj.weight", e, {hidden, inter}));
+    MG_ASSIGN_OR_RETURN(w.gate, Stacked(per_expert + names.gate + ".weight", e, {inter, hidden}));
+    MG_ASSIGN_OR_RETURN(w.up, Stacked(per_expert + names.up + ".weight", e, {inter, hidden}));
+    MG_ASSIGN_OR_RETURN(w.down, Stacked(per_expert + names.down + ".weight", e, {hidden, inter}));
   }
   return w;
 }

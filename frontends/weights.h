@@ -41,6 +41,14 @@ struct ExpertWeights {
   ValueId down = kNoValue;  // [E, H, I]
 };
 
+// The projections' names in a family's published per-expert layout
+// (`experts.{e}.<name>.weight`): gate_proj/up_proj/down_proj, or Mixtral's w1/w3/w2.
+struct ExpertNames {
+  std::string gate = "gate_proj";
+  std::string up = "up_proj";
+  std::string down = "down_proj";
+};
+
 // Resolves logical weights against a checkpoint and records them in a GraphBuilder as typed
 // `weight` values. Every error names the file and the tensor and says what was expected:
 // NotFound for a missing tensor, InvalidArgument for a shape that disagrees with the config or
@@ -67,11 +75,12 @@ class WeightLoader {
                               int64_t row_offset, int64_t rows);
 
   // The experts of an MoE block under `prefix` ("model.layers.3.mlp."), in whichever layout the
-  // checkpoint has: published per-expert tensors `experts.{e}.{gate,up,down}_proj.weight`, or
+  // checkpoint has: published per-expert tensors `experts.{e}.<names.gate|up|down>.weight`, or
   // transformers' fused `experts.gate_up_proj` [E, 2I, H] (gate rows first) and
   // `experts.down_proj` [E, H, I].
   StatusOr<ExpertWeights> Experts(const std::string& prefix, int64_t num_experts,
-                                  int64_t intermediate, int64_t hidden);
+                                  int64_t intermediate, int64_t hidden,
+                                  const ExpertNames& names = {});
 
  private:
   StatusOr<const SafetensorsTensor*> Lookup(const std::string& name,

@@ -165,11 +165,8 @@ int Main(int argc, char** argv) {
   StatusOr<std::vector<SpecKey>> keys = EnumerateKeys(options.keys);
   if (!keys.ok()) return Fail(keys.status());
   if (!quiet) {
-    std::fprintf(stderr, "compiling %zu keys of %s (%lld layers, %lld experts, top-%lld)\n",
-                 keys->size(), dir->c_str(),
-                 static_cast<long long>(model->config.num_hidden_layers),
-                 static_cast<long long>(model->config.num_experts),
-                 static_cast<long long>(model->config.num_experts_per_tok));
+    std::fprintf(stderr, "compiling %zu keys of %s (%s: %s)\n", keys->size(), dir->c_str(),
+                 model->family.c_str(), DescribeModel(model->config).c_str());
   }
   std::vector<double> seconds;
   StatusOr<Plan> plan = CompileModel(*model, options, [&](const CompileProgress& p) {

@@ -1,11 +1,12 @@
 #!/usr/bin/env python3
-"""Generate independent golden references for the Qwen3-MoE model family.
+"""Generate independent golden references for moegraph's model families.
 
-The reference is Hugging Face `transformers` (Qwen3MoeForCausalLM) running on
-CPU in float32 with eager attention and the eager (per-expert loop) experts
-implementation.  For every case this script
+The reference is Hugging Face `transformers` (Qwen3MoeForCausalLM,
+Qwen3ForCausalLM, MixtralForCausalLM) running on CPU in float32 with eager
+attention and the eager (per-expert loop) experts implementation.  For every
+case this script
 
-  1. builds a small random Qwen3MoeConfig / Qwen3MoeForCausalLM (seeded),
+  1. builds a small random model of the case's family (seeded),
   2. re-initialises all weights so logits and routing are non-trivial,
   3. writes the model with `save_pretrained` (config.json, model.safetensors,
      generation_config.json) in the case's dtype, optionally rewriting the
@@ -33,7 +34,8 @@ import torch
 import transformers
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
-from transformers import Qwen3MoeConfig, Qwen3MoeForCausalLM
+from transformers import (MixtralConfig, MixtralForCausalLM, Qwen3Config, Qwen3ForCausalLM,
+                          Qwen3MoeConfig, Qwen3MoeForCausalLM)
 
 NUM_DECODE_STEPS = 32
 PROMPT_LENGTHS = (5, 17, 1, 40)
@@ -41,18 +43,41 @@ TIE_EPS = 1e-4          # greedy top-1/top-2 logit gap must exceed this
 ROUTER_EPS = 1e-4       # k-th/(k+1)-th router logit gap must exceed this
 MAX_PROMPT_ATTEMPTS = 50
 
-COMMON = dict(
-    hidden_act="silu",
-    attention_bias=False,
-    rope_scaling=None,
-    use_sliding_window=False,
-    rms_norm_eps=1e-6,
-    max_position_embeddings=256,
-    output_router_logits=False,
-)
+# Per family: the transformers classes, the config fields every case shares,
+# the router and sparse-block module names (router margins, MoE layer list; None
+# for a dense family), and a weight that exists only in the published
+# per-expert layout (None: no experts).
+FAMILIES = {
+    "qwen3_moe": dict(
+        config=Qwen3MoeConfig, model=Qwen3MoeForCausalLM,
+        common=dict(hidden_act="silu", attention_bias=False, rope_scaling=None,
+                    use_sliding_window=False, rms_norm_eps=1e-6, max_position_embeddings=256,
+                    output_router_logits=False),
+        router="Qwen3MoeTopKRouter", moe_block="Qwen3MoeSparseMoeBlock",
+        per_expert_key=".experts.0.gate_proj.weight",
+        checked=("num_experts", "num_experts_per_tok", "norm_topk_prob", "decoder_sparse_step",
+                 "mlp_only_layers"),
+    ),
+    "qwen3": dict(
+        config=Qwen3Config, model=Qwen3ForCausalLM,
+        common=dict(hidden_act="silu", attention_bias=False, rope_scaling=None,
+                    use_sliding_window=False, rms_norm_eps=1e-6, max_position_embeddings=256),
+        router=None, moe_block=None, per_expert_key=None, checked=(),
+    ),
+    "mixtral": dict(
+        config=MixtralConfig, model=MixtralForCausalLM,
+        common=dict(hidden_act="silu", rope_scaling=None, sliding_window=None, rms_norm_eps=1e-5,
+                    max_position_embeddings=256, output_router_logits=False,
+                    router_jitter_noise=0.0),
+        router="MixtralTopKRouter", moe_block="MixtralSparseMoeBlock",
+        per_expert_key=".block_sparse_moe.experts.0.w1.weight",
+        checked=("num_local_experts", "num_experts_per_tok"),
+    ),
+}
 
 CASES = {
     "odd_norm_topk": dict(
+        family="qwen3_moe",
         seed=1001,
         dtype="float32",
         layout="per_expert",
@@ -67,6 +92,7 @@ CASES = {
     "odd_no_norm_tied": dict(
         # Small random tied 2-layer models tend to fall into 1-2 token greedy
         # cycles; this seed was picked for a less repetitive greedy continuation.
+        family="qwen3_moe",
         seed=2011,
         dtype="float32",
         layout="per_expert",
@@ -81,6 +107,7 @@ CASES = {
         ),
     ),
     "sparse_step_bf16": dict(
+        family="qwen3_moe",
         seed=1003,
         dtype="bfloat16",
         layout="per_expert",
@@ -97,6 +124,7 @@ CASES = {
     #   model.layers.N.mlp.experts.gate_up_proj [E, 2*I, H] (rows [0, I) = gate, [I, 2I) = up)
     #   model.layers.N.mlp.experts.down_proj    [E, H, I]
     "odd_norm_topk_fused": dict(
+        family="qwen3_moe",
         seed=1004,
         dtype="float32",
         layout="fused",
@@ -106,6 +134,74 @@ CASES = {
             num_hidden_layers=3, num_attention_heads=3, num_key_value_heads=1, head_dim=24,
             num_experts=6, num_experts_per_tok=3, norm_topk_prob=True, mlp_only_layers=[1],
             decoder_sparse_step=1, tie_word_embeddings=False, rope_theta=10000.0,
+        ),
+    ),
+    # Qwen3 dense (Qwen3ForCausalLM): q/k norm, gated MLP in every layer.
+    "qwen3_dense_untied": dict(
+        family="qwen3",
+        seed=3001,
+        dtype="float32",
+        layout="dense",
+        config_style="transformers",
+        config=dict(
+            vocab_size=223, hidden_size=80, intermediate_size=136, num_hidden_layers=3,
+            num_attention_heads=5, num_key_value_heads=1, head_dim=16,
+            tie_word_embeddings=False, rope_theta=10000.0,
+        ),
+    ),
+    "qwen3_dense_tied_bf16": dict(
+        family="qwen3",
+        seed=3002,
+        dtype="bfloat16",
+        layout="dense",
+        config_style="transformers",
+        config=dict(
+            vocab_size=181, hidden_size=64, intermediate_size=88, num_hidden_layers=2,
+            num_attention_heads=4, num_key_value_heads=2, head_dim=14,
+            tie_word_embeddings=True, rope_theta=1000000.0,
+        ),
+    ),
+    # Mixtral: softmax top-k renormalised over the chosen experts, w1/w2/w3
+    # expert names under block_sparse_moe (published layout), no q/k norm.
+    "mixtral_top2": dict(
+        family="mixtral",
+        seed=4001,
+        dtype="float32",
+        layout="per_expert",
+        config_style="transformers",
+        config=dict(
+            vocab_size=203, hidden_size=72, intermediate_size=56, num_hidden_layers=3,
+            num_attention_heads=6, num_key_value_heads=2, head_dim=12,
+            num_local_experts=8, num_experts_per_tok=2, tie_word_embeddings=False,
+            rope_theta=1000000.0,
+        ),
+    ),
+    # transformers' fused in-memory layout (mlp.gate, mlp.experts.gate_up_proj /
+    # down_proj), top-3 of 5, all heads KV heads (MHA).
+    "mixtral_top3_fused": dict(
+        family="mixtral",
+        seed=4002,
+        dtype="float32",
+        layout="fused",
+        config_style="transformers",
+        config=dict(
+            vocab_size=197, hidden_size=60, intermediate_size=44, num_hidden_layers=2,
+            num_attention_heads=3, num_key_value_heads=3, head_dim=20,
+            num_local_experts=5, num_experts_per_tok=3, tie_word_embeddings=False,
+            rope_theta=10000.0,
+        ),
+    ),
+    "mixtral_bf16": dict(
+        family="mixtral",
+        seed=4003,
+        dtype="bfloat16",
+        layout="per_expert",
+        config_style="transformers",
+        config=dict(
+            vocab_size=256, hidden_size=64, intermediate_size=48, num_hidden_layers=2,
+            num_attention_heads=4, num_key_value_heads=2, head_dim=16,
+            num_local_experts=4, num_experts_per_tok=2, tie_word_embeddings=False,
+            rope_theta=10000.0,
         ),
     ),
 }
@@ -143,9 +239,10 @@ def save_safetensors(tensors, path, metadata):
 
 
 def make_config(case):
-    kw = dict(COMMON)
+    family = FAMILIES[case["family"]]
+    kw = dict(family["common"])
     kw.update(case["config"])
-    return Qwen3MoeConfig(**kw, attn_implementation="eager", experts_implementation="eager")
+    return family["config"](**kw, attn_implementation="eager", experts_implementation="eager")
 
 
 @torch.no_grad()
@@ -202,8 +299,8 @@ def write_published_config(case_dir, cfg):
         f.write("\n")
 
 
-def load_reference(case_dir):
-    model = Qwen3MoeForCausalLM.from_pretrained(
+def load_reference(case_dir, family):
+    model = family["model"].from_pretrained(
         case_dir, dtype=torch.float32, attn_implementation="eager", experts_implementation="eager")
     model.eval()
     assert model.config._attn_implementation == "eager"
@@ -214,12 +311,14 @@ def load_reference(case_dir):
 class RouterMargins:
     """Forward hooks on the routers: smallest gap between k-th and (k+1)-th router logit."""
 
-    def __init__(self, model):
-        self.top_k = model.config.num_experts_per_tok
+    def __init__(self, model, router):
+        self.top_k = getattr(model.config, "num_experts_per_tok", 0)
         self.min_gap = math.inf
         self.handles = []
+        if router is None:  # a dense family: no routing to tie
+            return
         for mod in model.modules():
-            if type(mod).__name__ == "Qwen3MoeTopKRouter":
+            if type(mod).__name__ == router:
                 self.handles.append(mod.register_forward_hook(self.hook))
         assert self.handles, "no routers found"
 
@@ -283,8 +382,9 @@ def make_case(name, case, out_dir, kv_check):
         shutil.rmtree(case_dir)
     os.makedirs(case_dir)
 
+    family = FAMILIES[case["family"]]
     cfg = make_config(case)
-    model = Qwen3MoeForCausalLM(cfg).eval()
+    model = family["model"](cfg).eval()
     perturb(model, case["seed"])
     model = model.to(DTYPES[case["dtype"]])
     model.save_pretrained(case_dir, safe_serialization=True)
@@ -307,29 +407,30 @@ def make_case(name, case, out_dir, kv_check):
         dtypes = {f.get_slice(k).get_dtype() for k in keys}
     assert dtypes == {"F32" if case["dtype"] == "float32" else "BF16"}, dtypes
     fused_keys = [k for k in keys if k.endswith("experts.gate_up_proj")]
-    per_expert_keys = [k for k in keys if ".experts.0.gate_proj.weight" in k]
+    per_expert_keys = [k for k in keys if family["per_expert_key"] and family["per_expert_key"] in k]
     if case["layout"] == "fused":
         assert fused_keys and not per_expert_keys, keys
-    else:
+    elif case["layout"] == "per_expert":
         assert per_expert_keys and not fused_keys, keys
+    else:
+        assert case["layout"] == "dense" and not fused_keys and not per_expert_keys, keys
     assert ("lm_head.weight" in keys) == (not cfg.tie_word_embeddings)
 
     # Reference: reload from the files as float32.
-    model = load_reference(case_dir)
+    model = load_reference(case_dir, family)
     got = fused_state_dict(model)
     assert set(got) == set(expected), set(got) ^ set(expected)
     for k in expected:
         assert torch.equal(got[k], expected[k]), f"reloaded weight differs: {k}"
-    for key in ("vocab_size", "hidden_size", "num_experts", "num_experts_per_tok", "norm_topk_prob",
-                "decoder_sparse_step", "mlp_only_layers", "tie_word_embeddings", "head_dim"):
+    for key in ("vocab_size", "hidden_size", "tie_word_embeddings", "head_dim") + family["checked"]:
         want = cfg.num_experts if key == "num_experts" else getattr(cfg, key)
         assert getattr(model.config, key) == want, key
     assert model.config.rope_parameters["rope_theta"] == case["config"]["rope_theta"]
     moe_layers = [i for i, layer in enumerate(model.model.layers)
-                  if type(layer.mlp).__name__ == "Qwen3MoeSparseMoeBlock"]
+                  if type(layer.mlp).__name__ == family["moe_block"]]
 
     vocab = cfg.vocab_size
-    routers = RouterMargins(model)
+    routers = RouterMargins(model, family["router"])
     tensors, prompt_seeds = {}, []
     min_margin, min_router, max_kv_diff = math.inf, math.inf, 0.0
     for i, length in enumerate(PROMPT_LENGTHS):

@@ -40,9 +40,9 @@ std::unique_ptr<Reference> MakeReference(const std::string& dir) {
   EXPECT_TRUE(weights.ok()) << weights.status().ToString();
   ref->weights = std::move(*weights);
   KvCacheConfig kv;
-  kv.num_layers = static_cast<int32_t>(ref->model.config.num_hidden_layers);
-  kv.num_kv_heads = static_cast<int32_t>(ref->model.config.num_key_value_heads);
-  kv.head_dim = static_cast<int32_t>(ref->model.config.head_dim);
+  kv.num_layers = static_cast<int32_t>(ref->model.decoder().num_hidden_layers);
+  kv.num_kv_heads = static_cast<int32_t>(ref->model.decoder().num_key_value_heads);
+  kv.head_dim = static_cast<int32_t>(ref->model.decoder().head_dim);
   kv.block_size = 16;
   kv.num_blocks = 64;
   ref->runner = std::make_unique<EagerRunner>(ref->model.graph, ref->weights,

@@ -58,7 +58,7 @@ TEST_P(GoldenIrTest, GoldenModelGraphIsUnchanged) {
   CheckAgainstReference("golden_" + GetParam(), testing::GoldenDir(GetParam()));
 }
 
-INSTANTIATE_TEST_SUITE_P(Qwen3Moe, GoldenIrTest, ::testing::ValuesIn(testing::GoldenCases()));
+INSTANTIATE_TEST_SUITE_P(Goldens, GoldenIrTest, ::testing::ValuesIn(testing::GoldenCases()));
 
 }  // namespace
 }  // namespace moegraph

@@ -12,8 +12,11 @@
 #include "frontends/hf_model.h"
 #include "frontends/weights.h"
 #include "ir/op_registry.h"
+#include "ir/parser.h"
 #include "ir/printer.h"
+#include "ir/verifier.h"
 #include "support/strings.h"
+#include "tests/golden/golden_util.h"
 #include "tests/temp_dir_test.h"
 
 namespace moegraph {
@@ -29,7 +32,7 @@ TEST_F(FamilyTest, RegistryFindsQwen3MoeAndListsItForOthers) {
   EXPECT_EQ(other.status().code(), StatusCode::kNotFound);
   EXPECT_EQ(other.status().message(),
             "no model family for architecture \"LlamaForCausalLM\"; supported architectures: "
-            "\"Qwen3MoeForCausalLM\"");
+            "\"Qwen3MoeForCausalLM\", \"Qwen3ForCausalLM\", \"MixtralForCausalLM\"");
 }
 
 TEST_F(FamilyTest, ConfigPicksTheFirstRegisteredArchitecture) {
@@ -40,18 +43,19 @@ TEST_F(FamilyTest, ConfigPicksTheFirstRegisteredArchitecture) {
   ASSERT_TRUE(family.ok()) << family.status().ToString();
   EXPECT_EQ((*family)->architecture, "Qwen3MoeForCausalLM");
 
-  json = ParseJson(R"({"architectures": ["MixtralForCausalLM"]})", "config.json");
+  json = ParseJson(R"({"architectures": ["LlamaForCausalLM"]})", "config.json");
   family = FamilyForConfig(*json, "config.json");
   EXPECT_EQ(family.status().code(), StatusCode::kUnimplemented);
   EXPECT_EQ(family.status().message(),
-            "config.json: field \"architectures\" is [\"MixtralForCausalLM\"]; supported "
-            "architectures: \"Qwen3MoeForCausalLM\"");
+            "config.json: field \"architectures\" is [\"LlamaForCausalLM\"]; supported "
+            "architectures: \"Qwen3MoeForCausalLM\", \"Qwen3ForCausalLM\", "
+            "\"MixtralForCausalLM\"");
   json = ParseJson(R"({"architectures": "Qwen3MoeForCausalLM"})", "config.json");
   EXPECT_EQ(FamilyForConfig(*json, "config.json").status().code(), StatusCode::kInvalidArgument);
   json = ParseJson(R"({})", "config.json");
   EXPECT_EQ(FamilyForConfig(*json, "config.json").status().message(),
             "config.json: field \"architectures\" is missing; supported architectures: "
-            "\"Qwen3MoeForCausalLM\"");
+            "\"Qwen3MoeForCausalLM\", \"Qwen3ForCausalLM\", \"MixtralForCausalLM\"");
 }
 
 TEST_F(FamilyTest, LoadHfModelDispatchesThroughTheRegistry) {
@@ -66,7 +70,8 @@ TEST_F(FamilyTest, LoadHfModelDispatchesThroughTheRegistry) {
   model = LoadHfModel(dir);
   EXPECT_EQ(model.status().code(), StatusCode::kUnimplemented);
   EXPECT_NE(model.status().message().find(
-                "is [\"DeepseekV3ForCausalLM\"]; supported architectures: \"Qwen3MoeForCausalLM\""),
+                "is [\"DeepseekV3ForCausalLM\"]; supported architectures: \"Qwen3MoeForCausalLM\", "
+                "\"Qwen3ForCausalLM\", \"MixtralForCausalLM\""),
             std::string::npos)
       << model.status().ToString();
 }
@@ -108,6 +113,77 @@ TEST_F(FamilyTest, WeightListIsTheCheckpointTheGraphReads) {
   }
   EXPECT_EQ(read, listed);
 }
+
+// The names of the tensors a graph's weight ops read (experts expanded).
+std::set<std::string> TensorsRead(const Graph& graph) {
+  std::set<std::string> read;
+  for (const Op& op : graph.ops()) {
+    if (op.def->name != "weight") continue;
+    const std::string name = op.StringAttr("name");
+    const int64_t experts = op.IntAttr("experts", 0);
+    if (experts == 0) {
+      read.insert(name);
+    } else {
+      for (int64_t e = 0; e < experts; ++e)
+        read.insert(ExpandExpertName(name, e));
+    }
+  }
+  return read;
+}
+
+// Every family's golden checkpoint in the published layout is exactly its weight list (names
+// and shapes, file order aside), and is exactly what its graph reads.
+class FamilyGoldenTest : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(FamilyGoldenTest, WeightListMatchesThePublishedCheckpoint) {
+  StatusOr<HfModel> model = LoadHfModel(testing::GoldenDir(GetParam()));
+  ASSERT_TRUE(model.ok()) << model.status().ToString();
+  StatusOr<const ModelFamily*> family = FindModelFamily(model->decoder().architecture);
+  ASSERT_TRUE(family.ok());
+  EXPECT_EQ((*family)->name, model->family);
+  const std::set<std::string> read = TensorsRead(model->graph);
+  std::set<std::string> stored;
+  for (const std::string& name : model->checkpoint.TensorNames())
+    stored.insert(name);
+  EXPECT_EQ(read, stored);
+  if (GetParam().find("fused") != std::string::npos) return;  // transformers' in-memory layout
+  std::set<std::string> listed;
+  for (const WeightSpec& w : (*family)->weight_list(model->config)) {
+    listed.insert(w.name);
+    StatusOr<const SafetensorsTensor*> t = model->checkpoint.Get(w.name);
+    ASSERT_TRUE(t.ok()) << w.name;
+    EXPECT_EQ((*t)->shape, w.shape) << w.name;
+  }
+  EXPECT_EQ(listed, stored);
+}
+
+// FastDeploy PR 5138's bug class: an MLP or MoE block (a shared expert, a dense layer) built
+// without the step's ForwardMeta. In every family's graph each such op takes %meta, and the same
+// graph with %meta dropped from one of them does not verify.
+TEST_P(FamilyGoldenTest, EveryMetaOpTakesMetaAndDroppingItIsRejected) {
+  StatusOr<HfModel> model = LoadHfModel(testing::GoldenDir(GetParam()));
+  ASSERT_TRUE(model.ok()) << model.status().ToString();
+  int blocks = 0;
+  for (const Op& op : model->graph.ops()) {
+    if (!op.def->Has(kNeedsForwardMeta)) continue;
+    ASSERT_FALSE(op.operands.empty()) << op.def->name;
+    EXPECT_EQ(op.operands[0], model->graph.inputs()[0]) << op.def->name << " without %meta";
+    if (op.def->name == "mlp" || op.def->name == "moe") ++blocks;
+  }
+  EXPECT_EQ(blocks, model->decoder().num_hidden_layers) << "one FFN block per layer";
+  const std::string text = PrintGraph(model->graph);
+  for (const std::string kind : {"mlp(%meta, ", "moe(%meta, "}) {
+    const size_t at = text.find(kind);
+    if (at == std::string::npos) continue;
+    std::string broken = text;
+    broken.replace(at, kind.size(), kind.substr(0, 4));  // "mlp(" without %meta
+    StatusOr<Graph> parsed = ParseGraph(broken, "broken.ir");
+    const Status status = parsed.ok() ? Verify(*parsed) : parsed.status();
+    EXPECT_FALSE(status.ok()) << GetParam() << ": " << kind << "without %meta verified";
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Goldens, FamilyGoldenTest, ::testing::ValuesIn(testing::GoldenCases()));
 
 // ---- WeightLoader ----------------------------------------------------------------
 

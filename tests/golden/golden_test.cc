@@ -2,6 +2,8 @@
 // logits and greedy tokens from Hugging Face transformers.
 #include <gtest/gtest.h>
 
+#include <cstring>
+
 #include "frontends/hf_model.h"
 #include "runtime/interpreter.h"
 #include "tests/golden/golden_util.h"
@@ -26,9 +28,9 @@ TEST_P(GoldenEagerTest, PrefillAndGreedyDecodeMatchTransformers) {
   StatusOr<WeightArgs> weights = WeightArgs::FromCheckpoint(model->graph, model->checkpoint);
   ASSERT_TRUE(weights.ok()) << weights.status().ToString();
   KvCacheConfig kv;
-  kv.num_layers = static_cast<int32_t>(model->config.num_hidden_layers);
-  kv.num_kv_heads = static_cast<int32_t>(model->config.num_key_value_heads);
-  kv.head_dim = static_cast<int32_t>(model->config.head_dim);
+  kv.num_layers = static_cast<int32_t>(model->decoder().num_hidden_layers);
+  kv.num_kv_heads = static_cast<int32_t>(model->decoder().num_key_value_heads);
+  kv.head_dim = static_cast<int32_t>(model->decoder().head_dim);
   kv.block_size = 4;
   kv.num_blocks = 256;
   StatusOr<KvCache> cache = KvCache::Create(kv);
@@ -74,7 +76,30 @@ TEST_P(GoldenEagerTest, PrefillAndGreedyDecodeMatchTransformers) {
               steps);
 }
 
-INSTANTIATE_TEST_SUITE_P(Qwen3Moe, GoldenEagerTest, ::testing::ValuesIn(testing::GoldenCases()));
+INSTANTIATE_TEST_SUITE_P(Goldens, GoldenEagerTest, ::testing::ValuesIn(testing::GoldenCases()));
+
+// transformers initialises norm weights (and biases, gates, correction biases) to constants; a
+// golden made with a constant one cannot see a bug in how it is applied. Every tensor of the
+// stored checkpoints must hold at least two distinct values.
+class GoldenCheckpointTest : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(GoldenCheckpointTest, NoTensorIsConstant) {
+  StatusOr<SafetensorsFile> file =
+      SafetensorsFile::Open(testing::GoldenDir(GetParam()) + "/model.safetensors");
+  ASSERT_TRUE(file.ok()) << file.status().ToString();
+  ASSERT_FALSE(file->tensors().empty());
+  for (const SafetensorsTensor& t : file->tensors()) {
+    const size_t element = DTypeBytes(t.dtype);
+    ASSERT_GT(t.bytes, element) << t.name << " has one element";
+    bool varies = false;
+    for (uint64_t i = element; i < t.bytes && !varies; i += element)
+      varies = std::memcmp(t.data, t.data + i, element) != 0;
+    EXPECT_TRUE(varies) << GetParam() << ": " << t.name << " is constant";
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Goldens, GoldenCheckpointTest,
+                         ::testing::ValuesIn(testing::GoldenCases()));
 
 }  // namespace
 }  // namespace moegraph

@@ -1,0 +1,91 @@
+// The shared decoder-only skeleton.
+#include "frontends/decoder.h"
+
+#include <utility>
+
+namespace moegraph {
+
+StatusOr<Graph> DecoderBuilder::Build(bool qk_norm, const Ffn& ffn) && {
+  const int64_t hidden = c_.hidden_size;
+  ValueId tokens = b_.Input("tokens", Type::Tensor(DType::kI32, {Dim::Symbol("T")}));
+  MG_ASSIGN_OR_RETURN(ValueId embed,
+                      w_.Plain("model.embed_tokens.weight", {c_.vocab_size, hidden}));
+  ValueId h = b_.Add1("embedding", {tokens, embed}, {}, "h");
+  for (int64_t layer = 0; layer < c_.num_hidden_layers; ++layer) {
+    MG_ASSIGN_OR_RETURN(h, Layer(layer, h, qk_norm, ffn));
+  }
+  MG_ASSIGN_OR_RETURN(ValueId final_norm, w_.Plain("model.norm.weight", {hidden}));
+  ValueId normed = b_.Add1("rms_norm", {h, final_norm}, Eps(), "final_norm");
+  ValueId last = b_.Add1("gather_last", {b_.meta(), normed}, {}, "last");
+  ValueId head = embed;
+  if (!c_.tie_word_embeddings) {
+    MG_ASSIGN_OR_RETURN(head, w_.Plain("lm_head.weight", {c_.vocab_size, hidden}));
+  }
+  b_.Output(b_.Add1("linear", {last, head}, {}, "logits"));
+  return std::move(b_).Finish();
+}
+
+StatusOr<ValueId> DecoderBuilder::Layer(int64_t layer, ValueId h, bool qk_norm, const Ffn& ffn) {
+  const std::string p = "model.layers." + std::to_string(layer) + ".";
+  const std::string l = "l" + std::to_string(layer) + ".";
+  const int64_t hidden = c_.hidden_size, hd = c_.head_dim;
+  const int64_t q_cols = c_.num_attention_heads * hd, kv_cols = c_.num_key_value_heads * hd;
+  const std::string a = p + "self_attn.";
+  AttentionWeights attn_w;
+  MG_ASSIGN_OR_RETURN(ValueId ln1, w_.Plain(p + "input_layernorm.weight", {hidden}));
+  MG_ASSIGN_OR_RETURN(attn_w.q, w_.Plain(a + "q_proj.weight", {q_cols, hidden}));
+  MG_ASSIGN_OR_RETURN(attn_w.k, w_.Plain(a + "k_proj.weight", {kv_cols, hidden}));
+  MG_ASSIGN_OR_RETURN(attn_w.v, w_.Plain(a + "v_proj.weight", {kv_cols, hidden}));
+  MG_ASSIGN_OR_RETURN(attn_w.o, w_.Plain(a + "o_proj.weight", {hidden, q_cols}));
+  if (qk_norm) {
+    MG_ASSIGN_OR_RETURN(attn_w.q_norm, w_.Plain(a + "q_norm.weight", {hd}));
+    MG_ASSIGN_OR_RETURN(attn_w.k_norm, w_.Plain(a + "k_norm.weight", {hd}));
+  }
+  MG_ASSIGN_OR_RETURN(ValueId ln2, w_.Plain(p + "post_attention_layernorm.weight", {hidden}));
+
+  AttentionOptions attn;
+  attn.layer = layer;
+  attn.num_heads = c_.num_attention_heads;
+  attn.num_kv_heads = c_.num_key_value_heads;
+  attn.head_dim = hd;
+  attn.qk_norm = qk_norm;
+  attn.norm_eps = c_.rms_norm_eps;
+  attn.rope.theta = c_.rope_theta;
+  ValueId x = b_.Add1("rms_norm", {h, ln1}, Eps(), l + "attn_in");
+  MG_ASSIGN_OR_RETURN(ValueId o, BuildAttention(b_, attn, attn_w, x, l));
+  h = b_.Add1("add", {h, o}, {}, l + "h_attn");
+  ValueId y = b_.Add1("rms_norm", {h, ln2}, Eps(), l + "mlp_in");
+  MG_ASSIGN_OR_RETURN(ValueId ffn_out, ffn(layer, p, l, y));
+  return b_.Add1("add", {h, ffn_out}, {}, l + "h");
+}
+
+std::vector<WeightSpec> DecoderWeightList(
+    const DecoderConfig& c, bool qk_norm,
+    const std::function<void(int64_t layer, const std::string& prefix,
+                             std::vector<WeightSpec>& out)>& ffn) {
+  using enum WeightInit;
+  const int64_t hidden = c.hidden_size;
+  const int64_t q_dim = c.num_attention_heads * c.head_dim;
+  const int64_t kv_dim = c.num_key_value_heads * c.head_dim;
+  std::vector<WeightSpec> w;
+  w.push_back({"model.embed_tokens.weight", {c.vocab_size, hidden}, kEmbedding});
+  for (int64_t layer = 0; layer < c.num_hidden_layers; ++layer) {
+    const std::string p = "model.layers." + std::to_string(layer) + ".";
+    w.push_back({p + "input_layernorm.weight", {hidden}, kNorm});
+    w.push_back({p + "post_attention_layernorm.weight", {hidden}, kNorm});
+    w.push_back({p + "self_attn.q_proj.weight", {q_dim, hidden}, kLinear});
+    w.push_back({p + "self_attn.k_proj.weight", {kv_dim, hidden}, kLinear});
+    w.push_back({p + "self_attn.v_proj.weight", {kv_dim, hidden}, kLinear});
+    w.push_back({p + "self_attn.o_proj.weight", {hidden, q_dim}, kLinear});
+    if (qk_norm) {
+      w.push_back({p + "self_attn.q_norm.weight", {c.head_dim}, kNorm});
+      w.push_back({p + "self_attn.k_norm.weight", {c.head_dim}, kNorm});
+    }
+    ffn(layer, p, w);
+  }
+  w.push_back({"model.norm.weight", {hidden}, kNorm});
+  if (!c.tie_word_embeddings) w.push_back({"lm_head.weight", {c.vocab_size, hidden}, kLinear});
+  return w;
+}
+
+}  // namespace moegraph

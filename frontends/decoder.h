@@ -1,0 +1,56 @@
+// The skeleton every decoder-only family shares: embedding, pre-norm layers
+// (h += attention(rms_norm(h)); h += ffn(rms_norm(h))), final RMSNorm, the last token of each
+// sequence, LM head (tied or not). A family file supplies its config, its checkpoint names and
+// each layer's feed-forward block; the rest is written once here.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <string>
+
+#include "frontends/blocks.h"
+#include "frontends/builder.h"
+#include "frontends/decoder_config.h"
+#include "frontends/safetensors.h"
+#include "frontends/weights.h"
+#include "ir/graph.h"
+#include "support/status.h"
+
+namespace moegraph {
+
+class DecoderBuilder {
+ public:
+  // A layer's feed-forward block: x = rms_norm(h) [T, hidden] -> [T, hidden]. `prefix` is the
+  // layer's checkpoint prefix ("model.layers.3."), `name` its value-name prefix ("l3.").
+  using Ffn = std::function<StatusOr<ValueId>(int64_t layer, const std::string& prefix,
+                                              const std::string& name, ValueId x)>;
+
+  DecoderBuilder(const DecoderConfig& config, const Checkpoint& checkpoint,
+                 const std::string& graph_name)
+      : c_(config), b_(graph_name), w_(checkpoint, b_) {}
+
+  GraphBuilder& builder() { return b_; }
+  WeightLoader& weights() { return w_; }
+  AttrMap Eps() const { return {{"eps", c_.rms_norm_eps}}; }
+
+  // The graph: @name(%meta, %tokens: tensor<T x i32>) -> logits [B, vocab]. Every layer's
+  // attention is GQA over its own KV cache layer with RoPE (q/k RMSNorm per head when
+  // `qk_norm`), then `ffn`.
+  StatusOr<Graph> Build(bool qk_norm, const Ffn& ffn) &&;
+
+ private:
+  StatusOr<ValueId> Layer(int64_t layer, ValueId h, bool qk_norm, const Ffn& ffn);
+
+  const DecoderConfig& c_;
+  GraphBuilder b_;
+  WeightLoader w_;
+};
+
+// The weights of Build's skeleton in file order, up to a layer's feed-forward block:
+// `ffn(layer, prefix, out)` appends those.
+std::vector<WeightSpec> DecoderWeightList(
+    const DecoderConfig& config, bool qk_norm,
+    const std::function<void(int64_t layer, const std::string& prefix,
+                             std::vector<WeightSpec>& out)>& ffn);
+
+}  // namespace moegraph

@@ -1,0 +1,47 @@
+// The part of a Hugging Face config.json every decoder-only family shares (sizes, norm
+// epsilon, RoPE, embeddings), parsed once with the same field names and messages for all.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include "frontends/config_reader.h"
+#include "support/status.h"
+
+namespace moegraph {
+
+struct DecoderConfig {
+  std::string architecture;
+  int64_t vocab_size = 0;
+  int64_t hidden_size = 0;
+  int64_t num_hidden_layers = 0;
+  int64_t num_attention_heads = 0;
+  int64_t num_key_value_heads = 0;
+  int64_t head_dim = 0;  // from config.json, or hidden_size / num_attention_heads
+  int64_t max_position_embeddings = 32768;
+  bool tie_word_embeddings = false;  // lm_head shares model.embed_tokens.weight
+  double rms_norm_eps = 1e-6;
+  double rope_theta = 10000.0;
+  std::string torch_dtype;  // informational ("float32", "bfloat16"); may be empty
+
+  bool operator==(const DecoderConfig&) const = default;
+};
+
+// Checks that `architectures` lists `architecture` (Unimplemented listing it otherwise) and
+// reads the shared fields into `config`, whose members hold the family's defaults. Sizes must
+// be positive and fit int32 (plans store them so); num_key_value_heads divides
+// num_attention_heads; head_dim is even (RoPE rotates pairs). Features no family runs yet are
+// Unimplemented naming the field: scaled or partial RoPE, a hidden_act other than silu,
+// attention_bias, sliding-window attention (use_sliding_window, or a non-null sliding_window
+// when `sliding_window_field` is set).
+Status ParseDecoderConfig(const FieldReader& reader, const std::string& architecture,
+                          DecoderConfig& config, bool sliding_window_field = false);
+
+// Fails naming `field` unless `value` is in [1, INT32_MAX].
+Status CheckSize(const FieldReader& reader, const char* field, int64_t value);
+
+// Fails naming `field` when a [dims...] weight of 4-byte elements overflows int64 bytes.
+Status CheckWeightBytes(const FieldReader& reader, const char* field,
+                        std::initializer_list<int64_t> dims, const DecoderConfig& config);
+
+}  // namespace moegraph

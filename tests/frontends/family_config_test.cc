@@ -1,0 +1,162 @@
+// Config parsing of the families past Qwen3-MoE: dense Qwen3 and Mixtral (the shared decoder
+// fields are read by one parser, so their errors read the same in every family).
+#include <gtest/gtest.h>
+
+#include <string>
+
+#include "frontends/mixtral_config.h"
+#include "frontends/qwen3_moe_config.h"
+
+namespace moegraph {
+namespace {
+
+// The fields of Mistral's Mixtral-8x7B config.json.
+constexpr const char* kMixtral8x7B = R"({
+  "architectures": ["MixtralForCausalLM"],
+  "attention_dropout": 0.0, "bos_token_id": 1, "eos_token_id": 2, "hidden_act": "silu",
+  "hidden_size": 4096, "initializer_range": 0.02, "intermediate_size": 14336,
+  "max_position_embeddings": 32768, "model_type": "mixtral", "num_attention_heads": 32,
+  "num_experts_per_tok": 2, "num_hidden_layers": 32, "num_key_value_heads": 8,
+  "num_local_experts": 8, "output_router_logits": false, "rms_norm_eps": 1e-05,
+  "rope_theta": 1000000.0, "router_aux_loss_coef": 0.02, "sliding_window": null,
+  "tie_word_embeddings": false, "torch_dtype": "bfloat16", "use_cache": true,
+  "vocab_size": 32000
+})";
+
+// The fields of Qwen's Qwen3-8B config.json.
+constexpr const char* kQwen3_8B = R"({
+  "architectures": ["Qwen3ForCausalLM"],
+  "attention_bias": false, "attention_dropout": 0.0, "bos_token_id": 151643,
+  "eos_token_id": 151645, "head_dim": 128, "hidden_act": "silu", "hidden_size": 4096,
+  "initializer_range": 0.02, "intermediate_size": 12288, "max_position_embeddings": 40960,
+  "max_window_layers": 36, "model_type": "qwen3", "num_attention_heads": 32,
+  "num_hidden_layers": 36, "num_key_value_heads": 8, "rms_norm_eps": 1e-06,
+  "rope_scaling": null, "rope_theta": 1000000, "sliding_window": null,
+  "tie_word_embeddings": false, "torch_dtype": "bfloat16", "use_cache": true,
+  "use_sliding_window": false, "vocab_size": 151936
+})";
+
+JsonValue Json(const char* text) {
+  StatusOr<JsonValue> json = ParseJson(text, "config.json");
+  EXPECT_TRUE(json.ok());
+  return *json;
+}
+
+JsonValue With(const char* text, const std::string& field, JsonValue value) {
+  JsonValue json = Json(text);
+  JsonValue::Object members = json.as_object();
+  bool replaced = false;
+  for (auto& [key, v] : members) {
+    if (key == field) {
+      v = std::move(value);
+      replaced = true;
+    }
+  }
+  if (!replaced) members.emplace_back(field, std::move(value));
+  return JsonValue::MakeObject(std::move(members));
+}
+
+JsonValue Without(const char* text, const std::string& field) {
+  const JsonValue json = Json(text);
+  JsonValue::Object members;
+  for (const auto& [key, v] : json.as_object()) {
+    if (key != field) members.emplace_back(key, v);
+  }
+  return JsonValue::MakeObject(std::move(members));
+}
+
+TEST(MixtralConfig, ParsesThePublishedConfig) {
+  StatusOr<MixtralConfig> c = ParseMixtralConfig(Json(kMixtral8x7B), "config.json");
+  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  EXPECT_EQ(c->architecture, "MixtralForCausalLM");
+  EXPECT_EQ(c->vocab_size, 32000);
+  EXPECT_EQ(c->hidden_size, 4096);
+  EXPECT_EQ(c->intermediate_size, 14336);
+  EXPECT_EQ(c->num_hidden_layers, 32);
+  EXPECT_EQ(c->num_attention_heads, 32);
+  EXPECT_EQ(c->num_key_value_heads, 8);
+  EXPECT_EQ(c->head_dim, 128);  // hidden_size / num_attention_heads
+  EXPECT_EQ(c->num_local_experts, 8);
+  EXPECT_EQ(c->num_experts_per_tok, 2);
+  EXPECT_EQ(c->rms_norm_eps, 1e-5);
+  EXPECT_EQ(c->rope_theta, 1e6);
+  EXPECT_EQ(c->torch_dtype, "bfloat16");
+  EXPECT_EQ(c->Describe(), "32 layers (32 MoE): 8 experts, top-2, softmax router, renormalised");
+}
+
+TEST(MixtralConfig, DefaultsAreTransformers) {
+  StatusOr<MixtralConfig> c =
+      ParseMixtralConfig(Without(kMixtral8x7B, "rope_theta"), "config.json");
+  ASSERT_TRUE(c.ok());
+  EXPECT_EQ(c->rope_theta, 1e6);
+  c = ParseMixtralConfig(Without(kMixtral8x7B, "rms_norm_eps"), "config.json");
+  ASSERT_TRUE(c.ok());
+  EXPECT_EQ(c->rms_norm_eps, 1e-5);
+  c = ParseMixtralConfig(Without(kMixtral8x7B, "max_position_embeddings"), "config.json");
+  ASSERT_TRUE(c.ok());
+  EXPECT_EQ(c->max_position_embeddings, 131072);
+}
+
+TEST(MixtralConfig, ErrorsNameTheField) {
+  StatusOr<MixtralConfig> c =
+      ParseMixtralConfig(With(kMixtral8x7B, "sliding_window", JsonValue::Int(4096)), "config.json");
+  EXPECT_EQ(c.status().code(), StatusCode::kUnimplemented);
+  EXPECT_EQ(c.status().message(),
+            "config.json: field \"sliding_window\" is 4096; sliding-window attention is not "
+            "supported (null only)");
+  c = ParseMixtralConfig(With(kMixtral8x7B, "num_experts_per_tok", JsonValue::Int(9)),
+                         "config.json");
+  EXPECT_EQ(c.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(c.status().message(),
+            "config.json: field \"num_experts_per_tok\" must be in [1, num_local_experts = 8], "
+            "got 9");
+  c = ParseMixtralConfig(Without(kMixtral8x7B, "num_local_experts"), "config.json");
+  EXPECT_EQ(c.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(c.status().message().find("\"num_local_experts\""), std::string::npos)
+      << c.status().ToString();
+  c = ParseMixtralConfig(With(kMixtral8x7B, "hidden_act", JsonValue::String("gelu")),
+                         "config.json");
+  EXPECT_EQ(c.status().code(), StatusCode::kUnimplemented);
+  c = ParseMixtralConfig(Json(kQwen3_8B), "config.json");
+  EXPECT_EQ(c.status().code(), StatusCode::kUnimplemented);
+  EXPECT_EQ(c.status().message(),
+            "config.json: field \"architectures\" is [\"Qwen3ForCausalLM\"]; supported "
+            "architectures: \"MixtralForCausalLM\"");
+}
+
+TEST(Qwen3DenseConfig, ParsesThePublishedConfigWithoutExperts) {
+  StatusOr<Qwen3MoeConfig> c = ParseQwen3Config(Json(kQwen3_8B), "config.json");
+  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  EXPECT_EQ(c->architecture, "Qwen3ForCausalLM");
+  EXPECT_EQ(c->num_experts, 0);
+  EXPECT_EQ(c->intermediate_size, 12288);
+  EXPECT_EQ(c->head_dim, 128);
+  EXPECT_EQ(c->max_position_embeddings, 40960);
+  for (int64_t layer = 0; layer < c->num_hidden_layers; ++layer)
+    EXPECT_FALSE(c->IsMoeLayer(layer));
+  EXPECT_EQ(c->Describe(), "36 layers, dense");
+}
+
+TEST(Qwen3DenseConfig, SharesTheDecoderFieldErrors) {
+  StatusOr<Qwen3MoeConfig> c =
+      ParseQwen3Config(With(kQwen3_8B, "use_sliding_window", JsonValue::Bool(true)), "config.json");
+  EXPECT_EQ(c.status().code(), StatusCode::kUnimplemented);
+  EXPECT_EQ(c.status().message(),
+            "config.json: field \"use_sliding_window\" is true; sliding-window attention is not "
+            "supported");
+  c = ParseQwen3Config(With(kQwen3_8B, "num_key_value_heads", JsonValue::Int(5)), "config.json");
+  EXPECT_EQ(c.status().message(),
+            "config.json: field \"num_key_value_heads\" must divide num_attention_heads (32), "
+            "got 5");
+  c = ParseQwen3Config(Without(kQwen3_8B, "intermediate_size"), "config.json");
+  EXPECT_EQ(c.status().code(), StatusCode::kInvalidArgument);
+  c = ParseQwen3Config(With(kQwen3_8B, "intermediate_size", JsonValue::Int(0)), "config.json");
+  EXPECT_EQ(c.status().message(),
+            "config.json: field \"intermediate_size\" must be positive, got 0");
+  // A Qwen3-MoE config is not a dense Qwen3 one, and the other way round.
+  EXPECT_EQ(ParseQwen3MoeConfig(Json(kQwen3_8B), "config.json").status().code(),
+            StatusCode::kUnimplemented);
+}
+
+}  // namespace
+}  // namespace moegraph
