@@ -3,7 +3,7 @@
 #include <gtest/gtest.h>
 
 #include "frontends/hf_model.h"
-#include "runtime/interpreter.h"
+#include "interpreter/interpreter.h"
 #include "tests/golden/golden_util.h"
 
 namespace moegraph {
