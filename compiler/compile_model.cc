@@ -4,9 +4,9 @@
 #include <filesystem>
 #include <set>
 
+#include "checkpoint/weights.h"
 #include "ir/op_registry.h"
 #include "ir/printer.h"
-#include "runtime/weights.h"
 #include "support/hash.h"
 #include "support/mapped_file.h"
 #include "tokenizer/generation_config.h"

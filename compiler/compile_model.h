@@ -5,9 +5,9 @@
 #include <functional>
 #include <string>
 
+#include "compiler/pipeline.h"
 #include "frontends/hf_model.h"
-#include "ir/plan.h"
-#include "passes/pipeline.h"
+#include "plan/plan.h"
 
 namespace moegraph {
 

@@ -8,10 +8,10 @@
 #include <functional>
 #include <string>
 
+#include "checkpoint/safetensors.h"
 #include "frontends/blocks.h"
 #include "frontends/builder.h"
 #include "frontends/decoder_config.h"
-#include "frontends/safetensors.h"
 #include "frontends/weights.h"
 #include "ir/graph.h"
 #include "support/status.h"

@@ -7,8 +7,8 @@
 #include <string_view>
 #include <vector>
 
+#include "checkpoint/safetensors.h"
 #include "frontends/qwen3_moe_config.h"
-#include "frontends/safetensors.h"
 #include "frontends/weights.h"
 #include "ir/dtype.h"
 #include "support/status.h"

@@ -7,8 +7,8 @@
 #include <string_view>
 #include <vector>
 
+#include "checkpoint/safetensors.h"
 #include "frontends/model_config.h"
-#include "frontends/safetensors.h"
 #include "frontends/weights.h"
 #include "ir/graph.h"
 #include "support/json.h"

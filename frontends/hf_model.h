@@ -4,10 +4,10 @@
 
 #include <string>
 
+#include "checkpoint/safetensors.h"
 #include "frontends/model_config.h"
-#include "frontends/safetensors.h"
 #include "ir/graph.h"
-#include "ir/plan.h"
+#include "plan/plan.h"
 #include "support/status.h"
 
 namespace moegraph {

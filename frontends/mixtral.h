@@ -4,8 +4,8 @@
 
 #include <vector>
 
+#include "checkpoint/safetensors.h"
 #include "frontends/mixtral_config.h"
-#include "frontends/safetensors.h"
 #include "frontends/weights.h"
 #include "ir/graph.h"
 #include "support/status.h"

@@ -7,8 +7,8 @@
 #include <string>
 #include <vector>
 
+#include "checkpoint/safetensors.h"
 #include "frontends/builder.h"
-#include "frontends/safetensors.h"
 #include "support/status.h"
 
 namespace moegraph {

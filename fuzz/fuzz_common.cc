@@ -8,10 +8,10 @@
 #include <filesystem>
 #include <vector>
 
+#include "checkpoint/safetensors.h"
 #include "compiler/compile_model.h"
 #include "frontends/demo_model.h"
 #include "frontends/hf_model.h"
-#include "frontends/safetensors.h"
 #include "support/mapped_file.h"
 
 namespace moegraph::fuzz {

@@ -8,8 +8,8 @@
 #include <string>
 #include <string_view>
 
-#include "ir/plan.h"
 #include "ir/spec_key.h"
+#include "plan/plan.h"
 
 namespace moegraph::fuzz {
 

@@ -3,11 +3,11 @@
 // key (IrKey); the rest is the text.
 #include <string_view>
 
+#include "compiler/pipeline.h"
 #include "fuzz/fuzz_common.h"
 #include "fuzz/fuzz_targets.h"
 #include "ir/parser.h"
 #include "ir/verifier.h"
-#include "passes/pipeline.h"
 
 namespace moegraph::fuzz {
 

@@ -6,7 +6,7 @@
 
 #include "fuzz/fuzz_common.h"
 #include "fuzz/fuzz_targets.h"
-#include "runtime/plan_file.h"
+#include "plan/plan_file.h"
 
 namespace moegraph::fuzz {
 

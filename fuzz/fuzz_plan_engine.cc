@@ -5,8 +5,8 @@
 
 #include "fuzz/fuzz_common.h"
 #include "fuzz/fuzz_targets.h"
+#include "plan/plan_file.h"
 #include "runtime/engine.h"
-#include "runtime/plan_file.h"
 
 namespace moegraph::fuzz {
 namespace {

@@ -4,7 +4,7 @@
 #include <cstdlib>
 #include <string>
 
-#include "frontends/safetensors.h"
+#include "checkpoint/safetensors.h"
 #include "fuzz/fuzz_common.h"
 #include "fuzz/fuzz_targets.h"
 

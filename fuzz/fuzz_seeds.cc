@@ -5,12 +5,12 @@
 #include <filesystem>
 #include <string>
 
+#include "compiler/pipeline.h"
 #include "frontends/demo_model.h"
 #include "frontends/hf_model.h"
 #include "fuzz/fuzz_common.h"
 #include "ir/printer.h"
-#include "passes/pipeline.h"
-#include "runtime/plan_file.h"
+#include "plan/plan_file.h"
 #include "support/mapped_file.h"
 
 namespace moegraph::fuzz {

@@ -10,7 +10,7 @@
 #include <set>
 
 #include "ir/op_registry.h"
-#include "runtime/plan_file.h"
+#include "plan/plan_file.h"
 #include "runtime/program_check.h"
 #include "support/log.h"
 #include "support/strings.h"

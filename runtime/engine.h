@@ -13,12 +13,12 @@
 #include <string>
 #include <vector>
 
-#include "frontends/safetensors.h"
-#include "ir/plan.h"
+#include "checkpoint/safetensors.h"
+#include "checkpoint/weights.h"
+#include "plan/plan.h"
 #include "runtime/backend.h"
 #include "runtime/forward_meta.h"
 #include "runtime/kv_cache.h"
-#include "runtime/weights.h"
 #include "support/status.h"
 
 namespace moegraph {
@@ -30,7 +30,7 @@ struct EngineOptions {
   uint64_t kv_cache_bytes = 256ull << 20;  // KV cache budget; sets the block count
   std::string model_dir;                   // overrides the plan's checkpoint directory
   // How much of the checkpoint to read to detect one changed since compile
-  // (runtime/weights.h): kAuto hashes a file in full only when its mtime moved.
+  // (checkpoint/weights.h): kAuto hashes a file in full only when its mtime moved.
   CheckpointCheck checkpoint_check = CheckpointCheck::kAuto;
   // Where kernels run: "cpu" (default), "cpu-reference" (reference kernels
   // only) or "cuda". A device backend gets device copies of the weights, the

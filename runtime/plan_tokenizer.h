@@ -9,7 +9,7 @@
 #include <string_view>
 #include <vector>
 
-#include "ir/plan.h"
+#include "plan/plan.h"
 #include "support/status.h"
 #include "tokenizer/tokenizer.h"
 

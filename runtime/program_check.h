@@ -4,7 +4,7 @@
 // the verifier checks a graph.
 #pragma once
 
-#include "ir/plan.h"
+#include "plan/plan.h"
 #include "support/status.h"
 
 namespace moegraph {

@@ -13,9 +13,9 @@ mkdir -p build-asan
 cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=Debug -DMOEGRAPH_ASAN=ON \
   -DMOEGRAPH_CUDA=OFF -DMOEGRAPH_BUILD_BENCH=OFF -DMOEGRAPH_WERROR=ON >build-asan/cmake.log 2>&1 ||
   { cat build-asan/cmake.log; exit 1; }
-ninja -C build-asan -j"$(nproc)" support_tests frontends_tests runtime_tests
+ninja -C build-asan -j"$(nproc)" support_tests checkpoint_tests plan_tests frontends_tests runtime_tests
 export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1
-for t in support_tests frontends_tests runtime_tests; do
+for t in support_tests checkpoint_tests plan_tests frontends_tests runtime_tests; do
   echo "--> $t (ASan)"
   build-asan/bin/$t --gtest_brief=1
 done

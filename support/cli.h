@@ -66,7 +66,7 @@ StatusOr<std::vector<std::vector<int32_t>>> ParsePromptIds(std::string_view text
                                                            const std::string& what);
 
 // The small hand-written flag parser the benchmark programs (bench/,
-// kernels/cuda/gpu_bench.cc) still use; the tools parse with CLI11.
+// bench/gpu_bench.cc) still use; the tools parse with CLI11.
 class FlagParser {
  public:
   FlagParser(std::string usage, std::string description)

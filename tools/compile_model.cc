@@ -10,8 +10,8 @@
 #include <iostream>
 
 #include "compiler/compile_model.h"
-#include "runtime/plan_file.h"
-#include "runtime/plan_generated.h"
+#include "plan/plan_file.h"
+#include "plan/plan_generated.h"
 #include "support/cli.h"
 #include "support/strings.h"
 

@@ -11,13 +11,13 @@
 #include <string>
 #include <vector>
 
+#include "compiler/pipeline.h"
 #include "frontends/hf_model.h"
 #include "ir/graph_export.h"
 #include "ir/parser.h"
 #include "ir/printer.h"
 #include "ir/verifier.h"
-#include "passes/pipeline.h"
-#include "runtime/plan_file.h"
+#include "plan/plan_file.h"
 #include "support/cli.h"
 #include "support/strings.h"
 

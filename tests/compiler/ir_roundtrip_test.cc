@@ -6,12 +6,12 @@
 
 #include <filesystem>
 
+#include "compiler/pipeline.h"
 #include "frontends/demo_model.h"
 #include "frontends/hf_model.h"
 #include "ir/parser.h"
 #include "ir/printer.h"
 #include "ir/verifier.h"
-#include "passes/pipeline.h"
 #include "tests/golden/golden_util.h"
 
 namespace moegraph {

@@ -4,8 +4,8 @@
 #include <gtest/gtest.h>
 
 #include "compiler/compile_model.h"
+#include "interpreter/interpreter.h"
 #include "runtime/engine.h"
-#include "runtime/interpreter.h"
 #include "tests/golden/golden_util.h"
 
 namespace moegraph {

@@ -4,7 +4,7 @@
 #include <unistd.h>
 
 #include "compiler/compile_model.h"
-#include "runtime/plan_file.h"
+#include "plan/plan_file.h"
 #include "runtime/program_check.h"
 #include "support/mapped_file.h"
 #include "tests/golden/golden_util.h"

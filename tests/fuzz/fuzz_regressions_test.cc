@@ -15,7 +15,7 @@
 #include "fuzz/fuzz_common.h"
 #include "fuzz/fuzz_targets.h"
 #include "ir/printer.h"
-#include "runtime/plan_file.h"
+#include "plan/plan_file.h"
 #include "support/mapped_file.h"
 
 namespace moegraph::fuzz {

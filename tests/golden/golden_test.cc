@@ -5,7 +5,7 @@
 #include <cstring>
 
 #include "frontends/hf_model.h"
-#include "runtime/interpreter.h"
+#include "interpreter/interpreter.h"
 #include "tests/golden/golden_util.h"
 
 namespace moegraph {

@@ -7,7 +7,7 @@
 #include <string>
 #include <vector>
 
-#include "frontends/safetensors.h"
+#include "checkpoint/safetensors.h"
 
 namespace moegraph::testing {
 

@@ -19,7 +19,7 @@
 #include "compiler/compile_model.h"
 #include "frontends/demo_model.h"
 #include "frontends/hf_model.h"
-#include "runtime/plan_file.h"
+#include "plan/plan_file.h"
 #include "tokenizer/tokenizer.h"
 
 namespace moegraph {

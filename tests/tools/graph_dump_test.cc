@@ -14,11 +14,11 @@
 #include <vector>
 
 #include "compiler/compile_model.h"
+#include "compiler/pipeline.h"
 #include "frontends/hf_model.h"
 #include "ir/parser.h"
 #include "ir/verifier.h"
-#include "passes/pipeline.h"
-#include "runtime/plan_file.h"
+#include "plan/plan_file.h"
 #include "support/json.h"
 #include "tests/tools/tool_util.h"
 

@@ -1,5 +1,5 @@
 // Weight resolution and binding.
-#include "runtime/weights.h"
+#include "checkpoint/weights.h"
 
 #include <fcntl.h>
 #include <sys/stat.h>

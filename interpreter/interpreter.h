@@ -8,11 +8,11 @@
 #include <string>
 #include <vector>
 
+#include "checkpoint/weights.h"
 #include "ir/graph.h"
 #include "kernels/kernel_abi.h"
 #include "runtime/forward_meta.h"
 #include "runtime/kv_cache.h"
-#include "runtime/weights.h"
 #include "support/status.h"
 
 namespace moegraph {

@@ -1,6 +1,6 @@
-// Plan files: Plan <-> the FlatBuffer of runtime/plan.fbs, and the loader's
+// Plan files: Plan <-> the FlatBuffer of plan/plan.fbs, and the loader's
 // checks, which treat every byte of the file as untrusted.
-#include "runtime/plan_file.h"
+#include "plan/plan_file.h"
 
 #include <flatbuffers/flatbuffers.h>
 
@@ -17,7 +17,7 @@
 
 #include "ir/op_registry.h"
 #include "kernels/kernel_abi.h"
-#include "runtime/plan_generated.h"
+#include "plan/plan_generated.h"
 #include "support/hash.h"
 #include "support/mapped_file.h"
 #include "support/strings.h"

@@ -8,10 +8,10 @@
 #include <unordered_map>
 #include <vector>
 
-#include "frontends/safetensors.h"
+#include "checkpoint/safetensors.h"
 #include "ir/graph.h"
-#include "ir/plan.h"
 #include "kernels/kernel_abi.h"
+#include "plan/plan.h"
 #include "support/status.h"
 
 namespace moegraph {

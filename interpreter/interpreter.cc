@@ -1,5 +1,5 @@
 // Eager interpretation of graphs.
-#include "runtime/interpreter.h"
+#include "interpreter/interpreter.h"
 
 #include <algorithm>
 

@@ -1,7 +1,7 @@
 // A compiled plan in memory: everything compile-model decides and the runtime
 // needs — the model, the weight manifest (where each weight's bytes are, never
-// the bytes), the key set, and one lowered program per key. runtime/plan_file
-// reads and writes it as a FlatBuffers file (runtime/plan.fbs).
+// the bytes), the key set, and one lowered program per key. plan/plan_file
+// reads and writes it as a FlatBuffers file (plan/plan.fbs).
 #pragma once
 
 #include <cstdint>
@@ -33,7 +33,7 @@ struct PlanWeight {
 };
 
 // What compile-model saw of one checkpoint file, to detect a file changed
-// since (runtime/weights.h CheckCheckpointFiles).
+// since (checkpoint/weights.h CheckCheckpointFiles).
 struct PlanCheckpointFile {
   std::string file;           // relative to Plan::model_dir
   uint64_t bytes = 0;         // the file's size

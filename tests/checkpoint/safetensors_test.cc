@@ -1,5 +1,5 @@
 // Tests for the safetensors reader and writer and for checkpoint directories.
-#include "frontends/safetensors.h"
+#include "checkpoint/safetensors.h"
 #include "tests/temp_dir_test.h"
 
 #include <gtest/gtest.h>

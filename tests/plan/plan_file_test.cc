@@ -1,6 +1,6 @@
 // Tests for plan files: exact round trips, determinism, and that corrupt or
 // inconsistent files are clear errors, never crashes.
-#include "runtime/plan_file.h"
+#include "plan/plan_file.h"
 
 #include <flatbuffers/flatbuffers.h>
 #include <gtest/gtest.h>
@@ -15,7 +15,7 @@
 #include <vector>
 
 #include "ir/op_registry.h"
-#include "runtime/plan_generated.h"
+#include "plan/plan_generated.h"
 #include "support/mapped_file.h"
 
 namespace moegraph {

@@ -1,5 +1,5 @@
 // Safetensors header validation, checkpoint directories and the safetensors writer.
-#include "frontends/safetensors.h"
+#include "checkpoint/safetensors.h"
 
 #include <unistd.h>
 

@@ -7,10 +7,10 @@
 #include <vector>
 
 #include "ir/graph.h"
-#include "ir/plan.h"
 #include "ir/spec_key.h"
 #include "passes/lower_to_kernels.h"
 #include "passes/pass.h"
+#include "plan/plan.h"
 
 namespace moegraph {
 

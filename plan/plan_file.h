@@ -1,5 +1,5 @@
-// Reading and writing plan files: a Plan (ir/plan.h) as the FlatBuffer of
-// runtime/plan.fbs. The format and its changelog are in runtime/PLAN_FORMAT.md.
+// Reading and writing plan files: a Plan (plan/plan.h) as the FlatBuffer of
+// plan/plan.fbs. The format and its changelog are in plan/PLAN_FORMAT.md.
 #pragma once
 
 #include <cstddef>
@@ -7,7 +7,7 @@
 #include <string>
 #include <string_view>
 
-#include "ir/plan.h"
+#include "plan/plan.h"
 #include "support/status.h"
 
 namespace moegraph {

@@ -1,5 +1,5 @@
 // Pipeline assembly.
-#include "passes/pipeline.h"
+#include "compiler/pipeline.h"
 
 #include <chrono>
 
