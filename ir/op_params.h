@@ -17,26 +17,33 @@ namespace moegraph {
 
 enum class AttrKind : uint8_t { kInt, kFloat, kString, kInts };
 
+// Member pointer types behind aliases: nvcc's host pass would otherwise print
+// the declarations as `int64_t (P::*int_member)`, which g++ flags (-Wparentheses).
+template <typename P>
+using IntMember = int64_t P::*;
+template <typename P>
+using FloatMember = double P::*;
+
 // One field of params struct P: an integer (int64_t) or a float (double)
 // member. Floats travel as f32 in a plan step; the struct keeps them as double
 // so an attribute read from the IR keeps its exact value.
 template <typename P>
 struct ParamField {
   const char* name = nullptr;
-  int64_t P::*int_member = nullptr;
-  double P::*float_member = nullptr;
+  IntMember<P> int_member = nullptr;
+  FloatMember<P> float_member = nullptr;
   int64_t min = INT64_MIN;  // inclusive range of an integer field
   int64_t max = INT64_MAX;
   bool required = true;  // an optional field reads as 0 when its attribute is absent
 };
 
 template <typename P>
-constexpr ParamField<P> IntField(const char* name, int64_t P::*member, int64_t min = INT64_MIN,
+constexpr ParamField<P> IntField(const char* name, IntMember<P> member, int64_t min = INT64_MIN,
                                  int64_t max = INT64_MAX, bool required = true) {
   return ParamField<P>{name, member, nullptr, min, max, required};
 }
 template <typename P>
-constexpr ParamField<P> FloatField(const char* name, double P::*member) {
+constexpr ParamField<P> FloatField(const char* name, FloatMember<P> member) {
   return ParamField<P>{name, nullptr, member};
 }
 
