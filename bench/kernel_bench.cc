@@ -206,7 +206,7 @@ void BM_ExpertBatchedGateUpSilu(benchmark::State& state, KernelFn fn) {
     args.num_in = 5;
     args.out = out.data();
     args.num_out = 1;
-    args.ints[0] = s.top_k;
+    SetParams(args, TopKParams{.top_k = s.top_k});
   });
 }
 
@@ -268,7 +268,7 @@ void BM_ExpertBatchedDecode(benchmark::State& state, KernelFn gate_up_fn, int64_
     args.num_in = 1;
     args.out = out.data();
     args.num_out = 2;
-    args.ints[0] = s.experts;
+    SetParams(args, NumExpertsParams{.num_experts = s.experts});
     RefMoeExpertBatch(args);
     for (int32_t e : batch_experts[r])
       distinct += e >= 0 ? 1.0 / kRoutings : 0.0;
@@ -289,7 +289,7 @@ void BM_ExpertBatchedDecode(benchmark::State& state, KernelFn gate_up_fn, int64_
               args.num_in = 5;
               args.out = out.data();
               args.num_out = 1;
-              args.ints[0] = s.top_k;
+              SetParams(args, TopKParams{.top_k = s.top_k});
             });
 }
 
@@ -380,8 +380,8 @@ void BM_TopkRoute(benchmark::State& state, KernelFn fn) {
               args.num_in = 1;
               args.out = out.data();
               args.num_out = 2;
-              args.ints[0] = s.top_k;
-              args.ints[1] = 1;
+              SetParams(args,
+                        TopkRouteParams{.top_k = s.top_k, .norm_topk_prob = 1, .row_offset = 0});
             });
 }
 
@@ -403,7 +403,7 @@ void BM_AddRmsNorm(benchmark::State& state, KernelFn fn) {
               args.num_in = 3;
               args.out = out.data();
               args.num_out = 2;
-              args.floats[0] = 1e-6f;
+              SetParams(args, RmsNormParams{.eps = 1e-6f});
             });
 }
 
@@ -493,11 +493,11 @@ void BM_Attention(benchmark::State& state, KernelFn fn, bool prefill) {
     args.num_in = 3;
     args.out = out.data();
     args.num_out = 1;
-    args.ints[0] = 0;
-    args.ints[1] = s.heads;
-    args.ints[2] = s.kv_heads;
-    args.ints[3] = s.head_dim;
-    args.floats[0] = 1.0f / std::sqrt(static_cast<float>(s.head_dim));
+    SetParams(args, AttentionParams{.layer = 0,
+                                    .num_heads = s.heads,
+                                    .num_kv_heads = s.kv_heads,
+                                    .head_dim = s.head_dim,
+                                    .scale = 1.0f / std::sqrt(static_cast<float>(s.head_dim))});
   });
 }
 
@@ -515,8 +515,7 @@ void BM_Rope(benchmark::State& state, KernelFn fn) {
     args.num_in = 1;
     args.out = out.data();
     args.num_out = 1;
-    args.ints[0] = s.head_dim;
-    args.floats[0] = 1e6f;
+    SetParams(args, RopeParams{.head_dim = s.head_dim, .theta = 1e6});
   });
 }
 

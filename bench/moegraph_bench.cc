@@ -230,14 +230,16 @@ KernelFn Select(const std::string& kernel, const std::vector<DType>& input_dtype
   return choice.fn;
 }
 
-void Call(KernelFn fn, std::vector<TensorArg> in, std::vector<TensorArg> out,
-          std::vector<int64_t> ints, int threads) {
+// Calls fn with the op's parameters (none, or one params struct).
+template <typename... P>
+void Call(KernelFn fn, std::vector<TensorArg> in, std::vector<TensorArg> out, int threads,
+          const P&... params) {
   KernelArgs args;
   args.in = in.data();
   args.num_in = static_cast<int>(in.size());
   args.out = out.data();
   args.num_out = static_cast<int>(out.size());
-  std::copy(ints.begin(), ints.end(), args.ints);
+  (SetParams(args, params), ...);
   args.num_threads = threads;
   fn(args);
 }
@@ -295,36 +297,38 @@ StatusOr<MoeLayerResult> RunMoeLayer(const Qwen3MoeConfig& c, const std::string&
 
   auto route = [&] {
     Call(linear, {Tensor(x.data(), DType::kF32, {tokens, hidden}), router_arg},
-         {Tensor(logits.data(), DType::kF32, {tokens, experts})}, {}, threads);
+         {Tensor(logits.data(), DType::kF32, {tokens, experts})}, threads);
     Call(topk, {Tensor(logits.data(), DType::kF32, {tokens, experts})},
          {Tensor(ids.data(), DType::kI32, {tokens, top_k}),
           Tensor(route_w.data(), DType::kF32, {tokens, top_k})},
-         {top_k, c.norm_topk_prob ? 1 : 0, 0}, threads);
+         threads,
+         TopkRouteParams{
+             .top_k = top_k, .norm_topk_prob = c.norm_topk_prob ? 1 : 0, .row_offset = 0});
     Call(align, {Tensor(ids.data(), DType::kI32, {tokens, top_k})},
          {Tensor(sorted.data(), DType::kI32, {pairs}),
           Tensor(offsets.data(), DType::kI32, {experts + 1})},
-         {experts}, threads);
+         threads, NumExpertsParams{.num_experts = experts});
     Call(permute,
          {Tensor(x.data(), DType::kF32, {tokens, hidden}),
           Tensor(sorted.data(), DType::kI32, {pairs})},
-         {Tensor(xp.data(), DType::kF32, {pairs, hidden})}, {top_k}, threads);
+         {Tensor(xp.data(), DType::kF32, {pairs, hidden})}, threads, TopKParams{.top_k = top_k});
   };
   auto experts_gemm = [&] {
     Call(gate_up,
          {Tensor(xp.data(), DType::kF32, {pairs, hidden}),
           Tensor(offsets.data(), DType::kI32, {experts + 1}), gate_arg, up_arg},
-         {Tensor(h.data(), DType::kF32, {pairs, inter})}, {}, threads);
+         {Tensor(h.data(), DType::kF32, {pairs, inter})}, threads);
     Call(grouped,
          {Tensor(h.data(), DType::kF32, {pairs, inter}),
           Tensor(offsets.data(), DType::kI32, {experts + 1}), down_arg},
-         {Tensor(yp.data(), DType::kF32, {pairs, hidden})}, {}, threads);
+         {Tensor(yp.data(), DType::kF32, {pairs, hidden})}, threads);
   };
   auto reduce = [&] {
     Call(unpermute,
          {Tensor(yp.data(), DType::kF32, {pairs, hidden}),
           Tensor(sorted.data(), DType::kI32, {pairs}),
           Tensor(route_w.data(), DType::kF32, {tokens, top_k})},
-         {Tensor(out.data(), DType::kF32, {tokens, hidden})}, {top_k}, threads);
+         {Tensor(out.data(), DType::kF32, {tokens, hidden})}, threads, TopKParams{.top_k = top_k});
   };
   route();
   experts_gemm();  // warm: pages of every routed expert

@@ -88,7 +88,7 @@ StatusOr<ValueId> BuildAttention(GraphBuilder& b, const AttentionOptions& o,
                            "): qk_norm and the q/k norm weights disagree");
   }
   const ValueId meta = b.meta();
-  const AttrMap eps = {{"eps", o.norm_eps}};
+  const RmsNormParams eps{.eps = o.norm_eps};
   ValueId q = b.Add1("linear", {x, w.q}, {}, l + "q");
   ValueId k = b.Add1("linear", {x, w.k}, {}, l + "k");
   ValueId v = b.Add1("linear", {x, w.v}, {}, l + "v");
@@ -96,16 +96,16 @@ StatusOr<ValueId> BuildAttention(GraphBuilder& b, const AttentionOptions& o,
     q = b.Add1("rms_norm", {q, w.q_norm}, eps, l + "q_norm");
     k = b.Add1("rms_norm", {k, w.k_norm}, eps, l + "k_norm");
   }
-  const AttrMap rope = {{"head_dim", o.head_dim}, {"theta", o.rope.theta}};
+  const RopeParams rope{.head_dim = o.head_dim, .theta = o.rope.theta};
   q = b.Add1("rope", {meta, q}, rope, l + "q_rope");
   k = b.Add1("rope", {meta, k}, rope, l + "k_rope");
   const double scale = o.scale != 0 ? o.scale : 1.0 / std::sqrt(static_cast<double>(o.head_dim));
   ValueId attn = b.Add1("attention", {meta, q, k, v},
-                        {{"layer", o.layer},
-                         {"num_heads", o.num_heads},
-                         {"num_kv_heads", o.num_kv_heads},
-                         {"head_dim", o.head_dim},
-                         {"scale", scale}},
+                        AttentionParams{.layer = o.layer,
+                                        .num_heads = o.num_heads,
+                                        .num_kv_heads = o.num_kv_heads,
+                                        .head_dim = o.head_dim,
+                                        .scale = scale},
                         l + "attn");
   return b.Add1("linear", {attn, w.o}, {}, l + "o");
 }
@@ -185,6 +185,8 @@ Status CheckMoeOptions(const MoeOptions& o) {
 StatusOr<ValueId> BuildMoe(GraphBuilder& b, const MoeOptions& o, const MoeWeights& w, ValueId x,
                            const std::string& name) {
   MG_RETURN_IF_ERROR(CheckMoeOptions(o));
+  // Not TopkRouteParams: an unchunked moe op carries no row_offset
+  // attribute (moe-chunk adds it per chunk), and the struct writes every field.
   ValueId routed = b.Add1(
       "moe", {b.meta(), x, w.router, w.gate, w.up, w.down},
       {{"top_k", o.top_k}, {"norm_topk_prob", static_cast<int64_t>(o.norm_topk_prob ? 1 : 0)}},

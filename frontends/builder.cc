@@ -19,6 +19,16 @@ void GraphBuilder::Fail(Status status) {
   if (first_error_.ok()) first_error_ = std::move(status);
 }
 
+bool GraphBuilder::CheckParamsType(std::string_view kind, const ParamsInfo& params) {
+  const OpDef* def = LookupOp(kind);
+  if (def == nullptr || def->params == &params) return true;  // Add names an unknown op
+  Fail(InvalidArgument("building op #" + std::to_string(graph_.ops().size()) + " '" +
+                       std::string(kind) + "': its parameters are " +
+                       (def->params ? std::string(def->params->type_name) : "none") + ", not " +
+                       params.type_name));
+  return false;
+}
+
 namespace {
 
 // A readable value name for a checkpoint tensor:

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "ir/graph.h"
+#include "ir/op_params_attrs.h"
 #include "support/status.h"
 
 namespace moegraph {
@@ -31,6 +32,21 @@ class GraphBuilder {
   // Single-result convenience.
   ValueId Add1(std::string_view kind, std::vector<ValueId> operands, AttrMap attrs = {},
                std::string_view name_hint = "");
+  // Typed: `kind`'s parameters as its params struct (ir/op_params.h), e.g.
+  // Add1("rope", {meta, q}, RopeParams{.head_dim = 128, .theta = 1e6}). A
+  // struct that is not `kind`'s is a build fault like any other.
+  template <OpParamsStruct P>
+  std::vector<ValueId> Add(std::string_view kind, std::vector<ValueId> operands, const P& params,
+                           std::string_view name_hint = "") {
+    if (!CheckParamsType(kind, kParamsInfo<P>)) return {};
+    return Add(kind, std::move(operands), ParamsToAttrs(params), name_hint);
+  }
+  template <OpParamsStruct P>
+  ValueId Add1(std::string_view kind, std::vector<ValueId> operands, const P& params,
+               std::string_view name_hint = "") {
+    if (!CheckParamsType(kind, kParamsInfo<P>)) return kNoValue;
+    return Add1(kind, std::move(operands), ParamsToAttrs(params), name_hint);
+  }
 
   void Output(ValueId value) { graph_.AddOutput(value); }
   // The graph, verified; or the first fault met while building.
@@ -38,6 +54,8 @@ class GraphBuilder {
 
  private:
   void Fail(Status status);
+  // Whether `kind` takes `params` (else records the fault).
+  bool CheckParamsType(std::string_view kind, const ParamsInfo& params);
 
   Graph graph_;
   ValueId meta_ = kNoValue;

@@ -104,12 +104,14 @@ StatusOr<std::vector<HostTensor>> InterpretGraph(const Graph& graph,
     call.out = out.data();
     call.num_out = static_cast<int>(out.size());
     call.num_threads = num_threads;
-    const KernelParams params = PackKernelParams(op);
-    if (params.ints.size() > kMaxKernelInts || params.floats.size() > kMaxKernelFloats) {
-      return Internal("'" + op.name() + "' has too many kernel parameters");
+    if (op.def->params) {
+      if (op.def->params->size > kMaxKernelParamBytes) {
+        return Internal("'" + op.name() + "': " + op.def->params->type_name +
+                        " does not fit in KernelArgs::params");
+      }
+      const KernelParams params = PackKernelParams(op);
+      SetParamsFromWire(call, *op.def->params, params.ints.data(), params.floats.data());
     }
-    std::copy(params.ints.begin(), params.ints.end(), call.ints);
-    std::copy(params.floats.begin(), params.floats.end(), call.floats);
     kernel(call);
   }
   std::vector<HostTensor> results;

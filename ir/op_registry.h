@@ -11,6 +11,8 @@
 #include <vector>
 
 #include "ir/graph.h"
+#include "ir/op_params.h"
+#include "ir/op_params_attrs.h"
 #include "support/status.h"
 
 namespace moegraph {
@@ -43,8 +45,6 @@ inline constexpr const char* kArenaOffsetsAttr = "arena_offsets";
 inline constexpr int64_t kMoeOpMaxExperts = 4096;
 inline constexpr int64_t kMoeOpMaxTopK = 64;
 
-enum class AttrKind : uint8_t { kInt, kFloat, kString, kInts };
-
 struct AttrSpec {
   std::string name;
   AttrKind kind = AttrKind::kInt;
@@ -71,11 +71,16 @@ struct OpDef {
   int min_data_operands = 0;
   int max_data_operands = 0;  // -1: variadic
   uint32_t traits = 0;
-  std::vector<AttrSpec> attrs = {};
-  // Attributes packed, in order, into KernelArgs::ints / ::floats.
-  std::vector<std::string> kernel_ints = {};
-  std::vector<std::string> kernel_floats = {};
+  // The kernel parameters: `&kParamsInfo<FooParams>` (ir/op_params.h), whose
+  // fields are the op's attributes and travel in a step's ints / floats; null
+  // for an op without parameters.
+  const ParamsInfo* params = nullptr;
+  // Attributes that are not kernel parameters (a weight's checkpoint name).
+  std::vector<AttrSpec> other_attrs = {};
   InferFn infer = nullptr;
+  // Every attribute: the params' fields, then other_attrs. The registry fills
+  // it; the table entries leave it empty.
+  std::vector<AttrSpec> attrs = {};
 
   bool Has(OpTrait trait) const { return (traits & trait) != 0; }
   // Number of leading operands that are not data (1 for %meta, else 0).
@@ -88,17 +93,30 @@ const std::vector<const OpDef*>& AllOps();
 // Runs the op's result-type rule on its operands in `graph`.
 StatusOr<std::vector<Type>> InferResultTypes(const Graph& graph, const Op& op);
 
-// The op's kernel parameters: its kernel_ints / kernel_floats attributes, in order.
+// The op's kernel parameters in a step's wire format: its params' integer
+// fields in ints and float fields in floats, each in field order. An absent
+// attribute packs as 0 (the verifier has refused a missing required one).
 struct KernelParams {
   std::vector<int64_t> ints;
   std::vector<float> floats;
 };
 KernelParams PackKernelParams(const Op& op);
 
+// The op's parameters as its struct, read from its attributes; an error when
+// P is not the op's params struct or an attribute is missing, mistyped or out
+// of range.
+template <OpParamsStruct P>
+StatusOr<P> OpParams(const Op& op) {
+  if (op.def == nullptr || op.def->params != &kParamsInfo<P>) {
+    return InvalidArgument("'" + op.name() + "' does not take " + P::kName);
+  }
+  return ParamsFromAttrs<P>(op.attrs, op.name());
+}
+
 // A 64-bit hash of everything a lowered program's meaning depends on in the
-// registry (each op's name, operand counts, traits, attributes and kernel
-// parameter order). Plans record it; a plan from a build whose op set differs
-// is refused instead of misread.
+// registry (each op's name, operand counts, traits, attributes and the wire
+// order of its parameters). Plans record it; a plan from a build whose op set
+// differs is refused instead of misread.
 uint64_t OpSetHash();
 
 }  // namespace moegraph

@@ -440,9 +440,6 @@ AttrSpec IntAttr(std::string name, int64_t min = INT64_MIN, int64_t max = INT64_
                  bool required = true) {
   return AttrSpec{std::move(name), AttrKind::kInt, required, min, max};
 }
-AttrSpec FloatAttr(std::string name) {
-  return AttrSpec{std::move(name), AttrKind::kFloat};
-}
 AttrSpec StringAttr(std::string name, bool required = true) {
   return AttrSpec{std::move(name), AttrKind::kString, required};
 }
@@ -452,10 +449,6 @@ constexpr uint32_t kMetaPure = kNeedsForwardMeta | kPure;
 constexpr uint32_t kTokenRowsPure = kNeedsForwardMeta | kTokenRows | kPure;
 
 std::vector<OpDef> BuildDefs() {
-  const AttrSpec top_k = IntAttr("top_k", 1, 1024);
-  const AttrSpec norm = IntAttr("norm_topk_prob", 0, 1);
-  const AttrSpec row_offset = IntAttr("row_offset", 0, INT64_MAX, /*required=*/false);
-  const AttrSpec experts = IntAttr("num_experts", 1, 65536);
   return {
       {.name = "weight",
        .summary = "a checkpoint tensor, by name; {e} in the name stacks experts",
@@ -463,8 +456,8 @@ std::vector<OpDef> BuildDefs() {
        .min_data_operands = 0,
        .max_data_operands = 0,
        .traits = kWeight | kPure,
-       .attrs = {StringAttr("name"), IntAttr("experts", 1, 65536, false),
-                 IntAttr("row_offset", 0, INT64_MAX, false)},
+       .other_attrs = {StringAttr("name"), IntAttr("experts", 1, 65536, false),
+                       IntAttr("row_offset", 0, INT64_MAX, false)},
        .infer = InferWeight},
       {.name = "zeros",
        .summary = "a tensor of zeros (padding rows no chunk covers)",
@@ -486,8 +479,7 @@ std::vector<OpDef> BuildDefs() {
        .min_data_operands = 2,
        .max_data_operands = 2,
        .traits = kPure | kKernel,
-       .attrs = {FloatAttr("eps")},
-       .kernel_floats = {"eps"},
+       .params = &kParamsInfo<RmsNormParams>,
        .infer = InferRmsNorm},
       {.name = "add_rms_norm",
        .summary = "residual add then RMSNorm; returns (sum, normed)",
@@ -497,8 +489,7 @@ std::vector<OpDef> BuildDefs() {
        .min_data_operands = 3,
        .max_data_operands = 3,
        .traits = kPure | kKernel,
-       .attrs = {FloatAttr("eps")},
-       .kernel_floats = {"eps"},
+       .params = &kParamsInfo<RmsNormParams>,
        .infer = InferAddRmsNorm},
       {.name = "add",
        .summary = "elementwise sum",
@@ -535,9 +526,7 @@ std::vector<OpDef> BuildDefs() {
        .min_data_operands = 1,
        .max_data_operands = 1,
        .traits = kTokenRowsPure | kKernel,
-       .attrs = {IntAttr("head_dim", 2, 4096), FloatAttr("theta")},
-       .kernel_ints = {"head_dim"},
-       .kernel_floats = {"theta"},
+       .params = &kParamsInfo<RopeParams>,
        .infer = InferRope},
       {.name = "attention",
        .summary = "writes k/v into the paged cache, then causal GQA attention over each sequence",
@@ -546,11 +535,7 @@ std::vector<OpDef> BuildDefs() {
        .min_data_operands = 3,
        .max_data_operands = 3,
        .traits = kNeedsForwardMeta | kTokenRows | kKernel,
-       .attrs = {IntAttr("layer", 0, 100000), IntAttr("num_heads", 1, 4096),
-                 IntAttr("num_kv_heads", 1, 4096), IntAttr("head_dim", 1, 4096),
-                 FloatAttr("scale")},
-       .kernel_ints = {"layer", "num_heads", "num_kv_heads", "head_dim"},
-       .kernel_floats = {"scale"},
+       .params = &kParamsInfo<AttentionParams>,
        .infer = InferAttention},
       {.name = "gather_last",
        .summary = "the last token's row of each sequence",
@@ -573,8 +558,7 @@ std::vector<OpDef> BuildDefs() {
        .min_data_operands = 5,
        .max_data_operands = 5,
        .traits = kTokenRowsPure,
-       .attrs = {top_k, norm, row_offset},
-       .kernel_ints = {"top_k", "norm_topk_prob", "row_offset"},
+       .params = &kParamsInfo<TopkRouteParams>,
        .infer = InferMoe},
       {.name = "topk_route",
        .summary = "softmax top-k routing; rows past num_tokens get expert -1",
@@ -583,8 +567,7 @@ std::vector<OpDef> BuildDefs() {
        .min_data_operands = 1,
        .max_data_operands = 1,
        .traits = kTokenRowsPure | kKernel,
-       .attrs = {top_k, norm, row_offset},
-       .kernel_ints = {"top_k", "norm_topk_prob", "row_offset"},
+       .params = &kParamsInfo<TopkRouteParams>,
        .infer = InferTopkRoute},
       {.name = "moe_align",
        .summary = "sorts (token, expert) pairs by expert; offsets per expert",
@@ -593,8 +576,7 @@ std::vector<OpDef> BuildDefs() {
        .min_data_operands = 1,
        .max_data_operands = 1,
        .traits = kPure | kKernel,
-       .attrs = {experts},
-       .kernel_ints = {"num_experts"},
+       .params = &kParamsInfo<NumExpertsParams>,
        .infer = InferMoeAlign},
       {.name = "moe_permute",
        .summary = "gathers token rows into expert-sorted pair order",
@@ -602,8 +584,7 @@ std::vector<OpDef> BuildDefs() {
        .min_data_operands = 2,
        .max_data_operands = 2,
        .traits = kPure | kKernel,
-       .attrs = {top_k},
-       .kernel_ints = {"top_k"},
+       .params = &kParamsInfo<TopKParams>,
        .infer = InferMoePermute},
       {.name = "grouped_matmul",
        .summary = "per-expert row groups times that expert's weight",
@@ -626,8 +607,7 @@ std::vector<OpDef> BuildDefs() {
        .min_data_operands = 3,
        .max_data_operands = 3,
        .traits = kPure | kKernel,
-       .attrs = {top_k},
-       .kernel_ints = {"top_k"},
+       .params = &kParamsInfo<TopKParams>,
        .infer = InferUnpermuteReduce},
       {.name = "moe_expert_batch",
        .summary = "decode layout: active experts and their pairs, fixed shape",
@@ -636,8 +616,7 @@ std::vector<OpDef> BuildDefs() {
        .min_data_operands = 1,
        .max_data_operands = 1,
        .traits = kPure | kKernel,
-       .attrs = {experts},
-       .kernel_ints = {"num_experts"},
+       .params = &kParamsInfo<NumExpertsParams>,
        .infer = InferMoeExpertBatch},
       {.name = "expert_batched_gate_up_silu",
        .summary = "decode: per active expert, gate/up GEMV + SiLU-and-mul",
@@ -646,8 +625,7 @@ std::vector<OpDef> BuildDefs() {
        .min_data_operands = 5,
        .max_data_operands = 5,
        .traits = kPure | kKernel,
-       .attrs = {top_k},
-       .kernel_ints = {"top_k"},
+       .params = &kParamsInfo<TopKParams>,
        .infer = InferExpertBatchedGateUp},
       {.name = "expert_batched_down",
        .summary = "decode: per active expert, down GEMV",
@@ -669,8 +647,7 @@ std::vector<OpDef> BuildDefs() {
        .min_data_operands = 1,
        .max_data_operands = 1,
        .traits = kPure | kKernel,
-       .attrs = {IntAttr("begin", 0), IntAttr("rows", 0)},
-       .kernel_ints = {"begin", "rows"},
+       .params = &kParamsInfo<SliceRowsParams>,
        .infer = InferSliceRows},
       {.name = "concat_rows",
        .summary = "concatenates operands along dim 0",
@@ -685,8 +662,7 @@ std::vector<OpDef> BuildDefs() {
        .min_data_operands = 1,
        .max_data_operands = 1,
        .traits = kNeedsForwardMeta | kCollective | kKernel,
-       .attrs = {IntAttr("world_size", 1, 1 << 20)},
-       .kernel_ints = {"world_size"},
+       .params = &kParamsInfo<AllGatherParams>,
        .infer = InferAllGather},
   };
 }
@@ -695,8 +671,15 @@ struct Registry {
   std::vector<OpDef> defs = BuildDefs();
   std::vector<const OpDef*> pointers;
   Registry() {
-    for (const OpDef& def : defs)
+    for (OpDef& def : defs) {
+      if (def.params) {
+        for (const ParamFieldInfo& f : *def.params) {
+          def.attrs.push_back(AttrSpec{f.name, f.kind, f.required, f.min, f.max});
+        }
+      }
+      def.attrs.insert(def.attrs.end(), def.other_attrs.begin(), def.other_attrs.end());
       pointers.push_back(&def);
+    }
   }
 };
 
@@ -737,10 +720,16 @@ StatusOr<std::vector<Type>> InferResultTypes(const Graph& graph, const Op& op) {
 
 KernelParams PackKernelParams(const Op& op) {
   KernelParams params;
-  for (const std::string& name : op.def->kernel_ints)
-    params.ints.push_back(op.IntAttr(name, 0));
-  for (const std::string& name : op.def->kernel_floats)
-    params.floats.push_back(static_cast<float>(op.FloatAttr(name, 0.0)));
+  if (op.def->params == nullptr) return params;
+  params.ints.resize(op.def->params->num_ints);
+  params.floats.resize(op.def->params->num_floats);
+  for (const ParamFieldInfo& f : *op.def->params) {
+    if (f.kind == AttrKind::kInt) {
+      params.ints[f.wire_index] = op.IntAttr(f.name, 0);
+    } else {
+      params.floats[f.wire_index] = static_cast<float>(op.FloatAttr(f.name, 0.0));
+    }
+  }
   return params;
 }
 
@@ -756,10 +745,15 @@ uint64_t OpSetHash() {
                 std::to_string(a.required) + ":" + std::to_string(a.min) + ":" +
                 std::to_string(a.max) + ";";
       }
-      for (const std::string& name : def->kernel_ints)
-        text += "i:" + name + ";";
-      for (const std::string& name : def->kernel_floats)
-        text += "f:" + name + ";";
+      // The wire order: integer fields, then float fields.
+      if (def->params) {
+        for (const AttrKind kind : {AttrKind::kInt, AttrKind::kFloat}) {
+          for (const ParamFieldInfo& f : *def->params) {
+            if (f.kind == kind)
+              text += (kind == AttrKind::kInt ? "i:" : "f:") + std::string(f.name) + ";";
+          }
+        }
+      }
       text += "\n";
     }
     uint64_t h = 1469598103934665603ull;

@@ -7,8 +7,10 @@
 #include <cstddef>
 #include <cstdint>
 #include <iterator>
+#include <new>
 
 #include "ir/dtype.h"
+#include "ir/op_params.h"
 
 namespace moegraph {
 
@@ -129,11 +131,13 @@ struct KvCacheView {
   }
 };
 
+// A plan step's parameter arrays are at most this long (the wire format).
 constexpr int kMaxKernelInts = 8;
 constexpr int kMaxKernelFloats = 4;
+// A decoded params struct fits in this many bytes.
+constexpr size_t kMaxKernelParamBytes = 64;
 
-// Everything one kernel call needs. `ints`/`floats` hold the op's kernel
-// parameters in the order its registry entry lists them.
+// Everything one kernel call needs.
 struct KernelArgs {
   // The step's ForwardMeta, for ops that declare NeedsForwardMeta; null for
   // every other op, whose kernels therefore treat all rows as real (their rows
@@ -144,9 +148,13 @@ struct KernelArgs {
   int num_in = 0;
   const TensorArg* out = nullptr;
   int num_out = 0;
-  int64_t ints[kMaxKernelInts] = {};
-  float floats[kMaxKernelFloats] = {};
   int num_threads = 1;
+  // The op's parameters, decoded once when the step is bound: a struct of
+  // ir/op_params.h, identified by `params_info`. Kernels read it with
+  // Params<P>(args); BindStep, the interpreter and tests write it with
+  // SetParams. Null / empty for an op without parameters.
+  const ParamsInfo* params_info = nullptr;
+  alignas(std::max_align_t) std::byte params[kMaxKernelParamBytes] = {};
 };
 
 using KernelFn = void (*)(const KernelArgs&);
@@ -161,5 +169,30 @@ using KernelFn = void (*)(const KernelArgs&);
   do {                                                              \
     if (!(cond)) ::moegraph::KernelContractViolation(kernel, what); \
   } while (0)
+
+// The op's parameters as P. Calling a kernel with another op's parameters
+// (or none) is a contract violation, not a misread.
+template <OpParamsStruct P>
+const P& Params(const KernelArgs& args) {
+  static_assert(sizeof(P) <= kMaxKernelParamBytes && alignof(P) <= alignof(std::max_align_t));
+  MG_KERNEL_CONTRACT(args.params_info == &kParamsInfo<P>, P::kName,
+                     "the kernel was called without these parameters");
+  return *std::launder(reinterpret_cast<const P*>(args.params));
+}
+
+template <OpParamsStruct P>
+void SetParams(KernelArgs& args, const P& params) {
+  static_assert(sizeof(P) <= kMaxKernelParamBytes && alignof(P) <= alignof(std::max_align_t));
+  ::new (static_cast<void*>(args.params)) P(params);
+  args.params_info = &kParamsInfo<P>;
+}
+
+// Decodes a step's wire arrays (info.num_ints / info.num_floats entries) into
+// args. The caller has checked the lengths and that the struct fits.
+inline void SetParamsFromWire(KernelArgs& args, const ParamsInfo& info, const int64_t* ints,
+                              const float* floats) {
+  info.decode(ints, floats, args.params);
+  args.params_info = &info;
+}
 
 }  // namespace moegraph

@@ -42,7 +42,8 @@ StatusOr<bool> MoeChunkPass::Run(Graph& graph) {
       const int64_t begin = std::min<int64_t>(int64_t{i} * chunk, rows);
       const int64_t count = i < key.moe_num_chunk ? std::min<int64_t>(chunk, rows - begin) : 0;
       MG_ASSIGN_OR_RETURN(ValueId slice,
-                          emit.Emit1("slice_rows", {x}, {{"begin", begin}, {"rows", count}},
+                          emit.Emit1("slice_rows", {x},
+                                     ParamsToAttrs(SliceRowsParams{.begin = begin, .rows = count}),
                                      hint + ".in" + std::to_string(i)));
       std::vector<ValueId> operands = op.operands;
       operands[1] = slice;

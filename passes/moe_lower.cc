@@ -3,6 +3,7 @@
 
 #include <unordered_map>
 
+#include "ir/op_registry.h"
 #include "passes/rewrite.h"
 #include "passes/specialize.h"
 
@@ -14,23 +15,23 @@ StatusOr<ValueId> LowerMoe(const Graph& graph, const Op& op, MoePhase phase, OpE
                            const std::string& hint) {
   const ValueId meta = op.operands[0], x = op.operands[1], router = op.operands[2];
   const ValueId gate = op.operands[3], up = op.operands[4], down = op.operands[5];
-  const int64_t top_k = op.IntAttr("top_k");
+  // moe and topk_route share TopkRouteParams: the route is the moe op's.
+  MG_ASSIGN_OR_RETURN(const TopkRouteParams route_params, OpParams<TopkRouteParams>(op));
+  const int64_t top_k = route_params.top_k;
   const int64_t num_experts = graph.type(router).dims[0].size;
+  const AttrMap pairs = ParamsToAttrs(TopKParams{.top_k = top_k});
+  const AttrMap experts = ParamsToAttrs(NumExpertsParams{.num_experts = num_experts});
   MG_ASSIGN_OR_RETURN(ValueId logits, emit.Emit1("linear", {x, router}, {}, hint + ".router"));
-  MG_ASSIGN_OR_RETURN(std::vector<ValueId> route,
-                      emit.Emit("topk_route", {meta, logits},
-                                {{"top_k", top_k},
-                                 {"norm_topk_prob", op.IntAttr("norm_topk_prob")},
-                                 {"row_offset", op.IntAttr("row_offset", 0)}},
-                                hint + ".route"));
+  MG_ASSIGN_OR_RETURN(
+      std::vector<ValueId> route,
+      emit.Emit("topk_route", {meta, logits}, ParamsToAttrs(route_params), hint + ".route"));
   const ValueId ids = route[0], weights = route[1];
   if (phase == MoePhase::kPrefill) {
-    MG_ASSIGN_OR_RETURN(
-        std::vector<ValueId> align,
-        emit.Emit("moe_align", {ids}, {{"num_experts", num_experts}}, hint + ".align"));
+    MG_ASSIGN_OR_RETURN(std::vector<ValueId> align,
+                        emit.Emit("moe_align", {ids}, experts, hint + ".align"));
     const ValueId sorted = align[0], offsets = align[1];
-    MG_ASSIGN_OR_RETURN(
-        ValueId xp, emit.Emit1("moe_permute", {x, sorted}, {{"top_k", top_k}}, hint + ".permuted"));
+    MG_ASSIGN_OR_RETURN(ValueId xp,
+                        emit.Emit1("moe_permute", {x, sorted}, pairs, hint + ".permuted"));
     MG_ASSIGN_OR_RETURN(ValueId g,
                         emit.Emit1("grouped_matmul", {xp, offsets, gate}, {}, hint + ".gate"));
     MG_ASSIGN_OR_RETURN(ValueId u,
@@ -38,15 +39,13 @@ StatusOr<ValueId> LowerMoe(const Graph& graph, const Op& op, MoePhase phase, OpE
     MG_ASSIGN_OR_RETURN(ValueId h, emit.Emit1("silu_mul", {g, u}, {}, hint + ".act"));
     MG_ASSIGN_OR_RETURN(ValueId y,
                         emit.Emit1("grouped_matmul", {h, offsets, down}, {}, hint + ".down"));
-    return emit.Emit1("moe_unpermute_reduce", {y, sorted, weights}, {{"top_k", top_k}},
-                      hint + ".out");
+    return emit.Emit1("moe_unpermute_reduce", {y, sorted, weights}, pairs, hint + ".out");
   }
+  MG_ASSIGN_OR_RETURN(std::vector<ValueId> batch,
+                      emit.Emit("moe_expert_batch", {ids}, experts, hint + ".batch"));
   MG_ASSIGN_OR_RETURN(
-      std::vector<ValueId> batch,
-      emit.Emit("moe_expert_batch", {ids}, {{"num_experts", num_experts}}, hint + ".batch"));
-  MG_ASSIGN_OR_RETURN(ValueId h,
-                      emit.Emit1("expert_batched_gate_up_silu", {x, batch[0], batch[1], gate, up},
-                                 {{"top_k", top_k}}, hint + ".act"));
+      ValueId h, emit.Emit1("expert_batched_gate_up_silu", {x, batch[0], batch[1], gate, up}, pairs,
+                            hint + ".act"));
   MG_ASSIGN_OR_RETURN(ValueId y, emit.Emit1("expert_batched_down", {h, batch[0], batch[1], down},
                                             {}, hint + ".down"));
   return emit.Emit1("moe_combine", {meta, y, weights}, {}, hint + ".out");

@@ -48,8 +48,19 @@ Status ResolveArgument(const ArgRef& ref, const ExecBindings& b, TensorArg& out)
 Status BindStep(const KernelStep& step, const ExecBindings& bindings, int num_threads,
                 std::vector<TensorArg>& args, BoundStep& out) {
   const std::string where = "step '" + step.kernel + "'";
-  if (step.ints.size() > kMaxKernelInts || step.floats.size() > kMaxKernelFloats) {
-    return InvalidArgument(where + " has too many parameters");
+  const OpDef* def = LookupOp(step.kernel);
+  if (def == nullptr) return InvalidArgument(where + " names no op in the registry");
+  // The load-time step check refuses such a plan; a step built by hand may still get here.
+  const size_t num_ints = def->params ? def->params->num_ints : 0;
+  const size_t num_floats = def->params ? def->params->num_floats : 0;
+  if (step.ints.size() != num_ints || step.floats.size() != num_floats) {
+    return InvalidArgument(where + " has " + std::to_string(step.ints.size()) + " ints and " +
+                           std::to_string(step.floats.size()) + " floats, expected " +
+                           std::to_string(num_ints) + " and " + std::to_string(num_floats) +
+                           (def->params ? std::string(" (") + def->params->type_name + ")" : ""));
+  }
+  if (def->params && def->params->size > kMaxKernelParamBytes) {
+    return Internal(where + ": " + def->params->type_name + " does not fit in KernelArgs::params");
   }
   out.first_arg = args.size();
   out.num_in = step.inputs.size();
@@ -63,8 +74,6 @@ Status BindStep(const KernelStep& step, const ExecBindings& bindings, int num_th
     args.emplace_back();
     MG_RETURN_IF_ERROR(ResolveArgument(ref, bindings, args.back()).WithContext(where));
   }
-  const OpDef* def = LookupOp(step.kernel);
-  if (def == nullptr) return InvalidArgument(where + " names no op in the registry");
   out.args = KernelArgs{};
   // Only ops that declare NeedsForwardMeta see the step's metadata.
   out.args.meta = def->Has(kNeedsForwardMeta) ? bindings.meta : nullptr;
@@ -72,8 +81,8 @@ Status BindStep(const KernelStep& step, const ExecBindings& bindings, int num_th
   out.args.num_in = static_cast<int>(out.num_in);
   out.args.num_out = static_cast<int>(out.num_out);
   out.args.num_threads = num_threads;
-  std::copy(step.ints.begin(), step.ints.end(), out.args.ints);
-  std::copy(step.floats.begin(), step.floats.end(), out.args.floats);
+  // Decoded once here: replay hands kernels the struct, not the wire arrays.
+  if (def->params) SetParamsFromWire(out.args, *def->params, step.ints.data(), step.floats.data());
   return Status::Ok();
 }
 

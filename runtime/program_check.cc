@@ -23,12 +23,13 @@ StatusOr<Graph> StepAsGraph(const KernelStep& step) {
   if (!def || !def->Has(kKernel)) {
     return DataLoss("unknown kernel '" + step.kernel + "'");
   }
-  if (step.ints.size() != def->kernel_ints.size() ||
-      step.floats.size() != def->kernel_floats.size()) {
-    return DataLoss("'" + step.kernel + "' takes " + std::to_string(def->kernel_ints.size()) +
-                    " integer and " + std::to_string(def->kernel_floats.size()) +
-                    " float parameters, the step has " + std::to_string(step.ints.size()) +
-                    " and " + std::to_string(step.floats.size()));
+  const size_t num_ints = def->params ? def->params->num_ints : 0;
+  const size_t num_floats = def->params ? def->params->num_floats : 0;
+  if (step.ints.size() != num_ints || step.floats.size() != num_floats) {
+    return DataLoss("'" + step.kernel + "' takes " + std::to_string(num_ints) + " integer and " +
+                    std::to_string(num_floats) + " float parameters, the step has " +
+                    std::to_string(step.ints.size()) + " and " +
+                    std::to_string(step.floats.size()));
   }
   Graph graph("step");
   std::vector<ValueId> operands;
@@ -38,10 +39,14 @@ StatusOr<Graph> StepAsGraph(const KernelStep& step) {
     operands.push_back(graph.AddInput("in" + std::to_string(i), TypeOf(step.inputs[i])));
   }
   AttrMap attrs;
-  for (size_t i = 0; i < def->kernel_ints.size(); ++i)
-    attrs[def->kernel_ints[i]] = step.ints[i];
-  for (size_t i = 0; i < def->kernel_floats.size(); ++i) {
-    attrs[def->kernel_floats[i]] = static_cast<double>(step.floats[i]);
+  if (def->params) {
+    for (const ParamFieldInfo& f : *def->params) {
+      if (f.kind == AttrKind::kInt) {
+        attrs[f.name] = step.ints[f.wire_index];
+      } else {
+        attrs[f.name] = static_cast<double>(step.floats[f.wire_index]);
+      }
+    }
   }
   std::vector<Type> results;
   for (const ArgRef& out : step.outputs)
@@ -54,8 +59,12 @@ StatusOr<Graph> StepAsGraph(const KernelStep& step) {
 
 // The value of kernel parameter `name` of `step` (a param of `def`), if it has one.
 std::optional<int64_t> IntParam(const OpDef& def, const KernelStep& step, const char* name) {
-  for (size_t i = 0; i < def.kernel_ints.size() && i < step.ints.size(); ++i) {
-    if (def.kernel_ints[i] == name) return step.ints[i];
+  if (def.params == nullptr) return std::nullopt;
+  for (const ParamFieldInfo& f : *def.params) {
+    if (f.kind == AttrKind::kInt && std::string_view(f.name) == name &&
+        static_cast<size_t>(f.wire_index) < step.ints.size()) {
+      return step.ints[f.wire_index];
+    }
   }
   return std::nullopt;
 }

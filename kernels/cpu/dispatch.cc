@@ -28,10 +28,6 @@ bool WeightInputs(const KernelStep& step, size_t first, size_t count) {
   return true;
 }
 
-int64_t IntParam(const KernelStep& step, size_t i) {
-  return i < step.ints.size() ? step.ints[i] : 0;
-}
-
 // An optimised kernel and the steps it supports.
 struct OptKernel {
   KernelFn fn = nullptr;
@@ -52,11 +48,13 @@ bool Always(const KernelStep&) {
   return true;
 }
 bool RopeSupported(const KernelStep& step) {
-  return IntParam(step, 0) % 2 == 0;
+  RopeParams p;
+  return DecodeParams(step.ints, step.floats, p) && p.head_dim % 2 == 0;
 }
 bool AttentionSupported(const KernelStep& step) {
-  const int64_t head_dim = IntParam(step, 3);
-  return head_dim > 0 && head_dim % 8 == 0 && head_dim <= 256;
+  AttentionParams p;
+  return DecodeParams(step.ints, step.floats, p) && p.head_dim > 0 && p.head_dim % 8 == 0 &&
+         p.head_dim <= 256;
 }
 
 // Every op the CPU runs. Adding an op adds one line here.

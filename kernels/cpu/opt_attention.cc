@@ -436,12 +436,13 @@ void AttendItem(const AttentionProblem& p, int64_t t, int64_t kv_begin, int64_t 
 }  // namespace
 
 void OptRope(const KernelArgs& args) {
+  const RopeParams& params = Params<RopeParams>(args);
   const float* x = args.in[0].as<const float>();
   float* y = args.out[0].as<float>();
   const int64_t num_rows = NumRows(args.out[0]);
   const int64_t row_size = RowSize(args.out[0]);
-  const int64_t head_dim = args.ints[0];
-  const double theta = args.floats[0];
+  const int64_t head_dim = params.head_dim;
+  const double theta = params.theta;
   const bool ok = args.meta != nullptr && head_dim > 0 && head_dim % 2 == 0 &&
                   head_dim / 2 <= kMaxRopeHalf && row_size % head_dim == 0 &&
                   RowSize(args.in[0]) == row_size;
@@ -472,12 +473,13 @@ void OptRope(const KernelArgs& args) {
 }
 
 void OptAttention(const KernelArgs& args) {
+  const AttentionParams& params = Params<AttentionParams>(args);
   AttentionProblem p;
-  const int64_t layer = args.ints[0];
-  p.num_heads = args.ints[1];
-  p.num_kv_heads = args.ints[2];
-  p.head_dim = args.ints[3];
-  p.scale = args.floats[0];
+  const int64_t layer = params.layer;
+  p.num_heads = params.num_heads;
+  p.num_kv_heads = params.num_kv_heads;
+  p.head_dim = params.head_dim;
+  p.scale = static_cast<float>(params.scale);
   p.q_row = p.num_heads * p.head_dim;
   p.kv_row = p.num_kv_heads * p.head_dim;
   p.meta = args.meta;

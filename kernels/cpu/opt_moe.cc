@@ -335,18 +335,19 @@ void UnpermuteColumns(const float* y, const int32_t* sorted_pairs, const float* 
 }  // namespace
 
 void OptTopkRoute(const KernelArgs& args) {
+  const TopkRouteParams& params = Params<TopkRouteParams>(args);
   const float* logits = args.in[0].as<const float>();
   int32_t* ids = args.out[0].as<int32_t>();
   float* weights = args.out[1].as<float>();
-  const int64_t top_k = args.ints[0];
-  const bool norm_topk_prob = args.ints[1] != 0;
+  const int64_t top_k = params.top_k;
+  const bool norm_topk_prob = params.norm_topk_prob != 0;
   const int64_t num_rows = std::min(NumRows(args.out[0]), NumRows(args.out[1]));
   const int64_t num_experts = RowSize(args.in[0]);
   const bool ok = top_k > 0 && top_k <= kMaxRouteTopK && num_experts <= kMaxRouteExperts &&
                   RowSize(args.out[0]) == top_k && RowSize(args.out[1]) == top_k;
   if (!ok) return RefTopkRoute(args);
   const int64_t num_real =
-      NumRealRowsAt(args, std::min(num_rows, NumRows(args.in[0])), args.ints[2]);
+      NumRealRowsAt(args, std::min(num_rows, NumRows(args.in[0])), params.row_offset);
   // NaN logits make the reference's selection order-dependent: let it decide.
   for (int64_t i = 0; i < num_real * num_experts; ++i) {
     if (std::isnan(logits[i])) return RefTopkRoute(args);
@@ -374,6 +375,7 @@ void OptGroupedMatmulSiluMul(const KernelArgs& args) {
 }
 
 void OptExpertBatchedGateUpSilu(const KernelArgs& args) {
+  const TopKParams& params = Params<TopKParams>(args);
   const TensorArg& gate = args.in[3];
   const TensorArg& up = args.in[4];
   BatchedProblem p;
@@ -382,7 +384,7 @@ void OptExpertBatchedGateUpSilu(const KernelArgs& args) {
   p.k = RowSize(args.in[0]);
   p.n = RowSize(args.out[0]);
   p.num_pairs = NumRows(args.out[0]);
-  p.top_k = args.ints[0];
+  p.top_k = params.top_k;
   p.num_experts = gate.dim(0);
   WType wtype;
   if (p.top_k <= 0 || !simd::ToWType(gate.dtype, &wtype) || up.dtype != gate.dtype ||
@@ -446,7 +448,8 @@ void OptMoeCombine(const KernelArgs& args) {
 }
 
 void OptMoeUnpermuteReduce(const KernelArgs& args) {
-  const int64_t top_k = args.ints[0];
+  const TopKParams& params = Params<TopKParams>(args);
+  const int64_t top_k = params.top_k;
   const int64_t num_tokens = NumRows(args.out[0]);
   const int64_t hidden = RowSize(args.out[0]);
   if (top_k <= 0 || RowSize(args.in[0]) != hidden) return RefMoeUnpermuteReduce(args);

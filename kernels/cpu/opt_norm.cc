@@ -62,6 +62,7 @@ MG_AVX2 void NormRow(const float* x, const float* residual, float* sum, const WE
 // Rows of in[0] (plus in[1] when `with_residual`) normalised by the weight
 // in[last]; false when the reference must run instead.
 bool RunNorm(const KernelArgs& args, bool with_residual) {
+  const RmsNormParams& params = Params<RmsNormParams>(args);
   const TensorArg& x = args.in[0];
   const TensorArg& w = args.in[with_residual ? 2 : 1];
   const int64_t num_rows = ref_detail::NumRows(x);
@@ -69,7 +70,7 @@ bool RunNorm(const KernelArgs& args, bool with_residual) {
   const int64_t w_size = w.numel();
   WType wtype;
   if (!simd::ToWType(w.dtype, &wtype) || w_size <= 0 || row_size % w_size != 0) return false;
-  const float eps = args.floats[0];
+  const float eps = static_cast<float>(params.eps);
   const float* residual = with_residual ? args.in[1].as<const float>() : nullptr;
   float* sum = with_residual ? args.out[0].as<float>() : nullptr;
   float* y = args.out[with_residual ? 1 : 0].as<float>();

@@ -19,12 +19,13 @@ using ref_detail::SeqBlocksValid;
 }  // namespace
 
 void RefRope(const KernelArgs& args) {
+  const RopeParams& params = Params<RopeParams>(args);
   const float* x = args.in[0].as<const float>();
   float* y = args.out[0].as<float>();
   const int64_t num_rows = NumRows(args.out[0]);
   const int64_t row_size = RowSize(args.out[0]);
-  const int64_t head_dim = args.ints[0];
-  const double theta = args.floats[0];
+  const int64_t head_dim = params.head_dim;
+  const double theta = params.theta;
   MG_KERNEL_CONTRACT(args.meta != nullptr && head_dim > 0 && head_dim % 2 == 0 &&
                          row_size % head_dim == 0 && RowSize(args.in[0]) == row_size &&
                          NumRows(args.in[0]) == num_rows,
@@ -58,15 +59,16 @@ void RefRope(const KernelArgs& args) {
 }
 
 void RefAttention(const KernelArgs& args) {
+  const AttentionParams& params = Params<AttentionParams>(args);
   const float* q = args.in[0].as<const float>();
   const float* k = args.in[1].as<const float>();
   const float* v = args.in[2].as<const float>();
   float* out = args.out[0].as<float>();
-  const int64_t layer = args.ints[0];
-  const int64_t num_heads = args.ints[1];
-  const int64_t num_kv_heads = args.ints[2];
-  const int64_t head_dim = args.ints[3];
-  const float scale = args.floats[0];
+  const int64_t layer = params.layer;
+  const int64_t num_heads = params.num_heads;
+  const int64_t num_kv_heads = params.num_kv_heads;
+  const int64_t head_dim = params.head_dim;
+  const float scale = static_cast<float>(params.scale);
   const int64_t num_rows = NumRows(args.out[0]);
   const int64_t q_row = num_heads * head_dim;
   const int64_t kv_row = num_kv_heads * head_dim;

@@ -20,9 +20,10 @@ int64_t RowBytes(const TensorArg& t) {
 }  // namespace
 
 void RefSliceRows(const KernelArgs& args) {
+  const SliceRowsParams& params = Params<SliceRowsParams>(args);
   const TensorArg& x = args.in[0];
   const TensorArg& out = args.out[0];
-  const int64_t begin = args.ints[0];
+  const int64_t begin = params.begin;
   const int64_t num_rows = ref_detail::NumRows(out);
   const int64_t num_x_rows = RowBytes(x) == RowBytes(out) ? ref_detail::NumRows(x) : 0;
   const int64_t row_bytes = RowBytes(out);
@@ -52,9 +53,10 @@ void RefConcatRows(const KernelArgs& args) {
 }
 
 void RefAllGather(const KernelArgs& args) {
+  const AllGatherParams& params = Params<AllGatherParams>(args);
   const TensorArg& out = args.out[0];
   const int64_t out_bytes = NumBytes(out);
-  const int64_t copied = args.ints[0] == 1 ? std::min(NumBytes(args.in[0]), out_bytes) : 0;
+  const int64_t copied = params.world_size == 1 ? std::min(NumBytes(args.in[0]), out_bytes) : 0;
   if (copied > 0) std::memcpy(out.data, args.in[0].data, copied);
   if (copied < out_bytes)
     std::memset(static_cast<unsigned char*>(out.data) + copied, 0, out_bytes - copied);

@@ -135,14 +135,15 @@ void GroupedMatmul(const KernelArgs& args, const TensorArg& wg, const TensorArg*
 }  // namespace
 
 void RefMoe(const KernelArgs& args) {
+  const TopkRouteParams& params = Params<TopkRouteParams>(args);
   const float* x = args.in[0].as<const float>();
   const TensorArg& router = args.in[1];
   const TensorArg& gate = args.in[2];
   const TensorArg& up = args.in[3];
   const TensorArg& down = args.in[4];
   float* out = args.out[0].as<float>();
-  const int64_t top_k = args.ints[0];
-  const bool norm_topk_prob = args.ints[1] != 0;
+  const int64_t top_k = params.top_k;
+  const bool norm_topk_prob = params.norm_topk_prob != 0;
   const int64_t num_rows = NumRows(args.out[0]);
   const int64_t hidden = RowSize(args.out[0]);
   const int64_t num_experts = router.dim(0);
@@ -155,7 +156,7 @@ void RefMoe(const KernelArgs& args) {
   CheckStackedWeight("moe", gate, num_experts, inter, hidden);
   CheckStackedWeight("moe", up, num_experts, inter, hidden);
   CheckStackedWeight("moe", down, num_experts, hidden, inter);
-  const int64_t num_real = NumRealRowsAt(args, num_rows, args.ints[2]);
+  const int64_t num_real = NumRealRowsAt(args, num_rows, params.row_offset);
 #pragma omp parallel for num_threads(args.num_threads)
   for (int64_t t = 0; t < num_rows; ++t) {
     float* out_row = out + t * hidden;
@@ -190,17 +191,18 @@ void RefMoe(const KernelArgs& args) {
 }
 
 void RefTopkRoute(const KernelArgs& args) {
+  const TopkRouteParams& params = Params<TopkRouteParams>(args);
   const float* logits = args.in[0].as<const float>();
   int32_t* ids = args.out[0].as<int32_t>();
   float* weights = args.out[1].as<float>();
-  const int64_t top_k = args.ints[0];
-  const bool norm_topk_prob = args.ints[1] != 0;
+  const int64_t top_k = params.top_k;
+  const bool norm_topk_prob = params.norm_topk_prob != 0;
   const int64_t num_rows = NumRows(args.in[0]);
   const int64_t num_experts = RowSize(args.in[0]);
   MG_KERNEL_CONTRACT(top_k > 0 && RowSize(args.out[0]) == top_k && RowSize(args.out[1]) == top_k &&
                          NumRows(args.out[0]) == num_rows && NumRows(args.out[1]) == num_rows,
                      "topk_route", "ids and weights must be [T, top_k] for logits [T, E]");
-  const int64_t num_real = NumRealRowsAt(args, num_rows, args.ints[2]);
+  const int64_t num_real = NumRealRowsAt(args, num_rows, params.row_offset);
 #pragma omp parallel for num_threads(args.num_threads)
   for (int64_t t = 0; t < num_rows; ++t) {
     int32_t* ids_row = ids + t * top_k;
@@ -215,13 +217,14 @@ void RefTopkRoute(const KernelArgs& args) {
 }
 
 void RefMoeAlign(const KernelArgs& args) {
+  const NumExpertsParams& params = Params<NumExpertsParams>(args);
   const int32_t* ids = args.in[0].as<const int32_t>();
   const int64_t num_pairs = args.in[0].numel();
   int32_t* sorted_pairs = args.out[0].as<int32_t>();
   const int64_t num_sorted = args.out[0].numel();
   int32_t* offsets = args.out[1].as<int32_t>();
   const int64_t num_offsets = args.out[1].numel();
-  const int64_t num_experts = args.ints[0];
+  const int64_t num_experts = params.num_experts;
   std::fill(sorted_pairs, sorted_pairs + num_sorted, -1);
   std::fill(offsets, offsets + num_offsets, 0);
   if (num_experts < 0 || num_offsets < num_experts + 1) return;
@@ -250,10 +253,11 @@ void RefMoeAlign(const KernelArgs& args) {
 }
 
 void RefMoePermute(const KernelArgs& args) {
+  const TopKParams& params = Params<TopKParams>(args);
   const float* x = args.in[0].as<const float>();
   const int32_t* sorted_pairs = args.in[1].as<const int32_t>();
   float* out = args.out[0].as<float>();
-  const int64_t top_k = args.ints[0];
+  const int64_t top_k = params.top_k;
   const int64_t num_rows = NumRows(args.out[0]);
   const int64_t hidden = RowSize(args.out[0]);
   const int64_t num_tokens = RowSize(args.in[0]) == hidden ? NumRows(args.in[0]) : 0;
@@ -280,11 +284,12 @@ void RefGroupedMatmulSiluMul(const KernelArgs& args) {
 }
 
 void RefMoeUnpermuteReduce(const KernelArgs& args) {
+  const TopKParams& params = Params<TopKParams>(args);
   const float* y = args.in[0].as<const float>();
   const int32_t* sorted_pairs = args.in[1].as<const int32_t>();
   const float* route_weights = args.in[2].as<const float>();
   float* out = args.out[0].as<float>();
-  const int64_t top_k = args.ints[0];
+  const int64_t top_k = params.top_k;
   const int64_t num_tokens = NumRows(args.out[0]);
   const int64_t hidden = RowSize(args.out[0]);
   const bool ok = top_k > 0 && RowSize(args.in[0]) == hidden;
@@ -312,13 +317,14 @@ void RefMoeUnpermuteReduce(const KernelArgs& args) {
 }
 
 void RefMoeExpertBatch(const KernelArgs& args) {
+  const NumExpertsParams& params = Params<NumExpertsParams>(args);
   const int32_t* ids = args.in[0].as<const int32_t>();
   const int64_t num_pairs = args.in[0].numel();
   int32_t* batch_experts = args.out[0].as<int32_t>();
   int32_t* batch_pairs = args.out[1].as<int32_t>();
   const int64_t num_slots = NumRows(args.out[0]);
   const int64_t pairs_per_slot = RowSize(args.out[1]);
-  const int64_t num_experts = args.ints[0];
+  const int64_t num_experts = params.num_experts;
   std::fill(batch_pairs, batch_pairs + args.out[1].numel(), -1);
 
   // Slot s gets the smallest routed expert above slot s-1's: no "used" bitmap
@@ -346,13 +352,14 @@ void RefMoeExpertBatch(const KernelArgs& args) {
 }
 
 void RefExpertBatchedGateUpSilu(const KernelArgs& args) {
+  const TopKParams& params = Params<TopKParams>(args);
   const float* x = args.in[0].as<const float>();
   const int32_t* batch_experts = args.in[1].as<const int32_t>();
   const int32_t* batch_pairs = args.in[2].as<const int32_t>();
   const TensorArg& gate = args.in[3];
   const TensorArg& up = args.in[4];
   float* h = args.out[0].as<float>();
-  const int64_t top_k = args.ints[0];
+  const int64_t top_k = params.top_k;
   const int64_t num_pairs = NumRows(args.out[0]);
   const int64_t inter = RowSize(args.out[0]);
   const int64_t num_tokens = NumRows(args.in[0]);

@@ -32,13 +32,14 @@ void CheckNormWeight(const char* kernel, const TensorArg& x, const TensorArg& w)
 }  // namespace
 
 void RefRmsNorm(const KernelArgs& args) {
+  const RmsNormParams& params = Params<RmsNormParams>(args);
   const TensorArg& x = args.in[0];
   const TensorArg& w = args.in[1];
   float* y = args.out[0].as<float>();
   const int64_t num_rows = ref_detail::NumRows(x);
   const int64_t row_size = ref_detail::RowSize(x);
   CheckNormWeight("rms_norm", x, w);
-  const float eps = args.floats[0];
+  const float eps = static_cast<float>(params.eps);
 #pragma omp parallel for num_threads(args.num_threads)
   for (int64_t r = 0; r < num_rows; ++r) {
     float* y_row = y + r * row_size;
@@ -47,6 +48,7 @@ void RefRmsNorm(const KernelArgs& args) {
 }
 
 void RefAddRmsNorm(const KernelArgs& args) {
+  const RmsNormParams& params = Params<RmsNormParams>(args);
   const TensorArg& x = args.in[0];
   const float* residual = args.in[1].as<const float>();
   const TensorArg& w = args.in[2];
@@ -55,7 +57,7 @@ void RefAddRmsNorm(const KernelArgs& args) {
   const int64_t num_rows = ref_detail::NumRows(x);
   const int64_t row_size = ref_detail::RowSize(x);
   CheckNormWeight("add_rms_norm", x, w);
-  const float eps = args.floats[0];
+  const float eps = static_cast<float>(params.eps);
 #pragma omp parallel for num_threads(args.num_threads)
   for (int64_t r = 0; r < num_rows; ++r) {
     float* sum_row = sum + r * row_size;

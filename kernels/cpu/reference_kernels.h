@@ -18,6 +18,8 @@
 //    padding or on out-of-range ids (data, not shape): an invalid index
 //    zeroes what it would have produced.
 //  - OpenMP loops run with args.num_threads threads.
+//  - An op's parameters are its params struct (ir/op_params.h), read with
+//    Params<FooParams>(args); the struct is named below as "params: Foo".
 #pragma once
 
 #include <cmath>
@@ -37,11 +39,11 @@ void RefEmbedding(const KernelArgs& args);
 
 // in[0] x [R, C], in[1] w [D] weight with C % D == 0 -> out[0] [R, C].
 // Each group of D consecutive values: y = x / sqrt(mean(x^2) + eps) * w.
-// floats[0] = eps.
+// params: RmsNormParams (eps).
 void RefRmsNorm(const KernelArgs& args);
 
 // in[0] x [R, C], in[1] residual [R, C], in[2] w [D] -> out[0] sum = x + residual
-// [R, C], out[1] RmsNorm(sum) [R, C]. floats[0] = eps.
+// [R, C], out[1] RmsNorm(sum) [R, C]. params: RmsNormParams (eps).
 void RefAddRmsNorm(const KernelArgs& args);
 
 // in[0] a, in[1] b (same shape) -> out[0] a + b.
@@ -67,16 +69,16 @@ void RefMlp(const KernelArgs& args);
 
 // ---- Attention (ref_attention.cc) ---------------------------------------------
 
-// in[0] x [T, num_heads * head_dim] -> out[0] same shape. ints[0] = head_dim,
-// floats[0] = theta. NeoX rotate_half over the full head_dim at position
+// in[0] x [T, num_heads * head_dim] -> out[0] same shape. params: RopeParams
+// (head_dim, theta). NeoX rotate_half over the full head_dim at position
 // meta->positions[t]: for i < hd/2, inv_freq = 1/theta^(2i/hd),
 // y[i] = x[i] cos - x[i+hd/2] sin, y[i+hd/2] = x[i+hd/2] cos + x[i] sin.
 // Requires meta (null meta: zeros).
 void RefRope(const KernelArgs& args);
 
 // in[0] q [T, nh * hd], in[1] k [T, nkv * hd], in[2] v [T, nkv * hd]
-// -> out[0] [T, nh * hd]. ints[0] = layer, ints[1] = num_heads (nh),
-// ints[2] = num_kv_heads (nkv), ints[3] = head_dim (hd); floats[0] = scale.
+// -> out[0] [T, nh * hd]. params: AttentionParams (layer, num_heads = nh,
+// num_kv_heads = nkv, head_dim = hd, scale).
 // 1. Writes k[t], v[t] of every real token with slot_mapping[t] >= 0 into the
 //    paged cache of `layer`.
 // 2. Each real token t of sequence batch_id_per_token[t] at position
@@ -106,25 +108,25 @@ constexpr int kRefMaxExperts = 4096;
 // in[0] x [T, H], in[1] router [E, H] weight, in[2] gate stacked [E, I, H],
 // in[3] up stacked [E, I, H], in[4] down stacked [E, H, I] -> out[0] [T, H]
 // = sum_j weight_j * down_e(silu(gate_e x) * up_e x).
-// ints[0] = top_k (<= kRefMaxTopK), ints[1] = norm_topk_prob, ints[2] = row_offset.
+// params: TopkRouteParams (top_k <= kRefMaxTopK, norm_topk_prob, row_offset).
 // E > kRefMaxExperts or top_k > kRefMaxTopK: zeros. Hidden rows are chunked as
 // in RefMlp.
 void RefMoe(const KernelArgs& args);
 
 // in[0] logits [T, E] -> out[0] ids [T, k] i32, out[1] weights [T, k] f32.
-// ints[0] = top_k, ints[1] = norm_topk_prob, ints[2] = row_offset.
+// params: TopkRouteParams (top_k, norm_topk_prob, row_offset).
 // Padding rows (and routes j >= E): id -1, weight 0.
 void RefTopkRoute(const KernelArgs& args);
 
 // in[0] ids [T, k] i32 -> out[0] sorted_pairs [T * k] i32, out[1]
-// expert_offsets [E + 1] i32. ints[0] = num_experts (E).
+// expert_offsets [E + 1] i32. params: NumExpertsParams (num_experts = E).
 // sorted_pairs lists the pairs with a valid id grouped by expert ascending,
 // ascending p within an expert, then -1. expert_offsets[e] = start of expert
 // e's group, expert_offsets[E] = number of valid pairs. Ids outside [0, E) are
 // treated as -1.
 void RefMoeAlign(const KernelArgs& args);
 
-// in[0] x [T, H], in[1] sorted_pairs [P] i32 -> out[0] [P, H]; ints[0] = top_k.
+// in[0] x [T, H], in[1] sorted_pairs [P] i32 -> out[0] [P, H]; params: TopKParams.
 // Row i = x[sorted_pairs[i] / top_k]; zeros for -1 (or out-of-range) pairs.
 void RefMoePermute(const KernelArgs& args);
 
@@ -140,13 +142,13 @@ void RefGroupedMatmul(const KernelArgs& args);
 void RefGroupedMatmulSiluMul(const KernelArgs& args);
 
 // in[0] y [P, H], in[1] sorted_pairs [P] i32, in[2] route_weights [T, k] f32
-// -> out[0] [T, H]; ints[0] = top_k. out = 0, then for i ascending with
+// -> out[0] [T, H]; params: TopKParams. out = 0, then for i ascending with
 // p = sorted_pairs[i] >= 0: out[p / k] += route_weights[p] * y[i].
 void RefMoeUnpermuteReduce(const KernelArgs& args);
 
 // Decode layout: experts outer, their tokens inner.
 // in[0] ids [T, k] i32 -> out[0] batch_experts [S] i32, out[1] batch_pairs
-// [S, T] i32, with S = out[0] dim 0 = min(E, T * k). ints[0] = num_experts.
+// [S, T] i32, with S = out[0] dim 0 = min(E, T * k). params: NumExpertsParams.
 // The distinct experts used, ascending, one per slot, then -1. batch_pairs[s]
 // lists the pairs routed to slot s's expert ascending, then -1. Ids outside
 // [0, E) are treated as -1.
@@ -154,7 +156,7 @@ void RefMoeExpertBatch(const KernelArgs& args);
 
 // in[0] x [T, H], in[1] batch_experts [S] i32, in[2] batch_pairs [S, T] i32,
 // in[3] wg stacked [E, I, H], in[4] wu stacked [E, I, H] -> out[0] h [T * k, I];
-// ints[0] = top_k. h[p] = silu(wg_e x[p / k]) * (wu_e x[p / k]) for every pair
+// params: TopKParams. h[p] = silu(wg_e x[p / k]) * (wu_e x[p / k]) for every pair
 // p of every slot with expert e >= 0; rows not written are zeros.
 void RefExpertBatchedGateUpSilu(const KernelArgs& args);
 
@@ -170,14 +172,15 @@ void RefMoeCombine(const KernelArgs& args);
 // ---- Layout (ref_layout.cc): any dtype, copied as bytes; no padding rule -------
 
 // in[0] x [R, ...] -> out[0] [rows, ...] (rows = out dim 0): rows
-// [begin, begin + rows) of x, ints[0] = begin; rows outside [0, R) are zeros.
+// [begin, begin + rows) of x (params: SliceRowsParams; the kernel reads
+// begin); rows outside [0, R) are zeros.
 void RefSliceRows(const KernelArgs& args);
 
 // in[0..num_in) each [R_i, ...] -> out[0] [sum R_i, ...].
 void RefConcatRows(const KernelArgs& args);
 
-// Single-rank all-gather: in[0] -> out[0] copy. ints[0] = world_size; any value
-// but 1 leaves out[0] zeroed (the compiler rejects it before this).
+// Single-rank all-gather: in[0] -> out[0] copy. params: AllGatherParams; a
+// world_size other than 1 leaves out[0] zeroed (the compiler rejects it before this).
 void RefAllGather(const KernelArgs& args);
 
 // ---- Helpers shared by the reference kernels ----------------------------------

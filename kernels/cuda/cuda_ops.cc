@@ -201,26 +201,28 @@ bool NormShapeOk(const TensorArg& x, const TensorArg& w) {
 }
 
 Status RunRmsNorm(const KernelArgs& a, const CudaStepContext& ctx) {
+  const RmsNormParams& params = Params<RmsNormParams>(a);
   const TensorArg& x = a.in[0];
   const TensorArg& w = a.in[1];
   if (!NormShapeOk(x, w)) return ContractViolation("rms_norm", "weight size must divide the row");
   const int64_t row_limit = NumRows(x);
-  return Check(
-      LaunchRmsNorm(F32In(x), nullptr, w.data, w.dtype, w.numel(), a.floats[0], nullptr,
-                    F32Out(a.out[0]), NumRows(x), RowSize(x), row_limit, a.meta, ctx.stream),
-      "rms_norm");
+  return Check(LaunchRmsNorm(F32In(x), nullptr, w.data, w.dtype, w.numel(),
+                             static_cast<float>(params.eps), nullptr, F32Out(a.out[0]), NumRows(x),
+                             RowSize(x), row_limit, a.meta, ctx.stream),
+               "rms_norm");
 }
 
 Status RunAddRmsNorm(const KernelArgs& a, const CudaStepContext& ctx) {
+  const RmsNormParams& params = Params<RmsNormParams>(a);
   const TensorArg& x = a.in[0];
   const TensorArg& w = a.in[2];
   if (!NormShapeOk(x, w)) {
     return ContractViolation("add_rms_norm", "weight size must divide the row");
   }
   const int64_t row_limit = NumRows(x);
-  return Check(LaunchRmsNorm(F32In(x), F32In(a.in[1]), w.data, w.dtype, w.numel(), a.floats[0],
-                             F32Out(a.out[0]), F32Out(a.out[1]), NumRows(x), RowSize(x), row_limit,
-                             a.meta, ctx.stream),
+  return Check(LaunchRmsNorm(F32In(x), F32In(a.in[1]), w.data, w.dtype, w.numel(),
+                             static_cast<float>(params.eps), F32Out(a.out[0]), F32Out(a.out[1]),
+                             NumRows(x), RowSize(x), row_limit, a.meta, ctx.stream),
                "add_rms_norm");
 }
 
@@ -294,22 +296,25 @@ size_t MlpScratch(const KernelArgs& a, int parts) {
 }
 
 Status RunRope(const KernelArgs& a, const CudaStepContext& ctx) {
+  const RopeParams& params = Params<RopeParams>(a);
   const int64_t num_rows = NumRows(a.out[0]);
   const int64_t row_size = RowSize(a.out[0]);
-  const int64_t head_dim = a.ints[0];
+  const int64_t head_dim = params.head_dim;
   const bool ok = a.meta != nullptr && head_dim > 0 && head_dim % 2 == 0 &&
                   row_size % head_dim == 0 && RowSize(a.in[0]) == row_size &&
                   NumRows(a.in[0]) == num_rows;
   if (!ok) return ContractViolation("rope", "needs meta, an even head_dim dividing the row");
   const int64_t row_limit = num_rows;
   return Check(LaunchRope(F32In(a.in[0]), F32Out(a.out[0]), num_rows, row_size, head_dim,
-                          a.floats[0], row_limit, a.meta, ctx.stream),
+                          static_cast<float>(params.theta), row_limit, a.meta, ctx.stream),
                "rope");
 }
 
 Status RunAttention(const KernelArgs& a, const CudaStepContext& ctx) {
-  const int64_t layer = a.ints[0], num_heads = a.ints[1], num_kv_heads = a.ints[2];
-  const int64_t head_dim = a.ints[3];
+  const AttentionParams& params = Params<AttentionParams>(a);
+  const int64_t layer = params.layer, num_heads = params.num_heads,
+                num_kv_heads = params.num_kv_heads;
+  const int64_t head_dim = params.head_dim;
   const int64_t num_rows = NumRows(a.out[0]);
   const int64_t q_row = num_heads * head_dim, kv_row = num_kv_heads * head_dim;
   const KvCacheView* kv = a.kv;
@@ -333,11 +338,11 @@ Status RunAttention(const KernelArgs& a, const CudaStepContext& ctx) {
   MG_RETURN_IF_ERROR(Check(LaunchKvCacheWrite(F32In(a.in[1]), F32In(a.in[2]), row_limit, kv_row,
                                               cache, row_limit, a.meta, ctx.stream),
                            "KV cache write"));
-  return Check(
-      LaunchPagedAttention(F32In(a.in[0]), cache, F32Out(a.out[0]), num_rows,
-                           static_cast<int>(num_heads), static_cast<int>(num_kv_heads),
-                           static_cast<int>(head_dim), a.floats[0], row_limit, a.meta, ctx.stream),
-      "paged attention");
+  return Check(LaunchPagedAttention(F32In(a.in[0]), cache, F32Out(a.out[0]), num_rows,
+                                    static_cast<int>(num_heads), static_cast<int>(num_kv_heads),
+                                    static_cast<int>(head_dim), static_cast<float>(params.scale),
+                                    row_limit, a.meta, ctx.stream),
+               "paged attention");
 }
 
 Status RunGatherLast(const KernelArgs& a, const CudaStepContext& ctx) {
@@ -351,27 +356,31 @@ Status RunGatherLast(const KernelArgs& a, const CudaStepContext& ctx) {
 }
 
 Status RunTopkRoute(const KernelArgs& a, const CudaStepContext& ctx) {
-  const int64_t top_k = a.ints[0];
+  const TopkRouteParams& params = Params<TopkRouteParams>(a);
+  const int64_t top_k = params.top_k;
   const bool ok = top_k > 0 && RowSize(a.out[0]) == top_k && RowSize(a.out[1]) == top_k;
   if (!ok) return ContractViolation("topk_route", "ids and weights must be [T, top_k]");
   const int64_t num_rows = std::min(NumRows(a.out[0]), NumRows(a.out[1]));
-  return Check(LaunchTopkRoute(F32In(a.in[0]), RowSize(a.in[0]), I32Out(a.out[0]), F32Out(a.out[1]),
-                               num_rows, static_cast<int>(top_k), a.ints[1] != 0, a.ints[2],
-                               std::min(num_rows, NumRows(a.in[0])), a.meta, ctx.stream),
-               "topk_route");
+  return Check(
+      LaunchTopkRoute(F32In(a.in[0]), RowSize(a.in[0]), I32Out(a.out[0]), F32Out(a.out[1]),
+                      num_rows, static_cast<int>(top_k), params.norm_topk_prob != 0,
+                      params.row_offset, std::min(num_rows, NumRows(a.in[0])), a.meta, ctx.stream),
+      "topk_route");
 }
 
 Status RunMoeAlign(const KernelArgs& a, const CudaStepContext& ctx) {
+  const NumExpertsParams& params = Params<NumExpertsParams>(a);
   return Check(LaunchMoeAlign(I32In(a.in[0]), a.in[0].numel(), I32Out(a.out[0]), a.out[0].numel(),
-                              I32Out(a.out[1]), a.out[1].numel(), a.ints[0], ctx.stream),
+                              I32Out(a.out[1]), a.out[1].numel(), params.num_experts, ctx.stream),
                "moe_align");
 }
 
 Status RunMoePermute(const KernelArgs& a, const CudaStepContext& ctx) {
+  const TopKParams& params = Params<TopKParams>(a);
   const int64_t hidden = RowSize(a.out[0]);
   const int64_t num_tokens = RowSize(a.in[0]) == hidden ? NumRows(a.in[0]) : 0;
   return Check(LaunchMoePermute(F32In(a.in[0]), num_tokens, I32In(a.in[1]), a.in[1].numel(),
-                                static_cast<int>(a.ints[0]), F32Out(a.out[0]), NumRows(a.out[0]),
+                                static_cast<int>(params.top_k), F32Out(a.out[0]), NumRows(a.out[0]),
                                 hidden, ctx.stream),
                "moe_permute");
 }
@@ -420,7 +429,8 @@ Status RunGroupedMatmulSiluMul(const KernelArgs& a, const CudaStepContext& ctx) 
 }
 
 Status RunMoeUnpermuteReduce(const KernelArgs& a, const CudaStepContext& ctx) {
-  const int64_t top_k = a.ints[0];
+  const TopKParams& params = Params<TopKParams>(a);
+  const int64_t top_k = params.top_k;
   const int64_t hidden = RowSize(a.out[0]);
   if (top_k <= 0 || RowSize(a.in[0]) != hidden) {
     return ContractViolation("moe_unpermute_reduce", "y [P, H] for out [T, H], top_k > 0");
@@ -433,15 +443,17 @@ Status RunMoeUnpermuteReduce(const KernelArgs& a, const CudaStepContext& ctx) {
 }
 
 Status RunMoeExpertBatch(const KernelArgs& a, const CudaStepContext& ctx) {
+  const NumExpertsParams& params = Params<NumExpertsParams>(a);
   return Check(LaunchMoeExpertBatch(I32In(a.in[0]), a.in[0].numel(), I32Out(a.out[0]),
                                     NumRows(a.out[0]), I32Out(a.out[1]), NumRows(a.out[1]),
-                                    RowSize(a.out[1]), a.ints[0], ctx.stream),
+                                    RowSize(a.out[1]), params.num_experts, ctx.stream),
                "moe_expert_batch");
 }
 
 Status RunExpertBatchedGateUpSilu(const KernelArgs& a, const CudaStepContext& ctx) {
+  const TopKParams& params = Params<TopKParams>(a);
   const TensorArg &gate = a.in[3], &up = a.in[4];
-  const int64_t top_k = a.ints[0];
+  const int64_t top_k = params.top_k;
   const int64_t num_pairs = NumRows(a.out[0]);
   const int64_t inter = RowSize(a.out[0]);
   const int64_t hidden = RowSize(a.in[0]);
@@ -519,11 +531,12 @@ struct MoeLayout {
 };
 
 MoeLayout PlanMoe(const KernelArgs& a, int parts) {
+  const TopkRouteParams& params = Params<TopkRouteParams>(a);
   const int64_t num_rows = NumRows(a.out[0]);
   const int64_t hidden = RowSize(a.out[0]);
   const int64_t num_experts = a.in[1].dim(0);
   const int64_t inter = a.in[2].dim(1);
-  const int64_t num_pairs = num_rows * std::max<int64_t>(a.ints[0], 0);
+  const int64_t num_pairs = num_rows * std::max<int64_t>(params.top_k, 0);
   MoeLayout l;
   auto take = [&](size_t bytes) {
     const size_t at = l.total;
@@ -547,8 +560,9 @@ size_t MoeScratch(const KernelArgs& a, int parts) {
 }
 
 Status RunMoe(const KernelArgs& a, const CudaStepContext& ctx) {
+  const TopkRouteParams& params = Params<TopkRouteParams>(a);
   const TensorArg &router = a.in[1], &gate = a.in[2], &up = a.in[3], &down = a.in[4];
-  const int64_t top_k = a.ints[0];
+  const int64_t top_k = params.top_k;
   const int64_t num_rows = NumRows(a.out[0]);
   const int64_t hidden = RowSize(a.out[0]);
   const int64_t num_experts = router.dim(0);
@@ -578,10 +592,10 @@ Status RunMoe(const KernelArgs& a, const CudaStepContext& ctx) {
   // Logits of rows past x_rows are never read: top-k masks them.
   MG_RETURN_IF_ERROR(RunLinear(ctx, s + l.linear, l.total - l.linear, x, x_rows, hidden, router,
                                nullptr, num_experts, logits, x_rows, nullptr));
-  MG_RETURN_IF_ERROR(
-      Check(LaunchTopkRoute(logits, num_experts, ids, weights, num_rows, static_cast<int>(top_k),
-                            a.ints[1] != 0, a.ints[2], x_rows, a.meta, ctx.stream),
-            "moe routing"));
+  MG_RETURN_IF_ERROR(Check(
+      LaunchTopkRoute(logits, num_experts, ids, weights, num_rows, static_cast<int>(top_k),
+                      params.norm_topk_prob != 0, params.row_offset, x_rows, a.meta, ctx.stream),
+      "moe routing"));
   MG_RETURN_IF_ERROR(Check(LaunchMoeAlign(ids, num_pairs, sorted, num_pairs, offsets,
                                           num_experts + 1, num_experts, ctx.stream),
                            "moe align"));
@@ -630,8 +644,9 @@ Status Fill0(void* dst, int64_t bytes, cudaStream_t stream) {
 }
 
 Status RunSliceRows(const KernelArgs& a, const CudaStepContext& ctx) {
+  const SliceRowsParams& params = Params<SliceRowsParams>(a);
   const TensorArg &x = a.in[0], &out = a.out[0];
-  const int64_t begin = a.ints[0];
+  const int64_t begin = params.begin;
   const int64_t num_rows = NumRows(out);
   const int64_t num_x_rows = RowBytes(x) == RowBytes(out) ? NumRows(x) : 0;
   const int64_t row_bytes = RowBytes(out);
@@ -663,8 +678,9 @@ Status RunConcatRows(const KernelArgs& a, const CudaStepContext& ctx) {
 // Single rank: a copy (world_size 1) or zeros, as RefAllGather. Multi-rank
 // all-gather goes through runtime/communicator.h, not this table.
 Status RunAllGather(const KernelArgs& a, const CudaStepContext& ctx) {
+  const AllGatherParams& params = Params<AllGatherParams>(a);
   const int64_t out_bytes = NumBytes(a.out[0]);
-  const int64_t copied = a.ints[0] == 1 ? std::min(NumBytes(a.in[0]), out_bytes) : 0;
+  const int64_t copied = params.world_size == 1 ? std::min(NumBytes(a.in[0]), out_bytes) : 0;
   MG_RETURN_IF_ERROR(Copy(a.out[0].data, a.in[0].data, copied, ctx.stream));
   return Fill0(static_cast<unsigned char*>(a.out[0].data) + copied, out_bytes - copied, ctx.stream);
 }
@@ -722,8 +738,12 @@ std::string CudaUnsupportedReason(const KernelStep& step) {
   }
   std::string why;
   if (LookupCudaKernel(step.kernel, &why).run == nullptr) return why;
-  if (step.ints.size() > kMaxKernelInts || step.floats.size() > kMaxKernelFloats) {
-    return "step '" + step.kernel + "' has too many parameters";
+  const size_t num_ints = def->params ? def->params->num_ints : 0;
+  const size_t num_floats = def->params ? def->params->num_floats : 0;
+  if (step.ints.size() != num_ints || step.floats.size() != num_floats) {
+    return "step '" + step.kernel + "' has " + std::to_string(step.ints.size()) + " ints and " +
+           std::to_string(step.floats.size()) + " floats, expected " + std::to_string(num_ints) +
+           " and " + std::to_string(num_floats);
   }
   return "";
 }

@@ -50,10 +50,73 @@ TEST(BindStepTest, OnlyForwardMetaOpsSeeTheMeta) {
     if (def->Has(kWeight)) continue;
     KernelStep step;
     step.kernel = def->name;
+    if (def->params) {
+      step.ints.assign(def->params->num_ints, 1);
+      step.floats.assign(def->params->num_floats, 1.0f);
+    }
     BoundStep bound;
     ASSERT_TRUE(BindStep(step, bindings, 1, args, bound).ok()) << def->name;
     EXPECT_EQ(bound.args.meta != nullptr, def->Has(kNeedsForwardMeta)) << def->name;
   }
+}
+
+// BindStep decodes the step's wire parameters once; kernels read the struct.
+TEST(BindStepTest, DecodesTheOpsParamsStruct) {
+  std::vector<std::byte> arena(4096);
+  ExecBindings bindings;
+  bindings.arena = arena.data();
+  bindings.arena_bytes = arena.size();
+  KernelStep step;
+  step.kernel = "attention";
+  step.inputs = {Arena(0, {2, 16}), Arena(128, {2, 8}), Arena(256, {2, 8})};
+  step.outputs = {Arena(384, {2, 16})};
+  EncodeParams(
+      AttentionParams{.layer = 2, .num_heads = 4, .num_kv_heads = 2, .head_dim = 4, .scale = 0.5},
+      step.ints, step.floats);
+  std::vector<TensorArg> args;
+  BoundStep bound;
+  ASSERT_TRUE(BindStep(step, bindings, 1, args, bound).ok());
+  EXPECT_EQ(bound.args.params_info, &kParamsInfo<AttentionParams>);
+  const AttentionParams& p = Params<AttentionParams>(bound.args);
+  EXPECT_EQ(p.layer, 2);
+  EXPECT_EQ(p.num_heads, 4);
+  EXPECT_EQ(p.num_kv_heads, 2);
+  EXPECT_EQ(p.head_dim, 4);
+  EXPECT_EQ(p.scale, 0.5);
+  // A copy of the bound arguments (replay keeps them in a vector) keeps the struct.
+  const KernelArgs copy = bound.args;
+  EXPECT_EQ(Params<AttentionParams>(copy).head_dim, 4);
+
+  // An op without parameters binds none.
+  KernelStep add;
+  add.kernel = "add";
+  add.inputs = {Arena(0, {2, 4}), Arena(64, {2, 4})};
+  add.outputs = {Arena(128, {2, 4})};
+  ASSERT_TRUE(BindStep(add, bindings, 1, args, bound).ok());
+  EXPECT_EQ(bound.args.params_info, nullptr);
+}
+
+TEST(BindStepTest, WrongParameterCountsAreAnError) {
+  ExecBindings bindings;
+  KernelStep step;
+  step.kernel = "rope";
+  step.ints = {64};  // theta missing
+  std::vector<TensorArg> args;
+  BoundStep bound;
+  const Status status = BindStep(step, bindings, 1, args, bound);
+  EXPECT_FALSE(status.ok());
+  EXPECT_NE(status.ToString().find("has 1 ints and 0 floats, expected 1 and 1 (RopeParams)"),
+            std::string::npos)
+      << status.ToString();
+}
+
+TEST(BindStepDeathTest, ReadingAnotherOpsParamsIsAContractViolation) {
+  KernelArgs args;
+  SetParams(args, RopeParams{.head_dim = 64, .theta = 1e6});
+  EXPECT_EQ(Params<RopeParams>(args).head_dim, 64);
+  EXPECT_DEATH(Params<AttentionParams>(args),
+               "kernel 'AttentionParams' called against its contract");
+  EXPECT_DEATH(Params<TopKParams>(KernelArgs{}), "kernel 'TopKParams' called against its contract");
 }
 
 TEST(BindStepTest, UnknownKernelIsAnError) {

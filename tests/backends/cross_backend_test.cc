@@ -189,12 +189,11 @@ class CaseBuilder {
     c_.step.outputs.push_back(Slot(dtype, std::move(shape)));
     return *this;
   }
-  CaseBuilder& Ints(std::vector<int64_t> ints) {
-    c_.step.ints = std::move(ints);
-    return *this;
-  }
-  CaseBuilder& Floats(std::vector<float> floats) {
-    c_.step.floats = std::move(floats);
+  // The op's parameters, in the step's wire format.
+  template <OpParamsStruct P>
+  CaseBuilder& Params(const P& params) {
+    EXPECT_EQ(LookupOp(c_.step.kernel)->params, &kParamsInfo<P>) << c_.name;
+    EncodeParams(params, c_.step.ints, c_.step.floats);
     return *this;
   }
   CaseBuilder& Kv() {
@@ -269,7 +268,7 @@ void ReferenceAlign(const std::vector<int32_t>& ids, std::vector<int32_t>* sorte
   args.num_in = 1;
   args.out = out;
   args.num_out = 2;
-  args.ints[0] = kE;
+  SetParams(args, NumExpertsParams{.num_experts = kE});
   RefMoeAlign(args);
 }
 
@@ -287,7 +286,7 @@ void ReferenceExpertBatch(const std::vector<int32_t>& ids, std::vector<int32_t>*
   args.num_in = 1;
   args.out = out;
   args.num_out = 2;
-  args.ints[0] = kE;
+  SetParams(args, NumExpertsParams{.num_experts = kE});
   RefMoeExpertBatch(args);
 }
 
@@ -328,61 +327,64 @@ std::vector<OpCase> BuildCases() {
   cases.push_back(CaseBuilder("rope", "rope")
                       .F32({kT, kHeads * kHeadDim}, 6)
                       .Output(DType::kF32, {kT, kHeads * kHeadDim})
-                      .Ints({kHeadDim})
-                      .Floats({10000.0f})
+                      .Params(RopeParams{.head_dim = kHeadDim, .theta = 10000.0})
                       .Build());
-  cases.push_back(CaseBuilder("attention", "attention")
-                      .F32({kT, kHeads * kHeadDim}, 8)
-                      .F32({kT, kKvHeads * kHeadDim}, 9)
-                      .F32({kT, kKvHeads * kHeadDim}, 10)
-                      .Output(DType::kF32, {kT, kHeads * kHeadDim})
-                      .Ints({1, kHeads, kKvHeads, kHeadDim})
-                      .Floats({1.0f / std::sqrt(static_cast<float>(kHeadDim))})
-                      .Kv()
-                      .Build());
+  cases.push_back(
+      CaseBuilder("attention", "attention")
+          .F32({kT, kHeads * kHeadDim}, 8)
+          .F32({kT, kKvHeads * kHeadDim}, 9)
+          .F32({kT, kKvHeads * kHeadDim}, 10)
+          .Output(DType::kF32, {kT, kHeads * kHeadDim})
+          .Params(AttentionParams{.layer = 1,
+                                  .num_heads = kHeads,
+                                  .num_kv_heads = kKvHeads,
+                                  .head_dim = kHeadDim,
+                                  .scale = 1.0f / std::sqrt(static_cast<float>(kHeadDim))})
+          .Kv()
+          .Build());
   cases.push_back(CaseBuilder("topk_route", "topk_route")
                       .F32({kT, kE}, 12, 3.0f)
                       .Output(DType::kI32, {kT, kTopK})
                       .Output(DType::kF32, {kT, kTopK})
-                      .Ints({kTopK, 1, 1})
+                      .Params(TopkRouteParams{.top_k = kTopK, .norm_topk_prob = 1, .row_offset = 1})
                       .Build());
   cases.push_back(CaseBuilder("topk_route/no_norm", "topk_route")
                       .F32({kT, kE}, 13, 3.0f)
                       .Output(DType::kI32, {kT, kTopK})
                       .Output(DType::kF32, {kT, kTopK})
-                      .Ints({kTopK, 0, 0})
+                      .Params(TopkRouteParams{.top_k = kTopK, .norm_topk_prob = 0, .row_offset = 0})
                       .Build());
   cases.push_back(CaseBuilder("moe_align", "moe_align")
                       .I32({kT, kTopK}, ids)
                       .Output(DType::kI32, {kP})
                       .Output(DType::kI32, {kE + 1})
-                      .Ints({kE})
+                      .Params(NumExpertsParams{.num_experts = kE})
                       .Build());
   cases.push_back(CaseBuilder("moe_permute", "moe_permute")
                       .F32({kT, kH}, 14)
                       .I32({kP}, sorted)
                       .Output(DType::kF32, {kP, kH})
-                      .Ints({kTopK})
+                      .Params(TopKParams{.top_k = kTopK})
                       .Build());
   cases.push_back(CaseBuilder("moe_unpermute_reduce", "moe_unpermute_reduce")
                       .F32({kP, kH}, 15)
                       .I32({kP}, sorted)
                       .F32({kT, kTopK}, 16)
                       .Output(DType::kF32, {kT, kH})
-                      .Ints({kTopK})
+                      .Params(TopKParams{.top_k = kTopK})
                       .Build());
   cases.push_back(CaseBuilder("moe_unpermute_reduce/shuffled", "moe_unpermute_reduce")
                       .F32({kP, kH}, 17)
                       .I32({kP}, shuffled)
                       .F32({kT, kTopK}, 18)
                       .Output(DType::kF32, {kT, kH})
-                      .Ints({kTopK})
+                      .Params(TopKParams{.top_k = kTopK})
                       .Build());
   cases.push_back(CaseBuilder("moe_expert_batch", "moe_expert_batch")
                       .I32({kT, kTopK}, ids)
                       .Output(DType::kI32, {kSlots})
                       .Output(DType::kI32, {kSlots, kT})
-                      .Ints({kE})
+                      .Params(NumExpertsParams{.num_experts = kE})
                       .Build());
   cases.push_back(CaseBuilder("moe_combine", "moe_combine")
                       .F32({kP, kH}, 19)
@@ -392,12 +394,12 @@ std::vector<OpCase> BuildCases() {
   cases.push_back(CaseBuilder("slice_rows", "slice_rows")
                       .F32({kT, kH}, 21)
                       .Output(DType::kF32, {4, kH})
-                      .Ints({2})
+                      .Params(SliceRowsParams{.begin = 2, .rows = 4})
                       .Build());
   cases.push_back(CaseBuilder("slice_rows/past_end", "slice_rows")
                       .F32({kT, kH}, 22)
                       .Output(DType::kF32, {4, kH})
-                      .Ints({5})
+                      .Params(SliceRowsParams{.begin = 5, .rows = 4})
                       .Build());
   cases.push_back(CaseBuilder("concat_rows", "concat_rows")
                       .F32({3, kH}, 23)
@@ -407,7 +409,7 @@ std::vector<OpCase> BuildCases() {
   cases.push_back(CaseBuilder("all_gather", "all_gather")
                       .F32({kT, kH}, 25)
                       .Output(DType::kF32, {kT, kH})
-                      .Ints({1})
+                      .Params(AllGatherParams{.world_size = 1})
                       .Build());
 
   // Offsets with a reversed and an overlapping range (both skipped: their rows
@@ -427,7 +429,7 @@ std::vector<OpCase> BuildCases() {
                         .F32({kT, 2 * kH}, 31, 3.0f)
                         .Weight(dtype, {kH}, 32)
                         .Output(DType::kF32, {kT, 2 * kH})
-                        .Floats({1e-6f})
+                        .Params(RmsNormParams{.eps = 1e-6f})
                         .Build());
     cases.push_back(CaseBuilder("add_rms_norm" + tag, "add_rms_norm")
                         .F32({kT, 2 * kH}, 33)
@@ -435,7 +437,7 @@ std::vector<OpCase> BuildCases() {
                         .Weight(dtype, {kH}, 35)
                         .Output(DType::kF32, {kT, 2 * kH})
                         .Output(DType::kF32, {kT, 2 * kH})
-                        .Floats({1e-6f})
+                        .Params(RmsNormParams{.eps = 1e-6f})
                         .Build());
     cases.push_back(CaseBuilder("linear" + tag, "linear")
                         .F32({kT, kK}, 36)
@@ -472,7 +474,8 @@ std::vector<OpCase> BuildCases() {
                           .Stacked(dtype, kE, kI, kH, 50)
                           .Stacked(dtype, kE, kH, kI, 51)
                           .Output(DType::kF32, {kT, kH})
-                          .Ints({kTopK, 1, row_offset})
+                          .Params(TopkRouteParams{
+                              .top_k = kTopK, .norm_topk_prob = 1, .row_offset = row_offset})
                           .CudaTolerance(gemm_rtol, gemm_atol)
                           .Build());
     }
@@ -502,7 +505,7 @@ std::vector<OpCase> BuildCases() {
                         .Stacked(dtype, kE, kI, kH, 60)
                         .Stacked(dtype, kE, kI, kH, 61)
                         .Output(DType::kF32, {kP, kI})
-                        .Ints({kTopK})
+                        .Params(TopKParams{.top_k = kTopK})
                         .Build());
     cases.push_back(CaseBuilder("expert_batched_down" + tag, "expert_batched_down")
                         .F32({kP, kI}, 62)

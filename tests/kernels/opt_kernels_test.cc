@@ -172,10 +172,15 @@ struct OutSpec {
 struct Call {
   std::vector<TensorArg> in;
   std::vector<OutSpec> out;
-  std::vector<int64_t> ints;
-  std::vector<float> floats;
+  // Only its parameters are used: SetParams(call.param_args, FooParams{...}).
+  KernelArgs param_args;
   const ForwardMetaView* meta = nullptr;
 };
+
+void CopyParams(const KernelArgs& from, KernelArgs& to) {
+  to.params_info = from.params_info;
+  std::memcpy(to.params, from.params, sizeof(to.params));
+}
 
 // Runs `kernel` with poisoned outputs (NaN / 12345) and returns them as raw words.
 std::vector<std::vector<uint32_t>> Run(KernelFn kernel, const Call& call, int threads) {
@@ -195,8 +200,7 @@ std::vector<std::vector<uint32_t>> Run(KernelFn kernel, const Call& call, int th
   args.num_in = static_cast<int>(call.in.size());
   args.out = out.data();
   args.num_out = static_cast<int>(out.size());
-  std::copy(call.ints.begin(), call.ints.end(), args.ints);
-  std::copy(call.floats.begin(), call.floats.end(), args.floats);
+  CopyParams(call.param_args, args);
   args.num_threads = threads;
   kernel(args);
   return buffers;
@@ -247,8 +251,7 @@ std::string Name(DType dtype) {
 
 // ---- Dispatch ---------------------------------------------------------------------------
 
-KernelStep Step(const std::string& kernel, std::vector<DType> input_dtypes,
-                std::vector<int64_t> ints = {}) {
+KernelStep Step(const std::string& kernel, std::vector<DType> input_dtypes) {
   KernelStep step;
   step.kernel = kernel;
   for (DType d : input_dtypes) {
@@ -256,7 +259,13 @@ KernelStep Step(const std::string& kernel, std::vector<DType> input_dtypes,
     ref.dtype = d;
     step.inputs.push_back(ref);
   }
-  step.ints = std::move(ints);
+  return step;
+}
+
+template <OpParamsStruct P>
+KernelStep Step(const std::string& kernel, std::vector<DType> input_dtypes, const P& params) {
+  KernelStep step = Step(kernel, std::move(input_dtypes));
+  EncodeParams(params, step.ints, step.floats);
   return step;
 }
 
@@ -273,10 +282,25 @@ TEST(OptDispatchTest, PicksOptimisedKernelsOnlyWhereTheyApply) {
       SelectCpuKernel(Step("linear_silu_mul", {DType::kF32, DType::kBF16, DType::kF16}), false).fn,
       &RefLinearSiluMul);
   // Attention needs head_dim % 8 == 0.
-  EXPECT_EQ(SelectCpuKernel(Step("attention", {}, {0, 4, 2, 24}), false).fn, &OptAttention);
-  EXPECT_EQ(SelectCpuKernel(Step("attention", {}, {0, 4, 2, 18}), false).fn, &RefAttention);
+  EXPECT_EQ(
+      SelectCpuKernel(
+          Step("attention", {},
+               AttentionParams{.num_heads = 4, .num_kv_heads = 2, .head_dim = 24, .scale = 0.5}),
+          false)
+          .fn,
+      &OptAttention);
+  EXPECT_EQ(
+      SelectCpuKernel(
+          Step("attention", {},
+               AttentionParams{.num_heads = 4, .num_kv_heads = 2, .head_dim = 18, .scale = 0.5}),
+          false)
+          .fn,
+      &RefAttention);
   // Ops with no optimised kernel keep the reference.
-  EXPECT_EQ(SelectCpuKernel(Step("moe_align", {DType::kI32}, {5}), false).fn, &RefMoeAlign);
+  EXPECT_EQ(
+      SelectCpuKernel(Step("moe_align", {DType::kI32}, NumExpertsParams{.num_experts = 5}), false)
+          .fn,
+      &RefMoeAlign);
 }
 
 // ---- Dense ------------------------------------------------------------------------------
@@ -339,7 +363,7 @@ TEST(OptKernelsTest, RmsNormsMatchReference) {
       Call norm;
       norm.in = {Arg(x.data(), DType::kF32, {rows, s.cols}), Arg(w.data(), dtype, {s.group})};
       norm.out = {{DType::kF32, {rows, s.cols}}};
-      norm.floats = {1e-6f};
+      SetParams(norm.param_args, RmsNormParams{.eps = 1e-6f});
       ExpectMatches(RefRmsNorm, OptRmsNorm, norm, "rms_norm " + what);
       Call add_norm = norm;
       add_norm.in = {norm.in[0], Arg(residual.data(), DType::kF32, {rows, s.cols}), norm.in[1]};
@@ -362,8 +386,7 @@ TEST(OptKernelsTest, RopeMatchesReference) {
     Call call;
     call.in = {Arg(x.data(), DType::kF32, {rows, cols})};
     call.out = {{DType::kF32, {rows, cols}}};
-    call.ints = {head_dim};
-    call.floats = {1e6f};
+    SetParams(call.param_args, RopeParams{.head_dim = head_dim, .theta = 1e6});
     call.meta = meta.view();
     ExpectMatches(RefRope, OptRope, call, "head_dim " + std::to_string(head_dim));
   }
@@ -384,8 +407,7 @@ std::vector<std::vector<float>> RunAttention(KernelFn kernel, const Call& call, 
   args.num_in = static_cast<int>(call.in.size());
   args.out = out_args.data();
   args.num_out = 1;
-  std::copy(call.ints.begin(), call.ints.end(), args.ints);
-  std::copy(call.floats.begin(), call.floats.end(), args.floats);
+  CopyParams(call.param_args, args);
   args.num_threads = threads;
   kernel(args);
   return {out, cache_k, cache_v};
@@ -431,8 +453,12 @@ TEST(OptKernelsTest, AttentionMatchesReferenceForPrefillAndDecode) {
                Arg(k.data(), DType::kF32, {rows, kv_cols}),
                Arg(v.data(), DType::kF32, {rows, kv_cols})};
     call.out = {{DType::kF32, {rows, q_cols}}};
-    call.ints = {layer, h.num_heads, h.num_kv_heads, h.head_dim};
-    call.floats = {1.0f / std::sqrt(static_cast<float>(h.head_dim))};
+    SetParams(call.param_args,
+              AttentionParams{.layer = layer,
+                              .num_heads = h.num_heads,
+                              .num_kv_heads = h.num_kv_heads,
+                              .head_dim = h.head_dim,
+                              .scale = 1.0f / std::sqrt(static_cast<float>(h.head_dim))});
     call.meta = meta.view();
     const std::string what = "heads " + std::to_string(h.num_heads) + "/" +
                              std::to_string(h.num_kv_heads) + " head_dim " +
@@ -485,8 +511,12 @@ TEST(OptKernelsTest, AttentionSingleDecodeTokenIsThreadCountIndependent) {
              Arg(k.data(), DType::kF32, {rows, kv_cols}),
              Arg(v.data(), DType::kF32, {rows, kv_cols})};
   call.out = {{DType::kF32, {rows, q_cols}}};
-  call.ints = {0, num_heads, num_kv_heads, head_dim};
-  call.floats = {1.0f / std::sqrt(static_cast<float>(head_dim))};
+  SetParams(call.param_args,
+            AttentionParams{.layer = 0,
+                            .num_heads = num_heads,
+                            .num_kv_heads = num_kv_heads,
+                            .head_dim = head_dim,
+                            .scale = 1.0f / std::sqrt(static_cast<float>(head_dim))});
   call.meta = meta.view();
   const auto want = RunAttention(RefAttention, call, kv, cache_k, cache_v, 1);
   std::vector<float> first;
@@ -521,7 +551,8 @@ TEST(OptKernelsTest, TopkRouteIsBitIdenticalIncludingTies) {
       Call call;
       call.in = {Arg(logits.data(), DType::kF32, {rows, s.experts})};
       call.out = {{DType::kI32, {rows, s.top_k}}, {DType::kF32, {rows, s.top_k}}};
-      call.ints = {s.top_k, norm, 4};
+      SetParams(call.param_args,
+                TopkRouteParams{.top_k = s.top_k, .norm_topk_prob = norm, .row_offset = 4});
       call.meta = meta.view();
       ExpectMatches(RefTopkRoute, OptTopkRoute, call,
                     "experts " + std::to_string(s.experts) + " top_k " + std::to_string(s.top_k),
@@ -606,7 +637,7 @@ TEST(OptKernelsTest, ExpertBatchedMatmulsMatchReference) {
           args.num_in = 1;
           args.out = out.data();
           args.num_out = 2;
-          args.ints[0] = num_experts;
+          SetParams(args, NumExpertsParams{.num_experts = num_experts});
           args.num_threads = 1;
           RefMoeExpertBatch(args);
         }
@@ -623,7 +654,7 @@ TEST(OptKernelsTest, ExpertBatchedMatmulsMatchReference) {
                       Arg(batch_pairs.data(), DType::kI32, {slots, tokens}),
                       gate.arg(inter, hidden), up.arg(inter, hidden)};
         gate_up.out = {{DType::kF32, {pairs, inter}}};
-        gate_up.ints = {top_k};
+        SetParams(gate_up.param_args, TopKParams{.top_k = top_k});
         ExpectMatches(RefExpertBatchedGateUpSilu, OptExpertBatchedGateUpSilu, gate_up,
                       "gate_up " + what);
         Call down_call;
@@ -667,7 +698,7 @@ TEST(OptKernelsTest, MoeCombineAndUnpermuteReduceMatchReference) {
                     Arg(sorted.data(), DType::kI32, {pairs}),
                     Arg(weights.data(), DType::kF32, {tokens, top_k})};
     unpermute.out = {{DType::kF32, {tokens, hidden}}};
-    unpermute.ints = {top_k};
+    SetParams(unpermute.param_args, TopKParams{.top_k = top_k});
     ExpectMatches(RefMoeUnpermuteReduce, OptMoeUnpermuteReduce, unpermute,
                   "unpermute hidden " + std::to_string(hidden));
   }

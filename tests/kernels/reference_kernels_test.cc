@@ -201,25 +201,36 @@ class Meta {
       batch_id_per_token, positions, block_tables, slot_mapping;
 };
 
-struct Params {
-  std::vector<int64_t> ints = {};
-  std::vector<float> floats = {};
+// What a kernel call sees besides its tensors and parameters.
+struct CallContext {
   const ForwardMetaView* meta = nullptr;
   const KvCacheView* kv = nullptr;
 };
 
-void RunKernel(KernelFn kernel, const std::vector<TensorArg>& in, const std::vector<TensorArg>& out,
-               const Params& params = {}) {
+KernelArgs MakeArgs(const std::vector<TensorArg>& in, const std::vector<TensorArg>& out,
+                    const CallContext& context) {
   KernelArgs args;
-  args.meta = params.meta;
-  args.kv = params.kv;
+  args.meta = context.meta;
+  args.kv = context.kv;
   args.in = in.data();
   args.num_in = static_cast<int>(in.size());
   args.out = out.data();
   args.num_out = static_cast<int>(out.size());
-  std::copy(params.ints.begin(), params.ints.end(), args.ints);
-  std::copy(params.floats.begin(), params.floats.end(), args.floats);
   args.num_threads = kThreads;
+  return args;
+}
+
+// A kernel of an op without parameters.
+void RunKernel(KernelFn kernel, const std::vector<TensorArg>& in, const std::vector<TensorArg>& out,
+               const CallContext& context = {}) {
+  kernel(MakeArgs(in, out, context));
+}
+
+template <OpParamsStruct P>
+void RunKernel(KernelFn kernel, const std::vector<TensorArg>& in, const std::vector<TensorArg>& out,
+               const P& params, const CallContext& context = {}) {
+  KernelArgs args = MakeArgs(in, out, context);
+  SetParams(args, params);
   kernel(args);
 }
 
@@ -368,13 +379,13 @@ TEST_P(RefDTypeTest, RmsNormNormalisesEachGroup) {
   const Weight w = MakeWeight(kH, GetParam(), 3);
   std::vector<float> out = Poisoned(kT * kRow);
   RunKernel(RefRmsNorm, {F32(x, {kT, kRow}), w.arg({kH})}, {F32(out, {kT, kRow})},
-            {.floats = {kEps}});
+            RmsNormParams{.eps = kEps});
   ExpectClose(out, NaiveRmsNorm(x, w.values, kT, kT, kRow, kEps), kTol, "rms_norm");
 
   // Without metadata every row is real, and rank 3 rows work the same way.
   std::vector<float> all = Poisoned(kT * kRow);
   RunKernel(RefRmsNorm, {F32(x, {kT, 2, kH}), w.arg({kH})}, {F32(all, {kT, 2, kH})},
-            {.floats = {kEps}});
+            RmsNormParams{.eps = kEps});
   ExpectClose(all, NaiveRmsNorm(x, w.values, kT, kT, kRow, kEps), kTol, "rms_norm, no meta");
 }
 
@@ -385,7 +396,7 @@ TEST_P(RefDTypeTest, AddRmsNormWritesSumAndNorm) {
   const Weight w = MakeWeight(kK, GetParam(), 6);
   std::vector<float> sum = Poisoned(kT * kK), y = Poisoned(kT * kK);
   RunKernel(RefAddRmsNorm, {F32(x, {kT, kK}), F32(residual, {kT, kK}), w.arg({kK})},
-            {F32(sum, {kT, kK}), F32(y, {kT, kK})}, {.floats = {kEps}});
+            {F32(sum, {kT, kK}), F32(y, {kT, kK})}, RmsNormParams{.eps = kEps});
   std::vector<float> want_sum(kT * kK, 0.0f);
   for (int64_t i = 0; i < kT * kK; ++i)
     want_sum[i] = x[i] + residual[i];
@@ -503,7 +514,7 @@ TEST(RefKernelsTest, RopeRotatesHalvesAtEachPosition) {
   meta.positions = {0, 1, 17, 42, 5, 0, 0};
   std::vector<float> out = Poisoned(kT * kRow);
   RunKernel(RefRope, {F32(x, {kT, kRow})}, {F32(out, {kT, kRow})},
-            {.ints = {kHeadDim}, .floats = {kTheta}, .meta = meta.view()});
+            RopeParams{.head_dim = kHeadDim, .theta = kTheta}, {.meta = meta.view()});
 
   std::vector<double> want(kT * kRow, 0.0);
   for (int64_t t = 0; t < kReal; ++t) {
@@ -521,7 +532,7 @@ TEST(RefKernelsTest, RopeRotatesHalvesAtEachPosition) {
 
   std::vector<float> in_place = x;  // y may alias x
   RunKernel(RefRope, {F32(in_place, {kT, kRow})}, {F32(in_place, {kT, kRow})},
-            {.ints = {kHeadDim}, .floats = {kTheta}, .meta = meta.view()});
+            RopeParams{.head_dim = kHeadDim, .theta = kTheta}, {.meta = meta.view()});
   ExpectClose(in_place, out, 0.0, "rope in place");
 }
 
@@ -563,10 +574,12 @@ class AttentionFixture : public ::testing::Test {
     RunKernel(RefAttention,
               {F32(q, {capacity, kQRow}), F32(k, {capacity, kKvRow}), F32(v, {capacity, kKvRow})},
               {F32(out, {capacity, kQRow})},
-              {.ints = {kLayer, kHeads, kKvHeads, kHeadDim},
-               .floats = {kScale},
-               .meta = meta.view(),
-               .kv = &kv_});
+              AttentionParams{.layer = kLayer,
+                              .num_heads = kHeads,
+                              .num_kv_heads = kKvHeads,
+                              .head_dim = kHeadDim,
+                              .scale = kScale},
+              {.meta = meta.view(), .kv = &kv_});
     return out;
   }
 
@@ -676,7 +689,8 @@ TEST(RefKernelsTest, TopkRouteMatchesNaiveAndMasksByRowOffset) {
     std::vector<float> weights = Poisoned(kT * kTopK);
     RunKernel(RefTopkRoute, {F32(logits, {kT, kE})},
               {I32(ids, {kT, kTopK}), F32(weights, {kT, kTopK})},
-              {.ints = {kTopK, norm, 4}, .meta = meta.view()});
+              TopkRouteParams{.top_k = kTopK, .norm_topk_prob = norm, .row_offset = 4},
+              {.meta = meta.view()});
     for (int64_t t = 0; t < kT; ++t) {
       Routes want{std::vector<int32_t>(kTopK, -1), std::vector<double>(kTopK, 0.0)};
       if (t < 5) {
@@ -696,7 +710,7 @@ TEST(RefKernelsTest, TopkRouteBreaksTiesByLowerIdAndPadsPastExperts) {
   std::vector<int32_t> ids = PoisonedI32(2 * 3);
   std::vector<float> weights = Poisoned(2 * 3);
   RunKernel(RefTopkRoute, {F32(logits, {2, kE})}, {I32(ids, {2, 3}), F32(weights, {2, 3})},
-            {.ints = {3, 1, 0}});
+            TopkRouteParams{.top_k = 3, .norm_topk_prob = 1, .row_offset = 0});
   EXPECT_EQ(ids, (std::vector<int32_t>{0, 1, 2, 1, 2, 4}));
   for (float w : weights)
     EXPECT_NEAR(w, 1.0 / 3.0, 1e-6);
@@ -705,7 +719,7 @@ TEST(RefKernelsTest, TopkRouteBreaksTiesByLowerIdAndPadsPastExperts) {
   std::vector<int32_t> ids6 = PoisonedI32(6);
   std::vector<float> weights6 = Poisoned(6);
   RunKernel(RefTopkRoute, {F32(logits, {1, kE})}, {I32(ids6, {1, 6}), F32(weights6, {1, 6})},
-            {.ints = {6, 0, 0}});
+            TopkRouteParams{.top_k = 6, .norm_topk_prob = 0, .row_offset = 0});
   EXPECT_EQ(ids6, (std::vector<int32_t>{0, 1, 2, 3, 4, -1}));
   EXPECT_EQ(weights6[5], 0.0f);
   EXPECT_NEAR(weights6[0], 0.2, 1e-6);
@@ -717,7 +731,8 @@ TEST(RefKernelsTest, MoeAlignGroupsPairsByExpert) {
   // E = 4; pair 2 is a -1 route, pair 4 an out-of-range id; expert 1 is empty.
   const std::vector<int32_t> ids = {2, 0, -1, 2, 7, 3};
   std::vector<int32_t> sorted = PoisonedI32(6), offsets = PoisonedI32(5);
-  RunKernel(RefMoeAlign, {I32(ids, {3, 2})}, {I32(sorted, {6}), I32(offsets, {5})}, {.ints = {4}});
+  RunKernel(RefMoeAlign, {I32(ids, {3, 2})}, {I32(sorted, {6}), I32(offsets, {5})},
+            NumExpertsParams{.num_experts = 4});
   EXPECT_EQ(sorted, (std::vector<int32_t>{1, 0, 3, 5, -1, -1}));
   EXPECT_EQ(offsets, (std::vector<int32_t>{0, 1, 1, 3, 4}));
 }
@@ -754,7 +769,8 @@ TEST(RefKernelsTest, MoeAlignMatchesNaiveOnRandomRoutes) {
   const RandomRoutes routes = MakeRandomRoutes(21);
   std::vector<int32_t> sorted = PoisonedI32(kT * kTopK), offsets = PoisonedI32(kE + 1);
   RunKernel(RefMoeAlign, {I32(routes.ids, {kT, kTopK})},
-            {I32(sorted, {kT * kTopK}), I32(offsets, {kE + 1})}, {.ints = {kE}});
+            {I32(sorted, {kT * kTopK}), I32(offsets, {kE + 1})},
+            NumExpertsParams{.num_experts = kE});
   EXPECT_EQ(sorted, routes.sorted);
   EXPECT_EQ(offsets, routes.offsets);
 }
@@ -764,7 +780,7 @@ TEST(RefKernelsTest, MoePermuteGathersTokenRows) {
   const std::vector<int32_t> sorted = {4, 0, 20, -1, 3, 1000};  // 1000: token out of range
   std::vector<float> out = Poisoned(6 * kH);
   RunKernel(RefMoePermute, {F32(x, {kT, kH}), I32(sorted, {6})}, {F32(out, {6, kH})},
-            {.ints = {kTopK}});
+            TopKParams{.top_k = kTopK});
   std::vector<float> want(6 * kH, 0.0f);
   for (int64_t i = 0; i < 6; ++i) {
     if (sorted[i] < 0 || sorted[i] / kTopK >= kT) continue;
@@ -849,7 +865,7 @@ TEST(RefKernelsTest, MoeUnpermuteReduceScatterAddsWeightedRows) {
   std::vector<float> out = Poisoned(kT * kH);
   RunKernel(RefMoeUnpermuteReduce,
             {F32(y, {kP, kH}), I32(routes.sorted, {kP}), F32(route_weights, {kT, kTopK})},
-            {F32(out, {kT, kH})}, {.ints = {kTopK}});
+            {F32(out, {kT, kH})}, TopKParams{.top_k = kTopK});
   std::vector<double> want(kT * kH, 0.0);
   for (int64_t i = 0; i < kP; ++i) {
     const int32_t p = routes.sorted[i];
@@ -868,7 +884,7 @@ TEST(RefKernelsTest, MoeExpertBatchListsExpertsAndTheirPairs) {
   const std::vector<int32_t> ids = {2, 0, -1, 2, 7, 3};  // E = 4, T = 3, k = 2
   std::vector<int32_t> experts = PoisonedI32(4), pairs = PoisonedI32(4 * 3);
   RunKernel(RefMoeExpertBatch, {I32(ids, {3, 2})}, {I32(experts, {4}), I32(pairs, {4, 3})},
-            {.ints = {4}});
+            NumExpertsParams{.num_experts = 4});
   EXPECT_EQ(experts, (std::vector<int32_t>{0, 2, 3, -1}));
   EXPECT_EQ(pairs, (std::vector<int32_t>{1, -1, -1, 0, 3, -1, 5, -1, -1, -1, -1, -1}));
 }
@@ -878,7 +894,8 @@ TEST(RefKernelsTest, MoeExpertBatchMatchesNaiveOnRandomRoutes) {
   constexpr int64_t kSlots = std::min(kE, kT * kTopK);
   std::vector<int32_t> experts = PoisonedI32(kSlots), pairs = PoisonedI32(kSlots * kT);
   RunKernel(RefMoeExpertBatch, {I32(routes.ids, {kT, kTopK})},
-            {I32(experts, {kSlots}), I32(pairs, {kSlots, kT})}, {.ints = {kE}});
+            {I32(experts, {kSlots}), I32(pairs, {kSlots, kT})},
+            NumExpertsParams{.num_experts = kE});
   std::vector<int32_t> want_experts(kSlots, -1), want_pairs(kSlots * kT, -1);
   int64_t slot = 0;
   for (int32_t e = 0; e < kE; ++e) {
@@ -907,7 +924,7 @@ TEST_P(RefDTypeTest, ExpertBatchedMatmulsMatchNaive) {
   RunKernel(
       RefExpertBatchedGateUpSilu,
       {F32(x, {kT, kH}), I32(experts, {kSlots}), I32(pairs, {kSlots, kT}), gate.arg(), up.arg()},
-      {F32(h, {kP, kI})}, {.ints = {kTopK}});
+      {F32(h, {kP, kI})}, TopKParams{.top_k = kTopK});
   RunKernel(RefExpertBatchedDown,
             {F32(h, {kP, kI}), I32(experts, {kSlots}), I32(pairs, {kSlots, kT}), down.arg()},
             {F32(y, {kP, kH})});
@@ -973,7 +990,9 @@ std::vector<float> RunMoe(const std::vector<float>& x, const MoeWeights& w, int6
   std::vector<float> out = Poisoned(kT * kH);
   RunKernel(RefMoe,
             {F32(x, {kT, kH}), w.router.arg({kE, kH}), w.gate.arg(), w.up.arg(), w.down.arg()},
-            {F32(out, {kT, kH})}, {.ints = {kTopK, norm, row_offset}, .meta = meta.view()});
+            {F32(out, {kT, kH})},
+            TopkRouteParams{.top_k = kTopK, .norm_topk_prob = norm, .row_offset = row_offset},
+            {.meta = meta.view()});
   return out;
 }
 
@@ -1016,16 +1035,17 @@ TEST_P(RefMoeTest, AgreesWithBothDecomposedPipelines) {
   RunKernel(RefLinear, {F32(x, {kT, kH}), w.router.arg({kE, kH})}, {F32(logits, {kT, kE})});
   RunKernel(RefTopkRoute, {F32(logits, {kT, kE})},
             {I32(ids, {kT, kTopK}), F32(route_weights, {kT, kTopK})},
-            {.ints = {kTopK, norm, 0}, .meta = view});
+            TopkRouteParams{.top_k = kTopK, .norm_topk_prob = norm, .row_offset = 0},
+            {.meta = view});
 
   // Grouped: align -> permute -> gate/up -> down -> unpermute.
   std::vector<int32_t> sorted = PoisonedI32(kP), offsets = PoisonedI32(kE + 1);
   std::vector<float> xp = Poisoned(kP * kH), hp = Poisoned(kP * kI), yp = Poisoned(kP * kH);
   std::vector<float> grouped = Poisoned(kT * kH);
   RunKernel(RefMoeAlign, {I32(ids, {kT, kTopK})}, {I32(sorted, {kP}), I32(offsets, {kE + 1})},
-            {.ints = {kE}});
+            NumExpertsParams{.num_experts = kE});
   RunKernel(RefMoePermute, {F32(x, {kT, kH}), I32(sorted, {kP})}, {F32(xp, {kP, kH})},
-            {.ints = {kTopK}});
+            TopKParams{.top_k = kTopK});
   RunKernel(RefGroupedMatmulSiluMul,
             {F32(xp, {kP, kH}), I32(offsets, {kE + 1}), w.gate.arg(), w.up.arg()},
             {F32(hp, {kP, kI})});
@@ -1033,7 +1053,7 @@ TEST_P(RefMoeTest, AgreesWithBothDecomposedPipelines) {
             {F32(yp, {kP, kH})});
   RunKernel(RefMoeUnpermuteReduce,
             {F32(yp, {kP, kH}), I32(sorted, {kP}), F32(route_weights, {kT, kTopK})},
-            {F32(grouped, {kT, kH})}, {.ints = {kTopK}});
+            {F32(grouped, {kT, kH})}, TopKParams{.top_k = kTopK});
   ExpectClose(grouped, fused, 1e-5, "grouped pipeline vs RefMoe");
 
   // Unfused (compile-model --no-fuse): gate and up GEMMs, then silu_mul over
@@ -1052,11 +1072,12 @@ TEST_P(RefMoeTest, AgreesWithBothDecomposedPipelines) {
   std::vector<int32_t> experts = PoisonedI32(kSlots), pairs = PoisonedI32(kSlots * kT);
   std::vector<float> h = Poisoned(kP * kI), y = Poisoned(kP * kH), batched = Poisoned(kT * kH);
   RunKernel(RefMoeExpertBatch, {I32(ids, {kT, kTopK})},
-            {I32(experts, {kSlots}), I32(pairs, {kSlots, kT})}, {.ints = {kE}});
+            {I32(experts, {kSlots}), I32(pairs, {kSlots, kT})},
+            NumExpertsParams{.num_experts = kE});
   RunKernel(RefExpertBatchedGateUpSilu,
             {F32(x, {kT, kH}), I32(experts, {kSlots}), I32(pairs, {kSlots, kT}), w.gate.arg(),
              w.up.arg()},
-            {F32(h, {kP, kI})}, {.ints = {kTopK}});
+            {F32(h, {kP, kI})}, TopKParams{.top_k = kTopK});
   RunKernel(RefExpertBatchedDown,
             {F32(h, {kP, kI}), I32(experts, {kSlots}), I32(pairs, {kSlots, kT}), w.down.arg()},
             {F32(y, {kP, kH})});
@@ -1081,12 +1102,14 @@ TEST(RefKernelsTest, SliceRowsCopiesRowsAndZeroesPastTheEnd) {
   std::vector<int32_t> x(kT * 3);
   std::iota(x.begin(), x.end(), 1);
   std::vector<int32_t> out = PoisonedI32(4 * 3);
-  RunKernel(RefSliceRows, {I32(x, {kT, 3})}, {I32(out, {4, 3})}, {.ints = {5}});
+  RunKernel(RefSliceRows, {I32(x, {kT, 3})}, {I32(out, {4, 3})},
+            SliceRowsParams{.begin = 5, .rows = 4});
   EXPECT_EQ(out, (std::vector<int32_t>{16, 17, 18, 19, 20, 21, 0, 0, 0, 0, 0, 0}));
 
   const std::vector<float> xf = Random(kT * kH, 44);
   std::vector<float> outf = Poisoned(3 * kH);
-  RunKernel(RefSliceRows, {F32(xf, {kT, kH})}, {F32(outf, {3, kH})}, {.ints = {2}});
+  RunKernel(RefSliceRows, {F32(xf, {kT, kH})}, {F32(outf, {3, kH})},
+            SliceRowsParams{.begin = 2, .rows = 3});
   ExpectClose(outf, std::vector<float>(xf.begin() + 2 * kH, xf.begin() + 5 * kH), 0.0, "slice");
 }
 
@@ -1103,9 +1126,11 @@ TEST(RefKernelsTest, ConcatRowsCopiesBytesOfAnyDType) {
 TEST(RefKernelsTest, AllGatherCopiesOnOneRankAndZeroesOtherwise) {
   const std::vector<float> x = Random(kT * kH, 45);
   std::vector<float> out = Poisoned(kT * kH);
-  RunKernel(RefAllGather, {F32(x, {kT, kH})}, {F32(out, {kT, kH})}, {.ints = {1}});
+  RunKernel(RefAllGather, {F32(x, {kT, kH})}, {F32(out, {kT, kH})},
+            AllGatherParams{.world_size = 1});
   EXPECT_EQ(out, x);
-  RunKernel(RefAllGather, {F32(x, {kT, kH})}, {F32(out, {kT, kH})}, {.ints = {2}});
+  RunKernel(RefAllGather, {F32(x, {kT, kH})}, {F32(out, {kT, kH})},
+            AllGatherParams{.world_size = 2});
   EXPECT_EQ(out, std::vector<float>(kT * kH, 0.0f));
 }
 

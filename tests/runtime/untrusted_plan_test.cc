@@ -48,8 +48,8 @@ bool Contains(const std::string& text, const std::string& part) {
 // The index of kernel parameter `name` of `kernel`.
 size_t IntParamIndex(const std::string& kernel, const std::string& name) {
   const OpDef* def = LookupOp(kernel);
-  for (size_t i = 0; i < def->kernel_ints.size(); ++i) {
-    if (def->kernel_ints[i] == name) return i;
+  for (const ParamFieldInfo& f : *def->params) {
+    if (f.kind == AttrKind::kInt && f.name == name) return f.wire_index;
   }
   ADD_FAILURE() << kernel << " has no parameter " << name;
   return 0;

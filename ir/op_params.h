@@ -1,0 +1,268 @@
+// Each kernel op's parameters as a named struct, with its fields described
+// once (attribute name, kind, range, member). The registry's attribute specs,
+// the packing into a plan step's ints/floats, the op-set hash and the kernels'
+// decode all walk that one description. Kernels include this header (through
+// kernels/kernel_abi.h), so it depends on nothing but the standard library.
+#pragma once
+
+#include <array>
+#include <concepts>
+#include <cstddef>
+#include <cstdint>
+#include <new>
+#include <type_traits>
+#include <vector>
+
+namespace moegraph {
+
+enum class AttrKind : uint8_t { kInt, kFloat, kString, kInts };
+
+// Member pointer types behind aliases: nvcc's host pass would otherwise print
+// the declarations as `int64_t (P::*int_member)`, which g++ flags (-Wparentheses).
+template <typename P>
+using IntMember = int64_t P::*;
+template <typename P>
+using FloatMember = double P::*;
+
+// One field of params struct P: an integer (int64_t) or a float (double)
+// member. Floats travel as f32 in a plan step; the struct keeps them as double
+// so an attribute read from the IR keeps its exact value.
+template <typename P>
+struct ParamField {
+  const char* name = nullptr;
+  IntMember<P> int_member = nullptr;
+  FloatMember<P> float_member = nullptr;
+  int64_t min = INT64_MIN;  // inclusive range of an integer field
+  int64_t max = INT64_MAX;
+  bool required = true;  // an optional field reads as 0 when its attribute is absent
+};
+
+template <typename P>
+constexpr ParamField<P> IntField(const char* name, IntMember<P> member, int64_t min = INT64_MIN,
+                                 int64_t max = INT64_MAX, bool required = true) {
+  return ParamField<P>{name, member, nullptr, min, max, required};
+}
+template <typename P>
+constexpr ParamField<P> FloatField(const char* name, FloatMember<P> member) {
+  return ParamField<P>{name, nullptr, member};
+}
+
+// ---- the params structs ------------------------------------------------------
+// Each lists its fields in `Fields()` in attribute order; integer fields
+// travel in KernelStep::ints and float fields in KernelStep::floats, each in
+// that order.
+
+// rms_norm, add_rms_norm.
+struct RmsNormParams {
+  static constexpr const char* kName = "RmsNormParams";
+  double eps = 0;
+  static constexpr auto Fields() { return std::array{FloatField("eps", &RmsNormParams::eps)}; }
+};
+
+// rope: NeoX rotate-half over each head_dim-wide head.
+struct RopeParams {
+  static constexpr const char* kName = "RopeParams";
+  int64_t head_dim = 0;
+  double theta = 0;
+  static constexpr auto Fields() {
+    return std::array{IntField("head_dim", &RopeParams::head_dim, 2, 4096),
+                      FloatField("theta", &RopeParams::theta)};
+  }
+};
+
+// attention: `layer` picks the KV cache layer it writes and reads.
+struct AttentionParams {
+  static constexpr const char* kName = "AttentionParams";
+  int64_t layer = 0;
+  int64_t num_heads = 0;
+  int64_t num_kv_heads = 0;
+  int64_t head_dim = 0;
+  double scale = 0;
+  static constexpr auto Fields() {
+    return std::array{IntField("layer", &AttentionParams::layer, 0, 100000),
+                      IntField("num_heads", &AttentionParams::num_heads, 1, 4096),
+                      IntField("num_kv_heads", &AttentionParams::num_kv_heads, 1, 4096),
+                      IntField("head_dim", &AttentionParams::head_dim, 1, 4096),
+                      FloatField("scale", &AttentionParams::scale)};
+  }
+};
+
+// moe, topk_route: softmax top-k routing. `row_offset` is the first token row
+// of a MoE chunk (absent: 0, an unchunked op).
+struct TopkRouteParams {
+  static constexpr const char* kName = "TopkRouteParams";
+  int64_t top_k = 0;
+  int64_t norm_topk_prob = 0;  // 0 or 1
+  int64_t row_offset = 0;
+  static constexpr auto Fields() {
+    return std::array{IntField("top_k", &TopkRouteParams::top_k, 1, 1024),
+                      IntField("norm_topk_prob", &TopkRouteParams::norm_topk_prob, 0, 1),
+                      IntField("row_offset", &TopkRouteParams::row_offset, 0, INT64_MAX,
+                               /*required=*/false)};
+  }
+};
+
+// moe_align, moe_expert_batch.
+struct NumExpertsParams {
+  static constexpr const char* kName = "NumExpertsParams";
+  int64_t num_experts = 0;
+  static constexpr auto Fields() {
+    return std::array{IntField("num_experts", &NumExpertsParams::num_experts, 1, 65536)};
+  }
+};
+
+// moe_permute, moe_unpermute_reduce, expert_batched_gate_up_silu: pair p is
+// (token p / top_k, its (p % top_k)-th expert).
+struct TopKParams {
+  static constexpr const char* kName = "TopKParams";
+  int64_t top_k = 0;
+  static constexpr auto Fields() {
+    return std::array{IntField("top_k", &TopKParams::top_k, 1, 1024)};
+  }
+};
+
+// slice_rows: rows [begin, begin + rows).
+struct SliceRowsParams {
+  static constexpr const char* kName = "SliceRowsParams";
+  int64_t begin = 0;
+  int64_t rows = 0;
+  static constexpr auto Fields() {
+    return std::array{IntField("begin", &SliceRowsParams::begin, 0),
+                      IntField("rows", &SliceRowsParams::rows, 0)};
+  }
+};
+
+// all_gather.
+struct AllGatherParams {
+  static constexpr const char* kName = "AllGatherParams";
+  int64_t world_size = 0;
+  static constexpr auto Fields() {
+    return std::array{IntField("world_size", &AllGatherParams::world_size, 1, int64_t{1} << 20)};
+  }
+};
+
+// ---- the type-erased description the registry and the runtime use ---------
+
+struct ParamFieldInfo {
+  const char* name = nullptr;
+  AttrKind kind = AttrKind::kInt;  // kInt or kFloat
+  bool required = true;
+  int64_t min = INT64_MIN;
+  int64_t max = INT64_MAX;
+  int wire_index = 0;  // index into the step's ints (kInt) or floats (kFloat)
+};
+
+struct ParamsInfo {
+  const char* type_name = nullptr;
+  const ParamFieldInfo* fields = nullptr;
+  int num_fields = 0;
+  int num_ints = 0;
+  int num_floats = 0;
+  size_t size = 0;  // sizeof the struct
+  size_t align = 0;
+  // Constructs the struct in `out` (size bytes, align-aligned) from a step's
+  // ints / floats, which hold num_ints / num_floats entries.
+  void (*decode)(const int64_t* ints, const float* floats, void* out) = nullptr;
+
+  const ParamFieldInfo* begin() const { return fields; }
+  const ParamFieldInfo* end() const { return fields + num_fields; }
+};
+
+// Whether P is a params struct: trivially copyable, with kName and Fields().
+template <typename P>
+concept OpParamsStruct = std::is_trivially_copyable_v<P> && requires {
+  { P::kName } -> std::convertible_to<const char*>;
+  P::Fields();
+};
+
+namespace params_internal {
+
+template <typename P>
+constexpr auto MakeFieldInfos() {
+  constexpr auto fields = P::Fields();
+  std::array<ParamFieldInfo, fields.size()> out{};
+  int ints = 0, floats = 0;
+  for (size_t i = 0; i < fields.size(); ++i) {
+    const bool is_int = fields[i].int_member != nullptr;
+    out[i] = ParamFieldInfo{fields[i].name,     is_int ? AttrKind::kInt : AttrKind::kFloat,
+                            fields[i].required, fields[i].min,
+                            fields[i].max,      is_int ? ints++ : floats++};
+  }
+  return out;
+}
+
+template <typename P>
+inline constexpr auto kFieldInfos = MakeFieldInfos<P>();
+
+template <typename P>
+constexpr int CountKind(AttrKind kind) {
+  int n = 0;
+  for (const ParamFieldInfo& f : kFieldInfos<P>)
+    n += f.kind == kind ? 1 : 0;
+  return n;
+}
+
+}  // namespace params_internal
+
+// P from a step's wire arrays (num_ints / num_floats entries, field order).
+template <OpParamsStruct P>
+P DecodeParams(const int64_t* ints, const float* floats) {
+  P p{};
+  int i = 0, f = 0;
+  for (const ParamField<P>& field : P::Fields()) {
+    if (field.int_member) {
+      p.*field.int_member = ints[i++];
+    } else {
+      p.*field.float_member = static_cast<double>(floats[f++]);
+    }
+  }
+  return p;
+}
+
+// P from a KernelStep's ints/floats vectors; false when their lengths are not P's.
+template <OpParamsStruct P>
+bool DecodeParams(const std::vector<int64_t>& ints, const std::vector<float>& floats, P& out) {
+  constexpr int num_ints = params_internal::CountKind<P>(AttrKind::kInt);
+  constexpr int num_floats = params_internal::CountKind<P>(AttrKind::kFloat);
+  if (ints.size() != static_cast<size_t>(num_ints) ||
+      floats.size() != static_cast<size_t>(num_floats)) {
+    return false;
+  }
+  out = DecodeParams<P>(ints.data(), floats.data());
+  return true;
+}
+
+// P's wire arrays, the inverse of DecodeParams (floats rounded to f32).
+template <OpParamsStruct P>
+void EncodeParams(const P& p, std::vector<int64_t>& ints, std::vector<float>& floats) {
+  ints.clear();
+  floats.clear();
+  for (const ParamField<P>& field : P::Fields()) {
+    if (field.int_member) {
+      ints.push_back(p.*field.int_member);
+    } else {
+      floats.push_back(static_cast<float>(p.*field.float_member));
+    }
+  }
+}
+
+namespace params_internal {
+template <typename P>
+void DecodeInto(const int64_t* ints, const float* floats, void* out) {
+  ::new (out) P(DecodeParams<P>(ints, floats));
+}
+}  // namespace params_internal
+
+// P's description; its address identifies P (an op's OpDef::params, a
+// KernelArgs' params_info).
+template <OpParamsStruct P>
+inline constexpr ParamsInfo kParamsInfo{P::kName,
+                                        params_internal::kFieldInfos<P>.data(),
+                                        static_cast<int>(params_internal::kFieldInfos<P>.size()),
+                                        params_internal::CountKind<P>(AttrKind::kInt),
+                                        params_internal::CountKind<P>(AttrKind::kFloat),
+                                        sizeof(P),
+                                        alignof(P),
+                                        &params_internal::DecodeInto<P>};
+
+}  // namespace moegraph
