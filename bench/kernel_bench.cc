@@ -413,6 +413,7 @@ struct AttentionSetup {
   std::vector<int32_t> this_time, encoder, decoder, cu, batch_id, positions, tables, slots;
   std::vector<float> cache_k, cache_v;
   ForwardMetaView meta;
+  KvLayerView layer;
   KvCacheView kv;
 
   AttentionSetup(int64_t seqs, int64_t context, int64_t new_tokens) {
@@ -441,12 +442,15 @@ struct AttentionSetup {
     kv.num_layers = 1;
     kv.num_blocks = static_cast<int32_t>(seqs * blocks_per_seq);
     kv.block_size = block;
-    kv.num_kv_heads = static_cast<int32_t>(s.kv_heads);
-    kv.head_dim = static_cast<int32_t>(s.head_dim);
-    cache_k = RandomF32(kv.layer_stride(), 10, 1.0f);
-    cache_v = RandomF32(kv.layer_stride(), 11, 1.0f);
-    kv.k = cache_k.data();
-    kv.v = cache_v.data();
+    layer.num_kv_heads = static_cast<int32_t>(s.kv_heads);
+    layer.head_dim = static_cast<int32_t>(s.head_dim);
+    layer.slot_stride = s.kv_heads * s.head_dim;
+    const int64_t layer_elements = int64_t{kv.num_blocks} * block * layer.slot_stride;
+    cache_k = RandomF32(layer_elements, 10, 1.0f);
+    cache_v = RandomF32(layer_elements, 11, 1.0f);
+    layer.k = cache_k.data();
+    layer.v = cache_v.data();
+    kv.layers = &layer;
     meta = ForwardMetaView{static_cast<int32_t>(tokens),
                            static_cast<int32_t>(seqs),
                            static_cast<int32_t>(tokens),

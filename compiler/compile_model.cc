@@ -1,7 +1,9 @@
 // The compile driver.
 #include "compiler/compile_model.h"
 
+#include <algorithm>
 #include <filesystem>
+#include <optional>
 #include <set>
 
 #include "checkpoint/weights.h"
@@ -51,7 +53,75 @@ StatusOr<std::vector<PlanTokenizerFile>> FindTokenizerFiles(const std::string& d
   return files;
 }
 
+// The KV-cache entry an op declares, for the ops that read the cache: today
+// "attention" (K and V per KV head); MLA's op adds a row here.
+std::optional<PlanKvLayer> KvLayerOfOp(const Op& op) {
+  if (op.def == nullptr || op.def->name != "attention") return std::nullopt;
+  PlanKvLayer layer;
+  layer.kind = KvLayerKind::kKeyValue;
+  layer.num_kv_heads = static_cast<int32_t>(op.IntAttr("num_kv_heads"));
+  layer.head_dim = static_cast<int32_t>(op.IntAttr("head_dim"));
+  return layer;
+}
+
+std::string DescribeKvLayer(const PlanKvLayer& l) {
+  return std::to_string(l.num_kv_heads) + " KV heads of " + std::to_string(l.head_dim);
+}
+
 }  // namespace
+
+DType DefaultKvDType(const HfModel& model) {
+  const std::string& torch_dtype = model.decoder().torch_dtype;
+  if (torch_dtype == "bfloat16") return DType::kBF16;
+  if (torch_dtype == "float16") return DType::kF16;
+  if (torch_dtype == "float32") return DType::kF32;
+  std::optional<DType> common;
+  for (const std::string& name : model.checkpoint.TensorNames()) {
+    StatusOr<const SafetensorsTensor*> tensor = model.checkpoint.Get(name);
+    if (!tensor.ok() || !IsFloat((*tensor)->dtype)) continue;
+    if (common && *common != (*tensor)->dtype) return DType::kF32;
+    common = (*tensor)->dtype;
+  }
+  return common && (*common == DType::kBF16 || *common == DType::kF16) ? *common : DType::kF32;
+}
+
+StatusOr<std::vector<PlanKvLayer>> KvLayersFromGraph(const Graph& graph, int32_t num_layers,
+                                                     DType dtype) {
+  if (!IsKvCacheDType(dtype)) {
+    return InvalidArgument(std::string("KV cache dtype must be f32, f16 or bf16, got ") +
+                           DTypeName(dtype));
+  }
+  std::vector<std::optional<PlanKvLayer>> layers(static_cast<size_t>(std::max(num_layers, 0)));
+  for (const Op& op : graph.ops()) {
+    std::optional<PlanKvLayer> entry = KvLayerOfOp(op);
+    if (!entry) continue;
+    entry->dtype = dtype;
+    const int64_t layer = op.IntAttr("layer", -1);
+    if (layer < 0 || layer >= num_layers) {
+      return InvalidArgument("op '" + op.name() + "' (" + op.def->name + ") has layer " +
+                             std::to_string(layer) + ", expected 0 <= layer < " +
+                             std::to_string(num_layers) + " (the model's layers)");
+    }
+    std::optional<PlanKvLayer>& slot = layers[static_cast<size_t>(layer)];
+    if (slot && *slot != *entry) {
+      return InvalidArgument("layer " + std::to_string(layer) + " has attention ops of two KV " +
+                             "geometries: " + DescribeKvLayer(*slot) + " and, at op '" + op.name() +
+                             "', " + DescribeKvLayer(*entry) + "; expected one per layer");
+    }
+    slot = *entry;
+  }
+  std::vector<PlanKvLayer> out;
+  out.reserve(layers.size());
+  for (size_t l = 0; l < layers.size(); ++l) {
+    if (!layers[l]) {
+      return InvalidArgument(
+          "layer " + std::to_string(l) +
+          " has no attention op: nothing declares what it keeps in the KV cache");
+    }
+    out.push_back(*layers[l]);
+  }
+  return out;
+}
 
 StatusOr<Plan> CompileModel(const HfModel& model, const CompileModelOptions& options,
                             const std::function<void(const CompileProgress&)>& progress) {
@@ -60,6 +130,9 @@ StatusOr<Plan> CompileModel(const HfModel& model, const CompileModelOptions& opt
   plan.model_dir = std::filesystem::absolute(model.dir).lexically_normal().string();
   plan.source_ir = PrintGraph(model.graph);
   plan.compile_options = options.command_line;
+  MG_ASSIGN_OR_RETURN(plan.kv_layers,
+                      KvLayersFromGraph(model.graph, plan.model.num_layers,
+                                        options.kv_dtype.value_or(DefaultKvDType(model))));
   PipelineOptions pipeline = options.pipeline;
   pipeline.chunk_size = options.keys.chunk_size;
   WeightTable table;

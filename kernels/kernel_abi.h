@@ -11,6 +11,7 @@
 
 #include "ir/dtype.h"
 #include "ir/op_params.h"
+#include "ir/kv_layer.h"
 
 namespace moegraph {
 
@@ -114,20 +115,32 @@ inline uint64_t MetaArrayLength(MetaArrayExtent extent, uint64_t tokens, uint64_
   return 0;
 }
 
-// Paged KV cache, fp32. Layer l's keys are at
-// k + l * layer_stride, laid out [num_blocks, block_size, num_kv_heads, head_dim];
-// values likewise.
+// One layer of the paged KV cache. For kind kKeyValue, keys at k and values
+// at v are each [num_blocks, block_size, num_kv_heads, head_dim] elements of
+// `dtype` (f32, f16 or bf16 bits): cache slot s = block * block_size + offset
+// starts at element s * slot_stride. Kernels convert to f32 as they read and
+// round to `dtype` (to nearest even) as they write.
+struct KvLayerView {
+  void* k = nullptr;
+  void* v = nullptr;
+  KvLayerKind kind = KvLayerKind::kKeyValue;
+  DType dtype = DType::kF32;
+  int32_t num_kv_heads = 0;
+  int32_t head_dim = 0;
+  int64_t slot_stride = 0;  // elements from one slot's row to the next
+};
+
+// The paged KV cache: per-layer geometry and storage, one block bookkeeping
+// (block ids index every layer alike).
 struct KvCacheView {
-  float* k = nullptr;
-  float* v = nullptr;
+  const KvLayerView* layers = nullptr;  // [num_layers]
   int32_t num_layers = 0;
   int32_t num_blocks = 0;
   int32_t block_size = 0;
-  int32_t num_kv_heads = 0;
-  int32_t head_dim = 0;
 
-  int64_t layer_stride() const {
-    return static_cast<int64_t>(num_blocks) * block_size * num_kv_heads * head_dim;
+  // Layer `l`, or null when out of range.
+  const KvLayerView* layer(int64_t l) const {
+    return layers != nullptr && l >= 0 && l < num_layers ? layers + l : nullptr;
   }
 };
 

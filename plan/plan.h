@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "ir/dtype.h"
+#include "ir/kv_layer.h"
 #include "ir/program.h"
 #include "ir/spec_key.h"
 
@@ -59,6 +60,8 @@ struct PlanModelInfo {
   std::string config_json;  // the checkpoint's config.json, verbatim
   int32_t vocab_size = 0;
   int32_t num_layers = 0;
+  // The config's attention geometry, for information: the KV cache is sized
+  // from Plan::kv_layers, never from these.
   int32_t num_kv_heads = 0;
   int32_t head_dim = 0;
   int32_t max_position_embeddings = 0;
@@ -85,6 +88,10 @@ struct Plan {
   uint64_t op_set_hash = 0;
   // The model directory's tokenizer files (kPlanTokenizerFileNames) that exist; empty: none.
   std::vector<PlanTokenizerFile> tokenizer_files;
+  // What each layer keeps in the KV cache, by layer index (one entry per
+  // layer), derived from the graph's attention ops. The runtime sizes and
+  // pages the cache from these alone.
+  std::vector<PlanKvLayer> kv_layers;
 
   int64_t max_arena_bytes() const {
     int64_t m = 0;

@@ -49,10 +49,16 @@ constexpr ArgKind kLastArgKind = ArgKind::kInput;
 static_assert(static_cast<int>(fb::DType::MAX) == static_cast<int>(kLastDType));
 static_assert(static_cast<int>(fb::MoePhase::MAX) == static_cast<int>(kLastPhase));
 static_assert(static_cast<int>(fb::ArgKind::MAX) == static_cast<int>(kLastArgKind));
+static_assert(static_cast<int>(fb::KvLayerKind::KeyValue) ==
+              static_cast<int>(KvLayerKind::kKeyValue));
+static_assert(static_cast<int>(fb::KvLayerKind::MAX) == static_cast<int>(kLastKvLayerKind));
 
 // Writers align the whole buffer to this, so a valid file's size is a multiple
 // of it and a file cut short inside the trailing padding is still caught.
 constexpr size_t kPlanAlignment = 8;
+
+// Layers a plan may have: the attention op's `layer` attribute is at most 100000.
+constexpr int32_t kMaxPlanLayers = 100001;
 
 // The checksum footer after the flatbuffer (PLAN_FORMAT.md, "Checksum"):
 // "MGCS", the flatbuffer's byte length (u32), then XXH64 (seed 0) of every
@@ -267,6 +273,28 @@ bool ReadKeyOptions(const fb::KeySetOptions& in, KeySetOptions* out, std::string
          ReadScalars(in.prefill_buckets(), "prefill_buckets", &out->prefill_buckets, missing);
 }
 
+// A plan written before kv_layers existed cached every layer as f32 K/V of
+// the model's num_kv_heads x head_dim: absent, that is what it reads as (a
+// num_layers too large for a layer index is left for the validator to name).
+void ReadKvLayers(const fb::Plan& in, Plan* out) {
+  const auto* layers = in.kv_layers();
+  if (layers == nullptr) {
+    const PlanModelInfo& m = out->model;
+    if (m.num_layers > 0 && m.num_layers <= kMaxPlanLayers) {
+      out->kv_layers.assign(static_cast<size_t>(m.num_layers),
+                            PlanKvLayer{KvLayerKind::kKeyValue, m.num_kv_heads, m.head_dim,
+                                        /*window=*/0, DType::kF32});
+    }
+    return;
+  }
+  out->kv_layers.resize(layers->size());
+  for (flatbuffers::uoffset_t i = 0; i < layers->size(); ++i) {
+    const fb::PlanKvLayer& l = *layers->Get(i);
+    out->kv_layers[i] = PlanKvLayer{static_cast<KvLayerKind>(l.kind()), l.num_kv_heads(),
+                                    l.head_dim(), l.window(), static_cast<DType>(l.dtype())};
+  }
+}
+
 bool ReadPlan(const fb::Plan& in, Plan* out, std::string* missing) {
   out->format_version = in.format_version();
   out->keys_share_one_arena = in.keys_share_one_arena();
@@ -323,6 +351,7 @@ bool ReadPlan(const fb::Plan& in, Plan* out, std::string* missing) {
       }
     }
   }
+  ReadKvLayers(in, out);
   return true;
 }
 
@@ -389,6 +418,7 @@ class PlanValidator {
     MG_RETURN_IF_ERROR(CheckVersion(plan_.format_version, source_name_));
     MG_RETURN_IF_ERROR(CheckOpSet());
     MG_RETURN_IF_ERROR(CheckModel());
+    MG_RETURN_IF_ERROR(CheckKvLayers());
     MG_RETURN_IF_ERROR(CheckKeyOptions());
     for (size_t i = 0; i < plan_.weights.size(); ++i) {
       MG_RETURN_IF_ERROR(CheckWeight(i));
@@ -508,6 +538,50 @@ class PlanValidator {
       if (value < 0) {
         return Error(std::string("model.") + name + " is " + std::to_string(value) +
                      ", expected >= 0");
+      }
+    }
+    return Status::Ok();
+  }
+
+  // One entry per layer, each a known kind and cache dtype with positive dims
+  // whose per-token bytes, summed over the layers, fit int64. Whether the
+  // attention steps agree with them is runtime/program_check's.
+  Status CheckKvLayers() const {
+    const std::vector<PlanKvLayer>& layers = plan_.kv_layers;
+    if (layers.size() != static_cast<size_t>(std::max(plan_.model.num_layers, 0))) {
+      return Error("kv_layers has " + std::to_string(layers.size()) +
+                   " entries, expected one per layer (model.num_layers is " +
+                   std::to_string(plan_.model.num_layers) + ")");
+    }
+    int64_t total = 0;
+    for (size_t i = 0; i < layers.size(); ++i) {
+      const PlanKvLayer& l = layers[i];
+      const std::string field = "kv_layers[" + std::to_string(i) + "]";
+      if (static_cast<int>(l.kind) > static_cast<int>(kLastKvLayerKind)) {
+        return Error(field + ".kind is " + EnumValue(l.kind) + ", expected 0.." +
+                     EnumValue(kLastKvLayerKind) + " (key_value)");
+      }
+      if (!IsKnown(l.dtype) || !IsKvCacheDType(l.dtype)) {
+        return Error(field + ".dtype is " +
+                     (IsKnown(l.dtype) ? std::string(DTypeName(l.dtype)) : EnumValue(l.dtype)) +
+                     ", expected f32, f16 or bf16");
+      }
+      for (const auto& [name, value] :
+           {std::pair<const char*, int32_t>{"num_kv_heads", l.num_kv_heads},
+            {"head_dim", l.head_dim}}) {
+        if (value <= 0) {
+          return Error(field + "." + name + " is " + std::to_string(value) + ", expected > 0");
+        }
+      }
+      if (l.window < 0) {
+        return Error(field + ".window is " + std::to_string(l.window) +
+                     ", expected >= 0 (0: no sliding window)");
+      }
+      const std::optional<int64_t> bytes = KvLayerBytesPerToken(l);
+      if (!bytes || __builtin_add_overflow(total, *bytes, &total)) {
+        return Error(field + " (" + std::to_string(l.num_kv_heads) + " KV heads of " +
+                     std::to_string(l.head_dim) + ", " + DTypeName(l.dtype) +
+                     "): the KV cache's bytes per token overflow int64");
       }
     }
     return Status::Ok();
@@ -915,9 +989,17 @@ std::string SerializePlan(const Plan& plan) {
         fb::CreatePlanTokenizerFile(b, b.CreateString(f.file), f.full_hash));
   }
   const auto tokenizer_files = b.CreateVector(tokenizer_file_offsets);
+  std::vector<flatbuffers::Offset<fb::PlanKvLayer>> kv_layer_offsets;
+  kv_layer_offsets.reserve(plan.kv_layers.size());
+  for (const PlanKvLayer& l : plan.kv_layers) {
+    kv_layer_offsets.push_back(fb::CreatePlanKvLayer(b, static_cast<fb::KvLayerKind>(l.kind),
+                                                     l.num_kv_heads, l.head_dim, l.window,
+                                                     ToFb(l.dtype)));
+  }
+  const auto kv_layers = b.CreateVector(kv_layer_offsets);
   const auto root = fb::CreatePlan(b, plan.format_version, model, model_dir, weights, key_options,
                                    programs, source_ir, compile_options, plan.keys_share_one_arena,
-                                   checkpoint_files, plan.op_set_hash, tokenizer_files);
+                                   checkpoint_files, plan.op_set_hash, tokenizer_files, kv_layers);
   fb::FinishPlanBuffer(b, root);
   return AppendPlanChecksum(
       std::string(reinterpret_cast<const char*>(b.GetBufferPointer()), b.GetSize()));

@@ -28,7 +28,8 @@ namespace moegraph {
 struct Engine::DeviceState {
   std::vector<std::byte*> allocations;  // backend memory, freed by ~Engine
   std::vector<TensorArg> weights;       // device TensorArgs, by weight-table index
-  KvCacheView kv;                       // the host view's dims, device k / v
+  std::vector<KvLayerView> kv_layers;   // host array of the device layers' views
+  KvCacheView kv;                       // the host view's dims, kv_layers
   std::byte* meta = nullptr;            // device: ForwardMetaView, then its arrays
   std::vector<std::byte> staging;       // host image of `meta`
   // Byte offsets of the token ids and of each kMetaArrays entry in `meta` /
@@ -56,29 +57,25 @@ StatusOr<std::unique_ptr<Engine>> Engine::Load(Plan plan, const EngineOptions& o
     max_tokens = std::max(max_tokens, p.key.token_bucket);
     max_seqs = std::max(max_seqs, p.key.seq_bucket);
   }
-  // Every size below comes from the plan: overflow-checked, in 64 bits.
+  // Every size below comes from the plan: overflow-checked, in 64 bits. The
+  // cache's geometry is the plan's kv_layers, one entry per layer.
   const PlanModelInfo& m = plan.model;
-  if (m.num_layers <= 0 || m.num_kv_heads <= 0 || m.head_dim <= 0) {
-    return InvalidArgument("the plan's model info has zero-sized KV heads (" +
-                           std::to_string(m.num_layers) + " layers, " +
-                           std::to_string(m.num_kv_heads) + " KV heads of " +
-                           std::to_string(m.head_dim) + ")");
+  if (plan.kv_layers.empty()) {
+    return InvalidArgument("the plan declares no KV-cache layers (kv_layers is empty)");
+  }
+  for (size_t l = 0; l < plan.kv_layers.size(); ++l) {
+    if (plan.kv_layers[l].window != 0) {
+      return Unimplemented("kv_layers[" + std::to_string(l) + "].window is " +
+                           std::to_string(plan.kv_layers[l].window) +
+                           ": sliding-window layers are not supported by this build");
+    }
   }
   KvCacheConfig kv_config;
-  kv_config.num_layers = m.num_layers;
-  kv_config.num_kv_heads = m.num_kv_heads;
-  kv_config.head_dim = m.head_dim;
+  kv_config.layers = plan.kv_layers;
   kv_config.block_size = options.kv_block_size;
-  uint64_t block_bytes = 0;
-  if (__builtin_mul_overflow(uint64_t{2 * sizeof(float)} * static_cast<uint64_t>(m.num_layers),
-                             static_cast<uint64_t>(options.kv_block_size) * m.num_kv_heads,
-                             &block_bytes) ||
-      __builtin_mul_overflow(block_bytes, static_cast<uint64_t>(m.head_dim), &block_bytes)) {
-    return ResourceExhausted("a KV cache block of " + std::to_string(options.kv_block_size) +
-                             " tokens over " + std::to_string(m.num_layers) + " layers, " +
-                             std::to_string(m.num_kv_heads) + " KV heads of " +
-                             std::to_string(m.head_dim) + " overflows 64 bits");
-  }
+  // The budget counts the bytes the layers really store, in their dtypes.
+  MG_ASSIGN_OR_RETURN(const uint64_t block_bytes,
+                      KvCache::BlockBytes(kv_config.layers, options.kv_block_size));
   kv_config.num_blocks = static_cast<int32_t>(
       std::min<uint64_t>(options.kv_cache_bytes / block_bytes, uint64_t{1} << 30));
   if (kv_config.num_blocks < 1) {
@@ -218,14 +215,13 @@ Status Engine::InitDevice() {
   MG_RETURN_IF_ERROR(
       backend_->Upload(block + slice_bytes, pointers.data(), pointers.size() * sizeof(void*)));
 
-  // KV cache: the host KvCache keeps the block tables; the data lives here.
+  // KV cache: the host KvCache keeps the block tables; the data lives here,
+  // laid out as the host's would be (per-layer offsets, each layer's dtype).
+  MG_ASSIGN_OR_RETURN(std::byte * kv_data,
+                      allocate(static_cast<size_t>(kv_.bytes()), "the KV cache"));
+  d.kv_layers = kv_.LayerViewsAt(kv_data);
   d.kv = kv_.view();
-  const size_t kv_bytes =
-      static_cast<size_t>(d.kv.layer_stride()) * d.kv.num_layers * sizeof(float);
-  MG_ASSIGN_OR_RETURN(std::byte * k, allocate(kv_bytes, "the KV cache's keys"));
-  MG_ASSIGN_OR_RETURN(std::byte * v, allocate(kv_bytes, "the KV cache's values"));
-  d.kv.k = reinterpret_cast<float*>(k);
-  d.kv.v = reinterpret_cast<float*>(v);
+  d.kv.layers = d.kv_layers.data();
 
   // ForwardMeta: the view struct first, then every array, 256-byte aligned.
   const size_t tokens = meta_.max_tokens(), seqs = meta_.max_seqs();

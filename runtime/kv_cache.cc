@@ -1,6 +1,8 @@
 // Paged KV cache bookkeeping.
 #include "runtime/kv_cache.h"
 
+#include <algorithm>
+#include <climits>
 #include <new>
 #include <string>
 
@@ -8,26 +10,96 @@
 
 namespace moegraph {
 
+KvCacheConfig KvCacheConfig::Uniform(int32_t num_layers, int32_t num_kv_heads, int32_t head_dim,
+                                     DType dtype) {
+  KvCacheConfig config;
+  config.layers.assign(static_cast<size_t>(std::max(num_layers, 0)),
+                       PlanKvLayer{KvLayerKind::kKeyValue, num_kv_heads, head_dim, 0, dtype});
+  return config;
+}
+
+namespace {
+
+std::string DescribeLayer(size_t index, const PlanKvLayer& layer) {
+  return "KV cache layer " + std::to_string(index) + " (kind " +
+         std::to_string(static_cast<int>(layer.kind)) + ", " + std::to_string(layer.num_kv_heads) +
+         " KV heads of " + std::to_string(layer.head_dim) + ", " + DTypeName(layer.dtype) + ")";
+}
+
+Status CheckLayer(size_t index, const PlanKvLayer& layer) {
+  if (!IsKvCacheDType(layer.dtype)) {
+    return InvalidArgument(DescribeLayer(index, layer) + ": dtype must be f32, f16 or bf16");
+  }
+  if (!KvLayerRowElements(layer)) {
+    return InvalidArgument(DescribeLayer(index, layer) +
+                           ": expected a known kind with positive dims");
+  }
+  if (!KvLayerBytesPerToken(layer)) {
+    return ResourceExhausted(DescribeLayer(index, layer) +
+                             ": its bytes per token overflow 64 bits");
+  }
+  return Status::Ok();
+}
+
+uint64_t AlignUp(uint64_t v, uint64_t a) {
+  return (v + a - 1) / a * a;
+}
+
+}  // namespace
+
+StatusOr<uint64_t> KvCache::BlockBytes(const std::vector<PlanKvLayer>& layers, int32_t block_size) {
+  if (block_size <= 0) return InvalidArgument("KV block size must be > 0");
+  uint64_t per_token = 0;
+  for (size_t l = 0; l < layers.size(); ++l) {
+    MG_RETURN_IF_ERROR(CheckLayer(l, layers[l]));
+    if (__builtin_add_overflow(per_token, static_cast<uint64_t>(*KvLayerBytesPerToken(layers[l])),
+                               &per_token)) {
+      return ResourceExhausted("the KV cache's bytes per token over " +
+                               std::to_string(layers.size()) + " layers overflow 64 bits");
+    }
+  }
+  uint64_t bytes = 0;
+  if (__builtin_mul_overflow(per_token, static_cast<uint64_t>(block_size), &bytes)) {
+    return ResourceExhausted("a KV cache block of " + std::to_string(block_size) + " tokens of " +
+                             std::to_string(per_token) + " bytes overflows 64 bits");
+  }
+  return bytes;
+}
+
 StatusOr<KvCache> KvCache::Create(const KvCacheConfig& config) {
-  if (config.num_layers <= 0 || config.num_kv_heads <= 0 || config.head_dim <= 0 ||
+  if (config.layers.empty() || config.layers.size() > static_cast<size_t>(INT32_MAX) ||
       config.block_size <= 0 || config.num_blocks <= 0) {
-    return InvalidArgument(
-        "KV cache: layers, kv heads, head_dim, block_size and num_blocks "
-        "must all be > 0");
+    return InvalidArgument("KV cache: layers (" + std::to_string(config.layers.size()) +
+                           "), block_size (" + std::to_string(config.block_size) +
+                           ") and num_blocks (" + std::to_string(config.num_blocks) +
+                           ") must all be > 0");
   }
-  int64_t per_layer = 0, total = 0, bytes = 0;
-  if (__builtin_mul_overflow(static_cast<int64_t>(config.num_blocks) * config.block_size,
-                             static_cast<int64_t>(config.num_kv_heads) * config.head_dim,
-                             &per_layer) ||
-      __builtin_mul_overflow(per_layer, static_cast<int64_t>(config.num_layers), &total) ||
-      __builtin_mul_overflow(total, int64_t{2 * sizeof(float)}, &bytes)) {
-    return ResourceExhausted("KV cache of " + std::to_string(config.num_blocks) + " blocks of " +
-                             std::to_string(config.block_size) + " tokens, " +
-                             std::to_string(config.num_layers) + " layers, " +
-                             std::to_string(config.num_kv_heads) + " KV heads of " +
-                             std::to_string(config.head_dim) + ": the size overflows");
+  const auto num_slots = static_cast<uint64_t>(config.num_blocks) * config.block_size;
+  std::vector<uint64_t> offsets;
+  offsets.reserve(config.layers.size() * 2);
+  uint64_t bytes = 0;
+  for (size_t l = 0; l < config.layers.size(); ++l) {
+    const PlanKvLayer& layer = config.layers[l];
+    MG_RETURN_IF_ERROR(CheckLayer(l, layer));
+    uint64_t array_bytes = 0;
+    const uint64_t row_bytes =
+        static_cast<uint64_t>(*KvLayerRowElements(layer)) * DTypeBytes(layer.dtype);
+    bool overflow = __builtin_mul_overflow(num_slots, row_bytes, &array_bytes);
+    for (int a = 0; a < 2 && !overflow; ++a) {
+      bytes = AlignUp(bytes, kArrayAlignment);
+      offsets.push_back(bytes);
+      // Kinds with one array keep an empty second one, so offsets stay [l * 2 + a].
+      const uint64_t this_array = a < KvLayerNumArrays(layer.kind) ? array_bytes : 0;
+      overflow = bytes > INT64_MAX - kArrayAlignment ||
+                 __builtin_add_overflow(bytes, this_array, &bytes) || bytes > INT64_MAX;
+    }
+    if (overflow) {
+      return ResourceExhausted("KV cache of " + std::to_string(config.num_blocks) + " blocks of " +
+                               std::to_string(config.block_size) +
+                               " tokens: " + DescribeLayer(l, layer) + " makes the size overflow");
+    }
   }
-  if (config.allocate_storage && ExceedsPhysicalMemory(static_cast<uint64_t>(bytes))) {
+  if (config.allocate_storage && ExceedsPhysicalMemory(bytes)) {
     return ResourceExhausted("cannot allocate the KV cache (" + std::to_string(bytes) +
                              " bytes for " + std::to_string(config.num_blocks) +
                              " blocks): more than this machine's " +
@@ -35,26 +107,50 @@ StatusOr<KvCache> KvCache::Create(const KvCacheConfig& config) {
   }
   KvCache cache;
   cache.config_ = config;
+  cache.offsets_ = std::move(offsets);
+  cache.bytes_ = bytes;
   try {
-    if (config.allocate_storage) {
-      cache.storage_k_.assign(total, 0.0f);
-      cache.storage_v_.assign(total, 0.0f);
-    }
+    if (config.allocate_storage) cache.storage_.assign(bytes, std::byte{0});
     cache.free_blocks_.reserve(config.num_blocks);
   } catch (const std::bad_alloc&) {
     return ResourceExhausted("cannot allocate the KV cache (" + std::to_string(bytes) +
                              " bytes for " + std::to_string(config.num_blocks) + " blocks)");
   }
-  cache.view_ = KvCacheView{config.allocate_storage ? cache.storage_k_.data() : nullptr,
-                            config.allocate_storage ? cache.storage_v_.data() : nullptr,
-                            config.num_layers,
-                            config.num_blocks,
-                            config.block_size,
-                            config.num_kv_heads,
-                            config.head_dim};
+  cache.layer_views_ =
+      cache.LayerViewsAt(config.allocate_storage ? cache.storage_.data() : nullptr);
+  cache.view_ = KvCacheView{cache.layer_views_.data(), static_cast<int32_t>(config.layers.size()),
+                            config.num_blocks, config.block_size};
   for (int32_t b = config.num_blocks - 1; b >= 0; --b)
     cache.free_blocks_.push_back(b);
   return cache;
+}
+
+std::vector<KvLayerView> KvCache::LayerViewsAt(std::byte* base) const {
+  std::vector<KvLayerView> views(config_.layers.size());
+  for (size_t l = 0; l < views.size(); ++l) {
+    const PlanKvLayer& layer = config_.layers[l];
+    KvLayerView& v = views[l];
+    v.k = base != nullptr ? base + offsets_[2 * l] : nullptr;
+    v.v = base != nullptr ? base + offsets_[2 * l + 1] : nullptr;
+    v.kind = layer.kind;
+    v.dtype = layer.dtype;
+    v.num_kv_heads = layer.num_kv_heads;
+    v.head_dim = layer.head_dim;
+    v.slot_stride = *KvLayerRowElements(layer);
+  }
+  return views;
+}
+
+std::string KvCache::DTypeSummary() const {
+  std::string out;
+  for (DType dtype : {DType::kF32, DType::kF16, DType::kBF16}) {
+    for (const PlanKvLayer& layer : config_.layers) {
+      if (layer.dtype != dtype) continue;
+      out += (out.empty() ? "" : "+") + std::string(DTypeName(dtype));
+      break;
+    }
+  }
+  return out;
 }
 
 Status KvCache::Reserve(int64_t seq_id, int64_t total_tokens) {

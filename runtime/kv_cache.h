@@ -1,30 +1,47 @@
 // Paged KV cache: fixed-size blocks shared by all sequences, a block table
-// per sequence. Running out of blocks is an error; nothing is overwritten.
+// per sequence. Each layer has its own geometry and storage dtype (the plan's
+// kv_layers); the block bookkeeping is shared: block b holds the same token
+// positions in every layer. Running out of blocks is an error; nothing is
+// overwritten.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <map>
+#include <string>
 #include <vector>
 
+#include "ir/kv_layer.h"
 #include "kernels/kernel_abi.h"
 #include "support/status.h"
 
 namespace moegraph {
 
 struct KvCacheConfig {
-  int32_t num_layers = 0;
-  int32_t num_kv_heads = 0;
-  int32_t head_dim = 0;
+  std::vector<PlanKvLayer> layers;  // one per model layer, by layer index
   int32_t block_size = 16;
   int32_t num_blocks = 0;
   // False when the data lives elsewhere (a device backend keeps its own copy):
-  // only the block bookkeeping is kept and view() has null k / v.
+  // only the block bookkeeping is kept and view()'s layers have null k / v.
   bool allocate_storage = true;
+
+  // `num_layers` kKeyValue layers of one geometry and dtype.
+  static KvCacheConfig Uniform(int32_t num_layers, int32_t num_kv_heads, int32_t head_dim,
+                               DType dtype = DType::kF32);
 };
 
 class KvCache {
  public:
+  // Byte offsets are aligned to this in the storage.
+  static constexpr uint64_t kArrayAlignment = 64;
+
   static StatusOr<KvCache> Create(const KvCacheConfig& config);
+  // Bytes one block of `block_size` tokens takes over all `layers` (their
+  // per-token bytes summed, times block_size), without alignment padding: what
+  // a KV budget divides by. InvalidArgument for a bad entry, ResourceExhausted
+  // on overflow.
+  static StatusOr<uint64_t> BlockBytes(const std::vector<PlanKvLayer>& layers, int32_t block_size);
+
   // Move-only: view() points into the storage, which moves with the object.
   KvCache(KvCache&&) noexcept = default;
   KvCache& operator=(KvCache&&) noexcept = default;
@@ -50,15 +67,26 @@ class KvCache {
   int32_t num_free_blocks() const { return static_cast<int32_t>(free_blocks_.size()); }
   const KvCacheConfig& config() const { return config_; }
   const KvCacheView& view() const { return view_; }
-  // The cache's data size, wherever the data lives.
-  uint64_t bytes() const {
-    return 2ull * static_cast<uint64_t>(view_.layer_stride()) * config_.num_layers * sizeof(float);
+  // The cache's data size in bytes, wherever the data lives (every layer's
+  // arrays in their dtype, with the alignment padding between them).
+  uint64_t bytes() const { return bytes_; }
+  // Byte offset of layer l's array a (0: keys, 1: values) in the storage.
+  uint64_t array_offset(int32_t layer, int array) const {
+    return offsets_[static_cast<size_t>(layer) * 2 + static_cast<size_t>(array)];
   }
+  // The layer views for storage of bytes() bytes at `base` (a device copy of
+  // the cache lays its data out as the host's).
+  std::vector<KvLayerView> LayerViewsAt(std::byte* base) const;
+  // The storage dtypes, for summaries: "bf16", or "f32+bf16" when layers differ.
+  std::string DTypeSummary() const;
 
  private:
   KvCache() = default;
   KvCacheConfig config_;
-  std::vector<float> storage_k_, storage_v_;
+  std::vector<std::byte> storage_;
+  std::vector<uint64_t> offsets_;  // [num_layers * 2]: keys, values
+  uint64_t bytes_ = 0;
+  std::vector<KvLayerView> layer_views_;
   KvCacheView view_;
   std::vector<int32_t> free_blocks_;  // a stack; lowest ids handed out first
   std::map<int64_t, std::vector<int32_t>> tables_;

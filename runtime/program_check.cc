@@ -83,15 +83,25 @@ Status CheckPlanDependentParams(const Plan& plan, const KeyProgram& program,
                       std::to_string(m.num_layers) + " layers (expected 0 <= layer < " +
                       std::to_string(m.num_layers) + ")");
     }
-    // A layer's op reads the KV cache, whose geometry is the model's.
+    // A layer's op reads the KV cache: its geometry must be the layer's entry.
+    if (*layer >= static_cast<int64_t>(plan.kv_layers.size())) {
+      return DataLoss("layer " + std::to_string(*layer) + " has no kv_layers entry (the plan has " +
+                      std::to_string(plan.kv_layers.size()) + ")");
+    }
+    const PlanKvLayer& entry = plan.kv_layers[static_cast<size_t>(*layer)];
+    if (entry.kind != KvLayerKind::kKeyValue) {
+      return DataLoss("kv_layers[" + std::to_string(*layer) + "] has kind " +
+                      std::to_string(static_cast<int>(entry.kind)) + ", but '" + step.kernel +
+                      "' reads a key/value cache (kind 0)");
+    }
     for (const auto& [name, expected] :
-         {std::pair<const char*, int32_t>{"num_kv_heads", m.num_kv_heads},
-          {"head_dim", m.head_dim}}) {
+         {std::pair<const char*, int32_t>{"num_kv_heads", entry.num_kv_heads},
+          {"head_dim", entry.head_dim}}) {
       const std::optional<int64_t> value = IntParam(*def, step, name);
       if (value && *value != expected) {
         return DataLoss(std::string(name) + " is " + std::to_string(*value) +
-                        ", but the KV cache has " + std::to_string(expected) + " (the model's " +
-                        name + ")");
+                        ", but the KV cache has " + std::to_string(expected) + " (kv_layers[" +
+                        std::to_string(*layer) + "]." + name + ")");
       }
     }
   }

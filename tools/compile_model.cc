@@ -124,6 +124,12 @@ int Main(int argc, char** argv) {
   app.add_option("--dump-dir", options.pipeline.pass_manager.dump_dir,
                  "write the IR after every pass, one file per pass per key")
       ->type_name("DIR");
+  std::string kv_dtype;
+  const CLI::Option* kv_dtype_flag =
+      app.add_option("--kv-dtype", kv_dtype,
+                     "KV cache storage dtype: f32, f16 or bf16 (default: the checkpoint's 16-bit "
+                     "dtype for a bf16/f16 checkpoint, else f32)")
+          ->type_name("DTYPE");
   app.add_flag("-q,--quiet", quiet, "no progress or summary");
   if (std::optional<int> exit_code = ParseCommandLine(app, "compile-model", argc, argv)) {
     return *exit_code;
@@ -139,6 +145,13 @@ int Main(int argc, char** argv) {
           SetRegex(*print_after_flag, print_after, options.pipeline.pass_manager.print_ir_after);
       !s.ok()) {
     return Fail(s);
+  }
+  if (kv_dtype_flag->count() > 0) {
+    const std::optional<DType> parsed = ParseDType(kv_dtype);
+    if (!parsed || !IsKvCacheDType(*parsed)) {
+      return Fail(InvalidArgument("--kv-dtype: expected f32, f16 or bf16, got '" + kv_dtype + "'"));
+    }
+    options.kv_dtype = *parsed;
   }
   if (args.size() != 1) return Fail(InvalidArgument("expected one MODEL argument (see --help)"));
   if (output.empty()) return Fail(InvalidArgument("missing -o PLAN (see --help)"));
@@ -195,9 +208,10 @@ int Main(int argc, char** argv) {
     }
     std::printf(
         "wrote %s: %zu keys, runtime arena %s (largest key), %zu weights (%s, referenced "
-        "in %s), %s plan file, %.2f s\n",
+        "in %s), KV cache %s, %s plan file, %.2f s\n",
         output.c_str(), plan->programs.size(), FormatBytes(plan->max_arena_bytes()).c_str(),
         plan->weights.size(), FormatBytes(weight_bytes).c_str(), plan->model_dir.c_str(),
+        plan->kv_layers.empty() ? "-" : DTypeName(plan->kv_layers[0].dtype),
         FormatBytes(std::filesystem::file_size(output)).c_str(), total);
     std::string tokenizer_files;
     for (const PlanTokenizerFile& f : plan->tokenizer_files)

@@ -333,11 +333,12 @@ int Main(int argc, char** argv) {
   const double load_s = Seconds(load_start);
   Engine& e = **engine;
   std::printf(
-      "loaded %s: %zu keys, weights %s, KV cache %s (%d blocks of %d tokens), arena %s, "
+      "loaded %s: %zu keys, weights %s, KV cache %s %s (%d blocks of %d tokens), arena %s, "
       "load + capture %.3f s%s\n",
       args[0].c_str(), e.plan().programs.size(), FormatBytes(e.weight_bytes()).c_str(),
-      FormatBytes(e.kv_cache().bytes()).c_str(), e.kv_cache().config().num_blocks,
-      e.kv_cache().config().block_size, FormatBytes(e.arena_bytes()).c_str(), load_s,
+      FormatBytes(e.kv_cache().bytes()).c_str(), e.kv_cache().DTypeSummary().c_str(),
+      e.kv_cache().config().num_blocks, e.kv_cache().config().block_size,
+      FormatBytes(e.arena_bytes()).c_str(), load_s,
       options.eager ? " (eager: nothing captured)" : "");
 
   StatusOr<PlanTokenizer> text_config =

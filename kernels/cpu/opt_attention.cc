@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <limits>
 
+#include "kernels/cpu/kv_access.h"
 #include "kernels/cpu/opt_kernels.h"
 #include "kernels/cpu/reference_kernels.h"
 #include "kernels/cpu/simd_avx2.h"
@@ -59,15 +60,42 @@ struct AttentionProblem {
   float* out = nullptr;      // [T, nh * hd]
   const ForwardMetaView* meta = nullptr;
   const KvCacheView* kv = nullptr;
+  // The layer's cache arrays, [num_blocks * block_size, nkv, hd] of kv_dtype.
+  const std::byte* k_cache = nullptr;
+  const std::byte* v_cache = nullptr;
+  DType kv_dtype = DType::kF32;
+  int64_t kv_elem_bytes = 4;
   int64_t num_heads = 0, num_kv_heads = 0, head_dim = 0, group = 1;
-  int64_t q_row = 0, kv_row = 0, layer_offset = 0;
+  int64_t q_row = 0, kv_row = 0;
   float scale = 1.0f;
 };
 
-MG_AVX2_INLINE void PrefetchL2(const float* row, int64_t bytes) {
+MG_AVX2_INLINE void PrefetchL2(const std::byte* row, int64_t bytes) {
   const char* p = reinterpret_cast<const char*>(row);
   for (int64_t b = 0; b < bytes; b += 64)
     _mm_prefetch(p + b, _MM_HINT_T1);
+}
+
+// The cache row of hd elements (hd % 8 == 0) at element `offset` of `base`,
+// as f32: the row itself in an f32 cache; a 16-bit row is converted into
+// `scratch` (hd floats, 32-byte aligned), so the f32 path reads in place.
+MG_AVX2_INLINE const float* CacheRow(const AttentionProblem& p, const std::byte* base,
+                                     int64_t offset, int64_t hd, float* scratch) {
+  if (p.kv_dtype == DType::kF32) return reinterpret_cast<const float*>(base) + offset;
+  const auto* src = reinterpret_cast<const uint16_t*>(base) + offset;
+  if (p.kv_dtype == DType::kF16) {
+    for (int64_t d = 0; d < hd; d += 8) {
+      const __m128i h = _mm_loadu_si128(reinterpret_cast<const __m128i*>(src + d));
+      _mm256_store_ps(scratch + d, _mm256_cvtph_ps(h));
+    }
+  } else {  // bf16: the high half of an f32
+    for (int64_t d = 0; d < hd; d += 8) {
+      const __m128i h = _mm_loadu_si128(reinterpret_cast<const __m128i*>(src + d));
+      const __m256i w = _mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16);
+      _mm256_store_ps(scratch + d, _mm256_castsi256_ps(w));
+    }
+  }
+  return scratch;
 }
 
 // Four dot products of q (hd floats, hd % 8 == 0) with rows k0..k3.
@@ -136,6 +164,9 @@ MG_AVX2 void AttendHeads(const AttentionProblem& p, const int32_t* table, int32_
   int64_t row_offset[kKeyBlock];
   const float* keys[kKeyBlock];
   const float* values[kKeyBlock];
+  // 16-bit caches: this block's rows of one KV head, converted to f32.
+  alignas(32) float key_rows[kKeyBlock][kMaxHeadDim];
+  alignas(32) float value_rows[kKeyBlock][kMaxHeadDim];
   float max_all[kMaxChunks][kHeadChunk], sum_all[kMaxChunks][kHeadChunk];
   const float* q_all[kMaxChunks][kHeadChunk];
   for (int c = 0; c < num_chunks; ++c) {
@@ -149,7 +180,7 @@ MG_AVX2 void AttendHeads(const AttentionProblem& p, const int32_t* table, int32_
   // The KV heads [kv_lo, kv_hi] of the chunks are adjacent in a cache row.
   const int64_t kv_lo = h0[0] / p.group;
   const int64_t kv_hi = h0[num_chunks - 1] / p.group;
-  const int64_t span_bytes = (kv_hi - kv_lo + 1) * hd * static_cast<int64_t>(sizeof(float));
+  const int64_t span_bytes = (kv_hi - kv_lo + 1) * hd * p.kv_elem_bytes;
   const float neg_inf = -std::numeric_limits<float>::infinity();
   for (int64_t j0 = 0; j0 <= position; j0 += kKeyBlock) {
     const int64_t nb = std::min<int64_t>(kKeyBlock, position + 1 - j0);
@@ -157,18 +188,18 @@ MG_AVX2 void AttendHeads(const AttentionProblem& p, const int32_t* table, int32_
       const int64_t pos = j0 + j;
       const int64_t slot =
           static_cast<int64_t>(table[pos / block_size]) * block_size + pos % block_size;
-      row_offset[j] = p.layer_offset + slot * p.kv_row;
+      row_offset[j] = slot * p.kv_row;
     }
     // A KV head's rows are kv_row apart in the cache: stream this block's
     // values and the next block's keys into L2 while the scores are computed.
     const int64_t next_nb = std::min<int64_t>(kKeyBlock, position + 1 - (j0 + kKeyBlock));
     for (int64_t j = 0; j < nb; ++j) {
-      PrefetchL2(p.kv->v + row_offset[j] + kv_lo * hd, span_bytes);
+      PrefetchL2(p.v_cache + (row_offset[j] + kv_lo * hd) * p.kv_elem_bytes, span_bytes);
       if (j < next_nb) {
         const int64_t pos = j0 + kKeyBlock + j;
         const int64_t slot =
             static_cast<int64_t>(table[pos / block_size]) * block_size + pos % block_size;
-        PrefetchL2(p.kv->k + p.layer_offset + slot * p.kv_row + kv_lo * hd, span_bytes);
+        PrefetchL2(p.k_cache + (slot * p.kv_row + kv_lo * hd) * p.kv_elem_bytes, span_bytes);
       }
     }
     for (int c = 0; c < num_chunks; ++c) {
@@ -179,8 +210,8 @@ MG_AVX2 void AttendHeads(const AttentionProblem& p, const int32_t* table, int32_
       float* running_sum = sum_all[c];
       const float* const* q = q_all[c];
       for (int64_t j = 0; j < nb; ++j) {
-        keys[j] = p.kv->k + row_offset[j] + kv_head * hd;
-        values[j] = p.kv->v + row_offset[j] + kv_head * hd;
+        keys[j] = CacheRow(p, p.k_cache, row_offset[j] + kv_head * hd, hd, key_rows[j]);
+        values[j] = CacheRow(p, p.v_cache, row_offset[j] + kv_head * hd, hd, value_rows[j]);
       }
       for (int g = 0; g < num_heads; ++g) {
         float* s = probs[g];
@@ -261,6 +292,9 @@ MG_AVX2 void AttendQueryBlock(const AttentionProblem& p, const int32_t* table, i
   alignas(32) float alpha_row[kBlockRows];
   const float* keys[kKeyBlock + kKeyStep];
   const float* values[kKeyBlock];
+  // 16-bit caches: the key block's rows, converted to f32.
+  alignas(32) float key_rows[kKeyBlock][kMaxHeadDim];
+  alignas(32) float value_rows[kKeyBlock][kMaxHeadDim];
   int32_t max_limit = 0, min_limit = std::numeric_limits<int32_t>::max();
   for (int64_t r = 0; r < kBlockRows; ++r) {
     const int64_t rr = r < rows ? r : 0;  // padding rows repeat row 0
@@ -289,9 +323,9 @@ MG_AVX2 void AttendQueryBlock(const AttentionProblem& p, const int32_t* table, i
       const int64_t pos = j0 + j;
       const int64_t slot =
           static_cast<int64_t>(table[pos / block_size]) * block_size + pos % block_size;
-      const int64_t offset = p.layer_offset + slot * p.kv_row + kv_head * hd;
-      keys[j] = p.kv->k + offset;
-      values[j] = p.kv->v + offset;
+      const int64_t offset = slot * p.kv_row + kv_head * hd;
+      keys[j] = CacheRow(p, p.k_cache, offset, hd, key_rows[j]);
+      values[j] = CacheRow(p, p.v_cache, offset, hd, value_rows[j]);
     }
     const int64_t nbs = (nb + kKeyStep - 1) / kKeyStep * kKeyStep;
     for (int64_t j = nb; j < nbs; ++j)
@@ -485,18 +519,21 @@ void OptAttention(const KernelArgs& args) {
   p.meta = args.meta;
   p.kv = args.kv;
   const KvCacheView* kv = args.kv;
-  const bool ok = p.meta != nullptr && kv != nullptr && kv->k != nullptr && kv->v != nullptr &&
-                  p.num_heads > 0 && p.num_kv_heads > 0 && p.head_dim > 0 && p.head_dim % 8 == 0 &&
-                  p.head_dim <= kMaxHeadDim && p.num_heads % p.num_kv_heads == 0 && layer >= 0 &&
-                  layer < kv->num_layers && kv->num_kv_heads == p.num_kv_heads &&
-                  kv->head_dim == p.head_dim && kv->block_size > 0 &&
+  const bool ok = p.meta != nullptr && p.num_heads > 0 && p.num_kv_heads > 0 && p.head_dim > 0 &&
+                  p.head_dim % 8 == 0 && p.head_dim <= kMaxHeadDim &&
+                  p.num_heads % p.num_kv_heads == 0 &&
+                  kv_access::IsKeyValueLayer(kv, layer, p.num_kv_heads, p.head_dim) &&
                   RowSize(args.out[0]) == p.q_row && RowSize(args.in[0]) == p.q_row &&
                   RowSize(args.in[1]) == p.kv_row && RowSize(args.in[2]) == p.kv_row;
   if (!ok) return RefAttention(args);
   p.q = args.in[0].as<const float>();
   p.out = args.out[0].as<float>();
   p.group = p.num_heads / p.num_kv_heads;
-  p.layer_offset = layer * kv->layer_stride();
+  const KvLayerView& cache = *kv->layer(layer);
+  p.k_cache = static_cast<const std::byte*>(cache.k);
+  p.v_cache = static_cast<const std::byte*>(cache.v);
+  p.kv_dtype = cache.dtype;
+  p.kv_elem_bytes = static_cast<int64_t>(DTypeBytes(cache.dtype));
   const float* k = args.in[1].as<const float>();
   const float* v = args.in[2].as<const float>();
   const int64_t num_rows = NumRows(args.out[0]);
@@ -542,13 +579,14 @@ void OptAttention(const KernelArgs& args) {
     kv_span = (kv_span + 1) / 2;
 #pragma omp parallel num_threads(args.num_threads)
   {
-    // Step 1: this step's keys and values into the cache, before anyone reads.
+    // Step 1: this step's keys and values into the cache (rounded to its
+    // dtype), before anyone reads.
 #pragma omp for schedule(static)
     for (int64_t t = 0; t < num_real; ++t) {
       const int64_t slot = p.meta->slot_mapping[t];
       if (slot < 0 || slot >= num_slots) continue;
-      std::copy(k + t * p.kv_row, k + (t + 1) * p.kv_row, kv->k + p.layer_offset + slot * p.kv_row);
-      std::copy(v + t * p.kv_row, v + (t + 1) * p.kv_row, kv->v + p.layer_offset + slot * p.kv_row);
+      kv_access::StoreRow(cache.dtype, cache.k, slot * p.kv_row, k + t * p.kv_row, p.kv_row);
+      kv_access::StoreRow(cache.dtype, cache.v, slot * p.kv_row, v + t * p.kv_row, p.kv_row);
     }
     // Step 2: attention, items (query block, KV head) in order, split by cost.
     int64_t total = 0;

@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <limits>
 
+#include "kernels/cpu/kv_access.h"
 #include "kernels/cpu/reference_kernels.h"
 
 namespace moegraph {
@@ -15,6 +16,8 @@ using ref_detail::NumRealRows;
 using ref_detail::NumRows;
 using ref_detail::RowSize;
 using ref_detail::SeqBlocksValid;
+
+constexpr int64_t kMaxRefHeadDim = 4096;  // the attention op's head_dim limit
 
 }  // namespace
 
@@ -76,31 +79,33 @@ void RefAttention(const KernelArgs& args) {
   const ForwardMetaView* meta = args.meta;
   const KvCacheView* kv = args.kv;
   MG_KERNEL_CONTRACT(
-      meta != nullptr && kv != nullptr && kv->k != nullptr && kv->v != nullptr && num_heads > 0 &&
-          num_kv_heads > 0 && head_dim > 0 && num_heads % num_kv_heads == 0 && layer >= 0 &&
-          layer < kv->num_layers && kv->num_kv_heads == num_kv_heads && kv->head_dim == head_dim &&
-          kv->block_size > 0 && RowSize(args.out[0]) == q_row && RowSize(args.in[0]) == q_row &&
+      meta != nullptr && num_heads > 0 && num_kv_heads > 0 && head_dim > 0 &&
+          head_dim <= kMaxRefHeadDim && num_heads % num_kv_heads == 0 &&
+          kv_access::IsKeyValueLayer(kv, layer, num_kv_heads, head_dim) &&
+          RowSize(args.out[0]) == q_row && RowSize(args.in[0]) == q_row &&
           RowSize(args.in[1]) == kv_row && RowSize(args.in[2]) == kv_row &&
           NumRows(args.in[0]) == num_rows && NumRows(args.in[1]) == num_rows &&
           NumRows(args.in[2]) == num_rows,
-      "attention", "q/k/v/out rows and heads must match the op and the KV cache geometry");
+      "attention", "q/k/v/out rows and heads must match the op and the KV cache layer's geometry");
   const int64_t num_real = NumRealRows(args, num_rows);
-  const int64_t layer_offset = layer * kv->layer_stride();
+  const KvLayerView& cache = *kv->layer(layer);
   const int64_t num_slots = static_cast<int64_t>(kv->num_blocks) * kv->block_size;
 
-  // Step 1: write this step's keys and values. slot = block * block_size + offset
-  // is also the slot's row index in the layer's [num_blocks * block_size, nkv, hd].
+  // Step 1: write this step's keys and values, rounded to the cache dtype.
+  // slot = block * block_size + offset is also the slot's row index in the
+  // layer's [num_blocks * block_size, nkv, hd].
 #pragma omp parallel for num_threads(args.num_threads)
   for (int64_t t = 0; t < num_real; ++t) {
     const int64_t slot = meta->slot_mapping[t];
     if (slot < 0 || slot >= num_slots) continue;
-    std::copy(k + t * kv_row, k + (t + 1) * kv_row, kv->k + layer_offset + slot * kv_row);
-    std::copy(v + t * kv_row, v + (t + 1) * kv_row, kv->v + layer_offset + slot * kv_row);
+    kv_access::StoreRow(cache.dtype, cache.k, slot * kv_row, k + t * kv_row, kv_row);
+    kv_access::StoreRow(cache.dtype, cache.v, slot * kv_row, v + t * kv_row, kv_row);
   }
 
   // Step 2: causal attention over the cache, one (token, head) per iteration.
   // Two passes over the keys (max, then exp-sum) so no score buffer is needed;
-  // the output head accumulates the unnormalised weighted sum of values.
+  // the output head accumulates the unnormalised weighted sum of values. Cache
+  // rows are read as f32 (converted from the cache dtype).
   const int64_t group = num_heads / num_kv_heads;
 #pragma omp parallel for collapse(2) num_threads(args.num_threads)
   for (int64_t t = 0; t < num_rows; ++t) {
@@ -117,22 +122,26 @@ void RefAttention(const KernelArgs& args) {
       auto cache_offset = [&](int64_t j) {
         const int64_t slot =
             static_cast<int64_t>(table[j / kv->block_size]) * kv->block_size + j % kv->block_size;
-        return layer_offset + slot * kv_row + kv_head * head_dim;
+        return slot * kv_row + kv_head * head_dim;
       };
       const float* q_head = q + t * q_row + h * head_dim;
+      float row[kMaxRefHeadDim];
+      auto score = [&](int64_t offset) {
+        kv_access::LoadRow(cache.dtype, cache.k, offset, row, head_dim);
+        return scale * DotF32(q_head, row, head_dim);
+      };
 
       float max_score = -std::numeric_limits<float>::infinity();
-      for (int64_t j = 0; j <= position; ++j) {
-        max_score = std::max(max_score, scale * DotF32(q_head, kv->k + cache_offset(j), head_dim));
-      }
+      for (int64_t j = 0; j <= position; ++j)
+        max_score = std::max(max_score, score(cache_offset(j)));
       float sum = 0.0f;
       for (int64_t j = 0; j <= position; ++j) {
         const int64_t offset = cache_offset(j);
-        const float e = std::exp(scale * DotF32(q_head, kv->k + offset, head_dim) - max_score);
+        const float e = std::exp(score(offset) - max_score);
         sum += e;
-        const float* v_row = kv->v + offset;
+        kv_access::LoadRow(cache.dtype, cache.v, offset, row, head_dim);
         for (int64_t d = 0; d < head_dim; ++d)
-          o[d] += e * v_row[d];
+          o[d] += e * row[d];
       }
       const float inv_sum = 1.0f / sum;
       for (int64_t d = 0; d < head_dim; ++d)

@@ -1,4 +1,6 @@
 // CUDA attention kernels (see attention.cuh), mirroring ref_attention.cc.
+#include <cuda_fp16.h>
+
 #include <cmath>
 
 #include "kernels/cuda/attention.cuh"
@@ -10,6 +12,38 @@ namespace {
 constexpr int kRopeThreads = 128;
 constexpr int kCopyThreads = 128;
 constexpr int kAttnThreads = 128;
+
+// KV-cache element access by storage type: float, __half, or Bf16Bits.
+struct Bf16Bits {
+  uint16_t bits;
+};
+__device__ __forceinline__ float ToF32(float x) {
+  return x;
+}
+__device__ __forceinline__ float ToF32(__half x) {
+  return __half2float(x);
+}
+__device__ __forceinline__ float ToF32(Bf16Bits x) {
+  return __uint_as_float(static_cast<uint32_t>(x.bits) << 16);
+}
+template <typename T>
+__device__ __forceinline__ T FromF32(float x);
+template <>
+__device__ __forceinline__ float FromF32<float>(float x) {
+  return x;
+}
+template <>
+__device__ __forceinline__ __half FromF32<__half>(float x) {
+  return __float2half_rn(x);
+}
+// Round to nearest even, NaN stays NaN: support/half.h's F32ToBf16.
+template <>
+__device__ __forceinline__ Bf16Bits FromF32<Bf16Bits>(float x) {
+  const uint32_t bits = __float_as_uint(x);
+  if ((bits & 0x7fffffffu) > 0x7f800000u)
+    return Bf16Bits{static_cast<uint16_t>((bits >> 16) | 0x40)};
+  return Bf16Bits{static_cast<uint16_t>((bits + 0x7fffu + ((bits >> 16) & 1u)) >> 16)};
+}
 
 // One block per row; thread i owns the (i, i + half) pairs of every head.
 __global__ void RopeKernel(const float* x, float* y, int64_t row_size, int64_t head_dim,
@@ -40,6 +74,7 @@ __global__ void RopeKernel(const float* x, float* y, int64_t row_size, int64_t h
   }
 }
 
+template <typename T>
 __global__ void KvCacheWriteKernel(const float* k, const float* v, int64_t kv_row, KvLayer layer,
                                    int64_t row_limit, const ForwardMetaView* meta) {
   const int64_t t = blockIdx.x;
@@ -48,8 +83,8 @@ __global__ void KvCacheWriteKernel(const float* k, const float* v, int64_t kv_ro
   const int64_t num_slots = static_cast<int64_t>(layer.num_blocks) * layer.block_size;
   if (slot < 0 || slot >= num_slots) return;
   for (int64_t c = threadIdx.x; c < kv_row; c += blockDim.x) {
-    layer.k[slot * kv_row + c] = k[t * kv_row + c];
-    layer.v[slot * kv_row + c] = v[t * kv_row + c];
+    static_cast<T*>(layer.k)[slot * kv_row + c] = FromF32<T>(k[t * kv_row + c]);
+    static_cast<T*>(layer.v)[slot * kv_row + c] = FromF32<T>(v[t * kv_row + c]);
   }
 }
 
@@ -57,6 +92,7 @@ __global__ void KvCacheWriteKernel(const float* k, const float* v, int64_t kv_ro
 // j = tid, tid + blockDim, ...; pass 2: chunks of blockDim keys whose
 // exp(score - max) go to shared memory, then each thread accumulates its
 // own output dims over the chunk (no atomics, so the result is deterministic).
+template <typename T>
 __global__ void __launch_bounds__(kAttnThreads)
     PagedAttentionKernel(const float* q, KvLayer layer, float* out, int num_heads, int num_kv_heads,
                          int head_dim, float scale, int64_t row_limit,
@@ -98,11 +134,13 @@ __global__ void __launch_bounds__(kAttnThreads)
     const int64_t slot = static_cast<int64_t>(table[j / block_size]) * block_size + j % block_size;
     return slot * kv_row + kv_head * head_dim;
   };
+  const T* cache_k = static_cast<const T*>(layer.k);
+  const T* cache_v = static_cast<const T*>(layer.v);
   auto score = [&](int64_t offset) {
-    const float* k_row = layer.k + offset;
+    const T* k_row = cache_k + offset;
     float dot = 0.0f;
     for (int d = 0; d < head_dim; ++d)
-      dot += q_s[d] * k_row[d];
+      dot += q_s[d] * ToF32(k_row[d]);
     return scale * dot;
   };
   const float* q_head = q + t * q_row + static_cast<int64_t>(h) * head_dim;
@@ -134,7 +172,7 @@ __global__ void __launch_bounds__(kAttnThreads)
     for (int d = threadIdx.x; d < head_dim; d += blockDim.x) {
       float acc = o_s[d];
       for (int64_t jj = 0; jj < count; ++jj)
-        acc += e_s[jj] * layer.v[offset_s[jj] + d];
+        acc += e_s[jj] * ToF32(cache_v[offset_s[jj] + d]);
       o_s[d] = acc;
     }
     __syncthreads();
@@ -160,8 +198,23 @@ cudaError_t LaunchKvCacheWrite(const float* k, const float* v, int64_t num_rows,
                                KvLayer layer, int64_t row_limit, const ForwardMetaView* meta,
                                cudaStream_t stream) {
   if (num_rows <= 0 || kv_row <= 0 || meta == nullptr) return cudaSuccess;
-  KvCacheWriteKernel<<<static_cast<unsigned int>(num_rows), kCopyThreads, 0, stream>>>(
-      k, v, kv_row, layer, row_limit, meta);
+  const auto blocks = static_cast<unsigned int>(num_rows);
+  switch (layer.dtype) {
+    case DType::kF32:
+      KvCacheWriteKernel<float>
+          <<<blocks, kCopyThreads, 0, stream>>>(k, v, kv_row, layer, row_limit, meta);
+      break;
+    case DType::kF16:
+      KvCacheWriteKernel<__half>
+          <<<blocks, kCopyThreads, 0, stream>>>(k, v, kv_row, layer, row_limit, meta);
+      break;
+    case DType::kBF16:
+      KvCacheWriteKernel<Bf16Bits>
+          <<<blocks, kCopyThreads, 0, stream>>>(k, v, kv_row, layer, row_limit, meta);
+      break;
+    default:
+      return cudaErrorInvalidValue;
+  }
   return cudaGetLastError();
 }
 
@@ -178,8 +231,22 @@ cudaError_t LaunchPagedAttention(const float* q, KvLayer layer, float* out, int6
   const size_t shared_bytes = (2 * static_cast<size_t>(head_dim) + kAttnThreads) * sizeof(float);
   if (shared_bytes > 48 * 1024 || num_heads > kMaxGridY) return cudaErrorInvalidConfiguration;
   const dim3 grid(static_cast<unsigned int>(num_rows), static_cast<unsigned int>(num_heads));
-  PagedAttentionKernel<<<grid, kAttnThreads, shared_bytes, stream>>>(
-      q, layer, out, num_heads, num_kv_heads, head_dim, scale, row_limit, meta);
+  switch (layer.dtype) {
+    case DType::kF32:
+      PagedAttentionKernel<float><<<grid, kAttnThreads, shared_bytes, stream>>>(
+          q, layer, out, num_heads, num_kv_heads, head_dim, scale, row_limit, meta);
+      break;
+    case DType::kF16:
+      PagedAttentionKernel<__half><<<grid, kAttnThreads, shared_bytes, stream>>>(
+          q, layer, out, num_heads, num_kv_heads, head_dim, scale, row_limit, meta);
+      break;
+    case DType::kBF16:
+      PagedAttentionKernel<Bf16Bits><<<grid, kAttnThreads, shared_bytes, stream>>>(
+          q, layer, out, num_heads, num_kv_heads, head_dim, scale, row_limit, meta);
+      break;
+    default:
+      return cudaErrorInvalidValue;
+  }
   return cudaGetLastError();
 }
 

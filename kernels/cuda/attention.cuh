@@ -21,10 +21,12 @@ cudaError_t LaunchRope(const float* x, float* y, int64_t num_rows, int64_t row_s
                        const ForwardMetaView* meta, cudaStream_t stream);
 
 // One layer's slice of the paged cache: [num_blocks * block_size, num_kv_heads,
-// head_dim] keys and values.
+// head_dim] keys and values of `dtype` (kF32, kF16 or kBF16), read as f32 and
+// written rounded to nearest even.
 struct KvLayer {
-  float* k = nullptr;
-  float* v = nullptr;
+  void* k = nullptr;
+  void* v = nullptr;
+  DType dtype = DType::kF32;
   int32_t num_blocks = 0;
   int32_t block_size = 0;
 };

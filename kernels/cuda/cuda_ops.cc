@@ -318,11 +318,14 @@ Status RunAttention(const KernelArgs& a, const CudaStepContext& ctx) {
   const int64_t num_rows = NumRows(a.out[0]);
   const int64_t q_row = num_heads * head_dim, kv_row = num_kv_heads * head_dim;
   const KvCacheView* kv = a.kv;
-  const bool ok = a.meta != nullptr && kv != nullptr && kv->k != nullptr && kv->v != nullptr &&
-                  num_heads > 0 && num_kv_heads > 0 && head_dim > 0 &&
-                  num_heads % num_kv_heads == 0 && layer >= 0 && layer < kv->num_layers &&
-                  kv->num_kv_heads == num_kv_heads && kv->head_dim == head_dim &&
-                  kv->block_size > 0 && RowSize(a.out[0]) == q_row && RowSize(a.in[0]) == q_row &&
+  const KvLayerView* kv_layer = kv != nullptr ? kv->layer(layer) : nullptr;
+  const bool ok = a.meta != nullptr && kv_layer != nullptr && kv_layer->k != nullptr &&
+                  kv_layer->v != nullptr && kv_layer->kind == KvLayerKind::kKeyValue &&
+                  IsKvCacheDType(kv_layer->dtype) && num_heads > 0 && num_kv_heads > 0 &&
+                  head_dim > 0 && num_heads % num_kv_heads == 0 &&
+                  kv_layer->num_kv_heads == num_kv_heads && kv_layer->head_dim == head_dim &&
+                  kv_layer->slot_stride == kv_row && kv->block_size > 0 &&
+                  RowSize(a.out[0]) == q_row && RowSize(a.in[0]) == q_row &&
                   RowSize(a.in[1]) == kv_row && RowSize(a.in[2]) == kv_row;
   if (!ok) {
     return ContractViolation("attention", "heads and rows must match the op and the KV cache");
@@ -330,8 +333,9 @@ Status RunAttention(const KernelArgs& a, const CudaStepContext& ctx) {
   const int64_t row_limit =
       std::min({NumRows(a.in[0]), NumRows(a.in[1]), NumRows(a.in[2]), num_rows});
   KvLayer cache;
-  cache.k = kv->k + layer * kv->layer_stride();
-  cache.v = kv->v + layer * kv->layer_stride();
+  cache.k = kv_layer->k;
+  cache.v = kv_layer->v;
+  cache.dtype = kv_layer->dtype;
   cache.num_blocks = kv->num_blocks;
   cache.block_size = kv->block_size;
   // The cache write must land before any token of the step reads it.

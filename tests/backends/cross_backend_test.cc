@@ -31,6 +31,7 @@
 #include "runtime/engine.h"
 #include "support/half.h"
 #include "tests/golden/golden_util.h"
+#include "tests/kv_cache_view_test.h"
 
 namespace moegraph {
 namespace {
@@ -638,13 +639,13 @@ StatusOr<RunResult> RunCase(Backend& backend, const OpCase& c, bool replay) {
   const size_t cache_bytes = k_init.size() * sizeof(float);
   MG_ASSIGN_OR_RETURN(std::byte * k_cache, memory.Upload(k_init.data(), cache_bytes));
   MG_ASSIGN_OR_RETURN(std::byte * v_cache, memory.Upload(v_init.data(), cache_bytes));
-  const KvCacheView kv{reinterpret_cast<float*>(k_cache),
-                       reinterpret_cast<float*>(v_cache),
-                       kLayers,
-                       kBlocks,
-                       kBlockSize,
-                       kKvHeads,
-                       kHeadDim};
+  testing::UniformKvCacheView kv_layers;
+  kv_layers.num_layers = kLayers;
+  kv_layers.num_blocks = kBlocks;
+  kv_layers.block_size = kBlockSize;
+  kv_layers.num_kv_heads = kKvHeads;
+  kv_layers.head_dim = kHeadDim;
+  const KvCacheView& kv = kv_layers.Bind(k_cache, v_cache);
 
   ExecBindings bindings;
   bindings.arena = arena;

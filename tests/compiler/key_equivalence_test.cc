@@ -18,6 +18,8 @@ CompileModelOptions SmallKeys(int32_t expert_parallel) {
   options.keys.chunk_size = 8;
   options.keys.max_chunks = 8;
   options.keys.expert_parallel = expert_parallel;
+  // The interpreter's cache below is f32: so is the plan's.
+  options.kv_dtype = DType::kF32;
   options.keys.prefill_buckets = {8, 16, 32, 64};
   options.keys.decode_buckets = {1, 2, 4, 8};
   options.keys.max_prefill_seqs = 4;
@@ -39,10 +41,10 @@ std::unique_ptr<Reference> MakeReference(const std::string& dir) {
       WeightArgs::FromCheckpoint(ref->model.graph, ref->model.checkpoint);
   EXPECT_TRUE(weights.ok()) << weights.status().ToString();
   ref->weights = std::move(*weights);
-  KvCacheConfig kv;
-  kv.num_layers = static_cast<int32_t>(ref->model.decoder().num_hidden_layers);
-  kv.num_kv_heads = static_cast<int32_t>(ref->model.decoder().num_key_value_heads);
-  kv.head_dim = static_cast<int32_t>(ref->model.decoder().head_dim);
+  KvCacheConfig kv =
+      KvCacheConfig::Uniform(static_cast<int32_t>(ref->model.decoder().num_hidden_layers),
+                             static_cast<int32_t>(ref->model.decoder().num_key_value_heads),
+                             static_cast<int32_t>(ref->model.decoder().head_dim));
   kv.block_size = 16;
   kv.num_blocks = 64;
   ref->runner = std::make_unique<EagerRunner>(ref->model.graph, ref->weights,

@@ -182,8 +182,9 @@ TEST_F(DemoEngineTest, KvExhaustionIsAnErrorAndOverwritesNothing) {
   ASSERT_TRUE(plan.ok());
   EngineOptions options;
   options.kv_block_size = 4;
-  // Room for 3 blocks: demo KV block = 2 (k,v) * 4 layers * 4 tokens * 2 heads * 32 * 4 B = 8 KiB.
-  options.kv_cache_bytes = 3 * 8192;
+  // Room for 3 blocks: demo KV block = 2 (k,v) * 4 layers * 4 tokens * 2 heads * 32 * 2 B
+  // (bf16, the demo checkpoint's dtype and so its default KV dtype) = 4 KiB.
+  options.kv_cache_bytes = 3 * 4096;
   std::unique_ptr<Engine> engine = LoadOrDie(std::move(*plan), options);
   ASSERT_NE(engine, nullptr);
   ASSERT_EQ(engine->kv_cache().config().num_blocks, 3);

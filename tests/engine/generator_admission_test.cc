@@ -44,12 +44,13 @@ class GeneratorAdmissionTest : public ::testing::Test {
   }
 
   // An engine whose KV cache holds `num_blocks` blocks of 4 tokens (a demo
-  // block: 2 (k, v) * 4 layers * 4 tokens * 2 heads * 32 * 4 B = 8 KiB).
+  // block: 2 (k, v) * 4 layers * 4 tokens * 2 heads * 32 * 2 B = 4 KiB, in
+  // bf16: the demo checkpoint's dtype, so its default KV dtype).
   static std::unique_ptr<Engine> Load(int32_t num_blocks) {
     EngineOptions options;
     options.num_threads = 2;
     options.kv_block_size = 4;
-    options.kv_cache_bytes = static_cast<uint64_t>(num_blocks) * 8192;
+    options.kv_cache_bytes = static_cast<uint64_t>(num_blocks) * 4096;
     StatusOr<std::unique_ptr<Engine>> engine = Engine::Load(*plan_, options);
     EXPECT_TRUE(engine.ok()) << engine.status().ToString();
     if (!engine.ok()) return nullptr;

@@ -27,10 +27,9 @@ TEST_P(GoldenEagerTest, PrefillAndGreedyDecodeMatchTransformers) {
   ASSERT_TRUE(model.ok()) << model.status().ToString();
   StatusOr<WeightArgs> weights = WeightArgs::FromCheckpoint(model->graph, model->checkpoint);
   ASSERT_TRUE(weights.ok()) << weights.status().ToString();
-  KvCacheConfig kv;
-  kv.num_layers = static_cast<int32_t>(model->decoder().num_hidden_layers);
-  kv.num_kv_heads = static_cast<int32_t>(model->decoder().num_key_value_heads);
-  kv.head_dim = static_cast<int32_t>(model->decoder().head_dim);
+  KvCacheConfig kv = KvCacheConfig::Uniform(static_cast<int32_t>(model->decoder().num_hidden_layers),
+                                            static_cast<int32_t>(model->decoder().num_key_value_heads),
+                                            static_cast<int32_t>(model->decoder().head_dim));
   kv.block_size = 4;
   kv.num_blocks = 256;
   StatusOr<KvCache> cache = KvCache::Create(kv);

@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "support/half.h"
+#include "tests/kv_cache_view_test.h"
 
 namespace moegraph {
 namespace {
@@ -553,8 +554,12 @@ class AttentionFixture : public ::testing::Test {
     const size_t cache_size = kLayers * kBlocks * kBlockSize * kKvRow;
     k_cache_.assign(cache_size, kNaN);  // a read of an unwritten slot poisons the output
     v_cache_.assign(cache_size, kNaN);
-    kv_ = KvCacheView{k_cache_.data(), v_cache_.data(), kLayers, kBlocks,
-                      kBlockSize,      kKvHeads,        kHeadDim};
+    kv_.num_layers = kLayers;
+    kv_.num_blocks = kBlocks;
+    kv_.block_size = kBlockSize;
+    kv_.num_kv_heads = kKvHeads;
+    kv_.head_dim = kHeadDim;
+    kv_.Bind(k_cache_.data(), v_cache_.data());
   }
 
   // Runs one step of `meta`, feeding each real token of sequences 0 and 1 its
@@ -579,7 +584,7 @@ class AttentionFixture : public ::testing::Test {
                               .num_kv_heads = kKvHeads,
                               .head_dim = kHeadDim,
                               .scale = kScale},
-              {.meta = meta.view(), .kv = &kv_});
+              {.meta = meta.view(), .kv = &kv_.view});
     return out;
   }
 
@@ -628,7 +633,7 @@ class AttentionFixture : public ::testing::Test {
   const std::vector<int32_t> kBlocksA = {5, 2, 7}, kBlocksB = {0, 6};
   std::vector<float> q_[2], k_[2], v_[2];
   std::vector<float> k_cache_, v_cache_;
-  KvCacheView kv_;
+  testing::UniformKvCacheView kv_;
 };
 
 TEST_F(AttentionFixture, PrefillThenDecodeMatchesFullAttention) {
@@ -639,7 +644,7 @@ TEST_F(AttentionFixture, PrefillThenDecodeMatchesFullAttention) {
   ExpectZeroRows(out, 10, 12, kQRow, "prefill");
 
   // The step's keys landed in layer 1 at their slots; layer 0 is untouched.
-  const int64_t layer_stride = kv_.layer_stride();
+  const int64_t layer_stride = kv_.LayerElements();
   for (int64_t t = 0; t < 10; ++t) {
     const int s = prefill.batch_id_per_token[t];
     const float* cached = k_cache_.data() + layer_stride + prefill.slot_mapping[t] * kKvRow;

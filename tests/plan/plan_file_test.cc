@@ -114,6 +114,8 @@ Plan TinyPlan() {
   plan.compile_options = "compile-model --model /models/tiny --out tiny.mgplan";
   plan.keys_share_one_arena = false;
   plan.tokenizer_files = {{"tokenizer.json", 0x0123456789abcdefull}, {"generation_config.json", 7}};
+  plan.kv_layers = {
+      {KvLayerKind::kKeyValue, /*num_kv_heads=*/2, /*head_dim=*/4, /*window=*/0, DType::kBF16}};
   return plan;
 }
 
@@ -149,6 +151,18 @@ TEST(PlanFileTest, RoundTripsThroughBytes) {
   EXPECT_EQ(loaded->programs[0].steps[1].floats, (std::vector<float>{1e-6f, 0.5f, -3.25f}));
   EXPECT_EQ(loaded->source_ir, plan.source_ir);  // the embedded NUL survives
   EXPECT_FALSE(loaded->keys_share_one_arena);
+}
+
+TEST(PlanFileTest, RoundTripsKvLayersOfMixedGeometry) {
+  Plan plan = TinyPlan();
+  plan.model.num_layers = 3;
+  plan.kv_layers = {{KvLayerKind::kKeyValue, 2, 4, 0, DType::kBF16},
+                    {KvLayerKind::kKeyValue, 5, 24, 128, DType::kF16},
+                    {KvLayerKind::kKeyValue, 1, 7, 0, DType::kF32}};
+  StatusOr<Plan> loaded = DeserializePlan(SerializePlan(plan), kSource);
+  ASSERT_TRUE(loaded.ok()) << loaded.status().ToString();
+  EXPECT_EQ(loaded->kv_layers, plan.kv_layers);
+  EXPECT_EQ(*loaded, plan);
 }
 
 TEST(PlanFileTest, RoundTripsAnEmptyPlanAndDefaults) {
@@ -308,6 +322,29 @@ TEST(PlanFileCorruptionTest, RejectsMissingRequiredFields) {
   EXPECT_EQ(loaded.status().message(),
             "tiny.mgplan: required field 'model' is missing; every version-2 plan has it (the "
             "file is corrupt)");
+}
+
+// A plan written before kv_layers existed (the field absent) reads as what
+// those builds cached: f32 K/V of the model's geometry in every layer.
+TEST(PlanFileTest, APlanWithoutKvLayersReadsAsF32LayersOfTheModelGeometry) {
+  flatbuffers::FlatBufferBuilder b;
+  b.TrackMinAlign(8);
+  const auto model = fb::CreatePlanModelInfoDirect(b, "qwen3_moe", "{}", kVocab,
+                                                   /*num_layers=*/2, /*num_kv_heads=*/3,
+                                                   /*head_dim=*/4, /*max_position_embeddings=*/64);
+  const KeySetOptions o;
+  const auto options = fb::CreateKeySetOptionsDirect(
+      b, o.prefill, o.decode, o.chunk_size, o.max_chunks, o.expert_parallel, &o.decode_buckets,
+      &o.prefill_buckets, o.max_prefill_seqs);
+  const std::vector<flatbuffers::Offset<fb::PlanWeight>> weights;
+  const std::vector<flatbuffers::Offset<fb::KeyProgram>> programs;
+  const std::vector<flatbuffers::Offset<fb::PlanCheckpointFile>> files;
+  const auto root = fb::CreatePlanDirect(b, /*format_version=*/2, model, "/m", &weights, options,
+                                         &programs, "", "", true, &files, OpSetHash());
+  StatusOr<Plan> loaded = DeserializePlan(Finished(b, root), kSource);
+  ASSERT_TRUE(loaded.ok()) << loaded.status().ToString();
+  const PlanKvLayer f32{KvLayerKind::kKeyValue, 3, 4, 0, DType::kF32};
+  EXPECT_EQ(loaded->kv_layers, (std::vector<PlanKvLayer>{f32, f32}));
 }
 
 // Complete except that its one step has no kernel name (nor anything else).
@@ -569,6 +606,31 @@ std::vector<SemanticCase> SemanticCases() {
        "generation_config.json"},
       {"tokenizer file twice", [](Plan& p) { p.tokenizer_files[1].file = "tokenizer.json"; },
        "tokenizer_files lists 'tokenizer.json' twice"},
+      {"kv_layers not one per layer", [](Plan& p) { p.kv_layers.push_back(p.kv_layers[0]); },
+       "kv_layers has 2 entries, expected one per layer (model.num_layers is 1)"},
+      {"no kv_layers", [](Plan& p) { p.kv_layers.clear(); },
+       "kv_layers has 0 entries, expected one per layer (model.num_layers is 1)"},
+      {"unknown kv layer kind", [](Plan& p) { p.kv_layers[0].kind = static_cast<KvLayerKind>(9); },
+       "kv_layers[0].kind is 9, expected 0..0 (key_value)"},
+      {"kv layer dtype not a cache dtype", [](Plan& p) { p.kv_layers[0].dtype = DType::kI32; },
+       "kv_layers[0].dtype is i32, expected f32, f16 or bf16"},
+      {"unknown kv layer dtype", [](Plan& p) { p.kv_layers[0].dtype = static_cast<DType>(42); },
+       "kv_layers[0].dtype is 42, expected f32, f16 or bf16"},
+      {"negative kv heads", [](Plan& p) { p.kv_layers[0].num_kv_heads = -2; },
+       "kv_layers[0].num_kv_heads is -2, expected > 0"},
+      {"zero head_dim", [](Plan& p) { p.kv_layers[0].head_dim = 0; },
+       "kv_layers[0].head_dim is 0, expected > 0"},
+      {"negative window", [](Plan& p) { p.kv_layers[0].window = -1; },
+       "kv_layers[0].window is -1, expected >= 0 (0: no sliding window)"},
+      {"kv bytes per token overflow",
+       [](Plan& p) {
+         p.model.num_layers = 3;
+         const PlanKvLayer huge{KvLayerKind::kKeyValue, std::numeric_limits<int32_t>::max(),
+                                std::numeric_limits<int32_t>::max(), 0, DType::kF32};
+         p.kv_layers = {p.kv_layers[0], huge, huge};
+       },
+       "kv_layers[1] (2147483647 KV heads of 2147483647, f32): the KV cache's bytes per token "
+       "overflow int64"},
       {"program without steps", [](Plan& p) { p.programs[1].steps.clear(); },
        std::string(kDecode) + " has no steps; expected a program that computes the logits"},
   };

@@ -9,19 +9,24 @@ namespace moegraph {
 namespace {
 
 KvCacheConfig Small(int32_t blocks) {
-  KvCacheConfig c;
-  c.num_layers = 2;
-  c.num_kv_heads = 3;
-  c.head_dim = 5;
+  KvCacheConfig c = KvCacheConfig::Uniform(/*num_layers=*/2, /*num_kv_heads=*/3, /*head_dim=*/5);
   c.block_size = 4;
   c.num_blocks = blocks;
   return c;
 }
 
+uint64_t Aligned(uint64_t bytes) {
+  return (bytes + KvCache::kArrayAlignment - 1) / KvCache::kArrayAlignment *
+         KvCache::kArrayAlignment;
+}
+
 TEST(KvCache, ReservesReleasesAndRefusesWithoutChange) {
   StatusOr<KvCache> kv = KvCache::Create(Small(5));
   ASSERT_TRUE(kv.ok());
-  EXPECT_EQ(kv->bytes(), 2ull * 2 * 5 * 4 * 3 * 5 * sizeof(float));
+  // Four arrays (2 layers x K, V) of 5 blocks x 4 tokens x 3 heads x 5 floats,
+  // each but the last padded to the array alignment.
+  const uint64_t array = 5 * 4 * 3 * 5 * sizeof(float);
+  EXPECT_EQ(kv->bytes(), 3 * Aligned(array) + array);
   ASSERT_TRUE(kv->Reserve(7, 9).ok());  // 3 blocks
   EXPECT_EQ(kv->BlockTable(7), (std::vector<int32_t>{0, 1, 2}));
   ASSERT_TRUE(kv->Reserve(7, 12).ok());  // still 3
@@ -46,9 +51,91 @@ TEST(KvCache, BadConfigAndStoragelessMode) {
   c.allocate_storage = false;  // a device backend holds the data
   StatusOr<KvCache> kv = KvCache::Create(c);
   ASSERT_TRUE(kv.ok());
-  EXPECT_EQ(kv->view().k, nullptr);
-  EXPECT_EQ(kv->bytes(), 2ull * 2 * 3 * 4 * 3 * 5 * sizeof(float));
+  ASSERT_EQ(kv->view().num_layers, 2);
+  EXPECT_EQ(kv->view().layers[0].k, nullptr);
+  EXPECT_EQ(kv->view().layers[1].v, nullptr);
+  const uint64_t array = 3 * 4 * 3 * 5 * sizeof(float);
+  EXPECT_EQ(kv->bytes(), 3 * Aligned(array) + array);
   EXPECT_TRUE(kv->Reserve(1, 12).ok());
+}
+
+TEST(KvCache, SizesEachLayerFromItsOwnGeometryAndDtype) {
+  // Three layers of different heads, head_dim and dtype share one block table.
+  KvCacheConfig c;
+  c.layers = {{KvLayerKind::kKeyValue, 3, 5, 0, DType::kF32},
+              {KvLayerKind::kKeyValue, 1, 7, 0, DType::kBF16},
+              {KvLayerKind::kKeyValue, 2, 3, 0, DType::kF16}};
+  c.block_size = 4;
+  c.num_blocks = 3;
+  // Per token: 2 * (15 * 4 + 7 * 2 + 6 * 2) bytes.
+  StatusOr<uint64_t> block_bytes = KvCache::BlockBytes(c.layers, c.block_size);
+  ASSERT_TRUE(block_bytes.ok()) << block_bytes.status().ToString();
+  EXPECT_EQ(*block_bytes, 4u * 2 * (15 * 4 + 7 * 2 + 6 * 2));
+  StatusOr<KvCache> kv = KvCache::Create(c);
+  ASSERT_TRUE(kv.ok()) << kv.status().ToString();
+  const uint64_t slots = 3 * 4;
+  const uint64_t a0 = slots * 15 * 4, a1 = slots * 7 * 2, a2 = slots * 6 * 2;
+  const uint64_t offsets[6] = {0,
+                               Aligned(a0),
+                               2 * Aligned(a0),
+                               2 * Aligned(a0) + Aligned(a1),
+                               2 * Aligned(a0) + 2 * Aligned(a1),
+                               2 * Aligned(a0) + 2 * Aligned(a1) + Aligned(a2)};
+  for (int l = 0; l < 3; ++l) {
+    for (int a = 0; a < 2; ++a)
+      EXPECT_EQ(kv->array_offset(l, a), offsets[2 * l + a]) << "layer " << l << " array " << a;
+  }
+  EXPECT_EQ(kv->bytes(), offsets[5] + a2);
+  const KvCacheView& view = kv->view();
+  ASSERT_EQ(view.num_layers, 3);
+  EXPECT_EQ(view.num_blocks, 3);
+  EXPECT_EQ(view.block_size, 4);
+  EXPECT_EQ(view.layer(3), nullptr);
+  EXPECT_EQ(view.layer(-1), nullptr);
+  const auto* base = static_cast<const std::byte*>(view.layers[0].k);
+  for (int l = 0; l < 3; ++l) {
+    const KvLayerView& layer = *view.layer(l);
+    EXPECT_EQ(static_cast<const std::byte*>(layer.k) - base,
+              static_cast<ptrdiff_t>(offsets[2 * l]));
+    EXPECT_EQ(static_cast<const std::byte*>(layer.v) - base,
+              static_cast<ptrdiff_t>(offsets[2 * l + 1]));
+    EXPECT_EQ(layer.dtype, c.layers[l].dtype);
+    EXPECT_EQ(layer.num_kv_heads, c.layers[l].num_kv_heads);
+    EXPECT_EQ(layer.head_dim, c.layers[l].head_dim);
+    EXPECT_EQ(layer.slot_stride, c.layers[l].num_kv_heads * c.layers[l].head_dim);
+  }
+  EXPECT_EQ(kv->DTypeSummary(), "f32+f16+bf16");
+  // One block table for every layer: a 9-token sequence takes 3 blocks.
+  ASSERT_TRUE(kv->Reserve(1, 9).ok());
+  EXPECT_EQ(kv->num_free_blocks(), 0);
+  // The same layout at another base (a device copy).
+  std::vector<std::byte> other(kv->bytes());
+  const std::vector<KvLayerView> moved = kv->LayerViewsAt(other.data());
+  EXPECT_EQ(static_cast<std::byte*>(moved[2].v) - other.data(), static_cast<ptrdiff_t>(offsets[5]));
+}
+
+TEST(KvCache, RefusesBadLayerEntries) {
+  auto with = [](PlanKvLayer layer) {
+    KvCacheConfig c;
+    c.layers = {{KvLayerKind::kKeyValue, 2, 4, 0, DType::kF32}, layer};
+    c.num_blocks = 2;
+    return KvCache::Create(c).status();
+  };
+  Status s = with({KvLayerKind::kKeyValue, 2, 4, 0, DType::kI32});
+  EXPECT_EQ(s.code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(s.message().find("KV cache layer 1 (kind 0, 2 KV heads of 4, i32): dtype must be f32, "
+                             "f16 or bf16"),
+            std::string::npos)
+      << s.message();
+  s = with({KvLayerKind::kKeyValue, 0, 4, 0, DType::kBF16});
+  EXPECT_NE(s.message().find("expected a known kind with positive dims"), std::string::npos)
+      << s.message();
+  s = with({static_cast<KvLayerKind>(7), 2, 4, 0, DType::kBF16});
+  EXPECT_NE(s.message().find("KV cache layer 1 (kind 7"), std::string::npos) << s.message();
+  EXPECT_FALSE(KvCache::BlockBytes({{KvLayerKind::kKeyValue, -2, 4, 0, DType::kF32}}, 16).ok());
+  KvCacheConfig none;
+  none.num_blocks = 2;
+  EXPECT_EQ(KvCache::Create(none).status().code(), StatusCode::kInvalidArgument);
 }
 
 TEST(ForwardMeta, FillsEveryFieldAndPadsTheBucket) {

@@ -219,11 +219,11 @@ TEST_F(UntrustedPlanTest, AnAttentionLayerPastTheModelIsRefused) {
 
 TEST_F(UntrustedPlanTest, AnAttentionHeadGeometryOtherThanTheKvCacheIsRefused) {
   Plan plan = plan_;
-  plan.model.head_dim = 16;  // the steps say 32
+  plan.kv_layers[1].head_dim = 16;  // the steps say 32
   const Status status = CheckPlanPrograms(plan);
   ASSERT_FALSE(status.ok());
   EXPECT_TRUE(
-      Contains(status.message(), "head_dim is 32, but the KV cache has 16 (the model's head_dim)"))
+      Contains(status.message(), "head_dim is 32, but the KV cache has 16 (kv_layers[1].head_dim)"))
       << status.message();
 }
 
@@ -302,10 +302,8 @@ TEST(UntrustedSizesTest, HugeForwardMetaAndKvCacheAreResourceExhausted) {
   meta = ForwardMetaBuffers::Create(-1, 1, 1);
   EXPECT_EQ(meta.status().code(), StatusCode::kInvalidArgument);
 
-  KvCacheConfig kv;
-  kv.num_layers = std::numeric_limits<int32_t>::max();
-  kv.num_kv_heads = std::numeric_limits<int32_t>::max();
-  kv.head_dim = std::numeric_limits<int32_t>::max();
+  KvCacheConfig kv = KvCacheConfig::Uniform(3, std::numeric_limits<int32_t>::max(),
+                                            std::numeric_limits<int32_t>::max());
   kv.block_size = 16;
   kv.num_blocks = 1 << 30;
   StatusOr<KvCache> cache = KvCache::Create(kv);
@@ -313,9 +311,7 @@ TEST(UntrustedSizesTest, HugeForwardMetaAndKvCacheAreResourceExhausted) {
   EXPECT_EQ(cache.status().code(), StatusCode::kResourceExhausted);
   EXPECT_TRUE(Contains(cache.status().message(), "KV cache")) << cache.status().message();
   // Fits 64 bits but not in memory: 2^46 bytes.
-  kv.num_layers = 1;
-  kv.num_kv_heads = 1 << 10;
-  kv.head_dim = 1 << 10;
+  kv = KvCacheConfig::Uniform(1, 1 << 10, 1 << 10);
   kv.block_size = 1;
   kv.num_blocks = 1 << 23;
   cache = KvCache::Create(kv);
@@ -327,10 +323,7 @@ TEST(UntrustedSizesTest, HugeForwardMetaAndKvCacheAreResourceExhausted) {
 
 // Fill resets only what the previous fill wrote, yet reads exactly as a fresh fill.
 TEST(UntrustedSizesTest, ForwardMetaFillAfterALargerBatchEqualsAFreshFill) {
-  KvCacheConfig config;
-  config.num_layers = 1;
-  config.num_kv_heads = 1;
-  config.head_dim = 2;
+  KvCacheConfig config = KvCacheConfig::Uniform(1, 1, 2);
   config.block_size = 2;
   config.num_blocks = 32;
   StatusOr<KvCache> kv = KvCache::Create(config);

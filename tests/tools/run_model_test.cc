@@ -22,8 +22,10 @@ class RunModelTest : public ::testing::Test {
     std::filesystem::create_directories(*dir_);
     const ToolRun compiled =
         RunTool("compile-model",
+                // An f32 KV cache: the block counts below are f32's (the bf16
+                // default is kv_dtype_flag_test's).
                 {"demo", "-o", "demo.plan", "--decode-buckets", "1,2", "--prefill-buckets", "8,16",
-                 "--chunk-size", "8", "--max-chunks", "2"},
+                 "--chunk-size", "8", "--max-chunks", "2", "--kv-dtype", "f32"},
                 *dir_);
     ASSERT_EQ(compiled.exit_code, 0) << compiled.err;
     ASSERT_NE(compiled.out.find("wrote demo.plan: 4 keys"), std::string::npos) << compiled.out;
