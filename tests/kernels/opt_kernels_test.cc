@@ -571,8 +571,7 @@ std::vector<float> RunHalfAttention(KernelFn kernel, const Call& call,
   args.num_in = static_cast<int>(call.in.size());
   args.out = out_args.data();
   args.num_out = 1;
-  std::copy(call.ints.begin(), call.ints.end(), args.ints);
-  std::copy(call.floats.begin(), call.floats.end(), args.floats);
+  CopyParams(call.param_args, args);
   args.num_threads = threads;
   kernel(args);
   return out;
