@@ -194,7 +194,7 @@ TEST(KvEngineTest, TheBudgetCountsRealBytesPerDtype) {
   std::unique_ptr<Engine> e32 = Load(*f32), e16 = Load(*bf16);
   ASSERT_NE(e32, nullptr);
   ASSERT_NE(e16, nullptr);
-  const auto& c = model->config;
+  const DecoderConfig& c = model->decoder();
   const uint64_t f32_block =
       8ull * c.num_hidden_layers * 2 * c.num_key_value_heads * c.head_dim * 4;
   EXPECT_EQ(e32->kv_cache().config().num_blocks, (8ull << 20) / f32_block);
