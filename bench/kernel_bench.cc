@@ -22,6 +22,7 @@
 #include "kernels/cpu/opt_kernels.h"
 #include "kernels/cpu/reference_kernels.h"
 #include "support/half.h"
+#include "tests/testing/tensors.h"
 
 namespace moegraph::bench {
 namespace {
@@ -51,12 +52,7 @@ const Shapes& S() {
 }
 
 std::vector<float> RandomF32(int64_t n, uint32_t seed, float scale) {
-  std::mt19937 rng(seed);
-  std::uniform_real_distribution<float> dist(-scale, scale);
-  std::vector<float> v(n);
-  for (float& x : v)
-    x = dist(rng);
-  return v;
+  return testing::RandomFloats(n, seed, scale);
 }
 
 // Uniform [-scale, scale) bf16 values from a xorshift stream (fast: the
@@ -75,12 +71,7 @@ std::vector<uint16_t> RandomBf16(int64_t n, uint32_t seed, float scale) {
 }
 
 TensorArg Tensor(const void* data, DType dtype, std::vector<int64_t> shape) {
-  TensorArg t;
-  t.data = const_cast<void*>(data);
-  t.dtype = dtype;
-  t.rank = static_cast<int>(shape.size());
-  std::copy(shape.begin(), shape.end(), t.shape);
-  return t;
+  return testing::HostArg(data, dtype, shape);
 }
 
 // bf16 expert weights of one MoE layer, shared by the MoE benchmarks.

@@ -31,7 +31,8 @@
 #include "runtime/engine.h"
 #include "support/half.h"
 #include "tests/golden/golden_util.h"
-#include "tests/kv_cache_view_test.h"
+#include "tests/testing/kv_cache_view.h"
+#include "tests/testing/tensors.h"
 
 namespace moegraph {
 namespace {
@@ -129,14 +130,7 @@ struct OpCase {
   Tolerance cuda;  // vs cpu-reference, for "cuda"
 };
 
-std::vector<float> RandomFloats(int64_t n, uint32_t seed, float scale = 1.0f) {
-  std::mt19937 rng(seed);
-  std::uniform_real_distribution<float> dist(-scale, scale);
-  std::vector<float> v(n);
-  for (float& x : v)
-    x = dist(rng);
-  return v;
-}
+using testing::RandomFloats;
 
 template <typename T>
 std::vector<std::byte> Bytes(const std::vector<T>& v) {

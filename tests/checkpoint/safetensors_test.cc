@@ -1,6 +1,6 @@
 // Tests for the safetensors reader and writer and for checkpoint directories.
 #include "checkpoint/safetensors.h"
-#include "tests/temp_dir_test.h"
+#include "tests/testing/temp_dir.h"
 
 #include <gtest/gtest.h>
 #include <unistd.h>

@@ -7,6 +7,7 @@
 #include "interpreter/interpreter.h"
 #include "runtime/engine.h"
 #include "tests/golden/golden_util.h"
+#include "tests/testing/engine_compare.h"
 
 namespace moegraph {
 namespace {
@@ -52,24 +53,13 @@ std::unique_ptr<Reference> MakeReference(const std::string& dir) {
   return ref;
 }
 
-std::vector<int32_t> Tokens(int n, int vocab, int salt) {
-  std::vector<int32_t> t(n);
-  for (int i = 0; i < n; ++i)
-    t[i] = (i * 37 + salt * 11 + 3) % vocab;
-  return t;
-}
-
 // Runs `prompt_lengths` as one prefill step then `decode_steps` decode steps
 // through both paths; returns the keys the engine used.
 std::vector<SpecKey> CompareSteps(Engine& engine, Reference& ref, std::vector<int> prompt_lengths,
                                   int decode_steps, int64_t first_id) {
   std::vector<SpecKey> used;
   const int vocab = engine.plan().model.vocab_size;
-  std::vector<SequenceStep> batch;
-  for (size_t s = 0; s < prompt_lengths.size(); ++s) {
-    batch.push_back(SequenceStep{first_id + static_cast<int64_t>(s),
-                                 Tokens(prompt_lengths[s], vocab, static_cast<int>(s)), 0});
-  }
+  std::vector<SequenceStep> batch = testing::PromptBatch(prompt_lengths, vocab, first_id);
   for (int step = 0; step <= decode_steps; ++step) {
     StatusOr<StepLogits> got = engine.Step(batch);
     EXPECT_TRUE(got.ok()) << got.status().ToString();
@@ -82,10 +72,8 @@ std::vector<SpecKey> CompareSteps(Engine& engine, Reference& ref, std::vector<in
           testing::MaxAbsDiff(got->row(static_cast<int32_t>(s)), want->f32() + s * vocab, vocab);
       EXPECT_LE(err, kTolerance) << engine.last_key().ToString() << " sequence " << s;
     }
-    for (size_t s = 0; s < batch.size(); ++s) {
-      batch[s].num_cached += static_cast<int32_t>(batch[s].tokens.size());
-      batch[s].tokens = {testing::Argmax(got->row(static_cast<int32_t>(s)), vocab)};
-    }
+    testing::AdvanceGreedy(
+        batch, [&](int32_t row) { return got->row(row); }, vocab);
   }
   for (const SequenceStep& s : batch) {
     engine.Release(s.seq_id);

@@ -20,6 +20,7 @@
 #include "runtime/engine.h"
 #include "runtime/program_check.h"
 #include "tests/golden/golden_util.h"
+#include "tests/testing/engine_compare.h"
 
 namespace moegraph {
 namespace {
@@ -50,43 +51,16 @@ std::unique_ptr<Engine> Load(const Plan& plan, const EngineOptions& options = Sm
   return engine.ok() ? std::move(*engine) : nullptr;
 }
 
-std::vector<int32_t> Tokens(int n, int vocab, int salt) {
-  std::vector<int32_t> t(n);
-  for (int i = 0; i < n; ++i)
-    t[i] = (i * 37 + salt * 11 + 3) % vocab;
-  return t;
-}
-
 // Prefills `prompt_lengths` then decodes `decode_steps` greedy steps on both
 // engines, feeding both the baseline's tokens; appends each logit row's max
 // abs difference to `errors`.
 void LogitErrors(Engine& base, Engine& variant, std::vector<int> prompt_lengths, int decode_steps,
                  int64_t first_id, std::vector<float>* errors) {
   const int vocab = base.plan().model.vocab_size;
-  std::vector<SequenceStep> batch;
-  for (size_t s = 0; s < prompt_lengths.size(); ++s) {
-    batch.push_back(SequenceStep{first_id + static_cast<int64_t>(s),
-                                 Tokens(prompt_lengths[s], vocab, static_cast<int>(s)), 0});
-  }
-  for (int step = 0; step <= decode_steps; ++step) {
-    StatusOr<StepLogits> want = base.Step(batch);
-    StatusOr<StepLogits> got = variant.Step(batch);
-    EXPECT_TRUE(want.ok()) << want.status().ToString();
-    EXPECT_TRUE(got.ok()) << got.status().ToString();
-    if (!want.ok() || !got.ok()) return;
-    for (size_t s = 0; s < batch.size(); ++s) {
-      const int32_t row = static_cast<int32_t>(s);
-      errors->push_back(testing::MaxAbsDiff(got->row(row), want->row(row), vocab));
-    }
-    for (size_t s = 0; s < batch.size(); ++s) {
-      batch[s].num_cached += static_cast<int32_t>(batch[s].tokens.size());
-      batch[s].tokens = {testing::Argmax(want->row(static_cast<int32_t>(s)), vocab)};
-    }
-  }
-  for (const SequenceStep& s : batch) {
-    base.Release(s.seq_id);
-    variant.Release(s.seq_id);
-  }
+  testing::StepBothGreedy(base, variant, prompt_lengths, decode_steps, first_id,
+                          [&](int, size_t, const float* got, const float* want) {
+                            errors->push_back(testing::MaxAbsDiff(got, want, vocab));
+                          });
 }
 
 // ---- kv_layers from the graph -------------------------------------------------
@@ -216,11 +190,12 @@ TEST(KvEngineTest, LayersThatDisagreeWithTheStepsOrUseAWindowAreRefused) {
   StatusOr<std::unique_ptr<Engine>> engine = Engine::Load(plan, SmallCache());
   ASSERT_FALSE(engine.ok());
   EXPECT_EQ(engine.status().code(), StatusCode::kDataLoss);
-  EXPECT_NE(engine.status().message().find(
-                "num_kv_heads is " + std::to_string(model->decoder().num_key_value_heads) +
-                ", but the KV cache has " + std::to_string(model->decoder().num_key_value_heads + 1) +
-                " (kv_layers[1].num_kv_heads)"),
-            std::string::npos)
+  EXPECT_NE(
+      engine.status().message().find(
+          "num_kv_heads is " + std::to_string(model->decoder().num_key_value_heads) +
+          ", but the KV cache has " + std::to_string(model->decoder().num_key_value_heads + 1) +
+          " (kv_layers[1].num_kv_heads)"),
+      std::string::npos)
       << engine.status().message();
 
   plan = *compiled;

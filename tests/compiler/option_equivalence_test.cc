@@ -15,6 +15,7 @@
 #include "frontends/hf_model.h"
 #include "runtime/engine.h"
 #include "tests/golden/golden_util.h"
+#include "tests/testing/engine_compare.h"
 
 namespace moegraph {
 namespace {
@@ -78,13 +79,6 @@ std::unique_ptr<Engine> Load(const HfModel& model, const Variant& v) {
   return engine.ok() ? std::move(*engine) : nullptr;
 }
 
-std::vector<int32_t> Tokens(int n, int vocab, int salt) {
-  std::vector<int32_t> t(n);
-  for (int i = 0; i < n; ++i)
-    t[i] = (i * 37 + salt * 11 + 3) % vocab;
-  return t;
-}
-
 // Runs one prefill of `prompt_lengths` then `decode_steps` greedy decode
 // steps on both engines, feeding both the baseline's tokens; returns the keys
 // the variant used.
@@ -92,35 +86,16 @@ std::set<std::string> Compare(Engine& base, Engine& variant, const Variant& v,
                               std::vector<int> prompt_lengths, int decode_steps, int64_t first_id) {
   std::set<std::string> keys;
   const int vocab = base.plan().model.vocab_size;
-  std::vector<SequenceStep> batch;
-  for (size_t s = 0; s < prompt_lengths.size(); ++s) {
-    batch.push_back(SequenceStep{first_id + static_cast<int64_t>(s),
-                                 Tokens(prompt_lengths[s], vocab, static_cast<int>(s)), 0});
-  }
-  for (int step = 0; step <= decode_steps; ++step) {
-    StatusOr<StepLogits> want = base.Step(batch);
-    StatusOr<StepLogits> got = variant.Step(batch);
-    EXPECT_TRUE(want.ok()) << want.status().ToString();
-    EXPECT_TRUE(got.ok()) << v.name << ": " << got.status().ToString();
-    if (!want.ok() || !got.ok()) break;
-    keys.insert(variant.last_key().ToString());
-    for (size_t s = 0; s < batch.size(); ++s) {
-      const int32_t row = static_cast<int32_t>(s);
-      const float err = testing::MaxAbsDiff(got->row(row), want->row(row), vocab);
-      EXPECT_LE(err, v.tolerance) << v.name << " at " << variant.last_key().ToString()
-                                  << ", sequence " << s << ", step " << step;
-      EXPECT_EQ(testing::Argmax(got->row(row), vocab), testing::Argmax(want->row(row), vocab))
-          << v.name << " at " << variant.last_key().ToString() << ", sequence " << s;
-    }
-    for (size_t s = 0; s < batch.size(); ++s) {
-      batch[s].num_cached += static_cast<int32_t>(batch[s].tokens.size());
-      batch[s].tokens = {testing::Argmax(want->row(static_cast<int32_t>(s)), vocab)};
-    }
-  }
-  for (const SequenceStep& s : batch) {
-    base.Release(s.seq_id);
-    variant.Release(s.seq_id);
-  }
+  testing::StepBothGreedy(base, variant, prompt_lengths, decode_steps, first_id,
+                          [&](int step, size_t s, const float* got, const float* want) {
+                            const std::string key = variant.last_key().ToString();
+                            keys.insert(key);
+                            EXPECT_LE(testing::MaxAbsDiff(got, want, vocab), v.tolerance)
+                                << v.name << " at " << key << ", sequence " << s << ", step "
+                                << step;
+                            EXPECT_EQ(testing::Argmax(got, vocab), testing::Argmax(want, vocab))
+                                << v.name << " at " << key << ", sequence " << s;
+                          });
   return keys;
 }
 
@@ -193,14 +168,15 @@ TEST_P(FusedUnfusedTest, AgreeOnEveryKey) {
     std::vector<SequenceStep> batch;
     for (int32_t s = 0; s < num_seqs; ++s) {
       const int32_t len = decode ? 1 : num_tokens / num_seqs + (s < num_tokens % num_seqs ? 1 : 0);
-      batch.push_back(SequenceStep{next_id++, Tokens(len, vocab, s), decode ? 2 : 0});
+      batch.push_back(
+          SequenceStep{next_id++, testing::PromptTokens(len, vocab, s), decode ? 2 : 0});
     }
     if (decode) {
       // Cache two prompt tokens per sequence first, a few sequences per step.
       for (size_t first = 0; first < batch.size(); first += 2) {
         std::vector<SequenceStep> prompts;
         for (size_t s = first; s < std::min(batch.size(), first + 2); ++s)
-          prompts.push_back(SequenceStep{batch[s].seq_id, Tokens(2, vocab, 7), 0});
+          prompts.push_back(SequenceStep{batch[s].seq_id, testing::PromptTokens(2, vocab, 7), 0});
         StepBoth(*fused, *unfused, prompts, "prompts before " + key.ToString());
       }
     }

@@ -1,6 +1,6 @@
 // Tests for the built-in demo model checkpoint.
 #include "frontends/demo_model.h"
-#include "tests/temp_dir_test.h"
+#include "tests/testing/temp_dir.h"
 
 #include <gtest/gtest.h>
 #include <unistd.h>

@@ -14,7 +14,7 @@
 #include "frontends/hf_model.h"
 #include "ir/printer.h"
 #include "tests/golden/golden_util.h"
-#include "tests/temp_dir_test.h"
+#include "tests/testing/temp_dir.h"
 
 namespace moegraph {
 namespace {

@@ -17,7 +17,7 @@
 #include "ir/verifier.h"
 #include "support/strings.h"
 #include "tests/golden/golden_util.h"
-#include "tests/temp_dir_test.h"
+#include "tests/testing/temp_dir.h"
 
 namespace moegraph {
 namespace {

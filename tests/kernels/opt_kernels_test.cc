@@ -21,7 +21,8 @@
 #include "kernels/cpu/dispatch.h"
 #include "kernels/cpu/reference_kernels.h"
 #include "support/half.h"
-#include "tests/kv_cache_view_test.h"
+#include "tests/testing/kv_cache_view.h"
+#include "tests/testing/tensors.h"
 
 namespace moegraph {
 namespace {
@@ -36,21 +37,11 @@ const DType kWeightDTypes[] = {DType::kF32, DType::kBF16, DType::kF16};
 // ---- Tensors ------------------------------------------------------------------------
 
 std::vector<float> Random(int64_t n, uint32_t seed, float scale = 1.0f) {
-  std::mt19937 rng(seed);
-  std::uniform_real_distribution<float> dist(-scale, scale);
-  std::vector<float> v(n);
-  for (float& x : v)
-    x = dist(rng);
-  return v;
+  return testing::RandomFloats(n, seed, scale);
 }
 
 TensorArg Arg(const void* data, DType dtype, std::vector<int64_t> shape) {
-  TensorArg arg;
-  arg.data = const_cast<void*>(data);
-  arg.dtype = dtype;
-  arg.rank = static_cast<int>(shape.size());
-  std::copy(shape.begin(), shape.end(), arg.shape);
-  return arg;
+  return testing::HostArg(data, dtype, shape);
 }
 
 // A weight in f32, bf16 or f16 bits.

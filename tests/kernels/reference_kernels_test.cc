@@ -15,7 +15,8 @@
 #include <vector>
 
 #include "support/half.h"
-#include "tests/kv_cache_view_test.h"
+#include "tests/testing/kv_cache_view.h"
+#include "tests/testing/tensors.h"
 
 namespace moegraph {
 namespace {
@@ -38,12 +39,7 @@ constexpr int32_t kUnwritten = 12345;
 // ---- Tensors, weights, metadata ----------------------------------------------
 
 std::vector<float> Random(int64_t n, uint32_t seed, float scale = 1.0f) {
-  std::mt19937 rng(seed);
-  std::uniform_real_distribution<float> dist(-scale, scale);
-  std::vector<float> v(n);
-  for (float& x : v)
-    x = dist(rng);
-  return v;
+  return testing::RandomFloats(n, seed, scale);
 }
 
 // Output buffers start poisoned so a kernel must write every element.
@@ -55,12 +51,7 @@ std::vector<int32_t> PoisonedI32(int64_t n) {
 }
 
 TensorArg Arg(const void* data, DType dtype, std::initializer_list<int64_t> shape) {
-  TensorArg arg;
-  arg.data = const_cast<void*>(data);
-  arg.dtype = dtype;
-  arg.rank = static_cast<int>(shape.size());
-  std::copy(shape.begin(), shape.end(), arg.shape);
-  return arg;
+  return testing::HostArg(data, dtype, shape);
 }
 TensorArg F32(const std::vector<float>& v, std::initializer_list<int64_t> shape) {
   return Arg(v.data(), DType::kF32, shape);

@@ -8,7 +8,7 @@
 #include "frontends/demo_model.h"
 #include "support/hash.h"
 #include "support/mapped_file.h"
-#include "tests/temp_dir_test.h"
+#include "tests/testing/temp_dir.h"
 
 namespace moegraph {
 namespace {

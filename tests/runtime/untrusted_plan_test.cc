@@ -26,7 +26,7 @@
 #include "runtime/program_check.h"
 #include "support/json.h"
 #include "support/mapped_file.h"
-#include "tests/temp_dir_test.h"
+#include "tests/testing/temp_dir.h"
 
 namespace moegraph {
 namespace {

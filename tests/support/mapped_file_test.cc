@@ -1,6 +1,6 @@
 // Tests for MappedFile, ReadFileToString and WriteFileAtomically.
 #include "support/mapped_file.h"
-#include "tests/temp_dir_test.h"
+#include "tests/testing/temp_dir.h"
 
 #include <gtest/gtest.h>
 #include <sys/stat.h>
