@@ -114,10 +114,10 @@ Status WriteCheckpoint(const Qwen3MoeConfig& config, const std::string& path, ui
     const int64_t fan_in = t.shape.back();
     const float offset_value = t.init == WeightInit::kNorm ? 1.0f : 0.0f;
     // Uniform[-a, a) has standard deviation a / sqrt(3).
-    const float scale = t.init == WeightInit::kNorm ? 0.1f * std::sqrt(3.0f)
-                        : t.init == WeightInit::kLinear
-                            ? std::sqrt(3.0f / static_cast<float>(fan_in))
-                            : std::sqrt(3.0f);
+    const float scale =
+        t.init == WeightInit::kNorm || t.init == WeightInit::kBias ? 0.1f * std::sqrt(3.0f)
+        : t.init == WeightInit::kLinear ? std::sqrt(3.0f / static_cast<float>(fan_in))
+                                        : std::sqrt(3.0f);
     const uint64_t tensor_seed = HashName(t.name, seed);
     const int64_t numel = t.numel();
     for (int64_t block = 0; block < numel && ok; block += kBlockChunks * kChunk) {

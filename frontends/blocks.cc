@@ -11,7 +11,8 @@ Status NeedsOp(const std::string& block, const std::string& option, const std::s
   return Unimplemented(block + ": option " + option + " is not supported yet: " + needs);
 }
 
-constexpr const char* kBiasOp = "needs a bias-add op (issue 11)";
+// bias_add exists; the fused mlp / moe ops have no bias operands yet.
+constexpr const char* kBiasOp = "needs bias operands on the fused mlp / moe ops (issue 11)";
 
 }  // namespace
 
@@ -55,8 +56,6 @@ Status CheckAttentionOptions(const AttentionOptions& o) {
                    "multi-head latent attention needs compressed-KV projection and latent "
                    "attention ops and an MLA KV-cache layout (the DeepSeek family issue)");
   }
-  if (o.qkv_bias) return NeedsOp(block, "qkv_bias", std::string("attention bias ") + kBiasOp);
-  if (o.o_bias) return NeedsOp(block, "o_bias", std::string("attention bias ") + kBiasOp);
   if (o.sinks) {
     return NeedsOp(block, "sinks",
                    "attention sinks need a sinks operand on the attention op (the GPT-OSS "
@@ -87,11 +86,27 @@ StatusOr<ValueId> BuildAttention(GraphBuilder& b, const AttentionOptions& o,
     return InvalidArgument("attention (layer " + std::to_string(o.layer) +
                            "): qk_norm and the q/k norm weights disagree");
   }
+  // qkv_bias takes all three biases; without it, none.
+  const bool all_qkv_bias = w.q_bias != kNoValue && w.k_bias != kNoValue && w.v_bias != kNoValue;
+  const bool any_qkv_bias = w.q_bias != kNoValue || w.k_bias != kNoValue || w.v_bias != kNoValue;
+  if (o.qkv_bias ? !all_qkv_bias : any_qkv_bias) {
+    return InvalidArgument("attention (layer " + std::to_string(o.layer) +
+                           "): qkv_bias and the q/k/v bias weights disagree");
+  }
+  if (o.o_bias != (w.o_bias != kNoValue)) {
+    return InvalidArgument("attention (layer " + std::to_string(o.layer) +
+                           "): o_bias and the o bias weight disagree");
+  }
   const ValueId meta = b.meta();
   const RmsNormParams eps{.eps = o.norm_eps};
   ValueId q = b.Add1("linear", {x, w.q}, {}, l + "q");
   ValueId k = b.Add1("linear", {x, w.k}, {}, l + "k");
   ValueId v = b.Add1("linear", {x, w.v}, {}, l + "v");
+  if (o.qkv_bias) {
+    q = b.Add1("bias_add", {q, w.q_bias}, {}, l + "q_bias");
+    k = b.Add1("bias_add", {k, w.k_bias}, {}, l + "k_bias");
+    v = b.Add1("bias_add", {v, w.v_bias}, {}, l + "v_bias");
+  }
   if (o.qk_norm) {
     q = b.Add1("rms_norm", {q, w.q_norm}, eps, l + "q_norm");
     k = b.Add1("rms_norm", {k, w.k_norm}, eps, l + "k_norm");
@@ -107,7 +122,9 @@ StatusOr<ValueId> BuildAttention(GraphBuilder& b, const AttentionOptions& o,
                                         .head_dim = o.head_dim,
                                         .scale = scale},
                         l + "attn");
-  return b.Add1("linear", {attn, w.o}, {}, l + "o");
+  ValueId out = b.Add1("linear", {attn, w.o}, {}, l + "o");
+  if (o.o_bias) out = b.Add1("bias_add", {out, w.o_bias}, {}, l + "o_bias");
+  return out;
 }
 
 // ---- MLP ---------------------------------------------------------------------

@@ -28,8 +28,8 @@ struct AttentionOptions {
   bool qk_norm = false;        // RMSNorm over each head of q and k before RoPE (Qwen3)
   double norm_eps = 1e-6;      // of the q/k norms
   RopeParameters rope;         // type "default" only, until the rope op takes inv_freq
-  bool qkv_bias = false;       // Unimplemented: needs a bias-add op
-  bool o_bias = false;         // Unimplemented: needs a bias-add op
+  bool qkv_bias = false;       // bias_add after the q/k/v projections (Qwen2)
+  bool o_bias = false;         // bias_add after the o projection
   bool sinks = false;          // Unimplemented: per-head attention sinks (GPT-OSS)
   int64_t sliding_window = 0;  // Unimplemented when > 0: windowed attention
   bool mla = false;            // Unimplemented: multi-head latent attention (DeepSeek V2/V3)
@@ -43,13 +43,18 @@ struct AttentionWeights {
   ValueId o = kNoValue;       // [hidden, num_heads * head_dim]
   ValueId q_norm = kNoValue;  // [head_dim], with qk_norm
   ValueId k_norm = kNoValue;  // [head_dim], with qk_norm
+  ValueId q_bias = kNoValue;  // [num_heads * head_dim], with qkv_bias
+  ValueId k_bias = kNoValue;  // [num_kv_heads * head_dim], with qkv_bias
+  ValueId v_bias = kNoValue;  // [num_kv_heads * head_dim], with qkv_bias
+  ValueId o_bias = kNoValue;  // [hidden], with o_bias
 };
 
 // Ok, or Unimplemented / InvalidArgument naming the first option the engine cannot build.
 Status CheckAttentionOptions(const AttentionOptions& options);
 
-// x [T, hidden] -> [T, hidden]: q/k/v projections, optional q/k norm, RoPE, attention, o
-// projection. Value names are `name` + ".q", ".k", ... (`name` like "l3.").
+// x [T, hidden] -> [T, hidden]: q/k/v projections (each with its bias under qkv_bias), optional q/k
+// norm, RoPE, attention, o projection. Value names are `name` + ".q", ".k", ... (`name` like
+// "l3.").
 StatusOr<ValueId> BuildAttention(GraphBuilder& b, const AttentionOptions& options,
                                  const AttentionWeights& weights, ValueId x,
                                  const std::string& name);
@@ -66,7 +71,7 @@ const char* ActivationName(Activation activation);
 struct MlpOptions {
   Activation activation = Activation::kSilu;
   bool gated = true;  // false (up, activation, down): Unimplemented, needs an activation op
-  bool bias = false;  // Unimplemented: needs a bias-add op
+  bool bias = false;  // Unimplemented: needs bias operands on the mlp op
 };
 
 struct MlpWeights {

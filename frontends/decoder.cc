@@ -5,14 +5,14 @@
 
 namespace moegraph {
 
-StatusOr<Graph> DecoderBuilder::Build(bool qk_norm, const Ffn& ffn) && {
+StatusOr<Graph> DecoderBuilder::Build(const DecoderAttention& attention, const Ffn& ffn) && {
   const int64_t hidden = c_.hidden_size;
   ValueId tokens = b_.Input("tokens", Type::Tensor(DType::kI32, {Dim::Symbol("T")}));
   MG_ASSIGN_OR_RETURN(ValueId embed,
                       w_.Plain("model.embed_tokens.weight", {c_.vocab_size, hidden}));
   ValueId h = b_.Add1("embedding", {tokens, embed}, {}, "h");
   for (int64_t layer = 0; layer < c_.num_hidden_layers; ++layer) {
-    MG_ASSIGN_OR_RETURN(h, Layer(layer, h, qk_norm, ffn));
+    MG_ASSIGN_OR_RETURN(h, Layer(layer, h, attention, ffn));
   }
   MG_ASSIGN_OR_RETURN(ValueId final_norm, w_.Plain("model.norm.weight", {hidden}));
   ValueId normed = b_.Add1("rms_norm", {h, final_norm}, Eps(), "final_norm");
@@ -25,7 +25,8 @@ StatusOr<Graph> DecoderBuilder::Build(bool qk_norm, const Ffn& ffn) && {
   return std::move(b_).Finish();
 }
 
-StatusOr<ValueId> DecoderBuilder::Layer(int64_t layer, ValueId h, bool qk_norm, const Ffn& ffn) {
+StatusOr<ValueId> DecoderBuilder::Layer(int64_t layer, ValueId h, const DecoderAttention& variant,
+                                        const Ffn& ffn) {
   const std::string p = "model.layers." + std::to_string(layer) + ".";
   const std::string l = "l" + std::to_string(layer) + ".";
   const int64_t hidden = c_.hidden_size, hd = c_.head_dim;
@@ -37,7 +38,12 @@ StatusOr<ValueId> DecoderBuilder::Layer(int64_t layer, ValueId h, bool qk_norm, 
   MG_ASSIGN_OR_RETURN(attn_w.k, w_.Plain(a + "k_proj.weight", {kv_cols, hidden}));
   MG_ASSIGN_OR_RETURN(attn_w.v, w_.Plain(a + "v_proj.weight", {kv_cols, hidden}));
   MG_ASSIGN_OR_RETURN(attn_w.o, w_.Plain(a + "o_proj.weight", {hidden, q_cols}));
-  if (qk_norm) {
+  if (variant.qkv_bias) {
+    MG_ASSIGN_OR_RETURN(attn_w.q_bias, w_.Plain(a + "q_proj.bias", {q_cols}));
+    MG_ASSIGN_OR_RETURN(attn_w.k_bias, w_.Plain(a + "k_proj.bias", {kv_cols}));
+    MG_ASSIGN_OR_RETURN(attn_w.v_bias, w_.Plain(a + "v_proj.bias", {kv_cols}));
+  }
+  if (variant.qk_norm) {
     MG_ASSIGN_OR_RETURN(attn_w.q_norm, w_.Plain(a + "q_norm.weight", {hd}));
     MG_ASSIGN_OR_RETURN(attn_w.k_norm, w_.Plain(a + "k_norm.weight", {hd}));
   }
@@ -48,7 +54,8 @@ StatusOr<ValueId> DecoderBuilder::Layer(int64_t layer, ValueId h, bool qk_norm, 
   attn.num_heads = c_.num_attention_heads;
   attn.num_kv_heads = c_.num_key_value_heads;
   attn.head_dim = hd;
-  attn.qk_norm = qk_norm;
+  attn.qk_norm = variant.qk_norm;
+  attn.qkv_bias = variant.qkv_bias;
   attn.norm_eps = c_.rms_norm_eps;
   attn.rope.theta = c_.rope_theta;
   ValueId x = b_.Add1("rms_norm", {h, ln1}, Eps(), l + "attn_in");
@@ -59,10 +66,8 @@ StatusOr<ValueId> DecoderBuilder::Layer(int64_t layer, ValueId h, bool qk_norm, 
   return b_.Add1("add", {h, ffn_out}, {}, l + "h");
 }
 
-std::vector<WeightSpec> DecoderWeightList(
-    const DecoderConfig& c, bool qk_norm,
-    const std::function<void(int64_t layer, const std::string& prefix,
-                             std::vector<WeightSpec>& out)>& ffn) {
+std::vector<WeightSpec> DecoderWeightList(const DecoderConfig& c, const DecoderAttention& attention,
+                                          const DecoderFfnWeights& ffn) {
   using enum WeightInit;
   const int64_t hidden = c.hidden_size;
   const int64_t q_dim = c.num_attention_heads * c.head_dim;
@@ -77,7 +82,12 @@ std::vector<WeightSpec> DecoderWeightList(
     w.push_back({p + "self_attn.k_proj.weight", {kv_dim, hidden}, kLinear});
     w.push_back({p + "self_attn.v_proj.weight", {kv_dim, hidden}, kLinear});
     w.push_back({p + "self_attn.o_proj.weight", {hidden, q_dim}, kLinear});
-    if (qk_norm) {
+    if (attention.qkv_bias) {
+      w.push_back({p + "self_attn.q_proj.bias", {q_dim}, kBias});
+      w.push_back({p + "self_attn.k_proj.bias", {kv_dim}, kBias});
+      w.push_back({p + "self_attn.v_proj.bias", {kv_dim}, kBias});
+    }
+    if (attention.qk_norm) {
       w.push_back({p + "self_attn.q_norm.weight", {c.head_dim}, kNorm});
       w.push_back({p + "self_attn.k_norm.weight", {c.head_dim}, kNorm});
     }

@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <functional>
 #include <string>
+#include <utility>
 
 #include "checkpoint/safetensors.h"
 #include "frontends/blocks.h"
@@ -17,6 +18,12 @@
 #include "support/status.h"
 
 namespace moegraph {
+
+// The attention variants a family's checkpoint picks (the rest is DecoderConfig's sizes).
+struct DecoderAttention {
+  bool qk_norm = false;   // self_attn.{q,k}_norm.weight [head_dim] (Qwen3)
+  bool qkv_bias = false;  // self_attn.{q,k,v}_proj.bias (Qwen2)
+};
 
 class DecoderBuilder {
  public:
@@ -34,12 +41,16 @@ class DecoderBuilder {
   AttrMap Eps() const { return {{"eps", c_.rms_norm_eps}}; }
 
   // The graph: @name(%meta, %tokens: tensor<T x i32>) -> logits [B, vocab]. Every layer's
-  // attention is GQA over its own KV cache layer with RoPE (q/k RMSNorm per head when
-  // `qk_norm`), then `ffn`.
-  StatusOr<Graph> Build(bool qk_norm, const Ffn& ffn) &&;
+  // attention is GQA over its own KV cache layer with RoPE (q/k RMSNorm per head with
+  // `qk_norm`, q/k/v projection biases with `qkv_bias`), then `ffn`.
+  StatusOr<Graph> Build(const DecoderAttention& attention, const Ffn& ffn) &&;
+  StatusOr<Graph> Build(bool qk_norm, const Ffn& ffn) && {
+    return std::move(*this).Build(DecoderAttention{.qk_norm = qk_norm}, ffn);
+  }
 
  private:
-  StatusOr<ValueId> Layer(int64_t layer, ValueId h, bool qk_norm, const Ffn& ffn);
+  StatusOr<ValueId> Layer(int64_t layer, ValueId h, const DecoderAttention& variant,
+                          const Ffn& ffn);
 
   const DecoderConfig& c_;
   GraphBuilder b_;
@@ -48,9 +59,14 @@ class DecoderBuilder {
 
 // The weights of Build's skeleton in file order, up to a layer's feed-forward block:
 // `ffn(layer, prefix, out)` appends those.
-std::vector<WeightSpec> DecoderWeightList(
-    const DecoderConfig& config, bool qk_norm,
-    const std::function<void(int64_t layer, const std::string& prefix,
-                             std::vector<WeightSpec>& out)>& ffn);
+using DecoderFfnWeights =
+    std::function<void(int64_t layer, const std::string& prefix, std::vector<WeightSpec>& out)>;
+std::vector<WeightSpec> DecoderWeightList(const DecoderConfig& config,
+                                          const DecoderAttention& attention,
+                                          const DecoderFfnWeights& ffn);
+inline std::vector<WeightSpec> DecoderWeightList(const DecoderConfig& config, bool qk_norm,
+                                                 const DecoderFfnWeights& ffn) {
+  return DecoderWeightList(config, DecoderAttention{.qk_norm = qk_norm}, ffn);
+}
 
 }  // namespace moegraph

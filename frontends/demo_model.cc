@@ -75,8 +75,8 @@ TensorToWrite MakeTensor(const std::string& name, std::vector<int64_t> shape, We
   // Linear weights are [out_features, in_features]; fan_in is the last dimension.
   const double stddev = init == WeightInit::kLinear
                             ? 1.0 / std::sqrt(static_cast<double>(shape.back()))
-                        : init == WeightInit::kNorm ? 0.1
-                                                    : 1.0;
+                        : init == WeightInit::kNorm || init == WeightInit::kBias ? 0.1
+                                                                                 : 1.0;
   const double mean = init == WeightInit::kNorm ? 1.0 : 0.0;
 
   TensorToWrite tensor{name, dtype, std::move(shape), {}};

@@ -42,9 +42,9 @@ Status WriteDemoModel(const std::string& dir, const DemoModelOptions& options = 
 // draws from its own stream seeded by (seed, name), so the values of one tensor do not depend on
 // which others exist. Values: embeddings ~N(0, 1); linear weights ~N(0, 1) / sqrt(fan_in),
 // which keeps RMS-normed activations O(1) through every projection and gives logits of unit
-// scale; norm weights ~1 + 0.1 N(0, 1). "N" is an Irwin-Hall approximation computed with
-// integer sums and correctly rounded IEEE operations (no libm), so every platform produces the
-// same bits.
+// scale; norm weights ~1 + 0.1 N(0, 1); biases ~0.1 N(0, 1). "N" is an Irwin-Hall approximation
+// computed with integer sums and correctly rounded IEEE operations (no libm), so every platform
+// produces the same bits.
 std::vector<TensorToWrite> MakeRandomWeights(const std::vector<WeightSpec>& weights, uint64_t seed,
                                              DType dtype);
 

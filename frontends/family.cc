@@ -3,6 +3,7 @@
 
 #include "frontends/config_reader.h"
 #include "frontends/mixtral.h"
+#include "frontends/qwen2.h"
 #include "frontends/qwen3_moe.h"
 #include "support/strings.h"
 
@@ -35,6 +36,8 @@ const std::vector<ModelFamily>& ModelFamilies() {
           "Qwen3ForCausalLM", "qwen3"),
       Family<MixtralConfig, ParseMixtralConfig, BuildMixtralGraph, MixtralWeightList>(
           "MixtralForCausalLM", "mixtral"),
+      Family<Qwen2Config, ParseQwen2Config, BuildQwen2Graph, Qwen2WeightList>("Qwen2ForCausalLM",
+                                                                              "qwen2"),
   };
   return *families;
 }

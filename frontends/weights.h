@@ -18,6 +18,7 @@ enum class WeightInit {
   kEmbedding,  // ~N(0, 1)
   kLinear,     // [out_features, in_features]: ~N(0, 1) / sqrt(in_features)
   kNorm,       // ~1 + 0.1 N(0, 1)
+  kBias,       // [out_features]: ~0.1 N(0, 1)
 };
 
 // One tensor of a family's checkpoint, under its Hugging Face name.

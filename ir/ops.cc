@@ -155,6 +155,16 @@ StatusOr<std::vector<Type>> InferElementwise(const InferContext& ctx) {
   return std::vector<Type>{In(ctx, 0)};
 }
 
+// x [R, N] f32 plus a weight b [N]: the bias broadcast over every row.
+StatusOr<std::vector<Type>> InferBiasAdd(const InferContext& ctx) {
+  MG_RETURN_IF_ERROR(RequireTensor(ctx, 0, 2, "x"));
+  MG_RETURN_IF_ERROR(RequireDType(ctx, 0, DType::kF32, "x"));
+  MG_RETURN_IF_ERROR(RequireTensor(ctx, 1, 1, "bias"));
+  MG_RETURN_IF_ERROR(RequireFloat(ctx, 1, "bias"));
+  MG_RETURN_IF_ERROR(RequireSameDim(ctx, In(ctx, 0).dims[1], In(ctx, 1).dims[0], "N"));
+  return std::vector<Type>{In(ctx, 0)};
+}
+
 // x [R,K] against `num_weights` weights [N,K] at operands 1..num_weights.
 StatusOr<std::vector<Type>> InferLinearLike(const InferContext& ctx, int num_weights) {
   MG_RETURN_IF_ERROR(RequireTensor(ctx, 0, 2, "x"));
@@ -498,6 +508,13 @@ std::vector<OpDef> BuildDefs() {
        .max_data_operands = 2,
        .traits = kPure | kKernel,
        .infer = InferElementwise},
+      {.name = "bias_add",
+       .summary = "x + b with the bias b [N] broadcast over every row of x [R, N]",
+       .example = "%y = bias_add(%x, %b) : tensor<T x 4096 x f32>",
+       .min_data_operands = 2,
+       .max_data_operands = 2,
+       .traits = kPure | kKernel,
+       .infer = InferBiasAdd},
       {.name = "linear",
        .summary = "x @ w^T with w [N, K] as checkpoints store it",
        .example = "%y = linear(%x, %w) : tensor<T x 4096 x f32>",

@@ -2,7 +2,7 @@
 """Generate independent golden references for moegraph's model families.
 
 The reference is Hugging Face `transformers` (Qwen3MoeForCausalLM,
-Qwen3ForCausalLM, MixtralForCausalLM) running on CPU in float32 with eager
+Qwen3ForCausalLM, MixtralForCausalLM, Qwen2ForCausalLM) running on CPU in float32 with eager
 attention and the eager (per-expert loop) experts implementation.  For every
 case this script
 
@@ -34,8 +34,8 @@ import torch
 import transformers
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
-from transformers import (MixtralConfig, MixtralForCausalLM, Qwen3Config, Qwen3ForCausalLM,
-                          Qwen3MoeConfig, Qwen3MoeForCausalLM)
+from transformers import (MixtralConfig, MixtralForCausalLM, Qwen2Config, Qwen2ForCausalLM,
+                          Qwen3Config, Qwen3ForCausalLM, Qwen3MoeConfig, Qwen3MoeForCausalLM)
 
 NUM_DECODE_STEPS = 32
 PROMPT_LENGTHS = (5, 17, 1, 40)
@@ -72,6 +72,14 @@ FAMILIES = {
         router="MixtralTopKRouter", moe_block="MixtralSparseMoeBlock",
         per_expert_key=".block_sparse_moe.experts.0.w1.weight",
         checked=("num_local_experts", "num_experts_per_tok"),
+    ),
+    # Qwen2 has no head_dim or attention_bias field: head_dim = hidden_size /
+    # num_attention_heads, q/k/v always carry biases.
+    "qwen2": dict(
+        config=Qwen2Config, model=Qwen2ForCausalLM,
+        common=dict(hidden_act="silu", rope_scaling=None, use_sliding_window=False,
+                    rms_norm_eps=1e-6, max_position_embeddings=256),
+        router=None, moe_block=None, per_expert_key=None, checked=(),
     ),
 }
 
@@ -191,6 +199,31 @@ CASES = {
             rope_theta=10000.0,
         ),
     ),
+    # Qwen2: q/k/v projection biases, no q/k norm, gated MLP in every layer.
+    "qwen2_untied": dict(
+        family="qwen2",
+        seed=5001,
+        dtype="float32",
+        layout="dense",
+        config_style="transformers",
+        config=dict(
+            vocab_size=227, hidden_size=84, intermediate_size=124, num_hidden_layers=3,
+            num_attention_heads=6, num_key_value_heads=2, tie_word_embeddings=False,
+            rope_theta=1000000.0,
+        ),
+    ),
+    "qwen2_tied_bf16": dict(
+        family="qwen2",
+        seed=5002,
+        dtype="bfloat16",
+        layout="dense",
+        config_style="transformers",
+        config=dict(
+            vocab_size=193, hidden_size=64, intermediate_size=100, num_hidden_layers=2,
+            num_attention_heads=4, num_key_value_heads=1, tie_word_embeddings=True,
+            rope_theta=10000.0,
+        ),
+    ),
     "mixtral_bf16": dict(
         family="mixtral",
         seed=4003,
@@ -250,7 +283,8 @@ def perturb(model, seed):
     """Re-initialise every parameter so the model is far from HF's std-0.02 init.
 
     linear / expert / router weights: N(0, 1/fan_in) (fan_in = last dim),
-    lm_head (untied): N(0, 4/fan_in), embeddings: N(0, 1), norm weights: 1 + 0.1*N(0, 1).
+    lm_head (untied): N(0, 4/fan_in), embeddings: N(0, 1), norm weights: 1 + 0.1*N(0, 1),
+    biases (which transformers initialises to 0): 0.1*N(0, 1).
     Tied embeddings use N(0, 1/hidden) instead: with a larger std the token's own
     embedding (carried by the residual stream) dominates the tied logits and greedy
     decoding just repeats the last prompt token.
@@ -260,7 +294,9 @@ def perturb(model, seed):
     for name, p in sorted(model.named_parameters(), key=lambda kv: kv[0]):
         if tied and name == "lm_head.weight":
             continue  # shares storage with the embedding
-        if p.dim() == 1:
+        if name.endswith(".bias"):
+            new = 0.1 * torch.randn(p.shape, generator=gen)
+        elif p.dim() == 1:
             new = 1.0 + 0.1 * torch.randn(p.shape, generator=gen)
         elif name == "model.embed_tokens.weight" and not tied:
             new = torch.randn(p.shape, generator=gen)
@@ -423,8 +459,9 @@ def make_case(name, case, out_dir, kv_check):
     for k in expected:
         assert torch.equal(got[k], expected[k]), f"reloaded weight differs: {k}"
     for key in ("vocab_size", "hidden_size", "tie_word_embeddings", "head_dim") + family["checked"]:
-        want = cfg.num_experts if key == "num_experts" else getattr(cfg, key)
-        assert getattr(model.config, key) == want, key
+        # getattr with None: Qwen2 configs have no head_dim.
+        want = cfg.num_experts if key == "num_experts" else getattr(cfg, key, None)
+        assert getattr(model.config, key, None) == want, key
     assert model.config.rope_parameters["rope_theta"] == case["config"]["rope_theta"]
     moe_layers = [i for i, layer in enumerate(model.model.layers)
                   if type(layer.mlp).__name__ == family["moe_block"]]

@@ -64,6 +64,7 @@ constexpr Entry kTable[] = {
     {"rms_norm", RefRmsNorm, {OptRmsNorm, WeightsAt<1, 1>}},
     {"add_rms_norm", RefAddRmsNorm, {OptAddRmsNorm, WeightsAt<2, 1>}},
     {"add", RefAdd, {}},
+    {"bias_add", RefBiasAdd, {}},
     {"linear", RefLinear, {OptLinear, WeightsAt<1, 1>}},
     {"silu_mul", RefSiluMul, {}},
     {"linear_silu_mul", RefLinearSiluMul, {OptLinearSiluMul, WeightsAt<1, 2>}},

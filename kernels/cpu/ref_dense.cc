@@ -58,6 +58,23 @@ void RefAdd(const KernelArgs& args) {
     out[i] = a[i] + b[i];
 }
 
+void RefBiasAdd(const KernelArgs& args) {
+  const float* x = args.in[0].as<const float>();
+  const TensorArg& bias = args.in[1];
+  float* out = args.out[0].as<float>();
+  const int64_t num_rows = NumRows(args.out[0]);
+  const int64_t n = RowSize(args.out[0]);
+  MG_KERNEL_CONTRACT(
+      IsWeightDType(bias.dtype) && bias.rank == 1 && bias.shape[0] == n && RowSize(args.in[0]) == n,
+      "bias_add", "bias must be f32/bf16/f16 [N] matching x and out [R, N]");
+#pragma omp parallel for num_threads(args.num_threads)
+  for (int64_t r = 0; r < num_rows; ++r) {
+    for (int64_t c = 0; c < n; ++c) {
+      out[r * n + c] = x[r * n + c] + ref_detail::LoadWeight(bias.data, bias.dtype, c);
+    }
+  }
+}
+
 void RefSiluMul(const KernelArgs& args) {
   const float* a = args.in[0].as<const float>();
   const float* b = args.in[1].as<const float>();

@@ -8,7 +8,7 @@
 //  - args.meta is set only for ops that declare NeedsForwardMeta. Those whose
 //    registry entry has TokenRows treat rows at or past meta->num_tokens (from
 //    row_offset on) as padding and write them as zeros. Every other kernel
-//    (linear, add, silu_mul, norms, the pair- and slot-row MoE kernels, the
+//    (linear, add, bias_add, silu_mul, norms, the pair- and slot-row MoE kernels, the
 //    layout kernels) never sees num_tokens and computes every row: its rows
 //    may be (token, expert) pairs. Padding reaches the MoE kernels as -1 ids.
 //  - Shapes and dtypes are guaranteed by load-time step verification; a kernel
@@ -48,6 +48,9 @@ void RefAddRmsNorm(const KernelArgs& args);
 
 // in[0] a, in[1] b (same shape) -> out[0] a + b.
 void RefAdd(const KernelArgs& args);
+
+// in[0] x [R, N], in[1] bias [N] weight -> out[0] [R, N] = x + bias on every row.
+void RefBiasAdd(const KernelArgs& args);
 
 // in[0] a [R, N], in[1] b [R, N] -> out[0] [R, N] = silu(a) * b,
 // silu(a) = a / (1 + exp(-a)).

@@ -238,6 +238,17 @@ Status RunSiluMul(const KernelArgs& a, const CudaStepContext& ctx) {
   return RunElementwise(a, ctx, Elementwise::kSiluMul);
 }
 
+Status RunBiasAdd(const KernelArgs& a, const CudaStepContext& ctx) {
+  const TensorArg& b = a.in[1];
+  const int64_t n = RowSize(a.out[0]);
+  if (b.rank != 1 || b.numel() != n || RowSize(a.in[0]) != n) {
+    return ContractViolation("bias_add", "bias must be [N] for x and out [R, N]");
+  }
+  return Check(LaunchBiasAdd(F32In(a.in[0]), b.data, b.dtype, F32Out(a.out[0]), NumRows(a.out[0]),
+                             n, ctx.stream),
+               "bias_add");
+}
+
 Status RunLinearStep(const KernelArgs& a, const CudaStepContext& ctx) {
   const TensorArg& w = a.in[1];
   const int64_t num_rows = NumRows(a.out[0]);
@@ -700,6 +711,7 @@ constexpr Entry kTable[] = {
     {"rms_norm", {RunRmsNorm, nullptr}},
     {"add_rms_norm", {RunAddRmsNorm, nullptr}},
     {"add", {RunAdd, nullptr}},
+    {"bias_add", {RunBiasAdd, nullptr}},
     {"linear", {RunLinearStep, LinearStepScratch}},
     {"silu_mul", {RunSiluMul, nullptr}},
     {"linear_silu_mul", {RunLinearSiluMul, LinearSiluMulScratch}},

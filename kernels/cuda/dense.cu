@@ -73,6 +73,15 @@ __global__ void ElementwiseKernel(Elementwise op, const float* a, const float* b
   }
 }
 
+__global__ void BiasAddKernel(const float* x, const void* bias, DType bias_dtype, float* out,
+                              int64_t num_rows, int64_t row_size) {
+  const int64_t n = num_rows * row_size;
+  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n;
+       i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+    out[i] = x[i] + LoadWeight(bias, bias_dtype, i % row_size);
+  }
+}
+
 __global__ void GatherLastKernel(const float* x, int64_t x_row_limit, float* out, int64_t hidden,
                                  const ForwardMetaView* meta) {
   const int64_t s = blockIdx.x;
@@ -193,6 +202,15 @@ cudaError_t LaunchElementwise(Elementwise op, const float* a, const float* b, fl
   if (n <= 0) return cudaSuccess;
   ElementwiseKernel<<<GridFor(n, kThreads), kThreads, 0, stream>>>(op, a, b, out, num_rows,
                                                                    row_size, meta);
+  return cudaGetLastError();
+}
+
+cudaError_t LaunchBiasAdd(const float* x, const void* bias, DType bias_dtype, float* out,
+                          int64_t num_rows, int64_t row_size, cudaStream_t stream) {
+  const int64_t n = num_rows * row_size;
+  if (n <= 0) return cudaSuccess;
+  BiasAddKernel<<<GridFor(n, kThreads), kThreads, 0, stream>>>(x, bias, bias_dtype, out, num_rows,
+                                                               row_size);
   return cudaGetLastError();
 }
 

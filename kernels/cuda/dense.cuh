@@ -1,5 +1,5 @@
 // CUDA dense kernels: embedding, RMSNorm (+ fused residual add), elementwise
-// add / SiLU-and-mul, gather_last, and the small kernels around the cuBLASLt
+// add / SiLU-and-mul, bias_add, gather_last, and the small kernels around the cuBLASLt
 // GEMMs (activation split into half precision, the epilogue). Host launchers
 // take raw device pointers, sizes and a stream, allocate nothing and return
 // the launch status. Semantics: kernels/cpu/reference_kernels.h.
@@ -38,6 +38,11 @@ enum class Elementwise : int { kAdd = 0, kSiluMul = 1 };
 cudaError_t LaunchElementwise(Elementwise op, const float* a, const float* b, float* out,
                               int64_t num_rows, int64_t row_size, const ForwardMetaView* meta,
                               cudaStream_t stream);
+
+// out [num_rows, row_size] = x + bias, the f32/bf16/f16 bias [row_size] added to
+// every row (no padding rule: rows may be anything, as for linear).
+cudaError_t LaunchBiasAdd(const float* x, const void* bias, DType bias_dtype, float* out,
+                          int64_t num_rows, int64_t row_size, cudaStream_t stream);
 
 // out [num_out, hidden]: row s < num_seqs = x[cu_seqlens_q[s + 1] - 1] when that
 // row is real (< min(x_row_limit, num_tokens)) and the sequence has tokens;

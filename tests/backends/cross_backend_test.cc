@@ -434,6 +434,11 @@ std::vector<OpCase> BuildCases() {
                         .Output(DType::kF32, {kT, 2 * kH})
                         .Params(RmsNormParams{.eps = 1e-6f})
                         .Build());
+    cases.push_back(CaseBuilder("bias_add" + tag, "bias_add")
+                        .F32({kT, kK}, 90, 3.0f)
+                        .Weight(dtype, {kK}, 91)
+                        .Output(DType::kF32, {kT, kK})
+                        .Build());
     cases.push_back(CaseBuilder("linear" + tag, "linear")
                         .F32({kT, kK}, 36)
                         .Weight(dtype, {kH, kK}, 37)

@@ -92,6 +92,59 @@ TEST(BlocksTest, AttentionWithAndWithoutQkNorm) {
   }
 }
 
+// qkv_bias adds one bias_add after each of q, k and v (before RoPE), o_bias one after o.
+TEST(BlocksTest, AttentionBiasesAreBiasAddsAfterTheirProjections) {
+  for (bool o_bias : {false, true}) {
+    GraphBuilder b("t");
+    ValueId x = b.Input("x", Tokens(16));
+    AttentionOptions o = Gqa();
+    o.qkv_bias = true;
+    o.o_bias = o_bias;
+    AttentionWeights w = AttentionWeightsFor(b, false);
+    w.q_bias = b.Weight("qb", F32({32}));
+    w.k_bias = b.Weight("kb", F32({16}));
+    w.v_bias = b.Weight("vb", F32({16}));
+    if (o_bias) w.o_bias = b.Weight("ob", F32({16}));
+    StatusOr<ValueId> y = BuildAttention(b, o, w, x, "l0.");
+    ASSERT_TRUE(y.ok()) << y.status().ToString();
+    b.Output(*y);
+    StatusOr<Graph> g = std::move(b).Finish();
+    ASSERT_TRUE(g.ok()) << g.status().ToString();
+    const std::string text = PrintGraph(*g);
+    EXPECT_EQ(Count(text, "= bias_add("), o_bias ? 4 : 3) << text;
+    EXPECT_EQ(Count(text, "%l0.q_bias = bias_add(%l0.q, %qb)"), 1) << text;
+    EXPECT_EQ(Count(text, "%l0.k_bias = bias_add(%l0.k, %kb)"), 1) << text;
+    EXPECT_EQ(Count(text, "%l0.v_bias = bias_add(%l0.v, %vb)"), 1) << text;
+    EXPECT_EQ(Count(text, "rope(%meta, %l0.q_bias)"), 1) << text;
+    EXPECT_EQ(Count(text, "rope(%meta, %l0.k_bias)"), 1) << text;
+    EXPECT_EQ(Count(text, "%l0.o_bias = bias_add(%l0.o, %ob)"), o_bias ? 1 : 0) << text;
+  }
+}
+
+TEST(BlocksTest, AttentionBiasOptionsAndWeightsMustAgree) {
+  GraphBuilder b("t");
+  ValueId x = b.Input("x", Tokens(16));
+  AttentionWeights w = AttentionWeightsFor(b, false);
+  w.q_bias = b.Weight("qb", F32({32}));  // k and v biases missing
+  AttentionOptions o = Gqa();
+  o.qkv_bias = true;
+  StatusOr<ValueId> partial = BuildAttention(b, o, w, x, "l0.");
+  ASSERT_FALSE(partial.ok());
+  EXPECT_EQ(partial.status().message(),
+            "attention (layer 0): qkv_bias and the q/k/v bias weights disagree");
+  o.qkv_bias = false;  // a bias weight without the option
+  StatusOr<ValueId> unused = BuildAttention(b, o, w, x, "l1.");
+  ASSERT_FALSE(unused.ok());
+  EXPECT_EQ(unused.status().message(),
+            "attention (layer 0): qkv_bias and the q/k/v bias weights disagree");
+  AttentionOptions o_only = Gqa();
+  o_only.o_bias = true;  // no o bias weight
+  StatusOr<ValueId> missing = BuildAttention(b, o_only, AttentionWeightsFor(b, false), x, "l2.");
+  ASSERT_FALSE(missing.ok());
+  EXPECT_EQ(missing.status().message(),
+            "attention (layer 0): o_bias and the o bias weight disagree");
+}
+
 TEST(BlocksTest, MqaAndMhaAreKvHeadCounts) {
   for (int64_t kv_heads : {int64_t{1}, int64_t{4}}) {
     GraphBuilder b("t");
@@ -147,8 +200,6 @@ TEST(BlocksTest, AttentionOptionsWithoutAnOpAreUnimplemented) {
     std::string names;
   };
   const Case cases[] = {
-      {[](AttentionOptions& o) { o.qkv_bias = true; }, "option qkv_bias"},
-      {[](AttentionOptions& o) { o.o_bias = true; }, "option o_bias"},
       {[](AttentionOptions& o) { o.sinks = true; }, "option sinks"},
       {[](AttentionOptions& o) { o.sliding_window = 4096; }, "option sliding_window = 4096"},
       {[](AttentionOptions& o) { o.mla = true; }, "option mla"},
@@ -169,14 +220,14 @@ TEST(BlocksTest, AttentionOptionsWithoutAnOpAreUnimplemented) {
     EXPECT_EQ(y.status().code(), StatusCode::kUnimplemented) << y.status().ToString();
     EXPECT_NE(y.status().message().find(c.names), std::string::npos) << y.status().ToString();
   }
-  const Status bias = CheckAttentionOptions([] {
+  const Status sinks = CheckAttentionOptions([] {
     AttentionOptions o = Gqa();
-    o.qkv_bias = true;
+    o.sinks = true;
     return o;
   }());
-  EXPECT_EQ(bias.message(),
-            "attention (layer 0): option qkv_bias is not supported yet: attention bias needs a "
-            "bias-add op (issue 11)");
+  EXPECT_EQ(sinks.message(),
+            "attention (layer 0): option sinks is not supported yet: attention sinks need a sinks "
+            "operand on the attention op (the GPT-OSS family issue)");
 }
 
 TEST(BlocksTest, MlpOptionsWithoutAnOpAreUnimplemented) {

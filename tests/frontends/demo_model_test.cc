@@ -161,6 +161,23 @@ TEST_F(DemoModelTest, ValuesHaveTheIntendedScale) {
   EXPECT_NEAR(stddev, 0.1, 0.02);
 }
 
+// Biases (Qwen2's q/k/v projections) are centred on 0, with the norm weights' spread.
+TEST_F(DemoModelTest, BiasesAreSmallAroundZero) {
+  const std::vector<TensorToWrite> weights = MakeRandomWeights(
+      {{"b", {4096}, WeightInit::kBias}, {"n", {4096}, WeightInit::kNorm}}, 7, DType::kF32);
+  ASSERT_EQ(weights.size(), 2u);
+  std::vector<float> bias(4096), norm(4096);
+  std::memcpy(bias.data(), weights[0].bytes.data(), weights[0].bytes.size());
+  std::memcpy(norm.data(), weights[1].bytes.data(), weights[1].bytes.size());
+  double mean, stddev;
+  MeanAndStddev(bias, mean, stddev);
+  EXPECT_NEAR(mean, 0.0, 0.01);
+  EXPECT_NEAR(stddev, 0.1, 0.01);
+  MeanAndStddev(norm, mean, stddev);
+  EXPECT_NEAR(mean, 1.0, 0.01);
+  EXPECT_NEAR(stddev, 0.1, 0.01);
+}
+
 TEST_F(DemoModelTest, SameSeedIsByteIdenticalAndOtherSeedsDiffer) {
   const std::string a = TestDir("a"), b = TestDir("b"), c = TestDir("c");
   ASSERT_TRUE(WriteDemoModel(a).ok());

@@ -1,10 +1,11 @@
-// Config parsing of the families past Qwen3-MoE: dense Qwen3 and Mixtral (the shared decoder
+// Config parsing of the families past Qwen3-MoE: dense Qwen3, Mixtral and Qwen2 (the shared decoder
 // fields are read by one parser, so their errors read the same in every family).
 #include <gtest/gtest.h>
 
 #include <string>
 
 #include "frontends/mixtral_config.h"
+#include "frontends/qwen2_config.h"
 #include "frontends/qwen3_moe_config.h"
 
 namespace moegraph {
@@ -34,6 +35,20 @@ constexpr const char* kQwen3_8B = R"({
   "rope_scaling": null, "rope_theta": 1000000, "sliding_window": null,
   "tie_word_embeddings": false, "torch_dtype": "bfloat16", "use_cache": true,
   "use_sliding_window": false, "vocab_size": 151936
+})";
+
+// The fields of Qwen's Qwen2.5-7B-Instruct config.json: no attention_bias field (q/k/v always
+// carry biases), and a sliding_window size that use_sliding_window leaves switched off.
+constexpr const char* kQwen25_7B = R"({
+  "architectures": ["Qwen2ForCausalLM"],
+  "attention_dropout": 0.0, "bos_token_id": 151643, "eos_token_id": 151645,
+  "hidden_act": "silu", "hidden_size": 3584, "initializer_range": 0.02,
+  "intermediate_size": 18944, "max_position_embeddings": 32768, "max_window_layers": 28,
+  "model_type": "qwen2", "num_attention_heads": 28, "num_hidden_layers": 28,
+  "num_key_value_heads": 4, "rms_norm_eps": 1e-06, "rope_theta": 1000000.0,
+  "sliding_window": 131072, "tie_word_embeddings": false, "torch_dtype": "bfloat16",
+  "transformers_version": "4.43.1", "use_cache": true, "use_sliding_window": false,
+  "vocab_size": 152064
 })";
 
 JsonValue Json(const char* text) {
@@ -156,6 +171,93 @@ TEST(Qwen3DenseConfig, SharesTheDecoderFieldErrors) {
   // A Qwen3-MoE config is not a dense Qwen3 one, and the other way round.
   EXPECT_EQ(ParseQwen3MoeConfig(Json(kQwen3_8B), "config.json").status().code(),
             StatusCode::kUnimplemented);
+}
+
+TEST(Qwen2Config, ParsesThePublishedConfig) {
+  StatusOr<Qwen2Config> c = ParseQwen2Config(Json(kQwen25_7B), "config.json");
+  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  EXPECT_EQ(c->architecture, "Qwen2ForCausalLM");
+  EXPECT_EQ(c->vocab_size, 152064);
+  EXPECT_EQ(c->hidden_size, 3584);
+  EXPECT_EQ(c->intermediate_size, 18944);
+  EXPECT_EQ(c->num_hidden_layers, 28);
+  EXPECT_EQ(c->num_attention_heads, 28);
+  EXPECT_EQ(c->num_key_value_heads, 4);
+  EXPECT_EQ(c->head_dim, 128);  // hidden_size / num_attention_heads
+  EXPECT_EQ(c->max_position_embeddings, 32768);
+  EXPECT_FALSE(c->tie_word_embeddings);
+  EXPECT_EQ(c->rms_norm_eps, 1e-6);
+  EXPECT_EQ(c->rope_theta, 1e6);
+  EXPECT_EQ(c->torch_dtype, "bfloat16");
+  EXPECT_EQ(c->Describe(), "28 layers, dense, q/k/v bias");
+
+  // Qwen2.5-0.5B ties its embeddings; transformers 5 writes layer_types.
+  JsonValue layer_types = JsonValue::MakeArray();
+  for (int i = 0; i < 28; ++i)
+    layer_types.Append(JsonValue::String("full_attention"));
+  JsonValue tied = With(kQwen25_7B, "tie_word_embeddings", JsonValue::Bool(true));
+  JsonValue::Object members = tied.as_object();
+  members.emplace_back("layer_types", layer_types);
+  c = ParseQwen2Config(JsonValue::MakeObject(std::move(members)), "config.json");
+  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  EXPECT_TRUE(c->tie_word_embeddings);
+}
+
+TEST(Qwen2Config, DefaultsAreTransformers) {
+  StatusOr<Qwen2Config> c = ParseQwen2Config(Without(kQwen25_7B, "rope_theta"), "config.json");
+  ASSERT_TRUE(c.ok());
+  EXPECT_EQ(c->rope_theta, 10000.0);
+  c = ParseQwen2Config(Without(kQwen25_7B, "rms_norm_eps"), "config.json");
+  ASSERT_TRUE(c.ok());
+  EXPECT_EQ(c->rms_norm_eps, 1e-6);
+  c = ParseQwen2Config(Without(kQwen25_7B, "max_position_embeddings"), "config.json");
+  ASSERT_TRUE(c.ok());
+  EXPECT_EQ(c->max_position_embeddings, 32768);
+  c = ParseQwen2Config(Without(kQwen25_7B, "tie_word_embeddings"), "config.json");
+  ASSERT_TRUE(c.ok());
+  EXPECT_FALSE(c->tie_word_embeddings);
+}
+
+TEST(Qwen2Config, ErrorsNameTheField) {
+  StatusOr<Qwen2Config> c = ParseQwen2Config(
+      With(kQwen25_7B, "use_sliding_window", JsonValue::Bool(true)), "config.json");
+  EXPECT_EQ(c.status().code(), StatusCode::kUnimplemented);
+  EXPECT_EQ(c.status().message(),
+            "config.json: field \"use_sliding_window\" is true; sliding-window attention is not "
+            "supported");
+  JsonValue layer_types = JsonValue::MakeArray();
+  layer_types.Append(JsonValue::String("full_attention"));
+  layer_types.Append(JsonValue::String("sliding_attention"));
+  c = ParseQwen2Config(With(kQwen25_7B, "layer_types", layer_types), "config.json");
+  EXPECT_EQ(c.status().code(), StatusCode::kUnimplemented);
+  EXPECT_EQ(c.status().message(),
+            "config.json: field \"layer_types\" has entry \"sliding_attention\"; only "
+            "\"full_attention\" layers are supported");
+  c = ParseQwen2Config(With(kQwen25_7B, "layer_types", JsonValue::String("full_attention")),
+                       "config.json");
+  EXPECT_EQ(c.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(c.status().message(),
+            "config.json: field \"layer_types\" must be an array of layer kinds, found a string");
+  c = ParseQwen2Config(Without(kQwen25_7B, "intermediate_size"), "config.json");
+  EXPECT_EQ(c.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(c.status().message().find("\"intermediate_size\""), std::string::npos)
+      << c.status().ToString();
+  c = ParseQwen2Config(With(kQwen25_7B, "intermediate_size", JsonValue::Int(0)), "config.json");
+  EXPECT_EQ(c.status().message(),
+            "config.json: field \"intermediate_size\" must be positive, got 0");
+  c = ParseQwen2Config(With(kQwen25_7B, "hidden_act", JsonValue::String("gelu")), "config.json");
+  EXPECT_EQ(c.status().code(), StatusCode::kUnimplemented);
+  c = ParseQwen2Config(With(kQwen25_7B, "num_key_value_heads", JsonValue::Int(5)), "config.json");
+  EXPECT_EQ(c.status().message(),
+            "config.json: field \"num_key_value_heads\" must divide num_attention_heads (28), "
+            "got 5");
+  c = ParseQwen2Config(Json(kQwen3_8B), "config.json");
+  EXPECT_EQ(c.status().code(), StatusCode::kUnimplemented);
+  EXPECT_EQ(c.status().message(),
+            "config.json: field \"architectures\" is [\"Qwen3ForCausalLM\"]; supported "
+            "architectures: \"Qwen2ForCausalLM\"");
+  EXPECT_EQ(ParseQwen2Config(JsonValue::Int(3), "config.json").status().code(),
+            StatusCode::kInvalidArgument);
 }
 
 }  // namespace

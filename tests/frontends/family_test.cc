@@ -32,7 +32,8 @@ TEST_F(FamilyTest, RegistryFindsQwen3MoeAndListsItForOthers) {
   EXPECT_EQ(other.status().code(), StatusCode::kNotFound);
   EXPECT_EQ(other.status().message(),
             "no model family for architecture \"LlamaForCausalLM\"; supported architectures: "
-            "\"Qwen3MoeForCausalLM\", \"Qwen3ForCausalLM\", \"MixtralForCausalLM\"");
+            "\"Qwen3MoeForCausalLM\", \"Qwen3ForCausalLM\", \"MixtralForCausalLM\", "
+            "\"Qwen2ForCausalLM\"");
 }
 
 TEST_F(FamilyTest, ConfigPicksTheFirstRegisteredArchitecture) {
@@ -49,13 +50,14 @@ TEST_F(FamilyTest, ConfigPicksTheFirstRegisteredArchitecture) {
   EXPECT_EQ(family.status().message(),
             "config.json: field \"architectures\" is [\"LlamaForCausalLM\"]; supported "
             "architectures: \"Qwen3MoeForCausalLM\", \"Qwen3ForCausalLM\", "
-            "\"MixtralForCausalLM\"");
+            "\"MixtralForCausalLM\", \"Qwen2ForCausalLM\"");
   json = ParseJson(R"({"architectures": "Qwen3MoeForCausalLM"})", "config.json");
   EXPECT_EQ(FamilyForConfig(*json, "config.json").status().code(), StatusCode::kInvalidArgument);
   json = ParseJson(R"({})", "config.json");
   EXPECT_EQ(FamilyForConfig(*json, "config.json").status().message(),
             "config.json: field \"architectures\" is missing; supported architectures: "
-            "\"Qwen3MoeForCausalLM\", \"Qwen3ForCausalLM\", \"MixtralForCausalLM\"");
+            "\"Qwen3MoeForCausalLM\", \"Qwen3ForCausalLM\", \"MixtralForCausalLM\", "
+            "\"Qwen2ForCausalLM\"");
 }
 
 TEST_F(FamilyTest, LoadHfModelDispatchesThroughTheRegistry) {
@@ -71,7 +73,7 @@ TEST_F(FamilyTest, LoadHfModelDispatchesThroughTheRegistry) {
   EXPECT_EQ(model.status().code(), StatusCode::kUnimplemented);
   EXPECT_NE(model.status().message().find(
                 "is [\"DeepseekV3ForCausalLM\"]; supported architectures: \"Qwen3MoeForCausalLM\", "
-                "\"Qwen3ForCausalLM\", \"MixtralForCausalLM\""),
+                "\"Qwen3ForCausalLM\", \"MixtralForCausalLM\", \"Qwen2ForCausalLM\""),
             std::string::npos)
       << model.status().ToString();
 }

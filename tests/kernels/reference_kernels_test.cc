@@ -411,6 +411,20 @@ TEST(RefKernelsTest, AddAndSiluMulAreElementwiseOverEveryRow) {
   ExpectClose(prod, want_prod, kTol, "silu_mul");
 }
 
+TEST_P(RefDTypeTest, BiasAddAddsTheBiasToEveryRow) {
+  const std::vector<float> x = Random(kT * kN, 9, 3.0f);
+  const Weight bias = MakeWeight(kN, GetParam(), 10);
+  std::vector<float> out = Poisoned(kT * kN);
+  // No metadata: bias_add has no padding rule, so every row (real or not) is x + b.
+  RunKernel(RefBiasAdd, {F32(x, {kT, kN}), bias.arg({kN})}, {F32(out, {kT, kN})});
+  std::vector<double> want(kT * kN, 0.0);
+  for (int64_t r = 0; r < kT; ++r) {
+    for (int64_t c = 0; c < kN; ++c)
+      want[r * kN + c] = double(x[r * kN + c]) + bias.values[c];
+  }
+  ExpectClose(out, want, 1e-6, "bias_add");
+}
+
 // ---- Dense matmuls ------------------------------------------------------------
 
 TEST_P(RefDTypeTest, LinearMatchesNaive) {
