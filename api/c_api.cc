@@ -103,6 +103,16 @@ StatusOr<const moegraph::PlanTokenizer*> HandleTokenizer(mg_engine* engine) {
   return &*engine->text;
 }
 
+// Releases a generation's sequence when the C call returns, however it returns, so no call
+// leaves anything cached: a prompt split over several prefill steps holds KV blocks when a later
+// step fails, and the next call must start from a clean cache. (After a success the Generator
+// has released the sequence already; releasing it again does nothing.)
+struct ReleaseOnExit {
+  moegraph::Engine& engine;
+  int64_t id;
+  ~ReleaseOnExit() { engine.Release(id); }
+};
+
 }  // namespace
 
 extern "C" {
@@ -237,15 +247,7 @@ mg_status mg_generate(mg_engine* engine, const int32_t* prompt, size_t prompt_le
     std::lock_guard<std::mutex> lock(engine->mu);
     Engine& e = *engine->engine;
     const int64_t id = engine->next_generation_id++;
-    // Whatever happens, the call leaves nothing cached: a prompt split over
-    // several prefill steps holds KV blocks when a later step fails, and the
-    // next call must start from a clean cache. (After a success the Generator
-    // has released the sequence already; releasing it again does nothing.)
-    struct ReleaseOnExit {
-      Engine& engine;
-      int64_t id;
-      ~ReleaseOnExit() { engine.Release(id); }
-    } release{e, id};
+    const ReleaseOnExit release{e, id};
     Generator generator(e);
     if (Status added =
             generator.Add({id, std::vector<int32_t>(prompt, prompt + prompt_len), *params});
@@ -337,12 +339,7 @@ mg_status mg_generate_text(mg_engine* engine, const char* prompt, const mg_sampl
       params->stop_tokens.push_back(eos);
     Engine& e = *engine->engine;
     const int64_t id = engine->next_generation_id++;
-    // As in mg_generate: nothing stays cached, whether the call succeeds, fails or is stopped.
-    struct ReleaseOnExit {
-      Engine& engine;
-      int64_t id;
-      ~ReleaseOnExit() { engine.Release(id); }
-    } release{e, id};
+    const ReleaseOnExit release{e, id};
     Generator generator(e);
     if (Status added = generator.Add({id, std::move(*ids), *params}); !added.ok()) {
       return Report(added.WithContext("mg_generate_text"));

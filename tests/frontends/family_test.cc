@@ -24,6 +24,23 @@ namespace {
 
 class FamilyTest : public testing::TempDirTest {};
 
+// The names of the tensors a graph's weight ops read (experts expanded).
+std::set<std::string> TensorsRead(const Graph& graph) {
+  std::set<std::string> read;
+  for (const Op& op : graph.ops()) {
+    if (op.def->name != "weight") continue;
+    const std::string name = op.StringAttr("name");
+    const int64_t experts = op.IntAttr("experts", 0);
+    if (experts == 0) {
+      read.insert(name);
+    } else {
+      for (int64_t e = 0; e < experts; ++e)
+        read.insert(ExpandExpertName(name, e));
+    }
+  }
+  return read;
+}
+
 TEST_F(FamilyTest, RegistryFindsQwen3MoeAndListsItForOthers) {
   StatusOr<const ModelFamily*> family = FindModelFamily("Qwen3MoeForCausalLM");
   ASSERT_TRUE(family.ok());
@@ -101,36 +118,7 @@ TEST_F(FamilyTest, WeightListIsTheCheckpointTheGraphReads) {
 
   StatusOr<HfModel> model = LoadHfModel(dir);
   ASSERT_TRUE(model.ok());
-  std::set<std::string> read;
-  for (const Op& op : model->graph.ops()) {
-    if (op.def->name != "weight") continue;
-    const std::string name = op.StringAttr("name");
-    const int64_t experts = op.IntAttr("experts", 0);
-    if (experts == 0) {
-      read.insert(name);
-    } else {
-      for (int64_t e = 0; e < experts; ++e)
-        read.insert(ExpandExpertName(name, e));
-    }
-  }
-  EXPECT_EQ(read, listed);
-}
-
-// The names of the tensors a graph's weight ops read (experts expanded).
-std::set<std::string> TensorsRead(const Graph& graph) {
-  std::set<std::string> read;
-  for (const Op& op : graph.ops()) {
-    if (op.def->name != "weight") continue;
-    const std::string name = op.StringAttr("name");
-    const int64_t experts = op.IntAttr("experts", 0);
-    if (experts == 0) {
-      read.insert(name);
-    } else {
-      for (int64_t e = 0; e < experts; ++e)
-        read.insert(ExpandExpertName(name, e));
-    }
-  }
-  return read;
+  EXPECT_EQ(TensorsRead(model->graph), listed);
 }
 
 // Every family's golden checkpoint in the published layout is exactly its weight list (names

@@ -385,12 +385,9 @@ TEST(OptKernelsTest, RopeMatchesReference) {
   }
 }
 
-// Runs attention on its own copy of the cache; returns (output, cache k, cache v).
-std::vector<std::vector<float>> RunAttention(KernelFn kernel, const Call& call,
-                                             testing::UniformKvCacheView kv,
-                                             std::vector<float> cache_k, std::vector<float> cache_v,
-                                             int threads) {
-  kv.Bind(cache_k.data(), cache_v.data());
+// Runs an attention `call` over the cache `kv` views (bound by the caller); returns the output.
+std::vector<float> RunAttentionOver(KernelFn kernel, const Call& call,
+                                    const testing::UniformKvCacheView& kv, int threads) {
   std::vector<float> out(call.out[0].numel(), std::numeric_limits<float>::quiet_NaN());
   std::vector<TensorArg> out_args = {Arg(out.data(), DType::kF32, call.out[0].shape)};
   KernelArgs args;
@@ -403,6 +400,16 @@ std::vector<std::vector<float>> RunAttention(KernelFn kernel, const Call& call,
   CopyParams(call.param_args, args);
   args.num_threads = threads;
   kernel(args);
+  return out;
+}
+
+// Runs attention on its own copy of the cache; returns (output, cache k, cache v).
+std::vector<std::vector<float>> RunAttention(KernelFn kernel, const Call& call,
+                                             testing::UniformKvCacheView kv,
+                                             std::vector<float> cache_k, std::vector<float> cache_v,
+                                             int threads) {
+  kv.Bind(cache_k.data(), cache_v.data());
+  std::vector<float> out = RunAttentionOver(kernel, call, kv, threads);
   return {out, cache_k, cache_v};
 }
 
@@ -553,19 +560,7 @@ std::vector<float> RunHalfAttention(KernelFn kernel, const Call& call,
                                     testing::UniformKvCacheView kv, std::vector<uint16_t>* k,
                                     std::vector<uint16_t>* v, int threads) {
   kv.Bind(k->data(), v->data());
-  std::vector<float> out(call.out[0].numel(), std::numeric_limits<float>::quiet_NaN());
-  std::vector<TensorArg> out_args = {Arg(out.data(), DType::kF32, call.out[0].shape)};
-  KernelArgs args;
-  args.meta = call.meta;
-  args.kv = &kv.view;
-  args.in = call.in.data();
-  args.num_in = static_cast<int>(call.in.size());
-  args.out = out_args.data();
-  args.num_out = 1;
-  CopyParams(call.param_args, args);
-  args.num_threads = threads;
-  kernel(args);
-  return out;
+  return RunAttentionOver(kernel, call, kv, threads);
 }
 
 // The prompt / decode / chunk / bad-table / padding mix of
