@@ -4,6 +4,7 @@
 #include <omp.h>
 
 #include <algorithm>
+#include <cstdint>
 #include <cstring>
 #include <filesystem>
 #include <iterator>
@@ -13,6 +14,7 @@
 #include "plan/plan_file.h"
 #include "runtime/program_check.h"
 #include "support/log.h"
+#include "support/memory.h"
 #include "support/strings.h"
 
 namespace moegraph {
@@ -76,18 +78,24 @@ StatusOr<std::unique_ptr<Engine>> Engine::Load(Plan plan, const EngineOptions& o
   // The budget counts the bytes the layers really store, in their dtypes.
   MG_ASSIGN_OR_RETURN(const uint64_t block_bytes,
                       KvCache::BlockBytes(kv_config.layers, options.kv_block_size));
-  kv_config.num_blocks = static_cast<int32_t>(
-      std::min<uint64_t>(options.kv_cache_bytes / block_bytes, uint64_t{1} << 30));
+  const int64_t max_positions = std::max<int64_t>(m.max_position_embeddings, 1);
+  const int64_t blocks_per_full_seq =
+      (max_positions + options.kv_block_size - 1) / options.kv_block_size;
+  const uint64_t budget =
+      options.kv_cache_bytes != 0
+          ? options.kv_cache_bytes
+          : DefaultKvCacheBytes(max_seqs, blocks_per_full_seq, block_bytes, PhysicalMemoryBytes());
+  kv_config.num_blocks =
+      static_cast<int32_t>(std::min<uint64_t>(budget / block_bytes, uint64_t{1} << 30));
   if (kv_config.num_blocks < 1) {
-    return InvalidArgument("KV cache budget of " + FormatBytes(options.kv_cache_bytes) +
-                           " holds no block of " + FormatBytes(block_bytes));
+    return InvalidArgument("KV cache budget of " + FormatBytes(budget) + " holds no block of " +
+                           FormatBytes(block_bytes));
   }
   // A sequence can hold no more blocks than its positions need, nor than the
   // cache has: the block tables are sized by the smaller, not by
   // max_position_embeddings alone (which a plan may set to 2^31 - 1).
-  const int64_t max_positions = std::max<int64_t>(m.max_position_embeddings, 1);
-  const auto max_blocks_per_seq = static_cast<int32_t>(std::min<int64_t>(
-      (max_positions + options.kv_block_size - 1) / options.kv_block_size, kv_config.num_blocks));
+  const auto max_blocks_per_seq =
+      static_cast<int32_t>(std::min<int64_t>(blocks_per_full_seq, kv_config.num_blocks));
   MG_ASSIGN_OR_RETURN(std::unique_ptr<Backend> backend, CreateBackendByName(options));
   // A device backend keeps the cache data on the device (InitDevice); the
   // host keeps only the block bookkeeping.
@@ -143,6 +151,21 @@ size_t AlignUp(size_t bytes, size_t alignment) {
 }
 
 }  // namespace
+
+uint64_t DefaultKvCacheBytes(int64_t max_seqs, int64_t blocks_per_seq, uint64_t block_bytes,
+                             uint64_t physical_memory_bytes) {
+  // Saturating: a plan may declare 2^31 - 1 positions.
+  uint64_t blocks = 0, bytes = 0;
+  if (__builtin_mul_overflow(static_cast<uint64_t>(std::max<int64_t>(max_seqs, 1)),
+                             static_cast<uint64_t>(std::max<int64_t>(blocks_per_seq, 1)),
+                             &blocks) ||
+      __builtin_mul_overflow(blocks, block_bytes, &bytes)) {
+    bytes = UINT64_MAX;
+  }
+  const uint64_t cap =
+      physical_memory_bytes > 0 ? physical_memory_bytes / 4 : kKvCacheFallbackBytes;
+  return std::min(bytes, std::max(cap, block_bytes));
+}
 
 StatusOr<std::unique_ptr<Backend>> CreateBackendByName(const EngineOptions& options) {
   if (options.backend == "cpu") return CreateCpuBackend();

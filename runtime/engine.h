@@ -27,8 +27,10 @@ struct EngineOptions {
   int num_threads = 0;  // 0: OpenMP's default
   bool eager = false;   // run steps one by one instead of replaying captures
   int32_t kv_block_size = 16;
-  uint64_t kv_cache_bytes = 256ull << 20;  // KV cache budget; sets the block count
-  std::string model_dir;                   // overrides the plan's checkpoint directory
+  // KV cache budget; sets the block count. 0: DefaultKvCacheBytes, room for
+  // every sequence of the plan's largest sequence bucket at its full context.
+  uint64_t kv_cache_bytes = 0;
+  std::string model_dir;  // overrides the plan's checkpoint directory
   // How much of the checkpoint to read to detect one changed since compile
   // (checkpoint/weights.h): kAuto hashes a file in full only when its mtime moved.
   CheckpointCheck checkpoint_check = CheckpointCheck::kAuto;
@@ -48,6 +50,17 @@ struct StepLogits {
   std::vector<float> data;
   const float* row(int32_t s) const { return data.data() + static_cast<size_t>(s) * vocab; }
 };
+
+// Without a known memory size, DefaultKvCacheBytes caps the cache at this.
+inline constexpr uint64_t kKvCacheFallbackBytes = 256ull << 20;
+
+// The default KV cache budget: `max_seqs` sequences of `blocks_per_seq` blocks of `block_bytes`
+// (the plan's largest sequence bucket, each at max_position_embeddings), at most a quarter of
+// `physical_memory_bytes` (kKvCacheFallbackBytes when that is 0) and at least one block. The
+// storage's pages are mapped as sequences write them, so an unused budget costs no resident
+// memory on the CPU backend.
+uint64_t DefaultKvCacheBytes(int64_t max_seqs, int64_t blocks_per_seq, uint64_t block_bytes,
+                             uint64_t physical_memory_bytes);
 
 // The backend EngineOptions::backend names.
 StatusOr<std::unique_ptr<Backend>> CreateBackendByName(const EngineOptions& options);

@@ -3,7 +3,7 @@
 
 #include <algorithm>
 #include <climits>
-#include <new>
+#include <cstdlib>
 #include <string>
 
 #include "support/memory.h"
@@ -109,20 +109,24 @@ StatusOr<KvCache> KvCache::Create(const KvCacheConfig& config) {
   cache.config_ = config;
   cache.offsets_ = std::move(offsets);
   cache.bytes_ = bytes;
-  try {
-    if (config.allocate_storage) cache.storage_.assign(bytes, std::byte{0});
-    cache.free_blocks_.reserve(config.num_blocks);
-  } catch (const std::bad_alloc&) {
+  if (config.allocate_storage) {
+    cache.storage_.reset(static_cast<std::byte*>(std::calloc(bytes > 0 ? bytes : 1, 1)));
+  }
+  if (config.allocate_storage && cache.storage_ == nullptr) {
     return ResourceExhausted("cannot allocate the KV cache (" + std::to_string(bytes) +
                              " bytes for " + std::to_string(config.num_blocks) + " blocks)");
   }
-  cache.layer_views_ =
-      cache.LayerViewsAt(config.allocate_storage ? cache.storage_.data() : nullptr);
+  cache.free_blocks_.reserve(config.num_blocks);
+  cache.layer_views_ = cache.LayerViewsAt(cache.storage_.get());
   cache.view_ = KvCacheView{cache.layer_views_.data(), static_cast<int32_t>(config.layers.size()),
                             config.num_blocks, config.block_size};
   for (int32_t b = config.num_blocks - 1; b >= 0; --b)
     cache.free_blocks_.push_back(b);
   return cache;
+}
+
+void KvCache::FreeStorage::operator()(std::byte* p) const {
+  std::free(p);
 }
 
 std::vector<KvLayerView> KvCache::LayerViewsAt(std::byte* base) const {

@@ -8,6 +8,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <map>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -83,7 +84,12 @@ class KvCache {
  private:
   KvCache() = default;
   KvCacheConfig config_;
-  std::vector<std::byte> storage_;
+  // calloc'd: the zero pages are mapped lazily, so the cache costs resident
+  // memory only for the blocks sequences have written.
+  struct FreeStorage {
+    void operator()(std::byte* p) const;
+  };
+  std::unique_ptr<std::byte, FreeStorage> storage_;
   std::vector<uint64_t> offsets_;  // [num_layers * 2]: keys, values
   uint64_t bytes_ = 0;
   std::vector<KvLayerView> layer_views_;

@@ -293,7 +293,9 @@ int Main(int argc, char** argv) {
                    " cores this process may use (default: OpenMP's default)");
   const int64_t memory_mib = PhysicalMemoryMib();
   AddIntOption(app, "--kv-cache-mb", kv_cache_mb, {1, memory_mib > 0 ? memory_mib : 1 << 20},
-               "KV cache budget in MiB, at most the machine's memory (default 256)");
+               "KV cache budget in MiB, at most the machine's memory (default: room for the "
+               "plan's largest sequence bucket at max_position_embeddings each, at most a "
+               "quarter of memory; pages are used only as tokens fill them)");
   app.add_option("--model-dir", options.model_dir,
                  "read weights from DIR instead of the plan's checkpoint path")
       ->type_name("DIR");

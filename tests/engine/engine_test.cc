@@ -4,6 +4,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstring>
 #include <filesystem>
 #include <map>
@@ -207,6 +208,37 @@ TEST_F(DemoEngineTest, KvExhaustionIsAnErrorAndOverwritesNothing) {
   EXPECT_FALSE(engine->kv_cache().Has(3));
   // Sequence 1 still decodes correctly after the refusal.
   EXPECT_TRUE(engine->Step({SequenceStep{1, {9}, 8}}).ok());
+}
+
+// The default budget is what the plan can use: its largest sequence bucket, each sequence at
+// max_position_embeddings (the demo's 2048), not a fixed size.
+TEST_F(DemoEngineTest, DefaultKvBudgetIsWhatThePlanCanUse) {
+  StatusOr<Plan> plan = Compile(*dir_, SmallBuckets());
+  ASSERT_TRUE(plan.ok());
+  int32_t max_seqs = 0;
+  for (const KeyProgram& p : plan->programs)
+    max_seqs = std::max(max_seqs, p.key.seq_bucket);
+  const int64_t positions = plan->model.max_position_embeddings;
+  std::unique_ptr<Engine> engine = LoadOrDie(std::move(*plan));
+  ASSERT_NE(engine, nullptr);
+  const int32_t block_size = EngineOptions{}.kv_block_size;
+  EXPECT_EQ(engine->kv_cache().config().num_blocks,
+            max_seqs * ((positions + block_size - 1) / block_size));
+  // One sequence can fill its whole context.
+  EXPECT_EQ(engine->kv_cache().BlocksFor(positions),
+            engine->kv_cache().config().num_blocks / max_seqs);
+}
+
+TEST(DefaultKvCacheBytesTest, CapsAtAQuarterOfMemoryAndSaturates) {
+  EXPECT_EQ(DefaultKvCacheBytes(4, 128, 4096, uint64_t{1} << 34), 4u * 128 * 4096);
+  EXPECT_EQ(DefaultKvCacheBytes(64, 8192, 1 << 20, uint64_t{1} << 34), uint64_t{1} << 32);
+  // 2^31 - 1 positions in blocks of 16 times a large block overflows 64 bits: the cap applies.
+  EXPECT_EQ(DefaultKvCacheBytes(1 << 20, (int64_t{1} << 31) / 16, uint64_t{1} << 40, 1 << 30),
+            uint64_t{1} << 40);
+  EXPECT_EQ(DefaultKvCacheBytes(1 << 20, (int64_t{1} << 31) / 16, 4096, 1 << 30), 1u << 28);
+  // Unknown memory size: the fallback cap. At least one block.
+  EXPECT_EQ(DefaultKvCacheBytes(64, 8192, 1 << 20, 0), kKvCacheFallbackBytes);
+  EXPECT_EQ(DefaultKvCacheBytes(1, 1, 4096, 8192), 4096u);
 }
 
 TEST_F(DemoEngineTest, ChangedCheckpointIsRefusedAtLoad) {
