@@ -15,6 +15,26 @@ namespace moegraph {
 StatusOr<int32_t> PrepareSyntheticStep(Engine& engine, const SpecKey& key,
                                        std::vector<int64_t>& seq_ids);
 
+// What decoding like a user measured: `batch` sequences, each prompted with
+// `prompt_tokens` tokens, then `steps` decode steps at positions
+// prompt_tokens .. prompt_tokens + steps - 1, each feeding every sequence its
+// own greedy token, so the experts hit change from step to step as they do in
+// generation (a replayed synthetic step hits the same ones every time).
+struct DecodeRun {
+  int32_t batch = 0;
+  int32_t prompt_tokens = 0;
+  int32_t steps = 0;
+  double seconds = 0;  // the decode steps only, through Engine::Step (host work included)
+  double tokens_per_second() const { return seconds > 0 ? batch * steps / seconds : 0; }
+};
+
+// Runs that decode and releases its sequences. The prompts are pseudo-random
+// ids (fixed seed); each is prefilled in steps the plan's buckets take.
+// InvalidArgument when batch exceeds the plan's largest decode bucket or the
+// positions exceed the model's context.
+StatusOr<DecodeRun> RunRealDecode(Engine& engine, int32_t batch, int32_t prompt_tokens,
+                                  int32_t steps);
+
 // The median of `values` (the upper one of an even count).
 double Median(std::vector<double> values);
 

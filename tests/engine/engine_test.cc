@@ -13,6 +13,7 @@
 #include "frontends/demo_model.h"
 #include "runtime/engine.h"
 #include "runtime/generator.h"
+#include "runtime/synthetic_step.h"
 #include "tests/golden/golden_util.h"
 
 namespace moegraph {
@@ -227,6 +228,33 @@ TEST_F(DemoEngineTest, DefaultKvBudgetIsWhatThePlanCanUse) {
   // One sequence can fill its whole context.
   EXPECT_EQ(engine->kv_cache().BlocksFor(positions),
             engine->kv_cache().config().num_blocks / max_seqs);
+}
+
+// Real decode (the benchmarks' headline): prompts longer than the largest prefill bucket are
+// prefilled over several steps, every sequence decodes at increasing positions, and the cache
+// is empty afterwards; a batch or a context the plan cannot take is refused.
+TEST_F(DemoEngineTest, RealDecodeRunsAtIncreasingPositionsAndReleases) {
+  StatusOr<Plan> plan = Compile(*dir_, SmallBuckets());
+  ASSERT_TRUE(plan.ok());
+  const int64_t positions = plan->model.max_position_embeddings;
+  std::unique_ptr<Engine> engine = LoadOrDie(std::move(*plan));
+  ASSERT_NE(engine, nullptr);
+  const int32_t total = engine->kv_cache().config().num_blocks;
+  StatusOr<DecodeRun> run = RunRealDecode(*engine, 3, 21, 5);
+  ASSERT_TRUE(run.ok()) << run.status().ToString();
+  EXPECT_EQ(run->batch, 3);
+  EXPECT_EQ(run->steps, 5);
+  EXPECT_GT(run->seconds, 0);
+  EXPECT_GT(run->tokens_per_second(), 0);
+  EXPECT_EQ(engine->kv_cache().num_free_blocks(), total);
+  StatusOr<DecodeRun> too_wide = RunRealDecode(*engine, 5, 4, 2);  // decode buckets 1, 2, 4
+  ASSERT_FALSE(too_wide.ok());
+  EXPECT_NE(too_wide.status().message().find("decode buckets go up to 4"), std::string::npos)
+      << too_wide.status().message();
+  StatusOr<DecodeRun> too_long = RunRealDecode(*engine, 1, static_cast<int32_t>(positions), 1);
+  ASSERT_FALSE(too_long.ok());
+  EXPECT_NE(too_long.status().message().find("max_position_embeddings"), std::string::npos);
+  EXPECT_EQ(engine->kv_cache().num_free_blocks(), total);
 }
 
 TEST(DefaultKvCacheBytesTest, CapsAtAQuarterOfMemoryAndSaturates) {
