@@ -5,9 +5,14 @@
 // against peak FMA and OpenBLAS, and prints each figure next to its
 // yardstick as a ratio. It never asserts on time.
 #include <omp.h>
+#include <sched.h>
+#include <signal.h>
 #include <sys/resource.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -51,6 +56,7 @@ struct DriverOptions {
   bool openblas = true;
   // Child mode: run the engine on one plan and write the results file.
   std::string engine_plan, engine_result;
+  bool decode1_only = false;  // child: only the decode batch-1 key and its real decode
 };
 
 // ---- Engine run (child process) -----------------------------------------------------
@@ -114,6 +120,10 @@ Status RunEngineChild(const DriverOptions& options) {
   const int rounds = options.smoke ? 1 : 5;
   const double round_seconds = options.smoke ? 0.005 : 0.1;
   for (const KeyProgram& program : engine->plan().programs) {
+    if (options.decode1_only &&
+        (program.key.phase != MoePhase::kDecode || program.key.token_bucket != 1)) {
+      continue;
+    }
     std::vector<int64_t> seqs;
     StatusOr<int32_t> tokens = PrepareSyntheticStep(*engine, program.key, seqs);
     if (tokens.ok() && *tokens > 0) {
@@ -426,6 +436,7 @@ struct ModelRun {
   double generate_s = -1;  // -1: reused
   double compile_s = 0;
   size_t num_keys = 0;
+  std::string plan_path;
   EngineResult engine;
 };
 
@@ -494,6 +505,73 @@ int Fail(const Status& status) {
   return 1;
 }
 
+// Runs RunEngineChild in a child process (so peak RSS is the engine's alone).
+StatusOr<EngineResult> RunEngineInChild(const DriverOptions& options, const std::string& plan,
+                                        const std::string& result_path, int threads,
+                                        bool decode1_only) {
+  std::filesystem::remove(result_path);
+  const std::string cmd = Quote(SelfPath()) + " --engine-run " + Quote(plan) + " --engine-result " +
+                          Quote(result_path) + (options.smoke ? " --smoke" : "") +
+                          (decode1_only ? " --engine-decode1-only" : "") + " --threads " +
+                          std::to_string(threads);
+  std::fflush(stdout);
+  if (std::system(cmd.c_str()) != 0) return Internal("the engine run failed: " + cmd);
+  return ReadEngineResult(result_path);
+}
+
+// Decode batch 1 (real tokens) with one thread and with `threads`, with and without a busy
+// loop pinned to core 0 in another process (the "quiet" figures are whatever else the machine
+// runs, without the busy loop).
+struct ContentionResult {
+  int threads = 0;
+  double quiet_1 = 0, quiet_n = 0, busy_1 = 0, busy_n = 0;  // tokens/s
+};
+
+StatusOr<ContentionResult> MeasureContention(const DriverOptions& options, const std::string& plan,
+                                             int threads) {
+  ContentionResult r;
+  r.threads = threads;
+  const std::string result = plan + ".contention.txt";
+  auto decode1 = [&](int n) -> StatusOr<double> {
+    MG_ASSIGN_OR_RETURN(EngineResult e, RunEngineInChild(options, plan, result, n, true));
+    for (const RealDecodeResult& d : e.real_decode) {
+      if (d.batch == 1) return d.tokens_per_s();
+    }
+    return Internal("the contention run reported no decode batch 1");
+  };
+  // Interleaved rounds (1 thread, then `threads`), medians: the machine's other load drifts.
+  auto rounds = [&](double* one, double* many) -> Status {
+    std::vector<double> a, b;
+    for (int round = 0; round < (options.smoke ? 1 : 3); ++round) {
+      MG_ASSIGN_OR_RETURN(double x, decode1(1));
+      MG_ASSIGN_OR_RETURN(double y, decode1(threads));
+      a.push_back(x);
+      b.push_back(y);
+    }
+    *one = Median(a);
+    *many = Median(b);
+    return Status::Ok();
+  };
+  MG_RETURN_IF_ERROR(rounds(&r.quiet_1, &r.quiet_n));
+  std::fflush(stdout);
+  const pid_t spinner = fork();
+  if (spinner < 0) return Internal("fork failed for the busy loop");
+  if (spinner == 0) {
+    cpu_set_t one;
+    CPU_ZERO(&one);
+    CPU_SET(0, &one);
+    sched_setaffinity(0, sizeof(one), &one);
+    std::atomic<uint64_t> spins{0};
+    for (;;)
+      spins.fetch_add(1, std::memory_order_relaxed);
+  }
+  const Status busy = rounds(&r.busy_1, &r.busy_n);
+  kill(spinner, SIGKILL);
+  waitpid(spinner, nullptr, 0);
+  MG_RETURN_IF_ERROR(busy);
+  return r;
+}
+
 int Main(int argc, char** argv) {
   DriverOptions options;
   std::string models_flag;
@@ -528,6 +606,8 @@ int Main(int argc, char** argv) {
                 options.engine_plan = v;
                 return Status::Ok();
               });
+  flags.Switch("--engine-decode1-only", "(internal) --engine-run times decode batch 1 only",
+               [&] { options.decode1_only = true; });
   flags.Value("--engine-result", "FILE", "(internal) where --engine-run writes its results",
               [&](const std::string& v) {
                 options.engine_result = v;
@@ -594,19 +674,23 @@ int Main(int argc, char** argv) {
     const std::string plan_path = options.cache_dir + "/" + name + ".plan";
     Status compiled = CompilePlan(run.config, dir, plan_path, options.smoke, run);
     if (!compiled.ok()) return Fail(compiled);
-    const std::string result_path = options.cache_dir + "/" + name + ".engine.txt";
-    std::filesystem::remove(result_path);
-    std::string cmd = Quote(SelfPath()) + " --engine-run " + Quote(plan_path) +
-                      " --engine-result " + Quote(result_path) + (options.smoke ? " --smoke" : "") +
-                      " --threads " + std::to_string(threads);
-    std::fflush(stdout);
-    if (std::system(cmd.c_str()) != 0) {
-      return Fail(Internal("the engine run failed: " + cmd));
-    }
-    StatusOr<EngineResult> engine = ReadEngineResult(result_path);
+    run.plan_path = plan_path;
+    StatusOr<EngineResult> engine =
+        RunEngineInChild(options, plan_path, options.cache_dir + "/" + name + ".engine.txt",
+                         threads, /*decode1_only=*/false);
     if (!engine.ok()) return Fail(engine.status());
     run.engine = *engine;
     runs.push_back(run);
+  }
+
+  // 2b. A busy machine: another process spins on core 0 while the first model decodes at
+  // batch 1 with one thread and with `threads`; more threads must never be slower.
+  ContentionResult contention;
+  if (threads >= 2) {
+    StatusOr<ContentionResult> measured =
+        MeasureContention(options, runs.front().plan_path, threads);
+    if (!measured.ok()) return Fail(measured.status());
+    contention = *measured;
   }
 
   // 3. Prefill MoE layer of the largest model, against peak FMA and OpenBLAS.
@@ -717,6 +801,18 @@ int Main(int argc, char** argv) {
     Row(run.name + " peak RSS", FormatBytes(run.engine.peak_rss),
         "W+KV+arena " + FormatBytes(expected), Fixed(rss_ratio, 3), "<= 1.10",
         yes(rss_ratio <= 1.10));
+  }
+  if (contention.threads >= 2) {
+    const std::string n = std::to_string(contention.threads);
+    const std::string model = runs.front().name;
+    Row(model + " decode b1, quiet: " + n + " threads / 1", Fixed(contention.quiet_n, 1) + " tok/s",
+        "1 thread " + Fixed(contention.quiet_1, 1) + " tok/s",
+        Fixed(contention.quiet_n / contention.quiet_1, 3), "-", "-");
+    const double ratio = contention.busy_n / contention.busy_1;
+    Row(model + " decode b1, core 0 busy: " + n + " threads / 1",
+        Fixed(contention.busy_n, 1) + " tok/s",
+        "1 thread " + Fixed(contention.busy_1, 1) + " tok/s", Fixed(ratio, 3), ">= 1.0",
+        yes(ratio >= 1.0));
   }
   return 0;
 }

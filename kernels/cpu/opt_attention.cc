@@ -1,6 +1,5 @@
 // Optimised attention kernels: rotary embedding and paged causal attention
 // (decode and prefill) with an online softmax over blocks of keys.
-#include <omp.h>
 
 #include <algorithm>
 #include <cmath>
@@ -11,6 +10,7 @@
 #include "kernels/cpu/opt_kernels.h"
 #include "kernels/cpu/reference_kernels.h"
 #include "kernels/cpu/simd_avx2.h"
+#include "kernels/cpu/thread_pool.h"
 
 namespace moegraph {
 namespace {
@@ -488,22 +488,23 @@ void OptRope(const KernelArgs& args) {
   for (int64_t i = 0; i < half; ++i) {
     inv_freq[i] = static_cast<float>(1.0 / std::pow(theta, static_cast<double>(2 * i) / head_dim));
   }
-#pragma omp parallel for schedule(static) num_threads(args.num_threads) if (num_rows > 1)
-  for (int64_t t = 0; t < num_rows; ++t) {
-    float* y_row = y + t * row_size;
-    if (t >= num_real) {
-      std::fill(y_row, y_row + row_size, 0.0f);
-      continue;
+  ParallelFor(num_rows > 1 ? args.num_threads : 1, num_rows, [&](int64_t begin, int64_t end) {
+    for (int64_t t = begin; t < end; ++t) {
+      float* y_row = y + t * row_size;
+      if (t >= num_real) {
+        std::fill(y_row, y_row + row_size, 0.0f);
+        continue;
+      }
+      const float position = static_cast<float>(args.meta->positions[t]);
+      float cos[kMaxRopeHalf], sin[kMaxRopeHalf];
+      for (int64_t i = 0; i < half; ++i) {
+        const float angle = position * inv_freq[i];
+        cos[i] = std::cos(angle);
+        sin[i] = std::sin(angle);
+      }
+      RopeRow(x + t * row_size, y_row, row_size, head_dim, cos, sin);
     }
-    const float position = static_cast<float>(args.meta->positions[t]);
-    float cos[kMaxRopeHalf], sin[kMaxRopeHalf];
-    for (int64_t i = 0; i < half; ++i) {
-      const float angle = position * inv_freq[i];
-      cos[i] = std::cos(angle);
-      sin[i] = std::sin(angle);
-    }
-    RopeRow(x + t * row_size, y_row, row_size, head_dim, cos, sin);
-  }
+  });
 }
 
 void OptAttention(const KernelArgs& args) {
@@ -577,22 +578,22 @@ void OptAttention(const KernelArgs& args) {
       std::max<int64_t>(1, std::min<int64_t>(kMaxChunks / chunks_per_kv, p.num_kv_heads));
   while (kv_span > 1 && num_rows * ((p.num_kv_heads + kv_span - 1) / kv_span) < args.num_threads)
     kv_span = (kv_span + 1) / 2;
-#pragma omp parallel num_threads(args.num_threads)
-  {
-    // Step 1: this step's keys and values into the cache (rounded to its
-    // dtype), before anyone reads.
-#pragma omp for schedule(static)
-    for (int64_t t = 0; t < num_real; ++t) {
+  // Step 1: this step's keys and values into the cache (rounded to its
+  // dtype), before anyone reads.
+  ParallelFor(args.num_threads, num_real, [&](int64_t begin, int64_t end) {
+    for (int64_t t = begin; t < end; ++t) {
       const int64_t slot = p.meta->slot_mapping[t];
       if (slot < 0 || slot >= num_slots) continue;
       kv_access::StoreRow(cache.dtype, cache.k, slot * p.kv_row, k + t * p.kv_row, p.kv_row);
       kv_access::StoreRow(cache.dtype, cache.v, slot * p.kv_row, v + t * p.kv_row, p.kv_row);
     }
-    // Step 2: attention, items (query block, KV head) in order, split by cost.
-    int64_t total = 0;
-    for_each_block([&](int64_t, int64_t, bool, int64_t cost) { total += cost * p.num_kv_heads; });
+  });
+  // Step 2: attention, items (query block, KV head) in order, split by cost.
+  int64_t total = 0;
+  for_each_block([&](int64_t, int64_t, bool, int64_t cost) { total += cost * p.num_kv_heads; });
+  ParallelShares(args.num_threads, [&](int share, int num_shares) {
     int64_t lo, hi;
-    simd::SplitRange(total, omp_get_thread_num(), omp_get_num_threads(), &lo, &hi);
+    simd::SplitRange(total, share, num_shares, &lo, &hi);
     int64_t pos = 0;
     for_each_block([&](int64_t t0, int64_t nq, bool valid, int64_t cost) {
       const int64_t step = nq > 1 ? 1 : kv_span;
@@ -611,7 +612,7 @@ void OptAttention(const KernelArgs& args) {
         pos += cost * n;
       }
     });
-  }
+  });
 }
 
 }  // namespace moegraph

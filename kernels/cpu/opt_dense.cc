@@ -1,6 +1,5 @@
 // Optimised dense matmuls: linear and linear_silu_mul (GEMV tiles for decode
 // rows and the LM head, packed GEMM for prefill rows).
-#include <omp.h>
 
 #include <algorithm>
 #include <cstdint>
@@ -8,6 +7,7 @@
 #include "kernels/cpu/opt_kernels.h"
 #include "kernels/cpu/reference_kernels.h"
 #include "kernels/cpu/simd_gemm.h"
+#include "kernels/cpu/thread_pool.h"
 
 namespace moegraph {
 namespace {
@@ -30,10 +30,7 @@ void DenseWorker(const MatmulBlock& b, int64_t num_rows, int t, int num_threads)
 // Rows [0, b.num_rows) computed, rows up to num_rows zeroed, columns split
 // over the threads by packed panel.
 void RunDense(const MatmulBlock& b, int64_t num_rows, WType wtype, int num_threads) {
-#pragma omp parallel num_threads(num_threads)
-  {
-    const int t = omp_get_thread_num();
-    const int nt = omp_get_num_threads();
+  ParallelShares(num_threads, [&](int t, int nt) {
     switch (wtype) {
       case WType::kF32:
         DenseWorker<WType::kF32>(b, num_rows, t, nt);
@@ -45,7 +42,7 @@ void RunDense(const MatmulBlock& b, int64_t num_rows, WType wtype, int num_threa
         DenseWorker<WType::kF16>(b, num_rows, t, nt);
         break;
     }
-  }
+  });
 }
 
 bool WeightOk(const TensorArg& w, int64_t n, int64_t k) {

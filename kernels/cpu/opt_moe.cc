@@ -1,6 +1,5 @@
 // Optimised mixture-of-experts kernels: routing, the prefill grouped matmuls,
 // the decode expert-batched matmuls and the weighted reductions.
-#include <omp.h>
 
 #include <algorithm>
 #include <cmath>
@@ -10,6 +9,7 @@
 #include "kernels/cpu/opt_kernels.h"
 #include "kernels/cpu/reference_kernels.h"
 #include "kernels/cpu/simd_gemm.h"
+#include "kernels/cpu/thread_pool.h"
 
 namespace moegraph {
 namespace {
@@ -195,12 +195,9 @@ bool RunGrouped(const KernelArgs& args, int num_weights) {
   p.wg = wg.expert_data;
   p.num_rows = NumRows(args.out[0]);
   p.num_valid_rows = std::min(p.num_rows, NumRows(args.in[0]));
-#pragma omp parallel num_threads(args.num_threads)
-  {
-    const int t = omp_get_thread_num();
-    const int nt = omp_get_num_threads();
+  ParallelShares(args.num_threads, [&](int t, int nt) {
     ForWType(wtype, [&](auto w) { GroupedWorker<decltype(w)::value>(p, t, nt); });
-  }
+  });
   return true;
 }
 
@@ -291,17 +288,12 @@ void BatchedWorker(const BatchedProblem& p, int t, int num_threads) {
 
 void RunBatched(const BatchedProblem& p, WType wtype, int num_threads) {
   const int64_t total = p.num_pairs * p.n;
-#pragma omp parallel num_threads(num_threads)
-  {
-    const int t = omp_get_thread_num();
-    const int nt = omp_get_num_threads();
-    // Rows no slot writes are zeros: clear everything, then compute.
-    int64_t z0, z1;
-    simd::SplitRange(total, t, nt, &z0, &z1);
-    std::fill(p.out + z0, p.out + z1, 0.0f);
-#pragma omp barrier
+  // Rows no slot writes are zeros: clear everything, then compute.
+  ParallelFor(num_threads, total,
+              [&](int64_t begin, int64_t end) { std::fill(p.out + begin, p.out + end, 0.0f); });
+  ParallelShares(num_threads, [&](int t, int nt) {
     ForWType(wtype, [&](auto w) { BatchedWorker<decltype(w)::value>(p, t, nt); });
-  }
+  });
 }
 
 // ---- moe_combine / moe_unpermute_reduce ---------------------------------------------
@@ -352,18 +344,19 @@ void OptTopkRoute(const KernelArgs& args) {
   for (int64_t i = 0; i < num_real * num_experts; ++i) {
     if (std::isnan(logits[i])) return RefTopkRoute(args);
   }
-#pragma omp parallel for schedule(static) num_threads(args.num_threads)
-  for (int64_t t = 0; t < num_rows; ++t) {
-    int32_t* ids_row = ids + t * top_k;
-    float* weights_row = weights + t * top_k;
-    if (t < num_real) {
-      RouteRowOnce(logits + t * num_experts, num_experts, top_k, norm_topk_prob, ids_row,
-                   weights_row);
-    } else {
-      std::fill(ids_row, ids_row + top_k, -1);
-      std::fill(weights_row, weights_row + top_k, 0.0f);
+  ParallelFor(args.num_threads, num_rows, [&](int64_t begin, int64_t end) {
+    for (int64_t t = begin; t < end; ++t) {
+      int32_t* ids_row = ids + t * top_k;
+      float* weights_row = weights + t * top_k;
+      if (t < num_real) {
+        RouteRowOnce(logits + t * num_experts, num_experts, top_k, norm_topk_prob, ids_row,
+                     weights_row);
+      } else {
+        std::fill(ids_row, ids_row + top_k, -1);
+        std::fill(weights_row, weights_row + top_k, 0.0f);
+      }
     }
-  }
+  });
 }
 
 void OptGroupedMatmul(const KernelArgs& args) {
@@ -435,16 +428,17 @@ void OptMoeCombine(const KernelArgs& args) {
   const int64_t top_k = RowSize(args.in[1]);
   const int64_t num_y_rows = RowSize(args.in[0]) == hidden ? NumRows(args.in[0]) : 0;
   const int64_t num_real = ref_detail::NumRealRows(args, std::min(num_rows, NumRows(args.in[1])));
-#pragma omp parallel for schedule(static) num_threads(args.num_threads)
-  for (int64_t t = 0; t < num_rows; ++t) {
-    float* out_row = out + t * hidden;
-    std::fill(out_row, out_row + hidden, 0.0f);
-    if (t >= num_real) continue;
-    for (int64_t j = 0; j < top_k; ++j) {
-      const int64_t p = t * top_k + j;
-      if (p < num_y_rows) AxpyRow(route_weights[p], y + p * hidden, out_row, hidden);
+  ParallelFor(args.num_threads, num_rows, [&](int64_t begin, int64_t end) {
+    for (int64_t t = begin; t < end; ++t) {
+      float* out_row = out + t * hidden;
+      std::fill(out_row, out_row + hidden, 0.0f);
+      if (t >= num_real) continue;
+      for (int64_t j = 0; j < top_k; ++j) {
+        const int64_t p = t * top_k + j;
+        if (p < num_y_rows) AxpyRow(route_weights[p], y + p * hidden, out_row, hidden);
+      }
     }
-  }
+  });
 }
 
 void OptMoeUnpermuteReduce(const KernelArgs& args) {
@@ -462,16 +456,13 @@ void OptMoeUnpermuteReduce(const KernelArgs& args) {
   // Threads own contiguous column ranges (multiples of 8), so each walks the
   // pairs once and reads long runs of each y row.
   const int64_t num_vectors = (hidden + 7) / 8;
-#pragma omp parallel num_threads(args.num_threads)
-  {
-    int64_t v0, v1;
-    simd::SplitRange(num_vectors, omp_get_thread_num(), omp_get_num_threads(), &v0, &v1);
+  ParallelFor(args.num_threads, num_vectors, [&](int64_t v0, int64_t v1) {
     const int64_t c0 = std::min(hidden, v0 * 8), c1 = std::min(hidden, v1 * 8);
     if (c0 < c1) {
       UnpermuteColumns(y, sorted_pairs, route_weights, out, num_pairs, num_weights, num_tokens,
                        top_k, hidden, c0, c1);
     }
-  }
+  });
 }
 
 }  // namespace moegraph

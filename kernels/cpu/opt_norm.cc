@@ -5,6 +5,7 @@
 #include "kernels/cpu/opt_kernels.h"
 #include "kernels/cpu/reference_kernels.h"
 #include "kernels/cpu/simd_avx2.h"
+#include "kernels/cpu/thread_pool.h"
 
 namespace moegraph {
 namespace {
@@ -75,27 +76,28 @@ bool RunNorm(const KernelArgs& args, bool with_residual) {
   float* sum = with_residual ? args.out[0].as<float>() : nullptr;
   float* y = args.out[with_residual ? 1 : 0].as<float>();
   const bool parallel = num_rows * row_size >= kMinParallelElements;
-#pragma omp parallel for schedule(static) num_threads(args.num_threads) if (parallel)
-  for (int64_t r = 0; r < num_rows; ++r) {
-    const int64_t offset = r * row_size;
-    const float* x_row = x.as<const float>() + offset;
-    const float* res_row = residual ? residual + offset : nullptr;
-    float* sum_row = sum ? sum + offset : nullptr;
-    switch (wtype) {
-      case WType::kF32:
-        NormRow<WType::kF32>(x_row, res_row, sum_row, static_cast<const float*>(w.data), row_size,
-                             w_size, eps, y + offset);
-        break;
-      case WType::kBF16:
-        NormRow<WType::kBF16>(x_row, res_row, sum_row, static_cast<const uint16_t*>(w.data),
-                              row_size, w_size, eps, y + offset);
-        break;
-      case WType::kF16:
-        NormRow<WType::kF16>(x_row, res_row, sum_row, static_cast<const uint16_t*>(w.data),
-                             row_size, w_size, eps, y + offset);
-        break;
+  ParallelFor(parallel ? args.num_threads : 1, num_rows, [&](int64_t begin, int64_t end) {
+    for (int64_t r = begin; r < end; ++r) {
+      const int64_t offset = r * row_size;
+      const float* x_row = x.as<const float>() + offset;
+      const float* res_row = residual ? residual + offset : nullptr;
+      float* sum_row = sum ? sum + offset : nullptr;
+      switch (wtype) {
+        case WType::kF32:
+          NormRow<WType::kF32>(x_row, res_row, sum_row, static_cast<const float*>(w.data), row_size,
+                               w_size, eps, y + offset);
+          break;
+        case WType::kBF16:
+          NormRow<WType::kBF16>(x_row, res_row, sum_row, static_cast<const uint16_t*>(w.data),
+                                row_size, w_size, eps, y + offset);
+          break;
+        case WType::kF16:
+          NormRow<WType::kF16>(x_row, res_row, sum_row, static_cast<const uint16_t*>(w.data),
+                               row_size, w_size, eps, y + offset);
+          break;
+      }
     }
-  }
+  });
   return true;
 }
 

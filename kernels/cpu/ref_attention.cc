@@ -7,6 +7,7 @@
 
 #include "kernels/cpu/kv_access.h"
 #include "kernels/cpu/reference_kernels.h"
+#include "kernels/cpu/thread_pool.h"
 
 namespace moegraph {
 namespace {
@@ -35,30 +36,31 @@ void RefRope(const KernelArgs& args) {
                      "rope", "needs meta, an even head_dim dividing the row, x shaped like out");
   const int64_t num_real = NumRealRows(args, num_rows);
   const int64_t half = head_dim / 2;
-#pragma omp parallel for num_threads(args.num_threads)
-  for (int64_t t = 0; t < num_rows; ++t) {
-    float* y_row = y + t * row_size;
-    if (t >= num_real) {
-      std::fill(y_row, y_row + row_size, 0.0f);
-      continue;
-    }
-    const float* x_row = x + t * row_size;
-    const float position = static_cast<float>(args.meta->positions[t]);
-    for (int64_t i = 0; i < half; ++i) {
-      const float inv_freq =
-          static_cast<float>(1.0 / std::pow(theta, static_cast<double>(2 * i) / head_dim));
-      const float angle = position * inv_freq;
-      const float cos = std::cos(angle);
-      const float sin = std::sin(angle);
-      for (int64_t h = 0; h < row_size; h += head_dim) {
-        // Read both halves before writing: y may alias x.
-        const float x1 = x_row[h + i];
-        const float x2 = x_row[h + i + half];
-        y_row[h + i] = x1 * cos - x2 * sin;
-        y_row[h + i + half] = x2 * cos + x1 * sin;
+  ParallelFor(args.num_threads, num_rows, [&](int64_t begin, int64_t end) {
+    for (int64_t t = begin; t < end; ++t) {
+      float* y_row = y + t * row_size;
+      if (t >= num_real) {
+        std::fill(y_row, y_row + row_size, 0.0f);
+        continue;
+      }
+      const float* x_row = x + t * row_size;
+      const float position = static_cast<float>(args.meta->positions[t]);
+      for (int64_t i = 0; i < half; ++i) {
+        const float inv_freq =
+            static_cast<float>(1.0 / std::pow(theta, static_cast<double>(2 * i) / head_dim));
+        const float angle = position * inv_freq;
+        const float cos = std::cos(angle);
+        const float sin = std::sin(angle);
+        for (int64_t h = 0; h < row_size; h += head_dim) {
+          // Read both halves before writing: y may alias x.
+          const float x1 = x_row[h + i];
+          const float x2 = x_row[h + i + half];
+          y_row[h + i] = x1 * cos - x2 * sin;
+          y_row[h + i + half] = x2 * cos + x1 * sin;
+        }
       }
     }
-  }
+  });
 }
 
 void RefAttention(const KernelArgs& args) {
@@ -94,60 +96,63 @@ void RefAttention(const KernelArgs& args) {
   // Step 1: write this step's keys and values, rounded to the cache dtype.
   // slot = block * block_size + offset is also the slot's row index in the
   // layer's [num_blocks * block_size, nkv, hd].
-#pragma omp parallel for num_threads(args.num_threads)
-  for (int64_t t = 0; t < num_real; ++t) {
-    const int64_t slot = meta->slot_mapping[t];
-    if (slot < 0 || slot >= num_slots) continue;
-    kv_access::StoreRow(cache.dtype, cache.k, slot * kv_row, k + t * kv_row, kv_row);
-    kv_access::StoreRow(cache.dtype, cache.v, slot * kv_row, v + t * kv_row, kv_row);
-  }
+  ParallelFor(args.num_threads, num_real, [&](int64_t begin, int64_t end) {
+    for (int64_t t = begin; t < end; ++t) {
+      const int64_t slot = meta->slot_mapping[t];
+      if (slot < 0 || slot >= num_slots) continue;
+      kv_access::StoreRow(cache.dtype, cache.k, slot * kv_row, k + t * kv_row, kv_row);
+      kv_access::StoreRow(cache.dtype, cache.v, slot * kv_row, v + t * kv_row, kv_row);
+    }
+  });
 
   // Step 2: causal attention over the cache, one (token, head) per iteration.
   // Two passes over the keys (max, then exp-sum) so no score buffer is needed;
   // the output head accumulates the unnormalised weighted sum of values. Cache
   // rows are read as f32 (converted from the cache dtype).
   const int64_t group = num_heads / num_kv_heads;
-#pragma omp parallel for collapse(2) num_threads(args.num_threads)
-  for (int64_t t = 0; t < num_rows; ++t) {
-    for (int64_t h = 0; h < num_heads; ++h) {
-      float* o = out + t * q_row + h * head_dim;
-      std::fill(o, o + head_dim, 0.0f);
-      if (t >= num_real) continue;
-      const int32_t seq = meta->batch_id_per_token[t];
-      const int32_t position = meta->positions[t];
-      if (!SeqBlocksValid(*meta, *kv, seq, position)) continue;
-      const int32_t* table =
-          meta->block_tables + static_cast<int64_t>(seq) * meta->max_blocks_per_seq;
-      const int64_t kv_head = h / group;
-      auto cache_offset = [&](int64_t j) {
-        const int64_t slot =
-            static_cast<int64_t>(table[j / kv->block_size]) * kv->block_size + j % kv->block_size;
-        return slot * kv_row + kv_head * head_dim;
-      };
-      const float* q_head = q + t * q_row + h * head_dim;
-      float row[kMaxRefHeadDim];
-      auto score = [&](int64_t offset) {
-        kv_access::LoadRow(cache.dtype, cache.k, offset, row, head_dim);
-        return scale * DotF32(q_head, row, head_dim);
-      };
+  ParallelFor(args.num_threads, num_rows * num_heads, [&](int64_t begin, int64_t end) {
+    for (int64_t i_flat = begin; i_flat < end; ++i_flat) {
+      const int64_t t = i_flat / num_heads, h = i_flat % num_heads;
+      {
+        float* o = out + t * q_row + h * head_dim;
+        std::fill(o, o + head_dim, 0.0f);
+        if (t >= num_real) continue;
+        const int32_t seq = meta->batch_id_per_token[t];
+        const int32_t position = meta->positions[t];
+        if (!SeqBlocksValid(*meta, *kv, seq, position)) continue;
+        const int32_t* table =
+            meta->block_tables + static_cast<int64_t>(seq) * meta->max_blocks_per_seq;
+        const int64_t kv_head = h / group;
+        auto cache_offset = [&](int64_t j) {
+          const int64_t slot =
+              static_cast<int64_t>(table[j / kv->block_size]) * kv->block_size + j % kv->block_size;
+          return slot * kv_row + kv_head * head_dim;
+        };
+        const float* q_head = q + t * q_row + h * head_dim;
+        float row[kMaxRefHeadDim];
+        auto score = [&](int64_t offset) {
+          kv_access::LoadRow(cache.dtype, cache.k, offset, row, head_dim);
+          return scale * DotF32(q_head, row, head_dim);
+        };
 
-      float max_score = -std::numeric_limits<float>::infinity();
-      for (int64_t j = 0; j <= position; ++j)
-        max_score = std::max(max_score, score(cache_offset(j)));
-      float sum = 0.0f;
-      for (int64_t j = 0; j <= position; ++j) {
-        const int64_t offset = cache_offset(j);
-        const float e = std::exp(score(offset) - max_score);
-        sum += e;
-        kv_access::LoadRow(cache.dtype, cache.v, offset, row, head_dim);
+        float max_score = -std::numeric_limits<float>::infinity();
+        for (int64_t j = 0; j <= position; ++j)
+          max_score = std::max(max_score, score(cache_offset(j)));
+        float sum = 0.0f;
+        for (int64_t j = 0; j <= position; ++j) {
+          const int64_t offset = cache_offset(j);
+          const float e = std::exp(score(offset) - max_score);
+          sum += e;
+          kv_access::LoadRow(cache.dtype, cache.v, offset, row, head_dim);
+          for (int64_t d = 0; d < head_dim; ++d)
+            o[d] += e * row[d];
+        }
+        const float inv_sum = 1.0f / sum;
         for (int64_t d = 0; d < head_dim; ++d)
-          o[d] += e * row[d];
+          o[d] *= inv_sum;
       }
-      const float inv_sum = 1.0f / sum;
-      for (int64_t d = 0; d < head_dim; ++d)
-        o[d] *= inv_sum;
     }
-  }
+  });
 }
 
 void RefGatherLast(const KernelArgs& args) {

@@ -3,6 +3,7 @@
 #include <cstdint>
 
 #include "kernels/cpu/reference_kernels.h"
+#include "kernels/cpu/thread_pool.h"
 
 namespace moegraph {
 namespace {
@@ -34,18 +35,19 @@ void RefEmbedding(const KernelArgs& args) {
   MG_KERNEL_CONTRACT(IsWeightDType(table.dtype) && table.rank == 2 && table.dim(1) == hidden &&
                          args.in[0].numel() == num_rows,
                      "embedding", "table must be [V, H] and tokens [T] for out [T, H]");
-#pragma omp parallel for num_threads(args.num_threads)
-  for (int64_t t = 0; t < num_rows; ++t) {
-    float* row = out + t * hidden;
-    const int64_t id = tokens[t];
-    if (id < 0 || id >= vocab) {
-      std::fill(row, row + hidden, 0.0f);
-      continue;
+  ParallelFor(args.num_threads, num_rows, [&](int64_t begin, int64_t end) {
+    for (int64_t t = begin; t < end; ++t) {
+      float* row = out + t * hidden;
+      const int64_t id = tokens[t];
+      if (id < 0 || id >= vocab) {
+        std::fill(row, row + hidden, 0.0f);
+        continue;
+      }
+      for (int64_t c = 0; c < hidden; ++c) {
+        row[c] = ref_detail::LoadWeight(table.data, table.dtype, id * hidden + c);
+      }
     }
-    for (int64_t c = 0; c < hidden; ++c) {
-      row[c] = ref_detail::LoadWeight(table.data, table.dtype, id * hidden + c);
-    }
-  }
+  });
 }
 
 void RefAdd(const KernelArgs& args) {
@@ -53,9 +55,10 @@ void RefAdd(const KernelArgs& args) {
   const float* b = args.in[1].as<const float>();
   float* out = args.out[0].as<float>();
   const int64_t n = args.out[0].numel();
-#pragma omp parallel for num_threads(args.num_threads)
-  for (int64_t i = 0; i < n; ++i)
-    out[i] = a[i] + b[i];
+  ParallelFor(args.num_threads, n, [&](int64_t begin, int64_t end) {
+    for (int64_t i = begin; i < end; ++i)
+      out[i] = a[i] + b[i];
+  });
 }
 
 void RefBiasAdd(const KernelArgs& args) {
@@ -67,12 +70,13 @@ void RefBiasAdd(const KernelArgs& args) {
   MG_KERNEL_CONTRACT(
       IsWeightDType(bias.dtype) && bias.rank == 1 && bias.shape[0] == n && RowSize(args.in[0]) == n,
       "bias_add", "bias must be f32/bf16/f16 [N] matching x and out [R, N]");
-#pragma omp parallel for num_threads(args.num_threads)
-  for (int64_t r = 0; r < num_rows; ++r) {
-    for (int64_t c = 0; c < n; ++c) {
-      out[r * n + c] = x[r * n + c] + ref_detail::LoadWeight(bias.data, bias.dtype, c);
+  ParallelFor(args.num_threads, num_rows, [&](int64_t begin, int64_t end) {
+    for (int64_t r = begin; r < end; ++r) {
+      for (int64_t c = 0; c < n; ++c) {
+        out[r * n + c] = x[r * n + c] + ref_detail::LoadWeight(bias.data, bias.dtype, c);
+      }
     }
-  }
+  });
 }
 
 void RefSiluMul(const KernelArgs& args) {
@@ -80,9 +84,10 @@ void RefSiluMul(const KernelArgs& args) {
   const float* b = args.in[1].as<const float>();
   float* out = args.out[0].as<float>();
   const int64_t n = args.out[0].numel();
-#pragma omp parallel for num_threads(args.num_threads)
-  for (int64_t i = 0; i < n; ++i)
-    out[i] = Silu(a[i]) * b[i];
+  ParallelFor(args.num_threads, n, [&](int64_t begin, int64_t end) {
+    for (int64_t i = begin; i < end; ++i)
+      out[i] = Silu(a[i]) * b[i];
+  });
 }
 
 void RefLinear(const KernelArgs& args) {
@@ -94,12 +99,12 @@ void RefLinear(const KernelArgs& args) {
   const int64_t k = RowSize(args.in[0]);
   CheckWeight("linear", w, n, k);
   // (row, output column) pairs so that a single decode row still uses every thread.
-#pragma omp parallel for collapse(2) num_threads(args.num_threads)
-  for (int64_t r = 0; r < num_rows; ++r) {
-    for (int64_t j = 0; j < n; ++j) {
+  ParallelFor(args.num_threads, num_rows * n, [&](int64_t begin, int64_t end) {
+    for (int64_t i_flat = begin; i_flat < end; ++i_flat) {
+      const int64_t r = i_flat / n, j = i_flat % n;
       out[r * n + j] = DotWeight(x + r * k, w.data, w.dtype, j * k, k);
     }
-  }
+  });
 }
 
 void RefLinearSiluMul(const KernelArgs& args) {
@@ -112,14 +117,16 @@ void RefLinearSiluMul(const KernelArgs& args) {
   const int64_t k = RowSize(args.in[0]);
   CheckWeight("linear_silu_mul", wg, n, k);
   CheckWeight("linear_silu_mul", wu, n, k);
-#pragma omp parallel for collapse(2) num_threads(args.num_threads)
-  for (int64_t r = 0; r < num_rows; ++r) {
-    for (int64_t j = 0; j < n; ++j) {
-      const float gate = DotWeight(x + r * k, wg.data, wg.dtype, j * k, k);
-      const float up = DotWeight(x + r * k, wu.data, wu.dtype, j * k, k);
-      out[r * n + j] = Silu(gate) * up;
+  ParallelFor(args.num_threads, num_rows * n, [&](int64_t begin, int64_t end) {
+    for (int64_t i_flat = begin; i_flat < end; ++i_flat) {
+      const int64_t r = i_flat / n, j = i_flat % n;
+      {
+        const float gate = DotWeight(x + r * k, wg.data, wg.dtype, j * k, k);
+        const float up = DotWeight(x + r * k, wu.data, wu.dtype, j * k, k);
+        out[r * n + j] = Silu(gate) * up;
+      }
     }
-  }
+  });
 }
 
 void RefMlp(const KernelArgs& args) {
@@ -137,26 +144,27 @@ void RefMlp(const KernelArgs& args) {
   CheckWeight("mlp", down, hidden, inter);
   // mlp needs ForwardMeta: its rows are tokens and padding rows stay zero.
   const int64_t num_real = ref_detail::NumRealRows(args, num_rows);
-#pragma omp parallel for num_threads(args.num_threads)
-  for (int64_t r = 0; r < num_rows; ++r) {
-    float* out_row = out + r * hidden;
-    std::fill(out_row, out_row + hidden, 0.0f);
-    if (r >= num_real) continue;
-    const float* x_row = x + r * hidden;
-    // down(h) accumulated over chunks of h so the hidden row needs no heap.
-    float h[kMlpChunk];
-    for (int64_t i0 = 0; i0 < inter; i0 += kMlpChunk) {
-      const int64_t len = std::min(kMlpChunk, inter - i0);
-      for (int64_t i = 0; i < len; ++i) {
-        const float g = DotWeight(x_row, gate.data, gate.dtype, (i0 + i) * hidden, hidden);
-        const float u = DotWeight(x_row, up.data, up.dtype, (i0 + i) * hidden, hidden);
-        h[i] = Silu(g) * u;
-      }
-      for (int64_t c = 0; c < hidden; ++c) {
-        out_row[c] += DotWeight(h, down.data, down.dtype, c * inter + i0, len);
+  ParallelFor(args.num_threads, num_rows, [&](int64_t begin, int64_t end) {
+    for (int64_t r = begin; r < end; ++r) {
+      float* out_row = out + r * hidden;
+      std::fill(out_row, out_row + hidden, 0.0f);
+      if (r >= num_real) continue;
+      const float* x_row = x + r * hidden;
+      // down(h) accumulated over chunks of h so the hidden row needs no heap.
+      float h[kMlpChunk];
+      for (int64_t i0 = 0; i0 < inter; i0 += kMlpChunk) {
+        const int64_t len = std::min(kMlpChunk, inter - i0);
+        for (int64_t i = 0; i < len; ++i) {
+          const float g = DotWeight(x_row, gate.data, gate.dtype, (i0 + i) * hidden, hidden);
+          const float u = DotWeight(x_row, up.data, up.dtype, (i0 + i) * hidden, hidden);
+          h[i] = Silu(g) * u;
+        }
+        for (int64_t c = 0; c < hidden; ++c) {
+          out_row[c] += DotWeight(h, down.data, down.dtype, c * inter + i0, len);
+        }
       }
     }
-  }
+  });
 }
 
 }  // namespace moegraph

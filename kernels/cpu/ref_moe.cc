@@ -7,6 +7,7 @@
 #include <limits>
 
 #include "kernels/cpu/reference_kernels.h"
+#include "kernels/cpu/thread_pool.h"
 
 namespace moegraph {
 namespace {
@@ -107,29 +108,25 @@ void GroupedMatmul(const KernelArgs& args, const TensorArg& wg, const TensorArg*
   CheckStackedWeight(kernel, wg, num_experts, n, k);
   if (wu != nullptr) CheckStackedWeight(kernel, *wu, num_experts, n, k);
   const int64_t num_valid_rows = num_rows;
-#pragma omp parallel num_threads(args.num_threads)
-  {
+  ParallelFor(args.num_threads, num_rows * n, [&](int64_t begin, int64_t end) {
     int64_t cached_row = -1;
     int64_t expert = -1;
-#pragma omp for collapse(2)
-    for (int64_t r = 0; r < num_rows; ++r) {
-      for (int64_t j = 0; j < n; ++j) {
-        if (r != cached_row) {
-          cached_row = r;
-          expert = r < num_valid_rows ? ExpertOfRow(offsets, num_experts, num_valid_rows, r) : -1;
-        }
-        float value = 0.0f;
-        if (expert >= 0) {
-          const float* x_row = x + r * k;
-          const float g = DotWeight(x_row, wg.expert(expert), wg.dtype, j * k, k);
-          value = wu == nullptr
-                      ? g
-                      : Silu(g) * DotWeight(x_row, wu->expert(expert), wu->dtype, j * k, k);
-        }
-        out[r * n + j] = value;
+    for (int64_t i_flat = begin; i_flat < end; ++i_flat) {
+      const int64_t r = i_flat / n, j = i_flat % n;
+      if (r != cached_row) {
+        cached_row = r;
+        expert = r < num_valid_rows ? ExpertOfRow(offsets, num_experts, num_valid_rows, r) : -1;
       }
+      float value = 0.0f;
+      if (expert >= 0) {
+        const float* x_row = x + r * k;
+        const float g = DotWeight(x_row, wg.expert(expert), wg.dtype, j * k, k);
+        value =
+            wu == nullptr ? g : Silu(g) * DotWeight(x_row, wu->expert(expert), wu->dtype, j * k, k);
+      }
+      out[r * n + j] = value;
     }
-  }
+  });
 }
 
 }  // namespace
@@ -157,37 +154,39 @@ void RefMoe(const KernelArgs& args) {
   CheckStackedWeight("moe", up, num_experts, inter, hidden);
   CheckStackedWeight("moe", down, num_experts, hidden, inter);
   const int64_t num_real = NumRealRowsAt(args, num_rows, params.row_offset);
-#pragma omp parallel for num_threads(args.num_threads)
-  for (int64_t t = 0; t < num_rows; ++t) {
-    float* out_row = out + t * hidden;
-    std::fill(out_row, out_row + hidden, 0.0f);
-    if (t >= num_real) continue;
-    const float* x_row = x + t * hidden;
-    float logits[kRefMaxExperts];
-    for (int64_t e = 0; e < num_experts; ++e) {
-      logits[e] = DotWeight(x_row, router.data, router.dtype, e * hidden, hidden);
-    }
-    int32_t ids[kRefMaxTopK];
-    float weights[kRefMaxTopK];
-    RouteRow(logits, num_experts, top_k, norm_topk_prob, ids, weights);
-    float h[kMoeChunk];
-    for (int64_t j = 0; j < top_k; ++j) {
-      const int32_t e = ids[j];
-      if (e < 0) continue;
-      // weight * down_e(h), with h built kMoeChunk values at a time.
-      for (int64_t i0 = 0; i0 < inter; i0 += kMoeChunk) {
-        const int64_t len = std::min(kMoeChunk, inter - i0);
-        for (int64_t i = 0; i < len; ++i) {
-          const float g = DotWeight(x_row, gate.expert(e), gate.dtype, (i0 + i) * hidden, hidden);
-          const float u = DotWeight(x_row, up.expert(e), up.dtype, (i0 + i) * hidden, hidden);
-          h[i] = Silu(g) * u;
-        }
-        for (int64_t c = 0; c < hidden; ++c) {
-          out_row[c] += weights[j] * DotWeight(h, down.expert(e), down.dtype, c * inter + i0, len);
+  ParallelFor(args.num_threads, num_rows, [&](int64_t begin, int64_t end) {
+    for (int64_t t = begin; t < end; ++t) {
+      float* out_row = out + t * hidden;
+      std::fill(out_row, out_row + hidden, 0.0f);
+      if (t >= num_real) continue;
+      const float* x_row = x + t * hidden;
+      float logits[kRefMaxExperts];
+      for (int64_t e = 0; e < num_experts; ++e) {
+        logits[e] = DotWeight(x_row, router.data, router.dtype, e * hidden, hidden);
+      }
+      int32_t ids[kRefMaxTopK];
+      float weights[kRefMaxTopK];
+      RouteRow(logits, num_experts, top_k, norm_topk_prob, ids, weights);
+      float h[kMoeChunk];
+      for (int64_t j = 0; j < top_k; ++j) {
+        const int32_t e = ids[j];
+        if (e < 0) continue;
+        // weight * down_e(h), with h built kMoeChunk values at a time.
+        for (int64_t i0 = 0; i0 < inter; i0 += kMoeChunk) {
+          const int64_t len = std::min(kMoeChunk, inter - i0);
+          for (int64_t i = 0; i < len; ++i) {
+            const float g = DotWeight(x_row, gate.expert(e), gate.dtype, (i0 + i) * hidden, hidden);
+            const float u = DotWeight(x_row, up.expert(e), up.dtype, (i0 + i) * hidden, hidden);
+            h[i] = Silu(g) * u;
+          }
+          for (int64_t c = 0; c < hidden; ++c) {
+            out_row[c] +=
+                weights[j] * DotWeight(h, down.expert(e), down.dtype, c * inter + i0, len);
+          }
         }
       }
     }
-  }
+  });
 }
 
 void RefTopkRoute(const KernelArgs& args) {
@@ -203,17 +202,19 @@ void RefTopkRoute(const KernelArgs& args) {
                          NumRows(args.out[0]) == num_rows && NumRows(args.out[1]) == num_rows,
                      "topk_route", "ids and weights must be [T, top_k] for logits [T, E]");
   const int64_t num_real = NumRealRowsAt(args, num_rows, params.row_offset);
-#pragma omp parallel for num_threads(args.num_threads)
-  for (int64_t t = 0; t < num_rows; ++t) {
-    int32_t* ids_row = ids + t * top_k;
-    float* weights_row = weights + t * top_k;
-    if (t < num_real) {
-      RouteRow(logits + t * num_experts, num_experts, top_k, norm_topk_prob, ids_row, weights_row);
-    } else {
-      std::fill(ids_row, ids_row + top_k, -1);
-      std::fill(weights_row, weights_row + top_k, 0.0f);
+  ParallelFor(args.num_threads, num_rows, [&](int64_t begin, int64_t end) {
+    for (int64_t t = begin; t < end; ++t) {
+      int32_t* ids_row = ids + t * top_k;
+      float* weights_row = weights + t * top_k;
+      if (t < num_real) {
+        RouteRow(logits + t * num_experts, num_experts, top_k, norm_topk_prob, ids_row,
+                 weights_row);
+      } else {
+        std::fill(ids_row, ids_row + top_k, -1);
+        std::fill(weights_row, weights_row + top_k, 0.0f);
+      }
     }
-  }
+  });
 }
 
 void RefMoeAlign(const KernelArgs& args) {
@@ -262,17 +263,18 @@ void RefMoePermute(const KernelArgs& args) {
   const int64_t hidden = RowSize(args.out[0]);
   const int64_t num_tokens = RowSize(args.in[0]) == hidden ? NumRows(args.in[0]) : 0;
   const int64_t num_pairs = args.in[1].numel();
-#pragma omp parallel for num_threads(args.num_threads)
-  for (int64_t i = 0; i < num_rows; ++i) {
-    float* row = out + i * hidden;
-    const int64_t p = i < num_pairs ? sorted_pairs[i] : -1;
-    const int64_t t = p >= 0 && top_k > 0 ? p / top_k : -1;
-    if (t < 0 || t >= num_tokens) {
-      std::fill(row, row + hidden, 0.0f);
-    } else {
-      std::copy(x + t * hidden, x + (t + 1) * hidden, row);
+  ParallelFor(args.num_threads, num_rows, [&](int64_t begin, int64_t end) {
+    for (int64_t i = begin; i < end; ++i) {
+      float* row = out + i * hidden;
+      const int64_t p = i < num_pairs ? sorted_pairs[i] : -1;
+      const int64_t t = p >= 0 && top_k > 0 ? p / top_k : -1;
+      if (t < 0 || t >= num_tokens) {
+        std::fill(row, row + hidden, 0.0f);
+      } else {
+        std::copy(x + t * hidden, x + (t + 1) * hidden, row);
+      }
     }
-  }
+  });
 }
 
 void RefGroupedMatmul(const KernelArgs& args) {
@@ -297,23 +299,24 @@ void RefMoeUnpermuteReduce(const KernelArgs& args) {
   const int64_t num_weights = args.in[2].numel();
   // Threads own column blocks, so each element sums its terms in ascending i.
   const int64_t num_blocks = (hidden + kColumnBlock - 1) / kColumnBlock;
-#pragma omp parallel for num_threads(args.num_threads)
-  for (int64_t b = 0; b < num_blocks; ++b) {
-    const int64_t c0 = b * kColumnBlock;
-    const int64_t c1 = std::min(hidden, c0 + kColumnBlock);
-    for (int64_t t = 0; t < num_tokens; ++t) {
-      std::fill(out + t * hidden + c0, out + t * hidden + c1, 0.0f);
+  ParallelFor(args.num_threads, num_blocks, [&](int64_t begin, int64_t end) {
+    for (int64_t b = begin; b < end; ++b) {
+      const int64_t c0 = b * kColumnBlock;
+      const int64_t c1 = std::min(hidden, c0 + kColumnBlock);
+      for (int64_t t = 0; t < num_tokens; ++t) {
+        std::fill(out + t * hidden + c0, out + t * hidden + c1, 0.0f);
+      }
+      for (int64_t i = 0; i < num_pairs; ++i) {
+        const int64_t p = sorted_pairs[i];
+        if (p < 0 || p >= num_weights || p / top_k >= num_tokens) continue;
+        const float w = route_weights[p];
+        float* out_row = out + (p / top_k) * hidden;
+        const float* y_row = y + i * hidden;
+        for (int64_t c = c0; c < c1; ++c)
+          out_row[c] += w * y_row[c];
+      }
     }
-    for (int64_t i = 0; i < num_pairs; ++i) {
-      const int64_t p = sorted_pairs[i];
-      if (p < 0 || p >= num_weights || p / top_k >= num_tokens) continue;
-      const float w = route_weights[p];
-      float* out_row = out + (p / top_k) * hidden;
-      const float* y_row = y + i * hidden;
-      for (int64_t c = c0; c < c1; ++c)
-        out_row[c] += w * y_row[c];
-    }
-  }
+  });
 }
 
 void RefMoeExpertBatch(const KernelArgs& args) {
@@ -339,16 +342,17 @@ void RefMoeExpertBatch(const KernelArgs& args) {
     previous = next;
   }
   const int64_t num_filled = std::min(num_slots, NumRows(args.out[1]));
-#pragma omp parallel for num_threads(args.num_threads)
-  for (int64_t s = 0; s < num_filled; ++s) {
-    const int32_t expert = batch_experts[s];
-    if (expert < 0) continue;
-    int32_t* row = batch_pairs + s * pairs_per_slot;
-    int64_t count = 0;
-    for (int64_t p = 0; p < num_pairs && count < pairs_per_slot; ++p) {
-      if (ids[p] == expert) row[count++] = static_cast<int32_t>(p);
+  ParallelFor(args.num_threads, num_filled, [&](int64_t begin, int64_t end) {
+    for (int64_t s = begin; s < end; ++s) {
+      const int32_t expert = batch_experts[s];
+      if (expert < 0) continue;
+      int32_t* row = batch_pairs + s * pairs_per_slot;
+      int64_t count = 0;
+      for (int64_t p = 0; p < num_pairs && count < pairs_per_slot; ++p) {
+        if (ids[p] == expert) row[count++] = static_cast<int32_t>(p);
+      }
     }
-  }
+  });
 }
 
 void RefExpertBatchedGateUpSilu(const KernelArgs& args) {
@@ -373,21 +377,23 @@ void RefExpertBatchedGateUpSilu(const KernelArgs& args) {
   const int64_t num_slots = args.in[1].numel();
   std::fill(h, h + args.out[0].numel(), 0.0f);
   // Expert rows outer, the expert's tokens inner: each weight row is read once.
-#pragma omp parallel for collapse(2) num_threads(args.num_threads)
-  for (int64_t s = 0; s < num_slots; ++s) {
-    for (int64_t i = 0; i < inter; ++i) {
-      const int64_t e = batch_experts[s];
-      if (e < 0 || e >= num_experts) continue;
-      for (int64_t c = 0; c < pairs_per_slot; ++c) {
-        const int64_t p = batch_pairs[s * pairs_per_slot + c];
-        if (p < 0 || p >= num_pairs || p / top_k >= num_tokens) continue;
-        const float* x_row = x + (p / top_k) * hidden;
-        const float g = DotWeight(x_row, gate.expert(e), gate.dtype, i * hidden, hidden);
-        const float u = DotWeight(x_row, up.expert(e), up.dtype, i * hidden, hidden);
-        h[p * inter + i] = Silu(g) * u;
+  ParallelFor(args.num_threads, num_slots * inter, [&](int64_t begin, int64_t end) {
+    for (int64_t i_flat = begin; i_flat < end; ++i_flat) {
+      const int64_t s = i_flat / inter, i = i_flat % inter;
+      {
+        const int64_t e = batch_experts[s];
+        if (e < 0 || e >= num_experts) continue;
+        for (int64_t c = 0; c < pairs_per_slot; ++c) {
+          const int64_t p = batch_pairs[s * pairs_per_slot + c];
+          if (p < 0 || p >= num_pairs || p / top_k >= num_tokens) continue;
+          const float* x_row = x + (p / top_k) * hidden;
+          const float g = DotWeight(x_row, gate.expert(e), gate.dtype, i * hidden, hidden);
+          const float u = DotWeight(x_row, up.expert(e), up.dtype, i * hidden, hidden);
+          h[p * inter + i] = Silu(g) * u;
+        }
       }
     }
-  }
+  });
 }
 
 void RefExpertBatchedDown(const KernelArgs& args) {
@@ -406,18 +412,21 @@ void RefExpertBatchedDown(const KernelArgs& args) {
   CheckStackedWeight("expert_batched_down", down, num_experts, hidden, inter);
   const int64_t num_slots = args.in[1].numel();
   std::fill(y, y + args.out[0].numel(), 0.0f);
-#pragma omp parallel for collapse(2) num_threads(args.num_threads)
-  for (int64_t s = 0; s < num_slots; ++s) {
-    for (int64_t c = 0; c < hidden; ++c) {
-      const int64_t e = batch_experts[s];
-      if (e < 0 || e >= num_experts) continue;
-      for (int64_t j = 0; j < pairs_per_slot; ++j) {
-        const int64_t p = batch_pairs[s * pairs_per_slot + j];
-        if (p < 0 || p >= num_pairs) continue;
-        y[p * hidden + c] = DotWeight(h + p * inter, down.expert(e), down.dtype, c * inter, inter);
+  ParallelFor(args.num_threads, num_slots * hidden, [&](int64_t begin, int64_t end) {
+    for (int64_t i_flat = begin; i_flat < end; ++i_flat) {
+      const int64_t s = i_flat / hidden, c = i_flat % hidden;
+      {
+        const int64_t e = batch_experts[s];
+        if (e < 0 || e >= num_experts) continue;
+        for (int64_t j = 0; j < pairs_per_slot; ++j) {
+          const int64_t p = batch_pairs[s * pairs_per_slot + j];
+          if (p < 0 || p >= num_pairs) continue;
+          y[p * hidden + c] =
+              DotWeight(h + p * inter, down.expert(e), down.dtype, c * inter, inter);
+        }
       }
     }
-  }
+  });
 }
 
 void RefMoeCombine(const KernelArgs& args) {
@@ -429,19 +438,20 @@ void RefMoeCombine(const KernelArgs& args) {
   const int64_t top_k = RowSize(args.in[1]);
   const int64_t num_y_rows = RowSize(args.in[0]) == hidden ? NumRows(args.in[0]) : 0;
   const int64_t num_real = ref_detail::NumRealRows(args, std::min(num_rows, NumRows(args.in[1])));
-#pragma omp parallel for num_threads(args.num_threads)
-  for (int64_t t = 0; t < num_rows; ++t) {
-    float* out_row = out + t * hidden;
-    std::fill(out_row, out_row + hidden, 0.0f);
-    if (t >= num_real) continue;
-    for (int64_t j = 0; j < top_k; ++j) {
-      const int64_t p = t * top_k + j;
-      if (p >= num_y_rows) continue;
-      const float w = route_weights[p];
-      for (int64_t c = 0; c < hidden; ++c)
-        out_row[c] += w * y[p * hidden + c];
+  ParallelFor(args.num_threads, num_rows, [&](int64_t begin, int64_t end) {
+    for (int64_t t = begin; t < end; ++t) {
+      float* out_row = out + t * hidden;
+      std::fill(out_row, out_row + hidden, 0.0f);
+      if (t >= num_real) continue;
+      for (int64_t j = 0; j < top_k; ++j) {
+        const int64_t p = t * top_k + j;
+        if (p >= num_y_rows) continue;
+        const float w = route_weights[p];
+        for (int64_t c = 0; c < hidden; ++c)
+          out_row[c] += w * y[p * hidden + c];
+      }
     }
-  }
+  });
 }
 
 }  // namespace moegraph

@@ -2,6 +2,7 @@
 #include <cmath>
 
 #include "kernels/cpu/reference_kernels.h"
+#include "kernels/cpu/thread_pool.h"
 
 namespace moegraph {
 namespace {
@@ -40,11 +41,12 @@ void RefRmsNorm(const KernelArgs& args) {
   const int64_t row_size = ref_detail::RowSize(x);
   CheckNormWeight("rms_norm", x, w);
   const float eps = static_cast<float>(params.eps);
-#pragma omp parallel for num_threads(args.num_threads)
-  for (int64_t r = 0; r < num_rows; ++r) {
-    float* y_row = y + r * row_size;
-    RmsNormRow(x.as<const float>() + r * row_size, w, row_size, eps, y_row);
-  }
+  ParallelFor(args.num_threads, num_rows, [&](int64_t begin, int64_t end) {
+    for (int64_t r = begin; r < end; ++r) {
+      float* y_row = y + r * row_size;
+      RmsNormRow(x.as<const float>() + r * row_size, w, row_size, eps, y_row);
+    }
+  });
 }
 
 void RefAddRmsNorm(const KernelArgs& args) {
@@ -58,16 +60,17 @@ void RefAddRmsNorm(const KernelArgs& args) {
   const int64_t row_size = ref_detail::RowSize(x);
   CheckNormWeight("add_rms_norm", x, w);
   const float eps = static_cast<float>(params.eps);
-#pragma omp parallel for num_threads(args.num_threads)
-  for (int64_t r = 0; r < num_rows; ++r) {
-    float* sum_row = sum + r * row_size;
-    float* y_row = y + r * row_size;
-    const float* x_row = x.as<const float>() + r * row_size;
-    const float* residual_row = residual + r * row_size;
-    for (int64_t c = 0; c < row_size; ++c)
-      sum_row[c] = x_row[c] + residual_row[c];
-    RmsNormRow(sum_row, w, row_size, eps, y_row);
-  }
+  ParallelFor(args.num_threads, num_rows, [&](int64_t begin, int64_t end) {
+    for (int64_t r = begin; r < end; ++r) {
+      float* sum_row = sum + r * row_size;
+      float* y_row = y + r * row_size;
+      const float* x_row = x.as<const float>() + r * row_size;
+      const float* residual_row = residual + r * row_size;
+      for (int64_t c = 0; c < row_size; ++c)
+        sum_row[c] = x_row[c] + residual_row[c];
+      RmsNormRow(sum_row, w, row_size, eps, y_row);
+    }
+  });
 }
 
 }  // namespace moegraph
