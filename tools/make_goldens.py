@@ -269,6 +269,22 @@ CASES = {
             tie_word_embeddings=True, rope_theta=10000.0,
         ),
     ),
+    # transformers' fused in-memory expert layout (mlp.experts.gate_up_proj /
+    # down_proj), top-2 of 4, a dense layer via mlp_only_layers.
+    "qwen2_moe_fused": dict(
+        family="qwen2_moe",
+        seed=6004,
+        dtype="float32",
+        layout="fused",
+        config_style="transformers",
+        config=dict(
+            vocab_size=187, hidden_size=52, intermediate_size=68, moe_intermediate_size=22,
+            shared_expert_intermediate_size=33, num_hidden_layers=3, num_attention_heads=2,
+            num_key_value_heads=1, num_experts=4, num_experts_per_tok=2, norm_topk_prob=False,
+            decoder_sparse_step=1, mlp_only_layers=[1], qkv_bias=True,
+            tie_word_embeddings=False, rope_theta=10000.0,
+        ),
+    ),
     "qwen2_moe_bf16": dict(
         family="qwen2_moe",
         seed=6003,
