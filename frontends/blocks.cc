@@ -204,11 +204,8 @@ Status CheckMoeOptions(const MoeOptions& o) {
   }
   MG_RETURN_IF_ERROR(CheckMlpOptions(o.expert_mlp, "MoE experts"));
   if (o.shared_expert) MG_RETURN_IF_ERROR(CheckMlpOptions(o.shared_mlp, "MoE shared expert"));
-  if (o.shared_expert_gate) {
-    if (!o.shared_expert) return InvalidArgument("MoE: shared_expert_gate without shared_expert");
-    return NeedsOp(block, "shared_expert_gate",
-                   "the sigmoid shared-expert gate needs a sigmoid_mul op (the Qwen2-MoE family "
-                   "issue)");
+  if (o.shared_expert_gate && !o.shared_expert) {
+    return InvalidArgument("MoE: shared_expert_gate without shared_expert");
   }
   return Status::Ok();
 }
@@ -216,6 +213,10 @@ Status CheckMoeOptions(const MoeOptions& o) {
 StatusOr<ValueId> BuildMoe(GraphBuilder& b, const MoeOptions& o, const MoeWeights& w, ValueId x,
                            const std::string& name) {
   MG_RETURN_IF_ERROR(CheckMoeOptions(o));
+  if (o.shared_expert_gate != (w.shared_gate != kNoValue)) {
+    return InvalidArgument("MoE '" + name +
+                           "': shared_expert_gate and the shared-expert gate weight disagree");
+  }
   // Not TopkRouteParams: an unchunked moe op carries no row_offset
   // attribute (moe-chunk adds it per chunk), and the struct writes every field.
   ValueId routed = b.Add1(
@@ -225,6 +226,9 @@ StatusOr<ValueId> BuildMoe(GraphBuilder& b, const MoeOptions& o, const MoeWeight
   if (!o.shared_expert) return routed;
   // The shared expert is an ordinary MLP and takes %meta like every other one.
   MG_ASSIGN_OR_RETURN(ValueId shared, BuildMlp(b, o.shared_mlp, w.shared, x, name + ".shared"));
+  if (o.shared_expert_gate) {
+    shared = b.Add1("sigmoid_gate_mul", {x, w.shared_gate, shared}, {}, name + ".shared_gated");
+  }
   return b.Add1("add", {routed, shared}, {}, name + ".sum");
 }
 

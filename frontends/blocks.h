@@ -111,21 +111,23 @@ struct MoeOptions {
   MlpOptions expert_mlp;               // the experts' activation (SiLU only today)
   bool shared_expert = false;          // an always-on dense MLP added to the routed output
   MlpOptions shared_mlp;               // the shared expert's MLP
-  bool shared_expert_gate = false;     // Unimplemented: sigmoid(x @ gate^T) * shared (Qwen2-MoE)
+  bool shared_expert_gate = false;     // sigmoid(x @ gate^T) * shared (Qwen2-MoE)
 };
 
 struct MoeWeights {
-  ValueId router = kNoValue;  // [E, H]
-  ValueId gate = kNoValue;    // [E, I, H] stacked
-  ValueId up = kNoValue;      // [E, I, H] stacked
-  ValueId down = kNoValue;    // [E, H, I] stacked
-  MlpWeights shared;          // with shared_expert
+  ValueId router = kNoValue;       // [E, H]
+  ValueId gate = kNoValue;         // [E, I, H] stacked
+  ValueId up = kNoValue;           // [E, I, H] stacked
+  ValueId down = kNoValue;         // [E, H, I] stacked
+  MlpWeights shared;               // with shared_expert
+  ValueId shared_gate = kNoValue;  // [1, H], with shared_expert_gate
 };
 
 Status CheckMoeOptions(const MoeOptions& options);
 
 // x [T, H] -> [T, H]: routed experts (one `moe` op, lowered per key by moe-lower), plus the
-// shared expert's MLP when there is one; both take %meta.
+// shared expert's MLP when there is one (scaled per token by sigmoid_gate_mul under
+// shared_expert_gate); the moe op and the MLP take %meta.
 StatusOr<ValueId> BuildMoe(GraphBuilder& b, const MoeOptions& options, const MoeWeights& weights,
                            ValueId x, const std::string& name);
 

@@ -4,6 +4,7 @@
 #include "frontends/config_reader.h"
 #include "frontends/mixtral.h"
 #include "frontends/qwen2.h"
+#include "frontends/qwen2_moe.h"
 #include "frontends/qwen3_moe.h"
 #include "support/strings.h"
 
@@ -38,6 +39,8 @@ const std::vector<ModelFamily>& ModelFamilies() {
           "MixtralForCausalLM", "mixtral"),
       Family<Qwen2Config, ParseQwen2Config, BuildQwen2Graph, Qwen2WeightList>("Qwen2ForCausalLM",
                                                                               "qwen2"),
+      Family<Qwen2MoeConfig, ParseQwen2MoeConfig, BuildQwen2MoeGraph, Qwen2MoeWeightList>(
+          "Qwen2MoeForCausalLM", "qwen2_moe"),
   };
   return *families;
 }

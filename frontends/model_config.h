@@ -8,11 +8,12 @@
 #include "frontends/decoder_config.h"
 #include "frontends/mixtral_config.h"
 #include "frontends/qwen2_config.h"
+#include "frontends/qwen2_moe_config.h"
 #include "frontends/qwen3_moe_config.h"
 
 namespace moegraph {
 
-using ModelConfig = std::variant<Qwen3MoeConfig, MixtralConfig, Qwen2Config>;
+using ModelConfig = std::variant<Qwen3MoeConfig, MixtralConfig, Qwen2Config, Qwen2MoeConfig>;
 
 // The fields every family shares (sizes, RoPE, embeddings).
 inline const DecoderConfig& Decoder(const ModelConfig& config) {

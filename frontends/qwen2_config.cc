@@ -12,6 +12,23 @@ std::string Qwen2Config::Describe() const {
   return Format("{} layers, dense, q/k/v bias", num_hidden_layers);
 }
 
+Status CheckFullAttentionLayers(const FieldReader& reader) {
+  const JsonValue* types = reader.Get("layer_types");
+  if (types == nullptr) return Status::Ok();
+  if (!types->is_array()) {
+    return reader.Error("layer_types",
+                        Format("must be an array of layer kinds, found {}", types->DescribeKind()));
+  }
+  for (const JsonValue& type : types->as_array()) {
+    if (!type.is_string() || type.as_string() != "full_attention") {
+      return reader.Unsupported("layer_types", Format("has entry {}; only \"full_attention\" "
+                                                      "layers are supported",
+                                                      type.Dump()));
+    }
+  }
+  return Status::Ok();
+}
+
 StatusOr<Qwen2Config> ParseQwen2Config(const JsonValue& json, std::string_view source_name) {
   const std::string source(source_name);
   if (!json.is_object()) {
@@ -27,19 +44,7 @@ StatusOr<Qwen2Config> ParseQwen2Config(const JsonValue& json, std::string_view s
   MG_RETURN_IF_ERROR(CheckSize(reader, "intermediate_size", config.intermediate_size));
   MG_RETURN_IF_ERROR(CheckWeightBytes(reader, "intermediate_size",
                                       {config.intermediate_size, config.hidden_size}, config));
-  if (const JsonValue* types = reader.Get("layer_types")) {
-    if (!types->is_array()) {
-      return reader.Error("layer_types", Format("must be an array of layer kinds, found {}",
-                                                types->DescribeKind()));
-    }
-    for (const JsonValue& type : types->as_array()) {
-      if (!type.is_string() || type.as_string() != "full_attention") {
-        return reader.Unsupported("layer_types", Format("has entry {}; only \"full_attention\" "
-                                                        "layers are supported",
-                                                        type.Dump()));
-      }
-    }
-  }
+  MG_RETURN_IF_ERROR(CheckFullAttentionLayers(reader));
   return config;
 }
 

@@ -31,4 +31,9 @@ struct Qwen2Config : DecoderConfig {
 // field: the q/k/v biases are always there.
 StatusOr<Qwen2Config> ParseQwen2Config(const JsonValue& json, std::string_view source_name);
 
+// Ok unless config.json's layer_types (absent, or one entry per layer) names a layer kind other
+// than "full_attention" (Unimplemented naming the field) or is not an array. Qwen2 and Qwen2-MoE
+// write it.
+Status CheckFullAttentionLayers(const FieldReader& reader);
+
 }  // namespace moegraph

@@ -25,24 +25,12 @@ bool Qwen3MoeConfig::IsMoeLayer(int64_t layer) const {
          (layer + 1) % decoder_sparse_step == 0;
 }
 
-namespace {
-
-// The Qwen3 fields past the shared decoder ones; `moe` reads the expert fields.
-StatusOr<Qwen3MoeConfig> ParseQwen3Fields(const JsonValue& json, std::string_view source_name,
-                                          const char* architecture, bool moe) {
-  const std::string source(source_name);
-  if (!json.is_object()) {
-    return InvalidArgument(
-        Format("{}: expected a JSON object, found {}", source, json.DescribeKind()));
-  }
-  FieldReader reader(json, source);
-  Qwen3MoeConfig config;
-  MG_RETURN_IF_ERROR(ParseDecoderConfig(reader, architecture, config));
+Status ParseQwenMoeFields(const FieldReader& reader, bool moe, Qwen3MoeConfig& config) {
   MG_RETURN_IF_ERROR(reader.RequiredInt("intermediate_size", config.intermediate_size));
   MG_RETURN_IF_ERROR(CheckSize(reader, "intermediate_size", config.intermediate_size));
   MG_RETURN_IF_ERROR(CheckWeightBytes(reader, "intermediate_size",
                                       {config.intermediate_size, config.hidden_size}, config));
-  if (!moe) return config;
+  if (!moe) return Status::Ok();
 
   MG_RETURN_IF_ERROR(reader.RequiredInt("moe_intermediate_size", config.moe_intermediate_size));
   // transformers 5 writes the expert count as num_local_experts.
@@ -92,6 +80,23 @@ StatusOr<Qwen3MoeConfig> ParseQwen3Fields(const JsonValue& json, std::string_vie
       config.mlp_only_layers.push_back(layer.as_int());
     }
   }
+  return Status::Ok();
+}
+
+namespace {
+
+// The Qwen3 fields past the shared decoder ones; `moe` reads the expert fields.
+StatusOr<Qwen3MoeConfig> ParseQwen3Fields(const JsonValue& json, std::string_view source_name,
+                                          const char* architecture, bool moe) {
+  const std::string source(source_name);
+  if (!json.is_object()) {
+    return InvalidArgument(
+        Format("{}: expected a JSON object, found {}", source, json.DescribeKind()));
+  }
+  FieldReader reader(json, source);
+  Qwen3MoeConfig config;
+  MG_RETURN_IF_ERROR(ParseDecoderConfig(reader, architecture, config));
+  MG_RETURN_IF_ERROR(ParseQwenMoeFields(reader, moe, config));
   return config;
 }
 

@@ -44,6 +44,12 @@ StatusOr<Qwen3MoeConfig> ParseQwen3MoeConfig(const JsonValue& json, std::string_
 // A dense Qwen3ForCausalLM config.json (no expert fields), as a Qwen3MoeConfig with no experts.
 StatusOr<Qwen3MoeConfig> ParseQwen3Config(const JsonValue& json, std::string_view source_name);
 
+// The fields Qwen3-MoE shares with Qwen2-MoE past the decoder ones (ParseDecoderConfig reads
+// those first): intermediate_size and, with `moe`, moe_intermediate_size, num_experts (or
+// num_local_experts), num_experts_per_tok, decoder_sparse_step, norm_topk_prob and
+// mlp_only_layers, with the same checks and messages for both families.
+Status ParseQwenMoeFields(const FieldReader& reader, bool moe, Qwen3MoeConfig& config);
+
 // Reads, parses and validates a config.json.
 StatusOr<Qwen3MoeConfig> LoadQwen3MoeConfig(const std::string& config_json_path);
 

@@ -165,6 +165,21 @@ StatusOr<std::vector<Type>> InferBiasAdd(const InferContext& ctx) {
   return std::vector<Type>{In(ctx, 0)};
 }
 
+// x [R, K] f32, a gate weight w [1, K] and y [R, N] f32: y scaled per row by sigmoid(x . w).
+StatusOr<std::vector<Type>> InferSigmoidGateMul(const InferContext& ctx) {
+  MG_RETURN_IF_ERROR(RequireTensor(ctx, 0, 2, "x"));
+  MG_RETURN_IF_ERROR(RequireDType(ctx, 0, DType::kF32, "x"));
+  MG_RETURN_IF_ERROR(RequireTensor(ctx, 1, 2, "gate weight"));
+  MG_RETURN_IF_ERROR(RequireFloat(ctx, 1, "gate weight"));
+  MG_RETURN_IF_ERROR(RequireSameDim(ctx, In(ctx, 1).dims[0], S(1), "gate weight rows"));
+  MG_RETURN_IF_ERROR(RequireSameDim(ctx, In(ctx, 0).dims[1], In(ctx, 1).dims[1], "K"));
+  MG_RETURN_IF_ERROR(RequireTensor(ctx, 2, 2, "y"));
+  MG_RETURN_IF_ERROR(RequireDType(ctx, 2, DType::kF32, "y"));
+  MG_RETURN_IF_ERROR(
+      RequireSameDim(ctx, In(ctx, 0).dims[0], In(ctx, 2).dims[0], "rows of x and y"));
+  return std::vector<Type>{In(ctx, 2)};
+}
+
 // x [R,K] against `num_weights` weights [N,K] at operands 1..num_weights.
 StatusOr<std::vector<Type>> InferLinearLike(const InferContext& ctx, int num_weights) {
   MG_RETURN_IF_ERROR(RequireTensor(ctx, 0, 2, "x"));
@@ -522,6 +537,14 @@ std::vector<OpDef> BuildDefs() {
        .max_data_operands = 2,
        .traits = kPure | kKernel,
        .infer = InferBiasAdd},
+      {.name = "sigmoid_gate_mul",
+       .summary = "y * sigmoid(x @ w^T) with a gate weight w [1, K]: one gate per row of y "
+                  "(Qwen2-MoE's shared-expert gate)",
+       .example = "%y2 = sigmoid_gate_mul(%x, %w, %y) : tensor<T x 2048 x f32>",
+       .min_data_operands = 3,
+       .max_data_operands = 3,
+       .traits = kPure | kKernel,
+       .infer = InferSigmoidGateMul},
       {.name = "linear",
        .summary = "x @ w^T with w [N, K] as checkpoints store it",
        .example = "%y = linear(%x, %w) : tensor<T x 4096 x f32>",

@@ -2,7 +2,7 @@
 """Generate independent golden references for moegraph's model families.
 
 The reference is Hugging Face `transformers` (Qwen3MoeForCausalLM,
-Qwen3ForCausalLM, MixtralForCausalLM, Qwen2ForCausalLM) running on CPU in float32 with eager
+Qwen3ForCausalLM, MixtralForCausalLM, Qwen2ForCausalLM, Qwen2MoeForCausalLM) running on CPU in float32 with eager
 attention and the eager (per-expert loop) experts implementation.  For every
 case this script
 
@@ -35,7 +35,8 @@ import transformers
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 from transformers import (MixtralConfig, MixtralForCausalLM, Qwen2Config, Qwen2ForCausalLM,
-                          Qwen3Config, Qwen3ForCausalLM, Qwen3MoeConfig, Qwen3MoeForCausalLM)
+                          Qwen2MoeConfig, Qwen2MoeForCausalLM, Qwen3Config, Qwen3ForCausalLM,
+                          Qwen3MoeConfig, Qwen3MoeForCausalLM)
 
 NUM_DECODE_STEPS = 32
 PROMPT_LENGTHS = (5, 17, 1, 40)
@@ -80,6 +81,18 @@ FAMILIES = {
         common=dict(hidden_act="silu", rope_scaling=None, use_sliding_window=False,
                     rms_norm_eps=1e-6, max_position_embeddings=256),
         router=None, moe_block=None, per_expert_key=None, checked=(),
+    ),
+    # Qwen2-MoE: Qwen3-MoE's layer rule and router, q/k/v biases under qkv_bias, no
+    # q/k norm or head_dim field, and a shared expert under a sigmoid gate
+    # (shared_gate: the gate's module name, whose sigmoid range is recorded).
+    "qwen2_moe": dict(
+        config=Qwen2MoeConfig, model=Qwen2MoeForCausalLM,
+        common=dict(hidden_act="silu", rope_scaling=None, use_sliding_window=False,
+                    rms_norm_eps=1e-6, max_position_embeddings=256, output_router_logits=False),
+        router="Qwen2MoeTopKRouter", moe_block="Qwen2MoeSparseMoeBlock",
+        per_expert_key=".experts.0.gate_proj.weight", shared_gate="shared_expert_gate",
+        checked=("num_experts", "num_experts_per_tok", "norm_topk_prob", "decoder_sparse_step",
+                 "mlp_only_layers", "shared_expert_intermediate_size", "qkv_bias"),
     ),
 }
 
@@ -222,6 +235,68 @@ CASES = {
             vocab_size=193, hidden_size=64, intermediate_size=100, num_hidden_layers=2,
             num_attention_heads=4, num_key_value_heads=1, tie_word_embeddings=True,
             rope_theta=10000.0,
+        ),
+    ),
+    # Qwen2-MoE: MoE in layers 1 and 5 only (decoder_sparse_step 2, layer 3 in
+    # mlp_only_layers), top-3 of 7 not renormalised, odd shared-expert size, q/k/v biases.
+    "qwen2_moe_sparse2": dict(
+        family="qwen2_moe",
+        seed=6001,
+        dtype="float32",
+        layout="per_expert",
+        config_style="transformers",
+        config=dict(
+            vocab_size=181, hidden_size=56, intermediate_size=76, moe_intermediate_size=26,
+            shared_expert_intermediate_size=45, num_hidden_layers=6, num_attention_heads=4,
+            num_key_value_heads=2, num_experts=7, num_experts_per_tok=3, norm_topk_prob=False,
+            decoder_sparse_step=2, mlp_only_layers=[3], qkv_bias=True,
+            tie_word_embeddings=False, rope_theta=1000000.0,
+        ),
+    ),
+    # Renormalised top-2 of 5, no attention biases, tied embeddings, MQA. Seed
+    # picked (of 6002..6042) for the least repetitive greedy continuations.
+    "qwen2_moe_norm_nobias": dict(
+        family="qwen2_moe",
+        seed=6012,
+        dtype="float32",
+        layout="per_expert",
+        config_style="transformers",
+        config=dict(
+            vocab_size=193, hidden_size=60, intermediate_size=80, moe_intermediate_size=28,
+            shared_expert_intermediate_size=52, num_hidden_layers=3, num_attention_heads=3,
+            num_key_value_heads=1, num_experts=5, num_experts_per_tok=2, norm_topk_prob=True,
+            decoder_sparse_step=1, mlp_only_layers=[], qkv_bias=False,
+            tie_word_embeddings=True, rope_theta=10000.0,
+        ),
+    ),
+    # transformers' fused in-memory expert layout (mlp.experts.gate_up_proj /
+    # down_proj), top-2 of 4, a dense layer via mlp_only_layers.
+    "qwen2_moe_fused": dict(
+        family="qwen2_moe",
+        seed=6004,
+        dtype="float32",
+        layout="fused",
+        config_style="transformers",
+        config=dict(
+            vocab_size=187, hidden_size=52, intermediate_size=68, moe_intermediate_size=22,
+            shared_expert_intermediate_size=33, num_hidden_layers=3, num_attention_heads=2,
+            num_key_value_heads=1, num_experts=4, num_experts_per_tok=2, norm_topk_prob=False,
+            decoder_sparse_step=1, mlp_only_layers=[1], qkv_bias=True,
+            tie_word_embeddings=False, rope_theta=10000.0,
+        ),
+    ),
+    "qwen2_moe_bf16": dict(
+        family="qwen2_moe",
+        seed=6003,
+        dtype="bfloat16",
+        layout="per_expert",
+        config_style="transformers",
+        config=dict(
+            vocab_size=256, hidden_size=64, intermediate_size=96, moe_intermediate_size=32,
+            shared_expert_intermediate_size=48, num_hidden_layers=2, num_attention_heads=4,
+            num_key_value_heads=2, num_experts=6, num_experts_per_tok=2, norm_topk_prob=True,
+            decoder_sparse_step=1, mlp_only_layers=[], qkv_bias=True,
+            tie_word_embeddings=False, rope_theta=10000.0,
         ),
     ),
     "mixtral_bf16": dict(
@@ -368,6 +443,27 @@ class RouterMargins:
         self.min_gap = math.inf
 
 
+class GateRange:
+    """Forward hooks on the shared-expert gates: the range of sigmoid(x @ gate^T) seen.
+
+    A gate that is near-constant over the tokens (all about 0 or 1) could hide a bug
+    in how the engine applies it; the range is recorded so that the README can show it is not.
+    """
+
+    def __init__(self, model, module_name):
+        self.lo, self.hi = math.inf, -math.inf
+        if module_name is None:
+            return
+        handles = [m.register_forward_hook(self.hook) for n, m in model.named_modules()
+                   if n.endswith("." + module_name)]
+        assert handles, "no shared-expert gates found"
+
+    def hook(self, _mod, _inp, out):
+        g = torch.sigmoid(out.float())
+        self.lo = min(self.lo, g.min().item())
+        self.hi = max(self.hi, g.max().item())
+
+
 def top2_margin(row):
     t = torch.topk(row, 2).values
     return (t[0] - t[1]).item()
@@ -468,6 +564,7 @@ def make_case(name, case, out_dir, kv_check):
 
     vocab = cfg.vocab_size
     routers = RouterMargins(model, family["router"])
+    gates = GateRange(model, family.get("shared_gate"))
     tensors, prompt_seeds = {}, []
     min_margin, min_router, max_kv_diff = math.inf, math.inf, 0.0
     for i, length in enumerate(PROMPT_LENGTHS):
@@ -514,11 +611,15 @@ def make_case(name, case, out_dir, kv_check):
         "experts_implementation": "eager",
         "decode_mode": "full_recompute",
     }
+    if family.get("shared_gate"):
+        metadata["shared_gate_range"] = f"{gates.lo:.4g} {gates.hi:.4g}"
+        assert gates.hi - gates.lo > 0.5, f"shared-expert gate near-constant: {metadata['shared_gate_range']}"
     golden_path = os.path.join(case_dir, "golden.safetensors")
     save_safetensors(tensors, golden_path, metadata)
     kv = f", kv-cache max |diff| {max_kv_diff:.2e}" if kv_check else ""
+    gate = f", shared gate range {metadata['shared_gate_range']}" if family.get("shared_gate") else ""
     log(f"{name}: moe layers {moe_layers}, min top2 margin {min_margin:.4g}, "
-        f"min router gap {min_router:.4g}, logits std {metadata['prefill_logits_std']}{kv}")
+        f"min router gap {min_router:.4g}, logits std {metadata['prefill_logits_std']}{gate}{kv}")
 
 
 def main(argv=None):

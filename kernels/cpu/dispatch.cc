@@ -67,6 +67,7 @@ constexpr Entry kTable[] = {
     {"add", RefAdd, {}},
     {"bias_add", RefBiasAdd, {}},
     {"linear", RefLinear, {OptLinear, WeightsAt<1, 1>}},
+    {"sigmoid_gate_mul", RefSigmoidGateMul, {}},
     {"silu_mul", RefSiluMul, {}},
     {"linear_silu_mul", RefLinearSiluMul, {OptLinearSiluMul, WeightsAt<1, 2>}},
     {"rope", RefRope, {OptRope, RopeSupported}},

@@ -1,5 +1,6 @@
 // Reference dense kernels: embedding lookup, elementwise ops and matmuls.
 #include <algorithm>
+#include <cmath>
 #include <cstdint>
 
 #include "kernels/cpu/reference_kernels.h"
@@ -75,6 +76,27 @@ void RefBiasAdd(const KernelArgs& args) {
       for (int64_t c = 0; c < n; ++c) {
         out[r * n + c] = x[r * n + c] + ref_detail::LoadWeight(bias.data, bias.dtype, c);
       }
+    }
+  });
+}
+
+void RefSigmoidGateMul(const KernelArgs& args) {
+  const float* x = args.in[0].as<const float>();
+  const TensorArg& w = args.in[1];
+  const float* y = args.in[2].as<const float>();
+  float* out = args.out[0].as<float>();
+  const int64_t num_rows = NumRows(args.out[0]);
+  const int64_t n = RowSize(args.out[0]);
+  const int64_t k = RowSize(args.in[0]);
+  CheckWeight("sigmoid_gate_mul", w, 1, k);
+  MG_KERNEL_CONTRACT(NumRows(args.in[0]) == num_rows && NumRows(args.in[2]) == num_rows &&
+                         RowSize(args.in[2]) == n,
+                     "sigmoid_gate_mul", "x [R, K], y [R, N] and out [R, N] must share R");
+  ParallelFor(args.num_threads, num_rows, [&](int64_t begin, int64_t end) {
+    for (int64_t r = begin; r < end; ++r) {
+      const float gate = 1.0f / (1.0f + std::exp(-DotWeight(x + r * k, w.data, w.dtype, 0, k)));
+      for (int64_t c = 0; c < n; ++c)
+        out[r * n + c] = gate * y[r * n + c];
     }
   });
 }

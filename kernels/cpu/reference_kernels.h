@@ -8,9 +8,9 @@
 //  - args.meta is set only for ops that declare NeedsForwardMeta. Those whose
 //    registry entry has TokenRows treat rows at or past meta->num_tokens (from
 //    row_offset on) as padding and write them as zeros. Every other kernel
-//    (linear, add, bias_add, silu_mul, norms, the pair- and slot-row MoE kernels, the
-//    layout kernels) never sees num_tokens and computes every row: its rows
-//    may be (token, expert) pairs. Padding reaches the MoE kernels as -1 ids.
+//    (linear, add, bias_add, sigmoid_gate_mul, silu_mul, norms, the pair- and slot-row MoE kernels,
+//    the layout kernels) never sees num_tokens and computes every row: its rows may be (token,
+//    expert) pairs. Padding reaches the MoE kernels as -1 ids.
 //  - Shapes and dtypes are guaranteed by load-time step verification; a kernel
 //    called against them is an internal error (MG_KERNEL_CONTRACT), never a
 //    quiet zero tensor.
@@ -51,6 +51,10 @@ void RefAdd(const KernelArgs& args);
 
 // in[0] x [R, N], in[1] bias [N] weight -> out[0] [R, N] = x + bias on every row.
 void RefBiasAdd(const KernelArgs& args);
+
+// in[0] x [R, K], in[1] gate weight w [1, K], in[2] y [R, N] -> out[0] [R, N] =
+// sigmoid(x[r] . w[0]) * y[r] on every row (Qwen2-MoE's shared-expert gate).
+void RefSigmoidGateMul(const KernelArgs& args);
 
 // in[0] a [R, N], in[1] b [R, N] -> out[0] [R, N] = silu(a) * b,
 // silu(a) = a / (1 + exp(-a)).

@@ -249,6 +249,19 @@ Status RunBiasAdd(const KernelArgs& a, const CudaStepContext& ctx) {
                "bias_add");
 }
 
+Status RunSigmoidGateMul(const KernelArgs& a, const CudaStepContext& ctx) {
+  const TensorArg& w = a.in[1];
+  const int64_t num_rows = NumRows(a.out[0]), k = RowSize(a.in[0]), n = RowSize(a.out[0]);
+  if (w.rank != 2 || w.shape[0] != 1 || w.shape[1] != k || NumRows(a.in[0]) != num_rows ||
+      NumRows(a.in[2]) != num_rows || RowSize(a.in[2]) != n) {
+    return ContractViolation("sigmoid_gate_mul",
+                             "gate weight must be [1, K] for x [R, K], y and out [R, N]");
+  }
+  return Check(LaunchSigmoidGateMul(F32In(a.in[0]), w.data, w.dtype, F32In(a.in[2]),
+                                    F32Out(a.out[0]), num_rows, k, n, ctx.stream),
+               "sigmoid_gate_mul");
+}
+
 Status RunLinearStep(const KernelArgs& a, const CudaStepContext& ctx) {
   const TensorArg& w = a.in[1];
   const int64_t num_rows = NumRows(a.out[0]);
@@ -719,6 +732,7 @@ constexpr Entry kTable[] = {
     {"add_rms_norm", {RunAddRmsNorm, nullptr}},
     {"add", {RunAdd, nullptr}},
     {"bias_add", {RunBiasAdd, nullptr}},
+    {"sigmoid_gate_mul", {RunSigmoidGateMul, nullptr}},
     {"linear", {RunLinearStep, LinearStepScratch}},
     {"silu_mul", {RunSiluMul, nullptr}},
     {"linear_silu_mul", {RunLinearSiluMul, LinearSiluMulScratch}},

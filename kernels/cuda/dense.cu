@@ -82,6 +82,23 @@ __global__ void BiasAddKernel(const float* x, const void* bias, DType bias_dtype
   }
 }
 
+// One block per row: the block sums x[r] . w, then scales y[r]. Every read of x
+// precedes BlockSum's barriers, so out may alias x or y.
+__global__ void SigmoidGateMulKernel(const float* x, const void* w, DType w_dtype, const float* y,
+                                     float* out, int64_t k, int64_t n) {
+  __shared__ float shared[32];
+  const int64_t r = blockIdx.x;
+  float dot = 0.0f;
+  for (int64_t i = threadIdx.x; i < k; i += blockDim.x) {
+    dot += x[r * k + i] * LoadWeight(w, w_dtype, i);
+  }
+  dot = BlockSum(dot, shared);
+  const float gate = 1.0f / (1.0f + expf(-dot));
+  for (int64_t c = threadIdx.x; c < n; c += blockDim.x) {
+    out[r * n + c] = gate * y[r * n + c];
+  }
+}
+
 __global__ void GatherLastKernel(const float* x, int64_t x_row_limit, float* out, int64_t hidden,
                                  const ForwardMetaView* meta) {
   const int64_t s = blockIdx.x;
@@ -211,6 +228,15 @@ cudaError_t LaunchBiasAdd(const float* x, const void* bias, DType bias_dtype, fl
   if (n <= 0) return cudaSuccess;
   BiasAddKernel<<<GridFor(n, kThreads), kThreads, 0, stream>>>(x, bias, bias_dtype, out, num_rows,
                                                                row_size);
+  return cudaGetLastError();
+}
+
+cudaError_t LaunchSigmoidGateMul(const float* x, const void* w, DType w_dtype, const float* y,
+                                 float* out, int64_t num_rows, int64_t k, int64_t n,
+                                 cudaStream_t stream) {
+  if (num_rows <= 0 || n <= 0) return cudaSuccess;
+  SigmoidGateMulKernel<<<static_cast<unsigned>(num_rows), kThreads, 0, stream>>>(x, w, w_dtype, y,
+                                                                                 out, k, n);
   return cudaGetLastError();
 }
 

@@ -1,8 +1,8 @@
 // CUDA dense kernels: embedding, RMSNorm (+ fused residual add), elementwise
-// add / SiLU-and-mul, bias_add, gather_last, and the small kernels around the cuBLASLt
-// GEMMs (activation split into half precision, the epilogue). Host launchers
-// take raw device pointers, sizes and a stream, allocate nothing and return
-// the launch status. Semantics: kernels/cpu/reference_kernels.h.
+// add / SiLU-and-mul, bias_add, sigmoid_gate_mul, gather_last, and the small kernels around the
+// cuBLASLt GEMMs (activation split into half precision, the epilogue). Host launchers take raw
+// device pointers, sizes and a stream, allocate nothing and return the launch status. Semantics:
+// kernels/cpu/reference_kernels.h.
 //
 // Padding: `row_limit` is the host-known bound on real rows (0 when a shape
 // check failed); the device ForwardMeta (`meta`, device memory, may be null)
@@ -43,6 +43,12 @@ cudaError_t LaunchElementwise(Elementwise op, const float* a, const float* b, fl
 // every row (no padding rule: rows may be anything, as for linear).
 cudaError_t LaunchBiasAdd(const float* x, const void* bias, DType bias_dtype, float* out,
                           int64_t num_rows, int64_t row_size, cudaStream_t stream);
+
+// out [num_rows, n] = sigmoid(x[r] . w) * y[r] for x [num_rows, k], the f32/bf16/f16 gate
+// weight w [1, k] and y [num_rows, n]; every row (no padding rule).
+cudaError_t LaunchSigmoidGateMul(const float* x, const void* w, DType w_dtype, const float* y,
+                                 float* out, int64_t num_rows, int64_t k, int64_t n,
+                                 cudaStream_t stream);
 
 // out [num_out, hidden]: row s < num_seqs = x[cu_seqlens_q[s + 1] - 1] when that
 // row is real (< min(x_row_limit, num_tokens)) and the sequence has tokens;

@@ -454,6 +454,12 @@ std::vector<OpCase> BuildCases() {
                         .Weight(dtype, {kK}, 91)
                         .Output(DType::kF32, {kT, kK})
                         .Build());
+    cases.push_back(CaseBuilder("sigmoid_gate_mul" + tag, "sigmoid_gate_mul")
+                        .F32({kT, kK}, 92)
+                        .Weight(dtype, {1, kK}, 93)
+                        .F32({kT, kH}, 94, 2.0f)
+                        .Output(DType::kF32, {kT, kH})
+                        .Build());
     cases.push_back(CaseBuilder("linear" + tag, "linear")
                         .F32({kT, kK}, 36)
                         .Weight(dtype, {kH, kK}, 37)

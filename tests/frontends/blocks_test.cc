@@ -229,6 +229,48 @@ TEST(BlocksTest, MoeWithSharedExpertPassesMetaToBoth) {
   EXPECT_NE(text.find("%l0.moe.sum = add(%l0.moe, %l0.moe.shared)"), std::string::npos) << text;
 }
 
+// Qwen2-MoE: the shared expert (still with %meta) scaled per token by sigmoid(x @ gate^T), then
+// added to the routed output.
+TEST(BlocksTest, SharedExpertGateIsSigmoidGateMulOnTheSharedExpert) {
+  GraphBuilder b("t");
+  ValueId x = b.Input("x", Tokens(16));
+  MoeOptions o = Moe();
+  o.shared_expert = true;
+  o.shared_expert_gate = true;
+  MoeWeights w = MoeWeightsFor(b);
+  w.shared_gate = b.Weight("sgate", F32({1, 16}));
+  StatusOr<ValueId> y = BuildMoe(b, o, w, x, "l0.moe");
+  ASSERT_TRUE(y.ok()) << y.status().ToString();
+  b.Output(*y);
+  StatusOr<Graph> g = std::move(b).Finish();
+  ASSERT_TRUE(g.ok()) << g.status().ToString();
+  const std::string text = PrintGraph(*g);
+  EXPECT_EQ(Count(text, "%l0.moe.shared = mlp(%meta, %x, %sg, %su, %sd)"), 1) << text;
+  EXPECT_EQ(Count(text, "%l0.moe.shared_gated = sigmoid_gate_mul(%x, %sgate, %l0.moe.shared)"), 1)
+      << text;
+  EXPECT_EQ(Count(text, "%l0.moe.sum = add(%l0.moe, %l0.moe.shared_gated)"), 1) << text;
+  EXPECT_EQ(Count(text, "= sigmoid_gate_mul("), 1) << text;
+}
+
+// The option and the weight must agree: a gate weight without the option (or the option without
+// the weight) is refused, not silently dropped.
+TEST(BlocksTest, SharedExpertGateAndItsWeightMustAgree) {
+  for (const bool option : {false, true}) {
+    GraphBuilder b("t");
+    ValueId x = b.Input("x", Tokens(16));
+    MoeOptions o = Moe();
+    o.shared_expert = true;
+    o.shared_expert_gate = option;
+    MoeWeights w = MoeWeightsFor(b);
+    if (!option) w.shared_gate = b.Weight("sgate", F32({1, 16}));
+    StatusOr<ValueId> y = BuildMoe(b, o, w, x, "l0.moe");
+    ASSERT_FALSE(y.ok()) << option;
+    EXPECT_EQ(y.status().code(), StatusCode::kInvalidArgument) << y.status().ToString();
+    EXPECT_NE(y.status().message().find("shared_expert_gate"), std::string::npos)
+        << y.status().ToString();
+  }
+}
+
 TEST(BlocksTest, MoeWithoutSharedExpertIsOneOp) {
   GraphBuilder b("t");
   ValueId x = b.Input("x", Tokens(16));
@@ -327,11 +369,6 @@ TEST(BlocksTest, MoeOptionsWithoutAnOpAreUnimplemented) {
          o.shared_mlp.activation = Activation::kGeluTanh;
        },
        "MoE shared expert: option activation = gelu_pytorch_tanh"},
-      {[](MoeOptions& o) {
-         o.shared_expert = true;
-         o.shared_expert_gate = true;
-       },
-       "option shared_expert_gate"},
   };
   for (const Case& c : cases) {
     GraphBuilder b("t");

@@ -52,7 +52,7 @@ TEST_F(FamilyTest, RegistryFindsQwen3MoeAndListsItForOthers) {
   EXPECT_EQ(other.status().message(),
             "no model family for architecture \"LlamaForCausalLM\"; supported architectures: "
             "\"Qwen3MoeForCausalLM\", \"Qwen3ForCausalLM\", \"MixtralForCausalLM\", "
-            "\"Qwen2ForCausalLM\"");
+            "\"Qwen2ForCausalLM\", \"Qwen2MoeForCausalLM\"");
 }
 
 TEST_F(FamilyTest, ConfigPicksTheFirstRegisteredArchitecture) {
@@ -69,14 +69,14 @@ TEST_F(FamilyTest, ConfigPicksTheFirstRegisteredArchitecture) {
   EXPECT_EQ(family.status().message(),
             "config.json: field \"architectures\" is [\"LlamaForCausalLM\"]; supported "
             "architectures: \"Qwen3MoeForCausalLM\", \"Qwen3ForCausalLM\", "
-            "\"MixtralForCausalLM\", \"Qwen2ForCausalLM\"");
+            "\"MixtralForCausalLM\", \"Qwen2ForCausalLM\", \"Qwen2MoeForCausalLM\"");
   json = ParseJson(R"({"architectures": "Qwen3MoeForCausalLM"})", "config.json");
   EXPECT_EQ(FamilyForConfig(*json, "config.json").status().code(), StatusCode::kInvalidArgument);
   json = ParseJson(R"({})", "config.json");
   EXPECT_EQ(FamilyForConfig(*json, "config.json").status().message(),
             "config.json: field \"architectures\" is missing; supported architectures: "
             "\"Qwen3MoeForCausalLM\", \"Qwen3ForCausalLM\", \"MixtralForCausalLM\", "
-            "\"Qwen2ForCausalLM\"");
+            "\"Qwen2ForCausalLM\", \"Qwen2MoeForCausalLM\"");
 }
 
 TEST_F(FamilyTest, LoadHfModelDispatchesThroughTheRegistry) {
@@ -92,7 +92,8 @@ TEST_F(FamilyTest, LoadHfModelDispatchesThroughTheRegistry) {
   EXPECT_EQ(model.status().code(), StatusCode::kUnimplemented);
   EXPECT_NE(model.status().message().find(
                 "is [\"DeepseekV3ForCausalLM\"]; supported architectures: \"Qwen3MoeForCausalLM\", "
-                "\"Qwen3ForCausalLM\", \"MixtralForCausalLM\", \"Qwen2ForCausalLM\""),
+                "\"Qwen3ForCausalLM\", \"MixtralForCausalLM\", \"Qwen2ForCausalLM\", "
+                "\"Qwen2MoeForCausalLM\""),
             std::string::npos)
       << model.status().ToString();
 }
@@ -155,20 +156,28 @@ TEST_P(FamilyGoldenTest, WeightListMatchesThePublishedCheckpoint) {
 TEST_P(FamilyGoldenTest, EveryMetaOpTakesMetaAndDroppingItIsRejected) {
   StatusOr<HfModel> model = LoadHfModel(testing::GoldenDir(GetParam()));
   ASSERT_TRUE(model.ok()) << model.status().ToString();
-  int blocks = 0;
+  int blocks = 0, shared_experts = 0;
   for (const Op& op : model->graph.ops()) {
     if (!op.def->Has(kNeedsForwardMeta)) continue;
     ASSERT_FALSE(op.operands.empty()) << op.def->name;
     EXPECT_EQ(op.operands[0], model->graph.inputs()[0]) << op.def->name << " without %meta";
     if (op.def->name == "mlp" || op.def->name == "moe") ++blocks;
+    const std::string& result = model->graph.value(op.results[0]).name;
+    if (op.def->name == "mlp" && result.ends_with(".shared")) ++shared_experts;
   }
-  EXPECT_EQ(blocks, model->decoder().num_hidden_layers) << "one FFN block per layer";
+  EXPECT_EQ(blocks - shared_experts, model->decoder().num_hidden_layers)
+      << "one FFN block per layer, plus its shared expert";
+  if (model->family == "qwen2_moe") {
+    EXPECT_GT(shared_experts, 0) << "Qwen2-MoE's shared experts";
+  }
   const std::string text = PrintGraph(model->graph);
-  for (const std::string kind : {"mlp(%meta, ", "moe(%meta, "}) {
+  // The first dense-or-shared MLP, the first MoE and the first shared expert (Qwen2-MoE).
+  for (const std::string kind : {"mlp(%meta, ", "moe(%meta, ", ".shared = mlp(%meta, "}) {
     const size_t at = text.find(kind);
     if (at == std::string::npos) continue;
+    const std::string call = kind.substr(kind.size() - 11);  // "mlp(%meta, " or "moe(%meta, "
     std::string broken = text;
-    broken.replace(at, kind.size(), kind.substr(0, 4));  // "mlp(" without %meta
+    broken.replace(at + kind.size() - call.size(), call.size(), call.substr(0, 4));  // no %meta
     StatusOr<Graph> parsed = ParseGraph(broken, "broken.ir");
     const Status status = parsed.ok() ? Verify(*parsed) : parsed.status();
     EXPECT_FALSE(status.ok()) << GetParam() << ": " << kind << "without %meta verified";

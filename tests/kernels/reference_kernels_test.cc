@@ -425,6 +425,26 @@ TEST_P(RefDTypeTest, BiasAddAddsTheBiasToEveryRow) {
   ExpectClose(out, want, 1e-6, "bias_add");
 }
 
+TEST_P(RefDTypeTest, SigmoidGateMulScalesEveryRowByItsGate) {
+  const std::vector<float> x = Random(kT * kK, 11, 2.0f);
+  const Weight w = MakeWeight(kK, GetParam(), 12);
+  const std::vector<float> y = Random(kT * kN, 13, 3.0f);
+  std::vector<float> out = Poisoned(kT * kN);
+  // No metadata: every row (real or not) is gated.
+  RunKernel(RefSigmoidGateMul, {F32(x, {kT, kK}), w.arg({1, kK}), F32(y, {kT, kN})},
+            {F32(out, {kT, kN})});
+  std::vector<double> want(kT * kN, 0.0);
+  for (int64_t r = 0; r < kT; ++r) {
+    double dot = 0.0;
+    for (int64_t c = 0; c < kK; ++c)
+      dot += double(x[r * kK + c]) * w.values[c];
+    const double gate = 1.0 / (1.0 + std::exp(-dot));
+    for (int64_t c = 0; c < kN; ++c)
+      want[r * kN + c] = gate * y[r * kN + c];
+  }
+  ExpectClose(out, want, 1e-5, "sigmoid_gate_mul");
+}
+
 // ---- Dense matmuls ------------------------------------------------------------
 
 TEST_P(RefDTypeTest, LinearMatchesNaive) {
