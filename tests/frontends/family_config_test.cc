@@ -280,6 +280,128 @@ TEST(Qwen2Config, ErrorsNameTheField) {
             StatusCode::kInvalidArgument);
 }
 
+TEST(Qwen2MoeConfig, ParsesThePublishedConfig) {
+  StatusOr<Qwen2MoeConfig> c = ParseQwen2MoeConfig(Json(kQwen15MoeA27B), "config.json");
+  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  EXPECT_EQ(c->architecture, "Qwen2MoeForCausalLM");
+  EXPECT_EQ(c->vocab_size, 151936);
+  EXPECT_EQ(c->hidden_size, 2048);
+  EXPECT_EQ(c->intermediate_size, 5632);
+  EXPECT_EQ(c->moe_intermediate_size, 1408);
+  EXPECT_EQ(c->shared_expert_intermediate_size, 5632);
+  EXPECT_EQ(c->num_experts, 60);
+  EXPECT_EQ(c->num_experts_per_tok, 4);
+  EXPECT_FALSE(c->norm_topk_prob);
+  EXPECT_EQ(c->decoder_sparse_step, 1);
+  EXPECT_TRUE(c->mlp_only_layers.empty());
+  EXPECT_TRUE(c->qkv_bias);  // absent: transformers' default
+  EXPECT_EQ(c->num_hidden_layers, 24);
+  EXPECT_EQ(c->num_attention_heads, 16);
+  EXPECT_EQ(c->num_key_value_heads, 16);
+  EXPECT_EQ(c->head_dim, 128);  // hidden_size / num_attention_heads
+  EXPECT_EQ(c->max_position_embeddings, 8192);
+  EXPECT_FALSE(c->tie_word_embeddings);
+  EXPECT_EQ(c->rope_theta, 1e6);
+  EXPECT_EQ(c->torch_dtype, "bfloat16");
+  for (int64_t layer = 0; layer < 24; ++layer)
+    EXPECT_TRUE(c->IsMoeLayer(layer)) << layer;
+  EXPECT_EQ(c->Describe(),
+            "24 layers (24 MoE): 60 experts, top-4, softmax router, shared expert 5632 with "
+            "sigmoid gate, q/k/v bias");
+}
+
+// decoder_sparse_step and mlp_only_layers follow Qwen2MoeDecoderLayer's rule (the one
+// Qwen3-MoE's parser reads); qkv_bias false drops the biases, norm_topk_prob renormalises.
+TEST(Qwen2MoeConfig, OptionsAndDefaults) {
+  JsonValue layers = JsonValue::MakeArray();
+  layers.Append(JsonValue::Int(3));
+  JsonValue json = With(kQwen15MoeA27B, "decoder_sparse_step", JsonValue::Int(2));
+  JsonValue::Object members = json.as_object();
+  members.emplace_back("mlp_only_layers", layers);
+  members.emplace_back("qkv_bias", JsonValue::Bool(false));
+  for (auto& [key, value] : members) {
+    if (key == "norm_topk_prob") value = JsonValue::Bool(true);
+    if (key == "num_hidden_layers") value = JsonValue::Int(6);
+    if (key == "tie_word_embeddings") value = JsonValue::Bool(true);
+  }
+  StatusOr<Qwen2MoeConfig> c =
+      ParseQwen2MoeConfig(JsonValue::MakeObject(std::move(members)), "config.json");
+  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  EXPECT_FALSE(c->qkv_bias);
+  EXPECT_TRUE(c->norm_topk_prob);
+  EXPECT_TRUE(c->tie_word_embeddings);
+  std::vector<int64_t> moe_layers;
+  for (int64_t layer = 0; layer < c->num_hidden_layers; ++layer) {
+    if (c->IsMoeLayer(layer)) moe_layers.push_back(layer);
+  }
+  EXPECT_EQ(moe_layers, (std::vector<int64_t>{1, 5}));
+  EXPECT_EQ(c->Describe(),
+            "6 layers (2 MoE): 60 experts, top-4, softmax router, renormalised, shared expert "
+            "5632 with sigmoid gate");
+
+  c = ParseQwen2MoeConfig(Without(kQwen15MoeA27B, "norm_topk_prob"), "config.json");
+  ASSERT_TRUE(c.ok());
+  EXPECT_FALSE(c->norm_topk_prob);
+  c = ParseQwen2MoeConfig(Without(kQwen15MoeA27B, "decoder_sparse_step"), "config.json");
+  ASSERT_TRUE(c.ok());
+  EXPECT_EQ(c->decoder_sparse_step, 1);
+  c = ParseQwen2MoeConfig(Without(kQwen15MoeA27B, "tie_word_embeddings"), "config.json");
+  ASSERT_TRUE(c.ok());
+  EXPECT_FALSE(c->tie_word_embeddings);
+}
+
+TEST(Qwen2MoeConfig, ErrorsNameTheField) {
+  StatusOr<Qwen2MoeConfig> c = ParseQwen2MoeConfig(
+      With(kQwen15MoeA27B, "use_sliding_window", JsonValue::Bool(true)), "config.json");
+  EXPECT_EQ(c.status().code(), StatusCode::kUnimplemented);
+  EXPECT_EQ(c.status().message(),
+            "config.json: field \"use_sliding_window\" is true; sliding-window attention is not "
+            "supported");
+  JsonValue layer_types = JsonValue::MakeArray();
+  layer_types.Append(JsonValue::String("sliding_attention"));
+  c = ParseQwen2MoeConfig(With(kQwen15MoeA27B, "layer_types", layer_types), "config.json");
+  EXPECT_EQ(c.status().code(), StatusCode::kUnimplemented);
+  EXPECT_EQ(c.status().message(),
+            "config.json: field \"layer_types\" has entry \"sliding_attention\"; only "
+            "\"full_attention\" layers are supported");
+  c = ParseQwen2MoeConfig(Without(kQwen15MoeA27B, "shared_expert_intermediate_size"),
+                          "config.json");
+  EXPECT_EQ(c.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(c.status().message().find("\"shared_expert_intermediate_size\""), std::string::npos)
+      << c.status().ToString();
+  c = ParseQwen2MoeConfig(
+      With(kQwen15MoeA27B, "shared_expert_intermediate_size", JsonValue::Int(0)), "config.json");
+  EXPECT_EQ(c.status().message(),
+            "config.json: field \"shared_expert_intermediate_size\" must be positive, got 0");
+  c = ParseQwen2MoeConfig(With(kQwen15MoeA27B, "qkv_bias", JsonValue::String("yes")),
+                          "config.json");
+  EXPECT_EQ(c.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(c.status().message().find("\"qkv_bias\""), std::string::npos) << c.status().ToString();
+  // The expert fields are Qwen3-MoE's, with its messages.
+  c = ParseQwen2MoeConfig(With(kQwen15MoeA27B, "num_experts_per_tok", JsonValue::Int(61)),
+                          "config.json");
+  EXPECT_EQ(c.status().message(),
+            "config.json: field \"num_experts_per_tok\" must be in [1, num_experts = 60], got "
+            "61");
+  JsonValue layers = JsonValue::MakeArray();
+  layers.Append(JsonValue::Int(24));
+  c = ParseQwen2MoeConfig(With(kQwen15MoeA27B, "mlp_only_layers", layers), "config.json");
+  EXPECT_EQ(c.status().message(),
+            "config.json: field \"mlp_only_layers\" entries must be integers in [0, "
+            "num_hidden_layers = 24), found 24");
+  c = ParseQwen2MoeConfig(Without(kQwen15MoeA27B, "moe_intermediate_size"), "config.json");
+  EXPECT_EQ(c.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(c.status().message().find("\"moe_intermediate_size\""), std::string::npos)
+      << c.status().ToString();
+  c = ParseQwen2MoeConfig(Json(kQwen25_7B), "config.json");
+  EXPECT_EQ(c.status().code(), StatusCode::kUnimplemented);
+  EXPECT_EQ(c.status().message(),
+            "config.json: field \"architectures\" is [\"Qwen2ForCausalLM\"]; supported "
+            "architectures: \"Qwen2MoeForCausalLM\"");
+  EXPECT_EQ(ParseQwen2MoeConfig(JsonValue::Int(3), "config.json").status().code(),
+            StatusCode::kInvalidArgument);
+}
+
 // Partial RoPE: a family opts in (DecoderConfigOptions::partial_rotary) and gets the factor,
 // read top level or from rope_parameters; every family that does not refuses it.
 StatusOr<DecoderConfig> ParseDecoder(const JsonValue& json, const DecoderConfigOptions& options) {
@@ -350,128 +472,7 @@ TEST(DecoderConfig, PartialRotaryIsRefusedUnlessTheFamilyOptsIn) {
                 .status()
                 .code(),
             StatusCode::kUnimplemented);
-  TEST(Qwen2MoeConfig, ParsesThePublishedConfig) {
-    StatusOr<Qwen2MoeConfig> c = ParseQwen2MoeConfig(Json(kQwen15MoeA27B), "config.json");
-    ASSERT_TRUE(c.ok()) << c.status().ToString();
-    EXPECT_EQ(c->architecture, "Qwen2MoeForCausalLM");
-    EXPECT_EQ(c->vocab_size, 151936);
-    EXPECT_EQ(c->hidden_size, 2048);
-    EXPECT_EQ(c->intermediate_size, 5632);
-    EXPECT_EQ(c->moe_intermediate_size, 1408);
-    EXPECT_EQ(c->shared_expert_intermediate_size, 5632);
-    EXPECT_EQ(c->num_experts, 60);
-    EXPECT_EQ(c->num_experts_per_tok, 4);
-    EXPECT_FALSE(c->norm_topk_prob);
-    EXPECT_EQ(c->decoder_sparse_step, 1);
-    EXPECT_TRUE(c->mlp_only_layers.empty());
-    EXPECT_TRUE(c->qkv_bias);  // absent: transformers' default
-    EXPECT_EQ(c->num_hidden_layers, 24);
-    EXPECT_EQ(c->num_attention_heads, 16);
-    EXPECT_EQ(c->num_key_value_heads, 16);
-    EXPECT_EQ(c->head_dim, 128);  // hidden_size / num_attention_heads
-    EXPECT_EQ(c->max_position_embeddings, 8192);
-    EXPECT_FALSE(c->tie_word_embeddings);
-    EXPECT_EQ(c->rope_theta, 1e6);
-    EXPECT_EQ(c->torch_dtype, "bfloat16");
-    for (int64_t layer = 0; layer < 24; ++layer)
-      EXPECT_TRUE(c->IsMoeLayer(layer)) << layer;
-    EXPECT_EQ(c->Describe(),
-              "24 layers (24 MoE): 60 experts, top-4, softmax router, shared expert 5632 with "
-              "sigmoid gate, q/k/v bias");
-  }
-
-  // decoder_sparse_step and mlp_only_layers follow Qwen2MoeDecoderLayer's rule (the one
-  // Qwen3-MoE's parser reads); qkv_bias false drops the biases, norm_topk_prob renormalises.
-  TEST(Qwen2MoeConfig, OptionsAndDefaults) {
-    JsonValue layers = JsonValue::MakeArray();
-    layers.Append(JsonValue::Int(3));
-    JsonValue json = With(kQwen15MoeA27B, "decoder_sparse_step", JsonValue::Int(2));
-    JsonValue::Object members = json.as_object();
-    members.emplace_back("mlp_only_layers", layers);
-    members.emplace_back("qkv_bias", JsonValue::Bool(false));
-    for (auto& [key, value] : members) {
-      if (key == "norm_topk_prob") value = JsonValue::Bool(true);
-      if (key == "num_hidden_layers") value = JsonValue::Int(6);
-      if (key == "tie_word_embeddings") value = JsonValue::Bool(true);
-    }
-    StatusOr<Qwen2MoeConfig> c =
-        ParseQwen2MoeConfig(JsonValue::MakeObject(std::move(members)), "config.json");
-    ASSERT_TRUE(c.ok()) << c.status().ToString();
-    EXPECT_FALSE(c->qkv_bias);
-    EXPECT_TRUE(c->norm_topk_prob);
-    EXPECT_TRUE(c->tie_word_embeddings);
-    std::vector<int64_t> moe_layers;
-    for (int64_t layer = 0; layer < c->num_hidden_layers; ++layer) {
-      if (c->IsMoeLayer(layer)) moe_layers.push_back(layer);
-    }
-    EXPECT_EQ(moe_layers, (std::vector<int64_t>{1, 5}));
-    EXPECT_EQ(c->Describe(),
-              "6 layers (2 MoE): 60 experts, top-4, softmax router, renormalised, shared expert "
-              "5632 with sigmoid gate");
-
-    c = ParseQwen2MoeConfig(Without(kQwen15MoeA27B, "norm_topk_prob"), "config.json");
-    ASSERT_TRUE(c.ok());
-    EXPECT_FALSE(c->norm_topk_prob);
-    c = ParseQwen2MoeConfig(Without(kQwen15MoeA27B, "decoder_sparse_step"), "config.json");
-    ASSERT_TRUE(c.ok());
-    EXPECT_EQ(c->decoder_sparse_step, 1);
-    c = ParseQwen2MoeConfig(Without(kQwen15MoeA27B, "tie_word_embeddings"), "config.json");
-    ASSERT_TRUE(c.ok());
-    EXPECT_FALSE(c->tie_word_embeddings);
-  }
-
-  TEST(Qwen2MoeConfig, ErrorsNameTheField) {
-    StatusOr<Qwen2MoeConfig> c = ParseQwen2MoeConfig(
-        With(kQwen15MoeA27B, "use_sliding_window", JsonValue::Bool(true)), "config.json");
-    EXPECT_EQ(c.status().code(), StatusCode::kUnimplemented);
-    EXPECT_EQ(c.status().message(),
-              "config.json: field \"use_sliding_window\" is true; sliding-window attention is not "
-              "supported");
-    JsonValue layer_types = JsonValue::MakeArray();
-    layer_types.Append(JsonValue::String("sliding_attention"));
-    c = ParseQwen2MoeConfig(With(kQwen15MoeA27B, "layer_types", layer_types), "config.json");
-    EXPECT_EQ(c.status().code(), StatusCode::kUnimplemented);
-    EXPECT_EQ(c.status().message(),
-              "config.json: field \"layer_types\" has entry \"sliding_attention\"; only "
-              "\"full_attention\" layers are supported");
-    c = ParseQwen2MoeConfig(Without(kQwen15MoeA27B, "shared_expert_intermediate_size"),
-                            "config.json");
-    EXPECT_EQ(c.status().code(), StatusCode::kInvalidArgument);
-    EXPECT_NE(c.status().message().find("\"shared_expert_intermediate_size\""), std::string::npos)
-        << c.status().ToString();
-    c = ParseQwen2MoeConfig(
-        With(kQwen15MoeA27B, "shared_expert_intermediate_size", JsonValue::Int(0)), "config.json");
-    EXPECT_EQ(c.status().message(),
-              "config.json: field \"shared_expert_intermediate_size\" must be positive, got 0");
-    c = ParseQwen2MoeConfig(With(kQwen15MoeA27B, "qkv_bias", JsonValue::String("yes")),
-                            "config.json");
-    EXPECT_EQ(c.status().code(), StatusCode::kInvalidArgument);
-    EXPECT_NE(c.status().message().find("\"qkv_bias\""), std::string::npos)
-        << c.status().ToString();
-    // The expert fields are Qwen3-MoE's, with its messages.
-    c = ParseQwen2MoeConfig(With(kQwen15MoeA27B, "num_experts_per_tok", JsonValue::Int(61)),
-                            "config.json");
-    EXPECT_EQ(c.status().message(),
-              "config.json: field \"num_experts_per_tok\" must be in [1, num_experts = 60], got "
-              "61");
-    JsonValue layers = JsonValue::MakeArray();
-    layers.Append(JsonValue::Int(24));
-    c = ParseQwen2MoeConfig(With(kQwen15MoeA27B, "mlp_only_layers", layers), "config.json");
-    EXPECT_EQ(c.status().message(),
-              "config.json: field \"mlp_only_layers\" entries must be integers in [0, "
-              "num_hidden_layers = 24), found 24");
-    c = ParseQwen2MoeConfig(Without(kQwen15MoeA27B, "moe_intermediate_size"), "config.json");
-    EXPECT_EQ(c.status().code(), StatusCode::kInvalidArgument);
-    EXPECT_NE(c.status().message().find("\"moe_intermediate_size\""), std::string::npos)
-        << c.status().ToString();
-    c = ParseQwen2MoeConfig(Json(kQwen25_7B), "config.json");
-    EXPECT_EQ(c.status().code(), StatusCode::kUnimplemented);
-    EXPECT_EQ(c.status().message(),
-              "config.json: field \"architectures\" is [\"Qwen2ForCausalLM\"]; supported "
-              "architectures: \"Qwen2MoeForCausalLM\"");
-    EXPECT_EQ(ParseQwen2MoeConfig(JsonValue::Int(3), "config.json").status().code(),
-              StatusCode::kInvalidArgument);
-  }
+}
 
 }  // namespace
 }  // namespace moegraph
