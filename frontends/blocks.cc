@@ -11,8 +11,8 @@ Status NeedsOp(const std::string& block, const std::string& option, const std::s
   return Unimplemented(block + ": option " + option + " is not supported yet: " + needs);
 }
 
-// bias_add exists; the fused mlp / moe ops have no bias operands yet.
-constexpr const char* kBiasOp = "needs bias operands on the fused mlp / moe ops (issue 11)";
+// bias_add exists and the mlp op takes biases; the fused moe op has no bias operands yet.
+constexpr const char* kBiasOp = "needs bias operands on the fused moe op (issue 11)";
 
 }  // namespace
 
@@ -142,14 +142,22 @@ Status CheckMlpOptions(const MlpOptions& o, const std::string& what) {
   if (!o.gated) {
     return NeedsOp(what, "gated = false", "an ungated MLP needs an elementwise activation op");
   }
-  if (o.bias) return NeedsOp(what, "bias", std::string("MLP bias ") + kBiasOp);
   return Status::Ok();
 }
 
 StatusOr<ValueId> BuildMlp(GraphBuilder& b, const MlpOptions& o, const MlpWeights& w, ValueId x,
                            const std::string& name) {
-  MG_RETURN_IF_ERROR(CheckMlpOptions(o, "MLP '" + name + "'"));
-  return b.Add1("mlp", {b.meta(), x, w.gate, w.up, w.down}, {}, name);
+  const std::string what = "MLP '" + name + "'";
+  MG_RETURN_IF_ERROR(CheckMlpOptions(o, what));
+  // bias takes all three biases; without it, none.
+  const bool all_bias = w.gate_bias != kNoValue && w.up_bias != kNoValue && w.down_bias != kNoValue;
+  const bool any_bias = w.gate_bias != kNoValue || w.up_bias != kNoValue || w.down_bias != kNoValue;
+  if (o.bias ? !all_bias : any_bias) {
+    return InvalidArgument(what + ": bias and the gate/up/down bias weights disagree");
+  }
+  if (!o.bias) return b.Add1("mlp", {b.meta(), x, w.gate, w.up, w.down}, {}, name);
+  return b.Add1("mlp", {b.meta(), x, w.gate, w.up, w.down, w.gate_bias, w.up_bias, w.down_bias}, {},
+                name);
 }
 
 // ---- MoE ---------------------------------------------------------------------
@@ -189,6 +197,11 @@ Status CheckMoeOptions(const MoeOptions& o) {
                    "issue)");
   }
   MG_RETURN_IF_ERROR(CheckMlpOptions(o.expert_mlp, "MoE experts"));
+  if (o.expert_mlp.bias) {
+    return NeedsOp(block, "expert_mlp.bias",
+                   "expert biases need bias operands on the moe op and the grouped GEMMs (the "
+                   "GPT-OSS family issue)");
+  }
   if (o.shared_expert) MG_RETURN_IF_ERROR(CheckMlpOptions(o.shared_mlp, "MoE shared expert"));
   if (o.shared_expert_gate) {
     if (!o.shared_expert) return InvalidArgument("MoE: shared_expert_gate without shared_expert");

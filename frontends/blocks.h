@@ -71,18 +71,22 @@ const char* ActivationName(Activation activation);
 struct MlpOptions {
   Activation activation = Activation::kSilu;
   bool gated = true;  // false (up, activation, down): Unimplemented, needs an activation op
-  bool bias = false;  // Unimplemented: needs bias operands on the mlp op
+  bool bias = false;  // biases on the gate, up and down projections (Ernie 4.5 use_bias)
 };
 
 struct MlpWeights {
-  ValueId gate = kNoValue;  // [I, H]
-  ValueId up = kNoValue;    // [I, H]
-  ValueId down = kNoValue;  // [H, I]
+  ValueId gate = kNoValue;       // [I, H]
+  ValueId up = kNoValue;         // [I, H]
+  ValueId down = kNoValue;       // [H, I]
+  ValueId gate_bias = kNoValue;  // [I], with bias
+  ValueId up_bias = kNoValue;    // [I], with bias
+  ValueId down_bias = kNoValue;  // [H], with bias
 };
 
 Status CheckMlpOptions(const MlpOptions& options, const std::string& what = "MLP");
 
-// x [T, H] -> [T, H]: a dense MLP (a dense layer or a shared expert). It always takes %meta.
+// x [T, H] -> [T, H]: a dense MLP (a dense layer or a shared expert), one `mlp` op with the
+// three biases as operands under `bias`. It always takes %meta.
 StatusOr<ValueId> BuildMlp(GraphBuilder& b, const MlpOptions& options, const MlpWeights& weights,
                            ValueId x, const std::string& name);
 
@@ -106,7 +110,7 @@ struct MoeOptions {
   double routed_scaling_factor = 1.0;  // Unimplemented when != 1
   bool router_bias = false;            // Unimplemented: bias on the router GEMM (GPT-OSS)
   bool expert_bias = false;            // Unimplemented: biases on the expert GEMMs (GPT-OSS)
-  MlpOptions expert_mlp;               // the experts' activation (SiLU only today)
+  MlpOptions expert_mlp;               // the experts' activation (SiLU only today; no bias)
   bool shared_expert = false;          // an always-on dense MLP added to the routed output
   MlpOptions shared_mlp;               // the shared expert's MLP
   bool shared_expert_gate = false;     // Unimplemented: sigmoid(x @ gate^T) * shared (Qwen2-MoE)

@@ -229,7 +229,15 @@ StatusOr<std::vector<Type>> InferGatherLast(const InferContext& ctx) {
   return std::vector<Type>{F32({seqs, In(ctx, 0).dims[1]})};
 }
 
+// x, gate [I,H], up [I,H], down [H,I], then optionally the three biases gate [I], up [I],
+// down [H]: all three or none.
 StatusOr<std::vector<Type>> InferMlp(const InferContext& ctx) {
+  if (ctx.operands.size() != 4 && ctx.operands.size() != 7) {
+    return ShapeError(ctx,
+                      "takes x, gate, up, down and either no biases or all three (gate, up, "
+                      "down), got " +
+                          std::to_string(ctx.operands.size() - 4) + " biases");
+  }
   MG_RETURN_IF_ERROR(RequireTensor(ctx, 0, 2, "x"));
   MG_RETURN_IF_ERROR(RequireDType(ctx, 0, DType::kF32, "x"));
   for (int i = 1; i <= 3; ++i) {
@@ -243,6 +251,15 @@ StatusOr<std::vector<Type>> InferMlp(const InferContext& ctx) {
   MG_RETURN_IF_ERROR(RequireSameDim(ctx, In(ctx, 2).dims[1], hidden, "up [I,H]"));
   MG_RETURN_IF_ERROR(RequireSameDim(ctx, In(ctx, 3).dims[0], hidden, "down [H,I]"));
   MG_RETURN_IF_ERROR(RequireSameDim(ctx, In(ctx, 3).dims[1], inter, "down [H,I]"));
+  if (ctx.operands.size() == 7) {
+    const char* roles[] = {"gate bias [I]", "up bias [I]", "down bias [H]"};
+    for (int i = 0; i < 3; ++i) {
+      MG_RETURN_IF_ERROR(RequireTensor(ctx, 4 + i, 1, roles[i]));
+      MG_RETURN_IF_ERROR(RequireFloat(ctx, 4 + i, roles[i]));
+      MG_RETURN_IF_ERROR(
+          RequireSameDim(ctx, In(ctx, 4 + i).dims[0], i < 2 ? inter : hidden, roles[i]));
+    }
+  }
   return std::vector<Type>{In(ctx, 0)};
 }
 
@@ -562,10 +579,11 @@ std::vector<OpDef> BuildDefs() {
        .traits = kMetaPure | kKernel,
        .infer = InferGatherLast},
       {.name = "mlp",
-       .summary = "dense SwiGLU MLP (dense layer or shared expert): down(silu(gate x) * up x)",
-       .example = "%y = mlp(%meta, %x, %wg, %wu, %wd) : tensor<T x 2048 x f32>",
+       .summary = "dense SwiGLU MLP (dense layer or shared expert): down(silu(gate x + bg) * "
+                  "(up x + bu)) + bd, the biases optional (all three or none)",
+       .example = "%y = mlp(%meta, %x, %wg, %wu, %wd, %bg, %bu, %bd) : tensor<T x 2048 x f32>",
        .min_data_operands = 4,
-       .max_data_operands = 4,
+       .max_data_operands = 7,
        .traits = kTokenRowsPure,
        .infer = InferMlp},
       {.name = "moe",

@@ -51,13 +51,22 @@ StatusOr<ValueId> LowerMoe(const Graph& graph, const Op& op, MoePhase phase, OpE
   return emit.Emit1("moe_combine", {meta, y, weights}, {}, hint + ".out");
 }
 
-// %meta, x, gate, up, down.
+// %meta, x, gate, up, down, and optionally the gate, up and down biases.
 StatusOr<ValueId> LowerMlp(const Op& op, OpEmitter& emit, const std::string& hint) {
   const ValueId x = op.operands[1];
-  MG_ASSIGN_OR_RETURN(ValueId g, emit.Emit1("linear", {x, op.operands[2]}, {}, hint + ".gate"));
-  MG_ASSIGN_OR_RETURN(ValueId u, emit.Emit1("linear", {x, op.operands[3]}, {}, hint + ".up"));
+  const bool has_bias = op.operands.size() == 8;
+  // linear, then bias_add with the bias at operand `bias` when the op has biases.
+  auto project = [&](ValueId in, int weight, int bias,
+                     const std::string& what) -> StatusOr<ValueId> {
+    MG_ASSIGN_OR_RETURN(ValueId y,
+                        emit.Emit1("linear", {in, op.operands[weight]}, {}, hint + what));
+    if (!has_bias) return y;
+    return emit.Emit1("bias_add", {y, op.operands[bias]}, {}, hint + what + "_bias");
+  };
+  MG_ASSIGN_OR_RETURN(ValueId g, project(x, 2, 5, ".gate"));
+  MG_ASSIGN_OR_RETURN(ValueId u, project(x, 3, 6, ".up"));
   MG_ASSIGN_OR_RETURN(ValueId h, emit.Emit1("silu_mul", {g, u}, {}, hint + ".act"));
-  return emit.Emit1("linear", {h, op.operands[4]}, {}, hint + ".down");
+  return project(h, 4, 7, ".down");
 }
 
 }  // namespace

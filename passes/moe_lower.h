@@ -9,7 +9,8 @@
 //            expert_batched_gate_up_silu -> expert_batched_down -> moe_combine
 // topk_route takes %meta and the chunk's row_offset and routes rows at or past
 // num_tokens to expert -1, so padded rows never reach an expert.
-// `mlp` becomes linear (gate), linear (up), silu_mul, linear (down).
+// `mlp` becomes linear (gate), linear (up), silu_mul, linear (down); with its
+// bias operands each linear is followed by a bias_add of its bias.
 //
 // Steps: walk the ops once, emitting the expansion in place of each MoE/MLP
 // op and forwarding its uses to the expansion's result.

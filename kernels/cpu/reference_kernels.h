@@ -65,9 +65,11 @@ void RefLinear(const KernelArgs& args);
 // = silu(x @ wg^T) * (x @ wu^T).
 void RefLinearSiluMul(const KernelArgs& args);
 
-// in[0] x [T, H], in[1] gate [I, H], in[2] up [I, H], in[3] down [H, I]
-// -> out[0] [T, H] = down(silu(gate x) * up x). The [I] hidden row is built on
-// the stack 4096 values at a time, so I is unbounded.
+// in[0] x [T, H], in[1] gate [I, H], in[2] up [I, H], in[3] down [H, I], and
+// optionally in[4] gate bias [I], in[5] up bias [I], in[6] down bias [H] (all
+// three or none) -> out[0] [T, H] = down(silu(gate x + bg) * (up x + bu)) + bd.
+// The [I] hidden row is built on the stack 4096 values at a time, so I is
+// unbounded.
 void RefMlp(const KernelArgs& args);
 
 // ---- Attention (ref_attention.cc) ---------------------------------------------

@@ -466,6 +466,17 @@ std::vector<OpCase> BuildCases() {
                         .Output(DType::kF32, {kT, kH})
                         .CudaTolerance(gemm_rtol, gemm_atol)
                         .Build());
+    cases.push_back(CaseBuilder("mlp/bias" + tag, "mlp")
+                        .F32({kT, kH}, 92)
+                        .Weight(dtype, {kI, kH}, 93)
+                        .Weight(dtype, {kI, kH}, 94)
+                        .Weight(dtype, {kH, kI}, 95)
+                        .Weight(dtype, {kI}, 96, 2.0f)
+                        .Weight(dtype, {kI}, 97, 2.0f)
+                        .Weight(dtype, {kH}, 98, 2.0f)
+                        .Output(DType::kF32, {kT, kH})
+                        .CudaTolerance(gemm_rtol, gemm_atol)
+                        .Build());
     for (int64_t row_offset : {0, 2}) {
       cases.push_back(CaseBuilder("moe" + tag + "/row_offset" + std::to_string(row_offset), "moe")
                           .F32({kT, kH}, 47)

@@ -235,15 +235,13 @@ TEST(BlocksTest, MlpOptionsWithoutAnOpAreUnimplemented) {
     MlpOptions options;
     std::string names;
   };
-  MlpOptions gelu, clamped, ungated, bias;
+  MlpOptions gelu, clamped, ungated;
   gelu.activation = Activation::kGeluTanh;
   clamped.activation = Activation::kClampedSwiglu;
   ungated.gated = false;
-  bias.bias = true;
   const Case cases[] = {{gelu, "option activation = gelu_pytorch_tanh"},
                         {clamped, "option activation = clamped_swiglu"},
-                        {ungated, "option gated = false"},
-                        {bias, "option bias"}};
+                        {ungated, "option gated = false"}};
   for (const Case& c : cases) {
     GraphBuilder b("t");
     ValueId x = b.Input("x", Tokens(16));
@@ -252,6 +250,43 @@ TEST(BlocksTest, MlpOptionsWithoutAnOpAreUnimplemented) {
     ASSERT_FALSE(y.ok()) << c.names;
     EXPECT_EQ(y.status().code(), StatusCode::kUnimplemented) << y.status().ToString();
     EXPECT_NE(y.status().message().find(c.names), std::string::npos) << y.status().ToString();
+  }
+}
+
+// bias puts the three biases on the one mlp op, after its weights, and keeps %meta first.
+TEST(BlocksTest, MlpBiasesAreOperandsOfTheMlpOp) {
+  for (bool bias : {false, true}) {
+    GraphBuilder b("t");
+    ValueId x = b.Input("x", Tokens(16));
+    MlpWeights w = MoeWeightsFor(b).shared;
+    if (bias) {
+      w.gate_bias = b.Weight("sgb", F32({12}));
+      w.up_bias = b.Weight("sub", F32({12}));
+      w.down_bias = b.Weight("sdb", F32({16}));
+    }
+    StatusOr<ValueId> y = BuildMlp(b, MlpOptions{.bias = bias}, w, x, "mlp");
+    ASSERT_TRUE(y.ok()) << y.status().ToString();
+    b.Output(*y);
+    StatusOr<Graph> g = std::move(b).Finish();
+    ASSERT_TRUE(g.ok()) << g.status().ToString();
+    const std::string text = PrintGraph(*g);
+    EXPECT_EQ(Count(text, bias ? "%mlp = mlp(%meta, %x, %sg, %su, %sd, %sgb, %sub, %sdb)"
+                               : "%mlp = mlp(%meta, %x, %sg, %su, %sd) "),
+              1)
+        << text;
+  }
+}
+
+TEST(BlocksTest, MlpBiasOptionAndWeightsMustAgree) {
+  GraphBuilder b("t");
+  ValueId x = b.Input("x", Tokens(16));
+  MlpWeights w = MoeWeightsFor(b).shared;
+  w.gate_bias = b.Weight("sgb", F32({12}));  // up and down biases missing
+  for (bool bias : {true, false}) {
+    StatusOr<ValueId> y = BuildMlp(b, MlpOptions{.bias = bias}, w, x, "mlp");
+    ASSERT_FALSE(y.ok());
+    EXPECT_EQ(y.status().code(), StatusCode::kInvalidArgument);
+    EXPECT_EQ(y.status().message(), "MLP 'mlp': bias and the gate/up/down bias weights disagree");
   }
 }
 
@@ -274,6 +309,7 @@ TEST(BlocksTest, MoeOptionsWithoutAnOpAreUnimplemented) {
       {[](MoeOptions& o) { o.expert_bias = true; }, "option expert_bias"},
       {[](MoeOptions& o) { o.expert_mlp.activation = Activation::kClampedSwiglu; },
        "MoE experts: option activation = clamped_swiglu"},
+      {[](MoeOptions& o) { o.expert_mlp.bias = true; }, "option expert_mlp.bias"},
       {[](MoeOptions& o) {
          o.shared_expert = true;
          o.shared_mlp.activation = Activation::kGeluTanh;

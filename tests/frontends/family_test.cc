@@ -8,6 +8,8 @@
 #include <set>
 #include <string>
 
+#include "checkpoint/safetensors.h"
+#include "frontends/decoder.h"
 #include "frontends/demo_model.h"
 #include "frontends/hf_model.h"
 #include "frontends/weights.h"
@@ -174,6 +176,73 @@ TEST_P(FamilyGoldenTest, EveryMetaOpTakesMetaAndDroppingItIsRejected) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Goldens, FamilyGoldenTest, ::testing::ValuesIn(testing::GoldenCases()));
+
+// ---- DecoderBuilder ----------------------------------------------------------------
+
+// o_bias and lm_head_bias (Ernie 4.5's use_bias): self_attn.o_proj.bias after each o projection
+// and lm_head.bias after the LM head, tied or not (tying shares lm_head.weight only), with a
+// biased dense MLP; the graph reads exactly the weight list.
+TEST_F(FamilyTest, DecoderLoadsOAndLmHeadBiasesTiedOrNot) {
+  for (bool tied : {false, true}) {
+    DecoderConfig c;
+    c.architecture = "Test";
+    c.vocab_size = 37;
+    c.hidden_size = 12;
+    c.num_hidden_layers = 2;
+    c.num_attention_heads = 3;
+    c.num_key_value_heads = 1;
+    c.head_dim = 4;
+    c.tie_word_embeddings = tied;
+    const DecoderAttention variant{.qkv_bias = true, .o_bias = true, .lm_head_bias = true};
+    const int64_t hidden = c.hidden_size, inter = 10;
+    const std::vector<WeightSpec> list = DecoderWeightList(
+        c, variant, [&](int64_t, const std::string& p, std::vector<WeightSpec>& w) {
+          w.push_back({p + "mlp.gate_proj.weight", {inter, hidden}, WeightInit::kLinear});
+          w.push_back({p + "mlp.up_proj.weight", {inter, hidden}, WeightInit::kLinear});
+          w.push_back({p + "mlp.down_proj.weight", {hidden, inter}, WeightInit::kLinear});
+          w.push_back({p + "mlp.gate_proj.bias", {inter}, WeightInit::kBias});
+          w.push_back({p + "mlp.up_proj.bias", {inter}, WeightInit::kBias});
+          w.push_back({p + "mlp.down_proj.bias", {hidden}, WeightInit::kBias});
+        });
+    const std::string dir = TestDir(tied ? "tied" : "untied");
+    ASSERT_TRUE(
+        WriteSafetensors(dir + "/model.safetensors", MakeRandomWeights(list, 7, DType::kF32), {})
+            .ok());
+    StatusOr<Checkpoint> checkpoint = Checkpoint::Open(dir);
+    ASSERT_TRUE(checkpoint.ok()) << checkpoint.status().ToString();
+    DecoderBuilder d(c, *checkpoint, "test");
+    auto ffn = [&](int64_t, const std::string& p, const std::string& l,
+                   ValueId x) -> StatusOr<ValueId> {
+      WeightLoader& w = d.weights();
+      MlpWeights m;
+      MG_ASSIGN_OR_RETURN(m.gate, w.Plain(p + "mlp.gate_proj.weight", {inter, hidden}));
+      MG_ASSIGN_OR_RETURN(m.up, w.Plain(p + "mlp.up_proj.weight", {inter, hidden}));
+      MG_ASSIGN_OR_RETURN(m.down, w.Plain(p + "mlp.down_proj.weight", {hidden, inter}));
+      MG_ASSIGN_OR_RETURN(m.gate_bias, w.Plain(p + "mlp.gate_proj.bias", {inter}));
+      MG_ASSIGN_OR_RETURN(m.up_bias, w.Plain(p + "mlp.up_proj.bias", {inter}));
+      MG_ASSIGN_OR_RETURN(m.down_bias, w.Plain(p + "mlp.down_proj.bias", {hidden}));
+      return BuildMlp(d.builder(), MlpOptions{.bias = true}, m, x, l + "mlp");
+    };
+    StatusOr<Graph> graph = std::move(d).Build(variant, ffn);
+    ASSERT_TRUE(graph.ok()) << graph.status().ToString();
+    std::set<std::string> listed;
+    for (const WeightSpec& w : list)
+      listed.insert(w.name);
+    EXPECT_EQ(TensorsRead(*graph), listed);
+    EXPECT_EQ(listed.count("lm_head.weight"), tied ? 0u : 1u);
+    const std::string text = PrintGraph(*graph);
+    for (const char* piece :
+         {"%l1.o_bias = bias_add(%l1.o, %l1.self_attn.o_proj.bias)",
+          "%l1.h_attn = add(%l0.h, %l1.o_bias)",
+          "%l1.mlp = mlp(%meta, %l1.mlp_in, %l1.mlp.gate_proj, %l1.mlp.up_proj, %l1.mlp.down_proj, "
+          "%l1.mlp.gate_proj.bias, %l1.mlp.up_proj.bias, %l1.mlp.down_proj.bias)",
+          tied ? "%logits = linear(%last, %embed_tokens)" : "%logits = linear(%last, %lm_head)",
+          "%logits_bias = bias_add(%logits, %lm_head.bias) : tensor<B x 37 x f32>",
+          "return %logits_bias"}) {
+      EXPECT_NE(text.find(piece), std::string::npos) << piece << "\n" << text;
+    }
+  }
+}
 
 // ---- WeightLoader ----------------------------------------------------------------
 

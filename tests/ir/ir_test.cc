@@ -181,6 +181,37 @@ TEST(Verifier, RejectsGraphWithoutMetaInput) {
   EXPECT_TRUE(HasFault(faults, -1, "forward-meta", "first graph input must be %meta"));
 }
 
+// The shared expert with use_bias (Ernie 4.5): the mlp op's three biases, ops 7-9.
+std::string BiasedSharedExpertBlock(const std::string& biases = "%sgb, %sub, %sdb") {
+  const std::string with_biases = Replace(
+      kSharedExpertBlock, "  %routed = moe(",
+      "  %sgb = weight() {name = \"mlp.shared_expert.gate_proj.bias\"} : tensor<24 x f32>\n"
+      "  %sub = weight() {name = \"mlp.shared_expert.up_proj.bias\"} : tensor<24 x f32>\n"
+      "  %sdb = weight() {name = \"mlp.shared_expert.down_proj.bias\"} : tensor<16 x bf16>\n"
+      "  %routed = moe(");
+  return Replace(with_biases, "mlp(%meta, %x, %sg, %su, %sd)",
+                 "mlp(%meta, %x, %sg, %su, %sd" + (biases.empty() ? "" : ", " + biases) + ")");
+}
+
+TEST(Verifier, MlpTakesAllThreeBiasesOrNone) {
+  EXPECT_TRUE(VerifyText(BiasedSharedExpertBlock()).empty());
+  EXPECT_TRUE(VerifyText(BiasedSharedExpertBlock("")).empty());
+  EXPECT_TRUE(HasFault(VerifyText(BiasedSharedExpertBlock("%sgb")), 11, "types",
+                       "either no biases or all three (gate, up, down), got 1 biases"));
+  EXPECT_TRUE(
+      HasFault(VerifyText(BiasedSharedExpertBlock("%sgb, %sub")), 11, "types", "got 2 biases"));
+  // gate and up biases are [I], the down bias [H].
+  EXPECT_TRUE(HasFault(VerifyText(BiasedSharedExpertBlock("%sgb, %sdb, %sub")), 11, "types",
+                       "up bias [I] mismatch: 16 vs 24"));
+  EXPECT_TRUE(HasFault(VerifyText(BiasedSharedExpertBlock("%sgb, %sub, %sub")), 11, "types",
+                       "down bias [H] mismatch: 24 vs 16"));
+  EXPECT_TRUE(HasFault(VerifyText(BiasedSharedExpertBlock("%sgb, %sub, %x")), 11, "types",
+                       "down bias [H] must have rank 1"));
+  // A biased MLP still takes %meta first (FastDeploy PR 5138).
+  EXPECT_TRUE(HasFault(VerifyText(Replace(BiasedSharedExpertBlock(), "mlp(%meta, %x,", "mlp(%x,")),
+                       11, "forward-meta", "'mlp' needs ForwardMeta"));
+}
+
 TEST(Verifier, TypesShapesAndAttributes) {
   // Declared result type disagrees with the rule.
   EXPECT_TRUE(HasFault(

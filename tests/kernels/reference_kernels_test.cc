@@ -501,6 +501,52 @@ TEST_P(RefMlpTest, MatchesNaiveAndLinearChain) {
   ExpectClose(out, chain, 1e-5, "mlp vs linear chain");
 }
 
+// With biases: down(silu(gate x + bg) * (up x + bu)) + bd on the real rows, zeros on the
+// padding rows, and the same as the moe-lower chain linear, bias_add, ... on the real rows.
+TEST_P(RefMlpTest, BiasesMatchNaiveAndLinearBiasChain) {
+  const auto [dtype, inter] = GetParam();
+  const std::vector<float> x = Random(kT * kH, 24);
+  const Weight gate = MakeWeight(inter * kH, dtype, 25);
+  const Weight up = MakeWeight(inter * kH, dtype, 26);
+  const Weight down = MakeWeight(kH * inter, dtype, 27);
+  const Weight gate_bias = MakeWeight(inter, dtype, 28, 2.0f);
+  const Weight up_bias = MakeWeight(inter, dtype, 29, 2.0f);
+  const Weight down_bias = MakeWeight(kH, dtype, 30, 2.0f);
+  Meta meta = Meta::Tokens(kReal, kT);
+  std::vector<float> out = Poisoned(kT * kH);
+  RunKernel(RefMlp,
+            {F32(x, {kT, kH}), gate.arg({inter, kH}), up.arg({inter, kH}), down.arg({kH, inter}),
+             gate_bias.arg({inter}), up_bias.arg({inter}), down_bias.arg({kH})},
+            {F32(out, {kT, kH})}, {.meta = meta.view()});
+
+  const std::vector<double> g = NaiveLinear(x, gate.values, kT, kReal, kH, inter);
+  const std::vector<double> u = NaiveLinear(x, up.values, kT, kReal, kH, inter);
+  std::vector<double> want(kT * kH, 0.0);
+  for (int64_t t = 0; t < kReal; ++t) {
+    for (int64_t c = 0; c < kH; ++c) {
+      double sum = down_bias.values[c];
+      for (int64_t i = 0; i < inter; ++i) {
+        sum += down.values[c * inter + i] * NaiveSilu(g[t * inter + i] + gate_bias.values[i]) *
+               (u[t * inter + i] + up_bias.values[i]);
+      }
+      want[t * kH + c] = sum;
+    }
+  }
+  ExpectClose(out, want, kTol, "mlp with biases");
+
+  std::vector<float> gl = Poisoned(kT * inter), ul = Poisoned(kT * inter);
+  std::vector<float> h = Poisoned(kT * inter), dl = Poisoned(kT * kH), chain = Poisoned(kT * kH);
+  RunKernel(RefLinear, {F32(x, {kT, kH}), gate.arg({inter, kH})}, {F32(gl, {kT, inter})});
+  RunKernel(RefBiasAdd, {F32(gl, {kT, inter}), gate_bias.arg({inter})}, {F32(gl, {kT, inter})});
+  RunKernel(RefLinear, {F32(x, {kT, kH}), up.arg({inter, kH})}, {F32(ul, {kT, inter})});
+  RunKernel(RefBiasAdd, {F32(ul, {kT, inter}), up_bias.arg({inter})}, {F32(ul, {kT, inter})});
+  RunKernel(RefSiluMul, {F32(gl, {kT, inter}), F32(ul, {kT, inter})}, {F32(h, {kT, inter})});
+  RunKernel(RefLinear, {F32(h, {kT, inter}), down.arg({kH, inter})}, {F32(dl, {kT, kH})});
+  RunKernel(RefBiasAdd, {F32(dl, {kT, kH}), down_bias.arg({kH})}, {F32(chain, {kT, kH})});
+  std::fill(chain.begin() + kReal * kH, chain.end(), 0.0f);  // padding rows, as above
+  ExpectClose(out, chain, 1e-5, "mlp with biases vs linear + bias_add chain");
+}
+
 INSTANTIATE_TEST_SUITE_P(Weights, RefMlpTest,
                          ::testing::Combine(::testing::Values(DType::kF32, DType::kBF16,
                                                               DType::kF16),

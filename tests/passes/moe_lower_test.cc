@@ -89,6 +89,38 @@ TEST(MoeLower, MlpBecomesTwoLinearsSiluMulAndALinear) {
       << out;
 }
 
+// With its biases, each of the three linears is followed by a bias_add of its own bias.
+TEST(MoeLower, BiasedMlpAddsEachBiasAfterItsLinear) {
+  MoeLowerPass pass(SpecKey{MoePhase::kPrefill, 1, 1, 3, 3}, 8);
+  bool changed = false;
+  const std::string out = RunPass(
+      R"(graph @g(%meta: !forward_meta, %x: tensor<3 x 4 x f32>) attributes {max_moe_num_chunk = 1, moe_chunk_size = 8, moe_num_chunk = 1, moe_phase = "prefill", seq_bucket = 3, token_bucket = 3} {
+  %g = weight() {name = "g"} : tensor<6 x 4 x f32>
+  %u = weight() {name = "u"} : tensor<6 x 4 x f32>
+  %d = weight() {name = "d"} : tensor<4 x 6 x f32>
+  %gb = weight() {name = "gb"} : tensor<6 x bf16>
+  %ub = weight() {name = "ub"} : tensor<6 x bf16>
+  %db = weight() {name = "db"} : tensor<4 x bf16>
+  %y = mlp(%meta, %x, %g, %u, %d, %gb, %ub, %db) : tensor<3 x 4 x f32>
+  %z = add(%y, %x) : tensor<3 x 4 x f32>
+  return %z
+}
+)",
+      pass, &changed);
+  EXPECT_TRUE(changed);
+  EXPECT_NE(out.find(R"(  %y.gate = linear(%x, %g) : tensor<3 x 6 x f32>
+  %y.gate_bias = bias_add(%y.gate, %gb) : tensor<3 x 6 x f32>
+  %y.up = linear(%x, %u) : tensor<3 x 6 x f32>
+  %y.up_bias = bias_add(%y.up, %ub) : tensor<3 x 6 x f32>
+  %y.act = silu_mul(%y.gate_bias, %y.up_bias) : tensor<3 x 6 x f32>
+  %y.down = linear(%y.act, %d) : tensor<3 x 4 x f32>
+  %y.down_bias = bias_add(%y.down, %db) : tensor<3 x 4 x f32>
+  %z = add(%y.down_bias, %x) : tensor<3 x 4 x f32>
+  return %z)"),
+            std::string::npos)
+      << out;
+}
+
 TEST(MoeLower, NothingToLowerIsNoChange) {
   MoeLowerPass pass(SpecKey{MoePhase::kPrefill, 3, 3, 20, 4}, 8);
   const std::string once =
