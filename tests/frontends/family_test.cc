@@ -9,6 +9,7 @@
 #include <string>
 
 #include "checkpoint/safetensors.h"
+#include "checkpoint/weights.h"
 #include "frontends/decoder.h"
 #include "frontends/demo_model.h"
 #include "frontends/hf_model.h"
@@ -304,6 +305,34 @@ TEST_F(WeightLoaderTest, ResolvesPlainStackedAndFusedLayouts) {
                       "tensor<2 x 5 x 2 x bf16>"),
             std::string::npos)
       << text;
+}
+
+// Ernie's e_score_correction_bias is stored [1, E]; the graph reads it as [E], and the weight
+// resolves to the same bytes.
+TEST_F(WeightLoaderTest, SqueezedDropsLeadingUnitDims) {
+  Checkpoint ckpt = Write({Tensor("bias", {1, 5}), Tensor("w", {2, 5})});
+  GraphBuilder b("t");
+  WeightLoader loader(ckpt, b);
+  StatusOr<ValueId> bias = loader.Squeezed("bias", {1, 5}, {5});
+  ASSERT_TRUE(bias.ok()) << bias.status().ToString();
+  StatusOr<ValueId> wrong = loader.Squeezed("w", {2, 5}, {5});
+  EXPECT_EQ(wrong.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(wrong.status().message(),
+            file_ + ": tensor 'w' [2, 5] is not [5] with leading size-1 dims");
+  EXPECT_EQ(loader.Squeezed("bias", {5}, {5}).status().code(), StatusCode::kInvalidArgument);
+  b.Output(*bias);
+  StatusOr<Graph> g = std::move(b).Finish();
+  ASSERT_TRUE(g.ok()) << g.status().ToString();
+  const Op& op = g->ops()[0];
+  StatusOr<ResolvedWeight> resolved = ResolveWeight(op, g->type(op.results[0]), ckpt);
+  ASSERT_TRUE(resolved.ok()) << resolved.status().ToString();
+  EXPECT_EQ(resolved->shape, (std::vector<int64_t>{5}));
+  ASSERT_EQ(resolved->slices.size(), 1u);
+  EXPECT_EQ(resolved->slices[0].bytes, 5 * sizeof(float));
+  // Other shapes still disagree.
+  StatusOr<ResolvedWeight> other = ResolveWeight(
+      op, Type::Tensor(DType::kF32, {Dim::Static(1), Dim::Static(1), Dim::Static(5)}), ckpt);
+  EXPECT_FALSE(other.ok());
 }
 
 TEST_F(WeightLoaderTest, ErrorsNameTheTensorAndWhatWasExpected) {
