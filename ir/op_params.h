@@ -35,12 +35,17 @@ struct ParamField {
   int64_t min = INT64_MIN;  // inclusive range of an integer field
   int64_t max = INT64_MAX;
   bool required = true;  // an optional field reads as 0 when its attribute is absent
+  // An optional field that ParamsToAttrs leaves out at 0: graphs that do not use it carry no
+  // attribute, so their text is what it was before the field existed (rope's rotary_dim).
+  // row_offset is written even at 0 (a lowered topk_route shows it).
+  bool omit_zero = false;
 };
 
 template <typename P>
 constexpr ParamField<P> IntField(const char* name, IntMember<P> member, int64_t min = INT64_MIN,
-                                 int64_t max = INT64_MAX, bool required = true) {
-  return ParamField<P>{name, member, nullptr, min, max, required};
+                                 int64_t max = INT64_MAX, bool required = true,
+                                 bool omit_zero = false) {
+  return ParamField<P>{name, member, nullptr, min, max, required, omit_zero};
 }
 template <typename P>
 constexpr ParamField<P> FloatField(const char* name, FloatMember<P> member) {
@@ -59,15 +64,27 @@ struct RmsNormParams {
   static constexpr auto Fields() { return std::array{FloatField("eps", &RmsNormParams::eps)}; }
 };
 
-// rope: NeoX rotate-half over each head_dim-wide head.
+// rope: rotates the first rotary_dim values of each head_dim-wide head by
+// inv_freq_i = theta^(-2i / rotary_dim), i < rotary_dim / 2, and passes the rest
+// through. interleaved 0: NeoX rotate-half over the rotary part, pair (i, i +
+// rotary_dim / 2); 1: GPT-J pairs (2i, 2i + 1). rotary_dim absent or 0 means
+// head_dim; a set one is even, in [2, head_dim] (the verifier checks).
 struct RopeParams {
   static constexpr const char* kName = "RopeParams";
   int64_t head_dim = 0;
   double theta = 0;
+  int64_t rotary_dim = 0;
+  int64_t interleaved = 0;
   static constexpr auto Fields() {
     return std::array{IntField("head_dim", &RopeParams::head_dim, 2, 4096),
-                      FloatField("theta", &RopeParams::theta)};
+                      FloatField("theta", &RopeParams::theta),
+                      IntField("rotary_dim", &RopeParams::rotary_dim, 0, 4096,
+                               /*required=*/false, /*omit_zero=*/true),
+                      IntField("interleaved", &RopeParams::interleaved, 0, 1,
+                               /*required=*/false, /*omit_zero=*/true)};
   }
+  // The rotated width: rotary_dim, or head_dim when it is 0.
+  constexpr int64_t RotaryDim() const { return rotary_dim != 0 ? rotary_dim : head_dim; }
 };
 
 // attention: `layer` picks the KV cache layer it writes and reads.

@@ -13,13 +13,14 @@
 
 namespace moegraph {
 
-// P's fields as attributes: every field, optional ones included; floats as
-// double (exact: the struct keeps double).
+// P's fields as attributes: every field, optional ones included, except an
+// omit_zero field at 0; floats as double (exact: the struct keeps double).
 template <OpParamsStruct P>
 AttrMap ParamsToAttrs(const P& p) {
   AttrMap attrs;
   for (const ParamField<P>& field : P::Fields()) {
     if (field.int_member) {
+      if (field.omit_zero && p.*field.int_member == 0) continue;
       attrs[field.name] = p.*field.int_member;
     } else {
       attrs[field.name] = p.*field.float_member;
