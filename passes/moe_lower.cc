@@ -10,7 +10,8 @@
 namespace moegraph {
 namespace {
 
-// %meta, x, router, gate, up, down.
+// %meta, x, router, gate, up, down[, bias]: the routing attributes and the
+// optional score-correction bias go to topk_route unchanged.
 StatusOr<ValueId> LowerMoe(const Graph& graph, const Op& op, MoePhase phase, OpEmitter& emit,
                            const std::string& hint) {
   const ValueId meta = op.operands[0], x = op.operands[1], router = op.operands[2];
@@ -22,9 +23,11 @@ StatusOr<ValueId> LowerMoe(const Graph& graph, const Op& op, MoePhase phase, OpE
   const AttrMap pairs = ParamsToAttrs(TopKParams{.top_k = top_k});
   const AttrMap experts = ParamsToAttrs(NumExpertsParams{.num_experts = num_experts});
   MG_ASSIGN_OR_RETURN(ValueId logits, emit.Emit1("linear", {x, router}, {}, hint + ".router"));
+  std::vector<ValueId> route_operands = {meta, logits};
+  if (op.operands.size() > 6) route_operands.push_back(op.operands[6]);
   MG_ASSIGN_OR_RETURN(
       std::vector<ValueId> route,
-      emit.Emit("topk_route", {meta, logits}, ParamsToAttrs(route_params), hint + ".route"));
+      emit.Emit("topk_route", route_operands, ParamsToAttrs(route_params), hint + ".route"));
   const ValueId ids = route[0], weights = route[1];
   if (phase == MoePhase::kPrefill) {
     MG_ASSIGN_OR_RETURN(std::vector<ValueId> align,

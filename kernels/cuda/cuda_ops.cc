@@ -415,17 +415,28 @@ Status RunGatherLast(const KernelArgs& a, const CudaStepContext& ctx) {
                "gather_last");
 }
 
+// The optional score-correction bias a.in[index] (f32 [E]), or null when absent.
+StatusOr<const float*> RouteBias(const KernelArgs& a, int index, int64_t num_experts,
+                                 const char* kernel) {
+  if (a.num_in <= index) return static_cast<const float*>(nullptr);
+  if (a.in[index].dtype != DType::kF32 || a.in[index].numel() != num_experts) {
+    return ContractViolation(kernel, "bias must be f32 [E]");
+  }
+  return F32In(a.in[index]);
+}
+
 Status RunTopkRoute(const KernelArgs& a, const CudaStepContext& ctx) {
   const TopkRouteParams& params = Params<TopkRouteParams>(a);
   const int64_t top_k = params.top_k;
   const bool ok = top_k > 0 && RowSize(a.out[0]) == top_k && RowSize(a.out[1]) == top_k;
   if (!ok) return ContractViolation("topk_route", "ids and weights must be [T, top_k]");
   const int64_t num_rows = std::min(NumRows(a.out[0]), NumRows(a.out[1]));
-  return Check(
-      LaunchTopkRoute(F32In(a.in[0]), RowSize(a.in[0]), I32Out(a.out[0]), F32Out(a.out[1]),
-                      num_rows, static_cast<int>(top_k), params.norm_topk_prob != 0,
-                      params.row_offset, std::min(num_rows, NumRows(a.in[0])), a.meta, ctx.stream),
-      "topk_route");
+  const int64_t num_experts = RowSize(a.in[0]);
+  MG_ASSIGN_OR_RETURN(const float* bias, RouteBias(a, 1, num_experts, "topk_route"));
+  return Check(LaunchTopkRoute(F32In(a.in[0]), num_experts, MakeRouteRule(params, bias),
+                               I32Out(a.out[0]), F32Out(a.out[1]), num_rows, params.row_offset,
+                               std::min(num_rows, NumRows(a.in[0])), a.meta, ctx.stream),
+               "topk_route");
 }
 
 Status RunMoeAlign(const KernelArgs& a, const CudaStepContext& ctx) {
@@ -634,6 +645,7 @@ Status RunMoe(const KernelArgs& a, const CudaStepContext& ctx) {
                   StackedWeightOk(up, num_experts, inter, hidden) &&
                   StackedWeightOk(down, num_experts, hidden, inter);
   if (!ok) return ContractViolation("moe", "x [T, H], router [E, H], experts [E, ...]");
+  MG_ASSIGN_OR_RETURN(const float* bias, RouteBias(a, 5, num_experts, "moe"));
   const MoeLayout l = PlanMoe(a, ctx.activation_parts);
   if (ctx.scratch_bytes < l.total) return Internal("moe: scratch too small");
   std::byte* s = ctx.scratch;
@@ -652,10 +664,10 @@ Status RunMoe(const KernelArgs& a, const CudaStepContext& ctx) {
   // Logits of rows past x_rows are never read: top-k masks them.
   MG_RETURN_IF_ERROR(RunLinear(ctx, s + l.linear, l.total - l.linear, x, x_rows, hidden, router,
                                nullptr, num_experts, logits, x_rows, nullptr));
-  MG_RETURN_IF_ERROR(Check(
-      LaunchTopkRoute(logits, num_experts, ids, weights, num_rows, static_cast<int>(top_k),
-                      params.norm_topk_prob != 0, params.row_offset, x_rows, a.meta, ctx.stream),
-      "moe routing"));
+  MG_RETURN_IF_ERROR(
+      Check(LaunchTopkRoute(logits, num_experts, MakeRouteRule(params, bias), ids, weights,
+                            num_rows, params.row_offset, x_rows, a.meta, ctx.stream),
+            "moe routing"));
   MG_RETURN_IF_ERROR(Check(LaunchMoeAlign(ids, num_pairs, sorted, num_pairs, offsets,
                                           num_experts + 1, num_experts, ctx.stream),
                            "moe align"));
