@@ -2,6 +2,7 @@
 #include "frontends/family.h"
 
 #include "frontends/config_reader.h"
+#include "frontends/ernie4_5_moe.h"
 #include "frontends/mixtral.h"
 #include "frontends/qwen2.h"
 #include "frontends/qwen3_moe.h"
@@ -38,6 +39,8 @@ const std::vector<ModelFamily>& ModelFamilies() {
           "MixtralForCausalLM", "mixtral"),
       Family<Qwen2Config, ParseQwen2Config, BuildQwen2Graph, Qwen2WeightList>("Qwen2ForCausalLM",
                                                                               "qwen2"),
+      Family<Ernie4_5_MoeConfig, ParseErnie4_5_MoeConfig, BuildErnie4_5_MoeGraph,
+             Ernie4_5_MoeWeightList>("Ernie4_5_MoeForCausalLM", "ernie4_5_moe"),
   };
   return *families;
 }

@@ -54,7 +54,7 @@ TEST_F(FamilyTest, RegistryFindsQwen3MoeAndListsItForOthers) {
   EXPECT_EQ(other.status().message(),
             "no model family for architecture \"LlamaForCausalLM\"; supported architectures: "
             "\"Qwen3MoeForCausalLM\", \"Qwen3ForCausalLM\", \"MixtralForCausalLM\", "
-            "\"Qwen2ForCausalLM\"");
+            "\"Qwen2ForCausalLM\", \"Ernie4_5_MoeForCausalLM\"");
 }
 
 TEST_F(FamilyTest, ConfigPicksTheFirstRegisteredArchitecture) {
@@ -71,14 +71,14 @@ TEST_F(FamilyTest, ConfigPicksTheFirstRegisteredArchitecture) {
   EXPECT_EQ(family.status().message(),
             "config.json: field \"architectures\" is [\"LlamaForCausalLM\"]; supported "
             "architectures: \"Qwen3MoeForCausalLM\", \"Qwen3ForCausalLM\", "
-            "\"MixtralForCausalLM\", \"Qwen2ForCausalLM\"");
+            "\"MixtralForCausalLM\", \"Qwen2ForCausalLM\", \"Ernie4_5_MoeForCausalLM\"");
   json = ParseJson(R"({"architectures": "Qwen3MoeForCausalLM"})", "config.json");
   EXPECT_EQ(FamilyForConfig(*json, "config.json").status().code(), StatusCode::kInvalidArgument);
   json = ParseJson(R"({})", "config.json");
   EXPECT_EQ(FamilyForConfig(*json, "config.json").status().message(),
             "config.json: field \"architectures\" is missing; supported architectures: "
             "\"Qwen3MoeForCausalLM\", \"Qwen3ForCausalLM\", \"MixtralForCausalLM\", "
-            "\"Qwen2ForCausalLM\"");
+            "\"Qwen2ForCausalLM\", \"Ernie4_5_MoeForCausalLM\"");
 }
 
 TEST_F(FamilyTest, LoadHfModelDispatchesThroughTheRegistry) {
@@ -94,7 +94,8 @@ TEST_F(FamilyTest, LoadHfModelDispatchesThroughTheRegistry) {
   EXPECT_EQ(model.status().code(), StatusCode::kUnimplemented);
   EXPECT_NE(model.status().message().find(
                 "is [\"DeepseekV3ForCausalLM\"]; supported architectures: \"Qwen3MoeForCausalLM\", "
-                "\"Qwen3ForCausalLM\", \"MixtralForCausalLM\", \"Qwen2ForCausalLM\""),
+                "\"Qwen3ForCausalLM\", \"MixtralForCausalLM\", \"Qwen2ForCausalLM\", "
+                "\"Ernie4_5_MoeForCausalLM\""),
             std::string::npos)
       << model.status().ToString();
 }
@@ -162,7 +163,10 @@ TEST_P(FamilyGoldenTest, EveryMetaOpTakesMetaAndDroppingItIsRejected) {
     if (!op.def->Has(kNeedsForwardMeta)) continue;
     ASSERT_FALSE(op.operands.empty()) << op.def->name;
     EXPECT_EQ(op.operands[0], model->graph.inputs()[0]) << op.def->name << " without %meta";
-    if (op.def->name == "mlp" || op.def->name == "moe") ++blocks;
+    // A shared expert (BuildMoe's "<block>.shared") is a second block in its layer.
+    const std::string& name = model->graph.value(op.results[0]).name;
+    const bool shared = name.size() > 7 && name.compare(name.size() - 7, 7, ".shared") == 0;
+    if ((op.def->name == "mlp" && !shared) || op.def->name == "moe") ++blocks;
   }
   EXPECT_EQ(blocks, model->decoder().num_hidden_layers) << "one FFN block per layer";
   const std::string text = PrintGraph(model->graph);
