@@ -183,6 +183,33 @@ TEST_P(FamilyGoldenTest, EveryMetaOpTakesMetaAndDroppingItIsRejected) {
 
 INSTANTIATE_TEST_SUITE_P(Goldens, FamilyGoldenTest, ::testing::ValuesIn(testing::GoldenCases()));
 
+// A bf16 checkpoint written from Ernie's weight list keeps the router and the score-correction
+// bias f32 (as transformers does; the moe op takes only an f32 bias), and loads.
+TEST_F(FamilyTest, ErnieWeightListWritesALoadableBf16Checkpoint) {
+  const std::string golden = testing::GoldenDir("ernie_moe_shared2_bias");
+  StatusOr<HfModel> reference = LoadHfModel(golden);
+  ASSERT_TRUE(reference.ok()) << reference.status().ToString();
+  StatusOr<const ModelFamily*> family = FindModelFamily("Ernie4_5_MoeForCausalLM");
+  ASSERT_TRUE(family.ok());
+  const std::string dir = TestDir("ernie_bf16");
+  const std::vector<TensorToWrite> tensors =
+      MakeRandomWeights((*family)->weight_list(reference->config), 11, DType::kBF16);
+  int f32 = 0;
+  for (const TensorToWrite& t : tensors) {
+    const bool routing = t.name.ends_with(".mlp.gate.weight") ||
+                         t.name.ends_with(".mlp.moe_statics.e_score_correction_bias");
+    EXPECT_EQ(t.dtype, routing ? DType::kF32 : DType::kBF16) << t.name;
+    f32 += routing ? 1 : 0;
+  }
+  EXPECT_EQ(f32, 4);  // two MoE layers
+  ASSERT_TRUE(WriteSafetensors(dir + "/model.safetensors", tensors, {}).ok());
+  std::ifstream in(golden + "/config.json", std::ios::binary);
+  std::ofstream(dir + "/config.json", std::ios::binary) << in.rdbuf();
+  StatusOr<HfModel> model = LoadHfModel(dir);
+  ASSERT_TRUE(model.ok()) << model.status().ToString();
+  EXPECT_EQ(TensorsRead(model->graph), TensorsRead(reference->graph));
+}
+
 // ---- DecoderBuilder ----------------------------------------------------------------
 
 // o_bias and lm_head_bias (Ernie 4.5's use_bias): self_attn.o_proj.bias after each o projection
