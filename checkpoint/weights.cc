@@ -46,7 +46,10 @@ StatusOr<ResolvedWeight> ResolveWeight(const Op& op, const Type& type,
     // experts, of which this weight takes rows [row_offset, row_offset + N).
     uint64_t offset_in_tensor = 0;
     if (per_expert_names || !w.stacked) {
-      if (t->shape != slice_shape) {
+      std::vector<int64_t> squeezed = t->shape;
+      while (squeezed.size() > slice_shape.size() && squeezed.front() == 1)
+        squeezed.erase(squeezed.begin());
+      if (squeezed != slice_shape) {
         return InvalidArgument(where + " has shape " + ShapeString(t->shape) +
                                " but the graph expects " + ShapeString(slice_shape));
       }

@@ -34,7 +34,9 @@ struct ResolvedWeight {
 };
 
 // Finds the bytes of weight op `op` (typed `type`) in `checkpoint`; the dtype
-// and shape must match the IR type exactly.
+// must match the IR type exactly, and so must the shape, up to leading size-1
+// dims of the stored tensor (Ernie's [1, E] score-correction bias is the graph's
+// [E]: the same bytes).
 StatusOr<ResolvedWeight> ResolveWeight(const Op& op, const Type& type,
                                        const Checkpoint& checkpoint);
 

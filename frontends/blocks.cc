@@ -13,8 +13,8 @@ Status NeedsOp(const std::string& block, const std::string& option, const std::s
   return Unimplemented(block + ": option " + option + " is not supported yet: " + needs);
 }
 
-// bias_add exists; the fused mlp / moe ops have no bias operands yet.
-constexpr const char* kBiasOp = "needs bias operands on the fused mlp / moe ops (issue 11)";
+// bias_add exists and the mlp op takes biases; the fused moe op has no bias operands yet.
+constexpr const char* kBiasOp = "needs bias operands on the fused moe op (issue 11)";
 
 // transformers: dim = int(head_dim * partial_rotary_factor).
 int64_t RotaryDim(const AttentionOptions& o) {
@@ -35,14 +35,12 @@ const char* ActivationName(Activation activation) {
   return "?";
 }
 
-const char* RouterKindName(RouterKind kind) {
-  switch (kind) {
-    case RouterKind::kSoftmaxTopK:
-      return "softmax_topk";
-    case RouterKind::kSigmoidTopK:
-      return "sigmoid_topk";
-    case RouterKind::kGroupedTopK:
-      return "grouped_topk";
+const char* RouteScoringName(RouteScoring scoring) {
+  switch (scoring) {
+    case RouteScoring::kSoftmax:
+      return "softmax";
+    case RouteScoring::kSigmoid:
+      return "sigmoid";
   }
   return "?";
 }
@@ -156,14 +154,22 @@ Status CheckMlpOptions(const MlpOptions& o, const std::string& what) {
   if (!o.gated) {
     return NeedsOp(what, "gated = false", "an ungated MLP needs an elementwise activation op");
   }
-  if (o.bias) return NeedsOp(what, "bias", std::string("MLP bias ") + kBiasOp);
   return Status::Ok();
 }
 
 StatusOr<ValueId> BuildMlp(GraphBuilder& b, const MlpOptions& o, const MlpWeights& w, ValueId x,
                            const std::string& name) {
-  MG_RETURN_IF_ERROR(CheckMlpOptions(o, "MLP '" + name + "'"));
-  return b.Add1("mlp", {b.meta(), x, w.gate, w.up, w.down}, {}, name);
+  const std::string what = "MLP '" + name + "'";
+  MG_RETURN_IF_ERROR(CheckMlpOptions(o, what));
+  // bias takes all three biases; without it, none.
+  const bool all_bias = w.gate_bias != kNoValue && w.up_bias != kNoValue && w.down_bias != kNoValue;
+  const bool any_bias = w.gate_bias != kNoValue || w.up_bias != kNoValue || w.down_bias != kNoValue;
+  if (o.bias ? !all_bias : any_bias) {
+    return InvalidArgument(what + ": bias and the gate/up/down bias weights disagree");
+  }
+  if (!o.bias) return b.Add1("mlp", {b.meta(), x, w.gate, w.up, w.down}, {}, name);
+  return b.Add1("mlp", {b.meta(), x, w.gate, w.up, w.down, w.gate_bias, w.up_bias, w.down_bias}, {},
+                name);
 }
 
 // ---- MoE ---------------------------------------------------------------------
@@ -174,27 +180,43 @@ Status CheckMoeOptions(const MoeOptions& o) {
     return InvalidArgument(block + ": top_k (" + std::to_string(o.top_k) + ") must be in [1, " +
                            "num_experts = " + std::to_string(o.num_experts) + "]");
   }
-  if (o.router == RouterKind::kSigmoidTopK) {
-    return NeedsOp(block, "router = sigmoid_topk",
-                   "sigmoid routing needs a sigmoid mode on topk_route (the Llama 4 family "
-                   "issue)");
+  if (o.scoring != RouteScoring::kSoftmax && o.scoring != RouteScoring::kSigmoid) {
+    return InvalidArgument(block + ": scoring " + std::to_string(static_cast<int64_t>(o.scoring)) +
+                           " is neither softmax nor sigmoid");
   }
-  if (o.router == RouterKind::kGroupedTopK) {
-    return NeedsOp(block,
-                   "router = grouped_topk (num_groups = " + std::to_string(o.num_groups) +
-                       ", top_k_groups = " + std::to_string(o.top_k_groups) + ")",
-                   "grouped top-k needs a grouped mode on topk_route (the DeepSeek V3 family "
-                   "issue)");
+  if (o.num_groups < 1 || o.num_groups > kMaxRouteGroups || o.num_experts % o.num_groups != 0) {
+    return InvalidArgument(block + ": num_groups (" + std::to_string(o.num_groups) +
+                           ") must divide num_experts (" + std::to_string(o.num_experts) +
+                           ") and be at most " + std::to_string(kMaxRouteGroups));
   }
-  if (o.score_correction_bias) {
-    return NeedsOp(block, "score_correction_bias",
-                   "the score-correction bias needs a bias operand on topk_route (the DeepSeek "
-                   "V3 family issue)");
+  const int64_t group_size = o.num_experts / o.num_groups;
+  if (o.num_groups > 1 && group_size < 2) {
+    return InvalidArgument(block + ": num_groups (" + std::to_string(o.num_groups) +
+                           ") leaves one expert per group; a group is scored by its top two");
   }
-  if (o.routed_scaling_factor != 1.0) {
-    return NeedsOp(block, "routed_scaling_factor = " + std::to_string(o.routed_scaling_factor),
-                   "a routed scaling factor needs a scale attribute on moe/topk_route (the "
-                   "DeepSeek V3 family issue)");
+  if (o.top_k_groups < 0 || o.top_k_groups > o.num_groups) {
+    return InvalidArgument(block + ": top_k_groups (" + std::to_string(o.top_k_groups) +
+                           ") must be in [1, num_groups = " + std::to_string(o.num_groups) +
+                           "] (0: all groups)");
+  }
+  const int64_t kept_groups = o.top_k_groups > 0 ? o.top_k_groups : o.num_groups;
+  if (o.top_k > kept_groups * group_size) {
+    return InvalidArgument(
+        block + ": top_k (" + std::to_string(o.top_k) + ") exceeds the " +
+        std::to_string(kept_groups * group_size) + " experts of the kept groups (top_k_groups = " +
+        std::to_string(kept_groups) + " of " + std::to_string(group_size) + " experts)");
+  }
+  if (!(o.routed_scaling_factor > 0.0) || !std::isfinite(o.routed_scaling_factor)) {
+    return InvalidArgument(block + ": routed_scaling_factor (" +
+                           std::to_string(o.routed_scaling_factor) + ") must be finite and > 0");
+  }
+  if (!(o.norm_min >= 0.0) || !std::isfinite(o.norm_min)) {
+    return InvalidArgument(block + ": norm_min (" + std::to_string(o.norm_min) +
+                           ") must be finite and >= 0");
+  }
+  if (o.norm_min > 0.0 && !o.norm_topk_prob) {
+    return InvalidArgument(block + ": norm_min (" + std::to_string(o.norm_min) +
+                           ") needs norm_topk_prob");
   }
   if (o.router_bias) return NeedsOp(block, "router_bias", std::string("router bias ") + kBiasOp);
   if (o.expert_bias) {
@@ -203,6 +225,11 @@ Status CheckMoeOptions(const MoeOptions& o) {
                    "issue)");
   }
   MG_RETURN_IF_ERROR(CheckMlpOptions(o.expert_mlp, "MoE experts"));
+  if (o.expert_mlp.bias) {
+    return NeedsOp(block, "expert_mlp.bias",
+                   "expert biases need bias operands on the moe op and the grouped GEMMs (the "
+                   "GPT-OSS family issue)");
+  }
   if (o.shared_expert) MG_RETURN_IF_ERROR(CheckMlpOptions(o.shared_mlp, "MoE shared expert"));
   if (o.shared_expert_gate && !o.shared_expert) {
     return InvalidArgument("MoE: shared_expert_gate without shared_expert");
@@ -217,12 +244,24 @@ StatusOr<ValueId> BuildMoe(GraphBuilder& b, const MoeOptions& o, const MoeWeight
     return InvalidArgument("MoE '" + name +
                            "': shared_expert_gate and the shared-expert gate weight disagree");
   }
-  // Not TopkRouteParams: an unchunked moe op carries no row_offset
-  // attribute (moe-chunk adds it per chunk), and the struct writes every field.
-  ValueId routed = b.Add1(
-      "moe", {b.meta(), x, w.router, w.gate, w.up, w.down},
-      {{"top_k", o.top_k}, {"norm_topk_prob", static_cast<int64_t>(o.norm_topk_prob ? 1 : 0)}},
-      name);
+  if (o.score_correction_bias != (w.correction_bias != kNoValue)) {
+    return InvalidArgument("MoE '" + name +
+                           "': score_correction_bias and the correction bias weight disagree");
+  }
+  const TopkRouteParams route{.top_k = o.top_k,
+                              .norm_topk_prob = o.norm_topk_prob ? 1 : 0,
+                              .scoring = static_cast<int64_t>(o.scoring),
+                              .num_groups = o.num_groups,
+                              .top_k_groups = o.top_k_groups,
+                              .routed_scaling_factor = o.routed_scaling_factor,
+                              .norm_min = o.norm_min};
+  // Attributes, not the struct: an unchunked moe op carries no row_offset (moe-chunk adds it
+  // per chunk; its presence marks a chunk). The options at their defaults are not written.
+  AttrMap attrs = ParamsToAttrs(route);
+  attrs.erase("row_offset");
+  std::vector<ValueId> operands = {b.meta(), x, w.router, w.gate, w.up, w.down};
+  if (o.score_correction_bias) operands.push_back(w.correction_bias);
+  ValueId routed = b.Add1("moe", operands, attrs, name);
   if (!o.shared_expert) return routed;
   // The shared expert is an ordinary MLP and takes %meta like every other one.
   MG_ASSIGN_OR_RETURN(ValueId shared, BuildMlp(b, o.shared_mlp, w.shared, x, name + ".shared"));

@@ -73,61 +73,68 @@ const char* ActivationName(Activation activation);
 struct MlpOptions {
   Activation activation = Activation::kSilu;
   bool gated = true;  // false (up, activation, down): Unimplemented, needs an activation op
-  bool bias = false;  // Unimplemented: needs bias operands on the mlp op
+  bool bias = false;  // biases on the gate, up and down projections (Ernie 4.5 use_bias)
 };
 
 struct MlpWeights {
-  ValueId gate = kNoValue;  // [I, H]
-  ValueId up = kNoValue;    // [I, H]
-  ValueId down = kNoValue;  // [H, I]
+  ValueId gate = kNoValue;       // [I, H]
+  ValueId up = kNoValue;         // [I, H]
+  ValueId down = kNoValue;       // [H, I]
+  ValueId gate_bias = kNoValue;  // [I], with bias
+  ValueId up_bias = kNoValue;    // [I], with bias
+  ValueId down_bias = kNoValue;  // [H], with bias
 };
 
 Status CheckMlpOptions(const MlpOptions& options, const std::string& what = "MLP");
 
-// x [T, H] -> [T, H]: a dense MLP (a dense layer or a shared expert). It always takes %meta.
+// x [T, H] -> [T, H]: a dense MLP (a dense layer or a shared expert), one `mlp` op with the
+// three biases as operands under `bias`. It always takes %meta.
 StatusOr<ValueId> BuildMlp(GraphBuilder& b, const MlpOptions& options, const MlpWeights& weights,
                            ValueId x, const std::string& name);
 
 // ---- MoE ---------------------------------------------------------------------
 
-enum class RouterKind {
-  kSoftmaxTopK,  // softmax over all experts, then top-k (Qwen-MoE, Mixtral)
-  kSigmoidTopK,  // Unimplemented: sigmoid scores, top-k (Llama 4)
-  kGroupedTopK,  // Unimplemented: sigmoid + score-correction bias, top groups then top-k (DSV3)
-};
-const char* RouterKindName(RouterKind kind);
+// "softmax" / "sigmoid" (RouteScoring is the topk_route op's, ir/op_params.h).
+const char* RouteScoringName(RouteScoring scoring);
 
+// The router: scores (softmax over all experts: Qwen-MoE, Mixtral, Ernie; sigmoid of each logit:
+// GLM4-MoE, DeepSeek V3), an optional score-correction bias added for the choice only,
+// group-limited top-k, renormalisation and scaling; see TopkRouteParams (ir/op_params.h) for the
+// exact rule. The defaults are plain softmax top-k.
 struct MoeOptions {
   int64_t num_experts = 0;
   int64_t top_k = 0;
-  bool norm_topk_prob = false;  // renormalize the top-k weights to sum to 1
-  RouterKind router = RouterKind::kSoftmaxTopK;
-  int64_t num_groups = 1;              // grouped top-k: expert groups (n_group)
-  int64_t top_k_groups = 1;            // grouped top-k: groups kept (topk_group)
-  bool score_correction_bias = false;  // Unimplemented: e_score_correction_bias (DSV3)
-  double routed_scaling_factor = 1.0;  // Unimplemented when != 1
-  bool router_bias = false;            // Unimplemented: bias on the router GEMM (GPT-OSS)
-  bool expert_bias = false;            // Unimplemented: biases on the expert GEMMs (GPT-OSS)
-  MlpOptions expert_mlp;               // the experts' activation (SiLU only today)
-  bool shared_expert = false;          // an always-on dense MLP added to the routed output
-  MlpOptions shared_mlp;               // the shared expert's MLP
-  bool shared_expert_gate = false;     // sigmoid(x @ gate^T) * shared (Qwen2-MoE)
+  bool norm_topk_prob = false;  // divide the top-k weights by max(their sum, norm_min)
+  RouteScoring scoring = RouteScoring::kSoftmax;
+  int64_t num_groups = 1;              // expert groups (n_group); divides num_experts
+  int64_t top_k_groups = 0;            // groups kept (topk_group); 0: all num_groups
+  bool score_correction_bias = false;  // e_score_correction_bias [E]: MoeWeights::correction_bias
+  double routed_scaling_factor = 1.0;  // the final weights' factor
+  double norm_min = 0.0;       // with norm_topk_prob (Ernie's moe_norm_min; GLM's + 1e-20 is 1e-20)
+  bool router_bias = false;    // Unimplemented: bias on the router GEMM (GPT-OSS)
+  bool expert_bias = false;    // Unimplemented: biases on the expert GEMMs (GPT-OSS)
+  MlpOptions expert_mlp;       // the experts' activation (SiLU only today; no bias)
+  bool shared_expert = false;  // an always-on dense MLP added to the routed output
+  MlpOptions shared_mlp;       // the shared expert's MLP
+  bool shared_expert_gate = false;  // sigmoid(x @ gate^T) * shared (Qwen2-MoE)
 };
 
 struct MoeWeights {
-  ValueId router = kNoValue;       // [E, H]
-  ValueId gate = kNoValue;         // [E, I, H] stacked
-  ValueId up = kNoValue;           // [E, I, H] stacked
-  ValueId down = kNoValue;         // [E, H, I] stacked
-  MlpWeights shared;               // with shared_expert
-  ValueId shared_gate = kNoValue;  // [1, H], with shared_expert_gate
+  ValueId router = kNoValue;           // [E, H]
+  ValueId gate = kNoValue;             // [E, I, H] stacked
+  ValueId up = kNoValue;               // [E, I, H] stacked
+  ValueId down = kNoValue;             // [E, H, I] stacked
+  ValueId correction_bias = kNoValue;  // [E] f32, with score_correction_bias
+  MlpWeights shared;                   // with shared_expert
+  ValueId shared_gate = kNoValue;      // [1, H], with shared_expert_gate
 };
 
 Status CheckMoeOptions(const MoeOptions& options);
 
-// x [T, H] -> [T, H]: routed experts (one `moe` op, lowered per key by moe-lower), plus the
-// shared expert's MLP when there is one (scaled per token by sigmoid_gate_mul under
-// shared_expert_gate); the moe op and the MLP take %meta.
+// x [T, H] -> [T, H]: routed experts (one `moe` op, lowered per key by moe-lower; the router
+// options are its attributes, printed only when not the default, and the correction bias its
+// last operand), plus the shared expert's MLP when there is one (scaled per token by
+// sigmoid_gate_mul under shared_expert_gate); the moe op and the MLP take %meta.
 StatusOr<ValueId> BuildMoe(GraphBuilder& b, const MoeOptions& options, const MoeWeights& weights,
                            ValueId x, const std::string& name);
 

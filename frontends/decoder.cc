@@ -21,7 +21,13 @@ StatusOr<Graph> DecoderBuilder::Build(const DecoderAttention& attention, const F
   if (!c_.tie_word_embeddings) {
     MG_ASSIGN_OR_RETURN(head, w_.Plain("lm_head.weight", {c_.vocab_size, hidden}));
   }
-  b_.Output(b_.Add1("linear", {last, head}, {}, "logits"));
+  ValueId logits = b_.Add1("linear", {last, head}, {}, "logits");
+  if (attention.lm_head_bias) {
+    // Tying shares lm_head.weight only: the bias is the head's own either way.
+    MG_ASSIGN_OR_RETURN(ValueId bias, w_.Plain("lm_head.bias", {c_.vocab_size}));
+    logits = b_.Add1("bias_add", {logits, bias}, {}, "logits_bias");
+  }
+  b_.Output(logits);
   return std::move(b_).Finish();
 }
 
@@ -43,6 +49,9 @@ StatusOr<ValueId> DecoderBuilder::Layer(int64_t layer, ValueId h, const DecoderA
     MG_ASSIGN_OR_RETURN(attn_w.k_bias, w_.Plain(a + "k_proj.bias", {kv_cols}));
     MG_ASSIGN_OR_RETURN(attn_w.v_bias, w_.Plain(a + "v_proj.bias", {kv_cols}));
   }
+  if (variant.o_bias) {
+    MG_ASSIGN_OR_RETURN(attn_w.o_bias, w_.Plain(a + "o_proj.bias", {hidden}));
+  }
   if (variant.qk_norm) {
     MG_ASSIGN_OR_RETURN(attn_w.q_norm, w_.Plain(a + "q_norm.weight", {hd}));
     MG_ASSIGN_OR_RETURN(attn_w.k_norm, w_.Plain(a + "k_norm.weight", {hd}));
@@ -56,6 +65,7 @@ StatusOr<ValueId> DecoderBuilder::Layer(int64_t layer, ValueId h, const DecoderA
   attn.head_dim = hd;
   attn.qk_norm = variant.qk_norm;
   attn.qkv_bias = variant.qkv_bias;
+  attn.o_bias = variant.o_bias;
   attn.norm_eps = c_.rms_norm_eps;
   attn.rope.theta = c_.rope_theta;
   attn.rope.partial_rotary_factor = c_.partial_rotary_factor;
@@ -89,6 +99,7 @@ std::vector<WeightSpec> DecoderWeightList(const DecoderConfig& c, const DecoderA
       w.push_back({p + "self_attn.k_proj.bias", {kv_dim}, kBias});
       w.push_back({p + "self_attn.v_proj.bias", {kv_dim}, kBias});
     }
+    if (attention.o_bias) w.push_back({p + "self_attn.o_proj.bias", {hidden}, kBias});
     if (attention.qk_norm) {
       w.push_back({p + "self_attn.q_norm.weight", {c.head_dim}, kNorm});
       w.push_back({p + "self_attn.k_norm.weight", {c.head_dim}, kNorm});
@@ -97,6 +108,7 @@ std::vector<WeightSpec> DecoderWeightList(const DecoderConfig& c, const DecoderA
   }
   w.push_back({"model.norm.weight", {hidden}, kNorm});
   if (!c.tie_word_embeddings) w.push_back({"lm_head.weight", {c.vocab_size, hidden}, kLinear});
+  if (attention.lm_head_bias) w.push_back({"lm_head.bias", {c.vocab_size}, kBias});
   return w;
 }
 

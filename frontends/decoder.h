@@ -19,10 +19,13 @@
 
 namespace moegraph {
 
-// The attention variants a family's checkpoint picks (the rest is DecoderConfig's sizes).
+// The variants of the skeleton a family's checkpoint picks, attention and LM head (the rest is
+// DecoderConfig's sizes).
 struct DecoderAttention {
   bool qk_norm = false;           // self_attn.{q,k}_norm.weight [head_dim] (Qwen3)
   bool qkv_bias = false;          // self_attn.{q,k,v}_proj.bias (Qwen2)
+  bool o_bias = false;            // self_attn.o_proj.bias [hidden] (Ernie 4.5 use_bias)
+  bool lm_head_bias = false;      // lm_head.bias [vocab], tied embeddings or not (Ernie 4.5)
   bool rope_interleaved = false;  // RoPE on GPT-J pairs (2i, 2i + 1), not halves (Ernie 4.5)
 };
 
@@ -44,7 +47,8 @@ class DecoderBuilder {
   // The graph: @name(%meta, %tokens: tensor<T x i32>) -> logits [B, vocab]. Every layer's
   // attention is GQA over its own KV cache layer with RoPE (over the config's
   // partial_rotary_factor of each head, interleaved with `rope_interleaved`; q/k RMSNorm per
-  // head with `qk_norm`, q/k/v projection biases with `qkv_bias`), then `ffn`.
+  // head with `qk_norm`, q/k/v projection biases with `qkv_bias`, the o projection's with
+  // `o_bias`), then `ffn`; the LM head adds its bias with `lm_head_bias`.
   StatusOr<Graph> Build(const DecoderAttention& attention, const Ffn& ffn) &&;
   StatusOr<Graph> Build(bool qk_norm, const Ffn& ffn) && {
     return std::move(*this).Build(DecoderAttention{.qk_norm = qk_norm}, ffn);

@@ -45,7 +45,8 @@ Qwen3MoeConfig DemoModelConfig();
 Status WriteDemoModel(const std::string& dir, const DemoModelOptions& options = {});
 
 // The tensors of `weights` (a family's weight list) in that order, in `dtype` (kF32, kF16 or
-// kBF16; anything else is written as kF32), filled as each spec's WeightInit says. Each tensor
+// kBF16; anything else is written as kF32; a spec marked f32 always in kF32), filled as each
+// spec's WeightInit says. Each tensor
 // draws from its own stream seeded by (seed, name), so the values of one tensor do not depend on
 // which others exist. Values: embeddings ~N(0, 1); linear weights ~N(0, 1) / sqrt(fan_in),
 // which keeps RMS-normed activations O(1) through every projection and gives logits of unit

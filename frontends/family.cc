@@ -2,6 +2,7 @@
 #include "frontends/family.h"
 
 #include "frontends/config_reader.h"
+#include "frontends/ernie4_5_moe.h"
 #include "frontends/mixtral.h"
 #include "frontends/qwen2.h"
 #include "frontends/qwen2_moe.h"
@@ -44,6 +45,10 @@ constexpr std::string_view kQwen2Demo =
 // Layer 1 dense (mlp_only_layers), the rest 8 experts top-2 plus a gated shared expert.
 constexpr std::string_view kQwen2MoeDemo =
     R"({"architectures": ["Qwen2MoeForCausalLM"], "model_type": "qwen2_moe", "vocab_size": 512, "hidden_size": 128, "intermediate_size": 256, "moe_intermediate_size": 64, "shared_expert_intermediate_size": 96, "num_hidden_layers": 4, "num_attention_heads": 4, "num_key_value_heads": 2, "num_experts": 8, "num_experts_per_tok": 2, "norm_topk_prob": false, "decoder_sparse_step": 1, "mlp_only_layers": [1], "qkv_bias": true, "rope_theta": 1000000.0, "rms_norm_eps": 1e-06, "tie_word_embeddings": false, "use_sliding_window": false, "max_position_embeddings": 2048})";
+// Layer 0 dense (moe_layer_start_index 1), the rest 8 experts top-2 and one shared expert;
+// interleaved RoPE and the softmax router with its score-correction bias.
+constexpr std::string_view kErnie45MoeDemo =
+    R"({"architectures": ["Ernie4_5_MoeForCausalLM"], "model_type": "ernie4_5_moe", "vocab_size": 512, "hidden_size": 128, "intermediate_size": 256, "moe_intermediate_size": 64, "num_hidden_layers": 4, "num_attention_heads": 4, "num_key_value_heads": 2, "head_dim": 32, "moe_num_experts": 8, "moe_k": 2, "moe_num_shared_experts": 1, "moe_layer_start_index": 1, "moe_layer_end_index": -1, "moe_layer_interval": 1, "moe_norm_min": 1e-12, "use_bias": false, "rope_theta": 500000.0, "rms_norm_eps": 1e-05, "tie_word_embeddings": true, "max_position_embeddings": 2048})";
 
 }  // namespace
 
@@ -59,6 +64,8 @@ const std::vector<ModelFamily>& ModelFamilies() {
                                                                               "qwen2", kQwen2Demo),
       Family<Qwen2MoeConfig, ParseQwen2MoeConfig, BuildQwen2MoeGraph, Qwen2MoeWeightList>(
           "Qwen2MoeForCausalLM", "qwen2_moe", kQwen2MoeDemo),
+      Family<Ernie4_5_MoeConfig, ParseErnie4_5_MoeConfig, BuildErnie4_5_MoeGraph,
+             Ernie4_5_MoeWeightList>("Ernie4_5_MoeForCausalLM", "ernie4_5_moe", kErnie45MoeDemo),
   };
   return *families;
 }

@@ -6,6 +6,7 @@
 #include <variant>
 
 #include "frontends/decoder_config.h"
+#include "frontends/ernie4_5_moe_config.h"
 #include "frontends/mixtral_config.h"
 #include "frontends/qwen2_config.h"
 #include "frontends/qwen2_moe_config.h"
@@ -13,7 +14,8 @@
 
 namespace moegraph {
 
-using ModelConfig = std::variant<Qwen3MoeConfig, MixtralConfig, Qwen2Config, Qwen2MoeConfig>;
+using ModelConfig =
+    std::variant<Qwen3MoeConfig, MixtralConfig, Qwen2Config, Qwen2MoeConfig, Ernie4_5_MoeConfig>;
 
 // The fields every family shares (sizes, RoPE, embeddings).
 inline const DecoderConfig& Decoder(const ModelConfig& config) {

@@ -1,6 +1,8 @@
 // WeightLoader: checkpoint lookups with shape and dtype checks.
 #include "frontends/weights.h"
 
+#include <algorithm>
+
 #include "support/strings.h"
 
 namespace moegraph {
@@ -32,6 +34,21 @@ StatusOr<const SafetensorsTensor*> WeightLoader::Lookup(const std::string& name,
 
 StatusOr<ValueId> WeightLoader::Plain(const std::string& name, const std::vector<int64_t>& shape) {
   MG_ASSIGN_OR_RETURN(const SafetensorsTensor* t, Lookup(name, shape));
+  return b_.Weight(name, StaticTensor(t->dtype, shape));
+}
+
+StatusOr<ValueId> WeightLoader::Squeezed(const std::string& name,
+                                         const std::vector<int64_t>& stored,
+                                         const std::vector<int64_t>& shape) {
+  MG_ASSIGN_OR_RETURN(const SafetensorsTensor* t, Lookup(name, stored));
+  const size_t ones = stored.size() - std::min(stored.size(), shape.size());
+  const bool leading_ones = std::all_of(stored.begin(), stored.begin() + static_cast<long>(ones),
+                                        [](int64_t d) { return d == 1; });
+  if (!leading_ones || !std::equal(shape.begin(), shape.end(),
+                                   stored.begin() + static_cast<long>(ones), stored.end())) {
+    return InvalidArgument(ckpt_.FileOf(name) + ": tensor '" + name + "' " + ShapeString(stored) +
+                           " is not " + ShapeString(shape) + " with leading size-1 dims");
+  }
   return b_.Weight(name, StaticTensor(t->dtype, shape));
 }
 

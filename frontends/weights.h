@@ -26,6 +26,9 @@ struct WeightSpec {
   std::string name;
   std::vector<int64_t> shape;
   WeightInit init = WeightInit::kLinear;
+  // Written in f32 whatever the checkpoint's dtype, as transformers keeps it
+  // (_keep_in_fp32_modules_strict: Ernie's router and score-correction bias).
+  bool f32 = false;
 
   int64_t numel() const {
     int64_t n = 1;
@@ -64,6 +67,11 @@ class WeightLoader {
 
   // The tensor `name`, which must have `shape`.
   StatusOr<ValueId> Plain(const std::string& name, const std::vector<int64_t>& shape);
+
+  // The tensor `name` stored as `stored` (`shape` with leading size-1 dims, e.g. a [1, E] bias)
+  // as a `shape` weight: the same bytes, which ResolveWeight accepts.
+  StatusOr<ValueId> Squeezed(const std::string& name, const std::vector<int64_t>& stored,
+                             const std::vector<int64_t>& shape);
 
   // Tensors `pattern` with {e} = 0..num_experts-1, each `shape`, stacked as one
   // [num_experts, ...shape] weight named by the pattern.

@@ -35,21 +35,44 @@ struct ParamField {
   int64_t min = INT64_MIN;  // inclusive range of an integer field
   int64_t max = INT64_MAX;
   bool required = true;  // an optional field reads as 0 when its attribute is absent
-  // An optional field that ParamsToAttrs leaves out at 0: graphs that do not use it carry no
-  // attribute, so their text is what it was before the field existed (rope's rotary_dim).
-  // row_offset is written even at 0 (a lowered topk_route shows it).
-  bool omit_zero = false;
+  // An optional field with a default (OptionalIntField / OptionalFloatField):
+  // absent reads as the default, and ParamsToAttrs leaves the field out while it
+  // holds the default, so IR that does not use the option prints as before
+  // (rope's rotary_dim and interleaved at 0, the router's options).
+  // (`row_offset` has none: its presence marks a chunked moe op.)
+  bool has_default = false;
+  int64_t int_default = 0;
+  double float_default = 0;
 };
 
 template <typename P>
 constexpr ParamField<P> IntField(const char* name, IntMember<P> member, int64_t min = INT64_MIN,
-                                 int64_t max = INT64_MAX, bool required = true,
-                                 bool omit_zero = false) {
-  return ParamField<P>{name, member, nullptr, min, max, required, omit_zero};
+                                 int64_t max = INT64_MAX, bool required = true) {
+  return ParamField<P>{name, member, nullptr, min, max, required};
 }
 template <typename P>
 constexpr ParamField<P> FloatField(const char* name, FloatMember<P> member) {
   return ParamField<P>{name, nullptr, member};
+}
+template <typename P>
+constexpr ParamField<P> OptionalIntField(const char* name, IntMember<P> member, int64_t min,
+                                         int64_t max, int64_t default_value) {
+  return ParamField<P>{
+      name,          member, nullptr, min, max, /*required=*/false, /*has_default=*/true,
+      default_value, 0.0};
+}
+template <typename P>
+constexpr ParamField<P> OptionalFloatField(const char* name, FloatMember<P> member,
+                                           double default_value) {
+  return ParamField<P>{name,
+                       nullptr,
+                       member,
+                       INT64_MIN,
+                       INT64_MAX,
+                       /*required=*/false,
+                       /*has_default=*/true,
+                       0,
+                       default_value};
 }
 
 // ---- the params structs ------------------------------------------------------
@@ -78,10 +101,10 @@ struct RopeParams {
   static constexpr auto Fields() {
     return std::array{IntField("head_dim", &RopeParams::head_dim, 2, 4096),
                       FloatField("theta", &RopeParams::theta),
-                      IntField("rotary_dim", &RopeParams::rotary_dim, 0, 4096,
-                               /*required=*/false, /*omit_zero=*/true),
-                      IntField("interleaved", &RopeParams::interleaved, 0, 1,
-                               /*required=*/false, /*omit_zero=*/true)};
+                      OptionalIntField("rotary_dim", &RopeParams::rotary_dim, 0, 4096,
+                                       /*default_value=*/0),
+                      OptionalIntField("interleaved", &RopeParams::interleaved, 0, 1,
+                                       /*default_value=*/0)};
   }
   // The rotated width: rotary_dim, or head_dim when it is 0.
   constexpr int64_t RotaryDim() const { return rotary_dim != 0 ? rotary_dim : head_dim; }
@@ -104,19 +127,60 @@ struct AttentionParams {
   }
 };
 
-// moe, topk_route: softmax top-k routing. `row_offset` is the first token row
-// of a MoE chunk (absent: 0, an unchunked op).
+// Most expert groups a route may have (its kernels keep one flag per group on
+// the stack).
+inline constexpr int64_t kMaxRouteGroups = 256;
+
+// How topk_route / moe score the experts from a row of router logits.
+enum class RouteScoring : int64_t {
+  kSoftmax = 0,  // softmax over all experts
+  kSigmoid = 1,  // sigmoid of each logit
+};
+
+// moe, topk_route: top-k routing. Per token row of router logits:
+//   1. scores s = softmax(logits) or sigmoid(logits) (`scoring`);
+//   2. choice scores c = s + bias when the op has the optional %bias operand
+//      (f32 [E], the score-correction bias), else s;
+//   3. group-limited choice when num_groups > 1: the experts split into
+//      num_groups contiguous groups, each scored by the sum of its two largest
+//      c; the top_k_groups best groups are kept (ties: lower group id) and the
+//      other groups' experts are excluded;
+//   4. the top_k experts by c (ties: lower expert id); their weights are their
+//      s (the bias changes the choice, never the weights);
+//   5. norm_topk_prob: weights / max(sum of the chosen s, norm_min) (Ernie's
+//      clamp(min = moe_norm_min); GLM / DeepSeek's sum + 1e-20 is
+//      max(sum, 1e-20) to f32 precision for the positive sums sigmoid gives);
+//   6. weights * routed_scaling_factor.
+// Absent optional attributes are today's softmax top-k: scoring 0, one group,
+// no bias, norm_min 0, scaling 1. `row_offset` is the first token row of a MoE
+// chunk (absent: 0, an unchunked op).
 struct TopkRouteParams {
   static constexpr const char* kName = "TopkRouteParams";
   int64_t top_k = 0;
   int64_t norm_topk_prob = 0;  // 0 or 1
   int64_t row_offset = 0;
+  int64_t scoring = 0;       // RouteScoring
+  int64_t num_groups = 1;    // divides E; each group >= 2 experts when > 1
+  int64_t top_k_groups = 0;  // groups kept; 0 (absent): all num_groups
+  double routed_scaling_factor = 1.0;
+  double norm_min = 0.0;
   static constexpr auto Fields() {
-    return std::array{IntField("top_k", &TopkRouteParams::top_k, 1, 1024),
-                      IntField("norm_topk_prob", &TopkRouteParams::norm_topk_prob, 0, 1),
-                      IntField("row_offset", &TopkRouteParams::row_offset, 0, INT64_MAX,
-                               /*required=*/false)};
+    return std::array{
+        IntField("top_k", &TopkRouteParams::top_k, 1, 1024),
+        IntField("norm_topk_prob", &TopkRouteParams::norm_topk_prob, 0, 1),
+        IntField("row_offset", &TopkRouteParams::row_offset, 0, INT64_MAX,
+                 /*required=*/false),
+        OptionalIntField("scoring", &TopkRouteParams::scoring, 0, 1, /*default_value=*/0),
+        OptionalIntField("num_groups", &TopkRouteParams::num_groups, 1, kMaxRouteGroups,
+                         /*default_value=*/1),
+        OptionalIntField("top_k_groups", &TopkRouteParams::top_k_groups, 0, kMaxRouteGroups,
+                         /*default_value=*/0),
+        OptionalFloatField("routed_scaling_factor", &TopkRouteParams::routed_scaling_factor,
+                           /*default_value=*/1.0),
+        OptionalFloatField("norm_min", &TopkRouteParams::norm_min, /*default_value=*/0.0)};
   }
+  // The groups kept (top_k_groups, or every group when it is 0).
+  constexpr int64_t KeptGroups() const { return top_k_groups > 0 ? top_k_groups : num_groups; }
 };
 
 // moe_align, moe_expert_batch.
@@ -166,7 +230,10 @@ struct ParamFieldInfo {
   bool required = true;
   int64_t min = INT64_MIN;
   int64_t max = INT64_MAX;
-  int wire_index = 0;  // index into the step's ints (kInt) or floats (kFloat)
+  int wire_index = 0;        // index into the step's ints (kInt) or floats (kFloat)
+  bool has_default = false;  // absent reads as the default (else as 0)
+  int64_t int_default = 0;
+  double float_default = 0;
 };
 
 struct ParamsInfo {
@@ -201,9 +268,11 @@ constexpr auto MakeFieldInfos() {
   int ints = 0, floats = 0;
   for (size_t i = 0; i < fields.size(); ++i) {
     const bool is_int = fields[i].int_member != nullptr;
-    out[i] = ParamFieldInfo{fields[i].name,     is_int ? AttrKind::kInt : AttrKind::kFloat,
-                            fields[i].required, fields[i].min,
-                            fields[i].max,      is_int ? ints++ : floats++};
+    out[i] = ParamFieldInfo{fields[i].name,         is_int ? AttrKind::kInt : AttrKind::kFloat,
+                            fields[i].required,     fields[i].min,
+                            fields[i].max,          is_int ? ints++ : floats++,
+                            fields[i].has_default,  fields[i].int_default,
+                            fields[i].float_default};
   }
   return out;
 }

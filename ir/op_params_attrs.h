@@ -13,16 +13,18 @@
 
 namespace moegraph {
 
-// P's fields as attributes: every field, optional ones included, except an
-// omit_zero field at 0; floats as double (exact: the struct keeps double).
+// P's fields as attributes: every field but those with a default that hold
+// it (an optional field without one, `row_offset`, is written); floats as
+// double (exact: the struct keeps double).
 template <OpParamsStruct P>
 AttrMap ParamsToAttrs(const P& p) {
   AttrMap attrs;
   for (const ParamField<P>& field : P::Fields()) {
     if (field.int_member) {
-      if (field.omit_zero && p.*field.int_member == 0) continue;
+      if (field.has_default && p.*field.int_member == field.int_default) continue;
       attrs[field.name] = p.*field.int_member;
     } else {
+      if (field.has_default && p.*field.float_member == field.float_default) continue;
       attrs[field.name] = p.*field.float_member;
     }
   }
@@ -31,8 +33,8 @@ AttrMap ParamsToAttrs(const P& p) {
 
 // P from an op's attributes, checked as the verifier checks them: a required
 // field present, each of the right kind and an integer within its range. An
-// absent optional field reads as 0. Attributes that are not P's fields are
-// ignored. Errors name the op and the field.
+// absent optional field reads as its default, or 0 when it has none. Attributes that are not P's
+// fields are ignored. Errors name the op and the field.
 template <OpParamsStruct P>
 StatusOr<P> ParamsFromAttrs(const AttrMap& attrs, std::string_view op_name) {
   P p{};
@@ -42,6 +44,11 @@ StatusOr<P> ParamsFromAttrs(const AttrMap& attrs, std::string_view op_name) {
     if (it == attrs.end()) {
       if (field.required) {
         return InvalidArgument(where + ": missing attribute '" + field.name + "'");
+      }
+      if (field.int_member) {
+        p.*field.int_member = field.int_default;
+      } else {
+        p.*field.float_member = field.float_default;
       }
       continue;
     }

@@ -2,6 +2,7 @@
 // reference semantics, in one place. Shapes use T rows (tokens), B sequences,
 // H hidden, E experts, k top_k, P = T*k (token, expert) pairs.
 #include <algorithm>
+#include <cmath>
 #include <memory>
 
 #include "ir/op_registry.h"
@@ -251,7 +252,15 @@ StatusOr<std::vector<Type>> InferGatherLast(const InferContext& ctx) {
   return std::vector<Type>{F32({seqs, In(ctx, 0).dims[1]})};
 }
 
+// x, gate [I,H], up [I,H], down [H,I], then optionally the three biases gate [I], up [I],
+// down [H]: all three or none.
 StatusOr<std::vector<Type>> InferMlp(const InferContext& ctx) {
+  if (ctx.operands.size() != 4 && ctx.operands.size() != 7) {
+    return ShapeError(ctx,
+                      "takes x, gate, up, down and either no biases or all three (gate, up, "
+                      "down), got " +
+                          std::to_string(ctx.operands.size() - 4) + " biases");
+  }
   MG_RETURN_IF_ERROR(RequireTensor(ctx, 0, 2, "x"));
   MG_RETURN_IF_ERROR(RequireDType(ctx, 0, DType::kF32, "x"));
   for (int i = 1; i <= 3; ++i) {
@@ -265,6 +274,15 @@ StatusOr<std::vector<Type>> InferMlp(const InferContext& ctx) {
   MG_RETURN_IF_ERROR(RequireSameDim(ctx, In(ctx, 2).dims[1], hidden, "up [I,H]"));
   MG_RETURN_IF_ERROR(RequireSameDim(ctx, In(ctx, 3).dims[0], hidden, "down [H,I]"));
   MG_RETURN_IF_ERROR(RequireSameDim(ctx, In(ctx, 3).dims[1], inter, "down [H,I]"));
+  if (ctx.operands.size() == 7) {
+    const char* roles[] = {"gate bias [I]", "up bias [I]", "down bias [H]"};
+    for (int i = 0; i < 3; ++i) {
+      MG_RETURN_IF_ERROR(RequireTensor(ctx, 4 + i, 1, roles[i]));
+      MG_RETURN_IF_ERROR(RequireFloat(ctx, 4 + i, roles[i]));
+      MG_RETURN_IF_ERROR(
+          RequireSameDim(ctx, In(ctx, 4 + i).dims[0], i < 2 ? inter : hidden, roles[i]));
+    }
+  }
   return std::vector<Type>{In(ctx, 0)};
 }
 
@@ -280,11 +298,53 @@ Status CheckStacked(const InferContext& ctx, int index, const Dim& experts, cons
   return Status::Ok();
 }
 
-Status CheckTopK(const InferContext& ctx, int64_t num_experts) {
-  const int64_t top_k = ctx.op.IntAttr("top_k");
-  if (top_k > num_experts) {
-    return ShapeError(ctx, "top_k (" + std::to_string(top_k) + ") exceeds the expert count (" +
+// The routing attributes against the expert count, and the optional
+// score-correction bias (data operand `bias_index`, when the op has it).
+Status CheckRoute(const InferContext& ctx, int64_t num_experts, int bias_index) {
+  MG_ASSIGN_OR_RETURN(const TopkRouteParams p,
+                      ParamsFromAttrs<TopkRouteParams>(ctx.op.attrs, ctx.op.name()));
+  if (p.top_k > num_experts) {
+    return ShapeError(ctx, "top_k (" + std::to_string(p.top_k) + ") exceeds the expert count (" +
                                std::to_string(num_experts) + ")");
+  }
+  if (num_experts % p.num_groups != 0) {
+    return ShapeError(ctx, "num_groups (" + std::to_string(p.num_groups) +
+                               ") must divide the expert count (" + std::to_string(num_experts) +
+                               ")");
+  }
+  const int64_t group_size = num_experts / p.num_groups;
+  if (p.num_groups > 1 && group_size < 2) {
+    return ShapeError(ctx, "num_groups (" + std::to_string(p.num_groups) + ") leaves groups of " +
+                               std::to_string(group_size) +
+                               " expert; a group is scored by its top two, so it needs >= 2");
+  }
+  if (p.top_k_groups > p.num_groups) {
+    return ShapeError(ctx, "top_k_groups (" + std::to_string(p.top_k_groups) +
+                               ") exceeds num_groups (" + std::to_string(p.num_groups) + ")");
+  }
+  if (p.top_k > p.KeptGroups() * group_size) {
+    return ShapeError(ctx, "top_k (" + std::to_string(p.top_k) + ") exceeds the " +
+                               std::to_string(p.KeptGroups() * group_size) +
+                               " experts of the kept groups (top_k_groups " +
+                               std::to_string(p.KeptGroups()) + " x " + std::to_string(group_size) +
+                               " experts)");
+  }
+  if (!(p.routed_scaling_factor > 0.0) || !std::isfinite(p.routed_scaling_factor)) {
+    return ShapeError(ctx, "attribute 'routed_scaling_factor' must be finite and > 0, got " +
+                               std::to_string(p.routed_scaling_factor));
+  }
+  if (!(p.norm_min >= 0.0) || !std::isfinite(p.norm_min)) {
+    return ShapeError(
+        ctx, "attribute 'norm_min' must be finite and >= 0, got " + std::to_string(p.norm_min));
+  }
+  if (p.norm_min > 0.0 && p.norm_topk_prob == 0) {
+    return ShapeError(ctx, "attribute 'norm_min' only applies with norm_topk_prob = 1");
+  }
+  if (bias_index < static_cast<int>(ctx.operands.size())) {
+    MG_RETURN_IF_ERROR(RequireTensor(ctx, bias_index, 1, "bias"));
+    MG_RETURN_IF_ERROR(RequireDType(ctx, bias_index, DType::kF32, "bias"));
+    MG_RETURN_IF_ERROR(RequireSameDim(ctx, In(ctx, bias_index).dims[0], S(num_experts),
+                                      "bias [E] and the expert count"));
   }
   return Status::Ok();
 }
@@ -298,7 +358,7 @@ StatusOr<std::vector<Type>> InferMoe(const InferContext& ctx) {
   const Dim& experts = In(ctx, 1).dims[0];
   MG_RETURN_IF_ERROR(RequireSameDim(ctx, In(ctx, 1).dims[1], hidden, "router [E,H]"));
   MG_RETURN_IF_ERROR(RequireStatic(ctx, experts, "expert count"));
-  MG_RETURN_IF_ERROR(CheckTopK(ctx, experts.size));
+  MG_RETURN_IF_ERROR(CheckRoute(ctx, experts.size, /*bias_index=*/5));
   // The fused op's reference kernel keeps a row's logits and routes on the stack.
   if (experts.size > kMoeOpMaxExperts || ctx.op.IntAttr("top_k") > kMoeOpMaxTopK) {
     return ShapeError(ctx, "the fused moe op supports at most " + std::to_string(kMoeOpMaxExperts) +
@@ -316,7 +376,7 @@ StatusOr<std::vector<Type>> InferTopkRoute(const InferContext& ctx) {
   MG_RETURN_IF_ERROR(RequireTensor(ctx, 0, 2, "logits"));
   MG_RETURN_IF_ERROR(RequireDType(ctx, 0, DType::kF32, "logits"));
   MG_RETURN_IF_ERROR(RequireStatic(ctx, In(ctx, 0).dims[1], "expert count"));
-  MG_RETURN_IF_ERROR(CheckTopK(ctx, In(ctx, 0).dims[1].size));
+  MG_RETURN_IF_ERROR(CheckRoute(ctx, In(ctx, 0).dims[1].size, /*bias_index=*/1));
   const Dim rows = In(ctx, 0).dims[0];
   const Dim k = S(ctx.op.IntAttr("top_k"));
   return std::vector<Type>{I32({rows, k}), F32({rows, k})};
@@ -593,27 +653,31 @@ std::vector<OpDef> BuildDefs() {
        .traits = kMetaPure | kKernel,
        .infer = InferGatherLast},
       {.name = "mlp",
-       .summary = "dense SwiGLU MLP (dense layer or shared expert): down(silu(gate x) * up x)",
-       .example = "%y = mlp(%meta, %x, %wg, %wu, %wd) : tensor<T x 2048 x f32>",
+       .summary = "dense SwiGLU MLP (dense layer or shared expert): down(silu(gate x + bg) * "
+                  "(up x + bu)) + bd, the biases optional (all three or none)",
+       .example = "%y = mlp(%meta, %x, %wg, %wu, %wd, %bg, %bu, %bd) : tensor<T x 2048 x f32>",
        .min_data_operands = 4,
-       .max_data_operands = 4,
+       .max_data_operands = 7,
        .traits = kTokenRowsPure,
        .infer = InferMlp},
       {.name = "moe",
-       .summary = "sparse MoE block: softmax router, top-k, SwiGLU experts, weighted sum",
+       .summary = "sparse MoE block: router, top-k (TopkRouteParams; optional last operand "
+                  "the score-correction bias [E]), SwiGLU experts, weighted sum",
        .example = "%y = moe(%meta, %x, %router, %wg, %wu, %wd) {norm_topk_prob = 1, top_k = 8} : "
                   "tensor<T x 2048 x f32>",
        .min_data_operands = 5,
-       .max_data_operands = 5,
+       .max_data_operands = 6,
        .traits = kTokenRowsPure,
        .params = &kParamsInfo<TopkRouteParams>,
        .infer = InferMoe},
       {.name = "topk_route",
-       .summary = "softmax top-k routing; rows past num_tokens get expert -1",
-       .example = "%ids, %w = topk_route(%meta, %logits) {norm_topk_prob = 1, top_k = 8} : "
+       .summary = "top-k routing (softmax or sigmoid scores, optional score-correction bias "
+                  "[E] for the choice, groups, scaling); rows past num_tokens get expert -1",
+       .example = "%ids, %w = topk_route(%meta, %logits, %bias) {norm_topk_prob = 1, "
+                  "num_groups = 8, scoring = 1, top_k = 8, top_k_groups = 4} : "
                   "tensor<64 x 8 x i32>, tensor<64 x 8 x f32>",
        .min_data_operands = 1,
-       .max_data_operands = 1,
+       .max_data_operands = 2,
        .traits = kTokenRowsPure | kKernel,
        .params = &kParamsInfo<TopkRouteParams>,
        .infer = InferTopkRoute},
@@ -773,9 +837,9 @@ KernelParams PackKernelParams(const Op& op) {
   params.floats.resize(op.def->params->num_floats);
   for (const ParamFieldInfo& f : *op.def->params) {
     if (f.kind == AttrKind::kInt) {
-      params.ints[f.wire_index] = op.IntAttr(f.name, 0);
+      params.ints[f.wire_index] = op.IntAttr(f.name, f.int_default);
     } else {
-      params.floats[f.wire_index] = static_cast<float>(op.FloatAttr(f.name, 0.0));
+      params.floats[f.wire_index] = static_cast<float>(op.FloatAttr(f.name, f.float_default));
     }
   }
   return params;
@@ -793,12 +857,19 @@ uint64_t OpSetHash() {
                 std::to_string(a.required) + ":" + std::to_string(a.min) + ":" +
                 std::to_string(a.max) + ";";
       }
-      // The wire order: integer fields, then float fields.
+      // The wire order: integer fields, then float fields; and the defaults
+      // an absent attribute packs as.
       if (def->params) {
         for (const AttrKind kind : {AttrKind::kInt, AttrKind::kFloat}) {
           for (const ParamFieldInfo& f : *def->params) {
             if (f.kind == kind)
               text += (kind == AttrKind::kInt ? "i:" : "f:") + std::string(f.name) + ";";
+          }
+        }
+        for (const ParamFieldInfo& f : *def->params) {
+          if (f.has_default) {
+            text += std::string("d:") + f.name + "=" + std::to_string(f.int_default) + "/" +
+                    std::to_string(f.float_default) + ";";
           }
         }
       }

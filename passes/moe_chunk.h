@@ -10,7 +10,8 @@
 // moe_num_chunk*C are padding by the chunk rule and become zeros.
 //
 // Steps, per `moe` op without row_offset: 1. slice the input per chunk;
-// 2. one `moe` per chunk; 3. concatenate, padding with `zeros`; 4. replace
+// 2. one `moe` per chunk, with the op's other operands (weights, the optional
+// %bias) and attributes; 3. concatenate, padding with `zeros`; 4. replace
 // the uses. A graph whose bucket fits one chunk (T <= C, one chunk) is left
 // unchanged.
 #pragma once

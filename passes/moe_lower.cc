@@ -10,7 +10,8 @@
 namespace moegraph {
 namespace {
 
-// %meta, x, router, gate, up, down.
+// %meta, x, router, gate, up, down[, bias]: the routing attributes and the
+// optional score-correction bias go to topk_route unchanged.
 StatusOr<ValueId> LowerMoe(const Graph& graph, const Op& op, MoePhase phase, OpEmitter& emit,
                            const std::string& hint) {
   const ValueId meta = op.operands[0], x = op.operands[1], router = op.operands[2];
@@ -22,9 +23,11 @@ StatusOr<ValueId> LowerMoe(const Graph& graph, const Op& op, MoePhase phase, OpE
   const AttrMap pairs = ParamsToAttrs(TopKParams{.top_k = top_k});
   const AttrMap experts = ParamsToAttrs(NumExpertsParams{.num_experts = num_experts});
   MG_ASSIGN_OR_RETURN(ValueId logits, emit.Emit1("linear", {x, router}, {}, hint + ".router"));
+  std::vector<ValueId> route_operands = {meta, logits};
+  if (op.operands.size() > 6) route_operands.push_back(op.operands[6]);
   MG_ASSIGN_OR_RETURN(
       std::vector<ValueId> route,
-      emit.Emit("topk_route", {meta, logits}, ParamsToAttrs(route_params), hint + ".route"));
+      emit.Emit("topk_route", route_operands, ParamsToAttrs(route_params), hint + ".route"));
   const ValueId ids = route[0], weights = route[1];
   if (phase == MoePhase::kPrefill) {
     MG_ASSIGN_OR_RETURN(std::vector<ValueId> align,
@@ -51,13 +54,22 @@ StatusOr<ValueId> LowerMoe(const Graph& graph, const Op& op, MoePhase phase, OpE
   return emit.Emit1("moe_combine", {meta, y, weights}, {}, hint + ".out");
 }
 
-// %meta, x, gate, up, down.
+// %meta, x, gate, up, down, and optionally the gate, up and down biases.
 StatusOr<ValueId> LowerMlp(const Op& op, OpEmitter& emit, const std::string& hint) {
   const ValueId x = op.operands[1];
-  MG_ASSIGN_OR_RETURN(ValueId g, emit.Emit1("linear", {x, op.operands[2]}, {}, hint + ".gate"));
-  MG_ASSIGN_OR_RETURN(ValueId u, emit.Emit1("linear", {x, op.operands[3]}, {}, hint + ".up"));
+  const bool has_bias = op.operands.size() == 8;
+  // linear, then bias_add with the bias at operand `bias` when the op has biases.
+  auto project = [&](ValueId in, int weight, int bias,
+                     const std::string& what) -> StatusOr<ValueId> {
+    MG_ASSIGN_OR_RETURN(ValueId y,
+                        emit.Emit1("linear", {in, op.operands[weight]}, {}, hint + what));
+    if (!has_bias) return y;
+    return emit.Emit1("bias_add", {y, op.operands[bias]}, {}, hint + what + "_bias");
+  };
+  MG_ASSIGN_OR_RETURN(ValueId g, project(x, 2, 5, ".gate"));
+  MG_ASSIGN_OR_RETURN(ValueId u, project(x, 3, 6, ".up"));
   MG_ASSIGN_OR_RETURN(ValueId h, emit.Emit1("silu_mul", {g, u}, {}, hint + ".act"));
-  return emit.Emit1("linear", {h, op.operands[4]}, {}, hint + ".down");
+  return project(h, 4, 7, ".down");
 }
 
 }  // namespace

@@ -7,9 +7,12 @@
 //            grouped_matmul (down) -> moe_unpermute_reduce (routing weights)
 //   decode:  linear (router) -> topk_route -> moe_expert_batch ->
 //            expert_batched_gate_up_silu -> expert_batched_down -> moe_combine
-// topk_route takes %meta and the chunk's row_offset and routes rows at or past
-// num_tokens to expert -1, so padded rows never reach an expert.
-// `mlp` becomes linear (gate), linear (up), silu_mul, linear (down).
+// topk_route takes %meta, the moe op's routing attributes (its chunk's
+// row_offset, scoring, groups, scaling, norm_min) and its optional %bias
+// operand, and routes rows at or past num_tokens to expert -1, so padded rows
+// never reach an expert.
+// `mlp` becomes linear (gate), linear (up), silu_mul, linear (down); with its
+// bias operands each linear is followed by a bias_add of its bias.
 //
 // Steps: walk the ops once, emitting the expansion in place of each MoE/MLP
 // op and forwarding its uses to the expansion's result.

@@ -2,8 +2,8 @@
 """Generate independent golden references for moegraph's model families.
 
 The reference is Hugging Face `transformers` (Qwen3MoeForCausalLM,
-Qwen3ForCausalLM, MixtralForCausalLM, Qwen2ForCausalLM, Qwen2MoeForCausalLM) running on CPU in float32 with eager
-attention and the eager (per-expert loop) experts implementation.  For every
+Qwen3ForCausalLM, MixtralForCausalLM, Qwen2ForCausalLM, Qwen2MoeForCausalLM,
+Ernie4_5_MoeForCausalLM) running on CPU in float32 with eager attention and the eager (per-expert loop) experts implementation.  For every
 case this script
 
   1. builds a small random model of the case's family (seeded),
@@ -34,20 +34,27 @@ import torch
 import transformers
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
-from transformers import (MixtralConfig, MixtralForCausalLM, Qwen2Config, Qwen2ForCausalLM,
-                          Qwen2MoeConfig, Qwen2MoeForCausalLM, Qwen3Config, Qwen3ForCausalLM,
-                          Qwen3MoeConfig, Qwen3MoeForCausalLM)
+from transformers import (Ernie4_5_MoeConfig, Ernie4_5_MoeForCausalLM, MixtralConfig,
+                          MixtralForCausalLM, Qwen2Config, Qwen2ForCausalLM, Qwen2MoeConfig,
+                          Qwen2MoeForCausalLM, Qwen3Config, Qwen3ForCausalLM, Qwen3MoeConfig,
+                          Qwen3MoeForCausalLM)
 
 NUM_DECODE_STEPS = 32
 PROMPT_LENGTHS = (5, 17, 1, 40)
 TIE_EPS = 1e-4          # greedy top-1/top-2 logit gap must exceed this
 ROUTER_EPS = 1e-4       # k-th/(k+1)-th router logit gap must exceed this
 MAX_PROMPT_ATTEMPTS = 50
+# Spread of the randomised e_score_correction_bias (transformers initialises it to 0): the
+# softmax scores it is added to are O(1/E), so this moves some choices (asserted per case).
+CORRECTION_BIAS_SPREAD = 0.1
 
 # Per family: the transformers classes, the config fields every case shares,
 # the router and sparse-block module names (router margins, MoE layer list; None
 # for a dense family), and a weight that exists only in the published
-# per-expert layout (None: no experts).
+# per-expert layout (None: no experts). Optional: `choice_scores` (router module,
+# its logits -> the scores top-k picks from, and the same without the score-correction
+# bias; default: the logits) and `fp32_keys` (name fragments of tensors transformers
+# keeps in float32 in a bfloat16 checkpoint).
 FAMILIES = {
     "qwen3_moe": dict(
         config=Qwen3MoeConfig, model=Qwen3MoeForCausalLM,
@@ -81,6 +88,23 @@ FAMILIES = {
         common=dict(hidden_act="silu", rope_scaling=None, use_sliding_window=False,
                     rms_norm_eps=1e-6, max_position_embeddings=256),
         router=None, moe_block=None, per_expert_key=None, checked=(),
+    ),
+    # Ernie 4.5 MoE: the choice is top-k of softmax + moe_statics.e_score_correction_bias, the
+    # weights the unbiased softmax renormalised by clamp(sum, moe_norm_min); interleaved RoPE;
+    # use_bias puts biases on q/k/v/o, the dense and shared-expert MLPs and lm_head.
+    "ernie4_5_moe": dict(
+        config=Ernie4_5_MoeConfig, model=Ernie4_5_MoeForCausalLM,
+        common=dict(hidden_act="silu", rms_norm_eps=1e-5, max_position_embeddings=256,
+                    output_router_logits=False),
+        router="Ernie4_5_MoeTopKRouter", moe_block="Ernie4_5_MoeSparseMoeBlock",
+        per_expert_key=".mlp.experts.0.gate_proj.weight",
+        checked=("moe_num_experts", "moe_k", "moe_intermediate_size", "moe_num_shared_experts",
+                 "moe_layer_start_index", "moe_layer_end_index", "moe_layer_interval",
+                 "moe_norm_min", "use_bias"),
+        choice_scores=lambda mod, logits: (
+            torch.softmax(logits, dim=-1) + mod.moe_statics.e_score_correction_bias.squeeze(0),
+            torch.softmax(logits, dim=-1)),
+        fp32_keys=(".mlp.gate.weight", "e_score_correction_bias"),
     ),
     # Qwen2-MoE: Qwen3-MoE's layer rule and router, q/k/v biases under qkv_bias, no
     # q/k norm or head_dim field, and a shared expert under a sigmoid gate
@@ -237,6 +261,72 @@ CASES = {
             rope_theta=10000.0,
         ),
     ),
+    # Ernie 4.5 MoE: MoE layers 1 and 3 of 4 (interval 2), two shared experts (one MLP of
+    # 2 * moe_intermediate_size), use_bias, untied; moe_norm_min 0.6 so the clamp is active
+    # (the chosen weights' sum is often below it).
+    "ernie_moe_shared2_bias": dict(
+        family="ernie4_5_moe",
+        seed=6001,
+        dtype="float32",
+        layout="per_expert",
+        config_style="transformers",
+        config=dict(
+            vocab_size=211, hidden_size=72, intermediate_size=88, moe_intermediate_size=20,
+            num_hidden_layers=4, num_attention_heads=6, num_key_value_heads=2, head_dim=12,
+            moe_num_experts=7, moe_k=3, moe_num_shared_experts=2, moe_layer_start_index=1,
+            moe_layer_end_index=-1, moe_layer_interval=2, moe_norm_min=0.6, use_bias=True,
+            tie_word_embeddings=False, rope_theta=500000.0,
+        ),
+    ),
+    # Every layer MoE (start index 0, interval 1), no shared expert, no bias, tied; config.json
+    # in the published key style (rope_theta, moe_layer_end_index -1, torch_dtype).
+    "ernie_moe_noshared_tied": dict(
+        family="ernie4_5_moe",
+        seed=6002,
+        dtype="float32",
+        layout="per_expert",
+        config_style="published",
+        config=dict(
+            vocab_size=199, hidden_size=64, intermediate_size=96, moe_intermediate_size=24,
+            num_hidden_layers=3, num_attention_heads=4, num_key_value_heads=1, head_dim=16,
+            moe_num_experts=6, moe_k=2, moe_num_shared_experts=0, moe_layer_start_index=0,
+            moe_layer_end_index=-1, moe_layer_interval=1, use_bias=False,
+            tie_word_embeddings=True, rope_theta=10000.0,
+        ),
+    ),
+    # bfloat16 with the router and correction bias in float32 (as published), use_bias with
+    # tied embeddings (lm_head.bias stays its own), one shared expert, MoE layers 1-2 of 4
+    # (moe_layer_end_index 2: layer 3 is dense again).
+    "ernie_moe_bf16": dict(
+        family="ernie4_5_moe",
+        seed=6003,
+        dtype="bfloat16",
+        layout="per_expert",
+        config_style="transformers",
+        config=dict(
+            vocab_size=256, hidden_size=64, intermediate_size=80, moe_intermediate_size=32,
+            num_hidden_layers=4, num_attention_heads=4, num_key_value_heads=2, head_dim=16,
+            moe_num_experts=8, moe_k=2, moe_num_shared_experts=1, moe_layer_start_index=1,
+            moe_layer_end_index=2, moe_layer_interval=1, use_bias=True,
+            tie_word_embeddings=True, rope_theta=10000.0,
+        ),
+    ),
+    # transformers' fused in-memory layout: mlp.experts.gate_up_proj / down_proj and the
+    # correction bias under the router (mlp.gate.moe_statics.e_score_correction_bias).
+    "ernie_moe_fused": dict(
+        family="ernie4_5_moe",
+        seed=6004,
+        dtype="float32",
+        layout="fused",
+        config_style="transformers",
+        config=dict(
+            vocab_size=181, hidden_size=60, intermediate_size=76, moe_intermediate_size=28,
+            num_hidden_layers=3, num_attention_heads=5, num_key_value_heads=5, head_dim=12,
+            moe_num_experts=5, moe_k=2, moe_num_shared_experts=1, moe_layer_start_index=1,
+            moe_layer_end_index=-1, moe_layer_interval=1, use_bias=False,
+            tie_word_embeddings=False, rope_theta=10000.0,
+        ),
+    ),
     # Qwen2-MoE: MoE in layers 1 and 5 only (decoder_sparse_step 2, layer 3 in
     # mlp_only_layers), top-3 of 7 not renormalised, odd shared-expert size, q/k/v biases.
     "qwen2_moe_sparse2": dict(
@@ -359,7 +449,8 @@ def perturb(model, seed):
 
     linear / expert / router weights: N(0, 1/fan_in) (fan_in = last dim),
     lm_head (untied): N(0, 4/fan_in), embeddings: N(0, 1), norm weights: 1 + 0.1*N(0, 1),
-    biases (which transformers initialises to 0): 0.1*N(0, 1).
+    biases (which transformers initialises to 0): 0.1*N(0, 1), score-correction biases
+    (also 0): CORRECTION_BIAS_SPREAD*N(0, 1).
     Tied embeddings use N(0, 1/hidden) instead: with a larger std the token's own
     embedding (carried by the residual stream) dominates the tied logits and greedy
     decoding just repeats the last prompt token.
@@ -371,6 +462,8 @@ def perturb(model, seed):
             continue  # shares storage with the embedding
         if name.endswith(".bias"):
             new = 0.1 * torch.randn(p.shape, generator=gen)
+        elif name.endswith("e_score_correction_bias"):
+            new = CORRECTION_BIAS_SPREAD * torch.randn(p.shape, generator=gen)
         elif p.dim() == 1:
             new = 1.0 + 0.1 * torch.randn(p.shape, generator=gen)
         elif name == "model.embed_tokens.weight" and not tied:
@@ -393,12 +486,23 @@ def fused_state_dict(model):
 
 
 def write_published_config(case_dir, cfg):
-    """Rewrite config.json with the key names used by published Qwen3-MoE checkpoints."""
+    """Rewrite config.json with the key names used by published Qwen3-MoE (or Ernie 4.5)
+    checkpoints."""
     path = os.path.join(case_dir, "config.json")
     with open(path) as f:
         d = json.load(f)
     rope = d.pop("rope_parameters")
     assert rope.get("rope_type", "default") == "default", rope
+    if d["model_type"] == "ernie4_5_moe":
+        # baidu/ERNIE-4.5-*-PT: rope_theta, the end index as -1 (the last layer), torch_dtype.
+        assert d["moe_layer_end_index"] == d["num_hidden_layers"] - 1, d
+        d["moe_layer_end_index"] = -1
+        d["rope_theta"] = float(rope["rope_theta"])
+        d["torch_dtype"] = d.pop("dtype")
+        with open(path, "w") as f:
+            json.dump(dict(sorted(d.items())), f, indent=2, sort_keys=True)
+            f.write("\n")
+        return
     d["num_experts"] = d.pop("num_local_experts")
     d["rope_theta"] = float(rope["rope_theta"])
     d["rope_scaling"] = None
@@ -420,11 +524,15 @@ def load_reference(case_dir, family):
 
 
 class RouterMargins:
-    """Forward hooks on the routers: smallest gap between k-th and (k+1)-th router logit."""
+    """Forward hooks on the routers: smallest gap between k-th and (k+1)-th choice score (the
+    router logits unless the family says otherwise), and how many token rows choose other
+    experts than they would without the score-correction bias."""
 
-    def __init__(self, model, router):
+    def __init__(self, model, router, choice_scores=None):
         self.top_k = getattr(model.config, "num_experts_per_tok", 0)
+        self.choice_scores = choice_scores
         self.min_gap = math.inf
+        self.bias_changed_rows = 0
         self.handles = []
         if router is None:  # a dense family: no routing to tie
             return
@@ -433,14 +541,21 @@ class RouterMargins:
                 self.handles.append(mod.register_forward_hook(self.hook))
         assert self.handles, "no routers found"
 
-    def hook(self, _mod, _inp, out):
+    def hook(self, mod, _inp, out):
         logits = out[0].float()
-        top = torch.topk(logits, self.top_k + 1, dim=-1).values
+        scores = logits
+        if self.choice_scores is not None:
+            scores, unbiased = self.choice_scores(mod, logits)
+            chosen = torch.topk(scores, self.top_k, dim=-1).indices.sort(dim=-1).values
+            plain = torch.topk(unbiased, self.top_k, dim=-1).indices.sort(dim=-1).values
+            self.bias_changed_rows += int((chosen != plain).any(dim=-1).sum())
+        top = torch.topk(scores, self.top_k + 1, dim=-1).values
         gap = (top[:, self.top_k - 1] - top[:, self.top_k]).min().item()
         self.min_gap = min(self.min_gap, gap)
 
     def reset(self):
         self.min_gap = math.inf
+        self.bias_changed_rows = 0
 
 
 class GateRange:
@@ -518,7 +633,14 @@ def make_case(name, case, out_dir, kv_check):
     cfg = make_config(case)
     model = family["model"](cfg).eval()
     perturb(model, case["seed"])
+    fp32_keys = family.get("fp32_keys", ())
+    keep_fp32 = {k: v.detach().clone() for k, v in model.named_parameters()
+                 if any(f in k for f in fp32_keys)}
     model = model.to(DTYPES[case["dtype"]])
+    with torch.no_grad():  # as transformers' _keep_in_fp32_modules_strict loads them
+        for k, p in model.named_parameters():
+            if k in keep_fp32:
+                p.data = keep_fp32[k]
     model.save_pretrained(case_dir, safe_serialization=True)
     expected = {k: v.float() for k, v in fused_state_dict(model).items()}
     del model
@@ -536,8 +658,10 @@ def make_case(name, case, out_dir, kv_check):
     # Describe what landed on disk.
     with safe_open(weights_path, "pt") as f:
         keys = list(f.keys())
-        dtypes = {f.get_slice(k).get_dtype() for k in keys}
+        dtypes = {f.get_slice(k).get_dtype() for k in keys if not any(s in k for s in fp32_keys)}
+        fp32_dtypes = {f.get_slice(k).get_dtype() for k in keys if any(s in k for s in fp32_keys)}
     assert dtypes == {"F32" if case["dtype"] == "float32" else "BF16"}, dtypes
+    assert fp32_dtypes <= {"F32"}, fp32_dtypes
     fused_keys = [k for k in keys if k.endswith("experts.gate_up_proj")]
     per_expert_keys = [k for k in keys if family["per_expert_key"] and family["per_expert_key"] in k]
     if case["layout"] == "fused":
@@ -563,10 +687,11 @@ def make_case(name, case, out_dir, kv_check):
                   if type(layer.mlp).__name__ == family["moe_block"]]
 
     vocab = cfg.vocab_size
-    routers = RouterMargins(model, family["router"])
+    routers = RouterMargins(model, family["router"], family.get("choice_scores"))
     gates = GateRange(model, family.get("shared_gate"))
     tensors, prompt_seeds = {}, []
     min_margin, min_router, max_kv_diff = math.inf, math.inf, 0.0
+    bias_changed_rows = 0
     for i, length in enumerate(PROMPT_LENGTHS):
         for attempt in range(MAX_PROMPT_ATTEMPTS):
             pseed = case["seed"] * 1000 + i * 100 + attempt
@@ -580,6 +705,7 @@ def make_case(name, case, out_dir, kv_check):
                 f"(top2 margin {margin:.2e}, router gap {routers.min_gap:.2e})")
         else:
             raise RuntimeError(f"{name} seq{i}: no prompt without near-ties")
+        bias_changed_rows += routers.bias_changed_rows
         if kv_check:
             max_kv_diff = max(max_kv_diff, check_with_kv_cache(model, prompt, generated, decode))
         prompt_seeds.append(pseed)
@@ -591,6 +717,9 @@ def make_case(name, case, out_dir, kv_check):
         tensors[f"seq{i}.generated"] = generated.contiguous()
         tensors[f"seq{i}.decode_logits"] = decode.contiguous()
 
+    if family.get("choice_scores") is not None:
+        # A bias that moves no choice for these prompts could not catch a bug in its use.
+        assert bias_changed_rows > 0, f"{name}: the correction bias changes no expert choice"
     all_logits = torch.cat([tensors[f"seq{i}.prefill_logits"] for i in range(len(PROMPT_LENGTHS))])
     metadata = {
         "case": name,
@@ -617,6 +746,8 @@ def make_case(name, case, out_dir, kv_check):
     golden_path = os.path.join(case_dir, "golden.safetensors")
     save_safetensors(tensors, golden_path, metadata)
     kv = f", kv-cache max |diff| {max_kv_diff:.2e}" if kv_check else ""
+    if family.get("choice_scores") is not None:
+        kv += f", rows the correction bias re-routes {bias_changed_rows}"
     gate = f", shared gate range {metadata['shared_gate_range']}" if family.get("shared_gate") else ""
     log(f"{name}: moe layers {moe_layers}, min top2 margin {min_margin:.4g}, "
         f"min router gap {min_router:.4g}, logits std {metadata['prefill_logits_std']}{gate}{kv}")

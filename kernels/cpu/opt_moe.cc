@@ -58,43 +58,89 @@ void ForWType(WType wtype, Fn&& fn) {
 
 // ---- topk_route -------------------------------------------------------------------
 
-// The reference's RouteRow with each probability computed once: the same
-// max, the same in-order sum and the same divisions, so the ids and weights
-// are bit-identical; selection keeps the top_k sorted by (prob desc, id asc).
-void RouteRowOnce(const float* logits, int64_t num_experts, int64_t top_k, bool norm_topk_prob,
-                  int32_t* ids, float* weights) {
-  float probs[kMaxRouteExperts];
-  float max_logit = -std::numeric_limits<float>::infinity();
-  for (int64_t e = 0; e < num_experts; ++e)
-    max_logit = std::max(max_logit, logits[e]);
-  float sum = 0.0f;
-  for (int64_t e = 0; e < num_experts; ++e) {
-    probs[e] = std::exp(logits[e] - max_logit);
-    sum += probs[e];
+// The reference's RouteRow with each score and choice score computed once:
+// the same max, the same in-order sum, the same divisions and group rule, so
+// the ids and weights are bit-identical; selection keeps the top_k sorted by
+// (choice desc, id asc).
+void RouteRowOnce(const float* logits, const float* bias, int64_t num_experts,
+                  const TopkRouteParams& p, int32_t* ids, float* weights) {
+  float scores[kMaxRouteExperts];
+  float choices[kMaxRouteExperts];
+  if (p.scoring == static_cast<int64_t>(RouteScoring::kSigmoid)) {
+    for (int64_t e = 0; e < num_experts; ++e)
+      scores[e] = 1.0f / (1.0f + std::exp(-logits[e]));
+  } else {
+    float max_logit = -std::numeric_limits<float>::infinity();
+    for (int64_t e = 0; e < num_experts; ++e)
+      max_logit = std::max(max_logit, logits[e]);
+    float sum = 0.0f;
+    for (int64_t e = 0; e < num_experts; ++e) {
+      scores[e] = std::exp(logits[e] - max_logit);
+      sum += scores[e];
+    }
+    for (int64_t e = 0; e < num_experts; ++e)
+      scores[e] /= sum;
   }
+  for (int64_t e = 0; e < num_experts; ++e)
+    choices[e] = bias ? scores[e] + bias[e] : scores[e];
+
+  const int64_t num_groups = p.num_groups;
+  const int64_t group_size = num_experts / num_groups;
+  bool kept[kMaxRouteGroups];
+  std::fill(kept, kept + num_groups, true);
+  if (p.KeptGroups() < num_groups) {
+    float group_score[kMaxRouteGroups];
+    for (int64_t g = 0; g < num_groups; ++g) {
+      float first = -std::numeric_limits<float>::infinity(), second = first;
+      for (int64_t e = g * group_size; e < (g + 1) * group_size; ++e) {
+        if (choices[e] > first) {
+          second = first;
+          first = choices[e];
+        } else if (choices[e] > second) {
+          second = choices[e];
+        }
+      }
+      group_score[g] = first + second;
+    }
+    for (int64_t g = 0; g < num_groups; ++g) {
+      int64_t better = 0;
+      for (int64_t h = 0; h < num_groups; ++h) {
+        better += group_score[h] > group_score[g] || (group_score[h] == group_score[g] && h < g);
+      }
+      kept[g] = better < p.KeptGroups();
+    }
+  }
+
+  const int64_t top_k = p.top_k;
+  float keys[kMaxRouteTopK];  // the chosen experts' choice scores, descending
   int64_t count = 0;
   for (int64_t e = 0; e < num_experts; ++e) {
-    const float prob = probs[e] / sum;
-    if (count == top_k && !(prob > weights[count - 1])) continue;
+    if (!kept[e / group_size]) continue;
+    const float key = choices[e];
+    if (count == top_k && !(key > keys[count - 1])) continue;
     int64_t pos = count < top_k ? count++ : top_k - 1;
-    for (; pos > 0 && prob > weights[pos - 1]; --pos) {
-      weights[pos] = weights[pos - 1];
+    for (; pos > 0 && key > keys[pos - 1]; --pos) {
+      keys[pos] = keys[pos - 1];
       ids[pos] = ids[pos - 1];
     }
-    weights[pos] = prob;
+    keys[pos] = key;
     ids[pos] = static_cast<int32_t>(e);
   }
-  for (int64_t j = count; j < top_k; ++j) {
+  for (int64_t j = 0; j < top_k; ++j)
+    weights[j] = j < count ? scores[ids[j]] : 0.0f;
+  for (int64_t j = count; j < top_k; ++j)
     ids[j] = -1;
-    weights[j] = 0.0f;
-  }
   float chosen_sum = 0.0f;
   for (int64_t j = 0; j < top_k; ++j)
     chosen_sum += weights[j];
-  if (norm_topk_prob && chosen_sum > 0.0f) {
+  const float denominator = std::max(chosen_sum, static_cast<float>(p.norm_min));
+  if (p.norm_topk_prob != 0 && denominator > 0.0f) {
     for (int64_t j = 0; j < top_k; ++j)
-      weights[j] /= chosen_sum;
+      weights[j] /= denominator;
   }
+  const float scale = static_cast<float>(p.routed_scaling_factor);
+  for (int64_t j = 0; j < top_k; ++j)
+    weights[j] *= scale;
 }
 
 // ---- grouped_matmul(_silu_mul) ------------------------------------------------------
@@ -332,25 +378,32 @@ void OptTopkRoute(const KernelArgs& args) {
   int32_t* ids = args.out[0].as<int32_t>();
   float* weights = args.out[1].as<float>();
   const int64_t top_k = params.top_k;
-  const bool norm_topk_prob = params.norm_topk_prob != 0;
   const int64_t num_rows = std::min(NumRows(args.out[0]), NumRows(args.out[1]));
   const int64_t num_experts = RowSize(args.in[0]);
-  const bool ok = top_k > 0 && top_k <= kMaxRouteTopK && num_experts <= kMaxRouteExperts &&
-                  RowSize(args.out[0]) == top_k && RowSize(args.out[1]) == top_k;
+  const bool has_bias = args.num_in > 1;
+  const bool ok =
+      top_k > 0 && top_k <= kMaxRouteTopK && num_experts <= kMaxRouteExperts &&
+      RowSize(args.out[0]) == top_k && RowSize(args.out[1]) == top_k && params.num_groups >= 1 &&
+      params.num_groups <= kMaxRouteGroups && num_experts % params.num_groups == 0 &&
+      params.top_k_groups >= 0 && params.top_k_groups <= params.num_groups &&
+      (!has_bias || (args.in[1].dtype == DType::kF32 && args.in[1].numel() == num_experts));
   if (!ok) return RefTopkRoute(args);
+  const float* bias = has_bias ? args.in[1].as<const float>() : nullptr;
   const int64_t num_real =
       NumRealRowsAt(args, std::min(num_rows, NumRows(args.in[0])), params.row_offset);
-  // NaN logits make the reference's selection order-dependent: let it decide.
+  // NaN logits or biases make the reference's selection order-dependent: let it decide.
   for (int64_t i = 0; i < num_real * num_experts; ++i) {
     if (std::isnan(logits[i])) return RefTopkRoute(args);
+  }
+  for (int64_t e = 0; bias && e < num_experts; ++e) {
+    if (std::isnan(bias[e])) return RefTopkRoute(args);
   }
   ParallelFor(args.num_threads, num_rows, [&](int64_t begin, int64_t end) {
     for (int64_t t = begin; t < end; ++t) {
       int32_t* ids_row = ids + t * top_k;
       float* weights_row = weights + t * top_k;
       if (t < num_real) {
-        RouteRowOnce(logits + t * num_experts, num_experts, top_k, norm_topk_prob, ids_row,
-                     weights_row);
+        RouteRowOnce(logits + t * num_experts, bias, num_experts, params, ids_row, weights_row);
       } else {
         std::fill(ids_row, ids_row + top_k, -1);
         std::fill(weights_row, weights_row + top_k, 0.0f);

@@ -164,6 +164,23 @@ void RefMlp(const KernelArgs& args) {
   CheckWeight("mlp", gate, inter, hidden);
   CheckWeight("mlp", up, inter, hidden);
   CheckWeight("mlp", down, hidden, inter);
+  const bool has_bias = args.num_in == 7;
+  MG_KERNEL_CONTRACT(args.num_in == 4 || has_bias, "mlp",
+                     "takes x, gate, up, down and no biases or all three");
+  if (has_bias) {
+    const TensorArg* biases[] = {&args.in[4], &args.in[5], &args.in[6]};
+    for (int i = 0; i < 3; ++i) {
+      const TensorArg& b = *biases[i];
+      MG_KERNEL_CONTRACT(
+          IsWeightDType(b.dtype) && b.rank == 1 && b.shape[0] == (i < 2 ? inter : hidden), "mlp",
+          "biases must be f32/bf16/f16 gate [I], up [I], down [H]");
+    }
+  }
+  // The bias of output index i, or 0 without biases.
+  auto bias = [&](int which, int64_t i) {
+    return has_bias ? ref_detail::LoadWeight(args.in[4 + which].data, args.in[4 + which].dtype, i)
+                    : 0.0f;
+  };
   // mlp needs ForwardMeta: its rows are tokens and padding rows stay zero.
   const int64_t num_real = ref_detail::NumRealRows(args, num_rows);
   ParallelFor(args.num_threads, num_rows, [&](int64_t begin, int64_t end) {
@@ -177,13 +194,19 @@ void RefMlp(const KernelArgs& args) {
       for (int64_t i0 = 0; i0 < inter; i0 += kMlpChunk) {
         const int64_t len = std::min(kMlpChunk, inter - i0);
         for (int64_t i = 0; i < len; ++i) {
-          const float g = DotWeight(x_row, gate.data, gate.dtype, (i0 + i) * hidden, hidden);
-          const float u = DotWeight(x_row, up.data, up.dtype, (i0 + i) * hidden, hidden);
+          const float g =
+              DotWeight(x_row, gate.data, gate.dtype, (i0 + i) * hidden, hidden) + bias(0, i0 + i);
+          const float u =
+              DotWeight(x_row, up.data, up.dtype, (i0 + i) * hidden, hidden) + bias(1, i0 + i);
           h[i] = Silu(g) * u;
         }
         for (int64_t c = 0; c < hidden; ++c) {
           out_row[c] += DotWeight(h, down.data, down.dtype, c * inter + i0, len);
         }
+      }
+      if (has_bias) {
+        for (int64_t c = 0; c < hidden; ++c)
+          out_row[c] += bias(2, c);
       }
     }
   });

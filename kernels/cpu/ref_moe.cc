@@ -42,38 +42,97 @@ void CheckStackedWeight(const char* kernel, const TensorArg& w, int64_t e, int64
                      kernel, "stacked weight must be f32/bf16/f16 [E, N, K]");
 }
 
-// Picks the top_k experts of one row of router logits by descending softmax
-// probability (ties: lower expert id) into ids/weights; routes past the
-// number of experts get id -1, weight 0. No scratch: probabilities are
+// One row's route by TopkRouteParams' rule (ir/op_params.h): the top_k
+// experts of the kept groups by descending choice score (ties: lower expert
+// id) into ids, their unbiased scores (normalised, scaled) into weights; routes
+// past the experts the row may choose get id -1, weight 0. Scores are
 // recomputed from the logits, and "already chosen" is a scan of ids.
-void RouteRow(const float* logits, int64_t num_experts, int64_t top_k, bool norm_topk_prob,
+void RouteRow(const float* logits, const float* bias, int64_t num_experts, const TopkRouteParams& p,
               int32_t* ids, float* weights) {
+  const bool sigmoid = p.scoring == static_cast<int64_t>(RouteScoring::kSigmoid);
   float max_logit = -std::numeric_limits<float>::infinity();
-  for (int64_t e = 0; e < num_experts; ++e)
-    max_logit = std::max(max_logit, logits[e]);
   float sum = 0.0f;
-  for (int64_t e = 0; e < num_experts; ++e)
-    sum += std::exp(logits[e] - max_logit);
+  if (!sigmoid) {
+    for (int64_t e = 0; e < num_experts; ++e)
+      max_logit = std::max(max_logit, logits[e]);
+    for (int64_t e = 0; e < num_experts; ++e)
+      sum += std::exp(logits[e] - max_logit);
+  }
+  auto score = [&](int64_t e) {
+    return sigmoid ? 1.0f / (1.0f + std::exp(-logits[e])) : std::exp(logits[e] - max_logit) / sum;
+  };
+  auto choice = [&](int64_t e) { return bias ? score(e) + bias[e] : score(e); };
+
+  // Group g is kept when fewer than KeptGroups() groups beat it (a larger sum
+  // of its two best choice scores, or an equal one and a lower id).
+  const int64_t num_groups = p.num_groups;
+  const int64_t group_size = num_experts / num_groups;
+  bool kept[kMaxRouteGroups];
+  std::fill(kept, kept + num_groups, true);
+  if (p.KeptGroups() < num_groups) {
+    float group_score[kMaxRouteGroups];
+    for (int64_t g = 0; g < num_groups; ++g) {
+      float first = -std::numeric_limits<float>::infinity(), second = first;
+      for (int64_t e = g * group_size; e < (g + 1) * group_size; ++e) {
+        const float c = choice(e);
+        if (c > first) {
+          second = first;
+          first = c;
+        } else if (c > second) {
+          second = c;
+        }
+      }
+      group_score[g] = first + second;
+    }
+    for (int64_t g = 0; g < num_groups; ++g) {
+      int64_t better = 0;
+      for (int64_t h = 0; h < num_groups; ++h) {
+        better += group_score[h] > group_score[g] || (group_score[h] == group_score[g] && h < g);
+      }
+      kept[g] = better < p.KeptGroups();
+    }
+  }
+
   float chosen_sum = 0.0f;
-  for (int64_t j = 0; j < top_k; ++j) {
+  for (int64_t j = 0; j < p.top_k; ++j) {
     int32_t best = -1;
-    float best_prob = 0.0f;
+    float best_choice = 0.0f;
     for (int64_t e = 0; e < num_experts; ++e) {
+      if (!kept[e / group_size]) continue;
       if (std::find(ids, ids + j, static_cast<int32_t>(e)) != ids + j) continue;
-      const float prob = std::exp(logits[e] - max_logit) / sum;
-      if (best < 0 || prob > best_prob) {
+      const float c = choice(e);
+      if (best < 0 || c > best_choice) {
         best = static_cast<int32_t>(e);
-        best_prob = prob;
+        best_choice = c;
       }
     }
     ids[j] = best;
-    weights[j] = best < 0 ? 0.0f : best_prob;
+    weights[j] = best < 0 ? 0.0f : score(best);
     chosen_sum += weights[j];
   }
-  if (norm_topk_prob && chosen_sum > 0.0f) {
-    for (int64_t j = 0; j < top_k; ++j)
-      weights[j] /= chosen_sum;
+  const float denominator = std::max(chosen_sum, static_cast<float>(p.norm_min));
+  if (p.norm_topk_prob != 0 && denominator > 0.0f) {
+    for (int64_t j = 0; j < p.top_k; ++j)
+      weights[j] /= denominator;
   }
+  const float scale = static_cast<float>(p.routed_scaling_factor);
+  for (int64_t j = 0; j < p.top_k; ++j)
+    weights[j] *= scale;
+}
+
+// The routing parameters a kernel can run: groups that split the experts evenly.
+bool RouteParamsOk(const TopkRouteParams& p, int64_t num_experts) {
+  return p.num_groups >= 1 && p.num_groups <= kMaxRouteGroups && num_experts % p.num_groups == 0 &&
+         p.top_k_groups >= 0 && p.top_k_groups <= p.num_groups;
+}
+
+// The optional score-correction bias in[index]: f32 [E], or null when absent.
+const float* RouteBias(const KernelArgs& args, int index, int64_t num_experts, const char* kernel) {
+  if (args.num_in <= index) return nullptr;
+  const TensorArg& bias = args.in[index];
+  MG_KERNEL_CONTRACT(bias.dtype == DType::kF32 && bias.numel() == num_experts, kernel,
+                     "bias must be f32 [E]");
+  return bias.as<const float>();
 }
 
 // Expert whose offsets range holds row r, or -1. Ranges are accepted in
@@ -140,7 +199,6 @@ void RefMoe(const KernelArgs& args) {
   const TensorArg& down = args.in[4];
   float* out = args.out[0].as<float>();
   const int64_t top_k = params.top_k;
-  const bool norm_topk_prob = params.norm_topk_prob != 0;
   const int64_t num_rows = NumRows(args.out[0]);
   const int64_t hidden = RowSize(args.out[0]);
   const int64_t num_experts = router.dim(0);
@@ -149,6 +207,9 @@ void RefMoe(const KernelArgs& args) {
                          num_experts <= kRefMaxExperts && RowSize(args.in[0]) == hidden &&
                          NumRows(args.in[0]) == num_rows,
                      "moe", "x must be [T, H] with 0 < top_k <= 64 and 0 < E <= 4096");
+  MG_KERNEL_CONTRACT(RouteParamsOk(params, num_experts), "moe",
+                     "num_groups must divide E and top_k_groups <= num_groups");
+  const float* bias = RouteBias(args, 5, num_experts, "moe");
   CheckPlainWeight("moe", router, num_experts, hidden);
   CheckStackedWeight("moe", gate, num_experts, inter, hidden);
   CheckStackedWeight("moe", up, num_experts, inter, hidden);
@@ -166,7 +227,7 @@ void RefMoe(const KernelArgs& args) {
       }
       int32_t ids[kRefMaxTopK];
       float weights[kRefMaxTopK];
-      RouteRow(logits, num_experts, top_k, norm_topk_prob, ids, weights);
+      RouteRow(logits, bias, num_experts, params, ids, weights);
       float h[kMoeChunk];
       for (int64_t j = 0; j < top_k; ++j) {
         const int32_t e = ids[j];
@@ -195,20 +256,21 @@ void RefTopkRoute(const KernelArgs& args) {
   int32_t* ids = args.out[0].as<int32_t>();
   float* weights = args.out[1].as<float>();
   const int64_t top_k = params.top_k;
-  const bool norm_topk_prob = params.norm_topk_prob != 0;
   const int64_t num_rows = NumRows(args.in[0]);
   const int64_t num_experts = RowSize(args.in[0]);
   MG_KERNEL_CONTRACT(top_k > 0 && RowSize(args.out[0]) == top_k && RowSize(args.out[1]) == top_k &&
                          NumRows(args.out[0]) == num_rows && NumRows(args.out[1]) == num_rows,
                      "topk_route", "ids and weights must be [T, top_k] for logits [T, E]");
+  MG_KERNEL_CONTRACT(RouteParamsOk(params, num_experts), "topk_route",
+                     "num_groups must divide E and top_k_groups <= num_groups");
+  const float* bias = RouteBias(args, 1, num_experts, "topk_route");
   const int64_t num_real = NumRealRowsAt(args, num_rows, params.row_offset);
   ParallelFor(args.num_threads, num_rows, [&](int64_t begin, int64_t end) {
     for (int64_t t = begin; t < end; ++t) {
       int32_t* ids_row = ids + t * top_k;
       float* weights_row = weights + t * top_k;
       if (t < num_real) {
-        RouteRow(logits + t * num_experts, num_experts, top_k, norm_topk_prob, ids_row,
-                 weights_row);
+        RouteRow(logits + t * num_experts, bias, num_experts, params, ids_row, weights_row);
       } else {
         std::fill(ids_row, ids_row + top_k, -1);
         std::fill(weights_row, weights_row + top_k, 0.0f);

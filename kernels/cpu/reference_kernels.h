@@ -69,9 +69,11 @@ void RefLinear(const KernelArgs& args);
 // = silu(x @ wg^T) * (x @ wu^T).
 void RefLinearSiluMul(const KernelArgs& args);
 
-// in[0] x [T, H], in[1] gate [I, H], in[2] up [I, H], in[3] down [H, I]
-// -> out[0] [T, H] = down(silu(gate x) * up x). The [I] hidden row is built on
-// the stack 4096 values at a time, so I is unbounded.
+// in[0] x [T, H], in[1] gate [I, H], in[2] up [I, H], in[3] down [H, I], and
+// optionally in[4] gate bias [I], in[5] up bias [I], in[6] down bias [H] (all
+// three or none) -> out[0] [T, H] = down(silu(gate x + bg) * (up x + bu)) + bd.
+// The [I] hidden row is built on the stack 4096 values at a time, so I is
+// unbounded.
 void RefMlp(const KernelArgs& args);
 
 // ---- Attention (ref_attention.cc) ---------------------------------------------
@@ -102,9 +104,12 @@ void RefGatherLast(const KernelArgs& args);
 
 // ---- Mixture of experts (ref_moe.cc) ------------------------------------------
 //
-// Routing (RefMoe, RefTopkRoute): p = softmax(logits) in f32; the top_k experts
-// by descending p (ties: lower expert id first); weights = their p, divided by
-// their sum when norm_topk_prob. Row t is padding if row_offset + t >= num_tokens.
+// Routing (RefMoe, RefTopkRoute), in f32, by TopkRouteParams' rule
+// (ir/op_params.h): scores s = softmax or sigmoid of the logits; the top_k
+// experts of the kept groups by descending s + bias (ties: lower expert id
+// first); weights = their s, divided by max(their sum, norm_min) when
+// norm_topk_prob, times routed_scaling_factor. Without the optional attributes
+// and bias: softmax top-k. Row t is padding if row_offset + t >= num_tokens.
 // A "pair" p = t * top_k + j names token t's j-th route.
 
 // Largest top_k the fused RefMoe supports (its routes live on the stack).
@@ -114,15 +119,16 @@ constexpr int kRefMaxExperts = 4096;
 
 // Whole sparse MoE block (HF Qwen3MoeSparseMoeBlock).
 // in[0] x [T, H], in[1] router [E, H] weight, in[2] gate stacked [E, I, H],
-// in[3] up stacked [E, I, H], in[4] down stacked [E, H, I] -> out[0] [T, H]
+// in[3] up stacked [E, I, H], in[4] down stacked [E, H, I], optional in[5]
+// score-correction bias [E] f32 -> out[0] [T, H]
 // = sum_j weight_j * down_e(silu(gate_e x) * up_e x).
-// params: TopkRouteParams (top_k <= kRefMaxTopK, norm_topk_prob, row_offset).
+// params: TopkRouteParams (top_k <= kRefMaxTopK).
 // E > kRefMaxExperts or top_k > kRefMaxTopK: zeros. Hidden rows are chunked as
 // in RefMlp.
 void RefMoe(const KernelArgs& args);
 
-// in[0] logits [T, E] -> out[0] ids [T, k] i32, out[1] weights [T, k] f32.
-// params: TopkRouteParams (top_k, norm_topk_prob, row_offset).
+// in[0] logits [T, E], optional in[1] score-correction bias [E] f32 -> out[0]
+// ids [T, k] i32, out[1] weights [T, k] f32. params: TopkRouteParams.
 // Padding rows (and routes j >= E): id -1, weight 0.
 void RefTopkRoute(const KernelArgs& args);
 

@@ -245,7 +245,7 @@ Status RunBiasAdd(const KernelArgs& a, const CudaStepContext& ctx) {
     return ContractViolation("bias_add", "bias must be [N] for x and out [R, N]");
   }
   return Check(LaunchBiasAdd(F32In(a.in[0]), b.data, b.dtype, F32Out(a.out[0]), NumRows(a.out[0]),
-                             n, ctx.stream),
+                             n, /*meta=*/nullptr, ctx.stream),
                "bias_add");
 }
 
@@ -291,31 +291,69 @@ size_t LinearSiluMulScratch(const KernelArgs& a, int parts) {
                        parts);
 }
 
-// mlp = linear(linear_silu_mul(x, gate, up), down), the hidden rows in scratch.
+// mlp = linear(linear_silu_mul(x, gate, up), down), the hidden rows in scratch. With biases
+// (in[4..6]: gate [I], up [I], down [H]) the gate and up GEMMs run apart, each plus its bias,
+// then silu_mul, the down GEMM and its bias (padding rows stay zero, as in RefMlp).
 Status RunMlp(const KernelArgs& a, const CudaStepContext& ctx) {
   const TensorArg &gate = a.in[1], &up = a.in[2], &down = a.in[3];
   const int64_t num_rows = NumRows(a.out[0]);
   const int64_t hidden = RowSize(a.out[0]);
   const int64_t inter = gate.dim(0);
-  const bool ok = RowSize(a.in[0]) == hidden && WeightShapeOk(gate, inter, hidden) &&
-                  WeightShapeOk(up, inter, hidden) && WeightShapeOk(down, hidden, inter);
-  if (!ok) return ContractViolation("mlp", "x [T, H], gate/up [I, H] and down [H, I]");
+  const bool has_bias = a.num_in == 7;
+  bool ok = (a.num_in == 4 || has_bias) && RowSize(a.in[0]) == hidden &&
+            WeightShapeOk(gate, inter, hidden) && WeightShapeOk(up, inter, hidden) &&
+            WeightShapeOk(down, hidden, inter);
+  if (ok && has_bias) {
+    ok = a.in[4].rank == 1 && a.in[4].numel() == inter && a.in[5].rank == 1 &&
+         a.in[5].numel() == inter && a.in[6].rank == 1 && a.in[6].numel() == hidden;
+  }
+  if (!ok) {
+    return ContractViolation("mlp",
+                             "x [T, H], gate/up [I, H], down [H, I], and no biases or all three "
+                             "(gate [I], up [I], down [H])");
+  }
   const size_t h_bytes = Align256(num_rows * inter * sizeof(float));
-  if (ctx.scratch_bytes < h_bytes) return Internal("mlp: scratch too small");
+  const size_t hidden_bytes = has_bias ? 2 * h_bytes : h_bytes;
+  if (ctx.scratch_bytes < hidden_bytes) return Internal("mlp: scratch too small");
   float* h = reinterpret_cast<float*>(ctx.scratch);
-  std::byte* rest = ctx.scratch + h_bytes;
-  const size_t rest_bytes = ctx.scratch_bytes - h_bytes;
-  MG_RETURN_IF_ERROR(RunLinear(ctx, rest, rest_bytes, F32In(a.in[0]), num_rows, hidden, gate, &up,
-                               inter, h, num_rows, a.meta));
-  return RunLinear(ctx, rest, rest_bytes, h, num_rows, inter, down, nullptr, hidden,
-                   F32Out(a.out[0]), num_rows, a.meta);
+  std::byte* rest = ctx.scratch + hidden_bytes;
+  const size_t rest_bytes = ctx.scratch_bytes - hidden_bytes;
+  float* out = F32Out(a.out[0]);
+  if (!has_bias) {
+    MG_RETURN_IF_ERROR(RunLinear(ctx, rest, rest_bytes, F32In(a.in[0]), num_rows, hidden, gate, &up,
+                                 inter, h, num_rows, a.meta));
+    return RunLinear(ctx, rest, rest_bytes, h, num_rows, inter, down, nullptr, hidden, out,
+                     num_rows, a.meta);
+  }
+  float* u = reinterpret_cast<float*>(ctx.scratch + h_bytes);
+  const TensorArg &gate_bias = a.in[4], &up_bias = a.in[5], &down_bias = a.in[6];
+  MG_RETURN_IF_ERROR(RunLinear(ctx, rest, rest_bytes, F32In(a.in[0]), num_rows, hidden, gate,
+                               nullptr, inter, h, num_rows, a.meta));
+  MG_RETURN_IF_ERROR(RunLinear(ctx, rest, rest_bytes, F32In(a.in[0]), num_rows, hidden, up, nullptr,
+                               inter, u, num_rows, a.meta));
+  MG_RETURN_IF_ERROR(Check(
+      LaunchBiasAdd(h, gate_bias.data, gate_bias.dtype, h, num_rows, inter, a.meta, ctx.stream),
+      "mlp gate bias"));
+  MG_RETURN_IF_ERROR(
+      Check(LaunchBiasAdd(u, up_bias.data, up_bias.dtype, u, num_rows, inter, a.meta, ctx.stream),
+            "mlp up bias"));
+  MG_RETURN_IF_ERROR(
+      Check(LaunchElementwise(Elementwise::kSiluMul, h, u, h, num_rows, inter, a.meta, ctx.stream),
+            "mlp silu_mul"));
+  MG_RETURN_IF_ERROR(RunLinear(ctx, rest, rest_bytes, h, num_rows, inter, down, nullptr, hidden,
+                               out, num_rows, a.meta));
+  return Check(LaunchBiasAdd(out, down_bias.data, down_bias.dtype, out, num_rows, hidden, a.meta,
+                             ctx.stream),
+               "mlp down bias");
 }
 size_t MlpScratch(const KernelArgs& a, int parts) {
   const int64_t num_rows = NumRows(a.out[0]);
   const int64_t hidden = RowSize(a.out[0]);
   const int64_t inter = a.in[1].dim(0);
-  return Align256(num_rows * inter * sizeof(float)) +
-         std::max(LinearScratch(num_rows, inter, hidden, a.in[1].dtype, true, parts),
+  const bool has_bias = a.num_in == 7;
+  const size_t h_bytes = Align256(num_rows * inter * sizeof(float));
+  return (has_bias ? 2 * h_bytes : h_bytes) +
+         std::max(LinearScratch(num_rows, inter, hidden, a.in[1].dtype, !has_bias, parts),
                   LinearScratch(num_rows, hidden, inter, a.in[3].dtype, false, parts));
 }
 
@@ -390,17 +428,28 @@ Status RunGatherLast(const KernelArgs& a, const CudaStepContext& ctx) {
                "gather_last");
 }
 
+// The optional score-correction bias a.in[index] (f32 [E]), or null when absent.
+StatusOr<const float*> RouteBias(const KernelArgs& a, int index, int64_t num_experts,
+                                 const char* kernel) {
+  if (a.num_in <= index) return static_cast<const float*>(nullptr);
+  if (a.in[index].dtype != DType::kF32 || a.in[index].numel() != num_experts) {
+    return ContractViolation(kernel, "bias must be f32 [E]");
+  }
+  return F32In(a.in[index]);
+}
+
 Status RunTopkRoute(const KernelArgs& a, const CudaStepContext& ctx) {
   const TopkRouteParams& params = Params<TopkRouteParams>(a);
   const int64_t top_k = params.top_k;
   const bool ok = top_k > 0 && RowSize(a.out[0]) == top_k && RowSize(a.out[1]) == top_k;
   if (!ok) return ContractViolation("topk_route", "ids and weights must be [T, top_k]");
   const int64_t num_rows = std::min(NumRows(a.out[0]), NumRows(a.out[1]));
-  return Check(
-      LaunchTopkRoute(F32In(a.in[0]), RowSize(a.in[0]), I32Out(a.out[0]), F32Out(a.out[1]),
-                      num_rows, static_cast<int>(top_k), params.norm_topk_prob != 0,
-                      params.row_offset, std::min(num_rows, NumRows(a.in[0])), a.meta, ctx.stream),
-      "topk_route");
+  const int64_t num_experts = RowSize(a.in[0]);
+  MG_ASSIGN_OR_RETURN(const float* bias, RouteBias(a, 1, num_experts, "topk_route"));
+  return Check(LaunchTopkRoute(F32In(a.in[0]), num_experts, MakeRouteRule(params, bias),
+                               I32Out(a.out[0]), F32Out(a.out[1]), num_rows, params.row_offset,
+                               std::min(num_rows, NumRows(a.in[0])), a.meta, ctx.stream),
+               "topk_route");
 }
 
 Status RunMoeAlign(const KernelArgs& a, const CudaStepContext& ctx) {
@@ -609,6 +658,7 @@ Status RunMoe(const KernelArgs& a, const CudaStepContext& ctx) {
                   StackedWeightOk(up, num_experts, inter, hidden) &&
                   StackedWeightOk(down, num_experts, hidden, inter);
   if (!ok) return ContractViolation("moe", "x [T, H], router [E, H], experts [E, ...]");
+  MG_ASSIGN_OR_RETURN(const float* bias, RouteBias(a, 5, num_experts, "moe"));
   const MoeLayout l = PlanMoe(a, ctx.activation_parts);
   if (ctx.scratch_bytes < l.total) return Internal("moe: scratch too small");
   std::byte* s = ctx.scratch;
@@ -627,10 +677,10 @@ Status RunMoe(const KernelArgs& a, const CudaStepContext& ctx) {
   // Logits of rows past x_rows are never read: top-k masks them.
   MG_RETURN_IF_ERROR(RunLinear(ctx, s + l.linear, l.total - l.linear, x, x_rows, hidden, router,
                                nullptr, num_experts, logits, x_rows, nullptr));
-  MG_RETURN_IF_ERROR(Check(
-      LaunchTopkRoute(logits, num_experts, ids, weights, num_rows, static_cast<int>(top_k),
-                      params.norm_topk_prob != 0, params.row_offset, x_rows, a.meta, ctx.stream),
-      "moe routing"));
+  MG_RETURN_IF_ERROR(
+      Check(LaunchTopkRoute(logits, num_experts, MakeRouteRule(params, bias), ids, weights,
+                            num_rows, params.row_offset, x_rows, a.meta, ctx.stream),
+            "moe routing"));
   MG_RETURN_IF_ERROR(Check(LaunchMoeAlign(ids, num_pairs, sorted, num_pairs, offsets,
                                           num_experts + 1, num_experts, ctx.stream),
                            "moe align"));

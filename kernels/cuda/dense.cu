@@ -74,11 +74,12 @@ __global__ void ElementwiseKernel(Elementwise op, const float* a, const float* b
 }
 
 __global__ void BiasAddKernel(const float* x, const void* bias, DType bias_dtype, float* out,
-                              int64_t num_rows, int64_t row_size) {
+                              int64_t num_rows, int64_t row_size, const ForwardMetaView* meta) {
   const int64_t n = num_rows * row_size;
+  const int64_t num_real = NumRealRows(meta, num_rows);
   for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n;
        i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
-    out[i] = x[i] + LoadWeight(bias, bias_dtype, i % row_size);
+    out[i] = i / row_size < num_real ? x[i] + LoadWeight(bias, bias_dtype, i % row_size) : 0.0f;
   }
 }
 
@@ -223,11 +224,12 @@ cudaError_t LaunchElementwise(Elementwise op, const float* a, const float* b, fl
 }
 
 cudaError_t LaunchBiasAdd(const float* x, const void* bias, DType bias_dtype, float* out,
-                          int64_t num_rows, int64_t row_size, cudaStream_t stream) {
+                          int64_t num_rows, int64_t row_size, const ForwardMetaView* meta,
+                          cudaStream_t stream) {
   const int64_t n = num_rows * row_size;
   if (n <= 0) return cudaSuccess;
   BiasAddKernel<<<GridFor(n, kThreads), kThreads, 0, stream>>>(x, bias, bias_dtype, out, num_rows,
-                                                               row_size);
+                                                               row_size, meta);
   return cudaGetLastError();
 }
 

@@ -40,9 +40,12 @@ cudaError_t LaunchElementwise(Elementwise op, const float* a, const float* b, fl
                               cudaStream_t stream);
 
 // out [num_rows, row_size] = x + bias, the f32/bf16/f16 bias [row_size] added to
-// every row (no padding rule: rows may be anything, as for linear).
+// every row. A null meta has no padding rule (rows may be anything, as for
+// linear: the bias_add op); with meta, rows at or past num_tokens are zeros (the
+// mlp op's bias, whose padding rows stay zero). x may alias out.
 cudaError_t LaunchBiasAdd(const float* x, const void* bias, DType bias_dtype, float* out,
-                          int64_t num_rows, int64_t row_size, cudaStream_t stream);
+                          int64_t num_rows, int64_t row_size, const ForwardMetaView* meta,
+                          cudaStream_t stream);
 
 // out [num_rows, n] = sigmoid(x[r] . w) * y[r] for x [num_rows, k], the f32/bf16/f16 gate
 // weight w [1, k] and y [num_rows, n]; every row (no padding rule).

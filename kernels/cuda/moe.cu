@@ -9,14 +9,14 @@ constexpr int kThreads = 256;
 
 // ---- Routing -----------------------------------------------------------------
 
-// One thread per row: the reference's RouteRow, probabilities recomputed from
-// the logits, "already chosen" a scan of the row's ids.
-__global__ void TopkRouteKernel(const float* logits, int64_t num_experts, int32_t* ids,
-                                float* weights, int64_t num_rows, int top_k, bool norm_topk_prob,
-                                int64_t row_offset, int64_t row_limit,
-                                const ForwardMetaView* meta) {
+// One thread per row: the reference's RouteRow, scores recomputed from the
+// logits, "already chosen" a scan of the row's ids.
+__global__ void TopkRouteKernel(const float* logits, int64_t num_experts, RouteRule rule,
+                                int32_t* ids, float* weights, int64_t num_rows, int64_t row_offset,
+                                int64_t row_limit, const ForwardMetaView* meta) {
   const int64_t t = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
   if (t >= num_rows) return;
+  const int top_k = rule.top_k;
   int32_t* ids_row = ids + t * top_k;
   float* weights_row = weights + t * top_k;
   if (t >= NumRealRows(meta, row_limit, row_offset)) {
@@ -28,34 +28,73 @@ __global__ void TopkRouteKernel(const float* logits, int64_t num_experts, int32_
   }
   const float* row = logits + t * num_experts;
   float max_logit = -INFINITY;
-  for (int64_t e = 0; e < num_experts; ++e)
-    max_logit = fmaxf(max_logit, row[e]);
   float sum = 0.0f;
-  for (int64_t e = 0; e < num_experts; ++e)
-    sum += expf(row[e] - max_logit);
+  if (!rule.sigmoid) {
+    for (int64_t e = 0; e < num_experts; ++e)
+      max_logit = fmaxf(max_logit, row[e]);
+    for (int64_t e = 0; e < num_experts; ++e)
+      sum += expf(row[e] - max_logit);
+  }
+  auto score = [&](int64_t e) {
+    return rule.sigmoid ? 1.0f / (1.0f + expf(-row[e])) : expf(row[e] - max_logit) / sum;
+  };
+  auto choice = [&](int64_t e) { return rule.bias ? score(e) + rule.bias[e] : score(e); };
+
+  const int64_t group_size = num_experts / rule.num_groups;
+  bool kept[kMaxRouteGroups];
+  for (int g = 0; g < rule.num_groups; ++g)
+    kept[g] = true;
+  if (rule.kept_groups < rule.num_groups) {
+    float group_score[kMaxRouteGroups];
+    for (int g = 0; g < rule.num_groups; ++g) {
+      float first = -INFINITY, second = -INFINITY;
+      for (int64_t e = g * group_size; e < (g + 1) * group_size; ++e) {
+        const float c = choice(e);
+        if (c > first) {
+          second = first;
+          first = c;
+        } else if (c > second) {
+          second = c;
+        }
+      }
+      group_score[g] = first + second;
+    }
+    for (int g = 0; g < rule.num_groups; ++g) {
+      int better = 0;
+      for (int h = 0; h < rule.num_groups; ++h) {
+        better += group_score[h] > group_score[g] || (group_score[h] == group_score[g] && h < g);
+      }
+      kept[g] = better < rule.kept_groups;
+    }
+  }
+
   float chosen_sum = 0.0f;
   for (int j = 0; j < top_k; ++j) {
     int32_t best = -1;
-    float best_prob = 0.0f;
+    float best_choice = 0.0f;
     for (int64_t e = 0; e < num_experts; ++e) {
+      if (!kept[e / group_size]) continue;
       bool taken = false;
       for (int i = 0; i < j && !taken; ++i)
         taken = ids_row[i] == e;
       if (taken) continue;
-      const float prob = expf(row[e] - max_logit) / sum;
-      if (best < 0 || prob > best_prob) {
+      const float c = choice(e);
+      if (best < 0 || c > best_choice) {
         best = static_cast<int32_t>(e);
-        best_prob = prob;
+        best_choice = c;
       }
     }
     ids_row[j] = best;
-    weights_row[j] = best < 0 ? 0.0f : best_prob;
+    weights_row[j] = best < 0 ? 0.0f : score(best);
     chosen_sum += weights_row[j];
   }
-  if (norm_topk_prob && chosen_sum > 0.0f) {
+  const float denominator = fmaxf(chosen_sum, rule.norm_min);
+  if (rule.norm_topk_prob && denominator > 0.0f) {
     for (int j = 0; j < top_k; ++j)
-      weights_row[j] /= chosen_sum;
+      weights_row[j] /= denominator;
   }
+  for (int j = 0; j < top_k; ++j)
+    weights_row[j] *= rule.routed_scaling_factor;
 }
 
 // ---- Align: count, scan, place (one warp per expert; ballots keep pair order) ----
@@ -382,13 +421,30 @@ int RowThreads(int64_t n) {
 
 }  // namespace
 
-cudaError_t LaunchTopkRoute(const float* logits, int64_t num_experts, int32_t* ids, float* weights,
-                            int64_t num_rows, int top_k, bool norm_topk_prob, int64_t row_offset,
+RouteRule MakeRouteRule(const TopkRouteParams& params, const float* bias) {
+  RouteRule rule;
+  rule.top_k = static_cast<int>(params.top_k);
+  rule.norm_topk_prob = params.norm_topk_prob != 0;
+  rule.sigmoid = params.scoring == static_cast<int64_t>(RouteScoring::kSigmoid);
+  rule.num_groups = static_cast<int>(params.num_groups);
+  rule.kept_groups = static_cast<int>(params.KeptGroups());
+  rule.routed_scaling_factor = static_cast<float>(params.routed_scaling_factor);
+  rule.norm_min = static_cast<float>(params.norm_min);
+  rule.bias = bias;
+  return rule;
+}
+
+cudaError_t LaunchTopkRoute(const float* logits, int64_t num_experts, const RouteRule& rule,
+                            int32_t* ids, float* weights, int64_t num_rows, int64_t row_offset,
                             int64_t row_limit, const ForwardMetaView* meta, cudaStream_t stream) {
-  if (num_rows <= 0 || top_k <= 0) return cudaSuccess;
-  TopkRouteKernel<<<CeilDiv(num_rows, 128), 128, 0, stream>>>(logits, num_experts, ids, weights,
-                                                              num_rows, top_k, norm_topk_prob,
-                                                              row_offset, row_limit, meta);
+  if (num_rows <= 0 || rule.top_k <= 0) return cudaSuccess;
+  if (rule.num_groups < 1 || rule.num_groups > kMaxRouteGroups ||
+      num_experts % rule.num_groups != 0 || rule.kept_groups < 1 ||
+      rule.kept_groups > rule.num_groups) {
+    return cudaErrorInvalidValue;
+  }
+  TopkRouteKernel<<<CeilDiv(num_rows, 128), 128, 0, stream>>>(
+      logits, num_experts, rule, ids, weights, num_rows, row_offset, row_limit, meta);
   return cudaGetLastError();
 }
 

@@ -15,10 +15,27 @@
 
 namespace moegraph::cuda {
 
+// A route's rule (TopkRouteParams, ir/op_params.h) as the routing kernel
+// takes it; `bias` is the optional score-correction bias [num_experts] (null:
+// none).
+struct RouteRule {
+  int top_k = 0;
+  bool norm_topk_prob = false;
+  bool sigmoid = false;  // RouteScoring::kSigmoid
+  int num_groups = 1;    // divides num_experts, <= kMaxRouteGroups
+  int kept_groups = 1;   // <= num_groups
+  float routed_scaling_factor = 1.0f;
+  float norm_min = 0.0f;
+  const float* bias = nullptr;
+};
+
+// The rule of `params` with the optional bias.
+RouteRule MakeRouteRule(const TopkRouteParams& params, const float* bias);
+
 // ids / weights [num_rows, top_k] from logits [num_rows, num_experts]. Row t is
 // padding (ids -1, weights 0) at or past min(row_limit, num_tokens - row_offset).
-cudaError_t LaunchTopkRoute(const float* logits, int64_t num_experts, int32_t* ids, float* weights,
-                            int64_t num_rows, int top_k, bool norm_topk_prob, int64_t row_offset,
+cudaError_t LaunchTopkRoute(const float* logits, int64_t num_experts, const RouteRule& rule,
+                            int32_t* ids, float* weights, int64_t num_rows, int64_t row_offset,
                             int64_t row_limit, const ForwardMetaView* meta, cudaStream_t stream);
 
 // Counting sort of the num_pairs (token, expert) pairs by expert: sorted_pairs

@@ -100,6 +100,7 @@ constexpr int64_t kI = 11;
 constexpr int64_t kE = 5;
 constexpr int64_t kTopK = 3;
 constexpr int64_t kP = kT * kTopK;
+constexpr int64_t kGroupedE = 12;  // routing modes: 4 groups of 3 experts
 constexpr int64_t kVocab = 23;
 // Attention: 2 layers of paged cache, 8 blocks of 4 slots, 4 query heads on
 // 2 KV heads of dim 6.
@@ -364,6 +365,34 @@ std::vector<OpCase> BuildCases() {
                       .Output(DType::kF32, {kT, kTopK})
                       .Params(TopkRouteParams{.top_k = kTopK, .norm_topk_prob = 0, .row_offset = 0})
                       .Build());
+  // Sigmoid scores, the correction bias (last operand), 4 groups keep 2, scaling.
+  const TopkRouteParams grouped_route{.top_k = kTopK,
+                                      .norm_topk_prob = 1,
+                                      .row_offset = 1,
+                                      .scoring = 1,
+                                      .num_groups = 4,
+                                      .top_k_groups = 2,
+                                      .routed_scaling_factor = 2.5};
+  cases.push_back(CaseBuilder("topk_route/sigmoid_groups_bias", "topk_route")
+                      .F32({kT, kGroupedE}, 26, 3.0f)
+                      .F32({kGroupedE}, 27, 0.5f)
+                      .Output(DType::kI32, {kT, kTopK})
+                      .Output(DType::kF32, {kT, kTopK})
+                      .Params(grouped_route)
+                      .Build());
+  cases.push_back(CaseBuilder("topk_route/sigmoid_no_norm", "topk_route")
+                      .F32({kT, kE + 2}, 28, 3.0f)
+                      .Output(DType::kI32, {kT, kTopK})
+                      .Output(DType::kF32, {kT, kTopK})
+                      .Params(TopkRouteParams{.top_k = kTopK, .scoring = 1})
+                      .Build());
+  cases.push_back(CaseBuilder("topk_route/softmax_bias_norm_min", "topk_route")
+                      .F32({kT, kE + 2}, 29, 3.0f)
+                      .F32({kE + 2}, 30, 0.5f)
+                      .Output(DType::kI32, {kT, 2})
+                      .Output(DType::kF32, {kT, 2})
+                      .Params(TopkRouteParams{.top_k = 2, .norm_topk_prob = 1, .norm_min = 0.6})
+                      .Build());
   cases.push_back(CaseBuilder("moe_align", "moe_align")
                       .I32({kT, kTopK}, ids)
                       .Output(DType::kI32, {kP})
@@ -487,6 +516,17 @@ std::vector<OpCase> BuildCases() {
                         .Output(DType::kF32, {kT, kH})
                         .CudaTolerance(gemm_rtol, gemm_atol)
                         .Build());
+    cases.push_back(CaseBuilder("mlp/bias" + tag, "mlp")
+                        .F32({kT, kH}, 92)
+                        .Weight(dtype, {kI, kH}, 93)
+                        .Weight(dtype, {kI, kH}, 94)
+                        .Weight(dtype, {kH, kI}, 95)
+                        .Weight(dtype, {kI}, 96, 2.0f)
+                        .Weight(dtype, {kI}, 97, 2.0f)
+                        .Weight(dtype, {kH}, 98, 2.0f)
+                        .Output(DType::kF32, {kT, kH})
+                        .CudaTolerance(gemm_rtol, gemm_atol)
+                        .Build());
     for (int64_t row_offset : {0, 2}) {
       cases.push_back(CaseBuilder("moe" + tag + "/row_offset" + std::to_string(row_offset), "moe")
                           .F32({kT, kH}, 47)
@@ -500,6 +540,17 @@ std::vector<OpCase> BuildCases() {
                           .CudaTolerance(gemm_rtol, gemm_atol)
                           .Build());
     }
+    cases.push_back(CaseBuilder("moe" + tag + "/sigmoid_groups_bias", "moe")
+                        .F32({kT, kH}, 57)
+                        .Weight(dtype, {kGroupedE, kH}, 58, 2.0f)
+                        .Stacked(dtype, kGroupedE, kI, kH, 59)
+                        .Stacked(dtype, kGroupedE, kI, kH, 60)
+                        .Stacked(dtype, kGroupedE, kH, kI, 61)
+                        .F32({kGroupedE}, 62, 0.5f)
+                        .Output(DType::kF32, {kT, kH})
+                        .Params(grouped_route)
+                        .CudaTolerance(gemm_rtol, gemm_atol)
+                        .Build());
     cases.push_back(CaseBuilder("grouped_matmul" + tag, "grouped_matmul")
                         .F32({kP, kK}, 52)
                         .I32({kE + 1}, offsets)

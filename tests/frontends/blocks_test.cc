@@ -285,6 +285,106 @@ TEST(BlocksTest, MoeWithoutSharedExpertIsOneOp) {
   EXPECT_EQ(Count(text, "= add("), 0);
 }
 
+// A GLM / DeepSeek-style router: every option is an attribute of the one moe op and the
+// correction bias its last operand; the graph verifies (the shape rule checks the bias).
+TEST(BlocksTest, MoeRouterOptionsAreMoeAttributesAndTheBiasOperand) {
+  GraphBuilder b("t");
+  ValueId x = b.Input("x", Tokens(16));
+  MoeOptions o = Moe();
+  o.scoring = RouteScoring::kSigmoid;
+  o.num_groups = 2;
+  o.top_k_groups = 1;
+  o.norm_topk_prob = true;
+  o.norm_min = 1e-20;
+  o.routed_scaling_factor = 2.5;
+  o.score_correction_bias = true;
+  MoeWeights w = MoeWeightsFor(b);
+  w.correction_bias = b.Weight("bias", F32({4}));
+  StatusOr<ValueId> y = BuildMoe(b, o, w, x, "m");
+  ASSERT_TRUE(y.ok()) << y.status().ToString();
+  b.Output(*y);
+  StatusOr<Graph> g = std::move(b).Finish();
+  ASSERT_TRUE(g.ok()) << g.status().ToString();
+  const std::string text = PrintGraph(*g);
+  EXPECT_NE(text.find("%m = moe(%meta, %x, %router, %g, %u, %d, %bias) "
+                      "{norm_min = 1e-20, norm_topk_prob = 1, num_groups = 2, "
+                      "routed_scaling_factor = 2.5, scoring = 1, top_k = 2, top_k_groups = 1}"),
+            std::string::npos)
+      << text;
+}
+
+// Softmax with a correction bias and norm_min (Ernie): only the options that differ from the
+// defaults are printed.
+TEST(BlocksTest, MoeSoftmaxWithBiasPrintsOnlyItsOptions) {
+  GraphBuilder b("t");
+  ValueId x = b.Input("x", Tokens(16));
+  MoeOptions o = Moe();
+  o.norm_topk_prob = true;
+  o.norm_min = 1e-12;
+  o.score_correction_bias = true;
+  MoeWeights w = MoeWeightsFor(b);
+  w.correction_bias = b.Weight("bias", F32({4}));
+  StatusOr<ValueId> y = BuildMoe(b, o, w, x, "m");
+  ASSERT_TRUE(y.ok()) << y.status().ToString();
+  b.Output(*y);
+  StatusOr<Graph> g = std::move(b).Finish();
+  ASSERT_TRUE(g.ok()) << g.status().ToString();
+  const std::string text = PrintGraph(*g);
+  EXPECT_NE(text.find("%d, %bias) {norm_min = 1e-12, norm_topk_prob = 1, top_k = 2} :"),
+            std::string::npos)
+      << text;
+}
+
+TEST(BlocksTest, MoeCorrectionBiasOptionAndWeightMustAgree) {
+  for (const bool option : {false, true}) {
+    GraphBuilder b("t");
+    ValueId x = b.Input("x", Tokens(16));
+    MoeOptions o = Moe();
+    o.score_correction_bias = option;
+    MoeWeights w = MoeWeightsFor(b);
+    if (!option) w.correction_bias = b.Weight("bias", F32({4}));
+    StatusOr<ValueId> y = BuildMoe(b, o, w, x, "m");
+    ASSERT_FALSE(y.ok());
+    EXPECT_EQ(y.status().message(),
+              "MoE 'm': score_correction_bias and the correction bias weight disagree");
+  }
+}
+
+TEST(BlocksTest, BadRouterOptionsAreInvalidArgumentNamingTheField) {
+  struct Case {
+    void (*set)(MoeOptions&);
+    std::string message;
+  };
+  const Case cases[] = {
+      {[](MoeOptions& o) { o.num_groups = 3; },
+       "MoE: num_groups (3) must divide num_experts (4) and be at most 256"},
+      {[](MoeOptions& o) { o.num_groups = 4; },
+       "MoE: num_groups (4) leaves one expert per group; a group is scored by its top two"},
+      {[](MoeOptions& o) {
+         o.num_groups = 2;
+         o.top_k_groups = 3;
+       },
+       "MoE: top_k_groups (3) must be in [1, num_groups = 2] (0: all groups)"},
+      {[](MoeOptions& o) {
+         o.num_groups = 2;
+         o.top_k_groups = 1;
+         o.top_k = 3;
+       },
+       "MoE: top_k (3) exceeds the 2 experts of the kept groups (top_k_groups = 1 of 2 experts)"},
+      {[](MoeOptions& o) { o.routed_scaling_factor = 0; },
+       "MoE: routed_scaling_factor (0.000000) must be finite and > 0"},
+      {[](MoeOptions& o) { o.norm_min = -1; }, "MoE: norm_min (-1.000000) must be finite and >= 0"},
+      {[](MoeOptions& o) { o.norm_min = 0.5; }, "MoE: norm_min (0.500000) needs norm_topk_prob"},
+  };
+  for (const Case& c : cases) {
+    MoeOptions o = Moe();
+    c.set(o);
+    const Status status = CheckMoeOptions(o);
+    EXPECT_EQ(status.code(), StatusCode::kInvalidArgument) << c.message;
+    EXPECT_EQ(status.message(), c.message);
+  }
+}
+
 // Each option that needs an op the registry lacks: Unimplemented naming the option.
 TEST(BlocksTest, AttentionOptionsWithoutAnOpAreUnimplemented) {
   struct Case {
@@ -325,15 +425,13 @@ TEST(BlocksTest, MlpOptionsWithoutAnOpAreUnimplemented) {
     MlpOptions options;
     std::string names;
   };
-  MlpOptions gelu, clamped, ungated, bias;
+  MlpOptions gelu, clamped, ungated;
   gelu.activation = Activation::kGeluTanh;
   clamped.activation = Activation::kClampedSwiglu;
   ungated.gated = false;
-  bias.bias = true;
   const Case cases[] = {{gelu, "option activation = gelu_pytorch_tanh"},
                         {clamped, "option activation = clamped_swiglu"},
-                        {ungated, "option gated = false"},
-                        {bias, "option bias"}};
+                        {ungated, "option gated = false"}};
   for (const Case& c : cases) {
     GraphBuilder b("t");
     ValueId x = b.Input("x", Tokens(16));
@@ -345,25 +443,54 @@ TEST(BlocksTest, MlpOptionsWithoutAnOpAreUnimplemented) {
   }
 }
 
+// bias puts the three biases on the one mlp op, after its weights, and keeps %meta first.
+TEST(BlocksTest, MlpBiasesAreOperandsOfTheMlpOp) {
+  for (bool bias : {false, true}) {
+    GraphBuilder b("t");
+    ValueId x = b.Input("x", Tokens(16));
+    MlpWeights w = MoeWeightsFor(b).shared;
+    if (bias) {
+      w.gate_bias = b.Weight("sgb", F32({12}));
+      w.up_bias = b.Weight("sub", F32({12}));
+      w.down_bias = b.Weight("sdb", F32({16}));
+    }
+    StatusOr<ValueId> y = BuildMlp(b, MlpOptions{.bias = bias}, w, x, "mlp");
+    ASSERT_TRUE(y.ok()) << y.status().ToString();
+    b.Output(*y);
+    StatusOr<Graph> g = std::move(b).Finish();
+    ASSERT_TRUE(g.ok()) << g.status().ToString();
+    const std::string text = PrintGraph(*g);
+    EXPECT_EQ(Count(text, bias ? "%mlp = mlp(%meta, %x, %sg, %su, %sd, %sgb, %sub, %sdb)"
+                               : "%mlp = mlp(%meta, %x, %sg, %su, %sd) "),
+              1)
+        << text;
+  }
+}
+
+TEST(BlocksTest, MlpBiasOptionAndWeightsMustAgree) {
+  GraphBuilder b("t");
+  ValueId x = b.Input("x", Tokens(16));
+  MlpWeights w = MoeWeightsFor(b).shared;
+  w.gate_bias = b.Weight("sgb", F32({12}));  // up and down biases missing
+  for (bool bias : {true, false}) {
+    StatusOr<ValueId> y = BuildMlp(b, MlpOptions{.bias = bias}, w, x, "mlp");
+    ASSERT_FALSE(y.ok());
+    EXPECT_EQ(y.status().code(), StatusCode::kInvalidArgument);
+    EXPECT_EQ(y.status().message(), "MLP 'mlp': bias and the gate/up/down bias weights disagree");
+  }
+}
+
 TEST(BlocksTest, MoeOptionsWithoutAnOpAreUnimplemented) {
   struct Case {
     void (*set)(MoeOptions&);
     std::string names;
   };
   const Case cases[] = {
-      {[](MoeOptions& o) { o.router = RouterKind::kSigmoidTopK; }, "option router = sigmoid_topk"},
-      {[](MoeOptions& o) {
-         o.router = RouterKind::kGroupedTopK;
-         o.num_groups = 8;
-         o.top_k_groups = 4;
-       },
-       "option router = grouped_topk (num_groups = 8, top_k_groups = 4)"},
-      {[](MoeOptions& o) { o.score_correction_bias = true; }, "option score_correction_bias"},
-      {[](MoeOptions& o) { o.routed_scaling_factor = 2.5; }, "option routed_scaling_factor"},
       {[](MoeOptions& o) { o.router_bias = true; }, "option router_bias"},
       {[](MoeOptions& o) { o.expert_bias = true; }, "option expert_bias"},
       {[](MoeOptions& o) { o.expert_mlp.activation = Activation::kClampedSwiglu; },
        "MoE experts: option activation = clamped_swiglu"},
+      {[](MoeOptions& o) { o.expert_mlp.bias = true; }, "option expert_mlp.bias"},
       {[](MoeOptions& o) {
          o.shared_expert = true;
          o.shared_mlp.activation = Activation::kGeluTanh;

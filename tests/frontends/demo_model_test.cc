@@ -180,6 +180,20 @@ TEST_F(DemoModelTest, BiasesAreSmallAroundZero) {
   EXPECT_NEAR(stddev, 0.1, 0.01);
 }
 
+// A spec marked f32 (Ernie's router and score-correction bias) stays f32 in a bf16 checkpoint,
+// with the values the f32 writer gives it.
+TEST_F(DemoModelTest, F32SpecsStayF32InALowerPrecisionCheckpoint) {
+  const std::vector<WeightSpec> specs = {{"r", {3, 8}, WeightInit::kLinear, /*f32=*/true},
+                                         {"w", {3, 8}, WeightInit::kLinear}};
+  const std::vector<TensorToWrite> bf16 = MakeRandomWeights(specs, 7, DType::kBF16);
+  const std::vector<TensorToWrite> f32 = MakeRandomWeights(specs, 7, DType::kF32);
+  ASSERT_EQ(bf16.size(), 2u);
+  EXPECT_EQ(bf16[0].dtype, DType::kF32);
+  EXPECT_EQ(bf16[0].bytes, f32[0].bytes);
+  EXPECT_EQ(bf16[1].dtype, DType::kBF16);
+  EXPECT_EQ(bf16[1].bytes.size(), 3u * 8u * 2u);
+}
+
 TEST_F(DemoModelTest, SameSeedIsByteIdenticalAndOtherSeedsDiffer) {
   const std::string a = TestDir("a"), b = TestDir("b"), c = TestDir("c");
   ASSERT_TRUE(WriteDemoModel(a).ok());

@@ -1,11 +1,13 @@
-// Config parsing of the families past Qwen3-MoE: dense Qwen3, Mixtral, Qwen2 and Qwen2-MoE (the
-// shared decoder fields are read by one parser, so their errors read the same in every family).
+// Config parsing of the families past Qwen3-MoE: dense Qwen3, Mixtral, Qwen2, Qwen2-MoE and
+// Ernie 4.5 MoE (the shared decoder fields are read by one parser, so their errors read the same in
+// every family).
 #include <gtest/gtest.h>
 
 #include <string>
 #include <vector>
 
 #include "frontends/decoder_config.h"
+#include "frontends/ernie4_5_moe_config.h"
 #include "frontends/mixtral_config.h"
 #include "frontends/qwen2_config.h"
 #include "frontends/qwen2_moe_config.h"
@@ -69,6 +71,22 @@ constexpr const char* kQwen15MoeA27B = R"({
   "sliding_window": 32768, "tie_word_embeddings": false, "torch_dtype": "bfloat16",
   "transformers_version": "4.40.0.dev0", "use_cache": true, "use_sliding_window": false,
   "vocab_size": 151936
+})";
+
+// The fields of baidu/ERNIE-4.5-21B-A3B-PT's config.json (published key style: rope_theta,
+// moe_layer_end_index -1 for the last layer, torch_dtype), with the training-only fields
+// transformers ignores (moe_capacity, moe_gate, moe_use_aux_free, use_rmsnorm).
+constexpr const char* kErnie45_21B = R"({
+  "architectures": ["Ernie4_5_MoeForCausalLM"],
+  "bos_token_id": 1, "eos_token_id": 2, "head_dim": 128, "hidden_act": "silu",
+  "hidden_size": 2560, "intermediate_size": 12288, "max_position_embeddings": 131072,
+  "model_type": "ernie4_5_moe", "moe_capacity": [64, 64, 64], "moe_gate": "topk",
+  "moe_intermediate_size": 1536, "moe_k": 6, "moe_layer_end_index": -1,
+  "moe_layer_interval": 1, "moe_layer_start_index": 1, "moe_num_experts": 64,
+  "moe_num_shared_experts": 2, "moe_use_aux_free": true, "num_attention_heads": 20,
+  "num_hidden_layers": 28, "num_key_value_heads": 4, "pad_token_id": 0, "rms_norm_eps": 1e-05,
+  "rope_theta": 500000, "tie_word_embeddings": true, "torch_dtype": "bfloat16",
+  "use_bias": false, "use_cache": false, "use_rmsnorm": true, "vocab_size": 103424
 })";
 
 JsonValue Json(const char* text) {
@@ -400,6 +418,157 @@ TEST(Qwen2MoeConfig, ErrorsNameTheField) {
             "architectures: \"Qwen2MoeForCausalLM\"");
   EXPECT_EQ(ParseQwen2MoeConfig(JsonValue::Int(3), "config.json").status().code(),
             StatusCode::kInvalidArgument);
+}
+
+TEST(Ernie4_5_MoeConfig, ParsesThePublishedConfig) {
+  StatusOr<Ernie4_5_MoeConfig> c = ParseErnie4_5_MoeConfig(Json(kErnie45_21B), "config.json");
+  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  EXPECT_EQ(c->architecture, "Ernie4_5_MoeForCausalLM");
+  EXPECT_EQ(c->vocab_size, 103424);
+  EXPECT_EQ(c->hidden_size, 2560);
+  EXPECT_EQ(c->num_hidden_layers, 28);
+  EXPECT_EQ(c->num_attention_heads, 20);
+  EXPECT_EQ(c->num_key_value_heads, 4);
+  EXPECT_EQ(c->head_dim, 128);
+  EXPECT_EQ(c->intermediate_size, 12288);
+  EXPECT_EQ(c->moe_intermediate_size, 1536);
+  EXPECT_EQ(c->moe_num_experts, 64);
+  EXPECT_EQ(c->moe_k, 6);
+  EXPECT_EQ(c->moe_num_shared_experts, 2);
+  EXPECT_EQ(c->moe_layer_start_index, 1);
+  EXPECT_EQ(c->moe_layer_end_index, 27);  // -1: the last layer
+  EXPECT_EQ(c->moe_layer_interval, 1);
+  EXPECT_EQ(c->moe_norm_min, 1e-12);
+  EXPECT_FALSE(c->use_bias);
+  EXPECT_TRUE(c->tie_word_embeddings);
+  EXPECT_EQ(c->rms_norm_eps, 1e-5);
+  EXPECT_EQ(c->rope_theta, 500000.0);
+  EXPECT_EQ(c->torch_dtype, "bfloat16");
+  EXPECT_FALSE(c->IsMoeLayer(0));
+  EXPECT_TRUE(c->IsMoeLayer(1));
+  EXPECT_TRUE(c->IsMoeLayer(27));
+  EXPECT_EQ(c->Describe(),
+            "28 layers (27 MoE): 64 experts, top-6, softmax router + score-correction bias, "
+            "renormalised (norm_min 1e-12), 2 shared experts");
+}
+
+// A layer is MoE when (i + 1) % moe_layer_interval == 0 and start <= i <= end.
+TEST(Ernie4_5_MoeConfig, MoeLayersFollowStartEndAndInterval) {
+  JsonValue json = With(kErnie45_21B, "num_hidden_layers", JsonValue::Int(9));
+  JsonValue::Object members = json.as_object();
+  for (auto& [key, v] : members) {
+    if (key == "moe_layer_start_index") v = JsonValue::Int(2);
+    if (key == "moe_layer_end_index") v = JsonValue::Int(6);
+    if (key == "moe_layer_interval") v = JsonValue::Int(2);
+  }
+  StatusOr<Ernie4_5_MoeConfig> c =
+      ParseErnie4_5_MoeConfig(JsonValue::MakeObject(std::move(members)), "config.json");
+  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  std::vector<int64_t> moe;
+  for (int64_t i = 0; i < c->num_hidden_layers; ++i) {
+    if (c->IsMoeLayer(i)) moe.push_back(i);
+  }
+  EXPECT_EQ(moe, (std::vector<int64_t>{3, 5}));
+  EXPECT_EQ(c->Describe().substr(0, 17), "9 layers (2 MoE):");
+}
+
+TEST(Ernie4_5_MoeConfig, DefaultsAndAliasesAreTransformers) {
+  JsonValue json = Json(kErnie45_21B);
+  JsonValue::Object members;
+  for (const auto& [key, v] : json.as_object()) {
+    if (key == "moe_num_experts") {
+      members.emplace_back("num_experts", v);  // attribute_map aliases
+    } else if (key == "moe_k") {
+      members.emplace_back("num_experts_per_tok", v);
+    } else if (key != "tie_word_embeddings" && key != "rope_theta" && key != "rms_norm_eps" &&
+               key != "moe_num_shared_experts" && key != "moe_layer_start_index" &&
+               key != "moe_layer_end_index" && key != "moe_layer_interval" && key != "use_bias") {
+      members.emplace_back(key, v);
+    }
+  }
+  StatusOr<Ernie4_5_MoeConfig> c =
+      ParseErnie4_5_MoeConfig(JsonValue::MakeObject(std::move(members)), "config.json");
+  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  EXPECT_EQ(c->moe_num_experts, 64);
+  EXPECT_EQ(c->moe_k, 6);
+  EXPECT_TRUE(c->tie_word_embeddings);
+  EXPECT_EQ(c->rope_theta, 500000.0);
+  EXPECT_EQ(c->rms_norm_eps, 1e-5);
+  EXPECT_EQ(c->moe_num_shared_experts, 2);
+  EXPECT_EQ(c->moe_layer_start_index, 1);
+  EXPECT_EQ(c->moe_layer_end_index, 27);
+  EXPECT_EQ(c->moe_layer_interval, 1);
+  EXPECT_FALSE(c->use_bias);
+  // transformers 5 writes rope_parameters; a use_bias model says so in Describe().
+  JsonValue rope = JsonValue::MakeObject(
+      {{"rope_theta", JsonValue::Double(20000.0)}, {"rope_type", JsonValue::String("default")}});
+  json = With(kErnie45_21B, "rope_parameters", rope);
+  members = json.as_object();
+  for (auto& [key, v] : members) {
+    if (key == "use_bias") v = JsonValue::Bool(true);
+    if (key == "moe_num_shared_experts") v = JsonValue::Int(1);
+  }
+  c = ParseErnie4_5_MoeConfig(JsonValue::MakeObject(std::move(members)), "config.json");
+  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  EXPECT_EQ(c->rope_theta, 20000.0);
+  EXPECT_TRUE(c->use_bias);
+  EXPECT_EQ(c->Describe(),
+            "28 layers (27 MoE): 64 experts, top-6, softmax router + score-correction bias, "
+            "renormalised (norm_min 1e-12), 1 shared expert, use_bias");
+}
+
+TEST(Ernie4_5_MoeConfig, ErrorsNameTheField) {
+  struct Case {
+    std::string field;
+    JsonValue value;
+    StatusCode code;
+    std::string message;
+  };
+  const Case cases[] = {
+      {"moe_k", JsonValue::Int(65), StatusCode::kInvalidArgument,
+       "config.json: field \"moe_k\" must be in [1, moe_num_experts = 64], got 65"},
+      {"moe_num_experts", JsonValue::Int(0), StatusCode::kInvalidArgument,
+       "config.json: field \"moe_num_experts\" must be positive, got 0"},
+      {"moe_num_shared_experts", JsonValue::Int(-1), StatusCode::kInvalidArgument,
+       "config.json: field \"moe_num_shared_experts\" must be >= 0, got -1"},
+      {"moe_layer_interval", JsonValue::Int(0), StatusCode::kInvalidArgument,
+       "config.json: field \"moe_layer_interval\" must be >= 1, got 0"},
+      {"moe_layer_start_index", JsonValue::Int(-2), StatusCode::kInvalidArgument,
+       "config.json: field \"moe_layer_start_index\" must be >= 0, got -2"},
+      {"moe_layer_end_index", JsonValue::Int(-2), StatusCode::kInvalidArgument,
+       "config.json: field \"moe_layer_end_index\" must be -1 (the last layer) or a layer "
+       "index, got -2"},
+      {"moe_norm_min", JsonValue::Double(-0.5), StatusCode::kInvalidArgument,
+       "config.json: field \"moe_norm_min\" must be finite and >= 0, got -0.5"},
+      {"use_bias", JsonValue::String("yes"), StatusCode::kInvalidArgument, ""},
+      {"hidden_act", JsonValue::String("gelu"), StatusCode::kUnimplemented,
+       "config.json: field \"hidden_act\" is \"gelu\"; only \"silu\" is supported"},
+      {"rope_scaling",
+       JsonValue::MakeObject(
+           {{"rope_type", JsonValue::String("linear")}, {"factor", JsonValue::Double(2.0)}}),
+       StatusCode::kUnimplemented, ""},
+  };
+  for (const Case& k : cases) {
+    StatusOr<Ernie4_5_MoeConfig> c =
+        ParseErnie4_5_MoeConfig(With(kErnie45_21B, k.field, k.value), "config.json");
+    ASSERT_FALSE(c.ok()) << k.field;
+    EXPECT_EQ(c.status().code(), k.code) << c.status().ToString();
+    if (!k.message.empty()) {
+      EXPECT_EQ(c.status().message(), k.message);
+    }
+    EXPECT_NE(c.status().message().find("\"" + k.field + "\""), std::string::npos)
+        << c.status().ToString();
+  }
+  StatusOr<Ernie4_5_MoeConfig> c =
+      ParseErnie4_5_MoeConfig(Without(kErnie45_21B, "moe_intermediate_size"), "config.json");
+  EXPECT_EQ(c.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(c.status().message().find("\"moe_intermediate_size\""), std::string::npos)
+      << c.status().ToString();
+  c = ParseErnie4_5_MoeConfig(Json(kQwen3_8B), "config.json");
+  EXPECT_EQ(c.status().code(), StatusCode::kUnimplemented);
+  EXPECT_EQ(c.status().message(),
+            "config.json: field \"architectures\" is [\"Qwen3ForCausalLM\"]; supported "
+            "architectures: \"Ernie4_5_MoeForCausalLM\"");
 }
 
 // Partial RoPE: a family opts in (DecoderConfigOptions::partial_rotary) and gets the factor,

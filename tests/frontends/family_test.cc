@@ -8,6 +8,8 @@
 #include <set>
 #include <string>
 
+#include "checkpoint/safetensors.h"
+#include "checkpoint/weights.h"
 #include "frontends/decoder.h"
 #include "frontends/demo_model.h"
 #include "frontends/hf_model.h"
@@ -52,7 +54,7 @@ TEST_F(FamilyTest, RegistryFindsQwen3MoeAndListsItForOthers) {
   EXPECT_EQ(other.status().message(),
             "no model family for architecture \"LlamaForCausalLM\"; supported architectures: "
             "\"Qwen3MoeForCausalLM\", \"Qwen3ForCausalLM\", \"MixtralForCausalLM\", "
-            "\"Qwen2ForCausalLM\", \"Qwen2MoeForCausalLM\"");
+            "\"Qwen2ForCausalLM\", \"Qwen2MoeForCausalLM\", \"Ernie4_5_MoeForCausalLM\"");
 }
 
 TEST_F(FamilyTest, ConfigPicksTheFirstRegisteredArchitecture) {
@@ -69,14 +71,15 @@ TEST_F(FamilyTest, ConfigPicksTheFirstRegisteredArchitecture) {
   EXPECT_EQ(family.status().message(),
             "config.json: field \"architectures\" is [\"LlamaForCausalLM\"]; supported "
             "architectures: \"Qwen3MoeForCausalLM\", \"Qwen3ForCausalLM\", "
-            "\"MixtralForCausalLM\", \"Qwen2ForCausalLM\", \"Qwen2MoeForCausalLM\"");
+            "\"MixtralForCausalLM\", \"Qwen2ForCausalLM\", \"Qwen2MoeForCausalLM\", "
+            "\"Ernie4_5_MoeForCausalLM\"");
   json = ParseJson(R"({"architectures": "Qwen3MoeForCausalLM"})", "config.json");
   EXPECT_EQ(FamilyForConfig(*json, "config.json").status().code(), StatusCode::kInvalidArgument);
   json = ParseJson(R"({})", "config.json");
   EXPECT_EQ(FamilyForConfig(*json, "config.json").status().message(),
             "config.json: field \"architectures\" is missing; supported architectures: "
             "\"Qwen3MoeForCausalLM\", \"Qwen3ForCausalLM\", \"MixtralForCausalLM\", "
-            "\"Qwen2ForCausalLM\", \"Qwen2MoeForCausalLM\"");
+            "\"Qwen2ForCausalLM\", \"Qwen2MoeForCausalLM\", \"Ernie4_5_MoeForCausalLM\"");
 }
 
 TEST_F(FamilyTest, LoadHfModelDispatchesThroughTheRegistry) {
@@ -93,7 +96,7 @@ TEST_F(FamilyTest, LoadHfModelDispatchesThroughTheRegistry) {
   EXPECT_NE(model.status().message().find(
                 "is [\"DeepseekV3ForCausalLM\"]; supported architectures: \"Qwen3MoeForCausalLM\", "
                 "\"Qwen3ForCausalLM\", \"MixtralForCausalLM\", \"Qwen2ForCausalLM\", "
-                "\"Qwen2MoeForCausalLM\""),
+                "\"Qwen2MoeForCausalLM\", \"Ernie4_5_MoeForCausalLM\""),
             std::string::npos)
       << model.status().ToString();
 }
@@ -185,6 +188,100 @@ TEST_P(FamilyGoldenTest, EveryMetaOpTakesMetaAndDroppingItIsRejected) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Goldens, FamilyGoldenTest, ::testing::ValuesIn(testing::GoldenCases()));
+
+// A bf16 checkpoint written from Ernie's weight list keeps the router and the score-correction
+// bias f32 (as transformers does; the moe op takes only an f32 bias), and loads.
+TEST_F(FamilyTest, ErnieWeightListWritesALoadableBf16Checkpoint) {
+  const std::string golden = testing::GoldenDir("ernie_moe_shared2_bias");
+  StatusOr<HfModel> reference = LoadHfModel(golden);
+  ASSERT_TRUE(reference.ok()) << reference.status().ToString();
+  StatusOr<const ModelFamily*> family = FindModelFamily("Ernie4_5_MoeForCausalLM");
+  ASSERT_TRUE(family.ok());
+  const std::string dir = TestDir("ernie_bf16");
+  const std::vector<TensorToWrite> tensors =
+      MakeRandomWeights((*family)->weight_list(reference->config), 11, DType::kBF16);
+  int f32 = 0;
+  for (const TensorToWrite& t : tensors) {
+    const bool routing = t.name.ends_with(".mlp.gate.weight") ||
+                         t.name.ends_with(".mlp.moe_statics.e_score_correction_bias");
+    EXPECT_EQ(t.dtype, routing ? DType::kF32 : DType::kBF16) << t.name;
+    f32 += routing ? 1 : 0;
+  }
+  EXPECT_EQ(f32, 4);  // two MoE layers
+  ASSERT_TRUE(WriteSafetensors(dir + "/model.safetensors", tensors, {}).ok());
+  std::ifstream in(golden + "/config.json", std::ios::binary);
+  std::ofstream(dir + "/config.json", std::ios::binary) << in.rdbuf();
+  StatusOr<HfModel> model = LoadHfModel(dir);
+  ASSERT_TRUE(model.ok()) << model.status().ToString();
+  EXPECT_EQ(TensorsRead(model->graph), TensorsRead(reference->graph));
+}
+
+// ---- DecoderBuilder ----------------------------------------------------------------
+
+// o_bias and lm_head_bias (Ernie 4.5's use_bias): self_attn.o_proj.bias after each o projection
+// and lm_head.bias after the LM head, tied or not (tying shares lm_head.weight only), with a
+// biased dense MLP; the graph reads exactly the weight list.
+TEST_F(FamilyTest, DecoderLoadsOAndLmHeadBiasesTiedOrNot) {
+  for (bool tied : {false, true}) {
+    DecoderConfig c;
+    c.architecture = "Test";
+    c.vocab_size = 37;
+    c.hidden_size = 12;
+    c.num_hidden_layers = 2;
+    c.num_attention_heads = 3;
+    c.num_key_value_heads = 1;
+    c.head_dim = 4;
+    c.tie_word_embeddings = tied;
+    const DecoderAttention variant{.qkv_bias = true, .o_bias = true, .lm_head_bias = true};
+    const int64_t hidden = c.hidden_size, inter = 10;
+    const std::vector<WeightSpec> list = DecoderWeightList(
+        c, variant, [&](int64_t, const std::string& p, std::vector<WeightSpec>& w) {
+          w.push_back({p + "mlp.gate_proj.weight", {inter, hidden}, WeightInit::kLinear});
+          w.push_back({p + "mlp.up_proj.weight", {inter, hidden}, WeightInit::kLinear});
+          w.push_back({p + "mlp.down_proj.weight", {hidden, inter}, WeightInit::kLinear});
+          w.push_back({p + "mlp.gate_proj.bias", {inter}, WeightInit::kBias});
+          w.push_back({p + "mlp.up_proj.bias", {inter}, WeightInit::kBias});
+          w.push_back({p + "mlp.down_proj.bias", {hidden}, WeightInit::kBias});
+        });
+    const std::string dir = TestDir(tied ? "tied" : "untied");
+    ASSERT_TRUE(
+        WriteSafetensors(dir + "/model.safetensors", MakeRandomWeights(list, 7, DType::kF32), {})
+            .ok());
+    StatusOr<Checkpoint> checkpoint = Checkpoint::Open(dir);
+    ASSERT_TRUE(checkpoint.ok()) << checkpoint.status().ToString();
+    DecoderBuilder d(c, *checkpoint, "test");
+    auto ffn = [&](int64_t, const std::string& p, const std::string& l,
+                   ValueId x) -> StatusOr<ValueId> {
+      WeightLoader& w = d.weights();
+      MlpWeights m;
+      MG_ASSIGN_OR_RETURN(m.gate, w.Plain(p + "mlp.gate_proj.weight", {inter, hidden}));
+      MG_ASSIGN_OR_RETURN(m.up, w.Plain(p + "mlp.up_proj.weight", {inter, hidden}));
+      MG_ASSIGN_OR_RETURN(m.down, w.Plain(p + "mlp.down_proj.weight", {hidden, inter}));
+      MG_ASSIGN_OR_RETURN(m.gate_bias, w.Plain(p + "mlp.gate_proj.bias", {inter}));
+      MG_ASSIGN_OR_RETURN(m.up_bias, w.Plain(p + "mlp.up_proj.bias", {inter}));
+      MG_ASSIGN_OR_RETURN(m.down_bias, w.Plain(p + "mlp.down_proj.bias", {hidden}));
+      return BuildMlp(d.builder(), MlpOptions{.bias = true}, m, x, l + "mlp");
+    };
+    StatusOr<Graph> graph = std::move(d).Build(variant, ffn);
+    ASSERT_TRUE(graph.ok()) << graph.status().ToString();
+    std::set<std::string> listed;
+    for (const WeightSpec& w : list)
+      listed.insert(w.name);
+    EXPECT_EQ(TensorsRead(*graph), listed);
+    EXPECT_EQ(listed.count("lm_head.weight"), tied ? 0u : 1u);
+    const std::string text = PrintGraph(*graph);
+    for (const char* piece :
+         {"%l1.o_bias = bias_add(%l1.o, %l1.self_attn.o_proj.bias)",
+          "%l1.h_attn = add(%l0.h, %l1.o_bias)",
+          "%l1.mlp = mlp(%meta, %l1.mlp_in, %l1.mlp.gate_proj, %l1.mlp.up_proj, %l1.mlp.down_proj, "
+          "%l1.mlp.gate_proj.bias, %l1.mlp.up_proj.bias, %l1.mlp.down_proj.bias)",
+          tied ? "%logits = linear(%last, %embed_tokens)" : "%logits = linear(%last, %lm_head)",
+          "%logits_bias = bias_add(%logits, %lm_head.bias) : tensor<B x 37 x f32>",
+          "return %logits_bias"}) {
+      EXPECT_NE(text.find(piece), std::string::npos) << piece << "\n" << text;
+    }
+  }
+}
 
 // ---- WeightLoader ----------------------------------------------------------------
 
@@ -290,6 +387,34 @@ TEST_F(WeightLoaderTest, ResolvesPlainStackedAndFusedLayouts) {
                       "tensor<2 x 5 x 2 x bf16>"),
             std::string::npos)
       << text;
+}
+
+// Ernie's e_score_correction_bias is stored [1, E]; the graph reads it as [E], and the weight
+// resolves to the same bytes.
+TEST_F(WeightLoaderTest, SqueezedDropsLeadingUnitDims) {
+  Checkpoint ckpt = Write({Tensor("bias", {1, 5}), Tensor("w", {2, 5})});
+  GraphBuilder b("t");
+  WeightLoader loader(ckpt, b);
+  StatusOr<ValueId> bias = loader.Squeezed("bias", {1, 5}, {5});
+  ASSERT_TRUE(bias.ok()) << bias.status().ToString();
+  StatusOr<ValueId> wrong = loader.Squeezed("w", {2, 5}, {5});
+  EXPECT_EQ(wrong.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(wrong.status().message(),
+            file_ + ": tensor 'w' [2, 5] is not [5] with leading size-1 dims");
+  EXPECT_EQ(loader.Squeezed("bias", {5}, {5}).status().code(), StatusCode::kInvalidArgument);
+  b.Output(*bias);
+  StatusOr<Graph> g = std::move(b).Finish();
+  ASSERT_TRUE(g.ok()) << g.status().ToString();
+  const Op& op = g->ops()[0];
+  StatusOr<ResolvedWeight> resolved = ResolveWeight(op, g->type(op.results[0]), ckpt);
+  ASSERT_TRUE(resolved.ok()) << resolved.status().ToString();
+  EXPECT_EQ(resolved->shape, (std::vector<int64_t>{5}));
+  ASSERT_EQ(resolved->slices.size(), 1u);
+  EXPECT_EQ(resolved->slices[0].bytes, 5 * sizeof(float));
+  // Other shapes still disagree.
+  StatusOr<ResolvedWeight> other = ResolveWeight(
+      op, Type::Tensor(DType::kF32, {Dim::Static(1), Dim::Static(1), Dim::Static(5)}), ckpt);
+  EXPECT_FALSE(other.ok());
 }
 
 TEST_F(WeightLoaderTest, ErrorsNameTheTensorAndWhatWasExpected) {

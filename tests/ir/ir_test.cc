@@ -205,6 +205,37 @@ TEST(Verifier, RejectsGraphWithoutMetaInput) {
   EXPECT_TRUE(HasFault(faults, -1, "forward-meta", "first graph input must be %meta"));
 }
 
+// The shared expert with use_bias (Ernie 4.5): the mlp op's three biases, ops 7-9.
+std::string BiasedSharedExpertBlock(const std::string& biases = "%sgb, %sub, %sdb") {
+  const std::string with_biases = Replace(
+      kSharedExpertBlock, "  %routed = moe(",
+      "  %sgb = weight() {name = \"mlp.shared_expert.gate_proj.bias\"} : tensor<24 x f32>\n"
+      "  %sub = weight() {name = \"mlp.shared_expert.up_proj.bias\"} : tensor<24 x f32>\n"
+      "  %sdb = weight() {name = \"mlp.shared_expert.down_proj.bias\"} : tensor<16 x bf16>\n"
+      "  %routed = moe(");
+  return Replace(with_biases, "mlp(%meta, %x, %sg, %su, %sd)",
+                 "mlp(%meta, %x, %sg, %su, %sd" + (biases.empty() ? "" : ", " + biases) + ")");
+}
+
+TEST(Verifier, MlpTakesAllThreeBiasesOrNone) {
+  EXPECT_TRUE(VerifyText(BiasedSharedExpertBlock()).empty());
+  EXPECT_TRUE(VerifyText(BiasedSharedExpertBlock("")).empty());
+  EXPECT_TRUE(HasFault(VerifyText(BiasedSharedExpertBlock("%sgb")), 11, "types",
+                       "either no biases or all three (gate, up, down), got 1 biases"));
+  EXPECT_TRUE(
+      HasFault(VerifyText(BiasedSharedExpertBlock("%sgb, %sub")), 11, "types", "got 2 biases"));
+  // gate and up biases are [I], the down bias [H].
+  EXPECT_TRUE(HasFault(VerifyText(BiasedSharedExpertBlock("%sgb, %sdb, %sub")), 11, "types",
+                       "up bias [I] mismatch: 16 vs 24"));
+  EXPECT_TRUE(HasFault(VerifyText(BiasedSharedExpertBlock("%sgb, %sub, %sub")), 11, "types",
+                       "down bias [H] mismatch: 24 vs 16"));
+  EXPECT_TRUE(HasFault(VerifyText(BiasedSharedExpertBlock("%sgb, %sub, %x")), 11, "types",
+                       "down bias [H] must have rank 1"));
+  // A biased MLP still takes %meta first (FastDeploy PR 5138).
+  EXPECT_TRUE(HasFault(VerifyText(Replace(BiasedSharedExpertBlock(), "mlp(%meta, %x,", "mlp(%x,")),
+                       11, "forward-meta", "'mlp' needs ForwardMeta"));
+}
+
 TEST(Verifier, TypesShapesAndAttributes) {
   // Declared result type disagrees with the rule.
   EXPECT_TRUE(HasFault(
@@ -253,6 +284,59 @@ TEST(Verifier, RopeRotaryDimAndInterleaved) {
       VerifyText(Replace(kRopeVariants, b,
                          "{head_dim = 18, interleaved = 0, rotary_dim = 0, theta = 10000.0}"))
           .empty());
+}
+
+// kSharedExpertBlock's moe op (then op 8) with a score-correction bias of `bias_type` and the
+// routing attributes `attrs`.
+std::string RoutedBlock(const std::string& bias_type, const std::string& attrs) {
+  std::string text =
+      Replace(kSharedExpertBlock, "  %routed = moe(",
+              "  %bias = weight() {name = \"mlp.gate.e_score_correction_bias\"} : " + bias_type +
+                  "\n  %routed = moe(");
+  return Replace(text, "%wd) {norm_topk_prob = 1, top_k = 2}", "%wd, %bias) {" + attrs + "}");
+}
+
+TEST(Verifier, RoutingModesAndTheCorrectionBias) {
+  const std::string grouped =
+      "norm_min = 1e-20, norm_topk_prob = 1, num_groups = 2, routed_scaling_factor = 2.5, "
+      "scoring = 1, top_k = 2, top_k_groups = 1";
+  Graph g = ParseOrDie(RoutedBlock("tensor<4 x f32>", grouped));
+  ASSERT_TRUE(Verify(g).ok()) << Verify(g).ToString();
+  EXPECT_EQ(PrintGraph(g), RoutedBlock("tensor<4 x f32>", grouped));  // printed as written
+
+  EXPECT_TRUE(HasFault(VerifyText(RoutedBlock("tensor<5 x f32>", grouped)), 8, "types",
+                       "bias [E] and the expert count mismatch: 5 vs 4"));
+  EXPECT_TRUE(HasFault(VerifyText(RoutedBlock("tensor<4 x bf16>", grouped)), 8, "types",
+                       "bias must be f32, got tensor<4 x bf16>"));
+  EXPECT_TRUE(HasFault(VerifyText(RoutedBlock("tensor<2 x 2 x f32>", grouped)), 8, "types",
+                       "bias must have rank 1"));
+  EXPECT_TRUE(HasFault(VerifyText(RoutedBlock("tensor<4 x f32>",
+                                              "num_groups = 3, norm_topk_prob "
+                                              "= 1, top_k = 2")),
+                       8, "types", "num_groups (3) must divide the expert count (4)"));
+  EXPECT_TRUE(HasFault(
+      VerifyText(RoutedBlock("tensor<4 x f32>", "num_groups = 4, norm_topk_prob = 1, top_k = 2")),
+      8, "types", "num_groups (4) leaves groups of 1 expert"));
+  EXPECT_TRUE(HasFault(VerifyText(RoutedBlock("tensor<4 x f32>",
+                                              "num_groups = 2, norm_topk_prob = 1, top_k = 2, "
+                                              "top_k_groups = 3")),
+                       8, "types", "top_k_groups (3) exceeds num_groups (2)"));
+  EXPECT_TRUE(HasFault(VerifyText(RoutedBlock("tensor<4 x f32>",
+                                              "num_groups = 2, norm_topk_prob = 1, top_k = 3, "
+                                              "top_k_groups = 1")),
+                       8, "types",
+                       "top_k (3) exceeds the 2 experts of the kept groups (top_k_groups 1 x 2 "
+                       "experts)"));
+  EXPECT_TRUE(HasFault(
+      VerifyText(RoutedBlock("tensor<4 x f32>", "norm_topk_prob = 1, scoring = 2, top_k = 2")), 8,
+      "attributes", "'scoring' = 2 is outside [0, 1]"));
+  EXPECT_TRUE(HasFault(VerifyText(RoutedBlock("tensor<4 x f32>",
+                                              "norm_topk_prob = 1, routed_scaling_factor = 0.0, "
+                                              "top_k = 2")),
+                       8, "types", "'routed_scaling_factor' must be finite and > 0"));
+  EXPECT_TRUE(HasFault(
+      VerifyText(RoutedBlock("tensor<4 x f32>", "norm_min = 0.5, norm_topk_prob = 0, top_k = 2")),
+      8, "types", "'norm_min' only applies with norm_topk_prob = 1"));
 }
 
 TEST(Verifier, OperandCountsAndSsa) {

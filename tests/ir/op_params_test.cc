@@ -183,9 +183,9 @@ TEST(OpParamsTest, AnAbsentOptionalFieldReadsAsZero) {
   EXPECT_EQ(p->row_offset, 0);
 }
 
-// An omit_zero field is no attribute at 0, so graphs that do not use it print as before its
-// field existed; other optional fields are written at 0 too.
-TEST(OpParamsTest, OmitZeroFieldsAreLeftOutAtZero) {
+// rope's optional fields (default 0) are no attribute at 0, so graphs that do not use it print as
+// before its field existed; other optional fields are written at 0 too.
+TEST(OpParamsTest, RopeOptionalFieldsAreLeftOutAtZero) {
   EXPECT_EQ(ParamsToAttrs(RopeParams{.head_dim = 4, .theta = 1e4}),
             (AttrMap{{"head_dim", int64_t{4}}, {"theta", 1e4}}));
   EXPECT_EQ(ParamsToAttrs(RopeParams{.head_dim = 4, .theta = 1e4, .rotary_dim = 2}),
@@ -204,6 +204,37 @@ TEST(OpParamsTest, OmitZeroFieldsAreLeftOutAtZero) {
   ASSERT_TRUE(p.ok()) << p.status().ToString();
   EXPECT_EQ(p->RotaryDim(), 4);
   EXPECT_EQ(p->interleaved, 0);
+}
+
+// The routing options have defaults: absent, they read and pack as the default (num_groups 1,
+// scaling 1.0), and ParamsToAttrs leaves them out while they hold it, so IR without them prints
+// as before; row_offset (no default: its presence marks a chunk) is always written.
+TEST(OpParamsTest, AnAbsentFieldWithADefaultReadsAsItAndIsNotWritten) {
+  const AttrMap plain = {{"top_k", int64_t{2}}, {"norm_topk_prob", int64_t{1}}};
+  const Op op = OpOf(LookupOp("topk_route"), plain);
+  StatusOr<TopkRouteParams> p = OpParams<TopkRouteParams>(op);
+  ASSERT_TRUE(p.ok()) << p.status().ToString();
+  EXPECT_EQ(p->scoring, 0);
+  EXPECT_EQ(p->num_groups, 1);
+  EXPECT_EQ(p->top_k_groups, 0);
+  EXPECT_EQ(p->routed_scaling_factor, 1.0);
+  EXPECT_EQ(p->norm_min, 0.0);
+  AttrMap written = plain;
+  written["row_offset"] = int64_t{0};
+  EXPECT_EQ(ParamsToAttrs(*p), written);
+
+  const KernelParams wire = PackKernelParams(op);
+  const TopkRouteParams decoded =
+      DecodeParams<TopkRouteParams>(wire.ints.data(), wire.floats.data());
+  EXPECT_EQ(decoded.num_groups, 1);
+  EXPECT_EQ(decoded.routed_scaling_factor, 1.0);
+
+  TopkRouteParams set = *p;
+  set.num_groups = 4;
+  set.routed_scaling_factor = 2.5;
+  written["num_groups"] = int64_t{4};
+  written["routed_scaling_factor"] = 2.5;
+  EXPECT_EQ(ParamsToAttrs(set), written);
 }
 
 void ExpectError(const Status& status, const std::string& part) {

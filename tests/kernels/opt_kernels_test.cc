@@ -743,6 +743,62 @@ TEST(OptKernelsTest, TopkRouteIsBitIdenticalIncludingTies) {
   }
 }
 
+// Sigmoid / softmax scores, the correction bias, groups, norm_min and scaling: still bit-identical
+// (ties in the choice scores and in the group scores included).
+TEST(OptKernelsTest, TopkRouteModesAreBitIdentical) {
+  SKIP_WITHOUT_AVX2();
+  struct Case {
+    int64_t experts;
+    TopkRouteParams params;
+    bool bias;
+  };
+  const Case cases[] = {
+      {12,
+       {.top_k = 3,
+        .norm_topk_prob = 1,
+        .scoring = 1,
+        .num_groups = 4,
+        .top_k_groups = 2,
+        .routed_scaling_factor = 2.5},
+       true},
+      {7, {.top_k = 3, .scoring = 1}, false},
+      {7, {.top_k = 2, .norm_topk_prob = 1, .scoring = 1}, true},
+      {7, {.top_k = 2, .norm_topk_prob = 1, .norm_min = 0.6}, true},
+      {160,
+       {.top_k = 8,
+        .norm_topk_prob = 1,
+        .scoring = 1,
+        .num_groups = 8,
+        .top_k_groups = 3,
+        .routed_scaling_factor = 1.5,
+        .norm_min = 1e-20},
+       true},
+      {15, {.top_k = 4, .num_groups = 5}, true},
+  };
+  for (const Case& c : cases) {
+    const int32_t rows = 7;
+    std::vector<float> logits = Random(rows * c.experts, 17, 3.0f);
+    // Exact ties in every other expert (and so in some group scores).
+    for (int64_t e = 2; e < c.experts; e += 3)
+      logits[e] = logits[0];
+    const std::vector<float> bias = Random(c.experts, 18, 0.5f);
+    TopkRouteParams params = c.params;
+    params.row_offset = 4;
+    const Meta meta = Meta::Tokens(9, 11);  // row_offset 4: rows 0..4 real
+    Call call;
+    call.in = {Arg(logits.data(), DType::kF32, {rows, c.experts})};
+    if (c.bias) call.in.push_back(Arg(bias.data(), DType::kF32, {c.experts}));
+    call.out = {{DType::kI32, {rows, params.top_k}}, {DType::kF32, {rows, params.top_k}}};
+    SetParams(call.param_args, params);
+    call.meta = meta.view();
+    ExpectMatches(RefTopkRoute, OptTopkRoute, call,
+                  "experts " + std::to_string(c.experts) + " groups " +
+                      std::to_string(params.num_groups) + " scoring " +
+                      std::to_string(params.scoring),
+                  /*tol=*/0.0);
+  }
+}
+
 // ---- Grouped matmuls (prefill) -----------------------------------------------------------------
 
 TEST(OptKernelsTest, GroupedMatmulsMatchReference) {

@@ -319,6 +319,62 @@ Routes NaiveRoute(const std::vector<double>& logits, int64_t top_k, bool norm) {
   return routes;
 }
 
+// TopkRouteParams' rule written out directly, in double: scores, choice = scores + bias, the
+// kept groups by a stable sort of the group scores, a stable sort of the kept experts.
+Routes NaiveGeneralRoute(const std::vector<double>& logits, const std::vector<float>& bias,
+                         const TopkRouteParams& p) {
+  const int64_t e = static_cast<int64_t>(logits.size());
+  std::vector<double> score(e);
+  if (p.scoring == static_cast<int64_t>(RouteScoring::kSigmoid)) {
+    for (int64_t i = 0; i < e; ++i)
+      score[i] = 1.0 / (1.0 + std::exp(-logits[i]));
+  } else {
+    const double max_logit = *std::max_element(logits.begin(), logits.end());
+    double sum = 0.0;
+    for (int64_t i = 0; i < e; ++i)
+      sum += score[i] = std::exp(logits[i] - max_logit);
+    for (double& v : score)
+      v /= sum;
+  }
+  std::vector<double> choice = score;
+  for (int64_t i = 0; i < static_cast<int64_t>(bias.size()); ++i)
+    choice[i] += bias[i];
+  const int64_t groups = p.num_groups, size = e / groups;
+  const int64_t kept = p.top_k_groups > 0 ? p.top_k_groups : groups;
+  std::vector<double> group_score(groups);
+  for (int64_t g = 0; g < groups; ++g) {
+    std::vector<double> members(choice.begin() + g * size, choice.begin() + (g + 1) * size);
+    std::sort(members.rbegin(), members.rend());
+    group_score[g] = size >= 2 ? members[0] + members[1] : members[0];
+  }
+  std::vector<int64_t> group_order(groups);
+  std::iota(group_order.begin(), group_order.end(), 0);
+  std::stable_sort(group_order.begin(), group_order.end(),
+                   [&](int64_t a, int64_t b) { return group_score[a] > group_score[b]; });
+  std::vector<bool> allowed(e, false);
+  for (int64_t r = 0; r < kept; ++r) {
+    for (int64_t i = 0; i < size; ++i)
+      allowed[group_order[r] * size + i] = true;
+  }
+  std::vector<int32_t> order;
+  for (int32_t i = 0; i < e; ++i) {
+    if (allowed[i]) order.push_back(i);
+  }
+  std::stable_sort(order.begin(), order.end(),
+                   [&](int32_t a, int32_t b) { return choice[a] > choice[b]; });
+  Routes routes{std::vector<int32_t>(p.top_k, -1), std::vector<double>(p.top_k, 0.0)};
+  double chosen = 0.0;
+  for (int64_t j = 0; j < std::min<int64_t>(p.top_k, order.size()); ++j) {
+    routes.ids[j] = order[j];
+    chosen += routes.weights[j] = score[order[j]];
+  }
+  for (double& w : routes.weights) {
+    if (p.norm_topk_prob) w /= std::max(chosen, p.norm_min);
+    w *= p.routed_scaling_factor;
+  }
+  return routes;
+}
+
 // h = silu(gate_e x) * (up_e x), y = down_e h for one row of x.
 std::vector<double> NaiveExpert(const float* x, const StackedWeight& gate, const StackedWeight& up,
                                 const StackedWeight& down, int64_t e) {
@@ -519,6 +575,52 @@ TEST_P(RefMlpTest, MatchesNaiveAndLinearChain) {
   // no ForwardMeta and compute every row.
   std::fill(chain.begin() + kReal * kH, chain.end(), 0.0f);
   ExpectClose(out, chain, 1e-5, "mlp vs linear chain");
+}
+
+// With biases: down(silu(gate x + bg) * (up x + bu)) + bd on the real rows, zeros on the
+// padding rows, and the same as the moe-lower chain linear, bias_add, ... on the real rows.
+TEST_P(RefMlpTest, BiasesMatchNaiveAndLinearBiasChain) {
+  const auto [dtype, inter] = GetParam();
+  const std::vector<float> x = Random(kT * kH, 24);
+  const Weight gate = MakeWeight(inter * kH, dtype, 25);
+  const Weight up = MakeWeight(inter * kH, dtype, 26);
+  const Weight down = MakeWeight(kH * inter, dtype, 27);
+  const Weight gate_bias = MakeWeight(inter, dtype, 28, 2.0f);
+  const Weight up_bias = MakeWeight(inter, dtype, 29, 2.0f);
+  const Weight down_bias = MakeWeight(kH, dtype, 30, 2.0f);
+  Meta meta = Meta::Tokens(kReal, kT);
+  std::vector<float> out = Poisoned(kT * kH);
+  RunKernel(RefMlp,
+            {F32(x, {kT, kH}), gate.arg({inter, kH}), up.arg({inter, kH}), down.arg({kH, inter}),
+             gate_bias.arg({inter}), up_bias.arg({inter}), down_bias.arg({kH})},
+            {F32(out, {kT, kH})}, {.meta = meta.view()});
+
+  const std::vector<double> g = NaiveLinear(x, gate.values, kT, kReal, kH, inter);
+  const std::vector<double> u = NaiveLinear(x, up.values, kT, kReal, kH, inter);
+  std::vector<double> want(kT * kH, 0.0);
+  for (int64_t t = 0; t < kReal; ++t) {
+    for (int64_t c = 0; c < kH; ++c) {
+      double sum = down_bias.values[c];
+      for (int64_t i = 0; i < inter; ++i) {
+        sum += down.values[c * inter + i] * NaiveSilu(g[t * inter + i] + gate_bias.values[i]) *
+               (u[t * inter + i] + up_bias.values[i]);
+      }
+      want[t * kH + c] = sum;
+    }
+  }
+  ExpectClose(out, want, kTol, "mlp with biases");
+
+  std::vector<float> gl = Poisoned(kT * inter), ul = Poisoned(kT * inter);
+  std::vector<float> h = Poisoned(kT * inter), dl = Poisoned(kT * kH), chain = Poisoned(kT * kH);
+  RunKernel(RefLinear, {F32(x, {kT, kH}), gate.arg({inter, kH})}, {F32(gl, {kT, inter})});
+  RunKernel(RefBiasAdd, {F32(gl, {kT, inter}), gate_bias.arg({inter})}, {F32(gl, {kT, inter})});
+  RunKernel(RefLinear, {F32(x, {kT, kH}), up.arg({inter, kH})}, {F32(ul, {kT, inter})});
+  RunKernel(RefBiasAdd, {F32(ul, {kT, inter}), up_bias.arg({inter})}, {F32(ul, {kT, inter})});
+  RunKernel(RefSiluMul, {F32(gl, {kT, inter}), F32(ul, {kT, inter})}, {F32(h, {kT, inter})});
+  RunKernel(RefLinear, {F32(h, {kT, inter}), down.arg({kH, inter})}, {F32(dl, {kT, kH})});
+  RunKernel(RefBiasAdd, {F32(dl, {kT, kH}), down_bias.arg({kH})}, {F32(chain, {kT, kH})});
+  std::fill(chain.begin() + kReal * kH, chain.end(), 0.0f);  // padding rows, as above
+  ExpectClose(out, chain, 1e-5, "mlp with biases vs linear + bias_add chain");
 }
 
 INSTANTIATE_TEST_SUITE_P(Weights, RefMlpTest,
@@ -836,6 +938,116 @@ TEST(RefKernelsTest, TopkRouteBreaksTiesByLowerIdAndPadsPastExperts) {
   EXPECT_EQ(ids6, (std::vector<int32_t>{0, 1, 2, 3, 4, -1}));
   EXPECT_EQ(weights6[5], 0.0f);
   EXPECT_NEAR(weights6[0], 0.2, 1e-6);
+}
+
+// The routing modes against NaiveGeneralRoute, on odd sizes, with padding rows.
+struct RouteCase {
+  const char* name;
+  int64_t num_experts;
+  TopkRouteParams params;
+  bool bias;
+};
+
+const RouteCase kRouteCases[] = {
+    {"E=12, 4 groups keep 2, top_k 3, sigmoid, bias, norm, scaling 2.5", 12,
+     TopkRouteParams{.top_k = 3,
+                     .norm_topk_prob = 1,
+                     .scoring = 1,
+                     .num_groups = 4,
+                     .top_k_groups = 2,
+                     .routed_scaling_factor = 2.5},
+     true},
+    {"E=7 sigmoid ungrouped, top_k 3", 7, TopkRouteParams{.top_k = 3, .scoring = 1}, false},
+    {"E=7 sigmoid ungrouped, bias, norm", 7,
+     TopkRouteParams{.top_k = 2, .norm_topk_prob = 1, .scoring = 1}, true},
+    {"E=7 softmax, bias, norm_min 0.6", 7,
+     TopkRouteParams{.top_k = 2, .norm_topk_prob = 1, .norm_min = 0.6}, true},
+    {"E=15, 5 groups keep all (top_k_groups absent), softmax, top_k 4", 15,
+     TopkRouteParams{.top_k = 4, .num_groups = 5}, true},
+};
+
+void PrintTo(const RouteCase& c, std::ostream* os) {
+  *os << c.name;
+}
+
+class RefTopkRouteModes : public ::testing::TestWithParam<RouteCase> {};
+
+TEST_P(RefTopkRouteModes, MatchNaiveRouteAndMaskPadding) {
+  const RouteCase& c = GetParam();
+  const int64_t e = c.num_experts, k = c.params.top_k;
+  const std::vector<float> logits = Random(kT * e, 21, 2.0f);
+  const std::vector<float> bias = c.bias ? Random(e, 22, 0.5f) : std::vector<float>{};
+  Meta meta = Meta::Tokens(kReal, kT);
+  std::vector<int32_t> ids = PoisonedI32(kT * k);
+  std::vector<float> weights = Poisoned(kT * k);
+  std::vector<TensorArg> in = {F32(logits, {kT, e})};
+  if (c.bias) in.push_back(F32(bias, {e}));
+  RunKernel(RefTopkRoute, in, {I32(ids, {kT, k}), F32(weights, {kT, k})}, c.params,
+            {.meta = meta.view()});
+  for (int64_t t = 0; t < kT; ++t) {
+    Routes want{std::vector<int32_t>(k, -1), std::vector<double>(k, 0.0)};
+    if (t < kReal) {
+      want =
+          NaiveGeneralRoute({logits.begin() + t * e, logits.begin() + (t + 1) * e}, bias, c.params);
+    }
+    for (int64_t j = 0; j < k; ++j) {
+      EXPECT_EQ(ids[t * k + j], want.ids[j]) << c.name << " row " << t << " route " << j;
+      EXPECT_NEAR(weights[t * k + j], want.weights[j], kTol) << c.name << " row " << t;
+    }
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Modes, RefTopkRouteModes, ::testing::ValuesIn(kRouteCases));
+
+// The bias moves the choice, never the weights: with and without it some row picks other
+// experts, and every weight is the unbiased sigmoid of its expert's logit.
+TEST(RefKernelsTest, TopkRouteBiasChangesTheChoiceNotTheWeights) {
+  constexpr int64_t e = 12, k = 3;
+  const std::vector<float> logits = Random(kT * e, 23, 2.0f);
+  const std::vector<float> bias = Random(e, 24, 0.5f);
+  const TopkRouteParams params{.top_k = k, .scoring = 1, .num_groups = 4, .top_k_groups = 2};
+  std::vector<int32_t> biased_ids = PoisonedI32(kT * k), plain_ids = PoisonedI32(kT * k);
+  std::vector<float> biased_w = Poisoned(kT * k), plain_w = Poisoned(kT * k);
+  RunKernel(RefTopkRoute, {F32(logits, {kT, e}), F32(bias, {e})},
+            {I32(biased_ids, {kT, k}), F32(biased_w, {kT, k})}, params);
+  RunKernel(RefTopkRoute, {F32(logits, {kT, e})}, {I32(plain_ids, {kT, k}), F32(plain_w, {kT, k})},
+            params);
+  EXPECT_NE(biased_ids, plain_ids);
+  for (int64_t p = 0; p < kT * k; ++p) {
+    for (const auto& [ids, w] :
+         {std::pair{&biased_ids, &biased_w}, std::pair{&plain_ids, &plain_w}}) {
+      const int64_t t = p / k;
+      const float logit = logits[t * e + (*ids)[p]];
+      EXPECT_FLOAT_EQ((*w)[p], 1.0f / (1.0f + std::exp(-logit))) << "pair " << p;
+    }
+  }
+}
+
+// The softmax + norm_min case of kRouteCases reaches both sides of the clamp: some rows'
+// chosen probabilities sum to less than norm_min (divided by norm_min), some to more.
+TEST(RefKernelsTest, TopkRouteNormMinCaseReachesTheClamp) {
+  constexpr int64_t e = 7, k = 2;
+  const std::vector<float> logits = Random(kT * e, 21, 2.0f);
+  const std::vector<float> bias = Random(e, 22, 0.5f);
+  int clamped = 0, normalised = 0;
+  for (int64_t t = 0; t < kReal; ++t) {
+    const Routes plain = NaiveGeneralRoute({logits.begin() + t * e, logits.begin() + (t + 1) * e},
+                                           bias, TopkRouteParams{.top_k = k});
+    (plain.weights[0] + plain.weights[1] < 0.6 ? clamped : normalised) += 1;
+  }
+  EXPECT_GT(clamped, 0);
+  EXPECT_GT(normalised, 0);
+}
+
+// Group ties keep the lower group id; expert ties the lower expert id.
+TEST(RefKernelsTest, TopkRouteGroupTiesKeepTheLowerGroup) {
+  const std::vector<float> logits = {0.0f, 0.0f, 0.0f, 0.0f,  0.0f,  0.0f,   // all tied
+                                     0.0f, 0.0f, 2.0f, -1.0f, -1.0f, 2.0f};  // groups 1, 2 tied
+  std::vector<int32_t> ids = PoisonedI32(2 * 2);
+  std::vector<float> weights = Poisoned(2 * 2);
+  RunKernel(RefTopkRoute, {F32(logits, {2, 6})}, {I32(ids, {2, 2}), F32(weights, {2, 2})},
+            TopkRouteParams{.top_k = 2, .scoring = 1, .num_groups = 3, .top_k_groups = 1});
+  EXPECT_EQ(ids, (std::vector<int32_t>{0, 1, 2, 3}));
 }
 
 // ---- Grouped (prefill) MoE layout -------------------------------------------
@@ -1208,6 +1420,41 @@ INSTANTIATE_TEST_SUITE_P(Weights, RefMoeTest,
                            return std::string(DTypeName(std::get<0>(info.param))) +
                                   (std::get<1>(info.param) ? "_norm" : "_nonorm");
                          });
+
+// The fused block with every routing mode (kRouteCases) against the naive block: the bias is
+// its last operand and only moves the choice.
+class RefMoeRouteModes : public ::testing::TestWithParam<RouteCase> {};
+
+TEST_P(RefMoeRouteModes, MatchNaiveSparseMoeBlock) {
+  const RouteCase& c = GetParam();
+  const int64_t e = c.num_experts;
+  const std::vector<float> x = Random(kT * kH, 44);
+  const Weight router = MakeWeight(e * kH, DType::kF32, 45, 1.5f);
+  const StackedWeight gate = MakeStacked(e, kI, kH, DType::kF32, 46);
+  const StackedWeight up = MakeStacked(e, kI, kH, DType::kF32, 47);
+  const StackedWeight down = MakeStacked(e, kH, kI, DType::kF32, 48);
+  const std::vector<float> bias = c.bias ? Random(e, 49, 0.5f) : std::vector<float>{};
+  Meta meta = Meta::Tokens(kReal, kT);
+  std::vector<float> out = Poisoned(kT * kH);
+  std::vector<TensorArg> in = {F32(x, {kT, kH}), router.arg({e, kH}), gate.arg(), up.arg(),
+                               down.arg()};
+  if (c.bias) in.push_back(F32(bias, {e}));
+  RunKernel(RefMoe, in, {F32(out, {kT, kH})}, c.params, {.meta = meta.view()});
+  std::vector<double> want(kT * kH, 0.0);
+  for (int64_t t = 0; t < kReal; ++t) {
+    const std::vector<double> logits =
+        NaiveLinear({x.begin() + t * kH, x.begin() + (t + 1) * kH}, router.values, 1, 1, kH, e);
+    const Routes routes = NaiveGeneralRoute(logits, bias, c.params);
+    for (int64_t j = 0; j < c.params.top_k; ++j) {
+      const std::vector<double> y = NaiveExpert(x.data() + t * kH, gate, up, down, routes.ids[j]);
+      for (int64_t col = 0; col < kH; ++col)
+        want[t * kH + col] += routes.weights[j] * y[col];
+    }
+  }
+  ExpectClose(out, want, kTol, c.name);
+}
+
+INSTANTIATE_TEST_SUITE_P(Modes, RefMoeRouteModes, ::testing::ValuesIn(kRouteCases));
 
 // ---- Layout -------------------------------------------------------------------
 

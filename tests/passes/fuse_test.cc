@@ -102,6 +102,23 @@ TEST(FuseGateUp, NoChangeWhenOperandsAreNotGemms) {
 )");
 }
 
+// A biased MLP's lowering: the silu_mul reads the bias_adds, so there is no gate/up pair to fuse.
+TEST(FuseGateUp, NoChangeWhenTheGemmsHaveBiases) {
+  ExpectNoChange(R"(graph @g(%meta: !forward_meta, %x: tensor<5 x 8 x f32>) {
+  %wg = weight() {name = "gate"} : tensor<6 x 8 x f32>
+  %wu = weight() {name = "up"} : tensor<6 x 8 x f32>
+  %bg = weight() {name = "gate_bias"} : tensor<6 x f32>
+  %bu = weight() {name = "up_bias"} : tensor<6 x f32>
+  %g = linear(%x, %wg) : tensor<5 x 6 x f32>
+  %gb = bias_add(%g, %bg) : tensor<5 x 6 x f32>
+  %u = linear(%x, %wu) : tensor<5 x 6 x f32>
+  %ub = bias_add(%u, %bu) : tensor<5 x 6 x f32>
+  %h = silu_mul(%gb, %ub) : tensor<5 x 6 x f32>
+  return %h
+}
+)");
+}
+
 // ---- b. grouped gate/up + silu_mul -------------------------------------------
 
 constexpr const char* kGroupedExperts =

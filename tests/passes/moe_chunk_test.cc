@@ -92,6 +92,41 @@ TEST(MoeChunk, ChunksPastTheCountRunOnEmptyInput) {
       << out;
 }
 
+// Each chunk keeps the %bias operand and every routing attribute; a block that fits one chunk is
+// left as it is, bias and all.
+TEST(MoeChunk, ChunksKeepTheBiasOperandAndRoutingAttributes) {
+  std::string text = kMoe20;
+  text.replace(text.find("  %y = moe"), 0,
+               "  %bias = weight() {name = \"gate.e_score_correction_bias\"} : tensor<4 x f32>\n");
+  text.replace(text.find("%wd) {norm_topk_prob = 1, top_k = 2}"),
+               std::string("%wd) {norm_topk_prob = 1, top_k = 2}").size(),
+               "%wd, %bias) {norm_topk_prob = 1, num_groups = 2, routed_scaling_factor = 2.5, "
+               "scoring = 1, top_k = 2, top_k_groups = 1}");
+  MoeChunkPass pass(Key(20, 3, 3), 8);
+  const std::string out = RunPass(text, pass);
+  for (const char* chunk : {"%y.chunk0 = moe(%meta, %y.in0, %router, %wg, %wu, %wd, %bias) "
+                            "{norm_topk_prob = 1, num_groups = 2, routed_scaling_factor = 2.5, "
+                            "row_offset = 0, scoring = 1, top_k = 2, top_k_groups = 1}",
+                            "%y.chunk2 = moe(%meta, %y.in2, %router, %wg, %wu, %wd, %bias) "
+                            "{norm_topk_prob = 1, num_groups = 2, routed_scaling_factor = 2.5, "
+                            "row_offset = 16, scoring = 1, top_k = 2, top_k_groups = 1}"}) {
+    EXPECT_NE(out.find(chunk), std::string::npos) << out;
+  }
+
+  std::string fits = text;
+  for (const auto& [from, to] : {std::pair<std::string, std::string>{"20 x 6", "8 x 6"},
+                                 {"token_bucket = 20", "token_bucket = 8"},
+                                 {"max_moe_num_chunk = 3", "max_moe_num_chunk = 1"},
+                                 {", moe_num_chunk = 3", ", moe_num_chunk = 1"}}) {
+    for (size_t at = fits.find(from); at != std::string::npos; at = fits.find(from, at + 1))
+      fits.replace(at, from.size(), to);
+  }
+  MoeChunkPass one(Key(8, 1, 1), 8);
+  bool changed = true;
+  EXPECT_EQ(RunPass(fits, one, &changed), fits);
+  EXPECT_FALSE(changed);
+}
+
 TEST(MoeChunk, OneChunkThatFitsIsNoChange) {
   MoeChunkPass pass(Key(8, 1, 1), 8);
   const std::string in = MoeBlock(8, 1, 1);

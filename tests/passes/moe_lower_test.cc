@@ -89,6 +89,81 @@ TEST(MoeLower, MlpBecomesTwoLinearsSiluMulAndALinear) {
       << out;
 }
 
+// With its biases, each of the three linears is followed by a bias_add of its own bias.
+TEST(MoeLower, BiasedMlpAddsEachBiasAfterItsLinear) {
+  MoeLowerPass pass(SpecKey{MoePhase::kPrefill, 1, 1, 3, 3}, 8);
+  bool changed = false;
+  const std::string out = RunPass(
+      R"(graph @g(%meta: !forward_meta, %x: tensor<3 x 4 x f32>) attributes {max_moe_num_chunk = 1, moe_chunk_size = 8, moe_num_chunk = 1, moe_phase = "prefill", seq_bucket = 3, token_bucket = 3} {
+  %g = weight() {name = "g"} : tensor<6 x 4 x f32>
+  %u = weight() {name = "u"} : tensor<6 x 4 x f32>
+  %d = weight() {name = "d"} : tensor<4 x 6 x f32>
+  %gb = weight() {name = "gb"} : tensor<6 x bf16>
+  %ub = weight() {name = "ub"} : tensor<6 x bf16>
+  %db = weight() {name = "db"} : tensor<4 x bf16>
+  %y = mlp(%meta, %x, %g, %u, %d, %gb, %ub, %db) : tensor<3 x 4 x f32>
+  %z = add(%y, %x) : tensor<3 x 4 x f32>
+  return %z
+}
+)",
+      pass, &changed);
+  EXPECT_TRUE(changed);
+  EXPECT_NE(out.find(R"(  %y.gate = linear(%x, %g) : tensor<3 x 6 x f32>
+  %y.gate_bias = bias_add(%y.gate, %gb) : tensor<3 x 6 x f32>
+  %y.up = linear(%x, %u) : tensor<3 x 6 x f32>
+  %y.up_bias = bias_add(%y.up, %ub) : tensor<3 x 6 x f32>
+  %y.act = silu_mul(%y.gate_bias, %y.up_bias) : tensor<3 x 6 x f32>
+  %y.down = linear(%y.act, %d) : tensor<3 x 4 x f32>
+  %y.down_bias = bias_add(%y.down, %db) : tensor<3 x 4 x f32>
+  %z = add(%y.down_bias, %x) : tensor<3 x 4 x f32>
+  return %z)"),
+            std::string::npos)
+      << out;
+}
+
+// A GLM / DeepSeek-style router: the moe op's routing attributes and its %bias operand go to
+// topk_route unchanged, in both phases.
+constexpr const char* kGroupedPrefill =
+    R"(graph @moe(%meta: !forward_meta, %x: tensor<20 x 6 x f32>) attributes {max_moe_num_chunk = 3, moe_chunk_size = 8, moe_num_chunk = 3, moe_phase = "prefill", seq_bucket = 4, token_bucket = 20} {
+  %router = weight() {name = "gate"} : tensor<4 x 6 x f32>
+  %wg = weight() {experts = 4, name = "e.{e}.gate"} : tensor<4 x 5 x 6 x bf16>
+  %wu = weight() {experts = 4, name = "e.{e}.up"} : tensor<4 x 5 x 6 x bf16>
+  %wd = weight() {experts = 4, name = "e.{e}.down"} : tensor<4 x 6 x 5 x bf16>
+  %bias = weight() {name = "gate.e_score_correction_bias"} : tensor<4 x f32>
+  %y = moe(%meta, %x, %router, %wg, %wu, %wd, %bias) {norm_min = 1e-20, norm_topk_prob = 1, num_groups = 2, routed_scaling_factor = 2.5, scoring = 1, top_k = 2, top_k_groups = 1} : tensor<20 x 6 x f32>
+  return %y
+}
+)";
+
+TEST(MoeLower, GroupedSigmoidRouteKeepsItsAttributesAndBiasInBothPhases) {
+  const std::string route =
+      "  %y.route, %y.route.1 = topk_route(%meta, %y.router, %bias) {norm_min = 1e-20, "
+      "norm_topk_prob = 1, num_groups = 2, routed_scaling_factor = 2.5, row_offset = 0, "
+      "scoring = 1, top_k = 2, top_k_groups = 1} : tensor<20 x 2 x i32>, tensor<20 x 2 x f32>\n";
+  MoeLowerPass prefill(SpecKey{MoePhase::kPrefill, 3, 3, 20, 4}, 8);
+  const std::string prefill_out = RunPass(kGroupedPrefill, prefill);
+  EXPECT_NE(prefill_out.find("  %y.router = linear(%x, %router) : tensor<20 x 4 x f32>\n" + route +
+                             "  %y.align, %y.align.1 = moe_align(%y.route) {num_experts = 4}"),
+            std::string::npos)
+      << prefill_out;
+  EXPECT_NE(prefill_out.find("moe_unpermute_reduce(%y.down, %y.align, %y.route.1)"),
+            std::string::npos)
+      << prefill_out;
+  bool changed = true;  // the lowered graph, route and bias included, is left as it is
+  EXPECT_EQ(RunPass(prefill_out, prefill, &changed), prefill_out);
+  EXPECT_FALSE(changed);
+
+  std::string decode = kGroupedPrefill;
+  decode.replace(decode.find("\"prefill\""), 9, "\"decode\"");
+  MoeLowerPass decode_pass(SpecKey{MoePhase::kDecode, 3, 3, 20, 4}, 8);
+  const std::string decode_out = RunPass(decode, decode_pass);
+  EXPECT_NE(decode_out.find(route + "  %y.batch, %y.batch.1 = moe_expert_batch(%y.route)"),
+            std::string::npos)
+      << decode_out;
+  EXPECT_NE(decode_out.find("moe_combine(%meta, %y.down, %y.route.1)"), std::string::npos)
+      << decode_out;
+}
+
 TEST(MoeLower, NothingToLowerIsNoChange) {
   MoeLowerPass pass(SpecKey{MoePhase::kPrefill, 3, 3, 20, 4}, 8);
   const std::string once =
