@@ -3,6 +3,8 @@
 
 #include <cmath>
 
+#include "support/format.h"
+
 namespace moegraph {
 namespace {
 
@@ -13,6 +15,11 @@ Status NeedsOp(const std::string& block, const std::string& option, const std::s
 
 // bias_add exists; the fused mlp / moe ops have no bias operands yet.
 constexpr const char* kBiasOp = "needs bias operands on the fused mlp / moe ops (issue 11)";
+
+// transformers: dim = int(head_dim * partial_rotary_factor).
+int64_t RotaryDim(const AttentionOptions& o) {
+  return static_cast<int64_t>(static_cast<double>(o.head_dim) * o.rope.partial_rotary_factor);
+}
 
 }  // namespace
 
@@ -64,10 +71,12 @@ Status CheckAttentionOptions(const AttentionOptions& o) {
                    "sliding-window attention needs a window attribute on the attention op and "
                    "a windowed KV cache (the GPT-OSS / Gemma family issue)");
   }
-  if (o.rope.partial_rotary_factor != 1.0) {
-    return NeedsOp(block,
-                   "rope.partial_rotary_factor = " + std::to_string(o.rope.partial_rotary_factor),
-                   "partial rotary needs a rotary_dim attribute on the rope op");
+  const int64_t rotary_dim = RotaryDim(o);
+  if (rotary_dim < 2 || rotary_dim % 2 != 0 || rotary_dim > o.head_dim) {
+    return InvalidArgument(
+        Format("{}: rope.partial_rotary_factor = {} rotates int(head_dim {} * "
+               "factor) = {} values, expected an even count in [2, head_dim]",
+               block, o.rope.partial_rotary_factor, o.head_dim, rotary_dim));
   }
   if (o.rope.type != RopeType::kDefault) {
     return NeedsOp(block, std::string("rope.type = ") + RopeTypeName(o.rope.type),
@@ -109,7 +118,12 @@ StatusOr<ValueId> BuildAttention(GraphBuilder& b, const AttentionOptions& o,
     q = b.Add1("rms_norm", {q, w.q_norm}, eps, l + "q_norm");
     k = b.Add1("rms_norm", {k, w.k_norm}, eps, l + "k_norm");
   }
-  const RopeParams rope{.head_dim = o.head_dim, .theta = o.rope.theta};
+  // A whole-head, rotate-half rope carries neither attribute (rotary_dim 0 is head_dim).
+  const int64_t rotary_dim = RotaryDim(o);
+  const RopeParams rope{.head_dim = o.head_dim,
+                        .theta = o.rope.theta,
+                        .rotary_dim = rotary_dim == o.head_dim ? 0 : rotary_dim,
+                        .interleaved = o.rope_interleaved ? 1 : 0};
   q = b.Add1("rope", {meta, q}, rope, l + "q_rope");
   k = b.Add1("rope", {meta, k}, rope, l + "k_rope");
   const double scale = o.scale != 0 ? o.scale : 1.0 / std::sqrt(static_cast<double>(o.head_dim));

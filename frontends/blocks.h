@@ -24,15 +24,17 @@ struct AttentionOptions {
   int64_t num_heads = 0;
   int64_t num_kv_heads = 0;
   int64_t head_dim = 0;
-  double scale = 0;            // softmax scale; 0 means 1 / sqrt(head_dim)
-  bool qk_norm = false;        // RMSNorm over each head of q and k before RoPE (Qwen3)
-  double norm_eps = 1e-6;      // of the q/k norms
-  RopeParameters rope;         // type "default" only, until the rope op takes inv_freq
-  bool qkv_bias = false;       // bias_add after the q/k/v projections (Qwen2)
-  bool o_bias = false;         // bias_add after the o projection
-  bool sinks = false;          // Unimplemented: per-head attention sinks (GPT-OSS)
-  int64_t sliding_window = 0;  // Unimplemented when > 0: windowed attention
-  bool mla = false;            // Unimplemented: multi-head latent attention (DeepSeek V2/V3)
+  double scale = 0;               // softmax scale; 0 means 1 / sqrt(head_dim)
+  bool qk_norm = false;           // RMSNorm over each head of q and k before RoPE (Qwen3)
+  double norm_eps = 1e-6;         // of the q/k norms
+  RopeParameters rope;            // type "default" only, until the rope op takes inv_freq; a
+                                  // partial_rotary_factor rotates int(head_dim * factor) values
+  bool rope_interleaved = false;  // GPT-J pairs (2i, 2i + 1), not NeoX halves (Ernie 4.5)
+  bool qkv_bias = false;          // bias_add after the q/k/v projections (Qwen2)
+  bool o_bias = false;            // bias_add after the o projection
+  bool sinks = false;             // Unimplemented: per-head attention sinks (GPT-OSS)
+  int64_t sliding_window = 0;     // Unimplemented when > 0: windowed attention
+  bool mla = false;               // Unimplemented: multi-head latent attention (DeepSeek V2/V3)
 };
 
 // Weights of one attention block; the optional ones are kNoValue when absent.

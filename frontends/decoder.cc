@@ -58,6 +58,8 @@ StatusOr<ValueId> DecoderBuilder::Layer(int64_t layer, ValueId h, const DecoderA
   attn.qkv_bias = variant.qkv_bias;
   attn.norm_eps = c_.rms_norm_eps;
   attn.rope.theta = c_.rope_theta;
+  attn.rope.partial_rotary_factor = c_.partial_rotary_factor;
+  attn.rope_interleaved = variant.rope_interleaved;
   ValueId x = b_.Add1("rms_norm", {h, ln1}, Eps(), l + "attn_in");
   MG_ASSIGN_OR_RETURN(ValueId o, BuildAttention(b_, attn, attn_w, x, l));
   h = b_.Add1("add", {h, o}, {}, l + "h_attn");

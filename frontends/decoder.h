@@ -21,8 +21,9 @@ namespace moegraph {
 
 // The attention variants a family's checkpoint picks (the rest is DecoderConfig's sizes).
 struct DecoderAttention {
-  bool qk_norm = false;   // self_attn.{q,k}_norm.weight [head_dim] (Qwen3)
-  bool qkv_bias = false;  // self_attn.{q,k,v}_proj.bias (Qwen2)
+  bool qk_norm = false;           // self_attn.{q,k}_norm.weight [head_dim] (Qwen3)
+  bool qkv_bias = false;          // self_attn.{q,k,v}_proj.bias (Qwen2)
+  bool rope_interleaved = false;  // RoPE on GPT-J pairs (2i, 2i + 1), not halves (Ernie 4.5)
 };
 
 class DecoderBuilder {
@@ -41,8 +42,9 @@ class DecoderBuilder {
   AttrMap Eps() const { return {{"eps", c_.rms_norm_eps}}; }
 
   // The graph: @name(%meta, %tokens: tensor<T x i32>) -> logits [B, vocab]. Every layer's
-  // attention is GQA over its own KV cache layer with RoPE (q/k RMSNorm per head with
-  // `qk_norm`, q/k/v projection biases with `qkv_bias`), then `ffn`.
+  // attention is GQA over its own KV cache layer with RoPE (over the config's
+  // partial_rotary_factor of each head, interleaved with `rope_interleaved`; q/k RMSNorm per
+  // head with `qk_norm`, q/k/v projection biases with `qkv_bias`), then `ffn`.
   StatusOr<Graph> Build(const DecoderAttention& attention, const Ffn& ffn) &&;
   StatusOr<Graph> Build(bool qk_norm, const Ffn& ffn) && {
     return std::move(*this).Build(DecoderAttention{.qk_norm = qk_norm}, ffn);

@@ -38,7 +38,7 @@ Status CheckWeightBytes(const FieldReader& reader, const char* field,
 }
 
 Status ParseDecoderConfig(const FieldReader& reader, const std::string& architecture,
-                          DecoderConfig& config, bool sliding_window_field) {
+                          DecoderConfig& config, const DecoderConfigOptions& options) {
   // Architecture first: a config of another model fails here rather than on its fields.
   MG_ASSIGN_OR_RETURN(const std::vector<std::string> architectures, reader.Architectures());
   if (std::find(architectures.begin(), architectures.end(), architecture) == architectures.end()) {
@@ -109,8 +109,8 @@ Status ParseDecoderConfig(const FieldReader& reader, const std::string& architec
     return reader.Error("rms_norm_eps", Format("must be positive, got {}",
                                                JsonValue::Double(config.rms_norm_eps).Dump()));
   }
-  // The rope op takes only theta: a scaled or partial RoPE is parsed (so its fields are
-  // checked) and refused rather than run unscaled.
+  // The rope op takes theta and a rotary_dim: a scaled RoPE is parsed (so its fields are
+  // checked) and refused rather than run unscaled; a partial one runs where the family opts in.
   std::string rope_field;
   MG_ASSIGN_OR_RETURN(
       RopeParameters rope,
@@ -122,10 +122,24 @@ Status ParseDecoderConfig(const FieldReader& reader, const std::string& architec
                            RopeTypeName(rope.type), reader.Get(rope_field)->Dump()));
   }
   if (rope.partial_rotary_factor != 1.0) {
-    return reader.Unsupported("partial_rotary_factor",
-                              Format("is {}; the rope op rotates the whole head (partial "
-                                     "rotary is not supported yet)",
-                                     JsonValue::Double(rope.partial_rotary_factor).Dump()));
+    if (!options.partial_rotary) {
+      return reader.Unsupported(
+          "partial_rotary_factor",
+          Format("is {}; {} rotates the whole head (partial rotary is not "
+                 "supported for this architecture)",
+                 JsonValue::Double(rope.partial_rotary_factor).Dump(), architecture));
+    }
+    // transformers: dim = int(head_dim * partial_rotary_factor).
+    const auto rotary_dim =
+        static_cast<int64_t>(static_cast<double>(config.head_dim) * rope.partial_rotary_factor);
+    if (rotary_dim < 2 || rotary_dim % 2 != 0) {
+      return reader.Error("partial_rotary_factor",
+                          Format("is {}: int(head_dim {} * factor) = {} rotated values, expected "
+                                 "an even count >= 2",
+                                 JsonValue::Double(rope.partial_rotary_factor).Dump(),
+                                 config.head_dim, rotary_dim));
+    }
+    config.partial_rotary_factor = rope.partial_rotary_factor;
   }
   config.rope_theta = rope.theta;
   if (!(config.rope_theta > 0)) {
@@ -153,7 +167,7 @@ Status ParseDecoderConfig(const FieldReader& reader, const std::string& architec
   }
   // Families whose attention is windowed whenever sliding_window is set (Mixtral) have no
   // use_sliding_window switch.
-  if (sliding_window_field && reader.Get("sliding_window") != nullptr) {
+  if (options.sliding_window_field && reader.Get("sliding_window") != nullptr) {
     return reader.Unsupported("sliding_window",
                               Format("is {}; sliding-window attention is not supported (null only)",
                                      reader.Get("sliding_window")->Dump()));

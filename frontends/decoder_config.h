@@ -22,20 +22,34 @@ struct DecoderConfig {
   bool tie_word_embeddings = false;  // lm_head shares model.embed_tokens.weight
   double rms_norm_eps = 1e-6;
   double rope_theta = 10000.0;
+  // RoPE rotates the first int(head_dim * factor) values of each head; 1 unless the family
+  // opts in (DecoderConfigOptions::partial_rotary).
+  double partial_rotary_factor = 1.0;
   std::string torch_dtype;  // informational ("float32", "bfloat16"); may be empty
 
   bool operator==(const DecoderConfig&) const = default;
 };
 
+// What a family's config may carry beyond the shared fields.
+struct DecoderConfigOptions {
+  // A non-null `sliding_window` means windowed attention (Mixtral: no use_sliding_window
+  // switch), refused like use_sliding_window.
+  bool sliding_window_field = false;
+  // partial_rotary_factor (top level or in rope_parameters / rope_scaling) is read into
+  // DecoderConfig::partial_rotary_factor; otherwise a factor != 1 is Unimplemented.
+  bool partial_rotary = false;
+};
+
 // Checks that `architectures` lists `architecture` (Unimplemented listing it otherwise) and
 // reads the shared fields into `config`, whose members hold the family's defaults. Sizes must
 // be positive and fit int32 (plans store them so); num_key_value_heads divides
-// num_attention_heads; head_dim is even (RoPE rotates pairs). Features no family runs yet are
-// Unimplemented naming the field: scaled or partial RoPE, a hidden_act other than silu,
-// attention_bias, sliding-window attention (use_sliding_window, or a non-null sliding_window
-// when `sliding_window_field` is set).
+// num_attention_heads; head_dim is even (RoPE rotates pairs); with `partial_rotary`,
+// int(head_dim * partial_rotary_factor) is even and >= 2. Features no family runs yet are
+// Unimplemented naming the field: scaled RoPE, partial RoPE unless the family opts in, a
+// hidden_act other than silu, attention_bias, sliding-window attention (use_sliding_window, or
+// a non-null sliding_window with `sliding_window_field`).
 Status ParseDecoderConfig(const FieldReader& reader, const std::string& architecture,
-                          DecoderConfig& config, bool sliding_window_field = false);
+                          DecoderConfig& config, const DecoderConfigOptions& options = {});
 
 // Fails naming `field` unless `value` is in [1, INT32_MAX].
 Status CheckSize(const FieldReader& reader, const char* field, int64_t value);

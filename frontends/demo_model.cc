@@ -151,19 +151,53 @@ std::vector<TensorToWrite> MakeRandomQwen3MoeWeights(const Qwen3MoeConfig& confi
   return MakeRandomWeights((*family)->weight_list(config), seed, dtype);
 }
 
+std::string DemoDirName(const std::string& family) {
+  return family.empty() ? "demo-model" : "demo-model-" + family;
+}
+
+namespace {
+
+// A family's demo: its demo_config with torch_dtype, and its weight list's random tensors.
+struct FamilyDemo {
+  std::string config_json;
+  std::vector<TensorToWrite> tensors;
+};
+
+StatusOr<FamilyDemo> MakeFamilyDemo(const std::string& name, const DemoModelOptions& options) {
+  MG_ASSIGN_OR_RETURN(const ModelFamily* family, FindModelFamilyByName(name));
+  if (family->demo_config.empty()) {
+    return Unimplemented("model family \"" + name + "\" has no demo config");
+  }
+  const std::string source = "the " + name + " demo config";
+  MG_ASSIGN_OR_RETURN(JsonValue json, ParseJson(family->demo_config, source));
+  json.Set("torch_dtype", JsonValue::String(TorchDTypeName(options.dtype)));
+  MG_ASSIGN_OR_RETURN(ModelConfig config, family->parse_config(json, source));
+  return FamilyDemo{json.Dump(/*indent=*/2) + "\n",
+                    MakeRandomWeights(family->weight_list(config), options.seed, options.dtype)};
+}
+
+}  // namespace
+
 Status WriteDemoModel(const std::string& dir, const DemoModelOptions& options) {
   if (options.dtype != DType::kF32 && options.dtype != DType::kF16 &&
       options.dtype != DType::kBF16) {
     return InvalidArgument(std::string("demo model dtype must be f32, f16 or bf16, got ") +
                            DTypeName(options.dtype));
   }
+  FamilyDemo demo;
+  if (options.family.empty()) {
+    Qwen3MoeConfig config = DemoModelConfig();
+    config.torch_dtype = TorchDTypeName(options.dtype);
+    demo.config_json = config.ToJson();
+    demo.tensors = MakeRandomQwen3MoeWeights(config, options.seed, options.dtype);
+  } else {
+    MG_ASSIGN_OR_RETURN(demo, MakeFamilyDemo(options.family, options));
+  }
   std::error_code error;
   std::filesystem::create_directories(dir, error);
   if (error) return FailedPrecondition(dir + ": cannot create directory: " + error.message());
 
-  Qwen3MoeConfig config = DemoModelConfig();
-  config.torch_dtype = TorchDTypeName(options.dtype);
-  MG_RETURN_IF_ERROR(WriteFileAtomically(dir + "/config.json", config.ToJson()));
+  MG_RETURN_IF_ERROR(WriteFileAtomically(dir + "/config.json", demo.config_json));
   MG_RETURN_IF_ERROR(WriteFileAtomically(dir + "/tokenizer.json", DemoTokenizerJson()));
   // Qwen-style: no BOS token; <|endoftext|> ends generation.
   MG_RETURN_IF_ERROR(WriteFileAtomically(dir + "/tokenizer_config.json",
@@ -172,9 +206,7 @@ Status WriteDemoModel(const std::string& dir, const DemoModelOptions& options) {
   MG_RETURN_IF_ERROR(
       WriteFileAtomically(dir + "/generation_config.json",
                           "{\n  \"eos_token_id\": " + std::to_string(kDemoEosTokenId) + "\n}\n"));
-  return WriteSafetensors(dir + "/" + kSafetensorsSingleFile,
-                          MakeRandomQwen3MoeWeights(config, options.seed, options.dtype),
-                          {{"format", "pt"}});
+  return WriteSafetensors(dir + "/" + kSafetensorsSingleFile, demo.tensors, {{"format", "pt"}});
 }
 
 }  // namespace moegraph

@@ -18,7 +18,14 @@ namespace moegraph {
 struct DemoModelOptions {
   uint64_t seed = 20261129;
   DType dtype = DType::kBF16;  // kF32, kF16 or kBF16
+  // A registered family's name (ModelFamily::name): its demo_config and weight list. Empty: the
+  // built-in Qwen3-MoE demo (DemoModelConfig), unchanged byte for byte.
+  std::string family = "";
 };
+
+// The default demo directory name: "demo-model", or "demo-model-<family>" for a family's demo
+// (so two families' demos do not overwrite each other).
+std::string DemoDirName(const std::string& family);
 
 // The demo tokenizer: a Qwen2-style byte-level BPE of exactly the demo vocab (512 tokens: 256
 // bytes, 255 merges and <|endoftext|>), trained with Hugging Face `tokenizers` by
@@ -34,7 +41,7 @@ Qwen3MoeConfig DemoModelConfig();
 // Creates `dir` (and missing parents) and writes config.json, model.safetensors and the
 // tokenizer files (tokenizer.json, tokenizer_config.json, generation_config.json with
 // eos_token_id kDemoEosTokenId) into it. Byte-identical output for the same options.
-// InvalidArgument for a non-float dtype.
+// InvalidArgument for a non-float dtype; NotFound listing the names for an unknown family.
 Status WriteDemoModel(const std::string& dir, const DemoModelOptions& options = {});
 
 // The tensors of `weights` (a family's weight list) in that order, in `dtype` (kF32, kF16 or

@@ -14,8 +14,10 @@ namespace {
 template <typename Config, StatusOr<Config> (*Parse)(const JsonValue&, std::string_view),
           StatusOr<Graph> (*Build)(const Config&, const Checkpoint&),
           std::vector<WeightSpec> (*List)(const Config&)>
-ModelFamily Family(std::string_view architecture, std::string_view name) {
-  return {architecture, name,
+ModelFamily Family(std::string_view architecture, std::string_view name,
+                   std::string_view demo_config) {
+  return {architecture,
+          name,
           [](const JsonValue& json, std::string_view source) -> StatusOr<ModelConfig> {
             MG_ASSIGN_OR_RETURN(Config config, Parse(json, source));
             return ModelConfig(std::move(config));
@@ -23,21 +25,34 @@ ModelFamily Family(std::string_view architecture, std::string_view name) {
           [](const ModelConfig& config, const Checkpoint& checkpoint) {
             return Build(std::get<Config>(config), checkpoint);
           },
-          [](const ModelConfig& config) { return List(std::get<Config>(config)); }};
+          [](const ModelConfig& config) { return List(std::get<Config>(config)); },
+          demo_config};
 }
+
+// Each family's demo config.json (ModelFamily::demo_config): vocab 512 (the demo tokenizer's),
+// hidden 128, 4 layers, 4 query and 2 KV heads of 32. Qwen3-MoE's is the built-in demo's
+// (DemoModelConfig).
+constexpr std::string_view kQwen3MoeDemo =
+    R"({"architectures": ["Qwen3MoeForCausalLM"], "model_type": "qwen3_moe", "vocab_size": 512, "hidden_size": 128, "intermediate_size": 256, "moe_intermediate_size": 64, "num_hidden_layers": 4, "num_attention_heads": 4, "num_key_value_heads": 2, "head_dim": 32, "num_experts": 8, "num_experts_per_tok": 2, "norm_topk_prob": true, "mlp_only_layers": [2], "decoder_sparse_step": 1, "rope_theta": 10000.0, "rms_norm_eps": 1e-06, "tie_word_embeddings": false, "max_position_embeddings": 2048})";
+constexpr std::string_view kQwen3Demo =
+    R"({"architectures": ["Qwen3ForCausalLM"], "model_type": "qwen3", "vocab_size": 512, "hidden_size": 128, "intermediate_size": 256, "num_hidden_layers": 4, "num_attention_heads": 4, "num_key_value_heads": 2, "head_dim": 32, "rope_theta": 10000.0, "rms_norm_eps": 1e-06, "tie_word_embeddings": true, "max_position_embeddings": 2048})";
+constexpr std::string_view kMixtralDemo =
+    R"({"architectures": ["MixtralForCausalLM"], "model_type": "mixtral", "vocab_size": 512, "hidden_size": 128, "intermediate_size": 128, "num_hidden_layers": 4, "num_attention_heads": 4, "num_key_value_heads": 2, "num_local_experts": 8, "num_experts_per_tok": 2, "rope_theta": 1000000.0, "rms_norm_eps": 1e-05, "sliding_window": null, "tie_word_embeddings": false, "max_position_embeddings": 2048})";
+constexpr std::string_view kQwen2Demo =
+    R"({"architectures": ["Qwen2ForCausalLM"], "model_type": "qwen2", "vocab_size": 512, "hidden_size": 128, "intermediate_size": 256, "num_hidden_layers": 4, "num_attention_heads": 4, "num_key_value_heads": 2, "rope_theta": 1000000.0, "rms_norm_eps": 1e-06, "tie_word_embeddings": true, "use_sliding_window": false, "max_position_embeddings": 2048})";
 
 }  // namespace
 
 const std::vector<ModelFamily>& ModelFamilies() {
   static const std::vector<ModelFamily>* families = new std::vector<ModelFamily>{
       Family<Qwen3MoeConfig, ParseQwen3MoeConfig, BuildQwen3MoeGraph, Qwen3MoeWeightList>(
-          "Qwen3MoeForCausalLM", "qwen3_moe"),
+          "Qwen3MoeForCausalLM", "qwen3_moe", kQwen3MoeDemo),
       Family<Qwen3MoeConfig, ParseQwen3Config, BuildQwen3MoeGraph, Qwen3MoeWeightList>(
-          "Qwen3ForCausalLM", "qwen3"),
+          "Qwen3ForCausalLM", "qwen3", kQwen3Demo),
       Family<MixtralConfig, ParseMixtralConfig, BuildMixtralGraph, MixtralWeightList>(
-          "MixtralForCausalLM", "mixtral"),
+          "MixtralForCausalLM", "mixtral", kMixtralDemo),
       Family<Qwen2Config, ParseQwen2Config, BuildQwen2Graph, Qwen2WeightList>("Qwen2ForCausalLM",
-                                                                              "qwen2"),
+                                                                              "qwen2", kQwen2Demo),
   };
   return *families;
 }
@@ -49,6 +64,23 @@ std::string SupportedArchitectures() {
     list += "\"" + std::string(family.architecture) + "\"";
   }
   return list;
+}
+
+std::string ModelFamilyNames() {
+  std::string list;
+  for (const ModelFamily& family : ModelFamilies()) {
+    if (!list.empty()) list += ", ";
+    list += family.name;
+  }
+  return list;
+}
+
+StatusOr<const ModelFamily*> FindModelFamilyByName(std::string_view name) {
+  for (const ModelFamily& family : ModelFamilies()) {
+    if (family.name == name) return &family;
+  }
+  return NotFound("unknown model family \"" + EscapeBytes(name) +
+                  "\"; families: " + ModelFamilyNames());
 }
 
 StatusOr<const ModelFamily*> FindModelFamily(std::string_view architecture) {

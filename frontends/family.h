@@ -24,6 +24,10 @@ struct ModelFamily {
   StatusOr<ModelConfig> (*parse_config)(const JsonValue& json, std::string_view source);
   StatusOr<Graph> (*build_graph)(const ModelConfig& config, const Checkpoint& checkpoint);
   std::vector<WeightSpec> (*weight_list)(const ModelConfig& config);
+  // A small config.json of the family (no torch_dtype) for `compile-model demo --family NAME`:
+  // the demo tokenizer's vocab (512), hidden 128, 4 layers. WriteDemoModel parses it with
+  // parse_config and writes MakeRandomWeights(weight_list(config)) beside it.
+  std::string_view demo_config;
 };
 
 // All registered families, in registration order.
@@ -39,5 +43,12 @@ StatusOr<const ModelFamily*> FamilyForConfig(const JsonValue& json, std::string_
 
 // "\"Qwen3MoeForCausalLM\"" (comma-separated when there are several).
 std::string SupportedArchitectures();
+
+// The family called `name` (ModelFamily::name: "qwen3_moe", "mixtral", ...); NotFound listing
+// the names.
+StatusOr<const ModelFamily*> FindModelFamilyByName(std::string_view name);
+
+// "qwen3_moe, qwen3, mixtral, qwen2": the registered names, in registration order.
+std::string ModelFamilyNames();
 
 }  // namespace moegraph

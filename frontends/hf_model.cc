@@ -44,12 +44,31 @@ StatusOr<HfModel> LoadHfModel(const std::string& dir) {
                  std::move(graph)};
 }
 
-StatusOr<std::string> ResolveModelArgument(const std::string& model, const std::string& demo_dir) {
-  if (model != "demo") return model;
-  if (!std::filesystem::exists(demo_dir + "/config.json") ||
+StatusOr<std::string> ResolveModelArgument(const std::string& model, const std::string& demo_dir,
+                                           const std::string& family) {
+  if (model != "demo") {
+    if (!family.empty()) {
+      return InvalidArgument("--family " + family + " applies to MODEL 'demo' only, got '" + model +
+                             "'");
+    }
+    return model;
+  }
+  if (!family.empty()) MG_RETURN_IF_ERROR(FindModelFamilyByName(family).status());
+  const std::string config_path = demo_dir + "/config.json";
+  if (!std::filesystem::exists(config_path) ||
       !std::filesystem::exists(demo_dir + "/model.safetensors") ||
       !std::filesystem::exists(demo_dir + "/tokenizer.json")) {
-    MG_RETURN_IF_ERROR(WriteDemoModel(demo_dir));
+    MG_RETURN_IF_ERROR(WriteDemoModel(demo_dir, {.family = family}));
+  } else if (!family.empty()) {
+    // A demo written before: it must be this family's, not another one's.
+    MG_ASSIGN_OR_RETURN(std::string text, ReadFileToString(config_path));
+    MG_ASSIGN_OR_RETURN(JsonValue json, ParseJson(text, config_path));
+    MG_ASSIGN_OR_RETURN(const ModelFamily* found, FamilyForConfig(json, config_path));
+    if (found->name != family) {
+      return FailedPrecondition(demo_dir + " holds a " + std::string(found->name) +
+                                " model, not the " + family +
+                                " demo; choose another --demo-dir or remove it");
+    }
   }
   return demo_dir;
 }

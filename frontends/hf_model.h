@@ -33,8 +33,11 @@ struct HfModel {
 StatusOr<HfModel> LoadHfModel(const std::string& dir);
 
 // Resolves a MODEL argument of the tools: a directory, or the word "demo",
-// which writes the built-in demo model into `demo_dir` (if not already there)
-// and returns that directory.
-StatusOr<std::string> ResolveModelArgument(const std::string& model, const std::string& demo_dir);
+// which writes the built-in demo model (or, with `family`, that registered
+// family's demo: DemoModelOptions::family) into `demo_dir` if not already there
+// and returns that directory. A `family` with a MODEL other than "demo", an
+// unknown family, or a `demo_dir` holding another family's demo is an error.
+StatusOr<std::string> ResolveModelArgument(const std::string& model, const std::string& demo_dir,
+                                           const std::string& family = "");
 
 }  // namespace moegraph

@@ -20,8 +20,8 @@ StatusOr<MixtralConfig> ParseMixtralConfig(const JsonValue& json, std::string_vi
   }
   FieldReader reader(json, source);
   MixtralConfig config;
-  MG_RETURN_IF_ERROR(ParseDecoderConfig(reader, "MixtralForCausalLM", config,
-                                        /*sliding_window_field=*/true));
+  MG_RETURN_IF_ERROR(
+      ParseDecoderConfig(reader, "MixtralForCausalLM", config, {.sliding_window_field = true}));
   MG_RETURN_IF_ERROR(reader.RequiredInt("intermediate_size", config.intermediate_size));
   MG_RETURN_IF_ERROR(reader.RequiredInt("num_local_experts", config.num_local_experts));
   MG_RETURN_IF_ERROR(reader.RequiredInt("num_experts_per_tok", config.num_experts_per_tok));

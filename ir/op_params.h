@@ -38,7 +38,8 @@ struct ParamField {
   // An optional field with a default (OptionalIntField / OptionalFloatField):
   // absent reads as the default, and ParamsToAttrs leaves the field out while it
   // holds the default, so IR that does not use the option prints as before.
-  // (`row_offset` has none: its presence marks a chunked moe op.)
+  // (rope's rotary_dim / interleaved default to 0; `row_offset` has none: its
+  // presence marks a chunked moe op, and a lowered topk_route shows it at 0.)
   bool has_default = false;
   int64_t int_default = 0;
   double float_default = 0;
@@ -86,15 +87,27 @@ struct RmsNormParams {
   static constexpr auto Fields() { return std::array{FloatField("eps", &RmsNormParams::eps)}; }
 };
 
-// rope: NeoX rotate-half over each head_dim-wide head.
+// rope: rotates the first rotary_dim values of each head_dim-wide head by
+// inv_freq_i = theta^(-2i / rotary_dim), i < rotary_dim / 2, and passes the rest
+// through. interleaved 0: NeoX rotate-half over the rotary part, pair (i, i +
+// rotary_dim / 2); 1: GPT-J pairs (2i, 2i + 1). rotary_dim absent or 0 means
+// head_dim; a set one is even, in [2, head_dim] (the verifier checks).
 struct RopeParams {
   static constexpr const char* kName = "RopeParams";
   int64_t head_dim = 0;
   double theta = 0;
+  int64_t rotary_dim = 0;
+  int64_t interleaved = 0;
   static constexpr auto Fields() {
     return std::array{IntField("head_dim", &RopeParams::head_dim, 2, 4096),
-                      FloatField("theta", &RopeParams::theta)};
+                      FloatField("theta", &RopeParams::theta),
+                      OptionalIntField("rotary_dim", &RopeParams::rotary_dim, 0, 4096,
+                                       /*default_value=*/0),
+                      OptionalIntField("interleaved", &RopeParams::interleaved, 0, 1,
+                                       /*default_value=*/0)};
   }
+  // The rotated width: rotary_dim, or head_dim when it is 0.
+  constexpr int64_t RotaryDim() const { return rotary_dim != 0 ? rotary_dim : head_dim; }
 };
 
 // attention: `layer` picks the KV cache layer it writes and reads.

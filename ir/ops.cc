@@ -196,6 +196,13 @@ StatusOr<std::vector<Type>> InferRope(const InferContext& ctx) {
                                ") must be a multiple of an even head_dim (" +
                                std::to_string(head_dim) + ")");
   }
+  // 0 (or absent) rotates the whole head.
+  const int64_t rotary_dim = ctx.op.IntAttr("rotary_dim", 0);
+  if (rotary_dim != 0 && (rotary_dim % 2 != 0 || rotary_dim < 2 || rotary_dim > head_dim)) {
+    return ShapeError(ctx, "rotary_dim (" + std::to_string(rotary_dim) +
+                               ") must be even and in [2, head_dim = " + std::to_string(head_dim) +
+                               "] (or 0 for the whole head)");
+  }
   return std::vector<Type>{In(ctx, 0)};
 }
 
@@ -580,7 +587,8 @@ std::vector<OpDef> BuildDefs() {
        .traits = kPure | kKernel,
        .infer = InferLinearSiluMul},
       {.name = "rope",
-       .summary = "rotary embedding (rotate-half) at ForwardMeta positions",
+       .summary = "rotary embedding at ForwardMeta positions: rotate-half, or GPT-J pairs with "
+                  "interleaved = 1, over the first rotary_dim (default head_dim) of each head",
        .example =
            "%q2 = rope(%meta, %q) {head_dim = 128, theta = 1000000.0} : tensor<T x 4096 x f32>",
        .min_data_operands = 1,

@@ -10,6 +10,8 @@
 #include <iostream>
 
 #include "compiler/compile_model.h"
+#include "frontends/demo_model.h"
+#include "frontends/family.h"
 #include "plan/plan_file.h"
 #include "plan/plan_generated.h"
 #include "support/cli.h"
@@ -83,8 +85,11 @@ int Main(int argc, char** argv) {
       "present, are checked (they load; their ids are below vocab_size) and recorded in the\n"
       "plan by name and XXH64: run-model reads them back for text prompts and the eos ids,\n"
       "and refuses one that changed. Without tokenizer.json the plan takes token ids only.\n"
+      "With --family NAME, MODEL=demo is a random-weight demo of that model family instead\n"
+      "(its small config.json, the same demo tokenizer), written to <plan dir>/demo-model-NAME.\n"
       "Example:\n"
       "  compile-model demo -o demo.plan\n"
+      "  compile-model demo --family mixtral -o mixtral.plan\n"
       "  compile-model /models/Qwen3-30B-A3B -o a3b.plan --decode-buckets 1,8,32 --prefill-buckets "
       "512",
       "compile-model");
@@ -92,8 +97,15 @@ int Main(int argc, char** argv) {
   app.add_option("MODEL", args, "a model directory, or 'demo'")->type_name("");
   app.add_option("-o,--output", output, "plan file to write (required)")->type_name("PLAN");
   app.add_option("--demo-dir", demo_dir,
-                 "where MODEL=demo writes the demo checkpoint (default: <plan dir>/demo-model)")
+                 "where MODEL=demo writes the demo checkpoint (default: <plan dir>/demo-model, "
+                 "or <plan dir>/demo-model-NAME with --family)")
       ->type_name("DIR");
+  std::string family;
+  app.add_option("--family", family,
+                 "with MODEL=demo: a demo of model family NAME instead of the built-in Qwen3-MoE "
+                 "one (" +
+                     ModelFamilyNames() + ")")
+      ->type_name("NAME");
   app.add_option("--phases", phases, "phases to compile: prefill,decode (default both)")
       ->type_name("LIST");
   AddIntOption(app, "--chunk-size", options.keys.chunk_size, {1, kMaxChunkSize},
@@ -154,6 +166,15 @@ int Main(int argc, char** argv) {
     options.kv_dtype = *parsed;
   }
   if (args.size() != 1) return Fail(InvalidArgument("expected one MODEL argument (see --help)"));
+  if (!family.empty()) {
+    if (args[0] != "demo") {
+      return Fail(InvalidArgument("--family " + family + " applies to MODEL 'demo' only, got '" +
+                                  args[0] + "'"));
+    }
+    if (Status known = FindModelFamilyByName(family).status(); !known.ok()) {
+      return Fail(known.WithContext("--family"));
+    }
+  }
   if (output.empty()) return Fail(InvalidArgument("missing -o PLAN (see --help)"));
   options.keys.prefill = phases.find("prefill") != std::string::npos;
   options.keys.decode = phases.find("decode") != std::string::npos;
@@ -167,9 +188,9 @@ int Main(int argc, char** argv) {
 
   const auto start = std::chrono::steady_clock::now();
   if (demo_dir.empty()) {
-    demo_dir = (std::filesystem::path(output).parent_path() / "demo-model").string();
+    demo_dir = (std::filesystem::path(output).parent_path() / DemoDirName(family)).string();
   }
-  StatusOr<std::string> dir = ResolveModelArgument(args[0], demo_dir);
+  StatusOr<std::string> dir = ResolveModelArgument(args[0], demo_dir, family);
   if (!dir.ok()) return Fail(dir.status());
   if (Status checked = CheckOutputPath(output, *dir); !checked.ok()) return Fail(checked);
   if (!quiet && args[0] == "demo") std::fprintf(stderr, "demo model: %s\n", dir->c_str());

@@ -12,6 +12,8 @@
 #include <vector>
 
 #include "compiler/pipeline.h"
+#include "frontends/demo_model.h"
+#include "frontends/family.h"
 #include "frontends/hf_model.h"
 #include "ir/graph_export.h"
 #include "ir/parser.h"
@@ -39,7 +41,8 @@ struct Options {
   std::optional<std::regex> grep;
   bool list_keys = false;
   std::optional<int32_t> chunk_size;
-  std::string demo_dir = "./demo-model";
+  std::string demo_dir;  // empty: ./demo-model, or ./demo-model-<family> with --family
+  std::string family;    // with INPUT=demo: a registered family's demo
 };
 
 std::string Join(const std::vector<std::string>& words, const std::string& separator) {
@@ -110,7 +113,8 @@ class GraphSource {
     name_ = options.input;
     std::error_code error;
     if (options.input == "demo" || std::filesystem::is_directory(options.input, error)) {
-      MG_ASSIGN_OR_RETURN(std::string dir, ResolveModelArgument(options.input, options.demo_dir));
+      MG_ASSIGN_OR_RETURN(std::string dir,
+                          ResolveModelArgument(options.input, options.demo_dir, options.family));
       MG_ASSIGN_OR_RETURN(HfModel model, LoadHfModel(dir));
       generic_ = std::move(model.graph);
       key_options_.chunk_size = options.chunk_size.value_or(key_options_.chunk_size);
@@ -266,7 +270,8 @@ int Main(int argc, char** argv) {
   Options options;
   CLI::App app(
       "Prints the IR of INPUT: a plan file (compile-model's output), a Hugging Face model\n"
-      "directory, or the word 'demo' (the built-in demo model, written to --demo-dir).\n"
+      "directory, or the word 'demo' (the built-in demo model, or with --family a demo of\n"
+      "that model family, written to --demo-dir).\n"
       "Without --key it prints the generic graph (a plan's source IR, or the graph built from\n"
       "the model). With --key it prints that specialization key's IR: a plan's stored program\n"
       "for the key, or (with --after, or a key the plan lacks, or a model) the compile\n"
@@ -285,6 +290,7 @@ int Main(int argc, char** argv) {
       "\n"
       "examples:\n"
       "  graph-dump demo                                  # the demo model's generic graph\n"
+      "  graph-dump demo --family mixtral                 # a Mixtral demo's generic graph\n"
       "  graph-dump demo.plan --list-keys\n"
       "  graph-dump demo.plan --key phase=decode,chunks=1,tokens=8\n"
       "  graph-dump demo --key phase=decode,tokens=4 --after moe-lower --grep 'l0\\.'\n"
@@ -326,8 +332,14 @@ int Main(int argc, char** argv) {
       "MoE chunk capacity in rows when compiling keys of a model (default 256; a plan uses its "
       "own)");
   app.add_option("--demo-dir", options.demo_dir,
-                 "where INPUT=demo writes the demo checkpoint (default ./demo-model)")
+                 "where INPUT=demo writes the demo checkpoint (default ./demo-model, or "
+                 "./demo-model-NAME with --family)")
       ->type_name("DIR");
+  app.add_option("--family", options.family,
+                 "with INPUT=demo: a demo of model family NAME instead of the built-in Qwen3-MoE "
+                 "one (" +
+                     ModelFamilyNames() + ")")
+      ->type_name("NAME");
   if (std::optional<int> exit_code = ParseCommandLine(app, "graph-dump", argc, argv)) {
     return *exit_code;
   }
@@ -357,6 +369,16 @@ int Main(int argc, char** argv) {
                         std::to_string(args.size()) + " (see --help)"));
   }
   options.input = args[0];
+  if (!options.family.empty()) {
+    if (options.input != "demo") {
+      return Fail(InvalidArgument("--family " + options.family +
+                                  " applies to INPUT 'demo' only, got '" + options.input + "'"));
+    }
+    if (Status known = FindModelFamilyByName(options.family).status(); !known.ok()) {
+      return Fail(known.WithContext("--family"));
+    }
+  }
+  if (options.demo_dir.empty()) options.demo_dir = "./" + DemoDirName(options.family);
   if (options.key && options.diff)
     return Fail(InvalidArgument("--key and --diff exclude each other"));
   if (!options.after.empty() && !options.key && !options.diff) {

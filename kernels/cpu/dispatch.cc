@@ -49,7 +49,8 @@ bool Always(const KernelStep&) {
 }
 bool RopeSupported(const KernelStep& step) {
   RopeParams p;
-  return DecodeParams(step.ints, step.floats, p) && p.head_dim % 2 == 0;
+  return DecodeParams(step.ints, step.floats, p) && p.head_dim % 2 == 0 && p.RotaryDim() % 2 == 0 &&
+         p.RotaryDim() <= p.head_dim;
 }
 bool AttentionSupported(const KernelStep& step) {
   AttentionParams p;

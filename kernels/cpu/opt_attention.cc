@@ -28,27 +28,41 @@ constexpr int kMaxChunks = 4;           // head chunks of one token run in locks
 
 // ---- rope ---------------------------------------------------------------------------
 
-// One row of heads rotated with per-row cos/sin tables; y may alias x. The
-// angles and tables are the reference's; the compiler may fuse the rotation's
-// multiply-adds, so results agree to an ulp or so.
-MG_AVX2 void RopeRow(const float* x, float* y, int64_t row_size, int64_t head_dim, const float* cos,
-                     const float* sin) {
-  const int64_t half = head_dim / 2;
+// One row of heads rotated with per-row cos/sin tables over each head's first
+// rotary_dim values (NeoX rotate-half, or GPT-J pairs when interleaved), the
+// rest copied; y may alias x. The angles and tables are the reference's; the
+// compiler may fuse the rotation's multiply-adds, so results agree to an ulp or so.
+MG_AVX2 void RopeRow(const float* x, float* y, int64_t row_size, int64_t head_dim,
+                     int64_t rotary_dim, bool interleaved, const float* cos, const float* sin) {
+  const int64_t half = rotary_dim / 2;
   const int64_t half8 = half & ~int64_t{7};
   for (int64_t h = 0; h < row_size; h += head_dim) {
-    for (int64_t i = 0; i < half8; i += 8) {
-      const __m256 x1 = _mm256_loadu_ps(x + h + i);
-      const __m256 x2 = _mm256_loadu_ps(x + h + i + half);
-      const __m256 c = _mm256_loadu_ps(cos + i);
-      const __m256 s = _mm256_loadu_ps(sin + i);
-      _mm256_storeu_ps(y + h + i, _mm256_sub_ps(_mm256_mul_ps(x1, c), _mm256_mul_ps(x2, s)));
-      _mm256_storeu_ps(y + h + i + half, _mm256_add_ps(_mm256_mul_ps(x2, c), _mm256_mul_ps(x1, s)));
+    if (interleaved) {
+      for (int64_t i = 0; i < half; ++i) {
+        const float x1 = x[h + 2 * i];
+        const float x2 = x[h + 2 * i + 1];
+        y[h + 2 * i] = x1 * cos[i] - x2 * sin[i];
+        y[h + 2 * i + 1] = x2 * cos[i] + x1 * sin[i];
+      }
+    } else {
+      for (int64_t i = 0; i < half8; i += 8) {
+        const __m256 x1 = _mm256_loadu_ps(x + h + i);
+        const __m256 x2 = _mm256_loadu_ps(x + h + i + half);
+        const __m256 c = _mm256_loadu_ps(cos + i);
+        const __m256 s = _mm256_loadu_ps(sin + i);
+        _mm256_storeu_ps(y + h + i, _mm256_sub_ps(_mm256_mul_ps(x1, c), _mm256_mul_ps(x2, s)));
+        _mm256_storeu_ps(y + h + i + half,
+                         _mm256_add_ps(_mm256_mul_ps(x2, c), _mm256_mul_ps(x1, s)));
+      }
+      for (int64_t i = half8; i < half; ++i) {
+        const float x1 = x[h + i];
+        const float x2 = x[h + i + half];
+        y[h + i] = x1 * cos[i] - x2 * sin[i];
+        y[h + i + half] = x2 * cos[i] + x1 * sin[i];
+      }
     }
-    for (int64_t i = half8; i < half; ++i) {
-      const float x1 = x[h + i];
-      const float x2 = x[h + i + half];
-      y[h + i] = x1 * cos[i] - x2 * sin[i];
-      y[h + i + half] = x2 * cos[i] + x1 * sin[i];
+    if (rotary_dim < head_dim && y != x) {
+      std::copy(x + h + rotary_dim, x + h + head_dim, y + h + rotary_dim);
     }
   }
 }
@@ -476,17 +490,21 @@ void OptRope(const KernelArgs& args) {
   const int64_t num_rows = NumRows(args.out[0]);
   const int64_t row_size = RowSize(args.out[0]);
   const int64_t head_dim = params.head_dim;
+  const int64_t rotary_dim = params.RotaryDim();
   const double theta = params.theta;
-  const bool ok = args.meta != nullptr && head_dim > 0 && head_dim % 2 == 0 &&
+  const bool ok = args.meta != nullptr && head_dim > 0 && head_dim % 2 == 0 && rotary_dim >= 2 &&
+                  rotary_dim % 2 == 0 && rotary_dim <= head_dim &&
+                  (params.interleaved == 0 || params.interleaved == 1) &&
                   head_dim / 2 <= kMaxRopeHalf && row_size % head_dim == 0 &&
                   RowSize(args.in[0]) == row_size;
   if (!ok) return RefRope(args);
   const int64_t num_real = NumRealRows(args, std::min(num_rows, NumRows(args.in[0])));
-  const int64_t half = head_dim / 2;
+  const int64_t half = rotary_dim / 2;
   // The reference's inverse frequencies, computed once instead of per row.
   float inv_freq[kMaxRopeHalf];
   for (int64_t i = 0; i < half; ++i) {
-    inv_freq[i] = static_cast<float>(1.0 / std::pow(theta, static_cast<double>(2 * i) / head_dim));
+    inv_freq[i] =
+        static_cast<float>(1.0 / std::pow(theta, static_cast<double>(2 * i) / rotary_dim));
   }
 #pragma omp parallel for schedule(static) num_threads(args.num_threads) if (num_rows > 1)
   for (int64_t t = 0; t < num_rows; ++t) {
@@ -502,7 +520,8 @@ void OptRope(const KernelArgs& args) {
       cos[i] = std::cos(angle);
       sin[i] = std::sin(angle);
     }
-    RopeRow(x + t * row_size, y_row, row_size, head_dim, cos, sin);
+    RopeRow(x + t * row_size, y_row, row_size, head_dim, rotary_dim, params.interleaved != 0, cos,
+            sin);
   }
 }
 

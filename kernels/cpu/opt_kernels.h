@@ -28,9 +28,10 @@ void OptRmsNorm(const KernelArgs& args);
 void OptAddRmsNorm(const KernelArgs& args);
 
 // ---- Attention (opt_attention.cc) ------------------------------------------------
-// rope: the same f32 angles as the reference, inverse frequencies computed once
-// per call. attention: paged, GQA heads of one KV head together, keys in blocks
-// with an online softmax; head_dim must be a multiple of 8 (else reference).
+// rope: the same f32 angles as the reference (partial and interleaved too),
+// inverse frequencies computed once per call. attention: paged, GQA heads of one
+// KV head together, keys in blocks with an online softmax; head_dim must be a
+// multiple of 8 (else reference).
 void OptRope(const KernelArgs& args);
 void OptAttention(const KernelArgs& args);
 

@@ -28,13 +28,19 @@ void RefRope(const KernelArgs& args) {
   const int64_t num_rows = NumRows(args.out[0]);
   const int64_t row_size = RowSize(args.out[0]);
   const int64_t head_dim = params.head_dim;
+  const int64_t rotary_dim = params.RotaryDim();
+  const bool interleaved = params.interleaved != 0;
   const double theta = params.theta;
-  MG_KERNEL_CONTRACT(args.meta != nullptr && head_dim > 0 && head_dim % 2 == 0 &&
+  MG_KERNEL_CONTRACT(args.meta != nullptr && head_dim > 0 && head_dim % 2 == 0 && rotary_dim >= 2 &&
+                         rotary_dim % 2 == 0 && rotary_dim <= head_dim &&
+                         (params.interleaved == 0 || params.interleaved == 1) &&
                          row_size % head_dim == 0 && RowSize(args.in[0]) == row_size &&
                          NumRows(args.in[0]) == num_rows,
-                     "rope", "needs meta, an even head_dim dividing the row, x shaped like out");
+                     "rope",
+                     "needs meta, an even head_dim dividing the row, an even rotary_dim in [2, "
+                     "head_dim], interleaved 0 or 1, x shaped like out");
   const int64_t num_real = NumRealRows(args, num_rows);
-  const int64_t half = head_dim / 2;
+  const int64_t half = rotary_dim / 2;
 #pragma omp parallel for num_threads(args.num_threads)
   for (int64_t t = 0; t < num_rows; ++t) {
     float* y_row = y + t * row_size;
@@ -46,16 +52,25 @@ void RefRope(const KernelArgs& args) {
     const float position = static_cast<float>(args.meta->positions[t]);
     for (int64_t i = 0; i < half; ++i) {
       const float inv_freq =
-          static_cast<float>(1.0 / std::pow(theta, static_cast<double>(2 * i) / head_dim));
+          static_cast<float>(1.0 / std::pow(theta, static_cast<double>(2 * i) / rotary_dim));
       const float angle = position * inv_freq;
       const float cos = std::cos(angle);
       const float sin = std::sin(angle);
+      // Pair i: (i, i + half) rotate-half, or (2i, 2i + 1) interleaved.
+      const int64_t a = interleaved ? 2 * i : i;
+      const int64_t b = interleaved ? 2 * i + 1 : i + half;
       for (int64_t h = 0; h < row_size; h += head_dim) {
-        // Read both halves before writing: y may alias x.
-        const float x1 = x_row[h + i];
-        const float x2 = x_row[h + i + half];
-        y_row[h + i] = x1 * cos - x2 * sin;
-        y_row[h + i + half] = x2 * cos + x1 * sin;
+        // Read both values before writing: y may alias x.
+        const float x1 = x_row[h + a];
+        const float x2 = x_row[h + b];
+        y_row[h + a] = x1 * cos - x2 * sin;
+        y_row[h + b] = x2 * cos + x1 * sin;
+      }
+    }
+    // The values past rotary_dim pass through (nothing to do in place).
+    if (rotary_dim < head_dim && y_row != x_row) {
+      for (int64_t h = 0; h < row_size; h += head_dim) {
+        std::copy(x_row + h + rotary_dim, x_row + h + head_dim, y_row + h + rotary_dim);
       }
     }
   }

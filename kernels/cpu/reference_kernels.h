@@ -73,10 +73,11 @@ void RefMlp(const KernelArgs& args);
 // ---- Attention (ref_attention.cc) ---------------------------------------------
 
 // in[0] x [T, num_heads * head_dim] -> out[0] same shape. params: RopeParams
-// (head_dim, theta). NeoX rotate_half over the full head_dim at position
-// meta->positions[t]: for i < hd/2, inv_freq = 1/theta^(2i/hd),
-// y[i] = x[i] cos - x[i+hd/2] sin, y[i+hd/2] = x[i+hd/2] cos + x[i] sin.
-// Requires meta (null meta: zeros).
+// (head_dim, theta, rotary_dim, interleaved). Each head's first rd = rotary_dim
+// (0: head_dim) values rotate at position meta->positions[t], the rest pass
+// through: for i < rd/2, inv_freq = 1/theta^(2i/rd), angle = position * inv_freq,
+// pair (a, b) = (i, i + rd/2) (NeoX rotate_half) or (2i, 2i + 1) (interleaved),
+// y[a] = x[a] cos - x[b] sin, y[b] = x[b] cos + x[a] sin. Requires meta.
 void RefRope(const KernelArgs& args);
 
 // in[0] q [T, nh * hd], in[1] k [T, nkv * hd], in[2] v [T, nkv * hd]

@@ -45,9 +45,12 @@ __device__ __forceinline__ Bf16Bits FromF32<Bf16Bits>(float x) {
   return Bf16Bits{static_cast<uint16_t>((bits + 0x7fffu + ((bits >> 16) & 1u)) >> 16)};
 }
 
-// One block per row; thread i owns the (i, i + half) pairs of every head.
+// One block per row; thread i owns pair i of every head: (i, i + half), or (2i,
+// 2i + 1) when interleaved, over the first rotary_dim values; the threads then
+// copy the values past rotary_dim (in place there is nothing to copy).
 __global__ void RopeKernel(const float* x, float* y, int64_t row_size, int64_t head_dim,
-                           double theta, int64_t row_limit, const ForwardMetaView* meta) {
+                           int64_t rotary_dim, bool interleaved, double theta, int64_t row_limit,
+                           const ForwardMetaView* meta) {
   const int64_t t = blockIdx.x;
   float* y_row = y + t * row_size;
   if (meta == nullptr || t >= NumRealRows(meta, row_limit)) {
@@ -57,19 +60,28 @@ __global__ void RopeKernel(const float* x, float* y, int64_t row_size, int64_t h
   }
   const float* x_row = x + t * row_size;
   const float position = static_cast<float>(meta->positions[t]);
-  const int64_t half = head_dim / 2;
+  const int64_t half = rotary_dim / 2;
   for (int64_t i = threadIdx.x; i < half; i += blockDim.x) {
     // As the reference: the frequency in double, rounded to float once.
     const float inv_freq = static_cast<float>(
-        1.0 / pow(theta, static_cast<double>(2 * i) / static_cast<double>(head_dim)));
+        1.0 / pow(theta, static_cast<double>(2 * i) / static_cast<double>(rotary_dim)));
     const float angle = position * inv_freq;
     const float cos_a = cosf(angle);
     const float sin_a = sinf(angle);
+    const int64_t a = interleaved ? 2 * i : i;
+    const int64_t b = interleaved ? 2 * i + 1 : i + half;
     for (int64_t h = 0; h < row_size; h += head_dim) {
-      const float x1 = x_row[h + i];
-      const float x2 = x_row[h + i + half];
-      y_row[h + i] = x1 * cos_a - x2 * sin_a;
-      y_row[h + i + half] = x2 * cos_a + x1 * sin_a;
+      const float x1 = x_row[h + a];
+      const float x2 = x_row[h + b];
+      y_row[h + a] = x1 * cos_a - x2 * sin_a;
+      y_row[h + b] = x2 * cos_a + x1 * sin_a;
+    }
+  }
+  const int64_t pass = head_dim - rotary_dim;
+  if (pass > 0 && y_row != x_row) {
+    for (int64_t c = threadIdx.x; c < (row_size / head_dim) * pass; c += blockDim.x) {
+      const int64_t col = (c / pass) * head_dim + rotary_dim + c % pass;
+      y_row[col] = x_row[col];
     }
   }
 }
@@ -185,12 +197,14 @@ __global__ void __launch_bounds__(kAttnThreads)
 }  // namespace
 
 cudaError_t LaunchRope(const float* x, float* y, int64_t num_rows, int64_t row_size,
-                       int64_t head_dim, float theta, int64_t row_limit,
-                       const ForwardMetaView* meta, cudaStream_t stream) {
+                       int64_t head_dim, int64_t rotary_dim, bool interleaved, float theta,
+                       int64_t row_limit, const ForwardMetaView* meta, cudaStream_t stream) {
   if (num_rows <= 0 || row_size <= 0) return cudaSuccess;
-  const bool ok = head_dim > 0 && head_dim % 2 == 0 && row_size % head_dim == 0;
+  const bool ok = head_dim > 0 && head_dim % 2 == 0 && row_size % head_dim == 0 &&
+                  rotary_dim >= 2 && rotary_dim % 2 == 0 && rotary_dim <= head_dim;
   RopeKernel<<<static_cast<unsigned int>(num_rows), kRopeThreads, 0, stream>>>(
-      x, y, row_size, ok ? head_dim : 2, static_cast<double>(theta), ok ? row_limit : 0, meta);
+      x, y, row_size, ok ? head_dim : 2, ok ? rotary_dim : 2, interleaved,
+      static_cast<double>(theta), ok ? row_limit : 0, meta);
   return cudaGetLastError();
 }
 

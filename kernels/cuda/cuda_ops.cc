@@ -311,13 +311,20 @@ Status RunRope(const KernelArgs& a, const CudaStepContext& ctx) {
   const int64_t num_rows = NumRows(a.out[0]);
   const int64_t row_size = RowSize(a.out[0]);
   const int64_t head_dim = params.head_dim;
+  const int64_t rotary_dim = params.RotaryDim();
   const bool ok = a.meta != nullptr && head_dim > 0 && head_dim % 2 == 0 &&
                   row_size % head_dim == 0 && RowSize(a.in[0]) == row_size &&
-                  NumRows(a.in[0]) == num_rows;
-  if (!ok) return ContractViolation("rope", "needs meta, an even head_dim dividing the row");
+                  NumRows(a.in[0]) == num_rows && rotary_dim >= 2 && rotary_dim % 2 == 0 &&
+                  rotary_dim <= head_dim && (params.interleaved == 0 || params.interleaved == 1);
+  if (!ok) {
+    return ContractViolation("rope",
+                             "needs meta, an even head_dim dividing the row, an even rotary_dim "
+                             "in [2, head_dim] and interleaved 0 or 1");
+  }
   const int64_t row_limit = num_rows;
   return Check(LaunchRope(F32In(a.in[0]), F32Out(a.out[0]), num_rows, row_size, head_dim,
-                          static_cast<float>(params.theta), row_limit, a.meta, ctx.stream),
+                          rotary_dim, params.interleaved != 0, static_cast<float>(params.theta),
+                          row_limit, a.meta, ctx.stream),
                "rope");
 }
 

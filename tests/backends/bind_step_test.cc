@@ -100,12 +100,12 @@ TEST(BindStepTest, WrongParameterCountsAreAnError) {
   ExecBindings bindings;
   KernelStep step;
   step.kernel = "rope";
-  step.ints = {64};  // theta missing
+  step.ints = {64};  // theta, rotary_dim and interleaved missing
   std::vector<TensorArg> args;
   BoundStep bound;
   const Status status = BindStep(step, bindings, 1, args, bound);
   EXPECT_FALSE(status.ok());
-  EXPECT_NE(status.ToString().find("has 1 ints and 0 floats, expected 1 and 1 (RopeParams)"),
+  EXPECT_NE(status.ToString().find("has 1 ints and 0 floats, expected 3 and 1 (RopeParams)"),
             std::string::npos)
       << status.ToString();
 }

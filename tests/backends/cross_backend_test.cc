@@ -325,6 +325,21 @@ std::vector<OpCase> BuildCases() {
                       .Output(DType::kF32, {kT, kHeads * kHeadDim})
                       .Params(RopeParams{.head_dim = kHeadDim, .theta = 10000.0})
                       .Build());
+  // Partial rotary (GLM4-MoE) and GPT-J pairs (Ernie 4.5): 18-wide heads rotating 10 values.
+  for (const int64_t interleaved : {0, 1}) {
+    cases.push_back(
+        CaseBuilder(interleaved ? "rope/partial_interleaved" : "rope/partial", "rope")
+            .F32({kT, 3 * 18}, 7)
+            .Output(DType::kF32, {kT, 3 * 18})
+            .Params(RopeParams{
+                .head_dim = 18, .theta = 500000.0, .rotary_dim = 10, .interleaved = interleaved})
+            .Build());
+  }
+  cases.push_back(CaseBuilder("rope/interleaved", "rope")
+                      .F32({kT, kHeads * kHeadDim}, 6)
+                      .Output(DType::kF32, {kT, kHeads * kHeadDim})
+                      .Params(RopeParams{.head_dim = kHeadDim, .theta = 10000.0, .interleaved = 1})
+                      .Build());
   cases.push_back(
       CaseBuilder("attention", "attention")
           .F32({kT, kHeads * kHeadDim}, 8)

@@ -145,6 +145,56 @@ TEST(BlocksTest, AttentionBiasOptionsAndWeightsMustAgree) {
             "attention (layer 0): o_bias and the o bias weight disagree");
 }
 
+// The rope ops' attributes for each RoPE variant: a whole-head rotate-half rope carries neither
+// rotary_dim nor interleaved (so existing graphs print as before).
+TEST(BlocksTest, PartialAndInterleavedRopeAreRopeAttributes) {
+  struct Case {
+    double factor;
+    bool interleaved;
+    std::string attrs;
+  };
+  const Case cases[] = {
+      {1.0, false, "{head_dim = 8, theta = 10000.0}"},
+      {0.5, false, "{head_dim = 8, rotary_dim = 4, theta = 10000.0}"},
+      {1.0, true, "{head_dim = 8, interleaved = 1, theta = 10000.0}"},
+      {0.75, true, "{head_dim = 8, interleaved = 1, rotary_dim = 6, theta = 10000.0}"},
+      {0.3, false, "{head_dim = 8, rotary_dim = 2, theta = 10000.0}"},  // int(2.4) = 2
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.attrs);
+    GraphBuilder b("t");
+    ValueId x = b.Input("x", Tokens(16));
+    AttentionOptions o = Gqa();
+    o.rope.partial_rotary_factor = c.factor;
+    o.rope_interleaved = c.interleaved;
+    StatusOr<ValueId> y = BuildAttention(b, o, AttentionWeightsFor(b, false), x, "l0.");
+    ASSERT_TRUE(y.ok()) << y.status().ToString();
+    b.Output(*y);
+    StatusOr<Graph> g = std::move(b).Finish();
+    ASSERT_TRUE(g.ok()) << g.status().ToString();
+    const std::string text = PrintGraph(*g);
+    EXPECT_EQ(Count(text, "= rope(%meta, %l0.q) " + c.attrs), 1) << text;
+    EXPECT_EQ(Count(text, "= rope(%meta, %l0.k) " + c.attrs), 1) << text;
+  }
+}
+
+// int(head_dim * partial_rotary_factor) must be an even count >= 2.
+TEST(BlocksTest, PartialRotaryFactorMustRotateAnEvenCount) {
+  for (double factor : {0.4, 0.1}) {  // int(3.2) = 3, int(0.8) = 0
+    AttentionOptions o = Gqa();
+    o.rope.partial_rotary_factor = factor;
+    const Status status = CheckAttentionOptions(o);
+    EXPECT_EQ(status.code(), StatusCode::kInvalidArgument) << status.ToString();
+    EXPECT_NE(
+        status.message().find("attention (layer 0): rope.partial_rotary_factor = " +
+                              std::string(factor == 0.4 ? "0.4" : "0.1") +
+                              " rotates int(head_dim 8 * factor) = " + (factor == 0.4 ? "3" : "0") +
+                              " values, expected an even count in [2, head_dim]"),
+        std::string::npos)
+        << status.ToString();
+  }
+}
+
 TEST(BlocksTest, MqaAndMhaAreKvHeadCounts) {
   for (int64_t kv_heads : {int64_t{1}, int64_t{4}}) {
     GraphBuilder b("t");
@@ -303,8 +353,6 @@ TEST(BlocksTest, AttentionOptionsWithoutAnOpAreUnimplemented) {
       {[](AttentionOptions& o) { o.sinks = true; }, "option sinks"},
       {[](AttentionOptions& o) { o.sliding_window = 4096; }, "option sliding_window = 4096"},
       {[](AttentionOptions& o) { o.mla = true; }, "option mla"},
-      {[](AttentionOptions& o) { o.rope.partial_rotary_factor = 0.5; },
-       "option rope.partial_rotary_factor"},
       {[](AttentionOptions& o) { o.rope.type = RopeType::kLinear; }, "option rope.type = linear"},
       {[](AttentionOptions& o) { o.rope.type = RopeType::kDynamic; }, "option rope.type = dynamic"},
       {[](AttentionOptions& o) { o.rope.type = RopeType::kYarn; }, "option rope.type = yarn"},

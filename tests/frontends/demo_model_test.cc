@@ -12,6 +12,8 @@
 #include <string>
 #include <vector>
 
+#include "frontends/family.h"
+#include "frontends/hf_model.h"
 #include "support/half.h"
 #include "support/mapped_file.h"
 #include "tokenizer/generation_config.h"
@@ -283,6 +285,85 @@ TEST_F(DemoModelTest, WritesATokenizerOfTheModelsVocab) {
   ASSERT_TRUE(config.ok()) << config.status().ToString();
   EXPECT_EQ(config->add_bos_token, false);
   EXPECT_EQ(config->eos_token, "<|endoftext|>");
+}
+
+// ---- Family demos (compile-model demo --family NAME) -------------------------------------
+
+// Every registered family has a demo: its config.json parses back to that family at the demo
+// sizes, and its checkpoint is the family's weight list, the whole graph built from it.
+TEST_F(DemoModelTest, EveryFamilyHasADemo) {
+  for (const ModelFamily& family : ModelFamilies()) {
+    const std::string name(family.name);
+    SCOPED_TRACE(name);
+    EXPECT_FALSE(family.demo_config.empty());
+    const std::string dir = TestDir(DemoDirName(name));
+    ASSERT_TRUE(WriteDemoModel(dir, {.dtype = DType::kF32, .family = name}).ok());
+    StatusOr<HfModel> model = LoadHfModel(dir);
+    ASSERT_TRUE(model.ok()) << model.status().ToString();
+    EXPECT_EQ(model->family, name);
+    const DecoderConfig& c = model->decoder();
+    EXPECT_EQ(c.architecture, family.architecture);
+    EXPECT_EQ(c.vocab_size, DemoModelConfig().vocab_size);  // the demo tokenizer's
+    EXPECT_EQ(c.hidden_size, 128);
+    EXPECT_EQ(c.num_hidden_layers, 4);
+    EXPECT_EQ(c.torch_dtype, "float32");
+    EXPECT_EQ(*ReadFileToString(dir + "/tokenizer.json"), std::string(DemoTokenizerJson()));
+    EXPECT_TRUE(std::filesystem::exists(dir + "/generation_config.json"));
+    StatusOr<Checkpoint> checkpoint = Checkpoint::Open(dir);
+    ASSERT_TRUE(checkpoint.ok()) << checkpoint.status().ToString();
+    std::vector<std::string> listed;
+    for (const WeightSpec& w : family.weight_list(model->config))
+      listed.push_back(w.name);
+    EXPECT_EQ(checkpoint->TensorNames().size(), listed.size());
+  }
+}
+
+// The qwen3_moe family's demo is the built-in demo: the same config and the same weights.
+TEST_F(DemoModelTest, TheQwen3MoeFamilyDemoIsTheBuiltInDemo) {
+  const std::string builtin = TestDir("builtin"), family = TestDir("family");
+  ASSERT_TRUE(WriteDemoModel(builtin).ok());
+  ASSERT_TRUE(WriteDemoModel(family, {.family = "qwen3_moe"}).ok());
+  EXPECT_EQ(*ReadFileToString(builtin + "/model.safetensors"),
+            *ReadFileToString(family + "/model.safetensors"));
+  StatusOr<Qwen3MoeConfig> a = LoadQwen3MoeConfig(builtin + "/config.json");
+  StatusOr<Qwen3MoeConfig> b = LoadQwen3MoeConfig(family + "/config.json");
+  ASSERT_TRUE(a.ok() && b.ok());
+  EXPECT_TRUE(*a == *b);
+  // Other families and seeds differ.
+  const std::string qwen2 = TestDir("qwen2");
+  ASSERT_TRUE(WriteDemoModel(qwen2, {.family = "qwen2"}).ok());
+  EXPECT_NE(*ReadFileToString(qwen2 + "/config.json"), *ReadFileToString(family + "/config.json"));
+}
+
+TEST_F(DemoModelTest, AnUnknownFamilyListsTheNames) {
+  const std::string dir = root_ + "/unknown";
+  const Status status = WriteDemoModel(dir, {.family = "llama"});
+  EXPECT_EQ(status.code(), StatusCode::kNotFound);
+  EXPECT_EQ(status.message(), "unknown model family \"llama\"; families: " + ModelFamilyNames());
+  EXPECT_FALSE(std::filesystem::exists(dir)) << "nothing is written";
+  for (const ModelFamily& family : ModelFamilies())
+    EXPECT_NE(ModelFamilyNames().find(family.name), std::string::npos);
+  EXPECT_EQ(DemoDirName(""), "demo-model");
+  EXPECT_EQ(DemoDirName("mixtral"), "demo-model-mixtral");
+}
+
+TEST_F(DemoModelTest, ResolveModelArgumentWritesAndChecksTheFamilysDemo) {
+  const std::string dir = root_ + "/resolved";
+  StatusOr<std::string> resolved = ResolveModelArgument("demo", dir, "mixtral");
+  ASSERT_TRUE(resolved.ok()) << resolved.status().ToString();
+  EXPECT_EQ(*resolved, dir);
+  EXPECT_EQ(LoadHfModel(dir)->family, "mixtral");
+  EXPECT_TRUE(ResolveModelArgument("demo", dir, "mixtral").ok()) << "reused";
+  StatusOr<std::string> other = ResolveModelArgument("demo", dir, "qwen2");
+  EXPECT_EQ(other.status().code(), StatusCode::kFailedPrecondition);
+  EXPECT_EQ(other.status().message(), dir +
+                                          " holds a mixtral model, not the qwen2 demo; choose "
+                                          "another --demo-dir or remove it");
+  EXPECT_EQ(ResolveModelArgument("demo", root_ + "/x", "llama").status().code(),
+            StatusCode::kNotFound);
+  EXPECT_EQ(ResolveModelArgument("/models/m", dir, "qwen2").status().message(),
+            "--family qwen2 applies to MODEL 'demo' only, got '/models/m'");
+  EXPECT_EQ(*ResolveModelArgument("/models/m", dir), "/models/m");
 }
 
 }  // namespace

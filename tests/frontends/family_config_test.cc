@@ -4,6 +4,7 @@
 
 #include <string>
 
+#include "frontends/decoder_config.h"
 #include "frontends/mixtral_config.h"
 #include "frontends/qwen2_config.h"
 #include "frontends/qwen3_moe_config.h"
@@ -258,6 +259,78 @@ TEST(Qwen2Config, ErrorsNameTheField) {
             "architectures: \"Qwen2ForCausalLM\"");
   EXPECT_EQ(ParseQwen2Config(JsonValue::Int(3), "config.json").status().code(),
             StatusCode::kInvalidArgument);
+}
+
+// Partial RoPE: a family opts in (DecoderConfigOptions::partial_rotary) and gets the factor,
+// read top level or from rope_parameters; every family that does not refuses it.
+StatusOr<DecoderConfig> ParseDecoder(const JsonValue& json, const DecoderConfigOptions& options) {
+  FieldReader reader(json, "config.json");
+  DecoderConfig config;
+  MG_RETURN_IF_ERROR(ParseDecoderConfig(reader, "Qwen3ForCausalLM", config, options));
+  return config;
+}
+
+TEST(DecoderConfig, PartialRotaryIsReadWhereTheFamilyOptsIn) {
+  const DecoderConfigOptions partial{.partial_rotary = true};
+  StatusOr<DecoderConfig> c = ParseDecoder(Json(kQwen3_8B), partial);
+  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  EXPECT_EQ(c->partial_rotary_factor, 1.0);
+  c = ParseDecoder(With(kQwen3_8B, "partial_rotary_factor", JsonValue::Double(0.5)), partial);
+  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  EXPECT_EQ(c->partial_rotary_factor, 0.5);
+  // transformers 5 keeps it inside rope_parameters (GLM4-MoE reads it from there).
+  c = ParseDecoder(
+      With(kQwen3_8B, "rope_parameters",
+           JsonValue::MakeObject({{"rope_type", JsonValue::String("default")},
+                                  {"rope_theta", JsonValue::Double(10000.0)},
+                                  {"partial_rotary_factor", JsonValue::Double(0.25)}})),
+      partial);
+  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  EXPECT_EQ(c->partial_rotary_factor, 0.25);
+  EXPECT_EQ(c->rope_theta, 10000.0);
+}
+
+TEST(DecoderConfig, PartialRotaryMustRotateAnEvenCount) {
+  // int(128 * 0.05) = 6 runs; int(128 * 0.01) = 1 and int(128 * 0.004) = 0 do not.
+  const DecoderConfigOptions partial{.partial_rotary = true};
+  StatusOr<DecoderConfig> c =
+      ParseDecoder(With(kQwen3_8B, "partial_rotary_factor", JsonValue::Double(0.05)), partial);
+  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  EXPECT_EQ(c->partial_rotary_factor, 0.05);
+  c = ParseDecoder(With(kQwen3_8B, "partial_rotary_factor", JsonValue::Double(0.01)), partial);
+  EXPECT_EQ(c.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(c.status().message(),
+            "config.json: field \"partial_rotary_factor\" is 0.01: int(head_dim 128 * factor) "
+            "= 1 rotated values, expected an even count >= 2");
+  c = ParseDecoder(With(kQwen3_8B, "partial_rotary_factor", JsonValue::Double(0.004)), partial);
+  EXPECT_EQ(c.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(c.status().message().find("= 0 rotated values"), std::string::npos)
+      << c.status().ToString();
+}
+
+TEST(DecoderConfig, PartialRotaryIsRefusedUnlessTheFamilyOptsIn) {
+  StatusOr<DecoderConfig> c =
+      ParseDecoder(With(kQwen3_8B, "partial_rotary_factor", JsonValue::Double(0.5)), {});
+  EXPECT_EQ(c.status().code(), StatusCode::kUnimplemented);
+  EXPECT_EQ(c.status().message(),
+            "config.json: field \"partial_rotary_factor\" is 0.5; Qwen3ForCausalLM rotates the "
+            "whole head (partial rotary is not supported for this architecture)");
+  // The registered families do not opt in.
+  EXPECT_EQ(ParseQwen2Config(With(kQwen25_7B, "partial_rotary_factor", JsonValue::Double(0.5)),
+                             "config.json")
+                .status()
+                .code(),
+            StatusCode::kUnimplemented);
+  EXPECT_EQ(ParseMixtralConfig(With(kMixtral8x7B, "partial_rotary_factor", JsonValue::Double(0.5)),
+                               "config.json")
+                .status()
+                .code(),
+            StatusCode::kUnimplemented);
+  EXPECT_EQ(ParseQwen3Config(With(kQwen3_8B, "partial_rotary_factor", JsonValue::Double(0.5)),
+                             "config.json")
+                .status()
+                .code(),
+            StatusCode::kUnimplemented);
 }
 
 }  // namespace

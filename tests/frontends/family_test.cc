@@ -8,6 +8,7 @@
 #include <set>
 #include <string>
 
+#include "frontends/decoder.h"
 #include "frontends/demo_model.h"
 #include "frontends/hf_model.h"
 #include "frontends/weights.h"
@@ -15,6 +16,7 @@
 #include "ir/parser.h"
 #include "ir/printer.h"
 #include "ir/verifier.h"
+#include "support/format.h"
 #include "support/strings.h"
 #include "tests/golden/golden_util.h"
 #include "tests/testing/temp_dir.h"
@@ -198,6 +200,50 @@ class WeightLoaderTest : public testing::TempDirTest {
   }
   std::string file_;
 };
+
+// DecoderBuilder hands the config's partial_rotary_factor and DecoderAttention's
+// rope_interleaved to every layer's rope ops; the defaults add no attribute.
+using DecoderBuilderTest = WeightLoaderTest;
+
+TEST_F(DecoderBuilderTest, PassesPartialAndInterleavedRopeToEveryLayer) {
+  DecoderConfig config;
+  config.architecture = "Test";
+  config.vocab_size = 8;
+  config.hidden_size = 16;
+  config.num_hidden_layers = 2;
+  config.num_attention_heads = 2;
+  config.num_key_value_heads = 1;
+  config.head_dim = 8;
+  const DecoderFfnWeights no_ffn = [](int64_t, const std::string&, std::vector<WeightSpec>&) {};
+  const DecoderBuilder::Ffn identity = [](int64_t, const std::string&, const std::string&,
+                                          ValueId x) -> StatusOr<ValueId> { return x; };
+  struct Case {
+    double factor;
+    bool interleaved;
+    std::string attrs;
+  };
+  const Case cases[] = {
+      {1.0, false, "{head_dim = 8, theta = 10000.0}"},
+      {0.5, true, "{head_dim = 8, interleaved = 1, rotary_dim = 4, theta = 10000.0}"},
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.attrs);
+    config.partial_rotary_factor = c.factor;
+    const DecoderAttention attention{.rope_interleaved = c.interleaved};
+    Checkpoint ckpt = Write(MakeRandomWeights(DecoderWeightList(config, attention, no_ffn),
+                                              /*seed=*/3, DType::kF32));
+    DecoderBuilder builder(config, ckpt, "t");
+    StatusOr<Graph> g = std::move(builder).Build(attention, identity);
+    ASSERT_TRUE(g.ok()) << g.status().ToString();
+    const std::string text = PrintGraph(*g);
+    for (const char* layer : {"l0", "l1"}) {
+      for (const char* x : {"q", "k"}) {
+        const std::string op = Format("= rope(%meta, %{}.{}) {}", layer, x, c.attrs);
+        EXPECT_NE(text.find(op), std::string::npos) << op << "\n" << text;
+      }
+    }
+  }
+}
 
 TEST_F(WeightLoaderTest, ResolvesPlainStackedAndFusedLayouts) {
   Checkpoint ckpt = Write(

@@ -251,8 +251,8 @@ TEST(Qwen3MoeConfigTest, RejectsBadValuesNamingFileAndField) {
       {"rope_scaling", JsonValue::MakeObject({{"rope_type", s("linear")}, {"factor", d(0.5)}}),
        kInvalid, "config.json: field \"rope_scaling\" factor must be >= 1, got 0.5"},
       {"partial_rotary_factor", d(0.5), kUnimplemented,
-       "config.json: field \"partial_rotary_factor\" is 0.5; the rope op rotates the whole head "
-       "(partial rotary is not supported yet)"},
+       "config.json: field \"partial_rotary_factor\" is 0.5; Qwen3MoeForCausalLM rotates the "
+       "whole head (partial rotary is not supported for this architecture)"},
   };
   for (const BadCase& c : cases) {
     StatusOr<Qwen3MoeConfig> config =

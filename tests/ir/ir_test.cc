@@ -65,6 +65,30 @@ TEST(IrText, RoundTripsAttributesOfEveryKind) {
   EXPECT_DOUBLE_EQ(g.ops()[1].FloatAttr("eps"), 1e-5);
 }
 
+// rope's optional rotary_dim / interleaved print when set and only then.
+constexpr const char* kRopeVariants =
+    R"(graph @rope(%meta: !forward_meta, %x: tensor<T x 36 x f32>) {
+  %a = rope(%meta, %x) {head_dim = 18, theta = 10000.0} : tensor<T x 36 x f32>
+  %b = rope(%meta, %a) {head_dim = 18, rotary_dim = 10, theta = 10000.0} : tensor<T x 36 x f32>
+  %c = rope(%meta, %b) {head_dim = 18, interleaved = 1, rotary_dim = 10, theta = 500000.0} : tensor<T x 36 x f32>
+  %d = rope(%meta, %c) {head_dim = 6, interleaved = 1, theta = 10000.0} : tensor<T x 36 x f32>
+  return %d
+}
+)";
+
+TEST(IrText, RopeVariantsRoundTrip) {
+  Graph g = ParseOrDie(kRopeVariants);
+  ASSERT_TRUE(Verify(g).ok()) << Verify(g).ToString();
+  EXPECT_EQ(PrintGraph(g), kRopeVariants);
+  EXPECT_EQ(g.ops()[1].IntAttr("rotary_dim"), 10);
+  EXPECT_EQ(g.ops()[2].IntAttr("interleaved"), 1);
+  EXPECT_FALSE(g.ops()[0].attrs.contains("rotary_dim"));
+  EXPECT_FALSE(g.ops()[0].attrs.contains("interleaved"));
+  Graph again = ParseOrDie(PrintGraph(g));
+  std::string why;
+  EXPECT_TRUE(StructurallyEqual(g, again, &why)) << why;
+}
+
 TEST(IrText, ParserErrorsNameLineAndColumn) {
   struct Case {
     std::string text;
@@ -256,6 +280,32 @@ TEST(Verifier, RoutingModesAndTheCorrectionBias) {
   EXPECT_TRUE(HasFault(
       VerifyText(RoutedBlock("tensor<4 x f32>", "norm_min = 0.5, norm_topk_prob = 0, top_k = 2")),
       8, "types", "'norm_min' only applies with norm_topk_prob = 1"));
+}
+
+TEST(Verifier, RopeRotaryDimAndInterleaved) {
+  const std::string b = "{head_dim = 18, rotary_dim = 10, theta = 10000.0}";
+  EXPECT_TRUE(HasFault(
+      VerifyText(Replace(kRopeVariants, b, "{head_dim = 18, rotary_dim = 9, theta = 10000.0}")), 1,
+      "types",
+      "'rope': rotary_dim (9) must be even and in [2, head_dim = 18] (or 0 for "
+      "the whole head)"));
+  EXPECT_TRUE(HasFault(
+      VerifyText(Replace(kRopeVariants, b, "{head_dim = 18, rotary_dim = 20, theta = 10000.0}")), 1,
+      "types", "'rope': rotary_dim (20) must be even and in [2, head_dim = 18]"));
+  EXPECT_TRUE(HasFault(
+      VerifyText(Replace(kRopeVariants, b, "{head_dim = 18, rotary_dim = -2, theta = 10000.0}")), 1,
+      "attributes", "'rotary_dim' = -2 is outside [0, 4096]"));
+  EXPECT_TRUE(HasFault(
+      VerifyText(Replace(kRopeVariants, b, "{head_dim = 18, interleaved = 2, theta = 10000.0}")), 1,
+      "attributes", "'interleaved' = 2 is outside [0, 1]"));
+  EXPECT_TRUE(HasFault(
+      VerifyText(Replace(kRopeVariants, b, "{head_dim = 18, interleaved = 1.0, theta = 10000.0}")),
+      1, "attributes", "'interleaved' must be an integer"));
+  // 0 is the whole head, as when absent.
+  EXPECT_TRUE(
+      VerifyText(Replace(kRopeVariants, b,
+                         "{head_dim = 18, interleaved = 0, rotary_dim = 0, theta = 10000.0}"))
+          .empty());
 }
 
 TEST(Verifier, OperandCountsAndSsa) {

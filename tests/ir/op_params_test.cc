@@ -214,6 +214,29 @@ TEST(OpParamsTest, AnAbsentFieldWithADefaultReadsAsItAndIsNotWritten) {
   EXPECT_EQ(ParamsToAttrs(set), written);
 }
 
+// A field with default 0 is no attribute at 0, so graphs that do not use it print as before its
+// field existed; an optional field without a default (row_offset) is written at 0 too.
+TEST(OpParamsTest, FieldsWithDefaultZeroAreLeftOutAtZero) {
+  EXPECT_EQ(ParamsToAttrs(RopeParams{.head_dim = 4, .theta = 1e4}),
+            (AttrMap{{"head_dim", int64_t{4}}, {"theta", 1e4}}));
+  EXPECT_EQ(ParamsToAttrs(RopeParams{.head_dim = 4, .theta = 1e4, .rotary_dim = 2}),
+            (AttrMap{{"head_dim", int64_t{4}}, {"rotary_dim", int64_t{2}}, {"theta", 1e4}}));
+  EXPECT_EQ(ParamsToAttrs(RopeParams{.head_dim = 4, .theta = 1e4, .interleaved = 1}),
+            (AttrMap{{"head_dim", int64_t{4}}, {"interleaved", int64_t{1}}, {"theta", 1e4}}));
+  EXPECT_EQ(
+      ParamsToAttrs(TopkRouteParams{.top_k = 2, .norm_topk_prob = 1}),
+      (AttrMap{{"norm_topk_prob", int64_t{1}}, {"row_offset", int64_t{0}}, {"top_k", int64_t{2}}}));
+  // Absent, they read as 0 and travel as 0.
+  const Op op = OpOf(LookupOp("rope"), {{"head_dim", int64_t{4}}, {"theta", 1e4}});
+  const KernelParams wire = PackKernelParams(op);
+  EXPECT_EQ(wire.ints, (std::vector<int64_t>{4, 0, 0}));
+  EXPECT_EQ(wire.floats, (std::vector<float>{1e4f}));
+  StatusOr<RopeParams> p = OpParams<RopeParams>(op);
+  ASSERT_TRUE(p.ok()) << p.status().ToString();
+  EXPECT_EQ(p->RotaryDim(), 4);
+  EXPECT_EQ(p->interleaved, 0);
+}
+
 void ExpectError(const Status& status, const std::string& part) {
   EXPECT_FALSE(status.ok());
   EXPECT_NE(status.ToString().find(part), std::string::npos) << status.ToString();

@@ -370,18 +370,31 @@ TEST(OptKernelsTest, RmsNormsMatchReference) {
 
 TEST(OptKernelsTest, RopeMatchesReference) {
   SKIP_WITHOUT_AVX2();
-  for (int64_t head_dim : {24, 64, 128, 6}) {
+  struct Case {
+    int64_t head_dim, rotary_dim, interleaved;
+  };
+  // Whole heads, then partial (rotary_dim 0 is the whole head) and interleaved ones; 34 and 10
+  // leave a rotate-half tail past the 8-wide vectors.
+  const Case cases[] = {{24, 0, 0},   {64, 0, 0},  {128, 0, 0}, {6, 0, 0},   {64, 32, 0},
+                        {128, 68, 0}, {18, 10, 0}, {64, 0, 1},  {18, 10, 1}, {6, 6, 1}};
+  for (const Case& c : cases) {
     const int32_t rows = 7;
-    const int64_t cols = 3 * head_dim;
+    const int64_t cols = 3 * c.head_dim;
     // Positions 100..104: large angles, where a different formula would show.
     const Meta meta(rows, 8, 16, {{100, 5, std::vector<int32_t>(8, 0)}});
     const std::vector<float> x = Random(rows * cols, 7);
     Call call;
     call.in = {Arg(x.data(), DType::kF32, {rows, cols})};
     call.out = {{DType::kF32, {rows, cols}}};
-    SetParams(call.param_args, RopeParams{.head_dim = head_dim, .theta = 1e6});
+    SetParams(call.param_args, RopeParams{.head_dim = c.head_dim,
+                                          .theta = 1e6,
+                                          .rotary_dim = c.rotary_dim,
+                                          .interleaved = c.interleaved});
     call.meta = meta.view();
-    ExpectMatches(RefRope, OptRope, call, "head_dim " + std::to_string(head_dim));
+    ExpectMatches(RefRope, OptRope, call,
+                  "head_dim " + std::to_string(c.head_dim) + " rotary_dim " +
+                      std::to_string(c.rotary_dim) + " interleaved " +
+                      std::to_string(c.interleaved));
   }
 }
 

@@ -598,6 +598,89 @@ TEST(RefKernelsTest, RopeRotatesHalvesAtEachPosition) {
   ExpectClose(in_place, out, 0.0, "rope in place");
 }
 
+// Partial and interleaved RoPE against transformers' formulation: cos/sin laid out per value
+// (emb = cat(freqs, freqs) for NeoX, each frequency repeated twice when interleaved), then
+// x * cos + rotate_half(x) * sin over the first rotary_dim values, the rest passed through.
+struct RopeCase {
+  int64_t head_dim, rotary_dim, interleaved;
+};
+
+class RefRopeVariantsTest : public ::testing::TestWithParam<RopeCase> {};
+
+TEST_P(RefRopeVariantsTest, MatchesTransformersFormula) {
+  const RopeCase c = GetParam();
+  const int64_t kHeads = 3, kRow = kHeads * c.head_dim;
+  const int64_t rd = c.rotary_dim != 0 ? c.rotary_dim : c.head_dim;
+  constexpr double kTheta = 500000.0;
+  const std::vector<float> x = Random(kT * kRow, 19);
+  Meta meta = Meta::Tokens(kReal, kT);
+  meta.positions = {0, 3, 29, 101, 7, 0, 0};
+  const RopeParams params{.head_dim = c.head_dim,
+                          .theta = kTheta,
+                          .rotary_dim = c.rotary_dim,
+                          .interleaved = c.interleaved};
+  std::vector<float> out = Poisoned(kT * kRow);
+  RunKernel(RefRope, {F32(x, {kT, kRow})}, {F32(out, {kT, kRow})}, params, {.meta = meta.view()});
+
+  std::vector<double> want(kT * kRow, 0.0);  // padding rows are zeros
+  for (int64_t t = 0; t < kReal; ++t) {
+    for (int64_t h = 0; h < kHeads; ++h) {
+      const float* xh = x.data() + t * kRow + h * c.head_dim;
+      double* wh = want.data() + t * kRow + h * c.head_dim;
+      for (int64_t j = 0; j < rd; ++j) {
+        const int64_t freq = c.interleaved ? j / 2 : j % (rd / 2);
+        const float inv_freq = float(1.0 / std::pow(kTheta, 2.0 * freq / double(rd)));
+        const double angle = double(meta.positions[t]) * inv_freq;
+        double rotated;  // rotate_half(x)[j]
+        if (c.interleaved) {
+          rotated = j % 2 == 0 ? -xh[j + 1] : xh[j - 1];
+        } else {
+          rotated = j < rd / 2 ? -xh[j + rd / 2] : xh[j - rd / 2];
+        }
+        wh[j] = xh[j] * std::cos(angle) + rotated * std::sin(angle);
+      }
+      for (int64_t j = rd; j < c.head_dim; ++j)
+        wh[j] = xh[j];
+    }
+  }
+  ExpectClose(out, want, kTol, "rope");
+
+  std::vector<float> in_place = x;  // y may alias x
+  RunKernel(RefRope, {F32(in_place, {kT, kRow})}, {F32(in_place, {kT, kRow})}, params,
+            {.meta = meta.view()});
+  ExpectClose(in_place, out, 0.0, "rope in place");
+}
+
+INSTANTIATE_TEST_SUITE_P(Rope, RefRopeVariantsTest,
+                         ::testing::Values(RopeCase{18, 10, 0}, RopeCase{18, 10, 1},
+                                           RopeCase{6, 6, 1}, RopeCase{6, 0, 1},
+                                           RopeCase{18, 2, 0}),
+                         [](const auto& info) {
+                           return "hd" + std::to_string(info.param.head_dim) + "_rd" +
+                                  std::to_string(info.param.rotary_dim) +
+                                  (info.param.interleaved ? "_interleaved" : "_halves");
+                         });
+
+// rotary_dim = head_dim is the whole head, bit for bit.
+TEST(RefKernelsTest, RopeRotaryDimOfTheWholeHeadIsTheDefault) {
+  constexpr int64_t kHeadDim = 10, kRow = 2 * kHeadDim;
+  const std::vector<float> x = Random(kT * kRow, 20);
+  Meta meta = Meta::Tokens(kReal, kT);
+  meta.positions = {4, 8, 15, 16, 23, 0, 0};
+  for (int64_t interleaved : {0, 1}) {
+    std::vector<float> whole = Poisoned(kT * kRow), set = Poisoned(kT * kRow);
+    RunKernel(RefRope, {F32(x, {kT, kRow})}, {F32(whole, {kT, kRow})},
+              RopeParams{.head_dim = kHeadDim, .theta = 1e4, .interleaved = interleaved},
+              {.meta = meta.view()});
+    RunKernel(
+        RefRope, {F32(x, {kT, kRow})}, {F32(set, {kT, kRow})},
+        RopeParams{
+            .head_dim = kHeadDim, .theta = 1e4, .rotary_dim = kHeadDim, .interleaved = interleaved},
+        {.meta = meta.view()});
+    ExpectClose(set, whole, 0.0, "rotary_dim = head_dim");
+  }
+}
+
 // Two sequences in a paged cache; every q/k/v row of a sequence is fixed up
 // front so a naive full causal attention over the whole sequence is the oracle.
 class AttentionFixture : public ::testing::Test {
