@@ -2,6 +2,7 @@
 #include "frontends/family.h"
 
 #include "frontends/config_reader.h"
+#include "frontends/glm4_moe.h"
 #include "frontends/mixtral.h"
 #include "frontends/qwen2.h"
 #include "frontends/qwen3_moe.h"
@@ -40,6 +41,8 @@ constexpr std::string_view kMixtralDemo =
     R"({"architectures": ["MixtralForCausalLM"], "model_type": "mixtral", "vocab_size": 512, "hidden_size": 128, "intermediate_size": 128, "num_hidden_layers": 4, "num_attention_heads": 4, "num_key_value_heads": 2, "num_local_experts": 8, "num_experts_per_tok": 2, "rope_theta": 1000000.0, "rms_norm_eps": 1e-05, "sliding_window": null, "tie_word_embeddings": false, "max_position_embeddings": 2048})";
 constexpr std::string_view kQwen2Demo =
     R"({"architectures": ["Qwen2ForCausalLM"], "model_type": "qwen2", "vocab_size": 512, "hidden_size": 128, "intermediate_size": 256, "num_hidden_layers": 4, "num_attention_heads": 4, "num_key_value_heads": 2, "rope_theta": 1000000.0, "rms_norm_eps": 1e-06, "tie_word_embeddings": true, "use_sliding_window": false, "max_position_embeddings": 2048})";
+constexpr std::string_view kGlm4MoeDemo =
+    R"({"architectures": ["Glm4MoeForCausalLM"], "model_type": "glm4_moe", "vocab_size": 512, "hidden_size": 128, "intermediate_size": 256, "moe_intermediate_size": 64, "num_hidden_layers": 4, "num_attention_heads": 4, "num_key_value_heads": 2, "head_dim": 32, "n_routed_experts": 8, "num_experts_per_tok": 2, "n_shared_experts": 1, "n_group": 2, "topk_group": 1, "first_k_dense_replace": 1, "routed_scaling_factor": 2.5, "norm_topk_prob": true, "use_qk_norm": false, "attention_bias": true, "partial_rotary_factor": 0.5, "rope_theta": 10000.0, "rms_norm_eps": 1e-05, "tie_word_embeddings": false, "max_position_embeddings": 2048})";
 
 }  // namespace
 
@@ -53,6 +56,8 @@ const std::vector<ModelFamily>& ModelFamilies() {
           "MixtralForCausalLM", "mixtral", kMixtralDemo),
       Family<Qwen2Config, ParseQwen2Config, BuildQwen2Graph, Qwen2WeightList>("Qwen2ForCausalLM",
                                                                               "qwen2", kQwen2Demo),
+      Family<Glm4MoeConfig, ParseGlm4MoeConfig, BuildGlm4MoeGraph, Glm4MoeWeightList>(
+          "Glm4MoeForCausalLM", "glm4_moe", kGlm4MoeDemo),
   };
   return *families;
 }

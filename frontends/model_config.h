@@ -6,13 +6,14 @@
 #include <variant>
 
 #include "frontends/decoder_config.h"
+#include "frontends/glm4_moe_config.h"
 #include "frontends/mixtral_config.h"
 #include "frontends/qwen2_config.h"
 #include "frontends/qwen3_moe_config.h"
 
 namespace moegraph {
 
-using ModelConfig = std::variant<Qwen3MoeConfig, MixtralConfig, Qwen2Config>;
+using ModelConfig = std::variant<Qwen3MoeConfig, MixtralConfig, Qwen2Config, Glm4MoeConfig>;
 
 // The fields every family shares (sizes, RoPE, embeddings).
 inline const DecoderConfig& Decoder(const ModelConfig& config) {

@@ -26,6 +26,9 @@ struct WeightSpec {
   std::string name;
   std::vector<int64_t> shape;
   WeightInit init = WeightInit::kLinear;
+  // Stored f32 whatever the checkpoint's dtype (transformers' _keep_in_fp32_modules_strict:
+  // GLM4-MoE's router weight and correction bias).
+  bool keep_f32 = false;
 
   int64_t numel() const {
     int64_t n = 1;

@@ -52,7 +52,7 @@ TEST_F(FamilyTest, RegistryFindsQwen3MoeAndListsItForOthers) {
   EXPECT_EQ(other.status().message(),
             "no model family for architecture \"LlamaForCausalLM\"; supported architectures: "
             "\"Qwen3MoeForCausalLM\", \"Qwen3ForCausalLM\", \"MixtralForCausalLM\", "
-            "\"Qwen2ForCausalLM\"");
+            "\"Qwen2ForCausalLM\", \"Glm4MoeForCausalLM\"");
 }
 
 TEST_F(FamilyTest, ConfigPicksTheFirstRegisteredArchitecture) {
@@ -69,14 +69,14 @@ TEST_F(FamilyTest, ConfigPicksTheFirstRegisteredArchitecture) {
   EXPECT_EQ(family.status().message(),
             "config.json: field \"architectures\" is [\"LlamaForCausalLM\"]; supported "
             "architectures: \"Qwen3MoeForCausalLM\", \"Qwen3ForCausalLM\", "
-            "\"MixtralForCausalLM\", \"Qwen2ForCausalLM\"");
+            "\"MixtralForCausalLM\", \"Qwen2ForCausalLM\", \"Glm4MoeForCausalLM\"");
   json = ParseJson(R"({"architectures": "Qwen3MoeForCausalLM"})", "config.json");
   EXPECT_EQ(FamilyForConfig(*json, "config.json").status().code(), StatusCode::kInvalidArgument);
   json = ParseJson(R"({})", "config.json");
   EXPECT_EQ(FamilyForConfig(*json, "config.json").status().message(),
             "config.json: field \"architectures\" is missing; supported architectures: "
             "\"Qwen3MoeForCausalLM\", \"Qwen3ForCausalLM\", \"MixtralForCausalLM\", "
-            "\"Qwen2ForCausalLM\"");
+            "\"Qwen2ForCausalLM\", \"Glm4MoeForCausalLM\"");
 }
 
 TEST_F(FamilyTest, LoadHfModelDispatchesThroughTheRegistry) {
@@ -160,7 +160,9 @@ TEST_P(FamilyGoldenTest, EveryMetaOpTakesMetaAndDroppingItIsRejected) {
     if (!op.def->Has(kNeedsForwardMeta)) continue;
     ASSERT_FALSE(op.operands.empty()) << op.def->name;
     EXPECT_EQ(op.operands[0], model->graph.inputs()[0]) << op.def->name << " without %meta";
-    if (op.def->name == "mlp" || op.def->name == "moe") ++blocks;
+    // A shared expert (an mlp beside its layer's moe, "lN.moe.shared") takes %meta too.
+    const bool shared = model->graph.value(op.results[0]).name.ends_with(".shared");
+    if ((op.def->name == "mlp" || op.def->name == "moe") && !shared) ++blocks;
   }
   EXPECT_EQ(blocks, model->decoder().num_hidden_layers) << "one FFN block per layer";
   const std::string text = PrintGraph(model->graph);

@@ -27,7 +27,8 @@ struct Golden {
 inline std::vector<std::string> GoldenCases() {
   return {"odd_norm_topk",      "odd_no_norm_tied",      "sparse_step_bf16", "odd_norm_topk_fused",
           "qwen3_dense_untied", "qwen3_dense_tied_bf16", "mixtral_top2",     "mixtral_top3_fused",
-          "mixtral_bf16",       "qwen2_untied",          "qwen2_tied_bf16"};
+          "mixtral_bf16",       "qwen2_untied",          "qwen2_tied_bf16",  "glm4_moe_g1",
+          "glm4_moe_g4",        "glm4_moe_bf16"};
 }
 
 inline std::string GoldenDir(const std::string& name) {
