@@ -156,7 +156,7 @@ Status ParseDecoderConfig(const FieldReader& reader, const std::string& architec
   }
   bool attention_bias = false;
   MG_RETURN_IF_ERROR(reader.OptionalBool("attention_bias", attention_bias));
-  if (attention_bias) {
+  if (attention_bias && !options.attention_bias_field) {
     return reader.Unsupported("attention_bias", "is true; attention projections without bias only");
   }
   bool use_sliding_window = false;

@@ -38,6 +38,9 @@ struct DecoderConfigOptions {
   // partial_rotary_factor (top level or in rope_parameters / rope_scaling) is read into
   // DecoderConfig::partial_rotary_factor; otherwise a factor != 1 is Unimplemented.
   bool partial_rotary = false;
+  // attention_bias (q/k/v projection biases) is the family's to read (GLM4-MoE); otherwise
+  // true is Unimplemented.
+  bool attention_bias_field = false;
 };
 
 // Checks that `architectures` lists `architecture` (Unimplemented listing it otherwise) and

@@ -140,7 +140,7 @@ std::vector<TensorToWrite> MakeRandomWeights(const std::vector<WeightSpec>& weig
   std::vector<TensorToWrite> tensors;
   tensors.reserve(weights.size());
   for (const WeightSpec& w : weights)
-    tensors.push_back(MakeTensor(w.name, w.shape, w.init, seed, w.f32 ? DType::kF32 : dtype));
+    tensors.push_back(MakeTensor(w.name, w.shape, w.init, seed, w.keep_f32 ? DType::kF32 : dtype));
   return tensors;
 }
 

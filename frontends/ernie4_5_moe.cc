@@ -103,9 +103,9 @@ std::vector<WeightSpec> Ernie4_5_MoeWeightList(const Ernie4_5_MoeConfig& c) {
           ListMlp(w, mlp, c.intermediate_size, hidden, c.use_bias);
           return;
         }
-        w.push_back({mlp + "gate.weight", {experts, hidden}, kLinear, /*f32=*/true});
+        w.push_back({mlp + "gate.weight", {experts, hidden}, kLinear, /*keep_f32=*/true});
         w.push_back(
-            {mlp + "moe_statics.e_score_correction_bias", {1, experts}, kBias, /*f32=*/true});
+            {mlp + "moe_statics.e_score_correction_bias", {1, experts}, kBias, /*keep_f32=*/true});
         const int64_t inter = c.moe_intermediate_size;
         for (int64_t e = 0; e < experts; ++e) {
           const std::string ep = mlp + "experts." + std::to_string(e) + ".";

@@ -3,6 +3,7 @@
 
 #include "frontends/config_reader.h"
 #include "frontends/ernie4_5_moe.h"
+#include "frontends/glm4_moe.h"
 #include "frontends/mixtral.h"
 #include "frontends/qwen2.h"
 #include "frontends/qwen2_moe.h"
@@ -49,6 +50,8 @@ constexpr std::string_view kQwen2MoeDemo =
 // interleaved RoPE and the softmax router with its score-correction bias.
 constexpr std::string_view kErnie45MoeDemo =
     R"({"architectures": ["Ernie4_5_MoeForCausalLM"], "model_type": "ernie4_5_moe", "vocab_size": 512, "hidden_size": 128, "intermediate_size": 256, "moe_intermediate_size": 64, "num_hidden_layers": 4, "num_attention_heads": 4, "num_key_value_heads": 2, "head_dim": 32, "moe_num_experts": 8, "moe_k": 2, "moe_num_shared_experts": 1, "moe_layer_start_index": 1, "moe_layer_end_index": -1, "moe_layer_interval": 1, "moe_norm_min": 1e-12, "use_bias": false, "rope_theta": 500000.0, "rms_norm_eps": 1e-05, "tie_word_embeddings": true, "max_position_embeddings": 2048})";
+constexpr std::string_view kGlm4MoeDemo =
+    R"({"architectures": ["Glm4MoeForCausalLM"], "model_type": "glm4_moe", "vocab_size": 512, "hidden_size": 128, "intermediate_size": 256, "moe_intermediate_size": 64, "num_hidden_layers": 4, "num_attention_heads": 4, "num_key_value_heads": 2, "head_dim": 32, "n_routed_experts": 8, "num_experts_per_tok": 2, "n_shared_experts": 1, "n_group": 2, "topk_group": 1, "first_k_dense_replace": 1, "routed_scaling_factor": 2.5, "norm_topk_prob": true, "use_qk_norm": false, "attention_bias": true, "partial_rotary_factor": 0.5, "rope_theta": 10000.0, "rms_norm_eps": 1e-05, "tie_word_embeddings": false, "max_position_embeddings": 2048})";
 
 }  // namespace
 
@@ -66,6 +69,8 @@ const std::vector<ModelFamily>& ModelFamilies() {
           "Qwen2MoeForCausalLM", "qwen2_moe", kQwen2MoeDemo),
       Family<Ernie4_5_MoeConfig, ParseErnie4_5_MoeConfig, BuildErnie4_5_MoeGraph,
              Ernie4_5_MoeWeightList>("Ernie4_5_MoeForCausalLM", "ernie4_5_moe", kErnie45MoeDemo),
+      Family<Glm4MoeConfig, ParseGlm4MoeConfig, BuildGlm4MoeGraph, Glm4MoeWeightList>(
+          "Glm4MoeForCausalLM", "glm4_moe", kGlm4MoeDemo),
   };
   return *families;
 }

@@ -7,6 +7,7 @@
 
 #include "frontends/decoder_config.h"
 #include "frontends/ernie4_5_moe_config.h"
+#include "frontends/glm4_moe_config.h"
 #include "frontends/mixtral_config.h"
 #include "frontends/qwen2_config.h"
 #include "frontends/qwen2_moe_config.h"
@@ -14,8 +15,8 @@
 
 namespace moegraph {
 
-using ModelConfig =
-    std::variant<Qwen3MoeConfig, MixtralConfig, Qwen2Config, Qwen2MoeConfig, Ernie4_5_MoeConfig>;
+using ModelConfig = std::variant<Qwen3MoeConfig, MixtralConfig, Qwen2Config, Qwen2MoeConfig,
+                                 Ernie4_5_MoeConfig, Glm4MoeConfig>;
 
 // The fields every family shares (sizes, RoPE, embeddings).
 inline const DecoderConfig& Decoder(const ModelConfig& config) {

@@ -26,9 +26,9 @@ struct WeightSpec {
   std::string name;
   std::vector<int64_t> shape;
   WeightInit init = WeightInit::kLinear;
-  // Written in f32 whatever the checkpoint's dtype, as transformers keeps it
-  // (_keep_in_fp32_modules_strict: Ernie's router and score-correction bias).
-  bool f32 = false;
+  // Stored f32 whatever the checkpoint's dtype, as transformers keeps it
+  // (_keep_in_fp32_modules_strict: the GLM4-MoE and Ernie routers and correction biases).
+  bool keep_f32 = false;
 
   int64_t numel() const {
     int64_t n = 1;

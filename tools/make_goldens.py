@@ -3,7 +3,7 @@
 
 The reference is Hugging Face `transformers` (Qwen3MoeForCausalLM,
 Qwen3ForCausalLM, MixtralForCausalLM, Qwen2ForCausalLM, Qwen2MoeForCausalLM,
-Ernie4_5_MoeForCausalLM) running on CPU in float32 with eager attention and the eager (per-expert loop) experts implementation.  For every
+Ernie4_5_MoeForCausalLM, Glm4MoeForCausalLM) running on CPU in float32 with eager attention and the eager (per-expert loop) experts implementation.  For every
 case this script
 
   1. builds a small random model of the case's family (seeded),
@@ -34,10 +34,10 @@ import torch
 import transformers
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
-from transformers import (Ernie4_5_MoeConfig, Ernie4_5_MoeForCausalLM, MixtralConfig,
-                          MixtralForCausalLM, Qwen2Config, Qwen2ForCausalLM, Qwen2MoeConfig,
-                          Qwen2MoeForCausalLM, Qwen3Config, Qwen3ForCausalLM, Qwen3MoeConfig,
-                          Qwen3MoeForCausalLM)
+from transformers import (Ernie4_5_MoeConfig, Ernie4_5_MoeForCausalLM, Glm4MoeConfig,
+                          Glm4MoeForCausalLM, MixtralConfig, MixtralForCausalLM, Qwen2Config,
+                          Qwen2ForCausalLM, Qwen2MoeConfig, Qwen2MoeForCausalLM, Qwen3Config,
+                          Qwen3ForCausalLM, Qwen3MoeConfig, Qwen3MoeForCausalLM)
 
 NUM_DECODE_STEPS = 32
 PROMPT_LENGTHS = (5, 17, 1, 40)
@@ -117,6 +117,21 @@ FAMILIES = {
         per_expert_key=".experts.0.gate_proj.weight", shared_gate="shared_expert_gate",
         checked=("num_experts", "num_experts_per_tok", "norm_topk_prob", "decoder_sparse_step",
                  "mlp_only_layers", "shared_expert_intermediate_size", "qkv_bias"),
+    ),
+    # GLM4-MoE: sigmoid router with e_score_correction_bias (a buffer, randomised below),
+    # group-limited top-k, routed scaling, a shared expert, first_k_dense_replace dense layers,
+    # partial rotary, optional q/k/v bias and q/k norm. The router weight and the bias stay f32
+    # in bf16 checkpoints (_keep_in_fp32_modules_strict).
+    "glm4_moe": dict(
+        config=Glm4MoeConfig, model=Glm4MoeForCausalLM,
+        common=dict(hidden_act="silu", rms_norm_eps=1e-5, max_position_embeddings=256,
+                    output_router_logits=False),
+        router="Glm4MoeTopkRouter", moe_block="Glm4MoeMoE",
+        per_expert_key=".mlp.experts.0.gate_proj.weight",
+        checked=("n_routed_experts", "num_experts_per_tok", "n_shared_experts", "n_group",
+                 "topk_group", "first_k_dense_replace", "norm_topk_prob", "use_qk_norm",
+                 "attention_bias", "routed_scaling_factor"),
+        fp32_keys=("mlp.gate.weight", "mlp.gate.e_score_correction_bias"),
     ),
 }
 
@@ -402,6 +417,54 @@ CASES = {
             rope_theta=10000.0,
         ),
     ),
+    # GLM4-MoE, one group: partial rotary 0.5, q/k norm, no attention bias, layer 0 dense.
+    "glm4_moe_g1": dict(
+        family="glm4_moe",
+        seed=6001,
+        dtype="float32",
+        layout="per_expert",
+        config_style="transformers",
+        config=dict(
+            vocab_size=211, hidden_size=72, intermediate_size=96, moe_intermediate_size=40,
+            num_hidden_layers=3, num_attention_heads=3, num_key_value_heads=1, head_dim=24,
+            n_routed_experts=6, num_experts_per_tok=3, n_shared_experts=1, n_group=1,
+            topk_group=1, first_k_dense_replace=1, routed_scaling_factor=1.0,
+            norm_topk_prob=True, use_qk_norm=True, attention_bias=False,
+            partial_rotary_factor=0.5, tie_word_embeddings=False, rope_theta=10000.0,
+        ),
+    ),
+    # 16 experts in 4 groups keeping 2, routed scaling 2.5 without renormalisation, two shared
+    # experts, q/k/v bias, full rotary, every layer MoE.
+    "glm4_moe_g4": dict(
+        family="glm4_moe",
+        seed=6002,
+        dtype="float32",
+        layout="per_expert",
+        config_style="transformers",
+        config=dict(
+            vocab_size=203, hidden_size=64, intermediate_size=80, moe_intermediate_size=24,
+            num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2, head_dim=16,
+            n_routed_experts=16, num_experts_per_tok=3, n_shared_experts=2, n_group=4,
+            topk_group=2, first_k_dense_replace=0, routed_scaling_factor=2.5,
+            norm_topk_prob=False, use_qk_norm=False, attention_bias=True,
+            partial_rotary_factor=1.0, tie_word_embeddings=False, rope_theta=1000000.0,
+        ),
+    ),
+    "glm4_moe_bf16": dict(
+        family="glm4_moe",
+        seed=6003,
+        dtype="bfloat16",
+        layout="per_expert",
+        config_style="transformers",
+        config=dict(
+            vocab_size=256, hidden_size=64, intermediate_size=96, moe_intermediate_size=32,
+            num_hidden_layers=3, num_attention_heads=4, num_key_value_heads=2, head_dim=16,
+            n_routed_experts=8, num_experts_per_tok=2, n_shared_experts=1, n_group=2,
+            topk_group=1, first_k_dense_replace=1, routed_scaling_factor=1.5,
+            norm_topk_prob=True, use_qk_norm=False, attention_bias=True,
+            partial_rotary_factor=0.5, tie_word_embeddings=False, rope_theta=10000.0,
+        ),
+    ),
 }
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
@@ -474,6 +537,12 @@ def perturb(model, seed):
                 std *= 2.0
             new = std * torch.randn(p.shape, generator=gen)
         p.copy_(new.to(p.dtype))
+    # Buffers transformers initialises to a constant: GLM4-MoE's e_score_correction_bias (zeros).
+    # Its spread (0.3 N(0, 1)) is about that of the sigmoid scores, so it moves choices; make_case
+    # checks that it does.
+    for name, b in sorted(model.named_buffers(), key=lambda kv: kv[0]):
+        if name.endswith("e_score_correction_bias"):
+            b.copy_((0.3 * torch.randn(b.shape, generator=gen)).to(b.dtype))
 
 
 def fused_state_dict(model):
@@ -533,6 +602,7 @@ class RouterMargins:
         self.choice_scores = choice_scores
         self.min_gap = math.inf
         self.bias_changed_rows = 0
+        self.chosen = []  # GLM4-MoE: each router call's chosen expert ids
         self.handles = []
         if router is None:  # a dense family: no routing to tie
             return
@@ -543,6 +613,10 @@ class RouterMargins:
 
     def hook(self, mod, _inp, out):
         logits = out[0].float()
+        if hasattr(mod, "e_score_correction_bias"):  # GLM4-MoE: the choice is on biased scores
+            self.min_gap = min(self.min_gap, glm_choice_gap(mod, logits))
+            self.chosen.append(out[2].clone())
+            return
         scores = logits
         if self.choice_scores is not None:
             scores, unbiased = self.choice_scores(mod, logits)
@@ -556,6 +630,7 @@ class RouterMargins:
     def reset(self):
         self.min_gap = math.inf
         self.bias_changed_rows = 0
+        self.chosen = []
 
 
 class GateRange:
@@ -577,6 +652,62 @@ class GateRange:
         g = torch.sigmoid(out.float())
         self.lo = min(self.lo, g.min().item())
         self.hi = max(self.hi, g.max().item())
+
+
+def glm_choice_gap(router, logits):
+    """Glm4MoeTopkRouter's choice margins: the topk_group-th vs the next group score, and the
+    k-th vs the (k+1)-th choice score among the kept groups' experts (inf when there is none)."""
+    choice = logits.sigmoid() + router.e_score_correction_bias.float()
+    groups, k = router.num_group, router.top_k
+    grouped = choice.view(-1, groups, router.num_experts // groups)
+    group_scores = grouped.topk(2, dim=-1)[0].sum(dim=-1)
+    gap = math.inf
+    if router.topk_group < groups:
+        g = torch.topk(group_scores, router.topk_group + 1, dim=-1).values
+        gap = (g[:, -2] - g[:, -1]).min().item()
+    kept = torch.zeros_like(group_scores).scatter_(
+        1, torch.topk(group_scores, router.topk_group, dim=-1)[1], 1)
+    mask = kept.unsqueeze(-1).expand_as(grouped).reshape(-1, router.num_experts).bool()
+    masked = choice.masked_fill(~mask, float("-inf"))
+    top = torch.topk(masked, min(k + 1, router.num_experts), dim=-1).values
+    if top.shape[-1] > k:
+        diff = top[:, k - 1] - top[:, k]
+        gap = min(gap, diff[torch.isfinite(diff)].min().item() if torch.isfinite(diff).any()
+                  else math.inf)
+    return gap
+
+
+@torch.no_grad()
+def check_bias_moves_a_choice(model, prompts, router):
+    """GLM4-MoE: with the correction biases zeroed some chosen expert changes for the golden
+    prompts, so a golden cannot pass with the bias ignored. (Ernie's bias sits on its router's
+    moe_statics; RouterMargins counts its re-routed rows instead.)"""
+    routers = [m for m in model.modules()
+               if type(m).__name__ == router and hasattr(m, "e_score_correction_bias")]
+    if not routers:
+        return None
+
+    def chosen():
+        ids = []
+        hooks = [r.register_forward_hook(lambda _m, _i, out: ids.append(out[2].clone()))
+                 for r in routers]
+        for prompt in prompts:
+            model(input_ids=prompt.to(torch.long).unsqueeze(0), use_cache=False)
+        for h in hooks:
+            h.remove()
+        return ids
+
+    with_bias = chosen()
+    saved = [r.e_score_correction_bias.clone() for r in routers]
+    for r in routers:
+        r.e_score_correction_bias.zero_()
+    without = chosen()
+    for r, b in zip(routers, saved):
+        r.e_score_correction_bias.copy_(b)
+    changed = sum(int((a.sort(dim=-1)[0] != b.sort(dim=-1)[0]).any(dim=-1).sum())
+                  for a, b in zip(with_bias, without))
+    assert changed > 0, "the correction bias changes no chosen expert for the golden prompts"
+    return changed
 
 
 def top2_margin(row):
@@ -634,11 +765,12 @@ def make_case(name, case, out_dir, kv_check):
     model = family["model"](cfg).eval()
     perturb(model, case["seed"])
     fp32_keys = family.get("fp32_keys", ())
-    keep_fp32 = {k: v.detach().clone() for k, v in model.named_parameters()
+    keep_fp32 = {k: v.detach().clone()
+                 for k, v in list(model.named_parameters()) + list(model.named_buffers())
                  if any(f in k for f in fp32_keys)}
     model = model.to(DTYPES[case["dtype"]])
     with torch.no_grad():  # as transformers' _keep_in_fp32_modules_strict loads them
-        for k, p in model.named_parameters():
+        for k, p in list(model.named_parameters()) + list(model.named_buffers()):
             if k in keep_fp32:
                 p.data = keep_fp32[k]
     model.save_pretrained(case_dir, safe_serialization=True)
@@ -720,6 +852,8 @@ def make_case(name, case, out_dir, kv_check):
     if family.get("choice_scores") is not None:
         # A bias that moves no choice for these prompts could not catch a bug in its use.
         assert bias_changed_rows > 0, f"{name}: the correction bias changes no expert choice"
+    bias_changes = check_bias_moves_a_choice(
+        model, [tensors[f"seq{i}.prompt"] for i in range(len(PROMPT_LENGTHS))], family["router"])
     all_logits = torch.cat([tensors[f"seq{i}.prefill_logits"] for i in range(len(PROMPT_LENGTHS))])
     metadata = {
         "case": name,
@@ -739,6 +873,8 @@ def make_case(name, case, out_dir, kv_check):
         "attn_implementation": "eager",
         "experts_implementation": "eager",
         "decode_mode": "full_recompute",
+        **({"correction_bias_changed_choices": str(bias_changes)} if bias_changes is not None
+           else {}),
     }
     if family.get("shared_gate"):
         metadata["shared_gate_range"] = f"{gates.lo:.4g} {gates.hi:.4g}"
@@ -748,6 +884,8 @@ def make_case(name, case, out_dir, kv_check):
     kv = f", kv-cache max |diff| {max_kv_diff:.2e}" if kv_check else ""
     if family.get("choice_scores") is not None:
         kv += f", rows the correction bias re-routes {bias_changed_rows}"
+    if bias_changes is not None:
+        kv += f", correction bias moves {bias_changes} token choices"
     gate = f", shared gate range {metadata['shared_gate_range']}" if family.get("shared_gate") else ""
     log(f"{name}: moe layers {moe_layers}, min top2 margin {min_margin:.4g}, "
         f"min router gap {min_router:.4g}, logits std {metadata['prefill_logits_std']}{gate}{kv}")

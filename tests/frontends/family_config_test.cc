@@ -1,13 +1,15 @@
-// Config parsing of the families past Qwen3-MoE: dense Qwen3, Mixtral, Qwen2, Qwen2-MoE and
-// Ernie 4.5 MoE (the shared decoder fields are read by one parser, so their errors read the same in
-// every family).
+// Config parsing of the families past Qwen3-MoE: dense Qwen3, Mixtral, Qwen2, Qwen2-MoE, Ernie 4.5
+// MoE and GLM4-MoE (the shared decoder fields are read by one parser, so their errors read the
+// same in every family).
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <string>
 #include <vector>
 
 #include "frontends/decoder_config.h"
 #include "frontends/ernie4_5_moe_config.h"
+#include "frontends/glm4_moe_config.h"
 #include "frontends/mixtral_config.h"
 #include "frontends/qwen2_config.h"
 #include "frontends/qwen2_moe_config.h"
@@ -640,6 +642,151 @@ TEST(DecoderConfig, PartialRotaryIsRefusedUnlessTheFamilyOptsIn) {
                              "config.json")
                 .status()
                 .code(),
+            StatusCode::kUnimplemented);
+}
+
+// The fields of Z.ai's GLM-4.5-Air config.json.
+constexpr const char* kGlm45Air = R"({
+  "architectures": ["Glm4MoeForCausalLM"],
+  "attention_bias": true, "attention_dropout": 0.0, "pad_token_id": 151329,
+  "eos_token_id": [151329, 151336, 151338], "head_dim": 128, "hidden_act": "silu",
+  "hidden_size": 4096, "partial_rotary_factor": 0.5, "initializer_range": 0.02,
+  "intermediate_size": 10944, "max_position_embeddings": 131072, "model_type": "glm4_moe",
+  "moe_intermediate_size": 1408, "norm_topk_prob": true, "num_attention_heads": 96,
+  "n_group": 1, "topk_group": 1, "n_routed_experts": 128, "n_shared_experts": 1,
+  "routed_scaling_factor": 1.0, "num_experts_per_tok": 8, "first_k_dense_replace": 1,
+  "num_hidden_layers": 46, "num_key_value_heads": 8, "rms_norm_eps": 1e-05,
+  "rope_scaling": null, "rope_theta": 1000000, "num_nextn_predict_layers": 1,
+  "tie_word_embeddings": false, "torch_dtype": "bfloat16", "transformers_version": "4.54.0",
+  "use_cache": true, "use_qk_norm": false, "vocab_size": 151552
+})";
+
+TEST(Glm4MoeConfig, ParsesThePublishedConfig) {
+  StatusOr<Glm4MoeConfig> c = ParseGlm4MoeConfig(Json(kGlm45Air), "config.json");
+  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  EXPECT_EQ(c->architecture, "Glm4MoeForCausalLM");
+  EXPECT_EQ(c->num_hidden_layers, 46);
+  EXPECT_EQ(c->head_dim, 128);
+  EXPECT_EQ(c->partial_rotary_factor, 0.5);
+  EXPECT_EQ(c->rope_theta, 1e6);
+  EXPECT_EQ(c->intermediate_size, 10944);
+  EXPECT_EQ(c->moe_intermediate_size, 1408);
+  EXPECT_EQ(c->n_routed_experts, 128);
+  EXPECT_EQ(c->num_experts_per_tok, 8);
+  EXPECT_EQ(c->n_shared_experts, 1);
+  EXPECT_EQ(c->n_group, 1);
+  EXPECT_EQ(c->topk_group, 1);
+  EXPECT_EQ(c->first_k_dense_replace, 1);
+  EXPECT_EQ(c->routed_scaling_factor, 1.0);
+  EXPECT_TRUE(c->norm_topk_prob);
+  EXPECT_TRUE(c->attention_bias);
+  EXPECT_FALSE(c->use_qk_norm);
+  EXPECT_EQ(c->num_nextn_predict_layers, 1);
+  EXPECT_FALSE(c->IsMoeLayer(0));
+  EXPECT_TRUE(c->IsMoeLayer(1));
+  EXPECT_EQ(c->Describe(),
+            "46 layers (45 MoE): 128 experts, top-8, sigmoid router with correction bias, "
+            "renormalised, scaling 1.0, 1 shared expert(s), partial rotary 0.5, q/k/v bias, 1 "
+            "MTP layer(s) not run");
+}
+
+// transformers 5.24's Glm4MoeConfig defaults: partial rotary 0.5 when the field is absent
+// everywhere, n_group / topk_group 1, one shared expert, one dense layer, renormalised.
+TEST(Glm4MoeConfig, DefaultsAreTransformers) {
+  StatusOr<Glm4MoeConfig> c =
+      ParseGlm4MoeConfig(Without(kGlm45Air, "partial_rotary_factor"), "config.json");
+  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  EXPECT_EQ(c->partial_rotary_factor, 0.5);
+  c = ParseGlm4MoeConfig(With(kGlm45Air, "partial_rotary_factor", JsonValue::Double(1.0)),
+                         "config.json");
+  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  EXPECT_EQ(c->partial_rotary_factor, 1.0);
+  for (const char* field :
+       {"n_group", "topk_group", "n_shared_experts", "first_k_dense_replace", "norm_topk_prob",
+        "routed_scaling_factor", "use_qk_norm", "attention_bias", "num_nextn_predict_layers"}) {
+    StatusOr<Glm4MoeConfig> d = ParseGlm4MoeConfig(Without(kGlm45Air, field), "config.json");
+    EXPECT_TRUE(d.ok()) << field << ": " << d.status().ToString();
+  }
+  StatusOr<Glm4MoeConfig> d =
+      ParseGlm4MoeConfig(Without(kGlm45Air, "attention_bias"), "config.json");
+  ASSERT_TRUE(d.ok());
+  EXPECT_FALSE(d->attention_bias);
+  d = ParseGlm4MoeConfig(Without(kGlm45Air, "n_shared_experts"), "config.json");
+  ASSERT_TRUE(d.ok());
+  EXPECT_EQ(d->n_shared_experts, 1);
+  d = ParseGlm4MoeConfig(With(kGlm45Air, "norm_topk_prob", JsonValue::Bool(false)), "config.json");
+  ASSERT_TRUE(d.ok());
+  EXPECT_FALSE(d->norm_topk_prob);
+  d = ParseGlm4MoeConfig(Without(kGlm45Air, "norm_topk_prob"), "config.json");
+  ASSERT_TRUE(d.ok());
+  EXPECT_TRUE(d->norm_topk_prob);
+  d = ParseGlm4MoeConfig(Without(kGlm45Air, "num_nextn_predict_layers"), "config.json");
+  ASSERT_TRUE(d.ok());
+  EXPECT_EQ(d->num_nextn_predict_layers, 1);  // transformers' num_mtp_layers default
+  // transformers 5.24 writes num_mtp_layers' value as num_nextn_predict_layers; num_mtp_layers
+  // alone is read too.
+  JsonValue mtp = With(kGlm45Air, "num_nextn_predict_layers", JsonValue::Int(0));
+  JsonValue::Object members = mtp.as_object();
+  members.erase(std::remove_if(members.begin(), members.end(),
+                               [](const auto& m) { return m.first == "num_nextn_predict_layers"; }),
+                members.end());
+  members.emplace_back("num_mtp_layers", JsonValue::Int(2));
+  c = ParseGlm4MoeConfig(JsonValue::MakeObject(std::move(members)), "config.json");
+  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  EXPECT_EQ(c->num_nextn_predict_layers, 2);
+}
+
+TEST(Glm4MoeConfig, ErrorsNameTheField) {
+  struct Case {
+    const char* field;
+    JsonValue value;
+    StatusCode code;
+    std::string message;
+  };
+  const Case cases[] = {
+      {"n_group", JsonValue::Int(3), StatusCode::kInvalidArgument,
+       "config.json: field \"n_group\" must divide n_routed_experts = 128 and be in [1, 256], "
+       "got 3"},
+      {"topk_group", JsonValue::Int(2), StatusCode::kInvalidArgument,
+       "config.json: field \"topk_group\" must be in [1, n_group = 1], got 2"},
+      {"n_shared_experts", JsonValue::Int(0), StatusCode::kInvalidArgument,
+       "config.json: field \"n_shared_experts\" must be >= 1 (Glm4MoeMoE always builds its "
+       "shared experts, an MLP of moe_intermediate_size * n_shared_experts), got 0"},
+      {"num_experts_per_tok", JsonValue::Int(129), StatusCode::kInvalidArgument,
+       "config.json: field \"num_experts_per_tok\" must be in [1, 128] (the experts of "
+       "topk_group = 1 groups of 128), got 129"},
+      {"first_k_dense_replace", JsonValue::Int(47), StatusCode::kInvalidArgument,
+       "config.json: field \"first_k_dense_replace\" must be in [0, num_hidden_layers = 46], "
+       "got 47"},
+      {"routed_scaling_factor", JsonValue::Double(0.0), StatusCode::kInvalidArgument,
+       "config.json: field \"routed_scaling_factor\" must be finite and > 0, got 0.0"},
+      {"hidden_act", JsonValue::String("gelu"), StatusCode::kUnimplemented,
+       "config.json: field \"hidden_act\" is \"gelu\"; only \"silu\" is supported"},
+  };
+  for (const Case& k : cases) {
+    StatusOr<Glm4MoeConfig> c =
+        ParseGlm4MoeConfig(With(kGlm45Air, k.field, k.value), "config.json");
+    EXPECT_EQ(c.status().code(), k.code) << k.field;
+    EXPECT_EQ(c.status().message(), k.message);
+  }
+  // Grouped: 128 experts in 8 groups of 16, one kept: top-8 fits, top-17 does not.
+  JsonValue grouped = With(kGlm45Air, "n_group", JsonValue::Int(8));
+  StatusOr<Glm4MoeConfig> c = ParseGlm4MoeConfig(grouped, "config.json");
+  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  EXPECT_EQ(c->n_group, 8);
+  JsonValue::Object members = grouped.as_object();
+  for (auto& [key, value] : members) {
+    if (key == "num_experts_per_tok") value = JsonValue::Int(17);
+  }
+  c = ParseGlm4MoeConfig(JsonValue::MakeObject(std::move(members)), "config.json");
+  EXPECT_EQ(c.status().message(),
+            "config.json: field \"num_experts_per_tok\" must be in [1, 16] (the experts of "
+            "topk_group = 1 groups of 16), got 17");
+  StatusOr<Glm4MoeConfig> missing =
+      ParseGlm4MoeConfig(Without(kGlm45Air, "n_routed_experts"), "config.json");
+  EXPECT_EQ(missing.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(missing.status().message().find("\"n_routed_experts\""), std::string::npos);
+  EXPECT_EQ(ParseGlm4MoeConfig(Json(kQwen3_8B), "config.json").status().code(),
             StatusCode::kUnimplemented);
 }
 

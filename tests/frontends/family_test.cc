@@ -54,7 +54,7 @@ TEST_F(FamilyTest, RegistryFindsQwen3MoeAndListsItForOthers) {
   EXPECT_EQ(other.status().message(),
             "no model family for architecture \"LlamaForCausalLM\"; supported architectures: "
             "\"Qwen3MoeForCausalLM\", \"Qwen3ForCausalLM\", \"MixtralForCausalLM\", "
-            "\"Qwen2ForCausalLM\", \"Qwen2MoeForCausalLM\", \"Ernie4_5_MoeForCausalLM\"");
+            "\"Qwen2ForCausalLM\", \"Qwen2MoeForCausalLM\", \"Ernie4_5_MoeForCausalLM\", \"Glm4MoeForCausalLM\"");
 }
 
 TEST_F(FamilyTest, ConfigPicksTheFirstRegisteredArchitecture) {
@@ -72,14 +72,14 @@ TEST_F(FamilyTest, ConfigPicksTheFirstRegisteredArchitecture) {
             "config.json: field \"architectures\" is [\"LlamaForCausalLM\"]; supported "
             "architectures: \"Qwen3MoeForCausalLM\", \"Qwen3ForCausalLM\", "
             "\"MixtralForCausalLM\", \"Qwen2ForCausalLM\", \"Qwen2MoeForCausalLM\", "
-            "\"Ernie4_5_MoeForCausalLM\"");
+            "\"Ernie4_5_MoeForCausalLM\", \"Glm4MoeForCausalLM\"");
   json = ParseJson(R"({"architectures": "Qwen3MoeForCausalLM"})", "config.json");
   EXPECT_EQ(FamilyForConfig(*json, "config.json").status().code(), StatusCode::kInvalidArgument);
   json = ParseJson(R"({})", "config.json");
   EXPECT_EQ(FamilyForConfig(*json, "config.json").status().message(),
             "config.json: field \"architectures\" is missing; supported architectures: "
             "\"Qwen3MoeForCausalLM\", \"Qwen3ForCausalLM\", \"MixtralForCausalLM\", "
-            "\"Qwen2ForCausalLM\", \"Qwen2MoeForCausalLM\", \"Ernie4_5_MoeForCausalLM\"");
+            "\"Qwen2ForCausalLM\", \"Qwen2MoeForCausalLM\", \"Ernie4_5_MoeForCausalLM\", \"Glm4MoeForCausalLM\"");
 }
 
 TEST_F(FamilyTest, LoadHfModelDispatchesThroughTheRegistry) {

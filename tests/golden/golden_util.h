@@ -31,7 +31,7 @@ inline std::vector<std::string> GoldenCases() {
           "qwen2_untied",           "qwen2_tied_bf16",         "qwen2_moe_sparse2",
           "qwen2_moe_norm_nobias",  "qwen2_moe_bf16",          "qwen2_moe_fused",
           "ernie_moe_shared2_bias", "ernie_moe_noshared_tied", "ernie_moe_bf16",
-          "ernie_moe_fused"};
+          "ernie_moe_fused", "glm4_moe_g1", "glm4_moe_g4", "glm4_moe_bf16"};
 }
 
 inline std::string GoldenDir(const std::string& name) {
