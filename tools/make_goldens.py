@@ -131,7 +131,9 @@ FAMILIES = {
         checked=("n_routed_experts", "num_experts_per_tok", "n_shared_experts", "n_group",
                  "topk_group", "first_k_dense_replace", "norm_topk_prob", "use_qk_norm",
                  "attention_bias", "routed_scaling_factor"),
-        fp32_keys=("mlp.gate.weight", "mlp.gate.e_score_correction_bias"),
+        # Stored f32 after the cast to the case's dtype (so bf16-rounded values in f32), as the
+        # glm4_moe_bf16 golden was made; fp32_keys keeps the unrounded f32 values instead.
+        fp32_keys_rounded=("mlp.gate.weight", "mlp.gate.e_score_correction_bias"),
     ),
 }
 
@@ -765,14 +767,18 @@ def make_case(name, case, out_dir, kv_check):
     model = family["model"](cfg).eval()
     perturb(model, case["seed"])
     fp32_keys = family.get("fp32_keys", ())
-    keep_fp32 = {k: v.detach().clone()
-                 for k, v in list(model.named_parameters()) + list(model.named_buffers())
+    keep_fp32 = {k: v.detach().clone() for k, v in model.named_parameters()
                  if any(f in k for f in fp32_keys)}
     model = model.to(DTYPES[case["dtype"]])
     with torch.no_grad():  # as transformers' _keep_in_fp32_modules_strict loads them
-        for k, p in list(model.named_parameters()) + list(model.named_buffers()):
+        for k, p in model.named_parameters():
             if k in keep_fp32:
                 p.data = keep_fp32[k]
+        for key in family.get("fp32_keys_rounded", ()):
+            for k, t in list(model.named_parameters()) + list(model.named_buffers()):
+                if k.endswith(key):
+                    t.data = t.data.float()
+    fp32_keys = fp32_keys + family.get("fp32_keys_rounded", ())
     model.save_pretrained(case_dir, safe_serialization=True)
     expected = {k: v.float() for k, v in fused_state_dict(model).items()}
     del model
