@@ -10,11 +10,14 @@
 #include <fstream>
 #include <memory>
 #include <sstream>
+#include <variant>
 #include <vector>
 
 #include "frontends/family.h"
 #include "ir/dtype.h"
 #include "support/half.h"
+#include "support/json.h"
+#include "support/mapped_file.h"
 
 #ifndef MOEGRAPH_BENCH_CONFIG_DIR
 #define MOEGRAPH_BENCH_CONFIG_DIR "bench/configs"
@@ -25,15 +28,46 @@ namespace {
 
 // Every tensor of the checkpoint, in Hugging Face names and file order: the family's weight
 // list (frontends/family.h), the same one the demo model is written from.
-std::vector<WeightSpec> ListTensors(const Qwen3MoeConfig& c) {
-  StatusOr<const ModelFamily*> family = FindModelFamily(c.architecture);
-  return family.ok() ? (*family)->weight_list(c) : std::vector<WeightSpec>{};
+std::vector<WeightSpec> ListTensors(const BenchConfig& c) {
+  StatusOr<const ModelFamily*> family = FindModelFamily(c.decoder().architecture);
+  return family.ok() ? (*family)->weight_list(c.config) : std::vector<WeightSpec>{};
 }
 
-DType CheckpointDType(const Qwen3MoeConfig& c) {
-  if (c.torch_dtype == "float32") return DType::kF32;
-  if (c.torch_dtype == "float16") return DType::kF16;
+DType CheckpointDType(const BenchConfig& c) {
+  if (c.decoder().torch_dtype == "float32") return DType::kF32;
+  if (c.decoder().torch_dtype == "float16") return DType::kF16;
   return DType::kBF16;
+}
+
+DType TensorDType(const BenchConfig& c, const WeightSpec& t) {
+  return t.keep_f32 ? DType::kF32 : CheckpointDType(c);
+}
+
+// The routed experts a token reads per MoE layer (0 for a dense family).
+int64_t TopK(const ModelConfig& config) {
+  return std::visit(
+      [](const auto& c) -> int64_t {
+        if constexpr (requires { c.num_experts_per_tok; }) {
+          return c.num_experts_per_tok;
+        } else if constexpr (requires { c.moe_k; }) {
+          return c.moe_k;
+        } else {
+          return 0;
+        }
+      },
+      config);
+}
+
+// The expert index e of a per-expert tensor name ("...mlp.experts.{e}.gate_proj.weight"), or -1.
+int64_t ExpertIndex(const std::string& name) {
+  const size_t at = name.find(".experts.");
+  if (at == std::string::npos) return -1;
+  size_t i = at + 9;
+  int64_t e = 0;
+  if (i >= name.size() || name[i] < '0' || name[i] > '9') return -1;
+  while (i < name.size() && name[i] >= '0' && name[i] <= '9')
+    e = e * 10 + (name[i++] - '0');
+  return e;
 }
 
 uint64_t HashName(const std::string& name, uint64_t seed) {
@@ -79,18 +113,17 @@ std::string ReadText(const std::string& path) {
   return ss.str();
 }
 
-Status WriteCheckpoint(const Qwen3MoeConfig& config, const std::string& path, uint64_t seed) {
-  const DType dtype = CheckpointDType(config);
-  const size_t elem_bytes = DTypeBytes(dtype);
-  MG_ASSIGN_OR_RETURN(const ModelFamily* family, FindModelFamily(config.architecture));
-  const std::vector<WeightSpec> tensors = family->weight_list(config);
+Status WriteCheckpoint(const BenchConfig& config, const std::string& path, uint64_t seed) {
+  MG_ASSIGN_OR_RETURN(const ModelFamily* family, FindModelFamily(config.decoder().architecture));
+  const std::vector<WeightSpec> tensors = family->weight_list(config.config);
   std::string header = "{\"__metadata__\":{\"format\":\"pt\"}";
   uint64_t offset = 0;
   for (const WeightSpec& t : tensors) {
     std::string shape;
     for (int64_t d : t.shape)
       shape += (shape.empty() ? "" : ",") + std::to_string(d);
-    const uint64_t bytes = t.numel() * elem_bytes;
+    const DType dtype = TensorDType(config, t);
+    const uint64_t bytes = t.numel() * DTypeBytes(dtype);
     header += ",\"" + t.name + "\":{\"dtype\":\"" + DTypeSafetensorsName(dtype) + "\",\"shape\":[" +
               shape + "],\"data_offsets\":[" + std::to_string(offset) + "," +
               std::to_string(offset + bytes) + "]}";
@@ -111,6 +144,8 @@ Status WriteCheckpoint(const Qwen3MoeConfig& config, const std::string& path, ui
   std::vector<uint16_t> halves(kBlockChunks * kChunk);
   for (const WeightSpec& t : tensors) {
     if (!ok) break;
+    const DType dtype = TensorDType(config, t);
+    const size_t elem_bytes = DTypeBytes(dtype);
     const int64_t fan_in = t.shape.back();
     const float offset_value = t.init == WeightInit::kNorm ? 1.0f : 0.0f;
     // Uniform[-a, a) has standard deviation a / sqrt(3).
@@ -153,43 +188,48 @@ Status WriteCheckpoint(const Qwen3MoeConfig& config, const std::string& path, ui
 
 }  // namespace
 
-StatusOr<Qwen3MoeConfig> LoadBenchConfig(const std::string& name) {
-  return LoadQwen3MoeConfig(std::string(MOEGRAPH_BENCH_CONFIG_DIR) + "/" + name + ".json");
+StatusOr<BenchConfig> LoadBenchConfig(const std::string& name) {
+  const std::string path = std::string(MOEGRAPH_BENCH_CONFIG_DIR) + "/" + name + ".json";
+  BenchConfig bench;
+  MG_ASSIGN_OR_RETURN(bench.json, ReadFileToString(path));
+  MG_ASSIGN_OR_RETURN(const JsonValue json, ParseJson(bench.json, path));
+  MG_ASSIGN_OR_RETURN(const ModelFamily* family, FamilyForConfig(json, path));
+  MG_ASSIGN_OR_RETURN(bench.config, family->parse_config(json, path));
+  return bench;
 }
 
-uint64_t CheckpointBytes(const Qwen3MoeConfig& config) {
-  uint64_t elems = 0;
+uint64_t CheckpointBytes(const BenchConfig& config) {
+  uint64_t bytes = 0;
   for (const WeightSpec& t : ListTensors(config))
-    elems += t.numel();
-  return elems * DTypeBytes(CheckpointDType(config));
+    bytes += t.numel() * DTypeBytes(TensorDType(config, t));
+  return bytes;
 }
 
-uint64_t DecodeWeightBytesPerToken(const Qwen3MoeConfig& c) {
-  const uint64_t hidden = c.hidden_size;
-  const uint64_t q_dim = c.num_attention_heads * c.head_dim;
-  const uint64_t kv_dim = c.num_key_value_heads * c.head_dim;
-  uint64_t elems = hidden;  // one embedding row
-  for (int64_t layer = 0; layer < c.num_hidden_layers; ++layer) {
-    elems += 2 * hidden + 2 * c.head_dim;                     // layer norms, q/k norms
-    elems += (q_dim + 2 * kv_dim) * hidden + hidden * q_dim;  // q, k, v, o
-    if (c.IsMoeLayer(layer)) {
-      elems +=
-          c.num_experts * hidden + c.num_experts_per_tok * 3 * c.moe_intermediate_size * hidden;
-    } else {
-      elems += 3 * c.intermediate_size * hidden;
+uint64_t DecodeWeightBytesPerToken(const BenchConfig& c) {
+  const DecoderConfig& d = c.decoder();
+  const int64_t top_k = TopK(c.config);
+  uint64_t bytes = 0;
+  for (const WeightSpec& t : ListTensors(c)) {
+    const uint64_t elem_bytes = DTypeBytes(TensorDType(c, t));
+    if (t.name == "model.embed_tokens.weight") {
+      const uint64_t rows = d.tie_word_embeddings ? 1 + d.vocab_size : 1;  // + the tied LM head
+      bytes += rows * d.hidden_size * elem_bytes;
+      continue;
     }
+    const int64_t expert = ExpertIndex(t.name);
+    if (expert >= 0 && expert >= top_k) continue;  // a token reads top_k experts per layer
+    bytes += t.numel() * elem_bytes;
   }
-  elems += hidden + c.vocab_size * hidden;  // final norm, LM head
-  return elems * DTypeBytes(CheckpointDType(c));
+  return bytes;
 }
 
-Status EnsureBenchModel(const Qwen3MoeConfig& config, const std::string& dir, uint64_t seed,
+Status EnsureBenchModel(const BenchConfig& config, const std::string& dir, uint64_t seed,
                         bool* generated) {
   *generated = false;
   const std::string config_path = dir + "/config.json";
   const std::string weights_path = dir + "/model.safetensors";
   const std::string stamp_path = dir + "/bench-seed";
-  const std::string config_json = config.ToJson();
+  const std::string& config_json = config.json;
   std::error_code error;
   if (ReadText(config_path) == config_json && ReadText(stamp_path) == std::to_string(seed) &&
       std::filesystem::exists(weights_path, error) &&

@@ -5,21 +5,31 @@
 #include <cstdint>
 #include <string>
 
-#include "frontends/qwen3_moe_config.h"
+#include "frontends/model_config.h"
 #include "support/status.h"
 
 namespace moegraph::bench {
 
-// Loads bench/configs/<name>.json (bench-smoke, bench-tiny, bench-a3b-4l).
-StatusOr<Qwen3MoeConfig> LoadBenchConfig(const std::string& name);
+// A bench model's config: any registered family (frontends/family.h), and the config.json text
+// the checkpoint directory gets.
+struct BenchConfig {
+  ModelConfig config;
+  std::string json;
+  const DecoderConfig& decoder() const { return Decoder(config); }
+};
 
-// Weight bytes of the checkpoint `config` describes (bf16 unless torch_dtype says otherwise).
-uint64_t CheckpointBytes(const Qwen3MoeConfig& config);
+// Loads bench/configs/<name>.json (bench-smoke, bench-smoke-glm4, bench-tiny, bench-glm4-moe,
+// bench-a3b-4l).
+StatusOr<BenchConfig> LoadBenchConfig(const std::string& name);
 
-// Weight bytes one decode token reads at batch 1: embedding row, attention
-// projections and q/k norms, the layer norms, router and top-k experts of
-// each MoE layer (dense MLP otherwise), final norm and the LM head.
-uint64_t DecodeWeightBytesPerToken(const Qwen3MoeConfig& config);
+// Weight bytes of the checkpoint `config` describes (bf16 unless torch_dtype says otherwise;
+// the tensors the family keeps f32 in f32).
+uint64_t CheckpointBytes(const BenchConfig& config);
+
+// Weight bytes one decode token reads at batch 1: every tensor of the family's weight list,
+// except that of the embedding only one row is read (all of it again as the LM head when tied)
+// and of the routed experts only top-k (num_experts_per_tok) per MoE layer.
+uint64_t DecodeWeightBytesPerToken(const BenchConfig& config);
 
 // Makes `dir` hold config.json and model.safetensors for `config` with
 // deterministic uniform random weights (fan-in scaled; norms near 1). A
@@ -27,7 +37,7 @@ uint64_t DecodeWeightBytesPerToken(const Qwen3MoeConfig& config);
 // reused; `generated` says which happened. Values come from a counter-based
 // generator split into fixed chunks, so the bytes do not depend on the
 // thread count.
-Status EnsureBenchModel(const Qwen3MoeConfig& config, const std::string& dir, uint64_t seed,
+Status EnsureBenchModel(const BenchConfig& config, const std::string& dir, uint64_t seed,
                         bool* generated);
 
 }  // namespace moegraph::bench

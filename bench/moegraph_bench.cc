@@ -23,6 +23,7 @@
 #include <random>
 #include <sstream>
 #include <string>
+#include <variant>
 #include <vector>
 
 #include "bench/bench_models.h"
@@ -51,7 +52,7 @@ double Seconds(Clock::time_point since) {
 struct DriverOptions {
   bool smoke = false;
   std::string cache_dir;            // default: bench-models next to the bin/ directory
-  std::vector<std::string> models;  // default: bench-tiny, bench-a3b-4l (smoke: bench-smoke)
+  std::vector<std::string> models;  // default: see --models
   int threads = 0;                  // 0: OpenMP's default
   bool openblas = true;
   // Child mode: run the engine on one plan and write the results file.
@@ -432,7 +433,7 @@ Yardsticks MeasureYardsticks(int threads, uint64_t stream_bytes, int reps, bool 
 
 struct ModelRun {
   std::string name;
-  Qwen3MoeConfig config;
+  BenchConfig config;
   double generate_s = -1;  // -1: reused
   double compile_s = 0;
   size_t num_keys = 0;
@@ -473,7 +474,7 @@ std::string LoadAverage() {
   return one + " " + five + " " + fifteen;
 }
 
-Status CompilePlan(const Qwen3MoeConfig& config, const std::string& model_dir,
+Status CompilePlan(const BenchConfig& config, const std::string& model_dir,
                    const std::string& plan_path, bool smoke, ModelRun& run) {
   CompileModelOptions options;
   options.keys.decode_buckets = {1, 8, 32};
@@ -589,7 +590,9 @@ int Main(int argc, char** argv) {
                 options.cache_dir = v;
                 return Status::Ok();
               });
-  flags.Value("--models", "LIST", "bench models to run (default bench-tiny,bench-a3b-4l)",
+  flags.Value("--models", "LIST",
+              "bench models to run (default bench-tiny,bench-glm4-moe,bench-a3b-4l; smoke: "
+              "bench-smoke-glm4,bench-smoke); any family, one of them Qwen3-MoE",
               [&](const std::string& v) {
                 models_flag = v;
                 return Status::Ok();
@@ -627,10 +630,12 @@ int Main(int argc, char** argv) {
     options.cache_dir =
         (std::filesystem::path(SelfPath()).parent_path().parent_path() / "bench-models").string();
   }
-  options.models = models_flag.empty()
-                       ? (options.smoke ? std::vector<std::string>{"bench-smoke"}
-                                        : std::vector<std::string>{"bench-tiny", "bench-a3b-4l"})
-                       : SplitString(models_flag, ',');
+  options.models =
+      models_flag.empty()
+          ? (options.smoke
+                 ? std::vector<std::string>{"bench-smoke-glm4", "bench-smoke"}
+                 : std::vector<std::string>{"bench-tiny", "bench-glm4-moe", "bench-a3b-4l"})
+          : SplitString(models_flag, ',');
   int threads = options.threads;
   if (threads <= 0) {
 #pragma omp parallel
@@ -659,7 +664,7 @@ int Main(int argc, char** argv) {
   for (const std::string& name : options.models) {
     ModelRun run;
     run.name = name;
-    StatusOr<Qwen3MoeConfig> config = LoadBenchConfig(name);
+    StatusOr<BenchConfig> config = LoadBenchConfig(name);
     if (!config.ok()) return Fail(config.status());
     run.config = *config;
     const std::string dir = options.cache_dir + "/" + name;
@@ -693,12 +698,20 @@ int Main(int argc, char** argv) {
     contention = *measured;
   }
 
-  // 3. Prefill MoE layer of the largest model, against peak FMA and OpenBLAS.
-  const ModelRun& big = runs.back();
+  // 3. Prefill MoE layer of the last Qwen3-MoE model, against peak FMA and OpenBLAS.
+  const ModelRun* big_run = nullptr;
+  for (const ModelRun& run : runs) {
+    const auto* qwen = std::get_if<Qwen3MoeConfig>(&run.config.config);
+    if (qwen != nullptr && qwen->num_experts > 0) big_run = &run;
+  }
+  if (big_run == nullptr) {
+    return Fail(InvalidArgument("--models needs a Qwen3-MoE model for the MoE layer benchmark"));
+  }
+  const ModelRun& big = *big_run;
   const int64_t moe_tokens = options.smoke ? 32 : 512;
   StatusOr<MoeLayerResult> moe =
-      RunMoeLayer(big.config, options.cache_dir + "/" + big.name, moe_tokens, threads,
-                  options.openblas, options.smoke ? 2 : 5);
+      RunMoeLayer(std::get<Qwen3MoeConfig>(big.config.config), options.cache_dir + "/" + big.name,
+                  moe_tokens, threads, options.openblas, options.smoke ? 2 : 5);
   if (!moe.ok()) return Fail(moe.status());
 
   // 4. Report.
