@@ -173,13 +173,12 @@ Status RunEngineChild(const DriverOptions& options) {
   // rounds; smoke: one short round).
   for (const KeyResult& k : result.keys) {
     if (k.phase != "decode" || (k.bucket != 1 && k.bucket != 8 && k.bucket != 32)) continue;
-    constexpr int32_t kPrompt = 32;
-    const int64_t room = engine->plan().model.max_position_embeddings - kPrompt;
-    const auto steps = static_cast<int32_t>(std::min<int64_t>(
-        options.smoke ? 4 : std::clamp(300000.0 / std::max(k.replay_us, 1.0), 16.0, 256.0), room));
+    const int32_t steps = options.smoke ? std::min(4, RealDecodeSteps(*engine, k.replay_us))
+                                        : RealDecodeSteps(*engine, k.replay_us);
     std::vector<double> us;
     for (int round = 0; round < (options.smoke ? 1 : 3); ++round) {
-      MG_ASSIGN_OR_RETURN(DecodeRun run, RunRealDecode(*engine, k.bucket, kPrompt, steps));
+      MG_ASSIGN_OR_RETURN(DecodeRun run,
+                          RunRealDecode(*engine, k.bucket, kRealDecodePrompt, steps));
       us.push_back(run.seconds * 1e6 / run.steps);
     }
     result.real_decode.push_back({k.bucket, steps, Median(us)});

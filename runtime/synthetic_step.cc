@@ -113,6 +113,12 @@ StatusOr<DecodeRun> RunRealDecode(Engine& engine, int32_t batch, int32_t prompt_
   return run;
 }
 
+int32_t RealDecodeSteps(const Engine& engine, double step_us, double seconds) {
+  const double wanted = std::clamp(seconds * 1e6 / std::max(step_us, 1.0), 16.0, 256.0);
+  const int64_t room = engine.plan().model.max_position_embeddings - kRealDecodePrompt;
+  return static_cast<int32_t>(std::min<int64_t>(static_cast<int64_t>(wanted), room));
+}
+
 double Median(std::vector<double> values) {
   std::sort(values.begin(), values.end());
   return values[values.size() / 2];

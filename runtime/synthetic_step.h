@@ -35,6 +35,15 @@ struct DecodeRun {
 StatusOr<DecodeRun> RunRealDecode(Engine& engine, int32_t batch, int32_t prompt_tokens,
                                   int32_t steps);
 
+// The prompt length the benchmarks' real decode uses.
+inline constexpr int32_t kRealDecodePrompt = 32;
+
+// How many real decode steps a benchmark runs after a kRealDecodePrompt-token prompt: as many
+// as about `seconds` take at `step_us` per step (the replayed step's time), 16 to 256, and no
+// more than the model's context leaves (0 or less when it leaves none; RunRealDecode refuses
+// that).
+int32_t RealDecodeSteps(const Engine& engine, double step_us, double seconds = 0.3);
+
 // The median of `values` (the upper one of an even count).
 double Median(std::vector<double> values);
 

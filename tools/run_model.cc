@@ -156,11 +156,9 @@ Status RunBench(Engine& engine) {
   for (int32_t b : {1, 8, 32}) {
     const BenchRow* r = find(MoePhase::kDecode, b);
     if (r == nullptr) continue;
-    constexpr int32_t kPrompt = 32;
-    const int64_t room = engine.plan().model.max_position_embeddings - kPrompt;
-    const auto steps = static_cast<int32_t>(
-        std::min<int64_t>(std::clamp(300000.0 / std::max(r->replay_us, 1.0), 16.0, 256.0), room));
-    StatusOr<DecodeRun> real = RunRealDecode(engine, b, kPrompt, steps);
+    constexpr int32_t kPrompt = kRealDecodePrompt;
+    StatusOr<DecodeRun> real =
+        RunRealDecode(engine, b, kPrompt, RealDecodeSteps(engine, r->replay_us));
     if (!real.ok()) return real.status().WithContext("decoding real tokens");
     std::printf(
         "  decode batch %-3d  %10.1f tokens/s  (%.1f us/step, real tokens at positions %d..%d; "

@@ -84,32 +84,10 @@ void RouteRowOnce(const float* logits, const float* bias, int64_t num_experts,
   for (int64_t e = 0; e < num_experts; ++e)
     choices[e] = bias ? scores[e] + bias[e] : scores[e];
 
-  const int64_t num_groups = p.num_groups;
-  const int64_t group_size = num_experts / num_groups;
+  const int64_t group_size = num_experts / p.num_groups;
   bool kept[kMaxRouteGroups];
-  std::fill(kept, kept + num_groups, true);
-  if (p.KeptGroups() < num_groups) {
-    float group_score[kMaxRouteGroups];
-    for (int64_t g = 0; g < num_groups; ++g) {
-      float first = -std::numeric_limits<float>::infinity(), second = first;
-      for (int64_t e = g * group_size; e < (g + 1) * group_size; ++e) {
-        if (choices[e] > first) {
-          second = first;
-          first = choices[e];
-        } else if (choices[e] > second) {
-          second = choices[e];
-        }
-      }
-      group_score[g] = first + second;
-    }
-    for (int64_t g = 0; g < num_groups; ++g) {
-      int64_t better = 0;
-      for (int64_t h = 0; h < num_groups; ++h) {
-        better += group_score[h] > group_score[g] || (group_score[h] == group_score[g] && h < g);
-      }
-      kept[g] = better < p.KeptGroups();
-    }
-  }
+  ref_detail::KeptRouteGroups(
+      p, num_experts, [&](int64_t e) { return choices[e]; }, kept);
 
   const int64_t top_k = p.top_k;
   float keys[kMaxRouteTopK];  // the chosen experts' choice scores, descending
@@ -130,17 +108,7 @@ void RouteRowOnce(const float* logits, const float* bias, int64_t num_experts,
     weights[j] = j < count ? scores[ids[j]] : 0.0f;
   for (int64_t j = count; j < top_k; ++j)
     ids[j] = -1;
-  float chosen_sum = 0.0f;
-  for (int64_t j = 0; j < top_k; ++j)
-    chosen_sum += weights[j];
-  const float denominator = std::max(chosen_sum, static_cast<float>(p.norm_min));
-  if (p.norm_topk_prob != 0 && denominator > 0.0f) {
-    for (int64_t j = 0; j < top_k; ++j)
-      weights[j] /= denominator;
-  }
-  const float scale = static_cast<float>(p.routed_scaling_factor);
-  for (int64_t j = 0; j < top_k; ++j)
-    weights[j] *= scale;
+  ref_detail::FinishRouteWeights(p, weights);
 }
 
 // ---- grouped_matmul(_silu_mul) ------------------------------------------------------

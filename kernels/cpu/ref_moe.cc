@@ -63,37 +63,10 @@ void RouteRow(const float* logits, const float* bias, int64_t num_experts, const
   };
   auto choice = [&](int64_t e) { return bias ? score(e) + bias[e] : score(e); };
 
-  // Group g is kept when fewer than KeptGroups() groups beat it (a larger sum
-  // of its two best choice scores, or an equal one and a lower id).
-  const int64_t num_groups = p.num_groups;
-  const int64_t group_size = num_experts / num_groups;
+  const int64_t group_size = num_experts / p.num_groups;
   bool kept[kMaxRouteGroups];
-  std::fill(kept, kept + num_groups, true);
-  if (p.KeptGroups() < num_groups) {
-    float group_score[kMaxRouteGroups];
-    for (int64_t g = 0; g < num_groups; ++g) {
-      float first = -std::numeric_limits<float>::infinity(), second = first;
-      for (int64_t e = g * group_size; e < (g + 1) * group_size; ++e) {
-        const float c = choice(e);
-        if (c > first) {
-          second = first;
-          first = c;
-        } else if (c > second) {
-          second = c;
-        }
-      }
-      group_score[g] = first + second;
-    }
-    for (int64_t g = 0; g < num_groups; ++g) {
-      int64_t better = 0;
-      for (int64_t h = 0; h < num_groups; ++h) {
-        better += group_score[h] > group_score[g] || (group_score[h] == group_score[g] && h < g);
-      }
-      kept[g] = better < p.KeptGroups();
-    }
-  }
+  ref_detail::KeptRouteGroups(p, num_experts, choice, kept);
 
-  float chosen_sum = 0.0f;
   for (int64_t j = 0; j < p.top_k; ++j) {
     int32_t best = -1;
     float best_choice = 0.0f;
@@ -108,16 +81,8 @@ void RouteRow(const float* logits, const float* bias, int64_t num_experts, const
     }
     ids[j] = best;
     weights[j] = best < 0 ? 0.0f : score(best);
-    chosen_sum += weights[j];
   }
-  const float denominator = std::max(chosen_sum, static_cast<float>(p.norm_min));
-  if (p.norm_topk_prob != 0 && denominator > 0.0f) {
-    for (int64_t j = 0; j < p.top_k; ++j)
-      weights[j] /= denominator;
-  }
-  const float scale = static_cast<float>(p.routed_scaling_factor);
-  for (int64_t j = 0; j < p.top_k; ++j)
-    weights[j] *= scale;
+  ref_detail::FinishRouteWeights(p, weights);
 }
 
 // The routing parameters a kernel can run: groups that split the experts evenly.

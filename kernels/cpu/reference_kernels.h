@@ -22,8 +22,10 @@
 //    Params<FooParams>(args); the struct is named below as "params: Foo".
 #pragma once
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <limits>
 
 #include "ir/dtype.h"
 #include "kernels/kernel_abi.h"
@@ -292,6 +294,57 @@ inline bool SeqBlocksValid(const ForwardMetaView& meta, const KvCacheView& kv, i
     if (table[b] < 0 || table[b] >= kv.num_blocks) return false;
   }
   return true;
+}
+
+// TopkRouteParams' group rule (ir/op_params.h): kept[g] for the num_groups groups of
+// num_experts / num_groups experts, from each expert's choice score choice(e). A group is
+// kept when fewer than KeptGroups() groups beat it (a larger sum of its two best choice
+// scores, or an equal one and a lower id); with every group kept, choice is not called.
+template <typename Choice>
+void KeptRouteGroups(const TopkRouteParams& p, int64_t num_experts, const Choice& choice,
+                     bool* kept) {
+  const int64_t num_groups = p.num_groups;
+  const int64_t group_size = num_experts / num_groups;
+  std::fill(kept, kept + num_groups, true);
+  if (p.KeptGroups() >= num_groups) return;
+  float group_score[kMaxRouteGroups];
+  for (int64_t g = 0; g < num_groups; ++g) {
+    float first = -std::numeric_limits<float>::infinity(), second = first;
+    for (int64_t e = g * group_size; e < (g + 1) * group_size; ++e) {
+      const float c = choice(e);
+      if (c > first) {
+        second = first;
+        first = c;
+      } else if (c > second) {
+        second = c;
+      }
+    }
+    group_score[g] = first + second;
+  }
+  for (int64_t g = 0; g < num_groups; ++g) {
+    int64_t better = 0;
+    for (int64_t h = 0; h < num_groups; ++h) {
+      better += group_score[h] > group_score[g] || (group_score[h] == group_score[g] && h < g);
+    }
+    kept[g] = better < p.KeptGroups();
+  }
+}
+
+// The chosen experts' unbiased scores weights[0, top_k) (0 past the chosen ones) made final:
+// divided by max(their in-order sum, norm_min) under norm_topk_prob, then scaled by
+// routed_scaling_factor.
+inline void FinishRouteWeights(const TopkRouteParams& p, float* weights) {
+  float chosen_sum = 0.0f;
+  for (int64_t j = 0; j < p.top_k; ++j)
+    chosen_sum += weights[j];
+  const float denominator = std::max(chosen_sum, static_cast<float>(p.norm_min));
+  if (p.norm_topk_prob != 0 && denominator > 0.0f) {
+    for (int64_t j = 0; j < p.top_k; ++j)
+      weights[j] /= denominator;
+  }
+  const float scale = static_cast<float>(p.routed_scaling_factor);
+  for (int64_t j = 0; j < p.top_k; ++j)
+    weights[j] *= scale;
 }
 
 }  // namespace ref_detail
