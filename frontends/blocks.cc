@@ -78,10 +78,10 @@ Status CheckAttentionOptions(const AttentionOptions& o) {
                "factor) = {} values, expected an even count in [2, head_dim]",
                block, o.rope.partial_rotary_factor, o.head_dim, rotary_dim));
   }
-  if (o.rope.type != RopeType::kDefault) {
-    return NeedsOp(block, std::string("rope.type = ") + RopeTypeName(o.rope.type),
-                   "the rope op takes only theta; scaled RoPE needs it to take inv_freq and an "
-                   "attention factor (ComputeRopeFrequencies has the math)");
+  if (o.rope.type == RopeType::kDynamic) {
+    return NeedsOp(block, "rope.type = dynamic",
+                   "dynamic NTK RoPE rescales theta with the sequence length; the rope op "
+                   "rotates by one fixed table (linear, yarn and llama3 run)");
   }
   return Status::Ok();
 }
@@ -120,10 +120,16 @@ StatusOr<ValueId> BuildAttention(GraphBuilder& b, const AttentionOptions& o,
   }
   // A whole-head, rotate-half rope carries neither attribute (rotary_dim 0 is head_dim).
   const int64_t rotary_dim = RotaryDim(o);
+  MG_ASSIGN_OR_RETURN(const RopeOpScaling scaling, RopeScalingForOp(o.rope, rotary_dim));
   const RopeParams rope{.head_dim = o.head_dim,
                         .theta = o.rope.theta,
                         .rotary_dim = rotary_dim == o.head_dim ? 0 : rotary_dim,
-                        .interleaved = o.rope_interleaved ? 1 : 0};
+                        .interleaved = o.rope_interleaved ? 1 : 0,
+                        .scaling = scaling.scaling,
+                        .factor = scaling.factor,
+                        .ramp_low = scaling.ramp_low,
+                        .ramp_high = scaling.ramp_high,
+                        .attention_factor = scaling.attention_factor};
   q = b.Add1("rope", {meta, q}, rope, l + "q_rope");
   k = b.Add1("rope", {meta, k}, rope, l + "k_rope");
   const double scale = o.scale != 0 ? o.scale : 1.0 / std::sqrt(static_cast<double>(o.head_dim));

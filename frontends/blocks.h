@@ -27,7 +27,7 @@ struct AttentionOptions {
   double scale = 0;               // softmax scale; 0 means 1 / sqrt(head_dim)
   bool qk_norm = false;           // RMSNorm over each head of q and k before RoPE (Qwen3)
   double norm_eps = 1e-6;         // of the q/k norms
-  RopeParameters rope;            // type "default" only, until the rope op takes inv_freq; a
+  RopeParameters rope;            // any type but dynamic (RopeScalingForOp); a
                                   // partial_rotary_factor rotates int(head_dim * factor) values
   bool rope_interleaved = false;  // GPT-J pairs (2i, 2i + 1), not NeoX halves (Ernie 4.5)
   bool qkv_bias = false;          // bias_add after the q/k/v projections (Qwen2)

@@ -67,6 +67,7 @@ StatusOr<ValueId> DecoderBuilder::Layer(int64_t layer, ValueId h, const DecoderA
   attn.qkv_bias = variant.qkv_bias;
   attn.o_bias = variant.o_bias;
   attn.norm_eps = c_.rms_norm_eps;
+  attn.rope = c_.rope;
   attn.rope.theta = c_.rope_theta;
   attn.rope.partial_rotary_factor = c_.partial_rotary_factor;
   attn.rope_interleaved = variant.rope_interleaved;

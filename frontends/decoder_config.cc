@@ -109,17 +109,19 @@ Status ParseDecoderConfig(const FieldReader& reader, const std::string& architec
     return reader.Error("rms_norm_eps", Format("must be positive, got {}",
                                                JsonValue::Double(config.rms_norm_eps).Dump()));
   }
-  // The rope op takes theta and a rotary_dim: a scaled RoPE is parsed (so its fields are
-  // checked) and refused rather than run unscaled; a partial one runs where the family opts in.
+  // The rope op runs default, linear, yarn and llama3 RoPE (ir/rope_freq.h); dynamic NTK,
+  // whose table grows with the sequence, is parsed (so its fields are checked) and refused
+  // rather than run unscaled. A partial RoPE runs where the family opts in.
   std::string rope_field;
   MG_ASSIGN_OR_RETURN(
       RopeParameters rope,
       ParseRopeParameters(reader, config.rope_theta, config.max_position_embeddings, &rope_field));
-  if (rope.type != RopeType::kDefault) {
+  if (rope.type == RopeType::kDynamic) {
     return reader.Unsupported(
-        rope_field, Format("has rope_type \"{}\" ({}); the rope op takes only theta, so "
-                           "only unscaled RoPE (null or rope_type \"default\") runs today",
-                           RopeTypeName(rope.type), reader.Get(rope_field)->Dump()));
+        rope_field, Format("has rope_type \"dynamic\" ({}); NTK-aware RoPE rescales theta with "
+                           "the sequence length, and the rope op rotates by one fixed table "
+                           "(default, linear, yarn and llama3 run)",
+                           reader.Get(rope_field)->Dump()));
   }
   if (rope.partial_rotary_factor != 1.0) {
     if (!options.partial_rotary) {
@@ -142,6 +144,7 @@ Status ParseDecoderConfig(const FieldReader& reader, const std::string& architec
     config.partial_rotary_factor = rope.partial_rotary_factor;
   }
   config.rope_theta = rope.theta;
+  config.rope = rope;
   if (!(config.rope_theta > 0)) {
     return reader.Error("rope_theta", Format("must be positive, got {}",
                                              JsonValue::Double(config.rope_theta).Dump()));

@@ -6,6 +6,7 @@
 #include <string>
 
 #include "frontends/config_reader.h"
+#include "frontends/rope.h"
 #include "support/status.h"
 
 namespace moegraph {
@@ -22,6 +23,9 @@ struct DecoderConfig {
   bool tie_word_embeddings = false;  // lm_head shares model.embed_tokens.weight
   double rms_norm_eps = 1e-6;
   double rope_theta = 10000.0;
+  // The RoPE scaling (rope_scaling / rope_parameters: linear, yarn, llama3); its theta and
+  // partial_rotary_factor are the two fields beside it, which take precedence.
+  RopeParameters rope;
   // RoPE rotates the first int(head_dim * factor) values of each head; 1 unless the family
   // opts in (DecoderConfigOptions::partial_rotary).
   double partial_rotary_factor = 1.0;
@@ -48,7 +52,7 @@ struct DecoderConfigOptions {
 // be positive and fit int32 (plans store them so); num_key_value_heads divides
 // num_attention_heads; head_dim is even (RoPE rotates pairs); with `partial_rotary`,
 // int(head_dim * partial_rotary_factor) is even and >= 2. Features no family runs yet are
-// Unimplemented naming the field: scaled RoPE, partial RoPE unless the family opts in, a
+// Unimplemented naming the field: dynamic NTK RoPE, partial RoPE unless the family opts in, a
 // hidden_act other than silu, attention_bias, sliding-window attention (use_sliding_window, or
 // a non-null sliding_window with `sliding_window_field`).
 Status ParseDecoderConfig(const FieldReader& reader, const std::string& architecture,

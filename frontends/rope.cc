@@ -175,54 +175,34 @@ StatusOr<RopeParameters> ParseRopeParameters(const FieldReader& reader, double t
   return rope;
 }
 
-StatusOr<RopeFrequencies> ComputeRopeFrequencies(const RopeParameters& rope, int64_t head_dim,
-                                                 int64_t max_position_embeddings, int64_t seq_len) {
-  RopeFrequencies out;
-  // transformers: dim = int(head_dim * partial_rotary_factor).
-  out.rotary_dim = static_cast<int64_t>(static_cast<double>(head_dim) * rope.partial_rotary_factor);
-  const int64_t dim = out.rotary_dim;
+StatusOr<RopeOpScaling> RopeScalingForOp(const RopeParameters& rope, int64_t rotary_dim) {
+  const int64_t dim = rotary_dim;
   if (dim < 2 || dim % 2 != 0) {
-    return InvalidArgument("RoPE: rotary dim int(head_dim " + std::to_string(head_dim) + " * " +
-                           Num(rope.partial_rotary_factor) + ") = " + std::to_string(dim) +
-                           " must be even and >= 2");
+    return InvalidArgument("RoPE: rotary dim " + std::to_string(dim) + " must be even and >= 2");
   }
   if (!(rope.theta > 0)) return InvalidArgument("RoPE: theta must be positive");
-  const int64_t half = dim / 2;
-  auto unscaled = [&](double base) {
-    std::vector<double> inv(half);
-    for (int64_t i = 0; i < half; ++i)
-      inv[i] = 1.0 / std::pow(base, static_cast<double>(2 * i) / static_cast<double>(dim));
-    return inv;
-  };
-
+  RopeOpScaling out;
   switch (rope.type) {
     case RopeType::kDefault:
-      out.inv_freq = unscaled(rope.theta);
       break;
     case RopeType::kLinear:
-      out.inv_freq = unscaled(rope.theta);
-      for (double& f : out.inv_freq)
-        f /= rope.factor;
+      out.scaling = kRopeLinear;
+      out.factor = rope.factor;
       break;
-    case RopeType::kDynamic: {
-      if (dim <= 2) return InvalidArgument("RoPE dynamic: rotary dim must be > 2");
-      const double max_pos = static_cast<double>(max_position_embeddings);
-      const double len = std::max(static_cast<double>(seq_len), max_pos);
-      const double base =
-          rope.theta * std::pow(rope.factor * len / max_pos - (rope.factor - 1),
-                                static_cast<double>(dim) / static_cast<double>(dim - 2));
-      out.inv_freq = unscaled(base);
-      break;
-    }
+    case RopeType::kDynamic:
+      return Unimplemented(
+          "RoPE dynamic (NTK-aware) rescales theta with the sequence length; the rope op "
+          "rotates by one fixed table");
     case RopeType::kYarn: {
-      const double factor = rope.factor;
+      out.scaling = kRopeYarn;
+      out.factor = rope.factor;
       if (rope.attention_factor.has_value()) {
         out.attention_factor = *rope.attention_factor;
       } else if (rope.mscale != 0 && rope.mscale_all_dim != 0) {
         out.attention_factor =
-            YarnMscale(factor, rope.mscale) / YarnMscale(factor, rope.mscale_all_dim);
+            YarnMscale(rope.factor, rope.mscale) / YarnMscale(rope.factor, rope.mscale_all_dim);
       } else {
-        out.attention_factor = YarnMscale(factor, 1.0);
+        out.attention_factor = YarnMscale(rope.factor, 1.0);
       }
       const double base = rope.theta;
       const double original = static_cast<double>(rope.original_max_position_embeddings);
@@ -240,34 +220,56 @@ StatusOr<RopeFrequencies> ComputeRopeFrequencies(const RopeParameters& rope, int
       low = std::max(low, 0.0);
       high = std::min(high, static_cast<double>(dim - 1));
       if (low == high) high += 0.001;  // transformers: prevent a singular ramp
-      const std::vector<double> extrapolation = unscaled(base);
-      out.inv_freq.resize(half);
-      for (int64_t i = 0; i < half; ++i) {
-        const double ramp = std::clamp((static_cast<double>(i) - low) / (high - low), 0.0, 1.0);
-        const double extrapolation_weight = 1 - ramp;
-        const double interpolation = extrapolation[i] / factor;
-        out.inv_freq[i] =
-            interpolation * (1 - extrapolation_weight) + extrapolation[i] * extrapolation_weight;
-      }
+      out.ramp_low = low;
+      out.ramp_high = high;
       break;
     }
     case RopeType::kLlama3: {
+      // w_i = clamp((old_context / wavelen_i - low_freq_factor) / (high - low)), with
+      // old_context / wavelen_i = old_context * b_i / (2 pi): a ramp over b_i.
+      out.scaling = kRopeLlama3;
+      out.factor = rope.factor;
       const double old_context = static_cast<double>(rope.original_max_position_embeddings);
-      const double low_freq_wavelen = old_context / rope.low_freq_factor;
-      const double high_freq_wavelen = old_context / rope.high_freq_factor;
-      out.inv_freq = unscaled(rope.theta);
-      for (double& f : out.inv_freq) {
-        const double wavelen = 2 * std::numbers::pi / f;
-        if (wavelen > low_freq_wavelen) {
-          f /= rope.factor;
-        } else if (wavelen >= high_freq_wavelen) {
-          const double smooth = (old_context / wavelen - rope.low_freq_factor) /
-                                (rope.high_freq_factor - rope.low_freq_factor);
-          f = (1 - smooth) * f / rope.factor + smooth * f;
-        }
-      }
+      out.ramp_low = 2 * std::numbers::pi * rope.low_freq_factor / old_context;
+      out.ramp_high = 2 * std::numbers::pi * rope.high_freq_factor / old_context;
       break;
     }
+  }
+  return out;
+}
+
+StatusOr<RopeFrequencies> ComputeRopeFrequencies(const RopeParameters& rope, int64_t head_dim,
+                                                 int64_t max_position_embeddings, int64_t seq_len) {
+  RopeFrequencies out;
+  // transformers: dim = int(head_dim * partial_rotary_factor).
+  out.rotary_dim = static_cast<int64_t>(static_cast<double>(head_dim) * rope.partial_rotary_factor);
+  const int64_t dim = out.rotary_dim;
+  if (dim < 2 || dim % 2 != 0) {
+    return InvalidArgument("RoPE: rotary dim int(head_dim " + std::to_string(head_dim) + " * " +
+                           Num(rope.partial_rotary_factor) + ") = " + std::to_string(dim) +
+                           " must be even and >= 2");
+  }
+  if (!(rope.theta > 0)) return InvalidArgument("RoPE: theta must be positive");
+  const int64_t half = dim / 2;
+  out.inv_freq.resize(half);
+  if (rope.type == RopeType::kDynamic) {
+    if (dim <= 2) return InvalidArgument("RoPE dynamic: rotary dim must be > 2");
+    const double max_pos = static_cast<double>(max_position_embeddings);
+    const double len = std::max(static_cast<double>(seq_len), max_pos);
+    const double base =
+        rope.theta * std::pow(rope.factor * len / max_pos - (rope.factor - 1),
+                              static_cast<double>(dim) / static_cast<double>(dim - 2));
+    for (int64_t i = 0; i < half; ++i)
+      out.inv_freq[i] = RopeInvFreq(base, dim, i, kRopeUnscaled, 1, 0, 0);
+    return out;
+  }
+  // Every other type is the rope op's own formula (ir/rope_freq.h), so these
+  // frequencies, which the rope goldens check against transformers, are the kernels'.
+  MG_ASSIGN_OR_RETURN(const RopeOpScaling scaling, RopeScalingForOp(rope, dim));
+  out.attention_factor = scaling.attention_factor;
+  for (int64_t i = 0; i < half; ++i) {
+    out.inv_freq[i] = RopeInvFreq(rope.theta, dim, i, scaling.scaling, scaling.factor,
+                                  scaling.ramp_low, scaling.ramp_high);
   }
   return out;
 }

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "frontends/config_reader.h"
+#include "ir/rope_freq.h"
 #include "support/status.h"
 
 namespace moegraph {
@@ -54,6 +55,19 @@ struct RopeParameters {
 StatusOr<RopeParameters> ParseRopeParameters(const FieldReader& reader, double theta,
                                              int64_t max_position_embeddings,
                                              std::string* type_field = nullptr);
+
+// The rope op's scaling attributes (RopeParams' scaling, factor, ramp_low/high,
+// attention_factor; ir/rope_freq.h) for `rope` rotating `rotary_dim` values: YaRN's
+// correction-dim ramp and attention factor, Llama 3's wavelength ramp, linear's factor.
+// Unimplemented for dynamic NTK (its table depends on the sequence length).
+struct RopeOpScaling {
+  int64_t scaling = kRopeUnscaled;
+  double factor = 1;
+  double ramp_low = 0;
+  double ramp_high = 0;
+  double attention_factor = 1;
+};
+StatusOr<RopeOpScaling> RopeScalingForOp(const RopeParameters& rope, int64_t rotary_dim);
 
 // What RoPE rotates by: `inv_freq` [rotary_dim / 2] and the factor cos/sin are scaled by.
 struct RopeFrequencies {

@@ -88,23 +88,36 @@ struct RmsNormParams {
 };
 
 // rope: rotates the first rotary_dim values of each head_dim-wide head by
-// inv_freq_i = theta^(-2i / rotary_dim), i < rotary_dim / 2, and passes the rest
-// through. interleaved 0: NeoX rotate-half over the rotary part, pair (i, i +
-// rotary_dim / 2); 1: GPT-J pairs (2i, 2i + 1). rotary_dim absent or 0 means
-// head_dim; a set one is even, in [2, head_dim] (the verifier checks).
+// inv_freq_i (ir/rope_freq.h: theta^(-2i / rotary_dim), i < rotary_dim / 2,
+// blended by `scaling`: linear, YaRN or Llama 3 with `factor` and the ramp
+// bounds) and passes the rest through; cos and sin are scaled by
+// attention_factor (YaRN's). interleaved 0: NeoX rotate-half over the rotary
+// part, pair (i, i + rotary_dim / 2); 1: GPT-J pairs (2i, 2i + 1). rotary_dim
+// absent or 0 means head_dim; a set one is even, in [2, head_dim] (the verifier
+// checks). Every option is absent in unscaled, whole-head rotate-half IR.
 struct RopeParams {
   static constexpr const char* kName = "RopeParams";
   int64_t head_dim = 0;
   double theta = 0;
   int64_t rotary_dim = 0;
   int64_t interleaved = 0;
+  int64_t scaling = 0;  // RopeScaling
+  double factor = 1;
+  double ramp_low = 0;
+  double ramp_high = 0;
+  double attention_factor = 1;
   static constexpr auto Fields() {
-    return std::array{IntField("head_dim", &RopeParams::head_dim, 2, 4096),
-                      FloatField("theta", &RopeParams::theta),
-                      OptionalIntField("rotary_dim", &RopeParams::rotary_dim, 0, 4096,
-                                       /*default_value=*/0),
-                      OptionalIntField("interleaved", &RopeParams::interleaved, 0, 1,
-                                       /*default_value=*/0)};
+    return std::array{
+        IntField("head_dim", &RopeParams::head_dim, 2, 4096),
+        FloatField("theta", &RopeParams::theta),
+        OptionalIntField("rotary_dim", &RopeParams::rotary_dim, 0, 4096, /*default_value=*/0),
+        OptionalIntField("interleaved", &RopeParams::interleaved, 0, 1, /*default_value=*/0),
+        OptionalIntField("scaling", &RopeParams::scaling, 0, 3, /*default_value=*/0),
+        OptionalFloatField("factor", &RopeParams::factor, /*default_value=*/1.0),
+        OptionalFloatField("ramp_low", &RopeParams::ramp_low, /*default_value=*/0.0),
+        OptionalFloatField("ramp_high", &RopeParams::ramp_high, /*default_value=*/0.0),
+        OptionalFloatField("attention_factor", &RopeParams::attention_factor,
+                           /*default_value=*/1.0)};
   }
   // The rotated width: rotary_dim, or head_dim when it is 0.
   constexpr int64_t RotaryDim() const { return rotary_dim != 0 ? rotary_dim : head_dim; }

@@ -6,6 +6,7 @@
 #include <memory>
 
 #include "ir/op_registry.h"
+#include "ir/rope_freq.h"
 
 namespace moegraph {
 namespace {
@@ -217,6 +218,22 @@ StatusOr<std::vector<Type>> InferRope(const InferContext& ctx) {
     return ShapeError(ctx, "rotary_dim (" + std::to_string(rotary_dim) +
                                ") must be even and in [2, head_dim = " + std::to_string(head_dim) +
                                "] (or 0 for the whole head)");
+  }
+  // Scaled RoPE (ir/rope_freq.h): a positive factor and attention factor, and a ramp.
+  const int64_t scaling = ctx.op.IntAttr("scaling", kRopeUnscaled);
+  const double factor = ctx.op.FloatAttr("factor", 1.0);
+  const double attention_factor = ctx.op.FloatAttr("attention_factor", 1.0);
+  if (!(factor > 0 && std::isfinite(factor)) ||
+      !(attention_factor > 0 && std::isfinite(attention_factor))) {
+    return ShapeError(ctx, "factor (" + std::to_string(factor) + ") and attention_factor (" +
+                               std::to_string(attention_factor) + ") must be positive and finite");
+  }
+  if (scaling == kRopeYarn || scaling == kRopeLlama3) {
+    const double low = ctx.op.FloatAttr("ramp_low", 0.0), high = ctx.op.FloatAttr("ramp_high", 0.0);
+    if (!(high > low) || !std::isfinite(low) || !std::isfinite(high)) {
+      return ShapeError(ctx, "a yarn or llama3 rope needs finite ramp_low < ramp_high, got [" +
+                                 std::to_string(low) + ", " + std::to_string(high) + "]");
+    }
   }
   return std::vector<Type>{In(ctx, 0)};
 }
@@ -628,7 +645,9 @@ std::vector<OpDef> BuildDefs() {
        .infer = InferLinearSiluMul},
       {.name = "rope",
        .summary = "rotary embedding at ForwardMeta positions: rotate-half, or GPT-J pairs with "
-                  "interleaved = 1, over the first rotary_dim (default head_dim) of each head",
+                  "interleaved = 1, over the first rotary_dim (default head_dim) of each head; "
+                  "scaling 1/2/3 = linear/yarn/llama3 frequencies (factor, ramp_low/high), "
+                  "cos and sin times attention_factor",
        .example =
            "%q2 = rope(%meta, %q) {head_dim = 128, theta = 1000000.0} : tensor<T x 4096 x f32>",
        .min_data_operands = 1,

@@ -145,10 +145,10 @@ struct KvCacheView {
 };
 
 // A plan step's parameter arrays are at most this long (the wire format).
-constexpr int kMaxKernelInts = 8;
-constexpr int kMaxKernelFloats = 4;
+constexpr int kMaxKernelInts = 16;
+constexpr int kMaxKernelFloats = 8;
 // A decoded params struct fits in this many bytes.
-constexpr size_t kMaxKernelParamBytes = 64;
+constexpr size_t kMaxKernelParamBytes = 128;
 
 // Everything one kernel call needs.
 struct KernelArgs {

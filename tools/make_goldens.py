@@ -223,6 +223,36 @@ CASES = {
             tie_word_embeddings=True, rope_theta=1000000.0,
         ),
     ),
+    # Scaled RoPE on dense Qwen3: YaRN (factor 4 over an original context of 64: pairs
+    # 0..3 of 8 on the ramp, the rest interpolated, cos/sin times 0.1 ln 4 + 1) and Llama 3.1's
+    # wavelength ramp (factor 8, freq factors 1 and 4), both under positions past 64.
+    "qwen3_dense_yarn": dict(
+        family="qwen3",
+        seed=3003,
+        dtype="float32",
+        layout="dense",
+        config_style="transformers",
+        config=dict(
+            vocab_size=199, hidden_size=64, intermediate_size=96, num_hidden_layers=2,
+            num_attention_heads=4, num_key_value_heads=2, head_dim=16,
+            tie_word_embeddings=False, rope_theta=10000.0,
+            rope_scaling=dict(rope_type="yarn", factor=4.0, original_max_position_embeddings=64),
+        ),
+    ),
+    "qwen3_dense_llama3": dict(
+        family="qwen3",
+        seed=3004,
+        dtype="float32",
+        layout="dense",
+        config_style="transformers",
+        config=dict(
+            vocab_size=199, hidden_size=64, intermediate_size=96, num_hidden_layers=2,
+            num_attention_heads=4, num_key_value_heads=2, head_dim=16,
+            tie_word_embeddings=False, rope_theta=10000.0,
+            rope_scaling=dict(rope_type="llama3", factor=8.0, low_freq_factor=1.0,
+                              high_freq_factor=4.0, original_max_position_embeddings=64),
+        ),
+    ),
     # Mixtral: softmax top-k renormalised over the chosen experts, w1/w2/w3
     # expert names under block_sparse_moe (published layout), no q/k norm.
     "mixtral_top2": dict(

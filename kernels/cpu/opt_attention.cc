@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <limits>
 
+#include "ir/rope_freq.h"
 #include "kernels/cpu/kv_access.h"
 #include "kernels/cpu/opt_kernels.h"
 #include "kernels/cpu/reference_kernels.h"
@@ -503,9 +504,10 @@ void OptRope(const KernelArgs& args) {
   // The reference's inverse frequencies, computed once instead of per row.
   float inv_freq[kMaxRopeHalf];
   for (int64_t i = 0; i < half; ++i) {
-    inv_freq[i] =
-        static_cast<float>(1.0 / std::pow(theta, static_cast<double>(2 * i) / rotary_dim));
+    inv_freq[i] = static_cast<float>(RopeInvFreq(theta, rotary_dim, i, params.scaling,
+                                                 params.factor, params.ramp_low, params.ramp_high));
   }
+  const auto attention_factor = static_cast<float>(params.attention_factor);
   ParallelFor(num_rows > 1 ? args.num_threads : 1, num_rows, [&](int64_t begin, int64_t end) {
     for (int64_t t = begin; t < end; ++t) {
       float* y_row = y + t * row_size;
@@ -517,8 +519,8 @@ void OptRope(const KernelArgs& args) {
       float cos[kMaxRopeHalf], sin[kMaxRopeHalf];
       for (int64_t i = 0; i < half; ++i) {
         const float angle = position * inv_freq[i];
-        cos[i] = std::cos(angle);
-        sin[i] = std::sin(angle);
+        cos[i] = std::cos(angle) * attention_factor;
+        sin[i] = std::sin(angle) * attention_factor;
       }
       RopeRow(x + t * row_size, y_row, row_size, head_dim, rotary_dim, params.interleaved != 0, cos,
               sin);

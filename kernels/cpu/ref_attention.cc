@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <limits>
 
+#include "ir/rope_freq.h"
 #include "kernels/cpu/kv_access.h"
 #include "kernels/cpu/reference_kernels.h"
 #include "kernels/cpu/thread_pool.h"
@@ -32,6 +33,7 @@ void RefRope(const KernelArgs& args) {
   const int64_t rotary_dim = params.RotaryDim();
   const bool interleaved = params.interleaved != 0;
   const double theta = params.theta;
+  const auto attention_factor = static_cast<float>(params.attention_factor);
   MG_KERNEL_CONTRACT(args.meta != nullptr && head_dim > 0 && head_dim % 2 == 0 && rotary_dim >= 2 &&
                          rotary_dim % 2 == 0 && rotary_dim <= head_dim &&
                          (params.interleaved == 0 || params.interleaved == 1) &&
@@ -52,11 +54,12 @@ void RefRope(const KernelArgs& args) {
       const float* x_row = x + t * row_size;
       const float position = static_cast<float>(args.meta->positions[t]);
       for (int64_t i = 0; i < half; ++i) {
-        const float inv_freq =
-            static_cast<float>(1.0 / std::pow(theta, static_cast<double>(2 * i) / rotary_dim));
+        const auto inv_freq =
+            static_cast<float>(RopeInvFreq(theta, rotary_dim, i, params.scaling, params.factor,
+                                           params.ramp_low, params.ramp_high));
         const float angle = position * inv_freq;
-        const float cos = std::cos(angle);
-        const float sin = std::sin(angle);
+        const float cos = std::cos(angle) * attention_factor;
+        const float sin = std::sin(angle) * attention_factor;
         // Pair i: (i, i + half) rotate-half, or (2i, 2i + 1) interleaved.
         const int64_t a = interleaved ? 2 * i : i;
         const int64_t b = interleaved ? 2 * i + 1 : i + half;

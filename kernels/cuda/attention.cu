@@ -3,6 +3,7 @@
 
 #include <cmath>
 
+#include "ir/rope_freq.h"
 #include "kernels/cuda/attention.cuh"
 #include "kernels/cuda/device_util.cuh"
 
@@ -49,7 +50,8 @@ __device__ __forceinline__ Bf16Bits FromF32<Bf16Bits>(float x) {
 // 2i + 1) when interleaved, over the first rotary_dim values; the threads then
 // copy the values past rotary_dim (in place there is nothing to copy).
 __global__ void RopeKernel(const float* x, float* y, int64_t row_size, int64_t head_dim,
-                           int64_t rotary_dim, bool interleaved, double theta, int64_t row_limit,
+                           int64_t rotary_dim, bool interleaved, double theta,
+                           RopeScalingArgs scaling, int64_t row_limit,
                            const ForwardMetaView* meta) {
   const int64_t t = blockIdx.x;
   float* y_row = y + t * row_size;
@@ -62,12 +64,13 @@ __global__ void RopeKernel(const float* x, float* y, int64_t row_size, int64_t h
   const float position = static_cast<float>(meta->positions[t]);
   const int64_t half = rotary_dim / 2;
   for (int64_t i = threadIdx.x; i < half; i += blockDim.x) {
-    // As the reference: the frequency in double, rounded to float once.
-    const float inv_freq = static_cast<float>(
-        1.0 / pow(theta, static_cast<double>(2 * i) / static_cast<double>(rotary_dim)));
+    // As the reference: the frequency in double (ir/rope_freq.h), rounded to float once.
+    const auto inv_freq =
+        static_cast<float>(RopeInvFreq(theta, rotary_dim, i, scaling.scaling, scaling.factor,
+                                       scaling.ramp_low, scaling.ramp_high));
     const float angle = position * inv_freq;
-    const float cos_a = cosf(angle);
-    const float sin_a = sinf(angle);
+    const float cos_a = cosf(angle) * scaling.attention_factor;
+    const float sin_a = sinf(angle) * scaling.attention_factor;
     const int64_t a = interleaved ? 2 * i : i;
     const int64_t b = interleaved ? 2 * i + 1 : i + half;
     for (int64_t h = 0; h < row_size; h += head_dim) {
@@ -198,13 +201,14 @@ __global__ void __launch_bounds__(kAttnThreads)
 
 cudaError_t LaunchRope(const float* x, float* y, int64_t num_rows, int64_t row_size,
                        int64_t head_dim, int64_t rotary_dim, bool interleaved, float theta,
-                       int64_t row_limit, const ForwardMetaView* meta, cudaStream_t stream) {
+                       const RopeScalingArgs& scaling, int64_t row_limit,
+                       const ForwardMetaView* meta, cudaStream_t stream) {
   if (num_rows <= 0 || row_size <= 0) return cudaSuccess;
   const bool ok = head_dim > 0 && head_dim % 2 == 0 && row_size % head_dim == 0 &&
                   rotary_dim >= 2 && rotary_dim % 2 == 0 && rotary_dim <= head_dim;
   RopeKernel<<<static_cast<unsigned int>(num_rows), kRopeThreads, 0, stream>>>(
       x, y, row_size, ok ? head_dim : 2, ok ? rotary_dim : 2, interleaved,
-      static_cast<double>(theta), ok ? row_limit : 0, meta);
+      static_cast<double>(theta), scaling, ok ? row_limit : 0, meta);
   return cudaGetLastError();
 }
 

@@ -14,13 +14,21 @@
 
 namespace moegraph::cuda {
 
+// RopeParams' frequency scaling (ir/rope_freq.h), passed by value to the kernel.
+struct RopeScalingArgs {
+  int64_t scaling = 0;
+  double factor = 1, ramp_low = 0, ramp_high = 0;
+  float attention_factor = 1;
+};
+
 // y [num_rows, row_size] = RoPE of x at meta->positions over the first rotary_dim
 // values of each head (NeoX rotate-half, or GPT-J pairs when interleaved), the
 // rest copied. `row_limit` is 0 when the host-side shape check failed; a null
 // meta zeroes y.
 cudaError_t LaunchRope(const float* x, float* y, int64_t num_rows, int64_t row_size,
                        int64_t head_dim, int64_t rotary_dim, bool interleaved, float theta,
-                       int64_t row_limit, const ForwardMetaView* meta, cudaStream_t stream);
+                       const RopeScalingArgs& scaling, int64_t row_limit,
+                       const ForwardMetaView* meta, cudaStream_t stream);
 
 // One layer's slice of the paged cache: [num_blocks * block_size, num_kv_heads,
 // head_dim] keys and values of `dtype` (kF32, kF16 or kBF16), read as f32 and

@@ -373,9 +373,14 @@ Status RunRope(const KernelArgs& a, const CudaStepContext& ctx) {
                              "in [2, head_dim] and interleaved 0 or 1");
   }
   const int64_t row_limit = num_rows;
+  const RopeScalingArgs scaling{.scaling = params.scaling,
+                                .factor = params.factor,
+                                .ramp_low = params.ramp_low,
+                                .ramp_high = params.ramp_high,
+                                .attention_factor = static_cast<float>(params.attention_factor)};
   return Check(LaunchRope(F32In(a.in[0]), F32Out(a.out[0]), num_rows, row_size, head_dim,
                           rotary_dim, params.interleaved != 0, static_cast<float>(params.theta),
-                          row_limit, a.meta, ctx.stream),
+                          scaling, row_limit, a.meta, ctx.stream),
                "rope");
 }
 

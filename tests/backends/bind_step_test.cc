@@ -105,7 +105,7 @@ TEST(BindStepTest, WrongParameterCountsAreAnError) {
   BoundStep bound;
   const Status status = BindStep(step, bindings, 1, args, bound);
   EXPECT_FALSE(status.ok());
-  EXPECT_NE(status.ToString().find("has 1 ints and 0 floats, expected 3 and 1 (RopeParams)"),
+  EXPECT_NE(status.ToString().find("has 1 ints and 0 floats, expected 4 and 5 (RopeParams)"),
             std::string::npos)
       << status.ToString();
 }

@@ -335,6 +335,31 @@ std::vector<OpCase> BuildCases() {
                 .head_dim = 18, .theta = 500000.0, .rotary_dim = 10, .interleaved = interleaved})
             .Build());
   }
+  // Scaled frequencies: YaRN (a ramp over pairs 1..4, its attention factor) over a partial
+  // interleaved head, and Llama 3's wavelength ramp over a whole head.
+  cases.push_back(CaseBuilder("rope/yarn", "rope")
+                      .F32({kT, 3 * 18}, 9)
+                      .Output(DType::kF32, {kT, 3 * 18})
+                      .Params(RopeParams{.head_dim = 18,
+                                         .theta = 10000.0,
+                                         .rotary_dim = 14,
+                                         .interleaved = 1,
+                                         .scaling = 2,
+                                         .factor = 4.0,
+                                         .ramp_low = 1,
+                                         .ramp_high = 4,
+                                         .attention_factor = 1.1386})
+                      .Build());
+  cases.push_back(CaseBuilder("rope/llama3", "rope")
+                      .F32({kT, kHeads * kHeadDim}, 10)
+                      .Output(DType::kF32, {kT, kHeads * kHeadDim})
+                      .Params(RopeParams{.head_dim = kHeadDim,
+                                         .theta = 10000.0,
+                                         .scaling = 3,
+                                         .factor = 8.0,
+                                         .ramp_low = 0.098,
+                                         .ramp_high = 0.393})
+                      .Build());
   cases.push_back(CaseBuilder("rope/interleaved", "rope")
                       .F32({kT, kHeads * kHeadDim}, 6)
                       .Output(DType::kF32, {kT, kHeads * kHeadDim})

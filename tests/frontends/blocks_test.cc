@@ -178,6 +178,40 @@ TEST(BlocksTest, PartialAndInterleavedRopeAreRopeAttributes) {
   }
 }
 
+// Scaled RoPE is the rope op's scaling attributes: YaRN's ramp over pairs [floor(low),
+// ceil(high)] of its correction dims and its attention factor 0.1 ln(factor) + 1; linear's
+// factor alone. head_dim 8, theta 1e4, original context 64: correction dims
+// 8 ln(64 / (2 pi r)) / (2 ln 1e4) = -0.50 (r = 32) and 1.01 (r = 1), so the ramp is [0, 2].
+TEST(BlocksTest, ScaledRopeIsRopeScalingAttributes) {
+  struct Case {
+    RopeType type;
+    std::string attrs;
+  };
+  const Case cases[] = {
+      {RopeType::kYarn,
+       "{attention_factor = 1.138629436111989, factor = 4.0, head_dim = 8, ramp_high = 2.0, "
+       "scaling = 2, theta = 10000.0}"},
+      {RopeType::kLinear, "{factor = 4.0, head_dim = 8, scaling = 1, theta = 10000.0}"},
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.attrs);
+    GraphBuilder b("t");
+    ValueId x = b.Input("x", Tokens(16));
+    AttentionOptions o = Gqa();
+    o.rope.type = c.type;
+    o.rope.factor = 4;
+    o.rope.original_max_position_embeddings = 64;
+    StatusOr<ValueId> y = BuildAttention(b, o, AttentionWeightsFor(b, false), x, "l0.");
+    ASSERT_TRUE(y.ok()) << y.status().ToString();
+    b.Output(*y);
+    StatusOr<Graph> g = std::move(b).Finish();
+    ASSERT_TRUE(g.ok()) << g.status().ToString();
+    const std::string text = PrintGraph(*g);
+    EXPECT_EQ(Count(text, "= rope(%meta, %l0.q) " + c.attrs), 1) << text;
+    EXPECT_EQ(Count(text, "= rope(%meta, %l0.k) " + c.attrs), 1) << text;
+  }
+}
+
 // int(head_dim * partial_rotary_factor) must be an even count >= 2.
 TEST(BlocksTest, PartialRotaryFactorMustRotateAnEvenCount) {
   for (double factor : {0.4, 0.1}) {  // int(3.2) = 3, int(0.8) = 0
@@ -395,10 +429,7 @@ TEST(BlocksTest, AttentionOptionsWithoutAnOpAreUnimplemented) {
       {[](AttentionOptions& o) { o.sinks = true; }, "option sinks"},
       {[](AttentionOptions& o) { o.sliding_window = 4096; }, "option sliding_window = 4096"},
       {[](AttentionOptions& o) { o.mla = true; }, "option mla"},
-      {[](AttentionOptions& o) { o.rope.type = RopeType::kLinear; }, "option rope.type = linear"},
       {[](AttentionOptions& o) { o.rope.type = RopeType::kDynamic; }, "option rope.type = dynamic"},
-      {[](AttentionOptions& o) { o.rope.type = RopeType::kYarn; }, "option rope.type = yarn"},
-      {[](AttentionOptions& o) { o.rope.type = RopeType::kLlama3; }, "option rope.type = llama3"},
   };
   for (const Case& c : cases) {
     GraphBuilder b("t");

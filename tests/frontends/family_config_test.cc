@@ -547,7 +547,7 @@ TEST(Ernie4_5_MoeConfig, ErrorsNameTheField) {
        "config.json: field \"hidden_act\" is \"gelu\"; only \"silu\" is supported"},
       {"rope_scaling",
        JsonValue::MakeObject(
-           {{"rope_type", JsonValue::String("linear")}, {"factor", JsonValue::Double(2.0)}}),
+           {{"rope_type", JsonValue::String("dynamic")}, {"factor", JsonValue::Double(2.0)}}),
        StatusCode::kUnimplemented, ""},
   };
   for (const Case& k : cases) {

@@ -216,33 +216,14 @@ TEST(Qwen3MoeConfigTest, RejectsBadValuesNamingFileAndField) {
       {"use_sliding_window", JsonValue::Bool(true), kUnimplemented,
        "config.json: field \"use_sliding_window\" is true; sliding-window attention is not "
        "supported"},
-      {"rope_scaling", JsonValue::MakeObject({{"rope_type", s("yarn")}, {"factor", d(4.0)}}),
-       kUnimplemented,
-       "config.json: field \"rope_scaling\" has rope_type \"yarn\" ({\"rope_type\":\"yarn\","
-       "\"factor\":4.0}); the rope op takes only theta, so only unscaled RoPE (null or rope_type "
-       "\"default\") runs today"},
       {"rope_scaling", s("linear"), kInvalid,
        "config.json: field \"rope_scaling\" must be null or an object, found a string"},
-      // Every scaling type is parsed, then refused: the rope op cannot run it yet.
-      {"rope_parameters", JsonValue::MakeObject({{"rope_type", s("linear")}, {"factor", d(2.0)}}),
-       kUnimplemented,
-       "config.json: field \"rope_parameters\" has rope_type \"linear\" ({\"rope_type\":"
-       "\"linear\",\"factor\":2.0}); the rope op takes only theta, so only unscaled RoPE (null "
-       "or rope_type \"default\") runs today"},
+      // Dynamic NTK is parsed, then refused: its table grows with the sequence.
       {"rope_scaling", JsonValue::MakeObject({{"type", s("dynamic")}, {"factor", d(2.0)}}),
        kUnimplemented,
        "config.json: field \"rope_scaling\" has rope_type \"dynamic\" ({\"type\":\"dynamic\","
-       "\"factor\":2.0}); the rope op takes only theta, so only unscaled RoPE (null or rope_type "
-       "\"default\") runs today"},
-      {"rope_scaling",
-       JsonValue::MakeObject({{"rope_type", s("llama3")},
-                              {"factor", d(8.0)},
-                              {"low_freq_factor", d(1.0)},
-                              {"high_freq_factor", d(4.0)}}),
-       kUnimplemented,
-       "config.json: field \"rope_scaling\" has rope_type \"llama3\" ({\"rope_type\":\"llama3\","
-       "\"factor\":8.0,\"low_freq_factor\":1.0,\"high_freq_factor\":4.0}); the rope op takes "
-       "only theta, so only unscaled RoPE (null or rope_type \"default\") runs today"},
+       "\"factor\":2.0}); NTK-aware RoPE rescales theta with the sequence length, and the rope "
+       "op rotates by one fixed table (default, linear, yarn and llama3 run)"},
       {"rope_scaling", JsonValue::MakeObject({{"rope_type", s("longrope")}}), kUnimplemented,
        "config.json: field \"rope_scaling\" has rope_type \"longrope\"; supported: default, "
        "linear, dynamic, yarn, llama3"},

@@ -198,12 +198,31 @@ TEST(OpParamsTest, RopeOptionalFieldsAreLeftOutAtZero) {
   // Absent, they read as 0 and travel as 0.
   const Op op = OpOf(LookupOp("rope"), {{"head_dim", int64_t{4}}, {"theta", 1e4}});
   const KernelParams wire = PackKernelParams(op);
-  EXPECT_EQ(wire.ints, (std::vector<int64_t>{4, 0, 0}));
-  EXPECT_EQ(wire.floats, (std::vector<float>{1e4f}));
+  // ints: head_dim, rotary_dim, interleaved, scaling; floats: theta, factor, ramp_low,
+  // ramp_high, attention_factor (the unscaled defaults).
+  EXPECT_EQ(wire.ints, (std::vector<int64_t>{4, 0, 0, 0}));
+  EXPECT_EQ(wire.floats, (std::vector<float>{1e4f, 1.0f, 0.0f, 0.0f, 1.0f}));
   StatusOr<RopeParams> p = OpParams<RopeParams>(op);
   ASSERT_TRUE(p.ok()) << p.status().ToString();
   EXPECT_EQ(p->RotaryDim(), 4);
   EXPECT_EQ(p->interleaved, 0);
+  EXPECT_EQ(p->scaling, 0);
+  EXPECT_EQ(p->factor, 1.0);
+  EXPECT_EQ(p->attention_factor, 1.0);
+  // A scaled rope prints exactly its scaling fields.
+  EXPECT_EQ(ParamsToAttrs(RopeParams{.head_dim = 4,
+                                     .theta = 1e4,
+                                     .scaling = 2,
+                                     .factor = 4,
+                                     .ramp_low = 0,
+                                     .ramp_high = 3,
+                                     .attention_factor = 1.5}),
+            (AttrMap{{"attention_factor", 1.5},
+                     {"factor", 4.0},
+                     {"head_dim", int64_t{4}},
+                     {"ramp_high", 3.0},
+                     {"scaling", int64_t{2}},
+                     {"theta", 1e4}}));
 }
 
 // The routing options have defaults: absent, they read and pack as the default (num_groups 1,

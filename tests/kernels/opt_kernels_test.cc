@@ -372,11 +372,13 @@ TEST(OptKernelsTest, RopeMatchesReference) {
   SKIP_WITHOUT_AVX2();
   struct Case {
     int64_t head_dim, rotary_dim, interleaved;
+    int64_t scaling = 0;  // 2: yarn over a 3..9 ramp with factor 4 and attention factor 1.25
   };
   // Whole heads, then partial (rotary_dim 0 is the whole head) and interleaved ones; 34 and 10
-  // leave a rotate-half tail past the 8-wide vectors.
-  const Case cases[] = {{24, 0, 0},   {64, 0, 0},  {128, 0, 0}, {6, 0, 0},   {64, 32, 0},
-                        {128, 68, 0}, {18, 10, 0}, {64, 0, 1},  {18, 10, 1}, {6, 6, 1}};
+  // leave a rotate-half tail past the 8-wide vectors; then YaRN-scaled ones.
+  const Case cases[] = {{24, 0, 0},  {64, 0, 0},   {128, 0, 0},   {6, 0, 0},
+                        {64, 32, 0}, {128, 68, 0}, {18, 10, 0},   {64, 0, 1},
+                        {18, 10, 1}, {6, 6, 1},    {64, 0, 0, 2}, {18, 10, 1, 2}};
   for (const Case& c : cases) {
     const int32_t rows = 7;
     const int64_t cols = 3 * c.head_dim;
@@ -386,15 +388,21 @@ TEST(OptKernelsTest, RopeMatchesReference) {
     Call call;
     call.in = {Arg(x.data(), DType::kF32, {rows, cols})};
     call.out = {{DType::kF32, {rows, cols}}};
+    const bool yarn = c.scaling == 2;
     SetParams(call.param_args, RopeParams{.head_dim = c.head_dim,
                                           .theta = 1e6,
                                           .rotary_dim = c.rotary_dim,
-                                          .interleaved = c.interleaved});
+                                          .interleaved = c.interleaved,
+                                          .scaling = c.scaling,
+                                          .factor = yarn ? 4.0 : 1.0,
+                                          .ramp_low = yarn ? 3.0 : 0.0,
+                                          .ramp_high = yarn ? 9.0 : 0.0,
+                                          .attention_factor = yarn ? 1.25 : 1.0});
     call.meta = meta.view();
     ExpectMatches(RefRope, OptRope, call,
                   "head_dim " + std::to_string(c.head_dim) + " rotary_dim " +
                       std::to_string(c.rotary_dim) + " interleaved " +
-                      std::to_string(c.interleaved));
+                      std::to_string(c.interleaved) + " scaling " + std::to_string(c.scaling));
   }
 }
 

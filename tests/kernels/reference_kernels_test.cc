@@ -9,6 +9,7 @@
 #include <cmath>
 #include <cstdint>
 #include <limits>
+#include <numbers>
 #include <numeric>
 #include <random>
 #include <string>
@@ -667,9 +668,51 @@ TEST(RefKernelsTest, RopeRotatesHalvesAtEachPosition) {
 // Partial and interleaved RoPE against transformers' formulation: cos/sin laid out per value
 // (emb = cat(freqs, freqs) for NeoX, each frequency repeated twice when interleaved), then
 // x * cos + rotate_half(x) * sin over the first rotary_dim values, the rest passed through.
+// Scaled cases (scaling 1 linear, 2 yarn, 3 llama3) compute inv_freq as transformers'
+// _compute_linear/yarn/llama3_parameters do, from the ramp bounds the frontends derive.
 struct RopeCase {
   int64_t head_dim, rotary_dim, interleaved;
+  int64_t scaling = 0;
+  double factor = 1, ramp_low = 0, ramp_high = 0, attention_factor = 1;
 };
+
+// The test-name suffix of a scaling.
+std::string RopeScalingSuffix(int64_t scaling) {
+  switch (scaling) {
+    case 1:
+      return "_linear";
+    case 2:
+      return "_yarn";
+    case 3:
+      return "_llama3";
+  }
+  return "";
+}
+
+// transformers' inv_freq of pair `i` for `c`, written independently of ir/rope_freq.h.
+double TransformersInvFreq(const RopeCase& c, double theta, int64_t rd, int64_t i) {
+  const double base = 1.0 / std::pow(theta, 2.0 * double(i) / double(rd));
+  switch (c.scaling) {
+    case 1:
+      return base / c.factor;
+    case 2: {  // yarn: inv_freq_interpolation * (1 - extrapolation_factor) + ...
+      const double ramp =
+          std::clamp((double(i) - c.ramp_low) / (c.ramp_high - c.ramp_low), 0.0, 1.0);
+      const double extrapolation = 1 - ramp;
+      return base / c.factor * (1 - extrapolation) + base * extrapolation;
+    }
+    case 3: {  // llama3, with old_context and the freq factors recovered from the ramp bounds
+      const double old_context = 64, low_freq_factor = 1, high_freq_factor = 4;
+      const double wavelen = 2 * std::numbers::pi / base;
+      if (wavelen > old_context / low_freq_factor) return base / c.factor;
+      if (wavelen < old_context / high_freq_factor) return base;
+      const double smooth =
+          (old_context / wavelen - low_freq_factor) / (high_freq_factor - low_freq_factor);
+      return (1 - smooth) * base / c.factor + smooth * base;
+    }
+  }
+  return base;
+}
 
 class RefRopeVariantsTest : public ::testing::TestWithParam<RopeCase> {};
 
@@ -684,7 +727,12 @@ TEST_P(RefRopeVariantsTest, MatchesTransformersFormula) {
   const RopeParams params{.head_dim = c.head_dim,
                           .theta = kTheta,
                           .rotary_dim = c.rotary_dim,
-                          .interleaved = c.interleaved};
+                          .interleaved = c.interleaved,
+                          .scaling = c.scaling,
+                          .factor = c.factor,
+                          .ramp_low = c.ramp_low,
+                          .ramp_high = c.ramp_high,
+                          .attention_factor = c.attention_factor};
   std::vector<float> out = Poisoned(kT * kRow);
   RunKernel(RefRope, {F32(x, {kT, kRow})}, {F32(out, {kT, kRow})}, params, {.meta = meta.view()});
 
@@ -695,7 +743,7 @@ TEST_P(RefRopeVariantsTest, MatchesTransformersFormula) {
       double* wh = want.data() + t * kRow + h * c.head_dim;
       for (int64_t j = 0; j < rd; ++j) {
         const int64_t freq = c.interleaved ? j / 2 : j % (rd / 2);
-        const float inv_freq = float(1.0 / std::pow(kTheta, 2.0 * freq / double(rd)));
+        const auto inv_freq = float(TransformersInvFreq(c, kTheta, rd, freq));
         const double angle = double(meta.positions[t]) * inv_freq;
         double rotated;  // rotate_half(x)[j]
         if (c.interleaved) {
@@ -703,7 +751,7 @@ TEST_P(RefRopeVariantsTest, MatchesTransformersFormula) {
         } else {
           rotated = j < rd / 2 ? -xh[j + rd / 2] : xh[j - rd / 2];
         }
-        wh[j] = xh[j] * std::cos(angle) + rotated * std::sin(angle);
+        wh[j] = (xh[j] * std::cos(angle) + rotated * std::sin(angle)) * c.attention_factor;
       }
       for (int64_t j = rd; j < c.head_dim; ++j)
         wh[j] = xh[j];
@@ -719,12 +767,20 @@ TEST_P(RefRopeVariantsTest, MatchesTransformersFormula) {
 
 INSTANTIATE_TEST_SUITE_P(Rope, RefRopeVariantsTest,
                          ::testing::Values(RopeCase{18, 10, 0}, RopeCase{18, 10, 1},
-                                           RopeCase{6, 6, 1}, RopeCase{6, 0, 1},
-                                           RopeCase{18, 2, 0}),
+                                           RopeCase{6, 6, 1}, RopeCase{6, 0, 1}, RopeCase{18, 2, 0},
+                                           // linear; yarn over a 2..5 ramp (DeepSeek-style
+                                           // interleaved too); llama3 with old_context 64,
+                                           // freq factors 1 and 4: ramp 2 pi [1, 4] / 64.
+                                           RopeCase{18, 0, 0, 1, 4.0},
+                                           RopeCase{18, 14, 0, 2, 4.0, 2, 5, 1.1386},
+                                           RopeCase{6, 0, 1, 2, 40.0, 0, 1.001, 1.37},
+                                           RopeCase{18, 0, 0, 3, 8.0, 2 * std::numbers::pi / 64,
+                                                    8 * std::numbers::pi / 64}),
                          [](const auto& info) {
                            return "hd" + std::to_string(info.param.head_dim) + "_rd" +
                                   std::to_string(info.param.rotary_dim) +
-                                  (info.param.interleaved ? "_interleaved" : "_halves");
+                                  (info.param.interleaved ? "_interleaved" : "_halves") +
+                                  RopeScalingSuffix(info.param.scaling);
                          });
 
 // rotary_dim = head_dim is the whole head, bit for bit.

@@ -490,12 +490,12 @@ std::vector<SemanticCase> SemanticCases() {
        "program 'phase=decode,chunks=2,max_chunks=1,tokens=4,seqs=4' has a bad chunk count"},
       {"negative arena bytes", [](Plan& p) { p.programs[0].arena_bytes = -1; },
        std::string(kPrefill) + " has arena_bytes -1, expected >= 0"},
-      {"too many ints", [](Plan& p) { p.programs[0].steps[1].ints.resize(9); },
+      {"too many ints", [](Plan& p) { p.programs[0].steps[1].ints.resize(17); },
        std::string(kPrefill) +
-           " step 1 (moe_expert_ffn) has 9 ints and 3 floats; the kernel ABI takes at most 8 "
-           "and 4"},
-      {"too many floats", [](Plan& p) { p.programs[0].steps[1].floats.resize(5); },
-       "has 4 ints and 5 floats; the kernel ABI takes at most 8 and 4"},
+           " step 1 (moe_expert_ffn) has 17 ints and 3 floats; the kernel ABI takes at most 16 "
+           "and 8"},
+      {"too many floats", [](Plan& p) { p.programs[0].steps[1].floats.resize(9); },
+       "has 4 ints and 9 floats; the kernel ABI takes at most 16 and 8"},
       {"empty kernel name", [](Plan& p) { p.programs[1].steps[2].kernel.clear(); },
        std::string(kDecode) + " step 2 () has no kernel name"},
       {"rank over the ABI limit",
