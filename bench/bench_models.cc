@@ -205,6 +205,15 @@ uint64_t CheckpointBytes(const BenchConfig& config) {
   return bytes;
 }
 
+KvElementsPerToken KvElementsPerTokenPerLayer(const BenchConfig& c) {
+  if (const auto* d = std::get_if<DeepseekV3Config>(&c.config)) {
+    return {d->kv_lora_rank + d->qk_rope_head_dim,
+            d->num_attention_heads * (d->qk_head_dim() + d->v_head_dim)};
+  }
+  const DecoderConfig& d = c.decoder();
+  return {2 * d.num_key_value_heads * d.head_dim, 2 * d.num_attention_heads * d.head_dim};
+}
+
 uint64_t DecodeWeightBytesPerToken(const BenchConfig& c) {
   const DecoderConfig& d = c.decoder();
   const int64_t top_k = TopK(c.config);

@@ -18,8 +18,8 @@ struct BenchConfig {
   const DecoderConfig& decoder() const { return Decoder(config); }
 };
 
-// Loads bench/configs/<name>.json (bench-smoke, bench-smoke-glm4, bench-tiny, bench-glm4-moe,
-// bench-a3b-4l).
+// Loads bench/configs/<name>.json (bench-smoke, bench-smoke-glm4, bench-smoke-dsv3, bench-tiny,
+// bench-glm4-moe, bench-a3b-4l, bench-dsv3).
 StatusOr<BenchConfig> LoadBenchConfig(const std::string& name);
 
 // Weight bytes of the checkpoint `config` describes (bf16 unless torch_dtype says otherwise;
@@ -30,6 +30,16 @@ uint64_t CheckpointBytes(const BenchConfig& config);
 // except that of the embedding only one row is read (all of it again as the LM head when tied)
 // and of the routed experts only top-k (num_experts_per_tok) per MoE layer.
 uint64_t DecodeWeightBytesPerToken(const BenchConfig& config);
+
+// KV-cache elements one token stores per layer, and what multi-head attention with the same
+// heads would store (2 x kv heads x head_dim for GQA families, which store exactly that;
+// DeepSeek-V3's latent cache: kv_lora_rank + qk_rope_head_dim against heads x (qk_nope +
+// qk_rope + v_head)).
+struct KvElementsPerToken {
+  int64_t cached = 0;
+  int64_t mha_equivalent = 0;
+};
+KvElementsPerToken KvElementsPerTokenPerLayer(const BenchConfig& config);
 
 // Makes `dir` hold config.json and model.safetensors for `config` with
 // deterministic uniform random weights (fan-in scaled; norms near 1). A

@@ -591,7 +591,8 @@ int Main(int argc, char** argv) {
               });
   flags.Value("--models", "LIST",
               "bench models to run (default bench-tiny,bench-glm4-moe,bench-a3b-4l; smoke: "
-              "bench-smoke-glm4,bench-smoke); any family, one of them Qwen3-MoE",
+              "bench-smoke-glm4,bench-smoke-dsv3,bench-smoke; bench-dsv3 on request: ~27 GB of "
+              "bf16 weights); any family, one of them Qwen3-MoE",
               [&](const std::string& v) {
                 models_flag = v;
                 return Status::Ok();
@@ -632,7 +633,7 @@ int Main(int argc, char** argv) {
   options.models =
       models_flag.empty()
           ? (options.smoke
-                 ? std::vector<std::string>{"bench-smoke-glm4", "bench-smoke"}
+                 ? std::vector<std::string>{"bench-smoke-glm4", "bench-smoke-dsv3", "bench-smoke"}
                  : std::vector<std::string>{"bench-tiny", "bench-glm4-moe", "bench-a3b-4l"})
           : SplitString(models_flag, ',');
   int threads = options.threads;
@@ -804,6 +805,11 @@ int Main(int argc, char** argv) {
             Fixed(k->replay_us / 1e3, 2) + " ms/step", "-", "-", "-");
       }
     }
+    const KvElementsPerToken kv = KvElementsPerTokenPerLayer(run.config);
+    Row(run.name + " KV values per token per layer", std::to_string(kv.cached),
+        "MHA equivalent " + std::to_string(kv.mha_equivalent),
+        Fixed(static_cast<double>(kv.cached) / static_cast<double>(kv.mha_equivalent), 4), "-",
+        "-");
     Row(run.name + " plan compile (" + std::to_string(run.num_keys) + " keys)",
         Fixed(run.compile_s, 3) + " s", "-", "-", "-", "-");
     Row(run.name + " load + capture", Fixed(run.engine.load_s, 3) + " s", "-", "-", "-", "-");

@@ -53,18 +53,30 @@ StatusOr<std::vector<PlanTokenizerFile>> FindTokenizerFiles(const std::string& d
   return files;
 }
 
-// The KV-cache entry an op declares, for the ops that read the cache: today
-// "attention" (K and V per KV head); MLA's op adds a row here.
+// The KV-cache entry an op declares, for the ops that read the cache:
+// "attention" (K and V per KV head) and "mla_attention" (one latent row of
+// kv_lora_rank + qk_rope_head_dim per token).
 std::optional<PlanKvLayer> KvLayerOfOp(const Op& op) {
-  if (op.def == nullptr || op.def->name != "attention") return std::nullopt;
+  if (op.def == nullptr) return std::nullopt;
   PlanKvLayer layer;
-  layer.kind = KvLayerKind::kKeyValue;
-  layer.num_kv_heads = static_cast<int32_t>(op.IntAttr("num_kv_heads"));
-  layer.head_dim = static_cast<int32_t>(op.IntAttr("head_dim"));
-  return layer;
+  if (op.def->name == "attention") {
+    layer.kind = KvLayerKind::kKeyValue;
+    layer.num_kv_heads = static_cast<int32_t>(op.IntAttr("num_kv_heads"));
+    layer.head_dim = static_cast<int32_t>(op.IntAttr("head_dim"));
+    return layer;
+  }
+  if (op.def->name == "mla_attention") {
+    layer.kind = KvLayerKind::kLatent;
+    layer.num_kv_heads = 1;
+    layer.head_dim =
+        static_cast<int32_t>(op.IntAttr("kv_lora_rank") + op.IntAttr("qk_rope_head_dim"));
+    return layer;
+  }
+  return std::nullopt;
 }
 
 std::string DescribeKvLayer(const PlanKvLayer& l) {
+  if (l.kind == KvLayerKind::kLatent) return "a latent row of " + std::to_string(l.head_dim);
   return std::to_string(l.num_kv_heads) + " KV heads of " + std::to_string(l.head_dim);
 }
 

@@ -58,8 +58,8 @@ Status CheckAttentionOptions(const AttentionOptions& o) {
   }
   if (o.mla) {
     return NeedsOp(block, "mla",
-                   "multi-head latent attention needs compressed-KV projection and latent "
-                   "attention ops and an MLA KV-cache layout (the DeepSeek family issue)");
+                   "multi-head latent attention is BuildMlaAttention's (MlaOptions, the "
+                   "mla_attention op), not this GQA block's");
   }
   if (o.sinks) {
     return NeedsOp(block, "sinks",
@@ -139,6 +139,84 @@ StatusOr<ValueId> BuildAttention(GraphBuilder& b, const AttentionOptions& o,
                                         .num_kv_heads = o.num_kv_heads,
                                         .head_dim = o.head_dim,
                                         .scale = scale},
+                        l + "attn");
+  ValueId out = b.Add1("linear", {attn, w.o}, {}, l + "o");
+  if (o.o_bias) out = b.Add1("bias_add", {out, w.o_bias}, {}, l + "o_bias");
+  return out;
+}
+
+// ---- Multi-head latent attention ---------------------------------------------
+
+StatusOr<ValueId> BuildMlaAttention(GraphBuilder& b, const MlaOptions& o, const MlaWeights& w,
+                                    ValueId x, const std::string& l) {
+  const std::string block = "mla attention (layer " + std::to_string(o.layer) + ")";
+  if (o.num_heads <= 0 || o.kv_lora_rank <= 0 || o.qk_nope_head_dim <= 0 ||
+      o.qk_rope_head_dim <= 0 || o.qk_rope_head_dim % 2 != 0 || o.v_head_dim <= 0 ||
+      o.q_lora_rank < 0) {
+    return InvalidArgument(Format(
+        "{}: num_heads ({}), kv_lora_rank ({}), qk_nope_head_dim ({}), v_head_dim ({}) must be "
+        "positive, qk_rope_head_dim ({}) positive and even, q_lora_rank ({}) >= 0",
+        block, o.num_heads, o.kv_lora_rank, o.qk_nope_head_dim, o.v_head_dim, o.qk_rope_head_dim,
+        o.q_lora_rank));
+  }
+  if (o.rope.type != RopeType::kDefault) {
+    return NeedsOp(block, std::string("rope.type = ") + RopeTypeName(o.rope.type),
+                   "the rope op takes only theta; scaled RoPE needs it to take inv_freq and an "
+                   "attention factor (ComputeRopeFrequencies has the math)");
+  }
+  const bool lora = o.q_lora_rank > 0;
+  if (lora != (w.q_a != kNoValue && w.q_a_norm != kNoValue && w.q_b != kNoValue) ||
+      lora == (w.q != kNoValue) || w.kv_a == kNoValue || w.kv_a_norm == kNoValue ||
+      w.kv_b == kNoValue || w.o == kNoValue ||
+      o.qkv_bias != (w.q_bias != kNoValue && w.kv_a_bias != kNoValue) ||
+      o.o_bias != (w.o_bias != kNoValue)) {
+    return InvalidArgument(block +
+                           ": the weights disagree with the options (q_lora_rank: q_a/q_a_norm/"
+                           "q_b, else q; kv_a, kv_a_norm, kv_b, o always; biases as qkv_bias / "
+                           "o_bias)");
+  }
+  const ValueId meta = b.meta();
+  const RmsNormParams eps{.eps = o.norm_eps};
+  const int64_t nope = o.qk_nope_head_dim, rope_dim = o.qk_rope_head_dim;
+  ValueId q;
+  if (lora) {
+    ValueId qa = b.Add1("linear", {x, w.q_a}, {}, l + "q_a");
+    if (o.qkv_bias) qa = b.Add1("bias_add", {qa, w.q_bias}, {}, l + "q_a_bias");
+    qa = b.Add1("rms_norm", {qa, w.q_a_norm}, eps, l + "q_a_norm");
+    q = b.Add1("linear", {qa, w.q_b}, {}, l + "q");
+  } else {
+    q = b.Add1("linear", {x, w.q}, {}, l + "q");
+    if (o.qkv_bias) q = b.Add1("bias_add", {q, w.q_bias}, {}, l + "q_bias");
+  }
+  // Each head's [nope | rope] columns apart; the latent from the shared rope key.
+  const std::vector<ValueId> q_parts = b.Add(
+      "split_cols", {q}, SplitColsParams{.group = nope + rope_dim, .first = nope}, l + "q_parts");
+  ValueId kv = b.Add1("linear", {x, w.kv_a}, {}, l + "kv_a");
+  if (o.qkv_bias) kv = b.Add1("bias_add", {kv, w.kv_a_bias}, {}, l + "kv_a_bias");
+  const std::vector<ValueId> kv_parts = b.Add(
+      "split_cols", {kv},
+      SplitColsParams{.group = o.kv_lora_rank + rope_dim, .first = o.kv_lora_rank}, l + "kv_parts");
+  if (q_parts.size() != 2 || kv_parts.size() != 2) {
+    return Internal(block + ": split_cols did not build");
+  }
+  const ValueId latent = b.Add1("rms_norm", {kv_parts[0], w.kv_a_norm}, eps, l + "latent");
+  // Both q_pe and k_pe rotate whole rope-sized heads; transformers' rope_interleave output
+  // is de-interleaved ([evens | odds]), a permutation shared by q and k that leaves every
+  // score as GPT-J pairs in place give.
+  const RopeParams rope{
+      .head_dim = rope_dim, .theta = o.rope.theta, .interleaved = o.rope_interleaved ? 1 : 0};
+  const ValueId q_pe = b.Add1("rope", {meta, q_parts[1]}, rope, l + "q_pe_rope");
+  const ValueId k_pe = b.Add1("rope", {meta, kv_parts[1]}, rope, l + "k_pe_rope");
+  const double scale =
+      o.scale != 0 ? o.scale : 1.0 / std::sqrt(static_cast<double>(nope + rope_dim));
+  ValueId attn = b.Add1("mla_attention", {meta, q_parts[0], q_pe, latent, k_pe, w.kv_b},
+                        MlaAttentionParams{.layer = o.layer,
+                                           .num_heads = o.num_heads,
+                                           .kv_lora_rank = o.kv_lora_rank,
+                                           .qk_nope_head_dim = nope,
+                                           .qk_rope_head_dim = rope_dim,
+                                           .v_head_dim = o.v_head_dim,
+                                           .scale = scale},
                         l + "attn");
   ValueId out = b.Add1("linear", {attn, w.o}, {}, l + "o");
   if (o.o_bias) out = b.Add1("bias_add", {out, w.o_bias}, {}, l + "o_bias");

@@ -34,7 +34,7 @@ struct AttentionOptions {
   bool o_bias = false;            // bias_add after the o projection
   bool sinks = false;             // Unimplemented: per-head attention sinks (GPT-OSS)
   int64_t sliding_window = 0;     // Unimplemented when > 0: windowed attention
-  bool mla = false;               // Unimplemented: multi-head latent attention (DeepSeek V2/V3)
+  bool mla = false;               // Unimplemented here: MLA is BuildMlaAttention's
 };
 
 // Weights of one attention block; the optional ones are kNoValue when absent.
@@ -60,6 +60,45 @@ Status CheckAttentionOptions(const AttentionOptions& options);
 StatusOr<ValueId> BuildAttention(GraphBuilder& b, const AttentionOptions& options,
                                  const AttentionWeights& weights, ValueId x,
                                  const std::string& name);
+
+// Multi-head latent attention (DeepSeek-V2/V3) over the latent KV cache of `layer`: queries
+// through q_a_proj -> q_a_layernorm -> q_b_proj (q_lora_rank > 0) or q_proj; kv_a_proj_with_mqa
+// splits into the latent (kv_lora_rank, RMSNorm'd by kv_a_layernorm) and one rope key
+// (qk_rope_head_dim) shared by all heads; RoPE on the rope parts only; the mla_attention op
+// caches [latent, rope key] per token and attends in the absorbed form through kv_b_proj.
+struct MlaOptions {
+  int64_t layer = 0;
+  int64_t num_heads = 0;
+  int64_t q_lora_rank = 0;  // 0: a plain q_proj
+  int64_t kv_lora_rank = 0;
+  int64_t qk_nope_head_dim = 0;
+  int64_t qk_rope_head_dim = 0;
+  int64_t v_head_dim = 0;
+  double scale = 0;               // softmax scale; 0 means (qk_nope + qk_rope)^-0.5
+  double norm_eps = 1e-6;         // of q_a_layernorm and kv_a_layernorm
+  RopeParameters rope;            // over qk_rope_head_dim; type "default" only for now
+  bool rope_interleaved = false;  // GPT-J pairs (DeepSeek's rope_interleave)
+  bool qkv_bias = false;  // attention_bias: biases on q_a_proj (or q_proj) and kv_a_proj_with_mqa
+  bool o_bias = false;    // attention_bias: o_proj's bias
+};
+
+struct MlaWeights {
+  ValueId q = kNoValue;          // q_proj [nh * (nope + rope), hidden], without q_lora_rank
+  ValueId q_a = kNoValue;        // q_a_proj [q_lora_rank, hidden]
+  ValueId q_a_norm = kNoValue;   // q_a_layernorm [q_lora_rank]
+  ValueId q_b = kNoValue;        // q_b_proj [nh * (nope + rope), q_lora_rank]
+  ValueId kv_a = kNoValue;       // kv_a_proj_with_mqa [kv_lora_rank + rope, hidden]
+  ValueId kv_a_norm = kNoValue;  // kv_a_layernorm [kv_lora_rank]
+  ValueId kv_b = kNoValue;       // kv_b_proj [nh * (nope + v), kv_lora_rank]
+  ValueId o = kNoValue;          // o_proj [hidden, nh * v]
+  ValueId q_bias = kNoValue;     // q_a_proj's (or q_proj's) bias, with qkv_bias
+  ValueId kv_a_bias = kNoValue;  // kv_a_proj_with_mqa's bias, with qkv_bias
+  ValueId o_bias = kNoValue;     // [hidden], with o_bias
+};
+
+// x [T, hidden] -> [T, hidden]. Value names are `name` + ".q", ".latent", ...
+StatusOr<ValueId> BuildMlaAttention(GraphBuilder& b, const MlaOptions& options,
+                                    const MlaWeights& weights, ValueId x, const std::string& name);
 
 // ---- MLP ---------------------------------------------------------------------
 

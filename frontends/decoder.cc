@@ -5,24 +5,51 @@
 
 namespace moegraph {
 
-StatusOr<Graph> DecoderBuilder::Build(const DecoderAttention& attention, const Ffn& ffn) && {
-  const int64_t hidden = c_.hidden_size;
+StatusOr<ValueId> DecoderBuilder::Embed() {
   ValueId tokens = b_.Input("tokens", Type::Tensor(DType::kI32, {Dim::Symbol("T")}));
-  MG_ASSIGN_OR_RETURN(ValueId embed,
-                      w_.Plain("model.embed_tokens.weight", {c_.vocab_size, hidden}));
-  ValueId h = b_.Add1("embedding", {tokens, embed}, {}, "h");
+  MG_ASSIGN_OR_RETURN(embed_,
+                      w_.Plain("model.embed_tokens.weight", {c_.vocab_size, c_.hidden_size}));
+  return b_.Add1("embedding", {tokens, embed_}, {}, "h");
+}
+
+StatusOr<Graph> DecoderBuilder::Build(const DecoderAttention& attention, const Ffn& ffn) && {
+  MG_ASSIGN_OR_RETURN(ValueId h, Embed());
   for (int64_t layer = 0; layer < c_.num_hidden_layers; ++layer) {
     MG_ASSIGN_OR_RETURN(h, Layer(layer, h, attention, ffn));
   }
+  return std::move(*this).Head(h, attention.lm_head_bias);
+}
+
+StatusOr<Graph> DecoderBuilder::BuildWithAttention(const LayerAttention& attention,
+                                                   const Ffn& ffn) && {
+  const int64_t hidden = c_.hidden_size;
+  MG_ASSIGN_OR_RETURN(ValueId h, Embed());
+  for (int64_t layer = 0; layer < c_.num_hidden_layers; ++layer) {
+    const std::string p = "model.layers." + std::to_string(layer) + ".";
+    const std::string l = "l" + std::to_string(layer) + ".";
+    MG_ASSIGN_OR_RETURN(ValueId ln1, w_.Plain(p + "input_layernorm.weight", {hidden}));
+    MG_ASSIGN_OR_RETURN(ValueId ln2, w_.Plain(p + "post_attention_layernorm.weight", {hidden}));
+    ValueId x = b_.Add1("rms_norm", {h, ln1}, Eps(), l + "attn_in");
+    MG_ASSIGN_OR_RETURN(ValueId o, attention(layer, p, l, x));
+    h = b_.Add1("add", {h, o}, {}, l + "h_attn");
+    ValueId y = b_.Add1("rms_norm", {h, ln2}, Eps(), l + "mlp_in");
+    MG_ASSIGN_OR_RETURN(ValueId ffn_out, ffn(layer, p, l, y));
+    h = b_.Add1("add", {h, ffn_out}, {}, l + "h");
+  }
+  return std::move(*this).Head(h, /*lm_head_bias=*/false);
+}
+
+StatusOr<Graph> DecoderBuilder::Head(ValueId h, bool lm_head_bias) && {
+  const int64_t hidden = c_.hidden_size;
   MG_ASSIGN_OR_RETURN(ValueId final_norm, w_.Plain("model.norm.weight", {hidden}));
   ValueId normed = b_.Add1("rms_norm", {h, final_norm}, Eps(), "final_norm");
   ValueId last = b_.Add1("gather_last", {b_.meta(), normed}, {}, "last");
-  ValueId head = embed;
+  ValueId head = embed_;
   if (!c_.tie_word_embeddings) {
     MG_ASSIGN_OR_RETURN(head, w_.Plain("lm_head.weight", {c_.vocab_size, hidden}));
   }
   ValueId logits = b_.Add1("linear", {last, head}, {}, "logits");
-  if (attention.lm_head_bias) {
+  if (lm_head_bias) {
     // Tying shares lm_head.weight only: the bias is the head's own either way.
     MG_ASSIGN_OR_RETURN(ValueId bias, w_.Plain("lm_head.bias", {c_.vocab_size}));
     logits = b_.Add1("bias_add", {logits, bias}, {}, "logits_bias");
@@ -77,6 +104,25 @@ StatusOr<ValueId> DecoderBuilder::Layer(int64_t layer, ValueId h, const DecoderA
   ValueId y = b_.Add1("rms_norm", {h, ln2}, Eps(), l + "mlp_in");
   MG_ASSIGN_OR_RETURN(ValueId ffn_out, ffn(layer, p, l, y));
   return b_.Add1("add", {h, ffn_out}, {}, l + "h");
+}
+
+std::vector<WeightSpec> DecoderWeightListWithAttention(const DecoderConfig& c,
+                                                       const DecoderFfnWeights& attention,
+                                                       const DecoderFfnWeights& ffn) {
+  using enum WeightInit;
+  const int64_t hidden = c.hidden_size;
+  std::vector<WeightSpec> w;
+  w.push_back({"model.embed_tokens.weight", {c.vocab_size, hidden}, kEmbedding});
+  for (int64_t layer = 0; layer < c.num_hidden_layers; ++layer) {
+    const std::string p = "model.layers." + std::to_string(layer) + ".";
+    w.push_back({p + "input_layernorm.weight", {hidden}, kNorm});
+    w.push_back({p + "post_attention_layernorm.weight", {hidden}, kNorm});
+    attention(layer, p, w);
+    ffn(layer, p, w);
+  }
+  w.push_back({"model.norm.weight", {hidden}, kNorm});
+  if (!c.tie_word_embeddings) w.push_back({"lm_head.weight", {c.vocab_size, hidden}, kLinear});
+  return w;
 }
 
 std::vector<WeightSpec> DecoderWeightList(const DecoderConfig& c, const DecoderAttention& attention,

@@ -54,13 +54,22 @@ class DecoderBuilder {
     return std::move(*this).Build(DecoderAttention{.qk_norm = qk_norm}, ffn);
   }
 
+  // The same skeleton with the family's own attention block (multi-head latent attention):
+  // `attention(layer, prefix, name, x)` takes x = rms_norm(h) [T, hidden] to [T, hidden] and
+  // loads its weights; the LM head has no bias.
+  using LayerAttention = Ffn;
+  StatusOr<Graph> BuildWithAttention(const LayerAttention& attention, const Ffn& ffn) &&;
+
  private:
   StatusOr<ValueId> Layer(int64_t layer, ValueId h, const DecoderAttention& variant,
                           const Ffn& ffn);
+  StatusOr<ValueId> Embed();
+  StatusOr<Graph> Head(ValueId h, bool lm_head_bias) &&;
 
   const DecoderConfig& c_;
   GraphBuilder b_;
   WeightLoader w_;
+  ValueId embed_ = kNoValue;  // model.embed_tokens.weight, the tied LM head
 };
 
 // The weights of Build's skeleton in file order, up to a layer's feed-forward block:
@@ -70,6 +79,11 @@ using DecoderFfnWeights =
 std::vector<WeightSpec> DecoderWeightList(const DecoderConfig& config,
                                           const DecoderAttention& attention,
                                           const DecoderFfnWeights& ffn);
+// BuildWithAttention's weights: `attention(layer, prefix, out)` appends a layer's attention
+// tensors after its two norms.
+std::vector<WeightSpec> DecoderWeightListWithAttention(const DecoderConfig& config,
+                                                       const DecoderFfnWeights& attention,
+                                                       const DecoderFfnWeights& ffn);
 inline std::vector<WeightSpec> DecoderWeightList(const DecoderConfig& config, bool qk_norm,
                                                  const DecoderFfnWeights& ffn) {
   return DecoderWeightList(config, DecoderAttention{.qk_norm = qk_norm}, ffn);

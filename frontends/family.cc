@@ -2,6 +2,7 @@
 #include "frontends/family.h"
 
 #include "frontends/config_reader.h"
+#include "frontends/deepseek_v3.h"
 #include "frontends/ernie4_5_moe.h"
 #include "frontends/glm4_moe.h"
 #include "frontends/mixtral.h"
@@ -53,6 +54,10 @@ constexpr std::string_view kErnie45MoeDemo =
 constexpr std::string_view kGlm4MoeDemo =
     R"({"architectures": ["Glm4MoeForCausalLM"], "model_type": "glm4_moe", "vocab_size": 512, "hidden_size": 128, "intermediate_size": 256, "moe_intermediate_size": 64, "num_hidden_layers": 4, "num_attention_heads": 4, "num_key_value_heads": 2, "head_dim": 32, "n_routed_experts": 8, "num_experts_per_tok": 2, "n_shared_experts": 1, "n_group": 2, "topk_group": 1, "first_k_dense_replace": 1, "routed_scaling_factor": 2.5, "norm_topk_prob": true, "use_qk_norm": false, "attention_bias": true, "partial_rotary_factor": 0.5, "rope_theta": 10000.0, "rms_norm_eps": 1e-05, "tie_word_embeddings": false, "max_position_embeddings": 2048})";
 
+// Layer 0 dense, the rest 8 experts top-2 in 4 groups keeping 2, one shared expert; MLA with
+// q_lora_rank 64, kv_lora_rank 32, 4 heads of 16 + 8 (rope) / 16 (value), interleaved RoPE.
+constexpr std::string_view kDeepseekV3Demo =
+    R"({"architectures": ["DeepseekV3ForCausalLM"], "model_type": "deepseek_v3", "vocab_size": 512, "hidden_size": 128, "intermediate_size": 256, "moe_intermediate_size": 64, "num_hidden_layers": 4, "num_attention_heads": 4, "num_key_value_heads": 4, "q_lora_rank": 64, "kv_lora_rank": 32, "qk_nope_head_dim": 16, "qk_rope_head_dim": 8, "v_head_dim": 16, "n_routed_experts": 8, "num_experts_per_tok": 2, "n_shared_experts": 1, "n_group": 4, "topk_group": 2, "first_k_dense_replace": 1, "routed_scaling_factor": 2.5, "norm_topk_prob": true, "rope_interleave": true, "num_nextn_predict_layers": 0, "rope_theta": 10000.0, "rms_norm_eps": 1e-06, "tie_word_embeddings": false, "max_position_embeddings": 2048})";
 }  // namespace
 
 const std::vector<ModelFamily>& ModelFamilies() {
@@ -71,6 +76,8 @@ const std::vector<ModelFamily>& ModelFamilies() {
              Ernie4_5_MoeWeightList>("Ernie4_5_MoeForCausalLM", "ernie4_5_moe", kErnie45MoeDemo),
       Family<Glm4MoeConfig, ParseGlm4MoeConfig, BuildGlm4MoeGraph, Glm4MoeWeightList>(
           "Glm4MoeForCausalLM", "glm4_moe", kGlm4MoeDemo),
+      Family<DeepseekV3Config, ParseDeepseekV3Config, BuildDeepseekV3Graph, DeepseekV3WeightList>(
+          "DeepseekV3ForCausalLM", "deepseek_v3", kDeepseekV3Demo),
   };
   return *families;
 }

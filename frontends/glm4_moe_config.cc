@@ -44,28 +44,7 @@ std::string Glm4MoeConfig::Describe() const {
       attention_bias ? ", q/k/v bias" : "", use_qk_norm ? ", q/k norm" : "", mtp);
 }
 
-StatusOr<Glm4MoeConfig> ParseGlm4MoeConfig(const JsonValue& json, std::string_view source_name) {
-  const std::string source(source_name);
-  if (!json.is_object()) {
-    return InvalidArgument(
-        Format("{}: expected a JSON object, found {}", source, json.DescribeKind()));
-  }
-  FieldReader reader(json, source);
-  Glm4MoeConfig config;
-  MG_RETURN_IF_ERROR(ParseDecoderConfig(reader, "Glm4MoeForCausalLM", config,
-                                        {.partial_rotary = true, .attention_bias_field = true}));
-  if (!HasPartialRotaryFactor(reader)) {
-    config.partial_rotary_factor = 0.5;
-    const auto rotary_dim = static_cast<int64_t>(static_cast<double>(config.head_dim) * 0.5);
-    if (rotary_dim < 2 || rotary_dim % 2 != 0) {
-      return reader.Error("head_dim",
-                          Format("is {}: the default partial_rotary_factor 0.5 rotates {} values, "
-                                 "expected an even count >= 2",
-                                 config.head_dim, rotary_dim));
-    }
-  }
-  MG_RETURN_IF_ERROR(reader.OptionalBool("attention_bias", config.attention_bias));
-  MG_RETURN_IF_ERROR(reader.OptionalBool("use_qk_norm", config.use_qk_norm));
+Status ParseGlm4MoeRouting(const FieldReader& reader, Glm4MoeConfig& config) {
   MG_RETURN_IF_ERROR(reader.RequiredInt("intermediate_size", config.intermediate_size));
   MG_RETURN_IF_ERROR(reader.RequiredInt("moe_intermediate_size", config.moe_intermediate_size));
   MG_RETURN_IF_ERROR(reader.RequiredInt("n_routed_experts", config.n_routed_experts));
@@ -138,6 +117,32 @@ StatusOr<Glm4MoeConfig> ParseGlm4MoeConfig(const JsonValue& json, std::string_vi
                         Format("must be finite and > 0, got {}",
                                JsonValue::Double(config.routed_scaling_factor).Dump()));
   }
+  return Status::Ok();
+}
+
+StatusOr<Glm4MoeConfig> ParseGlm4MoeConfig(const JsonValue& json, std::string_view source_name) {
+  const std::string source(source_name);
+  if (!json.is_object()) {
+    return InvalidArgument(
+        Format("{}: expected a JSON object, found {}", source, json.DescribeKind()));
+  }
+  FieldReader reader(json, source);
+  Glm4MoeConfig config;
+  MG_RETURN_IF_ERROR(ParseDecoderConfig(reader, "Glm4MoeForCausalLM", config,
+                                        {.partial_rotary = true, .attention_bias_field = true}));
+  if (!HasPartialRotaryFactor(reader)) {
+    config.partial_rotary_factor = 0.5;
+    const auto rotary_dim = static_cast<int64_t>(static_cast<double>(config.head_dim) * 0.5);
+    if (rotary_dim < 2 || rotary_dim % 2 != 0) {
+      return reader.Error("head_dim",
+                          Format("is {}: the default partial_rotary_factor 0.5 rotates {} values, "
+                                 "expected an even count >= 2",
+                                 config.head_dim, rotary_dim));
+    }
+  }
+  MG_RETURN_IF_ERROR(reader.OptionalBool("attention_bias", config.attention_bias));
+  MG_RETURN_IF_ERROR(reader.OptionalBool("use_qk_norm", config.use_qk_norm));
+  MG_RETURN_IF_ERROR(ParseGlm4MoeRouting(reader, config));
   return config;
 }
 

@@ -6,6 +6,7 @@
 #include <string>
 #include <string_view>
 
+#include "frontends/config_reader.h"
 #include "frontends/decoder_config.h"
 #include "support/json.h"
 #include "support/status.h"
@@ -52,6 +53,11 @@ struct Glm4MoeConfig : DecoderConfig {
 
   bool operator==(const Glm4MoeConfig&) const = default;
 };
+
+// The feed-forward fields GLM4-MoE and DeepSeek-V3 share, read into `config` and checked
+// (the dense / expert sizes, the grouped router, first_k_dense_replace, the MTP layer count:
+// num_nextn_predict_layers, else transformers' num_mtp_layers).
+Status ParseGlm4MoeRouting(const FieldReader& reader, Glm4MoeConfig& config);
 
 // Validates `json` (the contents of `source_name`, used in messages): InvalidArgument naming
 // the field for a missing or mistyped field or a bad value (n_routed_experts not divisible by

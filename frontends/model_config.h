@@ -6,6 +6,7 @@
 #include <variant>
 
 #include "frontends/decoder_config.h"
+#include "frontends/deepseek_v3_config.h"
 #include "frontends/ernie4_5_moe_config.h"
 #include "frontends/glm4_moe_config.h"
 #include "frontends/mixtral_config.h"
@@ -16,7 +17,7 @@
 namespace moegraph {
 
 using ModelConfig = std::variant<Qwen3MoeConfig, MixtralConfig, Qwen2Config, Qwen2MoeConfig,
-                                 Ernie4_5_MoeConfig, Glm4MoeConfig>;
+                                 Ernie4_5_MoeConfig, Glm4MoeConfig, DeepseekV3Config>;
 
 // The fields every family shares (sizes, RoPE, embeddings).
 inline const DecoderConfig& Decoder(const ModelConfig& config) {

@@ -14,10 +14,12 @@ namespace moegraph {
 enum class KvLayerKind : uint8_t {
   // A key and a value of head_dim elements per KV head (MHA/GQA/MQA).
   kKeyValue = 0,
-  // MLA adds a kind caching one latent vector plus one rope key per token; it
-  // only needs its own case in KvLayerElementsPerToken.
+  // Multi-head latent attention (DeepSeek-V2/V3): one array of one row per
+  // token, the normalised latent (kv_lora_rank) then the roped key
+  // (qk_rope_head_dim); num_kv_heads is 1 and head_dim the row's length.
+  kLatent = 1,
 };
-inline constexpr KvLayerKind kLastKvLayerKind = KvLayerKind::kKeyValue;
+inline constexpr KvLayerKind kLastKvLayerKind = KvLayerKind::kLatent;
 
 struct PlanKvLayer {
   KvLayerKind kind = KvLayerKind::kKeyValue;
@@ -44,15 +46,22 @@ inline std::optional<int64_t> KvLayerRowElements(const PlanKvLayer& layer) {
       if (layer.num_kv_heads <= 0 || layer.head_dim <= 0) return std::nullopt;
       return static_cast<int64_t>(layer.num_kv_heads) * layer.head_dim;
     }
+    case KvLayerKind::kLatent: {
+      if (layer.num_kv_heads != 1 || layer.head_dim <= 0) return std::nullopt;
+      return layer.head_dim;
+    }
   }
   return std::nullopt;
 }
 
-// How many per-token arrays the layer keeps (2 for kKeyValue: keys and values).
+// How many per-token arrays the layer keeps (2 for kKeyValue: keys and values;
+// 1 for kLatent).
 inline int KvLayerNumArrays(KvLayerKind kind) {
   switch (kind) {
     case KvLayerKind::kKeyValue:
       return 2;
+    case KvLayerKind::kLatent:
+      return 1;
   }
   return 0;
 }

@@ -140,6 +140,32 @@ struct AttentionParams {
   }
 };
 
+// mla_attention (multi-head latent attention, DeepSeek-V2/V3): `layer` picks the
+// KV cache layer (kind kLatent, one row of kv_lora_rank + qk_rope_head_dim per
+// token) it writes and reads; kv_b is kv_b_proj.weight [num_heads *
+// (qk_nope_head_dim + v_head_dim), kv_lora_rank].
+struct MlaAttentionParams {
+  static constexpr const char* kName = "MlaAttentionParams";
+  int64_t layer = 0;
+  int64_t num_heads = 0;
+  int64_t kv_lora_rank = 0;
+  int64_t qk_nope_head_dim = 0;
+  int64_t qk_rope_head_dim = 0;
+  int64_t v_head_dim = 0;
+  double scale = 0;
+  static constexpr auto Fields() {
+    return std::array{IntField("layer", &MlaAttentionParams::layer, 0, 100000),
+                      IntField("num_heads", &MlaAttentionParams::num_heads, 1, 4096),
+                      IntField("kv_lora_rank", &MlaAttentionParams::kv_lora_rank, 1, 4096),
+                      IntField("qk_nope_head_dim", &MlaAttentionParams::qk_nope_head_dim, 1, 4096),
+                      IntField("qk_rope_head_dim", &MlaAttentionParams::qk_rope_head_dim, 2, 4096),
+                      IntField("v_head_dim", &MlaAttentionParams::v_head_dim, 1, 4096),
+                      FloatField("scale", &MlaAttentionParams::scale)};
+  }
+  // The KV cache row of one token: the latent, then the rope key.
+  constexpr int64_t CacheRow() const { return kv_lora_rank + qk_rope_head_dim; }
+};
+
 // Most expert groups a route may have (its kernels keep one flag per group on
 // the stack).
 inline constexpr int64_t kMaxRouteGroups = 256;
@@ -223,6 +249,18 @@ struct SliceRowsParams {
   static constexpr auto Fields() {
     return std::array{IntField("begin", &SliceRowsParams::begin, 0),
                       IntField("rows", &SliceRowsParams::rows, 0)};
+  }
+};
+
+// split_cols: each row's columns in groups of `group`; the first `first` of
+// every group go to the first result, the rest to the second.
+struct SplitColsParams {
+  static constexpr const char* kName = "SplitColsParams";
+  int64_t group = 0;
+  int64_t first = 0;
+  static constexpr auto Fields() {
+    return std::array{IntField("group", &SplitColsParams::group, 2, int64_t{1} << 20),
+                      IntField("first", &SplitColsParams::first, 1, int64_t{1} << 20)};
   }
 };
 

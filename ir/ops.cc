@@ -258,6 +258,47 @@ StatusOr<std::vector<Type>> InferAttention(const InferContext& ctx) {
   return std::vector<Type>{In(ctx, 0)};
 }
 
+// q_nope [T, heads * nope], q_pe [T, heads * rope], latent [T, rank], k_pe [T, rope],
+// kv_b [heads * (nope + v), rank] -> [T, heads * v].
+StatusOr<std::vector<Type>> InferMlaAttention(const InferContext& ctx) {
+  const char* roles[] = {"q_nope", "q_pe", "latent", "k_pe"};
+  for (int i = 0; i < 4; ++i) {
+    MG_RETURN_IF_ERROR(RequireTensor(ctx, i, 2, roles[i]));
+    MG_RETURN_IF_ERROR(RequireDType(ctx, i, DType::kF32, roles[i]));
+    MG_RETURN_IF_ERROR(RequireSameDim(ctx, In(ctx, 0).dims[0], In(ctx, i).dims[0], "rows"));
+  }
+  MG_RETURN_IF_ERROR(RequireTensor(ctx, 4, 2, "kv_b"));
+  MG_RETURN_IF_ERROR(RequireFloat(ctx, 4, "kv_b"));
+  MG_RETURN_IF_ERROR(RequirePositiveFloat(ctx, "scale"));
+  const int64_t heads = ctx.op.IntAttr("num_heads"), rank = ctx.op.IntAttr("kv_lora_rank");
+  const int64_t nope = ctx.op.IntAttr("qk_nope_head_dim"),
+                rope = ctx.op.IntAttr("qk_rope_head_dim");
+  const int64_t v = ctx.op.IntAttr("v_head_dim");
+  MG_RETURN_IF_ERROR(RequireSameDim(ctx, In(ctx, 0).dims[1], S(heads * nope), "q_nope columns"));
+  MG_RETURN_IF_ERROR(RequireSameDim(ctx, In(ctx, 1).dims[1], S(heads * rope), "q_pe columns"));
+  MG_RETURN_IF_ERROR(RequireSameDim(ctx, In(ctx, 2).dims[1], S(rank), "latent columns"));
+  MG_RETURN_IF_ERROR(RequireSameDim(ctx, In(ctx, 3).dims[1], S(rope), "k_pe columns"));
+  MG_RETURN_IF_ERROR(RequireSameDim(ctx, In(ctx, 4).dims[0], S(heads * (nope + v)), "kv_b rows"));
+  MG_RETURN_IF_ERROR(RequireSameDim(ctx, In(ctx, 4).dims[1], S(rank), "kv_b columns"));
+  return std::vector<Type>{F32({In(ctx, 0).dims[0], S(heads * v)})};
+}
+
+// x [R, C] with C a multiple of group -> [R, C / group * first], [R, C / group * (group - first)].
+StatusOr<std::vector<Type>> InferSplitCols(const InferContext& ctx) {
+  MG_RETURN_IF_ERROR(RequireTensor(ctx, 0, 2, "x"));
+  MG_RETURN_IF_ERROR(RequireDType(ctx, 0, DType::kF32, "x"));
+  const int64_t group = ctx.op.IntAttr("group"), first = ctx.op.IntAttr("first");
+  const Dim& cols = In(ctx, 0).dims[1];
+  if (!cols.is_static() || cols.size % group != 0 || first >= group) {
+    return ShapeError(ctx, "columns (" + cols.ToString() + ") must be a multiple of group (" +
+                               std::to_string(group) + ") and first (" + std::to_string(first) +
+                               ") less than group");
+  }
+  const int64_t groups = cols.size / group;
+  return std::vector<Type>{F32({In(ctx, 0).dims[0], S(groups * first)}),
+                           F32({In(ctx, 0).dims[0], S(groups * (group - first))})};
+}
+
 StatusOr<std::vector<Type>> InferGatherLast(const InferContext& ctx) {
   MG_RETURN_IF_ERROR(RequireTensor(ctx, 0, 2, "x"));
   MG_RETURN_IF_ERROR(RequireDType(ctx, 0, DType::kF32, "x"));
@@ -664,6 +705,29 @@ std::vector<OpDef> BuildDefs() {
        .traits = kNeedsForwardMeta | kTokenRows | kKernel,
        .params = &kParamsInfo<AttentionParams>,
        .infer = InferAttention},
+      {.name = "mla_attention",
+       .summary = "multi-head latent attention (DeepSeek-V2/V3): writes the latent and rope key "
+                  "into the paged latent cache, then causal attention in the absorbed form "
+                  "(q_nope through kv_b's key half, output through its value half)",
+       .example = "%o = mla_attention(%meta, %q_nope, %q_pe, %latent, %k_pe, %kv_b) "
+                  "{kv_lora_rank = 512, layer = 0, num_heads = 128, qk_nope_head_dim = 128, "
+                  "qk_rope_head_dim = 64, scale = 0.072, v_head_dim = 128} : "
+                  "tensor<T x 16384 x f32>",
+       .min_data_operands = 5,
+       .max_data_operands = 5,
+       .traits = kNeedsForwardMeta | kTokenRows | kKernel,
+       .params = &kParamsInfo<MlaAttentionParams>,
+       .infer = InferMlaAttention},
+      {.name = "split_cols",
+       .summary = "splits each row's column groups of `group`: the first `first` columns of "
+                  "every group to the first result, the rest to the second",
+       .example = "%a, %b = split_cols(%x) {first = 512, group = 576} : tensor<T x 512 x f32>, "
+                  "tensor<T x 64 x f32>",
+       .min_data_operands = 1,
+       .max_data_operands = 1,
+       .traits = kPure | kKernel,
+       .params = &kParamsInfo<SplitColsParams>,
+       .infer = InferSplitCols},
       {.name = "gather_last",
        .summary = "the last token's row of each sequence",
        .example = "%last = gather_last(%meta, %x) : tensor<B x 2048 x f32>",

@@ -51,6 +51,7 @@ static_assert(static_cast<int>(fb::MoePhase::MAX) == static_cast<int>(kLastPhase
 static_assert(static_cast<int>(fb::ArgKind::MAX) == static_cast<int>(kLastArgKind));
 static_assert(static_cast<int>(fb::KvLayerKind::KeyValue) ==
               static_cast<int>(KvLayerKind::kKeyValue));
+static_assert(static_cast<int>(fb::KvLayerKind::Latent) == static_cast<int>(KvLayerKind::kLatent));
 static_assert(static_cast<int>(fb::KvLayerKind::MAX) == static_cast<int>(kLastKvLayerKind));
 
 // Writers align the whole buffer to this, so a valid file's size is a multiple
@@ -559,7 +560,7 @@ class PlanValidator {
       const std::string field = "kv_layers[" + std::to_string(i) + "]";
       if (static_cast<int>(l.kind) > static_cast<int>(kLastKvLayerKind)) {
         return Error(field + ".kind is " + EnumValue(l.kind) + ", expected 0.." +
-                     EnumValue(kLastKvLayerKind) + " (key_value)");
+                     EnumValue(kLastKvLayerKind) + " (key_value, latent)");
       }
       if (!IsKnown(l.dtype) || !IsKvCacheDType(l.dtype)) {
         return Error(field + ".dtype is " +

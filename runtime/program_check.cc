@@ -89,10 +89,22 @@ Status CheckPlanDependentParams(const Plan& plan, const KeyProgram& program,
                       std::to_string(plan.kv_layers.size()) + ")");
     }
     const PlanKvLayer& entry = plan.kv_layers[static_cast<size_t>(*layer)];
-    if (entry.kind != KvLayerKind::kKeyValue) {
+    // mla_attention reads a latent cache (rows of kv_lora_rank + qk_rope_head_dim); every
+    // other layer op a key/value cache.
+    const std::optional<int64_t> rank = IntParam(*def, step, "kv_lora_rank");
+    const std::optional<int64_t> rope = IntParam(*def, step, "qk_rope_head_dim");
+    const bool latent = rank.has_value() && rope.has_value();
+    const KvLayerKind kind = latent ? KvLayerKind::kLatent : KvLayerKind::kKeyValue;
+    if (entry.kind != kind) {
       return DataLoss("kv_layers[" + std::to_string(*layer) + "] has kind " +
                       std::to_string(static_cast<int>(entry.kind)) + ", but '" + step.kernel +
-                      "' reads a key/value cache (kind 0)");
+                      "' reads a " +
+                      (latent ? "latent cache (kind 1)" : "key/value cache (kind 0)"));
+    }
+    if (latent && *rank + *rope != entry.head_dim) {
+      return DataLoss("kv_lora_rank + qk_rope_head_dim is " + std::to_string(*rank + *rope) +
+                      ", but the KV cache's latent row has " + std::to_string(entry.head_dim) +
+                      " (kv_layers[" + std::to_string(*layer) + "].head_dim)");
     }
     for (const auto& [name, expected] :
          {std::pair<const char*, int32_t>{"num_kv_heads", entry.num_kv_heads},

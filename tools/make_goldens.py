@@ -3,7 +3,7 @@
 
 The reference is Hugging Face `transformers` (Qwen3MoeForCausalLM,
 Qwen3ForCausalLM, MixtralForCausalLM, Qwen2ForCausalLM, Qwen2MoeForCausalLM,
-Ernie4_5_MoeForCausalLM, Glm4MoeForCausalLM) running on CPU in float32 with eager attention and the eager (per-expert loop) experts implementation.  For every
+Ernie4_5_MoeForCausalLM, Glm4MoeForCausalLM, DeepseekV3ForCausalLM) running on CPU in float32 with eager attention and the eager (per-expert loop) experts implementation.  For every
 case this script
 
   1. builds a small random model of the case's family (seeded),
@@ -34,7 +34,7 @@ import torch
 import transformers
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
-from transformers import (Ernie4_5_MoeConfig, Ernie4_5_MoeForCausalLM, Glm4MoeConfig,
+from transformers import (DeepseekV3Config, DeepseekV3ForCausalLM, Ernie4_5_MoeConfig, Ernie4_5_MoeForCausalLM, Glm4MoeConfig,
                           Glm4MoeForCausalLM, MixtralConfig, MixtralForCausalLM, Qwen2Config,
                           Qwen2ForCausalLM, Qwen2MoeConfig, Qwen2MoeForCausalLM, Qwen3Config,
                           Qwen3ForCausalLM, Qwen3MoeConfig, Qwen3MoeForCausalLM)
@@ -133,6 +133,21 @@ FAMILIES = {
                  "attention_bias", "routed_scaling_factor"),
         # Stored f32 after the cast to the case's dtype (so bf16-rounded values in f32), as the
         # glm4_moe_bf16 golden was made; fp32_keys keeps the unrounded f32 values instead.
+        fp32_keys_rounded=("mlp.gate.weight", "mlp.gate.e_score_correction_bias"),
+    ),
+    # DeepSeek-V3: GLM4-MoE's router (DeepseekV3TopkRouter, the same rule) and shared experts
+    # with multi-head latent attention (q_lora_rank or a plain q_proj, the kv_lora_rank latent
+    # and a shared rope key, rope_interleave).
+    "deepseek_v3": dict(
+        config=DeepseekV3Config, model=DeepseekV3ForCausalLM,
+        common=dict(hidden_act="silu", rms_norm_eps=1e-6, max_position_embeddings=256,
+                    output_router_logits=False),
+        router="DeepseekV3TopkRouter", moe_block="DeepseekV3MoE",
+        per_expert_key=".mlp.experts.0.gate_proj.weight",
+        checked=("n_routed_experts", "num_experts_per_tok", "n_shared_experts", "n_group",
+                 "topk_group", "first_k_dense_replace", "norm_topk_prob", "attention_bias",
+                 "routed_scaling_factor", "q_lora_rank", "kv_lora_rank", "qk_nope_head_dim",
+                 "qk_rope_head_dim", "v_head_dim", "rope_interleave"),
         fp32_keys_rounded=("mlp.gate.weight", "mlp.gate.e_score_correction_bias"),
     ),
 }
@@ -495,6 +510,58 @@ CASES = {
             topk_group=1, first_k_dense_replace=1, routed_scaling_factor=1.5,
             norm_topk_prob=True, use_qk_norm=False, attention_bias=True,
             partial_rotary_factor=0.5, tie_word_embeddings=False, rope_theta=10000.0,
+        ),
+    ),
+    # DeepSeek-V3 with q_lora_rank, 16 experts in 4 groups keeping 2, interleaved RoPE,
+    # attention biases (q_a_proj, kv_a_proj_with_mqa, o_proj), layer 0 dense.
+    "dsv3_lora_g4": dict(
+        family="deepseek_v3",
+        seed=7001,
+        dtype="float32",
+        layout="per_expert",
+        config_style="transformers",
+        config=dict(
+            vocab_size=211, hidden_size=64, intermediate_size=96, moe_intermediate_size=24,
+            num_hidden_layers=3, num_attention_heads=4, num_key_value_heads=4, q_lora_rank=24,
+            kv_lora_rank=40, qk_nope_head_dim=12, qk_rope_head_dim=6, v_head_dim=10,
+            n_routed_experts=16, num_experts_per_tok=3, n_shared_experts=1, n_group=4,
+            topk_group=2, first_k_dense_replace=1, routed_scaling_factor=2.5,
+            norm_topk_prob=True, rope_interleave=True, attention_bias=True,
+            tie_word_embeddings=False, rope_theta=10000.0,
+        ),
+    ),
+    # A plain q_proj (q_lora_rank null), one group, rotate-half RoPE, every layer MoE, two
+    # shared experts, no renormalisation.
+    "dsv3_plain_g1": dict(
+        family="deepseek_v3",
+        seed=7002,
+        dtype="float32",
+        layout="per_expert",
+        config_style="transformers",
+        config=dict(
+            vocab_size=203, hidden_size=48, intermediate_size=64, moe_intermediate_size=20,
+            num_hidden_layers=2, num_attention_heads=3, num_key_value_heads=3, q_lora_rank=None,
+            kv_lora_rank=20, qk_nope_head_dim=8, qk_rope_head_dim=4, v_head_dim=12,
+            n_routed_experts=6, num_experts_per_tok=2, n_shared_experts=2, n_group=1,
+            topk_group=1, first_k_dense_replace=0, routed_scaling_factor=1.5,
+            norm_topk_prob=False, rope_interleave=False, attention_bias=False,
+            tie_word_embeddings=False, rope_theta=1000000.0,
+        ),
+    ),
+    "dsv3_bf16": dict(
+        family="deepseek_v3",
+        seed=7003,
+        dtype="bfloat16",
+        layout="per_expert",
+        config_style="transformers",
+        config=dict(
+            vocab_size=256, hidden_size=64, intermediate_size=96, moe_intermediate_size=32,
+            num_hidden_layers=3, num_attention_heads=4, num_key_value_heads=4, q_lora_rank=32,
+            kv_lora_rank=32, qk_nope_head_dim=16, qk_rope_head_dim=8, v_head_dim=16,
+            n_routed_experts=8, num_experts_per_tok=2, n_shared_experts=1, n_group=2,
+            topk_group=1, first_k_dense_replace=1, routed_scaling_factor=2.5,
+            norm_topk_prob=True, rope_interleave=True, attention_bias=False,
+            tie_word_embeddings=False, rope_theta=10000.0,
         ),
     ),
 }

@@ -72,6 +72,7 @@ constexpr Entry kTable[] = {
     {"linear_silu_mul", RefLinearSiluMul, {OptLinearSiluMul, WeightsAt<1, 2>}},
     {"rope", RefRope, {OptRope, RopeSupported}},
     {"attention", RefAttention, {OptAttention, AttentionSupported}},
+    {"mla_attention", RefMlaAttention, {OptMlaAttention, WeightsAt<4, 1>}},
     {"gather_last", RefGatherLast, {}},
     {"mlp", RefMlp, {}},
     {"moe", RefMoe, {}},
@@ -91,6 +92,7 @@ constexpr Entry kTable[] = {
     {"moe_combine", RefMoeCombine, {OptMoeCombine, Always}},
     {"slice_rows", RefSliceRows, {}},
     {"concat_rows", RefConcatRows, {}},
+    {"split_cols", RefSplitCols, {}},
     {"all_gather", RefAllGather, {}},
 };
 

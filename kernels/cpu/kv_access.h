@@ -66,4 +66,13 @@ inline bool IsKeyValueLayer(const KvCacheView* kv, int64_t layer, int64_t num_kv
          l->slot_stride == num_kv_heads * head_dim && kv->block_size > 0;
 }
 
+// Whether layer `layer` of `kv` is a latent layer (MLA) with rows of `row`
+// elements (kv_lora_rank + qk_rope_head_dim) and storage a kernel can read.
+inline bool IsLatentLayer(const KvCacheView* kv, int64_t layer, int64_t row) {
+  const KvLayerView* l = kv != nullptr ? kv->layer(layer) : nullptr;
+  return l != nullptr && l->k != nullptr && l->kind == KvLayerKind::kLatent &&
+         IsKvCacheDType(l->dtype) && l->num_kv_heads == 1 && l->head_dim == row &&
+         l->slot_stride == row && kv->block_size > 0;
+}
+
 }  // namespace moegraph::kv_access

@@ -1,5 +1,6 @@
-// Optimised attention kernels: rotary embedding and paged causal attention
-// (decode and prefill) with an online softmax over blocks of keys.
+// Optimised attention kernels: rotary embedding, paged causal attention
+// (decode and prefill) with an online softmax over blocks of keys, and
+// multi-head latent attention in the absorbed form.
 
 #include <algorithm>
 #include <cmath>
@@ -21,11 +22,12 @@ using ref_detail::NumRows;
 using ref_detail::RowSize;
 using ref_detail::SeqBlocksValid;
 
-constexpr int64_t kMaxRopeHalf = 2048;  // head_dim <= 4096 (the op's limit)
-constexpr int64_t kMaxHeadDim = 256;    // larger heads: reference attention
-constexpr int64_t kKeyBlock = 64;       // keys per online-softmax block
-constexpr int kHeadChunk = 4;           // query heads of one KV head processed together
-constexpr int kMaxChunks = 4;           // head chunks of one token run in lockstep
+constexpr int64_t kMaxRopeHalf = 2048;       // head_dim <= 4096 (the op's limit)
+constexpr int64_t kMaxHeadDim = 256;         // larger heads: reference attention
+constexpr int64_t kKeyBlock = 64;            // keys per online-softmax block
+constexpr int kHeadChunk = 4;                // query heads of one KV head processed together
+constexpr int kMaxChunks = 4;                // head chunks of one token run in lockstep
+constexpr int64_t kMaxRefHeadDimMla = 4096;  // mla_attention's kv_lora_rank limit
 
 // ---- rope ---------------------------------------------------------------------------
 
@@ -633,6 +635,185 @@ void OptAttention(const KernelArgs& args) {
         pos += cost * n;
       }
     });
+  });
+}
+
+// ---- mla_attention ------------------------------------------------------------------
+
+namespace {
+
+constexpr int64_t kMaxMlaRow = 8192;  // kv_lora_rank + qk_rope_head_dim <= 2 * 4096
+
+struct MlaProblem {
+  MlaAttentionParams params;
+  const float* q_nope = nullptr;
+  const float* q_pe = nullptr;
+  const void* kv_b = nullptr;
+  float* out = nullptr;
+  const ForwardMetaView* meta = nullptr;
+  const KvCacheView* kv = nullptr;
+  const KvLayerView* cache = nullptr;
+  int64_t num_real = 0;
+};
+
+MG_AVX2_INLINE float DotF32Avx(const float* a, const float* b, int64_t n) {
+  __m256 acc = _mm256_setzero_ps();
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8)
+    acc = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), acc);
+  float sum = simd::Hsum(acc);
+  for (; i < n; ++i)
+    sum += a[i] * b[i];
+  return sum;
+}
+
+// y[0, n) = y * scale + alpha * x.
+MG_AVX2_INLINE void ScaleAxpy(float* y, float scale, float alpha, const float* x, int64_t n) {
+  const __m256 s = _mm256_set1_ps(scale), a = _mm256_set1_ps(alpha);
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8)
+    _mm256_storeu_ps(y + i, _mm256_fmadd_ps(a, _mm256_loadu_ps(x + i),
+                                            _mm256_mul_ps(s, _mm256_loadu_ps(y + i))));
+  for (; i < n; ++i)
+    y[i] = y[i] * scale + alpha * x[i];
+}
+
+// One (token, head): q_lat through the key rows, one pass over the cache with an
+// online softmax (rescaling o_lat when the running max grows), the value rows.
+template <simd::WType W>
+MG_AVX2 void MlaHead(const MlaProblem& p, int64_t t, int64_t h) {
+  const MlaAttentionParams& q = p.params;
+  const int64_t rank = q.kv_lora_rank, rope = q.qk_rope_head_dim, nope = q.qk_nope_head_dim;
+  const int64_t v_dim = q.v_head_dim, row = q.CacheRow(), head_rows = nope + v_dim;
+  float* o = p.out + (t * q.num_heads + h) * v_dim;
+  const ForwardMetaView& meta = *p.meta;
+  const KvCacheView& kv = *p.kv;
+  if (t >= p.num_real || !SeqBlocksValid(meta, kv, meta.batch_id_per_token[t], meta.positions[t])) {
+    std::fill(o, o + v_dim, 0.0f);
+    return;
+  }
+  using E = simd::WElem<W>;
+  const E* w = static_cast<const E*>(p.kv_b) + h * head_rows * rank;
+  alignas(32) float q_lat[kMaxRefHeadDimMla];
+  alignas(32) float o_lat[kMaxRefHeadDimMla];
+  alignas(32) float widened[kMaxMlaRow];
+  const float* qn = p.q_nope + (t * q.num_heads + h) * nope;
+  std::fill(q_lat, q_lat + rank, 0.0f);
+  for (int64_t d = 0; d < nope; ++d) {
+    const E* wr = w + d * rank;
+    const __m256 a = _mm256_set1_ps(qn[d]);
+    int64_t c = 0;
+    for (; c + 8 <= rank; c += 8)
+      _mm256_storeu_ps(q_lat + c,
+                       _mm256_fmadd_ps(a, simd::Load8<W>(wr + c), _mm256_loadu_ps(q_lat + c)));
+    for (; c < rank; ++c)
+      q_lat[c] += qn[d] * simd::Load1<W>(wr + c);
+  }
+  const float* qp = p.q_pe + (t * q.num_heads + h) * rope;
+  const float scale = static_cast<float>(q.scale);
+  const int32_t seq = meta.batch_id_per_token[t];
+  const int32_t position = meta.positions[t];
+  const int32_t* table = meta.block_tables + static_cast<int64_t>(seq) * meta.max_blocks_per_seq;
+  const KvLayerView& cache = *p.cache;
+  std::fill(o_lat, o_lat + rank, 0.0f);
+  float max_score = -std::numeric_limits<float>::infinity(), sum = 0.0f;
+  for (int64_t j = 0; j <= position; ++j) {
+    const int64_t slot =
+        static_cast<int64_t>(table[j / kv.block_size]) * kv.block_size + j % kv.block_size;
+    const float* r;
+    if (cache.dtype == DType::kF32) {
+      r = static_cast<const float*>(cache.k) + slot * row;
+    } else {
+      kv_access::LoadRow(cache.dtype, cache.k, slot * row, widened, row);
+      r = widened;
+    }
+    const float s = scale * (DotF32Avx(q_lat, r, rank) + DotF32Avx(qp, r + rank, rope));
+    if (s > max_score) {
+      const float correction = std::exp(max_score - s);  // 0 on the first key
+      sum *= correction;
+      ScaleAxpy(o_lat, correction, 1.0f, r, rank);
+      sum += 1.0f;
+      max_score = s;
+    } else {
+      const float e = std::exp(s - max_score);
+      sum += e;
+      ScaleAxpy(o_lat, 1.0f, e, r, rank);
+    }
+  }
+  const float inv_sum = 1.0f / sum;
+  for (int64_t e = 0; e < v_dim; ++e) {
+    const E* wr = w + (nope + e) * rank;
+    __m256 acc = _mm256_setzero_ps();
+    int64_t c = 0;
+    for (; c + 8 <= rank; c += 8)
+      acc = _mm256_fmadd_ps(_mm256_loadu_ps(o_lat + c), simd::Load8<W>(wr + c), acc);
+    float dot = simd::Hsum(acc);
+    for (; c < rank; ++c)
+      dot += o_lat[c] * simd::Load1<W>(wr + c);
+    o[e] = dot * inv_sum;
+  }
+}
+
+template <simd::WType W>
+void MlaItems(const MlaProblem& p, int64_t begin, int64_t end) {
+  for (int64_t i = begin; i < end; ++i)
+    MlaHead<W>(p, i / p.params.num_heads, i % p.params.num_heads);
+}
+
+}  // namespace
+
+void OptMlaAttention(const KernelArgs& args) {
+  MlaProblem p;
+  p.params = Params<MlaAttentionParams>(args);
+  const MlaAttentionParams& q = p.params;
+  const TensorArg& kv_b = args.in[4];
+  const int64_t num_rows = NumRows(args.out[0]);
+  simd::WType wtype;
+  const bool ok =
+      args.meta != nullptr && q.kv_lora_rank <= kMaxRefHeadDimMla && q.CacheRow() <= kMaxMlaRow &&
+      kv_access::IsLatentLayer(args.kv, q.layer, q.CacheRow()) &&
+      simd::ToWType(kv_b.dtype, &wtype) && kv_b.rank == 2 &&
+      kv_b.shape[0] == q.num_heads * (q.qk_nope_head_dim + q.v_head_dim) &&
+      kv_b.shape[1] == q.kv_lora_rank && RowSize(args.out[0]) == q.num_heads * q.v_head_dim &&
+      RowSize(args.in[0]) == q.num_heads * q.qk_nope_head_dim &&
+      RowSize(args.in[1]) == q.num_heads * q.qk_rope_head_dim &&
+      RowSize(args.in[2]) == q.kv_lora_rank && RowSize(args.in[3]) == q.qk_rope_head_dim &&
+      NumRows(args.in[0]) == num_rows && NumRows(args.in[1]) == num_rows &&
+      NumRows(args.in[2]) == num_rows && NumRows(args.in[3]) == num_rows;
+  if (!ok) return RefMlaAttention(args);
+  p.q_nope = args.in[0].as<const float>();
+  p.q_pe = args.in[1].as<const float>();
+  p.kv_b = kv_b.data;
+  p.out = args.out[0].as<float>();
+  p.meta = args.meta;
+  p.kv = args.kv;
+  p.cache = args.kv->layer(q.layer);
+  p.num_real = NumRealRows(args, num_rows);
+  const float* latent = args.in[2].as<const float>();
+  const float* k_pe = args.in[3].as<const float>();
+  const int64_t row = q.CacheRow();
+  const int64_t num_slots = static_cast<int64_t>(p.kv->num_blocks) * p.kv->block_size;
+  // Step 1: this step's [latent, k_pe] rows into the cache, before anyone reads.
+  ParallelFor(args.num_threads, p.num_real, [&](int64_t begin, int64_t end) {
+    for (int64_t t = begin; t < end; ++t) {
+      const int64_t slot = p.meta->slot_mapping[t];
+      if (slot < 0 || slot >= num_slots) continue;
+      kv_access::StoreRow(p.cache->dtype, p.cache->k, slot * row, latent + t * q.kv_lora_rank,
+                          q.kv_lora_rank);
+      kv_access::StoreRow(p.cache->dtype, p.cache->k, slot * row + q.kv_lora_rank,
+                          k_pe + t * q.qk_rope_head_dim, q.qk_rope_head_dim);
+    }
+  });
+  // Step 2: (token, head) items, each computed by one thread in a fixed order.
+  ParallelFor(args.num_threads, num_rows * q.num_heads, [&](int64_t begin, int64_t end) {
+    switch (wtype) {
+      case simd::WType::kF32:
+        return MlaItems<simd::WType::kF32>(p, begin, end);
+      case simd::WType::kBF16:
+        return MlaItems<simd::WType::kBF16>(p, begin, end);
+      case simd::WType::kF16:
+        return MlaItems<simd::WType::kF16>(p, begin, end);
+    }
   });
 }
 

@@ -34,6 +34,9 @@ void OptAddRmsNorm(const KernelArgs& args);
 // multiple of 8 (else reference).
 void OptRope(const KernelArgs& args);
 void OptAttention(const KernelArgs& args);
+// mla_attention: the reference's absorbed form with AVX2 projections and dots,
+// one pass over the latent cache per (token, head) with an online softmax.
+void OptMlaAttention(const KernelArgs& args);
 
 // ---- Mixture of experts (opt_moe.cc) ---------------------------------------------
 // topk_route: probabilities computed once per row (bit-identical to the reference).

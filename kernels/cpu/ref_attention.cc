@@ -1,5 +1,6 @@
 // Reference attention kernels: rotary embedding, paged causal attention with
-// its KV-cache write, and the last-token gather before the LM head.
+// its KV-cache write (GQA and multi-head latent), and the last-token gather
+// before the LM head.
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
@@ -169,6 +170,102 @@ void RefAttention(const KernelArgs& args) {
         for (int64_t d = 0; d < head_dim; ++d)
           o[d] *= inv_sum;
       }
+    }
+  });
+}
+
+void RefMlaAttention(const KernelArgs& args) {
+  const MlaAttentionParams& params = Params<MlaAttentionParams>(args);
+  const float* q_nope = args.in[0].as<const float>();
+  const float* q_pe = args.in[1].as<const float>();
+  const float* latent = args.in[2].as<const float>();
+  const float* k_pe = args.in[3].as<const float>();
+  const TensorArg& kv_b = args.in[4];
+  float* out = args.out[0].as<float>();
+  const int64_t layer = params.layer, num_heads = params.num_heads;
+  const int64_t rank = params.kv_lora_rank, nope = params.qk_nope_head_dim;
+  const int64_t rope = params.qk_rope_head_dim, v_dim = params.v_head_dim;
+  const int64_t row = params.CacheRow();
+  const float scale = static_cast<float>(params.scale);
+  const int64_t num_rows = NumRows(args.out[0]);
+  const ForwardMetaView* meta = args.meta;
+  const KvCacheView* kv = args.kv;
+  MG_KERNEL_CONTRACT(
+      meta != nullptr && rank <= kMaxRefHeadDim && rope <= kMaxRefHeadDim &&
+          kv_access::IsLatentLayer(kv, layer, row) && ref_detail::IsWeightDType(kv_b.dtype) &&
+          kv_b.rank == 2 && kv_b.shape[0] == num_heads * (nope + v_dim) && kv_b.shape[1] == rank &&
+          RowSize(args.out[0]) == num_heads * v_dim && RowSize(args.in[0]) == num_heads * nope &&
+          RowSize(args.in[1]) == num_heads * rope && RowSize(args.in[2]) == rank &&
+          RowSize(args.in[3]) == rope && NumRows(args.in[0]) == num_rows &&
+          NumRows(args.in[1]) == num_rows && NumRows(args.in[2]) == num_rows &&
+          NumRows(args.in[3]) == num_rows,
+      "mla_attention",
+      "q_nope/q_pe/latent/k_pe/kv_b/out must match the op and the latent KV cache layer");
+  const int64_t num_real = NumRealRows(args, num_rows);
+  const KvLayerView& cache = *kv->layer(layer);
+  const int64_t num_slots = static_cast<int64_t>(kv->num_blocks) * kv->block_size;
+
+  // Step 1: write this step's latent and rope key rows, rounded to the cache dtype.
+  ParallelFor(args.num_threads, num_real, [&](int64_t begin, int64_t end) {
+    for (int64_t t = begin; t < end; ++t) {
+      const int64_t slot = meta->slot_mapping[t];
+      if (slot < 0 || slot >= num_slots) continue;
+      kv_access::StoreRow(cache.dtype, cache.k, slot * row, latent + t * rank, rank);
+      kv_access::StoreRow(cache.dtype, cache.k, slot * row + rank, k_pe + t * rope, rope);
+    }
+  });
+
+  // Step 2: per (token, head), attention in the latent space; two passes over
+  // the cache (max, then exp-sum) as RefAttention.
+  const int64_t head_rows = nope + v_dim;
+  ParallelFor(args.num_threads, num_rows * num_heads, [&](int64_t begin, int64_t end) {
+    float q_lat[kMaxRefHeadDim], o_lat[kMaxRefHeadDim], cached[2 * kMaxRefHeadDim];
+    for (int64_t i_flat = begin; i_flat < end; ++i_flat) {
+      const int64_t t = i_flat / num_heads, h = i_flat % num_heads;
+      float* o = out + t * num_heads * v_dim + h * v_dim;
+      std::fill(o, o + v_dim, 0.0f);
+      if (t >= num_real) continue;
+      const int32_t seq = meta->batch_id_per_token[t];
+      const int32_t position = meta->positions[t];
+      if (!SeqBlocksValid(*meta, *kv, seq, position)) continue;
+      const int32_t* table =
+          meta->block_tables + static_cast<int64_t>(seq) * meta->max_blocks_per_seq;
+      auto cache_offset = [&](int64_t j) {
+        const int64_t slot =
+            static_cast<int64_t>(table[j / kv->block_size]) * kv->block_size + j % kv->block_size;
+        return slot * row;
+      };
+      // q_lat = q_nope[t, h] @ Wk_h: the key half's rows weighted by q_nope.
+      const float* qn = q_nope + t * num_heads * nope + h * nope;
+      std::fill(q_lat, q_lat + rank, 0.0f);
+      for (int64_t d = 0; d < nope; ++d) {
+        const int64_t w_row = (h * head_rows + d) * rank;
+        for (int64_t c = 0; c < rank; ++c)
+          q_lat[c] += qn[d] * ref_detail::LoadWeight(kv_b.data, kv_b.dtype, w_row + c);
+      }
+      const float* qp = q_pe + t * num_heads * rope + h * rope;
+      auto score = [&](int64_t offset) {
+        kv_access::LoadRow(cache.dtype, cache.k, offset, cached, row);
+        return scale * (DotF32(q_lat, cached, rank) + DotF32(qp, cached + rank, rope));
+      };
+      float max_score = -std::numeric_limits<float>::infinity();
+      for (int64_t j = 0; j <= position; ++j)
+        max_score = std::max(max_score, score(cache_offset(j)));
+      std::fill(o_lat, o_lat + rank, 0.0f);
+      float sum = 0.0f;
+      for (int64_t j = 0; j <= position; ++j) {
+        const float e = std::exp(score(cache_offset(j)) - max_score);
+        sum += e;
+        for (int64_t c = 0; c < rank; ++c)
+          o_lat[c] += e * cached[c];
+      }
+      const float inv_sum = 1.0f / sum;
+      for (int64_t c = 0; c < rank; ++c)
+        o_lat[c] *= inv_sum;
+      // out[t, h] = Wv_h @ o_lat.
+      for (int64_t e = 0; e < v_dim; ++e)
+        o[e] = ref_detail::DotWeight(o_lat, kv_b.data, kv_b.dtype,
+                                     (h * head_rows + nope + e) * rank, rank);
     }
   });
 }

@@ -39,6 +39,32 @@ void RefSliceRows(const KernelArgs& args) {
   }
 }
 
+void RefSplitCols(const KernelArgs& args) {
+  const SplitColsParams& params = Params<SplitColsParams>(args);
+  const int64_t group = params.group, first = params.first, rest = group - first;
+  const int64_t num_rows = ref_detail::NumRows(args.in[0]);
+  const int64_t cols = ref_detail::RowSize(args.in[0]);
+  const int64_t groups = group > 0 ? cols / group : 0;
+  MG_KERNEL_CONTRACT(group > 0 && first > 0 && rest > 0 && cols == groups * group &&
+                         ref_detail::NumRows(args.out[0]) == num_rows &&
+                         ref_detail::NumRows(args.out[1]) == num_rows &&
+                         ref_detail::RowSize(args.out[0]) == groups * first &&
+                         ref_detail::RowSize(args.out[1]) == groups * rest,
+                     "split_cols",
+                     "x [R, groups * group] for outs [R, groups * first] and "
+                     "[R, groups * (group - first)]");
+  const float* x = args.in[0].as<const float>();
+  float* a = args.out[0].as<float>();
+  float* b = args.out[1].as<float>();
+  for (int64_t r = 0; r < num_rows; ++r) {
+    for (int64_t g = 0; g < groups; ++g) {
+      const float* src = x + r * cols + g * group;
+      std::memcpy(a + (r * groups + g) * first, src, static_cast<size_t>(first) * 4);
+      std::memcpy(b + (r * groups + g) * rest, src + first, static_cast<size_t>(rest) * 4);
+    }
+  }
+}
+
 void RefConcatRows(const KernelArgs& args) {
   const TensorArg& out = args.out[0];
   const int64_t out_bytes = NumBytes(out);

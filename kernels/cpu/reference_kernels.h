@@ -99,6 +99,22 @@ void RefRope(const KernelArgs& args);
 //    softmax(scale * q.k) in f32. Any invalid index zeroes that token's output.
 void RefAttention(const KernelArgs& args);
 
+// Multi-head latent attention, absorbed form. in[0] q_nope [T, nh * dn],
+// in[1] q_pe [T, nh * dr] (roped), in[2] latent [T, r] (normalised), in[3]
+// k_pe [T, dr] (roped), in[4] kv_b [nh * (dn + dv), r] (f32/bf16/f16; head h's
+// rows are its dn key rows, then its dv value rows) -> out[0] [T, nh * dv].
+// params: MlaAttentionParams (r = kv_lora_rank, dn = qk_nope_head_dim,
+// dr = qk_rope_head_dim, dv = v_head_dim).
+// 1. Writes [latent[t], k_pe[t]] of every real token with slot_mapping[t] >= 0
+//    into row slot of `layer`'s latent cache (kind kLatent, rows of r + dr).
+// 2. Each real token t at position p, head h: q_lat = q_nope[t, h] @ Wk_h
+//    ([dn] x [dn, r]); over cache positions j <= p of its sequence,
+//    s_j = scale * (q_lat . latent_j + q_pe[t, h] . k_pe_j), softmax in f32;
+//    o_lat = sum_j p_j latent_j; out[t, h] = Wv_h @ o_lat ([dv, r] x [r]).
+//    Equal to expanding k = [latent @ Wk_h^T, k_pe] and v = latent @ Wv_h^T.
+//    Any invalid index zeroes that token's output.
+void RefMlaAttention(const KernelArgs& args);
+
 // in[0] x [T, H] -> out[0] [B, H]: out[s] = x[cu_seqlens_q[s + 1] - 1] for
 // s < num_seqs (a sequence with no tokens this step, or a bad index, gives
 // zeros); rows s >= num_seqs are zeros. Requires meta.
@@ -191,6 +207,11 @@ void RefMoeCombine(const KernelArgs& args);
 // [begin, begin + rows) of x (params: SliceRowsParams; the kernel reads
 // begin); rows outside [0, R) are zeros.
 void RefSliceRows(const KernelArgs& args);
+
+// in[0] x [R, C] -> out[0] [R, C / g * f], out[1] [R, C / g * (g - f)]
+// (params: SplitColsParams g = group, f = first): each group of g columns
+// sends its first f to out[0] and the rest to out[1]. f32.
+void RefSplitCols(const KernelArgs& args);
 
 // in[0..num_in) each [R_i, ...] -> out[0] [sum R_i, ...].
 void RefConcatRows(const KernelArgs& args);

@@ -197,6 +197,146 @@ __global__ void __launch_bounds__(kAttnThreads)
     o[d] = o_s[d] * inv_sum;
 }
 
+template <typename T>
+__global__ void LatentCacheWriteKernel(const float* latent, const float* k_pe, int rank, int rope,
+                                       KvLayer layer, int64_t row_limit,
+                                       const ForwardMetaView* meta) {
+  const int64_t t = blockIdx.x;
+  if (t >= NumRealRows(meta, row_limit)) return;
+  const int64_t slot = meta->slot_mapping[t];
+  const int64_t num_slots = static_cast<int64_t>(layer.num_blocks) * layer.block_size;
+  if (slot < 0 || slot >= num_slots) return;
+  const int64_t row = rank + rope;
+  T* dst = static_cast<T*>(layer.k) + slot * row;
+  for (int c = threadIdx.x; c < rank; c += blockDim.x)
+    dst[c] = FromF32<T>(latent[t * rank + c]);
+  for (int c = threadIdx.x; c < rope; c += blockDim.x)
+    dst[rank + c] = FromF32<T>(k_pe[t * rope + c]);
+}
+
+// One block per (token, head), as PagedAttentionKernel but in the latent space:
+// q_lat (thread c owns column c of the key rows: coalesced), scores of
+// rank + rope values per key, o_lat accumulated per column, then the value rows.
+template <typename T>
+__global__ void __launch_bounds__(kAttnThreads)
+    MlaAttentionKernel(const float* q_nope, const float* q_pe, const void* kv_b, DType kv_b_dtype,
+                       KvLayer layer, float* out, MlaShape s, int64_t row_limit,
+                       const ForwardMetaView* meta) {
+  extern __shared__ float smem[];
+  const int rank = s.kv_lora_rank, rope = s.qk_rope_head_dim, nope = s.qk_nope_head_dim;
+  float* q_lat = smem;         // [rank]
+  float* qp_s = q_lat + rank;  // [rope]
+  float* o_lat = qp_s + rope;  // [rank]
+  float* e_s = o_lat + rank;   // [blockDim.x]
+  __shared__ int64_t offset_s[kAttnThreads];
+  __shared__ float reduce_s[32];
+
+  const int64_t t = blockIdx.x;
+  const int h = blockIdx.y;
+  float* o = out + t * s.num_heads * s.v_head_dim + static_cast<int64_t>(h) * s.v_head_dim;
+  auto zero_output = [&] {
+    for (int d = threadIdx.x; d < s.v_head_dim; d += blockDim.x)
+      o[d] = 0.0f;
+  };
+  if (t >= NumRealRows(meta, row_limit)) return zero_output();
+  const int32_t seq = meta->batch_id_per_token[t];
+  const int32_t position = meta->positions[t];
+  if (seq < 0 || seq >= meta->num_seqs || position < 0) return zero_output();
+  const int64_t block_size = layer.block_size;
+  const int64_t last_block = position / block_size;
+  if (last_block >= meta->max_blocks_per_seq) return zero_output();
+  const int32_t* table = meta->block_tables + static_cast<int64_t>(seq) * meta->max_blocks_per_seq;
+  bool bad = false;
+  for (int64_t b = threadIdx.x; b <= last_block; b += blockDim.x) {
+    bad |= table[b] < 0 || table[b] >= layer.num_blocks;
+  }
+  if (__syncthreads_or(bad)) return zero_output();
+
+  const int64_t row = rank + rope;
+  const int64_t head_rows = nope + s.v_head_dim;
+  const float* qn = q_nope + t * s.num_heads * nope + static_cast<int64_t>(h) * nope;
+  for (int c = threadIdx.x; c < rank; c += blockDim.x) {
+    float acc = 0.0f;
+    for (int d = 0; d < nope; ++d)
+      acc += qn[d] * LoadWeight(kv_b, kv_b_dtype, (h * head_rows + d) * rank + c);
+    q_lat[c] = acc;
+    o_lat[c] = 0.0f;
+  }
+  const float* qp = q_pe + t * s.num_heads * rope + static_cast<int64_t>(h) * rope;
+  for (int c = threadIdx.x; c < rope; c += blockDim.x)
+    qp_s[c] = qp[c];
+  __syncthreads();
+
+  auto cache_offset = [&](int64_t j) {
+    const int64_t slot = static_cast<int64_t>(table[j / block_size]) * block_size + j % block_size;
+    return slot * row;
+  };
+  const T* cache = static_cast<const T*>(layer.k);
+  auto score = [&](int64_t offset) {
+    const T* r = cache + offset;
+    float lat = 0.0f, pe = 0.0f;
+    for (int c = 0; c < rank; ++c)
+      lat += q_lat[c] * ToF32(r[c]);
+    for (int c = 0; c < rope; ++c)
+      pe += qp_s[c] * ToF32(r[rank + c]);
+    return s.scale * (lat + pe);
+  };
+  float local_max = -INFINITY;
+  for (int64_t j = threadIdx.x; j <= position; j += blockDim.x)
+    local_max = fmaxf(local_max, score(cache_offset(j)));
+  const float max_score = BlockMax(local_max, reduce_s);
+
+  float local_sum = 0.0f;
+  for (int64_t j0 = 0; j0 <= position; j0 += blockDim.x) {
+    const int64_t j = j0 + threadIdx.x;
+    float e = 0.0f;
+    if (j <= position) {
+      const int64_t offset = cache_offset(j);
+      e = expf(score(offset) - max_score);
+      offset_s[threadIdx.x] = offset;
+      local_sum += e;
+    }
+    e_s[threadIdx.x] = e;
+    __syncthreads();
+    const int64_t count = min(static_cast<int64_t>(blockDim.x), position - j0 + 1);
+    for (int c = threadIdx.x; c < rank; c += blockDim.x) {
+      float acc = o_lat[c];
+      for (int64_t jj = 0; jj < count; ++jj)
+        acc += e_s[jj] * ToF32(cache[offset_s[jj] + c]);
+      o_lat[c] = acc;
+    }
+    __syncthreads();
+  }
+  const float inv_sum = 1.0f / BlockSum(local_sum, reduce_s);
+  for (int c = threadIdx.x; c < rank; c += blockDim.x)
+    o_lat[c] *= inv_sum;
+  __syncthreads();
+  for (int e = threadIdx.x; e < s.v_head_dim; e += blockDim.x) {
+    const int64_t w_row = (h * head_rows + nope + e) * rank;
+    float acc = 0.0f;
+    for (int c = 0; c < rank; ++c)
+      acc += o_lat[c] * LoadWeight(kv_b, kv_b_dtype, w_row + c);
+    o[e] = acc;
+  }
+}
+
+template <typename T>
+cudaError_t LaunchMlaTyped(const float* q_nope, const float* q_pe, const float* latent,
+                           const float* k_pe, const void* kv_b, DType kv_b_dtype, KvLayer layer,
+                           float* out, int64_t num_rows, MlaShape shape, int64_t row_limit,
+                           const ForwardMetaView* meta, cudaStream_t stream) {
+  // The cache write must land before any token of the step reads it (same stream).
+  LatentCacheWriteKernel<T><<<static_cast<unsigned int>(num_rows), kCopyThreads, 0, stream>>>(
+      latent, k_pe, shape.kv_lora_rank, shape.qk_rope_head_dim, layer, row_limit, meta);
+  const size_t shared_bytes =
+      (2 * static_cast<size_t>(shape.kv_lora_rank) + shape.qk_rope_head_dim + kAttnThreads) *
+      sizeof(float);
+  const dim3 grid(static_cast<unsigned int>(num_rows), static_cast<unsigned int>(shape.num_heads));
+  MlaAttentionKernel<T><<<grid, kAttnThreads, shared_bytes, stream>>>(
+      q_nope, q_pe, kv_b, kv_b_dtype, layer, out, shape, row_limit, meta);
+  return cudaGetLastError();
+}
+
 }  // namespace
 
 cudaError_t LaunchRope(const float* x, float* y, int64_t num_rows, int64_t row_size,
@@ -266,6 +406,39 @@ cudaError_t LaunchPagedAttention(const float* q, KvLayer layer, float* out, int6
       return cudaErrorInvalidValue;
   }
   return cudaGetLastError();
+}
+
+cudaError_t LaunchMlaAttention(const float* q_nope, const float* q_pe, const float* latent,
+                               const float* k_pe, const void* kv_b, DType kv_b_dtype, KvLayer layer,
+                               float* out, int64_t num_rows, MlaShape shape, int64_t row_limit,
+                               const ForwardMetaView* meta, cudaStream_t stream) {
+  if (num_rows <= 0) return cudaSuccess;
+  if (meta == nullptr || shape.num_heads <= 0 || shape.kv_lora_rank <= 0 ||
+      shape.qk_rope_head_dim <= 0 || shape.qk_nope_head_dim <= 0 || shape.v_head_dim <= 0 ||
+      layer.block_size <= 0) {
+    return cudaMemsetAsync(
+        out, 0, static_cast<size_t>(num_rows) * shape.num_heads * shape.v_head_dim * sizeof(float),
+        stream);
+  }
+  const size_t shared_bytes =
+      (2 * static_cast<size_t>(shape.kv_lora_rank) + shape.qk_rope_head_dim + kAttnThreads) *
+      sizeof(float);
+  if (shared_bytes > 48 * 1024 || shape.num_heads > kMaxGridY) {
+    return cudaErrorInvalidConfiguration;
+  }
+  switch (layer.dtype) {
+    case DType::kF32:
+      return LaunchMlaTyped<float>(q_nope, q_pe, latent, k_pe, kv_b, kv_b_dtype, layer, out,
+                                   num_rows, shape, row_limit, meta, stream);
+    case DType::kF16:
+      return LaunchMlaTyped<__half>(q_nope, q_pe, latent, k_pe, kv_b, kv_b_dtype, layer, out,
+                                    num_rows, shape, row_limit, meta, stream);
+    case DType::kBF16:
+      return LaunchMlaTyped<Bf16Bits>(q_nope, q_pe, latent, k_pe, kv_b, kv_b_dtype, layer, out,
+                                      num_rows, shape, row_limit, meta, stream);
+    default:
+      return cudaErrorInvalidValue;
+  }
 }
 
 }  // namespace moegraph::cuda

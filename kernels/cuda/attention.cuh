@@ -3,7 +3,7 @@
 // cache positions 0..positions[t] of its sequence). Sequence lengths,
 // positions, block tables and slot mapping are read from the device
 // ForwardMeta, so one captured graph serves any batch of its bucket.
-// Semantics: RefRope / RefAttention in kernels/cpu/reference_kernels.h.
+// Semantics: RefRope / RefAttention / RefMlaAttention in kernels/cpu/reference_kernels.h.
 #pragma once
 
 #include <cuda_runtime.h>
@@ -54,5 +54,24 @@ cudaError_t LaunchPagedAttention(const float* q, KvLayer layer, float* out, int6
                                  int num_heads, int num_kv_heads, int head_dim, float scale,
                                  int64_t row_limit, const ForwardMetaView* meta,
                                  cudaStream_t stream);
+
+// Multi-head latent attention (RefMlaAttention): writes [latent, k_pe] rows
+// (kv_lora_rank + qk_rope_head_dim) of every real token with a valid slot into
+// the latent layer `layer.k` (layer.v unused), then per (token, head) the
+// absorbed attention: q_lat = q_nope @ kv_b's key rows, scores over the cache,
+// out = kv_b's value rows @ (sum p * latent). kv_b [num_heads * (nope + v_dim),
+// rank] of `kv_b_dtype` (f32/bf16/f16).
+struct MlaShape {
+  int num_heads = 0;
+  int kv_lora_rank = 0;
+  int qk_nope_head_dim = 0;
+  int qk_rope_head_dim = 0;
+  int v_head_dim = 0;
+  float scale = 0;
+};
+cudaError_t LaunchMlaAttention(const float* q_nope, const float* q_pe, const float* latent,
+                               const float* k_pe, const void* kv_b, DType kv_b_dtype, KvLayer layer,
+                               float* out, int64_t num_rows, MlaShape shape, int64_t row_limit,
+                               const ForwardMetaView* meta, cudaStream_t stream);
 
 }  // namespace moegraph::cuda

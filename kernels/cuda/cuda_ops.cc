@@ -423,6 +423,48 @@ Status RunAttention(const KernelArgs& a, const CudaStepContext& ctx) {
                "paged attention");
 }
 
+Status RunMlaAttention(const KernelArgs& a, const CudaStepContext& ctx) {
+  const MlaAttentionParams& p = Params<MlaAttentionParams>(a);
+  const int64_t num_rows = NumRows(a.out[0]);
+  const KvCacheView* kv = a.kv;
+  const KvLayerView* kv_layer = kv != nullptr ? kv->layer(p.layer) : nullptr;
+  const TensorArg& kv_b = a.in[4];
+  const bool ok =
+      a.meta != nullptr && kv_layer != nullptr && kv_layer->k != nullptr &&
+      kv_layer->kind == KvLayerKind::kLatent && IsKvCacheDType(kv_layer->dtype) &&
+      kv_layer->num_kv_heads == 1 && kv_layer->head_dim == p.CacheRow() &&
+      kv_layer->slot_stride == p.CacheRow() && kv->block_size > 0 &&
+      (kv_b.dtype == DType::kF32 || kv_b.dtype == DType::kBF16 || kv_b.dtype == DType::kF16) &&
+      kv_b.rank == 2 && kv_b.shape[0] == p.num_heads * (p.qk_nope_head_dim + p.v_head_dim) &&
+      kv_b.shape[1] == p.kv_lora_rank && RowSize(a.out[0]) == p.num_heads * p.v_head_dim &&
+      RowSize(a.in[0]) == p.num_heads * p.qk_nope_head_dim &&
+      RowSize(a.in[1]) == p.num_heads * p.qk_rope_head_dim && RowSize(a.in[2]) == p.kv_lora_rank &&
+      RowSize(a.in[3]) == p.qk_rope_head_dim;
+  if (!ok) {
+    return ContractViolation("mla_attention",
+                             "q_nope/q_pe/latent/k_pe/kv_b/out must match the op and the latent "
+                             "KV cache layer");
+  }
+  const int64_t row_limit =
+      std::min({NumRows(a.in[0]), NumRows(a.in[1]), NumRows(a.in[2]), NumRows(a.in[3]), num_rows});
+  KvLayer cache;
+  cache.k = kv_layer->k;
+  cache.dtype = kv_layer->dtype;
+  cache.num_blocks = kv->num_blocks;
+  cache.block_size = kv->block_size;
+  MlaShape shape;
+  shape.num_heads = static_cast<int>(p.num_heads);
+  shape.kv_lora_rank = static_cast<int>(p.kv_lora_rank);
+  shape.qk_nope_head_dim = static_cast<int>(p.qk_nope_head_dim);
+  shape.qk_rope_head_dim = static_cast<int>(p.qk_rope_head_dim);
+  shape.v_head_dim = static_cast<int>(p.v_head_dim);
+  shape.scale = static_cast<float>(p.scale);
+  return Check(LaunchMlaAttention(F32In(a.in[0]), F32In(a.in[1]), F32In(a.in[2]), F32In(a.in[3]),
+                                  kv_b.data, kv_b.dtype, cache, F32Out(a.out[0]), num_rows, shape,
+                                  row_limit, a.meta, ctx.stream),
+               "mla attention");
+}
+
 Status RunGatherLast(const KernelArgs& a, const CudaStepContext& ctx) {
   const int64_t hidden = RowSize(a.out[0]);
   if (a.meta == nullptr || RowSize(a.in[0]) != hidden) {
@@ -765,6 +807,32 @@ Status RunConcatRows(const KernelArgs& a, const CudaStepContext& ctx) {
   return Fill0(dst + written, out_bytes - written, ctx.stream);
 }
 
+// Each row's column groups split with two strided copies (group pitch in, first / rest out).
+Status RunSplitCols(const KernelArgs& a, const CudaStepContext& ctx) {
+  const SplitColsParams& p = Params<SplitColsParams>(a);
+  const int64_t group = p.group, first = p.first, rest = group - first;
+  const int64_t cols = RowSize(a.in[0]);
+  const int64_t groups = group > 0 ? cols / group : 0;
+  const int64_t num_rows = NumRows(a.in[0]);
+  if (group <= 0 || first <= 0 || rest <= 0 || cols != groups * group ||
+      NumRows(a.out[0]) != num_rows || NumRows(a.out[1]) != num_rows ||
+      RowSize(a.out[0]) != groups * first || RowSize(a.out[1]) != groups * rest) {
+    return ContractViolation("split_cols",
+                             "x [R, groups * group] for outs [R, groups * first] "
+                             "and [R, groups * (group - first)]");
+  }
+  const int64_t height = num_rows * groups;
+  if (height == 0) return Status::Ok();
+  const auto* src = static_cast<const unsigned char*>(a.in[0].data);
+  constexpr size_t kF = sizeof(float);
+  MG_RETURN_IF_ERROR(Check(cudaMemcpy2DAsync(a.out[0].data, first * kF, src, group * kF, first * kF,
+                                             height, cudaMemcpyDeviceToDevice, ctx.stream),
+                           "split_cols copy"));
+  return Check(cudaMemcpy2DAsync(a.out[1].data, rest * kF, src + first * kF, group * kF, rest * kF,
+                                 height, cudaMemcpyDeviceToDevice, ctx.stream),
+               "split_cols copy");
+}
+
 // Single rank: a copy (world_size 1) or zeros, as RefAllGather. Multi-rank
 // all-gather goes through runtime/communicator.h, not this table.
 Status RunAllGather(const KernelArgs& a, const CudaStepContext& ctx) {
@@ -793,6 +861,7 @@ constexpr Entry kTable[] = {
     {"linear_silu_mul", {RunLinearSiluMul, LinearSiluMulScratch}},
     {"rope", {RunRope, nullptr}},
     {"attention", {RunAttention, nullptr}},
+    {"mla_attention", {RunMlaAttention, nullptr}},
     {"gather_last", {RunGatherLast, nullptr}},
     {"mlp", {RunMlp, MlpScratch}},
     {"moe", {RunMoe, MoeScratch}},
@@ -808,6 +877,7 @@ constexpr Entry kTable[] = {
     {"moe_combine", {RunMoeCombine, nullptr}},
     {"slice_rows", {RunSliceRows, nullptr}},
     {"concat_rows", {RunConcatRows, nullptr}},
+    {"split_cols", {RunSplitCols, nullptr}},
     {"all_gather", {RunAllGather, nullptr}},
 };
 

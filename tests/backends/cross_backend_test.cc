@@ -127,6 +127,9 @@ struct OpCase {
   int64_t arena_bytes = 0;
   bool with_meta = true;
   bool with_kv = false;
+  // The cache's geometry when with_kv: every layer alike.
+  KvLayerKind kv_kind = KvLayerKind::kKeyValue;
+  int32_t kv_heads = kKvHeads, kv_head_dim = kHeadDim;
   Tolerance cpu;   // vs cpu-reference, for the "cpu" backend
   Tolerance cuda;  // vs cpu-reference, for "cuda"
 };
@@ -194,6 +197,14 @@ class CaseBuilder {
   }
   CaseBuilder& Kv() {
     c_.with_kv = true;
+    return *this;
+  }
+  // A latent (MLA) cache: one row of `row` values per token and layer.
+  CaseBuilder& LatentKv(int32_t row) {
+    c_.with_kv = true;
+    c_.kv_kind = KvLayerKind::kLatent;
+    c_.kv_heads = 1;
+    c_.kv_head_dim = row;
     return *this;
   }
   // Looser bounds where a backend may legitimately round differently.
@@ -378,6 +389,33 @@ std::vector<OpCase> BuildCases() {
                                   .scale = 1.0f / std::sqrt(static_cast<float>(kHeadDim))})
           .Kv()
           .Build());
+  // MLA at odd sizes: 3 heads, kv_lora_rank 40, rope 6, nope 5, v 7; the latent cache rows
+  // hold 46 values. kv_b in each weight dtype (bf16 rounds, so the CPU bound is the same).
+  for (const DType dtype : {DType::kF32, DType::kBF16}) {
+    constexpr int64_t kMlaHeads = 3, kRank = 40, kRope = 6, kNope = 5, kV = 7;
+    cases.push_back(CaseBuilder("mla_attention/" + DTypeTag(dtype), "mla_attention")
+                        .F32({kT, kMlaHeads * kNope}, 80)
+                        .F32({kT, kMlaHeads * kRope}, 81)
+                        .F32({kT, kRank}, 82)
+                        .F32({kT, kRope}, 83)
+                        .Weight(dtype, {kMlaHeads * (kNope + kV), kRank}, 84)
+                        .Output(DType::kF32, {kT, kMlaHeads * kV})
+                        .Params(MlaAttentionParams{.layer = 1,
+                                                   .num_heads = kMlaHeads,
+                                                   .kv_lora_rank = kRank,
+                                                   .qk_nope_head_dim = kNope,
+                                                   .qk_rope_head_dim = kRope,
+                                                   .v_head_dim = kV,
+                                                   .scale = 0.3})
+                        .LatentKv(kRank + kRope)
+                        .Build());
+  }
+  cases.push_back(CaseBuilder("split_cols", "split_cols")
+                      .F32({kT, 3 * 11}, 85)
+                      .Output(DType::kF32, {kT, 3 * 4})
+                      .Output(DType::kF32, {kT, 3 * 7})
+                      .Params(SplitColsParams{.group = 11, .first = 4})
+                      .Build());
   cases.push_back(CaseBuilder("topk_route", "topk_route")
                       .F32({kT, kE}, 12, 3.0f)
                       .Output(DType::kI32, {kT, kTopK})
@@ -661,9 +699,9 @@ struct RunResult {
   std::vector<float> k_cache, v_cache;
 };
 
-std::vector<float> InitialCache(uint32_t seed) {
-  return RandomFloats(static_cast<int64_t>(kLayers) * kBlocks * kBlockSize * kKvHeads * kHeadDim,
-                      seed);
+std::vector<float> InitialCache(const OpCase& c, uint32_t seed) {
+  return RandomFloats(
+      static_cast<int64_t>(kLayers) * kBlocks * kBlockSize * c.kv_heads * c.kv_head_dim, seed);
 }
 
 // Runs the case eagerly or (capture, then a replay on re-poisoned outputs and
@@ -731,7 +769,7 @@ StatusOr<RunResult> RunCase(Backend& backend, const OpCase& c, bool replay) {
   std::memcpy(meta_block.data(), &view, sizeof(view));
   Status meta_status = backend.Upload(meta, meta_block.data(), meta_block.size());
 
-  const std::vector<float> k_init = InitialCache(70), v_init = InitialCache(71);
+  const std::vector<float> k_init = InitialCache(c, 70), v_init = InitialCache(c, 71);
   const size_t cache_bytes = k_init.size() * sizeof(float);
   MG_ASSIGN_OR_RETURN(std::byte * k_cache, memory.Upload(k_init.data(), cache_bytes));
   MG_ASSIGN_OR_RETURN(std::byte * v_cache, memory.Upload(v_init.data(), cache_bytes));
@@ -739,8 +777,9 @@ StatusOr<RunResult> RunCase(Backend& backend, const OpCase& c, bool replay) {
   kv_layers.num_layers = kLayers;
   kv_layers.num_blocks = kBlocks;
   kv_layers.block_size = kBlockSize;
-  kv_layers.num_kv_heads = kKvHeads;
-  kv_layers.head_dim = kHeadDim;
+  kv_layers.num_kv_heads = c.kv_heads;
+  kv_layers.head_dim = c.kv_head_dim;
+  kv_layers.kind = c.kv_kind;
   const KvCacheView& kv = kv_layers.Bind(k_cache, v_cache);
 
   ExecBindings bindings;

@@ -48,14 +48,11 @@ std::unique_ptr<Reference> MakeReference(const std::string& dir) {
       WeightArgs::FromCheckpoint(ref->model.graph, ref->model.checkpoint);
   EXPECT_TRUE(weights.ok()) << weights.status().ToString();
   ref->weights = std::move(*weights);
-  KvCacheConfig kv =
-      KvCacheConfig::Uniform(static_cast<int32_t>(ref->model.decoder().num_hidden_layers),
-                             static_cast<int32_t>(ref->model.decoder().num_key_value_heads),
-                             static_cast<int32_t>(ref->model.decoder().head_dim));
-  kv.block_size = 16;
-  kv.num_blocks = 64;
-  ref->runner = std::make_unique<EagerRunner>(ref->model.graph, ref->weights,
-                                              std::move(*KvCache::Create(kv)), 128, 8, 2);
+  StatusOr<KvCache> cache = testing::GraphKvCache(ref->model, /*block_size=*/16, /*num_blocks=*/64);
+  EXPECT_TRUE(cache.ok()) << cache.status().ToString();
+  if (!cache.ok()) return nullptr;
+  ref->runner =
+      std::make_unique<EagerRunner>(ref->model.graph, ref->weights, std::move(*cache), 128, 8, 2);
   return ref;
 }
 

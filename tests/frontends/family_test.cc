@@ -54,7 +54,8 @@ TEST_F(FamilyTest, RegistryFindsQwen3MoeAndListsItForOthers) {
   EXPECT_EQ(other.status().message(),
             "no model family for architecture \"LlamaForCausalLM\"; supported architectures: "
             "\"Qwen3MoeForCausalLM\", \"Qwen3ForCausalLM\", \"MixtralForCausalLM\", "
-            "\"Qwen2ForCausalLM\", \"Qwen2MoeForCausalLM\", \"Ernie4_5_MoeForCausalLM\", \"Glm4MoeForCausalLM\"");
+            "\"Qwen2ForCausalLM\", \"Qwen2MoeForCausalLM\", \"Ernie4_5_MoeForCausalLM\", "
+            "\"Glm4MoeForCausalLM\", \"DeepseekV3ForCausalLM\"");
 }
 
 TEST_F(FamilyTest, ConfigPicksTheFirstRegisteredArchitecture) {
@@ -72,14 +73,15 @@ TEST_F(FamilyTest, ConfigPicksTheFirstRegisteredArchitecture) {
             "config.json: field \"architectures\" is [\"LlamaForCausalLM\"]; supported "
             "architectures: \"Qwen3MoeForCausalLM\", \"Qwen3ForCausalLM\", "
             "\"MixtralForCausalLM\", \"Qwen2ForCausalLM\", \"Qwen2MoeForCausalLM\", "
-            "\"Ernie4_5_MoeForCausalLM\", \"Glm4MoeForCausalLM\"");
+            "\"Ernie4_5_MoeForCausalLM\", \"Glm4MoeForCausalLM\", \"DeepseekV3ForCausalLM\"");
   json = ParseJson(R"({"architectures": "Qwen3MoeForCausalLM"})", "config.json");
   EXPECT_EQ(FamilyForConfig(*json, "config.json").status().code(), StatusCode::kInvalidArgument);
   json = ParseJson(R"({})", "config.json");
   EXPECT_EQ(FamilyForConfig(*json, "config.json").status().message(),
             "config.json: field \"architectures\" is missing; supported architectures: "
             "\"Qwen3MoeForCausalLM\", \"Qwen3ForCausalLM\", \"MixtralForCausalLM\", "
-            "\"Qwen2ForCausalLM\", \"Qwen2MoeForCausalLM\", \"Ernie4_5_MoeForCausalLM\", \"Glm4MoeForCausalLM\"");
+            "\"Qwen2ForCausalLM\", \"Qwen2MoeForCausalLM\", \"Ernie4_5_MoeForCausalLM\", "
+            "\"Glm4MoeForCausalLM\", \"DeepseekV3ForCausalLM\"");
 }
 
 TEST_F(FamilyTest, LoadHfModelDispatchesThroughTheRegistry) {
@@ -90,11 +92,11 @@ TEST_F(FamilyTest, LoadHfModelDispatchesThroughTheRegistry) {
   EXPECT_EQ(model->family, "qwen3_moe");
   EXPECT_EQ(model->Info().family, "qwen3_moe");
 
-  std::ofstream(dir + "/config.json") << R"({"architectures": ["DeepseekV3ForCausalLM"]})";
+  std::ofstream(dir + "/config.json") << R"({"architectures": ["Gemma3ForCausalLM"]})";
   model = LoadHfModel(dir);
   EXPECT_EQ(model.status().code(), StatusCode::kUnimplemented);
   EXPECT_NE(model.status().message().find(
-                "is [\"DeepseekV3ForCausalLM\"]; supported architectures: \"Qwen3MoeForCausalLM\", "
+                "is [\"Gemma3ForCausalLM\"]; supported architectures: \"Qwen3MoeForCausalLM\", "
                 "\"Qwen3ForCausalLM\", \"MixtralForCausalLM\", \"Qwen2ForCausalLM\", "
                 "\"Qwen2MoeForCausalLM\", \"Ernie4_5_MoeForCausalLM\""),
             std::string::npos)

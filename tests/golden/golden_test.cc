@@ -27,13 +27,8 @@ TEST_P(GoldenEagerTest, PrefillAndGreedyDecodeMatchTransformers) {
   ASSERT_TRUE(model.ok()) << model.status().ToString();
   StatusOr<WeightArgs> weights = WeightArgs::FromCheckpoint(model->graph, model->checkpoint);
   ASSERT_TRUE(weights.ok()) << weights.status().ToString();
-  KvCacheConfig kv = KvCacheConfig::Uniform(static_cast<int32_t>(model->decoder().num_hidden_layers),
-                                            static_cast<int32_t>(model->decoder().num_key_value_heads),
-                                            static_cast<int32_t>(model->decoder().head_dim));
-  kv.block_size = 4;
-  kv.num_blocks = 256;
-  StatusOr<KvCache> cache = KvCache::Create(kv);
-  ASSERT_TRUE(cache.ok());
+  StatusOr<KvCache> cache = testing::GraphKvCache(*model, /*block_size=*/4, /*num_blocks=*/256);
+  ASSERT_TRUE(cache.ok()) << cache.status().ToString();
   EagerRunner runner(model->graph, *weights, std::move(*cache), 256, 8, 2);
 
   const int64_t vocab = golden.vocab;

@@ -8,8 +8,25 @@
 #include <vector>
 
 #include "checkpoint/safetensors.h"
+#include "compiler/compile_model.h"
+#include "frontends/hf_model.h"
+#include "runtime/kv_cache.h"
 
 namespace moegraph::testing {
+
+// An f32 KV cache laid out as compile-model lays out the model's (its layers' geometry from
+// the graph's attention ops: key/value or latent), of `num_blocks` blocks of `block_size`.
+inline StatusOr<KvCache> GraphKvCache(const HfModel& model, int32_t block_size,
+                                      int32_t num_blocks) {
+  KvCacheConfig kv;
+  MG_ASSIGN_OR_RETURN(
+      kv.layers,
+      KvLayersFromGraph(model.graph, static_cast<int32_t>(model.decoder().num_hidden_layers),
+                        DType::kF32));
+  kv.block_size = block_size;
+  kv.num_blocks = num_blocks;
+  return KvCache::Create(kv);
+}
 
 struct GoldenSequence {
   std::vector<int32_t> prompt;
@@ -48,7 +65,10 @@ inline std::vector<std::string> GoldenCases() {
           "ernie_moe_fused",
           "glm4_moe_g1",
           "glm4_moe_g4",
-          "glm4_moe_bf16"};
+          "glm4_moe_bf16",
+          "dsv3_lora_g4",
+          "dsv3_plain_g1",
+          "dsv3_bf16"};
 }
 
 inline std::string GoldenDir(const std::string& name) {

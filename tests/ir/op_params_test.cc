@@ -20,8 +20,9 @@ struct TypeList {};
 
 // Every params struct. An op whose struct is missing here fails
 // EveryOpsParamsStructIsListed.
-using AllParams = TypeList<RmsNormParams, RopeParams, AttentionParams, TopkRouteParams,
-                           NumExpertsParams, TopKParams, SliceRowsParams, AllGatherParams>;
+using AllParams =
+    TypeList<RmsNormParams, RopeParams, AttentionParams, MlaAttentionParams, TopkRouteParams,
+             NumExpertsParams, TopKParams, SliceRowsParams, SplitColsParams, AllGatherParams>;
 
 template <typename... P>
 std::set<const ParamsInfo*> Infos(TypeList<P...>) {

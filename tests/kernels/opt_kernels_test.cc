@@ -723,6 +723,96 @@ TEST(OptKernelsTest, AttentionOverA16BitCacheStaysWithinItsRoundingOfF32) {
   }
 }
 
+// ---- MLA ----------------------------------------------------------------------------------------
+
+// mla_attention over a latent cache of each dtype, kv_b in each weight dtype, rank 40 and rope
+// 6 (vector tails): a 70-token prefill, decodes after 9 and 5 cached tokens, a 2-token prompt
+// whose block table is bad, and padding rows. The optimised kernel's outputs are the
+// reference's within kTol and the same bits for every thread count; its cache writes are the
+// reference's exactly.
+TEST(OptKernelsTest, MlaAttentionMatchesReference) {
+  SKIP_WITHOUT_AVX2();
+  constexpr int64_t kHeads = 3, kRank = 40, kRope = 6, kNope = 5, kV = 7, kRow = kRank + kRope;
+  constexpr int32_t kBlockSize = 4, kNumBlocks = 48, kNumLayers = 2, kRows = 79;
+  std::vector<int32_t> long_blocks(18);
+  for (int32_t b = 0; b < 18; ++b)
+    long_blocks[b] = (b * 7) % 18;
+  Meta meta(kRows, 18, kBlockSize,
+            {{0, 70, long_blocks}, {9, 1, {40, 41, 42}}, {5, 3, {43, 44}}, {0, 2, {45}}});
+  const_cast<int32_t*>(meta.view()->block_tables)[3 * 18] = -1;
+  const std::vector<float> q_nope = Random(kRows * kHeads * kNope, 20);
+  const std::vector<float> q_pe = Random(kRows * kHeads * kRope, 21);
+  const std::vector<float> latent = Random(kRows * kRank, 22);
+  const std::vector<float> k_pe = Random(kRows * kRope, 23);
+  const int64_t cache_size = static_cast<int64_t>(kNumLayers) * kNumBlocks * kBlockSize * kRow;
+  const std::vector<float> initial = Random(cache_size, 24);
+  for (DType kv_dtype : {DType::kF32, DType::kBF16, DType::kF16}) {
+    for (DType w_dtype : kWeightDTypes) {
+      SCOPED_TRACE(Name(kv_dtype) + " cache, " + Name(w_dtype) + " kv_b");
+      const Weight kv_b = MakeWeight(kHeads * (kNope + kV) * kRank, w_dtype, 25);
+      const std::vector<TensorArg> in = {Arg(q_nope.data(), DType::kF32, {kRows, kHeads * kNope}),
+                                         Arg(q_pe.data(), DType::kF32, {kRows, kHeads * kRope}),
+                                         Arg(latent.data(), DType::kF32, {kRows, kRank}),
+                                         Arg(k_pe.data(), DType::kF32, {kRows, kRope}),
+                                         Arg(kv_b.data(), w_dtype, {kHeads * (kNope + kV), kRank})};
+      // Returns the output and the cache afterwards (as f32 values).
+      auto run = [&](KernelFn kernel, int threads) {
+        std::vector<float> cache32 = initial;
+        std::vector<uint16_t> cache16 =
+            ToHalf(kv_dtype == DType::kF32 ? DType::kBF16 : kv_dtype, initial);
+        testing::UniformKvCacheView kv;
+        kv.num_layers = kNumLayers;
+        kv.num_blocks = kNumBlocks;
+        kv.block_size = kBlockSize;
+        kv.num_kv_heads = 1;
+        kv.head_dim = kRow;
+        kv.dtype = kv_dtype;
+        kv.kind = KvLayerKind::kLatent;
+        kv.Bind(kv_dtype == DType::kF32 ? static_cast<void*>(cache32.data()) : cache16.data(),
+                nullptr);
+        std::vector<float> out(kRows * kHeads * kV, std::numeric_limits<float>::quiet_NaN());
+        const TensorArg out_arg = Arg(out.data(), DType::kF32, {kRows, kHeads * kV});
+        KernelArgs args;
+        args.meta = meta.view();
+        args.kv = &kv.view;
+        args.in = in.data();
+        args.num_in = static_cast<int>(in.size());
+        args.out = &out_arg;
+        args.num_out = 1;
+        args.num_threads = threads;
+        SetParams(args, MlaAttentionParams{.layer = 1,
+                                           .num_heads = kHeads,
+                                           .kv_lora_rank = kRank,
+                                           .qk_nope_head_dim = kNope,
+                                           .qk_rope_head_dim = kRope,
+                                           .v_head_dim = kV,
+                                           .scale = 0.3});
+        kernel(args);
+        return std::pair{out, kv_dtype == DType::kF32 ? cache32 : FromHalf(kv_dtype, cache16)};
+      };
+      const auto [want, want_cache] = run(RefMlaAttention, 2);
+      std::vector<float> first;
+      for (int threads : kThreadCounts) {
+        const auto [got, got_cache] = run(OptMlaAttention, threads);
+        ASSERT_EQ(0, std::memcmp(got_cache.data(), want_cache.data(), got_cache.size() * 4));
+        if (first.empty()) {
+          first = got;
+        } else {
+          ASSERT_EQ(0, std::memcmp(got.data(), first.data(), got.size() * 4))
+              << "results depend on the thread count (" << threads << ")";
+        }
+      }
+      for (size_t i = 0; i < want.size(); ++i) {
+        ASSERT_TRUE(std::abs(first[i] - want[i]) <= kTol * (1.0 + std::abs(want[i])))
+            << "element " << i << " is " << first[i] << ", want " << want[i];
+      }
+      // The bad-table prompt (rows 74, 75) and the padding rows are zeros.
+      for (int64_t i = 74 * kHeads * kV; i < kRows * kHeads * kV; ++i)
+        ASSERT_EQ(first[i], 0.0f) << "element " << i;
+    }
+  }
+}
+
 // ---- Routing -----------------------------------------------------------------------------------
 
 TEST(OptKernelsTest, TopkRouteIsBitIdenticalIncludingTies) {

@@ -938,6 +938,124 @@ TEST_F(AttentionFixture, InvalidBlocksZeroOnlyTheirTokens) {
   ExpectZeroRows(out, 7, 12, kQRow, "invalid blocks");
 }
 
+// MLA in the absorbed form against the expanded form transformers runs: per head
+// k = [Wk_h latent, k_pe], v = Wv_h latent, q = [q_nope, q_pe]. One sequence: a
+// prefill of 6 tokens, then a decode at position 6 reading the latent cache.
+TEST_P(RefDTypeTest, MlaAttentionMatchesExpandedAttention) {
+  constexpr int64_t kMlaHeads = 3, kRank = 10, kRope = 4, kNope = 5, kV = 3;
+  constexpr int64_t kRow = kRank + kRope, kLen = 7, kMlaBlockSize = 4;
+  const double scale = 0.4;
+  const Weight kv_b = MakeWeight(kMlaHeads * (kNope + kV) * kRank, GetParam(), 90);
+  const std::vector<float> q_nope = Random(kLen * kMlaHeads * kNope, 91);
+  const std::vector<float> q_pe = Random(kLen * kMlaHeads * kRope, 92);
+  const std::vector<float> latent = Random(kLen * kRank, 93);
+  const std::vector<float> k_pe = Random(kLen * kRope, 94);
+  auto w = [&](int64_t h, int64_t r, int64_t c) {
+    return double(kv_b.values[(h * (kNope + kV) + r) * kRank + c]);
+  };
+  auto naive = [&](int64_t p) {
+    std::vector<double> o(kMlaHeads * kV, 0.0);
+    for (int64_t h = 0; h < kMlaHeads; ++h) {
+      std::vector<double> scores(p + 1);
+      for (int64_t j = 0; j <= p; ++j) {
+        double dot = 0.0;
+        for (int64_t d = 0; d < kNope; ++d) {
+          double k = 0.0;
+          for (int64_t c = 0; c < kRank; ++c)
+            k += w(h, d, c) * latent[j * kRank + c];
+          dot += double(q_nope[(p * kMlaHeads + h) * kNope + d]) * k;
+        }
+        for (int64_t d = 0; d < kRope; ++d)
+          dot += double(q_pe[(p * kMlaHeads + h) * kRope + d]) * k_pe[j * kRope + d];
+        scores[j] = scale * dot;
+      }
+      const double max_score = *std::max_element(scores.begin(), scores.end());
+      double sum = 0.0;
+      for (double& sc : scores)
+        sum += sc = std::exp(sc - max_score);
+      for (int64_t j = 0; j <= p; ++j) {
+        for (int64_t e = 0; e < kV; ++e) {
+          double v = 0.0;
+          for (int64_t c = 0; c < kRank; ++c)
+            v += w(h, kNope + e, c) * latent[j * kRank + c];
+          o[h * kV + e] += scores[j] / sum * v;
+        }
+      }
+    }
+    return o;
+  };
+  std::vector<float> cache(2 * 4 * kMlaBlockSize * kRow, kNaN);
+  testing::UniformKvCacheView kv;
+  kv.num_layers = 2;
+  kv.num_blocks = 4;
+  kv.block_size = kMlaBlockSize;
+  kv.num_kv_heads = 1;
+  kv.head_dim = kRow;
+  kv.kind = KvLayerKind::kLatent;
+  kv.Bind(cache.data(), nullptr);
+  const std::vector<int32_t> blocks = {3, 1};
+  const MlaAttentionParams params{.layer = 1,
+                                  .num_heads = kMlaHeads,
+                                  .kv_lora_rank = kRank,
+                                  .qk_nope_head_dim = kNope,
+                                  .qk_rope_head_dim = kRope,
+                                  .v_head_dim = kV,
+                                  .scale = scale};
+  // Rows [first, first + count) of the sequence as one step of `capacity` rows.
+  auto run = [&](Meta& meta, int64_t first, int64_t count, int64_t capacity) {
+    auto rows = [&](const std::vector<float>& x, int64_t width) {
+      std::vector<float> out = Random(capacity * width, 95);  // padding rows: noise
+      std::copy_n(x.begin() + first * width, count * width, out.begin());
+      return out;
+    };
+    const std::vector<float> qn = rows(q_nope, kMlaHeads * kNope),
+                             qp = rows(q_pe, kMlaHeads * kRope), lat = rows(latent, kRank),
+                             kp = rows(k_pe, kRope);
+    std::vector<float> out = Poisoned(capacity * kMlaHeads * kV);
+    RunKernel(RefMlaAttention,
+              {F32(qn, {capacity, kMlaHeads * kNope}), F32(qp, {capacity, kMlaHeads * kRope}),
+               F32(lat, {capacity, kRank}), F32(kp, {capacity, kRope}),
+               kv_b.arg({kMlaHeads * (kNope + kV), kRank})},
+              {F32(out, {capacity, kMlaHeads * kV})}, params,
+              {.meta = meta.view(), .kv = &kv.view});
+    std::vector<double> want(capacity * kMlaHeads * kV, 0.0);
+    for (int64_t t = 0; t < count; ++t) {
+      const std::vector<double> o = naive(first + t);
+      std::copy(o.begin(), o.end(), want.begin() + t * kMlaHeads * kV);
+    }
+    return std::pair{out, want};
+  };
+  Meta prefill(8, 2, 2, kMlaBlockSize, {{0, 6, blocks}});
+  auto [out, want] = run(prefill, 0, 6, 8);
+  ExpectClose(out, want, kTol, "mla prefill");
+  ExpectZeroRows(out, 6, 8, kMlaHeads * kV, "mla prefill");
+  // Position 4 landed in block 1, slot 0, of layer 1: [latent, k_pe]; layer 0 untouched.
+  const float* cached = cache.data() + kv.LayerElements() + (1 * kMlaBlockSize + 0) * kRow;
+  EXPECT_EQ(std::vector<float>(cached, cached + kRank),
+            std::vector<float>(latent.begin() + 4 * kRank, latent.begin() + 5 * kRank));
+  EXPECT_EQ(std::vector<float>(cached + kRank, cached + kRow),
+            std::vector<float>(k_pe.begin() + 4 * kRope, k_pe.begin() + 5 * kRope));
+  EXPECT_TRUE(std::all_of(cache.begin(), cache.begin() + kv.LayerElements(),
+                          [](float x) { return std::isnan(x); }));
+  Meta decode(2, 2, 2, kMlaBlockSize, {{6, 1, blocks}});
+  auto [decode_out, decode_want] = run(decode, 6, 1, 2);
+  ExpectClose(decode_out, decode_want, kTol, "mla decode");
+  ExpectZeroRows(decode_out, 1, 2, kMlaHeads * kV, "mla decode");
+}
+
+TEST(RefKernelsTest, SplitColsSplitsEveryGroup) {
+  // 2 rows of 3 groups of 5: the first 2 of each group, then the other 3.
+  std::vector<float> x(2 * 15);
+  for (size_t i = 0; i < x.size(); ++i)
+    x[i] = static_cast<float>(i);
+  std::vector<float> a = Poisoned(2 * 6), b = Poisoned(2 * 9);
+  RunKernel(RefSplitCols, {F32(x, {2, 15})}, {F32(a, {2, 6}), F32(b, {2, 9})},
+            SplitColsParams{.group = 5, .first = 2});
+  EXPECT_EQ(a, (std::vector<float>{0, 1, 5, 6, 10, 11, 15, 16, 20, 21, 25, 26}));
+  EXPECT_EQ(b,
+            (std::vector<float>{2, 3, 4, 7, 8, 9, 12, 13, 14, 17, 18, 19, 22, 23, 24, 27, 28, 29}));
+}
+
 TEST(RefKernelsTest, GatherLastTakesEachSequencesLastToken) {
   const std::vector<float> x = Random(kT * kH, 19);
   Meta meta(static_cast<int32_t>(kT), 3, 0, 0, {{0, 4, {}}, {2, 0, {}}, {0, 2, {}}});

@@ -611,7 +611,7 @@ std::vector<SemanticCase> SemanticCases() {
       {"no kv_layers", [](Plan& p) { p.kv_layers.clear(); },
        "kv_layers has 0 entries, expected one per layer (model.num_layers is 1)"},
       {"unknown kv layer kind", [](Plan& p) { p.kv_layers[0].kind = static_cast<KvLayerKind>(9); },
-       "kv_layers[0].kind is 9, expected 0..0 (key_value)"},
+       "kv_layers[0].kind is 9, expected 0..1 (key_value, latent)"},
       {"kv layer dtype not a cache dtype", [](Plan& p) { p.kv_layers[0].dtype = DType::kI32; },
        "kv_layers[0].dtype is i32, expected f32, f16 or bf16"},
       {"unknown kv layer dtype", [](Plan& p) { p.kv_layers[0].dtype = static_cast<DType>(42); },

@@ -15,6 +15,7 @@ namespace moegraph::testing {
 struct UniformKvCacheView {
   int32_t num_layers = 0, num_blocks = 0, block_size = 0, num_kv_heads = 0, head_dim = 0;
   DType dtype = DType::kF32;
+  KvLayerKind kind = KvLayerKind::kKeyValue;  // kLatent: num_kv_heads 1, rows of head_dim
   std::vector<KvLayerView> layers;
   KvCacheView view;
 
@@ -31,7 +32,7 @@ struct UniformKvCacheView {
       KvLayerView& layer = layers[static_cast<size_t>(l)];
       layer.k = k != nullptr ? static_cast<std::byte*>(k) + l * layer_bytes : nullptr;
       layer.v = v != nullptr ? static_cast<std::byte*>(v) + l * layer_bytes : nullptr;
-      layer.kind = KvLayerKind::kKeyValue;
+      layer.kind = kind;
       layer.dtype = dtype;
       layer.num_kv_heads = num_kv_heads;
       layer.head_dim = head_dim;

@@ -1,0 +1,161 @@
+// DeepSeek-V3: the shared decoder skeleton with multi-head latent attention over a latent KV
+// cache, dense SwiGLU MLPs in the first first_k_dense_replace layers and, after them, GLM4-MoE's
+// MoE block (grouped sigmoid router with correction bias, routed scaling, shared experts).
+#include "frontends/deepseek_v3.h"
+
+#include "frontends/decoder.h"
+
+namespace moegraph {
+namespace {
+
+MoeOptions DeepseekV3Router(const DeepseekV3Config& c) {
+  MoeOptions moe;
+  moe.num_experts = c.n_routed_experts;
+  moe.top_k = c.num_experts_per_tok;
+  moe.scoring = RouteScoring::kSigmoid;
+  moe.num_groups = c.n_group;
+  moe.top_k_groups = c.topk_group;
+  moe.score_correction_bias = true;
+  moe.routed_scaling_factor = c.routed_scaling_factor;
+  moe.norm_topk_prob = c.norm_topk_prob;
+  // DeepseekV3TopkRouter divides by sum + 1e-20, as GLM4-MoE's.
+  moe.norm_min = c.norm_topk_prob ? 1e-20 : 0.0;
+  moe.shared_expert = true;
+  return moe;
+}
+
+int64_t QCols(const DeepseekV3Config& c) {
+  return c.num_attention_heads * c.qk_head_dim();
+}
+
+}  // namespace
+
+StatusOr<Graph> BuildDeepseekV3Graph(const DeepseekV3Config& c, const Checkpoint& checkpoint) {
+  DecoderBuilder d(c, checkpoint, "deepseek_v3");
+  GraphBuilder& b = d.builder();
+  WeightLoader& w = d.weights();
+  const int64_t hidden = c.hidden_size, heads = c.num_attention_heads;
+  auto attention = [&](int64_t layer, const std::string& p, const std::string& l,
+                       ValueId x) -> StatusOr<ValueId> {
+    const std::string a = p + "self_attn.";
+    MlaWeights mla_w;
+    if (c.q_lora_rank > 0) {
+      MG_ASSIGN_OR_RETURN(mla_w.q_a, w.Plain(a + "q_a_proj.weight", {c.q_lora_rank, hidden}));
+      MG_ASSIGN_OR_RETURN(mla_w.q_a_norm, w.Plain(a + "q_a_layernorm.weight", {c.q_lora_rank}));
+      MG_ASSIGN_OR_RETURN(mla_w.q_b, w.Plain(a + "q_b_proj.weight", {QCols(c), c.q_lora_rank}));
+      if (c.attention_bias) {
+        MG_ASSIGN_OR_RETURN(mla_w.q_bias, w.Plain(a + "q_a_proj.bias", {c.q_lora_rank}));
+      }
+    } else {
+      MG_ASSIGN_OR_RETURN(mla_w.q, w.Plain(a + "q_proj.weight", {QCols(c), hidden}));
+    }
+    const int64_t kv_a_rows = c.kv_lora_rank + c.qk_rope_head_dim;
+    MG_ASSIGN_OR_RETURN(mla_w.kv_a, w.Plain(a + "kv_a_proj_with_mqa.weight", {kv_a_rows, hidden}));
+    if (c.attention_bias) {
+      MG_ASSIGN_OR_RETURN(mla_w.kv_a_bias, w.Plain(a + "kv_a_proj_with_mqa.bias", {kv_a_rows}));
+    }
+    MG_ASSIGN_OR_RETURN(mla_w.kv_a_norm, w.Plain(a + "kv_a_layernorm.weight", {c.kv_lora_rank}));
+    MG_ASSIGN_OR_RETURN(mla_w.kv_b,
+                        w.Plain(a + "kv_b_proj.weight",
+                                {heads * (c.qk_nope_head_dim + c.v_head_dim), c.kv_lora_rank}));
+    MG_ASSIGN_OR_RETURN(mla_w.o, w.Plain(a + "o_proj.weight", {hidden, heads * c.v_head_dim}));
+    if (c.attention_bias) {
+      MG_ASSIGN_OR_RETURN(mla_w.o_bias, w.Plain(a + "o_proj.bias", {hidden}));
+    }
+    MlaOptions mla;
+    mla.layer = layer;
+    mla.num_heads = heads;
+    mla.q_lora_rank = c.q_lora_rank;
+    mla.kv_lora_rank = c.kv_lora_rank;
+    mla.qk_nope_head_dim = c.qk_nope_head_dim;
+    mla.qk_rope_head_dim = c.qk_rope_head_dim;
+    mla.v_head_dim = c.v_head_dim;
+    mla.scale = c.Scale();
+    mla.norm_eps = c.rms_norm_eps;
+    mla.rope.theta = c.rope_theta;
+    mla.rope_interleaved = c.rope_interleave;
+    // q_lora_rank's q_proj has no bias in transformers: attention_bias puts one on q_a_proj
+    // (or none at all without q_lora_rank), kv_a_proj_with_mqa and o_proj.
+    mla.qkv_bias = c.attention_bias && c.q_lora_rank > 0;
+    mla.o_bias = c.attention_bias;
+    if (c.attention_bias && c.q_lora_rank == 0) {
+      return Unimplemented(
+          "deepseek_v3: attention_bias without q_lora_rank (a bias on kv_a_proj_with_mqa but "
+          "none on q_proj) is not supported");
+    }
+    return BuildMlaAttention(b, mla, mla_w, x, l);
+  };
+  auto mlp = [&](const std::string& prefix, int64_t inter) -> StatusOr<MlpWeights> {
+    MlpWeights mlp_w;
+    MG_ASSIGN_OR_RETURN(mlp_w.gate, w.Plain(prefix + "gate_proj.weight", {inter, hidden}));
+    MG_ASSIGN_OR_RETURN(mlp_w.up, w.Plain(prefix + "up_proj.weight", {inter, hidden}));
+    MG_ASSIGN_OR_RETURN(mlp_w.down, w.Plain(prefix + "down_proj.weight", {hidden, inter}));
+    return mlp_w;
+  };
+  auto ffn = [&](int64_t layer, const std::string& p, const std::string& l,
+                 ValueId x) -> StatusOr<ValueId> {
+    if (!c.IsMoeLayer(layer)) {
+      MG_ASSIGN_OR_RETURN(MlpWeights dense, mlp(p + "mlp.", c.intermediate_size));
+      return BuildMlp(b, {}, dense, x, l + "mlp");
+    }
+    const int64_t experts = c.n_routed_experts;
+    MoeWeights moe_w;
+    MG_ASSIGN_OR_RETURN(moe_w.router, w.Plain(p + "mlp.gate.weight", {experts, hidden}));
+    MG_ASSIGN_OR_RETURN(moe_w.correction_bias,
+                        w.Plain(p + "mlp.gate.e_score_correction_bias", {experts}));
+    MG_ASSIGN_OR_RETURN(ExpertWeights routed,
+                        w.Experts(p + "mlp.", experts, c.moe_intermediate_size, hidden));
+    moe_w.gate = routed.gate;
+    moe_w.up = routed.up;
+    moe_w.down = routed.down;
+    MG_ASSIGN_OR_RETURN(
+        moe_w.shared, mlp(p + "mlp.shared_experts.", c.moe_intermediate_size * c.n_shared_experts));
+    return BuildMoe(b, DeepseekV3Router(c), moe_w, x, l + "moe");
+  };
+  return std::move(d).BuildWithAttention(attention, ffn);
+}
+
+std::vector<WeightSpec> DeepseekV3WeightList(const DeepseekV3Config& c) {
+  using enum WeightInit;
+  const int64_t hidden = c.hidden_size, heads = c.num_attention_heads;
+  auto attention = [&](int64_t, const std::string& p, std::vector<WeightSpec>& w) {
+    const std::string a = p + "self_attn.";
+    if (c.q_lora_rank > 0) {
+      w.push_back({a + "q_a_proj.weight", {c.q_lora_rank, hidden}, kLinear});
+      if (c.attention_bias) w.push_back({a + "q_a_proj.bias", {c.q_lora_rank}, kBias});
+      w.push_back({a + "q_a_layernorm.weight", {c.q_lora_rank}, kNorm});
+      w.push_back({a + "q_b_proj.weight", {QCols(c), c.q_lora_rank}, kLinear});
+    } else {
+      w.push_back({a + "q_proj.weight", {QCols(c), hidden}, kLinear});
+    }
+    const int64_t kv_a_rows = c.kv_lora_rank + c.qk_rope_head_dim;
+    w.push_back({a + "kv_a_proj_with_mqa.weight", {kv_a_rows, hidden}, kLinear});
+    if (c.attention_bias) w.push_back({a + "kv_a_proj_with_mqa.bias", {kv_a_rows}, kBias});
+    w.push_back({a + "kv_a_layernorm.weight", {c.kv_lora_rank}, kNorm});
+    w.push_back({a + "kv_b_proj.weight",
+                 {heads * (c.qk_nope_head_dim + c.v_head_dim), c.kv_lora_rank},
+                 kLinear});
+    w.push_back({a + "o_proj.weight", {hidden, heads * c.v_head_dim}, kLinear});
+    if (c.attention_bias) w.push_back({a + "o_proj.bias", {hidden}, kBias});
+  };
+  auto ffn = [&](int64_t layer, const std::string& p, std::vector<WeightSpec>& w) {
+    auto mlp = [&](const std::string& prefix, int64_t inter) {
+      w.push_back({prefix + "gate_proj.weight", {inter, hidden}, kLinear});
+      w.push_back({prefix + "up_proj.weight", {inter, hidden}, kLinear});
+      w.push_back({prefix + "down_proj.weight", {hidden, inter}, kLinear});
+    };
+    if (!c.IsMoeLayer(layer)) return mlp(p + "mlp.", c.intermediate_size);
+    // f32 in every checkpoint (_keep_in_fp32_modules_strict).
+    w.push_back({p + "mlp.gate.weight", {c.n_routed_experts, hidden}, kLinear, /*keep_f32=*/true});
+    w.push_back({p + "mlp.gate.e_score_correction_bias",
+                 {c.n_routed_experts},
+                 kBias,
+                 /*keep_f32=*/true});
+    for (int64_t e = 0; e < c.n_routed_experts; ++e)
+      mlp(p + "mlp.experts." + std::to_string(e) + ".", c.moe_intermediate_size);
+    mlp(p + "mlp.shared_experts.", c.moe_intermediate_size * c.n_shared_experts);
+  };
+  return DecoderWeightListWithAttention(c, attention, ffn);
+}
+
+}  // namespace moegraph
