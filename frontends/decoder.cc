@@ -52,6 +52,9 @@ StatusOr<ValueId> DecoderBuilder::Layer(int64_t layer, ValueId h, const DecoderA
   if (variant.o_bias) {
     MG_ASSIGN_OR_RETURN(attn_w.o_bias, w_.Plain(a + "o_proj.bias", {hidden}));
   }
+  if (variant.sinks) {
+    MG_ASSIGN_OR_RETURN(attn_w.sinks, w_.Plain(a + "sinks", {c_.num_attention_heads}));
+  }
   if (variant.qk_norm) {
     MG_ASSIGN_OR_RETURN(attn_w.q_norm, w_.Plain(a + "q_norm.weight", {hd}));
     MG_ASSIGN_OR_RETURN(attn_w.k_norm, w_.Plain(a + "k_norm.weight", {hd}));
@@ -66,6 +69,7 @@ StatusOr<ValueId> DecoderBuilder::Layer(int64_t layer, ValueId h, const DecoderA
   attn.qk_norm = variant.qk_norm;
   attn.qkv_bias = variant.qkv_bias;
   attn.o_bias = variant.o_bias;
+  attn.sinks = variant.sinks;
   attn.norm_eps = c_.rms_norm_eps;
   attn.rope.theta = c_.rope_theta;
   attn.rope.partial_rotary_factor = c_.partial_rotary_factor;
@@ -100,6 +104,8 @@ std::vector<WeightSpec> DecoderWeightList(const DecoderConfig& c, const DecoderA
       w.push_back({p + "self_attn.v_proj.bias", {kv_dim}, kBias});
     }
     if (attention.o_bias) w.push_back({p + "self_attn.o_proj.bias", {hidden}, kBias});
+    // Random writers draw the sinks like a bias: small, and not constant.
+    if (attention.sinks) w.push_back({p + "self_attn.sinks", {c.num_attention_heads}, kBias});
     if (attention.qk_norm) {
       w.push_back({p + "self_attn.q_norm.weight", {c.head_dim}, kNorm});
       w.push_back({p + "self_attn.k_norm.weight", {c.head_dim}, kNorm});

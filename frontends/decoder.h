@@ -27,6 +27,7 @@ struct DecoderAttention {
   bool o_bias = false;            // self_attn.o_proj.bias [hidden] (Ernie 4.5 use_bias)
   bool lm_head_bias = false;      // lm_head.bias [vocab], tied embeddings or not (Ernie 4.5)
   bool rope_interleaved = false;  // RoPE on GPT-J pairs (2i, 2i + 1), not halves (Ernie 4.5)
+  bool sinks = false;             // self_attn.sinks [num_heads]: attention sinks (GPT-OSS)
 };
 
 class DecoderBuilder {

@@ -22,6 +22,7 @@ using ref_detail::SeqBlocksValid;
 
 constexpr int64_t kMaxRopeHalf = 2048;  // head_dim <= 4096 (the op's limit)
 constexpr int64_t kMaxHeadDim = 256;    // larger heads: reference attention
+constexpr int64_t kMaxHeads = 4096;     // the attention op's num_heads limit
 constexpr int64_t kKeyBlock = 64;       // keys per online-softmax block
 constexpr int kHeadChunk = 4;           // query heads of one KV head processed together
 constexpr int kMaxChunks = 4;           // head chunks of one token run in lockstep
@@ -82,6 +83,9 @@ struct AttentionProblem {
   int64_t num_heads = 0, num_kv_heads = 0, head_dim = 0, group = 1;
   int64_t q_row = 0, kv_row = 0;
   float scale = 1.0f;
+  // [num_heads] sink logits, or null: a head's running max and denominator
+  // start at its sink (exp(sink - sink) = 1), so the sink joins both.
+  const float* sinks = nullptr;
 };
 
 MG_AVX2_INLINE void PrefetchL2(const std::byte* row, int64_t bytes) {
@@ -187,8 +191,9 @@ MG_AVX2 void AttendHeads(const AttentionProblem& p, const int32_t* table, int32_
     for (int g = 0; g < count[c]; ++g) {
       q_all[c][g] = p.q + t * p.q_row + (h0[c] + g) * hd;
       std::fill(o_all[c][g], o_all[c][g] + hd, 0.0f);
-      max_all[c][g] = -std::numeric_limits<float>::infinity();
-      sum_all[c][g] = 0.0f;
+      max_all[c][g] =
+          p.sinks != nullptr ? p.sinks[h0[c] + g] : -std::numeric_limits<float>::infinity();
+      sum_all[c][g] = p.sinks != nullptr ? 1.0f : 0.0f;
     }
   }
   // The KV heads [kv_lo, kv_hi] of the chunks are adjacent in a cache row.
@@ -304,6 +309,8 @@ MG_AVX2 void AttendQueryBlock(const AttentionProblem& p, const int32_t* table, i
   alignas(32) float st[kKeyBlock + kKeyStep][kBlockRows];
   alignas(32) int32_t limit[kBlockRows];
   alignas(32) float alpha_row[kBlockRows];
+  alignas(32) float max_row[kBlockRows];  // the running max and sum start at the sink
+  alignas(32) float sum_row[kBlockRows];
   const float* keys[kKeyBlock + kKeyStep];
   const float* values[kKeyBlock];
   // 16-bit caches: the key block's rows, converted to f32.
@@ -317,6 +324,9 @@ MG_AVX2 void AttendQueryBlock(const AttentionProblem& p, const int32_t* table, i
     for (int64_t d = 0; d < hd; ++d)
       qt[d][r] = q[d];
     limit[r] = p.meta->positions[t];
+    const bool sink = p.sinks != nullptr;
+    max_row[r] = sink ? p.sinks[h_begin + rr % group] : -std::numeric_limits<float>::infinity();
+    sum_row[r] = sink ? 1.0f : 0.0f;
     max_limit = std::max(max_limit, limit[r]);
     min_limit = std::min(min_limit, limit[r]);
     std::fill(o[r], o[r] + hd, 0.0f);
@@ -328,8 +338,8 @@ MG_AVX2 void AttendQueryBlock(const AttentionProblem& p, const int32_t* table, i
   __m256 run_m[kNv], run_l[kNv];
   for (int v = 0; v < kNv; ++v) {
     lim[v] = _mm256_load_si256(reinterpret_cast<const __m256i*>(limit + 8 * v));
-    run_m[v] = vneg_inf;
-    run_l[v] = _mm256_setzero_ps();
+    run_m[v] = _mm256_load_ps(max_row + 8 * v);
+    run_l[v] = _mm256_load_ps(sum_row + 8 * v);
   }
   for (int64_t j0 = 0; j0 <= max_limit; j0 += kKeyBlock) {
     const int64_t nb = std::min<int64_t>(kKeyBlock, max_limit + 1 - j0);
@@ -440,7 +450,6 @@ MG_AVX2 void AttendQueryBlock(const AttentionProblem& p, const int32_t* table, i
       }
     }
   }
-  alignas(32) float sum_row[kBlockRows];
   for (int v = 0; v < kNv; ++v)
     _mm256_store_ps(sum_row + 8 * v, run_l[v]);
   for (int64_t r = 0; r < rows; ++r) {
@@ -554,6 +563,8 @@ void OptAttention(const KernelArgs& args) {
   p.v_cache = static_cast<const std::byte*>(cache.v);
   p.kv_dtype = cache.dtype;
   p.kv_elem_bytes = static_cast<int64_t>(DTypeBytes(cache.dtype));
+  float sinks[kMaxHeads];
+  if (ref_detail::LoadAttentionSinks(args, p.num_heads, sinks)) p.sinks = sinks;
   const float* k = args.in[1].as<const float>();
   const float* v = args.in[2].as<const float>();
   const int64_t num_rows = NumRows(args.out[0]);

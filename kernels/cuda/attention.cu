@@ -104,11 +104,12 @@ __global__ void KvCacheWriteKernel(const float* k, const float* v, int64_t kv_ro
 // j = tid, tid + blockDim, ...; pass 2: chunks of blockDim keys whose
 // exp(score - max) go to shared memory, then each thread accumulates its
 // own output dims over the chunk (no atomics, so the result is deterministic).
+// A head's sink (when `sinks` is not null) joins the max and the denominator.
 template <typename T>
 __global__ void __launch_bounds__(kAttnThreads)
-    PagedAttentionKernel(const float* q, KvLayer layer, float* out, int num_heads, int num_kv_heads,
-                         int head_dim, float scale, int64_t row_limit,
-                         const ForwardMetaView* meta) {
+    PagedAttentionKernel(const float* q, KvLayer layer, const void* sinks, DType sinks_dtype,
+                         float* out, int num_heads, int num_kv_heads, int head_dim, float scale,
+                         int64_t row_limit, const ForwardMetaView* meta) {
   extern __shared__ float smem[];
   float* q_s = smem;             // [head_dim]
   float* o_s = smem + head_dim;  // [head_dim]
@@ -166,7 +167,8 @@ __global__ void __launch_bounds__(kAttnThreads)
   for (int64_t j = threadIdx.x; j <= position; j += blockDim.x) {
     local_max = fmaxf(local_max, score(cache_offset(j)));
   }
-  const float max_score = BlockMax(local_max, reduce_s);
+  const float sink = sinks != nullptr ? LoadWeight(sinks, sinks_dtype, h) : -INFINITY;
+  const float max_score = fmaxf(BlockMax(local_max, reduce_s), sink);
 
   float local_sum = 0.0f;
   for (int64_t j0 = 0; j0 <= position; j0 += blockDim.x) {
@@ -189,7 +191,8 @@ __global__ void __launch_bounds__(kAttnThreads)
     }
     __syncthreads();
   }
-  const float inv_sum = 1.0f / BlockSum(local_sum, reduce_s);
+  const float sink_e = sinks != nullptr ? expf(sink - max_score) : 0.0f;
+  const float inv_sum = 1.0f / (BlockSum(local_sum, reduce_s) + sink_e);
   for (int d = threadIdx.x; d < head_dim; d += blockDim.x)
     o[d] = o_s[d] * inv_sum;
 }
@@ -232,10 +235,10 @@ cudaError_t LaunchKvCacheWrite(const float* k, const float* v, int64_t num_rows,
   return cudaGetLastError();
 }
 
-cudaError_t LaunchPagedAttention(const float* q, KvLayer layer, float* out, int64_t num_rows,
-                                 int num_heads, int num_kv_heads, int head_dim, float scale,
-                                 int64_t row_limit, const ForwardMetaView* meta,
-                                 cudaStream_t stream) {
+cudaError_t LaunchPagedAttention(const float* q, KvLayer layer, const void* sinks,
+                                 DType sinks_dtype, float* out, int64_t num_rows, int num_heads,
+                                 int num_kv_heads, int head_dim, float scale, int64_t row_limit,
+                                 const ForwardMetaView* meta, cudaStream_t stream) {
   if (num_rows <= 0) return cudaSuccess;
   if (meta == nullptr || num_heads <= 0 || num_kv_heads <= 0 || head_dim <= 0 ||
       num_heads % num_kv_heads != 0 || layer.block_size <= 0) {
@@ -248,15 +251,18 @@ cudaError_t LaunchPagedAttention(const float* q, KvLayer layer, float* out, int6
   switch (layer.dtype) {
     case DType::kF32:
       PagedAttentionKernel<float><<<grid, kAttnThreads, shared_bytes, stream>>>(
-          q, layer, out, num_heads, num_kv_heads, head_dim, scale, row_limit, meta);
+          q, layer, sinks, sinks_dtype, out, num_heads, num_kv_heads, head_dim, scale, row_limit,
+          meta);
       break;
     case DType::kF16:
       PagedAttentionKernel<__half><<<grid, kAttnThreads, shared_bytes, stream>>>(
-          q, layer, out, num_heads, num_kv_heads, head_dim, scale, row_limit, meta);
+          q, layer, sinks, sinks_dtype, out, num_heads, num_kv_heads, head_dim, scale, row_limit,
+          meta);
       break;
     case DType::kBF16:
       PagedAttentionKernel<Bf16Bits><<<grid, kAttnThreads, shared_bytes, stream>>>(
-          q, layer, out, num_heads, num_kv_heads, head_dim, scale, row_limit, meta);
+          q, layer, sinks, sinks_dtype, out, num_heads, num_kv_heads, head_dim, scale, row_limit,
+          meta);
       break;
     default:
       return cudaErrorInvalidValue;

@@ -127,8 +127,9 @@ struct OpCase {
   int64_t arena_bytes = 0;
   bool with_meta = true;
   bool with_kv = false;
-  Tolerance cpu;   // vs cpu-reference, for the "cpu" backend
-  Tolerance cuda;  // vs cpu-reference, for "cuda"
+  int32_t kv_heads = kKvHeads, kv_head_dim = kHeadDim;  // the cache layers' geometry
+  Tolerance cpu;                                        // vs cpu-reference, for the "cpu" backend
+  Tolerance cuda;                                       // vs cpu-reference, for "cuda"
 };
 
 using testing::RandomFloats;
@@ -192,8 +193,10 @@ class CaseBuilder {
     EncodeParams(params, c_.step.ints, c_.step.floats);
     return *this;
   }
-  CaseBuilder& Kv() {
+  CaseBuilder& Kv(int32_t kv_heads = kKvHeads, int32_t head_dim = kHeadDim) {
     c_.with_kv = true;
+    c_.kv_heads = kv_heads;
+    c_.kv_head_dim = head_dim;
     return *this;
   }
   // Looser bounds where a backend may legitimately round differently.
@@ -352,6 +355,22 @@ std::vector<OpCase> BuildCases() {
                                   .head_dim = kHeadDim,
                                   .scale = 1.0f / std::sqrt(static_cast<float>(kHeadDim))})
           .Kv()
+          .Build());
+  // Sinks: 3 query heads on one KV head of 8 (the optimised CPU path), one f32 sink each.
+  constexpr int32_t kSinkHeads = 3, kSinkHeadDim = 8;
+  cases.push_back(
+      CaseBuilder("attention/sinks", "attention")
+          .F32({kT, kSinkHeads * kSinkHeadDim}, 31)
+          .F32({kT, kSinkHeadDim}, 32)
+          .F32({kT, kSinkHeadDim}, 33)
+          .Weight(DType::kF32, {kSinkHeads}, 34, 2.0f)
+          .Output(DType::kF32, {kT, kSinkHeads * kSinkHeadDim})
+          .Params(AttentionParams{.layer = 0,
+                                  .num_heads = kSinkHeads,
+                                  .num_kv_heads = 1,
+                                  .head_dim = kSinkHeadDim,
+                                  .scale = 1.0f / std::sqrt(static_cast<float>(kSinkHeadDim))})
+          .Kv(1, kSinkHeadDim)
           .Build());
   cases.push_back(CaseBuilder("topk_route", "topk_route")
                       .F32({kT, kE}, 12, 3.0f)
@@ -636,9 +655,9 @@ struct RunResult {
   std::vector<float> k_cache, v_cache;
 };
 
-std::vector<float> InitialCache(uint32_t seed) {
-  return RandomFloats(static_cast<int64_t>(kLayers) * kBlocks * kBlockSize * kKvHeads * kHeadDim,
-                      seed);
+std::vector<float> InitialCache(const OpCase& c, uint32_t seed) {
+  return RandomFloats(
+      static_cast<int64_t>(kLayers) * kBlocks * kBlockSize * c.kv_heads * c.kv_head_dim, seed);
 }
 
 // Runs the case eagerly or (capture, then a replay on re-poisoned outputs and
@@ -706,7 +725,7 @@ StatusOr<RunResult> RunCase(Backend& backend, const OpCase& c, bool replay) {
   std::memcpy(meta_block.data(), &view, sizeof(view));
   Status meta_status = backend.Upload(meta, meta_block.data(), meta_block.size());
 
-  const std::vector<float> k_init = InitialCache(70), v_init = InitialCache(71);
+  const std::vector<float> k_init = InitialCache(c, 70), v_init = InitialCache(c, 71);
   const size_t cache_bytes = k_init.size() * sizeof(float);
   MG_ASSIGN_OR_RETURN(std::byte * k_cache, memory.Upload(k_init.data(), cache_bytes));
   MG_ASSIGN_OR_RETURN(std::byte * v_cache, memory.Upload(v_init.data(), cache_bytes));
@@ -714,8 +733,8 @@ StatusOr<RunResult> RunCase(Backend& backend, const OpCase& c, bool replay) {
   kv_layers.num_layers = kLayers;
   kv_layers.num_blocks = kBlocks;
   kv_layers.block_size = kBlockSize;
-  kv_layers.num_kv_heads = kKvHeads;
-  kv_layers.head_dim = kHeadDim;
+  kv_layers.num_kv_heads = c.kv_heads;
+  kv_layers.head_dim = c.kv_head_dim;
   const KvCacheView& kv = kv_layers.Bind(k_cache, v_cache);
 
   ExecBindings bindings;

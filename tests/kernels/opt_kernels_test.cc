@@ -432,8 +432,14 @@ TEST(OptKernelsTest, AttentionMatchesReferenceForPrefillAndDecode) {
     int64_t num_heads, num_kv_heads, head_dim;
   };
   // GQA groups 1..16: query blocks of 16 / group tokens (group 16: one token each).
+  // Each with and without sinks (the optional fifth operand).
+  std::vector<std::pair<Heads, bool>> variants;
   for (Heads h : {Heads{6, 2, 64}, Heads{4, 4, 128}, Heads{10, 2, 24}, Heads{2, 1, 8},
                   Heads{16, 4, 128}, Heads{8, 1, 64}, Heads{16, 1, 24}, Heads{14, 2, 16}}) {
+    for (const bool with_sinks : {false, true})
+      variants.push_back({h, with_sinks});
+  }
+  for (const auto& [h, with_sinks] : variants) {
     const int32_t block_size = 4, num_blocks = 48, num_layers = 2, layer = 1;
     // A 70-token prompt (more than one 64-key block), a decode step at
     // position 9, a 3-token chunk after 5 cached, a sequence whose block table
@@ -452,6 +458,7 @@ TEST(OptKernelsTest, AttentionMatchesReferenceForPrefillAndDecode) {
     const std::vector<float> q = Random(rows * q_cols, 8);
     const std::vector<float> k = Random(rows * kv_cols, 9);
     const std::vector<float> v = Random(rows * kv_cols, 10);
+    const std::vector<float> sinks = Random(h.num_heads, 13, 2.0f);
     testing::UniformKvCacheView kv;
     kv.num_layers = num_layers;
     kv.num_blocks = num_blocks;
@@ -465,6 +472,7 @@ TEST(OptKernelsTest, AttentionMatchesReferenceForPrefillAndDecode) {
     call.in = {Arg(q.data(), DType::kF32, {rows, q_cols}),
                Arg(k.data(), DType::kF32, {rows, kv_cols}),
                Arg(v.data(), DType::kF32, {rows, kv_cols})};
+    if (with_sinks) call.in.push_back(Arg(sinks.data(), DType::kF32, {h.num_heads}));
     call.out = {{DType::kF32, {rows, q_cols}}};
     SetParams(call.param_args,
               AttentionParams{.layer = layer,
@@ -475,7 +483,7 @@ TEST(OptKernelsTest, AttentionMatchesReferenceForPrefillAndDecode) {
     call.meta = meta.view();
     const std::string what = "heads " + std::to_string(h.num_heads) + "/" +
                              std::to_string(h.num_kv_heads) + " head_dim " +
-                             std::to_string(h.head_dim);
+                             std::to_string(h.head_dim) + (with_sinks ? " sinks" : "");
     SCOPED_TRACE(what);
     const auto want = RunAttention(RefAttention, call, kv, cache_k, cache_v, 3);
     std::vector<std::vector<float>> first;
