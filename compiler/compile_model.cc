@@ -61,11 +61,13 @@ std::optional<PlanKvLayer> KvLayerOfOp(const Op& op) {
   layer.kind = KvLayerKind::kKeyValue;
   layer.num_kv_heads = static_cast<int32_t>(op.IntAttr("num_kv_heads"));
   layer.head_dim = static_cast<int32_t>(op.IntAttr("head_dim"));
+  layer.window = static_cast<int32_t>(op.IntAttr("window", 0));
   return layer;
 }
 
 std::string DescribeKvLayer(const PlanKvLayer& l) {
-  return std::to_string(l.num_kv_heads) + " KV heads of " + std::to_string(l.head_dim);
+  return std::to_string(l.num_kv_heads) + " KV heads of " + std::to_string(l.head_dim) +
+         (l.window > 0 ? ", window " + std::to_string(l.window) : "");
 }
 
 }  // namespace

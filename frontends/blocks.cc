@@ -62,10 +62,10 @@ Status CheckAttentionOptions(const AttentionOptions& o) {
                    "multi-head latent attention needs compressed-KV projection and latent "
                    "attention ops and an MLA KV-cache layout (the DeepSeek family issue)");
   }
-  if (o.sliding_window > 0) {
-    return NeedsOp(block, "sliding_window = " + std::to_string(o.sliding_window),
-                   "sliding-window attention needs a window attribute on the attention op and "
-                   "a windowed KV cache (the GPT-OSS / Gemma family issue)");
+  if (o.sliding_window < 0 || o.sliding_window > kMaxAttentionWindow) {
+    return InvalidArgument(block + ": sliding_window (" + std::to_string(o.sliding_window) +
+                           ") must be in [0, " + std::to_string(kMaxAttentionWindow) +
+                           "] (0: full attention)");
   }
   const int64_t rotary_dim = RotaryDim(o);
   if (rotary_dim < 2 || rotary_dim % 2 != 0 || rotary_dim > o.head_dim) {
@@ -134,7 +134,8 @@ StatusOr<ValueId> BuildAttention(GraphBuilder& b, const AttentionOptions& o,
                                         .num_heads = o.num_heads,
                                         .num_kv_heads = o.num_kv_heads,
                                         .head_dim = o.head_dim,
-                                        .scale = scale},
+                                        .scale = scale,
+                                        .window = o.sliding_window},
                         l + "attn");
   ValueId out = b.Add1("linear", {attn, w.o}, {}, l + "o");
   if (o.o_bias) out = b.Add1("bias_add", {out, w.o_bias}, {}, l + "o_bias");

@@ -33,7 +33,7 @@ struct AttentionOptions {
   bool qkv_bias = false;          // bias_add after the q/k/v projections (Qwen2)
   bool o_bias = false;            // bias_add after the o projection
   bool sinks = false;  // one learned softmax logit per head (GPT-OSS): AttentionWeights::sinks
-  int64_t sliding_window = 0;  // Unimplemented when > 0: windowed attention
+  int64_t sliding_window = 0;  // > 0: the attention op's window (positions (p - w, p])
   bool mla = false;            // Unimplemented: multi-head latent attention (DeepSeek V2/V3)
 };
 

@@ -70,6 +70,14 @@ StatusOr<ValueId> DecoderBuilder::Layer(int64_t layer, ValueId h, const DecoderA
   attn.qkv_bias = variant.qkv_bias;
   attn.o_bias = variant.o_bias;
   attn.sinks = variant.sinks;
+  if (!variant.layer_windows.empty()) {
+    if (static_cast<int64_t>(variant.layer_windows.size()) != c_.num_hidden_layers) {
+      return InvalidArgument(
+          "DecoderAttention::layer_windows has " + std::to_string(variant.layer_windows.size()) +
+          " entries, expected one per layer (" + std::to_string(c_.num_hidden_layers) + ")");
+    }
+    attn.sliding_window = variant.layer_windows[static_cast<size_t>(layer)];
+  }
   attn.norm_eps = c_.rms_norm_eps;
   attn.rope.theta = c_.rope_theta;
   attn.rope.partial_rotary_factor = c_.partial_rotary_factor;

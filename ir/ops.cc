@@ -645,7 +645,8 @@ std::vector<OpDef> BuildDefs() {
       {.name = "attention",
        .summary = "writes k/v into the paged cache, then causal GQA attention over each "
                   "sequence; an optional %sinks [num_heads] adds one logit per head to the "
-                  "softmax's denominator (GPT-OSS)",
+                  "softmax's denominator; window > 0 attends to the last window positions only "
+                  "(GPT-OSS)",
        .example = "%o = attention(%meta, %q, %k, %v, %sinks) {head_dim = 128, layer = 0, "
                   "num_heads = 32, num_kv_heads = 4, scale = 0.088} : tensor<T x 4096 x f32>",
        .min_data_operands = 3,

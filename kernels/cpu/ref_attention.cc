@@ -133,7 +133,8 @@ void RefAttention(const KernelArgs& args) {
     }
   });
 
-  // Step 2: causal attention over the cache, one (token, head) per iteration.
+  // Step 2: causal attention over the cache (positions FirstPosition(p)..p:
+  // all of them, or the sliding window), one (token, head) per iteration.
   // Two passes over the keys (max, then exp-sum) so no score buffer is needed;
   // the output head accumulates the unnormalised weighted sum of values. Cache
   // rows are read as f32 (converted from the cache dtype).
@@ -166,10 +167,11 @@ void RefAttention(const KernelArgs& args) {
         // A sink is one more logit in the softmax, with no value: it joins the
         // max and the denominator.
         float max_score = sinks != nullptr ? sinks[h] : -std::numeric_limits<float>::infinity();
-        for (int64_t j = 0; j <= position; ++j)
+        const int64_t first = params.FirstPosition(position);
+        for (int64_t j = first; j <= position; ++j)
           max_score = std::max(max_score, score(cache_offset(j)));
         float sum = sinks != nullptr ? std::exp(sinks[h] - max_score) : 0.0f;
-        for (int64_t j = 0; j <= position; ++j) {
+        for (int64_t j = first; j <= position; ++j) {
           const int64_t offset = cache_offset(j);
           const float e = std::exp(score(offset) - max_score);
           sum += e;

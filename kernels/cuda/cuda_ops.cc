@@ -419,7 +419,7 @@ Status RunAttention(const KernelArgs& a, const CudaStepContext& ctx) {
                                     sinks ? sinks->dtype : DType::kF32, F32Out(a.out[0]), num_rows,
                                     static_cast<int>(num_heads), static_cast<int>(num_kv_heads),
                                     static_cast<int>(head_dim), static_cast<float>(params.scale),
-                                    row_limit, a.meta, ctx.stream),
+                                    params.window, row_limit, a.meta, ctx.stream),
                "paged attention");
 }
 

@@ -372,6 +372,38 @@ std::vector<OpCase> BuildCases() {
                                   .scale = 1.0f / std::sqrt(static_cast<float>(kSinkHeadDim))})
           .Kv(1, kSinkHeadDim)
           .Build());
+  // A sliding window of 5: sequence 0's tokens at positions 4..6 (crossing its
+  // block boundary) drop keys 0..1 as the window moves.
+  cases.push_back(
+      CaseBuilder("attention/window", "attention")
+          .F32({kT, kHeads * kHeadDim}, 35)
+          .F32({kT, kKvHeads * kHeadDim}, 36)
+          .F32({kT, kKvHeads * kHeadDim}, 37)
+          .Output(DType::kF32, {kT, kHeads * kHeadDim})
+          .Params(AttentionParams{.layer = 1,
+                                  .num_heads = kHeads,
+                                  .num_kv_heads = kKvHeads,
+                                  .head_dim = kHeadDim,
+                                  .scale = 1.0f / std::sqrt(static_cast<float>(kHeadDim)),
+                                  .window = 5})
+          .Kv()
+          .Build());
+  // Both, on the optimised CPU path, with bf16 sinks and a window of 2.
+  cases.push_back(
+      CaseBuilder("attention/sinks_window", "attention")
+          .F32({kT, kSinkHeads * kSinkHeadDim}, 38)
+          .F32({kT, kSinkHeadDim}, 39)
+          .F32({kT, kSinkHeadDim}, 40)
+          .Weight(DType::kBF16, {kSinkHeads}, 41, 2.0f)
+          .Output(DType::kF32, {kT, kSinkHeads * kSinkHeadDim})
+          .Params(AttentionParams{.layer = 1,
+                                  .num_heads = kSinkHeads,
+                                  .num_kv_heads = 1,
+                                  .head_dim = kSinkHeadDim,
+                                  .scale = 1.0f / std::sqrt(static_cast<float>(kSinkHeadDim)),
+                                  .window = 2})
+          .Kv(1, kSinkHeadDim)
+          .Build());
   cases.push_back(CaseBuilder("topk_route", "topk_route")
                       .F32({kT, kE}, 12, 3.0f)
                       .Output(DType::kI32, {kT, kTopK})

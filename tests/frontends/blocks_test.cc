@@ -181,6 +181,31 @@ TEST(BlocksTest, SinksOptionAndWeightMustAgree) {
   }
 }
 
+// sliding_window is the attention op's window attribute; 0 prints no attribute.
+TEST(BlocksTest, SlidingWindowIsTheAttentionOpsWindow) {
+  for (const int64_t window : {int64_t{0}, int64_t{128}}) {
+    GraphBuilder b("t");
+    ValueId x = b.Input("x", Tokens(16));
+    AttentionOptions o = Gqa();
+    o.sliding_window = window;
+    StatusOr<ValueId> y = BuildAttention(b, o, AttentionWeightsFor(b, false), x, "l0.");
+    ASSERT_TRUE(y.ok()) << y.status().ToString();
+    b.Output(*y);
+    StatusOr<Graph> g = std::move(b).Finish();
+    ASSERT_TRUE(g.ok()) << g.status().ToString();
+    const std::string text = PrintGraph(*g);
+    EXPECT_EQ(Count(text, "window = 128}"), window > 0 ? 1 : 0) << text;
+    EXPECT_EQ(Count(text, "window"), window > 0 ? 1 : 0) << text;
+  }
+  AttentionOptions negative = Gqa();
+  negative.sliding_window = -1;
+  const Status status = CheckAttentionOptions(negative);
+  EXPECT_EQ(status.code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(status.message(),
+            "attention (layer 0): sliding_window (-1) must be in [0, 1073741824] (0: full "
+            "attention)");
+}
+
 // A sinks weight that is not [num_heads] is refused by the op's shape rule.
 TEST(BlocksTest, SinksOfTheWrongSizeAreRefused) {
   GraphBuilder b("t");
@@ -449,7 +474,6 @@ TEST(BlocksTest, AttentionOptionsWithoutAnOpAreUnimplemented) {
     std::string names;
   };
   const Case cases[] = {
-      {[](AttentionOptions& o) { o.sliding_window = 4096; }, "option sliding_window = 4096"},
       {[](AttentionOptions& o) { o.mla = true; }, "option mla"},
       {[](AttentionOptions& o) { o.rope.type = RopeType::kLinear; }, "option rope.type = linear"},
       {[](AttentionOptions& o) { o.rope.type = RopeType::kDynamic; }, "option rope.type = dynamic"},

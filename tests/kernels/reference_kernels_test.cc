@@ -794,18 +794,21 @@ class AttentionFixture : public ::testing::Test {
                               .num_heads = kHeads,
                               .num_kv_heads = kKvHeads,
                               .head_dim = kHeadDim,
-                              .scale = kScale},
+                              .scale = kScale,
+                              .window = window_},
               {.meta = meta.view(), .kv = &kv_.view});
     return out;
   }
 
-  // Naive causal attention of sequence s's position p, all heads.
+  // Naive causal attention of sequence s's position p, all heads: over keys
+  // (p - window_, p] when window_ > 0, every key up to p otherwise.
   std::vector<double> Naive(int s, int64_t p) const {
     std::vector<double> o(kQRow, 0.0);
     for (int64_t h = 0; h < kHeads; ++h) {
       const int64_t kv_head = h / (kHeads / kKvHeads);
-      std::vector<double> scores(p + 1);
+      std::vector<double> scores(p + 1, -std::numeric_limits<double>::infinity());
       for (int64_t j = 0; j <= p; ++j) {
+        if (window_ > 0 && j <= p - window_) continue;
         double dot = 0.0;
         for (int64_t d = 0; d < kHeadDim; ++d) {
           dot += double(q_[s][p * kQRow + h * kHeadDim + d]) *
@@ -846,6 +849,7 @@ class AttentionFixture : public ::testing::Test {
   const std::vector<int32_t> kBlocksA = {5, 2, 7}, kBlocksB = {0, 6};
   std::vector<float> q_[2], k_[2], v_[2];
   std::vector<float> sinks_;  // [kHeads] or empty: no sinks operand
+  int64_t window_ = 0;        // the op's window
   std::vector<float> k_cache_, v_cache_;
   testing::UniformKvCacheView kv_;
 };
@@ -896,6 +900,35 @@ TEST_F(AttentionFixture, SinksJoinEachSoftmaxsDenominatorOnly) {
   for (int64_t c = 3 * kHeadDim; c < kQRow; ++c)  // token 0's head 3
     max_diff = std::max<double>(max_diff, std::abs(with_sinks[c] - out[c]));
   EXPECT_GT(max_diff, 1e-2);
+}
+
+// A window of 3 over blocks of 4: A's prompt in two chunks (0..4, then 5..7),
+// each crossing a window and a block boundary, then decode; with sinks too.
+TEST_F(AttentionFixture, SlidingWindowReadsOnlyTheLastWindowPositions) {
+  for (const bool sinks : {false, true}) {
+    SCOPED_TRACE(sinks ? "with sinks" : "without sinks");
+    window_ = 3;
+    sinks_ = sinks ? std::vector<float>{0.5f, -1.0f, 2.0f, 0.0f} : std::vector<float>{};
+    Meta first(8, 3, kMaxBlocks, kBlockSize, {{0, 5, kBlocksA}, {0, 3, kBlocksB}});
+    std::vector<float> out = RunStep(first);
+    ExpectClose(out, Want(first, 8, {0, 1}), kTol, "first chunk");
+    Meta chunk(4, 3, kMaxBlocks, kBlockSize, {{5, 3, kBlocksA}});
+    out = RunStep(chunk);
+    ExpectClose(out, Want(chunk, 4, {0}), kTol, "second chunk");
+    ExpectZeroRows(out, 3, 4, kQRow, "second chunk");
+    Meta decode(4, 3, kMaxBlocks, kBlockSize, {{8, 0, kBlocksA}, {3, 1, kBlocksB}});
+    out = RunStep(decode);
+    ExpectClose(out, Want(decode, 4, {1}), kTol, "decode");
+    ExpectZeroRows(out, 1, 4, kQRow, "decode");
+    // The window changes the result: full attention at B's position 3 differs.
+    const std::vector<float> windowed = out;
+    window_ = 0;
+    out = RunStep(decode);
+    double max_diff = 0.0;
+    for (int64_t c = 0; c < kQRow; ++c)
+      max_diff = std::max<double>(max_diff, std::abs(windowed[c] - out[c]));
+    EXPECT_GT(max_diff, 1e-2);
+  }
 }
 
 TEST_F(AttentionFixture, InvalidBlocksZeroOnlyTheirTokens) {
