@@ -63,6 +63,7 @@ std::optional<PlanKvLayer> KvLayerOfOp(const Op& op) {
     layer.kind = KvLayerKind::kKeyValue;
     layer.num_kv_heads = static_cast<int32_t>(op.IntAttr("num_kv_heads"));
     layer.head_dim = static_cast<int32_t>(op.IntAttr("head_dim"));
+    layer.window = static_cast<int32_t>(op.IntAttr("window", 0));
     return layer;
   }
   if (op.def->name == "mla_attention") {
@@ -77,7 +78,8 @@ std::optional<PlanKvLayer> KvLayerOfOp(const Op& op) {
 
 std::string DescribeKvLayer(const PlanKvLayer& l) {
   if (l.kind == KvLayerKind::kLatent) return "a latent row of " + std::to_string(l.head_dim);
-  return std::to_string(l.num_kv_heads) + " KV heads of " + std::to_string(l.head_dim);
+  return std::to_string(l.num_kv_heads) + " KV heads of " + std::to_string(l.head_dim) +
+         (l.window > 0 ? ", window " + std::to_string(l.window) : "");
 }
 
 }  // namespace

@@ -2,6 +2,7 @@
 #include "frontends/blocks.h"
 
 #include <cmath>
+#include <vector>
 
 #include "support/format.h"
 
@@ -61,15 +62,10 @@ Status CheckAttentionOptions(const AttentionOptions& o) {
                    "multi-head latent attention is BuildMlaAttention's (MlaOptions, the "
                    "mla_attention op), not this GQA block's");
   }
-  if (o.sinks) {
-    return NeedsOp(block, "sinks",
-                   "attention sinks need a sinks operand on the attention op (the GPT-OSS "
-                   "family issue)");
-  }
-  if (o.sliding_window > 0) {
-    return NeedsOp(block, "sliding_window = " + std::to_string(o.sliding_window),
-                   "sliding-window attention needs a window attribute on the attention op and "
-                   "a windowed KV cache (the GPT-OSS / Gemma family issue)");
+  if (o.sliding_window < 0 || o.sliding_window > kMaxAttentionWindow) {
+    return InvalidArgument(block + ": sliding_window (" + std::to_string(o.sliding_window) +
+                           ") must be in [0, " + std::to_string(kMaxAttentionWindow) +
+                           "] (0: full attention)");
   }
   const int64_t rotary_dim = RotaryDim(o);
   if (rotary_dim < 2 || rotary_dim % 2 != 0 || rotary_dim > o.head_dim) {
@@ -104,6 +100,10 @@ StatusOr<ValueId> BuildAttention(GraphBuilder& b, const AttentionOptions& o,
     return InvalidArgument("attention (layer " + std::to_string(o.layer) +
                            "): o_bias and the o bias weight disagree");
   }
+  if (o.sinks != (w.sinks != kNoValue)) {
+    return InvalidArgument("attention (layer " + std::to_string(o.layer) +
+                           "): sinks and the sinks weight disagree");
+  }
   const ValueId meta = b.meta();
   const RmsNormParams eps{.eps = o.norm_eps};
   ValueId q = b.Add1("linear", {x, w.q}, {}, l + "q");
@@ -133,12 +133,15 @@ StatusOr<ValueId> BuildAttention(GraphBuilder& b, const AttentionOptions& o,
   q = b.Add1("rope", {meta, q}, rope, l + "q_rope");
   k = b.Add1("rope", {meta, k}, rope, l + "k_rope");
   const double scale = o.scale != 0 ? o.scale : 1.0 / std::sqrt(static_cast<double>(o.head_dim));
-  ValueId attn = b.Add1("attention", {meta, q, k, v},
+  std::vector<ValueId> attn_in = {meta, q, k, v};
+  if (o.sinks) attn_in.push_back(w.sinks);
+  ValueId attn = b.Add1("attention", attn_in,
                         AttentionParams{.layer = o.layer,
                                         .num_heads = o.num_heads,
                                         .num_kv_heads = o.num_kv_heads,
                                         .head_dim = o.head_dim,
-                                        .scale = scale},
+                                        .scale = scale,
+                                        .window = o.sliding_window},
                         l + "attn");
   ValueId out = b.Add1("linear", {attn, w.o}, {}, l + "o");
   if (o.o_bias) out = b.Add1("bias_add", {out, w.o_bias}, {}, l + "o_bias");

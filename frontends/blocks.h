@@ -32,9 +32,9 @@ struct AttentionOptions {
   bool rope_interleaved = false;  // GPT-J pairs (2i, 2i + 1), not NeoX halves (Ernie 4.5)
   bool qkv_bias = false;          // bias_add after the q/k/v projections (Qwen2)
   bool o_bias = false;            // bias_add after the o projection
-  bool sinks = false;             // Unimplemented: per-head attention sinks (GPT-OSS)
-  int64_t sliding_window = 0;     // Unimplemented when > 0: windowed attention
-  bool mla = false;               // Unimplemented here: MLA is BuildMlaAttention's
+  bool sinks = false;  // one learned softmax logit per head (GPT-OSS): AttentionWeights::sinks
+  int64_t sliding_window = 0;  // > 0: the attention op's window (positions (p - w, p])
+  bool mla = false;            // Unimplemented here: MLA is BuildMlaAttention's
 };
 
 // Weights of one attention block; the optional ones are kNoValue when absent.
@@ -49,14 +49,15 @@ struct AttentionWeights {
   ValueId k_bias = kNoValue;  // [num_kv_heads * head_dim], with qkv_bias
   ValueId v_bias = kNoValue;  // [num_kv_heads * head_dim], with qkv_bias
   ValueId o_bias = kNoValue;  // [hidden], with o_bias
+  ValueId sinks = kNoValue;   // [num_heads], with sinks (self_attn.sinks)
 };
 
 // Ok, or Unimplemented / InvalidArgument naming the first option the engine cannot build.
 Status CheckAttentionOptions(const AttentionOptions& options);
 
 // x [T, hidden] -> [T, hidden]: q/k/v projections (each with its bias under qkv_bias), optional q/k
-// norm, RoPE, attention, o projection. Value names are `name` + ".q", ".k", ... (`name` like
-// "l3.").
+// norm, RoPE, attention (with the %sinks operand under sinks), o projection. Value names are `name`
+// + ".q", ".k", ... (`name` like "l3.").
 StatusOr<ValueId> BuildAttention(GraphBuilder& b, const AttentionOptions& options,
                                  const AttentionWeights& weights, ValueId x,
                                  const std::string& name);

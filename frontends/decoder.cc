@@ -79,6 +79,9 @@ StatusOr<ValueId> DecoderBuilder::Layer(int64_t layer, ValueId h, const DecoderA
   if (variant.o_bias) {
     MG_ASSIGN_OR_RETURN(attn_w.o_bias, w_.Plain(a + "o_proj.bias", {hidden}));
   }
+  if (variant.sinks) {
+    MG_ASSIGN_OR_RETURN(attn_w.sinks, w_.Plain(a + "sinks", {c_.num_attention_heads}));
+  }
   if (variant.qk_norm) {
     MG_ASSIGN_OR_RETURN(attn_w.q_norm, w_.Plain(a + "q_norm.weight", {hd}));
     MG_ASSIGN_OR_RETURN(attn_w.k_norm, w_.Plain(a + "k_norm.weight", {hd}));
@@ -93,6 +96,15 @@ StatusOr<ValueId> DecoderBuilder::Layer(int64_t layer, ValueId h, const DecoderA
   attn.qk_norm = variant.qk_norm;
   attn.qkv_bias = variant.qkv_bias;
   attn.o_bias = variant.o_bias;
+  attn.sinks = variant.sinks;
+  if (!variant.layer_windows.empty()) {
+    if (static_cast<int64_t>(variant.layer_windows.size()) != c_.num_hidden_layers) {
+      return InvalidArgument(
+          "DecoderAttention::layer_windows has " + std::to_string(variant.layer_windows.size()) +
+          " entries, expected one per layer (" + std::to_string(c_.num_hidden_layers) + ")");
+    }
+    attn.sliding_window = variant.layer_windows[static_cast<size_t>(layer)];
+  }
   attn.norm_eps = c_.rms_norm_eps;
   attn.rope = c_.rope;
   attn.rope.theta = c_.rope_theta;
@@ -147,6 +159,8 @@ std::vector<WeightSpec> DecoderWeightList(const DecoderConfig& c, const DecoderA
       w.push_back({p + "self_attn.v_proj.bias", {kv_dim}, kBias});
     }
     if (attention.o_bias) w.push_back({p + "self_attn.o_proj.bias", {hidden}, kBias});
+    // Random writers draw the sinks like a bias: small, and not constant.
+    if (attention.sinks) w.push_back({p + "self_attn.sinks", {c.num_attention_heads}, kBias});
     if (attention.qk_norm) {
       w.push_back({p + "self_attn.q_norm.weight", {c.head_dim}, kNorm});
       w.push_back({p + "self_attn.k_norm.weight", {c.head_dim}, kNorm});

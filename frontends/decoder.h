@@ -8,6 +8,7 @@
 #include <functional>
 #include <string>
 #include <utility>
+#include <vector>
 
 #include "checkpoint/safetensors.h"
 #include "frontends/blocks.h"
@@ -27,6 +28,10 @@ struct DecoderAttention {
   bool o_bias = false;            // self_attn.o_proj.bias [hidden] (Ernie 4.5 use_bias)
   bool lm_head_bias = false;      // lm_head.bias [vocab], tied embeddings or not (Ernie 4.5)
   bool rope_interleaved = false;  // RoPE on GPT-J pairs (2i, 2i + 1), not halves (Ernie 4.5)
+  bool sinks = false;             // self_attn.sinks [num_heads]: attention sinks (GPT-OSS)
+  // Per layer: 0 for full attention, > 0 that layer's sliding window (GPT-OSS's layer_types);
+  // empty: every layer full.
+  std::vector<int64_t> layer_windows = {};
 };
 
 class DecoderBuilder {

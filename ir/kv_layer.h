@@ -26,7 +26,7 @@ struct PlanKvLayer {
   int32_t num_kv_heads = 0;
   int32_t head_dim = 0;
   // 0: the layer attends to every earlier position; > 0: to the last `window`
-  // positions only (sliding-window layers; this build refuses them at load).
+  // positions only (sliding-window layers: the attention ops' window).
   int32_t window = 0;
   DType dtype = DType::kF32;  // storage: kF32, kF16 or kBF16
   bool operator==(const PlanKvLayer& other) const = default;

@@ -124,6 +124,11 @@ struct RopeParams {
 };
 
 // attention: `layer` picks the KV cache layer it writes and reads.
+// The largest sliding window (a plan's kv_layers window is int32).
+inline constexpr int64_t kMaxAttentionWindow = int64_t{1} << 30;
+
+// attention: `window` 0 attends to every earlier position; > 0 (a sliding-window
+// layer), the token at position p attends to positions (p - window, p] only.
 struct AttentionParams {
   static constexpr const char* kName = "AttentionParams";
   int64_t layer = 0;
@@ -131,12 +136,19 @@ struct AttentionParams {
   int64_t num_kv_heads = 0;
   int64_t head_dim = 0;
   double scale = 0;
+  int64_t window = 0;
   static constexpr auto Fields() {
     return std::array{IntField("layer", &AttentionParams::layer, 0, 100000),
                       IntField("num_heads", &AttentionParams::num_heads, 1, 4096),
                       IntField("num_kv_heads", &AttentionParams::num_kv_heads, 1, 4096),
                       IntField("head_dim", &AttentionParams::head_dim, 1, 4096),
-                      FloatField("scale", &AttentionParams::scale)};
+                      FloatField("scale", &AttentionParams::scale),
+                      OptionalIntField("window", &AttentionParams::window, 0, kMaxAttentionWindow,
+                                       /*default_value=*/0)};
+  }
+  // The first cache position a token at `position` attends to.
+  constexpr int64_t FirstPosition(int64_t position) const {
+    return window > 0 && position >= window ? position - window + 1 : 0;
   }
 };
 

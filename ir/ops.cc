@@ -255,6 +255,12 @@ StatusOr<std::vector<Type>> InferAttention(const InferContext& ctx) {
   MG_RETURN_IF_ERROR(RequireSameDim(ctx, In(ctx, 0).dims[1], S(heads * head_dim), "q columns"));
   MG_RETURN_IF_ERROR(RequireSameDim(ctx, In(ctx, 1).dims[1], S(kv_heads * head_dim), "k columns"));
   MG_RETURN_IF_ERROR(RequireSameDim(ctx, In(ctx, 2).dims[1], S(kv_heads * head_dim), "v columns"));
+  // The optional sinks: one logit per query head that joins the softmax's denominator only.
+  if (ctx.operands.size() > 3) {
+    MG_RETURN_IF_ERROR(RequireTensor(ctx, 3, 1, "sinks"));
+    MG_RETURN_IF_ERROR(RequireFloat(ctx, 3, "sinks"));
+    MG_RETURN_IF_ERROR(RequireSameDim(ctx, In(ctx, 3).dims[0], S(heads), "sinks [num_heads]"));
+  }
   return std::vector<Type>{In(ctx, 0)};
 }
 
@@ -697,11 +703,14 @@ std::vector<OpDef> BuildDefs() {
        .params = &kParamsInfo<RopeParams>,
        .infer = InferRope},
       {.name = "attention",
-       .summary = "writes k/v into the paged cache, then causal GQA attention over each sequence",
-       .example = "%o = attention(%meta, %q, %k, %v) {head_dim = 128, layer = 0, num_heads = 32, "
-                  "num_kv_heads = 4, scale = 0.088} : tensor<T x 4096 x f32>",
+       .summary = "writes k/v into the paged cache, then causal GQA attention over each "
+                  "sequence; an optional %sinks [num_heads] adds one logit per head to the "
+                  "softmax's denominator; window > 0 attends to the last window positions only "
+                  "(GPT-OSS)",
+       .example = "%o = attention(%meta, %q, %k, %v, %sinks) {head_dim = 128, layer = 0, "
+                  "num_heads = 32, num_kv_heads = 4, scale = 0.088} : tensor<T x 4096 x f32>",
        .min_data_operands = 3,
-       .max_data_operands = 3,
+       .max_data_operands = 4,
        .traits = kNeedsForwardMeta | kTokenRows | kKernel,
        .params = &kParamsInfo<AttentionParams>,
        .infer = InferAttention},

@@ -65,13 +65,6 @@ StatusOr<std::unique_ptr<Engine>> Engine::Load(Plan plan, const EngineOptions& o
   if (plan.kv_layers.empty()) {
     return InvalidArgument("the plan declares no KV-cache layers (kv_layers is empty)");
   }
-  for (size_t l = 0; l < plan.kv_layers.size(); ++l) {
-    if (plan.kv_layers[l].window != 0) {
-      return Unimplemented("kv_layers[" + std::to_string(l) + "].window is " +
-                           std::to_string(plan.kv_layers[l].window) +
-                           ": sliding-window layers are not supported by this build");
-    }
-  }
   KvCacheConfig kv_config;
   kv_config.layers = plan.kv_layers;
   kv_config.block_size = options.kv_block_size;

@@ -108,7 +108,8 @@ Status CheckPlanDependentParams(const Plan& plan, const KeyProgram& program,
     }
     for (const auto& [name, expected] :
          {std::pair<const char*, int32_t>{"num_kv_heads", entry.num_kv_heads},
-          {"head_dim", entry.head_dim}}) {
+          {"head_dim", entry.head_dim},
+          {"window", entry.window}}) {
       const std::optional<int64_t> value = IntParam(*def, step, name);
       if (value && *value != expected) {
         return DataLoss(std::string(name) + " is " + std::to_string(*value) +

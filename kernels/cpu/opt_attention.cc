@@ -24,6 +24,7 @@ using ref_detail::SeqBlocksValid;
 
 constexpr int64_t kMaxRopeHalf = 2048;       // head_dim <= 4096 (the op's limit)
 constexpr int64_t kMaxHeadDim = 256;         // larger heads: reference attention
+constexpr int64_t kMaxHeads = 4096;          // the attention op's num_heads limit
 constexpr int64_t kKeyBlock = 64;            // keys per online-softmax block
 constexpr int kHeadChunk = 4;                // query heads of one KV head processed together
 constexpr int kMaxChunks = 4;                // head chunks of one token run in lockstep
@@ -85,6 +86,13 @@ struct AttentionProblem {
   int64_t num_heads = 0, num_kv_heads = 0, head_dim = 0, group = 1;
   int64_t q_row = 0, kv_row = 0;
   float scale = 1.0f;
+  // [num_heads] sink logits, or null: a head's running max and denominator
+  // start at its sink (exp(sink - sink) = 1), so the sink joins both.
+  const float* sinks = nullptr;
+  int64_t window = 0;  // 0: every earlier position; > 0: positions (p - window, p]
+  int64_t FirstPosition(int64_t position) const {
+    return window > 0 && position >= window ? position - window + 1 : 0;
+  }
 };
 
 MG_AVX2_INLINE void PrefetchL2(const std::byte* row, int64_t bytes) {
@@ -190,8 +198,9 @@ MG_AVX2 void AttendHeads(const AttentionProblem& p, const int32_t* table, int32_
     for (int g = 0; g < count[c]; ++g) {
       q_all[c][g] = p.q + t * p.q_row + (h0[c] + g) * hd;
       std::fill(o_all[c][g], o_all[c][g] + hd, 0.0f);
-      max_all[c][g] = -std::numeric_limits<float>::infinity();
-      sum_all[c][g] = 0.0f;
+      max_all[c][g] =
+          p.sinks != nullptr ? p.sinks[h0[c] + g] : -std::numeric_limits<float>::infinity();
+      sum_all[c][g] = p.sinks != nullptr ? 1.0f : 0.0f;
     }
   }
   // The KV heads [kv_lo, kv_hi] of the chunks are adjacent in a cache row.
@@ -199,7 +208,7 @@ MG_AVX2 void AttendHeads(const AttentionProblem& p, const int32_t* table, int32_
   const int64_t kv_hi = h0[num_chunks - 1] / p.group;
   const int64_t span_bytes = (kv_hi - kv_lo + 1) * hd * p.kv_elem_bytes;
   const float neg_inf = -std::numeric_limits<float>::infinity();
-  for (int64_t j0 = 0; j0 <= position; j0 += kKeyBlock) {
+  for (int64_t j0 = p.FirstPosition(position); j0 <= position; j0 += kKeyBlock) {
     const int64_t nb = std::min<int64_t>(kKeyBlock, position + 1 - j0);
     for (int64_t j = 0; j < nb; ++j) {
       const int64_t pos = j0 + j;
@@ -287,12 +296,14 @@ constexpr int kBlockRows = 24;  // query rows (token x head) per query block: th
 constexpr int kKeyStep = 4;     // keys per score tile (4 keys x 3 row vectors)
 
 // Tokens [t0, t0 + nq) of one sequence (all valid), all heads of KV head
-// kv_head, attend causally over their cache positions with an online softmax.
+// kv_head, attend causally (within the window, if any) over their cache
+// positions with an online softmax.
 // Rows r = token * group + head live in the lanes of kBlockRows / 8 vectors, so the
 // softmax of a key block is vectorised over rows; scores are computed as
 // key-broadcast x transposed-query tiles and values accumulated as
 // probability-broadcast x value-row tiles. A row's arithmetic does not depend
-// on the other rows of its block (fully masked key blocks add exact zeros).
+// on the other rows of its block (fully masked key blocks add exact zeros,
+// also before the row's window starts, while its running max is still -inf).
 MG_AVX2 void AttendQueryBlock(const AttentionProblem& p, const int32_t* table, int64_t t0,
                               int64_t nq, int64_t kv_head) {
   constexpr int kNv = kBlockRows / 8;  // row vectors
@@ -306,13 +317,17 @@ MG_AVX2 void AttendQueryBlock(const AttentionProblem& p, const int32_t* table, i
   alignas(32) float o[kBlockRows][kMaxHeadDim];
   alignas(32) float st[kKeyBlock + kKeyStep][kBlockRows];
   alignas(32) int32_t limit[kBlockRows];
+  alignas(32) int32_t first[kBlockRows];  // the row's first key position (its window)
   alignas(32) float alpha_row[kBlockRows];
+  alignas(32) float max_row[kBlockRows];  // the running max and sum start at the sink
+  alignas(32) float sum_row[kBlockRows];
   const float* keys[kKeyBlock + kKeyStep];
   const float* values[kKeyBlock];
   // 16-bit caches: the key block's rows, converted to f32.
   alignas(32) float key_rows[kKeyBlock][kMaxHeadDim];
   alignas(32) float value_rows[kKeyBlock][kMaxHeadDim];
   int32_t max_limit = 0, min_limit = std::numeric_limits<int32_t>::max();
+  int32_t min_first = std::numeric_limits<int32_t>::max(), max_first = 0;
   for (int64_t r = 0; r < kBlockRows; ++r) {
     const int64_t rr = r < rows ? r : 0;  // padding rows repeat row 0
     const int64_t t = t0 + rr / group;
@@ -320,21 +335,28 @@ MG_AVX2 void AttendQueryBlock(const AttentionProblem& p, const int32_t* table, i
     for (int64_t d = 0; d < hd; ++d)
       qt[d][r] = q[d];
     limit[r] = p.meta->positions[t];
+    first[r] = static_cast<int32_t>(p.FirstPosition(limit[r]));
+    min_first = std::min(min_first, first[r]);
+    max_first = std::max(max_first, first[r]);
+    const bool sink = p.sinks != nullptr;
+    max_row[r] = sink ? p.sinks[h_begin + rr % group] : -std::numeric_limits<float>::infinity();
+    sum_row[r] = sink ? 1.0f : 0.0f;
     max_limit = std::max(max_limit, limit[r]);
     min_limit = std::min(min_limit, limit[r]);
     std::fill(o[r], o[r] + hd, 0.0f);
   }
-  __m256i lim[kNv];
+  __m256i lim[kNv], lo[kNv];
   const float neg_inf = -std::numeric_limits<float>::infinity();
   const __m256 vneg_inf = _mm256_set1_ps(neg_inf);
   const __m256 vscale = _mm256_set1_ps(p.scale);
   __m256 run_m[kNv], run_l[kNv];
   for (int v = 0; v < kNv; ++v) {
     lim[v] = _mm256_load_si256(reinterpret_cast<const __m256i*>(limit + 8 * v));
-    run_m[v] = vneg_inf;
-    run_l[v] = _mm256_setzero_ps();
+    lo[v] = _mm256_load_si256(reinterpret_cast<const __m256i*>(first + 8 * v));
+    run_m[v] = _mm256_load_ps(max_row + 8 * v);
+    run_l[v] = _mm256_load_ps(sum_row + 8 * v);
   }
-  for (int64_t j0 = 0; j0 <= max_limit; j0 += kKeyBlock) {
+  for (int64_t j0 = min_first; j0 <= max_limit; j0 += kKeyBlock) {
     const int64_t nb = std::min<int64_t>(kKeyBlock, max_limit + 1 - j0);
     for (int64_t j = 0; j < nb; ++j) {
       const int64_t pos = j0 + j;
@@ -378,6 +400,18 @@ MG_AVX2 void AttendQueryBlock(const AttentionProblem& p, const int32_t* table, i
         }
       }
     }
+    // Window mask: keys before a row's first position score -inf.
+    if (j0 < max_first) {
+      const int64_t j_end = std::min<int64_t>(nb, max_first - j0);
+      for (int64_t j = 0; j < j_end; ++j) {
+        const __m256i pos = _mm256_set1_epi32(static_cast<int32_t>(j0 + j));
+        for (int v = 0; v < kNv; ++v) {
+          const __m256 m = _mm256_castsi256_ps(_mm256_cmpgt_epi32(lo[v], pos));
+          _mm256_store_ps(st[j] + 8 * v,
+                          _mm256_blendv_ps(_mm256_load_ps(st[j] + 8 * v), vneg_inf, m));
+        }
+      }
+    }
     // Online softmax, vectorised over the rows.
     for (int v = 0; v < kNv; ++v) {
       __m256 bm = vneg_inf;
@@ -387,9 +421,12 @@ MG_AVX2 void AttendQueryBlock(const AttentionProblem& p, const int32_t* table, i
       // alpha = exp(old - new), 0 while nothing was seen yet.
       const __m256 al = _mm256_andnot_ps(_mm256_cmp_ps(run_m[v], vneg_inf, _CMP_EQ_OQ),
                                          simd::Exp8(_mm256_sub_ps(run_m[v], nm)));
+      // A row that has seen nothing yet (its window starts later) keeps max
+      // -inf: subtract 0 there, so its masked scores give exp(-inf) = 0, not NaN.
+      const __m256 nm_sub = _mm256_andnot_ps(_mm256_cmp_ps(nm, vneg_inf, _CMP_EQ_OQ), nm);
       __m256 sum = _mm256_setzero_ps();
       for (int64_t j = 0; j < nb; ++j) {
-        const __m256 e = simd::Exp8(_mm256_sub_ps(_mm256_load_ps(st[j] + 8 * v), nm));
+        const __m256 e = simd::Exp8(_mm256_sub_ps(_mm256_load_ps(st[j] + 8 * v), nm_sub));
         _mm256_store_ps(st[j] + 8 * v, e);
         sum = _mm256_add_ps(sum, e);
       }
@@ -443,7 +480,6 @@ MG_AVX2 void AttendQueryBlock(const AttentionProblem& p, const int32_t* table, i
       }
     }
   }
-  alignas(32) float sum_row[kBlockRows];
   for (int v = 0; v < kNv; ++v)
     _mm256_store_ps(sum_row + 8 * v, run_l[v]);
   for (int64_t r = 0; r < rows; ++r) {
@@ -558,6 +594,9 @@ void OptAttention(const KernelArgs& args) {
   p.v_cache = static_cast<const std::byte*>(cache.v);
   p.kv_dtype = cache.dtype;
   p.kv_elem_bytes = static_cast<int64_t>(DTypeBytes(cache.dtype));
+  p.window = params.window;
+  float sinks[kMaxHeads];
+  if (ref_detail::LoadAttentionSinks(args, p.num_heads, sinks)) p.sinks = sinks;
   const float* k = args.in[1].as<const float>();
   const float* v = args.in[2].as<const float>();
   const int64_t num_rows = NumRows(args.out[0]);
@@ -580,12 +619,17 @@ void OptAttention(const KernelArgs& args) {
     for (int64_t t = 0; t < num_rows;) {
       const bool valid = token_valid(t);
       int64_t nq = 1;
-      int64_t cost = valid ? std::max<int64_t>(0, meta.positions[t]) + 8 : 1;
+      // The keys a token reads: its position + 1, or its window.
+      auto keys = [&](int64_t u) {
+        const int64_t position = std::max<int64_t>(0, meta.positions[u]);
+        return position + 1 - p.FirstPosition(position);
+      };
+      int64_t cost = valid ? keys(t) + 7 : 1;
       if (valid) {
         const int32_t seq = meta.batch_id_per_token[t];
         while (nq < q_tokens && t + nq < num_real && meta.batch_id_per_token[t + nq] == seq &&
                token_valid(t + nq)) {
-          cost += std::max<int64_t>(0, meta.positions[t + nq]) + 8;
+          cost += keys(t + nq) + 7;
           ++nq;
         }
       }

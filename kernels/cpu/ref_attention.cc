@@ -21,6 +21,16 @@ using ref_detail::RowSize;
 using ref_detail::SeqBlocksValid;
 
 constexpr int64_t kMaxRefHeadDim = 4096;  // the attention op's head_dim limit
+constexpr int64_t kMaxRefHeads = 4096;    // and its num_heads limit
+
+// Out of line on purpose: inlined, the compiler may unswitch the attention loop
+// on the dtype and read an f32 cache in place, summing its dot products in
+// another order than a widened 16-bit row's; a 16-bit cache must give exactly
+// the results of an f32 cache holding its values.
+[[gnu::noinline]] void LoadCacheRow(DType dtype, const void* base, int64_t offset, float* dst,
+                                    int64_t n) {
+  kv_access::LoadRow(dtype, base, offset, dst, n);
+}
 
 }  // namespace
 
@@ -108,6 +118,9 @@ void RefAttention(const KernelArgs& args) {
           NumRows(args.in[0]) == num_rows && NumRows(args.in[1]) == num_rows &&
           NumRows(args.in[2]) == num_rows,
       "attention", "q/k/v/out rows and heads must match the op and the KV cache layer's geometry");
+  float sink_values[kMaxRefHeads];
+  const float* sinks =
+      ref_detail::LoadAttentionSinks(args, num_heads, sink_values) ? sink_values : nullptr;
   const int64_t num_real = NumRealRows(args, num_rows);
   const KvLayerView& cache = *kv->layer(layer);
   const int64_t num_slots = static_cast<int64_t>(kv->num_blocks) * kv->block_size;
@@ -124,7 +137,8 @@ void RefAttention(const KernelArgs& args) {
     }
   });
 
-  // Step 2: causal attention over the cache, one (token, head) per iteration.
+  // Step 2: causal attention over the cache (positions FirstPosition(p)..p:
+  // all of them, or the sliding window), one (token, head) per iteration.
   // Two passes over the keys (max, then exp-sum) so no score buffer is needed;
   // the output head accumulates the unnormalised weighted sum of values. Cache
   // rows are read as f32 (converted from the cache dtype).
@@ -150,19 +164,22 @@ void RefAttention(const KernelArgs& args) {
         const float* q_head = q + t * q_row + h * head_dim;
         float row[kMaxRefHeadDim];
         auto score = [&](int64_t offset) {
-          kv_access::LoadRow(cache.dtype, cache.k, offset, row, head_dim);
+          LoadCacheRow(cache.dtype, cache.k, offset, row, head_dim);
           return scale * DotF32(q_head, row, head_dim);
         };
 
-        float max_score = -std::numeric_limits<float>::infinity();
-        for (int64_t j = 0; j <= position; ++j)
+        // A sink is one more logit in the softmax, with no value: it joins the
+        // max and the denominator.
+        float max_score = sinks != nullptr ? sinks[h] : -std::numeric_limits<float>::infinity();
+        const int64_t first = params.FirstPosition(position);
+        for (int64_t j = first; j <= position; ++j)
           max_score = std::max(max_score, score(cache_offset(j)));
-        float sum = 0.0f;
-        for (int64_t j = 0; j <= position; ++j) {
+        float sum = sinks != nullptr ? std::exp(sinks[h] - max_score) : 0.0f;
+        for (int64_t j = first; j <= position; ++j) {
           const int64_t offset = cache_offset(j);
           const float e = std::exp(score(offset) - max_score);
           sum += e;
-          kv_access::LoadRow(cache.dtype, cache.v, offset, row, head_dim);
+          LoadCacheRow(cache.dtype, cache.v, offset, row, head_dim);
           for (int64_t d = 0; d < head_dim; ++d)
             o[d] += e * row[d];
         }

@@ -317,6 +317,18 @@ inline bool SeqBlocksValid(const ForwardMetaView& meta, const KvCacheView& kv, i
   return true;
 }
 
+// The attention op's optional sinks (in[3]: [num_heads] of a weight dtype), widened to f32
+// into dst[0, num_heads); false, dst untouched, when the op has none.
+inline bool LoadAttentionSinks(const KernelArgs& args, int64_t num_heads, float* dst) {
+  if (args.num_in <= 3) return false;
+  const TensorArg& sinks = args.in[3];
+  MG_KERNEL_CONTRACT(IsWeightDType(sinks.dtype) && sinks.numel() == num_heads, "attention",
+                     "sinks must be f32/bf16/f16 [num_heads]");
+  for (int64_t h = 0; h < num_heads; ++h)
+    dst[h] = LoadWeight(sinks.data, sinks.dtype, h);
+  return true;
+}
+
 // TopkRouteParams' group rule (ir/op_params.h): kept[g] for the num_groups groups of
 // num_experts / num_groups experts, from each expert's choice score choice(e). A group is
 // kept when fewer than KeptGroups() groups beat it (a larger sum of its two best choice

@@ -107,11 +107,13 @@ __global__ void KvCacheWriteKernel(const float* k, const float* v, int64_t kv_ro
 // j = tid, tid + blockDim, ...; pass 2: chunks of blockDim keys whose
 // exp(score - max) go to shared memory, then each thread accumulates its
 // own output dims over the chunk (no atomics, so the result is deterministic).
+// A head's sink (when `sinks` is not null) joins the max and the denominator;
+// with window > 0 a token reads positions (position - window, position] only.
 template <typename T>
 __global__ void __launch_bounds__(kAttnThreads)
-    PagedAttentionKernel(const float* q, KvLayer layer, float* out, int num_heads, int num_kv_heads,
-                         int head_dim, float scale, int64_t row_limit,
-                         const ForwardMetaView* meta) {
+    PagedAttentionKernel(const float* q, KvLayer layer, const void* sinks, DType sinks_dtype,
+                         float* out, int num_heads, int num_kv_heads, int head_dim, float scale,
+                         int64_t window, int64_t row_limit, const ForwardMetaView* meta) {
   extern __shared__ float smem[];
   float* q_s = smem;             // [head_dim]
   float* o_s = smem + head_dim;  // [head_dim]
@@ -165,14 +167,16 @@ __global__ void __launch_bounds__(kAttnThreads)
   }
   __syncthreads();
 
+  const int64_t first = window > 0 && position >= window ? position - window + 1 : 0;
   float local_max = -INFINITY;
-  for (int64_t j = threadIdx.x; j <= position; j += blockDim.x) {
+  for (int64_t j = first + threadIdx.x; j <= position; j += blockDim.x) {
     local_max = fmaxf(local_max, score(cache_offset(j)));
   }
-  const float max_score = BlockMax(local_max, reduce_s);
+  const float sink = sinks != nullptr ? LoadWeight(sinks, sinks_dtype, h) : -INFINITY;
+  const float max_score = fmaxf(BlockMax(local_max, reduce_s), sink);
 
   float local_sum = 0.0f;
-  for (int64_t j0 = 0; j0 <= position; j0 += blockDim.x) {
+  for (int64_t j0 = first; j0 <= position; j0 += blockDim.x) {
     const int64_t j = j0 + threadIdx.x;
     float e = 0.0f;
     if (j <= position) {
@@ -192,7 +196,8 @@ __global__ void __launch_bounds__(kAttnThreads)
     }
     __syncthreads();
   }
-  const float inv_sum = 1.0f / BlockSum(local_sum, reduce_s);
+  const float sink_e = sinks != nullptr ? expf(sink - max_score) : 0.0f;
+  const float inv_sum = 1.0f / (BlockSum(local_sum, reduce_s) + sink_e);
   for (int d = threadIdx.x; d < head_dim; d += blockDim.x)
     o[d] = o_s[d] * inv_sum;
 }
@@ -376,8 +381,9 @@ cudaError_t LaunchKvCacheWrite(const float* k, const float* v, int64_t num_rows,
   return cudaGetLastError();
 }
 
-cudaError_t LaunchPagedAttention(const float* q, KvLayer layer, float* out, int64_t num_rows,
-                                 int num_heads, int num_kv_heads, int head_dim, float scale,
+cudaError_t LaunchPagedAttention(const float* q, KvLayer layer, const void* sinks,
+                                 DType sinks_dtype, float* out, int64_t num_rows, int num_heads,
+                                 int num_kv_heads, int head_dim, float scale, int64_t window,
                                  int64_t row_limit, const ForwardMetaView* meta,
                                  cudaStream_t stream) {
   if (num_rows <= 0) return cudaSuccess;
@@ -392,15 +398,18 @@ cudaError_t LaunchPagedAttention(const float* q, KvLayer layer, float* out, int6
   switch (layer.dtype) {
     case DType::kF32:
       PagedAttentionKernel<float><<<grid, kAttnThreads, shared_bytes, stream>>>(
-          q, layer, out, num_heads, num_kv_heads, head_dim, scale, row_limit, meta);
+          q, layer, sinks, sinks_dtype, out, num_heads, num_kv_heads, head_dim, scale, window,
+          row_limit, meta);
       break;
     case DType::kF16:
       PagedAttentionKernel<__half><<<grid, kAttnThreads, shared_bytes, stream>>>(
-          q, layer, out, num_heads, num_kv_heads, head_dim, scale, row_limit, meta);
+          q, layer, sinks, sinks_dtype, out, num_heads, num_kv_heads, head_dim, scale, window,
+          row_limit, meta);
       break;
     case DType::kBF16:
       PagedAttentionKernel<Bf16Bits><<<grid, kAttnThreads, shared_bytes, stream>>>(
-          q, layer, out, num_heads, num_kv_heads, head_dim, scale, row_limit, meta);
+          q, layer, sinks, sinks_dtype, out, num_heads, num_kv_heads, head_dim, scale, window,
+          row_limit, meta);
       break;
     default:
       return cudaErrorInvalidValue;

@@ -50,8 +50,12 @@ cudaError_t LaunchKvCacheWrite(const float* k, const float* v, int64_t num_rows,
 // out [num_rows, num_heads * head_dim]: softmax(scale * q.k) v over the cache,
 // causal per sequence, GQA (head h reads kv head h / (num_heads / num_kv_heads)).
 // Tokens past the real count or with an invalid sequence/block get zeros.
-cudaError_t LaunchPagedAttention(const float* q, KvLayer layer, float* out, int64_t num_rows,
-                                 int num_heads, int num_kv_heads, int head_dim, float scale,
+// `sinks` (null: none) holds one logit per head of `sinks_dtype` (f32, bf16 or
+// f16) that joins each softmax's max and denominator. window > 0: a token at
+// position p reads positions (p - window, p] only.
+cudaError_t LaunchPagedAttention(const float* q, KvLayer layer, const void* sinks,
+                                 DType sinks_dtype, float* out, int64_t num_rows, int num_heads,
+                                 int num_kv_heads, int head_dim, float scale, int64_t window,
                                  int64_t row_limit, const ForwardMetaView* meta,
                                  cudaStream_t stream);
 

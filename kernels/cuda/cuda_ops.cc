@@ -404,6 +404,10 @@ Status RunAttention(const KernelArgs& a, const CudaStepContext& ctx) {
   if (!ok) {
     return ContractViolation("attention", "heads and rows must match the op and the KV cache");
   }
+  const TensorArg* sinks = a.num_in > 3 ? &a.in[3] : nullptr;
+  if (sinks != nullptr && (!IsWeightDType(sinks->dtype) || sinks->numel() != num_heads)) {
+    return ContractViolation("attention", "sinks must be f32/bf16/f16 [num_heads]");
+  }
   const int64_t row_limit =
       std::min({NumRows(a.in[0]), NumRows(a.in[1]), NumRows(a.in[2]), num_rows});
   KvLayer cache;
@@ -416,10 +420,11 @@ Status RunAttention(const KernelArgs& a, const CudaStepContext& ctx) {
   MG_RETURN_IF_ERROR(Check(LaunchKvCacheWrite(F32In(a.in[1]), F32In(a.in[2]), row_limit, kv_row,
                                               cache, row_limit, a.meta, ctx.stream),
                            "KV cache write"));
-  return Check(LaunchPagedAttention(F32In(a.in[0]), cache, F32Out(a.out[0]), num_rows,
+  return Check(LaunchPagedAttention(F32In(a.in[0]), cache, sinks ? sinks->data : nullptr,
+                                    sinks ? sinks->dtype : DType::kF32, F32Out(a.out[0]), num_rows,
                                     static_cast<int>(num_heads), static_cast<int>(num_kv_heads),
                                     static_cast<int>(head_dim), static_cast<float>(params.scale),
-                                    row_limit, a.meta, ctx.stream),
+                                    params.window, row_limit, a.meta, ctx.stream),
                "paged attention");
 }
 

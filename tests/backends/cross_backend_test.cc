@@ -195,8 +195,10 @@ class CaseBuilder {
     EncodeParams(params, c_.step.ints, c_.step.floats);
     return *this;
   }
-  CaseBuilder& Kv() {
+  CaseBuilder& Kv(int32_t kv_heads = kKvHeads, int32_t head_dim = kHeadDim) {
     c_.with_kv = true;
+    c_.kv_heads = kv_heads;
+    c_.kv_head_dim = head_dim;
     return *this;
   }
   // A latent (MLA) cache: one row of `row` values per token and layer.
@@ -416,6 +418,54 @@ std::vector<OpCase> BuildCases() {
                       .Output(DType::kF32, {kT, 3 * 7})
                       .Params(SplitColsParams{.group = 11, .first = 4})
                       .Build());
+  // Sinks: 3 query heads on one KV head of 8 (the optimised CPU path), one f32 sink each.
+  constexpr int32_t kSinkHeads = 3, kSinkHeadDim = 8;
+  cases.push_back(
+      CaseBuilder("attention/sinks", "attention")
+          .F32({kT, kSinkHeads * kSinkHeadDim}, 31)
+          .F32({kT, kSinkHeadDim}, 32)
+          .F32({kT, kSinkHeadDim}, 33)
+          .Weight(DType::kF32, {kSinkHeads}, 34, 2.0f)
+          .Output(DType::kF32, {kT, kSinkHeads * kSinkHeadDim})
+          .Params(AttentionParams{.layer = 0,
+                                  .num_heads = kSinkHeads,
+                                  .num_kv_heads = 1,
+                                  .head_dim = kSinkHeadDim,
+                                  .scale = 1.0f / std::sqrt(static_cast<float>(kSinkHeadDim))})
+          .Kv(1, kSinkHeadDim)
+          .Build());
+  // A sliding window of 5: sequence 0's tokens at positions 4..6 (crossing its
+  // block boundary) drop keys 0..1 as the window moves.
+  cases.push_back(
+      CaseBuilder("attention/window", "attention")
+          .F32({kT, kHeads * kHeadDim}, 35)
+          .F32({kT, kKvHeads * kHeadDim}, 36)
+          .F32({kT, kKvHeads * kHeadDim}, 37)
+          .Output(DType::kF32, {kT, kHeads * kHeadDim})
+          .Params(AttentionParams{.layer = 1,
+                                  .num_heads = kHeads,
+                                  .num_kv_heads = kKvHeads,
+                                  .head_dim = kHeadDim,
+                                  .scale = 1.0f / std::sqrt(static_cast<float>(kHeadDim)),
+                                  .window = 5})
+          .Kv()
+          .Build());
+  // Both, on the optimised CPU path, with bf16 sinks and a window of 2.
+  cases.push_back(
+      CaseBuilder("attention/sinks_window", "attention")
+          .F32({kT, kSinkHeads * kSinkHeadDim}, 38)
+          .F32({kT, kSinkHeadDim}, 39)
+          .F32({kT, kSinkHeadDim}, 40)
+          .Weight(DType::kBF16, {kSinkHeads}, 41, 2.0f)
+          .Output(DType::kF32, {kT, kSinkHeads * kSinkHeadDim})
+          .Params(AttentionParams{.layer = 1,
+                                  .num_heads = kSinkHeads,
+                                  .num_kv_heads = 1,
+                                  .head_dim = kSinkHeadDim,
+                                  .scale = 1.0f / std::sqrt(static_cast<float>(kSinkHeadDim)),
+                                  .window = 2})
+          .Kv(1, kSinkHeadDim)
+          .Build());
   cases.push_back(CaseBuilder("topk_route", "topk_route")
                       .F32({kT, kE}, 12, 3.0f)
                       .Output(DType::kI32, {kT, kTopK})

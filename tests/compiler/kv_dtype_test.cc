@@ -206,13 +206,14 @@ TEST(KvEngineTest, LayersThatDisagreeWithTheStepsOrUseAWindowAreRefused) {
       << engine.status().message();
 
   plan = *compiled;
+  // A window the layer's attention ops do not have.
   plan.kv_layers[0].window = 4;
   engine = Engine::Load(plan, SmallCache());
   ASSERT_FALSE(engine.ok());
-  EXPECT_EQ(engine.status().code(), StatusCode::kUnimplemented);
-  EXPECT_NE(engine.status().message().find(
-                "kv_layers[0].window is 4: sliding-window layers are not supported"),
-            std::string::npos)
+  EXPECT_EQ(engine.status().code(), StatusCode::kDataLoss);
+  EXPECT_NE(
+      engine.status().message().find("window is 0, but the KV cache has 4 (kv_layers[0].window)"),
+      std::string::npos)
       << engine.status().message();
 }
 

@@ -145,6 +145,88 @@ TEST(BlocksTest, AttentionBiasOptionsAndWeightsMustAgree) {
             "attention (layer 0): o_bias and the o bias weight disagree");
 }
 
+// sinks: the weight is the attention op's fifth operand; without the option the op keeps four.
+TEST(BlocksTest, SinksAreTheAttentionOpsLastOperand) {
+  for (const bool sinks : {false, true}) {
+    GraphBuilder b("t");
+    ValueId x = b.Input("x", Tokens(16));
+    AttentionOptions o = Gqa();
+    o.sinks = sinks;
+    AttentionWeights w = AttentionWeightsFor(b, false);
+    if (sinks) w.sinks = b.Weight("sinks", F32({4}));
+    StatusOr<ValueId> y = BuildAttention(b, o, w, x, "l0.");
+    ASSERT_TRUE(y.ok()) << y.status().ToString();
+    b.Output(*y);
+    StatusOr<Graph> g = std::move(b).Finish();
+    ASSERT_TRUE(g.ok()) << g.status().ToString();
+    const std::string text = PrintGraph(*g);
+    EXPECT_EQ(Count(text, "attention(%meta, %l0.q_rope, %l0.k_rope, %l0.v, %sinks)"), sinks ? 1 : 0)
+        << text;
+    EXPECT_EQ(Count(text, "attention(%meta, %l0.q_rope, %l0.k_rope, %l0.v)"), sinks ? 0 : 1)
+        << text;
+  }
+}
+
+TEST(BlocksTest, SinksOptionAndWeightMustAgree) {
+  for (const bool option : {false, true}) {
+    GraphBuilder b("t");
+    ValueId x = b.Input("x", Tokens(16));
+    AttentionOptions o = Gqa();
+    o.sinks = option;
+    AttentionWeights w = AttentionWeightsFor(b, false);
+    if (!option) w.sinks = b.Weight("sinks", F32({4}));
+    StatusOr<ValueId> y = BuildAttention(b, o, w, x, "l0.");
+    ASSERT_FALSE(y.ok());
+    EXPECT_EQ(y.status().message(), "attention (layer 0): sinks and the sinks weight disagree");
+  }
+}
+
+// sliding_window is the attention op's window attribute; 0 prints no attribute.
+TEST(BlocksTest, SlidingWindowIsTheAttentionOpsWindow) {
+  for (const int64_t window : {int64_t{0}, int64_t{128}}) {
+    GraphBuilder b("t");
+    ValueId x = b.Input("x", Tokens(16));
+    AttentionOptions o = Gqa();
+    o.sliding_window = window;
+    StatusOr<ValueId> y = BuildAttention(b, o, AttentionWeightsFor(b, false), x, "l0.");
+    ASSERT_TRUE(y.ok()) << y.status().ToString();
+    b.Output(*y);
+    StatusOr<Graph> g = std::move(b).Finish();
+    ASSERT_TRUE(g.ok()) << g.status().ToString();
+    const std::string text = PrintGraph(*g);
+    EXPECT_EQ(Count(text, "window = 128}"), window > 0 ? 1 : 0) << text;
+    EXPECT_EQ(Count(text, "window"), window > 0 ? 1 : 0) << text;
+  }
+  AttentionOptions negative = Gqa();
+  negative.sliding_window = -1;
+  const Status status = CheckAttentionOptions(negative);
+  EXPECT_EQ(status.code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(status.message(),
+            "attention (layer 0): sliding_window (-1) must be in [0, 1073741824] (0: full "
+            "attention)");
+}
+
+// A sinks weight that is not [num_heads] is refused by the op's shape rule.
+TEST(BlocksTest, SinksOfTheWrongSizeAreRefused) {
+  GraphBuilder b("t");
+  ValueId x = b.Input("x", Tokens(16));
+  AttentionOptions o = Gqa();
+  o.sinks = true;
+  AttentionWeights w = AttentionWeightsFor(b, false);
+  w.sinks = b.Weight("sinks", F32({3}));
+  StatusOr<ValueId> y = BuildAttention(b, o, w, x, "l0.");
+  if (y.ok()) {
+    b.Output(*y);
+    StatusOr<Graph> g = std::move(b).Finish();
+    ASSERT_FALSE(g.ok());
+    EXPECT_NE(g.status().message().find("sinks [num_heads]"), std::string::npos)
+        << g.status().ToString();
+  } else {
+    EXPECT_NE(y.status().message().find("sinks [num_heads]"), std::string::npos)
+        << y.status().ToString();
+  }
+}
+
 // The rope ops' attributes for each RoPE variant: a whole-head rotate-half rope carries neither
 // rotary_dim nor interleaved (so existing graphs print as before).
 TEST(BlocksTest, PartialAndInterleavedRopeAreRopeAttributes) {
@@ -426,8 +508,6 @@ TEST(BlocksTest, AttentionOptionsWithoutAnOpAreUnimplemented) {
     std::string names;
   };
   const Case cases[] = {
-      {[](AttentionOptions& o) { o.sinks = true; }, "option sinks"},
-      {[](AttentionOptions& o) { o.sliding_window = 4096; }, "option sliding_window = 4096"},
       {[](AttentionOptions& o) { o.mla = true; }, "option mla"},
       {[](AttentionOptions& o) { o.rope.type = RopeType::kDynamic; }, "option rope.type = dynamic"},
   };
@@ -441,14 +521,15 @@ TEST(BlocksTest, AttentionOptionsWithoutAnOpAreUnimplemented) {
     EXPECT_EQ(y.status().code(), StatusCode::kUnimplemented) << y.status().ToString();
     EXPECT_NE(y.status().message().find(c.names), std::string::npos) << y.status().ToString();
   }
-  const Status sinks = CheckAttentionOptions([] {
+  const Status mla = CheckAttentionOptions([] {
     AttentionOptions o = Gqa();
-    o.sinks = true;
+    o.mla = true;
     return o;
   }());
-  EXPECT_EQ(sinks.message(),
-            "attention (layer 0): option sinks is not supported yet: attention sinks need a sinks "
-            "operand on the attention op (the GPT-OSS family issue)");
+  EXPECT_EQ(mla.message(),
+            "attention (layer 0): option mla is not supported yet: multi-head latent attention "
+            "needs compressed-KV projection and latent attention ops and an MLA KV-cache layout "
+            "(the DeepSeek family issue)");
 }
 
 TEST(BlocksTest, MlpOptionsWithoutAnOpAreUnimplemented) {

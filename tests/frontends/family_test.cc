@@ -353,6 +353,48 @@ TEST_F(DecoderBuilderTest, PassesPartialAndInterleavedRopeToEveryLayer) {
   }
 }
 
+// DecoderAttention's sinks load self_attn.sinks [num_heads] (listed, read) as each layer's
+// attention operand; layer_windows sets each layer's window (0: no attribute); a list that is
+// not one per layer is refused.
+TEST_F(DecoderBuilderTest, PassesSinksAndLayerWindowsToEachLayer) {
+  DecoderConfig config;
+  config.architecture = "Test";
+  config.vocab_size = 8;
+  config.hidden_size = 16;
+  config.num_hidden_layers = 2;
+  config.num_attention_heads = 2;
+  config.num_key_value_heads = 1;
+  config.head_dim = 8;
+  const DecoderFfnWeights no_ffn = [](int64_t, const std::string&, std::vector<WeightSpec>&) {};
+  const DecoderBuilder::Ffn identity = [](int64_t, const std::string&, const std::string&,
+                                          ValueId x) -> StatusOr<ValueId> { return x; };
+  const DecoderAttention attention{.sinks = true, .layer_windows = {5, 0}};
+  const std::vector<WeightSpec> list = DecoderWeightList(config, attention, no_ffn);
+  Checkpoint ckpt = Write(MakeRandomWeights(list, /*seed=*/3, DType::kF32));
+  DecoderBuilder builder(config, ckpt, "t");
+  StatusOr<Graph> g = std::move(builder).Build(attention, identity);
+  ASSERT_TRUE(g.ok()) << g.status().ToString();
+  std::set<std::string> listed;
+  for (const WeightSpec& w : list)
+    listed.insert(w.name);
+  EXPECT_EQ(TensorsRead(*g), listed);
+  EXPECT_EQ(listed.count("model.layers.1.self_attn.sinks"), 1u);
+  const std::string text = PrintGraph(*g);
+  for (const char* piece :
+       {"attention(%meta, %l0.q_rope, %l0.k_rope, %l0.v, %l0.self_attn.sinks) {head_dim = 8, "
+        "layer = 0, num_heads = 2, num_kv_heads = 1, scale = 0.35355339059327373, window = 5}",
+        "attention(%meta, %l1.q_rope, %l1.k_rope, %l1.v, %l1.self_attn.sinks) {head_dim = 8, "
+        "layer = 1, num_heads = 2, num_kv_heads = 1, scale = 0.35355339059327373} :"}) {
+    EXPECT_NE(text.find(piece), std::string::npos) << piece << "\n" << text;
+  }
+  const DecoderAttention short_list{.layer_windows = {5}};
+  DecoderBuilder refused(config, ckpt, "t");
+  StatusOr<Graph> bad = std::move(refused).Build(short_list, identity);
+  ASSERT_FALSE(bad.ok());
+  EXPECT_EQ(bad.status().message(),
+            "DecoderAttention::layer_windows has 1 entries, expected one per layer (2)");
+}
+
 TEST_F(WeightLoaderTest, ResolvesPlainStackedAndFusedLayouts) {
   Checkpoint ckpt = Write(
       {Tensor("w", {3, 5}), Tensor("a.experts.0.gate_proj.weight", {2, 5}),

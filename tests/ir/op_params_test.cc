@@ -99,9 +99,9 @@ TEST(OpParamsTest, AttentionFieldsAreDescribedOnce) {
   std::vector<std::string> names;
   for (const AttrSpec& spec : def->attrs)
     names.push_back(spec.name);
-  EXPECT_EQ(names,
-            (std::vector<std::string>{"layer", "num_heads", "num_kv_heads", "head_dim", "scale"}));
-  EXPECT_EQ(kParamsInfo<AttentionParams>.num_ints, 4);
+  EXPECT_EQ(names, (std::vector<std::string>{"layer", "num_heads", "num_kv_heads", "head_dim",
+                                             "scale", "window"}));
+  EXPECT_EQ(kParamsInfo<AttentionParams>.num_ints, 5);
   EXPECT_EQ(kParamsInfo<AttentionParams>.num_floats, 1);
   EXPECT_EQ(def->attrs[1].min, 1);
   EXPECT_EQ(def->attrs[1].max, 4096);
@@ -152,11 +152,11 @@ TEST(OpParamsTest, AttributesRoundTripThroughTheStructAndTheWire) {
 
 TEST(OpParamsTest, WireOrderIsIntsThenFloatsInFieldOrder) {
   const AttentionParams p{
-      .layer = 3, .num_heads = 8, .num_kv_heads = 2, .head_dim = 64, .scale = 0.125};
+      .layer = 3, .num_heads = 8, .num_kv_heads = 2, .head_dim = 64, .scale = 0.125, .window = 7};
   std::vector<int64_t> ints;
   std::vector<float> floats;
   EncodeParams(p, ints, floats);
-  EXPECT_EQ(ints, (std::vector<int64_t>{3, 8, 2, 64}));
+  EXPECT_EQ(ints, (std::vector<int64_t>{3, 8, 2, 64, 7}));
   EXPECT_EQ(floats, (std::vector<float>{0.125f}));
   const AttentionParams back = DecodeParams<AttentionParams>(ints.data(), floats.data());
   EXPECT_EQ(back.layer, 3);
@@ -164,13 +164,14 @@ TEST(OpParamsTest, WireOrderIsIntsThenFloatsInFieldOrder) {
   EXPECT_EQ(back.num_kv_heads, 2);
   EXPECT_EQ(back.head_dim, 64);
   EXPECT_EQ(back.scale, 0.125);
+  EXPECT_EQ(back.window, 7);
 }
 
 TEST(OpParamsTest, WrongWireLengthsAreRefused) {
   AttentionParams p;
-  EXPECT_FALSE(DecodeParams({0, 4, 2}, {0.5f}, p));
-  EXPECT_FALSE(DecodeParams({0, 4, 2, 8}, {}, p));
-  EXPECT_TRUE(DecodeParams({0, 4, 2, 8}, {0.5f}, p));
+  EXPECT_FALSE(DecodeParams({0, 4, 2, 8}, {0.5f}, p));
+  EXPECT_FALSE(DecodeParams({0, 4, 2, 8, 0}, {}, p));
+  EXPECT_TRUE(DecodeParams({0, 4, 2, 8, 0}, {0.5f}, p));
   EXPECT_EQ(p.head_dim, 8);
 }
 

@@ -440,8 +440,24 @@ TEST(OptKernelsTest, AttentionMatchesReferenceForPrefillAndDecode) {
     int64_t num_heads, num_kv_heads, head_dim;
   };
   // GQA groups 1..16: query blocks of 16 / group tokens (group 16: one token each).
+  // Each plain, with sinks (the optional fifth operand), with a window of 5
+  // (most query blocks' rows start at different keys) and with sinks and a
+  // window of 67 (crossing the 64-key blocks).
+  struct Variant {
+    Heads h;
+    bool with_sinks;
+    int64_t window;
+  };
+  std::vector<Variant> variants;
   for (Heads h : {Heads{6, 2, 64}, Heads{4, 4, 128}, Heads{10, 2, 24}, Heads{2, 1, 8},
                   Heads{16, 4, 128}, Heads{8, 1, 64}, Heads{16, 1, 24}, Heads{14, 2, 16}}) {
+    for (const auto& [sinks, window] : {std::pair{false, int64_t{0}},
+                                        {true, int64_t{0}},
+                                        {false, int64_t{5}},
+                                        {true, int64_t{67}}})
+      variants.push_back({h, sinks, window});
+  }
+  for (const auto& [h, with_sinks, window] : variants) {
     const int32_t block_size = 4, num_blocks = 48, num_layers = 2, layer = 1;
     // A 70-token prompt (more than one 64-key block), a decode step at
     // position 9, a 3-token chunk after 5 cached, a sequence whose block table
@@ -460,6 +476,7 @@ TEST(OptKernelsTest, AttentionMatchesReferenceForPrefillAndDecode) {
     const std::vector<float> q = Random(rows * q_cols, 8);
     const std::vector<float> k = Random(rows * kv_cols, 9);
     const std::vector<float> v = Random(rows * kv_cols, 10);
+    const std::vector<float> sinks = Random(h.num_heads, 13, 2.0f);
     testing::UniformKvCacheView kv;
     kv.num_layers = num_layers;
     kv.num_blocks = num_blocks;
@@ -473,17 +490,20 @@ TEST(OptKernelsTest, AttentionMatchesReferenceForPrefillAndDecode) {
     call.in = {Arg(q.data(), DType::kF32, {rows, q_cols}),
                Arg(k.data(), DType::kF32, {rows, kv_cols}),
                Arg(v.data(), DType::kF32, {rows, kv_cols})};
+    if (with_sinks) call.in.push_back(Arg(sinks.data(), DType::kF32, {h.num_heads}));
     call.out = {{DType::kF32, {rows, q_cols}}};
     SetParams(call.param_args,
               AttentionParams{.layer = layer,
                               .num_heads = h.num_heads,
                               .num_kv_heads = h.num_kv_heads,
                               .head_dim = h.head_dim,
-                              .scale = 1.0f / std::sqrt(static_cast<float>(h.head_dim))});
+                              .scale = 1.0f / std::sqrt(static_cast<float>(h.head_dim)),
+                              .window = window});
     call.meta = meta.view();
     const std::string what = "heads " + std::to_string(h.num_heads) + "/" +
                              std::to_string(h.num_kv_heads) + " head_dim " +
-                             std::to_string(h.head_dim);
+                             std::to_string(h.head_dim) + (with_sinks ? " sinks" : "") +
+                             " window " + std::to_string(window);
     SCOPED_TRACE(what);
     const auto want = RunAttention(RefAttention, call, kv, cache_k, cache_v, 3);
     std::vector<std::vector<float>> first;

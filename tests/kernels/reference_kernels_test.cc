@@ -842,25 +842,29 @@ class AttentionFixture : public ::testing::Test {
       std::copy_n(v_[s].begin() + p * kKvRow, kKvRow, v.begin() + t * kKvRow);
     }
     std::vector<float> out = Poisoned(capacity * kQRow);
-    RunKernel(RefAttention,
-              {F32(q, {capacity, kQRow}), F32(k, {capacity, kKvRow}), F32(v, {capacity, kKvRow})},
-              {F32(out, {capacity, kQRow})},
+    std::vector<TensorArg> in = {F32(q, {capacity, kQRow}), F32(k, {capacity, kKvRow}),
+                                 F32(v, {capacity, kKvRow})};
+    if (!sinks_.empty()) in.push_back(F32(sinks_, {kHeads}));
+    RunKernel(RefAttention, in, {F32(out, {capacity, kQRow})},
               AttentionParams{.layer = kLayer,
                               .num_heads = kHeads,
                               .num_kv_heads = kKvHeads,
                               .head_dim = kHeadDim,
-                              .scale = kScale},
+                              .scale = kScale,
+                              .window = window_},
               {.meta = meta.view(), .kv = &kv_.view});
     return out;
   }
 
-  // Naive causal attention of sequence s's position p, all heads.
+  // Naive causal attention of sequence s's position p, all heads: over keys
+  // (p - window_, p] when window_ > 0, every key up to p otherwise.
   std::vector<double> Naive(int s, int64_t p) const {
     std::vector<double> o(kQRow, 0.0);
     for (int64_t h = 0; h < kHeads; ++h) {
       const int64_t kv_head = h / (kHeads / kKvHeads);
-      std::vector<double> scores(p + 1);
+      std::vector<double> scores(p + 1, -std::numeric_limits<double>::infinity());
       for (int64_t j = 0; j <= p; ++j) {
+        if (window_ > 0 && j <= p - window_) continue;
         double dot = 0.0;
         for (int64_t d = 0; d < kHeadDim; ++d) {
           dot += double(q_[s][p * kQRow + h * kHeadDim + d]) *
@@ -868,8 +872,10 @@ class AttentionFixture : public ::testing::Test {
         }
         scores[j] = kScale * dot;
       }
-      const double max_score = *std::max_element(scores.begin(), scores.end());
-      double sum = 0.0;
+      // softmax over [scores, sink], the sink's probability dropped.
+      double max_score = *std::max_element(scores.begin(), scores.end());
+      if (!sinks_.empty()) max_score = std::max<double>(max_score, sinks_[h]);
+      double sum = sinks_.empty() ? 0.0 : std::exp(sinks_[h] - max_score);
       for (double& sc : scores)
         sum += sc = std::exp(sc - max_score);
       for (int64_t j = 0; j <= p; ++j) {
@@ -898,6 +904,8 @@ class AttentionFixture : public ::testing::Test {
   const int64_t kLens[2] = {8, 4};  // positions each sequence reaches after decode
   const std::vector<int32_t> kBlocksA = {5, 2, 7}, kBlocksB = {0, 6};
   std::vector<float> q_[2], k_[2], v_[2];
+  std::vector<float> sinks_;  // [kHeads] or empty: no sinks operand
+  int64_t window_ = 0;        // the op's window
   std::vector<float> k_cache_, v_cache_;
   testing::UniformKvCacheView kv_;
 };
@@ -927,6 +935,56 @@ TEST_F(AttentionFixture, PrefillThenDecodeMatchesFullAttention) {
   out = RunStep(decode);
   ExpectClose(out, Want(decode, 4, {0, 1}), kTol, "decode");
   ExpectZeroRows(out, 2, 4, kQRow, "decode");
+}
+
+// Sinks (one per head, large enough to take a real share of each softmax): the
+// prefill and decode rows against the naive softmax over [scores, sink].
+TEST_F(AttentionFixture, SinksJoinEachSoftmaxsDenominatorOnly) {
+  sinks_ = {1.5f, -0.75f, 0.25f, 3.0f};
+  Meta prefill(12, 3, kMaxBlocks, kBlockSize, {{0, 7, kBlocksA}, {0, 3, kBlocksB}});
+  std::vector<float> out = RunStep(prefill);
+  ExpectClose(out, Want(prefill, 12, {0, 1}), kTol, "prefill with sinks");
+  ExpectZeroRows(out, 10, 12, kQRow, "prefill with sinks");
+  Meta decode(4, 3, kMaxBlocks, kBlockSize, {{7, 1, kBlocksA}, {3, 1, kBlocksB}});
+  out = RunStep(decode);
+  ExpectClose(out, Want(decode, 4, {0, 1}), kTol, "decode with sinks");
+  // A sink of 3 takes most of a short softmax: the rows differ from sink-free ones.
+  const std::vector<float> with_sinks = out;
+  sinks_.clear();
+  out = RunStep(decode);
+  double max_diff = 0.0;
+  for (int64_t c = 3 * kHeadDim; c < kQRow; ++c)  // token 0's head 3
+    max_diff = std::max<double>(max_diff, std::abs(with_sinks[c] - out[c]));
+  EXPECT_GT(max_diff, 1e-2);
+}
+
+// A window of 3 over blocks of 4: A's prompt in two chunks (0..4, then 5..7),
+// each crossing a window and a block boundary, then decode; with sinks too.
+TEST_F(AttentionFixture, SlidingWindowReadsOnlyTheLastWindowPositions) {
+  for (const bool sinks : {false, true}) {
+    SCOPED_TRACE(sinks ? "with sinks" : "without sinks");
+    window_ = 3;
+    sinks_ = sinks ? std::vector<float>{0.5f, -1.0f, 2.0f, 0.0f} : std::vector<float>{};
+    Meta first(8, 3, kMaxBlocks, kBlockSize, {{0, 5, kBlocksA}, {0, 3, kBlocksB}});
+    std::vector<float> out = RunStep(first);
+    ExpectClose(out, Want(first, 8, {0, 1}), kTol, "first chunk");
+    Meta chunk(4, 3, kMaxBlocks, kBlockSize, {{5, 3, kBlocksA}});
+    out = RunStep(chunk);
+    ExpectClose(out, Want(chunk, 4, {0}), kTol, "second chunk");
+    ExpectZeroRows(out, 3, 4, kQRow, "second chunk");
+    Meta decode(4, 3, kMaxBlocks, kBlockSize, {{8, 0, kBlocksA}, {3, 1, kBlocksB}});
+    out = RunStep(decode);
+    ExpectClose(out, Want(decode, 4, {1}), kTol, "decode");
+    ExpectZeroRows(out, 1, 4, kQRow, "decode");
+    // The window changes the result: full attention at B's position 3 differs.
+    const std::vector<float> windowed = out;
+    window_ = 0;
+    out = RunStep(decode);
+    double max_diff = 0.0;
+    for (int64_t c = 0; c < kQRow; ++c)
+      max_diff = std::max<double>(max_diff, std::abs(windowed[c] - out[c]));
+    EXPECT_GT(max_diff, 1e-2);
+  }
 }
 
 TEST_F(AttentionFixture, InvalidBlocksZeroOnlyTheirTokens) {
