@@ -256,9 +256,9 @@ void ReferenceAlign(const std::vector<int32_t>& ids, std::vector<int32_t>* sorte
                     std::vector<int32_t>* offsets) {
   sorted->assign(kP, 0);
   offsets->assign(kE + 1, 0);
-  TensorArg in{const_cast<int32_t*>(ids.data()), nullptr, DType::kI32, 2, {kT, kTopK, 0, 0}};
-  TensorArg out[2] = {{sorted->data(), nullptr, DType::kI32, 1, {kP, 0, 0, 0}},
-                      {offsets->data(), nullptr, DType::kI32, 1, {kE + 1, 0, 0, 0}}};
+  TensorArg in = testing::HostArg(ids.data(), DType::kI32, {kT, kTopK});
+  TensorArg out[2] = {testing::HostArg(sorted->data(), DType::kI32, {kP}),
+                      testing::HostArg(offsets->data(), DType::kI32, {kE + 1})};
   KernelArgs args;
   args.in = &in;
   args.num_in = 1;
@@ -274,9 +274,9 @@ void ReferenceExpertBatch(const std::vector<int32_t>& ids, std::vector<int32_t>*
                           std::vector<int32_t>* pairs) {
   experts->assign(kSlots, 0);
   pairs->assign(kSlots * kT, 0);
-  TensorArg in{const_cast<int32_t*>(ids.data()), nullptr, DType::kI32, 2, {kT, kTopK, 0, 0}};
-  TensorArg out[2] = {{experts->data(), nullptr, DType::kI32, 1, {kSlots, 0, 0, 0}},
-                      {pairs->data(), nullptr, DType::kI32, 2, {kSlots, kT, 0, 0}}};
+  TensorArg in = testing::HostArg(ids.data(), DType::kI32, {kT, kTopK});
+  TensorArg out[2] = {testing::HostArg(experts->data(), DType::kI32, {kSlots}),
+                      testing::HostArg(pairs->data(), DType::kI32, {kSlots, kT})};
   KernelArgs args;
   args.in = &in;
   args.num_in = 1;
