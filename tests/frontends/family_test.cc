@@ -33,13 +33,17 @@ std::set<std::string> TensorsRead(const Graph& graph) {
   std::set<std::string> read;
   for (const Op& op : graph.ops()) {
     if (op.def->name != "weight") continue;
-    const std::string name = op.StringAttr("name");
     const int64_t experts = op.IntAttr("experts", 0);
-    if (experts == 0) {
-      read.insert(name);
-    } else {
-      for (int64_t e = 0; e < experts; ++e)
-        read.insert(ExpandExpertName(name, e));
+    // A quantized weight reads its scale tensor too.
+    for (const char* attr : {"name", "scale"}) {
+      if (!op.HasAttr(attr)) continue;
+      const std::string name = op.StringAttr(attr);
+      if (experts == 0) {
+        read.insert(name);
+      } else {
+        for (int64_t e = 0; e < experts; ++e)
+          read.insert(ExpandExpertName(name, e));
+      }
     }
   }
   return read;
@@ -151,6 +155,10 @@ TEST_P(FamilyGoldenTest, WeightListMatchesThePublishedCheckpoint) {
     StatusOr<const SafetensorsTensor*> t = model->checkpoint.Get(w.name);
     ASSERT_TRUE(t.ok()) << w.name;
     EXPECT_EQ((*t)->shape, w.shape) << w.name;
+    // An FP8 checkpoint adds each quantized linear's scales next to it.
+    if (model->checkpoint.Get(ScaleTensorName(w.name)).ok()) {
+      listed.insert(ScaleTensorName(w.name));
+    }
   }
   EXPECT_EQ(listed, stored);
 }

@@ -25,13 +25,29 @@ struct Golden {
 };
 
 inline std::vector<std::string> GoldenCases() {
-  return {"odd_norm_topk",          "odd_no_norm_tied",        "sparse_step_bf16",
-          "odd_norm_topk_fused",    "qwen3_dense_untied",      "qwen3_dense_tied_bf16",
-          "mixtral_top2",           "mixtral_top3_fused",      "mixtral_bf16",
-          "qwen2_untied",           "qwen2_tied_bf16",         "qwen2_moe_sparse2",
-          "qwen2_moe_norm_nobias",  "qwen2_moe_bf16",          "qwen2_moe_fused",
-          "ernie_moe_shared2_bias", "ernie_moe_noshared_tied", "ernie_moe_bf16",
-          "ernie_moe_fused", "glm4_moe_g1", "glm4_moe_g4", "glm4_moe_bf16"};
+  return {"odd_norm_topk",
+          "odd_no_norm_tied",
+          "sparse_step_bf16",
+          "odd_norm_topk_fused",
+          "qwen3_dense_untied",
+          "qwen3_dense_tied_bf16",
+          "mixtral_top2",
+          "mixtral_top3_fused",
+          "mixtral_bf16",
+          "qwen2_untied",
+          "qwen2_tied_bf16",
+          "qwen2_moe_sparse2",
+          "qwen2_moe_norm_nobias",
+          "qwen2_moe_bf16",
+          "qwen2_moe_fused",
+          "ernie_moe_shared2_bias",
+          "ernie_moe_noshared_tied",
+          "ernie_moe_bf16",
+          "ernie_moe_fused",
+          "glm4_moe_g1",
+          "glm4_moe_g4",
+          "glm4_moe_bf16",
+          "qwen3_moe_fp8"};
 }
 
 inline std::string GoldenDir(const std::string& name) {
