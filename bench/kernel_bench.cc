@@ -303,6 +303,36 @@ void BM_Linear(benchmark::State& state, KernelFn fn, int64_t rows, int64_t n, in
             });
 }
 
+// x [rows, k] times a block-scaled fp8 weight [n, k] (blocks 128 x 128, DeepSeek-V3's): the
+// same product as BM_Linear's bf16 weight in half the weight bytes.
+void BM_LinearFp8(benchmark::State& state, KernelFn fn, int64_t rows, int64_t n, int64_t k) {
+  const std::vector<float> x = RandomF32(rows * k, 3, 1.0f);
+  std::vector<uint8_t> weight(n * k);
+  uint64_t bits = 0x9E3779B97F4A7C15ull;
+  for (uint8_t& b : weight) {
+    bits ^= bits << 13;
+    bits ^= bits >> 7;
+    bits ^= bits << 17;
+    b = static_cast<uint8_t>(bits >> 24);
+    if ((b & 0x7f) == 0x7f) b ^= 1;  // no NaN
+  }
+  const WeightQuant quant{QuantScheme::kFp8Block, 128, 128};
+  const std::vector<float> scales(quant.ScaleRows(n) * quant.ScaleCols(k), 0.02f / 448.0f);
+  std::vector<float> y(rows * n);
+  TensorArg w = Tensor(weight.data(), DType::kFp8E4M3, {n, k});
+  w.quant = quant;
+  w.scales = scales.data();
+  const std::vector<TensorArg> in = {Tensor(x.data(), DType::kF32, {rows, k}), w};
+  const std::vector<TensorArg> out = {Tensor(y.data(), DType::kF32, {rows, n})};
+  RunKernel(state, fn, 2.0 * rows * n * k, 1.0 * n * k + 4.0 * (scales.size() + rows * (k + n)),
+            [&](KernelArgs& args, int64_t) {
+              args.in = in.data();
+              args.num_in = 2;
+              args.out = out.data();
+              args.num_out = 1;
+            });
+}
+
 // ---- Prefill: grouped matmuls over routed tokens ------------------------------------------
 
 // Offsets of prefill_tokens tokens routed uniformly at random to top_k distinct experts.
@@ -561,6 +591,14 @@ void RegisterAll() {
   Register("linear/lm_head_b32", BM_Linear, OptLinear, RefLinear, int64_t{32}, s.vocab, s.hidden);
   Register("linear/q_proj_prefill", BM_Linear, OptLinear, RefLinear, s.prefill_tokens,
            s.heads * s.head_dim, s.hidden);
+  // bf16 against block-scaled fp8 on one shape (a DeepSeek-V3-sized projection; smoke: small).
+  const int64_t proj_n = g_smoke ? 256 : 4096, proj_k = g_smoke ? 512 : 7168;
+  Register("linear/proj_bf16_b1", BM_Linear, OptLinear, RefLinear, int64_t{1}, proj_n, proj_k);
+  Register("linear/proj_fp8_b1", BM_LinearFp8, OptLinear, RefLinear, int64_t{1}, proj_n, proj_k);
+  Register("linear/proj_bf16_prefill", BM_Linear, OptLinear, RefLinear, s.prefill_tokens, proj_n,
+           proj_k);
+  Register("linear/proj_fp8_prefill", BM_LinearFp8, OptLinear, RefLinear, s.prefill_tokens, proj_n,
+           proj_k);
   Register("grouped_matmul_silu_mul/prefill", BM_GroupedMatmul, OptGroupedMatmulSiluMul,
            RefGroupedMatmulSiluMul, true);
   Register("grouped_matmul/prefill_down", BM_GroupedMatmul, OptGroupedMatmul, RefGroupedMatmul,

@@ -10,10 +10,73 @@
 #include <vector>
 
 #include "ir/op_registry.h"
+#include "ir/quant.h"
 #include "support/hash.h"
 #include "support/strings.h"
 
 namespace moegraph {
+namespace {
+
+// The scale slices of quantized weight `w` (its data slices resolved): one [ceil(N / br),
+// ceil(K / bc)] matrix per slice, from a tensor per expert ({e} in the scale name), a plain
+// tensor, or the [E, SR, SC] scales of a fused expert tensor (rows from row_offset / br).
+Status ResolveScales(ResolvedWeight& w, bool per_expert_names, int64_t experts, int64_t row_offset,
+                     const Checkpoint& checkpoint) {
+  const DType scale_dtype = QuantScaleDType(w.quant.scheme);
+  const int64_t n = w.shape[w.shape.size() - 2], k = w.shape.back();
+  const int64_t scale_rows = w.quant.ScaleRows(n), scale_cols = w.quant.ScaleCols(k);
+  const std::vector<int64_t> matrix = {scale_rows, scale_cols};
+  const uint64_t slice_bytes =
+      static_cast<uint64_t>(scale_rows * scale_cols) * DTypeBytes(scale_dtype);
+  for (int64_t e = 0; e < experts; ++e) {
+    const std::string name = per_expert_names ? ExpandExpertName(w.scale_name, e) : w.scale_name;
+    MG_ASSIGN_OR_RETURN(const SafetensorsTensor* t, checkpoint.Get(name));
+    const std::string where = checkpoint.FileOf(name) + ": scale tensor '" + name + "' of '" +
+                              (per_expert_names ? ExpandExpertName(w.name, e) : w.name) + "'";
+    if (t->dtype != scale_dtype) {
+      return InvalidArgument(where + " is " + DTypeSafetensorsName(t->dtype) + " but " +
+                             QuantSchemeName(w.quant.scheme) + " scales are " +
+                             DTypeSafetensorsName(scale_dtype));
+    }
+    uint64_t offset_in_tensor = 0;
+    if (per_expert_names || !w.stacked) {
+      std::vector<int64_t> squeezed = t->shape;
+      while (squeezed.size() > 2 && squeezed.front() == 1)
+        squeezed.erase(squeezed.begin());
+      if (squeezed != matrix) {
+        return InvalidArgument(
+            where + " has shape " + ShapeString(t->shape) + ", expected " + ShapeString(matrix) +
+            " (blocks of " + std::to_string(w.quant.block_rows) + " x " +
+            std::to_string(w.quant.block_cols) + " over " + ShapeString({n, k}) + ")");
+      }
+    } else {
+      if (row_offset % w.quant.block_rows != 0) {
+        return Unimplemented(where + ": rows from " + std::to_string(row_offset) +
+                             " do not start on a scale block (block_rows " +
+                             std::to_string(w.quant.block_rows) + ")");
+      }
+      const int64_t first_row = row_offset / w.quant.block_rows;
+      if (t->shape.size() != 3 || t->shape[0] != experts || t->shape[2] != scale_cols ||
+          t->shape[1] < first_row + scale_rows) {
+        return InvalidArgument(where + " has shape " + ShapeString(t->shape) + ", expected [" +
+                               std::to_string(experts) +
+                               ", >= " + std::to_string(first_row + scale_rows) + ", " +
+                               std::to_string(scale_cols) + "]");
+      }
+      const uint64_t row_bytes = static_cast<uint64_t>(scale_cols) * DTypeBytes(scale_dtype);
+      offset_in_tensor = row_bytes * static_cast<uint64_t>(t->shape[1] * e + first_row);
+    }
+    if (offset_in_tensor + slice_bytes > t->bytes) {
+      return InvalidArgument(where + " is too small for the graph's weight");
+    }
+    w.scale_slices.push_back(WeightSlice{checkpoint.FileOf(name), t->file_offset + offset_in_tensor,
+                                         slice_bytes, t->data + offset_in_tensor});
+  }
+  return Status::Ok();
+}
+
+}  // namespace
+
 StatusOr<ResolvedWeight> ResolveWeight(const Op& op, const Type& type,
                                        const Checkpoint& checkpoint) {
   ResolvedWeight w;
@@ -72,6 +135,11 @@ StatusOr<ResolvedWeight> ResolveWeight(const Op& op, const Type& type,
     w.slices.push_back(WeightSlice{checkpoint.FileOf(name), t->file_offset + offset_in_tensor,
                                    slice_bytes, t->data + offset_in_tensor});
   }
+  MG_ASSIGN_OR_RETURN(w.quant, WeightQuantOf(op));
+  if (w.quant.quantized()) {
+    w.scale_name = op.StringAttr("scale");
+    MG_RETURN_IF_ERROR(ResolveScales(w, per_expert_names, experts, row_offset, checkpoint));
+  }
   return w;
 }
 
@@ -90,6 +158,17 @@ void WeightArgs::Bind(ValueId id, const ResolvedWeight& weight) {
     expert_pointers_.push_back(std::move(pointers));
   } else {
     arg.data = const_cast<std::byte*>(weight.slices[0].data);
+  }
+  arg.quant = weight.quant;
+  if (weight.quant.quantized() && !weight.scale_slices.empty()) {
+    arg.scales = weight.scale_slices[0].data;
+    if (weight.stacked) {
+      auto pointers = std::make_unique<std::vector<const void*>>();
+      for (const WeightSlice& s : weight.scale_slices)
+        pointers->push_back(s.data);
+      arg.expert_scales = pointers->data();
+      expert_pointers_.push_back(std::move(pointers));
+    }
   }
   args_[id] = arg;
 }

@@ -24,19 +24,26 @@ struct WeightSlice {
   const std::byte* data = nullptr;  // into the checkpoint's mapping, when resolved from one
 };
 
-// One weight value: the whole tensor, or one slice per expert.
+// One weight value: the whole tensor, or one slice per expert; a quantized one also its
+// scales, one slice per slice of the weight.
 struct ResolvedWeight {
   std::string name;  // the weight op's `name` attribute
   DType dtype = DType::kF32;
   std::vector<int64_t> shape;  // the IR type's dims
   bool stacked = false;
   std::vector<WeightSlice> slices;
+  WeightQuant quant;       // scheme kNone: not quantized
+  std::string scale_name;  // the weight op's `scale` attribute
+  std::vector<WeightSlice> scale_slices;
 };
 
 // Finds the bytes of weight op `op` (typed `type`) in `checkpoint`; the dtype
 // must match the IR type exactly, and so must the shape, up to leading size-1
 // dims of the stored tensor (Ernie's [1, E] score-correction bias is the graph's
-// [E]: the same bytes).
+// [E]: the same bytes). A quantized weight's scales (attributes `quant`, `scale`,
+// `block_rows`, `block_cols`) resolve with it: QuantScaleDType, shaped
+// QuantScaleShape of the stored tensor; a fused expert tensor's row range must then start
+// on a block boundary.
 StatusOr<ResolvedWeight> ResolveWeight(const Op& op, const Type& type,
                                        const Checkpoint& checkpoint);
 

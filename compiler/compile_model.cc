@@ -166,6 +166,12 @@ StatusOr<Plan> CompileModel(const HfModel& model, const CompileModelOptions& opt
       w.slices.push_back(
           PlanWeightSlice{std::filesystem::path(s.file).filename().string(), s.offset, s.bytes});
     }
+    w.quant = resolved.quant;
+    w.scale_name = resolved.scale_name;
+    for (const WeightSlice& s : resolved.scale_slices) {
+      w.scale_slices.push_back(
+          PlanWeightSlice{std::filesystem::path(s.file).filename().string(), s.offset, s.bytes});
+    }
     plan.weights.push_back(std::move(w));
   }
   // Fingerprints of the files the weights come from, to detect a checkpoint
@@ -173,6 +179,8 @@ StatusOr<Plan> CompileModel(const HfModel& model, const CompileModelOptions& opt
   std::set<std::string> files;
   for (const PlanWeight& w : plan.weights) {
     for (const PlanWeightSlice& s : w.slices)
+      files.insert(s.file);
+    for (const PlanWeightSlice& s : w.scale_slices)
       files.insert(s.file);
   }
   for (const std::string& file : files) {

@@ -43,7 +43,7 @@ class DecoderBuilder {
 
   DecoderBuilder(const DecoderConfig& config, const Checkpoint& checkpoint,
                  const std::string& graph_name)
-      : c_(config), b_(graph_name), w_(checkpoint, b_) {}
+      : c_(config), b_(graph_name), w_(checkpoint, b_, config.quantization) {}
 
   GraphBuilder& builder() { return b_; }
   WeightLoader& weights() { return w_; }

@@ -60,6 +60,8 @@ Status ParseDecoderConfig(const FieldReader& reader, const std::string& architec
     MG_RETURN_IF_ERROR(reader.OptionalString("dtype", config.torch_dtype));  // transformers 5
   }
 
+  MG_ASSIGN_OR_RETURN(config.quantization, ParseQuantizationConfig(reader));
+
   const std::pair<const char*, int64_t> sizes[] = {
       {"vocab_size", config.vocab_size},
       {"hidden_size", config.hidden_size},

@@ -6,6 +6,7 @@
 #include <string>
 
 #include "frontends/config_reader.h"
+#include "frontends/quantization.h"
 #include "frontends/rope.h"
 #include "support/status.h"
 
@@ -29,7 +30,8 @@ struct DecoderConfig {
   // RoPE rotates the first int(head_dim * factor) values of each head; 1 unless the family
   // opts in (DecoderConfigOptions::partial_rotary).
   double partial_rotary_factor = 1.0;
-  std::string torch_dtype;  // informational ("float32", "bfloat16"); may be empty
+  std::string torch_dtype;          // informational ("float32", "bfloat16"); may be empty
+  QuantizationConfig quantization;  // quantization_config; scheme kNone without one
 
   bool operator==(const DecoderConfig&) const = default;
 };
@@ -54,7 +56,8 @@ struct DecoderConfigOptions {
 // int(head_dim * partial_rotary_factor) is even and >= 2. Features no family runs yet are
 // Unimplemented naming the field: dynamic NTK RoPE, partial RoPE unless the family opts in, a
 // hidden_act other than silu, attention_bias, sliding-window attention (use_sliding_window, or
-// a non-null sliding_window with `sliding_window_field`).
+// a non-null sliding_window with `sliding_window_field`). quantization_config is read by
+// ParseQuantizationConfig (its errors name the field).
 Status ParseDecoderConfig(const FieldReader& reader, const std::string& architecture,
                           DecoderConfig& config, const DecoderConfigOptions& options = {});
 

@@ -18,23 +18,57 @@ Type StaticTensor(DType dtype, const std::vector<int64_t>& shape) {
 }  // namespace
 
 StatusOr<const SafetensorsTensor*> WeightLoader::Lookup(const std::string& name,
-                                                        const std::vector<int64_t>& shape) const {
+                                                        const std::vector<int64_t>& shape,
+                                                        AttrMap* attrs) const {
   MG_ASSIGN_OR_RETURN(const SafetensorsTensor* t, ckpt_.Get(name));
+  const std::string where = ckpt_.FileOf(name) + ": tensor '" + name + "'";
   if (t->shape != shape) {
-    return InvalidArgument(ckpt_.FileOf(name) + ": tensor '" + name + "' has shape " +
-                           ShapeString(t->shape) + " but config.json implies " +
-                           ShapeString(shape));
+    return InvalidArgument(where + " has shape " + ShapeString(t->shape) +
+                           " but config.json implies " + ShapeString(shape));
+  }
+  const std::string scale = ScaleTensorName(name);
+  if (attrs != nullptr && quant_.scheme != QuantScheme::kNone && Has(scale) &&
+      !quant_.NotConverted(name)) {
+    const WeightQuant quant = quant_.Quant();
+    const DType want = QuantWeightDType(quant.scheme);
+    if (t->dtype != want) {
+      return InvalidArgument(where + " has dtype " + DTypeSafetensorsName(t->dtype) + " but has " +
+                             "scales '" + scale + "': quantization_config's " +
+                             QuantSchemeName(quant.scheme) + " weights are " +
+                             DTypeSafetensorsName(want));
+    }
+    MG_ASSIGN_OR_RETURN(const SafetensorsTensor* s, ckpt_.Get(scale));
+    const std::vector<int64_t> scale_shape = QuantScaleShape(quant, shape);
+    if (s->dtype != QuantScaleDType(quant.scheme) || s->shape != scale_shape) {
+      return InvalidArgument(
+          ckpt_.FileOf(scale) + ": scale tensor '" + scale + "' is " +
+          DTypeSafetensorsName(s->dtype) + " " + ShapeString(s->shape) + ", expected " +
+          DTypeSafetensorsName(QuantScaleDType(quant.scheme)) + " " + ShapeString(scale_shape) +
+          " (weight_block_size [" + std::to_string(quant.block_rows) + ", " +
+          std::to_string(quant.block_cols) + "] over " + ShapeString(shape) + ")");
+    }
+    (*attrs)["quant"] = std::string(QuantSchemeName(quant.scheme));
+    (*attrs)["block_rows"] = static_cast<int64_t>(quant.block_rows);
+    (*attrs)["block_cols"] = static_cast<int64_t>(quant.block_cols);
+    return t;
   }
   if (t->dtype != DType::kF32 && t->dtype != DType::kBF16 && t->dtype != DType::kF16) {
-    return Unimplemented(ckpt_.FileOf(name) + ": tensor '" + name + "' has dtype " +
-                         DTypeSafetensorsName(t->dtype) + "; supported: F32, BF16, F16");
+    const bool fp8 = t->dtype == DType::kFp8E4M3;
+    return Unimplemented(
+        where + " has dtype " + DTypeSafetensorsName(t->dtype) + "; supported: F32, BF16, F16" +
+        (fp8 ? std::string(", and F8_E4M3 with scales '") + scale +
+                   "' under a quantization_config of quant_method \"fp8\"" +
+                   (quant_.NotConverted(name) ? " (this module is in modules_to_not_convert)" : "")
+             : std::string()));
   }
   return t;
 }
 
 StatusOr<ValueId> WeightLoader::Plain(const std::string& name, const std::vector<int64_t>& shape) {
-  MG_ASSIGN_OR_RETURN(const SafetensorsTensor* t, Lookup(name, shape));
-  return b_.Weight(name, StaticTensor(t->dtype, shape));
+  AttrMap attrs;
+  MG_ASSIGN_OR_RETURN(const SafetensorsTensor* t, Lookup(name, shape, &attrs));
+  if (!attrs.empty()) attrs["scale"] = ScaleTensorName(name);
+  return b_.Weight(name, StaticTensor(t->dtype, shape), std::move(attrs));
 }
 
 StatusOr<ValueId> WeightLoader::Squeezed(const std::string& name,
@@ -54,33 +88,50 @@ StatusOr<ValueId> WeightLoader::Squeezed(const std::string& name,
 
 StatusOr<ValueId> WeightLoader::Stacked(const std::string& pattern, int64_t num_experts,
                                         const std::vector<int64_t>& shape) {
-  MG_ASSIGN_OR_RETURN(const SafetensorsTensor* first, Lookup(ExpandExpertName(pattern, 0), shape));
+  AttrMap attrs;
+  MG_ASSIGN_OR_RETURN(const SafetensorsTensor* first,
+                      Lookup(ExpandExpertName(pattern, 0), shape, &attrs));
   for (int64_t i = 1; i < num_experts; ++i) {
     const std::string name = ExpandExpertName(pattern, i);
-    MG_ASSIGN_OR_RETURN(const SafetensorsTensor* t, Lookup(name, shape));
-    if (t->dtype != first->dtype) {
-      return InvalidArgument(ckpt_.FileOf(name) + ": tensor '" + name + "' is " +
-                             DTypeSafetensorsName(t->dtype) + " but expert 0 is " +
-                             DTypeSafetensorsName(first->dtype) +
-                             "; all experts of a layer must share a dtype");
+    AttrMap expert_attrs;
+    MG_ASSIGN_OR_RETURN(const SafetensorsTensor* t, Lookup(name, shape, &expert_attrs));
+    if (t->dtype != first->dtype || expert_attrs != attrs) {
+      return InvalidArgument(
+          ckpt_.FileOf(name) + ": tensor '" + name + "' is " + DTypeSafetensorsName(t->dtype) +
+          (expert_attrs.empty() ? "" : " with scales") + " but expert 0 is " +
+          DTypeSafetensorsName(first->dtype) + (attrs.empty() ? "" : " with scales") +
+          "; all experts of a layer must share a dtype" +
+          (attrs.empty() && expert_attrs.empty() ? "" : " and quantization"));
     }
   }
+  if (!attrs.empty()) attrs["scale"] = ScaleTensorName(pattern);
+  attrs["experts"] = num_experts;
   std::vector<int64_t> stacked = {num_experts};
   stacked.insert(stacked.end(), shape.begin(), shape.end());
-  return b_.Weight(pattern, StaticTensor(first->dtype, stacked), {{"experts", num_experts}});
+  return b_.Weight(pattern, StaticTensor(first->dtype, stacked), std::move(attrs));
 }
 
 StatusOr<ValueId> WeightLoader::FusedRows(const std::string& name,
                                           const std::vector<int64_t>& stored, int64_t row_offset,
                                           int64_t rows) {
-  MG_ASSIGN_OR_RETURN(const SafetensorsTensor* t, Lookup(name, stored));
+  AttrMap attrs;
+  MG_ASSIGN_OR_RETURN(const SafetensorsTensor* t, Lookup(name, stored, &attrs));
   if (stored.size() != 3 || row_offset < 0 || rows <= 0 || row_offset + rows > stored[1]) {
     return InvalidArgument(ckpt_.FileOf(name) + ": tensor '" + name + "' " + ShapeString(stored) +
                            ": rows [" + std::to_string(row_offset) + ", " +
                            std::to_string(row_offset + rows) +
                            ") are not inside its second dimension");
   }
-  AttrMap attrs = {{"experts", stored[0]}};
+  if (!attrs.empty()) {
+    const int64_t block_rows = std::get<int64_t>(attrs["block_rows"]);
+    if (row_offset % block_rows != 0) {
+      return Unimplemented(ckpt_.FileOf(name) + ": tensor '" + name + "': rows from " +
+                           std::to_string(row_offset) + " do not start on a scale block of " +
+                           std::to_string(block_rows) + " rows");
+    }
+    attrs["scale"] = ScaleTensorName(name);
+  }
+  attrs["experts"] = stored[0];
   if (row_offset != 0) attrs["row_offset"] = row_offset;
   return b_.Weight(name, StaticTensor(t->dtype, {stored[0], rows, stored[2]}), std::move(attrs));
 }

@@ -5,10 +5,12 @@
 
 #include <cstdint>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "checkpoint/safetensors.h"
 #include "frontends/builder.h"
+#include "frontends/quantization.h"
 #include "support/status.h"
 
 namespace moegraph {
@@ -57,10 +59,16 @@ struct ExpertNames {
 // `weight` values. Every error names the file and the tensor and says what was expected:
 // NotFound for a missing tensor, InvalidArgument for a shape that disagrees with the config or
 // experts of one stack in different dtypes, Unimplemented for a dtype no kernel reads.
+//
+// With a `quantization` config, a tensor that has a scale tensor (ScaleTensorName:
+// "<name>_scale_inv") and lies outside modules_to_not_convert is a quantized weight: its value has
+// the scheme's storage dtype and its weight op names the scales (`quant`, `scale`, `block_rows`,
+// `block_cols`; ir/quant.h). Plain, Stacked and FusedRows apply it; Squeezed never does.
 class WeightLoader {
  public:
-  WeightLoader(const Checkpoint& checkpoint, GraphBuilder& builder)
-      : ckpt_(checkpoint), b_(builder) {}
+  WeightLoader(const Checkpoint& checkpoint, GraphBuilder& builder,
+               QuantizationConfig quantization = {})
+      : ckpt_(checkpoint), b_(builder), quant_(std::move(quantization)) {}
 
   // Whether the checkpoint has `name` (to pick between layouts).
   bool Has(const std::string& name) const { return ckpt_.Get(name).ok(); }
@@ -92,11 +100,15 @@ class WeightLoader {
                                   const ExpertNames& names = {});
 
  private:
+  // `quantized`: the tensor may be a quantized weight (Plain, Stacked, FusedRows); its weight
+  // op attributes are then added to `attrs`.
   StatusOr<const SafetensorsTensor*> Lookup(const std::string& name,
-                                            const std::vector<int64_t>& shape) const;
+                                            const std::vector<int64_t>& shape,
+                                            AttrMap* attrs = nullptr) const;
 
   const Checkpoint& ckpt_;
   GraphBuilder& b_;
+  QuantizationConfig quant_;
 };
 
 }  // namespace moegraph

@@ -138,6 +138,10 @@ class DotWriter {
       label = op.StringAttr("name", "<unnamed weight>");
       for (ValueId id : op.results)
         label += "\n" + TypeText(graph_, id);
+      if (op.HasAttr("quant")) {
+        label += "\n" + op.StringAttr("quant") + " " + std::to_string(op.IntAttr("block_rows")) +
+                 "x" + std::to_string(op.IntAttr("block_cols")) + " scales";
+      }
       style = "style=filled, fillcolor=lightgrey, fontsize=8, height=0.2, ";
     } else {
       label = op.name();

@@ -6,6 +6,7 @@
 #include <memory>
 
 #include "ir/op_registry.h"
+#include "ir/quant.h"
 #include "ir/rope_freq.h"
 
 namespace moegraph {
@@ -43,6 +44,17 @@ Status RequireFloat(const InferContext& ctx, int i, const char* role) {
   if (!IsFloat(ctx.operands[i]->dtype) || ctx.operands[i]->dtype == DType::kFp8E4M3) {
     return ShapeError(
         ctx, std::string(role) + " must be f32, f16 or bf16, got " + Describe(*ctx.operands[i]));
+  }
+  return Status::Ok();
+}
+
+// A matmul's weight: f32/f16/bf16, or a quantized storage format (its weight op carries the
+// scales; see ir/quant.h).
+Status RequireMatmulWeight(const InferContext& ctx, int i, const char* role) {
+  if (ctx.operands[i]->dtype == DType::kFp8E4M3) return Status::Ok();
+  if (!IsFloat(ctx.operands[i]->dtype)) {
+    return ShapeError(ctx, std::string(role) + " must be f32, f16, bf16 or fp8e4m3, got " +
+                               Describe(*ctx.operands[i]));
   }
   return Status::Ok();
 }
@@ -97,6 +109,19 @@ StatusOr<std::vector<Type>> InferWeight(const InferContext& ctx) {
     if (t.rank() < 3 || t.dims[0].size != ctx.op.IntAttr("experts")) {
       return ShapeError(ctx, "a stacked weight must be [experts, N, K], got " + Describe(t));
     }
+  }
+  StatusOr<WeightQuant> quant = WeightQuantOf(ctx.op);
+  if (!quant.ok()) return ShapeError(ctx, quant.status().message());
+  if (quant->quantized()) {
+    if (t.dtype != QuantWeightDType(quant->scheme) || t.rank() < 2) {
+      return ShapeError(ctx, std::string("a ") + QuantSchemeName(quant->scheme) + " weight is " +
+                                 DTypeName(QuantWeightDType(quant->scheme)) + " [..., N, K], got " +
+                                 Describe(t));
+    }
+  } else if (t.dtype == DType::kFp8E4M3) {
+    return ShapeError(ctx,
+                      "an fp8e4m3 weight needs its scales: quant = \"fp8_block\", scale, "
+                      "block_rows and block_cols");
   }
   return std::vector<Type>{t};
 }
@@ -188,7 +213,7 @@ StatusOr<std::vector<Type>> InferLinearLike(const InferContext& ctx, int num_wei
   MG_RETURN_IF_ERROR(RequireDType(ctx, 0, DType::kF32, "x"));
   for (int i = 1; i <= num_weights; ++i) {
     MG_RETURN_IF_ERROR(RequireTensor(ctx, i, 2, "weight"));
-    MG_RETURN_IF_ERROR(RequireFloat(ctx, i, "weight"));
+    MG_RETURN_IF_ERROR(RequireMatmulWeight(ctx, i, "weight"));
     MG_RETURN_IF_ERROR(RequireSameDim(ctx, In(ctx, 0).dims[1], In(ctx, i).dims[1], "K"));
     MG_RETURN_IF_ERROR(RequireSameDim(ctx, In(ctx, 1).dims[0], In(ctx, i).dims[0], "N"));
   }
@@ -329,7 +354,7 @@ StatusOr<std::vector<Type>> InferMlp(const InferContext& ctx) {
   MG_RETURN_IF_ERROR(RequireDType(ctx, 0, DType::kF32, "x"));
   for (int i = 1; i <= 3; ++i) {
     MG_RETURN_IF_ERROR(RequireTensor(ctx, i, 2, "weight"));
-    MG_RETURN_IF_ERROR(RequireFloat(ctx, i, "weight"));
+    MG_RETURN_IF_ERROR(RequireMatmulWeight(ctx, i, "weight"));
   }
   const Dim& hidden = In(ctx, 0).dims[1];
   const Dim& inter = In(ctx, 1).dims[0];
@@ -354,7 +379,7 @@ StatusOr<std::vector<Type>> InferMlp(const InferContext& ctx) {
 Status CheckStacked(const InferContext& ctx, int index, const Dim& experts, const Dim& n,
                     const Dim& k, const char* role) {
   MG_RETURN_IF_ERROR(RequireTensor(ctx, index, 3, role));
-  MG_RETURN_IF_ERROR(RequireFloat(ctx, index, role));
+  MG_RETURN_IF_ERROR(RequireMatmulWeight(ctx, index, role));
   const Type& t = In(ctx, index);
   MG_RETURN_IF_ERROR(RequireSameDim(ctx, t.dims[0], experts, std::string(role) + " experts"));
   MG_RETURN_IF_ERROR(RequireSameDim(ctx, t.dims[1], n, std::string(role) + " rows"));
@@ -613,7 +638,9 @@ std::vector<OpDef> BuildDefs() {
        .max_data_operands = 0,
        .traits = kWeight | kPure,
        .other_attrs = {StringAttr("name"), IntAttr("experts", 1, 65536, false),
-                       IntAttr("row_offset", 0, INT64_MAX, false)},
+                       IntAttr("row_offset", 0, INT64_MAX, false), StringAttr("quant", false),
+                       StringAttr("scale", false), IntAttr("block_rows", 1, INT32_MAX, false),
+                       IntAttr("block_cols", 1, INT32_MAX, false)},
        .infer = InferWeight},
       {.name = "zeros",
        .summary = "a tensor of zeros (padding rows no chunk covers)",

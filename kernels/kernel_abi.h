@@ -10,8 +10,9 @@
 #include <new>
 
 #include "ir/dtype.h"
-#include "ir/op_params.h"
 #include "ir/kv_layer.h"
+#include "ir/op_params.h"
+#include "ir/quant.h"
 
 namespace moegraph {
 
@@ -20,13 +21,19 @@ constexpr int kMaxRank = 4;
 // One tensor operand or result. Activations live in the arena; weights are
 // memory-mapped from the checkpoint. A stacked expert weight [E, N, K] has
 // `expert_data[e]` pointing at expert e's contiguous [N, K] slice (experts
-// need not be adjacent in memory: per-expert checkpoint tensors).
+// need not be adjacent in memory: per-expert checkpoint tensors). A quantized weight
+// (quant.quantized(): dtype is its storage format, ir/quant.h) also carries its scales:
+// `scales` [ceil(N / block_rows), ceil(K / block_cols)] of QuantScaleDType, row-major, for a
+// plain weight, `expert_scales[e]` for expert e of a stacked one.
 struct TensorArg {
   void* data = nullptr;
   const void* const* expert_data = nullptr;
   DType dtype = DType::kF32;
   int rank = 0;
   int64_t shape[kMaxRank] = {0, 0, 0, 0};
+  WeightQuant quant;
+  const void* scales = nullptr;
+  const void* const* expert_scales = nullptr;
 
   int64_t dim(int i) const { return shape[i < 0 ? rank + i : i]; }
   int64_t numel() const {
@@ -41,6 +48,8 @@ struct TensorArg {
   }
   // Pointer to expert e's slice of a stacked weight.
   const void* expert(int64_t e) const { return expert_data[e]; }
+  // Expert e's scales of a stacked quantized weight.
+  const void* expert_scale(int64_t e) const { return expert_scales[e]; }
 };
 
 // The dynamic half of ForwardMeta as kernels see it. The arrays have the

@@ -11,6 +11,7 @@
 #include "ir/dtype.h"
 #include "ir/kv_layer.h"
 #include "ir/program.h"
+#include "ir/quant.h"
 #include "ir/spec_key.h"
 
 namespace moegraph {
@@ -30,6 +31,11 @@ struct PlanWeight {
   DType dtype = DType::kF32;
   std::vector<int64_t> shape;
   std::vector<PlanWeightSlice> slices;
+  // A quantized weight (ir/quant.h): its scheme and blocks, its scales' checkpoint name
+  // ("{e}" as in `name`) and one scale slice per slice above.
+  WeightQuant quant;
+  std::string scale_name;
+  std::vector<PlanWeightSlice> scale_slices;
   bool operator==(const PlanWeight& other) const = default;
 };
 

@@ -132,15 +132,26 @@ flatbuffers::Offset<fb::KeyProgram> WriteProgram(Builder& b, const KeyProgram& p
 flatbuffers::Offset<fb::PlanWeight> WriteWeight(Builder& b, const PlanWeight& weight) {
   const auto name = b.CreateString(weight.name);
   const auto shape = b.CreateVector(weight.shape);
-  std::vector<flatbuffers::Offset<fb::PlanWeightSlice>> slice_offsets;
-  slice_offsets.reserve(weight.slices.size());
-  for (const PlanWeightSlice& slice : weight.slices) {
-    const auto file = b.CreateString(slice.file);
-    slice_offsets.push_back(fb::CreatePlanWeightSlice(b, file, slice.offset, slice.bytes));
+  auto write_slices = [&](const std::vector<PlanWeightSlice>& in) {
+    std::vector<flatbuffers::Offset<fb::PlanWeightSlice>> offsets;
+    offsets.reserve(in.size());
+    for (const PlanWeightSlice& slice : in) {
+      const auto file = b.CreateString(slice.file);
+      offsets.push_back(fb::CreatePlanWeightSlice(b, file, slice.offset, slice.bytes));
+    }
+    return b.CreateVector(offsets);
+  };
+  const auto slices = write_slices(weight.slices);
+  if (!weight.quant.quantized()) {
+    return fb::CreatePlanWeight(b, name, weight.experts, weight.row_offset, ToFb(weight.dtype),
+                                shape, slices);
   }
-  const auto slices = b.CreateVector(slice_offsets);
+  const auto scale_name = b.CreateString(weight.scale_name);
+  const auto scale_slices = write_slices(weight.scale_slices);
   return fb::CreatePlanWeight(b, name, weight.experts, weight.row_offset, ToFb(weight.dtype), shape,
-                              slices);
+                              slices, static_cast<uint8_t>(weight.quant.scheme),
+                              weight.quant.block_rows, weight.quant.block_cols, scale_name,
+                              scale_slices);
 }
 
 // ---- Reading ----------------------------------------------------------------
@@ -239,18 +250,26 @@ bool ReadWeight(const fb::PlanWeight& in, PlanWeight* out, std::string* missing)
       !ReadScalars(in.shape(), "shape", &out->shape, missing)) {
     return false;
   }
-  const auto* slices = in.slices();
-  if (slices == nullptr) return Missing(missing, "slices");
-  out->slices.resize(slices->size());
-  for (flatbuffers::uoffset_t i = 0; i < slices->size(); ++i) {
-    const fb::PlanWeightSlice& slice = *slices->Get(i);
-    out->slices[i].offset = slice.offset();
-    out->slices[i].bytes = slice.bytes();
-    if (!ReadString(slice.file(), "file", &out->slices[i].file, missing)) {
-      return Nested(missing, Indexed("slices", i));
+  auto read_slices = [&](const auto* slices, const char* field, std::vector<PlanWeightSlice>* to) {
+    if (slices == nullptr) return Missing(missing, field);
+    to->resize(slices->size());
+    for (flatbuffers::uoffset_t i = 0; i < slices->size(); ++i) {
+      const fb::PlanWeightSlice& slice = *slices->Get(i);
+      (*to)[i].offset = slice.offset();
+      (*to)[i].bytes = slice.bytes();
+      if (!ReadString(slice.file(), "file", &(*to)[i].file, missing)) {
+        return Nested(missing, Indexed(field, i));
+      }
     }
-  }
-  return true;
+    return true;
+  };
+  if (!read_slices(in.slices(), "slices", &out->slices)) return false;
+  out->quant.scheme = static_cast<QuantScheme>(in.quant());
+  if (!out->quant.quantized()) return true;
+  out->quant.block_rows = in.block_rows();
+  out->quant.block_cols = in.block_cols();
+  return ReadString(in.scale_name(), "scale_name", &out->scale_name, missing) &&
+         read_slices(in.scale_slices(), "scale_slices", &out->scale_slices);
 }
 
 bool ReadModel(const fb::PlanModelInfo& in, PlanModelInfo* out, std::string* missing) {
@@ -501,7 +520,9 @@ class PlanValidator {
     }
     if (files.empty()) return Status::Ok();
     for (const PlanWeight& w : plan_.weights) {
-      for (const PlanWeightSlice& slice : w.slices) {
+      std::vector<PlanWeightSlice> all = w.slices;
+      all.insert(all.end(), w.scale_slices.begin(), w.scale_slices.end());
+      for (const PlanWeightSlice& slice : all) {
         if (!slice.file.empty() && files.count(slice.file) == 0) {
           return Error("weight '" + w.name + "' is read from '" + slice.file +
                        "', which checkpoint_files does not list");
@@ -659,6 +680,52 @@ class PlanValidator {
         return Error(what + " slice " + std::to_string(s) + " holds " +
                      std::to_string(w.slices[s].bytes) + " bytes, expected " +
                      std::to_string(w.slices[0].bytes) + " like slice 0");
+      }
+    }
+    return CheckWeightQuant(w, what);
+  }
+
+  // A quantized weight: a known scheme of its dtype, positive blocks, and one scale slice of
+  // the scale matrix's size per weight slice.
+  Status CheckWeightQuant(const PlanWeight& w, const std::string& what) const {
+    if (!w.quant.quantized()) {
+      if (!w.scale_slices.empty() || w.dtype == DType::kFp8E4M3) {
+        return Error(what + " is " + DTypeName(w.dtype) + " with " +
+                     std::to_string(w.scale_slices.size()) +
+                     " scale slices but names no quantization scheme");
+      }
+      return Status::Ok();
+    }
+    if (w.quant.scheme != QuantScheme::kFp8Block) {
+      return Error(what + " has quantization scheme " +
+                   std::to_string(static_cast<int>(w.quant.scheme)) + ", expected 1 (fp8_block)");
+    }
+    if (w.dtype != QuantWeightDType(w.quant.scheme) || w.shape.size() < 2) {
+      return Error(what + " is " + DTypeName(w.dtype) + " " + ShapeString(w.shape) + ", but " +
+                   QuantSchemeName(w.quant.scheme) + " weights are " +
+                   DTypeName(QuantWeightDType(w.quant.scheme)) + " [..., N, K]");
+    }
+    if (w.quant.block_rows < 1 || w.quant.block_cols < 1) {
+      return Error(what + " has scale blocks " + std::to_string(w.quant.block_rows) + " x " +
+                   std::to_string(w.quant.block_cols) + ", expected positive sizes");
+    }
+    if (w.scale_name.empty()) return Error(what + " names no scale tensor");
+    if (w.scale_slices.size() != w.slices.size()) {
+      return Error(what + " has " + std::to_string(w.scale_slices.size()) +
+                   " scale slices, expected " + std::to_string(w.slices.size()) +
+                   " (one per slice)");
+    }
+    const int64_t n = w.shape[w.shape.size() - 2], k = w.shape.back();
+    const uint64_t want = static_cast<uint64_t>(w.quant.ScaleRows(n) * w.quant.ScaleCols(k)) *
+                          DTypeBytes(QuantScaleDType(w.quant.scheme));
+    for (size_t s = 0; s < w.scale_slices.size(); ++s) {
+      const PlanWeightSlice& slice = w.scale_slices[s];
+      uint64_t end = 0;
+      if (slice.file.empty() || slice.bytes != want ||
+          __builtin_add_overflow(slice.offset, slice.bytes, &end)) {
+        return Error(what + " scale slice " + std::to_string(s) + " is '" + slice.file + "' @" +
+                     std::to_string(slice.offset) + " (" + std::to_string(slice.bytes) +
+                     " bytes), expected a file and " + std::to_string(want) + " bytes");
       }
     }
     return Status::Ok();

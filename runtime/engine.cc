@@ -191,9 +191,12 @@ Status Engine::InitDevice() {
   for (const PlanWeight& pw : plan_.weights) {
     for (const PlanWeightSlice& slice : pw.slices)
       slice_bytes += AlignUp(slice.bytes, 256);
+    for (const PlanWeightSlice& slice : pw.scale_slices)
+      slice_bytes += AlignUp(slice.bytes, 256);
   }
   for (const TensorArg& w : weights_) {
     if (w.expert_data != nullptr) num_pointers += static_cast<size_t>(w.shape[0]);
+    if (w.expert_scales != nullptr) num_pointers += static_cast<size_t>(w.shape[0]);
   }
   MG_ASSIGN_OR_RETURN(std::byte * block,
                       allocate(slice_bytes + num_pointers * sizeof(void*), "the weights"));
@@ -225,6 +228,26 @@ Status Engine::InitDevice() {
     if (stacked) {
       device.expert_data =
           reinterpret_cast<const void* const*>(block + slice_bytes) + first_pointer;
+    }
+    // A quantized weight's scales: one slice per weight slice, placed the same way.
+    if (host.quant.quantized()) {
+      if (pw.scale_slices.size() != pw.slices.size()) {
+        return Internal("weight '" + pw.name + "' has " + std::to_string(pw.scale_slices.size()) +
+                        " scale slices for " + std::to_string(pw.slices.size()) + " slices");
+      }
+      const size_t first_scale_pointer = pointers.size();
+      for (size_t s = 0; s < pw.scale_slices.size(); ++s) {
+        const void* src = stacked ? host.expert_scales[s] : host.scales;
+        MG_RETURN_IF_ERROR(backend_->Upload(block + at, src, pw.scale_slices[s].bytes)
+                               .WithContext("uploading the scales of weight '" + pw.name + "'"));
+        if (s == 0) device.scales = block + at;
+        if (stacked) pointers.push_back(block + at);
+        at += AlignUp(pw.scale_slices[s].bytes, 256);
+      }
+      if (stacked) {
+        device.expert_scales =
+            reinterpret_cast<const void* const*>(block + slice_bytes) + first_scale_pointer;
+      }
     }
     d.weights.push_back(device);
   }
@@ -291,6 +314,12 @@ Status Engine::BindWeights() {
     op.attrs["name"] = pw.name;
     if (pw.experts > 0) op.attrs["experts"] = pw.experts;
     if (pw.row_offset > 0) op.attrs["row_offset"] = pw.row_offset;
+    if (pw.quant.quantized()) {
+      op.attrs["quant"] = std::string(QuantSchemeName(pw.quant.scheme));
+      op.attrs["scale"] = pw.scale_name;
+      op.attrs["block_rows"] = static_cast<int64_t>(pw.quant.block_rows);
+      op.attrs["block_cols"] = static_cast<int64_t>(pw.quant.block_cols);
+    }
     std::vector<Dim> dims;
     for (int64_t d : pw.shape)
       dims.push_back(Dim::Static(d));
@@ -317,6 +346,24 @@ Status Engine::BindWeights() {
                         std::to_string(got.bytes) +
                         " bytes); the checkpoint changed since the "
                         "plan was compiled: recompile it");
+      }
+      weight_bytes_ += got.bytes;
+    }
+    if (resolved->scale_slices.size() != pw.scale_slices.size()) {
+      return DataLoss("weight '" + pw.name + "': the plan lists " +
+                      std::to_string(pw.scale_slices.size()) + " scale slices, the checkpoint " +
+                      "gives " + std::to_string(resolved->scale_slices.size()));
+    }
+    for (size_t s = 0; s < pw.scale_slices.size(); ++s) {
+      const WeightSlice& got = resolved->scale_slices[s];
+      const PlanWeightSlice& want = pw.scale_slices[s];
+      const std::string got_file = std::filesystem::path(got.file).filename().string();
+      if (got_file != want.file || got.offset != want.offset || got.bytes != want.bytes) {
+        return DataLoss("weight '" + pw.name + "' scale slice " + std::to_string(s) +
+                        ": the plan expects " + want.file + " @" + std::to_string(want.offset) +
+                        " but " + dir + " has it in " + got_file + " @" +
+                        std::to_string(got.offset) +
+                        "; the checkpoint changed since the plan was compiled: recompile it");
       }
       weight_bytes_ += got.bytes;
     }

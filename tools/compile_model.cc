@@ -226,6 +226,8 @@ int Main(int argc, char** argv) {
     for (const PlanWeight& w : plan->weights) {
       for (const PlanWeightSlice& s : w.slices)
         weight_bytes += s.bytes;
+      for (const PlanWeightSlice& s : w.scale_slices)
+        weight_bytes += s.bytes;
     }
     std::printf(
         "wrote %s: %zu keys, runtime arena %s (largest key), %zu weights (%s, referenced "

@@ -14,6 +14,11 @@ case this script
   4. reloads the model *from those files* as float32 and records prefill
      logits and 32 greedy decode steps for four prompts in golden.safetensors.
 
+An `fp8_block` case replaces the projections by their FP8 block quantization
+before step 3 (so transformers runs the dequantized f32 weights) and, after
+step 4, rewrites model.safetensors with F8_E4M3 weights and F32 scale_inv
+tensors and config.json with quantization_config.
+
 Install the pinned dependencies with tools/requirements-goldens.txt, then:
 
     python3 tools/make_goldens.py --out tests/data/golden
@@ -564,6 +569,25 @@ CASES = {
             tie_word_embeddings=False, rope_theta=10000.0,
         ),
     ),
+    # odd_norm_topk's architecture with FP8 block-quantized linears, as DeepSeek-V3 and
+    # Qwen3-FP8 checkpoints store them: every attention, dense-MLP and expert projection is
+    # F8_E4M3 with an F32 `<name>_scale_inv` per [16, 32] block (amax / 448); hidden 72,
+    # moe_intermediate 40 and head_dim 24 leave partial edge blocks. transformers runs the
+    # dequantized weights (f32): the golden is against those.
+    "qwen3_moe_fp8": dict(
+        family="qwen3_moe",
+        seed=7001,
+        dtype="float32",
+        layout="per_expert",
+        config_style="transformers",
+        fp8_block=[16, 32],
+        config=dict(
+            vocab_size=211, hidden_size=72, intermediate_size=96, moe_intermediate_size=40,
+            num_hidden_layers=3, num_attention_heads=3, num_key_value_heads=1, head_dim=24,
+            num_experts=6, num_experts_per_tok=3, norm_topk_prob=True, mlp_only_layers=[1],
+            decoder_sparse_step=1, tie_word_embeddings=False, rope_theta=10000.0,
+        ),
+    ),
 }
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
@@ -593,7 +617,10 @@ def save_safetensors(tensors, path, metadata):
     check = load_file(path)
     assert set(check) == set(tensors)
     for k, v in tensors.items():
-        assert check[k].dtype == v.dtype and torch.equal(check[k], v), k
+        a, b = check[k], v
+        if v.dtype == torch.float8_e4m3fn:  # compared as bytes
+            a, b = a.view(torch.uint8), b.view(torch.uint8)
+        assert check[k].dtype == v.dtype and torch.equal(a, b), k
     with safe_open(path, "pt") as f:
         assert f.metadata() == metadata
 
@@ -642,6 +669,76 @@ def perturb(model, seed):
     for name, b in sorted(model.named_buffers(), key=lambda kv: kv[0]):
         if name.endswith("e_score_correction_bias"):
             b.copy_((0.3 * torch.randn(b.shape, generator=gen)).to(b.dtype))
+
+
+def fp8_block_quantize(w, block):
+    """[N, K] f32 -> (e4m3 [N, K], f32 scale_inv [ceil(N/B0), ceil(K/B1)], dequantized f32):
+    each block's scale is its amax / 448 (1 for an all-zero block), the element
+    round-to-nearest-even(w / scale) in e4m3, and the dequantized value e4m3 * scale."""
+    br, bc = block
+    n, k = w.shape
+    sr, sc = -(-n // br), -(-k // bc)
+    padded = torch.zeros(sr * br, sc * bc, dtype=torch.float32)
+    padded[:n, :k] = w
+    amax = padded.view(sr, br, sc, bc).abs().amax(dim=(1, 3))
+    scale = torch.where(amax > 0, amax / 448.0, torch.ones_like(amax)).float().contiguous()
+    full = scale.repeat_interleave(br, 0).repeat_interleave(bc, 1)[:n, :k]
+    q = (w / full).clamp(-448.0, 448.0).to(torch.float8_e4m3fn).contiguous()
+    return q, scale, q.float() * full
+
+
+@torch.no_grad()
+def quantize_fp8_linears(model, block):
+    """Replaces every attention, dense-MLP and expert projection of `model` by its FP8 block
+    dequantization; returns {published per-expert checkpoint name: (e4m3, scale_inv, deq)}.
+    transformers' fused experts are quantized per published tensor: gate rows [0, I) and up
+    rows [I, 2I) of gate_up_proj separately, as experts.E.{gate,up}_proj.weight store them."""
+    out = {}
+    for name, p in sorted(model.named_parameters(), key=lambda kv: kv[0]):
+        if name.endswith("experts.gate_up_proj"):
+            prefix = name[:-len("gate_up_proj")]
+            inter = p.shape[1] // 2
+            for e in range(p.shape[0]):
+                for rows, proj in ((slice(0, inter), "gate_proj"), (slice(inter, 2 * inter), "up_proj")):
+                    q, s, deq = fp8_block_quantize(p[e, rows].float(), block)
+                    p[e, rows] = deq
+                    out[f"{prefix}{e}.{proj}.weight"] = (q, s, deq)
+        elif name.endswith("experts.down_proj"):
+            prefix = name[:-len("down_proj")]
+            for e in range(p.shape[0]):
+                q, s, deq = fp8_block_quantize(p[e].float(), block)
+                p[e] = deq
+                out[f"{prefix}{e}.down_proj.weight"] = (q, s, deq)
+        elif name.endswith("_proj.weight") and p.dim() == 2:
+            q, s, deq = fp8_block_quantize(p.float(), block)
+            p.copy_(deq)
+            out[name] = (q, s, deq)
+    return out
+
+
+def write_fp8_checkpoint(case_dir, quantized, block):
+    """Rewrites model.safetensors with F8_E4M3 weights and F32 `<name>_scale_inv` for every
+    quantized linear (checking the f32 file held exactly their dequantized values), and adds
+    quantization_config to config.json."""
+    path = os.path.join(case_dir, "model.safetensors")
+    with safe_open(path, "pt") as f:
+        meta = f.metadata()
+    sd = load_file(path)
+    for k, (q, s, deq) in quantized.items():
+        assert torch.equal(sd[k], deq), f"stored weight is not its dequantization: {k}"
+        sd[k] = q
+        sd[k + "_scale_inv"] = s
+    os.remove(path)
+    save_safetensors(sd, path, meta)
+    cfg_path = os.path.join(case_dir, "config.json")
+    with open(cfg_path) as f:
+        d = json.load(f)
+    d["quantization_config"] = {"activation_scheme": "dynamic", "fmt": "e4m3",
+                                "modules_to_not_convert": ["lm_head"], "quant_method": "fp8",
+                                "weight_block_size": list(block)}
+    with open(cfg_path, "w") as f:
+        json.dump(dict(sorted(d.items())), f, indent=2, sort_keys=True)
+        f.write("\n")
 
 
 def fused_state_dict(model):
@@ -863,6 +960,8 @@ def make_case(name, case, out_dir, kv_check):
     cfg = make_config(case)
     model = family["model"](cfg).eval()
     perturb(model, case["seed"])
+    fp8_block = case.get("fp8_block")
+    quantized = quantize_fp8_linears(model, fp8_block) if fp8_block else {}
     fp32_keys = family.get("fp32_keys", ())
     keep_fp32 = {k: v.detach().clone() for k, v in model.named_parameters()
                  if any(f in k for f in fp32_keys)}
@@ -982,8 +1081,13 @@ def make_case(name, case, out_dir, kv_check):
     if family.get("shared_gate"):
         metadata["shared_gate_range"] = f"{gates.lo:.4g} {gates.hi:.4g}"
         assert gates.hi - gates.lo > 0.5, f"shared-expert gate near-constant: {metadata['shared_gate_range']}"
+    if fp8_block:
+        metadata["quantization"] = f"fp8 e4m3, weight_block_size {fp8_block}, {len(quantized)} linears"
     golden_path = os.path.join(case_dir, "golden.safetensors")
     save_safetensors(tensors, golden_path, metadata)
+    if fp8_block:
+        del model
+        write_fp8_checkpoint(case_dir, quantized, fp8_block)
     kv = f", kv-cache max |diff| {max_kv_diff:.2e}" if kv_check else ""
     if family.get("choice_scores") is not None:
         kv += f", rows the correction bias re-routes {bias_changed_rows}"

@@ -41,12 +41,16 @@ void RunDense(const MatmulBlock& b, int64_t num_rows, WType wtype, int num_threa
       case WType::kF16:
         DenseWorker<WType::kF16>(b, num_rows, t, nt);
         break;
+      case WType::kFp8:
+        DenseWorker<WType::kFp8>(b, num_rows, t, nt);
+        break;
     }
   });
 }
 
 bool WeightOk(const TensorArg& w, int64_t n, int64_t k) {
-  return w.data != nullptr && w.rank == 2 && w.shape[0] == n && w.shape[1] == k;
+  return w.data != nullptr && w.rank == 2 && w.shape[0] == n && w.shape[1] == k &&
+         (!w.quant.quantized() || w.scales != nullptr);
 }
 
 // Runs linear (num_weights 1) or linear_silu_mul (2); false when the
@@ -57,11 +61,13 @@ bool RunLinear(const KernelArgs& args, int num_weights) {
   b.n = b.out_stride = ref_detail::RowSize(args.out[0]);
   b.k = ref_detail::RowSize(args.in[0]);
   WType wtype;
-  if (!simd::ToWType(wg.dtype, &wtype) || !WeightOk(wg, b.n, b.k)) return false;
+  if (!simd::ToMatmulWType(wg, &wtype) || !WeightOk(wg, b.n, b.k)) return false;
+  b.scales = simd::ScalesOf(wg, wg.scales, nullptr);
   if (num_weights == 2) {
     const TensorArg& wu = args.in[2];
-    if (wu.dtype != wg.dtype || !WeightOk(wu, b.n, b.k)) return false;
+    if (wu.dtype != wg.dtype || wu.quant != wg.quant || !WeightOk(wu, b.n, b.k)) return false;
     b.wu = wu.data;
+    b.scales.u = static_cast<const float*>(wu.scales);
   }
   b.x = args.in[0].as<const float>();
   b.wg = wg.data;

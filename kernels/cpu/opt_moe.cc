@@ -38,7 +38,7 @@ int64_t NumRealRowsAt(const KernelArgs& args, int64_t num_rows, int64_t row_offs
 
 bool StackedOk(const TensorArg& w, int64_t e, int64_t n, int64_t k) {
   return w.expert_data != nullptr && w.rank == 3 && w.shape[0] == e && w.shape[1] == n &&
-         w.shape[2] == k;
+         w.shape[2] == k && (!w.quant.quantized() || w.expert_scales != nullptr);
 }
 
 template <typename Fn>
@@ -52,6 +52,9 @@ void ForWType(WType wtype, Fn&& fn) {
       break;
     case WType::kF16:
       fn(std::integral_constant<WType, WType::kF16>{});
+      break;
+    case WType::kFp8:
+      fn(std::integral_constant<WType, WType::kFp8>{});
       break;
   }
 }
@@ -119,6 +122,8 @@ struct GroupedProblem {
   int64_t num_experts = 0;
   const void* const* wg = nullptr;
   const void* const* wu = nullptr;
+  const void* const* sg = nullptr;  // kFp8: per-expert scales of wg / wu
+  const void* const* su = nullptr;
   int64_t num_rows = 0;        // out rows
   int64_t num_valid_rows = 0;  // rows an expert range may cover
 };
@@ -153,6 +158,10 @@ MatmulBlock ExpertBlock(const GroupedProblem& p, int64_t e) {
   b.num_rows = p.offsets[e + 1] - begin;
   b.wg = p.wg[e];
   b.wu = p.wu ? p.wu[e] : nullptr;
+  if (p.sg) {
+    b.scales.g = static_cast<const float*>(p.sg[e]);
+    b.scales.u = p.su ? static_cast<const float*>(p.su[e]) : nullptr;
+  }
   return b;
 }
 
@@ -193,14 +202,19 @@ bool RunGrouped(const KernelArgs& args, int num_weights) {
   b.k = RowSize(args.in[0]);
   p.num_experts = wg.dim(0);
   WType wtype;
-  if (!simd::ToWType(wg.dtype, &wtype) || offsets.numel() < p.num_experts + 1 ||
+  if (!simd::ToMatmulWType(wg, &wtype) || offsets.numel() < p.num_experts + 1 ||
       !StackedOk(wg, p.num_experts, b.n, b.k)) {
     return false;
   }
+  b.scales = simd::ScalesOf(wg, nullptr, nullptr);  // per expert in ExpertBlock
+  p.sg = wg.expert_scales;
   if (num_weights == 2) {
     const TensorArg& wu = args.in[3];
-    if (wu.dtype != wg.dtype || !StackedOk(wu, p.num_experts, b.n, b.k)) return false;
+    if (wu.dtype != wg.dtype || wu.quant != wg.quant || !StackedOk(wu, p.num_experts, b.n, b.k)) {
+      return false;
+    }
     p.wu = wu.expert_data;
+    p.su = wu.expert_scales;
     b.wu = wu.expert_data;  // marks the block fused (panel width); replaced per expert
   }
   b.x = args.in[0].as<const float>();
@@ -228,6 +242,9 @@ struct BatchedProblem {
   int64_t num_slots = 0, pairs_per_slot = 0;
   const void* const* wg = nullptr;
   const void* const* wu = nullptr;  // gate/up only
+  const void* const* sg = nullptr;  // kFp8: per-expert scales of wg / wu
+  const void* const* su = nullptr;
+  simd::WeightScales scales;  // kFp8: the blocks (g / u set per expert)
   int64_t num_experts = 0;
   float* out = nullptr;  // [num_pairs, n]
   int64_t n = 0, num_pairs = 0;
@@ -260,6 +277,11 @@ void BatchedUnit(const BatchedProblem& p, int64_t s, int64_t c0, int64_t c1) {
   const int32_t* pairs = p.batch_pairs + s * p.pairs_per_slot;
   const auto* wg = static_cast<const WElem<W>*>(p.wg[e]);
   const auto* wu = p.wu ? static_cast<const WElem<W>*>(p.wu[e]) : nullptr;
+  simd::WeightScales scales = p.scales;
+  if (p.sg) {
+    scales.g = static_cast<const float*>(p.sg[e]);
+    scales.u = p.su ? static_cast<const float*>(p.su[e]) : nullptr;
+  }
   const float* x_rows[simd::kMaxDotActRows];
   float* out_rows[simd::kMaxDotActRows];
   int64_t c = 0;
@@ -273,7 +295,7 @@ void BatchedUnit(const BatchedProblem& p, int64_t s, int64_t c0, int64_t c1) {
       ++mr;
     }
     if (mr == 0) break;
-    simd::GemvColumns<W>(x_rows, out_rows, mr, wg, wu, p.k, p.n, c0, c1);
+    simd::GemvColumns<W>(x_rows, out_rows, mr, wg, wu, p.k, p.n, c0, c1, scales);
   }
 }
 
@@ -401,10 +423,14 @@ void OptExpertBatchedGateUpSilu(const KernelArgs& args) {
   p.top_k = params.top_k;
   p.num_experts = gate.dim(0);
   WType wtype;
-  if (p.top_k <= 0 || !simd::ToWType(gate.dtype, &wtype) || up.dtype != gate.dtype ||
-      !StackedOk(gate, p.num_experts, p.n, p.k) || !StackedOk(up, p.num_experts, p.n, p.k)) {
+  if (p.top_k <= 0 || !simd::ToMatmulWType(gate, &wtype) || up.dtype != gate.dtype ||
+      up.quant != gate.quant || !StackedOk(gate, p.num_experts, p.n, p.k) ||
+      !StackedOk(up, p.num_experts, p.n, p.k)) {
     return RefExpertBatchedGateUpSilu(args);
   }
+  p.scales = simd::ScalesOf(gate, nullptr, nullptr);
+  p.sg = gate.expert_scales;
+  p.su = up.expert_scales;
   p.batch_experts = args.in[1].as<const int32_t>();
   p.batch_pairs = args.in[2].as<const int32_t>();
   p.pairs_per_slot = RowSize(args.in[2]);
@@ -425,9 +451,11 @@ void OptExpertBatchedDown(const KernelArgs& args) {
   p.num_x_rows = p.num_pairs;
   p.num_experts = down.dim(0);
   WType wtype;
-  if (!simd::ToWType(down.dtype, &wtype) || !StackedOk(down, p.num_experts, p.n, p.k)) {
+  if (!simd::ToMatmulWType(down, &wtype) || !StackedOk(down, p.num_experts, p.n, p.k)) {
     return RefExpertBatchedDown(args);
   }
+  p.scales = simd::ScalesOf(down, nullptr, nullptr);
+  p.sg = down.expert_scales;
   p.batch_experts = args.in[1].as<const int32_t>();
   p.batch_pairs = args.in[2].as<const int32_t>();
   p.pairs_per_slot = RowSize(args.in[2]);

@@ -9,8 +9,8 @@
 namespace moegraph {
 namespace {
 
-using ref_detail::DotWeight;
 using ref_detail::IsWeightDType;
+using ref_detail::MatrixOf;
 using ref_detail::NumRows;
 using ref_detail::RowSize;
 using ref_detail::Silu;
@@ -20,8 +20,10 @@ constexpr int64_t kMlpChunk = 4096;
 
 // Checks that w is a weight [N, K] usable against rows of K values.
 void CheckWeight(const char* kernel, const TensorArg& w, int64_t n, int64_t k) {
-  MG_KERNEL_CONTRACT(IsWeightDType(w.dtype) && w.rank == 2 && w.shape[0] == n && w.shape[1] == k,
-                     kernel, "weight must be f32/bf16/f16 [N, K] matching x and out");
+  MG_KERNEL_CONTRACT(
+      ref_detail::IsMatmulWeight(w) && w.rank == 2 && w.shape[0] == n && w.shape[1] == k, kernel,
+      "weight must be f32/bf16/f16 or block-scaled fp8 [N, K] matching x "
+      "and out");
 }
 
 }  // namespace
@@ -94,7 +96,7 @@ void RefSigmoidGateMul(const KernelArgs& args) {
                      "sigmoid_gate_mul", "x [R, K], y [R, N] and out [R, N] must share R");
   ParallelFor(args.num_threads, num_rows, [&](int64_t begin, int64_t end) {
     for (int64_t r = begin; r < end; ++r) {
-      const float gate = 1.0f / (1.0f + std::exp(-DotWeight(x + r * k, w.data, w.dtype, 0, k)));
+      const float gate = 1.0f / (1.0f + std::exp(-MatrixOf(w).Dot(x + r * k, 0, 0, k)));
       for (int64_t c = 0; c < n; ++c)
         out[r * n + c] = gate * y[r * n + c];
     }
@@ -120,11 +122,12 @@ void RefLinear(const KernelArgs& args) {
   const int64_t n = RowSize(args.out[0]);
   const int64_t k = RowSize(args.in[0]);
   CheckWeight("linear", w, n, k);
+  const ref_detail::WeightMatrix wm = MatrixOf(w);
   // (row, output column) pairs so that a single decode row still uses every thread.
   ParallelFor(args.num_threads, num_rows * n, [&](int64_t begin, int64_t end) {
     for (int64_t i_flat = begin; i_flat < end; ++i_flat) {
       const int64_t r = i_flat / n, j = i_flat % n;
-      out[r * n + j] = DotWeight(x + r * k, w.data, w.dtype, j * k, k);
+      out[r * n + j] = wm.Dot(x + r * k, j, 0, k);
     }
   });
 }
@@ -139,12 +142,13 @@ void RefLinearSiluMul(const KernelArgs& args) {
   const int64_t k = RowSize(args.in[0]);
   CheckWeight("linear_silu_mul", wg, n, k);
   CheckWeight("linear_silu_mul", wu, n, k);
+  const ref_detail::WeightMatrix gm = MatrixOf(wg), um = MatrixOf(wu);
   ParallelFor(args.num_threads, num_rows * n, [&](int64_t begin, int64_t end) {
     for (int64_t i_flat = begin; i_flat < end; ++i_flat) {
       const int64_t r = i_flat / n, j = i_flat % n;
       {
-        const float gate = DotWeight(x + r * k, wg.data, wg.dtype, j * k, k);
-        const float up = DotWeight(x + r * k, wu.data, wu.dtype, j * k, k);
+        const float gate = gm.Dot(x + r * k, j, 0, k);
+        const float up = um.Dot(x + r * k, j, 0, k);
         out[r * n + j] = Silu(gate) * up;
       }
     }
@@ -164,6 +168,7 @@ void RefMlp(const KernelArgs& args) {
   CheckWeight("mlp", gate, inter, hidden);
   CheckWeight("mlp", up, inter, hidden);
   CheckWeight("mlp", down, hidden, inter);
+  const ref_detail::WeightMatrix gm = MatrixOf(gate), um = MatrixOf(up), dm = MatrixOf(down);
   const bool has_bias = args.num_in == 7;
   MG_KERNEL_CONTRACT(args.num_in == 4 || has_bias, "mlp",
                      "takes x, gate, up, down and no biases or all three");
@@ -194,14 +199,12 @@ void RefMlp(const KernelArgs& args) {
       for (int64_t i0 = 0; i0 < inter; i0 += kMlpChunk) {
         const int64_t len = std::min(kMlpChunk, inter - i0);
         for (int64_t i = 0; i < len; ++i) {
-          const float g =
-              DotWeight(x_row, gate.data, gate.dtype, (i0 + i) * hidden, hidden) + bias(0, i0 + i);
-          const float u =
-              DotWeight(x_row, up.data, up.dtype, (i0 + i) * hidden, hidden) + bias(1, i0 + i);
+          const float g = gm.Dot(x_row, i0 + i, 0, hidden) + bias(0, i0 + i);
+          const float u = um.Dot(x_row, i0 + i, 0, hidden) + bias(1, i0 + i);
           h[i] = Silu(g) * u;
         }
         for (int64_t c = 0; c < hidden; ++c) {
-          out_row[c] += DotWeight(h, down.data, down.dtype, c * inter + i0, len);
+          out_row[c] += dm.Dot(h, c, i0, len);
         }
       }
       if (has_bias) {

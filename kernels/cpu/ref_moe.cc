@@ -13,6 +13,7 @@ namespace moegraph {
 namespace {
 
 using ref_detail::DotWeight;
+using ref_detail::ExpertMatrix;
 using ref_detail::IsWeightDType;
 using ref_detail::NumRows;
 using ref_detail::RowSize;
@@ -37,9 +38,10 @@ void CheckPlainWeight(const char* kernel, const TensorArg& w, int64_t n, int64_t
 }
 
 void CheckStackedWeight(const char* kernel, const TensorArg& w, int64_t e, int64_t n, int64_t k) {
-  MG_KERNEL_CONTRACT(IsWeightDType(w.dtype) && w.expert_data != nullptr && w.rank == 3 &&
-                         w.shape[0] == e && w.shape[1] == n && w.shape[2] == k,
-                     kernel, "stacked weight must be f32/bf16/f16 [E, N, K]");
+  MG_KERNEL_CONTRACT(ref_detail::IsMatmulWeight(w) && w.expert_data != nullptr && w.rank == 3 &&
+                         w.shape[0] == e && w.shape[1] == n && w.shape[2] == k &&
+                         (!w.quant.quantized() || w.expert_scales != nullptr),
+                     kernel, "stacked weight must be f32/bf16/f16 or block-scaled fp8 [E, N, K]");
 }
 
 // One row's route by TopkRouteParams' rule (ir/op_params.h): the top_k
@@ -144,9 +146,8 @@ void GroupedMatmul(const KernelArgs& args, const TensorArg& wg, const TensorArg*
       float value = 0.0f;
       if (expert >= 0) {
         const float* x_row = x + r * k;
-        const float g = DotWeight(x_row, wg.expert(expert), wg.dtype, j * k, k);
-        value =
-            wu == nullptr ? g : Silu(g) * DotWeight(x_row, wu->expert(expert), wu->dtype, j * k, k);
+        const float g = ExpertMatrix(wg, expert).Dot(x_row, j, 0, k);
+        value = wu == nullptr ? g : Silu(g) * ExpertMatrix(*wu, expert).Dot(x_row, j, 0, k);
       }
       out[r * n + j] = value;
     }
@@ -197,17 +198,18 @@ void RefMoe(const KernelArgs& args) {
       for (int64_t j = 0; j < top_k; ++j) {
         const int32_t e = ids[j];
         if (e < 0) continue;
+        const ref_detail::WeightMatrix gm = ExpertMatrix(gate, e), um = ExpertMatrix(up, e),
+                                       dm = ExpertMatrix(down, e);
         // weight * down_e(h), with h built kMoeChunk values at a time.
         for (int64_t i0 = 0; i0 < inter; i0 += kMoeChunk) {
           const int64_t len = std::min(kMoeChunk, inter - i0);
           for (int64_t i = 0; i < len; ++i) {
-            const float g = DotWeight(x_row, gate.expert(e), gate.dtype, (i0 + i) * hidden, hidden);
-            const float u = DotWeight(x_row, up.expert(e), up.dtype, (i0 + i) * hidden, hidden);
+            const float g = gm.Dot(x_row, i0 + i, 0, hidden);
+            const float u = um.Dot(x_row, i0 + i, 0, hidden);
             h[i] = Silu(g) * u;
           }
           for (int64_t c = 0; c < hidden; ++c) {
-            out_row[c] +=
-                weights[j] * DotWeight(h, down.expert(e), down.dtype, c * inter + i0, len);
+            out_row[c] += weights[j] * dm.Dot(h, c, i0, len);
           }
         }
       }
@@ -414,8 +416,8 @@ void RefExpertBatchedGateUpSilu(const KernelArgs& args) {
           const int64_t p = batch_pairs[s * pairs_per_slot + c];
           if (p < 0 || p >= num_pairs || p / top_k >= num_tokens) continue;
           const float* x_row = x + (p / top_k) * hidden;
-          const float g = DotWeight(x_row, gate.expert(e), gate.dtype, i * hidden, hidden);
-          const float u = DotWeight(x_row, up.expert(e), up.dtype, i * hidden, hidden);
+          const float g = ExpertMatrix(gate, e).Dot(x_row, i, 0, hidden);
+          const float u = ExpertMatrix(up, e).Dot(x_row, i, 0, hidden);
           h[p * inter + i] = Silu(g) * u;
         }
       }
@@ -448,8 +450,7 @@ void RefExpertBatchedDown(const KernelArgs& args) {
         for (int64_t j = 0; j < pairs_per_slot; ++j) {
           const int64_t p = batch_pairs[s * pairs_per_slot + j];
           if (p < 0 || p >= num_pairs) continue;
-          y[p * hidden + c] =
-              DotWeight(h + p * inter, down.expert(e), down.dtype, c * inter, inter);
+          y[p * hidden + c] = ExpertMatrix(down, e).Dot(h + p * inter, c, 0, inter);
         }
       }
     }

@@ -271,6 +271,50 @@ inline float DotWeight(const float* x, const void* w, DType dtype, int64_t offse
   return acc;
 }
 
+// Whether `w` is a weight a matmul kernel reads: f32/bf16/f16, or fp8e4m3 with its block
+// scales (QuantScheme::kFp8Block).
+inline bool IsMatmulWeight(const TensorArg& w) {
+  if (w.quant.scheme == QuantScheme::kFp8Block) {
+    return w.dtype == DType::kFp8E4M3 && w.quant.block_rows > 0 && w.quant.block_cols > 0 &&
+           (w.scales != nullptr || w.expert_scales != nullptr);
+  }
+  return !w.quant.quantized() && IsWeightDType(w.dtype);
+}
+
+// One [N, K] matrix of a weight operand (a plain weight, or one expert of a stacked one) as
+// the reference kernels read it: element (row, col) dequantized to f32.
+struct WeightMatrix {
+  const void* data = nullptr;
+  DType dtype = DType::kF32;
+  int64_t cols = 0;  // K
+  WeightQuant quant;
+  const void* scales = nullptr;  // [ceil(N / block_rows), ceil(K / block_cols)] when quantized
+
+  // sum_{i < n} x[i] * W[row, col0 + i], each element dequantized (fp8 value times its
+  // block's scale, in f32) before the product.
+  float Dot(const float* x, int64_t row, int64_t col0, int64_t n) const {
+    if (quant.scheme != QuantScheme::kFp8Block)
+      return DotWeight(x, data, dtype, row * cols + col0, n);
+    const uint8_t* q = static_cast<const uint8_t*>(data) + row * cols;
+    const float* s =
+        static_cast<const float*>(scales) + (row / quant.block_rows) * quant.ScaleCols(cols);
+    float acc = 0.0f;
+    for (int64_t i = 0; i < n; ++i) {
+      const int64_t c = col0 + i;
+      acc += x[i] * (Fp8E4M3ToF32(q[c]) * s[c / quant.block_cols]);
+    }
+    return acc;
+  }
+};
+
+inline WeightMatrix MatrixOf(const TensorArg& w) {
+  return WeightMatrix{w.data, w.dtype, w.dim(-1), w.quant, w.scales};
+}
+inline WeightMatrix ExpertMatrix(const TensorArg& w, int64_t e) {
+  return WeightMatrix{w.expert(e), w.dtype, w.dim(-1), w.quant,
+                      w.quant.quantized() ? w.expert_scale(e) : nullptr};
+}
+
 // sum_{i < n} a[i] * b[i], accumulated in f32.
 inline float DotF32(const float* a, const float* b, int64_t n) {
   float acc = 0.0f;

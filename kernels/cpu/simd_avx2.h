@@ -9,6 +9,7 @@
 #include <cstdint>
 
 #include "ir/dtype.h"
+#include "ir/quant.h"
 #include "kernels/cpu/cpu_features.h"
 #include "support/half.h"
 
@@ -23,8 +24,10 @@ inline bool CpuHasAvx2Fma() {
 }
 
 // Weight element types as template parameters, so each kernel is
-// instantiated once per dtype with the widening inlined.
-enum class WType { kF32, kBF16, kF16 };
+// instantiated once per dtype with the widening inlined. kFp8 is e4m3 with block
+// scales (QuantScheme::kFp8Block): Load8 / Load1 decode it unscaled, and the
+// matmul drivers multiply each decoded vector by its block's scale (WeightScales).
+enum class WType { kF32, kBF16, kF16, kFp8 };
 
 inline bool ToWType(DType dtype, WType* out) {
   switch (dtype) {
@@ -56,14 +59,42 @@ template <>
 struct WTraits<WType::kF16> {
   using T = uint16_t;
 };
+template <>
+struct WTraits<WType::kFp8> {
+  using T = uint8_t;
+};
 template <WType W>
 using WElem = typename WTraits<W>::T;
 
-// 8 consecutive weights widened to f32.
+// 8 e4m3 bytes decoded exactly (as Fp8E4M3ToF32): a normal value's exponent and
+// mantissa bits move into place with the bias added (e + 120); a subnormal is
+// m * 2^-9; 0x7f / 0xff are NaN; the sign is or-ed in last.
+MG_AVX2_INLINE __m256 Fp8x8ToF32(const uint8_t* p) {
+  const __m256i v = _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p)));
+  const __m256i mag = _mm256_and_si256(v, _mm256_set1_epi32(0x7f));
+  const __m256i sign = _mm256_slli_epi32(_mm256_and_si256(v, _mm256_set1_epi32(0x80)), 24);
+  const __m256i normal = _mm256_add_epi32(_mm256_slli_epi32(mag, 20), _mm256_set1_epi32(120 << 23));
+  const __m256 subnormal = _mm256_mul_ps(_mm256_cvtepi32_ps(mag), _mm256_set1_ps(1.0f / 512));
+  const __m256i is_subnormal = _mm256_cmpgt_epi32(_mm256_set1_epi32(8), mag);
+  __m256 r =
+      _mm256_blendv_ps(_mm256_castsi256_ps(normal), subnormal, _mm256_castsi256_ps(is_subnormal));
+  const __m256i is_nan = _mm256_cmpeq_epi32(mag, _mm256_set1_epi32(0x7f));
+  r = _mm256_or_ps(r, _mm256_castsi256_ps(_mm256_and_si256(is_nan, _mm256_set1_epi32(0x7fc00000))));
+  return _mm256_or_ps(r, _mm256_castsi256_ps(sign));
+}
+
+// Fp8x8ToF32 stored to out[0, 8) (for tests: an AVX2 entry point that takes no __m256).
+MG_AVX2 inline void StoreFp8x8(const uint8_t* p, float* out) {
+  _mm256_storeu_ps(out, Fp8x8ToF32(p));
+}
+
+// 8 consecutive weights widened to f32 (kFp8: decoded, unscaled).
 template <WType W>
 MG_AVX2_INLINE __m256 Load8(const WElem<W>* p) {
   if constexpr (W == WType::kF32) {
     return _mm256_loadu_ps(p);
+  } else if constexpr (W == WType::kFp8) {
+    return Fp8x8ToF32(p);
   } else if constexpr (W == WType::kBF16) {
     const __m128i h = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
     return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
@@ -77,6 +108,8 @@ template <WType W>
 MG_AVX2_INLINE float Load1(const WElem<W>* p) {
   if constexpr (W == WType::kF32) {
     return *p;
+  } else if constexpr (W == WType::kFp8) {
+    return Fp8E4M3ToF32(*p);
   } else if constexpr (W == WType::kBF16) {
     return Bf16ToF32(*p);
   } else {

@@ -17,8 +17,49 @@
 #include <utility>
 
 #include "kernels/cpu/simd_avx2.h"
+#include "kernels/kernel_abi.h"
 
 namespace moegraph::simd {
+
+// The block scales of an fp8 weight pair (WType::kFp8): scale matrices [ceil(n /
+// block_rows), scale_cols] of the gate (or only) weight and of the up weight (or null).
+// The optimised kernels take block_cols % 8 == 0 (a scale per 8-value vector); other
+// blocks run the reference.
+struct WeightScales {
+  const float* g = nullptr;
+  const float* u = nullptr;
+  int64_t block_rows = 0, block_cols = 0, scale_cols = 0;
+
+  // The scale row of weight row j.
+  const float* GateRow(int64_t j) const { return g + (j / block_rows) * scale_cols; }
+  const float* UpRow(int64_t j) const { return u + (j / block_rows) * scale_cols; }
+};
+
+// The WType of matmul weight `w`: ToWType of its dtype, or kFp8 for a block-scaled fp8
+// weight whose blocks the kernels take (block_cols % 8 == 0); false: run the reference.
+inline bool ToMatmulWType(const TensorArg& w, WType* out) {
+  if (w.quant.scheme == QuantScheme::kFp8Block) {
+    if (w.dtype != DType::kFp8E4M3 || w.quant.block_rows <= 0 || w.quant.block_cols <= 0 ||
+        w.quant.block_cols % 8 != 0) {
+      return false;
+    }
+    *out = WType::kFp8;
+    return true;
+  }
+  return !w.quant.quantized() && ToWType(w.dtype, out);
+}
+
+// The scales of matrices of weight `w` (one [n, k] matrix, or one expert's) at `g` / `u`.
+inline WeightScales ScalesOf(const TensorArg& w, const void* g, const void* u) {
+  WeightScales s;
+  if (!w.quant.quantized()) return s;
+  s.g = static_cast<const float*>(g);
+  s.u = static_cast<const float*>(u);
+  s.block_rows = w.quant.block_rows;
+  s.block_cols = w.quant.block_cols;
+  s.scale_cols = w.quant.ScaleCols(w.dim(-1));
+  return s;
+}
 
 // ---- Dot-product tiles (GEMV) -----------------------------------------------
 
@@ -28,9 +69,11 @@ namespace moegraph::simd {
 // prefetched into L2 line by line as this tile's rows are read, so the rows
 // of a GEMV stream in without waiting for the hardware prefetcher to learn
 // them (into L1 instead, the prefetches compete with the loads for fill buffers).
+// kFp8: s[n] is weight row n's scale row; each decoded vector of 8 is multiplied
+// by its block's scale (s[n][i / block_cols]) before the product, as the reference.
 template <WType W, int MR, int NR>
 MG_AVX2 void DotTile(const float* const* x, const WElem<W>* const* w, int64_t k, float* out,
-                     const WElem<W>* const* next) {
+                     const WElem<W>* const* next, const float* const* s, int64_t block_cols) {
   static_assert(MR * NR <= 12 || (MR == 1 && NR <= 8), "tile exceeds the register file");
   constexpr int64_t kLineElems = 64 / sizeof(WElem<W>);
   __m256 acc[MR][NR];
@@ -49,7 +92,10 @@ MG_AVX2 void DotTile(const float* const* x, const WElem<W>* const* w, int64_t k,
     for (int m = 0; m < MR; ++m)
       xv[m] = _mm256_loadu_ps(x[m] + i);
     for (int n = 0; n < NR; ++n) {
-      const __m256 wv = Load8<W>(w[n] + i);
+      __m256 wv = Load8<W>(w[n] + i);
+      if constexpr (W == WType::kFp8) {
+        wv = _mm256_mul_ps(wv, _mm256_broadcast_ss(s[n] + i / block_cols));
+      }
       for (int m = 0; m < MR; ++m)
         acc[m][n] = _mm256_fmadd_ps(xv[m], wv, acc[m][n]);
     }
@@ -65,15 +111,20 @@ MG_AVX2 void DotTile(const float* const* x, const WElem<W>* const* w, int64_t k,
   }
   for (int64_t i = k8; i < k; ++i) {
     for (int m = 0; m < MR; ++m) {
-      for (int n = 0; n < NR; ++n)
-        out[m * NR + n] += x[m][i] * Load1<W>(w[n] + i);
+      for (int n = 0; n < NR; ++n) {
+        if constexpr (W == WType::kFp8) {
+          out[m * NR + n] += x[m][i] * (Load1<W>(w[n] + i) * s[n][i / block_cols]);
+        } else {
+          out[m * NR + n] += x[m][i] * Load1<W>(w[n] + i);
+        }
+      }
     }
   }
 }
 
 template <WType W>
 using DotTileFn = void (*)(const float* const*, const WElem<W>* const*, int64_t, float*,
-                           const WElem<W>* const*);
+                           const WElem<W>* const*, const float* const*, int64_t);
 
 // Largest weight-row count per tile for `mr` activation rows.
 constexpr int MaxDotRows(int mr) {
@@ -156,8 +207,11 @@ MG_AVX2_INLINE void PrefetchRows(const WElem<W>* const* rows, int j0, int j1, in
 
 // pack[kk * 24 + j] = rows[j][k0 + kk] widened, kk < kc, j < 24 (bf16: k order
 // permuted within 16-k groups, see kBf16GroupOrder). `pack` is 32-byte aligned.
+// kFp8: each value times its block's scale (s[j][(k0 + kk) / block_cols]; k0 and block_cols
+// are multiples of 8).
 template <WType W>
-MG_AVX2 void PackPanel(const WElem<W>* const* rows, int64_t k0, int64_t kc, float* pack) {
+MG_AVX2 void PackPanel(const WElem<W>* const* rows, int64_t k0, int64_t kc, float* pack,
+                       const float* const* s, int64_t block_cols) {
   const int64_t kc_grouped = GroupsBy16<W>() ? kc & ~int64_t{15} : 0;
   const int64_t kc8 = kc & ~int64_t{7};
   for (int g = 0; g < kPanelCols / 8; ++g) {
@@ -178,14 +232,21 @@ MG_AVX2 void PackPanel(const WElem<W>* const* rows, int64_t k0, int64_t kc, floa
     } else {
       for (; kk < kc8; kk += 8) {
         __m256 v[8];
-        for (int j = 0; j < 8; ++j)
+        for (int j = 0; j < 8; ++j) {
           v[j] = Load8<W>(r[j] + k0 + kk);
+          if constexpr (W == WType::kFp8) {
+            v[j] = _mm256_mul_ps(v[j], _mm256_broadcast_ss(s[8 * g + j] + (k0 + kk) / block_cols));
+          }
+        }
         StoreTransposed8x8(v, pack + kk * kPanelCols + 8 * g);
       }
     }
     for (; kk < kc; ++kk) {
-      for (int j = 0; j < 8; ++j)
-        pack[kk * kPanelCols + 8 * g + j] = Load1<W>(r[j] + k0 + kk);
+      for (int j = 0; j < 8; ++j) {
+        float v = Load1<W>(r[j] + k0 + kk);
+        if constexpr (W == WType::kFp8) v *= s[8 * g + j][(k0 + kk) / block_cols];
+        pack[kk * kPanelCols + 8 * g + j] = v;
+      }
     }
   }
 }
@@ -254,11 +315,12 @@ MG_AVX2 void MicroKernel(int64_t kc, int64_t kc_grouped, const float* a, int64_t
 // panel to prefetch after this one.
 template <WType W>
 MG_AVX2 void GemmPanel(const float* a, int64_t lda, int64_t num_rows, const WElem<W>* const* rows,
-                       const WElem<W>* const* next_rows, int64_t k, float* pack, float* c) {
+                       const WElem<W>* const* next_rows, int64_t k, float* pack, float* c,
+                       const float* const* scale_rows = nullptr, int64_t block_cols = 0) {
   const int64_t num_calls = (num_rows + kMicroRows - 1) / kMicroRows;
   for (int64_t k0 = 0; k0 < k; k0 += kBlockK) {
     const int64_t kc = std::min(kBlockK, k - k0);
-    PackPanel<W>(rows, k0, kc, pack);
+    PackPanel<W>(rows, k0, kc, pack, scale_rows, block_cols);
     // The next block (the rest of these rows, or after the last block the
     // first block of the next panel) streams into L2 while this one is
     // computed, its prefetches spread over the micro-kernel calls.
@@ -314,6 +376,7 @@ struct MatmulBlock {
   const void* wu = nullptr;  // [n, k] or null
   float* out = nullptr;      // [num_rows, out_stride]
   int64_t k = 0, n = 0, out_stride = 0, num_rows = 0;
+  WeightScales scales;  // kFp8 only
 };
 
 // Output columns per packed panel: 24 weight rows, or 12 gate + 12 up rows.
@@ -331,13 +394,14 @@ inline float Silu(float a) {
 template <WType W>
 MG_AVX2 void GemvColumns(const float* const* x_rows, float* const* out_rows, int mr,
                          const WElem<W>* wg, const WElem<W>* wu, int64_t k, int64_t n, int64_t c0,
-                         int64_t c1) {
+                         int64_t c1, const WeightScales& scales = {}) {
   // Fused: weight rows alternate gate, up, so one tile reads both in one pass.
   const int rows_per_col = wu ? 2 : 1;
   const int max_cols = MaxDotRows(mr) / rows_per_col;
   float result[kMaxDotActRows * 8];
   const WElem<W>* w_rows[8];
   const WElem<W>* next_rows[8];
+  const float* s_rows[8] = {};
   for (int64_t j = c0; j < c1; j += max_cols) {
     const int cols = static_cast<int>(std::min<int64_t>(max_cols, c1 - j));
     const int nr = cols * rows_per_col;
@@ -348,11 +412,15 @@ MG_AVX2 void GemvColumns(const float* const* x_rows, float* const* out_rows, int
       if (c < cols) {
         w_rows[c * rows_per_col] = wg + (j + c) * k;
         if (wu) w_rows[c * rows_per_col + 1] = wu + (j + c) * k;
+        if constexpr (W == WType::kFp8) {
+          s_rows[c * rows_per_col] = scales.GateRow(j + c);
+          if (wu) s_rows[c * rows_per_col + 1] = scales.UpRow(j + c);
+        }
       }
       next_rows[c * rows_per_col] = exists ? wg + (j + max_cols + c) * k : nullptr;
       if (wu) next_rows[c * rows_per_col + 1] = exists ? wu + (j + max_cols + c) * k : nullptr;
     }
-    PickDotTile<W>(mr, nr)(x_rows, w_rows, k, result, next_rows);
+    PickDotTile<W>(mr, nr)(x_rows, w_rows, k, result, next_rows, s_rows, scales.block_cols);
     for (int m = 0; m < mr; ++m) {
       float* out_row = out_rows[m] + j;
       const float* r = result + m * nr;
@@ -373,7 +441,7 @@ void MatmulGemv(const MatmulBlock& b, int64_t c0, int64_t c1) {
     out_rows[m] = b.out + m * b.out_stride;
   }
   GemvColumns<W>(x_rows, out_rows, mr, static_cast<const WElem<W>*>(b.wg),
-                 static_cast<const WElem<W>*>(b.wu), b.k, b.n, c0, c1);
+                 static_cast<const WElem<W>*>(b.wu), b.k, b.n, c0, c1, b.scales);
 }
 
 // out[0, cols) = silu(gate[0, cols)) * up[0, cols) for cols <= 12 (a fused panel's row).
@@ -395,7 +463,8 @@ MG_AVX2_INLINE void SiluMulRow12(const float* gate, const float* up, int64_t col
 // The weight rows of panel q. Columns past n repeat the last row: their
 // results are never stored, and the pack needs no null checks.
 template <WType W>
-void PanelRows(const MatmulBlock& b, int64_t q, const WElem<W>** rows) {
+void PanelRows(const MatmulBlock& b, int64_t q, const WElem<W>** rows,
+               const float** scale_rows = nullptr) {
   const auto* wg = static_cast<const WElem<W>*>(b.wg);
   const auto* wu = static_cast<const WElem<W>*>(b.wu);
   const int64_t panel_cols = PanelCols(b);
@@ -405,6 +474,10 @@ void PanelRows(const MatmulBlock& b, int64_t q, const WElem<W>** rows) {
     const int64_t j = j0 + std::min(i, last);
     rows[i] = wg + j * b.k;
     if (wu) rows[panel_cols + i] = wu + j * b.k;
+    if constexpr (W == WType::kFp8) {
+      scale_rows[i] = b.scales.GateRow(j);
+      if (wu) scale_rows[panel_cols + i] = b.scales.UpRow(j);
+    }
   }
 }
 
@@ -419,19 +492,22 @@ MG_AVX2 void MatmulGemm(const MatmulBlock& b, int64_t panel_begin, int64_t panel
   const int64_t panel_cols = PanelCols(b);
   const WElem<W>* rows[kPanelCols];
   const WElem<W>* next_rows[kPanelCols] = {};
-  PanelRows<W>(b, panel_begin, rows);
+  const float* scale_rows[kPanelCols] = {};
+  const float* next_scale_rows[kPanelCols] = {};
+  PanelRows<W>(b, panel_begin, rows, scale_rows);
   for (int64_t q = panel_begin; q < panel_end; ++q) {
     const int64_t j0 = q * panel_cols;
     const int64_t cols = std::min(panel_cols, b.n - j0);
     const bool has_next = q + 1 < panel_end || next != nullptr;
     if (q + 1 < panel_end) {
-      PanelRows<W>(b, q + 1, next_rows);
+      PanelRows<W>(b, q + 1, next_rows, next_scale_rows);
     } else if (next) {
-      PanelRows<W>(*next, panel_begin, next_rows);
+      PanelRows<W>(*next, panel_begin, next_rows, next_scale_rows);
     }
     for (int64_t r0 = 0; r0 < b.num_rows; r0 += kBlockRows) {
       const int64_t mr = std::min(kBlockRows, b.num_rows - r0);
-      GemmPanel<W>(b.x + r0 * b.k, b.k, mr, rows, has_next ? next_rows : nullptr, b.k, pack, tile);
+      GemmPanel<W>(b.x + r0 * b.k, b.k, mr, rows, has_next ? next_rows : nullptr, b.k, pack, tile,
+                   scale_rows, b.scales.block_cols);
       for (int64_t m = 0; m < mr; ++m) {
         float* out_row = b.out + (r0 + m) * b.out_stride + j0;
         const float* t = tile + m * kPanelCols;
@@ -444,6 +520,7 @@ MG_AVX2 void MatmulGemm(const MatmulBlock& b, int64_t panel_begin, int64_t panel
       }
     }
     std::copy(next_rows, next_rows + kPanelCols, rows);
+    std::copy(next_scale_rows, next_scale_rows + kPanelCols, scale_rows);
   }
 }
 

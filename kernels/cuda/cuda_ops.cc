@@ -50,14 +50,35 @@ Status Zero(const TensorArg& t, cudaStream_t stream) {
   return Check(cudaMemsetAsync(t.data, 0, NumBytes(t), stream), "zero fill");
 }
 
+// A matmul weight the kernels read: f32/bf16/f16, or block-scaled fp8 with its scales.
+bool MatmulWeightDTypeOk(const TensorArg& w) {
+  if (w.quant.scheme == QuantScheme::kFp8Block) {
+    return w.dtype == DType::kFp8E4M3 && w.quant.block_rows > 0 && w.quant.block_cols > 0 &&
+           (w.scales != nullptr || w.expert_scales != nullptr);
+  }
+  return !w.quant.quantized() && IsWeightDType(w.dtype);
+}
+
+// The tiled kernel's fp8 scale fields for gate (or only) weight wg and up weight wu.
+void SetWeightScales(GroupedGemmArgs& g, const TensorArg& wg, const TensorArg* wu) {
+  if (!wg.quant.quantized()) return;
+  g.w_gate_scales = wg.expert_scales;
+  g.dense_gate_scales = wg.scales;
+  g.w_up_scales = wu ? wu->expert_scales : nullptr;
+  g.dense_up_scales = wu ? wu->scales : nullptr;
+  g.block_rows = wg.quant.block_rows;
+  g.block_cols = wg.quant.block_cols;
+  g.scale_cols = wg.quant.ScaleCols(wg.dim(-1));
+}
+
 bool WeightShapeOk(const TensorArg& w, int64_t n, int64_t k) {
-  return IsWeightDType(w.dtype) && w.data != nullptr && w.rank == 2 && w.shape[0] == n &&
+  return MatmulWeightDTypeOk(w) && w.data != nullptr && w.rank == 2 && w.shape[0] == n &&
          w.shape[1] == k;
 }
 
 bool StackedWeightOk(const TensorArg& w, int64_t e, int64_t n, int64_t k) {
-  return IsWeightDType(w.dtype) && w.expert_data != nullptr && w.rank == 3 && w.shape[0] == e &&
-         w.shape[1] == n && w.shape[2] == k;
+  return MatmulWeightDTypeOk(w) && w.expert_data != nullptr && w.rank == 3 && w.shape[0] == e &&
+         (!w.quant.quantized() || w.expert_scales != nullptr) && w.shape[1] == n && w.shape[2] == k;
 }
 
 const float* F32In(const TensorArg& t) {
@@ -122,6 +143,7 @@ Status DenseFallback(const float* x, int64_t rows, int64_t k, const TensorArg& w
   g.dense_up = wu ? wu->data : nullptr;
   g.w_dtype = wg.dtype;
   g.w_up_dtype = wu ? wu->dtype : wg.dtype;
+  SetWeightScales(g, wg, wu);
   g.num_experts = 1;
   g.out = y;
   g.out_rows = rows;
@@ -135,7 +157,9 @@ Status RunLinear(const CudaStepContext& ctx, std::byte* scratch, size_t scratch_
                  const float* x, int64_t rows, int64_t k, const TensorArg& wg, const TensorArg* wu,
                  int64_t n, float* y, int64_t row_limit, const ForwardMetaView* meta) {
   if (rows <= 0 || n <= 0) return Status::Ok();
-  if (ctx.gemm == nullptr || k <= 0 || (wu != nullptr && wu->dtype != wg.dtype)) {
+  // Block-scaled fp8: the tiled kernel dequantizes in its tile loads.
+  if (ctx.gemm == nullptr || k <= 0 || (wu != nullptr && wu->dtype != wg.dtype) ||
+      wg.quant.quantized()) {
     return DenseFallback(x, rows, k, wg, wu, n, y, row_limit, meta, ctx.stream);
   }
   const LinearPlan plan = PlanLinear(rows, n, k, wg.dtype, wu != nullptr, ctx.activation_parts);
@@ -535,6 +559,7 @@ GroupedGemmArgs OffsetsGemm(const KernelArgs& a, const TensorArg& wg, const Tens
   g.w_up = wu ? wu->expert_data : nullptr;
   g.w_dtype = wg.dtype;
   g.w_up_dtype = wu ? wu->dtype : wg.dtype;
+  SetWeightScales(g, wg, wu);
   g.num_experts = num_experts;
   g.out = F32Out(a.out[0]);
   g.out_rows = num_rows;
@@ -607,6 +632,7 @@ Status RunExpertBatchedGateUpSilu(const KernelArgs& a, const CudaStepContext& ct
   g.w_up = up.expert_data;
   g.w_dtype = gate.dtype;
   g.w_up_dtype = up.dtype;
+  SetWeightScales(g, gate, &up);
   g.num_experts = num_experts;
   g.out = F32Out(a.out[0]);
   g.out_rows = num_pairs;
@@ -635,6 +661,7 @@ Status RunExpertBatchedDown(const KernelArgs& a, const CudaStepContext& ctx) {
   g.k = inter;
   g.w_gate = down.expert_data;
   g.w_dtype = down.dtype;
+  SetWeightScales(g, down, nullptr);
   g.num_experts = num_experts;
   g.out = F32Out(a.out[0]);
   g.out_rows = NumRows(a.out[0]);
@@ -748,6 +775,7 @@ Status RunMoe(const KernelArgs& a, const CudaStepContext& ctx) {
   g.w_up = up.expert_data;
   g.w_dtype = gate.dtype;
   g.w_up_dtype = up.dtype;
+  SetWeightScales(g, gate, &up);
   g.num_experts = num_experts;
   g.out = hidden_rows;
   g.out_rows = num_pairs;
@@ -760,6 +788,7 @@ Status RunMoe(const KernelArgs& a, const CudaStepContext& ctx) {
   g.w_gate = down.expert_data;
   g.w_up = nullptr;
   g.w_dtype = down.dtype;
+  SetWeightScales(g, down, nullptr);
   g.out = expert_out;
   g.n = hidden;
   MG_RETURN_IF_ERROR(Check(LaunchGroupedGemm(g, ctx.stream), "moe down"));

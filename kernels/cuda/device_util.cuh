@@ -15,10 +15,22 @@ namespace moegraph::cuda {
 
 constexpr int kWarpSize = 32;
 
+// An e4m3fn byte's value, exactly as Fp8E4M3ToF32 (ir/quant.h): bias 7, subnormals
+// m * 2^-9, 0x7f / 0xff NaN.
+__device__ __forceinline__ float Fp8E4M3ToF32Device(uint8_t v) {
+  const uint32_t mag = v & 0x7f, sign = static_cast<uint32_t>(v & 0x80) << 24;
+  if (mag == 0x7f) return __uint_as_float(sign | 0x7fc00000u);
+  if (mag < 8) return __uint_as_float(sign) + (v & 0x80 ? -1.0f : 1.0f) * mag * (1.0f / 512);
+  return __uint_as_float(sign | ((mag << 20) + (120u << 23)));
+}
+
 // Element i of a weight of `dtype` widened to f32, bit-exact with the CPU's
-// Bf16ToF32 / F16ToF32 (0 for other dtypes, as ref_detail::LoadWeight).
+// Bf16ToF32 / F16ToF32 (0 for other dtypes, as ref_detail::LoadWeight). fp8e4m3 is
+// decoded unscaled: the caller multiplies by the element's block scale.
 __device__ __forceinline__ float LoadWeight(const void* w, DType dtype, int64_t i) {
   switch (dtype) {
+    case DType::kFp8E4M3:
+      return Fp8E4M3ToF32Device(static_cast<const uint8_t*>(w)[i]);
     case DType::kF32:
       return static_cast<const float*>(w)[i];
     case DType::kBF16:

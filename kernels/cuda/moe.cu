@@ -233,6 +233,13 @@ __global__ void __launch_bounds__(kGemmThreads) GroupedGemmKernel(GroupedGemmArg
   const bool dense = a.mode == GroupMode::kDense;
   const void* wg = dense ? a.dense_gate : a.w_gate[expert];
   const void* wu = !kSiluMul ? nullptr : dense ? a.dense_up : a.w_up[expert];
+  const bool fp8 = a.w_dtype == DType::kFp8E4M3;
+  const float* sg =
+      !fp8 ? nullptr
+           : static_cast<const float*>(dense ? a.dense_gate_scales : a.w_gate_scales[expert]);
+  const float* su = !fp8 || !kSiluMul ? nullptr
+                                      : static_cast<const float*>(dense ? a.dense_up_scales
+                                                                        : a.w_up_scales[expert]);
 
   for (int64_t chunk = 0; chunk < num_entries; chunk += kTileRows) {
     if (threadIdx.x < kTileRows) {
@@ -265,8 +272,16 @@ __global__ void __launch_bounds__(kGemmThreads) GroupedGemmKernel(GroupedGemmArg
         const int c = i / kTileK, kk = i % kTileK;
         const bool inside = n0 + c < a.n && k0 + kk < a.k;
         const int64_t index = (n0 + c) * a.k + k0 + kk;
-        wg_s[c][kk] = inside ? LoadWeight(wg, a.w_dtype, index) : 0.0f;
-        if constexpr (kSiluMul) wu_s[c][kk] = inside ? LoadWeight(wu, a.w_up_dtype, index) : 0.0f;
+        const int64_t scale_index =
+            fp8 && inside ? (n0 + c) / a.block_rows * a.scale_cols + (k0 + kk) / a.block_cols : 0;
+        wg_s[c][kk] = !inside ? 0.0f
+                      : fp8   ? LoadWeight(wg, a.w_dtype, index) * sg[scale_index]
+                              : LoadWeight(wg, a.w_dtype, index);
+        if constexpr (kSiluMul) {
+          wu_s[c][kk] = !inside ? 0.0f
+                        : fp8   ? LoadWeight(wu, a.w_up_dtype, index) * su[scale_index]
+                                : LoadWeight(wu, a.w_up_dtype, index);
+        }
       }
       __syncthreads();
       for (int kk = 0; kk < kTileK; ++kk) {

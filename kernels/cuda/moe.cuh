@@ -97,6 +97,16 @@ struct GroupedGemmArgs {
   int64_t pairs_per_slot = 0;
   int64_t in_div = 1;
   int64_t out_limit = 0;
+  // Block-scaled fp8 weights (w_dtype kFp8E4M3): each weight element is multiplied by its
+  // block's f32 scale before the product, as the reference (direct dequantization in the
+  // tile load: cuBLASLt has no block-scaled e4m3 GEMM with f32 activations). Per-expert
+  // scale matrices [ceil(n / block_rows), scale_cols] (device pointer arrays), or the dense
+  // ones.
+  const void* const* w_gate_scales = nullptr;
+  const void* const* w_up_scales = nullptr;
+  const void* dense_gate_scales = nullptr;
+  const void* dense_up_scales = nullptr;
+  int64_t block_rows = 0, block_cols = 0, scale_cols = 0;
 };
 cudaError_t LaunchGroupedGemm(const GroupedGemmArgs& args, cudaStream_t stream);
 

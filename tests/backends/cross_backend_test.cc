@@ -117,6 +117,8 @@ struct WeightData {
   std::vector<int64_t> shape;
   bool stacked = false;
   std::vector<std::vector<std::byte>> slices;
+  WeightQuant quant = {};  // block-scaled fp8: scales per slice
+  std::vector<std::vector<std::byte>> scale_slices = {};
 };
 
 struct OpCase {
@@ -181,6 +183,22 @@ class CaseBuilder {
     for (int64_t e = 0; e < experts; ++e) {
       w.slices.push_back(
           StoreAs(RandomFloats(n * k, seed + 97 * static_cast<uint32_t>(e), 0.5f), dtype));
+    }
+    return AddWeight(std::move(w));
+  }
+  // A block-scaled fp8 weight [n, k] (experts 0) or [experts, n, k] with random e4m3 bytes and
+  // scales (testing::Fp8BlockWeight), blocks [block_rows, block_cols].
+  CaseBuilder& Fp8(int64_t experts, int64_t n, int64_t k, int32_t block_rows, int32_t block_cols,
+                   uint32_t seed) {
+    const testing::Fp8BlockWeight q(experts, n, k, block_rows, block_cols, seed, 0.5f);
+    WeightData w{DType::kFp8E4M3, {}, experts > 0, {}, q.quant, {}};
+    w.shape = experts > 0 ? std::vector<int64_t>{experts, n, k} : std::vector<int64_t>{n, k};
+    const int64_t matrix = n * k, scales = q.ScaleRows() * q.ScaleCols();
+    for (int64_t e = 0; e < std::max<int64_t>(experts, 1); ++e) {
+      const auto* b = reinterpret_cast<const std::byte*>(q.bytes.data() + e * matrix);
+      w.slices.emplace_back(b, b + matrix);
+      const auto* sb = reinterpret_cast<const std::byte*>(q.scales.data() + e * scales);
+      w.scale_slices.emplace_back(sb, sb + scales * sizeof(float));
     }
     return AddWeight(std::move(w));
   }
@@ -269,9 +287,9 @@ void ReferenceAlign(const std::vector<int32_t>& ids, std::vector<int32_t>* sorte
                     std::vector<int32_t>* offsets) {
   sorted->assign(kP, 0);
   offsets->assign(kE + 1, 0);
-  TensorArg in{const_cast<int32_t*>(ids.data()), nullptr, DType::kI32, 2, {kT, kTopK, 0, 0}};
-  TensorArg out[2] = {{sorted->data(), nullptr, DType::kI32, 1, {kP, 0, 0, 0}},
-                      {offsets->data(), nullptr, DType::kI32, 1, {kE + 1, 0, 0, 0}}};
+  TensorArg in = testing::HostArg(ids.data(), DType::kI32, {kT, kTopK});
+  TensorArg out[2] = {testing::HostArg(sorted->data(), DType::kI32, {kP}),
+                      testing::HostArg(offsets->data(), DType::kI32, {kE + 1})};
   KernelArgs args;
   args.in = &in;
   args.num_in = 1;
@@ -287,9 +305,9 @@ void ReferenceExpertBatch(const std::vector<int32_t>& ids, std::vector<int32_t>*
                           std::vector<int32_t>* pairs) {
   experts->assign(kSlots, 0);
   pairs->assign(kSlots * kT, 0);
-  TensorArg in{const_cast<int32_t*>(ids.data()), nullptr, DType::kI32, 2, {kT, kTopK, 0, 0}};
-  TensorArg out[2] = {{experts->data(), nullptr, DType::kI32, 1, {kSlots, 0, 0, 0}},
-                      {pairs->data(), nullptr, DType::kI32, 2, {kSlots, kT, 0, 0}}};
+  TensorArg in = testing::HostArg(ids.data(), DType::kI32, {kT, kTopK});
+  TensorArg out[2] = {testing::HostArg(experts->data(), DType::kI32, {kSlots}),
+                      testing::HostArg(pairs->data(), DType::kI32, {kSlots, kT})};
   KernelArgs args;
   args.in = &in;
   args.num_in = 1;
@@ -700,6 +718,53 @@ std::vector<OpCase> BuildCases() {
                         .Output(DType::kF32, {kP, kH})
                         .Build());
   }
+  // Block-scaled fp8 weights: out / in not multiples of the blocks (in 200 against 128, out
+  // 37 and in 50 against [16, 16], [16, 32] on the experts), GEMV and GEMM rows.
+  cases.push_back(CaseBuilder("linear/fp8_128", "linear")
+                      .F32({kT, 200}, 70)
+                      .Fp8(0, 37, 200, 128, 128, 71)
+                      .Output(DType::kF32, {kT, 37})
+                      .Build());
+  cases.push_back(CaseBuilder("linear/fp8_16", "linear")
+                      .F32({kP, 50}, 72)
+                      .Fp8(0, 37, 50, 16, 16, 73)
+                      .Output(DType::kF32, {kP, 37})
+                      .Build());
+  cases.push_back(CaseBuilder("linear_silu_mul/fp8", "linear_silu_mul")
+                      .F32({kT, 50}, 74)
+                      .Fp8(0, 37, 50, 16, 16, 75)
+                      .Fp8(0, 37, 50, 16, 16, 76)
+                      .Output(DType::kF32, {kT, 37})
+                      .Build());
+  cases.push_back(CaseBuilder("grouped_matmul_silu_mul/fp8", "grouped_matmul_silu_mul")
+                      .F32({kP, 50}, 77)
+                      .I32({kE + 1}, offsets)
+                      .Fp8(kE, kI, 50, 16, 32, 78)
+                      .Fp8(kE, kI, 50, 16, 32, 79)
+                      .Output(DType::kF32, {kP, kI})
+                      .Build());
+  cases.push_back(CaseBuilder("grouped_matmul/fp8", "grouped_matmul")
+                      .F32({kP, kK}, 80)
+                      .I32({kE + 1}, offsets)
+                      .Fp8(kE, kH, kK, 16, 16, 81)
+                      .Output(DType::kF32, {kP, kH})
+                      .Build());
+  cases.push_back(CaseBuilder("expert_batched_gate_up_silu/fp8", "expert_batched_gate_up_silu")
+                      .F32({kT, 50}, 82)
+                      .I32({kSlots}, batch_experts)
+                      .I32({kSlots, kT}, batch_pairs)
+                      .Fp8(kE, kI, 50, 16, 32, 83)
+                      .Fp8(kE, kI, 50, 16, 32, 84)
+                      .Output(DType::kF32, {kP, kI})
+                      .Params(TopKParams{.top_k = kTopK})
+                      .Build());
+  cases.push_back(CaseBuilder("expert_batched_down/fp8", "expert_batched_down")
+                      .F32({kP, kI}, 85)
+                      .I32({kSlots}, batch_experts)
+                      .I32({kSlots, kT}, batch_pairs)
+                      .Fp8(kE, 50, kI, 16, 16, 86)
+                      .Output(DType::kF32, {kP, 50})
+                      .Build());
   return cases;
 }
 
@@ -784,6 +849,20 @@ StatusOr<RunResult> RunCase(Backend& backend, const OpCase& c, bool replay) {
       MG_ASSIGN_OR_RETURN(std::byte * table,
                           memory.Upload(slices.data(), slices.size() * sizeof(void*)));
       arg.expert_data = reinterpret_cast<const void* const*>(table);
+    }
+    arg.quant = w.quant;
+    std::vector<const void*> scales;
+    for (const std::vector<std::byte>& slice : w.scale_slices) {
+      MG_ASSIGN_OR_RETURN(std::byte * p, memory.Upload(slice.data(), slice.size()));
+      scales.push_back(p);
+    }
+    if (!scales.empty()) {
+      arg.scales = scales[0];
+      if (w.stacked) {
+        MG_ASSIGN_OR_RETURN(std::byte * table,
+                            memory.Upload(scales.data(), scales.size() * sizeof(void*)));
+        arg.expert_scales = reinterpret_cast<const void* const*>(table);
+      }
     }
     weights.push_back(arg);
   }

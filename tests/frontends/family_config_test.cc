@@ -620,6 +620,95 @@ TEST(DecoderConfig, PartialRotaryMustRotateAnEvenCount) {
       << c.status().ToString();
 }
 
+// quantization_config as DeepSeek-V3 and Qwen3-FP8 publish it.
+JsonValue Fp8Config(std::vector<std::pair<std::string, JsonValue>> fields) {
+  JsonValue::Object q = {
+      {"activation_scheme", JsonValue::String("dynamic")},
+      {"fmt", JsonValue::String("e4m3")},
+      {"quant_method", JsonValue::String("fp8")},
+      {"weight_block_size", JsonValue::MakeArray({JsonValue::Int(128), JsonValue::Int(128)})}};
+  for (auto& [key, value] : fields) {
+    bool replaced = false;
+    for (auto& [k, v] : q) {
+      if (k == key) {
+        v = value;
+        replaced = true;
+      }
+    }
+    if (!replaced) q.emplace_back(key, value);
+  }
+  return With(kQwen3_8B, "quantization_config", JsonValue::MakeObject(std::move(q)));
+}
+
+TEST(DecoderConfig, ReadsAnFp8BlockQuantizationConfig) {
+  StatusOr<DecoderConfig> c = ParseDecoder(Json(kQwen3_8B), {});
+  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  EXPECT_EQ(c->quantization.scheme, QuantScheme::kNone);
+  c = ParseDecoder(
+      Fp8Config(
+          {{"modules_to_not_convert",
+            JsonValue::MakeArray({JsonValue::String("lm_head"), JsonValue::String("mlp.gate")})}}),
+      {});
+  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  EXPECT_EQ(c->quantization.scheme, QuantScheme::kFp8Block);
+  EXPECT_EQ(c->quantization.block_rows, 128);
+  EXPECT_EQ(c->quantization.block_cols, 128);
+  EXPECT_EQ(c->quantization.Quant(), (WeightQuant{QuantScheme::kFp8Block, 128, 128}));
+  EXPECT_TRUE(c->quantization.NotConverted("lm_head.weight"));
+  EXPECT_TRUE(c->quantization.NotConverted("model.layers.3.mlp.gate.weight"));
+  EXPECT_FALSE(c->quantization.NotConverted("model.layers.3.mlp.gate_proj.weight"));
+  EXPECT_FALSE(c->quantization.NotConverted("model.layers.3.mlp.experts.0.up_proj.weight"));
+  // A parent module covers its children.
+  c = ParseDecoder(
+      Fp8Config(
+          {{"modules_to_not_convert", JsonValue::MakeArray({JsonValue::String("model.layers.0")})},
+           {"weight_block_size", JsonValue::MakeArray({JsonValue::Int(16), JsonValue::Int(32)})}}),
+      {});
+  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  EXPECT_EQ(c->quantization.block_rows, 16);
+  EXPECT_EQ(c->quantization.block_cols, 32);
+  EXPECT_TRUE(c->quantization.NotConverted("model.layers.0.self_attn.q_proj.weight"));
+  EXPECT_FALSE(c->quantization.NotConverted("model.layers.01.self_attn.q_proj.weight"));
+}
+
+TEST(DecoderConfig, QuantizationErrorsNameTheField) {
+  const std::string q = "config.json quantization_config: field ";
+  struct Case {
+    JsonValue json;
+    StatusCode code;
+    std::string message;
+  };
+  const Case cases[] = {
+      {Fp8Config({{"quant_method", JsonValue::String("gptq")}}), StatusCode::kUnimplemented,
+       q + "\"quant_method\" is \"gptq\"; supported: \"fp8\" (block-scaled e4m3 weights)"},
+      {Fp8Config({{"fmt", JsonValue::String("e5m2")}}), StatusCode::kUnimplemented,
+       q + "\"fmt\" is \"e5m2\"; supported: \"e4m3\""},
+      {Fp8Config({{"activation_scheme", JsonValue::String("static")}}), StatusCode::kUnimplemented,
+       q + "\"activation_scheme\" is \"static\"; supported: \"dynamic\" (weight-only "
+           "dequantization)"},
+      {Fp8Config({{"weight_block_size", JsonValue::Null()}}), StatusCode::kUnimplemented,
+       q + "\"weight_block_size\" is missing; only block-scaled fp8 ([rows, cols]) is supported"},
+      {Fp8Config({{"weight_block_size", JsonValue::MakeArray({JsonValue::Int(128)})}}),
+       StatusCode::kInvalidArgument,
+       q + "\"weight_block_size\" must be [rows, cols] of two integers >= 1, found [128]"},
+      {Fp8Config(
+           {{"weight_block_size", JsonValue::MakeArray({JsonValue::Int(0), JsonValue::Int(128)})}}),
+       StatusCode::kInvalidArgument,
+       q + "\"weight_block_size\" must be [rows, cols] of two integers >= 1, found [0,128]"},
+      {Fp8Config({{"modules_to_not_convert", JsonValue::String("lm_head")}}),
+       StatusCode::kInvalidArgument,
+       q + "\"modules_to_not_convert\" must be an array of strings, found a string"},
+      {With(kQwen3_8B, "quantization_config", JsonValue::String("fp8")),
+       StatusCode::kInvalidArgument,
+       "config.json: field \"quantization_config\" must be an object, found a string"},
+  };
+  for (const Case& c : cases) {
+    StatusOr<DecoderConfig> got = ParseDecoder(c.json, {});
+    EXPECT_EQ(got.status().code(), c.code) << got.status().ToString();
+    EXPECT_EQ(got.status().message(), c.message);
+  }
+}
+
 TEST(DecoderConfig, PartialRotaryIsRefusedUnlessTheFamilyOptsIn) {
   StatusOr<DecoderConfig> c =
       ParseDecoder(With(kQwen3_8B, "partial_rotary_factor", JsonValue::Double(0.5)), {});

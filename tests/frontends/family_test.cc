@@ -33,13 +33,17 @@ std::set<std::string> TensorsRead(const Graph& graph) {
   std::set<std::string> read;
   for (const Op& op : graph.ops()) {
     if (op.def->name != "weight") continue;
-    const std::string name = op.StringAttr("name");
     const int64_t experts = op.IntAttr("experts", 0);
-    if (experts == 0) {
-      read.insert(name);
-    } else {
-      for (int64_t e = 0; e < experts; ++e)
-        read.insert(ExpandExpertName(name, e));
+    // A quantized weight reads its scale tensor too.
+    for (const char* attr : {"name", "scale"}) {
+      if (!op.HasAttr(attr)) continue;
+      const std::string name = op.StringAttr(attr);
+      if (experts == 0) {
+        read.insert(name);
+      } else {
+        for (int64_t e = 0; e < experts; ++e)
+          read.insert(ExpandExpertName(name, e));
+      }
     }
   }
   return read;
@@ -151,6 +155,10 @@ TEST_P(FamilyGoldenTest, WeightListMatchesThePublishedCheckpoint) {
     StatusOr<const SafetensorsTensor*> t = model->checkpoint.Get(w.name);
     ASSERT_TRUE(t.ok()) << w.name;
     EXPECT_EQ((*t)->shape, w.shape) << w.name;
+    // An FP8 checkpoint adds each quantized linear's scales next to it.
+    if (model->checkpoint.Get(ScaleTensorName(w.name)).ok()) {
+      listed.insert(ScaleTensorName(w.name));
+    }
   }
   EXPECT_EQ(listed, stored);
 }
@@ -492,6 +500,147 @@ TEST_F(WeightLoaderTest, ErrorsNameTheTensorAndWhatWasExpected) {
   EXPECT_EQ(rows.status().code(), StatusCode::kInvalidArgument);
   EXPECT_EQ(rows.status().message(),
             file_ + ": tensor 'fused' [2, 4, 5]: rows [2, 6) are not inside its second dimension");
+}
+
+// ---- quantized weights -----------------------------------------------------------
+
+// FP8 block-quantized tensors as DeepSeek-V3 / Qwen3-FP8 store them: F8_E4M3 weights with
+// F32 `<name>_scale_inv` [ceil(N / 16), ceil(K / 16)], on sizes that leave partial edge blocks.
+class QuantizedWeightTest : public WeightLoaderTest {
+ protected:
+  Checkpoint WriteFp8() {
+    std::vector<TensorToWrite> t = {Tensor("q.weight", {37, 50}, DType::kFp8E4M3),
+                                    Tensor("q.weight_scale_inv", {3, 4}),
+                                    Tensor("norm.weight", {50}),
+                                    Tensor("skip.weight", {37, 50}, DType::kFp8E4M3),
+                                    Tensor("skip.weight_scale_inv", {3, 4}),
+                                    Tensor("bad.weight", {37, 50}, DType::kFp8E4M3),
+                                    Tensor("bad.weight_scale_inv", {3, 3}),
+                                    Tensor("f.experts.gate_up_proj", {2, 64, 50}, DType::kFp8E4M3),
+                                    Tensor("f.experts.gate_up_proj_scale_inv", {2, 4, 4})};
+    for (int e = 0; e < 2; ++e) {
+      const std::string p = "x.experts." + std::to_string(e) + ".down_proj.weight";
+      t.push_back(Tensor(p, {37, 50}, DType::kFp8E4M3));
+      t.push_back(Tensor(p + "_scale_inv", {3, 4}));
+    }
+    // Distinct scale bytes, to see which slice a pointer lands on.
+    for (TensorToWrite& tensor : t) {
+      for (size_t i = 0; i < tensor.bytes.size(); ++i)
+        tensor.bytes[i] = static_cast<char>(i * 7 + tensor.name.size());
+    }
+    return Write(std::move(t));
+  }
+  QuantizationConfig Fp8(std::vector<std::string> skip = {}) {
+    return QuantizationConfig{QuantScheme::kFp8Block, 16, 16, std::move(skip)};
+  }
+};
+
+TEST_F(QuantizedWeightTest, LoaderRecordsOneValueThatNamesItsScales) {
+  Checkpoint ckpt = WriteFp8();
+  GraphBuilder b("t");
+  WeightLoader loader(ckpt, b, Fp8());
+  StatusOr<ValueId> q = loader.Plain("q.weight", {37, 50});
+  ASSERT_TRUE(q.ok()) << q.status().ToString();
+  StatusOr<ValueId> norm = loader.Plain("norm.weight", {50});
+  ASSERT_TRUE(norm.ok()) << norm.status().ToString();
+  StatusOr<ValueId> down = loader.Stacked("x.experts.{e}.down_proj.weight", 2, {37, 50});
+  ASSERT_TRUE(down.ok()) << down.status().ToString();
+  StatusOr<ValueId> up = loader.FusedRows("f.experts.gate_up_proj", {2, 64, 50}, 32, 32);
+  ASSERT_TRUE(up.ok()) << up.status().ToString();
+  for (ValueId v : {*q, *norm, *down, *up})
+    b.Output(v);
+  StatusOr<Graph> g = std::move(b).Finish();
+  ASSERT_TRUE(g.ok()) << g.status().ToString();
+  const std::string text = PrintGraph(*g);
+  for (const char* want :
+       {"weight() {block_cols = 16, block_rows = 16, name = \"q.weight\", quant = \"fp8_block\", "
+        "scale = \"q.weight_scale_inv\"} : tensor<37 x 50 x fp8e4m3>",
+        "weight() {name = \"norm.weight\"} : tensor<50 x f32>",
+        "weight() {block_cols = 16, block_rows = 16, experts = 2, name = "
+        "\"x.experts.{e}.down_proj.weight\", quant = \"fp8_block\", scale = "
+        "\"x.experts.{e}.down_proj.weight_scale_inv\"} : tensor<2 x 37 x 50 x fp8e4m3>",
+        "weight() {block_cols = 16, block_rows = 16, experts = 2, name = "
+        "\"f.experts.gate_up_proj\", quant = \"fp8_block\", row_offset = 32, scale = "
+        "\"f.experts.gate_up_proj_scale_inv\"} : tensor<2 x 32 x 50 x fp8e4m3>"}) {
+    EXPECT_NE(text.find(want), std::string::npos) << want << "\n" << text;
+  }
+  EXPECT_TRUE(Verify(*g).ok()) << Verify(*g).ToString();
+
+  // Resolved and bound together: one TensorArg with its scale pointers.
+  StatusOr<WeightArgs> args = WeightArgs::FromCheckpoint(*g, ckpt);
+  ASSERT_TRUE(args.ok()) << args.status().ToString();
+  const TensorArg* qa = args->Find(*q);
+  ASSERT_NE(qa, nullptr);
+  EXPECT_EQ(qa->dtype, DType::kFp8E4M3);
+  EXPECT_EQ(qa->quant, (WeightQuant{QuantScheme::kFp8Block, 16, 16}));
+  EXPECT_EQ(qa->scales, ckpt.Get("q.weight_scale_inv").value()->data);
+  EXPECT_EQ(qa->data, ckpt.Get("q.weight").value()->data);
+  EXPECT_EQ(args->Find(*norm)->scales, nullptr);
+  EXPECT_FALSE(args->Find(*norm)->quant.quantized());
+  const TensorArg* da = args->Find(*down);
+  ASSERT_NE(da->expert_scales, nullptr);
+  for (int e = 0; e < 2; ++e) {
+    const std::string name = "x.experts." + std::to_string(e) + ".down_proj.weight_scale_inv";
+    EXPECT_EQ(da->expert_scale(e), ckpt.Get(name).value()->data) << e;
+  }
+  // The fused tensor's up half: rows 32.. of each expert, scale rows 2.. of its [4, 4] scales.
+  const TensorArg* ua = args->Find(*up);
+  const SafetensorsTensor* fused_scales = ckpt.Get("f.experts.gate_up_proj_scale_inv").value();
+  for (int e = 0; e < 2; ++e) {
+    EXPECT_EQ(ua->expert_scale(e), fused_scales->data + (e * 4 + 2) * 4 * sizeof(float)) << e;
+  }
+  const Op& op = g->ops()[3];
+  StatusOr<ResolvedWeight> resolved = ResolveWeight(op, g->type(op.results[0]), ckpt);
+  ASSERT_TRUE(resolved.ok()) << resolved.status().ToString();
+  ASSERT_EQ(resolved->scale_slices.size(), 2u);
+  EXPECT_EQ(resolved->scale_slices[1].bytes, 2 * 4 * sizeof(float));
+  EXPECT_EQ(resolved->scale_slices[1].offset,
+            fused_scales->file_offset + (4 + 2) * 4 * sizeof(float));
+}
+
+TEST_F(QuantizedWeightTest, ErrorsNameTheTensorsAndTheBlocks) {
+  Checkpoint ckpt = WriteFp8();
+  GraphBuilder b("t");
+  WeightLoader loader(ckpt, b, Fp8({"skip"}));
+  StatusOr<ValueId> bad = loader.Plain("bad.weight", {37, 50});
+  EXPECT_EQ(bad.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(bad.status().message(),
+            file_ +
+                ": scale tensor 'bad.weight_scale_inv' is F32 [3, 3], expected F32 [3, 4] "
+                "(weight_block_size [16, 16] over [37, 50])");
+  StatusOr<ValueId> skip = loader.Plain("skip.weight", {37, 50});
+  EXPECT_EQ(skip.status().code(), StatusCode::kUnimplemented);
+  EXPECT_EQ(skip.status().message(),
+            file_ +
+                ": tensor 'skip.weight' has dtype F8_E4M3; supported: F32, BF16, F16, and "
+                "F8_E4M3 with scales 'skip.weight_scale_inv' under a quantization_config of "
+                "quant_method \"fp8\" (this module is in modules_to_not_convert)");
+  // Rows of a fused tensor must start on a scale block.
+  StatusOr<ValueId> rows = loader.FusedRows("f.experts.gate_up_proj", {2, 64, 50}, 24, 24);
+  EXPECT_EQ(rows.status().code(), StatusCode::kUnimplemented);
+  EXPECT_EQ(rows.status().message(),
+            file_ +
+                ": tensor 'f.experts.gate_up_proj': rows from 24 do not start on a scale "
+                "block of 16 rows");
+  // Without a quantization_config an fp8 tensor is not read.
+  GraphBuilder b2("t");
+  WeightLoader plain(ckpt, b2);
+  EXPECT_EQ(plain.Plain("q.weight", {37, 50}).status().code(), StatusCode::kUnimplemented);
+  // A scale tensor that disagrees with the graph's blocks fails at resolve, naming both.
+  Op op;
+  op.def = LookupOp("weight");
+  op.attrs = {{"name", std::string("q.weight")},
+              {"quant", std::string("fp8_block")},
+              {"scale", std::string("q.weight_scale_inv")},
+              {"block_rows", int64_t{32}},
+              {"block_cols", int64_t{16}}};
+  const Type type = Type::Tensor(DType::kFp8E4M3, {Dim::Static(37), Dim::Static(50)});
+  StatusOr<ResolvedWeight> resolved = ResolveWeight(op, type, ckpt);
+  EXPECT_EQ(resolved.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(resolved.status().message(),
+            file_ +
+                ": scale tensor 'q.weight_scale_inv' of 'q.weight' has shape [3, 4], "
+                "expected [2, 4] (blocks of 32 x 16 over [37, 50])");
 }
 
 }  // namespace

@@ -68,7 +68,9 @@ inline std::vector<std::string> GoldenCases() {
           "glm4_moe_bf16",
           "dsv3_lora_g4",
           "dsv3_plain_g1",
-          "dsv3_bf16"};
+          "dsv3_bf16",
+
+          "qwen3_moe_fp8"};
 }
 
 inline std::string GoldenDir(const std::string& name) {

@@ -1,10 +1,13 @@
 // IR: text round trip, parser errors, printer robustness, verifier rules.
 #include <gtest/gtest.h>
 
+#include <cmath>
+
 #include "frontends/builder.h"
 #include "ir/op_registry.h"
 #include "ir/parser.h"
 #include "ir/printer.h"
+#include "ir/quant.h"
 #include "ir/verifier.h"
 
 namespace moegraph {
@@ -381,6 +384,79 @@ TEST(Registry, OnlyForwardMetaOpsHaveTokenRows) {
   for (const char* name : {"rope", "attention", "mlp", "moe", "topk_route", "moe_combine"}) {
     EXPECT_TRUE(LookupOp(name)->Has(kTokenRows)) << name;
   }
+}
+
+// ---- quantized weights --------------------------------------------------------
+
+// An fp8 block-quantized linear (out 37, in 50, blocks 16 x 16: edge blocks partial) and a
+// stacked fp8 expert weight: one value each, whose weight op names its scales.
+constexpr const char* kFp8Linear =
+    R"(graph @fp8(%meta: !forward_meta, %x: tensor<T x 50 x f32>) {
+  %w = weight() {block_cols = 16, block_rows = 16, name = "q_proj.weight", quant = "fp8_block", scale = "q_proj.weight_scale_inv"} : tensor<37 x 50 x fp8e4m3>
+  %y = linear(%x, %w) : tensor<T x 37 x f32>
+  %wd = weight() {block_cols = 16, block_rows = 16, experts = 3, name = "experts.{e}.down_proj.weight", quant = "fp8_block", scale = "experts.{e}.down_proj.weight_scale_inv"} : tensor<3 x 37 x 50 x fp8e4m3>
+  return %y
+}
+)";
+
+TEST(IrText, QuantizedWeightsRoundTripAndVerify) {
+  Graph g = ParseOrDie(kFp8Linear);
+  ASSERT_TRUE(Verify(g).ok()) << Verify(g).ToString();
+  EXPECT_EQ(PrintGraph(g), kFp8Linear);
+  StatusOr<WeightQuant> quant = WeightQuantOf(g.ops()[2]);
+  ASSERT_TRUE(quant.ok()) << quant.status().ToString();
+  EXPECT_EQ(*quant, (WeightQuant{QuantScheme::kFp8Block, 16, 16}));
+  EXPECT_EQ(QuantScaleShape(*quant, {3, 37, 50}), (std::vector<int64_t>{3, 3, 4}));
+  StatusOr<WeightQuant> plain = WeightQuantOf(ParseOrDie(kSharedExpertBlock).ops()[0]);
+  ASSERT_TRUE(plain.ok());
+  EXPECT_FALSE(plain->quantized());
+}
+
+TEST(Verifier, QuantizedWeightsNeedTheirScalesAndStorageDType) {
+  const std::string w =
+      R"({block_cols = 16, block_rows = 16, name = "q_proj.weight", quant = "fp8_block", scale = "q_proj.weight_scale_inv"} : tensor<37 x 50 x fp8e4m3>)";
+  EXPECT_TRUE(HasFault(
+      VerifyText(Replace(kFp8Linear, w, R"({name = "q_proj.weight"} : tensor<37 x 50 x fp8e4m3>)")),
+      0, "types", "an fp8e4m3 weight needs its scales"));
+  EXPECT_TRUE(
+      HasFault(VerifyText(Replace(kFp8Linear, "block_cols = 16, block_rows = 16, name = \"q_proj",
+                                  "block_rows = 16, name = \"q_proj")),
+               0, "types", "needs all of quant, scale, block_rows and block_cols"));
+  EXPECT_TRUE(
+      HasFault(VerifyText(Replace(kFp8Linear, "37 x 50 x fp8e4m3>\n  %y", "37 x 50 x bf16>\n  %y")),
+               0, "types", "a fp8_block weight is fp8e4m3 [..., N, K], got"));
+  EXPECT_TRUE(HasFault(VerifyText(Replace(kFp8Linear, "quant = \"fp8_block\", scale = \"q_proj",
+                                          "quant = \"int3\", scale = \"q_proj")),
+                       0, "types", "unknown quant \"int3\""));
+  EXPECT_TRUE(
+      HasFault(VerifyText(Replace(kFp8Linear, "block_cols = 16, block_rows = 16, name = \"q_proj",
+                                  "block_cols = 0, block_rows = 16, name = \"q_proj")),
+               0, "attributes", "'block_cols' = 0 is outside"));
+  // An fp8 weight is a matmul weight only: not an embedding table.
+  EXPECT_TRUE(HasFault(VerifyText(R"(graph @n(%meta: !forward_meta, %t: tensor<T x i32>) {
+  %w = weight() {block_cols = 16, block_rows = 16, name = "n.weight", quant = "fp8_block", scale = "n.weight_scale_inv"} : tensor<1 x 50 x fp8e4m3>
+  %y = embedding(%t, %w) : tensor<T x 50 x f32>
+  return %y
+}
+)"),
+                       1, "types", "must be f32, f16 or bf16"));
+}
+
+TEST(Fp8E4M3, DecodesEveryByteExactly) {
+  // Normals: (1 + m / 8) * 2^(e - 7); subnormals m / 8 * 2^-6; 0x7f / 0xff NaN; no infinity.
+  for (int v = 0; v < 256; ++v) {
+    const int sign = v & 0x80 ? -1 : 1, e = (v >> 3) & 0xf, m = v & 7;
+    const float got = Fp8E4M3ToF32(static_cast<uint8_t>(v));
+    if (e == 15 && m == 7) {
+      EXPECT_TRUE(std::isnan(got)) << v;
+      continue;
+    }
+    const double want = sign * (e == 0 ? std::ldexp(m / 8.0, -6) : std::ldexp(1 + m / 8.0, e - 7));
+    EXPECT_EQ(got, static_cast<float>(want)) << "byte " << v;
+  }
+  EXPECT_EQ(Fp8E4M3ToF32(0x7e), 448.0f);
+  EXPECT_EQ(Fp8E4M3ToF32(0x01), std::ldexp(1.0f, -9));
+  EXPECT_TRUE(std::signbit(Fp8E4M3ToF32(0x80)));
 }
 
 }  // namespace

@@ -20,6 +20,7 @@
 #include "ir/program.h"
 #include "kernels/cpu/dispatch.h"
 #include "kernels/cpu/reference_kernels.h"
+#include "kernels/cpu/simd_avx2.h"
 #include "support/half.h"
 #include "tests/testing/kv_cache_view.h"
 #include "tests/testing/tensors.h"
@@ -269,8 +270,10 @@ TEST(OptDispatchTest, PicksOptimisedKernelsOnlyWhereTheyApply) {
   EXPECT_STREQ(SelectCpuKernel(linear, false).variant, "avx2");
   EXPECT_EQ(SelectCpuKernel(linear, true).fn, &RefLinear);
   EXPECT_STREQ(SelectCpuKernel(linear, true).variant, "reference");
-  // fp8 weights and mixed gate/up dtypes have no optimised kernel.
-  EXPECT_EQ(SelectCpuKernel(Step("linear", {DType::kF32, DType::kFp8E4M3}), false).fn, &RefLinear);
+  // Block-scaled fp8 weights run the optimised kernel (which takes the blocks it can and runs
+  // the reference for the others); mixed gate/up dtypes and integer weights have none.
+  EXPECT_EQ(SelectCpuKernel(Step("linear", {DType::kF32, DType::kFp8E4M3}), false).fn, &OptLinear);
+  EXPECT_EQ(SelectCpuKernel(Step("linear", {DType::kF32, DType::kU8}), false).fn, &RefLinear);
   EXPECT_EQ(
       SelectCpuKernel(Step("linear_silu_mul", {DType::kF32, DType::kBF16, DType::kF16}), false).fn,
       &RefLinearSiluMul);
@@ -1018,6 +1021,113 @@ TEST(OptKernelsTest, ExpertBatchedMatmulsMatchReference) {
                         down.arg(hidden, inter)};
         down_call.out = {{DType::kF32, {pairs, hidden}}};
         ExpectMatches(RefExpertBatchedDown, OptExpertBatchedDown, down_call, "down " + what);
+      }
+    }
+  }
+}
+
+// ---- Block-scaled fp8 weights --------------------------------------------------------
+
+// The blocks a test runs: square, DeepSeek-V3's 128, rows != cols, and a block_cols the
+// optimised kernels do not take (12: the reference runs, with the same result).
+struct Fp8Blocks {
+  int32_t rows, cols;
+};
+constexpr Fp8Blocks kFp8Blocks[] = {{16, 16}, {128, 128}, {16, 32}, {8, 12}};
+
+std::string Name(const Fp8Blocks& b) {
+  return "fp8 [" + std::to_string(b.rows) + ", " + std::to_string(b.cols) + "]";
+}
+
+TEST(OptKernelsTest, Fp8LinearMatchesReferenceForGemvAndGemmRows) {
+  SKIP_WITHOUT_AVX2();
+  struct Shape {
+    int32_t rows;
+    int64_t k, n;
+  };
+  // k 200 / 300: a partial 128 block; n 37 / 50: partial row blocks and panels.
+  const Shape shapes[] = {{1, 200, 37}, {3, 129, 23}, {4, 37, 50}, {7, 300, 37}, {131, 200, 50}};
+  for (const Fp8Blocks& blocks : kFp8Blocks) {
+    for (const Shape& s : shapes) {
+      const std::vector<float> x = Random(s.rows * s.k, 1);
+      const testing::Fp8BlockWeight wg(0, s.n, s.k, blocks.rows, blocks.cols, 2, 0.5f);
+      const testing::Fp8BlockWeight wu(0, s.n, s.k, blocks.rows, blocks.cols, 3, 0.5f);
+      const std::string what = Name(blocks) + " rows " + std::to_string(s.rows) + " k " +
+                               std::to_string(s.k) + " n " + std::to_string(s.n);
+      Call linear;
+      linear.in = {Arg(x.data(), DType::kF32, {s.rows, s.k}), wg.arg()};
+      linear.out = {{DType::kF32, {s.rows, s.n}}};
+      ExpectMatches(RefLinear, OptLinear, linear, "linear " + what);
+      Call fused = linear;
+      fused.in.push_back(wu.arg());
+      ExpectMatches(RefLinearSiluMul, OptLinearSiluMul, fused, "linear_silu_mul " + what);
+    }
+  }
+}
+
+TEST(OptKernelsTest, Fp8ExpertKernelsMatchReference) {
+  SKIP_WITHOUT_AVX2();
+  const int64_t num_experts = 5, top_k = 2, inter = 37, hidden = 200;
+  const std::vector<int32_t> offsets = {0, 0, 1, 7, 10, 19};  // dot tiles and GEMM groups
+  for (const Fp8Blocks& blocks : kFp8Blocks) {
+    const testing::Fp8BlockWeight gate(num_experts, inter, hidden, blocks.rows, blocks.cols, 30,
+                                       0.5f);
+    const testing::Fp8BlockWeight up(num_experts, inter, hidden, blocks.rows, blocks.cols, 31,
+                                     0.5f);
+    const testing::Fp8BlockWeight down(num_experts, hidden, inter, blocks.rows, blocks.cols, 32,
+                                       0.5f);
+    const std::vector<float> xp = Random(19 * hidden, 33);
+    Call grouped;
+    grouped.in = {Arg(xp.data(), DType::kF32, {19, hidden}),
+                  Arg(offsets.data(), DType::kI32, {num_experts + 1}), gate.arg()};
+    grouped.out = {{DType::kF32, {19, inter}}};
+    ExpectMatches(RefGroupedMatmul, OptGroupedMatmul, grouped, "grouped_matmul " + Name(blocks));
+    grouped.in.push_back(up.arg());
+    ExpectMatches(RefGroupedMatmulSiluMul, OptGroupedMatmulSiluMul, grouped,
+                  "grouped_matmul_silu_mul " + Name(blocks));
+
+    // Decode: 3 tokens, experts {0, 3}, {3, 4}, {1, 0}.
+    const int32_t tokens = 3;
+    const int64_t pairs = tokens * top_k, slots = 4;
+    const std::vector<int32_t> batch_experts = {0, 1, 3, 4};
+    const std::vector<int32_t> batch_pairs = {0, 5, -1, 4, -1, -1, 1, 2, -1, 3, -1, -1};
+    const std::vector<float> x = Random(tokens * hidden, 34);
+    const std::vector<float> h = Random(pairs * inter, 35);
+    Call gate_up;
+    gate_up.in = {Arg(x.data(), DType::kF32, {tokens, hidden}),
+                  Arg(batch_experts.data(), DType::kI32, {slots}),
+                  Arg(batch_pairs.data(), DType::kI32, {slots, tokens}), gate.arg(), up.arg()};
+    gate_up.out = {{DType::kF32, {pairs, inter}}};
+    SetParams(gate_up.param_args, TopKParams{.top_k = top_k});
+    ExpectMatches(RefExpertBatchedGateUpSilu, OptExpertBatchedGateUpSilu, gate_up,
+                  "expert_batched_gate_up_silu " + Name(blocks));
+    Call down_call;
+    down_call.in = {Arg(h.data(), DType::kF32, {pairs, inter}), gate_up.in[1], gate_up.in[2],
+                    down.arg()};
+    down_call.out = {{DType::kF32, {pairs, hidden}}};
+    ExpectMatches(RefExpertBatchedDown, OptExpertBatchedDown, down_call,
+                  "expert_batched_down " + Name(blocks));
+  }
+}
+
+// Every e4m3 byte, through the vector decode, is Fp8E4M3ToF32's value (NaN for 0x7f / 0xff).
+TEST(OptKernelsTest, Fp8VectorDecodeIsExact) {
+  SKIP_WITHOUT_AVX2();
+  for (int v0 = 0; v0 < 256; v0 += 8) {
+    uint8_t bytes[8];
+    for (int i = 0; i < 8; ++i)
+      bytes[i] = static_cast<uint8_t>(v0 + i);
+    float got[8];
+    simd::StoreFp8x8(bytes, got);
+    for (int i = 0; i < 8; ++i) {
+      const float want = Fp8E4M3ToF32(bytes[i]);
+      if (std::isnan(want)) {
+        EXPECT_TRUE(std::isnan(got[i])) << int(bytes[i]);
+      } else {
+        uint32_t a, b;
+        std::memcpy(&a, &got[i], 4);
+        std::memcpy(&b, &want, 4);
+        EXPECT_EQ(a, b) << "byte " << int(bytes[i]);
       }
     }
   }

@@ -1688,6 +1688,117 @@ TEST_P(RefMoeRouteModes, MatchNaiveSparseMoeBlock) {
 
 INSTANTIATE_TEST_SUITE_P(Modes, RefMoeRouteModes, ::testing::ValuesIn(kRouteCases));
 
+// ---- Block-scaled fp8 weights --------------------------------------------------
+
+// Every matmul kernel reads a block-scaled fp8 weight as its dequantized values: the same
+// kernel on the dequantized f32 weight gives the same result, and linear matches a naive
+// double-precision product. Blocks [4, 8] leave partial edge blocks on every size here
+// (N 23 / K 37, I 11 / H 19).
+Weight DequantizedWeight(const testing::Fp8BlockWeight& q) {
+  return Weight{DType::kF32, q.Dequantized(), {}};
+}
+StackedWeight DequantizedStack(const testing::Fp8BlockWeight& q) {
+  StackedWeight w{q.experts, q.n, q.k, {}, {}};
+  const std::vector<float> all = q.Dequantized();
+  for (int64_t e = 0; e < q.experts; ++e) {
+    w.experts.push_back(
+        Weight{DType::kF32, {all.begin() + e * q.n * q.k, all.begin() + (e + 1) * q.n * q.k}, {}});
+  }
+  return w;
+}
+
+TEST(RefFp8Test, DenseMatmulsReadTheDequantizedWeight) {
+  const std::vector<float> x = Random(kT * kK, 60);
+  const testing::Fp8BlockWeight wg(0, kN, kK, 4, 8, 61), wu(0, kN, kK, 4, 8, 62);
+  const Weight fg = DequantizedWeight(wg), fu = DequantizedWeight(wu);
+  std::vector<float> out = Poisoned(kT * kN), want = Poisoned(kT * kN);
+  RunKernel(RefLinear, {F32(x, {kT, kK}), wg.arg()}, {F32(out, {kT, kN})});
+  RunKernel(RefLinear, {F32(x, {kT, kK}), fg.arg({kN, kK})}, {F32(want, {kT, kN})});
+  ExpectClose(out, want, 1e-6, "fp8 linear vs f32 linear of the dequantized weight");
+  ExpectClose(out, NaiveLinear(x, fg.values, kT, kT, kK, kN), kTol, "fp8 linear vs naive");
+
+  RunKernel(RefLinearSiluMul, {F32(x, {kT, kK}), wg.arg(), wu.arg()}, {F32(out, {kT, kN})});
+  RunKernel(RefLinearSiluMul, {F32(x, {kT, kK}), fg.arg({kN, kK}), fu.arg({kN, kK})},
+            {F32(want, {kT, kN})});
+  ExpectClose(out, want, 1e-6, "fp8 linear_silu_mul");
+
+  // mlp: gate/up [I, H], down [H, I].
+  const std::vector<float> xh = Random(kT * kH, 63);
+  const testing::Fp8BlockWeight g(0, kI, kH, 4, 8, 64), u(0, kI, kH, 4, 8, 65),
+      d(0, kH, kI, 4, 8, 66);
+  const Weight fgi = DequantizedWeight(g), fui = DequantizedWeight(u), fdi = DequantizedWeight(d);
+  Meta meta = Meta::Tokens(kReal, kT);
+  std::vector<float> mlp = Poisoned(kT * kH), mlp_want = Poisoned(kT * kH);
+  RunKernel(RefMlp, {F32(xh, {kT, kH}), g.arg(), u.arg(), d.arg()}, {F32(mlp, {kT, kH})},
+            {.meta = meta.view()});
+  RunKernel(RefMlp, {F32(xh, {kT, kH}), fgi.arg({kI, kH}), fui.arg({kI, kH}), fdi.arg({kH, kI})},
+            {F32(mlp_want, {kT, kH})}, {.meta = meta.view()});
+  ExpectClose(mlp, mlp_want, 1e-6, "fp8 mlp");
+}
+
+TEST(RefFp8Test, MoeKernelsReadPerExpertScales) {
+  constexpr int64_t kP = kT * kTopK, kSlots = std::min(kE, kP);
+  const std::vector<float> x = Random(kT * kH, 70);
+  const testing::Fp8BlockWeight gate(kE, kI, kH, 4, 8, 71), up(kE, kI, kH, 4, 8, 72),
+      down(kE, kH, kI, 4, 8, 73);
+  MoeWeights f{MakeWeight(kE * kH, DType::kF32, 74), DequantizedStack(gate), DequantizedStack(up),
+               DequantizedStack(down)};
+  Meta meta = Meta::Tokens(kReal, kT);
+  const std::vector<float> want = RunMoe(x, f, /*norm=*/1, 0, meta);
+  std::vector<float> out = Poisoned(kT * kH);
+  RunKernel(RefMoe, {F32(x, {kT, kH}), f.router.arg({kE, kH}), gate.arg(), up.arg(), down.arg()},
+            {F32(out, {kT, kH})}, TopkRouteParams{.top_k = kTopK, .norm_topk_prob = 1},
+            {.meta = meta.view()});
+  ExpectClose(out, want, 1e-6, "fp8 moe");
+
+  // The grouped and expert-batched kernels, on one set of routes.
+  std::vector<float> logits = Poisoned(kT * kE), route_weights = Poisoned(kT * kTopK);
+  std::vector<int32_t> ids = PoisonedI32(kT * kTopK);
+  RunKernel(RefLinear, {F32(x, {kT, kH}), f.router.arg({kE, kH})}, {F32(logits, {kT, kE})});
+  RunKernel(RefTopkRoute, {F32(logits, {kT, kE})},
+            {I32(ids, {kT, kTopK}), F32(route_weights, {kT, kTopK})},
+            TopkRouteParams{.top_k = kTopK, .norm_topk_prob = 1}, {.meta = meta.view()});
+  std::vector<int32_t> sorted = PoisonedI32(kP), offsets = PoisonedI32(kE + 1);
+  std::vector<float> xp = Poisoned(kP * kH);
+  RunKernel(RefMoeAlign, {I32(ids, {kT, kTopK})}, {I32(sorted, {kP}), I32(offsets, {kE + 1})},
+            NumExpertsParams{.num_experts = kE});
+  RunKernel(RefMoePermute, {F32(x, {kT, kH}), I32(sorted, {kP})}, {F32(xp, {kP, kH})},
+            TopKParams{.top_k = kTopK});
+  std::vector<float> hp = Poisoned(kP * kI), hp_want = Poisoned(kP * kI);
+  RunKernel(RefGroupedMatmulSiluMul,
+            {F32(xp, {kP, kH}), I32(offsets, {kE + 1}), gate.arg(), up.arg()}, {F32(hp, {kP, kI})});
+  RunKernel(RefGroupedMatmulSiluMul,
+            {F32(xp, {kP, kH}), I32(offsets, {kE + 1}), f.gate.arg(), f.up.arg()},
+            {F32(hp_want, {kP, kI})});
+  ExpectClose(hp, hp_want, 1e-6, "fp8 grouped_matmul_silu_mul");
+  std::vector<float> yp = Poisoned(kP * kH), yp_want = Poisoned(kP * kH);
+  RunKernel(RefGroupedMatmul, {F32(hp, {kP, kI}), I32(offsets, {kE + 1}), down.arg()},
+            {F32(yp, {kP, kH})});
+  RunKernel(RefGroupedMatmul, {F32(hp, {kP, kI}), I32(offsets, {kE + 1}), f.down.arg()},
+            {F32(yp_want, {kP, kH})});
+  ExpectClose(yp, yp_want, 1e-6, "fp8 grouped_matmul");
+
+  std::vector<int32_t> experts = PoisonedI32(kSlots), pairs = PoisonedI32(kSlots * kT);
+  RunKernel(RefMoeExpertBatch, {I32(ids, {kT, kTopK})},
+            {I32(experts, {kSlots}), I32(pairs, {kSlots, kT})},
+            NumExpertsParams{.num_experts = kE});
+  std::vector<float> h = Poisoned(kP * kI), h_want = Poisoned(kP * kI);
+  const std::vector<TensorArg> layout = {I32(experts, {kSlots}), I32(pairs, {kSlots, kT})};
+  RunKernel(RefExpertBatchedGateUpSilu,
+            {F32(x, {kT, kH}), layout[0], layout[1], gate.arg(), up.arg()}, {F32(h, {kP, kI})},
+            TopKParams{.top_k = kTopK});
+  RunKernel(RefExpertBatchedGateUpSilu,
+            {F32(x, {kT, kH}), layout[0], layout[1], f.gate.arg(), f.up.arg()},
+            {F32(h_want, {kP, kI})}, TopKParams{.top_k = kTopK});
+  ExpectClose(h, h_want, 1e-6, "fp8 expert_batched_gate_up_silu");
+  std::vector<float> y = Poisoned(kP * kH), y_want = Poisoned(kP * kH);
+  RunKernel(RefExpertBatchedDown, {F32(h, {kP, kI}), layout[0], layout[1], down.arg()},
+            {F32(y, {kP, kH})});
+  RunKernel(RefExpertBatchedDown, {F32(h, {kP, kI}), layout[0], layout[1], f.down.arg()},
+            {F32(y_want, {kP, kH})});
+  ExpectClose(y, y_want, 1e-6, "fp8 expert_batched_down");
+}
+
 // ---- Layout -------------------------------------------------------------------
 
 TEST(RefKernelsTest, SliceRowsCopiesRowsAndZeroesPastTheEnd) {

@@ -94,7 +94,10 @@ Plan TinyPlan() {
                                     /*row_offset=*/0,
                                     DType::kF32,
                                     {kVocab, kHidden},
-                                    {{"model.safetensors", 128, kVocab * kHidden * 4}}});
+                                    {{"model.safetensors", 128, kVocab * kHidden * 4}},
+                                    /*quant=*/{},
+                                    /*scale_name=*/"",
+                                    /*scale_slices=*/{}});
   plan.weights.push_back(PlanWeight{"model.layers.0.mlp.experts.{e}.down_proj.weight",
                                     /*experts=*/3,
                                     /*row_offset=*/2,
@@ -102,7 +105,10 @@ Plan TinyPlan() {
                                     {3, kHidden, 6},
                                     {{"model-00001-of-00002.safetensors", 4096, 96},
                                      {"model-00001-of-00002.safetensors", 8192, 96},
-                                     {"model-00002-of-00002.safetensors", 64, 96}}});
+                                     {"model-00002-of-00002.safetensors", 64, 96}},
+                                    /*quant=*/{},
+                                    /*scale_name=*/"",
+                                    /*scale_slices=*/{}});
   plan.key_options.chunk_size = 128;
   plan.key_options.max_chunks = 4;
   plan.key_options.decode_buckets = {4};
@@ -151,6 +157,66 @@ TEST(PlanFileTest, RoundTripsThroughBytes) {
   EXPECT_EQ(loaded->programs[0].steps[1].floats, (std::vector<float>{1e-6f, 0.5f, -3.25f}));
   EXPECT_EQ(loaded->source_ir, plan.source_ir);  // the embedded NUL survives
   EXPECT_FALSE(loaded->keys_share_one_arena);
+}
+
+// A quantized weight keeps its scheme, blocks, scale name and scale slices through the file;
+// its scales are checked like its slices.
+PlanWeight Fp8Weight() {
+  PlanWeight w;
+  w.name = "model.layers.0.mlp.experts.{e}.up_proj.weight";
+  w.experts = 2;
+  w.dtype = DType::kFp8E4M3;
+  w.shape = {2, 37, 50};
+  w.slices = {{"model-00001-of-00002.safetensors", 1024, 37 * 50},
+              {"model-00001-of-00002.safetensors", 4096, 37 * 50}};
+  w.quant = WeightQuant{QuantScheme::kFp8Block, 16, 16};
+  w.scale_name = "model.layers.0.mlp.experts.{e}.up_proj.weight_scale_inv";
+  w.scale_slices = {{"model-00002-of-00002.safetensors", 256, 3 * 4 * 4},
+                    {"model-00002-of-00002.safetensors", 512, 3 * 4 * 4}};
+  return w;
+}
+
+TEST(PlanFileTest, RoundTripsAQuantizedWeight) {
+  Plan plan = TinyPlan();
+  plan.weights.push_back(Fp8Weight());
+  ASSERT_TRUE(ValidatePlan(plan, kSource).ok()) << ValidatePlan(plan, kSource).ToString();
+  StatusOr<Plan> loaded = DeserializePlan(SerializePlan(plan), kSource);
+  ASSERT_TRUE(loaded.ok()) << loaded.status().ToString();
+  EXPECT_EQ(*loaded, plan);
+  EXPECT_EQ(loaded->weights.back().quant, (WeightQuant{QuantScheme::kFp8Block, 16, 16}));
+  EXPECT_EQ(loaded->weights.back().scale_slices[1].offset, 512u);
+  EXPECT_FALSE(loaded->weights[0].quant.quantized());
+}
+
+TEST(PlanFileTest, QuantizedWeightInconsistenciesAreNamed) {
+  const std::string what = "weight 'model.layers.0.mlp.experts.{e}.up_proj.weight'";
+  struct Case {
+    void (*corrupt)(PlanWeight&);
+    std::string expected;
+  };
+  const Case cases[] = {
+      {[](PlanWeight& w) { w.scale_slices.pop_back(); },
+       what + " has 1 scale slices, expected 2 (one per slice)"},
+      {[](PlanWeight& w) { w.scale_slices[0].bytes = 40; },
+       what + " scale slice 0 is 'model-00002-of-00002.safetensors' @256 (40 bytes), expected a "
+              "file and 48 bytes"},
+      {[](PlanWeight& w) { w.quant = {}; },
+       what + " is fp8e4m3 with 2 scale slices but names no quantization scheme"},
+      {[](PlanWeight& w) { w.quant.scheme = static_cast<QuantScheme>(7); },
+       what + " has quantization scheme 7, expected 1 (fp8_block)"},
+      {[](PlanWeight& w) { w.quant.block_cols = 0; },
+       what + " has scale blocks 16 x 0, expected positive sizes"},
+      {[](PlanWeight& w) { w.scale_name.clear(); }, what + " names no scale tensor"},
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.expected);
+    Plan plan = TinyPlan();
+    plan.weights.push_back(Fp8Weight());
+    c.corrupt(plan.weights.back());
+    const Status direct = ValidatePlan(plan, kSource);
+    EXPECT_EQ(direct.code(), StatusCode::kDataLoss);
+    EXPECT_NE(direct.message().find(c.expected), std::string::npos) << direct.message();
+  }
 }
 
 TEST(PlanFileTest, RoundTripsKvLayersOfMixedGeometry) {

@@ -32,4 +32,72 @@ inline TensorArg HostArg(const void* data, DType dtype, const std::vector<int64_
   return arg;
 }
 
+// A block-quantized fp8 weight (QuantScheme::kFp8Block): `experts` matrices [n, k] (experts 0:
+// one plain [n, k] weight) of seeded random e4m3 bytes (every code but NaN, so subnormals,
+// zeros and +-448 occur) with positive scales [ceil(n / block_rows), ceil(k / block_cols)]
+// per matrix, and the f32 values a kernel must see.
+struct Fp8BlockWeight {
+  int64_t experts = 0, n = 0, k = 0;
+  WeightQuant quant;
+  std::vector<uint8_t> bytes;  // [max(experts, 1), n, k]
+  std::vector<float> scales;   // [max(experts, 1), ScaleRows(n), ScaleCols(k)]
+  std::vector<const void*> data_ptrs, scale_ptrs;
+
+  Fp8BlockWeight(int64_t num_experts, int64_t rows, int64_t cols, int32_t block_rows,
+                 int32_t block_cols, uint32_t seed, float scale = 1.0f)
+      : experts(num_experts),
+        n(rows),
+        k(cols),
+        quant{QuantScheme::kFp8Block, block_rows, block_cols} {
+    const int64_t m = std::max<int64_t>(experts, 1);
+    std::mt19937 rng(seed);
+    std::uniform_int_distribution<int> byte(0, 255);
+    bytes.resize(static_cast<size_t>(m * n * k));
+    for (uint8_t& b : bytes) {
+      b = static_cast<uint8_t>(byte(rng));
+      if ((b & 0x7f) == 0x7f) b ^= 0x01;  // NaN -> +-448
+    }
+    std::uniform_real_distribution<float> s(0.5f, 1.5f);
+    scales.resize(static_cast<size_t>(m * ScaleRows() * ScaleCols()));
+    for (float& v : scales)
+      v = s(rng) * scale / 448.0f;
+    for (int64_t e = 0; e < m; ++e) {
+      data_ptrs.push_back(bytes.data() + e * n * k);
+      scale_ptrs.push_back(scales.data() + e * ScaleRows() * ScaleCols());
+    }
+  }
+  int64_t ScaleRows() const { return quant.ScaleRows(n); }
+  int64_t ScaleCols() const { return quant.ScaleCols(k); }
+  // Element (r, c) of matrix e, dequantized.
+  float At(int64_t e, int64_t r, int64_t c) const {
+    const float v = Fp8E4M3ToF32(bytes[static_cast<size_t>((e * n + r) * k + c)]);
+    return v * scales[static_cast<size_t>((e * ScaleRows() + r / quant.block_rows) * ScaleCols() +
+                                          c / quant.block_cols)];
+  }
+  // Every matrix dequantized: [max(experts, 1), n, k] f32.
+  std::vector<float> Dequantized() const {
+    std::vector<float> out(bytes.size());
+    for (int64_t e = 0; e < std::max<int64_t>(experts, 1); ++e) {
+      for (int64_t r = 0; r < n; ++r) {
+        for (int64_t c = 0; c < k; ++c)
+          out[static_cast<size_t>((e * n + r) * k + c)] = At(e, r, c);
+      }
+    }
+    return out;
+  }
+  // The kernel argument: fp8e4m3 [n, k] with `scales`, or [experts, n, k] with per-expert
+  // data and scale pointers.
+  TensorArg arg() const {
+    TensorArg a = experts == 0 ? HostArg(bytes.data(), DType::kFp8E4M3, {n, k})
+                               : HostArg(bytes.data(), DType::kFp8E4M3, {experts, n, k});
+    a.quant = quant;
+    a.scales = scales.data();
+    if (experts > 0) {
+      a.expert_data = data_ptrs.data();
+      a.expert_scales = scale_ptrs.data();
+    }
+    return a;
+  }
+};
+
 }  // namespace moegraph::testing

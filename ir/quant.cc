@@ -1,0 +1,73 @@
+// Quantization scheme names and scale shapes.
+#include "ir/quant.h"
+
+#include <cstdint>
+#include <string>
+
+#include "ir/graph.h"
+
+namespace moegraph {
+
+const char* QuantSchemeName(QuantScheme scheme) {
+  switch (scheme) {
+    case QuantScheme::kNone:
+      return "none";
+    case QuantScheme::kFp8Block:
+      return "fp8_block";
+  }
+  return "none";
+}
+
+std::optional<QuantScheme> ParseQuantScheme(std::string_view name) {
+  if (name == "fp8_block") return QuantScheme::kFp8Block;
+  return std::nullopt;
+}
+
+DType QuantWeightDType(QuantScheme scheme) {
+  return scheme == QuantScheme::kFp8Block ? DType::kFp8E4M3 : DType::kF32;
+}
+
+DType QuantScaleDType(QuantScheme scheme) {
+  (void)scheme;
+  return DType::kF32;
+}
+
+StatusOr<WeightQuant> WeightQuantOf(const Op& op) {
+  const char* keys[] = {"quant", "scale", "block_rows", "block_cols"};
+  int present = 0;
+  for (const char* key : keys)
+    present += op.HasAttr(key) ? 1 : 0;
+  WeightQuant quant;
+  if (present == 0) return quant;
+  const std::string where = "weight '" + op.StringAttr("name") + "'";
+  if (present != 4) {
+    return InvalidArgument(where +
+                           ": a quantized weight needs all of quant, scale, block_rows and "
+                           "block_cols");
+  }
+  const std::optional<QuantScheme> scheme = ParseQuantScheme(op.StringAttr("quant"));
+  if (!scheme) {
+    return InvalidArgument(where + ": unknown quant \"" + op.StringAttr("quant") +
+                           "\", expected \"fp8_block\"");
+  }
+  quant.scheme = *scheme;
+  const int64_t rows = op.IntAttr("block_rows"), cols = op.IntAttr("block_cols");
+  if (rows < 1 || cols < 1 || rows > INT32_MAX || cols > INT32_MAX) {
+    return InvalidArgument(where + ": block_rows and block_cols must be in [1, 2^31), got " +
+                           std::to_string(rows) + " and " + std::to_string(cols));
+  }
+  quant.block_rows = static_cast<int32_t>(rows);
+  quant.block_cols = static_cast<int32_t>(cols);
+  if (op.StringAttr("scale").empty()) return InvalidArgument(where + ": empty scale name");
+  return quant;
+}
+
+std::vector<int64_t> QuantScaleShape(const WeightQuant& quant, const std::vector<int64_t>& shape) {
+  std::vector<int64_t> out(shape.begin(), shape.end());
+  if (out.size() < 2 || !quant.quantized()) return out;
+  out[out.size() - 2] = quant.ScaleRows(out[out.size() - 2]);
+  out[out.size() - 1] = quant.ScaleCols(out[out.size() - 1]);
+  return out;
+}
+
+}  // namespace moegraph

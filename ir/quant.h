@@ -1,0 +1,89 @@
+// Quantized weights: the scheme a `weight` op's `quant` attribute names, the block of the
+// weight matrix each scale covers, and the element decodes the kernels share.
+#pragma once
+
+#include <cstdint>
+#include <cstring>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "ir/dtype.h"
+#include "support/status.h"
+
+namespace moegraph {
+
+enum class QuantScheme : uint8_t {
+  kNone = 0,
+  // fp8e4m3 elements; one f32 scale (the checkpoint's `weight_scale_inv`: dequantized =
+  // fp8 * scale) per block of block_rows x block_cols elements of each [N, K] matrix.
+  kFp8Block = 1,
+};
+
+// IR spelling of the `quant` attribute: "fp8_block".
+const char* QuantSchemeName(QuantScheme scheme);
+std::optional<QuantScheme> ParseQuantScheme(std::string_view name);
+// The dtype a scheme's weight value has (its storage format) and its scales' dtype.
+DType QuantWeightDType(QuantScheme scheme);
+DType QuantScaleDType(QuantScheme scheme);
+
+// How one weight value is quantized; scheme kNone: a plain f32/bf16/f16 weight.
+struct WeightQuant {
+  QuantScheme scheme = QuantScheme::kNone;
+  int32_t block_rows = 0;  // output rows (N) one scale covers
+  int32_t block_cols = 0;  // input columns (K) one scale covers
+
+  bool quantized() const { return scheme != QuantScheme::kNone; }
+  // Scale rows / columns of one [rows, cols] matrix: ceil(rows / block_rows), ...
+  int64_t ScaleRows(int64_t rows) const { return (rows + block_rows - 1) / block_rows; }
+  int64_t ScaleCols(int64_t cols) const { return (cols + block_cols - 1) / block_cols; }
+  bool operator==(const WeightQuant&) const = default;
+};
+
+struct Op;
+
+// A `weight` op's quantization from its attributes `quant` (scheme name), `scale` (the scale
+// tensor's checkpoint name; {e} expands like the weight's), `block_rows`, `block_cols`: all
+// four or none. InvalidArgument naming the weight and the attribute otherwise.
+StatusOr<WeightQuant> WeightQuantOf(const Op& op);
+
+// The scale tensor's shape for a weight of `shape` ([N, K], or [E, N, K] stacked: the scales
+// are then [E, ceil(N / br), ceil(K / bc)]).
+std::vector<int64_t> QuantScaleShape(const WeightQuant& quant, const std::vector<int64_t>& shape);
+
+// The checkpoint name of the scales of weight tensor `name` ("...down_proj.weight" ->
+// "...down_proj.weight_scale_inv", as DeepSeek-V3 / Qwen3-FP8 checkpoints and transformers'
+// fused FP8 experts name them).
+inline std::string ScaleTensorName(std::string_view name) {
+  return std::string(name) + "_scale_inv";
+}
+
+// The value of an OCP fp8 e4m3fn byte (bias 7, no infinities; S.1111.111 is NaN), exact,
+// subnormals included.
+inline float Fp8E4M3ToF32(uint8_t v) {
+  const uint32_t sign = static_cast<uint32_t>(v & 0x80) << 24;
+  const uint32_t exp = (v >> 3) & 0xf, mant = v & 0x7;
+  uint32_t bits;
+  if (exp == 0xf && mant == 0x7) {
+    bits = sign | 0x7fc00000u;
+  } else if (exp != 0) {
+    bits = sign | ((exp + 120) << 23) | (mant << 20);
+  } else if (mant == 0) {
+    bits = sign;
+  } else {
+    // Subnormal: mant * 2^-9, normalised.
+    int shift = 0;
+    uint32_t m = mant;
+    while ((m & 0x8) == 0) {
+      m <<= 1;
+      ++shift;
+    }
+    bits = sign | (static_cast<uint32_t>(121 - shift) << 23) | ((m & 0x7) << 20);
+  }
+  float f;
+  std::memcpy(&f, &bits, sizeof(f));
+  return f;
+}
+
+}  // namespace moegraph
