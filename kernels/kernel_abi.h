@@ -10,8 +10,8 @@
 #include <new>
 
 #include "ir/dtype.h"
-#include "ir/op_params.h"
 #include "ir/kv_layer.h"
+#include "ir/op_params.h"
 
 namespace moegraph {
 
@@ -148,7 +148,7 @@ struct KvCacheView {
 constexpr int kMaxKernelInts = 8;
 constexpr int kMaxKernelFloats = 4;
 // A decoded params struct fits in this many bytes.
-constexpr size_t kMaxKernelParamBytes = 64;
+constexpr size_t kMaxKernelParamBytes = 96;  // MoeParams: 88
 
 // Everything one kernel call needs.
 struct KernelArgs {
