@@ -305,13 +305,33 @@ Status CheckMoeOptions(const MoeOptions& o) {
     return InvalidArgument(block + ": norm_min (" + std::to_string(o.norm_min) +
                            ") needs norm_topk_prob");
   }
-  if (o.router_bias) return NeedsOp(block, "router_bias", std::string("router bias ") + kBiasOp);
-  if (o.expert_bias) {
-    return NeedsOp(block, "expert_bias",
-                   "expert biases need bias operands on the grouped GEMMs (the GPT-OSS family "
-                   "issue)");
+  const bool clamped = o.expert_mlp.activation == Activation::kClampedSwiglu;
+  if (!clamped && o.router_bias) {
+    return NeedsOp(block, "router_bias", std::string("router bias ") + kBiasOp);
   }
-  MG_RETURN_IF_ERROR(CheckMlpOptions(o.expert_mlp, "MoE experts"));
+  if (!clamped && o.expert_bias) {
+    return NeedsOp(block, "expert_bias",
+                   "expert biases on SiLU experts need bias operands on the grouped GEMMs (only "
+                   "the clamped SwiGLU experts take them)");
+  }
+  if (clamped) {
+    if (o.router_bias != o.expert_bias) {
+      return InvalidArgument(block +
+                             ": clamped SwiGLU experts take router_bias and expert_bias "
+                             "together or neither");
+    }
+    if (o.score_correction_bias || o.shared_expert) {
+      return InvalidArgument(block +
+                             ": clamped SwiGLU experts take no correction bias or "
+                             "shared expert");
+    }
+    if (!(o.swiglu_limit > 0.0) || !std::isfinite(o.swiglu_limit) ||
+        !std::isfinite(o.swiglu_alpha)) {
+      return InvalidArgument(block + ": swiglu_limit must be finite and > 0, swiglu_alpha finite");
+    }
+  } else {
+    MG_RETURN_IF_ERROR(CheckMlpOptions(o.expert_mlp, "MoE experts"));
+  }
   if (o.expert_mlp.bias) {
     return NeedsOp(block, "expert_mlp.bias",
                    "expert biases need bias operands on the moe op and the grouped GEMMs (the "
@@ -348,6 +368,19 @@ StatusOr<ValueId> BuildMoe(GraphBuilder& b, const MoeOptions& o, const MoeWeight
   attrs.erase("row_offset");
   std::vector<ValueId> operands = {b.meta(), x, w.router, w.gate, w.up, w.down};
   if (o.score_correction_bias) operands.push_back(w.correction_bias);
+  if (o.expert_mlp.activation == Activation::kClampedSwiglu) {
+    const MoeParams moe{route, static_cast<int64_t>(ExpertActivation::kClampedSwiglu),
+                        o.swiglu_alpha, o.swiglu_limit};
+    attrs = ParamsToAttrs(moe);
+    attrs.erase("row_offset");
+    operands = {b.meta(), x, w.router, w.gate_up, w.down};
+    if (o.router_bias) {
+      if (w.router_bias == kNoValue || w.gate_up_bias == kNoValue || w.down_bias == kNoValue) {
+        return InvalidArgument("MoE '" + name + "': router_bias / expert_bias without the weights");
+      }
+      operands.insert(operands.end(), {w.router_bias, w.gate_up_bias, w.down_bias});
+    }
+  }
   ValueId routed = b.Add1("moe", operands, attrs, name);
   if (!o.shared_expert) return routed;
   // The shared expert is an ordinary MLP and takes %meta like every other one.

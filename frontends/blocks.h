@@ -106,7 +106,7 @@ StatusOr<ValueId> BuildMlaAttention(GraphBuilder& b, const MlaOptions& options,
 enum class Activation {
   kSilu,           // SwiGLU: silu(gate x) * up x
   kGeluTanh,       // Unimplemented: GeGLU with tanh-approximated GELU (Gemma)
-  kClampedSwiglu,  // Unimplemented: clamped SwiGLU with alpha and limit (GPT-OSS)
+  kClampedSwiglu,  // GPT-OSS: MoE experts only (MoeOptions); Unimplemented in a dense MLP
 };
 const char* ActivationName(Activation activation);
 
@@ -150,12 +150,18 @@ struct MoeOptions {
   int64_t top_k_groups = 0;            // groups kept (topk_group); 0: all num_groups
   bool score_correction_bias = false;  // e_score_correction_bias [E]: MoeWeights::correction_bias
   double routed_scaling_factor = 1.0;  // the final weights' factor
-  double norm_min = 0.0;       // with norm_topk_prob (Ernie's moe_norm_min; GLM's + 1e-20 is 1e-20)
-  bool router_bias = false;    // Unimplemented: bias on the router GEMM (GPT-OSS)
-  bool expert_bias = false;    // Unimplemented: biases on the expert GEMMs (GPT-OSS)
-  MlpOptions expert_mlp;       // the experts' activation (SiLU only today; no bias)
-  bool shared_expert = false;  // an always-on dense MLP added to the routed output
-  MlpOptions shared_mlp;       // the shared expert's MLP
+  double norm_min = 0.0;  // with norm_topk_prob (Ernie's moe_norm_min; GLM's + 1e-20 is 1e-20)
+  // GPT-OSS's experts: expert_mlp.activation = kClampedSwiglu over MoeWeights::gate_up [E, H,
+  // 2I] (interleaved gate/up columns) and down [E, I, H], transformers' [in, out] layout (the
+  // moe op's activation = 1). router_bias and expert_bias go with it, both or neither
+  // (Unimplemented with SiLU experts).
+  bool router_bias = false;         // MoeWeights::router_bias [E], added to the router logits
+  bool expert_bias = false;         // MoeWeights::gate_up_bias [E, 2I] and down_bias [E, H]
+  double swiglu_alpha = 1.702;      // clamped SwiGLU's sigmoid gain
+  double swiglu_limit = 7.0;        // and its clamp
+  MlpOptions expert_mlp;            // the experts' activation (SiLU or clamped SwiGLU; no bias)
+  bool shared_expert = false;       // an always-on dense MLP added to the routed output
+  MlpOptions shared_mlp;            // the shared expert's MLP
   bool shared_expert_gate = false;  // sigmoid(x @ gate^T) * shared (Qwen2-MoE)
 };
 
@@ -163,8 +169,12 @@ struct MoeWeights {
   ValueId router = kNoValue;           // [E, H]
   ValueId gate = kNoValue;             // [E, I, H] stacked
   ValueId up = kNoValue;               // [E, I, H] stacked
-  ValueId down = kNoValue;             // [E, H, I] stacked
+  ValueId down = kNoValue;             // [E, H, I] stacked ([E, I, H] with clamped SwiGLU)
   ValueId correction_bias = kNoValue;  // [E] f32, with score_correction_bias
+  ValueId gate_up = kNoValue;          // [E, H, 2I] [in, out], clamped SwiGLU (gate/up unused)
+  ValueId router_bias = kNoValue;      // [E], with router_bias
+  ValueId gate_up_bias = kNoValue;     // [E, 2I], with expert_bias
+  ValueId down_bias = kNoValue;        // [E, H], with expert_bias
   MlpWeights shared;                   // with shared_expert
   ValueId shared_gate = kNoValue;      // [1, H], with shared_expert_gate
 };

@@ -234,6 +234,71 @@ struct TopkRouteParams {
   constexpr int64_t KeptGroups() const { return top_k_groups > 0 ? top_k_groups : num_groups; }
 };
 
+// The experts' activation of a moe op (MoeParams::activation).
+enum class ExpertActivation : int64_t {
+  kSilu = 0,           // SwiGLU: silu(gate x) * (up x); gate/up [E, I, H], down [E, H, I]
+  kClampedSwiglu = 1,  // GPT-OSS: ClampedSwigluParams' rule on transformers' [in, out] experts
+};
+
+// Converts a base struct's fields to P's (P derives from the base), so a
+// derived struct lists its base's fields without writing them twice.
+template <typename P, typename Base, size_t N>
+constexpr std::array<ParamField<P>, N> DerivedFields(const std::array<ParamField<Base>, N>& base) {
+  std::array<ParamField<P>, N> out{};
+  for (size_t i = 0; i < N; ++i) {
+    out[i] = ParamField<P>{
+        base[i].name,
+        base[i].int_member ? static_cast<IntMember<P>>(base[i].int_member) : nullptr,
+        base[i].float_member ? static_cast<FloatMember<P>>(base[i].float_member) : nullptr,
+        base[i].min,
+        base[i].max,
+        base[i].required,
+        base[i].has_default,
+        base[i].int_default,
+        base[i].float_default};
+  }
+  return out;
+}
+
+// moe: the route (TopkRouteParams, which moe-lower hands to topk_route
+// unchanged) and the experts' activation. activation 0 (absent) is SwiGLU over
+// gate/up [E, I, H] and down [E, H, I]; 1 is GPT-OSS's clamped SwiGLU
+// (ClampedSwigluParams with swiglu_alpha / swiglu_limit) over transformers'
+// [in, out] experts: gate_up [E, H, 2I] with interleaved gate (even) / up (odd)
+// columns and down [E, I, H].
+struct MoeParams : TopkRouteParams {
+  static constexpr const char* kName = "MoeParams";
+  int64_t activation = 0;  // ExpertActivation
+  double swiglu_alpha = 1.702;
+  double swiglu_limit = 7.0;
+  static constexpr auto Fields() {
+    const auto route = DerivedFields<MoeParams>(TopkRouteParams::Fields());
+    std::array<ParamField<MoeParams>, route.size() + 3> out{};
+    for (size_t i = 0; i < route.size(); ++i)
+      out[i] = route[i];
+    out[route.size()] =
+        OptionalIntField("activation", &MoeParams::activation, 0, 1, /*default_value=*/0);
+    out[route.size() + 1] =
+        OptionalFloatField("swiglu_alpha", &MoeParams::swiglu_alpha, /*default_value=*/1.702);
+    out[route.size() + 2] =
+        OptionalFloatField("swiglu_limit", &MoeParams::swiglu_limit, /*default_value=*/7.0);
+    return out;
+  }
+};
+
+// clamped_swiglu: x [R, 2I] holds interleaved (gate, up) pairs; per pair i,
+// g = min(x[2i], limit), u = clamp(x[2i + 1], -limit, limit),
+// out[i] = (u + 1) * g * sigmoid(alpha * g) (transformers' GptOssExperts).
+struct ClampedSwigluParams {
+  static constexpr const char* kName = "ClampedSwigluParams";
+  double alpha = 0;
+  double limit = 0;
+  static constexpr auto Fields() {
+    return std::array{FloatField("alpha", &ClampedSwigluParams::alpha),
+                      FloatField("limit", &ClampedSwigluParams::limit)};
+  }
+};
+
 // moe_align, moe_expert_batch.
 struct NumExpertsParams {
   static constexpr const char* kName = "NumExpertsParams";
@@ -244,7 +309,8 @@ struct NumExpertsParams {
 };
 
 // moe_permute, moe_unpermute_reduce, expert_batched_gate_up_silu: pair p is
-// (token p / top_k, its (p % top_k)-th expert).
+// (token p / top_k, its (p % top_k)-th expert). expert_batched_matmul_kn: pair
+// p reads x row p / top_k (top_k 1 when x already holds one row per pair).
 struct TopKParams {
   static constexpr const char* kName = "TopKParams";
   int64_t top_k = 0;

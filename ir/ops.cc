@@ -438,6 +438,59 @@ Status CheckRoute(const InferContext& ctx, int64_t num_experts, int bias_index) 
   return Status::Ok();
 }
 
+// Operand index `index` is a float bias with `dims`.
+Status CheckBias(const InferContext& ctx, int index, const std::vector<Dim>& dims,
+                 const char* role) {
+  MG_RETURN_IF_ERROR(RequireTensor(ctx, index, static_cast<int>(dims.size()), role));
+  MG_RETURN_IF_ERROR(RequireFloat(ctx, index, role));
+  for (size_t d = 0; d < dims.size(); ++d) {
+    MG_RETURN_IF_ERROR(RequireSameDim(ctx, In(ctx, index).dims[d], dims[d], role));
+  }
+  return Status::Ok();
+}
+
+// Stacked [in, out] expert weights [E, K, N] (transformers' layout).
+Status CheckStackedKn(const InferContext& ctx, int index, const Dim& experts, const Dim& k,
+                      const Dim& n, const char* role) {
+  MG_RETURN_IF_ERROR(RequireTensor(ctx, index, 3, role));
+  MG_RETURN_IF_ERROR(RequireFloat(ctx, index, role));
+  const Type& t = In(ctx, index);
+  MG_RETURN_IF_ERROR(RequireSameDim(ctx, t.dims[0], experts, std::string(role) + " experts"));
+  MG_RETURN_IF_ERROR(RequireSameDim(ctx, t.dims[1], k, std::string(role) + " rows (in)"));
+  MG_RETURN_IF_ERROR(RequireSameDim(ctx, t.dims[2], n, std::string(role) + " columns (out)"));
+  return Status::Ok();
+}
+
+// moe with activation 1: x, router, gate_up [E, H, 2I], down [E, I, H], and
+// optionally (all three or none) the router bias [E], gate_up bias [E, 2I]
+// and down bias [E, H].
+StatusOr<std::vector<Type>> InferMoeClampedSwiglu(const InferContext& ctx, const Dim& experts,
+                                                  const Dim& hidden) {
+  const size_t n = ctx.operands.size();
+  if (n != 4 && n != 7) {
+    return ShapeError(ctx,
+                      "activation = 1 takes x, router, gate_up, down and optionally the "
+                      "router, gate_up and down biases (4 or 7 operands), got " +
+                          std::to_string(n));
+  }
+  MG_RETURN_IF_ERROR(RequireTensor(ctx, 2, 3, "gate_up"));
+  const Dim& two_inter = In(ctx, 2).dims[2];
+  MG_RETURN_IF_ERROR(RequireStatic(ctx, two_inter, "gate_up columns"));
+  if (two_inter.size % 2 != 0) {
+    return ShapeError(ctx,
+                      "gate_up [E, H, 2I] needs an even column count, got " + Describe(In(ctx, 2)));
+  }
+  const Dim inter = S(two_inter.size / 2);
+  MG_RETURN_IF_ERROR(CheckStackedKn(ctx, 2, experts, hidden, two_inter, "gate_up"));
+  MG_RETURN_IF_ERROR(CheckStackedKn(ctx, 3, experts, inter, hidden, "down"));
+  if (n == 7) {
+    MG_RETURN_IF_ERROR(CheckBias(ctx, 4, {experts}, "router bias [E]"));
+    MG_RETURN_IF_ERROR(CheckBias(ctx, 5, {experts, two_inter}, "gate_up bias [E, 2I]"));
+    MG_RETURN_IF_ERROR(CheckBias(ctx, 6, {experts, hidden}, "down bias [E, H]"));
+  }
+  return std::vector<Type>{In(ctx, 0)};
+}
+
 StatusOr<std::vector<Type>> InferMoe(const InferContext& ctx) {
   MG_RETURN_IF_ERROR(RequireTensor(ctx, 0, 2, "x"));
   MG_RETURN_IF_ERROR(RequireDType(ctx, 0, DType::kF32, "x"));
@@ -447,11 +500,27 @@ StatusOr<std::vector<Type>> InferMoe(const InferContext& ctx) {
   const Dim& experts = In(ctx, 1).dims[0];
   MG_RETURN_IF_ERROR(RequireSameDim(ctx, In(ctx, 1).dims[1], hidden, "router [E,H]"));
   MG_RETURN_IF_ERROR(RequireStatic(ctx, experts, "expert count"));
-  MG_RETURN_IF_ERROR(CheckRoute(ctx, experts.size, /*bias_index=*/5));
+  MG_ASSIGN_OR_RETURN(const MoeParams p, ParamsFromAttrs<MoeParams>(ctx.op.attrs, ctx.op.name()));
+  const bool clamped = p.activation == static_cast<int64_t>(ExpertActivation::kClampedSwiglu);
+  // The clamped variant's biases are the router's and the experts', never a correction bias.
+  MG_RETURN_IF_ERROR(CheckRoute(ctx, experts.size, /*bias_index=*/clamped ? 99 : 5));
   // The fused op's reference kernel keeps a row's logits and routes on the stack.
   if (experts.size > kMoeOpMaxExperts || ctx.op.IntAttr("top_k") > kMoeOpMaxTopK) {
     return ShapeError(ctx, "the fused moe op supports at most " + std::to_string(kMoeOpMaxExperts) +
                                " experts and top_k " + std::to_string(kMoeOpMaxTopK));
+  }
+  if (clamped) {
+    if (!(p.swiglu_limit > 0.0) || !std::isfinite(p.swiglu_limit) ||
+        !std::isfinite(p.swiglu_alpha)) {
+      return ShapeError(ctx, "swiglu_limit must be finite and > 0 and swiglu_alpha finite");
+    }
+    return InferMoeClampedSwiglu(ctx, experts, hidden);
+  }
+  if (ctx.operands.size() < 5 || ctx.operands.size() > 6) {
+    return ShapeError(ctx,
+                      "activation 0 takes x, router, gate, up, down and optionally the "
+                      "score-correction bias (5 or 6 operands), got " +
+                          std::to_string(ctx.operands.size()));
   }
   MG_RETURN_IF_ERROR(RequireTensor(ctx, 2, 3, "gate"));
   const Dim& inter = In(ctx, 2).dims[1];
@@ -559,6 +628,52 @@ StatusOr<std::vector<Type>> InferExpertBatchedDown(const InferContext& ctx) {
   const Type& w = In(ctx, 3);
   MG_RETURN_IF_ERROR(CheckStacked(ctx, 3, w.dims[0], w.dims[1], In(ctx, 0).dims[1], "down"));
   return std::vector<Type>{F32({In(ctx, 0).dims[0], w.dims[1]})};
+}
+
+// x [P, K], offsets [E + 1], w [E, K, N], optional bias [E, N] -> [P, N].
+StatusOr<std::vector<Type>> InferGroupedMatmulKn(const InferContext& ctx) {
+  MG_RETURN_IF_ERROR(RequireTensor(ctx, 0, 2, "x"));
+  MG_RETURN_IF_ERROR(RequireTensor(ctx, 1, 1, "expert_offsets"));
+  MG_RETURN_IF_ERROR(RequireDType(ctx, 1, DType::kI32, "expert_offsets"));
+  MG_RETURN_IF_ERROR(RequireStatic(ctx, In(ctx, 1).dims[0], "expert_offsets"));
+  if (In(ctx, 1).dims[0].size < 2) {
+    return ShapeError(ctx, "expert_offsets must hold num_experts + 1 >= 2 entries");
+  }
+  const Dim experts = S(In(ctx, 1).dims[0].size - 1);
+  MG_RETURN_IF_ERROR(RequireTensor(ctx, 2, 3, "weight"));
+  const Dim& n = In(ctx, 2).dims[2];
+  MG_RETURN_IF_ERROR(CheckStackedKn(ctx, 2, experts, In(ctx, 0).dims[1], n, "weight"));
+  if (ctx.operands.size() > 3) MG_RETURN_IF_ERROR(CheckBias(ctx, 3, {experts, n}, "bias [E, N]"));
+  return std::vector<Type>{F32({In(ctx, 0).dims[0], n})};
+}
+
+// x [R, K], batch layout, w [E, K, N], optional bias [E, N] -> [R * top_k, N].
+StatusOr<std::vector<Type>> InferExpertBatchedMatmulKn(const InferContext& ctx) {
+  MG_RETURN_IF_ERROR(RequireTensor(ctx, 0, 2, "x"));
+  MG_RETURN_IF_ERROR(RequireStatic(ctx, In(ctx, 0).dims[0], "rows"));
+  MG_RETURN_IF_ERROR(CheckBatchLayout(ctx, 1));
+  MG_RETURN_IF_ERROR(RequireTensor(ctx, 3, 3, "weight"));
+  const Dim experts = In(ctx, 3).dims[0];
+  const Dim& n = In(ctx, 3).dims[2];
+  MG_RETURN_IF_ERROR(CheckStackedKn(ctx, 3, experts, In(ctx, 0).dims[1], n, "weight"));
+  if (ctx.operands.size() > 4) MG_RETURN_IF_ERROR(CheckBias(ctx, 4, {experts, n}, "bias [E, N]"));
+  return std::vector<Type>{F32({S(In(ctx, 0).dims[0].size * ctx.op.IntAttr("top_k")), n})};
+}
+
+// x [R, 2I] -> [R, I].
+StatusOr<std::vector<Type>> InferClampedSwiglu(const InferContext& ctx) {
+  MG_RETURN_IF_ERROR(RequireTensor(ctx, 0, 2, "x"));
+  MG_RETURN_IF_ERROR(RequireDType(ctx, 0, DType::kF32, "x"));
+  const Dim& cols = In(ctx, 0).dims[1];
+  MG_RETURN_IF_ERROR(RequireStatic(ctx, cols, "columns"));
+  if (cols.size % 2 != 0) {
+    return ShapeError(
+        ctx, "x [R, 2I] holds (gate, up) pairs: an even column count, got " + Describe(In(ctx, 0)));
+  }
+  if (!(ctx.op.FloatAttr("limit", 0.0) > 0.0)) {
+    return ShapeError(ctx, "attribute 'limit' must be > 0");
+  }
+  return std::vector<Type>{F32({In(ctx, 0).dims[0], S(cols.size / 2)})};
 }
 
 StatusOr<std::vector<Type>> InferMoeCombine(const InferContext& ctx) {
@@ -781,13 +896,15 @@ std::vector<OpDef> BuildDefs() {
        .infer = InferMlp},
       {.name = "moe",
        .summary = "sparse MoE block: router, top-k (TopkRouteParams; optional last operand "
-                  "the score-correction bias [E]), SwiGLU experts, weighted sum",
+                  "the score-correction bias [E]), SwiGLU experts, weighted sum; activation = 1: "
+                  "GPT-OSS's clamped SwiGLU over gate_up [E, H, 2I] / down [E, I, H] with the "
+                  "router and expert biases",
        .example = "%y = moe(%meta, %x, %router, %wg, %wu, %wd) {norm_topk_prob = 1, top_k = 8} : "
                   "tensor<T x 2048 x f32>",
-       .min_data_operands = 5,
-       .max_data_operands = 6,
+       .min_data_operands = 4,
+       .max_data_operands = 7,
        .traits = kTokenRowsPure,
-       .params = &kParamsInfo<TopkRouteParams>,
+       .params = &kParamsInfo<MoeParams>,
        .infer = InferMoe},
       {.name = "topk_route",
        .summary = "top-k routing (softmax or sigmoid scores, optional score-correction bias "
@@ -865,6 +982,32 @@ std::vector<OpDef> BuildDefs() {
        .max_data_operands = 4,
        .traits = kPure | kKernel,
        .infer = InferExpertBatchedDown},
+      {.name = "grouped_matmul_kn",
+       .summary = "per-expert row groups times that expert's [in, out] weight, plus its bias",
+       .example = "%y = grouped_matmul_kn(%xp, %offsets, %w, %b) : tensor<512 x 5760 x f32>",
+       .min_data_operands = 3,
+       .max_data_operands = 4,
+       .traits = kPure | kKernel,
+       .infer = InferGroupedMatmulKn},
+      {.name = "expert_batched_matmul_kn",
+       .summary = "decode: per active expert, its pairs' rows (x row p / top_k) times its "
+                  "[in, out] weight, plus its bias",
+       .example = "%y = expert_batched_matmul_kn(%x, %be, %bp, %w, %b) {top_k = 4} : "
+                  "tensor<64 x 5760 x f32>",
+       .min_data_operands = 4,
+       .max_data_operands = 5,
+       .traits = kPure | kKernel,
+       .params = &kParamsInfo<TopKParams>,
+       .infer = InferExpertBatchedMatmulKn},
+      {.name = "clamped_swiglu",
+       .summary = "GPT-OSS's SwiGLU on interleaved (gate, up) pairs: (clamp(u) + 1) * g * "
+                  "sigmoid(alpha * g), g = min(gate, limit)",
+       .example = "%h = clamped_swiglu(%gu) {alpha = 1.702, limit = 7.0} : tensor<T x 2880 x f32>",
+       .min_data_operands = 1,
+       .max_data_operands = 1,
+       .traits = kPure | kKernel,
+       .params = &kParamsInfo<ClampedSwigluParams>,
+       .infer = InferClampedSwiglu},
       {.name = "moe_combine",
        .summary = "weighted sum of each token's k expert rows",
        .example = "%y = moe_combine(%meta, %yp, %w) : tensor<8 x 2048 x f32>",

@@ -10,14 +10,79 @@
 namespace moegraph {
 namespace {
 
+// GPT-OSS's experts (activation 1): %meta, x, router, gate_up [E, H, 2I], down [E, I, H]
+// [, router bias, gate_up bias, down bias]. The [in, out] weights are read in place by the
+// *_kn GEMMs; clamped_swiglu takes the interleaved (gate, up) columns as they come.
+StatusOr<ValueId> LowerClampedSwigluMoe(const Graph& graph, const Op& op, const MoeParams& p,
+                                        MoePhase phase, OpEmitter& emit, const std::string& hint) {
+  const ValueId meta = op.operands[0], x = op.operands[1], router = op.operands[2];
+  const ValueId gate_up = op.operands[3], down = op.operands[4];
+  const bool has_bias = op.operands.size() == 8;
+  const ValueId router_bias = has_bias ? op.operands[5] : kNoValue;
+  const ValueId gate_up_bias = has_bias ? op.operands[6] : kNoValue;
+  const ValueId down_bias = has_bias ? op.operands[7] : kNoValue;
+  const TopkRouteParams& route_params = p;
+  const int64_t top_k = p.top_k;
+  const int64_t num_experts = graph.type(router).dims[0].size;
+  const AttrMap experts = ParamsToAttrs(NumExpertsParams{.num_experts = num_experts});
+  const AttrMap act =
+      ParamsToAttrs(ClampedSwigluParams{.alpha = p.swiglu_alpha, .limit = p.swiglu_limit});
+  // The operands of a *_kn GEMM: its inputs, then the bias when the op has biases.
+  auto with_bias = [&](std::vector<ValueId> in, ValueId bias) {
+    if (has_bias) in.push_back(bias);
+    return in;
+  };
+  MG_ASSIGN_OR_RETURN(ValueId logits, emit.Emit1("linear", {x, router}, {}, hint + ".router"));
+  if (has_bias) {
+    MG_ASSIGN_OR_RETURN(logits,
+                        emit.Emit1("bias_add", {logits, router_bias}, {}, hint + ".router_bias"));
+  }
+  AttrMap route_attrs = ParamsToAttrs(route_params);
+  MG_ASSIGN_OR_RETURN(std::vector<ValueId> route,
+                      emit.Emit("topk_route", {meta, logits}, route_attrs, hint + ".route"));
+  const ValueId ids = route[0], weights = route[1];
+  if (phase == MoePhase::kPrefill) {
+    const AttrMap pairs = ParamsToAttrs(TopKParams{.top_k = top_k});
+    MG_ASSIGN_OR_RETURN(std::vector<ValueId> align,
+                        emit.Emit("moe_align", {ids}, experts, hint + ".align"));
+    const ValueId sorted = align[0], offsets = align[1];
+    MG_ASSIGN_OR_RETURN(ValueId xp,
+                        emit.Emit1("moe_permute", {x, sorted}, pairs, hint + ".permuted"));
+    MG_ASSIGN_OR_RETURN(
+        ValueId gu, emit.Emit1("grouped_matmul_kn", with_bias({xp, offsets, gate_up}, gate_up_bias),
+                               {}, hint + ".gate_up"));
+    MG_ASSIGN_OR_RETURN(ValueId h, emit.Emit1("clamped_swiglu", {gu}, act, hint + ".act"));
+    MG_ASSIGN_OR_RETURN(
+        ValueId y, emit.Emit1("grouped_matmul_kn", with_bias({h, offsets, down}, down_bias), {},
+                              hint + ".down"));
+    return emit.Emit1("moe_unpermute_reduce", {y, sorted, weights}, pairs, hint + ".out");
+  }
+  MG_ASSIGN_OR_RETURN(std::vector<ValueId> batch,
+                      emit.Emit("moe_expert_batch", {ids}, experts, hint + ".batch"));
+  MG_ASSIGN_OR_RETURN(ValueId gu,
+                      emit.Emit1("expert_batched_matmul_kn",
+                                 with_bias({x, batch[0], batch[1], gate_up}, gate_up_bias),
+                                 ParamsToAttrs(TopKParams{.top_k = top_k}), hint + ".gate_up"));
+  MG_ASSIGN_OR_RETURN(ValueId h, emit.Emit1("clamped_swiglu", {gu}, act, hint + ".act"));
+  // h holds one row per pair: top_k 1.
+  MG_ASSIGN_OR_RETURN(ValueId y, emit.Emit1("expert_batched_matmul_kn",
+                                            with_bias({h, batch[0], batch[1], down}, down_bias),
+                                            ParamsToAttrs(TopKParams{.top_k = 1}), hint + ".down"));
+  return emit.Emit1("moe_combine", {meta, y, weights}, {}, hint + ".out");
+}
+
 // %meta, x, router, gate, up, down[, bias]: the routing attributes and the
 // optional score-correction bias go to topk_route unchanged.
 StatusOr<ValueId> LowerMoe(const Graph& graph, const Op& op, MoePhase phase, OpEmitter& emit,
                            const std::string& hint) {
   const ValueId meta = op.operands[0], x = op.operands[1], router = op.operands[2];
   const ValueId gate = op.operands[3], up = op.operands[4], down = op.operands[5];
-  // moe and topk_route share TopkRouteParams: the route is the moe op's.
-  MG_ASSIGN_OR_RETURN(const TopkRouteParams route_params, OpParams<TopkRouteParams>(op));
+  // The route is the moe op's MoeParams minus the activation.
+  MG_ASSIGN_OR_RETURN(const MoeParams moe_params, OpParams<MoeParams>(op));
+  const TopkRouteParams& route_params = moe_params;
+  if (moe_params.activation == static_cast<int64_t>(ExpertActivation::kClampedSwiglu)) {
+    return LowerClampedSwigluMoe(graph, op, moe_params, phase, emit, hint);
+  }
   const int64_t top_k = route_params.top_k;
   const int64_t num_experts = graph.type(router).dims[0].size;
   const AttrMap pairs = ParamsToAttrs(TopKParams{.top_k = top_k});

@@ -51,5 +51,11 @@ void OptExpertBatchedGateUpSilu(const KernelArgs& args);
 void OptExpertBatchedDown(const KernelArgs& args);
 void OptMoeCombine(const KernelArgs& args);
 void OptMoeUnpermuteReduce(const KernelArgs& args);
+// GPT-OSS's experts (opt_moe_kn.cc): [in, out] weights read four rows at a time as long
+// contiguous runs (a column chunk per work unit) into up to 4 activation rows' outputs, the bias
+// added per chunk; the clamped SwiGLU is the reference's scalar math split over the pool.
+void OptGroupedMatmulKn(const KernelArgs& args);
+void OptExpertBatchedMatmulKn(const KernelArgs& args);
+void OptClampedSwiglu(const KernelArgs& args);
 
 }  // namespace moegraph

@@ -5,6 +5,7 @@
 #include <cmath>
 #include <cstdint>
 #include <limits>
+#include <vector>
 
 #include "kernels/cpu/reference_kernels.h"
 #include "kernels/cpu/thread_pool.h"
@@ -42,6 +43,33 @@ void CheckStackedWeight(const char* kernel, const TensorArg& w, int64_t e, int64
                          w.shape[0] == e && w.shape[1] == n && w.shape[2] == k &&
                          (!w.quant.quantized() || w.expert_scales != nullptr),
                      kernel, "stacked weight must be f32/bf16/f16 or block-scaled fp8 [E, N, K]");
+}
+
+void CheckStackedKnWeight(const char* kernel, const TensorArg& w, int64_t e, int64_t k, int64_t n) {
+  MG_KERNEL_CONTRACT(IsWeightDType(w.dtype) && w.expert_data != nullptr && w.rank == 3 &&
+                         w.shape[0] == e && w.shape[1] == k && w.shape[2] == n,
+                     kernel, "stacked [in, out] weight must be f32/bf16/f16 [E, K, N]");
+}
+
+// The optional expert bias in[index] [E, N], or null when absent.
+const TensorArg* ExpertBias(const KernelArgs& args, int index, int64_t e, int64_t n,
+                            const char* kernel) {
+  if (args.num_in <= index) return nullptr;
+  const TensorArg& b = args.in[index];
+  MG_KERNEL_CONTRACT(IsWeightDType(b.dtype) && b.data != nullptr && b.numel() == e * n, kernel,
+                     "bias must be f32/bf16/f16 [E, N]");
+  return &b;
+}
+
+// x [K] times expert e's [K, N] weight, column j, plus bias b[e, j].
+float DotKn(const float* x, const TensorArg& w, int64_t e, int64_t k, int64_t n, int64_t j,
+            const TensorArg* bias) {
+  float acc = 0.0f;
+  const void* we = w.expert(e);
+  for (int64_t i = 0; i < k; ++i)
+    acc += x[i] * ref_detail::LoadWeight(we, w.dtype, i * n + j);
+  if (bias != nullptr) acc += ref_detail::LoadWeight(bias->data, bias->dtype, e * n + j);
+  return acc;
 }
 
 // One row's route by TopkRouteParams' rule (ir/op_params.h): the top_k
@@ -156,8 +184,76 @@ void GroupedMatmul(const KernelArgs& args, const TensorArg& wg, const TensorArg*
 
 }  // namespace
 
+namespace {
+
+// RefMoe with activation 1 (GPT-OSS): see reference_kernels.h.
+void RefMoeClampedSwiglu(const KernelArgs& args, const MoeParams& params) {
+  const float* x = args.in[0].as<const float>();
+  const TensorArg& router = args.in[1];
+  const TensorArg& gate_up = args.in[2];
+  const TensorArg& down = args.in[3];
+  float* out = args.out[0].as<float>();
+  const int64_t top_k = params.top_k;
+  const int64_t num_rows = NumRows(args.out[0]);
+  const int64_t hidden = RowSize(args.out[0]);
+  const int64_t num_experts = router.dim(0);
+  const int64_t inter = gate_up.dim(2) / 2;
+  MG_KERNEL_CONTRACT(top_k > 0 && top_k <= kRefMaxTopK && num_experts > 0 &&
+                         num_experts <= kRefMaxExperts && RowSize(args.in[0]) == hidden &&
+                         NumRows(args.in[0]) == num_rows && (args.num_in == 4 || args.num_in == 7),
+                     "moe", "x must be [T, H] with 0 < top_k <= 64, 0 < E <= 4096, 4 or 7 inputs");
+  MG_KERNEL_CONTRACT(RouteParamsOk(params, num_experts), "moe",
+                     "num_groups must divide E and top_k_groups <= num_groups");
+  CheckPlainWeight("moe", router, num_experts, hidden);
+  CheckStackedKnWeight("moe", gate_up, num_experts, hidden, 2 * inter);
+  CheckStackedKnWeight("moe", down, num_experts, inter, hidden);
+  const TensorArg* router_bias = ExpertBias(args, 4, 1, num_experts, "moe");
+  const TensorArg* gate_up_bias = ExpertBias(args, 5, num_experts, 2 * inter, "moe");
+  const TensorArg* down_bias = ExpertBias(args, 6, num_experts, hidden, "moe");
+  const float alpha = static_cast<float>(params.swiglu_alpha);
+  const float limit = static_cast<float>(params.swiglu_limit);
+  const int64_t num_real = NumRealRowsAt(args, num_rows, params.row_offset);
+  ParallelFor(args.num_threads, num_rows, [&](int64_t begin, int64_t end) {
+    std::vector<float> h(static_cast<size_t>(inter));
+    for (int64_t t = begin; t < end; ++t) {
+      float* out_row = out + t * hidden;
+      std::fill(out_row, out_row + hidden, 0.0f);
+      if (t >= num_real) continue;
+      const float* x_row = x + t * hidden;
+      float logits[kRefMaxExperts];
+      for (int64_t e = 0; e < num_experts; ++e) {
+        logits[e] = DotWeight(x_row, router.data, router.dtype, e * hidden, hidden);
+        if (router_bias != nullptr) {
+          logits[e] += ref_detail::LoadWeight(router_bias->data, router_bias->dtype, e);
+        }
+      }
+      int32_t ids[kRefMaxTopK];
+      float weights[kRefMaxTopK];
+      RouteRow(logits, nullptr, num_experts, params, ids, weights);
+      for (int64_t j = 0; j < top_k; ++j) {
+        const int32_t e = ids[j];
+        if (e < 0) continue;
+        for (int64_t i = 0; i < inter; ++i) {
+          const float g = DotKn(x_row, gate_up, e, hidden, 2 * inter, 2 * i, gate_up_bias);
+          const float u = DotKn(x_row, gate_up, e, hidden, 2 * inter, 2 * i + 1, gate_up_bias);
+          h[static_cast<size_t>(i)] = ref_detail::ClampedSwiglu(g, u, alpha, limit);
+        }
+        for (int64_t c = 0; c < hidden; ++c) {
+          out_row[c] += weights[j] * DotKn(h.data(), down, e, inter, hidden, c, down_bias);
+        }
+      }
+    }
+  });
+}
+
+}  // namespace
+
 void RefMoe(const KernelArgs& args) {
-  const TopkRouteParams& params = Params<TopkRouteParams>(args);
+  const MoeParams& params = Params<MoeParams>(args);
+  if (params.activation == static_cast<int64_t>(ExpertActivation::kClampedSwiglu)) {
+    RefMoeClampedSwiglu(args, params);
+    return;
+  }
   const float* x = args.in[0].as<const float>();
   const TensorArg& router = args.in[1];
   const TensorArg& gate = args.in[2];
@@ -477,6 +573,83 @@ void RefMoeCombine(const KernelArgs& args) {
         const float w = route_weights[p];
         for (int64_t c = 0; c < hidden; ++c)
           out_row[c] += w * y[p * hidden + c];
+      }
+    }
+  });
+}
+
+void RefGroupedMatmulKn(const KernelArgs& args) {
+  const float* x = args.in[0].as<const float>();
+  const TensorArg& offsets_arg = args.in[1];
+  const int32_t* offsets = offsets_arg.as<const int32_t>();
+  const TensorArg& w = args.in[2];
+  float* out = args.out[0].as<float>();
+  const int64_t num_rows = NumRows(args.out[0]);
+  const int64_t n = RowSize(args.out[0]);
+  const int64_t k = RowSize(args.in[0]);
+  const int64_t num_experts = w.dim(0);
+  MG_KERNEL_CONTRACT(offsets_arg.numel() >= num_experts + 1 && NumRows(args.in[0]) == num_rows,
+                     "grouped_matmul_kn", "offsets must be [E + 1] and x [P, K] for out [P, N]");
+  CheckStackedKnWeight("grouped_matmul_kn", w, num_experts, k, n);
+  const TensorArg* bias = ExpertBias(args, 3, num_experts, n, "grouped_matmul_kn");
+  ParallelFor(args.num_threads, num_rows, [&](int64_t begin, int64_t end) {
+    for (int64_t r = begin; r < end; ++r) {
+      const int64_t e = ExpertOfRow(offsets, num_experts, num_rows, r);
+      for (int64_t j = 0; j < n; ++j)
+        out[r * n + j] = e < 0 ? 0.0f : DotKn(x + r * k, w, e, k, n, j, bias);
+    }
+  });
+}
+
+void RefExpertBatchedMatmulKn(const KernelArgs& args) {
+  const TopKParams& params = Params<TopKParams>(args);
+  const float* x = args.in[0].as<const float>();
+  const int32_t* batch_experts = args.in[1].as<const int32_t>();
+  const int32_t* batch_pairs = args.in[2].as<const int32_t>();
+  const TensorArg& w = args.in[3];
+  float* y = args.out[0].as<float>();
+  const int64_t top_k = params.top_k;
+  const int64_t num_pairs = NumRows(args.out[0]);
+  const int64_t n = RowSize(args.out[0]);
+  const int64_t num_x_rows = NumRows(args.in[0]);
+  const int64_t k = RowSize(args.in[0]);
+  const int64_t num_experts = w.dim(0);
+  const int64_t pairs_per_slot = RowSize(args.in[2]);
+  MG_KERNEL_CONTRACT(top_k > 0 && args.in[1].numel() == NumRows(args.in[2]),
+                     "expert_batched_matmul_kn", "batch_experts [S] and batch_pairs [S, T]");
+  CheckStackedKnWeight("expert_batched_matmul_kn", w, num_experts, k, n);
+  const TensorArg* bias = ExpertBias(args, 4, num_experts, n, "expert_batched_matmul_kn");
+  const int64_t num_slots = args.in[1].numel();
+  std::fill(y, y + args.out[0].numel(), 0.0f);
+  ParallelFor(args.num_threads, num_slots, [&](int64_t begin, int64_t end) {
+    for (int64_t s = begin; s < end; ++s) {
+      const int64_t e = batch_experts[s];
+      if (e < 0 || e >= num_experts) continue;
+      for (int64_t c = 0; c < pairs_per_slot; ++c) {
+        const int64_t p = batch_pairs[s * pairs_per_slot + c];
+        if (p < 0 || p >= num_pairs || p / top_k >= num_x_rows) continue;
+        for (int64_t j = 0; j < n; ++j)
+          y[p * n + j] = DotKn(x + (p / top_k) * k, w, e, k, n, j, bias);
+      }
+    }
+  });
+}
+
+void RefClampedSwiglu(const KernelArgs& args) {
+  const ClampedSwigluParams& params = Params<ClampedSwigluParams>(args);
+  const float* x = args.in[0].as<const float>();
+  float* out = args.out[0].as<float>();
+  const int64_t num_rows = NumRows(args.out[0]);
+  const int64_t inter = RowSize(args.out[0]);
+  MG_KERNEL_CONTRACT(RowSize(args.in[0]) == 2 * inter && NumRows(args.in[0]) == num_rows,
+                     "clamped_swiglu", "x must be [R, 2I] for out [R, I]");
+  const float alpha = static_cast<float>(params.alpha);
+  const float limit = static_cast<float>(params.limit);
+  ParallelFor(args.num_threads, num_rows, [&](int64_t begin, int64_t end) {
+    for (int64_t r = begin; r < end; ++r) {
+      for (int64_t i = 0; i < inter; ++i) {
+        out[r * inter + i] = ref_detail::ClampedSwiglu(x[r * 2 * inter + 2 * i],
+                                                       x[r * 2 * inter + 2 * i + 1], alpha, limit);
       }
     }
   });

@@ -140,7 +140,11 @@ constexpr int kRefMaxExperts = 4096;
 // in[3] up stacked [E, I, H], in[4] down stacked [E, H, I], optional in[5]
 // score-correction bias [E] f32 -> out[0] [T, H]
 // = sum_j weight_j * down_e(silu(gate_e x) * up_e x).
-// params: TopkRouteParams (top_k <= kRefMaxTopK).
+// params: MoeParams (top_k <= kRefMaxTopK). With activation = 1 (GPT-OSS):
+// in[2] gate_up [E, H, 2I] and in[3] down [E, I, H] in transformers' [in, out]
+// layout, and optionally in[4] router bias [E], in[5] gate_up bias [E, 2I],
+// in[6] down bias [E, H]: logits = router x + rb, out = sum_j weight_j *
+// (down_e^T clamped_swiglu(gate_up_e^T x + bgu_e) + bd_e).
 // E > kRefMaxExperts or top_k > kRefMaxTopK: zeros. Hidden rows are chunked as
 // in RefMlp.
 void RefMoe(const KernelArgs& args);
@@ -196,6 +200,22 @@ void RefExpertBatchedGateUpSilu(const KernelArgs& args);
 // in[3] wd stacked [E, H, I] -> out[0] y [T * k, H]: y[p] = wd_e h[p];
 // rows not written are zeros.
 void RefExpertBatchedDown(const KernelArgs& args);
+
+// GPT-OSS's experts read in transformers' [in, out] layout (no copy).
+// in[0] xp [P, K], in[1] expert_offsets [E + 1] i32, in[2] w stacked [E, K, N],
+// optional in[3] bias [E, N] (f32/bf16/f16) -> out[0] [P, N] = xp w_e + b_e for
+// rows of expert e; offsets validated as in RefGroupedMatmul, other rows zeros.
+void RefGroupedMatmulKn(const KernelArgs& args);
+
+// in[0] x [R, K], in[1] batch_experts [S] i32, in[2] batch_pairs [S, T] i32,
+// in[3] w stacked [E, K, N], optional in[4] bias [E, N] -> out[0] [R * k, N];
+// params: TopKParams. out[p] = x[p / k] w_e + b_e for every pair p of every slot
+// with expert e >= 0; rows not written are zeros.
+void RefExpertBatchedMatmulKn(const KernelArgs& args);
+
+// in[0] x [R, 2I] f32 (interleaved gate, up) -> out[0] [R, I]; params:
+// ClampedSwigluParams' rule.
+void RefClampedSwiglu(const KernelArgs& args);
 
 // in[0] y [T * k, H], in[1] route_weights [T, k] f32 -> out[0] [T, H]:
 // out[t] = sum_j route_weights[t, j] * y[t * k + j].
@@ -322,6 +342,13 @@ inline float DotF32(const float* a, const float* b, int64_t n) {
   for (int64_t i = 0; i < n; ++i)
     acc += a[i] * b[i];
   return acc;
+}
+
+// GPT-OSS's activation of one (gate, up) pair (ClampedSwigluParams).
+inline float ClampedSwiglu(float gate, float up, float alpha, float limit) {
+  const float g = std::min(gate, limit);
+  const float u = std::clamp(up, -limit, limit);
+  return (u + 1.0f) * (g / (1.0f + std::exp(-alpha * g)));
 }
 
 inline float Silu(float a) {

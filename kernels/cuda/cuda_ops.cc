@@ -589,6 +589,85 @@ Status RunGroupedMatmulSiluMul(const KernelArgs& a, const CudaStepContext& ctx) 
                "grouped_matmul_silu_mul");
 }
 
+// The optional [E, N] bias a.in[index]: null when absent; false when malformed.
+bool KnBias(const KernelArgs& a, int index, int64_t e, int64_t n, const void** data, DType* dtype) {
+  *data = nullptr;
+  *dtype = DType::kF32;
+  if (a.num_in <= index) return true;
+  const TensorArg& b = a.in[index];
+  if (!IsWeightDType(b.dtype) || b.data == nullptr || b.numel() != e * n) return false;
+  *data = b.data;
+  *dtype = b.dtype;
+  return true;
+}
+
+Status RunGroupedMatmulKn(const KernelArgs& a, const CudaStepContext& ctx) {
+  const TensorArg& w = a.in[2];
+  KnGemmArgs g;
+  g.mode = GroupMode::kOffsets;
+  g.n = RowSize(a.out[0]);
+  g.k = RowSize(a.in[0]);
+  g.num_experts = w.dim(0);
+  const bool ok = a.in[1].numel() >= g.num_experts + 1 &&
+                  StackedWeightOk(w, g.num_experts, g.k, g.n) &&
+                  NumRows(a.in[0]) == NumRows(a.out[0]) &&
+                  KnBias(a, 3, g.num_experts, g.n, &g.bias, &g.bias_dtype);
+  if (!ok) {
+    return ContractViolation("grouped_matmul_kn", "offsets [E + 1], weight [E, K, N], bias [E, N]");
+  }
+  g.x = F32In(a.in[0]);
+  g.x_rows = NumRows(a.in[0]);
+  g.w = w.expert_data;
+  g.w_dtype = w.dtype;
+  g.out = F32Out(a.out[0]);
+  g.out_rows = NumRows(a.out[0]);
+  g.expert_offsets = I32In(a.in[1]);
+  g.valid_rows = g.out_rows;
+  return Check(LaunchGroupedGemmKn(g, ctx.stream), "grouped_matmul_kn");
+}
+
+Status RunExpertBatchedMatmulKn(const KernelArgs& a, const CudaStepContext& ctx) {
+  const TopKParams& params = Params<TopKParams>(a);
+  const TensorArg& w = a.in[3];
+  KnGemmArgs g;
+  g.mode = GroupMode::kSlots;
+  g.n = RowSize(a.out[0]);
+  g.k = RowSize(a.in[0]);
+  g.num_experts = w.dim(0);
+  const bool ok = params.top_k > 0 && StackedWeightOk(w, g.num_experts, g.k, g.n) &&
+                  a.in[1].numel() == NumRows(a.in[2]) &&
+                  KnBias(a, 4, g.num_experts, g.n, &g.bias, &g.bias_dtype);
+  if (!ok) {
+    return ContractViolation("expert_batched_matmul_kn",
+                             "batch layout [S], [S, T], weight [E, K, N], bias [E, N]");
+  }
+  g.x = F32In(a.in[0]);
+  g.x_rows = NumRows(a.in[0]);
+  g.w = w.expert_data;
+  g.w_dtype = w.dtype;
+  g.out = F32Out(a.out[0]);
+  g.out_rows = NumRows(a.out[0]);
+  g.batch_experts = I32In(a.in[1]);
+  g.batch_pairs = I32In(a.in[2]);
+  g.num_slots = a.in[1].numel();
+  g.pairs_per_slot = RowSize(a.in[2]);
+  g.in_div = params.top_k;
+  g.out_limit = g.out_rows;
+  return Check(LaunchGroupedGemmKn(g, ctx.stream), "expert_batched_matmul_kn");
+}
+
+Status RunClampedSwiglu(const KernelArgs& a, const CudaStepContext& ctx) {
+  const ClampedSwigluParams& params = Params<ClampedSwigluParams>(a);
+  const int64_t num_rows = NumRows(a.out[0]), inter = RowSize(a.out[0]);
+  if (RowSize(a.in[0]) != 2 * inter || NumRows(a.in[0]) != num_rows) {
+    return ContractViolation("clamped_swiglu", "x [R, 2I] for out [R, I]");
+  }
+  return Check(LaunchClampedSwiglu(F32In(a.in[0]), F32Out(a.out[0]), num_rows, inter,
+                                   static_cast<float>(params.alpha),
+                                   static_cast<float>(params.limit), ctx.stream),
+               "clamped_swiglu");
+}
+
 Status RunMoeUnpermuteReduce(const KernelArgs& a, const CudaStepContext& ctx) {
   const TopKParams& params = Params<TopKParams>(a);
   const int64_t top_k = params.top_k;
@@ -690,15 +769,20 @@ Status RunMoeCombine(const KernelArgs& a, const CudaStepContext& ctx) {
 // unpermute-reduce.
 struct MoeLayout {
   size_t logits = 0, ids = 0, weights = 0, sorted = 0, offsets = 0, permuted = 0, hidden = 0,
-         expert_out = 0, linear = 0, total = 0;
+         expert_out = 0, linear = 0, gate_up = 0, total = 0;
 };
 
+bool IsClampedMoe(const MoeParams& params) {
+  return params.activation == static_cast<int64_t>(ExpertActivation::kClampedSwiglu);
+}
+
 MoeLayout PlanMoe(const KernelArgs& a, int parts) {
-  const TopkRouteParams& params = Params<TopkRouteParams>(a);
+  const MoeParams& params = Params<MoeParams>(a);
   const int64_t num_rows = NumRows(a.out[0]);
   const int64_t hidden = RowSize(a.out[0]);
   const int64_t num_experts = a.in[1].dim(0);
-  const int64_t inter = a.in[2].dim(1);
+  const bool clamped = IsClampedMoe(params);
+  const int64_t inter = clamped ? a.in[2].dim(2) / 2 : a.in[2].dim(1);
   const int64_t num_pairs = num_rows * std::max<int64_t>(params.top_k, 0);
   MoeLayout l;
   auto take = [&](size_t bytes) {
@@ -713,6 +797,7 @@ MoeLayout PlanMoe(const KernelArgs& a, int parts) {
   l.offsets = take((num_experts + 1) * sizeof(int32_t));
   l.permuted = take(num_pairs * hidden * sizeof(float));
   l.hidden = take(num_pairs * inter * sizeof(float));
+  l.gate_up = clamped ? take(num_pairs * 2 * inter * sizeof(float)) : 0;
   l.expert_out = take(num_pairs * hidden * sizeof(float));
   l.linear = take(LinearScratch(num_rows, num_experts, hidden, a.in[1].dtype, false, parts));
   return l;
@@ -722,8 +807,99 @@ size_t MoeScratch(const KernelArgs& a, int parts) {
   return PlanMoe(a, parts).total;
 }
 
+// activation 1 (GPT-OSS): router linear (+ bias) → top-k → align → permute → [in, out]
+// gate_up (+ bias) → clamped SwiGLU → [in, out] down (+ bias) → unpermute-reduce.
+Status RunClampedMoe(const KernelArgs& a, const CudaStepContext& ctx, const MoeParams& params) {
+  const TensorArg &router = a.in[1], &gate_up = a.in[2], &down = a.in[3];
+  const int64_t top_k = params.top_k;
+  const int64_t num_rows = NumRows(a.out[0]);
+  const int64_t hidden = RowSize(a.out[0]);
+  const int64_t num_experts = router.dim(0);
+  const int64_t inter = gate_up.dim(2) / 2;
+  const bool has_bias = a.num_in == 7;
+  const bool ok = top_k > 0 && top_k <= kRefMaxTopK && num_experts > 0 &&
+                  num_experts <= kRefMaxExperts && RowSize(a.in[0]) == hidden &&
+                  (a.num_in == 4 || has_bias) && WeightShapeOk(router, num_experts, hidden) &&
+                  StackedWeightOk(gate_up, num_experts, hidden, 2 * inter) &&
+                  StackedWeightOk(down, num_experts, inter, hidden);
+  if (!ok) return ContractViolation("moe", "x [T, H], router [E, H], gate_up [E, H, 2I]");
+  KnGemmArgs g;
+  const void* router_bias = nullptr;
+  DType router_bias_dtype = DType::kF32;
+  const void* down_bias = nullptr;
+  DType down_bias_dtype = DType::kF32;
+  if (has_bias && (!KnBias(a, 4, 1, num_experts, &router_bias, &router_bias_dtype) ||
+                   !KnBias(a, 5, num_experts, 2 * inter, &g.bias, &g.bias_dtype) ||
+                   !KnBias(a, 6, num_experts, hidden, &down_bias, &down_bias_dtype))) {
+    return ContractViolation("moe", "biases [E], [E, 2I], [E, H]");
+  }
+  const MoeLayout l = PlanMoe(a, ctx.activation_parts);
+  if (ctx.scratch_bytes < l.total) return Internal("moe: scratch too small");
+  std::byte* s = ctx.scratch;
+  float* logits = reinterpret_cast<float*>(s + l.logits);
+  int32_t* ids = reinterpret_cast<int32_t*>(s + l.ids);
+  float* weights = reinterpret_cast<float*>(s + l.weights);
+  int32_t* sorted = reinterpret_cast<int32_t*>(s + l.sorted);
+  int32_t* offsets = reinterpret_cast<int32_t*>(s + l.offsets);
+  float* permuted = reinterpret_cast<float*>(s + l.permuted);
+  float* hidden_rows = reinterpret_cast<float*>(s + l.hidden);
+  float* gate_up_rows = reinterpret_cast<float*>(s + l.gate_up);
+  float* expert_out = reinterpret_cast<float*>(s + l.expert_out);
+  const float* x = F32In(a.in[0]);
+  const int64_t x_rows = std::min(num_rows, NumRows(a.in[0]));
+  const int64_t num_pairs = num_rows * top_k;
+  MG_RETURN_IF_ERROR(RunLinear(ctx, s + l.linear, l.total - l.linear, x, x_rows, hidden, router,
+                               nullptr, num_experts, logits, x_rows, nullptr));
+  if (router_bias != nullptr) {
+    MG_RETURN_IF_ERROR(Check(LaunchBiasAdd(logits, router_bias, router_bias_dtype, logits, x_rows,
+                                           num_experts, /*meta=*/nullptr, ctx.stream),
+                             "moe router bias"));
+  }
+  MG_RETURN_IF_ERROR(
+      Check(LaunchTopkRoute(logits, num_experts, MakeRouteRule(params, nullptr), ids, weights,
+                            num_rows, params.row_offset, x_rows, a.meta, ctx.stream),
+            "moe routing"));
+  MG_RETURN_IF_ERROR(Check(LaunchMoeAlign(ids, num_pairs, sorted, num_pairs, offsets,
+                                          num_experts + 1, num_experts, ctx.stream),
+                           "moe align"));
+  MG_RETURN_IF_ERROR(Check(LaunchMoePermute(x, x_rows, sorted, num_pairs, static_cast<int>(top_k),
+                                            permuted, num_pairs, hidden, ctx.stream),
+                           "moe permute"));
+  g.mode = GroupMode::kOffsets;
+  g.x = permuted;
+  g.x_rows = num_pairs;
+  g.k = hidden;
+  g.w = gate_up.expert_data;
+  g.w_dtype = gate_up.dtype;
+  g.num_experts = num_experts;
+  g.out = gate_up_rows;
+  g.out_rows = num_pairs;
+  g.n = 2 * inter;
+  g.expert_offsets = offsets;
+  g.valid_rows = num_pairs;
+  MG_RETURN_IF_ERROR(Check(LaunchGroupedGemmKn(g, ctx.stream), "moe gate_up"));
+  MG_RETURN_IF_ERROR(Check(LaunchClampedSwiglu(gate_up_rows, hidden_rows, num_pairs, inter,
+                                               static_cast<float>(params.swiglu_alpha),
+                                               static_cast<float>(params.swiglu_limit), ctx.stream),
+                           "moe activation"));
+  g.x = hidden_rows;
+  g.k = inter;
+  g.w = down.expert_data;
+  g.w_dtype = down.dtype;
+  g.bias = down_bias;
+  g.bias_dtype = down_bias_dtype;
+  g.out = expert_out;
+  g.n = hidden;
+  MG_RETURN_IF_ERROR(Check(LaunchGroupedGemmKn(g, ctx.stream), "moe down"));
+  return Check(LaunchMoeUnpermuteReduce(expert_out, sorted, num_pairs, weights, num_pairs,
+                                        static_cast<int>(top_k), F32Out(a.out[0]), num_rows, hidden,
+                                        ctx.stream),
+               "moe unpermute");
+}
+
 Status RunMoe(const KernelArgs& a, const CudaStepContext& ctx) {
-  const TopkRouteParams& params = Params<TopkRouteParams>(a);
+  const MoeParams& params = Params<MoeParams>(a);
+  if (IsClampedMoe(params)) return RunClampedMoe(a, ctx, params);
   const TensorArg &router = a.in[1], &gate = a.in[2], &up = a.in[3], &down = a.in[4];
   const int64_t top_k = params.top_k;
   const int64_t num_rows = NumRows(a.out[0]);
@@ -909,6 +1085,9 @@ constexpr Entry kTable[] = {
     {"expert_batched_gate_up_silu", {RunExpertBatchedGateUpSilu, nullptr}},
     {"expert_batched_down", {RunExpertBatchedDown, nullptr}},
     {"moe_combine", {RunMoeCombine, nullptr}},
+    {"grouped_matmul_kn", {RunGroupedMatmulKn, nullptr}},
+    {"expert_batched_matmul_kn", {RunExpertBatchedMatmulKn, nullptr}},
+    {"clamped_swiglu", {RunClampedSwiglu, nullptr}},
     {"slice_rows", {RunSliceRows, nullptr}},
     {"concat_rows", {RunConcatRows, nullptr}},
     {"split_cols", {RunSplitCols, nullptr}},

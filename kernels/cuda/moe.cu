@@ -505,6 +505,82 @@ cudaError_t LaunchGroupedGemm(const GroupedGemmArgs& args, cudaStream_t stream) 
   return cudaGetLastError();
 }
 
+namespace {
+
+// x_row [k] times w [k, n] column j, plus bias_row[j].
+__device__ float DotKn(const float* x_row, const void* w, DType w_dtype, int64_t k, int64_t n,
+                       int64_t j, const void* bias, DType bias_dtype, int64_t bias_offset) {
+  float acc = 0.0f;
+  for (int64_t i = 0; i < k; ++i)
+    acc += x_row[i] * LoadWeight(w, w_dtype, i * n + j);
+  if (bias != nullptr) acc += LoadWeight(bias, bias_dtype, bias_offset + j);
+  return acc;
+}
+
+// Grid (column tiles, groups); each thread owns one column of its group's rows.
+__global__ void GroupedGemmKnKernel(KnGemmArgs a) {
+  const int64_t j = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  const int64_t group = blockIdx.y;
+  if (j >= a.n) return;
+  if (a.mode == GroupMode::kOffsets) {
+    int64_t covered = 0, first = 0, count = 0;
+    for (int64_t e = 0; e <= group; ++e) {
+      const int64_t begin = a.expert_offsets[e], end = a.expert_offsets[e + 1];
+      const bool accepted = !(begin < covered || end < begin || end > a.valid_rows);
+      if (e == group && accepted) {
+        first = begin;
+        count = end - begin;
+      }
+      if (accepted) covered = end;
+    }
+    for (int64_t r = first; r < first + count; ++r) {
+      a.out[r * a.n + j] = DotKn(a.x + r * a.k, a.w[group], a.w_dtype, a.k, a.n, j, a.bias,
+                                 a.bias_dtype, group * a.n);
+    }
+    return;
+  }
+  const int64_t e = a.batch_experts[group];
+  if (e < 0 || e >= a.num_experts) return;
+  for (int64_t c = 0; c < a.pairs_per_slot; ++c) {
+    const int64_t p = a.batch_pairs[group * a.pairs_per_slot + c];
+    if (p < 0 || p >= a.out_limit || p / a.in_div >= a.x_rows) continue;
+    a.out[p * a.n + j] = DotKn(a.x + (p / a.in_div) * a.k, a.w[e], a.w_dtype, a.k, a.n, j, a.bias,
+                               a.bias_dtype, e * a.n);
+  }
+}
+
+__global__ void ClampedSwigluKernel(const float* x, float* out, int64_t total, float alpha,
+                                    float limit) {
+  const int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (i >= total) return;
+  const float g = fminf(x[2 * i], limit);
+  const float u = fminf(fmaxf(x[2 * i + 1], -limit), limit);
+  out[i] = (u + 1.0f) * (g / (1.0f + expf(-alpha * g)));
+}
+
+}  // namespace
+
+cudaError_t LaunchGroupedGemmKn(const KnGemmArgs& args, cudaStream_t stream) {
+  if (args.out_rows <= 0 || args.n <= 0) return cudaSuccess;
+  cudaError_t e = cudaMemsetAsync(args.out, 0, args.out_rows * args.n * sizeof(float), stream);
+  if (args.mode == GroupMode::kDense) return cudaErrorInvalidValue;
+  const int64_t num_groups = args.mode == GroupMode::kOffsets ? args.num_experts : args.num_slots;
+  if (e != cudaSuccess || num_groups <= 0 || args.k <= 0) return e;
+  if (num_groups > kMaxGridY) return cudaErrorInvalidConfiguration;
+  const dim3 grid(CeilDiv(args.n, kThreads), static_cast<unsigned int>(num_groups));
+  GroupedGemmKnKernel<<<grid, kThreads, 0, stream>>>(args);
+  return cudaGetLastError();
+}
+
+cudaError_t LaunchClampedSwiglu(const float* x, float* out, int64_t num_rows, int64_t inter,
+                                float alpha, float limit, cudaStream_t stream) {
+  const int64_t total = num_rows * inter;
+  if (total <= 0) return cudaSuccess;
+  ClampedSwigluKernel<<<CeilDiv(total, kThreads), kThreads, 0, stream>>>(x, out, total, alpha,
+                                                                         limit);
+  return cudaGetLastError();
+}
+
 cudaError_t LaunchMoeUnpermuteReduce(const float* y, const int32_t* sorted_pairs, int64_t num_pairs,
                                      const float* route_weights, int64_t num_weights, int top_k,
                                      float* out, int64_t num_tokens, int64_t hidden,

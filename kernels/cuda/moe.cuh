@@ -110,6 +110,39 @@ struct GroupedGemmArgs {
 };
 cudaError_t LaunchGroupedGemm(const GroupedGemmArgs& args, cudaStream_t stream);
 
+// GPT-OSS's experts in transformers' [in, out] layout: out [out_rows, n] (zeroed first) = per
+// group, x rows times that group's expert weight w[e] ([k, n], row-major), plus bias[e]
+// ([num_experts, n], null: none). kOffsets and kSlots group rows as GroupedGemmArgs do
+// (kDense is not used). One thread per output element, k in order (the reference's sum).
+struct KnGemmArgs {
+  GroupMode mode = GroupMode::kOffsets;
+  const float* x = nullptr;
+  int64_t x_rows = 0;
+  int64_t k = 0;
+  const void* const* w = nullptr;
+  DType w_dtype = DType::kF32;
+  const void* bias = nullptr;
+  DType bias_dtype = DType::kF32;
+  int64_t num_experts = 0;
+  float* out = nullptr;
+  int64_t out_rows = 0;
+  int64_t n = 0;
+  const int32_t* expert_offsets = nullptr;  // kOffsets, over valid_rows rows
+  int64_t valid_rows = 0;
+  const int32_t* batch_experts = nullptr;  // kSlots
+  const int32_t* batch_pairs = nullptr;
+  int64_t num_slots = 0;
+  int64_t pairs_per_slot = 0;
+  int64_t in_div = 1;
+  int64_t out_limit = 0;
+};
+cudaError_t LaunchGroupedGemmKn(const KnGemmArgs& args, cudaStream_t stream);
+
+// out [num_rows, inter] from interleaved (gate, up) pairs x [num_rows, 2 inter]:
+// ClampedSwigluParams' rule (ir/op_params.h).
+cudaError_t LaunchClampedSwiglu(const float* x, float* out, int64_t num_rows, int64_t inter,
+                                float alpha, float limit, cudaStream_t stream);
+
 // out [num_tokens, hidden] = 0, then for i ascending with p = sorted_pairs[i]
 // valid (0 <= p < num_weights, p / top_k < num_tokens): out[p / top_k] +=
 // route_weights[p] * y[i]. One block per token scans the pair list in order,

@@ -659,17 +659,17 @@ std::vector<OpCase> BuildCases() {
                         .CudaTolerance(gemm_rtol, gemm_atol)
                         .Build());
     for (int64_t row_offset : {0, 2}) {
-      cases.push_back(CaseBuilder("moe" + tag + "/row_offset" + std::to_string(row_offset), "moe")
-                          .F32({kT, kH}, 47)
-                          .Weight(dtype, {kE, kH}, 48, 2.0f)
-                          .Stacked(dtype, kE, kI, kH, 49)
-                          .Stacked(dtype, kE, kI, kH, 50)
-                          .Stacked(dtype, kE, kH, kI, 51)
-                          .Output(DType::kF32, {kT, kH})
-                          .Params(TopkRouteParams{
-                              .top_k = kTopK, .norm_topk_prob = 1, .row_offset = row_offset})
-                          .CudaTolerance(gemm_rtol, gemm_atol)
-                          .Build());
+      cases.push_back(
+          CaseBuilder("moe" + tag + "/row_offset" + std::to_string(row_offset), "moe")
+              .F32({kT, kH}, 47)
+              .Weight(dtype, {kE, kH}, 48, 2.0f)
+              .Stacked(dtype, kE, kI, kH, 49)
+              .Stacked(dtype, kE, kI, kH, 50)
+              .Stacked(dtype, kE, kH, kI, 51)
+              .Output(DType::kF32, {kT, kH})
+              .Params(MoeParams{{.top_k = kTopK, .norm_topk_prob = 1, .row_offset = row_offset}})
+              .CudaTolerance(gemm_rtol, gemm_atol)
+              .Build());
     }
     cases.push_back(CaseBuilder("moe" + tag + "/sigmoid_groups_bias", "moe")
                         .F32({kT, kH}, 57)
@@ -679,7 +679,7 @@ std::vector<OpCase> BuildCases() {
                         .Stacked(dtype, kGroupedE, kH, kI, 61)
                         .F32({kGroupedE}, 62, 0.5f)
                         .Output(DType::kF32, {kT, kH})
-                        .Params(grouped_route)
+                        .Params(MoeParams{grouped_route})
                         .CudaTolerance(gemm_rtol, gemm_atol)
                         .Build());
     cases.push_back(CaseBuilder("grouped_matmul" + tag, "grouped_matmul")
@@ -716,6 +716,65 @@ std::vector<OpCase> BuildCases() {
                         .I32({kSlots, kT}, batch_pairs)
                         .Stacked(dtype, kE, kH, kI, 63)
                         .Output(DType::kF32, {kP, kH})
+                        .Build());
+    // GPT-OSS's experts: [in, out] weights [E, K, N] with [E, N] biases, an expert
+    // intermediate size of 19 (gate_up 38 interleaved columns), a limit that clamps.
+    constexpr int64_t kOssI = 19;
+    const MoeParams oss_moe{{.top_k = kTopK, .norm_topk_prob = 1, .row_offset = 1},
+                            /*activation=*/1,
+                            /*swiglu_alpha=*/1.702,
+                            /*swiglu_limit=*/0.75};
+    cases.push_back(CaseBuilder("moe/clamped_swiglu_bias" + tag, "moe")
+                        .F32({kT, kH}, 64)
+                        .Weight(dtype, {kE, kH}, 65, 2.0f)
+                        .Stacked(dtype, kE, kH, 2 * kOssI, 66)
+                        .Stacked(dtype, kE, kOssI, kH, 67)
+                        .Weight(dtype, {kE}, 68, 2.0f)
+                        .Weight(dtype, {kE, 2 * kOssI}, 69, 2.0f)
+                        .Weight(dtype, {kE, kH}, 70, 2.0f)
+                        .Output(DType::kF32, {kT, kH})
+                        .Params(oss_moe)
+                        .CudaTolerance(gemm_rtol, gemm_atol)
+                        .Build());
+    cases.push_back(CaseBuilder("moe/clamped_swiglu" + tag, "moe")
+                        .F32({kT, kH}, 71)
+                        .Weight(dtype, {kE, kH}, 72, 2.0f)
+                        .Stacked(dtype, kE, kH, 2 * kOssI, 73)
+                        .Stacked(dtype, kE, kOssI, kH, 74)
+                        .Output(DType::kF32, {kT, kH})
+                        .Params(oss_moe)
+                        .CudaTolerance(gemm_rtol, gemm_atol)
+                        .Build());
+    cases.push_back(CaseBuilder("grouped_matmul_kn/bias" + tag, "grouped_matmul_kn")
+                        .F32({kP, kK}, 75)
+                        .I32({kE + 1}, offsets)
+                        .Stacked(dtype, kE, kK, 2 * kOssI, 76)
+                        .Weight(dtype, {kE, 2 * kOssI}, 77, 2.0f)
+                        .Output(DType::kF32, {kP, 2 * kOssI})
+                        .Build());
+    cases.push_back(CaseBuilder("grouped_matmul_kn/bad_offsets" + tag, "grouped_matmul_kn")
+                        .F32({kP, kK}, 78)
+                        .I32({kE + 1}, bad_offsets)
+                        .Stacked(dtype, kE, kK, 27, 79)  // a 16-, an 8- and a 3-column strip
+                        .Output(DType::kF32, {kP, 27})
+                        .Build());
+    cases.push_back(
+        CaseBuilder("expert_batched_matmul_kn/gate_up" + tag, "expert_batched_matmul_kn")
+            .F32({kT, kH}, 80)
+            .I32({kSlots}, batch_experts)
+            .I32({kSlots, kT}, batch_pairs)
+            .Stacked(dtype, kE, kH, 2 * kOssI, 81)
+            .Weight(dtype, {kE, 2 * kOssI}, 82, 2.0f)
+            .Output(DType::kF32, {kP, 2 * kOssI})
+            .Params(TopKParams{.top_k = kTopK})
+            .Build());
+    cases.push_back(CaseBuilder("expert_batched_matmul_kn/down" + tag, "expert_batched_matmul_kn")
+                        .F32({kP, kOssI}, 83)
+                        .I32({kSlots}, batch_experts)
+                        .I32({kSlots, kT}, batch_pairs)
+                        .Stacked(dtype, kE, kOssI, kH, 84)
+                        .Output(DType::kF32, {kP, kH})
+                        .Params(TopKParams{.top_k = 1})
                         .Build());
   }
   // Block-scaled fp8 weights: out / in not multiples of the blocks (in 200 against 128, out
@@ -764,6 +823,11 @@ std::vector<OpCase> BuildCases() {
                       .I32({kSlots, kT}, batch_pairs)
                       .Fp8(kE, 50, kI, 16, 16, 86)
                       .Output(DType::kF32, {kP, 50})
+                      .Build());
+  cases.push_back(CaseBuilder("clamped_swiglu", "clamped_swiglu")
+                      .F32({kT, 2 * 19}, 85, 3.0f)
+                      .Output(DType::kF32, {kT, 19})
+                      .Params(ClampedSwigluParams{.alpha = 1.702, .limit = 1.5})
                       .Build());
   return cases;
 }

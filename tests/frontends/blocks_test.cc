@@ -592,6 +592,41 @@ TEST(BlocksTest, MlpBiasOptionAndWeightsMustAgree) {
   }
 }
 
+// GPT-OSS: clamped SwiGLU experts are the moe op's activation = 1 over the [in, out] gate_up
+// and down weights, with the router and expert biases as its last operands.
+TEST(BlocksTest, ClampedSwigluExpertsAreTheMoeOpsActivationWithBiasOperands) {
+  GraphBuilder b("t");
+  ValueId x = b.Input("x", Tokens(16));
+  MoeOptions o = Moe();
+  o.norm_topk_prob = true;
+  o.expert_mlp.activation = Activation::kClampedSwiglu;
+  o.router_bias = o.expert_bias = true;
+  o.swiglu_limit = 5.0;
+  MoeWeights w;
+  w.router = b.Weight("router", F32({4, 16}));
+  w.gate_up = b.Weight("gu", F32({4, 16, 16}), {{"experts", int64_t{4}}});
+  w.down = b.Weight("d", F32({4, 8, 16}), {{"experts", int64_t{4}}});
+  w.router_bias = b.Weight("rb", F32({4}));
+  w.gate_up_bias = b.Weight("gub", F32({4, 16}));
+  w.down_bias = b.Weight("db", F32({4, 16}));
+  StatusOr<ValueId> y = BuildMoe(b, o, w, x, "m");
+  ASSERT_TRUE(y.ok()) << y.status().ToString();
+  b.Output(*y);
+  StatusOr<Graph> g = std::move(b).Finish();
+  ASSERT_TRUE(g.ok()) << g.status().ToString();
+  const std::string text = PrintGraph(*g);
+  EXPECT_NE(text.find("%m = moe(%meta, %x, %router, %gu, %d, %rb, %gub, %db) {activation = 1, "
+                      "norm_topk_prob = 1, swiglu_limit = 5.0, top_k = 2}"),
+            std::string::npos)
+      << text;
+
+  // Biases go with clamped experts, both or neither.
+  o.expert_bias = false;
+  GraphBuilder b2("t");
+  ValueId x2 = b2.Input("x", Tokens(16));
+  EXPECT_EQ(BuildMoe(b2, o, w, x2, "m").status().code(), StatusCode::kInvalidArgument);
+}
+
 TEST(BlocksTest, MoeOptionsWithoutAnOpAreUnimplemented) {
   struct Case {
     void (*set)(MoeOptions&);
@@ -600,8 +635,6 @@ TEST(BlocksTest, MoeOptionsWithoutAnOpAreUnimplemented) {
   const Case cases[] = {
       {[](MoeOptions& o) { o.router_bias = true; }, "option router_bias"},
       {[](MoeOptions& o) { o.expert_bias = true; }, "option expert_bias"},
-      {[](MoeOptions& o) { o.expert_mlp.activation = Activation::kClampedSwiglu; },
-       "MoE experts: option activation = clamped_swiglu"},
       {[](MoeOptions& o) { o.expert_mlp.bias = true; }, "option expert_mlp.bias"},
       {[](MoeOptions& o) {
          o.shared_expert = true;

@@ -459,5 +459,40 @@ TEST(Fp8E4M3, DecodesEveryByteExactly) {
   EXPECT_TRUE(std::signbit(Fp8E4M3ToF32(0x80)));
 }
 
+// GPT-OSS's experts: moe with activation = 1 over [in, out] weights and three biases.
+constexpr const char* kClampedMoe =
+    R"(graph @block(%meta: !forward_meta, %x: tensor<T x 16 x f32>) {
+  %router = weight() {name = "mlp.router.weight"} : tensor<4 x 16 x bf16>
+  %wgu = weight() {experts = 4, name = "mlp.experts.gate_up_proj"} : tensor<4 x 16 x 10 x bf16>
+  %wd = weight() {experts = 4, name = "mlp.experts.down_proj"} : tensor<4 x 5 x 16 x bf16>
+  %rb = weight() {name = "mlp.router.bias"} : tensor<4 x bf16>
+  %bgu = weight() {name = "mlp.experts.gate_up_proj_bias"} : tensor<4 x 10 x bf16>
+  %bd = weight() {name = "mlp.experts.down_proj_bias"} : tensor<4 x 16 x bf16>
+  %y = moe(%meta, %x, %router, %wgu, %wd, %rb, %bgu, %bd) {activation = 1, norm_topk_prob = 1, top_k = 2} : tensor<T x 16 x f32>
+  return %y
+}
+)";
+
+TEST(Verifier, ClampedSwigluMoeChecksItsInOutWeightsAndBiases) {
+  EXPECT_TRUE(VerifyText(kClampedMoe).empty());
+  // Without biases it is still an op; with some of them it is not.
+  EXPECT_TRUE(VerifyText(Replace(kClampedMoe, "%wd, %rb, %bgu, %bd)", "%wd)")).empty());
+  EXPECT_TRUE(HasFault(VerifyText(Replace(kClampedMoe, "%wd, %rb, %bgu, %bd)", "%wd, %rb)")), 6,
+                       "types", "4 or 7 operands"));
+  // gate_up's columns are interleaved (gate, up) pairs: an even count.
+  EXPECT_TRUE(HasFault(VerifyText(Replace(Replace(kClampedMoe, "tensor<4 x 16 x 10 x bf16>",
+                                                  "tensor<4 x 16 x 9 x "
+                                                  "bf16>"),
+                                          "tensor<4 x 10 x bf16>", "tensor<4 x 9 x bf16>")),
+                       6, "types", "even column count"));
+  // down is [E, I, H] with I = gate_up's columns / 2.
+  EXPECT_TRUE(HasFault(
+      VerifyText(Replace(kClampedMoe, "tensor<4 x 5 x 16 x bf16>", "tensor<4 x 16 x 5 x bf16>")), 6,
+      "types", "down rows (in)"));
+  // The SiLU op takes no expert biases: it reads operand 5 as the correction bias [E].
+  EXPECT_TRUE(HasFault(VerifyText(Replace(kClampedMoe, "activation = 1, ", "")), 6, "types",
+                       "bias must have rank 1"));
+}
+
 }  // namespace
 }  // namespace moegraph

@@ -22,7 +22,8 @@ struct TypeList {};
 // EveryOpsParamsStructIsListed.
 using AllParams =
     TypeList<RmsNormParams, RopeParams, AttentionParams, MlaAttentionParams, TopkRouteParams,
-             NumExpertsParams, TopKParams, SliceRowsParams, SplitColsParams, AllGatherParams>;
+             MoeParams, ClampedSwigluParams, NumExpertsParams, TopKParams, SliceRowsParams,
+             SplitColsParams, AllGatherParams>;
 
 template <typename... P>
 std::set<const ParamsInfo*> Infos(TypeList<P...>) {
@@ -309,6 +310,37 @@ TEST(OpParamsTest, TypedBuilderWritesTheStructsAttributes) {
   const ValueId x2 = wrong.Input("x", Type::Tensor(DType::kF32, {Dim::Static(3), Dim::Static(8)}));
   EXPECT_EQ(wrong.Add1("rope", {wrong.meta(), x2}, TopKParams{.top_k = 2}), kNoValue);
   ExpectError(std::move(wrong).Finish().status(), "its parameters are RopeParams, not TopKParams");
+}
+
+// moe's MoeParams lists TopkRouteParams' fields first (DerivedFields), then the activation's,
+// which have defaults: a SiLU moe op's attributes are the route's alone, as before the
+// activation existed, and the GPT-OSS variant's travel after them on the wire.
+TEST(OpParamsTest, MoeParamsAreTheRouteThenTheActivation) {
+  const AttrMap route = {{"top_k", int64_t{2}}, {"norm_topk_prob", int64_t{1}}};
+  StatusOr<MoeParams> silu = OpParams<MoeParams>(OpOf(LookupOp("moe"), route));
+  ASSERT_TRUE(silu.ok()) << silu.status().ToString();
+  EXPECT_EQ(silu->activation, 0);
+  EXPECT_EQ(silu->swiglu_alpha, 1.702);
+  EXPECT_EQ(silu->swiglu_limit, 7.0);
+  AttrMap written = route;
+  written["row_offset"] = int64_t{0};
+  EXPECT_EQ(ParamsToAttrs(*silu), written);
+  const TopkRouteParams& as_route = *silu;
+  EXPECT_EQ(ParamsToAttrs(as_route), written);
+
+  AttrMap clamped = route;
+  clamped["activation"] = int64_t{1};
+  clamped["swiglu_limit"] = 5.5;
+  const Op op = OpOf(LookupOp("moe"), clamped);
+  const KernelParams wire = PackKernelParams(op);
+  // ints: top_k, norm_topk_prob, row_offset, scoring, num_groups, top_k_groups, activation;
+  // floats: routed_scaling_factor, norm_min, swiglu_alpha, swiglu_limit.
+  EXPECT_EQ(wire.ints, (std::vector<int64_t>{2, 1, 0, 0, 1, 0, 1}));
+  EXPECT_EQ(wire.floats, (std::vector<float>{1.0f, 0.0f, 1.702f, 5.5f}));
+  const MoeParams decoded = DecodeParams<MoeParams>(wire.ints.data(), wire.floats.data());
+  EXPECT_EQ(decoded.activation, 1);
+  EXPECT_EQ(decoded.top_k, 2);
+  EXPECT_FLOAT_EQ(static_cast<float>(decoded.swiglu_limit), 5.5f);
 }
 
 }  // namespace

@@ -1548,7 +1548,7 @@ std::vector<float> RunMoe(const std::vector<float>& x, const MoeWeights& w, int6
   RunKernel(RefMoe,
             {F32(x, {kT, kH}), w.router.arg({kE, kH}), w.gate.arg(), w.up.arg(), w.down.arg()},
             {F32(out, {kT, kH})},
-            TopkRouteParams{.top_k = kTopK, .norm_topk_prob = norm, .row_offset = row_offset},
+            MoeParams{{.top_k = kTopK, .norm_topk_prob = norm, .row_offset = row_offset}},
             {.meta = meta.view()});
   return out;
 }
@@ -1671,7 +1671,7 @@ TEST_P(RefMoeRouteModes, MatchNaiveSparseMoeBlock) {
   std::vector<TensorArg> in = {F32(x, {kT, kH}), router.arg({e, kH}), gate.arg(), up.arg(),
                                down.arg()};
   if (c.bias) in.push_back(F32(bias, {e}));
-  RunKernel(RefMoe, in, {F32(out, {kT, kH})}, c.params, {.meta = meta.view()});
+  RunKernel(RefMoe, in, {F32(out, {kT, kH})}, MoeParams{c.params}, {.meta = meta.view()});
   std::vector<double> want(kT * kH, 0.0);
   for (int64_t t = 0; t < kReal; ++t) {
     const std::vector<double> logits =
@@ -1798,6 +1798,166 @@ TEST(RefFp8Test, MoeKernelsReadPerExpertScales) {
             {F32(y_want, {kP, kH})});
   ExpectClose(y, y_want, 1e-6, "fp8 expert_batched_down");
 }
+
+// ---- GPT-OSS experts ----------------------------------------------------------
+
+// transformers' GptOssExperts._apply_gate, in double.
+double NaiveClampedSwiglu(double gate, double up, double alpha, double limit) {
+  const double g = std::min(gate, limit);
+  const double u = std::clamp(up, -limit, limit);
+  return (u + 1.0) * g / (1.0 + std::exp(-alpha * g));
+}
+
+TEST(RefClampedSwigluTest, ClampsGateAboveAndUpBothSidesOnInterleavedPairs) {
+  // Pairs (gate, up): inside the limit, gate above it, up below -limit, up above limit.
+  const std::vector<float> x = {0.5f, -0.25f, 3.0f, 0.5f, -1.0f, -4.0f, 1.0f, 2.5f};
+  std::vector<float> out = Poisoned(4);
+  RunKernel(RefClampedSwiglu, {F32(x, {1, 8})}, {F32(out, {1, 4})},
+            ClampedSwigluParams{.alpha = 1.702, .limit = 2.0});
+  const std::vector<double> want = {
+      NaiveClampedSwiglu(0.5, -0.25, 1.702, 2.0), NaiveClampedSwiglu(2.0, 0.5, 1.702, 2.0),
+      NaiveClampedSwiglu(-1.0, -2.0, 1.702, 2.0), NaiveClampedSwiglu(1.0, 2.0, 1.702, 2.0)};
+  ExpectClose(out, want, 1e-6, "clamped_swiglu");
+  // The gate above the limit saturates at it: (0.5 + 1) * 2 * sigmoid(1.702 * 2).
+  EXPECT_NEAR(out[1], 1.5 * 2.0 / (1.0 + std::exp(-3.404)), 1e-6);
+}
+
+// GPT-OSS's MoE: router + bias, softmax over the chosen logits, [in, out] experts with
+// interleaved gate/up columns and biases.
+struct OssMoeWeights {
+  Weight router, router_bias;
+  StackedWeight gate_up;  // [E, H, 2I]
+  StackedWeight down;     // [E, I, H]
+  Weight gate_up_bias, down_bias;
+};
+constexpr int64_t kOssI = 19;
+constexpr float kOssLimit = 0.75f;
+
+OssMoeWeights MakeOssMoeWeights(DType dtype, uint32_t seed) {
+  return {
+      MakeWeight(kE * kH, dtype, seed, 1.0f),          MakeWeight(kE, dtype, seed + 1, 1.0f),
+      MakeStacked(kE, kH, 2 * kOssI, dtype, seed + 2), MakeStacked(kE, kOssI, kH, dtype, seed + 3),
+      MakeWeight(kE * 2 * kOssI, dtype, seed + 4),     MakeWeight(kE * kH, dtype, seed + 5)};
+}
+
+std::vector<TensorArg> OssMoeInputs(const std::vector<float>& x, const OssMoeWeights& w) {
+  return {F32(x, {kT, kH}),         w.router.arg({kE, kH}),
+          w.gate_up.arg(),          w.down.arg(),
+          w.router_bias.arg({kE}),  w.gate_up_bias.arg({kE, 2 * kOssI}),
+          w.down_bias.arg({kE, kH})};
+}
+
+const MoeParams kOssMoe{{.top_k = kTopK, .norm_topk_prob = 1, .row_offset = 0},
+                        /*activation=*/1,
+                        /*swiglu_alpha=*/1.702,
+                        /*swiglu_limit=*/kOssLimit};
+
+class RefOssMoeTest : public ::testing::TestWithParam<DType> {};
+
+TEST_P(RefOssMoeTest, MatchesNaiveGptOssMlp) {
+  const std::vector<float> x = Random(kT * kH, 90);
+  const OssMoeWeights w = MakeOssMoeWeights(GetParam(), 91);
+  Meta meta = Meta::Tokens(kReal, kT);
+  std::vector<float> out = Poisoned(kT * kH);
+  RunKernel(RefMoe, OssMoeInputs(x, w), {F32(out, {kT, kH})}, kOssMoe, {.meta = meta.view()});
+  std::vector<double> want(kT * kH, 0.0);
+  int clamped = 0;
+  for (int64_t t = 0; t < kReal; ++t) {
+    std::vector<double> logits =
+        NaiveLinear({x.begin() + t * kH, x.begin() + (t + 1) * kH}, w.router.values, 1, 1, kH, kE);
+    for (int64_t e = 0; e < kE; ++e)
+      logits[e] += w.router_bias.values[e];
+    // softmax over the top-k logits = softmax over all, renormalised over the chosen.
+    const Routes routes = NaiveRoute(logits, kTopK, /*norm=*/true);
+    for (int64_t j = 0; j < kTopK; ++j) {
+      const int32_t e = routes.ids[j];
+      std::vector<double> h(kOssI);
+      for (int64_t i = 0; i < kOssI; ++i) {
+        double g = w.gate_up_bias.values[e * 2 * kOssI + 2 * i];
+        double u = w.gate_up_bias.values[e * 2 * kOssI + 2 * i + 1];
+        for (int64_t c = 0; c < kH; ++c) {
+          g += double(x[t * kH + c]) * w.gate_up.at(e, c, 2 * i);
+          u += double(x[t * kH + c]) * w.gate_up.at(e, c, 2 * i + 1);
+        }
+        clamped += (g > kOssLimit) + (std::abs(u) > kOssLimit);
+        h[i] = NaiveClampedSwiglu(g, u, 1.702, kOssLimit);
+      }
+      for (int64_t c = 0; c < kH; ++c) {
+        double y = w.down_bias.values[e * kH + c];
+        for (int64_t i = 0; i < kOssI; ++i)
+          y += h[i] * w.down.at(e, i, c);
+        want[t * kH + c] += routes.weights[j] * y;
+      }
+    }
+  }
+  EXPECT_GT(clamped, 0) << "the case should exercise the clamps";
+  ExpectClose(out, want, kTol, "moe clamped_swiglu");
+  ExpectZeroRows(out, kReal, kT, kH, "moe clamped_swiglu");
+}
+
+// RefMoe (activation 1) == moe-lower's prefill pipeline (grouped_matmul_kn) == its decode
+// pipeline (expert_batched_matmul_kn).
+TEST_P(RefOssMoeTest, AgreesWithBothDecomposedPipelines) {
+  constexpr int64_t kP = kT * kTopK, kSlots = std::min(kE, kP), k2I = 2 * kOssI;
+  const std::vector<float> x = Random(kT * kH, 92);
+  const OssMoeWeights w = MakeOssMoeWeights(GetParam(), 93);
+  Meta meta = Meta::Tokens(kReal, kT);
+  const ForwardMetaView* view = meta.view();
+  std::vector<float> fused = Poisoned(kT * kH);
+  RunKernel(RefMoe, OssMoeInputs(x, w), {F32(fused, {kT, kH})}, kOssMoe, {.meta = view});
+
+  std::vector<float> logits = Poisoned(kT * kE), biased = Poisoned(kT * kE);
+  std::vector<float> route_weights = Poisoned(kT * kTopK);
+  std::vector<int32_t> ids = PoisonedI32(kT * kTopK);
+  RunKernel(RefLinear, {F32(x, {kT, kH}), w.router.arg({kE, kH})}, {F32(logits, {kT, kE})});
+  RunKernel(RefBiasAdd, {F32(logits, {kT, kE}), w.router_bias.arg({kE})}, {F32(biased, {kT, kE})});
+  RunKernel(RefTopkRoute, {F32(biased, {kT, kE})},
+            {I32(ids, {kT, kTopK}), F32(route_weights, {kT, kTopK})},
+            static_cast<const TopkRouteParams&>(kOssMoe), {.meta = view});
+  const ClampedSwigluParams act{.alpha = 1.702, .limit = kOssLimit};
+
+  std::vector<int32_t> sorted = PoisonedI32(kP), offsets = PoisonedI32(kE + 1);
+  std::vector<float> xp = Poisoned(kP * kH), gu = Poisoned(kP * k2I), hp = Poisoned(kP * kOssI);
+  std::vector<float> yp = Poisoned(kP * kH), grouped = Poisoned(kT * kH);
+  RunKernel(RefMoeAlign, {I32(ids, {kT, kTopK})}, {I32(sorted, {kP}), I32(offsets, {kE + 1})},
+            NumExpertsParams{.num_experts = kE});
+  RunKernel(RefMoePermute, {F32(x, {kT, kH}), I32(sorted, {kP})}, {F32(xp, {kP, kH})},
+            TopKParams{.top_k = kTopK});
+  RunKernel(
+      RefGroupedMatmulKn,
+      {F32(xp, {kP, kH}), I32(offsets, {kE + 1}), w.gate_up.arg(), w.gate_up_bias.arg({kE, k2I})},
+      {F32(gu, {kP, k2I})});
+  RunKernel(RefClampedSwiglu, {F32(gu, {kP, k2I})}, {F32(hp, {kP, kOssI})}, act);
+  RunKernel(RefGroupedMatmulKn,
+            {F32(hp, {kP, kOssI}), I32(offsets, {kE + 1}), w.down.arg(), w.down_bias.arg({kE, kH})},
+            {F32(yp, {kP, kH})});
+  RunKernel(RefMoeUnpermuteReduce,
+            {F32(yp, {kP, kH}), I32(sorted, {kP}), F32(route_weights, {kT, kTopK})},
+            {F32(grouped, {kT, kH})}, TopKParams{.top_k = kTopK});
+  ExpectClose(grouped, std::vector<double>(fused.begin(), fused.end()), 1e-5, "grouped");
+
+  std::vector<int32_t> batch_experts = PoisonedI32(kSlots), batch_pairs = PoisonedI32(kSlots * kT);
+  std::vector<float> gu_b = Poisoned(kP * k2I), h_b = Poisoned(kP * kOssI);
+  std::vector<float> y_b = Poisoned(kP * kH), batched = Poisoned(kT * kH);
+  RunKernel(RefMoeExpertBatch, {I32(ids, {kT, kTopK})},
+            {I32(batch_experts, {kSlots}), I32(batch_pairs, {kSlots, kT})},
+            NumExpertsParams{.num_experts = kE});
+  RunKernel(RefExpertBatchedMatmulKn,
+            {F32(x, {kT, kH}), I32(batch_experts, {kSlots}), I32(batch_pairs, {kSlots, kT}),
+             w.gate_up.arg(), w.gate_up_bias.arg({kE, k2I})},
+            {F32(gu_b, {kP, k2I})}, TopKParams{.top_k = kTopK});
+  RunKernel(RefClampedSwiglu, {F32(gu_b, {kP, k2I})}, {F32(h_b, {kP, kOssI})}, act);
+  RunKernel(RefExpertBatchedMatmulKn,
+            {F32(h_b, {kP, kOssI}), I32(batch_experts, {kSlots}), I32(batch_pairs, {kSlots, kT}),
+             w.down.arg(), w.down_bias.arg({kE, kH})},
+            {F32(y_b, {kP, kH})}, TopKParams{.top_k = 1});
+  RunKernel(RefMoeCombine, {F32(y_b, {kP, kH}), F32(route_weights, {kT, kTopK})},
+            {F32(batched, {kT, kH})}, {.meta = view});
+  ExpectClose(batched, std::vector<double>(fused.begin(), fused.end()), 1e-5, "batched");
+}
+
+INSTANTIATE_TEST_SUITE_P(Weights, RefOssMoeTest,
+                         ::testing::Values(DType::kF32, DType::kBF16, DType::kF16));
 
 // ---- Layout -------------------------------------------------------------------
 

@@ -189,5 +189,71 @@ TEST(MoeLower, NothingToLowerIsNoChange) {
   EXPECT_FALSE(changed);
 }
 
+// GPT-OSS's experts (activation 1): the router bias after the router linear, then the [in, out]
+// GEMMs with their biases around clamped_swiglu, which gets the op's alpha and limit.
+constexpr const char* kClampedPrefill =
+    R"(graph @moe(%meta: !forward_meta, %x: tensor<20 x 6 x f32>) attributes {max_moe_num_chunk = 3, moe_chunk_size = 8, moe_num_chunk = 3, moe_phase = "prefill", seq_bucket = 4, token_bucket = 20} {
+  %router = weight() {name = "router.weight"} : tensor<4 x 6 x bf16>
+  %wgu = weight() {experts = 4, name = "experts.gate_up_proj"} : tensor<4 x 6 x 10 x bf16>
+  %wd = weight() {experts = 4, name = "experts.down_proj"} : tensor<4 x 5 x 6 x bf16>
+  %rb = weight() {name = "router.bias"} : tensor<4 x bf16>
+  %bgu = weight() {name = "experts.gate_up_proj_bias"} : tensor<4 x 10 x bf16>
+  %bd = weight() {name = "experts.down_proj_bias"} : tensor<4 x 6 x bf16>
+  %y = moe(%meta, %x, %router, %wgu, %wd, %rb, %bgu, %bd) {activation = 1, norm_topk_prob = 1, swiglu_alpha = 1.5, swiglu_limit = 6.0, top_k = 2} : tensor<20 x 6 x f32>
+  return %y
+}
+)";
+
+TEST(MoeLower, ClampedSwigluPrefillRunsTheInOutGroupedGemmsWithBiases) {
+  MoeLowerPass pass(SpecKey{MoePhase::kPrefill, 3, 3, 20, 4}, 8);
+  EXPECT_EQ(
+      RunPass(kClampedPrefill, pass),
+      R"(graph @moe(%meta: !forward_meta, %x: tensor<20 x 6 x f32>) attributes {max_moe_num_chunk = 3, moe_chunk_size = 8, moe_num_chunk = 3, moe_phase = "prefill", seq_bucket = 4, token_bucket = 20} {
+  %router = weight() {name = "router.weight"} : tensor<4 x 6 x bf16>
+  %wgu = weight() {experts = 4, name = "experts.gate_up_proj"} : tensor<4 x 6 x 10 x bf16>
+  %wd = weight() {experts = 4, name = "experts.down_proj"} : tensor<4 x 5 x 6 x bf16>
+  %rb = weight() {name = "router.bias"} : tensor<4 x bf16>
+  %bgu = weight() {name = "experts.gate_up_proj_bias"} : tensor<4 x 10 x bf16>
+  %bd = weight() {name = "experts.down_proj_bias"} : tensor<4 x 6 x bf16>
+  %y.router = linear(%x, %router) : tensor<20 x 4 x f32>
+  %y.router_bias = bias_add(%y.router, %rb) : tensor<20 x 4 x f32>
+  %y.route, %y.route.1 = topk_route(%meta, %y.router_bias) {norm_topk_prob = 1, row_offset = 0, top_k = 2} : tensor<20 x 2 x i32>, tensor<20 x 2 x f32>
+  %y.align, %y.align.1 = moe_align(%y.route) {num_experts = 4} : tensor<40 x i32>, tensor<5 x i32>
+  %y.permuted = moe_permute(%x, %y.align) {top_k = 2} : tensor<40 x 6 x f32>
+  %y.gate_up = grouped_matmul_kn(%y.permuted, %y.align.1, %wgu, %bgu) : tensor<40 x 10 x f32>
+  %y.act = clamped_swiglu(%y.gate_up) {alpha = 1.5, limit = 6.0} : tensor<40 x 5 x f32>
+  %y.down = grouped_matmul_kn(%y.act, %y.align.1, %wd, %bd) : tensor<40 x 6 x f32>
+  %y.out = moe_unpermute_reduce(%y.down, %y.align, %y.route.1) {top_k = 2} : tensor<20 x 6 x f32>
+  return %y.out
+}
+)");
+}
+
+TEST(MoeLower, ClampedSwigluDecodeRunsTheInOutExpertBatchedGemms) {
+  std::string text = kClampedPrefill;
+  text.replace(text.find("\"prefill\""), 9, "\"decode\"");
+  MoeLowerPass pass(SpecKey{MoePhase::kDecode, 3, 3, 20, 4}, 8);
+  EXPECT_EQ(
+      RunPass(text, pass),
+      R"(graph @moe(%meta: !forward_meta, %x: tensor<20 x 6 x f32>) attributes {max_moe_num_chunk = 3, moe_chunk_size = 8, moe_num_chunk = 3, moe_phase = "decode", seq_bucket = 4, token_bucket = 20} {
+  %router = weight() {name = "router.weight"} : tensor<4 x 6 x bf16>
+  %wgu = weight() {experts = 4, name = "experts.gate_up_proj"} : tensor<4 x 6 x 10 x bf16>
+  %wd = weight() {experts = 4, name = "experts.down_proj"} : tensor<4 x 5 x 6 x bf16>
+  %rb = weight() {name = "router.bias"} : tensor<4 x bf16>
+  %bgu = weight() {name = "experts.gate_up_proj_bias"} : tensor<4 x 10 x bf16>
+  %bd = weight() {name = "experts.down_proj_bias"} : tensor<4 x 6 x bf16>
+  %y.router = linear(%x, %router) : tensor<20 x 4 x f32>
+  %y.router_bias = bias_add(%y.router, %rb) : tensor<20 x 4 x f32>
+  %y.route, %y.route.1 = topk_route(%meta, %y.router_bias) {norm_topk_prob = 1, row_offset = 0, top_k = 2} : tensor<20 x 2 x i32>, tensor<20 x 2 x f32>
+  %y.batch, %y.batch.1 = moe_expert_batch(%y.route) {num_experts = 4} : tensor<4 x i32>, tensor<4 x 20 x i32>
+  %y.gate_up = expert_batched_matmul_kn(%x, %y.batch, %y.batch.1, %wgu, %bgu) {top_k = 2} : tensor<40 x 10 x f32>
+  %y.act = clamped_swiglu(%y.gate_up) {alpha = 1.5, limit = 6.0} : tensor<40 x 5 x f32>
+  %y.down = expert_batched_matmul_kn(%y.act, %y.batch, %y.batch.1, %wd, %bd) {top_k = 1} : tensor<40 x 6 x f32>
+  %y.out = moe_combine(%meta, %y.down, %y.route.1) : tensor<20 x 6 x f32>
+  return %y.out
+}
+)");
+}
+
 }  // namespace
 }  // namespace moegraph
