@@ -816,7 +816,7 @@ void OptMlaAttention(const KernelArgs& args) {
   const bool ok =
       args.meta != nullptr && q.kv_lora_rank <= kMaxRefHeadDimMla && q.CacheRow() <= kMaxMlaRow &&
       kv_access::IsLatentLayer(args.kv, q.layer, q.CacheRow()) &&
-      simd::ToWType(kv_b.dtype, &wtype) && kv_b.rank == 2 &&
+      simd::ToWType(kv_b.dtype, &wtype) && wtype != simd::WType::kFp8 && kv_b.rank == 2 &&
       kv_b.shape[0] == q.num_heads * (q.qk_nope_head_dim + q.v_head_dim) &&
       kv_b.shape[1] == q.kv_lora_rank && RowSize(args.out[0]) == q.num_heads * q.v_head_dim &&
       RowSize(args.in[0]) == q.num_heads * q.qk_nope_head_dim &&
@@ -857,6 +857,8 @@ void OptMlaAttention(const KernelArgs& args) {
         return MlaItems<simd::WType::kBF16>(p, begin, end);
       case simd::WType::kF16:
         return MlaItems<simd::WType::kF16>(p, begin, end);
+      case simd::WType::kFp8:  // refused above: the reference runs an FP8 kv_b
+        return;
     }
   });
 }

@@ -528,8 +528,7 @@ TEST(BlocksTest, AttentionOptionsWithoutAnOpAreUnimplemented) {
   }());
   EXPECT_EQ(mla.message(),
             "attention (layer 0): option mla is not supported yet: multi-head latent attention "
-            "needs compressed-KV projection and latent attention ops and an MLA KV-cache layout "
-            "(the DeepSeek family issue)");
+            "is BuildMlaAttention's (MlaOptions, the mla_attention op), not this GQA block's");
 }
 
 TEST(BlocksTest, MlpOptionsWithoutAnOpAreUnimplemented) {
