@@ -72,6 +72,7 @@ StatusOr<Graph> BuildDeepseekV3Graph(const DeepseekV3Config& c, const Checkpoint
     mla.v_head_dim = c.v_head_dim;
     mla.scale = c.Scale();
     mla.norm_eps = c.rms_norm_eps;
+    mla.rope = c.rope;
     mla.rope.theta = c.rope_theta;
     mla.rope_interleaved = c.rope_interleave;
     // q_lora_rank's q_proj has no bias in transformers: attention_bias puts one on q_a_proj
