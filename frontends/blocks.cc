@@ -178,13 +178,13 @@ StatusOr<ValueId> BuildMlaAttention(GraphBuilder& b, const MlaOptions& o, const 
   const bool lora = o.q_lora_rank > 0;
   if (lora != (w.q_a != kNoValue && w.q_a_norm != kNoValue && w.q_b != kNoValue) ||
       lora == (w.q != kNoValue) || w.kv_a == kNoValue || w.kv_a_norm == kNoValue ||
-      w.kv_b == kNoValue || w.o == kNoValue ||
-      o.qkv_bias != (w.q_bias != kNoValue && w.kv_a_bias != kNoValue) ||
-      o.o_bias != (w.o_bias != kNoValue)) {
-    return InvalidArgument(block +
-                           ": the weights disagree with the options (q_lora_rank: q_a/q_a_norm/"
-                           "q_b, else q; kv_a, kv_a_norm, kv_b, o always; biases as qkv_bias / "
-                           "o_bias)");
+      w.kv_b == kNoValue || w.o == kNoValue || o.qkv_bias != (w.kv_a_bias != kNoValue) ||
+      (o.qkv_bias && lora) != (w.q_bias != kNoValue) || o.o_bias != (w.o_bias != kNoValue)) {
+    return InvalidArgument(
+        block +
+        ": the weights disagree with the options (q_lora_rank: q_a/q_a_norm/"
+        "q_b, else q; kv_a, kv_a_norm, kv_b, o always; qkv_bias: kv_a's bias and, "
+        "with q_lora_rank, q_a's; o_bias: o's)");
   }
   const ValueId meta = b.meta();
   const RmsNormParams eps{.eps = o.norm_eps};
@@ -197,7 +197,6 @@ StatusOr<ValueId> BuildMlaAttention(GraphBuilder& b, const MlaOptions& o, const 
     q = b.Add1("linear", {qa, w.q_b}, {}, l + "q");
   } else {
     q = b.Add1("linear", {x, w.q}, {}, l + "q");
-    if (o.qkv_bias) q = b.Add1("bias_add", {q, w.q_bias}, {}, l + "q_bias");
   }
   // Each head's [nope | rope] columns apart; the latent from the shared rope key.
   const std::vector<ValueId> q_parts = b.Add(

@@ -592,7 +592,8 @@ CASES = {
     ),
     # mscale 0.707 against mscale_all_dim 1.0, so the rope's attention factor
     # (0.0707 ln 4 + 1) / (0.1 ln 4 + 1) and the softmax scale's (0.1 ln 4 + 1)^2 differ;
-    # a plain q_proj and rotate-half RoPE.
+    # a plain q_proj (no bias on it) with attention_bias (kv_a_proj_with_mqa and o_proj) and
+    # rotate-half RoPE.
     "dsv3_yarn_mscale": dict(
         family="deepseek_v3",
         seed=7005,
@@ -605,7 +606,7 @@ CASES = {
             kv_lora_rank=20, qk_nope_head_dim=8, qk_rope_head_dim=12, v_head_dim=12,
             n_routed_experts=6, num_experts_per_tok=2, n_shared_experts=1, n_group=1,
             topk_group=1, first_k_dense_replace=0, routed_scaling_factor=1.5,
-            norm_topk_prob=True, rope_interleave=False, attention_bias=False,
+            norm_topk_prob=True, rope_interleave=False, attention_bias=True,
             tie_word_embeddings=False, rope_theta=10000.0,
             rope_scaling=dict(rope_type="yarn", factor=4.0, original_max_position_embeddings=32,
                               beta_fast=32, beta_slow=1, mscale=0.707, mscale_all_dim=1.0),
