@@ -162,21 +162,29 @@ StatusOr<ValueId> BuildMlaAttention(GraphBuilder& b, const MlaOptions& o, const 
         block, o.num_heads, o.kv_lora_rank, o.qk_nope_head_dim, o.v_head_dim, o.qk_rope_head_dim,
         o.q_lora_rank));
   }
-  if (o.rope.type != RopeType::kDefault) {
-    return NeedsOp(block, std::string("rope.type = ") + RopeTypeName(o.rope.type),
-                   "the rope op takes only theta; scaled RoPE needs it to take inv_freq and an "
-                   "attention factor (ComputeRopeFrequencies has the math)");
+  if (o.rope.partial_rotary_factor != 1.0) {
+    return InvalidArgument(
+        Format("{}: rope.partial_rotary_factor = {}; MLA rotates whole qk_rope_head_dim heads",
+               block, o.rope.partial_rotary_factor));
   }
+  if (o.rope.type == RopeType::kDynamic) {
+    return NeedsOp(block, "rope.type = dynamic",
+                   "dynamic NTK RoPE rescales theta with the sequence length; the rope op "
+                   "rotates by one fixed table (linear, yarn and llama3 run)");
+  }
+  // q_pe and k_pe rotate with the scaled table and its attention factor (cos and sin times it,
+  // as transformers' DeepseekV3RotaryEmbedding); the softmax scale's mscale is the caller's.
+  MG_ASSIGN_OR_RETURN(const RopeOpScaling scaling, RopeScalingForOp(o.rope, o.qk_rope_head_dim));
   const bool lora = o.q_lora_rank > 0;
   if (lora != (w.q_a != kNoValue && w.q_a_norm != kNoValue && w.q_b != kNoValue) ||
       lora == (w.q != kNoValue) || w.kv_a == kNoValue || w.kv_a_norm == kNoValue ||
-      w.kv_b == kNoValue || w.o == kNoValue ||
-      o.qkv_bias != (w.q_bias != kNoValue && w.kv_a_bias != kNoValue) ||
-      o.o_bias != (w.o_bias != kNoValue)) {
-    return InvalidArgument(block +
-                           ": the weights disagree with the options (q_lora_rank: q_a/q_a_norm/"
-                           "q_b, else q; kv_a, kv_a_norm, kv_b, o always; biases as qkv_bias / "
-                           "o_bias)");
+      w.kv_b == kNoValue || w.o == kNoValue || o.qkv_bias != (w.kv_a_bias != kNoValue) ||
+      (o.qkv_bias && lora) != (w.q_bias != kNoValue) || o.o_bias != (w.o_bias != kNoValue)) {
+    return InvalidArgument(
+        block +
+        ": the weights disagree with the options (q_lora_rank: q_a/q_a_norm/"
+        "q_b, else q; kv_a, kv_a_norm, kv_b, o always; qkv_bias: kv_a's bias and, "
+        "with q_lora_rank, q_a's; o_bias: o's)");
   }
   const ValueId meta = b.meta();
   const RmsNormParams eps{.eps = o.norm_eps};
@@ -189,7 +197,6 @@ StatusOr<ValueId> BuildMlaAttention(GraphBuilder& b, const MlaOptions& o, const 
     q = b.Add1("linear", {qa, w.q_b}, {}, l + "q");
   } else {
     q = b.Add1("linear", {x, w.q}, {}, l + "q");
-    if (o.qkv_bias) q = b.Add1("bias_add", {q, w.q_bias}, {}, l + "q_bias");
   }
   // Each head's [nope | rope] columns apart; the latent from the shared rope key.
   const std::vector<ValueId> q_parts = b.Add(
@@ -206,8 +213,14 @@ StatusOr<ValueId> BuildMlaAttention(GraphBuilder& b, const MlaOptions& o, const 
   // Both q_pe and k_pe rotate whole rope-sized heads; transformers' rope_interleave output
   // is de-interleaved ([evens | odds]), a permutation shared by q and k that leaves every
   // score as GPT-J pairs in place give.
-  const RopeParams rope{
-      .head_dim = rope_dim, .theta = o.rope.theta, .interleaved = o.rope_interleaved ? 1 : 0};
+  const RopeParams rope{.head_dim = rope_dim,
+                        .theta = o.rope.theta,
+                        .interleaved = o.rope_interleaved ? 1 : 0,
+                        .scaling = scaling.scaling,
+                        .factor = scaling.factor,
+                        .ramp_low = scaling.ramp_low,
+                        .ramp_high = scaling.ramp_high,
+                        .attention_factor = scaling.attention_factor};
   const ValueId q_pe = b.Add1("rope", {meta, q_parts[1]}, rope, l + "q_pe_rope");
   const ValueId k_pe = b.Add1("rope", {meta, kv_parts[1]}, rope, l + "k_pe_rope");
   const double scale =

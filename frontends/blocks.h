@@ -77,10 +77,12 @@ struct MlaOptions {
   int64_t v_head_dim = 0;
   double scale = 0;               // softmax scale; 0 means (qk_nope + qk_rope)^-0.5
   double norm_eps = 1e-6;         // of q_a_layernorm and kv_a_layernorm
-  RopeParameters rope;            // over qk_rope_head_dim; type "default" only for now
+  RopeParameters rope;            // over qk_rope_head_dim; any type but dynamic
   bool rope_interleaved = false;  // GPT-J pairs (DeepSeek's rope_interleave)
-  bool qkv_bias = false;  // attention_bias: biases on q_a_proj (or q_proj) and kv_a_proj_with_mqa
-  bool o_bias = false;    // attention_bias: o_proj's bias
+  // attention_bias: biases on kv_a_proj_with_mqa and, with q_lora_rank, q_a_proj (a plain
+  // q_proj has none in transformers).
+  bool qkv_bias = false;
+  bool o_bias = false;  // attention_bias: o_proj's bias
 };
 
 struct MlaWeights {

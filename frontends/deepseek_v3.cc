@@ -72,17 +72,13 @@ StatusOr<Graph> BuildDeepseekV3Graph(const DeepseekV3Config& c, const Checkpoint
     mla.v_head_dim = c.v_head_dim;
     mla.scale = c.Scale();
     mla.norm_eps = c.rms_norm_eps;
+    mla.rope = c.rope;
     mla.rope.theta = c.rope_theta;
     mla.rope_interleaved = c.rope_interleave;
-    // q_lora_rank's q_proj has no bias in transformers: attention_bias puts one on q_a_proj
-    // (or none at all without q_lora_rank), kv_a_proj_with_mqa and o_proj.
-    mla.qkv_bias = c.attention_bias && c.q_lora_rank > 0;
+    // attention_bias puts a bias on q_a_proj (none on a plain q_proj, as transformers),
+    // kv_a_proj_with_mqa and o_proj.
+    mla.qkv_bias = c.attention_bias;
     mla.o_bias = c.attention_bias;
-    if (c.attention_bias && c.q_lora_rank == 0) {
-      return Unimplemented(
-          "deepseek_v3: attention_bias without q_lora_rank (a bias on kv_a_proj_with_mqa but "
-          "none on q_proj) is not supported");
-    }
     return BuildMlaAttention(b, mla, mla_w, x, l);
   };
   auto mlp = [&](const std::string& prefix, int64_t inter) -> StatusOr<MlpWeights> {

@@ -10,7 +10,14 @@
 namespace moegraph {
 
 double DeepseekV3Config::Scale() const {
-  return 1.0 / std::sqrt(static_cast<double>(qk_head_dim()));
+  const double scale = 1.0 / std::sqrt(static_cast<double>(qk_head_dim()));
+  // transformers' yarn_apply_mscale: any non-default type with a non-zero mscale_all_dim
+  // (yarn_get_mscale is 1 for factor <= 1).
+  if (rope.type == RopeType::kDefault || rope.mscale_all_dim == 0 || rope.factor <= 1) {
+    return scale;
+  }
+  const double mscale = 0.1 * rope.mscale_all_dim * std::log(rope.factor) + 1.0;
+  return scale * mscale * mscale;
 }
 
 std::string DeepseekV3Config::Describe() const {

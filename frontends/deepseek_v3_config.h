@@ -38,7 +38,8 @@ struct DeepseekV3Config : Glm4MoeConfig {
   bool rope_interleave = true;
 
   int64_t qk_head_dim() const { return qk_nope_head_dim + qk_rope_head_dim; }
-  // Softmax scale: qk_head_dim^-0.5 (the YaRN mscale_all_dim factor waits for scaled RoPE).
+  // Softmax scale: qk_head_dim^-0.5, times yarn_get_mscale(factor, mscale_all_dim)^2 when the
+  // RoPE is scaled and mscale_all_dim is set (transformers' yarn_apply_mscale).
   double Scale() const;
 
   // For tools: Glm4MoeConfig's line plus the MLA geometry.
@@ -50,7 +51,7 @@ struct DeepseekV3Config : Glm4MoeConfig {
 // Validates `json` (the contents of `source_name`, used in messages): InvalidArgument naming
 // the field for a missing or mistyped field or a bad value (the router's rules as GLM4-MoE's,
 // odd qk_rope_head_dim, non-positive MLA sizes); Unimplemented naming the field for what the
-// engine lacks (scaled RoPE, another activation).
+// engine lacks (dynamic NTK RoPE, another activation).
 StatusOr<DeepseekV3Config> ParseDeepseekV3Config(const JsonValue& json,
                                                  std::string_view source_name);
 

@@ -569,6 +569,49 @@ CASES = {
             tie_word_embeddings=False, rope_theta=10000.0,
         ),
     ),
+    # DeepSeek-V3 with YaRN as published (mscale = mscale_all_dim = 1.0: the rope's attention
+    # factor is 1, the softmax scale qk_head_dim^-0.5 * (0.1 ln 4 + 1)^2) over an original
+    # context of 32, which the prompts plus 32 decode steps pass; interleaved RoPE.
+    "dsv3_yarn": dict(
+        family="deepseek_v3",
+        seed=7004,
+        dtype="float32",
+        layout="per_expert",
+        config_style="transformers",
+        config=dict(
+            vocab_size=199, hidden_size=64, intermediate_size=96, moe_intermediate_size=24,
+            num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=4, q_lora_rank=24,
+            kv_lora_rank=36, qk_nope_head_dim=12, qk_rope_head_dim=16, v_head_dim=10,
+            n_routed_experts=8, num_experts_per_tok=2, n_shared_experts=1, n_group=2,
+            topk_group=1, first_k_dense_replace=1, routed_scaling_factor=2.5,
+            norm_topk_prob=True, rope_interleave=True, attention_bias=False,
+            tie_word_embeddings=False, rope_theta=10000.0,
+            rope_scaling=dict(rope_type="yarn", factor=4.0, original_max_position_embeddings=32,
+                              beta_fast=32, beta_slow=1, mscale=1.0, mscale_all_dim=1.0),
+        ),
+    ),
+    # mscale 0.707 against mscale_all_dim 1.0, so the rope's attention factor
+    # (0.0707 ln 4 + 1) / (0.1 ln 4 + 1) and the softmax scale's (0.1 ln 4 + 1)^2 differ;
+    # a plain q_proj (no bias on it) with attention_bias (kv_a_proj_with_mqa and o_proj) and
+    # rotate-half RoPE.
+    "dsv3_yarn_mscale": dict(
+        family="deepseek_v3",
+        seed=7005,
+        dtype="float32",
+        layout="per_expert",
+        config_style="transformers",
+        config=dict(
+            vocab_size=199, hidden_size=48, intermediate_size=64, moe_intermediate_size=20,
+            num_hidden_layers=2, num_attention_heads=3, num_key_value_heads=3, q_lora_rank=None,
+            kv_lora_rank=20, qk_nope_head_dim=8, qk_rope_head_dim=12, v_head_dim=12,
+            n_routed_experts=6, num_experts_per_tok=2, n_shared_experts=1, n_group=1,
+            topk_group=1, first_k_dense_replace=0, routed_scaling_factor=1.5,
+            norm_topk_prob=True, rope_interleave=False, attention_bias=True,
+            tie_word_embeddings=False, rope_theta=10000.0,
+            rope_scaling=dict(rope_type="yarn", factor=4.0, original_max_position_embeddings=32,
+                              beta_fast=32, beta_slow=1, mscale=0.707, mscale_all_dim=1.0),
+        ),
+    ),
     # odd_norm_topk's architecture with FP8 block-quantized linears, as DeepSeek-V3 and
     # Qwen3-FP8 checkpoints store them: every attention, dense-MLP and expert projection is
     # F8_E4M3 with an F32 `<name>_scale_inv` per [16, 32] block (amax / 448); hidden 72,

@@ -4,9 +4,11 @@
 
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <string>
 
 #include "ir/printer.h"
+#include "support/json.h"
 
 namespace moegraph {
 namespace {
@@ -294,6 +296,87 @@ TEST(BlocksTest, ScaledRopeIsRopeScalingAttributes) {
   }
 }
 
+// MLA without q_lora_rank (hidden 16, 2 heads, nope 4, rope 4, v 6, kv_lora_rank 8).
+MlaOptions Mla() {
+  MlaOptions o;
+  o.num_heads = 2;
+  o.kv_lora_rank = 8;
+  o.qk_nope_head_dim = 4;
+  o.qk_rope_head_dim = 4;
+  o.v_head_dim = 6;
+  return o;
+}
+
+MlaWeights MlaWeightsFor(GraphBuilder& b, bool kv_a_bias) {
+  MlaWeights w;
+  w.q = b.Weight("q", F32({16, 16}));
+  w.kv_a = b.Weight("kv_a", F32({12, 16}));
+  w.kv_a_norm = b.Weight("kv_a_norm", F32({8}));
+  w.kv_b = b.Weight("kv_b", F32({20, 8}));
+  w.o = b.Weight("o", F32({16, 12}));
+  if (kv_a_bias) w.kv_a_bias = b.Weight("kv_a_bias", F32({12}));
+  return w;
+}
+
+// YaRN reaches q_pe and k_pe as the rope op's scaling attributes over qk_rope_head_dim
+// (4: correction dims 4 ln(64 / (2 pi r)) / (2 ln 1e4) = -0.25 and 0.50, so the ramp is [0, 1]),
+// with mscale / mscale_all_dim's attention factor; dynamic NTK is refused naming the option.
+TEST(BlocksTest, MlaRopeTakesTheScaling) {
+  GraphBuilder b("t");
+  ValueId x = b.Input("x", Tokens(16));
+  MlaOptions o = Mla();
+  o.rope.type = RopeType::kYarn;
+  o.rope.factor = 4;
+  o.rope.original_max_position_embeddings = 64;
+  o.rope.mscale = 0.707;
+  o.rope.mscale_all_dim = 1.0;
+  StatusOr<ValueId> y = BuildMlaAttention(b, o, MlaWeightsFor(b, false), x, "l0.");
+  ASSERT_TRUE(y.ok()) << y.status().ToString();
+  b.Output(*y);
+  StatusOr<Graph> g = std::move(b).Finish();
+  ASSERT_TRUE(g.ok()) << g.status().ToString();
+  const std::string text = PrintGraph(*g);
+  const std::string attrs =
+      "{attention_factor = " +
+      JsonValue::Double((0.0707 * std::log(4.0) + 1.0) / (0.1 * std::log(4.0) + 1.0)).Dump() +
+      ", factor = 4.0, head_dim = 4, ramp_high = 1.0, scaling = 2, "
+      "theta = 10000.0}";
+  EXPECT_EQ(Count(text, "= rope(%meta, %l0.q_parts.1) " + attrs), 1) << text;
+  EXPECT_EQ(Count(text, "= rope(%meta, %l0.kv_parts.1) " + attrs), 1) << text;
+
+  GraphBuilder b2("t");
+  ValueId x2 = b2.Input("x", Tokens(16));
+  o.rope.type = RopeType::kDynamic;
+  StatusOr<ValueId> dynamic = BuildMlaAttention(b2, o, MlaWeightsFor(b2, false), x2, "l0.");
+  EXPECT_EQ(dynamic.status().code(), StatusCode::kUnimplemented);
+  EXPECT_NE(dynamic.status().message().find("option rope.type = dynamic"), std::string::npos)
+      << dynamic.status().ToString();
+}
+
+// qkv_bias without q_lora_rank is kv_a_proj_with_mqa's bias alone (transformers' q_proj has
+// none): a q bias weight disagrees with the options.
+TEST(BlocksTest, MlaQkvBiasWithoutLoraIsKvABiasOnly) {
+  GraphBuilder b("t");
+  ValueId x = b.Input("x", Tokens(16));
+  MlaOptions o = Mla();
+  o.qkv_bias = true;
+  StatusOr<ValueId> y = BuildMlaAttention(b, o, MlaWeightsFor(b, true), x, "l0.");
+  ASSERT_TRUE(y.ok()) << y.status().ToString();
+  b.Output(*y);
+  StatusOr<Graph> g = std::move(b).Finish();
+  ASSERT_TRUE(g.ok()) << g.status().ToString();
+  const std::string text = PrintGraph(*g);
+  EXPECT_EQ(Count(text, "bias_add("), 1) << text;
+  EXPECT_EQ(Count(text, "= bias_add(%l0.kv_a, %kv_a_bias)"), 1) << text;
+
+  GraphBuilder b2("t");
+  ValueId x2 = b2.Input("x", Tokens(16));
+  MlaWeights w = MlaWeightsFor(b2, true);
+  w.q_bias = b2.Weight("q_bias", F32({16}));
+  StatusOr<ValueId> bad = BuildMlaAttention(b2, o, w, x2, "l0.");
+  EXPECT_EQ(bad.status().code(), StatusCode::kInvalidArgument) << bad.status().ToString();
+}
+
 // int(head_dim * partial_rotary_factor) must be an even count >= 2.
 TEST(BlocksTest, PartialRotaryFactorMustRotateAnEvenCount) {
   for (double factor : {0.4, 0.1}) {  // int(3.2) = 3, int(0.8) = 0
@@ -528,8 +611,7 @@ TEST(BlocksTest, AttentionOptionsWithoutAnOpAreUnimplemented) {
   }());
   EXPECT_EQ(mla.message(),
             "attention (layer 0): option mla is not supported yet: multi-head latent attention "
-            "needs compressed-KV projection and latent attention ops and an MLA KV-cache layout "
-            "(the DeepSeek family issue)");
+            "is BuildMlaAttention's (MlaOptions, the mla_attention op), not this GQA block's");
 }
 
 TEST(BlocksTest, MlpOptionsWithoutAnOpAreUnimplemented) {

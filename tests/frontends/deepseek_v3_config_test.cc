@@ -12,7 +12,7 @@ namespace moegraph {
 namespace {
 
 // deepseek-ai/DeepSeek-V3's config.json without its quantization_config and with rope_scaling
-// null (YaRN waits for scaled RoPE; the FP8 weights are another issue's).
+// null (YaRN's published values are the YarnRope tests').
 constexpr const char* kDeepseekV3 = R"({
   "architectures": ["DeepseekV3ForCausalLM"], "attention_bias": false,
   "attention_dropout": 0.0, "bos_token_id": 0, "eos_token_id": 1,
@@ -135,15 +135,75 @@ TEST(DeepseekV3Config, ErrorsNameTheField) {
     }
     EXPECT_NE(c.status().message().find(k.field), std::string::npos) << c.status().ToString();
   }
-  // YaRN (the published rope_scaling) is refused naming the field until scaled RoPE lands.
+}
+
+JsonValue Yarn(const char* field, double mscale, double mscale_all_dim) {
   JsonValue::Object yarn;
-  yarn.emplace_back("type", JsonValue::String("yarn"));
+  yarn.emplace_back(std::string(field) == "rope_scaling" ? "type" : "rope_type",
+                    JsonValue::String("yarn"));
+  yarn.emplace_back("beta_fast", JsonValue::Int(32));
+  yarn.emplace_back("beta_slow", JsonValue::Int(1));
   yarn.emplace_back("factor", JsonValue::Double(40.0));
+  if (mscale != 0) yarn.emplace_back("mscale", JsonValue::Double(mscale));
+  if (mscale_all_dim != 0) yarn.emplace_back("mscale_all_dim", JsonValue::Double(mscale_all_dim));
   yarn.emplace_back("original_max_position_embeddings", JsonValue::Int(4096));
-  StatusOr<DeepseekV3Config> c = ParseDeepseekV3Config(
-      With("rope_scaling", JsonValue::MakeObject(std::move(yarn))), "config.json");
-  EXPECT_EQ(c.status().code(), StatusCode::kUnimplemented);
-  EXPECT_NE(c.status().message().find("rope_scaling"), std::string::npos) << c.status().ToString();
+  return With(field, JsonValue::MakeObject(std::move(yarn)));
+}
+
+// The published rope_scaling (yarn, factor 40 over 4096, mscale = mscale_all_dim = 1) as
+// rope_scaling (transformers 4) or rope_parameters (5): the softmax scale is
+// qk_head_dim^-0.5 * (0.1 ln 40 + 1)^2 (yarn_apply_mscale).
+TEST(DeepseekV3Config, ParsesThePublishedYarn) {
+  for (const char* field : {"rope_scaling", "rope_parameters"}) {
+    SCOPED_TRACE(field);
+    StatusOr<DeepseekV3Config> c = ParseDeepseekV3Config(Yarn(field, 1.0, 1.0), "config.json");
+    ASSERT_TRUE(c.ok()) << c.status().ToString();
+    EXPECT_EQ(c->rope.type, RopeType::kYarn);
+    EXPECT_EQ(c->rope.factor, 40.0);
+    EXPECT_EQ(c->rope.original_max_position_embeddings, 4096);
+    EXPECT_EQ(c->rope.beta_fast, 32.0);
+    EXPECT_EQ(c->rope.beta_slow, 1.0);
+    EXPECT_EQ(c->rope.mscale, 1.0);
+    EXPECT_EQ(c->rope.mscale_all_dim, 1.0);
+    const double mscale = 0.1 * std::log(40.0) + 1.0;
+    EXPECT_DOUBLE_EQ(c->Scale(), mscale * mscale / std::sqrt(192.0));
+  }
+}
+
+// mscale != mscale_all_dim: the rope's attention factor is their get_mscale ratio, the softmax
+// scale takes mscale_all_dim alone; without mscale_all_dim the scale is unscaled and the
+// attention factor 0.1 ln(factor) + 1.
+TEST(DeepseekV3Config, YarnMscaleTermsSplitBetweenRopeAndScale) {
+  const double m = 0.1 * std::log(40.0) + 1.0;
+  StatusOr<DeepseekV3Config> c =
+      ParseDeepseekV3Config(Yarn("rope_scaling", 0.707, 1.0), "config.json");
+  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  EXPECT_DOUBLE_EQ(c->Scale(), m * m / std::sqrt(192.0));
+  StatusOr<RopeOpScaling> op = RopeScalingForOp(c->rope, c->qk_rope_head_dim);
+  ASSERT_TRUE(op.ok()) << op.status().ToString();
+  EXPECT_DOUBLE_EQ(op->attention_factor, (0.0707 * std::log(40.0) + 1.0) / m);
+
+  c = ParseDeepseekV3Config(Yarn("rope_scaling", 0, 0), "config.json");
+  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  EXPECT_DOUBLE_EQ(c->Scale(), 1.0 / std::sqrt(192.0));
+  op = RopeScalingForOp(c->rope, c->qk_rope_head_dim);
+  ASSERT_TRUE(op.ok()) << op.status().ToString();
+  EXPECT_DOUBLE_EQ(op->attention_factor, m);
+}
+
+// Dynamic NTK is refused naming the field; an unknown type lists the supported ones.
+TEST(DeepseekV3Config, RefusesRopeTypesTheRopeOpLacks) {
+  for (const char* type : {"dynamic", "longrope"}) {
+    SCOPED_TRACE(type);
+    JsonValue::Object rope;
+    rope.emplace_back("type", JsonValue::String(type));
+    rope.emplace_back("factor", JsonValue::Double(4.0));
+    StatusOr<DeepseekV3Config> c = ParseDeepseekV3Config(
+        With("rope_scaling", JsonValue::MakeObject(std::move(rope))), "config.json");
+    EXPECT_EQ(c.status().code(), StatusCode::kUnimplemented) << c.status().ToString();
+    EXPECT_NE(c.status().message().find("config.json: field \"rope_scaling\""), std::string::npos)
+        << c.status().ToString();
+  }
 }
 
 }  // namespace

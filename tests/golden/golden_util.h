@@ -69,6 +69,8 @@ inline std::vector<std::string> GoldenCases() {
           "dsv3_lora_g4",
           "dsv3_plain_g1",
           "dsv3_bf16",
+          "dsv3_yarn",
+          "dsv3_yarn_mscale",
 
           "qwen3_moe_fp8"};
 }
