@@ -117,11 +117,12 @@ StatusOr<KvCache> KvCache::Create(const KvCacheConfig& config) {
     // A ring layer's arrays are [num_rings, ring_blocks, block_size] rows.
     const int32_t ring_blocks = config.RingBlocks(layer);
     has_rings = has_rings || ring_blocks > 0;
-    const uint64_t rows = ring_blocks > 0 ? static_cast<uint64_t>(config.num_rings) *
-                                                static_cast<uint64_t>(ring_blocks) *
-                                                static_cast<uint64_t>(config.block_size)
-                                          : num_slots;
-    bool overflow = __builtin_mul_overflow(rows, row_bytes, &array_bytes);
+    uint64_t rows = num_slots;
+    bool overflow = ring_blocks > 0 &&
+                    (__builtin_mul_overflow(static_cast<uint64_t>(config.num_rings),
+                                            static_cast<uint64_t>(ring_blocks), &rows) ||
+                     __builtin_mul_overflow(rows, static_cast<uint64_t>(config.block_size), &rows));
+    overflow = overflow || __builtin_mul_overflow(rows, row_bytes, &array_bytes);
     if (ring_blocks > 0 && !overflow) {
       overflow = __builtin_add_overflow(ring_bytes, array_bytes * KvLayerNumArrays(layer.kind),
                                         &ring_bytes);
