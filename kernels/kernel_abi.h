@@ -70,6 +70,7 @@ struct ForwardMetaView {
   const int32_t* positions = nullptr;           // [token_capacity] position in its sequence
   const int32_t* block_tables = nullptr;        // [seq_capacity, max_blocks_per_seq]
   const int32_t* slot_mapping = nullptr;        // [token_capacity] block * block_size + offset
+  const int32_t* kv_rings = nullptr;            // [seq_capacity] ring of s in sliding layers, -1
 };
 
 // ForwardMeta's dynamic arrays, listed once: the view member, the capacity
@@ -100,6 +101,7 @@ inline constexpr MetaArray kMetaArrays[] = {
     {"positions", &ForwardMetaView::positions, MetaArrayExtent::kTokens, 0},
     {"block_tables", &ForwardMetaView::block_tables, MetaArrayExtent::kBlockTable, -1},
     {"slot_mapping", &ForwardMetaView::slot_mapping, MetaArrayExtent::kTokens, -1},
+    {"kv_rings", &ForwardMetaView::kv_rings, MetaArrayExtent::kSeqs, -1},
 };
 
 // The arrays are ForwardMetaView's trailing members: one added there without
@@ -137,6 +139,11 @@ struct KvLayerView {
   int32_t num_kv_heads = 0;
   int32_t head_dim = 0;
   int64_t slot_stride = 0;  // elements from one slot's row to the next
+  // 0: paged by the block tables, as above. > 0: a sliding-window layer kept in
+  // per-sequence rings of ring_blocks blocks: k and v are [num_rings, ring_blocks,
+  // block_size, ...] and logical block b of the sequence with ring r lives at row block
+  // r * ring_blocks + b % ring_blocks (KvBlockMap).
+  int32_t ring_blocks = 0;
 };
 
 // The paged KV cache: per-layer geometry and storage, one block bookkeeping
@@ -146,12 +153,78 @@ struct KvCacheView {
   int32_t num_layers = 0;
   int32_t num_blocks = 0;
   int32_t block_size = 0;
+  int32_t num_rings = 0;  // rings of the sliding layers with ring_blocks > 0
 
   // Layer `l`, or null when out of range.
   const KvLayerView* layer(int64_t l) const {
     return layers != nullptr && l >= 0 && l < num_layers ? layers + l : nullptr;
   }
 };
+
+#if defined(__CUDACC__)
+#define MG_KV_FN __host__ __device__ inline
+#else
+#define MG_KV_FN inline
+#endif
+
+// Where one sequence's logical KV block b (positions [b * block_size, (b + 1) *
+// block_size)) lives in one layer: its block-table entry, or for a ring layer
+// block b mod ring_blocks of its ring. Kernels index it like the table.
+struct KvBlockMap {
+  const int32_t* table = nullptr;  // the sequence's block_tables row
+  int64_t ring_base = 0;           // ring * ring_blocks
+  int32_t ring_blocks = 0;         // 0: paged by table
+
+  MG_KV_FN int64_t operator[](int64_t b) const {
+    return ring_blocks > 0 ? ring_base + b % ring_blocks : static_cast<int64_t>(table[b]);
+  }
+};
+
+// Row blocks a layer's arrays hold: num_blocks, or num_rings * ring_blocks.
+MG_KV_FN int64_t KvLayerRowBlocks(const KvCacheView& kv, const KvLayerView& layer) {
+  return layer.ring_blocks > 0 ? static_cast<int64_t>(kv.num_rings) * layer.ring_blocks
+                               : static_cast<int64_t>(kv.num_blocks);
+}
+
+// Sequence `seq`'s blocks in `layer`, with its ring (0 when the ring is missing
+// or out of range; KvRingValid says which).
+MG_KV_FN KvBlockMap KvBlocksOf(const ForwardMetaView& meta, const KvCacheView& kv,
+                               const KvLayerView& layer, int32_t seq) {
+  KvBlockMap map;
+  map.table = meta.block_tables + static_cast<int64_t>(seq) * meta.max_blocks_per_seq;
+  map.ring_blocks = layer.ring_blocks;
+  if (layer.ring_blocks > 0) {
+    const int32_t ring = meta.kv_rings != nullptr ? meta.kv_rings[seq] : -1;
+    map.ring_base =
+        ring >= 0 && ring < kv.num_rings ? static_cast<int64_t>(ring) * layer.ring_blocks : 0;
+  }
+  return map;
+}
+
+// False for a ring layer when sequence `seq` has no valid ring.
+MG_KV_FN bool KvRingValid(const ForwardMetaView& meta, const KvCacheView& kv,
+                          const KvLayerView& layer, int32_t seq) {
+  if (layer.ring_blocks <= 0) return true;
+  const int32_t ring = meta.kv_rings != nullptr ? meta.kv_rings[seq] : -1;
+  return ring >= 0 && ring < kv.num_rings;
+}
+
+// The slot (row index in the layer's arrays) token t writes, or -1: slot_mapping for
+// a paged layer, the ring slot of its position for a ring layer.
+MG_KV_FN int64_t KvWriteSlot(const ForwardMetaView& meta, const KvCacheView& kv,
+                             const KvLayerView& layer, int64_t t) {
+  if (layer.ring_blocks <= 0) {
+    const int64_t slot = meta.slot_mapping[t];
+    return slot < static_cast<int64_t>(kv.num_blocks) * kv.block_size ? slot : -1;
+  }
+  const int32_t seq = meta.batch_id_per_token[t];
+  const int32_t position = meta.positions[t];
+  if (seq < 0 || seq >= meta.num_seqs || position < 0 || !KvRingValid(meta, kv, layer, seq)) {
+    return -1;
+  }
+  const KvBlockMap map = KvBlocksOf(meta, kv, layer, seq);
+  return map[position / kv.block_size] * kv.block_size + position % kv.block_size;
+}
 
 // A plan step's parameter arrays are at most this long (the wire format).
 constexpr int kMaxKernelInts = 16;

@@ -68,18 +68,41 @@ StatusOr<std::unique_ptr<Engine>> Engine::Load(Plan plan, const EngineOptions& o
   KvCacheConfig kv_config;
   kv_config.layers = plan.kv_layers;
   kv_config.block_size = options.kv_block_size;
-  // The budget counts the bytes the layers really store, in their dtypes.
-  MG_ASSIGN_OR_RETURN(const uint64_t block_bytes,
-                      KvCache::BlockBytes(kv_config.layers, options.kv_block_size));
+  // Sliding-window layers keep each sequence in a ring (one per sequence a
+  // step can hold), sized for the largest token bucket; full layers page.
+  kv_config.num_rings = max_seqs;
+  kv_config.max_step_tokens = max_tokens;
+  // The budget counts the bytes the layers really store, in their dtypes: the
+  // rings first, the rest buys blocks of the full layers.
+  MG_ASSIGN_OR_RETURN(
+      const uint64_t block_bytes,
+      KvCache::BlockBytes(kv_config.layers, options.kv_block_size, kv_config.max_step_tokens));
+  MG_ASSIGN_OR_RETURN(const uint64_t ring_bytes_per_seq, KvCache::RingBytes(kv_config));
+  uint64_t ring_bytes = 0;
+  if (__builtin_mul_overflow(ring_bytes_per_seq, static_cast<uint64_t>(std::max(max_seqs, 0)),
+                             &ring_bytes)) {
+    return ResourceExhausted("the plan's sliding-window KV rings overflow 64 bits");
+  }
   const int64_t max_positions = std::max<int64_t>(m.max_position_embeddings, 1);
   const int64_t blocks_per_full_seq =
       (max_positions + options.kv_block_size - 1) / options.kv_block_size;
-  const uint64_t budget =
-      options.kv_cache_bytes != 0
-          ? options.kv_cache_bytes
-          : DefaultKvCacheBytes(max_seqs, blocks_per_full_seq, block_bytes, PhysicalMemoryBytes());
-  kv_config.num_blocks =
-      static_cast<int32_t>(std::min<uint64_t>(budget / block_bytes, uint64_t{1} << 30));
+  uint64_t budget = options.kv_cache_bytes;
+  if (budget == 0) {
+    budget = block_bytes > 0 ? DefaultKvCacheBytes(max_seqs, blocks_per_full_seq, block_bytes,
+                                                   PhysicalMemoryBytes())
+                             : 0;
+    if (__builtin_add_overflow(budget, ring_bytes, &budget)) budget = UINT64_MAX;
+  }
+  if (budget < ring_bytes) {
+    return InvalidArgument("KV cache budget of " + FormatBytes(budget) +
+                           " is less than the sliding-window rings' " + FormatBytes(ring_bytes));
+  }
+  // Without full layers the blocks are bookkeeping only (no bytes).
+  kv_config.num_blocks = static_cast<int32_t>(
+      std::min<uint64_t>(block_bytes > 0 ? (budget - ring_bytes) / block_bytes
+                                         : static_cast<uint64_t>(std::max(max_seqs, 1)) *
+                                               static_cast<uint64_t>(blocks_per_full_seq),
+                         uint64_t{1} << 30));
   if (kv_config.num_blocks < 1) {
     return InvalidArgument("KV cache budget of " + FormatBytes(budget) + " holds no block of " +
                            FormatBytes(block_bytes));
@@ -411,7 +434,7 @@ Status Engine::CheckBatch(const std::vector<SequenceStep>& batch) const {
   if (batch.empty()) return InvalidArgument("empty batch");
   std::set<int64_t> seen;
   const int32_t vocab = plan_.model.vocab_size;
-  int64_t blocks_needed = 0;
+  int64_t blocks_needed = 0, rings_needed = 0;
   for (const SequenceStep& s : batch) {
     const std::string seq = "sequence " + std::to_string(s.seq_id);
     if (!seen.insert(s.seq_id).second) return InvalidArgument(seq + " appears twice in the batch");
@@ -435,6 +458,13 @@ Status Engine::CheckBatch(const std::vector<SequenceStep>& batch) const {
                              std::to_string(plan_.model.max_position_embeddings));
     }
     blocks_needed += kv_.BlocksFor(total) - static_cast<int64_t>(kv_.BlockTable(s.seq_id).size());
+    if (kv_.has_rings() && kv_.RingOf(s.seq_id) < 0) ++rings_needed;
+  }
+  if (rings_needed > kv_.num_free_rings()) {
+    return ResourceExhausted("KV cache exhausted: the batch needs " + std::to_string(rings_needed) +
+                             " more sliding-window rings, " + std::to_string(kv_.num_free_rings()) +
+                             " of " + std::to_string(kv_.config().num_rings) +
+                             " are free; finish or release sequences");
   }
   if (blocks_needed > kv_.num_free_blocks()) {
     return ResourceExhausted(

@@ -99,6 +99,15 @@ Status ForwardMetaBuffers::Fill(const std::vector<SequenceStep>& batch, int32_t 
                                 " has no KV blocks reserved for " + std::to_string(total) +
                                 " tokens");
     }
+    if (kv.has_rings() && (kv.RingOf(step.seq_id) < 0 || static_cast<int64_t>(step.tokens.size()) >
+                                                             kv.config().max_step_tokens)) {
+      // More tokens than the rings were sized for would overwrite keys still in a window.
+      return FailedPrecondition("sequence " + std::to_string(step.seq_id) + " feeds " +
+                                std::to_string(step.tokens.size()) +
+                                " tokens; the sliding-window rings need a ring reserved and "
+                                "at most " +
+                                std::to_string(kv.config().max_step_tokens) + " tokens per step");
+    }
     if (static_cast<int64_t>(table.size()) > max_blocks_per_seq_) {
       return InvalidArgument("sequence " + std::to_string(step.seq_id) + " needs " +
                              std::to_string(table.size()) + " KV blocks; at most " +
@@ -116,6 +125,7 @@ Status ForwardMetaBuffers::Fill(const std::vector<SequenceStep>& batch, int32_t 
   int32_t* const positions = mut(view_.positions);
   int32_t* const block_tables = mut(view_.block_tables);
   int32_t* const slot_mapping = mut(view_.slot_mapping);
+  int32_t* const kv_rings = mut(view_.kv_rings);
 
   const int32_t block_size = kv.config().block_size;
   const auto num_seqs = static_cast<int32_t>(batch.size());
@@ -133,6 +143,7 @@ Status ForwardMetaBuffers::Fill(const std::vector<SequenceStep>& batch, int32_t 
     seq_lens_this_time[s] = static_cast<int32_t>(step.tokens.size());
     seq_lens_encoder[s] = step.num_cached == 0 ? static_cast<int32_t>(step.tokens.size()) : 0;
     seq_lens_decoder[s] = step.num_cached;
+    kv_rings[s] = kv.RingOf(step.seq_id);
     for (size_t i = 0; i < step.tokens.size(); ++i, ++t) {
       const int32_t pos = step.num_cached + static_cast<int32_t>(i);
       tokens_[t] = step.tokens[i];

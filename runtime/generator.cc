@@ -131,9 +131,16 @@ Status Generator::Admit() {
     const int64_t held = static_cast<int64_t>(kv.BlockTable(r.request.id).size());
     promised += std::max<int64_t>(r.max_blocks - held, 0);
   }
+  // Rings the running sequences will still take (one each, at their first step).
+  int64_t promised_rings = 0;
+  for (const Running& r : running_) {
+    if (kv.has_rings() && kv.RingOf(r.request.id) < 0) ++promised_rings;
+  }
   while (!waiting_.empty()) {
     const int64_t needed = MaxBlocks(waiting_.front());
     if (needed > kv.num_free_blocks() - promised) break;
+    if (kv.has_rings() && promised_rings >= kv.num_free_rings()) break;
+    if (kv.has_rings()) ++promised_rings;
     Running r;
     r.rng.seed(waiting_.front().sampling.seed);
     r.request = std::move(waiting_.front());

@@ -18,6 +18,15 @@ KvCacheConfig KvCacheConfig::Uniform(int32_t num_layers, int32_t num_kv_heads, i
   return config;
 }
 
+int32_t KvCacheConfig::RingBlocks(const PlanKvLayer& layer) const {
+  if (num_rings <= 0 || max_step_tokens <= 0 || block_size <= 0 || layer.window <= 0 ||
+      layer.kind != KvLayerKind::kKeyValue) {
+    return 0;
+  }
+  const int64_t slots = static_cast<int64_t>(layer.window) + max_step_tokens - 1;
+  return static_cast<int32_t>(std::min<int64_t>((slots + block_size - 1) / block_size, INT32_MAX));
+}
+
 namespace {
 
 std::string DescribeLayer(size_t index, const PlanKvLayer& layer) {
@@ -47,11 +56,15 @@ uint64_t AlignUp(uint64_t v, uint64_t a) {
 
 }  // namespace
 
-StatusOr<uint64_t> KvCache::BlockBytes(const std::vector<PlanKvLayer>& layers, int32_t block_size) {
+StatusOr<uint64_t> KvCache::BlockBytes(const std::vector<PlanKvLayer>& layers, int32_t block_size,
+                                       int32_t max_step_tokens) {
   if (block_size <= 0) return InvalidArgument("KV block size must be > 0");
   uint64_t per_token = 0;
   for (size_t l = 0; l < layers.size(); ++l) {
     MG_RETURN_IF_ERROR(CheckLayer(l, layers[l]));
+    if (max_step_tokens > 0 && layers[l].window > 0 && layers[l].kind == KvLayerKind::kKeyValue) {
+      continue;  // in a ring
+    }
     if (__builtin_add_overflow(per_token, static_cast<uint64_t>(*KvLayerBytesPerToken(layers[l])),
                                &per_token)) {
       return ResourceExhausted("the KV cache's bytes per token over " +
@@ -62,6 +75,22 @@ StatusOr<uint64_t> KvCache::BlockBytes(const std::vector<PlanKvLayer>& layers, i
   if (__builtin_mul_overflow(per_token, static_cast<uint64_t>(block_size), &bytes)) {
     return ResourceExhausted("a KV cache block of " + std::to_string(block_size) + " tokens of " +
                              std::to_string(per_token) + " bytes overflows 64 bits");
+  }
+  return bytes;
+}
+
+StatusOr<uint64_t> KvCache::RingBytes(const KvCacheConfig& config) {
+  uint64_t bytes = 0;
+  for (size_t l = 0; l < config.layers.size(); ++l) {
+    MG_RETURN_IF_ERROR(CheckLayer(l, config.layers[l]));
+    const int32_t ring_blocks = config.RingBlocks(config.layers[l]);
+    uint64_t layer_bytes = 0;
+    if (__builtin_mul_overflow(static_cast<uint64_t>(*KvLayerBytesPerToken(config.layers[l])),
+                               static_cast<uint64_t>(ring_blocks) * config.block_size,
+                               &layer_bytes) ||
+        __builtin_add_overflow(bytes, layer_bytes, &bytes)) {
+      return ResourceExhausted("the KV cache's ring bytes per sequence overflow 64 bits");
+    }
   }
   return bytes;
 }
@@ -77,14 +106,27 @@ StatusOr<KvCache> KvCache::Create(const KvCacheConfig& config) {
   const auto num_slots = static_cast<uint64_t>(config.num_blocks) * config.block_size;
   std::vector<uint64_t> offsets;
   offsets.reserve(config.layers.size() * 2);
-  uint64_t bytes = 0;
+  uint64_t bytes = 0, ring_bytes = 0;
+  bool has_rings = false;
   for (size_t l = 0; l < config.layers.size(); ++l) {
     const PlanKvLayer& layer = config.layers[l];
     MG_RETURN_IF_ERROR(CheckLayer(l, layer));
     uint64_t array_bytes = 0;
     const uint64_t row_bytes =
         static_cast<uint64_t>(*KvLayerRowElements(layer)) * DTypeBytes(layer.dtype);
-    bool overflow = __builtin_mul_overflow(num_slots, row_bytes, &array_bytes);
+    // A ring layer's arrays are [num_rings, ring_blocks, block_size] rows.
+    const int32_t ring_blocks = config.RingBlocks(layer);
+    has_rings = has_rings || ring_blocks > 0;
+    uint64_t rows = num_slots;
+    bool overflow = ring_blocks > 0 &&
+                    (__builtin_mul_overflow(static_cast<uint64_t>(config.num_rings),
+                                            static_cast<uint64_t>(ring_blocks), &rows) ||
+                     __builtin_mul_overflow(rows, static_cast<uint64_t>(config.block_size), &rows));
+    overflow = overflow || __builtin_mul_overflow(rows, row_bytes, &array_bytes);
+    if (ring_blocks > 0 && !overflow) {
+      overflow = __builtin_add_overflow(ring_bytes, array_bytes * KvLayerNumArrays(layer.kind),
+                                        &ring_bytes);
+    }
     for (int a = 0; a < 2 && !overflow; ++a) {
       bytes = AlignUp(bytes, kArrayAlignment);
       offsets.push_back(bytes);
@@ -109,6 +151,8 @@ StatusOr<KvCache> KvCache::Create(const KvCacheConfig& config) {
   cache.config_ = config;
   cache.offsets_ = std::move(offsets);
   cache.bytes_ = bytes;
+  cache.ring_bytes_ = ring_bytes;
+  cache.has_rings_ = has_rings;
   if (config.allocate_storage) {
     cache.storage_.reset(static_cast<std::byte*>(std::calloc(bytes > 0 ? bytes : 1, 1)));
   }
@@ -119,9 +163,14 @@ StatusOr<KvCache> KvCache::Create(const KvCacheConfig& config) {
   cache.free_blocks_.reserve(config.num_blocks);
   cache.layer_views_ = cache.LayerViewsAt(cache.storage_.get());
   cache.view_ = KvCacheView{cache.layer_views_.data(), static_cast<int32_t>(config.layers.size()),
-                            config.num_blocks, config.block_size};
+                            config.num_blocks, config.block_size, has_rings ? config.num_rings : 0};
   for (int32_t b = config.num_blocks - 1; b >= 0; --b)
     cache.free_blocks_.push_back(b);
+  if (has_rings) {
+    cache.free_rings_.reserve(static_cast<size_t>(config.num_rings));
+    for (int32_t r = config.num_rings - 1; r >= 0; --r)
+      cache.free_rings_.push_back(r);
+  }
   return cache;
 }
 
@@ -141,6 +190,7 @@ std::vector<KvLayerView> KvCache::LayerViewsAt(std::byte* base) const {
     v.num_kv_heads = layer.num_kv_heads;
     v.head_dim = layer.head_dim;
     v.slot_stride = *KvLayerRowElements(layer);
+    v.ring_blocks = config_.RingBlocks(layer);
   }
   return views;
 }
@@ -157,7 +207,26 @@ std::string KvCache::DTypeSummary() const {
   return out;
 }
 
+int32_t KvCache::RingOf(int64_t seq_id) const {
+  auto it = rings_.find(seq_id);
+  return it == rings_.end() ? -1 : it->second;
+}
+
+uint64_t KvCache::LayerBytesHeld(int32_t layer, int64_t tokens) const {
+  if (layer < 0 || static_cast<size_t>(layer) >= config_.layers.size()) return 0;
+  const PlanKvLayer& l = config_.layers[static_cast<size_t>(layer)];
+  const int32_t ring_blocks = layer_views_[static_cast<size_t>(layer)].ring_blocks;
+  const int64_t blocks = ring_blocks > 0 ? ring_blocks : BlocksFor(tokens);
+  return static_cast<uint64_t>(blocks) * static_cast<uint64_t>(config_.block_size) *
+         static_cast<uint64_t>(*KvLayerBytesPerToken(l));
+}
+
 Status KvCache::Reserve(int64_t seq_id, int64_t total_tokens) {
+  if (has_rings_ && rings_.count(seq_id) == 0 && free_rings_.empty()) {
+    return ResourceExhausted("KV cache: sequence " + std::to_string(seq_id) +
+                             " needs a sliding-window ring, but all " +
+                             std::to_string(config_.num_rings) + " rings are held");
+  }
   std::vector<int32_t>& table = tables_[seq_id];
   const int64_t needed = BlocksFor(total_tokens) - static_cast<int64_t>(table.size());
   if (needed > static_cast<int64_t>(free_blocks_.size())) {
@@ -172,7 +241,18 @@ Status KvCache::Reserve(int64_t seq_id, int64_t total_tokens) {
     table.push_back(free_blocks_.back());
     free_blocks_.pop_back();
   }
+  if (has_rings_ && rings_.count(seq_id) == 0) {
+    rings_[seq_id] = free_rings_.back();
+    free_rings_.pop_back();
+  }
   return Status::Ok();
+}
+
+void KvCache::FreeRing(int64_t seq_id) {
+  auto it = rings_.find(seq_id);
+  if (it == rings_.end()) return;
+  free_rings_.push_back(it->second);
+  rings_.erase(it);
 }
 
 void KvCache::ShrinkTo(int64_t seq_id, int64_t total_tokens) {
@@ -184,7 +264,10 @@ void KvCache::ShrinkTo(int64_t seq_id, int64_t total_tokens) {
     free_blocks_.push_back(table.back());
     table.pop_back();
   }
-  if (table.empty()) tables_.erase(it);
+  if (table.empty()) {
+    tables_.erase(it);
+    FreeRing(seq_id);
+  }
 }
 
 void KvCache::Release(int64_t seq_id) {
@@ -193,6 +276,7 @@ void KvCache::Release(int64_t seq_id) {
   for (auto b = it->second.rbegin(); b != it->second.rend(); ++b)
     free_blocks_.push_back(*b);
   tables_.erase(it);
+  FreeRing(seq_id);
 }
 
 const std::vector<int32_t>& KvCache::BlockTable(int64_t seq_id) const {

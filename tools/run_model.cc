@@ -345,12 +345,18 @@ int Main(int argc, char** argv) {
   if (!engine.ok()) return Fail(engine.status());
   const double load_s = Seconds(load_start);
   Engine& e = **engine;
+  // Sliding-window layers keep each sequence in a ring: say what those take.
+  const std::string rings = e.kv_cache().has_rings()
+                                ? ", of which " + FormatBytes(e.kv_cache().ring_bytes()) + " in " +
+                                      std::to_string(e.kv_cache().config().num_rings) +
+                                      " sliding-window rings"
+                                : "";
   std::printf(
-      "loaded %s: %zu keys, weights %s, KV cache %s %s (%d blocks of %d tokens), arena %s, "
+      "loaded %s: %zu keys, weights %s, KV cache %s %s (%d blocks of %d tokens%s), arena %s, "
       "load + capture %.3f s%s\n",
       args[0].c_str(), e.plan().programs.size(), FormatBytes(e.weight_bytes()).c_str(),
       FormatBytes(e.kv_cache().bytes()).c_str(), e.kv_cache().DTypeSummary().c_str(),
-      e.kv_cache().config().num_blocks, e.kv_cache().config().block_size,
+      e.kv_cache().config().num_blocks, e.kv_cache().config().block_size, rings.c_str(),
       FormatBytes(e.arena_bytes()).c_str(), load_s,
       options.eager ? " (eager: nothing captured)" : "");
 

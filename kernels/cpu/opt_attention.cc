@@ -78,6 +78,7 @@ struct AttentionProblem {
   float* out = nullptr;      // [T, nh * hd]
   const ForwardMetaView* meta = nullptr;
   const KvCacheView* kv = nullptr;
+  const KvLayerView* cache = nullptr;  // the layer's view (its ring, if any)
   // The layer's cache arrays, [num_blocks * block_size, nkv, hd] of kv_dtype.
   const std::byte* k_cache = nullptr;
   const std::byte* v_cache = nullptr;
@@ -180,7 +181,7 @@ MG_AVX2_INLINE void AccumulateValues(const float* const* v, int64_t nb, const fl
 // output normalised. The chunks run in lockstep over the key blocks, so the
 // cache rows of several KV heads (adjacent in a row) are read together; each
 // head's arithmetic is the same whichever chunks run with it.
-MG_AVX2 void AttendHeads(const AttentionProblem& p, const int32_t* table, int32_t position,
+MG_AVX2 void AttendHeads(const AttentionProblem& p, const KvBlockMap& table, int32_t position,
                          int64_t t, const int64_t* h0, const int* count, int num_chunks) {
   const int64_t hd = p.head_dim;
   const int64_t block_size = p.kv->block_size;
@@ -304,7 +305,7 @@ constexpr int kKeyStep = 4;     // keys per score tile (4 keys x 3 row vectors)
 // probability-broadcast x value-row tiles. A row's arithmetic does not depend
 // on the other rows of its block (fully masked key blocks add exact zeros,
 // also before the row's window starts, while its running max is still -inf).
-MG_AVX2 void AttendQueryBlock(const AttentionProblem& p, const int32_t* table, int64_t t0,
+MG_AVX2 void AttendQueryBlock(const AttentionProblem& p, const KvBlockMap& table, int64_t t0,
                               int64_t nq, int64_t kv_head) {
   constexpr int kNv = kBlockRows / 8;  // row vectors
   const int64_t hd = p.head_dim;
@@ -499,11 +500,12 @@ void AttendItem(const AttentionProblem& p, int64_t t, int64_t kv_begin, int64_t 
   const ForwardMetaView& meta = *p.meta;
   const int32_t seq = real ? meta.batch_id_per_token[t] : -1;
   const int32_t position = real ? meta.positions[t] : -1;
-  if (!real || !SeqBlocksValid(meta, *p.kv, seq, position)) {
+  if (!real || !SeqBlocksValid(meta, *p.kv, seq, position) ||
+      !KvRingValid(meta, *p.kv, *p.cache, seq)) {
     std::fill(out_heads, out_heads + kv_count * p.group * p.head_dim, 0.0f);
     return;
   }
-  const int32_t* table = meta.block_tables + static_cast<int64_t>(seq) * meta.max_blocks_per_seq;
+  const KvBlockMap table = KvBlocksOf(meta, *p.kv, *p.cache, seq);
   int64_t h0[kMaxChunks];
   int count[kMaxChunks];
   int num_chunks = 0;
@@ -590,6 +592,7 @@ void OptAttention(const KernelArgs& args) {
   p.out = args.out[0].as<float>();
   p.group = p.num_heads / p.num_kv_heads;
   const KvLayerView& cache = *kv->layer(layer);
+  p.cache = &cache;
   p.k_cache = static_cast<const std::byte*>(cache.k);
   p.v_cache = static_cast<const std::byte*>(cache.v);
   p.kv_dtype = cache.dtype;
@@ -603,14 +606,15 @@ void OptAttention(const KernelArgs& args) {
   const int64_t num_input_rows =
       std::min({NumRows(args.in[0]), NumRows(args.in[1]), NumRows(args.in[2]), num_rows});
   const int64_t num_real = NumRealRows(args, num_input_rows);
-  const int64_t num_slots = static_cast<int64_t>(kv->num_blocks) * kv->block_size;
   // Query blocks: runs of up to q_tokens consecutive valid tokens of one
   // sequence (fixed by the tokens alone, not the thread count); a block of one
   // token, or an invalid or padding row, goes through AttendItem.
   const int64_t q_tokens = std::max<int64_t>(1, kBlockRows / p.group);
   const ForwardMetaView& meta = *p.meta;
   auto token_valid = [&](int64_t t) {
-    return t < num_real && SeqBlocksValid(meta, *kv, meta.batch_id_per_token[t], meta.positions[t]);
+    return t < num_real &&
+           SeqBlocksValid(meta, *kv, meta.batch_id_per_token[t], meta.positions[t]) &&
+           KvRingValid(meta, *kv, cache, meta.batch_id_per_token[t]);
   };
   // Calls fn(t0, nq, valid, cost) for each query block in token order. An
   // item's cost grows with the keys it reads: split items by cost, so the
@@ -649,8 +653,8 @@ void OptAttention(const KernelArgs& args) {
   // dtype), before anyone reads.
   ParallelFor(args.num_threads, num_real, [&](int64_t begin, int64_t end) {
     for (int64_t t = begin; t < end; ++t) {
-      const int64_t slot = p.meta->slot_mapping[t];
-      if (slot < 0 || slot >= num_slots) continue;
+      const int64_t slot = KvWriteSlot(*p.meta, *kv, cache, t);
+      if (slot < 0) continue;
       kv_access::StoreRow(cache.dtype, cache.k, slot * p.kv_row, k + t * p.kv_row, p.kv_row);
       kv_access::StoreRow(cache.dtype, cache.v, slot * p.kv_row, v + t * p.kv_row, p.kv_row);
     }
@@ -668,10 +672,8 @@ void OptAttention(const KernelArgs& args) {
         const int64_t n = std::min(step, p.num_kv_heads - h);
         if (pos >= lo && pos < hi) {
           if (nq > 1) {
-            const int32_t* table =
-                meta.block_tables +
-                static_cast<int64_t>(meta.batch_id_per_token[t0]) * meta.max_blocks_per_seq;
-            AttendQueryBlock(p, table, t0, nq, h);
+            AttendQueryBlock(p, KvBlocksOf(meta, *kv, cache, meta.batch_id_per_token[t0]), t0, nq,
+                             h);
           } else {
             AttendItem(p, t0, h, n, valid);
           }

@@ -123,15 +123,14 @@ void RefAttention(const KernelArgs& args) {
       ref_detail::LoadAttentionSinks(args, num_heads, sink_values) ? sink_values : nullptr;
   const int64_t num_real = NumRealRows(args, num_rows);
   const KvLayerView& cache = *kv->layer(layer);
-  const int64_t num_slots = static_cast<int64_t>(kv->num_blocks) * kv->block_size;
 
   // Step 1: write this step's keys and values, rounded to the cache dtype.
   // slot = block * block_size + offset is also the slot's row index in the
-  // layer's [num_blocks * block_size, nkv, hd].
+  // layer's [num_blocks * block_size, nkv, hd] (a ring layer: its ring slot).
   ParallelFor(args.num_threads, num_real, [&](int64_t begin, int64_t end) {
     for (int64_t t = begin; t < end; ++t) {
-      const int64_t slot = meta->slot_mapping[t];
-      if (slot < 0 || slot >= num_slots) continue;
+      const int64_t slot = KvWriteSlot(*meta, *kv, cache, t);
+      if (slot < 0) continue;
       kv_access::StoreRow(cache.dtype, cache.k, slot * kv_row, k + t * kv_row, kv_row);
       kv_access::StoreRow(cache.dtype, cache.v, slot * kv_row, v + t * kv_row, kv_row);
     }
@@ -152,9 +151,10 @@ void RefAttention(const KernelArgs& args) {
         if (t >= num_real) continue;
         const int32_t seq = meta->batch_id_per_token[t];
         const int32_t position = meta->positions[t];
-        if (!SeqBlocksValid(*meta, *kv, seq, position)) continue;
-        const int32_t* table =
-            meta->block_tables + static_cast<int64_t>(seq) * meta->max_blocks_per_seq;
+        if (!SeqBlocksValid(*meta, *kv, seq, position) || !KvRingValid(*meta, *kv, cache, seq)) {
+          continue;
+        }
+        const KvBlockMap table = KvBlocksOf(*meta, *kv, cache, seq);
         const int64_t kv_head = h / group;
         auto cache_offset = [&](int64_t j) {
           const int64_t slot =

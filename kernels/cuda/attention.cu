@@ -89,14 +89,27 @@ __global__ void RopeKernel(const float* x, float* y, int64_t row_size, int64_t h
   }
 }
 
+// The kernel ABI's views of one layer, for KvWriteSlot / KvBlocksOf.
+__device__ inline KvCacheView CacheViewOf(const KvLayer& layer) {
+  KvCacheView kv;
+  kv.num_blocks = layer.num_blocks;
+  kv.block_size = layer.block_size;
+  kv.num_rings = layer.num_rings;
+  return kv;
+}
+__device__ inline KvLayerView LayerViewOf(const KvLayer& layer) {
+  KvLayerView view;
+  view.ring_blocks = layer.ring_blocks;
+  return view;
+}
+
 template <typename T>
 __global__ void KvCacheWriteKernel(const float* k, const float* v, int64_t kv_row, KvLayer layer,
                                    int64_t row_limit, const ForwardMetaView* meta) {
   const int64_t t = blockIdx.x;
   if (t >= NumRealRows(meta, row_limit)) return;
-  const int64_t slot = meta->slot_mapping[t];
-  const int64_t num_slots = static_cast<int64_t>(layer.num_blocks) * layer.block_size;
-  if (slot < 0 || slot >= num_slots) return;
+  const int64_t slot = KvWriteSlot(*meta, CacheViewOf(layer), LayerViewOf(layer), t);
+  if (slot < 0) return;
   for (int64_t c = threadIdx.x; c < kv_row; c += blockDim.x) {
     static_cast<T*>(layer.k)[slot * kv_row + c] = FromF32<T>(k[t * kv_row + c]);
     static_cast<T*>(layer.v)[slot * kv_row + c] = FromF32<T>(v[t * kv_row + c]);
@@ -139,12 +152,17 @@ __global__ void __launch_bounds__(kAttnThreads)
   const int64_t block_size = layer.block_size;
   const int64_t last_block = position / block_size;
   if (last_block >= meta->max_blocks_per_seq) return zero_output();
-  const int32_t* table = meta->block_tables + static_cast<int64_t>(seq) * meta->max_blocks_per_seq;
+  const int32_t* block_row =
+      meta->block_tables + static_cast<int64_t>(seq) * meta->max_blocks_per_seq;
   bool bad = false;
   for (int64_t b = threadIdx.x; b <= last_block; b += blockDim.x) {
-    bad |= table[b] < 0 || table[b] >= layer.num_blocks;
+    bad |= block_row[b] < 0 || block_row[b] >= layer.num_blocks;
   }
   if (__syncthreads_or(bad)) return zero_output();
+  const KvCacheView kv_view = CacheViewOf(layer);
+  const KvLayerView layer_view = LayerViewOf(layer);
+  if (!KvRingValid(*meta, kv_view, layer_view, seq)) return zero_output();
+  const KvBlockMap table = KvBlocksOf(*meta, kv_view, layer_view, seq);
 
   const int64_t kv_head = h / (num_heads / num_kv_heads);
   auto cache_offset = [&](int64_t j) {

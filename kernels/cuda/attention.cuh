@@ -39,6 +39,8 @@ struct KvLayer {
   DType dtype = DType::kF32;
   int32_t num_blocks = 0;
   int32_t block_size = 0;
+  int32_t ring_blocks = 0;  // KvLayerView::ring_blocks: > 0 for a ring (sliding) layer
+  int32_t num_rings = 0;    // KvCacheView::num_rings
 };
 
 // Writes k/v [num_rows, num_kv_heads * head_dim] of every real token with a

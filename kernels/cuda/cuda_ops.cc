@@ -440,6 +440,8 @@ Status RunAttention(const KernelArgs& a, const CudaStepContext& ctx) {
   cache.dtype = kv_layer->dtype;
   cache.num_blocks = kv->num_blocks;
   cache.block_size = kv->block_size;
+  cache.ring_blocks = kv_layer->ring_blocks;
+  cache.num_rings = kv->num_rings;
   // The cache write must land before any token of the step reads it.
   MG_RETURN_IF_ERROR(Check(LaunchKvCacheWrite(F32In(a.in[1]), F32In(a.in[2]), row_limit, kv_row,
                                               cache, row_limit, a.meta, ctx.stream),

@@ -132,6 +132,8 @@ struct OpCase {
   // The cache's geometry when with_kv: every layer alike.
   KvLayerKind kv_kind = KvLayerKind::kKeyValue;
   int32_t kv_heads = kKvHeads, kv_head_dim = kHeadDim;
+  // > 0: layer 1 keeps sequences in rings of this many blocks (a sliding-window layer).
+  int32_t ring_blocks = 0;
   Tolerance cpu;   // vs cpu-reference, for the "cpu" backend
   Tolerance cuda;  // vs cpu-reference, for "cuda"
 };
@@ -217,6 +219,12 @@ class CaseBuilder {
     c_.with_kv = true;
     c_.kv_heads = kv_heads;
     c_.kv_head_dim = head_dim;
+    return *this;
+  }
+  // Layer 1 in per-sequence rings of `ring_blocks` blocks (MetaArrays::kv_rings).
+  CaseBuilder& RingKv(int32_t ring_blocks) {
+    c_.with_kv = true;
+    c_.ring_blocks = ring_blocks;
     return *this;
   }
   // A latent (MLA) cache: one row of `row` values per token and layer.
@@ -467,6 +475,40 @@ std::vector<OpCase> BuildCases() {
                                   .scale = 1.0f / std::sqrt(static_cast<float>(kHeadDim)),
                                   .window = 5})
           .Kv()
+          .Build());
+  // The window of 5 over rings of 2 blocks (8 slots): sequence 0's positions 0..6 in ring 2,
+  // sequence 1's in ring 0.
+  cases.push_back(
+      CaseBuilder("attention/window_ring", "attention")
+          .F32({kT, kHeads * kHeadDim}, 42)
+          .F32({kT, kKvHeads * kHeadDim}, 43)
+          .F32({kT, kKvHeads * kHeadDim}, 44)
+          .Output(DType::kF32, {kT, kHeads * kHeadDim})
+          .Params(AttentionParams{.layer = 1,
+                                  .num_heads = kHeads,
+                                  .num_kv_heads = kKvHeads,
+                                  .head_dim = kHeadDim,
+                                  .scale = 1.0f / std::sqrt(static_cast<float>(kHeadDim)),
+                                  .window = 5})
+          .Kv()
+          .RingKv(2)
+          .Build());
+  // The same on the optimised CPU path (head_dim 8), with bf16 sinks.
+  cases.push_back(
+      CaseBuilder("attention/sinks_window_ring", "attention")
+          .F32({kT, kSinkHeads * kSinkHeadDim}, 45)
+          .F32({kT, kSinkHeadDim}, 46)
+          .F32({kT, kSinkHeadDim}, 47)
+          .Weight(DType::kBF16, {kSinkHeads}, 48, 2.0f)
+          .Output(DType::kF32, {kT, kSinkHeads * kSinkHeadDim})
+          .Params(AttentionParams{.layer = 1,
+                                  .num_heads = kSinkHeads,
+                                  .num_kv_heads = 1,
+                                  .head_dim = kSinkHeadDim,
+                                  .scale = 1.0f / std::sqrt(static_cast<float>(kSinkHeadDim)),
+                                  .window = 5})
+          .Kv(1, kSinkHeadDim)
+          .RingKv(2)
           .Build());
   // Both, on the optimised CPU path, with bf16 sinks and a window of 2.
   cases.push_back(
@@ -851,6 +893,7 @@ struct MetaArrays {
   std::vector<int32_t> positions = {4, 5, 6, 0, 1, 0, 0};
   std::vector<int32_t> block_tables = {5, 1, -1, -1, 3, -1, -1, -1, -1, -1, -1, -1};
   std::vector<int32_t> slot_mapping = {4, 5, 6, 12, 13, -1, -1};
+  std::vector<int32_t> kv_rings = {2, 0, -1};  // not the sequence ids
 };
 
 // Backend memory for one run, freed at the end.
@@ -938,7 +981,7 @@ StatusOr<RunResult> RunCase(Backend& backend, const OpCase& c, bool replay) {
   for (const std::vector<int32_t>* a :
        {&arrays.seq_lens_this_time, &arrays.seq_lens_encoder, &arrays.seq_lens_decoder,
         &arrays.cu_seqlens_q, &arrays.batch_id_per_token, &arrays.positions, &arrays.block_tables,
-        &arrays.slot_mapping}) {
+        &arrays.slot_mapping, &arrays.kv_rings}) {
     offsets.push_back(meta_block.size());
     const std::vector<std::byte> bytes = Bytes(*a);
     meta_block.insert(meta_block.end(), bytes.begin(), bytes.end());
@@ -959,6 +1002,7 @@ StatusOr<RunResult> RunCase(Backend& backend, const OpCase& c, bool replay) {
   view.positions = at(5);
   view.block_tables = at(6);
   view.slot_mapping = at(7);
+  view.kv_rings = at(8);
   std::memcpy(meta_block.data(), &view, sizeof(view));
   Status meta_status = backend.Upload(meta, meta_block.data(), meta_block.size());
 
@@ -973,7 +1017,12 @@ StatusOr<RunResult> RunCase(Backend& backend, const OpCase& c, bool replay) {
   kv_layers.num_kv_heads = c.kv_heads;
   kv_layers.head_dim = c.kv_head_dim;
   kv_layers.kind = c.kv_kind;
-  const KvCacheView& kv = kv_layers.Bind(k_cache, v_cache);
+  kv_layers.Bind(k_cache, v_cache);
+  if (c.ring_blocks > 0) {
+    kv_layers.layers[1].ring_blocks = c.ring_blocks;
+    kv_layers.view.num_rings = kBlocks / c.ring_blocks;
+  }
+  const KvCacheView& kv = kv_layers.view;
 
   ExecBindings bindings;
   bindings.arena = arena;
