@@ -70,7 +70,8 @@ inline std::vector<std::string> GoldenCases() {
           "dsv3_plain_g1",
           "dsv3_bf16",
 
-          "qwen3_moe_fp8"};
+          "qwen3_moe_fp8",
+          "dsv3_fp8"};
 }
 
 inline std::string GoldenDir(const std::string& name) {
