@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "frontends/family.h"
+#include "frontends/quantization.h"
 #include "ir/dtype.h"
 #include "support/half.h"
 #include "support/json.h"
@@ -39,8 +40,37 @@ DType CheckpointDType(const BenchConfig& c) {
   return DType::kBF16;
 }
 
+// Whether tensor `t` is stored FP8 block-quantized, as the published DeepSeek-V3 FP8
+// checkpoints store every linear: the config has an fp8 quantization_config and `t` is a 2-D
+// linear weight outside modules_to_not_convert, other than lm_head and the router gates
+// (kept f32 / bf16).
+bool Fp8Tensor(const BenchConfig& c, const WeightSpec& t) {
+  const QuantizationConfig& q = c.decoder().quantization;
+  return q.scheme == QuantScheme::kFp8Block && t.init == WeightInit::kLinear && !t.keep_f32 &&
+         t.shape.size() == 2 && t.name != "lm_head.weight" &&
+         !t.name.ends_with(".mlp.gate.weight") && !q.NotConverted(t.name);
+}
+
 DType TensorDType(const BenchConfig& c, const WeightSpec& t) {
+  if (Fp8Tensor(c, t)) return DType::kFp8E4M3;
   return t.keep_f32 ? DType::kF32 : CheckpointDType(c);
+}
+
+// The [ceil(N / block_rows), ceil(K / block_cols)] f32 scale_inv shape of an FP8 tensor.
+std::vector<int64_t> Fp8ScaleShape(const BenchConfig& c, const WeightSpec& t) {
+  const QuantizationConfig& q = c.decoder().quantization;
+  return {(t.shape[0] + q.block_rows - 1) / q.block_rows,
+          (t.shape[1] + q.block_cols - 1) / q.block_cols};
+}
+
+// Bytes of tensor `t` in the checkpoint, its FP8 scales included.
+uint64_t TensorBytes(const BenchConfig& c, const WeightSpec& t) {
+  uint64_t bytes = t.numel() * DTypeBytes(TensorDType(c, t));
+  if (Fp8Tensor(c, t)) {
+    const std::vector<int64_t> s = Fp8ScaleShape(c, t);
+    bytes += static_cast<uint64_t>(s[0] * s[1]) * sizeof(float);
+  }
+  return bytes;
 }
 
 // The routed experts a token reads per MoE layer (0 for a dense family).
@@ -113,6 +143,41 @@ std::string ReadText(const std::string& path) {
   return ss.str();
 }
 
+// An FP8 tensor's data and then its weight_scale_inv: random e4m3 codes (every code but NaN)
+// with one scale per block, amax / 448 for the linear init's bound
+// sqrt(3 / in_features), so the dequantized weights lie in the bf16 tensor's range.
+bool WriteFp8Tensor(const BenchConfig& config, const WeightSpec& t, uint64_t tensor_seed,
+                    std::vector<uint8_t>& buffer, FILE* file) {
+  const int64_t numel = t.numel(), block_elems_max = static_cast<int64_t>(buffer.size());
+  for (int64_t block = 0; block < numel; block += block_elems_max) {
+    const int64_t block_elems = std::min<int64_t>(block_elems_max, numel - block);
+    const int64_t num_chunks = (block_elems + kChunk - 1) / kChunk;
+#pragma omp parallel for schedule(static)
+    for (int64_t c = 0; c < num_chunks; ++c) {
+      const int64_t begin = c * kChunk;
+      const int64_t count = std::min<int64_t>(kChunk, block_elems - begin);
+      uint64_t state = Mix(tensor_seed +
+                           static_cast<uint64_t>((block + begin) / kChunk) * 0x9E3779B97F4A7C15ull);
+      for (int64_t i = 0; i < count; i += 8) {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        for (int64_t j = 0; j < 8 && i + j < count; ++j) {
+          uint8_t b = static_cast<uint8_t>(state >> (8 * j));
+          if ((b & 0x7f) == 0x7f) b ^= 0x01;  // NaN -> +-448
+          buffer[begin + i + j] = b;
+        }
+      }
+    }
+    if (std::fwrite(buffer.data(), 1, block_elems, file) != static_cast<size_t>(block_elems))
+      return false;
+  }
+  const std::vector<int64_t> s = Fp8ScaleShape(config, t);
+  const float bound = std::sqrt(3.0f / static_cast<float>(t.shape.back()));
+  const std::vector<float> scales(static_cast<size_t>(s[0] * s[1]), bound / 448.0f);
+  return std::fwrite(scales.data(), sizeof(float), scales.size(), file) == scales.size();
+}
+
 Status WriteCheckpoint(const BenchConfig& config, const std::string& path, uint64_t seed) {
   MG_ASSIGN_OR_RETURN(const ModelFamily* family, FindModelFamily(config.decoder().architecture));
   const std::vector<WeightSpec> tensors = family->weight_list(config.config);
@@ -128,6 +193,14 @@ Status WriteCheckpoint(const BenchConfig& config, const std::string& path, uint6
               shape + "],\"data_offsets\":[" + std::to_string(offset) + "," +
               std::to_string(offset + bytes) + "]}";
     offset += bytes;
+    if (Fp8Tensor(config, t)) {  // its weight_scale_inv right after it
+      const std::vector<int64_t> s = Fp8ScaleShape(config, t);
+      const uint64_t scale_bytes = static_cast<uint64_t>(s[0] * s[1]) * sizeof(float);
+      header += ",\"" + t.name + "_scale_inv\":{\"dtype\":\"F32\",\"shape\":[" +
+                std::to_string(s[0]) + "," + std::to_string(s[1]) + "],\"data_offsets\":[" +
+                std::to_string(offset) + "," + std::to_string(offset + scale_bytes) + "]}";
+      offset += scale_bytes;
+    }
   }
   header += "}";
   while (header.size() % 8 != 0)
@@ -142,8 +215,13 @@ Status WriteCheckpoint(const BenchConfig& config, const std::string& path, uint6
   constexpr int64_t kBlockChunks = 512;
   std::vector<float> values(kBlockChunks * kChunk);
   std::vector<uint16_t> halves(kBlockChunks * kChunk);
+  std::vector<uint8_t> bytes8(kBlockChunks * kChunk);
   for (const WeightSpec& t : tensors) {
     if (!ok) break;
+    if (Fp8Tensor(config, t)) {
+      ok = WriteFp8Tensor(config, t, HashName(t.name, seed), bytes8, file.get());
+      continue;
+    }
     const DType dtype = TensorDType(config, t);
     const size_t elem_bytes = DTypeBytes(dtype);
     const int64_t fan_in = t.shape.back();
@@ -201,7 +279,7 @@ StatusOr<BenchConfig> LoadBenchConfig(const std::string& name) {
 uint64_t CheckpointBytes(const BenchConfig& config) {
   uint64_t bytes = 0;
   for (const WeightSpec& t : ListTensors(config))
-    bytes += t.numel() * DTypeBytes(TensorDType(config, t));
+    bytes += TensorBytes(config, t);
   return bytes;
 }
 
@@ -227,7 +305,7 @@ uint64_t DecodeWeightBytesPerToken(const BenchConfig& c) {
     }
     const int64_t expert = ExpertIndex(t.name);
     if (expert >= 0 && expert >= top_k) continue;  // a token reads top_k experts per layer
-    bytes += t.numel() * elem_bytes;
+    bytes += TensorBytes(c, t);
   }
   return bytes;
 }

@@ -290,7 +290,8 @@ StatusOr<std::vector<Type>> InferAttention(const InferContext& ctx) {
 }
 
 // q_nope [T, heads * nope], q_pe [T, heads * rope], latent [T, rank], k_pe [T, rope],
-// kv_b [heads * (nope + v), rank] -> [T, heads * v].
+// kv_b [heads * (nope + v), rank] (f32/bf16/f16, or block-scaled fp8e4m3 whose weight op
+// names its scales) -> [T, heads * v].
 StatusOr<std::vector<Type>> InferMlaAttention(const InferContext& ctx) {
   const char* roles[] = {"q_nope", "q_pe", "latent", "k_pe"};
   for (int i = 0; i < 4; ++i) {
@@ -299,7 +300,7 @@ StatusOr<std::vector<Type>> InferMlaAttention(const InferContext& ctx) {
     MG_RETURN_IF_ERROR(RequireSameDim(ctx, In(ctx, 0).dims[0], In(ctx, i).dims[0], "rows"));
   }
   MG_RETURN_IF_ERROR(RequireTensor(ctx, 4, 2, "kv_b"));
-  MG_RETURN_IF_ERROR(RequireFloat(ctx, 4, "kv_b"));
+  MG_RETURN_IF_ERROR(RequireMatmulWeight(ctx, 4, "kv_b"));
   MG_RETURN_IF_ERROR(RequirePositiveFloat(ctx, "scale"));
   const int64_t heads = ctx.op.IntAttr("num_heads"), rank = ctx.op.IntAttr("kv_lora_rank");
   const int64_t nope = ctx.op.IntAttr("qk_nope_head_dim"),

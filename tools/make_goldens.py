@@ -612,6 +612,28 @@ CASES = {
                               beta_fast=32, beta_slow=1, mscale=0.707, mscale_all_dim=1.0),
         ),
     ),
+    # DeepSeek-V3 as the published FP8 checkpoints store it: every linear F8_E4M3 with
+    # [16, 32] block scales (q_a/q_b_proj, kv_a_proj_with_mqa, kv_b_proj read by
+    # mla_attention, o_proj, the dense MLP, shared and routed experts; not mlp.gate). hidden
+    # 72, kv_lora_rank 40, kv_a rows 46, kv_b [66, 40], moe_intermediate 40 leave partial edge
+    # blocks. transformers runs the dequantized weights (f32).
+    "dsv3_fp8": dict(
+        family="deepseek_v3",
+        seed=7004,
+        dtype="float32",
+        layout="per_expert",
+        config_style="transformers",
+        fp8_block=[16, 32],
+        config=dict(
+            vocab_size=199, hidden_size=72, intermediate_size=96, moe_intermediate_size=40,
+            num_hidden_layers=3, num_attention_heads=3, num_key_value_heads=3, q_lora_rank=24,
+            kv_lora_rank=40, qk_nope_head_dim=12, qk_rope_head_dim=6, v_head_dim=10,
+            n_routed_experts=8, num_experts_per_tok=2, n_shared_experts=1, n_group=2,
+            topk_group=1, first_k_dense_replace=1, routed_scaling_factor=2.5,
+            norm_topk_prob=True, rope_interleave=True, attention_bias=False,
+            tie_word_embeddings=False, rope_theta=10000.0,
+        ),
+    ),
     # odd_norm_topk's architecture with FP8 block-quantized linears, as DeepSeek-V3 and
     # Qwen3-FP8 checkpoints store them: every attention, dense-MLP and expert projection is
     # F8_E4M3 with an F32 `<name>_scale_inv` per [16, 32] block (amax / 448); hidden 72,
@@ -732,8 +754,9 @@ def fp8_block_quantize(w, block):
 
 @torch.no_grad()
 def quantize_fp8_linears(model, block):
-    """Replaces every attention, dense-MLP and expert projection of `model` by its FP8 block
-    dequantization; returns {published per-expert checkpoint name: (e4m3, scale_inv, deq)}.
+    """Replaces every attention (DeepSeek-V3: q_a/q_b/q, kv_a_proj_with_mqa, kv_b, o),
+    dense-MLP, shared-expert and expert projection of `model` by its FP8 block dequantization
+    (not the router gate, norms, embeddings or lm_head); returns {published per-expert checkpoint name: (e4m3, scale_inv, deq)}.
     transformers' fused experts are quantized per published tensor: gate rows [0, I) and up
     rows [I, 2I) of gate_up_proj separately, as experts.E.{gate,up}_proj.weight store them."""
     out = {}
@@ -752,7 +775,7 @@ def quantize_fp8_linears(model, block):
                 q, s, deq = fp8_block_quantize(p[e].float(), block)
                 p[e] = deq
                 out[f"{prefix}{e}.down_proj.weight"] = (q, s, deq)
-        elif name.endswith("_proj.weight") and p.dim() == 2:
+        elif (name.endswith("_proj.weight") or name.endswith("_proj_with_mqa.weight")) and p.dim() == 2:
             q, s, deq = fp8_block_quantize(p.float(), block)
             p.copy_(deq)
             out[name] = (q, s, deq)

@@ -12,6 +12,7 @@
 #include "kernels/cpu/opt_kernels.h"
 #include "kernels/cpu/reference_kernels.h"
 #include "kernels/cpu/simd_avx2.h"
+#include "kernels/cpu/simd_gemm.h"
 #include "kernels/cpu/thread_pool.h"
 
 namespace moegraph {
@@ -695,6 +696,7 @@ struct MlaProblem {
   const float* q_nope = nullptr;
   const float* q_pe = nullptr;
   const void* kv_b = nullptr;
+  simd::WeightScales kv_b_scales;  // WType::kFp8 only
   float* out = nullptr;
   const ForwardMetaView* meta = nullptr;
   const KvCacheView* kv = nullptr;
@@ -724,6 +726,26 @@ MG_AVX2_INLINE void ScaleAxpy(float* y, float scale, float alpha, const float* x
     y[i] = y[i] * scale + alpha * x[i];
 }
 
+// kv_b row `row`'s 8 values at column c widened to f32 (kFp8: decoded and times the
+// block's scale; block_cols is a multiple of 8, so a vector never straddles two blocks),
+// and its single value.
+template <simd::WType W>
+MG_AVX2_INLINE __m256 KvBLoad8(const simd::WeightScales& s, const simd::WElem<W>* wr, int64_t row,
+                               int64_t c) {
+  __m256 v = simd::Load8<W>(wr + c);
+  if constexpr (W == simd::WType::kFp8) {
+    v = _mm256_mul_ps(v, _mm256_broadcast_ss(s.GateRow(row) + c / s.block_cols));
+  }
+  return v;
+}
+template <simd::WType W>
+MG_AVX2_INLINE float KvBLoad1(const simd::WeightScales& s, const simd::WElem<W>* wr, int64_t row,
+                              int64_t c) {
+  float v = simd::Load1<W>(wr + c);
+  if constexpr (W == simd::WType::kFp8) v *= s.GateRow(row)[c / s.block_cols];
+  return v;
+}
+
 // One (token, head): q_lat through the key rows, one pass over the cache with an
 // online softmax (rescaling o_lat when the running max grows), the value rows.
 template <simd::WType W>
@@ -743,6 +765,7 @@ MG_AVX2 void MlaHead(const MlaProblem& p, int64_t t, int64_t h) {
   alignas(32) float q_lat[kMaxRefHeadDimMla];
   alignas(32) float o_lat[kMaxRefHeadDimMla];
   alignas(32) float widened[kMaxMlaRow];
+  const int64_t first_row = h * head_rows;
   const float* qn = p.q_nope + (t * q.num_heads + h) * nope;
   std::fill(q_lat, q_lat + rank, 0.0f);
   for (int64_t d = 0; d < nope; ++d) {
@@ -751,9 +774,10 @@ MG_AVX2 void MlaHead(const MlaProblem& p, int64_t t, int64_t h) {
     int64_t c = 0;
     for (; c + 8 <= rank; c += 8)
       _mm256_storeu_ps(q_lat + c,
-                       _mm256_fmadd_ps(a, simd::Load8<W>(wr + c), _mm256_loadu_ps(q_lat + c)));
+                       _mm256_fmadd_ps(a, KvBLoad8<W>(p.kv_b_scales, wr, first_row + d, c),
+                                       _mm256_loadu_ps(q_lat + c)));
     for (; c < rank; ++c)
-      q_lat[c] += qn[d] * simd::Load1<W>(wr + c);
+      q_lat[c] += qn[d] * KvBLoad1<W>(p.kv_b_scales, wr, first_row + d, c);
   }
   const float* qp = p.q_pe + (t * q.num_heads + h) * rope;
   const float scale = static_cast<float>(q.scale);
@@ -792,10 +816,11 @@ MG_AVX2 void MlaHead(const MlaProblem& p, int64_t t, int64_t h) {
     __m256 acc = _mm256_setzero_ps();
     int64_t c = 0;
     for (; c + 8 <= rank; c += 8)
-      acc = _mm256_fmadd_ps(_mm256_loadu_ps(o_lat + c), simd::Load8<W>(wr + c), acc);
+      acc = _mm256_fmadd_ps(_mm256_loadu_ps(o_lat + c),
+                            KvBLoad8<W>(p.kv_b_scales, wr, first_row + nope + e, c), acc);
     float dot = simd::Hsum(acc);
     for (; c < rank; ++c)
-      dot += o_lat[c] * simd::Load1<W>(wr + c);
+      dot += o_lat[c] * KvBLoad1<W>(p.kv_b_scales, wr, first_row + nope + e, c);
     o[e] = dot * inv_sum;
   }
 }
@@ -818,8 +843,8 @@ void OptMlaAttention(const KernelArgs& args) {
   const bool ok =
       args.meta != nullptr && q.kv_lora_rank <= kMaxRefHeadDimMla && q.CacheRow() <= kMaxMlaRow &&
       kv_access::IsLatentLayer(args.kv, q.layer, q.CacheRow()) &&
-      simd::ToWType(kv_b.dtype, &wtype) && wtype != simd::WType::kFp8 && kv_b.rank == 2 &&
-      kv_b.shape[0] == q.num_heads * (q.qk_nope_head_dim + q.v_head_dim) &&
+      simd::ToMatmulWType(kv_b, &wtype) && (wtype != simd::WType::kFp8 || kv_b.scales) &&
+      kv_b.rank == 2 && kv_b.shape[0] == q.num_heads * (q.qk_nope_head_dim + q.v_head_dim) &&
       kv_b.shape[1] == q.kv_lora_rank && RowSize(args.out[0]) == q.num_heads * q.v_head_dim &&
       RowSize(args.in[0]) == q.num_heads * q.qk_nope_head_dim &&
       RowSize(args.in[1]) == q.num_heads * q.qk_rope_head_dim &&
@@ -830,6 +855,7 @@ void OptMlaAttention(const KernelArgs& args) {
   p.q_nope = args.in[0].as<const float>();
   p.q_pe = args.in[1].as<const float>();
   p.kv_b = kv_b.data;
+  p.kv_b_scales = simd::ScalesOf(kv_b, kv_b.scales, nullptr);
   p.out = args.out[0].as<float>();
   p.meta = args.meta;
   p.kv = args.kv;
@@ -859,8 +885,8 @@ void OptMlaAttention(const KernelArgs& args) {
         return MlaItems<simd::WType::kBF16>(p, begin, end);
       case simd::WType::kF16:
         return MlaItems<simd::WType::kF16>(p, begin, end);
-      case simd::WType::kFp8:  // refused above: the reference runs an FP8 kv_b
-        return;
+      case simd::WType::kFp8:
+        return MlaItems<simd::WType::kFp8>(p, begin, end);
     }
   });
 }

@@ -35,7 +35,9 @@ void OptAddRmsNorm(const KernelArgs& args);
 void OptRope(const KernelArgs& args);
 void OptAttention(const KernelArgs& args);
 // mla_attention: the reference's absorbed form with AVX2 projections and dots,
-// one pass over the latent cache per (token, head) with an online softmax.
+// one pass over the latent cache per (token, head) with an online softmax; a
+// block-scaled fp8 kv_b is decoded in registers (simd::Load8<kFp8>) and each vector
+// of 8 multiplied by its block's scale, as the fp8 matmul kernels.
 void OptMlaAttention(const KernelArgs& args);
 
 // ---- Mixture of experts (opt_moe.cc) ---------------------------------------------

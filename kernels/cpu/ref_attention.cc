@@ -198,6 +198,7 @@ void RefMlaAttention(const KernelArgs& args) {
   const float* latent = args.in[2].as<const float>();
   const float* k_pe = args.in[3].as<const float>();
   const TensorArg& kv_b = args.in[4];
+  const ref_detail::WeightMatrix kv_b_w = ref_detail::MatrixOf(kv_b);  // fp8: dequantized
   float* out = args.out[0].as<float>();
   const int64_t layer = params.layer, num_heads = params.num_heads;
   const int64_t rank = params.kv_lora_rank, nope = params.qk_nope_head_dim;
@@ -209,7 +210,7 @@ void RefMlaAttention(const KernelArgs& args) {
   const KvCacheView* kv = args.kv;
   MG_KERNEL_CONTRACT(
       meta != nullptr && rank <= kMaxRefHeadDim && rope <= kMaxRefHeadDim &&
-          kv_access::IsLatentLayer(kv, layer, row) && ref_detail::IsWeightDType(kv_b.dtype) &&
+          kv_access::IsLatentLayer(kv, layer, row) && ref_detail::IsMatmulWeight(kv_b) &&
           kv_b.rank == 2 && kv_b.shape[0] == num_heads * (nope + v_dim) && kv_b.shape[1] == rank &&
           RowSize(args.out[0]) == num_heads * v_dim && RowSize(args.in[0]) == num_heads * nope &&
           RowSize(args.in[1]) == num_heads * rope && RowSize(args.in[2]) == rank &&
@@ -256,9 +257,9 @@ void RefMlaAttention(const KernelArgs& args) {
       const float* qn = q_nope + t * num_heads * nope + h * nope;
       std::fill(q_lat, q_lat + rank, 0.0f);
       for (int64_t d = 0; d < nope; ++d) {
-        const int64_t w_row = (h * head_rows + d) * rank;
+        const int64_t w_row = h * head_rows + d;
         for (int64_t c = 0; c < rank; ++c)
-          q_lat[c] += qn[d] * ref_detail::LoadWeight(kv_b.data, kv_b.dtype, w_row + c);
+          q_lat[c] += qn[d] * kv_b_w.At(w_row, c);
       }
       const float* qp = q_pe + t * num_heads * rope + h * rope;
       auto score = [&](int64_t offset) {
@@ -281,8 +282,7 @@ void RefMlaAttention(const KernelArgs& args) {
         o_lat[c] *= inv_sum;
       // out[t, h] = Wv_h @ o_lat.
       for (int64_t e = 0; e < v_dim; ++e)
-        o[e] = ref_detail::DotWeight(o_lat, kv_b.data, kv_b.dtype,
-                                     (h * head_rows + nope + e) * rank, rank);
+        o[e] = kv_b_w.Dot(o_lat, h * head_rows + nope + e, 0, rank);
     }
   });
 }

@@ -101,8 +101,9 @@ void RefAttention(const KernelArgs& args);
 
 // Multi-head latent attention, absorbed form. in[0] q_nope [T, nh * dn],
 // in[1] q_pe [T, nh * dr] (roped), in[2] latent [T, r] (normalised), in[3]
-// k_pe [T, dr] (roped), in[4] kv_b [nh * (dn + dv), r] (f32/bf16/f16; head h's
-// rows are its dn key rows, then its dv value rows) -> out[0] [T, nh * dv].
+// k_pe [T, dr] (roped), in[4] kv_b [nh * (dn + dv), r] (f32/bf16/f16, or block-scaled
+// fp8e4m3 dequantized per element; head h's rows are its dn key rows, then its dv
+// value rows) -> out[0] [T, nh * dv].
 // params: MlaAttentionParams (r = kv_lora_rank, dn = qk_nope_head_dim,
 // dr = qk_rope_head_dim, dv = v_head_dim).
 // 1. Writes [latent[t], k_pe[t]] of every real token with slot_mapping[t] >= 0
@@ -324,6 +325,15 @@ struct WeightMatrix {
       acc += x[i] * (Fp8E4M3ToF32(q[c]) * s[c / quant.block_cols]);
     }
     return acc;
+  }
+
+  // W[row, col] dequantized to f32.
+  float At(int64_t row, int64_t col) const {
+    if (quant.scheme != QuantScheme::kFp8Block) return LoadWeight(data, dtype, row * cols + col);
+    const uint8_t q = static_cast<const uint8_t*>(data)[row * cols + col];
+    const float* s =
+        static_cast<const float*>(scales) + (row / quant.block_rows) * quant.ScaleCols(cols);
+    return Fp8E4M3ToF32(q) * s[col / quant.block_cols];
   }
 };
 

@@ -237,14 +237,22 @@ __global__ void LatentCacheWriteKernel(const float* latent, const float* k_pe, i
     dst[rank + c] = FromF32<T>(k_pe[t * rope + c]);
 }
 
+// kv_b element (row, col) as f32: LoadWeight, times its block's scale when fp8.
+__device__ __forceinline__ float KvBAt(const void* kv_b, DType dtype, const MlaWeightScales& sc,
+                                       int64_t rank, int64_t row, int64_t col) {
+  const float v = LoadWeight(kv_b, dtype, row * rank + col);
+  if (dtype != DType::kFp8E4M3) return v;
+  return v * sc.scales[(row / sc.block_rows) * sc.scale_cols + col / sc.block_cols];
+}
+
 // One block per (token, head), as PagedAttentionKernel but in the latent space:
 // q_lat (thread c owns column c of the key rows: coalesced), scores of
 // rank + rope values per key, o_lat accumulated per column, then the value rows.
 template <typename T>
 __global__ void __launch_bounds__(kAttnThreads)
     MlaAttentionKernel(const float* q_nope, const float* q_pe, const void* kv_b, DType kv_b_dtype,
-                       KvLayer layer, float* out, MlaShape s, int64_t row_limit,
-                       const ForwardMetaView* meta) {
+                       MlaWeightScales kv_b_scales, KvLayer layer, float* out, MlaShape s,
+                       int64_t row_limit, const ForwardMetaView* meta) {
   extern __shared__ float smem[];
   const int rank = s.kv_lora_rank, rope = s.qk_rope_head_dim, nope = s.qk_nope_head_dim;
   float* q_lat = smem;         // [rank]
@@ -281,7 +289,7 @@ __global__ void __launch_bounds__(kAttnThreads)
   for (int c = threadIdx.x; c < rank; c += blockDim.x) {
     float acc = 0.0f;
     for (int d = 0; d < nope; ++d)
-      acc += qn[d] * LoadWeight(kv_b, kv_b_dtype, (h * head_rows + d) * rank + c);
+      acc += qn[d] * KvBAt(kv_b, kv_b_dtype, kv_b_scales, rank, h * head_rows + d, c);
     q_lat[c] = acc;
     o_lat[c] = 0.0f;
   }
@@ -335,19 +343,20 @@ __global__ void __launch_bounds__(kAttnThreads)
     o_lat[c] *= inv_sum;
   __syncthreads();
   for (int e = threadIdx.x; e < s.v_head_dim; e += blockDim.x) {
-    const int64_t w_row = (h * head_rows + nope + e) * rank;
+    const int64_t w_row = h * head_rows + nope + e;
     float acc = 0.0f;
     for (int c = 0; c < rank; ++c)
-      acc += o_lat[c] * LoadWeight(kv_b, kv_b_dtype, w_row + c);
+      acc += o_lat[c] * KvBAt(kv_b, kv_b_dtype, kv_b_scales, rank, w_row, c);
     o[e] = acc;
   }
 }
 
 template <typename T>
 cudaError_t LaunchMlaTyped(const float* q_nope, const float* q_pe, const float* latent,
-                           const float* k_pe, const void* kv_b, DType kv_b_dtype, KvLayer layer,
-                           float* out, int64_t num_rows, MlaShape shape, int64_t row_limit,
-                           const ForwardMetaView* meta, cudaStream_t stream) {
+                           const float* k_pe, const void* kv_b, DType kv_b_dtype,
+                           MlaWeightScales kv_b_scales, KvLayer layer, float* out, int64_t num_rows,
+                           MlaShape shape, int64_t row_limit, const ForwardMetaView* meta,
+                           cudaStream_t stream) {
   // The cache write must land before any token of the step reads it (same stream).
   LatentCacheWriteKernel<T><<<static_cast<unsigned int>(num_rows), kCopyThreads, 0, stream>>>(
       latent, k_pe, shape.kv_lora_rank, shape.qk_rope_head_dim, layer, row_limit, meta);
@@ -356,7 +365,7 @@ cudaError_t LaunchMlaTyped(const float* q_nope, const float* q_pe, const float* 
       sizeof(float);
   const dim3 grid(static_cast<unsigned int>(num_rows), static_cast<unsigned int>(shape.num_heads));
   MlaAttentionKernel<T><<<grid, kAttnThreads, shared_bytes, stream>>>(
-      q_nope, q_pe, kv_b, kv_b_dtype, layer, out, shape, row_limit, meta);
+      q_nope, q_pe, kv_b, kv_b_dtype, kv_b_scales, layer, out, shape, row_limit, meta);
   return cudaGetLastError();
 }
 
@@ -436,8 +445,9 @@ cudaError_t LaunchPagedAttention(const float* q, KvLayer layer, const void* sink
 }
 
 cudaError_t LaunchMlaAttention(const float* q_nope, const float* q_pe, const float* latent,
-                               const float* k_pe, const void* kv_b, DType kv_b_dtype, KvLayer layer,
-                               float* out, int64_t num_rows, MlaShape shape, int64_t row_limit,
+                               const float* k_pe, const void* kv_b, DType kv_b_dtype,
+                               MlaWeightScales kv_b_scales, KvLayer layer, float* out,
+                               int64_t num_rows, MlaShape shape, int64_t row_limit,
                                const ForwardMetaView* meta, cudaStream_t stream) {
   if (num_rows <= 0) return cudaSuccess;
   if (meta == nullptr || shape.num_heads <= 0 || shape.kv_lora_rank <= 0 ||
@@ -455,14 +465,14 @@ cudaError_t LaunchMlaAttention(const float* q_nope, const float* q_pe, const flo
   }
   switch (layer.dtype) {
     case DType::kF32:
-      return LaunchMlaTyped<float>(q_nope, q_pe, latent, k_pe, kv_b, kv_b_dtype, layer, out,
-                                   num_rows, shape, row_limit, meta, stream);
+      return LaunchMlaTyped<float>(q_nope, q_pe, latent, k_pe, kv_b, kv_b_dtype, kv_b_scales, layer,
+                                   out, num_rows, shape, row_limit, meta, stream);
     case DType::kF16:
-      return LaunchMlaTyped<__half>(q_nope, q_pe, latent, k_pe, kv_b, kv_b_dtype, layer, out,
-                                    num_rows, shape, row_limit, meta, stream);
+      return LaunchMlaTyped<__half>(q_nope, q_pe, latent, k_pe, kv_b, kv_b_dtype, kv_b_scales,
+                                    layer, out, num_rows, shape, row_limit, meta, stream);
     case DType::kBF16:
-      return LaunchMlaTyped<Bf16Bits>(q_nope, q_pe, latent, k_pe, kv_b, kv_b_dtype, layer, out,
-                                      num_rows, shape, row_limit, meta, stream);
+      return LaunchMlaTyped<Bf16Bits>(q_nope, q_pe, latent, k_pe, kv_b, kv_b_dtype, kv_b_scales,
+                                      layer, out, num_rows, shape, row_limit, meta, stream);
     default:
       return cudaErrorInvalidValue;
   }

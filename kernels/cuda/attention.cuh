@@ -66,7 +66,8 @@ cudaError_t LaunchPagedAttention(const float* q, KvLayer layer, const void* sink
 // the latent layer `layer.k` (layer.v unused), then per (token, head) the
 // absorbed attention: q_lat = q_nope @ kv_b's key rows, scores over the cache,
 // out = kv_b's value rows @ (sum p * latent). kv_b [num_heads * (nope + v_dim),
-// rank] of `kv_b_dtype` (f32/bf16/f16).
+// rank] of `kv_b_dtype` (f32/bf16/f16, or block-scaled fp8e4m3: each element decoded
+// and multiplied by its block's f32 scale from `kv_b_scales`, as the reference).
 struct MlaShape {
   int num_heads = 0;
   int kv_lora_rank = 0;
@@ -75,9 +76,15 @@ struct MlaShape {
   int v_head_dim = 0;
   float scale = 0;
 };
+// kv_b's block scales (fp8e4m3 only): [ceil(rows / block_rows), scale_cols] f32.
+struct MlaWeightScales {
+  const float* scales = nullptr;
+  int64_t block_rows = 0, block_cols = 0, scale_cols = 0;
+};
 cudaError_t LaunchMlaAttention(const float* q_nope, const float* q_pe, const float* latent,
-                               const float* k_pe, const void* kv_b, DType kv_b_dtype, KvLayer layer,
-                               float* out, int64_t num_rows, MlaShape shape, int64_t row_limit,
+                               const float* k_pe, const void* kv_b, DType kv_b_dtype,
+                               MlaWeightScales kv_b_scales, KvLayer layer, float* out,
+                               int64_t num_rows, MlaShape shape, int64_t row_limit,
                                const ForwardMetaView* meta, cudaStream_t stream);
 
 }  // namespace moegraph::cuda

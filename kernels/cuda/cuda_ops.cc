@@ -464,9 +464,9 @@ Status RunMlaAttention(const KernelArgs& a, const CudaStepContext& ctx) {
       a.meta != nullptr && kv_layer != nullptr && kv_layer->k != nullptr &&
       kv_layer->kind == KvLayerKind::kLatent && IsKvCacheDType(kv_layer->dtype) &&
       kv_layer->num_kv_heads == 1 && kv_layer->head_dim == p.CacheRow() &&
-      kv_layer->slot_stride == p.CacheRow() && kv->block_size > 0 &&
-      (kv_b.dtype == DType::kF32 || kv_b.dtype == DType::kBF16 || kv_b.dtype == DType::kF16) &&
-      kv_b.rank == 2 && kv_b.shape[0] == p.num_heads * (p.qk_nope_head_dim + p.v_head_dim) &&
+      kv_layer->slot_stride == p.CacheRow() && kv->block_size > 0 && MatmulWeightDTypeOk(kv_b) &&
+      (!kv_b.quant.quantized() || kv_b.scales != nullptr) && kv_b.rank == 2 &&
+      kv_b.shape[0] == p.num_heads * (p.qk_nope_head_dim + p.v_head_dim) &&
       kv_b.shape[1] == p.kv_lora_rank && RowSize(a.out[0]) == p.num_heads * p.v_head_dim &&
       RowSize(a.in[0]) == p.num_heads * p.qk_nope_head_dim &&
       RowSize(a.in[1]) == p.num_heads * p.qk_rope_head_dim && RowSize(a.in[2]) == p.kv_lora_rank &&
@@ -490,9 +490,16 @@ Status RunMlaAttention(const KernelArgs& a, const CudaStepContext& ctx) {
   shape.qk_rope_head_dim = static_cast<int>(p.qk_rope_head_dim);
   shape.v_head_dim = static_cast<int>(p.v_head_dim);
   shape.scale = static_cast<float>(p.scale);
+  MlaWeightScales kv_b_scales;
+  if (kv_b.quant.quantized()) {
+    kv_b_scales.scales = static_cast<const float*>(kv_b.scales);
+    kv_b_scales.block_rows = kv_b.quant.block_rows;
+    kv_b_scales.block_cols = kv_b.quant.block_cols;
+    kv_b_scales.scale_cols = kv_b.quant.ScaleCols(kv_b.dim(-1));
+  }
   return Check(LaunchMlaAttention(F32In(a.in[0]), F32In(a.in[1]), F32In(a.in[2]), F32In(a.in[3]),
-                                  kv_b.data, kv_b.dtype, cache, F32Out(a.out[0]), num_rows, shape,
-                                  row_limit, a.meta, ctx.stream),
+                                  kv_b.data, kv_b.dtype, kv_b_scales, cache, F32Out(a.out[0]),
+                                  num_rows, shape, row_limit, a.meta, ctx.stream),
                "mla attention");
 }
 

@@ -438,6 +438,27 @@ std::vector<OpCase> BuildCases() {
                         .LatentKv(kRank + kRope)
                         .Build());
   }
+  // MLA with a block-scaled fp8 kv_b [36, 40]: [16, 16] blocks divide neither dimension, so
+  // the last block row and column are partial.
+  {
+    constexpr int64_t kMlaHeads = 3, kRank = 40, kRope = 6, kNope = 5, kV = 7;
+    cases.push_back(CaseBuilder("mla_attention/fp8", "mla_attention")
+                        .F32({kT, kMlaHeads * kNope}, 80)
+                        .F32({kT, kMlaHeads * kRope}, 81)
+                        .F32({kT, kRank}, 82)
+                        .F32({kT, kRope}, 83)
+                        .Fp8(0, kMlaHeads * (kNope + kV), kRank, 16, 16, 87)
+                        .Output(DType::kF32, {kT, kMlaHeads * kV})
+                        .Params(MlaAttentionParams{.layer = 1,
+                                                   .num_heads = kMlaHeads,
+                                                   .kv_lora_rank = kRank,
+                                                   .qk_nope_head_dim = kNope,
+                                                   .qk_rope_head_dim = kRope,
+                                                   .v_head_dim = kV,
+                                                   .scale = 0.3})
+                        .LatentKv(kRank + kRope)
+                        .Build());
+  }
   cases.push_back(CaseBuilder("split_cols", "split_cols")
                       .F32({kT, 3 * 11}, 85)
                       .Output(DType::kF32, {kT, 3 * 4})

@@ -72,7 +72,8 @@ inline std::vector<std::string> GoldenCases() {
           "dsv3_yarn",
           "dsv3_yarn_mscale",
 
-          "qwen3_moe_fp8"};
+          "qwen3_moe_fp8",
+          "dsv3_fp8"};
 }
 
 inline std::string GoldenDir(const std::string& name) {

@@ -442,6 +442,29 @@ TEST(Verifier, QuantizedWeightsNeedTheirScalesAndStorageDType) {
                        1, "types", "must be f32, f16 or bf16"));
 }
 
+// mla_attention's kv_b may be block-scaled fp8 (its weight op names the scales), as the
+// published DeepSeek-V3 checkpoints store kv_b_proj; an integer kv_b is still refused.
+constexpr const char* kFp8Mla =
+    R"(graph @mla(%meta: !forward_meta, %qn: tensor<T x 15 x f32>, %qp: tensor<T x 18 x f32>, %lat: tensor<T x 40 x f32>, %kp: tensor<T x 6 x f32>) {
+  %kv_b = weight() {block_cols = 16, block_rows = 16, name = "kv_b_proj.weight", quant = "fp8_block", scale = "kv_b_proj.weight_scale_inv"} : tensor<36 x 40 x fp8e4m3>
+  %o = mla_attention(%meta, %qn, %qp, %lat, %kp, %kv_b) {kv_lora_rank = 40, layer = 0, num_heads = 3, qk_nope_head_dim = 5, qk_rope_head_dim = 6, scale = 0.3, v_head_dim = 7} : tensor<T x 21 x f32>
+  return %o
+}
+)";
+
+TEST(Verifier, MlaAttentionTakesAnFp8KvB) {
+  Graph g = ParseOrDie(kFp8Mla);
+  ASSERT_TRUE(Verify(g).ok()) << Verify(g).ToString();
+  EXPECT_EQ(PrintGraph(g), kFp8Mla);
+  EXPECT_TRUE(
+      HasFault(VerifyText(Replace(kFp8Mla,
+                                  "{block_cols = 16, block_rows = 16, name = "
+                                  "\"kv_b_proj.weight\", quant = \"fp8_block\", scale = "
+                                  "\"kv_b_proj.weight_scale_inv\"} : tensor<36 x 40 x fp8e4m3>",
+                                  "{name = \"kv_b_proj.weight\"} : tensor<36 x 40 x i32>")),
+               1, "types", "kv_b must be f32, f16, bf16 or fp8e4m3"));
+}
+
 TEST(Fp8E4M3, DecodesEveryByteExactly) {
   // Normals: (1 + m / 8) * 2^(e - 7); subnormals m / 8 * 2^-6; 0x7f / 0xff NaN; no infinity.
   for (int v = 0; v < 256; ++v) {

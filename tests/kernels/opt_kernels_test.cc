@@ -770,14 +770,19 @@ TEST(OptKernelsTest, MlaAttentionMatchesReference) {
   const int64_t cache_size = static_cast<int64_t>(kNumLayers) * kNumBlocks * kBlockSize * kRow;
   const std::vector<float> initial = Random(cache_size, 24);
   for (DType kv_dtype : {DType::kF32, DType::kBF16, DType::kF16}) {
-    for (DType w_dtype : kWeightDTypes) {
+    // Each weight dtype, then block-scaled fp8 in [16, 16] blocks (partial: 36 x 40).
+    for (DType w_dtype : {DType::kF32, DType::kBF16, DType::kF16, DType::kFp8E4M3}) {
       SCOPED_TRACE(Name(kv_dtype) + " cache, " + Name(w_dtype) + " kv_b");
-      const Weight kv_b = MakeWeight(kHeads * (kNope + kV) * kRank, w_dtype, 25);
-      const std::vector<TensorArg> in = {Arg(q_nope.data(), DType::kF32, {kRows, kHeads * kNope}),
-                                         Arg(q_pe.data(), DType::kF32, {kRows, kHeads * kRope}),
-                                         Arg(latent.data(), DType::kF32, {kRows, kRank}),
-                                         Arg(k_pe.data(), DType::kF32, {kRows, kRope}),
-                                         Arg(kv_b.data(), w_dtype, {kHeads * (kNope + kV), kRank})};
+      const bool fp8 = w_dtype == DType::kFp8E4M3;
+      const Weight kv_b =
+          MakeWeight(kHeads * (kNope + kV) * kRank, fp8 ? DType::kF32 : w_dtype, 25);
+      const testing::Fp8BlockWeight kv_b_fp8(0, kHeads * (kNope + kV), kRank, 16, 16, 26, 0.5f);
+      const std::vector<TensorArg> in = {
+          Arg(q_nope.data(), DType::kF32, {kRows, kHeads * kNope}),
+          Arg(q_pe.data(), DType::kF32, {kRows, kHeads * kRope}),
+          Arg(latent.data(), DType::kF32, {kRows, kRank}),
+          Arg(k_pe.data(), DType::kF32, {kRows, kRope}),
+          fp8 ? kv_b_fp8.arg() : Arg(kv_b.data(), w_dtype, {kHeads * (kNope + kV), kRank})};
       // Returns the output and the cache afterwards (as f32 values).
       auto run = [&](KernelFn kernel, int threads) {
         std::vector<float> cache32 = initial;

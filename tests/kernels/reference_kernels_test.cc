@@ -1707,6 +1707,62 @@ StackedWeight DequantizedStack(const testing::Fp8BlockWeight& q) {
   return w;
 }
 
+// mla_attention reads a block-scaled fp8 kv_b as its dequantized values: kv_b [3 * (5 + 3),
+// 10] in [4, 8] blocks (partial in both dimensions), prefill of 6 tokens then one decode.
+TEST(RefFp8Test, MlaAttentionReadsTheDequantizedKvB) {
+  constexpr int64_t kMlaHeads = 3, kRank = 10, kRope = 4, kNope = 5, kV = 3;
+  constexpr int64_t kRow = kRank + kRope, kLen = 7, kMlaBlockSize = 4;
+  const testing::Fp8BlockWeight kv_b(0, kMlaHeads * (kNope + kV), kRank, 4, 8, 96);
+  const Weight dequantized = DequantizedWeight(kv_b);
+  const std::vector<float> q_nope = Random(kLen * kMlaHeads * kNope, 97);
+  const std::vector<float> q_pe = Random(kLen * kMlaHeads * kRope, 98);
+  const std::vector<float> latent = Random(kLen * kRank, 99);
+  const std::vector<float> k_pe = Random(kLen * kRope, 100);
+  const MlaAttentionParams params{.layer = 0,
+                                  .num_heads = kMlaHeads,
+                                  .kv_lora_rank = kRank,
+                                  .qk_nope_head_dim = kNope,
+                                  .qk_rope_head_dim = kRope,
+                                  .v_head_dim = kV,
+                                  .scale = 0.4};
+  const std::vector<int32_t> blocks = {1, 0};
+  // Runs the prefill then the decode step over a fresh cache with kv_b argument `w`.
+  auto run = [&](const TensorArg& w) {
+    std::vector<float> cache(2 * kMlaBlockSize * kRow, kNaN);
+    testing::UniformKvCacheView kv;
+    kv.num_layers = 1;
+    kv.num_blocks = 2;
+    kv.block_size = kMlaBlockSize;
+    kv.num_kv_heads = 1;
+    kv.head_dim = kRow;
+    kv.kind = KvLayerKind::kLatent;
+    kv.Bind(cache.data(), nullptr);
+    std::vector<float> out = Poisoned(kLen * kMlaHeads * kV);
+    auto step = [&](Meta& meta, int64_t first, int64_t count) {
+      auto rows = [&](const std::vector<float>& x, int64_t width) {
+        return std::vector<float>(x.begin() + first * width, x.begin() + (first + count) * width);
+      };
+      const std::vector<float> qn = rows(q_nope, kMlaHeads * kNope),
+                               qp = rows(q_pe, kMlaHeads * kRope), lat = rows(latent, kRank),
+                               kp = rows(k_pe, kRope);
+      std::vector<float> o = Poisoned(count * kMlaHeads * kV);
+      RunKernel(RefMlaAttention,
+                {F32(qn, {count, kMlaHeads * kNope}), F32(qp, {count, kMlaHeads * kRope}),
+                 F32(lat, {count, kRank}), F32(kp, {count, kRope}), w},
+                {F32(o, {count, kMlaHeads * kV})}, params, {.meta = meta.view(), .kv = &kv.view});
+      std::copy(o.begin(), o.end(), out.begin() + first * kMlaHeads * kV);
+    };
+    Meta prefill(6, 1, 2, kMlaBlockSize, {{0, 6, blocks}});
+    step(prefill, 0, 6);
+    Meta decode(1, 1, 2, kMlaBlockSize, {{6, 1, blocks}});
+    step(decode, 6, 1);
+    return out;
+  };
+  const std::vector<float> got = run(kv_b.arg());
+  const std::vector<float> want = run(dequantized.arg({kMlaHeads * (kNope + kV), kRank}));
+  ExpectClose(got, want, 1e-6, "fp8 mla_attention vs f32 kv_b of the dequantized weight");
+}
+
 TEST(RefFp8Test, DenseMatmulsReadTheDequantizedWeight) {
   const std::vector<float> x = Random(kT * kK, 60);
   const testing::Fp8BlockWeight wg(0, kN, kK, 4, 8, 61), wu(0, kN, kK, 4, 8, 62);
