@@ -31,11 +31,11 @@ StatusOr<GptOssConfig> ParseGptOssConfig(const JsonValue& json, std::string_view
   GptOssConfig config;
   // transformers' GptOssConfig fills an absent rope_parameters with YaRN (factor 32, beta_fast
   // 32, beta_slow 1, original_max_position_embeddings 4096): reading it as plain RoPE would be
-  // wrong, so it is refused like an explicit scaled RoPE.
+  // wrong, and the defaults are transformers' to change, so an explicit one is required.
   if (reader.Get("rope_parameters") == nullptr && reader.Get("rope_scaling") == nullptr) {
     return reader.Unsupported("rope_parameters",
-                              "is absent, which GptOssConfig reads as YaRN (factor 32); scaled "
-                              "RoPE is not supported yet");
+                              "is absent, which GptOssConfig reads as its default YaRN (factor "
+                              "32); write that rope_parameters explicitly");
   }
   if (reader.Get("quantization_config") != nullptr) {
     return reader.Unsupported("quantization_config",

@@ -84,11 +84,13 @@ TEST(GptOssConfig, ThePublishedCheckpointIsRefusedForItsMxfp4Experts) {
   ExpectError(Json(kGptOss20B), StatusCode::kUnimplemented, "quantization_config");
 }
 
-TEST(GptOssConfig, YarnIsRefusedUntilScaledRopeLands) {
+TEST(GptOssConfig, PublishedYarnIsReadAndAnAbsentRopeIsRefused) {
   StatusOr<GptOssConfig> c = ParseGptOssConfig(Edited("quantization_config", ""), "config.json");
-  ASSERT_FALSE(c.ok());
-  EXPECT_EQ(c.status().code(), StatusCode::kUnimplemented) << c.status().ToString();
-  // transformers reads an absent rope_parameters as YaRN: refused too, not read as plain RoPE.
+  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  EXPECT_EQ(c->rope.type, RopeType::kYarn);
+  EXPECT_EQ(c->rope.factor, 32.0);
+  EXPECT_EQ(c->rope.original_max_position_embeddings, 4096);
+  // transformers reads an absent rope_parameters as YaRN: refused, not read as plain RoPE.
   JsonValue json = Edited("quantization_config", "");
   JsonValue::Object members;
   for (const auto& [key, v] : json.as_object()) {
