@@ -4,25 +4,10 @@
 #include "frontends/deepseek_v3.h"
 
 #include "frontends/decoder.h"
+#include "frontends/glm4_moe.h"
 
 namespace moegraph {
 namespace {
-
-MoeOptions DeepseekV3Router(const DeepseekV3Config& c) {
-  MoeOptions moe;
-  moe.num_experts = c.n_routed_experts;
-  moe.top_k = c.num_experts_per_tok;
-  moe.scoring = RouteScoring::kSigmoid;
-  moe.num_groups = c.n_group;
-  moe.top_k_groups = c.topk_group;
-  moe.score_correction_bias = true;
-  moe.routed_scaling_factor = c.routed_scaling_factor;
-  moe.norm_topk_prob = c.norm_topk_prob;
-  // DeepseekV3TopkRouter divides by sum + 1e-20, as GLM4-MoE's.
-  moe.norm_min = c.norm_topk_prob ? 1e-20 : 0.0;
-  moe.shared_expert = true;
-  return moe;
-}
 
 int64_t QCols(const DeepseekV3Config& c) {
   return c.num_attention_heads * c.qk_head_dim();
@@ -81,32 +66,10 @@ StatusOr<Graph> BuildDeepseekV3Graph(const DeepseekV3Config& c, const Checkpoint
     mla.o_bias = c.attention_bias;
     return BuildMlaAttention(b, mla, mla_w, x, l);
   };
-  auto mlp = [&](const std::string& prefix, int64_t inter) -> StatusOr<MlpWeights> {
-    MlpWeights mlp_w;
-    MG_ASSIGN_OR_RETURN(mlp_w.gate, w.Plain(prefix + "gate_proj.weight", {inter, hidden}));
-    MG_ASSIGN_OR_RETURN(mlp_w.up, w.Plain(prefix + "up_proj.weight", {inter, hidden}));
-    MG_ASSIGN_OR_RETURN(mlp_w.down, w.Plain(prefix + "down_proj.weight", {hidden, inter}));
-    return mlp_w;
-  };
+  // The feed-forward blocks are GLM4-MoE's: the same router rule, experts and layer rule.
   auto ffn = [&](int64_t layer, const std::string& p, const std::string& l,
                  ValueId x) -> StatusOr<ValueId> {
-    if (!c.IsMoeLayer(layer)) {
-      MG_ASSIGN_OR_RETURN(MlpWeights dense, mlp(p + "mlp.", c.intermediate_size));
-      return BuildMlp(b, {}, dense, x, l + "mlp");
-    }
-    const int64_t experts = c.n_routed_experts;
-    MoeWeights moe_w;
-    MG_ASSIGN_OR_RETURN(moe_w.router, w.Plain(p + "mlp.gate.weight", {experts, hidden}));
-    MG_ASSIGN_OR_RETURN(moe_w.correction_bias,
-                        w.Plain(p + "mlp.gate.e_score_correction_bias", {experts}));
-    MG_ASSIGN_OR_RETURN(ExpertWeights routed,
-                        w.Experts(p + "mlp.", experts, c.moe_intermediate_size, hidden));
-    moe_w.gate = routed.gate;
-    moe_w.up = routed.up;
-    moe_w.down = routed.down;
-    MG_ASSIGN_OR_RETURN(
-        moe_w.shared, mlp(p + "mlp.shared_experts.", c.moe_intermediate_size * c.n_shared_experts));
-    return BuildMoe(b, DeepseekV3Router(c), moe_w, x, l + "moe");
+    return BuildGlm4MoeFeedForward(d, c, layer, p, l, x);
   };
   return std::move(d).BuildWithAttention(attention, ffn);
 }

@@ -23,8 +23,8 @@ MoeOptions Glm4MoeRouter(const Glm4MoeConfig& c) {
   moe.score_correction_bias = true;
   moe.routed_scaling_factor = c.routed_scaling_factor;
   moe.norm_topk_prob = c.norm_topk_prob;
-  // Glm4MoeTopkRouter divides by sum + 1e-20: max(sum, 1e-20) for the positive sums sigmoid
-  // scores give, to f32 precision.
+  // Glm4MoeTopkRouter (and DeepseekV3TopkRouter) divides by sum + 1e-20: max(sum, 1e-20) for
+  // the positive sums sigmoid scores give, to f32 precision.
   moe.norm_min = c.norm_topk_prob ? 1e-20 : 0.0;
   moe.shared_expert = true;
   return moe;
@@ -32,8 +32,8 @@ MoeOptions Glm4MoeRouter(const Glm4MoeConfig& c) {
 
 }  // namespace
 
-StatusOr<Graph> BuildGlm4MoeGraph(const Glm4MoeConfig& c, const Checkpoint& checkpoint) {
-  DecoderBuilder d(c, checkpoint, "glm4_moe");
+StatusOr<ValueId> BuildGlm4MoeFeedForward(DecoderBuilder& d, const Glm4MoeConfig& c, int64_t layer,
+                                          const std::string& p, const std::string& l, ValueId x) {
   GraphBuilder& b = d.builder();
   WeightLoader& w = d.weights();
   const int64_t hidden = c.hidden_size;
@@ -44,25 +44,30 @@ StatusOr<Graph> BuildGlm4MoeGraph(const Glm4MoeConfig& c, const Checkpoint& chec
     MG_ASSIGN_OR_RETURN(mlp_w.down, w.Plain(prefix + "down_proj.weight", {hidden, inter}));
     return mlp_w;
   };
+  if (!c.IsMoeLayer(layer)) {
+    MG_ASSIGN_OR_RETURN(MlpWeights dense, mlp(p + "mlp.", c.intermediate_size));
+    return BuildMlp(b, {}, dense, x, l + "mlp");
+  }
+  const int64_t experts = c.n_routed_experts;
+  MoeWeights moe_w;
+  MG_ASSIGN_OR_RETURN(moe_w.router, w.Plain(p + "mlp.gate.weight", {experts, hidden}));
+  MG_ASSIGN_OR_RETURN(moe_w.correction_bias,
+                      w.Plain(p + "mlp.gate.e_score_correction_bias", {experts}));
+  MG_ASSIGN_OR_RETURN(ExpertWeights routed,
+                      w.Experts(p + "mlp.", experts, c.moe_intermediate_size, hidden));
+  moe_w.gate = routed.gate;
+  moe_w.up = routed.up;
+  moe_w.down = routed.down;
+  MG_ASSIGN_OR_RETURN(moe_w.shared,
+                      mlp(p + "mlp.shared_experts.", c.moe_intermediate_size * c.n_shared_experts));
+  return BuildMoe(b, Glm4MoeRouter(c), moe_w, x, l + "moe");
+}
+
+StatusOr<Graph> BuildGlm4MoeGraph(const Glm4MoeConfig& c, const Checkpoint& checkpoint) {
+  DecoderBuilder d(c, checkpoint, "glm4_moe");
   auto ffn = [&](int64_t layer, const std::string& p, const std::string& l,
                  ValueId x) -> StatusOr<ValueId> {
-    if (!c.IsMoeLayer(layer)) {
-      MG_ASSIGN_OR_RETURN(MlpWeights dense, mlp(p + "mlp.", c.intermediate_size));
-      return BuildMlp(b, {}, dense, x, l + "mlp");
-    }
-    const int64_t experts = c.n_routed_experts;
-    MoeWeights moe_w;
-    MG_ASSIGN_OR_RETURN(moe_w.router, w.Plain(p + "mlp.gate.weight", {experts, hidden}));
-    MG_ASSIGN_OR_RETURN(moe_w.correction_bias,
-                        w.Plain(p + "mlp.gate.e_score_correction_bias", {experts}));
-    MG_ASSIGN_OR_RETURN(ExpertWeights routed,
-                        w.Experts(p + "mlp.", experts, c.moe_intermediate_size, hidden));
-    moe_w.gate = routed.gate;
-    moe_w.up = routed.up;
-    moe_w.down = routed.down;
-    MG_ASSIGN_OR_RETURN(
-        moe_w.shared, mlp(p + "mlp.shared_experts.", c.moe_intermediate_size * c.n_shared_experts));
-    return BuildMoe(b, Glm4MoeRouter(c), moe_w, x, l + "moe");
+    return BuildGlm4MoeFeedForward(d, c, layer, p, l, x);
   };
   return std::move(d).Build(Glm4MoeAttention(c), ffn);
 }
