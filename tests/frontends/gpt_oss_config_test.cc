@@ -84,18 +84,36 @@ TEST(GptOssConfig, ThePublishedCheckpointIsRefusedForItsMxfp4Experts) {
   ExpectError(Json(kGptOss20B), StatusCode::kUnimplemented, "quantization_config");
 }
 
-TEST(GptOssConfig, YarnIsRefusedUntilScaledRopeLands) {
+TEST(GptOssConfig, ReadsThePublishedYarn) {
   StatusOr<GptOssConfig> c = ParseGptOssConfig(Edited("quantization_config", ""), "config.json");
-  ASSERT_FALSE(c.ok());
-  EXPECT_EQ(c.status().code(), StatusCode::kUnimplemented) << c.status().ToString();
-  // transformers reads an absent rope_parameters as YaRN: refused too, not read as plain RoPE.
+  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  EXPECT_EQ(c->rope.type, RopeType::kYarn);
+  EXPECT_EQ(c->rope.factor, 32.0);
+  EXPECT_EQ(c->rope.beta_fast, 32.0);
+  EXPECT_EQ(c->rope.beta_slow, 1.0);
+  EXPECT_FALSE(c->rope.truncate);
+  EXPECT_EQ(c->rope.original_max_position_embeddings, 4096);
+}
+
+TEST(GptOssConfig, AbsentRopeParametersAreTransformersYarn) {
   JsonValue json = Edited("quantization_config", "");
   JsonValue::Object members;
   for (const auto& [key, v] : json.as_object()) {
     if (key != "rope_scaling") members.emplace_back(key, v);
   }
-  ExpectError(JsonValue::MakeObject(std::move(members)), StatusCode::kUnimplemented,
-              "rope_parameters");
+  StatusOr<GptOssConfig> c =
+      ParseGptOssConfig(JsonValue::MakeObject(std::move(members)), "config.json");
+  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  EXPECT_EQ(c->rope.type, RopeType::kYarn);
+  EXPECT_EQ(c->rope.factor, 32.0);
+  EXPECT_EQ(c->rope.beta_fast, 32.0);
+  EXPECT_EQ(c->rope.beta_slow, 1.0);
+  EXPECT_FALSE(c->rope.truncate);
+  EXPECT_EQ(c->rope.original_max_position_embeddings, 4096);
+  // An explicit default rope stays plain.
+  StatusOr<GptOssConfig> plain = ParseGptOssConfig(Runnable(), "config.json");
+  ASSERT_TRUE(plain.ok()) << plain.status().ToString();
+  EXPECT_EQ(plain->rope.type, RopeType::kDefault);
 }
 
 TEST(GptOssConfig, ParsesTheShapesLayerTypesAndExpertFields) {
