@@ -1747,7 +1747,7 @@ TEST(RefFp8Test, MoeKernelsReadPerExpertScales) {
   const std::vector<float> want = RunMoe(x, f, /*norm=*/1, 0, meta);
   std::vector<float> out = Poisoned(kT * kH);
   RunKernel(RefMoe, {F32(x, {kT, kH}), f.router.arg({kE, kH}), gate.arg(), up.arg(), down.arg()},
-            {F32(out, {kT, kH})}, TopkRouteParams{.top_k = kTopK, .norm_topk_prob = 1},
+            {F32(out, {kT, kH})}, MoeParams{{.top_k = kTopK, .norm_topk_prob = 1}},
             {.meta = meta.view()});
   ExpectClose(out, want, 1e-6, "fp8 moe");
 
