@@ -305,6 +305,13 @@ uint64_t DecodeWeightBytesPerToken(const BenchConfig& c) {
     }
     const int64_t expert = ExpertIndex(t.name);
     if (expert >= 0 && expert >= top_k) continue;  // a token reads top_k experts per layer
+    if (expert < 0 && top_k > 0 && t.name.find(".experts.") != std::string::npos &&
+        !t.shape.empty()) {
+      // A fused [E, ...] stack (GPT-OSS's gate_up_proj, down_proj and their biases): top_k of
+      // its E experts.
+      bytes += TensorBytes(c, t) / static_cast<uint64_t>(t.shape[0]) * top_k;
+      continue;
+    }
     bytes += TensorBytes(c, t);
   }
   return bytes;

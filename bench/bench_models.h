@@ -19,7 +19,7 @@ struct BenchConfig {
 };
 
 // Loads bench/configs/<name>.json (bench-smoke, bench-smoke-glm4, bench-smoke-dsv3, bench-tiny,
-// bench-glm4-moe, bench-a3b-4l, bench-dsv3, bench-dsv3-fp8).
+// bench-glm4-moe, bench-a3b-4l, bench-dsv3, bench-dsv3-fp8, bench-gptoss).
 StatusOr<BenchConfig> LoadBenchConfig(const std::string& name);
 
 // Weight bytes of the checkpoint `config` describes (bf16 unless torch_dtype says otherwise;

@@ -591,8 +591,9 @@ int Main(int argc, char** argv) {
               });
   flags.Value("--models", "LIST",
               "bench models to run (default bench-tiny,bench-glm4-moe,bench-a3b-4l; smoke: "
-              "bench-smoke-glm4,bench-smoke-dsv3,bench-smoke; bench-dsv3 on request: ~27 GB of "
-              "bf16 weights); any family, one of them Qwen3-MoE",
+              "bench-smoke-glm4,bench-smoke-dsv3,bench-smoke; on request: bench-dsv3, ~27 GB of "
+              "bf16 weights, and bench-gptoss, gpt-oss-20b's layers, ~3.6 GB); any family, one "
+              "of them Qwen3-MoE",
               [&](const std::string& v) {
                 models_flag = v;
                 return Status::Ok();

@@ -5,6 +5,7 @@
 #include "frontends/deepseek_v3.h"
 #include "frontends/ernie4_5_moe.h"
 #include "frontends/glm4_moe.h"
+#include "frontends/gpt_oss.h"
 #include "frontends/mixtral.h"
 #include "frontends/qwen2.h"
 #include "frontends/qwen2_moe.h"
@@ -58,6 +59,11 @@ constexpr std::string_view kGlm4MoeDemo =
 // q_lora_rank 64, kv_lora_rank 32, 4 heads of 16 + 8 (rope) / 16 (value), interleaved RoPE.
 constexpr std::string_view kDeepseekV3Demo =
     R"({"architectures": ["DeepseekV3ForCausalLM"], "model_type": "deepseek_v3", "vocab_size": 512, "hidden_size": 128, "intermediate_size": 256, "moe_intermediate_size": 64, "num_hidden_layers": 4, "num_attention_heads": 4, "num_key_value_heads": 4, "q_lora_rank": 64, "kv_lora_rank": 32, "qk_nope_head_dim": 16, "qk_rope_head_dim": 8, "v_head_dim": 16, "n_routed_experts": 8, "num_experts_per_tok": 2, "n_shared_experts": 1, "n_group": 4, "topk_group": 2, "first_k_dense_replace": 1, "routed_scaling_factor": 2.5, "norm_topk_prob": true, "rope_interleave": true, "num_nextn_predict_layers": 0, "rope_theta": 10000.0, "rms_norm_eps": 1e-06, "tie_word_embeddings": false, "max_position_embeddings": 2048})";
+// 8 experts top-2 with router and expert biases, clamped SwiGLU; sliding window 16 on layers 0
+// and 2, full attention on 1 and 3 (transformers' default layer_types); attention sinks, q/k/v/o
+// biases, YaRN factor 4 over an original context of 512.
+constexpr std::string_view kGptOssDemo =
+    R"({"architectures": ["GptOssForCausalLM"], "model_type": "gpt_oss", "vocab_size": 512, "hidden_size": 128, "intermediate_size": 64, "num_hidden_layers": 4, "num_attention_heads": 4, "num_key_value_heads": 2, "head_dim": 32, "num_local_experts": 8, "num_experts_per_tok": 2, "sliding_window": 16, "layer_types": ["sliding_attention", "full_attention", "sliding_attention", "full_attention"], "attention_bias": true, "swiglu_limit": 7.0, "rope_parameters": {"rope_type": "yarn", "rope_theta": 150000.0, "factor": 4.0, "beta_fast": 32.0, "beta_slow": 1.0, "truncate": false, "original_max_position_embeddings": 512}, "rms_norm_eps": 1e-05, "tie_word_embeddings": false, "max_position_embeddings": 2048})";
 }  // namespace
 
 const std::vector<ModelFamily>& ModelFamilies() {
@@ -78,6 +84,8 @@ const std::vector<ModelFamily>& ModelFamilies() {
           "Glm4MoeForCausalLM", "glm4_moe", kGlm4MoeDemo),
       Family<DeepseekV3Config, ParseDeepseekV3Config, BuildDeepseekV3Graph, DeepseekV3WeightList>(
           "DeepseekV3ForCausalLM", "deepseek_v3", kDeepseekV3Demo),
+      Family<GptOssConfig, ParseGptOssConfig, BuildGptOssGraph, GptOssWeightList>(
+          "GptOssForCausalLM", "gpt_oss", kGptOssDemo),
   };
   return *families;
 }

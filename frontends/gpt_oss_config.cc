@@ -8,6 +8,13 @@
 #include "support/format.h"
 
 namespace moegraph {
+namespace {
+
+bool IsAbsentOrNull(const JsonValue* value) {
+  return value == nullptr || value->is_null();
+}
+
+}  // namespace
 
 std::string GptOssConfig::Describe() const {
   int64_t sliding = 0;
@@ -29,14 +36,6 @@ StatusOr<GptOssConfig> ParseGptOssConfig(const JsonValue& json, std::string_view
   }
   FieldReader reader(json, source);
   GptOssConfig config;
-  // transformers' GptOssConfig fills an absent rope_parameters with YaRN (factor 32, beta_fast
-  // 32, beta_slow 1, original_max_position_embeddings 4096): reading it as plain RoPE would be
-  // wrong, and the defaults are transformers' to change, so an explicit one is required.
-  if (reader.Get("rope_parameters") == nullptr && reader.Get("rope_scaling") == nullptr) {
-    return reader.Unsupported("rope_parameters",
-                              "is absent, which GptOssConfig reads as its default YaRN (factor "
-                              "32); write that rope_parameters explicitly");
-  }
   if (reader.Get("quantization_config") != nullptr) {
     return reader.Unsupported("quantization_config",
                               "is set; only unquantized (f32 / bf16 / f16) checkpoints are "
@@ -44,6 +43,16 @@ StatusOr<GptOssConfig> ParseGptOssConfig(const JsonValue& json, std::string_view
   }
   MG_RETURN_IF_ERROR(
       ParseDecoderConfig(reader, "GptOssForCausalLM", config, {.attention_bias_field = true}));
+  // transformers' GptOssConfig fills an absent (or null) rope_parameters with YaRN, not plain
+  // RoPE: factor 32, beta_fast 32, beta_slow 1, no truncation, over an original context of 4096.
+  if (IsAbsentOrNull(reader.Get("rope_parameters")) && IsAbsentOrNull(reader.Get("rope_scaling"))) {
+    config.rope.type = RopeType::kYarn;
+    config.rope.factor = 32.0;
+    config.rope.beta_fast = 32.0;
+    config.rope.beta_slow = 1.0;
+    config.rope.truncate = false;
+    config.rope.original_max_position_embeddings = 4096;
+  }
   MG_RETURN_IF_ERROR(reader.OptionalBool("attention_bias", config.attention_bias));
   MG_RETURN_IF_ERROR(reader.RequiredInt("intermediate_size", config.intermediate_size));
   MG_RETURN_IF_ERROR(reader.RequiredInt("num_local_experts", config.num_local_experts));

@@ -55,8 +55,10 @@ struct GptOssConfig : DecoderConfig {
 // num_local_experts], a layer_types entry other than sliding_attention / full_attention or of
 // another length than num_hidden_layers, a sliding layer without a positive sliding_window,
 // a non-positive swiglu_limit); Unimplemented naming the field for what the engine lacks
-// (scaled RoPE until the rope op takes it, another hidden_act, quantization_config).
-// layer_types absent: transformers' default, sliding on even layers.
+// (dynamic NTK RoPE, another hidden_act, quantization_config). layer_types absent:
+// transformers' default, sliding on even layers; rope_parameters and rope_scaling absent:
+// transformers' default, YaRN factor 32 over an original context of 4096 (beta 32 / 1, no
+// truncation).
 StatusOr<GptOssConfig> ParseGptOssConfig(const JsonValue& json, std::string_view source_name);
 
 }  // namespace moegraph

@@ -9,6 +9,7 @@
 #include "frontends/deepseek_v3_config.h"
 #include "frontends/ernie4_5_moe_config.h"
 #include "frontends/glm4_moe_config.h"
+#include "frontends/gpt_oss_config.h"
 #include "frontends/mixtral_config.h"
 #include "frontends/qwen2_config.h"
 #include "frontends/qwen2_moe_config.h"
@@ -17,7 +18,7 @@
 namespace moegraph {
 
 using ModelConfig = std::variant<Qwen3MoeConfig, MixtralConfig, Qwen2Config, Qwen2MoeConfig,
-                                 Ernie4_5_MoeConfig, Glm4MoeConfig, DeepseekV3Config>;
+                                 Ernie4_5_MoeConfig, Glm4MoeConfig, DeepseekV3Config, GptOssConfig>;
 
 // The fields every family shares (sizes, RoPE, embeddings).
 inline const DecoderConfig& Decoder(const ModelConfig& config) {

@@ -40,6 +40,7 @@ import transformers
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 from transformers import (DeepseekV3Config, DeepseekV3ForCausalLM, Ernie4_5_MoeConfig, Ernie4_5_MoeForCausalLM, Glm4MoeConfig,
+                          GptOssConfig, GptOssForCausalLM,
                           Glm4MoeForCausalLM, MixtralConfig, MixtralForCausalLM, Qwen2Config,
                           Qwen2ForCausalLM, Qwen2MoeConfig, Qwen2MoeForCausalLM, Qwen3Config,
                           Qwen3ForCausalLM, Qwen3MoeConfig, Qwen3MoeForCausalLM)
@@ -154,6 +155,17 @@ FAMILIES = {
                  "routed_scaling_factor", "q_lora_rank", "kv_lora_rank", "qk_nope_head_dim",
                  "qk_rope_head_dim", "v_head_dim", "rope_interleave"),
         fp32_keys_rounded=("mlp.gate.weight", "mlp.gate.e_score_correction_bias"),
+    ),
+    # GPT-OSS: attention sinks, q/k/v/o biases, layer_types' sliding windows, a router with a
+    # bias, clamped SwiGLU experts with biases over fused [in, out] weights (interleaved gate/up
+    # columns). No per-expert layout.
+    "gpt_oss": dict(
+        config=GptOssConfig, model=GptOssForCausalLM,
+        common=dict(rms_norm_eps=1e-5, max_position_embeddings=256, output_router_logits=False),
+        router="GptOssTopKRouter", moe_block="GptOssMLP",
+        per_expert_key=None,
+        checked=("num_local_experts", "num_experts_per_tok", "sliding_window", "layer_types",
+                 "attention_bias", "swiglu_limit"),
     ),
 }
 
@@ -517,6 +529,42 @@ CASES = {
             partial_rotary_factor=0.5, tie_word_embeddings=False, rope_theta=10000.0,
         ),
     ),
+    # GPT-OSS, f32: window 4 on layers 0 and 2 (transformers' default pattern), full on 1, YaRN
+    # factor 4 over an original context of 16 (beta 32 / 1, no truncation, as gpt-oss-20b).
+    "gpt_oss_yarn": dict(
+        family="gpt_oss",
+        seed=8001,
+        dtype="float32",
+        layout="fused",
+        config_style="transformers",
+        config=dict(
+            vocab_size=211, hidden_size=64, intermediate_size=19, num_hidden_layers=3,
+            num_attention_heads=3, num_key_value_heads=1, head_dim=16, num_local_experts=6,
+            num_experts_per_tok=2, sliding_window=4,
+            layer_types=["sliding_attention", "full_attention", "sliding_attention"],
+            attention_bias=True, swiglu_limit=7.0, tie_word_embeddings=False, rope_theta=150000.0,
+            rope_parameters=dict(rope_type="yarn", rope_theta=150000.0, factor=4.0,
+                                 beta_fast=32.0, beta_slow=1.0, truncate=False,
+                                 original_max_position_embeddings=16),
+        ),
+    ),
+    # GPT-OSS, bf16: window 7 on layers 1 and 2, full on 0 and 3, plain RoPE, a tighter clamp.
+    "gpt_oss_bf16": dict(
+        family="gpt_oss",
+        seed=8003,
+        dtype="bfloat16",
+        layout="fused",
+        config_style="transformers",
+        config=dict(
+            vocab_size=256, hidden_size=64, intermediate_size=32, num_hidden_layers=4,
+            num_attention_heads=4, num_key_value_heads=2, head_dim=16, num_local_experts=8,
+            num_experts_per_tok=3, sliding_window=7,
+            layer_types=["full_attention", "sliding_attention", "sliding_attention",
+                         "full_attention"],
+            attention_bias=True, swiglu_limit=4.0, tie_word_embeddings=False, rope_theta=10000.0,
+            rope_parameters=dict(rope_type="default", rope_theta=10000.0),
+        ),
+    ),
     # DeepSeek-V3 with q_lora_rank, 16 experts in 4 groups keeping 2, interleaved RoPE,
     # attention biases (q_a_proj, kv_a_proj_with_mqa, o_proj), layer 0 dense.
     "dsv3_lora_g4": dict(
@@ -714,7 +762,7 @@ def perturb(model, seed):
     for name, p in sorted(model.named_parameters(), key=lambda kv: kv[0]):
         if tied and name == "lm_head.weight":
             continue  # shares storage with the embedding
-        if name.endswith(".bias"):
+        if name.endswith(".bias") or name.endswith("_proj_bias"):
             new = 0.1 * torch.randn(p.shape, generator=gen)
         elif name.endswith("e_score_correction_bias"):
             new = CORRECTION_BIAS_SPREAD * torch.randn(p.shape, generator=gen)
@@ -724,6 +772,9 @@ def perturb(model, seed):
             new = torch.randn(p.shape, generator=gen)
         else:
             std = 1.0 / math.sqrt(p.shape[-1])
+            if name.endswith(("experts.gate_up_proj", "experts.down_proj")) and \
+                    model.config.model_type == "gpt_oss":
+                std = 1.0 / math.sqrt(p.shape[-2])  # GPT-OSS's experts are [E, in, out]
             if name == "lm_head.weight":
                 std *= 2.0
             new = std * torch.randn(p.shape, generator=gen)

@@ -59,7 +59,7 @@ TEST_F(FamilyTest, RegistryFindsQwen3MoeAndListsItForOthers) {
             "no model family for architecture \"LlamaForCausalLM\"; supported architectures: "
             "\"Qwen3MoeForCausalLM\", \"Qwen3ForCausalLM\", \"MixtralForCausalLM\", "
             "\"Qwen2ForCausalLM\", \"Qwen2MoeForCausalLM\", \"Ernie4_5_MoeForCausalLM\", "
-            "\"Glm4MoeForCausalLM\", \"DeepseekV3ForCausalLM\"");
+            "\"Glm4MoeForCausalLM\", \"DeepseekV3ForCausalLM\", \"GptOssForCausalLM\"");
 }
 
 TEST_F(FamilyTest, ConfigPicksTheFirstRegisteredArchitecture) {
@@ -77,7 +77,8 @@ TEST_F(FamilyTest, ConfigPicksTheFirstRegisteredArchitecture) {
             "config.json: field \"architectures\" is [\"LlamaForCausalLM\"]; supported "
             "architectures: \"Qwen3MoeForCausalLM\", \"Qwen3ForCausalLM\", "
             "\"MixtralForCausalLM\", \"Qwen2ForCausalLM\", \"Qwen2MoeForCausalLM\", "
-            "\"Ernie4_5_MoeForCausalLM\", \"Glm4MoeForCausalLM\", \"DeepseekV3ForCausalLM\"");
+            "\"Ernie4_5_MoeForCausalLM\", \"Glm4MoeForCausalLM\", \"DeepseekV3ForCausalLM\", "
+            "\"GptOssForCausalLM\"");
   json = ParseJson(R"({"architectures": "Qwen3MoeForCausalLM"})", "config.json");
   EXPECT_EQ(FamilyForConfig(*json, "config.json").status().code(), StatusCode::kInvalidArgument);
   json = ParseJson(R"({})", "config.json");
@@ -85,7 +86,7 @@ TEST_F(FamilyTest, ConfigPicksTheFirstRegisteredArchitecture) {
             "config.json: field \"architectures\" is missing; supported architectures: "
             "\"Qwen3MoeForCausalLM\", \"Qwen3ForCausalLM\", \"MixtralForCausalLM\", "
             "\"Qwen2ForCausalLM\", \"Qwen2MoeForCausalLM\", \"Ernie4_5_MoeForCausalLM\", "
-            "\"Glm4MoeForCausalLM\", \"DeepseekV3ForCausalLM\"");
+            "\"Glm4MoeForCausalLM\", \"DeepseekV3ForCausalLM\", \"GptOssForCausalLM\"");
 }
 
 TEST_F(FamilyTest, LoadHfModelDispatchesThroughTheRegistry) {

@@ -4,6 +4,8 @@
 
 #include <gtest/gtest.h>
 
+#include <fstream>
+#include <sstream>
 #include <string>
 
 namespace moegraph {
@@ -84,20 +86,62 @@ TEST(GptOssConfig, ThePublishedCheckpointIsRefusedForItsMxfp4Experts) {
   ExpectError(Json(kGptOss20B), StatusCode::kUnimplemented, "quantization_config");
 }
 
-TEST(GptOssConfig, PublishedYarnIsReadAndAnAbsentRopeIsRefused) {
+TEST(GptOssConfig, ReadsThePublishedYarn) {
   StatusOr<GptOssConfig> c = ParseGptOssConfig(Edited("quantization_config", ""), "config.json");
   ASSERT_TRUE(c.ok()) << c.status().ToString();
   EXPECT_EQ(c->rope.type, RopeType::kYarn);
   EXPECT_EQ(c->rope.factor, 32.0);
+  EXPECT_EQ(c->rope.beta_fast, 32.0);
+  EXPECT_EQ(c->rope.beta_slow, 1.0);
+  EXPECT_FALSE(c->rope.truncate);
   EXPECT_EQ(c->rope.original_max_position_embeddings, 4096);
-  // transformers reads an absent rope_parameters as YaRN: refused, not read as plain RoPE.
+}
+
+TEST(GptOssConfig, AbsentRopeParametersAreTransformersYarn) {
   JsonValue json = Edited("quantization_config", "");
   JsonValue::Object members;
   for (const auto& [key, v] : json.as_object()) {
     if (key != "rope_scaling") members.emplace_back(key, v);
   }
-  ExpectError(JsonValue::MakeObject(std::move(members)), StatusCode::kUnimplemented,
-              "rope_parameters");
+  StatusOr<GptOssConfig> c =
+      ParseGptOssConfig(JsonValue::MakeObject(std::move(members)), "config.json");
+  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  EXPECT_EQ(c->rope.type, RopeType::kYarn);
+  EXPECT_EQ(c->rope.factor, 32.0);
+  EXPECT_EQ(c->rope.beta_fast, 32.0);
+  EXPECT_EQ(c->rope.beta_slow, 1.0);
+  EXPECT_FALSE(c->rope.truncate);
+  EXPECT_EQ(c->rope.original_max_position_embeddings, 4096);
+  // An explicit default rope stays plain.
+  StatusOr<GptOssConfig> plain = ParseGptOssConfig(Runnable(), "config.json");
+  ASSERT_TRUE(plain.ok()) << plain.status().ToString();
+  EXPECT_EQ(plain->rope.type, RopeType::kDefault);
+}
+
+// moegraph-bench's bench-gptoss: gpt-oss-20b's per-layer shapes and YaRN, two layers (one
+// sliding, one full), a 32000-token vocabulary.
+TEST(GptOssConfig, TheBenchConfigHasGptOss20bLayers) {
+  std::ifstream in(std::string(MOEGRAPH_TEST_DATA_DIR) + "/../../bench/configs/bench-gptoss.json");
+  ASSERT_TRUE(in.good());
+  std::stringstream text;
+  text << in.rdbuf();
+  StatusOr<GptOssConfig> c = ParseGptOssConfig(Json(text.str()), "bench-gptoss.json");
+  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  StatusOr<GptOssConfig> published =
+      ParseGptOssConfig(Edited("quantization_config", ""), "config.json");
+  ASSERT_TRUE(published.ok()) << published.status().ToString();
+  EXPECT_EQ(c->hidden_size, published->hidden_size);
+  EXPECT_EQ(c->intermediate_size, published->intermediate_size);
+  EXPECT_EQ(c->num_attention_heads, published->num_attention_heads);
+  EXPECT_EQ(c->num_key_value_heads, published->num_key_value_heads);
+  EXPECT_EQ(c->head_dim, published->head_dim);
+  EXPECT_EQ(c->num_local_experts, published->num_local_experts);
+  EXPECT_EQ(c->num_experts_per_tok, published->num_experts_per_tok);
+  EXPECT_EQ(c->sliding_window, published->sliding_window);
+  EXPECT_EQ(c->rope, published->rope);
+  EXPECT_EQ(c->num_hidden_layers, 2);
+  EXPECT_TRUE(c->IsSlidingLayer(0));
+  EXPECT_FALSE(c->IsSlidingLayer(1));
 }
 
 TEST(GptOssConfig, ParsesTheShapesLayerTypesAndExpertFields) {

@@ -71,6 +71,8 @@ inline std::vector<std::string> GoldenCases() {
           "dsv3_bf16",
           "dsv3_yarn",
           "dsv3_yarn_mscale",
+          "gpt_oss_yarn",
+          "gpt_oss_bf16",
 
           "qwen3_moe_fp8",
           "dsv3_fp8"};

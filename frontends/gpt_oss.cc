@@ -1,0 +1,82 @@
+// GPT-OSS: the shared decoder skeleton with q/k/v/o biases, attention sinks and per-layer
+// sliding windows (layer_types), and in every layer a MoE block: a router with a bias, softmax
+// over the top-k logits, and clamped SwiGLU experts with biases over transformers' [in, out]
+// fused weights (interleaved gate/up columns).
+#include "frontends/gpt_oss.h"
+
+#include "frontends/decoder.h"
+
+namespace moegraph {
+namespace {
+
+DecoderAttention GptOssAttention(const GptOssConfig& c) {
+  DecoderAttention attention{
+      .qkv_bias = c.attention_bias, .o_bias = c.attention_bias, .sinks = true};
+  attention.layer_windows.assign(static_cast<size_t>(c.num_hidden_layers), 0);
+  for (int64_t layer = 0; layer < c.num_hidden_layers; ++layer) {
+    if (c.IsSlidingLayer(layer))
+      attention.layer_windows[static_cast<size_t>(layer)] = c.sliding_window;
+  }
+  return attention;
+}
+
+MoeOptions GptOssRouter(const GptOssConfig& c) {
+  MoeOptions moe;
+  moe.num_experts = c.num_local_experts;
+  moe.top_k = c.num_experts_per_tok;
+  // GptOssTopKRouter: softmax over the top-k logits, which is the softmax over all experts
+  // renormalised over the chosen ones.
+  moe.norm_topk_prob = true;
+  moe.router_bias = true;
+  moe.expert_bias = true;
+  moe.swiglu_alpha = c.swiglu_alpha;
+  moe.swiglu_limit = c.swiglu_limit;
+  moe.expert_mlp.activation = Activation::kClampedSwiglu;
+  return moe;
+}
+
+}  // namespace
+
+StatusOr<Graph> BuildGptOssGraph(const GptOssConfig& c, const Checkpoint& checkpoint) {
+  DecoderBuilder d(c, checkpoint, "gpt_oss");
+  GraphBuilder& b = d.builder();
+  WeightLoader& w = d.weights();
+  const int64_t hidden = c.hidden_size;
+  const int64_t experts = c.num_local_experts;
+  const int64_t inter = c.intermediate_size;
+  auto ffn = [&](int64_t /*layer*/, const std::string& p, const std::string& l,
+                 ValueId x) -> StatusOr<ValueId> {
+    MoeWeights moe_w;
+    MG_ASSIGN_OR_RETURN(moe_w.router, w.Plain(p + "mlp.router.weight", {experts, hidden}));
+    MG_ASSIGN_OR_RETURN(moe_w.router_bias, w.Plain(p + "mlp.router.bias", {experts}));
+    // Whole expert stacks (every row of each expert): FusedRows marks them stacked.
+    MG_ASSIGN_OR_RETURN(moe_w.gate_up, w.FusedRows(p + "mlp.experts.gate_up_proj",
+                                                   {experts, hidden, 2 * inter}, 0, hidden));
+    MG_ASSIGN_OR_RETURN(moe_w.gate_up_bias,
+                        w.Plain(p + "mlp.experts.gate_up_proj_bias", {experts, 2 * inter}));
+    MG_ASSIGN_OR_RETURN(
+        moe_w.down, w.FusedRows(p + "mlp.experts.down_proj", {experts, inter, hidden}, 0, inter));
+    MG_ASSIGN_OR_RETURN(moe_w.down_bias,
+                        w.Plain(p + "mlp.experts.down_proj_bias", {experts, hidden}));
+    return BuildMoe(b, GptOssRouter(c), moe_w, x, l + "moe");
+  };
+  return std::move(d).Build(GptOssAttention(c), ffn);
+}
+
+std::vector<WeightSpec> GptOssWeightList(const GptOssConfig& c) {
+  using enum WeightInit;
+  const int64_t hidden = c.hidden_size;
+  const int64_t experts = c.num_local_experts;
+  const int64_t inter = c.intermediate_size;
+  return DecoderWeightList(
+      c, GptOssAttention(c), [&](int64_t, const std::string& p, std::vector<WeightSpec>& w) {
+        w.push_back({p + "mlp.router.weight", {experts, hidden}, kLinear});
+        w.push_back({p + "mlp.router.bias", {experts}, kBias});
+        w.push_back({p + "mlp.experts.gate_up_proj", {experts, hidden, 2 * inter}, kLinear});
+        w.push_back({p + "mlp.experts.gate_up_proj_bias", {experts, 2 * inter}, kBias});
+        w.push_back({p + "mlp.experts.down_proj", {experts, inter, hidden}, kLinear});
+        w.push_back({p + "mlp.experts.down_proj_bias", {experts, hidden}, kBias});
+      });
+}
+
+}  // namespace moegraph
