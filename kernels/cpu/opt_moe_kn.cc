@@ -172,9 +172,9 @@ void OptGroupedMatmulKn(const KernelArgs& args) {
   const int64_t k = RowSize(args.in[0]);
   const int64_t num_experts = w.dim(0);
   WType wtype;
-  if (!simd::ToWType(w.dtype, &wtype) || wtype == WType::kFp8 || offsets_arg.numel() < num_experts + 1 ||
-      NumRows(args.in[0]) != num_rows || !StackedKnOk(w, num_experts, k, n) ||
-      !BiasOk(args, 3, num_experts, n)) {
+  if (!simd::ToWType(w.dtype, &wtype) || wtype == WType::kFp8 ||
+      offsets_arg.numel() < num_experts + 1 || NumRows(args.in[0]) != num_rows ||
+      !StackedKnOk(w, num_experts, k, n) || !BiasOk(args, 3, num_experts, n)) {
     return RefGroupedMatmulKn(args);
   }
   const float* x = args.in[0].as<const float>();
@@ -224,8 +224,9 @@ void OptExpertBatchedMatmulKn(const KernelArgs& args) {
   const int64_t k = RowSize(args.in[0]);
   const int64_t num_experts = w.dim(0);
   WType wtype;
-  if (top_k <= 0 || !simd::ToWType(w.dtype, &wtype) || wtype == WType::kFp8 || !StackedKnOk(w, num_experts, k, n) ||
-      !BiasOk(args, 4, num_experts, n) || args.in[1].numel() != NumRows(args.in[2])) {
+  if (top_k <= 0 || !simd::ToWType(w.dtype, &wtype) || wtype == WType::kFp8 ||
+      !StackedKnOk(w, num_experts, k, n) || !BiasOk(args, 4, num_experts, n) ||
+      args.in[1].numel() != NumRows(args.in[2])) {
     return RefExpertBatchedMatmulKn(args);
   }
   const float* x = args.in[0].as<const float>();
