@@ -75,6 +75,21 @@ Status ResolveScales(ResolvedWeight& w, bool per_expert_names, int64_t experts, 
   return Status::Ok();
 }
 
+// The shape tensor `t` has as a weight of `dtype`: its own, except for mxfp4, which
+// checkpoints store as U8 bytes of two codes each, either [..., K / 32, 16] (GPT-OSS's
+// `*_blocks`: 16 bytes per block of 32) or [..., K / 2].
+std::vector<int64_t> LogicalShape(const SafetensorsTensor& t, DType dtype) {
+  std::vector<int64_t> shape = t.shape;
+  if (dtype != DType::kMxfp4 || t.dtype != DType::kU8 || shape.empty()) return shape;
+  if (shape.size() >= 2 && shape.back() == 16) {
+    shape.pop_back();
+    shape.back() *= 32;
+  } else {
+    shape.back() *= 2;
+  }
+  return shape;
+}
+
 }  // namespace
 
 StatusOr<ResolvedWeight> ResolveWeight(const Op& op, const Type& type,
@@ -93,7 +108,7 @@ StatusOr<ResolvedWeight> ResolveWeight(const Op& op, const Type& type,
   int64_t slice_numel = 1;
   for (int64_t d : slice_shape)
     slice_numel *= d;
-  const uint64_t slice_bytes = static_cast<uint64_t>(slice_numel) * DTypeBytes(w.dtype);
+  const uint64_t slice_bytes = static_cast<uint64_t>(DTypeStorageBytes(w.dtype, slice_numel));
   const int64_t row_offset = op.IntAttr("row_offset", 0);
   const bool per_expert_names = w.name.find("{e}") != std::string::npos;
 
@@ -101,33 +116,39 @@ StatusOr<ResolvedWeight> ResolveWeight(const Op& op, const Type& type,
     const std::string name = per_expert_names ? ExpandExpertName(w.name, e) : w.name;
     MG_ASSIGN_OR_RETURN(const SafetensorsTensor* t, checkpoint.Get(name));
     const std::string where = checkpoint.FileOf(name) + ": tensor '" + name + "'";
-    if (t->dtype != w.dtype) {
+    const bool packed = w.dtype == DType::kMxfp4 && t->dtype == DType::kU8;
+    if (t->dtype != w.dtype && !packed) {
       return InvalidArgument(where + " is " + DTypeSafetensorsName(t->dtype) +
-                             " but the graph expects " + DTypeName(w.dtype));
+                             " but the graph expects " + DTypeName(w.dtype) +
+                             (w.dtype == DType::kMxfp4 ? " (stored as U8)" : ""));
     }
+    const std::vector<int64_t> shape = LogicalShape(*t, w.dtype);
     // The tensor as stored: the slice itself, or [E, rows, cols] holding all
     // experts, of which this weight takes rows [row_offset, row_offset + N).
     uint64_t offset_in_tensor = 0;
     if (per_expert_names || !w.stacked) {
-      std::vector<int64_t> squeezed = t->shape;
+      std::vector<int64_t> squeezed = shape;
       while (squeezed.size() > slice_shape.size() && squeezed.front() == 1)
         squeezed.erase(squeezed.begin());
       if (squeezed != slice_shape) {
         return InvalidArgument(where + " has shape " + ShapeString(t->shape) +
+                               (packed ? " (" + ShapeString(shape) + " mxfp4 codes)" : "") +
                                " but the graph expects " + ShapeString(slice_shape));
       }
     } else {
       // A fused checkpoint tensor [E, R, K] with R >= row_offset + N.
-      if (t->shape.size() != slice_shape.size() + 1 || t->shape[0] != experts ||
-          t->shape.back() != slice_shape.back() || slice_shape.size() != 2 ||
-          t->shape[1] < row_offset + slice_shape[0]) {
-        return InvalidArgument(where + " cannot hold rows [" + std::to_string(row_offset) + ", " +
-                               std::to_string(row_offset + slice_shape[0]) +
-                               ") of each of its experts as the graph expects");
+      if (shape.size() != slice_shape.size() + 1 || shape[0] != experts ||
+          shape.back() != slice_shape.back() || slice_shape.size() != 2 ||
+          shape[1] < row_offset + slice_shape[0]) {
+        return InvalidArgument(
+            where + " (" + ShapeString(t->shape) + ") cannot hold rows [" +
+            std::to_string(row_offset) + ", " + std::to_string(row_offset + slice_shape[0]) +
+            ") of " + ShapeString(slice_shape) + " of each of its experts as the graph expects");
       }
       const uint64_t expert_bytes =
-          static_cast<uint64_t>(t->shape[1] * t->shape[2]) * DTypeBytes(w.dtype);
-      offset_in_tensor = expert_bytes * e + row_offset * t->shape[2] * DTypeBytes(w.dtype);
+          static_cast<uint64_t>(DTypeStorageBytes(w.dtype, shape[1] * shape[2]));
+      offset_in_tensor = expert_bytes * e +
+                         static_cast<uint64_t>(DTypeStorageBytes(w.dtype, row_offset * shape[2]));
     }
     if (offset_in_tensor + slice_bytes > t->bytes) {
       return InvalidArgument(where + " is too small for the graph's weight");

@@ -41,7 +41,7 @@ Status RequireDType(const InferContext& ctx, int i, DType dtype, const char* rol
 }
 
 Status RequireFloat(const InferContext& ctx, int i, const char* role) {
-  if (!IsFloat(ctx.operands[i]->dtype) || ctx.operands[i]->dtype == DType::kFp8E4M3) {
+  if (!IsFloat(ctx.operands[i]->dtype) || IsQuantStorage(ctx.operands[i]->dtype)) {
     return ShapeError(
         ctx, std::string(role) + " must be f32, f16 or bf16, got " + Describe(*ctx.operands[i]));
   }
@@ -51,9 +51,9 @@ Status RequireFloat(const InferContext& ctx, int i, const char* role) {
 // A matmul's weight: f32/f16/bf16, or a quantized storage format (its weight op carries the
 // scales; see ir/quant.h).
 Status RequireMatmulWeight(const InferContext& ctx, int i, const char* role) {
-  if (ctx.operands[i]->dtype == DType::kFp8E4M3) return Status::Ok();
+  if (IsQuantStorage(ctx.operands[i]->dtype)) return Status::Ok();
   if (!IsFloat(ctx.operands[i]->dtype)) {
-    return ShapeError(ctx, std::string(role) + " must be f32, f16, bf16 or fp8e4m3, got " +
+    return ShapeError(ctx, std::string(role) + " must be f32, f16, bf16, fp8e4m3 or mxfp4, got " +
                                Describe(*ctx.operands[i]));
   }
   return Status::Ok();
@@ -118,10 +118,14 @@ StatusOr<std::vector<Type>> InferWeight(const InferContext& ctx) {
                                  DTypeName(QuantWeightDType(quant->scheme)) + " [..., N, K], got " +
                                  Describe(t));
     }
-  } else if (t.dtype == DType::kFp8E4M3) {
-    return ShapeError(ctx,
-                      "an fp8e4m3 weight needs its scales: quant = \"fp8_block\", scale, "
-                      "block_rows and block_cols");
+    if (quant->scheme == QuantScheme::kMxfp4 && t.dims.back().size % 32 != 0) {
+      return ShapeError(
+          ctx, "an mxfp4 weight's K (last dim) must be a multiple of 32, got " + Describe(t));
+    }
+  } else if (IsQuantStorage(t.dtype)) {
+    return ShapeError(ctx, std::string("an ") + DTypeName(t.dtype) +
+                               " weight needs its scales: quant, scale, block_rows and "
+                               "block_cols");
   }
   return std::vector<Type>{t};
 }

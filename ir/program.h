@@ -32,7 +32,7 @@ struct ArgRef {
       n *= d;
     return n;
   }
-  int64_t bytes() const { return numel() * static_cast<int64_t>(DTypeBytes(dtype)); }
+  int64_t bytes() const { return DTypeStorageBytes(dtype, numel()); }
   bool operator==(const ArgRef& other) const = default;
 };
 

@@ -14,22 +14,32 @@ const char* QuantSchemeName(QuantScheme scheme) {
       return "none";
     case QuantScheme::kFp8Block:
       return "fp8_block";
+    case QuantScheme::kMxfp4:
+      return "mxfp4";
   }
   return "none";
 }
 
 std::optional<QuantScheme> ParseQuantScheme(std::string_view name) {
   if (name == "fp8_block") return QuantScheme::kFp8Block;
+  if (name == "mxfp4") return QuantScheme::kMxfp4;
   return std::nullopt;
 }
 
 DType QuantWeightDType(QuantScheme scheme) {
-  return scheme == QuantScheme::kFp8Block ? DType::kFp8E4M3 : DType::kF32;
+  switch (scheme) {
+    case QuantScheme::kNone:
+      return DType::kF32;
+    case QuantScheme::kFp8Block:
+      return DType::kFp8E4M3;
+    case QuantScheme::kMxfp4:
+      return DType::kMxfp4;
+  }
+  return DType::kF32;
 }
 
 DType QuantScaleDType(QuantScheme scheme) {
-  (void)scheme;
-  return DType::kF32;
+  return scheme == QuantScheme::kMxfp4 ? DType::kU8 : DType::kF32;
 }
 
 StatusOr<WeightQuant> WeightQuantOf(const Op& op) {
@@ -48,13 +58,17 @@ StatusOr<WeightQuant> WeightQuantOf(const Op& op) {
   const std::optional<QuantScheme> scheme = ParseQuantScheme(op.StringAttr("quant"));
   if (!scheme) {
     return InvalidArgument(where + ": unknown quant \"" + op.StringAttr("quant") +
-                           "\", expected \"fp8_block\"");
+                           "\", expected \"fp8_block\" or \"mxfp4\"");
   }
   quant.scheme = *scheme;
   const int64_t rows = op.IntAttr("block_rows"), cols = op.IntAttr("block_cols");
   if (rows < 1 || cols < 1 || rows > INT32_MAX || cols > INT32_MAX) {
     return InvalidArgument(where + ": block_rows and block_cols must be in [1, 2^31), got " +
                            std::to_string(rows) + " and " + std::to_string(cols));
+  }
+  if (*scheme == QuantScheme::kMxfp4 && (rows != 1 || cols != 32)) {
+    return InvalidArgument(where + ": mxfp4 scales cover blocks of 1 x 32, got block_rows " +
+                           std::to_string(rows) + " and block_cols " + std::to_string(cols));
   }
   quant.block_rows = static_cast<int32_t>(rows);
   quant.block_cols = static_cast<int32_t>(cols);

@@ -19,9 +19,13 @@ enum class QuantScheme : uint8_t {
   // fp8e4m3 elements; one f32 scale (the checkpoint's `weight_scale_inv`: dequantized =
   // fp8 * scale) per block of block_rows x block_cols elements of each [N, K] matrix.
   kFp8Block = 1,
+  // OCP MXFP4, as GPT-OSS checkpoints store their experts: mxfp4 elements (FP4 e2m1, two per
+  // byte) and one u8 e8m0 scale (2^(s - 127)) per 32 consecutive inputs of a row: blocks of
+  // 1 x 32, K a multiple of 32.
+  kMxfp4 = 2,
 };
 
-// IR spelling of the `quant` attribute: "fp8_block".
+// IR spelling of the `quant` attribute: "fp8_block", "mxfp4".
 const char* QuantSchemeName(QuantScheme scheme);
 std::optional<QuantScheme> ParseQuantScheme(std::string_view name);
 // The dtype a scheme's weight value has (its storage format) and its scales' dtype.
@@ -84,6 +88,46 @@ inline float Fp8E4M3ToF32(uint8_t v) {
   float f;
   std::memcpy(&f, &bits, sizeof(f));
   return f;
+}
+
+// The value of an FP4 e2m1 code (the low 4 bits of `v`): sign, 2 exponent bits (bias 1),
+// 1 mantissa bit: 0, 0.5, 1, 1.5, 2, 3, 4, 6 and their negatives. Exact.
+inline float Fp4E2M1ToF32(uint8_t v) {
+  static constexpr float kValues[16] = {0.0f,  0.5f,  1.0f,  1.5f,  2.0f,  3.0f,  4.0f,  6.0f,
+                                        -0.0f, -0.5f, -1.0f, -1.5f, -2.0f, -3.0f, -4.0f, -6.0f};
+  return kValues[v & 0xf];
+}
+
+// Element `i` of a row of packed mxfp4 codes (element 2j in the low nibble of byte j).
+inline float Mxfp4At(const uint8_t* row, int64_t i) {
+  const uint8_t byte = row[i >> 1];
+  return Fp4E2M1ToF32((i & 1) != 0 ? static_cast<uint8_t>(byte >> 4) : byte);
+}
+
+// The value of an e8m0 scale byte: 2^(v - 127); 0xff is NaN. Exact (2^-127 is an f32
+// subnormal).
+inline float E8M0ToF32(uint8_t v) {
+  uint32_t bits;
+  if (v == 0xff) {
+    bits = 0x7fc00000u;
+  } else if (v == 0) {
+    bits = 0x00400000u;  // 2^-127
+  } else {
+    bits = static_cast<uint32_t>(v) << 23;
+  }
+  float f;
+  std::memcpy(&f, &bits, sizeof(f));
+  return f;
+}
+
+// The checkpoint name of the scales of an mxfp4 weight ("...gate_up_proj_blocks" ->
+// "...gate_up_proj_scales", as GPT-OSS checkpoints name them); "" when `name` does not end in
+// "_blocks".
+inline std::string Mxfp4ScaleTensorName(std::string_view name) {
+  constexpr std::string_view kSuffix = "_blocks";
+  if (name.size() < kSuffix.size() || name.substr(name.size() - kSuffix.size()) != kSuffix)
+    return "";
+  return std::string(name.substr(0, name.size() - kSuffix.size())) + "_scales";
 }
 
 }  // namespace moegraph

@@ -39,6 +39,10 @@ StatusOr<int64_t> BufferBytes(const Graph& graph, ValueId v) {
   if (!type.is_tensor()) return int64_t{0};
   const int64_t numel = type.StaticNumel();
   const int64_t element = static_cast<int64_t>(DTypeBytes(type.dtype));
+  if (element == 0) {
+    return FailedPrecondition("memory-plan: " + ValueRef(graph, v) + " is " + type.ToString() +
+                              ", a weight storage format that no arena buffer may have");
+  }
   if (numel < 0 || (numel > 0 && numel > (INT64_MAX - kArenaAlignment) / element)) {
     return FailedPrecondition("memory-plan: " + ValueRef(graph, v) + " (" + type.ToString() +
                               ") is too large to plan");

@@ -35,6 +35,7 @@ static_assert(static_cast<int>(fb::DType::I32) == static_cast<int>(DType::kI32))
 static_assert(static_cast<int>(fb::DType::I64) == static_cast<int>(DType::kI64));
 static_assert(static_cast<int>(fb::DType::U8) == static_cast<int>(DType::kU8));
 static_assert(static_cast<int>(fb::DType::FP8E4M3) == static_cast<int>(DType::kFp8E4M3));
+static_assert(static_cast<int>(fb::DType::MXFP4) == static_cast<int>(DType::kMxfp4));
 static_assert(static_cast<int>(fb::MoePhase::Prefill) == static_cast<int>(MoePhase::kPrefill));
 static_assert(static_cast<int>(fb::MoePhase::Decode) == static_cast<int>(MoePhase::kDecode));
 static_assert(static_cast<int>(fb::ArgKind::Arena) == static_cast<int>(ArgKind::kArena));
@@ -43,7 +44,7 @@ static_assert(static_cast<int>(fb::ArgKind::Input) == static_cast<int>(ArgKind::
 
 // The last value of each enum; a value added to ir/ without plan.fbs (or the
 // reverse) must update both, or these fail.
-constexpr DType kLastDType = DType::kFp8E4M3;
+constexpr DType kLastDType = DType::kMxfp4;
 constexpr MoePhase kLastPhase = MoePhase::kDecode;
 constexpr ArgKind kLastArgKind = ArgKind::kInput;
 static_assert(static_cast<int>(fb::DType::MAX) == static_cast<int>(kLastDType));
@@ -470,11 +471,13 @@ class PlanValidator {
   // numel × dtype size of `shape`, which must be known-dtype with dims >= 0.
   // nullopt on int64 overflow.
   static std::optional<int64_t> CheckedBytes(const std::vector<int64_t>& shape, DType dtype) {
-    int64_t bytes = static_cast<int64_t>(DTypeBytes(dtype));
+    int64_t numel = 1, bits = 0;
     for (int64_t d : shape) {
-      if (__builtin_mul_overflow(bytes, d, &bytes)) return std::nullopt;
+      if (__builtin_mul_overflow(numel, d, &numel)) return std::nullopt;
     }
-    return bytes;
+    if (__builtin_mul_overflow(numel, static_cast<int64_t>(DTypeBits(dtype)), &bits))
+      return std::nullopt;
+    return DTypeStorageBytes(dtype, numel);
   }
 
   // Dtype known, rank <= kMaxRank, dims >= 0 and a size that fits int64.
@@ -484,7 +487,7 @@ class PlanValidator {
                      int64_t* bytes) const {
     if (!IsKnown(dtype)) {
       return Error(what() + " has dtype value " + EnumValue(dtype) + ", expected 0.." +
-                   EnumValue(kLastDType) + " (f32 .. fp8e4m3)");
+                   EnumValue(kLastDType) + " (f32 .. mxfp4)");
     }
     if (shape.size() > static_cast<size_t>(kMaxRank)) {
       return Error(what() + " has rank " + std::to_string(shape.size()) + ", expected at most " +
@@ -689,16 +692,17 @@ class PlanValidator {
   // the scale matrix's size per weight slice.
   Status CheckWeightQuant(const PlanWeight& w, const std::string& what) const {
     if (!w.quant.quantized()) {
-      if (!w.scale_slices.empty() || w.dtype == DType::kFp8E4M3) {
+      if (!w.scale_slices.empty() || IsQuantStorage(w.dtype)) {
         return Error(what + " is " + DTypeName(w.dtype) + " with " +
                      std::to_string(w.scale_slices.size()) +
                      " scale slices but names no quantization scheme");
       }
       return Status::Ok();
     }
-    if (w.quant.scheme != QuantScheme::kFp8Block) {
+    if (w.quant.scheme != QuantScheme::kFp8Block && w.quant.scheme != QuantScheme::kMxfp4) {
       return Error(what + " has quantization scheme " +
-                   std::to_string(static_cast<int>(w.quant.scheme)) + ", expected 1 (fp8_block)");
+                   std::to_string(static_cast<int>(w.quant.scheme)) +
+                   ", expected 1 (fp8_block) or 2 (mxfp4)");
     }
     if (w.dtype != QuantWeightDType(w.quant.scheme) || w.shape.size() < 2) {
       return Error(what + " is " + DTypeName(w.dtype) + " " + ShapeString(w.shape) + ", but " +
@@ -765,6 +769,11 @@ class PlanValidator {
         }
         // Kernels load and store whole elements.
         const int64_t element = static_cast<int64_t>(DTypeBytes(ref.dtype));
+        if (element == 0) {
+          return Error(where() + " is " + DTypeName(ref.dtype) +
+                       " in the arena: that is a weight storage format, expected an "
+                       "activation dtype");
+        }
         if (ref.arena_offset % element != 0) {
           return Error(where() + " at arena offset " + std::to_string(ref.arena_offset) +
                        " is misaligned for " + DTypeName(ref.dtype) + ": expected a multiple of " +

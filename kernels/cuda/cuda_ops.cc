@@ -35,7 +35,7 @@ Status Check(cudaError_t e, const char* what) {
 }
 
 int64_t NumBytes(const TensorArg& t) {
-  return t.numel() * static_cast<int64_t>(DTypeBytes(t.dtype));
+  return DTypeStorageBytes(t.dtype, t.numel());
 }
 int64_t RowBytes(const TensorArg& t) {
   return RowSize(t) * static_cast<int64_t>(DTypeBytes(t.dtype));

@@ -462,7 +462,7 @@ TEST(Verifier, MlaAttentionTakesAnFp8KvB) {
                                   "\"kv_b_proj.weight\", quant = \"fp8_block\", scale = "
                                   "\"kv_b_proj.weight_scale_inv\"} : tensor<36 x 40 x fp8e4m3>",
                                   "{name = \"kv_b_proj.weight\"} : tensor<36 x 40 x i32>")),
-               1, "types", "kv_b must be f32, f16, bf16 or fp8e4m3"));
+               1, "types", "kv_b must be f32, f16, bf16, fp8e4m3 or mxfp4"));
 }
 
 TEST(Fp8E4M3, DecodesEveryByteExactly) {

@@ -509,7 +509,7 @@ std::vector<SemanticCase> SemanticCases() {
       {"bad arg dtype enum",
        [](Plan& p) { p.programs[0].steps[1].outputs[0].dtype = static_cast<DType>(9); },
        std::string(kPrefill) +
-           " step 1 (moe_expert_ffn) output 0 has dtype value 9, expected 0..6"},
+           " step 1 (moe_expert_ffn) output 0 has dtype value 9, expected 0..7 (f32 .. mxfp4)"},
       {"bad arg kind enum",
        [](Plan& p) { p.programs[0].steps[1].inputs[2].kind = static_cast<ArgKind>(7); },
        "input 2 has arg kind value 7, expected 0 (arena), 1 (weight) or 2 (input)"},
