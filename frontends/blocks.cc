@@ -383,7 +383,7 @@ StatusOr<ValueId> BuildMoe(GraphBuilder& b, const MoeOptions& o, const MoeWeight
   if (o.score_correction_bias) operands.push_back(w.correction_bias);
   if (o.expert_mlp.activation == Activation::kClampedSwiglu) {
     const MoeParams moe{route, static_cast<int64_t>(ExpertActivation::kClampedSwiglu),
-                        o.swiglu_alpha, o.swiglu_limit};
+                        o.swiglu_alpha, o.swiglu_limit, o.out_major ? 1 : 0};
     attrs = ParamsToAttrs(moe);
     attrs.erase("row_offset");
     operands = {b.meta(), x, w.router, w.gate_up, w.down};

@@ -161,6 +161,7 @@ struct MoeOptions {
   bool expert_bias = false;         // MoeWeights::gate_up_bias [E, 2I] and down_bias [E, H]
   double swiglu_alpha = 1.702;      // clamped SwiGLU's sigmoid gain
   double swiglu_limit = 7.0;        // and its clamp
+  bool out_major = false;           // gate_up [E, 2I, H], down [E, H, I] (MXFP4 checkpoints)
   MlpOptions expert_mlp;            // the experts' activation (SiLU or clamped SwiGLU; no bias)
   bool shared_expert = false;       // an always-on dense MLP added to the routed output
   MlpOptions shared_mlp;            // the shared expert's MLP
@@ -173,7 +174,8 @@ struct MoeWeights {
   ValueId up = kNoValue;               // [E, I, H] stacked
   ValueId down = kNoValue;             // [E, H, I] stacked ([E, I, H] with clamped SwiGLU)
   ValueId correction_bias = kNoValue;  // [E] f32, with score_correction_bias
-  ValueId gate_up = kNoValue;          // [E, H, 2I] [in, out], clamped SwiGLU (gate/up unused)
+  ValueId gate_up = kNoValue;          // [E, H, 2I] [in, out] ([E, 2I, H] out_major), clamped
+                                       // SwiGLU (gate/up unused)
   ValueId router_bias = kNoValue;      // [E], with router_bias
   ValueId gate_up_bias = kNoValue;     // [E, 2I], with expert_bias
   ValueId down_bias = kNoValue;        // [E, H], with expert_bias

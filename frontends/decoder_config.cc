@@ -61,6 +61,15 @@ Status ParseDecoderConfig(const FieldReader& reader, const std::string& architec
   }
 
   MG_ASSIGN_OR_RETURN(config.quantization, ParseQuantizationConfig(reader));
+  const QuantScheme scheme = config.quantization.scheme;
+  if ((scheme == QuantScheme::kFp8Block && !options.fp8) ||
+      (scheme == QuantScheme::kMxfp4 && !options.mxfp4)) {
+    return reader.Unsupported(
+        "quantization_config",
+        Format("has quant_method \"{}\", which {} checkpoints do not use; supported: {}",
+               scheme == QuantScheme::kMxfp4 ? "mxfp4" : "fp8", architecture,
+               options.mxfp4 ? "\"mxfp4\" (experts)" : "\"fp8\" (block-scaled e4m3)"));
+  }
 
   const std::pair<const char*, int64_t> sizes[] = {
       {"vocab_size", config.vocab_size},

@@ -47,6 +47,10 @@ struct DecoderConfigOptions {
   // attention_bias (q/k/v projection biases) is the family's to read (GLM4-MoE); otherwise
   // true is Unimplemented.
   bool attention_bias_field = false;
+  // The quantization_config quant_methods the family loads: fp8 everywhere but GPT-OSS,
+  // mxfp4 (experts only) for GPT-OSS. Any other is Unimplemented naming the architecture.
+  bool fp8 = true;
+  bool mxfp4 = false;
 };
 
 // Checks that `architectures` lists `architecture` (Unimplemented listing it otherwise) and

@@ -47,18 +47,24 @@ StatusOr<Graph> BuildGptOssGraph(const GptOssConfig& c, const Checkpoint& checkp
   auto ffn = [&](int64_t /*layer*/, const std::string& p, const std::string& l,
                  ValueId x) -> StatusOr<ValueId> {
     MoeWeights moe_w;
+    MoeOptions moe = GptOssRouter(c);
     MG_ASSIGN_OR_RETURN(moe_w.router, w.Plain(p + "mlp.router.weight", {experts, hidden}));
     MG_ASSIGN_OR_RETURN(moe_w.router_bias, w.Plain(p + "mlp.router.bias", {experts}));
-    // Whole expert stacks (every row of each expert): FusedRows marks them stacked.
-    MG_ASSIGN_OR_RETURN(moe_w.gate_up, w.FusedRows(p + "mlp.experts.gate_up_proj",
-                                                   {experts, hidden, 2 * inter}, 0, hidden));
-    MG_ASSIGN_OR_RETURN(moe_w.gate_up_bias,
-                        w.Plain(p + "mlp.experts.gate_up_proj_bias", {experts, 2 * inter}));
-    MG_ASSIGN_OR_RETURN(
-        moe_w.down, w.FusedRows(p + "mlp.experts.down_proj", {experts, inter, hidden}, 0, inter));
-    MG_ASSIGN_OR_RETURN(moe_w.down_bias,
-                        w.Plain(p + "mlp.experts.down_proj_bias", {experts, hidden}));
-    return BuildMoe(b, GptOssRouter(c), moe_w, x, l + "moe");
+    const std::string gate_up = p + "mlp.experts.gate_up_proj", down = p + "mlp.experts.down_proj";
+    // The published MXFP4 checkpoints store [out, in] experts (gate_up rows interleaved);
+    // transformers' bf16 ones [in, out] stacks (every row of each expert: FusedRows marks
+    // them stacked).
+    moe.out_major = w.quantization().scheme == QuantScheme::kMxfp4 && w.Has(gate_up + "_blocks");
+    auto experts_weight = [&](const std::string& name, int64_t in,
+                              int64_t out) -> StatusOr<ValueId> {
+      if (moe.out_major) return w.Mxfp4Experts(name, {experts, out, in});
+      return w.FusedRows(name, {experts, in, out}, 0, in);
+    };
+    MG_ASSIGN_OR_RETURN(moe_w.gate_up, experts_weight(gate_up, hidden, 2 * inter));
+    MG_ASSIGN_OR_RETURN(moe_w.gate_up_bias, w.Plain(gate_up + "_bias", {experts, 2 * inter}));
+    MG_ASSIGN_OR_RETURN(moe_w.down, experts_weight(down, inter, hidden));
+    MG_ASSIGN_OR_RETURN(moe_w.down_bias, w.Plain(down + "_bias", {experts, hidden}));
+    return BuildMoe(b, moe, moe_w, x, l + "moe");
   };
   return std::move(d).Build(GptOssAttention(c), ffn);
 }

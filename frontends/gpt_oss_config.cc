@@ -36,13 +36,9 @@ StatusOr<GptOssConfig> ParseGptOssConfig(const JsonValue& json, std::string_view
   }
   FieldReader reader(json, source);
   GptOssConfig config;
-  if (reader.Get("quantization_config") != nullptr) {
-    return reader.Unsupported("quantization_config",
-                              "is set; only unquantized (f32 / bf16 / f16) checkpoints are "
-                              "supported (MXFP4 experts are not yet)");
-  }
   MG_RETURN_IF_ERROR(
-      ParseDecoderConfig(reader, "GptOssForCausalLM", config, {.attention_bias_field = true}));
+      ParseDecoderConfig(reader, "GptOssForCausalLM", config,
+                         {.attention_bias_field = true, .fp8 = false, .mxfp4 = true}));
   // transformers' GptOssConfig fills an absent (or null) rope_parameters with YaRN, not plain
   // RoPE: factor 32, beta_fast 32, beta_slow 1, no truncation, over an original context of 4096.
   if (IsAbsentOrNull(reader.Get("rope_parameters")) && IsAbsentOrNull(reader.Get("rope_scaling"))) {

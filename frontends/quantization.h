@@ -34,8 +34,10 @@ struct QuantizationConfig {
 
 // Reads `quantization_config` (absent or null: none). quant_method "fp8" with fmt "e4m3"
 // (the default), activation_scheme "dynamic" (the default; activations stay f32 here) and
-// weight_block_size [rows, cols] (both >= 1) is kFp8Block. Any other quant_method, fmt or
-// activation_scheme is Unimplemented naming the field; a malformed one InvalidArgument.
+// weight_block_size [rows, cols] (both >= 1) is kFp8Block; quant_method "mxfp4" (GPT-OSS)
+// is kMxfp4 with blocks of 1 x 32. modules_to_not_convert entries may hold "*" components
+// ("model.layers.*.self_attn"). Any other quant_method, fmt or activation_scheme is
+// Unimplemented naming the field; a malformed one InvalidArgument.
 StatusOr<QuantizationConfig> ParseQuantizationConfig(const FieldReader& reader);
 
 }  // namespace moegraph

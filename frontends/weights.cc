@@ -136,6 +136,46 @@ StatusOr<ValueId> WeightLoader::FusedRows(const std::string& name,
   return b_.Weight(name, StaticTensor(t->dtype, {stored[0], rows, stored[2]}), std::move(attrs));
 }
 
+StatusOr<ValueId> WeightLoader::Mxfp4Experts(const std::string& base,
+                                             const std::vector<int64_t>& shape) {
+  const std::string blocks_name = base + "_blocks", scales_name = base + "_scales";
+  MG_ASSIGN_OR_RETURN(const SafetensorsTensor* blocks, ckpt_.Get(blocks_name));
+  const std::string where = ckpt_.FileOf(blocks_name) + ": tensor '" + blocks_name + "'";
+  if (quant_.scheme != QuantScheme::kMxfp4 || quant_.NotConverted(blocks_name)) {
+    return InvalidArgument(where + " holds MXFP4 blocks, but quantization_config " +
+                           (quant_.scheme != QuantScheme::kMxfp4
+                                ? std::string("does not say quant_method \"mxfp4\"")
+                                : std::string("lists its module in modules_to_not_convert")));
+  }
+  if (shape.size() != 3 || shape[2] % 32 != 0) {
+    return InvalidArgument(where + ": config.json implies experts " + ShapeString(shape) +
+                           ", but MXFP4 needs [E, N, K] with K a multiple of 32");
+  }
+  const std::vector<int64_t> want_blocks = {shape[0], shape[1], shape[2] / 32, 16};
+  if (blocks->dtype != DType::kU8 || blocks->shape != want_blocks) {
+    return InvalidArgument(where + " is " + DTypeSafetensorsName(blocks->dtype) + " " +
+                           ShapeString(blocks->shape) + ", expected U8 " +
+                           ShapeString(want_blocks) + " (MXFP4 blocks of 32 inputs over " +
+                           ShapeString(shape) + ")");
+  }
+  MG_ASSIGN_OR_RETURN(const SafetensorsTensor* scales, ckpt_.Get(scales_name));
+  const WeightQuant quant = quant_.Quant();
+  const std::vector<int64_t> want_scales = QuantScaleShape(quant, shape);
+  if (scales->dtype != DType::kU8 || scales->shape != want_scales) {
+    return InvalidArgument(ckpt_.FileOf(scales_name) + ": scale tensor '" + scales_name + "' is " +
+                           DTypeSafetensorsName(scales->dtype) + " " + ShapeString(scales->shape) +
+                           ", expected U8 " + ShapeString(want_scales) +
+                           " (one e8m0 scale per 32 inputs)");
+  }
+  AttrMap attrs;
+  attrs["quant"] = std::string(QuantSchemeName(quant.scheme));
+  attrs["block_rows"] = static_cast<int64_t>(quant.block_rows);
+  attrs["block_cols"] = static_cast<int64_t>(quant.block_cols);
+  attrs["scale"] = scales_name;
+  attrs["experts"] = shape[0];
+  return b_.Weight(blocks_name, StaticTensor(DType::kMxfp4, shape), std::move(attrs));
+}
+
 StatusOr<ExpertWeights> WeightLoader::Experts(const std::string& prefix, int64_t num_experts,
                                               int64_t intermediate, int64_t hidden,
                                               const ExpertNames& names) {

@@ -91,6 +91,13 @@ class WeightLoader {
   StatusOr<ValueId> FusedRows(const std::string& name, const std::vector<int64_t>& stored,
                               int64_t row_offset, int64_t rows);
 
+  // The MXFP4 expert stack `<base>_blocks` (U8 [E, N, K / 32, 16]: two FP4 e2m1 codes a byte)
+  // with its scales `<base>_scales` (U8 e8m0 [E, N, K / 32]) as one [E, N, K] mxfp4 weight
+  // (`shape`), under a quantization_config of quant_method "mxfp4".
+  StatusOr<ValueId> Mxfp4Experts(const std::string& base, const std::vector<int64_t>& shape);
+
+  const QuantizationConfig& quantization() const { return quant_; }
+
   // The experts of an MoE block under `prefix` ("model.layers.3.mlp."), in whichever layout the
   // checkpoint has: published per-expert tensors `experts.{e}.<names.gate|up|down>.weight`, or
   // transformers' fused `experts.gate_up_proj` [E, 2I, H] (gate rows first) and

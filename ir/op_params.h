@@ -265,15 +265,18 @@ constexpr std::array<ParamField<P>, N> DerivedFields(const std::array<ParamField
 // gate/up [E, I, H] and down [E, H, I]; 1 is GPT-OSS's clamped SwiGLU
 // (ClampedSwigluParams with swiglu_alpha / swiglu_limit) over transformers'
 // [in, out] experts: gate_up [E, H, 2I] with interleaved gate (even) / up (odd)
-// columns and down [E, I, H].
+// columns and down [E, I, H]; with out_major = 1 the same experts stored [out, in], as
+// GPT-OSS's MXFP4 checkpoints do: gate_up [E, 2I, H] with interleaved gate (even) / up (odd)
+// rows and down [E, H, I].
 struct MoeParams : TopkRouteParams {
   static constexpr const char* kName = "MoeParams";
   int64_t activation = 0;  // ExpertActivation
   double swiglu_alpha = 1.702;
   double swiglu_limit = 7.0;
+  int64_t out_major = 0;  // activation 1 only: the expert weights' layout (see above)
   static constexpr auto Fields() {
     const auto route = DerivedFields<MoeParams>(TopkRouteParams::Fields());
-    std::array<ParamField<MoeParams>, route.size() + 3> out{};
+    std::array<ParamField<MoeParams>, route.size() + 4> out{};
     for (size_t i = 0; i < route.size(); ++i)
       out[i] = route[i];
     out[route.size()] =
@@ -282,6 +285,8 @@ struct MoeParams : TopkRouteParams {
         OptionalFloatField("swiglu_alpha", &MoeParams::swiglu_alpha, /*default_value=*/1.702);
     out[route.size() + 2] =
         OptionalFloatField("swiglu_limit", &MoeParams::swiglu_limit, /*default_value=*/7.0);
+    out[route.size() + 3] =
+        OptionalIntField("out_major", &MoeParams::out_major, 0, 1, /*default_value=*/0);
     return out;
   }
 };

@@ -466,11 +466,23 @@ Status CheckStackedKn(const InferContext& ctx, int index, const Dim& experts, co
   return Status::Ok();
 }
 
-// moe with activation 1: x, router, gate_up [E, H, 2I], down [E, I, H], and
-// optionally (all three or none) the router bias [E], gate_up bias [E, 2I]
-// and down bias [E, H].
+// Stacked [out, in] expert weights [E, N, K] of a matmul weight dtype (quantized included).
+Status CheckStackedNk(const InferContext& ctx, int index, const Dim& experts, const Dim& n,
+                      const Dim& k, const char* role) {
+  MG_RETURN_IF_ERROR(RequireTensor(ctx, index, 3, role));
+  MG_RETURN_IF_ERROR(RequireMatmulWeight(ctx, index, role));
+  const Type& t = In(ctx, index);
+  MG_RETURN_IF_ERROR(RequireSameDim(ctx, t.dims[0], experts, std::string(role) + " experts"));
+  MG_RETURN_IF_ERROR(RequireSameDim(ctx, t.dims[1], n, std::string(role) + " rows (out)"));
+  MG_RETURN_IF_ERROR(RequireSameDim(ctx, t.dims[2], k, std::string(role) + " columns (in)"));
+  return Status::Ok();
+}
+
+// moe with activation 1: x, router, gate_up [E, H, 2I], down [E, I, H] (out_major: gate_up
+// [E, 2I, H], down [E, H, I]), and optionally (all three or none) the router bias [E],
+// gate_up bias [E, 2I] and down bias [E, H].
 StatusOr<std::vector<Type>> InferMoeClampedSwiglu(const InferContext& ctx, const Dim& experts,
-                                                  const Dim& hidden) {
+                                                  const Dim& hidden, bool out_major) {
   const size_t n = ctx.operands.size();
   if (n != 4 && n != 7) {
     return ShapeError(ctx,
@@ -479,15 +491,20 @@ StatusOr<std::vector<Type>> InferMoeClampedSwiglu(const InferContext& ctx, const
                           std::to_string(n));
   }
   MG_RETURN_IF_ERROR(RequireTensor(ctx, 2, 3, "gate_up"));
-  const Dim& two_inter = In(ctx, 2).dims[2];
-  MG_RETURN_IF_ERROR(RequireStatic(ctx, two_inter, "gate_up columns"));
+  const Dim& two_inter = In(ctx, 2).dims[out_major ? 1 : 2];
+  MG_RETURN_IF_ERROR(RequireStatic(ctx, two_inter, "gate_up's 2I"));
   if (two_inter.size % 2 != 0) {
-    return ShapeError(ctx,
-                      "gate_up [E, H, 2I] needs an even column count, got " + Describe(In(ctx, 2)));
+    return ShapeError(ctx, std::string("gate_up ") + (out_major ? "[E, 2I, H]" : "[E, H, 2I]") +
+                               " needs an even 2I, got " + Describe(In(ctx, 2)));
   }
   const Dim inter = S(two_inter.size / 2);
-  MG_RETURN_IF_ERROR(CheckStackedKn(ctx, 2, experts, hidden, two_inter, "gate_up"));
-  MG_RETURN_IF_ERROR(CheckStackedKn(ctx, 3, experts, inter, hidden, "down"));
+  if (out_major) {
+    MG_RETURN_IF_ERROR(CheckStackedNk(ctx, 2, experts, two_inter, hidden, "gate_up"));
+    MG_RETURN_IF_ERROR(CheckStackedNk(ctx, 3, experts, hidden, inter, "down"));
+  } else {
+    MG_RETURN_IF_ERROR(CheckStackedKn(ctx, 2, experts, hidden, two_inter, "gate_up"));
+    MG_RETURN_IF_ERROR(CheckStackedKn(ctx, 3, experts, inter, hidden, "down"));
+  }
   if (n == 7) {
     MG_RETURN_IF_ERROR(CheckBias(ctx, 4, {experts}, "router bias [E]"));
     MG_RETURN_IF_ERROR(CheckBias(ctx, 5, {experts, two_inter}, "gate_up bias [E, 2I]"));
@@ -507,6 +524,7 @@ StatusOr<std::vector<Type>> InferMoe(const InferContext& ctx) {
   MG_RETURN_IF_ERROR(RequireStatic(ctx, experts, "expert count"));
   MG_ASSIGN_OR_RETURN(const MoeParams p, ParamsFromAttrs<MoeParams>(ctx.op.attrs, ctx.op.name()));
   const bool clamped = p.activation == static_cast<int64_t>(ExpertActivation::kClampedSwiglu);
+  if (!clamped && p.out_major != 0) return ShapeError(ctx, "out_major needs activation = 1");
   // The clamped variant's biases are the router's and the experts', never a correction bias.
   MG_RETURN_IF_ERROR(CheckRoute(ctx, experts.size, /*bias_index=*/clamped ? 99 : 5));
   // The fused op's reference kernel keeps a row's logits and routes on the stack.
@@ -519,7 +537,7 @@ StatusOr<std::vector<Type>> InferMoe(const InferContext& ctx) {
         !std::isfinite(p.swiglu_alpha)) {
       return ShapeError(ctx, "swiglu_limit must be finite and > 0 and swiglu_alpha finite");
     }
-    return InferMoeClampedSwiglu(ctx, experts, hidden);
+    return InferMoeClampedSwiglu(ctx, experts, hidden, p.out_major != 0);
   }
   if (ctx.operands.size() < 5 || ctx.operands.size() > 6) {
     return ShapeError(ctx,

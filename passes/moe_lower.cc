@@ -12,7 +12,9 @@ namespace {
 
 // GPT-OSS's experts (activation 1): %meta, x, router, gate_up [E, H, 2I], down [E, I, H]
 // [, router bias, gate_up bias, down bias]. The [in, out] weights are read in place by the
-// *_kn GEMMs; clamped_swiglu takes the interleaved (gate, up) columns as they come.
+// *_kn GEMMs; clamped_swiglu takes the interleaved (gate, up) columns as they come. With
+// out_major (gate_up [E, 2I, H], down [E, H, I]: the MXFP4 checkpoints' layout) the [out, in]
+// GEMMs grouped_matmul and expert_batched_matmul take the same operands.
 StatusOr<ValueId> LowerClampedSwigluMoe(const Graph& graph, const Op& op, const MoeParams& p,
                                         MoePhase phase, OpEmitter& emit, const std::string& hint) {
   const ValueId meta = op.operands[0], x = op.operands[1], router = op.operands[2];
@@ -23,6 +25,8 @@ StatusOr<ValueId> LowerClampedSwigluMoe(const Graph& graph, const Op& op, const 
   const ValueId down_bias = has_bias ? op.operands[7] : kNoValue;
   const TopkRouteParams& route_params = p;
   const int64_t top_k = p.top_k;
+  const char* grouped = p.out_major != 0 ? "grouped_matmul" : "grouped_matmul_kn";
+  const char* batched = p.out_major != 0 ? "expert_batched_matmul" : "expert_batched_matmul_kn";
   const int64_t num_experts = graph.type(router).dims[0].size;
   const AttrMap experts = ParamsToAttrs(NumExpertsParams{.num_experts = num_experts});
   const AttrMap act =
@@ -48,26 +52,24 @@ StatusOr<ValueId> LowerClampedSwigluMoe(const Graph& graph, const Op& op, const 
     const ValueId sorted = align[0], offsets = align[1];
     MG_ASSIGN_OR_RETURN(ValueId xp,
                         emit.Emit1("moe_permute", {x, sorted}, pairs, hint + ".permuted"));
-    MG_ASSIGN_OR_RETURN(
-        ValueId gu, emit.Emit1("grouped_matmul_kn", with_bias({xp, offsets, gate_up}, gate_up_bias),
-                               {}, hint + ".gate_up"));
+    MG_ASSIGN_OR_RETURN(ValueId gu,
+                        emit.Emit1(grouped, with_bias({xp, offsets, gate_up}, gate_up_bias), {},
+                                   hint + ".gate_up"));
     MG_ASSIGN_OR_RETURN(ValueId h, emit.Emit1("clamped_swiglu", {gu}, act, hint + ".act"));
-    MG_ASSIGN_OR_RETURN(
-        ValueId y, emit.Emit1("grouped_matmul_kn", with_bias({h, offsets, down}, down_bias), {},
-                              hint + ".down"));
+    MG_ASSIGN_OR_RETURN(ValueId y, emit.Emit1(grouped, with_bias({h, offsets, down}, down_bias), {},
+                                              hint + ".down"));
     return emit.Emit1("moe_unpermute_reduce", {y, sorted, weights}, pairs, hint + ".out");
   }
   MG_ASSIGN_OR_RETURN(std::vector<ValueId> batch,
                       emit.Emit("moe_expert_batch", {ids}, experts, hint + ".batch"));
   MG_ASSIGN_OR_RETURN(ValueId gu,
-                      emit.Emit1("expert_batched_matmul_kn",
-                                 with_bias({x, batch[0], batch[1], gate_up}, gate_up_bias),
+                      emit.Emit1(batched, with_bias({x, batch[0], batch[1], gate_up}, gate_up_bias),
                                  ParamsToAttrs(TopKParams{.top_k = top_k}), hint + ".gate_up"));
   MG_ASSIGN_OR_RETURN(ValueId h, emit.Emit1("clamped_swiglu", {gu}, act, hint + ".act"));
   // h holds one row per pair: top_k 1.
-  MG_ASSIGN_OR_RETURN(ValueId y, emit.Emit1("expert_batched_matmul_kn",
-                                            with_bias({h, batch[0], batch[1], down}, down_bias),
-                                            ParamsToAttrs(TopKParams{.top_k = 1}), hint + ".down"));
+  MG_ASSIGN_OR_RETURN(ValueId y,
+                      emit.Emit1(batched, with_bias({h, batch[0], batch[1], down}, down_bias),
+                                 ParamsToAttrs(TopKParams{.top_k = 1}), hint + ".down"));
   return emit.Emit1("moe_combine", {meta, y, weights}, {}, hint + ".out");
 }
 

@@ -680,7 +680,8 @@ TEST(DecoderConfig, QuantizationErrorsNameTheField) {
   };
   const Case cases[] = {
       {Fp8Config({{"quant_method", JsonValue::String("gptq")}}), StatusCode::kUnimplemented,
-       q + "\"quant_method\" is \"gptq\"; supported: \"fp8\" (block-scaled e4m3 weights)"},
+       q + "\"quant_method\" is \"gptq\"; supported: \"fp8\" (block-scaled e4m3 weights), "
+           "\"mxfp4\" (OCP MXFP4 experts)"},
       {Fp8Config({{"fmt", JsonValue::String("e5m2")}}), StatusCode::kUnimplemented,
        q + "\"fmt\" is \"e5m2\"; supported: \"e4m3\""},
       {Fp8Config({{"activation_scheme", JsonValue::String("static")}}), StatusCode::kUnimplemented,

@@ -644,5 +644,75 @@ TEST_F(QuantizedWeightTest, ErrorsNameTheTensorsAndTheBlocks) {
                 "expected [2, 4] (blocks of 32 x 16 over [37, 50])");
 }
 
+TEST_F(QuantizedWeightTest, Mxfp4ExpertsAreOneValueOverThePackedBlocks) {
+  // GPT-OSS's layout: [E, N, K / 32, 16] code bytes and [E, N, K / 32] e8m0 scales.
+  Checkpoint ckpt = Write({Tensor("m.gate_up_proj_blocks", {2, 6, 2, 16}, DType::kU8),
+                           Tensor("m.gate_up_proj_scales", {2, 6, 2}, DType::kU8),
+                           Tensor("m.down_proj_blocks", {2, 64, 1, 16}, DType::kU8),
+                           Tensor("m.down_proj_scales", {2, 64, 2}, DType::kU8),
+                           Tensor("s.gate_up_proj_blocks", {2, 6, 2, 16}, DType::kU8),
+                           Tensor("s.gate_up_proj_scales", {2, 6, 2}, DType::kU8)});
+  GraphBuilder b("t");
+  const QuantizationConfig mxfp4{QuantScheme::kMxfp4, 1, 32, {"s"}};
+  WeightLoader loader(ckpt, b, mxfp4);
+  StatusOr<ValueId> gu = loader.Mxfp4Experts("m.gate_up_proj", {2, 6, 64});
+  ASSERT_TRUE(gu.ok()) << gu.status().ToString();
+  b.Output(*gu);
+  StatusOr<Graph> g = std::move(b).Finish();
+  ASSERT_TRUE(g.ok()) << g.status().ToString();
+  const std::string want =
+      "weight() {block_cols = 32, block_rows = 1, experts = 2, name = "
+      "\"m.gate_up_proj_blocks\", quant = \"mxfp4\", scale = \"m.gate_up_proj_scales\"} : "
+      "tensor<2 x 6 x 64 x mxfp4>";
+  EXPECT_NE(PrintGraph(*g).find(want), std::string::npos) << PrintGraph(*g);
+  EXPECT_TRUE(Verify(*g).ok()) << Verify(*g).ToString();
+  // Bound: per-expert pointers 6 x 32 bytes apart, scales 6 x 2 bytes apart.
+  StatusOr<WeightArgs> args = WeightArgs::FromCheckpoint(*g, ckpt);
+  ASSERT_TRUE(args.ok()) << args.status().ToString();
+  const TensorArg* a = args->Find(*gu);
+  ASSERT_NE(a, nullptr);
+  EXPECT_EQ(a->dtype, DType::kMxfp4);
+  EXPECT_EQ(a->quant, (WeightQuant{QuantScheme::kMxfp4, 1, 32}));
+  const SafetensorsTensor* blocks = ckpt.Get("m.gate_up_proj_blocks").value();
+  const SafetensorsTensor* scales = ckpt.Get("m.gate_up_proj_scales").value();
+  for (int e = 0; e < 2; ++e) {
+    EXPECT_EQ(a->expert(e), blocks->data + e * 6 * 32) << e;
+    EXPECT_EQ(a->expert_scale(e), scales->data + e * 6 * 2) << e;
+  }
+  const Op& op = g->ops()[0];
+  StatusOr<ResolvedWeight> resolved = ResolveWeight(op, g->type(op.results[0]), ckpt);
+  ASSERT_TRUE(resolved.ok()) << resolved.status().ToString();
+  EXPECT_EQ(resolved->slices[1].bytes, 6u * 32u);
+  EXPECT_EQ(resolved->scale_slices[1].bytes, 6u * 2u);
+
+  // Errors name the tensor and the layout expected.
+  GraphBuilder b2("t");
+  WeightLoader bad(ckpt, b2, mxfp4);
+  EXPECT_EQ(bad.Mxfp4Experts("m.down_proj", {2, 64, 64}).status().message(),
+            file_ +
+                ": tensor 'm.down_proj_blocks' is U8 [2, 64, 1, 16], expected U8 [2, 64, 2, 16] "
+                "(MXFP4 blocks of 32 inputs over [2, 64, 64])");
+  EXPECT_EQ(bad.Mxfp4Experts("m.down_proj", {2, 64, 32}).status().message(),
+            file_ +
+                ": scale tensor 'm.down_proj_scales' is U8 [2, 64, 2], expected U8 [2, 64, 1] "
+                "(one e8m0 scale per 32 inputs)");
+  EXPECT_EQ(bad.Mxfp4Experts("m.gate_up_proj", {2, 6, 48}).status().message(),
+            file_ +
+                ": tensor 'm.gate_up_proj_blocks': config.json implies experts [2, 6, 48], but "
+                "MXFP4 needs [E, N, K] with K a multiple of 32");
+  EXPECT_NE(bad.Mxfp4Experts("s.gate_up_proj", {2, 6, 64})
+                .status()
+                .message()
+                .find("modules_to_not_convert"),
+            std::string::npos);
+  GraphBuilder b3("t");
+  WeightLoader unquantized(ckpt, b3);
+  EXPECT_NE(unquantized.Mxfp4Experts("m.gate_up_proj", {2, 6, 64})
+                .status()
+                .message()
+                .find("does not say quant_method \"mxfp4\""),
+            std::string::npos);
+}
+
 }  // namespace
 }  // namespace moegraph

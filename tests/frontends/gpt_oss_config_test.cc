@@ -82,8 +82,27 @@ void ExpectError(const JsonValue& json, StatusCode code, const std::string& fiel
   EXPECT_NE(c.status().message().find(field), std::string::npos) << c.status().ToString();
 }
 
-TEST(GptOssConfig, ThePublishedCheckpointIsRefusedForItsMxfp4Experts) {
-  ExpectError(Json(kGptOss20B), StatusCode::kUnimplemented, "quantization_config");
+TEST(GptOssConfig, ThePublishedConfigReadsItsMxfp4Experts) {
+  StatusOr<GptOssConfig> c = ParseGptOssConfig(Json(kGptOss20B), "config.json");
+  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  const QuantizationConfig& q = c->quantization;
+  EXPECT_EQ(q.scheme, QuantScheme::kMxfp4);
+  EXPECT_EQ(q.block_rows, 1);
+  EXPECT_EQ(q.block_cols, 32);
+  // "model.layers.*.self_attn" covers every layer's attention; the experts are converted.
+  EXPECT_TRUE(q.NotConverted("model.layers.0.self_attn.q_proj.weight"));
+  EXPECT_TRUE(q.NotConverted("model.layers.23.self_attn.sinks"));
+  EXPECT_TRUE(q.NotConverted("model.layers.7.mlp.router.weight"));
+  EXPECT_TRUE(q.NotConverted("model.embed_tokens.weight"));
+  EXPECT_TRUE(q.NotConverted("lm_head.weight"));
+  EXPECT_FALSE(q.NotConverted("model.layers.7.mlp.experts.gate_up_proj_blocks"));
+  EXPECT_FALSE(q.NotConverted("model.layers.self_attn.q_proj.weight"));
+}
+
+TEST(GptOssConfig, Fp8IsNotAGptOssFormat) {
+  ExpectError(
+      Edited("quantization_config", R"({"quant_method": "fp8", "weight_block_size": [128, 128]})"),
+      StatusCode::kUnimplemented, "quantization_config");
 }
 
 TEST(GptOssConfig, ReadsThePublishedYarn) {

@@ -507,7 +507,7 @@ TEST(Verifier, ClampedSwigluMoeChecksItsInOutWeightsAndBiases) {
                                                   "tensor<4 x 16 x 9 x "
                                                   "bf16>"),
                                           "tensor<4 x 10 x bf16>", "tensor<4 x 9 x bf16>")),
-                       6, "types", "even column count"));
+                       6, "types", "needs an even 2I"));
   // down is [E, I, H] with I = gate_up's columns / 2.
   EXPECT_TRUE(HasFault(
       VerifyText(Replace(kClampedMoe, "tensor<4 x 5 x 16 x bf16>", "tensor<4 x 16 x 5 x bf16>")), 6,
@@ -515,6 +515,46 @@ TEST(Verifier, ClampedSwigluMoeChecksItsInOutWeightsAndBiases) {
   // The SiLU op takes no expert biases: it reads operand 5 as the correction bias [E].
   EXPECT_TRUE(HasFault(VerifyText(Replace(kClampedMoe, "activation = 1, ", "")), 6, "types",
                        "bias must have rank 1"));
+}
+
+// The same experts [out, in], as MXFP4 checkpoints store them: gate_up [E, 2I, H] with
+// interleaved rows, down [E, H, I]; mxfp4 storage with its scales is a matmul weight here.
+constexpr const char* kOutMajorMoe =
+    R"(graph @block(%meta: !forward_meta, %x: tensor<T x 32 x f32>) {
+  %router = weight() {name = "mlp.router.weight"} : tensor<4 x 32 x bf16>
+  %wgu = weight() {block_cols = 32, block_rows = 1, experts = 4, name = "mlp.experts.gate_up_proj_blocks", quant = "mxfp4", scale = "mlp.experts.gate_up_proj_scales"} : tensor<4 x 10 x 32 x mxfp4>
+  %wd = weight() {experts = 4, name = "mlp.experts.down_proj"} : tensor<4 x 32 x 5 x bf16>
+  %rb = weight() {name = "mlp.router.bias"} : tensor<4 x bf16>
+  %bgu = weight() {name = "mlp.experts.gate_up_proj_bias"} : tensor<4 x 10 x bf16>
+  %bd = weight() {name = "mlp.experts.down_proj_bias"} : tensor<4 x 32 x bf16>
+  %y = moe(%meta, %x, %router, %wgu, %wd, %rb, %bgu, %bd) {activation = 1, norm_topk_prob = 1, out_major = 1, top_k = 2} : tensor<T x 32 x f32>
+  return %y
+}
+)";
+
+TEST(Verifier, OutMajorClampedSwigluMoeTakesOutInWeights) {
+  EXPECT_TRUE(VerifyText(kOutMajorMoe).empty());
+  // [in, out] down under out_major: its rows must be H.
+  EXPECT_TRUE(HasFault(
+      VerifyText(Replace(kOutMajorMoe, "tensor<4 x 32 x 5 x bf16>", "tensor<4 x 5 x 32 x bf16>")),
+      6, "types", "down rows (out)"));
+  // The [in, out] reading of the same graph fails on gate_up's storage and layout.
+  EXPECT_FALSE(VerifyText(Replace(kOutMajorMoe, "out_major = 1, ", "")).empty());
+  // out_major is the clamped SwiGLU experts' option only.
+  EXPECT_TRUE(HasFault(VerifyText(Replace(kOutMajorMoe, "activation = 1, ", "")), 6, "types",
+                       "out_major needs activation = 1"));
+  // mxfp4 weights cover 32 inputs per scale: K must be a multiple of 32.
+  EXPECT_TRUE(HasFault(VerifyText(Replace(kOutMajorMoe, "tensor<4 x 10 x 32 x mxfp4>",
+                                          "tensor<4 x 10 x 16 x mxfp4>")),
+                       1, "types", "multiple of 32"));
+  // An mxfp4 weight without its scales is refused.
+  EXPECT_TRUE(HasFault(VerifyText(Replace(kOutMajorMoe,
+                                          "{block_cols = 32, block_rows = 1, experts = 4, name = "
+                                          "\"mlp.experts.gate_up_proj_blocks\", quant = "
+                                          "\"mxfp4\", scale = "
+                                          "\"mlp.experts.gate_up_proj_scales\"}",
+                                          "{experts = 4, name = \"x\"}")),
+                       1, "types", "an mxfp4 weight needs its scales"));
 }
 
 }  // namespace

@@ -20,10 +20,9 @@ struct TypeList {};
 
 // Every params struct. An op whose struct is missing here fails
 // EveryOpsParamsStructIsListed.
-using AllParams =
-    TypeList<RmsNormParams, RopeParams, AttentionParams, MlaAttentionParams, TopkRouteParams,
-             MoeParams, ClampedSwigluParams, NumExpertsParams, TopKParams, SliceRowsParams,
-             SplitColsParams, AllGatherParams>;
+using AllParams = TypeList<RmsNormParams, RopeParams, AttentionParams, MlaAttentionParams,
+                           TopkRouteParams, MoeParams, ClampedSwigluParams, NumExpertsParams,
+                           TopKParams, SliceRowsParams, SplitColsParams, AllGatherParams>;
 
 template <typename... P>
 std::set<const ParamsInfo*> Infos(TypeList<P...>) {
@@ -335,7 +334,8 @@ TEST(OpParamsTest, MoeParamsAreTheRouteThenTheActivation) {
   const KernelParams wire = PackKernelParams(op);
   // ints: top_k, norm_topk_prob, row_offset, scoring, num_groups, top_k_groups, activation;
   // floats: routed_scaling_factor, norm_min, swiglu_alpha, swiglu_limit.
-  EXPECT_EQ(wire.ints, (std::vector<int64_t>{2, 1, 0, 0, 1, 0, 1}));
+  // ints: ..., activation, out_major.
+  EXPECT_EQ(wire.ints, (std::vector<int64_t>{2, 1, 0, 0, 1, 0, 1, 0}));
   EXPECT_EQ(wire.floats, (std::vector<float>{1.0f, 0.0f, 1.702f, 5.5f}));
   const MoeParams decoded = DecodeParams<MoeParams>(wire.ints.data(), wire.floats.data());
   EXPECT_EQ(decoded.activation, 1);
