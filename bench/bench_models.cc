@@ -53,7 +53,7 @@ bool Fp8Tensor(const BenchConfig& c, const WeightSpec& t) {
 
 DType TensorDType(const BenchConfig& c, const WeightSpec& t) {
   if (Fp8Tensor(c, t)) return DType::kFp8E4M3;
-  return t.keep_f32 ? DType::kF32 : CheckpointDType(c);
+  return WeightInitDType(t.init, t.keep_f32 ? DType::kF32 : CheckpointDType(c));
 }
 
 // The [ceil(N / block_rows), ceil(K / block_cols)] f32 scale_inv shape of an FP8 tensor.
@@ -143,11 +143,11 @@ std::string ReadText(const std::string& path) {
   return ss.str();
 }
 
-// An FP8 tensor's data and then its weight_scale_inv: random e4m3 codes (every code but NaN)
-// with one scale per block, amax / 448 for the linear init's bound
-// sqrt(3 / in_features), so the dequantized weights lie in the bf16 tensor's range.
-bool WriteFp8Tensor(const BenchConfig& config, const WeightSpec& t, uint64_t tensor_seed,
-                    std::vector<uint8_t>& buffer, FILE* file) {
+// Random bytes for tensor `t` (one per element), each passed through `byte`, written in
+// blocks of buffer.size(), chunks in parallel.
+template <typename ByteFn>
+bool WriteRandomBytes(const WeightSpec& t, uint64_t tensor_seed, std::vector<uint8_t>& buffer,
+                      FILE* file, ByteFn byte) {
   const int64_t numel = t.numel(), block_elems_max = static_cast<int64_t>(buffer.size());
   for (int64_t block = 0; block < numel; block += block_elems_max) {
     const int64_t block_elems = std::min<int64_t>(block_elems_max, numel - block);
@@ -162,16 +162,37 @@ bool WriteFp8Tensor(const BenchConfig& config, const WeightSpec& t, uint64_t ten
         state ^= state << 13;
         state ^= state >> 7;
         state ^= state << 17;
-        for (int64_t j = 0; j < 8 && i + j < count; ++j) {
-          uint8_t b = static_cast<uint8_t>(state >> (8 * j));
-          if ((b & 0x7f) == 0x7f) b ^= 0x01;  // NaN -> +-448
-          buffer[begin + i + j] = b;
-        }
+        for (int64_t j = 0; j < 8 && i + j < count; ++j)
+          buffer[begin + i + j] = byte(static_cast<uint8_t>(state >> (8 * j)));
       }
     }
     if (std::fwrite(buffer.data(), 1, block_elems, file) != static_cast<size_t>(block_elems))
       return false;
   }
+  return true;
+}
+
+// An MXFP4 tensor (WeightInit::kMxfp4Blocks / kMxfp4Scales): random code bytes, or scales one
+// of three around the centre for K = 32 x the last dim.
+bool WriteMxfp4Tensor(const WeightSpec& t, uint64_t tensor_seed, std::vector<uint8_t>& buffer,
+                      FILE* file) {
+  if (t.init == WeightInit::kMxfp4Blocks) {
+    return WriteRandomBytes(t, tensor_seed, buffer, file, [](uint8_t b) { return b; });
+  }
+  const int64_t k = 32 * t.shape.back();
+  return WriteRandomBytes(t, tensor_seed, buffer, file,
+                          [k](uint8_t b) { return Mxfp4ScaleByte(k, b % 3 - 1); });
+}
+
+// An FP8 tensor's data and then its weight_scale_inv: random e4m3 codes (every code but NaN)
+// with one scale per block, amax / 448 for the linear init's bound
+// sqrt(3 / in_features), so the dequantized weights lie in the bf16 tensor's range.
+bool WriteFp8Tensor(const BenchConfig& config, const WeightSpec& t, uint64_t tensor_seed,
+                    std::vector<uint8_t>& buffer, FILE* file) {
+  // NaN -> +-448.
+  if (!WriteRandomBytes(t, tensor_seed, buffer, file,
+                        [](uint8_t b) { return (b & 0x7f) == 0x7f ? uint8_t(b ^ 0x01) : b; }))
+    return false;
   const std::vector<int64_t> s = Fp8ScaleShape(config, t);
   const float bound = std::sqrt(3.0f / static_cast<float>(t.shape.back()));
   const std::vector<float> scales(static_cast<size_t>(s[0] * s[1]), bound / 448.0f);
@@ -220,6 +241,10 @@ Status WriteCheckpoint(const BenchConfig& config, const std::string& path, uint6
     if (!ok) break;
     if (Fp8Tensor(config, t)) {
       ok = WriteFp8Tensor(config, t, HashName(t.name, seed), bytes8, file.get());
+      continue;
+    }
+    if (TensorDType(config, t) == DType::kU8) {
+      ok = WriteMxfp4Tensor(t, HashName(t.name, seed), bytes8, file.get());
       continue;
     }
     const DType dtype = TensorDType(config, t);

@@ -591,9 +591,10 @@ int Main(int argc, char** argv) {
               });
   flags.Value("--models", "LIST",
               "bench models to run (default bench-tiny,bench-glm4-moe,bench-a3b-4l; smoke: "
-              "bench-smoke-glm4,bench-smoke-dsv3,bench-smoke; on request: bench-dsv3, ~27 GB of "
-              "bf16 weights, and bench-gptoss, gpt-oss-20b's layers, ~3.6 GB); any family, one "
-              "of them Qwen3-MoE",
+              "bench-smoke-glm4,bench-smoke-dsv3,bench-smoke-gptoss-mxfp4,bench-smoke; on "
+              "request: bench-dsv3, ~27 GB of bf16 weights, bench-dsv3-fp8, ~15 GB, and "
+              "bench-gptoss / bench-gptoss-mxfp4, gpt-oss-20b's layers in bf16 / MXFP4 experts); "
+              "any family, one of them Qwen3-MoE",
               [&](const std::string& v) {
                 models_flag = v;
                 return Status::Ok();
@@ -634,7 +635,8 @@ int Main(int argc, char** argv) {
   options.models =
       models_flag.empty()
           ? (options.smoke
-                 ? std::vector<std::string>{"bench-smoke-glm4", "bench-smoke-dsv3", "bench-smoke"}
+                 ? std::vector<std::string>{"bench-smoke-glm4", "bench-smoke-dsv3",
+                                            "bench-smoke-gptoss-mxfp4", "bench-smoke"}
                  : std::vector<std::string>{"bench-tiny", "bench-glm4-moe", "bench-a3b-4l"})
           : SplitString(models_flag, ',');
   int threads = options.threads;

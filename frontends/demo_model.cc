@@ -72,6 +72,21 @@ TensorToWrite MakeTensor(const std::string& name, std::vector<int64_t> shape, We
   int64_t numel = 1;
   for (int64_t dim : shape)
     numel *= dim;
+  if (init == WeightInit::kMxfp4Blocks || init == WeightInit::kMxfp4Scales) {
+    // Bytes from the same stream: code bytes uniform over 0..255, scales one of three around
+    // the centre for K = 32 x the last dim.
+    TensorToWrite tensor{name, DType::kU8, shape, {}};
+    tensor.bytes.resize(static_cast<size_t>(numel));
+    NormalStream stream(seed, name);
+    const int64_t k = 32 * shape.back();
+    for (int64_t i = 0; i < numel; ++i) {
+      const double u = std::erf(stream.Next() / std::sqrt(2.0)) * 0.5 + 0.5;  // ~U(0, 1)
+      const int bucket = static_cast<int>(std::min(255.0, std::floor(u * 256.0)));
+      tensor.bytes[static_cast<size_t>(i)] = static_cast<char>(
+          init == WeightInit::kMxfp4Blocks ? bucket : Mxfp4ScaleByte(k, bucket % 3 - 1));
+    }
+    return tensor;
+  }
   // Linear weights are [out_features, in_features]; fan_in is the last dimension.
   const double stddev = init == WeightInit::kLinear
                             ? 1.0 / std::sqrt(static_cast<double>(shape.back()))

@@ -78,9 +78,19 @@ std::vector<WeightSpec> GptOssWeightList(const GptOssConfig& c) {
       c, GptOssAttention(c), [&](int64_t, const std::string& p, std::vector<WeightSpec>& w) {
         w.push_back({p + "mlp.router.weight", {experts, hidden}, kLinear});
         w.push_back({p + "mlp.router.bias", {experts}, kBias});
-        w.push_back({p + "mlp.experts.gate_up_proj", {experts, hidden, 2 * inter}, kLinear});
+        // The experts as transformers stores them ([in, out]), or as the published MXFP4
+        // checkpoints do ([out, in] code blocks and their scales).
+        auto experts_weight = [&](const std::string& name, int64_t in, int64_t out) {
+          if (c.quantization.scheme != QuantScheme::kMxfp4) {
+            w.push_back({name, {experts, in, out}, kLinear});
+            return;
+          }
+          w.push_back({name + "_blocks", {experts, out, in / 32, 16}, kMxfp4Blocks});
+          w.push_back({name + "_scales", {experts, out, in / 32}, kMxfp4Scales});
+        };
+        experts_weight(p + "mlp.experts.gate_up_proj", hidden, 2 * inter);
         w.push_back({p + "mlp.experts.gate_up_proj_bias", {experts, 2 * inter}, kBias});
-        w.push_back({p + "mlp.experts.down_proj", {experts, inter, hidden}, kLinear});
+        experts_weight(p + "mlp.experts.down_proj", inter, hidden);
         w.push_back({p + "mlp.experts.down_proj_bias", {experts, hidden}, kBias});
       });
 }

@@ -2,6 +2,7 @@
 #include "frontends/weights.h"
 
 #include <algorithm>
+#include <cmath>
 
 #include "support/strings.h"
 
@@ -16,6 +17,11 @@ Type StaticTensor(DType dtype, const std::vector<int64_t>& shape) {
 }
 
 }  // namespace
+
+uint8_t Mxfp4ScaleByte(int64_t k, int jitter) {
+  const double centre = 127.0 - std::round(std::log2(3.2 * std::sqrt(static_cast<double>(k))));
+  return static_cast<uint8_t>(std::clamp(centre + jitter, 1.0, 254.0));
+}
 
 StatusOr<const SafetensorsTensor*> WeightLoader::Lookup(const std::string& name,
                                                         const std::vector<int64_t>& shape,

@@ -21,7 +21,21 @@ enum class WeightInit {
   kLinear,     // [out_features, in_features]: ~N(0, 1) / sqrt(in_features)
   kNorm,       // ~1 + 0.1 N(0, 1)
   kBias,       // [out_features]: ~0.1 N(0, 1)
+  // MXFP4 experts (U8, whatever the checkpoint's dtype): uniformly random code bytes
+  // [E, N, K / 32, 16], and e8m0 scales [E, N, K / 32] around 1 / (3.2 sqrt(K)) (the RMS of a
+  // uniformly random FP4 code is about 3.2), so the dequantized weights are ~N(0, 1 / K) in
+  // scale like kLinear's.
+  kMxfp4Blocks,
+  kMxfp4Scales,
 };
+
+// The dtype a writer stores `init`'s tensor in: U8 for the MXFP4 kinds, else `dtype`.
+inline DType WeightInitDType(WeightInit init, DType dtype) {
+  return init == WeightInit::kMxfp4Blocks || init == WeightInit::kMxfp4Scales ? DType::kU8 : dtype;
+}
+
+// The e8m0 byte of an MXFP4 scale for K inputs, `jitter` (in {-1, 0, 1}) off its centre.
+uint8_t Mxfp4ScaleByte(int64_t k, int jitter);
 
 // One tensor of a family's checkpoint, under its Hugging Face name.
 struct WeightSpec {

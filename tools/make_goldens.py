@@ -17,7 +17,10 @@ case this script
 An `fp8_block` case replaces the projections by their FP8 block quantization
 before step 3 (so transformers runs the dequantized f32 weights) and, after
 step 4, rewrites model.safetensors with F8_E4M3 weights and F32 scale_inv
-tensors and config.json with quantization_config.
+tensors and config.json with quantization_config. An `mxfp4` case (GPT-OSS) does the
+same for the experts in the published MXFP4 format: `*_blocks` (U8 FP4 e2m1 pairs, [E, out,
+in / 32, 16]) and `*_scales` (U8 e8m0, [E, out, in / 32]); the weights transformers runs are
+its own decode of those bytes (integrations.mxfp4.convert_moe_packed_tensors).
 
 Install the pinned dependencies with tools/requirements-goldens.txt, then:
 
@@ -565,6 +568,27 @@ CASES = {
             rope_parameters=dict(rope_type="default", rope_theta=10000.0),
         ),
     ),
+    # GPT-OSS with MXFP4 experts, the published format (*_blocks / *_scales, e8m0 per 32
+    # inputs), everything else f32: windows 5 on layers 0 and 1, full on 2, YaRN factor 8.
+    # transformers runs its own dequantization of the blocks (f32).
+    "gpt_oss_mxfp4": dict(
+        family="gpt_oss",
+        seed=8005,
+        dtype="float32",
+        layout="fused",
+        config_style="transformers",
+        mxfp4=True,
+        config=dict(
+            vocab_size=199, hidden_size=64, intermediate_size=32, num_hidden_layers=3,
+            num_attention_heads=3, num_key_value_heads=1, head_dim=16, num_local_experts=5,
+            num_experts_per_tok=2, sliding_window=5,
+            layer_types=["sliding_attention", "sliding_attention", "full_attention"],
+            attention_bias=True, swiglu_limit=6.0, tie_word_embeddings=False, rope_theta=150000.0,
+            rope_parameters=dict(rope_type="yarn", rope_theta=150000.0, factor=8.0,
+                                 beta_fast=32.0, beta_slow=1.0, truncate=False,
+                                 original_max_position_embeddings=16),
+        ),
+    ),
     # DeepSeek-V3 with q_lora_rank, 16 experts in 4 groups keeping 2, interleaved RoPE,
     # attention biases (q_a_proj, kv_a_proj_with_mqa, o_proj), layer 0 dense.
     "dsv3_lora_g4": dict(
@@ -858,6 +882,78 @@ def write_fp8_checkpoint(case_dir, quantized, block):
         f.write("\n")
 
 
+FP4_E2M1 = torch.tensor([0.0, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0,
+                         -0.0, -0.5, -1.0, -1.5, -2.0, -3.0, -4.0, -6.0])
+
+
+def mxfp4_quantize(w):
+    """[E, N, K] f32 ([out, in], K % 32 == 0) -> (blocks U8 [E, N, K/32, 16], scales U8
+    [E, N, K/32]): per block of 32 inputs the e8m0 scale 2^s with the smallest s that puts
+    amax / 2^s within FP4's 6, each element the nearest FP4 e2m1 code of w / 2^s (the even
+    element in a byte's low nibble)."""
+    e, n, k = w.shape
+    blk = w.reshape(e, n, k // 32, 32)
+    amax = blk.abs().amax(dim=-1)
+    exp = torch.where(amax > 0, torch.ceil(torch.log2(amax / 6.0)), torch.zeros_like(amax))
+    exp = exp.clamp(-127, 127)
+    x = blk / torch.pow(2.0, exp).unsqueeze(-1)
+    codes = (x.unsqueeze(-1) - FP4_E2M1).abs().argmin(dim=-1).to(torch.uint8)
+    codes = codes.reshape(e, n, k // 32, 16, 2)
+    blocks = (codes[..., 0] | (codes[..., 1] << 4)).contiguous()
+    scales = (exp + 127).to(torch.uint8).contiguous()
+    return blocks, scales
+
+
+@torch.no_grad()
+def quantize_mxfp4_experts(model):
+    """Replaces every GPT-OSS expert stack ([E, in, out] gate_up_proj / down_proj) by
+    transformers' own decode of its MXFP4 quantization (checked against a direct decode);
+    returns {checkpoint name: (blocks, scales, dequantized [E, in, out])}."""
+    from transformers.integrations.mxfp4 import convert_moe_packed_tensors
+    out = {}
+    for name, p in sorted(model.named_parameters(), key=lambda kv: kv[0]):
+        if not name.endswith(("experts.gate_up_proj", "experts.down_proj")):
+            continue
+        blocks, scales = mxfp4_quantize(p.detach().float().transpose(1, 2).contiguous())
+        deq = convert_moe_packed_tensors(blocks, scales, dtype=torch.float32)  # [E, in, out]
+        lo, hi = FP4_E2M1[(blocks & 0xF).long()], FP4_E2M1[(blocks >> 4).long()]
+        direct = torch.stack([lo, hi], dim=-1).reshape(*scales.shape, 32)
+        direct = (direct * torch.pow(2.0, scales.float() - 127).unsqueeze(-1))
+        direct = direct.reshape(p.shape[0], p.shape[2], p.shape[1]).transpose(1, 2)
+        assert torch.equal(deq, direct), f"MXFP4 decode disagrees with transformers': {name}"
+        assert (deq - p.float()).abs().max() <= p.abs().max() / 4 + 1e-6, name
+        p.copy_(deq)
+        out[name] = (blocks, scales, deq)
+    return out
+
+
+def write_mxfp4_checkpoint(case_dir, quantized):
+    """Replaces each quantized expert stack in model.safetensors by its `_blocks` and
+    `_scales` (checking the f32 file held exactly the dequantized values) and adds GPT-OSS's
+    published quantization_config to config.json."""
+    path = os.path.join(case_dir, "model.safetensors")
+    with safe_open(path, "pt") as f:
+        meta = f.metadata()
+    sd = load_file(path)
+    for k, (blocks, scales, deq) in quantized.items():
+        assert torch.equal(sd[k], deq), f"stored experts are not their dequantization: {k}"
+        del sd[k]
+        sd[k + "_blocks"] = blocks
+        sd[k + "_scales"] = scales
+    os.remove(path)
+    save_safetensors(sd, path, meta)
+    cfg_path = os.path.join(case_dir, "config.json")
+    with open(cfg_path) as f:
+        d = json.load(f)
+    d["quantization_config"] = {
+        "modules_to_not_convert": ["model.layers.*.self_attn", "model.layers.*.mlp.router",
+                                   "model.embed_tokens", "lm_head"],
+        "quant_method": "mxfp4"}
+    with open(cfg_path, "w") as f:
+        json.dump(dict(sorted(d.items())), f, indent=2, sort_keys=True)
+        f.write("\n")
+
+
 def fused_state_dict(model):
     sd = {}
     for k, v in model.state_dict().items():
@@ -1079,6 +1175,8 @@ def make_case(name, case, out_dir, kv_check):
     perturb(model, case["seed"])
     fp8_block = case.get("fp8_block")
     quantized = quantize_fp8_linears(model, fp8_block) if fp8_block else {}
+    mxfp4 = case.get("mxfp4", False)
+    mx_quantized = quantize_mxfp4_experts(model) if mxfp4 else {}
     fp32_keys = family.get("fp32_keys", ())
     keep_fp32 = {k: v.detach().clone() for k, v in model.named_parameters()
                  if any(f in k for f in fp32_keys)}
@@ -1200,11 +1298,17 @@ def make_case(name, case, out_dir, kv_check):
         assert gates.hi - gates.lo > 0.5, f"shared-expert gate near-constant: {metadata['shared_gate_range']}"
     if fp8_block:
         metadata["quantization"] = f"fp8 e4m3, weight_block_size {fp8_block}, {len(quantized)} linears"
+    if mxfp4:
+        metadata["quantization"] = (f"mxfp4 experts (e2m1, e8m0 per 32 inputs), "
+                                    f"{len(mx_quantized)} expert stacks")
     golden_path = os.path.join(case_dir, "golden.safetensors")
     save_safetensors(tensors, golden_path, metadata)
     if fp8_block:
         del model
         write_fp8_checkpoint(case_dir, quantized, fp8_block)
+    if mxfp4:
+        del model
+        write_mxfp4_checkpoint(case_dir, mx_quantized)
     kv = f", kv-cache max |diff| {max_kv_diff:.2e}" if kv_check else ""
     if family.get("choice_scores") is not None:
         kv += f", rows the correction bias re-routes {bias_changed_rows}"

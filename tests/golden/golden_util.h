@@ -75,7 +75,8 @@ inline std::vector<std::string> GoldenCases() {
           "gpt_oss_bf16",
 
           "qwen3_moe_fp8",
-          "dsv3_fp8"};
+          "dsv3_fp8",
+          "gpt_oss_mxfp4"};
 }
 
 inline std::string GoldenDir(const std::string& name) {
