@@ -72,6 +72,15 @@ float DotKn(const float* x, const TensorArg& w, int64_t e, int64_t k, int64_t n,
   return acc;
 }
 
+// x [K] times row j of expert e's [N, K] weight (any matmul weight dtype, quantized ones
+// dequantized), plus bias b[e, j].
+float DotNk(const float* x, const TensorArg& w, int64_t e, int64_t k, int64_t n, int64_t j,
+            const TensorArg* bias) {
+  float acc = ref_detail::ExpertMatrix(w, e).Dot(x, j, 0, k);
+  if (bias != nullptr) acc += ref_detail::LoadWeight(bias->data, bias->dtype, e * n + j);
+  return acc;
+}
+
 // One row's route by TopkRouteParams' rule (ir/op_params.h): the top_k
 // experts of the kept groups by descending choice score (ties: lower expert
 // id) into ids, their unbiased scores (normalised, scaled) into weights; routes
@@ -197,7 +206,8 @@ void RefMoeClampedSwiglu(const KernelArgs& args, const MoeParams& params) {
   const int64_t num_rows = NumRows(args.out[0]);
   const int64_t hidden = RowSize(args.out[0]);
   const int64_t num_experts = router.dim(0);
-  const int64_t inter = gate_up.dim(2) / 2;
+  const bool out_major = params.out_major != 0;  // gate_up [E, 2I, H], down [E, H, I]
+  const int64_t inter = gate_up.dim(out_major ? 1 : 2) / 2;
   MG_KERNEL_CONTRACT(top_k > 0 && top_k <= kRefMaxTopK && num_experts > 0 &&
                          num_experts <= kRefMaxExperts && RowSize(args.in[0]) == hidden &&
                          NumRows(args.in[0]) == num_rows && (args.num_in == 4 || args.num_in == 7),
@@ -205,8 +215,18 @@ void RefMoeClampedSwiglu(const KernelArgs& args, const MoeParams& params) {
   MG_KERNEL_CONTRACT(RouteParamsOk(params, num_experts), "moe",
                      "num_groups must divide E and top_k_groups <= num_groups");
   CheckPlainWeight("moe", router, num_experts, hidden);
-  CheckStackedKnWeight("moe", gate_up, num_experts, hidden, 2 * inter);
-  CheckStackedKnWeight("moe", down, num_experts, inter, hidden);
+  if (out_major) {
+    CheckStackedWeight("moe", gate_up, num_experts, 2 * inter, hidden);
+    CheckStackedWeight("moe", down, num_experts, hidden, inter);
+  } else {
+    CheckStackedKnWeight("moe", gate_up, num_experts, hidden, 2 * inter);
+    CheckStackedKnWeight("moe", down, num_experts, inter, hidden);
+  }
+  // Column j of expert e's [K, N] projection of x (row j of its [N, K] one when out_major).
+  auto project = [out_major](const float* in, const TensorArg& w, int64_t e, int64_t k, int64_t n,
+                             int64_t j, const TensorArg* bias) {
+    return out_major ? DotNk(in, w, e, k, n, j, bias) : DotKn(in, w, e, k, n, j, bias);
+  };
   const TensorArg* router_bias = ExpertBias(args, 4, 1, num_experts, "moe");
   const TensorArg* gate_up_bias = ExpertBias(args, 5, num_experts, 2 * inter, "moe");
   const TensorArg* down_bias = ExpertBias(args, 6, num_experts, hidden, "moe");
@@ -234,12 +254,12 @@ void RefMoeClampedSwiglu(const KernelArgs& args, const MoeParams& params) {
         const int32_t e = ids[j];
         if (e < 0) continue;
         for (int64_t i = 0; i < inter; ++i) {
-          const float g = DotKn(x_row, gate_up, e, hidden, 2 * inter, 2 * i, gate_up_bias);
-          const float u = DotKn(x_row, gate_up, e, hidden, 2 * inter, 2 * i + 1, gate_up_bias);
+          const float g = project(x_row, gate_up, e, hidden, 2 * inter, 2 * i, gate_up_bias);
+          const float u = project(x_row, gate_up, e, hidden, 2 * inter, 2 * i + 1, gate_up_bias);
           h[static_cast<size_t>(i)] = ref_detail::ClampedSwiglu(g, u, alpha, limit);
         }
         for (int64_t c = 0; c < hidden; ++c) {
-          out_row[c] += weights[j] * DotKn(h.data(), down, e, inter, hidden, c, down_bias);
+          out_row[c] += weights[j] * project(h.data(), down, e, inter, hidden, c, down_bias);
         }
       }
     }

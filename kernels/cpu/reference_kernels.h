@@ -145,7 +145,8 @@ constexpr int kRefMaxExperts = 4096;
 // in[2] gate_up [E, H, 2I] and in[3] down [E, I, H] in transformers' [in, out]
 // layout, and optionally in[4] router bias [E], in[5] gate_up bias [E, 2I],
 // in[6] down bias [E, H]: logits = router x + rb, out = sum_j weight_j *
-// (down_e^T clamped_swiglu(gate_up_e^T x + bgu_e) + bd_e).
+// (down_e^T clamped_swiglu(gate_up_e^T x + bgu_e) + bd_e). out_major = 1: the same
+// with gate_up [E, 2I, H] and down [E, H, I] (any matmul weight dtype: GPT-OSS's MXFP4).
 // E > kRefMaxExperts or top_k > kRefMaxTopK: zeros. Hidden rows are chunked as
 // in RefMlp.
 void RefMoe(const KernelArgs& args);
