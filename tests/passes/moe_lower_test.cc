@@ -1,5 +1,7 @@
 // moe-lower: IR text in, IR text out.
 #include "passes/moe_lower.h"
+#include <string>
+#include <utility>
 
 #include "tests/passes/test_util.h"
 
@@ -253,6 +255,43 @@ TEST(MoeLower, ClampedSwigluDecodeRunsTheInOutExpertBatchedGemms) {
   return %y.out
 }
 )");
+}
+
+// The same experts [out, in] (out_major, GPT-OSS's MXFP4 checkpoints): the [out, in] GEMMs
+// grouped_matmul / expert_batched_matmul take the same operands, biases included.
+std::string OutMajor(std::string text) {
+  for (auto [from, to] : {std::pair<std::string, std::string>{"tensor<4 x 6 x 10 x bf16>",
+                                                              "tensor<4 x 10 x 6 x bf16>"},
+                          {"tensor<4 x 5 x 6 x bf16>", "tensor<4 x 6 x 5 x bf16>"},
+                          {"norm_topk_prob = 1, swiglu_alpha",
+                           "norm_topk_prob = 1, out_major = 1, "
+                           "swiglu_alpha"}}) {
+    text.replace(text.find(from), from.size(), to);
+  }
+  return text;
+}
+
+TEST(MoeLower, OutMajorClampedSwigluRunsTheOutInGemmsWithBiases) {
+  const std::string prefill = OutMajor(kClampedPrefill);
+  MoeLowerPass prefill_pass(SpecKey{MoePhase::kPrefill, 3, 3, 20, 4}, 8);
+  const std::string lowered = RunPass(prefill, prefill_pass);
+  for (const char* want :
+       {"%y.gate_up = grouped_matmul(%y.permuted, %y.align.1, %wgu, %bgu) : tensor<40 x 10 x f32>",
+        "%y.act = clamped_swiglu(%y.gate_up) {alpha = 1.5, limit = 6.0} : tensor<40 x 5 x f32>",
+        "%y.down = grouped_matmul(%y.act, %y.align.1, %wd, %bd) : tensor<40 x 6 x f32>"}) {
+    EXPECT_NE(lowered.find(want), std::string::npos) << want << "\n" << lowered;
+  }
+  std::string decode = prefill;
+  decode.replace(decode.find("\"prefill\""), 9, "\"decode\"");
+  MoeLowerPass decode_pass(SpecKey{MoePhase::kDecode, 3, 3, 20, 4}, 8);
+  const std::string batched = RunPass(decode, decode_pass);
+  for (const char* want : {"%y.gate_up = expert_batched_matmul(%x, %y.batch, %y.batch.1, %wgu, "
+                           "%bgu) {top_k = 2} : tensor<40 x 10 x f32>",
+                           "%y.down = expert_batched_matmul(%y.act, %y.batch, %y.batch.1, %wd, "
+                           "%bd) {top_k = 1} : tensor<40 x 6 x f32>"}) {
+    EXPECT_NE(batched.find(want), std::string::npos) << want << "\n" << batched;
+  }
+  EXPECT_EQ(batched.find("_kn"), std::string::npos) << batched;
 }
 
 }  // namespace
