@@ -1,5 +1,6 @@
 // moe-lower: IR text in, IR text out.
 #include "passes/moe_lower.h"
+
 #include <string>
 #include <utility>
 
