@@ -58,6 +58,7 @@ struct DriverOptions {
   // Child mode: run the engine on one plan and write the results file.
   std::string engine_plan, engine_result;
   bool decode1_only = false;  // child: only the decode batch-1 key and its real decode
+  int rounds = 0;             // timing rounds per key (0: 5, smoke 1)
 };
 
 // ---- Engine run (child process) -----------------------------------------------------
@@ -118,7 +119,7 @@ Status RunEngineChild(const DriverOptions& options) {
                       Engine::Open(options.engine_plan, engine_options));
   EngineResult result;
   result.load_s = Seconds(load_start);
-  const int rounds = options.smoke ? 1 : 5;
+  const int rounds = options.rounds > 0 ? options.rounds : options.smoke ? 1 : 5;
   const double round_seconds = options.smoke ? 0.005 : 0.1;
   for (const KeyProgram& program : engine->plan().programs) {
     if (options.decode1_only &&
@@ -176,7 +177,7 @@ Status RunEngineChild(const DriverOptions& options) {
     const int32_t steps = options.smoke ? std::min(4, RealDecodeSteps(*engine, k.replay_us))
                                         : RealDecodeSteps(*engine, k.replay_us);
     std::vector<double> us;
-    for (int round = 0; round < (options.smoke ? 1 : 3); ++round) {
+    for (int round = 0; round < std::min(rounds, options.smoke ? 1 : 3); ++round) {
       MG_ASSIGN_OR_RETURN(DecodeRun run,
                           RunRealDecode(*engine, k.bucket, kRealDecodePrompt, steps));
       us.push_back(run.seconds * 1e6 / run.steps);
@@ -513,7 +514,8 @@ StatusOr<EngineResult> RunEngineInChild(const DriverOptions& options, const std:
   const std::string cmd = Quote(SelfPath()) + " --engine-run " + Quote(plan) + " --engine-result " +
                           Quote(result_path) + (options.smoke ? " --smoke" : "") +
                           (decode1_only ? " --engine-decode1-only" : "") + " --threads " +
-                          std::to_string(threads);
+                          std::to_string(threads) +
+                          (options.rounds > 0 ? " --rounds " + std::to_string(options.rounds) : "");
   std::fflush(stdout);
   if (std::system(cmd.c_str()) != 0) return Internal("the engine run failed: " + cmd);
   return ReadEngineResult(result_path);
@@ -606,6 +608,16 @@ int Main(int argc, char** argv) {
                 return Status::Ok();
               });
   flags.Switch("--no-openblas", "skip the OpenBLAS baseline", [&] { options.openblas = false; });
+  flags.Value("--rounds", "N",
+              "timing rounds per plan key in the engine runs (default 5, smoke 1; each round "
+              "times replay, eager and observed replay, each at least twice): fewer for models "
+              "whose steps take seconds (bench-dsv3-fp8)",
+              [&](const std::string& v) -> Status {
+                MG_ASSIGN_OR_RETURN(int64_t n, ParseInt(v, "--rounds"));
+                if (n < 1 || n > 100) return InvalidArgument("--rounds must be in [1, 100]");
+                options.rounds = static_cast<int>(n);
+                return Status::Ok();
+              });
   flags.Value("--engine-run", "PLAN", "(internal) run the engine on PLAN in this process",
               [&](const std::string& v) {
                 options.engine_plan = v;
