@@ -34,9 +34,12 @@ StatusOr<SpecKey> ParseSpecKey(std::string_view text, const SpecKey& defaults = 
 struct KeySetOptions {
   bool prefill = true;
   bool decode = true;
-  int32_t chunk_size = 256;     // MoE chunk capacity in rows
-  int32_t max_chunks = 8;       // the largest moe_num_chunk compiled
-  int32_t expert_parallel = 1;  // ranks; above 1 every key runs max_chunks chunks
+  int32_t chunk_size = 256;  // MoE chunk capacity in rows
+  int32_t max_chunks = 8;    // the largest moe_num_chunk compiled
+  // Ranks; above 1 every key runs max_chunks chunks (the chunks past a step's own count on no
+  // rows), as each expert-parallel rank must so that collectives line up. No tool sets it
+  // yet: nothing runs across ranks (issue 14); the tests compile and check such keys.
+  int32_t expert_parallel = 1;
   std::vector<int32_t> decode_buckets = {1, 2, 4, 8, 16, 32, 64};
   std::vector<int32_t> prefill_buckets = {16, 32, 64, 128, 256, 512, 1024, 2048};
   int32_t max_prefill_seqs = 16;  // B of prefill keys: min(T, this)

@@ -112,8 +112,6 @@ int Main(int argc, char** argv) {
                "MoE chunk capacity in rows (default 256)");
   AddIntOption(app, "--max-chunks", options.keys.max_chunks, {1, kMaxMoeChunks},
                "largest MoE chunk count compiled (default 8)");
-  AddIntOption(app, "--expert-parallel", options.keys.expert_parallel, {1, kMaxMoeChunks},
-               "expert-parallel ranks; above 1 every key runs max-chunks chunks (default 1)");
   AddIntListOption(app, "--decode-buckets", options.keys.decode_buckets, {1, kMaxTokenBucket},
                    "decode token buckets (default 1,2,4,8,16,32,64)");
   AddIntListOption(app, "--prefill-buckets", options.keys.prefill_buckets, {1, kMaxTokenBucket},
