@@ -2,7 +2,9 @@
 // interpreter are checked against. Correct and clear first; fp32 accumulation.
 //
 // Conventions shared by every kernel below:
-//  - Activations are f32. Weights are f32, bf16 or f16 and widened to f32.
+//  - Activations are f32. Weights are f32, bf16 or f16 and widened to f32; the matmul
+//    weights may also be quantized (block-scaled fp8, mxfp4: ir/quant.h), each element
+//    dequantized to f32 before its product (ref_detail::WeightMatrix).
 //  - A "stacked" weight [E, N, K] is a TensorArg whose expert_data[e] points at
 //    expert e's row-major [N, K] slice; plain weights use `data`.
 //  - args.meta is set only for ops that declare NeedsForwardMeta. Those whose
