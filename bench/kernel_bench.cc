@@ -12,10 +12,12 @@
 #include <cstdint>
 #include <cstring>
 #include <functional>
+#include <map>
 #include <memory>
 #include <random>
 #include <string>
 #include <tuple>
+#include <utility>
 #include <vector>
 
 #include "bench/yardsticks.h"
@@ -383,6 +385,144 @@ void BM_GroupedMatmul(benchmark::State& state, KernelFn fn, bool fused) {
             });
 }
 
+// ---- GPT-OSS-20b experts: mxfp4 against bf16 -------------------------------------------
+
+// GPT-OSS-20b's expert shapes (smoke: small): H = I = 2880, E = 32, top_k = 4, gate_up
+// [E, 2I, H] (out-major, as published) and down [E, H, I].
+struct GptOssShapes {
+  int64_t hidden = 2880, inter = 2880, experts = 32, top_k = 4, prefill_tokens = 128;
+};
+
+const GptOssShapes& OssS() {
+  static const GptOssShapes shapes = g_smoke ? GptOssShapes{64, 64, 4, 2, 16} : GptOssShapes{};
+  return shapes;
+}
+
+// One stacked expert weight [E, n, k] in bf16 or mxfp4 (random codes, e8m0 scales 2^-7 ..
+// 2^-4: values of a trained model's magnitude), and a bf16 bias [E, n].
+struct OssWeight {
+  int64_t n = 0, k = 0;
+  DType dtype = DType::kBF16;
+  std::vector<std::vector<uint16_t>> bf16;
+  std::vector<std::vector<uint8_t>> codes, scales;
+  std::vector<const void*> data_ptr, scale_ptr;
+  std::vector<uint16_t> bias;
+
+  TensorArg arg() const {
+    TensorArg t = Tensor(nullptr, dtype, {static_cast<int64_t>(data_ptr.size()), n, k});
+    t.expert_data = data_ptr.data();
+    if (dtype == DType::kMxfp4) {
+      t.quant = WeightQuant{QuantScheme::kMxfp4, 1, 32};
+      t.expert_scales = scale_ptr.data();
+    }
+    return t;
+  }
+  // Bytes of weights (and scales) one expert's matrix reads.
+  double ExpertBytes() const {
+    return dtype == DType::kMxfp4 ? n * k / 2.0 + n * k / 32.0 : 2.0 * n * k;
+  }
+};
+
+OssWeight MakeOssWeight(DType dtype, int64_t n, int64_t k, uint32_t seed) {
+  const GptOssShapes& s = OssS();
+  OssWeight w;
+  w.n = n;
+  w.k = k;
+  w.dtype = dtype;
+  for (int64_t e = 0; e < s.experts; ++e) {
+    if (dtype == DType::kMxfp4) {
+      w.codes.push_back(std::vector<uint8_t>(n * k / 2));
+      uint64_t bits = 0x9E3779B97F4A7C15ull * (seed + e + 1);
+      for (uint8_t& b : w.codes.back()) {
+        bits ^= bits << 13;
+        bits ^= bits >> 7;
+        bits ^= bits << 17;
+        b = static_cast<uint8_t>(bits >> 24);
+      }
+      w.scales.push_back(std::vector<uint8_t>(n * k / 32));
+      for (size_t i = 0; i < w.scales.back().size(); ++i)
+        w.scales.back()[i] = static_cast<uint8_t>(120 + (i * 7 + e) % 4);
+      w.data_ptr.push_back(w.codes.back().data());
+      w.scale_ptr.push_back(w.scales.back().data());
+    } else {
+      w.bf16.push_back(RandomBf16(n * k, seed + e, 1.0f / std::sqrt(static_cast<float>(k))));
+      w.data_ptr.push_back(w.bf16.back().data());
+    }
+  }
+  w.bias = RandomBf16(s.experts * n, seed + 999, 0.1f);
+  return w;
+}
+
+// The gate_up ([2I, H]) and down ([H, I]) weights of `dtype`, built once.
+const OssWeight& OssWeights(DType dtype, bool gate_up) {
+  const GptOssShapes& s = OssS();
+  static std::map<std::pair<DType, bool>, OssWeight>* cache =
+      new std::map<std::pair<DType, bool>, OssWeight>;
+  auto it = cache->find({dtype, gate_up});
+  if (it == cache->end()) {
+    OssWeight w = gate_up ? MakeOssWeight(dtype, 2 * s.inter, s.hidden, 700)
+                          : MakeOssWeight(dtype, s.hidden, s.inter, 800);
+    it = cache->emplace(std::pair{dtype, gate_up}, std::move(w)).first;
+  }
+  return it->second;
+}
+
+// Decode, one token: expert_batched_matmul over top_k experts (a new set each iteration):
+// gate_up x [1, H] -> [top_k, 2I] (top_k = k), or down h [top_k, I] -> [top_k, H] (top_k =
+// 1), with the bias. Bytes: the weights (and scales) of the top_k experts.
+void BM_GptOssDecode(benchmark::State& state, KernelFn fn, DType dtype, bool gate_up) {
+  const GptOssShapes& s = OssS();
+  const OssWeight& w = OssWeights(dtype, gate_up);
+  const int64_t x_rows = gate_up ? 1 : s.top_k;
+  const std::vector<float> x = RandomF32(x_rows * w.k, 2, 1.0f);
+  std::vector<int32_t> batch_experts(s.top_k), batch_pairs(s.top_k);
+  std::vector<float> y(s.top_k * w.n);
+  std::vector<TensorArg> in, out;
+  const TensorArg warg = w.arg();
+  const TensorArg bias = Tensor(w.bias.data(), DType::kBF16, {s.experts, w.n});
+  RunKernel(state, fn, 2.0 * s.top_k * w.n * w.k, s.top_k * w.ExpertBytes(),
+            [&](KernelArgs& args, int64_t it) {
+              for (int64_t j = 0; j < s.top_k; ++j) {
+                batch_experts[j] = static_cast<int32_t>((it * s.top_k + j) % s.experts);
+                batch_pairs[j] = static_cast<int32_t>(j);
+              }
+              std::sort(batch_experts.begin(), batch_experts.end());
+              in = {Tensor(x.data(), DType::kF32, {x_rows, w.k}),
+                    Tensor(batch_experts.data(), DType::kI32, {s.top_k}),
+                    Tensor(batch_pairs.data(), DType::kI32, {s.top_k, 1}), warg, bias};
+              out = {Tensor(y.data(), DType::kF32, {s.top_k, w.n})};
+              args.in = in.data();
+              args.num_in = 5;
+              args.out = out.data();
+              args.num_out = 1;
+              SetParams(args, TopKParams{.top_k = gate_up ? s.top_k : 1});
+            });
+}
+
+// Prefill: grouped_matmul of prefill_tokens * top_k pairs (every expert the same share)
+// through gate_up with its bias. Bytes: every expert's weights once.
+void BM_GptOssGrouped(benchmark::State& state, KernelFn fn, DType dtype) {
+  const GptOssShapes& s = OssS();
+  const OssWeight& w = OssWeights(dtype, /*gate_up=*/true);
+  const int64_t pairs = s.prefill_tokens * s.top_k;
+  std::vector<int32_t> offsets(s.experts + 1);
+  for (int64_t e = 0; e <= s.experts; ++e)
+    offsets[e] = static_cast<int32_t>(pairs * e / s.experts);
+  const std::vector<float> x = RandomF32(pairs * w.k, 5, 1.0f);
+  std::vector<float> y(pairs * w.n);
+  const std::vector<TensorArg> in = {Tensor(x.data(), DType::kF32, {pairs, w.k}),
+                                     Tensor(offsets.data(), DType::kI32, {s.experts + 1}), w.arg(),
+                                     Tensor(w.bias.data(), DType::kBF16, {s.experts, w.n})};
+  const std::vector<TensorArg> out = {Tensor(y.data(), DType::kF32, {pairs, w.n})};
+  RunKernel(state, fn, 2.0 * pairs * w.n * w.k, s.experts * w.ExpertBytes(),
+            [&](KernelArgs& args, int64_t) {
+              args.in = in.data();
+              args.num_in = 4;
+              args.out = out.data();
+              args.num_out = 1;
+            });
+}
+
 // ---- Routing, norms, rope ----------------------------------------------------------------
 
 void BM_TopkRoute(benchmark::State& state, KernelFn fn) {
@@ -603,6 +743,16 @@ void RegisterAll() {
            RefGroupedMatmulSiluMul, true);
   Register("grouped_matmul/prefill_down", BM_GroupedMatmul, OptGroupedMatmul, RefGroupedMatmul,
            false);
+  // GPT-OSS-20b's experts, mxfp4 (as published) against bf16.
+  for (const DType dtype : {DType::kBF16, DType::kMxfp4}) {
+    const std::string tag = dtype == DType::kMxfp4 ? "mxfp4" : "bf16";
+    Register("expert_batched_matmul/gpt_oss_gate_up_" + tag + "_b1", BM_GptOssDecode,
+             OptExpertBatchedMatmul, RefExpertBatchedMatmul, dtype, true);
+    Register("expert_batched_matmul/gpt_oss_down_" + tag + "_b1", BM_GptOssDecode,
+             OptExpertBatchedMatmul, RefExpertBatchedMatmul, dtype, false);
+    Register("grouped_matmul/gpt_oss_gate_up_" + tag + "_prefill", BM_GptOssGrouped,
+             OptGroupedMatmul, RefGroupedMatmul, dtype);
+  }
   Register("topk_route/prefill", BM_TopkRoute, OptTopkRoute, RefTopkRoute);
   Register("add_rms_norm/prefill", BM_AddRmsNorm, OptAddRmsNorm, RefAddRmsNorm);
   Register("rope/prefill", BM_Rope, OptRope, RefRope);

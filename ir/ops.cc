@@ -598,6 +598,11 @@ StatusOr<std::vector<Type>> InferGroupedMatmul(const InferContext& ctx, int num_
   for (int i = 2; i < 2 + num_weights; ++i) {
     MG_RETURN_IF_ERROR(CheckStacked(ctx, i, experts, n, In(ctx, 0).dims[1], "weight"));
   }
+  // grouped_matmul's optional bias [E, N] (GPT-OSS's expert biases).
+  const size_t bias_index = 2 + static_cast<size_t>(num_weights);
+  if (ctx.operands.size() > bias_index) {
+    MG_RETURN_IF_ERROR(CheckBias(ctx, static_cast<int>(bias_index), {experts, n}, "bias [E, N]"));
+  }
   return std::vector<Type>{F32({In(ctx, 0).dims[0], n})};
 }
 StatusOr<std::vector<Type>> InferGroupedMatmul1(const InferContext& ctx) {
@@ -679,6 +684,20 @@ StatusOr<std::vector<Type>> InferExpertBatchedMatmulKn(const InferContext& ctx) 
   const Dim experts = In(ctx, 3).dims[0];
   const Dim& n = In(ctx, 3).dims[2];
   MG_RETURN_IF_ERROR(CheckStackedKn(ctx, 3, experts, In(ctx, 0).dims[1], n, "weight"));
+  if (ctx.operands.size() > 4) MG_RETURN_IF_ERROR(CheckBias(ctx, 4, {experts, n}, "bias [E, N]"));
+  return std::vector<Type>{F32({S(In(ctx, 0).dims[0].size * ctx.op.IntAttr("top_k")), n})};
+}
+
+// x [R, K], batch layout, w [E, N, K] (out-major, quantized or not), optional bias [E, N]
+// -> [R * top_k, N].
+StatusOr<std::vector<Type>> InferExpertBatchedMatmul(const InferContext& ctx) {
+  MG_RETURN_IF_ERROR(RequireTensor(ctx, 0, 2, "x"));
+  MG_RETURN_IF_ERROR(RequireStatic(ctx, In(ctx, 0).dims[0], "rows"));
+  MG_RETURN_IF_ERROR(CheckBatchLayout(ctx, 1));
+  MG_RETURN_IF_ERROR(RequireTensor(ctx, 3, 3, "weight"));
+  const Dim experts = In(ctx, 3).dims[0];
+  const Dim& n = In(ctx, 3).dims[1];
+  MG_RETURN_IF_ERROR(CheckStacked(ctx, 3, experts, n, In(ctx, 0).dims[1], "weight"));
   if (ctx.operands.size() > 4) MG_RETURN_IF_ERROR(CheckBias(ctx, 4, {experts, n}, "bias [E, N]"));
   return std::vector<Type>{F32({S(In(ctx, 0).dims[0].size * ctx.op.IntAttr("top_k")), n})};
 }
@@ -958,10 +977,11 @@ std::vector<OpDef> BuildDefs() {
        .params = &kParamsInfo<TopKParams>,
        .infer = InferMoePermute},
       {.name = "grouped_matmul",
-       .summary = "per-expert row groups times that expert's weight",
-       .example = "%y = grouped_matmul(%xp, %offsets, %wd) : tensor<512 x 2048 x f32>",
+       .summary = "per-expert row groups times that expert's weight, plus its optional bias "
+                  "[E, N]",
+       .example = "%y = grouped_matmul(%xp, %offsets, %wd, %bd) : tensor<512 x 2048 x f32>",
        .min_data_operands = 3,
-       .max_data_operands = 3,
+       .max_data_operands = 4,
        .traits = kPure | kKernel,
        .infer = InferGroupedMatmul1},
       {.name = "grouped_matmul_silu_mul",
@@ -1022,6 +1042,16 @@ std::vector<OpDef> BuildDefs() {
        .traits = kPure | kKernel,
        .params = &kParamsInfo<TopKParams>,
        .infer = InferExpertBatchedMatmulKn},
+      {.name = "expert_batched_matmul",
+       .summary = "decode: per active expert, its pairs' rows (x row p / top_k) times its "
+                  "[out, in] weight (quantized or not), plus its optional bias",
+       .example = "%y = expert_batched_matmul(%x, %be, %bp, %w, %b) {top_k = 4} : "
+                  "tensor<64 x 5760 x f32>",
+       .min_data_operands = 4,
+       .max_data_operands = 5,
+       .traits = kPure | kKernel,
+       .params = &kParamsInfo<TopKParams>,
+       .infer = InferExpertBatchedMatmul},
       {.name = "clamped_swiglu",
        .summary = "GPT-OSS's SwiGLU on interleaved (gate, up) pairs: (clamp(u) + 1) * g * "
                   "sigmoid(alpha * g), g = min(gate, limit)",

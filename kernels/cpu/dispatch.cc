@@ -13,11 +13,11 @@
 namespace moegraph {
 namespace {
 
-// fp8e4m3: a block-scaled matmul weight; the optimised matmul kernels read the blocks they
-// take (simd::ToMatmulWType) and run the reference for others.
+// fp8e4m3 / mxfp4: a quantized matmul weight; the optimised matmul kernels read the blocks
+// they take (simd::ToMatmulWType) and run the reference for others.
 bool IsWeight(DType dtype) {
   return dtype == DType::kF32 || dtype == DType::kBF16 || dtype == DType::kF16 ||
-         dtype == DType::kFp8E4M3;
+         dtype == DType::kFp8E4M3 || dtype == DType::kMxfp4;
 }
 
 // Inputs [first, first + count) exist and share one weight dtype.
@@ -97,6 +97,7 @@ constexpr Entry kTable[] = {
     {"expert_batched_matmul_kn",
      RefExpertBatchedMatmulKn,
      {OptExpertBatchedMatmulKn, WeightsAt<3, 1>}},
+    {"expert_batched_matmul", RefExpertBatchedMatmul, {OptExpertBatchedMatmul, WeightsAt<3, 1>}},
     {"clamped_swiglu", RefClampedSwiglu, {OptClampedSwiglu, Always}},
     {"slice_rows", RefSliceRows, {}},
     {"concat_rows", RefConcatRows, {}},

@@ -843,8 +843,9 @@ void OptMlaAttention(const KernelArgs& args) {
   const bool ok =
       args.meta != nullptr && q.kv_lora_rank <= kMaxRefHeadDimMla && q.CacheRow() <= kMaxMlaRow &&
       kv_access::IsLatentLayer(args.kv, q.layer, q.CacheRow()) &&
-      simd::ToMatmulWType(kv_b, &wtype) && (wtype != simd::WType::kFp8 || kv_b.scales) &&
-      kv_b.rank == 2 && kv_b.shape[0] == q.num_heads * (q.qk_nope_head_dim + q.v_head_dim) &&
+      simd::ToMatmulWType(kv_b, &wtype) && wtype != simd::WType::kMxfp4 &&
+      (wtype != simd::WType::kFp8 || kv_b.scales) && kv_b.rank == 2 &&
+      kv_b.shape[0] == q.num_heads * (q.qk_nope_head_dim + q.v_head_dim) &&
       kv_b.shape[1] == q.kv_lora_rank && RowSize(args.out[0]) == q.num_heads * q.v_head_dim &&
       RowSize(args.in[0]) == q.num_heads * q.qk_nope_head_dim &&
       RowSize(args.in[1]) == q.num_heads * q.qk_rope_head_dim &&
@@ -887,6 +888,8 @@ void OptMlaAttention(const KernelArgs& args) {
         return MlaItems<simd::WType::kF16>(p, begin, end);
       case simd::WType::kFp8:
         return MlaItems<simd::WType::kFp8>(p, begin, end);
+      case simd::WType::kMxfp4:  // refused above: the reference reads an mxfp4 kv_b
+        return;
     }
   });
 }

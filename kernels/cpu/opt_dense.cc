@@ -44,6 +44,9 @@ void RunDense(const MatmulBlock& b, int64_t num_rows, WType wtype, int num_threa
       case WType::kFp8:
         DenseWorker<WType::kFp8>(b, num_rows, t, nt);
         break;
+      case WType::kMxfp4:
+        DenseWorker<WType::kMxfp4>(b, num_rows, t, nt);
+        break;
     }
   });
 }
@@ -67,7 +70,7 @@ bool RunLinear(const KernelArgs& args, int num_weights) {
     const TensorArg& wu = args.in[2];
     if (wu.dtype != wg.dtype || wu.quant != wg.quant || !WeightOk(wu, b.n, b.k)) return false;
     b.wu = wu.data;
-    b.scales.u = static_cast<const float*>(wu.scales);
+    b.scales.SetMatrices(wg.scales, wu.scales);
   }
   b.x = args.in[0].as<const float>();
   b.wg = wg.data;

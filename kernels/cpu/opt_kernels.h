@@ -44,13 +44,17 @@ void OptMlaAttention(const KernelArgs& args);
 // topk_route: probabilities computed once per row (bit-identical to the reference).
 void OptTopkRoute(const KernelArgs& args);
 // grouped matmuls: per expert, packed GEMM over its row group (GEMV tiles when
-// the group has at most 4 rows); gate/up share one panel and fuse SiLU-and-mul.
+// the group has at most 4 rows); gate/up share one panel and fuse SiLU-and-mul;
+// grouped_matmul's bias is added to each expert's panel columns after its matmul.
 void OptGroupedMatmul(const KernelArgs& args);
 void OptGroupedMatmulSiluMul(const KernelArgs& args);
 // decode: only the routed experts' rows are read, each once per token group;
 // gate and up rows are read in one pass with SiLU-and-mul fused.
 void OptExpertBatchedGateUpSilu(const KernelArgs& args);
 void OptExpertBatchedDown(const KernelArgs& args);
+// expert_batched_matmul: expert_batched_down's GEMV tiles with the token-row rule of gate/up
+// (x row p / top_k) and the bias added per column unit.
+void OptExpertBatchedMatmul(const KernelArgs& args);
 void OptMoeCombine(const KernelArgs& args);
 void OptMoeUnpermuteReduce(const KernelArgs& args);
 // GPT-OSS's experts (opt_moe_kn.cc): [in, out] weights read four rows at a time as long

@@ -41,6 +41,27 @@ bool StackedOk(const TensorArg& w, int64_t e, int64_t n, int64_t k) {
          w.shape[2] == k && (!w.quant.quantized() || w.expert_scales != nullptr);
 }
 
+// The optional expert bias [E, N] (f32/bf16/f16) at in[index]: null when absent; false when
+// present but not one (the caller runs the reference, which names the fault).
+bool ExpertBiasOf(const KernelArgs& args, int index, int64_t e, int64_t n, const TensorArg** out) {
+  *out = nullptr;
+  if (args.num_in <= index) return true;
+  const TensorArg& b = args.in[index];
+  if (!ref_detail::IsWeightDType(b.dtype) || b.data == nullptr || b.numel() != e * n) return false;
+  *out = &b;
+  return true;
+}
+
+// The epilogue of a matmul with a bias: out_rows[m][c] += bias[e, c] for c in [c0, c1).
+void AddExpertBias(float* const* out_rows, int64_t num_rows, const TensorArg& bias, int64_t e,
+                   int64_t n, int64_t c0, int64_t c1) {
+  for (int64_t c = c0; c < c1; ++c) {
+    const float b = ref_detail::LoadWeight(bias.data, bias.dtype, e * n + c);
+    for (int64_t m = 0; m < num_rows; ++m)
+      out_rows[m][c] += b;
+  }
+}
+
 template <typename Fn>
 void ForWType(WType wtype, Fn&& fn) {
   switch (wtype) {
@@ -55,6 +76,9 @@ void ForWType(WType wtype, Fn&& fn) {
       break;
     case WType::kFp8:
       fn(std::integral_constant<WType, WType::kFp8>{});
+      break;
+    case WType::kMxfp4:
+      fn(std::integral_constant<WType, WType::kMxfp4>{});
       break;
   }
 }
@@ -124,8 +148,9 @@ struct GroupedProblem {
   const void* const* wu = nullptr;
   const void* const* sg = nullptr;  // kFp8: per-expert scales of wg / wu
   const void* const* su = nullptr;
-  int64_t num_rows = 0;        // out rows
-  int64_t num_valid_rows = 0;  // rows an expert range may cover
+  const TensorArg* bias = nullptr;  // grouped_matmul's optional [E, N]
+  int64_t num_rows = 0;             // out rows
+  int64_t num_valid_rows = 0;       // rows an expert range may cover
 };
 
 // The first expert at or after `e` whose range the reference accepts after
@@ -158,10 +183,7 @@ MatmulBlock ExpertBlock(const GroupedProblem& p, int64_t e) {
   b.num_rows = p.offsets[e + 1] - begin;
   b.wg = p.wg[e];
   b.wu = p.wu ? p.wu[e] : nullptr;
-  if (p.sg) {
-    b.scales.g = static_cast<const float*>(p.sg[e]);
-    b.scales.u = p.su ? static_cast<const float*>(p.su[e]) : nullptr;
-  }
+  if (p.sg) b.scales.SetMatrices(p.sg[e], p.su ? p.su[e] : nullptr);
   return b;
 }
 
@@ -188,6 +210,12 @@ void GroupedWorker(const GroupedProblem& p, int t, int num_threads) {
     const MatmulBlock block = ExpertBlock(p, e);
     const MatmulBlock prefetch_block = prefetch < p.num_experts ? ExpertBlock(p, prefetch) : block;
     simd::MatmulPanels<W>(block, q0, q1, prefetch < p.num_experts ? &prefetch_block : nullptr);
+    if (p.bias) {
+      for (int64_t r = 0; r < block.num_rows; ++r) {
+        float* row = block.out + r * base.out_stride;
+        AddExpertBias(&row, 1, *p.bias, e, base.n, c0, c1);
+      }
+    }
     e = NextAcceptedExpert(p, e + 1, covered);
   }
   zero_rows(covered, p.num_rows);
@@ -216,6 +244,8 @@ bool RunGrouped(const KernelArgs& args, int num_weights) {
     p.wu = wu.expert_data;
     p.su = wu.expert_scales;
     b.wu = wu.expert_data;  // marks the block fused (panel width); replaced per expert
+  } else if (!ExpertBiasOf(args, 3, p.num_experts, b.n, &p.bias)) {
+    return false;
   }
   b.x = args.in[0].as<const float>();
   b.out = args.out[0].as<float>();
@@ -244,7 +274,8 @@ struct BatchedProblem {
   const void* const* wu = nullptr;  // gate/up only
   const void* const* sg = nullptr;  // kFp8: per-expert scales of wg / wu
   const void* const* su = nullptr;
-  simd::WeightScales scales;  // kFp8: the blocks (g / u set per expert)
+  simd::WeightScales scales;        // quantized: the blocks (g / u set per expert)
+  const TensorArg* bias = nullptr;  // expert_batched_matmul's optional [E, N]
   int64_t num_experts = 0;
   float* out = nullptr;  // [num_pairs, n]
   int64_t n = 0, num_pairs = 0;
@@ -278,10 +309,7 @@ void BatchedUnit(const BatchedProblem& p, int64_t s, int64_t c0, int64_t c1) {
   const auto* wg = static_cast<const WElem<W>*>(p.wg[e]);
   const auto* wu = p.wu ? static_cast<const WElem<W>*>(p.wu[e]) : nullptr;
   simd::WeightScales scales = p.scales;
-  if (p.sg) {
-    scales.g = static_cast<const float*>(p.sg[e]);
-    scales.u = p.su ? static_cast<const float*>(p.su[e]) : nullptr;
-  }
+  if (p.sg) scales.SetMatrices(p.sg[e], p.su ? p.su[e] : nullptr);
   const float* x_rows[simd::kMaxDotActRows];
   float* out_rows[simd::kMaxDotActRows];
   int64_t c = 0;
@@ -296,6 +324,7 @@ void BatchedUnit(const BatchedProblem& p, int64_t s, int64_t c0, int64_t c1) {
     }
     if (mr == 0) break;
     simd::GemvColumns<W>(x_rows, out_rows, mr, wg, wu, p.k, p.n, c0, c1, scales);
+    if (p.bias) AddExpertBias(out_rows, mr, *p.bias, e, p.n, c0, c1);
   }
 }
 
@@ -466,6 +495,33 @@ void OptExpertBatchedDown(const KernelArgs& args) {
   // Rows past min(out rows, h rows) are zeros too (the reference clears all of out).
   const int64_t out_rows = NumRows(args.out[0]);
   std::fill(p.out + p.num_pairs * p.n, p.out + out_rows * p.n, 0.0f);
+}
+
+void OptExpertBatchedMatmul(const KernelArgs& args) {
+  const TopKParams& params = Params<TopKParams>(args);
+  const TensorArg& w = args.in[3];
+  BatchedProblem p;
+  p.x = args.in[0].as<const float>();
+  p.num_x_rows = NumRows(args.in[0]);
+  p.k = RowSize(args.in[0]);
+  p.n = RowSize(args.out[0]);
+  p.num_pairs = NumRows(args.out[0]);
+  p.top_k = params.top_k;
+  p.num_experts = w.dim(0);
+  WType wtype;
+  if (p.top_k <= 0 || !simd::ToMatmulWType(w, &wtype) || !StackedOk(w, p.num_experts, p.n, p.k) ||
+      !ExpertBiasOf(args, 4, p.num_experts, p.n, &p.bias)) {
+    return RefExpertBatchedMatmul(args);
+  }
+  p.scales = simd::ScalesOf(w, nullptr, nullptr);
+  p.sg = w.expert_scales;
+  p.batch_experts = args.in[1].as<const int32_t>();
+  p.batch_pairs = args.in[2].as<const int32_t>();
+  p.pairs_per_slot = RowSize(args.in[2]);
+  p.num_slots = std::min(args.in[1].numel(), NumRows(args.in[2]));
+  p.wg = w.expert_data;
+  p.out = args.out[0].as<float>();
+  RunBatched(p, wtype, args.num_threads);
 }
 
 void OptMoeCombine(const KernelArgs& args) {

@@ -41,6 +41,7 @@ void ForWType(WType wtype, Fn&& fn) {
       fn(std::integral_constant<WType, WType::kF16>{});
       break;
     case WType::kFp8:  // the callers leave quantized [in, out] weights to the reference
+    case WType::kMxfp4:
       break;
   }
 }

@@ -95,7 +95,8 @@ bool RunNorm(const KernelArgs& args, bool with_residual) {
           NormRow<WType::kF16>(x_row, res_row, sum_row, static_cast<const uint16_t*>(w.data),
                                row_size, w_size, eps, y + offset);
           break;
-        case WType::kFp8:  // ToWType never gives it: norm weights are not quantized
+        case WType::kFp8:  // ToWType never gives these: norm weights are not quantized
+        case WType::kMxfp4:
           break;
       }
     }

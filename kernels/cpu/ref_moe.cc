@@ -42,7 +42,8 @@ void CheckStackedWeight(const char* kernel, const TensorArg& w, int64_t e, int64
   MG_KERNEL_CONTRACT(ref_detail::IsMatmulWeight(w) && w.expert_data != nullptr && w.rank == 3 &&
                          w.shape[0] == e && w.shape[1] == n && w.shape[2] == k &&
                          (!w.quant.quantized() || w.expert_scales != nullptr),
-                     kernel, "stacked weight must be f32/bf16/f16 or block-scaled fp8 [E, N, K]");
+                     kernel,
+                     "stacked weight must be f32/bf16/f16, block-scaled fp8 or mxfp4 [E, N, K]");
 }
 
 void CheckStackedKnWeight(const char* kernel, const TensorArg& w, int64_t e, int64_t k, int64_t n) {
@@ -170,6 +171,7 @@ void GroupedMatmul(const KernelArgs& args, const TensorArg& wg, const TensorArg*
                      kernel, "offsets must be [E + 1] and x [P, K] for out [P, N]");
   CheckStackedWeight(kernel, wg, num_experts, n, k);
   if (wu != nullptr) CheckStackedWeight(kernel, *wu, num_experts, n, k);
+  const TensorArg* bias = wu == nullptr ? ExpertBias(args, 3, num_experts, n, kernel) : nullptr;
   const int64_t num_valid_rows = num_rows;
   ParallelFor(args.num_threads, num_rows * n, [&](int64_t begin, int64_t end) {
     int64_t cached_row = -1;
@@ -185,6 +187,8 @@ void GroupedMatmul(const KernelArgs& args, const TensorArg& wg, const TensorArg*
         const float* x_row = x + r * k;
         const float g = ExpertMatrix(wg, expert).Dot(x_row, j, 0, k);
         value = wu == nullptr ? g : Silu(g) * ExpertMatrix(*wu, expert).Dot(x_row, j, 0, k);
+        if (bias != nullptr)
+          value += ref_detail::LoadWeight(bias->data, bias->dtype, expert * n + j);
       }
       out[r * n + j] = value;
     }
@@ -650,6 +654,44 @@ void RefExpertBatchedMatmulKn(const KernelArgs& args) {
         if (p < 0 || p >= num_pairs || p / top_k >= num_x_rows) continue;
         for (int64_t j = 0; j < n; ++j)
           y[p * n + j] = DotKn(x + (p / top_k) * k, w, e, k, n, j, bias);
+      }
+    }
+  });
+}
+
+void RefExpertBatchedMatmul(const KernelArgs& args) {
+  const TopKParams& params = Params<TopKParams>(args);
+  const float* x = args.in[0].as<const float>();
+  const int32_t* batch_experts = args.in[1].as<const int32_t>();
+  const int32_t* batch_pairs = args.in[2].as<const int32_t>();
+  const TensorArg& w = args.in[3];
+  float* y = args.out[0].as<float>();
+  const int64_t top_k = params.top_k;
+  const int64_t num_pairs = NumRows(args.out[0]);
+  const int64_t n = RowSize(args.out[0]);
+  const int64_t num_x_rows = NumRows(args.in[0]);
+  const int64_t k = RowSize(args.in[0]);
+  const int64_t num_experts = w.dim(0);
+  const int64_t pairs_per_slot = RowSize(args.in[2]);
+  MG_KERNEL_CONTRACT(top_k > 0 && args.in[1].numel() == NumRows(args.in[2]),
+                     "expert_batched_matmul", "batch_experts [S] and batch_pairs [S, T]");
+  CheckStackedWeight("expert_batched_matmul", w, num_experts, n, k);
+  const TensorArg* bias = ExpertBias(args, 4, num_experts, n, "expert_batched_matmul");
+  const int64_t num_slots = args.in[1].numel();
+  std::fill(y, y + args.out[0].numel(), 0.0f);
+  ParallelFor(args.num_threads, num_slots, [&](int64_t begin, int64_t end) {
+    for (int64_t s = begin; s < end; ++s) {
+      const int64_t e = batch_experts[s];
+      if (e < 0 || e >= num_experts) continue;
+      const ref_detail::WeightMatrix we = ExpertMatrix(w, e);
+      for (int64_t c = 0; c < pairs_per_slot; ++c) {
+        const int64_t p = batch_pairs[s * pairs_per_slot + c];
+        if (p < 0 || p >= num_pairs || p / top_k >= num_x_rows) continue;
+        for (int64_t j = 0; j < n; ++j) {
+          float acc = we.Dot(x + (p / top_k) * k, j, 0, k);
+          if (bias != nullptr) acc += ref_detail::LoadWeight(bias->data, bias->dtype, e * n + j);
+          y[p * n + j] = acc;
+        }
       }
     }
   });

@@ -2,7 +2,9 @@
 // interpreter are checked against. Correct and clear first; fp32 accumulation.
 //
 // Conventions shared by every kernel below:
-//  - Activations are f32. Weights are f32, bf16 or f16 and widened to f32.
+//  - Activations are f32. Weights are f32, bf16 or f16 and widened to f32; the matmul
+//    weights may also be quantized (block-scaled fp8, mxfp4: ir/quant.h), each element
+//    dequantized to f32 before its product (ref_detail::WeightMatrix).
 //  - A "stacked" weight [E, N, K] is a TensorArg whose expert_data[e] points at
 //    expert e's row-major [N, K] slice; plain weights use `data`.
 //  - args.meta is set only for ops that declare NeedsForwardMeta. Those whose
@@ -168,8 +170,9 @@ void RefMoeAlign(const KernelArgs& args);
 // Row i = x[sorted_pairs[i] / top_k]; zeros for -1 (or out-of-range) pairs.
 void RefMoePermute(const KernelArgs& args);
 
-// in[0] xp [P, K], in[1] expert_offsets [E + 1] i32, in[2] w stacked [E, N, K]
-// -> out[0] [P, N]. Rows in [off[e], off[e + 1]) use expert e. A range that is
+// in[0] xp [P, K], in[1] expert_offsets [E + 1] i32, in[2] w stacked [E, N, K],
+// optional in[3] bias [E, N] (f32/bf16/f16) -> out[0] [P, N] = xp w_e^T + b_e.
+// Rows in [off[e], off[e + 1]) use expert e. A range that is
 // not monotone with the ones before it or runs past P is skipped; rows in no
 // accepted range (including rows >= off[E]) are zeros.
 void RefGroupedMatmul(const KernelArgs& args);
@@ -214,6 +217,13 @@ void RefGroupedMatmulKn(const KernelArgs& args);
 // params: TopKParams. out[p] = x[p / k] w_e + b_e for every pair p of every slot
 // with expert e >= 0; rows not written are zeros.
 void RefExpertBatchedMatmulKn(const KernelArgs& args);
+
+// GPT-OSS's MXFP4 experts, out-major as published (the layout of expert_batched_down).
+// in[0] x [R, K], in[1] batch_experts [S] i32, in[2] batch_pairs [S, T] i32,
+// in[3] w stacked [E, N, K], optional in[4] bias [E, N] -> out[0] [R * k, N];
+// params: TopKParams. out[p] = w_e x[p / k] + b_e for every pair p of every slot
+// with expert e >= 0; rows not written are zeros.
+void RefExpertBatchedMatmul(const KernelArgs& args);
 
 // in[0] x [R, 2I] f32 (interleaved gate, up) -> out[0] [R, I]; params:
 // ClampedSwigluParams' rule.
@@ -293,11 +303,16 @@ inline float DotWeight(const float* x, const void* w, DType dtype, int64_t offse
   return acc;
 }
 
-// Whether `w` is a weight a matmul kernel reads: f32/bf16/f16, or fp8e4m3 with its block
-// scales (QuantScheme::kFp8Block).
+// Whether `w` is a weight a matmul kernel reads: f32/bf16/f16, fp8e4m3 with its block
+// scales (QuantScheme::kFp8Block), or packed mxfp4 with its e8m0 scales (kMxfp4, K % 32 == 0).
 inline bool IsMatmulWeight(const TensorArg& w) {
   if (w.quant.scheme == QuantScheme::kFp8Block) {
     return w.dtype == DType::kFp8E4M3 && w.quant.block_rows > 0 && w.quant.block_cols > 0 &&
+           (w.scales != nullptr || w.expert_scales != nullptr);
+  }
+  if (w.quant.scheme == QuantScheme::kMxfp4) {
+    return w.dtype == DType::kMxfp4 && w.quant.block_rows == 1 && w.quant.block_cols == 32 &&
+           w.rank >= 1 && w.dim(-1) % 32 == 0 &&
            (w.scales != nullptr || w.expert_scales != nullptr);
   }
   return !w.quant.quantized() && IsWeightDType(w.dtype);
@@ -310,11 +325,23 @@ struct WeightMatrix {
   DType dtype = DType::kF32;
   int64_t cols = 0;  // K
   WeightQuant quant;
-  const void* scales = nullptr;  // [ceil(N / block_rows), ceil(K / block_cols)] when quantized
+  // [ceil(N / block_rows), ceil(K / block_cols)] when quantized: f32 for kFp8Block, u8 e8m0
+  // for kMxfp4 (whose data rows are K / 2 bytes of packed codes).
+  const void* scales = nullptr;
 
-  // sum_{i < n} x[i] * W[row, col0 + i], each element dequantized (fp8 value times its
+  // sum_{i < n} x[i] * W[row, col0 + i], each element dequantized (fp8 / fp4 value times its
   // block's scale, in f32) before the product.
   float Dot(const float* x, int64_t row, int64_t col0, int64_t n) const {
+    if (quant.scheme == QuantScheme::kMxfp4) {
+      const uint8_t* q = static_cast<const uint8_t*>(data) + row * (cols / 2);
+      const uint8_t* s = static_cast<const uint8_t*>(scales) + row * (cols / 32);
+      float acc = 0.0f;
+      for (int64_t i = 0; i < n; ++i) {
+        const int64_t c = col0 + i;
+        acc += x[i] * (Mxfp4At(q, c) * E8M0ToF32(s[c / 32]));
+      }
+      return acc;
+    }
     if (quant.scheme != QuantScheme::kFp8Block)
       return DotWeight(x, data, dtype, row * cols + col0, n);
     const uint8_t* q = static_cast<const uint8_t*>(data) + row * cols;
@@ -330,6 +357,11 @@ struct WeightMatrix {
 
   // W[row, col] dequantized to f32.
   float At(int64_t row, int64_t col) const {
+    if (quant.scheme == QuantScheme::kMxfp4) {
+      const uint8_t* q = static_cast<const uint8_t*>(data) + row * (cols / 2);
+      const uint8_t* s = static_cast<const uint8_t*>(scales) + row * (cols / 32);
+      return Mxfp4At(q, col) * E8M0ToF32(s[col / 32]);
+    }
     if (quant.scheme != QuantScheme::kFp8Block) return LoadWeight(data, dtype, row * cols + col);
     const uint8_t q = static_cast<const uint8_t*>(data)[row * cols + col];
     const float* s =

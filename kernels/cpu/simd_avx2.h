@@ -26,8 +26,11 @@ inline bool CpuHasAvx2Fma() {
 // Weight element types as template parameters, so each kernel is
 // instantiated once per dtype with the widening inlined. kFp8 is e4m3 with block
 // scales (QuantScheme::kFp8Block): Load8 / Load1 decode it unscaled, and the
-// matmul drivers multiply each decoded vector by its block's scale (WeightScales).
-enum class WType { kF32, kBF16, kF16, kFp8 };
+// matmul drivers multiply each decoded vector by its block's scale (WeightScales). kMxfp4
+// is packed FP4 e2m1 (two codes a byte, QuantScheme::kMxfp4): a row pointer is a byte
+// pointer, element i lives at byte i / 2 (ElemOffset), Load8 decodes 8 codes from 4 bytes
+// unscaled and the drivers multiply by the row's e8m0 scale of each 32 columns.
+enum class WType { kF32, kBF16, kF16, kFp8, kMxfp4 };
 
 inline bool ToWType(DType dtype, WType* out) {
   switch (dtype) {
@@ -63,8 +66,47 @@ template <>
 struct WTraits<WType::kFp8> {
   using T = uint8_t;
 };
+template <>
+struct WTraits<WType::kMxfp4> {
+  using T = uint8_t;
+};
 template <WType W>
 using WElem = typename WTraits<W>::T;
+
+// The offset in WElem<W> units of element i of a row (kMxfp4: two elements a byte; i even
+// wherever a vector or a row starts).
+template <WType W>
+constexpr int64_t ElemOffset(int64_t i) {
+  return W == WType::kMxfp4 ? i / 2 : i;
+}
+
+// 8 FP4 e2m1 codes (4 bytes; element 2j the low nibble of byte j) decoded exactly: the 32
+// bits hold element l at bits [4l, 4l + 4), so one variable shift per lane brings each code
+// down; its low 3 bits index the 8 magnitudes (_mm256_permutevar8x32_ps reads only those) and
+// bit 3, shifted to bit 31, is the sign.
+MG_AVX2_INLINE __m256 Fp4x8ToF32(const uint8_t* p) {
+  int32_t packed;
+  __builtin_memcpy(&packed, p, sizeof(packed));
+  const __m256i codes =
+      _mm256_srlv_epi32(_mm256_set1_epi32(packed), _mm256_setr_epi32(0, 4, 8, 12, 16, 20, 24, 28));
+  const __m256 magnitude = _mm256_permutevar8x32_ps(
+      _mm256_setr_ps(0.0f, 0.5f, 1.0f, 1.5f, 2.0f, 3.0f, 4.0f, 6.0f), codes);
+  const __m256i sign = _mm256_and_si256(_mm256_slli_epi32(codes, 28),
+                                        _mm256_set1_epi32(static_cast<int32_t>(0x80000000u)));
+  return _mm256_or_ps(magnitude, _mm256_castsi256_ps(sign));
+}
+
+// Fp4x8ToF32 stored to out[0, 8) (for tests).
+MG_AVX2 inline void StoreFp4x8(const uint8_t* p, float* out) {
+  _mm256_storeu_ps(out, Fp4x8ToF32(p));
+}
+
+// An e8m0 scale as f32: the byte as the exponent field (2^(v - 127)). As E8M0ToF32 for
+// v in [1, 254]; 0 gives 0 (not 2^-127) and 255 gives +inf (not NaN): no published
+// checkpoint holds either.
+MG_AVX2_INLINE float E8M0Scale(uint8_t v) {
+  return __builtin_bit_cast(float, static_cast<uint32_t>(v) << 23);
+}
 
 // 8 e4m3 bytes decoded exactly (as Fp8E4M3ToF32): a normal value's exponent and
 // mantissa bits move into place with the bias added (e + 120); a subnormal is
@@ -95,6 +137,8 @@ MG_AVX2_INLINE __m256 Load8(const WElem<W>* p) {
     return _mm256_loadu_ps(p);
   } else if constexpr (W == WType::kFp8) {
     return Fp8x8ToF32(p);
+  } else if constexpr (W == WType::kMxfp4) {
+    return Fp4x8ToF32(p);
   } else if constexpr (W == WType::kBF16) {
     const __m128i h = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
     return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
@@ -103,9 +147,10 @@ MG_AVX2_INLINE __m256 Load8(const WElem<W>* p) {
   }
 }
 
-// One weight widened to f32.
+// One weight widened to f32 (not kMxfp4, whose rows are a multiple of 32: no tails).
 template <WType W>
 MG_AVX2_INLINE float Load1(const WElem<W>* p) {
+  static_assert(W != WType::kMxfp4, "mxfp4 rows have no scalar tails");
   if constexpr (W == WType::kF32) {
     return *p;
   } else if constexpr (W == WType::kFp8) {

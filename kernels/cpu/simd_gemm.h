@@ -1,7 +1,8 @@
 // Matmul building blocks of the optimised CPU kernels (private to kernels/cpu):
 // register-tiled dot products for few activation rows (decode GEMV, bandwidth
 // bound) and a packed 4x24 GEMM micro-kernel for many rows (prefill, compute
-// bound). Weights are rows of K values (f32, bf16 or f16) widened in registers;
+// bound). Weights are rows of K values (f32, bf16, f16, or fp8 / mxfp4 with their block
+// scales) widened in registers;
 // activations are f32 rows; accumulation is f32.
 //
 // Determinism: a dot-product tile keeps one accumulator per (row, weight row),
@@ -21,22 +22,61 @@
 
 namespace moegraph::simd {
 
-// The block scales of an fp8 weight pair (WType::kFp8): scale matrices [ceil(n /
-// block_rows), scale_cols] of the gate (or only) weight and of the up weight (or null).
-// The optimised kernels take block_cols % 8 == 0 (a scale per 8-value vector); other
-// blocks run the reference.
+// The block scales of a quantized weight pair: scale matrices [ceil(n / block_rows),
+// scale_cols] of the gate (or only) weight and of the up weight (or null): f32 for kFp8
+// (g / u), u8 e8m0 for kMxfp4 (g8 / u8, blocks of 1 x 32). The optimised kernels take
+// block_cols % 8 == 0 (a scale per 8-value vector); other blocks run the reference.
 struct WeightScales {
   const float* g = nullptr;
   const float* u = nullptr;
+  const uint8_t* g8 = nullptr;
+  const uint8_t* u8 = nullptr;
+  QuantScheme scheme = QuantScheme::kNone;
   int64_t block_rows = 0, block_cols = 0, scale_cols = 0;
 
-  // The scale row of weight row j.
+  // The f32 scale row of weight row j (kFp8).
   const float* GateRow(int64_t j) const { return g + (j / block_rows) * scale_cols; }
   const float* UpRow(int64_t j) const { return u + (j / block_rows) * scale_cols; }
+  // The scale row of weight row j, as the tiles take it (ScaleAt reads it).
+  const void* GateScaleRow(int64_t j) const {
+    if (scheme == QuantScheme::kMxfp4) return g8 + (j / block_rows) * scale_cols;
+    return GateRow(j);
+  }
+  const void* UpScaleRow(int64_t j) const {
+    if (scheme == QuantScheme::kMxfp4) return u8 + (j / block_rows) * scale_cols;
+    return UpRow(j);
+  }
+  // Points at one matrix's scales (one expert's) of the gate and up weights.
+  void SetMatrices(const void* gate, const void* up) {
+    if (scheme == QuantScheme::kMxfp4) {
+      g8 = static_cast<const uint8_t*>(gate);
+      u8 = static_cast<const uint8_t*>(up);
+    } else {
+      g = static_cast<const float*>(gate);
+      u = static_cast<const float*>(up);
+    }
+  }
 };
 
-// The WType of matmul weight `w`: ToWType of its dtype, or kFp8 for a block-scaled fp8
-// weight whose blocks the kernels take (block_cols % 8 == 0); false: run the reference.
+// Whether weights of W carry block scales the drivers multiply by.
+template <WType W>
+constexpr bool Scaled() {
+  return W == WType::kFp8 || W == WType::kMxfp4;
+}
+
+// The scale of column block `block` of a scale row (GateScaleRow / UpScaleRow).
+template <WType W>
+MG_AVX2_INLINE float ScaleAt(const void* row, int64_t block) {
+  if constexpr (W == WType::kMxfp4) {
+    return E8M0Scale(static_cast<const uint8_t*>(row)[block]);
+  } else {
+    return static_cast<const float*>(row)[block];
+  }
+}
+
+// The WType of matmul weight `w`: ToWType of its dtype, kFp8 for a block-scaled fp8 weight
+// whose blocks the kernels take (block_cols % 8 == 0), kMxfp4 for an mxfp4 weight (K % 32
+// == 0); false: run the reference.
 inline bool ToMatmulWType(const TensorArg& w, WType* out) {
   if (w.quant.scheme == QuantScheme::kFp8Block) {
     if (w.dtype != DType::kFp8E4M3 || w.quant.block_rows <= 0 || w.quant.block_cols <= 0 ||
@@ -46,6 +86,14 @@ inline bool ToMatmulWType(const TensorArg& w, WType* out) {
     *out = WType::kFp8;
     return true;
   }
+  if (w.quant.scheme == QuantScheme::kMxfp4) {
+    if (w.dtype != DType::kMxfp4 || w.quant.block_rows != 1 || w.quant.block_cols != 32 ||
+        w.rank < 1 || w.dim(-1) % 32 != 0) {
+      return false;
+    }
+    *out = WType::kMxfp4;
+    return true;
+  }
   return !w.quant.quantized() && ToWType(w.dtype, out);
 }
 
@@ -53,8 +101,8 @@ inline bool ToMatmulWType(const TensorArg& w, WType* out) {
 inline WeightScales ScalesOf(const TensorArg& w, const void* g, const void* u) {
   WeightScales s;
   if (!w.quant.quantized()) return s;
-  s.g = static_cast<const float*>(g);
-  s.u = static_cast<const float*>(u);
+  s.scheme = w.quant.scheme;
+  s.SetMatrices(g, u);
   s.block_rows = w.quant.block_rows;
   s.block_cols = w.quant.block_cols;
   s.scale_cols = w.quant.ScaleCols(w.dim(-1));
@@ -73,9 +121,9 @@ inline WeightScales ScalesOf(const TensorArg& w, const void* g, const void* u) {
 // by its block's scale (s[n][i / block_cols]) before the product, as the reference.
 template <WType W, int MR, int NR>
 MG_AVX2 void DotTile(const float* const* x, const WElem<W>* const* w, int64_t k, float* out,
-                     const WElem<W>* const* next, const float* const* s, int64_t block_cols) {
+                     const WElem<W>* const* next, const void* const* s, int64_t block_cols) {
   static_assert(MR * NR <= 12 || (MR == 1 && NR <= 8), "tile exceeds the register file");
-  constexpr int64_t kLineElems = 64 / sizeof(WElem<W>);
+  constexpr int64_t kLineElems = W == WType::kMxfp4 ? 128 : 64 / sizeof(WElem<W>);
   __m256 acc[MR][NR];
   for (int m = 0; m < MR; ++m) {
     for (int n = 0; n < NR; ++n)
@@ -85,17 +133,18 @@ MG_AVX2 void DotTile(const float* const* x, const WElem<W>* const* w, int64_t k,
   for (int64_t i = 0; i < k8; i += 8) {
     if (next && i % kLineElems == 0) {
       for (int n = 0; n < NR; ++n) {
-        if (next[n]) _mm_prefetch(reinterpret_cast<const char*>(next[n] + i), _MM_HINT_T1);
+        if (next[n]) {
+          _mm_prefetch(reinterpret_cast<const char*>(next[n] + ElemOffset<W>(i)), _MM_HINT_T1);
+        }
       }
     }
     __m256 xv[MR];
     for (int m = 0; m < MR; ++m)
       xv[m] = _mm256_loadu_ps(x[m] + i);
     for (int n = 0; n < NR; ++n) {
-      __m256 wv = Load8<W>(w[n] + i);
-      if constexpr (W == WType::kFp8) {
-        wv = _mm256_mul_ps(wv, _mm256_broadcast_ss(s[n] + i / block_cols));
-      }
+      __m256 wv = Load8<W>(w[n] + ElemOffset<W>(i));
+      if constexpr (Scaled<W>())
+        wv = _mm256_mul_ps(wv, _mm256_set1_ps(ScaleAt<W>(s[n], i / block_cols)));
       for (int m = 0; m < MR; ++m)
         acc[m][n] = _mm256_fmadd_ps(xv[m], wv, acc[m][n]);
     }
@@ -109,13 +158,15 @@ MG_AVX2 void DotTile(const float* const* x, const WElem<W>* const* w, int64_t k,
     for (; n < NR; ++n)
       out[m * NR + n] = Hsum(acc[m][n]);
   }
-  for (int64_t i = k8; i < k; ++i) {
-    for (int m = 0; m < MR; ++m) {
-      for (int n = 0; n < NR; ++n) {
-        if constexpr (W == WType::kFp8) {
-          out[m * NR + n] += x[m][i] * (Load1<W>(w[n] + i) * s[n][i / block_cols]);
-        } else {
-          out[m * NR + n] += x[m][i] * Load1<W>(w[n] + i);
+  if constexpr (W != WType::kMxfp4) {  // mxfp4 rows are a multiple of 32: no tail
+    for (int64_t i = k8; i < k; ++i) {
+      for (int m = 0; m < MR; ++m) {
+        for (int n = 0; n < NR; ++n) {
+          if constexpr (Scaled<W>()) {
+            out[m * NR + n] += x[m][i] * (Load1<W>(w[n] + i) * ScaleAt<W>(s[n], i / block_cols));
+          } else {
+            out[m * NR + n] += x[m][i] * Load1<W>(w[n] + i);
+          }
         }
       }
     }
@@ -124,7 +175,7 @@ MG_AVX2 void DotTile(const float* const* x, const WElem<W>* const* w, int64_t k,
 
 template <WType W>
 using DotTileFn = void (*)(const float* const*, const WElem<W>* const*, int64_t, float*,
-                           const WElem<W>* const*, const float* const*, int64_t);
+                           const WElem<W>* const*, const void* const*, int64_t);
 
 // Largest weight-row count per tile for `mr` activation rows.
 constexpr int MaxDotRows(int mr) {
@@ -199,7 +250,7 @@ template <WType W>
 MG_AVX2_INLINE void PrefetchRows(const WElem<W>* const* rows, int j0, int j1, int64_t k0,
                                  int64_t bytes) {
   for (int j = j0; j < j1; ++j) {
-    const char* p = reinterpret_cast<const char*>(rows[j] + k0);
+    const char* p = reinterpret_cast<const char*>(rows[j] + ElemOffset<W>(k0));
     for (int64_t b = 0; b < bytes; b += 64)
       _mm_prefetch(p + b, _MM_HINT_T1);
   }
@@ -211,7 +262,7 @@ MG_AVX2_INLINE void PrefetchRows(const WElem<W>* const* rows, int j0, int j1, in
 // are multiples of 8).
 template <WType W>
 MG_AVX2 void PackPanel(const WElem<W>* const* rows, int64_t k0, int64_t kc, float* pack,
-                       const float* const* s, int64_t block_cols) {
+                       const void* const* s, int64_t block_cols) {
   const int64_t kc_grouped = GroupsBy16<W>() ? kc & ~int64_t{15} : 0;
   const int64_t kc8 = kc & ~int64_t{7};
   for (int g = 0; g < kPanelCols / 8; ++g) {
@@ -233,19 +284,22 @@ MG_AVX2 void PackPanel(const WElem<W>* const* rows, int64_t k0, int64_t kc, floa
       for (; kk < kc8; kk += 8) {
         __m256 v[8];
         for (int j = 0; j < 8; ++j) {
-          v[j] = Load8<W>(r[j] + k0 + kk);
-          if constexpr (W == WType::kFp8) {
-            v[j] = _mm256_mul_ps(v[j], _mm256_broadcast_ss(s[8 * g + j] + (k0 + kk) / block_cols));
+          v[j] = Load8<W>(r[j] + ElemOffset<W>(k0 + kk));
+          if constexpr (Scaled<W>()) {
+            v[j] = _mm256_mul_ps(v[j],
+                                 _mm256_set1_ps(ScaleAt<W>(s[8 * g + j], (k0 + kk) / block_cols)));
           }
         }
         StoreTransposed8x8(v, pack + kk * kPanelCols + 8 * g);
       }
     }
-    for (; kk < kc; ++kk) {
-      for (int j = 0; j < 8; ++j) {
-        float v = Load1<W>(r[j] + k0 + kk);
-        if constexpr (W == WType::kFp8) v *= s[8 * g + j][(k0 + kk) / block_cols];
-        pack[kk * kPanelCols + 8 * g + j] = v;
+    if constexpr (W != WType::kMxfp4) {  // mxfp4: kc is a multiple of 32
+      for (; kk < kc; ++kk) {
+        for (int j = 0; j < 8; ++j) {
+          float v = Load1<W>(r[j] + k0 + kk);
+          if constexpr (Scaled<W>()) v *= ScaleAt<W>(s[8 * g + j], (k0 + kk) / block_cols);
+          pack[kk * kPanelCols + 8 * g + j] = v;
+        }
       }
     }
   }
@@ -316,7 +370,7 @@ MG_AVX2 void MicroKernel(int64_t kc, int64_t kc_grouped, const float* a, int64_t
 template <WType W>
 MG_AVX2 void GemmPanel(const float* a, int64_t lda, int64_t num_rows, const WElem<W>* const* rows,
                        const WElem<W>* const* next_rows, int64_t k, float* pack, float* c,
-                       const float* const* scale_rows = nullptr, int64_t block_cols = 0) {
+                       const void* const* scale_rows = nullptr, int64_t block_cols = 0) {
   const int64_t num_calls = (num_rows + kMicroRows - 1) / kMicroRows;
   for (int64_t k0 = 0; k0 < k; k0 += kBlockK) {
     const int64_t kc = std::min(kBlockK, k - k0);
@@ -328,7 +382,7 @@ MG_AVX2 void GemmPanel(const float* a, int64_t lda, int64_t num_rows, const WEle
     const WElem<W>* const* prefetch_rows = next < k ? rows : next_rows;
     const int64_t prefetch_k0 = next < k ? next : 0;
     const int64_t prefetch_bytes =
-        std::min(kBlockK, k - prefetch_k0) * static_cast<int64_t>(sizeof(WElem<W>));
+        ElemOffset<W>(std::min(kBlockK, k - prefetch_k0)) * static_cast<int64_t>(sizeof(WElem<W>));
     const int64_t kc_grouped = GroupsBy16<W>() ? kc & ~int64_t{15} : 0;
     const bool accumulate = k0 > 0;
     int64_t m0 = 0;
@@ -376,7 +430,7 @@ struct MatmulBlock {
   const void* wu = nullptr;  // [n, k] or null
   float* out = nullptr;      // [num_rows, out_stride]
   int64_t k = 0, n = 0, out_stride = 0, num_rows = 0;
-  WeightScales scales;  // kFp8 only
+  WeightScales scales;  // kFp8 / kMxfp4 only
 };
 
 // Output columns per packed panel: 24 weight rows, or 12 gate + 12 up rows.
@@ -401,7 +455,7 @@ MG_AVX2 void GemvColumns(const float* const* x_rows, float* const* out_rows, int
   float result[kMaxDotActRows * 8];
   const WElem<W>* w_rows[8];
   const WElem<W>* next_rows[8];
-  const float* s_rows[8] = {};
+  const void* s_rows[8] = {};
   for (int64_t j = c0; j < c1; j += max_cols) {
     const int cols = static_cast<int>(std::min<int64_t>(max_cols, c1 - j));
     const int nr = cols * rows_per_col;
@@ -410,15 +464,16 @@ MG_AVX2 void GemvColumns(const float* const* x_rows, float* const* out_rows, int
       // call's): prefetching them is harmless as long as they exist.
       const bool exists = j + max_cols + c < n;
       if (c < cols) {
-        w_rows[c * rows_per_col] = wg + (j + c) * k;
-        if (wu) w_rows[c * rows_per_col + 1] = wu + (j + c) * k;
-        if constexpr (W == WType::kFp8) {
-          s_rows[c * rows_per_col] = scales.GateRow(j + c);
-          if (wu) s_rows[c * rows_per_col + 1] = scales.UpRow(j + c);
+        w_rows[c * rows_per_col] = wg + ElemOffset<W>((j + c) * k);
+        if (wu) w_rows[c * rows_per_col + 1] = wu + ElemOffset<W>((j + c) * k);
+        if constexpr (Scaled<W>()) {
+          s_rows[c * rows_per_col] = scales.GateScaleRow(j + c);
+          if (wu) s_rows[c * rows_per_col + 1] = scales.UpScaleRow(j + c);
         }
       }
-      next_rows[c * rows_per_col] = exists ? wg + (j + max_cols + c) * k : nullptr;
-      if (wu) next_rows[c * rows_per_col + 1] = exists ? wu + (j + max_cols + c) * k : nullptr;
+      const int64_t next_offset = ElemOffset<W>((j + max_cols + c) * k);
+      next_rows[c * rows_per_col] = exists ? wg + next_offset : nullptr;
+      if (wu) next_rows[c * rows_per_col + 1] = exists ? wu + next_offset : nullptr;
     }
     PickDotTile<W>(mr, nr)(x_rows, w_rows, k, result, next_rows, s_rows, scales.block_cols);
     for (int m = 0; m < mr; ++m) {
@@ -464,7 +519,7 @@ MG_AVX2_INLINE void SiluMulRow12(const float* gate, const float* up, int64_t col
 // results are never stored, and the pack needs no null checks.
 template <WType W>
 void PanelRows(const MatmulBlock& b, int64_t q, const WElem<W>** rows,
-               const float** scale_rows = nullptr) {
+               const void** scale_rows = nullptr) {
   const auto* wg = static_cast<const WElem<W>*>(b.wg);
   const auto* wu = static_cast<const WElem<W>*>(b.wu);
   const int64_t panel_cols = PanelCols(b);
@@ -472,11 +527,11 @@ void PanelRows(const MatmulBlock& b, int64_t q, const WElem<W>** rows,
   const int64_t last = std::min(panel_cols, b.n - j0) - 1;
   for (int64_t i = 0; i < panel_cols; ++i) {
     const int64_t j = j0 + std::min(i, last);
-    rows[i] = wg + j * b.k;
-    if (wu) rows[panel_cols + i] = wu + j * b.k;
-    if constexpr (W == WType::kFp8) {
-      scale_rows[i] = b.scales.GateRow(j);
-      if (wu) scale_rows[panel_cols + i] = b.scales.UpRow(j);
+    rows[i] = wg + ElemOffset<W>(j * b.k);
+    if (wu) rows[panel_cols + i] = wu + ElemOffset<W>(j * b.k);
+    if constexpr (Scaled<W>()) {
+      scale_rows[i] = b.scales.GateScaleRow(j);
+      if (wu) scale_rows[panel_cols + i] = b.scales.UpScaleRow(j);
     }
   }
 }
@@ -492,8 +547,8 @@ MG_AVX2 void MatmulGemm(const MatmulBlock& b, int64_t panel_begin, int64_t panel
   const int64_t panel_cols = PanelCols(b);
   const WElem<W>* rows[kPanelCols];
   const WElem<W>* next_rows[kPanelCols] = {};
-  const float* scale_rows[kPanelCols] = {};
-  const float* next_scale_rows[kPanelCols] = {};
+  const void* scale_rows[kPanelCols] = {};
+  const void* next_scale_rows[kPanelCols] = {};
   PanelRows<W>(b, panel_begin, rows, scale_rows);
   for (int64_t q = panel_begin; q < panel_end; ++q) {
     const int64_t j0 = q * panel_cols;

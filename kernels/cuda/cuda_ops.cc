@@ -50,8 +50,14 @@ Status Zero(const TensorArg& t, cudaStream_t stream) {
   return Check(cudaMemsetAsync(t.data, 0, NumBytes(t), stream), "zero fill");
 }
 
-// A matmul weight the kernels read: f32/bf16/f16, or block-scaled fp8 with its scales.
-bool MatmulWeightDTypeOk(const TensorArg& w) {
+// A matmul weight the kernels read: f32/bf16/f16, or block-scaled fp8 with its scales; with
+// `mxfp4_ok` (the tiled GEMM's callers) also mxfp4 with its e8m0 scales.
+bool MatmulWeightDTypeOk(const TensorArg& w, bool mxfp4_ok = false) {
+  if (w.quant.scheme == QuantScheme::kMxfp4) {
+    return mxfp4_ok && w.dtype == DType::kMxfp4 && w.quant.block_rows == 1 &&
+           w.quant.block_cols == 32 && w.rank >= 1 && w.dim(-1) % 32 == 0 &&
+           (w.scales != nullptr || w.expert_scales != nullptr);
+  }
   if (w.quant.scheme == QuantScheme::kFp8Block) {
     return w.dtype == DType::kFp8E4M3 && w.quant.block_rows > 0 && w.quant.block_cols > 0 &&
            (w.scales != nullptr || w.expert_scales != nullptr);
@@ -71,14 +77,15 @@ void SetWeightScales(GroupedGemmArgs& g, const TensorArg& wg, const TensorArg* w
   g.scale_cols = wg.quant.ScaleCols(wg.dim(-1));
 }
 
-bool WeightShapeOk(const TensorArg& w, int64_t n, int64_t k) {
-  return MatmulWeightDTypeOk(w) && w.data != nullptr && w.rank == 2 && w.shape[0] == n &&
+bool WeightShapeOk(const TensorArg& w, int64_t n, int64_t k, bool mxfp4_ok = false) {
+  return MatmulWeightDTypeOk(w, mxfp4_ok) && w.data != nullptr && w.rank == 2 && w.shape[0] == n &&
          w.shape[1] == k;
 }
 
-bool StackedWeightOk(const TensorArg& w, int64_t e, int64_t n, int64_t k) {
-  return MatmulWeightDTypeOk(w) && w.expert_data != nullptr && w.rank == 3 && w.shape[0] == e &&
-         (!w.quant.quantized() || w.expert_scales != nullptr) && w.shape[1] == n && w.shape[2] == k;
+bool StackedWeightOk(const TensorArg& w, int64_t e, int64_t n, int64_t k, bool mxfp4_ok = false) {
+  return MatmulWeightDTypeOk(w, mxfp4_ok) && w.expert_data != nullptr && w.rank == 3 &&
+         w.shape[0] == e && (!w.quant.quantized() || w.expert_scales != nullptr) &&
+         w.shape[1] == n && w.shape[2] == k;
 }
 
 const float* F32In(const TensorArg& t) {
@@ -290,7 +297,9 @@ Status RunLinearStep(const KernelArgs& a, const CudaStepContext& ctx) {
   const TensorArg& w = a.in[1];
   const int64_t num_rows = NumRows(a.out[0]);
   const int64_t n = RowSize(a.out[0]), k = RowSize(a.in[0]);
-  if (!WeightShapeOk(w, n, k)) return ContractViolation("linear", "weight must be [N, K]");
+  if (!WeightShapeOk(w, n, k, /*mxfp4_ok=*/true)) {
+    return ContractViolation("linear", "weight must be [N, K]");
+  }
   return RunLinear(ctx, ctx.scratch, ctx.scratch_bytes, F32In(a.in[0]), num_rows, k, w, nullptr, n,
                    F32Out(a.out[0]), num_rows, a.meta);
 }
@@ -304,7 +313,7 @@ Status RunLinearSiluMul(const KernelArgs& a, const CudaStepContext& ctx) {
   const TensorArg& wu = a.in[2];
   const int64_t num_rows = NumRows(a.out[0]);
   const int64_t n = RowSize(a.out[0]), k = RowSize(a.in[0]);
-  if (!WeightShapeOk(wg, n, k) || !WeightShapeOk(wu, n, k)) {
+  if (!WeightShapeOk(wg, n, k, /*mxfp4_ok=*/true) || !WeightShapeOk(wu, n, k, /*mxfp4_ok=*/true)) {
     return ContractViolation("linear_silu_mul", "weights must be [N, K]");
   }
   return RunLinear(ctx, ctx.scratch, ctx.scratch_bytes, F32In(a.in[0]), num_rows, k, wg, &wu, n,
@@ -582,15 +591,33 @@ Status CheckOffsetsGemm(const KernelArgs& a, const TensorArg& wg, const TensorAr
                         const char* kernel) {
   const int64_t n = RowSize(a.out[0]), k = RowSize(a.in[0]);
   const int64_t num_experts = wg.dim(0);
-  const bool ok = a.in[1].numel() >= num_experts + 1 && StackedWeightOk(wg, num_experts, n, k) &&
-                  (wu == nullptr || StackedWeightOk(*wu, num_experts, n, k)) &&
+  const bool ok = a.in[1].numel() >= num_experts + 1 &&
+                  StackedWeightOk(wg, num_experts, n, k, /*mxfp4_ok=*/true) &&
+                  (wu == nullptr || StackedWeightOk(*wu, num_experts, n, k, /*mxfp4_ok=*/true)) &&
                   NumRows(a.in[0]) == NumRows(a.out[0]);
   return ok ? Status::Ok() : ContractViolation(kernel, "offsets [E + 1], weights [E, N, K]");
 }
 
+// The optional [E, N] bias a.in[index]: null when absent; false when malformed.
+bool ExpertBias(const KernelArgs& a, int index, int64_t e, int64_t n, const void** data,
+                DType* dtype) {
+  *data = nullptr;
+  *dtype = DType::kF32;
+  if (a.num_in <= index) return true;
+  const TensorArg& b = a.in[index];
+  if (!IsWeightDType(b.dtype) || b.data == nullptr || b.numel() != e * n) return false;
+  *data = b.data;
+  *dtype = b.dtype;
+  return true;
+}
+
 Status RunGroupedMatmul(const KernelArgs& a, const CudaStepContext& ctx) {
   MG_RETURN_IF_ERROR(CheckOffsetsGemm(a, a.in[2], nullptr, "grouped_matmul"));
-  return Check(LaunchGroupedGemm(OffsetsGemm(a, a.in[2], nullptr), ctx.stream), "grouped_matmul");
+  GroupedGemmArgs g = OffsetsGemm(a, a.in[2], nullptr);
+  if (!ExpertBias(a, 3, g.num_experts, g.n, &g.bias, &g.bias_dtype)) {
+    return ContractViolation("grouped_matmul", "bias must be f32/bf16/f16 [E, N]");
+  }
+  return Check(LaunchGroupedGemm(g, ctx.stream), "grouped_matmul");
 }
 Status RunGroupedMatmulSiluMul(const KernelArgs& a, const CudaStepContext& ctx) {
   MG_RETURN_IF_ERROR(CheckOffsetsGemm(a, a.in[2], &a.in[3], "grouped_matmul_silu_mul"));
@@ -707,8 +734,8 @@ Status RunExpertBatchedGateUpSilu(const KernelArgs& a, const CudaStepContext& ct
   const int64_t inter = RowSize(a.out[0]);
   const int64_t hidden = RowSize(a.in[0]);
   const int64_t num_experts = gate.dim(0);
-  const bool ok = top_k > 0 && StackedWeightOk(gate, num_experts, inter, hidden) &&
-                  StackedWeightOk(up, num_experts, inter, hidden) &&
+  const bool ok = top_k > 0 && StackedWeightOk(gate, num_experts, inter, hidden, true) &&
+                  StackedWeightOk(up, num_experts, inter, hidden, true) &&
                   a.in[1].numel() == NumRows(a.in[2]);
   if (!ok) return ContractViolation("expert_batched_gate_up_silu", "stacked weights [E, I, H]");
   GroupedGemmArgs g;
@@ -739,8 +766,8 @@ Status RunExpertBatchedDown(const KernelArgs& a, const CudaStepContext& ctx) {
   const int64_t hidden = RowSize(a.out[0]);
   const int64_t inter = RowSize(a.in[0]);
   const int64_t num_experts = down.dim(0);
-  const bool ok =
-      StackedWeightOk(down, num_experts, hidden, inter) && a.in[1].numel() == NumRows(a.in[2]);
+  const bool ok = StackedWeightOk(down, num_experts, hidden, inter, /*mxfp4_ok=*/true) &&
+                  a.in[1].numel() == NumRows(a.in[2]);
   if (!ok) return ContractViolation("expert_batched_down", "stacked weight [E, H, I]");
   GroupedGemmArgs g;
   g.mode = GroupMode::kSlots;
@@ -761,6 +788,43 @@ Status RunExpertBatchedDown(const KernelArgs& a, const CudaStepContext& ctx) {
   g.in_div = 1;
   g.out_limit = std::min(NumRows(a.out[0]), NumRows(a.in[0]));
   return Check(LaunchGroupedGemm(g, ctx.stream), "expert_batched_down");
+}
+
+// GPT-OSS's out-major experts in decode: the slots' pairs, input row p / top_k, times
+// w_e^T plus b_e, by the tiled GEMM (mxfp4 decoded in its tile loads).
+Status RunExpertBatchedMatmul(const KernelArgs& a, const CudaStepContext& ctx) {
+  const TopKParams& params = Params<TopKParams>(a);
+  const TensorArg& w = a.in[3];
+  const int64_t top_k = params.top_k;
+  const int64_t num_pairs = NumRows(a.out[0]);
+  const int64_t n = RowSize(a.out[0]), k = RowSize(a.in[0]);
+  const int64_t num_experts = w.dim(0);
+  GroupedGemmArgs g;
+  const bool ok = top_k > 0 && StackedWeightOk(w, num_experts, n, k, /*mxfp4_ok=*/true) &&
+                  a.in[1].numel() == NumRows(a.in[2]) &&
+                  ExpertBias(a, 4, num_experts, n, &g.bias, &g.bias_dtype);
+  if (!ok) {
+    return ContractViolation("expert_batched_matmul",
+                             "stacked weight [E, N, K] and optional bias [E, N]");
+  }
+  g.mode = GroupMode::kSlots;
+  g.x = F32In(a.in[0]);
+  g.x_rows = NumRows(a.in[0]);
+  g.k = k;
+  g.w_gate = w.expert_data;
+  g.w_dtype = w.dtype;
+  SetWeightScales(g, w, nullptr);
+  g.num_experts = num_experts;
+  g.out = F32Out(a.out[0]);
+  g.out_rows = num_pairs;
+  g.n = n;
+  g.batch_experts = I32In(a.in[1]);
+  g.batch_pairs = I32In(a.in[2]);
+  g.num_slots = a.in[1].numel();
+  g.pairs_per_slot = RowSize(a.in[2]);
+  g.in_div = top_k;
+  g.out_limit = num_pairs;
+  return Check(LaunchGroupedGemm(g, ctx.stream), "expert_batched_matmul");
 }
 
 Status RunMoeCombine(const KernelArgs& a, const CudaStepContext& ctx) {
@@ -1096,6 +1160,7 @@ constexpr Entry kTable[] = {
     {"moe_combine", {RunMoeCombine, nullptr}},
     {"grouped_matmul_kn", {RunGroupedMatmulKn, nullptr}},
     {"expert_batched_matmul_kn", {RunExpertBatchedMatmulKn, nullptr}},
+    {"expert_batched_matmul", {RunExpertBatchedMatmul, nullptr}},
     {"clamped_swiglu", {RunClampedSwiglu, nullptr}},
     {"slice_rows", {RunSliceRows, nullptr}},
     {"concat_rows", {RunConcatRows, nullptr}},

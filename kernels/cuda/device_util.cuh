@@ -24,13 +24,34 @@ __device__ __forceinline__ float Fp8E4M3ToF32Device(uint8_t v) {
   return __uint_as_float(sign | ((mag << 20) + (120u << 23)));
 }
 
+// An FP4 e2m1 code's value (the low 4 bits of c), exactly as Fp4E2M1ToF32: exponent e (bias
+// 1), mantissa m: e == 0 is the subnormal m * 0.5, else (1 + m / 2) * 2^(e - 1).
+__device__ __forceinline__ float Fp4E2M1ToF32Device(uint32_t c) {
+  const uint32_t e = (c >> 1) & 3u, m = c & 1u;
+  const float magnitude =
+      e == 0 ? 0.5f * m : (1.0f + 0.5f * m) * static_cast<float>(1u << e) * 0.5f;
+  return (c & 8u) != 0 ? -magnitude : magnitude;
+}
+
+// An e8m0 scale byte's value, exactly as E8M0ToF32: 2^(v - 127), 0xff NaN.
+__device__ __forceinline__ float E8M0ToF32Device(uint8_t v) {
+  if (v == 0xff) return __uint_as_float(0x7fc00000u);
+  if (v == 0) return __uint_as_float(0x00400000u);
+  return __uint_as_float(static_cast<uint32_t>(v) << 23);
+}
+
 // Element i of a weight of `dtype` widened to f32, bit-exact with the CPU's
-// Bf16ToF32 / F16ToF32 (0 for other dtypes, as ref_detail::LoadWeight). fp8e4m3 is
-// decoded unscaled: the caller multiplies by the element's block scale.
+// Bf16ToF32 / F16ToF32 (0 for other dtypes, as ref_detail::LoadWeight). fp8e4m3 and mxfp4
+// (element i in byte i / 2, low nibble first) are decoded unscaled: the caller multiplies by
+// the element's block scale.
 __device__ __forceinline__ float LoadWeight(const void* w, DType dtype, int64_t i) {
   switch (dtype) {
     case DType::kFp8E4M3:
       return Fp8E4M3ToF32Device(static_cast<const uint8_t*>(w)[i]);
+    case DType::kMxfp4: {
+      const uint32_t byte = static_cast<const uint8_t*>(w)[i >> 1];
+      return Fp4E2M1ToF32Device((i & 1) != 0 ? byte >> 4 : byte);
+    }
     case DType::kF32:
       return static_cast<const float*>(w)[i];
     case DType::kBF16:

@@ -233,13 +233,18 @@ __global__ void __launch_bounds__(kGemmThreads) GroupedGemmKernel(GroupedGemmArg
   const bool dense = a.mode == GroupMode::kDense;
   const void* wg = dense ? a.dense_gate : a.w_gate[expert];
   const void* wu = !kSiluMul ? nullptr : dense ? a.dense_up : a.w_up[expert];
-  const bool fp8 = a.w_dtype == DType::kFp8E4M3;
-  const float* sg =
-      !fp8 ? nullptr
-           : static_cast<const float*>(dense ? a.dense_gate_scales : a.w_gate_scales[expert]);
-  const float* su = !fp8 || !kSiluMul ? nullptr
-                                      : static_cast<const float*>(dense ? a.dense_up_scales
-                                                                        : a.w_up_scales[expert]);
+  // Quantized weights: f32 block scales (fp8) or u8 e8m0 scales per 1 x 32 block (mxfp4),
+  // applied to each element in the tile load.
+  const bool mxfp4 = a.w_dtype == DType::kMxfp4;
+  const bool scaled = a.w_dtype == DType::kFp8E4M3 || mxfp4;
+  const void* sg = !scaled ? nullptr : dense ? a.dense_gate_scales : a.w_gate_scales[expert];
+  const void* su = !scaled || !kSiluMul ? nullptr
+                   : dense              ? a.dense_up_scales
+                                        : a.w_up_scales[expert];
+  auto scale = [&](const void* s, int64_t index) {
+    return mxfp4 ? E8M0ToF32Device(static_cast<const uint8_t*>(s)[index])
+                 : static_cast<const float*>(s)[index];
+  };
 
   for (int64_t chunk = 0; chunk < num_entries; chunk += kTileRows) {
     if (threadIdx.x < kTileRows) {
@@ -273,14 +278,15 @@ __global__ void __launch_bounds__(kGemmThreads) GroupedGemmKernel(GroupedGemmArg
         const bool inside = n0 + c < a.n && k0 + kk < a.k;
         const int64_t index = (n0 + c) * a.k + k0 + kk;
         const int64_t scale_index =
-            fp8 && inside ? (n0 + c) / a.block_rows * a.scale_cols + (k0 + kk) / a.block_cols : 0;
-        wg_s[c][kk] = !inside ? 0.0f
-                      : fp8   ? LoadWeight(wg, a.w_dtype, index) * sg[scale_index]
-                              : LoadWeight(wg, a.w_dtype, index);
+            scaled && inside ? (n0 + c) / a.block_rows * a.scale_cols + (k0 + kk) / a.block_cols
+                             : 0;
+        wg_s[c][kk] = !inside  ? 0.0f
+                      : scaled ? LoadWeight(wg, a.w_dtype, index) * scale(sg, scale_index)
+                               : LoadWeight(wg, a.w_dtype, index);
         if constexpr (kSiluMul) {
-          wu_s[c][kk] = !inside ? 0.0f
-                        : fp8   ? LoadWeight(wu, a.w_up_dtype, index) * su[scale_index]
-                                : LoadWeight(wu, a.w_up_dtype, index);
+          wu_s[c][kk] = !inside  ? 0.0f
+                        : scaled ? LoadWeight(wu, a.w_up_dtype, index) * scale(su, scale_index)
+                                 : LoadWeight(wu, a.w_up_dtype, index);
         }
       }
       __syncthreads();
@@ -297,11 +303,14 @@ __global__ void __launch_bounds__(kGemmThreads) GroupedGemmKernel(GroupedGemmArg
       }
     }
     if (n0 + col < a.n) {
+      const float bias = !kSiluMul && a.bias != nullptr
+                             ? LoadWeight(a.bias, a.bias_dtype, expert * a.n + n0 + col)
+                             : 0.0f;
 #pragma unroll
       for (int r = 0; r < kRowsPerThread; ++r) {
         const int64_t out_row = out_row_s[quad * kRowsPerThread + r];
         if (out_row < 0) continue;
-        a.out[out_row * a.n + n0 + col] = kSiluMul ? Silu(acc_g[r]) * acc_u[r] : acc_g[r];
+        a.out[out_row * a.n + n0 + col] = kSiluMul ? Silu(acc_g[r]) * acc_u[r] : acc_g[r] + bias;
       }
     }
     __syncthreads();  // row indices are rewritten by the next chunk

@@ -97,16 +97,21 @@ struct GroupedGemmArgs {
   int64_t pairs_per_slot = 0;
   int64_t in_div = 1;
   int64_t out_limit = 0;
-  // Block-scaled fp8 weights (w_dtype kFp8E4M3): each weight element is multiplied by its
-  // block's f32 scale before the product, as the reference (direct dequantization in the
-  // tile load: cuBLASLt has no block-scaled e4m3 GEMM with f32 activations). Per-expert
-  // scale matrices [ceil(n / block_rows), scale_cols] (device pointer arrays), or the dense
-  // ones.
+  // Block-scaled fp8 weights (w_dtype kFp8E4M3) and mxfp4 weights (kMxfp4: packed [n, k / 2]
+  // bytes, u8 e8m0 scales in 1 x 32 blocks): each weight element is multiplied by its
+  // block's scale before the product, as the reference (direct dequantization in the
+  // tile load: cuBLASLt has no block-scaled e4m3 / fp4 GEMM with f32 activations). Per-expert
+  // scale matrices [ceil(n / block_rows), scale_cols] (device pointer arrays; f32 for fp8,
+  // u8 for mxfp4), or the dense ones.
   const void* const* w_gate_scales = nullptr;
   const void* const* w_up_scales = nullptr;
   const void* dense_gate_scales = nullptr;
   const void* dense_up_scales = nullptr;
   int64_t block_rows = 0, block_cols = 0, scale_cols = 0;
+  // The optional expert bias [num_experts, n] (f32/bf16/f16) added to each output of group
+  // expert e (plain GEMM only; null: none): grouped_matmul's and expert_batched_matmul's.
+  const void* bias = nullptr;
+  DType bias_dtype = DType::kF32;
 };
 cudaError_t LaunchGroupedGemm(const GroupedGemmArgs& args, cudaStream_t stream);
 

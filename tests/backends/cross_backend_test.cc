@@ -204,6 +204,21 @@ class CaseBuilder {
     }
     return AddWeight(std::move(w));
   }
+  // An mxfp4 weight [experts, n, k] (k % 32 == 0; experts 0: [n, k]) with random packed
+  // codes and e8m0 scales in [120, 130] (testing::Mxfp4Weight).
+  CaseBuilder& Mxfp4(int64_t experts, int64_t n, int64_t k, uint32_t seed) {
+    const testing::Mxfp4Weight q(experts, n, k, seed);
+    WeightData w{DType::kMxfp4, {}, experts > 0, {}, q.quant, {}};
+    w.shape = experts > 0 ? std::vector<int64_t>{experts, n, k} : std::vector<int64_t>{n, k};
+    const int64_t matrix = n * k / 2, scales = n * k / 32;
+    for (int64_t e = 0; e < std::max<int64_t>(experts, 1); ++e) {
+      const auto* b = reinterpret_cast<const std::byte*>(q.bytes.data() + e * matrix);
+      w.slices.emplace_back(b, b + matrix);
+      const auto* sb = reinterpret_cast<const std::byte*>(q.scales.data() + e * scales);
+      w.scale_slices.emplace_back(sb, sb + scales);
+    }
+    return AddWeight(std::move(w));
+  }
   CaseBuilder& Output(DType dtype, std::vector<int64_t> shape) {
     c_.step.outputs.push_back(Slot(dtype, std::move(shape)));
     return *this;
@@ -887,6 +902,30 @@ std::vector<OpCase> BuildCases() {
                       .Fp8(kE, 50, kI, 16, 16, 86)
                       .Output(DType::kF32, {kP, 50})
                       .Build());
+  // GPT-OSS's MXFP4 experts, out-major: gate_up [E, 38, 64] with its bias, down [E, 19, 32]
+  // (the grouped prefill and expert-batched decode ops), and their f32 twins.
+  for (const bool mxfp4 : {false, true}) {
+    const std::string tag = mxfp4 ? "/mxfp4" : "/f32";
+    auto weight = [&](CaseBuilder& b, int64_t n, int64_t k, uint32_t seed) -> CaseBuilder& {
+      return mxfp4 ? b.Mxfp4(kE, n, k, seed) : b.Stacked(DType::kF32, kE, n, k, seed);
+    };
+    CaseBuilder grouped("grouped_matmul/bias" + tag, "grouped_matmul");
+    grouped.F32({kP, 64}, 90).I32({kE + 1}, offsets);
+    weight(grouped, 38, 64, 91);
+    cases.push_back(
+        grouped.Weight(DType::kBF16, {kE, 38}, 92, 2.0f).Output(DType::kF32, {kP, 38}).Build());
+    CaseBuilder gate_up("expert_batched_matmul/gate_up" + tag, "expert_batched_matmul");
+    gate_up.F32({kT, 64}, 93).I32({kSlots}, batch_experts).I32({kSlots, kT}, batch_pairs);
+    weight(gate_up, 38, 64, 94);
+    cases.push_back(gate_up.Weight(DType::kF32, {kE, 38}, 95, 2.0f)
+                        .Output(DType::kF32, {kP, 38})
+                        .Params(TopKParams{.top_k = kTopK})
+                        .Build());
+    CaseBuilder down("expert_batched_matmul/down" + tag, "expert_batched_matmul");
+    down.F32({kP, 32}, 96).I32({kSlots}, batch_experts).I32({kSlots, kT}, batch_pairs);
+    weight(down, 19, 32, 97);
+    cases.push_back(down.Output(DType::kF32, {kP, 19}).Params(TopKParams{.top_k = 1}).Build());
+  }
   cases.push_back(CaseBuilder("clamped_swiglu", "clamped_swiglu")
                       .F32({kT, 2 * 19}, 85, 3.0f)
                       .Output(DType::kF32, {kT, 19})

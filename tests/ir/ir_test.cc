@@ -558,4 +558,36 @@ TEST(Verifier, OutMajorClampedSwigluMoeTakesOutInWeights) {
 }
 
 }  // namespace
+// GPT-OSS's MXFP4 experts lowered: grouped_matmul with its bias (prefill) and
+// expert_batched_matmul over the out-major [E, N, K] weight (decode), both reading the packed
+// mxfp4 weight whose weight op names its e8m0 scales.
+constexpr const char* kMxfp4Experts =
+    R"(graph @mxfp4(%meta: !forward_meta, %xp: tensor<12 x 64 x f32>, %offsets: tensor<4 x i32>, %x: tensor<4 x 64 x f32>, %be: tensor<3 x i32>, %bp: tensor<3 x 4 x i32>) {
+  %w = weight() {block_cols = 32, block_rows = 1, experts = 3, name = "experts.gate_up_proj_blocks", quant = "mxfp4", scale = "experts.gate_up_proj_scales"} : tensor<3 x 38 x 64 x mxfp4>
+  %b = weight() {name = "experts.gate_up_proj_bias"} : tensor<3 x 38 x bf16>
+  %wkn = weight() {experts = 3, name = "experts.gate_up_proj"} : tensor<3 x 64 x 38 x bf16>
+  %yp = grouped_matmul(%xp, %offsets, %w, %b) : tensor<12 x 38 x f32>
+  %y = expert_batched_matmul(%x, %be, %bp, %w, %b) {top_k = 2} : tensor<8 x 38 x f32>
+  %y1 = expert_batched_matmul(%x, %be, %bp, %w) {top_k = 1} : tensor<4 x 38 x f32>
+  return %y
+}
+)";
+
+TEST(Verifier, GroupedMatmulTakesAnOptionalExpertBias) {
+  EXPECT_TRUE(VerifyText(kMxfp4Experts).empty());
+  EXPECT_TRUE(
+      HasFault(VerifyText(Replace(kMxfp4Experts, "tensor<3 x 38 x bf16>", "tensor<3 x 37 x bf16>")),
+               3, "types", "bias [E, N]"));
+}
+
+TEST(Verifier, ExpertBatchedMatmulReadsAnOutMajorWeight) {
+  // The [in, out] layout of expert_batched_matmul_kn is refused: w is [E, N, K].
+  EXPECT_TRUE(HasFault(
+      VerifyText(Replace(kMxfp4Experts, "(%x, %be, %bp, %w, %b)", "(%x, %be, %bp, %wkn, %b)")), 4,
+      "types", "weight columns"));
+  EXPECT_TRUE(HasFault(VerifyText(Replace(kMxfp4Experts, "{top_k = 2} : tensor<8 x 38 x f32>",
+                                          "{top_k = 2} : tensor<4 x 38 x f32>")),
+                       4, "types", ""));
+}
+
 }  // namespace moegraph

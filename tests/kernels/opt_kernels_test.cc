@@ -1138,6 +1138,130 @@ TEST(OptKernelsTest, Fp8VectorDecodeIsExact) {
   }
 }
 
+// ---- MXFP4 weights and the GPT-OSS expert ops ----------------------------------------
+
+// Every byte through the vector decode: both nibbles are Fp4E2M1ToF32's value, bit for bit
+// (-0 included).
+TEST(OptKernelsTest, Mxfp4VectorDecodeIsExact) {
+  SKIP_WITHOUT_AVX2();
+  for (int v0 = 0; v0 < 256; v0 += 4) {
+    uint8_t bytes[4];
+    for (int i = 0; i < 4; ++i)
+      bytes[i] = static_cast<uint8_t>(v0 + i);
+    float got[8];
+    simd::StoreFp4x8(bytes, got);
+    for (int i = 0; i < 8; ++i) {
+      const float want = Mxfp4At(bytes, i);
+      uint32_t a, b;
+      std::memcpy(&a, &got[i], 4);
+      std::memcpy(&b, &want, 4);
+      EXPECT_EQ(a, b) << "byte " << int(bytes[i / 2]) << " element " << i;
+    }
+  }
+}
+
+// A stacked [E, N, K] weight of one of the dtypes the GPT-OSS expert ops read.
+struct ExpertWeight {
+  std::vector<testing::Mxfp4Weight> mxfp4;  // 0 or 1
+  Stacked plain;
+  int64_t n = 0, k = 0;
+  TensorArg arg() { return mxfp4.empty() ? plain.arg(n, k) : mxfp4[0].arg(); }
+};
+
+ExpertWeight MakeExpertWeight(DType dtype, int64_t e, int64_t n, int64_t k, uint32_t seed) {
+  ExpertWeight w;
+  w.n = n;
+  w.k = k;
+  if (dtype == DType::kMxfp4) {
+    w.mxfp4.emplace_back(e, n, k, seed);
+  } else {
+    w.plain = MakeStacked(e, n, k, dtype, seed);
+  }
+  return w;
+}
+
+// E = 3, N 19 / 38, K 64 / 96 (mxfp4 takes K % 32 == 0), top_k 2; expert 1 gets no rows (no
+// pairs); bias on / off; f32, bf16 and mxfp4 weights; threads 1, 2, 3.
+TEST(OptKernelsTest, Mxfp4AndGptOssExpertOpsMatchReference) {
+  SKIP_WITHOUT_AVX2();
+  const int64_t num_experts = 3, top_k = 2;
+  // Groups of 0 rows (expert 0), 1 row (dot tile) and 11 rows (GEMM); then one 131-row group.
+  const std::vector<std::vector<int32_t>> offset_cases = {{0, 0, 1, 12}, {0, 131, 131, 131}};
+  // Decode: 3 tokens, experts {0, 2}, {2, 0}, and padding; expert 1 is in no slot.
+  const int32_t tokens = 3;
+  const int64_t pairs = tokens * top_k, slots = 3;
+  const std::vector<int32_t> batch_experts = {0, 2, -1};
+  const std::vector<int32_t> batch_pairs = {0, 3, -1, 1, 2, -1, -1, -1, -1};
+  for (DType dtype : {DType::kMxfp4, DType::kBF16, DType::kF32}) {
+    for (int64_t n : {19, 38}) {
+      for (int64_t k : {64, 96}) {
+        const std::string what =
+            Name(dtype) + " n " + std::to_string(n) + " k " + std::to_string(k);
+        ExpertWeight w = MakeExpertWeight(dtype, num_experts, n, k, 40);
+        ExpertWeight wu = MakeExpertWeight(dtype, num_experts, n, k, 41);
+        ExpertWeight down = MakeExpertWeight(dtype, num_experts, n, k, 42);
+        const Weight bias = MakeWeight(num_experts * n, DType::kBF16, 43);
+        const TensorArg bias_arg = Arg(bias.data(), DType::kBF16, {num_experts, n});
+        for (const std::vector<int32_t>& offsets : offset_cases) {
+          const int64_t rows = offsets.back() + 1;  // one row no range covers
+          const std::vector<float> xp = Random(rows * k, 44);
+          Call grouped;
+          grouped.in = {Arg(xp.data(), DType::kF32, {rows, k}),
+                        Arg(offsets.data(), DType::kI32, {num_experts + 1}), w.arg()};
+          grouped.out = {{DType::kF32, {rows, n}}};
+          const std::string rows_what = what + " rows " + std::to_string(rows);
+          ExpectMatches(RefGroupedMatmul, OptGroupedMatmul, grouped, "grouped_matmul " + rows_what);
+          Call fused = grouped;
+          fused.in.push_back(wu.arg());
+          ExpectMatches(RefGroupedMatmulSiluMul, OptGroupedMatmulSiluMul, fused,
+                        "grouped_matmul_silu_mul " + rows_what);
+          grouped.in.push_back(bias_arg);
+          ExpectMatches(RefGroupedMatmul, OptGroupedMatmul, grouped,
+                        "grouped_matmul + bias " + rows_what);
+        }
+        const std::vector<float> x = Random(tokens * k, 45);
+        Call batched;
+        batched.in = {Arg(x.data(), DType::kF32, {tokens, k}),
+                      Arg(batch_experts.data(), DType::kI32, {slots}),
+                      Arg(batch_pairs.data(), DType::kI32, {slots, tokens}), w.arg()};
+        batched.out = {{DType::kF32, {pairs, n}}};
+        SetParams(batched.param_args, TopKParams{.top_k = top_k});
+        ExpectMatches(RefExpertBatchedMatmul, OptExpertBatchedMatmul, batched,
+                      "expert_batched_matmul " + what);
+        batched.in.push_back(bias_arg);
+        ExpectMatches(RefExpertBatchedMatmul, OptExpertBatchedMatmul, batched,
+                      "expert_batched_matmul + bias " + what);
+        // The down projection of the decode chain: top_k 1 over the pair rows.
+        const std::vector<float> h = Random(pairs * k, 46);
+        Call down_call;
+        down_call.in = {Arg(h.data(), DType::kF32, {pairs, k}), batched.in[1], batched.in[2],
+                        down.arg()};
+        down_call.out = {{DType::kF32, {pairs, n}}};
+        SetParams(down_call.param_args, TopKParams{.top_k = 1});
+        ExpectMatches(RefExpertBatchedMatmul, OptExpertBatchedMatmul, down_call,
+                      "expert_batched_matmul top_k 1 " + what);
+        ExpectMatches(RefExpertBatchedDown, OptExpertBatchedDown, down_call,
+                      "expert_batched_down " + what);
+        batched.in.pop_back();
+        batched.in.push_back(wu.arg());
+        ExpectMatches(RefExpertBatchedGateUpSilu, OptExpertBatchedGateUpSilu, batched,
+                      "expert_batched_gate_up_silu " + what);
+        if (dtype == DType::kMxfp4) {
+          const testing::Mxfp4Weight plain(0, n, k, 47);
+          for (int64_t r : {1, 3, 9}) {
+            const std::vector<float> xr = Random(r * k, 48);
+            Call linear;
+            linear.in = {Arg(xr.data(), DType::kF32, {r, k}), plain.arg()};
+            linear.out = {{DType::kF32, {r, n}}};
+            ExpectMatches(RefLinear, OptLinear, linear,
+                          "linear " + what + " rows " + std::to_string(r));
+          }
+        }
+      }
+    }
+  }
+}
+
 // ---- Reductions
 // -----------------------------------------------------------------------------------
 

@@ -1855,6 +1855,80 @@ TEST(RefFp8Test, MoeKernelsReadPerExpertScales) {
   ExpectClose(y, y_want, 1e-6, "fp8 expert_batched_down");
 }
 
+// ---- MXFP4 weights --------------------------------------------------------------
+
+// A hand-computed [2, 64] mxfp4 weight: row 0 holds codes 1 (0.5), 2 (1), 7 (6), 0xf (-6) at
+// columns 0..3 under scale 128 (2) and codes 0xc (-2), 9 (-0.5) at columns 32, 33 under scale
+// 125 (0.25); row 1 is 6 everywhere in block 0 (scale 127: 1) and -0 in block 1 (scale 0:
+// 2^-127). x = 1, 2, ..., 64: row 0 = 2 * (0.5 + 2 + 18 - 24) + 0.25 * (-2 * 33 - 0.5 * 34)
+// = -27.75, row 1 = 6 * (1 + ... + 32) = 3168.
+TEST(RefMxfp4Test, LinearDecodesNibblesAndE8m0Scales) {
+  std::vector<uint8_t> codes(2 * 32, 0x00);
+  codes[0] = 0x21;   // column 0 low nibble, column 1 high nibble
+  codes[1] = 0xf7;   // column 2 = 6, column 3 = -6
+  codes[16] = 0x9c;  // column 32 = -2, column 33 = -0.5
+  std::fill(codes.begin() + 32, codes.begin() + 48, 0x77);
+  std::fill(codes.begin() + 48, codes.end(), 0x88);
+  const std::vector<uint8_t> scales = {128, 125, 127, 0};
+  TensorArg w = Arg(codes.data(), DType::kMxfp4, {2, 64});
+  w.quant = WeightQuant{QuantScheme::kMxfp4, 1, 32};
+  w.scales = scales.data();
+  std::vector<float> x(64);
+  std::iota(x.begin(), x.end(), 1.0f);
+  std::vector<float> out = Poisoned(2);
+  RunKernel(RefLinear, {F32(x, {1, 64}), w}, {F32(out, {1, 2})});
+  EXPECT_EQ(out[0], -27.75f);
+  EXPECT_EQ(out[1], 3168.0f);
+}
+
+StackedWeight DequantizedStack(const testing::Mxfp4Weight& q) {
+  StackedWeight w{q.experts, q.n, q.k, {}, {}};
+  const std::vector<float> all = q.Dequantized();
+  for (int64_t e = 0; e < q.experts; ++e) {
+    w.experts.push_back(
+        Weight{DType::kF32, {all.begin() + e * q.n * q.k, all.begin() + (e + 1) * q.n * q.k}, {}});
+  }
+  return w;
+}
+
+// The stacked kernels read expert e's packed codes and scales through expert_data[e] /
+// expert_scales[e], as f32 weights holding the dequantized values.
+TEST(RefMxfp4Test, GroupedAndExpertBatchedKernelsReadPerExpertScales) {
+  constexpr int64_t kK64 = 64, kP = kT * kTopK, kSlots = std::min(kE, kP);
+  const std::vector<float> x = Random(kT * kK64, 80);
+  const testing::Mxfp4Weight w(kE, kN, kK64, 81);
+  const StackedWeight f = DequantizedStack(w);
+  std::vector<int32_t> ids(kT * kTopK);
+  for (int64_t i = 0; i < kT * kTopK; ++i)
+    ids[i] = static_cast<int32_t>((i * 7 + i / kTopK) % kE);
+  std::vector<int32_t> sorted = PoisonedI32(kP), offsets = PoisonedI32(kE + 1);
+  RunKernel(RefMoeAlign, {I32(ids, {kT, kTopK})}, {I32(sorted, {kP}), I32(offsets, {kE + 1})},
+            NumExpertsParams{.num_experts = kE});
+  std::vector<float> xp = Poisoned(kP * kK64);
+  RunKernel(RefMoePermute, {F32(x, {kT, kK64}), I32(sorted, {kP})}, {F32(xp, {kP, kK64})},
+            TopKParams{.top_k = kTopK});
+  std::vector<float> yp = Poisoned(kP * kN), yp_want = Poisoned(kP * kN);
+  RunKernel(RefGroupedMatmul, {F32(xp, {kP, kK64}), I32(offsets, {kE + 1}), w.arg()},
+            {F32(yp, {kP, kN})});
+  RunKernel(RefGroupedMatmul, {F32(xp, {kP, kK64}), I32(offsets, {kE + 1}), f.arg()},
+            {F32(yp_want, {kP, kN})});
+  ExpectClose(yp, yp_want, kTol, "mxfp4 grouped_matmul");
+
+  std::vector<int32_t> experts = PoisonedI32(kSlots), pairs = PoisonedI32(kSlots * kT);
+  RunKernel(RefMoeExpertBatch, {I32(ids, {kT, kTopK})},
+            {I32(experts, {kSlots}), I32(pairs, {kSlots, kT})},
+            NumExpertsParams{.num_experts = kE});
+  const std::vector<float> h = Random(kP * kK64, 82);
+  std::vector<float> y = Poisoned(kP * kN), y_want = Poisoned(kP * kN);
+  RunKernel(RefExpertBatchedDown,
+            {F32(h, {kP, kK64}), I32(experts, {kSlots}), I32(pairs, {kSlots, kT}), w.arg()},
+            {F32(y, {kP, kN})});
+  RunKernel(RefExpertBatchedDown,
+            {F32(h, {kP, kK64}), I32(experts, {kSlots}), I32(pairs, {kSlots, kT}), f.arg()},
+            {F32(y_want, {kP, kN})});
+  ExpectClose(y, y_want, kTol, "mxfp4 expert_batched_down");
+}
+
 // ---- GPT-OSS experts ----------------------------------------------------------
 
 // transformers' GptOssExperts._apply_gate, in double.

@@ -152,6 +152,18 @@ TEST(FuseGateUp, NoChangeWhenExpertOffsetsDiffer) {
   ExpectNoChange(text);
 }
 
+// grouped_matmul_silu_mul has no biases: a biased grouped_matmul pair stays as it is.
+TEST(FuseGateUp, NoChangeWhenTheGroupedMatmulsHaveBiases) {
+  std::string text = kGroupedExperts;
+  text.replace(text.find("  %g = grouped_matmul"), 0,
+               "  %b = weight() {name = \"experts.bias\"} : tensor<4 x 6 x bf16>\n");
+  text.replace(text.find("grouped_matmul(%xp, %off, %wg)"), 30,
+               "grouped_matmul(%xp, %off, %wg, %b)");
+  text.replace(text.find("grouped_matmul(%xp, %off, %wu)"), 30,
+               "grouped_matmul(%xp, %off, %wu, %b)");
+  ExpectNoChange(text);
+}
+
 TEST(FuseGateUp, NoChangeWhenGemmKindsDiffer) {
   ExpectNoChange(
       R"(graph @g(%meta: !forward_meta, %xp: tensor<10 x 8 x f32>, %off: tensor<5 x i32>) {

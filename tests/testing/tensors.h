@@ -100,4 +100,64 @@ struct Fp8BlockWeight {
   }
 };
 
+// An MXFP4 weight (QuantScheme::kMxfp4): `experts` matrices [n, k] (experts 0: one plain [n, k]
+// weight; k % 32 == 0) of seeded random bytes (every fp4 code, both nibbles) packed two codes a
+// byte, with e8m0 scales [n, k / 32] per matrix drawn from [scale_lo, scale_hi] (2^-7 .. 2^3
+// by default), and the f32 values a kernel must see.
+struct Mxfp4Weight {
+  int64_t experts = 0, n = 0, k = 0;
+  WeightQuant quant{QuantScheme::kMxfp4, 1, 32};
+  std::vector<uint8_t> bytes;   // [max(experts, 1), n, k / 2]
+  std::vector<uint8_t> scales;  // [max(experts, 1), n, k / 32]
+  std::vector<const void*> data_ptrs, scale_ptrs;
+
+  Mxfp4Weight(int64_t num_experts, int64_t rows, int64_t cols, uint32_t seed, int scale_lo = 120,
+              int scale_hi = 130)
+      : experts(num_experts), n(rows), k(cols) {
+    const int64_t m = std::max<int64_t>(experts, 1);
+    std::mt19937 rng(seed);
+    std::uniform_int_distribution<int> byte(0, 255), scale(scale_lo, scale_hi);
+    bytes.resize(static_cast<size_t>(m * n * k / 2));
+    for (uint8_t& b : bytes)
+      b = static_cast<uint8_t>(byte(rng));
+    scales.resize(static_cast<size_t>(m * n * k / 32));
+    for (uint8_t& v : scales)
+      v = static_cast<uint8_t>(scale(rng));
+    for (int64_t e = 0; e < m; ++e) {
+      data_ptrs.push_back(bytes.data() + e * n * k / 2);
+      scale_ptrs.push_back(scales.data() + e * n * k / 32);
+    }
+  }
+  // Element (r, c) of matrix e, dequantized.
+  float At(int64_t e, int64_t r, int64_t c) const {
+    const uint8_t* row = bytes.data() + (e * n + r) * (k / 2);
+    return Mxfp4At(row, c) *
+           E8M0ToF32(scales[static_cast<size_t>((e * n + r) * (k / 32) + c / 32)]);
+  }
+  // Every matrix dequantized: [max(experts, 1), n, k] f32.
+  std::vector<float> Dequantized() const {
+    std::vector<float> out(static_cast<size_t>(std::max<int64_t>(experts, 1) * n * k));
+    for (int64_t e = 0; e < std::max<int64_t>(experts, 1); ++e) {
+      for (int64_t r = 0; r < n; ++r) {
+        for (int64_t c = 0; c < k; ++c)
+          out[static_cast<size_t>((e * n + r) * k + c)] = At(e, r, c);
+      }
+    }
+    return out;
+  }
+  // The kernel argument: mxfp4 [n, k] with `scales`, or [experts, n, k] with per-expert data
+  // and scale pointers.
+  TensorArg arg() const {
+    TensorArg a = experts == 0 ? HostArg(bytes.data(), DType::kMxfp4, {n, k})
+                               : HostArg(bytes.data(), DType::kMxfp4, {experts, n, k});
+    a.quant = quant;
+    a.scales = scales.data();
+    if (experts > 0) {
+      a.expert_data = data_ptrs.data();
+      a.expert_scales = scale_ptrs.data();
+    }
+    return a;
+  }
+};
+
 }  // namespace moegraph::testing
