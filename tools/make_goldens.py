@@ -570,10 +570,13 @@ CASES = {
     ),
     # GPT-OSS with MXFP4 experts, the published format (*_blocks / *_scales, e8m0 per 32
     # inputs), everything else f32: windows 5 on layers 0 and 1, full on 2, YaRN factor 8.
-    # transformers runs its own dequantization of the blocks (f32).
+    # transformers runs its own dequantization of the blocks (f32). Seeds 8005 and 8010 made
+    # models whose routes flip under a bf16 KV cache on kv_dtype_test's prompts (>10% of rows;
+    # the dequantized weights as plain f32 experts flip alike, so it is the model, not the
+    # MXFP4 kernels); 8011-8016 do not.
     "gpt_oss_mxfp4": dict(
         family="gpt_oss",
-        seed=8005,
+        seed=8013,
         dtype="float32",
         layout="fused",
         config_style="transformers",
