@@ -454,28 +454,25 @@ Status CheckBias(const InferContext& ctx, int index, const std::vector<Dim>& dim
   return Status::Ok();
 }
 
-// Stacked [in, out] expert weights [E, K, N] (transformers' layout).
-Status CheckStackedKn(const InferContext& ctx, int index, const Dim& experts, const Dim& k,
-                      const Dim& n, const char* role) {
+// Stacked expert weights [E, rows, cols]: [in, out] ([E, K, N], transformers' layout;
+// f32/bf16/f16) when `kn`, else [out, in] ([E, N, K]; any matmul weight dtype, quantized ones
+// included).
+Status CheckStackedExperts(const InferContext& ctx, int index, const Dim& experts, const Dim& rows,
+                           const Dim& cols, bool kn, const char* role) {
   MG_RETURN_IF_ERROR(RequireTensor(ctx, index, 3, role));
-  MG_RETURN_IF_ERROR(RequireFloat(ctx, index, role));
+  MG_RETURN_IF_ERROR(kn ? RequireFloat(ctx, index, role) : RequireMatmulWeight(ctx, index, role));
   const Type& t = In(ctx, index);
   MG_RETURN_IF_ERROR(RequireSameDim(ctx, t.dims[0], experts, std::string(role) + " experts"));
-  MG_RETURN_IF_ERROR(RequireSameDim(ctx, t.dims[1], k, std::string(role) + " rows (in)"));
-  MG_RETURN_IF_ERROR(RequireSameDim(ctx, t.dims[2], n, std::string(role) + " columns (out)"));
+  MG_RETURN_IF_ERROR(RequireSameDim(ctx, t.dims[1], rows,
+                                    std::string(role) + (kn ? " rows (in)" : " rows (out)")));
+  MG_RETURN_IF_ERROR(RequireSameDim(ctx, t.dims[2], cols,
+                                    std::string(role) + (kn ? " columns (out)" : " columns (in)")));
   return Status::Ok();
 }
 
-// Stacked [out, in] expert weights [E, N, K] of a matmul weight dtype (quantized included).
-Status CheckStackedNk(const InferContext& ctx, int index, const Dim& experts, const Dim& n,
-                      const Dim& k, const char* role) {
-  MG_RETURN_IF_ERROR(RequireTensor(ctx, index, 3, role));
-  MG_RETURN_IF_ERROR(RequireMatmulWeight(ctx, index, role));
-  const Type& t = In(ctx, index);
-  MG_RETURN_IF_ERROR(RequireSameDim(ctx, t.dims[0], experts, std::string(role) + " experts"));
-  MG_RETURN_IF_ERROR(RequireSameDim(ctx, t.dims[1], n, std::string(role) + " rows (out)"));
-  MG_RETURN_IF_ERROR(RequireSameDim(ctx, t.dims[2], k, std::string(role) + " columns (in)"));
-  return Status::Ok();
+Status CheckStackedKn(const InferContext& ctx, int index, const Dim& experts, const Dim& k,
+                      const Dim& n, const char* role) {
+  return CheckStackedExperts(ctx, index, experts, k, n, /*kn=*/true, role);
 }
 
 // moe with activation 1: x, router, gate_up [E, H, 2I], down [E, I, H] (out_major: gate_up
@@ -498,13 +495,11 @@ StatusOr<std::vector<Type>> InferMoeClampedSwiglu(const InferContext& ctx, const
                                " needs an even 2I, got " + Describe(In(ctx, 2)));
   }
   const Dim inter = S(two_inter.size / 2);
-  if (out_major) {
-    MG_RETURN_IF_ERROR(CheckStackedNk(ctx, 2, experts, two_inter, hidden, "gate_up"));
-    MG_RETURN_IF_ERROR(CheckStackedNk(ctx, 3, experts, hidden, inter, "down"));
-  } else {
-    MG_RETURN_IF_ERROR(CheckStackedKn(ctx, 2, experts, hidden, two_inter, "gate_up"));
-    MG_RETURN_IF_ERROR(CheckStackedKn(ctx, 3, experts, inter, hidden, "down"));
-  }
+  const bool kn = !out_major;
+  MG_RETURN_IF_ERROR(CheckStackedExperts(ctx, 2, experts, kn ? hidden : two_inter,
+                                         kn ? two_inter : hidden, kn, "gate_up"));
+  MG_RETURN_IF_ERROR(
+      CheckStackedExperts(ctx, 3, experts, kn ? inter : hidden, kn ? hidden : inter, kn, "down"));
   if (n == 7) {
     MG_RETURN_IF_ERROR(CheckBias(ctx, 4, {experts}, "router bias [E]"));
     MG_RETURN_IF_ERROR(CheckBias(ctx, 5, {experts, two_inter}, "gate_up bias [E, 2I]"));

@@ -439,6 +439,23 @@ void OptGroupedMatmulSiluMul(const KernelArgs& args) {
   if (!RunGrouped(args, 2)) RefGroupedMatmulSiluMul(args);
 }
 
+namespace {
+
+// The decode layout (in[1] batch_experts, in[2] batch_pairs), out[0] and the (first) weight
+// `w`'s expert pointers and scales of an expert-batched op.
+void BindBatch(const KernelArgs& args, const TensorArg& w, BatchedProblem& p) {
+  p.scales = simd::ScalesOf(w, nullptr, nullptr);
+  p.sg = w.expert_scales;
+  p.wg = w.expert_data;
+  p.batch_experts = args.in[1].as<const int32_t>();
+  p.batch_pairs = args.in[2].as<const int32_t>();
+  p.pairs_per_slot = RowSize(args.in[2]);
+  p.num_slots = std::min(args.in[1].numel(), NumRows(args.in[2]));
+  p.out = args.out[0].as<float>();
+}
+
+}  // namespace
+
 void OptExpertBatchedGateUpSilu(const KernelArgs& args) {
   const TopKParams& params = Params<TopKParams>(args);
   const TensorArg& gate = args.in[3];
@@ -457,16 +474,9 @@ void OptExpertBatchedGateUpSilu(const KernelArgs& args) {
       !StackedOk(up, p.num_experts, p.n, p.k)) {
     return RefExpertBatchedGateUpSilu(args);
   }
-  p.scales = simd::ScalesOf(gate, nullptr, nullptr);
-  p.sg = gate.expert_scales;
+  BindBatch(args, gate, p);
   p.su = up.expert_scales;
-  p.batch_experts = args.in[1].as<const int32_t>();
-  p.batch_pairs = args.in[2].as<const int32_t>();
-  p.pairs_per_slot = RowSize(args.in[2]);
-  p.num_slots = std::min(args.in[1].numel(), NumRows(args.in[2]));
-  p.wg = gate.expert_data;
   p.wu = up.expert_data;
-  p.out = args.out[0].as<float>();
   RunBatched(p, wtype, args.num_threads);
 }
 
@@ -483,14 +493,7 @@ void OptExpertBatchedDown(const KernelArgs& args) {
   if (!simd::ToMatmulWType(down, &wtype) || !StackedOk(down, p.num_experts, p.n, p.k)) {
     return RefExpertBatchedDown(args);
   }
-  p.scales = simd::ScalesOf(down, nullptr, nullptr);
-  p.sg = down.expert_scales;
-  p.batch_experts = args.in[1].as<const int32_t>();
-  p.batch_pairs = args.in[2].as<const int32_t>();
-  p.pairs_per_slot = RowSize(args.in[2]);
-  p.num_slots = std::min(args.in[1].numel(), NumRows(args.in[2]));
-  p.wg = down.expert_data;
-  p.out = args.out[0].as<float>();
+  BindBatch(args, down, p);
   RunBatched(p, wtype, args.num_threads);
   // Rows past min(out rows, h rows) are zeros too (the reference clears all of out).
   const int64_t out_rows = NumRows(args.out[0]);
@@ -513,14 +516,7 @@ void OptExpertBatchedMatmul(const KernelArgs& args) {
       !ExpertBiasOf(args, 4, p.num_experts, p.n, &p.bias)) {
     return RefExpertBatchedMatmul(args);
   }
-  p.scales = simd::ScalesOf(w, nullptr, nullptr);
-  p.sg = w.expert_scales;
-  p.batch_experts = args.in[1].as<const int32_t>();
-  p.batch_pairs = args.in[2].as<const int32_t>();
-  p.pairs_per_slot = RowSize(args.in[2]);
-  p.num_slots = std::min(args.in[1].numel(), NumRows(args.in[2]));
-  p.wg = w.expert_data;
-  p.out = args.out[0].as<float>();
+  BindBatch(args, w, p);
   RunBatched(p, wtype, args.num_threads);
 }
 

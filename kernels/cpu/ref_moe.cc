@@ -625,7 +625,11 @@ void RefGroupedMatmulKn(const KernelArgs& args) {
   });
 }
 
-void RefExpertBatchedMatmulKn(const KernelArgs& args) {
+namespace {
+
+// expert_batched_matmul(_kn): y[p] = x[p / top_k] times expert e's weight ([E, N, K], or
+// [E, K, N] when kn), plus its bias, for every pair slot p of the decode layout.
+void ExpertBatchedMatmul(const KernelArgs& args, bool kn, const char* kernel) {
   const TopKParams& params = Params<TopKParams>(args);
   const float* x = args.in[0].as<const float>();
   const int32_t* batch_experts = args.in[1].as<const int32_t>();
@@ -639,10 +643,14 @@ void RefExpertBatchedMatmulKn(const KernelArgs& args) {
   const int64_t k = RowSize(args.in[0]);
   const int64_t num_experts = w.dim(0);
   const int64_t pairs_per_slot = RowSize(args.in[2]);
-  MG_KERNEL_CONTRACT(top_k > 0 && args.in[1].numel() == NumRows(args.in[2]),
-                     "expert_batched_matmul_kn", "batch_experts [S] and batch_pairs [S, T]");
-  CheckStackedKnWeight("expert_batched_matmul_kn", w, num_experts, k, n);
-  const TensorArg* bias = ExpertBias(args, 4, num_experts, n, "expert_batched_matmul_kn");
+  MG_KERNEL_CONTRACT(top_k > 0 && args.in[1].numel() == NumRows(args.in[2]), kernel,
+                     "batch_experts [S] and batch_pairs [S, T]");
+  if (kn) {
+    CheckStackedKnWeight(kernel, w, num_experts, k, n);
+  } else {
+    CheckStackedWeight(kernel, w, num_experts, n, k);
+  }
+  const TensorArg* bias = ExpertBias(args, 4, num_experts, n, kernel);
   const int64_t num_slots = args.in[1].numel();
   std::fill(y, y + args.out[0].numel(), 0.0f);
   ParallelFor(args.num_threads, num_slots, [&](int64_t begin, int64_t end) {
@@ -652,49 +660,23 @@ void RefExpertBatchedMatmulKn(const KernelArgs& args) {
       for (int64_t c = 0; c < pairs_per_slot; ++c) {
         const int64_t p = batch_pairs[s * pairs_per_slot + c];
         if (p < 0 || p >= num_pairs || p / top_k >= num_x_rows) continue;
-        for (int64_t j = 0; j < n; ++j)
-          y[p * n + j] = DotKn(x + (p / top_k) * k, w, e, k, n, j, bias);
+        const float* x_row = x + (p / top_k) * k;
+        for (int64_t j = 0; j < n; ++j) {
+          y[p * n + j] = kn ? DotKn(x_row, w, e, k, n, j, bias) : DotNk(x_row, w, e, k, n, j, bias);
+        }
       }
     }
   });
 }
 
+}  // namespace
+
+void RefExpertBatchedMatmulKn(const KernelArgs& args) {
+  ExpertBatchedMatmul(args, /*kn=*/true, "expert_batched_matmul_kn");
+}
+
 void RefExpertBatchedMatmul(const KernelArgs& args) {
-  const TopKParams& params = Params<TopKParams>(args);
-  const float* x = args.in[0].as<const float>();
-  const int32_t* batch_experts = args.in[1].as<const int32_t>();
-  const int32_t* batch_pairs = args.in[2].as<const int32_t>();
-  const TensorArg& w = args.in[3];
-  float* y = args.out[0].as<float>();
-  const int64_t top_k = params.top_k;
-  const int64_t num_pairs = NumRows(args.out[0]);
-  const int64_t n = RowSize(args.out[0]);
-  const int64_t num_x_rows = NumRows(args.in[0]);
-  const int64_t k = RowSize(args.in[0]);
-  const int64_t num_experts = w.dim(0);
-  const int64_t pairs_per_slot = RowSize(args.in[2]);
-  MG_KERNEL_CONTRACT(top_k > 0 && args.in[1].numel() == NumRows(args.in[2]),
-                     "expert_batched_matmul", "batch_experts [S] and batch_pairs [S, T]");
-  CheckStackedWeight("expert_batched_matmul", w, num_experts, n, k);
-  const TensorArg* bias = ExpertBias(args, 4, num_experts, n, "expert_batched_matmul");
-  const int64_t num_slots = args.in[1].numel();
-  std::fill(y, y + args.out[0].numel(), 0.0f);
-  ParallelFor(args.num_threads, num_slots, [&](int64_t begin, int64_t end) {
-    for (int64_t s = begin; s < end; ++s) {
-      const int64_t e = batch_experts[s];
-      if (e < 0 || e >= num_experts) continue;
-      const ref_detail::WeightMatrix we = ExpertMatrix(w, e);
-      for (int64_t c = 0; c < pairs_per_slot; ++c) {
-        const int64_t p = batch_pairs[s * pairs_per_slot + c];
-        if (p < 0 || p >= num_pairs || p / top_k >= num_x_rows) continue;
-        for (int64_t j = 0; j < n; ++j) {
-          float acc = we.Dot(x + (p / top_k) * k, j, 0, k);
-          if (bias != nullptr) acc += ref_detail::LoadWeight(bias->data, bias->dtype, e * n + j);
-          y[p * n + j] = acc;
-        }
-      }
-    }
-  });
+  ExpertBatchedMatmul(args, /*kn=*/false, "expert_batched_matmul");
 }
 
 void RefClampedSwiglu(const KernelArgs& args) {

@@ -130,23 +130,33 @@ MG_AVX2 void DotTile(const float* const* x, const WElem<W>* const* w, int64_t k,
       acc[m][n] = _mm256_setzero_ps();
   }
   const int64_t k8 = k & ~int64_t{7};
-  for (int64_t i = 0; i < k8; i += 8) {
-    if (next && i % kLineElems == 0) {
-      for (int n = 0; n < NR; ++n) {
-        if (next[n]) {
-          _mm_prefetch(reinterpret_cast<const char*>(next[n] + ElemOffset<W>(i)), _MM_HINT_T1);
+  // Scaled weights go block by block (block_cols % 8 == 0): each row's scale is read once per
+  // block into `scale`, and each vector of 8 multiplies by a broadcast of it from there.
+  const int64_t step = Scaled<W>() ? block_cols : std::max<int64_t>(k8, 1);
+  for (int64_t i0 = 0; i0 < k8; i0 += step) {
+    [[maybe_unused]] float scale[NR];
+    if constexpr (Scaled<W>()) {
+      for (int n = 0; n < NR; ++n)
+        scale[n] = ScaleAt<W>(s[n], i0 / block_cols);
+    }
+    const int64_t i1 = std::min(k8, i0 + step);
+    for (int64_t i = i0; i < i1; i += 8) {
+      if (next && i % kLineElems == 0) {
+        for (int n = 0; n < NR; ++n) {
+          if (next[n]) {
+            _mm_prefetch(reinterpret_cast<const char*>(next[n] + ElemOffset<W>(i)), _MM_HINT_T1);
+          }
         }
       }
-    }
-    __m256 xv[MR];
-    for (int m = 0; m < MR; ++m)
-      xv[m] = _mm256_loadu_ps(x[m] + i);
-    for (int n = 0; n < NR; ++n) {
-      __m256 wv = Load8<W>(w[n] + ElemOffset<W>(i));
-      if constexpr (Scaled<W>())
-        wv = _mm256_mul_ps(wv, _mm256_set1_ps(ScaleAt<W>(s[n], i / block_cols)));
+      __m256 xv[MR];
       for (int m = 0; m < MR; ++m)
-        acc[m][n] = _mm256_fmadd_ps(xv[m], wv, acc[m][n]);
+        xv[m] = _mm256_loadu_ps(x[m] + i);
+      for (int n = 0; n < NR; ++n) {
+        __m256 wv = Load8<W>(w[n] + ElemOffset<W>(i));
+        if constexpr (Scaled<W>()) wv = _mm256_mul_ps(wv, _mm256_broadcast_ss(&scale[n]));
+        for (int m = 0; m < MR; ++m)
+          acc[m][n] = _mm256_fmadd_ps(xv[m], wv, acc[m][n]);
+      }
     }
   }
   for (int m = 0; m < MR; ++m) {
