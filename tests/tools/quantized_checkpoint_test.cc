@@ -1,6 +1,8 @@
-// A DeepSeek-V3-shaped FP8 checkpoint (the dsv3_fp8 golden: every linear F8_E4M3 with
-// weight_scale_inv, kv_b_proj included) through compile-model and run-model as a person
-// runs them: it compiles and generates transformers' greedy tokens.
+// Quantized checkpoints in their published formats through compile-model and run-model as a
+// person runs them: each compiles and generates transformers' greedy tokens. dsv3_fp8 is
+// DeepSeek-V3 with every linear F8_E4M3 with weight_scale_inv (kv_b_proj included),
+// qwen3_moe_fp8 the Qwen3-FP8 layout, gpt_oss_mxfp4 GPT-OSS with MXFP4 experts
+// (*_blocks / *_scales).
 #include <gtest/gtest.h>
 #include <unistd.h>
 
@@ -32,16 +34,19 @@ std::string GeneratedIds(const std::string& out, int seq) {
   return ids == std::string::npos ? "" : line.substr(ids + 10);
 }
 
-TEST(Fp8CheckpointTest, DeepSeekV3Fp8CompilesAndGeneratesTheGoldenTokens) {
-  const testing::Golden golden = testing::LoadGolden("dsv3_fp8");
+class QuantizedCheckpointTest : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(QuantizedCheckpointTest, CompilesAndGeneratesTheGoldenTokens) {
+  const std::string name = GetParam();
+  const testing::Golden golden = testing::LoadGolden(name);
   ASSERT_GE(golden.sequences.size(), 2u) << golden.dir;
   const std::string dir =
-      ::testing::TempDir() + "fp8_checkpoint_test_" + std::to_string(::getpid());
+      ::testing::TempDir() + "quantized_checkpoint_test_" + name + "_" + std::to_string(::getpid());
   std::filesystem::create_directories(dir);
   // An f32 KV cache: the golden's tokens are transformers' f32 ones.
   const ToolRun compiled =
       RunTool("compile-model",
-              {golden.dir, "-o", "dsv3_fp8.plan", "--decode-buckets", "1,2", "--prefill-buckets",
+              {golden.dir, "-o", name + ".plan", "--decode-buckets", "1,2", "--prefill-buckets",
                "8,16", "--chunk-size", "8", "--max-chunks", "2", "--kv-dtype", "f32", "-q"},
               dir);
   ASSERT_EQ(compiled.exit_code, 0) << compiled.err;
@@ -49,7 +54,7 @@ TEST(Fp8CheckpointTest, DeepSeekV3Fp8CompilesAndGeneratesTheGoldenTokens) {
   const std::string prompts =
       Join(golden.sequences[0].prompt, 100) + ";" + Join(golden.sequences[1].prompt, 100);
   const ToolRun run = RunTool(
-      "run-model", {"dsv3_fp8.plan", "--prompt-ids", prompts, "--max-new-tokens", "32"}, dir);
+      "run-model", {name + ".plan", "--prompt-ids", prompts, "--max-new-tokens", "32"}, dir);
   ASSERT_EQ(run.exit_code, 0) << run.err;
   for (int s = 0; s < 2; ++s) {
     EXPECT_EQ(GeneratedIds(run.out, s), Join(golden.sequences[s].generated, 32))
@@ -59,6 +64,9 @@ TEST(Fp8CheckpointTest, DeepSeekV3Fp8CompilesAndGeneratesTheGoldenTokens) {
   std::error_code ignored;
   std::filesystem::remove_all(dir, ignored);
 }
+
+INSTANTIATE_TEST_SUITE_P(Goldens, QuantizedCheckpointTest,
+                         ::testing::Values("dsv3_fp8", "qwen3_moe_fp8", "gpt_oss_mxfp4"));
 
 }  // namespace
 }  // namespace moegraph
