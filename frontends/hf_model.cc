@@ -1,12 +1,15 @@
 // HF model directory loading.
 #include "frontends/hf_model.h"
 
+#include <algorithm>
 #include <filesystem>
 
 #include "frontends/demo_model.h"
 #include "frontends/family.h"
+#include "ir/op_registry.h"
 #include "support/json.h"
 #include "support/mapped_file.h"
+#include "support/strings.h"
 
 namespace moegraph {
 
@@ -21,6 +24,35 @@ PlanModelInfo HfModel::Info() const {
   info.head_dim = static_cast<int32_t>(d.head_dim);
   info.max_position_embeddings = static_cast<int32_t>(d.max_position_embeddings);
   return info;
+}
+
+std::set<std::string> TensorsRead(const Graph& graph) {
+  std::set<std::string> read;
+  for (const Op& op : graph.ops()) {
+    if (op.def->name != "weight") continue;
+    const int64_t experts = op.IntAttr("experts", 0);
+    for (const char* attr : {"name", "scale"}) {
+      if (!op.HasAttr(attr)) continue;
+      const std::string name = op.StringAttr(attr);
+      if (experts == 0) {
+        read.insert(name);
+      } else {
+        for (int64_t e = 0; e < experts; ++e)
+          read.insert(ExpandExpertName(name, e));
+      }
+    }
+  }
+  return read;
+}
+
+std::vector<std::string> UnreadTensors(const HfModel& model) {
+  const std::set<std::string> read = TensorsRead(model.graph);
+  std::vector<std::string> unread;
+  for (const std::string& name : model.checkpoint.TensorNames()) {
+    if (read.count(name) == 0) unread.push_back(name);
+  }
+  std::sort(unread.begin(), unread.end());
+  return unread;
 }
 
 StatusOr<HfModel> LoadHfModel(const std::string& dir) {

@@ -2,7 +2,9 @@
 // architecture's definition, and the generic graph.
 #pragma once
 
+#include <set>
 #include <string>
+#include <vector>
 
 #include "checkpoint/safetensors.h"
 #include "frontends/model_config.h"
@@ -26,6 +28,15 @@ struct HfModel {
   // The plan's view of the model (family, sizes the runtime needs).
   PlanModelInfo Info() const;
 };
+
+// The checkpoint tensors the generic graph's weight ops read (a stacked weight's {e}
+// expanded; a quantized weight's scale tensor included).
+std::set<std::string> TensorsRead(const Graph& graph);
+
+// The checkpoint's tensors that `model`'s graph does not read, sorted: what compile-model
+// reports (DeepSeek-V3 / GLM4-MoE MTP layers are the expected ones; anything else usually
+// means a layout the family does not know).
+std::vector<std::string> UnreadTensors(const HfModel& model);
 
 // Reads `dir`/config.json, dispatches on `architectures` through the family registry
 // (frontends/family.h; an unknown architecture is Unimplemented listing the supported ones),

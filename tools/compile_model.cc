@@ -194,6 +194,17 @@ int Main(int argc, char** argv) {
   if (!quiet && args[0] == "demo") std::fprintf(stderr, "demo model: %s\n", dir->c_str());
   StatusOr<HfModel> model = LoadHfModel(*dir);
   if (!model.ok()) return Fail(model.status());
+  // Tensors the graph does not read are not an error (MTP layers are expected), but they are
+  // reported even with -q: a checkpoint in a layout the family does not know shows up here.
+  if (const std::vector<std::string> unread = UnreadTensors(*model); !unread.empty()) {
+    std::string names;
+    for (size_t i = 0; i < unread.size() && i < 4; ++i)
+      names += (i ? ", " : "") + unread[i];
+    if (unread.size() > 4) names += ", ... (" + std::to_string(unread.size() - 4) + " more)";
+    std::fprintf(stderr,
+                 "compile-model: warning: %zu tensor(s) of %s are not read by the %s graph: %s\n",
+                 unread.size(), dir->c_str(), model->family.c_str(), names.c_str());
+  }
   StatusOr<std::vector<SpecKey>> keys = EnumerateKeys(options.keys);
   if (!keys.ok()) return Fail(keys.status());
   if (!quiet) {

@@ -28,27 +28,6 @@ namespace {
 
 class FamilyTest : public testing::TempDirTest {};
 
-// The names of the tensors a graph's weight ops read (experts expanded).
-std::set<std::string> TensorsRead(const Graph& graph) {
-  std::set<std::string> read;
-  for (const Op& op : graph.ops()) {
-    if (op.def->name != "weight") continue;
-    const int64_t experts = op.IntAttr("experts", 0);
-    // A quantized weight reads its scale tensor too.
-    for (const char* attr : {"name", "scale"}) {
-      if (!op.HasAttr(attr)) continue;
-      const std::string name = op.StringAttr(attr);
-      if (experts == 0) {
-        read.insert(name);
-      } else {
-        for (int64_t e = 0; e < experts; ++e)
-          read.insert(ExpandExpertName(name, e));
-      }
-    }
-  }
-  return read;
-}
-
 TEST_F(FamilyTest, RegistryFindsQwen3MoeAndListsItForOthers) {
   StatusOr<const ModelFamily*> family = FindModelFamily("Qwen3MoeForCausalLM");
   ASSERT_TRUE(family.ok());
@@ -108,6 +87,24 @@ TEST_F(FamilyTest, LoadHfModelDispatchesThroughTheRegistry) {
       << model.status().ToString();
 }
 
+// A checkpoint tensor no weight op reads is reported, by name (compile-model warns with it).
+TEST_F(FamilyTest, UnreadTensorsNamesWhatTheGraphDoesNotRead) {
+  const std::string dir = TestDir("model");
+  ASSERT_TRUE(WriteDemoModel(dir).ok());
+  StatusOr<HfModel> model = LoadHfModel(dir);
+  ASSERT_TRUE(model.ok()) << model.status().ToString();
+  EXPECT_TRUE(UnreadTensors(*model).empty());
+  std::vector<TensorToWrite> tensors =
+      MakeRandomQwen3MoeWeights(DemoModelConfig(), 1, DType::kBF16);
+  for (const char* extra : {"model.layers.9.mlp.gate.weight", "model.mtp.0.norm.weight"})
+    tensors.push_back(TensorToWrite{extra, DType::kF32, {2}, std::string(8, '\0')});
+  ASSERT_TRUE(WriteSafetensors(dir + "/model.safetensors", tensors, {{"format", "pt"}}).ok());
+  model = LoadHfModel(dir);
+  ASSERT_TRUE(model.ok()) << model.status().ToString();
+  EXPECT_EQ(UnreadTensors(*model), (std::vector<std::string>{"model.layers.9.mlp.gate.weight",
+                                                             "model.mtp.0.norm.weight"}));
+}
+
 // The demo checkpoint is written from the family's weight list, and the graph the family builds
 // reads exactly the tensors of that list (nothing more, nothing missing).
 TEST_F(FamilyTest, WeightListIsTheCheckpointTheGraphReads) {
@@ -149,6 +146,7 @@ TEST_P(FamilyGoldenTest, WeightListMatchesThePublishedCheckpoint) {
   for (const std::string& name : model->checkpoint.TensorNames())
     stored.insert(name);
   EXPECT_EQ(read, stored);
+  EXPECT_TRUE(UnreadTensors(*model).empty());
   if (GetParam().find("fused") != std::string::npos) return;  // transformers' in-memory layout
   std::set<std::string> listed;
   for (const WeightSpec& w : (*family)->weight_list(model->config)) {
