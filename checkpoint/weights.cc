@@ -76,16 +76,13 @@ Status ResolveScales(ResolvedWeight& w, bool per_expert_names, int64_t experts, 
 }
 
 // The shape tensor `t` has as a weight of `dtype`: its own, except for mxfp4, which
-// checkpoints store as U8 bytes of two codes each, either [..., K / 32, 16] (GPT-OSS's
-// `*_blocks`: 16 bytes per block of 32) or [..., K / 2].
+// checkpoints store as U8 [..., K / 32, 16] (GPT-OSS's `*_blocks`: 16 bytes of two codes each
+// per block of 32).
 std::vector<int64_t> LogicalShape(const SafetensorsTensor& t, DType dtype) {
   std::vector<int64_t> shape = t.shape;
-  if (dtype != DType::kMxfp4 || t.dtype != DType::kU8 || shape.empty()) return shape;
-  if (shape.size() >= 2 && shape.back() == 16) {
+  if (dtype == DType::kMxfp4 && t.dtype == DType::kU8 && shape.size() >= 2 && shape.back() == 16) {
     shape.pop_back();
     shape.back() *= 32;
-  } else {
-    shape.back() *= 2;
   }
   return shape;
 }

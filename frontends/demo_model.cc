@@ -61,6 +61,9 @@ class NormalStream {
     return static_cast<double>(centered) * kScale;
   }
 
+  // 64 uniformly random bits (the MXFP4 writers' code bytes and scale jitter).
+  uint64_t NextBits() { return SplitMix64(state_); }
+
  private:
   static constexpr double kScale = 1.7320508075688772 / 8589934592.0;  // sqrt(3) / 2^33
   uint64_t state_;
@@ -73,17 +76,17 @@ TensorToWrite MakeTensor(const std::string& name, std::vector<int64_t> shape, We
   for (int64_t dim : shape)
     numel *= dim;
   if (init == WeightInit::kMxfp4Blocks || init == WeightInit::kMxfp4Scales) {
-    // Bytes from the same stream: code bytes uniform over 0..255, scales one of three around
-    // the centre for K = 32 x the last dim.
+    // Bytes from the tensor's stream: code bytes uniform over 0..255, scales one of three
+    // around the centre for K = 32 x the last dim.
     TensorToWrite tensor{name, DType::kU8, shape, {}};
     tensor.bytes.resize(static_cast<size_t>(numel));
     NormalStream stream(seed, name);
     const int64_t k = 32 * shape.back();
     for (int64_t i = 0; i < numel; ++i) {
-      const double u = std::erf(stream.Next() / std::sqrt(2.0)) * 0.5 + 0.5;  // ~U(0, 1)
-      const int bucket = static_cast<int>(std::min(255.0, std::floor(u * 256.0)));
+      const uint64_t bits = stream.NextBits();
       tensor.bytes[static_cast<size_t>(i)] = static_cast<char>(
-          init == WeightInit::kMxfp4Blocks ? bucket : Mxfp4ScaleByte(k, bucket % 3 - 1));
+          init == WeightInit::kMxfp4Blocks ? bits & 0xff
+                                           : Mxfp4ScaleByte(k, static_cast<int>(bits % 3) - 1));
     }
     return tensor;
   }

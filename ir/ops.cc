@@ -454,25 +454,16 @@ Status CheckBias(const InferContext& ctx, int index, const std::vector<Dim>& dim
   return Status::Ok();
 }
 
-// Stacked expert weights [E, rows, cols]: [in, out] ([E, K, N], transformers' layout;
-// f32/bf16/f16) when `kn`, else [out, in] ([E, N, K]; any matmul weight dtype, quantized ones
-// included).
-Status CheckStackedExperts(const InferContext& ctx, int index, const Dim& experts, const Dim& rows,
-                           const Dim& cols, bool kn, const char* role) {
-  MG_RETURN_IF_ERROR(RequireTensor(ctx, index, 3, role));
-  MG_RETURN_IF_ERROR(kn ? RequireFloat(ctx, index, role) : RequireMatmulWeight(ctx, index, role));
-  const Type& t = In(ctx, index);
-  MG_RETURN_IF_ERROR(RequireSameDim(ctx, t.dims[0], experts, std::string(role) + " experts"));
-  MG_RETURN_IF_ERROR(RequireSameDim(ctx, t.dims[1], rows,
-                                    std::string(role) + (kn ? " rows (in)" : " rows (out)")));
-  MG_RETURN_IF_ERROR(RequireSameDim(ctx, t.dims[2], cols,
-                                    std::string(role) + (kn ? " columns (out)" : " columns (in)")));
-  return Status::Ok();
-}
-
+// Stacked [in, out] expert weights [E, K, N] (transformers' layout).
 Status CheckStackedKn(const InferContext& ctx, int index, const Dim& experts, const Dim& k,
                       const Dim& n, const char* role) {
-  return CheckStackedExperts(ctx, index, experts, k, n, /*kn=*/true, role);
+  MG_RETURN_IF_ERROR(RequireTensor(ctx, index, 3, role));
+  MG_RETURN_IF_ERROR(RequireFloat(ctx, index, role));
+  const Type& t = In(ctx, index);
+  MG_RETURN_IF_ERROR(RequireSameDim(ctx, t.dims[0], experts, std::string(role) + " experts"));
+  MG_RETURN_IF_ERROR(RequireSameDim(ctx, t.dims[1], k, std::string(role) + " rows (in)"));
+  MG_RETURN_IF_ERROR(RequireSameDim(ctx, t.dims[2], n, std::string(role) + " columns (out)"));
+  return Status::Ok();
 }
 
 // moe with activation 1: x, router, gate_up [E, H, 2I], down [E, I, H] (out_major: gate_up
@@ -495,11 +486,13 @@ StatusOr<std::vector<Type>> InferMoeClampedSwiglu(const InferContext& ctx, const
                                " needs an even 2I, got " + Describe(In(ctx, 2)));
   }
   const Dim inter = S(two_inter.size / 2);
-  const bool kn = !out_major;
-  MG_RETURN_IF_ERROR(CheckStackedExperts(ctx, 2, experts, kn ? hidden : two_inter,
-                                         kn ? two_inter : hidden, kn, "gate_up"));
-  MG_RETURN_IF_ERROR(
-      CheckStackedExperts(ctx, 3, experts, kn ? inter : hidden, kn ? hidden : inter, kn, "down"));
+  if (out_major) {  // [out, in], any matmul weight dtype (MXFP4 as published)
+    MG_RETURN_IF_ERROR(CheckStacked(ctx, 2, experts, two_inter, hidden, "gate_up"));
+    MG_RETURN_IF_ERROR(CheckStacked(ctx, 3, experts, hidden, inter, "down"));
+  } else {
+    MG_RETURN_IF_ERROR(CheckStackedKn(ctx, 2, experts, hidden, two_inter, "gate_up"));
+    MG_RETURN_IF_ERROR(CheckStackedKn(ctx, 3, experts, inter, hidden, "down"));
+  }
   if (n == 7) {
     MG_RETURN_IF_ERROR(CheckBias(ctx, 4, {experts}, "router bias [E]"));
     MG_RETURN_IF_ERROR(CheckBias(ctx, 5, {experts, two_inter}, "gate_up bias [E, 2I]"));
@@ -670,31 +663,26 @@ StatusOr<std::vector<Type>> InferGroupedMatmulKn(const InferContext& ctx) {
   return std::vector<Type>{F32({In(ctx, 0).dims[0], n})};
 }
 
-// x [R, K], batch layout, w [E, K, N], optional bias [E, N] -> [R * top_k, N].
-StatusOr<std::vector<Type>> InferExpertBatchedMatmulKn(const InferContext& ctx) {
+// x [R, K], batch layout, w [E, K, N] when `kn`, else [E, N, K] (out-major, quantized or
+// not), optional bias [E, N] -> [R * top_k, N].
+StatusOr<std::vector<Type>> InferExpertBatched(const InferContext& ctx, bool kn) {
   MG_RETURN_IF_ERROR(RequireTensor(ctx, 0, 2, "x"));
   MG_RETURN_IF_ERROR(RequireStatic(ctx, In(ctx, 0).dims[0], "rows"));
   MG_RETURN_IF_ERROR(CheckBatchLayout(ctx, 1));
   MG_RETURN_IF_ERROR(RequireTensor(ctx, 3, 3, "weight"));
   const Dim experts = In(ctx, 3).dims[0];
-  const Dim& n = In(ctx, 3).dims[2];
-  MG_RETURN_IF_ERROR(CheckStackedKn(ctx, 3, experts, In(ctx, 0).dims[1], n, "weight"));
+  const Dim& n = In(ctx, 3).dims[kn ? 2 : 1];
+  const Dim& k = In(ctx, 0).dims[1];
+  MG_RETURN_IF_ERROR(kn ? CheckStackedKn(ctx, 3, experts, k, n, "weight")
+                        : CheckStacked(ctx, 3, experts, n, k, "weight"));
   if (ctx.operands.size() > 4) MG_RETURN_IF_ERROR(CheckBias(ctx, 4, {experts, n}, "bias [E, N]"));
   return std::vector<Type>{F32({S(In(ctx, 0).dims[0].size * ctx.op.IntAttr("top_k")), n})};
 }
-
-// x [R, K], batch layout, w [E, N, K] (out-major, quantized or not), optional bias [E, N]
-// -> [R * top_k, N].
+StatusOr<std::vector<Type>> InferExpertBatchedMatmulKn(const InferContext& ctx) {
+  return InferExpertBatched(ctx, /*kn=*/true);
+}
 StatusOr<std::vector<Type>> InferExpertBatchedMatmul(const InferContext& ctx) {
-  MG_RETURN_IF_ERROR(RequireTensor(ctx, 0, 2, "x"));
-  MG_RETURN_IF_ERROR(RequireStatic(ctx, In(ctx, 0).dims[0], "rows"));
-  MG_RETURN_IF_ERROR(CheckBatchLayout(ctx, 1));
-  MG_RETURN_IF_ERROR(RequireTensor(ctx, 3, 3, "weight"));
-  const Dim experts = In(ctx, 3).dims[0];
-  const Dim& n = In(ctx, 3).dims[1];
-  MG_RETURN_IF_ERROR(CheckStacked(ctx, 3, experts, n, In(ctx, 0).dims[1], "weight"));
-  if (ctx.operands.size() > 4) MG_RETURN_IF_ERROR(CheckBias(ctx, 4, {experts, n}, "bias [E, N]"));
-  return std::vector<Type>{F32({S(In(ctx, 0).dims[0].size * ctx.op.IntAttr("top_k")), n})};
+  return InferExpertBatched(ctx, /*kn=*/false);
 }
 
 // x [R, 2I] -> [R, I].

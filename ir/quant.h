@@ -120,14 +120,4 @@ inline float E8M0ToF32(uint8_t v) {
   return f;
 }
 
-// The checkpoint name of the scales of an mxfp4 weight ("...gate_up_proj_blocks" ->
-// "...gate_up_proj_scales", as GPT-OSS checkpoints name them); "" when `name` does not end in
-// "_blocks".
-inline std::string Mxfp4ScaleTensorName(std::string_view name) {
-  constexpr std::string_view kSuffix = "_blocks";
-  if (name.size() < kSuffix.size() || name.substr(name.size() - kSuffix.size()) != kSuffix)
-    return "";
-  return std::string(name.substr(0, name.size() - kSuffix.size())) + "_scales";
-}
-
 }  // namespace moegraph

@@ -471,13 +471,11 @@ class PlanValidator {
   // numel × dtype size of `shape`, which must be known-dtype with dims >= 0.
   // nullopt on int64 overflow.
   static std::optional<int64_t> CheckedBytes(const std::vector<int64_t>& shape, DType dtype) {
-    int64_t numel = 1, bits = 0;
+    int64_t bits = DTypeBits(dtype);
     for (int64_t d : shape) {
-      if (__builtin_mul_overflow(numel, d, &numel)) return std::nullopt;
+      if (__builtin_mul_overflow(bits, d, &bits)) return std::nullopt;
     }
-    if (__builtin_mul_overflow(numel, static_cast<int64_t>(DTypeBits(dtype)), &bits))
-      return std::nullopt;
-    return DTypeStorageBytes(dtype, numel);
+    return (bits + 7) / 8;  // DTypeStorageBytes, checked
   }
 
   // Dtype known, rank <= kMaxRank, dims >= 0 and a size that fits int64.

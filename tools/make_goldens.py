@@ -860,29 +860,36 @@ def quantize_fp8_linears(model, block):
     return out
 
 
-def write_fp8_checkpoint(case_dir, quantized, block):
-    """Rewrites model.safetensors with F8_E4M3 weights and F32 `<name>_scale_inv` for every
-    quantized linear (checking the f32 file held exactly their dequantized values), and adds
-    quantization_config to config.json."""
+def rewrite_quantized_checkpoint(case_dir, replacements, quantization_config):
+    """Replaces tensors of model.safetensors, {name: (dequantized, {stored name: tensor})}
+    (checking the f32 file held exactly each one's dequantization), and adds
+    `quantization_config` to config.json."""
     path = os.path.join(case_dir, "model.safetensors")
     with safe_open(path, "pt") as f:
         meta = f.metadata()
     sd = load_file(path)
-    for k, (q, s, deq) in quantized.items():
+    for k, (deq, stored) in replacements.items():
         assert torch.equal(sd[k], deq), f"stored weight is not its dequantization: {k}"
-        sd[k] = q
-        sd[k + "_scale_inv"] = s
+        del sd[k]
+        sd.update(stored)
     os.remove(path)
     save_safetensors(sd, path, meta)
     cfg_path = os.path.join(case_dir, "config.json")
     with open(cfg_path) as f:
         d = json.load(f)
-    d["quantization_config"] = {"activation_scheme": "dynamic", "fmt": "e4m3",
-                                "modules_to_not_convert": ["lm_head"], "quant_method": "fp8",
-                                "weight_block_size": list(block)}
+    d["quantization_config"] = quantization_config
     with open(cfg_path, "w") as f:
         json.dump(dict(sorted(d.items())), f, indent=2, sort_keys=True)
         f.write("\n")
+
+
+def write_fp8_checkpoint(case_dir, quantized, block):
+    """F8_E4M3 weights and F32 `<name>_scale_inv` for every quantized linear, and the fp8
+    quantization_config."""
+    rewrite_quantized_checkpoint(
+        case_dir, {k: (deq, {k: q, k + "_scale_inv": s}) for k, (q, s, deq) in quantized.items()},
+        {"activation_scheme": "dynamic", "fmt": "e4m3", "modules_to_not_convert": ["lm_head"],
+         "quant_method": "fp8", "weight_block_size": list(block)})
 
 
 FP4_E2M1 = torch.tensor([0.0, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0,
@@ -931,30 +938,15 @@ def quantize_mxfp4_experts(model):
 
 
 def write_mxfp4_checkpoint(case_dir, quantized):
-    """Replaces each quantized expert stack in model.safetensors by its `_blocks` and
-    `_scales` (checking the f32 file held exactly the dequantized values) and adds GPT-OSS's
-    published quantization_config to config.json."""
-    path = os.path.join(case_dir, "model.safetensors")
-    with safe_open(path, "pt") as f:
-        meta = f.metadata()
-    sd = load_file(path)
-    for k, (blocks, scales, deq) in quantized.items():
-        assert torch.equal(sd[k], deq), f"stored experts are not their dequantization: {k}"
-        del sd[k]
-        sd[k + "_blocks"] = blocks
-        sd[k + "_scales"] = scales
-    os.remove(path)
-    save_safetensors(sd, path, meta)
-    cfg_path = os.path.join(case_dir, "config.json")
-    with open(cfg_path) as f:
-        d = json.load(f)
-    d["quantization_config"] = {
-        "modules_to_not_convert": ["model.layers.*.self_attn", "model.layers.*.mlp.router",
-                                   "model.embed_tokens", "lm_head"],
-        "quant_method": "mxfp4"}
-    with open(cfg_path, "w") as f:
-        json.dump(dict(sorted(d.items())), f, indent=2, sort_keys=True)
-        f.write("\n")
+    """Each quantized expert stack as its `_blocks` and `_scales`, and GPT-OSS's published
+    quantization_config."""
+    rewrite_quantized_checkpoint(
+        case_dir,
+        {k: (deq, {k + "_blocks": blocks, k + "_scales": scales})
+         for k, (blocks, scales, deq) in quantized.items()},
+        {"modules_to_not_convert": ["model.layers.*.self_attn", "model.layers.*.mlp.router",
+                                    "model.embed_tokens", "lm_head"],
+         "quant_method": "mxfp4"})
 
 
 def fused_state_dict(model):

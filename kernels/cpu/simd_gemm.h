@@ -14,6 +14,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstddef>
 #include <cstdint>
 #include <utility>
 
@@ -23,38 +24,28 @@
 namespace moegraph::simd {
 
 // The block scales of a quantized weight pair: scale matrices [ceil(n / block_rows),
-// scale_cols] of the gate (or only) weight and of the up weight (or null): f32 for kFp8
-// (g / u), u8 e8m0 for kMxfp4 (g8 / u8, blocks of 1 x 32). The optimised kernels take
-// block_cols % 8 == 0 (a scale per 8-value vector); other blocks run the reference.
+// scale_cols] of the gate (or only) weight and of the up weight (or null), of elements of
+// scale_bytes bytes: f32 for kFp8, u8 e8m0 for kMxfp4 (blocks of 1 x 32). The optimised
+// kernels take block_cols % 8 == 0 (a scale per 8-value vector); other blocks run the reference.
 struct WeightScales {
-  const float* g = nullptr;
-  const float* u = nullptr;
-  const uint8_t* g8 = nullptr;
-  const uint8_t* u8 = nullptr;
-  QuantScheme scheme = QuantScheme::kNone;
+  const std::byte* g = nullptr;
+  const std::byte* u = nullptr;
+  int64_t scale_bytes = 4;
   int64_t block_rows = 0, block_cols = 0, scale_cols = 0;
 
-  // The f32 scale row of weight row j (kFp8).
-  const float* GateRow(int64_t j) const { return g + (j / block_rows) * scale_cols; }
-  const float* UpRow(int64_t j) const { return u + (j / block_rows) * scale_cols; }
   // The scale row of weight row j, as the tiles take it (ScaleAt reads it).
   const void* GateScaleRow(int64_t j) const {
-    if (scheme == QuantScheme::kMxfp4) return g8 + (j / block_rows) * scale_cols;
-    return GateRow(j);
+    return g + (j / block_rows) * scale_cols * scale_bytes;
   }
   const void* UpScaleRow(int64_t j) const {
-    if (scheme == QuantScheme::kMxfp4) return u8 + (j / block_rows) * scale_cols;
-    return UpRow(j);
+    return u + (j / block_rows) * scale_cols * scale_bytes;
   }
+  // The f32 scale row of weight row j (kFp8).
+  const float* GateRow(int64_t j) const { return static_cast<const float*>(GateScaleRow(j)); }
   // Points at one matrix's scales (one expert's) of the gate and up weights.
   void SetMatrices(const void* gate, const void* up) {
-    if (scheme == QuantScheme::kMxfp4) {
-      g8 = static_cast<const uint8_t*>(gate);
-      u8 = static_cast<const uint8_t*>(up);
-    } else {
-      g = static_cast<const float*>(gate);
-      u = static_cast<const float*>(up);
-    }
+    g = static_cast<const std::byte*>(gate);
+    u = static_cast<const std::byte*>(up);
   }
 };
 
@@ -101,7 +92,7 @@ inline bool ToMatmulWType(const TensorArg& w, WType* out) {
 inline WeightScales ScalesOf(const TensorArg& w, const void* g, const void* u) {
   WeightScales s;
   if (!w.quant.quantized()) return s;
-  s.scheme = w.quant.scheme;
+  s.scale_bytes = static_cast<int64_t>(DTypeBytes(QuantScaleDType(w.quant.scheme)));
   s.SetMatrices(g, u);
   s.block_rows = w.quant.block_rows;
   s.block_cols = w.quant.block_cols;

@@ -537,7 +537,7 @@ TEST(Verifier, OutMajorClampedSwigluMoeTakesOutInWeights) {
   // [in, out] down under out_major: its rows must be H.
   EXPECT_TRUE(HasFault(
       VerifyText(Replace(kOutMajorMoe, "tensor<4 x 32 x 5 x bf16>", "tensor<4 x 5 x 32 x bf16>")),
-      6, "types", "down rows (out)"));
+      6, "types", "down rows"));
   // The [in, out] reading of the same graph fails on gate_up's storage and layout.
   EXPECT_FALSE(VerifyText(Replace(kOutMajorMoe, "out_major = 1, ", "")).empty());
   // out_major is the clamped SwiGLU experts' option only.

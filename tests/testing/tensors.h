@@ -32,6 +32,36 @@ inline TensorArg HostArg(const void* data, DType dtype, const std::vector<int64_
   return arg;
 }
 
+// Every matrix of quantized test weight `w` (Fp8BlockWeight, Mxfp4Weight: experts, n, k and
+// At(e, r, c)) dequantized: [max(experts, 1), n, k] f32.
+template <typename W>
+std::vector<float> DequantizedOf(const W& w) {
+  const int64_t m = std::max<int64_t>(w.experts, 1);
+  std::vector<float> out(static_cast<size_t>(m * w.n * w.k));
+  for (int64_t e = 0; e < m; ++e) {
+    for (int64_t r = 0; r < w.n; ++r) {
+      for (int64_t c = 0; c < w.k; ++c)
+        out[static_cast<size_t>((e * w.n + r) * w.k + c)] = w.At(e, r, c);
+    }
+  }
+  return out;
+}
+
+// Its kernel argument: `dtype` [n, k] with `scales`, or [experts, n, k] with per-expert data
+// and scale pointers.
+template <typename W>
+TensorArg QuantizedArg(const W& w, DType dtype) {
+  TensorArg a = w.experts == 0 ? HostArg(w.bytes.data(), dtype, {w.n, w.k})
+                               : HostArg(w.bytes.data(), dtype, {w.experts, w.n, w.k});
+  a.quant = w.quant;
+  a.scales = w.scales.data();
+  if (w.experts > 0) {
+    a.expert_data = w.data_ptrs.data();
+    a.expert_scales = w.scale_ptrs.data();
+  }
+  return a;
+}
+
 // A block-quantized fp8 weight (QuantScheme::kFp8Block): `experts` matrices [n, k] (experts 0:
 // one plain [n, k] weight) of seeded random e4m3 bytes (every code but NaN, so subnormals,
 // zeros and +-448 occur) with positive scales [ceil(n / block_rows), ceil(k / block_cols)]
@@ -74,30 +104,9 @@ struct Fp8BlockWeight {
     return v * scales[static_cast<size_t>((e * ScaleRows() + r / quant.block_rows) * ScaleCols() +
                                           c / quant.block_cols)];
   }
-  // Every matrix dequantized: [max(experts, 1), n, k] f32.
-  std::vector<float> Dequantized() const {
-    std::vector<float> out(bytes.size());
-    for (int64_t e = 0; e < std::max<int64_t>(experts, 1); ++e) {
-      for (int64_t r = 0; r < n; ++r) {
-        for (int64_t c = 0; c < k; ++c)
-          out[static_cast<size_t>((e * n + r) * k + c)] = At(e, r, c);
-      }
-    }
-    return out;
-  }
-  // The kernel argument: fp8e4m3 [n, k] with `scales`, or [experts, n, k] with per-expert
-  // data and scale pointers.
-  TensorArg arg() const {
-    TensorArg a = experts == 0 ? HostArg(bytes.data(), DType::kFp8E4M3, {n, k})
-                               : HostArg(bytes.data(), DType::kFp8E4M3, {experts, n, k});
-    a.quant = quant;
-    a.scales = scales.data();
-    if (experts > 0) {
-      a.expert_data = data_ptrs.data();
-      a.expert_scales = scale_ptrs.data();
-    }
-    return a;
-  }
+  // Every matrix dequantized ([max(experts, 1), n, k] f32) and the kernel argument.
+  std::vector<float> Dequantized() const { return DequantizedOf(*this); }
+  TensorArg arg() const { return QuantizedArg(*this, DType::kFp8E4M3); }
 };
 
 // An MXFP4 weight (QuantScheme::kMxfp4): `experts` matrices [n, k] (experts 0: one plain [n, k]
@@ -134,30 +143,9 @@ struct Mxfp4Weight {
     return Mxfp4At(row, c) *
            E8M0ToF32(scales[static_cast<size_t>((e * n + r) * (k / 32) + c / 32)]);
   }
-  // Every matrix dequantized: [max(experts, 1), n, k] f32.
-  std::vector<float> Dequantized() const {
-    std::vector<float> out(static_cast<size_t>(std::max<int64_t>(experts, 1) * n * k));
-    for (int64_t e = 0; e < std::max<int64_t>(experts, 1); ++e) {
-      for (int64_t r = 0; r < n; ++r) {
-        for (int64_t c = 0; c < k; ++c)
-          out[static_cast<size_t>((e * n + r) * k + c)] = At(e, r, c);
-      }
-    }
-    return out;
-  }
-  // The kernel argument: mxfp4 [n, k] with `scales`, or [experts, n, k] with per-expert data
-  // and scale pointers.
-  TensorArg arg() const {
-    TensorArg a = experts == 0 ? HostArg(bytes.data(), DType::kMxfp4, {n, k})
-                               : HostArg(bytes.data(), DType::kMxfp4, {experts, n, k});
-    a.quant = quant;
-    a.scales = scales.data();
-    if (experts > 0) {
-      a.expert_data = data_ptrs.data();
-      a.expert_scales = scale_ptrs.data();
-    }
-    return a;
-  }
+  // Every matrix dequantized ([max(experts, 1), n, k] f32) and the kernel argument.
+  std::vector<float> Dequantized() const { return DequantizedOf(*this); }
+  TensorArg arg() const { return QuantizedArg(*this, DType::kMxfp4); }
 };
 
 }  // namespace moegraph::testing
