@@ -356,6 +356,42 @@ struct AllGatherParams {
   }
 };
 
+// Expert parallelism: rank `rank` of `ranks` owns the contiguous experts
+// [first, first + count) of `num_experts`; the first num_experts % ranks
+// ranks own one more than the others (an uneven split when E does not divide).
+struct ExpertRange {
+  int64_t first = 0;
+  int64_t count = 0;
+};
+constexpr ExpertRange ExpertRangeOf(int64_t num_experts, int64_t ranks, int64_t rank) {
+  const int64_t base = num_experts / ranks, extra = num_experts % ranks;
+  return {rank * base + (rank < extra ? rank : extra), base + (rank < extra ? 1 : 0)};
+}
+// The rank that owns expert e.
+constexpr int64_t ExpertOwner(int64_t num_experts, int64_t ranks, int64_t e) {
+  const int64_t base = num_experts / ranks, extra = num_experts % ranks;
+  return e < extra * (base + 1) ? e / (base + 1) : extra + (e - extra * (base + 1)) / base;
+}
+
+// ep_dispatch and ep_combine: one expert-parallel MoE layer's all-to-all.
+// The group is every rank of the plan's expert-parallel layout; `capacity` is
+// the receive buffer's static row count (the worst case over what every
+// rank's key may send to this one).
+struct EpParams {
+  static constexpr const char* kName = "EpParams";
+  int64_t num_experts = 0;  // global E (the ids' range)
+  int64_t ep_size = 0;
+  int64_t ep_rank = 0;
+  int64_t capacity = 0;
+  static constexpr auto Fields() {
+    return std::array{IntField("num_experts", &EpParams::num_experts, 1, 65536),
+                      IntField("ep_size", &EpParams::ep_size, 2, 4096),
+                      IntField("ep_rank", &EpParams::ep_rank, 0, 4095),
+                      IntField("capacity", &EpParams::capacity, 1, int64_t{1} << 30)};
+  }
+  ExpertRange local() const { return ExpertRangeOf(num_experts, ep_size, ep_rank); }
+};
+
 // ---- the type-erased description the registry and the runtime use ---------
 
 struct ParamFieldInfo {

@@ -21,7 +21,8 @@ enum OpTrait : uint32_t {
   kNeedsForwardMeta = 1u << 0,  // operand 0 must be the graph's %meta
   kPure = 1u << 1,              // no side effects: CSE and DCE may touch it
   kCollective = 1u << 2,        // communicates across ranks
-  kHostSync = 1u << 3,          // waits for the host: never inside a captured region
+  kHostSync = 1u << 3,          // waits for the host: never inside a captured CUDA graph
+                                // (a CPU command list is host code: it may)
   kWeight = 1u << 4,            // defines a checkpoint weight (no operands)
   // Dim 0 of result 0 is tokens (from `row_offset` on, when the op has that
   // attribute): rows at or past num_tokens are padding, which the kernel may

@@ -755,6 +755,56 @@ StatusOr<std::vector<Type>> InferAllGather(const InferContext& ctx) {
   return std::vector<Type>{out};
 }
 
+// ep_dispatch(%meta, x [T, H], ids [T, k]) -> rx [C, H], rids [C, 1], layout [T * k + 2 * ep].
+StatusOr<std::vector<Type>> InferEpDispatch(const InferContext& ctx) {
+  MG_RETURN_IF_ERROR(RequireTensor(ctx, 0, 2, "x"));
+  MG_RETURN_IF_ERROR(RequireStatic(ctx, In(ctx, 0).dims[0], "rows"));
+  MG_ASSIGN_OR_RETURN(int64_t pairs, StaticPairs(ctx, 1));
+  MG_RETURN_IF_ERROR(RequireSameDim(ctx, In(ctx, 0).dims[0], In(ctx, 1).dims[0], "rows"));
+  const int64_t ep = ctx.op.IntAttr("ep_size"), rank = ctx.op.IntAttr("ep_rank");
+  const int64_t experts = ctx.op.IntAttr("num_experts"), capacity = ctx.op.IntAttr("capacity");
+  if (rank >= ep) return ShapeError(ctx, "ep_rank must be below ep_size");
+  if (experts < ep) return ShapeError(ctx, "every rank must own an expert: num_experts >= ep_size");
+  return std::vector<Type>{F32({S(capacity), In(ctx, 0).dims[1]}), I32({S(capacity), S(1)}),
+                           I32({S(pairs + 2 * ep)})};
+}
+
+// ep_combine(%meta, yp [C, H], sorted [C], offsets [E_local + 1], w [T, k], layout) -> y [T, H].
+StatusOr<std::vector<Type>> InferEpCombine(const InferContext& ctx) {
+  MG_RETURN_IF_ERROR(RequireTensor(ctx, 0, 2, "y"));
+  MG_RETURN_IF_ERROR(RequireTensor(ctx, 1, 1, "sorted_pairs"));
+  MG_RETURN_IF_ERROR(RequireDType(ctx, 1, DType::kI32, "sorted_pairs"));
+  MG_RETURN_IF_ERROR(RequireTensor(ctx, 2, 1, "expert_offsets"));
+  MG_RETURN_IF_ERROR(RequireDType(ctx, 2, DType::kI32, "expert_offsets"));
+  MG_RETURN_IF_ERROR(RequireTensor(ctx, 3, 2, "route_weights"));
+  MG_RETURN_IF_ERROR(RequireDType(ctx, 3, DType::kF32, "route_weights"));
+  MG_RETURN_IF_ERROR(RequireStatic(ctx, In(ctx, 3).dims[0], "rows"));
+  MG_RETURN_IF_ERROR(RequireTensor(ctx, 4, 1, "layout"));
+  MG_RETURN_IF_ERROR(RequireDType(ctx, 4, DType::kI32, "layout"));
+  MG_ASSIGN_OR_RETURN(const EpParams p, ParamsFromAttrs<EpParams>(ctx.op.attrs, ctx.op.name()));
+  if (p.ep_rank >= p.ep_size) return ShapeError(ctx, "ep_rank must be below ep_size");
+  if (p.num_experts < p.ep_size) {
+    return ShapeError(ctx, "every rank must own an expert: num_experts >= ep_size");
+  }
+  const Type& y = In(ctx, 0);
+  MG_RETURN_IF_ERROR(RequireStatic(ctx, y.dims[0], "expert rows"));
+  if (y.dims[0].size != p.capacity || In(ctx, 1).dims[0].size != p.capacity) {
+    return ShapeError(ctx, "y and sorted_pairs must have capacity (" + std::to_string(p.capacity) +
+                               ") rows");
+  }
+  if (In(ctx, 2).dims[0].size != p.local().count + 1) {
+    return ShapeError(ctx, "expert_offsets must hold this rank's experts + 1 = " +
+                               std::to_string(p.local().count + 1) + " entries");
+  }
+  const Type& w = In(ctx, 3);
+  const int64_t pairs = w.dims[0].size * w.dims[1].size;
+  if (In(ctx, 4).dims[0].size != pairs + 2 * p.ep_size) {
+    return ShapeError(ctx, "layout must hold rows * top_k + 2 * ep_size = " +
+                               std::to_string(pairs + 2 * p.ep_size) + " entries");
+  }
+  return std::vector<Type>{F32({w.dims[0], y.dims[1]})};
+}
+
 // ---- the table -------------------------------------------------------------
 
 AttrSpec IntAttr(std::string name, int64_t min = INT64_MIN, int64_t max = INT64_MAX,
@@ -1066,6 +1116,28 @@ std::vector<OpDef> BuildDefs() {
        .max_data_operands = -1,
        .traits = kPure | kKernel,
        .infer = InferConcatRows},
+      {.name = "ep_dispatch",
+       .summary = "expert parallelism: sends each (token, expert) pair's row to the expert's "
+                  "rank (all-to-all); rx/rids are the pairs received (local expert, -1 past "
+                  "them), layout what ep_combine needs to send results back",
+       .example = "%rx, %rids, %layout = ep_dispatch(%meta, %x, %ids) {capacity = 96, ep_rank = 0, "
+                  "ep_size = 2, num_experts = 8} : tensor<96 x 2048 x f32>, tensor<96 x 1 x i32>, "
+                  "tensor<36 x i32>",
+       .min_data_operands = 2,
+       .max_data_operands = 2,
+       .traits = kNeedsForwardMeta | kCollective | kHostSync | kKernel,
+       .params = &kParamsInfo<EpParams>,
+       .infer = InferEpDispatch},
+      {.name = "ep_combine",
+       .summary = "expert parallelism: returns the expert rows to their tokens' ranks "
+                  "(all-to-all) and sums each token's k rows weighted by the route",
+       .example = "%y = ep_combine(%meta, %yp, %sorted, %offsets, %w, %layout) {capacity = 96, "
+                  "ep_rank = 0, ep_size = 2, num_experts = 8} : tensor<16 x 2048 x f32>",
+       .min_data_operands = 5,
+       .max_data_operands = 5,
+       .traits = kNeedsForwardMeta | kCollective | kHostSync | kKernel,
+       .params = &kParamsInfo<EpParams>,
+       .infer = InferEpCombine},
       {.name = "all_gather",
        .summary = "gathers row shards from every rank (split/all-gather MoE path)",
        .example = "%y = all_gather(%meta, %x) {world_size = 1} : tensor<T x 2048 x f32>",

@@ -7,7 +7,7 @@
 #include <array>
 #include <memory>
 
-#include "runtime/communicator.h"
+#include "kernels/communicator.h"
 #include "support/status.h"
 
 namespace moegraph {

@@ -1117,7 +1117,7 @@ Status RunSplitCols(const KernelArgs& a, const CudaStepContext& ctx) {
 }
 
 // Single rank: a copy (world_size 1) or zeros, as RefAllGather. Multi-rank
-// all-gather goes through runtime/communicator.h, not this table.
+// all-gather goes through kernels/communicator.h, not this table.
 Status RunAllGather(const KernelArgs& a, const CudaStepContext& ctx) {
   const AllGatherParams& params = Params<AllGatherParams>(a);
   const int64_t out_bytes = NumBytes(a.out[0]);
