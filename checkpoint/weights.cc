@@ -20,15 +20,15 @@ namespace {
 // The scale slices of quantized weight `w` (its data slices resolved): one [ceil(N / br),
 // ceil(K / bc)] matrix per slice, from a tensor per expert ({e} in the scale name), a plain
 // tensor, or the [E, SR, SC] scales of a fused expert tensor (rows from row_offset / br).
-Status ResolveScales(ResolvedWeight& w, bool per_expert_names, int64_t experts, int64_t row_offset,
-                     const Checkpoint& checkpoint) {
+Status ResolveScales(ResolvedWeight& w, bool per_expert_names, int64_t first_expert,
+                     int64_t experts, int64_t row_offset, const Checkpoint& checkpoint) {
   const DType scale_dtype = QuantScaleDType(w.quant.scheme);
   const int64_t n = w.shape[w.shape.size() - 2], k = w.shape.back();
   const int64_t scale_rows = w.quant.ScaleRows(n), scale_cols = w.quant.ScaleCols(k);
   const std::vector<int64_t> matrix = {scale_rows, scale_cols};
   const uint64_t slice_bytes =
       static_cast<uint64_t>(scale_rows * scale_cols) * DTypeBytes(scale_dtype);
-  for (int64_t e = 0; e < experts; ++e) {
+  for (int64_t e = first_expert; e < first_expert + experts; ++e) {
     const std::string name = per_expert_names ? ExpandExpertName(w.scale_name, e) : w.scale_name;
     MG_ASSIGN_OR_RETURN(const SafetensorsTensor* t, checkpoint.Get(name));
     const std::string where = checkpoint.FileOf(name) + ": scale tensor '" + name + "' of '" +
@@ -56,10 +56,11 @@ Status ResolveScales(ResolvedWeight& w, bool per_expert_names, int64_t experts, 
                              std::to_string(w.quant.block_rows) + ")");
       }
       const int64_t first_row = row_offset / w.quant.block_rows;
-      if (t->shape.size() != 3 || t->shape[0] != experts || t->shape[2] != scale_cols ||
-          t->shape[1] < first_row + scale_rows) {
+      if (t->shape.size() != 3 || t->shape[0] < first_expert + experts ||
+          t->shape[2] != scale_cols || t->shape[1] < first_row + scale_rows) {
         return InvalidArgument(where + " has shape " + ShapeString(t->shape) + ", expected [" +
-                               std::to_string(experts) +
+                               (first_expert > 0 ? ">= " : "") +
+                               std::to_string(first_expert + experts) +
                                ", >= " + std::to_string(first_row + scale_rows) + ", " +
                                std::to_string(scale_cols) + "]");
       }
@@ -107,9 +108,11 @@ StatusOr<ResolvedWeight> ResolveWeight(const Op& op, const Type& type,
     slice_numel *= d;
   const uint64_t slice_bytes = static_cast<uint64_t>(DTypeStorageBytes(w.dtype, slice_numel));
   const int64_t row_offset = op.IntAttr("row_offset", 0);
+  // An expert-parallel rank's slice of the experts: checkpoint experts [first, first + experts).
+  const int64_t first_expert = op.IntAttr("first_expert", 0);
   const bool per_expert_names = w.name.find("{e}") != std::string::npos;
 
-  for (int64_t e = 0; e < experts; ++e) {
+  for (int64_t e = first_expert; e < first_expert + experts; ++e) {
     const std::string name = per_expert_names ? ExpandExpertName(w.name, e) : w.name;
     MG_ASSIGN_OR_RETURN(const SafetensorsTensor* t, checkpoint.Get(name));
     const std::string where = checkpoint.FileOf(name) + ": tensor '" + name + "'";
@@ -134,7 +137,8 @@ StatusOr<ResolvedWeight> ResolveWeight(const Op& op, const Type& type,
       }
     } else {
       // A fused checkpoint tensor [E, R, K] with R >= row_offset + N.
-      if (shape.size() != slice_shape.size() + 1 || shape[0] != experts ||
+      if (shape.size() != slice_shape.size() + 1 || shape[0] < first_expert + experts ||
+          (first_expert == 0 && shape[0] != experts) ||
           shape.back() != slice_shape.back() || slice_shape.size() != 2 ||
           shape[1] < row_offset + slice_shape[0]) {
         return InvalidArgument(
@@ -156,7 +160,8 @@ StatusOr<ResolvedWeight> ResolveWeight(const Op& op, const Type& type,
   MG_ASSIGN_OR_RETURN(w.quant, WeightQuantOf(op));
   if (w.quant.quantized()) {
     w.scale_name = op.StringAttr("scale");
-    MG_RETURN_IF_ERROR(ResolveScales(w, per_expert_names, experts, row_offset, checkpoint));
+    MG_RETURN_IF_ERROR(
+        ResolveScales(w, per_expert_names, first_expert, experts, row_offset, checkpoint));
   }
   return w;
 }

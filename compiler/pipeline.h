@@ -9,6 +9,7 @@
 #include "ir/graph.h"
 #include "ir/spec_key.h"
 #include "passes/lower_to_kernels.h"
+#include "passes/moe_lower.h"
 #include "passes/pass.h"
 #include "plan/plan.h"
 
@@ -18,6 +19,9 @@ struct PipelineOptions {
   int32_t chunk_size = 256;
   bool fuse = true;
   PassManagerOptions pass_manager;
+  // The expert-parallel rank this pipeline compiles for (moe-lower); CompileKeys sets it per
+  // rank and phase from the key options.
+  ExpertParallelLowering expert_parallel;
   // Stop after this pass (graph-dump --after); empty runs the whole pipeline.
   std::string stop_after;
 };
@@ -38,9 +42,15 @@ struct CompileProgress {
   double seconds = 0;
 };
 
-// Compiles every key of `key_options` for `generic`, and fills the plan's
-// programs and weight table entries (names, attributes, types; the caller
-// resolves the bytes). `progress` is called after each key.
+// The expert-parallel lowering of `rank` for keys of `phase` under `key_options`: its
+// dispatch capacity covers the largest chunk any rank's key of that phase has.
+ExpertParallelLowering ExpertParallelFor(const KeySetOptions& key_options, int32_t rank,
+                                         MoePhase phase);
+
+// Compiles every key of `key_options` for `generic` (for each expert-parallel rank, when
+// key_options.expert_parallel > 1), checks that the ranks' collectives agree, and fills the
+// plan's programs and weight table entries (names, attributes, types; the caller resolves
+// the bytes). `progress` is called after each key.
 Status CompileKeys(const Graph& generic, const KeySetOptions& key_options,
                    const PipelineOptions& options, Plan& plan, WeightTable& weights,
                    const std::function<void(const CompileProgress&)>& progress = {});

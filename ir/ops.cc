@@ -822,12 +822,13 @@ constexpr uint32_t kTokenRowsPure = kNeedsForwardMeta | kTokenRows | kPure;
 std::vector<OpDef> BuildDefs() {
   return {
       {.name = "weight",
-       .summary = "a checkpoint tensor, by name; {e} in the name stacks experts",
+       .summary = "a checkpoint tensor, by name; {e} in the name stacks experts (from first_expert on)",
        .example = "%w = weight() {name = \"model.norm.weight\"} : tensor<2048 x bf16>",
        .min_data_operands = 0,
        .max_data_operands = 0,
        .traits = kWeight | kPure,
        .other_attrs = {StringAttr("name"), IntAttr("experts", 1, 65536, false),
+                       IntAttr("first_expert", 0, 65535, false),
                        IntAttr("row_offset", 0, INT64_MAX, false), StringAttr("quant", false),
                        StringAttr("scale", false), IntAttr("block_rows", 1, INT32_MAX, false),
                        IntAttr("block_cols", 1, INT32_MAX, false)},

@@ -52,6 +52,7 @@ struct KeyProgram {
   std::vector<KernelStep> steps;
   ArgRef logits;   // [seq_bucket, vocab] f32 in the arena
   std::string ir;  // the key's final IR text (graph-dump reads it)
+  int32_t rank = 0;  // the expert-parallel rank whose program this is (0 on one rank)
   bool operator==(const KeyProgram& other) const = default;
 };
 

@@ -98,6 +98,9 @@ StatusOr<std::vector<SpecKey>> EnumerateKeys(const KeySetOptions& options) {
     if (std::adjacent_find(buckets.begin(), buckets.end()) != buckets.end()) {
       return InvalidArgument(std::string("duplicate token bucket for ") + MoePhaseName(phase));
     }
+    // Expert parallelism: the ranks agree on the step's largest chunk count, which may be any
+    // count this phase's buckets can need, from the rank's own up.
+    const int32_t phase_max_chunks = ChunksFor(buckets.back(), options.chunk_size);
     int32_t previous = 0;
     for (int32_t bucket : buckets) {
       const int32_t lo = ChunksFor(previous + 1, options.chunk_size);
@@ -115,13 +118,16 @@ StatusOr<std::vector<SpecKey>> EnumerateKeys(const KeySetOptions& options) {
             " tokens");
       }
       for (int32_t n = lo; n <= hi; ++n) {
-        SpecKey key;
-        key.phase = phase;
-        key.moe_num_chunk = n;
-        key.max_moe_num_chunk = options.expert_parallel > 1 ? options.max_chunks : n;
-        key.token_bucket = bucket;
-        key.seq_bucket = SeqBucket(phase, bucket, options);
-        keys.push_back(key);
+        const int32_t max_agreed = options.expert_parallel > 1 ? phase_max_chunks : n;
+        for (int32_t m = n; m <= max_agreed; ++m) {
+          SpecKey key;
+          key.phase = phase;
+          key.moe_num_chunk = n;
+          key.max_moe_num_chunk = m;
+          key.token_bucket = bucket;
+          key.seq_bucket = SeqBucket(phase, bucket, options);
+          keys.push_back(key);
+        }
       }
       previous = bucket;
     }
@@ -133,11 +139,11 @@ StatusOr<std::vector<SpecKey>> EnumerateKeys(const KeySetOptions& options) {
 }
 
 SpecKey KeyForStep(MoePhase phase, int32_t num_tokens, int32_t num_seqs,
-                   const KeySetOptions& options) {
+                   const KeySetOptions& options, int32_t agreed_max_chunks) {
   SpecKey key;
   key.phase = phase;
   key.moe_num_chunk = ChunksFor(num_tokens, options.chunk_size);
-  key.max_moe_num_chunk = options.expert_parallel > 1 ? options.max_chunks : key.moe_num_chunk;
+  key.max_moe_num_chunk = std::max(key.moe_num_chunk, agreed_max_chunks);
   std::vector<int32_t> buckets =
       phase == MoePhase::kDecode ? options.decode_buckets : options.prefill_buckets;
   std::sort(buckets.begin(), buckets.end());

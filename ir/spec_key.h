@@ -36,9 +36,10 @@ struct KeySetOptions {
   bool decode = true;
   int32_t chunk_size = 256;  // MoE chunk capacity in rows
   int32_t max_chunks = 8;    // the largest moe_num_chunk compiled
-  // Ranks; above 1 every key runs max_chunks chunks (the chunks past a step's own count on no
-  // rows), as each expert-parallel rank must so that collectives line up. No tool sets it
-  // yet: nothing runs across ranks (issue 14); the tests compile and check such keys.
+  // Expert-parallel ranks (DESIGN §9). Above 1 the ranks agree before each step on the
+  // largest chunk count of any rank, and each runs that many chunks (those past its own count
+  // on no rows) so that their collectives line up: the key set then holds, for every own
+  // count n, every agreed count m from n to the most its phase's largest bucket needs.
   int32_t expert_parallel = 1;
   std::vector<int32_t> decode_buckets = {1, 2, 4, 8, 16, 32, 64};
   std::vector<int32_t> prefill_buckets = {16, 32, 64, 128, 256, 512, 1024, 2048};
@@ -49,13 +50,16 @@ struct KeySetOptions {
 
 // Every key a step can need under `options`, largest token bucket first.
 // For each phase and bucket T (the previous bucket below it P), the chunk
-// counts ceil(n / chunk_size) for n in (P, T]. A bucket needing more than
+// counts ceil(n / chunk_size) for n in (P, T] (and, with expert_parallel > 1,
+// each with every agreed maximum above it). A bucket needing more than
 // max_chunks chunks is an error (its largest steps would have no key).
 StatusOr<std::vector<SpecKey>> EnumerateKeys(const KeySetOptions& options);
 
 // The key a step of `num_tokens` tokens in `num_seqs` sequences needs: the
-// phase, the chunk rule, and the smallest bucket that fits.
+// phase, the chunk rule, and the smallest bucket that fits. `agreed_max_chunks`
+// is the ranks' agreed chunk count (expert parallelism; 0 on one rank): the
+// key's max_moe_num_chunk is the larger of it and the step's own count.
 SpecKey KeyForStep(MoePhase phase, int32_t num_tokens, int32_t num_seqs,
-                   const KeySetOptions& options);
+                   const KeySetOptions& options, int32_t agreed_max_chunks = 0);
 
 }  // namespace moegraph

@@ -1,6 +1,8 @@
 // The moe-lower pass.
 #include "passes/moe_lower.h"
 
+#include <algorithm>
+#include <optional>
 #include <unordered_map>
 
 #include "ir/op_registry.h"
@@ -73,9 +75,91 @@ StatusOr<ValueId> LowerClampedSwigluMoe(const Graph& graph, const Op& op, const 
   return emit.Emit1("moe_combine", {meta, y, weights}, {}, hint + ".out");
 }
 
+// This rank's slice of stacked expert weights (one weight op per original, shared by every
+// chunk of every layer that reads it).
+class LocalExperts {
+ public:
+  LocalExperts(Graph& graph, std::vector<Op>& ops) : graph_(graph), ops_(ops) {
+    for (const Op& op : graph.ops()) {
+      if (op.def->Has(kWeight)) defs_.emplace(op.results[0], &op);
+    }
+  }
+  StatusOr<ValueId> Of(ValueId weight, ExpertRange range) {
+    if (const auto it = local_.find(weight); it != local_.end()) return it->second;
+    const auto def = defs_.find(weight);
+    if (def == defs_.end() || !def->second->HasAttr("experts") ||
+        def->second->IntAttr("first_expert", 0) != 0) {
+      return InvalidArgument("expert parallelism needs the experts of %" +
+                             graph_.value(weight).name + " as one stacked weight of every expert");
+    }
+    Op op = *def->second;
+    op.attrs["experts"] = range.count;
+    op.attrs["first_expert"] = range.first;
+    Type type = graph_.type(weight);
+    type.dims[0] = Dim::Static(range.count);
+    const ValueId local = graph_.NewValue(graph_.value(weight).name + ".local", type);
+    op.results = {local};
+    ops_.push_back(std::move(op));
+    local_.emplace(weight, local);
+    return local;
+  }
+
+ private:
+  Graph& graph_;
+  std::vector<Op>& ops_;
+  std::unordered_map<ValueId, const Op*> defs_;
+  std::unordered_map<ValueId, ValueId> local_;
+};
+
+// The experts of an expert-parallel rank: dispatch the routed pairs, run this rank's experts
+// over the pairs it received, combine.
+StatusOr<ValueId> LowerExpertParallelMoe(const Graph& graph, const Op& op, ValueId ids,
+                                         ValueId weights, const ExpertParallelLowering& ep,
+                                         LocalExperts& local, OpEmitter& emit,
+                                         const std::string& hint) {
+  const ValueId meta = op.operands[0], x = op.operands[1];
+  const int64_t num_experts = graph.type(op.operands[2]).dims[0].size;
+  const int64_t top_k = graph.type(ids).dims[1].size;
+  if (ep.size > num_experts) {
+    return InvalidArgument(std::to_string(ep.size) + " expert-parallel ranks for " +
+                           std::to_string(num_experts) +
+                           " experts: every rank must own one (at most " +
+                           std::to_string(num_experts) + " ranks)");
+  }
+  const ExpertRange range = ExpertRangeOf(num_experts, ep.size, ep.rank);
+  EpParams params{.num_experts = num_experts,
+                  .ep_size = ep.size,
+                  .ep_rank = ep.rank,
+                  .capacity = int64_t{ep.size} * ep.max_chunk_rows * std::min(top_k, range.count)};
+  const AttrMap ep_attrs = ParamsToAttrs(params);
+  MG_ASSIGN_OR_RETURN(std::vector<ValueId> sent,
+                      emit.Emit("ep_dispatch", {meta, x, ids}, ep_attrs, hint + ".dispatch"));
+  const ValueId rx = sent[0], rids = sent[1], layout = sent[2];
+  MG_ASSIGN_OR_RETURN(ValueId gate, local.Of(op.operands[3], range));
+  MG_ASSIGN_OR_RETURN(ValueId up, local.Of(op.operands[4], range));
+  MG_ASSIGN_OR_RETURN(ValueId down, local.Of(op.operands[5], range));
+  MG_ASSIGN_OR_RETURN(std::vector<ValueId> align,
+                      emit.Emit("moe_align", {rids},
+                                ParamsToAttrs(NumExpertsParams{.num_experts = range.count}),
+                                hint + ".align"));
+  const ValueId sorted = align[0], offsets = align[1];
+  MG_ASSIGN_OR_RETURN(ValueId xp, emit.Emit1("moe_permute", {rx, sorted},
+                                             ParamsToAttrs(TopKParams{.top_k = 1}),
+                                             hint + ".permuted"));
+  MG_ASSIGN_OR_RETURN(ValueId g,
+                      emit.Emit1("grouped_matmul", {xp, offsets, gate}, {}, hint + ".gate"));
+  MG_ASSIGN_OR_RETURN(ValueId u, emit.Emit1("grouped_matmul", {xp, offsets, up}, {}, hint + ".up"));
+  MG_ASSIGN_OR_RETURN(ValueId h, emit.Emit1("silu_mul", {g, u}, {}, hint + ".act"));
+  MG_ASSIGN_OR_RETURN(ValueId y,
+                      emit.Emit1("grouped_matmul", {h, offsets, down}, {}, hint + ".down"));
+  return emit.Emit1("ep_combine", {meta, y, sorted, offsets, weights, layout}, ep_attrs,
+                    hint + ".out");
+}
+
 // %meta, x, router, gate, up, down[, bias]: the routing attributes and the
 // optional score-correction bias go to topk_route unchanged.
-StatusOr<ValueId> LowerMoe(const Graph& graph, const Op& op, MoePhase phase, OpEmitter& emit,
+StatusOr<ValueId> LowerMoe(const Graph& graph, const Op& op, MoePhase phase,
+                           const ExpertParallelLowering& ep, LocalExperts& local, OpEmitter& emit,
                            const std::string& hint) {
   const ValueId meta = op.operands[0], x = op.operands[1], router = op.operands[2];
   const ValueId gate = op.operands[3], up = op.operands[4], down = op.operands[5];
@@ -83,6 +167,11 @@ StatusOr<ValueId> LowerMoe(const Graph& graph, const Op& op, MoePhase phase, OpE
   MG_ASSIGN_OR_RETURN(const MoeParams moe_params, OpParams<MoeParams>(op));
   const TopkRouteParams& route_params = moe_params;
   if (moe_params.activation == static_cast<int64_t>(ExpertActivation::kClampedSwiglu)) {
+    if (ep.size > 1) {
+      return Unimplemented(
+          "expert parallelism over clamped-SwiGLU experts (GPT-OSS) is not built: compile this "
+          "model without --ep");
+    }
     return LowerClampedSwigluMoe(graph, op, moe_params, phase, emit, hint);
   }
   const int64_t top_k = route_params.top_k;
@@ -96,6 +185,9 @@ StatusOr<ValueId> LowerMoe(const Graph& graph, const Op& op, MoePhase phase, OpE
       std::vector<ValueId> route,
       emit.Emit("topk_route", route_operands, ParamsToAttrs(route_params), hint + ".route"));
   const ValueId ids = route[0], weights = route[1];
+  if (ep.size > 1) {
+    return LowerExpertParallelMoe(graph, op, ids, weights, ep, local, emit, hint);
+  }
   if (phase == MoePhase::kPrefill) {
     MG_ASSIGN_OR_RETURN(std::vector<ValueId> align,
                         emit.Emit("moe_align", {ids}, experts, hint + ".align"));
@@ -144,9 +236,16 @@ StatusOr<ValueId> LowerMlp(const Op& op, OpEmitter& emit, const std::string& hin
 StatusOr<bool> MoeLowerPass::Run(Graph& graph) {
   MG_RETURN_IF_ERROR(CheckSpecializedFor(graph, key_, chunk_size_));
   const SpecKey& key = key_;
+  if (ep_.size > 1 && (ep_.rank < 0 || ep_.rank >= ep_.size || ep_.max_chunk_rows <= 0)) {
+    return InvalidArgument("moe-lower: expert-parallel rank " + std::to_string(ep_.rank) + " of " +
+                           std::to_string(ep_.size) + " with max_chunk_rows " +
+                           std::to_string(ep_.max_chunk_rows) +
+                           ": expected 0 <= rank < size and max_chunk_rows > 0");
+  }
   bool changed = false;
   std::vector<Op> ops;
   OpEmitter emit(graph, ops);
+  std::optional<LocalExperts> local;
   std::unordered_map<ValueId, ValueId> lowered_values;  // an expanded op's result -> its lowering
   for (size_t i = 0; i < graph.ops().size(); ++i) {
     // Every use follows its def: rewriting each op's operands as it is copied
@@ -162,8 +261,9 @@ StatusOr<bool> MoeLowerPass::Run(Graph& graph) {
       continue;
     }
     const std::string hint = graph.value(op.results[0]).name;
-    StatusOr<ValueId> lowered =
-        is_moe ? LowerMoe(graph, op, key.phase, emit, hint) : LowerMlp(op, emit, hint);
+    if (is_moe && !local) local.emplace(graph, ops);
+    StatusOr<ValueId> lowered = is_moe ? LowerMoe(graph, op, key.phase, ep_, *local, emit, hint)
+                                       : LowerMlp(op, emit, hint);
     if (!lowered.ok()) return lowered.status().WithContext("lowering %" + hint);
     lowered_values.emplace(op.results[0], *lowered);
     changed = true;

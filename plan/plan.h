@@ -27,6 +27,9 @@ struct PlanWeightSlice {
 struct PlanWeight {
   std::string name;        // checkpoint name; "{e}" stands for the expert index
   int64_t experts = 0;     // > 0: stacked [experts, ...], one slice per expert
+  // Stacked: the checkpoint's experts [first_expert, first_expert + experts) (an
+  // expert-parallel rank's own experts; 0 on one rank).
+  int64_t first_expert = 0;
   int64_t row_offset = 0;  // rows taken from a fused expert tensor
   DType dtype = DType::kF32;
   std::vector<int64_t> shape;
@@ -81,8 +84,10 @@ struct Plan {
   PlanModelInfo model;
   std::string model_dir;  // the checkpoint directory the weights are read from
   std::vector<PlanWeight> weights;
+  // key_options.expert_parallel is the plan's layout: that many expert-parallel ranks
+  // (EP x DP, DESIGN §9), each with its own program for every key (KeyProgram::rank).
   KeySetOptions key_options;
-  std::vector<KeyProgram> programs;  // largest token bucket first
+  std::vector<KeyProgram> programs;  // by rank, then largest token bucket first
   std::string source_ir;             // the generic graph's text
   std::string compile_options;       // the compile-model command line
   // Keys never run concurrently on one stream, so one arena of the largest

@@ -17,6 +17,7 @@
 
 #include "ir/op_registry.h"
 #include "kernels/kernel_abi.h"
+#include "plan/collectives.h"
 #include "plan/plan_generated.h"
 #include "support/hash.h"
 #include "support/mapped_file.h"
@@ -127,7 +128,7 @@ flatbuffers::Offset<fb::KeyProgram> WriteProgram(Builder& b, const KeyProgram& p
   const auto steps = b.CreateVector(step_offsets);
   const auto logits = WriteArgRef(b, program.logits);
   const auto ir = b.CreateString(program.ir);
-  return fb::CreateKeyProgram(b, key, program.arena_bytes, steps, logits, ir);
+  return fb::CreateKeyProgram(b, key, program.arena_bytes, steps, logits, ir, program.rank);
 }
 
 flatbuffers::Offset<fb::PlanWeight> WriteWeight(Builder& b, const PlanWeight& weight) {
@@ -145,14 +146,14 @@ flatbuffers::Offset<fb::PlanWeight> WriteWeight(Builder& b, const PlanWeight& we
   const auto slices = write_slices(weight.slices);
   if (!weight.quant.quantized()) {
     return fb::CreatePlanWeight(b, name, weight.experts, weight.row_offset, ToFb(weight.dtype),
-                                shape, slices);
+                                shape, slices, 0, 0, 0, 0, 0, weight.first_expert);
   }
   const auto scale_name = b.CreateString(weight.scale_name);
   const auto scale_slices = write_slices(weight.scale_slices);
   return fb::CreatePlanWeight(b, name, weight.experts, weight.row_offset, ToFb(weight.dtype), shape,
                               slices, static_cast<uint8_t>(weight.quant.scheme),
                               weight.quant.block_rows, weight.quant.block_cols, scale_name,
-                              scale_slices);
+                              scale_slices, weight.first_expert);
 }
 
 // ---- Reading ----------------------------------------------------------------
@@ -230,6 +231,7 @@ bool ReadProgram(const fb::KeyProgram& in, KeyProgram* out, std::string* missing
   out->key.token_bucket = key->token_bucket();
   out->key.seq_bucket = key->seq_bucket();
   out->arena_bytes = in.arena_bytes();
+  out->rank = in.rank();
   const auto* steps = in.steps();
   if (steps == nullptr) return Missing(missing, "steps");
   out->steps.resize(steps->size());
@@ -245,6 +247,7 @@ bool ReadProgram(const fb::KeyProgram& in, KeyProgram* out, std::string* missing
 
 bool ReadWeight(const fb::PlanWeight& in, PlanWeight* out, std::string* missing) {
   out->experts = in.experts();
+  out->first_expert = in.first_expert();
   out->row_offset = in.row_offset();
   out->dtype = static_cast<DType>(in.dtype());
   if (!ReadString(in.name(), "name", &out->name, missing) ||
@@ -446,20 +449,23 @@ class PlanValidator {
     }
     MG_RETURN_IF_ERROR(CheckCheckpointFiles());
     MG_RETURN_IF_ERROR(CheckTokenizerFiles());
-    std::map<std::tuple<int, int32_t, int32_t, int32_t, int32_t>, size_t> seen_keys;
+    std::map<std::tuple<int32_t, int, int32_t, int32_t, int32_t, int32_t>, size_t> seen_keys;
     for (size_t i = 0; i < plan_.programs.size(); ++i) {
       MG_RETURN_IF_ERROR(CheckProgram(i));
-      const SpecKey& k = plan_.programs[i].key;
-      const auto [it, inserted] =
-          seen_keys.emplace(std::make_tuple(static_cast<int>(k.phase), k.moe_num_chunk,
-                                            k.max_moe_num_chunk, k.token_bucket, k.seq_bucket),
-                            i);
+      const KeyProgram& p = plan_.programs[i];
+      const SpecKey& k = p.key;
+      const auto [it, inserted] = seen_keys.emplace(
+          std::make_tuple(p.rank, static_cast<int>(k.phase), k.moe_num_chunk, k.max_moe_num_chunk,
+                          k.token_bucket, k.seq_bucket),
+          i);
       if (!inserted) {
-        return Error("program '" + k.ToString() + "' is a duplicate key (programs #" +
-                     std::to_string(it->second) + " and #" + std::to_string(i) +
-                     "); expected one program per key");
+        return Error("program '" + k.ToString() + "' of rank " + std::to_string(p.rank) +
+                     " is a duplicate key (programs #" + std::to_string(it->second) + " and #" +
+                     std::to_string(i) + "); expected one program per key and rank");
       }
     }
+    const Status agree = CheckRanksAgree(plan_);
+    if (!agree.ok()) return Error(agree.message());
     return Status::Ok();
   }
 
@@ -647,6 +653,10 @@ class PlanValidator {
     if (w.row_offset < 0) {
       return Error(what + " has row_offset " + std::to_string(w.row_offset) + ", expected >= 0");
     }
+    if (w.first_expert < 0 || (w.first_expert > 0 && w.experts == 0)) {
+      return Error(what + " has first_expert " + std::to_string(w.first_expert) +
+                   ", expected >= 0, and 0 unless it is stacked over experts");
+    }
     const int64_t expected_slices = w.experts > 0 ? w.experts : 1;
     if (w.experts > 0 && (w.shape.empty() || w.shape[0] != w.experts)) {
       return Error(what + " is stacked over " + std::to_string(w.experts) +
@@ -805,6 +815,11 @@ class PlanValidator {
     }
     if (p.arena_bytes < 0) {
       return Error(name + " has arena_bytes " + std::to_string(p.arena_bytes) + ", expected >= 0");
+    }
+    if (p.rank < 0 || p.rank >= plan_.key_options.expert_parallel) {
+      return Error(name + " is for rank " + std::to_string(p.rank) + ", expected 0 <= rank < " +
+                   std::to_string(plan_.key_options.expert_parallel) +
+                   " (key_options.expert_parallel)");
     }
     ArenaDataflow dataflow(*this);
     for (size_t s = 0; s < p.steps.size(); ++s) {

@@ -78,6 +78,7 @@ Status BindStep(const KernelStep& step, const ExecBindings& bindings, int num_th
   // Only ops that declare NeedsForwardMeta see the step's metadata.
   out.args.meta = def->Has(kNeedsForwardMeta) ? bindings.meta : nullptr;
   out.args.kv = bindings.kv;
+  out.args.comm = def->Has(kCollective) ? bindings.comm : nullptr;
   out.args.num_in = static_cast<int>(out.num_in);
   out.args.num_out = static_cast<int>(out.num_out);
   out.args.num_threads = num_threads;

@@ -32,6 +32,7 @@ struct ExecBindings {
   const ForwardMetaView* meta = nullptr;
   const KvCacheView* kv = nullptr;
   int num_threads = 1;
+  Communicator* comm = nullptr;  // Collective ops' group (null on one rank)
 };
 
 // Per-step timing hook for traces and benchmarks (optional).

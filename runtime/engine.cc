@@ -53,6 +53,24 @@ StatusOr<std::unique_ptr<Engine>> Engine::Open(const std::string& plan_path,
 StatusOr<std::unique_ptr<Engine>> Engine::Load(Plan plan, const EngineOptions& options) {
   if (plan.programs.empty()) return InvalidArgument("the plan holds no keys");
   MG_RETURN_IF_ERROR(CheckPlanPrograms(plan));
+  const int32_t ranks = plan.key_options.expert_parallel;
+  const Communicator* comm = options.communicator;
+  if (ranks > 1 && (comm == nullptr || comm->world_size() != ranks)) {
+    return FailedPrecondition(
+        "the plan is for " + std::to_string(ranks) + " expert-parallel ranks (compile-model --ep " +
+        std::to_string(ranks) + ") but " +
+        (comm == nullptr ? std::string("no communicator was given")
+                         : "the " + std::string(comm->kind()) + " communicator has " +
+                               std::to_string(comm->world_size()) + " ranks") +
+        ": run it as `mpirun -np " + std::to_string(ranks) +
+        " run-model ...`, or open it with a communicator of that many ranks");
+  }
+  if (ranks == 1 && comm != nullptr && comm->world_size() > 1) {
+    return FailedPrecondition("the plan is for one rank but the " + std::string(comm->kind()) +
+                              " communicator has " + std::to_string(comm->world_size()) +
+                              " ranks: compile it with --ep " +
+                              std::to_string(comm->world_size()) + ", or run one process");
+  }
   if (options.kv_block_size <= 0) return InvalidArgument("KV block size must be > 0");
   int32_t max_tokens = 0, max_seqs = 0;
   for (const KeyProgram& p : plan.programs) {
@@ -149,6 +167,8 @@ Engine::Engine(Plan plan, const EngineOptions& options, std::unique_ptr<Backend>
   bindings_.meta = &meta_.view();
   bindings_.kv = &kv_.view();
   bindings_.num_threads = options.num_threads > 0 ? options.num_threads : omp_get_max_threads();
+  bindings_.comm = options.communicator;
+  rank_ = options.communicator != nullptr ? options.communicator->rank() : 0;
 }
 
 Engine::~Engine() {
@@ -336,6 +356,7 @@ Status Engine::BindWeights() {
     op.def = LookupOp("weight");
     op.attrs["name"] = pw.name;
     if (pw.experts > 0) op.attrs["experts"] = pw.experts;
+    if (pw.first_expert > 0) op.attrs["first_expert"] = pw.first_expert;
     if (pw.row_offset > 0) op.attrs["row_offset"] = pw.row_offset;
     if (pw.quant.quantized()) {
       op.attrs["quant"] = std::string(QuantSchemeName(pw.quant.scheme));
@@ -403,6 +424,7 @@ Status Engine::CaptureAll() {
   if (options_.eager) return Status::Ok();
   for (size_t i = 0; i < plan_.programs.size(); ++i) {
     const KeyProgram& program = plan_.programs[i];
+    if (program.rank != rank_) continue;  // another expert-parallel rank's
     if (options_.on_capture) options_.on_capture(i, plan_.programs.size(), program.key);
     MG_ASSIGN_OR_RETURN(captured_[i], backend_->Capture(program, bindings_));
     if (LogEnabled("capture")) {
@@ -415,7 +437,9 @@ Status Engine::CaptureAll() {
 
 int Engine::ProgramIndex(const SpecKey& key) const {
   for (size_t i = 0; i < plan_.programs.size(); ++i) {
-    if (plan_.programs[i].key == key) return static_cast<int>(i);
+    if (plan_.programs[i].key == key && plan_.programs[i].rank == rank_) {
+      return static_cast<int>(i);
+    }
   }
   return -1;
 }
@@ -431,7 +455,7 @@ void Engine::Release(int64_t seq_id) {
 }
 
 Status Engine::CheckBatch(const std::vector<SequenceStep>& batch) const {
-  if (batch.empty()) return InvalidArgument("empty batch");
+  if (batch.empty() && !distributed()) return InvalidArgument("empty batch");
   std::set<int64_t> seen;
   const int32_t vocab = plan_.model.vocab_size;
   int64_t blocks_needed = 0, rings_needed = 0;
@@ -486,36 +510,108 @@ StatusOr<const KeyProgram*> Engine::ProgramFor(const std::vector<SequenceStep>& 
       KeyForStep(phase, num_tokens, static_cast<int32_t>(batch.size()), plan_.key_options);
   if (key_out) *key_out = key;
   const int index = ProgramIndex(key);
-  if (index < 0) {
-    std::string have;
-    for (const KeyProgram& p : plan_.programs) {
-      if (p.key.phase == phase) have += "\n  " + p.key.ToString();
-    }
-    return NotFound("no compiled key for this step: " + std::to_string(num_tokens) + " tokens in " +
-                    std::to_string(batch.size()) + " sequences (" + MoePhaseName(phase) +
-                    ") needs " + key.ToString() + "; the plan has:" + have);
-  }
+  if (index < 0) return MissingKey(key, batch);
   return &plan_.programs[index];
 }
 
+Status Engine::MissingKey(const SpecKey& key, const std::vector<SequenceStep>& batch) const {
+  int32_t num_tokens = 0;
+  for (const SequenceStep& s : batch)
+    num_tokens += static_cast<int32_t>(s.tokens.size());
+  std::string have;
+  for (const KeyProgram& p : plan_.programs) {
+    if (p.key.phase == key.phase && p.rank == rank_) have += "\n  " + p.key.ToString();
+  }
+  return NotFound("no compiled key for this step: " + std::to_string(num_tokens) + " tokens in " +
+                  std::to_string(batch.size()) + " sequences (" + MoePhaseName(key.phase) +
+                  ") needs " + key.ToString() + "; the plan has:" + have);
+}
+
+Status Engine::AgreeAcrossRanks(const Status& local, int64_t* agreed, size_t num_agreed) {
+  Communicator& comm = *options_.communicator;
+  const int ranks = comm.world_size();
+  // values[0]: ranks - (the lowest failing rank), 0 when none failed; then the caller's.
+  std::vector<int64_t> values(1 + num_agreed);
+  values[0] = local.ok() ? 0 : ranks - rank_;
+  for (size_t i = 0; i < num_agreed; ++i)
+    values[1 + i] = agreed[i];
+  MG_RETURN_IF_ERROR(comm.AllReduceMaxHost(values.data(), values.size())
+                         .WithContext("expert-parallel step agreement"));
+  for (size_t i = 0; i < num_agreed; ++i)
+    agreed[i] = values[1 + i];
+  if (values[0] == 0) return Status::Ok();
+  const int failed = ranks - static_cast<int>(values[0]);
+  // The failing rank's code and message, to every rank.
+  constexpr size_t kMessageBytes = 1024;
+  std::vector<char> mine(kMessageBytes, '\0'), all(kMessageBytes * static_cast<size_t>(ranks));
+  if (!local.ok()) {
+    mine[0] = static_cast<char>(local.code());
+    local.message().copy(mine.data() + 1, kMessageBytes - 2);
+  }
+  MG_RETURN_IF_ERROR(comm.AllGatherHost(mine.data(), all.data(), kMessageBytes)
+                         .WithContext("expert-parallel error exchange"));
+  const char* theirs = all.data() + kMessageBytes * static_cast<size_t>(failed);
+  const std::string message(theirs + 1, strnlen(theirs + 1, kMessageBytes - 1));
+  return Status(static_cast<StatusCode>(theirs[0]),
+                "rank " + std::to_string(failed) + " of " + std::to_string(ranks) + ": " + message);
+}
+
+StatusOr<SpecKey> Engine::AgreeOnKey(const std::vector<SequenceStep>& batch,
+                                     const Status& checked) {
+  int32_t num_tokens = 0;
+  for (const SequenceStep& s : batch)
+    num_tokens += static_cast<int32_t>(s.tokens.size());
+  const auto num_seqs = static_cast<int32_t>(batch.size());
+  if (!distributed()) {
+    MG_RETURN_IF_ERROR(checked);
+    return KeyForStep(PhaseOf(batch), num_tokens, num_seqs, plan_.key_options);
+  }
+  // An empty rank does not force prefill: it runs the empty forward in whichever phase the
+  // others agree on.
+  const bool prefill = !batch.empty() && PhaseOf(batch) == MoePhase::kPrefill;
+  int64_t agreed[2] = {prefill ? 1 : 0, MoeNumChunks(num_tokens, plan_.key_options.chunk_size)};
+  MG_RETURN_IF_ERROR(AgreeAcrossRanks(checked, agreed, 2));
+  const MoePhase phase = agreed[0] != 0 ? MoePhase::kPrefill : MoePhase::kDecode;
+  return KeyForStep(phase, num_tokens, num_seqs, plan_.key_options,
+                    static_cast<int32_t>(agreed[1]));
+}
+
 StatusOr<StepLogits> Engine::Step(const std::vector<SequenceStep>& batch) {
-  MG_RETURN_IF_ERROR(CheckBatch(batch));
-  SpecKey key;
-  MG_ASSIGN_OR_RETURN(const KeyProgram* program, ProgramFor(batch, &key));
+  MG_ASSIGN_OR_RETURN(const SpecKey key, AgreeOnKey(batch, CheckBatch(batch)));
+  const int index = ProgramIndex(key);
+  // A step that fails leaves the cache as it found it: the blocks reserved
+  // for this step's tokens go back (no sequence holds blocks it never cached).
+  Status prepared = index < 0 ? MissingKey(key, batch) : PrepareStep(batch, key);
+  // Every rank must reach the collectives or none: agree once more on what only this rank's
+  // key and cache could refuse.
+  if (distributed()) prepared = AgreeAcrossRanks(prepared);
+  if (!prepared.ok()) {
+    for (const SequenceStep& s : batch)
+      kv_.ShrinkTo(s.seq_id, s.num_cached);
+    return prepared;
+  }
+  const KeyProgram* program = &plan_.programs[index];
   if (LogEnabled("dispatch")) {
     int32_t num_tokens = 0;
     for (const SequenceStep& s : batch)
       num_tokens += static_cast<int32_t>(s.tokens.size());
     LogLine("dispatch", key.ToString() + " for " + std::to_string(num_tokens) + " tokens in " +
                             std::to_string(batch.size()) + " sequences (" +
-                            (key.phase == MoePhase::kDecode ? "all decoding one token"
-                                                            : "a prompt is in the batch") +
+                            (batch.empty() ? "the empty forward"
+                             : key.phase == MoePhase::kDecode ? "all decoding one token"
+                             : PhaseOf(batch) == MoePhase::kDecode
+                                 ? "decoding, in the ranks' agreed prefill step"
+                                 : "a prompt is in the batch") +
+                            (key.max_moe_num_chunk > key.moe_num_chunk
+                                 ? "; " +
+                                       std::to_string(key.max_moe_num_chunk - key.moe_num_chunk) +
+                                       " empty MoE chunks for the other ranks"
+                                 : std::string()) +
+                            (distributed() ? "; rank " + std::to_string(rank_) : std::string()) +
                             "; chunk size " + std::to_string(plan_.key_options.chunk_size) + ")" +
                             (options_.eager ? " [eager]" : " [replay]"));
   }
-  // A step that fails leaves the cache as it found it: the blocks reserved
-  // for this step's tokens go back (no sequence holds blocks it never cached).
-  const Status ran = RunStep(batch, key, *program);
+  const Status ran = RunStep(*program);
   if (!ran.ok()) {
     for (const SequenceStep& s : batch)
       kv_.ShrinkTo(s.seq_id, s.num_cached);
@@ -539,13 +635,16 @@ StatusOr<StepLogits> Engine::Step(const std::vector<SequenceStep>& batch) {
   return logits;
 }
 
-Status Engine::RunStep(const std::vector<SequenceStep>& batch, const SpecKey& key,
-                       const KeyProgram& program) {
+Status Engine::PrepareStep(const std::vector<SequenceStep>& batch, const SpecKey& key) {
   for (const SequenceStep& s : batch) {
     MG_RETURN_IF_ERROR(kv_.Reserve(s.seq_id, s.num_cached + static_cast<int64_t>(s.tokens.size())));
   }
   MG_RETURN_IF_ERROR(meta_.Fill(batch, key.token_bucket, key.seq_bucket, kv_));
   if (device_) MG_RETURN_IF_ERROR(UploadStepInputs());
+  return Status::Ok();
+}
+
+Status Engine::RunStep(const KeyProgram& program) {
   const int index = static_cast<int>(&program - plan_.programs.data());
   if (options_.eager || !captured_[index]) {
     MG_RETURN_IF_ERROR(backend_->RunEager(program, bindings_, observer_));

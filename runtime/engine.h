@@ -15,6 +15,7 @@
 
 #include "checkpoint/safetensors.h"
 #include "checkpoint/weights.h"
+#include "kernels/communicator.h"
 #include "plan/plan.h"
 #include "runtime/backend.h"
 #include "runtime/forward_meta.h"
@@ -41,6 +42,10 @@ struct EngineOptions {
   int device = 0;  // the CUDA device of backend "cuda"
   // Called while capturing at load: (index, total, key).
   std::function<void(size_t, size_t, const SpecKey&)> on_capture;
+  // This process's end of the plan's expert-parallel group (not owned; it must outlive the
+  // engine): required when the plan has key_options.expert_parallel > 1 ranks, and then of
+  // that many ranks. The engine runs its rank's programs.
+  Communicator* communicator = nullptr;
 };
 
 // [num_seqs, vocab] fp32 logits of the last token of each sequence.
@@ -74,6 +79,13 @@ class Engine {
 
   // Runs one step. Each SequenceStep's num_cached must equal the tokens the
   // engine holds for that sequence (0 for a new one).
+  //
+  // On a rank of an expert-parallel plan every rank calls Step together (a rank with nothing
+  // to run passes an empty batch: the empty forward). The ranks first agree, in one small
+  // all-reduce, on the phase (decode only if no rank prefills) and on the largest chunk
+  // count; each then runs the key of (agreed phase, its own chunk count, the agreed maximum,
+  // its own bucket). An input error on any rank fails the step on every rank, with that
+  // rank's message, before any rank runs.
   StatusOr<StepLogits> Step(const std::vector<SequenceStep>& batch);
   // Forgets a sequence and frees its KV blocks.
   void Release(int64_t seq_id);
@@ -98,6 +110,14 @@ class Engine {
   uint64_t arena_bytes() const { return arena_bytes_; }
   int num_threads() const { return bindings_.num_threads; }
   const Backend& backend() const { return *backend_; }
+  // The expert-parallel group (null on one rank) and this engine's rank in it.
+  Communicator* communicator() const { return options_.communicator; }
+  int rank() const { return rank_; }
+  bool distributed() const { return options_.communicator != nullptr; }
+  // Expert parallelism: every rank calls this together. Each learns whether any rank's
+  // `local` failed (then the lowest failing rank's code and message, naming the rank, is
+  // returned on every rank), and values[0..count) become their maximum over the ranks.
+  Status AgreeAcrossRanks(const Status& local, int64_t* values = nullptr, size_t count = 0);
 
  private:
   struct DeviceState;
@@ -112,10 +132,15 @@ class Engine {
   Status UploadStepInputs();
   Status CaptureAll();
   Status CheckBatch(const std::vector<SequenceStep>& batch) const;
-  // Reserves the step's KV blocks, fills ForwardMeta and runs `program`.
-  Status RunStep(const std::vector<SequenceStep>& batch, const SpecKey& key,
-                 const KeyProgram& program);
+  // Reserves the step's KV blocks and fills ForwardMeta (and the device's copy).
+  Status PrepareStep(const std::vector<SequenceStep>& batch, const SpecKey& key);
+  // Runs `program` over the prepared buffers.
+  Status RunStep(const KeyProgram& program);
+  // NotFound naming the key a batch needs and this rank's keys of its phase.
+  Status MissingKey(const SpecKey& key, const std::vector<SequenceStep>& batch) const;
   int ProgramIndex(const SpecKey& key) const;
+  // The key this rank's batch runs with; on several ranks after the step agreement.
+  StatusOr<SpecKey> AgreeOnKey(const std::vector<SequenceStep>& batch, const Status& checked);
 
   Plan plan_;
   EngineOptions options_;
@@ -134,6 +159,7 @@ class Engine {
   std::map<int64_t, int32_t> cached_tokens_;
   SpecKey last_key_;
   StepObserver* observer_ = nullptr;
+  int rank_ = 0;
 };
 
 }  // namespace moegraph

@@ -169,8 +169,23 @@ void Generator::Finish(Running& r, bool by_token, bool by_context,
 StatusOr<std::vector<GenerationResult>> Generator::Step() {
   std::vector<GenerationResult> done;
   last_step_tokens_.clear();
-  MG_RETURN_IF_ERROR(Admit());
-  if (running_.empty()) return done;
+  const Status admitted = Admit();
+  const bool has_prefill = std::any_of(running_.begin(), running_.end(), [](const Running& r) {
+    return r.prompt_done < r.request.prompt.size();
+  });
+  bool prefill_step = has_prefill;
+  if (engine_.distributed()) {
+    // Every rank steps together: they agree whether any has work (else all stop) and whether
+    // any prefills (then this step is a prefill step everywhere); an error on one fails all.
+    int64_t agreed[2] = {running_.empty() ? 0 : 1, has_prefill ? 1 : 0};
+    MG_RETURN_IF_ERROR(engine_.AgreeAcrossRanks(admitted, agreed, 2));
+    any_rank_busy_ = agreed[0] != 0;
+    if (!any_rank_busy_) return done;
+    prefill_step = agreed[1] != 0;
+  } else {
+    MG_RETURN_IF_ERROR(admitted);
+    if (running_.empty()) return done;
+  }
   // Prefill first: pack pending prompt pieces up to the largest prefill bucket.
   std::vector<SequenceStep> batch;
   std::vector<Running*> members;
@@ -192,11 +207,17 @@ StatusOr<std::vector<GenerationResult>> Generator::Step() {
     members.push_back(&r);
   }
   const bool prefill = !batch.empty();
-  if (!prefill) {
-    if (max_decode_seqs_ == 0) return FailedPrecondition("the plan has no decode keys");
+  if (!prefill && !running_.empty()) {
+    // In the ranks' prefill step a rank with only decodes decodes in a prefill key, which
+    // holds at most max_prefill_seqs_ sequences.
+    const int32_t max_seqs = prefill_step ? max_prefill_seqs_ : max_decode_seqs_;
+    if (max_seqs == 0) {
+      return FailedPrecondition(std::string("the plan has no ") +
+                                (prefill_step ? "prefill" : "decode") + " keys");
+    }
     // More running sequences than the largest decode bucket: take turns,
     // starting where the previous decode step stopped.
-    const size_t count = std::min(running_.size(), static_cast<size_t>(max_decode_seqs_));
+    const size_t count = std::min(running_.size(), static_cast<size_t>(max_seqs));
     for (size_t i = 0; i < count; ++i) {
       Running& r = running_[(decode_cursor_ + i) % running_.size()];
       SequenceStep s;
@@ -241,7 +262,9 @@ StatusOr<std::vector<GenerationResult>> Generator::Step() {
 
 StatusOr<std::vector<GenerationResult>> Generator::RunToCompletion() {
   std::map<int64_t, GenerationResult> results;
-  while (!Idle()) {
+  // On several ranks every rank steps until no rank has work (an idle one runs empty steps).
+  any_rank_busy_ = true;
+  while (engine_.distributed() ? any_rank_busy_ : !Idle()) {
     MG_ASSIGN_OR_RETURN(std::vector<GenerationResult> done, Step());
     for (GenerationResult& r : done)
       results[r.id] = std::move(r);

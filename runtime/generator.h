@@ -61,12 +61,15 @@ class Generator {
   Status Add(GenerationRequest request);
   // Admits waiting requests that fit, then runs one engine step (a prefill
   // step if any prompt is pending, else a decode step); returns the requests
-  // that finished in it.
+  // that finished in it. On a rank of an expert-parallel engine every rank calls Step
+  // together: the step is a prefill step if any rank has a prompt pending (a rank with only
+  // decodes decodes in it), and a rank with no sequences runs the empty forward.
   StatusOr<std::vector<GenerationResult>> Step();
   bool Idle() const { return running_.empty() && waiting_.empty(); }
   size_t num_waiting() const { return waiting_.size(); }
   size_t num_running() const { return running_.size(); }
-  // Steps until every queued request finished; results in request order.
+  // Steps until every queued request finished (on every rank, for an expert-parallel
+  // engine); results in request order.
   StatusOr<std::vector<GenerationResult>> RunToCompletion();
   int64_t num_steps() const { return num_steps_; }
   // The tokens the last Step sampled, as (request id, token) in batch order, finishing ones
@@ -97,7 +100,8 @@ class Generator {
   std::vector<int64_t> order_;
   int64_t num_steps_ = 0;
   std::vector<std::pair<int64_t, int32_t>> last_step_tokens_;
-  size_t decode_cursor_ = 0;  // where the next decode step starts taking sequences
+  size_t decode_cursor_ = 0;
+  bool any_rank_busy_ = true;  // expert parallelism: the last step's agreement  // where the next decode step starts taking sequences
   int32_t max_prefill_tokens_ = 0, max_prefill_seqs_ = 0, max_decode_seqs_ = 0;
 };
 

@@ -23,6 +23,7 @@ namespace moegraph {
 // Limits on what the tools compile: a key's MoE chunk count (graphs grow
 // linearly with it) and the MoE chunk capacity in rows.
 inline constexpr int64_t kMaxMoeChunks = 256;
+inline constexpr int64_t kMaxExpertParallelRanks = 4096;
 inline constexpr int64_t kMaxChunkSize = 1 << 16;
 // Token buckets and prompt lengths: no model has a longer context.
 inline constexpr int64_t kMaxTokenBucket = 1 << 20;

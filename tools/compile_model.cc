@@ -118,6 +118,9 @@ int Main(int argc, char** argv) {
                    "prefill token buckets (default 16,32,64,128,256,512,1024,2048)");
   AddIntOption(app, "--max-prefill-seqs", options.keys.max_prefill_seqs, {1, kMaxTokenBucket},
                "sequence capacity of prefill keys (default 16)");
+  AddIntOption(app, "--ep", options.keys.expert_parallel, {1, kMaxExpertParallelRanks},
+               "expert-parallel ranks (EP x DP: each rank its own sequences, the routed experts "
+               "split across ranks); run the plan with `mpirun -np N run-model` (default 1)");
   bool no_fuse = false, no_verify = false;
   app.add_flag("--no-fuse", no_fuse, "skip the fuse pass");
   app.add_flag("--no-verify", no_verify, "do not verify the graph after every pass");

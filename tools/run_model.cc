@@ -10,8 +10,10 @@
 #include <fstream>
 #include <optional>
 
+#include "ir/op_registry.h"
 #include "runtime/engine.h"
 #include "runtime/generator.h"
+#include "runtime/mpi_communicator.h"
 #include "runtime/plan_tokenizer.h"
 #include "runtime/synthetic_step.h"
 #include "support/cli.h"
@@ -22,9 +24,21 @@
 namespace moegraph {
 namespace {
 
+// Under mpirun: this rank's end of the job's communicator (null when run alone).
+Communicator* g_rank_comm = nullptr;
+
 int Fail(const Status& status) {
-  std::fprintf(stderr, "run-model: %s\n", status.ToString().c_str());
-  return 1;
+  if (g_rank_comm == nullptr) {
+    std::fprintf(stderr, "run-model: %s\n", status.ToString().c_str());
+    return 1;
+  }
+  // A rank may fail alone (its files, its memory): end the whole job so that no other rank
+  // waits for it in a collective. Input errors fail every rank together (the step agreement),
+  // each printing the same message.
+  std::fprintf(stderr, "run-model (rank %d of %d): %s\n", g_rank_comm->rank(),
+               g_rank_comm->world_size(), status.ToString().c_str());
+  std::fflush(stderr);
+  AbortMpiJob(1);
 }
 
 double Seconds(std::chrono::steady_clock::time_point since) {
@@ -184,6 +198,174 @@ Status RunBench(Engine& engine) {
   return Status::Ok();
 }
 
+// ---- One rank of an expert-parallel plan (mpirun) ------------------------------------------
+//
+// Every rank of `mpirun -np N run-model PLAN ...` parses the same command line. Prompt i is
+// rank (i mod N)'s: each rank generates its own prompts with its own KV cache (EP x DP) and
+// rank 0 prints every sequence's line, in prompt order, when all are done (texts whole, not
+// streamed). --bench replays every key on every rank in step (the ranks agree on the
+// repetitions) and reports each rank's step latency and its share of collective kernels.
+
+// Every rank's `mine`, in rank order (every rank calls it).
+StatusOr<std::vector<std::string>> GatherStrings(Communicator& comm, const std::string& mine) {
+  const auto ranks = static_cast<size_t>(comm.world_size());
+  int64_t size = static_cast<int64_t>(mine.size());
+  std::vector<int64_t> sizes(ranks);
+  MG_RETURN_IF_ERROR(comm.AllGatherHost(&size, sizes.data(), sizeof(size)));
+  const int64_t longest = *std::max_element(sizes.begin(), sizes.end());
+  std::vector<std::string> out(ranks);
+  if (longest == 0) return out;
+  std::string padded = mine;
+  padded.resize(static_cast<size_t>(longest));
+  std::string all(static_cast<size_t>(longest) * ranks, '\0');
+  MG_RETURN_IF_ERROR(comm.AllGatherHost(padded.data(), all.data(), static_cast<size_t>(longest)));
+  for (size_t r = 0; r < ranks; ++r)
+    out[r] = all.substr(r * static_cast<size_t>(longest), static_cast<size_t>(sizes[r]));
+  return out;
+}
+
+// Kernel time over replays, and the part of it in collective kernels.
+struct CollectiveTimer : StepObserver {
+  double total_us = 0, collective_us = 0;
+  void OnStep(const KernelStep& step, double start_us, double end_us) override {
+    total_us += end_us - start_us;
+    const OpDef* def = LookupOp(step.kernel);
+    if (def != nullptr && def->Has(kCollective)) collective_us += end_us - start_us;
+  }
+};
+
+Status RunRankBench(Engine& engine, Communicator& comm, uint64_t baseline_rss) {
+  std::string report;
+  char line[256];
+  std::snprintf(line, sizeof(line), "\nrank %d of %d (%d threads):\n%-48s %6s %11s %12s %12s\n",
+                engine.rank(), comm.world_size(), engine.num_threads(), "key", "tokens",
+                "replay us", "collectives", "tokens/s");
+  report += line;
+  for (const KeyProgram& program : engine.plan().programs) {
+    if (program.rank != engine.rank()) continue;
+    std::vector<int64_t> seqs;
+    StatusOr<int32_t> tokens = PrepareSyntheticStep(engine, program.key, seqs);
+    if (tokens.ok() && *tokens > 0) {
+      auto replay = [&] { (void)engine.ReplayKey(program.key); };
+      replay();
+      int64_t runs = std::clamp(static_cast<int64_t>(20000.0 / std::max(TimeRuns(replay, 1), 1.0)),
+                                int64_t{1}, int64_t{200});
+      MG_RETURN_IF_ERROR(comm.AllReduceMaxHost(&runs, 1));
+      std::vector<double> replay_us, share;
+      for (int round = 0; round < 3; ++round) {
+        replay_us.push_back(TimeRuns(replay, static_cast<int>(runs)));
+        CollectiveTimer timer;
+        for (int64_t i = 0; i < runs; ++i)
+          (void)engine.ReplayKey(program.key, &timer);
+        share.push_back(timer.total_us > 0 ? timer.collective_us / timer.total_us : 0);
+      }
+      const double us = Median(replay_us);
+      std::snprintf(line, sizeof(line), "%-48s %6d %11.1f %11.1f%% %12.1f\n",
+                    program.key.ToString().c_str(), *tokens, us, 100 * Median(share),
+                    *tokens / (us * 1e-6));
+      report += line;
+    }
+    for (int64_t id : seqs)
+      engine.Release(id);
+    if (!tokens.ok()) return tokens.status().WithContext("benchmarking " + program.key.ToString());
+  }
+  // Real tokens at increasing positions, every rank decoding its own batch at once.
+  int32_t max_decode = 0;
+  for (const KeyProgram& p : engine.plan().programs) {
+    if (p.key.phase == MoePhase::kDecode) max_decode = std::max(max_decode, p.key.token_bucket);
+  }
+  for (int32_t b : {1, 8}) {
+    if (b > max_decode) continue;
+    const int32_t steps = std::min<int32_t>(
+        32, engine.plan().model.max_position_embeddings - kRealDecodePrompt);
+    if (steps < 1) break;
+    StatusOr<DecodeRun> real = RunRealDecode(engine, b, kRealDecodePrompt, steps);
+    if (!real.ok()) return real.status().WithContext("decoding real tokens");
+    std::snprintf(line, sizeof(line),
+                  "  decode batch %-3d %10.1f tokens/s on this rank (%.1f us/step, real tokens "
+                  "at positions %d..%d)\n",
+                  b, real->tokens_per_second(), real->seconds * 1e6 / real->steps,
+                  kRealDecodePrompt, kRealDecodePrompt + real->steps - 1);
+    report += line;
+  }
+  const uint64_t peak = PeakRssBytes();
+  std::snprintf(line, sizeof(line),
+                "  peak RSS %s (%s at start); weights mapped %s, KV cache %s, arena %s\n",
+                FormatBytes(peak).c_str(), FormatBytes(baseline_rss).c_str(),
+                FormatBytes(engine.weight_bytes()).c_str(),
+                FormatBytes(engine.kv_cache().bytes()).c_str(),
+                FormatBytes(engine.arena_bytes()).c_str());
+  report += line;
+  MG_ASSIGN_OR_RETURN(std::vector<std::string> reports, GatherStrings(comm, report));
+  if (comm.rank() == 0) {
+    for (const std::string& r : reports)
+      std::fputs(r.c_str(), stdout);
+  }
+  return Status::Ok();
+}
+
+// Generates this rank's share of `prompts` (prompt i on rank i mod ranks); rank 0 prints
+// every sequence in prompt order.
+Status GenerateAsRank(Engine& engine, Communicator& comm,
+                      const std::vector<std::vector<int32_t>>& prompts,
+                      const SamplingParams& sampling, const tokenizer::Tokenizer* text,
+                      bool print_ids) {
+  Generator generator(engine);
+  for (size_t i = static_cast<size_t>(comm.rank()); i < prompts.size();
+       i += static_cast<size_t>(comm.world_size())) {
+    MG_RETURN_IF_ERROR(generator.Add(GenerationRequest{static_cast<int64_t>(i), prompts[i], sampling}));
+  }
+  const auto start = std::chrono::steady_clock::now();
+  MG_ASSIGN_OR_RETURN(std::vector<GenerationResult> results, generator.RunToCompletion());
+  const double seconds = Seconds(start);
+  // One record per sequence: "<id>\t<its lines>\x1e".
+  std::string mine;
+  size_t generated = 0;
+  for (const GenerationResult& r : results) {
+    std::string ids;
+    for (int32_t t : r.tokens)
+      ids += (ids.empty() ? "" : ",") + std::to_string(t);
+    std::string lines;
+    if (text != nullptr) {
+      MG_ASSIGN_OR_RETURN(std::string decoded, text->Decode(r.tokens, /*skip_special_tokens=*/true));
+      lines += "sequence " + std::to_string(r.id) + " text: " + decoded + "\n";
+      if (!print_ids) ids = std::to_string(r.tokens.size()) + " tokens";
+    }
+    lines += "sequence " + std::to_string(r.id) + ": prompt " +
+             std::to_string(prompts[static_cast<size_t>(r.id)].size()) + " tokens -> generated " +
+             ids + (r.stopped_by_token ? " (stop token)" : "") + " [rank " +
+             std::to_string(comm.rank()) + "]\n";
+    mine += std::to_string(r.id) + "\t" + lines + "\x1e";
+    generated += r.tokens.size();
+  }
+  char line[160];
+  std::snprintf(line, sizeof(line), "rank %d: %zu sequences, %zu tokens in %lld steps, %.3f s\n",
+                comm.rank(), results.size(), generated,
+                static_cast<long long>(generator.num_steps()), seconds);
+  mine += std::string("-1\t") + line + "\x1e";
+  MG_ASSIGN_OR_RETURN(std::vector<std::string> all, GatherStrings(comm, mine));
+  if (comm.rank() != 0) return Status::Ok();
+  std::vector<std::pair<int64_t, std::string>> records, summaries;
+  for (const std::string& rank_records : all) {
+    size_t at = 0;
+    while (at < rank_records.size()) {
+      const size_t end = rank_records.find('\x1e', at);
+      const std::string record = rank_records.substr(at, end - at);
+      const size_t tab = record.find('\t');
+      const int64_t id = std::stoll(record.substr(0, tab));
+      (id < 0 ? summaries : records).emplace_back(id, record.substr(tab + 1));
+      at = end + 1;
+    }
+  }
+  std::stable_sort(records.begin(), records.end(),
+                   [](const auto& a, const auto& b) { return a.first < b.first; });
+  for (const auto& [id, lines] : records)
+    std::fputs(lines.c_str(), stdout);
+  for (const auto& [id, lines] : summaries)
+    std::fputs(lines.c_str(), stdout);
+  return Status::Ok();
+}
+
 // Where generated text goes: with one text prompt it streams to stdout as it is decoded; with
 // several, each sequence's text is printed whole when it finishes, so texts never interleave.
 class TextPrinter {
@@ -258,6 +440,10 @@ int Main(int argc, char** argv) {
       "  run-model demo.plan --prompt-ids 1,2,3 --max-new-tokens 8\n"
       "  run-model demo.plan --prompt-ids '1,2,3;4,5' --temperature 0.8 --top-p 0.9 --seed 7\n"
       "  run-model demo.plan --bench\n"
+      "  mpirun -np 3 run-model ep3.plan --prompt-ids '1,2;3;4,5,6'   # a plan of compile-model --ep 3\n"
+      "Under mpirun (a plan compiled with --ep N, N processes) every rank reads the same command\n"
+      "line; prompt i runs on rank i mod N, and rank 0 prints every sequence when all are done.\n"
+      "--bench then times every key on every rank in step (per-rank latency, collective share).\n"
       "Set MOEGRAPH_LOG=capture,dispatch to see each capture and each step's key choice.",
       "run-model");
   app.allow_extras();
@@ -332,10 +518,24 @@ int Main(int argc, char** argv) {
   if (Status valid = ValidateSamplingParams(sampling); !valid.ok()) return Fail(valid);
   options.kv_cache_bytes = static_cast<uint64_t>(kv_cache_mb) << 20;
 
+  std::unique_ptr<Communicator> rank_comm;
+  if (MpirunWorldSize() > 1) {
+    StatusOr<std::unique_ptr<Communicator>> made = CreateMpiCommunicator();
+    if (!made.ok()) return Fail(made.status());
+    rank_comm = std::move(*made);
+    g_rank_comm = rank_comm.get();
+    options.communicator = g_rank_comm;
+    if (!trace_path.empty()) {
+      return Fail(InvalidArgument("--trace writes one process's trace: run it without mpirun"));
+    }
+  }
+  const bool quiet_rank = g_rank_comm != nullptr && g_rank_comm->rank() != 0;
+
   const uint64_t baseline_rss = CurrentRssBytes();
   const auto load_start = std::chrono::steady_clock::now();
   const bool tty = isatty(STDERR_FILENO);
-  options.on_capture = [tty](size_t i, size_t total, const SpecKey& key) {
+  options.on_capture = [tty, quiet_rank](size_t i, size_t total, const SpecKey& key) {
+    if (quiet_rank) return;
     // One updating line on a terminal, one line per key in a log.
     std::fprintf(stderr, tty ? "\rcapturing %zu/%zu %-56s" : "capturing %zu/%zu %s\n", i + 1, total,
                  key.ToString().c_str());
@@ -351,14 +551,22 @@ int Main(int argc, char** argv) {
                                       std::to_string(e.kv_cache().config().num_rings) +
                                       " sliding-window rings"
                                 : "";
-  std::printf(
-      "loaded %s: %zu keys, weights %s, KV cache %s %s (%d blocks of %d tokens%s), arena %s, "
+  const std::string ranks =
+      g_rank_comm == nullptr
+          ? ""
+          : " (rank 0 of " + std::to_string(g_rank_comm->world_size()) + ", expert-parallel; " +
+                "each rank maps its own experts)";
+  if (!quiet_rank) {
+    std::printf(
+      "loaded %s%s: %zu keys, weights %s, KV cache %s %s (%d blocks of %d tokens%s), arena %s, "
       "load + capture %.3f s%s\n",
-      args[0].c_str(), e.plan().programs.size(), FormatBytes(e.weight_bytes()).c_str(),
+      args[0].c_str(), ranks.c_str(), e.plan().programs.size() / e.plan().key_options.expert_parallel,
+      FormatBytes(e.weight_bytes()).c_str(),
       FormatBytes(e.kv_cache().bytes()).c_str(), e.kv_cache().DTypeSummary().c_str(),
       e.kv_cache().config().num_blocks, e.kv_cache().config().block_size, rings.c_str(),
       FormatBytes(e.arena_bytes()).c_str(), load_s,
       options.eager ? " (eager: nothing captured)" : "");
+  }
 
   StatusOr<PlanTokenizer> text_config =
       LoadPlanTokenizer(e.plan(), options.model_dir, /*load_tokenizer=*/text_mode);
@@ -377,6 +585,20 @@ int Main(int argc, char** argv) {
       sampling.stop_tokens.push_back(eos);
   }
 
+  if (g_rank_comm != nullptr) {
+    if (!bench || !prompts.empty()) {
+      if (prompts.empty()) prompts.push_back({1, 2, 3, 4, 5, 6, 7, 8});
+      const tokenizer::Tokenizer* tok = text_mode ? text_config->tokenizer.get() : nullptr;
+      Status generated = GenerateAsRank(e, *g_rank_comm, prompts, sampling, tok, print_ids);
+      if (!generated.ok()) return Fail(generated);
+    }
+    if (bench) {
+      if (options.eager) return Fail(InvalidArgument("--bench times replays; drop --eager"));
+      Status status = RunRankBench(e, *g_rank_comm, baseline_rss);
+      if (!status.ok()) return Fail(status);
+    }
+    return 0;
+  }
   if (!bench || !prompts.empty()) {
     if (prompts.empty()) prompts.push_back({1, 2, 3, 4, 5, 6, 7, 8});
     Generator generator(e);

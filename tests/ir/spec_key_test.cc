@@ -34,8 +34,40 @@ TEST(SpecKey, ChunkRuleAndBuckets) {
   k = KeyForStep(MoePhase::kDecode, 65, 65, o);
   EXPECT_EQ(k.token_bucket, 65) << "no bucket fits: the key names what was needed";
   o.expert_parallel = 4;
-  k = KeyForStep(MoePhase::kPrefill, 300, 1, o);
-  EXPECT_EQ(k.max_moe_num_chunk, 8) << "expert-parallel ranks all run max_chunks";
+  k = KeyForStep(MoePhase::kPrefill, 300, 1, o, /*agreed_max_chunks=*/5);
+  EXPECT_EQ(k, (SpecKey{MoePhase::kPrefill, 2, 5, 512, 16}))
+      << "an expert-parallel rank runs its own chunks and the agreed maximum";
+  k = KeyForStep(MoePhase::kPrefill, 0, 0, o, 3);
+  EXPECT_EQ(k, (SpecKey{MoePhase::kPrefill, 1, 3, 16, 16})) << "the empty forward";
+  k = KeyForStep(MoePhase::kPrefill, 600, 1, o, 1);
+  EXPECT_EQ(k.max_moe_num_chunk, 3) << "never below the rank's own count";
+}
+
+// With expert-parallel ranks every own chunk count n has a key for each agreed maximum from
+// n to the most its phase's largest bucket needs (decode: 1 here).
+TEST(SpecKey, ExpertParallelKeysCoverEveryAgreedMaximum) {
+  KeySetOptions o;
+  o.chunk_size = 8;
+  o.max_chunks = 4;
+  o.expert_parallel = 2;
+  o.prefill_buckets = {8, 24};
+  o.decode_buckets = {1, 4};
+  o.max_prefill_seqs = 4;
+  StatusOr<std::vector<SpecKey>> keys = EnumerateKeys(o);
+  ASSERT_TRUE(keys.ok());
+  std::vector<std::string> names;
+  for (const SpecKey& k : *keys)
+    names.push_back(k.ToString());
+  EXPECT_EQ(names, (std::vector<std::string>{
+                       "phase=prefill,chunks=2,max_chunks=2,tokens=24,seqs=4",
+                       "phase=prefill,chunks=2,max_chunks=3,tokens=24,seqs=4",
+                       "phase=prefill,chunks=3,max_chunks=3,tokens=24,seqs=4",
+                       "phase=prefill,chunks=1,max_chunks=1,tokens=8,seqs=4",
+                       "phase=prefill,chunks=1,max_chunks=2,tokens=8,seqs=4",
+                       "phase=prefill,chunks=1,max_chunks=3,tokens=8,seqs=4",
+                       "phase=decode,chunks=1,max_chunks=1,tokens=4,seqs=4",
+                       "phase=decode,chunks=1,max_chunks=1,tokens=1,seqs=1",
+                   }));
 }
 
 TEST(SpecKey, EnumerationCoversEveryReachableKeyLargestFirst) {

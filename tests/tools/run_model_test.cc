@@ -319,9 +319,8 @@ TEST_F(RunModelTest, CompileModelFlagsAreRanged) {
       {{"--chunk-size", "4294967297"}, "--chunk-size: 4294967297 is outside the range [1, 65536]"},
       {{"--max-chunks", "2000"}, "--max-chunks: 2000 is outside the range [1, 256]"},
       {{"--max-chunks", "0"}, "--max-chunks: 0 is outside the range [1, 256]"},
-      // No rank runs yet (issue 14): the key rule an expert-parallel rank will use
-      // (KeySetOptions::expert_parallel) has no flag that would promise one.
       {{"--expert-parallel", "2"}, "unknown option '--expert-parallel'"},
+      {{"--ep", "0"}, "--ep: 0 is outside the range [1, 4096]"},
       {{"--max-prefill-seqs", "x"}, "--max-prefill-seqs: 'x' is not an integer"},
       {{"--decode-buckets", "1,,2"}, "--decode-buckets: item 2 of '1,,2' is empty"},
       {{"--prefill-buckets", "16,4294967312"},
