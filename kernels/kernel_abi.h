@@ -16,6 +16,8 @@
 
 namespace moegraph {
 
+class Communicator;
+
 constexpr int kMaxRank = 4;
 
 // One tensor operand or result. Activations live in the arena; weights are
@@ -244,6 +246,9 @@ struct KernelArgs {
   const TensorArg* out = nullptr;
   int num_out = 0;
   int num_threads = 1;
+  // This rank's end of the group, set by the runtime for collective ops
+  // (ep_dispatch, ep_combine); null for every other op.
+  Communicator* comm = nullptr;
   // The op's parameters, decoded once when the step is bound: a struct of
   // ir/op_params.h, identified by `params_info`. Kernels read it with
   // Params<P>(args); BindStep, the interpreter and tests write it with

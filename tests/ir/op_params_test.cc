@@ -22,7 +22,7 @@ struct TypeList {};
 // EveryOpsParamsStructIsListed.
 using AllParams = TypeList<RmsNormParams, RopeParams, AttentionParams, MlaAttentionParams,
                            TopkRouteParams, MoeParams, ClampedSwigluParams, NumExpertsParams,
-                           TopKParams, SliceRowsParams, SplitColsParams, AllGatherParams>;
+                           TopKParams, SliceRowsParams, SplitColsParams, AllGatherParams, EpParams>;
 
 template <typename... P>
 std::set<const ParamsInfo*> Infos(TypeList<P...>) {
