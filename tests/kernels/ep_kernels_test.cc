@@ -294,5 +294,24 @@ TEST(EpKernelsDeathTest, ACommunicatorOfTheWrongGroupAborts) {
                "the local communicator is rank 0 of 3, not the plan's");
 }
 
+// The compiler sizes capacity for every key: receiving more is a contract
+// violation naming the op, the rank and both numbers.
+TEST(EpKernelsDeathTest, ReceivingMoreThanCapacityAborts) {
+  auto run = [] {
+    std::vector<std::unique_ptr<Communicator>> group = MakeLocalGroup(2);
+    const std::vector<RankInput> inputs = {MakeInput(5, 5, 5, 2, 3), MakeInput(5, 5, 5, 2, 4)};
+    std::vector<std::thread> threads;
+    for (int r = 0; r < 2; ++r) {
+      threads.emplace_back([&, r] {
+        const EpParams params{.num_experts = 5, .ep_size = 2, .ep_rank = r, .capacity = 1};
+        RunRank(inputs[r], group[r].get(), params, 2);
+      });
+    }
+    for (std::thread& t : threads)
+      t.join();
+  };
+  EXPECT_DEATH(run(), "ep_dispatch.*rank [01] of 2: received [0-9]+ pairs, more than capacity 1");
+}
+
 }  // namespace
 }  // namespace moegraph
