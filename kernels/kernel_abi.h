@@ -16,7 +16,7 @@
 
 namespace moegraph {
 
-class Communicator;  // kernels/communicator.h
+class Communicator;
 
 constexpr int kMaxRank = 4;
 
@@ -246,8 +246,8 @@ struct KernelArgs {
   const TensorArg* out = nullptr;
   int num_out = 0;
   int num_threads = 1;
-  // This rank's end of the expert-parallel group, for Collective ops (the runtime sets it
-  // when the plan has more than one rank); null for every other op.
+  // This rank's end of the group, set by the runtime for collective ops
+  // (ep_dispatch, ep_combine); null for every other op.
   Communicator* comm = nullptr;
   // The op's parameters, decoded once when the step is bound: a struct of
   // ir/op_params.h, identified by `params_info`. Kernels read it with

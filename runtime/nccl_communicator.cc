@@ -46,6 +46,7 @@ class NcclCommunicator : public Communicator {
 
   int rank() const override { return rank_; }
   int world_size() const override { return world_size_; }
+  const char* kind() const override { return "nccl"; }
 
   Status AllReduceSum(const void* send, void* recv, size_t count, DType dtype,
                       void* stream) override {
@@ -81,6 +82,50 @@ class NcclCommunicator : public Communicator {
     }
     const Status ended = NcclCheck(ncclGroupEnd(), "ncclGroupEnd");
     return status.ok() ? ended : status;
+  }
+
+  // As AllToAll, with each peer's block at its prefix sum of the counts, sent
+  // as bytes. A zero count posts no send or receive for that peer.
+  Status AllToAllV(const void* send, const int64_t* send_counts, void* recv,
+                   const int64_t* recv_counts, size_t elem_bytes, void* stream) override {
+    for (int peer = 0; peer < world_size_; ++peer) {
+      if (send_counts[peer] < 0 || recv_counts[peer] < 0) {
+        return InvalidArgument("NCCL AllToAllV: negative count for peer " + std::to_string(peer));
+      }
+    }
+    MG_RETURN_IF_ERROR(SetDevice());
+    MG_RETURN_IF_ERROR(NcclCheck(ncclGroupStart(), "ncclGroupStart"));
+    Status status = Status::Ok();
+    size_t send_offset = 0, recv_offset = 0;
+    for (int peer = 0; peer < world_size_ && status.ok(); ++peer) {
+      const size_t send_bytes = static_cast<size_t>(send_counts[peer]) * elem_bytes;
+      const size_t recv_bytes = static_cast<size_t>(recv_counts[peer]) * elem_bytes;
+      if (send_bytes > 0) {
+        status = NcclCheck(ncclSend(static_cast<const char*>(send) + send_offset, send_bytes,
+                                    ncclUint8, peer, comm_, Stream(stream)),
+                           "ncclSend");
+      }
+      if (status.ok() && recv_bytes > 0) {
+        status = NcclCheck(ncclRecv(static_cast<char*>(recv) + recv_offset, recv_bytes, ncclUint8,
+                                    peer, comm_, Stream(stream)),
+                           "ncclRecv");
+      }
+      send_offset += send_bytes;
+      recv_offset += recv_bytes;
+    }
+    const Status ended = NcclCheck(ncclGroupEnd(), "ncclGroupEnd");
+    return status.ok() ? ended : status;
+  }
+
+  Status AllReduceMaxHost(int64_t* values, size_t count) override {
+    return Unimplemented(
+        "the NCCL communicator has no host collectives (AllReduceMaxHost): use the MPI "
+        "communicator that bootstrapped NCCL");
+  }
+  Status AllGatherHost(const void* send, void* recv, size_t bytes) override {
+    return Unimplemented(
+        "the NCCL communicator has no host collectives (AllGatherHost): use the MPI communicator "
+        "that bootstrapped NCCL");
   }
 
  private:

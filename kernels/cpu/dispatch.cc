@@ -103,6 +103,8 @@ constexpr Entry kTable[] = {
     {"concat_rows", RefConcatRows, {}},
     {"split_cols", RefSplitCols, {}},
     {"all_gather", RefAllGather, {}},
+    {"ep_dispatch", RefEpDispatch, {}},
+    {"ep_combine", RefEpCombine, {}},
 };
 
 static_assert(kRefMaxExperts >= kMoeOpMaxExperts && kRefMaxTopK >= kMoeOpMaxTopK,

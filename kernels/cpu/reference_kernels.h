@@ -252,6 +252,32 @@ void RefConcatRows(const KernelArgs& args);
 // world_size other than 1 leaves out[0] zeroed (the compiler rejects it before this).
 void RefAllGather(const KernelArgs& args);
 
+// ---- Expert parallelism (ep_kernels.cc) ------------------------------------------
+// Collectives over args.comm (null, or a group other than the plan's ep_size /
+// ep_rank, is a contract violation; so is a collective's error, reported with
+// the rank and the Status). Every rank makes the same collective calls, an empty
+// chunk (T = 0) included. params: EpParams (E = num_experts, W = ep_size,
+// C = capacity); ExpertOwner / ExpertRangeOf (ir/op_params.h) split the experts.
+
+// in[0] x [T, H] f32, in[1] ids [T, k] i32 -> out[0] rx [C, H] f32, out[1] rids
+// [C, 1] i32, out[2] layout [T * k + 2W] i32.
+// Pair p = t * k + j is live when t < meta->num_tokens and ids[p] in [0, E); it goes
+// to rank ExpertOwner(ids[p]). Send order: live pairs by destination rank, then by p;
+// layout[p] = the pair's slot in it (-1 when dead), layout[T * k + d] = pairs sent
+// to rank d, layout[T * k + W + s] = pairs received from rank s. Rows [0, R) of rx
+// are the R received pairs' x rows in source-rank order, rids their local expert ids
+// (id - ExpertRangeOf(dest).first); rows [R, C) are zeros with rids -1. R > C
+// aborts (the compiler sizes C for every key).
+void RefEpDispatch(const KernelArgs& args);
+
+// in[0] yp [C, H] f32, in[1] sorted [C] i32, in[2] offsets [E_local + 1] i32 (what
+// moe_align of rids produced), in[3] w [T, k] f32, in[4] layout (ep_dispatch's)
+// -> out[0] y [T, H] f32. yp[q] is the expert output of received row sorted[q] for
+// q < offsets[E_local]; those rows go back to the ranks that sent them, and
+// y[t] = sum over j ascending of w[t, j] * (the row pair t * k + j got back), from
+// zero, for live pairs; zeros for t >= meta->num_tokens.
+void RefEpCombine(const KernelArgs& args);
+
 // ---- Helpers shared by the reference kernels ----------------------------------
 namespace ref_detail {
 

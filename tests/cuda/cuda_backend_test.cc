@@ -59,7 +59,8 @@ TEST(CudaBackendTest, EngineRejectsUnknownBackendNames) {
 // lowering has a CUDA kernel (host-side table: no device needed).
 TEST(CudaOpTableTest, EveryKernelOpHasACudaKernel) {
   for (const OpDef* def : AllOps()) {
-    if (!def->Has(kKernel)) continue;
+    // HostSync ops run on host backends only (below: the reason CUDA gives).
+    if (!def->Has(kKernel) || def->Has(kHostSync)) continue;
     KernelStep step;
     step.kernel = def->name;
     if (def->params != nullptr) {  // the op's parameter counts, as lower-to-kernels writes them
@@ -68,6 +69,15 @@ TEST(CudaOpTableTest, EveryKernelOpHasACudaKernel) {
     }
     EXPECT_EQ(cuda::CudaUnsupportedReason(step), "") << def->name;
   }
+}
+
+TEST(CudaOpTableTest, HostSyncOpsAreRejectedWithAReason) {
+  KernelStep step;
+  step.kernel = "ep_dispatch";
+  step.ints.assign(static_cast<size_t>(kParamsInfo<EpParams>.num_ints), 0);
+  EXPECT_EQ(cuda::CudaUnsupportedReason(step),
+            "op 'ep_dispatch' has the HostSync trait: it waits for the host, which a captured "
+            "CUDA graph cannot");
 }
 
 TEST(CudaOpTableTest, UnknownOpsAreRejectedWithAReason) {

@@ -1,5 +1,5 @@
-// The NCCL communicator on one rank: all-reduce, all-gather and all-to-all of
-// a device buffer are identities, ordered on the backend's stream. Skips
+// The NCCL communicator on one rank: all-reduce, all-gather and all-to-all(v)
+// of a device buffer are identities, ordered on the backend's stream. Skips
 // without a CUDA device or without NCCL in the build.
 #include <gtest/gtest.h>
 
@@ -48,6 +48,18 @@ TEST(NcclCommunicatorTest, SingleRankCollectivesAreIdentities) {
     ASSERT_TRUE((*backend)->Download(got.data(), *recv, kCount * sizeof(float)).ok());
     EXPECT_EQ(got, values);
   }
+  // One rank's AllToAllV sends its whole block to itself: an identity too.
+  {
+    const int64_t counts[1] = {static_cast<int64_t>(kCount)};
+    std::vector<float> zeros(kCount, 0.0f), got(kCount, -1.0f);
+    ASSERT_TRUE((*backend)->Upload(*recv, zeros.data(), kCount * sizeof(float)).ok());
+    ASSERT_TRUE((*comm)->AllToAllV(*send, counts, *recv, counts, sizeof(float), stream).ok());
+    ASSERT_TRUE((*backend)->Download(got.data(), *recv, kCount * sizeof(float)).ok());
+    EXPECT_EQ(got, values);
+  }
+  EXPECT_STREQ((*comm)->kind(), "nccl");
+  int64_t value = 1;
+  EXPECT_EQ((*comm)->AllReduceMaxHost(&value, 1).code(), StatusCode::kUnimplemented);
   (*backend)->Free(*send);
   (*backend)->Free(*recv);
 }
