@@ -20,7 +20,7 @@ namespace {
 // The scale slices of quantized weight `w` (its data slices resolved): one [ceil(N / br),
 // ceil(K / bc)] matrix per slice, from a tensor per expert ({e} in the scale name), a plain
 // tensor, or the [E, SR, SC] scales of a fused expert tensor (rows from row_offset / br).
-Status ResolveScales(ResolvedWeight& w, bool per_expert_names, int64_t first_expert,
+Status ResolveScales(ResolvedWeight& w, bool per_expert_names, bool slice, int64_t first_expert,
                      int64_t experts, int64_t row_offset, const Checkpoint& checkpoint) {
   const DType scale_dtype = QuantScaleDType(w.quant.scheme);
   const int64_t n = w.shape[w.shape.size() - 2], k = w.shape.back();
@@ -57,9 +57,10 @@ Status ResolveScales(ResolvedWeight& w, bool per_expert_names, int64_t first_exp
       }
       const int64_t first_row = row_offset / w.quant.block_rows;
       if (t->shape.size() != 3 || t->shape[0] < first_expert + experts ||
-          t->shape[2] != scale_cols || t->shape[1] < first_row + scale_rows) {
+          (!slice && t->shape[0] != experts) || t->shape[2] != scale_cols ||
+          t->shape[1] < first_row + scale_rows) {
         return InvalidArgument(where + " has shape " + ShapeString(t->shape) + ", expected [" +
-                               (first_expert > 0 ? ">= " : "") +
+                               (slice ? ">= " : "") +
                                std::to_string(first_expert + experts) +
                                ", >= " + std::to_string(first_row + scale_rows) + ", " +
                                std::to_string(scale_cols) + "]");
@@ -110,6 +111,9 @@ StatusOr<ResolvedWeight> ResolveWeight(const Op& op, const Type& type,
   const int64_t row_offset = op.IntAttr("row_offset", 0);
   // An expert-parallel rank's slice of the experts: checkpoint experts [first, first + experts).
   const int64_t first_expert = op.IntAttr("first_expert", 0);
+  // An expert-parallel rank's slice (first_expert given, 0 included) takes part of a fused
+  // tensor's experts; otherwise the graph takes them all.
+  const bool slice = op.HasAttr("first_expert");
   const bool per_expert_names = w.name.find("{e}") != std::string::npos;
 
   for (int64_t e = first_expert; e < first_expert + experts; ++e) {
@@ -138,7 +142,7 @@ StatusOr<ResolvedWeight> ResolveWeight(const Op& op, const Type& type,
     } else {
       // A fused checkpoint tensor [E, R, K] with R >= row_offset + N.
       if (shape.size() != slice_shape.size() + 1 || shape[0] < first_expert + experts ||
-          (first_expert == 0 && shape[0] != experts) ||
+          (!slice && shape[0] != experts) ||
           shape.back() != slice_shape.back() || slice_shape.size() != 2 ||
           shape[1] < row_offset + slice_shape[0]) {
         return InvalidArgument(
@@ -161,7 +165,7 @@ StatusOr<ResolvedWeight> ResolveWeight(const Op& op, const Type& type,
   if (w.quant.quantized()) {
     w.scale_name = op.StringAttr("scale");
     MG_RETURN_IF_ERROR(
-        ResolveScales(w, per_expert_names, first_expert, experts, row_offset, checkpoint));
+        ResolveScales(w, per_expert_names, slice, first_expert, experts, row_offset, checkpoint));
   }
   return w;
 }

@@ -27,9 +27,6 @@ struct PlanWeightSlice {
 struct PlanWeight {
   std::string name;        // checkpoint name; "{e}" stands for the expert index
   int64_t experts = 0;     // > 0: stacked [experts, ...], one slice per expert
-  // Stacked: the checkpoint's experts [first_expert, first_expert + experts) (an
-  // expert-parallel rank's own experts; 0 on one rank).
-  int64_t first_expert = 0;
   int64_t row_offset = 0;  // rows taken from a fused expert tensor
   DType dtype = DType::kF32;
   std::vector<int64_t> shape;
@@ -39,6 +36,9 @@ struct PlanWeight {
   WeightQuant quant;
   std::string scale_name;
   std::vector<PlanWeightSlice> scale_slices;
+  // Stacked: the checkpoint's experts [first_expert, first_expert + experts) (an
+  // expert-parallel rank's own experts; 0 on one rank).
+  int64_t first_expert = 0;
   bool operator==(const PlanWeight& other) const = default;
 };
 

@@ -459,9 +459,11 @@ class PlanValidator {
                           k.token_bucket, k.seq_bucket),
           i);
       if (!inserted) {
-        return Error("program '" + k.ToString() + "' of rank " + std::to_string(p.rank) +
-                     " is a duplicate key (programs #" + std::to_string(it->second) + " and #" +
-                     std::to_string(i) + "); expected one program per key and rank");
+        const bool ranks = plan_.key_options.expert_parallel > 1;
+        return Error("program '" + k.ToString() + "' is a duplicate key (programs #" +
+                     std::to_string(it->second) + " and #" + std::to_string(i) +
+                     (ranks ? ", both of rank " + std::to_string(p.rank) : std::string()) +
+                     "); expected one program per key" + (ranks ? " and rank" : ""));
       }
     }
     const Status agree = CheckRanksAgree(plan_);

@@ -131,6 +131,12 @@ StatusOr<std::unique_ptr<Engine>> Engine::Load(Plan plan, const EngineOptions& o
   const auto max_blocks_per_seq =
       static_cast<int32_t>(std::min<int64_t>(blocks_per_full_seq, kv_config.num_blocks));
   MG_ASSIGN_OR_RETURN(std::unique_ptr<Backend> backend, CreateBackendByName(options));
+  if (ranks > 1 && !backend->host_memory()) {
+    return Unimplemented("an expert-parallel plan runs on CPU ranks (backend cpu, under mpirun): "
+                         "its ep_dispatch / ep_combine exchange counts on the host, which no "
+                         "captured CUDA graph may wait for, and GPU collectives over NCCL are "
+                         "not built yet");
+  }
   // A device backend keeps the cache data on the device (InitDevice); the
   // host keeps only the block bookkeeping.
   kv_config.allocate_storage = backend->host_memory();
@@ -350,13 +356,33 @@ Status Engine::BindWeights() {
   MG_ASSIGN_OR_RETURN(Checkpoint checkpoint, Checkpoint::Open(dir));
   checkpoint_.emplace(std::move(checkpoint));
   weights_.clear();
+  // An expert-parallel rank binds (and so pages in) only what its own programs read: its
+  // experts, not the other ranks'.
+  std::vector<bool> read(plan_.weights.size(), false);
+  for (const KeyProgram& program : plan_.programs) {
+    if (program.rank != rank_) continue;
+    for (const KernelStep& step : program.steps) {
+      for (const ArgRef& in : step.inputs) {
+        if (in.kind == ArgKind::kWeight && static_cast<size_t>(in.index) < read.size()) {
+          read[static_cast<size_t>(in.index)] = true;
+        }
+      }
+    }
+  }
   for (size_t i = 0; i < plan_.weights.size(); ++i) {
     const PlanWeight& pw = plan_.weights[i];
+    if (!read[i]) {
+      weights_.push_back(TensorArg{});  // another rank's
+      continue;
+    }
     Op op;
     op.def = LookupOp("weight");
     op.attrs["name"] = pw.name;
     if (pw.experts > 0) op.attrs["experts"] = pw.experts;
-    if (pw.first_expert > 0) op.attrs["first_expert"] = pw.first_expert;
+    // An expert-parallel rank's experts: its slice of the checkpoint's (rank 0's from 0).
+    if (pw.experts > 0 && plan_.key_options.expert_parallel > 1) {
+      op.attrs["first_expert"] = pw.first_expert;
+    }
     if (pw.row_offset > 0) op.attrs["row_offset"] = pw.row_offset;
     if (pw.quant.quantized()) {
       op.attrs["quant"] = std::string(QuantSchemeName(pw.quant.scheme));
@@ -422,10 +448,14 @@ Status Engine::CaptureAll() {
   captured_.clear();
   captured_.resize(plan_.programs.size());
   if (options_.eager) return Status::Ok();
+  const size_t total = static_cast<size_t>(std::count_if(
+      plan_.programs.begin(), plan_.programs.end(),
+      [&](const KeyProgram& p) { return p.rank == rank_; }));
+  size_t done = 0;
   for (size_t i = 0; i < plan_.programs.size(); ++i) {
     const KeyProgram& program = plan_.programs[i];
     if (program.rank != rank_) continue;  // another expert-parallel rank's
-    if (options_.on_capture) options_.on_capture(i, plan_.programs.size(), program.key);
+    if (options_.on_capture) options_.on_capture(done++, total, program.key);
     MG_ASSIGN_OR_RETURN(captured_[i], backend_->Capture(program, bindings_));
     if (LogEnabled("capture")) {
       LogLine("capture", program.key.ToString() + ": " + std::to_string(captured_[i]->num_steps()) +

@@ -207,3 +207,17 @@ int MpirunWorldSize() {
 }
 
 }  // namespace moegraph
+
+namespace moegraph {
+
+void AbortMpiJob(int code) {
+  int initialized = 0, finalized = 0;
+  MPI_Initialized(&initialized);
+  MPI_Finalized(&finalized);
+  // MPI_Abort ends every process of the job (the launcher kills the others), so no rank is
+  // left waiting in a collective for this one; MPI_Finalize would wait for them instead.
+  if (initialized && !finalized) MPI_Abort(MPI_COMM_WORLD, code);
+  std::_Exit(code);
+}
+
+}  // namespace moegraph

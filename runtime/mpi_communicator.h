@@ -28,4 +28,9 @@ bool LaunchedByMpirun();
 // The job's world size from that environment; 1 when absent or unparsable.
 int MpirunWorldSize();
 
+// Ends every process of the job with exit code `code` (MPI_Abort), or this process alone
+// when MPI is not running: what a rank that fails on its own calls, so that no other rank
+// waits for it in a collective.
+[[noreturn]] void AbortMpiJob(int code);
+
 }  // namespace moegraph

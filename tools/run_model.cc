@@ -311,10 +311,13 @@ Status GenerateAsRank(Engine& engine, Communicator& comm,
                       const SamplingParams& sampling, const tokenizer::Tokenizer* text,
                       bool print_ids) {
   Generator generator(engine);
-  for (size_t i = static_cast<size_t>(comm.rank()); i < prompts.size();
+  Status added = Status::Ok();
+  for (size_t i = static_cast<size_t>(comm.rank()); i < prompts.size() && added.ok();
        i += static_cast<size_t>(comm.world_size())) {
-    MG_RETURN_IF_ERROR(generator.Add(GenerationRequest{static_cast<int64_t>(i), prompts[i], sampling}));
+    added = generator.Add(GenerationRequest{static_cast<int64_t>(i), prompts[i], sampling});
   }
+  // A prompt one rank refuses fails every rank, with its message.
+  MG_RETURN_IF_ERROR(engine.AgreeAcrossRanks(added));
   const auto start = std::chrono::steady_clock::now();
   MG_ASSIGN_OR_RETURN(std::vector<GenerationResult> results, generator.RunToCompletion());
   const double seconds = Seconds(start);

@@ -17,6 +17,7 @@
 #include "compiler/compile_model.h"
 #include "kernels/local_communicator.h"
 #include "plan/collectives.h"
+#include "plan/plan_file.h"
 #include "runtime/engine.h"
 #include "runtime/generator.h"
 #include "support/log.h"
@@ -301,6 +302,35 @@ TEST(ExpertParallel, EachRankMapsOnlyItsExperts) {
       EXPECT_EQ(range, std::make_pair(mine.first, mine.count)) << name << " rank " << rank;
     }
   }
+}
+
+// A plan whose ranks would issue different collectives (here rank 1's first dispatch is
+// edited to another expert count) could deadlock: the plan reader refuses it.
+TEST(ExpertParallel, PlanWhoseRanksCollectivesDifferIsRefused) {
+  StatusOr<HfModel> model = LoadHfModel(testing::GoldenDir("mixtral_top2"));
+  ASSERT_TRUE(model.ok()) << model.status().ToString();
+  StatusOr<Plan> plan = CompileModel(*model, SmallKeys(2));
+  ASSERT_TRUE(plan.ok()) << plan.status().ToString();
+  ASSERT_TRUE(DeserializePlan(SerializePlan(*plan), "ep2.mgplan").ok());
+  bool edited = false;
+  for (KeyProgram& p : plan->programs) {
+    if (p.rank != 1 || edited) continue;
+    for (KernelStep& step : p.steps) {
+      if (step.kernel != "ep_dispatch") continue;
+      step.ints[0] += 1;  // num_experts
+      edited = true;
+      break;
+    }
+  }
+  ASSERT_TRUE(edited);
+  StatusOr<Plan> read = DeserializePlan(SerializePlan(*plan), "ep2.mgplan");
+  ASSERT_FALSE(read.ok());
+  EXPECT_NE(read.status().message().find("ranks 0 and 1 issue different collectives (a deadlock): "
+                                         "collective #0 is ep_dispatch("),
+            std::string::npos)
+      << read.status().ToString();
+  const Status direct = CheckRanksAgree(*plan);
+  EXPECT_EQ(direct.code(), StatusCode::kFailedPrecondition);
 }
 
 TEST(ExpertParallel, ClampedSwigluExpertsAreRefused) {

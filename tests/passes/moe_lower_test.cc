@@ -295,5 +295,48 @@ TEST(MoeLower, OutMajorClampedSwigluRunsTheOutInGemmsWithBiases) {
   EXPECT_EQ(batched.find("_kn"), std::string::npos) << batched;
 }
 
+// Expert parallelism, rank 2 of 3 over 4 experts: it owns expert 3 alone (ranks 0 and 1
+// own [0, 2) and [2, 3)), so its weights are one-expert slices from expert 3, and the
+// dispatch's capacity is 3 ranks x 20 rows x min(top_k 2, 1 local expert) = 60 pairs.
+TEST(MoeLower, ExpertParallelRankDispatchesRunsItsExpertsAndCombines) {
+  MoeLowerPass pass(SpecKey{MoePhase::kDecode, 3, 3, 20, 4}, 8,
+                    ExpertParallelLowering{.size = 3, .rank = 2, .max_chunk_rows = 20});
+  EXPECT_EQ(
+      RunPass(Decode(), pass),
+      R"(graph @moe(%meta: !forward_meta, %x: tensor<20 x 6 x f32>) attributes {max_moe_num_chunk = 3, moe_chunk_size = 8, moe_num_chunk = 3, moe_phase = "decode", seq_bucket = 4, token_bucket = 20} {
+  %router = weight() {name = "gate"} : tensor<4 x 6 x bf16>
+  %wg = weight() {experts = 4, name = "e.{e}.gate"} : tensor<4 x 5 x 6 x bf16>
+  %wu = weight() {experts = 4, name = "e.{e}.up"} : tensor<4 x 5 x 6 x bf16>
+  %wd = weight() {experts = 4, name = "e.{e}.down"} : tensor<4 x 6 x 5 x bf16>
+  %y.router = linear(%x, %router) : tensor<20 x 4 x f32>
+  %y.route, %y.route.1 = topk_route(%meta, %y.router) {norm_topk_prob = 1, row_offset = 0, top_k = 2} : tensor<20 x 2 x i32>, tensor<20 x 2 x f32>
+  %y.dispatch, %y.dispatch.1, %y.dispatch.2 = ep_dispatch(%meta, %x, %y.route) {capacity = 60, ep_rank = 2, ep_size = 3, num_experts = 4} : tensor<60 x 6 x f32>, tensor<60 x 1 x i32>, tensor<46 x i32>
+  %wg.local = weight() {experts = 1, first_expert = 3, name = "e.{e}.gate"} : tensor<1 x 5 x 6 x bf16>
+  %wu.local = weight() {experts = 1, first_expert = 3, name = "e.{e}.up"} : tensor<1 x 5 x 6 x bf16>
+  %wd.local = weight() {experts = 1, first_expert = 3, name = "e.{e}.down"} : tensor<1 x 6 x 5 x bf16>
+  %y.align, %y.align.1 = moe_align(%y.dispatch.1) {num_experts = 1} : tensor<60 x i32>, tensor<2 x i32>
+  %y.permuted = moe_permute(%y.dispatch, %y.align) {top_k = 1} : tensor<60 x 6 x f32>
+  %y.gate = grouped_matmul(%y.permuted, %y.align.1, %wg.local) : tensor<60 x 5 x f32>
+  %y.up = grouped_matmul(%y.permuted, %y.align.1, %wu.local) : tensor<60 x 5 x f32>
+  %y.act = silu_mul(%y.gate, %y.up) : tensor<60 x 5 x f32>
+  %y.down = grouped_matmul(%y.act, %y.align.1, %wd.local) : tensor<60 x 6 x f32>
+  %y.out = ep_combine(%meta, %y.down, %y.align, %y.align.1, %y.route.1, %y.dispatch.2) {capacity = 60, ep_rank = 2, ep_size = 3, num_experts = 4} : tensor<20 x 6 x f32>
+  return %y.out
+}
+)");
+}
+
+TEST(MoeLower, ExpertParallelNeedsAnExpertPerRank) {
+  MoeLowerPass pass(SpecKey{MoePhase::kPrefill, 3, 3, 20, 4}, 8,
+                    ExpertParallelLowering{.size = 5, .rank = 0, .max_chunk_rows = 8});
+  Graph graph = ParseOrDie(kPrefill);
+  StatusOr<bool> changed = pass.Run(graph);
+  ASSERT_FALSE(changed.ok());
+  EXPECT_NE(changed.status().message().find("5 expert-parallel ranks for 4 experts: every rank "
+                                            "must own one (at most 4 ranks)"),
+            std::string::npos)
+      << changed.status().ToString();
+}
+
 }  // namespace
 }  // namespace moegraph

@@ -699,6 +699,34 @@ std::vector<SemanticCase> SemanticCases() {
        "overflow int64"},
       {"program without steps", [](Plan& p) { p.programs[1].steps.clear(); },
        std::string(kDecode) + " has no steps; expected a program that computes the logits"},
+      {"program of a rank outside the layout", [](Plan& p) { p.programs[1].rank = 1; },
+       std::string(kDecode) + " is for rank 1, expected 0 <= rank < 1 (key_options.expert_parallel)"},
+      {"a rank without a key's program",
+       [](Plan& p) {
+         p.key_options.expert_parallel = 2;
+         KeyProgram other = p.programs[0];
+         other.rank = 1;
+         p.programs.push_back(other);
+       },
+       "has no program for rank 1: a step that one rank runs with it would leave its "
+       "collectives unmatched (deadlock)"},
+      {"ranks whose collectives differ",
+       [](Plan& p) {
+         p.key_options.expert_parallel = 2;
+         for (size_t i = 0, n = p.programs.size(); i < n; ++i) {
+           KeyProgram other = p.programs[i];
+           other.rank = 1;
+           p.programs.push_back(other);
+         }
+         // Rank 1's decode program gains a collective rank 0's lacks.
+         KernelStep extra = p.programs.back().steps.front();
+         extra.kernel = "all_gather";
+         extra.ints = {2};
+         extra.floats.clear();
+         p.programs.back().steps.insert(p.programs.back().steps.begin(), extra);
+       },
+       "ranks 0 and 1 issue different collectives (a deadlock): collective #0 is nothing (its "
+       "program ends) on rank 0 but all_gather("},
   };
 }
 
