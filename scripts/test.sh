@@ -20,12 +20,12 @@ for t in support_tests checkpoint_tests plan_tests frontends_tests runtime_tests
   build-asan/bin/$t --gtest_brief=1
 done
 
-echo "==> ThreadSanitizer build of the runtime, engine and kernel tests (build-tsan/)"
+echo "==> ThreadSanitizer build of the runtime, engine, kernel and expert-parallel tests (build-tsan/)"
 mkdir -p build-tsan
 cmake -S . -B build-tsan -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DMOEGRAPH_TSAN=ON \
   -DMOEGRAPH_CUDA=OFF -DMOEGRAPH_BUILD_BENCH=OFF -DMOEGRAPH_WERROR=ON >build-tsan/cmake.log 2>&1 ||
   { cat build-tsan/cmake.log; exit 1; }
-ninja -C build-tsan -j"$(nproc)" runtime_tests engine_tests kernels_tests
+ninja -C build-tsan -j"$(nproc)" runtime_tests engine_tests kernels_tests distributed_tests
 # libgomp is not built with TSan: the hand-offs inside its barriers are
 # invisible to it, so the threads of an OpenMP team would show as racing on
 # every buffer they share. OMP_THREAD_LIMIT=1 caps every team at its master
@@ -36,7 +36,7 @@ ninja -C build-tsan -j"$(nproc)" runtime_tests engine_tests kernels_tests
 # of one OpenMP team are not checked here (that needs an OpenMP runtime built
 # for TSan); the kernel tests in the ctest run below check instead that
 # results do not depend on the thread count.
-for t in runtime_tests engine_tests kernels_tests; do
+for t in runtime_tests engine_tests kernels_tests distributed_tests; do
   echo "--> $t (TSan)"
   OMP_NUM_THREADS=1 OMP_THREAD_LIMIT=1 TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 \
     build-tsan/bin/$t --gtest_brief=1

@@ -1,0 +1,127 @@
+// run-model as one rank per process under mpirun (Open MPI), on plans of compile-model --ep:
+// each prompt's greedy tokens equal one process's, the dispatch log shows the empty chunks
+// and the empty forward, and bad input on one rank ends every rank, promptly, with its
+// message.
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <map>
+#include <string>
+
+#include "tests/golden/golden_util.h"
+#include "tests/tools/tool_util.h"
+
+namespace moegraph {
+namespace {
+
+using testing::RunTool;
+using testing::ToolRun;
+
+// Runs build/bin/run-model under `mpirun -np ranks` (bounded: a hang fails the test).
+ToolRun MpiRun(int ranks, const std::vector<std::string>& args, const std::string& dir,
+               const std::string& env = "") {
+  const std::string launcher = env + " OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 " +
+                               "OMP_NUM_THREADS=1 timeout 120 " + MOEGRAPH_MPIEXEC +
+                               " --oversubscribe -np " + std::to_string(ranks);
+  return RunTool("run-model", args, dir, launcher);
+}
+
+// "sequence N: ..." lines by N, without the " [rank R]" an mpirun run appends.
+std::map<int, std::string> SequenceLines(const std::string& out) {
+  std::map<int, std::string> lines;
+  size_t at = 0;
+  while ((at = out.find("sequence ", at)) != std::string::npos) {
+    const size_t end = out.find('\n', at);
+    std::string line = out.substr(at, end - at);
+    at = end;
+    if (line.find(" text: ") != std::string::npos) continue;
+    const size_t rank = line.find(" [rank ");
+    if (rank != std::string::npos) line.resize(rank);
+    lines[std::stoi(line.substr(9))] = line;
+  }
+  return lines;
+}
+
+class MpirunTest : public ::testing::TestWithParam<std::tuple<std::string, int>> {
+ protected:
+  void SetUp() override {
+    dir_ = ::testing::TempDir() + "mpirun_test_" + std::to_string(::getpid());
+    std::filesystem::create_directories(dir_);
+  }
+  void TearDown() override {
+    std::error_code ignored;
+    std::filesystem::remove_all(dir_, ignored);
+  }
+  ToolRun Compile(const std::string& model, int ranks, const std::string& plan) {
+    return RunTool("compile-model",
+                   {model, "-o", plan, "--ep", std::to_string(ranks), "--chunk-size", "8",
+                    "--max-chunks", "8", "--prefill-buckets", "8,16,64", "--decode-buckets",
+                    "1,2,4", "--max-prefill-seqs", "4", "--kv-dtype", "f32", "-q"},
+                   dir_);
+  }
+  std::string dir_;
+};
+
+TEST_P(MpirunTest, RanksGiveOneProcesssTokens) {
+  const auto& [name, ranks] = GetParam();
+  const std::string model = testing::GoldenDir(name);
+  ASSERT_EQ(Compile(model, 1, "one.plan").exit_code, 0);
+  const ToolRun compiled = Compile(model, ranks, "ep.plan");
+  ASSERT_EQ(compiled.exit_code, 0) << compiled.err;
+  // Prompt 0 is 40 tokens (5 chunks of 8) while the others are short: with 3 ranks and 2
+  // prompts, rank 2 has none and runs the empty forward every step.
+  std::string long_prompt;
+  for (int i = 0; i < 40; ++i)
+    long_prompt += (i ? "," : "") + std::to_string((i * 7 + 1) % 50);
+  const std::string prompts = ranks == 3 ? long_prompt + ";5,6,7" : long_prompt + ";5,6,7;9;3,1";
+  const std::vector<std::string> args = {"ep.plan", "--prompt-ids", prompts, "--max-new-tokens",
+                                         "6", "--threads", "1"};
+  std::vector<std::string> one_args = args;
+  one_args[0] = "one.plan";
+  const ToolRun want = RunTool("run-model", one_args, dir_);
+  ASSERT_EQ(want.exit_code, 0) << want.err;
+  const ToolRun got = MpiRun(ranks, args, dir_, "MOEGRAPH_LOG=dispatch");
+  ASSERT_EQ(got.exit_code, 0) << got.out << got.err;
+  const std::map<int, std::string> want_lines = SequenceLines(want.out);
+  ASSERT_EQ(want_lines.size(), ranks == 3 ? 2u : 4u) << want.out;
+  EXPECT_EQ(SequenceLines(got.out), want_lines) << got.out;
+  EXPECT_NE(got.out.find("[rank 1]"), std::string::npos) << got.out;
+  EXPECT_NE(got.err.find("empty MoE chunks for the other ranks"), std::string::npos) << got.err;
+  if (ranks == 3) {
+    EXPECT_NE(got.err.find("the empty forward"), std::string::npos) << got.err;
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Goldens, MpirunTest,
+                         ::testing::Combine(::testing::Values("odd_norm_topk", "mixtral_top3_fused",
+                                                              "dsv3_fp8"),
+                                            ::testing::Values(2, 3)),
+                         [](const auto& info) {
+                           return std::get<0>(info.param) + "_np" +
+                                  std::to_string(std::get<1>(info.param));
+                         });
+
+TEST_F(MpirunTest, BadInputOnOneRankEndsEveryRankWithItsMessage) {
+  ASSERT_EQ(Compile(testing::GoldenDir("odd_norm_topk"), 3, "ep.plan").exit_code, 0);
+  // Prompt 2 (rank 2's) holds a token past the vocabulary.
+  const ToolRun got = MpiRun(3, {"ep.plan", "--prompt-ids", "1,2;3;4,99999", "--threads", "1"}, dir_);
+  EXPECT_NE(got.exit_code, 0);
+  EXPECT_NE(got.exit_code, 124) << "timed out: a rank hung";
+  EXPECT_NE(got.err.find("rank 2 of 3: request 2: token id 99999 is outside the vocabulary"),
+            std::string::npos)
+      << got.err;
+}
+
+TEST_F(MpirunTest, AnExpertParallelPlanWithoutMpirunSaysHowToRunIt) {
+  ASSERT_EQ(Compile(testing::GoldenDir("odd_norm_topk"), 2, "ep.plan").exit_code, 0);
+  const ToolRun got = RunTool("run-model", {"ep.plan"}, dir_);
+  EXPECT_EQ(got.exit_code, 1);
+  EXPECT_NE(got.err.find("the plan is for 2 expert-parallel ranks (compile-model --ep 2) but no "
+                         "communicator was given: run it as `mpirun -np 2 run-model ...`"),
+            std::string::npos)
+      << got.err;
+}
+
+}  // namespace
+}  // namespace moegraph
