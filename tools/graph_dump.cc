@@ -43,6 +43,8 @@ struct Options {
   std::optional<int32_t> chunk_size;
   std::string demo_dir;  // empty: ./demo-model, or ./demo-model-<family> with --family
   std::string family;    // with INPUT=demo: a registered family's demo
+  int32_t rank = 0;      // the expert-parallel rank whose programs are shown
+  std::optional<int32_t> ep;  // a model compiled for this many expert-parallel ranks
 };
 
 std::string Join(const std::vector<std::string>& words, const std::string& separator) {
@@ -118,7 +120,8 @@ class GraphSource {
       MG_ASSIGN_OR_RETURN(HfModel model, LoadHfModel(dir));
       generic_ = std::move(model.graph);
       key_options_.chunk_size = options.chunk_size.value_or(key_options_.chunk_size);
-      return Status::Ok();
+      key_options_.expert_parallel = options.ep.value_or(1);
+      return CheckRank(options.rank);
     }
     if (!std::filesystem::exists(options.input, error)) {
       return NotFound("INPUT '" + options.input +
@@ -126,6 +129,11 @@ class GraphSource {
     }
     MG_ASSIGN_OR_RETURN(plan_, ReadPlanFile(options.input));
     key_options_ = plan_->key_options;
+    if (options.ep) {
+      return InvalidArgument("--ep applies to a model; plan '" + name_ + "' was compiled for " +
+                             std::to_string(key_options_.expert_parallel) + " ranks");
+    }
+    MG_RETURN_IF_ERROR(CheckRank(options.rank));
     if (options.chunk_size) {
       return InvalidArgument("--chunk-size applies to a model; plan '" + name_ +
                              "' was compiled with chunk size " +
@@ -139,6 +147,7 @@ class GraphSource {
   }
 
   const std::optional<Plan>& plan() const { return plan_; }
+  int32_t rank() const { return rank_; }
   const KeySetOptions& key_options() const { return key_options_; }
   bool fuse() const { return fuse_; }
   // IR text that did not parse (empty if none): shown with line numbers.
@@ -158,7 +167,7 @@ class GraphSource {
   StatusOr<Graph> ForKey(const SpecKey& key, const std::string& after) {
     if (plan_ && after.empty()) {
       for (const KeyProgram& program : plan_->programs) {
-        if (program.key == key) {
+        if (program.key == key && program.rank == rank_) {
           return Parse(program.ir, name_ + " (IR of key " + key.ToString() + ")");
         }
       }
@@ -177,12 +186,25 @@ class GraphSource {
     pipeline.chunk_size = key_options_.chunk_size;
     pipeline.fuse = fuse_;
     pipeline.stop_after = after;
+    if (key_options_.expert_parallel > 1) {
+      pipeline.expert_parallel = ExpertParallelFor(key_options_, rank_, key.phase);
+    }
     WeightTable weights;
     KeyProgram program;
     return RunPipeline(generic, key, pipeline, weights, &program);
   }
 
  private:
+  Status CheckRank(int32_t rank) {
+    rank_ = rank;
+    if (rank < key_options_.expert_parallel) return Status::Ok();
+    return InvalidArgument("--rank " + std::to_string(rank) + ": " + name_ + " has " +
+                           std::to_string(key_options_.expert_parallel) +
+                           " expert-parallel rank(s), 0 to " +
+                           std::to_string(key_options_.expert_parallel - 1) +
+                           (plan_ ? "" : " (--ep sets a model's ranks)"));
+  }
+
   StatusOr<Graph> Parse(const std::string& text, const std::string& source_name) {
     StatusOr<Graph> graph = ParseGraph(text, source_name);
     if (!graph.ok()) unparsed_ = text;
@@ -194,6 +216,7 @@ class GraphSource {
   std::optional<Graph> generic_;
   KeySetOptions key_options_;
   bool fuse_ = true;
+  int32_t rank_ = 0;
   std::string unparsed_;
 };
 
@@ -254,12 +277,18 @@ int ShowUnparsed(const Status& status, const std::string& text) {
   return kExitFaults;
 }
 
-int ListKeys(const std::string& input, const Plan& plan) {
-  std::printf("%s: %zu keys, chunk size %d, largest arena %lld bytes\n", input.c_str(),
-              plan.programs.size(), plan.key_options.chunk_size,
-              static_cast<long long>(plan.max_arena_bytes()));
+int ListKeys(const std::string& input, const Plan& plan, int32_t rank) {
+  const int32_t ranks = plan.key_options.expert_parallel;
+  const std::string of_rank =
+      ranks > 1 ? " of rank " + std::to_string(rank) + " (" + std::to_string(ranks) +
+                      " expert-parallel ranks, each with these keys)"
+                : "";
+  std::printf("%s: %zu keys%s, chunk size %d, largest arena %lld bytes\n", input.c_str(),
+              plan.programs.size() / static_cast<size_t>(ranks), of_rank.c_str(),
+              plan.key_options.chunk_size, static_cast<long long>(plan.max_arena_bytes()));
   std::printf("%-52s %14s %7s\n", "key", "arena_bytes", "steps");
   for (const KeyProgram& program : plan.programs) {
+    if (program.rank != rank) continue;
     std::printf("%-52s %14lld %7zu\n", program.key.ToString().c_str(),
                 static_cast<long long>(program.arena_bytes), program.steps.size());
   }
@@ -297,7 +326,8 @@ int Main(int argc, char** argv) {
       "  graph-dump demo.plan --format dot | dot -Tsvg > graph.svg\n"
       "  graph-dump demo.plan --format json --key phase=prefill,tokens=16\n"
       "  graph-dump demo --diff phase=prefill,tokens=16 phase=decode,tokens=16 \\\n"
-      "      --after moe-lower --grep 'l0\\.'",
+      "      --after moe-lower --grep 'l0\\.'\n"
+      "  graph-dump ep3.plan --rank 2 --key phase=decode,tokens=1 --grep ep_   # a rank's collectives",
       "graph-dump");
   app.allow_extras();
   std::vector<std::string> args, diff;
@@ -340,9 +370,17 @@ int Main(int argc, char** argv) {
                  "one (" +
                      ModelFamilyNames() + ")")
       ->type_name("NAME");
+  AddIntOption(app, "--rank", options.rank, {0, kMaxExpertParallelRanks - 1},
+               "the expert-parallel rank whose programs to show (default 0)");
+  int32_t ep = 1;
+  const CLI::Option* ep_flag =
+      AddIntOption(app, "--ep", ep, {1, kMaxExpertParallelRanks},
+                   "compile a model's keys for this many expert-parallel ranks, as compile-model "
+                   "--ep (a plan uses its own)");
   if (std::optional<int> exit_code = ParseCommandLine(app, "graph-dump", argc, argv)) {
     return *exit_code;
   }
+  if (ep_flag->count() > 0) options.ep = ep;
   if (format == "text") {
     options.format = Format::kText;
   } else if (format == "dot") {
@@ -397,7 +435,7 @@ int Main(int argc, char** argv) {
       return Fail(InvalidArgument("--list-keys needs a plan file; '" + options.input +
                                   "' is a model (compile it with compile-model first)"));
     }
-    return ListKeys(options.input, *source.plan());
+    return ListKeys(options.input, *source.plan(), source.rank());
   }
   if (!options.after.empty()) {
     const std::vector<std::string> passes = PipelinePassNames(source.fuse());

@@ -57,6 +57,13 @@ class GraphDumpTest : public ::testing::Test {
     plan_ = new Plan(*plan);
     ASSERT_TRUE(WritePlanFile(*plan, PlanPath()).ok());
 
+    // The same keys for 2 expert-parallel ranks.
+    CompileModelOptions ep = options;
+    ep.keys.expert_parallel = 2;
+    StatusOr<Plan> ep_plan = CompileModel(*model, ep);
+    ASSERT_TRUE(ep_plan.ok()) << ep_plan.status().ToString();
+    ASSERT_TRUE(WritePlanFile(*ep_plan, *root_ + "/ep2.plan").ok());
+
     // The first key's IR is not IR.
     Plan garbled = *plan;
     garbled.programs[0].ir = "graph @broken(%meta: !forward_meta) {\n  %x = ???\n}\n";
@@ -429,6 +436,34 @@ TEST_F(GraphDumpTest, IllFormedGraphIsPrintedWithItsFaults) {
   EXPECT_EQ(key.exit_code, 2);
   EXPECT_NE(key.err.find("cannot compile"), std::string::npos) << key.err;
   EXPECT_NE(key.out.find("// FAULT:"), std::string::npos);
+}
+
+// An expert-parallel plan's programs, rank by rank: each rank's dispatch names it, a
+// model compiles a rank's keys with --ep, and a rank outside the layout is refused.
+TEST_F(GraphDumpTest, RankShowsThatRanksProgramsWithTheirCollectives) {
+  const std::string plan = *root_ + "/ep2.plan";
+  for (int rank : {0, 1}) {
+    const ToolRun stored =
+        GraphDump({plan, "--rank", std::to_string(rank), "--key", "phase=decode,tokens=4"});
+    ASSERT_EQ(stored.exit_code, 0) << stored.err;
+    EXPECT_NE(stored.out.find("ep_dispatch(%meta, "), std::string::npos);
+    EXPECT_NE(stored.out.find("ep_rank = " + std::to_string(rank)), std::string::npos);
+    EXPECT_NE(stored.out.find("ep_combine(%meta, "), std::string::npos);
+  }
+  const ToolRun list = GraphDump({plan, "--rank", "1", "--list-keys"});
+  ASSERT_EQ(list.exit_code, 0) << list.err;
+  EXPECT_NE(list.out.find("2 keys of rank 1 (2 expert-parallel ranks"), std::string::npos)
+      << list.out;
+  const ToolRun outside = GraphDump({plan, "--rank", "2"});
+  EXPECT_EQ(outside.exit_code, 1);
+  EXPECT_NE(outside.err.find("--rank 2: " + plan + " has 2 expert-parallel rank(s), 0 to 1"),
+            std::string::npos)
+      << outside.err;
+  const ToolRun model = GraphDump({"demo", "--demo-dir", DemoDir(), "--ep", "3", "--rank", "2",
+                                   "--key", "phase=prefill,tokens=16", "--after", "moe-lower",
+                                   "--grep", "l0.moe.dispatch"});
+  ASSERT_EQ(model.exit_code, 0) << model.err;
+  EXPECT_NE(model.out.find("ep_rank = 2, ep_size = 3"), std::string::npos) << model.out;
 }
 
 }  // namespace
