@@ -16,6 +16,9 @@
 // Engine and Generator are single-threaded; `mu` makes the handle safe to
 // share by running its calls one at a time.
 struct mg_engine {
+  // An expert-parallel rank's communicator (mg_engine_open_rank); declared first, so it
+  // outlives the engine that uses it.
+  std::unique_ptr<moegraph::Communicator> comm;
   std::unique_ptr<moegraph::Engine> engine;
   std::mutex mu;
   // mg_generate's ids: above MG_MAX_SEQ_ID, so mg_engine_step cannot reach them.
@@ -176,6 +179,40 @@ mg_status mg_engine_open(const char* plan_path, int num_threads, mg_engine** eng
   });
 }
 
+mg_status mg_engine_open_rank(const char* plan_path, int num_threads, mg_engine** engine) {
+  using namespace moegraph;
+  if (engine) *engine = nullptr;
+  return Guarded([&] {
+    if (!plan_path || !engine) {
+      return Report(InvalidArgument("plan_path and engine must not be NULL"));
+    }
+    if (num_threads < 0) {
+      return Report(
+          InvalidArgument("num_threads must be >= 0, got " + std::to_string(num_threads)));
+    }
+    auto handle = std::make_unique<mg_engine>();
+    StatusOr<std::unique_ptr<Communicator>> comm = CreateMpiCommunicator();
+    if (!comm.ok()) return Report(comm.status().WithContext("mg_engine_open_rank"));
+    handle->comm = std::move(*comm);
+    EngineOptions options;
+    options.num_threads = num_threads;
+    options.communicator = handle->comm.get();
+    StatusOr<std::unique_ptr<Engine>> opened = Engine::Open(plan_path, options);
+    if (!opened.ok()) return Report(opened.status());
+    handle->engine = std::move(*opened);
+    *engine = handle.release();
+    return Report(Status::Ok());
+  });
+}
+
+int mg_engine_rank(const mg_engine* engine) {
+  return engine && engine->comm ? engine->comm->rank() : 0;
+}
+
+int mg_engine_ranks(const mg_engine* engine) {
+  return engine && engine->comm ? engine->comm->world_size() : 1;
+}
+
 void mg_engine_close(mg_engine* engine) {
   delete engine;
 }
@@ -189,6 +226,11 @@ mg_status mg_engine_step(mg_engine* engine, int64_t seq_id, const int32_t* token
                          size_t num_tokens, float* logits) {
   using namespace moegraph;
   return Guarded([&] {
+    if (engine && engine->comm && num_tokens == 0) {
+      // A rank with nothing to run still takes part in the step (the empty forward).
+      std::lock_guard<std::mutex> lock(engine->mu);
+      return Report(engine->engine->Step({}).status());
+    }
     if (!engine || !tokens || !logits) {
       return Report(InvalidArgument("engine, tokens and logits must not be NULL"));
     }
@@ -237,25 +279,36 @@ mg_status mg_generate(mg_engine* engine, const int32_t* prompt, size_t prompt_le
   using namespace moegraph;
   if (out_len) *out_len = 0;
   return Guarded([&] {
-    if (!engine || !prompt || !sampling || !out_tokens || !out_len) {
-      return Report(
-          InvalidArgument("engine, prompt, sampling, out_tokens and out_len must not be NULL"));
+    if (!engine) return Report(InvalidArgument("engine must not be NULL"));
+    // An expert-parallel rank with no prompt steps with the others until every rank is done.
+    const bool rank = engine->comm != nullptr, idle = rank && prompt_len == 0;
+    Status checked = Status::Ok();
+    SamplingParams params;
+    if (!idle) {
+      if (!prompt || !sampling || !out_tokens || !out_len) {
+        checked = InvalidArgument("prompt, sampling, out_tokens and out_len must not be NULL");
+      } else if (prompt_len == 0) {
+        checked = InvalidArgument("prompt_len must be >= 1");
+      } else {
+        StatusOr<SamplingParams> parsed = ToSamplingParams(*sampling, out_capacity);
+        checked = parsed.status();
+        if (parsed.ok()) params = *parsed;
+      }
     }
-    if (prompt_len == 0) return Report(InvalidArgument("prompt_len must be >= 1"));
-    StatusOr<SamplingParams> params = ToSamplingParams(*sampling, out_capacity);
-    if (!params.ok()) return Report(params.status());
     std::lock_guard<std::mutex> lock(engine->mu);
     Engine& e = *engine->engine;
     const int64_t id = engine->next_generation_id++;
     const ReleaseOnExit release{e, id};
     Generator generator(e);
-    if (Status added =
-            generator.Add({id, std::vector<int32_t>(prompt, prompt + prompt_len), *params});
-        !added.ok()) {
-      return Report(added.WithContext("mg_generate"));
+    if (checked.ok() && !idle) {
+      checked = generator.Add({id, std::vector<int32_t>(prompt, prompt + prompt_len), params});
     }
+    // Every rank learns of one rank's bad call, so none waits for it in a step.
+    if (rank) checked = e.AgreeAcrossRanks(checked);
+    if (!checked.ok()) return Report(checked.WithContext("mg_generate"));
     StatusOr<std::vector<GenerationResult>> results = generator.RunToCompletion();
     if (!results.ok()) return Report(results.status().WithContext("mg_generate"));
+    if (idle) return Report(Status::Ok());
     const std::vector<int32_t>& tokens = (*results)[0].tokens;
     std::copy(tokens.begin(), tokens.end(), out_tokens);
     *out_len = tokens.size();

@@ -3,7 +3,11 @@
 // tool), open a plan with Engine::Open, and step it directly or through a
 // Generator. Text: LoadPlanTokenizer (the plan's tokenizer.json, eos and bos
 // settings), EncodePrompt, and tokenizer::Tokenizer / IncrementalDecoder for
-// decoding and streaming. Errors are Status / StatusOr values.
+// decoding and streaming. Errors are Status / StatusOr values. An engine of an
+// expert-parallel plan (compile-model --ep N) is one rank of a Communicator
+// (EngineOptions::communicator): CreateMpiCommunicator() under mpirun, or
+// MakeLocalGroup(N) for N ranks that are threads of one process; its ranks
+// call Engine::Step (or Generator::Step) together.
 //
 // Threading: an Engine, and every Generator over it, must be used by one
 // thread at a time (each step writes the KV cache tables, the ForwardMeta
@@ -14,6 +18,8 @@
 
 #include "compiler/compile_model.h"  // IWYU pragma: export
 #include "frontends/hf_model.h"      // IWYU pragma: export
+#include "kernels/local_communicator.h"  // IWYU pragma: export
+#include "runtime/mpi_communicator.h"    // IWYU pragma: export
 #include "plan/plan_file.h"          // IWYU pragma: export
 #include "runtime/engine.h"          // IWYU pragma: export
 #include "runtime/generator.h"       // IWYU pragma: export

@@ -67,6 +67,17 @@ mg_status mg_compile_model(const char* model, const char* plan_path, const char*
 /* Opens a plan: binds weights and captures every key. num_threads 0: default.
  * On success `*engine` is a new handle for mg_engine_close; on failure NULL. */
 mg_status mg_engine_open(const char* plan_path, int num_threads, mg_engine** engine);
+/* Opens an expert-parallel plan (compile-model --ep N) as this process's rank of an
+ * `mpirun -np N` job (MPI is initialized unless the process did it; the handle owns its
+ * communicator). Every rank then calls mg_generate or mg_engine_step together, the same
+ * number of times: a rank with nothing to run passes prompt_len 0 to mg_generate (it steps
+ * until every rank is done; NULL prompt and outputs allowed) or num_tokens 0 to
+ * mg_engine_step (the empty forward; tokens and logits may be NULL). An error on one rank's
+ * input fails the call on every rank, with that rank's message. */
+mg_status mg_engine_open_rank(const char* plan_path, int num_threads, mg_engine** engine);
+/* The handle's rank and its job's ranks (0 and 1 for a handle of mg_engine_open). */
+int mg_engine_rank(const mg_engine* engine);
+int mg_engine_ranks(const mg_engine* engine);
 /* Destroys a handle and everything it holds (NULL: nothing). */
 void mg_engine_close(mg_engine* engine);
 int32_t mg_engine_vocab_size(const mg_engine* engine);
