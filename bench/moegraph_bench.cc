@@ -59,6 +59,7 @@ struct DriverOptions {
   std::string engine_plan, engine_result;
   bool decode1_only = false;  // child: only the decode batch-1 key and its real decode
   int rounds = 0;             // timing rounds per key (0: 5, smoke 1)
+  bool generate_only = false;  // write the models' checkpoints, then stop
 };
 
 // ---- Engine run (child process) -----------------------------------------------------
@@ -585,6 +586,10 @@ int Main(int argc, char** argv) {
       "Timings never fail the run. --smoke runs a tiny model with short timings (CI).");
   flags.Switch("--smoke", "tiny model, tiny arrays, short timings (seconds)",
                [&] { options.smoke = true; });
+  flags.Switch("--generate-only",
+               "write the --models' checkpoints into the cache directory and stop (to compile "
+               "them yourself, e.g. with compile-model --ep N for an mpirun benchmark)",
+               [&] { options.generate_only = true; });
   flags.Value("--cache-dir", "DIR",
               "where bench models and plans live (default: <build dir>/bench-models)",
               [&](const std::string& v) {
@@ -691,6 +696,10 @@ int Main(int argc, char** argv) {
     std::printf("%s: %s checkpoint (%s) %s\n", name.c_str(), generated ? "generated" : "reused",
                 FormatBytes(CheckpointBytes(run.config)).c_str(),
                 generated ? ("in " + Fixed(run.generate_s, 1) + " s").c_str() : "");
+    if (options.generate_only) {
+      std::printf("  %s\n", dir.c_str());
+      continue;
+    }
     const std::string plan_path = options.cache_dir + "/" + name + ".plan";
     Status compiled = CompilePlan(run.config, dir, plan_path, options.smoke, run);
     if (!compiled.ok()) return Fail(compiled);
@@ -702,6 +711,7 @@ int Main(int argc, char** argv) {
     run.engine = *engine;
     runs.push_back(run);
   }
+  if (options.generate_only) return 0;
 
   // 2b. A busy machine: another process spins on core 0 while the first model decodes at
   // batch 1 with one thread and with `threads`; more threads must never be slower.

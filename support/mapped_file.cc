@@ -80,8 +80,10 @@ constexpr size_t kMaxRegisteredPath = 512;
 
 struct MappingSlot {
   std::atomic<int> state{0};  // 0 free, 1 being written or cleared, 2 live
-  uintptr_t begin = 0;
-  size_t size = 0;
+  // Atomic (relaxed; `state` orders them): a thread unregistering its own mapping reads every
+  // slot's begin while other threads register and clear theirs.
+  std::atomic<uintptr_t> begin{0};
+  std::atomic<size_t> size{0};
   char path[kMaxRegisteredPath] = {};
 };
 
@@ -116,7 +118,9 @@ void OnSigbus(int signal, siginfo_t* info, void* context) {
   const auto address = reinterpret_cast<uintptr_t>(info != nullptr ? info->si_addr : nullptr);
   for (const MappingSlot& slot : g_mappings) {
     if (slot.state.load(std::memory_order_acquire) != 2) continue;
-    if (address < slot.begin || address - slot.begin >= slot.size) continue;
+    const uintptr_t begin = slot.begin.load(std::memory_order_relaxed);
+    const size_t size = slot.size.load(std::memory_order_relaxed);
+    if (address < begin || address - begin >= size) continue;
     // Kernel threads fault on the same truncated file together: the first one
     // reports and exits, the others wait for that (one message, not a mix).
     if (g_sigbus_reporting.exchange(true)) {
@@ -126,9 +130,9 @@ void OnSigbus(int signal, siginfo_t* info, void* context) {
     WriteText("moegraph: fatal: reading ");
     WriteText(slot.path);
     WriteText(" at byte ");
-    WriteNumber(address - slot.begin);
+    WriteNumber(address - begin);
     WriteText(" of its ");
-    WriteNumber(slot.size);
+    WriteNumber(size);
     WriteText(
         "-byte mapping failed (SIGBUS): the file was truncated or replaced while mapped (the "
         "engine reads weights from the file in place); restore the file and restart. Exiting.\n");
@@ -161,8 +165,8 @@ void RegisterMapping(const std::byte* data, size_t size, const std::string& path
   for (MappingSlot& slot : g_mappings) {
     int expected = 0;
     if (!slot.state.compare_exchange_strong(expected, 1, std::memory_order_acquire)) continue;
-    slot.begin = reinterpret_cast<uintptr_t>(data);
-    slot.size = size;
+    slot.begin.store(reinterpret_cast<uintptr_t>(data), std::memory_order_relaxed);
+    slot.size.store(size, std::memory_order_relaxed);
     const size_t length = std::min(path.size(), kMaxRegisteredPath - 1);
     std::memcpy(slot.path, path.data(), length);
     slot.path[length] = '\0';
@@ -175,10 +179,10 @@ void RegisterMapping(const std::byte* data, size_t size, const std::string& path
 void UnregisterMapping(const std::byte* data) {
   for (MappingSlot& slot : g_mappings) {
     int expected = 2;
-    if (slot.begin != reinterpret_cast<uintptr_t>(data)) continue;
+    if (slot.begin.load(std::memory_order_relaxed) != reinterpret_cast<uintptr_t>(data)) continue;
     if (!slot.state.compare_exchange_strong(expected, 1, std::memory_order_acquire)) continue;
-    slot.begin = 0;
-    slot.size = 0;
+    slot.begin.store(0, std::memory_order_relaxed);
+    slot.size.store(0, std::memory_order_relaxed);
     slot.state.store(0, std::memory_order_release);
     return;
   }
