@@ -279,14 +279,18 @@ mg_status mg_generate(mg_engine* engine, const int32_t* prompt, size_t prompt_le
   using namespace moegraph;
   if (out_len) *out_len = 0;
   return Guarded([&] {
-    if (!engine) return Report(InvalidArgument("engine must not be NULL"));
+    if (!engine) {
+      return Report(
+          InvalidArgument("engine, prompt, sampling, out_tokens and out_len must not be NULL"));
+    }
     // An expert-parallel rank with no prompt steps with the others until every rank is done.
     const bool rank = engine->comm != nullptr, idle = rank && prompt_len == 0;
     Status checked = Status::Ok();
     SamplingParams params;
     if (!idle) {
       if (!prompt || !sampling || !out_tokens || !out_len) {
-        checked = InvalidArgument("prompt, sampling, out_tokens and out_len must not be NULL");
+        checked = InvalidArgument(
+            "engine, prompt, sampling, out_tokens and out_len must not be NULL");
       } else if (prompt_len == 0) {
         checked = InvalidArgument("prompt_len must be >= 1");
       } else {
@@ -301,11 +305,12 @@ mg_status mg_generate(mg_engine* engine, const int32_t* prompt, size_t prompt_le
     const ReleaseOnExit release{e, id};
     Generator generator(e);
     if (checked.ok() && !idle) {
-      checked = generator.Add({id, std::vector<int32_t>(prompt, prompt + prompt_len), params});
+      checked = generator.Add({id, std::vector<int32_t>(prompt, prompt + prompt_len), params})
+                    .WithContext("mg_generate");
     }
     // Every rank learns of one rank's bad call, so none waits for it in a step.
     if (rank) checked = e.AgreeAcrossRanks(checked);
-    if (!checked.ok()) return Report(checked.WithContext("mg_generate"));
+    if (!checked.ok()) return Report(checked);
     StatusOr<std::vector<GenerationResult>> results = generator.RunToCompletion();
     if (!results.ok()) return Report(results.status().WithContext("mg_generate"));
     if (idle) return Report(Status::Ok());
