@@ -157,7 +157,11 @@ mg_status mg_compile_model(const char* model, const char* plan_path, const char*
   });
 }
 
-mg_status mg_engine_open(const char* plan_path, int num_threads, mg_engine** engine) {
+namespace {
+
+// mg_engine_open and mg_engine_open_rank: a handle for the plan, as this process's rank of
+// the mpirun job when `as_rank`.
+mg_status OpenHandle(const char* plan_path, int num_threads, bool as_rank, mg_engine** engine) {
   using namespace moegraph;
   if (engine) *engine = nullptr;
   return Guarded([&] {
@@ -168,41 +172,31 @@ mg_status mg_engine_open(const char* plan_path, int num_threads, mg_engine** eng
       return Report(
           InvalidArgument("num_threads must be >= 0, got " + std::to_string(num_threads)));
     }
+    auto handle = std::make_unique<mg_engine>();
     EngineOptions options;
     options.num_threads = num_threads;
+    if (as_rank) {
+      StatusOr<std::unique_ptr<Communicator>> comm = CreateMpiCommunicator();
+      if (!comm.ok()) return Report(comm.status().WithContext("mg_engine_open_rank"));
+      handle->comm = std::move(*comm);
+      options.communicator = handle->comm.get();
+    }
     StatusOr<std::unique_ptr<Engine>> opened = Engine::Open(plan_path, options);
     if (!opened.ok()) return Report(opened.status());
-    auto handle = std::make_unique<mg_engine>();
     handle->engine = std::move(*opened);
     *engine = handle.release();
     return Report(Status::Ok());
   });
 }
 
+}  // namespace
+
+mg_status mg_engine_open(const char* plan_path, int num_threads, mg_engine** engine) {
+  return OpenHandle(plan_path, num_threads, /*as_rank=*/false, engine);
+}
+
 mg_status mg_engine_open_rank(const char* plan_path, int num_threads, mg_engine** engine) {
-  using namespace moegraph;
-  if (engine) *engine = nullptr;
-  return Guarded([&] {
-    if (!plan_path || !engine) {
-      return Report(InvalidArgument("plan_path and engine must not be NULL"));
-    }
-    if (num_threads < 0) {
-      return Report(
-          InvalidArgument("num_threads must be >= 0, got " + std::to_string(num_threads)));
-    }
-    auto handle = std::make_unique<mg_engine>();
-    StatusOr<std::unique_ptr<Communicator>> comm = CreateMpiCommunicator();
-    if (!comm.ok()) return Report(comm.status().WithContext("mg_engine_open_rank"));
-    handle->comm = std::move(*comm);
-    EngineOptions options;
-    options.num_threads = num_threads;
-    options.communicator = handle->comm.get();
-    StatusOr<std::unique_ptr<Engine>> opened = Engine::Open(plan_path, options);
-    if (!opened.ok()) return Report(opened.status());
-    handle->engine = std::move(*opened);
-    *engine = handle.release();
-    return Report(Status::Ok());
-  });
+  return OpenHandle(plan_path, num_threads, /*as_rank=*/true, engine);
 }
 
 int mg_engine_rank(const mg_engine* engine) {

@@ -9,6 +9,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <functional>
 #include <map>
 #include <string>
 #include <thread>
@@ -54,6 +55,29 @@ std::vector<std::string> MoeGoldens() {
     out.push_back(name);
   }
   return out;
+}
+
+// Runs fn(rank, engine) on `ranks` threads at once, each with its own engine of `plan` as one
+// rank of a local group (one kernel thread each). A rank whose engine does not load gets that
+// status in place of running fn (its peers' collectives then time out: no hang).
+std::vector<Status> OnRanks(const Plan& plan, int ranks,
+                            const std::function<Status(int, Engine&)>& fn) {
+  std::vector<std::unique_ptr<Communicator>> group = MakeLocalGroup(ranks);
+  std::vector<Status> results(static_cast<size_t>(ranks));
+  std::vector<std::thread> threads;
+  for (int r = 0; r < ranks; ++r) {
+    threads.emplace_back([&, r] {
+      EngineOptions options;
+      options.num_threads = 1;
+      options.kv_block_size = 8;
+      options.communicator = group[static_cast<size_t>(r)].get();
+      StatusOr<std::unique_ptr<Engine>> engine = Engine::Load(plan, options);
+      results[static_cast<size_t>(r)] = engine.ok() ? fn(r, **engine) : engine.status();
+    });
+  }
+  for (std::thread& t : threads)
+    t.join();
+  return results;
 }
 
 // One rank's script: the batch of each step (empty: the empty forward). Steps after the first
@@ -148,32 +172,18 @@ TEST_P(ExpertParallelTest, RanksMatchOneRank) {
   ASSERT_TRUE(CheckRanksAgree(*plan).ok());
 
   const std::vector<RankScript> scripts = Scripts(ranks);
-  std::vector<std::unique_ptr<Communicator>> group = MakeLocalGroup(ranks);
   std::vector<RankTrace> traces(static_cast<size_t>(ranks));
-  std::vector<std::thread> threads;
-  for (int r = 0; r < ranks; ++r) {
-    threads.emplace_back([&, r] {
-      EngineOptions options;
-      options.num_threads = 1;
-      options.kv_block_size = 8;
-      options.communicator = group[static_cast<size_t>(r)].get();
-      StatusOr<std::unique_ptr<Engine>> engine = Engine::Load(*plan, options);
-      if (!engine.ok()) {
-        traces[static_cast<size_t>(r)].status = engine.status();
-        return;
-      }
-      traces[static_cast<size_t>(r)] =
-          RunScript(**engine, scripts[static_cast<size_t>(r)], 1000 * (r + 1));
-    });
-  }
-  for (std::thread& t : threads)
-    t.join();
+  const std::vector<Status> ran = OnRanks(*plan, ranks, [&](int r, Engine& engine) {
+    traces[static_cast<size_t>(r)] =
+        RunScript(engine, scripts[static_cast<size_t>(r)], 1000 * (r + 1));
+    return traces[static_cast<size_t>(r)].status;
+  });
 
   bool saw_empty_chunks = false, saw_empty_forward = false, saw_decode_in_prefill = false;
   for (int r = 0; r < ranks; ++r) {
     SCOPED_TRACE("rank " + std::to_string(r));
     const RankTrace& got = traces[static_cast<size_t>(r)];
-    ASSERT_TRUE(got.status.ok()) << got.status.ToString();
+    ASSERT_TRUE(ran[static_cast<size_t>(r)].ok()) << ran[static_cast<size_t>(r)].ToString();
     // One rank, the same batches (the empty ones are skipped: nothing to compare).
     EngineOptions options;
     options.num_threads = 1;
@@ -220,31 +230,16 @@ TEST(ExpertParallel, OneRanksBadInputFailsEveryRank) {
   ASSERT_TRUE(model.ok()) << model.status().ToString();
   StatusOr<Plan> plan = CompileModel(*model, SmallKeys(3));
   ASSERT_TRUE(plan.ok()) << plan.status().ToString();
-  std::vector<std::unique_ptr<Communicator>> group = MakeLocalGroup(3);
-  std::vector<Status> results(3);
-  std::vector<std::thread> threads;
-  for (int r = 0; r < 3; ++r) {
-    threads.emplace_back([&, r] {
-      EngineOptions options;
-      options.num_threads = 1;
-      options.communicator = group[static_cast<size_t>(r)].get();
-      StatusOr<std::unique_ptr<Engine>> engine = Engine::Load(*plan, options);
-      if (!engine.ok()) {
-        results[static_cast<size_t>(r)] = engine.status();
-        return;
-      }
-      const int vocab = (*engine)->plan().model.vocab_size;
-      std::vector<SequenceStep> batch = {SequenceStep{r, {1, 2, 3}, 0}};
-      if (r == 1) batch[0].tokens[1] = vocab + 7;  // out of range on rank 1 only
-      results[static_cast<size_t>(r)] = (*engine)->Step(batch).status();
-      // The step ran nowhere: every rank may go on with a good batch.
-      if (r == 1) batch[0].tokens[1] = 2;
-      const Status again = (*engine)->Step(batch).status();
-      if (!again.ok()) results[static_cast<size_t>(r)] = again.WithContext("the retry");
-    });
-  }
-  for (std::thread& t : threads)
-    t.join();
+  const std::vector<Status> results = OnRanks(*plan, 3, [](int r, Engine& engine) {
+    const int vocab = engine.plan().model.vocab_size;
+    std::vector<SequenceStep> batch = {SequenceStep{r, {1, 2, 3}, 0}};
+    if (r == 1) batch[0].tokens[1] = vocab + 7;  // out of range on rank 1 only
+    const Status failed = engine.Step(batch).status();
+    // The step ran nowhere: every rank may go on with a good batch.
+    if (r == 1) batch[0].tokens[1] = 2;
+    const Status again = engine.Step(batch).status();
+    return again.ok() ? failed : again.WithContext("the retry");
+  });
   for (int r = 0; r < 3; ++r) {
     EXPECT_EQ(results[static_cast<size_t>(r)].code(), StatusCode::kInvalidArgument) << r;
     EXPECT_EQ(results[static_cast<size_t>(r)].message(), results[0].message()) << r;
@@ -360,38 +355,20 @@ TEST(ExpertParallel, GeneratorsOnEveryRankFinishTogether) {
       {}};
   SamplingParams sampling;
   sampling.max_new_tokens = 5;
-  std::vector<std::unique_ptr<Communicator>> group = MakeLocalGroup(3);
   std::vector<StatusOr<std::vector<GenerationResult>>> results(
       3, StatusOr<std::vector<GenerationResult>>(Internal("not run")));
-  std::vector<std::thread> threads;
-  for (int r = 0; r < 3; ++r) {
-    threads.emplace_back([&, r] {
-      EngineOptions options;
-      options.num_threads = 1;
-      options.communicator = group[static_cast<size_t>(r)].get();
-      StatusOr<std::unique_ptr<Engine>> engine = Engine::Load(*plan, options);
-      if (!engine.ok()) {
-        results[static_cast<size_t>(r)] = engine.status();
-        return;
-      }
-      Generator generator(**engine);
-      for (size_t i = 0; i < prompts[static_cast<size_t>(r)].size(); ++i) {
-        const Status added = generator.Add(GenerationRequest{
-            static_cast<int64_t>(i), prompts[static_cast<size_t>(r)][i], sampling});
-        if (!added.ok()) {
-          results[static_cast<size_t>(r)] = added;
-          return;
-        }
-      }
-      results[static_cast<size_t>(r)] = generator.RunToCompletion();
-    });
-  }
-  for (std::thread& t : threads)
-    t.join();
+  const std::vector<Status> ran = OnRanks(*plan, 3, [&](int r, Engine& engine) {
+    Generator generator(engine);
+    for (size_t i = 0; i < prompts[static_cast<size_t>(r)].size(); ++i) {
+      MG_RETURN_IF_ERROR(generator.Add(GenerationRequest{
+          static_cast<int64_t>(i), prompts[static_cast<size_t>(r)][i], sampling}));
+    }
+    results[static_cast<size_t>(r)] = generator.RunToCompletion();
+    return results[static_cast<size_t>(r)].status();
+  });
   for (int r = 0; r < 3; ++r) {
     SCOPED_TRACE("rank " + std::to_string(r));
-    ASSERT_TRUE(results[static_cast<size_t>(r)].ok())
-        << results[static_cast<size_t>(r)].status().ToString();
+    ASSERT_TRUE(ran[static_cast<size_t>(r)].ok()) << ran[static_cast<size_t>(r)].ToString();
     EngineOptions options;
     options.num_threads = 1;
     StatusOr<std::unique_ptr<Engine>> base = Engine::Load(*single, options);
