@@ -283,8 +283,8 @@ mg_status mg_generate(mg_engine* engine, const int32_t* prompt, size_t prompt_le
     SamplingParams params;
     if (!idle) {
       if (!prompt || !sampling || !out_tokens || !out_len) {
-        checked = InvalidArgument(
-            "engine, prompt, sampling, out_tokens and out_len must not be NULL");
+        checked =
+            InvalidArgument("engine, prompt, sampling, out_tokens and out_len must not be NULL");
       } else if (prompt_len == 0) {
         checked = InvalidArgument("prompt_len must be >= 1");
       } else {

@@ -57,8 +57,8 @@ struct DriverOptions {
   bool openblas = true;
   // Child mode: run the engine on one plan and write the results file.
   std::string engine_plan, engine_result;
-  bool decode1_only = false;  // child: only the decode batch-1 key and its real decode
-  int rounds = 0;             // timing rounds per key (0: 5, smoke 1)
+  bool decode1_only = false;   // child: only the decode batch-1 key and its real decode
+  int rounds = 0;              // timing rounds per key (0: 5, smoke 1)
   bool generate_only = false;  // write the models' checkpoints, then stop
 };
 

@@ -60,8 +60,7 @@ Status ResolveScales(ResolvedWeight& w, bool per_expert_names, bool slice, int64
           (!slice && t->shape[0] != experts) || t->shape[2] != scale_cols ||
           t->shape[1] < first_row + scale_rows) {
         return InvalidArgument(where + " has shape " + ShapeString(t->shape) + ", expected [" +
-                               (slice ? ">= " : "") +
-                               std::to_string(first_expert + experts) +
+                               (slice ? ">= " : "") + std::to_string(first_expert + experts) +
                                ", >= " + std::to_string(first_row + scale_rows) + ", " +
                                std::to_string(scale_cols) + "]");
       }
@@ -142,9 +141,8 @@ StatusOr<ResolvedWeight> ResolveWeight(const Op& op, const Type& type,
     } else {
       // A fused checkpoint tensor [E, R, K] with R >= row_offset + N.
       if (shape.size() != slice_shape.size() + 1 || shape[0] < first_expert + experts ||
-          (!slice && shape[0] != experts) ||
-          shape.back() != slice_shape.back() || slice_shape.size() != 2 ||
-          shape[1] < row_offset + slice_shape[0]) {
+          (!slice && shape[0] != experts) || shape.back() != slice_shape.back() ||
+          slice_shape.size() != 2 || shape[1] < row_offset + slice_shape[0]) {
         return InvalidArgument(
             where + " (" + ShapeString(t->shape) + ") cannot hold rows [" +
             std::to_string(row_offset) + ", " + std::to_string(row_offset + slice_shape[0]) +

@@ -100,7 +100,8 @@ Status CompileKeys(const Graph& generic, const KeySetOptions& key_options,
       KeyProgram program;
       PipelineOptions key_pipeline = options;
       key_pipeline.stop_after.clear();
-      if (ranks > 1) key_pipeline.expert_parallel = ExpertParallelFor(key_options, rank, keys[i].phase);
+      if (ranks > 1)
+        key_pipeline.expert_parallel = ExpertParallelFor(key_options, rank, keys[i].phase);
       StatusOr<Graph> compiled = RunPipeline(generic, keys[i], key_pipeline, weights, &program);
       if (!compiled.ok() && ranks > 1) {
         return compiled.status().WithContext("expert-parallel rank " + std::to_string(rank));
@@ -113,8 +114,7 @@ Status CompileKeys(const Graph& generic, const KeySetOptions& key_options,
         p.done = plan.programs.size();
         p.total = total;
         p.program = &plan.programs.back();
-        p.seconds =
-            std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+        p.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
         progress(p);
       }
     }

@@ -789,8 +789,8 @@ StatusOr<std::vector<Type>> InferEpCombine(const InferContext& ctx) {
   const Type& y = In(ctx, 0);
   MG_RETURN_IF_ERROR(RequireStatic(ctx, y.dims[0], "expert rows"));
   if (y.dims[0].size != p.capacity || In(ctx, 1).dims[0].size != p.capacity) {
-    return ShapeError(ctx, "y and sorted_pairs must have capacity (" + std::to_string(p.capacity) +
-                               ") rows");
+    return ShapeError(
+        ctx, "y and sorted_pairs must have capacity (" + std::to_string(p.capacity) + ") rows");
   }
   if (In(ctx, 2).dims[0].size != p.local().count + 1) {
     return ShapeError(ctx, "expert_offsets must hold this rank's experts + 1 = " +
@@ -822,7 +822,8 @@ constexpr uint32_t kTokenRowsPure = kNeedsForwardMeta | kTokenRows | kPure;
 std::vector<OpDef> BuildDefs() {
   return {
       {.name = "weight",
-       .summary = "a checkpoint tensor, by name; {e} in the name stacks experts (from first_expert on)",
+       .summary =
+           "a checkpoint tensor, by name; {e} in the name stacks experts (from first_expert on)",
        .example = "%w = weight() {name = \"model.norm.weight\"} : tensor<2048 x bf16>",
        .min_data_operands = 0,
        .max_data_operands = 0,

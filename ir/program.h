@@ -50,8 +50,8 @@ struct KeyProgram {
   SpecKey key;
   int64_t arena_bytes = 0;
   std::vector<KernelStep> steps;
-  ArgRef logits;   // [seq_bucket, vocab] f32 in the arena
-  std::string ir;  // the key's final IR text (graph-dump reads it)
+  ArgRef logits;     // [seq_bucket, vocab] f32 in the arena
+  std::string ir;    // the key's final IR text (graph-dump reads it)
   int32_t rank = 0;  // the expert-parallel rank whose program this is (0 on one rank)
   bool operator==(const KeyProgram& other) const = default;
 };

@@ -121,10 +121,9 @@ StatusOr<ValueId> LowerExpertParallelMoe(const Graph& graph, const Op& op, Value
   const int64_t num_experts = graph.type(op.operands[2]).dims[0].size;
   const int64_t top_k = graph.type(ids).dims[1].size;
   if (ep.size > num_experts) {
-    return InvalidArgument(std::to_string(ep.size) + " expert-parallel ranks for " +
-                           std::to_string(num_experts) +
-                           " experts: every rank must own one (at most " +
-                           std::to_string(num_experts) + " ranks)");
+    return InvalidArgument(
+        std::to_string(ep.size) + " expert-parallel ranks for " + std::to_string(num_experts) +
+        " experts: every rank must own one (at most " + std::to_string(num_experts) + " ranks)");
   }
   const ExpertRange range = ExpertRangeOf(num_experts, ep.size, ep.rank);
   EpParams params{.num_experts = num_experts,
@@ -138,14 +137,14 @@ StatusOr<ValueId> LowerExpertParallelMoe(const Graph& graph, const Op& op, Value
   MG_ASSIGN_OR_RETURN(ValueId gate, local.Of(op.operands[3], range));
   MG_ASSIGN_OR_RETURN(ValueId up, local.Of(op.operands[4], range));
   MG_ASSIGN_OR_RETURN(ValueId down, local.Of(op.operands[5], range));
-  MG_ASSIGN_OR_RETURN(std::vector<ValueId> align,
-                      emit.Emit("moe_align", {rids},
-                                ParamsToAttrs(NumExpertsParams{.num_experts = range.count}),
-                                hint + ".align"));
+  MG_ASSIGN_OR_RETURN(
+      std::vector<ValueId> align,
+      emit.Emit("moe_align", {rids}, ParamsToAttrs(NumExpertsParams{.num_experts = range.count}),
+                hint + ".align"));
   const ValueId sorted = align[0], offsets = align[1];
-  MG_ASSIGN_OR_RETURN(ValueId xp, emit.Emit1("moe_permute", {rx, sorted},
-                                             ParamsToAttrs(TopKParams{.top_k = 1}),
-                                             hint + ".permuted"));
+  MG_ASSIGN_OR_RETURN(ValueId xp,
+                      emit.Emit1("moe_permute", {rx, sorted}, ParamsToAttrs(TopKParams{.top_k = 1}),
+                                 hint + ".permuted"));
   MG_ASSIGN_OR_RETURN(ValueId g,
                       emit.Emit1("grouped_matmul", {xp, offsets, gate}, {}, hint + ".gate"));
   MG_ASSIGN_OR_RETURN(ValueId u, emit.Emit1("grouped_matmul", {xp, offsets, up}, {}, hint + ".up"));
@@ -262,8 +261,8 @@ StatusOr<bool> MoeLowerPass::Run(Graph& graph) {
     }
     const std::string hint = graph.value(op.results[0]).name;
     if (is_moe && !local) local.emplace(graph, ops);
-    StatusOr<ValueId> lowered = is_moe ? LowerMoe(graph, op, key.phase, ep_, *local, emit, hint)
-                                       : LowerMlp(op, emit, hint);
+    StatusOr<ValueId> lowered =
+        is_moe ? LowerMoe(graph, op, key.phase, ep_, *local, emit, hint) : LowerMlp(op, emit, hint);
     if (!lowered.ok()) return lowered.status().WithContext("lowering %" + hint);
     lowered_values.emplace(op.results[0], *lowered);
     changed = true;

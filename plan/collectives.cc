@@ -11,7 +11,9 @@ namespace moegraph {
 namespace {
 
 // Parameters that differ between ranks by design.
-bool RankOwnParam(std::string_view name) { return name == "ep_rank" || name == "capacity"; }
+bool RankOwnParam(std::string_view name) {
+  return name == "ep_rank" || name == "capacity";
+}
 
 std::string TrailingShape(const ArgRef& ref) {
   std::string s = std::string(DTypeName(ref.dtype)) + "[*";
@@ -72,8 +74,7 @@ Status CheckRanksAgree(const Plan& plan) {
   for (const auto& [key, slots] : by_key) {
     for (int r = 0; r < ranks; ++r) {
       if (slots[static_cast<size_t>(r)] == nullptr) {
-        return FailedPrecondition("key '" + key + "' has no program for rank " +
-                                  std::to_string(r) +
+        return FailedPrecondition("key '" + key + "' has no program for rank " + std::to_string(r) +
                                   ": a step that one rank runs with it would leave its "
                                   "collectives unmatched (deadlock)");
       }

@@ -454,10 +454,10 @@ class PlanValidator {
       MG_RETURN_IF_ERROR(CheckProgram(i));
       const KeyProgram& p = plan_.programs[i];
       const SpecKey& k = p.key;
-      const auto [it, inserted] = seen_keys.emplace(
-          std::make_tuple(p.rank, static_cast<int>(k.phase), k.moe_num_chunk, k.max_moe_num_chunk,
-                          k.token_bucket, k.seq_bucket),
-          i);
+      const auto [it, inserted] =
+          seen_keys.emplace(std::make_tuple(p.rank, static_cast<int>(k.phase), k.moe_num_chunk,
+                                            k.max_moe_num_chunk, k.token_bucket, k.seq_bucket),
+                            i);
       if (!inserted) {
         const bool ranks = plan_.key_options.expert_parallel > 1;
         return Error("program '" + k.ToString() + "' is a duplicate key (programs #" +

@@ -68,8 +68,8 @@ StatusOr<std::unique_ptr<Engine>> Engine::Load(Plan plan, const EngineOptions& o
   if (ranks == 1 && comm != nullptr && comm->world_size() > 1) {
     return FailedPrecondition("the plan is for one rank but the " + std::string(comm->kind()) +
                               " communicator has " + std::to_string(comm->world_size()) +
-                              " ranks: compile it with --ep " +
-                              std::to_string(comm->world_size()) + ", or run one process");
+                              " ranks: compile it with --ep " + std::to_string(comm->world_size()) +
+                              ", or run one process");
   }
   if (options.kv_block_size <= 0) return InvalidArgument("KV block size must be > 0");
   int32_t max_tokens = 0, max_seqs = 0;
@@ -132,10 +132,11 @@ StatusOr<std::unique_ptr<Engine>> Engine::Load(Plan plan, const EngineOptions& o
       static_cast<int32_t>(std::min<int64_t>(blocks_per_full_seq, kv_config.num_blocks));
   MG_ASSIGN_OR_RETURN(std::unique_ptr<Backend> backend, CreateBackendByName(options));
   if (ranks > 1 && !backend->host_memory()) {
-    return Unimplemented("an expert-parallel plan runs on CPU ranks (backend cpu, under mpirun): "
-                         "its ep_dispatch / ep_combine exchange counts on the host, which no "
-                         "captured CUDA graph may wait for, and GPU collectives over NCCL are "
-                         "not built yet");
+    return Unimplemented(
+        "an expert-parallel plan runs on CPU ranks (backend cpu, under mpirun): "
+        "its ep_dispatch / ep_combine exchange counts on the host, which no "
+        "captured CUDA graph may wait for, and GPU collectives over NCCL are "
+        "not built yet");
   }
   // A device backend keeps the cache data on the device (InitDevice); the
   // host keeps only the block bookkeeping.
@@ -448,9 +449,9 @@ Status Engine::CaptureAll() {
   captured_.clear();
   captured_.resize(plan_.programs.size());
   if (options_.eager) return Status::Ok();
-  const size_t total = static_cast<size_t>(std::count_if(
-      plan_.programs.begin(), plan_.programs.end(),
-      [&](const KeyProgram& p) { return p.rank == rank_; }));
+  const size_t total =
+      static_cast<size_t>(std::count_if(plan_.programs.begin(), plan_.programs.end(),
+                                        [&](const KeyProgram& p) { return p.rank == rank_; }));
   size_t done = 0;
   for (size_t i = 0; i < plan_.programs.size(); ++i) {
     const KeyProgram& program = plan_.programs[i];
@@ -625,21 +626,21 @@ StatusOr<StepLogits> Engine::Step(const std::vector<SequenceStep>& batch) {
     int32_t num_tokens = 0;
     for (const SequenceStep& s : batch)
       num_tokens += static_cast<int32_t>(s.tokens.size());
-    LogLine("dispatch", key.ToString() + " for " + std::to_string(num_tokens) + " tokens in " +
-                            std::to_string(batch.size()) + " sequences (" +
-                            (batch.empty() ? "the empty forward"
-                             : key.phase == MoePhase::kDecode ? "all decoding one token"
-                             : PhaseOf(batch) == MoePhase::kDecode
-                                 ? "decoding, in the ranks' agreed prefill step"
-                                 : "a prompt is in the batch") +
-                            (key.max_moe_num_chunk > key.moe_num_chunk
-                                 ? "; " +
-                                       std::to_string(key.max_moe_num_chunk - key.moe_num_chunk) +
-                                       " empty MoE chunks for the other ranks"
-                                 : std::string()) +
-                            (distributed() ? "; rank " + std::to_string(rank_) : std::string()) +
-                            "; chunk size " + std::to_string(plan_.key_options.chunk_size) + ")" +
-                            (options_.eager ? " [eager]" : " [replay]"));
+    LogLine(
+        "dispatch",
+        key.ToString() + " for " + std::to_string(num_tokens) + " tokens in " +
+            std::to_string(batch.size()) + " sequences (" +
+            (batch.empty()                         ? "the empty forward"
+             : key.phase == MoePhase::kDecode      ? "all decoding one token"
+             : PhaseOf(batch) == MoePhase::kDecode ? "decoding, in the ranks' agreed prefill step"
+                                                   : "a prompt is in the batch") +
+            (key.max_moe_num_chunk > key.moe_num_chunk
+                 ? "; " + std::to_string(key.max_moe_num_chunk - key.moe_num_chunk) +
+                       " empty MoE chunks for the other ranks"
+                 : std::string()) +
+            (distributed() ? "; rank " + std::to_string(rank_) : std::string()) + "; chunk size " +
+            std::to_string(plan_.key_options.chunk_size) + ")" +
+            (options_.eager ? " [eager]" : " [replay]"));
   }
   const Status ran = RunStep(*program);
   if (!ran.ok()) {

@@ -101,7 +101,8 @@ class Generator {
   int64_t num_steps_ = 0;
   std::vector<std::pair<int64_t, int32_t>> last_step_tokens_;
   size_t decode_cursor_ = 0;
-  bool any_rank_busy_ = true;  // expert parallelism: the last step's agreement  // where the next decode step starts taking sequences
+  bool any_rank_busy_ = true;  // expert parallelism: the last step's agreement  // where the next
+                               // decode step starts taking sequences
   int32_t max_prefill_tokens_ = 0, max_prefill_seqs_ = 0, max_decode_seqs_ = 0;
 };
 

@@ -41,9 +41,9 @@ struct Options {
   std::optional<std::regex> grep;
   bool list_keys = false;
   std::optional<int32_t> chunk_size;
-  std::string demo_dir;  // empty: ./demo-model, or ./demo-model-<family> with --family
-  std::string family;    // with INPUT=demo: a registered family's demo
-  int32_t rank = 0;      // the expert-parallel rank whose programs are shown
+  std::string demo_dir;       // empty: ./demo-model, or ./demo-model-<family> with --family
+  std::string family;         // with INPUT=demo: a registered family's demo
+  int32_t rank = 0;           // the expert-parallel rank whose programs are shown
   std::optional<int32_t> ep;  // a model compiled for this many expert-parallel ranks
 };
 
@@ -279,10 +279,10 @@ int ShowUnparsed(const Status& status, const std::string& text) {
 
 int ListKeys(const std::string& input, const Plan& plan, int32_t rank) {
   const int32_t ranks = plan.key_options.expert_parallel;
-  const std::string of_rank =
-      ranks > 1 ? " of rank " + std::to_string(rank) + " (" + std::to_string(ranks) +
-                      " expert-parallel ranks, each with these keys)"
-                : "";
+  const std::string of_rank = ranks > 1 ? " of rank " + std::to_string(rank) + " (" +
+                                              std::to_string(ranks) +
+                                              " expert-parallel ranks, each with these keys)"
+                                        : "";
   std::printf("%s: %zu keys%s, chunk size %d, largest arena %lld bytes\n", input.c_str(),
               plan.programs.size() / static_cast<size_t>(ranks), of_rank.c_str(),
               plan.key_options.chunk_size, static_cast<long long>(plan.max_arena_bytes()));
@@ -327,7 +327,8 @@ int Main(int argc, char** argv) {
       "  graph-dump demo.plan --format json --key phase=prefill,tokens=16\n"
       "  graph-dump demo --diff phase=prefill,tokens=16 phase=decode,tokens=16 \\\n"
       "      --after moe-lower --grep 'l0\\.'\n"
-      "  graph-dump ep3.plan --rank 2 --key phase=decode,tokens=1 --grep ep_   # a rank's collectives",
+      "  graph-dump ep3.plan --rank 2 --key phase=decode,tokens=1 --grep ep_   # a rank's "
+      "collectives",
       "graph-dump");
   app.allow_extras();
   std::vector<std::string> args, diff;

@@ -276,8 +276,8 @@ Status RunRankBench(Engine& engine, Communicator& comm, uint64_t baseline_rss) {
   }
   for (int32_t b : {1, 8}) {
     if (b > max_decode) continue;
-    const int32_t steps = std::min<int32_t>(
-        32, engine.plan().model.max_position_embeddings - kRealDecodePrompt);
+    const int32_t steps =
+        std::min<int32_t>(32, engine.plan().model.max_position_embeddings - kRealDecodePrompt);
     if (steps < 1) break;
     StatusOr<DecodeRun> real = RunRealDecode(engine, b, kRealDecodePrompt, steps);
     if (!real.ok()) return real.status().WithContext("decoding real tokens");
@@ -289,12 +289,11 @@ Status RunRankBench(Engine& engine, Communicator& comm, uint64_t baseline_rss) {
     report += line;
   }
   const uint64_t peak = PeakRssBytes();
-  std::snprintf(line, sizeof(line),
-                "  peak RSS %s (%s at start); weights mapped %s, KV cache %s, arena %s\n",
-                FormatBytes(peak).c_str(), FormatBytes(baseline_rss).c_str(),
-                FormatBytes(engine.weight_bytes()).c_str(),
-                FormatBytes(engine.kv_cache().bytes()).c_str(),
-                FormatBytes(engine.arena_bytes()).c_str());
+  std::snprintf(
+      line, sizeof(line), "  peak RSS %s (%s at start); weights mapped %s, KV cache %s, arena %s\n",
+      FormatBytes(peak).c_str(), FormatBytes(baseline_rss).c_str(),
+      FormatBytes(engine.weight_bytes()).c_str(), FormatBytes(engine.kv_cache().bytes()).c_str(),
+      FormatBytes(engine.arena_bytes()).c_str());
   report += line;
   MG_ASSIGN_OR_RETURN(std::vector<std::string> reports, GatherStrings(comm, report));
   if (comm.rank() == 0) {
@@ -330,7 +329,8 @@ Status GenerateAsRank(Engine& engine, Communicator& comm,
       ids += (ids.empty() ? "" : ",") + std::to_string(t);
     std::string lines;
     if (text != nullptr) {
-      MG_ASSIGN_OR_RETURN(std::string decoded, text->Decode(r.tokens, /*skip_special_tokens=*/true));
+      MG_ASSIGN_OR_RETURN(std::string decoded,
+                          text->Decode(r.tokens, /*skip_special_tokens=*/true));
       lines += "sequence " + std::to_string(r.id) + " text: " + decoded + "\n";
       if (!print_ids) ids = std::to_string(r.tokens.size()) + " tokens";
     }
@@ -443,7 +443,8 @@ int Main(int argc, char** argv) {
       "  run-model demo.plan --prompt-ids 1,2,3 --max-new-tokens 8\n"
       "  run-model demo.plan --prompt-ids '1,2,3;4,5' --temperature 0.8 --top-p 0.9 --seed 7\n"
       "  run-model demo.plan --bench\n"
-      "  mpirun -np 3 run-model ep3.plan --prompt-ids '1,2;3;4,5,6'   # a plan of compile-model --ep 3\n"
+      "  mpirun -np 3 run-model ep3.plan --prompt-ids '1,2;3;4,5,6'   # a plan of compile-model "
+      "--ep 3\n"
       "Under mpirun (a plan compiled with --ep N, N processes) every rank reads the same command\n"
       "line; prompt i runs on rank i mod N, and rank 0 prints every sequence when all are done.\n"
       "--bench then times every key on every rank in step (per-rank latency, collective share).\n"
@@ -554,21 +555,20 @@ int Main(int argc, char** argv) {
                                       std::to_string(e.kv_cache().config().num_rings) +
                                       " sliding-window rings"
                                 : "";
-  const std::string ranks =
-      g_rank_comm == nullptr
-          ? ""
-          : " (rank 0 of " + std::to_string(g_rank_comm->world_size()) + ", expert-parallel; " +
-                "each rank maps its own experts)";
+  const std::string ranks = g_rank_comm == nullptr
+                                ? ""
+                                : " (rank 0 of " + std::to_string(g_rank_comm->world_size()) +
+                                      ", expert-parallel; " + "each rank maps its own experts)";
   if (!quiet_rank) {
     std::printf(
-      "loaded %s%s: %zu keys, weights %s, KV cache %s %s (%d blocks of %d tokens%s), arena %s, "
-      "load + capture %.3f s%s\n",
-      args[0].c_str(), ranks.c_str(), e.plan().programs.size() / e.plan().key_options.expert_parallel,
-      FormatBytes(e.weight_bytes()).c_str(),
-      FormatBytes(e.kv_cache().bytes()).c_str(), e.kv_cache().DTypeSummary().c_str(),
-      e.kv_cache().config().num_blocks, e.kv_cache().config().block_size, rings.c_str(),
-      FormatBytes(e.arena_bytes()).c_str(), load_s,
-      options.eager ? " (eager: nothing captured)" : "");
+        "loaded %s%s: %zu keys, weights %s, KV cache %s %s (%d blocks of %d tokens%s), arena %s, "
+        "load + capture %.3f s%s\n",
+        args[0].c_str(), ranks.c_str(),
+        e.plan().programs.size() / e.plan().key_options.expert_parallel,
+        FormatBytes(e.weight_bytes()).c_str(), FormatBytes(e.kv_cache().bytes()).c_str(),
+        e.kv_cache().DTypeSummary().c_str(), e.kv_cache().config().num_blocks,
+        e.kv_cache().config().block_size, rings.c_str(), FormatBytes(e.arena_bytes()).c_str(),
+        load_s, options.eager ? " (eager: nothing captured)" : "");
   }
 
   StatusOr<PlanTokenizer> text_config =

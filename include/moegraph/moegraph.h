@@ -16,12 +16,12 @@
 // (moegraph_c.h).
 #pragma once
 
-#include "compiler/compile_model.h"  // IWYU pragma: export
-#include "frontends/hf_model.h"      // IWYU pragma: export
+#include "compiler/compile_model.h"      // IWYU pragma: export
+#include "frontends/hf_model.h"          // IWYU pragma: export
 #include "kernels/local_communicator.h"  // IWYU pragma: export
+#include "plan/plan_file.h"              // IWYU pragma: export
+#include "runtime/engine.h"              // IWYU pragma: export
+#include "runtime/generator.h"           // IWYU pragma: export
 #include "runtime/mpi_communicator.h"    // IWYU pragma: export
-#include "plan/plan_file.h"          // IWYU pragma: export
-#include "runtime/engine.h"          // IWYU pragma: export
-#include "runtime/generator.h"       // IWYU pragma: export
-#include "runtime/plan_tokenizer.h"  // IWYU pragma: export
-#include "tokenizer/tokenizer.h"     // IWYU pragma: export
+#include "runtime/plan_tokenizer.h"      // IWYU pragma: export
+#include "tokenizer/tokenizer.h"         // IWYU pragma: export

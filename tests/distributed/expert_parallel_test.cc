@@ -90,7 +90,7 @@ struct RankScript {
 };
 
 struct RankTrace {
-  std::vector<std::vector<SequenceStep>> batches;  // what the rank fed, step by step
+  std::vector<std::vector<SequenceStep>> batches;     // what the rank fed, step by step
   std::vector<std::vector<std::vector<float>>> rows;  // the logits rows it got
   std::vector<SpecKey> keys;
   Status status;

@@ -21,8 +21,7 @@ struct Plans {
 };
 
 Plans WritePlans(int ranks) {
-  const std::string dir =
-      ::testing::TempDir() + "mpi_c_api_" + std::to_string(::getpid());
+  const std::string dir = ::testing::TempDir() + "mpi_c_api_" + std::to_string(::getpid());
   std::filesystem::create_directories(dir);
   StatusOr<HfModel> model = LoadHfModel(testing::GoldenDir("odd_norm_topk"));
   EXPECT_TRUE(model.ok()) << model.status().ToString();
@@ -61,9 +60,9 @@ TEST(CApiRank, RanksGenerateOneProcesssTokens) {
   }
   std::vector<int32_t> got(6), want(6);
   size_t got_len = 0, want_len = 0;
-  ASSERT_EQ(mg_generate(ep, prompt.data(), prompt.size(), &sampling, got.data(), got.size(),
-                        &got_len),
-            MG_OK)
+  ASSERT_EQ(
+      mg_generate(ep, prompt.data(), prompt.size(), &sampling, got.data(), got.size(), &got_len),
+      MG_OK)
       << mg_last_error();
   if (!prompt.empty()) {
     mg_engine* one = nullptr;
@@ -88,9 +87,9 @@ TEST(CApiRank, RanksGenerateOneProcesssTokens) {
             std::string::npos)
       << mg_last_error();
   // And the ranks go on together.
-  EXPECT_EQ(mg_generate(ep, prompt.data(), prompt.size(), &sampling, got.data(), got.size(),
-                        &got_len),
-            MG_OK)
+  EXPECT_EQ(
+      mg_generate(ep, prompt.data(), prompt.size(), &sampling, got.data(), got.size(), &got_len),
+      MG_OK)
       << mg_last_error();
   mg_engine_close(ep);
 }

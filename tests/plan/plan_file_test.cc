@@ -700,7 +700,8 @@ std::vector<SemanticCase> SemanticCases() {
       {"program without steps", [](Plan& p) { p.programs[1].steps.clear(); },
        std::string(kDecode) + " has no steps; expected a program that computes the logits"},
       {"program of a rank outside the layout", [](Plan& p) { p.programs[1].rank = 1; },
-       std::string(kDecode) + " is for rank 1, expected 0 <= rank < 1 (key_options.expert_parallel)"},
+       std::string(kDecode) +
+           " is for rank 1, expected 0 <= rank < 1 (key_options.expert_parallel)"},
       {"a rank without a key's program",
        [](Plan& p) {
          p.key_options.expert_parallel = 2;

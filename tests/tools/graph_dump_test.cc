@@ -459,9 +459,9 @@ TEST_F(GraphDumpTest, RankShowsThatRanksProgramsWithTheirCollectives) {
   EXPECT_NE(outside.err.find("--rank 2: " + plan + " has 2 expert-parallel rank(s), 0 to 1"),
             std::string::npos)
       << outside.err;
-  const ToolRun model = GraphDump({"demo", "--demo-dir", DemoDir(), "--ep", "3", "--rank", "2",
-                                   "--key", "phase=prefill,tokens=16", "--after", "moe-lower",
-                                   "--grep", "l0.moe.dispatch"});
+  const ToolRun model =
+      GraphDump({"demo", "--demo-dir", DemoDir(), "--ep", "3", "--rank", "2", "--key",
+                 "phase=prefill,tokens=16", "--after", "moe-lower", "--grep", "l0.moe.dispatch"});
   ASSERT_EQ(model.exit_code, 0) << model.err;
   EXPECT_NE(model.out.find("ep_rank = 2, ep_size = 3"), std::string::npos) << model.out;
 }

@@ -76,7 +76,7 @@ TEST_P(MpirunTest, RanksGiveOneProcesssTokens) {
     long_prompt += (i ? "," : "") + std::to_string((i * 7 + 1) % 50);
   const std::string prompts = ranks == 3 ? long_prompt + ";5,6,7" : long_prompt + ";5,6,7;9;3,1";
   const std::vector<std::string> args = {"ep.plan", "--prompt-ids", prompts, "--max-new-tokens",
-                                         "6", "--threads", "1"};
+                                         "6",       "--threads",    "1"};
   std::vector<std::string> one_args = args;
   one_args[0] = "one.plan";
   const ToolRun want = RunTool("run-model", one_args, dir_);
@@ -105,7 +105,8 @@ INSTANTIATE_TEST_SUITE_P(Goldens, MpirunTest,
 TEST_F(MpirunTest, BadInputOnOneRankEndsEveryRankWithItsMessage) {
   ASSERT_EQ(Compile(testing::GoldenDir("odd_norm_topk"), 3, "ep.plan").exit_code, 0);
   // Prompt 2 (rank 2's) holds a token past the vocabulary.
-  const ToolRun got = MpiRun(3, {"ep.plan", "--prompt-ids", "1,2;3;4,99999", "--threads", "1"}, dir_);
+  const ToolRun got =
+      MpiRun(3, {"ep.plan", "--prompt-ids", "1,2;3;4,99999", "--threads", "1"}, dir_);
   EXPECT_NE(got.exit_code, 0);
   EXPECT_NE(got.exit_code, 124) << "timed out: a rank hung";
   EXPECT_NE(got.err.find("rank 2 of 3: request 2: token id 99999 is outside the vocabulary"),
