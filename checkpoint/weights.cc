@@ -129,7 +129,22 @@ StatusOr<ResolvedWeight> ResolveWeight(const Op& op, const Type& type,
     // The tensor as stored: the slice itself, or [E, rows, cols] holding all
     // experts, of which this weight takes rows [row_offset, row_offset + N).
     uint64_t offset_in_tensor = 0;
-    if (per_expert_names || !w.stacked) {
+    if (!w.stacked && slice) {
+      // An expert-parallel rank's rows [first_expert, first_expert + rows) of a plain
+      // [E, ...] tensor (expert biases).
+      const bool fits = !slice_shape.empty() && shape.size() == slice_shape.size() &&
+                        shape[0] >= first_expert + slice_shape[0] &&
+                        std::equal(shape.begin() + 1, shape.end(), slice_shape.begin() + 1) &&
+                        !IsQuantStorage(w.dtype);
+      if (!fits) {
+        return InvalidArgument(where + " (" + ShapeString(t->shape) + ") cannot hold rows [" +
+                               std::to_string(first_expert) + ", " +
+                               std::to_string(first_expert + slice_shape[0]) + ") of " +
+                               ShapeString(slice_shape) + " as the graph expects");
+      }
+      offset_in_tensor = static_cast<uint64_t>(DTypeStorageBytes(
+          w.dtype, first_expert * (slice_numel / std::max<int64_t>(slice_shape[0], 1))));
+    } else if (per_expert_names || !w.stacked) {
       std::vector<int64_t> squeezed = shape;
       while (squeezed.size() > slice_shape.size() && squeezed.front() == 1)
         squeezed.erase(squeezed.begin());

@@ -159,6 +159,7 @@ StatusOr<Plan> CompileModel(const HfModel& model, const CompileModelOptions& opt
     PlanWeight w;
     w.name = entry.name;
     w.experts = op.IntAttr("experts", 0);
+    w.expert_slice = op.HasAttr("first_expert");
     w.first_expert = op.IntAttr("first_expert", 0);
     w.row_offset = op.IntAttr("row_offset", 0);
     w.dtype = resolved.dtype;

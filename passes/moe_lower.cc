@@ -2,6 +2,7 @@
 #include "passes/moe_lower.h"
 
 #include <algorithm>
+#include <functional>
 #include <optional>
 #include <unordered_map>
 
@@ -12,13 +13,91 @@
 namespace moegraph {
 namespace {
 
+// This rank's slice of stacked expert weights (one weight op per original, shared by every
+// chunk of every layer that reads it).
+class LocalExperts {
+ public:
+  LocalExperts(Graph& graph, std::vector<Op>& ops) : graph_(graph), ops_(ops) {
+    for (const Op& op : graph.ops()) {
+      if (op.def->Has(kWeight)) defs_.emplace(op.results[0], &op);
+    }
+  }
+  StatusOr<ValueId> Of(ValueId weight, ExpertRange range) {
+    if (const auto it = local_.find(weight); it != local_.end()) return it->second;
+    const auto def = defs_.find(weight);
+    if (def == defs_.end() || def->second->HasAttr("first_expert")) {
+      return InvalidArgument("expert parallelism needs %" + graph_.value(weight).name +
+                             " as one checkpoint weight of every expert");
+    }
+    // A stacked weight takes the rank's experts; a plain one ([E, N] expert biases) its rows.
+    Op op = *def->second;
+    if (op.HasAttr("experts")) op.attrs["experts"] = range.count;
+    op.attrs["first_expert"] = range.first;
+    Type type = graph_.type(weight);
+    type.dims[0] = Dim::Static(range.count);
+    const ValueId local = graph_.NewValue(graph_.value(weight).name + ".local", type);
+    op.results = {local};
+    ops_.push_back(std::move(op));
+    local_.emplace(weight, local);
+    return local;
+  }
+
+ private:
+  Graph& graph_;
+  std::vector<Op>& ops_;
+  std::unordered_map<ValueId, const Op*> defs_;
+  std::unordered_map<ValueId, ValueId> local_;
+};
+
+// This rank's experts over the pairs it received: `xp` [C, H] in expert order with `offsets`
+// per local expert, to the experts' rows [C, H] in the same order.
+using LocalExpertsFn = std::function<StatusOr<ValueId>(ValueId xp, ValueId offsets, ExpertRange)>;
+
+// The experts of an expert-parallel rank: dispatch the routed pairs, run this rank's experts
+// over the pairs it received, combine.
+StatusOr<ValueId> LowerExpertParallelMoe(const Graph& graph, const Op& op, ValueId ids,
+                                         ValueId weights, const ExpertParallelLowering& ep,
+                                         OpEmitter& emit, const std::string& hint,
+                                         const LocalExpertsFn& experts) {
+  const ValueId meta = op.operands[0], x = op.operands[1];
+  const int64_t num_experts = graph.type(op.operands[2]).dims[0].size;
+  const int64_t top_k = graph.type(ids).dims[1].size;
+  if (ep.size > num_experts) {
+    return InvalidArgument(
+        std::to_string(ep.size) + " expert-parallel ranks for " + std::to_string(num_experts) +
+        " experts: every rank must own one (at most " + std::to_string(num_experts) + " ranks)");
+  }
+  const ExpertRange range = ExpertRangeOf(num_experts, ep.size, ep.rank);
+  EpParams params{.num_experts = num_experts,
+                  .ep_size = ep.size,
+                  .ep_rank = ep.rank,
+                  .capacity = int64_t{ep.size} * ep.max_chunk_rows * std::min(top_k, range.count)};
+  const AttrMap ep_attrs = ParamsToAttrs(params);
+  MG_ASSIGN_OR_RETURN(std::vector<ValueId> sent,
+                      emit.Emit("ep_dispatch", {meta, x, ids}, ep_attrs, hint + ".dispatch"));
+  const ValueId rx = sent[0], rids = sent[1], layout = sent[2];
+  MG_ASSIGN_OR_RETURN(
+      std::vector<ValueId> align,
+      emit.Emit("moe_align", {rids}, ParamsToAttrs(NumExpertsParams{.num_experts = range.count}),
+                hint + ".align"));
+  const ValueId sorted = align[0], offsets = align[1];
+  MG_ASSIGN_OR_RETURN(ValueId xp,
+                      emit.Emit1("moe_permute", {rx, sorted}, ParamsToAttrs(TopKParams{.top_k = 1}),
+                                 hint + ".permuted"));
+  MG_ASSIGN_OR_RETURN(ValueId y, experts(xp, offsets, range));
+  return emit.Emit1("ep_combine", {meta, y, sorted, offsets, weights, layout}, ep_attrs,
+                    hint + ".out");
+}
+
 // GPT-OSS's experts (activation 1): %meta, x, router, gate_up [E, H, 2I], down [E, I, H]
 // [, router bias, gate_up bias, down bias]. The [in, out] weights are read in place by the
 // *_kn GEMMs; clamped_swiglu takes the interleaved (gate, up) columns as they come. With
 // out_major (gate_up [E, 2I, H], down [E, H, I]: the MXFP4 checkpoints' layout) the [out, in]
 // GEMMs grouped_matmul and expert_batched_matmul take the same operands.
 StatusOr<ValueId> LowerClampedSwigluMoe(const Graph& graph, const Op& op, const MoeParams& p,
-                                        MoePhase phase, OpEmitter& emit, const std::string& hint) {
+                                        MoePhase phase, const ExpertParallelLowering& ep,
+                                        LocalExperts& local, OpEmitter& emit,
+                                        const std::string& hint) {
   const ValueId meta = op.operands[0], x = op.operands[1], router = op.operands[2];
   const ValueId gate_up = op.operands[3], down = op.operands[4];
   const bool has_bias = op.operands.size() == 8;
@@ -47,6 +126,29 @@ StatusOr<ValueId> LowerClampedSwigluMoe(const Graph& graph, const Op& op, const 
   MG_ASSIGN_OR_RETURN(std::vector<ValueId> route,
                       emit.Emit("topk_route", {meta, logits}, route_attrs, hint + ".route"));
   const ValueId ids = route[0], weights = route[1];
+  if (ep.size > 1) {
+    // This rank's experts and their bias rows; the router and its bias stay whole.
+    return LowerExpertParallelMoe(
+        graph, op, ids, weights, ep, emit, hint,
+        [&](ValueId xp, ValueId offsets, ExpertRange range) -> StatusOr<ValueId> {
+          MG_ASSIGN_OR_RETURN(ValueId wgu, local.Of(gate_up, range));
+          MG_ASSIGN_OR_RETURN(ValueId wd, local.Of(down, range));
+          ValueId bgu = kNoValue, bd = kNoValue;
+          if (has_bias) {
+            MG_ASSIGN_OR_RETURN(bgu, local.Of(gate_up_bias, range));
+            MG_ASSIGN_OR_RETURN(bd, local.Of(down_bias, range));
+          }
+          auto with_local_bias = [&](std::vector<ValueId> in, ValueId bias) {
+            if (has_bias) in.push_back(bias);
+            return in;
+          };
+          MG_ASSIGN_OR_RETURN(
+              ValueId gu,
+              emit.Emit1(grouped, with_local_bias({xp, offsets, wgu}, bgu), {}, hint + ".gate_up"));
+          MG_ASSIGN_OR_RETURN(ValueId h, emit.Emit1("clamped_swiglu", {gu}, act, hint + ".act"));
+          return emit.Emit1(grouped, with_local_bias({h, offsets, wd}, bd), {}, hint + ".down");
+        });
+  }
   if (phase == MoePhase::kPrefill) {
     const AttrMap pairs = ParamsToAttrs(TopKParams{.top_k = top_k});
     MG_ASSIGN_OR_RETURN(std::vector<ValueId> align,
@@ -75,86 +177,6 @@ StatusOr<ValueId> LowerClampedSwigluMoe(const Graph& graph, const Op& op, const 
   return emit.Emit1("moe_combine", {meta, y, weights}, {}, hint + ".out");
 }
 
-// This rank's slice of stacked expert weights (one weight op per original, shared by every
-// chunk of every layer that reads it).
-class LocalExperts {
- public:
-  LocalExperts(Graph& graph, std::vector<Op>& ops) : graph_(graph), ops_(ops) {
-    for (const Op& op : graph.ops()) {
-      if (op.def->Has(kWeight)) defs_.emplace(op.results[0], &op);
-    }
-  }
-  StatusOr<ValueId> Of(ValueId weight, ExpertRange range) {
-    if (const auto it = local_.find(weight); it != local_.end()) return it->second;
-    const auto def = defs_.find(weight);
-    if (def == defs_.end() || !def->second->HasAttr("experts") ||
-        def->second->IntAttr("first_expert", 0) != 0) {
-      return InvalidArgument("expert parallelism needs the experts of %" +
-                             graph_.value(weight).name + " as one stacked weight of every expert");
-    }
-    Op op = *def->second;
-    op.attrs["experts"] = range.count;
-    op.attrs["first_expert"] = range.first;
-    Type type = graph_.type(weight);
-    type.dims[0] = Dim::Static(range.count);
-    const ValueId local = graph_.NewValue(graph_.value(weight).name + ".local", type);
-    op.results = {local};
-    ops_.push_back(std::move(op));
-    local_.emplace(weight, local);
-    return local;
-  }
-
- private:
-  Graph& graph_;
-  std::vector<Op>& ops_;
-  std::unordered_map<ValueId, const Op*> defs_;
-  std::unordered_map<ValueId, ValueId> local_;
-};
-
-// The experts of an expert-parallel rank: dispatch the routed pairs, run this rank's experts
-// over the pairs it received, combine.
-StatusOr<ValueId> LowerExpertParallelMoe(const Graph& graph, const Op& op, ValueId ids,
-                                         ValueId weights, const ExpertParallelLowering& ep,
-                                         LocalExperts& local, OpEmitter& emit,
-                                         const std::string& hint) {
-  const ValueId meta = op.operands[0], x = op.operands[1];
-  const int64_t num_experts = graph.type(op.operands[2]).dims[0].size;
-  const int64_t top_k = graph.type(ids).dims[1].size;
-  if (ep.size > num_experts) {
-    return InvalidArgument(
-        std::to_string(ep.size) + " expert-parallel ranks for " + std::to_string(num_experts) +
-        " experts: every rank must own one (at most " + std::to_string(num_experts) + " ranks)");
-  }
-  const ExpertRange range = ExpertRangeOf(num_experts, ep.size, ep.rank);
-  EpParams params{.num_experts = num_experts,
-                  .ep_size = ep.size,
-                  .ep_rank = ep.rank,
-                  .capacity = int64_t{ep.size} * ep.max_chunk_rows * std::min(top_k, range.count)};
-  const AttrMap ep_attrs = ParamsToAttrs(params);
-  MG_ASSIGN_OR_RETURN(std::vector<ValueId> sent,
-                      emit.Emit("ep_dispatch", {meta, x, ids}, ep_attrs, hint + ".dispatch"));
-  const ValueId rx = sent[0], rids = sent[1], layout = sent[2];
-  MG_ASSIGN_OR_RETURN(ValueId gate, local.Of(op.operands[3], range));
-  MG_ASSIGN_OR_RETURN(ValueId up, local.Of(op.operands[4], range));
-  MG_ASSIGN_OR_RETURN(ValueId down, local.Of(op.operands[5], range));
-  MG_ASSIGN_OR_RETURN(
-      std::vector<ValueId> align,
-      emit.Emit("moe_align", {rids}, ParamsToAttrs(NumExpertsParams{.num_experts = range.count}),
-                hint + ".align"));
-  const ValueId sorted = align[0], offsets = align[1];
-  MG_ASSIGN_OR_RETURN(ValueId xp,
-                      emit.Emit1("moe_permute", {rx, sorted}, ParamsToAttrs(TopKParams{.top_k = 1}),
-                                 hint + ".permuted"));
-  MG_ASSIGN_OR_RETURN(ValueId g,
-                      emit.Emit1("grouped_matmul", {xp, offsets, gate}, {}, hint + ".gate"));
-  MG_ASSIGN_OR_RETURN(ValueId u, emit.Emit1("grouped_matmul", {xp, offsets, up}, {}, hint + ".up"));
-  MG_ASSIGN_OR_RETURN(ValueId h, emit.Emit1("silu_mul", {g, u}, {}, hint + ".act"));
-  MG_ASSIGN_OR_RETURN(ValueId y,
-                      emit.Emit1("grouped_matmul", {h, offsets, down}, {}, hint + ".down"));
-  return emit.Emit1("ep_combine", {meta, y, sorted, offsets, weights, layout}, ep_attrs,
-                    hint + ".out");
-}
-
 // %meta, x, router, gate, up, down[, bias]: the routing attributes and the
 // optional score-correction bias go to topk_route unchanged.
 StatusOr<ValueId> LowerMoe(const Graph& graph, const Op& op, MoePhase phase,
@@ -166,12 +188,7 @@ StatusOr<ValueId> LowerMoe(const Graph& graph, const Op& op, MoePhase phase,
   MG_ASSIGN_OR_RETURN(const MoeParams moe_params, OpParams<MoeParams>(op));
   const TopkRouteParams& route_params = moe_params;
   if (moe_params.activation == static_cast<int64_t>(ExpertActivation::kClampedSwiglu)) {
-    if (ep.size > 1) {
-      return Unimplemented(
-          "expert parallelism over clamped-SwiGLU experts (GPT-OSS) is not built: compile this "
-          "model without --ep");
-    }
-    return LowerClampedSwigluMoe(graph, op, moe_params, phase, emit, hint);
+    return LowerClampedSwigluMoe(graph, op, moe_params, phase, ep, local, emit, hint);
   }
   const int64_t top_k = route_params.top_k;
   const int64_t num_experts = graph.type(router).dims[0].size;
@@ -185,7 +202,19 @@ StatusOr<ValueId> LowerMoe(const Graph& graph, const Op& op, MoePhase phase,
       emit.Emit("topk_route", route_operands, ParamsToAttrs(route_params), hint + ".route"));
   const ValueId ids = route[0], weights = route[1];
   if (ep.size > 1) {
-    return LowerExpertParallelMoe(graph, op, ids, weights, ep, local, emit, hint);
+    return LowerExpertParallelMoe(
+        graph, op, ids, weights, ep, emit, hint,
+        [&](ValueId xp, ValueId offsets, ExpertRange range) -> StatusOr<ValueId> {
+          MG_ASSIGN_OR_RETURN(ValueId wg, local.Of(gate, range));
+          MG_ASSIGN_OR_RETURN(ValueId wu, local.Of(up, range));
+          MG_ASSIGN_OR_RETURN(ValueId wd, local.Of(down, range));
+          MG_ASSIGN_OR_RETURN(ValueId g,
+                              emit.Emit1("grouped_matmul", {xp, offsets, wg}, {}, hint + ".gate"));
+          MG_ASSIGN_OR_RETURN(ValueId u,
+                              emit.Emit1("grouped_matmul", {xp, offsets, wu}, {}, hint + ".up"));
+          MG_ASSIGN_OR_RETURN(ValueId h, emit.Emit1("silu_mul", {g, u}, {}, hint + ".act"));
+          return emit.Emit1("grouped_matmul", {h, offsets, wd}, {}, hint + ".down");
+        });
   }
   if (phase == MoePhase::kPrefill) {
     MG_ASSIGN_OR_RETURN(std::vector<ValueId> align,

@@ -36,8 +36,11 @@ struct PlanWeight {
   WeightQuant quant;
   std::string scale_name;
   std::vector<PlanWeightSlice> scale_slices;
-  // Stacked: the checkpoint's experts [first_expert, first_expert + experts) (an
-  // expert-parallel rank's own experts; 0 on one rank).
+  // An expert-parallel rank's share of a weight of every expert (expert_slice): of a
+  // stacked one the checkpoint's experts [first_expert, first_expert + experts), of a plain
+  // [E, ...] one (expert biases) its rows [first_expert, first_expert + shape[0]). Neither
+  // on one rank.
+  bool expert_slice = false;
   int64_t first_expert = 0;
   bool operator==(const PlanWeight& other) const = default;
 };

@@ -146,14 +146,15 @@ flatbuffers::Offset<fb::PlanWeight> WriteWeight(Builder& b, const PlanWeight& we
   const auto slices = write_slices(weight.slices);
   if (!weight.quant.quantized()) {
     return fb::CreatePlanWeight(b, name, weight.experts, weight.row_offset, ToFb(weight.dtype),
-                                shape, slices, 0, 0, 0, 0, 0, weight.first_expert);
+                                shape, slices, 0, 0, 0, 0, 0, weight.first_expert,
+                                weight.expert_slice);
   }
   const auto scale_name = b.CreateString(weight.scale_name);
   const auto scale_slices = write_slices(weight.scale_slices);
   return fb::CreatePlanWeight(b, name, weight.experts, weight.row_offset, ToFb(weight.dtype), shape,
                               slices, static_cast<uint8_t>(weight.quant.scheme),
                               weight.quant.block_rows, weight.quant.block_cols, scale_name,
-                              scale_slices, weight.first_expert);
+                              scale_slices, weight.first_expert, weight.expert_slice);
 }
 
 // ---- Reading ----------------------------------------------------------------
@@ -248,6 +249,7 @@ bool ReadProgram(const fb::KeyProgram& in, KeyProgram* out, std::string* missing
 bool ReadWeight(const fb::PlanWeight& in, PlanWeight* out, std::string* missing) {
   out->experts = in.experts();
   out->first_expert = in.first_expert();
+  out->expert_slice = in.expert_slice();
   out->row_offset = in.row_offset();
   out->dtype = static_cast<DType>(in.dtype());
   if (!ReadString(in.name(), "name", &out->name, missing) ||
@@ -655,9 +657,9 @@ class PlanValidator {
     if (w.row_offset < 0) {
       return Error(what + " has row_offset " + std::to_string(w.row_offset) + ", expected >= 0");
     }
-    if (w.first_expert < 0 || (w.first_expert > 0 && w.experts == 0)) {
+    if (w.first_expert < 0 || (w.first_expert > 0 && !w.expert_slice)) {
       return Error(what + " has first_expert " + std::to_string(w.first_expert) +
-                   ", expected >= 0, and 0 unless it is stacked over experts");
+                   ", expected >= 0, and 0 unless it is an expert slice");
     }
     const int64_t expected_slices = w.experts > 0 ? w.experts : 1;
     if (w.experts > 0 && (w.shape.empty() || w.shape[0] != w.experts)) {

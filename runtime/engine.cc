@@ -380,10 +380,8 @@ Status Engine::BindWeights() {
     op.def = LookupOp("weight");
     op.attrs["name"] = pw.name;
     if (pw.experts > 0) op.attrs["experts"] = pw.experts;
-    // An expert-parallel rank's experts: its slice of the checkpoint's (rank 0's from 0).
-    if (pw.experts > 0 && plan_.key_options.expert_parallel > 1) {
-      op.attrs["first_expert"] = pw.first_expert;
-    }
+    // An expert-parallel rank's experts: its share of the checkpoint's (rank 0's from 0).
+    if (pw.expert_slice) op.attrs["first_expert"] = pw.first_expert;
     if (pw.row_offset > 0) op.attrs["row_offset"] = pw.row_offset;
     if (pw.quant.quantized()) {
       op.attrs["quant"] = std::string(QuantSchemeName(pw.quant.scheme));

@@ -210,16 +210,25 @@ int Main(int argc, char** argv) {
   }
   StatusOr<std::vector<SpecKey>> keys = EnumerateKeys(options.keys);
   if (!keys.ok()) return Fail(keys.status());
+  const int32_t ranks = options.keys.expert_parallel;
+  // A program's name: its key, after its rank when the plan has several.
+  const auto program_name = [&](const KeyProgram& p) {
+    return (ranks > 1 ? "rank " + std::to_string(p.rank) + " " : std::string()) +
+           p.key.ToString();
+  };
   if (!quiet) {
-    std::fprintf(stderr, "compiling %zu keys of %s (%s: %s)\n", keys->size(), dir->c_str(),
-                 model->family.c_str(), DescribeModel(model->config).c_str());
+    const std::string for_ranks =
+        ranks > 1 ? " for each of " + std::to_string(ranks) + " expert-parallel ranks" : "";
+    std::fprintf(stderr, "compiling %zu keys%s of %s (%s: %s)\n", keys->size(),
+                 for_ranks.c_str(), dir->c_str(), model->family.c_str(),
+                 DescribeModel(model->config).c_str());
   }
   std::vector<double> seconds;
   StatusOr<Plan> plan = CompileModel(*model, options, [&](const CompileProgress& p) {
     seconds.push_back(p.seconds);
     if (!quiet) {
       std::fprintf(stderr, "  [%zu/%zu] %-52s %8.1f ms\n", p.done, p.total,
-                   p.program->key.ToString().c_str(), p.seconds * 1e3);
+                   program_name(*p.program).c_str(), p.seconds * 1e3);
     }
   });
   if (!plan.ok()) return Fail(plan.status());
@@ -231,7 +240,7 @@ int Main(int argc, char** argv) {
     std::printf("%-52s %12s %7s %10s\n", "key", "arena", "steps", "compile");
     for (size_t i = 0; i < plan->programs.size(); ++i) {
       const KeyProgram& p = plan->programs[i];
-      std::printf("%-52s %12s %7zu %7.1f ms\n", p.key.ToString().c_str(),
+      std::printf("%-52s %12s %7zu %7.1f ms\n", program_name(p).c_str(),
                   FormatBytes(p.arena_bytes).c_str(), p.steps.size(), seconds[i] * 1e3);
     }
     uint64_t weight_bytes = 0;
@@ -242,9 +251,11 @@ int Main(int argc, char** argv) {
         weight_bytes += s.bytes;
     }
     std::printf(
-        "wrote %s: %zu keys, runtime arena %s (largest key), %zu weights (%s, referenced "
+        "wrote %s: %zu keys%s, runtime arena %s (largest key), %zu weights (%s, referenced "
         "in %s), KV cache %s, %s plan file, %.2f s\n",
-        output.c_str(), plan->programs.size(), FormatBytes(plan->max_arena_bytes()).c_str(),
+        output.c_str(), plan->programs.size() / static_cast<size_t>(ranks),
+        ranks > 1 ? (" x " + std::to_string(ranks) + " expert-parallel ranks").c_str() : "",
+        FormatBytes(plan->max_arena_bytes()).c_str(),
         plan->weights.size(), FormatBytes(weight_bytes).c_str(), plan->model_dir.c_str(),
         plan->kv_layers.empty() ? "-" : DTypeName(plan->kv_layers[0].dtype),
         FormatBytes(std::filesystem::file_size(output)).c_str(), total);

@@ -45,11 +45,8 @@ void RoundTripModel(const std::string& dir) {
       PipelineOptions options;
       options.chunk_size = keys.chunk_size;
       options.stop_after = pass;
-      // Rank 1 of 2's programs (its experts, the dispatch and combine); GPT-OSS has no
-      // expert-parallel lowering (refused, tests/distributed).
-      if (model->Info().family != "gpt_oss") {
-        options.expert_parallel = ExpertParallelFor(keys, /*rank=*/1, key.phase);
-      }
+      // Rank 1 of 2's programs (its experts, the dispatch and combine).
+      options.expert_parallel = ExpertParallelFor(keys, /*rank=*/1, key.phase);
       WeightTable weights;
       KeyProgram program;
       StatusOr<Graph> graph = RunPipeline(model->graph, key, options, weights, &program);

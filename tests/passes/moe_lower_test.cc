@@ -311,11 +311,11 @@ TEST(MoeLower, ExpertParallelRankDispatchesRunsItsExpertsAndCombines) {
   %y.router = linear(%x, %router) : tensor<20 x 4 x f32>
   %y.route, %y.route.1 = topk_route(%meta, %y.router) {norm_topk_prob = 1, row_offset = 0, top_k = 2} : tensor<20 x 2 x i32>, tensor<20 x 2 x f32>
   %y.dispatch, %y.dispatch.1, %y.dispatch.2 = ep_dispatch(%meta, %x, %y.route) {capacity = 60, ep_rank = 2, ep_size = 3, num_experts = 4} : tensor<60 x 6 x f32>, tensor<60 x 1 x i32>, tensor<46 x i32>
+  %y.align, %y.align.1 = moe_align(%y.dispatch.1) {num_experts = 1} : tensor<60 x i32>, tensor<2 x i32>
+  %y.permuted = moe_permute(%y.dispatch, %y.align) {top_k = 1} : tensor<60 x 6 x f32>
   %wg.local = weight() {experts = 1, first_expert = 3, name = "e.{e}.gate"} : tensor<1 x 5 x 6 x bf16>
   %wu.local = weight() {experts = 1, first_expert = 3, name = "e.{e}.up"} : tensor<1 x 5 x 6 x bf16>
   %wd.local = weight() {experts = 1, first_expert = 3, name = "e.{e}.down"} : tensor<1 x 6 x 5 x bf16>
-  %y.align, %y.align.1 = moe_align(%y.dispatch.1) {num_experts = 1} : tensor<60 x i32>, tensor<2 x i32>
-  %y.permuted = moe_permute(%y.dispatch, %y.align) {top_k = 1} : tensor<60 x 6 x f32>
   %y.gate = grouped_matmul(%y.permuted, %y.align.1, %wg.local) : tensor<60 x 5 x f32>
   %y.up = grouped_matmul(%y.permuted, %y.align.1, %wu.local) : tensor<60 x 5 x f32>
   %y.act = silu_mul(%y.gate, %y.up) : tensor<60 x 5 x f32>
@@ -336,6 +336,39 @@ TEST(MoeLower, ExpertParallelNeedsAnExpertPerRank) {
                                             "must own one (at most 4 ranks)"),
             std::string::npos)
       << changed.status().ToString();
+}
+
+// GPT-OSS's experts on rank 1 of 2 (experts [2, 4)): the router and its bias stay whole, the
+// experts and their bias rows are the rank's share.
+TEST(MoeLower, ExpertParallelClampedSwigluTakesTheRanksExpertsAndBiasRows) {
+  MoeLowerPass pass(SpecKey{MoePhase::kPrefill, 3, 3, 20, 4}, 8,
+                    ExpertParallelLowering{.size = 2, .rank = 1, .max_chunk_rows = 20});
+  EXPECT_EQ(
+      RunPass(kClampedPrefill, pass),
+      R"(graph @moe(%meta: !forward_meta, %x: tensor<20 x 6 x f32>) attributes {max_moe_num_chunk = 3, moe_chunk_size = 8, moe_num_chunk = 3, moe_phase = "prefill", seq_bucket = 4, token_bucket = 20} {
+  %router = weight() {name = "router.weight"} : tensor<4 x 6 x bf16>
+  %wgu = weight() {experts = 4, name = "experts.gate_up_proj"} : tensor<4 x 6 x 10 x bf16>
+  %wd = weight() {experts = 4, name = "experts.down_proj"} : tensor<4 x 5 x 6 x bf16>
+  %rb = weight() {name = "router.bias"} : tensor<4 x bf16>
+  %bgu = weight() {name = "experts.gate_up_proj_bias"} : tensor<4 x 10 x bf16>
+  %bd = weight() {name = "experts.down_proj_bias"} : tensor<4 x 6 x bf16>
+  %y.router = linear(%x, %router) : tensor<20 x 4 x f32>
+  %y.router_bias = bias_add(%y.router, %rb) : tensor<20 x 4 x f32>
+  %y.route, %y.route.1 = topk_route(%meta, %y.router_bias) {norm_topk_prob = 1, row_offset = 0, top_k = 2} : tensor<20 x 2 x i32>, tensor<20 x 2 x f32>
+  %y.dispatch, %y.dispatch.1, %y.dispatch.2 = ep_dispatch(%meta, %x, %y.route) {capacity = 80, ep_rank = 1, ep_size = 2, num_experts = 4} : tensor<80 x 6 x f32>, tensor<80 x 1 x i32>, tensor<44 x i32>
+  %y.align, %y.align.1 = moe_align(%y.dispatch.1) {num_experts = 2} : tensor<80 x i32>, tensor<3 x i32>
+  %y.permuted = moe_permute(%y.dispatch, %y.align) {top_k = 1} : tensor<80 x 6 x f32>
+  %wgu.local = weight() {experts = 2, first_expert = 2, name = "experts.gate_up_proj"} : tensor<2 x 6 x 10 x bf16>
+  %wd.local = weight() {experts = 2, first_expert = 2, name = "experts.down_proj"} : tensor<2 x 5 x 6 x bf16>
+  %bgu.local = weight() {first_expert = 2, name = "experts.gate_up_proj_bias"} : tensor<2 x 10 x bf16>
+  %bd.local = weight() {first_expert = 2, name = "experts.down_proj_bias"} : tensor<2 x 6 x bf16>
+  %y.gate_up = grouped_matmul_kn(%y.permuted, %y.align.1, %wgu.local, %bgu.local) : tensor<80 x 10 x f32>
+  %y.act = clamped_swiglu(%y.gate_up) {alpha = 1.5, limit = 6.0} : tensor<80 x 5 x f32>
+  %y.down = grouped_matmul_kn(%y.act, %y.align.1, %wd.local, %bd.local) : tensor<80 x 6 x f32>
+  %y.out = ep_combine(%meta, %y.down, %y.align, %y.align.1, %y.route.1, %y.dispatch.2) {capacity = 80, ep_rank = 1, ep_size = 2, num_experts = 4} : tensor<20 x 6 x f32>
+  return %y.out
+}
+)");
 }
 
 }  // namespace

@@ -95,7 +95,7 @@ TEST_P(MpirunTest, RanksGiveOneProcesssTokens) {
 
 INSTANTIATE_TEST_SUITE_P(Goldens, MpirunTest,
                          ::testing::Combine(::testing::Values("odd_norm_topk", "mixtral_top3_fused",
-                                                              "dsv3_fp8"),
+                                                              "dsv3_fp8", "gpt_oss_mxfp4"),
                                             ::testing::Values(2, 3)),
                          [](const auto& info) {
                            return std::get<0>(info.param) + "_np" +
@@ -122,6 +122,27 @@ TEST_F(MpirunTest, AnExpertParallelPlanWithoutMpirunSaysHowToRunIt) {
                          "communicator was given: run it as `mpirun -np 2 run-model ...`"),
             std::string::npos)
       << got.err;
+}
+
+TEST_F(MpirunTest, CompileModelNamesEachRanksPrograms) {
+  const ToolRun compiled =
+      RunTool("compile-model",
+              {testing::GoldenDir("odd_norm_topk"), "-o", "ep.plan", "--ep", "2",
+               "--prefill-buckets", "16", "--decode-buckets", "1", "--max-chunks", "1"},
+              dir_);
+  ASSERT_EQ(compiled.exit_code, 0) << compiled.err;
+  EXPECT_NE(compiled.err.find("compiling 2 keys for each of 2 expert-parallel ranks"),
+            std::string::npos)
+      << compiled.err;
+  EXPECT_NE(compiled.err.find("[4/4] rank 1 phase=decode"), std::string::npos) << compiled.err;
+  EXPECT_NE(compiled.out.find("wrote ep.plan: 2 keys x 2 expert-parallel ranks"),
+            std::string::npos)
+      << compiled.out;
+  const ToolRun too_many = RunTool(
+      "compile-model", {testing::GoldenDir("odd_norm_topk"), "-o", "ep.plan", "--ep", "9"}, dir_);
+  EXPECT_EQ(too_many.exit_code, 1);
+  EXPECT_NE(too_many.err.find("9 expert-parallel ranks for "), std::string::npos) << too_many.err;
+  EXPECT_NE(too_many.err.find("every rank must own one"), std::string::npos) << too_many.err;
 }
 
 }  // namespace
