@@ -5,6 +5,8 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <chrono>
+#include <cstdlib>
 #include <filesystem>
 #include <map>
 #include <string>
@@ -135,14 +137,43 @@ TEST_F(MpirunTest, CompileModelNamesEachRanksPrograms) {
             std::string::npos)
       << compiled.err;
   EXPECT_NE(compiled.err.find("[4/4] rank 1 phase=decode"), std::string::npos) << compiled.err;
-  EXPECT_NE(compiled.out.find("wrote ep.plan: 2 keys x 2 expert-parallel ranks"),
-            std::string::npos)
+  EXPECT_NE(compiled.out.find("wrote ep.plan: 2 keys x 2 expert-parallel ranks"), std::string::npos)
       << compiled.out;
   const ToolRun too_many = RunTool(
       "compile-model", {testing::GoldenDir("odd_norm_topk"), "-o", "ep.plan", "--ep", "9"}, dir_);
   EXPECT_EQ(too_many.exit_code, 1);
   EXPECT_NE(too_many.err.find("9 expert-parallel ranks for "), std::string::npos) << too_many.err;
   EXPECT_NE(too_many.err.find("every rank must own one"), std::string::npos) << too_many.err;
+}
+
+// A rank killed in the middle of a generation ends the job: the other ranks do not wait for
+// it in a collective (mpirun ends them), within seconds, not at the test's timeout.
+TEST_F(MpirunTest, ARankThatDiesEndsTheJobPromptly) {
+  const ToolRun compiled =
+      RunTool("compile-model", {"demo", "-o", "kill.plan", "--ep", "3", "-q"}, dir_);
+  ASSERT_EQ(compiled.exit_code, 0) << compiled.err;
+  // Long enough to be killed in the middle: 3000 tokens per sequence.
+  const std::string run =
+      std::string("OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 ") +
+      "OMP_NUM_THREADS=1 timeout 120 " + MOEGRAPH_MPIEXEC + " --oversubscribe -np 3 " +
+      MOEGRAPH_BIN_DIR +
+      "/run-model kill.plan --prompt-ids '1,2;3;4' --max-new-tokens 3000 "
+      "--ignore-eos --threads 1 >kill.out 2>kill.err";
+  // Killed once rank 0 has captured its keys (its progress on stderr), so in the generation.
+  const std::string script =
+      "cd " + testing::ShellQuote(dir_) + " && { (" + run +
+      "; echo $? > kill.rc) & for i in $(seq 300); do grep -q capturing kill.err 2>/dev/null && "
+      "break; sleep 0.1; done; sleep 0.5; pkill -9 -n -f 'run-model kill.plan'; wait; }";
+  const auto start = std::chrono::steady_clock::now();
+  ASSERT_EQ(std::system(script.c_str()), 0);
+  const double seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  const std::string rc = testing::ReadFile(dir_ + "/kill.rc");
+  EXPECT_NE(rc, "0\n") << testing::ReadFile(dir_ + "/kill.out");
+  EXPECT_NE(rc, "124\n") << "timed out: the other ranks waited for the dead one";
+  EXPECT_LT(seconds, 60) << testing::ReadFile(dir_ + "/kill.err");
+  EXPECT_NE(testing::ReadFile(dir_ + "/kill.err").find("exited on signal 9"), std::string::npos)
+      << testing::ReadFile(dir_ + "/kill.err");
 }
 
 }  // namespace
