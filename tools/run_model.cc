@@ -198,6 +198,19 @@ Status RunBench(Engine& engine) {
   return Status::Ok();
 }
 
+// Why a sequence ended, for its line: " (eos)", " (stop token)", the context, or "".
+std::string StopReason(const GenerationResult& r, const std::vector<int32_t>& user_stop_tokens,
+                       int32_t max_position_embeddings) {
+  const bool by_eos =
+      r.stopped_by_token && std::find(user_stop_tokens.begin(), user_stop_tokens.end(),
+                                      r.tokens.back()) == user_stop_tokens.end();
+  return by_eos                 ? " (eos)"
+         : r.stopped_by_token   ? " (stop token)"
+         : r.stopped_by_context ? " (the model's context ended: max_position_embeddings " +
+                                      std::to_string(max_position_embeddings) + ")"
+                                : "";
+}
+
 // ---- One rank of an expert-parallel plan (mpirun) ------------------------------------------
 //
 // Every rank of `mpirun -np N run-model PLAN ...` parses the same command line. Prompt i is
@@ -307,8 +320,8 @@ Status RunRankBench(Engine& engine, Communicator& comm, uint64_t baseline_rss) {
 // every sequence in prompt order.
 Status GenerateAsRank(Engine& engine, Communicator& comm,
                       const std::vector<std::vector<int32_t>>& prompts,
-                      const SamplingParams& sampling, const tokenizer::Tokenizer* text,
-                      bool print_ids) {
+                      const SamplingParams& sampling, const std::vector<int32_t>& user_stop_tokens,
+                      const tokenizer::Tokenizer* text, bool print_ids) {
   Generator generator(engine);
   Status added = Status::Ok();
   for (size_t i = static_cast<size_t>(comm.rank()); i < prompts.size() && added.ok();
@@ -336,8 +349,8 @@ Status GenerateAsRank(Engine& engine, Communicator& comm,
     }
     lines += "sequence " + std::to_string(r.id) + ": prompt " +
              std::to_string(prompts[static_cast<size_t>(r.id)].size()) + " tokens -> generated " +
-             ids + (r.stopped_by_token ? " (stop token)" : "") + " [rank " +
-             std::to_string(comm.rank()) + "]\n";
+             ids + StopReason(r, user_stop_tokens, engine.plan().model.max_position_embeddings) +
+             " [rank " + std::to_string(comm.rank()) + "]\n";
     mine += std::to_string(r.id) + "\t" + lines + "\x1e";
     generated += r.tokens.size();
   }
@@ -592,7 +605,8 @@ int Main(int argc, char** argv) {
     if (!bench || !prompts.empty()) {
       if (prompts.empty()) prompts.push_back({1, 2, 3, 4, 5, 6, 7, 8});
       const tokenizer::Tokenizer* tok = text_mode ? text_config->tokenizer.get() : nullptr;
-      Status generated = GenerateAsRank(e, *g_rank_comm, prompts, sampling, tok, print_ids);
+      Status generated =
+          GenerateAsRank(e, *g_rank_comm, prompts, sampling, user_stop_tokens, tok, print_ids);
       if (!generated.ok()) return Fail(generated);
     }
     if (bench) {
@@ -647,15 +661,8 @@ int Main(int argc, char** argv) {
       for (int32_t t : r.tokens)
         ids += (ids.empty() ? "" : ",") + std::to_string(t);
       if (text_mode && !print_ids) ids = std::to_string(r.tokens.size()) + " tokens";
-      const bool by_eos =
-          r.stopped_by_token && std::find(user_stop_tokens.begin(), user_stop_tokens.end(),
-                                          r.tokens.back()) == user_stop_tokens.end();
-      const std::string why = by_eos               ? " (eos)"
-                              : r.stopped_by_token ? " (stop token)"
-                              : r.stopped_by_context
-                                  ? " (the model's context ended: max_position_embeddings " +
-                                        std::to_string(e.plan().model.max_position_embeddings) + ")"
-                                  : "";
+      const std::string why =
+          StopReason(r, user_stop_tokens, e.plan().model.max_position_embeddings);
       std::printf("sequence %lld: prompt %zu tokens -> generated %s%s\n",
                   static_cast<long long>(r.id), prompts[r.id].size(), ids.c_str(), why.c_str());
       generated += r.tokens.size();

@@ -8,7 +8,10 @@
 // another prefills, and an idle rank (the empty forward).
 #include <gtest/gtest.h>
 
+#include <unistd.h>
+
 #include <algorithm>
+#include <filesystem>
 #include <functional>
 #include <map>
 #include <string>
@@ -41,19 +44,6 @@ CompileModelOptions SmallKeys(int32_t ranks) {
   options.keys.max_prefill_seqs = 4;
   options.hash_checkpoint = false;
   return options;
-}
-
-// Every golden MoE model (SwiGLU experts, and GPT-OSS's clamped SwiGLU ones with their bias
-// rows per rank, in bf16, f32 and MXFP4).
-std::vector<std::string> MoeGoldens() {
-  std::vector<std::string> out;
-  for (const std::string& name : testing::GoldenCases()) {
-    const bool dense = name.find("dense") != std::string::npos ||
-                       (name.rfind("qwen2_", 0) == 0 && name.find("moe") == std::string::npos);
-    if (dense) continue;
-    out.push_back(name);
-  }
-  return out;
 }
 
 // Runs fn(rank, engine) on `ranks` threads at once, each with its own engine of `plan` as one
@@ -215,12 +205,76 @@ TEST_P(ExpertParallelTest, RanksMatchOneRank) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Goldens, ExpertParallelTest,
-                         ::testing::Combine(::testing::ValuesIn(MoeGoldens()),
+                         ::testing::Combine(::testing::ValuesIn(testing::MoeGoldenCases()),
                                             ::testing::Values(2, 3)),
                          [](const auto& info) {
                            return std::get<0>(info.param) + "_ep" +
                                   std::to_string(std::get<1>(info.param));
                          });
+
+// The scene at the default chunk size: in one step rank 0 prefills a 700-token prompt
+// (3 MoE chunks of 256), rank 1 decodes one token and rank 2 is idle; then rank 1 prefills a
+// short prompt while rank 0 decodes. Each rank's logits match one rank's.
+TEST(ExpertParallel, ALongPrefillBesideADecodeAndAnIdleRank) {
+  const std::string dir = ::testing::TempDir() + "ep_demo_" + std::to_string(::getpid());
+  StatusOr<std::string> demo = ResolveModelArgument("demo", dir);
+  ASSERT_TRUE(demo.ok()) << demo.status().ToString();
+  StatusOr<HfModel> model = LoadHfModel(*demo);
+  ASSERT_TRUE(model.ok()) << model.status().ToString();
+  auto compile = [&](int32_t ranks) {
+    CompileModelOptions options;
+    options.keys.expert_parallel = ranks;
+    options.keys.prefill_buckets = {16, 1024};
+    options.keys.decode_buckets = {1, 2};
+    options.kv_dtype = DType::kF32;
+    options.hash_checkpoint = false;
+    return CompileModel(*model, options);
+  };
+  StatusOr<Plan> single = compile(1);
+  ASSERT_TRUE(single.ok()) << single.status().ToString();
+  StatusOr<Plan> plan = compile(3);
+  ASSERT_TRUE(plan.ok()) << plan.status().ToString();
+  std::vector<RankScript> scripts(3);
+  scripts[0].new_prompts = {{5}, {700}, {}};
+  scripts[0].decodes = {false, false, true};
+  scripts[1].new_prompts = {{3}, {}, {9}};
+  scripts[1].decodes = {false, true, false};
+  scripts[2].new_prompts.assign(3, {});
+  scripts[2].decodes.assign(3, false);
+  std::vector<RankTrace> traces(3);
+  const std::vector<Status> ran = OnRanks(*plan, 3, [&](int r, Engine& engine) {
+    traces[static_cast<size_t>(r)] =
+        RunScript(engine, scripts[static_cast<size_t>(r)], 100 * (r + 1));
+    return traces[static_cast<size_t>(r)].status;
+  });
+  for (int r = 0; r < 3; ++r) {
+    SCOPED_TRACE("rank " + std::to_string(r));
+    ASSERT_TRUE(ran[static_cast<size_t>(r)].ok()) << ran[static_cast<size_t>(r)].ToString();
+    const RankTrace& got = traces[static_cast<size_t>(r)];
+    // Step 1: every rank runs 3 chunks, rank 0 on its 700 tokens, the others on none.
+    EXPECT_EQ(got.keys[1].max_moe_num_chunk, 3);
+    EXPECT_EQ(got.keys[1].phase, MoePhase::kPrefill);
+    EXPECT_EQ(got.keys[1].moe_num_chunk, r == 0 ? 3 : 1);
+    EngineOptions options;
+    options.num_threads = 1;
+    options.kv_block_size = 8;
+    StatusOr<std::unique_ptr<Engine>> base = Engine::Load(*single, options);
+    ASSERT_TRUE(base.ok()) << base.status().ToString();
+    for (size_t step = 0; step < got.batches.size(); ++step) {
+      if (got.batches[step].empty()) continue;
+      StatusOr<StepLogits> want = (*base)->Step(got.batches[step]);
+      ASSERT_TRUE(want.ok()) << want.status().ToString();
+      for (size_t s = 0; s < got.batches[step].size(); ++s) {
+        EXPECT_LE(testing::MaxAbsDiff(got.rows[step][s].data(), want->row(static_cast<int32_t>(s)),
+                                      want->vocab),
+                  kTolerance)
+            << "step " << step << " sequence " << s;
+      }
+    }
+  }
+  std::error_code ignored;
+  std::filesystem::remove_all(dir, ignored);
+}
 
 // A bad token on one rank fails the step on every rank, with that rank's message, and no rank
 // hangs or runs the step.

@@ -79,6 +79,17 @@ inline std::vector<std::string> GoldenCases() {
           "gpt_oss_mxfp4"};
 }
 
+// The golden models with routed experts (every case but the dense Qwen2 / Qwen3 ones).
+inline std::vector<std::string> MoeGoldenCases() {
+  std::vector<std::string> out;
+  for (const std::string& name : GoldenCases()) {
+    const bool dense = name.find("dense") != std::string::npos ||
+                       (name.rfind("qwen2_", 0) == 0 && name.find("moe") == std::string::npos);
+    if (!dense) out.push_back(name);
+  }
+  return out;
+}
+
 inline std::string GoldenDir(const std::string& name) {
   return std::string(MOEGRAPH_TEST_DATA_DIR) + "/golden/" + name;
 }

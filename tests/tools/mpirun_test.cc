@@ -10,6 +10,7 @@
 #include <filesystem>
 #include <map>
 #include <string>
+#include <vector>
 
 #include "tests/golden/golden_util.h"
 #include "tests/tools/tool_util.h"
@@ -75,7 +76,7 @@ TEST_P(MpirunTest, RanksGiveOneProcesssTokens) {
   // prompts, rank 2 has none and runs the empty forward every step.
   std::string long_prompt;
   for (int i = 0; i < 40; ++i)
-    long_prompt += (i ? "," : "") + std::to_string((i * 7 + 1) % 50);
+    long_prompt += (i ? "," : "") + std::to_string((i * 7 + 1) % 150);
   const std::string prompts = ranks == 3 ? long_prompt + ";5,6,7" : long_prompt + ";5,6,7;9;3,1";
   const std::vector<std::string> args = {"ep.plan", "--prompt-ids", prompts, "--max-new-tokens",
                                          "6",       "--threads",    "1"};
@@ -96,8 +97,7 @@ TEST_P(MpirunTest, RanksGiveOneProcesssTokens) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Goldens, MpirunTest,
-                         ::testing::Combine(::testing::Values("odd_norm_topk", "mixtral_top3_fused",
-                                                              "dsv3_fp8", "gpt_oss_mxfp4"),
+                         ::testing::Combine(::testing::ValuesIn(testing::MoeGoldenCases()),
                                             ::testing::Values(2, 3)),
                          [](const auto& info) {
                            return std::get<0>(info.param) + "_np" +
