@@ -11,8 +11,10 @@
 #include <set>
 
 #include "ir/op_registry.h"
+#include "plan/collectives.h"
 #include "plan/plan_file.h"
 #include "runtime/program_check.h"
+#include "support/hash.h"
 #include "support/log.h"
 #include "support/memory.h"
 #include "support/strings.h"
@@ -50,7 +52,78 @@ StatusOr<std::unique_ptr<Engine>> Engine::Open(const std::string& plan_path,
   return Load(std::move(plan), options);
 }
 
+namespace {
+
+// What every rank's plan must agree on: its layout, model, op set, keys and each rank's
+// collectives (plan/collectives.h), hashed.
+uint64_t RanksFingerprint(const Plan& plan) {
+  std::string text = std::to_string(plan.key_options.expert_parallel) + "|" + plan.model.family +
+                     "|" + std::to_string(plan.model.vocab_size) + "|" +
+                     std::to_string(plan.op_set_hash);
+  for (const KeyProgram& p : plan.programs) {
+    text += "|" + std::to_string(p.rank) + " " + p.key.ToString();
+    for (const std::string& c : CollectiveSequence(p))
+      text += ";" + c;
+  }
+  return HashBytes(text);
+}
+
+}  // namespace
+
+Status AgreeAcrossRanks(Communicator& comm, const Status& local, int64_t* agreed,
+                        size_t num_agreed) {
+  const int ranks = comm.world_size(), rank = comm.rank();
+  // values[0]: ranks - (the lowest failing rank), 0 when none failed; then the caller's.
+  std::vector<int64_t> values(1 + num_agreed);
+  values[0] = local.ok() ? 0 : ranks - rank;
+  for (size_t i = 0; i < num_agreed; ++i)
+    values[1 + i] = agreed[i];
+  MG_RETURN_IF_ERROR(
+      comm.AllReduceMaxHost(values.data(), values.size()).WithContext("expert-parallel agreement"));
+  for (size_t i = 0; i < num_agreed; ++i)
+    agreed[i] = values[1 + i];
+  if (values[0] == 0) return Status::Ok();
+  const int failed = ranks - static_cast<int>(values[0]);
+  // The failing rank's code and message, to every rank.
+  constexpr size_t kMessageBytes = 1024;
+  std::vector<char> mine(kMessageBytes, '\0'), all(kMessageBytes * static_cast<size_t>(ranks));
+  if (!local.ok()) {
+    mine[0] = static_cast<char>(local.code());
+    local.message().copy(mine.data() + 1, kMessageBytes - 2);
+  }
+  MG_RETURN_IF_ERROR(comm.AllGatherHost(mine.data(), all.data(), kMessageBytes)
+                         .WithContext("expert-parallel error exchange"));
+  const char* theirs = all.data() + kMessageBytes * static_cast<size_t>(failed);
+  const std::string message(theirs + 1, strnlen(theirs + 1, kMessageBytes - 1));
+  return Status(static_cast<StatusCode>(theirs[0]),
+                "rank " + std::to_string(failed) + " of " + std::to_string(ranks) + ": " + message);
+}
+
 StatusOr<std::unique_ptr<Engine>> Engine::Load(Plan plan, const EngineOptions& options) {
+  Communicator* comm = options.communicator;
+  if (comm == nullptr || comm->world_size() <= 1) return LoadOnThisRank(std::move(plan), options);
+  // Every rank takes part in the agreement below whatever happened to its own load, so a rank
+  // that fails (its files, its memory, another plan) fails every rank instead of leaving
+  // them waiting for it in their first step.
+  const uint64_t fingerprint = RanksFingerprint(plan);
+  StatusOr<std::unique_ptr<Engine>> engine = LoadOnThisRank(std::move(plan), options);
+  Status loaded = engine.status();
+  std::vector<uint64_t> prints(static_cast<size_t>(comm->world_size()));
+  MG_RETURN_IF_ERROR(comm->AllGatherHost(&fingerprint, prints.data(), sizeof(fingerprint))
+                         .WithContext("expert-parallel load agreement"));
+  for (size_t r = 1; r < prints.size() && loaded.ok(); ++r) {
+    if (prints[r] != prints[0]) {
+      loaded = FailedPrecondition(
+          "rank " + std::to_string(r) +
+          " opened a plan that is not rank 0's (another layout, "
+          "model, op set, key set or collectives): every rank must open the same plan");
+    }
+  }
+  MG_RETURN_IF_ERROR(moegraph::AgreeAcrossRanks(*comm, loaded));
+  return engine;
+}
+
+StatusOr<std::unique_ptr<Engine>> Engine::LoadOnThisRank(Plan plan, const EngineOptions& options) {
   if (plan.programs.empty()) return InvalidArgument("the plan holds no keys");
   MG_RETURN_IF_ERROR(CheckPlanPrograms(plan));
   const int32_t ranks = plan.key_options.expert_parallel;
@@ -557,32 +630,7 @@ Status Engine::MissingKey(const SpecKey& key, const std::vector<SequenceStep>& b
 }
 
 Status Engine::AgreeAcrossRanks(const Status& local, int64_t* agreed, size_t num_agreed) {
-  Communicator& comm = *options_.communicator;
-  const int ranks = comm.world_size();
-  // values[0]: ranks - (the lowest failing rank), 0 when none failed; then the caller's.
-  std::vector<int64_t> values(1 + num_agreed);
-  values[0] = local.ok() ? 0 : ranks - rank_;
-  for (size_t i = 0; i < num_agreed; ++i)
-    values[1 + i] = agreed[i];
-  MG_RETURN_IF_ERROR(comm.AllReduceMaxHost(values.data(), values.size())
-                         .WithContext("expert-parallel step agreement"));
-  for (size_t i = 0; i < num_agreed; ++i)
-    agreed[i] = values[1 + i];
-  if (values[0] == 0) return Status::Ok();
-  const int failed = ranks - static_cast<int>(values[0]);
-  // The failing rank's code and message, to every rank.
-  constexpr size_t kMessageBytes = 1024;
-  std::vector<char> mine(kMessageBytes, '\0'), all(kMessageBytes * static_cast<size_t>(ranks));
-  if (!local.ok()) {
-    mine[0] = static_cast<char>(local.code());
-    local.message().copy(mine.data() + 1, kMessageBytes - 2);
-  }
-  MG_RETURN_IF_ERROR(comm.AllGatherHost(mine.data(), all.data(), kMessageBytes)
-                         .WithContext("expert-parallel error exchange"));
-  const char* theirs = all.data() + kMessageBytes * static_cast<size_t>(failed);
-  const std::string message(theirs + 1, strnlen(theirs + 1, kMessageBytes - 1));
-  return Status(static_cast<StatusCode>(theirs[0]),
-                "rank " + std::to_string(failed) + " of " + std::to_string(ranks) + ": " + message);
+  return moegraph::AgreeAcrossRanks(*options_.communicator, local, agreed, num_agreed);
 }
 
 StatusOr<SpecKey> Engine::AgreeOnKey(const std::vector<SequenceStep>& batch,

@@ -67,11 +67,19 @@ inline constexpr uint64_t kKvCacheFallbackBytes = 256ull << 20;
 uint64_t DefaultKvCacheBytes(int64_t max_seqs, int64_t blocks_per_seq, uint64_t block_bytes,
                              uint64_t physical_memory_bytes);
 
+// Expert parallelism: every rank of `comm` calls this together. Each learns whether any
+// rank's `local` failed (then the lowest failing rank's code and message, naming the rank,
+// is returned on every rank), and values[0..count) become their maximum over the ranks.
+Status AgreeAcrossRanks(Communicator& comm, const Status& local, int64_t* values = nullptr,
+                        size_t count = 0);
+
 // The backend EngineOptions::backend names.
 StatusOr<std::unique_ptr<Backend>> CreateBackendByName(const EngineOptions& options);
 
 class Engine {
  public:
+  // With a communicator of several ranks every rank must call Load (or Open) together: a
+  // rank whose load fails, or that opens another plan, fails it on every rank.
   static StatusOr<std::unique_ptr<Engine>> Load(Plan plan, const EngineOptions& options);
   static StatusOr<std::unique_ptr<Engine>> Open(const std::string& plan_path,
                                                 const EngineOptions& options);
@@ -124,6 +132,7 @@ class Engine {
 
   Engine(Plan plan, const EngineOptions& options, std::unique_ptr<Backend> backend, KvCache kv,
          ForwardMetaBuffers meta);
+  static StatusOr<std::unique_ptr<Engine>> LoadOnThisRank(Plan plan, const EngineOptions& options);
   Status BindWeights();
   // Device backends: uploads the weights, allocates the KV cache and the
   // ForwardMeta buffers on the device, and points the bindings at them.

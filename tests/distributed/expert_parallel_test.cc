@@ -301,6 +301,44 @@ TEST(ExpertParallel, OneRanksBadInputFailsEveryRank) {
       << results[0].message();
 }
 
+// A rank that opens another plan, or fails to open its own, fails every rank's open: none is
+// left to wait for it in a step.
+TEST(ExpertParallel, EveryRankOpensTheSamePlanOrNoneDoes) {
+  StatusOr<HfModel> model = LoadHfModel(testing::GoldenDir("mixtral_top2"));
+  ASSERT_TRUE(model.ok()) << model.status().ToString();
+  StatusOr<Plan> plan = CompileModel(*model, SmallKeys(2));
+  ASSERT_TRUE(plan.ok()) << plan.status().ToString();
+  CompileModelOptions other_keys = SmallKeys(2);
+  other_keys.keys.decode_buckets = {1, 2};
+  StatusOr<Plan> other = CompileModel(*model, other_keys);
+  ASSERT_TRUE(other.ok()) << other.status().ToString();
+  for (const bool bad_dir : {false, true}) {
+    SCOPED_TRACE(bad_dir ? "rank 1's checkpoint is missing" : "rank 1 opens another plan");
+    std::vector<std::unique_ptr<Communicator>> group = MakeLocalGroup(2);
+    std::vector<Status> results(2);
+    std::vector<std::thread> threads;
+    for (int r = 0; r < 2; ++r) {
+      threads.emplace_back([&, r] {
+        EngineOptions options;
+        options.num_threads = 1;
+        options.communicator = group[static_cast<size_t>(r)].get();
+        if (bad_dir && r == 1) options.model_dir = "/nonexistent/model";
+        const Plan& mine = (!bad_dir && r == 1) ? *other : *plan;
+        results[static_cast<size_t>(r)] = Engine::Load(mine, options).status();
+      });
+    }
+    for (std::thread& t : threads)
+      t.join();
+    for (int r = 0; r < 2; ++r) {
+      EXPECT_FALSE(results[static_cast<size_t>(r)].ok()) << r;
+      EXPECT_EQ(results[static_cast<size_t>(r)].message(), results[0].message()) << r;
+    }
+    const std::string expected =
+        bad_dir ? "rank 1 of 2: " : "rank 1 opened a plan that is not rank 0's";
+    EXPECT_NE(results[0].message().find(expected), std::string::npos) << results[0].message();
+  }
+}
+
 TEST(ExpertParallel, PlanNeedsACommunicatorOfItsRanks) {
   StatusOr<HfModel> model = LoadHfModel(testing::GoldenDir("mixtral_top2"));
   ASSERT_TRUE(model.ok()) << model.status().ToString();
@@ -312,13 +350,16 @@ TEST(ExpertParallel, PlanNeedsACommunicatorOfItsRanks) {
             std::string::npos)
       << alone.status().ToString();
   EXPECT_NE(alone.status().message().find("mpirun -np 2"), std::string::npos);
-  std::vector<std::unique_ptr<Communicator>> three = MakeLocalGroup(3);
-  EngineOptions options;
-  options.communicator = three[0].get();
-  StatusOr<std::unique_ptr<Engine>> wrong = Engine::Load(*plan, options);
-  ASSERT_FALSE(wrong.ok());
-  EXPECT_NE(wrong.status().message().find("communicator has 3 ranks"), std::string::npos)
-      << wrong.status().ToString();
+  // Opened by every rank of a group of 3 (an open is collective): every rank refuses it.
+  const std::vector<Status> wrong =
+      OnRanks(*plan, 3, [](int, Engine&) { return Internal("opened a 2-rank plan on 3 ranks"); });
+  for (const Status& status : wrong) {
+    EXPECT_NE(
+        status.message().find("rank 0 of 3: the plan is for 2 expert-parallel ranks "
+                              "(compile-model --ep 2) but the local communicator has 3 ranks"),
+        std::string::npos)
+        << status.ToString();
+  }
 }
 
 TEST(ExpertParallel, EachRankMapsOnlyItsExperts) {
