@@ -138,15 +138,10 @@ StatusOr<ValueId> LowerClampedSwigluMoe(const Graph& graph, const Op& op, const 
             MG_ASSIGN_OR_RETURN(bgu, local.Of(gate_up_bias, range));
             MG_ASSIGN_OR_RETURN(bd, local.Of(down_bias, range));
           }
-          auto with_local_bias = [&](std::vector<ValueId> in, ValueId bias) {
-            if (has_bias) in.push_back(bias);
-            return in;
-          };
-          MG_ASSIGN_OR_RETURN(
-              ValueId gu,
-              emit.Emit1(grouped, with_local_bias({xp, offsets, wgu}, bgu), {}, hint + ".gate_up"));
+          MG_ASSIGN_OR_RETURN(ValueId gu, emit.Emit1(grouped, with_bias({xp, offsets, wgu}, bgu),
+                                                     {}, hint + ".gate_up"));
           MG_ASSIGN_OR_RETURN(ValueId h, emit.Emit1("clamped_swiglu", {gu}, act, hint + ".act"));
-          return emit.Emit1(grouped, with_local_bias({h, offsets, wd}, bd), {}, hint + ".down");
+          return emit.Emit1(grouped, with_bias({h, offsets, wd}, bd), {}, hint + ".down");
         });
   }
   if (phase == MoePhase::kPrefill) {

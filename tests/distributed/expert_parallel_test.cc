@@ -131,6 +131,29 @@ RankTrace RunScript(Engine& engine, const RankScript& script, int64_t first_id) 
   return trace;
 }
 
+// One rank running `got`'s batches (the empty ones skipped: nothing to compare) on `single`
+// gives the same logits within kTolerance and the same greedy tokens.
+void ExpectMatchesOneRank(const Plan& single, const RankTrace& got) {
+  EngineOptions options;
+  options.num_threads = 1;
+  options.kv_block_size = 8;
+  StatusOr<std::unique_ptr<Engine>> base = Engine::Load(single, options);
+  ASSERT_TRUE(base.ok()) << base.status().ToString();
+  for (size_t step = 0; step < got.batches.size(); ++step) {
+    if (got.batches[step].empty()) continue;
+    StatusOr<StepLogits> want = (*base)->Step(got.batches[step]);
+    ASSERT_TRUE(want.ok()) << want.status().ToString();
+    for (size_t s = 0; s < got.batches[step].size(); ++s) {
+      const float* w = want->row(static_cast<int32_t>(s));
+      const std::vector<float>& g = got.rows[step][s];
+      EXPECT_LE(testing::MaxAbsDiff(g.data(), w, want->vocab), kTolerance)
+          << "step " << step << " (" << got.keys[step].ToString() << ") sequence " << s;
+      EXPECT_EQ(testing::Argmax(g.data(), want->vocab), testing::Argmax(w, want->vocab))
+          << "step " << step << " sequence " << s;
+    }
+  }
+}
+
 // The scripts of `ranks` ranks: rank 0 prefills 14 tokens (2 chunks of 8) then a 40-token
 // prompt (5 chunks) while rank 1 decodes; rank 1 prefills 5 tokens (1 chunk: it runs the
 // others' chunks empty); rank 2 is idle throughout (the empty forward).
@@ -173,31 +196,14 @@ TEST_P(ExpertParallelTest, RanksMatchOneRank) {
     SCOPED_TRACE("rank " + std::to_string(r));
     const RankTrace& got = traces[static_cast<size_t>(r)];
     ASSERT_TRUE(ran[static_cast<size_t>(r)].ok()) << ran[static_cast<size_t>(r)].ToString();
-    // One rank, the same batches (the empty ones are skipped: nothing to compare).
-    EngineOptions options;
-    options.num_threads = 1;
-    options.kv_block_size = 8;
-    StatusOr<std::unique_ptr<Engine>> base = Engine::Load(*single, options);
-    ASSERT_TRUE(base.ok()) << base.status().ToString();
     for (size_t step = 0; step < got.batches.size(); ++step) {
       const SpecKey& key = got.keys[step];
       saw_empty_chunks |= key.max_moe_num_chunk > key.moe_num_chunk;
       saw_empty_forward |= got.batches[step].empty();
       saw_decode_in_prefill |= key.phase == MoePhase::kPrefill && !got.batches[step].empty() &&
                                PhaseOf(got.batches[step]) == MoePhase::kDecode;
-      if (got.batches[step].empty()) continue;
-      StatusOr<StepLogits> want = (*base)->Step(got.batches[step]);
-      ASSERT_TRUE(want.ok()) << want.status().ToString();
-      const int vocab = want->vocab;
-      for (size_t s = 0; s < got.batches[step].size(); ++s) {
-        const float* w = want->row(static_cast<int32_t>(s));
-        const std::vector<float>& g = got.rows[step][s];
-        EXPECT_LE(testing::MaxAbsDiff(g.data(), w, vocab), kTolerance)
-            << "step " << step << " (" << key.ToString() << ") sequence " << s;
-        EXPECT_EQ(testing::Argmax(g.data(), vocab), testing::Argmax(w, vocab))
-            << "step " << step << " sequence " << s;
-      }
     }
+    ExpectMatchesOneRank(*single, got);
   }
   EXPECT_TRUE(saw_empty_chunks);
   EXPECT_TRUE(saw_decode_in_prefill);
@@ -255,22 +261,7 @@ TEST(ExpertParallel, ALongPrefillBesideADecodeAndAnIdleRank) {
     EXPECT_EQ(got.keys[1].max_moe_num_chunk, 3);
     EXPECT_EQ(got.keys[1].phase, MoePhase::kPrefill);
     EXPECT_EQ(got.keys[1].moe_num_chunk, r == 0 ? 3 : 1);
-    EngineOptions options;
-    options.num_threads = 1;
-    options.kv_block_size = 8;
-    StatusOr<std::unique_ptr<Engine>> base = Engine::Load(*single, options);
-    ASSERT_TRUE(base.ok()) << base.status().ToString();
-    for (size_t step = 0; step < got.batches.size(); ++step) {
-      if (got.batches[step].empty()) continue;
-      StatusOr<StepLogits> want = (*base)->Step(got.batches[step]);
-      ASSERT_TRUE(want.ok()) << want.status().ToString();
-      for (size_t s = 0; s < got.batches[step].size(); ++s) {
-        EXPECT_LE(testing::MaxAbsDiff(got.rows[step][s].data(), want->row(static_cast<int32_t>(s)),
-                                      want->vocab),
-                  kTolerance)
-            << "step " << step << " sequence " << s;
-      }
-    }
+    ExpectMatchesOneRank(*single, got);
   }
   std::error_code ignored;
   std::filesystem::remove_all(dir, ignored);
