@@ -5,8 +5,10 @@
 #include <CLI/CLI.hpp>
 #include <algorithm>
 #include <chrono>
+#include <cinttypes>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <fstream>
 #include <optional>
 
@@ -333,7 +335,8 @@ Status GenerateAsRank(Engine& engine, Communicator& comm,
   const auto start = std::chrono::steady_clock::now();
   MG_ASSIGN_OR_RETURN(std::vector<GenerationResult> results, generator.RunToCompletion());
   const double seconds = Seconds(start);
-  // One record per sequence: "<id>\t<its lines>\x1e".
+  // One record per sequence, length-prefixed (generated text may hold any byte):
+  // "<id> <bytes>\n<its lines>"; id -1 is the rank's summary.
   std::string mine;
   size_t generated = 0;
   for (const GenerationResult& r : results) {
@@ -351,26 +354,32 @@ Status GenerateAsRank(Engine& engine, Communicator& comm,
              std::to_string(prompts[static_cast<size_t>(r.id)].size()) + " tokens -> generated " +
              ids + StopReason(r, user_stop_tokens, engine.plan().model.max_position_embeddings) +
              " [rank " + std::to_string(comm.rank()) + "]\n";
-    mine += std::to_string(r.id) + "\t" + lines + "\x1e";
+    mine += std::to_string(r.id) + " " + std::to_string(lines.size()) + "\n" + lines;
     generated += r.tokens.size();
   }
   char line[160];
   std::snprintf(line, sizeof(line), "rank %d: %zu sequences, %zu tokens in %lld steps, %.3f s\n",
                 comm.rank(), results.size(), generated,
                 static_cast<long long>(generator.num_steps()), seconds);
-  mine += std::string("-1\t") + line + "\x1e";
+  mine += "-1 " + std::to_string(std::strlen(line)) + "\n" + line;
   MG_ASSIGN_OR_RETURN(std::vector<std::string> all, GatherStrings(comm, mine));
   if (comm.rank() != 0) return Status::Ok();
   std::vector<std::pair<int64_t, std::string>> records, summaries;
   for (const std::string& rank_records : all) {
     size_t at = 0;
     while (at < rank_records.size()) {
-      const size_t end = rank_records.find('\x1e', at);
-      const std::string record = rank_records.substr(at, end - at);
-      const size_t tab = record.find('\t');
-      const int64_t id = std::stoll(record.substr(0, tab));
-      (id < 0 ? summaries : records).emplace_back(id, record.substr(tab + 1));
-      at = end + 1;
+      const size_t newline = rank_records.find('\n', at);
+      int64_t id = 0;
+      size_t bytes = 0;
+      const std::string header =
+          rank_records.substr(at, newline == std::string::npos ? 0 : newline - at);
+      if (newline == std::string::npos ||
+          std::sscanf(header.c_str(), "%" SCNd64 " %zu", &id, &bytes) != 2 ||
+          bytes > rank_records.size() - newline - 1) {
+        return Internal("a rank's results arrived malformed at byte " + std::to_string(at));
+      }
+      (id < 0 ? summaries : records).emplace_back(id, rank_records.substr(newline + 1, bytes));
+      at = newline + 1 + bytes;
     }
   }
   std::stable_sort(records.begin(), records.end(),

@@ -176,5 +176,39 @@ TEST_F(MpirunTest, ARankThatDiesEndsTheJobPromptly) {
       << testing::ReadFile(dir_ + "/kill.err");
 }
 
+// Text prompts: the demo model's gibberish (random weights) holds control bytes, and every
+// rank's texts reach rank 0 whole, as one process prints them.
+TEST_F(MpirunTest, TextPromptsPrintOneProcesssTexts) {
+  const ToolRun compiled =
+      RunTool("compile-model", {"demo", "-o", "text.plan", "--ep", "3", "-q"}, dir_);
+  ASSERT_EQ(compiled.exit_code, 0) << compiled.err;
+  ASSERT_EQ(RunTool("compile-model", {"demo", "-o", "one.plan", "-q"}, dir_).exit_code, 0);
+  const std::vector<std::string> args = {
+      "text.plan",           "--prompt",         "Hello", "--prompt",  "Bonjour", "--prompt",
+      "The quick brown fox", "--max-new-tokens", "12",    "--threads", "1",       "--ids"};
+  std::vector<std::string> one_args = args;
+  one_args[0] = "one.plan";
+  const ToolRun want = RunTool("run-model", one_args, dir_);
+  ASSERT_EQ(want.exit_code, 0) << want.err;
+  const ToolRun got = MpiRun(3, args, dir_);
+  ASSERT_EQ(got.exit_code, 0) << got.out << got.err;
+  // "sequence N text: ..." up to the next "sequence " line, by N.
+  const auto texts = [](const std::string& out) {
+    std::map<int, std::string> by_id;
+    size_t at = 0;
+    while ((at = out.find(" text: ", at)) != std::string::npos) {
+      const size_t start = out.rfind("sequence ", at);
+      const size_t end = out.find("\nsequence ", at);
+      by_id[std::stoi(out.substr(start + 9))] = out.substr(at, end - at);
+      at = end == std::string::npos ? out.size() : end;
+    }
+    return by_id;
+  };
+  const std::map<int, std::string> want_texts = texts(want.out);
+  ASSERT_EQ(want_texts.size(), 3u) << want.out;
+  EXPECT_EQ(texts(got.out), want_texts) << got.out;
+  EXPECT_EQ(SequenceLines(got.out), SequenceLines(want.out)) << got.out;
+}
+
 }  // namespace
 }  // namespace moegraph
