@@ -54,6 +54,14 @@ StatusOr<std::unique_ptr<Engine>> Engine::Open(const std::string& plan_path,
 
 namespace {
 
+// The tokens a batch feeds.
+int32_t BatchTokens(const std::vector<SequenceStep>& batch) {
+  int32_t n = 0;
+  for (const SequenceStep& s : batch)
+    n += static_cast<int32_t>(s.tokens.size());
+  return n;
+}
+
 // What every rank's plan must agree on: its layout, model, op set, keys and each rank's
 // collectives (plan/collectives.h), hashed.
 uint64_t RanksFingerprint(const Plan& plan) {
@@ -604,9 +612,7 @@ Status Engine::CheckBatch(const std::vector<SequenceStep>& batch) const {
 
 StatusOr<const KeyProgram*> Engine::ProgramFor(const std::vector<SequenceStep>& batch,
                                                SpecKey* key_out) const {
-  int32_t num_tokens = 0;
-  for (const SequenceStep& s : batch)
-    num_tokens += static_cast<int32_t>(s.tokens.size());
+  const int32_t num_tokens = BatchTokens(batch);
   const MoePhase phase = PhaseOf(batch);
   const SpecKey key =
       KeyForStep(phase, num_tokens, static_cast<int32_t>(batch.size()), plan_.key_options);
@@ -617,9 +623,7 @@ StatusOr<const KeyProgram*> Engine::ProgramFor(const std::vector<SequenceStep>& 
 }
 
 Status Engine::MissingKey(const SpecKey& key, const std::vector<SequenceStep>& batch) const {
-  int32_t num_tokens = 0;
-  for (const SequenceStep& s : batch)
-    num_tokens += static_cast<int32_t>(s.tokens.size());
+  const int32_t num_tokens = BatchTokens(batch);
   std::string have;
   for (const KeyProgram& p : plan_.programs) {
     if (p.key.phase == key.phase && p.rank == rank_) have += "\n  " + p.key.ToString();
@@ -635,9 +639,7 @@ Status Engine::AgreeAcrossRanks(const Status& local, int64_t* agreed, size_t num
 
 StatusOr<SpecKey> Engine::AgreeOnKey(const std::vector<SequenceStep>& batch,
                                      const Status& checked) {
-  int32_t num_tokens = 0;
-  for (const SequenceStep& s : batch)
-    num_tokens += static_cast<int32_t>(s.tokens.size());
+  const int32_t num_tokens = BatchTokens(batch);
   const auto num_seqs = static_cast<int32_t>(batch.size());
   if (!distributed()) {
     MG_RETURN_IF_ERROR(checked);
@@ -669,9 +671,7 @@ StatusOr<StepLogits> Engine::Step(const std::vector<SequenceStep>& batch) {
   }
   const KeyProgram* program = &plan_.programs[index];
   if (LogEnabled("dispatch")) {
-    int32_t num_tokens = 0;
-    for (const SequenceStep& s : batch)
-      num_tokens += static_cast<int32_t>(s.tokens.size());
+    const int32_t num_tokens = BatchTokens(batch);
     LogLine(
         "dispatch",
         key.ToString() + " for " + std::to_string(num_tokens) + " tokens in " +

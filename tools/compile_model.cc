@@ -213,15 +213,13 @@ int Main(int argc, char** argv) {
   const int32_t ranks = options.keys.expert_parallel;
   // A program's name: its key, after its rank when the plan has several.
   const auto program_name = [&](const KeyProgram& p) {
-    return (ranks > 1 ? "rank " + std::to_string(p.rank) + " " : std::string()) +
-           p.key.ToString();
+    return (ranks > 1 ? "rank " + std::to_string(p.rank) + " " : std::string()) + p.key.ToString();
   };
   if (!quiet) {
     const std::string for_ranks =
         ranks > 1 ? " for each of " + std::to_string(ranks) + " expert-parallel ranks" : "";
-    std::fprintf(stderr, "compiling %zu keys%s of %s (%s: %s)\n", keys->size(),
-                 for_ranks.c_str(), dir->c_str(), model->family.c_str(),
-                 DescribeModel(model->config).c_str());
+    std::fprintf(stderr, "compiling %zu keys%s of %s (%s: %s)\n", keys->size(), for_ranks.c_str(),
+                 dir->c_str(), model->family.c_str(), DescribeModel(model->config).c_str());
   }
   std::vector<double> seconds;
   StatusOr<Plan> plan = CompileModel(*model, options, [&](const CompileProgress& p) {
@@ -255,8 +253,8 @@ int Main(int argc, char** argv) {
         "in %s), KV cache %s, %s plan file, %.2f s\n",
         output.c_str(), plan->programs.size() / static_cast<size_t>(ranks),
         ranks > 1 ? (" x " + std::to_string(ranks) + " expert-parallel ranks").c_str() : "",
-        FormatBytes(plan->max_arena_bytes()).c_str(),
-        plan->weights.size(), FormatBytes(weight_bytes).c_str(), plan->model_dir.c_str(),
+        FormatBytes(plan->max_arena_bytes()).c_str(), plan->weights.size(),
+        FormatBytes(weight_bytes).c_str(), plan->model_dir.c_str(),
         plan->kv_layers.empty() ? "-" : DTypeName(plan->kv_layers[0].dtype),
         FormatBytes(std::filesystem::file_size(output)).c_str(), total);
     std::string tokenizer_files;
