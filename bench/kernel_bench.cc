@@ -1,6 +1,8 @@
 // moegraph-kernel-bench: Google Benchmark suite of the CPU kernels at the
 // bench-a3b-4l shapes (optimised and reference), next to the yardsticks
-// measured in the same run (read/triad bandwidth, peak FMA, OpenBLAS sgemm).
+// measured in the same run (read/triad bandwidth, peak AVX2 and AVX-512 FMA, OpenBLAS
+// sgemm). On an AVX-512 machine each optimised kernel runs twice: /opt at AVX-512, /opt_avx2
+// held to AVX2.
 // Every benchmark reports flop/s and bytes/s counters plus per-iteration
 // flops and bytes, which bench/plot_roofline.py turns into a roofline.
 // --smoke: tiny shapes and short timings (CI); timings never fail a run.
@@ -21,6 +23,7 @@
 #include <vector>
 
 #include "bench/yardsticks.h"
+#include "kernels/cpu/cpu_isa.h"
 #include "kernels/cpu/opt_kernels.h"
 #include "kernels/cpu/reference_kernels.h"
 #include "support/half.h"
@@ -146,10 +149,10 @@ void BM_YardstickTriadBandwidth(benchmark::State& state) {
   state.counters["GB/s"] = gbs;
 }
 
-void BM_YardstickPeakFma(benchmark::State& state) {
+void BM_YardstickPeakFma(benchmark::State& state, bool avx512) {
   double gflops = 0;
   for (auto _ : state)
-    gflops = MeasurePeakFma(Threads(), 2);
+    gflops = avx512 ? MeasurePeakFmaAvx512(Threads(), 2) : MeasurePeakFma(Threads(), 2);
   state.counters["GFLOP/s"] = gflops;
 }
 
@@ -684,15 +687,26 @@ void BM_Rope(benchmark::State& state, KernelFn fn) {
   });
 }
 
-// Registers `name`/opt and `name`/ref.
+// Registers `name`/opt (the optimised kernel at the widest ISA this machine runs), on an
+// AVX-512 machine also `name`/opt_avx2 (the same kernel held to AVX2), and `name`/ref.
 template <typename Fn, typename... Args>
 void Register(const std::string& name, Fn fn, KernelFn opt, KernelFn ref, Args... args) {
-  for (int variant = 0; variant < 2; ++variant) {
-    KernelFn kernel = variant == 0 ? opt : ref;
-    if (variant == 0 && !OptKernelsSupported()) continue;
-    auto* b =
-        benchmark::RegisterBenchmark((name + (variant == 0 ? "/opt" : "/ref")).c_str(),
-                                     [=](benchmark::State& state) { fn(state, kernel, args...); });
+  struct Variant {
+    const char* suffix;
+    KernelFn kernel;
+    CpuIsa isa;
+  };
+  const CpuIsa widest = DetectedCpuIsa();
+  std::vector<Variant> variants;
+  if (widest != CpuIsa::kReference) variants.push_back({"/opt", opt, widest});
+  if (widest == CpuIsa::kAvx512) variants.push_back({"/opt_avx2", opt, CpuIsa::kAvx2});
+  variants.push_back({"/ref", ref, widest});
+  for (const Variant& v : variants) {
+    auto* b = benchmark::RegisterBenchmark((name + v.suffix).c_str(), [=](benchmark::State& state) {
+      SetCpuIsa(v.isa);
+      fn(state, v.kernel, args...);
+      SetCpuIsa(widest);
+    });
     b->UseRealTime()->Unit(benchmark::kMillisecond);
     if (g_smoke) b->Iterations(2);
   }
@@ -709,7 +723,12 @@ void RegisterAll() {
         [streams](benchmark::State& st) { BM_YardstickReadBandwidth(st, streams); }));
   }
   yardstick(benchmark::RegisterBenchmark("yardstick/triad_bandwidth", BM_YardstickTriadBandwidth));
-  yardstick(benchmark::RegisterBenchmark("yardstick/peak_fma", BM_YardstickPeakFma));
+  yardstick(benchmark::RegisterBenchmark(
+      "yardstick/peak_fma", [](benchmark::State& st) { BM_YardstickPeakFma(st, false); }));
+  if (DetectedCpuIsa() == CpuIsa::kAvx512) {
+    yardstick(benchmark::RegisterBenchmark(
+        "yardstick/peak_fma_avx512", [](benchmark::State& st) { BM_YardstickPeakFma(st, true); }));
+  }
   const int64_t expert_rows = s.prefill_tokens * s.top_k / s.experts;
   for (auto [m, n, k, label] : {std::tuple{expert_rows, s.inter, s.hidden, "expert_gate"},
                                 std::tuple{expert_rows, s.hidden, s.inter, "expert_down"},

@@ -1,6 +1,8 @@
 // Yardstick measurements: STREAM-like bandwidth, peak FMA, OpenBLAS.
 #include "bench/yardsticks.h"
 
+#include "kernels/cpu/cpu_isa.h"
+
 #include <immintrin.h>
 #include <omp.h>
 
@@ -15,6 +17,7 @@
 #endif
 
 #define MG_BENCH_AVX2 __attribute__((target("avx2,fma")))
+#define MG_BENCH_AVX512 __attribute__((target("avx512f,avx2,fma")))
 
 namespace moegraph::bench {
 namespace {
@@ -89,6 +92,42 @@ MG_BENCH_AVX2 float FmaChains(int64_t iterations) {
   return _mm256_cvtss_f32(acc[0]);
 }
 
+MG_BENCH_AVX512 float FmaChainsAvx512(int64_t iterations) {
+  __m512 acc[12];
+  for (int j = 0; j < 12; ++j)
+    acc[j] = _mm512_set1_ps(static_cast<float>(j));
+  const __m512 b = _mm512_set1_ps(0.999999f), c = _mm512_set1_ps(1e-6f);
+  for (int64_t i = 0; i < iterations; ++i) {
+    for (int j = 0; j < 12; ++j)
+      acc[j] = _mm512_fmadd_ps(acc[j], b, c);
+  }
+  for (int j = 1; j < 12; ++j)
+    acc[0] = _mm512_add_ps(acc[0], acc[j]);
+  return _mm512_cvtss_f32(acc[0]);
+}
+
+// GFLOP/s of `chains` (lanes * 2 flops per FMA * 12 chains per iteration), all threads.
+double PeakOf(float (*chains)(int64_t), double flops_per_iteration, int threads, int reps) {
+  const int64_t iterations = 20'000'000;
+  double best = 0;
+  volatile float sink = 0;
+  for (int r = 0; r < reps; ++r) {
+    int used = 1;
+    float total = 0;
+    const double start = Now();
+#pragma omp parallel num_threads(threads) reduction(+ : total)
+    {
+      used = omp_get_num_threads();
+      total += chains(iterations);
+    }
+    const double seconds = Now() - start;
+    sink = sink + total;
+    best = std::max(best,
+                    used * static_cast<double>(iterations) * flops_per_iteration / seconds / 1e9);
+  }
+  return best;
+}
+
 // Thread t's share [begin, end) of count, in multiples of 64 elements.
 void Share(uint64_t count, int t, int threads, uint64_t* begin, uint64_t* end) {
   const uint64_t blocks = count / 64;
@@ -152,23 +191,12 @@ double MeasureTriadBandwidth(int threads, uint64_t bytes, int reps) {
 
 double MeasurePeakFma(int threads, int reps) {
   if (!__builtin_cpu_supports("avx2") || !__builtin_cpu_supports("fma")) return 0;
-  const int64_t iterations = 20'000'000;
-  double best = 0;
-  volatile float sink = 0;
-  for (int r = 0; r < reps; ++r) {
-    int used = 1;
-    float total = 0;
-    const double start = Now();
-#pragma omp parallel num_threads(threads) reduction(+ : total)
-    {
-      used = omp_get_num_threads();
-      total += FmaChains(iterations);
-    }
-    const double seconds = Now() - start;
-    sink = sink + total;
-    best = std::max(best, used * static_cast<double>(iterations) * 12 * 16 / seconds / 1e9);
-  }
-  return best;
+  return PeakOf(FmaChains, 12 * 16, threads, reps);
+}
+
+double MeasurePeakFmaAvx512(int threads, int reps) {
+  if (DetectedCpuIsa() != CpuIsa::kAvx512) return 0;
+  return PeakOf(FmaChainsAvx512, 12 * 32, threads, reps);
 }
 
 #ifdef MOEGRAPH_HAVE_OPENBLAS

@@ -1,5 +1,5 @@
 // The machine's own limits, measured in the benchmark run that reports
-// against them: streaming read and triad bandwidth, peak AVX2 FMA throughput
+// against them: streaming read and triad bandwidth, peak AVX2 and AVX-512 FMA throughput
 // and OpenBLAS sgemm (the compute-bound baseline).
 #pragma once
 
@@ -25,6 +25,9 @@ double MeasureTriadBandwidth(int threads, uint64_t bytes, int reps);
 // GFLOP/s of independent AVX2 FMA chains (12 per thread, registers only),
 // all threads; best of `reps`. 0 when the processor has no AVX2/FMA.
 double MeasurePeakFma(int threads, int reps);
+
+// The same with AVX-512 (12 zmm chains per thread). 0 when the processor has no AVX-512.
+double MeasurePeakFmaAvx512(int threads, int reps);
 
 // One expert's routed rows and fp32 weight copies for the OpenBLAS baseline.
 struct BlasExpert {

@@ -76,6 +76,9 @@ class Backend {
  public:
   virtual ~Backend() = default;
   virtual std::string_view name() const = 0;
+  // The instruction set its kernels use, for logs and benchmarks ("avx512", "avx2",
+  // "reference" on the CPU; "" where the backend names none).
+  virtual std::string KernelIsa() const { return ""; }
   virtual bool Supports(const KernelStep& step) const = 0;
   // Why Supports(step) is false ("" when it is true).
   virtual std::string WhyUnsupported(const KernelStep& step) const {

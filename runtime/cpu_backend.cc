@@ -5,6 +5,7 @@
 #include <cstdlib>
 #include <cstring>
 
+#include "kernels/cpu/cpu_isa.h"
 #include "kernels/cpu/dispatch.h"
 #include "runtime/backend.h"
 #include "support/memory.h"
@@ -58,6 +59,9 @@ class CpuBackend : public Backend {
   explicit CpuBackend(const CpuBackendOptions& options) : options_(options) {}
   std::string_view name() const override {
     return options_.reference_kernels_only ? "cpu-reference" : "cpu";
+  }
+  std::string KernelIsa() const override {
+    return options_.reference_kernels_only ? "reference" : CpuIsaName(SelectedCpuIsa());
   }
   bool Supports(const KernelStep& step) const override {
     return SelectCpuKernel(step, options_.reference_kernels_only).fn != nullptr;

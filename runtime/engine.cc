@@ -538,8 +538,10 @@ Status Engine::CaptureAll() {
     if (options_.on_capture) options_.on_capture(done++, total, program.key);
     MG_ASSIGN_OR_RETURN(captured_[i], backend_->Capture(program, bindings_));
     if (LogEnabled("capture")) {
+      const std::string isa = backend_->KernelIsa();
       LogLine("capture", program.key.ToString() + ": " + std::to_string(captured_[i]->num_steps()) +
-                             " steps, arena " + FormatBytes(program.arena_bytes));
+                             " steps, arena " + FormatBytes(program.arena_bytes) +
+                             (isa.empty() ? std::string() : ", " + isa + " kernels"));
     }
   }
   return Status::Ok();
@@ -686,7 +688,8 @@ StatusOr<StepLogits> Engine::Step(const std::vector<SequenceStep>& batch) {
                  : std::string()) +
             (distributed() ? "; rank " + std::to_string(rank_) : std::string()) + "; chunk size " +
             std::to_string(plan_.key_options.chunk_size) + ")" +
-            (options_.eager ? " [eager]" : " [replay]"));
+            (options_.eager ? " [eager" : " [replay") +
+            (backend_->KernelIsa().empty() ? "" : ", " + backend_->KernelIsa()) + "]");
   }
   const Status ran = RunStep(*program);
   if (!ran.ok()) {

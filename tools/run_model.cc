@@ -13,6 +13,7 @@
 #include <optional>
 
 #include "ir/op_registry.h"
+#include "kernels/cpu/cpu_isa.h"
 #include "runtime/engine.h"
 #include "runtime/generator.h"
 #include "runtime/mpi_communicator.h"
@@ -113,7 +114,16 @@ double TimeRuns(Fn fn, int runs) {
   return Seconds(start) * 1e6 / runs;
 }
 
+// The processor and the kernels' ISA, the first line of a CPU benchmark.
+void PrintCpu(const Engine& engine) {
+  if (engine.backend().name().starts_with("cpu")) {
+    std::printf("cpu: %s; kernels %s\n", CpuSummary().c_str(),
+                engine.backend().KernelIsa().c_str());
+  }
+}
+
 Status RunBench(Engine& engine) {
+  PrintCpu(engine);
   std::vector<BenchRow> rows;
   for (const KeyProgram& program : engine.plan().programs) {
     std::vector<int64_t> seqs;
@@ -250,6 +260,7 @@ struct CollectiveTimer : StepObserver {
 };
 
 Status RunRankBench(Engine& engine, Communicator& comm, uint64_t baseline_rss) {
+  if (comm.rank() == 0) PrintCpu(engine);
   std::string report;
   char line[256];
   std::snprintf(line, sizeof(line), "\nrank %d of %d (%d threads):\n%-48s %6s %11s %12s %12s\n",

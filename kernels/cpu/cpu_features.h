@@ -9,6 +9,15 @@
 
 namespace moegraph::cpu {
 
+// XCR0: the register state the OS saves and restores on a context switch. Inline asm,
+// because _xgetbv needs the xsave target on the caller; only call it after cpuid reports
+// OSXSAVE.
+inline uint64_t Xcr0() {
+  uint32_t lo = 0, hi = 0;
+  __asm__ volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
+  return (uint64_t{hi} << 32) | lo;
+}
+
 // True when the processor has AVX2, FMA and F16C and the OS saves the YMM registers.
 inline bool HasAvx2FmaF16c() {
   unsigned eax = 0, ebx = 0, ecx = 0, edx = 0;
@@ -16,14 +25,24 @@ inline bool HasAvx2FmaF16c() {
   constexpr unsigned kFma = 1u << 12, kOsxsave = 1u << 27, kAvx = 1u << 28, kF16c = 1u << 29;
   const unsigned leaf1_needed = kFma | kOsxsave | kAvx | kF16c;
   if ((ecx & leaf1_needed) != leaf1_needed) return false;
-  // XCR0 bits 1 and 2: the OS saves and restores the XMM and YMM state. Inline asm, because
-  // _xgetbv needs the xsave target on the caller.
-  uint32_t xcr0_lo = 0, xcr0_hi = 0;
-  __asm__ volatile("xgetbv" : "=a"(xcr0_lo), "=d"(xcr0_hi) : "c"(0));
-  if ((xcr0_lo & 0x6u) != 0x6u) return false;
+  // XCR0 bits 1 and 2: the OS saves the XMM and YMM state.
+  if ((Xcr0() & 0x6u) != 0x6u) return false;
   if (!__get_cpuid_count(7, 0, &eax, &ebx, &ecx, &edx)) return false;
   constexpr unsigned kAvx2 = 1u << 5;  // leaf 7, EBX
   return (ebx & kAvx2) != 0;
+}
+
+// True when the processor has AVX-512 F, DQ, BW and VL and the OS saves the opmask and ZMM
+// registers (XCR0 bits 5-7 with 1-2).
+inline bool HasAvx512FBwDqVl() {
+  unsigned eax = 0, ebx = 0, ecx = 0, edx = 0;
+  if (!__get_cpuid(1, &eax, &ebx, &ecx, &edx)) return false;
+  constexpr unsigned kOsxsave = 1u << 27;
+  if ((ecx & kOsxsave) == 0 || (Xcr0() & 0xE6u) != 0xE6u) return false;
+  if (!__get_cpuid_count(7, 0, &eax, &ebx, &ecx, &edx)) return false;
+  constexpr unsigned kF = 1u << 16, kDq = 1u << 17, kBw = 1u << 30, kVl = 1u << 31;
+  const unsigned needed = kF | kDq | kBw | kVl;  // leaf 7, EBX
+  return (ebx & needed) == needed;
 }
 
 }  // namespace moegraph::cpu

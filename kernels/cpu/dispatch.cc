@@ -1,10 +1,11 @@
-// The CPU kernel table: reference kernels, and the optimised (AVX2/FMA/F16C)
-// kernel of an op when this processor runs it and it supports the step.
+// The CPU kernel table: reference kernels, and the optimised (AVX2/FMA/F16C, with an AVX-512
+// GEMM for prefill rows) kernel of an op when this processor runs it and it supports the step.
 #include "kernels/cpu/dispatch.h"
 
 #include <string_view>
 
 #include "ir/op_registry.h"
+#include "kernels/cpu/cpu_isa.h"
 #include "kernels/cpu/fill_kernels.h"
 #include "kernels/cpu/opt_kernels.h"
 #include "kernels/cpu/reference_kernels.h"
@@ -31,10 +32,12 @@ bool WeightInputs(const KernelStep& step, size_t first, size_t count) {
   return true;
 }
 
-// An optimised kernel and the steps it supports.
+// An optimised kernel, the steps it supports, and whether its prefill rows run the AVX-512
+// GEMM when SelectedCpuIsa() is kAvx512 (its other paths are AVX2).
 struct OptKernel {
   KernelFn fn = nullptr;
   bool (*supports)(const KernelStep& step) = nullptr;
+  bool avx512 = false;
 };
 
 struct Entry {
@@ -69,10 +72,10 @@ constexpr Entry kTable[] = {
     {"add_rms_norm", RefAddRmsNorm, {OptAddRmsNorm, WeightsAt<2, 1>}},
     {"add", RefAdd, {}},
     {"bias_add", RefBiasAdd, {}},
-    {"linear", RefLinear, {OptLinear, WeightsAt<1, 1>}},
+    {"linear", RefLinear, {OptLinear, WeightsAt<1, 1>, true}},
     {"sigmoid_gate_mul", RefSigmoidGateMul, {}},
     {"silu_mul", RefSiluMul, {}},
-    {"linear_silu_mul", RefLinearSiluMul, {OptLinearSiluMul, WeightsAt<1, 2>}},
+    {"linear_silu_mul", RefLinearSiluMul, {OptLinearSiluMul, WeightsAt<1, 2>, true}},
     {"rope", RefRope, {OptRope, RopeSupported}},
     {"attention", RefAttention, {OptAttention, AttentionSupported}},
     {"mla_attention", RefMlaAttention, {OptMlaAttention, WeightsAt<4, 1>}},
@@ -82,10 +85,10 @@ constexpr Entry kTable[] = {
     {"topk_route", RefTopkRoute, {OptTopkRoute, Always}},
     {"moe_align", RefMoeAlign, {}},
     {"moe_permute", RefMoePermute, {}},
-    {"grouped_matmul", RefGroupedMatmul, {OptGroupedMatmul, WeightsAt<2, 1>}},
+    {"grouped_matmul", RefGroupedMatmul, {OptGroupedMatmul, WeightsAt<2, 1>, true}},
     {"grouped_matmul_silu_mul",
      RefGroupedMatmulSiluMul,
-     {OptGroupedMatmulSiluMul, WeightsAt<2, 2>}},
+     {OptGroupedMatmulSiluMul, WeightsAt<2, 2>, true}},
     {"moe_unpermute_reduce", RefMoeUnpermuteReduce, {OptMoeUnpermuteReduce, Always}},
     {"moe_expert_batch", RefMoeExpertBatch, {}},
     {"expert_batched_gate_up_silu",
@@ -120,8 +123,7 @@ const Entry* Find(std::string_view op) {
 }  // namespace
 
 bool OptKernelsSupported() {
-  static const bool supported = simd::CpuHasAvx2Fma();
-  return supported;
+  return SelectedCpuIsa() != CpuIsa::kReference;
 }
 
 KernelFn CpuReferenceKernel(std::string_view name) {
@@ -137,7 +139,7 @@ CpuKernelChoice SelectCpuKernel(const KernelStep& step, bool reference_only) {
   if (reference_only || !OptKernelsSupported() || e->opt.fn == nullptr) return choice;
   if (e->opt.supports(step)) {
     choice.fn = e->opt.fn;
-    choice.variant = "avx2";
+    choice.variant = CpuIsaName(e->opt.avx512 ? SelectedCpuIsa() : CpuIsa::kAvx2);
   }
   return choice;
 }

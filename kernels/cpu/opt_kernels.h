@@ -1,4 +1,4 @@
-// Optimised CPU kernels (AVX2/FMA/F16C, OpenMP): same contract and semantics as
+// Optimised CPU kernels (AVX2/FMA/F16C, the prefill GEMM also AVX-512): same contract and semantics as
 // the reference kernel of the same op (reference_kernels.h), results equal to
 // within f32 accumulation order. Dispatch (SelectCpuKernel) calls them only
 // on processors where OptKernelsSupported() holds; each one falls back to its
@@ -14,12 +14,13 @@
 
 namespace moegraph {
 
-// True when this processor runs the optimised kernels (AVX2, FMA and F16C).
+// True when the optimised kernels run: this processor has AVX2, FMA and F16C and
+// SelectedCpuIsa() (cpu_isa.h) is not kReference.
 bool OptKernelsSupported();
 
 // ---- Dense (opt_dense.cc) --------------------------------------------------------
 // linear / linear_silu_mul: register-tiled GEMV while at most 4 rows are real
-// (decode, the LM head), else a packed 4x24 GEMM (prefill).
+// (decode, the LM head), else a packed 4x24 GEMM (prefill; 8x48 with AVX-512).
 void OptLinear(const KernelArgs& args);
 void OptLinearSiluMul(const KernelArgs& args);
 

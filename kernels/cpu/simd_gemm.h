@@ -18,6 +18,7 @@
 #include <cstdint>
 #include <utility>
 
+#include "kernels/cpu/cpu_isa.h"
 #include "kernels/cpu/simd_avx2.h"
 #include "kernels/kernel_abi.h"
 
@@ -226,8 +227,8 @@ constexpr bool GroupsBy16() {
   return W == WType::kBF16;
 }
 
-// Stores v[0..8) transposed: dst[i * 24 + j] = v[j][i].
-MG_AVX2_INLINE void StoreTransposed8x8(const __m256* v, float* dst) {
+// Stores v[0..8) transposed: dst[i * stride + j] = v[j][i] (dst and stride 8-float aligned).
+MG_AVX2_INLINE void StoreTransposed8x8(const __m256* v, float* dst, int64_t stride = kPanelCols) {
   const __m256 t0 = _mm256_unpacklo_ps(v[0], v[1]), t1 = _mm256_unpackhi_ps(v[0], v[1]);
   const __m256 t2 = _mm256_unpacklo_ps(v[2], v[3]), t3 = _mm256_unpackhi_ps(v[2], v[3]);
   const __m256 t4 = _mm256_unpacklo_ps(v[4], v[5]), t5 = _mm256_unpackhi_ps(v[4], v[5]);
@@ -236,14 +237,14 @@ MG_AVX2_INLINE void StoreTransposed8x8(const __m256* v, float* dst) {
   const __m256 s2 = _mm256_shuffle_ps(t1, t3, 0x44), s3 = _mm256_shuffle_ps(t1, t3, 0xEE);
   const __m256 s4 = _mm256_shuffle_ps(t4, t6, 0x44), s5 = _mm256_shuffle_ps(t4, t6, 0xEE);
   const __m256 s6 = _mm256_shuffle_ps(t5, t7, 0x44), s7 = _mm256_shuffle_ps(t5, t7, 0xEE);
-  _mm256_store_ps(dst + 0 * kPanelCols, _mm256_permute2f128_ps(s0, s4, 0x20));
-  _mm256_store_ps(dst + 1 * kPanelCols, _mm256_permute2f128_ps(s1, s5, 0x20));
-  _mm256_store_ps(dst + 2 * kPanelCols, _mm256_permute2f128_ps(s2, s6, 0x20));
-  _mm256_store_ps(dst + 3 * kPanelCols, _mm256_permute2f128_ps(s3, s7, 0x20));
-  _mm256_store_ps(dst + 4 * kPanelCols, _mm256_permute2f128_ps(s0, s4, 0x31));
-  _mm256_store_ps(dst + 5 * kPanelCols, _mm256_permute2f128_ps(s1, s5, 0x31));
-  _mm256_store_ps(dst + 6 * kPanelCols, _mm256_permute2f128_ps(s2, s6, 0x31));
-  _mm256_store_ps(dst + 7 * kPanelCols, _mm256_permute2f128_ps(s3, s7, 0x31));
+  _mm256_store_ps(dst + 0 * stride, _mm256_permute2f128_ps(s0, s4, 0x20));
+  _mm256_store_ps(dst + 1 * stride, _mm256_permute2f128_ps(s1, s5, 0x20));
+  _mm256_store_ps(dst + 2 * stride, _mm256_permute2f128_ps(s2, s6, 0x20));
+  _mm256_store_ps(dst + 3 * stride, _mm256_permute2f128_ps(s3, s7, 0x20));
+  _mm256_store_ps(dst + 4 * stride, _mm256_permute2f128_ps(s0, s4, 0x31));
+  _mm256_store_ps(dst + 5 * stride, _mm256_permute2f128_ps(s1, s5, 0x31));
+  _mm256_store_ps(dst + 6 * stride, _mm256_permute2f128_ps(s2, s6, 0x31));
+  _mm256_store_ps(dst + 7 * stride, _mm256_permute2f128_ps(s3, s7, 0x31));
 }
 
 // Prefetches into L2 `bytes` of rows [j0, j1) from element k0 on.
@@ -587,16 +588,27 @@ inline void PanelColumns(const MatmulBlock& b, int64_t panel_begin, int64_t pane
   *c1 = std::min(b.n, panel_end * PanelCols(b));
 }
 
-// Panels [panel_begin, panel_end) of a block, by dot tiles or the GEMM.
-// `next` (or null): the block computed after this one, for prefetching.
+// MatmulGemm with AVX-512 (simd_gemm512.cc, explicitly instantiated for every WType):
+// columns [c0, c1) of a block, by 48-column panels (24 gate + 24 up rows when fused) and an
+// 8 x 48 micro-kernel. It sums every output over k in MatmulGemm's order (the same k blocks,
+// the same bf16 16-k grouping), so its results are bit for bit MatmulGemm's. `next` (or null):
+// the block whose columns c0.. come next, to prefetch.
+template <WType W>
+void MatmulGemmAvx512(const MatmulBlock& b, int64_t c0, int64_t c1, const MatmulBlock* next);
+
+// Panels [panel_begin, panel_end) of a block, by dot tiles or the GEMM (the AVX-512 one
+// when SelectedCpuIsa() is kAvx512). `next` (or null): the block computed after this one,
+// for prefetching.
 template <WType W>
 void MatmulPanels(const MatmulBlock& b, int64_t panel_begin, int64_t panel_end,
                   const MatmulBlock* next = nullptr) {
   if (b.num_rows <= 0 || panel_begin >= panel_end) return;
+  int64_t c0, c1;
+  PanelColumns(b, panel_begin, panel_end, &c0, &c1);
   if (b.num_rows <= kMaxGemvRows) {
-    int64_t c0, c1;
-    PanelColumns(b, panel_begin, panel_end, &c0, &c1);
     MatmulGemv<W>(b, c0, c1);
+  } else if (SelectedCpuIsa() == CpuIsa::kAvx512) {
+    MatmulGemmAvx512<W>(b, c0, c1, next);
   } else {
     MatmulGemm<W>(b, panel_begin, panel_end, next);
   }

@@ -1,8 +1,8 @@
 // Checks every optimised CPU kernel against its reference kernel at odd sizes
 // (rows 1..131, K 37/129/300, N 23/50, experts 5 with top-3, head_dim
 // 24/64/128), for f32, bf16 and f16 weights, with padding rows, bad routing
-// entries and several thread counts; results must agree to 1e-4 relative and
-// must not depend on the thread count.
+// entries, several thread counts and every ISA path the machine runs (AVX2, AVX-512);
+// results must agree to 1e-4 relative and must not depend on the thread count or the ISA.
 #include "kernels/cpu/opt_kernels.h"
 
 #include <gtest/gtest.h>
@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "ir/program.h"
+#include "kernels/cpu/cpu_isa.h"
 #include "kernels/cpu/dispatch.h"
 #include "kernels/cpu/reference_kernels.h"
 #include "kernels/cpu/simd_avx2.h"
@@ -206,20 +207,47 @@ float AsFloat(uint32_t bits) {
   return f;
 }
 
+// The ISAs of the optimised kernels this machine runs (avx2, and avx512 where present).
+std::vector<CpuIsa> OptIsas() {
+  std::vector<CpuIsa> isas;
+  for (CpuIsa isa : kAllCpuIsas) {
+    if (isa != CpuIsa::kReference && static_cast<int>(isa) <= static_cast<int>(DetectedCpuIsa()))
+      isas.push_back(isa);
+  }
+  return isas;
+}
+
+// Restores the selected ISA when it goes out of scope.
+class IsaScope {
+ public:
+  IsaScope() : saved_(SelectedCpuIsa()) {}
+  ~IsaScope() { SetCpuIsa(saved_); }
+  IsaScope(const IsaScope&) = delete;
+  IsaScope& operator=(const IsaScope&) = delete;
+
+ private:
+  CpuIsa saved_;
+};
+
 // Outputs of `opt` equal `ref`'s: f32 within kTol relative (absolute near
 // zero; exact zeros stay zeros), i32 exactly; and the same bits for every
-// thread count.
+// ISA this machine runs (OptIsas) and every thread count.
 void ExpectMatches(KernelFn ref, KernelFn opt, const Call& call, const std::string& what,
                    double tol = kTol) {
   SCOPED_TRACE(what);
   const auto want = Run(ref, call, 3);
   std::vector<std::vector<uint32_t>> first;
-  for (int threads : kThreadCounts) {
-    const auto got = Run(opt, call, threads);
-    if (first.empty()) {
-      first = got;
-    } else {
-      ASSERT_EQ(got, first) << "results depend on the thread count (" << threads << ")";
+  const IsaScope restore;
+  for (CpuIsa isa : OptIsas()) {
+    SetCpuIsa(isa);
+    for (int threads : kThreadCounts) {
+      const auto got = Run(opt, call, threads);
+      if (first.empty()) {
+        first = got;
+      } else {
+        ASSERT_EQ(got, first) << "results depend on the ISA or the thread count ("
+                              << CpuIsaName(isa) << ", " << threads << " threads)";
+      }
     }
   }
   for (size_t o = 0; o < call.out.size(); ++o) {
@@ -267,9 +295,29 @@ TEST(OptDispatchTest, PicksOptimisedKernelsOnlyWhereTheyApply) {
   SKIP_WITHOUT_AVX2();
   const KernelStep linear = Step("linear", {DType::kF32, DType::kBF16});
   EXPECT_EQ(SelectCpuKernel(linear, false).fn, &OptLinear);
-  EXPECT_STREQ(SelectCpuKernel(linear, false).variant, "avx2");
   EXPECT_EQ(SelectCpuKernel(linear, true).fn, &RefLinear);
   EXPECT_STREQ(SelectCpuKernel(linear, true).variant, "reference");
+  // The variant names the ISA: AVX-512 only for the ops whose prefill GEMM has that path.
+  const IsaScope restore;
+  const KernelStep norm = Step("rms_norm", {DType::kF32, DType::kF32});
+  SetCpuIsa(CpuIsa::kAvx2);
+  EXPECT_STREQ(SelectCpuKernel(linear, false).variant, "avx2");
+  if (DetectedCpuIsa() == CpuIsa::kAvx512) {
+    SetCpuIsa(CpuIsa::kAvx512);
+    EXPECT_STREQ(SelectCpuKernel(linear, false).variant, "avx512");
+    EXPECT_STREQ(SelectCpuKernel(Step("grouped_matmul_silu_mul",
+                                      {DType::kF32, DType::kI32, DType::kBF16, DType::kBF16}),
+                                 false)
+                     .variant,
+                 "avx512");
+    EXPECT_STREQ(SelectCpuKernel(norm, false).variant, "avx2");
+  }
+  // The reference ISA turns the optimised kernels off.
+  SetCpuIsa(CpuIsa::kReference);
+  EXPECT_FALSE(OptKernelsSupported());
+  EXPECT_EQ(SelectCpuKernel(linear, false).fn, &RefLinear);
+  SetCpuIsa(CpuIsa::kAvx2);
+  EXPECT_EQ(SelectCpuKernel(norm, false).fn, &OptRmsNorm);
   // Block-scaled fp8 weights run the optimised kernel (which takes the blocks it can and runs
   // the reference for the others); mixed gate/up dtypes and integer weights have none.
   EXPECT_EQ(SelectCpuKernel(Step("linear", {DType::kF32, DType::kFp8E4M3}), false).fn, &OptLinear);
@@ -299,6 +347,24 @@ TEST(OptDispatchTest, PicksOptimisedKernelsOnlyWhereTheyApply) {
       &RefMoeAlign);
 }
 
+TEST(CpuIsaTest, NamesParseAndTheChoiceIsCappedAtTheProcessor) {
+  for (CpuIsa isa : kAllCpuIsas) {
+    CpuIsa parsed = CpuIsa::kReference;
+    ASSERT_TRUE(ParseCpuIsa(CpuIsaName(isa), &parsed)) << CpuIsaName(isa);
+    EXPECT_EQ(parsed, isa);
+  }
+  CpuIsa parsed = CpuIsa::kAvx2;
+  EXPECT_FALSE(ParseCpuIsa("AVX2", &parsed));
+  EXPECT_FALSE(ParseCpuIsa("avx512f", &parsed));
+  EXPECT_FALSE(ParseCpuIsa("", &parsed));
+  EXPECT_EQ(parsed, CpuIsa::kAvx2);  // untouched on failure
+  const IsaScope restore;
+  EXPECT_EQ(SetCpuIsa(CpuIsa::kAvx512), DetectedCpuIsa());
+  EXPECT_EQ(SelectedCpuIsa(), DetectedCpuIsa());
+  EXPECT_EQ(SetCpuIsa(CpuIsa::kReference), CpuIsa::kReference);
+  EXPECT_EQ(SelectedCpuIsa(), CpuIsa::kReference);
+}
+
 // ---- Dense ------------------------------------------------------------------------------
 
 TEST(OptKernelsTest, LinearMatchesReferenceForGemvAndGemmRows) {
@@ -309,8 +375,9 @@ TEST(OptKernelsTest, LinearMatchesReferenceForGemvAndGemmRows) {
   };
   // rows <= 4 takes the dot-tile path, more the packed GEMM (131 rows: two row
   // blocks; k 300: two k blocks; n 50: a partial panel).
-  const Shape shapes[] = {{1, 37, 23},  {3, 129, 23},  {4, 37, 50},   {7, 129, 23},
-                          {19, 37, 50}, {19, 300, 23}, {131, 300, 50}};
+  // n 97: several AVX-512 panels (48 columns, 24 fused) per thread, the last partial.
+  const Shape shapes[] = {{1, 37, 23},  {3, 129, 23},  {4, 37, 50},    {7, 129, 23},
+                          {19, 37, 50}, {19, 300, 23}, {131, 300, 50}, {13, 64, 97}};
   for (DType dtype : kWeightDTypes) {
     for (const Shape& s : shapes) {
       const std::vector<float> x = Random(s.rows * s.k, 1);

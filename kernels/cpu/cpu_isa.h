@@ -1,0 +1,41 @@
+// Which instruction set the optimised CPU kernels use, chosen at run time from the
+// processor's features: AVX-512 (F, BW, DQ, VL, with the OS saving the ZMM and mask
+// registers) for the packed GEMM, AVX2/FMA/F16C for everything else, or none (the
+// reference kernels only). MOEGRAPH_CPU_ISA=avx2|reference lowers the choice (to measure or
+// test the narrower path on a wider machine); it never raises it past what the CPU runs.
+#pragma once
+
+#include <string>
+#include <string_view>
+
+namespace moegraph {
+
+enum class CpuIsa { kReference, kAvx2, kAvx512 };
+
+// "reference", "avx2", "avx512".
+const char* CpuIsaName(CpuIsa isa);
+
+// The widest ISA this processor and OS run (cpuid and xgetbv, read once).
+CpuIsa DetectedCpuIsa();
+
+// The ISA the kernels use: DetectedCpuIsa() lowered by MOEGRAPH_CPU_ISA (read at the first
+// call) or by SetCpuIsa.
+CpuIsa SelectedCpuIsa();
+
+// Makes the kernels use `isa`, capped at DetectedCpuIsa(); returns the ISA now in use. For
+// tests and benchmarks that run every path one after the other; kernels read the choice
+// when they run, so set it only while no kernel runs.
+CpuIsa SetCpuIsa(CpuIsa isa);
+
+// Parses "reference" / "avx2" / "avx512"; false for anything else.
+bool ParseCpuIsa(std::string_view name, CpuIsa* out);
+
+// The processor for benchmark headers: its model name and the vector features the kernels
+// care about, from /proc/cpuinfo (cpuid where that is missing):
+// "Intel(R) Xeon(R) Processor [avx2 fma f16c avx512f ... amx_tile]".
+std::string CpuSummary();
+
+// Every ISA this machine runs, narrowest first (kReference always).
+inline constexpr CpuIsa kAllCpuIsas[] = {CpuIsa::kReference, CpuIsa::kAvx2, CpuIsa::kAvx512};
+
+}  // namespace moegraph
