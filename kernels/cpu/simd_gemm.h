@@ -258,19 +258,20 @@ MG_AVX2_INLINE void PrefetchRows(const WElem<W>* const* rows, int j0, int j1, in
   }
 }
 
-// pack[kk * 24 + j] = rows[j][k0 + kk] widened, kk < kc, j < 24 (bf16: k order
-// permuted within 16-k groups, see kBf16GroupOrder). `pack` is 32-byte aligned.
+// pack[kk * Cols + j] = rows[j][k0 + kk] widened, kk < kc, j < Cols (a multiple of 8; with
+// Group, bf16 only: k order permuted within 16-k groups, see kBf16GroupOrder). `pack` is
+// 32-byte aligned. The AVX-512 GEMM packs 48 columns in k order.
 // kFp8: each value times its block's scale (s[j][(k0 + kk) / block_cols]; k0 and block_cols
 // are multiples of 8).
-template <WType W>
+template <WType W, int Cols = kPanelCols, bool Group = GroupsBy16<W>()>
 MG_AVX2 void PackPanel(const WElem<W>* const* rows, int64_t k0, int64_t kc, float* pack,
                        const void* const* s, int64_t block_cols) {
-  const int64_t kc_grouped = GroupsBy16<W>() ? kc & ~int64_t{15} : 0;
+  const int64_t kc_grouped = Group ? kc & ~int64_t{15} : 0;
   const int64_t kc8 = kc & ~int64_t{7};
-  for (int g = 0; g < kPanelCols / 8; ++g) {
+  for (int g = 0; g < Cols / 8; ++g) {
     const WElem<W>* const* r = rows + 8 * g;
     int64_t kk = 0;
-    if constexpr (GroupsBy16<W>()) {
+    if constexpr (Group) {
       const __m256i zero = _mm256_setzero_si256();
       for (; kk < kc_grouped; kk += 16) {
         __m256 lo[8], hi[8];
@@ -279,8 +280,8 @@ MG_AVX2 void PackPanel(const WElem<W>* const* rows, int64_t k0, int64_t kc, floa
           lo[j] = _mm256_castsi256_ps(_mm256_unpacklo_epi16(zero, h));
           hi[j] = _mm256_castsi256_ps(_mm256_unpackhi_epi16(zero, h));
         }
-        StoreTransposed8x8(lo, pack + kk * kPanelCols + 8 * g);
-        StoreTransposed8x8(hi, pack + (kk + 8) * kPanelCols + 8 * g);
+        StoreTransposed8x8(lo, pack + kk * Cols + 8 * g, Cols);
+        StoreTransposed8x8(hi, pack + (kk + 8) * Cols + 8 * g, Cols);
       }
     } else {
       for (; kk < kc8; kk += 8) {
@@ -292,7 +293,7 @@ MG_AVX2 void PackPanel(const WElem<W>* const* rows, int64_t k0, int64_t kc, floa
                                  _mm256_set1_ps(ScaleAt<W>(s[8 * g + j], (k0 + kk) / block_cols)));
           }
         }
-        StoreTransposed8x8(v, pack + kk * kPanelCols + 8 * g);
+        StoreTransposed8x8(v, pack + kk * Cols + 8 * g, Cols);
       }
     }
     if constexpr (W != WType::kMxfp4) {  // mxfp4: kc is a multiple of 32
@@ -300,7 +301,7 @@ MG_AVX2 void PackPanel(const WElem<W>* const* rows, int64_t k0, int64_t kc, floa
         for (int j = 0; j < 8; ++j) {
           float v = Load1<W>(r[j] + k0 + kk);
           if constexpr (Scaled<W>()) v *= ScaleAt<W>(s[8 * g + j], (k0 + kk) / block_cols);
-          pack[kk * kPanelCols + 8 * g + j] = v;
+          pack[kk * Cols + 8 * g + j] = v;
         }
       }
     }

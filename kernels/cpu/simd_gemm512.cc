@@ -28,38 +28,6 @@ namespace {
 constexpr int kWideCols = 48;      // weight rows per wide panel: 3 zmm of outputs
 constexpr int kWideMicroRows = 8;  // activation rows per micro-kernel call
 
-// pack[kk * 48 + j] = rows[j][k0 + kk] widened, kk < kc, j < 48, k in order. kFp8 / kMxfp4:
-// each value times its block's scale, as PackPanel.
-template <WType W>
-MG_AVX512 void PackWidePanel(const WElem<W>* const* rows, int64_t k0, int64_t kc, float* pack,
-                             const void* const* s, int64_t block_cols) {
-  const int64_t kc8 = kc & ~int64_t{7};
-  for (int g = 0; g < kWideCols / 8; ++g) {
-    const WElem<W>* const* r = rows + 8 * g;
-    int64_t kk = 0;
-    for (; kk < kc8; kk += 8) {
-      __m256 v[8];
-      for (int j = 0; j < 8; ++j) {
-        v[j] = Load8<W>(r[j] + ElemOffset<W>(k0 + kk));
-        if constexpr (Scaled<W>()) {
-          v[j] =
-              _mm256_mul_ps(v[j], _mm256_set1_ps(ScaleAt<W>(s[8 * g + j], (k0 + kk) / block_cols)));
-        }
-      }
-      StoreTransposed8x8(v, pack + kk * kWideCols + 8 * g, kWideCols);
-    }
-    if constexpr (W != WType::kMxfp4) {  // mxfp4: kc is a multiple of 32
-      for (; kk < kc; ++kk) {
-        for (int j = 0; j < 8; ++j) {
-          float v = Load1<W>(r[j] + k0 + kk);
-          if constexpr (Scaled<W>()) v *= ScaleAt<W>(s[8 * g + j], (k0 + kk) / block_cols);
-          pack[kk * kWideCols + 8 * g + j] = v;
-        }
-      }
-    }
-  }
-}
-
 // c[0, 48) = v0 v1 v2, or c += them when `accumulate`.
 MG_AVX512_INLINE void StoreWideRow(__m512 v0, __m512 v1, __m512 v2, bool accumulate, float* c) {
   if (accumulate) {
@@ -155,7 +123,8 @@ MG_AVX512 void GemmWidePanel(const float* a, int64_t lda, int64_t num_rows,
   const int64_t num_calls = (num_rows + kWideMicroRows - 1) / kWideMicroRows;
   for (int64_t k0 = 0; k0 < k; k0 += kBlockK) {
     const int64_t kc = std::min(kBlockK, k - k0);
-    PackWidePanel<W>(rows, k0, kc, pack, scale_rows, block_cols);
+    // 48 columns in k order (the micro-kernel walks bf16 in kBf16GroupOrder itself).
+    PackPanel<W, kWideCols, false>(rows, k0, kc, pack, scale_rows, block_cols);
     const int64_t next = k0 + kc;
     const WElem<W>* const* prefetch_rows = next < k ? rows : next_rows;
     const int64_t prefetch_k0 = next < k ? next : 0;
