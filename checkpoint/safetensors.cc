@@ -20,7 +20,7 @@ std::string Quote(std::string_view s) {
 std::string SupportedDTypes() {
   std::string out;
   for (DType dtype : {DType::kF32, DType::kF16, DType::kBF16, DType::kI32, DType::kI64, DType::kU8,
-                      DType::kFp8E4M3}) {
+                      DType::kFp8E4M3, DType::kI8}) {
     if (!out.empty()) out += ", ";
     out += DTypeSafetensorsName(dtype);
   }
@@ -289,6 +289,21 @@ StatusOr<Checkpoint> Checkpoint::Open(const std::string& dir) {
                   kSafetensorsIndexFile + " or " + kSafetensorsSingleFile + " in it");
 }
 
+Status Checkpoint::AddFile(const std::string& path) {
+  MG_ASSIGN_OR_RETURN(SafetensorsFile file, SafetensorsFile::Open(path));
+  for (const SafetensorsTensor& tensor : file.tensors()) {
+    if (entries_.count(tensor.name) != 0) {
+      return InvalidArgument(path + ": tensor " + Quote(tensor.name) + " is also in checkpoint " +
+                             dir_ + "; expected names of its own");
+    }
+  }
+  shards_.push_back(std::move(file));
+  const size_t shard = shards_.size() - 1;
+  for (const SafetensorsTensor& tensor : shards_[shard].tensors())
+    entries_.emplace(tensor.name, Entry{shard, &tensor});
+  return Status::Ok();
+}
+
 StatusOr<const SafetensorsTensor*> Checkpoint::Get(std::string_view name) const {
   auto it = entries_.find(name);
   if (it == entries_.end()) {
@@ -312,7 +327,12 @@ std::vector<std::string> Checkpoint::TensorNames() const {
 }
 
 Status WriteSafetensors(const std::string& path, const std::vector<TensorToWrite>& tensors,
-                        const std::vector<std::pair<std::string, std::string>>& metadata) {
+                        const std::vector<std::pair<std::string, std::string>>& metadata,
+                        uint64_t alignment) {
+  if (alignment < 8 || (alignment & (alignment - 1)) != 0) {
+    return InvalidArgument(path + ": alignment " + std::to_string(alignment) +
+                           " must be a power of two >= 8");
+  }
   JsonValue::Object header;
   if (!metadata.empty()) {
     JsonValue metadata_json = JsonValue::MakeObject();
@@ -326,6 +346,21 @@ Status WriteSafetensors(const std::string& path, const std::vector<TensorToWrite
   }
   std::set<std::string_view> names;
   uint64_t offset = 0;
+  std::vector<uint64_t> pads;  // pads[i]: bytes of padding before tensors[i]
+  auto add_entry = [&](const std::string& name, DType dtype, const std::vector<int64_t>& dims,
+                       uint64_t bytes) {
+    JsonValue shape = JsonValue::MakeArray();
+    for (int64_t dim : dims)
+      shape.Append(JsonValue::Int(dim));
+    JsonValue entry = JsonValue::MakeObject();
+    entry.Set("dtype", JsonValue::String(DTypeSafetensorsName(dtype)));
+    entry.Set("shape", std::move(shape));
+    entry.Set("data_offsets",
+              JsonValue::MakeArray({JsonValue::Int(static_cast<int64_t>(offset)),
+                                    JsonValue::Int(static_cast<int64_t>(offset + bytes))}));
+    header.emplace_back(name, std::move(entry));
+    offset += bytes;
+  };
   for (const TensorToWrite& tensor : tensors) {
     const std::string where = path + ": tensor " + Quote(tensor.name) + ": ";
     if (tensor.name.empty() || tensor.name == "__metadata__") {
@@ -343,27 +378,30 @@ Status WriteSafetensors(const std::string& path, const std::vector<TensorToWrite
                              " and shape " + ShapeString(tensor.shape) + " need " +
                              std::to_string(bytes));
     }
-    JsonValue shape = JsonValue::MakeArray();
-    for (int64_t dim : tensor.shape)
-      shape.Append(JsonValue::Int(dim));
-    JsonValue entry = JsonValue::MakeObject();
-    entry.Set("dtype", JsonValue::String(DTypeSafetensorsName(tensor.dtype)));
-    entry.Set("shape", std::move(shape));
-    entry.Set("data_offsets",
-              JsonValue::MakeArray({JsonValue::Int(static_cast<int64_t>(offset)),
-                                    JsonValue::Int(static_cast<int64_t>(offset + bytes))}));
-    header.emplace_back(tensor.name, std::move(entry));  // names are unique: checked above
-    offset += bytes;
+    if (tensor.name.rfind(kSafetensorsPadPrefix, 0) == 0 && alignment > 8) {
+      return InvalidArgument(where + "names starting " + kSafetensorsPadPrefix +
+                             " are the alignment padding's");
+    }
+    const uint64_t pad = (alignment - offset % alignment) % alignment;
+    pads.push_back(alignment > 8 ? pad : 0);
+    if (pads.back() > 0) {
+      add_entry(kSafetensorsPadPrefix + std::to_string(pads.size() - 1), DType::kU8,
+                {static_cast<int64_t>(pad)}, pad);
+    }
+    add_entry(tensor.name, tensor.dtype, tensor.shape, bytes);  // names unique: checked above
   }
   std::string header_text = JsonValue::MakeObject(std::move(header)).Dump();
-  header_text.append((8 - header_text.size() % 8) % 8, ' ');
+  // The data section starts at 8 + header size: a multiple of the alignment.
+  header_text.append((alignment - (8 + header_text.size()) % alignment) % alignment, ' ');
 
   std::string out;
   out.reserve(8 + header_text.size() + offset);
   AppendU64Le(out, header_text.size());
   out += header_text;
-  for (const TensorToWrite& tensor : tensors)
-    out += tensor.bytes;
+  for (size_t i = 0; i < tensors.size(); ++i) {
+    out.append(pads[i], '\0');
+    out += tensors[i].bytes;
+  }
   return WriteFileAtomically(path, out);
 }
 

@@ -74,6 +74,11 @@ class Checkpoint {
   Checkpoint(Checkpoint&&) noexcept = default;
   Checkpoint& operator=(Checkpoint&&) noexcept = default;
 
+  // Adds the tensors of safetensors file `path` (compile-model's packed weights file, beside
+  // the plan) to those of the directory. InvalidArgument naming both when a tensor name is
+  // already present; what SafetensorsFile::Open returns for a missing or malformed file.
+  Status AddFile(const std::string& path);
+
   // NotFound naming the tensor and the directory.
   StatusOr<const SafetensorsTensor*> Get(std::string_view name) const;
   // Path of the file holding `name` (for plans that reference weights by file and offset);
@@ -104,9 +109,16 @@ struct TensorToWrite {
 
 // Writes a safetensors file with the tensors' data in the given order and the header padded
 // with spaces to a multiple of 8 bytes (so the data section is 8-byte aligned), atomically.
+// With `alignment` (a power of two above 8) the data section starts at a multiple of it in
+// the file and so does every tensor: each gap is a U8 tensor named kSafetensorsPadPrefix +
+// its index, so the file stays a plain safetensors file whose ranges tile the data section.
 // InvalidArgument for an empty, duplicate or reserved name, a negative dimension, or a byte
 // count that does not match dtype and shape.
 Status WriteSafetensors(const std::string& path, const std::vector<TensorToWrite>& tensors,
-                        const std::vector<std::pair<std::string, std::string>>& metadata = {});
+                        const std::vector<std::pair<std::string, std::string>>& metadata = {},
+                        uint64_t alignment = 8);
+
+// The name prefix of WriteSafetensors' alignment padding tensors.
+inline constexpr const char* kSafetensorsPadPrefix = "__moegraph_pad_";
 
 }  // namespace moegraph

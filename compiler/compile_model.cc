@@ -142,20 +142,45 @@ StatusOr<Plan> CompileModel(const HfModel& model, const CompileModelOptions& opt
   Plan plan;
   plan.model = model.Info();
   plan.model_dir = std::filesystem::absolute(model.dir).lexically_normal().string();
-  plan.source_ir = PrintGraph(model.graph);
   plan.compile_options = options.command_line;
+  // The graph and the tensors the plan reads: the model's own, or (--weights int8) its
+  // matmul weights quantized into the packed file, which then joins the checkpoint.
+  const Graph* graph = &model.graph;
+  const Checkpoint* checkpoint = &model.checkpoint;
+  Graph quantized;
+  Checkpoint with_packed;
+  std::string packed_file;
+  if (options.weights == WeightFormat::kInt8) {
+    const std::string& path = options.packed_weights_path;
+    if (path.empty()) return InvalidArgument("--weights int8 needs a packed weights file path");
+    quantized = model.graph;
+    MG_ASSIGN_OR_RETURN(QuantizeReport report, QuantizeWeights(quantized, model.checkpoint, path,
+                                                               options.quantize_progress));
+    if (options.quantize_report != nullptr) *options.quantize_report = report;
+    MG_ASSIGN_OR_RETURN(with_packed, Checkpoint::Open(model.dir));
+    MG_RETURN_IF_ERROR(with_packed.AddFile(path));
+    graph = &quantized;
+    checkpoint = &with_packed;
+    packed_file = std::filesystem::path(path).filename().string();
+    if (std::filesystem::exists(std::filesystem::path(model.dir) / packed_file)) {
+      return InvalidArgument("the packed weights file name '" + packed_file +
+                             "' is also a file of the checkpoint directory " + model.dir +
+                             "; write the plan under another name");
+    }
+  }
+  plan.source_ir = PrintGraph(*graph);
   MG_ASSIGN_OR_RETURN(plan.kv_layers,
-                      KvLayersFromGraph(model.graph, plan.model.num_layers,
+                      KvLayersFromGraph(*graph, plan.model.num_layers,
                                         options.kv_dtype.value_or(DefaultKvDType(model))));
   PipelineOptions pipeline = options.pipeline;
   pipeline.chunk_size = options.keys.chunk_size;
   WeightTable table;
-  MG_RETURN_IF_ERROR(CompileKeys(model.graph, options.keys, pipeline, plan, table, progress));
+  MG_RETURN_IF_ERROR(CompileKeys(*graph, options.keys, pipeline, plan, table, progress));
   for (const WeightTable::Entry& entry : table.entries()) {
     Op op;
     op.def = LookupOp("weight");
     op.attrs = entry.attrs;
-    MG_ASSIGN_OR_RETURN(ResolvedWeight resolved, ResolveWeight(op, entry.type, model.checkpoint));
+    MG_ASSIGN_OR_RETURN(ResolvedWeight resolved, ResolveWeight(op, entry.type, *checkpoint));
     PlanWeight w;
     w.name = entry.name;
     w.experts = op.IntAttr("experts", 0);
@@ -186,6 +211,15 @@ StatusOr<Plan> CompileModel(const HfModel& model, const CompileModelOptions& opt
       files.insert(s.file);
   }
   for (const std::string& file : files) {
+    if (file == packed_file) {
+      // Written above: always fully hashed (the read is of a file just written).
+      const std::string dir =
+          std::filesystem::path(options.packed_weights_path).parent_path().string();
+      MG_ASSIGN_OR_RETURN(PlanCheckpointFile fingerprint,
+                          FingerprintCheckpointFile(dir.empty() ? "." : dir, file, true));
+      plan.packed_weight_files.push_back(std::move(fingerprint));
+      continue;
+    }
     MG_ASSIGN_OR_RETURN(PlanCheckpointFile fingerprint,
                         FingerprintCheckpointFile(model.dir, file, options.hash_checkpoint));
     plan.checkpoint_files.push_back(std::move(fingerprint));

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "compiler/pipeline.h"
+#include "compiler/quantize_weights.h"
 #include "frontends/hf_model.h"
 #include "plan/plan.h"
 
@@ -22,6 +23,14 @@ struct CompileModelOptions {
   bool hash_checkpoint = true;
   // The KV cache's storage dtype (kF32, kF16 or kBF16); unset: DefaultKvDType.
   std::optional<DType> kv_dtype;
+  // kInt8: quantize the matmul weights (QuantizeWeights) into `packed_weights_path`, a file
+  // in the directory the plan will be written to (PackedWeightsPath of it).
+  WeightFormat weights = WeightFormat::kCheckpoint;
+  std::string packed_weights_path;
+  // Called after each weight QuantizeWeights packs (done, total); may be empty.
+  std::function<void(size_t, size_t)> quantize_progress;
+  // Filled with what QuantizeWeights did, when `weights` is kInt8 (may be null).
+  QuantizeReport* quantize_report = nullptr;
 };
 
 // The KV dtype a model gets without --kv-dtype: its checkpoint's 16-bit float

@@ -14,7 +14,7 @@ struct DTypeInfo {
   bool is_float;
 };
 
-constexpr std::array<DTypeInfo, 8> kDTypes = {{
+constexpr std::array<DTypeInfo, 9> kDTypes = {{
     {DType::kF32, "f32", "F32", 32, true},
     {DType::kF16, "f16", "F16", 16, true},
     {DType::kBF16, "bf16", "BF16", 16, true},
@@ -23,6 +23,7 @@ constexpr std::array<DTypeInfo, 8> kDTypes = {{
     {DType::kU8, "u8", "U8", 8, false},
     {DType::kFp8E4M3, "fp8e4m3", "F8_E4M3", 8, true},
     {DType::kMxfp4, "mxfp4", "U8", 4, true},
+    {DType::kI8, "i8", "I8", 8, false},
 }};
 
 const DTypeInfo& Info(DType dtype) {
@@ -47,7 +48,7 @@ int64_t DTypeStorageBytes(DType dtype, int64_t numel) {
   return (numel * Info(dtype).bits + 7) / 8;
 }
 bool IsQuantStorage(DType dtype) {
-  return dtype == DType::kFp8E4M3 || dtype == DType::kMxfp4;
+  return dtype == DType::kFp8E4M3 || dtype == DType::kMxfp4 || dtype == DType::kI8;
 }
 bool IsFloat(DType dtype) {
   return Info(dtype).is_float;

@@ -16,6 +16,8 @@ const char* QuantSchemeName(QuantScheme scheme) {
       return "fp8_block";
     case QuantScheme::kMxfp4:
       return "mxfp4";
+    case QuantScheme::kInt8Block:
+      return "int8_block";
   }
   return "none";
 }
@@ -23,6 +25,7 @@ const char* QuantSchemeName(QuantScheme scheme) {
 std::optional<QuantScheme> ParseQuantScheme(std::string_view name) {
   if (name == "fp8_block") return QuantScheme::kFp8Block;
   if (name == "mxfp4") return QuantScheme::kMxfp4;
+  if (name == "int8_block") return QuantScheme::kInt8Block;
   return std::nullopt;
 }
 
@@ -34,6 +37,8 @@ DType QuantWeightDType(QuantScheme scheme) {
       return DType::kFp8E4M3;
     case QuantScheme::kMxfp4:
       return DType::kMxfp4;
+    case QuantScheme::kInt8Block:
+      return DType::kI8;
   }
   return DType::kF32;
 }
@@ -58,7 +63,7 @@ StatusOr<WeightQuant> WeightQuantOf(const Op& op) {
   const std::optional<QuantScheme> scheme = ParseQuantScheme(op.StringAttr("quant"));
   if (!scheme) {
     return InvalidArgument(where + ": unknown quant \"" + op.StringAttr("quant") +
-                           "\", expected \"fp8_block\" or \"mxfp4\"");
+                           "\", expected \"fp8_block\", \"mxfp4\" or \"int8_block\"");
   }
   quant.scheme = *scheme;
   const int64_t rows = op.IntAttr("block_rows"), cols = op.IntAttr("block_cols");

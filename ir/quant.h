@@ -23,9 +23,13 @@ enum class QuantScheme : uint8_t {
   // byte) and one u8 e8m0 scale (2^(s - 127)) per 32 consecutive inputs of a row: blocks of
   // 1 x 32, K a multiple of 32.
   kMxfp4 = 2,
+  // Symmetric int8, as `compile-model --weights int8` writes it: i8 elements and one f32
+  // scale (dequantized = i8 * scale) per block of block_rows x block_cols elements; the
+  // compiler writes blocks of 1 x 32 (llama.cpp's Q8_0 block, with an f32 scale).
+  kInt8Block = 3,
 };
 
-// IR spelling of the `quant` attribute: "fp8_block", "mxfp4".
+// IR spelling of the `quant` attribute: "fp8_block", "mxfp4", "int8_block".
 const char* QuantSchemeName(QuantScheme scheme);
 std::optional<QuantScheme> ParseQuantScheme(std::string_view name);
 // The dtype a scheme's weight value has (its storage format) and its scales' dtype.
@@ -61,6 +65,12 @@ std::vector<int64_t> QuantScaleShape(const WeightQuant& quant, const std::vector
 // fused FP8 experts name them).
 inline std::string ScaleTensorName(std::string_view name) {
   return std::string(name) + "_scale_inv";
+}
+
+// Whether `scheme` stores one byte per element with one f32 scale per block (fp8_block,
+// int8_block): the kernels read both the same way but for the element decode.
+inline bool ByteBlockScheme(QuantScheme scheme) {
+  return scheme == QuantScheme::kFp8Block || scheme == QuantScheme::kInt8Block;
 }
 
 // The value of an OCP fp8 e4m3fn byte (bias 7, no infinities; S.1111.111 is NaN), exact,

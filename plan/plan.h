@@ -106,6 +106,9 @@ struct Plan {
   // layer), derived from the graph's attention ops. The runtime sizes and
   // pages the cache from these alone.
   std::vector<PlanKvLayer> kv_layers;
+  // Weights files compile-model wrote (--weights int8): safetensors files in the plan
+  // file's directory, named relative to it; weight slices in them name these files.
+  std::vector<PlanCheckpointFile> packed_weight_files;
 
   int64_t max_arena_bytes() const {
     int64_t m = 0;

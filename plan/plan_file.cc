@@ -37,6 +37,7 @@ static_assert(static_cast<int>(fb::DType::I64) == static_cast<int>(DType::kI64))
 static_assert(static_cast<int>(fb::DType::U8) == static_cast<int>(DType::kU8));
 static_assert(static_cast<int>(fb::DType::FP8E4M3) == static_cast<int>(DType::kFp8E4M3));
 static_assert(static_cast<int>(fb::DType::MXFP4) == static_cast<int>(DType::kMxfp4));
+static_assert(static_cast<int>(fb::DType::I8) == static_cast<int>(DType::kI8));
 static_assert(static_cast<int>(fb::MoePhase::Prefill) == static_cast<int>(MoePhase::kPrefill));
 static_assert(static_cast<int>(fb::MoePhase::Decode) == static_cast<int>(MoePhase::kDecode));
 static_assert(static_cast<int>(fb::ArgKind::Arena) == static_cast<int>(ArgKind::kArena));
@@ -45,7 +46,7 @@ static_assert(static_cast<int>(fb::ArgKind::Input) == static_cast<int>(ArgKind::
 
 // The last value of each enum; a value added to ir/ without plan.fbs (or the
 // reverse) must update both, or these fail.
-constexpr DType kLastDType = DType::kMxfp4;
+constexpr DType kLastDType = DType::kI8;
 constexpr MoePhase kLastPhase = MoePhase::kDecode;
 constexpr ArgKind kLastArgKind = ArgKind::kInput;
 static_assert(static_cast<int>(fb::DType::MAX) == static_cast<int>(kLastDType));
@@ -321,6 +322,24 @@ void ReadKvLayers(const fb::Plan& in, Plan* out) {
   }
 }
 
+// A list of file fingerprints (checkpoint_files, packed_weight_files) into `out`.
+bool ReadFileList(const flatbuffers::Vector<flatbuffers::Offset<fb::PlanCheckpointFile>>& files,
+                  const char* field, std::vector<PlanCheckpointFile>* out, std::string* missing) {
+  out->resize(files.size());
+  for (flatbuffers::uoffset_t i = 0; i < files.size(); ++i) {
+    const fb::PlanCheckpointFile& f = *files.Get(i);
+    PlanCheckpointFile& o = (*out)[i];
+    o.bytes = f.bytes();
+    o.mtime_ns = f.mtime_ns();
+    o.sampled_hash = f.sampled_hash();
+    o.full_hash = f.full_hash();
+    if (!ReadString(f.file(), "file", &o.file, missing)) {
+      return Nested(missing, Indexed(field, i));
+    }
+  }
+  return true;
+}
+
 bool ReadPlan(const fb::Plan& in, Plan* out, std::string* missing) {
   out->format_version = in.format_version();
   out->keys_share_one_arena = in.keys_share_one_arena();
@@ -354,16 +373,11 @@ bool ReadPlan(const fb::Plan& in, Plan* out, std::string* missing) {
   out->op_set_hash = in.op_set_hash();
   const auto* files = in.checkpoint_files();
   if (files == nullptr) return Missing(missing, "checkpoint_files");
-  out->checkpoint_files.resize(files->size());
-  for (flatbuffers::uoffset_t i = 0; i < files->size(); ++i) {
-    const fb::PlanCheckpointFile& f = *files->Get(i);
-    PlanCheckpointFile& o = out->checkpoint_files[i];
-    o.bytes = f.bytes();
-    o.mtime_ns = f.mtime_ns();
-    o.sampled_hash = f.sampled_hash();
-    o.full_hash = f.full_hash();
-    if (!ReadString(f.file(), "file", &o.file, missing)) {
-      return Nested(missing, Indexed("checkpoint_files", i));
+  if (!ReadFileList(*files, "checkpoint_files", &out->checkpoint_files, missing)) return false;
+  // Optional: plans without packed weights (and those written before them) have none.
+  if (const auto* packed = in.packed_weight_files()) {
+    if (!ReadFileList(*packed, "packed_weight_files", &out->packed_weight_files, missing)) {
+      return false;
     }
   }
   // Optional: plans written before tokenizers were recorded have none.
@@ -495,7 +509,7 @@ class PlanValidator {
                      int64_t* bytes) const {
     if (!IsKnown(dtype)) {
       return Error(what() + " has dtype value " + EnumValue(dtype) + ", expected 0.." +
-                   EnumValue(kLastDType) + " (f32 .. mxfp4)");
+                   EnumValue(kLastDType) + " (f32 .. i8)");
     }
     if (shape.size() > static_cast<size_t>(kMaxRank)) {
       return Error(what() + " has rank " + std::to_string(shape.size()) + ", expected at most " +
@@ -517,18 +531,25 @@ class PlanValidator {
   // file has one (a plan without weights, or from a test, may have none).
   Status CheckCheckpointFiles() const {
     std::map<std::string, size_t> files;
-    for (size_t i = 0; i < plan_.checkpoint_files.size(); ++i) {
-      const std::string& file = plan_.checkpoint_files[i].file;
-      if (file.empty()) return Error("checkpoint_files[" + std::to_string(i) + "] names no file");
-      // A file name in model_dir, as compile-model records it: nothing outside.
-      if (file.find('/') != std::string::npos || file == "." || file == "..") {
-        return Error("checkpoint_files[" + std::to_string(i) + "] is '" + file +
-                     "', expected a file name inside model_dir");
+    const auto add = [&](const std::vector<PlanCheckpointFile>& list, const char* field,
+                         const char* dir) {
+      for (size_t i = 0; i < list.size(); ++i) {
+        const std::string& file = list[i].file;
+        const std::string where = std::string(field) + "[" + std::to_string(i) + "]";
+        if (file.empty()) return Error(where + " names no file");
+        // A file name in its directory, as compile-model records it: nothing outside.
+        if (file.find('/') != std::string::npos || file == "." || file == "..") {
+          return Error(where + " is '" + file + "', expected a file name inside " + dir);
+        }
+        if (!files.emplace(file, i).second) {
+          return Error("checkpoint_files and packed_weight_files list '" + file + "' twice");
+        }
       }
-      if (!files.emplace(file, i).second) {
-        return Error("checkpoint_files lists '" + file + "' twice");
-      }
-    }
+      return Status::Ok();
+    };
+    MG_RETURN_IF_ERROR(add(plan_.checkpoint_files, "checkpoint_files", "model_dir"));
+    MG_RETURN_IF_ERROR(
+        add(plan_.packed_weight_files, "packed_weight_files", "the plan's directory"));
     if (files.empty()) return Status::Ok();
     for (const PlanWeight& w : plan_.weights) {
       std::vector<PlanWeightSlice> all = w.slices;
@@ -536,7 +557,7 @@ class PlanValidator {
       for (const PlanWeightSlice& slice : all) {
         if (!slice.file.empty() && files.count(slice.file) == 0) {
           return Error("weight '" + w.name + "' is read from '" + slice.file +
-                       "', which checkpoint_files does not list");
+                       "', which neither checkpoint_files nor packed_weight_files lists");
         }
       }
     }
@@ -711,10 +732,11 @@ class PlanValidator {
       }
       return Status::Ok();
     }
-    if (w.quant.scheme != QuantScheme::kFp8Block && w.quant.scheme != QuantScheme::kMxfp4) {
+    if (w.quant.scheme != QuantScheme::kFp8Block && w.quant.scheme != QuantScheme::kMxfp4 &&
+        w.quant.scheme != QuantScheme::kInt8Block) {
       return Error(what + " has quantization scheme " +
                    std::to_string(static_cast<int>(w.quant.scheme)) +
-                   ", expected 1 (fp8_block) or 2 (mxfp4)");
+                   ", expected 1 (fp8_block), 2 (mxfp4) or 3 (int8_block)");
     }
     if (w.dtype != QuantWeightDType(w.quant.scheme) || w.shape.size() < 2) {
       return Error(what + " is " + DTypeName(w.dtype) + " " + ShapeString(w.shape) + ", but " +
@@ -1069,14 +1091,18 @@ std::string SerializePlan(const Plan& plan) {
 
   const auto source_ir = b.CreateString(plan.source_ir);
   const auto compile_options = b.CreateString(plan.compile_options);
-  std::vector<flatbuffers::Offset<fb::PlanCheckpointFile>> file_offsets;
-  file_offsets.reserve(plan.checkpoint_files.size());
-  for (const PlanCheckpointFile& f : plan.checkpoint_files) {
-    const auto name = b.CreateString(f.file);
-    file_offsets.push_back(
-        fb::CreatePlanCheckpointFile(b, name, f.bytes, f.mtime_ns, f.sampled_hash, f.full_hash));
-  }
-  const auto checkpoint_files = b.CreateVector(file_offsets);
+  const auto file_list = [&](const std::vector<PlanCheckpointFile>& files) {
+    std::vector<flatbuffers::Offset<fb::PlanCheckpointFile>> offsets;
+    offsets.reserve(files.size());
+    for (const PlanCheckpointFile& f : files) {
+      const auto name = b.CreateString(f.file);
+      offsets.push_back(
+          fb::CreatePlanCheckpointFile(b, name, f.bytes, f.mtime_ns, f.sampled_hash, f.full_hash));
+    }
+    return b.CreateVector(offsets);
+  };
+  const auto checkpoint_files = file_list(plan.checkpoint_files);
+  const auto packed_weight_files = file_list(plan.packed_weight_files);
   std::vector<flatbuffers::Offset<fb::PlanTokenizerFile>> tokenizer_file_offsets;
   for (const PlanTokenizerFile& f : plan.tokenizer_files) {
     tokenizer_file_offsets.push_back(
@@ -1091,9 +1117,10 @@ std::string SerializePlan(const Plan& plan) {
                                                      ToFb(l.dtype)));
   }
   const auto kv_layers = b.CreateVector(kv_layer_offsets);
-  const auto root = fb::CreatePlan(b, plan.format_version, model, model_dir, weights, key_options,
-                                   programs, source_ir, compile_options, plan.keys_share_one_arena,
-                                   checkpoint_files, plan.op_set_hash, tokenizer_files, kv_layers);
+  const auto root =
+      fb::CreatePlan(b, plan.format_version, model, model_dir, weights, key_options, programs,
+                     source_ir, compile_options, plan.keys_share_one_arena, checkpoint_files,
+                     plan.op_set_hash, tokenizer_files, kv_layers, packed_weight_files);
   fb::FinishPlanBuffer(b, root);
   return AppendPlanChecksum(
       std::string(reinterpret_cast<const char*>(b.GetBufferPointer()), b.GetSize()));

@@ -49,7 +49,11 @@ struct Engine::DeviceState {
 StatusOr<std::unique_ptr<Engine>> Engine::Open(const std::string& plan_path,
                                                const EngineOptions& options) {
   MG_ASSIGN_OR_RETURN(Plan plan, ReadPlanFile(plan_path));
-  return Load(std::move(plan), options);
+  EngineOptions with_dir = options;
+  if (with_dir.plan_dir.empty()) {
+    with_dir.plan_dir = std::filesystem::path(plan_path).parent_path().string();
+  }
+  return Load(std::move(plan), with_dir);
 }
 
 namespace {
@@ -437,6 +441,12 @@ Status Engine::BindWeights() {
   const std::string dir = options_.model_dir.empty() ? plan_.model_dir : options_.model_dir;
   MG_ASSIGN_OR_RETURN(Checkpoint checkpoint, Checkpoint::Open(dir));
   checkpoint_.emplace(std::move(checkpoint));
+  const std::string plan_dir = options_.plan_dir.empty() ? "." : options_.plan_dir;
+  for (const PlanCheckpointFile& packed : plan_.packed_weight_files) {
+    const std::string path = plan_dir + "/" + packed.file;
+    MG_RETURN_IF_ERROR(checkpoint_->AddFile(path).WithContext(
+        "the plan's packed weights (compile-model --weights; they stay beside the plan)"));
+  }
   weights_.clear();
   // An expert-parallel rank binds (and so pages in) only what its own programs read: its
   // experts, not the other ranks'.
@@ -521,6 +531,8 @@ Status Engine::BindWeights() {
     weights_.push_back(*weight_args_.Find(static_cast<ValueId>(i)));
   }
   // Same names, shapes and offsets, but other values?
+  MG_RETURN_IF_ERROR(
+      CheckCheckpointFiles(plan_.packed_weight_files, plan_dir, options_.checkpoint_check));
   return CheckCheckpointFiles(plan_.checkpoint_files, dir, options_.checkpoint_check);
 }
 

@@ -32,6 +32,9 @@ struct EngineOptions {
   // every sequence of the plan's largest sequence bucket at its full context.
   uint64_t kv_cache_bytes = 0;
   std::string model_dir;  // overrides the plan's checkpoint directory
+  // Where the plan's packed weights files (Plan::packed_weight_files) are: Open sets it to
+  // the plan file's directory when empty; Load(plan) reads them from "." when empty.
+  std::string plan_dir;
   // How much of the checkpoint to read to detect one changed since compile
   // (checkpoint/weights.h): kAuto hashes a file in full only when its mtime moved.
   CheckpointCheck checkpoint_check = CheckpointCheck::kAuto;

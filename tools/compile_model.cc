@@ -143,6 +143,12 @@ int Main(int argc, char** argv) {
                      "KV cache storage dtype: f32, f16 or bf16 (default: the checkpoint's 16-bit "
                      "dtype for a bf16/f16 checkpoint, else f32)")
           ->type_name("DTYPE");
+  std::string weights = "checkpoint";
+  app.add_option("--weights", weights,
+                 "weights the plan reads: 'checkpoint' (as stored) or 'int8' (matmul weights "
+                 "quantized to int8 blocks of 32 with f32 scales, written beside the plan as "
+                 "PLAN_STEM.int8.safetensors; CPU backend)")
+      ->type_name("FORMAT");
   app.add_flag("-q,--quiet", quiet, "no progress or summary");
   if (std::optional<int> exit_code = ParseCommandLine(app, "compile-model", argc, argv)) {
     return *exit_code;
@@ -165,6 +171,11 @@ int Main(int argc, char** argv) {
       return Fail(InvalidArgument("--kv-dtype: expected f32, f16 or bf16, got '" + kv_dtype + "'"));
     }
     options.kv_dtype = *parsed;
+  }
+  if (const std::optional<WeightFormat> format = ParseWeightFormat(weights)) {
+    options.weights = *format;
+  } else {
+    return Fail(InvalidArgument("--weights: expected checkpoint or int8, got '" + weights + "'"));
   }
   if (args.size() != 1) return Fail(InvalidArgument("expected one MODEL argument (see --help)"));
   if (!family.empty()) {
@@ -221,6 +232,19 @@ int Main(int argc, char** argv) {
     std::fprintf(stderr, "compiling %zu keys%s of %s (%s: %s)\n", keys->size(), for_ranks.c_str(),
                  dir->c_str(), model->family.c_str(), DescribeModel(model->config).c_str());
   }
+  QuantizeReport quantized;
+  if (options.weights == WeightFormat::kInt8) {
+    options.packed_weights_path = PackedWeightsPath(output);
+    options.quantize_report = &quantized;
+    if (!quiet) {
+      options.quantize_progress = [&](size_t done, size_t total) {
+        if (done == total || done % 16 == 0) {
+          std::fprintf(stderr, "\r  quantizing weights to int8: %zu/%zu", done, total);
+          if (done == total) std::fprintf(stderr, "\n");
+        }
+      };
+    }
+  }
   std::vector<double> seconds;
   StatusOr<Plan> plan = CompileModel(*model, options, [&](const CompileProgress& p) {
     seconds.push_back(p.seconds);
@@ -257,6 +281,16 @@ int Main(int argc, char** argv) {
         FormatBytes(weight_bytes).c_str(), plan->model_dir.c_str(),
         plan->kv_layers.empty() ? "-" : DTypeName(plan->kv_layers[0].dtype),
         FormatBytes(std::filesystem::file_size(output)).c_str(), total);
+    if (options.weights == WeightFormat::kInt8) {
+      std::printf(
+          "int8 weights: %lld matmul weights packed into %s (%s from %s in the "
+          "checkpoint); %zu kept as stored\n",
+          static_cast<long long>(quantized.weights), options.packed_weights_path.c_str(),
+          FormatBytes(quantized.packed_bytes).c_str(), FormatBytes(quantized.source_bytes).c_str(),
+          quantized.kept.size());
+      for (const std::string& kept : quantized.kept)
+        std::printf("  kept: %s\n", kept.c_str());
+    }
     std::string tokenizer_files;
     for (const PlanTokenizerFile& f : plan->tokenizer_files)
       tokenizer_files += (tokenizer_files.empty() ? "" : ", ") + f.file;

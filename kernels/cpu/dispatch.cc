@@ -14,11 +14,11 @@
 namespace moegraph {
 namespace {
 
-// fp8e4m3 / mxfp4: a quantized matmul weight; the optimised matmul kernels read the blocks
+// fp8e4m3 / mxfp4 / i8: a quantized matmul weight; the optimised matmul kernels read the blocks
 // they take (simd::ToMatmulWType) and run the reference for others.
 bool IsWeight(DType dtype) {
   return dtype == DType::kF32 || dtype == DType::kBF16 || dtype == DType::kF16 ||
-         dtype == DType::kFp8E4M3 || dtype == DType::kMxfp4;
+         IsQuantStorage(dtype);
 }
 
 // Inputs [first, first + count) exist and share one weight dtype.

@@ -726,14 +726,14 @@ MG_AVX2_INLINE void ScaleAxpy(float* y, float scale, float alpha, const float* x
     y[i] = y[i] * scale + alpha * x[i];
 }
 
-// kv_b row `row`'s 8 values at column c widened to f32 (kFp8: decoded and times the
+// kv_b row `row`'s 8 values at column c widened to f32 (kFp8, kInt8: decoded and times the
 // block's scale; block_cols is a multiple of 8, so a vector never straddles two blocks),
 // and its single value.
 template <simd::WType W>
 MG_AVX2_INLINE __m256 KvBLoad8(const simd::WeightScales& s, const simd::WElem<W>* wr, int64_t row,
                                int64_t c) {
   __m256 v = simd::Load8<W>(wr + c);
-  if constexpr (W == simd::WType::kFp8) {
+  if constexpr (simd::Scaled<W>()) {
     v = _mm256_mul_ps(v, _mm256_broadcast_ss(s.GateRow(row) + c / s.block_cols));
   }
   return v;
@@ -742,7 +742,7 @@ template <simd::WType W>
 MG_AVX2_INLINE float KvBLoad1(const simd::WeightScales& s, const simd::WElem<W>* wr, int64_t row,
                               int64_t c) {
   float v = simd::Load1<W>(wr + c);
-  if constexpr (W == simd::WType::kFp8) v *= s.GateRow(row)[c / s.block_cols];
+  if constexpr (simd::Scaled<W>()) v *= s.GateRow(row)[c / s.block_cols];
   return v;
 }
 
@@ -844,8 +844,9 @@ void OptMlaAttention(const KernelArgs& args) {
       args.meta != nullptr && q.kv_lora_rank <= kMaxRefHeadDimMla && q.CacheRow() <= kMaxMlaRow &&
       kv_access::IsLatentLayer(args.kv, q.layer, q.CacheRow()) &&
       simd::ToMatmulWType(kv_b, &wtype) && wtype != simd::WType::kMxfp4 &&
-      (wtype != simd::WType::kFp8 || kv_b.scales) && kv_b.rank == 2 &&
-      kv_b.shape[0] == q.num_heads * (q.qk_nope_head_dim + q.v_head_dim) &&
+      (wtype == simd::WType::kF32 || wtype == simd::WType::kBF16 || wtype == simd::WType::kF16 ||
+       kv_b.scales) &&
+      kv_b.rank == 2 && kv_b.shape[0] == q.num_heads * (q.qk_nope_head_dim + q.v_head_dim) &&
       kv_b.shape[1] == q.kv_lora_rank && RowSize(args.out[0]) == q.num_heads * q.v_head_dim &&
       RowSize(args.in[0]) == q.num_heads * q.qk_nope_head_dim &&
       RowSize(args.in[1]) == q.num_heads * q.qk_rope_head_dim &&
@@ -888,6 +889,8 @@ void OptMlaAttention(const KernelArgs& args) {
         return MlaItems<simd::WType::kF16>(p, begin, end);
       case simd::WType::kFp8:
         return MlaItems<simd::WType::kFp8>(p, begin, end);
+      case simd::WType::kInt8:
+        return MlaItems<simd::WType::kInt8>(p, begin, end);
       case simd::WType::kMxfp4:  // refused above: the reference reads an mxfp4 kv_b
         return;
     }

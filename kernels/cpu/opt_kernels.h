@@ -1,8 +1,8 @@
-// Optimised CPU kernels (AVX2/FMA/F16C, the prefill GEMM also AVX-512): same contract and semantics as
-// the reference kernel of the same op (reference_kernels.h), results equal to
-// within f32 accumulation order. Dispatch (SelectCpuKernel) calls them only
-// on processors where OptKernelsSupported() holds; each one falls back to its
-// reference kernel for inputs outside its fast path (bad shapes, other dtypes).
+// Optimised CPU kernels (AVX2/FMA/F16C, the prefill GEMM also AVX-512): same contract and semantics
+// as the reference kernel of the same op (reference_kernels.h), results equal to within f32
+// accumulation order. Dispatch (SelectCpuKernel) calls them only on processors where
+// OptKernelsSupported() holds; each one falls back to its reference kernel for inputs outside its
+// fast path (bad shapes, other dtypes).
 //
 // Threads: every kernel splits its outputs statically over args.num_threads
 // from the shapes (and, for MoE kernels, the routing in its inputs), and each

@@ -80,6 +80,9 @@ void ForWType(WType wtype, Fn&& fn) {
     case WType::kMxfp4:
       fn(std::integral_constant<WType, WType::kMxfp4>{});
       break;
+    case WType::kInt8:
+      fn(std::integral_constant<WType, WType::kInt8>{});
+      break;
   }
 }
 

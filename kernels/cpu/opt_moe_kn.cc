@@ -42,6 +42,7 @@ void ForWType(WType wtype, Fn&& fn) {
       break;
     case WType::kFp8:  // the callers leave quantized [in, out] weights to the reference
     case WType::kMxfp4:
+    case WType::kInt8:
       break;
   }
 }

@@ -97,6 +97,7 @@ bool RunNorm(const KernelArgs& args, bool with_residual) {
           break;
         case WType::kFp8:  // ToWType never gives these: norm weights are not quantized
         case WType::kMxfp4:
+        case WType::kInt8:
           break;
       }
     }

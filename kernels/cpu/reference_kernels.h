@@ -329,12 +329,13 @@ inline float DotWeight(const float* x, const void* w, DType dtype, int64_t offse
   return acc;
 }
 
-// Whether `w` is a weight a matmul kernel reads: f32/bf16/f16, fp8e4m3 with its block
-// scales (QuantScheme::kFp8Block), or packed mxfp4 with its e8m0 scales (kMxfp4, K % 32 == 0).
+// Whether `w` is a weight a matmul kernel reads: f32/bf16/f16, fp8e4m3 or i8 with its block
+// scales (QuantScheme::kFp8Block, kInt8Block), or packed mxfp4 with its e8m0 scales (kMxfp4, K % 32
+// == 0).
 inline bool IsMatmulWeight(const TensorArg& w) {
-  if (w.quant.scheme == QuantScheme::kFp8Block) {
-    return w.dtype == DType::kFp8E4M3 && w.quant.block_rows > 0 && w.quant.block_cols > 0 &&
-           (w.scales != nullptr || w.expert_scales != nullptr);
+  if (ByteBlockScheme(w.quant.scheme)) {
+    return w.dtype == QuantWeightDType(w.quant.scheme) && w.quant.block_rows > 0 &&
+           w.quant.block_cols > 0 && (w.scales != nullptr || w.expert_scales != nullptr);
   }
   if (w.quant.scheme == QuantScheme::kMxfp4) {
     return w.dtype == DType::kMxfp4 && w.quant.block_rows == 1 && w.quant.block_cols == 32 &&
@@ -351,7 +352,8 @@ struct WeightMatrix {
   DType dtype = DType::kF32;
   int64_t cols = 0;  // K
   WeightQuant quant;
-  // [ceil(N / block_rows), ceil(K / block_cols)] when quantized: f32 for kFp8Block, u8 e8m0
+  // [ceil(N / block_rows), ceil(K / block_cols)] when quantized: f32 for kFp8Block and
+  // kInt8Block, u8 e8m0
   // for kMxfp4 (whose data rows are K / 2 bytes of packed codes).
   const void* scales = nullptr;
 
@@ -368,15 +370,14 @@ struct WeightMatrix {
       }
       return acc;
     }
-    if (quant.scheme != QuantScheme::kFp8Block)
-      return DotWeight(x, data, dtype, row * cols + col0, n);
+    if (!ByteBlockScheme(quant.scheme)) return DotWeight(x, data, dtype, row * cols + col0, n);
     const uint8_t* q = static_cast<const uint8_t*>(data) + row * cols;
     const float* s =
         static_cast<const float*>(scales) + (row / quant.block_rows) * quant.ScaleCols(cols);
     float acc = 0.0f;
     for (int64_t i = 0; i < n; ++i) {
       const int64_t c = col0 + i;
-      acc += x[i] * (Fp8E4M3ToF32(q[c]) * s[c / quant.block_cols]);
+      acc += x[i] * (DecodeByte(q[c]) * s[c / quant.block_cols]);
     }
     return acc;
   }
@@ -388,11 +389,17 @@ struct WeightMatrix {
       const uint8_t* s = static_cast<const uint8_t*>(scales) + row * (cols / 32);
       return Mxfp4At(q, col) * E8M0ToF32(s[col / 32]);
     }
-    if (quant.scheme != QuantScheme::kFp8Block) return LoadWeight(data, dtype, row * cols + col);
+    if (!ByteBlockScheme(quant.scheme)) return LoadWeight(data, dtype, row * cols + col);
     const uint8_t q = static_cast<const uint8_t*>(data)[row * cols + col];
     const float* s =
         static_cast<const float*>(scales) + (row / quant.block_rows) * quant.ScaleCols(cols);
-    return Fp8E4M3ToF32(q) * s[col / quant.block_cols];
+    return DecodeByte(q) * s[col / quant.block_cols];
+  }
+
+  // A byte of a kFp8Block / kInt8Block weight, unscaled: its e4m3 or its signed 8-bit value.
+  float DecodeByte(uint8_t q) const {
+    return quant.scheme == QuantScheme::kInt8Block ? static_cast<float>(static_cast<int8_t>(q))
+                                                   : Fp8E4M3ToF32(q);
   }
 };
 

@@ -29,8 +29,10 @@ inline bool CpuHasAvx2Fma() {
 // matmul drivers multiply each decoded vector by its block's scale (WeightScales). kMxfp4
 // is packed FP4 e2m1 (two codes a byte, QuantScheme::kMxfp4): a row pointer is a byte
 // pointer, element i lives at byte i / 2 (ElemOffset), Load8 decodes 8 codes from 4 bytes
-// unscaled and the drivers multiply by the row's e8m0 scale of each 32 columns.
-enum class WType { kF32, kBF16, kF16, kFp8, kMxfp4 };
+// unscaled and the drivers multiply by the row's e8m0 scale of each 32 columns. kInt8 is
+// signed 8-bit with f32 block scales (QuantScheme::kInt8Block), read as kFp8 is but for
+// the decode (a sign-extending widen).
+enum class WType { kF32, kBF16, kF16, kFp8, kMxfp4, kInt8 };
 
 inline bool ToWType(DType dtype, WType* out) {
   switch (dtype) {
@@ -69,6 +71,10 @@ struct WTraits<WType::kFp8> {
 template <>
 struct WTraits<WType::kMxfp4> {
   using T = uint8_t;
+};
+template <>
+struct WTraits<WType::kInt8> {
+  using T = int8_t;
 };
 template <WType W>
 using WElem = typename WTraits<W>::T;
@@ -130,7 +136,7 @@ MG_AVX2 inline void StoreFp8x8(const uint8_t* p, float* out) {
   _mm256_storeu_ps(out, Fp8x8ToF32(p));
 }
 
-// 8 consecutive weights widened to f32 (kFp8: decoded, unscaled).
+// 8 consecutive weights widened to f32 (kFp8, kInt8: decoded, unscaled).
 template <WType W>
 MG_AVX2_INLINE __m256 Load8(const WElem<W>* p) {
   if constexpr (W == WType::kF32) {
@@ -139,6 +145,9 @@ MG_AVX2_INLINE __m256 Load8(const WElem<W>* p) {
     return Fp8x8ToF32(p);
   } else if constexpr (W == WType::kMxfp4) {
     return Fp4x8ToF32(p);
+  } else if constexpr (W == WType::kInt8) {
+    return _mm256_cvtepi32_ps(
+        _mm256_cvtepi8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p))));
   } else if constexpr (W == WType::kBF16) {
     const __m128i h = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
     return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
@@ -155,6 +164,8 @@ MG_AVX2_INLINE float Load1(const WElem<W>* p) {
     return *p;
   } else if constexpr (W == WType::kFp8) {
     return Fp8E4M3ToF32(*p);
+  } else if constexpr (W == WType::kInt8) {
+    return static_cast<float>(*p);
   } else if constexpr (W == WType::kBF16) {
     return Bf16ToF32(*p);
   } else {

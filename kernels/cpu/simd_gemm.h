@@ -53,7 +53,7 @@ struct WeightScales {
 // Whether weights of W carry block scales the drivers multiply by.
 template <WType W>
 constexpr bool Scaled() {
-  return W == WType::kFp8 || W == WType::kMxfp4;
+  return W == WType::kFp8 || W == WType::kMxfp4 || W == WType::kInt8;
 }
 
 // The scale of column block `block` of a scale row (GateScaleRow / UpScaleRow).
@@ -66,16 +66,17 @@ MG_AVX2_INLINE float ScaleAt(const void* row, int64_t block) {
   }
 }
 
-// The WType of matmul weight `w`: ToWType of its dtype, kFp8 for a block-scaled fp8 weight
-// whose blocks the kernels take (block_cols % 8 == 0), kMxfp4 for an mxfp4 weight (K % 32
+// The WType of matmul weight `w`: ToWType of its dtype, kFp8 / kInt8 for a block-scaled fp8 /
+// int8 weight whose blocks the kernels take (block_cols % 8 == 0), kMxfp4 for an mxfp4 weight (K %
+// 32
 // == 0); false: run the reference.
 inline bool ToMatmulWType(const TensorArg& w, WType* out) {
-  if (w.quant.scheme == QuantScheme::kFp8Block) {
-    if (w.dtype != DType::kFp8E4M3 || w.quant.block_rows <= 0 || w.quant.block_cols <= 0 ||
-        w.quant.block_cols % 8 != 0) {
+  if (ByteBlockScheme(w.quant.scheme)) {
+    if (w.dtype != QuantWeightDType(w.quant.scheme) || w.quant.block_rows <= 0 ||
+        w.quant.block_cols <= 0 || w.quant.block_cols % 8 != 0) {
       return false;
     }
-    *out = WType::kFp8;
+    *out = w.quant.scheme == QuantScheme::kInt8Block ? WType::kInt8 : WType::kFp8;
     return true;
   }
   if (w.quant.scheme == QuantScheme::kMxfp4) {

@@ -185,7 +185,7 @@ TEST_F(SafetensorsTest, MalformedHeadersAreDataLossNamingFileAndProblem) {
        "tensor \"t\": header entry is an integer, expected an object"},
       {"unknown dtype", RawFile(R"({"t":)" + Entry("F64", "[1]", "[0,8]") + "}", 8),
        "tensor \"t\": unsupported dtype \"F64\" (expected one of F32, F16, BF16, I32, I64, U8, "
-       "F8_E4M3)"},
+       "F8_E4M3, I8)"},
       {"missing dtype", RawFile(R"({"t":{"shape":[1],"data_offsets":[0,4]}})", 4),
        "tensor \"t\": expected a string field \"dtype\", found none"},
       {"shape not array", RawFile(R"({"t":)" + Entry("F32", "3", "[0,12]") + "}", 12),

@@ -1102,13 +1102,23 @@ TEST(OptKernelsTest, ExpertBatchedMatmulsMatchReference) {
 
 // The blocks a test runs: square, DeepSeek-V3's 128, rows != cols, and a block_cols the
 // optimised kernels do not take (12: the reference runs, with the same result).
+// Block-scaled byte weights: fp8 e4m3 and int8 (compile-model --weights int8 writes 1 x 32).
 struct Fp8Blocks {
   int32_t rows, cols;
+  QuantScheme scheme = QuantScheme::kFp8Block;
 };
-constexpr Fp8Blocks kFp8Blocks[] = {{16, 16}, {128, 128}, {16, 32}, {8, 12}};
+constexpr Fp8Blocks kFp8Blocks[] = {{16, 16},
+                                    {128, 128},
+                                    {16, 32},
+                                    {8, 12},
+                                    {1, 32, QuantScheme::kInt8Block},
+                                    {1, 8, QuantScheme::kInt8Block},
+                                    {16, 16, QuantScheme::kInt8Block},
+                                    {1, 12, QuantScheme::kInt8Block}};
 
 std::string Name(const Fp8Blocks& b) {
-  return "fp8 [" + std::to_string(b.rows) + ", " + std::to_string(b.cols) + "]";
+  return std::string(QuantSchemeName(b.scheme)) + " [" + std::to_string(b.rows) + ", " +
+         std::to_string(b.cols) + "]";
 }
 
 TEST(OptKernelsTest, Fp8LinearMatchesReferenceForGemvAndGemmRows) {
@@ -1122,8 +1132,10 @@ TEST(OptKernelsTest, Fp8LinearMatchesReferenceForGemvAndGemmRows) {
   for (const Fp8Blocks& blocks : kFp8Blocks) {
     for (const Shape& s : shapes) {
       const std::vector<float> x = Random(s.rows * s.k, 1);
-      const testing::Fp8BlockWeight wg(0, s.n, s.k, blocks.rows, blocks.cols, 2, 0.5f);
-      const testing::Fp8BlockWeight wu(0, s.n, s.k, blocks.rows, blocks.cols, 3, 0.5f);
+      const testing::Fp8BlockWeight wg(0, s.n, s.k, blocks.rows, blocks.cols, 2, 0.5f,
+                                       blocks.scheme);
+      const testing::Fp8BlockWeight wu(0, s.n, s.k, blocks.rows, blocks.cols, 3, 0.5f,
+                                       blocks.scheme);
       const std::string what = Name(blocks) + " rows " + std::to_string(s.rows) + " k " +
                                std::to_string(s.k) + " n " + std::to_string(s.n);
       Call linear;
@@ -1143,11 +1155,11 @@ TEST(OptKernelsTest, Fp8ExpertKernelsMatchReference) {
   const std::vector<int32_t> offsets = {0, 0, 1, 7, 10, 19};  // dot tiles and GEMM groups
   for (const Fp8Blocks& blocks : kFp8Blocks) {
     const testing::Fp8BlockWeight gate(num_experts, inter, hidden, blocks.rows, blocks.cols, 30,
-                                       0.5f);
-    const testing::Fp8BlockWeight up(num_experts, inter, hidden, blocks.rows, blocks.cols, 31,
-                                     0.5f);
+                                       0.5f, blocks.scheme);
+    const testing::Fp8BlockWeight up(num_experts, inter, hidden, blocks.rows, blocks.cols, 31, 0.5f,
+                                     blocks.scheme);
     const testing::Fp8BlockWeight down(num_experts, hidden, inter, blocks.rows, blocks.cols, 32,
-                                       0.5f);
+                                       0.5f, blocks.scheme);
     const std::vector<float> xp = Random(19 * hidden, 33);
     Call grouped;
     grouped.in = {Arg(xp.data(), DType::kF32, {19, hidden}),

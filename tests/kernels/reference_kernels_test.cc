@@ -1763,6 +1763,18 @@ TEST(RefFp8Test, MlaAttentionReadsTheDequantizedKvB) {
   ExpectClose(got, want, 1e-6, "fp8 mla_attention vs f32 kv_b of the dequantized weight");
 }
 
+TEST(RefFp8Test, Int8LinearReadsTheDequantizedWeight) {
+  const std::vector<float> x = Random(kT * kK, 67);
+  for (const int32_t block_cols : {8, 32, 5}) {
+    const testing::Fp8BlockWeight w(0, kN, kK, 1, block_cols, 68, 1.0f, QuantScheme::kInt8Block);
+    const Weight f = DequantizedWeight(w);
+    std::vector<float> out = Poisoned(kT * kN);
+    RunKernel(RefLinear, {F32(x, {kT, kK}), w.arg()}, {F32(out, {kT, kN})});
+    ExpectClose(out, NaiveLinear(x, f.values, kT, kT, kK, kN), kTol,
+                "int8 linear, blocks of " + std::to_string(block_cols));
+  }
+}
+
 TEST(RefFp8Test, DenseMatmulsReadTheDequantizedWeight) {
   const std::vector<float> x = Random(kT * kK, 60);
   const testing::Fp8BlockWeight wg(0, kN, kK, 4, 8, 61), wu(0, kN, kK, 4, 8, 62);

@@ -509,7 +509,7 @@ std::vector<SemanticCase> SemanticCases() {
       {"bad arg dtype enum",
        [](Plan& p) { p.programs[0].steps[1].outputs[0].dtype = static_cast<DType>(9); },
        std::string(kPrefill) +
-           " step 1 (moe_expert_ffn) output 0 has dtype value 9, expected 0..7 (f32 .. mxfp4)"},
+           " step 1 (moe_expert_ffn) output 0 has dtype value 9, expected 0..8 (f32 .. i8)"},
       {"bad arg kind enum",
        [](Plan& p) { p.programs[0].steps[1].inputs[2].kind = static_cast<ArgKind>(7); },
        "input 2 has arg kind value 7, expected 0 (arena), 1 (weight) or 2 (input)"},
@@ -664,8 +664,8 @@ std::vector<SemanticCase> SemanticCases() {
          p.checkpoint_files = {{"model.safetensors", 1, 0, 0, 0}};
        },
        std::string(kExperts) +
-           " is read from 'model-00001-of-00002.safetensors', which checkpoint_files does not "
-           "list"},
+           " is read from 'model-00001-of-00002.safetensors', which neither checkpoint_files nor "
+           "packed_weight_files lists"},
       {"tokenizer file of another name",
        [](Plan& p) { p.tokenizer_files[1].file = "../vocab.json"; },
        "tokenizer_files[1] is '../vocab.json', expected tokenizer.json, tokenizer_config.json or "

@@ -65,7 +65,8 @@ TensorArg QuantizedArg(const W& w, DType dtype) {
 // A block-quantized fp8 weight (QuantScheme::kFp8Block): `experts` matrices [n, k] (experts 0:
 // one plain [n, k] weight) of seeded random e4m3 bytes (every code but NaN, so subnormals,
 // zeros and +-448 occur) with positive scales [ceil(n / block_rows), ceil(k / block_cols)]
-// per matrix, and the f32 values a kernel must see.
+// per matrix, and the f32 values a kernel must see. With `scheme` kInt8Block the same bytes
+// are int8 codes (every value in [-128, 127]) under the same block scales.
 struct Fp8BlockWeight {
   int64_t experts = 0, n = 0, k = 0;
   WeightQuant quant;
@@ -74,23 +75,21 @@ struct Fp8BlockWeight {
   std::vector<const void*> data_ptrs, scale_ptrs;
 
   Fp8BlockWeight(int64_t num_experts, int64_t rows, int64_t cols, int32_t block_rows,
-                 int32_t block_cols, uint32_t seed, float scale = 1.0f)
-      : experts(num_experts),
-        n(rows),
-        k(cols),
-        quant{QuantScheme::kFp8Block, block_rows, block_cols} {
+                 int32_t block_cols, uint32_t seed, float scale = 1.0f,
+                 QuantScheme scheme = QuantScheme::kFp8Block)
+      : experts(num_experts), n(rows), k(cols), quant{scheme, block_rows, block_cols} {
     const int64_t m = std::max<int64_t>(experts, 1);
     std::mt19937 rng(seed);
     std::uniform_int_distribution<int> byte(0, 255);
     bytes.resize(static_cast<size_t>(m * n * k));
     for (uint8_t& b : bytes) {
       b = static_cast<uint8_t>(byte(rng));
-      if ((b & 0x7f) == 0x7f) b ^= 0x01;  // NaN -> +-448
+      if (scheme == QuantScheme::kFp8Block && (b & 0x7f) == 0x7f) b ^= 0x01;  // NaN -> +-448
     }
     std::uniform_real_distribution<float> s(0.5f, 1.5f);
     scales.resize(static_cast<size_t>(m * ScaleRows() * ScaleCols()));
     for (float& v : scales)
-      v = s(rng) * scale / 448.0f;
+      v = s(rng) * scale / (scheme == QuantScheme::kFp8Block ? 448.0f : 127.0f);
     for (int64_t e = 0; e < m; ++e) {
       data_ptrs.push_back(bytes.data() + e * n * k);
       scale_ptrs.push_back(scales.data() + e * ScaleRows() * ScaleCols());
@@ -100,13 +99,16 @@ struct Fp8BlockWeight {
   int64_t ScaleCols() const { return quant.ScaleCols(k); }
   // Element (r, c) of matrix e, dequantized.
   float At(int64_t e, int64_t r, int64_t c) const {
-    const float v = Fp8E4M3ToF32(bytes[static_cast<size_t>((e * n + r) * k + c)]);
+    const uint8_t byte = bytes[static_cast<size_t>((e * n + r) * k + c)];
+    const float v = quant.scheme == QuantScheme::kInt8Block
+                        ? static_cast<float>(static_cast<int8_t>(byte))
+                        : Fp8E4M3ToF32(byte);
     return v * scales[static_cast<size_t>((e * ScaleRows() + r / quant.block_rows) * ScaleCols() +
                                           c / quant.block_cols)];
   }
   // Every matrix dequantized ([max(experts, 1), n, k] f32) and the kernel argument.
   std::vector<float> Dequantized() const { return DequantizedOf(*this); }
-  TensorArg arg() const { return QuantizedArg(*this, DType::kFp8E4M3); }
+  TensorArg arg() const { return QuantizedArg(*this, QuantWeightDType(quant.scheme)); }
 };
 
 // An MXFP4 weight (QuantScheme::kMxfp4): `experts` matrices [n, k] (experts 0: one plain [n, k]
