@@ -153,6 +153,12 @@ StatusOr<Plan> CompileModel(const HfModel& model, const CompileModelOptions& opt
   if (options.weights == WeightFormat::kInt8) {
     const std::string& path = options.packed_weights_path;
     if (path.empty()) return InvalidArgument("--weights int8 needs a packed weights file path");
+    packed_file = std::filesystem::path(path).filename().string();
+    if (std::filesystem::exists(std::filesystem::path(model.dir) / packed_file)) {
+      return InvalidArgument("the packed weights file name '" + packed_file +
+                             "' is also a file of the checkpoint directory " + model.dir +
+                             "; write the plan under another name");
+    }
     quantized = model.graph;
     MG_ASSIGN_OR_RETURN(QuantizeReport report, QuantizeWeights(quantized, model.checkpoint, path,
                                                                options.quantize_progress));
@@ -161,12 +167,6 @@ StatusOr<Plan> CompileModel(const HfModel& model, const CompileModelOptions& opt
     MG_RETURN_IF_ERROR(with_packed.AddFile(path));
     graph = &quantized;
     checkpoint = &with_packed;
-    packed_file = std::filesystem::path(path).filename().string();
-    if (std::filesystem::exists(std::filesystem::path(model.dir) / packed_file)) {
-      return InvalidArgument("the packed weights file name '" + packed_file +
-                             "' is also a file of the checkpoint directory " + model.dir +
-                             "; write the plan under another name");
-    }
   }
   plan.source_ir = PrintGraph(*graph);
   MG_ASSIGN_OR_RETURN(plan.kv_layers,

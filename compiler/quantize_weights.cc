@@ -30,17 +30,16 @@ std::vector<size_t> MatmulWeightOperands(const Op& op) {
   return {};
 }
 
-// Row `r` of a [rows, cols] matrix of `dtype` (f32, bf16 or f16) at `data`, widened to f32.
-void RowToF32(const std::byte* data, DType dtype, int64_t cols, int64_t r, float* out) {
-  const std::byte* row = data + static_cast<size_t>(r * cols) * DTypeBytes(dtype);
+// `count` values of `dtype` (f32, bf16 or f16) at `data`, widened to f32.
+void WidenToF32(const std::byte* data, DType dtype, int64_t count, float* out) {
   if (dtype == DType::kF32) {
-    std::memcpy(out, row, static_cast<size_t>(cols) * sizeof(float));
+    std::memcpy(out, data, static_cast<size_t>(count) * sizeof(float));
     return;
   }
-  for (int64_t c = 0; c < cols; ++c) {
+  for (int64_t i = 0; i < count; ++i) {
     uint16_t h;
-    std::memcpy(&h, row + 2 * c, sizeof(h));
-    out[c] = dtype == DType::kBF16 ? Bf16ToF32(h) : F16ToF32(h);
+    std::memcpy(&h, data + 2 * i, sizeof(h));
+    out[i] = dtype == DType::kBF16 ? Bf16ToF32(h) : F16ToF32(h);
   }
 }
 
@@ -60,10 +59,6 @@ std::string AsBytes(const void* data, size_t bytes) {
 }
 
 }  // namespace
-
-const char* WeightFormatName(WeightFormat format) {
-  return format == WeightFormat::kInt8 ? "int8" : "checkpoint";
-}
 
 std::optional<WeightFormat> ParseWeightFormat(std::string_view name) {
   if (name == "checkpoint") return WeightFormat::kCheckpoint;
@@ -174,19 +169,17 @@ StatusOr<QuantizeReport> QuantizeWeights(
     const int64_t matrices = static_cast<int64_t>(resolved->slices.size());
     std::string codes(static_cast<size_t>(matrices * n * k), '\0');
     std::vector<float> scales(static_cast<size_t>(matrices * n * blocks));
-    std::vector<float> rows(static_cast<size_t>(k));
+    std::vector<float> matrix(static_cast<size_t>(n * k));
     for (int64_t m = 0; m < matrices; ++m) {
       const WeightSlice& slice = resolved->slices[static_cast<size_t>(m)];
       report.source_bytes += slice.bytes;
-      for (int64_t r = 0; r < n; ++r) {
-        RowToF32(slice.data, type.dtype, k, r, rows.data());
-        int8_t* q = reinterpret_cast<int8_t*>(codes.data()) + (m * n + r) * k;
-        Status s = QuantizeInt8Rows(rows.data(), 1, k, kInt8BlockCols, q,
-                                    scales.data() + (m * n + r) * blocks);
-        if (!s.ok()) {
-          return s.WithContext(slice.file + ": weight '" + name + "'" +
-                               (op.HasAttr("experts") ? " expert " + std::to_string(m) : ""));
-        }
+      WidenToF32(slice.data, type.dtype, n * k, matrix.data());
+      Status s = QuantizeInt8Rows(matrix.data(), n, k, kInt8BlockCols,
+                                  reinterpret_cast<int8_t*>(codes.data()) + m * n * k,
+                                  scales.data() + m * n * blocks);
+      if (!s.ok()) {
+        return s.WithContext(slice.file + ": weight '" + name + "'" +
+                             (op.HasAttr("experts") ? " expert " + std::to_string(m) : ""));
       }
     }
     std::string packed = PackedName(name, op.IntAttr("row_offset", 0));

@@ -21,7 +21,6 @@ namespace moegraph {
 enum class WeightFormat { kCheckpoint, kInt8 };
 
 // "checkpoint", "int8".
-const char* WeightFormatName(WeightFormat format);
 std::optional<WeightFormat> ParseWeightFormat(std::string_view name);
 
 // The int8 blocks compile-model writes: 1 x 32 values per f32 scale (llama.cpp's Q8_0 block).

@@ -1,24 +1,19 @@
 #!/usr/bin/env bash
 # Installs what is missing, builds everything, and runs the whole test suite:
-# first the untrusted-input tests (safetensors, config, JSON, plan files)
-# under AddressSanitizer + UBSan, then the runtime, engine and kernel tests
-# under ThreadSanitizer, then each libFuzzer target for a short fixed time
-# (Clang), then every test with ctest.
+# the runtime, engine and kernel tests under ThreadSanitizer; one Clang build
+# with AddressSanitizer + UBSan (and libFuzzer's coverage) that runs the
+# untrusted-input tests (safetensors, config, JSON, plan files) and then each
+# libFuzzer target for a short fixed time; then every test with ctest. Each
+# stage prints the minutes it took (CI must stay under 45 on 2 cores).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
+stage_start=$SECONDS
+stage_done() {
+  echo "==> $1 took $(((SECONDS - stage_start) / 60)) min $(((SECONDS - stage_start) % 60)) s"
+  stage_start=$SECONDS
+}
 bash scripts/setup.sh
-
-echo "==> AddressSanitizer + UBSan build of the malformed-input tests (build-asan/)"
-mkdir -p build-asan
-cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=Debug -DMOEGRAPH_ASAN=ON \
-  -DMOEGRAPH_CUDA=OFF -DMOEGRAPH_BUILD_BENCH=OFF -DMOEGRAPH_WERROR=ON >build-asan/cmake.log 2>&1 ||
-  { cat build-asan/cmake.log; exit 1; }
-ninja -C build-asan -j"$(nproc)" support_tests checkpoint_tests plan_tests frontends_tests runtime_tests
-export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1
-for t in support_tests checkpoint_tests plan_tests frontends_tests runtime_tests; do
-  echo "--> $t (ASan)"
-  build-asan/bin/$t --gtest_brief=1
-done
+stage_done "setup and build"
 
 echo "==> ThreadSanitizer build of the runtime, engine, kernel and expert-parallel tests (build-tsan/)"
 mkdir -p build-tsan
@@ -41,13 +36,22 @@ for t in runtime_tests engine_tests kernels_tests distributed_tests; do
   OMP_NUM_THREADS=1 OMP_THREAD_LIMIT=1 TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 \
     build-tsan/bin/$t --gtest_brief=1
 done
+stage_done "ThreadSanitizer"
 
-echo "==> libFuzzer targets, Clang + ASan + UBSan, ${MOEGRAPH_FUZZ_SECONDS:-30} s each (build-fuzz/)"
+echo "==> Clang + AddressSanitizer + UBSan build of the malformed-input tests and the libFuzzer targets (build-fuzz/)"
 mkdir -p build-fuzz
 CC=clang CXX=clang++ cmake -S . -B build-fuzz -G Ninja -DCMAKE_BUILD_TYPE=Debug -DMOEGRAPH_FUZZ=ON \
-  -DMOEGRAPH_CUDA=OFF -DMOEGRAPH_BUILD_BENCH=OFF -DMOEGRAPH_BUILD_TESTS=OFF -DMOEGRAPH_WERROR=ON \
+  -DMOEGRAPH_CUDA=OFF -DMOEGRAPH_BUILD_BENCH=OFF -DMOEGRAPH_WERROR=ON \
   >build-fuzz/cmake.log 2>&1 || { cat build-fuzz/cmake.log; exit 1; }
-ninja -C build-fuzz -j"$(nproc)" fuzz
+asan_tests=(support_tests checkpoint_tests plan_tests frontends_tests runtime_tests)
+ninja -C build-fuzz -j"$(nproc)" fuzz "${asan_tests[@]}"
+export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1
+for t in "${asan_tests[@]}"; do
+  echo "--> $t (ASan + UBSan)"
+  build-fuzz/bin/$t --gtest_brief=1
+done
+stage_done "ASan + UBSan tests"
+echo "==> libFuzzer targets, ${MOEGRAPH_FUZZ_SECONDS:-30} s each"
 fuzz/make_corpus.sh build-fuzz build-fuzz/corpus
 for target in plan plan_engine safetensors config ir tokenizer; do
   echo "--> fuzz-${target//_/-}"
@@ -64,7 +68,9 @@ for target in plan plan_engine safetensors config ir tokenizer; do
   fi
   grep -E "^#[0-9]+[[:space:]]+DONE" "build-fuzz/$target.log" || true
 done
+stage_done "libFuzzer targets"
 
 echo "==> ctest"
 cd build
 OMP_NUM_THREADS=2 ctest --output-on-failure -j"$(nproc)" --timeout 900
+stage_done "ctest"

@@ -67,9 +67,8 @@ MG_AVX2_INLINE float ScaleAt(const void* row, int64_t block) {
 }
 
 // The WType of matmul weight `w`: ToWType of its dtype, kFp8 / kInt8 for a block-scaled fp8 /
-// int8 weight whose blocks the kernels take (block_cols % 8 == 0), kMxfp4 for an mxfp4 weight (K %
-// 32
-// == 0); false: run the reference.
+// int8 weight whose blocks the kernels take (block_cols % 8 == 0), kMxfp4 for an mxfp4
+// weight (K % 32 == 0); false: run the reference.
 inline bool ToMatmulWType(const TensorArg& w, WType* out) {
   if (ByteBlockScheme(w.quant.scheme)) {
     if (w.dtype != QuantWeightDType(w.quant.scheme) || w.quant.block_rows <= 0 ||
