@@ -95,6 +95,22 @@ const Plan& SmallDemoPlan() {
   return *plan;
 }
 
+const Plan& SmallDemoInt8Plan() {
+  static const Plan* plan = [] {
+    StatusOr<HfModel> model = LoadHfModel(DemoModelDir());
+    if (!model.ok()) Die(model.status().ToString());
+    CompileModelOptions options;
+    options.keys = SmallDemoKeys();
+    options.pipeline.chunk_size = options.keys.chunk_size;
+    options.weights = WeightFormat::kInt8;
+    options.packed_weights_path = ScratchDir() + "/demo.int8.safetensors";
+    StatusOr<Plan> compiled = CompileModel(*model, options);
+    if (!compiled.ok()) Die(compiled.status().ToString());
+    return new Plan(std::move(compiled).value());
+  }();
+  return *plan;
+}
+
 const std::string& ShardedCheckpointDir() {
   static const std::string* dir = [] {
     auto* path = new std::string(ScratchDir() + "/sharded");

@@ -41,6 +41,9 @@ KeySetOptions SmallDemoKeys();
 
 // The demo model compiled for SmallDemoKeys() (compiled once; aborts on error).
 const Plan& SmallDemoPlan();
+// The same with --weights int8: its matmul weights read from a packed weights file in
+// ScratchDir() (Plan::packed_weight_files, i8 int8_block weights).
+const Plan& SmallDemoInt8Plan();
 
 // A directory with two small safetensors shards of demo tensors and no index:
 // the index.json target writes model.safetensors.index.json next to them.

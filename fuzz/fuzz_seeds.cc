@@ -42,6 +42,7 @@ int Main(int argc, char** argv) {
   const std::string plan = SerializePlan(SmallDemoPlan());
   Seed(out + "/plan", "demo.plan", plan);
   Seed(out + "/plan_engine", "demo.plan", plan);
+  Seed(out + "/plan", "demo-int8.plan", SerializePlan(SmallDemoInt8Plan()));
 
   // A small file whole; the demo checkpoint's header with its data cut off
   // (rejected, after the whole header parses); and the index.json.

@@ -92,6 +92,42 @@ TEST_F(SafetensorsTest, WritesAndReadsBack) {
   EXPECT_EQ(a5, 6.0f);
 }
 
+// With an alignment, the data section and every tensor start on a multiple of it; the gaps
+// are padding tensors, so the ranges still tile the data section and the file reads back.
+TEST_F(SafetensorsTest, AlignedTensorsStartOnTheAlignment) {
+  const std::string path = TestDir() + "/aligned.safetensors";
+  ASSERT_TRUE(WriteSafetensors(path,
+                               {F32Tensor("a", {3}, {1, 2, 3}),
+                                {"b", DType::kI8, {5}, std::string("\x01\xff\x02\x7f\x80", 5)},
+                                F32Tensor("c", {1}, {9})},
+                               {}, 4096)
+                  .ok());
+  StatusOr<SafetensorsFile> file = SafetensorsFile::Open(path);
+  ASSERT_TRUE(file.ok()) << file.status().ToString();
+  std::vector<std::string> data;
+  for (const SafetensorsTensor& t : file->tensors()) {
+    if (t.name.rfind(kSafetensorsPadPrefix, 0) == 0) continue;
+    data.push_back(t.name);
+    EXPECT_EQ(t.file_offset % 4096, 0u) << t.name;
+  }
+  EXPECT_EQ(data, (std::vector<std::string>{"a", "b", "c"}));
+  EXPECT_EQ(static_cast<int8_t>(file->Find("b")->data[1]), -1);
+  float c;
+  std::memcpy(&c, file->Find("c")->data, 4);
+  EXPECT_EQ(c, 9.0f);
+
+  for (uint64_t bad : {0ull, 4ull, 24ull}) {
+    Status s = WriteSafetensors(path, {F32Tensor("a", {1}, {1})}, {}, bad);
+    EXPECT_EQ(s.code(), StatusCode::kInvalidArgument) << bad;
+    EXPECT_NE(s.message().find("alignment " + std::to_string(bad) + " must be a power of two >= 8"),
+              std::string::npos)
+        << s.message();
+  }
+  Status reserved = WriteSafetensors(
+      path, {F32Tensor(std::string(kSafetensorsPadPrefix) + "0", {1}, {1})}, {}, 4096);
+  EXPECT_EQ(reserved.code(), StatusCode::kInvalidArgument);
+}
+
 TEST_F(SafetensorsTest, TensorPointersSurviveMoves) {
   const std::string path = TestDir() + "/m.safetensors";
   ASSERT_TRUE(WriteSafetensors(path, {F32Tensor("x", {2}, {1, 2})}).ok());
@@ -331,6 +367,30 @@ TEST_F(CheckpointTest, SingleFile) {
   float value;
   std::memcpy(&value, before->data + 4, 4);
   EXPECT_EQ(value, 3.0f);
+}
+
+// compile-model's packed weights: a file beside the plan added to the checkpoint's tensors.
+TEST_F(CheckpointTest, AddFileAddsItsTensorsAndRefusesAClash) {
+  const std::string dir = TestDir("model"), plan = TestDir("plan");
+  ASSERT_TRUE(WriteSafetensors(dir + "/model.safetensors", {F32Tensor("a", {2}, {2, 3})}).ok());
+  ASSERT_TRUE(WriteSafetensors(plan + "/p.int8.safetensors", {F32Tensor("int8.a", {1}, {4})}).ok());
+  ASSERT_TRUE(WriteSafetensors(plan + "/clash.safetensors", {F32Tensor("a", {1}, {5})}).ok());
+  StatusOr<Checkpoint> checkpoint = Checkpoint::Open(dir);
+  ASSERT_TRUE(checkpoint.ok()) << checkpoint.status().ToString();
+  ASSERT_TRUE(checkpoint->AddFile(plan + "/p.int8.safetensors").ok());
+  EXPECT_EQ(checkpoint->TensorNames(), (std::vector<std::string>{"a", "int8.a"}));
+  EXPECT_EQ(checkpoint->FileOf("int8.a"), plan + "/p.int8.safetensors");
+  EXPECT_EQ(checkpoint->FileOf("a"), dir + "/model.safetensors");
+
+  Status clash = checkpoint->AddFile(plan + "/clash.safetensors");
+  EXPECT_EQ(clash.code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(clash.message(), plan + "/clash.safetensors: tensor \"a\" is also in checkpoint " +
+                                 dir + "; expected names of its own");
+  EXPECT_EQ(checkpoint->FileOf("a"), dir + "/model.safetensors");  // nothing of it was added
+  Status missing = checkpoint->AddFile(plan + "/none.safetensors");
+  EXPECT_EQ(missing.code(), StatusCode::kNotFound);
+  EXPECT_NE(missing.message().find(plan + "/none.safetensors"), std::string::npos)
+      << missing.message();
 }
 
 TEST_F(CheckpointTest, ShardedIndex) {

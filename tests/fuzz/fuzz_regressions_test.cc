@@ -80,6 +80,11 @@ TEST(FuzzRegressions, Plan) {
   for (size_t at : {size_t{0}, size_t{4}, size_t{9}, plan.size() / 3, plan.size() - 1})
     RunTarget(FuzzPlan, Flipped(plan, at));  // must not crash
   EXPECT_EQ(RunTarget(FuzzPlan, std::string(kMaxPlanBytes + 1, 'x')), kSkipped);
+  // An int8 plan: i8 int8_block weights read from Plan::packed_weight_files.
+  const std::string int8 = SerializePlan(SmallDemoInt8Plan());
+  EXPECT_EQ(RunTarget(FuzzPlan, int8), kAccepted);
+  for (size_t at : {size_t{9}, int8.size() / 3, int8.size() / 2, int8.size() - 1})
+    RunTarget(FuzzPlan, Flipped(int8, at));  // must not crash
 }
 
 // Found by fuzz-plan: a NaN among a step's floats loaded, and made the

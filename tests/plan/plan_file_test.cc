@@ -188,6 +188,34 @@ TEST(PlanFileTest, RoundTripsAQuantizedWeight) {
   EXPECT_FALSE(loaded->weights[0].quant.quantized());
 }
 
+// An int8_block weight read from compile-model's packed weights file: its slices name a file
+// of packed_weight_files, which keeps its fingerprint through the file.
+TEST(PlanFileTest, RoundTripsAnInt8WeightFromAPackedFile) {
+  Plan plan = TinyPlan();
+  PlanWeight w = Fp8Weight();
+  w.name = "int8.model.layers.0.mlp.experts.up_proj.weight";
+  w.dtype = DType::kI8;
+  w.quant = WeightQuant{QuantScheme::kInt8Block, 1, 32};
+  w.scale_name = w.name + ".scale";
+  w.slices = {{"tiny.int8.safetensors", 4096, 37 * 50}, {"tiny.int8.safetensors", 8192, 37 * 50}};
+  w.scale_slices = {{"tiny.int8.safetensors", 12288, 37 * 2 * 4},
+                    {"tiny.int8.safetensors", 16384, 37 * 2 * 4}};
+  plan.weights.push_back(w);
+  plan.checkpoint_files = {{"model.safetensors", 4096, 3, 0x9abc, 0}};
+  plan.packed_weight_files = {{"tiny.int8.safetensors", 20480, 17, 0x1234, 0x5678}};
+  ASSERT_TRUE(ValidatePlan(plan, kSource).ok()) << ValidatePlan(plan, kSource).ToString();
+  StatusOr<Plan> loaded = DeserializePlan(SerializePlan(plan), kSource);
+  ASSERT_TRUE(loaded.ok()) << loaded.status().ToString();
+  EXPECT_EQ(*loaded, plan);
+  EXPECT_EQ(loaded->packed_weight_files, plan.packed_weight_files);
+  EXPECT_EQ(loaded->weights.back().dtype, DType::kI8);
+  EXPECT_EQ(loaded->weights.back().quant, (WeightQuant{QuantScheme::kInt8Block, 1, 32}));
+  // A checkpoint-only plan has no packed files.
+  StatusOr<Plan> plain = DeserializePlan(SerializePlan(TinyPlan()), kSource);
+  ASSERT_TRUE(plain.ok());
+  EXPECT_TRUE(plain->packed_weight_files.empty());
+}
+
 TEST(PlanFileTest, QuantizedWeightInconsistenciesAreNamed) {
   const std::string what = "weight 'model.layers.0.mlp.experts.{e}.up_proj.weight'";
   struct Case {
@@ -666,6 +694,24 @@ std::vector<SemanticCase> SemanticCases() {
        std::string(kExperts) +
            " is read from 'model-00001-of-00002.safetensors', which neither checkpoint_files nor "
            "packed_weight_files lists"},
+      {"packed weights file outside the plan's directory",
+       [](Plan& p) {
+         p.packed_weight_files = {{"../model.int8.safetensors", 1, 0, 0, 0}};
+       },
+       "packed_weight_files[0] is '../model.int8.safetensors', expected a file name inside the "
+       "plan's directory"},
+      {"packed weights file that is also a checkpoint file",
+       [](Plan& p) {
+         p.checkpoint_files = {{"model-00001-of-00002.safetensors", 1, 0, 0, 0},
+                               {"model-00002-of-00002.safetensors", 1, 0, 0, 0}};
+         p.packed_weight_files = {{"model-00002-of-00002.safetensors", 1, 0, 0, 0}};
+       },
+       "checkpoint_files and packed_weight_files list 'model-00002-of-00002.safetensors' twice"},
+      {"packed weights file without a name",
+       [](Plan& p) {
+         p.packed_weight_files = {{"", 1, 0, 0, 0}};
+       },
+       "packed_weight_files[0] names no file"},
       {"tokenizer file of another name",
        [](Plan& p) { p.tokenizer_files[1].file = "../vocab.json"; },
        "tokenizer_files[1] is '../vocab.json', expected tokenizer.json, tokenizer_config.json or "
