@@ -308,28 +308,34 @@ void BM_Linear(benchmark::State& state, KernelFn fn, int64_t rows, int64_t n, in
             });
 }
 
-// x [rows, k] times a block-scaled fp8 weight [n, k] (blocks 128 x 128, DeepSeek-V3's): the
-// same product as BM_Linear's bf16 weight in half the weight bytes.
-void BM_LinearFp8(benchmark::State& state, KernelFn fn, int64_t rows, int64_t n, int64_t k) {
+// x [rows, k] times a quantized weight [n, k]: block-scaled fp8 (blocks 128 x 128,
+// DeepSeek-V3's), or compile-model --weights int8 / int4 (blocks 1 x 32): the same product as
+// BM_Linear's bf16 weight in 1/2, 9/32 or 5/32 of its weight bytes.
+void BM_LinearQuant(benchmark::State& state, KernelFn fn, int64_t rows, int64_t n, int64_t k,
+                    QuantScheme scheme) {
   const std::vector<float> x = RandomF32(rows * k, 3, 1.0f);
-  std::vector<uint8_t> weight(n * k);
+  const bool int4 = scheme == QuantScheme::kInt4Block;
+  std::vector<uint8_t> weight(int4 ? n * k / 2 : n * k);
   uint64_t bits = 0x9E3779B97F4A7C15ull;
   for (uint8_t& b : weight) {
     bits ^= bits << 13;
     bits ^= bits >> 7;
     bits ^= bits << 17;
     b = static_cast<uint8_t>(bits >> 24);
-    if ((b & 0x7f) == 0x7f) b ^= 1;  // no NaN
+    if (scheme == QuantScheme::kFp8Block && (b & 0x7f) == 0x7f) b ^= 1;  // no NaN
   }
-  const WeightQuant quant{QuantScheme::kFp8Block, 128, 128};
-  const std::vector<float> scales(quant.ScaleRows(n) * quant.ScaleCols(k), 0.02f / 448.0f);
+  const WeightQuant quant =
+      scheme == QuantScheme::kFp8Block ? WeightQuant{scheme, 128, 128} : WeightQuant{scheme, 1, 32};
+  const float range = scheme == QuantScheme::kFp8Block ? 448.0f : int4 ? 8.0f : 127.0f;
+  const std::vector<float> scales(quant.ScaleRows(n) * quant.ScaleCols(k), 0.02f / range);
   std::vector<float> y(rows * n);
-  TensorArg w = Tensor(weight.data(), DType::kFp8E4M3, {n, k});
+  TensorArg w = Tensor(weight.data(), QuantWeightDType(scheme), {n, k});
   w.quant = quant;
   w.scales = scales.data();
   const std::vector<TensorArg> in = {Tensor(x.data(), DType::kF32, {rows, k}), w};
   const std::vector<TensorArg> out = {Tensor(y.data(), DType::kF32, {rows, n})};
-  RunKernel(state, fn, 2.0 * rows * n * k, 1.0 * n * k + 4.0 * (scales.size() + rows * (k + n)),
+  RunKernel(state, fn, 2.0 * rows * n * k,
+            1.0 * weight.size() + 4.0 * (scales.size() + rows * (k + n)),
             [&](KernelArgs& args, int64_t) {
               args.in = in.data();
               args.num_in = 2;
@@ -753,11 +759,18 @@ void RegisterAll() {
   // bf16 against block-scaled fp8 on one shape (a DeepSeek-V3-sized projection; smoke: small).
   const int64_t proj_n = g_smoke ? 256 : 4096, proj_k = g_smoke ? 512 : 7168;
   Register("linear/proj_bf16_b1", BM_Linear, OptLinear, RefLinear, int64_t{1}, proj_n, proj_k);
-  Register("linear/proj_fp8_b1", BM_LinearFp8, OptLinear, RefLinear, int64_t{1}, proj_n, proj_k);
   Register("linear/proj_bf16_prefill", BM_Linear, OptLinear, RefLinear, s.prefill_tokens, proj_n,
            proj_k);
-  Register("linear/proj_fp8_prefill", BM_LinearFp8, OptLinear, RefLinear, s.prefill_tokens, proj_n,
-           proj_k);
+  for (const QuantScheme scheme :
+       {QuantScheme::kFp8Block, QuantScheme::kInt8Block, QuantScheme::kInt4Block}) {
+    const std::string tag = scheme == QuantScheme::kFp8Block    ? "fp8"
+                            : scheme == QuantScheme::kInt8Block ? "int8"
+                                                                : "int4";
+    Register("linear/proj_" + tag + "_b1", BM_LinearQuant, OptLinear, RefLinear, int64_t{1}, proj_n,
+             proj_k, scheme);
+    Register("linear/proj_" + tag + "_prefill", BM_LinearQuant, OptLinear, RefLinear,
+             s.prefill_tokens, proj_n, proj_k, scheme);
+  }
   Register("grouped_matmul_silu_mul/prefill", BM_GroupedMatmul, OptGroupedMatmulSiluMul,
            RefGroupedMatmulSiluMul, true);
   Register("grouped_matmul/prefill_down", BM_GroupedMatmul, OptGroupedMatmul, RefGroupedMatmul,

@@ -78,12 +78,14 @@ Status ResolveScales(ResolvedWeight& w, bool per_expert_names, bool slice, int64
 
 // The shape tensor `t` has as a weight of `dtype`: its own, except for mxfp4, which
 // checkpoints store as U8 [..., K / 32, 16] (GPT-OSS's `*_blocks`: 16 bytes of two codes each
-// per block of 32).
+// per block of 32), and i4, which compile-model's packed file stores as U8 [..., K / 2].
 std::vector<int64_t> LogicalShape(const SafetensorsTensor& t, DType dtype) {
   std::vector<int64_t> shape = t.shape;
   if (dtype == DType::kMxfp4 && t.dtype == DType::kU8 && shape.size() >= 2 && shape.back() == 16) {
     shape.pop_back();
     shape.back() *= 32;
+  } else if (dtype == DType::kI4 && t.dtype == DType::kU8 && !shape.empty()) {
+    shape.back() *= 2;
   }
   return shape;
 }
@@ -119,11 +121,11 @@ StatusOr<ResolvedWeight> ResolveWeight(const Op& op, const Type& type,
     const std::string name = per_expert_names ? ExpandExpertName(w.name, e) : w.name;
     MG_ASSIGN_OR_RETURN(const SafetensorsTensor* t, checkpoint.Get(name));
     const std::string where = checkpoint.FileOf(name) + ": tensor '" + name + "'";
-    const bool packed = w.dtype == DType::kMxfp4 && t->dtype == DType::kU8;
+    const bool packed = IsNibbleStorage(w.dtype) && t->dtype == DType::kU8;
     if (t->dtype != w.dtype && !packed) {
       return InvalidArgument(where + " is " + DTypeSafetensorsName(t->dtype) +
                              " but the graph expects " + DTypeName(w.dtype) +
-                             (w.dtype == DType::kMxfp4 ? " (stored as U8)" : ""));
+                             (IsNibbleStorage(w.dtype) ? " (stored as U8)" : ""));
     }
     const std::vector<int64_t> shape = LogicalShape(*t, w.dtype);
     // The tensor as stored: the slice itself, or [E, rows, cols] holding all
@@ -149,9 +151,10 @@ StatusOr<ResolvedWeight> ResolveWeight(const Op& op, const Type& type,
       while (squeezed.size() > slice_shape.size() && squeezed.front() == 1)
         squeezed.erase(squeezed.begin());
       if (squeezed != slice_shape) {
-        return InvalidArgument(where + " has shape " + ShapeString(t->shape) +
-                               (packed ? " (" + ShapeString(shape) + " mxfp4 codes)" : "") +
-                               " but the graph expects " + ShapeString(slice_shape));
+        return InvalidArgument(
+            where + " has shape " + ShapeString(t->shape) +
+            (packed ? " (" + ShapeString(shape) + " " + DTypeName(w.dtype) + " codes)" : "") +
+            " but the graph expects " + ShapeString(slice_shape));
       }
     } else {
       // A fused checkpoint tensor [E, R, K] with R >= row_offset + N.

@@ -143,16 +143,19 @@ StatusOr<Plan> CompileModel(const HfModel& model, const CompileModelOptions& opt
   plan.model = model.Info();
   plan.model_dir = std::filesystem::absolute(model.dir).lexically_normal().string();
   plan.compile_options = options.command_line;
-  // The graph and the tensors the plan reads: the model's own, or (--weights int8) its
+  // The graph and the tensors the plan reads: the model's own, or (--weights int8|int4) its
   // matmul weights quantized into the packed file, which then joins the checkpoint.
   const Graph* graph = &model.graph;
   const Checkpoint* checkpoint = &model.checkpoint;
   Graph quantized;
   Checkpoint with_packed;
   std::string packed_file;
-  if (options.weights == WeightFormat::kInt8) {
+  if (options.weights != WeightFormat::kCheckpoint) {
     const std::string& path = options.packed_weights_path;
-    if (path.empty()) return InvalidArgument("--weights int8 needs a packed weights file path");
+    if (path.empty()) {
+      return InvalidArgument(std::string("--weights ") + WeightFormatName(options.weights) +
+                             " needs a packed weights file path");
+    }
     packed_file = std::filesystem::path(path).filename().string();
     if (std::filesystem::exists(std::filesystem::path(model.dir) / packed_file)) {
       return InvalidArgument("the packed weights file name '" + packed_file +
@@ -160,8 +163,10 @@ StatusOr<Plan> CompileModel(const HfModel& model, const CompileModelOptions& opt
                              "; write the plan under another name");
     }
     quantized = model.graph;
-    MG_ASSIGN_OR_RETURN(QuantizeReport report, QuantizeWeights(quantized, model.checkpoint, path,
-                                                               options.quantize_progress));
+    MG_ASSIGN_OR_RETURN(QuantizeReport report,
+                        QuantizeWeights(quantized, model.checkpoint, path,
+                                        QuantizeOptions{options.weights, options.quant_block_cols},
+                                        options.quantize_progress));
     if (options.quantize_report != nullptr) *options.quantize_report = report;
     MG_ASSIGN_OR_RETURN(with_packed, Checkpoint::Open(model.dir));
     MG_RETURN_IF_ERROR(with_packed.AddFile(path));

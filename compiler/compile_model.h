@@ -23,13 +23,15 @@ struct CompileModelOptions {
   bool hash_checkpoint = true;
   // The KV cache's storage dtype (kF32, kF16 or kBF16); unset: DefaultKvDType.
   std::optional<DType> kv_dtype;
-  // kInt8: quantize the matmul weights (QuantizeWeights) into `packed_weights_path`, a file
-  // in the directory the plan will be written to (PackedWeightsPath of it).
+  // kInt8 / kInt4: quantize the matmul weights (QuantizeWeights) in blocks of 1 x
+  // `quant_block_cols` into `packed_weights_path`, a file in the directory the plan will be
+  // written to (PackedWeightsPath of it).
   WeightFormat weights = WeightFormat::kCheckpoint;
+  int32_t quant_block_cols = kDefaultQuantBlockCols;
   std::string packed_weights_path;
   // Called after each weight QuantizeWeights packs (done, total); may be empty.
   std::function<void(size_t, size_t)> quantize_progress;
-  // Filled with what QuantizeWeights did, when `weights` is kInt8 (may be null).
+  // Filled with what QuantizeWeights did, when `weights` is not kCheckpoint (may be null).
   QuantizeReport* quantize_report = nullptr;
 };
 

@@ -1,4 +1,4 @@
-// Compile-time int8 quantization of matmul weights.
+// Compile-time int8 / int4 quantization of matmul weights.
 #include "compiler/quantize_weights.h"
 
 #include <algorithm>
@@ -44,12 +44,12 @@ void WidenToF32(const std::byte* data, DType dtype, int64_t count, float* out) {
 }
 
 // The packed file's tensor name of weight `name` (row_offset > 0: rows of a fused tensor).
-std::string PackedName(std::string name, int64_t row_offset) {
+std::string PackedName(std::string name, int64_t row_offset, WeightFormat format) {
   for (size_t at; (at = name.find(".{e}")) != std::string::npos;)
     name.erase(at, 4);
   for (size_t at; (at = name.find("{e}")) != std::string::npos;)
     name.erase(at, 3);
-  name = "int8." + name;
+  name = std::string(WeightFormatName(format)) + "." + name;
   if (row_offset > 0) name += ".rows" + std::to_string(row_offset);
   return name;
 }
@@ -63,12 +63,27 @@ std::string AsBytes(const void* data, size_t bytes) {
 std::optional<WeightFormat> ParseWeightFormat(std::string_view name) {
   if (name == "checkpoint") return WeightFormat::kCheckpoint;
   if (name == "int8") return WeightFormat::kInt8;
+  if (name == "int4") return WeightFormat::kInt4;
   return std::nullopt;
 }
 
-std::string PackedWeightsPath(const std::string& plan_path) {
+const char* WeightFormatName(WeightFormat format) {
+  switch (format) {
+    case WeightFormat::kCheckpoint:
+      return "checkpoint";
+    case WeightFormat::kInt8:
+      return "int8";
+    case WeightFormat::kInt4:
+      return "int4";
+  }
+  return "checkpoint";
+}
+
+std::string PackedWeightsPath(const std::string& plan_path, WeightFormat format) {
   const std::filesystem::path plan(plan_path);
-  return (plan.parent_path() / (plan.stem().string() + ".int8.safetensors")).string();
+  return (plan.parent_path() /
+          (plan.stem().string() + "." + WeightFormatName(format) + ".safetensors"))
+      .string();
 }
 
 Status QuantizeInt8Rows(const float* w, int64_t rows, int64_t cols, int64_t block_cols, int8_t* q,
@@ -98,9 +113,53 @@ Status QuantizeInt8Rows(const float* w, int64_t rows, int64_t cols, int64_t bloc
   return Status::Ok();
 }
 
+Status QuantizeInt4Rows(const float* w, int64_t rows, int64_t cols, int64_t block_cols, uint8_t* q,
+                        float* scales) {
+  if (cols % 2 != 0) {
+    return InvalidArgument("int4 rows pack two values a byte: " + std::to_string(cols) +
+                           " columns, expected an even count");
+  }
+  const int64_t blocks = (cols + block_cols - 1) / block_cols;
+  for (int64_t r = 0; r < rows; ++r) {
+    const float* row = w + r * cols;
+    for (int64_t b = 0; b < blocks; ++b) {
+      const int64_t c0 = b * block_cols, c1 = std::min(cols, c0 + block_cols);
+      float extreme = 0.0f;  // the value of largest magnitude
+      for (int64_t c = c0; c < c1; ++c) {
+        if (!std::isfinite(row[c])) {
+          return InvalidArgument("value " + std::to_string(row[c]) + " at row " +
+                                 std::to_string(r) + ", column " + std::to_string(c) +
+                                 " is not finite; int4 blocks need finite weights");
+        }
+        if (std::fabs(row[c]) > std::fabs(extreme)) extreme = row[c];
+      }
+      const float scale = extreme / -8.0f;
+      scales[r * blocks + b] = scale;
+      for (int64_t c = c0; c < c1; ++c) {
+        const float code = scale != 0.0f ? std::clamp(std::round(row[c] / scale), -8.0f, 7.0f) : 0;
+        const auto nibble = static_cast<uint8_t>(static_cast<int>(code) + 8);
+        uint8_t& byte = q[(r * cols + c) / 2];
+        byte = c % 2 == 0 ? nibble : static_cast<uint8_t>((byte & 0x0f) | (nibble << 4));
+      }
+    }
+  }
+  return Status::Ok();
+}
+
 StatusOr<QuantizeReport> QuantizeWeights(
     Graph& graph, const Checkpoint& checkpoint, const std::string& path,
+    const QuantizeOptions& options,
     const std::function<void(size_t done, size_t total)>& progress) {
+  const bool int4 = options.format == WeightFormat::kInt4;
+  if ((options.format != WeightFormat::kInt8 && !int4) || options.block_cols <= 0 ||
+      options.block_cols % (int4 ? 32 : 8) != 0) {
+    return InvalidArgument(std::string("cannot quantize weights to ") +
+                           WeightFormatName(options.format) + " in blocks of " +
+                           std::to_string(options.block_cols) +
+                           " columns: expected int8 with a multiple of 8 or int4 with a "
+                           "multiple of 32");
+  }
+  const QuantScheme scheme = int4 ? QuantScheme::kInt4Block : QuantScheme::kInt8Block;
   // Each weight value's producing op, and whether every use of it is a matmul weight operand.
   std::map<ValueId, size_t> weight_op;
   for (size_t i = 0; i < graph.ops().size(); ++i) {
@@ -147,6 +206,8 @@ StatusOr<QuantizeReport> QuantizeWeights(
       reason = std::string("dtype ") + DTypeName(type.dtype);
     } else if (type.rank() != (op.HasAttr("experts") ? 3 : 2)) {
       reason = "rank " + std::to_string(type.rank());
+    } else if (int4 && type.dims.back().size % 32 != 0) {
+      reason = "K " + std::to_string(type.dims.back().size) + " is not a multiple of 32";
     }
     if (!reason.empty()) {
       report.kept.push_back(name + " (" + reason + ")");
@@ -165,47 +226,54 @@ StatusOr<QuantizeReport> QuantizeWeights(
     StatusOr<ResolvedWeight> resolved = ResolveWeight(op, type, checkpoint);
     if (!resolved.ok()) return resolved.status().WithContext("quantizing weight '" + name + "'");
     const int64_t n = type.dims[type.rank() - 2].size, k = type.dims[type.rank() - 1].size;
-    const int64_t blocks = (k + kInt8BlockCols - 1) / kInt8BlockCols;
+    const int64_t blocks = (k + options.block_cols - 1) / options.block_cols;
     const int64_t matrices = static_cast<int64_t>(resolved->slices.size());
-    std::string codes(static_cast<size_t>(matrices * n * k), '\0');
+    const int64_t matrix_bytes = int4 ? n * k / 2 : n * k;
+    std::string codes(static_cast<size_t>(matrices * matrix_bytes), '\0');
     std::vector<float> scales(static_cast<size_t>(matrices * n * blocks));
     std::vector<float> matrix(static_cast<size_t>(n * k));
     for (int64_t m = 0; m < matrices; ++m) {
       const WeightSlice& slice = resolved->slices[static_cast<size_t>(m)];
       report.source_bytes += slice.bytes;
       WidenToF32(slice.data, type.dtype, n * k, matrix.data());
-      Status s = QuantizeInt8Rows(matrix.data(), n, k, kInt8BlockCols,
-                                  reinterpret_cast<int8_t*>(codes.data()) + m * n * k,
-                                  scales.data() + m * n * blocks);
+      char* q = codes.data() + m * matrix_bytes;
+      float* s_out = scales.data() + m * n * blocks;
+      Status s = int4 ? QuantizeInt4Rows(matrix.data(), n, k, options.block_cols,
+                                         reinterpret_cast<uint8_t*>(q), s_out)
+                      : QuantizeInt8Rows(matrix.data(), n, k, options.block_cols,
+                                         reinterpret_cast<int8_t*>(q), s_out);
       if (!s.ok()) {
         return s.WithContext(slice.file + ": weight '" + name + "'" +
                              (op.HasAttr("experts") ? " expert " + std::to_string(m) : ""));
       }
     }
-    std::string packed = PackedName(name, op.IntAttr("row_offset", 0));
+    std::string packed = PackedName(name, op.IntAttr("row_offset", 0), options.format);
     while (!packed_names.insert(packed).second)
       packed += "_";
-    std::vector<int64_t> shape = {n, k}, scale_shape = {n, blocks};
+    // int4: the bytes as U8 [..., N, K / 2] (ResolveWeight reads them as i4 [..., N, K]).
+    std::vector<int64_t> shape = {n, int4 ? k / 2 : k}, scale_shape = {n, blocks};
     if (op.HasAttr("experts")) {
       shape.insert(shape.begin(), matrices);
       scale_shape.insert(scale_shape.begin(), matrices);
     }
     report.packed_bytes += codes.size() + scales.size() * sizeof(float);
-    tensors.push_back(TensorToWrite{packed, DType::kI8, shape, std::move(codes)});
+    tensors.push_back(
+        TensorToWrite{packed, int4 ? DType::kU8 : DType::kI8, shape, std::move(codes)});
     tensors.push_back(TensorToWrite{packed + ".scale", DType::kF32, scale_shape,
                                     AsBytes(scales.data(), scales.size() * sizeof(float))});
     op.attrs["name"] = packed;
     op.attrs.erase("row_offset");
-    op.attrs["quant"] = std::string(QuantSchemeName(QuantScheme::kInt8Block));
+    op.attrs["quant"] = std::string(QuantSchemeName(scheme));
     op.attrs["scale"] = packed + ".scale";
     op.attrs["block_rows"] = int64_t{1};
-    op.attrs["block_cols"] = int64_t{kInt8BlockCols};
-    graph.mutable_values()[static_cast<size_t>(value)].type.dtype = DType::kI8;
+    op.attrs["block_cols"] = int64_t{options.block_cols};
+    graph.mutable_values()[static_cast<size_t>(value)].type.dtype = QuantWeightDType(scheme);
     ++report.weights;
     if (progress) progress(done + 1, chosen.size());
   }
-  MG_RETURN_IF_ERROR(WriteSafetensors(path, tensors, {{"format", "moegraph int8_block weights"}},
-                                      kPackedWeightsAlignment));
+  MG_RETURN_IF_ERROR(WriteSafetensors(
+      path, tensors, {{"format", std::string("moegraph ") + QuantSchemeName(scheme) + " weights"}},
+      kPackedWeightsAlignment));
   return report;
 }
 

@@ -14,7 +14,7 @@ struct DTypeInfo {
   bool is_float;
 };
 
-constexpr std::array<DTypeInfo, 9> kDTypes = {{
+constexpr std::array<DTypeInfo, 10> kDTypes = {{
     {DType::kF32, "f32", "F32", 32, true},
     {DType::kF16, "f16", "F16", 16, true},
     {DType::kBF16, "bf16", "BF16", 16, true},
@@ -24,6 +24,7 @@ constexpr std::array<DTypeInfo, 9> kDTypes = {{
     {DType::kFp8E4M3, "fp8e4m3", "F8_E4M3", 8, true},
     {DType::kMxfp4, "mxfp4", "U8", 4, true},
     {DType::kI8, "i8", "I8", 8, false},
+    {DType::kI4, "i4", "U8", 4, false},
 }};
 
 const DTypeInfo& Info(DType dtype) {
@@ -48,7 +49,11 @@ int64_t DTypeStorageBytes(DType dtype, int64_t numel) {
   return (numel * Info(dtype).bits + 7) / 8;
 }
 bool IsQuantStorage(DType dtype) {
-  return dtype == DType::kFp8E4M3 || dtype == DType::kMxfp4 || dtype == DType::kI8;
+  return dtype == DType::kFp8E4M3 || dtype == DType::kMxfp4 || dtype == DType::kI8 ||
+         dtype == DType::kI4;
+}
+bool IsNibbleStorage(DType dtype) {
+  return dtype == DType::kMxfp4 || dtype == DType::kI4;
 }
 bool IsFloat(DType dtype) {
   return Info(dtype).is_float;
@@ -63,7 +68,7 @@ std::optional<DType> ParseDType(std::string_view name) {
 
 std::optional<DType> DTypeFromSafetensors(std::string_view name) {
   for (const DTypeInfo& info : kDTypes) {
-    if (info.dtype != DType::kMxfp4 && name == info.safetensors_name) return info.dtype;
+    if (!IsNibbleStorage(info.dtype) && name == info.safetensors_name) return info.dtype;
   }
   return std::nullopt;
 }

@@ -118,9 +118,10 @@ StatusOr<std::vector<Type>> InferWeight(const InferContext& ctx) {
                                  DTypeName(QuantWeightDType(quant->scheme)) + " [..., N, K], got " +
                                  Describe(t));
     }
-    if (quant->scheme == QuantScheme::kMxfp4 && t.dims.back().size % 32 != 0) {
-      return ShapeError(
-          ctx, "an mxfp4 weight's K (last dim) must be a multiple of 32, got " + Describe(t));
+    if (IsNibbleStorage(t.dtype) && t.dims.back().size % 32 != 0) {
+      return ShapeError(ctx, std::string("an ") + QuantSchemeName(quant->scheme) +
+                                 " weight's K (last dim) must be a multiple of 32, got " +
+                                 Describe(t));
     }
   } else if (IsQuantStorage(t.dtype)) {
     return ShapeError(ctx, std::string("an ") + DTypeName(t.dtype) +

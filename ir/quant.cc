@@ -18,6 +18,8 @@ const char* QuantSchemeName(QuantScheme scheme) {
       return "mxfp4";
     case QuantScheme::kInt8Block:
       return "int8_block";
+    case QuantScheme::kInt4Block:
+      return "int4_block";
   }
   return "none";
 }
@@ -26,6 +28,7 @@ std::optional<QuantScheme> ParseQuantScheme(std::string_view name) {
   if (name == "fp8_block") return QuantScheme::kFp8Block;
   if (name == "mxfp4") return QuantScheme::kMxfp4;
   if (name == "int8_block") return QuantScheme::kInt8Block;
+  if (name == "int4_block") return QuantScheme::kInt4Block;
   return std::nullopt;
 }
 
@@ -39,6 +42,8 @@ DType QuantWeightDType(QuantScheme scheme) {
       return DType::kMxfp4;
     case QuantScheme::kInt8Block:
       return DType::kI8;
+    case QuantScheme::kInt4Block:
+      return DType::kI4;
   }
   return DType::kF32;
 }
@@ -62,8 +67,9 @@ StatusOr<WeightQuant> WeightQuantOf(const Op& op) {
   }
   const std::optional<QuantScheme> scheme = ParseQuantScheme(op.StringAttr("quant"));
   if (!scheme) {
-    return InvalidArgument(where + ": unknown quant \"" + op.StringAttr("quant") +
-                           "\", expected \"fp8_block\", \"mxfp4\" or \"int8_block\"");
+    return InvalidArgument(
+        where + ": unknown quant \"" + op.StringAttr("quant") +
+        "\", expected \"fp8_block\", \"mxfp4\", \"int8_block\" or \"int4_block\"");
   }
   quant.scheme = *scheme;
   const int64_t rows = op.IntAttr("block_rows"), cols = op.IntAttr("block_cols");
@@ -73,6 +79,12 @@ StatusOr<WeightQuant> WeightQuantOf(const Op& op) {
   }
   if (*scheme == QuantScheme::kMxfp4 && (rows != 1 || cols != 32)) {
     return InvalidArgument(where + ": mxfp4 scales cover blocks of 1 x 32, got block_rows " +
+                           std::to_string(rows) + " and block_cols " + std::to_string(cols));
+  }
+  if (*scheme == QuantScheme::kInt4Block && (rows != 1 || cols % 32 != 0)) {
+    return InvalidArgument(where +
+                           ": int4_block scales cover blocks of 1 x a multiple of 32, "
+                           "got block_rows " +
                            std::to_string(rows) + " and block_cols " + std::to_string(cols));
   }
   quant.block_rows = static_cast<int32_t>(rows);

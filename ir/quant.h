@@ -27,9 +27,13 @@ enum class QuantScheme : uint8_t {
   // scale (dequantized = i8 * scale) per block of block_rows x block_cols elements; the
   // compiler writes blocks of 1 x 32 (llama.cpp's Q8_0 block, with an f32 scale).
   kInt8Block = 3,
+  // Symmetric int4, as `compile-model --weights int4` writes it: i4 elements (two a byte) and
+  // one f32 scale (dequantized = i4 * scale) per block of 1 x block_cols elements, block_cols
+  // a multiple of 32 (the compiler writes 32 or 64) and K a multiple of 32.
+  kInt4Block = 4,
 };
 
-// IR spelling of the `quant` attribute: "fp8_block", "mxfp4", "int8_block".
+// IR spelling of the `quant` attribute: "fp8_block", "mxfp4", "int8_block", "int4_block".
 const char* QuantSchemeName(QuantScheme scheme);
 std::optional<QuantScheme> ParseQuantScheme(std::string_view name);
 // The dtype a scheme's weight value has (its storage format) and its scales' dtype.
@@ -112,6 +116,13 @@ inline float Fp4E2M1ToF32(uint8_t v) {
 inline float Mxfp4At(const uint8_t* row, int64_t i) {
   const uint8_t byte = row[i >> 1];
   return Fp4E2M1ToF32((i & 1) != 0 ? static_cast<uint8_t>(byte >> 4) : byte);
+}
+
+// Element `i` of a row of packed i4 codes (element 2j in the low nibble of byte j, each
+// stored as its value + 8): an integer in [-8, 7].
+inline int Int4At(const uint8_t* row, int64_t i) {
+  const uint8_t byte = row[i >> 1];
+  return static_cast<int>((i & 1) != 0 ? byte >> 4 : byte & 0xf) - 8;
 }
 
 // The value of an e8m0 scale byte: 2^(v - 127); 0xff is NaN. Exact (2^-127 is an f32

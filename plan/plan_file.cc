@@ -38,6 +38,7 @@ static_assert(static_cast<int>(fb::DType::U8) == static_cast<int>(DType::kU8));
 static_assert(static_cast<int>(fb::DType::FP8E4M3) == static_cast<int>(DType::kFp8E4M3));
 static_assert(static_cast<int>(fb::DType::MXFP4) == static_cast<int>(DType::kMxfp4));
 static_assert(static_cast<int>(fb::DType::I8) == static_cast<int>(DType::kI8));
+static_assert(static_cast<int>(fb::DType::I4) == static_cast<int>(DType::kI4));
 static_assert(static_cast<int>(fb::MoePhase::Prefill) == static_cast<int>(MoePhase::kPrefill));
 static_assert(static_cast<int>(fb::MoePhase::Decode) == static_cast<int>(MoePhase::kDecode));
 static_assert(static_cast<int>(fb::ArgKind::Arena) == static_cast<int>(ArgKind::kArena));
@@ -46,7 +47,7 @@ static_assert(static_cast<int>(fb::ArgKind::Input) == static_cast<int>(ArgKind::
 
 // The last value of each enum; a value added to ir/ without plan.fbs (or the
 // reverse) must update both, or these fail.
-constexpr DType kLastDType = DType::kI8;
+constexpr DType kLastDType = DType::kI4;
 constexpr MoePhase kLastPhase = MoePhase::kDecode;
 constexpr ArgKind kLastArgKind = ArgKind::kInput;
 static_assert(static_cast<int>(fb::DType::MAX) == static_cast<int>(kLastDType));
@@ -509,7 +510,7 @@ class PlanValidator {
                      int64_t* bytes) const {
     if (!IsKnown(dtype)) {
       return Error(what() + " has dtype value " + EnumValue(dtype) + ", expected 0.." +
-                   EnumValue(kLastDType) + " (f32 .. i8)");
+                   EnumValue(kLastDType) + " (f32 .. i4)");
     }
     if (shape.size() > static_cast<size_t>(kMaxRank)) {
       return Error(what() + " has rank " + std::to_string(shape.size()) + ", expected at most " +
@@ -733,10 +734,10 @@ class PlanValidator {
       return Status::Ok();
     }
     if (w.quant.scheme != QuantScheme::kFp8Block && w.quant.scheme != QuantScheme::kMxfp4 &&
-        w.quant.scheme != QuantScheme::kInt8Block) {
+        w.quant.scheme != QuantScheme::kInt8Block && w.quant.scheme != QuantScheme::kInt4Block) {
       return Error(what + " has quantization scheme " +
                    std::to_string(static_cast<int>(w.quant.scheme)) +
-                   ", expected 1 (fp8_block), 2 (mxfp4) or 3 (int8_block)");
+                   ", expected 1 (fp8_block), 2 (mxfp4), 3 (int8_block) or 4 (int4_block)");
     }
     if (w.dtype != QuantWeightDType(w.quant.scheme) || w.shape.size() < 2) {
       return Error(what + " is " + DTypeName(w.dtype) + " " + ShapeString(w.shape) + ", but " +
@@ -746,6 +747,16 @@ class PlanValidator {
     if (w.quant.block_rows < 1 || w.quant.block_cols < 1) {
       return Error(what + " has scale blocks " + std::to_string(w.quant.block_rows) + " x " +
                    std::to_string(w.quant.block_cols) + ", expected positive sizes");
+    }
+    // Two codes a byte: rows of K / 2 bytes, scales over whole rows of 32-column groups.
+    if (IsNibbleStorage(w.dtype) &&
+        (w.shape.back() % 32 != 0 || w.quant.block_rows != 1 || w.quant.block_cols % 32 != 0 ||
+         (w.quant.scheme == QuantScheme::kMxfp4 && w.quant.block_cols != 32))) {
+      return Error(what + " is " + DTypeName(w.dtype) + " " + ShapeString(w.shape) +
+                   " with scale blocks " + std::to_string(w.quant.block_rows) + " x " +
+                   std::to_string(w.quant.block_cols) +
+                   ", expected K a multiple of 32 and blocks of 1 x 32 (mxfp4) or 1 x a multiple "
+                   "of 32 (int4_block)");
     }
     if (w.scale_name.empty()) return Error(what + " names no scale tensor");
     if (w.scale_slices.size() != w.slices.size()) {

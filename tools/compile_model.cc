@@ -145,10 +145,13 @@ int Main(int argc, char** argv) {
           ->type_name("DTYPE");
   std::string weights = "checkpoint";
   app.add_option("--weights", weights,
-                 "weights the plan reads: 'checkpoint' (as stored) or 'int8' (matmul weights "
-                 "quantized to int8 blocks of 32 with f32 scales, written beside the plan as "
-                 "PLAN_STEM.int8.safetensors; CPU backend)")
+                 "weights the plan reads: 'checkpoint' (as stored), 'int8' or 'int4' (matmul "
+                 "weights quantized to int8 / int4 blocks with f32 scales, written beside the "
+                 "plan as PLAN_STEM.int8.safetensors / PLAN_STEM.int4.safetensors; CPU backend)")
       ->type_name("FORMAT");
+  AddIntOption(app, "--weight-block", options.quant_block_cols, {8, 256},
+               "input columns per scale of --weights int8 (a multiple of 8) or int4 (a multiple "
+               "of 32); 32 is llama.cpp's Q8_0 / Q4_0 block (default 32)");
   app.add_flag("-q,--quiet", quiet, "no progress or summary");
   if (std::optional<int> exit_code = ParseCommandLine(app, "compile-model", argc, argv)) {
     return *exit_code;
@@ -175,7 +178,14 @@ int Main(int argc, char** argv) {
   if (const std::optional<WeightFormat> format = ParseWeightFormat(weights)) {
     options.weights = *format;
   } else {
-    return Fail(InvalidArgument("--weights: expected checkpoint or int8, got '" + weights + "'"));
+    return Fail(
+        InvalidArgument("--weights: expected checkpoint, int8 or int4, got '" + weights + "'"));
+  }
+  const int32_t block_multiple = options.weights == WeightFormat::kInt4 ? 32 : 8;
+  if (options.quant_block_cols % block_multiple != 0) {
+    return Fail(InvalidArgument("--weight-block: expected a multiple of " +
+                                std::to_string(block_multiple) + " for --weights " + weights +
+                                ", got " + std::to_string(options.quant_block_cols)));
   }
   if (args.size() != 1) return Fail(InvalidArgument("expected one MODEL argument (see --help)"));
   if (!family.empty()) {
@@ -233,13 +243,14 @@ int Main(int argc, char** argv) {
                  dir->c_str(), model->family.c_str(), DescribeModel(model->config).c_str());
   }
   QuantizeReport quantized;
-  if (options.weights == WeightFormat::kInt8) {
-    options.packed_weights_path = PackedWeightsPath(output);
+  if (options.weights != WeightFormat::kCheckpoint) {
+    options.packed_weights_path = PackedWeightsPath(output, options.weights);
     options.quantize_report = &quantized;
     if (!quiet) {
       options.quantize_progress = [&](size_t done, size_t total) {
         if (done == total || done % 16 == 0) {
-          std::fprintf(stderr, "\r  quantizing weights to int8: %zu/%zu", done, total);
+          std::fprintf(stderr, "\r  quantizing weights to %s: %zu/%zu",
+                       WeightFormatName(options.weights), done, total);
           if (done == total) std::fprintf(stderr, "\n");
         }
       };
@@ -281,10 +292,11 @@ int Main(int argc, char** argv) {
         FormatBytes(weight_bytes).c_str(), plan->model_dir.c_str(),
         plan->kv_layers.empty() ? "-" : DTypeName(plan->kv_layers[0].dtype),
         FormatBytes(std::filesystem::file_size(output)).c_str(), total);
-    if (options.weights == WeightFormat::kInt8) {
+    if (options.weights != WeightFormat::kCheckpoint) {
       std::printf(
-          "int8 weights: %lld matmul weights packed into %s (%s from %s in the "
+          "%s weights (blocks of %d): %lld matmul weights packed into %s (%s from %s in the "
           "checkpoint); %zu kept as stored\n",
+          WeightFormatName(options.weights), options.quant_block_cols,
           static_cast<long long>(quantized.weights), options.packed_weights_path.c_str(),
           FormatBytes(quantized.packed_bytes).c_str(), FormatBytes(quantized.source_bytes).c_str(),
           quantized.kept.size());

@@ -844,6 +844,7 @@ void OptMlaAttention(const KernelArgs& args) {
       args.meta != nullptr && q.kv_lora_rank <= kMaxRefHeadDimMla && q.CacheRow() <= kMaxMlaRow &&
       kv_access::IsLatentLayer(args.kv, q.layer, q.CacheRow()) &&
       simd::ToMatmulWType(kv_b, &wtype) && wtype != simd::WType::kMxfp4 &&
+      wtype != simd::WType::kInt4 &&
       (wtype == simd::WType::kF32 || wtype == simd::WType::kBF16 || wtype == simd::WType::kF16 ||
        kv_b.scales) &&
       kv_b.rank == 2 && kv_b.shape[0] == q.num_heads * (q.qk_nope_head_dim + q.v_head_dim) &&
@@ -891,7 +892,8 @@ void OptMlaAttention(const KernelArgs& args) {
         return MlaItems<simd::WType::kFp8>(p, begin, end);
       case simd::WType::kInt8:
         return MlaItems<simd::WType::kInt8>(p, begin, end);
-      case simd::WType::kMxfp4:  // refused above: the reference reads an mxfp4 kv_b
+      case simd::WType::kMxfp4:  // refused above: the reference reads an mxfp4 / int4 kv_b
+      case simd::WType::kInt4:
         return;
     }
   });

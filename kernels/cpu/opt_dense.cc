@@ -50,6 +50,9 @@ void RunDense(const MatmulBlock& b, int64_t num_rows, WType wtype, int num_threa
       case WType::kInt8:
         DenseWorker<WType::kInt8>(b, num_rows, t, nt);
         break;
+      case WType::kInt4:
+        DenseWorker<WType::kInt4>(b, num_rows, t, nt);
+        break;
     }
   });
 }

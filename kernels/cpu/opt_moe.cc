@@ -83,6 +83,9 @@ void ForWType(WType wtype, Fn&& fn) {
     case WType::kInt8:
       fn(std::integral_constant<WType, WType::kInt8>{});
       break;
+    case WType::kInt4:
+      fn(std::integral_constant<WType, WType::kInt4>{});
+      break;
   }
 }
 

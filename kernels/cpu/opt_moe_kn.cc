@@ -43,6 +43,7 @@ void ForWType(WType wtype, Fn&& fn) {
     case WType::kFp8:  // the callers leave quantized [in, out] weights to the reference
     case WType::kMxfp4:
     case WType::kInt8:
+    case WType::kInt4:
       break;
   }
 }

@@ -98,6 +98,7 @@ bool RunNorm(const KernelArgs& args, bool with_residual) {
         case WType::kFp8:  // ToWType never gives these: norm weights are not quantized
         case WType::kMxfp4:
         case WType::kInt8:
+        case WType::kInt4:
           break;
       }
     }

@@ -330,17 +330,18 @@ inline float DotWeight(const float* x, const void* w, DType dtype, int64_t offse
 }
 
 // Whether `w` is a weight a matmul kernel reads: f32/bf16/f16, fp8e4m3 or i8 with its block
-// scales (QuantScheme::kFp8Block, kInt8Block), or packed mxfp4 with its e8m0 scales (kMxfp4, K % 32
-// == 0).
+// scales (QuantScheme::kFp8Block, kInt8Block), packed mxfp4 with its e8m0 scales (kMxfp4) or
+// packed i4 with f32 scales (kInt4Block; both K % 32 == 0).
 inline bool IsMatmulWeight(const TensorArg& w) {
   if (ByteBlockScheme(w.quant.scheme)) {
     return w.dtype == QuantWeightDType(w.quant.scheme) && w.quant.block_rows > 0 &&
            w.quant.block_cols > 0 && (w.scales != nullptr || w.expert_scales != nullptr);
   }
-  if (w.quant.scheme == QuantScheme::kMxfp4) {
-    return w.dtype == DType::kMxfp4 && w.quant.block_rows == 1 && w.quant.block_cols == 32 &&
-           w.rank >= 1 && w.dim(-1) % 32 == 0 &&
-           (w.scales != nullptr || w.expert_scales != nullptr);
+  if (w.quant.scheme == QuantScheme::kMxfp4 || w.quant.scheme == QuantScheme::kInt4Block) {
+    return w.dtype == QuantWeightDType(w.quant.scheme) && w.quant.block_rows == 1 &&
+           w.quant.block_cols % 32 == 0 &&
+           (w.quant.scheme == QuantScheme::kInt4Block || w.quant.block_cols == 32) && w.rank >= 1 &&
+           w.dim(-1) % 32 == 0 && (w.scales != nullptr || w.expert_scales != nullptr);
   }
   return !w.quant.quantized() && IsWeightDType(w.dtype);
 }
@@ -352,9 +353,9 @@ struct WeightMatrix {
   DType dtype = DType::kF32;
   int64_t cols = 0;  // K
   WeightQuant quant;
-  // [ceil(N / block_rows), ceil(K / block_cols)] when quantized: f32 for kFp8Block and
-  // kInt8Block, u8 e8m0
-  // for kMxfp4 (whose data rows are K / 2 bytes of packed codes).
+  // [ceil(N / block_rows), ceil(K / block_cols)] when quantized: f32 for kFp8Block,
+  // kInt8Block and kInt4Block, u8 e8m0 for kMxfp4 (kMxfp4 and kInt4Block data rows are K / 2
+  // bytes of packed codes).
   const void* scales = nullptr;
 
   // sum_{i < n} x[i] * W[row, col0 + i], each element dequantized (fp8 / fp4 value times its
@@ -367,6 +368,16 @@ struct WeightMatrix {
       for (int64_t i = 0; i < n; ++i) {
         const int64_t c = col0 + i;
         acc += x[i] * (Mxfp4At(q, c) * E8M0ToF32(s[c / 32]));
+      }
+      return acc;
+    }
+    if (quant.scheme == QuantScheme::kInt4Block) {
+      const uint8_t* q = static_cast<const uint8_t*>(data) + row * (cols / 2);
+      const float* s = static_cast<const float*>(scales) + row * quant.ScaleCols(cols);
+      float acc = 0.0f;
+      for (int64_t i = 0; i < n; ++i) {
+        const int64_t c = col0 + i;
+        acc += x[i] * (static_cast<float>(Int4At(q, c)) * s[c / quant.block_cols]);
       }
       return acc;
     }
@@ -388,6 +399,11 @@ struct WeightMatrix {
       const uint8_t* q = static_cast<const uint8_t*>(data) + row * (cols / 2);
       const uint8_t* s = static_cast<const uint8_t*>(scales) + row * (cols / 32);
       return Mxfp4At(q, col) * E8M0ToF32(s[col / 32]);
+    }
+    if (quant.scheme == QuantScheme::kInt4Block) {
+      const uint8_t* q = static_cast<const uint8_t*>(data) + row * (cols / 2);
+      const float* s = static_cast<const float*>(scales) + row * quant.ScaleCols(cols);
+      return static_cast<float>(Int4At(q, col)) * s[col / quant.block_cols];
     }
     if (!ByteBlockScheme(quant.scheme)) return LoadWeight(data, dtype, row * cols + col);
     const uint8_t q = static_cast<const uint8_t*>(data)[row * cols + col];

@@ -31,8 +31,9 @@ inline bool CpuHasAvx2Fma() {
 // pointer, element i lives at byte i / 2 (ElemOffset), Load8 decodes 8 codes from 4 bytes
 // unscaled and the drivers multiply by the row's e8m0 scale of each 32 columns. kInt8 is
 // signed 8-bit with f32 block scales (QuantScheme::kInt8Block), read as kFp8 is but for
-// the decode (a sign-extending widen).
-enum class WType { kF32, kBF16, kF16, kFp8, kMxfp4, kInt8 };
+// the decode (a sign-extending widen). kInt4 is signed 4-bit, two a byte as kMxfp4 (each the
+// value + 8), with f32 scales of 1 x block_cols (QuantScheme::kInt4Block).
+enum class WType { kF32, kBF16, kF16, kFp8, kMxfp4, kInt8, kInt4 };
 
 inline bool ToWType(DType dtype, WType* out) {
   switch (dtype) {
@@ -76,14 +77,25 @@ template <>
 struct WTraits<WType::kInt8> {
   using T = int8_t;
 };
+template <>
+struct WTraits<WType::kInt4> {
+  using T = uint8_t;
+};
 template <WType W>
 using WElem = typename WTraits<W>::T;
 
-// The offset in WElem<W> units of element i of a row (kMxfp4: two elements a byte; i even
+// Whether W packs two elements a byte (kMxfp4, kInt4): rows are a multiple of 32 elements,
+// so there are no scalar tails.
+template <WType W>
+constexpr bool Nibbles() {
+  return W == WType::kMxfp4 || W == WType::kInt4;
+}
+
+// The offset in WElem<W> units of element i of a row (Nibbles: two elements a byte; i even
 // wherever a vector or a row starts).
 template <WType W>
 constexpr int64_t ElemOffset(int64_t i) {
-  return W == WType::kMxfp4 ? i / 2 : i;
+  return Nibbles<W>() ? i / 2 : i;
 }
 
 // 8 FP4 e2m1 codes (4 bytes; element 2j the low nibble of byte j) decoded exactly: the 32
@@ -100,6 +112,22 @@ MG_AVX2_INLINE __m256 Fp4x8ToF32(const uint8_t* p) {
   const __m256i sign = _mm256_and_si256(_mm256_slli_epi32(codes, 28),
                                         _mm256_set1_epi32(static_cast<int32_t>(0x80000000u)));
   return _mm256_or_ps(magnitude, _mm256_castsi256_ps(sign));
+}
+
+// 8 i4 codes (4 bytes; element 2j the low nibble of byte j, each stored as its value + 8) as
+// f32: the same per-lane shift as Fp4x8ToF32, the nibble masked, 8 subtracted.
+MG_AVX2_INLINE __m256 Int4x8ToF32(const uint8_t* p) {
+  int32_t packed;
+  __builtin_memcpy(&packed, p, sizeof(packed));
+  const __m256i codes =
+      _mm256_srlv_epi32(_mm256_set1_epi32(packed), _mm256_setr_epi32(0, 4, 8, 12, 16, 20, 24, 28));
+  const __m256i nibble = _mm256_and_si256(codes, _mm256_set1_epi32(0xf));
+  return _mm256_cvtepi32_ps(_mm256_sub_epi32(nibble, _mm256_set1_epi32(8)));
+}
+
+// Int4x8ToF32 stored to out[0, 8) (for tests).
+MG_AVX2 inline void StoreInt4x8(const uint8_t* p, float* out) {
+  _mm256_storeu_ps(out, Int4x8ToF32(p));
 }
 
 // Fp4x8ToF32 stored to out[0, 8) (for tests).
@@ -145,6 +173,8 @@ MG_AVX2_INLINE __m256 Load8(const WElem<W>* p) {
     return Fp8x8ToF32(p);
   } else if constexpr (W == WType::kMxfp4) {
     return Fp4x8ToF32(p);
+  } else if constexpr (W == WType::kInt4) {
+    return Int4x8ToF32(p);
   } else if constexpr (W == WType::kInt8) {
     return _mm256_cvtepi32_ps(
         _mm256_cvtepi8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p))));
@@ -156,10 +186,10 @@ MG_AVX2_INLINE __m256 Load8(const WElem<W>* p) {
   }
 }
 
-// One weight widened to f32 (not kMxfp4, whose rows are a multiple of 32: no tails).
+// One weight widened to f32 (not Nibbles, whose rows are a multiple of 32: no tails).
 template <WType W>
 MG_AVX2_INLINE float Load1(const WElem<W>* p) {
-  static_assert(W != WType::kMxfp4, "mxfp4 rows have no scalar tails");
+  static_assert(!Nibbles<W>(), "mxfp4 / int4 rows have no scalar tails");
   if constexpr (W == WType::kF32) {
     return *p;
   } else if constexpr (W == WType::kFp8) {

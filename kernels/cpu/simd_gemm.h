@@ -26,8 +26,9 @@ namespace moegraph::simd {
 
 // The block scales of a quantized weight pair: scale matrices [ceil(n / block_rows),
 // scale_cols] of the gate (or only) weight and of the up weight (or null), of elements of
-// scale_bytes bytes: f32 for kFp8, u8 e8m0 for kMxfp4 (blocks of 1 x 32). The optimised
-// kernels take block_cols % 8 == 0 (a scale per 8-value vector); other blocks run the reference.
+// scale_bytes bytes: f32 for kFp8, kInt8 and kInt4, u8 e8m0 for kMxfp4 (blocks of 1 x 32). The
+// optimised kernels take block_cols % 8 == 0 (a scale per 8-value vector); other blocks run the
+// reference.
 struct WeightScales {
   const std::byte* g = nullptr;
   const std::byte* u = nullptr;
@@ -53,7 +54,7 @@ struct WeightScales {
 // Whether weights of W carry block scales the drivers multiply by.
 template <WType W>
 constexpr bool Scaled() {
-  return W == WType::kFp8 || W == WType::kMxfp4 || W == WType::kInt8;
+  return W == WType::kFp8 || W == WType::kMxfp4 || W == WType::kInt8 || W == WType::kInt4;
 }
 
 // The scale of column block `block` of a scale row (GateScaleRow / UpScaleRow).
@@ -67,8 +68,8 @@ MG_AVX2_INLINE float ScaleAt(const void* row, int64_t block) {
 }
 
 // The WType of matmul weight `w`: ToWType of its dtype, kFp8 / kInt8 for a block-scaled fp8 /
-// int8 weight whose blocks the kernels take (block_cols % 8 == 0), kMxfp4 for an mxfp4
-// weight (K % 32 == 0); false: run the reference.
+// int8 weight whose blocks the kernels take (block_cols % 8 == 0), kMxfp4 / kInt4 for an
+// mxfp4 / int4 weight (K % 32 == 0, blocks of 1 x a multiple of 32); false: run the reference.
 inline bool ToMatmulWType(const TensorArg& w, WType* out) {
   if (ByteBlockScheme(w.quant.scheme)) {
     if (w.dtype != QuantWeightDType(w.quant.scheme) || w.quant.block_rows <= 0 ||
@@ -78,12 +79,14 @@ inline bool ToMatmulWType(const TensorArg& w, WType* out) {
     *out = w.quant.scheme == QuantScheme::kInt8Block ? WType::kInt8 : WType::kFp8;
     return true;
   }
-  if (w.quant.scheme == QuantScheme::kMxfp4) {
-    if (w.dtype != DType::kMxfp4 || w.quant.block_rows != 1 || w.quant.block_cols != 32 ||
-        w.rank < 1 || w.dim(-1) % 32 != 0) {
+  if (w.quant.scheme == QuantScheme::kMxfp4 || w.quant.scheme == QuantScheme::kInt4Block) {
+    const bool mxfp4 = w.quant.scheme == QuantScheme::kMxfp4;
+    if (w.dtype != QuantWeightDType(w.quant.scheme) || w.quant.block_rows != 1 ||
+        w.quant.block_cols % 32 != 0 || (mxfp4 && w.quant.block_cols != 32) || w.rank < 1 ||
+        w.dim(-1) % 32 != 0) {
       return false;
     }
-    *out = WType::kMxfp4;
+    *out = mxfp4 ? WType::kMxfp4 : WType::kInt4;
     return true;
   }
   return !w.quant.quantized() && ToWType(w.dtype, out);
@@ -115,7 +118,7 @@ template <WType W, int MR, int NR>
 MG_AVX2 void DotTile(const float* const* x, const WElem<W>* const* w, int64_t k, float* out,
                      const WElem<W>* const* next, const void* const* s, int64_t block_cols) {
   static_assert(MR * NR <= 12 || (MR == 1 && NR <= 8), "tile exceeds the register file");
-  constexpr int64_t kLineElems = W == WType::kMxfp4 ? 128 : 64 / sizeof(WElem<W>);
+  constexpr int64_t kLineElems = Nibbles<W>() ? 128 : 64 / sizeof(WElem<W>);
   __m256 acc[MR][NR];
   for (int m = 0; m < MR; ++m) {
     for (int n = 0; n < NR; ++n)
@@ -160,7 +163,7 @@ MG_AVX2 void DotTile(const float* const* x, const WElem<W>* const* w, int64_t k,
     for (; n < NR; ++n)
       out[m * NR + n] = Hsum(acc[m][n]);
   }
-  if constexpr (W != WType::kMxfp4) {  // mxfp4 rows are a multiple of 32: no tail
+  if constexpr (!Nibbles<W>()) {  // mxfp4 / int4 rows are a multiple of 32: no tail
     for (int64_t i = k8; i < k; ++i) {
       for (int m = 0; m < MR; ++m) {
         for (int n = 0; n < NR; ++n) {
@@ -296,7 +299,7 @@ MG_AVX2 void PackPanel(const WElem<W>* const* rows, int64_t k0, int64_t kc, floa
         StoreTransposed8x8(v, pack + kk * Cols + 8 * g, Cols);
       }
     }
-    if constexpr (W != WType::kMxfp4) {  // mxfp4: kc is a multiple of 32
+    if constexpr (!Nibbles<W>()) {  // mxfp4 / int4: kc is a multiple of 32
       for (; kk < kc; ++kk) {
         for (int j = 0; j < 8; ++j) {
           float v = Load1<W>(r[j] + k0 + kk);
@@ -433,7 +436,7 @@ struct MatmulBlock {
   const void* wu = nullptr;  // [n, k] or null
   float* out = nullptr;      // [num_rows, out_stride]
   int64_t k = 0, n = 0, out_stride = 0, num_rows = 0;
-  WeightScales scales;  // kFp8 / kMxfp4 only
+  WeightScales scales;  // Scaled<W>() only
 };
 
 // Output columns per packed panel: 24 weight rows, or 12 gate + 12 up rows.

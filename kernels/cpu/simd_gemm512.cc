@@ -232,5 +232,7 @@ template void MatmulGemmAvx512<WType::kMxfp4>(const MatmulBlock&, int64_t, int64
                                               const MatmulBlock*);
 template void MatmulGemmAvx512<WType::kInt8>(const MatmulBlock&, int64_t, int64_t,
                                              const MatmulBlock*);
+template void MatmulGemmAvx512<WType::kInt4>(const MatmulBlock&, int64_t, int64_t,
+                                             const MatmulBlock*);
 
 }  // namespace moegraph::simd

@@ -82,9 +82,73 @@ TEST(QuantizeInt8RowsTest, ANonFiniteValueNamesItsRowAndColumn) {
       << s.message();
 }
 
+// Q4_0's rule: d = m / -8 for the block's value m of largest magnitude, so m comes back exactly
+// (code -8), every value within |d| / 2 but those rounded past 7 (w / d > 7.5), within |d|;
+// an all-zero block has d = 0 and codes 0 (nibble 8). 96 columns in blocks of 64 leave a short
+// block of 32.
+TEST(QuantizeInt4RowsTest, CodesReconstructWithinHalfAStepButTheClamped) {
+  constexpr int64_t kRows = 3, kCols = 96, kBlock = 64, kBlocks = 2;
+  std::vector<float> w = testing::RandomFloats(kRows * kCols, 9, 2.5f);
+  for (int64_t c = kBlock; c < kCols; ++c)
+    w[1 * kCols + c] = 0.0f;  // row 1's short block is all zero
+  w[2 * kCols + 5] = 7.0f;    // row 2's first block: m = 7 (d < 0) ...
+  w[2 * kCols + 6] = -6.9f;   // ... and a value that rounds to 7.89 -> clamped to 7
+  std::vector<uint8_t> q(kRows * kCols / 2, 0xAA);
+  std::vector<float> scales(kRows * kBlocks, 99.0f);
+  ASSERT_TRUE(QuantizeInt4Rows(w.data(), kRows, kCols, kBlock, q.data(), scales.data()).ok());
+  int clamped = 0;
+  for (int64_t r = 0; r < kRows; ++r) {
+    const uint8_t* row = q.data() + r * kCols / 2;
+    for (int64_t b = 0; b < kBlocks; ++b) {
+      const int64_t c0 = b * kBlock, c1 = std::min(kCols, c0 + kBlock);
+      float m = 0.0f;
+      for (int64_t c = c0; c < c1; ++c) {
+        if (std::fabs(w[r * kCols + c]) > std::fabs(m)) m = w[r * kCols + c];
+      }
+      const float d = scales[r * kBlocks + b];
+      EXPECT_EQ(d, m / -8.0f) << "row " << r << " block " << b;
+      for (int64_t c = c0; c < c1; ++c) {
+        const float v = w[r * kCols + c];
+        const int code = Int4At(row, c);
+        ASSERT_GE(code, -8);
+        ASSERT_LE(code, 7);
+        const float err = std::fabs(v - static_cast<float>(code) * d);
+        if (v == m && m != 0.0f) {
+          EXPECT_EQ(code, -8) << "row " << r << " column " << c;
+        }
+        if (d != 0.0f && v / d > 7.5f) {
+          ++clamped;
+          EXPECT_EQ(code, 7);
+          EXPECT_LE(err, std::fabs(d) * (1.0f + 1e-4f)) << "row " << r << " column " << c;
+        } else {
+          EXPECT_LE(err, 0.5f * std::fabs(d) * (1.0f + 1e-4f)) << "row " << r << " column " << c;
+        }
+      }
+    }
+  }
+  EXPECT_GE(clamped, 1);
+  EXPECT_EQ(scales[1 * kBlocks + 1], 0.0f);
+  EXPECT_EQ(Int4At(q.data() + kCols / 2, kBlock), 0);
+  EXPECT_EQ(q[kCols / 2 + kBlock / 2], 0x88);  // two zero codes: nibbles 8 and 8
+}
+
+TEST(QuantizeInt4RowsTest, OddColumnsAndNonFiniteValuesAreRefused) {
+  std::vector<float> w(2 * 64, 0.25f);
+  std::vector<uint8_t> q(64);
+  std::vector<float> scales(4);
+  Status odd = QuantizeInt4Rows(w.data(), 1, 63, 32, q.data(), scales.data());
+  EXPECT_EQ(odd.code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(odd.message().find("63 columns, expected an even count"), std::string::npos)
+      << odd.message();
+  w[64 + 40] = std::numeric_limits<float>::quiet_NaN();
+  Status nan = QuantizeInt4Rows(w.data(), 2, 64, 32, q.data(), scales.data());
+  EXPECT_NE(nan.message().find("at row 1, column 40 is not finite"), std::string::npos)
+      << nan.message();
+}
+
 TEST(QuantizeWeightsTest, PackedWeightsLieBesideThePlan) {
-  EXPECT_EQ(PackedWeightsPath("out/a3b.plan"), "out/a3b.int8.safetensors");
-  EXPECT_EQ(PackedWeightsPath("demo.plan"), "demo.int8.safetensors");
+  EXPECT_EQ(PackedWeightsPath("out/a3b.plan", WeightFormat::kInt8), "out/a3b.int8.safetensors");
+  EXPECT_EQ(PackedWeightsPath("demo.plan", WeightFormat::kInt4), "demo.int4.safetensors");
   EXPECT_EQ(ParseWeightFormat("int8"), WeightFormat::kInt8);
   EXPECT_EQ(ParseWeightFormat("checkpoint"), WeightFormat::kCheckpoint);
   EXPECT_EQ(ParseWeightFormat("int4x"), std::nullopt);
@@ -144,6 +208,7 @@ class QuantizeGraphTest : public testing::TempDirTest {
         {"mlp.gate_proj.weight", DType::kBF16, {9, 37}, {}},
         {"mlp.up_proj.weight", DType::kBF16, {9, 37}, {}},
         {"mlp.down_proj.weight", DType::kF16, {37, 9}, {}},
+        {"w64", DType::kBF16, {5, 64}, {}},
     };
     std::vector<TensorToWrite> tensors;
     uint32_t seed = 1;
@@ -189,7 +254,7 @@ TEST_F(QuantizeGraphTest, MatmulWeightsBecomeInt8BlocksAndTheRestIsKept) {
   const std::string path = TestDir("plan") + "/m.int8.safetensors";
   std::vector<size_t> progress;
   StatusOr<QuantizeReport> report =
-      QuantizeWeights(graph, checkpoint_, path, [&](size_t done, size_t total) {
+      QuantizeWeights(graph, checkpoint_, path, QuantizeOptions{}, [&](size_t done, size_t total) {
         EXPECT_EQ(total, 4u);
         progress.push_back(done);
       });
@@ -217,6 +282,7 @@ TEST_F(QuantizeGraphTest, MatmulWeightsBecomeInt8BlocksAndTheRestIsKept) {
   }
   EXPECT_EQ(data_tensors, 8);
   for (const SourceTensor& source : source_) {
+    if (source.name == "w64") continue;  // not in kModel
     if (source.name == "embed" || source.name == "norm") {
       EXPECT_EQ(packed->Find("int8." + source.name), nullptr) << source.name;
       continue;
@@ -247,8 +313,8 @@ TEST_F(QuantizeGraphTest, MatmulWeightsBecomeInt8BlocksAndTheRestIsKept) {
 // weights are listed as kept with the reason.
 TEST_F(QuantizeGraphTest, NoChangeOnAQuantizedGraph) {
   Graph graph = Parse(kQuantized);
-  StatusOr<QuantizeReport> report =
-      QuantizeWeights(graph, checkpoint_, TestDir("plan") + "/again.int8.safetensors");
+  StatusOr<QuantizeReport> report = QuantizeWeights(
+      graph, checkpoint_, TestDir("plan") + "/again.int8.safetensors", QuantizeOptions{});
   ASSERT_TRUE(report.ok()) << report.status().ToString();
   EXPECT_EQ(PrintGraph(graph), kQuantized);
   EXPECT_EQ(report->weights, 0);
@@ -257,6 +323,68 @@ TEST_F(QuantizeGraphTest, NoChangeOnAQuantizedGraph) {
   EXPECT_NE(std::find(report->kept.begin(), report->kept.end(),
                       "int8.mlp.up_proj.weight (already int8_block)"),
             report->kept.end());
+}
+
+// int4 takes K % 32 == 0: kModel's matmul weights (K 6, 37, 9) all stay as they are, listed
+// with the reason; a K of 64 is packed two codes a byte, in blocks of 64 here.
+TEST_F(QuantizeGraphTest, Int4PacksRowsOfWholeGroupsOf32AndKeepsTheRest) {
+  Graph graph = Parse(kModel);
+  StatusOr<QuantizeReport> report =
+      QuantizeWeights(graph, checkpoint_, TestDir("plan") + "/m.int4.safetensors",
+                      QuantizeOptions{WeightFormat::kInt4, 32});
+  ASSERT_TRUE(report.ok()) << report.status().ToString();
+  EXPECT_EQ(PrintGraph(graph), kModel);
+  EXPECT_EQ(report->weights, 0);
+  EXPECT_NE(std::find(report->kept.begin(), report->kept.end(),
+                      "mlp.gate_proj.weight (K 37 is not a multiple of 32)"),
+            report->kept.end());
+
+  const std::string text = R"(graph @w(%meta: !forward_meta, %x: tensor<3 x 64 x f32>) {
+  %w = weight() {name = "w64"} : tensor<5 x 64 x bf16>
+  %y = linear(%x, %w) : tensor<3 x 5 x f32>
+  return %y
+}
+)";
+  const std::string expected = R"(graph @w(%meta: !forward_meta, %x: tensor<3 x 64 x f32>) {
+  %w = weight() {block_cols = 64, block_rows = 1, name = "int4.w64", quant = "int4_block", scale = "int4.w64.scale"} : tensor<5 x 64 x i4>
+  %y = linear(%x, %w) : tensor<3 x 5 x f32>
+  return %y
+}
+)";
+  Graph w64 = Parse(text);
+  const std::string path = TestDir("plan") + "/w.int4.safetensors";
+  report = QuantizeWeights(w64, checkpoint_, path, QuantizeOptions{WeightFormat::kInt4, 64});
+  ASSERT_TRUE(report.ok()) << report.status().ToString();
+  EXPECT_EQ(PrintGraph(w64), expected);
+  EXPECT_TRUE(Verify(w64).ok()) << Verify(w64).ToString();
+  EXPECT_EQ(report->weights, 1);
+  EXPECT_EQ(report->packed_bytes, 5u * 64 / 2 + 5 * 4);
+  StatusOr<SafetensorsFile> packed = SafetensorsFile::Open(path);
+  ASSERT_TRUE(packed.ok()) << packed.status().ToString();
+  EXPECT_EQ(packed->metadata().at("format"), "moegraph int4_block weights");
+  const SafetensorsTensor* codes = packed->Find("int4.w64");
+  ASSERT_NE(codes, nullptr);
+  EXPECT_EQ(codes->dtype, DType::kU8);
+  EXPECT_EQ(codes->shape, (std::vector<int64_t>{5, 32}));
+  const SafetensorsTensor* scales = packed->Find("int4.w64.scale");
+  ASSERT_NE(scales, nullptr);
+  EXPECT_EQ(scales->shape, (std::vector<int64_t>{5, 1}));
+  const std::vector<float>& want = source_.back().values;
+  for (int64_t r = 0; r < 5; ++r) {
+    float d;
+    std::memcpy(&d, scales->data + 4 * r, 4);
+    for (int64_t c = 0; c < 64; ++c) {
+      const int code = Int4At(reinterpret_cast<const uint8_t*>(codes->data) + r * 32, c);
+      EXPECT_LE(std::fabs(static_cast<float>(code) * d - want[static_cast<size_t>(r * 64 + c)]),
+                std::fabs(d) * (1.0f + 1e-4f))
+          << "row " << r << " column " << c;
+    }
+  }
+  // Blocks int4 cannot take.
+  Status bad =
+      QuantizeWeights(w64, checkpoint_, path, QuantizeOptions{WeightFormat::kInt4, 48}).status();
+  EXPECT_EQ(bad.code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(bad.message().find("int4 with a multiple of 32"), std::string::npos) << bad.message();
 }
 
 // A graph without matmul weights is unchanged too.
@@ -268,8 +396,8 @@ TEST_F(QuantizeGraphTest, NoChangeWithoutMatmulWeights) {
 }
 )";
   Graph graph = Parse(text);
-  StatusOr<QuantizeReport> report =
-      QuantizeWeights(graph, checkpoint_, TestDir("plan") + "/n.int8.safetensors");
+  StatusOr<QuantizeReport> report = QuantizeWeights(
+      graph, checkpoint_, TestDir("plan") + "/n.int8.safetensors", QuantizeOptions{});
   ASSERT_TRUE(report.ok()) << report.status().ToString();
   EXPECT_EQ(PrintGraph(graph), text);
   EXPECT_EQ(report->weights, 0);
@@ -300,7 +428,7 @@ TEST_F(QuantizeGraphTest, ANonFiniteWeightIsNamedAndNothingIsWritten) {
   ASSERT_TRUE(broken.ok());
   Graph graph = Parse(kModel);
   const std::string path = TestDir("plan") + "/m.int8.safetensors";
-  StatusOr<QuantizeReport> report = QuantizeWeights(graph, *broken, path);
+  StatusOr<QuantizeReport> report = QuantizeWeights(graph, *broken, path, QuantizeOptions{});
   ASSERT_FALSE(report.ok());
   EXPECT_EQ(report.status().code(), StatusCode::kInvalidArgument);
   EXPECT_NE(report.status().message().find("model.safetensors: weight 'up_in': value inf at row "
@@ -323,7 +451,16 @@ CompileModelOptions GoldenOptions() {
   return options;
 }
 
-class Int8PlanTest : public testing::TempDirTest {
+// The accuracy one format keeps on every golden family (see the bounds at each caller).
+struct Accuracy {
+  WeightFormat format;
+  int32_t block_cols;
+  float median;       // bound on the median row's error / range
+  float dense_worst;  // bound on the worst row's, for models without a router
+  int same;           // of 66 rows at least this many pick the same token
+};
+
+class QuantizedPlanTest : public testing::TempDirTest {
  protected:
   EngineOptions EngineAt(const std::string& plan_dir) {
     EngineOptions options;
@@ -333,6 +470,70 @@ class Int8PlanTest : public testing::TempDirTest {
     options.plan_dir = plan_dir;
     return options;
   }
+  // Every golden family compiled with `bound.format` against the same model with its own
+  // weights, within `bound`.
+  void ExpectAccuracy(const Accuracy& bound) {
+    for (const std::string& golden : testing::GoldenCases()) {
+      SCOPED_TRACE(golden);
+      StatusOr<HfModel> model = LoadHfModel(testing::GoldenDir(golden));
+      ASSERT_TRUE(model.ok()) << model.status().ToString();
+      StatusOr<Plan> base = CompileModel(*model, GoldenOptions());
+      ASSERT_TRUE(base.ok()) << base.status().ToString();
+      const char* format = WeightFormatName(bound.format);
+      const std::string dir =
+          TestDir(golden + "-" + format + "-" + std::to_string(bound.block_cols));
+      CompileModelOptions options = GoldenOptions();
+      options.weights = bound.format;
+      options.quant_block_cols = bound.block_cols;
+      options.packed_weights_path = dir + "/" + golden + "." + format + ".safetensors";
+      QuantizeReport report;
+      options.quantize_report = &report;
+      StatusOr<Plan> quantized = CompileModel(*model, options);
+      ASSERT_TRUE(quantized.ok()) << quantized.status().ToString();
+      if (report.weights == 0) {
+        // int4 takes K % 32 == 0: some goldens' odd sizes leave it nothing.
+        EXPECT_EQ(bound.format, WeightFormat::kInt4);
+        EXPECT_TRUE(quantized->packed_weight_files.empty());
+        std::printf("%-24s %s/%d: no weight to quantize\n", golden.c_str(), format,
+                    bound.block_cols);
+        continue;
+      }
+      ASSERT_EQ(quantized->packed_weight_files.size(), 1u);
+      EXPECT_NE(quantized->packed_weight_files[0].full_hash, 0u);
+
+      StatusOr<std::unique_ptr<moegraph::Engine>> a = moegraph::Engine::Load(*base, EngineAt("."));
+      StatusOr<std::unique_ptr<moegraph::Engine>> b =
+          moegraph::Engine::Load(*quantized, EngineAt(dir));
+      ASSERT_TRUE(a.ok()) << a.status().ToString();
+      ASSERT_TRUE(b.ok()) << b.status().ToString();
+      const int vocab = base->model.vocab_size;
+      std::vector<float> errors;  // per logit row: max abs error / the row's range
+      int same = 0;
+      testing::StepBothGreedy(
+          **a, **b, {7, 13}, 32, 1, [&](int, size_t, const float* got, const float* want) {
+            const auto [lo, hi] = std::minmax_element(want, want + vocab);
+            errors.push_back(testing::MaxAbsDiff(got, want, vocab) / (*hi - *lo));
+            same += testing::Argmax(got, vocab) == testing::Argmax(want, vocab);
+          });
+      ASSERT_EQ(errors.size(), 66u);
+      std::sort(errors.begin(), errors.end());
+      const float median = errors[errors.size() / 2], p90 = errors[errors.size() * 9 / 10];
+      std::printf(
+          "%-24s %s/%d weights %3lld: logit error / range median %.4f, p90 %.4f, max %.4f; "
+          "same greedy token %d/%zu\n",
+          golden.c_str(), format, bound.block_cols, static_cast<long long>(report.weights), median,
+          p90, errors.back(), same, errors.size());
+      EXPECT_LE(median, bound.median);
+      EXPECT_GE(same, bound.same);
+      // Without a router every row stays close; with one, a token whose top-k is nearly tied
+      // may take another expert in one layer, and that row moves by more.
+      const bool routed = std::any_of(model->graph.ops().begin(), model->graph.ops().end(),
+                                      [](const Op& op) { return op.def && op.def->name == "moe"; });
+      if (!routed) {
+        EXPECT_LE(errors.back(), bound.dense_worst);
+      }
+    }
+  }
 };
 
 // Every golden family compiled with --weights int8 against the same model with its own
@@ -340,62 +541,26 @@ class Int8PlanTest : public testing::TempDirTest {
 // plan's tokens (66 logit rows). Measured (this test's output): the median row's max abs
 // error is 0.5-1.2% of the row's logit range, dense models' worst row 1.3%, and 62-66 of
 // the 66 rows pick the same token. Bounds: median <= 2%, dense worst <= 3%, >= 60 of 66.
-TEST_F(Int8PlanTest, LogitsStayCloseToTheCheckpointPlanOnEveryFamily) {
-  for (const std::string& golden : testing::GoldenCases()) {
-    SCOPED_TRACE(golden);
-    StatusOr<HfModel> model = LoadHfModel(testing::GoldenDir(golden));
-    ASSERT_TRUE(model.ok()) << model.status().ToString();
-    StatusOr<Plan> base = CompileModel(*model, GoldenOptions());
-    ASSERT_TRUE(base.ok()) << base.status().ToString();
-    const std::string dir = TestDir(golden);
-    CompileModelOptions int8 = GoldenOptions();
-    int8.weights = WeightFormat::kInt8;
-    int8.packed_weights_path = dir + "/" + golden + ".int8.safetensors";
-    QuantizeReport report;
-    int8.quantize_report = &report;
-    StatusOr<Plan> quantized = CompileModel(*model, int8);
-    ASSERT_TRUE(quantized.ok()) << quantized.status().ToString();
-    EXPECT_GT(report.weights, 0);
-    ASSERT_EQ(quantized->packed_weight_files.size(), 1u);
-    EXPECT_NE(quantized->packed_weight_files[0].full_hash, 0u);
+TEST_F(QuantizedPlanTest, LogitsStayCloseToTheCheckpointPlanOnEveryFamily) {
+  ExpectAccuracy({WeightFormat::kInt8, 32, 0.02f, 0.03f, 60});
+}
 
-    StatusOr<std::unique_ptr<moegraph::Engine>> a = moegraph::Engine::Load(*base, EngineAt("."));
-    StatusOr<std::unique_ptr<moegraph::Engine>> b =
-        moegraph::Engine::Load(*quantized, EngineAt(dir));
-    ASSERT_TRUE(a.ok()) << a.status().ToString();
-    ASSERT_TRUE(b.ok()) << b.status().ToString();
-    const int vocab = base->model.vocab_size;
-    std::vector<float> errors;  // per logit row: max abs error / the row's range
-    int same = 0;
-    testing::StepBothGreedy(**a, **b, {7, 13}, 32, 1,
-                            [&](int, size_t, const float* got, const float* want) {
-                              const auto [lo, hi] = std::minmax_element(want, want + vocab);
-                              errors.push_back(testing::MaxAbsDiff(got, want, vocab) / (*hi - *lo));
-                              same += testing::Argmax(got, vocab) == testing::Argmax(want, vocab);
-                            });
-    ASSERT_EQ(errors.size(), 66u);
-    std::sort(errors.begin(), errors.end());
-    const float median = errors[errors.size() / 2], p90 = errors[errors.size() * 9 / 10];
-    std::printf(
-        "%-24s int8 weights %3lld: logit error / range median %.4f, p90 %.4f, max %.4f; "
-        "same greedy token %d/%zu\n",
-        golden.c_str(), static_cast<long long>(report.weights), median, p90, errors.back(), same,
-        errors.size());
-    EXPECT_LE(median, 0.02f);
-    EXPECT_GE(same, 60);
-    // Without a router every row stays close; with one, a token whose top-k is nearly tied
-    // may take another expert in one layer, and that row moves by more.
-    const bool routed = std::any_of(model->graph.ops().begin(), model->graph.ops().end(),
-                                    [](const Op& op) { return op.def && op.def->name == "moe"; });
-    if (!routed) {
-      EXPECT_LE(errors.back(), 0.03f);
-    }
+// int4 keeps 16 levels per block where int8 keeps 255: on these random models (uniform weights,
+// the hardest case for a block quantizer) its errors are ~16x int8's, as the step size says.
+// Measured (this test's output), blocks of 32 / 64: median row error 1.9-22% / 2.0-23% of the
+// row's logit range, dense worst 16% / 21%, 41-62 / 36-64 of 66 rows the same token (the
+// goldens whose every K is odd-sized quantize nothing and are skipped). Bounds: median <= 30%,
+// dense worst <= 30%, >= 30 of 66; a wrong nibble order, sign or scale gives errors above 100%
+// and next to no agreement.
+TEST_F(QuantizedPlanTest, Int4LogitsStayCloseToTheCheckpointPlanOnEveryFamily) {
+  for (const int32_t block_cols : {32, 64}) {
+    ExpectAccuracy({WeightFormat::kInt4, block_cols, 0.3f, 0.3f, 30});
   }
 }
 
 // The packed file is checked like the checkpoint: a missing file is NotFound naming it, an
 // edited one DataLoss.
-TEST_F(Int8PlanTest, AMissingOrEditedPackedFileIsRefused) {
+TEST_F(QuantizedPlanTest, AMissingOrEditedPackedFileIsRefused) {
   StatusOr<HfModel> model = LoadHfModel(testing::GoldenDir("odd_norm_topk"));
   ASSERT_TRUE(model.ok()) << model.status().ToString();
   const std::string dir = TestDir("plan");
@@ -433,7 +598,7 @@ TEST_F(Int8PlanTest, AMissingOrEditedPackedFileIsRefused) {
 
 // A plan name whose packed file would land in the checkpoint directory is refused before any
 // weight is quantized, and nothing of the checkpoint is touched.
-TEST_F(Int8PlanTest, APackedFileNamedLikeACheckpointFileIsRefused) {
+TEST_F(QuantizedPlanTest, APackedFileNamedLikeACheckpointFileIsRefused) {
   StatusOr<HfModel> model = LoadHfModel(testing::GoldenDir("odd_norm_topk"));
   ASSERT_TRUE(model.ok()) << model.status().ToString();
   CompileModelOptions int8 = GoldenOptions();

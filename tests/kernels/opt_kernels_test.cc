@@ -22,6 +22,7 @@
 #include "kernels/cpu/dispatch.h"
 #include "kernels/cpu/reference_kernels.h"
 #include "kernels/cpu/simd_avx2.h"
+#include "kernels/cpu/simd_gemm.h"
 #include "support/half.h"
 #include "tests/testing/kv_cache_view.h"
 #include "tests/testing/tensors.h"
@@ -1337,6 +1338,93 @@ TEST(OptKernelsTest, Mxfp4AndGptOssExpertOpsMatchReference) {
           }
         }
       }
+    }
+  }
+}
+
+// ---- int4 block weights ---------------------------------------------------------------
+
+// Every byte through the vector decode: both nibbles are Int4At's value (code - 8).
+TEST(OptKernelsTest, Int4VectorDecodeIsExact) {
+  SKIP_WITHOUT_AVX2();
+  for (int v0 = 0; v0 < 256; v0 += 4) {
+    uint8_t bytes[4];
+    for (int i = 0; i < 4; ++i)
+      bytes[i] = static_cast<uint8_t>(v0 + i);
+    float got[8];
+    simd::StoreInt4x8(bytes, got);
+    for (int i = 0; i < 8; ++i)
+      EXPECT_EQ(got[i], static_cast<float>(Int4At(bytes, i))) << "byte " << int(bytes[i / 2]);
+  }
+}
+
+// compile-model --weights int4's blocks of 32 and 64 (96 and 320 leave a partial block of 64)
+// through every matmul kernel that reads an out-major weight: linear and linear_silu_mul for
+// decode and prefill rows, the grouped MoE matmuls (dot tiles and GEMM groups), the
+// expert-batched decode kernels and expert_batched_matmul.
+TEST(OptKernelsTest, Int4KernelsMatchReference) {
+  SKIP_WITHOUT_AVX2();
+  for (const int32_t block_cols : {32, 64}) {
+    for (const int64_t k : {64, 96, 320}) {
+      for (const int64_t n : {37, 50}) {
+        const std::string what = "int4 [1, " + std::to_string(block_cols) + "] k " +
+                                 std::to_string(k) + " n " + std::to_string(n);
+        const testing::Int4BlockWeight wg(0, n, k, block_cols, 2), wu(0, n, k, block_cols, 3);
+        simd::WType wtype;  // the optimised path takes it (no reference fallback)
+        ASSERT_TRUE(simd::ToMatmulWType(wg.arg(), &wtype));
+        ASSERT_EQ(wtype, simd::WType::kInt4);
+        for (const int32_t rows : {1, 3, 7, 131}) {
+          const std::vector<float> x = Random(rows * k, 1);
+          Call linear;
+          linear.in = {Arg(x.data(), DType::kF32, {rows, k}), wg.arg()};
+          linear.out = {{DType::kF32, {rows, n}}};
+          const std::string rows_what = what + " rows " + std::to_string(rows);
+          ExpectMatches(RefLinear, OptLinear, linear, "linear " + rows_what);
+          Call fused = linear;
+          fused.in.push_back(wu.arg());
+          ExpectMatches(RefLinearSiluMul, OptLinearSiluMul, fused, "linear_silu_mul " + rows_what);
+        }
+      }
+      const int64_t num_experts = 5, top_k = 2, inter = 64, hidden = k;
+      const testing::Int4BlockWeight gate(num_experts, inter, hidden, block_cols, 30),
+          up(num_experts, inter, hidden, block_cols, 31),
+          down(num_experts, hidden, inter, block_cols, 32);
+      const std::string what =
+          "int4 [1, " + std::to_string(block_cols) + "] hidden " + std::to_string(hidden);
+      const std::vector<int32_t> offsets = {0, 0, 1, 7, 10, 19};
+      const std::vector<float> xp = Random(19 * hidden, 33);
+      Call grouped;
+      grouped.in = {Arg(xp.data(), DType::kF32, {19, hidden}),
+                    Arg(offsets.data(), DType::kI32, {num_experts + 1}), gate.arg()};
+      grouped.out = {{DType::kF32, {19, inter}}};
+      ExpectMatches(RefGroupedMatmul, OptGroupedMatmul, grouped, "grouped_matmul " + what);
+      grouped.in.push_back(up.arg());
+      ExpectMatches(RefGroupedMatmulSiluMul, OptGroupedMatmulSiluMul, grouped,
+                    "grouped_matmul_silu_mul " + what);
+      const int32_t tokens = 3;
+      const int64_t pairs = tokens * top_k, slots = 4;
+      const std::vector<int32_t> batch_experts = {0, 1, 3, 4};
+      const std::vector<int32_t> batch_pairs = {0, 5, -1, 4, -1, -1, 1, 2, -1, 3, -1, -1};
+      const std::vector<float> x = Random(tokens * hidden, 34);
+      const std::vector<float> h = Random(pairs * inter, 35);
+      Call gate_up;
+      gate_up.in = {Arg(x.data(), DType::kF32, {tokens, hidden}),
+                    Arg(batch_experts.data(), DType::kI32, {slots}),
+                    Arg(batch_pairs.data(), DType::kI32, {slots, tokens}), gate.arg(), up.arg()};
+      gate_up.out = {{DType::kF32, {pairs, inter}}};
+      SetParams(gate_up.param_args, TopKParams{.top_k = top_k});
+      ExpectMatches(RefExpertBatchedGateUpSilu, OptExpertBatchedGateUpSilu, gate_up,
+                    "expert_batched_gate_up_silu " + what);
+      Call batched = gate_up;
+      batched.in.pop_back();
+      ExpectMatches(RefExpertBatchedMatmul, OptExpertBatchedMatmul, batched,
+                    "expert_batched_matmul " + what);
+      Call down_call;
+      down_call.in = {Arg(h.data(), DType::kF32, {pairs, inter}), gate_up.in[1], gate_up.in[2],
+                      down.arg()};
+      down_call.out = {{DType::kF32, {pairs, hidden}}};
+      ExpectMatches(RefExpertBatchedDown, OptExpertBatchedDown, down_call,
+                    "expert_batched_down " + what);
     }
   }
 }

@@ -1775,6 +1775,18 @@ TEST(RefFp8Test, Int8LinearReadsTheDequantizedWeight) {
   }
 }
 
+TEST(RefFp8Test, Int4LinearReadsTheDequantizedWeight) {
+  constexpr int64_t kK64 = 96;  // int4 takes K % 32 == 0; blocks of 64 leave a partial one
+  const std::vector<float> x = Random(kT * kK64, 69);
+  for (const int32_t block_cols : {32, 64}) {
+    const testing::Int4BlockWeight w(0, kN, kK64, block_cols, 70);
+    std::vector<float> out = Poisoned(kT * kN);
+    RunKernel(RefLinear, {F32(x, {kT, kK64}), w.arg()}, {F32(out, {kT, kN})});
+    ExpectClose(out, NaiveLinear(x, w.Dequantized(), kT, kT, kK64, kN), kTol,
+                "int4 linear, blocks of " + std::to_string(block_cols));
+  }
+}
+
 TEST(RefFp8Test, DenseMatmulsReadTheDequantizedWeight) {
   const std::vector<float> x = Random(kT * kK, 60);
   const testing::Fp8BlockWeight wg(0, kN, kK, 4, 8, 61), wu(0, kN, kK, 4, 8, 62);

@@ -11,6 +11,7 @@
 #include <functional>
 #include <limits>
 #include <random>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -200,8 +201,14 @@ TEST(PlanFileTest, RoundTripsAnInt8WeightFromAPackedFile) {
   w.slices = {{"tiny.int8.safetensors", 4096, 37 * 50}, {"tiny.int8.safetensors", 8192, 37 * 50}};
   w.scale_slices = {{"tiny.int8.safetensors", 12288, 37 * 2 * 4},
                     {"tiny.int8.safetensors", 16384, 37 * 2 * 4}};
+  std::set<std::string> checkpoint_files;  // the files TinyPlan's weights read
+  for (const PlanWeight& weight : plan.weights) {
+    for (const PlanWeightSlice& slice : weight.slices)
+      checkpoint_files.insert(slice.file);
+  }
+  for (const std::string& file : checkpoint_files)
+    plan.checkpoint_files.push_back({file, 4096, 3, 0x9abc, 0});
   plan.weights.push_back(w);
-  plan.checkpoint_files = {{"model.safetensors", 4096, 3, 0x9abc, 0}};
   plan.packed_weight_files = {{"tiny.int8.safetensors", 20480, 17, 0x1234, 0x5678}};
   ASSERT_TRUE(ValidatePlan(plan, kSource).ok()) << ValidatePlan(plan, kSource).ToString();
   StatusOr<Plan> loaded = DeserializePlan(SerializePlan(plan), kSource);
@@ -214,6 +221,41 @@ TEST(PlanFileTest, RoundTripsAnInt8WeightFromAPackedFile) {
   StatusOr<Plan> plain = DeserializePlan(SerializePlan(TinyPlan()), kSource);
   ASSERT_TRUE(plain.ok());
   EXPECT_TRUE(plain->packed_weight_files.empty());
+}
+
+// An int4_block weight: i4 codes two a byte, K a multiple of 32, blocks of 1 x a multiple of 32.
+TEST(PlanFileTest, Int4WeightsNeedWholeGroupsOf32) {
+  Plan plan = TinyPlan();
+  PlanWeight w;
+  w.name = "int4.w";
+  w.dtype = DType::kI4;
+  w.shape = {37, 64};
+  w.slices = {{"", 0, 37 * 32}};
+  w.quant = WeightQuant{QuantScheme::kInt4Block, 1, 64};
+  w.scale_name = "int4.w.scale";
+  w.scale_slices = {{"p.int4.safetensors", 4096, 37 * 4}};
+  w.slices[0].file = "p.int4.safetensors";
+  plan.weights.push_back(w);
+  ASSERT_TRUE(ValidatePlan(plan, kSource).ok()) << ValidatePlan(plan, kSource).ToString();
+  StatusOr<Plan> loaded = DeserializePlan(SerializePlan(plan), kSource);
+  ASSERT_TRUE(loaded.ok()) << loaded.status().ToString();
+  EXPECT_EQ(loaded->weights.back(), w);
+
+  plan.weights.back().quant.block_cols = 48;
+  Status s = ValidatePlan(plan, kSource);
+  EXPECT_NE(s.message().find("with scale blocks 1 x 48, expected K a multiple of 32 and blocks of "
+                             "1 x 32 (mxfp4) or 1 x a multiple of 32 (int4_block)"),
+            std::string::npos)
+      << s.message();
+  plan.weights.back() = w;
+  plan.weights.back().shape = {37, 48};
+  plan.weights.back().slices[0].bytes = 37 * 24;
+  plan.weights.back().scale_slices[0].bytes = 37 * 4;
+  s = ValidatePlan(plan, kSource);
+  EXPECT_NE(
+      s.message().find("is i4 [37, 48] with scale blocks 1 x 64, expected K a multiple of 32"),
+      std::string::npos)
+      << s.message();
 }
 
 TEST(PlanFileTest, QuantizedWeightInconsistenciesAreNamed) {
@@ -535,9 +577,9 @@ std::vector<SemanticCase> SemanticCases() {
        "reads weight 'model.layers.0.mlp.experts.{e}.down_proj.weight' as bf16 [3, 6, 8], but "
        "the weight is bf16 [3, 8, 6]"},
       {"bad arg dtype enum",
-       [](Plan& p) { p.programs[0].steps[1].outputs[0].dtype = static_cast<DType>(9); },
+       [](Plan& p) { p.programs[0].steps[1].outputs[0].dtype = static_cast<DType>(10); },
        std::string(kPrefill) +
-           " step 1 (moe_expert_ffn) output 0 has dtype value 9, expected 0..8 (f32 .. i8)"},
+           " step 1 (moe_expert_ffn) output 0 has dtype value 10, expected 0..9 (f32 .. i4)"},
       {"bad arg kind enum",
        [](Plan& p) { p.programs[0].steps[1].inputs[2].kind = static_cast<ArgKind>(7); },
        "input 2 has arg kind value 7, expected 0 (arena), 1 (weight) or 2 (input)"},

@@ -150,4 +150,47 @@ struct Mxfp4Weight {
   TensorArg arg() const { return QuantizedArg(*this, DType::kMxfp4); }
 };
 
+// An int4 weight (QuantScheme::kInt4Block, as compile-model --weights int4 writes it):
+// `experts` matrices [n, k] (experts 0: one plain [n, k] weight; k % 32 == 0) of seeded random
+// bytes (every i4 code in both nibbles) with f32 scales [n, ceil(k / block_cols)] per matrix of
+// either sign (Q4_0's d = m / -8 is negative for a positive m), and the f32 values a kernel
+// must see.
+struct Int4BlockWeight {
+  int64_t experts = 0, n = 0, k = 0;
+  WeightQuant quant;
+  std::vector<uint8_t> bytes;  // [max(experts, 1), n, k / 2]
+  std::vector<float> scales;   // [max(experts, 1), n, ScaleCols(k)]
+  std::vector<const void*> data_ptrs, scale_ptrs;
+
+  Int4BlockWeight(int64_t num_experts, int64_t rows, int64_t cols, int32_t block_cols,
+                  uint32_t seed, float scale = 0.5f)
+      : experts(num_experts), n(rows), k(cols), quant{QuantScheme::kInt4Block, 1, block_cols} {
+    const int64_t m = std::max<int64_t>(experts, 1);
+    std::mt19937 rng(seed);
+    std::uniform_int_distribution<int> byte(0, 255);
+    bytes.resize(static_cast<size_t>(m * n * k / 2));
+    for (uint8_t& b : bytes)
+      b = static_cast<uint8_t>(byte(rng));
+    std::uniform_real_distribution<float> s(0.5f, 1.5f);
+    std::bernoulli_distribution negative(0.5);
+    scales.resize(static_cast<size_t>(m * n * ScaleCols()));
+    for (float& v : scales)
+      v = s(rng) * scale / 8.0f * (negative(rng) ? -1.0f : 1.0f);
+    for (int64_t e = 0; e < m; ++e) {
+      data_ptrs.push_back(bytes.data() + e * n * k / 2);
+      scale_ptrs.push_back(scales.data() + e * n * ScaleCols());
+    }
+  }
+  int64_t ScaleCols() const { return quant.ScaleCols(k); }
+  // Element (r, c) of matrix e, dequantized.
+  float At(int64_t e, int64_t r, int64_t c) const {
+    const uint8_t* row = bytes.data() + (e * n + r) * (k / 2);
+    return static_cast<float>(Int4At(row, c)) *
+           scales[static_cast<size_t>((e * n + r) * ScaleCols() + c / quant.block_cols)];
+  }
+  // Every matrix dequantized ([max(experts, 1), n, k] f32) and the kernel argument.
+  std::vector<float> Dequantized() const { return DequantizedOf(*this); }
+  TensorArg arg() const { return QuantizedArg(*this, DType::kI4); }
+};
+
 }  // namespace moegraph::testing
