@@ -73,21 +73,6 @@ uint64_t TensorBytes(const BenchConfig& c, const WeightSpec& t) {
   return bytes;
 }
 
-// The routed experts a token reads per MoE layer (0 for a dense family).
-int64_t TopK(const ModelConfig& config) {
-  return std::visit(
-      [](const auto& c) -> int64_t {
-        if constexpr (requires { c.num_experts_per_tok; }) {
-          return c.num_experts_per_tok;
-        } else if constexpr (requires { c.moe_k; }) {
-          return c.moe_k;
-        } else {
-          return 0;
-        }
-      },
-      config);
-}
-
 // The expert index e of a per-expert tensor name ("...mlp.experts.{e}.gate_proj.weight"), or -1.
 int64_t ExpertIndex(const std::string& name) {
   const size_t at = name.find(".experts.");
@@ -290,6 +275,20 @@ Status WriteCheckpoint(const BenchConfig& config, const std::string& path, uint6
 }
 
 }  // namespace
+
+int64_t TopK(const ModelConfig& config) {
+  return std::visit(
+      [](const auto& c) -> int64_t {
+        if constexpr (requires { c.num_experts_per_tok; }) {
+          return c.num_experts_per_tok;
+        } else if constexpr (requires { c.moe_k; }) {
+          return c.moe_k;
+        } else {
+          return 0;
+        }
+      },
+      config);
+}
 
 StatusOr<BenchConfig> LoadBenchConfig(const std::string& name) {
   const std::string path = std::string(MOEGRAPH_BENCH_CONFIG_DIR) + "/" + name + ".json";

@@ -26,6 +26,9 @@ StatusOr<BenchConfig> LoadBenchConfig(const std::string& name);
 // the tensors the family keeps f32 in f32).
 uint64_t CheckpointBytes(const BenchConfig& config);
 
+// The routed experts a token reads per MoE layer (num_experts_per_tok; 0 for a dense family).
+int64_t TopK(const ModelConfig& config);
+
 // Weight bytes one decode token reads at batch 1: every tensor of the family's weight list,
 // except that of the embedding only one row is read (all of it again as the LM head when tied)
 // and of the routed experts only top-k (num_experts_per_tok) per MoE layer.

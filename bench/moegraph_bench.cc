@@ -61,6 +61,7 @@ struct DriverOptions {
   bool decode1_only = false;   // child: only the decode batch-1 key and its real decode
   int rounds = 0;              // timing rounds per key (0: 5, smoke 1)
   bool generate_only = false;  // write the models' checkpoints, then stop
+  WeightFormat weights = WeightFormat::kCheckpoint;  // compile-model --weights of the plans
 };
 
 // ---- Engine run (child process) -----------------------------------------------------
@@ -446,6 +447,7 @@ struct ModelRun {
   double compile_s = 0;
   size_t num_keys = 0;
   std::string plan_path;
+  uint64_t decode_bytes_per_token = 0;  // weight bytes one decode token reads (PlanDecodeBytes)
   EngineResult engine;
 };
 
@@ -482,9 +484,39 @@ std::string LoadAverage() {
   return one + " " + five + " " + fifteen;
 }
 
+// The weight bytes one decode token reads from the plan's weights as stored (quantized or not):
+// every weight in full but the embedding (one row; all of it again when it is the tied LM head)
+// and the routed experts (top_k of each stacked [E, ...] weight).
+uint64_t PlanDecodeBytes(const Plan& plan, const BenchConfig& config) {
+  const DecoderConfig& d = config.decoder();
+  const int64_t top_k = TopK(config.config);
+  uint64_t bytes = 0;
+  for (const PlanWeight& w : plan.weights) {
+    uint64_t total = 0;
+    for (const PlanWeightSlice& s : w.slices)
+      total += s.bytes;
+    for (const PlanWeightSlice& s : w.scale_slices)
+      total += s.bytes;
+    if (w.name == "model.embed_tokens.weight") {
+      const uint64_t row = total / static_cast<uint64_t>(std::max<int64_t>(w.shape[0], 1));
+      bytes += d.tie_word_embeddings ? total + row : row;
+    } else if (top_k > 0 && w.name.find(".experts.") != std::string::npos && !w.shape.empty() &&
+               w.shape[0] > 0 && (w.experts > 0 || w.shape.size() >= 2)) {
+      bytes += total / static_cast<uint64_t>(w.shape[0]) * static_cast<uint64_t>(top_k);
+    } else {
+      bytes += total;
+    }
+  }
+  return bytes;
+}
+
 Status CompilePlan(const BenchConfig& config, const std::string& model_dir,
-                   const std::string& plan_path, bool smoke, ModelRun& run) {
+                   const std::string& plan_path, bool smoke, WeightFormat weights, ModelRun& run) {
   CompileModelOptions options;
+  options.weights = weights;
+  if (weights != WeightFormat::kCheckpoint) {
+    options.packed_weights_path = PackedWeightsPath(plan_path, weights);
+  }
   options.keys.decode_buckets = {1, 8, 32};
   options.keys.prefill_buckets = smoke ? std::vector<int32_t>{32} : std::vector<int32_t>{128, 512};
   // One MoE chunk for every prefill bucket: all 512 tokens' routes meet in one grouped GEMM.
@@ -496,7 +528,7 @@ Status CompilePlan(const BenchConfig& config, const std::string& model_dir,
   MG_ASSIGN_OR_RETURN(Plan plan, CompileModel(model, options));
   run.compile_s = Seconds(start);
   run.num_keys = plan.programs.size();
-  (void)config;
+  run.decode_bytes_per_token = PlanDecodeBytes(plan, config);
   return WritePlanFile(plan, plan_path);
 }
 
@@ -620,6 +652,18 @@ int Main(int argc, char** argv) {
                 return Status::Ok();
               });
   flags.Switch("--no-openblas", "skip the OpenBLAS baseline", [&] { options.openblas = false; });
+  flags.Value(
+      "--weights", "FORMAT",
+      "the plans' weights, as compile-model --weights: checkpoint (default), int8 or "
+      "int4 (blocks of 32); the decode bandwidth counts the bytes of that format",
+      [&](const std::string& v) {
+        const std::optional<WeightFormat> format = ParseWeightFormat(v);
+        if (!format) {
+          return InvalidArgument("--weights: expected checkpoint, int8 or int4, got '" + v + "'");
+        }
+        options.weights = *format;
+        return Status::Ok();
+      });
   flags.Value("--rounds", "N",
               "timing rounds per plan key in the engine runs (default 5, smoke 1; each round "
               "times replay, eager and observed replay, each at least twice): fewer for models "
@@ -707,8 +751,11 @@ int Main(int argc, char** argv) {
       std::printf("  %s\n", dir.c_str());
       continue;
     }
-    const std::string plan_path = options.cache_dir + "/" + name + ".plan";
-    Status compiled = CompilePlan(run.config, dir, plan_path, options.smoke, run);
+    const std::string suffix = options.weights == WeightFormat::kCheckpoint
+                                   ? ""
+                                   : std::string("-") + WeightFormatName(options.weights);
+    const std::string plan_path = options.cache_dir + "/" + name + suffix + ".plan";
+    Status compiled = CompilePlan(run.config, dir, plan_path, options.smoke, options.weights, run);
     if (!compiled.ok()) return Fail(compiled);
     run.plan_path = plan_path;
     StatusOr<EngineResult> engine =
@@ -794,7 +841,7 @@ int Main(int argc, char** argv) {
   for (const ModelRun& run : runs) {
     // Headline: real tokens at increasing positions (the replayed step's figure is below).
     if (const RealDecodeResult* d = FindRealDecode(run.engine, 1)) {
-      const double bytes = static_cast<double>(DecodeWeightBytesPerToken(run.config));
+      const double bytes = static_cast<double>(run.decode_bytes_per_token);
       const double gbs = bytes / (d->us_per_step * 1e-6) / 1e9;
       const double ratio = gbs / read_gbs;
       Row(run.name + " decode b1 weight bandwidth (real)",

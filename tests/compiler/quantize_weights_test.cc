@@ -548,7 +548,7 @@ TEST_F(QuantizedPlanTest, LogitsStayCloseToTheCheckpointPlanOnEveryFamily) {
 // int4 keeps 16 levels per block where int8 keeps 255: on these random models (uniform weights,
 // the hardest case for a block quantizer) its errors are ~16x int8's, as the step size says.
 // Measured (this test's output), blocks of 32 / 64: median row error 1.9-22% / 2.0-23% of the
-// row's logit range, dense worst 16% / 21%, 41-62 / 36-64 of 66 rows the same token (the
+// row's logit range, dense worst 18% / 21%, 41-62 / 36-64 of 66 rows the same token (the
 // goldens whose every K is odd-sized quantize nothing and are skipped). Bounds: median <= 30%,
 // dense worst <= 30%, >= 30 of 66; a wrong nibble order, sign or scale gives errors above 100%
 // and next to no agreement.
