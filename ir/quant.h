@@ -2,8 +2,10 @@
 // weight matrix each scale covers, and the element decodes the kernels share.
 #pragma once
 
+#include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <limits>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -75,6 +77,41 @@ inline std::string ScaleTensorName(std::string_view name) {
 // int8_block): the kernels read both the same way but for the element decode.
 inline bool ByteBlockScheme(QuantScheme scheme) {
   return scheme == QuantScheme::kFp8Block || scheme == QuantScheme::kInt8Block;
+}
+
+// Integer products. A matmul (linear, linear_silu_mul, mlp, moe and their lowered grouped and
+// expert-batched forms) whose weight is int8_block or int4_block with block_cols a multiple of
+// 32 and K a multiple of 32 multiplies by its input rounded to int8 in blocks of 32
+// (RoundToQ8Block), as llama.cpp's Q8_0 / Q4_0 x Q8_0 dot products do: each block's product
+// is an exact integer, times the weight's block scale times the input's. The kernels then
+// read 8-bit inputs as well as 8- or 4-bit weights.
+constexpr int64_t kQ8Block = 32;
+inline bool RoundsInputToInt8(const WeightQuant& quant, int64_t k) {
+  return (quant.scheme == QuantScheme::kInt8Block || quant.scheme == QuantScheme::kInt4Block) &&
+         quant.block_cols > 0 && quant.block_cols % kQ8Block == 0 && k % kQ8Block == 0;
+}
+
+// Rounds x[0, 32) to int8 and returns the block's scale d (x ~ q * d): d = max|x| / 127 and
+// q[i] = nearbyint(x[i] / d) (ties to even; |q| <= 127); all-zero x gives d = 0 and q = 0; a
+// block holding a NaN or an infinity gives d = NaN, so every product it enters is NaN.
+inline float RoundToQ8Block(const float* x, int8_t* q) {
+  float amax = 0.0f;
+  bool finite = true;
+  for (int64_t i = 0; i < kQ8Block; ++i) {
+    const float a = std::fabs(x[i]);
+    finite = finite && a <= 3.4028234663852886e38f;
+    amax = a > amax ? a : amax;
+  }
+  if (!finite || amax == 0.0f) {
+    std::memset(q, 0, kQ8Block);
+    return finite ? 0.0f : std::numeric_limits<float>::quiet_NaN();
+  }
+  const float d = amax / 127.0f;
+  for (int64_t i = 0; i < kQ8Block; ++i) {
+    const float r = std::nearbyint(x[i] / d);
+    q[i] = static_cast<int8_t>(r > 127.0f ? 127.0f : r < -127.0f ? -127.0f : r);
+  }
+  return d;
 }
 
 // The value of an OCP fp8 e4m3fn byte (bias 7, no infinities; S.1111.111 is NaN), exact,

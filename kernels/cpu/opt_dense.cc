@@ -1,5 +1,6 @@
 // Optimised dense matmuls: linear and linear_silu_mul (GEMV tiles for decode
-// rows and the LM head, packed GEMM for prefill rows).
+// rows and the LM head, integer dot products for their int8 / int4 weights, packed GEMM for
+// prefill rows).
 
 #include <algorithm>
 #include <cstdint>
@@ -7,6 +8,7 @@
 #include "kernels/cpu/opt_kernels.h"
 #include "kernels/cpu/reference_kernels.h"
 #include "kernels/cpu/simd_gemm.h"
+#include "kernels/cpu/simd_q8.h"
 #include "kernels/cpu/thread_pool.h"
 
 namespace moegraph {
@@ -83,6 +85,13 @@ bool RunLinear(const KernelArgs& args, int num_weights) {
   b.out = args.out[0].as<float>();
   const int64_t num_rows = ref_detail::NumRows(args.out[0]);
   b.num_rows = num_rows;  // linear has no ForwardMeta: every row is real
+  if (RoundsInputToInt8(wg.quant, b.k)) {
+    simd::Q8Rows& q8 = simd::ThreadQ8Rows();
+    const bool gemm = num_rows > simd::kMaxGemvRows;
+    q8.Round(wtype, b.x, num_rows, b.k, gemm);
+    b.q8 = &q8;
+    if (gemm) b.x = q8.Dequantized(0);
+  }
   RunDense(b, num_rows, wtype, args.num_threads);
   return true;
 }

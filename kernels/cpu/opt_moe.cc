@@ -9,6 +9,7 @@
 #include "kernels/cpu/opt_kernels.h"
 #include "kernels/cpu/reference_kernels.h"
 #include "kernels/cpu/simd_gemm.h"
+#include "kernels/cpu/simd_q8.h"
 #include "kernels/cpu/thread_pool.h"
 
 namespace moegraph {
@@ -187,6 +188,7 @@ MatmulBlock ExpertBlock(const GroupedProblem& p, int64_t e) {
   b.x = p.base.x + begin * p.base.k;
   b.out = p.base.out + begin * p.base.out_stride;
   b.num_rows = p.offsets[e + 1] - begin;
+  b.q8_row0 = begin;
   b.wg = p.wg[e];
   b.wu = p.wu ? p.wu[e] : nullptr;
   if (p.sg) b.scales.SetMatrices(p.sg[e], p.su ? p.su[e] : nullptr);
@@ -259,6 +261,15 @@ bool RunGrouped(const KernelArgs& args, int num_weights) {
   p.wg = wg.expert_data;
   p.num_rows = NumRows(args.out[0]);
   p.num_valid_rows = std::min(p.num_rows, NumRows(args.in[0]));
+  if (RoundsInputToInt8(wg.quant, b.k)) {
+    // Rounded once for every expert; the GEMM (experts with more rows than a dot tile
+    // takes) reads them dequantized.
+    simd::Q8Rows& q8 = simd::ThreadQ8Rows();
+    const bool gemm = p.num_valid_rows > simd::kMaxGemvRows;
+    q8.Round(wtype, b.x, p.num_valid_rows, b.k, gemm);
+    b.q8 = &q8;
+    if (gemm) b.x = q8.Dequantized(0);
+  }
   ParallelShares(args.num_threads, [&](int t, int nt) {
     ForWType(wtype, [&](auto w) { GroupedWorker<decltype(w)::value>(p, t, nt); });
   });
@@ -280,8 +291,9 @@ struct BatchedProblem {
   const void* const* wu = nullptr;  // gate/up only
   const void* const* sg = nullptr;  // kFp8: per-expert scales of wg / wu
   const void* const* su = nullptr;
-  simd::WeightScales scales;        // quantized: the blocks (g / u set per expert)
-  const TensorArg* bias = nullptr;  // expert_batched_matmul's optional [E, N]
+  simd::WeightScales scales;         // quantized: the blocks (g / u set per expert)
+  const simd::Q8Rows* q8 = nullptr;  // RoundsInputToInt8 weights: x's rows rounded
+  const TensorArg* bias = nullptr;   // expert_batched_matmul's optional [E, N]
   int64_t num_experts = 0;
   float* out = nullptr;  // [num_pairs, n]
   int64_t n = 0, num_pairs = 0;
@@ -317,6 +329,7 @@ void BatchedUnit(const BatchedProblem& p, int64_t s, int64_t c0, int64_t c1) {
   simd::WeightScales scales = p.scales;
   if (p.sg) scales.SetMatrices(p.sg[e], p.su ? p.su[e] : nullptr);
   const float* x_rows[simd::kMaxDotActRows];
+  simd::Q8Row q8_rows[simd::kMaxDotActRows];
   float* out_rows[simd::kMaxDotActRows];
   int64_t c = 0;
   while (c < p.pairs_per_slot) {
@@ -325,11 +338,16 @@ void BatchedUnit(const BatchedProblem& p, int64_t s, int64_t c0, int64_t c1) {
       const int64_t pair = pairs[c];
       if (!PairValid(p, pair)) continue;
       x_rows[mr] = p.x + (pair / p.top_k) * p.k;
+      if (p.q8) q8_rows[mr] = p.q8->Row(pair / p.top_k);
       out_rows[mr] = p.out + pair * p.n;
       ++mr;
     }
     if (mr == 0) break;
-    simd::GemvColumns<W>(x_rows, out_rows, mr, wg, wu, p.k, p.n, c0, c1, scales);
+    if (p.q8) {
+      simd::GemvColumnsQ8(q8_rows, out_rows, mr, W, wg, wu, p.k, p.n, c0, c1, scales);
+    } else {
+      simd::GemvColumns<W>(x_rows, out_rows, mr, wg, wu, p.k, p.n, c0, c1, scales);
+    }
     if (p.bias) AddExpertBias(out_rows, mr, *p.bias, e, p.n, c0, c1);
   }
 }
@@ -357,7 +375,12 @@ void BatchedWorker(const BatchedProblem& p, int t, int num_threads) {
   }
 }
 
-void RunBatched(const BatchedProblem& p, WType wtype, int num_threads) {
+void RunBatched(BatchedProblem& p, WType wtype, const WeightQuant& quant, int num_threads) {
+  if (RoundsInputToInt8(quant, p.k)) {
+    simd::Q8Rows& q8 = simd::ThreadQ8Rows();
+    q8.Round(wtype, p.x, p.num_x_rows, p.k, false);
+    p.q8 = &q8;
+  }
   const int64_t total = p.num_pairs * p.n;
   // Rows no slot writes are zeros: clear everything, then compute.
   ParallelFor(num_threads, total,
@@ -483,7 +506,7 @@ void OptExpertBatchedGateUpSilu(const KernelArgs& args) {
   BindBatch(args, gate, p);
   p.su = up.expert_scales;
   p.wu = up.expert_data;
-  RunBatched(p, wtype, args.num_threads);
+  RunBatched(p, wtype, gate.quant, args.num_threads);
 }
 
 void OptExpertBatchedDown(const KernelArgs& args) {
@@ -500,7 +523,7 @@ void OptExpertBatchedDown(const KernelArgs& args) {
     return RefExpertBatchedDown(args);
   }
   BindBatch(args, down, p);
-  RunBatched(p, wtype, args.num_threads);
+  RunBatched(p, wtype, down.quant, args.num_threads);
   // Rows past min(out rows, h rows) are zeros too (the reference clears all of out).
   const int64_t out_rows = NumRows(args.out[0]);
   std::fill(p.out + p.num_pairs * p.n, p.out + out_rows * p.n, 0.0f);
@@ -523,7 +546,7 @@ void OptExpertBatchedMatmul(const KernelArgs& args) {
     return RefExpertBatchedMatmul(args);
   }
   BindBatch(args, w, p);
-  RunBatched(p, wtype, args.num_threads);
+  RunBatched(p, wtype, w.quant, args.num_threads);
 }
 
 void OptMoeCombine(const KernelArgs& args) {

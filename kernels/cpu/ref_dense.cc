@@ -127,7 +127,7 @@ void RefLinear(const KernelArgs& args) {
   ParallelFor(args.num_threads, num_rows * n, [&](int64_t begin, int64_t end) {
     for (int64_t i_flat = begin; i_flat < end; ++i_flat) {
       const int64_t r = i_flat / n, j = i_flat % n;
-      out[r * n + j] = wm.Dot(x + r * k, j, 0, k);
+      out[r * n + j] = wm.MatmulDot(x + r * k, j, 0, k);
     }
   });
 }
@@ -147,8 +147,8 @@ void RefLinearSiluMul(const KernelArgs& args) {
     for (int64_t i_flat = begin; i_flat < end; ++i_flat) {
       const int64_t r = i_flat / n, j = i_flat % n;
       {
-        const float gate = gm.Dot(x + r * k, j, 0, k);
-        const float up = um.Dot(x + r * k, j, 0, k);
+        const float gate = gm.MatmulDot(x + r * k, j, 0, k);
+        const float up = um.MatmulDot(x + r * k, j, 0, k);
         out[r * n + j] = Silu(gate) * up;
       }
     }
@@ -199,12 +199,12 @@ void RefMlp(const KernelArgs& args) {
       for (int64_t i0 = 0; i0 < inter; i0 += kMlpChunk) {
         const int64_t len = std::min(kMlpChunk, inter - i0);
         for (int64_t i = 0; i < len; ++i) {
-          const float g = gm.Dot(x_row, i0 + i, 0, hidden) + bias(0, i0 + i);
-          const float u = um.Dot(x_row, i0 + i, 0, hidden) + bias(1, i0 + i);
+          const float g = gm.MatmulDot(x_row, i0 + i, 0, hidden) + bias(0, i0 + i);
+          const float u = um.MatmulDot(x_row, i0 + i, 0, hidden) + bias(1, i0 + i);
           h[i] = Silu(g) * u;
         }
         for (int64_t c = 0; c < hidden; ++c) {
-          out_row[c] += dm.Dot(h, c, i0, len);
+          out_row[c] += dm.MatmulDot(h, c, i0, len);
         }
       }
       if (has_bias) {

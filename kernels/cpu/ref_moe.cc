@@ -77,7 +77,7 @@ float DotKn(const float* x, const TensorArg& w, int64_t e, int64_t k, int64_t n,
 // dequantized), plus bias b[e, j].
 float DotNk(const float* x, const TensorArg& w, int64_t e, int64_t k, int64_t n, int64_t j,
             const TensorArg* bias) {
-  float acc = ref_detail::ExpertMatrix(w, e).Dot(x, j, 0, k);
+  float acc = ref_detail::ExpertMatrix(w, e).MatmulDot(x, j, 0, k);
   if (bias != nullptr) acc += ref_detail::LoadWeight(bias->data, bias->dtype, e * n + j);
   return acc;
 }
@@ -185,8 +185,8 @@ void GroupedMatmul(const KernelArgs& args, const TensorArg& wg, const TensorArg*
       float value = 0.0f;
       if (expert >= 0) {
         const float* x_row = x + r * k;
-        const float g = ExpertMatrix(wg, expert).Dot(x_row, j, 0, k);
-        value = wu == nullptr ? g : Silu(g) * ExpertMatrix(*wu, expert).Dot(x_row, j, 0, k);
+        const float g = ExpertMatrix(wg, expert).MatmulDot(x_row, j, 0, k);
+        value = wu == nullptr ? g : Silu(g) * ExpertMatrix(*wu, expert).MatmulDot(x_row, j, 0, k);
         if (bias != nullptr)
           value += ref_detail::LoadWeight(bias->data, bias->dtype, expert * n + j);
       }
@@ -324,12 +324,12 @@ void RefMoe(const KernelArgs& args) {
         for (int64_t i0 = 0; i0 < inter; i0 += kMoeChunk) {
           const int64_t len = std::min(kMoeChunk, inter - i0);
           for (int64_t i = 0; i < len; ++i) {
-            const float g = gm.Dot(x_row, i0 + i, 0, hidden);
-            const float u = um.Dot(x_row, i0 + i, 0, hidden);
+            const float g = gm.MatmulDot(x_row, i0 + i, 0, hidden);
+            const float u = um.MatmulDot(x_row, i0 + i, 0, hidden);
             h[i] = Silu(g) * u;
           }
           for (int64_t c = 0; c < hidden; ++c) {
-            out_row[c] += weights[j] * dm.Dot(h, c, i0, len);
+            out_row[c] += weights[j] * dm.MatmulDot(h, c, i0, len);
           }
         }
       }
@@ -536,8 +536,8 @@ void RefExpertBatchedGateUpSilu(const KernelArgs& args) {
           const int64_t p = batch_pairs[s * pairs_per_slot + c];
           if (p < 0 || p >= num_pairs || p / top_k >= num_tokens) continue;
           const float* x_row = x + (p / top_k) * hidden;
-          const float g = ExpertMatrix(gate, e).Dot(x_row, i, 0, hidden);
-          const float u = ExpertMatrix(up, e).Dot(x_row, i, 0, hidden);
+          const float g = ExpertMatrix(gate, e).MatmulDot(x_row, i, 0, hidden);
+          const float u = ExpertMatrix(up, e).MatmulDot(x_row, i, 0, hidden);
           h[p * inter + i] = Silu(g) * u;
         }
       }
@@ -570,7 +570,7 @@ void RefExpertBatchedDown(const KernelArgs& args) {
         for (int64_t j = 0; j < pairs_per_slot; ++j) {
           const int64_t p = batch_pairs[s * pairs_per_slot + j];
           if (p < 0 || p >= num_pairs) continue;
-          y[p * hidden + c] = ExpertMatrix(down, e).Dot(h + p * inter, c, 0, inter);
+          y[p * hidden + c] = ExpertMatrix(down, e).MatmulDot(h + p * inter, c, 0, inter);
         }
       }
     }

@@ -3,8 +3,10 @@
 //
 // Conventions shared by every kernel below:
 //  - Activations are f32. Weights are f32, bf16 or f16 and widened to f32; the matmul
-//    weights may also be quantized (block-scaled fp8, mxfp4: ir/quant.h), each element
-//    dequantized to f32 before its product (ref_detail::WeightMatrix).
+//    weights may also be quantized (block-scaled fp8, mxfp4, int8, int4: ir/quant.h), each
+//    element dequantized to f32 before its product (ref_detail::WeightMatrix::Dot); int8 and
+//    int4 weights with blocks of a multiple of 32 multiply by the input rounded to int8 in
+//    blocks of 32 instead (RoundsInputToInt8, WeightMatrix::MatmulDot).
 //  - A "stacked" weight [E, N, K] is a TensorArg whose expert_data[e] points at
 //    expert e's row-major [N, K] slice; plain weights use `data`.
 //  - args.meta is set only for ops that declare NeedsForwardMeta. Those whose
@@ -389,6 +391,31 @@ struct WeightMatrix {
     for (int64_t i = 0; i < n; ++i) {
       const int64_t c = col0 + i;
       acc += x[i] * (DecodeByte(q[c]) * s[c / quant.block_cols]);
+    }
+    return acc;
+  }
+
+  // The product a matmul op computes with this weight: Dot, or for a weight that rounds its
+  // input to int8 (RoundsInputToInt8; col0 and n multiples of 32) the sum over blocks of 32
+  // of the block's exact integer product times the weight's scale times the input's.
+  float MatmulDot(const float* x, int64_t row, int64_t col0, int64_t n) const {
+    if (!RoundsInputToInt8(quant, cols) || col0 % kQ8Block != 0 || n % kQ8Block != 0) {
+      return Dot(x, row, col0, n);
+    }
+    const bool int4 = quant.scheme == QuantScheme::kInt4Block;
+    const uint8_t* q = static_cast<const uint8_t*>(data) + row * (int4 ? cols / 2 : cols);
+    const float* s =
+        static_cast<const float*>(scales) + (row / quant.block_rows) * quant.ScaleCols(cols);
+    float acc = 0.0f;
+    int8_t xq[kQ8Block];
+    for (int64_t b = 0; b < n; b += kQ8Block) {
+      const float d = RoundToQ8Block(x + b, xq);
+      int32_t isum = 0;
+      for (int64_t i = 0; i < kQ8Block; ++i) {
+        const int64_t c = col0 + b + i;
+        isum += xq[i] * (int4 ? Int4At(q, c) : static_cast<int8_t>(q[c]));
+      }
+      acc += static_cast<float>(isum) * (s[(col0 + b) / quant.block_cols] * d);
     }
     return acc;
   }

@@ -430,6 +430,8 @@ constexpr int64_t kMaxGemvRows = kMaxDotActRows;
 
 // out[r * out_stride + j] = x[r] . wg[j], or silu(x[r] . wg[j]) * (x[r] . wu[j])
 // when wu is set, for r < num_rows, with x rows k apart.
+class Q8Rows;  // simd_q8.h
+
 struct MatmulBlock {
   const float* x = nullptr;  // [num_rows, k]
   const void* wg = nullptr;  // [n, k]
@@ -437,6 +439,11 @@ struct MatmulBlock {
   float* out = nullptr;      // [num_rows, out_stride]
   int64_t k = 0, n = 0, out_stride = 0, num_rows = 0;
   WeightScales scales;  // Scaled<W>() only
+  // Weights that round their input to int8 (RoundsInputToInt8): x's rows rounded, row r of
+  // this block at q8->Row(q8_row0 + r), for the dot products; x is then the rounded rows
+  // dequantized, for the GEMM. Null: x as it is.
+  const Q8Rows* q8 = nullptr;
+  int64_t q8_row0 = 0;
 };
 
 // Output columns per packed panel: 24 weight rows, or 12 gate + 12 up rows.
@@ -600,16 +607,22 @@ inline void PanelColumns(const MatmulBlock& b, int64_t panel_begin, int64_t pane
 template <WType W>
 void MatmulGemmAvx512(const MatmulBlock& b, int64_t c0, int64_t c1, const MatmulBlock* next);
 
-// Panels [panel_begin, panel_end) of a block, by dot tiles or the GEMM (the AVX-512 one
-// when SelectedCpuIsa() is kAvx512). `next` (or null): the block computed after this one,
-// for prefetching.
+// Columns [c0, c1) of a block of at most kMaxDotActRows rows with b.q8 set, by integer dot
+// products (q8_gemv.cc).
+void MatmulGemvQ8(const MatmulBlock& b, int64_t c0, int64_t c1, WType wtype);
+
+// Panels [panel_begin, panel_end) of a block, by dot tiles (integer ones with b.q8) or the
+// GEMM (the AVX-512 one when SelectedCpuIsa() is kAvx512). `next` (or null): the block computed
+// after this one, for prefetching.
 template <WType W>
 void MatmulPanels(const MatmulBlock& b, int64_t panel_begin, int64_t panel_end,
                   const MatmulBlock* next = nullptr) {
   if (b.num_rows <= 0 || panel_begin >= panel_end) return;
   int64_t c0, c1;
   PanelColumns(b, panel_begin, panel_end, &c0, &c1);
-  if (b.num_rows <= kMaxGemvRows) {
+  if (b.num_rows <= kMaxGemvRows && b.q8) {
+    MatmulGemvQ8(b, c0, c1, W);
+  } else if (b.num_rows <= kMaxGemvRows) {
     MatmulGemv<W>(b, c0, c1);
   } else if (SelectedCpuIsa() == CpuIsa::kAvx512) {
     MatmulGemmAvx512<W>(b, c0, c1, next);

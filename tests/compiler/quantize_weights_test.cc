@@ -538,17 +538,20 @@ class QuantizedPlanTest : public testing::TempDirTest {
 
 // Every golden family compiled with --weights int8 against the same model with its own
 // weights: a 7- and a 13-token prompt, then 32 greedy steps, both engines fed the checkpoint
-// plan's tokens (66 logit rows). Measured (this test's output): the median row's max abs
-// error is 0.5-1.2% of the row's logit range, dense models' worst row 1.3%, and 62-66 of
-// the 66 rows pick the same token. Bounds: median <= 2%, dense worst <= 3%, >= 60 of 66.
+// plan's tokens (66 logit rows). The matmuls also round their inputs to int8 per 32
+// (RoundsInputToInt8). Measured (this test's output): the median row's max abs error is
+// 0.3-1.4% of the row's logit range, dense models' worst row 2.0%, and 59-66 of the 66 rows
+// pick the same token (the fewest on dsv3_bf16, whose nearly tied routes flip). Bounds:
+// median <= 2%, dense worst <= 3%, >= 57 of 66.
 TEST_F(QuantizedPlanTest, LogitsStayCloseToTheCheckpointPlanOnEveryFamily) {
-  ExpectAccuracy({WeightFormat::kInt8, 32, 0.02f, 0.03f, 60});
+  ExpectAccuracy({WeightFormat::kInt8, 32, 0.02f, 0.03f, 57});
 }
 
 // int4 keeps 16 levels per block where int8 keeps 255: on these random models (uniform weights,
 // the hardest case for a block quantizer) its errors are ~16x int8's, as the step size says.
-// Measured (this test's output), blocks of 32 / 64: median row error 1.9-22% / 2.0-23% of the
-// row's logit range, dense worst 18% / 21%, 41-62 / 36-64 of 66 rows the same token (the
+// Measured (this test's output, inputs rounded to int8 as for int8), blocks of 32 / 64: median
+// row error 1.9-23% / 2.0-23% of the row's logit range, dense worst 18% / 21%, 41-62 / 35-65
+// of 66 rows the same token (the
 // goldens whose every K is odd-sized quantize nothing and are skipped). Bounds: median <= 30%,
 // dense worst <= 30%, >= 30 of 66; a wrong nibble order, sign or scale gives errors above 100%
 // and next to no agreement.

@@ -1362,17 +1362,21 @@ TEST(OptKernelsTest, Int4VectorDecodeIsExact) {
 // through every matmul kernel that reads an out-major weight: linear and linear_silu_mul for
 // decode and prefill rows, the grouped MoE matmuls (dot tiles and GEMM groups), the
 // expert-batched decode kernels and expert_batched_matmul.
-TEST(OptKernelsTest, Int4KernelsMatchReference) {
-  SKIP_WITHOUT_AVX2();
+// `make(experts, rows, cols, block_cols, seed)` makes the weights; `wtype` is the type the
+// optimised kernels must take them as (no reference fallback). Their inputs are rounded to
+// int8 (RoundsInputToInt8): k 320 has a group of 8 blocks and a partial one, 96 an odd block.
+template <typename MakeWeight>
+void ExpectIntegerKernelsMatch(const std::string& name, simd::WType want_wtype, MakeWeight make) {
   for (const int32_t block_cols : {32, 64}) {
     for (const int64_t k : {64, 96, 320}) {
       for (const int64_t n : {37, 50}) {
-        const std::string what = "int4 [1, " + std::to_string(block_cols) + "] k " +
+        const std::string what = name + " [1, " + std::to_string(block_cols) + "] k " +
                                  std::to_string(k) + " n " + std::to_string(n);
-        const testing::Int4BlockWeight wg(0, n, k, block_cols, 2), wu(0, n, k, block_cols, 3);
-        simd::WType wtype;  // the optimised path takes it (no reference fallback)
+        const auto wg = make(0, n, k, block_cols, 2), wu = make(0, n, k, block_cols, 3);
+        simd::WType wtype;
         ASSERT_TRUE(simd::ToMatmulWType(wg.arg(), &wtype));
-        ASSERT_EQ(wtype, simd::WType::kInt4);
+        ASSERT_EQ(wtype, want_wtype);
+        ASSERT_TRUE(RoundsInputToInt8(wg.quant, k));
         for (const int32_t rows : {1, 3, 7, 131}) {
           const std::vector<float> x = Random(rows * k, 1);
           Call linear;
@@ -1386,11 +1390,11 @@ TEST(OptKernelsTest, Int4KernelsMatchReference) {
         }
       }
       const int64_t num_experts = 5, top_k = 2, inter = 64, hidden = k;
-      const testing::Int4BlockWeight gate(num_experts, inter, hidden, block_cols, 30),
-          up(num_experts, inter, hidden, block_cols, 31),
-          down(num_experts, hidden, inter, block_cols, 32);
+      const auto gate = make(num_experts, inter, hidden, block_cols, 30),
+                 up = make(num_experts, inter, hidden, block_cols, 31),
+                 down = make(num_experts, hidden, inter, block_cols, 32);
       const std::string what =
-          "int4 [1, " + std::to_string(block_cols) + "] hidden " + std::to_string(hidden);
+          name + " [1, " + std::to_string(block_cols) + "] hidden " + std::to_string(hidden);
       const std::vector<int32_t> offsets = {0, 0, 1, 7, 10, 19};
       const std::vector<float> xp = Random(19 * hidden, 33);
       Call grouped;
@@ -1427,6 +1431,25 @@ TEST(OptKernelsTest, Int4KernelsMatchReference) {
                     "expert_batched_down " + what);
     }
   }
+}
+
+TEST(OptKernelsTest, Int4KernelsMatchReference) {
+  SKIP_WITHOUT_AVX2();
+  ExpectIntegerKernelsMatch("int4", simd::WType::kInt4,
+                            [](int64_t e, int64_t n, int64_t k, int32_t block_cols, uint32_t seed) {
+                              return testing::Int4BlockWeight(e, n, k, block_cols, seed);
+                            });
+}
+
+// int8 with blocks of 32 and 64: the integer dot products (the fp8 tests above take int8
+// blocks whose inputs stay f32).
+TEST(OptKernelsTest, Int8IntegerKernelsMatchReference) {
+  SKIP_WITHOUT_AVX2();
+  ExpectIntegerKernelsMatch("int8", simd::WType::kInt8,
+                            [](int64_t e, int64_t n, int64_t k, int32_t block_cols, uint32_t seed) {
+                              return testing::Fp8BlockWeight(e, n, k, 1, block_cols, seed, 0.5f,
+                                                             QuantScheme::kInt8Block);
+                            });
 }
 
 // ---- Reductions

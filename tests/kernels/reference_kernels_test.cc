@@ -1775,16 +1775,73 @@ TEST(RefFp8Test, Int8LinearReadsTheDequantizedWeight) {
   }
 }
 
-TEST(RefFp8Test, Int4LinearReadsTheDequantizedWeight) {
-  constexpr int64_t kK64 = 96;  // int4 takes K % 32 == 0; blocks of 64 leave a partial one
-  const std::vector<float> x = Random(kT * kK64, 69);
-  for (const int32_t block_cols : {32, 64}) {
-    const testing::Int4BlockWeight w(0, kN, kK64, block_cols, 70);
-    std::vector<float> out = Poisoned(kT * kN);
-    RunKernel(RefLinear, {F32(x, {kT, kK64}), w.arg()}, {F32(out, {kT, kN})});
-    ExpectClose(out, NaiveLinear(x, w.Dequantized(), kT, kT, kK64, kN), kTol,
-                "int4 linear, blocks of " + std::to_string(block_cols));
+// x rounded to int8 per block of 32 by RoundToQ8Block, dequantized (q * d).
+std::vector<float> RoundedToQ8(const std::vector<float>& x) {
+  std::vector<float> y(x.size());
+  int8_t q[kQ8Block];
+  for (size_t b = 0; b < x.size(); b += kQ8Block) {
+    const float d = RoundToQ8Block(x.data() + b, q);
+    for (int64_t i = 0; i < kQ8Block; ++i)
+      y[b + i] = static_cast<float>(q[i]) * d;
   }
+  return y;
+}
+
+// The rule by hand: d = max|x| / 127 (here 0.25, exact), q = x / d rounded, ties to even.
+TEST(RefFp8Test, RoundToQ8BlockRoundsByTheBlockMaximum) {
+  std::vector<float> x(kQ8Block, 0.0f);
+  x[0] = -31.75f;  // 127 * 0.25
+  x[1] = 0.125f;   // 0.5 -> 0
+  x[2] = 0.375f;   // 1.5 -> 2
+  x[3] = -0.625f;  // -2.5 -> -2
+  x[4] = 1.0f;     // 4
+  x[5] = 31.7f;    // 126.8 -> 127
+  int8_t q[kQ8Block];
+  EXPECT_EQ(RoundToQ8Block(x.data(), q), 0.25f);
+  const int8_t want[6] = {-127, 0, 2, -2, 4, 127};
+  for (int i = 0; i < 6; ++i)
+    EXPECT_EQ(q[i], want[i]) << "input " << i;
+  for (int64_t i = 6; i < kQ8Block; ++i)
+    EXPECT_EQ(q[i], 0) << "input " << i;
+  std::vector<float> zero(kQ8Block, 0.0f);
+  EXPECT_EQ(RoundToQ8Block(zero.data(), q), 0.0f);
+  EXPECT_EQ(q[0], 0);
+  // A NaN or an infinity anywhere in the block: d is NaN, so its products are NaN.
+  for (const float bad :
+       {std::numeric_limits<float>::quiet_NaN(), std::numeric_limits<float>::infinity()}) {
+    std::vector<float> y = x;
+    y[17] = bad;
+    EXPECT_TRUE(std::isnan(RoundToQ8Block(y.data(), q)));
+    for (int64_t i = 0; i < kQ8Block; ++i)
+      EXPECT_EQ(q[i], 0);
+  }
+}
+
+// int8 / int4 weights with blocks of a multiple of 32 multiply by the input rounded to int8
+// per 32 (RoundsInputToInt8); others (blocks of 8, K % 32 != 0) by the input itself.
+TEST(RefFp8Test, Int8AndInt4LinearMultiplyTheRoundedInput) {
+  constexpr int64_t kK96 = 96;  // blocks of 64 leave a partial one
+  const std::vector<float> x = Random(kT * kK96, 69);
+  const std::vector<float> rounded = RoundedToQ8(x);
+  for (const int32_t block_cols : {32, 64}) {
+    const testing::Int4BlockWeight w4(0, kN, kK96, block_cols, 70);
+    ASSERT_TRUE(RoundsInputToInt8(w4.quant, kK96));
+    std::vector<float> out = Poisoned(kT * kN);
+    RunKernel(RefLinear, {F32(x, {kT, kK96}), w4.arg()}, {F32(out, {kT, kN})});
+    ExpectClose(out, NaiveLinear(rounded, w4.Dequantized(), kT, kT, kK96, kN), 1e-5,
+                "int4 linear, blocks of " + std::to_string(block_cols));
+    const testing::Fp8BlockWeight w8(0, kN, kK96, 1, block_cols, 71, 1.0f, QuantScheme::kInt8Block);
+    RunKernel(RefLinear, {F32(x, {kT, kK96}), w8.arg()}, {F32(out, {kT, kN})});
+    ExpectClose(out, NaiveLinear(rounded, DequantizedWeight(w8).values, kT, kT, kK96, kN), 1e-5,
+                "int8 linear, blocks of " + std::to_string(block_cols));
+  }
+  // Blocks of 16: the input as it is.
+  const testing::Fp8BlockWeight w16(0, kN, kK96, 1, 16, 72, 1.0f, QuantScheme::kInt8Block);
+  ASSERT_FALSE(RoundsInputToInt8(w16.quant, kK96));
+  std::vector<float> out = Poisoned(kT * kN);
+  RunKernel(RefLinear, {F32(x, {kT, kK96}), w16.arg()}, {F32(out, {kT, kN})});
+  ExpectClose(out, NaiveLinear(x, DequantizedWeight(w16).values, kT, kT, kK96, kN), kTol,
+              "int8 linear, blocks of 16");
 }
 
 TEST(RefFp8Test, DenseMatmulsReadTheDequantizedWeight) {

@@ -1,0 +1,170 @@
+// Integer dot products of int8 / int4 weights with inputs rounded to int8 (simd_q8.h).
+#include <immintrin.h>
+
+#include <algorithm>
+#include <cstdint>
+#include <cstring>
+
+#include "kernels/cpu/cpu_features.h"
+#include "kernels/cpu/cpu_isa.h"
+#include "kernels/cpu/simd_q8.h"
+
+namespace moegraph::simd {
+
+// ---- The dot products, once per instruction set ------------------------------------
+
+namespace q8_avx2 {
+#define MG_Q8_TARGET MG_AVX2
+#define MG_Q8_INLINE MG_AVX2_INLINE
+// vpmaddubsw sums pairs of byte products into int16 without saturating here: |w| <= 127
+// and |x| <= 127 (2 * 127 * 127 < 32768), or nibbles <= 15 (two pairs: 4 * 15 * 127).
+#define MG_Q8_DOT4(u, s) _mm256_madd_epi16(_mm256_maddubs_epi16(u, s), _mm256_set1_epi16(1))
+#define MG_Q8_DOT4X2(u, s, v, t)                                                              \
+  _mm256_madd_epi16(_mm256_add_epi16(_mm256_maddubs_epi16(u, s), _mm256_maddubs_epi16(v, t)), \
+                    _mm256_set1_epi16(1))
+#include "kernels/cpu/q8_dot.inc"
+#undef MG_Q8_DOT4X2
+#undef MG_Q8_DOT4
+#undef MG_Q8_INLINE
+#undef MG_Q8_TARGET
+}  // namespace q8_avx2
+
+namespace q8_vnni {
+#define MG_Q8_TARGET \
+  __attribute__((target("avx512f,avx512bw,avx512dq,avx512vl,avx512vnni,avx2,fma,f16c")))
+#define MG_Q8_INLINE                                                                    \
+  __attribute__((target("avx512f,avx512bw,avx512dq,avx512vl,avx512vnni,avx2,fma,f16c"), \
+                 always_inline)) inline
+#define MG_Q8_DOT4(u, s) _mm256_dpbusd_epi32(_mm256_setzero_si256(), u, s)
+#define MG_Q8_DOT4X2(u, s, v, t) _mm256_dpbusd_epi32(MG_Q8_DOT4(u, s), v, t)
+#include "kernels/cpu/q8_dot.inc"
+#undef MG_Q8_DOT4X2
+#undef MG_Q8_DOT4
+#undef MG_Q8_INLINE
+#undef MG_Q8_TARGET
+}  // namespace q8_vnni
+
+namespace {
+
+bool CpuHasAvx512Vnni() {
+  static const bool has = [] {
+    if (!cpu::HasAvx512FBwDqVl()) return false;
+    unsigned eax = 0, ebx = 0, ecx = 0, edx = 0;
+    if (!__get_cpuid_count(7, 0, &eax, &ebx, &ecx, &edx)) return false;
+    return (ecx & (1u << 11)) != 0;  // leaf 7, ECX bit 11: AVX512_VNNI
+  }();
+  return has;
+}
+
+using DotInt8Fn = float (*)(const Q8Row&, const int8_t*, const float*, int64_t, int64_t,
+                            const int8_t*);
+using DotInt4Fn = float (*)(const Q8Row&, const uint8_t*, const float*, int64_t, int64_t,
+                            const uint8_t*);
+
+// x . row j of w (int8 or int4 codes, [n, k]) with scale row `s`, prefetching row j + 1.
+struct RowDot {
+  WType wtype;
+  bool vnni;
+  int64_t k, n, block_cols;
+
+  float operator()(const Q8Row& x, const void* w, int64_t j, const void* s) const {
+    const auto* sf = static_cast<const float*>(s);
+    if (wtype == WType::kInt8) {
+      const auto* rows = static_cast<const int8_t*>(w);
+      const int8_t* next = j + 1 < n ? rows + (j + 1) * k : nullptr;
+      const DotInt8Fn fn = vnni ? &q8_vnni::DotRowInt8 : &q8_avx2::DotRowInt8;
+      return fn(x, rows + j * k, sf, k, block_cols, next);
+    }
+    const auto* rows = static_cast<const uint8_t*>(w);
+    const uint8_t* next = j + 1 < n ? rows + (j + 1) * (k / 2) : nullptr;
+    const DotInt4Fn fn = vnni ? &q8_vnni::DotRowInt4 : &q8_avx2::DotRowInt4;
+    return fn(x, rows + j * (k / 2), sf, k, block_cols, next);
+  }
+};
+
+}  // namespace
+
+bool Q8DotUsesVnni() {
+  return SelectedCpuIsa() == CpuIsa::kAvx512 && CpuHasAvx512Vnni();
+}
+
+// ---- Rounding the inputs ------------------------------------------------------------
+
+void Q8Rows::Round(WType wtype, const float* x, int64_t num_rows, int64_t k, bool dequantized) {
+  const bool int4 = wtype == WType::kInt4;
+  const int64_t num_blocks = k / kQ8Block;
+  const int64_t num_pairs = (num_blocks + 1) / 2;
+  k_ = k;
+  q_stride_ = int4 ? num_pairs * 64 : k;
+  d_stride_ = (num_blocks + 7) / 8 * 8;
+  corr_stride_ = int4 ? num_pairs * 8 : 0;
+  q_.assign(static_cast<size_t>(num_rows * q_stride_), 0);
+  d_.assign(static_cast<size_t>(num_rows * d_stride_), 0.0f);
+  corr_.assign(static_cast<size_t>(num_rows * corr_stride_), 0);
+  x_.resize(dequantized ? static_cast<size_t>(num_rows * k) : 0);
+  int8_t q[kQ8Block];
+  for (int64_t r = 0; r < num_rows; ++r) {
+    int8_t* q_row = q_.data() + r * q_stride_;
+    for (int64_t b = 0; b < num_blocks; ++b) {
+      const float d = RoundToQ8Block(x + r * k + b * kQ8Block, q);
+      d_[r * d_stride_ + b] = d;
+      if (dequantized) {
+        float* xd = x_.data() + r * k + b * kQ8Block;
+        for (int64_t i = 0; i < kQ8Block; ++i)
+          xd[i] = static_cast<float>(q[i]) * d;
+      }
+      if (!int4) {
+        std::memcpy(q_row + b * kQ8Block, q, kQ8Block);
+        continue;
+      }
+      // Block b is half (b % 2) of pair b / 2: its even inputs at [16 * half, +16) of the
+      // pair's first 32 bytes, its odd ones at the same place in the second 32.
+      int8_t* even = q_row + b / 2 * 64 + (b % 2) * 16;
+      int32_t* corr = corr_.data() + r * corr_stride_ + b / 2 * 8 + (b % 2) * 4;
+      for (int64_t t = 0; t < 16; ++t) {
+        even[t] = q[2 * t];
+        even[32 + t] = q[2 * t + 1];
+      }
+      // Lane l of the half multiplies inputs [8l, 8l + 8) of the block.
+      for (int64_t l = 0; l < 4; ++l) {
+        int32_t sum = 0;
+        for (int64_t i = 8 * l; i < 8 * l + 8; ++i)
+          sum += q[i];
+        corr[l] = 8 * sum;
+      }
+    }
+  }
+}
+
+Q8Rows& ThreadQ8Rows() {
+  static thread_local Q8Rows rows;
+  return rows;
+}
+
+// ---- Drivers --------------------------------------------------------------------------
+
+void GemvColumnsQ8(const Q8Row* x_rows, float* const* out_rows, int mr, WType wtype, const void* wg,
+                   const void* wu, int64_t k, int64_t n, int64_t c0, int64_t c1,
+                   const WeightScales& scales) {
+  const RowDot dot{wtype, Q8DotUsesVnni(), k, n, scales.block_cols};
+  for (int64_t j = c0; j < c1; ++j) {
+    // Each weight row is read from memory once; the other input rows find it in L1.
+    for (int m = 0; m < mr; ++m) {
+      const float g = dot(x_rows[m], wg, j, scales.GateScaleRow(j));
+      out_rows[m][j] = wu ? Silu(g) * dot(x_rows[m], wu, j, scales.UpScaleRow(j)) : g;
+    }
+  }
+}
+
+void MatmulGemvQ8(const MatmulBlock& b, int64_t c0, int64_t c1, WType wtype) {
+  const int mr = static_cast<int>(b.num_rows);
+  Q8Row x_rows[kMaxDotActRows];
+  float* out_rows[kMaxDotActRows];
+  for (int m = 0; m < mr; ++m) {
+    x_rows[m] = b.q8->Row(b.q8_row0 + m);
+    out_rows[m] = b.out + m * b.out_stride;
+  }
+  GemvColumnsQ8(x_rows, out_rows, mr, wtype, b.wg, b.wu, b.k, b.n, c0, c1, b.scales);
+}
+
+}  // namespace moegraph::simd

@@ -1,0 +1,75 @@
+// Integer dot products for int8 and int4 weights (private to kernels/cpu): the decode rows
+// of the matmul kernels whose weight rounds its input to int8 (RoundsInputToInt8 in
+// ir/quant.h). Each input row is rounded once per kernel call (Q8Rows); each weight row's
+// dot product then reads bytes and multiplies bytes, 32 per instruction: VNNI's vpdpbusd
+// where the CPU has AVX512-VNNI and the AVX-512 path is selected, vpmaddubsw + vpmaddwd on
+// AVX2. Both give the same exact integers, so results never depend on the ISA; each output
+// is one weight row's dot product, so they never depend on the thread split either.
+//
+// Per weight row: for every block of 32 inputs an exact int32 product per group of 4
+// inputs (a lane), converted to f32 and multiplied by the block's weight scale times its
+// input scale into 8 f32 lane sums, added up by Hsum. The reference (WeightMatrix::MatmulDot)
+// sums whole blocks in order: the two differ by f32 rounding only.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "kernels/cpu/simd_gemm.h"
+
+namespace moegraph::simd {
+
+// One input row rounded to int8 (RoundToQ8Block per block of 32), laid out for the dot
+// products of one weight type:
+//   kInt8: q[k] in input order;
+//   kInt4: per pair of blocks (2p, 2p + 1) 64 bytes: the even inputs of block 2p (16), of
+//          block 2p + 1 (16), then their odd inputs, as the low and high nibbles of the
+//          weights' 32 bytes hold them; a last odd block has zeros for its partner, and
+//          corr[8p + l] is 8 times the sum of the inputs lane l of the pair multiplies, the
+//          weights' + 8 taken back out.
+// d[b] is block b's scale, zero past the last block up to a multiple of 8.
+struct Q8Row {
+  const int8_t* q = nullptr;
+  const float* d = nullptr;
+  const int32_t* corr = nullptr;  // kInt4 only
+};
+
+// Input rows rounded to int8 for weights of one type, and, for the packed GEMM, the same
+// rows dequantized (q * d, f32): the GEMM multiplies the same rounded inputs in f32.
+class Q8Rows {
+ public:
+  // Rounds rows [0, num_rows) of x (k values each, k a multiple of 32, rows k apart) for
+  // weights of `wtype` (kInt8 or kInt4); with `dequantized`, also keeps them as f32.
+  void Round(WType wtype, const float* x, int64_t num_rows, int64_t k, bool dequantized);
+
+  Q8Row Row(int64_t r) const {
+    return {q_.data() + r * q_stride_, d_.data() + r * d_stride_,
+            corr_.empty() ? nullptr : corr_.data() + r * corr_stride_};
+  }
+  // Row r of the dequantized rows (Round with `dequantized`).
+  const float* Dequantized(int64_t r) const { return x_.data() + r * k_; }
+
+ private:
+  std::vector<int8_t> q_;
+  std::vector<float> d_;
+  std::vector<int32_t> corr_;
+  std::vector<float> x_;
+  int64_t k_ = 0, q_stride_ = 0, d_stride_ = 0, corr_stride_ = 0;
+};
+
+// The calling thread's Q8Rows: kernels round their inputs into it before they split the
+// work, and it keeps its capacity from call to call.
+Q8Rows& ThreadQ8Rows();
+
+// Columns [c0, c1) of out_rows[m][j] = x_rows[m] . wg[j], or silu(x_rows[m] . wg[j]) *
+// (x_rows[m] . wu[j]) when wu is set, for m < mr, with int8 / int4 weights [n, k] of
+// `wtype` and their scales, by integer dot products.
+void GemvColumnsQ8(const Q8Row* x_rows, float* const* out_rows, int mr, WType wtype, const void* wg,
+                   const void* wu, int64_t k, int64_t n, int64_t c0, int64_t c1,
+                   const WeightScales& scales);
+
+// Whether the integer dot products use AVX512-VNNI (else vpmaddubsw): for tests and the
+// dispatch log.
+bool Q8DotUsesVnni();
+
+}  // namespace moegraph::simd
