@@ -88,7 +88,7 @@ bool RunLinear(const KernelArgs& args, int num_weights) {
   if (RoundsInputToInt8(wg.quant, b.k)) {
     simd::Q8Rows& q8 = simd::ThreadQ8Rows();
     const bool gemm = num_rows > simd::kMaxGemvRows;
-    q8.Round(wtype, b.x, num_rows, b.k, gemm);
+    q8.Round(wtype, b.x, num_rows, b.k, gemm, args.num_threads);
     b.q8 = &q8;
     if (gemm) b.x = q8.Dequantized(0);
   }

@@ -266,7 +266,7 @@ bool RunGrouped(const KernelArgs& args, int num_weights) {
     // takes) reads them dequantized.
     simd::Q8Rows& q8 = simd::ThreadQ8Rows();
     const bool gemm = p.num_valid_rows > simd::kMaxGemvRows;
-    q8.Round(wtype, b.x, p.num_valid_rows, b.k, gemm);
+    q8.Round(wtype, b.x, p.num_valid_rows, b.k, gemm, args.num_threads);
     b.q8 = &q8;
     if (gemm) b.x = q8.Dequantized(0);
   }
@@ -378,7 +378,7 @@ void BatchedWorker(const BatchedProblem& p, int t, int num_threads) {
 void RunBatched(BatchedProblem& p, WType wtype, const WeightQuant& quant, int num_threads) {
   if (RoundsInputToInt8(quant, p.k)) {
     simd::Q8Rows& q8 = simd::ThreadQ8Rows();
-    q8.Round(wtype, p.x, p.num_x_rows, p.k, false);
+    q8.Round(wtype, p.x, p.num_x_rows, p.k, false, num_threads);
     p.q8 = &q8;
   }
   const int64_t total = p.num_pairs * p.n;

@@ -4,10 +4,12 @@
 #include <algorithm>
 #include <cstdint>
 #include <cstring>
+#include <limits>
 
 #include "kernels/cpu/cpu_features.h"
 #include "kernels/cpu/cpu_isa.h"
 #include "kernels/cpu/simd_q8.h"
+#include "kernels/cpu/thread_pool.h"
 
 namespace moegraph::simd {
 
@@ -97,7 +99,51 @@ bool Q8DotUsesVnni() {
 
 // ---- Rounding the inputs ------------------------------------------------------------
 
-void Q8Rows::Round(WType wtype, const float* x, int64_t num_rows, int64_t k, bool dequantized) {
+namespace {
+
+// RoundToQ8Block with AVX2, bit for bit: |x| and its maximum are exact, the division and
+// the round to nearest even are the scalar ones, lane by lane.
+MG_AVX2 float RoundToQ8BlockAvx2(const float* x, int8_t* q) {
+  const __m256 sign = _mm256_set1_ps(-0.0f);
+  const __m256 max_finite = _mm256_set1_ps(3.4028234663852886e38f);
+  __m256 v[4], amax = _mm256_setzero_ps();
+  int finite = 0xff;
+  for (int i = 0; i < 4; ++i) {
+    v[i] = _mm256_loadu_ps(x + 8 * i);
+    const __m256 a = _mm256_andnot_ps(sign, v[i]);
+    finite &= _mm256_movemask_ps(_mm256_cmp_ps(a, max_finite, _CMP_LE_OQ));
+    amax = _mm256_max_ps(amax, a);
+  }
+  __m128 m = _mm_max_ps(_mm256_castps256_ps128(amax), _mm256_extractf128_ps(amax, 1));
+  m = _mm_max_ps(m, _mm_movehl_ps(m, m));
+  m = _mm_max_ss(m, _mm_shuffle_ps(m, m, 1));
+  const float block_max = _mm_cvtss_f32(m);
+  if (finite != 0xff || block_max == 0.0f) {
+    std::memset(q, 0, kQ8Block);
+    return finite == 0xff ? 0.0f : std::numeric_limits<float>::quiet_NaN();
+  }
+  const float d = block_max / 127.0f;
+  const __m256 dv = _mm256_set1_ps(d);
+  const __m256 hi = _mm256_set1_ps(127.0f), lo = _mm256_set1_ps(-127.0f);
+  __m256i n[4];
+  for (int i = 0; i < 4; ++i) {
+    const __m256 r =
+        _mm256_round_ps(_mm256_div_ps(v[i], dv), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    n[i] = _mm256_cvtps_epi32(_mm256_min_ps(_mm256_max_ps(r, lo), hi));
+  }
+  // The packs interleave 128-bit lanes; the permute puts the 32 bytes back in order.
+  const __m256i bytes =
+      _mm256_packs_epi16(_mm256_packs_epi32(n[0], n[1]), _mm256_packs_epi32(n[2], n[3]));
+  _mm256_storeu_si256(
+      reinterpret_cast<__m256i*>(q),
+      _mm256_permutevar8x32_epi32(bytes, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7)));
+  return d;
+}
+
+}  // namespace
+
+void Q8Rows::Round(WType wtype, const float* x, int64_t num_rows, int64_t k, bool dequantized,
+                   int num_threads) {
   const bool int4 = wtype == WType::kInt4;
   const int64_t num_blocks = k / kQ8Block;
   const int64_t num_pairs = (num_blocks + 1) / 2;
@@ -109,38 +155,45 @@ void Q8Rows::Round(WType wtype, const float* x, int64_t num_rows, int64_t k, boo
   d_.assign(static_cast<size_t>(num_rows * d_stride_), 0.0f);
   corr_.assign(static_cast<size_t>(num_rows * corr_stride_), 0);
   x_.resize(dequantized ? static_cast<size_t>(num_rows * k) : 0);
-  int8_t q[kQ8Block];
-  for (int64_t r = 0; r < num_rows; ++r) {
-    int8_t* q_row = q_.data() + r * q_stride_;
-    for (int64_t b = 0; b < num_blocks; ++b) {
-      const float d = RoundToQ8Block(x + r * k + b * kQ8Block, q);
-      d_[r * d_stride_ + b] = d;
-      if (dequantized) {
-        float* xd = x_.data() + r * k + b * kQ8Block;
-        for (int64_t i = 0; i < kQ8Block; ++i)
-          xd[i] = static_cast<float>(q[i]) * d;
-      }
-      if (!int4) {
-        std::memcpy(q_row + b * kQ8Block, q, kQ8Block);
-        continue;
-      }
-      // Block b is half (b % 2) of pair b / 2: its even inputs at [16 * half, +16) of the
-      // pair's first 32 bytes, its odd ones at the same place in the second 32.
-      int8_t* even = q_row + b / 2 * 64 + (b % 2) * 16;
-      int32_t* corr = corr_.data() + r * corr_stride_ + b / 2 * 8 + (b % 2) * 4;
-      for (int64_t t = 0; t < 16; ++t) {
-        even[t] = q[2 * t];
-        even[32 + t] = q[2 * t + 1];
-      }
-      // Lane l of the half multiplies inputs [8l, 8l + 8) of the block.
-      for (int64_t l = 0; l < 4; ++l) {
-        int32_t sum = 0;
-        for (int64_t i = 8 * l; i < 8 * l + 8; ++i)
-          sum += q[i];
-        corr[l] = 8 * sum;
-      }
-    }
-  }
+  const bool avx2 = SelectedCpuIsa() != CpuIsa::kReference;
+  ParallelFor(
+      num_threads, num_rows,
+      [&](int64_t r0, int64_t r1) {
+        int8_t q[kQ8Block];
+        for (int64_t r = r0; r < r1; ++r) {
+          int8_t* q_row = q_.data() + r * q_stride_;
+          for (int64_t b = 0; b < num_blocks; ++b) {
+            const float* xb = x + r * k + b * kQ8Block;
+            const float d = avx2 ? RoundToQ8BlockAvx2(xb, q) : RoundToQ8Block(xb, q);
+            d_[r * d_stride_ + b] = d;
+            if (dequantized) {
+              float* xd = x_.data() + r * k + b * kQ8Block;
+              for (int64_t i = 0; i < kQ8Block; ++i)
+                xd[i] = static_cast<float>(q[i]) * d;
+            }
+            if (!int4) {
+              std::memcpy(q_row + b * kQ8Block, q, kQ8Block);
+              continue;
+            }
+            // Block b is half (b % 2) of pair b / 2: its even inputs at [16 * half, +16) of the
+            // pair's first 32 bytes, its odd ones at the same place in the second 32.
+            int8_t* even = q_row + b / 2 * 64 + (b % 2) * 16;
+            int32_t* corr = corr_.data() + r * corr_stride_ + b / 2 * 8 + (b % 2) * 4;
+            for (int64_t t = 0; t < 16; ++t) {
+              even[t] = q[2 * t];
+              even[32 + t] = q[2 * t + 1];
+            }
+            // Lane l of the half multiplies inputs [8l, 8l + 8) of the block.
+            for (int64_t l = 0; l < 4; ++l) {
+              int32_t sum = 0;
+              for (int64_t i = 8 * l; i < 8 * l + 8; ++i)
+                sum += q[i];
+              corr[l] = 8 * sum;
+            }
+          }
+        }
+      },
+      /*min_rows=*/4);
 }
 
 Q8Rows& ThreadQ8Rows() {

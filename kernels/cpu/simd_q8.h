@@ -39,8 +39,11 @@ struct Q8Row {
 class Q8Rows {
  public:
   // Rounds rows [0, num_rows) of x (k values each, k a multiple of 32, rows k apart) for
-  // weights of `wtype` (kInt8 or kInt4); with `dequantized`, also keeps them as f32.
-  void Round(WType wtype, const float* x, int64_t num_rows, int64_t k, bool dequantized);
+  // weights of `wtype` (kInt8 or kInt4) on up to num_threads threads; with `dequantized`,
+  // also keeps them as f32. With AVX2 (bit for bit RoundToQ8Block) unless the reference
+  // kernels are selected.
+  void Round(WType wtype, const float* x, int64_t num_rows, int64_t k, bool dequantized,
+             int num_threads);
 
   Q8Row Row(int64_t r) const {
     return {q_.data() + r * q_stride_, d_.data() + r * d_stride_,

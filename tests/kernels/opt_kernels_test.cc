@@ -23,6 +23,7 @@
 #include "kernels/cpu/reference_kernels.h"
 #include "kernels/cpu/simd_avx2.h"
 #include "kernels/cpu/simd_gemm.h"
+#include "kernels/cpu/simd_q8.h"
 #include "support/half.h"
 #include "tests/testing/kv_cache_view.h"
 #include "tests/testing/tensors.h"
@@ -1450,6 +1451,57 @@ TEST(OptKernelsTest, Int8IntegerKernelsMatchReference) {
                               return testing::Fp8BlockWeight(e, n, k, 1, block_cols, seed, 0.5f,
                                                              QuantScheme::kInt8Block);
                             });
+}
+
+// Q8Rows rounds as RoundToQ8Block, bit for bit, on AVX2 and with the reference selected
+// (ties, a zero block, a NaN block, random blocks), and lays int4's inputs out as the dot
+// products read them: even inputs, odd inputs, 8 x the lane sums.
+TEST(OptKernelsTest, Q8RowsRoundAsRoundToQ8Block) {
+  SKIP_WITHOUT_AVX2();
+  constexpr int64_t k = 5 * kQ8Block, rows = 3;
+  std::vector<float> x = Random(rows * k, 90);
+  for (int64_t i = 0; i < kQ8Block; ++i)  // d = 0.25: every other input a tie
+    x[i] = (i == 0) ? 31.75f : static_cast<float>(i % 9 - 4) * 0.125f;
+  std::fill(x.begin() + kQ8Block, x.begin() + 2 * kQ8Block, 0.0f);
+  x[k + 3] = std::numeric_limits<float>::quiet_NaN();
+  IsaScope scope;
+  for (const CpuIsa isa : {CpuIsa::kAvx2, CpuIsa::kReference}) {
+    SetCpuIsa(isa);
+    for (const simd::WType wtype : {simd::WType::kInt8, simd::WType::kInt4}) {
+      simd::Q8Rows q8;
+      q8.Round(wtype, x.data(), rows, k, true, 2);
+      for (int64_t r = 0; r < rows; ++r) {
+        const simd::Q8Row row = q8.Row(r);
+        for (int64_t b = 0; b < k / kQ8Block; ++b) {
+          const std::string what = std::string(CpuIsaName(isa)) + " row " + std::to_string(r) +
+                                   " block " + std::to_string(b);
+          int8_t want[kQ8Block];
+          const float d = RoundToQ8Block(x.data() + r * k + b * kQ8Block, want);
+          if (std::isnan(d)) {
+            EXPECT_TRUE(std::isnan(row.d[b])) << what;
+          } else {
+            EXPECT_EQ(row.d[b], d) << what;
+          }
+          int32_t lane_sums[4] = {};
+          for (int64_t i = 0; i < kQ8Block; ++i) {
+            const int8_t got = wtype == simd::WType::kInt8
+                                   ? row.q[b * kQ8Block + i]
+                                   : row.q[b / 2 * 64 + (i % 2) * 32 + (b % 2) * 16 + i / 2];
+            EXPECT_EQ(got, want[i]) << what << " input " << i;
+            const float deq = q8.Dequantized(r)[b * kQ8Block + i];
+            if (!std::isnan(d)) {
+              EXPECT_EQ(deq, static_cast<float>(want[i]) * d) << what;
+            }
+            lane_sums[i / 8] += want[i];
+          }
+          if (wtype == simd::WType::kInt4) {
+            for (int l = 0; l < 4; ++l)
+              EXPECT_EQ(row.corr[b / 2 * 8 + (b % 2) * 4 + l], 8 * lane_sums[l]) << what;
+          }
+        }
+      }
+    }
+  }
 }
 
 // ---- Reductions
