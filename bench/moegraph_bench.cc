@@ -716,7 +716,7 @@ int Main(int argc, char** argv) {
     }
   }
   std::printf("moegraph-bench%s: %d threads, kernels %s, load average at start %s\ncpu: %s\n",
-              options.smoke ? " (smoke)" : "", threads, CpuIsaName(SelectedCpuIsa()),
+              options.smoke ? " (smoke)" : "", threads, CpuKernelsName().c_str(),
               LoadAverage().c_str(), CpuSummary().c_str());
 
   // 1. Yardsticks, measured now and again after the runs; the best of the two

@@ -61,7 +61,7 @@ class CpuBackend : public Backend {
     return options_.reference_kernels_only ? "cpu-reference" : "cpu";
   }
   std::string KernelIsa() const override {
-    return options_.reference_kernels_only ? "reference" : CpuIsaName(SelectedCpuIsa());
+    return options_.reference_kernels_only ? "reference" : CpuKernelsName();
   }
   bool Supports(const KernelStep& step) const override {
     return SelectCpuKernel(step, options_.reference_kernels_only).fn != nullptr;

@@ -45,4 +45,12 @@ inline bool HasAvx512FBwDqVl() {
   return (ebx & needed) == needed;
 }
 
+// True when HasAvx512FBwDqVl and the processor has AVX512-VNNI (vpdpbusd).
+inline bool HasAvx512Vnni() {
+  if (!HasAvx512FBwDqVl()) return false;
+  unsigned eax = 0, ebx = 0, ecx = 0, edx = 0;
+  if (!__get_cpuid_count(7, 0, &eax, &ebx, &ecx, &edx)) return false;
+  return (ecx & (1u << 11)) != 0;  // leaf 7, ECX
+}
+
 }  // namespace moegraph::cpu

@@ -106,6 +106,17 @@ CpuIsa SelectedCpuIsa() {
   return static_cast<CpuIsa>(Selected().load(std::memory_order_relaxed));
 }
 
+bool CpuHasAvx512Vnni() {
+  static const bool has = cpu::HasAvx512Vnni();
+  return has;
+}
+
+std::string CpuKernelsName() {
+  const CpuIsa isa = SelectedCpuIsa();
+  return std::string(CpuIsaName(isa)) +
+         (isa == CpuIsa::kAvx512 && CpuHasAvx512Vnni() ? "+vnni" : "");
+}
+
 CpuIsa SetCpuIsa(CpuIsa isa) {
   const CpuIsa used = Lower(isa, DetectedCpuIsa());
   Selected().store(static_cast<int>(used), std::memory_order_relaxed);

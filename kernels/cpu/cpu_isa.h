@@ -1,7 +1,7 @@
 // Which instruction set the optimised CPU kernels use, chosen at run time from the
 // processor's features: AVX-512 (F, BW, DQ, VL, with the OS saving the ZMM and mask
-// registers) for the packed GEMM, AVX2/FMA/F16C for everything else, or none (the
-// reference kernels only). MOEGRAPH_CPU_ISA=avx2|reference lowers the choice (to measure or
+// registers) for the packed GEMM (and, with AVX512-VNNI, the integer dot products of int8 /
+// int4 weights), AVX2/FMA/F16C for everything else, or none (the reference kernels only). MOEGRAPH_CPU_ISA=avx2|reference lowers the choice (to measure or
 // test the narrower path on a wider machine); it never raises it past what the CPU runs.
 #pragma once
 
@@ -26,6 +26,13 @@ CpuIsa SelectedCpuIsa();
 // tests and benchmarks that run every path one after the other; kernels read the choice
 // when they run, so set it only while no kernel runs.
 CpuIsa SetCpuIsa(CpuIsa isa);
+
+// Whether this processor has AVX512-VNNI (with AVX-512 F/BW/DQ/VL; cpuid, read once).
+bool CpuHasAvx512Vnni();
+
+// The ISA the kernels use as logs print it: CpuIsaName(SelectedCpuIsa()), with "+vnni" when
+// the int8 / int4 weights' integer dot products use AVX512-VNNI ("avx512+vnni").
+std::string CpuKernelsName();
 
 // Parses "reference" / "avx2" / "avx512"; false for anything else.
 bool ParseCpuIsa(std::string_view name, CpuIsa* out);

@@ -48,16 +48,6 @@ namespace q8_vnni {
 
 namespace {
 
-bool CpuHasAvx512Vnni() {
-  static const bool has = [] {
-    if (!cpu::HasAvx512FBwDqVl()) return false;
-    unsigned eax = 0, ebx = 0, ecx = 0, edx = 0;
-    if (!__get_cpuid_count(7, 0, &eax, &ebx, &ecx, &edx)) return false;
-    return (ecx & (1u << 11)) != 0;  // leaf 7, ECX bit 11: AVX512_VNNI
-  }();
-  return has;
-}
-
 using DotInt8Fn = float (*)(const Q8Row&, const int8_t*, const float*, int64_t, int64_t,
                             const int8_t*);
 using DotInt4Fn = float (*)(const Q8Row&, const uint8_t*, const float*, int64_t, int64_t,
