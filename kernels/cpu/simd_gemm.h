@@ -611,6 +611,15 @@ void MatmulGemmAvx512(const MatmulBlock& b, int64_t c0, int64_t c1, const Matmul
 // products (q8_gemv.cc).
 void MatmulGemvQ8(const MatmulBlock& b, int64_t c0, int64_t c1, WType wtype);
 
+// Whether the integer products use AVX512-VNNI (SelectedCpuIsa() is kAvx512 and the CPU has
+// it; else AVX2's vpmaddubsw for the dot products and the f32 GEMM on the dequantized inputs
+// for prefill rows).
+bool Q8DotUsesVnni();
+
+// Columns [c0, c1) of a block of any number of rows with b.q8 set, by the AVX512-VNNI GEMM
+// (q8_gemm512.cc; only when Q8DotUsesVnni()).
+void MatmulGemmQ8Vnni(const MatmulBlock& b, int64_t c0, int64_t c1, WType wtype);
+
 // Panels [panel_begin, panel_end) of a block, by dot tiles (integer ones with b.q8) or the
 // GEMM (the AVX-512 one when SelectedCpuIsa() is kAvx512). `next` (or null): the block computed
 // after this one, for prefetching.
@@ -624,6 +633,8 @@ void MatmulPanels(const MatmulBlock& b, int64_t panel_begin, int64_t panel_end,
     MatmulGemvQ8(b, c0, c1, W);
   } else if (b.num_rows <= kMaxGemvRows) {
     MatmulGemv<W>(b, c0, c1);
+  } else if (b.q8 && Q8DotUsesVnni()) {
+    MatmulGemmQ8Vnni(b, c0, c1, W);
   } else if (SelectedCpuIsa() == CpuIsa::kAvx512) {
     MatmulGemmAvx512<W>(b, c0, c1, next);
   } else {

@@ -71,8 +71,4 @@ void GemvColumnsQ8(const Q8Row* x_rows, float* const* out_rows, int mr, WType wt
                    const void* wu, int64_t k, int64_t n, int64_t c0, int64_t c1,
                    const WeightScales& scales);
 
-// Whether the integer dot products use AVX512-VNNI (else vpmaddubsw): for tests and the
-// dispatch log.
-bool Q8DotUsesVnni();
-
 }  // namespace moegraph::simd
