@@ -11,6 +11,7 @@
 // results differ from the reference (WeightMatrix::MatmulDot: the same exact block sums,
 // scaled and added without the FMA) by f32 rounding only, and from the AVX2 GEMM on the
 // dequantized inputs likewise; they never depend on the thread split.
+
 // GCC 12 warns "may be used uninitialized" inside AVX-512 intrinsics that pass
 // _mm512_undefined_*() as their unused merge source once inlined (GCC PR 105593).
 #if defined(__GNUC__) && !defined(__clang__)
@@ -71,12 +72,13 @@ MG_VNNI_INLINE __m256i BlockBytes(bool int4, const void* w, int64_t b) {
 // their scale rows `scale_rows`): per block and 16 columns, the 16 blocks' 8 groups of 4
 // bytes transposed (an 8 x 8 dword transpose in each 256-bit half) into 8 vectors.
 MG_VNNI void PackChunk(bool int4, const void* const* cols, const float* const* scale_rows,
-                       int64_t block_cols, int64_t b0, int count, Chunk* chunk) {
+                       int64_t block_cols, int64_t b0, int count, int64_t num_blocks,
+                       Chunk* chunk) {
   chunk->num_blocks = count;
   // The next chunk's bytes of every column: 32 streams are more than the hardware
   // prefetcher follows.
   const int64_t block_bytes = int4 ? kQ8Block / 2 : kQ8Block;
-  for (int j = 0; j < kCols; ++j) {
+  for (int j = 0; b0 + kChunkBlocks < num_blocks && j < kCols; ++j) {
     const char* next = static_cast<const char*>(cols[j]) + (b0 + kChunkBlocks) * block_bytes;
     for (int64_t line = 0; line < kChunkBlocks * block_bytes; line += 64)
       _mm_prefetch(next + line, _MM_HINT_T0);
@@ -247,7 +249,7 @@ MG_VNNI void Gemm(const MatmulBlock& b, int64_t c0, int64_t c1) {
     for (int64_t blk = 0; blk < num_blocks; blk += kChunkBlocks) {
       // Packed once for every row: the chunk (10 KiB) stays in L1 for the micro-kernels.
       const int count = static_cast<int>(std::min<int64_t>(kChunkBlocks, num_blocks - blk));
-      PackChunk(kInt4, cols, scale_rows, b.scales.block_cols, blk, count, &chunk);
+      PackChunk(kInt4, cols, scale_rows, b.scales.block_cols, blk, count, num_blocks, &chunk);
       for (int64_t r0 = 0; r0 < num_rows; r0 += kRows) {
         const int mr = static_cast<int>(std::min<int64_t>(kRows, num_rows - r0));
         for (int m = 0; m < mr; ++m) {
