@@ -2,11 +2,13 @@
 #include "compiler/quantize_weights.h"
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstring>
 #include <filesystem>
 #include <map>
 #include <set>
+#include <thread>
 
 #include "checkpoint/weights.h"
 #include "ir/op_registry.h"
@@ -87,7 +89,7 @@ std::string PackedWeightsPath(const std::string& plan_path, WeightFormat format)
 }
 
 Status QuantizeInt8Rows(const float* w, int64_t rows, int64_t cols, int64_t block_cols, int8_t* q,
-                        float* scales) {
+                        float* scales, int64_t first_row) {
   const int64_t blocks = (cols + block_cols - 1) / block_cols;
   for (int64_t r = 0; r < rows; ++r) {
     const float* row = w + r * cols;
@@ -97,7 +99,7 @@ Status QuantizeInt8Rows(const float* w, int64_t rows, int64_t cols, int64_t bloc
       for (int64_t c = c0; c < c1; ++c) {
         if (!std::isfinite(row[c])) {
           return InvalidArgument("value " + std::to_string(row[c]) + " at row " +
-                                 std::to_string(r) + ", column " + std::to_string(c) +
+                                 std::to_string(first_row + r) + ", column " + std::to_string(c) +
                                  " is not finite; int8 blocks need finite weights");
         }
         max_abs = std::max(max_abs, std::fabs(row[c]));
@@ -114,7 +116,7 @@ Status QuantizeInt8Rows(const float* w, int64_t rows, int64_t cols, int64_t bloc
 }
 
 Status QuantizeInt4Rows(const float* w, int64_t rows, int64_t cols, int64_t block_cols, uint8_t* q,
-                        float* scales) {
+                        float* scales, int64_t first_row) {
   if (cols % 2 != 0) {
     return InvalidArgument("int4 rows pack two values a byte: " + std::to_string(cols) +
                            " columns, expected an even count");
@@ -128,7 +130,7 @@ Status QuantizeInt4Rows(const float* w, int64_t rows, int64_t cols, int64_t bloc
       for (int64_t c = c0; c < c1; ++c) {
         if (!std::isfinite(row[c])) {
           return InvalidArgument("value " + std::to_string(row[c]) + " at row " +
-                                 std::to_string(r) + ", column " + std::to_string(c) +
+                                 std::to_string(first_row + r) + ", column " + std::to_string(c) +
                                  " is not finite; int4 blocks need finite weights");
         }
         if (std::fabs(row[c]) > std::fabs(extreme)) extreme = row[c];
@@ -160,6 +162,7 @@ StatusOr<QuantizeReport> QuantizeWeights(
                            "multiple of 32");
   }
   const QuantScheme scheme = int4 ? QuantScheme::kInt4Block : QuantScheme::kInt8Block;
+  const int64_t num_threads = std::max(1u, std::thread::hardware_concurrency());
   // Each weight value's producing op, and whether every use of it is a matmul weight operand.
   std::map<ValueId, size_t> weight_op;
   for (size_t i = 0; i < graph.ops().size(); ++i) {
@@ -231,21 +234,48 @@ StatusOr<QuantizeReport> QuantizeWeights(
     const int64_t matrix_bytes = int4 ? n * k / 2 : n * k;
     std::string codes(static_cast<size_t>(matrices * matrix_bytes), '\0');
     std::vector<float> scales(static_cast<size_t>(matrices * n * blocks));
-    std::vector<float> matrix(static_cast<size_t>(n * k));
-    for (int64_t m = 0; m < matrices; ++m) {
-      const WeightSlice& slice = resolved->slices[static_cast<size_t>(m)];
+    for (const WeightSlice& slice : resolved->slices)
       report.source_bytes += slice.bytes;
-      WidenToF32(slice.data, type.dtype, n * k, matrix.data());
-      char* q = codes.data() + m * matrix_bytes;
-      float* s_out = scales.data() + m * n * blocks;
-      Status s = int4 ? QuantizeInt4Rows(matrix.data(), n, k, options.block_cols,
-                                         reinterpret_cast<uint8_t*>(q), s_out)
-                      : QuantizeInt8Rows(matrix.data(), n, k, options.block_cols,
-                                         reinterpret_cast<int8_t*>(q), s_out);
-      if (!s.ok()) {
-        return s.WithContext(slice.file + ": weight '" + name + "'" +
-                             (op.HasAttr("experts") ? " expert " + std::to_string(m) : ""));
+    // Matrices (experts) and, for a single matrix, row ranges are independent: they run on
+    // every core (the work is the widen and the rounding of each value).
+    const int64_t row_bytes = int4 ? k / 2 : k;
+    const int64_t dtype_bytes = static_cast<int64_t>(DTypeBytes(type.dtype));
+    const int64_t row_parts = matrices >= num_threads ? 1 : num_threads;
+    const int64_t units = matrices * row_parts;
+    std::vector<Status> unit_status(static_cast<size_t>(units));
+    std::atomic<int64_t> next_unit{0};
+    auto work = [&] {
+      std::vector<float> rows;
+      for (int64_t u; (u = next_unit.fetch_add(1)) < units;) {
+        const int64_t m = u / row_parts, part = u % row_parts;
+        const int64_t r0 = n * part / row_parts, r1 = n * (part + 1) / row_parts;
+        if (r0 == r1) continue;
+        const WeightSlice& slice = resolved->slices[static_cast<size_t>(m)];
+        rows.resize(static_cast<size_t>((r1 - r0) * k));
+        WidenToF32(slice.data + r0 * k * dtype_bytes, type.dtype, (r1 - r0) * k, rows.data());
+        char* q = codes.data() + m * matrix_bytes + r0 * row_bytes;
+        float* s_out = scales.data() + (m * n + r0) * blocks;
+        unit_status[static_cast<size_t>(u)] =
+            int4 ? QuantizeInt4Rows(rows.data(), r1 - r0, k, options.block_cols,
+                                    reinterpret_cast<uint8_t*>(q), s_out, r0)
+                 : QuantizeInt8Rows(rows.data(), r1 - r0, k, options.block_cols,
+                                    reinterpret_cast<int8_t*>(q), s_out, r0);
       }
+    };
+    {
+      std::vector<std::thread> helpers;
+      for (int t = 1; t < std::min<int64_t>(num_threads, units); ++t)
+        helpers.emplace_back(work);
+      work();
+      for (std::thread& helper : helpers)
+        helper.join();
+    }
+    for (int64_t u = 0; u < units; ++u) {
+      const Status& s = unit_status[static_cast<size_t>(u)];
+      if (s.ok()) continue;
+      const int64_t m = u / row_parts;
+      return s.WithContext(resolved->slices[static_cast<size_t>(m)].file + ": weight '" + name +
+                           "'" + (op.HasAttr("experts") ? " expert " + std::to_string(m) : ""));
     }
     std::string packed = PackedName(name, op.IntAttr("row_offset", 0), options.format);
     while (!packed_names.insert(packed).second)

@@ -40,8 +40,9 @@ std::string PackedWeightsPath(const std::string& plan_path, WeightFormat format)
 // value's code round-half-away(w / s) in [-127, 127], so |w - code * s| <= s / 2. `q` takes
 // rows * cols codes, `scales` rows * ceil(cols / block_cols). A non-finite value is
 // InvalidArgument naming its row and column (a checkpoint holding one is broken).
+// `first_row`: the index of row 0 in the matrix, for messages.
 Status QuantizeInt8Rows(const float* w, int64_t rows, int64_t cols, int64_t block_cols, int8_t* q,
-                        float* scales);
+                        float* scales, int64_t first_row = 0);
 
 // Quantizes `rows` rows of `cols` f32 values (cols even) to int4 blocks of 1 x block_cols, as
 // llama.cpp's Q4_0 does: each block's scale is d = m / -8 for its value m of largest
@@ -51,7 +52,7 @@ Status QuantizeInt8Rows(const float* w, int64_t rows, int64_t cols, int64_t bloc
 // (DType::kI4): `q` takes rows * cols / 2 bytes, `scales` rows * ceil(cols / block_cols). A
 // non-finite value is InvalidArgument naming its row and column.
 Status QuantizeInt4Rows(const float* w, int64_t rows, int64_t cols, int64_t block_cols, uint8_t* q,
-                        float* scales);
+                        float* scales, int64_t first_row = 0);
 
 // What QuantizeWeights writes.
 struct QuantizeOptions {
