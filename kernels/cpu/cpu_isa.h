@@ -1,8 +1,9 @@
 // Which instruction set the optimised CPU kernels use, chosen at run time from the
 // processor's features: AVX-512 (F, BW, DQ, VL, with the OS saving the ZMM and mask
 // registers) for the packed GEMM (and, with AVX512-VNNI, the integer dot products of int8 /
-// int4 weights), AVX2/FMA/F16C for everything else, or none (the reference kernels only). MOEGRAPH_CPU_ISA=avx2|reference lowers the choice (to measure or
-// test the narrower path on a wider machine); it never raises it past what the CPU runs.
+// int4 weights), AVX2/FMA/F16C for everything else, or none (the reference kernels only).
+// MOEGRAPH_CPU_ISA=avx2|reference lowers the choice (to measure or test the narrower path on a
+// wider machine); it never raises it past what the CPU runs.
 #pragma once
 
 #include <string>

@@ -87,10 +87,8 @@ bool RunLinear(const KernelArgs& args, int num_weights) {
   b.num_rows = num_rows;  // linear has no ForwardMeta: every row is real
   if (RoundsInputToInt8(wg.quant, b.k)) {
     simd::Q8Rows& q8 = simd::ThreadQ8Rows();
-    const bool gemm = num_rows > simd::kMaxGemvRows;
-    q8.Round(wtype, b.x, num_rows, b.k, gemm, args.num_threads);
+    q8.Round(wtype, b.x, num_rows, b.k, args.num_threads);
     b.q8 = &q8;
-    if (gemm) b.x = q8.Dequantized(0);
   }
   RunDense(b, num_rows, wtype, args.num_threads);
   return true;

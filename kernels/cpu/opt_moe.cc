@@ -262,13 +262,9 @@ bool RunGrouped(const KernelArgs& args, int num_weights) {
   p.num_rows = NumRows(args.out[0]);
   p.num_valid_rows = std::min(p.num_rows, NumRows(args.in[0]));
   if (RoundsInputToInt8(wg.quant, b.k)) {
-    // Rounded once for every expert; the GEMM (experts with more rows than a dot tile
-    // takes) reads them dequantized.
-    simd::Q8Rows& q8 = simd::ThreadQ8Rows();
-    const bool gemm = p.num_valid_rows > simd::kMaxGemvRows;
-    q8.Round(wtype, b.x, p.num_valid_rows, b.k, gemm, args.num_threads);
+    simd::Q8Rows& q8 = simd::ThreadQ8Rows();  // rounded once for every expert
+    q8.Round(wtype, b.x, p.num_valid_rows, b.k, args.num_threads);
     b.q8 = &q8;
-    if (gemm) b.x = q8.Dequantized(0);
   }
   ParallelShares(args.num_threads, [&](int t, int nt) {
     ForWType(wtype, [&](auto w) { GroupedWorker<decltype(w)::value>(p, t, nt); });
@@ -378,7 +374,7 @@ void BatchedWorker(const BatchedProblem& p, int t, int num_threads) {
 void RunBatched(BatchedProblem& p, WType wtype, const WeightQuant& quant, int num_threads) {
   if (RoundsInputToInt8(quant, p.k)) {
     simd::Q8Rows& q8 = simd::ThreadQ8Rows();
-    q8.Round(wtype, p.x, p.num_x_rows, p.k, false, num_threads);
+    q8.Round(wtype, p.x, p.num_x_rows, p.k, num_threads);
     p.q8 = &q8;
   }
   const int64_t total = p.num_pairs * p.n;

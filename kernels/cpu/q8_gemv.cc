@@ -132,19 +132,16 @@ MG_AVX2 float RoundToQ8BlockAvx2(const float* x, int8_t* q) {
 
 }  // namespace
 
-void Q8Rows::Round(WType wtype, const float* x, int64_t num_rows, int64_t k, bool dequantized,
-                   int num_threads) {
+void Q8Rows::Round(WType wtype, const float* x, int64_t num_rows, int64_t k, int num_threads) {
   const bool int4 = wtype == WType::kInt4;
   const int64_t num_blocks = k / kQ8Block;
   const int64_t num_pairs = (num_blocks + 1) / 2;
-  k_ = k;
   q_stride_ = int4 ? num_pairs * 64 : k;
   d_stride_ = (num_blocks + 7) / 8 * 8;
   corr_stride_ = int4 ? num_pairs * 8 : 0;
   q_.assign(static_cast<size_t>(num_rows * q_stride_), 0);
   d_.assign(static_cast<size_t>(num_rows * d_stride_), 0.0f);
   corr_.assign(static_cast<size_t>(num_rows * corr_stride_), 0);
-  x_.resize(dequantized ? static_cast<size_t>(num_rows * k) : 0);
   const bool avx2 = SelectedCpuIsa() != CpuIsa::kReference;
   ParallelFor(
       num_threads, num_rows,
@@ -156,11 +153,6 @@ void Q8Rows::Round(WType wtype, const float* x, int64_t num_rows, int64_t k, boo
             const float* xb = x + r * k + b * kQ8Block;
             const float d = avx2 ? RoundToQ8BlockAvx2(xb, q) : RoundToQ8Block(xb, q);
             d_[r * d_stride_ + b] = d;
-            if (dequantized) {
-              float* xd = x_.data() + r * k + b * kQ8Block;
-              for (int64_t i = 0; i < kQ8Block; ++i)
-                xd[i] = static_cast<float>(q[i]) * d;
-            }
             if (!int4) {
               std::memcpy(q_row + b * kQ8Block, q, kQ8Block);
               continue;

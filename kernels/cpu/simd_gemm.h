@@ -440,8 +440,8 @@ struct MatmulBlock {
   int64_t k = 0, n = 0, out_stride = 0, num_rows = 0;
   WeightScales scales;  // Scaled<W>() only
   // Weights that round their input to int8 (RoundsInputToInt8): x's rows rounded, row r of
-  // this block at q8->Row(q8_row0 + r), for the dot products; x is then the rounded rows
-  // dequantized, for the GEMM. Null: x as it is.
+  // this block at q8->Row(q8_row0 + r), for the integer dot products and GEMM (x is then not
+  // read). Null: x as it is.
   const Q8Rows* q8 = nullptr;
   int64_t q8_row0 = 0;
 };
@@ -612,29 +612,30 @@ void MatmulGemmAvx512(const MatmulBlock& b, int64_t c0, int64_t c1, const Matmul
 void MatmulGemvQ8(const MatmulBlock& b, int64_t c0, int64_t c1, WType wtype);
 
 // Whether the integer products use AVX512-VNNI (SelectedCpuIsa() is kAvx512 and the CPU has
-// it; else AVX2's vpmaddubsw for the dot products and the f32 GEMM on the dequantized inputs
-// for prefill rows).
+// it; else AVX2's vpmaddubsw + vpmaddwd).
 bool Q8DotUsesVnni();
 
-// Columns [c0, c1) of a block of any number of rows with b.q8 set, by the AVX512-VNNI GEMM
-// (q8_gemm512.cc; only when Q8DotUsesVnni()).
-void MatmulGemmQ8Vnni(const MatmulBlock& b, int64_t c0, int64_t c1, WType wtype);
+// Columns [c0, c1) of a block of any number of rows with b.q8 set, by the integer GEMM
+// (q8_gemm.cc): the same bits with AVX512-VNNI and AVX2.
+void MatmulGemmQ8(const MatmulBlock& b, int64_t c0, int64_t c1, WType wtype);
 
-// Panels [panel_begin, panel_end) of a block, by dot tiles (integer ones with b.q8) or the
-// GEMM (the AVX-512 one when SelectedCpuIsa() is kAvx512). `next` (or null): the block computed
-// after this one, for prefetching.
+// Panels [panel_begin, panel_end) of a block, by dot tiles or the GEMM (the AVX-512 one when
+// SelectedCpuIsa() is kAvx512), or with b.q8 their integer forms. `next` (or null): the block
+// computed after this one, for prefetching.
 template <WType W>
 void MatmulPanels(const MatmulBlock& b, int64_t panel_begin, int64_t panel_end,
                   const MatmulBlock* next = nullptr) {
   if (b.num_rows <= 0 || panel_begin >= panel_end) return;
   int64_t c0, c1;
   PanelColumns(b, panel_begin, panel_end, &c0, &c1);
-  if (b.num_rows <= kMaxGemvRows && b.q8) {
-    MatmulGemvQ8(b, c0, c1, W);
+  if (b.q8) {
+    if (b.num_rows <= kMaxGemvRows) {
+      MatmulGemvQ8(b, c0, c1, W);
+    } else {
+      MatmulGemmQ8(b, c0, c1, W);
+    }
   } else if (b.num_rows <= kMaxGemvRows) {
     MatmulGemv<W>(b, c0, c1);
-  } else if (b.q8 && Q8DotUsesVnni()) {
-    MatmulGemmQ8Vnni(b, c0, c1, W);
   } else if (SelectedCpuIsa() == CpuIsa::kAvx512) {
     MatmulGemmAvx512<W>(b, c0, c1, next);
   } else {

@@ -1,10 +1,11 @@
 // Integer dot products for int8 and int4 weights (private to kernels/cpu): the decode rows
 // of the matmul kernels whose weight rounds its input to int8 (RoundsInputToInt8 in
-// ir/quant.h). Each input row is rounded once per kernel call (Q8Rows); each weight row's
-// dot product then reads bytes and multiplies bytes, 32 per instruction: VNNI's vpdpbusd
-// where the CPU has AVX512-VNNI and the AVX-512 path is selected, vpmaddubsw + vpmaddwd on
-// AVX2. Both give the same exact integers, so results never depend on the ISA; each output
-// is one weight row's dot product, so they never depend on the thread split either.
+// ir/quant.h; the prefill rows' integer GEMM is q8_gemm.cc). Each input row is rounded once per
+// kernel call (Q8Rows); each weight row's dot product then reads bytes and multiplies bytes, 32 per
+// instruction: VNNI's vpdpbusd where the CPU has AVX512-VNNI and the AVX-512 path is selected,
+// vpmaddubsw + vpmaddwd on AVX2. Both give the same exact integers, so results never depend on the
+// ISA; each output is one weight row's dot product, so they never depend on the thread split
+// either.
 //
 // Per weight row: for every block of 32 inputs an exact int32 product per group of 4
 // inputs (a lane), converted to f32 and multiplied by the block's weight scale times its
@@ -34,30 +35,24 @@ struct Q8Row {
   const int32_t* corr = nullptr;  // kInt4 only
 };
 
-// Input rows rounded to int8 for weights of one type, and, for the packed GEMM, the same
-// rows dequantized (q * d, f32): the GEMM multiplies the same rounded inputs in f32.
+// Input rows rounded to int8 for weights of one type.
 class Q8Rows {
  public:
   // Rounds rows [0, num_rows) of x (k values each, k a multiple of 32, rows k apart) for
-  // weights of `wtype` (kInt8 or kInt4) on up to num_threads threads; with `dequantized`,
-  // also keeps them as f32. With AVX2 (bit for bit RoundToQ8Block) unless the reference
-  // kernels are selected.
-  void Round(WType wtype, const float* x, int64_t num_rows, int64_t k, bool dequantized,
-             int num_threads);
+  // weights of `wtype` (kInt8 or kInt4) on up to num_threads threads, with AVX2 (bit for bit
+  // RoundToQ8Block) unless the reference kernels are selected.
+  void Round(WType wtype, const float* x, int64_t num_rows, int64_t k, int num_threads);
 
   Q8Row Row(int64_t r) const {
     return {q_.data() + r * q_stride_, d_.data() + r * d_stride_,
             corr_.empty() ? nullptr : corr_.data() + r * corr_stride_};
   }
-  // Row r of the dequantized rows (Round with `dequantized`).
-  const float* Dequantized(int64_t r) const { return x_.data() + r * k_; }
 
  private:
   std::vector<int8_t> q_;
   std::vector<float> d_;
   std::vector<int32_t> corr_;
-  std::vector<float> x_;
-  int64_t k_ = 0, q_stride_ = 0, d_stride_ = 0, corr_stride_ = 0;
+  int64_t q_stride_ = 0, d_stride_ = 0, corr_stride_ = 0;
 };
 
 // The calling thread's Q8Rows: kernels round their inputs into it before they split the
