@@ -20,6 +20,7 @@
 #include "ir/parser.h"
 #include "ir/printer.h"
 #include "ir/verifier.h"
+#include "kernels/cpu/cpu_isa.h"
 #include "runtime/engine.h"
 #include "support/half.h"
 #include "tests/golden/golden_util.h"
@@ -470,6 +471,20 @@ class QuantizedPlanTest : public testing::TempDirTest {
     options.plan_dir = plan_dir;
     return options;
   }
+  // `golden`'s model compiled with `format` weights in blocks of `block_cols`, its packed
+  // file in a new test directory (*dir).
+  StatusOr<Plan> CompileQuantized(const HfModel& model, const std::string& golden,
+                                  WeightFormat format, int32_t block_cols, std::string* dir,
+                                  QuantizeReport* report) {
+    const char* name = WeightFormatName(format);
+    *dir = TestDir(golden + "-" + name + "-" + std::to_string(block_cols));
+    CompileModelOptions options = GoldenOptions();
+    options.weights = format;
+    options.quant_block_cols = block_cols;
+    options.packed_weights_path = *dir + "/" + golden + "." + name + ".safetensors";
+    options.quantize_report = report;
+    return CompileModel(model, options);
+  }
   // Every golden family compiled with `bound.format` against the same model with its own
   // weights, within `bound`.
   void ExpectAccuracy(const Accuracy& bound) {
@@ -480,15 +495,10 @@ class QuantizedPlanTest : public testing::TempDirTest {
       StatusOr<Plan> base = CompileModel(*model, GoldenOptions());
       ASSERT_TRUE(base.ok()) << base.status().ToString();
       const char* format = WeightFormatName(bound.format);
-      const std::string dir =
-          TestDir(golden + "-" + format + "-" + std::to_string(bound.block_cols));
-      CompileModelOptions options = GoldenOptions();
-      options.weights = bound.format;
-      options.quant_block_cols = bound.block_cols;
-      options.packed_weights_path = dir + "/" + golden + "." + format + ".safetensors";
+      std::string dir;
       QuantizeReport report;
-      options.quantize_report = &report;
-      StatusOr<Plan> quantized = CompileModel(*model, options);
+      StatusOr<Plan> quantized =
+          CompileQuantized(*model, golden, bound.format, bound.block_cols, &dir, &report);
       ASSERT_TRUE(quantized.ok()) << quantized.status().ToString();
       if (report.weights == 0) {
         // int4 takes K % 32 == 0: some goldens' odd sizes leave it nothing.
@@ -559,6 +569,52 @@ TEST_F(QuantizedPlanTest, Int4LogitsStayCloseToTheCheckpointPlanOnEveryFamily) {
   for (const int32_t block_cols : {32, 64}) {
     ExpectAccuracy({WeightFormat::kInt4, block_cols, 0.3f, 0.3f, 30});
   }
+}
+
+// The instruction set does not change an int8 / int4 plan's results: its integer products are
+// the same exact sums and the same f32 operations on AVX2 (vpmaddubsw) and AVX-512 (VNNI's
+// vpdpbusd where the CPU has it), so one engine on each gives the same logits, bit for bit,
+// through a prefill of two prompts and 8 greedy decode steps (dense, MoE with shared experts
+// and GPT-OSS's biased experts). The ISA is switched between steps, while no kernel runs.
+TEST_F(QuantizedPlanTest, LogitsAreTheSameOnEveryInstructionSet) {
+  if (DetectedCpuIsa() != CpuIsa::kAvx512) GTEST_SKIP() << "this CPU runs one ISA only";
+  const CpuIsa saved = SelectedCpuIsa();
+  for (const std::string golden : {"qwen3_dense_yarn", "qwen2_moe_bf16", "gpt_oss_bf16"}) {
+    for (const WeightFormat format : {WeightFormat::kInt8, WeightFormat::kInt4}) {
+      SCOPED_TRACE(golden + " " + WeightFormatName(format));
+      StatusOr<HfModel> model = LoadHfModel(testing::GoldenDir(golden));
+      ASSERT_TRUE(model.ok()) << model.status().ToString();
+      std::string dir;
+      QuantizeReport report;
+      StatusOr<Plan> plan = CompileQuantized(*model, golden, format, 32, &dir, &report);
+      ASSERT_TRUE(plan.ok()) << plan.status().ToString();
+      ASSERT_GT(report.weights, 0);
+      StatusOr<std::unique_ptr<moegraph::Engine>> avx2 =
+          moegraph::Engine::Load(*plan, EngineAt(dir));
+      StatusOr<std::unique_ptr<moegraph::Engine>> avx512 =
+          moegraph::Engine::Load(*plan, EngineAt(dir));
+      ASSERT_TRUE(avx2.ok()) << avx2.status().ToString();
+      ASSERT_TRUE(avx512.ok()) << avx512.status().ToString();
+      const int vocab = plan->model.vocab_size;
+      std::vector<SequenceStep> batch = testing::PromptBatch({7, 13}, vocab, 1);
+      for (int step = 0; step <= 8; ++step) {
+        SetCpuIsa(CpuIsa::kAvx2);
+        StatusOr<StepLogits> want = (*avx2)->Step(batch);
+        SetCpuIsa(CpuIsa::kAvx512);
+        StatusOr<StepLogits> got = (*avx512)->Step(batch);
+        ASSERT_TRUE(want.ok()) << want.status().ToString();
+        ASSERT_TRUE(got.ok()) << got.status().ToString();
+        for (size_t seq = 0; seq < batch.size(); ++seq) {
+          const int32_t row = static_cast<int32_t>(seq);
+          ASSERT_EQ(std::memcmp(got->row(row), want->row(row), sizeof(float) * vocab), 0)
+              << "step " << step << " sequence " << seq << ": AVX-512 logits differ from AVX2's";
+        }
+        testing::AdvanceGreedy(
+            batch, [&](int32_t row) { return want->row(row); }, vocab);
+      }
+    }
+  }
+  SetCpuIsa(saved);
 }
 
 // The packed file is checked like the checkpoint: a missing file is NotFound naming it, an
