@@ -85,11 +85,7 @@ bool RunLinear(const KernelArgs& args, int num_weights) {
   b.out = args.out[0].as<float>();
   const int64_t num_rows = ref_detail::NumRows(args.out[0]);
   b.num_rows = num_rows;  // linear has no ForwardMeta: every row is real
-  if (RoundsInputToInt8(wg.quant, b.k)) {
-    simd::Q8Rows& q8 = simd::ThreadQ8Rows();
-    q8.Round(wtype, b.x, num_rows, b.k, args.num_threads);
-    b.q8 = &q8;
-  }
+  b.q8 = simd::RoundedInputs(wg.quant, wtype, b.x, num_rows, b.k, args.num_threads);
   RunDense(b, num_rows, wtype, args.num_threads);
   return true;
 }

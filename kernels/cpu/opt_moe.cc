@@ -261,11 +261,8 @@ bool RunGrouped(const KernelArgs& args, int num_weights) {
   p.wg = wg.expert_data;
   p.num_rows = NumRows(args.out[0]);
   p.num_valid_rows = std::min(p.num_rows, NumRows(args.in[0]));
-  if (RoundsInputToInt8(wg.quant, b.k)) {
-    simd::Q8Rows& q8 = simd::ThreadQ8Rows();  // rounded once for every expert
-    q8.Round(wtype, b.x, p.num_valid_rows, b.k, args.num_threads);
-    b.q8 = &q8;
-  }
+  // Rounded once for every expert.
+  b.q8 = simd::RoundedInputs(wg.quant, wtype, b.x, p.num_valid_rows, b.k, args.num_threads);
   ParallelShares(args.num_threads, [&](int t, int nt) {
     ForWType(wtype, [&](auto w) { GroupedWorker<decltype(w)::value>(p, t, nt); });
   });
@@ -372,11 +369,7 @@ void BatchedWorker(const BatchedProblem& p, int t, int num_threads) {
 }
 
 void RunBatched(BatchedProblem& p, WType wtype, const WeightQuant& quant, int num_threads) {
-  if (RoundsInputToInt8(quant, p.k)) {
-    simd::Q8Rows& q8 = simd::ThreadQ8Rows();
-    q8.Round(wtype, p.x, p.num_x_rows, p.k, num_threads);
-    p.q8 = &q8;
-  }
+  p.q8 = simd::RoundedInputs(quant, wtype, p.x, p.num_x_rows, p.k, num_threads);
   const int64_t total = p.num_pairs * p.n;
   // Rows no slot writes are zeros: clear everything, then compute.
   ParallelFor(num_threads, total,

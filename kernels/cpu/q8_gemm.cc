@@ -139,8 +139,8 @@ MG_VNNI void PackChunkVnni(bool int4, const void* const* cols, const float* cons
 }
 
 // c[m][0, 32) += the chunk's blocks for rows x[m], m < MR (c: rows kCols apart). int8: `a`
-// rows are the inputs + 128 (u8) in input order; int4: the Q8Row bytes, `corr8` per (row,
-// block) 8 x the block's input sum.
+// rows are the inputs + 128 (u8) in input order; int4: the Q8Row bytes, `corr8` the rows'
+// Q8Row::block_corr (8 x each block's input sum).
 template <int MR, bool kInt4>
 MG_VNNI void MicroKernelVnni(const Chunk& chunk, const uint8_t* const* a, const float* const* d,
                              const int32_t* const* corr8, int64_t b0, float* c) {
@@ -216,7 +216,7 @@ MG_AVX2 void PackChunkAvx2(bool int4, const void* const* cols, const float* cons
 
 // c[m][0, 32) += the chunk's blocks for rows m < MR <= 4, 16 columns at a time, by
 // vpmaddubsw + vpmaddwd (exact: |u| <= 127 or <= 15, |s| <= 128). `a`: the Q8Row bytes;
-// `corr8` (int4): 8 x each block's input sum.
+// `corr8` (int4): the rows' Q8Row::block_corr.
 template <int MR, bool kInt4>
 MG_AVX2 void MicroKernelAvx2(const Chunk& chunk, const uint8_t* const* a, const float* const* d,
                              const int32_t* const* corr8, int64_t b0, float* c) {
@@ -310,25 +310,13 @@ void Gemm(const MatmulBlock& b, int64_t c0, int64_t c1, bool int4, const Q8GemmK
   const int64_t panel_cols = b.wu ? kCols / 2 : kCols;
   const int64_t row_bytes = int4 ? k / 2 : k;
   const int64_t num_rows = b.num_rows;
-  // VNNI int8: the inputs + 128 (x ^ 0x80), rows k apart; int4: 8 x each block's input sum
-  // (the lane sums of the row's corr, added up).
+  // VNNI int8: the inputs + 128 (x ^ 0x80), rows k apart.
   static thread_local std::vector<uint8_t> plus_128;
-  static thread_local std::vector<int32_t> corr8;
   const bool shift = !int4 && isa.int8_inputs_plus_128;
   if (shift) {
     plus_128.resize(static_cast<size_t>(num_rows * k));
     for (int64_t r = 0; r < num_rows; ++r)
       Plus128(b.q8->Row(b.q8_row0 + r).q, k, plus_128.data() + r * k);
-  }
-  if (int4) {
-    corr8.resize(static_cast<size_t>(num_rows * num_blocks));
-    for (int64_t r = 0; r < num_rows; ++r) {
-      const int32_t* lanes = b.q8->Row(b.q8_row0 + r).corr;
-      for (int64_t blk = 0; blk < num_blocks; ++blk) {
-        const int32_t* l = lanes + blk / 2 * 8 + (blk % 2) * 4;
-        corr8[r * num_blocks + blk] = l[0] + l[1] + l[2] + l[3];
-      }
-    }
   }
   static thread_local std::vector<float> tile;  // [num_rows, kCols]: the panel's sums
   tile.resize(static_cast<size_t>(num_rows * kCols));
@@ -362,7 +350,7 @@ void Gemm(const MatmulBlock& b, int64_t c0, int64_t c1, bool int4, const Q8GemmK
           const Q8Row row = b.q8->Row(b.q8_row0 + r0 + m);
           a[m] = shift ? plus_128.data() + (r0 + m) * k : reinterpret_cast<const uint8_t*>(row.q);
           d[m] = row.d;
-          corr[m] = int4 ? corr8.data() + (r0 + m) * num_blocks : nullptr;
+          corr[m] = row.block_corr;
         }
         micro[mr](chunk, a, d, corr, blk, tile.data() + r0 * kCols);
       }

@@ -142,6 +142,7 @@ void Q8Rows::Round(WType wtype, const float* x, int64_t num_rows, int64_t k, int
   q_.assign(static_cast<size_t>(num_rows * q_stride_), 0);
   d_.assign(static_cast<size_t>(num_rows * d_stride_), 0.0f);
   corr_.assign(static_cast<size_t>(num_rows * corr_stride_), 0);
+  block_corr_.assign(int4 ? static_cast<size_t>(num_rows * d_stride_) : 0, 0);
   const bool avx2 = SelectedCpuIsa() != CpuIsa::kReference;
   ParallelFor(
       num_threads, num_rows,
@@ -166,12 +167,15 @@ void Q8Rows::Round(WType wtype, const float* x, int64_t num_rows, int64_t k, int
               even[32 + t] = q[2 * t + 1];
             }
             // Lane l of the half multiplies inputs [8l, 8l + 8) of the block.
+            int32_t block_sum = 0;
             for (int64_t l = 0; l < 4; ++l) {
               int32_t sum = 0;
               for (int64_t i = 8 * l; i < 8 * l + 8; ++i)
                 sum += q[i];
               corr[l] = 8 * sum;
+              block_sum += sum;
             }
+            block_corr_[r * d_stride_ + b] = 8 * block_sum;
           }
         }
       },
@@ -181,6 +185,14 @@ void Q8Rows::Round(WType wtype, const float* x, int64_t num_rows, int64_t k, int
 Q8Rows& ThreadQ8Rows() {
   static thread_local Q8Rows rows;
   return rows;
+}
+
+const Q8Rows* RoundedInputs(const WeightQuant& quant, WType wtype, const float* x, int64_t num_rows,
+                            int64_t k, int num_threads) {
+  if (!RoundsInputToInt8(quant, k)) return nullptr;
+  Q8Rows& rows = ThreadQ8Rows();
+  rows.Round(wtype, x, num_rows, k, num_threads);
+  return &rows;
 }
 
 // ---- Drivers --------------------------------------------------------------------------

@@ -428,10 +428,10 @@ MG_AVX2 void GemmPanel(const float* a, int64_t lda, int64_t num_rows, const WEle
 // Rows up to this many use dot-product tiles; more use the packed GEMM.
 constexpr int64_t kMaxGemvRows = kMaxDotActRows;
 
-// out[r * out_stride + j] = x[r] . wg[j], or silu(x[r] . wg[j]) * (x[r] . wu[j])
-// when wu is set, for r < num_rows, with x rows k apart.
 class Q8Rows;  // simd_q8.h
 
+// out[r * out_stride + j] = x[r] . wg[j], or silu(x[r] . wg[j]) * (x[r] . wu[j])
+// when wu is set, for r < num_rows, with x rows k apart.
 struct MatmulBlock {
   const float* x = nullptr;  // [num_rows, k]
   const void* wg = nullptr;  // [n, k]

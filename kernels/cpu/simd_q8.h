@@ -28,11 +28,13 @@ namespace moegraph::simd {
 //          weights' 32 bytes hold them; a last odd block has zeros for its partner, and
 //          corr[8p + l] is 8 times the sum of the inputs lane l of the pair multiplies, the
 //          weights' + 8 taken back out.
-// d[b] is block b's scale, zero past the last block up to a multiple of 8.
+// d[b] is block b's scale, zero past the last block up to a multiple of 8; for kInt4,
+// block_corr[b] is 8 times block b's input sum (its lanes' corr added up, for the GEMM).
 struct Q8Row {
   const int8_t* q = nullptr;
   const float* d = nullptr;
-  const int32_t* corr = nullptr;  // kInt4 only
+  const int32_t* corr = nullptr;        // kInt4 only
+  const int32_t* block_corr = nullptr;  // kInt4 only
 };
 
 // Input rows rounded to int8 for weights of one type.
@@ -44,20 +46,26 @@ class Q8Rows {
   void Round(WType wtype, const float* x, int64_t num_rows, int64_t k, int num_threads);
 
   Q8Row Row(int64_t r) const {
-    return {q_.data() + r * q_stride_, d_.data() + r * d_stride_,
-            corr_.empty() ? nullptr : corr_.data() + r * corr_stride_};
+    if (corr_.empty()) return {q_.data() + r * q_stride_, d_.data() + r * d_stride_};
+    return {q_.data() + r * q_stride_, d_.data() + r * d_stride_, corr_.data() + r * corr_stride_,
+            block_corr_.data() + r * d_stride_};
   }
 
  private:
   std::vector<int8_t> q_;
   std::vector<float> d_;
-  std::vector<int32_t> corr_;
+  std::vector<int32_t> corr_, block_corr_;
   int64_t q_stride_ = 0, d_stride_ = 0, corr_stride_ = 0;
 };
 
 // The calling thread's Q8Rows: kernels round their inputs into it before they split the
 // work, and it keeps its capacity from call to call.
 Q8Rows& ThreadQ8Rows();
+
+// For a weight that rounds its input to int8 (RoundsInputToInt8(quant, k)): the num_rows
+// rows of x rounded into ThreadQ8Rows() for `wtype`; else null (the input stays f32).
+const Q8Rows* RoundedInputs(const WeightQuant& quant, WType wtype, const float* x, int64_t num_rows,
+                            int64_t k, int num_threads);
 
 // Columns [c0, c1) of out_rows[m][j] = x_rows[m] . wg[j], or silu(x_rows[m] . wg[j]) *
 // (x_rows[m] . wu[j]) when wu is set, for m < mr, with int8 / int4 weights [n, k] of

@@ -1359,13 +1359,13 @@ TEST(OptKernelsTest, Int4VectorDecodeIsExact) {
   }
 }
 
-// compile-model --weights int4's blocks of 32 and 64 (96 and 320 leave a partial block of 64)
-// through every matmul kernel that reads an out-major weight: linear and linear_silu_mul for
-// decode and prefill rows, the grouped MoE matmuls (dot tiles and GEMM groups), the
-// expert-batched decode kernels and expert_batched_matmul.
-// `make(experts, rows, cols, block_cols, seed)` makes the weights; `wtype` is the type the
-// optimised kernels must take them as (no reference fallback). Their inputs are rounded to
-// int8 (RoundsInputToInt8): k 320 has a group of 8 blocks and a partial one, 96 an odd block.
+// compile-model --weights int8 / int4's blocks of 32 and 64 (96 and 320 leave a partial block
+// of 64) through every matmul kernel that reads an out-major weight: linear and
+// linear_silu_mul for decode and prefill rows, the grouped MoE matmuls (dot tiles and GEMM
+// groups), the expert-batched decode kernels and expert_batched_matmul. `make(experts, rows,
+// cols, block_cols, seed)` makes the weights; `want_wtype` is the type the optimised kernels
+// must take them as (no reference fallback). Their inputs are rounded to int8
+// (RoundsInputToInt8): k 320 has a group of 8 blocks and a partial one, 96 an odd block.
 template <typename MakeWeight>
 void ExpectIntegerKernelsMatch(const std::string& name, simd::WType want_wtype, MakeWeight make) {
   for (const int32_t block_cols : {32, 64}) {
@@ -1493,6 +1493,9 @@ TEST(OptKernelsTest, Q8RowsRoundAsRoundToQ8Block) {
           if (wtype == simd::WType::kInt4) {
             for (int l = 0; l < 4; ++l)
               EXPECT_EQ(row.corr[b / 2 * 8 + (b % 2) * 4 + l], 8 * lane_sums[l]) << what;
+            EXPECT_EQ(row.block_corr[b],
+                      8 * (lane_sums[0] + lane_sums[1] + lane_sums[2] + lane_sums[3]))
+                << what;
           }
         }
       }
