@@ -694,7 +694,8 @@ void BM_Rope(benchmark::State& state, KernelFn fn) {
 }
 
 // Registers `name`/opt (the optimised kernel at the widest ISA this machine runs), on an
-// AVX-512 machine also `name`/opt_avx2 (the same kernel held to AVX2), and `name`/ref.
+// AMX machine also `name`/opt_avx512, on an AVX-512 one `name`/opt_avx2 (the same kernel held
+// to that ISA), and `name`/ref.
 template <typename Fn, typename... Args>
 void Register(const std::string& name, Fn fn, KernelFn opt, KernelFn ref, Args... args) {
   struct Variant {
@@ -705,7 +706,10 @@ void Register(const std::string& name, Fn fn, KernelFn opt, KernelFn ref, Args..
   const CpuIsa widest = DetectedCpuIsa();
   std::vector<Variant> variants;
   if (widest != CpuIsa::kReference) variants.push_back({"/opt", opt, widest});
-  if (widest == CpuIsa::kAvx512) variants.push_back({"/opt_avx2", opt, CpuIsa::kAvx2});
+  if (widest == CpuIsa::kAmx) variants.push_back({"/opt_avx512", opt, CpuIsa::kAvx512});
+  if (static_cast<int>(widest) >= static_cast<int>(CpuIsa::kAvx512)) {
+    variants.push_back({"/opt_avx2", opt, CpuIsa::kAvx2});
+  }
   variants.push_back({"/ref", ref, widest});
   for (const Variant& v : variants) {
     auto* b = benchmark::RegisterBenchmark((name + v.suffix).c_str(), [=](benchmark::State& state) {
@@ -731,7 +735,7 @@ void RegisterAll() {
   yardstick(benchmark::RegisterBenchmark("yardstick/triad_bandwidth", BM_YardstickTriadBandwidth));
   yardstick(benchmark::RegisterBenchmark(
       "yardstick/peak_fma", [](benchmark::State& st) { BM_YardstickPeakFma(st, false); }));
-  if (DetectedCpuIsa() == CpuIsa::kAvx512) {
+  if (static_cast<int>(DetectedCpuIsa()) >= static_cast<int>(CpuIsa::kAvx512)) {
     yardstick(benchmark::RegisterBenchmark(
         "yardstick/peak_fma_avx512", [](benchmark::State& st) { BM_YardstickPeakFma(st, true); }));
   }

@@ -426,7 +426,7 @@ struct Yardsticks {
   double peak_avx512_gflops = 0;  // AVX-512 FMA (0 without AVX-512)
   // The FMA peak of the ISA the kernels use: what their GEMMs are measured against.
   double kernel_peak_gflops() const {
-    return SelectedCpuIsa() == CpuIsa::kAvx512 ? peak_avx512_gflops : peak_gflops;
+    return CpuIsaAtLeast(CpuIsa::kAvx512) ? peak_avx512_gflops : peak_gflops;
   }
 };
 
@@ -808,7 +808,7 @@ int Main(int argc, char** argv) {
   const double read_gbs = yard.read_gbs, stream_read_gbs = yard.stream_read_gbs,
                triad_gbs = yard.triad_gbs, peak_gflops = yard.kernel_peak_gflops();
   const std::string peak_name =
-      std::string("peak FMA ") + (SelectedCpuIsa() == CpuIsa::kAvx512 ? "AVX-512 " : "AVX2 ");
+      std::string("peak FMA ") + (CpuIsaAtLeast(CpuIsa::kAvx512) ? "AVX-512 " : "AVX2 ");
   std::printf("\nper key (replay = captured program, eager = step-by-step interpreter):\n");
   std::printf("| %-13s | %-44s | %6s | %11s | %11s | %11s | %8s | %7s | %10s |\n", "model", "key",
               "tokens", "replay us", "eager us", "kernels us", "overhead", "eager/", "tokens/s");

@@ -53,4 +53,17 @@ inline bool HasAvx512Vnni() {
   return (ecx & (1u << 11)) != 0;  // leaf 7, ECX
 }
 
+// True when HasAvx512FBwDqVl, the processor has AMX-TILE and AMX-BF16, and the OS manages the
+// tile state (XCR0 bits 17-18). Linux still refuses the tile instructions (SIGILL) until the
+// process asks for them: RequestAmxTiles in cpu_isa.cc.
+inline bool HasAmxBf16() {
+  if (!HasAvx512FBwDqVl()) return false;
+  unsigned eax = 0, ebx = 0, ecx = 0, edx = 0;
+  if (!__get_cpuid_count(7, 0, &eax, &ebx, &ecx, &edx)) return false;
+  constexpr unsigned kAmxBf16 = 1u << 22, kAmxTile = 1u << 24;  // leaf 7, EDX
+  if ((edx & (kAmxBf16 | kAmxTile)) != (kAmxBf16 | kAmxTile)) return false;
+  constexpr uint64_t kTileState = (uint64_t{1} << 17) | (uint64_t{1} << 18);
+  return (Xcr0() & kTileState) == kTileState;
+}
+
 }  // namespace moegraph::cpu

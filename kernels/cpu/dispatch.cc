@@ -2,6 +2,8 @@
 // GEMM for prefill rows) kernel of an op when this processor runs it and it supports the step.
 #include "kernels/cpu/dispatch.h"
 
+#include <algorithm>
+
 #include <string_view>
 
 #include "ir/op_registry.h"
@@ -33,7 +35,8 @@ bool WeightInputs(const KernelStep& step, size_t first, size_t count) {
 }
 
 // An optimised kernel, the steps it supports, and whether its prefill rows run the AVX-512
-// GEMM when SelectedCpuIsa() is kAvx512 (its other paths are AVX2).
+// GEMM when SelectedCpuIsa() includes kAvx512 (its other paths are AVX2), and the AMX one for
+// bf16 weights when it is kAmx.
 struct OptKernel {
   KernelFn fn = nullptr;
   bool (*supports)(const KernelStep& step) = nullptr;
@@ -139,7 +142,12 @@ CpuKernelChoice SelectCpuKernel(const KernelStep& step, bool reference_only) {
   if (reference_only || !OptKernelsSupported() || e->opt.fn == nullptr) return choice;
   if (e->opt.supports(step)) {
     choice.fn = e->opt.fn;
-    choice.variant = CpuIsaName(e->opt.avx512 ? SelectedCpuIsa() : CpuIsa::kAvx2);
+    CpuIsa isa = e->opt.avx512 ? SelectedCpuIsa() : CpuIsa::kAvx2;
+    const bool bf16_weights =
+        std::any_of(step.inputs.begin(), step.inputs.end(),
+                    [](const ArgRef& in) { return in.dtype == DType::kBF16; });
+    if (isa == CpuIsa::kAmx && !bf16_weights) isa = CpuIsa::kAvx512;
+    choice.variant = CpuIsaName(isa);
   }
   return choice;
 }

@@ -84,7 +84,7 @@ struct RowDot {
 }  // namespace
 
 bool Q8DotUsesVnni() {
-  return SelectedCpuIsa() == CpuIsa::kAvx512 && CpuHasAvx512Vnni();
+  return CpuIsaAtLeast(CpuIsa::kAvx512) && CpuHasAvx512Vnni();
 }
 
 // ---- Rounding the inputs ------------------------------------------------------------

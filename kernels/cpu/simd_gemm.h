@@ -607,11 +607,19 @@ inline void PanelColumns(const MatmulBlock& b, int64_t panel_begin, int64_t pane
 template <WType W>
 void MatmulGemmAvx512(const MatmulBlock& b, int64_t c0, int64_t c1, const MatmulBlock* next);
 
+// Columns [c0, c1) of a block of bf16 weights with AMX tiles (amx_gemm.cc; only when
+// SelectedCpuIsa() is kAmx): the weights multiply as they lie in memory, the activations
+// split exactly into three bf16 parts, so every product is exact and only the f32 sums round
+// (in the tiles' order: results within f32 rounding of MatmulGemmAvx512's, not its bits; the
+// same bits at any thread split). `next` (or null): the block whose columns c0.. come next,
+// to prefetch.
+void MatmulGemmAmx(const MatmulBlock& b, int64_t c0, int64_t c1, const MatmulBlock* next);
+
 // Columns [c0, c1) of a block of at most kMaxDotActRows rows with b.q8 set, by integer dot
 // products (q8_gemv.cc).
 void MatmulGemvQ8(const MatmulBlock& b, int64_t c0, int64_t c1, WType wtype);
 
-// Whether the integer products use AVX512-VNNI (SelectedCpuIsa() is kAvx512 and the CPU has
+// Whether the integer products use AVX512-VNNI (SelectedCpuIsa() includes kAvx512 and the CPU has
 // it; else AVX2's vpmaddubsw + vpmaddwd).
 bool Q8DotUsesVnni();
 
@@ -619,8 +627,9 @@ bool Q8DotUsesVnni();
 // (q8_gemm.cc): the same bits with AVX512-VNNI and AVX2.
 void MatmulGemmQ8(const MatmulBlock& b, int64_t c0, int64_t c1, WType wtype);
 
-// Panels [panel_begin, panel_end) of a block, by dot tiles or the GEMM (the AVX-512 one when
-// SelectedCpuIsa() is kAvx512), or with b.q8 their integer forms. `next` (or null): the block
+// Panels [panel_begin, panel_end) of a block, by dot tiles or the GEMM (the AMX one for bf16
+// weights when SelectedCpuIsa() is kAmx, the AVX-512 one when it includes kAvx512), or with
+// b.q8 their integer forms. `next` (or null): the block
 // computed after this one, for prefetching.
 template <WType W>
 void MatmulPanels(const MatmulBlock& b, int64_t panel_begin, int64_t panel_end,
@@ -636,7 +645,9 @@ void MatmulPanels(const MatmulBlock& b, int64_t panel_begin, int64_t panel_end,
     }
   } else if (b.num_rows <= kMaxGemvRows) {
     MatmulGemv<W>(b, c0, c1);
-  } else if (SelectedCpuIsa() == CpuIsa::kAvx512) {
+  } else if (W == WType::kBF16 && SelectedCpuIsa() == CpuIsa::kAmx) {
+    MatmulGemmAmx(b, c0, c1, next);
+  } else if (CpuIsaAtLeast(CpuIsa::kAvx512)) {
     MatmulGemmAvx512<W>(b, c0, c1, next);
   } else {
     MatmulGemm<W>(b, panel_begin, panel_end, next);

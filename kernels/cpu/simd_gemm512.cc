@@ -10,7 +10,7 @@
 // change which products run side by side, never the order in which one output is summed.
 //
 // Every function carries its own target attribute, so the library builds without -mavx512f
-// and MatmulPanels calls this only when SelectedCpuIsa() is kAvx512.
+// and MatmulPanels calls this only when SelectedCpuIsa() includes kAvx512.
 #include <immintrin.h>
 
 #include <algorithm>
