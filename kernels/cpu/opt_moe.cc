@@ -5,6 +5,7 @@
 #include <cmath>
 #include <cstdint>
 #include <limits>
+#include <vector>
 
 #include "kernels/cpu/opt_kernels.h"
 #include "kernels/cpu/reference_kernels.h"
@@ -229,6 +230,52 @@ void GroupedWorker(const GroupedProblem& p, int t, int num_threads) {
   zero_rows(covered, p.num_rows);
 }
 
+// The accepted experts with rows, in order (NextExpertWithRows from the start), with the
+// rows no accepted expert covers zeroed in every column.
+std::vector<int64_t> ExpertsWithRows(const GroupedProblem& p) {
+  std::vector<int64_t> experts;
+  const MatmulBlock& base = p.base;
+  auto zero_rows = [&](int64_t r0, int64_t r1) {
+    for (int64_t r = r0; r < r1; ++r)
+      std::fill(base.out + r * base.out_stride, base.out + r * base.out_stride + base.n, 0.0f);
+  };
+  int64_t covered = 0;
+  for (int64_t e = NextAcceptedExpert(p, 0, covered); e < p.num_experts;
+       e = NextAcceptedExpert(p, e + 1, covered)) {
+    zero_rows(covered, p.offsets[e]);
+    covered = p.offsets[e + 1];
+    if (p.offsets[e + 1] > p.offsets[e]) experts.push_back(e);
+  }
+  zero_rows(covered, p.num_rows);
+  return experts;
+}
+
+// Whole experts of share t of n_shares, split by their rows: the AMX GEMM transposes an
+// expert's rows into tiles once for all its columns, where splitting every expert's columns
+// (GroupedWorker) would transpose them once per share.
+template <WType W>
+void GroupedExpertWorker(const GroupedProblem& p, const std::vector<int64_t>& experts, int t,
+                         int num_shares) {
+  const int64_t total = p.offsets[experts.back() + 1] - p.offsets[experts.front()];
+  int64_t r0, r1;
+  simd::SplitRange(total, t, num_shares, &r0, &r1);
+  const int64_t first_row = p.offsets[experts.front()];
+  for (int64_t e : experts) {
+    // An expert belongs to the share its first row falls in.
+    const int64_t begin = p.offsets[e] - first_row;
+    if (begin < r0 || begin >= r1) continue;
+    const MatmulBlock block = ExpertBlock(p, e);
+    const int64_t panel_cols = simd::PanelCols(block);
+    simd::MatmulPanels<W>(block, 0, (block.n + panel_cols - 1) / panel_cols);
+    if (p.bias) {
+      for (int64_t r = 0; r < block.num_rows; ++r) {
+        float* row = block.out + r * p.base.out_stride;
+        AddExpertBias(&row, 1, *p.bias, e, block.n, 0, block.n);
+      }
+    }
+  }
+}
+
 bool RunGrouped(const KernelArgs& args, int num_weights) {
   const TensorArg& offsets = args.in[1];
   const TensorArg& wg = args.in[2];
@@ -263,6 +310,13 @@ bool RunGrouped(const KernelArgs& args, int num_weights) {
   p.num_valid_rows = std::min(p.num_rows, NumRows(args.in[0]));
   // Rounded once for every expert.
   b.q8 = simd::RoundedInputs(wg.quant, wtype, b.x, p.num_valid_rows, b.k, args.num_threads);
+  if (wtype == WType::kBF16 && SelectedCpuIsa() == CpuIsa::kAmx) {
+    const std::vector<int64_t> experts = ExpertsWithRows(p);
+    if (experts.empty()) return true;
+    ParallelShares(args.num_threads,
+                   [&](int t, int nt) { GroupedExpertWorker<WType::kBF16>(p, experts, t, nt); });
+    return true;
+  }
   ParallelShares(args.num_threads, [&](int t, int nt) {
     ForWType(wtype, [&](auto w) { GroupedWorker<decltype(w)::value>(p, t, nt); });
   });

@@ -611,9 +611,8 @@ void MatmulGemmAvx512(const MatmulBlock& b, int64_t c0, int64_t c1, const Matmul
 // SelectedCpuIsa() is kAmx): the weights multiply as they lie in memory, the activations
 // split exactly into three bf16 parts, so every product is exact and only the f32 sums round
 // (in the tiles' order: results within f32 rounding of MatmulGemmAvx512's, not its bits; the
-// same bits at any thread split). `next` (or null): the block whose columns c0.. come next,
-// to prefetch.
-void MatmulGemmAmx(const MatmulBlock& b, int64_t c0, int64_t c1, const MatmulBlock* next);
+// same bits at any thread split).
+void MatmulGemmAmx(const MatmulBlock& b, int64_t c0, int64_t c1);
 
 // Columns [c0, c1) of a block of at most kMaxDotActRows rows with b.q8 set, by integer dot
 // products (q8_gemv.cc).
@@ -646,7 +645,7 @@ void MatmulPanels(const MatmulBlock& b, int64_t panel_begin, int64_t panel_end,
   } else if (b.num_rows <= kMaxGemvRows) {
     MatmulGemv<W>(b, c0, c1);
   } else if (W == WType::kBF16 && SelectedCpuIsa() == CpuIsa::kAmx) {
-    MatmulGemmAmx(b, c0, c1, next);
+    MatmulGemmAmx(b, c0, c1);
   } else if (CpuIsaAtLeast(CpuIsa::kAvx512)) {
     MatmulGemmAvx512<W>(b, c0, c1, next);
   } else {
